@@ -1,0 +1,1 @@
+"""The ``dicomml`` command line: one module per subcommand."""

@@ -1,0 +1,132 @@
+"""The one exception tree of dicomml.
+
+Every error dicomml raises on purpose is a :class:`DicomMLError`. Each class
+also inherits the builtin that fits it (as zarr does), so ``except ValueError``
+keeps working for callers that do not know dicomml.
+
+Exceptions carry ``path``, ``series_uid`` and ``tag`` so that the indexer's
+``errors`` table and the preprocessing run report can record them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DicomMLError",
+    "InvalidDicomFileError",
+    "UnsupportedTransferSyntaxError",
+    "ManifestError",
+    "SeriesNotFoundError",
+    "SeriesAssemblyError",
+    "MixedSeriesError",
+    "SliceGapError",
+    "DuplicateSliceError",
+    "GantryTiltError",
+    "InconsistentGeometryError",
+    "GeometryError",
+    "SegReferenceError",
+    "CacheIntegrityError",
+    "CacheMissError",
+    "ConfigError",
+]
+
+
+class DicomMLError(Exception):
+    """Base of every dicomml error.
+
+    Parameters
+    ----------
+    message
+        One line: the file, the problem, observed vs expected, the way out.
+    path
+        The file (or store entry) concerned, if any.
+    series_uid
+        The SeriesInstanceUID or series key concerned, if any.
+    tag
+        The DICOM tag concerned, as ``"(0028,0030)"``, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        series_uid: str | None = None,
+        tag: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.series_uid = series_uid
+        self.tag = tag
+
+    def __reduce__(self):  # keeps the keyword attributes across processes
+        return (_rebuild, (type(self), str(self), self.path, self.series_uid, self.tag))
+
+
+def _rebuild(cls, message, path, series_uid, tag):
+    return cls(message, path=path, series_uid=series_uid, tag=tag)
+
+
+class InvalidDicomFileError(DicomMLError, ValueError):
+    """A file is not DICOM, is truncated, or its header cannot be parsed."""
+
+
+class UnsupportedTransferSyntaxError(DicomMLError, NotImplementedError):
+    """Pixel data in a transfer syntax that no installed decoder handles."""
+
+
+class ManifestError(DicomMLError, OSError):
+    """A manifest folder is missing, unwritable or has an unknown schema."""
+
+
+class SeriesNotFoundError(DicomMLError, KeyError):
+    """A series key or annotation key that the manifest does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class SeriesAssemblyError(DicomMLError, ValueError):
+    """A series cannot be assembled into one regular volume."""
+
+
+class MixedSeriesError(SeriesAssemblyError):
+    """The files given hold more than one volume group."""
+
+
+class SliceGapError(SeriesAssemblyError):
+    """Slices are missing: a step along the slice normal exceeds the spacing."""
+
+
+class DuplicateSliceError(SeriesAssemblyError):
+    """Two slices (of one time point or echo) lie at the same position."""
+
+
+class GantryTiltError(SeriesAssemblyError):
+    """Slice positions progress obliquely to the slice normal (gantry tilt)."""
+
+
+class InconsistentGeometryError(SeriesAssemblyError):
+    """Orientation, pixel spacing, shape or spacing differ between slices."""
+
+
+class GeometryError(DicomMLError, ValueError):
+    """Invalid input to a pure geometry function (affine, axis codes, shape)."""
+
+
+class SegReferenceError(DicomMLError, LookupError):
+    """A SEG or RTSTRUCT whose referenced image series cannot be found or matched."""
+
+
+class CacheIntegrityError(DicomMLError, OSError):
+    """A cache entry is incomplete or its checksums do not match."""
+
+
+class CacheMissError(DicomMLError, KeyError):
+    """A cache entry is absent and computing it was not allowed (``cache_only=True``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(DicomMLError, ValueError):
+    """A pipeline configuration is invalid (unknown key, wrong type or value)."""

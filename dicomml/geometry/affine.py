@@ -1,0 +1,98 @@
+"""Affines from DICOM geometry tags, and what can be read back from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from nibabel.orientations import aff2axcodes
+
+from dicomml.errors import GeometryError
+
+__all__ = ["LPS_TO_RAS", "axcodes", "dicom_affine", "spacing_of"]
+
+#: Flips DICOM's LPS+ world into nibabel/MONAI's RAS+ world.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def dicom_affine(
+    orientation: Sequence[float],
+    pixel_spacing: Sequence[float],
+    origin: Sequence[float],
+    slice_step: Sequence[float],
+) -> np.ndarray:
+    """Affine of a (slice, row, column) array built from DICOM tags.
+
+    Parameters
+    ----------
+    orientation
+        ImageOrientationPatient: row direction cosine (along a row, as the
+        column index grows) then column direction cosine (as the row index
+        grows), LPS+.
+    pixel_spacing
+        PixelSpacing: (distance between rows, distance between columns), mm.
+    origin
+        ImagePositionPatient of the first slice's first pixel, mm, LPS+.
+    slice_step
+        Vector from one slice's origin to the next one's, mm, LPS+.
+
+    Returns
+    -------
+    numpy.ndarray
+        4x4 float64 affine mapping indices (slice, row, column) to RAS+ mm.
+
+    Raises
+    ------
+    GeometryError
+        If the direction cosines are not unit length or not orthogonal, or a
+        spacing is not positive.
+
+    Example
+    -------
+    >>> a = dicom_affine([1, 0, 0, 0, 1, 0], [0.5, 0.7], [10, 20, 30], [0, 0, 2])
+    >>> a[:3, 3].tolist()
+    [-10.0, -20.0, 30.0]
+    """
+    iop = np.asarray(orientation, dtype=np.float64)
+    if iop.shape != (6,):
+        raise GeometryError(f"ImageOrientationPatient needs 6 values, got {iop.size}")
+    row_dir, col_dir = iop[:3], iop[3:]
+    if not (np.isclose(np.linalg.norm(row_dir), 1, atol=1e-3) and np.isclose(np.linalg.norm(col_dir), 1, atol=1e-3)):
+        raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not two unit vectors")
+    if abs(float(row_dir @ col_dir)) > 1e-3:
+        raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not orthogonal")
+    d_row, d_col = (float(v) for v in pixel_spacing)
+    if not (d_row > 0 and d_col > 0):
+        raise GeometryError(f"PixelSpacing {list(pixel_spacing)} must be positive")
+    lps = np.eye(4)
+    lps[:3, 0] = np.asarray(slice_step, dtype=np.float64)
+    lps[:3, 1] = col_dir * d_row
+    lps[:3, 2] = row_dir * d_col
+    lps[:3, 3] = np.asarray(origin, dtype=np.float64)
+    return LPS_TO_RAS @ lps
+
+
+def spacing_of(affine: np.ndarray) -> tuple[float, ...]:
+    """Voxel spacing in mm along each array axis (column norms of the 3x3).
+
+    Example
+    -------
+    >>> spacing_of(np.diag([2.0, 3.0, 4.0, 1.0]))
+    (2.0, 3.0, 4.0)
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    return tuple(float(v) for v in np.linalg.norm(a[:3, :3], axis=0))
+
+
+def axcodes(affine: np.ndarray) -> str:
+    """Orientation code of the array axes, RAS+ letters (nibabel's ``aff2axcodes``).
+
+    Each letter names the world direction that an array axis increases
+    towards: ``"LPS"`` means axis 0 points left, axis 1 posterior, axis 2 superior.
+
+    Example
+    -------
+    >>> axcodes(np.diag([-1.0, 1.0, 1.0, 1.0]))
+    'LAS'
+    """
+    return "".join(aff2axcodes(np.asarray(affine, dtype=np.float64)))
