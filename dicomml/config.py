@@ -1,0 +1,359 @@
+"""Pipeline configuration: frozen dataclasses, loaded from YAML, serialized stably.
+
+A pipeline has two parts. :class:`Deterministic` (orientation, spacing,
+crop/pad, dtype, masks, storage layout) runs *before* the cache and is what
+the cache key hashes; :class:`AtLoad` (windows, normalization, random
+augmentation) runs *after* it, when a sample is read, so changing a window
+never invalidates a cache entry.
+
+YAML layout (every key optional except ``name``)::
+
+    name: ct_1mm
+    deterministic:
+      orientation: RAS          # RAS+ axis code of the cached array axes
+      spacing: [1.0, 1.0, 1.0]  # mm along the three array axes, or null (keep)
+      shape: null               # crop/pad to (i, j, k) voxels, or null (keep)
+      dtype: int16              # int16 | uint16 | uint8 | float16 | float32
+      masks: []                 # segment labels to cache; ["*"] = every segment
+      chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
+    at_load:
+      windows:                  # stacked as channels, each scaled to [0, 1]
+        - {name: soft_tissue, center: 40, width: 400}
+      normalize: none           # none | zscore (after windows, if any)
+      augment:                  # random transforms of dicomml.transforms, in order
+        - {name: RandFlip, params: {axes: [0, 1, 2], p: 0.5}}
+
+Example
+-------
+>>> cfg = PipelineConfig.from_dict({"name": "demo", "deterministic": {"spacing": [1.5, 1.5, 1.5]}})
+>>> cfg.deterministic.spacing
+(1.5, 1.5, 1.5)
+>>> len(cfg.cache_hash())
+64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dicomml.errors import ConfigError
+
+__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config"]
+
+_DTYPES = ("int16", "uint16", "uint8", "float16", "float32")
+_NORMALIZE = ("none", "zscore")
+_AXIS_LETTERS = ({"L", "R"}, {"A", "P"}, {"S", "I"})
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One intensity window, output scaled to [0, 1].
+
+    Attributes
+    ----------
+    center, width
+        Window center and width in the image's units (HU for CT), DICOM
+        (0028,1050) / (0028,1051) convention: ``[center - width/2, center + width/2]``.
+    name
+        Label of the channel (``"brain"``, ``"bone"``...).
+    """
+
+    center: float
+    width: float
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.center) and math.isfinite(self.width) and self.width > 0):
+            raise ConfigError(f"window {self.name or ''}: center {self.center}, width {self.width}; width must be > 0")
+
+    @property
+    def low(self) -> float:
+        """Lowest value of the window (maps to 0)."""
+        return self.center - self.width / 2
+
+    @property
+    def high(self) -> float:
+        """Highest value of the window (maps to 1)."""
+        return self.center + self.width / 2
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A random transform of :mod:`dicomml.transforms`, by class name, with its keyword arguments."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the transform's constructor (lists for sequences)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+
+
+@dataclass(frozen=True)
+class Deterministic:
+    """The part of a pipeline that runs before the cache; the cache key hashes it.
+
+    Attributes
+    ----------
+    orientation
+        RAS+ axis code the cached array axes follow (``"RAS"``: axis 0 points
+        right, 1 anterior, 2 superior), nibabel/MONAI convention.
+    spacing
+        Target voxel size in mm along the three array axes, or None to keep.
+    shape
+        Crop or pad (centered) to this (i, j, k) voxel shape, or None to keep.
+    dtype
+        dtype of the cached image (``int16`` keeps CT in HU).
+    masks
+        Segment labels whose masks are cached with the image; ``("*",)`` for
+        all segments of the paired SEG/RTSTRUCT, empty for none.
+    chunks
+        Inner Zarr chunk shape (voxels, array axis order) of the cached image
+        and masks; a random patch reads only the chunks it touches.
+    """
+
+    orientation: str = "RAS"
+    spacing: tuple[float, float, float] | None = None
+    shape: tuple[int, int, int] | None = None
+    dtype: str = "int16"
+    masks: tuple[str, ...] = ()
+    chunks: tuple[int, int, int] = (64, 64, 64)
+
+    def __post_init__(self) -> None:
+        code = self.orientation.upper() if isinstance(self.orientation, str) else ""
+        if len(code) != 3 or sorted(_axis_family(c) for c in code) != [0, 1, 2]:
+            raise ConfigError(
+                f"orientation {self.orientation!r} is not a RAS+ axis code; use three letters, one of L/R, A/P, S/I each"
+            )
+        object.__setattr__(self, "orientation", code)
+        if self.spacing is not None and not all(math.isfinite(s) and s > 0 for s in self.spacing):
+            raise ConfigError(f"spacing {list(self.spacing)} must be three positive numbers (mm)")
+        if self.shape is not None and not all(s > 0 for s in self.shape):
+            raise ConfigError(f"shape {list(self.shape)} must be three positive voxel counts")
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if not all(c > 0 for c in self.chunks):
+            raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
+
+
+@dataclass(frozen=True)
+class AtLoad:
+    """The part of a pipeline that runs when a sample is read (never cached).
+
+    Attributes
+    ----------
+    windows
+        Windows stacked as channels, each scaled to [0, 1]; empty keeps the
+        cached intensities as one channel.
+    normalize
+        ``"zscore"`` standardizes each channel over its voxels; ``"none"``.
+    augment
+        Random transforms applied in order; parameters are drawn once per
+        sample and applied to image and masks alike.
+    """
+
+    windows: tuple[WindowSpec, ...] = ()
+    normalize: str = "none"
+    augment: tuple[Augmentation, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.normalize not in _NORMALIZE:
+            raise ConfigError(f"normalize {self.normalize!r} is not one of {', '.join(_NORMALIZE)}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A named pipeline: :class:`Deterministic` then :class:`AtLoad`.
+
+    Example
+    -------
+    >>> cfg = PipelineConfig("x", Deterministic(spacing=(1.0, 1.0, 1.0)))
+    >>> cfg.canonical()
+    '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"RAS","shape":null,"spacing":[1.0,1.0,1.0]}'
+    """
+
+    name: str
+    deterministic: Deterministic = field(default_factory=Deterministic)
+    at_load: AtLoad = field(default_factory=AtLoad)
+
+    def canonical(self) -> str:
+        """Stable JSON of the deterministic part: sorted keys, no spaces, floats as floats.
+
+        The name and the at-load part are left out on purpose: renaming a
+        config or changing a window keeps every cache entry valid.
+        """
+        det = dataclasses.asdict(self.deterministic)
+        if det["spacing"] is not None:
+            det["spacing"] = [float(s) for s in det["spacing"]]
+        return json.dumps(det, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def cache_hash(self) -> str:
+        """SHA-256 (hex) of :meth:`canonical`, one component of the cache key."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, no tuples) that :meth:`from_dict` reads back."""
+        out = _plain(dataclasses.asdict(self))
+        out["at_load"]["augment"] = [{"name": a.name, "params": a.kwargs()} for a in self.at_load.augment]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> PipelineConfig:
+        """Build and validate a config from a mapping (as parsed from YAML).
+
+        Parameters
+        ----------
+        data
+            ``{"name": ..., "deterministic": {...}, "at_load": {...}}``.
+        source
+            Where ``data`` came from, named in error messages.
+
+        Raises
+        ------
+        ConfigError
+            Naming ``source`` and the key, for an unknown key, a wrong type or value.
+        """
+        try:
+            top = _fields(data, ("name", "deterministic", "at_load"), "")
+            if not isinstance(top.get("name"), str) or not top["name"]:
+                raise ConfigError("name: required, a non-empty string")
+            det = _fields(top.get("deterministic") or {}, _names(Deterministic), "deterministic")
+            load = _fields(top.get("at_load") or {}, _names(AtLoad), "at_load")
+            return cls(
+                name=top["name"],
+                deterministic=Deterministic(
+                    orientation=_typed(det.get("orientation", "RAS"), str, "deterministic.orientation"),
+                    spacing=_triple(det.get("spacing"), float, "deterministic.spacing"),
+                    shape=_triple(det.get("shape"), int, "deterministic.shape"),
+                    dtype=_typed(det.get("dtype", "int16"), str, "deterministic.dtype"),
+                    masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
+                    chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
+                ),
+                at_load=AtLoad(
+                    windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),
+                    normalize=_typed(load.get("normalize", "none"), str, "at_load.normalize"),
+                    augment=tuple(_augment(a, i) for i, a in enumerate(_seq(load.get("augment"), "at_load.augment"))),
+                ),
+            )
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}", path=source) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PipelineConfig:
+        """Load a YAML file (``yaml.safe_load``) into a validated config.
+
+        Raises
+        ------
+        ConfigError
+            If the file is missing, is not YAML, or holds an invalid config.
+        """
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config ({exc.strerror}); check the path", path=str(path)) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
+        return cls.from_dict(data, source=str(path))
+
+
+def load_config(config: PipelineConfig | str | Path) -> PipelineConfig:
+    """Accept a config object or the path of its YAML file.
+
+    Example
+    -------
+    >>> load_config(PipelineConfig("x")).name
+    'x'
+    """
+    return config if isinstance(config, PipelineConfig) else PipelineConfig.from_yaml(config)
+
+
+def _axis_family(letter: str) -> int:
+    for i, family in enumerate(_AXIS_LETTERS):
+        if letter in family:
+            return i
+    return -1
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _fields(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'top level'}: got {type(data).__name__}, expected a mapping")
+    unknown = sorted(set(map(str, data)) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(allowed)}")
+    return dict(data)
+
+
+def _typed(value: Any, kind: type, key: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{key}: {value!r} is {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+def _seq(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: got {type(value).__name__}, expected a list")
+    return list(value)
+
+
+def _triple(value: Any, kind: type, key: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * 3
+    items = _seq(value, key)
+    if len(items) != 3:
+        raise ConfigError(f"{key}: {items} has {len(items)} values, expected 3 (one per array axis)")
+    return tuple(_typed(v, kind, f"{key}[{i}]") for i, v in enumerate(items))
+
+
+def _window(item: Any, i: int) -> WindowSpec:
+    key = f"at_load.windows[{i}]"
+    w = _fields(item, ("name", "center", "width"), key)
+    if "center" not in w or "width" not in w:
+        raise ConfigError(f"{key}: needs center and width")
+    return WindowSpec(
+        center=_typed(w["center"], float, f"{key}.center"),
+        width=_typed(w["width"], float, f"{key}.width"),
+        name=_typed(w.get("name", ""), str, f"{key}.name"),
+    )
+
+
+def _augment(item: Any, i: int) -> Augmentation:
+    key = f"at_load.augment[{i}]"
+    a = _fields(item, ("name", "params"), key)
+    name = _typed(a.get("name"), str, f"{key}.name")
+    params = a.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{key}.params: got {type(params).__name__}, expected a mapping")
+    frozen = tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+    return Augmentation(name=name, params=frozen)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
