@@ -1,0 +1,413 @@
+"""Per-frame geometry and grouping attributes of one DICOM object, from its header.
+
+One row per image plane the object holds: one for a classic single-frame
+image, one per frame of an enhanced multi-frame object (per-frame functional
+groups, falling back to the shared ones), one per slice of a Siemens mosaic
+(unpacked with the CSA image header). Reading needs the header only, so it
+works on a dataset read with ``stop_before_pixels=True``; the indexer and
+assembly both build on it.
+
+Absent geometry (a secondary capture, an ultrasound frame) gives NaN;
+geometry that is present but malformed raises :class:`InvalidDicomFileError`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from dicomml.errors import InvalidDicomFileError
+from dicomml.geometry import slice_normal
+
+with warnings.catch_warnings():  # nibabel.nicom warns on import that its readers are experimental
+    warnings.simplefilter("ignore", UserWarning)
+    from nibabel.nicom import csareader
+
+__all__ = ["FrameTable", "frame_table", "source_name"]
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Per-frame geometry and grouping attributes of one DICOM object, from its header alone.
+
+    All positions and directions are DICOM patient coordinates (LPS+, mm).
+
+    Attributes
+    ----------
+    rows, columns
+        Size of one image plane (for a mosaic, of one tile).
+    positions
+        (n, 3) float64 ImagePositionPatient of each plane, LPS+ mm; NaN if absent.
+    orientations
+        (n, 6) float64 ImageOrientationPatient (row cosine, column cosine); NaN if absent.
+    pixel_spacing
+        (n, 2) float64 PixelSpacing (between rows, between columns), mm; NaN if absent.
+    echo
+        (n,) float64 echo number (EchoNumbers). Enhanced frames carry no echo
+        number, so their EffectiveEchoTime (ms) stands in. NaN if neither.
+    temporal
+        (n,) float64 ordering key of time points: TemporalPositionIdentifier,
+        else TemporalPositionIndex, else TriggerTime, else the acquisition time
+        of day in seconds; NaN if none.
+    kind
+        Per-plane image kind: value 3 of ImageType (FrameType for enhanced
+        frames), upper-case, e.g. ``"M"``, ``"P"``, ``"B0 MAP"``; ``""`` if absent.
+    frame_numbers
+        (n,) int64 1-based frame number in the file; every slice of a mosaic
+        names frame 1, and ``mosaic`` says how to cut it.
+    mosaic
+        (tiles per side, number of slices) for a Siemens mosaic, else None.
+    instance
+        (n,) float64 InstanceNumber; NaN if absent. Breaks ties in time order.
+    rescale_slope, rescale_intercept
+        (n,) float64 RescaleSlope / RescaleIntercept of each plane (per-frame
+        Pixel Value Transformation for enhanced objects); 1 and 0 if absent.
+    """
+
+    rows: int
+    columns: int
+    positions: np.ndarray
+    orientations: np.ndarray
+    pixel_spacing: np.ndarray
+    echo: np.ndarray
+    temporal: np.ndarray
+    kind: tuple[str, ...]
+    frame_numbers: np.ndarray
+    mosaic: tuple[int, int] | None
+    instance: np.ndarray
+    rescale_slope: np.ndarray
+    rescale_intercept: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.frame_numbers.size)
+
+
+def source_name(ds: Dataset) -> str:
+    """The file a dataset was read from, for messages (``"<dataset>"`` if unknown)."""
+    name = getattr(ds, "filename", None)
+    return str(name) if name else "<dataset>"
+
+
+def frame_table(ds: Dataset) -> FrameTable:
+    """Read the per-plane geometry and grouping attributes of one DICOM object.
+
+    Parameters
+    ----------
+    ds
+        A dataset, possibly read with ``stop_before_pixels=True``.
+
+    Returns
+    -------
+    FrameTable
+        One row per frame (per slice for a Siemens mosaic).
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If Rows/Columns are missing, or a geometry, rescale or time element is
+        present but malformed (wrong number of values, not a number), or a
+        mosaic lacks the CSA header that says how to cut it.
+
+    Example
+    -------
+    >>> ds = pydicom.dcmread(path, stop_before_pixels=True)  # doctest: +SKIP
+    >>> t = frame_table(ds)  # doctest: +SKIP
+    >>> t.positions.shape  # doctest: +SKIP
+    (1, 3)
+    """
+    reader = _Reader(source_name(ds))
+    rows = reader.integer(ds, "Rows")
+    columns = reader.integer(ds, "Columns")
+    if rows is None or columns is None or rows < 1 or columns < 1:
+        raise InvalidDicomFileError(
+            f"{reader.path}: (0028,0010) Rows / (0028,0011) Columns missing or zero "
+            f"(got {rows!r} x {columns!r}); this is not an image object",
+            path=reader.path,
+            tag="(0028,0010)",
+        )
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        return _enhanced_table(ds, reader, rows, columns)
+    mosaic = _mosaic_layout(ds, reader, rows, columns)
+    if mosaic is not None:
+        return _mosaic_table(ds, reader, rows, columns, mosaic)
+    return _classic_table(ds, reader, rows, columns)
+
+
+class _Reader:
+    """Typed element access that names the file and tag when a value is malformed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _fail(self, item: Dataset, keyword: str, expected: str) -> InvalidDicomFileError:
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
+        raw = item[keyword].value if keyword in item else None
+        return InvalidDicomFileError(
+            f"{self.path}: {tag_text} {keyword} is {raw!r}, expected {expected}; "
+            "the header is malformed, fix or exclude the file",
+            path=self.path,
+            tag=tag_text,
+        )
+
+    def floats(self, item: Dataset, keyword: str, n: int) -> np.ndarray | None:
+        """``n`` numbers of a multi-valued element, or None when absent or empty."""
+        if keyword not in item:
+            return None
+        try:
+            value = item[keyword].value
+            if value is None or value == "":
+                return None
+            values = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
+            out = np.array([float(v) for v in values], dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise self._fail(item, keyword, f"{n} numbers") from exc
+        if out.shape != (n,) or not np.all(np.isfinite(out)):
+            raise self._fail(item, keyword, f"{n} finite numbers")
+        return out
+
+    def number(self, item: Dataset, keyword: str) -> float | None:
+        """The first value of a numeric element, or None when absent or empty."""
+        if keyword not in item:
+            return None
+        try:
+            value = item[keyword].value
+            if value is None or value == "":
+                return None
+            if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+                if len(value) == 0:
+                    return None
+                value = value[0]
+            out = float(value)
+        except (ValueError, TypeError) as exc:
+            raise self._fail(item, keyword, "a number") from exc
+        if not np.isfinite(out):
+            raise self._fail(item, keyword, "a finite number")
+        return out
+
+    def integer(self, item: Dataset, keyword: str) -> int | None:
+        value = self.number(item, keyword)
+        return None if value is None else int(value)
+
+    def time_of_day(self, item: Dataset, keyword: str) -> float | None:
+        """Seconds since midnight of a TM, or of the time part of a DT; None if absent."""
+        if keyword not in item or not item[keyword].value:
+            return None
+        text = str(item[keyword].value).strip()
+        if item[keyword].VR == "DT":
+            text = text[8:]
+        text = text.split("+")[0].split("-")[0].replace(":", "")
+        try:
+            hh, mm, ss = int(text[0:2]), int(text[2:4] or 0), float(text[4:] or 0)
+        except ValueError as exc:
+            raise self._fail(item, keyword, "a time HHMMSS.FFFFFF") from exc
+        return hh * 3600.0 + mm * 60.0 + ss
+
+    def kind(self, item: Dataset, keyword: str) -> str:
+        """Value 3 of ImageType / FrameType, upper-case; "" if absent."""
+        value = item.get(keyword, None)
+        if value is None or isinstance(value, str):
+            return ""
+        return str(value[2]).strip().upper() if len(value) > 2 else ""
+
+
+def _temporal(reader: _Reader, items: Sequence[Dataset]) -> float:
+    """The first time key found, in the order documented on FrameTable.temporal."""
+    keys: tuple[tuple[str, Callable[[Dataset, str], float | None]], ...] = (
+        ("TemporalPositionIdentifier", reader.number),
+        ("TemporalPositionIndex", reader.number),
+        ("TriggerTime", reader.number),
+        ("FrameAcquisitionDateTime", reader.time_of_day),
+        ("AcquisitionDateTime", reader.time_of_day),
+        ("AcquisitionTime", reader.time_of_day),
+    )
+    for keyword, read in keys:
+        for item in items:
+            value = read(item, keyword)
+            if value is not None:
+                return value
+    return np.nan
+
+
+def _or_nan(value: np.ndarray | float | None, n: int = 1) -> np.ndarray | float:
+    if value is None:
+        return np.full(n, np.nan) if n > 1 else np.nan
+    return value
+
+
+def _classic_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> FrameTable:
+    n = reader.integer(ds, "NumberOfFrames") or 1
+    ones = np.ones(n)
+    slope = reader.number(ds, "RescaleSlope")
+    intercept = reader.number(ds, "RescaleIntercept")
+    return FrameTable(
+        rows=rows,
+        columns=columns,
+        positions=np.tile(_or_nan(reader.floats(ds, "ImagePositionPatient", 3), 3), (n, 1)),
+        orientations=np.tile(_or_nan(reader.floats(ds, "ImageOrientationPatient", 6), 6), (n, 1)),
+        pixel_spacing=np.tile(_or_nan(reader.floats(ds, "PixelSpacing", 2), 2), (n, 1)),
+        echo=ones * _or_nan(reader.number(ds, "EchoNumbers")),
+        temporal=ones * _temporal(reader, [ds]),
+        kind=(reader.kind(ds, "ImageType"),) * n,
+        frame_numbers=np.arange(1, n + 1, dtype=np.int64),
+        mosaic=None,
+        instance=ones * _or_nan(reader.number(ds, "InstanceNumber")),
+        rescale_slope=ones * (1.0 if slope is None else slope),
+        rescale_intercept=ones * (0.0 if intercept is None else intercept),
+    )
+
+
+def _functional_item(frame: Dataset | None, shared: Dataset | None, sequence: str) -> Dataset | None:
+    """The one item of a functional group macro, per-frame first, then shared."""
+    for group in (frame, shared):
+        if group is not None and sequence in group and len(group[sequence].value) > 0:
+            return group[sequence].value[0]
+    return None
+
+
+def _frame_type_item(frame: Dataset | None, shared: Dataset | None) -> Dataset | None:
+    """The item holding FrameType: MR/CT/... Image Frame Type Sequence, whichever is used."""
+    for group in (frame, shared):
+        if group is None:
+            continue
+        for element in group:
+            if element.VR == "SQ" and len(element.value) > 0 and "FrameType" in element.value[0]:
+                return element.value[0]
+    return None
+
+
+def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> FrameTable:
+    n = reader.integer(ds, "NumberOfFrames") or 1
+    shared_seq = ds.get("SharedFunctionalGroupsSequence") or []
+    shared = shared_seq[0] if len(shared_seq) else None
+    per_frame: list[Dataset | None] = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    if per_frame and len(per_frame) != n:
+        raise InvalidDicomFileError(
+            f"{reader.path}: (5200,9230) Per-frame Functional Groups Sequence has {len(per_frame)} items, "
+            f"expected NumberOfFrames = {n}; the file is truncated or inconsistent",
+            path=reader.path,
+            tag="(5200,9230)",
+        )
+    per_frame = per_frame or [None] * n
+    positions = np.full((n, 3), np.nan)
+    orientations = np.full((n, 6), np.nan)
+    spacing = np.full((n, 2), np.nan)
+    echo = np.full(n, np.nan)
+    temporal = np.full(n, np.nan)
+    slope = np.ones(n)
+    intercept = np.zeros(n)
+    kinds: list[str] = []
+    top_echo = reader.number(ds, "EchoNumbers")
+    top_kind = reader.kind(ds, "ImageType")
+    for i, frame in enumerate(per_frame):
+        plane = _functional_item(frame, shared, "PlanePositionSequence")
+        if plane is not None:
+            positions[i] = _or_nan(reader.floats(plane, "ImagePositionPatient", 3), 3)
+        orient = _functional_item(frame, shared, "PlaneOrientationSequence")
+        if orient is not None:
+            orientations[i] = _or_nan(reader.floats(orient, "ImageOrientationPatient", 6), 6)
+        measures = _functional_item(frame, shared, "PixelMeasuresSequence")
+        if measures is not None:
+            spacing[i] = _or_nan(reader.floats(measures, "PixelSpacing", 2), 2)
+        mr_echo = _functional_item(frame, shared, "MREchoSequence")
+        effective_te = None if mr_echo is None else reader.number(mr_echo, "EffectiveEchoTime")
+        echo[i] = _or_nan(top_echo if top_echo is not None else effective_te)
+        content = _functional_item(frame, shared, "FrameContentSequence")
+        temporal[i] = _temporal(reader, [item for item in (content, ds) if item is not None])
+        transform = _functional_item(frame, shared, "PixelValueTransformationSequence") or ds
+        s, b = reader.number(transform, "RescaleSlope"), reader.number(transform, "RescaleIntercept")
+        slope[i] = 1.0 if s is None else s
+        intercept[i] = 0.0 if b is None else b
+        frame_type = _frame_type_item(frame, shared)
+        kinds.append(reader.kind(frame_type, "FrameType") if frame_type is not None else top_kind)
+    return FrameTable(
+        rows=rows,
+        columns=columns,
+        positions=positions,
+        orientations=orientations,
+        pixel_spacing=spacing,
+        echo=echo,
+        temporal=temporal,
+        kind=tuple(kinds),
+        frame_numbers=np.arange(1, n + 1, dtype=np.int64),
+        mosaic=None,
+        instance=np.full(n, _or_nan(reader.number(ds, "InstanceNumber"))),
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+    )
+
+
+def _csa_image_header(ds: Dataset, reader: _Reader) -> dict[str, Any] | None:
+    try:
+        return csareader.get_csa_header(ds, "image")
+    except (csareader.CSAReadError, ValueError, TypeError, IndexError) as exc:
+        raise InvalidDicomFileError(
+            f"{reader.path}: (0029,1010) Siemens CSA Image Header cannot be parsed ({exc}); "
+            "the mosaic cannot be unpacked, exclude the file",
+            path=reader.path,
+            tag="(0029,1010)",
+        ) from exc
+
+
+def _mosaic_layout(ds: Dataset, reader: _Reader, rows: int, columns: int) -> tuple[int, int] | None:
+    """(tiles per side, slices) of a Siemens mosaic, or None when the image is not one."""
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "MOSAIC" not in image_type:
+        return None
+    header = _csa_image_header(ds, reader)
+    count = csareader.get_n_mosaic(header) if header else None
+    if not count:
+        raise InvalidDicomFileError(
+            f"{reader.path}: (0008,0008) ImageType says MOSAIC but the CSA Image Header (0029,1010) "
+            "has no NumberOfImagesInMosaic; the mosaic cannot be unpacked, exclude the file",
+            path=reader.path,
+            tag="(0029,1010)",
+        )
+    side = int(np.ceil(np.sqrt(count)))
+    if rows % side or columns % side:
+        raise InvalidDicomFileError(
+            f"{reader.path}: mosaic of {rows}x{columns} pixels cannot hold {count} tiles "
+            f"on a {side}x{side} grid; the CSA header and Rows/Columns disagree",
+            path=reader.path,
+            tag="(0029,1010)",
+        )
+    return side, int(count)
+
+
+def _mosaic_table(ds: Dataset, reader: _Reader, rows: int, columns: int, mosaic: tuple[int, int]) -> FrameTable:
+    side, count = mosaic
+    base = _classic_table(ds, reader, rows // side, columns // side)
+    iop, spacing, ipp = base.orientations[0], base.pixel_spacing[0], base.positions[0]
+    positions = np.full((count, 3), np.nan)
+    if np.all(np.isfinite(np.concatenate([iop, spacing, ipp]))):
+        # ImagePositionPatient of a mosaic names the corner of the whole mosaic
+        # as if it were one large image centred on the slices; move it to tile 1.
+        shift_rows = (rows - rows // side) / 2.0
+        shift_cols = (columns - columns // side) / 2.0
+        origin = ipp + iop[:3] * spacing[1] * shift_cols + iop[3:] * spacing[0] * shift_rows
+        header = _csa_image_header(ds, reader)
+        normal = csareader.get_slice_normal(header) if header else None
+        normal = slice_normal(iop) if normal is None else np.asarray(normal, dtype=np.float64)
+        step = reader.number(ds, "SpacingBetweenSlices") or reader.number(ds, "SliceThickness") or 1.0
+        positions = origin + np.arange(count)[:, None] * step * normal
+    return FrameTable(
+        rows=base.rows,
+        columns=base.columns,
+        positions=positions,
+        orientations=np.tile(iop, (count, 1)),
+        pixel_spacing=np.tile(spacing, (count, 1)),
+        echo=np.full(count, base.echo[0]),
+        temporal=np.full(count, base.temporal[0]),
+        kind=base.kind[:1] * count,
+        frame_numbers=np.ones(count, dtype=np.int64),
+        mosaic=mosaic,
+        instance=np.full(count, base.instance[0]),
+        rescale_slope=np.full(count, base.rescale_slope[0]),
+        rescale_intercept=np.full(count, base.rescale_intercept[0]),
+    )
