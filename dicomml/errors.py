@@ -24,6 +24,8 @@ __all__ = [
     "InconsistentGeometryError",
     "GeometryError",
     "SegReferenceError",
+    "SegmentNotFoundError",
+    "SegmentOverlapError",
     "CacheIntegrityError",
     "CacheMissError",
     "ConfigError",
@@ -115,6 +117,17 @@ class GeometryError(DicomMLError, ValueError):
 
 class SegReferenceError(DicomMLError, LookupError):
     """A SEG or RTSTRUCT whose referenced image series cannot be found or matched."""
+
+
+class SegmentNotFoundError(DicomMLError, KeyError):
+    """A segment (number, label, property code) or ROI name that a SEG or RTSTRUCT lacks."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SegmentOverlapError(DicomMLError, ValueError):
+    """Segments overlap (or are fractional), so they cannot share one label map."""
 
 
 class CacheIntegrityError(DicomMLError, OSError):
