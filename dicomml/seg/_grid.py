@@ -1,0 +1,233 @@
+"""Placing 2D planes on a 3D grid, and nearest resampling between grids.
+
+Pure functions of affines, shapes and arrays (no I/O). Conventions: affines
+are 4x4 and map (slice, row, column) indices, or any three array indices, to
+RAS+ millimetres; a *grid* is such an affine plus a spatial shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dicomml.geometry import dicom_affine
+
+__all__ = [
+    "ALIGN_TOLERANCE",
+    "PlaneMap",
+    "map_planes",
+    "place",
+    "resample_nearest",
+]
+
+#: A plane is on the grid when each of its pixels lands within this fraction
+#: of a voxel of a grid voxel centre (DS rounding of positions stays far below).
+ALIGN_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class PlaneMap:
+    """Where 2D planes (frames, contours) of one orientation fall on a grid.
+
+    Attributes
+    ----------
+    origins
+        (n, 3) grid indices (fractional) of each plane's pixel (0, 0).
+    steps
+        (3, 2) change of the grid index per plane row (column 0) and per plane
+        column (column 1).
+    plane_shape
+        (rows, columns) of the planes.
+    """
+
+    origins: np.ndarray
+    steps: np.ndarray
+    plane_shape: tuple[int, int]
+
+    def aligned(self, tolerance: float = ALIGN_TOLERANCE) -> bool:
+        """Whether every plane lies on a grid slice, pixel on voxel.
+
+        True when a plane row and a plane column each step one voxel along two
+        distinct grid axes (either sign, any order; the third grid axis is then
+        the slice axis) and every plane origin sits on a voxel centre, all
+        within ``tolerance`` voxels at the far corner of the plane.
+        """
+        whole = np.rint(self.steps)
+        span = np.array(self.plane_shape, dtype=np.float64)
+        drift = np.abs(self.steps - whole) @ span
+        if np.any(drift > tolerance):
+            return False
+        if sorted(np.abs(whole).ravel().tolist()) != [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]:
+            return False
+        if np.any(np.abs(whole).sum(axis=1) > 1):
+            return False
+        return bool(np.all(np.abs(self.origins - np.rint(self.origins)) <= tolerance))
+
+    def offset_mm(self, affine: np.ndarray) -> float:
+        """Largest distance (mm) between a plane origin and the voxel centre it is put on."""
+        if self.origins.size == 0:
+            return 0.0
+        delta = self.origins - np.rint(self.origins)
+        return float(np.max(np.linalg.norm(delta @ np.asarray(affine)[:3, :3].T, axis=1)))
+
+
+def map_planes(
+    affine: np.ndarray,
+    orientation: Sequence[float],
+    pixel_spacing: Sequence[float],
+    positions: np.ndarray,
+    plane_shape: tuple[int, int],
+) -> PlaneMap:
+    """Map DICOM planes (one orientation, several positions) into grid indices.
+
+    Parameters
+    ----------
+    affine
+        4x4 affine of the grid: indices to RAS+ mm.
+    orientation
+        ImageOrientationPatient of the planes (LPS+ direction cosines).
+    pixel_spacing
+        PixelSpacing of the planes: (between rows, between columns), mm.
+    positions
+        (n, 3) ImagePositionPatient of each plane, mm, LPS+.
+    plane_shape
+        (rows, columns) of the planes.
+
+    Returns
+    -------
+    PlaneMap
+
+    Example
+    -------
+    >>> grid = dicom_affine([1, 0, 0, 0, 1, 0], [1, 1], [0, 0, 0], [0, 0, 1])
+    >>> m = map_planes(grid, [1, 0, 0, 0, 1, 0], [1, 1], np.array([[0, 0, 2.0]]), (4, 4))
+    >>> m.origins.tolist(), m.aligned()
+    ([[2.0, 0.0, 0.0]], True)
+    """
+    to_grid = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    plane = dicom_affine(orientation, pixel_spacing, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    steps = (to_grid[:3, :3] @ plane[:3, 1:3])
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    ras = pos * np.array([-1.0, -1.0, 1.0])
+    origins = ras @ to_grid[:3, :3].T + to_grid[:3, 3]
+    return PlaneMap(origins, steps, (int(plane_shape[0]), int(plane_shape[1])))
+
+
+def _window(start: int, length: int, size: int) -> tuple[slice, slice]:
+    """Grid slice and plane slice for plane indices ``i`` at grid ``start + i``."""
+    lo, hi = max(0, -start), max(0, min(length, size - start))
+    hi = max(hi, lo)
+    return slice(start + lo, start + hi), slice(lo, hi)
+
+
+def place(
+    plane_map: PlaneMap, index: int, plane: np.ndarray, grid_shape: Sequence[int]
+) -> tuple[tuple[int | slice, ...], np.ndarray, bool]:
+    """Put plane ``index`` of an aligned ``plane_map`` on a grid.
+
+    Parameters
+    ----------
+    plane_map
+        Where the planes fall; must be :meth:`PlaneMap.aligned`.
+    index
+        Which plane of ``plane_map``.
+    plane
+        Its pixels, (rows, columns).
+    grid_shape
+        Spatial shape of the grid.
+
+    Returns
+    -------
+    tuple
+        The grid indexer (an int on the grid's slice axis, slices on the two
+        others), the plane's pixels turned and cropped to fit that indexer (a
+        view), and whether all of the plane landed on the grid. A plane off
+        the grid's slices gives an empty view.
+
+    Example
+    -------
+    >>> m = PlaneMap(np.array([[1.0, 0, 3]]), np.array([[0, 0], [0, 1.0], [-1.0, 0]]), (2, 3))
+    >>> where, view, whole = place(m, 0, np.arange(6).reshape(2, 3), (2, 3, 4))
+    >>> where, view.tolist(), whole
+    ((1, slice(0, 3, None), slice(2, 4, None)), [[3, 0], [4, 1], [5, 2]], True)
+    """
+    whole = np.rint(plane_map.steps).astype(int)
+    axes = [int(np.flatnonzero(whole[:, p])[0]) for p in (0, 1)]  # grid axis of plane rows, columns
+    slice_axis = 3 - sum(axes)
+    start = np.rint(plane_map.origins[index]).astype(int)
+    k = int(start[slice_axis])
+    indexer: list[int | slice] = [k, k, k]
+    if not 0 <= k < grid_shape[slice_axis]:
+        return (0, slice(0, 0), slice(0, 0)), plane[:0, :0], False
+    view = plane
+    for p, g in enumerate(axes):
+        if whole[g, p] < 0:
+            view = np.flip(view, axis=p)
+            start[g] -= plane.shape[p] - 1
+    cut = []
+    for p, g in enumerate(axes):
+        grid_part, view_part = _window(int(start[g]), plane.shape[p], int(grid_shape[g]))
+        indexer[g] = grid_part
+        cut.append(view_part)
+    cropped = view[cut[0], cut[1]]
+    whole_plane = cropped.shape == plane.shape
+    if axes[0] > axes[1]:
+        cropped = cropped.T
+    return tuple(indexer), cropped, whole_plane
+
+
+def resample_nearest(
+    array: np.ndarray,
+    affine: np.ndarray,
+    target_affine: np.ndarray,
+    target_shape: Sequence[int],
+) -> tuple[np.ndarray, float]:
+    """Nearest-neighbour resampling of a (..., i, j, k) array onto another grid.
+
+    Parameters
+    ----------
+    array
+        Source voxels; the last three axes are spatial, leading axes (channels)
+        are carried along.
+    affine
+        4x4 affine of ``array``: indices to RAS+ mm.
+    target_affine, target_shape
+        The grid to sample onto (affine to RAS+ mm, spatial shape).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``array.shape[:-3] + target_shape``, same dtype; voxels outside the
+        source grid are 0.
+    float
+        Residual misalignment: the largest distance (mm) between a target voxel
+        centre and the centre of the source voxel it took its value from
+        (0.0 when no target voxel falls inside the source).
+
+    Example
+    -------
+    >>> out, residual = resample_nearest(np.ones((2, 2, 2)), np.eye(4), np.diag([0.5, 1, 1, 1]), (4, 2, 2))
+    >>> out[:, 0, 0].tolist(), residual
+    ([1.0, 1.0, 1.0, 0.0], 0.5)
+    """
+    src_shape = np.array(array.shape[-3:])
+    to_src = np.linalg.inv(np.asarray(affine, dtype=np.float64)) @ np.asarray(target_affine, dtype=np.float64)
+    out = np.zeros(array.shape[:-3] + tuple(int(s) for s in target_shape), dtype=array.dtype)
+    _, n_j, n_k = (int(s) for s in target_shape)
+    jk = np.stack(np.meshgrid(np.arange(n_j), np.arange(n_k), indexing="ij"), axis=-1).reshape(-1, 2)
+    in_plane = jk @ to_src[:3, 1:3].T + to_src[:3, 3]
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    residual = 0.0
+    for i in range(int(target_shape[0])):
+        exact = in_plane + i * to_src[:3, 0]
+        nearest = np.rint(exact).astype(np.int64)
+        inside = np.all((nearest >= 0) & (nearest < src_shape), axis=1)
+        if not inside.any():
+            continue
+        hit = nearest[inside]
+        out[..., i, jk[inside, 0], jk[inside, 1]] = array[..., hit[:, 0], hit[:, 1], hit[:, 2]]
+        miss = (hit - exact[inside]) @ linear.T
+        residual = max(residual, float(np.sqrt(np.max(np.sum(miss * miss, axis=1)))))
+    return out, residual
