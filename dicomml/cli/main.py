@@ -16,6 +16,7 @@ from dicomml.errors import DicomMLError
 
 #: subcommand name -> module under dicomml.cli that defines ``command``.
 SUBCOMMANDS = {
+    "cache": "cache",
 }
 
 

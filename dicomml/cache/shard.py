@@ -1,0 +1,201 @@
+"""The layout of one cached array, and its fast read path.
+
+Every array of a cache entry is a standard Zarr v3 array with exactly one
+shard (the ``sharding_indexed`` codec, index at the end): inner chunks are
+compressed with Blosc (LZ4, byte shuffle) and each carries a CRC32C; the
+shard index carries its own CRC32C. Any Zarr v3 reader opens it; zarr-python
+writes it (:func:`write_array`).
+
+Reading goes through :func:`read_region` instead of zarr-python's generic
+pipeline, whose per-chunk overhead dominated whole-volume and patch reads
+(measured in ``benchmarks/bench_cache.py``): a whole volume is one read of
+the shard file, a patch is the shard index plus one byte-range read per inner
+chunk it touches. Every chunk's CRC32C is checked before it is decoded, so a
+corrupted chunk raises :class:`~dicomml.errors.CacheIntegrityError` instead
+of returning wrong voxels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import google_crc32c
+import numcodecs.blosc
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+from dicomml.errors import CacheIntegrityError
+
+__all__ = ["ArrayLayout", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
+
+#: Offset and length of a chunk that the shard does not hold.
+_MISSING = np.uint64(2**64 - 1)
+_CRC = 4
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Shape, dtype and inner chunk shape of one cached array.
+
+    Attributes
+    ----------
+    shape
+        Array shape (all axes).
+    dtype
+        numpy dtype name, stored little-endian.
+    chunks
+        Inner chunk shape, same length as ``shape``; the shard is ``shape``
+        rounded up to whole chunks.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Number of inner chunks along each axis."""
+        return tuple(max(1, math.ceil(s / c)) for s, c in zip(self.shape, self.chunks))
+
+    @property
+    def shard_shape(self) -> tuple[int, ...]:
+        """Shape of the single shard: ``shape`` rounded up to whole chunks."""
+        return tuple(g * c for g, c in zip(self.grid, self.chunks))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"shape": list(self.shape), "dtype": self.dtype, "chunks": list(self.chunks)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ArrayLayout:
+        """Inverse of :meth:`to_json`."""
+        return cls(tuple(data["shape"]), str(data["dtype"]), tuple(data["chunks"]))
+
+
+def shard_key(name: str, ndim: int) -> str:
+    """Key of the single shard of array ``name`` (``"image/c/0/0/0"``)."""
+    return "/".join([name, "c", *(["0"] * ndim)])
+
+
+def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: Sequence[int]) -> ArrayLayout:
+    """Write ``data`` as a one-shard Zarr v3 array of ``group`` and return its layout.
+
+    Parameters
+    ----------
+    group
+        Open, writable Zarr v3 group of the entry being written.
+    name
+        Array name inside the group (``"image"``, ``"mask"``, ``"foreground"``).
+    data
+        The array; its dtype is kept (little-endian).
+    chunks
+        Inner chunk shape, one value per axis of ``data`` (clipped to its shape).
+
+    Returns
+    -------
+    ArrayLayout
+        What :func:`read_region` needs to read the array back.
+    """
+    chunks = tuple(int(max(1, min(c, s))) for c, s in zip(chunks, data.shape))
+    layout = ArrayLayout(tuple(data.shape), np.dtype(data.dtype).newbyteorder("<").name, chunks)
+    array = group.create_array(
+        name,
+        shape=layout.shape,
+        dtype=np.dtype(data.dtype).newbyteorder("<"),
+        chunks=chunks,
+        shards=layout.shard_shape,
+        compressors=[BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"), Crc32cCodec()],
+        fill_value=0,
+        config={"write_empty_chunks": True},
+    )
+    if data.size:
+        array[...] = data
+    return layout
+
+
+def read_index(blob_tail: bytes, layout: ArrayLayout, where: str) -> np.ndarray:
+    """Decode and check a shard index (its last bytes), ``(grid..., 2)`` of (offset, length).
+
+    Raises
+    ------
+    CacheIntegrityError
+        If the index's CRC32C does not match (``where`` names the array).
+    """
+    body, crc = blob_tail[:-_CRC], blob_tail[-_CRC:]
+    if google_crc32c.value(body) != int.from_bytes(crc, "little"):
+        raise CacheIntegrityError(
+            f"{where}: shard index checksum mismatch; the entry is corrupted, delete it "
+            "(Cache.delete or `dicomml cache verify --delete`) and recompute",
+            path=where,
+        )
+    return np.frombuffer(body, dtype="<u8").reshape(*layout.grid, 2)
+
+
+def index_nbytes(layout: ArrayLayout) -> int:
+    """Size in bytes of the shard index (with its CRC32C) at the end of the shard."""
+    return math.prod(layout.grid) * 16 + _CRC
+
+
+def read_region(
+    read: Any,
+    layout: ArrayLayout,
+    index: np.ndarray,
+    region: tuple[slice, ...],
+    where: str,
+    blob: bytes | None = None,
+) -> np.ndarray:
+    """Decode the inner chunks that ``region`` touches into a new array.
+
+    Parameters
+    ----------
+    read
+        ``read(start, end) -> bytes`` of the shard file (unused when ``blob`` is given).
+    layout
+        The array's layout.
+    index
+        Its shard index (:func:`read_index`).
+    region
+        One ``slice(start, stop)`` per axis (step 1, within the shape).
+    where
+        Entry and array, for error messages.
+    blob
+        The whole shard file, when it was read at once (whole-array reads).
+
+    Returns
+    -------
+    numpy.ndarray
+        The region, dtype ``layout.dtype``, C order.
+
+    Raises
+    ------
+    CacheIntegrityError
+        If a chunk is missing or its CRC32C does not match.
+    """
+    dtype = np.dtype(layout.dtype)
+    starts = [r.start for r in region]
+    out = np.empty([r.stop - r.start for r in region], dtype=dtype)
+    ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, layout.chunks)]
+    buffer = np.empty(layout.chunks, dtype=dtype)
+    for cidx in product(*ranges):
+        offset, length = (int(v) for v in index[cidx])
+        if offset == _MISSING or length <= _CRC:
+            raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
+        raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
+        frame = np.frombuffer(raw, np.uint8, length - _CRC, base)  # a view, no copy
+        if google_crc32c.value(frame) != int.from_bytes(raw[base + length - _CRC : base + length], "little"):
+            raise CacheIntegrityError(
+                f"{where}: chunk {cidx} checksum mismatch (CRC32C); the entry is corrupted, "
+                "delete it and recompute",
+                path=where,
+            )
+        numcodecs.blosc.decompress(frame, buffer)
+        lo = [i * c for i, c in zip(cidx, layout.chunks)]
+        src = tuple(slice(max(r.start, l) - l, min(r.stop, l + c) - l) for r, l, c in zip(region, lo, layout.chunks))
+        dst = tuple(slice(max(r.start, l) - s, min(r.stop, l + c) - s) for r, l, c, s in zip(region, lo, layout.chunks, starts))
+        out[dst] = buffer[src]
+    return out

@@ -1,0 +1,453 @@
+"""`Cache`: a content-keyed Zarr v3 store of preprocessed volumes.
+
+Layout of a cache at ``ROOT`` (a local folder or any fsspec URL)::
+
+    ROOT/zarr.json                 Zarr v3 group; attribute dicomml_cache_format
+    ROOT/data/KEY/TOKEN/           one Zarr v3 group per written copy of an entry:
+        zarr.json                  attributes: affine, meta, layouts, checksums
+        image/                     (i, j, k) one shard, inner chunks, Blosc LZ4 + CRC32C
+        mask/                      (C, i, j, k) uint8, same chunks (optional)
+        foreground/                (N, 3) int32 voxel indices where any mask is > 0
+    ROOT/entries/KEY.json          the publish marker: which TOKEN is the entry
+    ROOT/tmp/                      markers being written
+
+Publishing is atomic: a writer fills ``data/KEY/TOKEN`` (TOKEN is unique per
+writer), then writes the marker to ``tmp/`` and renames it to
+``entries/KEY.json``. Readers only follow markers, so a writer killed at any
+moment leaves nothing that a reader trusts, and writers racing on one key
+each publish a complete copy (the last rename wins; ``gc`` removes the copy
+no marker names). Nothing is pickled: markers are JSON, arrays are Zarr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import google_crc32c
+import numpy as np
+import zarr
+from fsspec.implementations.local import LocalFileSystem
+
+from dicomml.cache.key import FORMAT_VERSION
+from dicomml.cache.shard import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
+from dicomml.errors import CacheIntegrityError, CacheMissError
+
+__all__ = ["Cache", "Entry", "FOREGROUND_MAX"]
+
+#: At most this many foreground voxels are indexed per entry (evenly strided).
+FOREGROUND_MAX = 200_000
+_ARRAYS = ("image", "mask", "foreground")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A published cache entry, opened for reading.
+
+    Attributes
+    ----------
+    key
+        The cache key.
+    affine
+        4x4 float64, maps the last three indices of ``image`` to RAS+ mm.
+    meta
+        Provenance: series key, source fingerprint, config, source files...
+    layouts
+        Layout of each stored array (``image`` and, if cached, ``mask`` and
+        ``foreground``).
+    checksums
+        CRC32C of each decoded array, recorded at write time.
+    """
+
+    key: str
+    affine: np.ndarray
+    meta: dict[str, Any]
+    layouts: dict[str, ArrayLayout]
+    checksums: dict[str, int] = field(repr=False)
+    _cache: Cache = field(repr=False)
+    _path: str = field(repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Spatial shape (i, j, k) of the image."""
+        return self.layouts["image"].shape[-3:]  # type: ignore[return-value]
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether masks were cached with the image."""
+        return "mask" in self.layouts
+
+    def read(self, name: str = "image", start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
+        """Read a whole array, or the spatial box ``start`` .. ``start + size``.
+
+        Parameters
+        ----------
+        name
+            ``"image"``, ``"mask"`` or ``"foreground"``.
+        start, size
+            Voxel corner and extent along the three spatial (last) axes; leading
+            axes (mask channels) are read whole. Omit both for the whole array.
+
+        Returns
+        -------
+        numpy.ndarray
+            The voxels, in the cached dtype.
+
+        Raises
+        ------
+        KeyError
+            If the entry has no such array.
+        ValueError
+            If the box leaves the array.
+        CacheIntegrityError
+            If a chunk touched is missing or fails its checksum.
+
+        Example
+        -------
+        >>> patch = entry.read("image", start=(10, 20, 30), size=(96, 96, 96))  # doctest: +SKIP
+        """
+        layout = self.layouts[name]
+        shard = f"{self._path}/{shard_key(name, len(layout.shape))}"
+        where = f"{self._cache.url}: entry {self.key} array {name}"
+        fs = self._cache.fs
+        if start is None and size is None:
+            blob = _cat(fs, shard, where)
+            index = read_index(blob[-index_nbytes(layout):], layout, where)
+            region = tuple(slice(0, s) for s in layout.shape)
+            return read_region(None, layout, index, region, where, blob=blob)
+        if start is None or size is None:
+            raise ValueError("give both start and size, or neither")
+        lead = len(layout.shape) - 3
+        region = tuple(slice(0, s) for s in layout.shape[:lead]) + tuple(
+            slice(int(b), int(b) + int(n)) for b, n in zip(start, size)
+        )
+        if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
+            raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
+        index = self._cache._index(self, name, shard, where)
+        return read_region(lambda a, b: fs.cat_file(shard, a, b), layout, index, region, where)
+
+
+class Cache:
+    """Content-keyed store of preprocessed volumes: Zarr v3, atomic, checksummed.
+
+    Parameters
+    ----------
+    url
+        Local folder or fsspec URL (``s3://bucket/cache``, ``memory://c``);
+        created if absent.
+    storage_options
+        Passed to fsspec for remote URLs.
+
+    Example
+    -------
+    >>> cache = Cache(tmp_path / "cache")  # doctest: +SKIP
+    >>> cache.put("k1", np.zeros((4, 5, 6), np.int16), np.eye(4))  # doctest: +SKIP
+    >>> cache.open("k1").read().shape  # doctest: +SKIP
+    (4, 5, 6)
+    """
+
+    def __init__(self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = os.fspath(url)
+        self._storage_options = dict(storage_options or {})
+        self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
+        self.root = root.rstrip("/")
+        self._indexes: dict[tuple[str, str], np.ndarray] = {}
+        if not self.fs.exists(f"{self.root}/zarr.json"):
+            zarr.open_group(self._store(), mode="a", zarr_format=3, attributes={"dicomml_cache_format": FORMAT_VERSION})
+        fmt = json.loads(self.fs.cat_file(f"{self.root}/zarr.json")).get("attributes", {}).get("dicomml_cache_format")
+        if fmt != FORMAT_VERSION:
+            raise CacheIntegrityError(
+                f"{self.url}: cache format {fmt}, this dicomml writes format {FORMAT_VERSION}; use another folder",
+                path=self.url,
+            )
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get a fresh index memo
+        state = dict(self.__dict__)
+        state["_indexes"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"Cache({self.url!r})"
+
+    # -- reading ---------------------------------------------------------------
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is published (complete and visible)."""
+        return self.fs.exists(self._marker(key))
+
+    def keys(self) -> list[str]:
+        """Keys of all published entries, sorted."""
+        if not self.fs.exists(f"{self.root}/entries"):
+            return []
+        names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(f"{self.root}/entries", detail=False))
+        return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
+
+    def open(self, key: str) -> Entry:
+        """Open a published entry.
+
+        Raises
+        ------
+        CacheMissError
+            If ``key`` is not published.
+        CacheIntegrityError
+            If its marker is unreadable.
+        """
+        try:
+            text = self.fs.cat_file(self._marker(key))
+        except FileNotFoundError:
+            raise CacheMissError(
+                f"{self.url}: no entry {key}; compute it (a Dataset without cache_only=True, "
+                "or `dicomml preprocess`)",
+                path=self.url,
+            ) from None
+        try:
+            marker = json.loads(text)
+            return Entry(
+                key=key,
+                affine=np.asarray(marker["affine"], dtype=np.float64).reshape(4, 4),
+                meta=marker["meta"],
+                layouts={n: ArrayLayout.from_json(v) for n, v in marker["layouts"].items()},
+                checksums={n: int(v) for n, v in marker["checksums"].items()},
+                _cache=self,
+                _path=f"{self.root}/{marker['data']}",
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheIntegrityError(
+                f"{self.url}: marker of entry {key} is unreadable ({exc!r}); delete the entry and recompute",
+                path=self._marker(key),
+            ) from None
+
+    def _index(self, entry: Entry, name: str, shard: str, where: str) -> np.ndarray:
+        memo = (entry._path, name)  # data folders never change once written
+        if memo not in self._indexes:
+            size = index_nbytes(entry.layouts[name])
+            self._indexes[memo] = read_index(_cat(self.fs, shard, where, -size), entry.layouts[name], where)
+        return self._indexes[memo]
+
+    # -- writing ---------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        image: np.ndarray,
+        affine: np.ndarray,
+        *,
+        mask: np.ndarray | None = None,
+        meta: Mapping[str, Any] | None = None,
+        chunks: Sequence[int] = (64, 64, 64),
+    ) -> Entry:
+        """Write an entry and publish it atomically; a published key is left as is.
+
+        Parameters
+        ----------
+        key
+            Cache key (:func:`~dicomml.cache.entry_key`).
+        image
+            (i, j, k) array, any numeric dtype.
+        affine
+            4x4, maps (i, j, k) to RAS+ mm.
+        mask
+            Optional (C, i, j, k) masks on the image grid (stored as given).
+        meta
+            JSON-able provenance.
+        chunks
+            Inner chunk shape (i, j, k) in voxels.
+
+        Returns
+        -------
+        Entry
+            The published entry (this writer's or a racing writer's, both complete).
+
+        Raises
+        ------
+        ValueError
+            If shapes disagree.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise ValueError(f"image must be (i, j, k), got shape {image.shape}")
+        if mask is not None and (mask.ndim != 4 or mask.shape[1:] != image.shape):
+            raise ValueError(f"mask must be (C, {', '.join(map(str, image.shape))}), got shape {mask.shape}")
+        if self.has(key):
+            return self.open(key)
+        chunks = tuple(int(c) for c in chunks)
+        data = f"data/{key}/{uuid.uuid4().hex}"
+        group = zarr.open_group(self._store(), path=data, mode="w-", zarr_format=3)
+        arrays = {"image": image}
+        layouts = {"image": write_array(group, "image", image, chunks)}
+        if mask is not None:
+            fg = _foreground(mask)
+            arrays.update(mask=mask, foreground=fg)
+            layouts["mask"] = write_array(group, "mask", mask, (mask.shape[0], *chunks))
+            layouts["foreground"] = write_array(group, "foreground", fg, (max(1, len(fg)), 3))
+        marker = {
+            "format": FORMAT_VERSION,
+            "data": data,
+            "affine": np.asarray(affine, dtype=np.float64).reshape(4, 4).tolist(),
+            "meta": _jsonable(dict(meta or {})),
+            "layouts": {n: layout.to_json() for n, layout in layouts.items()},
+            "checksums": {n: _crc(a) for n, a in arrays.items()},
+            "created": time.time(),
+        }
+        group.attrs.update(marker)
+        if self.has(key):  # a racing writer published first; ours was never visible
+            self.fs.rm(f"{self.root}/{data}", recursive=True)
+            return self.open(key)
+        tmp = f"{self.root}/tmp/{key}.{uuid.uuid4().hex}.json"
+        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+        self.fs.makedirs(f"{self.root}/entries", exist_ok=True)
+        self.fs.pipe_file(tmp, json.dumps(marker).encode())
+        self.fs.mv(tmp, self._marker(key))  # atomic rename on POSIX; one PUT on object stores
+        return self.open(key)
+
+    def delete(self, key: str) -> None:
+        """Unpublish ``key`` (its data is removed by :meth:`gc`). No error if absent."""
+        if self.has(key):
+            self.fs.rm(self._marker(key))
+
+    # -- checking and cleaning -------------------------------------------------
+
+    def verify(self, key: str) -> None:
+        """Decode every chunk of an entry and compare each array's checksum.
+
+        Raises
+        ------
+        CacheMissError
+            If ``key`` is not published.
+        CacheIntegrityError
+            If a file or chunk is missing, a CRC32C fails, or a decoded array's
+            checksum differs from the one recorded at write time.
+        """
+        entry = self.open(key)
+        for name in entry.layouts:
+            got = _crc(entry.read(name))
+            if got != entry.checksums[name]:
+                raise CacheIntegrityError(
+                    f"{self.url}: entry {key} array {name}: checksum {got:#010x}, recorded "
+                    f"{entry.checksums[name]:#010x}; delete the entry and recompute",
+                    path=entry._path,
+                )
+
+    def gc(self, grace_seconds: float = 3600.0) -> list[str]:
+        """Remove data no marker names and stale temporary files.
+
+        Parameters
+        ----------
+        grace_seconds
+            Only remove what is older than this, so writers still at work keep
+            their data.
+
+        Returns
+        -------
+        list of str
+            Paths removed, relative to the cache root.
+        """
+        now = time.time()
+        live = set()
+        for key in self.keys():
+            try:
+                live.add(self.open(key)._path)
+            except CacheIntegrityError:
+                continue
+        removed = []
+        for folder in _dirs(self.fs, f"{self.root}/data"):
+            tokens = _dirs(self.fs, folder)
+            for path in tokens:
+                if path not in live and now - _mtime(self.fs, path) >= grace_seconds:
+                    self.fs.rm(path, recursive=True)
+                    removed.append(path)
+            if not _dirs(self.fs, folder) and now - _mtime(self.fs, folder) >= grace_seconds:
+                self.fs.rm(folder, recursive=True)
+        for path in _ls(self.fs, f"{self.root}/tmp"):
+            if now - _mtime(self.fs, path) >= grace_seconds:
+                self.fs.rm(path)
+                removed.append(path)
+        return [p[len(self.root) + 1 :] for p in removed]
+
+    def info(self) -> dict[str, Any]:
+        """Summary: url, format, entries, bytes of published data, bytes of unreferenced data."""
+        live = {self.open(k)._path for k in self.keys()}
+        used = other = 0
+        for folder in _dirs(self.fs, f"{self.root}/data"):
+            for path in _dirs(self.fs, folder):
+                size = self.fs.du(path)
+                if path in live:
+                    used += size
+                else:
+                    other += size
+        return {"url": self.url, "format": FORMAT_VERSION, "entries": len(live), "bytes": used, "unreferenced_bytes": other}
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _marker(self, key: str) -> str:
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"cache key {key!r} must be a non-empty name without '/'")
+        return f"{self.root}/entries/{key}.json"
+
+    def _store(self) -> zarr.abc.store.Store:
+        if isinstance(self.fs, LocalFileSystem):
+            return zarr.storage.LocalStore(self.root)
+        return zarr.storage.FsspecStore.from_url(self.url, storage_options=self._storage_options)
+
+
+def _cat(fs: fsspec.AbstractFileSystem, path: str, where: str, start: int | None = None) -> bytes:
+    try:
+        return fs.cat_file(path, start=start)
+    except FileNotFoundError:
+        raise CacheIntegrityError(f"{where}: shard file {path} is missing; delete the entry and recompute", path=path) from None
+
+
+def _ls(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
+    try:
+        return sorted(p.rstrip("/") for p in fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return []
+
+
+def _dirs(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
+    try:
+        return sorted(d["name"].rstrip("/") for d in fs.ls(path, detail=True) if d["type"] == "directory")
+    except FileNotFoundError:
+        return []
+
+
+def _mtime(fs: fsspec.AbstractFileSystem, path: str) -> float:
+    probe = f"{path}/zarr.json" if fs.isdir(path) and fs.exists(f"{path}/zarr.json") else path
+    try:
+        modified = fs.modified(probe)
+    except (NotImplementedError, FileNotFoundError):
+        return 0.0
+    return modified.timestamp()
+
+
+def _crc(array: np.ndarray) -> int:
+    return int(google_crc32c.value(np.ascontiguousarray(array).view(np.uint8).reshape(-1)))
+
+
+def _foreground(mask: np.ndarray) -> np.ndarray:
+    """(N, 3) int32 indices of voxels where any channel is > 0, at most FOREGROUND_MAX (evenly strided)."""
+    idx = np.argwhere(np.any(mask > 0, axis=0)).astype(np.int32)
+    if len(idx) > FOREGROUND_MAX:
+        idx = idx[np.linspace(0, len(idx) - 1, FOREGROUND_MAX).astype(np.int64)]
+    return np.ascontiguousarray(idx)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+

@@ -1,0 +1,57 @@
+"""``dicomml cache info|verify|gc CACHE``: inspect, check and clean a cache."""
+
+from __future__ import annotations
+
+import click
+
+from dicomml.cache import Cache
+from dicomml.errors import CacheIntegrityError
+
+__all__ = ["command"]
+
+
+@click.group("cache")
+def command() -> None:
+    """Inspect, verify and clean a dicomml cache (local folder or fsspec URL)."""
+
+
+@command.command("info")
+@click.argument("cache")
+def info(cache: str) -> None:
+    """Entries and bytes of CACHE."""
+    summary = Cache(cache).info()
+    for name, value in summary.items():
+        click.echo(f"{name}: {value}")
+
+
+@command.command("verify")
+@click.argument("cache")
+@click.option("--delete", is_flag=True, help="Unpublish entries that fail, so they are recomputed.")
+def verify(cache: str, delete: bool) -> None:
+    """Decode every chunk of every entry and check its checksums; exit 1 if any fails."""
+    store = Cache(cache)
+    keys = store.keys()
+    bad = []
+    with click.progressbar(keys, label="verifying", file=click.get_text_stream("stderr")) as bar:
+        for key in bar:
+            try:
+                store.verify(key)
+            except CacheIntegrityError as exc:
+                bad.append(key)
+                click.echo(f"FAILED {exc}", err=True)
+                if delete:
+                    store.delete(key)
+    click.echo(f"{len(keys) - len(bad)} of {len(keys)} entries verified" + (", failed ones unpublished" if bad and delete else ""))
+    if bad:
+        raise CacheIntegrityError(f"{cache}: {len(bad)} corrupted entries: {', '.join(bad)}; rerun with --delete, then recompute", path=cache)
+
+
+@command.command("gc")
+@click.argument("cache")
+@click.option("--grace", default=3600.0, show_default=True, help="Keep unreferenced data younger than this many seconds (writers at work).")
+def gc(cache: str, grace: float) -> None:
+    """Remove data no entry names (killed or racing writers) and stale temporary files."""
+    removed = Cache(cache).gc(grace_seconds=grace)
+    for path in removed:
+        click.echo(f"removed {path}")
+    click.echo(f"{len(removed)} paths removed")

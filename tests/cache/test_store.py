@@ -1,0 +1,194 @@
+"""Cache round trips, partial reads and corruption, on real stores (local folder and fsspec memory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from dicomml.cache import Cache
+from dicomml.cache.shard import index_nbytes
+from dicomml.errors import CacheIntegrityError, CacheMissError
+
+
+@pytest.fixture
+def volume() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    image = rng.integers(-1024, 3000, size=(70, 90, 100), dtype=np.int16)
+    mask = np.zeros((2, 70, 90, 100), np.uint8)
+    mask[0, 10:20, 30:40, 50:60] = 1
+    mask[1, 60:65, 5:9, 90:99] = 1
+    affine = np.array([[-0.7, 0, 0, 120.5], [0, -0.7, 0, 80.25], [0, 0, 2.5, -300.0], [0, 0, 0, 1]])
+    return image, mask, affine
+
+
+def _entry_dir(cache: Cache, key: str) -> Path:
+    return Path(cache.open(key)._path)
+
+
+def test_round_trip_is_exact_and_readable_by_zarr(tmp_path, volume):
+    image, mask, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, mask=mask, meta={"series_key": "s1", "n": np.int64(3)}, chunks=(32, 32, 32))
+    entry = Cache(tmp_path / "c").open("k")  # a fresh handle, as another process would
+    np.testing.assert_array_equal(entry.read(), image)
+    np.testing.assert_array_equal(entry.read("mask"), mask)
+    np.testing.assert_array_equal(entry.affine, affine)
+    assert entry.read().dtype == np.int16
+    assert entry.meta == {"series_key": "s1", "n": 3}
+    np.testing.assert_array_equal(entry.read("foreground"), np.argwhere(mask.any(axis=0)))
+    # zarr-python, an independent reader, sees the same arrays and attributes
+    group = zarr.open_group(str(_entry_dir(cache, "k")), mode="r")
+    np.testing.assert_array_equal(group["image"][...], image)
+    np.testing.assert_array_equal(group["mask"][...], mask)
+    assert group.attrs["affine"] == affine.tolist()
+    assert group["image"].shards == (96, 96, 128)
+
+
+@pytest.mark.parametrize("start,size", [((0, 0, 0), (70, 90, 100)), ((5, 31, 33), (40, 20, 64)), ((69, 89, 99), (1, 1, 1))])
+def test_patch_equals_slicing(tmp_path, volume, start, size):
+    image, mask, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine, mask=mask, chunks=(32, 32, 32))
+    box = tuple(slice(b, b + n) for b, n in zip(start, size))
+    np.testing.assert_array_equal(entry.read("image", start, size), image[box])
+    np.testing.assert_array_equal(entry.read("mask", start, size), mask[(slice(None), *box)])
+
+
+def test_patch_outside_the_array_is_refused(tmp_path, volume):
+    image, _, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine)
+    with pytest.raises(ValueError, match="leaves the image array"):
+        entry.read("image", (60, 0, 0), (20, 10, 10))
+
+
+def test_patch_reads_only_the_chunks_it_touches(tmp_path, volume):
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    entry = cache.put("k", image, affine, chunks=(32, 32, 32))
+    reads: list[tuple[int, int]] = []
+    real = cache.fs.cat_file
+
+    def counting(path, start=None, end=None, **kw):
+        reads.append((start, end))
+        return real(path, start=start, end=end, **kw)
+
+    cache.fs.cat_file = counting  # type: ignore[method-assign]
+    try:
+        entry.read("image", (33, 33, 33), (20, 20, 20))  # inside one 32^3 chunk
+        entry.read("image", (30, 30, 30), (4, 4, 4))  # straddles 8 chunks
+    finally:
+        del cache.fs.cat_file
+    index_reads = [r for r in reads if r[0] is not None and r[0] < 0]
+    chunk_reads = [r for r in reads if r[0] is not None and r[0] >= 0]
+    assert len(index_reads) == 1 and index_reads[0][0] == -index_nbytes(entry.layouts["image"])
+    index = _index(cache, "k")
+    expected = [(1, 1, 1)] + [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+    assert sorted(chunk_reads) == sorted((int(index[c][0]), int(index[c][0] + index[c][1])) for c in expected)
+
+
+def _index(cache: Cache, key: str) -> np.ndarray:
+    """The shard index, decoded by hand from the Zarr v3 sharding spec (uint64 offset, length; CRC32C last)."""
+    layout = cache.open(key).layouts["image"]
+    data = (_entry_dir(cache, key) / "image/c/0/0/0").read_bytes()
+    return np.frombuffer(data[-index_nbytes(layout) : -4], "<u8").reshape(*layout.grid, 2)
+
+
+def _corrupt_one_chunk(cache: Cache, key: str, chunk: tuple[int, int, int]) -> None:
+    shard = _entry_dir(cache, key) / "image/c/0/0/0"
+    offset, length = (int(v) for v in _index(cache, key)[chunk])
+    data = bytearray(shard.read_bytes())
+    data[offset + length // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+def test_corrupted_chunk_is_detected_on_read_and_verify(tmp_path, volume):
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, chunks=(32, 32, 32))
+    cache.verify("k")
+    _corrupt_one_chunk(cache, "k", (1, 1, 1))
+    fresh = Cache(tmp_path / "c")
+    with pytest.raises(CacheIntegrityError, match=r"chunk \(1, 1, 1\) checksum mismatch"):
+        fresh.open("k").read()
+    with pytest.raises(CacheIntegrityError, match="entry k"):
+        fresh.verify("k")
+    # a patch that does not touch the bad chunk still reads correctly
+    np.testing.assert_array_equal(fresh.open("k").read("image", (0, 0, 0), (30, 30, 30)), image[:30, :30, :30])
+
+
+def test_missing_shard_file_is_an_integrity_error(tmp_path, volume):
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine)
+    (_entry_dir(cache, "k") / "image/c/0/0/0").unlink()
+    with pytest.raises(CacheIntegrityError, match="missing"):
+        cache.verify("k")
+
+
+def test_absent_key_is_a_cache_miss(tmp_path):
+    cache = Cache(tmp_path / "c")
+    assert not cache.has("nope")
+    with pytest.raises(CacheMissError, match="no entry nope"):
+        cache.open("nope")
+    with pytest.raises(KeyError):  # CacheMissError is also a KeyError
+        cache.open("nope")
+
+
+def test_put_of_a_published_key_keeps_the_first_entry(tmp_path, volume):
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    first = cache.put("k", image, affine)
+    again = cache.put("k", image + 1, affine)
+    assert again._path == first._path
+    np.testing.assert_array_equal(again.read(), image)
+
+
+def test_markers_are_json_and_nothing_is_pickled(tmp_path, volume):
+    image, mask, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, mask=mask)
+    marker = json.loads((tmp_path / "c/entries/k.json").read_text())
+    assert set(marker["layouts"]) == {"image", "mask", "foreground"}
+    for path in (tmp_path / "c").rglob("*"):
+        if path.is_file():
+            assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"
+
+
+def test_gc_removes_unpublished_data_but_spares_young_writers(tmp_path, volume):
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("keep", image, affine)
+    cache.put("drop", image, affine)
+    cache.delete("drop")
+    assert cache.gc(grace_seconds=3600) == []  # too young
+    removed = cache.gc(grace_seconds=0)
+    assert len(removed) == 1 and removed[0].startswith("data/drop/")
+    assert not (tmp_path / "c/data/drop").exists()
+    assert cache.keys() == ["keep"]
+    cache.verify("keep")
+    assert cache.info()["unreferenced_bytes"] == 0
+
+
+def test_fsspec_url_store_round_trip(volume):
+    image, mask, affine = volume
+    cache = Cache("memory://dicomml-test-cache")
+    cache.put("k", image, affine, mask=mask)
+    entry = Cache("memory://dicomml-test-cache").open("k")
+    np.testing.assert_array_equal(entry.read(), image)
+    np.testing.assert_array_equal(entry.read("mask", (9, 29, 49), (3, 3, 3)), mask[:, 9:12, 29:32, 49:52])
+    cache.verify("k")
+    group = zarr.open_group(zarr.storage.FsspecStore.from_url("memory://dicomml-test-cache"), path=entry._path.split("/", 2)[-1], mode="r")
+    np.testing.assert_array_equal(group["image"][...], image)
+    cache.fs.rm("/dicomml-test-cache", recursive=True)
+
+
+def test_other_format_version_is_refused(tmp_path):
+    Cache(tmp_path / "c")
+    meta = json.loads((tmp_path / "c/zarr.json").read_text())
+    meta["attributes"]["dicomml_cache_format"] = 999
+    (tmp_path / "c/zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(CacheIntegrityError, match="cache format 999"):
+        Cache(tmp_path / "c")
