@@ -213,9 +213,14 @@ def _seg(seed: int, ct: Sequence[Dataset]) -> hd.seg.Segmentation:
         series_description="Lesion and liver (synthetic)",
         content_label="SAMPLE",
     )
-    # highdicom stamps the current time; keep the output reproducible.
-    seg.SeriesDate = seg.ContentDate = _STUDY_DATE
-    seg.SeriesTime = seg.ContentTime = _STUDY_TIME
+    # highdicom stamps the current time and a fresh dimension UID; keep the output reproducible.
+    seg.SeriesDate = seg.ContentDate = seg.InstanceCreationDate = _STUDY_DATE
+    seg.SeriesTime = seg.ContentTime = seg.InstanceCreationTime = _STUDY_TIME
+    for item in seg.get("ContributingEquipmentSequence", []):
+        item.ContributionDateTime = _STUDY_DATE + _STUDY_TIME
+    dimension_uid = _uid(seed, "seg-dimension-organization")
+    for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
+        item.DimensionOrganizationUID = dimension_uid
     return seg
 
 

@@ -1,0 +1,77 @@
+"""A Volume as NIfTI-1 through nibabel, laid out as dcm2niix and most NIfTI tools expect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from dicomml.volume import Volume
+
+__all__ = ["save_nifti", "to_nifti"]
+
+#: NIfTI ``qform_code`` / ``sform_code`` 1: scanner-based anatomical coordinates, as dcm2niix writes.
+SCANNER_XFORM = 1
+
+
+def to_nifti(volume: Volume) -> nib.Nifti1Image:
+    """The NIfTI-1 image of a Volume, with the same voxels at the same RAS+ places.
+
+    The array's axes are reversed: NIfTI's i, j, k are the DICOM column, row
+    and slice (as in dcm2niix's output, up to its row flip), and leading axes
+    (time, echo) become the 4th and later NIfTI dimensions. The affine's
+    columns follow the axes, so each voxel keeps its RAS+ millimetre
+    position; it is written as both sform and qform, code 1 (scanner), units
+    mm. No data are copied: the reversed C-order array is NIfTI's Fortran order.
+
+    Parameters
+    ----------
+    volume
+        Any Volume; bool data become uint8, and 64-bit integers the smallest
+        integer type that holds their values (NIfTI-1 tools rarely read int64).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+
+    Example
+    -------
+    >>> img = to_nifti(Volume(np.zeros((2, 3, 4), np.int16), np.diag([3.0, 2.0, 1.0, 1.0])))
+    >>> img.shape, nib.aff2axcodes(img.affine)
+    ((4, 3, 2), ('S', 'A', 'R'))
+    """
+    data = _nifti_dtype(volume)
+    affine = volume.affine[:, [2, 1, 0, 3]]
+    image = nib.Nifti1Image(data.T, affine)
+    image.set_sform(affine, code=SCANNER_XFORM)
+    image.set_qform(affine, code=SCANNER_XFORM)
+    image.header.set_xyzt_units(xyz="mm", t="sec")
+    return image
+
+
+def save_nifti(volume: Volume, path: str | Path) -> Path:
+    """Write ``volume`` as NIfTI-1 (``.nii`` or gzipped ``.nii.gz``); see :func:`to_nifti`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Example
+    -------
+    >>> save_nifti(volume, "ct.nii.gz")  # doctest: +SKIP
+    """
+    path = Path(path)
+    nib.save(to_nifti(volume), path)
+    return path
+
+
+def _nifti_dtype(volume: Volume) -> np.ndarray:
+    data = volume.array
+    if data.dtype == np.bool_:
+        return data.astype(np.uint8)
+    if data.dtype in (np.int64, np.uint64) and data.size:
+        # NIfTI-1 readers rarely take 64-bit integers: use the smallest type that holds the values.
+        return data.astype(np.result_type(np.min_scalar_type(data.min()), np.min_scalar_type(data.max())))
+    return data
