@@ -210,7 +210,8 @@ def _decode_frame(seg: hd.seg.Segmentation, index: int) -> np.ndarray:
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         raise UnsupportedTransferSyntaxError(
             f"{_name(seg)}: frame {index + 1} cannot be decoded from (0002,0010) Transfer Syntax "
-            f"{seg.file_meta.TransferSyntaxUID} ({exc}); convert the SEG to Explicit VR Little Endian",
+            f"{seg.file_meta.TransferSyntaxUID} ({' '.join(str(exc).split())}); "
+            "convert the SEG to Explicit VR Little Endian",
             path=_name(seg),
             tag="(0002,0010)",
         ) from exc

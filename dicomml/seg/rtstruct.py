@@ -1,0 +1,292 @@
+"""RTSTRUCT CLOSED_PLANAR contours rasterized onto a reference grid.
+
+Each contour's points (LPS+ mm) are mapped through the reference affine into
+grid indices, so axial, coronal, sagittal and oblique series are all the same
+case: a contour must lie in one grid slice (the nearest is taken and the
+distance reported), and all contours of one ROI on one slice are filled
+together by the even-odd rule, so an inner contour is a hole. A voxel is in
+the ROI when its centre is inside, or lies on a contour (as OpenCV's
+``fillPoly`` paints outlines), so masks that tools such as rt-utils traced
+along pixel centres come back unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Union
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from dicomml.errors import (
+    InvalidDicomFileError,
+    SegmentNotFoundError,
+    SegmentOverlapError,
+    SegReferenceError,
+)
+from dicomml.geometry import LPS_TO_RAS
+from dicomml.seg._grid import ALIGN_TOLERANCE
+from dicomml.volume import Volume
+
+__all__ = ["fill_polygons", "rtstruct_to_grid"]
+
+#: A pixel centre this close (pixels) to a contour counts as on it.
+ON_EDGE_TOLERANCE = 1e-3
+
+_Source = Union[str, "os.PathLike[str]", Dataset]
+
+
+def fill_polygons(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Rasterize closed polygons together by the even-odd rule.
+
+    Parameters
+    ----------
+    polygons
+        Each an (n, 2) array of vertices in pixel indices (row, column); the
+        last vertex connects back to the first.
+    shape
+        (rows, columns) of the output.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (rows, columns): pixels whose centre is inside an odd number of
+        polygons, or on a polygon's edge.
+
+    Example
+    -------
+    >>> square = np.array([[0, 0], [0, 4], [4, 4], [4, 0]], float)
+    >>> hole = np.array([[1.5, 1.5], [1.5, 2.5], [2.5, 2.5], [2.5, 1.5]])
+    >>> int(fill_polygons([square, hole], (6, 6)).sum())
+    24
+    """
+    rows, cols = shape
+    parity = np.zeros((rows, cols + 1), dtype=np.int64)
+    edge = np.zeros(shape, dtype=bool)
+    for polygon in polygons:
+        start = np.asarray(polygon, dtype=np.float64)
+        end = np.roll(start, -1, axis=0)
+        _crossings(start, end, parity)
+        _outline(start, end, edge)
+    inside = (np.cumsum(parity[:, :cols], axis=1) % 2).astype(bool)
+    return inside | edge
+
+
+def _crossings(start: np.ndarray, end: np.ndarray, parity: np.ndarray) -> None:
+    """Count edge crossings of each pixel-centre row left of each pixel (half-open rule)."""
+    rows, width = parity.shape
+    lo = np.minimum(start[:, 0], end[:, 0])
+    hi = np.maximum(start[:, 0], end[:, 0])
+    first = np.maximum(np.ceil(lo), 0).astype(np.int64)
+    last = np.minimum(np.ceil(hi) - 1, rows - 1).astype(np.int64)  # rows y with lo <= y < hi
+    for e in np.flatnonzero(last >= first):
+        y = np.arange(first[e], last[e] + 1)
+        t = (y - start[e, 0]) / (end[e, 0] - start[e, 0])
+        x = start[e, 1] + t * (end[e, 1] - start[e, 1])
+        column = np.clip(np.floor(x).astype(np.int64) + 1, 0, width - 1)  # centres right of x
+        np.add.at(parity, (y, column), 1)
+
+
+def _outline(start: np.ndarray, end: np.ndarray, edge: np.ndarray) -> None:
+    """Mark pixel centres that lie on an edge (within ``ON_EDGE_TOLERANCE`` pixels)."""
+    rows, cols = edge.shape
+    tol = ON_EDGE_TOLERANCE
+    for a, b in zip(start, end):
+        if abs(b[0] - a[0]) <= tol:  # along a row: on it only if the row is a pixel-centre row
+            y = int(np.rint(a[0]))
+            if abs(a[0] - y) > tol or not 0 <= y < rows:
+                continue
+            lo, hi = sorted((a[1], b[1]))
+            edge[y, max(int(np.ceil(lo - tol)), 0) : min(int(np.floor(hi + tol)), cols - 1) + 1] = True
+            continue
+        lo, hi = sorted((a[0], b[0]))
+        y = np.arange(max(int(np.ceil(lo - tol)), 0), min(int(np.floor(hi + tol)), rows - 1) + 1)
+        t = np.clip((y - a[0]) / (b[0] - a[0]), 0.0, 1.0)
+        x = a[1] + t * (b[1] - a[1])
+        x_int = np.rint(x).astype(np.int64)
+        on = (np.abs(x - x_int) <= tol) & (x_int >= 0) & (x_int < cols)
+        edge[y[on], x_int[on]] = True
+
+
+def _name(ds: Dataset) -> str:
+    return str(getattr(ds, "filename", None) or f"RTSTRUCT {ds.get('SOPInstanceUID', '?')}")
+
+
+def _read(source: _Source) -> Dataset:
+    if isinstance(source, Dataset):
+        return source
+    try:
+        ds = pydicom.dcmread(source)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        raise InvalidDicomFileError(f"{source}: cannot be read as DICOM ({exc})", path=str(source)) from exc
+    if ds.get("Modality") != "RTSTRUCT" or "ROIContourSequence" not in ds:
+        raise InvalidDicomFileError(
+            f"{source}: (0008,0060) Modality {ds.get('Modality')!r} without (3006,0039) ROI Contour Sequence; "
+            "expected an RT Structure Set",
+            path=str(source),
+            tag="(0008,0060)",
+        )
+    return ds
+
+
+def _select_rois(ds: Dataset, rois: int | str | Sequence[int | str] | None) -> dict[int, str]:
+    """ROI number -> name, in the order asked (all ROIs in file order when ``None``)."""
+    names = {int(item.ROINumber): str(item.get("ROIName", "")) for item in ds.get("StructureSetROISequence", [])}
+    if rois is None:
+        return names
+    chosen: dict[int, str] = {}
+    for item in [rois] if isinstance(rois, (int, str)) else rois:
+        found = [n for n, name in names.items() if (name == item if isinstance(item, str) else n == item)]
+        if not found:
+            have = ", ".join(f"{n}: {name!r}" for n, name in names.items())
+            raise SegmentNotFoundError(
+                f"{_name(ds)}: (3006,0020) Structure Set ROI Sequence has no ROI {item!r}; it has {have}",
+                path=_name(ds),
+                tag="(3006,0020)",
+            )
+        chosen.update((n, names[n]) for n in found)
+    return chosen
+
+
+def _contours(ds: Dataset, numbers: dict[int, str]) -> tuple[dict[int, list[np.ndarray]], dict[str, int]]:
+    """CLOSED_PLANAR contour points (LPS+ mm) per chosen ROI, and how many others were skipped."""
+    contours: dict[int, list[np.ndarray]] = {n: [] for n in numbers}
+    skipped: dict[str, int] = defaultdict(int)
+    for roi in ds.ROIContourSequence:
+        number = int(roi.ReferencedROINumber)
+        if number not in contours:
+            continue
+        for item in roi.get("ContourSequence", []):
+            kind = str(item.get("ContourGeometricType", ""))
+            if kind != "CLOSED_PLANAR":
+                skipped[f"{numbers[number]}: {kind}"] += 1
+                continue
+            contours[number].append(np.asarray(item.ContourData, dtype=np.float64).reshape(-1, 3))
+    return contours, dict(skipped)
+
+
+def rtstruct_to_grid(
+    rtstruct: _Source,
+    reference: Volume,
+    *,
+    rois: int | str | Sequence[int | str] | None = None,
+    as_channels: bool = False,
+) -> Volume:
+    """Rasterize an RTSTRUCT's CLOSED_PLANAR contours onto a reference grid.
+
+    Parameters
+    ----------
+    rtstruct
+        A file path or a pydicom Dataset of an RT Structure Set.
+    reference
+        The image volume whose spatial grid (``spatial_shape``, ``affine``:
+        indices to RAS+ mm, any axis order) the mask takes.
+    rois
+        ROI names (ROIName) or numbers (ROINumber); all ROIs when ``None``.
+    as_channels
+        ``True``: one uint8 channel per ROI, axes ``("segment",)``.
+        ``False``: one label map holding ROI numbers (0 = none).
+
+    Returns
+    -------
+    Volume
+        On exactly the reference grid; ``meta``: ``kind="mask"``, ``labels``
+        (ROI number -> ROIName, in channel order), ``residual_mm`` (largest
+        distance between a contour's plane and the slice it was drawn on),
+        ``skipped_contours`` (non-CLOSED_PLANAR contours per ROI and type).
+
+    Raises
+    ------
+    SegReferenceError
+        If the frame of reference differs from the reference's, or a contour
+        is not parallel to the grid's slices or lies outside them.
+    SegmentNotFoundError
+        If an asked ROI is absent.
+    SegmentOverlapError
+        If a label map is asked for ROIs that overlap (pass ``as_channels=True``).
+
+    Example
+    -------
+    >>> mask = rtstruct_to_grid("rt.dcm", load_files(ct_paths), rois="ROI-1")  # doctest: +SKIP
+    >>> mask.meta["labels"]  # doctest: +SKIP
+    {1: 'ROI-1'}
+    """
+    ds = _read(rtstruct)
+    name = _name(ds)
+    _check_frame_of_reference(ds, reference)
+    chosen = _select_rois(ds, rois)
+    contours, skipped = _contours(ds, chosen)
+    shape = reference.spatial_shape
+    to_grid = np.linalg.inv(reference.affine) @ LPS_TO_RAS
+    spacing = np.asarray(reference.spacing)
+    dtype = np.uint8 if as_channels or max(chosen, default=0) < 256 else np.uint16
+    array = np.zeros(((len(chosen),) if as_channels else ()) + shape, dtype=dtype)
+    residual = 0.0
+    for channel, (number, roi_name) in enumerate(chosen.items()):
+        by_slice: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+        for points in contours[number]:
+            index = points @ to_grid[:3, :3].T + to_grid[:3, 3]
+            spread = index.max(axis=0) - index.min(axis=0)
+            axis = int(np.argmin(spread))
+            if spread[axis] > ALIGN_TOLERANCE:
+                raise SegReferenceError(
+                    f"{name}: a (3006,0050) Contour Data of ROI {roi_name!r} is not parallel to the slices of "
+                    f"the reference grid (it spans {spread.round(2).tolist()} voxels); expected a contour on one slice",
+                    path=name,
+                    tag="(3006,0050)",
+                )
+            level = float(np.mean(index[:, axis]))
+            k = int(np.rint(level))
+            if not 0 <= k < shape[axis]:
+                raise SegReferenceError(
+                    f"{name}: a contour of ROI {roi_name!r} lies at slice {level:.2f} of axis {axis}, outside "
+                    f"the reference grid {shape}; the RTSTRUCT does not belong to this series",
+                    path=name,
+                    tag="(3006,0050)",
+                )
+            residual = max(residual, abs(level - k) * float(spacing[axis]))
+            by_slice[(axis, k)].append(np.delete(index, axis, axis=1))
+        target = array[channel] if as_channels else array
+        for (axis, k), polygons in by_slice.items():
+            plane_shape = tuple(s for a, s in enumerate(shape) if a != axis)
+            inside = fill_polygons(polygons, plane_shape)  # type: ignore[arg-type]
+            where: list[int | slice] = [slice(None)] * 3
+            where[axis] = k
+            region = target[tuple(where)]
+            if not as_channels:
+                prior = region[inside]
+                clash = prior[(prior != 0) & (prior != number)]
+                if clash.size:
+                    raise SegmentOverlapError(
+                        f"{name}: ROIs {roi_name!r} and {chosen.get(int(clash[0]), int(clash[0]))!r} overlap, so "
+                        "they cannot share one label map; pass as_channels=True",
+                        path=name,
+                    )
+            region[inside] = 1 if as_channels else number
+    meta = {
+        "kind": "mask",
+        "labels": chosen,
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+        "source": name,
+        "resampled": False,
+        "residual_mm": residual,
+        "skipped_contours": skipped,
+    }
+    return Volume(array, reference.affine.copy(), ("segment",) if as_channels else (), meta)
+
+
+def _check_frame_of_reference(ds: Dataset, reference: Volume) -> None:
+    theirs = reference.meta.get("frame_of_reference_uid")
+    ours = {str(item.FrameOfReferenceUID) for item in ds.get("ReferencedFrameOfReferenceSequence", [])}
+    ours |= {str(item.ReferencedFrameOfReferenceUID) for item in ds.get("StructureSetROISequence", [])
+             if "ReferencedFrameOfReferenceUID" in item}
+    if theirs and ours and str(theirs) not in ours:
+        raise SegReferenceError(
+            f"{_name(ds)}: (3006,0024) Referenced Frame of Reference UID {sorted(ours)} differs from the image "
+            f"series' {theirs}; their coordinates cannot be matched",
+            path=_name(ds),
+            tag="(3006,0024)",
+        )
