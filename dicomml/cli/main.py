@@ -16,6 +16,9 @@ from dicomml.errors import DicomMLError
 
 #: subcommand name -> module under dicomml.cli that defines ``command``.
 SUBCOMMANDS = {
+    "export": "export",
+    "sample-data": "sample_data",
+    "show": "show",
     "cache": "cache",
 }
 

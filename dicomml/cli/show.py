@@ -1,0 +1,51 @@
+"""``dicomml show MANIFEST SERIES_KEY -o out.png``: orthogonal views and a montage of a series."""
+
+from __future__ import annotations
+
+import click
+
+from dicomml.viz import CONVENTIONS, save_png
+from dicomml.viz.window import Window
+
+__all__ = ["command", "parse_window"]
+
+
+def parse_window(value: str | None) -> Window:
+    """``"lung"`` -> the preset's name; ``"40,400"`` -> ``(40.0, 400.0)``; ``None`` stays."""
+    if value is None or "," not in value:
+        return value
+    try:
+        center, width = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a preset name or CENTER,WIDTH such as 40,400", param_hint="--window") from None
+    return center, width
+
+
+@click.command("show")
+@click.argument("manifest", type=click.Path(exists=True, file_okay=False))
+@click.argument("series_key")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="PNG to write.")
+@click.option("--window", default=None, help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.")
+@click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
+@click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
+@click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")
+@click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
+def command(
+    manifest: str,
+    series_key: str,
+    output: str,
+    window: str | None,
+    annotation_key: str | None,
+    convention: str,
+    montage: int,
+    on_irregular: str,
+) -> None:
+    """Write axial, coronal and sagittal views with R/L, A/P, S/I labels and an axial
+    montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay."""
+    from dicomml import Manifest, load_mask, load_series
+
+    opened = Manifest(manifest)
+    volume = load_series(opened, series_key, on_irregular=on_irregular)
+    mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
+    path = save_png(volume, output, window=parse_window(window), mask=mask, convention=convention, montage=montage)
+    click.echo(f"wrote {path}")
