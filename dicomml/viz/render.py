@@ -54,7 +54,7 @@ def render(
     volume
         The image.
     window
-        ``(center, width)``, a preset name of :data:`dicomml.transforms.WINDOWS`
+        ``(center, width)``, a preset name of :data:`dicomml.transforms.WINDOW_PRESETS`
         (e.g. ``"lung"``), or ``None`` for the header's first window, else the
         0.5-99.5 percentiles.
     mask

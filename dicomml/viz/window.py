@@ -24,8 +24,9 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
     ----------
     window
         ``(center, width)`` in the image's units (HU for CT), DICOM's
-        (0028,1050) / (0028,1051) convention; or a preset name of
-        :mod:`dicomml.transforms`; or ``None``: the header's first window
+        (0028,1050) / (0028,1051) convention; or a name of
+        :data:`dicomml.transforms.WINDOW_PRESETS` (``"lung"``, ``"bone"``,
+        ``"brain"``, ``"soft_tissue"``...); or ``None``: the header's first window
         from ``meta``, else the 0.5 and 99.5 percentiles of ``image``.
     image
         The voxels, for the percentile fallback.
@@ -61,9 +62,10 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
 
 
 def _preset(name: str) -> WindowSpec:
-    from dicomml.transforms import WINDOW_PRESETS  # the one preset table; imported on use (torch)
+    from dicomml.transforms import Window as WindowTransform  # owns the preset table; imports torch, so on use
 
-    return WINDOW_PRESETS[name]
+    preset = WindowTransform.preset(name)
+    return WindowSpec(preset.center, preset.width, name)
 
 
 def _header_window(meta: Mapping[str, Any]) -> WindowSpec | None:

@@ -88,6 +88,15 @@ def test_window_numbers_header_and_percentiles():
         window_limits((40, 0), np.zeros(3), {})
 
 
+def test_window_presets_come_from_the_transforms_table():
+    from dicomml.transforms import WINDOW_PRESETS
+
+    lung = WINDOW_PRESETS["lung"]
+    assert window_limits("lung", np.zeros(3), {}) == (lung.low, lung.high)
+    with pytest.raises(ConfigError, match="unknown"):
+        window_limits("no-such-window", np.zeros(3), {})
+
+
 def test_display_grid_checks_its_input():
     with pytest.raises(GeometryError, match="convention"):
         DisplayGrid(np.zeros((2, 2, 2)), np.eye(4), convention="upside-down")  # type: ignore[arg-type]
