@@ -1,0 +1,213 @@
+"""Samples, the :class:`Mask` type and the :class:`Transform` base class.
+
+A *sample* is a dict: spatial entries (tensors whose last three axes are
+spatial, normally ``(C, i, j, k)``), ``"affine"`` (4x4, the entries' indices to
+RAS+ mm, numpy or tensor) and ``"meta"`` (a dict). Every spatial entry of a
+sample shares that one grid. Other keys pass through untouched.
+
+Which entries are label maps: a :class:`Mask`, or a ``bool`` tensor. Label
+maps are resampled nearest, padded with 0 and never windowed or normalized.
+Every other tensor is an image, whatever its dtype (CT stays ``int16`` HU in
+dicomml, so an integer dtype does not mean labels). A :class:`~dicomml.Volume`
+is a label map when ``volume.meta["kind"] == "mask"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from dicomml.errors import GeometryError
+from dicomml.volume import Volume
+
+__all__ = ["Mask", "Transform", "is_label", "spatial_keys", "spatial_shape", "sample_affine"]
+
+#: Sample keys that are not spatial entries.
+RESERVED = ("affine", "meta")
+
+
+class Mask(torch.Tensor):
+    """A label map: a tensor that spatial transforms resample nearest.
+
+    A thin tag like torchvision's ``tv_tensors.Mask`` or TorchIO's
+    ``LabelMap``. It disables ``__torch_function__`` dispatch, so torch ops on
+    it cost what they cost on a plain tensor and return plain tensors; the
+    transforms re-tag their outputs.
+
+    Example
+    -------
+    >>> m = Mask(torch.zeros(1, 2, 2, 2, dtype=torch.uint8))
+    >>> isinstance(m, Mask), type(m + 1).__name__
+    (True, 'Tensor')
+    """
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def __new__(cls, data: Any) -> Mask:
+        return torch.as_tensor(data).as_subclass(cls)
+
+    def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:  # pickles as a Mask across DataLoader workers
+        return (Mask, (torch.Tensor(self.as_subclass(torch.Tensor)),))
+
+
+def is_label(value: Any) -> bool:
+    """Whether a sample entry is a label map (a :class:`Mask` or a bool tensor)."""
+    return isinstance(value, Mask) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def spatial_keys(sample: Mapping[str, Any]) -> list[str]:
+    """Keys of the spatial entries: tensors with at least three axes."""
+    return [k for k, v in sample.items() if k not in RESERVED and isinstance(v, torch.Tensor) and v.ndim >= 3]
+
+
+def spatial_shape(sample: Mapping[str, Any]) -> tuple[int, int, int]:
+    """The spatial shape that every spatial entry of ``sample`` shares.
+
+    Raises
+    ------
+    GeometryError
+        If there is no spatial entry or two entries differ.
+    """
+    shapes = {k: tuple(sample[k].shape[-3:]) for k in spatial_keys(sample)}
+    if not shapes:
+        raise GeometryError(f"sample has no spatial entry (a tensor of >= 3 axes); keys {sorted(sample)}")
+    if len(set(shapes.values())) > 1:
+        raise GeometryError(f"sample entries lie on different grids {shapes}; resample them to one grid first")
+    return next(iter(shapes.values()))  # type: ignore[return-value]
+
+
+def sample_affine(sample: Mapping[str, Any]) -> np.ndarray:
+    """The sample's affine as 4x4 float64 numpy (identity, 1 mm voxels, when absent).
+
+    Raises
+    ------
+    GeometryError
+        If the affine is not 4x4.
+    """
+    value = sample.get("affine")
+    if value is None:
+        return np.eye(4)
+    affine = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise GeometryError(f"sample affine must be 4x4, got {affine.shape}")
+    return affine
+
+
+def _like(affine: np.ndarray, previous: Any) -> Any:
+    """``affine`` in the type the sample held (tensor or numpy)."""
+    return torch.from_numpy(affine) if isinstance(previous, torch.Tensor) else affine
+
+
+def _from_volume(volume: Volume) -> tuple[dict[str, Any], Callable[[dict[str, Any]], Volume]]:
+    array = volume.array if volume.array.flags.writeable else volume.array.copy()
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    key, value = ("mask", Mask(tensor)) if volume.meta.get("kind") == "mask" else ("image", tensor)
+    sample = {key: value, "affine": volume.affine, "meta": volume.meta}
+
+    def restore(out: dict[str, Any]) -> Volume:
+        data = out[key].detach().cpu().as_subclass(torch.Tensor).numpy()
+        axes = volume.axes if data.ndim == volume.array.ndim else ("channel",) * (data.ndim - 3)
+        return Volume(data, sample_affine(out), axes, out.get("meta", {}))
+
+    return sample, restore
+
+
+def to_sample(data: Any) -> tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]:
+    """A sample dict for ``data`` and the function that turns a result back into ``data``'s kind.
+
+    Parameters
+    ----------
+    data
+        A sample dict, a tensor (``(C, i, j, k)`` or ``(i, j, k)``; identity
+        affine) or a :class:`~dicomml.Volume`.
+
+    Raises
+    ------
+    GeometryError
+        For any other input.
+    """
+    if isinstance(data, Mapping):
+        return dict(data), lambda out: out
+    if isinstance(data, torch.Tensor):
+        return {"image": data}, lambda out: out["image"]
+    if isinstance(data, Volume):
+        return _from_volume(data)
+    raise GeometryError(f"transforms take a sample dict, a tensor or a Volume; got {type(data).__name__}")
+
+
+class Transform:
+    """Base of every dicomml transform: draw parameters once, apply them to every entry.
+
+    Calling a transform accepts a sample dict, a tensor or a Volume and returns
+    the same kind. :meth:`make_params` looks at the whole sample once (and
+    draws any random numbers); :meth:`apply_image` and :meth:`apply_mask` then
+    get each entry as a ``(C, i, j, k)`` tensor with those same parameters, so
+    an image and its masks stay aligned. A ``params["affine"]`` becomes the
+    sample's new affine; :meth:`record` returns what goes into
+    ``meta["transforms"]``.
+    """
+
+    def __call__(self, data: Any) -> Any:
+        sample, restore = to_sample(data)
+        return restore(self.apply(sample, self.make_params(sample)))
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Parameters for this sample (grids, random draws); none by default."""
+        return {}
+
+    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        """Transform one image entry, ``(C, i, j, k)``; unchanged by default."""
+        return x
+
+    def apply_mask(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        """Transform one label-map entry, ``(C, i, j, k)``; unchanged by default."""
+        return x
+
+    def record(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """What to append to ``meta["transforms"]`` (random draws); nothing by default."""
+        return None
+
+    def apply(self, sample: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``params`` to every spatial entry of ``sample``; returns a new dict."""
+        out = dict(sample)
+        for key in spatial_keys(sample):
+            value = sample[key]
+            lead = value.shape[:-3]
+            x = value.as_subclass(torch.Tensor).reshape(-1, *value.shape[-3:])
+            label = is_label(value)
+            y = self.apply_mask(x, params) if label else self.apply_image(x, params)
+            if y.shape[0] == x.shape[0]:
+                y = y.reshape(*lead, *y.shape[-3:])
+            out[key] = Mask(y) if isinstance(value, Mask) else y
+        if "affine" in params:
+            out["affine"] = _like(params["affine"], sample.get("affine"))
+        entry = self.record(params)
+        if entry is not None:
+            meta = dict(sample.get("meta") or {})
+            meta["transforms"] = [*meta.get("transforms", ()), {"name": type(self).__name__, **entry}]
+            out["meta"] = meta
+        return out
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class RandomTransform(Transform):
+    """A transform with random parameters, drawn once per sample in :meth:`make_params`.
+
+    Draws come from torch's default generator, which DataLoader seeds per
+    worker; give ``seed`` to a subclass for a private, reproducible stream
+    (then every worker copy repeats the same draws).
+    """
+
+    seed: int | None = None
+
+    def _uniform(self, low: float, high: float, n: int = 1) -> np.ndarray:
+        if not hasattr(self, "_generator"):
+            self._generator = None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
+        u = torch.rand(n, generator=self._generator, dtype=torch.float64).numpy()
+        return low + (high - low) * u

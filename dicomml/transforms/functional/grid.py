@@ -1,0 +1,190 @@
+"""Target grids: pure functions of (affine, shape) that say where to resample.
+
+A grid is a 4x4 affine (array indices, in the array's own axis order, to RAS+
+millimetres) plus a spatial shape of three ints. Nothing here touches voxels
+or imports torch; the kernels in :mod:`dicomml.transforms.functional.spatial`
+consume these grids.
+
+Grid convention (``align="edges"``, the default): the output field of view
+starts at the same outer voxel *edge* as the input, and output voxel ``d``
+samples input index ``d * r + (r - 1) / 2`` along an axis scaled by
+``r = new_spacing / old_spacing``. This is the grid of
+``torch.nn.functional.interpolate(..., align_corners=False)``, of TorchIO's
+``Resample`` and of MONAI's ``Spacing(scale_extent=True)``; it lets the
+resampler run torch's fused trilinear kernel. ``align="centers"`` is MONAI
+``Spacing``'s default: the first voxel *centre* stays put (input index
+``d * r``) and the shape is ``round((n - 1) / r + 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from dicomml.errors import GeometryError
+from dicomml.geometry.affine import spacing_of
+
+__all__ = ["ALIGNS", "orient_grid", "shape_grid", "spacing_grid", "shift_grid", "check_axcodes"]
+
+#: The two grid conventions (see the module docstring).
+ALIGNS = ("edges", "centers")
+
+_PAIRS = ("LR", "PA", "IS")
+
+
+def check_axcodes(axcodes: str) -> str:
+    """Validate an orientation code: three letters, one of each pair L/R, P/A, I/S.
+
+    Raises
+    ------
+    GeometryError
+        If the code is not three distinct axes.
+
+    Example
+    -------
+    >>> check_axcodes("spl")
+    'SPL'
+    """
+    code = str(axcodes).upper()
+    axes = [next((i for i, pair in enumerate(_PAIRS) if c in pair), -1) for c in code]
+    if len(code) != 3 or sorted(axes) != [0, 1, 2]:
+        raise GeometryError(
+            f"axis code {axcodes!r} is not three letters naming each of L/R, P/A and I/S once; use e.g. 'RAS' or 'LPS'"
+        )
+    return code
+
+
+def _check(affine: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(affine, dtype=np.float64)
+    n = np.asarray(tuple(shape), dtype=np.int64)
+    if a.shape != (4, 4) or n.shape != (3,) or np.any(n < 1):
+        raise GeometryError(f"a grid needs a 4x4 affine and three positive sizes, got {a.shape} and {tuple(shape)}")
+    return a, n
+
+
+def orient_grid(affine: np.ndarray, shape: Sequence[int], axcodes: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The same voxels relaid (permuted and flipped, never interpolated) to ``axcodes``.
+
+    Parameters
+    ----------
+    affine
+        4x4 affine of the input, indices to RAS+ mm.
+    shape
+        Spatial shape of the input (three ints, in its axis order).
+    axcodes
+        Target orientation: the RAS+ letter each output axis increases towards,
+        e.g. ``"RAS"``, ``"LPS"`` or DICOM axial's ``"SPL"``. For oblique
+        affines the closest axes are used (nibabel's ``io_orientation``).
+
+    Returns
+    -------
+    tuple
+        The output affine (4x4 float64, RAS+ mm) and shape.
+
+    Raises
+    ------
+    GeometryError
+        For a bad axis code, affine or shape.
+
+    Example
+    -------
+    >>> a, s = orient_grid(np.diag([-2.0, 1.0, 1.0, 1.0]), (3, 4, 5), "RAS")
+    >>> a[0].tolist(), s
+    ([2.0, 0.0, 0.0, -4.0], (3, 4, 5))
+    """
+    a, n = _check(affine, shape)
+    transform = ornt_transform(io_orientation(a), axcodes2ornt(tuple(check_axcodes(axcodes))))
+    out_shape = [0, 0, 0]
+    for axis, (target, _) in enumerate(transform):
+        out_shape[int(target)] = int(n[axis])
+    return a @ inv_ornt_aff(transform, tuple(int(v) for v in n)), tuple(out_shape)  # type: ignore[return-value]
+
+
+def _scaled(affine: np.ndarray, ratio: np.ndarray, align: str) -> np.ndarray:
+    if align not in ALIGNS:
+        raise GeometryError(f"align={align!r} is not one of {ALIGNS}")
+    index_map = np.diag([*ratio, 1.0])
+    if align == "edges":
+        index_map[:3, 3] = (ratio - 1.0) / 2.0
+    return affine @ index_map
+
+
+def spacing_grid(
+    affine: np.ndarray, shape: Sequence[int], spacing: float | Sequence[float | None], align: str = "edges"
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The grid with voxel size ``spacing`` (mm) over the same field of view.
+
+    Parameters
+    ----------
+    affine, shape
+        Input grid: 4x4 affine (indices to RAS+ mm) and three sizes.
+    spacing
+        Target voxel size in mm per array axis (in the array's axis order), or
+        one number for isotropic voxels. ``None`` or a value <= 0 keeps that
+        axis' spacing.
+    align
+        ``"edges"`` (default) or ``"centers"``; see the module docstring.
+
+    Returns
+    -------
+    tuple
+        Output affine (directions kept, columns of length ``spacing``) and shape.
+
+    Raises
+    ------
+    GeometryError
+        For a bad affine, shape, spacing or ``align``.
+
+    Example
+    -------
+    >>> a, s = spacing_grid(np.diag([2.0, 1.0, 1.0, 1.0]), (10, 4, 4), 1.0)
+    >>> s, float(a[0, 3])
+    ((20, 4, 4), -0.5)
+    """
+    a, n = _check(affine, shape)
+    old = np.asarray(spacing_of(a))
+    wanted = [spacing] * 3 if np.isscalar(spacing) or spacing is None else list(spacing)  # type: ignore[list-item]
+    if len(wanted) != 3:
+        raise GeometryError(f"spacing needs 1 or 3 values (mm), got {spacing!r}")
+    new = np.array([o if w is None or float(w) <= 0 else float(w) for o, w in zip(old, wanted)])
+    ratio = new / old
+    sizes = n / ratio if align == "edges" else (n - 1) / ratio + 1
+    out = np.maximum(1, np.rint(sizes)).astype(np.int64)
+    return _scaled(a, ratio, align), tuple(int(v) for v in out)  # type: ignore[return-value]
+
+
+def shape_grid(affine: np.ndarray, shape: Sequence[int], out_shape: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The grid of ``out_shape`` voxels over the same field of view (edges aligned).
+
+    Output voxel ``d`` samples input index ``(d + 0.5) * n / m - 0.5``, as
+    ``torch.nn.functional.interpolate(size=out_shape, align_corners=False)`` does.
+
+    Raises
+    ------
+    GeometryError
+        For a bad affine or shape.
+
+    Example
+    -------
+    >>> a, s = shape_grid(np.eye(4), (4, 4, 4), (2, 4, 4))
+    >>> a[0].tolist(), s
+    ([2.0, 0.0, 0.0, 0.5], (2, 4, 4))
+    """
+    a, n = _check(affine, shape)
+    _, m = _check(affine, out_shape)
+    return _scaled(a, n / m, "edges"), tuple(int(v) for v in m)  # type: ignore[return-value]
+
+
+def shift_grid(affine: np.ndarray, start: Sequence[int]) -> np.ndarray:
+    """Affine of a crop (or pad, for negative starts) beginning at index ``start``.
+
+    Example
+    -------
+    >>> shift_grid(np.diag([2.0, 1.0, 1.0, 1.0]), (1, -2, 0))[:3, 3].tolist()
+    [2.0, -2.0, 0.0]
+    """
+    a = np.asarray(affine, dtype=np.float64).copy()
+    a[:3, 3] = a[:3, :3] @ np.asarray(start, dtype=np.float64) + a[:3, 3]
+    return a

@@ -1,0 +1,154 @@
+"""Intensity kernels on tensors: VOI windows, range scaling, z-normalization.
+
+Stateless functions; each runs on the tensor's own device. Windows follow
+DICOM PS3.3 C.11.2.1.2 (VOI LUT Function LINEAR, LINEAR_EXACT, SIGMOID) with
+the output range fixed to [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dicomml.errors import ConfigError
+
+__all__ = ["VOI_FUNCTIONS", "scale_intensity", "to_uint8", "window", "znormalize"]
+
+#: VOI LUT Function (0028,1056) values that :func:`window` implements.
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    return x if x.is_floating_point() else x.float()
+
+
+def scale_intensity(
+    x: torch.Tensor, low: float, high: float, out_low: float = 0.0, out_high: float = 1.0, *, clip: bool = True
+) -> torch.Tensor:
+    """Map ``[low, high]`` linearly onto ``[out_low, out_high]`` (MONAI ``ScaleIntensityRange``).
+
+    Parameters
+    ----------
+    x
+        Any tensor; integers become float32.
+    low, high
+        Input values (e.g. HU) that map to ``out_low`` and ``out_high``; ``high > low``.
+    out_low, out_high
+        Output range.
+    clip
+        Clip the result to the output range.
+
+    Returns
+    -------
+    torch.Tensor
+        Floating tensor of ``x``'s shape.
+
+    Raises
+    ------
+    ConfigError
+        If ``high <= low``.
+
+    Example
+    -------
+    >>> scale_intensity(torch.tensor([-1000, 0, 1000]), -1000, 1000).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    if not high > low:
+        raise ConfigError(f"intensity range [{low}, {high}] is empty; high must exceed low")
+    y = (_float(x) - low) * ((out_high - out_low) / (high - low)) + out_low
+    return y.clamp_(min(out_low, out_high), max(out_low, out_high)) if clip else y
+
+
+def window(x: torch.Tensor, center: float, width: float, function: str = "LINEAR_EXACT") -> torch.Tensor:
+    """Apply one VOI window (PS3.3 C.11.2.1.2) with output range [0, 1].
+
+    Parameters
+    ----------
+    x
+        Stored values after rescale (e.g. HU); integers become float32.
+    center, width
+        Window Center (0028,1050) and Window Width (0028,1051).
+    function
+        VOI LUT Function (0028,1056):
+
+        - ``"LINEAR"`` (the DICOM default): 0 below ``c - 0.5 - (w - 1) / 2``,
+          1 above ``c - 0.5 + (w - 1) / 2``, linear between; ``w >= 1``.
+        - ``"LINEAR_EXACT"``: linear over ``[c - w/2, c + w/2]``; ``w > 0``.
+          The usual meaning of "window" in ML code.
+        - ``"SIGMOID"``: ``1 / (1 + exp(-4 (x - c) / w))``; ``w > 0``.
+
+    Returns
+    -------
+    torch.Tensor
+        Floating tensor in [0, 1].
+
+    Raises
+    ------
+    ConfigError
+        For an unknown function or a width out of its range.
+
+    Example
+    -------
+    >>> window(torch.tensor([0.0, 40.0, 80.0]), 40, 80).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    fn = str(function).upper()
+    if fn not in VOI_FUNCTIONS:
+        raise ConfigError(f"(0028,1056) VOI LUT Function {function!r} is not one of {VOI_FUNCTIONS}")
+    minimum = 1.0 if fn == "LINEAR" else 0.0
+    if not (width >= minimum and (fn == "LINEAR" or width > 0)):
+        raise ConfigError(f"(0028,1051) Window Width {width} is out of range for {fn}; it must be >= 1 (LINEAR) or > 0")
+    if fn == "SIGMOID":
+        return torch.sigmoid((_float(x) - center) * (4.0 / width))
+    if fn == "LINEAR_EXACT":
+        return scale_intensity(x, center - width / 2, center + width / 2)
+    if width == 1:  # a step: the linear ramp has no width
+        return (_float(x) > center - 0.5).to(_float(x).dtype)
+    return scale_intensity(x, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """A [0, 1] tensor as uint8 0..255 (rounded).
+
+    Example
+    -------
+    >>> to_uint8(torch.tensor([0.0, 0.5, 1.0])).tolist()
+    [0, 128, 255]
+    """
+    return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def znormalize(x: torch.Tensor, *, nonzero: bool = False, eps: float = 1e-8) -> torch.Tensor:
+    """Standardize each channel of ``(C, ...)`` to mean 0, standard deviation 1.
+
+    Parameters
+    ----------
+    x
+        ``(C, ...)`` tensor; statistics are per channel (population std).
+    nonzero
+        Use and change only the non-zero voxels (background stays 0), as
+        MONAI's ``NormalizeIntensity(nonzero=True)``.
+    eps
+        A channel whose std is below ``eps`` is only centred.
+
+    Returns
+    -------
+    torch.Tensor
+        Floating tensor of ``x``'s shape.
+
+    Example
+    -------
+    >>> znormalize(torch.tensor([[1.0, 3.0]])).tolist()
+    [[-1.0, 1.0]]
+    """
+    y = _float(x).clone()
+    for channel in y:
+        values = channel[channel != 0] if nonzero else channel
+        if values.numel() == 0:
+            continue
+        mean, std = values.mean(), values.std(correction=0)
+        scale = std if std >= eps else torch.ones_like(std)
+        if nonzero:
+            channel[channel != 0] = (values - mean) / scale
+        else:
+            channel.sub_(mean).div_(scale)
+    return y

@@ -1,0 +1,87 @@
+"""Bridge to MONAI: samples of plain tensors <-> MONAI ``MetaTensor`` dicts.
+
+dicomml keeps plain tensors plus an explicit ``affine`` on the hot path
+(MetaTensor's ``__torch_function__`` costs ~100x per op, MONAI PR #4223);
+these two functions convert at the edge for MONAI transforms, inferers and
+savers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+
+from dicomml.transforms.base import Mask, is_label, sample_affine, spatial_keys, to_sample
+
+__all__ = ["from_metatensor", "to_metatensor"]
+
+
+def to_metatensor(data: Any) -> Any:
+    """Spatial entries as MONAI ``MetaTensor`` s carrying the sample's affine.
+
+    Parameters
+    ----------
+    data
+        A sample dict, a tensor or a :class:`~dicomml.Volume`.
+
+    Returns
+    -------
+    dict or MetaTensor
+        For a dict: the same dict with each spatial entry a MetaTensor
+        (``.affine`` float64; label maps get ``meta["kind"] = "mask"``), other
+        keys unchanged. For a tensor or Volume: the image (or mask) MetaTensor.
+
+    Example
+    -------
+    >>> to_metatensor({"image": torch.zeros(1, 2, 2, 2)})["image"].affine.shape
+    torch.Size([4, 4])
+    """
+    sample, _ = to_sample(data)
+    affine = torch.from_numpy(sample_affine(sample))
+    meta = dict(sample.get("meta") or {})
+    out = dict(sample)
+    for key in spatial_keys(sample):
+        value = sample[key]
+        extra = {"kind": "mask"} if is_label(value) else {}
+        out[key] = MetaTensor(value.as_subclass(torch.Tensor), affine=affine.clone(), meta={**meta, **extra})
+    if isinstance(data, dict):
+        return out
+    return out[spatial_keys(sample)[0]]
+
+
+def from_metatensor(data: Any) -> dict[str, Any]:
+    """A dicomml sample (plain tensors, ``affine``, ``meta``) from MetaTensor(s).
+
+    Parameters
+    ----------
+    data
+        A MetaTensor (becomes ``"image"``, or ``"mask"`` when its meta says
+        ``kind == "mask"``) or a dict holding MetaTensors.
+
+    Returns
+    -------
+    dict
+        Plain tensors (label maps as :class:`Mask`), ``"affine"`` (4x4 float64
+        numpy, from the first MetaTensor) and ``"meta"``.
+
+    Example
+    -------
+    >>> s = from_metatensor(MetaTensor(torch.zeros(1, 2, 2, 2)))
+    >>> sorted(s), s["affine"].dtype
+    (['affine', 'image', 'meta'], dtype('float64'))
+    """
+    if isinstance(data, MetaTensor):
+        data = {"mask" if data.meta.get("kind") == "mask" else "image": data}
+    out: dict[str, Any] = dict(data)
+    for key, value in data.items():
+        if not isinstance(value, MetaTensor):
+            continue
+        if "affine" not in out:
+            out["affine"] = value.affine.detach().cpu().double().numpy()
+        if "meta" not in out:
+            out["meta"] = {k: v for k, v in value.meta.items() if k not in ("affine", "kind") and not k.startswith("original_")}
+        plain = value.as_tensor()
+        out[key] = Mask(plain) if value.meta.get("kind") == "mask" else plain
+    return out

@@ -1,0 +1,359 @@
+"""Spatial transforms: orientation, resampling, crop/pad and spatial augmentation.
+
+Every spatial transform keeps the world true: it updates ``affine`` so that
+each output voxel's affine position is where its value lies in the patient
+(RAS+ mm). Augmentations change what the array holds (the network sees a
+flipped or rotated volume); the affine follows, as in MONAI. All entries of a
+sample are moved by the same parameters, label maps nearest, images linearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from dicomml.errors import ConfigError
+from dicomml.transforms.base import RandomTransform, Transform, sample_affine, spatial_shape
+from dicomml.transforms.functional.grid import ALIGNS, check_axcodes, orient_grid, shape_grid, shift_grid, spacing_grid
+from dicomml.transforms.functional.spatial import PADDINGS, crop_pad, resample_image, resample_mask
+from dicomml.volume import Volume
+
+__all__ = [
+    "CropForeground",
+    "CropOrPad",
+    "Orient",
+    "RandomAffine",
+    "RandomCrop",
+    "RandomFlip",
+    "Resample",
+]
+
+
+def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    items = [value] * 3 if np.isscalar(value) else list(value)  # type: ignore[list-item]
+    if len(items) != 3 or not all(int(v) == v and v > 0 for v in items):
+        raise ConfigError(f"{name}={value!r} must be one or three positive voxel counts")
+    return tuple(int(v) for v in items)  # type: ignore[return-value]
+
+
+def _check_padding(padding: str) -> None:
+    if padding not in PADDINGS:
+        raise ConfigError(f"padding={padding!r} is not one of {PADDINGS}")
+
+
+class _Regrid(Transform):
+    """A transform that resamples every entry onto one target grid (``params``: source, affine, shape)."""
+
+    padding = "border"
+    antialias = False
+
+    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return resample_image(
+            x, params["source"], params["affine"], params["shape"], padding=self.padding, antialias=self.antialias
+        )
+
+    def apply_mask(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return resample_mask(x, params["source"], params["affine"], params["shape"])
+
+
+class Orient(_Regrid):
+    """Relay the axes to an orientation code by permutation and flips only; no interpolation.
+
+    Parameters
+    ----------
+    axcodes
+        RAS+ letters the output axes increase towards: ``"RAS"`` (nibabel's
+        canonical), ``"LPS"`` (ITK's), ``"SPL"`` (DICOM axial as loaded), ...
+        Oblique volumes go to the closest axes (nibabel's ``io_orientation``);
+        they stay oblique.
+
+    Example
+    -------
+    >>> s = Orient("RAS")({"image": torch.zeros(1, 2, 3, 4), "affine": np.diag([1.0, -1.0, 1.0, 1.0])})
+    >>> s["image"].shape, float(s["affine"][1, 1])
+    (torch.Size([1, 2, 3, 4]), 1.0)
+    """
+
+    def __init__(self, axcodes: str = "RAS") -> None:
+        self.axcodes = check_axcodes(axcodes)
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        source = sample_affine(sample)
+        affine, shape = orient_grid(source, spatial_shape(sample), self.axcodes)
+        return {"source": source, "affine": affine, "shape": shape}
+
+
+class Resample(_Regrid):
+    """Resample to a voxel spacing, a shape or a reference grid; optionally reorient in the same pass.
+
+    Parameters
+    ----------
+    spacing
+        Target voxel size in mm, one number or one per output array axis
+        (``None``/``<= 0`` keeps an axis).
+    shape
+        Target shape over the same field of view (voxels).
+    like
+        A reference grid: a :class:`~dicomml.Volume` or ``(affine, shape)``.
+    axcodes
+        Also reorient to this code; permutation, flips and scaling then run as
+        one resample. ``Compose`` fuses ``Orient`` followed by ``Resample``
+        into this.
+    align
+        ``"edges"`` (default) or ``"centers"``: where the output grid starts.
+        See :mod:`dicomml.transforms.functional.grid`; ``"centers"`` is
+        MONAI ``Spacing``'s default grid, ``"edges"`` its
+        ``scale_extent=True`` grid and torch ``interpolate``'s.
+    padding
+        Image values outside the input: ``"border"``, ``"zeros"``, ``"reflection"``.
+    antialias
+        Gaussian pre-filter along downsampled axes.
+
+    Images are interpolated trilinearly, label maps nearest; both on the
+    tensor's device.
+
+    Raises
+    ------
+    ConfigError
+        Unless exactly one of ``spacing``, ``shape``, ``like`` is given, or for
+        a bad ``align`` / ``padding``.
+
+    Example
+    -------
+    >>> s = Resample(spacing=1.0)({"image": torch.zeros(1, 10, 4, 4), "affine": np.diag([2.0, 1.0, 1.0, 1.0])})
+    >>> tuple(s["image"].shape), float(s["affine"][0, 0])
+    ((1, 20, 4, 4), 1.0)
+    """
+
+    def __init__(
+        self,
+        spacing: float | Sequence[float | None] | None = None,
+        shape: int | Sequence[int] | None = None,
+        like: Volume | tuple[np.ndarray, Sequence[int]] | None = None,
+        axcodes: str | None = None,
+        align: str = "edges",
+        padding: str = "border",
+        antialias: bool = False,
+    ) -> None:
+        if sum(v is not None for v in (spacing, shape, like)) != 1:
+            raise ConfigError("Resample needs exactly one of spacing=, shape=, like=")
+        if align not in ALIGNS:
+            raise ConfigError(f"align={align!r} is not one of {ALIGNS}")
+        _check_padding(padding)
+        self.spacing = spacing
+        self.shape = None if shape is None else _triple(shape, "shape")
+        self.like = like
+        self.axcodes = None if axcodes is None else check_axcodes(axcodes)
+        self.align, self.padding, self.antialias = align, padding, antialias
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        source = sample_affine(sample)
+        affine, shape = source, spatial_shape(sample)
+        if self.axcodes is not None:
+            affine, shape = orient_grid(affine, shape, self.axcodes)
+        if self.spacing is not None:
+            affine, shape = spacing_grid(affine, shape, self.spacing, self.align)
+        elif self.shape is not None:
+            affine, shape = shape_grid(affine, shape, self.shape)
+        elif isinstance(self.like, Volume):
+            affine, shape = self.like.affine, self.like.spatial_shape
+        else:
+            affine, shape = np.asarray(self.like[0], dtype=np.float64), tuple(int(v) for v in self.like[1])  # type: ignore[index]
+        return {"source": source, "affine": affine, "shape": shape}
+
+
+class RandomAffine(_Regrid, RandomTransform):
+    """Random rotation, isotropic scaling and translation about the volume centre, in mm.
+
+    Angles are drawn in ``[-degrees, degrees]`` about the world R, A and S
+    axes, the zoom in ``[1 - scale, 1 + scale]`` and the shift in
+    ``[-translate, translate]`` mm per world axis; applied with probability
+    ``p``. The output keeps the input's shape; its affine is the transform
+    composed with the input's, so world positions stay true.
+
+    Example
+    -------
+    >>> s = RandomAffine(degrees=10, seed=0)({"image": torch.zeros(1, 4, 4, 4)})
+    >>> sorted(s["meta"]["transforms"][0])
+    ['applied', 'degrees', 'name', 'scale', 'translate']
+    """
+
+    def __init__(
+        self,
+        degrees: float = 10.0,
+        scale: float = 0.1,
+        translate: float = 0.0,
+        p: float = 1.0,
+        padding: str = "border",
+        seed: int | None = None,
+    ) -> None:
+        if degrees < 0 or not 0 <= scale < 1 or translate < 0 or not 0 <= p <= 1:
+            raise ConfigError(
+                f"RandomAffine(degrees={degrees}, scale={scale}, translate={translate}, p={p}): "
+                "need degrees, translate >= 0, 0 <= scale < 1 and 0 <= p <= 1"
+            )
+        _check_padding(padding)
+        self.degrees, self.scale, self.translate, self.p, self.padding, self.seed = degrees, scale, translate, p, padding, seed
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        source, shape = sample_affine(sample), spatial_shape(sample)
+        applied = bool(self._uniform(0, 1)[0] < self.p)
+        angles = self._uniform(-self.degrees, self.degrees, 3) if applied else np.zeros(3)
+        zoom = float(self._uniform(1 - self.scale, 1 + self.scale)[0]) if applied else 1.0
+        shift = self._uniform(-self.translate, self.translate, 3) if applied else np.zeros(3)
+        world = _rotation(np.radians(angles)) * zoom
+        centre = source[:3, :3] @ ((np.asarray(shape) - 1) / 2) + source[:3, 3]
+        move = np.eye(4)
+        move[:3, :3] = world
+        move[:3, 3] = centre + shift - world @ centre
+        return {
+            "source": source,
+            "affine": move @ source,
+            "shape": shape,
+            "applied": applied,
+            "degrees": angles.tolist(),
+            "scale": zoom,
+            "translate": shift.tolist(),
+        }
+
+    def record(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {k: params[k] for k in ("applied", "degrees", "scale", "translate")}
+
+
+def _rotation(radians: np.ndarray) -> np.ndarray:
+    """Rotation about R, then A, then S (world axes), 3x3."""
+    out = np.eye(3)
+    for axis, angle in enumerate(radians):
+        c, s = np.cos(angle), np.sin(angle)
+        i, j = [a for a in range(3) if a != axis]
+        r = np.eye(3)
+        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+        out = r @ out
+    return out
+
+
+class _Crop(Transform):
+    """Crop (or pad) every entry to the box ``params["start"]`` + ``params["size"]``."""
+
+    value = 0.0
+
+    def _box(self, sample: dict[str, Any], start: Sequence[int], size: Sequence[int]) -> dict[str, Any]:
+        start = [int(v) for v in start]
+        return {"start": start, "size": [int(v) for v in size], "affine": shift_grid(sample_affine(sample), start)}
+
+    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return crop_pad(x, params["start"], params["size"], value=self.value)
+
+    def apply_mask(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return crop_pad(x, params["start"], params["size"], value=0)
+
+
+class CropOrPad(_Crop):
+    """Centre-crop or pad to ``shape`` voxels; images pad with ``value``, masks with 0.
+
+    Example
+    -------
+    >>> CropOrPad((2, 6, 4))(torch.ones(1, 4, 4, 4)).shape
+    torch.Size([1, 2, 6, 4])
+    """
+
+    def __init__(self, shape: int | Sequence[int], value: float = 0.0) -> None:
+        self.shape, self.value = _triple(shape, "shape"), value
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        n = np.asarray(spatial_shape(sample))
+        return self._box(sample, (n - np.asarray(self.shape)) // 2, self.shape)
+
+
+class CropForeground(_Crop):
+    """Crop every entry to the bounding box of ``sample[source] > threshold`` plus ``margin`` voxels.
+
+    When nothing exceeds the threshold the sample is kept whole. The box is
+    recorded in ``meta["transforms"]``.
+
+    Example
+    -------
+    >>> x = torch.zeros(1, 5, 5, 5); x[0, 1:3, 2, 2:4] = 1
+    >>> CropForeground()(x).shape
+    torch.Size([1, 2, 1, 2])
+    """
+
+    def __init__(self, source: str = "image", threshold: float = 0.0, margin: int = 0) -> None:
+        if margin < 0:
+            raise ConfigError(f"CropForeground(margin={margin}): margin must be >= 0 voxels")
+        self.source, self.threshold, self.margin = source, threshold, int(margin)
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        n = np.asarray(spatial_shape(sample))
+        if self.source not in sample:
+            raise ConfigError(f"CropForeground(source={self.source!r}): the sample has only {sorted(sample)}")
+        value = sample[self.source]
+        found = (value.reshape(-1, *value.shape[-3:]) > self.threshold).any(dim=0)
+        if not bool(found.any()):
+            return self._box(sample, (0, 0, 0), n)
+        lo = np.array([int(torch.nonzero(found.any(dim=tuple(e for e in range(3) if e != d)))[0]) for d in range(3)])
+        hi = np.array([int(torch.nonzero(found.any(dim=tuple(e for e in range(3) if e != d)))[-1]) + 1 for d in range(3)])
+        lo, hi = np.maximum(lo - self.margin, 0), np.minimum(hi + self.margin, n)
+        return self._box(sample, lo, hi - lo)
+
+    def record(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"start": params["start"], "size": params["size"]}
+
+
+class RandomCrop(_Crop, RandomTransform):
+    """Crop ``shape`` voxels at a random position (padding first where the volume is smaller).
+
+    Example
+    -------
+    >>> s = RandomCrop((2, 2, 2), seed=0)({"image": torch.zeros(1, 4, 4, 4)})
+    >>> tuple(s["image"].shape), len(s["meta"]["transforms"][0]["start"])
+    ((1, 2, 2, 2), 3)
+    """
+
+    def __init__(self, shape: int | Sequence[int], value: float = 0.0, seed: int | None = None) -> None:
+        self.shape, self.value, self.seed = _triple(shape, "shape"), value, seed
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        spare = np.asarray(spatial_shape(sample)) - np.asarray(self.shape)
+        low, high = np.minimum(spare, 0), np.maximum(spare, 0)
+        start = np.floor(low + self._uniform(0, 1, 3) * (high - low + 1)).astype(int)
+        return self._box(sample, np.minimum(start, high), self.shape)
+
+    def record(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"start": params["start"], "size": params["size"]}
+
+
+class RandomFlip(RandomTransform):
+    """Flip each of ``axes`` (spatial array axes 0, 1, 2) with probability ``p``.
+
+    Example
+    -------
+    >>> s = RandomFlip(axes=(2,), p=1.0)({"image": torch.arange(3.0).view(1, 1, 1, 3)})
+    >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["axes"]
+    ([2.0, 1.0, 0.0], [2])
+    """
+
+    def __init__(self, axes: Sequence[int] = (0, 1, 2), p: float = 0.5, seed: int | None = None) -> None:
+        if not all(a in (0, 1, 2) for a in axes) or not 0 <= p <= 1:
+            raise ConfigError(f"RandomFlip(axes={list(axes)}, p={p}): axes are spatial 0, 1, 2 and 0 <= p <= 1")
+        self.axes, self.p, self.seed = tuple(int(a) for a in axes), p, seed
+
+    def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
+        draws = self._uniform(0, 1, len(self.axes))
+        flipped = [a for a, u in zip(self.axes, draws) if u < self.p]
+        n = spatial_shape(sample)
+        flip = np.eye(4)
+        for a in flipped:
+            flip[a, a], flip[a, 3] = -1.0, n[a] - 1.0
+        return {"axes": flipped, "affine": sample_affine(sample) @ flip}
+
+    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return x.flip([1 + a for a in params["axes"]]) if params["axes"] else x
+
+    apply_mask = apply_image
+
+    def record(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"axes": params["axes"]}
