@@ -6,5 +6,6 @@ out. ``load_mask`` and ``pairs`` wire them to the manifest.
 """
 
 from dicomml.seg.dicomseg import read_segmentation, seg_to_grid, select_segments
+from dicomml.seg.rtstruct import fill_polygons, rtstruct_to_grid
 
-__all__ = ["read_segmentation", "seg_to_grid", "select_segments"]
+__all__ = ["fill_polygons", "read_segmentation", "rtstruct_to_grid", "seg_to_grid", "select_segments"]
