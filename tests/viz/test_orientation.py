@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dicomml.geometry import dicom_affine
+from dicomml.assemble import load_files
+from dicomml.dicom.synthetic import write_series
+from dicomml.geometry import LPS_TO_RAS, dicom_affine
 from dicomml.sample.phantom import voxel_centres
 from dicomml.viz import render
 from dicomml.volume import Volume
@@ -67,11 +69,8 @@ def centre_of(extent, height: int) -> np.ndarray:
     return np.array([(extent.x0 + extent.x1) / 2, height - (extent.y0 + extent.y1) / 2])
 
 
-@pytest.mark.parametrize("convention", ["radiological", "neurological"])
-@pytest.mark.parametrize("acquisition", sorted(ACQUISITIONS))
-def test_marker_appears_on_its_labelled_side(tmp_path, acquisition, convention):
-    volume = marker_volume(*ACQUISITIONS[acquisition])
-    png, fig = png_and_figure(volume, tmp_path / "views.png", convention)
+def assert_marker_on_its_labelled_sides(volume: Volume, path: Path, convention: str, case: str) -> None:
+    png, fig = png_and_figure(volume, path, convention)
     height = png.shape[0]
     panels = {ax.get_label(): ax for ax in fig.axes}
     for view in ("axial", "coronal", "sagittal"):
@@ -80,19 +79,41 @@ def test_marker_appears_on_its_labelled_side(tmp_path, acquisition, convention):
         rows = slice(int(height - box.y1), int(height - box.y0))
         cols = slice(int(box.x0), int(box.x1))
         white = np.all(png[rows, cols, :3] > 0.9, axis=-1)
-        assert white.sum() > 10, f"{acquisition}/{view}: marker not visible"
+        assert white.sum() > 10, f"{case}/{view}: marker not visible"
         marker = np.argwhere(white).mean(axis=0)[::-1] + [cols.start, rows.start]
         labels = {t.get_text(): centre_of(t.get_window_extent(), height) for t in ax.texts if len(t.get_text()) == 1}
         shown = [side for side in MARKER_SIDES if side in labels]
-        assert len(shown) == 2, f"{acquisition}/{view}: side letters {sorted(labels)}"
+        assert len(shown) == 2, f"{case}/{view}: side letters {sorted(labels)}"
         for side in shown:
             near = np.linalg.norm(marker - labels[side])
             far = np.linalg.norm(marker - labels[OPPOSITE[side]])
-            assert near < far, f"{acquisition}/{view}: marker nearer the {OPPOSITE[side]} label than {side}"
+            assert near < far, f"{case}/{view}: marker nearer the {OPPOSITE[side]} label than {side}"
         middle = centre_of(box, height)
         horizontal, vertical = SCREEN[convention][view]
-        assert (marker[0] > middle[0]) == (horizontal == "right"), f"{acquisition}/{view}: marker not on the {horizontal}"
-        assert (marker[1] < middle[1]) == (vertical == "top"), f"{acquisition}/{view}: marker not at the {vertical}"
+        assert (marker[0] > middle[0]) == (horizontal == "right"), f"{case}/{view}: marker not on the {horizontal}"
+        assert (marker[1] < middle[1]) == (vertical == "top"), f"{case}/{view}: marker not at the {vertical}"
+
+
+@pytest.mark.parametrize("convention", ["radiological", "neurological"])
+@pytest.mark.parametrize("acquisition", sorted(ACQUISITIONS))
+def test_marker_appears_on_its_labelled_side(tmp_path, acquisition, convention):
+    volume = marker_volume(*ACQUISITIONS[acquisition])
+    assert_marker_on_its_labelled_sides(volume, tmp_path / "views.png", convention, acquisition)
+
+
+@pytest.mark.parametrize("acquisition", ["axial_feet_first", "sagittal", "coronal"])
+def test_marker_written_as_dicom_and_loaded_lands_on_its_side(tmp_path, acquisition):
+    """The whole chain: DICOM files (shuffled names) -> load_files -> PNG."""
+    orientation, step_direction = ACQUISITIONS[acquisition]
+    volume = marker_volume(orientation, step_direction)
+    lps = LPS_TO_RAS @ volume.affine
+    positions = lps[:3, 3] + np.outer(np.arange(volume.spatial_shape[0]), lps[:3, 0])
+    files = write_series(
+        tmp_path / "dicom", volume.array.astype(np.uint16), positions=positions, orientation=orientation,
+        pixel_spacing=(2.0, 2.0), modality="MR", rescale=None, shuffle=1, series_uid="1.2.826.0.1.3680043.8.498.7",
+    )
+    loaded = load_files(files)
+    assert_marker_on_its_labelled_sides(loaded, tmp_path / "views.png", "radiological", acquisition)
 
 
 def test_oblique_volume_says_it_is_shown_on_nearest_axes(tmp_path):
