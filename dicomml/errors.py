@@ -15,6 +15,7 @@ __all__ = [
     "InvalidDicomFileError",
     "UnsupportedTransferSyntaxError",
     "ManifestError",
+    "SourceNotFoundError",
     "SeriesNotFoundError",
     "SeriesAssemblyError",
     "MixedSeriesError",
@@ -78,6 +79,10 @@ class UnsupportedTransferSyntaxError(DicomMLError, NotImplementedError):
 
 class ManifestError(DicomMLError, OSError):
     """A manifest folder is missing, unwritable or has an unknown schema."""
+
+
+class SourceNotFoundError(DicomMLError, FileNotFoundError):
+    """A source to index (a folder or URL) does not exist."""
 
 
 class SeriesNotFoundError(DicomMLError, KeyError):

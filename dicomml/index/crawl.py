@@ -1,0 +1,160 @@
+"""Walk the sources: every regular file with its size and mtime, and what cannot be walked.
+
+A source is a local folder (or file), a ``file://`` URL, or any other fsspec
+URL (``memory://``, ``s3://``, ``gs://``). The walk stats files and never
+opens them, so a rerun on an unchanged tree costs one ``stat`` per file.
+Directory symlinks are followed once: a link back to a folder already on the
+way is a loop and is reported, not followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from dicomml.errors import SourceNotFoundError
+
+__all__ = ["CrawlError", "Entry", "Source", "crawl", "open_sources"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One regular file to index.
+
+    Attributes
+    ----------
+    path
+        As the manifest records it: absolute local path, or full fsspec URL.
+    folder
+        The folder holding it, in the same form.
+    size, mtime_ns
+        From ``stat`` (fsspec: ``size`` and the modification time if known, else 0).
+    open_path
+        The path to hand to ``open`` (or to the fsspec filesystem).
+    """
+
+    path: str
+    folder: str
+    size: int
+    mtime_ns: int
+    open_path: str
+
+
+@dataclass(frozen=True)
+class CrawlError:
+    """Something met while walking that is not a file to index."""
+
+    path: str
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: ``fs`` is None for the local filesystem."""
+
+    root: str
+    fs: Any = None
+
+    @property
+    def local(self) -> bool:
+        return self.fs is None
+
+
+def open_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Source]:
+    """Resolve paths and URLs, checking that each exists.
+
+    Raises
+    ------
+    SourceNotFoundError
+        If a source does not exist (or no source is given).
+    """
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not items:
+        raise SourceNotFoundError("no source given; pass at least one folder or URL to index")
+    out = []
+    for item in items:
+        text = os.fspath(item)
+        if "://" in text and not text.startswith("file://"):
+            fs, root = fsspec.core.url_to_fs(text)
+            if not fs.exists(root):
+                raise SourceNotFoundError(f"{text}: source does not exist; check the URL", path=text)
+            out.append(Source(root=root, fs=fs))
+            continue
+        local = Path(text.removeprefix("file://")).expanduser().absolute()
+        if not local.exists():
+            raise SourceNotFoundError(f"{local}: source does not exist; check the path", path=str(local))
+        out.append(Source(root=str(local)))
+    return out
+
+
+def crawl(sources: Sequence[Source]) -> Iterator[Entry | CrawlError]:
+    """Every regular file under the sources (sorted by path within each folder), and the crawl errors."""
+    for source in sources:
+        yield from (_walk_local(source.root) if source.local else _walk_fsspec(source))
+
+
+def _walk_local(root: str) -> Iterator[Entry | CrawlError]:
+    top = os.stat(root)
+    if stat.S_ISREG(top.st_mode):
+        yield Entry(root, os.path.dirname(root), top.st_size, top.st_mtime_ns, root)
+        return
+    # Depth first; each stack item carries the (device, inode) of the folders above it.
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset({(top.st_dev, top.st_ino)}))]
+    while stack:
+        folder, above = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield CrawlError(folder, "unreadable", f"{folder}: folder cannot be listed ({exc.strerror}); check permissions")
+            continue
+        subfolders = []
+        for child in children:
+            try:
+                info = child.stat()  # follows symlinks
+            except OSError as exc:
+                kind = "symlink_loop" if child.is_symlink() else "unreadable"
+                yield CrawlError(child.path, kind, f"{child.path}: cannot be followed ({exc.strerror}); remove the broken link")
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in above:
+                    yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop back to a parent folder; not followed")
+                    continue
+                if child.name.lower().endswith(".dcm"):
+                    yield CrawlError(child.path, "directory_named_dcm", f"{child.path}: a directory named like a DICOM file; its contents are indexed")
+                subfolders.append((child.path, above | {identity}))
+            elif stat.S_ISREG(info.st_mode):
+                yield Entry(child.path, folder, info.st_size, info.st_mtime_ns, child.path)
+            else:
+                yield CrawlError(child.path, "not_regular_file", f"{child.path}: not a regular file (a FIFO, socket or device); skipped")
+        stack.extend(reversed(subfolders))
+
+
+def _mtime_ns(info: dict[str, Any]) -> int:
+    value = info.get("mtime", info.get("LastModified", info.get("created")))
+    if value is None:
+        return 0
+    if hasattr(value, "timestamp"):
+        value = value.timestamp()
+    return int(float(value) * 1e9)
+
+
+def _walk_fsspec(source: Source) -> Iterator[Entry | CrawlError]:
+    fs = source.fs
+    found = fs.find(source.root, detail=True)
+    for name in sorted(found):
+        info = found[name]
+        url = fs.unstrip_protocol(name)
+        if info.get("type") != "file":
+            yield CrawlError(url, "not_regular_file", f"{url}: not a file; skipped")
+            continue
+        folder = fs.unstrip_protocol(name.rsplit("/", 1)[0]) if "/" in name else fs.unstrip_protocol("")
+        yield Entry(url, folder, int(info.get("size") or 0), _mtime_ns(info), name)

@@ -1,0 +1,367 @@
+"""A lean, validating walk over a DICOM header, up to the pixel data.
+
+pydicom's reader decodes every element it meets; the indexer needs a few
+dozen values from each of millions of files. :func:`read_header` walks the
+element headers of a buffer (an ``mmap`` of the file, or bytes), checks that
+every length fits inside the file, that tags ascend and that VRs are valid,
+and keeps the top-level elements as pydicom ``RawDataElement`` objects that
+are decoded only when asked for. It never allocates what a lying length asks
+for, and a corrupt header raises :class:`~dicomml.errors.InvalidDicomFileError`
+naming the byte offset and the tag.
+
+Sequences are walked (to validate them and find their end) but decoded only
+if someone reads them, through the pydicom :class:`~pydicom.dataset.Dataset`
+that :meth:`Header.dataset` builds from the same raw elements.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
+
+from dicomml.errors import InvalidDicomFileError
+
+__all__ = ["Header", "NeedMoreBytes", "is_dicom_prefix", "read_header", "tag_text"]
+
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+#: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+#: Nesting deeper than this is treated as corruption, not recursed into.
+MAX_DEPTH = 16
+#: A deflated dataset may not inflate past this many bytes.
+MAX_INFLATED = 256 * 1024 * 1024
+
+
+class NeedMoreBytes(Exception):
+    """The buffer holds only the start of the file and the walk needs bytes past it."""
+
+
+def tag_text(tag: int) -> str:
+    """``"(gggg,eeee)"`` of a tag number."""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+@dataclass
+class Header:
+    """The header of one DICOM file, undecoded.
+
+    Attributes
+    ----------
+    elements
+        Top-level data elements before the pixel data, by tag number, as
+        pydicom ``RawDataElement`` (value bytes not yet decoded).
+    transfer_syntax
+        TransferSyntaxUID of the file meta, ``""`` if the file has no meta.
+    media_storage_sop_class
+        MediaStorageSOPClassUID of the file meta, ``""`` if absent.
+    little_endian, implicit_vr
+        Encoding of the dataset.
+    pixel_tag
+        Tag of the pixel data element (7FE0,0010 / 0008 / 0009), or None.
+    pixel_length
+        Its length in bytes (``0xFFFFFFFF`` when encapsulated), or None.
+    """
+
+    elements: dict[int, RawDataElement]
+    transfer_syntax: str
+    media_storage_sop_class: str
+    little_endian: bool
+    implicit_vr: bool
+    pixel_tag: int | None
+    pixel_length: int | None
+
+    def dataset(self, filename: str) -> Dataset:
+        """A pydicom Dataset over the raw elements, decoded lazily on access.
+
+        Parameters
+        ----------
+        filename
+            Recorded as ``ds.filename`` so that messages name the file.
+        """
+        ds = Dataset(dict(self.elements))
+        ds.set_original_encoding(self.implicit_vr, self.little_endian)
+        ds.filename = filename
+        meta = FileMetaDataset()
+        if self.transfer_syntax:
+            meta.TransferSyntaxUID = self.transfer_syntax
+        ds.file_meta = meta
+        return ds
+
+
+class _Walk:
+    """Element-header walk over ``buf`` (the first ``len(buf)`` of ``size`` bytes)."""
+
+    def __init__(self, buf: bytes | memoryview, size: int, path: str) -> None:
+        self.buf = buf
+        self.size = size
+        self.path = path
+
+    def fail(self, pos: int, problem: str, tag: int | None = None) -> InvalidDicomFileError:
+        where = f" {tag_text(tag)}" if tag is not None else ""
+        return InvalidDicomFileError(
+            f"{self.path}: byte {pos}{where}: {problem}; the file is corrupt or truncated, exclude or re-export it",
+            path=self.path,
+            tag=tag_text(tag) if tag is not None else None,
+        )
+
+    def need(self, end: int, pos: int, what: str, tag: int | None = None) -> None:
+        """Make sure bytes up to ``end`` exist: in the buffer, or else in the file."""
+        if end <= len(self.buf):
+            return
+        if end > self.size:
+            raise self.fail(pos, f"{what} runs to byte {end}, past the end of the file ({self.size} bytes)", tag)
+        raise NeedMoreBytes(end)
+
+    def element(self, pos: int, little: bool, implicit: bool) -> tuple[int, bytes | None, int, int]:
+        """(tag, VR bytes or None, value length, value offset) of the element at ``pos``."""
+        self.need(pos + 8, pos, "element header")
+        buf = self.buf
+        group, elem = struct.unpack_from("<HH" if little else ">HH", buf, pos)
+        tag = group << 16 | elem
+        if implicit or group == 0xFFFE:
+            (length,) = struct.unpack_from("<L" if little else ">L", buf, pos + 4)
+            return tag, None, length, pos + 8
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if vr not in _VRS:
+            raise self.fail(pos, f"invalid value representation {vr!r}", tag)
+        if vr in _LONG_VRS:
+            self.need(pos + 12, pos, "element header", tag)
+            (length,) = struct.unpack_from("<L" if little else ">L", buf, pos + 8)
+            return tag, vr, length, pos + 12
+        (length,) = struct.unpack_from("<H" if little else ">H", buf, pos + 6)
+        return tag, vr, length, pos + 8
+
+    def skip_sequence(self, pos: int, length: int, little: bool, implicit: bool, tag: int, depth: int) -> int:
+        """Validate a sequence value starting at ``pos``; return the offset after it."""
+        if depth > MAX_DEPTH:
+            raise self.fail(pos, f"sequences nested deeper than {MAX_DEPTH}", tag)
+        end = pos + length if length != _UNDEFINED else None
+        if end is not None:
+            self.need(end, pos, f"sequence of {length} bytes", tag)
+        while end is None or pos < end:
+            item, _, item_length, value = self.element(pos, little, True)
+            if item == _SEQUENCE_END and end is None:
+                return value
+            if item != _ITEM:
+                raise self.fail(pos, f"expected an item tag (FFFE,E000) in the sequence, found {tag_text(item)}", tag)
+            if item_length == _UNDEFINED:
+                pos = self.skip_dataset(value, None, little, implicit, depth + 1)
+            else:
+                self.need(value + item_length, pos, f"sequence item of {item_length} bytes", tag)
+                self.skip_dataset(value, value + item_length, little, implicit, depth + 1)
+                pos = value + item_length
+        if pos != end:
+            raise self.fail(pos, f"sequence items overrun the sequence length {length}", tag)
+        return pos
+
+    def skip_dataset(self, pos: int, end: int | None, little: bool, implicit: bool, depth: int) -> int:
+        """Validate a nested dataset (an item); return the offset after it (after its delimiter)."""
+        previous = -1
+        while end is None or pos < end:
+            tag, vr, length, value = self.element(pos, little, implicit)
+            if tag == _ITEM_END and end is None:
+                return value
+            if tag <= previous:
+                raise self.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
+            previous = tag
+            pos = self.value_end(pos, tag, vr, length, value, little, implicit, depth)
+        return pos
+
+    def value_end(
+        self, pos: int, tag: int, vr: bytes | None, length: int, value: int, little: bool, implicit: bool, depth: int
+    ) -> int:
+        """Offset after an element's value, walking it if it is a sequence."""
+        if vr == b"SQ" or length == _UNDEFINED:
+            if length == _UNDEFINED and vr not in (None, b"SQ", b"UN"):
+                raise self.fail(pos, f"undefined length on VR {vr.decode()}", tag)
+            # An SQ inside UN of undefined length is encoded implicit VR little endian.
+            inner_implicit = implicit or vr == b"UN"
+            return self.skip_sequence(value, length, little if vr != b"UN" else True, inner_implicit, tag, depth)
+        self.need(value + length, pos, f"value of {length} bytes", tag)
+        return value + length
+
+    def fragments(self, pos: int, little: bool, read_at: Callable[[int, int], bytes]) -> None:
+        """Validate encapsulated pixel data: items up to the sequence delimiter, inside the file.
+
+        Item headers past the buffer are read with ``read_at(offset, 8)``, so the
+        fragments themselves are never read.
+        """
+        while True:
+            if pos + 8 > self.size:
+                raise self.fail(pos, "encapsulated pixel data ends without a sequence delimiter", 0x7FE00010)
+            head = self.buf[pos : pos + 8] if pos + 8 <= len(self.buf) else read_at(pos, 8)
+            group, elem, length = struct.unpack("<HHL" if little else ">HHL", head)
+            item = group << 16 | elem
+            value = pos + 8
+            if item == _SEQUENCE_END:
+                return
+            if item != _ITEM or length == _UNDEFINED:
+                raise self.fail(pos, f"expected a pixel data fragment item, found {tag_text(item)}", 0x7FE00010)
+            if value + length > self.size:
+                raise self.fail(pos, f"pixel data fragment of {length} bytes runs past the end of the file", 0x7FE00010)
+            pos = value + length
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").strip(" \x00")
+
+
+def _meta(walk: _Walk, pos: int) -> tuple[dict[int, bytes], int]:
+    """File meta elements (group 0002, explicit VR little endian) from ``pos``."""
+    meta: dict[int, bytes] = {}
+    buf = walk.buf
+    while pos + 6 <= walk.size:
+        walk.need(pos + 6, pos, "file meta element")
+        if struct.unpack_from("<H", buf, pos)[0] != 0x0002:
+            break
+        tag, vr, length, value = walk.element(pos, True, False)
+        end = walk.value_end(pos, tag, vr, length, value, True, False, 0)
+        meta[tag] = bytes(buf[value:end])
+        pos = end
+    return meta, pos
+
+
+def _looks_explicit(buf: bytes | memoryview, pos: int) -> bool:
+    return len(buf) >= pos + 6 and bytes(buf[pos + 4 : pos + 6]) in _VRS
+
+
+def is_dicom_prefix(buf: bytes | memoryview) -> bool:
+    """Whether bytes start like DICOM: ``DICM`` at byte 128, or a group 0002 / 0008 element at byte 0."""
+    return (len(buf) >= 132 and bytes(buf[128:132]) == b"DICM") or (
+        len(buf) >= 8 and bytes(buf[0:2]) in (b"\x02\x00", b"\x08\x00")
+    )
+
+
+def read_header(
+    buf: bytes | memoryview, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None
+) -> Header:
+    """Walk the header of one DICOM file.
+
+    Parameters
+    ----------
+    buf
+        The file's bytes from offset 0: all of them (an ``mmap``), or a prefix.
+    size
+        The file's size in bytes; lengths are checked against it.
+    path
+        The file's path, for messages.
+    read_at
+        ``read_at(offset, n)`` reads bytes of the file past ``buf``: used
+        only for the item headers of encapsulated pixel data. When None,
+        those must lie in ``buf``.
+
+    Returns
+    -------
+    Header
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the file is empty, not DICOM, truncated, or an element's tag
+        order, VR or length is impossible.
+    NeedMoreBytes
+        If ``buf`` is a prefix and the walk needs bytes past it; read more
+        (or all of the file) and call again.
+
+    Example
+    -------
+    >>> with open(path, "rb") as f:  # doctest: +SKIP
+    ...     h = read_header(f.read(), os.path.getsize(path), path)
+    >>> h.dataset(path).Modality  # doctest: +SKIP
+    'CT'
+    """
+    walk = _Walk(buf, size, path)
+    if size == 0:
+        raise InvalidDicomFileError(f"{path}: empty file (0 bytes), not DICOM; remove it", path=path)
+    if not is_dicom_prefix(buf):
+        raise InvalidDicomFileError(
+            f"{path}: not a DICOM file: no 'DICM' marker at byte 128 and no DICOM element at byte 0 "
+            f"(starts with {bytes(buf[0:8])!r}); remove it from the source or rename it",
+            path=path,
+        )
+    meta, pos = _meta(walk, 132) if bytes(buf[128:132]) == b"DICM" else _meta(walk, 0)
+    syntax = _text(meta.get(0x00020010, b""))
+    little = syntax != _EXPLICIT_BE
+    implicit = syntax == _IMPLICIT_LE or (not syntax and not _looks_explicit(buf, pos))
+    if syntax == _DEFLATED:
+        walk = _Walk(_inflate(walk, pos), 0, path)
+        walk.size = len(walk.buf)
+        pos = 0
+    if not implicit and pos < walk.size and not _looks_explicit(walk.buf, pos):
+        implicit = True  # pydicom's rule: trust the bytes when the declared syntax lies
+    elements, pixel_tag, pixel_length = _top_level(walk, pos, little, implicit, read_at or _no_reader)
+    if not elements and pixel_tag is None:
+        raise walk.fail(pos, "no data elements after the file meta")
+    return Header(
+        elements=elements,
+        transfer_syntax=syntax,
+        media_storage_sop_class=_text(meta.get(0x00020002, b"")),
+        little_endian=little,
+        implicit_vr=implicit,
+        pixel_tag=pixel_tag,
+        pixel_length=pixel_length,
+    )
+
+
+def _inflate(walk: _Walk, pos: int) -> bytes:
+    if len(walk.buf) < walk.size:
+        raise NeedMoreBytes(walk.size)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(bytes(walk.buf[pos:]), MAX_INFLATED)
+    except zlib.error as exc:
+        raise walk.fail(pos, f"deflated dataset cannot be inflated ({exc})") from exc
+    if inflater.unconsumed_tail:
+        raise walk.fail(pos, f"deflated dataset inflates past {MAX_INFLATED} bytes")
+    return out
+
+
+def _no_reader(offset: int, n: int) -> bytes:
+    raise NeedMoreBytes(offset + n)
+
+
+def _top_level(
+    walk: _Walk, pos: int, little: bool, implicit: bool, read_at: Callable[[int, int], bytes]
+) -> tuple[dict[int, RawDataElement], int | None, int | None]:
+    elements: dict[int, RawDataElement] = {}
+    previous = -1
+    buf = walk.buf
+    size = walk.size
+    while pos < size:
+        tag, vr, length, value = walk.element(pos, little, implicit)
+        if tag <= previous:
+            raise walk.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
+        previous = tag
+        if tag in _PIXEL_TAGS:
+            if length == _UNDEFINED:
+                walk.fragments(value, little, read_at)
+            elif value + length > size:
+                raise walk.fail(pos, f"pixel data of {length} bytes runs past the end of the file ({size} bytes)", tag)
+            return elements, tag, length
+        end = walk.value_end(pos, tag, vr, length, value, little, implicit, 0)
+        if length == _UNDEFINED:  # a sequence: keep its items, without the delimiter
+            data = bytes(buf[value : end - 8])
+            vr_text = "SQ"
+            element_implicit = implicit or vr == b"UN"
+        else:
+            data = bytes(buf[value:end])
+            vr_text = vr.decode() if vr is not None else None
+            element_implicit = implicit
+        elements[tag] = RawDataElement(BaseTag(tag), vr_text, len(data), data, value, element_implicit, little)
+        pos = end
+    return elements, None, None
+

@@ -1,0 +1,172 @@
+"""`Manifest`: open an indexed folder and query it with pandas or DuckDB."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dicomml.errors import ManifestError, SeriesNotFoundError
+from dicomml.index.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
+
+__all__ = ["Manifest", "TABLES"]
+
+#: The tables of a manifest, each a folder of Parquet files.
+TABLES = ("instances", "series", "annotations", "errors")
+
+
+class Manifest:
+    """A manifest folder written by :func:`dicomml.index`.
+
+    Tables are read on demand, never cached: ``.instances``, ``.series``,
+    ``.annotations`` and ``.errors`` return pandas DataFrames, and
+    :meth:`sql` queries them in DuckDB without loading them into pandas.
+    polars and any Parquet reader read the same files
+    (``MANIFEST/<table>/*.parquet``).
+
+    Parameters
+    ----------
+    path
+        The manifest folder.
+
+    Raises
+    ------
+    ManifestError
+        If the folder holds no manifest, or one of another schema version.
+
+    Example
+    -------
+    >>> m = Manifest("manifest")  # doctest: +SKIP
+    >>> m.sql("SELECT modality, count(*) n FROM series GROUP BY modality")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().absolute()
+        meta_path = self.path / "manifest.json"
+        if not meta_path.is_file():
+            raise ManifestError(
+                f"{self.path}: no manifest here (manifest.json missing); build one with `dicomml index`",
+                path=str(self.path),
+            )
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        if self.meta.get("schema_version") != SCHEMA_VERSION:
+            raise ManifestError(
+                f"{self.path}: manifest schema version {self.meta.get('schema_version')!r} is not "
+                f"{SCHEMA_VERSION}; index again into a new folder",
+                path=str(self.path),
+            )
+
+    def __repr__(self) -> str:
+        counts = self.meta.get("counts", {})
+        return f"Manifest({str(self.path)!r}, {', '.join(f'{k}={v}' for k, v in counts.items())})"
+
+    def schema(self, table: str) -> pa.Schema:
+        """Arrow schema of one table."""
+        if table == "instances":
+            return instances_schema(bool(self.meta.get("include_phi")))
+        return {"series": SERIES, "annotations": ANNOTATIONS, "errors": ERRORS}[table]
+
+    def files(self, table: str) -> list[str]:
+        """The Parquet files of one table."""
+        if table not in TABLES:
+            raise ManifestError(f"{self.path}: no table {table!r}; tables are {', '.join(TABLES)}")
+        return sorted(str(p) for p in (self.path / table).glob("*.parquet"))
+
+    def table(self, table: str) -> pa.Table:
+        """One table as Arrow."""
+        files = self.files(table)
+        schema = self.schema(table)
+        if not files:
+            return schema.empty_table()
+        return pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
+
+    @property
+    def instances(self) -> pd.DataFrame:
+        """One row per file (per volume group for a file whose frames fall in several)."""
+        return self.table("instances").to_pandas()
+
+    @property
+    def series(self) -> pd.DataFrame:
+        """One row per volume group (``series_key``)."""
+        return self.table("series").to_pandas()
+
+    @property
+    def annotations(self) -> pd.DataFrame:
+        """One row per SEG / RTSTRUCT object, with the group it references."""
+        return self.table("annotations").to_pandas()
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """Files (and crawl entries) that could not be indexed, with the reason."""
+        return self.table("errors").to_pandas()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with one view per table."""
+        con = duckdb.connect()
+        for table in TABLES:
+            files = self.files(table)
+            if files:
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({files!r}, union_by_name=true)")
+            else:
+                con.register(f"_{table}_empty", self.schema(table).empty_table())
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
+        return con
+
+    def sql(self, query: str, *params: Any) -> pd.DataFrame:
+        """Run a DuckDB query over the views ``instances``, ``series``, ``annotations``, ``errors``.
+
+        Parameters
+        ----------
+        query
+            SQL; ``?`` placeholders take ``params``.
+        *params
+            Values of the placeholders.
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Example
+        -------
+        >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
+        """
+        con = self.connect()
+        try:
+            return con.execute(query, list(params)).df()
+        finally:
+            con.close()
+
+    def series_files(self, series_key: str) -> pd.DataFrame:
+        """Files of one volume group, ordered by path.
+
+        Parameters
+        ----------
+        series_key
+            A ``series_key`` of the ``series`` table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``path`` and ``frame_numbers`` (1-based frames of the file in
+            this group, or None when all of its frames are).
+
+        Raises
+        ------
+        SeriesNotFoundError
+            If no file has this key.
+        """
+        rows = self.sql("SELECT path, frame_numbers FROM instances WHERE series_key = ? ORDER BY path", series_key)
+        if rows.empty:
+            raise SeriesNotFoundError(
+                f"{self.path}: no series_key {series_key!r} in the manifest; list keys with "
+                "Manifest(...).series.series_key",
+                path=str(self.path),
+                series_uid=series_key,
+            )
+        return rows

@@ -1,0 +1,264 @@
+"""From one file's header to its manifest rows.
+
+The plain top-level values (UIDs, sizes, rescale, descriptions) are decoded
+here straight from the raw element bytes, which is several times cheaper than
+pydicom's general conversion; per-frame geometry and the ``series_key`` come
+from :func:`dicomml.dicom.frame_table` and :func:`dicomml.assemble.grouping.group_keys`
+on the lazily decoded pydicom Dataset, so that the indexer and assembly agree.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_description, dictionary_VR
+
+from dicomml.assemble.grouping import group_keys
+from dicomml.dicom.frames import frame_table
+from dicomml.errors import InvalidDicomFileError
+from dicomml.index.annotations import annotation_fields
+from dicomml.index.header import Header, tag_text
+from dicomml.index.privacy import patient_key
+
+__all__ = ["ANNOTATION_MODALITIES", "FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
+
+#: Media Storage Directory Storage: a DICOMDIR, recognized and not indexed as an image.
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Modalities indexed as annotations (linked to the image series they describe).
+ANNOTATION_MODALITIES = ("SEG", "RTSTRUCT")
+
+# column -> (tag, how the value is kept)
+#   "text": one string (multi-valued text kept with its backslashes)
+#   "texts": list of strings, "int": first value as int, "float": first value as float,
+#   "floats": list of floats
+FIELDS: dict[str, tuple[int, str]] = {
+    "sop_instance_uid": (0x00080018, "text"),
+    "sop_class_uid": (0x00080016, "text"),
+    "series_instance_uid": (0x0020000E, "text"),
+    "study_instance_uid": (0x0020000D, "text"),
+    "frame_of_reference_uid": (0x00200052, "text"),
+    "modality": (0x00080060, "text"),
+    "series_number": (0x00200011, "int"),
+    "instance_number": (0x00200013, "int"),
+    "acquisition_number": (0x00200012, "int"),
+    "temporal_position": (0x00200100, "int"),
+    "echo_number": (0x00180086, "int"),
+    "echo_time": (0x00180081, "float"),
+    "trigger_time": (0x00181060, "float"),
+    "acquisition_time": (0x00080032, "text"),
+    "number_of_frames": (0x00280008, "int"),
+    "samples_per_pixel": (0x00280002, "int"),
+    "bits_allocated": (0x00280100, "int"),
+    "bits_stored": (0x00280101, "int"),
+    "pixel_representation": (0x00280103, "int"),
+    "photometric_interpretation": (0x00280004, "text"),
+    "slice_thickness": (0x00180050, "float"),
+    "spacing_between_slices": (0x00180088, "float"),
+    "rescale_type": (0x00281054, "text"),
+    "window_center": (0x00281050, "floats"),
+    "window_width": (0x00281051, "floats"),
+    "image_type": (0x00080008, "texts"),
+    "series_description": (0x0008103E, "text"),
+    "study_description": (0x00081030, "text"),
+    "body_part": (0x00180015, "text"),
+    "manufacturer": (0x00080070, "text"),
+    "model": (0x00081090, "text"),
+    "kvp": (0x00180060, "float"),
+    "convolution_kernel": (0x00181210, "text"),
+    "contrast_agent": (0x00180010, "text"),
+    "study_date": (0x00080020, "text"),
+    "patient_position": (0x00185100, "text"),
+}
+
+#: Direct identifiers: stored only with ``include_phi=True``.
+PHI_FIELDS: dict[str, tuple[int, str]] = {
+    "patient_name": (0x00100010, "text"),
+    "patient_id": (0x00100020, "text"),
+    "patient_birth_date": (0x00100030, "text"),
+    "patient_address": (0x00101040, "text"),
+    "patient_telephone": (0x00102154, "text"),
+    "other_patient_ids": (0x00101000, "text"),
+    "accession_number": (0x00080050, "text"),
+    "institution_name": (0x00080080, "text"),
+    "institution_address": (0x00080081, "text"),
+    "referring_physician": (0x00080090, "text"),
+    "performing_physician": (0x00081050, "text"),
+    "operators_name": (0x00081070, "text"),
+}
+
+_PATIENT_ID = 0x00100020
+_ROWS = 0x00280010
+_CHARSET = 0x00080005
+_PLAIN_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
+_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
+_ALLOWED_VRS = {
+    tag: frozenset(dictionary_VR(tag).split(" or ")) | {"UN"}
+    for tag, _ in (*FIELDS.values(), *PHI_FIELDS.values(), (_ROWS, ""), (_CHARSET, ""))
+}
+
+
+class _Values:
+    """Decode top-level raw elements by dictionary VR, naming the tag when one is malformed."""
+
+    def __init__(self, header: Header, path: str) -> None:
+        self.elements = elements = header.elements
+        self.little = header.little_endian
+        self.path = path
+        self.charsets: list[str] = []
+        self.plain = True
+        self.text_encoding = "latin-1"
+        if _CHARSET in elements:
+            self.charsets = self._strings(_CHARSET)
+            self.plain = all(c in _PLAIN_CHARSETS for c in self.charsets)
+            self.text_encoding = "utf-8" if "ISO_IR 192" in self.charsets else "latin-1"
+
+    def fail(self, tag: int, problem: str) -> InvalidDicomFileError:
+        return InvalidDicomFileError(
+            f"{self.path}: {tag_text(tag)} {dictionary_description(tag)} {problem}; "
+            "the header is malformed, fix or exclude the file",
+            path=self.path,
+            tag=tag_text(tag),
+        )
+
+    def _vr(self, tag: int, raw: RawDataElement) -> str:
+        vr = raw.VR or dictionary_VR(tag).split(" or ")[0]
+        if vr not in _ALLOWED_VRS[tag]:
+            expected = " or ".join(sorted(_ALLOWED_VRS[tag] - {"UN"}))
+            raise self.fail(tag, f"has VR {vr}, expected {expected}")
+        return dictionary_VR(tag).split(" or ")[0] if vr == "UN" else vr
+
+    def _strings(self, tag: int) -> list[str]:
+        raw = self.elements[tag]
+        vr = self._vr(tag, raw)
+        if vr in _BINARY:
+            size = struct.calcsize(_BINARY[vr])
+            if len(raw.value) % size:
+                raise self.fail(tag, f"has {len(raw.value)} bytes, not a multiple of {size}")
+            fmt = ("<" if self.little else ">") + _BINARY[vr] * (len(raw.value) // size)
+            return [repr(v) for v in struct.unpack(fmt, raw.value)]
+        if vr in _CHARSET_VRS and not self.plain:
+            text = decode_bytes(raw.value, convert_encodings(self.charsets), set("\\=^"))
+        else:
+            text = raw.value.decode(self.text_encoding, "replace")
+        text = text.strip(" \x00")
+        if not text:
+            return []
+        return [v.strip(" \x00") for v in text.split("\\")] if vr not in ("LT", "ST", "UT", "UR") else [text]
+
+    def get(self, tag: int, kind: str) -> Any:
+        """The value of ``tag`` as ``kind`` (see FIELDS), None when absent or empty."""
+        if tag not in self.elements:
+            return None
+        values = self._strings(tag)
+        if not values:
+            return None
+        if kind == "text":
+            return "\\".join(values)
+        if kind == "texts":
+            return values
+        try:
+            numbers = [float(v) for v in values]
+        except ValueError as exc:
+            raise self.fail(tag, f"is {values!r}, expected numbers") from exc
+        if not all(np.isfinite(numbers)):
+            raise self.fail(tag, f"is {values!r}, expected finite numbers")
+        if kind == "floats":
+            return numbers
+        return int(numbers[0]) if kind == "int" else numbers[0]
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _finite_list(values: np.ndarray) -> list[float] | None:
+    return [float(v) for v in values] if np.all(np.isfinite(values)) else None
+
+
+def instance_rows(
+    header: Header,
+    path: str,
+    folder: str,
+    *,
+    include_phi: bool,
+    salt: bytes,
+) -> list[dict[str, Any]]:
+    """The ``instances`` rows of one file: one per volume group its frames fall in.
+
+    Parameters
+    ----------
+    header
+        The file's walked header.
+    path, folder
+        The file and its folder, as the manifest records them.
+    include_phi
+        Keep the direct identifiers (:data:`PHI_FIELDS`).
+    salt
+        Salt of ``patient_key``.
+
+    Returns
+    -------
+    list of dict
+        Rows keyed by column name; geometry columns come from the frame table
+        (first frame of each group), so enhanced objects have them too.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If a value the manifest needs is malformed, or an image lacks its
+        pixel data (a truncated file).
+    """
+    values = _Values(header, path)
+    base: dict[str, Any] = {column: values.get(tag, kind) for column, (tag, kind) in FIELDS.items()}
+    base["transfer_syntax_uid"] = header.transfer_syntax or None
+    base["patient_key"] = patient_key(values.get(_PATIENT_ID, "text") or "", salt)
+    if include_phi:
+        base.update({column: values.get(tag, kind) for column, (tag, kind) in PHI_FIELDS.items()})
+    rows_value = values.get(_ROWS, "int")
+    base["rows"] = rows_value
+    ds = header.dataset(path)
+    if base["modality"] in ANNOTATION_MODALITIES:
+        base.update(annotation_fields(ds))
+    if rows_value is None:  # not an image: a structure set, a report, a presentation state
+        return [base]
+    if header.pixel_tag is None:
+        raise InvalidDicomFileError(
+            f"{path}: (7FE0,0010) Pixel Data is missing from an image of {rows_value} rows; "
+            "the file is truncated, re-export it",
+            path=path,
+            tag="(7FE0,0010)",
+        )
+    table = frame_table(ds)
+    base["columns"] = table.columns
+    base["rows"] = table.rows
+    base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None
+    if base["modality"] in ANNOTATION_MODALITIES:
+        groups = {None: np.arange(len(table))}
+    else:
+        keys = group_keys(base["series_instance_uid"] or "", base["sop_class_uid"] or "", folder, table)
+        groups = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+    out = []
+    for key, members in groups.items():
+        idx = np.asarray(members)
+        first = int(idx[0])
+        row = dict(base)
+        row["series_key"] = key
+        row["n_frames"] = int(idx.size)
+        row["frame_numbers"] = [int(v) for v in table.frame_numbers[idx]] if len(groups) > 1 else None
+        row["frame_positions"] = _finite_list(table.positions[idx].ravel()) if idx.size > 1 else None
+        row["image_position"] = _finite_list(table.positions[first])
+        row["image_orientation"] = _finite_list(table.orientations[first])
+        row["pixel_spacing"] = _finite_list(table.pixel_spacing[first])
+        row["rescale_slope"] = float(table.rescale_slope[first])
+        row["rescale_intercept"] = float(table.rescale_intercept[first])
+        row["echo_key"] = _finite(table.echo[first])
+        row["temporal_key"] = _finite(table.temporal[first])
+        out.append(row)
+    return out

@@ -1,0 +1,200 @@
+"""`index`: sources in, manifest out; crawl, diff, parallel scan, then series and annotations."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from dicomml.index.crawl import Entry, Source, crawl, open_sources
+from dicomml.index.manifest import Manifest
+from dicomml.index.privacy import resolve_salt, salt_id
+from dicomml.index.scan import ScanOptions, scan_batch
+from dicomml.index.series import annotations_table, series_table
+from dicomml.index.store import ManifestStore
+
+__all__ = ["index"]
+
+#: Files per task sent to a worker.
+BATCH_FILES = 256
+#: Rows buffered before a partition is written.
+PARTITION_ROWS = 20_000
+
+
+def _tasks(batches: Iterator[pa.RecordBatch], sources: Sequence[Source], options: ScanOptions) -> Iterator[tuple[list[Entry], ScanOptions]]:
+    pending: list[Entry] = []
+    current = None
+    for batch in batches:
+        for row in batch.to_pylist():
+            if current is not None and (row["source"] != current or len(pending) >= BATCH_FILES):
+                yield pending, _with_fs(options, sources[current])
+                pending = []
+            current = row["source"]
+            pending.append(Entry(row["path"], row["folder"], row["size"], row["mtime_ns"], row["open_path"]))
+    if pending and current is not None:
+        yield pending, _with_fs(options, sources[current])
+
+
+def _with_fs(options: ScanOptions, source: Source) -> ScanOptions:
+    return options if source.local else ScanOptions(options.include_phi, options.salt, options.timeout_s, source.fs)
+
+
+def _in_process(tasks: Iterator[tuple[list[Entry], ScanOptions]]) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    for entries, options in tasks:
+        yield (*scan_batch(entries, options), len(entries))
+
+
+def _bounded(submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_flight: int, done_of: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    """Run tasks with at most ``in_flight`` outstanding, yielding results as they finish."""
+    running: dict[Any, int] = {}
+    for entries, options in tasks:
+        running[submit(entries, options)] = len(entries)
+        while len(running) >= in_flight:
+            for future in done_of(list(running)):
+                yield (*future.result(), running.pop(future))
+    while running:
+        for future in done_of(list(running)):
+            yield (*future.result(), running.pop(future))
+
+
+def _pool(tasks: Iterator[tuple[list[Entry], ScanOptions]], workers: int) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["dicomml.index.scan"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+
+        def done_of(futures: list[Future]) -> set[Future]:
+            return wait(futures, return_when=FIRST_COMPLETED).done
+
+        yield from _bounded(lambda e, o: pool.submit(scan_batch, e, o), tasks, 2 * workers, done_of)
+
+
+def _dask(tasks: Iterator[tuple[list[Entry], ScanOptions]], scheduler: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    from distributed import Client, wait as dask_wait
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        in_flight = 2 * max(1, sum(client.nthreads().values()))
+
+        def done_of(futures: list[Any]) -> Any:
+            return dask_wait(futures, return_when="FIRST_COMPLETED").done
+
+        yield from _bounded(lambda e, o: client.submit(scan_batch, e, o, pure=False), tasks, in_flight, done_of)
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def index(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    scheduler: Any = None,
+    include_phi: bool = False,
+    salt: str | bytes | None = None,
+    timeout_s: float = 30.0,
+    progress: bool = True,
+) -> Manifest:
+    """Index DICOM files into a manifest folder, incrementally.
+
+    Parameters
+    ----------
+    sources
+        Local folders or files, or fsspec URLs (``file://``, ``memory://``,
+        ``s3://``, ``gs://``), one or several.
+    out
+        The manifest folder; created if absent, updated if it holds a manifest.
+    workers
+        Worker processes reading headers; default ``os.cpu_count()``. ``1``
+        reads in this process. ``memory://`` sources are always read here.
+    scheduler
+        A Dask scheduler address (``"tcp://host:8786"``) or a
+        ``distributed.Client``: read on that cluster instead.
+    include_phi
+        Keep direct identifiers (names, IDs, birth date, addresses, accession,
+        institution and physicians). Default: not stored.
+    salt
+        Salt of ``patient_key``; default: the user's salt in
+        ``~/.config/dicomml/salt``, created on first use.
+    timeout_s
+        Per-file time limit in seconds (worker processes only; 0 disables).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    SourceNotFoundError
+        If a source does not exist.
+    ManifestError
+        If ``out`` cannot be written or holds a manifest built with another
+        ``include_phi`` or salt.
+
+    Example
+    -------
+    >>> m = dicomml.index("/data/dicom", "manifest")  # doctest: +SKIP
+    >>> m.series[["series_key", "modality", "usable", "reason"]]  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    resolved = open_sources(sources)
+    salt_bytes = resolve_salt(salt)
+    store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
+    n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
+    plan, to_read = store.plan(n_listed)
+    options = ScanOptions(include_phi=include_phi, salt=salt_bytes, timeout_s=timeout_s)
+    tasks = _tasks(to_read, resolved, options)
+    n_workers = workers or os.cpu_count() or 1
+    if scheduler is not None:
+        results = _dask(tasks, scheduler)
+    elif n_workers == 1 or plan.n_to_read <= BATCH_FILES or any(s.fs is not None and s.fs.protocol in ("memory", ("memory",)) for s in resolved):
+        results = _in_process(tasks)
+    else:
+        results = _pool(tasks, n_workers)
+    buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
+    with tqdm(total=plan.n_to_read, unit="file", desc="dicomml index", disable=not progress) as bar:
+        for instances, errors, n in results:
+            buffered["instances"].append(instances)
+            buffered["errors"].append(errors)
+            if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
+                _flush(store, buffered)
+            bar.update(n)
+    _flush(store, buffered)
+    store.write_meta(sources=[os.fspath(s) for s in _source_names(sources)])
+    if plan.n_to_read or plan.n_removed or not store.parts("series"):
+        con = Manifest(store.root).connect()
+        try:
+            series = series_table(con)
+            store.write_single("series", series)
+            store.write_single("annotations", annotations_table(con, series))
+        finally:
+            con.close()
+    store.write_meta(
+        counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
+        last_run={
+            "files_listed": plan.n_listed,
+            "files_read": plan.n_to_read,
+            "rows_removed": plan.n_removed,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    return Manifest(store.root)
+
+
+def _source_names(sources: Any) -> list[Any]:
+    return [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+
+
+def _flush(store: ManifestStore, buffered: dict[str, list[pa.Table]]) -> None:
+    for table, parts in buffered.items():
+        if parts:
+            store.write_part(table, pa.concat_tables(parts))
+        parts.clear()

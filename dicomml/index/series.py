@@ -1,0 +1,152 @@
+"""The ``series`` table (one row per volume group) and the ``annotations`` table, from ``instances``.
+
+Both are rebuilt whole after each run that changed something, by DuckDB over
+the ``instances`` partitions, streamed in record batches. Whether a group is
+usable is decided from headers alone: the stack geometry of
+:func:`dicomml.geometry.analyze_stack` (gap, duplicate positions, gantry tilt,
+non-uniform spacing) plus the rules here (no geometry, mixed pixel spacing, a
+single slice, several images at one position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from dicomml.geometry import analyze_stack, axcodes, dicom_affine
+from dicomml.index.annotations import link_annotations
+from dicomml.index.records import ANNOTATION_MODALITIES
+from dicomml.index.schema import ANNOTATIONS, SERIES
+
+__all__ = ["annotations_table", "series_table", "usability"]
+
+_GROUPS = """
+SELECT series_key,
+       any_value(series_instance_uid) AS series_instance_uid,
+       any_value(study_instance_uid) AS study_instance_uid,
+       any_value(frame_of_reference_uid) AS frame_of_reference_uid,
+       any_value(patient_key) AS patient_key,
+       any_value(modality) AS modality,
+       any_value(sop_class_uid) AS sop_class_uid,
+       any_value(series_number) AS series_number,
+       any_value(series_description) AS series_description,
+       any_value(manufacturer) AS manufacturer,
+       any_value(folder) AS folder,
+       count(DISTINCT path) AS n_files,
+       sum(n_frames) AS n_frames,
+       any_value(rows) AS rows,
+       any_value("columns") AS "columns",
+       list(coalesce(frame_positions, image_position) ORDER BY path) AS positions,
+       list(DISTINCT pixel_spacing) AS spacings,
+       any_value(image_orientation) AS orientation,
+       list(DISTINCT transfer_syntax_uid) AS transfer_syntaxes
+FROM instances
+WHERE series_key IS NOT NULL
+GROUP BY series_key
+ORDER BY series_key
+"""
+
+
+def usability(
+    positions: np.ndarray | None, orientation: list[float] | None, spacings: list[list[float] | None]
+) -> tuple[dict[str, Any], str | None]:
+    """Stack statistics of one group and the reason it is not usable (None when it is).
+
+    Parameters
+    ----------
+    positions
+        (n, 3) ImagePositionPatient of every plane, LPS+ mm, or None when any is absent.
+    orientation
+        The group's ImageOrientationPatient, or None.
+    spacings
+        The distinct PixelSpacing values of the group.
+
+    Returns
+    -------
+    (dict, str or None)
+        ``n_slices``, ``n_volumes``, ``slice_spacing``, ``uniform_spacing``,
+        ``missing_slices``, ``duplicate_slices``, ``tilt_deg``,
+        ``first_position``, ``orientation_code``; and the reason.
+
+    Example
+    -------
+    >>> stats, reason = usability(np.array([[0, 0, 0.0]]), [1, 0, 0, 0, 1, 0], [[1.0, 1.0]])
+    >>> reason
+    'single slice'
+    """
+    if positions is None or orientation is None or any(s is None for s in spacings):
+        return {}, "no geometry (ImagePositionPatient, ImageOrientationPatient or PixelSpacing absent)"
+    g = analyze_stack(positions, orientation)
+    first = positions[g.order[0]]
+    stats = {
+        "n_slices": g.n_positions,
+        "n_volumes": g.n_volumes,
+        "slice_spacing": g.spacing,
+        "uniform_spacing": g.uniform,
+        "missing_slices": g.missing,
+        "duplicate_slices": g.duplicates,
+        "tilt_deg": g.tilt_deg,
+        "first_position": [float(v) for v in first],
+    }
+    step = g.step if g.n_positions > 1 else g.step * (spacings[0][0] if spacings else 1.0)
+    stats["orientation_code"] = axcodes(dicom_affine(orientation, spacings[0], first, step))
+    if len(spacings) > 1:
+        return stats, f"mixed pixel spacing ({', '.join(str(s) for s in spacings)} mm)"
+    if g.n_positions == 1:
+        n = len(positions)
+        return stats, "single slice" if n == 1 else f"{n} images at one position (not a volume)"
+    return stats, g.problem()
+
+
+def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    for group in batch.to_pylist():
+        flat = group.pop("positions")
+        spacings = group.pop("spacings")
+        positions = None if any(p is None for p in flat) else np.asarray([v for p in flat for v in p]).reshape(-1, 3)
+        stats, reason = usability(positions, group["orientation"], spacings)
+        group.update(stats)
+        group["pixel_spacing"] = spacings[0] if spacings else None
+        group["shape"] = [stats["n_slices"], group["rows"], group["columns"]] if stats else None
+        group["transfer_syntaxes"] = sorted(t for t in group["transfer_syntaxes"] if t)
+        group["shared_uid_keys"] = [k for k in shared.get(group["series_instance_uid"], []) if k != group["series_key"]]
+        group["usable"] = reason is None
+        group["reason"] = reason
+        yield group
+
+
+def series_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The ``series`` table from a connection with an ``instances`` view."""
+    shared = {
+        uid: keys
+        for uid, keys in con.execute(
+            "SELECT series_instance_uid, list(DISTINCT series_key ORDER BY series_key) FROM instances "
+            "WHERE series_key IS NOT NULL GROUP BY series_instance_uid HAVING count(DISTINCT series_key) > 1"
+        ).fetchall()
+    }
+    rows: list[dict[str, Any]] = []
+    for batch in con.sql(_GROUPS).to_arrow_reader(1024):
+        rows.extend(_series_rows(batch, shared))
+    return pa.Table.from_pylist(rows, schema=SERIES)
+
+
+def annotations_table(con: duckdb.DuckDBPyConnection, series: pa.Table) -> pa.Table:
+    """The ``annotations`` table from a connection with an ``instances`` view and the series table."""
+    modalities = ", ".join(f"'{m}'" for m in ANNOTATION_MODALITIES)
+    annotations = con.execute(f"SELECT * FROM instances WHERE modality IN ({modalities}) ORDER BY path").df()
+    if annotations.empty:
+        return ANNOTATIONS.empty_table()
+    hits = con.execute(
+        f"""
+        WITH refs AS (SELECT path, unnest(referenced_sop_uids) AS uid FROM instances WHERE modality IN ({modalities}))
+        SELECT refs.path, i.series_key, count(DISTINCT refs.uid) AS hits
+        FROM refs JOIN instances i ON i.sop_instance_uid = refs.uid
+        WHERE i.series_key IS NOT NULL
+        GROUP BY refs.path, i.series_key
+        """
+    ).df()
+    linked = link_annotations(annotations, series.to_pandas(), hits)
+    return pa.Table.from_pandas(linked, schema=ANNOTATIONS, preserve_index=False)
