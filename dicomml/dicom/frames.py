@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # nibabel.nicom warns on import that its reader
     warnings.simplefilter("ignore", UserWarning)
     from nibabel.nicom import csareader
 
-__all__ = ["FrameTable", "frame_table", "source_name"]
+__all__ = ["FrameTable", "frame_table", "functional_item", "source_name"]
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,19 @@ def _classic_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fra
         instance=ones * _or_nan(reader.number(ds, "InstanceNumber")),
         rescale_slope=ones * (1.0 if slope is None else slope),
         rescale_intercept=ones * (0.0 if intercept is None else intercept),
+    )
+
+
+def functional_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
+    """The item of a functional group macro (e.g. ``"FrameVOILUTSequence"``) for a 0-based frame.
+
+    Looks in the frame's Per-frame Functional Groups item, then in the Shared
+    Functional Groups; None when neither has it (or the object is not enhanced).
+    """
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    return _functional_item(
+        per_frame[frame] if frame < len(per_frame) else None, shared[0] if len(shared) else None, sequence
     )
 
 

@@ -1,0 +1,377 @@
+"""``load_files`` and ``load_series``: DICOM files to one :class:`~dicomml.volume.Volume`.
+
+Headers are read first (in threads), each frame is given its slot by
+:func:`~dicomml.assemble.plan.plan_stack`, then every file is decoded (in
+threads) straight into one preallocated array. Rescale is applied in place,
+in the narrowest dtype that holds the values exactly: int16 for typical CT
+(integer slope and intercept), the stored integer type when there is no
+rescale, float32 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicomml.assemble.grouping import group_keys
+from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
+from dicomml.assemble.resample import correct_tilt, equidistant
+from dicomml.dicom.frames import FrameTable, frame_table, functional_item
+from dicomml.dicom.io import is_url, read_dataset
+from dicomml.dicom.pixels import decode_into, stored_dtype
+from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
+from dicomml.geometry import axcodes
+from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    from dicomml.index import Manifest
+
+__all__ = ["load_files", "load_series"]
+
+#: Threads that read and decode files; I/O and most decoders release the GIL.
+MAX_WORKERS = 8
+
+
+@dataclass
+class _Source:
+    """One file of the group: its header, frame table and the table rows wanted."""
+
+    path: str
+    header: Dataset
+    table: FrameTable
+    rows: np.ndarray
+
+
+def load_files(
+    paths: Sequence[str | PathLike[str]],
+    *,
+    on_irregular: OnIrregular = "raise",
+    frames: Sequence[Sequence[int] | None] | None = None,
+    dtype: np.dtype | type | str | None = None,
+) -> Volume:
+    """Assemble DICOM files that form one volume group into a Volume.
+
+    Slices are sorted by their position along the slice normal (never by file
+    name or InstanceNumber); slices repeating a position become a leading
+    ``time`` axis, ordered by the temporal key, then InstanceNumber.
+
+    Parameters
+    ----------
+    paths
+        Files (local paths or fsspec URLs): classic slices, enhanced
+        multi-frame objects or Siemens mosaics, in any order.
+    on_irregular
+        ``"raise"`` (default) raises :class:`SliceGapError`,
+        :class:`DuplicateSliceError`, :class:`GantryTiltError` or
+        :class:`InconsistentGeometryError`; ``"resample"`` returns a regular
+        grid (equidistant slices, tilt corrected, as dcm2niix does; float32);
+        ``"keep"`` stacks the slices as they are and records the problem in
+        ``meta["irregularities"]``.
+    frames
+        For each path, the 1-based frame numbers to use, or None for all.
+    dtype
+        A floating dtype (e.g. ``np.float32``) to decode and rescale straight
+        into; None picks the narrowest exact dtype.
+
+    Returns
+    -------
+    Volume
+        ``array`` is (slice, row, column), or (time, slice, row, column) with
+        ``axes == ("time",)``; ``affine`` maps the last three indices to RAS+ mm.
+
+    Raises
+    ------
+    MixedSeriesError
+        If the files hold more than one volume group (see
+        :mod:`dicomml.assemble.grouping`); the message names each group.
+    SeriesAssemblyError
+        Or one of its subclasses, for irregular geometry under ``"raise"``.
+    InvalidDicomFileError, UnsupportedTransferSyntaxError
+        For a file that cannot be read or decoded.
+
+    Example
+    -------
+    >>> vol = load_files(sorted(Path("ct").glob("*.dcm")))  # doctest: +SKIP
+    >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
+    (dtype('int16'), 'SPL')
+    """
+    sources = _read_headers([str(p) for p in paths], frames)
+    return _assemble(sources, on_irregular, dtype, series_key=_single_group(sources))
+
+
+def load_series(
+    manifest: Manifest | str | PathLike[str],
+    series_key: str,
+    *,
+    on_irregular: OnIrregular = "raise",
+    dtype: np.dtype | type | str | None = None,
+) -> Volume:
+    """Assemble one volume group of a manifest into a Volume.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`dicomml.Manifest`, or the path of its folder.
+    series_key
+        The group's ``series_key`` (a row of the manifest's ``series`` table).
+    on_irregular, dtype
+        As for :func:`load_files`.
+
+    Returns
+    -------
+    Volume
+        With ``meta["series_key"] == series_key``.
+
+    Raises
+    ------
+    SeriesNotFoundError
+        If the manifest has no such series key.
+    SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError
+        As for :func:`load_files`.
+
+    Example
+    -------
+    >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
+    """
+    if not hasattr(manifest, "series_files"):
+        from dicomml.index import Manifest
+
+        manifest = Manifest(manifest)
+    rows = manifest.series_files(series_key)
+    frames = [_frame_list(value) for value in rows["frame_numbers"]]
+    sources = _read_headers([str(p) for p in rows["path"]], frames)
+    return _assemble(sources, on_irregular, dtype, series_key=series_key)
+
+
+def _frame_list(value: Any) -> list[int] | None:
+    """A manifest ``frame_numbers`` cell: None (all frames) or a list of ints."""
+    if value is None or (np.isscalar(value) and np.isnan(value)):
+        return None
+    return [int(v) for v in value]
+
+
+def _map(function: Any, items: Sequence[Any]) -> list[Any]:
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(items))
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
+
+
+def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None) -> list[_Source]:
+    if not paths:
+        raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
+    if frames is not None and len(frames) != len(paths):
+        raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
+
+    def read(i: int) -> _Source:
+        header = read_dataset(paths[i], pixels=False)
+        table = frame_table(header)
+        wanted = None if frames is None else frames[i]
+        if wanted is None:
+            rows = np.arange(len(table))
+        else:
+            rows = np.flatnonzero(np.isin(table.frame_numbers, np.asarray(wanted, dtype=np.int64)))
+            if rows.size == 0:
+                raise InvalidDicomFileError(
+                    f"{paths[i]}: frames {list(wanted)} requested, but the file holds frames "
+                    f"1-{int(table.frame_numbers.max())}",
+                    path=paths[i],
+                )
+        return _Source(paths[i], header, table, rows)
+
+    return _map(read, list(range(len(paths))))
+
+
+def _folder(path: str) -> str:
+    return path.rsplit("/", 1)[0] if is_url(path) else os.path.dirname(os.path.abspath(path))
+
+
+def _single_group(sources: list[_Source]) -> str:
+    """The one series key of the sources, or MixedSeriesError describing each group."""
+    groups: dict[str, list[tuple[_Source, int]]] = {}
+    for source in sources:
+        ds = source.header
+        keys = group_keys(str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPClassUID", "")), _folder(source.path), source.table)
+        for row in source.rows:
+            groups.setdefault(keys[row], []).append((source, int(row)))
+    if len(groups) == 1:
+        return next(iter(groups))
+    described = []
+    for key, members in groups.items():
+        source, row = members[0]
+        t = source.table
+        described.append(
+            f"{key}: {len(members)} slices like {os.path.basename(source.path)} "
+            f"(series {source.header.get('SeriesInstanceUID', '?')}, {t.rows}x{t.columns}, "
+            f"orientation {np.round(t.orientations[row], 4).tolist()}, echo {t.echo[row]:g}, kind {t.kind[row]!r})"
+        )
+    raise MixedSeriesError(
+        f"the {len(sources)} files hold {len(groups)} volume groups: " + "; ".join(described)
+        + "; pass the files of one group (dicomml.index groups them for you)",
+        series_uid=str(sources[0].header.get("SeriesInstanceUID", "")),
+    )
+
+
+def _thickness(ds: Dataset) -> float:
+    """Slice step for a single-slice volume: SpacingBetweenSlices, else SliceThickness, else 1 mm."""
+    items = [ds]
+    measures = functional_item(ds, 0, "PixelMeasuresSequence")
+    if measures is not None:
+        items.insert(0, measures)
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        for item in items:
+            value = item.get(keyword)
+            try:
+                if value is not None and float(value) > 0:
+                    return float(value)
+            except (TypeError, ValueError):
+                continue
+    return 1.0
+
+
+def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, series_key: str) -> Volume:
+    index = [(s, int(r)) for s in sources for r in s.rows]
+    table_rows = [(s.table, r) for s, r in index]
+    temporal = np.array([t.temporal[r] for t, r in table_rows])
+    instance = np.array([t.instance[r] for t, r in table_rows])
+    time_order = np.empty(len(index), dtype=np.int64)
+    time_order[np.lexsort((np.arange(len(index)), instance, temporal))] = np.arange(len(index))
+    plan = plan_stack(
+        np.array([t.positions[r] for t, r in table_rows]),
+        np.array([t.orientations[r] for t, r in table_rows]),
+        np.array([t.pixel_spacing[r] for t, r in table_rows]),
+        time_order,
+        [f"{s.header.get('SOPInstanceUID', s.path)}#{s.table.frame_numbers[r]}#{r}" for s, r in index],
+        thickness=_thickness(sources[0].header),
+        on_irregular=on_irregular,
+        series=series_key,
+        labels=[f"{os.path.basename(s.path)} frame {s.table.frame_numbers[r]}" for s, r in index],
+    )
+    slopes = np.ones(plan.n_volumes * plan.n_positions)
+    intercepts = np.zeros_like(slopes)
+    for (table, row), slot in zip(table_rows, plan.slots):
+        if slot >= 0:
+            slopes[slot], intercepts[slot] = table.rescale_slope[row], table.rescale_intercept[row]
+    array = _decode_all(sources, plan, slopes, intercepts, dtype)
+    affine = plan.affine
+    shape = (plan.n_volumes, plan.n_positions) if plan.n_volumes > 1 else (plan.n_positions,)
+    array = array.reshape(*shape, *array.shape[-2:])
+    if "equidistant" in plan.resample and plan.geometry is not None:
+        array, affine = equidistant(array.astype(np.float32, copy=False), plan.geometry.offsets, plan.geometry.spacing, affine)
+    if "tilt" in plan.resample:
+        array, affine = correct_tilt(array.astype(np.float32, copy=False), affine)
+    meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
+    return Volume(array, affine, ("time",) if plan.n_volumes > 1 else (), meta)
+
+
+def _integral(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, intercepts: np.ndarray, dtype: Any) -> np.ndarray:
+    first = sources[0]
+    stored = {stored_dtype(s.header) for s in sources}
+    integer = dtype is None and len(stored) == 1 and next(iter(stored)).kind in "ui" and _integral(slopes) and _integral(intercepts)
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise SeriesAssemblyError(f"dtype={dtype!r}: pass a floating dtype, or None for the exact integer type")
+    out_dtype = next(iter(stored)) if integer else np.dtype(dtype or np.float32)
+    out = np.empty((len(slopes), first.table.rows, first.table.columns), dtype=out_dtype)
+    slots_by_source = []
+    start = 0
+    for source in sources:
+        slots = plan.slots[start : start + source.rows.size]
+        start += source.rows.size
+        slots_by_source.append((source, source.rows[slots >= 0], slots[slots >= 0]))
+
+    def decode(item: tuple[_Source, np.ndarray, np.ndarray]) -> None:
+        source, rows, slots = item
+        if rows.size:
+            ds = read_dataset(source.path, pixels=True)
+            decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+
+    _map(decode, slots_by_source)
+    return _rescale_integers(out, slopes, intercepts) if integer else out
+
+
+def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    """Apply integer slope/intercept into the narrowest integer dtype that holds the result.
+
+    When that dtype has the stored width, the arithmetic runs in place with
+    wrap-around, which is exact because the result is known to fit.
+    """
+    if np.all(slopes == 1) and np.all(intercepts == 0):
+        return raw
+    low, high = int(raw.min()), int(raw.max())
+    ends = np.concatenate([low * slopes + intercepts, high * slopes + intercepts])
+    lo, hi = float(ends.min()), float(ends.max())
+    target = next(t for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+    target = np.dtype(target)
+    uniform = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
+    if target.itemsize == raw.itemsize:
+        work = raw.view(f"u{raw.itemsize}")
+        modulus = 1 << (8 * raw.itemsize)
+        pairs = [(slice(None), slopes[0], intercepts[0])] if uniform else list(zip(range(len(slopes)), slopes, intercepts))
+        for where, slope, intercept in pairs:
+            if slope != 1:
+                np.multiply(work[where], work.dtype.type(int(slope) % modulus), out=work[where])
+            if intercept != 0:
+                np.add(work[where], work.dtype.type(int(intercept) % modulus), out=work[where])
+        return work.view(target)
+    out = np.empty(raw.shape, dtype=target)
+    for i, (slope, intercept) in enumerate(zip(slopes, intercepts)):
+        np.multiply(raw[i], int(slope), out=out[i], casting="unsafe")
+        out[i] += int(intercept)
+    return out
+
+
+def _numbers(value: Any) -> list[float]:
+    if value is None or value == "":
+        return []
+    values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    return [float(v) for v in values]
+
+
+def _one_or_list(values: np.ndarray) -> float | list[float]:
+    return float(values[0]) if np.all(values == values[0]) else [float(v) for v in values]
+
+
+def _meta(
+    sources: list[_Source],
+    index: list[tuple[_Source, int]],
+    plan: StackPlan,
+    slopes: np.ndarray,
+    intercepts: np.ndarray,
+    series_key: str,
+    affine: np.ndarray,
+) -> dict[str, Any]:
+    ds = sources[0].header
+    used = sorted((slot, i) for i, slot in enumerate(plan.slots) if slot >= 0)
+    by_path = {index[i][0].path: index[i][0] for _, i in used}  # first use, in array order
+    voi = functional_item(ds, int(sources[0].table.frame_numbers[sources[0].rows[0]]) - 1, "FrameVOILUTSequence") or ds
+    transform = functional_item(ds, 0, "PixelValueTransformationSequence") or ds
+    modality = str(ds.get("Modality", ""))
+    return {
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "series_key": series_key,
+        "modality": modality,
+        "sop_class": str(ds.get("SOPClassUID", "")),
+        "rescale_slope": _one_or_list(slopes),
+        "rescale_intercept": _one_or_list(intercepts),
+        "rescale_type": str(transform.get("RescaleType") or ("HU" if modality == "CT" else "US")),
+        "window_center": _numbers(voi.get("WindowCenter")),
+        "window_width": _numbers(voi.get("WindowWidth")),
+        "voi_lut_function": str(voi.get("VOILUTFunction") or "LINEAR"),
+        "source_files": list(by_path),
+        "sop_instance_uids": [str(s.header.get("SOPInstanceUID", "")) for s in by_path.values()],
+        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
+        "irregularities": list(plan.irregularities),
+        "orientation": axcodes(affine),
+    }

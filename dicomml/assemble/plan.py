@@ -1,0 +1,294 @@
+"""Where each frame goes: sorting along the slice normal, time axis, affine, irregularities.
+
+Pure: arrays in (the per-frame geometry of one volume group), a
+:class:`StackPlan` out. The irregular-geometry policy lives here:
+``"raise"`` raises the typed error, ``"resample"`` asks for a regular grid,
+``"keep"`` records the problem in ``irregularities`` and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from dicomml.errors import (
+    DuplicateSliceError,
+    GantryTiltError,
+    InconsistentGeometryError,
+    SeriesAssemblyError,
+    SliceGapError,
+)
+from dicomml.geometry import analyze_stack, dicom_affine, slice_normal
+from dicomml.geometry.stack import TILT_TOLERANCE_DEG, StackGeometry
+
+__all__ = ["OnIrregular", "StackPlan", "plan_stack"]
+
+OnIrregular = Literal["raise", "resample", "keep"]
+_POLICIES = ("raise", "resample", "keep")
+#: Direction cosines of one group may differ by this much (grouping rounds to 1e-4).
+ORIENTATION_TOLERANCE = 1e-3
+#: Pixel spacings of one group may differ by this fraction.
+PIXEL_SPACING_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """How the frames of one group fill a (volumes, positions, rows, columns) array.
+
+    Attributes
+    ----------
+    slots
+        (n,) for each input frame, its index in the flattened
+        (volumes x positions) stack; -1 for a frame left out (a duplicate copy).
+    n_volumes, n_positions
+        Leading shape; ``n_volumes`` is 1 for a plain 3D stack.
+    affine
+        4x4, maps (slice, row, column) of the stack as filled to RAS+ mm.
+    geometry
+        The stack analysis, or None when the frames carry no geometry.
+    irregularities
+        One phrase per problem found (kept or resampled).
+    resample
+        What the caller must do for a regular grid: subset of
+        ``{"equidistant", "tilt"}``; empty when the stack is regular or kept.
+    """
+
+    slots: np.ndarray
+    n_volumes: int
+    n_positions: int
+    affine: np.ndarray
+    geometry: StackGeometry | None
+    irregularities: tuple[str, ...]
+    resample: frozenset[str]
+
+
+def plan_stack(
+    positions: np.ndarray,
+    orientations: np.ndarray,
+    pixel_spacing: np.ndarray,
+    time_order: np.ndarray,
+    identities: Sequence[str],
+    *,
+    thickness: float,
+    on_irregular: OnIrregular,
+    series: str,
+    labels: Sequence[str],
+) -> StackPlan:
+    """Sort the frames of one group and check their geometry.
+
+    Parameters
+    ----------
+    positions
+        (n, 3) ImagePositionPatient, LPS+ mm (NaN when absent).
+    orientations
+        (n, 6) ImageOrientationPatient.
+    pixel_spacing
+        (n, 2) PixelSpacing (between rows, between columns), mm.
+    time_order
+        (n,) rank of each frame in time order; frames at one position are
+        stacked along the leading axis in this order.
+    identities
+        (n,) one string per source plane (SOP Instance UID, frame, tile); two
+        equal ones are the same plane given twice.
+    thickness
+        Slice step (mm) to use when there is a single position.
+    on_irregular
+        ``"raise"``, ``"resample"`` or ``"keep"``.
+    series
+        Name of the group, for messages.
+    labels
+        (n,) name of each frame (file and frame), for messages.
+
+    Returns
+    -------
+    StackPlan
+
+    Raises
+    ------
+    DuplicateSliceError, SliceGapError, GantryTiltError, InconsistentGeometryError
+        With ``on_irregular="raise"`` (duplicates and inconsistent in-plane
+        geometry also with ``"resample"``, which cannot fix them).
+    SeriesAssemblyError
+        If ``on_irregular`` is not one of the three policies.
+
+    Example
+    -------
+    >>> pos = np.array([[0, 0, 2.0], [0, 0, 0.0]])
+    >>> p = plan_stack(pos, np.tile([1.0, 0, 0, 0, 1, 0], (2, 1)), np.ones((2, 2)), np.arange(2),
+    ...                ["a", "b"], thickness=1.0, on_irregular="raise", series="s", labels=["a", "b"])
+    >>> p.slots.tolist()
+    [1, 0]
+    """
+    if on_irregular not in _POLICIES:
+        raise SeriesAssemblyError(f"on_irregular={on_irregular!r}; expected one of {_POLICIES}", series_uid=series)
+    n = len(identities)
+    found: list[str] = []
+    keep_rows = _drop_duplicate_planes(identities, on_irregular, series, labels, found)
+    if not np.all(np.isfinite(positions[keep_rows])) or not np.all(np.isfinite(orientations[keep_rows])):
+        return _plan_without_geometry(n, keep_rows, time_order, pixel_spacing, on_irregular, series, found)
+    iop = orientations[keep_rows[0]]
+    spacing = pixel_spacing[keep_rows[0]]
+    _check_in_plane(orientations[keep_rows], pixel_spacing[keep_rows], iop, spacing, on_irregular, series, found)
+    if not np.all(np.isfinite(spacing)):
+        spacing = np.ones(2)
+        _irregular(InconsistentGeometryError, "no PixelSpacing (0028,0030); 1 mm assumed", on_irregular, series, found)
+    # Pre-order by time so that analyze_stack's tie-break (input order) is time order.
+    by_time = keep_rows[np.argsort(time_order[keep_rows], kind="stable")]
+    geometry = analyze_stack(positions[by_time], iop)
+    resample = _check_stack(geometry, on_irregular, series, found)
+    starts = np.concatenate([[0], np.cumsum(geometry.counts)[:-1]])
+    n_positions = geometry.n_positions
+    n_volumes = geometry.n_volumes or 1
+    slots = np.full(n, -1, dtype=np.int64)
+    if geometry.n_volumes:
+        position_of = np.repeat(np.arange(n_positions), geometry.counts)
+        volume_of = np.arange(len(geometry.order)) - np.repeat(starts, geometry.counts)
+        slots[by_time[geometry.order]] = volume_of * n_positions + position_of
+    else:  # kept duplicates: one slice per frame, in position order
+        n_positions = len(geometry.order)
+        slots[by_time[geometry.order]] = np.arange(n_positions)
+    if n_positions == 1:
+        step = slice_normal(iop) * thickness
+    elif geometry.n_volumes:
+        step = geometry.step
+    else:
+        span = positions[by_time[geometry.order[-1]]] - positions[by_time[geometry.order[0]]]
+        step = span / (n_positions - 1)
+    origin = positions[by_time[geometry.order[0]]]
+    affine = dicom_affine(iop, spacing, origin, step)
+    return StackPlan(slots, n_volumes, n_positions, affine, geometry, tuple(found), frozenset(resample))
+
+
+def _irregular(
+    error: type[SeriesAssemblyError], problem: str, on_irregular: str, series: str, found: list[str]
+) -> None:
+    """Raise under "raise", else record the problem."""
+    if on_irregular == "raise":
+        raise error(
+            f"series {series}: {problem}; pass on_irregular='resample' for a regular grid "
+            "or on_irregular='keep' to stack the slices as they are",
+            series_uid=series,
+        )
+    found.append(problem)
+
+
+def _drop_duplicate_planes(
+    identities: Sequence[str], on_irregular: str, series: str, labels: Sequence[str], found: list[str]
+) -> np.ndarray:
+    seen: dict[str, int] = {}
+    rows = []
+    for i, identity in enumerate(identities):
+        if identity in seen:
+            if on_irregular != "keep":
+                raise DuplicateSliceError(
+                    f"series {series}: {labels[i]} repeats {labels[seen[identity]]} (same SOP Instance UID "
+                    "and frame); remove the copy, or pass on_irregular='keep' to drop it",
+                    series_uid=series,
+                )
+            found.append(f"duplicate copy {labels[i]} of {labels[seen[identity]]} dropped")
+            continue
+        seen[identity] = i
+        rows.append(i)
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _plan_without_geometry(
+    n: int,
+    rows: np.ndarray,
+    time_order: np.ndarray,
+    pixel_spacing: np.ndarray,
+    on_irregular: str,
+    series: str,
+    found: list[str],
+) -> StackPlan:
+    problem = "no ImagePositionPatient (0020,0032) / ImageOrientationPatient (0020,0037) on some frames"
+    if on_irregular != "keep":
+        raise InconsistentGeometryError(
+            f"series {series}: {problem}, so slices cannot be placed in the patient; "
+            "pass on_irregular='keep' to stack them in time/instance order with a nominal affine",
+            series_uid=series,
+        )
+    found.append(problem + "; stacked in instance order, affine is nominal")
+    slots = np.full(n, -1, dtype=np.int64)
+    slots[rows[np.argsort(time_order[rows], kind="stable")]] = np.arange(len(rows))
+    spacing = pixel_spacing[rows[0]]
+    spacing = spacing if np.all(np.isfinite(spacing)) else np.ones(2)
+    affine = dicom_affine([1, 0, 0, 0, 1, 0], spacing, [0, 0, 0], [0, 0, 1])
+    return StackPlan(slots, 1, len(rows), affine, None, tuple(found), frozenset())
+
+
+def _check_in_plane(
+    orientations: np.ndarray,
+    pixel_spacing: np.ndarray,
+    iop: np.ndarray,
+    spacing: np.ndarray,
+    on_irregular: str,
+    series: str,
+    found: list[str],
+) -> None:
+    worst = float(np.max(np.abs(orientations - iop)))
+    if worst > ORIENTATION_TOLERANCE:
+        _irregular(
+            InconsistentGeometryError,
+            f"(0020,0037) ImageOrientationPatient varies by {worst:.2g} between slices",
+            "raise" if on_irregular == "resample" else on_irregular,
+            series,
+            found,
+        )
+    if np.all(np.isfinite(pixel_spacing)):
+        ratio = float(np.max(np.abs(pixel_spacing / spacing - 1)))
+        if ratio > PIXEL_SPACING_TOLERANCE:
+            _irregular(
+                InconsistentGeometryError,
+                f"(0028,0030) PixelSpacing varies between slices ({np.unique(pixel_spacing, axis=0).tolist()} mm)",
+                "raise" if on_irregular == "resample" else on_irregular,
+                series,
+                found,
+            )
+
+
+def _check_stack(geometry: StackGeometry, on_irregular: str, series: str, found: list[str]) -> set[str]:
+    resample: set[str] = set()
+    if geometry.n_volumes == 0:
+        counts = np.unique(geometry.counts).tolist()
+        _irregular(
+            DuplicateSliceError,
+            f"positions hold unequal numbers of slices ({counts}; {geometry.duplicates} extra), "
+            "so they are neither one volume nor a time series",
+            "raise" if on_irregular == "resample" else on_irregular,
+            series,
+            found,
+        )
+        return resample
+    if geometry.tilt_deg > TILT_TOLERANCE_DEG:
+        _irregular(
+            GantryTiltError,
+            f"slice positions progress {geometry.tilt_deg:.2f} deg off the slice normal (gantry tilt)",
+            on_irregular,
+            series,
+            found,
+        )
+        resample.add("tilt")
+    if geometry.missing:
+        _irregular(
+            SliceGapError,
+            f"{geometry.missing} slice(s) missing: a step along the normal exceeds the "
+            f"{geometry.spacing:.4g} mm spacing (steps {np.round(np.diff(geometry.offsets), 4).tolist()} mm)",
+            on_irregular,
+            series,
+            found,
+        )
+        resample.add("equidistant")
+    elif not geometry.uniform:
+        _irregular(
+            InconsistentGeometryError,
+            f"slice spacing is not uniform (steps {np.round(np.diff(geometry.offsets), 4).tolist()} mm)",
+            on_irregular,
+            series,
+            found,
+        )
+        resample.add("equidistant")
+    return resample if on_irregular == "resample" else set()

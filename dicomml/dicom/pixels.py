@@ -1,0 +1,161 @@
+"""Decoding pixel data into slots of a preallocated array.
+
+pydicom's decoders do the work (native data, deflate, RLE, JPEG, JPEG-LS and
+JPEG 2000 through pylibjpeg, pyjpegls and python-gdcm); this module picks the
+frames wanted, cuts mosaics into slices and writes each plane straight into
+its slot of the output, optionally applying rescale slope and intercept on
+the way (no per-slice float copies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
+
+from dicomml.dicom.frames import FrameTable, source_name
+from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
+
+__all__ = ["stored_dtype", "decode_into"]
+
+
+def stored_dtype(ds: Dataset) -> np.dtype:
+    """The numpy dtype that pydicom decodes this object's stored values to.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the pixel description (BitsAllocated, PixelRepresentation,
+        SamplesPerPixel) is missing or not a single-sample image.
+    """
+    path = source_name(ds)
+    if "FloatPixelData" in ds:
+        return np.dtype(np.float32)
+    if "DoubleFloatPixelData" in ds:
+        return np.dtype(np.float64)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        raise InvalidDicomFileError(
+            f"{path}: (0028,0002) Samples per Pixel is {samples}, expected 1; "
+            "colour images are not volumes, convert them to grey levels first",
+            path=path,
+            tag="(0028,0002)",
+        )
+    bits = ds.get("BitsAllocated")
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits not in (1, 8, 16, 32):
+        raise InvalidDicomFileError(
+            f"{path}: (0028,0100) Bits Allocated is {bits!r}, expected 1, 8, 16 or 32",
+            path=path,
+            tag="(0028,0100)",
+        )
+    size = max(1, int(bits) // 8)
+    return np.dtype(f"{'i' if signed else 'u'}{size}")
+
+
+def _decode(ds: Dataset, index: int | None) -> np.ndarray:
+    """pydicom's decoded pixels (all frames, or one 0-based frame), typed errors on failure."""
+    path = source_name(ds)
+    uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    try:
+        return pixel_array(ds, index=index)
+    except (NotImplementedError, RuntimeError) as exc:  # no plugin, or every plugin failed
+        raise UnsupportedTransferSyntaxError(
+            f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
+            f"decoders ({str(exc).splitlines()[0]}); install a decoder that supports it or "
+            "re-encode the file (e.g. with dcmtk's dcmdjpeg)",
+            path=path,
+            tag="(0002,0010)",
+        ) from exc
+    except (ValueError, AttributeError, KeyError) as exc:
+        raise InvalidDicomFileError(
+            f"{path}: (7FE0,0010) Pixel Data cannot be read ({exc}); the file is truncated or "
+            "its pixel description is wrong, exclude it",
+            path=path,
+            tag="(7FE0,0010)",
+        ) from exc
+
+
+def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int]) -> list[tuple[int, np.ndarray]]:
+    """(table row, 2D plane) for each wanted row of the table, decoding each frame once."""
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    wanted_frames = sorted({int(table.frame_numbers[r]) for r in rows})
+    if len(wanted_frames) == n_frames:
+        stack = _decode(ds, None).reshape(n_frames, *_frame_shape(ds))
+        frames = {f: stack[f - 1] for f in wanted_frames}
+    else:
+        frames = {f: _decode(ds, f - 1).reshape(_frame_shape(ds)) for f in wanted_frames}
+    if table.mosaic is None:
+        return [(r, frames[int(table.frame_numbers[r])]) for r in rows]
+    side = table.mosaic[0]
+    mosaic = frames[1]
+    out = []
+    for r in rows:
+        tile_row, tile_col = divmod(int(r), side)
+        out.append(
+            (
+                r,
+                mosaic[
+                    tile_row * table.rows : (tile_row + 1) * table.rows,
+                    tile_col * table.columns : (tile_col + 1) * table.columns,
+                ],
+            )
+        )
+    return out
+
+
+def _frame_shape(ds: Dataset) -> tuple[int, int]:
+    return int(ds.Rows), int(ds.Columns)
+
+
+def decode_into(
+    ds: Dataset,
+    table: FrameTable,
+    rows: Sequence[int],
+    out: np.ndarray,
+    slots: Sequence[int],
+    *,
+    rescale: bool,
+) -> None:
+    """Decode table rows of one object into ``out[slots[i]]``.
+
+    Parameters
+    ----------
+    ds
+        The dataset, read with its pixel data.
+    table
+        Its :func:`~dicomml.dicom.frames.frame_table`.
+    rows
+        Rows of ``table`` (frames, or mosaic slices) to decode.
+    out
+        (n, rows, columns) array to write into; with ``rescale=False`` its
+        dtype must hold the stored values (see :func:`stored_dtype`).
+    slots
+        For each of ``rows``, the index along ``out``'s first axis.
+    rescale
+        Apply each row's rescale slope and intercept while writing (for a
+        floating-point ``out``).
+
+    Raises
+    ------
+    UnsupportedTransferSyntaxError
+        If no installed decoder handles the transfer syntax.
+    InvalidDicomFileError
+        If the pixel data cannot be read.
+    """
+    for (row, plane), slot in zip(_planes(ds, table, rows), slots):
+        if plane.shape != out.shape[-2:]:
+            path = source_name(ds)
+            raise InvalidDicomFileError(
+                f"{path}: decoded plane is {plane.shape}, expected {out.shape[-2:]} from Rows/Columns",
+                path=path,
+                tag="(0028,0010)",
+            )
+        target = out[slot]
+        if rescale:
+            np.multiply(plane, table.rescale_slope[row], out=target, casting="unsafe")
+            target += np.asarray(table.rescale_intercept[row], dtype=target.dtype)
+        else:
+            target[...] = plane
