@@ -16,7 +16,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from dicomml.geometry.affine import dicom_affine
 from dicomml.sample.phantom import LABELS, TISSUES, label_at, tissue_at, voxel_centres
@@ -82,7 +82,7 @@ _CT = _Stack((1, 0, 0, 0, 1, 0), (2.0, 2.0), (-127.0, -127.0, 98.75), (0.0, 0.0,
 _MR = _Stack((0, 1, 0, 0, 0, -1), (2.0, 2.0), (-67.5, -127.0, 127.0), (5.0, 0.0, 0.0), 28, 128, 128)
 
 
-def _uid(seed: int, *parts: object) -> str:
+def _uid(seed: int, *parts: object) -> UID:
     return generate_uid(entropy_srcs=["dicomml-sample", str(seed), *map(str, parts)])
 
 
@@ -112,7 +112,7 @@ def _patient_study(seed: int) -> Dataset:
     return ds
 
 
-def _slice(common: Dataset, stack: _Stack, k: int, pixels: np.ndarray, sop_class: str, series_uid: str, seed: int, role: str) -> Dataset:
+def _slice(common: Dataset, stack: _Stack, k: int, pixels: np.ndarray, sop_class: UID, series_uid: str, seed: int, role: str) -> Dataset:
     ds = Dataset()
     ds.update(common)
     ds.file_meta = FileMetaDataset()
@@ -214,8 +214,9 @@ def _seg(seed: int, ct: Sequence[Dataset]) -> hd.seg.Segmentation:
         content_label="SAMPLE",
     )
     # highdicom stamps the current time and a fresh dimension UID; keep the output reproducible.
-    seg.SeriesDate = seg.ContentDate = seg.InstanceCreationDate = _STUDY_DATE
-    seg.SeriesTime = seg.ContentTime = seg.InstanceCreationTime = _STUDY_TIME
+    for kind in ("Series", "Content", "InstanceCreation"):
+        setattr(seg, f"{kind}Date", _STUDY_DATE)
+        setattr(seg, f"{kind}Time", _STUDY_TIME)
     for item in seg.get("ContributingEquipmentSequence", []):
         item.ContributionDateTime = _STUDY_DATE + _STUDY_TIME
     dimension_uid = _uid(seed, "seg-dimension-organization")

@@ -17,6 +17,7 @@ anatomical axes (as ``nibabel.as_closest_canonical`` would), and say so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -156,7 +157,7 @@ class DisplayGrid:
         aspect = self.spacing[rows] / self.spacing[cols]
         return Plane(name, image, labels, sides, aspect, f"{'xyz'[fixed]} = {world:.1f} mm")
 
-    def plane_through(self, name: PlaneName, voxel: tuple[int, int, int]) -> Plane:
+    def plane_through(self, name: PlaneName, voxel: Sequence[int]) -> Plane:
         """The plane ``name`` through a display-grid voxel (e.g. from :meth:`index_of`)."""
         return self.plane(name, voxel[_fixed_axis(name)])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -16,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from dicomml.errors import GeometryError
-from dicomml.viz.planes import OBLIQUE_TOLERANCE_DEG, Convention, DisplayGrid, Plane
+from dicomml.viz.planes import OBLIQUE_TOLERANCE_DEG, Convention, DisplayGrid, Plane, PlaneName
 from dicomml.viz.window import Window, window_limits
 from dicomml.volume import Volume
 
@@ -24,8 +25,9 @@ __all__ = ["render", "save_png"]
 
 #: Affines of an image and its mask may differ by this much (mm) and still be one grid.
 GRID_TOLERANCE_MM = 1e-3
+_VIEWS: tuple[PlaneName, ...] = ("axial", "coronal", "sagittal")
 _MONTAGE_COLUMNS = 6
-_LABEL_STYLE = {"color": "yellow", "fontsize": 11, "fontweight": "bold"}
+_LABEL_STYLE: dict[str, Any] = {"color": "yellow", "fontsize": 11, "fontweight": "bold"}
 _EDGE = {  # where each side letter sits, in axes fractions
     "left": (0.02, 0.5, "left", "center"),
     "right": (0.98, 0.5, "right", "center"),
@@ -90,9 +92,10 @@ def render(
     labels = None if mask is None else _label_map(mask, volume)
     grid = DisplayGrid(image, volume.affine, labels, convention)
     vmin, vmax = window_limits(window, image, volume.meta)
+    point: tuple[int, ...]
     if centre is not None:
         point = grid.index_of(np.asarray(centre, np.float64))
-    elif labels is not None and labels.any():
+    elif grid.labels is not None and grid.labels.any():
         point = tuple(int(np.rint(c)) for c in np.argwhere(grid.labels).mean(axis=0))
     else:
         point = tuple(n // 2 for n in grid.shape)
@@ -101,7 +104,7 @@ def render(
     fig = Figure(figsize=(12, 4.6 + 2.2 * rows), facecolor="black")
     outer = fig.add_gridspec(2, 1, height_ratios=[4.6, 2.2 * rows or 0.01], hspace=0.12)
     top = outer[0].subgridspec(1, 3, wspace=0.05)
-    for column, name in enumerate(("axial", "coronal", "sagittal")):
+    for column, name in enumerate(_VIEWS):
         _draw(fig.add_subplot(top[column], label=name), grid.plane_through(name, point), vmin, vmax, 11)
     if slices:
         bottom = outer[1].subgridspec(rows, _MONTAGE_COLUMNS, wspace=0.03, hspace=0.15)

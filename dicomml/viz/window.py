@@ -54,10 +54,11 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
         center, width = window
         spec = WindowSpec(float(center), float(width))
     else:
-        spec = _header_window(meta)
-        if spec is None:
+        header = _header_window(meta)
+        if header is None:
             low, high = np.percentile(image, AUTO_PERCENTILES)
             return float(low), float(max(high, low + 1e-6))
+        spec = header
     return spec.low, spec.high
 
 
@@ -73,7 +74,7 @@ def _header_window(meta: Mapping[str, Any]) -> WindowSpec | None:
     center, width = meta.get("window_center"), meta.get("window_width")
     if center is None or width is None:
         return None
-    first = [float(np.ravel(v)[0]) for v in (center, width)]
-    if not all(np.isfinite(first)) or first[1] <= 0:
+    first_center, first_width = (float(np.ravel(v)[0]) for v in (center, width))
+    if not (np.isfinite(first_center) and np.isfinite(first_width) and first_width > 0):
         return None
-    return WindowSpec(*first)
+    return WindowSpec(first_center, first_width)
