@@ -35,17 +35,24 @@ def _mtime_ns(value: Any) -> int:
     raise TypeError(f"mtime {value!r} is not a number of seconds, nanoseconds or a datetime")
 
 
-def source_fingerprint(files: Iterable[tuple[str, int, Any]]) -> str:
-    """SHA-256 (hex) of a set of source files, given as (SOP Instance UID, size, mtime).
+def _line(uid: str, size: int, mtime: Any, frames: Iterable[int] | None = None) -> str:
+    used = "" if frames is None else ",".join(str(int(f)) for f in frames)
+    return f"{uid}\t{int(size)}\t{_mtime_ns(mtime)}\t{used}"
+
+
+def source_fingerprint(files: Iterable[tuple[Any, ...]]) -> str:
+    """SHA-256 (hex) of a set of source files, given as (SOP Instance UID, size, mtime[, frames]).
 
     Order does not matter. The same UID with another size or mtime (a
-    re-encoded or rewritten file) gives another fingerprint.
+    re-encoded or rewritten file) gives another fingerprint; so do other
+    frames of one multi-frame file (two echoes of an enhanced MR).
 
     Parameters
     ----------
     files
-        ``(sop_instance_uid, size_in_bytes, mtime)`` per file; mtime in float
-        seconds, integer nanoseconds or a datetime/Timestamp.
+        ``(sop_instance_uid, size_in_bytes, mtime)`` per file, optionally with
+        a fourth item, the 1-based frame numbers used (None for all); mtime in
+        float seconds, integer nanoseconds or a datetime/Timestamp.
 
     Example
     -------
@@ -55,7 +62,7 @@ def source_fingerprint(files: Iterable[tuple[str, int, Any]]) -> str:
     >>> a == source_fingerprint([("1.2.3", 100, 2.5), ("1.2.4", 100, 1.5)])
     False
     """
-    lines = sorted(f"{uid}\t{int(size)}\t{_mtime_ns(mtime)}" for uid, size, mtime in files)
+    lines = sorted(_line(*f) for f in files)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

@@ -83,6 +83,10 @@ class Entry:
         """Whether masks were cached with the image."""
         return "mask" in self.layouts
 
+    def nbytes(self) -> int:
+        """Bytes of the entry's data on disk (all arrays, metadata included)."""
+        return int(self._cache.fs.du(self._path))
+
     def read(self, name: str = "image", start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
         """Read a whole array, or the spatial box ``start`` .. ``start + size``.
 

@@ -1,0 +1,315 @@
+"""dicomml's cache + Datasets vs MONAI PersistentDataset / CacheDataset and np.load floors (issue 6).
+
+One run, same data: a synthetic CT cohort (default 20 series of 512x512x~120,
+0.7 x 0.7 x 2.5 mm) written as DICOM and indexed; pipeline RAS, 1.5 mm, window
+-1000..400 HU scaled to [0, 1]. Every contender runs in a fresh subprocess
+(peak RSS is its own, workers included). Printed: first epoch (fills the
+cache) and warm second epoch samples/s with DataLoader num_workers 0 and 2,
+a cold second epoch (every cache file's pages evicted with
+posix_fadvise(DONTNEED)), bytes on disk, and 96^3 random patches/s.
+
+Usage::
+
+    python benchmarks/bench_cache.py                      # full size
+    python benchmarks/bench_cache.py --series 3 --rows 128 --slices 40 --patches 50   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WINDOW = (-1000.0, 400.0)
+SPACING = 1.5
+PATCH = (96, 96, 96)
+
+
+def _config() -> Any:
+    from dicomml.config import AtLoad, Deterministic, PipelineConfig, WindowSpec
+
+    low, high = WINDOW
+    return PipelineConfig(
+        "bench",
+        Deterministic(orientation="RAS", spacing=(SPACING,) * 3, dtype="int16"),
+        AtLoad(windows=(WindowSpec((low + high) / 2, high - low, "bench"),)),
+    )
+
+
+# -- cohort ----------------------------------------------------------------------
+
+
+def _phantom(rows: int, slices: int, rng: np.random.Generator) -> np.ndarray:
+    """Stored CT values (HU + 1024): body, lungs, spine, noise."""
+    y, x = np.mgrid[:rows, :rows] / rows - 0.5
+    body = (y / 0.36) ** 2 + (x / 0.45) ** 2 < 1
+    lungs = ((y + 0.02) / 0.2) ** 2 + ((np.abs(x) - 0.17) / 0.12) ** 2 < 1
+    spine = ((y - 0.25) / 0.05) ** 2 + (x / 0.05) ** 2 < 1
+    hu = np.full((rows, rows), -1000.0)
+    hu[body] = 40
+    hu[lungs] = -850
+    hu[spine] = 700
+    out = np.empty((slices, rows, rows), np.uint16)
+    for k in range(slices):
+        out[k] = np.clip(hu + rng.normal(0, 12, hu.shape) + 1024, 0, 4095)
+    return out
+
+
+def _prepare(work: Path, n_series: int, rows: int, slices: int) -> None:
+    from dicomml.dicom.synthetic import write_series
+    from dicomml.index import index
+
+    stamp = work / "cohort.json"
+    want = {"series": n_series, "rows": rows, "slices": slices}
+    if stamp.exists() and json.loads(stamp.read_text()) == want:
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    rng = np.random.default_rng(0)
+    for s in range(n_series):
+        n = slices + int(rng.integers(-10, 11)) if slices > 20 else slices
+        write_series(work / "dicom" / f"S{s:03d}", _phantom(rows, n, rng), spacing=2.5, pixel_spacing=(0.7, 0.7))
+    index(str(work / "dicom"), str(work / "manifest"), workers=2, progress=False)
+    stamp.write_text(json.dumps(want))
+
+
+# -- helpers run inside the contender's process -------------------------------------
+
+
+def _epoch(dataset: Any, workers: int, collate: Any = None) -> float:
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=collate)
+    start = time.perf_counter()
+    n = sum(1 for _ in loader)
+    assert n == len(dataset)
+    return time.perf_counter() - start
+
+
+def _evict(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _monai_transforms() -> Any:
+    from monai.data import PydicomReader
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, ScaleIntensityRanged, Spacingd
+
+    return Compose(
+        [
+            LoadImaged("image", reader=PydicomReader()),
+            EnsureChannelFirstd("image"),
+            Orientationd("image", axcodes="RAS"),
+            Spacingd("image", pixdim=(SPACING,) * 3, mode="bilinear"),
+            ScaleIntensityRanged("image", a_min=WINDOW[0], a_max=WINDOW[1], b_min=0.0, b_max=1.0, clip=True),
+        ]
+    )
+
+
+def _monai_items(work: Path) -> list[dict[str, str]]:
+    return [{"image": str(p)} for p in sorted((work / "dicom").iterdir())]
+
+
+def run_dicomml(work: Path, n_patches: int) -> dict[str, Any]:
+    from dicomml.data import PatchDataset, SeriesDataset, collate
+
+    out: dict[str, Any] = {}
+    cache = work / "cache_dicomml"
+    for workers in (0, 2):
+        shutil.rmtree(cache, ignore_errors=True)
+        ds = SeriesDataset(work / "manifest", _config(), cache)
+        out[f"epoch1_w{workers}"] = len(ds) / _epoch(ds, workers, collate)
+        out[f"epoch2_w{workers}"] = len(ds) / _epoch(ds, workers, collate)
+    _evict(cache)
+    out["cold_w0"] = len(ds) / _epoch(ds, 0, collate)
+    out["bytes"] = _bytes(cache)
+    out["shape"] = list(ds[0]["image"].shape)
+    patches = PatchDataset(work / "manifest", _config(), cache, patch_size=PATCH, samples_per_volume=max(1, n_patches // len(ds)))
+    out["patches"] = len(patches) / _epoch(patches, 0, collate)
+    return out
+
+
+def run_persistent(work: Path, n_patches: int) -> dict[str, Any]:
+    from monai.data import Dataset, PersistentDataset
+    from monai.transforms import RandSpatialCropd
+
+    out: dict[str, Any] = {}
+    cache = work / "cache_persistent"
+    for workers in (0, 2):
+        shutil.rmtree(cache, ignore_errors=True)
+        ds = PersistentDataset(_monai_items(work), _monai_transforms(), cache_dir=cache)
+        out[f"epoch1_w{workers}"] = len(ds) / _epoch(ds, workers)
+        out[f"epoch2_w{workers}"] = len(ds) / _epoch(ds, workers)
+    _evict(cache)
+    out["cold_w0"] = len(ds) / _epoch(ds, 0)
+    out["bytes"] = _bytes(cache)
+    out["shape"] = list(ds[0]["image"].shape)
+    crop = RandSpatialCropd("image", roi_size=PATCH, random_size=False)
+    crop.set_random_state(0)
+    per = max(1, n_patches // len(ds))
+    items = Dataset([i for i in range(len(ds)) for _ in range(per)], transform=lambda i: crop(ds[i]))
+    out["patches"] = len(items) / _epoch(items, 0)
+    return out
+
+
+def run_cachedataset(work: Path, n_patches: int) -> dict[str, Any]:
+    from monai.data import CacheDataset
+
+    out: dict[str, Any] = {}
+    for workers in (0, 2):
+        start = time.perf_counter()
+        ds = CacheDataset(_monai_items(work), _monai_transforms(), num_workers=max(workers, 1), progress=False)
+        out[f"epoch1_w{workers}"] = len(ds) / (time.perf_counter() - start + _epoch(ds, workers))
+        out[f"epoch2_w{workers}"] = len(ds) / _epoch(ds, workers)
+    return out
+
+
+def run_npload(work: Path, n_patches: int) -> dict[str, Any]:
+    import torch
+    from torch.utils.data import Dataset
+
+    files = sorted((work / "npy").glob("*.npy"))
+
+    class Load(Dataset):
+        def __len__(self) -> int:
+            return len(files)
+
+        def __getitem__(self, i: int) -> Any:
+            return {"image": torch.from_numpy(np.load(files[i]))}
+
+    class Patch(Dataset):
+        def __init__(self) -> None:
+            self.per = max(1, n_patches // len(files))
+
+        def __len__(self) -> int:
+            return len(files) * self.per
+
+        def __getitem__(self, i: int) -> Any:
+            rng = np.random.default_rng(i)
+            arr = np.load(files[i // self.per], mmap_mode="r")
+            start = [int(rng.integers(0, max(s - p, 0) + 1)) for s, p in zip(arr.shape[-3:], PATCH)]
+            box = (slice(None),) + tuple(slice(b, b + p) for b, p in zip(start, PATCH))
+            return {"image": torch.from_numpy(np.array(arr[box]))}
+
+    out = {f"epoch2_w{w}": len(files) / _epoch(Load(), w) for w in (0, 2)}
+    _evict(work / "npy")
+    out["cold_w0"] = len(files) / _epoch(Load(), 0)
+    out["bytes"] = _bytes(work / "npy")
+    patches = Patch()
+    out["patches"] = len(patches) / _epoch(patches, 0)
+    return out
+
+
+def _write_npy(work: Path) -> None:
+    """The same preprocessed arrays (dicomml's float32 output) as .npy, for the np.load floors."""
+    from dicomml.data import SeriesDataset
+
+    shutil.rmtree(work / "npy", ignore_errors=True)
+    (work / "npy").mkdir()
+    ds = SeriesDataset(work / "manifest", _config(), work / "cache_dicomml", cache_only=True)
+    for i in range(len(ds)):
+        np.save(work / "npy" / f"{i:03d}.npy", ds[i]["image"].numpy())
+
+
+CONTENDERS = {
+    "dicomml": run_dicomml,
+    "PersistentDataset": run_persistent,
+    "CacheDataset": run_cachedataset,
+    "np.load": run_npload,
+}
+
+
+def _child(name: str, work: Path, n_patches: int) -> None:
+    result = CONTENDERS[name](work, n_patches)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["peak_rss_mb"] = max(own, kids) / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def _run(name: str, work: Path, n_patches: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--workdir", str(work), "--patches", str(n_patches)],
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--series", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--slices", type=int, default=120)
+    parser.add_argument("--patches", type=int, default=200, help="96^3 patches per contender")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-cache"))
+    parser.add_argument("--child", choices=sorted(CONTENDERS))
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.workdir, args.patches)
+        return
+    t = time.perf_counter()
+    _prepare(args.workdir, args.series, args.rows, args.slices)
+    print(f"cohort: {args.series} series of {args.rows}x{args.rows}x~{args.slices} CT in {args.workdir} ({time.perf_counter() - t:.0f} s)")
+    results = {"dicomml": _run("dicomml", args.workdir, args.patches)}
+    _write_npy(args.workdir)
+    for name in ("PersistentDataset", "CacheDataset", "np.load"):
+        results[name] = _run(name, args.workdir, args.patches)
+    _report(results)
+
+
+def _report(results: dict[str, dict[str, Any]]) -> None:
+    cols = ["epoch1_w0", "epoch1_w2", "epoch2_w0", "epoch2_w2", "cold_w0", "patches"]
+    print(f"\n{'samples/s':<18}" + "".join(f"{c:>11}" for c in cols) + f"{'disk MB':>10}{'peak RSS MB':>13}")
+    for name, r in results.items():
+        cells = "".join(f"{r[c]:>11.2f}" if c in r else f"{'-':>11}" for c in cols)
+        disk = f"{r['bytes'] / 1e6:>10.1f}" if "bytes" in r else f"{'-':>10}"
+        print(f"{name:<18}{cells}{disk}{r['peak_rss_mb']:>13.0f}")
+    d, p = results["dicomml"], results["PersistentDataset"]
+    print(f"\nshapes: dicomml {d['shape']}, PersistentDataset {p['shape']}")
+    checks = [
+        ("first epoch vs PersistentDataset (w0)", d["epoch1_w0"] / p["epoch1_w0"], 4.0),
+        ("first epoch vs PersistentDataset (w2)", d["epoch1_w2"] / p["epoch1_w2"], 4.0),
+        ("warm 2nd epoch vs PersistentDataset (w0)", d["epoch2_w0"] / p["epoch2_w0"], 1.0),
+        ("warm 2nd epoch vs PersistentDataset (w2)", d["epoch2_w2"] / p["epoch2_w2"], None),
+        ("cold 2nd epoch vs PersistentDataset (w0)", d["cold_w0"] / p["cold_w0"], 1.5),
+        ("bytes on disk vs PersistentDataset", d["bytes"] / p["bytes"], -0.3),
+        ("96^3 patches vs PersistentDataset + RandSpatialCrop", d["patches"] / p["patches"], 3.0),
+        ("warm 2nd epoch vs CacheDataset (w0)", d["epoch2_w0"] / results["CacheDataset"]["epoch2_w0"], None),
+        ("warm 2nd epoch vs np.load floor (w0)", d["epoch2_w0"] / results["np.load"]["epoch2_w0"], None),
+        ("96^3 patches vs np.load(mmap) floor", d["patches"] / results["np.load"]["patches"], None),
+    ]
+    print()
+    for label, ratio, target in checks:
+        if target is None:
+            verdict = ""
+        elif target < 0:
+            verdict = f"  target <= {-target}x: {'met' if ratio <= -target else 'MISSED'}"
+        else:
+            verdict = f"  target >= {target}x: {'met' if ratio >= target else 'MISSED'}"
+        print(f"{label:<52} {ratio:6.2f}x{verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""PyTorch Datasets over the manifest and the cache, and the function that fills the cache.
+
+``pipeline.py`` turns a config into transforms and a series into a cache
+entry (:func:`preprocess_one`); ``samplers.py`` places patches;
+``datasets.py`` holds the Datasets and :func:`collate`; ``lightning.py`` a
+``LightningDataModule`` (only when Lightning is installed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dicomml.data.datasets import PatchDataset, SegmentationDataset, SeriesDataset, collate
+from dicomml.data.pipeline import EntryInfo, SeriesSource, compute_entry, preprocess_one, series_sources
+
+__all__ = [
+    "DataModule",
+    "EntryInfo",
+    "PatchDataset",
+    "SegmentationDataset",
+    "SeriesDataset",
+    "SeriesSource",
+    "collate",
+    "compute_entry",
+    "preprocess_one",
+    "series_sources",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DataModule":  # imports Lightning, which is optional
+        from dicomml.data.lightning import DataModule
+
+        return DataModule
+    raise AttributeError(f"module 'dicomml.data' has no attribute {name!r}")

@@ -1,0 +1,306 @@
+"""PyTorch Datasets over a manifest and the cache: whole series, image + masks, random patches.
+
+Every sample is a dict of plain tensors::
+
+    {"image": (C, i, j, k) float32 (or the cached dtype without windows),
+     "mask": (S, i, j, k) uint8            # SegmentationDataset, PatchDataset with masks
+     "affine": (4, 4) float64              # (i, j, k) -> RAS+ mm, nibabel/MONAI convention
+     "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters], ...}}
+
+A cache miss computes the entry with :func:`~dicomml.data.preprocess_one`
+(so the first epoch fills the cache); ``cache_only=True`` raises
+:class:`~dicomml.errors.CacheMissError` instead. Random draws (patch
+locations, augmentation) come from a generator seeded by (seed, epoch,
+index), never from worker state, so 0, 2 or 8 DataLoader workers, fork or
+spawn, yield the same samples; :meth:`set_epoch` (shared memory, so it
+reaches persistent workers) gives each epoch new draws.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dicomml.cache import Cache, Entry
+from dicomml.config import PipelineConfig, load_config
+from dicomml.data.pipeline import SeriesSource, at_load_transforms, open_cache, open_manifest, preprocess_one, series_sources
+from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
+from dicomml.errors import CacheMissError, ConfigError
+from dicomml.transforms.base import Mask
+from dicomml.transforms.functional.grid import shift_grid
+
+__all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "collate"]
+
+
+class _CachedDataset(Dataset):
+    """Shared part: series selection, cache fill on miss, at-load transforms, seeding."""
+
+    _with_masks = False
+
+    def __init__(
+        self,
+        manifest: Any,
+        config: PipelineConfig | str | os.PathLike[str],
+        cache: Cache | str | os.PathLike[str],
+        *,
+        where: str | None = None,
+        series_keys: Sequence[str] | None = None,
+        cache_only: bool = False,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.manifest = open_manifest(manifest)
+        self.config = load_config(config)
+        if self._with_masks and not self.config.deterministic.masks:
+            raise ConfigError(
+                f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
+                f"{type(self).__name__} needs a config that caches masks (e.g. configs/ct_seg.yaml)"
+            )
+        self.cache = open_cache(cache)
+        self.sources: list[SeriesSource] = series_sources(self.manifest, self.config, where=where, series_keys=series_keys)
+        self.cache_only = cache_only
+        self.transform = transform
+        self.seed = int(seed)
+        self._steps = at_load_transforms(self.config)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random draws for ``epoch``; reaches persistent DataLoader workers (shared memory)."""
+        self._epoch.fill_(int(epoch))
+
+    def entry(self, series_index: int) -> Entry:
+        """The cache entry of ``self.sources[series_index]``, computed on a miss.
+
+        Raises
+        ------
+        CacheMissError
+            If it is absent and ``cache_only=True``.
+        """
+        source = self.sources[series_index]
+        try:
+            return self.cache.open(source.key)
+        except CacheMissError:
+            if self.cache_only:
+                raise CacheMissError(
+                    f"{self.cache.url}: no entry for series {source.series_key} (key {source.key}) and "
+                    f"cache_only=True; run `dicomml preprocess MANIFEST --config ... --cache {self.cache.url}` "
+                    "or pass cache_only=False",
+                    path=self.cache.url,
+                    series_uid=source.series_key,
+                ) from None
+        preprocess_one(source, self.manifest, self.config, self.cache)
+        return self.cache.open(source.key)
+
+    def _random(self, index: int) -> tuple[np.random.Generator, int]:
+        seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
+        return np.random.default_rng(seq), int(seq.generate_state(1, np.uint64)[0] >> 1)
+
+    def _sample(
+        self,
+        index: int,
+        series_index: int,
+        entry: Entry,
+        image: np.ndarray,
+        mask: np.ndarray | None,
+        affine: np.ndarray,
+        torch_seed: int,
+        **meta: Any,
+    ) -> dict[str, Any]:
+        source = self.sources[series_index]
+        sample: dict[str, Any] = {
+            "image": torch.from_numpy(image)[None],
+            "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
+            "meta": {"series_key": source.series_key, "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **meta},
+        }
+        if mask is not None:
+            sample["mask"] = Mask(torch.from_numpy(mask))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            for step in self._steps:
+                sample = step(sample)
+            if self.transform is not None:
+                sample = self.transform(sample)
+        return {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+
+
+class SeriesDataset(_CachedDataset):
+    """One sample per series: the whole cached volume after the at-load pipeline.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`dicomml.Manifest` or its path.
+    config
+        A :class:`~dicomml.config.PipelineConfig` or the path of its YAML.
+    cache
+        A :class:`~dicomml.Cache` or its URL.
+    where
+        SQL predicate on the manifest's ``series`` table (usable series only).
+    series_keys
+        Explicit series instead of ``where``.
+    cache_only
+        Raise :class:`~dicomml.errors.CacheMissError` on a miss instead of computing.
+    transform
+        Applied after the config's at-load part (e.g. a MONAI ``Compose``).
+    seed
+        Base of every random draw (with the epoch and the index).
+
+    Example
+    -------
+    >>> ds = SeriesDataset("manifest/", "configs/ct_1mm.yaml", cache="cache/", where="modality = 'CT'")  # doctest: +SKIP
+    >>> ds[0]["image"].shape  # doctest: +SKIP
+    torch.Size([1, 350, 350, 240])
+    """
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.entry(index)
+        mask = entry.read("mask") if self._with_masks else None
+        _, torch_seed = self._random(index)
+        return self._sample(index, index, entry, entry.read("image"), mask, entry.affine, torch_seed)
+
+
+class SegmentationDataset(SeriesDataset):
+    """Like :class:`SeriesDataset`, plus ``"mask"``: the paired SEG/RTSTRUCT masks, (S, i, j, k).
+
+    The config must cache masks (``deterministic.masks``); only series with
+    an annotation (``dicomml.pairs``) are selected. Random augmentations draw
+    once and move image and masks alike.
+    """
+
+    _with_masks = True
+
+
+class PatchDataset(_CachedDataset):
+    """Random or tiled patches, reading only the cache chunks each patch touches.
+
+    Parameters
+    ----------
+    manifest, config, cache, where, series_keys, cache_only, transform, seed
+        As for :class:`SeriesDataset`.
+    patch_size
+        (i, j, k) voxels; a volume smaller than the patch is padded at its
+        far end (image with the patch minimum, masks with 0).
+    samples_per_volume
+        Patches per series per epoch (``uniform`` and ``label_balanced``).
+    sampler
+        ``"uniform"``, ``"label_balanced"`` (needs cached masks; uses the
+        foreground index computed at cache time) or ``"grid"`` (every tile,
+        in order; the dataset's length is the number of tiles).
+    positive_fraction
+        ``label_balanced``: probability that a patch is centred on foreground.
+
+    Example
+    -------
+    >>> ds = PatchDataset("manifest/", "configs/ct_seg.yaml", "cache/", patch_size=(96, 96, 96),
+    ...                   samples_per_volume=8, sampler="label_balanced")  # doctest: +SKIP
+    >>> ds[0]["image"].shape, ds[0]["meta"]["patch_start"]  # doctest: +SKIP
+    (torch.Size([1, 96, 96, 96]), (112, 40, 87))
+    """
+
+    def __init__(
+        self,
+        manifest: Any,
+        config: PipelineConfig | str | os.PathLike[str],
+        cache: Cache | str | os.PathLike[str],
+        *,
+        patch_size: Sequence[int],
+        samples_per_volume: int = 1,
+        sampler: str = "uniform",
+        positive_fraction: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(manifest, config, cache, **kwargs)
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
+        if sampler == "label_balanced" and not self.config.deterministic.masks:
+            raise ConfigError(f"{self.config.name}: sampler 'label_balanced' needs cached masks (deterministic.masks)")
+        if len(patch_size) != 3 or min(patch_size) < 1 or samples_per_volume < 1 or not 0 <= positive_fraction <= 1:
+            raise ConfigError(
+                f"patch_size {list(patch_size)} must be 3 positive ints, samples_per_volume {samples_per_volume} >= 1, "
+                f"positive_fraction {positive_fraction} in [0, 1]"
+            )
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.samples_per_volume = int(samples_per_volume)
+        self.sampler = sampler
+        self.positive_fraction = float(positive_fraction)
+        self._foreground: dict[str, np.ndarray] = {}
+        self._tiles = (
+            [(s, start) for s in range(len(self.sources)) for start in grid_starts(self.entry(s).shape, self.patch_size)]
+            if sampler == "grid"
+            else []
+        )
+
+    def __len__(self) -> int:
+        return len(self._tiles) if self.sampler == "grid" else len(self.sources) * self.samples_per_volume
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng, torch_seed = self._random(index)
+        series_index = self._tiles[index][0] if self.sampler == "grid" else index // self.samples_per_volume
+        entry = self.entry(series_index)
+        drawn: dict[str, Any] = {}
+        if self.sampler == "grid":
+            start = self._tiles[index][1]
+        elif self.sampler == "label_balanced":
+            start, drawn["positive"] = label_balanced_start(
+                entry.shape, self.patch_size, self._foreground_of(entry), self.positive_fraction, rng
+            )
+        else:
+            start = uniform_start(entry.shape, self.patch_size, rng)
+        size = tuple(min(p, s) for p, s in zip(self.patch_size, entry.shape))
+        image = _pad(entry.read("image", start, size), self.patch_size, None)
+        mask = _pad(entry.read("mask", start, size), self.patch_size, 0) if entry.has_mask else None
+        affine = shift_grid(entry.affine, start)
+        return self._sample(index, series_index, entry, image, mask, affine, torch_seed, patch_start=start, **drawn)
+
+    def _foreground_of(self, entry: Entry) -> np.ndarray:
+        if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 3 int32)
+            self._foreground[entry.key] = entry.read("foreground")
+        return self._foreground[entry.key]
+
+
+def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:
+    missing = [p - s for p, s in zip(patch, array.shape[-3:])]
+    if not any(missing):
+        return array
+    widths = [(0, 0)] * (array.ndim - 3) + [(0, m) for m in missing]
+    fill = array.min() if value is None else value
+    return np.pad(array, widths, constant_values=fill)
+
+
+def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack tensors of equal shape; keep ``meta`` (and anything not a tensor) as a list.
+
+    Raises
+    ------
+    ValueError
+        If images of one batch differ in shape (whole series without a
+        ``deterministic.shape``): set one, or use ``batch_size=1``.
+
+    Example
+    -------
+    >>> out = collate([{"image": torch.zeros(1, 2, 2, 2), "meta": {"i": 0}}] * 2)
+    >>> out["image"].shape, out["meta"]
+    (torch.Size([2, 1, 2, 2, 2]), [{'i': 0}, {'i': 0}])
+    """
+    out: dict[str, Any] = {}
+    for key in batch[0]:
+        values = [sample[key] for sample in batch]
+        if not all(isinstance(v, torch.Tensor) for v in values):
+            out[key] = values
+            continue
+        shapes = {tuple(v.shape) for v in values}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"cannot batch {key!r}: shapes {sorted(shapes)} differ; set deterministic.shape in the config "
+                "(crop/pad), use a PatchDataset, or batch_size=1"
+            )
+        out[key] = torch.stack(values)
+    return out

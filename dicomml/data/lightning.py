@@ -1,0 +1,96 @@
+"""A Lightning ``LightningDataModule`` over dicomml Datasets (needs ``lightning`` installed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+try:
+    from lightning.pytorch import LightningDataModule
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("dicomml.data.DataModule needs Lightning: pip install lightning") from exc
+
+from dicomml.data.datasets import collate
+
+__all__ = ["DataModule"]
+
+
+class DataModule(LightningDataModule):
+    """Train / validation / test DataLoaders over dicomml Datasets, with :func:`collate`.
+
+    The training loader shuffles with a ``DistributedSampler`` (sharded by the
+    trainer's rank under DDP) whose ``set_epoch`` also reaches the dataset, so
+    each epoch draws new patches and augmentations, reproducibly.
+
+    Parameters
+    ----------
+    train, val, test
+        Datasets (any of them may be None).
+    batch_size
+        Samples per batch.
+    num_workers
+        DataLoader workers; workers persist across epochs when > 0.
+
+    Example
+    -------
+    >>> dm = DataModule(PatchDataset(...), SeriesDataset(...), batch_size=4, num_workers=2)  # doctest: +SKIP
+    >>> lightning.Trainer(max_epochs=10).fit(model, datamodule=dm)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        train: Dataset | None = None,
+        val: Dataset | None = None,
+        test: Dataset | None = None,
+        *,
+        batch_size: int = 1,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.datasets = {"train": train, "val": val, "test": test}
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    def _loader(self, name: str) -> DataLoader:
+        dataset = self.datasets[name]
+        if dataset is None:
+            raise ValueError(f"no {name} dataset was given to DataModule")
+        sampler = None
+        if name == "train":
+            trainer = self.trainer
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = _EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (and, under DDP, sharded) loader of the training dataset; new draws each epoch."""
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        """Loader of the validation dataset, in order."""
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Loader of the test dataset, in order."""
+        return self._loader("test")
+
+
+class _EpochSampler(DistributedSampler):
+    """DistributedSampler whose ``set_epoch`` (called by Lightning every epoch) also reaches the dataset.
+
+    Lightning keeps a sampler that is already a DistributedSampler, so this
+    one shards under DDP and shuffles (seeded by the epoch) on one device.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
