@@ -1,0 +1,87 @@
+"""Pipeline configs: YAML loading, validation messages naming file and key, stable canonical form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dicomml.config import PipelineConfig, WindowSpec, load_config
+from dicomml.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["ct_1mm", "head_ct_3window", "mr_brain_1mm", "ct_seg"])
+def test_shipped_configs_load_and_round_trip(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.name == name
+    assert PipelineConfig.from_dict(config.to_dict()) == config
+    assert yaml.safe_load(yaml.safe_dump(config.to_dict())) == config.to_dict()
+
+
+def test_shipped_configs_say_what_the_issue_asks():
+    ct = load_config(CONFIGS / "ct_1mm.yaml")
+    assert (ct.deterministic.dtype, ct.deterministic.orientation, ct.deterministic.spacing) == ("int16", "RAS", (1.0, 1.0, 1.0))
+    head = load_config(CONFIGS / "head_ct_3window.yaml")
+    assert [w.name for w in head.at_load.windows] == ["brain", "subdural", "bone"]
+    assert load_config(CONFIGS / "mr_brain_1mm.yaml").at_load.normalize == "zscore"
+    seg = load_config(CONFIGS / "ct_seg.yaml")
+    assert seg.deterministic.masks == ("*",) and seg.deterministic.chunks == (48, 48, 48)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("name: x\ndeterministic:\n  spacin: [1, 1, 1]\n", r"deterministic\.spacin: unknown key"),
+        ("name: x\ndeterministic:\n  spacing: [1, 1]\n", r"deterministic\.spacing: \[1, 1\] has 2 values, expected 3"),
+        ("name: x\ndeterministic:\n  spacing: [1, -1, 1]\n", r"spacing \[1\.0, -1\.0, 1\.0\] must be three positive"),
+        ("name: x\ndeterministic:\n  orientation: RAR\n", r"orientation 'RAR' is not a RAS\+ axis code"),
+        ("name: x\ndeterministic:\n  dtype: int64\n", r"dtype 'int64' is not one of"),
+        ("name: x\ndeterministic:\n  shape: [1, 2, a]\n", r"deterministic\.shape\[2\]: 'a' is str, expected int"),
+        ("name: x\nat_load:\n  windows: [{center: 40}]\n", r"at_load\.windows\[0\]: needs center and width"),
+        ("name: x\nat_load:\n  windows: [{center: 40, width: 0}]\n", r"width must be > 0"),
+        ("name: x\nat_load:\n  normalize: minmax\n", r"normalize 'minmax' is not one of"),
+        ("name: x\nat_load:\n  augment: [{name: RandomFlip, params: 3}]\n", r"at_load\.augment\[0\]\.params: got int"),
+        ("deterministic: {}\n", r"name: required"),
+        ("name: x\nextra: 1\n", r"extra: unknown key"),
+        ("- just\n- a list\n", r"top level is list, expected a mapping"),
+        ("name: [unclosed\n", r"not valid YAML"),
+    ],
+)
+def test_invalid_yaml_names_the_file_and_the_key(tmp_path, text, match):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as info:
+        PipelineConfig.from_yaml(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_canonical_form_ignores_key_order_name_and_at_load(tmp_path):
+    a = PipelineConfig.from_yaml(_write(tmp_path, "name: a\ndeterministic: {spacing: 1, orientation: las}\n"))
+    b = PipelineConfig.from_dict(
+        {"at_load": {"windows": [{"center": 40, "width": 80}]}, "deterministic": {"orientation": "LAS", "spacing": [1.0, 1.0, 1.0]}, "name": "b"}
+    )
+    assert a.canonical() == b.canonical() and a.cache_hash() == b.cache_hash()
+    c = PipelineConfig.from_dict({"name": "c", "deterministic": {"orientation": "LAS", "spacing": [1, 1, 1], "dtype": "float32"}})
+    assert c.cache_hash() != a.cache_hash()
+    assert a.canonical() == '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"LAS","shape":null,"spacing":[1.0,1.0,1.0]}'
+
+
+def test_configs_are_frozen():
+    config = PipelineConfig("x")
+    with pytest.raises(AttributeError):
+        config.name = "y"  # type: ignore[misc]
+    assert WindowSpec(40, 80).low == 0 and WindowSpec(40, 80).high == 80
