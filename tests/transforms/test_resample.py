@@ -1,0 +1,201 @@
+"""Orientation and resampling against MONAI, nibabel and SimpleITK on real volumes of the corpus."""
+
+from __future__ import annotations
+
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Orientation, Spacing, SpatialResample
+
+from dicomml.errors import ConfigError, GeometryError
+from dicomml.geometry import axcodes, spacing_of
+from dicomml.transforms import Compose, Mask, Orient, Resample
+from dicomml.transforms.functional import resample_image, spacing_grid
+from dicomml.volume import Volume
+
+CODES = ["RAS", "LPS", "SPL", "IAR", "PSR"]
+
+
+def _metatensor(volume: Volume) -> MetaTensor:
+    return MetaTensor(torch.from_numpy(volume.array)[None].clone(), affine=torch.from_numpy(volume.affine))
+
+
+def _monai(transform, volume: Volume) -> MetaTensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # MONAI's Orientation label default notice
+        return transform(_metatensor(volume))
+
+
+def _tolerance(volume: Volume) -> float:
+    """Interpolation tolerance: float32 coordinate rounding times the value range."""
+    return 1e-4 * float(np.ptp(volume.array))
+
+
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("path", ["mr_sagittal", "mr_oblique", "ct_3slice"])
+def test_orient_matches_monai_orientation_and_nibabel(nifti, path, code):
+    volume = nifti(path)
+    ours = Orient(code)(volume)
+    theirs = _monai(Orientation(axcodes=code), volume)
+    np.testing.assert_allclose(ours.affine, theirs.affine.numpy(), atol=1e-9)
+    np.testing.assert_array_equal(ours.array, theirs.as_tensor()[0].numpy())
+    reoriented = nib.Nifti1Image(volume.array, volume.affine).as_reoriented(
+        nib.orientations.ornt_transform(
+            nib.orientations.io_orientation(volume.affine), nib.orientations.axcodes2ornt(tuple(code))
+        )
+    )
+    np.testing.assert_array_equal(ours.array, np.asarray(reoriented.dataobj))
+    np.testing.assert_allclose(ours.affine, reoriented.affine, atol=1e-6)
+    assert ours.orientation == code or path == "mr_oblique"  # an oblique volume goes to its closest axes
+
+
+@pytest.mark.parametrize("pixdim", [(1.0, 1.0, 1.0), (1.3, 0.7, 2.1)])
+@pytest.mark.parametrize("path", ["mr_sagittal", "ct_3slice"])
+def test_resample_centers_matches_monai_spacing(nifti, path, pixdim):
+    # Axis-aligned volumes only: for oblique affines MONAI's corner test (compute_shape_offset,
+    # atol 1e-8) misses on rounding noise and it centres the extent instead.
+    volume = nifti(path)
+    ours = Resample(spacing=pixdim, align="centers")(volume)
+    theirs = _monai(Spacing(pixdim=pixdim), volume)
+    assert ours.array.shape == tuple(theirs.shape[1:])
+    np.testing.assert_allclose(ours.affine, theirs.affine.numpy(), atol=1e-6)
+    np.testing.assert_allclose(ours.array, theirs.as_tensor()[0].numpy(), atol=_tolerance(volume))
+
+
+@pytest.mark.parametrize("path", ["mr_sagittal", "mr_oblique", "ct_3slice"])
+def test_resample_edges_is_monai_scale_extent_grid_with_same_values(nifti, path):
+    volume = nifti(path)
+    ours = Resample(spacing=(0.9, 1.7, 1.25))(volume)
+    grid = _monai(Spacing(pixdim=(0.9, 1.7, 1.25), scale_extent=True), volume)
+    assert ours.array.shape == tuple(grid.shape[1:])
+    np.testing.assert_allclose(ours.affine[:3, :3], grid.affine.numpy()[:3, :3], atol=1e-6)
+    # Both start at the input's outer edge; MONAI places it with the rounded shape ratio n / m,
+    # dicomml with the exact spacing ratio r, so origins differ by |n / m - r| / 2 input voxels.
+    n, m = np.array(volume.spatial_shape), np.array(ours.array.shape)
+    ratio = np.array([0.9, 1.7, 1.25]) / np.array(volume.spacing)
+    expected = volume.affine[:3, :3] @ ((n / m - ratio) / 2)
+    np.testing.assert_allclose(grid.affine.numpy()[:3, 3] - ours.affine[:3, 3], expected, atol=1e-4)
+    np.testing.assert_allclose(ours.affine @ [-0.5, -0.5, -0.5, 1], volume.affine @ [-0.5, -0.5, -0.5, 1], atol=1e-9)
+    theirs = SpatialResample()(_metatensor(volume), dst_affine=torch.from_numpy(ours.affine), spatial_size=ours.array.shape)
+    np.testing.assert_allclose(ours.array, theirs.as_tensor()[0].numpy(), atol=_tolerance(volume))
+    np.testing.assert_allclose(ours.spacing, (0.9, 1.7, 1.25), rtol=1e-12)
+
+
+def _sitk_image(volume: Volume) -> sitk.Image:
+    """The volume as a SimpleITK image (x = array axis 0, LPS world)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array.transpose(2, 1, 0)))
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine
+    spacing = np.asarray(spacing_of(lps))
+    image.SetSpacing(spacing.tolist())
+    image.SetOrigin(lps[:3, 3].tolist())
+    image.SetDirection((lps[:3, :3] / spacing).flatten().tolist())
+    return image
+
+
+def test_resample_edges_matches_simpleitk_resample(nifti):
+    volume = nifti("mr_oblique")
+    ours = Resample(spacing=1.5)(volume)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ours.affine
+    spacing = np.asarray(spacing_of(lps))
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(v) for v in ours.array.shape])
+    resampler.SetOutputSpacing(spacing.tolist())
+    resampler.SetOutputOrigin(lps[:3, 3].tolist())
+    resampler.SetOutputDirection((lps[:3, :3] / spacing).flatten().tolist())
+    resampler.SetInterpolator(sitk.sitkLinear)
+    theirs = sitk.GetArrayFromImage(resampler.Execute(_sitk_image(volume))).transpose(2, 1, 0)
+    inside = np.zeros(ours.array.shape, bool)
+    inside[1:-1, 1:-1, 1:-1] = True  # SimpleITK pads the outer half voxel with 0, dicomml with the border
+    np.testing.assert_allclose(ours.array[inside], theirs[inside], atol=1e-3 * float(np.ptp(volume.array)))
+
+
+def test_orient_and_resample_fuse_into_one_pass_equal_to_two(nifti):
+    volume = nifti("mr_sagittal")
+    pipeline = Compose([Orient("RAS"), Resample(spacing=(1.2, 1.2, 1.2))])
+    assert len(pipeline.transforms) == 1 and pipeline.transforms[0].axcodes == "RAS"
+    fused = pipeline(volume)
+    two = Resample(spacing=(1.2, 1.2, 1.2))(Orient("RAS")(volume))
+    assert fused.orientation == "RAS"
+    np.testing.assert_allclose(fused.affine, two.affine, atol=1e-9)
+    np.testing.assert_allclose(fused.array, two.array, atol=_tolerance(volume))
+
+
+def test_resample_shape_equals_torch_interpolate(nifti):
+    volume = nifti("mr_sagittal")
+    ours = Resample(shape=(100, 90, 50))(volume)
+    floor = torch.nn.functional.interpolate(
+        torch.from_numpy(volume.array)[None, None], size=(100, 90, 50), mode="trilinear", align_corners=False
+    )[0, 0]
+    np.testing.assert_allclose(ours.array, floor.numpy(), atol=_tolerance(volume))
+    corner = ours.affine @ [-0.5, -0.5, -0.5, 1]
+    np.testing.assert_allclose(corner, volume.affine @ [-0.5, -0.5, -0.5, 1], atol=1e-9)  # field of view kept
+
+
+def test_resample_like_reference_samples_its_world_positions(nifti):
+    volume = nifti("mr_oblique")
+    reference = Volume(np.zeros((40, 50, 30), np.float32), np.array([[0, 0, 2.0, -40], [1.5, 0, 0, -60], [0, 2.2, 0, -50], [0, 0, 0, 1]]))
+    ours = Resample(like=reference)(volume)
+    assert ours.array.shape == reference.array.shape
+    np.testing.assert_array_equal(ours.affine, reference.affine)
+    theirs = SpatialResample()(_metatensor(volume), dst_affine=torch.from_numpy(reference.affine), spatial_size=(40, 50, 30))
+    np.testing.assert_allclose(ours.array, theirs.as_tensor()[0].numpy(), atol=1e-3 * float(np.ptp(volume.array)))
+
+
+def test_masks_are_resampled_nearest_and_keep_their_labels(nifti):
+    volume = nifti("mr_sagittal")
+    labels = (volume.array > np.percentile(volume.array, 60)).astype(np.uint8) + (volume.array > np.percentile(volume.array, 90))
+    sample = {"image": torch.from_numpy(volume.array)[None], "mask": Mask(torch.from_numpy(labels)[None]), "affine": volume.affine}
+    out = Resample(spacing=(1.3, 0.7, 2.1), align="centers")(sample)
+    assert isinstance(out["mask"], Mask) and out["mask"].dtype == torch.uint8
+    assert set(out["mask"].unique().tolist()) == {0, 1, 2}
+    theirs = _monai(Spacing(pixdim=(1.3, 0.7, 2.1), mode="nearest"), Volume(labels.astype(np.float32), volume.affine))
+    agree = (out["mask"][0].numpy() == theirs.as_tensor()[0].numpy().astype(np.uint8)).mean()
+    assert agree > 0.995  # ties at exactly half a voxel may round either way
+
+
+def test_antialias_removes_a_checkerboard_when_downsampling():
+    board = torch.from_numpy((np.indices((32, 32, 32)).sum(0) % 2).astype(np.float32))[None]
+    plain = Resample(spacing=3.0)({"image": board})["image"]
+    smooth = Resample(spacing=3.0, antialias=True)({"image": board})["image"]
+    assert float(plain.std()) > 0.3
+    assert float(smooth.std()) < 0.05 and abs(float(smooth.mean()) - 0.5) < 0.02
+
+
+def test_resample_keeps_the_tensor_device_and_accepts_bare_tensors():
+    x = torch.rand(2, 6, 6, 6)
+    y = Resample(spacing=2.0)(x)
+    assert y.shape == (2, 3, 3, 3) and y.device == x.device
+    assert torch.allclose(y, torch.nn.functional.interpolate(x[None], size=(3, 3, 3), mode="trilinear")[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resample_on_cuda_matches_cpu(nifti):
+    volume = nifti("mr_oblique")
+    x = torch.from_numpy(volume.array)[None]
+    for target in (spacing_grid(volume.affine, volume.spatial_shape, 1.1), (volume.affine @ np.diag([0.9, 1.1, 1.0, 1.0]), (90, 80, 40))):
+        cpu = resample_image(x, volume.affine, *target)
+        gpu = resample_image(x.cuda(), volume.affine, *target)
+        assert gpu.is_cuda
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=_tolerance(volume), rtol=0)
+
+
+def test_bad_arguments_raise_dicomml_errors():
+    with pytest.raises(ConfigError, match="exactly one"):
+        Resample(spacing=1.0, shape=(2, 2, 2))
+    with pytest.raises(GeometryError, match="axis code"):
+        Orient("RAX")
+    with pytest.raises(GeometryError, match="different grids"):
+        Orient("LPS")({"image": torch.zeros(1, 2, 2, 2), "mask": Mask(torch.zeros(1, 3, 2, 2))})
+
+
+def test_orient_on_volume_keeps_axes_and_meta(nifti):
+    volume = nifti("mr_sagittal")
+    four = Volume(np.stack([volume.array, volume.array + 1]), volume.affine, axes=("time",), meta={"modality": "MR"})
+    out = Orient("RAS")(four)
+    assert out.axes == ("time",) and out.meta["modality"] == "MR" and axcodes(out.affine) == "RAS"
+    np.testing.assert_array_equal(out.array[1] - out.array[0], 1)
