@@ -3,9 +3,9 @@
 Headers are read first (in threads), each frame is given its slot by
 :func:`~dicomml.assemble.plan.plan_stack`, then every file is decoded (in
 threads) straight into one preallocated array. Rescale is applied in place,
-in the narrowest dtype that holds the values exactly: int16 for typical CT
-(integer slope and intercept), the stored integer type when there is no
-rescale, float32 otherwise.
+in the narrowest dtype that holds the values exactly: integer slope and
+intercept give int16 when the values fit (typical CT in HU, most MR), else a
+wider integer type; fractional ones give float32.
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ def load_series(
 
 
 def _frame_list(value: Any) -> list[int] | None:
-    """A manifest ``frame_numbers`` cell: None (all frames) or a list of ints."""
-    if value is None or (np.isscalar(value) and np.isnan(value)):
+    """A manifest ``frame_numbers`` cell: a list of ints, or None (all frames) for any scalar (None, NaN, NA)."""
+    if np.ndim(value) == 0:
         return None
     return [int(v) for v in value]
 
@@ -304,10 +304,13 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
 def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
     """Apply integer slope/intercept into the narrowest integer dtype that holds the result.
 
-    When that dtype has the stored width, the arithmetic runs in place with
-    wrap-around, which is exact because the result is known to fit.
+    int16 when the values fit (typical CT in HU), else uint16, int32, int64;
+    8-bit data without rescale stays 8-bit. When the target has the stored
+    width, the arithmetic runs in place with wrap-around, which is exact
+    because the result is known to fit.
     """
-    if np.all(slopes == 1) and np.all(intercepts == 0):
+    identity = bool(np.all(slopes == 1) and np.all(intercepts == 0))
+    if identity and raw.itemsize == 1:
         return raw
     low, high = int(raw.min()), int(raw.max())
     ends = np.concatenate([low * slopes + intercepts, high * slopes + intercepts])
@@ -327,7 +330,8 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
         return work.view(target)
     out = np.empty(raw.shape, dtype=target)
     for i, (slope, intercept) in enumerate(zip(slopes, intercepts)):
-        np.multiply(raw[i], int(slope), out=out[i], casting="unsafe")
+        out[i] = raw[i]  # widen first, then compute in the target type
+        out[i] *= int(slope)
         out[i] += int(intercept)
     return out
 

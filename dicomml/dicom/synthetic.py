@@ -72,9 +72,9 @@ def write_slice(
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = modality
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.StudyInstanceUID = series_uid + ".1"
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_uid, "study"])
     ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = series_uid + ".2"
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[series_uid, "frame of reference"])
     ds.PatientID = "SYNTHETIC"
     ds.InstanceNumber = instance
     ds.ImagePositionPatient = [float(v) for v in position]
