@@ -10,8 +10,8 @@ from dicomml.viz.window import Window
 __all__ = ["command", "parse_window"]
 
 
-def parse_window(value: str | None) -> Window:
-    """``"lung"`` -> the preset's name; ``"40,400"`` -> ``(40.0, 400.0)``; ``None`` stays."""
+def parse_window(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> Window:
+    """Click callback: ``"lung"`` stays a preset name; ``"40,400"`` -> ``(40.0, 400.0)``; ``None`` stays."""
     if value is None or "," not in value:
         return value
     try:
@@ -25,7 +25,7 @@ def parse_window(value: str | None) -> Window:
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="PNG to write.")
-@click.option("--window", default=None, help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.")
+@click.option("--window", default=None, callback=parse_window, help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.")
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
 @click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
 @click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")
@@ -34,7 +34,7 @@ def command(
     manifest: str,
     series_key: str,
     output: str,
-    window: str | None,
+    window: Window,
     annotation_key: str | None,
     convention: str,
     montage: int,
@@ -47,5 +47,5 @@ def command(
     opened = Manifest(manifest)
     volume = load_series(opened, series_key, on_irregular=on_irregular)
     mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
-    path = save_png(volume, output, window=parse_window(window), mask=mask, convention=convention, montage=montage)
+    path = save_png(volume, output, window=window, mask=mask, convention=convention, montage=montage)
     click.echo(f"wrote {path}")

@@ -7,7 +7,7 @@ worker processes and on machines without a display.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from dicomml.errors import GeometryError
 from dicomml.viz.planes import OBLIQUE_TOLERANCE_DEG, Convention, DisplayGrid, Plane, PlaneName
@@ -27,6 +28,7 @@ __all__ = ["render", "save_png"]
 GRID_TOLERANCE_MM = 1e-3
 _VIEWS: tuple[PlaneName, ...] = ("axial", "coronal", "sagittal")
 _MONTAGE_COLUMNS = 6
+_OVERLAY_ALPHA = 0.45
 _LABEL_STYLE: dict[str, Any] = {"color": "yellow", "fontsize": 11, "fontweight": "bold"}
 _EDGE = {  # where each side letter sits, in axes fractions
     "left": (0.02, 0.5, "left", "center"),
@@ -112,6 +114,8 @@ def render(
             ax = fig.add_subplot(bottom[n // _MONTAGE_COLUMNS, n % _MONTAGE_COLUMNS], label=f"montage-{n}")
             _draw(ax, grid.plane("axial", index), vmin, vmax, 7)
     fig.suptitle(_title(volume, grid, convention, vmin, vmax), color="white", fontsize=10)
+    if mask is not None and grid.labels is not None:
+        _legend(fig, mask, grid.labels)
     return fig
 
 
@@ -167,12 +171,25 @@ def _draw(ax: Axes, plane: Plane, vmin: float, vmax: float, fontsize: int) -> No
     ax.imshow(plane.image, cmap="gray", vmin=vmin, vmax=vmax, aspect=plane.aspect, interpolation="nearest")
     if plane.labels is not None and plane.labels.any():
         colours = colormaps["tab10"]((plane.labels - 1) % 10)
-        colours[..., 3] = np.where(plane.labels > 0, 0.45, 0.0)
+        colours[..., 3] = np.where(plane.labels > 0, _OVERLAY_ALPHA, 0.0)
         ax.imshow(colours, aspect=plane.aspect, interpolation="nearest")
     for side, (x, y, ha, va) in _EDGE.items():
         ax.text(x, y, plane.sides[side], transform=ax.transAxes, ha=ha, va=va, **{**_LABEL_STYLE, "fontsize": fontsize})
     ax.set_title(f"{plane.name} {plane.position}", color="white", fontsize=fontsize - 1, pad=2)
     ax.set_axis_off()
+
+
+def _legend(fig: Figure, mask: Volume, labels: np.ndarray) -> None:
+    """Colour key of the labels present, named by ``mask.meta["labels"]`` (number -> name) when given."""
+    names = mask.meta.get("labels")
+    present = [int(v) for v in np.unique(labels) if v > 0]
+    if not present:
+        return
+    handles = [
+        Patch(color=colormaps["tab10"]((v - 1) % 10), alpha=_OVERLAY_ALPHA, label=f"{v} {names[v]}" if isinstance(names, Mapping) and v in names else str(v))
+        for v in present
+    ]
+    fig.legend(handles=handles, loc="upper right", fontsize=8, labelcolor="white", facecolor="black", edgecolor="grey")
 
 
 def _title(volume: Volume, grid: DisplayGrid, convention: str, vmin: float, vmax: float) -> str:
