@@ -1,0 +1,44 @@
+"""``dicomml export`` on an indexed sample study: image and mask NIfTI on one grid, lesion in place."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import dicomml
+from dicomml.cli.main import main
+from dicomml.sample import write_sample_study
+from dicomml.sample.phantom import LESION_CENTRE, LESION_RADIUS
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    write_sample_study(root / "dicom")
+    manifest = dicomml.index([str(root / "dicom")], str(root / "manifest"), workers=1)
+    ct_key = manifest.series.set_index("modality").loc["CT", "series_key"]
+    return root, ct_key, manifest.annotations.annotation_key.iloc[0]
+
+
+def test_export_writes_image_and_mask_on_one_grid(indexed, capsys):
+    root, ct_key, annotation = indexed
+    main(["export", str(root / "manifest"), ct_key, "-o", str(root / "ct.nii.gz"), "--mask", annotation])
+    assert capsys.readouterr().out.split() == ["wrote", str(root / "ct.nii.gz"), "wrote", str(root / "ct_mask.nii.gz")]
+    image, mask = nib.load(root / "ct.nii.gz"), nib.load(root / "ct_mask.nii.gz")
+    assert image.shape == mask.shape == (128, 128, 80)
+    np.testing.assert_array_equal(image.affine, mask.affine)
+    hu, labels = np.asanyarray(image.dataobj), np.asanyarray(mask.dataobj)
+    lesion = np.argwhere(labels == 1)
+    centre_ras = nib.affines.apply_affine(image.affine, lesion.mean(axis=0))
+    assert np.linalg.norm(centre_ras - LESION_CENTRE) < 2.0  # where the phantom put it, in RAS+ mm
+    assert len(lesion) * 2.0 * 2.0 * 2.5 == pytest.approx(4 / 3 * np.pi * LESION_RADIUS**3, rel=0.15)
+    assert np.median(hu[labels == 1]) == pytest.approx(35, abs=20)  # soft tissue inside the lung
+    assert np.median(hu[labels == 2]) == pytest.approx(100, abs=20)  # contrast-enhanced liver
+
+
+def test_export_refuses_other_suffixes(indexed):
+    root, ct_key, _ = indexed
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(root / "manifest"), ct_key, "-o", str(root / "ct.png")])
+    assert exc.value.code == 2
