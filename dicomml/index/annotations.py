@@ -51,7 +51,8 @@ def annotation_fields(ds: Dataset) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``segmentation_type``, ``n_segments``, ``labels`` (segment labels or
+        ``frame_of_reference_uid`` (an RTSTRUCT's from its
+        ReferencedFrameOfReferenceSequence), ``segmentation_type``, ``n_segments``, ``labels`` (segment labels or
         ROI names), ``referenced_series_uids`` and ``referenced_sop_uids``.
 
     Example
@@ -68,7 +69,9 @@ def annotation_fields(ds: Dataset) -> dict[str, Any]:
             for series in study.get("RTReferencedSeriesSequence") or []
         ]
         images = [image for series in series_items for image in series.get("ContourImageSequence") or []]
+        frames = ds.get("ReferencedFrameOfReferenceSequence") or []
         return {
+            "frame_of_reference_uid": ds.get("FrameOfReferenceUID") or (_uids(frames, "FrameOfReferenceUID") or [None])[0],
             "segmentation_type": None,
             "n_segments": len(rois),
             "labels": [str(roi.get("ROIName", "")) for roi in rois],
@@ -79,6 +82,7 @@ def annotation_fields(ds: Dataset) -> dict[str, Any]:
     series_items = ds.get("ReferencedSeriesSequence") or []
     images = [image for series in series_items for image in series.get("ReferencedInstanceSequence") or []]
     return {
+        "frame_of_reference_uid": ds.get("FrameOfReferenceUID"),
         "segmentation_type": str(ds.get("SegmentationType", "")) or None,
         "n_segments": len(segments),
         "labels": [str(segment.get("SegmentLabel", "")) for segment in segments],

@@ -34,6 +34,7 @@ _VRS = frozenset(
 )
 #: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_VR_TEXT = {vr: vr.decode() for vr in _VRS}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -61,9 +62,12 @@ class Header:
 
     Attributes
     ----------
+    buf
+        The bytes walked (the file's start, up to at least the pixel data).
     elements
-        Top-level data elements before the pixel data, by tag number, as
-        pydicom ``RawDataElement`` (value bytes not yet decoded).
+        Top-level data elements before the pixel data, by tag number:
+        ``(VR or None when implicit, value start, value end, implicit)``; a
+        sequence of undefined length ends before its delimiter.
     transfer_syntax
         TransferSyntaxUID of the file meta, ``""`` if the file has no meta.
     media_storage_sop_class
@@ -76,13 +80,19 @@ class Header:
         Its length in bytes (``0xFFFFFFFF`` when encapsulated), or None.
     """
 
-    elements: dict[int, RawDataElement]
+    buf: bytes | memoryview
+    elements: dict[int, tuple[str | None, int, int, bool]]
     transfer_syntax: str
     media_storage_sop_class: str
     little_endian: bool
     implicit_vr: bool
     pixel_tag: int | None
     pixel_length: int | None
+
+    def value(self, tag: int) -> bytes:
+        """The undecoded value bytes of a top-level element."""
+        _, start, end, _ = self.elements[tag]
+        return bytes(self.buf[start:end])
 
     def dataset(self, filename: str) -> Dataset:
         """A pydicom Dataset over the raw elements, decoded lazily on access.
@@ -92,7 +102,11 @@ class Header:
         filename
             Recorded as ``ds.filename`` so that messages name the file.
         """
-        ds = Dataset(dict(self.elements))
+        raw = {
+            tag: RawDataElement(BaseTag(tag), vr, end - start, bytes(self.buf[start:end]), start, implicit, self.little_endian)
+            for tag, (vr, start, end, implicit) in self.elements.items()
+        }
+        ds = Dataset(raw)
         ds.set_original_encoding(self.implicit_vr, self.little_endian)
         ds.filename = filename
         meta = FileMetaDataset()
@@ -304,9 +318,11 @@ def read_header(
     if not implicit and pos < walk.size and not _looks_explicit(walk.buf, pos):
         implicit = True  # pydicom's rule: trust the bytes when the declared syntax lies
     elements, pixel_tag, pixel_length = _top_level(walk, pos, little, implicit, read_at or _no_reader)
+    buf = walk.buf
     if not elements and pixel_tag is None:
         raise walk.fail(pos, "no data elements after the file meta")
     return Header(
+        buf=buf,
         elements=elements,
         transfer_syntax=syntax,
         media_storage_sop_class=_text(meta.get(0x00020002, b"")),
@@ -336,13 +352,24 @@ def _no_reader(offset: int, n: int) -> bytes:
 
 def _top_level(
     walk: _Walk, pos: int, little: bool, implicit: bool, read_at: Callable[[int, int], bytes]
-) -> tuple[dict[int, RawDataElement], int | None, int | None]:
-    elements: dict[int, RawDataElement] = {}
+) -> tuple[dict[int, tuple[str | None, int, int, bool]], int | None, int | None]:
+    elements: dict[int, tuple[str | None, int, int, bool]] = {}
     previous = -1
     buf = walk.buf
     size = walk.size
+    explicit_le = little and not implicit
+    unpack_from = struct.unpack_from
     while pos < size:
-        tag, vr, length, value = walk.element(pos, little, implicit)
+        if explicit_le and pos + 12 <= len(buf):  # the common case, inlined
+            group, elem, vr = unpack_from("<HH2s", buf, pos)
+            tag = group << 16 | elem
+            if vr in _LONG_VRS or group == 0xFFFE or vr not in _VRS:
+                tag, vr, length, value = walk.element(pos, little, implicit)
+            else:
+                length = buf[pos + 6] | buf[pos + 7] << 8
+                value = pos + 8
+        else:
+            tag, vr, length, value = walk.element(pos, little, implicit)
         if tag <= previous:
             raise walk.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
         previous = tag
@@ -352,16 +379,14 @@ def _top_level(
             elif value + length > size:
                 raise walk.fail(pos, f"pixel data of {length} bytes runs past the end of the file ({size} bytes)", tag)
             return elements, tag, length
-        end = walk.value_end(pos, tag, vr, length, value, little, implicit, 0)
-        if length == _UNDEFINED:  # a sequence: keep its items, without the delimiter
-            data = bytes(buf[value : end - 8])
-            vr_text = "SQ"
-            element_implicit = implicit or vr == b"UN"
+        if vr == b"SQ" or length == _UNDEFINED:
+            end = walk.value_end(pos, tag, vr, length, value, little, implicit, 0)
+            stop = end - 8 if length == _UNDEFINED else end  # keep the items, not the delimiter
+            elements[tag] = ("SQ", value, stop, implicit or vr == b"UN")
         else:
-            data = bytes(buf[value:end])
-            vr_text = vr.decode() if vr is not None else None
-            element_implicit = implicit
-        elements[tag] = RawDataElement(BaseTag(tag), vr_text, len(data), data, value, element_implicit, little)
+            end = value + length
+            if end > len(buf):
+                walk.need(end, pos, f"value of {length} bytes", tag)
+            elements[tag] = (_VR_TEXT[vr] if vr is not None else None, value, end, implicit)
         pos = end
     return elements, None, None
-

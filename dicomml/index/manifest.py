@@ -109,6 +109,7 @@ class Manifest:
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection with one view per table."""
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
         for table in TABLES:
             files = self.files(table)
             if files:

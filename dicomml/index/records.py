@@ -9,13 +9,14 @@ on the lazily decoded pydicom Dataset, so that the indexer and assembly agree.
 
 from __future__ import annotations
 
+import functools
+import math
 import struct
 from typing import Any
 
 import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.dataelem import RawDataElement
-from pydicom.datadict import dictionary_description, dictionary_VR
+from pydicom.datadict import dictionary_description, dictionary_VR, tag_for_keyword
 
 from dicomml.assemble.grouping import group_keys
 from dicomml.dicom.frames import frame_table
@@ -96,24 +97,32 @@ _CHARSET = 0x00080005
 _PLAIN_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 _CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
-_ALLOWED_VRS = {
-    tag: frozenset(dictionary_VR(tag).split(" or ")) | {"UN"}
-    for tag, _ in (*FIELDS.values(), *PHI_FIELDS.values(), (_ROWS, ""), (_CHARSET, ""))
-}
+_NUMERIC_VRS = frozenset({"DS", "IS", *_BINARY})
+_INTEGER_VRS = frozenset({"IS", "US", "SS", "UL", "SL"})
+_FUNCTIONAL_GROUPS = (0x52009229, 0x52009230)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vrs(tag: int) -> tuple[str, ...]:
+    """The VRs the DICOM dictionary allows for a tag; () for private or unknown tags."""
+    try:
+        return tuple(dictionary_VR(tag).split(" or "))
+    except KeyError:
+        return ()
 
 
 class _Values:
     """Decode top-level raw elements by dictionary VR, naming the tag when one is malformed."""
 
     def __init__(self, header: Header, path: str) -> None:
-        self.elements = elements = header.elements
+        self.header = header
         self.little = header.little_endian
         self.path = path
         self.charsets: list[str] = []
         self.plain = True
         self.text_encoding = "latin-1"
-        if _CHARSET in elements:
-            self.charsets = self._strings(_CHARSET)
+        if _CHARSET in header.elements:
+            self.charsets = self.strings(_CHARSET)
             self.plain = all(c in _PLAIN_CHARSETS for c in self.charsets)
             self.text_encoding = "utf-8" if "ISO_IR 192" in self.charsets else "latin-1"
 
@@ -125,26 +134,30 @@ class _Values:
             tag=tag_text(tag),
         )
 
-    def _vr(self, tag: int, raw: RawDataElement) -> str:
-        vr = raw.VR or dictionary_VR(tag).split(" or ")[0]
-        if vr not in _ALLOWED_VRS[tag]:
-            expected = " or ".join(sorted(_ALLOWED_VRS[tag] - {"UN"}))
-            raise self.fail(tag, f"has VR {vr}, expected {expected}")
-        return dictionary_VR(tag).split(" or ")[0] if vr == "UN" else vr
+    def vr(self, tag: int) -> str:
+        """The element's VR as decoded: its dictionary VR, checked against the VR in the file."""
+        vr = self.header.elements[tag][0]
+        allowed = _dictionary_vrs(tag)
+        if not allowed:
+            return vr or "UN"
+        if vr not in (None, "UN", *allowed):
+            raise self.fail(tag, f"has VR {vr}, expected {' or '.join(allowed)}")
+        return allowed[0] if vr in (None, "UN") else vr
 
-    def _strings(self, tag: int) -> list[str]:
-        raw = self.elements[tag]
-        vr = self._vr(tag, raw)
+    def strings(self, tag: int) -> list[str]:
+        """The element's values as strings (binary numbers too), [] when empty."""
+        vr = self.vr(tag)
+        value = self.header.value(tag)
         if vr in _BINARY:
             size = struct.calcsize(_BINARY[vr])
-            if len(raw.value) % size:
-                raise self.fail(tag, f"has {len(raw.value)} bytes, not a multiple of {size}")
-            fmt = ("<" if self.little else ">") + _BINARY[vr] * (len(raw.value) // size)
-            return [repr(v) for v in struct.unpack(fmt, raw.value)]
+            if len(value) % size:
+                raise self.fail(tag, f"has {len(value)} bytes, not a multiple of {size}")
+            fmt = ("<" if self.little else ">") + _BINARY[vr] * (len(value) // size)
+            return [repr(v) for v in struct.unpack(fmt, value)]
         if vr in _CHARSET_VRS and not self.plain:
-            text = decode_bytes(raw.value, convert_encodings(self.charsets), set("\\=^"))
+            text = decode_bytes(value, convert_encodings(self.charsets), set("\\=^"))
         else:
-            text = raw.value.decode(self.text_encoding, "replace")
+            text = value.decode(self.text_encoding, "replace")
         text = text.strip(" \x00")
         if not text:
             return []
@@ -152,24 +165,76 @@ class _Values:
 
     def get(self, tag: int, kind: str) -> Any:
         """The value of ``tag`` as ``kind`` (see FIELDS), None when absent or empty."""
-        if tag not in self.elements:
+        if tag not in self.header.elements:
             return None
-        values = self._strings(tag)
+        values = self.strings(tag)
         if not values:
             return None
         if kind == "text":
             return "\\".join(values)
         if kind == "texts":
             return values
+        numbers = self.numbers(tag, values)
+        if kind == "floats":
+            return numbers
+        return int(numbers[0]) if kind == "int" else numbers[0]
+
+    def numbers(self, tag: int, values: list[str]) -> list[float]:
         try:
             numbers = [float(v) for v in values]
         except ValueError as exc:
             raise self.fail(tag, f"is {values!r}, expected numbers") from exc
-        if not all(np.isfinite(numbers)):
+        if not all(math.isfinite(v) for v in numbers):
             raise self.fail(tag, f"is {values!r}, expected finite numbers")
-        if kind == "floats":
-            return numbers
-        return int(numbers[0]) if kind == "int" else numbers[0]
+        return numbers
+
+    def typed(self, tag: int) -> Any:
+        """The value as pydicom would give it: a number, a string, or a list of them; None if empty."""
+        values = self.strings(tag)
+        if not values:
+            return None
+        vr = self.vr(tag)
+        if vr in _NUMERIC_VRS:
+            numbers = self.numbers(tag, values)
+            out: list[Any] = [int(v) for v in numbers] if vr in _INTEGER_VRS else numbers
+        else:
+            out = values
+        return out[0] if len(out) == 1 else out
+
+
+class _Element:
+    __slots__ = ("VR", "value")
+
+    def __init__(self, vr: str, value: Any) -> None:
+        self.VR = vr
+        self.value = value
+
+
+class _LeanView:
+    """The read-only part of the pydicom ``Dataset`` interface that ``frame_table`` uses
+    (``in``, ``[keyword].value`` / ``.VR``, ``get``), over the raw top-level values.
+
+    Classic single-frame objects go through it: decoding a dozen values here
+    is several times cheaper than pydicom's conversion. Enhanced objects,
+    mosaics (CSA header) and annotations use the real Dataset.
+    """
+
+    def __init__(self, values: _Values, path: str) -> None:
+        self._values = values
+        self.filename = path
+
+    def __contains__(self, keyword: str) -> bool:
+        tag = tag_for_keyword(keyword)
+        return tag is not None and tag in self._values.header.elements
+
+    def __getitem__(self, keyword: str) -> _Element:
+        tag = tag_for_keyword(keyword)
+        if tag is None or tag not in self._values.header.elements:
+            raise KeyError(keyword)
+        return _Element(self._values.vr(tag), self._values.typed(tag))
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        return self[keyword].value if keyword in self else default
 
 
 def _finite(value: float) -> float | None:
@@ -221,8 +286,12 @@ def instance_rows(
         base.update({column: values.get(tag, kind) for column, (tag, kind) in PHI_FIELDS.items()})
     rows_value = values.get(_ROWS, "int")
     base["rows"] = rows_value
-    ds = header.dataset(path)
-    if base["modality"] in ANNOTATION_MODALITIES:
+    annotation = base["modality"] in ANNOTATION_MODALITIES
+    lean = not annotation and "MOSAIC" not in (base["image_type"] or []) and not any(
+        tag in header.elements for tag in _FUNCTIONAL_GROUPS
+    )
+    ds = _LeanView(values, path) if lean else header.dataset(path)
+    if annotation:
         base.update(annotation_fields(ds))
     if rows_value is None:  # not an image: a structure set, a report, a presentation state
         return [base]
@@ -233,12 +302,12 @@ def instance_rows(
             path=path,
             tag="(7FE0,0010)",
         )
-    table = frame_table(ds)
+    table = frame_table(ds)  # type: ignore[arg-type]  # a Dataset or its lean view
     base["columns"] = table.columns
     base["rows"] = table.rows
     base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None
-    if base["modality"] in ANNOTATION_MODALITIES:
-        groups = {None: np.arange(len(table))}
+    if annotation:
+        groups = {None: list(range(len(table)))}
     else:
         keys = group_keys(base["series_instance_uid"] or "", base["sop_class_uid"] or "", folder, table)
         groups = {}

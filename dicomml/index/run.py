@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -45,8 +46,8 @@ def _with_fs(options: ScanOptions, source: Source) -> ScanOptions:
     return options if source.local else ScanOptions(options.include_phi, options.salt, options.timeout_s, source.fs)
 
 
-def _in_process(tasks: Iterator[tuple[list[Entry], ScanOptions]]) -> Iterator[tuple[pa.Table, pa.Table, int]]:
-    for entries, options in tasks:
+def _in_process(make_tasks: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    for entries, options in make_tasks():
         yield (*scan_batch(entries, options), len(entries))
 
 
@@ -63,18 +64,21 @@ def _bounded(submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_f
             yield (*future.result(), running.pop(future))
 
 
-def _pool(tasks: Iterator[tuple[list[Entry], ScanOptions]], workers: int) -> Iterator[tuple[pa.Table, pa.Table, int]]:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["dicomml.index.scan"])
+def _pool(make_tasks: Any, workers: int) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    # On Linux the workers are forked, which starts them in milliseconds with everything
+    # imported; they are all forked by the first submit, before DuckDB opens the listing
+    # (no DuckDB thread exists at fork time). Elsewhere they are spawned.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool.submit(int).result()
 
         def done_of(futures: list[Future]) -> set[Future]:
             return wait(futures, return_when=FIRST_COMPLETED).done
 
-        yield from _bounded(lambda e, o: pool.submit(scan_batch, e, o), tasks, 2 * workers, done_of)
+        yield from _bounded(lambda e, o: pool.submit(scan_batch, e, o), make_tasks(), 2 * workers, done_of)
 
 
-def _dask(tasks: Iterator[tuple[list[Entry], ScanOptions]], scheduler: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+def _dask(make_tasks: Any, scheduler: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
     from distributed import Client, wait as dask_wait
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
@@ -84,7 +88,7 @@ def _dask(tasks: Iterator[tuple[list[Entry], ScanOptions]], scheduler: Any) -> I
         def done_of(futures: list[Any]) -> Any:
             return dask_wait(futures, return_when="FIRST_COMPLETED").done
 
-        yield from _bounded(lambda e, o: client.submit(scan_batch, e, o, pure=False), tasks, in_flight, done_of)
+        yield from _bounded(lambda e, o: client.submit(scan_batch, e, o, pure=False), make_tasks(), in_flight, done_of)
     finally:
         if client is not scheduler:
             client.close()
@@ -149,16 +153,20 @@ def index(
     salt_bytes = resolve_salt(salt)
     store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
-    plan, to_read = store.plan(n_listed)
+    plan = store.plan(n_listed)
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes, timeout_s=timeout_s)
-    tasks = _tasks(to_read, resolved, options)
+
+    def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:
+        return _tasks(store.to_read(), resolved, options)
+
     n_workers = workers or os.cpu_count() or 1
+    in_memory = any(s.fs is not None and "memory" in s.fs.protocol for s in resolved)
     if scheduler is not None:
-        results = _dask(tasks, scheduler)
-    elif n_workers == 1 or plan.n_to_read <= BATCH_FILES or any(s.fs is not None and s.fs.protocol in ("memory", ("memory",)) for s in resolved):
-        results = _in_process(tasks)
+        results = _dask(make_tasks, scheduler)
+    elif n_workers == 1 or plan.n_to_read <= BATCH_FILES or in_memory:
+        results = _in_process(make_tasks)
     else:
-        results = _pool(tasks, n_workers)
+        results = _pool(make_tasks, n_workers)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
     with tqdm(total=plan.n_to_read, unit="file", desc="dicomml index", disable=not progress) as bar:
         for instances, errors, n in results:

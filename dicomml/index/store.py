@@ -156,6 +156,7 @@ class ManifestStore:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"CREATE VIEW l AS SELECT * FROM read_parquet('{self.root / '_work' / 'listing.parquet'}')")
         known = [f"SELECT path, size, mtime_ns, filename FROM read_parquet({files!r}, filename=true)"
                  for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")])
@@ -167,13 +168,10 @@ class ManifestStore:
                         "NULL::VARCHAR filename WHERE false")
         return con
 
-    def plan(self, n_listed: int) -> tuple[Plan, Iterator[pa.RecordBatch]]:
-        """Drop recorded rows whose file is gone or changed; return the plan and the files to read.
-
-        The files to read come as record batches of the listing schema, in path order.
-        """
+    def plan(self, n_listed: int) -> Plan:
+        """Drop recorded rows whose file is gone or changed; count the files to read."""
         con = self._connect()
-        stale = [row[0] for row in con.execute(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
+        stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
         removed = 0
         for part in stale:
             con.execute(f"CREATE OR REPLACE VIEW p AS SELECT * FROM read_parquet('{part}')")
@@ -184,11 +182,17 @@ class ManifestStore:
                 _write_atomic(kept.select(schema.names).cast(schema), Path(part))
             else:
                 os.remove(part)
+        n_to_read = con.sql(f"SELECT count(*) FROM l ANTI JOIN k ON {_KEY}").fetchall()[0][0]
         con.close()
+        return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed)
+
+    def to_read(self) -> Iterator[pa.RecordBatch]:
+        """The listed files that no recorded row matches, as listing record batches in path order."""
         con = self._connect()
-        n_to_read = con.execute(f"SELECT count(*) FROM l ANTI JOIN k ON {_KEY}").fetchone()[0]
-        reader = con.sql(f"SELECT l.* FROM l ANTI JOIN k ON {_KEY} ORDER BY l.source, l.path").to_arrow_reader(4096)
-        return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed), _batches(reader, con)
+        try:
+            yield from con.sql(f"SELECT l.* FROM l ANTI JOIN k ON {_KEY} ORDER BY l.source, l.path").to_arrow_reader(4096)
+        finally:
+            con.close()
 
     def write_meta(self, **values: Any) -> None:
         """Update and atomically rewrite ``manifest.json``."""
@@ -196,10 +200,3 @@ class ManifestStore:
         tmp = self.root / "_work" / f"manifest.{self.run_id}.json"
         tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
         os.replace(tmp, self.root / "manifest.json")
-
-
-def _batches(reader: Any, con: duckdb.DuckDBPyConnection) -> Iterator[pa.RecordBatch]:
-    try:
-        yield from reader
-    finally:
-        con.close()
