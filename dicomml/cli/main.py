@@ -16,6 +16,8 @@ from dicomml.errors import DicomMLError
 
 #: subcommand name -> module under dicomml.cli that defines ``command``.
 SUBCOMMANDS = {
+    "index": "index",
+    "info": "info",
     "export": "export",
     "sample-data": "sample_data",
     "show": "show",
