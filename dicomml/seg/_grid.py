@@ -123,7 +123,11 @@ def _window(start: int, length: int, size: int) -> tuple[slice, slice]:
 
 
 def place(
-    plane_map: PlaneMap, index: int, plane: np.ndarray, grid_shape: Sequence[int]
+    plane_map: PlaneMap,
+    index: int,
+    plane: np.ndarray,
+    grid_shape: Sequence[int],
+    offset: tuple[int, int] = (0, 0),
 ) -> tuple[tuple[int | slice, ...], np.ndarray, bool]:
     """Put plane ``index`` of an aligned ``plane_map`` on a grid.
 
@@ -134,9 +138,12 @@ def place(
     index
         Which plane of ``plane_map``.
     plane
-        Its pixels, (rows, columns).
+        Its pixels, (rows, columns), or a window of them.
     grid_shape
         Spatial shape of the grid.
+    offset
+        (row, column) in the whole plane of ``plane[0, 0]`` when ``plane`` is
+        a window.
 
     Returns
     -------
@@ -156,7 +163,7 @@ def place(
     whole = np.rint(plane_map.steps).astype(int)
     axes = [int(np.flatnonzero(whole[:, p])[0]) for p in (0, 1)]  # grid axis of plane rows, columns
     slice_axis = 3 - sum(axes)
-    start = np.rint(plane_map.origins[index]).astype(int)
+    start = np.rint(plane_map.origins[index] + plane_map.steps @ np.asarray(offset, dtype=np.float64)).astype(int)
     k = int(start[slice_axis])
     indexer: list[int | slice] = [k, k, k]
     if not 0 <= k < grid_shape[slice_axis]:

@@ -31,6 +31,7 @@ from dicomml.errors import (
     SegReferenceError,
     UnsupportedTransferSyntaxError,
 )
+from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, place, resample_nearest
 from dicomml.volume import Volume
@@ -62,7 +63,7 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     Parameters
     ----------
     source
-        A file path or a pydicom Dataset (a Dataset is converted in place).
+        A local path, fsspec URL or pydicom Dataset (a Dataset is converted in place).
 
     Returns
     -------
@@ -71,7 +72,7 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     Raises
     ------
     InvalidDicomFileError
-        If the object is not a Segmentation highdicom can parse.
+        If the file is not DICOM, or not a Segmentation highdicom can parse.
     UnsupportedTransferSyntaxError
         If its transfer syntax is not one pydicom knows.
 
@@ -81,11 +82,8 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     >>> seg.segment_numbers  # doctest: +SKIP
     [1]
     """
-    name = str(source) if not isinstance(source, Dataset) else _name(source)
-    try:
-        ds = source if isinstance(source, Dataset) else pydicom.dcmread(source)
-    except (OSError, pydicom.errors.InvalidDicomError) as exc:
-        raise InvalidDicomFileError(f"{name}: cannot be read as DICOM ({exc})", path=name) from exc
+    ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True)
+    name = _name(ds)
     syntax = UID(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
     if not syntax.is_transfer_syntax:
         raise UnsupportedTransferSyntaxError(
@@ -167,34 +165,41 @@ class _Frames:
     pixel_spacing: tuple[float, float]
 
 
-def _frame_attribute(seg: Dataset, item: Dataset, sequence: str, keyword: str, tag: str) -> Any:
-    shared = seg.SharedFunctionalGroupsSequence[0]
-    for group in (item, shared):
-        if sequence in group and keyword in group[sequence][0]:
-            return group[sequence][0][keyword].value
+_POSITION = (0x00209113, 0x00200032)  # PlanePositionSequence / ImagePositionPatient
+_ORIENTATION = (0x00209116, 0x00200037)  # PlaneOrientationSequence / ImageOrientationPatient
+_SPACING = (0x00289110, 0x00280030)  # PixelMeasuresSequence / PixelSpacing
+_SEGMENT = (0x0062000A, 0x0062000B)  # SegmentIdentificationSequence / ReferencedSegmentNumber
+
+
+def _functional(seg: Dataset, item: Dataset, shared: Dataset | None, pointer: tuple[int, int]) -> Any:
+    """A functional group attribute of one frame (per-frame first, then shared), by tag for speed."""
+    group, tag = pointer
+    for source in (item, shared):
+        if source is not None and group in source and tag in source[group].value[0]:
+            return source[group].value[0][tag].value
+    keyword = pydicom.datadict.keyword_for_tag(tag)
     raise SegReferenceError(
-        f"{_name(seg)}: frame without {tag} {keyword} in {sequence}; it cannot be placed by geometry",
+        f"{_name(seg)}: a frame has no {pydicom.tag.Tag(tag)} {keyword}; it cannot be placed by geometry",
         path=_name(seg),
-        tag=tag,
+        tag=str(pydicom.tag.Tag(tag)),
     )
 
 
 def _frames(seg: hd.seg.Segmentation) -> _Frames:
     """Read each frame's plane position and segment from the functional groups."""
     per_frame = seg.PerFrameFunctionalGroupsSequence
+    shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
     labelmap = seg.segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
     positions = np.empty((len(per_frame), 3))
     segments = np.zeros(len(per_frame), dtype=np.int64)
     orientations = set()
     spacings = set()
     for i, item in enumerate(per_frame):
-        positions[i] = _frame_attribute(seg, item, "PlanePositionSequence", "ImagePositionPatient", "(0020,0032)")
-        orientations.add(tuple(float(v) for v in _frame_attribute(
-            seg, item, "PlaneOrientationSequence", "ImageOrientationPatient", "(0020,0037)")))
-        spacings.add(tuple(float(v) for v in _frame_attribute(
-            seg, item, "PixelMeasuresSequence", "PixelSpacing", "(0028,0030)")))
+        positions[i] = _functional(seg, item, shared, _POSITION)
+        orientations.add(tuple(float(v) for v in _functional(seg, item, shared, _ORIENTATION)))
+        spacings.add(tuple(float(v) for v in _functional(seg, item, shared, _SPACING)))
         if not labelmap:
-            segments[i] = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            segments[i] = int(_functional(seg, item, None, _SEGMENT))
     if len(orientations) != 1 or len(spacings) != 1:
         raise SegReferenceError(
             f"{_name(seg)}: frames differ in (0020,0037) Image Orientation or (0028,0030) Pixel Spacing "
@@ -275,18 +280,53 @@ class _Canvas:
         return lut[self.array]
 
 
+class _Pixels:
+    """Each frame's pixels, as the window of rows and columns that holds its non-zero pixels.
+
+    highdicom decodes frames in general. Uncompressed BINARY frames whose rows
+    are whole bytes (Columns a multiple of 8, so every frame starts on a byte)
+    take a shortcut: the window is found on the packed bits and only it is
+    unpacked, which matters for many small segments on large images.
+    """
+
+    def __init__(self, seg: hd.seg.Segmentation) -> None:
+        self.seg = seg
+        self.rows, self.columns = int(seg.Rows), int(seg.Columns)
+        native = not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated
+        self.packed = (
+            np.frombuffer(seg.PixelData, np.uint8)
+            if seg.BitsAllocated == 1 and native and self.columns % 8 == 0
+            else None
+        )
+
+    def window(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Frame ``index`` (0-based) cut to its non-zero window, and the window's (row, column)."""
+        if self.packed is None:
+            return _decode_frame(self.seg, index), (0, 0)
+        size = self.rows * self.columns // 8
+        packed = self.packed[index * size : (index + 1) * size].reshape(self.rows, self.columns // 8)
+        rows = np.flatnonzero(packed.any(axis=1))
+        if rows.size == 0:
+            return np.zeros((0, 0), np.uint8), (0, 0)
+        band = packed[rows[0] : rows[-1] + 1]
+        columns = np.flatnonzero(band.any(axis=0))
+        bits = np.unpackbits(band[:, columns[0] : columns[-1] + 1], axis=1, bitorder="little")
+        return bits, (int(rows[0]), 8 * int(columns[0]))
+
+
 def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas) -> None:
     """Decode the frames of the chosen segments and add them to the canvas."""
     labelmap = canvas.kind == hd.seg.SegmentationTypeValues.LABELMAP
     chosen = set(canvas.numbers)
     padding = seg.get("PixelPaddingValue") if labelmap else None
+    pixels = _Pixels(seg)
     for i, segment in enumerate(frames.segments.tolist()):
         if not labelmap and segment not in chosen:
             continue
-        frame = _decode_frame(seg, i)
+        frame, offset = pixels.window(i)
         if padding is not None:
             frame = np.where(frame == padding, 0, frame)
-        indexer, view, whole = place(plane_map, i, frame, canvas.shape)
+        indexer, view, whole = place(plane_map, i, frame, canvas.shape, offset)
         if not whole and np.count_nonzero(view) != np.count_nonzero(frame):
             raise SegReferenceError(
                 f"{_name(seg)}: frame {i + 1} at (0020,0032) {frames.positions[i].tolist()} mm has segment "
@@ -414,9 +454,9 @@ def _check_frame_of_reference(seg: Dataset, reference: Volume) -> None:
     if theirs and ours and str(theirs) != str(ours):
         raise SegReferenceError(
             f"{_name(seg)}: (0020,0052) Frame of Reference UID {ours} differs from the image series' "
-            f"{theirs} ({reference.meta.get('series_instance_uid', 'reference')}); "
+            f"{theirs} (series {reference.meta.get('series_key') or reference.meta.get('series_uid', '?')}); "
             "their coordinates cannot be matched",
             path=_name(seg),
-            series_uid=str(reference.meta.get("series_instance_uid") or "") or None,
+            series_uid=str(reference.meta.get("series_uid") or "") or None,
             tag="(0020,0052)",
         )

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Union
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from dicomml.errors import (
@@ -27,6 +26,7 @@ from dicomml.errors import (
     SegmentOverlapError,
     SegReferenceError,
 )
+from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import ALIGN_TOLERANCE
 from dicomml.volume import Volume
@@ -118,10 +118,7 @@ def _name(ds: Dataset) -> str:
 def _read(source: _Source) -> Dataset:
     if isinstance(source, Dataset):
         return source
-    try:
-        ds = pydicom.dcmread(source)
-    except (OSError, pydicom.errors.InvalidDicomError) as exc:
-        raise InvalidDicomFileError(f"{source}: cannot be read as DICOM ({exc})", path=str(source)) from exc
+    ds = read_dataset(source, pixels=True)
     if ds.get("Modality") != "RTSTRUCT" or "ROIContourSequence" not in ds:
         raise InvalidDicomFileError(
             f"{source}: (0008,0060) Modality {ds.get('Modality')!r} without (3006,0039) ROI Contour Sequence; "
@@ -180,7 +177,7 @@ def rtstruct_to_grid(
     Parameters
     ----------
     rtstruct
-        A file path or a pydicom Dataset of an RT Structure Set.
+        A local path, fsspec URL or pydicom Dataset of an RT Structure Set.
     reference
         The image volume whose spatial grid (``spatial_shape``, ``affine``:
         indices to RAS+ mm, any axis order) the mask takes.
