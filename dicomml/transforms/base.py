@@ -14,6 +14,7 @@ is a label map when ``volume.meta["kind"] == "mask"``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,8 +50,8 @@ class Mask(torch.Tensor):
     def __new__(cls, data: Any) -> Mask:
         return torch.as_tensor(data).as_subclass(cls)
 
-    def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:  # pickles as a Mask across DataLoader workers
-        return (Mask, (torch.Tensor(self.as_subclass(torch.Tensor)),))
+    def __deepcopy__(self, memo: dict[int, Any]) -> Mask:  # MONAI's CacheDataset deep-copies samples
+        return Mask(copy.deepcopy(self.as_subclass(torch.Tensor), memo))
 
 
 def is_label(value: Any) -> bool:

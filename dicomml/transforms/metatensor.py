@@ -30,8 +30,8 @@ def to_metatensor(data: Any) -> Any:
     -------
     dict or MetaTensor
         For a dict: the same dict with each spatial entry a MetaTensor
-        (``.affine`` float64; label maps get ``meta["kind"] = "mask"``), other
-        keys unchanged. For a tensor or Volume: the image (or mask) MetaTensor.
+        (``.affine`` float64; label maps get ``meta["kind"] = "mask"``) and no
+        ``"affine"`` key; other keys unchanged. For a tensor or Volume: the image (or mask) MetaTensor.
 
     Example
     -------
@@ -41,7 +41,7 @@ def to_metatensor(data: Any) -> Any:
     sample, _ = to_sample(data)
     affine = torch.from_numpy(sample_affine(sample))
     meta = dict(sample.get("meta") or {})
-    out = dict(sample)
+    out = {k: v for k, v in sample.items() if k != "affine"}  # the MetaTensors carry it
     for key in spatial_keys(sample):
         value = sample[key]
         extra = {"kind": "mask"} if is_label(value) else {}
@@ -64,7 +64,8 @@ def from_metatensor(data: Any) -> dict[str, Any]:
     -------
     dict
         Plain tensors (label maps as :class:`Mask`), ``"affine"`` (4x4 float64
-        numpy, from the first MetaTensor) and ``"meta"``.
+        numpy, from the first MetaTensor, replacing any ``"affine"`` key) and
+        ``"meta"`` (kept when present, else the first MetaTensor's).
 
     Example
     -------
@@ -74,7 +75,7 @@ def from_metatensor(data: Any) -> dict[str, Any]:
     """
     if isinstance(data, MetaTensor):
         data = {"mask" if data.meta.get("kind") == "mask" else "image": data}
-    out: dict[str, Any] = dict(data)
+    out: dict[str, Any] = {k: v for k, v in data.items() if k != "affine"}
     for key, value in data.items():
         if not isinstance(value, MetaTensor):
             continue
