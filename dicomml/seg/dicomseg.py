@@ -34,6 +34,7 @@ from dicomml.errors import (
 from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, place, resample_nearest
+from dicomml.seg._link import check_frame_of_reference
 from dicomml.volume import Volume
 
 __all__ = ["SegmentSelector", "read_segmentation", "select_segments", "seg_to_grid"]
@@ -410,7 +411,8 @@ def seg_to_grid(
             "pass as_channels=True, or threshold= to binarize them",
             path=_name(seg),
         )
-    _check_frame_of_reference(seg, reference)
+    referenced = [item.get("SeriesInstanceUID") for item in seg.get("ReferencedSeriesSequence", [])]
+    check_frame_of_reference(_name(seg), [seg.get("FrameOfReferenceUID")], referenced, reference, "(0020,0052)")
     frames = _frames(seg)
     plane_shape = (int(seg.Rows), int(seg.Columns))
     shape = reference.spatial_shape
@@ -445,18 +447,3 @@ def seg_to_grid(
         "residual_mm": residual,
     }
     return Volume(array, reference.affine.copy(), ("segment",) if as_channels else (), meta)
-
-
-def _check_frame_of_reference(seg: Dataset, reference: Volume) -> None:
-    """A SEG is placed by geometry, so it must share the reference's frame of reference."""
-    theirs = reference.meta.get("frame_of_reference_uid")
-    ours = seg.get("FrameOfReferenceUID")
-    if theirs and ours and str(theirs) != str(ours):
-        raise SegReferenceError(
-            f"{_name(seg)}: (0020,0052) Frame of Reference UID {ours} differs from the image series' "
-            f"{theirs} (series {reference.meta.get('series_key') or reference.meta.get('series_uid', '?')}); "
-            "their coordinates cannot be matched",
-            path=_name(seg),
-            series_uid=str(reference.meta.get("series_uid") or "") or None,
-            tag="(0020,0052)",
-        )

@@ -29,6 +29,7 @@ from dicomml.errors import (
 from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import ALIGN_TOLERANCE
+from dicomml.seg._link import check_frame_of_reference
 from dicomml.volume import Volume
 
 __all__ = ["fill_polygons", "rtstruct_to_grid"]
@@ -213,7 +214,14 @@ def rtstruct_to_grid(
     """
     ds = _read(rtstruct)
     name = _name(ds)
-    _check_frame_of_reference(ds, reference)
+    frames = [item.get("FrameOfReferenceUID") for item in ds.get("ReferencedFrameOfReferenceSequence", [])]
+    series = [
+        item.get("SeriesInstanceUID")
+        for frame in ds.get("ReferencedFrameOfReferenceSequence", [])
+        for study in frame.get("RTReferencedStudySequence", [])
+        for item in study.get("RTReferencedSeriesSequence", [])
+    ]
+    check_frame_of_reference(name, frames, series, reference, "(3006,0024)")
     chosen = _select_rois(ds, rois)
     contours, skipped = _contours(ds, chosen)
     shape = reference.spatial_shape
@@ -273,17 +281,3 @@ def rtstruct_to_grid(
         "skipped_contours": skipped,
     }
     return Volume(array, reference.affine.copy(), ("segment",) if as_channels else (), meta)
-
-
-def _check_frame_of_reference(ds: Dataset, reference: Volume) -> None:
-    theirs = reference.meta.get("frame_of_reference_uid")
-    ours = {str(item.FrameOfReferenceUID) for item in ds.get("ReferencedFrameOfReferenceSequence", [])}
-    ours |= {str(item.ReferencedFrameOfReferenceUID) for item in ds.get("StructureSetROISequence", [])
-             if "ReferencedFrameOfReferenceUID" in item}
-    if theirs and ours and str(theirs) not in ours:
-        raise SegReferenceError(
-            f"{_name(ds)}: (3006,0024) Referenced Frame of Reference UID {sorted(ours)} differs from the image "
-            f"series' {theirs}; their coordinates cannot be matched",
-            path=_name(ds),
-            tag="(3006,0024)",
-        )
