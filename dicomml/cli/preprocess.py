@@ -1,0 +1,135 @@
+"""``dicomml preprocess MANIFEST --config YAML --cache CACHE``: fill the cache for a manifest.
+
+The only place that reads the launcher's environment: without ``--shard``
+(and without ``--scheduler``), a shard is taken from torchrun's
+``RANK``/``WORLD_SIZE``, then SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``, then
+a SLURM array's ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT`` (minus
+``SLURM_ARRAY_TASK_MIN``, divided by ``SLURM_ARRAY_TASK_STEP``), whichever is
+set first with a count above 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import click
+
+from dicomml.distributed import preprocess
+from dicomml.distributed.run import DEVICES
+from dicomml.distributed.shard import check_shard, parse_shard
+from dicomml.errors import ConfigError
+
+__all__ = ["command", "shard_from_env"]
+
+#: (index variable, count variable) pairs, in order of precedence.
+_RANK_VARIABLES = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
+
+
+def shard_from_env(env: Mapping[str, str]) -> tuple[tuple[int, int], str] | None:
+    """The shard a launcher's environment assigns, and the variables it came from.
+
+    Parameters
+    ----------
+    env
+        The environment (``os.environ``).
+
+    Returns
+    -------
+    ((index, count), source) or None
+        None when no launcher variables with a count above 1 are set.
+
+    Raises
+    ------
+    ConfigError
+        If a variable is not an integer or the index is out of range.
+
+    Example
+    -------
+    >>> shard_from_env({"RANK": "3", "WORLD_SIZE": "8"})
+    ((3, 8), 'RANK/WORLD_SIZE')
+    >>> shard_from_env({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "10"})
+    ((4, 10), 'SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT')
+    """
+    for index_var, count_var in _RANK_VARIABLES:
+        if index_var in env and count_var in env:
+            index, count = _int(env, index_var), _int(env, count_var)
+            if count > 1:
+                return _checked(index, count, f"{index_var}/{count_var}")
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        count = _int(env, "SLURM_ARRAY_TASK_COUNT")
+        step = _int(env, "SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
+        first = _int(env, "SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else 0
+        if count > 1:
+            index = (_int(env, "SLURM_ARRAY_TASK_ID") - first) // max(step, 1)
+            return _checked(index, count, "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+    return None
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={env[name]!r} is not an integer; unset it or pass --shard I/N") from None
+
+
+def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]:
+    try:
+        check_shard(index, count)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}; fix the launcher's variables or pass --shard I/N") from None
+    return (index, count), source
+
+
+@click.command("preprocess")
+@click.argument("manifest", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config", required=True, help="Pipeline YAML, e.g. configs/ct_1mm.yaml.")
+@click.option("--cache", required=True, help="Cache folder or fsspec URL (created if absent).")
+@click.option("--where", default=None, help="SQL predicate on the series table, e.g. \"modality = 'CT'\".")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes of a local Dask cluster [one per CPU]; 0: this process.")
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--shard", default=None, help="Process shard I of N (0-based, e.g. 0/4); default from RANK/WORLD_SIZE or SLURM variables.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Resample on the worker's GPU (cuda) when it has one.")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Dask retries of a task failing with an unexpected error.")
+@click.option("--report", default=None, help="Parquet run report path or URL [CACHE/reports/preprocess-<time>-<id>.parquet].")
+@click.option("--quiet", is_flag=True, help="No progress bar (the summary is still printed).")
+def command(
+    manifest: str,
+    config: str,
+    cache: str,
+    where: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    shard: str | None,
+    device: str,
+    retries: int,
+    report: str | None,
+    quiet: bool,
+) -> None:
+    """Compute the cache entry of every selected usable series of MANIFEST.
+
+    Complete entries are skipped, failures are recorded in the run report and
+    never stop the run; exit status 1 only when every series failed or the
+    input or output is unusable.
+    """
+    chosen = parse_shard(shard) if shard else None
+    if chosen is None and scheduler is None:
+        found = shard_from_env(os.environ)
+        if found is not None:
+            chosen, source = found
+            click.echo(f"shard {chosen[0]}/{chosen[1]} from {source}", err=True)
+    result = preprocess(
+        manifest,
+        config,
+        cache,
+        where=where,
+        workers=workers,
+        scheduler=scheduler,
+        shard=chosen,
+        device=device,
+        retries=retries,
+        report=report,
+        progress=not quiet,
+    )
+    if quiet:
+        click.echo(result.summary(), err=True)

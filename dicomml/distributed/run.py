@@ -1,0 +1,281 @@
+"""`preprocess`: map :func:`~dicomml.data.preprocess_one` over the selected series.
+
+One task per selected usable series, run on a Dask ``LocalCluster`` of worker
+processes (default), on an existing Dask cluster (a scheduler address or a
+``distributed.Client``: dask-jobqueue on SLURM, dask-cuda), or in this
+process (``workers=0``, and the default for a static shard, where the
+launcher — torchrun, ``srun``, a SLURM array — already made one process per
+rank). The cache makes it resumable and idempotent: a complete entry is
+skipped, a killed run leaves nothing a reader trusts, and the rerun computes
+only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from tqdm.auto import tqdm
+
+from dicomml.cache import Cache
+from dicomml.config import PipelineConfig, load_config
+from dicomml.data.pipeline import SeriesSource, open_cache, open_manifest, preprocess_one, series_sources
+from dicomml.distributed.report import RunReport, write_report
+from dicomml.distributed.shard import check_shard, select_shard
+from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFoundError
+
+__all__ = ["DEVICES", "preprocess", "run_task"]
+
+#: Values of ``device``: where the deterministic pipeline (resampling) runs.
+DEVICES = ("cpu", "cuda")
+
+
+def preprocess(
+    manifest: Any,
+    config: PipelineConfig | str | os.PathLike[str],
+    cache: Cache | str | os.PathLike[str],
+    *,
+    where: str | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    shard: tuple[int, int] | None = None,
+    device: str = "cpu",
+    retries: int = 2,
+    report: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> RunReport:
+    """Fill the cache for every selected usable series, in parallel, resumably.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`dicomml.Manifest` or its folder.
+    config
+        The pipeline (:class:`~dicomml.config.PipelineConfig`) or its YAML file.
+    cache
+        A :class:`~dicomml.cache.Cache` or its folder / fsspec URL.
+    where
+        SQL predicate on the manifest's ``series`` table (DuckDB), e.g.
+        ``"modality = 'CT' AND n_slices >= 64"``; ANDed with ``usable``.
+    workers
+        Worker processes of the ``LocalCluster`` started for the run (default:
+        one per CPU, at most one per series); ``0`` runs in this process.
+    scheduler
+        Address of an existing Dask scheduler (``"tcp://host:8786"``) or a
+        ``distributed.Client``: the run uses that cluster unchanged.
+    shard
+        ``(index, count)``: only the series of shard ``index`` of ``count``
+        (:func:`~dicomml.distributed.shard.shard_of`), run in this process
+        unless ``workers`` or ``scheduler`` is given.
+    device
+        ``"cpu"``, or ``"cuda"``: resample on the worker's GPU when it has one
+        (on its CPU otherwise); the report records where each series ran.
+    retries
+        Dask retries of a task that raised something other than a
+        :class:`~dicomml.errors.DicomMLError` (an I/O hiccup); a task whose
+        worker died is rescheduled by Dask as well. A ``DicomMLError`` is a
+        property of the data and is recorded at once.
+    report
+        Path or fsspec URL of the Parquet run report; default
+        ``CACHE/reports/preprocess-<UTC time>-<run id>[-shard-I-of-N].parquet``.
+    progress
+        Show a progress bar and print the summary on stderr.
+
+    Returns
+    -------
+    RunReport
+        One row per series (done, skipped or failed), where it was written,
+        and the wall time.
+
+    Raises
+    ------
+    SeriesNotFoundError
+        If no usable series matches ``where`` (nothing to process).
+    ManifestError
+        If ``where`` is not a valid predicate on the ``series`` table.
+    ConfigError
+        If the options are invalid (both ``workers`` and ``scheduler``, a bad
+        shard, device or retries).
+    DicomMLError
+        If every selected series failed (the report is written first).
+
+    Example
+    -------
+    >>> report = dicomml.preprocess("manifest", "configs/ct_1mm.yaml", "cache", workers=8)  # doctest: +SKIP
+    >>> report.counts  # doctest: +SKIP
+    {'done': 118, 'skipped': 0, 'failed': 2}
+    """
+    started = time.perf_counter()
+    _check_options(workers, scheduler, shard, device, retries)
+    manifest, config, cache = open_manifest(manifest), load_config(config), open_cache(cache)
+    try:
+        sources = series_sources(manifest, config, where=where)
+    except duckdb.Error as exc:
+        raise ManifestError(
+            f"{manifest.path}: --where {where!r} is not a valid predicate on the series table "
+            f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
+            path=str(manifest.path),
+        ) from None
+    if not sources:
+        raise SeriesNotFoundError(
+            f"{manifest.path}: no usable series" + (f" matches {where!r}" if where else "")
+            + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
+            + "; check the selection with Manifest.sql('SELECT * FROM series')",
+            path=str(manifest.path),
+        )
+    if shard is not None:
+        sources = select_shard(sources, *shard)
+    fs, path = _report_location(cache, report, shard)
+    label = "preprocess" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+    rows = []
+    with tqdm(total=len(sources), unit="series", desc=label, disable=not progress, file=sys.stderr) as bar:
+        for row in _run(sources, (manifest, config, cache, device), workers, scheduler, shard, retries):
+            rows.append(row)
+            bar.update()
+            if row["status"] == "failed":
+                bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows))
+    table = write_report(rows, fs, path)
+    result = RunReport(table, path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path), time.perf_counter() - started)
+    if progress:
+        print(result.summary(), file=sys.stderr)
+    counts = result.counts
+    if rows and counts["done"] + counts["skipped"] == 0:
+        first = result.failed.iloc[0]
+        raise DicomMLError(
+            f"{cache.url}: all {len(rows)} series failed, first {first.series_key}: {first.error_type}: "
+            f"{first.message}; see the report {result.path}",
+            path=result.path,
+        )
+    return result
+
+
+def run_task(source: SeriesSource, manifest: Any, config: PipelineConfig, cache: Cache, device: str) -> dict[str, Any]:
+    """One task: :func:`~dicomml.data.preprocess_one` on one series, as a report row.
+
+    A :class:`~dicomml.errors.DicomMLError` becomes a ``failed`` row; anything
+    else propagates, so that Dask retries it.
+
+    Parameters
+    ----------
+    source
+        The series and its cache key.
+    manifest, config, cache
+        Opened :class:`dicomml.Manifest`, config and :class:`~dicomml.cache.Cache`.
+    device
+        ``"cpu"`` or ``"cuda"`` (used when this process has a GPU).
+
+    Returns
+    -------
+    dict
+        A row of :data:`~dicomml.distributed.report.REPORT_SCHEMA`.
+    """
+    start = time.perf_counter()
+    used = "cuda" if device == "cuda" and _has_cuda() else "cpu"
+    row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": _worker(), "device": used}
+    try:
+        info = preprocess_one(source, manifest, config, cache, **({} if used == "cpu" else {"device": used}))
+    except DicomMLError as exc:  # the data's fault: retrying cannot help
+        return {**row, **_failure(exc), "seconds": time.perf_counter() - start}
+    return {**row, "status": "done" if info.computed else "skipped", "seconds": info.seconds, "bytes": info.nbytes}
+
+
+def _run(
+    sources: Sequence[SeriesSource],
+    args: tuple[Any, ...],
+    workers: int | None,
+    scheduler: Any,
+    shard: tuple[int, int] | None,
+    retries: int,
+) -> Iterator[dict[str, Any]]:
+    """Report rows as the tasks finish, on the chosen backend."""
+    if not sources:
+        return
+    if scheduler is not None:
+        from distributed import Client
+
+        if isinstance(scheduler, Client):
+            yield from _on_dask(scheduler, sources, args, retries)
+        else:
+            with Client(scheduler) as client:
+                yield from _on_dask(client, sources, args, retries)
+    elif workers == 0 or (workers is None and shard is not None):
+        for source in sources:
+            try:
+                yield run_task(source, *args)
+            except Exception as exc:  # one series never stops the run
+                yield {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
+    else:
+        from distributed import Client, LocalCluster
+
+        n = min(workers or os.cpu_count() or 1, len(sources))
+        with LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            preload=["dicomml.data.pipeline"],  # imports torch once per worker, at start
+        ) as cluster, Client(cluster) as client:
+            yield from _on_dask(client, sources, args, retries)
+
+
+def _on_dask(client: Any, sources: Sequence[SeriesSource], args: tuple[Any, ...], retries: int) -> Iterator[dict[str, Any]]:
+    from distributed import as_completed
+
+    run = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(run_task, s, *args, key=f"dicomml-preprocess-{run}-{s.series_key}", retries=retries, pure=False): s
+        for s in sources
+    }
+    for future in as_completed(futures):
+        source = futures.pop(future)
+        try:
+            row = future.result()
+        except Exception as exc:  # raised after its retries, or its worker died too often (KilledWorker)
+            row = {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
+        future.release()
+        yield row
+
+
+def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | None, device: str, retries: int) -> None:
+    if workers is not None and scheduler is not None:
+        raise ConfigError(f"workers={workers} and scheduler={scheduler!r}: give one, the cluster's size is its own")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"workers={workers}: give a number of worker processes, or 0 to run in this process")
+    if shard is not None:
+        check_shard(*shard)
+    if device not in DEVICES:
+        raise ConfigError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+    if retries < 0:
+        raise ConfigError(f"retries={retries}: must be 0 or more")
+
+
+def _report_location(cache: Cache, report: str | os.PathLike[str] | None, shard: tuple[int, int] | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    if report is not None:
+        return fsspec.core.url_to_fs(os.fspath(report))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    suffix = f"-shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    return cache.fs, f"{cache.root}/reports/preprocess-{stamp}-{uuid.uuid4().hex[:8]}{suffix}.parquet"
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    message = str(exc).strip().splitlines()
+    return {"status": "failed", "error_type": type(exc).__name__, "message": message[0] if message else repr(exc)}
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
