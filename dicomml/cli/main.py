@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "sample-data": "sample_data",
     "show": "show",
     "cache": "cache",
+    "preprocess": "preprocess",
 }
 
 
