@@ -37,6 +37,9 @@ __all__ = ["load_files", "load_series"]
 
 #: Threads that read and decode files; I/O and most decoders release the GIL.
 MAX_WORKERS = 8
+#: Values longer than this (the pixel data of a large slice) stay on disk until decoded, so a
+#: local file is parsed once and the headers of a long series do not hold all its pixels.
+DEFER_BYTES = 64 * 1024
 
 
 @dataclass
@@ -172,7 +175,8 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
     def read(i: int) -> _Source:
-        header = read_dataset(paths[i], pixels=False)
+        # Local files are read once (large values deferred); URLs are read again for their pixels.
+        header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
         table = frame_table(header)
         wanted = None if frames is None else frames[i]
         if wanted is None:
@@ -294,8 +298,11 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
     def decode(item: tuple[_Source, np.ndarray, np.ndarray]) -> None:
         source, rows, slots = item
         if rows.size:
-            ds = read_dataset(source.path, pixels=True)
+            ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
             decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+            for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+                if keyword in source.header:
+                    del source.header[keyword]  # the header lives on in meta; its pixels need not
 
     _map(decode, slots_by_source)
     return _rescale_integers(out, slopes, intercepts) if integer else out

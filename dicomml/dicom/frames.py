@@ -148,7 +148,10 @@ class _Reader:
     def _fail(self, item: Dataset, keyword: str, expected: str) -> InvalidDicomFileError:
         tag = pydicom.datadict.tag_for_keyword(keyword)
         tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
-        raw = item[keyword].value if keyword in item else None
+        try:
+            raw = item[keyword].value if keyword in item else None
+        except (ValueError, TypeError):
+            raw = "<unreadable>"
         return InvalidDicomFileError(
             f"{self.path}: {tag_text} {keyword} is {raw!r}, expected {expected}; "
             "the header is malformed, fix or exclude the file",
@@ -156,14 +159,20 @@ class _Reader:
             tag=tag_text,
         )
 
+    def _value(self, item: Dataset, keyword: str, expected: str) -> Any:
+        """The element's value (one lookup), None when absent or empty."""
+        try:
+            value = item.get(keyword)
+        except (ValueError, TypeError) as exc:
+            raise self._fail(item, keyword, expected) from exc
+        return None if value is None or value == "" else value
+
     def floats(self, item: Dataset, keyword: str, n: int) -> np.ndarray | None:
         """``n`` numbers of a multi-valued element, or None when absent or empty."""
-        if keyword not in item:
+        value = self._value(item, keyword, f"{n} numbers")
+        if value is None:
             return None
         try:
-            value = item[keyword].value
-            if value is None or value == "":
-                return None
             values = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
             out = np.array([float(v) for v in values], dtype=np.float64)
         except (ValueError, TypeError) as exc:
@@ -174,12 +183,10 @@ class _Reader:
 
     def number(self, item: Dataset, keyword: str) -> float | None:
         """The first value of a numeric element, or None when absent or empty."""
-        if keyword not in item:
+        value = self._value(item, keyword, "a number")
+        if value is None:
             return None
         try:
-            value = item[keyword].value
-            if value is None or value == "":
-                return None
             if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
                 if len(value) == 0:
                     return None
@@ -196,11 +203,12 @@ class _Reader:
         return None if value is None else int(value)
 
     def time_of_day(self, item: Dataset, keyword: str) -> float | None:
-        """Seconds since midnight of a TM, or of the time part of a DT; None if absent."""
-        if keyword not in item or not item[keyword].value:
+        """Seconds since midnight of a TM, or of the time part of a DT (``*DateTime``); None if absent."""
+        value = self._value(item, keyword, "a time HHMMSS.FFFFFF")
+        if value is None:
             return None
-        text = str(item[keyword].value).strip()
-        if item[keyword].VR == "DT":
+        text = str(value).strip()
+        if keyword.endswith("DateTime"):
             text = text[8:]
         text = text.split("+")[0].split("-")[0].replace(":", "")
         try:

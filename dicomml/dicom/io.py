@@ -19,7 +19,7 @@ def is_url(path: str | PathLike[str]) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
-def read_dataset(path: str | PathLike[str], *, pixels: bool) -> FileDataset:
+def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | None = None) -> FileDataset:
     """Read one DICOM file, header only or with its pixel data.
 
     Parameters
@@ -28,6 +28,11 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool) -> FileDataset:
         Local path, ``file://`` URL or any fsspec URL.
     pixels
         False reads the header only (``stop_before_pixels``).
+    defer_size
+        For local files: values longer than this many bytes (the pixel data
+        of a large image) are read from the file only when first accessed, so
+        one parse serves both the header and the pixels. Ignored for URLs,
+        whose handle is closed on return.
 
     Returns
     -------
@@ -55,7 +60,7 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool) -> FileDataset:
             ds.filename = name
             return ds
         local = name[len("file://") :] if name.startswith("file://") else name
-        return pydicom.dcmread(local, stop_before_pixels=not pixels)
+        return pydicom.dcmread(local, stop_before_pixels=not pixels, defer_size=defer_size)
     except InvalidDicomError as exc:
         raise InvalidDicomFileError(
             f"{name}: not a DICOM file ({exc}); remove it from the input or pass only DICOM files",

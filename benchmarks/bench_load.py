@@ -1,0 +1,165 @@
+"""Load a shuffled synthetic CT series to a float32 array in canonical orientation.
+
+One run, the same files, each contender in a fresh subprocess (so that peak
+RSS is its own): dicomml, MONAI ``LoadImage(reader="PydicomReader")`` +
+``Orientation``, SimpleITK ``ImageSeriesReader``, a plain pydicom +
+``np.stack`` floor and a raw-bytes floor (no DICOM parsing). Prints the best
+of ``--repeat`` times, ratios against dicomml and peak RSS above each
+process's baseline (after imports), as a multiple of the output array.
+Then slices/s for dicomml and plain pydicom on many small slices.
+
+Usage::
+
+    python benchmarks/bench_load.py                      # 512x512x300, then 3000 x 64x64
+    python benchmarks/bench_load.py --size 128 --slices 40 --small 300   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONTENDERS = ("dicomml", "monai", "simpleitk", "pydicom_stack", "raw_bytes")
+
+
+def _files(folder: str) -> list[str]:
+    return sorted(str(p) for p in Path(folder).glob("*.dcm"))
+
+
+def _run_dicomml(folder: str) -> np.ndarray:
+    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+    from dicomml import load_files
+
+    volume = load_files(_files(folder), dtype=np.float32)
+    # Canonical (RAS) orientation as numpy views: flips and a transpose, no copy.
+    transform = ornt_transform(io_orientation(volume.affine), axcodes2ornt("RAS"))
+    return apply_orientation(volume.array, transform)
+
+
+def _run_monai(folder: str) -> np.ndarray:
+    from monai.transforms import LoadImage, Orientation
+
+    image = LoadImage(reader="PydicomReader", image_only=True, ensure_channel_first=True)(folder)
+    return Orientation(axcodes="RAS")(image).numpy()
+
+
+def _run_simpleitk(folder: str) -> np.ndarray:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder))
+    image = sitk.DICOMOrient(reader.Execute(), "LPS")  # ITK's canonical order: (S, P, L) array = RAS index axes reversed
+    return sitk.GetArrayViewFromImage(image).astype(np.float32)
+
+
+def _run_pydicom_stack(folder: str) -> np.ndarray:
+    import pydicom
+
+    datasets = [pydicom.dcmread(f) for f in _files(folder)]
+    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    stack = np.stack([ds.pixel_array for ds in datasets]).astype(np.float32)
+    stack *= float(datasets[0].RescaleSlope)
+    stack += float(datasets[0].RescaleIntercept)
+    return stack
+
+
+def _run_raw_bytes(folder: str) -> np.ndarray:
+    """Floor: read each file's bytes and convert its trailing pixel data to float32 (no parsing, no sort)."""
+    import pydicom
+
+    files = _files(folder)
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    count = int(first.Rows) * int(first.Columns)
+    out = np.empty((len(files), count), np.float32)
+    for i, name in enumerate(files):
+        data = Path(name).read_bytes()
+        pixels = np.frombuffer(data, dtype="<u2", count=count, offset=len(data) - 2 * count)
+        np.subtract(pixels, np.float32(1024), out=out[i])
+    return out
+
+
+def _child(contender: str, folder: str, repeat: int) -> None:
+    import psutil
+
+    run = globals()[f"_run_{contender}"]
+    baseline = psutil.Process().memory_info().rss
+    best = np.inf
+    nbytes = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        array = run(folder)
+        best = min(best, time.perf_counter() - start)
+        nbytes, shape, dtype = array.nbytes, array.shape, str(array.dtype)
+        del array
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": best, "peak_above_baseline": peak - baseline, "nbytes": nbytes, "shape": shape, "dtype": dtype}))
+
+
+def _measure(contender: str, folder: str, repeat: int) -> dict:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", contender, folder, "--repeat", str(repeat)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _write(folder: Path, size: int, slices: int) -> None:
+    from dicomml.dicom.synthetic import write_series
+
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 4096, size=(slices, size, size), dtype=np.uint16)
+    write_series(folder, volume, spacing=1.25, shuffle=1, pixel_spacing=(0.7, 0.7))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--small", type=int, default=3000, help="number of 64x64 slices for the slices/s figure")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FOLDER"))
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], args.child[1], args.repeat)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
+        big = Path(tmp) / "big"
+        _write(big, args.size, args.slices)
+        print(f"{args.slices} shuffled CT slices of {args.size}x{args.size} -> float32, canonical orientation "
+              f"(best of {args.repeat}; {os.cpu_count()} cores)")
+        results = {name: _measure(name, str(big), args.repeat) for name in CONTENDERS}
+        ours = results["dicomml"].get("seconds")
+        print(f"{'contender':<15}{'seconds':>9}{'vs dicomml':>12}{'peak RSS MB':>13}{'x output':>10}")
+        for name, r in results.items():
+            if "error" in r:
+                print(f"{name:<15} failed: {r['error']}")
+                continue
+            ratio = r["seconds"] / ours if ours else float("nan")
+            print(f"{name:<15}{r['seconds']:>9.3f}{ratio:>11.2f}x{r['peak_above_baseline'] / 2**20:>13.0f}"
+                  f"{r['peak_above_baseline'] / r['nbytes']:>10.2f}")
+        small = Path(tmp) / "small"
+        _write(small, 64, args.small)
+        print(f"\n{args.small} slices of 64x64:")
+        for name in ("dicomml", "pydicom_stack"):
+            r = _measure(name, str(small), 1)
+            if "error" in r:
+                print(f"{name:<15} failed: {r['error']}")
+            else:
+                print(f"{name:<15}{r['seconds']:>9.3f} s  {args.small / r['seconds']:>9.0f} slices/s")
+
+
+if __name__ == "__main__":
+    main()
