@@ -253,7 +253,7 @@ class _Canvas:
             return
         if self.kind == hd.seg.SegmentationTypeValues.FRACTIONAL:
             values = frame.astype(np.float32) / np.float32(self.maximum)
-            frame = values if self.soft else (values >= self.threshold)
+            frame = values if self.threshold is None else (values >= self.threshold)
         if self.as_channels or self.soft:
             region = self.array[self.channel[segment]][indexer] if self.as_channels else self.array[indexer]
             np.maximum(region, frame.astype(region.dtype, copy=False), out=region)

@@ -97,11 +97,11 @@ def _outline(start: np.ndarray, end: np.ndarray, edge: np.ndarray) -> None:
     tol = ON_EDGE_TOLERANCE
     for a, b in zip(start, end):
         if abs(b[0] - a[0]) <= tol:  # along a row: on it only if the row is a pixel-centre row
-            y = int(np.rint(a[0]))
-            if abs(a[0] - y) > tol or not 0 <= y < rows:
+            row = int(np.rint(a[0]))
+            if abs(a[0] - row) > tol or not 0 <= row < rows:
                 continue
             lo, hi = sorted((a[1], b[1]))
-            edge[y, max(int(np.ceil(lo - tol)), 0) : min(int(np.floor(hi + tol)), cols - 1) + 1] = True
+            edge[row, max(int(np.ceil(lo - tol)), 0) : min(int(np.floor(hi + tol)), cols - 1) + 1] = True
             continue
         lo, hi = sorted((a[0], b[0]))
         y = np.arange(max(int(np.ceil(lo - tol)), 0), min(int(np.floor(hi + tol)), rows - 1) + 1)

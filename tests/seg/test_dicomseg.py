@@ -217,3 +217,15 @@ def test_seg_off_the_reference_grid_raises_seg_reference_error(data_dir) -> None
     other = Volume(reference.array, reference.affine, meta={"frame_of_reference_uid": "1.2.3"})
     with pytest.raises(SegReferenceError, match=r"\(0020,0052\)"):
         seg_to_grid(data_dir / SEGS / "liver.dcm", other)
+
+
+def test_labelmap_seg_as_channels_splits_its_segments_background_included(data_dir) -> None:
+    reference = nifti_grid(data_dir / TINY_NIFTI)
+    mask = seg_to_grid(data_dir / SEGS / "sparse-labelmap-noppv.dcm", reference, as_channels=True)
+    labels, affine = nrrd_labels(data_dir / SEGS / "sparse_labelmap_noppv_seg.nrrd")
+    expected, _ = onto(labels, affine, reference.affine)
+    assert mask.meta["labels"] == {0: "Background", 1: "Liver"} and mask.axes == ("segment",)
+    # segment 0 (Background) covers the slice the SEG omits too: omitted LABELMAP frames are all background
+    np.testing.assert_array_equal(mask.array, np.stack([expected == 0, expected == 1]).astype(np.uint8))
+    only_liver = seg_to_grid(data_dir / SEGS / "sparse-labelmap-noppv.dcm", reference, segments="Liver")
+    np.testing.assert_array_equal(only_liver.array, expected)
