@@ -7,7 +7,14 @@ from collections.abc import Iterable
 from dicomml.errors import SegReferenceError
 from dicomml.volume import Volume
 
-__all__ = ["check_frame_of_reference"]
+__all__ = ["check_frame_of_reference", "describe"]
+
+
+def describe(reference: Volume) -> str:
+    """How messages name the reference: its series key and UID when known, and its grid shape."""
+    key, uid = reference.meta.get("series_key"), reference.meta.get("series_uid")
+    named = " ".join(f"{label} {value}" for label, value in (("series", key), ("UID", uid)) if value)
+    return f"{named or 'the reference'} (grid {tuple(reference.spatial_shape)})"
 
 
 def check_frame_of_reference(
@@ -47,7 +54,7 @@ def check_frame_of_reference(
         return
     raise SegReferenceError(
         f"{name}: {tag} Frame of Reference UID {', '.join(sorted(ours))} differs from the image series' {theirs} "
-        f"(series {reference.meta.get('series_key') or reference.meta.get('series_uid', '?')}), and it does not "
+        f"of {describe(reference)}, and it does not "
         "reference that series; their coordinates cannot be matched",
         path=name,
         series_uid=str(reference.meta.get("series_uid") or "") or None,

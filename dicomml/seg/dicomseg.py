@@ -34,7 +34,7 @@ from dicomml.errors import (
 from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, place, resample_nearest
-from dicomml.seg._link import check_frame_of_reference
+from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
 __all__ = ["SegmentSelector", "read_segmentation", "select_segments", "seg_to_grid"]
@@ -315,7 +315,7 @@ class _Pixels:
         return bits, (int(rows[0]), 8 * int(columns[0]))
 
 
-def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas) -> None:
+def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas, target: str) -> None:
     """Decode the frames of the chosen segments and add them to the canvas."""
     labelmap = canvas.kind == hd.seg.SegmentationTypeValues.LABELMAP
     chosen = set(canvas.numbers)
@@ -331,7 +331,7 @@ def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canva
         if not whole and np.count_nonzero(view) != np.count_nonzero(frame):
             raise SegReferenceError(
                 f"{_name(seg)}: frame {i + 1} at (0020,0032) {frames.positions[i].tolist()} mm has segment "
-                "pixels outside the reference grid; the SEG does not belong to this series "
+                f"pixels outside {target}; the SEG does not belong to this image "
                 "(check the referenced series, or pass the right reference=)",
                 path=_name(seg),
                 tag="(0020,0032)",
@@ -423,15 +423,16 @@ def seg_to_grid(
         geometry = seg.get_volume_geometry()
         if geometry is None:
             raise SegReferenceError(
-                f"{_name(seg)}: its frames lie off the reference grid {shape} and do not form a regular "
-                "volume of their own (irregular spacing), so they can be neither placed nor resampled",
+                f"{_name(seg)}: its frames lie off the grid of {describe(reference)} and do not form a "
+                "regular volume of their own (irregular spacing), so they can be neither placed nor resampled",
                 path=_name(seg),
+                series_uid=reference.meta.get("series_uid"),
             )
         grid_affine = LPS_TO_RAS @ geometry.affine
         shape = tuple(int(s) for s in geometry.spatial_shape)  # type: ignore[assignment]
         plane_map = map_planes(grid_affine, frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
     canvas = _Canvas(seg, numbers, shape, as_channels, threshold)
-    _paint(seg, frames, plane_map, canvas)
+    _paint(seg, frames, plane_map, canvas, describe(reference))
     array = canvas.result()
     if resampled:
         array, residual = resample_nearest(array, grid_affine, reference.affine, reference.spatial_shape)

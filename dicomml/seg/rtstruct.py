@@ -29,7 +29,7 @@ from dicomml.errors import (
 from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import ALIGN_TOLERANCE
-from dicomml.seg._link import check_frame_of_reference
+from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
 __all__ = ["fill_polygons", "rtstruct_to_grid"]
@@ -239,8 +239,10 @@ def rtstruct_to_grid(
             if spread[axis] > ALIGN_TOLERANCE:
                 raise SegReferenceError(
                     f"{name}: a (3006,0050) Contour Data of ROI {roi_name!r} is not parallel to the slices of "
-                    f"the reference grid (it spans {spread.round(2).tolist()} voxels); expected a contour on one slice",
+                    f"{describe(reference)} (it spans {spread.round(2).tolist()} voxels); expected a contour on "
+                    "one slice",
                     path=name,
+                    series_uid=reference.meta.get("series_uid"),
                     tag="(3006,0050)",
                 )
             level = float(np.mean(index[:, axis]))
@@ -248,8 +250,9 @@ def rtstruct_to_grid(
             if not 0 <= k < shape[axis]:
                 raise SegReferenceError(
                     f"{name}: a contour of ROI {roi_name!r} lies at slice {level:.2f} of axis {axis}, outside "
-                    f"the reference grid {shape}; the RTSTRUCT does not belong to this series",
+                    f"{describe(reference)}; the RTSTRUCT does not belong to this image",
                     path=name,
+                    series_uid=reference.meta.get("series_uid"),
                     tag="(3006,0050)",
                 )
             residual = max(residual, abs(level - k) * float(spacing[axis]))

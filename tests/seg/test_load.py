@@ -90,9 +90,11 @@ def test_rtstruct_load_mask_on_the_series_grid(manifest, data_dir) -> None:
 
 def test_rtstruct_referencing_absent_slices_raises_seg_reference_error(manifest) -> None:
     """MIM's invalid_reference_rt.dcm is linked by its series UID, but its contours lie on slices the CT lacks."""
-    with pytest.raises(SegReferenceError, match="outside the reference grid") as info:
-        dicomml.load_mask(manifest, _key(manifest, "invalid_reference_rt.dcm"))
-    assert "invalid_reference_rt.dcm" in str(info.value)
+    key = _key(manifest, "invalid_reference_rt.dcm")
+    series_key = manifest.annotations.set_index("annotation_key").loc[key, "referenced_series_key"]
+    with pytest.raises(SegReferenceError, match="outside series") as info:
+        dicomml.load_mask(manifest, key)
+    assert "invalid_reference_rt.dcm" in str(info.value) and series_key in str(info.value)  # names both
 
 
 def test_unlinked_annotation_raises_seg_reference_error_naming_both(manifest, tmp_path, data_dir) -> None:

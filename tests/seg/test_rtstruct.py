@@ -174,7 +174,7 @@ def test_rtstruct_errors_name_the_problem(data_dir, tmp_path) -> None:
         rtstruct_to_grid(series / "rt.dcm", reference, rois="Liver")
     shifted = type(reference)(reference.array, reference.affine @ np.diag([1, 1, 1, 1.0]) + np.array(
         [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 30.0], [0, 0, 0, 0]]))
-    with pytest.raises(SegReferenceError, match="outside the reference grid"):
+    with pytest.raises(SegReferenceError, match=r"outside the reference \(grid \(2, 512, 512\)\)"):
         rtstruct_to_grid(series / "rt.dcm", shifted)
     ds = pydicom.dcmread(series / "rt.dcm")
     ds.ROIContourSequence.append(pydicom.Dataset())
