@@ -17,7 +17,15 @@ import torch
 
 from dicomml.errors import ConfigError
 from dicomml.transforms.base import RandomTransform, Transform, sample_affine, spatial_shape
-from dicomml.transforms.functional.grid import ALIGNS, check_axcodes, orient_grid, shape_grid, shift_grid, spacing_grid
+from dicomml.transforms.functional.grid import (
+    ALIGNS,
+    check_axcodes,
+    orient_grid,
+    output_axes_in_source_order,
+    shape_grid,
+    shift_grid,
+    spacing_grid,
+)
 from dicomml.transforms.functional.spatial import PADDINGS, crop_pad, resample_image, resample_mask
 from dicomml.volume import Volume
 
@@ -100,8 +108,11 @@ class Resample(_Regrid):
         A reference grid: a :class:`~dicomml.Volume` or ``(affine, shape)``.
     axcodes
         Also reorient to this code; permutation, flips and scaling then run as
-        one resample. ``Compose`` fuses ``Orient`` followed by ``Resample``
-        into this.
+        one resample. ``spacing`` / ``shape`` are then per output axis. The
+        grid is scaled in the input's stored axis order and anchored at its
+        first voxel edge, then relaid; orienting first would anchor at the
+        other end of flipped axes, a shift of less than half an output voxel.
+        ``Compose`` fuses ``Orient`` followed by ``Resample`` into this.
     align
         ``"edges"`` (default) or ``"centers"``: where the output grid starts.
         See :mod:`dicomml.transforms.functional.grid`; ``"centers"`` is
@@ -150,19 +161,22 @@ class Resample(_Regrid):
         self.align, self.padding, self.antialias = align, padding, antialias
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        source = sample_affine(sample)
-        affine, shape = source, spatial_shape(sample)
-        if self.axcodes is not None:
-            affine, shape = orient_grid(affine, shape, self.axcodes)
+        source, shape = sample_affine(sample), spatial_shape(sample)
+        if isinstance(self.like, Volume):
+            return {"source": source, "affine": self.like.affine, "shape": self.like.spatial_shape}
+        if self.like is not None:
+            affine, size = np.asarray(self.like[0], dtype=np.float64), tuple(int(v) for v in self.like[1])
+            return {"source": source, "affine": affine, "shape": size}
+        wanted = self.spacing if self.spacing is not None else self.shape
+        if self.axcodes is not None and not np.isscalar(wanted):
+            wanted = output_axes_in_source_order(source, shape, self.axcodes, list(wanted))  # type: ignore[arg-type]
         if self.spacing is not None:
-            affine, shape = spacing_grid(affine, shape, self.spacing, self.align)
-        elif self.shape is not None:
-            affine, shape = shape_grid(affine, shape, self.shape)
-        elif isinstance(self.like, Volume):
-            affine, shape = self.like.affine, self.like.spatial_shape
+            affine, size = spacing_grid(source, shape, wanted, self.align)  # type: ignore[arg-type]
         else:
-            affine, shape = np.asarray(self.like[0], dtype=np.float64), tuple(int(v) for v in self.like[1])  # type: ignore[index]
-        return {"source": source, "affine": affine, "shape": shape}
+            affine, size = shape_grid(source, shape, _triple(wanted, "shape"))  # type: ignore[arg-type]
+        if self.axcodes is not None:
+            affine, size = orient_grid(affine, size, self.axcodes)
+        return {"source": source, "affine": affine, "shape": size}
 
 
 class RandomAffine(_Regrid, RandomTransform):

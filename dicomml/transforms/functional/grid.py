@@ -26,7 +26,7 @@ from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, orn
 from dicomml.errors import GeometryError
 from dicomml.geometry.affine import spacing_of
 
-__all__ = ["ALIGNS", "orient_grid", "shape_grid", "spacing_grid", "shift_grid", "check_axcodes"]
+__all__ = ["ALIGNS", "check_axcodes", "orient_grid", "output_axes_in_source_order", "shape_grid", "shift_grid", "spacing_grid"]
 
 #: The two grid conventions (see the module docstring).
 ALIGNS = ("edges", "centers")
@@ -100,6 +100,27 @@ def orient_grid(affine: np.ndarray, shape: Sequence[int], axcodes: str) -> tuple
     for axis, (target, _) in enumerate(transform):
         out_shape[int(target)] = int(n[axis])
     return a @ inv_ornt_aff(transform, tuple(int(v) for v in n)), tuple(out_shape)  # type: ignore[return-value]
+
+
+def output_axes_in_source_order(affine: np.ndarray, shape: Sequence[int], axcodes: str, values: Sequence) -> list:
+    """Per-axis ``values`` given for the axes after :func:`orient_grid`, listed per input axis.
+
+    Used to scale a grid in the input's own axis order and orient it after,
+    so that orientation plus resampling stays one fast pass (the scaled grid
+    is anchored at the input's first voxel edge, in its stored order).
+
+    Example
+    -------
+    >>> output_axes_in_source_order(np.diag([1.0, 1.0, 1.0, 1.0])[[2, 1, 0, 3]], (2, 3, 4), "RAS", [1, 2, 3])
+    [3, 2, 1]
+    """
+    a, _ = _check(affine, shape)
+    oriented, _ = orient_grid(a, shape, axcodes)
+    source_axis = np.argmax(np.abs(np.linalg.solve(a, oriented)[:3, :3]), axis=0)
+    out = [None] * 3
+    for j, p in enumerate(source_axis):
+        out[int(p)] = values[j]
+    return out
 
 
 def _scaled(affine: np.ndarray, ratio: np.ndarray, align: str) -> np.ndarray:

@@ -58,10 +58,12 @@ class _Relayout:
         return bool(np.all(self.shifts() | scaled))
 
     def to_target(self, out: torch.Tensor) -> torch.Tensor:
-        """Permute and flip a result computed in source axis order."""
+        """Permute and flip a result computed in source axis order (one contiguous copy at most)."""
         if self.perm != (0, 1, 2):
-            out = out.permute(0, *(1 + p for p in self.perm)).contiguous()
-        return out.flip([1 + j for j in self.flips]) if self.flips else out
+            out = out.permute(0, *(1 + p for p in self.perm))
+        if self.flips:
+            out = out.flip([1 + j for j in self.flips])
+        return out.contiguous()
 
 
 def _index_map(affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:

@@ -1,0 +1,179 @@
+"""Resample a CT-sized volume to 1 mm (trilinear): dicomml vs MONAI Spacing vs SimpleITK vs bare torch.
+
+Each contender runs in its own fresh subprocess on the same synthetic volume
+(float32, DICOM (slice, row, column) order, axial affine), so one does not
+pollute another's peak memory. Reported per contender: best-of-``--repeat``
+seconds for the resample alone, the process' peak RSS, and the peak above the
+RSS it had just before resampling (input already built). On ``--device cuda``
+the torch-based contenders run on the GPU and report peak GPU memory too;
+SimpleITK stays on the CPU.
+
+Usage::
+
+    python benchmarks/bench_transforms.py                      # 512x512x300, CPU
+    python benchmarks/bench_transforms.py --size 256,256,150   # quicker
+    python benchmarks/bench_transforms.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "simpleitk", "torch_interpolate")
+
+
+def _input(args: argparse.Namespace):
+    import torch
+
+    from dicomml.geometry import dicom_affine
+
+    cols, rows, slices = args.size
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((1, slices, rows, cols), generator=generator) * 2000 - 1000
+    affine = dicom_affine([1, 0, 0, 0, 1, 0], [args.spacing[1], args.spacing[0]], [-180.0, -180.0, -300.0], [0, 0, args.spacing[2]])
+    return x, affine
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _prepare(name: str, args: argparse.Namespace) -> tuple[Callable[[], object], tuple[int, ...]]:
+    """Build the input and return (the call to time, the output spatial shape)."""
+    import torch
+
+    from dicomml.transforms import Resample
+    from dicomml.transforms.functional import spacing_grid
+
+    x, affine = _input(args)
+    device = torch.device(args.device)
+    target_affine, target_shape = spacing_grid(affine, x.shape[1:], 1.0)
+    if name in ("dicomml", "dicomml_fused_RAS"):
+        resample = Resample(spacing=1.0, axcodes="RAS" if name.endswith("RAS") else None)
+        sample = {"image": x.to(device), "affine": affine}
+        return lambda: resample(sample)["image"], target_shape
+    if name == "torch_interpolate":
+        batch = x.to(device)[None]
+        return lambda: torch.nn.functional.interpolate(batch, size=target_shape, mode="trilinear", align_corners=False), target_shape
+    if name == "monai_spacing":
+        from monai.data import MetaTensor
+        from monai.transforms import Spacing
+
+        image = MetaTensor(x.to(device), affine=torch.from_numpy(affine))
+        spacing = Spacing(pixdim=(1.0, 1.0, 1.0), mode="bilinear")
+        return lambda: spacing(image), target_shape
+    if name == "simpleitk":
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(x[0].numpy().transpose(2, 1, 0).copy())  # sitk x = array axis 0
+        lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+        image.SetSpacing(np.linalg.norm(lps[:3, :3], axis=0).tolist())
+        image.SetOrigin(lps[:3, 3].tolist())
+        image.SetDirection((lps[:3, :3] / np.linalg.norm(lps[:3, :3], axis=0)).flatten().tolist())
+        out_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ target_affine
+        resampler = sitk.ResampleImageFilter()
+        resampler.SetSize([int(v) for v in target_shape])
+        resampler.SetOutputSpacing([1.0, 1.0, 1.0])
+        resampler.SetOutputOrigin(out_lps[:3, 3].tolist())
+        resampler.SetOutputDirection((out_lps[:3, :3] / np.linalg.norm(out_lps[:3, :3], axis=0)).flatten().tolist())
+        resampler.SetInterpolator(sitk.sitkLinear)
+        return lambda: resampler.Execute(image), target_shape
+    raise SystemExit(f"unknown contender {name}")
+
+
+def _worker(name: str, args: argparse.Namespace) -> None:
+    import torch
+
+    call, shape = _prepare(name, args)
+    cuda = args.device == "cuda" and name != "simpleitk"
+    before = _rss_mb()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        out = call()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        del out
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result = {
+        "name": name,
+        "seconds": min(times),
+        "peak_rss_mb": peak,
+        "rss_above_input_mb": peak - before,
+        "out_shape": list(shape),
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def _run(name: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--worker", name, "--size", ",".join(map(str, args.size)),
+           "--spacing", ",".join(map(str, args.spacing)), "--device", args.device, "--repeat", str(args.repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        return {"name": name, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=lambda s: [int(v) for v in s.split(",")], default=[512, 512, 300],
+                        help="columns,rows,slices (default 512,512,300)")
+    parser.add_argument("--spacing", type=_floats, default=[0.7, 0.7, 1.25],
+                        help="input column,row,slice spacing in mm (default 0.7,0.7,1.25)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker, args)
+        return
+    import torch
+
+    print(f"resample {args.size[0]}x{args.size[1]}x{args.size[2]} float32 at {args.spacing} mm to 1 mm, trilinear, "
+          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeat}")
+    results = {r["name"]: r for r in (_run(n, args) for n in args.only.split(","))}
+    for r in results.values():
+        if "error" in r:
+            print(f"  {r['name']:<20} failed: {r['error']}")
+            continue
+        gpu = f"  gpu peak {r['gpu_peak_mb']:8.0f} MB" if r["gpu_peak_mb"] is not None else ""
+        print(f"  {r['name']:<20} {r['seconds']:8.3f} s   peak RSS {r['peak_rss_mb']:8.0f} MB "
+              f"(+{r['rss_above_input_mb']:6.0f} MB over input)   out {tuple(r['out_shape'])}{gpu}")
+    ours = results.get("dicomml", {})
+    if "seconds" not in ours:
+        return
+    for name, label in (("monai_spacing", "MONAI Spacing / dicomml (speed-up, target >= 6)"),
+                        ("simpleitk", "SimpleITK / dicomml (speed-up)"),
+                        ("torch_interpolate", "bare torch interpolate / dicomml (target >= 1/1.1 = 0.91)")):
+        if "seconds" in results.get(name, {}):
+            print(f"  ratio {label}: {results[name]['seconds'] / ours['seconds']:.2f}")
+    if "seconds" in results.get("monai_spacing", {}):
+        print(f"  ratio dicomml / MONAI peak RSS (target <= 0.33): {ours['peak_rss_mb'] / results['monai_spacing']['peak_rss_mb']:.2f}"
+              f"; over input: {ours['rss_above_input_mb'] / max(1.0, results['monai_spacing']['rss_above_input_mb']):.2f}")
+        if ours["gpu_peak_mb"] is not None and results["monai_spacing"]["gpu_peak_mb"]:
+            print(f"  ratio dicomml / MONAI peak GPU memory: {ours['gpu_peak_mb'] / results['monai_spacing']['gpu_peak_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
