@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.datadict import dictionary_description, dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR, tag_for_keyword
+from pydicom.uid import UID
 
 from dicomml.assemble.grouping import group_keys
 from dicomml.dicom.frames import frame_table
@@ -92,7 +93,7 @@ PHI_FIELDS: dict[str, tuple[int, str]] = {
 }
 
 _PATIENT_ID = 0x00100020
-_ROWS = 0x00280010
+_ROWS, _COLUMNS = 0x00280010, 0x00280011
 _CHARSET = 0x00080005
 _PLAIN_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 _CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
@@ -100,6 +101,24 @@ _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 _NUMERIC_VRS = frozenset({"DS", "IS", *_BINARY})
 _INTEGER_VRS = frozenset({"IS", "US", "SS", "UL", "SL"})
 _FUNCTIONAL_GROUPS = (0x52009229, 0x52009230)
+#: Image Pixel elements without which no decoder can read the pixels (column -> tag).
+_PIXEL_MODULE = {
+    "rows": 0x00280010,
+    "samples_per_pixel": 0x00280002,
+    "photometric_interpretation": 0x00280004,
+    "bits_allocated": 0x00280100,
+    "pixel_representation": 0x00280103,
+}
+#: Longest value of these VRs (PS3.5 6.2); a longer one means the length field lied.
+_MAX_CHARS = {"CS": 16, "SH": 16, "LO": 64, "UI": 64, "DA": 8, "AS": 4}
+
+
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vm(tag: int) -> str:
+    try:
+        return dictionary_VM(tag)
+    except KeyError:
+        return "1-n"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -161,6 +180,8 @@ class _Values:
         text = text.strip(" \x00")
         if not text:
             return []
+        if vr in _MAX_CHARS and len(text) > _MAX_CHARS[vr] * (text.count("\\") + 1) + text.count("\\"):
+            raise self.fail(tag, f"is {len(text)} characters long, more than a {vr} value can hold")
         return [v.strip(" \x00") for v in text.split("\\")] if vr not in ("LT", "ST", "UT", "UR") else [text]
 
     def get(self, tag: int, kind: str) -> Any:
@@ -170,6 +191,8 @@ class _Values:
         values = self.strings(tag)
         if not values:
             return None
+        if kind in ("int", "float") and len(values) > 1 and _dictionary_vm(tag) == "1":
+            raise self.fail(tag, f"has {len(values)} values, expected 1")
         if kind == "text":
             return "\\".join(values)
         if kind == "texts":
@@ -237,6 +260,36 @@ class _LeanView:
         return self[keyword].value if keyword in self else default
 
 
+def _check_pixel_module(header: Header, values: _Values, base: dict[str, Any], path: str) -> None:
+    """The Image Pixel elements a decoder needs are there, and native pixel data is long enough."""
+    for column, tag in _PIXEL_MODULE.items():
+        if base.get(column) is None:
+            raise InvalidDicomFileError(
+                f"{path}: {tag_text(tag)} {dictionary_description(tag)} is missing from an image; "
+                "the pixel data cannot be decoded, fix or exclude the file",
+                path=path,
+                tag=tag_text(tag),
+            )
+    if header.pixel_length is None or header.pixel_length == 0xFFFFFFFF:
+        return  # encapsulated: fragments were checked by the header walk
+    frames = base["number_of_frames"] or 1
+    bits = base["rows"] * values.get(_COLUMNS, "int") * frames * base["samples_per_pixel"] * base["bits_allocated"]
+    expected = (bits + 7) // 8
+    if header.pixel_length < expected:
+        raise InvalidDicomFileError(
+            f"{path}: (7FE0,0010) Pixel Data holds {header.pixel_length} bytes, expected {expected} "
+            f"from Rows, Columns, frames, samples and Bits Allocated; the file is truncated or its header corrupt",
+            path=path,
+            tag="(7FE0,0010)",
+        )
+
+
+def _has_pixels(sop_class: str | None) -> bool:
+    """Whether objects of this SOP class carry pixel data (images, segmentations, parametric maps)."""
+    name = UID(sop_class or "").name
+    return any(word in name for word in ("Image Storage", "Segmentation Storage", "Parametric Map Storage"))
+
+
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -293,18 +346,18 @@ def instance_rows(
     ds = _LeanView(values, path) if lean else header.dataset(path)
     if annotation:
         base.update(annotation_fields(ds))
-    if rows_value is None:  # not an image: a structure set, a report, a presentation state
-        return [base]
-    if header.pixel_tag is None:
+    if header.pixel_tag is None and (rows_value is not None or _has_pixels(base["sop_class_uid"])):
         raise InvalidDicomFileError(
-            f"{path}: (7FE0,0010) Pixel Data is missing from an image of {rows_value} rows; "
-            "the file is truncated, re-export it",
+            f"{path}: (7FE0,0010) Pixel Data is missing from a {UID(base['sop_class_uid'] or '').name or 'image'} "
+            "object; the file is truncated, re-export it",
             path=path,
             tag="(7FE0,0010)",
         )
+    if rows_value is None and header.pixel_tag is None:  # not an image: a structure set, a report
+        return [base]
+    _check_pixel_module(header, values, base, path)
     table = frame_table(ds)  # type: ignore[arg-type]  # a Dataset or its lean view
-    base["columns"] = table.columns
-    base["rows"] = table.rows
+    base["columns"] = values.get(_COLUMNS, "int")
     base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None
     if annotation:
         groups = {None: list(range(len(table)))}
