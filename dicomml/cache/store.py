@@ -7,7 +7,7 @@ Layout of a cache at ``ROOT`` (a local folder or any fsspec URL)::
         zarr.json                  attributes: affine, meta, layouts, checksums
         image/                     (i, j, k) one shard, inner chunks, Blosc LZ4 + CRC32C
         mask/                      (C, i, j, k) uint8, same chunks (optional)
-        foreground/                (N, 3) int32 voxel indices where any mask is > 0
+        foreground/                (N, 4) int32 rows (channel, i, j, k) of mask voxels > 0
     ROOT/entries/KEY.json          the publish marker: which TOKEN is the entry
     ROOT/tmp/                      markers being written
 
@@ -41,7 +41,7 @@ from dicomml.errors import CacheIntegrityError, CacheMissError
 
 __all__ = ["Cache", "Entry", "FOREGROUND_MAX"]
 
-#: At most this many foreground voxels are indexed per entry (evenly strided).
+#: At most this many foreground voxels are indexed per entry, shared among mask channels (evenly strided).
 FOREGROUND_MAX = 200_000
 _ARRAYS = ("image", "mask", "foreground")
 
@@ -289,7 +289,7 @@ class Cache:
             fg = _foreground(mask)
             arrays.update(mask=mask, foreground=fg)
             layouts["mask"] = write_array(group, "mask", mask, (mask.shape[0], *chunks))
-            layouts["foreground"] = write_array(group, "foreground", fg, (max(1, len(fg)), 3))
+            layouts["foreground"] = write_array(group, "foreground", fg, (max(1, len(fg)), 4))
         marker = {
             "format": FORMAT_VERSION,
             "data": data,
@@ -435,11 +435,15 @@ def _crc(array: np.ndarray) -> int:
 
 
 def _foreground(mask: np.ndarray) -> np.ndarray:
-    """(N, 3) int32 indices of voxels where any channel is > 0, at most FOREGROUND_MAX (evenly strided)."""
-    idx = np.argwhere(np.any(mask > 0, axis=0)).astype(np.int32)
-    if len(idx) > FOREGROUND_MAX:
-        idx = idx[np.linspace(0, len(idx) - 1, FOREGROUND_MAX).astype(np.int64)]
-    return np.ascontiguousarray(idx)
+    """(N, 4) int32 rows (channel, i, j, k) of voxels > 0, per channel at most FOREGROUND_MAX // C (evenly strided)."""
+    per_channel = max(1, FOREGROUND_MAX // max(1, mask.shape[0]))
+    rows = [np.empty((0, 4), np.int32)]
+    for c, channel in enumerate(mask):
+        idx = np.argwhere(channel > 0)
+        if len(idx) > per_channel:
+            idx = idx[np.linspace(0, len(idx) - 1, per_channel).astype(np.int64)]
+        rows.append(np.column_stack([np.full(len(idx), c), idx]).astype(np.int32))
+    return np.ascontiguousarray(np.concatenate(rows))
 
 
 def _jsonable(value: Any) -> Any:

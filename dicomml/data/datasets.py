@@ -195,7 +195,9 @@ class PatchDataset(_CachedDataset):
         foreground index computed at cache time) or ``"grid"`` (every tile,
         in order; the dataset's length is the number of tiles).
     positive_fraction
-        ``label_balanced``: probability that a patch is centred on foreground.
+        ``label_balanced``: probability that a patch is centred on foreground
+        (of a mask channel drawn uniformly; ``meta["positive_channel"]`` says
+        which, None for a uniform patch).
 
     Example
     -------
@@ -249,7 +251,7 @@ class PatchDataset(_CachedDataset):
         if self.sampler == "grid":
             start = self._tiles[index][1]
         elif self.sampler == "label_balanced":
-            start, drawn["positive"] = label_balanced_start(
+            start, drawn["positive_channel"] = label_balanced_start(
                 entry.shape, self.patch_size, self._foreground_of(entry), self.positive_fraction, rng
             )
         else:
@@ -261,7 +263,7 @@ class PatchDataset(_CachedDataset):
         return self._sample(index, series_index, entry, image, mask, affine, torch_seed, patch_start=start, **drawn)
 
     def _foreground_of(self, entry: Entry) -> np.ndarray:
-        if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 3 int32)
+        if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)
             self._foreground[entry.key] = entry.read("foreground")
         return self._foreground[entry.key]
 

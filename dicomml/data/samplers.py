@@ -39,18 +39,21 @@ def label_balanced_start(
     foreground: np.ndarray,
     positive_fraction: float,
     rng: np.random.Generator,
-) -> tuple[tuple[int, int, int], bool]:
-    """Corner of a patch centred on a foreground voxel with probability ``positive_fraction``.
+) -> tuple[tuple[int, int, int], int | None]:
+    """Corner of a patch centred on foreground with probability ``positive_fraction``.
 
-    Otherwise (or when there is no foreground) the patch is placed uniformly,
-    as MONAI's ``RandCropByPosNegLabel`` does for its negatives in practice.
+    A positive patch first draws a mask channel (uniformly among the channels
+    that have foreground, so a 12 mm lesion is as likely as the liver), then
+    one of its voxels, like MONAI's ``RandCropByLabelClasses``. Otherwise, or
+    when there is no foreground, the patch is placed uniformly (mostly
+    background, as MONAI's negatives).
 
     Parameters
     ----------
     shape, patch
         Volume and patch shape (i, j, k), voxels.
     foreground
-        (N, 3) voxel indices of foreground (the cache's foreground index).
+        (N, 4) rows (channel, i, j, k): the cache's foreground index.
     positive_fraction
         Probability of a foreground-centred patch, in [0, 1].
     rng
@@ -60,13 +63,16 @@ def label_balanced_start(
     -------
     start : tuple of int
         Patch corner.
-    positive : bool
-        Whether the patch was centred on foreground.
+    channel : int or None
+        The mask channel the patch was centred on; None for a uniform patch.
     """
     if len(foreground) and rng.random() < positive_fraction:
-        centre = foreground[rng.integers(len(foreground))]
-        return _clip_start(centre - np.asarray(patch) // 2, shape, patch), True
-    return uniform_start(shape, patch, rng), False
+        channels = np.unique(foreground[:, 0])
+        channel = channels[rng.integers(len(channels))]
+        rows = np.flatnonzero(foreground[:, 0] == channel)
+        centre = foreground[rows[rng.integers(len(rows))], 1:]
+        return _clip_start(centre - np.asarray(patch) // 2, shape, patch), int(channel)
+    return uniform_start(shape, patch, rng), None
 
 
 def grid_starts(shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int, int]]:
