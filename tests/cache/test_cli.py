@@ -1,0 +1,53 @@
+"""``dicomml cache info|verify|gc`` on a real store, through the installed entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dicomml.cache import Cache
+from dicomml.cache.shard import index_nbytes
+
+
+def _dicomml(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from dicomml.cli.main import main; main()", *args], capture_output=True, text=True)
+
+
+def _corrupt(cache: Cache, key: str) -> None:
+    entry = cache.open(key)
+    shard = Path(entry._path) / "image/c/0/0/0"
+    data = bytearray(shard.read_bytes())
+    offset = int(np.frombuffer(bytes(data[-index_nbytes(entry.layouts["image"]) : -4]), "<u8")[0])
+    data[offset + 40] ^= 0x55
+    shard.write_bytes(bytes(data))
+
+
+def test_info_verify_gc(tmp_path):
+    cache = Cache(tmp_path / "c")
+    image = np.arange(40 * 50 * 60, dtype=np.int16).reshape(40, 50, 60)
+    for key in ("a", "b", "gone"):
+        cache.put(key, image, np.eye(4), chunks=(16, 16, 16))
+    cache.delete("gone")
+
+    info = _dicomml("cache", "info", str(tmp_path / "c"))
+    assert info.returncode == 0 and "entries: 2" in info.stdout and "unreferenced_bytes: 0" not in info.stdout
+
+    ok = _dicomml("cache", "verify", str(tmp_path / "c"))
+    assert ok.returncode == 0 and "2 of 2 entries verified" in ok.stdout
+
+    _corrupt(cache, "b")
+    bad = _dicomml("cache", "verify", str(tmp_path / "c"))
+    assert bad.returncode == 1
+    assert "entry b array image: chunk (0, 0, 0) checksum mismatch" in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("dicomml: error:") and "1 corrupted entries: b" in bad.stderr
+
+    fixed = _dicomml("cache", "verify", "--delete", str(tmp_path / "c"))
+    assert fixed.returncode == 1 and Cache(tmp_path / "c").keys() == ["a"]
+
+    gc = _dicomml("cache", "gc", "--grace", "0", str(tmp_path / "c"))
+    assert gc.returncode == 0 and "2 paths removed" in gc.stdout
+    assert Cache(tmp_path / "c").info()["unreferenced_bytes"] == 0
+    assert _dicomml("cache", "verify", str(tmp_path / "c")).returncode == 0
