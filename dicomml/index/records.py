@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
 
 from dicomml.assemble.grouping import group_keys
@@ -98,9 +98,6 @@ _CHARSET = 0x00080005
 _PLAIN_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 _CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
-_NUMERIC_VRS = frozenset({"DS", "IS", *_BINARY})
-_INTEGER_VRS = frozenset({"IS", "US", "SS", "UL", "SL"})
-_FUNCTIONAL_GROUPS = (0x52009229, 0x52009230)
 #: Image Pixel elements without which no decoder can read the pixels (column -> tag).
 _PIXEL_MODULE = {
     "rows": 0x00280010,
@@ -109,6 +106,9 @@ _PIXEL_MODULE = {
     "bits_allocated": 0x00280100,
     "pixel_representation": 0x00280103,
 }
+_PIXEL_DATA = 0x7FE00010
+#: Read by frame_table; their VR is checked here, as the FIELDS' are.
+_GEOMETRY_TAGS = (0x00200032, 0x00200037, 0x00280030)
 #: Longest value of these VRs (PS3.5 6.2); a longer one means the length field lied.
 _MAX_CHARS = {"CS": 16, "SH": 16, "LO": 64, "UI": 64, "DA": 8, "AS": 4}
 
@@ -211,59 +211,12 @@ class _Values:
             raise self.fail(tag, f"is {values!r}, expected finite numbers")
         return numbers
 
-    def typed(self, tag: int) -> Any:
-        """The value as pydicom would give it: a number, a string, or a list of them; None if empty."""
-        values = self.strings(tag)
-        if not values:
-            return None
-        vr = self.vr(tag)
-        if vr in _NUMERIC_VRS:
-            numbers = self.numbers(tag, values)
-            out: list[Any] = [int(v) for v in numbers] if vr in _INTEGER_VRS else numbers
-        else:
-            out = values
-        return out[0] if len(out) == 1 else out
-
-
-class _Element:
-    __slots__ = ("VR", "value")
-
-    def __init__(self, vr: str, value: Any) -> None:
-        self.VR = vr
-        self.value = value
-
-
-class _LeanView:
-    """The read-only part of the pydicom ``Dataset`` interface that ``frame_table`` uses
-    (``in``, ``[keyword].value`` / ``.VR``, ``get``), over the raw top-level values.
-
-    Classic single-frame objects go through it: decoding a dozen values here
-    is several times cheaper than pydicom's conversion. Enhanced objects,
-    mosaics (CSA header) and annotations use the real Dataset.
-    """
-
-    def __init__(self, values: _Values, path: str) -> None:
-        self._values = values
-        self.filename = path
-
-    def __contains__(self, keyword: str) -> bool:
-        tag = tag_for_keyword(keyword)
-        return tag is not None and tag in self._values.header.elements
-
-    def __getitem__(self, keyword: str) -> _Element:
-        tag = tag_for_keyword(keyword)
-        if tag is None or tag not in self._values.header.elements:
-            raise KeyError(keyword)
-        return _Element(self._values.vr(tag), self._values.typed(tag))
-
-    def get(self, keyword: str, default: Any = None) -> Any:
-        return self[keyword].value if keyword in self else default
 
 
 def _check_pixel_module(header: Header, values: _Values, base: dict[str, Any], path: str) -> None:
     """The Image Pixel elements a decoder needs are there, and native pixel data is long enough."""
     for column, tag in _PIXEL_MODULE.items():
-        if base.get(column) is None:
+        if base.get(column) is None and not (column == "pixel_representation" and header.pixel_tag != _PIXEL_DATA):
             raise InvalidDicomFileError(
                 f"{path}: {tag_text(tag)} {dictionary_description(tag)} is missing from an image; "
                 "the pixel data cannot be decoded, fix or exclude the file",
@@ -339,11 +292,11 @@ def instance_rows(
         base.update({column: values.get(tag, kind) for column, (tag, kind) in PHI_FIELDS.items()})
     rows_value = values.get(_ROWS, "int")
     base["rows"] = rows_value
+    for tag in _GEOMETRY_TAGS:
+        if tag in header.elements:
+            values.vr(tag)
     annotation = base["modality"] in ANNOTATION_MODALITIES
-    lean = not annotation and "MOSAIC" not in (base["image_type"] or []) and not any(
-        tag in header.elements for tag in _FUNCTIONAL_GROUPS
-    )
-    ds = _LeanView(values, path) if lean else header.dataset(path)
+    ds = header.dataset(path)
     if annotation:
         base.update(annotation_fields(ds))
     if header.pixel_tag is None and (rows_value is not None or _has_pixels(base["sop_class_uid"])):
@@ -356,7 +309,7 @@ def instance_rows(
     if rows_value is None and header.pixel_tag is None:  # not an image: a structure set, a report
         return [base]
     _check_pixel_module(header, values, base, path)
-    table = frame_table(ds)  # type: ignore[arg-type]  # a Dataset or its lean view
+    table = frame_table(ds)
     base["columns"] = values.get(_COLUMNS, "int")
     base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None
     if annotation:
