@@ -38,6 +38,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,7 +250,7 @@ class PipelineConfig:
             raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}", path=source) from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> PipelineConfig:
+    def from_yaml(cls, path: str | os.PathLike[str]) -> PipelineConfig:
         """Load a YAML file (``yaml.safe_load``) into a validated config.
 
         Raises
@@ -269,7 +270,7 @@ class PipelineConfig:
         return cls.from_dict(data, source=str(path))
 
 
-def load_config(config: PipelineConfig | str | Path) -> PipelineConfig:
+def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConfig:
     """Accept a config object or the path of its YAML file.
 
     Example

@@ -33,6 +33,7 @@ import fsspec
 import google_crc32c
 import numpy as np
 import zarr
+from zarr.abc.store import Store
 from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.cache.key import FORMAT_VERSION
@@ -394,7 +395,7 @@ class Cache:
             raise ValueError(f"cache key {key!r} must be a non-empty name without '/'")
         return f"{self.root}/entries/{key}.json"
 
-    def _store(self) -> zarr.abc.store.Store:
+    def _store(self) -> Store:
         if isinstance(self.fs, LocalFileSystem):
             return zarr.storage.LocalStore(self.root)
         return zarr.storage.FsspecStore.from_url(self.url, storage_options=self._storage_options)

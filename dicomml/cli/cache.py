@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from dicomml.cache import Cache
@@ -32,7 +34,7 @@ def verify(cache: str, delete: bool) -> None:
     store = Cache(cache)
     keys = store.keys()
     bad = []
-    with click.progressbar(keys, label="verifying", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(keys, label="verifying", file=sys.stderr) as bar:
         for key in bar:
             try:
                 store.verify(key)

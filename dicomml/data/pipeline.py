@@ -358,14 +358,14 @@ def preprocess_one(row_or_key: Any, manifest: Any, config: PipelineConfig | str 
         source = row_or_key
     else:
         series_key = row_or_key if isinstance(row_or_key, str) else str(row_or_key["series_key"])
-        source = series_sources(manifest, config, series_keys=[series_key])
-        if not source:
+        found = series_sources(manifest, config, series_keys=[series_key])
+        if not found:
             raise SeriesNotFoundError(
                 f"series {series_key} has no annotation, but config {config.name} caches masks; "
                 "pair it with a SEG/RTSTRUCT or use a config without masks",
                 series_uid=series_key,
             )
-        source = source[0]
+        source = found[0]
     computed = not cache.has(source.key)
     if computed:
         from dicomml.assemble import load_series
