@@ -27,7 +27,7 @@ from dicomml.dicom.frames import FrameTable, frame_table, functional_item
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.dicom.pixels import decode_into, stored_dtype
 from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
-from dicomml.geometry import axcodes
+from dicomml.geometry import axcodes, spacing_of
 from dicomml.volume import Volume
 
 if TYPE_CHECKING:
@@ -385,4 +385,5 @@ def _meta(
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
         "irregularities": list(plan.irregularities),
         "orientation": axcodes(affine),
+        "spacing": list(spacing_of(affine)),
     }

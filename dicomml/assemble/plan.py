@@ -138,7 +138,7 @@ def plan_stack(
     # Pre-order by time so that analyze_stack's tie-break (input order) is time order.
     by_time = keep_rows[np.argsort(time_order[keep_rows], kind="stable")]
     geometry = analyze_stack(positions[by_time], iop)
-    resample = _check_stack(geometry, on_irregular, series, found)
+    resample = _check_stack(geometry, [labels[i] for i in by_time], on_irregular, series, found)
     starts = np.concatenate([[0], np.cumsum(geometry.counts)[:-1]])
     n_positions = geometry.n_positions
     n_volumes = geometry.n_volumes or 1
@@ -162,16 +162,21 @@ def plan_stack(
     return StackPlan(slots, n_volumes, n_positions, affine, geometry, tuple(found), frozenset(resample))
 
 
+_RESAMPLE_OR_KEEP = "pass on_irregular='resample' for a regular grid or on_irregular='keep' to stack the slices as they are"
+_NOT_RESAMPLABLE = "remove or split off the odd slices, or pass on_irregular='keep' to stack the slices as they are"
+
+
 def _irregular(
-    error: type[SeriesAssemblyError], problem: str, on_irregular: str, series: str, found: list[str]
+    error: type[SeriesAssemblyError],
+    problem: str,
+    on_irregular: str,
+    series: str,
+    found: list[str],
+    remedy: str = _RESAMPLE_OR_KEEP,
 ) -> None:
     """Raise under "raise", else record the problem."""
     if on_irregular == "raise":
-        raise error(
-            f"series {series}: {problem}; pass on_irregular='resample' for a regular grid "
-            "or on_irregular='keep' to stack the slices as they are",
-            series_uid=series,
-        )
+        raise error(f"series {series}: {problem}; {remedy}", series_uid=series)
     found.append(problem)
 
 
@@ -237,6 +242,7 @@ def _check_in_plane(
             "raise" if on_irregular == "resample" else on_irregular,
             series,
             found,
+            _NOT_RESAMPLABLE,
         )
     if np.all(np.isfinite(pixel_spacing)):
         ratio = float(np.max(np.abs(pixel_spacing / spacing - 1)))
@@ -247,48 +253,52 @@ def _check_in_plane(
                 "raise" if on_irregular == "resample" else on_irregular,
                 series,
                 found,
+                _NOT_RESAMPLABLE,
             )
 
 
-def _check_stack(geometry: StackGeometry, on_irregular: str, series: str, found: list[str]) -> set[str]:
+def _check_stack(
+    geometry: StackGeometry, labels: Sequence[str], on_irregular: str, series: str, found: list[str]
+) -> set[str]:
+    """Raise or record each stack irregularity; ``labels`` name the frames in analyze_stack's input order."""
     resample: set[str] = set()
+    sorted_labels = [labels[i] for i in geometry.order]
+    starts = np.concatenate([[0], np.cumsum(geometry.counts)[:-1]])
+    steps = np.diff(geometry.offsets)
     if geometry.n_volumes == 0:
-        counts = np.unique(geometry.counts).tolist()
+        crowded = int(np.argmax(geometry.counts))
+        at = sorted_labels[starts[crowded] : starts[crowded] + geometry.counts[crowded]]
         _irregular(
             DuplicateSliceError,
-            f"positions hold unequal numbers of slices ({counts}; {geometry.duplicates} extra), "
+            f"positions hold unequal numbers of slices ({np.unique(geometry.counts).tolist()}; "
+            f"{geometry.duplicates} extra, e.g. {', '.join(at[:4])} at {geometry.offsets[crowded]:.4g} mm), "
             "so they are neither one volume nor a time series",
             "raise" if on_irregular == "resample" else on_irregular,
             series,
             found,
+            _NOT_RESAMPLABLE,
         )
         return resample
     if geometry.tilt_deg > TILT_TOLERANCE_DEG:
         _irregular(
             GantryTiltError,
-            f"slice positions progress {geometry.tilt_deg:.2f} deg off the slice normal (gantry tilt)",
+            f"slice positions progress {geometry.tilt_deg:.2f} deg off the slice normal (gantry tilt) "
+            f"from {sorted_labels[0]} to {sorted_labels[-1]}",
             on_irregular,
             series,
             found,
         )
         resample.add("tilt")
-    if geometry.missing:
-        _irregular(
-            SliceGapError,
-            f"{geometry.missing} slice(s) missing: a step along the normal exceeds the "
-            f"{geometry.spacing:.4g} mm spacing (steps {np.round(np.diff(geometry.offsets), 4).tolist()} mm)",
-            on_irregular,
-            series,
-            found,
+    if geometry.missing or not geometry.uniform:
+        worst = int(np.argmax(np.abs(steps - geometry.spacing)))
+        where = (
+            f"steps {np.round(steps, 4).tolist()} mm; the largest deviation is between "
+            f"{sorted_labels[starts[worst]]} and {sorted_labels[starts[worst + 1]]}"
         )
-        resample.add("equidistant")
-    elif not geometry.uniform:
-        _irregular(
-            InconsistentGeometryError,
-            f"slice spacing is not uniform (steps {np.round(np.diff(geometry.offsets), 4).tolist()} mm)",
-            on_irregular,
-            series,
-            found,
-        )
+        if geometry.missing:
+            problem = f"{geometry.missing} slice(s) missing: a step along the normal exceeds the {geometry.spacing:.4g} mm spacing ({where})"
+            _irregular(SliceGapError, problem, on_irregular, series, found)
+        else:
+            _irregular(InconsistentGeometryError, f"slice spacing is not uniform ({where})", on_irregular, series, found)
         resample.add("equidistant")
     return resample if on_irregular == "resample" else set()
