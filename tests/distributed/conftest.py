@@ -1,0 +1,48 @@
+"""A small real cohort for the preprocessing tests, indexed once per session.
+
+The sample study (CT with a DICOM SEG, sagittal MR) plus corpus series: the
+dcmqi CTs with their SEGs, and a Siemens sagittal MR whose two volumes form a
+4D series, which the cache refuses (a real failing series).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dicomml
+from dicomml.config import PipelineConfig
+from dicomml.sample import write_sample_study
+
+#: Corpus folders of the cohort, relative to the corpus root.
+CORPUS_FOLDERS = ("dcmqi/data/segmentations", "dcm_qa/In/Orientation/sag")
+
+
+@pytest.fixture(scope="session")
+def cohort(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dicomml.Manifest:
+    """Manifest of the sample study and a few corpus series (6 image series, 1 of them 4D)."""
+    root = tmp_path_factory.mktemp("cohort")
+    write_sample_study(root / "sample")
+    sources = [root / "sample", *(data_dir / f for f in CORPUS_FOLDERS)]
+    return dicomml.index(sources, root / "manifest", workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ct_1mm() -> PipelineConfig:
+    """The shipped configs/ct_1mm.yaml."""
+    return PipelineConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml")
+
+
+@pytest.fixture(scope="session")
+def ct_seg() -> PipelineConfig:
+    """The shipped configs/ct_seg.yaml (image + every SEG segment)."""
+    return PipelineConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "ct_seg.yaml")
+
+
+@pytest.fixture(scope="session")
+def four_d_key(cohort: dicomml.Manifest) -> str:
+    """The series key of the 4D sagittal MR (the cache holds 3D images, so it fails)."""
+    rows = cohort.sql("SELECT series_key FROM series WHERE usable AND n_volumes > 1")
+    assert len(rows) == 1, rows
+    return str(rows["series_key"].iloc[0])

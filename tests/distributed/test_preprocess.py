@@ -1,0 +1,141 @@
+"""`dicomml.preprocess` on a real cohort: Dask LocalCluster, shards, failures, the run report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import dicomml
+from dicomml.cache import Cache
+from dicomml.cli.main import main
+from dicomml.distributed import REPORT_SCHEMA
+from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesAssemblyError, SeriesNotFoundError
+
+
+def _data_files(cache: Cache, key: str) -> dict[str, bytes]:
+    """Bytes of the files of an entry's arrays (the folder its publish marker names)."""
+    folder = f"{cache.root}/" + json.loads(cache.fs.cat_file(f"{cache.root}/entries/{key}.json"))["data"]
+    return {p[len(folder):]: cache.fs.cat_file(p) for p in cache.fs.find(folder) if p != f"{folder}/zarr.json"}
+
+
+def test_two_worker_cluster_entries_equal_those_a_dataset_builds_in_process(cohort, ct_seg, tmp_path):
+    report = dicomml.preprocess(cohort, ct_seg, tmp_path / "dask", workers=2, progress=False)
+    dataset = dicomml.SegmentationDataset(cohort, ct_seg, tmp_path / "inproc")
+    for i in range(len(dataset.sources)):
+        dataset.entry(i)  # a miss computes the entry in this process
+    dask_cache, local_cache = Cache(tmp_path / "dask"), Cache(tmp_path / "inproc")
+
+    assert report.counts == {"done": len(dataset.sources), "skipped": 0, "failed": 0}
+    assert set(dask_cache.keys()) == set(local_cache.keys()) == {s.key for s in dataset.sources} == set(report.table["cache_key"])
+    for key in dask_cache.keys():
+        a, b = dask_cache.open(key), local_cache.open(key)
+        assert a.has_mask and a.layouts == b.layouts and a.checksums == b.checksums
+        assert (a.affine == b.affine).all()
+        assert _data_files(dask_cache, key) == _data_files(local_cache, key)  # same bytes on disk
+        dask_cache.verify(key)
+    row = report.table.set_index("cache_key").loc[key]
+    assert row["bytes"] == dask_cache.open(key).nbytes() and row["seconds"] > 0 and row["device"] == "cpu"
+
+
+def test_a_failing_series_is_recorded_and_the_rerun_skips_complete_entries(cohort, ct_1mm, four_d_key, tmp_path):
+    first = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=0, progress=False)
+    table = first.table.set_index("series_key")
+    assert len(table) == 6 and first.counts == {"done": 5, "skipped": 0, "failed": 1}
+    failed = table.loc[four_d_key]
+    assert failed["status"] == "failed" and failed["error_type"] == SeriesAssemblyError.__name__
+    assert "leading axes" in failed["message"] and pd.isna(failed["bytes"])
+    # the report on disk: Parquet with the documented schema, next to the cache
+    assert first.path.startswith(str(tmp_path / "c" / "reports")) and first.path.endswith(".parquet")
+    assert pq.read_schema(first.path).remove_metadata().equals(REPORT_SCHEMA)
+    pd.testing.assert_frame_equal(pd.read_parquet(first.path), first.table)
+
+    again = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=0, progress=False)
+    assert again.counts == {"done": 0, "skipped": 5, "failed": 1}
+    assert again.path != first.path  # each run keeps its report
+
+
+def test_where_selects_series_and_the_summary_counts_them(cohort, ct_1mm, tmp_path, capsys):
+    report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="modality = 'CT' AND n_slices >= 80", workers=0)
+    assert report.table["series_key"].tolist() == cohort.sql("SELECT series_key FROM series WHERE n_slices >= 80 AND modality = 'CT'")["series_key"].tolist()
+    err = capsys.readouterr().err
+    assert "dicomml preprocess: 1 series in" in err and "1 done, 0 skipped, 0 failed" in err and "series/s" in err
+
+
+def test_nothing_to_do_and_bad_options_raise_dicomml_errors(cohort, ct_1mm, tmp_path):
+    with pytest.raises(SeriesNotFoundError, match="no usable series matches"):
+        dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="modality = 'PET'", workers=0)
+    with pytest.raises(ManifestError, match="not a valid predicate"):
+        dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="no_such_column = 1", workers=0)
+    with pytest.raises(ConfigError, match="give one"):
+        dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="device"):
+        dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", device="tpu")
+
+
+def test_cli_exits_1_with_one_line_when_every_series_fails(cohort, ct_1mm, four_d_key, tmp_path, capsys):
+    config = tmp_path / "ct.yaml"
+    config.write_text(f"name: ct\ndeterministic: {{spacing: [1, 1, 1]}}\n")
+    argv = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"),
+            "--where", f"series_key = '{four_d_key}'", "--workers", "0", "--quiet", "--report", str(tmp_path / "r.parquet")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dicomml: error:") and "all 1 series failed" in last and "leading axes" in last
+    assert pd.read_parquet(tmp_path / "r.parquet")["status"].tolist() == ["failed"]  # written before exiting
+
+
+def test_three_shards_together_cover_every_series_exactly_once(cohort, ct_1mm, tmp_path):
+    reports = [dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", shard=(i, 3), progress=False) for i in range(3)]
+    keys = [k for r in reports for k in r.table["series_key"]]
+    assert sorted(keys) == sorted(cohort.sql("SELECT series_key FROM series WHERE usable")["series_key"])
+    statuses = pd.concat([r.table for r in reports])["status"]
+    assert set(statuses) <= {"done", "failed"}  # no shard found another's work: no overlap
+    assert all("shard-" in r.path for r in reports)
+
+
+def test_device_cuda_resamples_on_the_gpu_when_the_worker_has_one(cohort, ct_1mm, tmp_path):
+    report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="modality = 'CT'", device="cuda", workers=0, progress=False)
+    assert report.counts["failed"] == 0
+    assert set(report.table["device"]) == {"cuda" if torch.cuda.is_available() else "cpu"}
+
+
+def test_killing_one_worker_mid_run_still_completes_the_run(cohort, ct_1mm, four_d_key, tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("dicomml.data.pipeline"))  # warm both workers
+        outcome: dict = {}
+        run = threading.Thread(
+            target=lambda: outcome.update(report=dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", scheduler=cluster.scheduler_address, progress=False))
+        )
+        run.start()
+        pids = client.run(os.getpid)
+        victim = None
+        deadline = time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline:
+            busy = [w for w, tasks in client.processing().items() if any("preprocess" in str(t) for t in tasks)]
+            if busy:
+                victim = busy[0]
+                killed_series = {str(t).rsplit("-", 1)[-1] for t in client.processing()[victim]}
+                os.kill(pids[victim], signal.SIGKILL)
+            time.sleep(0.01)
+        run.join(timeout=300)
+    assert victim is not None, "no task was seen running"
+    report = outcome["report"].table.set_index("series_key")
+    assert (report.drop(index=four_d_key)["status"] == "done").all()
+    assert report.loc[four_d_key, "status"] == "failed"
+    killed_worker = f"{pids[victim]}"
+    for key in killed_series:  # rerun elsewhere by Dask, and complete
+        assert report.loc[key, "status"] in ("done", "failed") and not str(report.loc[key, "worker"]).endswith(f":{killed_worker}")
+    cache = Cache(tmp_path / "c")
+    for key in cache.keys():
+        cache.verify(key)
