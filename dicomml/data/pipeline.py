@@ -286,8 +286,12 @@ def series_sources(
 def _instances(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
     if not keys:
         return {}
-    table = manifest.sql("SELECT series_key, sop_instance_uid, size, mtime_ns AS mtime, frame_numbers FROM instances")
-    return _group(table[table["series_key"].isin(list(keys))], "series_key")
+    table = manifest.sql(
+        "SELECT series_key, sop_instance_uid, size, mtime_ns AS mtime, frame_numbers FROM instances "
+        "WHERE list_contains(?, series_key)",
+        list(keys),
+    )
+    return _group(table, "series_key")
 
 
 def _annotations(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[str, list[tuple[Any, ...]]]]]:
@@ -300,9 +304,10 @@ def _annotations(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[str
         return {}
     table = manifest.sql(
         "SELECT annotation_key, sop_instance_uid, i.size, i.mtime_ns AS mtime, a.frame_numbers FROM annotations a "
-        "JOIN instances i USING (path, sop_instance_uid)"
+        "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)",
+        sorted(set(paired["annotation_key"])),
     )
-    files = _group(table[table["annotation_key"].isin(set(paired["annotation_key"]))], "annotation_key")
+    files = _group(table, "annotation_key")
     out: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
     for series_key, group in paired.sort_values("annotation_key").groupby("series_key"):
         out[str(series_key)] = [(str(a), files.get(str(a), [])) for a in group["annotation_key"]]
