@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from dicomml.assemble.grouping import group_keys
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
-from dicomml.dicom.frames import FrameTable, frame_table, functional_item
+from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.dicom.pixels import decode_into, stored_dtype
 from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
@@ -194,6 +194,12 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
     return _map(read, list(range(len(paths))))
 
 
+def _text(ds: Dataset, keyword: str) -> str:
+    """A string element's value, "" when absent."""
+    value = header_value(ds, keyword)
+    return "" if value is None else str(value)
+
+
 def _folder(path: str) -> str:
     return path.rsplit("/", 1)[0] if is_url(path) else os.path.dirname(os.path.abspath(path))
 
@@ -203,7 +209,7 @@ def _single_group(sources: list[_Source]) -> str:
     groups: dict[str, list[tuple[_Source, int]]] = {}
     for source in sources:
         ds = source.header
-        keys = group_keys(str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPClassUID", "")), _folder(source.path), source.table)
+        keys = group_keys(_text(ds, "SeriesInstanceUID"), _text(ds, "SOPClassUID"), _folder(source.path), source.table)
         for row in source.rows:
             groups.setdefault(keys[row], []).append((source, int(row)))
     if len(groups) == 1:
@@ -253,7 +259,7 @@ def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, 
         np.array([t.orientations[r] for t, r in table_rows]),
         np.array([t.pixel_spacing[r] for t, r in table_rows]),
         time_order,
-        [f"{s.header.get('SOPInstanceUID', s.path)}#{s.table.frame_numbers[r]}#{r}" for s, r in index],
+        [f"{_text(s.header, 'SOPInstanceUID') or s.path}#{s.table.frame_numbers[r]}#{r}" for s, r in index],
         thickness=_thickness(sources[0].header),
         on_irregular=on_irregular,
         series=series_key,
@@ -381,7 +387,7 @@ def _meta(
         "window_width": _numbers(voi.get("WindowWidth")),
         "voi_lut_function": str(voi.get("VOILUTFunction") or "LINEAR"),
         "source_files": list(by_path),
-        "sop_instance_uids": [str(s.header.get("SOPInstanceUID", "")) for s in by_path.values()],
+        "sop_instance_uids": [_text(s.header, "SOPInstanceUID") for s in by_path.values()],
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
         "irregularities": list(plan.irregularities),
         "orientation": axcodes(affine),

@@ -32,7 +32,7 @@ with warnings.catch_warnings():  # nibabel.nicom warns on import that its reader
     warnings.simplefilter("ignore", UserWarning)
     from nibabel.nicom import csareader
 
-__all__ = ["FrameTable", "frame_table", "functional_item", "source_name"]
+__all__ = ["FrameTable", "frame_table", "functional_item", "header_value", "source_name"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,35 @@ def source_name(ds: Dataset) -> str:
     """The file a dataset was read from, for messages (``"<dataset>"`` if unknown)."""
     name = getattr(ds, "filename", None)
     return str(name) if name else "<dataset>"
+
+
+def header_value(ds: Dataset, keyword: str) -> Any:
+    """One element's value, read cheaply: numbers, code strings, UIDs and times still raw
+    from the file are parsed directly instead of through pydicom's conversion.
+
+    Parameters
+    ----------
+    ds
+        A dataset (or a functional group item).
+    keyword
+        The element's keyword, e.g. ``"BitsStored"``.
+
+    Returns
+    -------
+    object
+        A number or str, a list of them when multi-valued, None when absent or empty.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the value cannot be parsed.
+
+    Example
+    -------
+    >>> header_value(ds, "Rows")  # doctest: +SKIP
+    512
+    """
+    return _Reader(source_name(ds))._value(ds, keyword, "a valid value")
 
 
 def frame_table(ds: Dataset) -> FrameTable:

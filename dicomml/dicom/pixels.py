@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from dicomml.dicom.frames import FrameTable, source_name
+from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
 __all__ = ["stored_dtype", "decode_into"]
@@ -40,7 +40,7 @@ def stored_dtype(ds: Dataset) -> np.dtype:
         return np.dtype(np.float32)
     if "DoubleFloatPixelData" in ds:
         return np.dtype(np.float64)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = int(header_value(ds, "SamplesPerPixel") or 1)
     if samples != 1:
         raise InvalidDicomFileError(
             f"{path}: (0028,0002) Samples per Pixel is {samples}, expected 1; "
@@ -48,8 +48,8 @@ def stored_dtype(ds: Dataset) -> np.dtype:
             path=path,
             tag="(0028,0002)",
         )
-    bits = ds.get("BitsAllocated")
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits = header_value(ds, "BitsAllocated")
+    signed = int(header_value(ds, "PixelRepresentation") or 0) == 1
     if bits not in (1, 8, 16, 32):
         raise InvalidDicomFileError(
             f"{path}: (0028,0100) Bits Allocated is {bits!r}, expected 1, 8, 16 or 32",
@@ -87,8 +87,8 @@ def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
-    uid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    bits = ds.get("BitsAllocated")
+    uid = header_value(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    bits = header_value(ds, "BitsAllocated")
     if uid not in _NATIVE_LITTLE_ENDIAN or bits not in (8, 16, 32) or "PixelData" not in ds:
         return None
     dtype = stored_dtype(ds).newbyteorder("<")
@@ -98,8 +98,9 @@ def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     if len(data) < count * dtype.itemsize:
         return None  # let pydicom report the short pixel data
     stack = np.frombuffer(data, dtype=dtype, count=count).reshape(n_frames, rows, columns)
-    stored = int(ds.get("BitsStored") or bits)
-    if int(ds.get("HighBit", stored - 1)) != stored - 1:
+    stored = int(header_value(ds, "BitsStored") or bits)
+    high_bit = header_value(ds, "HighBit")
+    if high_bit is not None and int(high_bit) != stored - 1:
         return None
     if stored >= bits:
         return stack
@@ -111,7 +112,7 @@ def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
 
 def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int]) -> list[tuple[int, np.ndarray]]:
     """(table row, 2D plane) for each wanted row of the table, decoding each frame once."""
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    n_frames = int(header_value(ds, "NumberOfFrames") or 1)
     wanted_frames = sorted({int(table.frame_numbers[r]) for r in rows})
     native = _native_stack(ds, n_frames)
     if native is not None:
@@ -141,7 +142,7 @@ def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int]) -> list[tuple[i
 
 
 def _frame_shape(ds: Dataset) -> tuple[int, int]:
-    return int(ds.Rows), int(ds.Columns)
+    return int(header_value(ds, "Rows")), int(header_value(ds, "Columns"))
 
 
 def decode_into(
