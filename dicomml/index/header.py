@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from dicomml.errors import InvalidDicomFileError
@@ -95,24 +95,22 @@ class Header:
         return bytes(self.buf[start:end])
 
     def dataset(self, filename: str) -> Dataset:
-        """A pydicom Dataset over the raw elements, decoded lazily on access.
+        """A pydicom Dataset over the raw elements, decoded lazily on access (no file meta).
 
         Parameters
         ----------
         filename
             Recorded as ``ds.filename`` so that messages name the file.
         """
-        raw = {
-            tag: RawDataElement(BaseTag(tag), vr, end - start, bytes(self.buf[start:end]), start, implicit, self.little_endian)
-            for tag, (vr, start, end, implicit) in self.elements.items()
-        }
-        ds = Dataset(raw)
-        ds.set_original_encoding(self.implicit_vr, self.little_endian)
+        buf, little = self.buf, self.little_endian
+        ds = Dataset(
+            {
+                tag: RawDataElement(BaseTag(tag), vr, end - start, bytes(buf[start:end]), start, implicit, little)
+                for tag, (vr, start, end, implicit) in self.elements.items()
+            }
+        )
+        ds.set_original_encoding(self.implicit_vr, little)
         ds.filename = filename
-        meta = FileMetaDataset()
-        if self.transfer_syntax:
-            meta.TransferSyntaxUID = self.transfer_syntax
-        ds.file_meta = meta
         return ds
 
 
