@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -43,9 +44,9 @@ def _input(args: argparse.Namespace):
 
 
 def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
+    """Current resident set size (Linux /proc, so no psutil is needed on a bare GPU machine)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _prepare(name: str, args: argparse.Namespace) -> tuple[Callable[[], object], tuple[int, ...]]:

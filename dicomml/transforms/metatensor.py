@@ -3,7 +3,8 @@
 dicomml keeps plain tensors plus an explicit ``affine`` on the hot path
 (MetaTensor's ``__torch_function__`` costs ~100x per op, MONAI PR #4223);
 these two functions convert at the edge for MONAI transforms, inferers and
-savers.
+savers. MONAI is imported on first use, so ``import dicomml.transforms``
+stays light.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from monai.data import MetaTensor
-
 from dicomml.transforms.base import Mask, is_label, sample_affine, spatial_keys, to_sample
 
 __all__ = ["from_metatensor", "to_metatensor"]
@@ -38,6 +37,8 @@ def to_metatensor(data: Any) -> Any:
     >>> to_metatensor({"image": torch.zeros(1, 2, 2, 2)})["image"].affine.shape
     torch.Size([4, 4])
     """
+    from monai.data import MetaTensor
+
     sample, _ = to_sample(data)
     affine = torch.from_numpy(sample_affine(sample))
     meta = dict(sample.get("meta") or {})
@@ -69,10 +70,13 @@ def from_metatensor(data: Any) -> dict[str, Any]:
 
     Example
     -------
+    >>> from monai.data import MetaTensor
     >>> s = from_metatensor(MetaTensor(torch.zeros(1, 2, 2, 2)))
     >>> sorted(s), s["affine"].dtype
     (['affine', 'image', 'meta'], dtype('float64'))
     """
+    from monai.data import MetaTensor
+
     if isinstance(data, MetaTensor):
         data = {"mask" if data.meta.get("kind") == "mask" else "image": data}
     out: dict[str, Any] = {k: v for k, v in data.items() if k != "affine"}
