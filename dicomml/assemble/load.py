@@ -328,8 +328,9 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
     low, high = int(raw.min()), int(raw.max())
     ends = np.concatenate([low * slopes + intercepts, high * slopes + intercepts])
     lo, hi = float(ends.min()), float(ends.max())
-    target = next(t for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
-    target = np.dtype(target)
+    target = next(
+        np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max
+    )
     uniform = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
     if target.itemsize == raw.itemsize:
         work = raw.view(f"u{raw.itemsize}")

@@ -110,7 +110,7 @@ def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     return (stack << shift) >> shift  # arithmetic shift: sign-extends the stored bits
 
 
-def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int]) -> list[tuple[int, np.ndarray]]:
+def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(table row, 2D plane) for each wanted row of the table, decoding each frame once."""
     n_frames = int(header_value(ds, "NumberOfFrames") or 1)
     wanted_frames = sorted({int(table.frame_numbers[r]) for r in rows})
@@ -148,9 +148,9 @@ def _frame_shape(ds: Dataset) -> tuple[int, int]:
 def decode_into(
     ds: Dataset,
     table: FrameTable,
-    rows: Sequence[int],
+    rows: Sequence[int] | np.ndarray,
     out: np.ndarray,
-    slots: Sequence[int],
+    slots: Sequence[int] | np.ndarray,
     *,
     rescale: bool,
 ) -> None:

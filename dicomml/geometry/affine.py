@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 from nibabel.orientations import aff2axcodes
 
 from dicomml.errors import GeometryError
@@ -16,10 +15,10 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def dicom_affine(
-    orientation: Sequence[float],
-    pixel_spacing: Sequence[float],
-    origin: Sequence[float],
-    slice_step: Sequence[float],
+    orientation: ArrayLike,
+    pixel_spacing: ArrayLike,
+    origin: ArrayLike,
+    slice_step: ArrayLike,
 ) -> np.ndarray:
     """Affine of a (slice, row, column) array built from DICOM tags.
 
@@ -61,9 +60,9 @@ def dicom_affine(
         raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not two unit vectors")
     if abs(float(row_dir @ col_dir)) > 1e-3:
         raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not orthogonal")
-    d_row, d_col = (float(v) for v in pixel_spacing)
+    d_row, d_col = (float(v) for v in np.asarray(pixel_spacing, dtype=np.float64))
     if not (d_row > 0 and d_col > 0):
-        raise GeometryError(f"PixelSpacing {list(pixel_spacing)} must be positive")
+        raise GeometryError(f"PixelSpacing {[d_row, d_col]} must be positive")
     lps = np.eye(4)
     lps[:3, 0] = np.asarray(slice_step, dtype=np.float64)
     lps[:3, 1] = col_dir * d_row

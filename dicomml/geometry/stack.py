@@ -6,10 +6,10 @@ positions and one orientation, say how the slices stack and what is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from dicomml.errors import GeometryError
 
@@ -23,7 +23,7 @@ SPACING_TOLERANCE = 0.01
 TILT_TOLERANCE_DEG = 0.1
 
 
-def slice_normal(orientation: Sequence[float]) -> np.ndarray:
+def slice_normal(orientation: ArrayLike) -> np.ndarray:
     """Unit normal of the slice plane: row cosine x column cosine (LPS+).
 
     Example
@@ -105,7 +105,7 @@ class StackGeometry:
         return None
 
 
-def analyze_stack(positions: np.ndarray, orientation: Sequence[float]) -> StackGeometry:
+def analyze_stack(positions: ArrayLike, orientation: ArrayLike) -> StackGeometry:
     """Sort slice positions along the slice normal and check their regularity.
 
     Parameters
