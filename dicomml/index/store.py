@@ -182,6 +182,9 @@ class ManifestStore:
                 _write_atomic(kept.select(schema.names).cast(schema), Path(part))
             else:
                 os.remove(part)
+        if stale:  # the views named the partitions as they were
+            con.close()
+            con = self._connect()
         n_to_read = con.sql(f"SELECT count(*) FROM l ANTI JOIN k ON {_KEY}").fetchall()[0][0]
         con.close()
         return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed)

@@ -1,0 +1,82 @@
+"""`Manifest`: pandas, DuckDB and polars read the same tables; sources beyond local folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import fsspec
+import polars as pl
+import pytest
+
+import dicomml
+from dicomml.errors import ManifestError, SeriesNotFoundError, SourceNotFoundError
+from dicomml.index import Manifest
+
+
+def test_sql_runs_in_duckdb_with_parameters(corpus_manifest: Manifest):
+    counts = corpus_manifest.sql("SELECT modality, count(*) AS n FROM series GROUP BY 1 ORDER BY 1")
+    assert counts.set_index("modality").n.sum() == len(corpus_manifest.series)
+    ct = corpus_manifest.sql("SELECT count(*) AS n FROM instances WHERE modality = ?", "CT")
+    assert ct.n[0] == (corpus_manifest.instances.modality == "CT").sum()
+
+
+def test_polars_reads_the_same_tables(corpus_manifest: Manifest):
+    frame = pl.read_parquet(str(corpus_manifest.path / "series" / "*.parquet"))
+    assert frame.height == len(corpus_manifest.series)
+    assert set(frame["series_key"]) == set(corpus_manifest.series.series_key)
+
+
+def test_series_files_are_ordered_by_path(corpus_manifest: Manifest, data_dir: Path):
+    series = corpus_manifest.series
+    key = series[series.folder == str(data_dir / "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag")].series_key.iloc[0]
+    files = corpus_manifest.series_files(key)
+    assert list(files.columns) == ["path", "frame_numbers"]
+    assert len(files) == 35 and list(files.path) == sorted(files.path)
+    assert files.frame_numbers.isna().all()
+
+
+def test_unknown_series_key_raises_a_typed_error(corpus_manifest: Manifest):
+    with pytest.raises(SeriesNotFoundError, match="no series_key 'ffff'"):
+        corpus_manifest.series_files("ffff")
+
+
+def test_a_folder_without_manifest_is_refused(tmp_path: Path):
+    with pytest.raises(ManifestError, match="manifest.json missing"):
+        Manifest(tmp_path)
+
+
+def test_missing_source_is_a_typed_error(tmp_path: Path, salt: str):
+    with pytest.raises(SourceNotFoundError, match="does not exist"):
+        dicomml.index(tmp_path / "nowhere", tmp_path / "m", salt=salt, progress=False)
+
+
+def test_memory_url_source(data_dir: Path, tmp_path: Path, salt: str):
+    fs = fsspec.filesystem("memory")
+    source = data_dir / "dcmqi/data/segmentations/24x38x3/image"
+    for path in sorted(source.iterdir()):
+        fs.pipe(f"/dicomml-test/ct/{path.name}", path.read_bytes())
+    fs.pipe("/dicomml-test/ct/junk.dcm", b"junk")
+    try:
+        m = dicomml.index("memory://dicomml-test", tmp_path / "m", salt=salt, progress=False)
+    finally:
+        fs.rm("/dicomml-test", recursive=True)
+    assert sorted(m.instances.path) == [f"memory:///dicomml-test/ct/IMG000{i}.dcm" for i in (1, 2, 3)]
+    assert list(m.errors.path) == ["memory:///dicomml-test/ct/junk.dcm"]
+    series = m.series.iloc[0]
+    assert series.n_slices == 3 and series.usable and series.folder == "memory:///dicomml-test/ct"
+
+
+def test_dask_scheduler_reads_on_the_cluster(data_dir: Path, tmp_path: Path, salt: str):
+    from distributed import LocalCluster
+
+    tree = tmp_path / "tree"
+    shutil.copytree(data_dir / "dcm_qa_philips_enh/In/cl", tree)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        m = dicomml.index(tree, tmp_path / "m", scheduler=cluster.scheduler_address, salt=salt, progress=False)
+    local = dicomml.index(tree, tmp_path / "local", workers=1, salt=salt, progress=False)
+    assert len(m.instances) == 40
+    columns = ["path", "series_key", "sop_instance_uid", "image_position"]
+    dask_rows = m.instances.sort_values("path")[columns].reset_index(drop=True)
+    local_rows = local.instances.sort_values("path")[columns].reset_index(drop=True)
+    assert dask_rows.equals(local_rows)
