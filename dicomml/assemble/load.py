@@ -275,9 +275,9 @@ def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, 
     shape = (plan.n_volumes, plan.n_positions) if plan.n_volumes > 1 else (plan.n_positions,)
     array = array.reshape(*shape, *array.shape[-2:])
     if "equidistant" in plan.resample and plan.geometry is not None:
-        array, affine = equidistant(array.astype(np.float32, copy=False), plan.geometry.offsets, plan.geometry.spacing, affine)
+        array, affine = equidistant(array, plan.geometry.offsets, plan.geometry.spacing, affine)
     if "tilt" in plan.resample:
-        array, affine = correct_tilt(array.astype(np.float32, copy=False), affine)
+        array, affine = correct_tilt(array, affine)
     meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
     return Volume(array, affine, ("time",) if plan.n_volumes > 1 else (), meta)
 
@@ -292,7 +292,10 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
     integer = dtype is None and len(stored) == 1 and next(iter(stored)).kind in "ui" and _integral(slopes) and _integral(intercepts)
     if dtype is not None and np.dtype(dtype).kind != "f":
         raise SeriesAssemblyError(f"dtype={dtype!r}: pass a floating dtype, or None for the exact integer type")
-    out_dtype = next(iter(stored)) if integer else np.dtype(dtype or np.float32)
+    if integer:
+        out_dtype = next(iter(stored))
+    else:  # float64 only when asked for, or when the file stores 64-bit floats
+        out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(np.float32, *stored)
     out = np.empty((len(slopes), first.table.rows, first.table.columns), dtype=out_dtype)
     slots_by_source = []
     start = 0

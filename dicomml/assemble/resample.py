@@ -1,8 +1,8 @@
 """Irregular stacks to regular grids: equidistant slices and gantry-tilt correction.
 
-Both follow dcm2niix (its ``*_Eq_1`` and ``*_Tilt_1`` outputs) and work on
-float32 arrays of shape (..., slices, rows, columns) whose affine maps
-(slice, row, column) to RAS+ mm. Interpolation is linear (the edge pixels
+Both follow dcm2niix (its ``*_Eq_1`` and ``*_Tilt_1`` outputs) and take real
+arrays of shape (..., slices, rows, columns), of any dtype, whose affine maps
+(slice, row, column) to RAS+ mm; they return float32. Interpolation is linear (the edge pixels
 extend half a pixel); voxels that no input slice covers take the minimum of
 the input, as dcm2niix does.
 """
@@ -20,7 +20,7 @@ def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: 
     Parameters
     ----------
     array
-        (..., n, rows, columns) float array, slices sorted by ``offsets``.
+        (..., n, rows, columns) real array, slices sorted by ``offsets``.
     offsets
         (n,) positions of the slices along the slice normal, mm, increasing.
     spacing
@@ -38,7 +38,7 @@ def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: 
     -------
     >>> a = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
     >>> out, aff = equidistant(a, np.array([0.0, 1.0, 3.0]), 1.0, np.diag([1.5, 1, 1, 1]))
-    >>> out[:, 0, 0].tolist(), aff[0, 0]
+    >>> out[:, 0, 0].tolist(), float(aff[0, 0])
     ([0.0, 1.0, 1.5, 2.0], 1.0)
     """
     n = offsets.size
@@ -85,7 +85,7 @@ def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
     Parameters
     ----------
     array
-        (..., slices, rows, columns) float array.
+        (..., slices, rows, columns) real array.
     affine
         4x4 RAS+ affine whose slice column is oblique to the plane.
 
@@ -97,10 +97,10 @@ def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
 
     Example
     -------
-    >>> aff = np.eye(4); aff[:3, 0] = [0, 1, 1]  # each slice one row further
+    >>> aff = np.eye(4); aff[:3, 0] = [1, 1, 0]  # each slice 1 mm along the normal and one row on
     >>> out, new = correct_tilt(np.ones((2, 3, 3), np.float32), aff)
     >>> out.shape, new[:3, 0].tolist()
-    ((2, 4, 3), [0.0, 0.0, 1.0])
+    ((2, 4, 3), [1.0, 0.0, 0.0])
     """
     step, col_vec, row_vec = affine[:3, 0], affine[:3, 1], affine[:3, 2]
     normal = np.cross(col_vec, row_vec)

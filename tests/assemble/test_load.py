@@ -222,5 +222,6 @@ def test_load_series_reads_the_manifest_group(tmp_path):
     v = load_series(tmp_path / "manifest", key)
     np.testing.assert_array_equal(v.array, vol.astype(np.int32) - 1024)
     assert v.meta["series_key"] == key
+    assert load_files(v.meta["source_files"]).meta["series_key"] == key  # same rule, same folder form
     with pytest.raises(SeriesNotFoundError):
         load_series(manifest, "0000000000000000")
