@@ -45,7 +45,7 @@ class Mask(torch.Tensor):
     (True, 'Tensor')
     """
 
-    __torch_function__ = torch._C._disabled_torch_function_impl
+    __torch_function__ = torch._C._disabled_torch_function_impl  # type: ignore[assignment]
 
     def __new__(cls, data: Any) -> Mask:
         return torch.as_tensor(data).as_subclass(cls)

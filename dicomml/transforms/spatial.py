@@ -41,10 +41,10 @@ __all__ = [
 
 
 def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    items = [value] * 3 if np.isscalar(value) else list(value)  # type: ignore[list-item]
+    items = [value] * 3 if isinstance(value, (int, float, np.number)) else list(value)
     if len(items) != 3 or not all(int(v) == v and v > 0 for v in items):
         raise ConfigError(f"{name}={value!r} must be one or three positive voxel counts")
-    return tuple(int(v) for v in items)  # type: ignore[return-value]
+    return (int(items[0]), int(items[1]), int(items[2]))
 
 
 def _check_padding(padding: str) -> None:
@@ -254,7 +254,7 @@ class _Crop(Transform):
 
     value = 0.0
 
-    def _box(self, sample: dict[str, Any], start: Sequence[int], size: Sequence[int]) -> dict[str, Any]:
+    def _box(self, sample: dict[str, Any], start: Sequence[int] | np.ndarray, size: Sequence[int] | np.ndarray) -> dict[str, Any]:
         start = [int(v) for v in start]
         return {"start": start, "size": [int(v) for v in size], "affine": shift_grid(sample_affine(sample), start)}
 

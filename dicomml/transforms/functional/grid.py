@@ -166,7 +166,7 @@ def spacing_grid(
     """
     a, n = _check(affine, shape)
     old = np.asarray(spacing_of(a))
-    wanted = [spacing] * 3 if np.isscalar(spacing) or spacing is None else list(spacing)  # type: ignore[list-item]
+    wanted: list[float | None] = [spacing] * 3 if spacing is None or isinstance(spacing, (int, float)) else list(spacing)
     if len(wanted) != 3:
         raise GeometryError(f"spacing needs 1 or 3 values (mm), got {spacing!r}")
     new = np.array([o if w is None or float(w) <= 0 else float(w) for o, w in zip(old, wanted)])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,8 +139,8 @@ def crop_pad(
         return core
     if core.numel() == 0 or mode == "constant":
         out = x.new_full((*x.shape[:-3], *(int(m) for m in shape)), value)
-        inner = tuple(slice(b, b + (hi[d] - lo[d])) for d, (b, _) in enumerate(pads))
-        out[(..., *inner)] = core
+        inner: tuple[Any, ...] = (Ellipsis, *(slice(b, b + (hi[d] - lo[d])) for d, (b, _) in enumerate(pads)))
+        out[inner] = core
         return out
     flat = [p for b, a in reversed(pads) for p in (b, a)]
     lead = core.shape[:-3]
@@ -258,7 +259,7 @@ def resample_image(
     x = image if image.is_floating_point() else image.float()
     index_map = _index_map(affine, target_affine)
     if antialias and np.any(_antialias_sigma(index_map) > 0):
-        x = gaussian_smooth(x, _antialias_sigma(index_map))
+        x = gaussian_smooth(x, _antialias_sigma(index_map).tolist())
     plan = _relayout(index_map, target_shape)
     if plan is None or not plan.edge_aligned():
         return _grid_sample(x, index_map, target_shape, "bilinear", padding)
