@@ -163,11 +163,15 @@ def test_unknown_policy_is_refused(tmp_path):
         load_files(write_series(tmp_path, _volume(n=2)), on_irregular="ignore")
 
 
-def test_undecodable_transfer_syntax_names_file_and_uid(data_dir):
-    path = data_dir / "pydicom-data/data_store/data/liver_deflate.dcm"
+@pytest.mark.parametrize(
+    ("name", "uid"),
+    [("liver_deflate.dcm", "1.2.840.10008.1.2.8.1"), ("liver_rle.dcm", "1.2.840.10008.1.2.5")],
+)
+def test_undecodable_pixel_data_names_file_and_uid(data_dir, name, uid):
+    path = data_dir / "pydicom-data/data_store/data" / name
     with pytest.raises(UnsupportedTransferSyntaxError) as info:
         load_files([path])
-    assert info.value.path == str(path) and "1.2.840.10008.1.2.8.1" in str(info.value)
+    assert info.value.path == str(path) and uid in str(info.value)
 
 
 def test_every_transfer_syntax_of_one_mosaic_gives_the_same_volume(data_dir):
