@@ -123,13 +123,24 @@ def to_sample(data: Any) -> tuple[dict[str, Any], Callable[[dict[str, Any]], Any
     ----------
     data
         A sample dict, a tensor (``(C, i, j, k)`` or ``(i, j, k)``; identity
-        affine) or a :class:`~dicomml.Volume`.
+        affine) or a :class:`~dicomml.Volume`. MONAI MetaTensors (alone or in
+        a dict) are read through :func:`~dicomml.transforms.from_metatensor`
+        and given back as MetaTensors.
 
     Raises
     ------
     GeometryError
         For any other input.
     """
+    values = data.values() if isinstance(data, Mapping) else [data]
+    if any(isinstance(v, torch.Tensor) and hasattr(v, "affine") and hasattr(v, "meta") for v in values):
+        from dicomml.transforms.metatensor import from_metatensor, to_metatensor
+
+        sample = from_metatensor(data)
+        if isinstance(data, Mapping):
+            return sample, to_metatensor
+        key = spatial_keys(sample)[0]
+        return sample, lambda out: to_metatensor(out)[key]
     if isinstance(data, Mapping):
         return dict(data), lambda out: out
     if isinstance(data, torch.Tensor):

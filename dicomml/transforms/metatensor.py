@@ -9,6 +9,7 @@ stays light.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -47,7 +48,7 @@ def to_metatensor(data: Any) -> Any:
         value = sample[key]
         extra = {"kind": "mask"} if is_label(value) else {}
         out[key] = MetaTensor(value.as_subclass(torch.Tensor), affine=affine.clone(), meta={**meta, **extra})
-    if isinstance(data, dict):
+    if isinstance(data, Mapping):
         return out
     return out[spatial_keys(sample)[0]]
 

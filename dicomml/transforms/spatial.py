@@ -151,6 +151,9 @@ class Resample(_Regrid):
     ) -> None:
         if sum(v is not None for v in (spacing, shape, like)) != 1:
             raise ConfigError("Resample needs exactly one of spacing=, shape=, like=")
+        values = [spacing] if spacing is None or isinstance(spacing, (int, float, np.number)) else list(spacing)
+        if len(values) not in (1, 3) or not all(v is None or (isinstance(v, (int, float, np.number)) and np.isfinite(v)) for v in values):
+            raise ConfigError(f"Resample(spacing={spacing!r}): give one or three numbers in mm (None or <= 0 keeps an axis)")
         if align not in ALIGNS:
             raise ConfigError(f"align={align!r} is not one of {ALIGNS}")
         _check_padding(padding)

@@ -135,3 +135,15 @@ def test_dataloader_workers_draw_different_parameters_and_keep_masks():
     draws = [tuple(s["meta"]["transforms"][0]["axes"]) for s in loader]
     assert len(set(draws)) > 1
     assert all(isinstance(s["mask"], Mask) for s in DataLoader(_Repeat(), batch_size=None, num_workers=2, collate_fn=lambda s: s))
+
+
+def test_monai_metatensor_dicts_go_through_and_come_back_as_metatensors():
+    sample = _sample()
+    mt = to_metatensor(sample)
+    out = Resample(spacing=2.0, axcodes="RAS")(mt)
+    assert isinstance(out["image"], MetaTensor) and out["mask"].meta["kind"] == "mask"
+    plain = Resample(spacing=2.0, axcodes="RAS")(sample)
+    np.testing.assert_allclose(out["image"].affine.numpy(), plain["affine"])
+    assert torch.equal(out["image"].as_tensor(), plain["image"])
+    single = Orient("RAS")(mt["image"])
+    assert isinstance(single, MetaTensor) and single.affine[0, 0] > 0
