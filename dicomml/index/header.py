@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -95,23 +96,54 @@ class Header:
         return bytes(self.buf[start:end])
 
     def dataset(self, filename: str) -> Dataset:
-        """A pydicom Dataset over the raw elements, decoded lazily on access (no file meta).
+        """A pydicom Dataset over the raw elements, built and decoded only as they are read (no file meta).
 
         Parameters
         ----------
         filename
             Recorded as ``ds.filename`` so that messages name the file.
         """
-        buf, little = self.buf, self.little_endian
-        ds = Dataset(
-            {
-                tag: RawDataElement(BaseTag(tag), vr, end - start, bytes(buf[start:end]), start, implicit, little)
-                for tag, (vr, start, end, implicit) in self.elements.items()
-            }
-        )
-        ds.set_original_encoding(self.implicit_vr, little)
+        ds = Dataset(_LazyElements(self))
+        ds.set_original_encoding(self.implicit_vr, self.little_endian)
         ds.filename = filename
         return ds
+
+
+class _LazyElements(MutableMapping[BaseTag, Any]):
+    """The element mapping of a Dataset: a ``RawDataElement`` is made on first access.
+
+    A header has ~100 top-level elements and frame_table reads ~15; making
+    only those is most of the cost of handing a header to pydicom.
+    """
+
+    def __init__(self, header: Header) -> None:
+        self._header = header
+        self._made: dict[int, Any] = {}
+
+    def __getitem__(self, tag: int) -> Any:
+        if tag in self._made:
+            return self._made[tag]
+        vr, start, end, implicit = self._header.elements[tag]
+        raw = RawDataElement(
+            BaseTag(tag), vr, end - start, bytes(self._header.buf[start:end]), start, implicit, self._header.little_endian
+        )
+        self._made[tag] = raw
+        return raw
+
+    def __setitem__(self, tag: int, value: Any) -> None:  # pydicom stores converted elements back
+        self._made[tag] = value
+
+    def __delitem__(self, tag: int) -> None:
+        raise TypeError("a header read by the indexer is read-only")
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self._made or tag in self._header.elements
+
+    def __iter__(self) -> Iterator[BaseTag]:
+        return (BaseTag(tag) for tag in sorted(set(self._header.elements) | set(self._made)))
+
+    def __len__(self) -> int:
+        return len(set(self._header.elements) | set(self._made))
 
 
 class _Walk:
