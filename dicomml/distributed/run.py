@@ -33,10 +33,14 @@ from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
 from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFoundError
 
-__all__ = ["DEVICES", "preprocess", "run_task"]
+__all__ = ["DEVICES", "WORKER_MODULES", "preprocess", "run_task"]
 
 #: Values of ``device``: where the deterministic pipeline (resampling) runs.
 DEVICES = ("cpu", "cuda")
+
+#: Modules a task uses, imported when a LocalCluster worker starts (torch, MONAI,
+#: pydicom decoders...) rather than inside the first task of each worker.
+WORKER_MODULES = ("dicomml.distributed.run", "dicomml.index", "dicomml.assemble", "dicomml.seg", "dicomml.transforms")
 
 
 def preprocess(
@@ -222,7 +226,7 @@ def _run(
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            preload=["dicomml.data.pipeline"],  # imports torch once per worker, at start
+            preload=list(WORKER_MODULES),
         ) as cluster, Client(cluster) as client:
             yield from _on_dask(client, sources, args, retries)
 

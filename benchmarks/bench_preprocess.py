@@ -1,0 +1,166 @@
+"""Distributed preprocessing: a Dask LocalCluster of 1 and 2 workers vs a plain loop (issue 7).
+
+One run, same data: a synthetic cohort of sample studies (``dicomml.sample``,
+one CT of 128 x 128 x 80 and one sagittal MR of 28 x 128 x 128 per seed),
+written as DICOM and indexed; pipeline RAS, 1 mm, int16. Every contender runs
+in a fresh subprocess on an empty cache, with one torch thread per process
+(Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers; the loop gets the
+same), after the DICOM files were read once (warm page cache).
+
+- ``loop``: ``for s in series_sources(...): preprocess_one(s, ...)``.
+- ``dask-1``, ``dask-2``: :func:`dicomml.preprocess` on a warm LocalCluster of
+  1 or 2 worker processes (``scheduler=``); cluster start is timed apart.
+
+Printed: seconds, seconds per series, peak RSS per contender (workers
+included), scaling efficiency ``t(1) / (2 t(2))`` (target >= 85 %) and the
+Dask path's overhead per series ``t(dask-1) / t(loop) - 1`` (target <= 10 %).
+
+Usage::
+
+    python benchmarks/bench_preprocess.py               # 16 studies, 32 series
+    python benchmarks/bench_preprocess.py --studies 3   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+#: Selection of both contenders (every series of the cohort is one 3D volume).
+WHERE = "n_volumes = 1"
+
+
+def _config() -> Any:
+    from dicomml.config import Deterministic, PipelineConfig
+
+    return PipelineConfig("bench", Deterministic(orientation="RAS", spacing=(1.0, 1.0, 1.0), dtype="int16"))
+
+
+def _prepare(work: Path, studies: int) -> None:
+    from dicomml.index import index
+    from dicomml.sample import write_sample_study
+
+    stamp = work / "cohort.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == {"studies": studies}:
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    for seed in range(studies):
+        write_sample_study(work / "dicom" / f"study{seed:03d}", seed=seed)
+    index(str(work / "dicom"), str(work / "manifest"), workers=2, progress=False)
+    stamp.write_text(json.dumps({"studies": studies}))
+
+
+def _warm_files(work: Path) -> None:
+    for path in (work / "dicom").rglob("*.dcm"):
+        path.read_bytes()
+
+
+def run_loop(work: Path, cache: Path) -> dict[str, Any]:
+    from dicomml.data.pipeline import open_manifest, preprocess_one, series_sources
+    from dicomml.distributed.run import WORKER_MODULES
+
+    for module in WORKER_MODULES:  # what a LocalCluster worker imports when it starts
+        importlib.import_module(module)
+    manifest, config = open_manifest(work / "manifest"), _config()
+    start = time.perf_counter()
+    sources = series_sources(manifest, config, where=WHERE)
+    for source in sources:
+        preprocess_one(source, manifest, config, str(cache))
+    return {"seconds": time.perf_counter() - start, "series": len(sources)}
+
+
+def run_dask(work: Path, cache: Path, workers: int) -> dict[str, Any]:
+    from distributed import Client, LocalCluster
+
+    import dicomml
+
+    start = time.perf_counter()
+    from dicomml.distributed.run import WORKER_MODULES
+
+    for module in WORKER_MODULES:  # as the loop does: time the steady state, not imports
+        importlib.import_module(module)
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, dashboard_address=None, preload=list(WORKER_MODULES)
+    ) as cluster, Client(cluster) as client:
+        client.wait_for_workers(workers)
+        started = time.perf_counter() - start
+        t = time.perf_counter()
+        report = dicomml.preprocess(work / "manifest", _config(), cache, where=WHERE, scheduler=client, progress=False)
+        seconds = time.perf_counter() - t
+    if report.counts["failed"]:
+        raise RuntimeError(report.summary())
+    return {"seconds": seconds, "series": len(report.table), "cluster_start_s": started}
+
+
+def _child(name: str, work: Path, cache: Path) -> None:
+    result = run_loop(work, cache) if name == "loop" else run_dask(work, cache, int(name.split("-")[1]))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["peak_rss_mb"] = max(own, kids) / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def _run(name: str, work: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=work) as cache:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--workdir", str(work), "--cache", cache],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+CONTENDERS = ("loop", "dask-1", "dask-2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", type=int, default=16, help="sample studies (2 series each)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-preprocess"))
+    parser.add_argument("--child", choices=CONTENDERS)
+    parser.add_argument("--cache", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.workdir, args.cache)
+        return
+    t = time.perf_counter()
+    _prepare(args.workdir, args.studies)
+    print(f"cohort: {args.studies} sample studies ({2 * args.studies} series) in {args.workdir} ({time.perf_counter() - t:.0f} s)")
+    _warm_files(args.workdir)
+    results = {name: _run(name, args.workdir) for name in CONTENDERS}
+    _report(results, os.cpu_count() or 1)
+
+
+def _report(results: dict[str, dict[str, Any]], cpus: int) -> None:
+    print(f"\n{'contender':<10}{'series':>8}{'seconds':>10}{'s/series':>10}{'cluster start s':>17}{'peak RSS MB':>13}")
+    for name, r in results.items():
+        start = f"{r['cluster_start_s']:>17.1f}" if "cluster_start_s" in r else f"{'-':>17}"
+        print(f"{name:<10}{r['series']:>8}{r['seconds']:>10.2f}{r['seconds'] / r['series']:>10.3f}{start}{r['peak_rss_mb']:>13.0f}")
+    loop, one, two = results["loop"]["seconds"], results["dask-1"]["seconds"], results["dask-2"]["seconds"]
+    efficiency = one / (2 * two)
+    overhead = one / loop - 1
+    print(f"\nmachine: {cpus} CPUs")
+    print(f"speed-up 2 workers vs 1          {one / two:6.2f}x")
+    print(f"scaling efficiency t1/(2 t2)     {efficiency:6.1%}  target >= 85%: {'met' if efficiency >= 0.85 else 'MISSED'}")
+    print(f"Dask overhead per series vs loop {overhead:+6.1%}  target <= 10%: {'met' if overhead <= 0.10 else 'MISSED'}")
+    print(f"  ({(one - loop) / results['loop']['series'] * 1000:+.1f} ms per series)")
+
+
+if __name__ == "__main__":
+    main()
