@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["load_files", "load_series"]
 
-#: Threads that read and decode files; I/O and most decoders release the GIL.
+#: Most threads that read and decode files (I/O and most decoders release the GIL);
+#: local files get one per core.
 MAX_WORKERS = 8
 #: Values longer than this (the pixel data of a large slice) stay on disk until decoded, so a
 #: local file is parsed once and the headers of a long series do not hold all its pixels.
@@ -160,8 +161,9 @@ def _frame_list(value: Any) -> list[int] | None:
     return [int(v) for v in value]
 
 
-def _map(function: Any, items: Sequence[Any]) -> list[Any]:
-    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(items))
+def _map(function: Any, items: Sequence[Any], *, remote: bool) -> list[Any]:
+    """``function`` over ``items`` in threads: one per core, or MAX_WORKERS for remote files (latency-bound)."""
+    workers = min(MAX_WORKERS if remote else min(MAX_WORKERS, os.cpu_count() or 1), len(items))
     if workers <= 1:
         return [function(item) for item in items]
     with ThreadPoolExecutor(workers) as pool:
@@ -191,7 +193,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
                 )
         return _Source(paths[i], header, table, rows)
 
-    return _map(read, list(range(len(paths))))
+    return _map(read, list(range(len(paths))), remote=any(is_url(p) for p in paths))
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -313,7 +315,7 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
                 if keyword in source.header:
                     del source.header[keyword]  # the header lives on in meta; its pixels need not
 
-    _map(decode, slots_by_source)
+    _map(decode, slots_by_source, remote=any(is_url(s.path) for s in sources))
     return _rescale_integers(out, slopes, intercepts) if integer else out
 
 

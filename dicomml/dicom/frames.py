@@ -172,7 +172,7 @@ def frame_table(ds: Dataset) -> FrameTable:
 
 
 _NOT_PARSED = object()
-_TEXT_VRS = frozenset({"DS", "IS", "CS", "TM", "DT", "DA", "SH", "LO", "UI"})
+_TEXT_VRS = frozenset({"DS", "IS", "CS", "TM", "DT", "UI"})  # ASCII by definition
 _BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
 
