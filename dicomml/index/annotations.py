@@ -69,9 +69,9 @@ def annotation_fields(ds: Dataset) -> dict[str, Any]:
             for series in study.get("RTReferencedSeriesSequence") or []
         ]
         images = [image for series in series_items for image in series.get("ContourImageSequence") or []]
-        frames = ds.get("ReferencedFrameOfReferenceSequence") or []
+        frames = _uids(ds.get("ReferencedFrameOfReferenceSequence"), "FrameOfReferenceUID")
         return {
-            "frame_of_reference_uid": ds.get("FrameOfReferenceUID") or (_uids(frames, "FrameOfReferenceUID") or [None])[0],
+            "frame_of_reference_uid": ds.get("FrameOfReferenceUID") or (frames[0] if frames else None),
             "segmentation_type": None,
             "n_segments": len(rois),
             "labels": [str(roi.get("ROIName", "")) for roi in rois],

@@ -174,7 +174,7 @@ class _Values:
             fmt = ("<" if self.little else ">") + _BINARY[vr] * (len(value) // size)
             return [repr(v) for v in struct.unpack(fmt, value)]
         if vr in _CHARSET_VRS and not self.plain:
-            text = decode_bytes(value, convert_encodings(self.charsets), set("\\=^"))
+            text = decode_bytes(value, convert_encodings(self.charsets), {0x5C, 0x3D, 0x5E})  # \\ = ^
         else:
             text = value.decode(self.text_encoding, "replace")
         text = text.strip(" \x00")
@@ -312,19 +312,19 @@ def instance_rows(
     table = frame_table(ds)
     base["columns"] = values.get(_COLUMNS, "int")
     base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None
+    groups: dict[str | None, list[int]]
     if annotation:
         groups = {None: list(range(len(table)))}
     else:
-        keys = group_keys(base["series_instance_uid"] or "", base["sop_class_uid"] or "", folder, table)
         groups = {}
-        for i, key in enumerate(keys):
+        for i, key in enumerate(group_keys(base["series_instance_uid"] or "", base["sop_class_uid"] or "", folder, table)):
             groups.setdefault(key, []).append(i)
     out = []
-    for key, members in groups.items():
+    for group, members in groups.items():
         idx = np.asarray(members)
         first = int(idx[0])
         row = dict(base)
-        row["series_key"] = key
+        row["series_key"] = group
         row["n_frames"] = int(idx.size)
         row["frame_numbers"] = [int(v) for v in table.frame_numbers[idx]] if len(groups) > 1 else None
         row["frame_positions"] = _finite_list(table.positions[idx].ravel()) if idx.size > 1 else None

@@ -78,7 +78,8 @@ def usability(
     >>> reason
     'single slice'
     """
-    if positions is None or orientation is None or any(s is None for s in spacings):
+    known = [s for s in spacings if s is not None]
+    if positions is None or orientation is None or not known or len(known) < len(spacings):
         return {}, "no geometry (ImagePositionPatient, ImageOrientationPatient or PixelSpacing absent)"
     g = analyze_stack(positions, orientation)
     first = positions[g.order[0]]
@@ -92,10 +93,10 @@ def usability(
         "tilt_deg": g.tilt_deg,
         "first_position": [float(v) for v in first],
     }
-    step = g.step if g.n_positions > 1 else g.step * (spacings[0][0] if spacings else 1.0)
-    stats["orientation_code"] = axcodes(dicom_affine(orientation, spacings[0], first, step))
-    if len(spacings) > 1:
-        return stats, f"mixed pixel spacing ({', '.join(str(s) for s in spacings)} mm)"
+    step = g.step if g.n_positions > 1 else g.step * known[0][0]
+    stats["orientation_code"] = axcodes(dicom_affine(orientation, known[0], first, step))
+    if len(known) > 1:
+        return stats, f"mixed pixel spacing ({', '.join(str(s) for s in known)} mm)"
     if g.n_positions == 1:
         n = len(positions)
         return stats, "single slice" if n == 1 else f"{n} images at one position (not a volume)"
