@@ -4,7 +4,9 @@ Each contender runs in its own fresh subprocess on the same synthetic volume
 (float32, DICOM (slice, row, column) order, axial affine), so one does not
 pollute another's peak memory. Reported per contender: best-of-``--repeat``
 seconds for the resample alone, the process' peak RSS, and the peak above the
-RSS it had just before resampling (input already built). On ``--device cuda``
+RSS it had just before resampling (input already built). A last subprocess
+alternates dicomml and the bare torch floor, so their ratio is not blurred by
+other load on a shared machine. On ``--device cuda``
 the torch-based contenders run on the GPU and report peak GPU memory too;
 SimpleITK stays on the CPU.
 
@@ -28,7 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "simpleitk", "torch_interpolate")
+CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "simpleitk", "torch_interpolate", "interleaved")
 
 
 def _input(args: argparse.Namespace):
@@ -92,8 +94,33 @@ def _prepare(name: str, args: argparse.Namespace) -> tuple[Callable[[], object],
     raise SystemExit(f"unknown contender {name}")
 
 
+def _interleaved(args: argparse.Namespace) -> None:
+    """dicomml and the bare floor alternated in one process: their ratio without machine drift."""
+    import torch
+
+    ours, _ = _prepare("dicomml", args)
+    floor, _ = _prepare("torch_interpolate", args)
+    times: dict[str, list[float]] = {"dicomml": [], "floor": []}
+    for _ in range(args.repeat + 2):
+        for key, call in (("dicomml", ours), ("floor", floor)):
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = call()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            times[key].append(time.perf_counter() - start)
+            del out
+    result = {k: sorted(v) for k, v in times.items()}
+    print("RESULT " + json.dumps({"name": "interleaved", **result}))
+
+
 def _worker(name: str, args: argparse.Namespace) -> None:
     import torch
+
+    if name == "interleaved":
+        _interleaved(args)
+        return
 
     call, shape = _prepare(name, args)
     cuda = args.device == "cuda" and name != "simpleitk"
@@ -124,7 +151,10 @@ def _worker(name: str, args: argparse.Namespace) -> None:
 def _run(name: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--size", ",".join(map(str, args.size)),
            "--spacing", ",".join(map(str, args.spacing)), "--device", args.device, "--repeat", str(args.repeat)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"name": name, "error": f"over --timeout {args.timeout:.0f} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         return {"name": name, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
@@ -144,6 +174,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per contender subprocess")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -155,6 +186,8 @@ def main() -> None:
           f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeat}")
     results = {r["name"]: r for r in (_run(n, args) for n in args.only.split(","))}
     for r in results.values():
+        if r["name"] == "interleaved" and "error" not in r:
+            continue
         if "error" in r:
             print(f"  {r['name']:<20} failed: {r['error']}")
             continue
@@ -169,6 +202,11 @@ def main() -> None:
                         ("torch_interpolate", "bare torch interpolate / dicomml (target >= 1/1.1 = 0.91)")):
         if "seconds" in results.get(name, {}):
             print(f"  ratio {label}: {results[name]['seconds'] / ours['seconds']:.2f}")
+    mixed = results.get("interleaved", {})
+    if "dicomml" in mixed:
+        best = mixed["floor"][0] / mixed["dicomml"][0]
+        median = float(np.median(mixed["floor"]) / np.median(mixed["dicomml"]))
+        print(f"  ratio bare torch / dicomml, interleaved in one process ({len(mixed['floor'])} each): best {best:.2f}, median {median:.2f}")
     if "seconds" in results.get("monai_spacing", {}):
         print(f"  ratio dicomml / MONAI peak RSS (target <= 0.33): {ours['peak_rss_mb'] / results['monai_spacing']['peak_rss_mb']:.2f}"
               f"; over input: {ours['rss_above_input_mb'] / max(1.0, results['monai_spacing']['rss_above_input_mb']):.2f}")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CUDA check of dicomml.transforms, for a lent GPU machine (about 2-4 minutes on an H100/H200).
+# CUDA check of dicomml.transforms, for a lent GPU machine (about 2 minutes on an H100/H200;
+# every step and benchmark contender has a timeout, about 5 minutes at worst).
 #
 # Needs only what that machine has: python3 with torch (CUDA build) and numpy. It installs
 # nothing. dicomml itself also imports nibabel and pyyaml; MONAI and SimpleITK are only
@@ -41,12 +42,12 @@ if ! "$PY" -c "import dicomml.transforms" 2>/dev/null; then
     echo "dicomml.transforms cannot be imported here (see MISSING above; it needs nibabel and pyyaml):"
     "$PY" -c "import dicomml.transforms" 2>&1 | tail -1
     echo "== 4. bare torch floor only"
-    timeout 240 "$PY" benchmarks/bench_transforms.py --device "$DEVICE" --size "$SIZE" --only torch_interpolate
+    timeout 60 "$PY" benchmarks/bench_transforms.py --device "$DEVICE" --size "$SIZE" --only torch_interpolate --timeout 50
     exit 1
 fi
 
 echo "== 2. $DEVICE vs CPU agreement"
-GPU_CHECK_DEVICE="$DEVICE" timeout 180 "$PY" - <<'EOF' || status=1
+GPU_CHECK_DEVICE="$DEVICE" timeout 45 "$PY" - <<'EOF' || status=1
 import os, sys, time
 import numpy as np
 import torch
@@ -104,12 +105,12 @@ EOF
 
 echo "== 3. tests/transforms on CUDA (needs pytest and the corpus)"
 if "$PY" -c "import pytest, monai, SimpleITK, pydicom, pandas" 2>/dev/null && { [ -n "${DICOMML_TEST_DATA:-}" ] || [ -f ../shared/data/INDEX.csv ]; }; then
-    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/transforms/test_resample.py -k cuda || status=1
+    timeout 30 "$PY" -m pytest -q -p no:cacheprovider tests/transforms/test_resample.py -k cuda || status=1
 else
     echo "  skipped: pytest/monai/SimpleITK/pydicom/pandas or the corpus is not here (step 2 covers the same paths)"
 fi
 
 echo "== 4. benchmark: $SIZE to 1 mm, on $DEVICE, then on this machine's CPU"
-timeout 150 "$PY" benchmarks/bench_transforms.py --device "$DEVICE" --size "$SIZE" --repeat 5 || status=1
-timeout 150 "$PY" benchmarks/bench_transforms.py --device cpu --size "$SIZE" --repeat 3 || status=1
+timeout 100 "$PY" benchmarks/bench_transforms.py --device "$DEVICE" --size "$SIZE" --repeat 5 --timeout 30 || status=1
+timeout 120 "$PY" benchmarks/bench_transforms.py --device cpu --size "$SIZE" --repeat 2 --timeout 30 || status=1
 exit $status
