@@ -55,12 +55,24 @@ class Mask(torch.Tensor):
 
 
 def is_label(value: Any) -> bool:
-    """Whether a sample entry is a label map (a :class:`Mask` or a bool tensor)."""
+    """Whether a sample entry is a label map (a :class:`Mask` or a bool tensor).
+
+    Example
+    -------
+    >>> is_label(Mask(torch.zeros(1, 2, 2, 2))), is_label(torch.zeros(1, 2, 2, 2, dtype=torch.int16))
+    (True, False)
+    """
     return isinstance(value, Mask) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
 
 
 def spatial_keys(sample: Mapping[str, Any]) -> list[str]:
-    """Keys of the spatial entries: tensors with at least three axes."""
+    """Keys of the spatial entries: tensors with at least three axes.
+
+    Example
+    -------
+    >>> spatial_keys({"image": torch.zeros(1, 2, 2, 2), "label": torch.tensor(3), "affine": torch.eye(4)})
+    ['image']
+    """
     return [k for k, v in sample.items() if k not in RESERVED and isinstance(v, torch.Tensor) and v.ndim >= 3]
 
 
@@ -110,8 +122,8 @@ def _from_volume(volume: Volume) -> tuple[dict[str, Any], Callable[[dict[str, An
 
     def restore(out: dict[str, Any]) -> Volume:
         data = out[key].detach().cpu().as_subclass(torch.Tensor).numpy()
-        axes = volume.axes if data.ndim == volume.array.ndim else ("channel",) * (data.ndim - 3)
-        return Volume(data, sample_affine(out), axes, out.get("meta", {}))
+        axes = volume.axes if data.shape[:-3] == volume.array.shape[:-3] else ("channel",) * (data.ndim - 3)
+        return Volume(data, sample_affine(out), axes, dict(out.get("meta") or {}))
 
     return sample, restore
 

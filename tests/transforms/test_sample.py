@@ -18,6 +18,7 @@ from dicomml.transforms import (
     CropForeground,
     CropOrPad,
     Mask,
+    MultiWindow,
     Orient,
     RandomAffine,
     RandomCrop,
@@ -147,3 +148,11 @@ def test_monai_metatensor_dicts_go_through_and_come_back_as_metatensors():
     assert torch.equal(out["image"].as_tensor(), plain["image"])
     single = Orient("RAS")(mt["image"])
     assert isinstance(single, MetaTensor) and single.affine[0, 0] > 0
+
+
+def test_a_volume_with_a_time_axis_becomes_channels_when_windows_multiply_them():
+    volume = Volume(np.zeros((2, 3, 4, 5), np.int16), np.eye(4), axes=("time",), meta={"window_center": [40], "window_width": [80]})
+    assert Orient("LPS")(volume).axes == ("time",)
+    stacked = MultiWindow(["brain", "bone"])(volume)
+    assert stacked.axes == ("channel",) and stacked.array.shape == (4, 3, 4, 5)
+    assert stacked.meta is not volume.meta and stacked.meta["window_center"] == [40]
