@@ -26,7 +26,7 @@ from dicomml.transforms.functional.grid import (
     shift_grid,
     spacing_grid,
 )
-from dicomml.transforms.functional.spatial import PADDINGS, crop_pad, resample_image, resample_mask
+from dicomml.transforms.functional.spatial import check_padding, crop_pad, resample_image, resample_mask
 from dicomml.volume import Volume
 
 __all__ = [
@@ -45,11 +45,6 @@ def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
     if len(items) != 3 or not all(int(v) == v and v > 0 for v in items):
         raise ConfigError(f"{name}={value!r} must be one or three positive voxel counts")
     return (int(items[0]), int(items[1]), int(items[2]))
-
-
-def _check_padding(padding: str) -> None:
-    if padding not in PADDINGS:
-        raise ConfigError(f"padding={padding!r} is not one of {PADDINGS}")
 
 
 class _Regrid(Transform):
@@ -156,7 +151,7 @@ class Resample(_Regrid):
             raise ConfigError(f"Resample(spacing={spacing!r}): give one or three numbers in mm (None or <= 0 keeps an axis)")
         if align not in ALIGNS:
             raise ConfigError(f"align={align!r} is not one of {ALIGNS}")
-        _check_padding(padding)
+        check_padding(padding)
         self.spacing = spacing
         self.shape = None if shape is None else _triple(shape, "shape")
         self.like = like
@@ -212,7 +207,7 @@ class RandomAffine(_Regrid, RandomTransform):
                 f"RandomAffine(degrees={degrees}, scale={scale}, translate={translate}, p={p}): "
                 "need degrees, translate >= 0, 0 <= scale < 1 and 0 <= p <= 1"
             )
-        _check_padding(padding)
+        check_padding(padding)
         self.degrees, self.scale, self.translate, self.p, self.padding, self.seed = degrees, scale, translate, p, padding, seed
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dicomml.errors import GeometryError
+from dicomml.errors import ConfigError, GeometryError
 
-__all__ = ["PADDINGS", "crop_pad", "gaussian_smooth", "resample_image", "resample_mask"]
+__all__ = ["PADDINGS", "check_padding", "crop_pad", "gaussian_smooth", "resample_image", "resample_mask"]
 
 #: Padding of an image where the target grid leaves the input: repeat the
 #: edge voxel, zeros, or mirror. Masks always pad with 0 (background).
@@ -175,9 +175,10 @@ def gaussian_smooth(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
     return out
 
 
-def _check_padding(padding: str) -> None:
+def check_padding(padding: str) -> None:
+    """Raise :class:`~dicomml.errors.ConfigError` unless ``padding`` is one of :data:`PADDINGS`."""
     if padding not in PADDINGS:
-        raise GeometryError(f"padding={padding!r} is not one of {PADDINGS}")
+        raise ConfigError(f"padding={padding!r} is not one of {PADDINGS}")
 
 
 def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int], mode: str, padding: str) -> torch.Tensor:
@@ -188,11 +189,11 @@ def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int
     to_norm[:3, :3] = torch.diag(scale).flip(0)
     to_norm[:3, 3] = -1.0
     to_norm[3, 3] = 1.0
-    full = (to_norm @ torch.as_tensor(index_map, dtype=torch.float64)).to(x.device, torch.float32)
+    full = (to_norm @ torch.as_tensor(index_map, dtype=torch.float64)).to(x.device, x.dtype)
     m0, m1, m2 = (int(v) for v in out_shape)
     jj, kk = torch.meshgrid(
-        torch.arange(m1, device=x.device, dtype=torch.float32),
-        torch.arange(m2, device=x.device, dtype=torch.float32),
+        torch.arange(m1, device=x.device, dtype=x.dtype),
+        torch.arange(m2, device=x.device, dtype=x.dtype),
         indexing="ij",
     )
     plane = jj[..., None] * full[:3, 1] + kk[..., None] * full[:3, 2] + full[:3, 3]
@@ -200,7 +201,7 @@ def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int
     rows = max(1, _CHUNK // max(1, m1 * m2))
     src = x[None]
     for i0 in range(0, m0, rows):
-        ii = torch.arange(i0, min(m0, i0 + rows), device=x.device, dtype=torch.float32)
+        ii = torch.arange(i0, min(m0, i0 + rows), device=x.device, dtype=x.dtype)
         grid = plane[None] + ii[:, None, None, None] * full[:3, 0]
         out[:, i0 : i0 + len(ii)] = F.grid_sample(src, grid[None], mode=mode, padding_mode=padding, align_corners=True)[0]
     return out
@@ -245,7 +246,9 @@ def resample_image(
     Raises
     ------
     GeometryError
-        For a tensor that is not 4-D, a singular affine or an unknown padding.
+        For a tensor that is not 4-D or a singular affine.
+    ConfigError
+        For an unknown padding.
 
     Example
     -------
@@ -255,7 +258,7 @@ def resample_image(
     [0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]
     """
     _spatial(image, "image")
-    _check_padding(padding)
+    check_padding(padding)
     x = image if image.is_floating_point() else image.float()
     index_map = _index_map(affine, target_affine)
     if antialias and np.any(_antialias_sigma(index_map) > 0):
