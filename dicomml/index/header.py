@@ -36,6 +36,7 @@ _VRS = frozenset(
 #: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _VR_TEXT = {vr: vr.decode() for vr in _VRS}
+_SHORT_VR_TEXT = {vr: text for vr, text in _VR_TEXT.items() if vr not in _LONG_VRS}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -387,19 +388,26 @@ def _top_level(
     previous = -1
     buf = walk.buf
     size = walk.size
-    explicit_le = little and not implicit
+    fast = little and not implicit
     unpack_from = struct.unpack_from
     while pos < size:
-        if explicit_le and pos + 12 <= len(buf):  # the common case, inlined
-            group, elem, vr = unpack_from("<HH2s", buf, pos)
-            tag = group << 16 | elem
-            if vr in _LONG_VRS or group == 0xFFFE or vr not in _VRS:
-                tag, vr, length, value = walk.element(pos, little, implicit)
-            else:
-                length = buf[pos + 6] | buf[pos + 7] << 8
-                value = pos + 8
-        else:
-            tag, vr, length, value = walk.element(pos, little, implicit)
+        if fast and pos + 8 <= len(buf):
+            # The common case, inlined: explicit VR little endian, a VR with a 2-byte length.
+            # (Pixel data and sequences have 4-byte-length VRs, so they never take this path.)
+            group, elem, vr, length = unpack_from("<HH2sH", buf, pos)
+            text = _SHORT_VR_TEXT.get(vr)
+            if text is not None and group != 0xFFFE:
+                tag = group << 16 | elem
+                if tag <= previous:
+                    raise walk.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
+                previous = tag
+                end = pos + 8 + length
+                if end > len(buf):
+                    walk.need(end, pos, f"value of {length} bytes", tag)
+                elements[tag] = (text, pos + 8, end, False)
+                pos = end
+                continue
+        tag, vr, length, value = walk.element(pos, little, implicit)
         if tag <= previous:
             raise walk.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
         previous = tag

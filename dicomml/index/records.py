@@ -109,6 +109,7 @@ _PIXEL_MODULE = {
 _PIXEL_DATA = 0x7FE00010
 #: Read by frame_table; their VR is checked here, as the FIELDS' are.
 _GEOMETRY_TAGS = (0x00200032, 0x00200037, 0x00280030)
+_SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
 #: Longest value of these VRs (PS3.5 6.2); a longer one means the length field lied.
 _MAX_CHARS = {"CS": 16, "SH": 16, "LO": 64, "UI": 64, "DA": 8, "AS": 4}
 
@@ -166,7 +167,8 @@ class _Values:
     def strings(self, tag: int) -> list[str]:
         """The element's values as strings (binary numbers too), [] when empty."""
         vr = self.vr(tag)
-        value = self.header.value(tag)
+        _, start, end, _ = self.header.elements[tag]
+        value = self.header.buf[start:end]
         if vr in _BINARY:
             size = struct.calcsize(_BINARY[vr])
             if len(value) % size:
@@ -182,7 +184,9 @@ class _Values:
             return []
         if vr in _MAX_CHARS and len(text) > _MAX_CHARS[vr] * (text.count("\\") + 1) + text.count("\\"):
             raise self.fail(tag, f"is {len(text)} characters long, more than a {vr} value can hold")
-        return [v.strip(" \x00") for v in text.split("\\")] if vr not in ("LT", "ST", "UT", "UR") else [text]
+        if vr in _SINGLE_VALUED_VRS or "\\" not in text:
+            return [text]
+        return [v.strip(" \x00") for v in text.split("\\")]
 
     def get(self, tag: int, kind: str) -> Any:
         """The value of ``tag`` as ``kind`` (see FIELDS), None when absent or empty."""

@@ -72,7 +72,7 @@ def test_dask_scheduler_reads_on_the_cluster(data_dir: Path, tmp_path: Path, sal
 
     tree = tmp_path / "tree"
     shutil.copytree(data_dir / "dcm_qa_philips_enh/In/cl", tree)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         m = dicomml.index(tree, tmp_path / "m", scheduler=cluster.scheduler_address, salt=salt, progress=False)
     local = dicomml.index(tree, tmp_path / "local", workers=1, salt=salt, progress=False)
     assert len(m.instances) == 40
