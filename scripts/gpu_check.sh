@@ -3,8 +3,11 @@
 # every step and benchmark contender has a timeout, about 5 minutes at worst).
 #
 # Needs only what that machine has: python3 with torch (CUDA build) and numpy. It installs
-# nothing. dicomml itself also imports nibabel and pyyaml; MONAI and SimpleITK are only
-# benchmark contenders. Whatever is missing is printed, and the steps that need it are skipped.
+# nothing. dicomml itself also imports nibabel and pyyaml (pure Python): when the machine lacks
+# them, copies carried from this checkout's .venv are used (device tool: carry
+# .venv/lib/python3.11/site-packages/nibabel, .../yaml and .../packaging, about 17 MB).
+# MONAI and SimpleITK are only benchmark contenders. Whatever is missing is printed, and the
+# steps that need it are skipped.
 #
 #   bash scripts/gpu_check.sh                  # from the repository root (or anywhere)
 #   GPU_CHECK_DEVICE=cpu bash scripts/gpu_check.sh --quick   # dry run of the script logic on a CPU
@@ -23,6 +26,20 @@ SIZE="512,512,300"
 status=0
 
 echo "== 1. environment"
+if ! "$PY" -c "import torch, numpy" 2>/dev/null; then
+    echo "  $PY cannot import torch and numpy: nothing to run"; exit 2
+fi
+CARRIED="$(mktemp -d)"
+trap 'rm -rf "$CARRIED"' EXIT
+for module in nibabel yaml packaging; do
+    "$PY" -c "import $module" 2>/dev/null && continue
+    for found in .venv/lib/python3*/site-packages/"$module"; do
+        [ -d "$found" ] || continue
+        ln -s "$PWD/$found" "$CARRIED/$module" && echo "  $module: not installed, using the carried $found"
+        break
+    done
+done
+export PYTHONPATH="$PYTHONPATH:$CARRIED"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "  nvidia-smi: not available"
 "$PY" - <<'EOF'
 import importlib
