@@ -82,7 +82,7 @@ class Header:
         Its length in bytes (``0xFFFFFFFF`` when encapsulated), or None.
     """
 
-    buf: bytes | memoryview
+    buf: bytes
     elements: dict[int, tuple[str | None, int, int, bool]]
     transfer_syntax: str
     media_storage_sop_class: str
@@ -131,6 +131,9 @@ class _LazyElements(MutableMapping[BaseTag, Any]):
         self._made[tag] = raw
         return raw
 
+    def get(self, tag: int, default: Any = None) -> Any:  # without raising KeyError for absent tags
+        return self[tag] if tag in self._made or tag in self._header.elements else default
+
     def __setitem__(self, tag: int, value: Any) -> None:  # pydicom stores converted elements back
         self._made[tag] = value
 
@@ -150,7 +153,7 @@ class _LazyElements(MutableMapping[BaseTag, Any]):
 class _Walk:
     """Element-header walk over ``buf`` (the first ``len(buf)`` of ``size`` bytes)."""
 
-    def __init__(self, buf: bytes | memoryview, size: int, path: str) -> None:
+    def __init__(self, buf: bytes, size: int, path: str) -> None:
         self.buf = buf
         self.size = size
         self.path = path
@@ -280,11 +283,11 @@ def _meta(walk: _Walk, pos: int) -> tuple[dict[int, bytes], int]:
     return meta, pos
 
 
-def _looks_explicit(buf: bytes | memoryview, pos: int) -> bool:
+def _looks_explicit(buf: bytes, pos: int) -> bool:
     return len(buf) >= pos + 6 and bytes(buf[pos + 4 : pos + 6]) in _VRS
 
 
-def is_dicom_prefix(buf: bytes | memoryview) -> bool:
+def is_dicom_prefix(buf: bytes) -> bool:
     """Whether bytes start like DICOM: ``DICM`` at byte 128, or a group 0002 / 0008 element at byte 0."""
     return (len(buf) >= 132 and bytes(buf[128:132]) == b"DICM") or (
         len(buf) >= 8 and bytes(buf[0:2]) in (b"\x02\x00", b"\x08\x00")
@@ -292,7 +295,7 @@ def is_dicom_prefix(buf: bytes | memoryview) -> bool:
 
 
 def read_header(
-    buf: bytes | memoryview, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None
+    buf: bytes, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None
 ) -> Header:
     """Walk the header of one DICOM file.
 
