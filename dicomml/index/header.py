@@ -2,16 +2,17 @@
 
 pydicom's reader decodes every element it meets; the indexer needs a few
 dozen values from each of millions of files. :func:`read_header` walks the
-element headers of a buffer (an ``mmap`` of the file, or bytes), checks that
+element headers of a buffer (the start of the file), checks that
 every length fits inside the file, that tags ascend and that VRs are valid,
-and keeps the top-level elements as pydicom ``RawDataElement`` objects that
-are decoded only when asked for. It never allocates what a lying length asks
+and records where each top-level element's value lies; values are decoded
+only when asked for. It never allocates what a lying length asks
 for, and a corrupt header raises :class:`~dicomml.errors.InvalidDicomFileError`
 naming the byte offset and the tag.
 
 Sequences are walked (to validate them and find their end) but decoded only
 if someone reads them, through the pydicom :class:`~pydicom.dataset.Dataset`
-that :meth:`Header.dataset` builds from the same raw elements.
+that :meth:`Header.dataset` builds over the same bytes, making a
+``RawDataElement`` only for the elements that are read.
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ def read_header(
     Parameters
     ----------
     buf
-        The file's bytes from offset 0: all of them (an ``mmap``), or a prefix.
+        The file's bytes from offset 0: all of them, or a prefix.
     size
         The file's size in bytes; lengths are checked against it.
     path
