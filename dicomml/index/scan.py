@@ -75,7 +75,7 @@ def _time_limits(enabled: bool) -> Iterator[bool]:
 
 
 def _read_header(f: BinaryIO, size: int, path: str) -> Header:
-    buf = f.read(PREFIX_BYTES)
+    buf = f.read(min(size, PREFIX_BYTES)) if size else b""
 
     def read_at(offset: int, n: int) -> bytes:
         f.seek(offset)
