@@ -120,7 +120,7 @@ class _CachedDataset(Dataset):
         if mask is not None:
             sample["mask"] = Mask(torch.from_numpy(mask))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_seed)
+            torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
             for step in self._steps:
                 sample = step(sample)
             if self.transform is not None:

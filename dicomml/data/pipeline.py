@@ -223,10 +223,12 @@ def compute_entry(volume: Volume, masks: Sequence[Volume], config: PipelineConfi
 
 
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    """``array`` (owned, may be overwritten) in ``dtype``; floats to integers are rounded and clipped."""
     target = np.dtype(dtype)
     if target.kind in "iu" and array.dtype.kind == "f":
         info = np.iinfo(target)
-        array = np.clip(np.rint(array), info.min, info.max)
+        np.rint(array, out=array)
+        np.clip(array, info.min, info.max, out=array)
     return np.ascontiguousarray(array.astype(target, copy=False))
 
 
