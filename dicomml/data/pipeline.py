@@ -143,9 +143,10 @@ class TableWindow(Transform):
     """:class:`~dicomml.transforms.MultiWindow` for 8/16-bit integer images, through a lookup table.
 
     The table is MultiWindow's own output for every value of the dtype (65,536
-    for int16), so the result is identical; applying it is one gather, about
-    10x faster than the float arithmetic on a 512x512x120 CT, which is what
-    makes windowing at load cheaper than reading pre-windowed float32.
+    for int16), so the result is identical; applying it is one gather, 5-6x
+    faster than MultiWindow's float arithmetic on a 239x239x200 CT here
+    (55 vs 330 ms on the shared 2-core machine), which keeps windowing at
+    load close to the cost of reading pre-windowed float32.
 
     Parameters
     ----------
