@@ -33,6 +33,7 @@ def test_orient_brings_dicom_order_onto_dcm2niix_layout(data_dir, nifti, folder,
     expected = nifti(reference)
     assert loaded.orientation != expected.orientation  # DICOM order is not NIfTI's
     out = Orient(expected.orientation)(loaded)
+    assert out.array.dtype == loaded.array.dtype  # a relayout never interpolates
     np.testing.assert_array_equal(out.array, expected.array)
     np.testing.assert_allclose(out.affine, expected.affine, atol=0.02)  # NIfTI stores its affine in float32
 

@@ -241,7 +241,9 @@ def resample_image(
     Returns
     -------
     torch.Tensor
-        ``(C, *target_shape)``, floating, on ``image``'s device.
+        ``(C, *target_shape)`` on ``image``'s device; floating (integers
+        become float32), except that a pure relayout (permutation, flips,
+        whole-voxel shifts: ``Orient``, crops) keeps the input dtype.
 
     Raises
     ------
@@ -259,11 +261,12 @@ def resample_image(
     """
     _spatial(image, "image")
     check_padding(padding)
-    x = image if image.is_floating_point() else image.float()
     index_map = _index_map(affine, target_affine)
-    if antialias and np.any(_antialias_sigma(index_map) > 0):
-        x = gaussian_smooth(x, _antialias_sigma(index_map).tolist())
     plan = _relayout(index_map, target_shape)
+    relayout = plan is not None and bool(np.all(plan.shifts()))  # no interpolation: dtype kept
+    x = image if relayout or image.is_floating_point() else image.float()
+    if antialias and not relayout and np.any(_antialias_sigma(index_map) > 0):
+        x = gaussian_smooth(x, _antialias_sigma(index_map).tolist())
     if plan is None or not plan.edge_aligned():
         return _grid_sample(x, index_map, target_shape, "bilinear", padding)
     shifts = plan.shifts()
