@@ -110,7 +110,8 @@ def preprocess(
         If the options are invalid (both ``workers`` and ``scheduler``, a bad
         shard, device or retries).
     DicomMLError
-        If every selected series failed (the report is written first).
+        If every selected series failed (the report is written first), or
+        the cache cannot be opened or the report written.
 
     Example
     -------
@@ -120,7 +121,13 @@ def preprocess(
     """
     started = time.perf_counter()
     _check_options(workers, scheduler, shard, device, retries)
-    manifest, config, cache = open_manifest(manifest), load_config(config), open_cache(cache)
+    manifest, config = open_manifest(manifest), load_config(config)
+    try:
+        cache = open_cache(cache)
+    except DicomMLError:  # CacheIntegrityError: another format
+        raise
+    except OSError as exc:  # the folder cannot be created or read
+        raise DicomMLError(f"{cache}: cannot open the cache ({exc}); check the path and its permissions", path=str(cache)) from None
     try:
         sources = series_sources(manifest, config, where=where)
     except duckdb.Error as exc:
@@ -147,7 +154,12 @@ def preprocess(
             bar.update()
             if row["status"] == "failed":
                 bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows))
-    table = write_report(rows, fs, path)
+    try:
+        table = write_report(rows, fs, path)
+    except OSError as exc:
+        raise DicomMLError(
+            f"{path}: cannot write the run report ({exc}); the cache entries are kept, rerun with --report elsewhere", path=path
+        ) from None
     result = RunReport(table, path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path), time.perf_counter() - started)
     if progress:
         print(result.summary(), file=sys.stderr)

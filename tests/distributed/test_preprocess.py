@@ -78,6 +78,12 @@ def test_nothing_to_do_and_bad_options_raise_dicomml_errors(cohort, ct_1mm, tmp_
         dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=2, scheduler="tcp://127.0.0.1:1")
     with pytest.raises(ConfigError, match="device"):
         dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", device="tpu")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(DicomMLError, match="cannot open the cache"):
+        dicomml.preprocess(cohort, ct_1mm, not_a_folder / "cache", workers=0)
+    with pytest.raises(DicomMLError, match="cannot write the run report"):
+        dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="n_slices = 3", workers=0, report=not_a_folder / "r.parquet")
 
 
 def test_cli_exits_1_with_one_line_when_every_series_fails(cohort, ct_1mm, four_d_key, tmp_path, capsys):
