@@ -14,7 +14,6 @@ import math
 import struct
 from typing import Any
 
-import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
@@ -247,12 +246,8 @@ def _has_pixels(sop_class: str | None) -> bool:
     return any(word in name for word in ("Image Storage", "Segmentation Storage", "Parametric Map Storage"))
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
-def _finite_list(values: np.ndarray) -> list[float] | None:
-    return [float(v) for v in values] if np.all(np.isfinite(values)) else None
+def _finite_list(values: list[float]) -> list[float] | None:
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def instance_rows(
@@ -323,21 +318,25 @@ def instance_rows(
         groups = {}
         for i, key in enumerate(group_keys(base["series_instance_uid"] or "", base["sop_class_uid"] or "", folder, table)):
             groups.setdefault(key, []).append(i)
+    # Plain lists once per file: indexing numpy arrays value by value costs more than the rest of the row.
+    positions, orientations = table.positions.tolist(), table.orientations.tolist()
+    spacings, frame_numbers = table.pixel_spacing.tolist(), table.frame_numbers.tolist()
+    slopes, intercepts = table.rescale_slope.tolist(), table.rescale_intercept.tolist()
+    echoes, times = table.echo.tolist(), table.temporal.tolist()
     out = []
     for group, members in groups.items():
-        idx = np.asarray(members)
-        first = int(idx[0])
+        first = members[0]
         row = dict(base)
         row["series_key"] = group
-        row["n_frames"] = int(idx.size)
-        row["frame_numbers"] = [int(v) for v in table.frame_numbers[idx]] if len(groups) > 1 else None
-        row["frame_positions"] = _finite_list(table.positions[idx].ravel()) if idx.size > 1 else None
-        row["image_position"] = _finite_list(table.positions[first])
-        row["image_orientation"] = _finite_list(table.orientations[first])
-        row["pixel_spacing"] = _finite_list(table.pixel_spacing[first])
-        row["rescale_slope"] = float(table.rescale_slope[first])
-        row["rescale_intercept"] = float(table.rescale_intercept[first])
-        row["echo_key"] = _finite(table.echo[first])
-        row["temporal_key"] = _finite(table.temporal[first])
+        row["n_frames"] = len(members)
+        row["frame_numbers"] = [frame_numbers[i] for i in members] if len(groups) > 1 else None
+        row["frame_positions"] = _finite_list([v for i in members for v in positions[i]]) if len(members) > 1 else None
+        row["image_position"] = _finite_list(positions[first])
+        row["image_orientation"] = _finite_list(orientations[first])
+        row["pixel_spacing"] = _finite_list(spacings[first])
+        row["rescale_slope"] = slopes[first]
+        row["rescale_intercept"] = intercepts[first]
+        row["echo_key"] = echoes[first] if math.isfinite(echoes[first]) else None
+        row["temporal_key"] = times[first] if math.isfinite(times[first]) else None
         out.append(row)
     return out
