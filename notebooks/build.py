@@ -152,7 +152,7 @@ EXPLORE = [
         ## Geometry: spacing and slice counts (pandas)
 
         `pixel_spacing` is (row, column) spacing in mm as DICOM gives it, `slice_spacing` the
-        median step between slices along the slice normal, `orientation_code` the axis code of
+        step between slices along the slice normal, `orientation_code` the axis code of
         the array as loaded (`SPL`: axis 0 runs to superior, rows to posterior, columns to left).
         """,
     ),
@@ -186,7 +186,7 @@ EXPLORE = [
         ## Unusable series, and files that could not be read
 
         The indexer never stops on a bad file and never builds a garbage volume silently: a
-        series with a gap, duplicate slices, a gantry tilt or varying geometry is kept with
+        series with a gap, duplicate slices, a gantry tilt, varying or absent geometry is kept with
         `usable = false` and a `reason`; a file that is not DICOM or is truncated goes to the
         `errors` table with the reason.
         """,
@@ -422,11 +422,11 @@ TRAIN = [
         ## The pipeline config
 
         A config has a *deterministic* part, run once and cached (its hash is part of the
-        cache key), and an *at-load* part, run on every read. This one is
-        `configs/ct_seg.yaml` at 2 mm instead of 1.5 mm, with 32³ chunks, to keep a CPU run
-        small: RAS+ axes, int16 Hounsfield units, every segment of the paired SEG cached as
-        a mask channel; at load, a soft-tissue window scaled to [0, 1] and random left-right
-        flips, drawn once per sample and applied to image and masks alike.
+        cache key), and an *at-load* part, run on every read. This one is like
+        `configs/ct_seg.yaml`, at 2 mm instead of 1.5 mm and with 32³ chunks to keep a CPU
+        run small: RAS+ axes, int16 Hounsfield units, every segment of the paired SEG cached
+        as a mask channel; at load, a soft-tissue window scaled to [0, 1] and random
+        left-right flips, drawn once per sample and applied to image and masks alike.
         """,
     ),
     (
