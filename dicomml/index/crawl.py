@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
 
@@ -23,9 +23,8 @@ from dicomml.errors import SourceNotFoundError
 __all__ = ["CrawlError", "Entry", "Source", "crawl", "open_sources"]
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One regular file to index.
+class Entry(NamedTuple):
+    """One regular file to index (a named tuple: millions are made by a walk).
 
     Attributes
     ----------
@@ -46,8 +45,7 @@ class Entry:
     open_path: str
 
 
-@dataclass(frozen=True)
-class CrawlError:
+class CrawlError(NamedTuple):
     """Something met while walking that is not a file to index."""
 
     path: str

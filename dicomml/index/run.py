@@ -163,6 +163,8 @@ def index(
     in_memory = any(s.fs is not None and "memory" in s.fs.protocol for s in resolved)
     if scheduler is not None:
         results = _dask(make_tasks, scheduler)
+    elif plan.n_to_read == 0:
+        results = iter(())
     elif n_workers == 1 or plan.n_to_read <= BATCH_FILES or in_memory:
         results = _in_process(make_tasks)
     else:

@@ -57,6 +57,12 @@ class Plan:
     n_removed: int
 
 
+def _listing_table(rows: list[tuple[str, str, int, int, str, int]]) -> pa.Table:
+    if not rows:
+        return LISTING.empty_table()
+    return pa.table(dict(zip(LISTING.names, zip(*rows))), schema=LISTING)
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -132,7 +138,7 @@ class ManifestStore:
     def write_listing(self, found: Iterable[tuple[int, Entry | CrawlError]]) -> int:
         """Stream the crawl into ``_work/listing.parquet`` and ``errors/crawl.parquet``; return files found."""
         listing = self.root / "_work" / "listing.parquet"
-        columns: dict[str, list[Any]] = {name: [] for name in LISTING.names}
+        rows: list[tuple[str, str, int, int, str, int]] = []
         crawl_errors: list[dict[str, Any]] = []
         n = 0
         with pq.ParquetWriter(listing, LISTING) as writer:
@@ -142,15 +148,12 @@ class ManifestStore:
                         {"path": item.path, "stage": "crawl", "error_type": item.error_type, "message": item.message}
                     )
                     continue
-                for name, value in zip(
-                    LISTING.names, (item.path, item.folder, item.size, item.mtime_ns, item.open_path, source)
-                ):
-                    columns[name].append(value)
+                rows.append((item.path, item.folder, item.size, item.mtime_ns, item.open_path, source))
                 n += 1
-                if len(columns["path"]) >= _LISTING_BATCH:
-                    writer.write_table(pa.table(columns, schema=LISTING))
-                    columns = {name: [] for name in LISTING.names}
-            writer.write_table(pa.table(columns, schema=LISTING))
+                if len(rows) >= _LISTING_BATCH:
+                    writer.write_table(_listing_table(rows))
+                    rows = []
+            writer.write_table(_listing_table(rows))
         self.write_single("errors", pa.Table.from_pylist(crawl_errors, schema=ERRORS), "crawl.parquet")
         return n
 
