@@ -1,7 +1,8 @@
 """Benchmark: `dicomml index` against a plain pydicom loop, on one synthetic CT tree.
 
-Writes a tree of N files (default 20,000; realistic CT headers of ~130
-elements with private tags and sequences, small pixel data), then runs each
+Writes a tree of N files (default 20,000): the header of a real GE CT slice
+from the corpus (211 elements, private groups included) with new UIDs,
+positions and a 32x32 image, in series of 200; then runs each
 contender in a fresh subprocess and prints files/s, the ratio to the plain
 loop, and the peak RSS of each (largest process, from ``getrusage`` of the
 children). Contenders:
@@ -25,101 +26,31 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from dicomml.testing import data_file
 
 SLICES_PER_SERIES = 200
 
 
+#: A real scanner's CT header (GE Discovery MI, 211 elements with private groups) from the corpus.
+TEMPLATE = "rt-utils/tests/mock_data/ct_1.dcm"
+
+
 def _template() -> Dataset:
-    """A CT header with the modules and private groups a scanner writes."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "CT_SOM5 SPI"]
-    ds.InstanceCreationDate, ds.InstanceCreationTime = "20240101", "101010.123"
-    ds.SOPClassUID = CTImageStorage
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240101"
-    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "101010.123"
-    ds.AccessionNumber = "ACC123456"
-    ds.Modality = "CT"
-    ds.Manufacturer = "SIEMENS"
-    ds.InstitutionName = "Example Hospital"
-    ds.InstitutionAddress = "1 Example Street, Example City"
-    ds.ReferringPhysicianName = "Doe^Jane"
-    ds.StationName = "CTAWP00001"
-    ds.StudyDescription = "CT CHEST WITH CONTRAST"
-    ds.ProcedureCodeSequence = Sequence([Dataset()])
-    ds.ProcedureCodeSequence[0].CodeValue = "CTCHEST"
-    ds.ProcedureCodeSequence[0].CodingSchemeDesignator = "L"
-    ds.ProcedureCodeSequence[0].CodeMeaning = "CT Chest"
-    ds.SeriesDescription = "Thorax 1.0 B31f"
-    ds.InstitutionalDepartmentName = "Radiology"
-    ds.PerformingPhysicianName = "Roe^Richard"
-    ds.OperatorsName = "Tech^One"
-    ds.ManufacturerModelName = "SOMATOM Definition AS+"
-    ds.ReferencedImageSequence = Sequence([Dataset()])
-    ds.ReferencedImageSequence[0].ReferencedSOPClassUID = CTImageStorage
-    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = generate_uid()
-    ds.DerivationDescription = ""
-    ds.PatientName = "Example^Patient"
-    ds.PatientID = "PID000001"
-    ds.PatientBirthDate = "19600101"
-    ds.PatientSex = "F"
-    ds.PatientAge = "064Y"
-    ds.PatientSize, ds.PatientWeight = "1.70", "65"
-    ds.ContrastBolusAgent = "IOMERON 400"
-    ds.BodyPartExamined = "CHEST"
-    ds.ScanOptions = "HELICAL_CT"
-    ds.SliceThickness = "1.0"
-    ds.KVP = "120"
-    ds.DataCollectionDiameter = "500"
-    ds.DeviceSerialNumber = "12345"
-    ds.SoftwareVersions = "syngo CT 2012B"
-    ds.ProtocolName = "Thorax_Routine"
-    ds.ReconstructionDiameter = "350"
-    ds.DistanceSourceToDetector, ds.DistanceSourceToPatient = "1085.6", "595"
-    ds.GantryDetectorTilt = "0"
-    ds.TableHeight = "150"
-    ds.RotationDirection = "CW"
-    ds.ExposureTime, ds.XRayTubeCurrent, ds.Exposure = "500", "200", "100"
-    ds.FilterType = "FLAT"
-    ds.GeneratorPower = "24"
-    ds.FocalSpots = "1.2"
-    ds.ConvolutionKernel = "B31f"
-    ds.PatientPosition = "HFS"
-    ds.SingleCollimationWidth, ds.TotalCollimationWidth = 0.6, 38.4
-    ds.TableSpeed, ds.TableFeedPerRotation, ds.SpiralPitchFactor = 46.0, 46.0, 1.2
-    ds.ExposureModulationType = "XYZ_EC"
-    ds.CTDIvol = 8.5
-    ds.StudyID = "1"
-    ds.SeriesNumber = "2"
-    ds.AcquisitionNumber = "2"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PositionReferenceIndicator = ""
-    ds.SliceLocation = "0"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    """The corpus CT header, with a 32x32 image so that 20,000 files stay small on disk."""
+    ds = pydicom.dcmread(data_file(TEMPLATE))
     ds.Rows = ds.Columns = 32
-    ds.PixelSpacing = [0.683594, 0.683594]
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter, ds.WindowWidth = ["40", "-600"], ["400", "1200"]
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
-    ds.WindowCenterWidthExplanation = ["WINDOW1", "WINDOW2"]
-    ds.RequestedProcedureDescription = "CT CHEST"
-    ds.private_block(0x0019, "SIEMENS CT VA0  COAD", create=True).add_new(0x10, "DS", "1.0")
-    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
-    block.add_new(0x08, "CS", "IMAGE NUM 4")
-    block.add_new(0x10, "OB", bytes(3000))
-    ds.private_block(0x0029, "SIEMENS MEDCOM HEADER2", create=True).add_new(0x60, "LO", "COMPRESSION SIEMENS")
+    del ds.PixelData
     return ds
 
 
 def write_tree(root: Path, n_files: int) -> None:
     """``n_files`` CT slices in series of 200, one folder per series."""
     template = _template()
-    pixels = np.zeros((32, 32), np.uint16).tobytes()
+    pixels = np.zeros((32, 32), np.int16).tobytes()
     study = generate_uid()
     for i in range(n_files):
         series_index, slice_index = divmod(i, SLICES_PER_SERIES)
@@ -135,9 +66,9 @@ def write_tree(root: Path, n_files: int) -> None:
         z = -300.0 + slice_index * 1.0
         ds.ImagePositionPatient = [-175.0, -175.0, z]
         ds.SliceLocation = str(z)
-        ds.PixelData = pixels
+        ds.add_new(0x7FE00010, "OW", pixels)
         ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.save_as(folder / f"IM{slice_index:05d}.dcm", enforce_file_format=True)
