@@ -394,19 +394,21 @@ def _top_level(
     size = walk.size
     fast = little and not implicit
     unpack_from = struct.unpack_from
+    short_vr = _SHORT_VR_TEXT.get
+    buflen = len(buf)  # the walk restarts on a longer buffer (NeedMoreBytes), never grows it
     while pos < size:
-        if fast and pos + 8 <= len(buf):
+        if fast and pos + 8 <= buflen:
             # The common case, inlined: explicit VR little endian, a VR with a 2-byte length.
             # (Pixel data and sequences have 4-byte-length VRs, so they never take this path.)
             group, elem, vr, length = unpack_from("<HH2sH", buf, pos)
-            text = _SHORT_VR_TEXT.get(vr)
+            text = short_vr(vr)
             if text is not None and group != 0xFFFE:
                 tag = group << 16 | elem
                 if tag <= previous:
                     raise walk.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
                 previous = tag
                 end = pos + 8 + length
-                if end > len(buf):
+                if end > buflen:
                     walk.need(end, pos, f"value of {length} bytes", tag)
                 elements[tag] = (text, pos + 8, end, False)
                 pos = end
@@ -427,7 +429,7 @@ def _top_level(
             elements[tag] = ("SQ", value, stop, implicit or vr == b"UN")
         else:
             end = value + length
-            if end > len(buf):
+            if end > buflen:
                 walk.need(end, pos, f"value of {length} bytes", tag)
             elements[tag] = (_VR_TEXT[vr] if vr is not None else None, value, end, implicit)
         pos = end
