@@ -3,15 +3,17 @@
 One run, same data: a synthetic CT cohort (default 20 series of 512x512x~120,
 0.7 x 0.7 x 2.5 mm) written as DICOM and indexed; pipeline RAS, 1.5 mm, window
 -1000..400 HU scaled to [0, 1]. Every contender runs in a fresh subprocess
-(peak RSS is its own, workers included). Printed: first epoch (fills the
-cache) and warm second epoch samples/s with DataLoader num_workers 0 and 2,
-a cold second epoch (every cache file's pages evicted with
-posix_fadvise(DONTNEED)), bytes on disk, and 96^3 random patches/s.
+(peak RSS is its own, workers included), and contenders alternate phase by
+phase, repeated (median), so load changes on a shared machine hit them
+alike. Printed: first epoch (fills the cache) and warm second epoch
+samples/s with DataLoader num_workers 0 and 2, a cold second epoch (every
+cache file's pages evicted with posix_fadvise(DONTNEED)), bytes on disk, and
+96^3 random patches/s.
 
 Usage::
 
     python benchmarks/bench_cache.py                      # full size
-    python benchmarks/bench_cache.py --series 3 --rows 128 --slices 40 --patches 50   # quick
+    python benchmarks/bench_cache.py --series 3 --rows 128 --slices 40 --patches 30 --rounds 1   # quick
 """
 
 from __future__ import annotations
@@ -128,132 +130,123 @@ def _monai_items(work: Path) -> list[dict[str, str]]:
     return [{"image": str(p)} for p in sorted((work / "dicom").iterdir())]
 
 
-def run_dicomml(work: Path, n_patches: int) -> dict[str, Any]:
-    from dicomml.data import PatchDataset, SeriesDataset, collate
-
-    out: dict[str, Any] = {}
-    cache = work / "cache_dicomml"
-    for workers in (0, 2):
-        shutil.rmtree(cache, ignore_errors=True)
-        ds = SeriesDataset(work / "manifest", _config(), cache)
-        out[f"epoch1_w{workers}"] = len(ds) / _epoch(ds, workers, collate)
-        out[f"epoch2_w{workers}"] = len(ds) / _epoch(ds, workers, collate)
-    _evict(cache)
-    out["cold_w0"] = len(ds) / _epoch(ds, 0, collate)
-    out["bytes"] = _bytes(cache)
-    out["shape"] = list(ds[0]["image"].shape)
-    patches = PatchDataset(work / "manifest", _config(), cache, patch_size=PATCH, samples_per_volume=max(1, n_patches // len(ds)))
-    out["patches"] = len(patches) / _epoch(patches, 0, collate)
-    return out
+# -- one phase of one contender, in its own process ------------------------------------
 
 
-def run_persistent(work: Path, n_patches: int) -> dict[str, Any]:
-    from monai.data import Dataset, PersistentDataset
-    from monai.transforms import RandSpatialCropd
+def _dicomml_series(work: Path, cache_only: bool) -> Any:
+    from dicomml.data import SeriesDataset
 
-    out: dict[str, Any] = {}
-    cache = work / "cache_persistent"
-    for workers in (0, 2):
-        shutil.rmtree(cache, ignore_errors=True)
-        ds = PersistentDataset(_monai_items(work), _monai_transforms(), cache_dir=cache)
-        out[f"epoch1_w{workers}"] = len(ds) / _epoch(ds, workers)
-        out[f"epoch2_w{workers}"] = len(ds) / _epoch(ds, workers)
-    _evict(cache)
-    out["cold_w0"] = len(ds) / _epoch(ds, 0)
-    out["bytes"] = _bytes(cache)
-    out["shape"] = list(ds[0]["image"].shape)
-    crop = RandSpatialCropd("image", roi_size=PATCH, random_size=False)
-    crop.set_random_state(0)
-    per = max(1, n_patches // len(ds))
-    items = Dataset([i for i in range(len(ds)) for _ in range(per)], transform=lambda i: crop(ds[i]))
-    out["patches"] = len(items) / _epoch(items, 0)
-    return out
+    return SeriesDataset(work / "manifest", _config(), work / "cache_dicomml", cache_only=cache_only)
 
 
-def run_cachedataset(work: Path, n_patches: int) -> dict[str, Any]:
-    from monai.data import CacheDataset
+def _persistent(work: Path) -> Any:
+    from monai.data import PersistentDataset
 
-    out: dict[str, Any] = {}
-    for workers in (0, 2):
+    return PersistentDataset(_monai_items(work), _monai_transforms(), cache_dir=work / "cache_persistent")
+
+
+class _NpyVolumes:
+    """The np.load floor: the same preprocessed float32 arrays, one .npy each."""
+
+    def __init__(self, work: Path) -> None:
+        self.files = sorted((work / "npy").glob("*.npy"))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Any:
+        import torch
+
+        return {"image": torch.from_numpy(np.load(self.files[i]))}
+
+
+class _NpyPatches(_NpyVolumes):
+    """The np.load(mmap_mode="r") patch floor."""
+
+    def __init__(self, work: Path, per: int) -> None:
+        super().__init__(work)
+        self.per = per
+
+    def __len__(self) -> int:
+        return len(self.files) * self.per
+
+    def __getitem__(self, i: int) -> Any:
+        import torch
+
+        rng = np.random.default_rng(i)
+        arr = np.load(self.files[i // self.per], mmap_mode="r")
+        start = [int(rng.integers(0, max(s - p, 0) + 1)) for s, p in zip(arr.shape[-3:], PATCH)]
+        box = (slice(None),) + tuple(slice(b, b + p) for b, p in zip(start, PATCH))
+        return {"image": torch.from_numpy(np.array(arr[box]))}
+
+
+def _phase(contender: str, phase: str, work: Path, n_patches: int) -> float:
+    """samples/s of one phase: fill_wN (first epoch, empty cache), warm_wN, cold_w0, patches."""
+    from dicomml.data import PatchDataset, collate
+
+    workers = int(phase[-1]) if phase[-2:] in ("w0", "w2") else 0
+    folder = {"dicomml": work / "cache_dicomml", "PersistentDataset": work / "cache_persistent", "np.load": work / "npy"}
+    if contender == "CacheDataset":  # in memory: its "first epoch" is the cache build plus one pass
+        from monai.data import CacheDataset
+
         start = time.perf_counter()
         ds = CacheDataset(_monai_items(work), _monai_transforms(), num_workers=max(workers, 1), progress=False)
-        out[f"epoch1_w{workers}"] = len(ds) / (time.perf_counter() - start + _epoch(ds, workers))
-        out[f"epoch2_w{workers}"] = len(ds) / _epoch(ds, workers)
-    return out
+        fill = len(ds) / (time.perf_counter() - start + _epoch(ds, workers))
+        return fill if phase.startswith("fill") else len(ds) / _epoch(ds, workers)
+    if phase.startswith("fill"):
+        shutil.rmtree(folder[contender], ignore_errors=True)
+    if phase == "cold_w0":
+        _evict(folder[contender])
+    if contender == "dicomml":
+        if phase == "patches":
+            per = max(1, n_patches // len(_dicomml_series(work, True)))
+            ds = PatchDataset(work / "manifest", _config(), folder[contender], patch_size=PATCH, samples_per_volume=per, cache_only=True)
+        else:
+            ds = _dicomml_series(work, cache_only=not phase.startswith("fill"))
+        return len(ds) / _epoch(ds, workers, collate)
+    if contender == "PersistentDataset":
+        ds = _persistent(work)
+        if phase == "patches":
+            from monai.data import Dataset
+            from monai.transforms import RandSpatialCropd
 
-
-def run_npload(work: Path, n_patches: int) -> dict[str, Any]:
-    import torch
-    from torch.utils.data import Dataset
-
-    files = sorted((work / "npy").glob("*.npy"))
-
-    class Load(Dataset):
-        def __len__(self) -> int:
-            return len(files)
-
-        def __getitem__(self, i: int) -> Any:
-            return {"image": torch.from_numpy(np.load(files[i]))}
-
-    class Patch(Dataset):
-        def __init__(self) -> None:
-            self.per = max(1, n_patches // len(files))
-
-        def __len__(self) -> int:
-            return len(files) * self.per
-
-        def __getitem__(self, i: int) -> Any:
-            rng = np.random.default_rng(i)
-            arr = np.load(files[i // self.per], mmap_mode="r")
-            start = [int(rng.integers(0, max(s - p, 0) + 1)) for s, p in zip(arr.shape[-3:], PATCH)]
-            box = (slice(None),) + tuple(slice(b, b + p) for b, p in zip(start, PATCH))
-            return {"image": torch.from_numpy(np.array(arr[box]))}
-
-    out = {f"epoch2_w{w}": len(files) / _epoch(Load(), w) for w in (0, 2)}
-    _evict(work / "npy")
-    out["cold_w0"] = len(files) / _epoch(Load(), 0)
-    out["bytes"] = _bytes(work / "npy")
-    patches = Patch()
-    out["patches"] = len(patches) / _epoch(patches, 0)
-    return out
+            crop = RandSpatialCropd("image", roi_size=PATCH, random_size=False)
+            crop.set_random_state(0)
+            volumes, per = ds, max(1, n_patches // len(ds))
+            ds = Dataset([i for i in range(len(volumes)) for _ in range(per)], transform=lambda i: crop(volumes[i]))
+        return len(ds) / _epoch(ds, workers)
+    ds = _NpyPatches(work, max(1, n_patches // len(_NpyVolumes(work)))) if phase == "patches" else _NpyVolumes(work)
+    return len(ds) / _epoch(ds, workers)
 
 
 def _write_npy(work: Path) -> None:
     """The same preprocessed arrays (dicomml's float32 output) as .npy, for the np.load floors."""
-    from dicomml.data import SeriesDataset
-
     shutil.rmtree(work / "npy", ignore_errors=True)
     (work / "npy").mkdir()
-    ds = SeriesDataset(work / "manifest", _config(), work / "cache_dicomml", cache_only=True)
+    ds = _dicomml_series(work, cache_only=True)
     for i in range(len(ds)):
         np.save(work / "npy" / f"{i:03d}.npy", ds[i]["image"].numpy())
 
 
-CONTENDERS = {
-    "dicomml": run_dicomml,
-    "PersistentDataset": run_persistent,
-    "CacheDataset": run_cachedataset,
-    "np.load": run_npload,
-}
+CONTENDERS = ("dicomml", "PersistentDataset", "CacheDataset", "np.load")
 
 
-def _child(name: str, work: Path, n_patches: int) -> None:
-    result = CONTENDERS[name](work, n_patches)
+def _child(contender: str, phase: str, work: Path, n_patches: int) -> None:
+    rate = _phase(contender, phase, work, n_patches)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result["peak_rss_mb"] = max(own, kids) / 1024
-    print("RESULT " + json.dumps(result))
+    print("RESULT " + json.dumps({"rate": rate, "peak_rss_mb": max(own, kids) / 1024}))
 
 
-def _run(name: str, work: Path, n_patches: int) -> dict[str, Any]:
+def _run(contender: str, phase: str, work: Path, n_patches: int) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--workdir", str(work), "--patches", str(n_patches)],
+        [sys.executable, __file__, "--child", contender, phase, "--workdir", str(work), "--patches", str(n_patches)],
         capture_output=True,
         text=True,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{contender} {phase} failed:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -262,42 +255,64 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=20)
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--slices", type=int, default=120)
-    parser.add_argument("--patches", type=int, default=200, help="96^3 patches per contender")
+    parser.add_argument("--patches", type=int, default=200, help="96^3 patches per contender and round")
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions of the warm, cold and patch phases (median)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-cache"))
-    parser.add_argument("--child", choices=sorted(CONTENDERS))
+    parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "PHASE"))
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.workdir, args.patches)
+        _child(args.child[0], args.child[1], args.workdir, args.patches)
         return
     t = time.perf_counter()
     _prepare(args.workdir, args.series, args.rows, args.slices)
     print(f"cohort: {args.series} series of {args.rows}x{args.rows}x~{args.slices} CT in {args.workdir} ({time.perf_counter() - t:.0f} s)")
-    results = {"dicomml": _run("dicomml", args.workdir, args.patches)}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def run(contender: str, phase: str) -> None:
+        runs.setdefault((contender, phase), []).append(_run(contender, phase, args.workdir, args.patches))
+
+    # contenders alternate phase by phase, so a change in the shared machine's load hits them alike
+    for phase in ("fill_w0", "fill_w2"):
+        for contender in ("dicomml", "PersistentDataset", "CacheDataset"):
+            run(contender, phase)
     _write_npy(args.workdir)
-    for name in ("PersistentDataset", "CacheDataset", "np.load"):
-        results[name] = _run(name, args.workdir, args.patches)
-    _report(results)
+    run("CacheDataset", "warm_w0")
+    run("CacheDataset", "warm_w2")
+    for _ in range(args.rounds):
+        for phase in ("warm_w0", "warm_w2", "cold_w0", "patches"):
+            for contender in ("dicomml", "PersistentDataset", "np.load"):
+                run(contender, phase)
+    results: dict[str, dict[str, Any]] = {}
+    for (contender, phase), values in runs.items():
+        r = results.setdefault(contender, {"peak_rss_mb": 0.0})
+        r[phase] = float(np.median([v["rate"] for v in values]))
+        r["peak_rss_mb"] = max(r["peak_rss_mb"], *(v["peak_rss_mb"] for v in values))
+    for contender, folder in (("dicomml", "cache_dicomml"), ("PersistentDataset", "cache_persistent"), ("np.load", "npy")):
+        results[contender]["bytes"] = _bytes(args.workdir / folder)
+    _report(results, args.rounds)
 
 
-def _report(results: dict[str, dict[str, Any]]) -> None:
-    cols = ["epoch1_w0", "epoch1_w2", "epoch2_w0", "epoch2_w2", "cold_w0", "patches"]
-    print(f"\n{'samples/s':<18}" + "".join(f"{c:>11}" for c in cols) + f"{'disk MB':>10}{'peak RSS MB':>13}")
-    for name, r in results.items():
-        cells = "".join(f"{r[c]:>11.2f}" if c in r else f"{'-':>11}" for c in cols)
+def _report(results: dict[str, dict[str, Any]], rounds: int) -> None:
+    cols = ["fill_w0", "fill_w2", "warm_w0", "warm_w2", "cold_w0", "patches"]
+    print(f"\nsamples/s (warm, cold, patches: median of {rounds} interleaved rounds; machine shared)")
+    print(f"{'':<18}" + "".join(f"{c:>10}" for c in cols) + f"{'disk MB':>10}{'peak RSS MB':>13}")
+    for name in CONTENDERS:
+        r = results[name]
+        cells = "".join(f"{r[c]:>10.2f}" if c in r else f"{'-':>10}" for c in cols)
         disk = f"{r['bytes'] / 1e6:>10.1f}" if "bytes" in r else f"{'-':>10}"
         print(f"{name:<18}{cells}{disk}{r['peak_rss_mb']:>13.0f}")
     d, p = results["dicomml"], results["PersistentDataset"]
-    print(f"\nshapes: dicomml {d['shape']}, PersistentDataset {p['shape']}")
     checks = [
-        ("first epoch vs PersistentDataset (w0)", d["epoch1_w0"] / p["epoch1_w0"], 4.0),
-        ("first epoch vs PersistentDataset (w2)", d["epoch1_w2"] / p["epoch1_w2"], 4.0),
-        ("warm 2nd epoch vs PersistentDataset (w0)", d["epoch2_w0"] / p["epoch2_w0"], 1.0),
-        ("warm 2nd epoch vs PersistentDataset (w2)", d["epoch2_w2"] / p["epoch2_w2"], None),
+        ("first epoch vs PersistentDataset (w0)", d["fill_w0"] / p["fill_w0"], 4.0),
+        ("first epoch vs PersistentDataset (w2)", d["fill_w2"] / p["fill_w2"], 4.0),
+        ("warm 2nd epoch vs PersistentDataset (w0)", d["warm_w0"] / p["warm_w0"], 1.0),
+        ("warm 2nd epoch vs PersistentDataset (w2)", d["warm_w2"] / p["warm_w2"], None),
         ("cold 2nd epoch vs PersistentDataset (w0)", d["cold_w0"] / p["cold_w0"], 1.5),
         ("bytes on disk vs PersistentDataset", d["bytes"] / p["bytes"], -0.3),
         ("96^3 patches vs PersistentDataset + RandSpatialCrop", d["patches"] / p["patches"], 3.0),
-        ("warm 2nd epoch vs CacheDataset (w0)", d["epoch2_w0"] / results["CacheDataset"]["epoch2_w0"], None),
-        ("warm 2nd epoch vs np.load floor (w0)", d["epoch2_w0"] / results["np.load"]["epoch2_w0"], None),
+        ("warm 2nd epoch vs CacheDataset (w0)", d["warm_w0"] / results["CacheDataset"]["warm_w0"], None),
+        ("warm 2nd epoch vs np.load floor (w0)", d["warm_w0"] / results["np.load"]["warm_w0"], None),
+        ("cold 2nd epoch vs np.load floor (w0)", d["cold_w0"] / results["np.load"]["cold_w0"], None),
         ("96^3 patches vs np.load(mmap) floor", d["patches"] / results["np.load"]["patches"], None),
     ]
     print()
