@@ -133,8 +133,9 @@ def _dictionary_vrs(tag: int) -> tuple[str, ...]:
 class _Values:
     """Decode top-level raw elements by dictionary VR, naming the tag when one is malformed."""
 
-    def __init__(self, header: Header, path: str) -> None:
+    def __init__(self, header: Header, path: str, memo: dict[tuple[Any, ...], Any]) -> None:
         self.header = header
+        self.memo = memo
         self.little = header.little_endian
         self.path = path
         self.charsets: list[str] = []
@@ -188,9 +189,21 @@ class _Values:
         return [v.strip(" \x00") for v in text.split("\\")]
 
     def get(self, tag: int, kind: str) -> Any:
-        """The value of ``tag`` as ``kind`` (see FIELDS), None when absent or empty."""
-        if tag not in self.header.elements:
+        """The value of ``tag`` as ``kind`` (see FIELDS), None when absent or empty.
+
+        Files of one series repeat most values byte for byte, so decoded values
+        are remembered in ``memo`` by everything the decoding depends on.
+        """
+        element = self.header.elements.get(tag)
+        if element is None:
             return None
+        vr, start, end, _ = element
+        key = (tag, kind, vr, self.little, self.text_encoding, self.plain, self.header.buf[start:end])
+        if key not in self.memo:
+            self.memo[key] = self._decode(tag, kind)
+        return self.memo[key]
+
+    def _decode(self, tag: int, kind: str) -> Any:
         values = self.strings(tag)
         if not values:
             return None
@@ -257,6 +270,7 @@ def instance_rows(
     *,
     include_phi: bool,
     salt: bytes,
+    memo: dict[tuple[Any, ...], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``instances`` rows of one file: one per volume group its frames fall in.
 
@@ -270,6 +284,9 @@ def instance_rows(
         Keep the direct identifiers (:data:`PHI_FIELDS`).
     salt
         Salt of ``patient_key``.
+    memo
+        Decoded values shared by the files of one batch (values are returned
+        shared: do not mutate them).
 
     Returns
     -------
@@ -283,7 +300,7 @@ def instance_rows(
         If a value the manifest needs is malformed, or an image lacks its
         pixel data (a truncated file).
     """
-    values = _Values(header, path)
+    values = _Values(header, path, {} if memo is None else memo)
     base: dict[str, Any] = {column: values.get(tag, kind) for column, (tag, kind) in FIELDS.items()}
     base["transfer_syntax_uid"] = header.transfer_syntax or None
     base["patient_key"] = patient_key(values.get(_PATIENT_ID, "text") or "", salt)

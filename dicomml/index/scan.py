@@ -97,7 +97,7 @@ def _read_header(f: BinaryIO, size: int, path: str) -> Header:
             buf += chunk
 
 
-def _read_entry(entry: Entry, options: ScanOptions) -> list[dict[str, Any]]:
+def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any]) -> list[dict[str, Any]]:
     if options.fs is None:
         f = open(entry.open_path, "rb")  # noqa: SIM115 - closed below
         size = os.fstat(f.fileno()).st_size
@@ -108,7 +108,9 @@ def _read_entry(entry: Entry, options: ScanOptions) -> list[dict[str, Any]]:
         header = _read_header(f, size, entry.path)
     if header.media_storage_sop_class == DICOMDIR_SOP_CLASS:
         raise _DicomDir()
-    rows = instance_rows(header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt)
+    rows = instance_rows(
+        header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo
+    )
     for row in rows:
         row.update(path=entry.path, folder=entry.folder, size=entry.size, mtime_ns=entry.mtime_ns)
     return rows
@@ -169,13 +171,14 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
     """
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    memo: dict[tuple[Any, ...], Any] = {}  # decoded header values, shared within the batch
     with _time_limits(options.timeout_s > 0) as limited:
         for entry in entries:
             try:
                 if limited:
                     signal.setitimer(signal.ITIMER_REAL, options.timeout_s)
                 try:
-                    rows.extend(_read_entry(entry, options))
+                    rows.extend(_read_entry(entry, options, memo))
                 finally:
                     if limited:
                         signal.setitimer(signal.ITIMER_REAL, 0)
