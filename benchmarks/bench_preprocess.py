@@ -8,6 +8,8 @@ in a fresh subprocess on an empty cache, with one torch thread per process
 same), after the DICOM files were read once (warm page cache).
 
 - ``loop``: ``for s in series_sources(...): preprocess_one(s, ...)``.
+- ``loop-x2``: two such loops at once, in two processes, each on half the
+  series: the machine's own ceiling for 2-way scaling, with no Dask.
 - ``dask-1``, ``dask-2``: :func:`dicomml.preprocess` on a warm LocalCluster of
   1 or 2 worker processes (``scheduler=``); cluster start is timed apart.
 
@@ -67,7 +69,7 @@ def _warm_files(work: Path) -> None:
         path.read_bytes()
 
 
-def run_loop(work: Path, cache: Path) -> dict[str, Any]:
+def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     from dicomml.data.pipeline import open_manifest, preprocess_one, series_sources
     from dicomml.distributed.run import WORKER_MODULES
 
@@ -75,7 +77,7 @@ def run_loop(work: Path, cache: Path) -> dict[str, Any]:
         importlib.import_module(module)
     manifest, config = open_manifest(work / "manifest"), _config()
     start = time.perf_counter()
-    sources = series_sources(manifest, config, where=WHERE)
+    sources = series_sources(manifest, config, where=WHERE)[part[0]::part[1]]
     task_seconds = sum(preprocess_one(source, manifest, config, str(cache)).seconds for source in sources)
     return {"seconds": time.perf_counter() - start, "series": len(sources), "task_seconds": task_seconds}
 
@@ -104,8 +106,8 @@ def run_dask(work: Path, cache: Path, workers: int) -> dict[str, Any]:
     return {"seconds": seconds, "series": len(report.table), "task_seconds": task_seconds, "cluster_start_s": started}
 
 
-def _child(name: str, work: Path, cache: Path) -> None:
-    result = run_loop(work, cache) if name == "loop" else run_dask(work, cache, int(name.split("-")[1]))
+def _child(name: str, work: Path, cache: Path, part: tuple[int, int]) -> None:
+    result = run_loop(work, cache, part) if name == "loop" else run_dask(work, cache, int(name.split("-")[1]))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["peak_rss_mb"] = max(own, kids) / 1024
@@ -113,21 +115,37 @@ def _child(name: str, work: Path, cache: Path) -> None:
 
 
 def _run(name: str, work: Path) -> dict[str, Any]:
+    """One contender in fresh processes; ``loop-x2`` is two loops at once, each on half the series."""
+    parts, child = (2, "loop") if name == "loop-x2" else (1, name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory(dir=work) as cache:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--workdir", str(work), "--cache", cache],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--child", child, "--part", f"{i}/{parts}", "--workdir", str(work), "--cache", cache],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for i in range(parts)
+        ]
+        outputs = [p.communicate() for p in procs]
+    results = []
+    for proc, (out, err) in zip(procs, outputs):
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"{name} failed:\n{err[-3000:]}")
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    return {
+        "seconds": max(r["seconds"] for r in results),
+        "series": sum(r["series"] for r in results),
+        "task_seconds": sum(r["task_seconds"] for r in results),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        **({"cluster_start_s": results[0]["cluster_start_s"]} if "cluster_start_s" in results[0] else {}),
+    }
 
 
-CONTENDERS = ("loop", "dask-1", "dask-2")
+CONTENDERS = ("loop", "loop-x2", "dask-1", "dask-2")
 
 
 def main() -> None:
@@ -136,10 +154,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-preprocess"))
     parser.add_argument("--repeat", type=int, default=2, help="rounds of all contenders; the fastest round of each is kept")
     parser.add_argument("--child", choices=CONTENDERS)
+    parser.add_argument("--part", default="0/1", help="(child) slice I/N of the series")
     parser.add_argument("--cache", type=Path)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.workdir, args.cache)
+        index, count = (int(v) for v in args.part.split("/"))
+        _child(args.child, args.workdir, args.cache, (index, count))
         return
     t = time.perf_counter()
     _prepare(args.workdir, args.studies)
@@ -165,6 +185,8 @@ def _report(results: dict[str, dict[str, Any]], cpus: int, repeat: int) -> None:
     print(f"\nmachine: {cpus} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"speed-up 2 workers vs 1          {one / two:6.2f}x")
     print(f"scaling efficiency t1/(2 t2)     {efficiency:6.1%}  target >= 85%: {'met' if efficiency >= 0.85 else 'MISSED'}")
+    ceiling = loop / (2 * results["loop-x2"]["seconds"])
+    print(f"  the machine's own ceiling: 2 plain loop processes at once, t(loop)/(2 t(loop-x2)) = {ceiling:.1%}")
     print(f"Dask overhead per series vs loop {overhead:+6.1%}  target <= 10%: {'met' if overhead <= 0.10 else 'MISSED'}")
     print(f"  ({(one - loop) / results['loop']['series'] * 1000:+.1f} ms per series; outside the tasks, dask-1 spent "
           f"{(one - results['dask-1']['task_seconds']) / results['dask-1']['series'] * 1000:.1f} ms per series)")

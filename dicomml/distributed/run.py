@@ -121,39 +121,21 @@ def preprocess(
     """
     started = time.perf_counter()
     _check_options(workers, scheduler, shard, device, retries)
-    manifest, config = open_manifest(manifest), load_config(config)
-    try:
-        cache = open_cache(cache)
-    except DicomMLError:  # CacheIntegrityError: another format
-        raise
-    except OSError as exc:  # the folder cannot be created or read
-        raise DicomMLError(f"{cache}: cannot open the cache ({exc}); check the path and its permissions", path=str(cache)) from None
-    try:
-        sources = series_sources(manifest, config, where=where)
-    except duckdb.Error as exc:
-        raise ManifestError(
-            f"{manifest.path}: --where {where!r} is not a valid predicate on the series table "
-            f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
-            path=str(manifest.path),
-        ) from None
-    if not sources:
-        raise SeriesNotFoundError(
-            f"{manifest.path}: no usable series" + (f" matches {where!r}" if where else "")
-            + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
-            + "; check the selection with Manifest.sql('SELECT * FROM series')",
-            path=str(manifest.path),
-        )
+    manifest, config, cache = open_manifest(manifest), load_config(config), _open_cache(cache)
+    sources = _select(manifest, config, where)
     if shard is not None:
         sources = select_shard(sources, *shard)
     fs, path = _report_location(cache, report, shard)
     label = "preprocess" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    failed = 0
     with tqdm(total=len(sources), unit="series", desc=label, disable=not progress, file=sys.stderr) as bar:
         for row in _run(sources, (manifest, config, cache, device), workers, scheduler, shard, retries):
             rows.append(row)
             bar.update()
             if row["status"] == "failed":
-                bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows))
+                failed += 1
+                bar.set_postfix(failed=failed)
     try:
         table = write_report(rows, fs, path)
     except OSError as exc:
@@ -259,6 +241,35 @@ def _on_dask(client: Any, sources: Sequence[SeriesSource], args: tuple[Any, ...]
             row = {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
         future.release()
         yield row
+
+
+def _open_cache(cache: Cache | str | os.PathLike[str]) -> Cache:
+    try:
+        return open_cache(cache)
+    except DicomMLError:  # CacheIntegrityError: another format
+        raise
+    except OSError as exc:  # the folder cannot be created or read
+        raise DicomMLError(f"{cache}: cannot open the cache ({exc}); check the path and its permissions", path=str(cache)) from None
+
+
+def _select(manifest: Any, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
+    """The usable series matching ``where``; raise when there is nothing to do."""
+    try:
+        sources = series_sources(manifest, config, where=where)
+    except duckdb.Error as exc:
+        raise ManifestError(
+            f"{manifest.path}: --where {where!r} is not a valid predicate on the series table "
+            f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
+            path=str(manifest.path),
+        ) from None
+    if not sources:
+        raise SeriesNotFoundError(
+            f"{manifest.path}: no usable series" + (f" matches {where!r}" if where else "")
+            + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
+            + "; check the selection with Manifest.sql('SELECT * FROM series')",
+            path=str(manifest.path),
+        )
+    return sources
 
 
 def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | None, device: str, retries: int) -> None:
