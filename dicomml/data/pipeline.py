@@ -143,10 +143,10 @@ class TableWindow(Transform):
     """:class:`~dicomml.transforms.MultiWindow` for 8/16-bit integer images, through a lookup table.
 
     The table is MultiWindow's own output for every value of the dtype (65,536
-    for int16), so the result is identical; applying it is one gather, 5-6x
+    for int16), so the result is identical; applying it is one gather, ~10x
     faster than MultiWindow's float arithmetic on a 239x239x200 CT here
-    (55 vs 330 ms on the shared 2-core machine), which keeps windowing at
-    load close to the cost of reading pre-windowed float32.
+    (26-30 vs 300-330 ms on the shared 2-core machine), which keeps
+    windowing at load cheaper than reading pre-windowed float32.
 
     Parameters
     ----------
@@ -169,7 +169,8 @@ class TableWindow(Transform):
         if x.dtype != getattr(torch, self.dtype.name) or x.device.type != "cpu":
             raise ConfigError(f"TableWindow expects a CPU {self.dtype.name} image, got {x.dtype} on {x.device}")
         index = x.numpy().view(self._index)
-        parts = [row[index] for row in self.table]
+        # every index is in range by construction; mode="wrap" skips numpy's bounds checks (~3x faster)
+        parts = [np.take(row, index, mode="wrap") for row in self.table]
         return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
