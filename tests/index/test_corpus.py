@@ -160,3 +160,25 @@ def test_dicomdir_is_recognized_not_indexed(data_dir: Path, tmp_path: Path, salt
     m = dicomml.index(tree, tmp_path / "m", workers=1, salt=salt, progress=False)
     assert list(m.errors.error_type) == ["dicomdir"]
     assert list(m.instances.path) == [str(tree / "IMG0001.dcm")]
+
+
+def test_seg_without_series_reference_links_by_frame_of_reference_and_planes(data_dir: Path, tmp_path: Path, salt: str):
+    tree = tmp_path / "tree"
+    shutil.copytree(data_dir / "dcmqi/data/segmentations/ct-3slice", tree / "ct")
+    shutil.copytree(data_dir / "dicom2nifti/tests/data/failing/sliceincrement/001", tree / "other")
+    (tree / "shifted").mkdir()  # same FrameOfReferenceUID, planes 100 mm away: must not match
+    uid = pydicom.uid.generate_uid()
+    for path in sorted((tree / "ct").iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 100]
+        ds.save_as(tree / "shifted" / path.name)
+    seg = pydicom.dcmread(data_dir / "dcmqi/data/segmentations/liver.dcm")
+    del seg.ReferencedSeriesSequence  # no series UID, no SOP instances: only FrameOfReferenceUID and geometry
+    seg.save_as(tree / "liver.dcm")
+    m = dicomml.index(tree, tmp_path / "m", workers=1, salt=salt, progress=False)
+    ann = m.annotations.iloc[0]
+    ct = m.series[m.series.folder == str(tree / "ct")].iloc[0]
+    assert ann.link_method == "frame_of_reference" and ann.referenced_series_key == ct.series_key
+    assert pd.isna(ann.referenced_series_uid) and list(ann.other_series_keys) == []
