@@ -196,6 +196,7 @@ def index(
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
+    store.mark_complete()
     return Manifest(store.root)
 
 

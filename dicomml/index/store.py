@@ -172,7 +172,15 @@ class ManifestStore:
         return con
 
     def plan(self, n_listed: int) -> Plan:
-        """Drop recorded rows whose file is gone or changed; count the files to read."""
+        """Drop recorded rows whose file is gone or changed; count the files to read.
+
+        When the listing equals the one of the last complete run, nothing is
+        compared or read. Otherwise that listing is forgotten first, so that a
+        run killed while it changes the manifest is never taken for complete.
+        """
+        if self._listing_unchanged():
+            return Plan(n_listed=n_listed, n_to_read=0, n_removed=0)
+        self._indexed_listing.unlink(missing_ok=True)
         con = self._connect()
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
         removed = 0
@@ -191,6 +199,24 @@ class ManifestStore:
         n_to_read = con.sql(f"SELECT count(*) FROM l ANTI JOIN k ON {_KEY}").fetchall()[0][0]
         con.close()
         return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed)
+
+    @property
+    def _indexed_listing(self) -> Path:
+        return self.root / "_work" / "indexed.parquet"
+
+    def _listing_unchanged(self) -> bool:
+        """Whether this run's listing is, row for row, the listing the manifest fully reflects."""
+        if not self._indexed_listing.exists():
+            return False
+        new, old = pq.ParquetFile(self.root / "_work" / "listing.parquet"), pq.ParquetFile(self._indexed_listing)
+        if new.metadata.num_rows != old.metadata.num_rows:
+            return False
+        batches = zip(new.iter_batches(batch_size=_LISTING_BATCH), old.iter_batches(batch_size=_LISTING_BATCH))
+        return all(a.equals(b) for a, b in batches)
+
+    def mark_complete(self) -> None:
+        """Record that the manifest now reflects this run's listing."""
+        os.replace(self.root / "_work" / "listing.parquet", self._indexed_listing)
 
     def to_read(self) -> Iterator[pa.RecordBatch]:
         """The listed files that no recorded row matches, as listing record batches in path order."""
