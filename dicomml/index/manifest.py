@@ -15,7 +15,21 @@ import pyarrow.parquet as pq
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.index.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
 
-__all__ = ["Manifest", "TABLES"]
+__all__ = ["Manifest", "TABLES", "duckdb_connection"]
+
+
+def duckdb_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection without the terminal progress bar.
+
+    Inside a Jupyter kernel DuckDB refuses to change that setting unless
+    ipywidgets is installed; the default is kept then, which is harmless.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass
+    return con
 
 #: The tables of a manifest, each a folder of Parquet files.
 TABLES = ("instances", "series", "annotations", "errors")
@@ -108,8 +122,7 @@ class Manifest:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection with one view per table."""
-        con = duckdb.connect()
-        con.execute("SET enable_progress_bar = false")
+        con = duckdb_connection()
         for table in TABLES:
             files = self.files(table)
             if files:

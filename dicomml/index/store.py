@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError
 from dicomml.index.crawl import CrawlError, Entry
+from dicomml.index.manifest import duckdb_connection
 from dicomml.index.schema import ERRORS, SCHEMA_VERSION
 
 __all__ = ["LISTING", "ManifestStore", "Plan"]
@@ -158,8 +159,7 @@ class ManifestStore:
         return n
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
-        con.execute("SET enable_progress_bar = false")
+        con = duckdb_connection()
         con.execute(f"CREATE VIEW l AS SELECT * FROM read_parquet('{self.root / '_work' / 'listing.parquet'}')")
         known = [f"SELECT path, size, mtime_ns, filename FROM read_parquet({files!r}, filename=true)"
                  for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")])
