@@ -117,6 +117,8 @@ def test_device_cuda_resamples_on_the_gpu_when_the_worker_has_one(cohort, ct_1mm
 def test_killing_one_worker_mid_run_still_completes_the_run(cohort, ct_1mm, four_d_key, tmp_path):
     from distributed import Client, LocalCluster
 
+    # the sample CT (80 slices to 1 mm) is the longest task: its worker is killed while it holds it
+    (ct_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'CT' AND n_slices = 80")["series_key"]
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
         client.run(lambda: __import__("dicomml.data.pipeline"))  # warm both workers
         outcome: dict = {}
@@ -128,20 +130,17 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, ct_1mm, four
         victim = None
         deadline = time.monotonic() + 120
         while victim is None and time.monotonic() < deadline:
-            busy = [w for w, tasks in client.processing().items() if any("preprocess" in str(t) for t in tasks)]
-            if busy:
-                victim = busy[0]
-                killed_series = {str(t).rsplit("-", 1)[-1] for t in client.processing()[victim]}
+            holding = [w for w, tasks in client.processing().items() if any(str(t).endswith(ct_key) for t in tasks)]
+            if holding:
+                victim = holding[0]
                 os.kill(pids[victim], signal.SIGKILL)
-            time.sleep(0.01)
+            time.sleep(0.005)
         run.join(timeout=300)
-    assert victim is not None, "no task was seen running"
+    assert victim is not None, "the CT's task was never seen on a worker"
     report = outcome["report"].table.set_index("series_key")
-    assert (report.drop(index=four_d_key)["status"] == "done").all()
     assert report.loc[four_d_key, "status"] == "failed"
-    killed_worker = f"{pids[victim]}"
-    for key in killed_series:  # rerun elsewhere by Dask, and complete
-        assert report.loc[key, "status"] in ("done", "failed") and not str(report.loc[key, "worker"]).endswith(f":{killed_worker}")
+    assert (report.drop(index=four_d_key)["status"] == "done").all()  # the run completed
+    assert not str(report.loc[ct_key, "worker"]).endswith(f":{pids[victim]}")  # Dask ran the CT again elsewhere
     cache = Cache(tmp_path / "c")
     for key in cache.keys():
         cache.verify(key)
