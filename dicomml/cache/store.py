@@ -88,7 +88,14 @@ class Entry:
         """Bytes of the entry's data on disk (all arrays, metadata included)."""
         return int(self._cache.fs.du(self._path))
 
-    def read(self, name: str = "image", start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
+    def read(
+        self,
+        name: str = "image",
+        start: Sequence[int] | None = None,
+        size: Sequence[int] | None = None,
+        *,
+        lookup: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Read a whole array, or the spatial box ``start`` .. ``start + size``.
 
         Parameters
@@ -98,11 +105,15 @@ class Entry:
         start, size
             Voxel corner and extent along the three spatial (last) axes; leading
             axes (mask channels) are read whole. Omit both for the whole array.
+        lookup
+            For an 8/16-bit integer array: a ``(C, 2**bits)`` table applied while
+            decoding (see :func:`~dicomml.cache.shard.read_region`), e.g. the
+            windows of :class:`~dicomml.data.pipeline.TableWindow`.
 
         Returns
         -------
         numpy.ndarray
-            The voxels, in the cached dtype.
+            The voxels, in the cached dtype (``(C, ...)`` in the table's dtype with ``lookup``).
 
         Raises
         ------
@@ -125,7 +136,7 @@ class Entry:
             blob = _cat(fs, shard, where)
             index = read_index(blob[-index_nbytes(layout):], layout, where)
             region = tuple(slice(0, s) for s in layout.shape)
-            return read_region(None, layout, index, region, where, blob=blob)
+            return read_region(None, layout, index, region, where, blob=blob, lookup=lookup)
         if start is None or size is None:
             raise ValueError("give both start and size, or neither")
         lead = len(layout.shape) - 3
@@ -141,7 +152,7 @@ class Entry:
                 f.seek(start)
                 return f.read(end - start)
 
-            return read_region(read, layout, index, region, where)
+            return read_region(read, layout, index, region, where, lookup=lookup)
 
 
 class Cache:

@@ -28,7 +28,15 @@ from torch.utils.data import Dataset
 
 from dicomml.cache import Cache, Entry
 from dicomml.config import PipelineConfig, load_config
-from dicomml.data.pipeline import SeriesSource, at_load_transforms, open_cache, open_manifest, preprocess_one, series_sources
+from dicomml.data.pipeline import (
+    SeriesSource,
+    TableWindow,
+    at_load_transforms,
+    open_cache,
+    open_manifest,
+    preprocess_one,
+    series_sources,
+)
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.transforms.base import Mask
@@ -66,7 +74,10 @@ class _CachedDataset(Dataset):
         self.cache_only = cache_only
         self.transform = transform
         self.seed = int(seed)
-        self._steps = at_load_transforms(self.config)
+        steps = at_load_transforms(self.config)
+        # a lookup-table window runs inside the chunk decoding (one pass), the rest on the sample
+        self._lookup = steps[0].table if steps and isinstance(steps[0], TableWindow) else None
+        self._steps = steps[1:] if self._lookup is not None else steps
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def set_epoch(self, epoch: int) -> None:
@@ -96,6 +107,11 @@ class _CachedDataset(Dataset):
         preprocess_one(source, self.manifest, self.config, self.cache)
         return self.cache.open(source.key)
 
+    def _image(self, entry: Entry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
+        """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1."""
+        image = entry.read("image", start, size, lookup=self._lookup)
+        return image if self._lookup is not None else image[None]
+
     def _random(self, index: int) -> tuple[np.random.Generator, int]:
         seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
         return np.random.default_rng(seq), int(seq.generate_state(1, np.uint64)[0] >> 1)
@@ -105,7 +121,7 @@ class _CachedDataset(Dataset):
         index: int,
         series_index: int,
         entry: Entry,
-        image: np.ndarray,
+        image: np.ndarray,  # (C, i, j, k)
         mask: np.ndarray | None,
         affine: np.ndarray,
         torch_seed: int,
@@ -113,7 +129,7 @@ class _CachedDataset(Dataset):
     ) -> dict[str, Any]:
         source = self.sources[series_index]
         sample: dict[str, Any] = {
-            "image": torch.from_numpy(image)[None],
+            "image": torch.from_numpy(image),
             "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
             "meta": {"series_key": source.series_key, "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **meta},
         }
@@ -164,7 +180,7 @@ class SeriesDataset(_CachedDataset):
         entry = self.entry(index)
         mask = entry.read("mask") if self._with_masks else None
         _, torch_seed = self._random(index)
-        return self._sample(index, index, entry, entry.read("image"), mask, entry.affine, torch_seed)
+        return self._sample(index, index, entry, self._image(entry), mask, entry.affine, torch_seed)
 
 
 class SegmentationDataset(SeriesDataset):
@@ -257,7 +273,7 @@ class PatchDataset(_CachedDataset):
         else:
             start = uniform_start(entry.shape, self.patch_size, rng)
         size = tuple(min(p, s) for p, s in zip(self.patch_size, entry.shape))
-        image = _pad(entry.read("image", start, size), self.patch_size, None)
+        image = _pad(self._image(entry, start, size), self.patch_size, None)
         mask = _pad(entry.read("mask", start, size), self.patch_size, 0) if entry.has_mask else None
         affine = shift_grid(entry.affine, start)
         return self._sample(index, series_index, entry, image, mask, affine, torch_seed, patch_start=start, **drawn)

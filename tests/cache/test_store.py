@@ -220,3 +220,12 @@ def test_other_format_version_is_refused(tmp_path):
     (tmp_path / "c/zarr.json").write_text(json.dumps(meta))
     with pytest.raises(CacheIntegrityError, match="cache format 999"):
         Cache(tmp_path / "c")
+
+
+def test_lookup_maps_every_voxel_while_decoding(tmp_path, volume):
+    image, _, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine, chunks=(32, 32, 32))
+    table = np.random.default_rng(1).random((2, 65536)).astype(np.float32)
+    expected = table[:, image.view(np.uint16)]
+    np.testing.assert_array_equal(entry.read(lookup=table), expected)
+    np.testing.assert_array_equal(entry.read("image", (5, 31, 33), (40, 20, 64), lookup=table), expected[:, 5:45, 31:51, 33:97])
