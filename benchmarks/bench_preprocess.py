@@ -93,7 +93,7 @@ def run_dask(work: Path, cache: Path, workers: int) -> dict[str, Any]:
     for module in WORKER_MODULES:  # as the loop does: time the steady state, not imports
         importlib.import_module(module)
     with LocalCluster(
-        n_workers=workers, threads_per_worker=1, dashboard_address=None, preload=list(WORKER_MODULES)
+        n_workers=workers, threads_per_worker=1, dashboard_address=":0", preload=list(WORKER_MODULES)
     ) as cluster, Client(cluster) as client:
         client.wait_for_workers(workers)
         started = time.perf_counter() - start

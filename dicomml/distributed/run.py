@@ -219,7 +219,7 @@ def _run(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             preload=list(WORKER_MODULES),
         ) as cluster, Client(cluster) as client:
             yield from _on_dask(client, sources, args, retries)

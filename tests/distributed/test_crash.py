@@ -21,6 +21,7 @@ import psutil
 import dicomml
 from dicomml.cache import Cache
 from dicomml.cli.main import main
+from dicomml.config import PipelineConfig
 
 CT_1MM = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
 _CLI = [sys.executable, "-c", "from dicomml.cli.main import main; main()"]
@@ -102,9 +103,14 @@ def test_sigkill_of_the_whole_run_then_a_rerun_recomputes_nothing_complete(cohor
     _rerun_recomputes_nothing_complete(cohort, ct_1mm, cache_dir, four_d_key)
 
 
-def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort, ct_1mm, four_d_key, tmp_path):
+def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort, four_d_key, tmp_path):
+    # 0.5 mm makes the sample CT 512 x 512 x 400 voxels: seconds of resampling and a long write,
+    # so no run gets past it within its kill, and the kills land at every stage before and in it
+    config = PipelineConfig.from_dict({"name": "ct_half_mm", "deterministic": {"spacing": [0.5, 0.5, 0.5]}})
+    config_path = tmp_path / "ct_half_mm.yaml"
+    config_path.write_text(json.dumps(config.to_dict()))  # YAML is a superset of JSON
     cache_dir = tmp_path / "c"
-    argv = ["preprocess", str(cohort.path), "--config", str(CT_1MM), "--cache", str(cache_dir), "--workers", "0", "--quiet"]
+    argv = ["preprocess", str(cohort.path), "--config", str(config_path), "--cache", str(cache_dir), "--workers", "0", "--quiet"]
     rng = random.Random(20)
     zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert zygote.stdin is not None and zygote.stdout is not None
@@ -115,14 +121,17 @@ def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort
             zygote.stdin.write(json.dumps(argv) + "\n")
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline())
-            if i % 2:  # mid-write: a random instant after this run starts writing an entry
+            if i % 5 == 4:  # mid-write: a random instant after this run starts writing an entry
                 while _data_tokens(cache_dir) <= tokens:
                     assert psutil.pid_exists(pid), f"run {i} ended without writing"
                     time.sleep(0.002)
                 time.sleep(rng.uniform(0.0, 0.05))
-            else:  # a random instant of the start: the manifest, reading, resampling
-                time.sleep(rng.uniform(0.1, 0.6))
-            os.kill(pid, signal.SIGKILL)
+            else:  # a random instant of the run: the manifest, reading, resampling, small writes
+                time.sleep(rng.uniform(0.1, 1.0))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                raise AssertionError(f"run {i} ended before its kill; the cohort is too light for this machine") from None
             _wait_gone([pid])
             published.append(len(_markers(cache_dir)))
             _verify_cli(cache_dir)  # after every kill, no published entry is torn
@@ -131,7 +140,7 @@ def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort
         zygote.wait(timeout=60)
     assert Cache(cache_dir).info()["unreferenced_bytes"] > 0  # the torn copies are there, and not trusted
     assert published == sorted(published)  # no kill unpublished anything
-    _rerun_recomputes_nothing_complete(cohort, ct_1mm, cache_dir, four_d_key)
+    _rerun_recomputes_nothing_complete(cohort, config, cache_dir, four_d_key)
 
 
 def _data_tokens(cache_dir: Path) -> set[Path]:

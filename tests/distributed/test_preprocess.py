@@ -119,7 +119,7 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, ct_1mm, four
 
     # the sample CT (80 slices to 1 mm) is the longest task: its worker is killed while it holds it
     (ct_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'CT' AND n_slices = 80")["series_key"]
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(lambda: __import__("dicomml.data.pipeline"))  # warm both workers
         outcome: dict = {}
         run = threading.Thread(
