@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -144,3 +145,19 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, ct_1mm, four
     cache = Cache(tmp_path / "c")
     for key in cache.keys():
         cache.verify(key)
+
+
+def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    config = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
+    base = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"), "--quiet"]
+    main([*base, "--report", str(tmp_path / "env.parquet")])
+    assert "shard 1/3 from RANK/WORLD_SIZE" in capsys.readouterr().err
+    everything = dicomml.data.series_sources(cohort, ct_1mm)
+    expected = [s.series_key for s in dicomml.distributed.select_shard(everything, 1, 3)]
+    assert 0 < len(expected) < len(everything)
+    assert pd.read_parquet(tmp_path / "env.parquet")["series_key"].tolist() == expected
+    main([*base, "--shard", "0/1", "--report", str(tmp_path / "flag.parquet")])  # an explicit --shard wins
+    assert "from RANK" not in capsys.readouterr().err
+    assert len(pd.read_parquet(tmp_path / "flag.parquet")) == len(everything)
