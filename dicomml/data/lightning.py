@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 try:
