@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -152,7 +153,11 @@ def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, tmp_
     monkeypatch.setenv("WORLD_SIZE", "3")
     config = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
     base = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"), "--quiet"]
-    main([*base, "--report", str(tmp_path / "env.parquet")])
+    # Which series land in shard 1 depends on their keys (which hold the cohort's
+    # folder): the shard may hold only the 4D MR, which fails, and then the run
+    # exits 1 after writing its report. The exit status is tested elsewhere.
+    with contextlib.suppress(SystemExit):
+        main([*base, "--report", str(tmp_path / "env.parquet")])
     assert "shard 1/3 from RANK/WORLD_SIZE" in capsys.readouterr().err
     everything = dicomml.data.series_sources(cohort, ct_1mm)
     expected = [s.series_key for s in dicomml.distributed.select_shard(everything, 1, 3)]
