@@ -68,7 +68,7 @@ def _phantom(rows: int, slices: int, rng: np.random.Generator) -> np.ndarray:
 
 def _prepare(work: Path, n_series: int, rows: int, slices: int) -> None:
     from dicomml.dicom.synthetic import write_series
-    from dicomml.index import index
+    from dicomml.indexer import index
 
     stamp = work / "cohort.json"
     want = {"series": n_series, "rows": rows, "slices": slices}

@@ -92,7 +92,7 @@ print(len(paths), time.perf_counter() - t, cpu() - c)
 """
 
 _DICOMML = _CPU + """
-import sys, time, dicomml, dicomml.index  # imports outside the timing, as pydicom's are
+import sys, time, dicomml, dicomml.indexer  # imports outside the timing, as pydicom's are
 c, t = cpu(), time.perf_counter()
 m = dicomml.index(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), salt="bench", progress=False)
 print(m.meta["counts"]["instances"], time.perf_counter() - t, cpu() - c)

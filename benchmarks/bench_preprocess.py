@@ -51,7 +51,7 @@ def _config() -> Any:
 
 
 def _prepare(work: Path, studies: int) -> None:
-    from dicomml.index import index
+    from dicomml.indexer import index
     from dicomml.sample import write_sample_study
 
     stamp = work / "cohort.json"

@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Volume": "dicomml.volume",
-    "index": "dicomml.index",
-    "Manifest": "dicomml.index",
+    "index": "dicomml.indexer",
+    "Manifest": "dicomml.indexer",
     "load_series": "dicomml.assemble",
     "load_files": "dicomml.assemble",
     "load_mask": "dicomml.seg",

@@ -31,7 +31,7 @@ from dicomml.geometry import axcodes, spacing_of
 from dicomml.volume import Volume
 
 if TYPE_CHECKING:
-    from dicomml.index import Manifest
+    from dicomml.indexer import Manifest
 
 __all__ = ["load_files", "load_series"]
 
@@ -145,7 +145,7 @@ def load_series(
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
     if not hasattr(manifest, "series_files"):
-        from dicomml.index import Manifest
+        from dicomml.indexer import Manifest
 
         manifest = Manifest(manifest)
     rows = manifest.series_files(series_key)

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from dicomml.index import index
+from dicomml.indexer import index
 
 
 @click.command("index")

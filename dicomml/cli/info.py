@@ -6,7 +6,7 @@ import click
 import pandas as pd
 from pydicom.uid import UID
 
-from dicomml.index import Manifest
+from dicomml.indexer import Manifest
 
 _QUERIES = {
     "series by modality": "SELECT coalesce(modality, '?') AS modality, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1",

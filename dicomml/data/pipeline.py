@@ -88,7 +88,7 @@ class EntryInfo:
 
 def open_manifest(manifest: Any) -> Any:
     """A :class:`dicomml.Manifest` for a Manifest or the path of one."""
-    from dicomml.index import Manifest
+    from dicomml.indexer import Manifest
 
     return manifest if isinstance(manifest, Manifest) else Manifest(manifest)
 

@@ -40,7 +40,7 @@ DEVICES = ("cpu", "cuda")
 
 #: Modules a task uses, imported when a LocalCluster worker starts (torch, MONAI,
 #: pydicom decoders...) rather than inside the first task of each worker.
-WORKER_MODULES = ("dicomml.distributed.run", "dicomml.index", "dicomml.assemble", "dicomml.seg", "dicomml.transforms")
+WORKER_MODULES = ("dicomml.distributed.run", "dicomml.indexer", "dicomml.assemble", "dicomml.seg", "dicomml.transforms")
 
 
 def preprocess(

@@ -14,7 +14,7 @@ from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
 
 if TYPE_CHECKING:
-    from dicomml.index import Manifest
+    from dicomml.indexer import Manifest
 
 __all__ = ["load_mask", "pairs"]
 
@@ -29,7 +29,7 @@ ORDER BY s.series_key, a.annotation_key
 def _open(manifest: Manifest | str | PathLike[str]) -> Manifest:
     if hasattr(manifest, "sql"):
         return manifest  # type: ignore[return-value]
-    from dicomml.index import Manifest
+    from dicomml.indexer import Manifest
 
     return Manifest(manifest)
 

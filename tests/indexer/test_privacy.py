@@ -10,8 +10,8 @@ import pydicom
 import pytest
 
 import dicomml
-from dicomml.index import Manifest
-from dicomml.index.privacy import patient_key, resolve_salt
+from dicomml.indexer import Manifest
+from dicomml.indexer.privacy import patient_key, resolve_salt
 
 IDENTIFIERS = [
     "PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",

@@ -11,7 +11,7 @@ import pytest
 
 import dicomml
 from dicomml.errors import ManifestError, SeriesNotFoundError, SourceNotFoundError
-from dicomml.index import Manifest
+from dicomml.indexer import Manifest
 
 
 def test_sql_runs_in_duckdb_with_parameters(corpus_manifest: Manifest):

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
-from dicomml.index.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
+from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
 
 __all__ = ["Manifest", "TABLES", "duckdb_connection"]
 

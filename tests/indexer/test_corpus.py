@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 import dicomml
-from dicomml.index import Manifest
+from dicomml.indexer import Manifest
 
 
 def _folder(data_dir: Path, relative: str) -> str:

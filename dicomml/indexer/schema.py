@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from dicomml.index.records import FIELDS, PHI_FIELDS
+from dicomml.indexer.records import FIELDS, PHI_FIELDS
 
 __all__ = ["ANNOTATIONS", "ERRORS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 

@@ -139,7 +139,7 @@ def link_annotations(annotations: pd.DataFrame, series: pd.DataFrame, sop_hits: 
     Returns
     -------
     pandas.DataFrame
-        The ``annotations`` table (columns in :data:`dicomml.index.schema.ANNOTATIONS`).
+        The ``annotations`` table (columns in :data:`dicomml.indexer.schema.ANNOTATIONS`).
     """
     rows = []
     hits_by_path = {path: group for path, group in sop_hits.groupby("path")} if len(sop_hits) else {}

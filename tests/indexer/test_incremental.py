@@ -61,8 +61,8 @@ def test_rerun_reads_only_new_and_changed_files_and_drops_deleted(data_dir: Path
 
 _INTERRUPTIBLE = """
 import sys
-import dicomml.index.run as run
-import dicomml.index.scan as scan
+import dicomml.indexer.run as run
+import dicomml.indexer.scan as scan
 run.PARTITION_ROWS = 20  # flush often, so that a kill leaves finished partitions
 run.BATCH_FILES = 10
 slow = scan.scan_batch

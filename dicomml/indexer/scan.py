@@ -18,10 +18,10 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from dicomml.errors import DicomMLError, InvalidDicomFileError
-from dicomml.index.crawl import Entry
-from dicomml.index.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
-from dicomml.index.records import DICOMDIR_SOP_CLASS, instance_rows
-from dicomml.index.schema import ERRORS, instances_schema
+from dicomml.indexer.crawl import Entry
+from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
+from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
+from dicomml.indexer.schema import ERRORS, instances_schema
 
 __all__ = ["FileTimeoutError", "ScanOptions", "scan_batch"]
 

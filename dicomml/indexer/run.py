@@ -13,12 +13,12 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from dicomml.index.crawl import Entry, Source, crawl, open_sources
-from dicomml.index.manifest import Manifest
-from dicomml.index.privacy import resolve_salt, salt_id
-from dicomml.index.scan import ScanOptions, scan_batch
-from dicomml.index.series import annotations_table, series_table
-from dicomml.index.store import ManifestStore
+from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
+from dicomml.indexer.manifest import Manifest
+from dicomml.indexer.privacy import resolve_salt, salt_id
+from dicomml.indexer.scan import ScanOptions, scan_batch
+from dicomml.indexer.series import annotations_table, series_table
+from dicomml.indexer.store import ManifestStore
 
 __all__ = ["index"]
 

@@ -21,9 +21,9 @@ from pydicom.uid import UID
 from dicomml.assemble.grouping import group_keys
 from dicomml.dicom.frames import frame_table
 from dicomml.errors import InvalidDicomFileError
-from dicomml.index.annotations import annotation_fields
-from dicomml.index.header import Header, tag_text
-from dicomml.index.privacy import patient_key
+from dicomml.indexer.annotations import annotation_fields
+from dicomml.indexer.header import Header, tag_text
+from dicomml.indexer.privacy import patient_key
 
 __all__ = ["ANNOTATION_MODALITIES", "FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
 

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError
-from dicomml.index.crawl import CrawlError, Entry
-from dicomml.index.manifest import duckdb_connection
-from dicomml.index.schema import ERRORS, SCHEMA_VERSION
+from dicomml.indexer.crawl import CrawlError, Entry
+from dicomml.indexer.manifest import duckdb_connection
+from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
 
 __all__ = ["LISTING", "ManifestStore", "Plan"]
 
@@ -71,7 +71,7 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 
 class ManifestStore:
-    """Writes one manifest folder (see :mod:`dicomml.index.schema` for the layout)."""
+    """Writes one manifest folder (see :mod:`dicomml.indexer.schema` for the layout)."""
 
     def __init__(self, root: Path, meta: dict[str, Any]) -> None:
         self.root = root

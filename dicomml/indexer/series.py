@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from dicomml.geometry import analyze_stack, axcodes, dicom_affine
-from dicomml.index.annotations import link_annotations
-from dicomml.index.records import ANNOTATION_MODALITIES
-from dicomml.index.schema import ANNOTATIONS, SERIES
+from dicomml.indexer.annotations import link_annotations
+from dicomml.indexer.records import ANNOTATION_MODALITIES
+from dicomml.indexer.schema import ANNOTATIONS, SERIES
 
 __all__ = ["annotations_table", "series_table", "usability"]
 

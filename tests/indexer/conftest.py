@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import dicomml
-from dicomml.index import Manifest
+from dicomml.indexer import Manifest
 
 SALT = "dicomml tests"
 

@@ -21,8 +21,8 @@ import pydicom
 import pytest
 
 import dicomml
-from dicomml.index.crawl import Entry
-from dicomml.index.scan import ScanOptions, scan_batch
+from dicomml.indexer.crawl import Entry
+from dicomml.indexer.scan import ScanOptions, scan_batch
 
 SOURCES = [
     "dcmqi/data/segmentations/24x38x3/image/IMG0001.dcm",  # implicit VR LE
@@ -246,8 +246,8 @@ def test_peak_memory_of_one_worst_file(tmp_path: Path, data_dir: Path):
     (tmp_path / "worst.dcm").write_bytes(bytes(bad))
     code = (
         "import resource, sys\n"
-        "from dicomml.index.crawl import Entry\n"
-        "from dicomml.index.scan import ScanOptions, scan_batch\n"
+        "from dicomml.indexer.crawl import Entry\n"
+        "from dicomml.indexer.scan import ScanOptions, scan_batch\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "i, e = scan_batch([Entry(sys.argv[1], '', 0, 0, sys.argv[1])], ScanOptions(False, b't'))\n"
         "print(e.column('error_type')[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
