@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's main command: sample data -> index -> summary -> picture (extended by later parts).
+# The README's main command: sample data -> index -> summary -> preprocess into the Zarr cache
+# on a local Dask cluster -> a picture of the CT with its SEG.
 set -euo pipefail
 BIN=${1:-.venv/bin}
 OUT=demo-out
@@ -20,5 +21,7 @@ keys = dicomml.Manifest(sys.argv[1]).sql(
 print(*keys.iloc[0])
 PY
 )
+"$BIN/dicomml" preprocess "$OUT/manifest" --config configs/ct_seg.yaml --cache "$OUT/cache" --workers 2
+"$BIN/dicomml" cache info "$OUT/cache"
 "$BIN/dicomml" show "$OUT/manifest" "$CT_KEY" --mask "$SEG_KEY" --window lung -o "$OUT/ct_lesion.png"
 echo "Open $OUT/ct_lesion.png: axial, coronal and sagittal views of the sample CT with its SEG (lesion, liver)."
