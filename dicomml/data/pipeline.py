@@ -174,7 +174,9 @@ class TableWindow(Transform):
         return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
-def compute_entry(volume: Volume, masks: Sequence[Volume], config: PipelineConfig) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def compute_entry(
+    volume: Volume, masks: Sequence[Volume], config: PipelineConfig, *, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Run the deterministic pipeline on a volume and its masks (the array-level core).
 
     Parameters
@@ -186,6 +188,10 @@ def compute_entry(volume: Volume, masks: Sequence[Volume], config: PipelineConfi
         channels are concatenated in order.
     config
         The pipeline.
+    device
+        Where the deterministic transforms run (``"cpu"``, ``"cuda"``, ``"cuda:1"``):
+        the arrays move there first and come back to the CPU before the cast.
+        The result, and so the cache key, does not depend on it.
 
     Returns
     -------
@@ -200,8 +206,12 @@ def compute_entry(volume: Volume, masks: Sequence[Volume], config: PipelineConfi
     ------
     SeriesAssemblyError
         If the volume has leading (time, echo) axes: the cache holds 3D images.
+    ConfigError
+        If ``device`` is not a CPU or an available CUDA device.
     """
     from dicomml.transforms import Mask
+
+    target = _device(device)
 
     if volume.axes:
         raise SeriesAssemblyError(
@@ -209,19 +219,33 @@ def compute_entry(volume: Volume, masks: Sequence[Volume], config: PipelineConfi
             "images, so select one time point or echo in the manifest first",
             series_uid=volume.meta.get("series_uid"),
         )
-    sample: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None], "affine": volume.affine}
+    image = torch.from_numpy(np.ascontiguousarray(volume.array))[None]
+    sample: dict[str, Any] = {"image": image.to(target), "affine": volume.affine}
     if masks:
         channels = [m.array.reshape(-1, *m.spatial_shape) for m in masks]
-        sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))))
+        sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))).to(target))
     for step in deterministic_transforms(config):
         sample = step(sample)
-    image = _cast(sample["image"][0].numpy(), config.deterministic.dtype)
+    image = _cast(sample["image"][0].cpu().numpy(), config.deterministic.dtype)
     mask = None
     if masks:
-        m = sample["mask"].as_subclass(torch.Tensor).numpy()
+        m = sample["mask"].as_subclass(torch.Tensor).cpu().numpy()
         mask = m.astype(np.float32 if m.dtype.kind == "f" else np.uint8)
     affine = np.asarray(sample["affine"], dtype=np.float64)
     return image, mask, affine
+
+
+def _device(device: str) -> torch.device:
+    """``device`` as a torch device where the deterministic transforms can run."""
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        target = None
+    if target is None or target.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not 'cpu' or 'cuda[:N]'; the deterministic pipeline runs on one of those")
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available in this process; use device='cpu'")
+    return target
 
 
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
@@ -327,7 +351,14 @@ def _group(table: pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def preprocess_one(row_or_key: Any, manifest: Any, config: PipelineConfig | str | os.PathLike[str], cache: Cache | str) -> EntryInfo:
+def preprocess_one(
+    row_or_key: Any,
+    manifest: Any,
+    config: PipelineConfig | str | os.PathLike[str],
+    cache: Cache | str,
+    *,
+    device: str = "cpu",
+) -> EntryInfo:
     """Compute and publish the cache entry of one series, unless it is already there.
 
     Pure in the sense that matters for distribution: its only effect is the
@@ -345,6 +376,9 @@ def preprocess_one(row_or_key: Any, manifest: Any, config: PipelineConfig | str 
         The pipeline or the path of its YAML.
     cache
         The cache or its URL.
+    device
+        Where the deterministic transforms run (:func:`compute_entry`); the
+        entry's key and bytes do not depend on it.
 
     Returns
     -------
@@ -352,6 +386,8 @@ def preprocess_one(row_or_key: Any, manifest: Any, config: PipelineConfig | str 
 
     Raises
     ------
+    ConfigError
+        If ``device`` is not a CPU or an available CUDA device.
     DicomMLError
         Whatever assembly or mask decoding raises for this series.
 
@@ -362,6 +398,7 @@ def preprocess_one(row_or_key: Any, manifest: Any, config: PipelineConfig | str 
     (True, (350, 350, 240))
     """
     start = time.perf_counter()
+    _device(device)  # fail before any work
     manifest, config, cache = open_manifest(manifest), load_config(config), open_cache(cache)
     if isinstance(row_or_key, SeriesSource):
         source = row_or_key
@@ -381,7 +418,7 @@ def preprocess_one(row_or_key: Any, manifest: Any, config: PipelineConfig | str 
 
         volume = load_series(manifest, source.series_key)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
-        image, mask, affine = compute_entry(volume, masks, config)
+        image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
             "series_key": source.series_key,
             "annotation_keys": list(source.annotation_keys),

@@ -226,6 +226,34 @@ def test_preprocess_one_writes_what_the_dataset_writes(study, make_config, tmp_p
         assert files_a == sorted(p.read_bytes() for p in image_b if p.is_file())  # same bytes
 
 
+def _devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_device_gives_the_same_entry_bytes_as_the_default(study, make_config, tmp_path, device):
+    _, manifest = study
+    config = make_config("ct_seg")
+    key = dicomml.data.series_sources(manifest, config)[0].series_key
+    default = preprocess_one(key, manifest, config, tmp_path / "a")
+    on_device = preprocess_one(key, manifest, config, tmp_path / "b", device=device)
+    assert on_device.computed and on_device.key == default.key
+    a, b = Cache(tmp_path / "a").open(default.key), Cache(tmp_path / "b").open(default.key)
+    assert a.checksums == b.checksums and a.layouts == b.layouts
+    for name in a.layouts:
+        np.testing.assert_array_equal(a.read(name), b.read(name))
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "meta"] + ([] if torch.cuda.is_available() else ["cuda"]))
+def test_unknown_device_is_a_config_error(study, make_config, tmp_path, device):
+    _, manifest = study
+    config = make_config("ct_1mm")
+    key = dicomml.data.series_sources(manifest, config, where=CT)[0].series_key
+    with pytest.raises(ConfigError, match="device"):
+        preprocess_one(key, manifest, config, tmp_path / "c", device=device)
+    assert Cache(tmp_path / "c").keys() == []
+
+
 def test_distributed_sampler_splits_the_dataset(study, make_config, tmp_path):
     _, manifest = study
     ds = _patches(manifest, make_config, tmp_path / "c")
