@@ -181,7 +181,7 @@ class Cache:
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
         if not self.fs.exists(f"{self.root}/zarr.json"):
-            zarr.open_group(self._store(), mode="a", zarr_format=3, attributes={"dicomml_cache_format": FORMAT_VERSION})
+            self._create_root()
         fmt = json.loads(self.fs.cat_file(f"{self.root}/zarr.json")).get("attributes", {}).get("dicomml_cache_format")
         if fmt != FORMAT_VERSION:
             raise CacheIntegrityError(
@@ -411,6 +411,18 @@ class Cache:
         if not key or "/" in key or key.startswith("."):
             raise ValueError(f"cache key {key!r} must be a non-empty name without '/'")
         return f"{self.root}/entries/{key}.json"
+
+    def _create_root(self) -> None:
+        """Write the root group's ``zarr.json`` (Zarr v3 group metadata) by temp file + rename.
+
+        Processes opening a new cache at once each rename a complete file of
+        the same content over the path, so none reads a half-written one.
+        """
+        document = {"zarr_format": 3, "node_type": "group", "attributes": {"dicomml_cache_format": FORMAT_VERSION}}
+        tmp = f"{self.root}/tmp/zarr.json.{uuid.uuid4().hex}"
+        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+        self.fs.pipe_file(tmp, json.dumps(document).encode())
+        self.fs.mv(tmp, f"{self.root}/zarr.json")  # atomic rename on POSIX; one PUT on object stores
 
     def _store(self) -> Store:
         if isinstance(self.fs, LocalFileSystem):

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from dicomml.cache import Cache
+from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import CacheMissError
 
 _WRITER = """
@@ -84,3 +86,27 @@ def test_four_processes_writing_the_same_entries_all_verify(tmp_path):
     assert sorted(p.name for p in Path(root, "data").iterdir() if p.is_dir()) == ["key0", "key1", "key2"]
     for n in range(3):
         cache.verify(f"key{n}")
+
+
+def _open_new_caches(base: str, rounds: int, barrier) -> None:
+    barrier.wait()
+    for n in range(rounds):  # every process opens the same brand-new folders at once
+        cache = Cache(f"{base}/c{n}")
+        cache.put("k", np.full((4, 5, 6), n, np.int16), np.eye(4))
+
+
+def test_eight_processes_creating_a_new_cache_at_once_all_succeed(tmp_path):
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(8)
+    rounds = 10
+    procs = [ctx.Process(target=_open_new_caches, args=(str(tmp_path), rounds, barrier)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 8
+    for n in range(rounds):
+        cache = Cache(tmp_path / f"c{n}")
+        np.testing.assert_array_equal(cache.open("k").read(), np.full((4, 5, 6), n, np.int16))
+        group = zarr.open_group(str(tmp_path / f"c{n}"), mode="r")  # zarr-python reads the root we wrote
+        assert group.attrs["dicomml_cache_format"] == FORMAT_VERSION
