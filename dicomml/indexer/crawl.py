@@ -2,7 +2,9 @@
 
 A source is a local folder (or file), a ``file://`` URL, or any other fsspec
 URL (``memory://``, ``s3://``, ``gs://``). The walk stats files and never
-opens them, so a rerun on an unchanged tree costs one ``stat`` per file.
+opens them, so a rerun on an unchanged tree costs one ``stat`` per file; it
+yields the files of a folder as one columnar :class:`Files` chunk, never one
+object per file.
 Directory symlinks are followed once: a link back to a folder already on the
 way is a loop and is reported, not followed.
 """
@@ -13,6 +15,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,11 +23,11 @@ import fsspec
 
 from dicomml.errors import SourceNotFoundError
 
-__all__ = ["CrawlError", "Entry", "Source", "crawl", "open_sources"]
+__all__ = ["CrawlError", "Entry", "Files", "Source", "crawl", "open_sources"]
 
 
 class Entry(NamedTuple):
-    """One regular file to index (a named tuple: millions are made by a walk).
+    """One regular file to read (a named tuple: millions may be made).
 
     Attributes
     ----------
@@ -43,6 +46,24 @@ class Entry(NamedTuple):
     size: int
     mtime_ns: int
     open_path: str
+
+
+class Files(NamedTuple):
+    """Regular files of one folder, found by a walk, as parallel columns.
+
+    Attributes
+    ----------
+    folder
+        The folder holding them, as :attr:`Entry.folder`.
+    paths, sizes, mtimes_ns, open_paths
+        One item per file, as the fields of :class:`Entry`.
+    """
+
+    folder: str
+    paths: list[str]
+    sizes: list[int]
+    mtimes_ns: list[int]
+    open_paths: list[str]
 
 
 class CrawlError(NamedTuple):
@@ -92,27 +113,31 @@ def open_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[st
     return out
 
 
-def crawl(sources: Sequence[Source]) -> Iterator[Entry | CrawlError]:
+def crawl(sources: Sequence[Source]) -> Iterator[Files | CrawlError]:
     """Every regular file under the sources (sorted by path within each folder), and the crawl errors."""
     for source in sources:
         yield from (_walk_local(source.root) if source.local else _walk_fsspec(source))
 
 
-def _walk_local(root: str) -> Iterator[Entry | CrawlError]:
+def _walk_local(root: str) -> Iterator[Files | CrawlError]:
     top = os.stat(root)
     if stat.S_ISREG(top.st_mode):
-        yield Entry(root, os.path.dirname(root), top.st_size, top.st_mtime_ns, root)
+        yield Files(os.path.dirname(root), [root], [top.st_size], [top.st_mtime_ns], [root])
         return
     # Depth first; each stack item carries the (device, inode) of the folders above it.
     stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset({(top.st_dev, top.st_ino)}))]
+    by_name = attrgetter("name")
     while stack:
         folder, above = stack.pop()
         try:
             with os.scandir(folder) as it:
-                children = sorted(it, key=lambda e: e.name)
+                children = sorted(it, key=by_name)
         except OSError as exc:
             yield CrawlError(folder, "unreadable", f"{folder}: folder cannot be listed ({exc.strerror}); check permissions")
             continue
+        paths: list[str] = []
+        sizes: list[int] = []
+        mtimes: list[int] = []
         subfolders = []
         for child in children:
             try:
@@ -121,7 +146,12 @@ def _walk_local(root: str) -> Iterator[Entry | CrawlError]:
                 kind = "symlink_loop" if child.is_symlink() else "unreadable"
                 yield CrawlError(child.path, kind, f"{child.path}: cannot be followed ({exc.strerror}); remove the broken link")
                 continue
-            if stat.S_ISDIR(info.st_mode):
+            mode = info.st_mode
+            if stat.S_ISREG(mode):
+                paths.append(child.path)
+                sizes.append(info.st_size)
+                mtimes.append(info.st_mtime_ns)
+            elif stat.S_ISDIR(mode):
                 identity = (info.st_dev, info.st_ino)
                 if identity in above:
                     yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop back to a parent folder; not followed")
@@ -129,10 +159,10 @@ def _walk_local(root: str) -> Iterator[Entry | CrawlError]:
                 if child.name.lower().endswith(".dcm"):
                     yield CrawlError(child.path, "directory_named_dcm", f"{child.path}: a directory named like a DICOM file; its contents are indexed")
                 subfolders.append((child.path, above | {identity}))
-            elif stat.S_ISREG(info.st_mode):
-                yield Entry(child.path, folder, info.st_size, info.st_mtime_ns, child.path)
             else:
                 yield CrawlError(child.path, "not_regular_file", f"{child.path}: not a regular file (a FIFO, socket or device); skipped")
+        if paths:
+            yield Files(folder, paths, sizes, mtimes, paths)
         stack.extend(reversed(subfolders))
 
 
@@ -145,7 +175,7 @@ def _mtime_ns(info: dict[str, Any]) -> int:
     return int(float(value) * 1e9)
 
 
-def _walk_fsspec(source: Source) -> Iterator[Entry | CrawlError]:
+def _walk_fsspec(source: Source) -> Iterator[Files | CrawlError]:
     fs = source.fs
     found = fs.find(source.root, detail=True)
     for name in sorted(found):
@@ -155,4 +185,4 @@ def _walk_fsspec(source: Source) -> Iterator[Entry | CrawlError]:
             yield CrawlError(url, "not_regular_file", f"{url}: not a file; skipped")
             continue
         folder = fs.unstrip_protocol(name.rsplit("/", 1)[0]) if "/" in name else fs.unstrip_protocol("")
-        yield Entry(url, folder, int(info.get("size") or 0), _mtime_ns(info), name)
+        yield Files(folder, [url], [int(info.get("size") or 0)], [_mtime_ns(info)], [name])

@@ -178,8 +178,9 @@ def index(
                 _flush(store, buffered)
             bar.update(n)
     _flush(store, buffered)
-    store.write_meta(sources=[os.fspath(s) for s in _source_names(sources)])
+    source_names = [os.fspath(s) for s in _source_names(sources)]
     if plan.n_to_read or plan.n_removed or not store.parts("series"):
+        store.write_meta(sources=source_names)  # Manifest reads it
         con = Manifest(store.root).connect()
         try:
             series = series_table(con)
@@ -187,7 +188,8 @@ def index(
             store.write_single("annotations", annotations_table(con, series))
         finally:
             con.close()
-    store.write_meta(
+    store.mark_complete(
+        sources=source_names,
         counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
         last_run={
             "files_listed": plan.n_listed,
@@ -196,7 +198,6 @@ def index(
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    store.mark_complete()
     return Manifest(store.root)
 
 

@@ -10,10 +10,15 @@ the Parquet files, so memory stays bounded however large the tree:
   over by an interrupted run);
 - a recorded row with no matching listed file is dropped (deleted or changed),
   by rewriting only the partitions that hold such rows.
+
+A complete run records a digest of its listing (paths, sizes, mtimes, sources
+and crawl errors) in ``manifest.json``. A rerun whose listing has the same
+digest changes nothing: it writes no listing and starts no DuckDB.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -28,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError
-from dicomml.indexer.crawl import CrawlError, Entry
+from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
 
@@ -46,6 +51,8 @@ LISTING = pa.schema(
     ]
 )
 _LISTING_BATCH = 50_000
+#: Listing rows kept in memory; a longer listing is written to disk as it grows.
+_LISTING_IN_MEMORY = 200_000
 _KEY = "k.path = l.path AND k.size = l.size AND k.mtime_ns = l.mtime_ns"
 
 
@@ -58,10 +65,17 @@ class Plan:
     n_removed: int
 
 
-def _listing_table(rows: list[tuple[str, str, int, int, str, int]]) -> pa.Table:
-    if not rows:
-        return LISTING.empty_table()
-    return pa.table(dict(zip(LISTING.names, zip(*rows))), schema=LISTING)
+def _listing_table(columns: dict[str, list[Any]]) -> pa.Table:
+    return pa.table({name: pa.array(columns[name], field.type) for name, field in zip(LISTING.names, LISTING)}, schema=LISTING)
+
+
+def _hash_listing(digest: Any, table: pa.Table) -> None:
+    """Feed the columns that define a listing (``folder``, ``open_path`` follow from ``path``) to ``digest``."""
+    for name in ("path", "size", "mtime_ns", "source"):
+        for chunk in table.column(name).chunks:
+            for buffer in chunk.buffers():
+                if buffer is not None:
+                    digest.update(buffer)
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -78,6 +92,10 @@ class ManifestStore:
         self.meta = meta
         self.run_id = uuid.uuid4().hex[:12]
         self._seq = 0
+        # This run's listing, set by write_listing: its digest, the tables not yet on disk, the crawl errors.
+        self._digest = ""
+        self._tables: list[pa.Table] = []
+        self._crawl_errors: list[dict[str, Any]] = []
 
     @classmethod
     def open(cls, out: str | os.PathLike[str], *, include_phi: bool, salt_id: str) -> ManifestStore:
@@ -136,31 +154,66 @@ class ManifestStore:
         """Replace a table that is rebuilt whole each run (series, annotations, crawl errors)."""
         _write_atomic(data, self.root / table / name)
 
-    def write_listing(self, found: Iterable[tuple[int, Entry | CrawlError]]) -> int:
-        """Stream the crawl into ``_work/listing.parquet`` and ``errors/crawl.parquet``; return files found."""
-        listing = self.root / "_work" / "listing.parquet"
-        rows: list[tuple[str, str, int, int, str, int]] = []
+    @property
+    def _listing(self) -> Path:
+        return self.root / "_work" / "listing.parquet"
+
+    def write_listing(self, found: Iterable[tuple[int, Files | CrawlError]]) -> int:
+        """Take in the crawl and return the number of files found.
+
+        The listing stays in memory up to ``_LISTING_IN_MEMORY`` rows (beyond,
+        it streams to ``_work/listing.parquet``); :meth:`plan` writes it out
+        only if it differs from the listing of the last complete run.
+        """
+        columns: dict[str, list[Any]] = {name: [] for name in LISTING.names}
         crawl_errors: list[dict[str, Any]] = []
+        tables: list[pa.Table] = []
+        digest = hashlib.blake2b(digest_size=16)
+        writer = None
         n = 0
-        with pq.ParquetWriter(listing, LISTING) as writer:
+
+        def flush() -> None:
+            nonlocal writer
+            table = _listing_table(columns)
+            for values in columns.values():
+                values.clear()
+            _hash_listing(digest, table)
+            tables.append(table)
+            if writer is None and n > _LISTING_IN_MEMORY:
+                writer = pq.ParquetWriter(self._listing, LISTING)
+            if writer is not None:
+                for pending in tables:
+                    writer.write_table(pending)
+                tables.clear()
+
+        try:
             for source, item in found:
                 if isinstance(item, CrawlError):
                     crawl_errors.append(
                         {"path": item.path, "stage": "crawl", "error_type": item.error_type, "message": item.message}
                     )
                     continue
-                rows.append((item.path, item.folder, item.size, item.mtime_ns, item.open_path, source))
-                n += 1
-                if len(rows) >= _LISTING_BATCH:
-                    writer.write_table(_listing_table(rows))
-                    rows = []
-            writer.write_table(_listing_table(rows))
-        self.write_single("errors", pa.Table.from_pylist(crawl_errors, schema=ERRORS), "crawl.parquet")
+                count = len(item.paths)
+                columns["path"] += item.paths
+                columns["folder"] += [item.folder] * count
+                columns["size"] += item.sizes
+                columns["mtime_ns"] += item.mtimes_ns
+                columns["open_path"] += item.open_paths
+                columns["source"] += [source] * count
+                n += count
+                if len(columns["path"]) >= _LISTING_BATCH:
+                    flush()
+            flush()
+        finally:
+            if writer is not None:
+                writer.close()
+        digest.update(json.dumps(crawl_errors).encode())
+        self._digest, self._tables, self._crawl_errors = digest.hexdigest(), tables, crawl_errors
         return n
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb_connection()
-        con.execute(f"CREATE VIEW l AS SELECT * FROM read_parquet('{self.root / '_work' / 'listing.parquet'}')")
+        con.execute(f"CREATE VIEW l AS SELECT * FROM read_parquet('{self._listing}')")
         known = [f"SELECT path, size, mtime_ns, filename FROM read_parquet({files!r}, filename=true)"
                  for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")])
                  if files]
@@ -174,13 +227,22 @@ class ManifestStore:
     def plan(self, n_listed: int) -> Plan:
         """Drop recorded rows whose file is gone or changed; count the files to read.
 
-        When the listing equals the one of the last complete run, nothing is
-        compared or read. Otherwise that listing is forgotten first, so that a
-        run killed while it changes the manifest is never taken for complete.
+        When the listing has the digest of the last complete run, nothing is
+        written, compared or read. Otherwise that digest is forgotten first,
+        so that a run killed while it changes the manifest is never taken for
+        complete; then the listing and the crawl errors are written.
         """
-        if self._listing_unchanged():
+        if self.meta.get("listing_digest") == self._digest:
+            self._listing.unlink(missing_ok=True)
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0)
-        self._indexed_listing.unlink(missing_ok=True)
+        if self.meta.pop("listing_digest", None) is not None:
+            self.write_meta()
+        if self._tables:
+            with pq.ParquetWriter(self._listing, LISTING) as writer:
+                for table in self._tables:
+                    writer.write_table(table)
+            self._tables = []
+        self.write_single("errors", pa.Table.from_pylist(self._crawl_errors, schema=ERRORS), "crawl.parquet")
         con = self._connect()
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
         removed = 0
@@ -200,23 +262,10 @@ class ManifestStore:
         con.close()
         return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed)
 
-    @property
-    def _indexed_listing(self) -> Path:
-        return self.root / "_work" / "indexed.parquet"
-
-    def _listing_unchanged(self) -> bool:
-        """Whether this run's listing is, row for row, the listing the manifest fully reflects."""
-        if not self._indexed_listing.exists():
-            return False
-        new, old = pq.ParquetFile(self.root / "_work" / "listing.parquet"), pq.ParquetFile(self._indexed_listing)
-        if new.metadata.num_rows != old.metadata.num_rows:
-            return False
-        batches = zip(new.iter_batches(batch_size=_LISTING_BATCH), old.iter_batches(batch_size=_LISTING_BATCH))
-        return all(a.equals(b) for a, b in batches)
-
-    def mark_complete(self) -> None:
-        """Record that the manifest now reflects this run's listing."""
-        os.replace(self.root / "_work" / "listing.parquet", self._indexed_listing)
+    def mark_complete(self, **values: Any) -> None:
+        """Write ``manifest.json`` with ``values`` and this run's listing digest: the manifest now reflects it."""
+        self.write_meta(listing_digest=self._digest, **values)
+        self._listing.unlink(missing_ok=True)
 
     def to_read(self) -> Iterator[pa.RecordBatch]:
         """The listed files that no recorded row matches, as listing record batches in path order."""
