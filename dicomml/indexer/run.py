@@ -18,7 +18,7 @@ from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id
 from dicomml.indexer.scan import ScanOptions, scan_batch
 from dicomml.indexer.series import annotations_table, series_table
-from dicomml.indexer.store import ManifestStore
+from dicomml.indexer.store import ManifestStore, Plan
 
 __all__ = ["index"]
 
@@ -154,6 +154,10 @@ def index(
     store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
     plan = store.plan(n_listed)
+    source_names = [os.fspath(s) for s in _source_names(sources)]
+    if plan.unchanged:  # the recorded counts stand
+        store.mark_complete(sources=source_names, last_run=_last_run(plan, started))
+        return Manifest(store.root)
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes, timeout_s=timeout_s)
 
     def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:
@@ -178,7 +182,6 @@ def index(
                 _flush(store, buffered)
             bar.update(n)
     _flush(store, buffered)
-    source_names = [os.fspath(s) for s in _source_names(sources)]
     if plan.n_to_read or plan.n_removed or not store.parts("series"):
         store.write_meta(sources=source_names)  # Manifest reads it
         con = Manifest(store.root).connect()
@@ -191,14 +194,18 @@ def index(
     store.mark_complete(
         sources=source_names,
         counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
-        last_run={
-            "files_listed": plan.n_listed,
-            "files_read": plan.n_to_read,
-            "rows_removed": plan.n_removed,
-            "seconds": round(time.perf_counter() - started, 3),
-        },
+        last_run=_last_run(plan, started),
     )
     return Manifest(store.root)
+
+
+def _last_run(plan: Plan, started: float) -> dict[str, Any]:
+    return {
+        "files_listed": plan.n_listed,
+        "files_read": plan.n_to_read,
+        "rows_removed": plan.n_removed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def _source_names(sources: Any) -> list[Any]:

@@ -63,6 +63,8 @@ class Plan:
     n_listed: int
     n_to_read: int
     n_removed: int
+    #: The listing is the one the manifest already reflects: nothing to do.
+    unchanged: bool = False
 
 
 def _listing_table(columns: dict[str, list[Any]]) -> pa.Table:
@@ -234,7 +236,7 @@ class ManifestStore:
         """
         if self.meta.get("listing_digest") == self._digest:
             self._listing.unlink(missing_ok=True)
-            return Plan(n_listed=n_listed, n_to_read=0, n_removed=0)
+            return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
         if self.meta.pop("listing_digest", None) is not None:
             self.write_meta()
         if self._tables:
