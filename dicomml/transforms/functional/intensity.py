@@ -17,8 +17,9 @@ __all__ = ["VOI_FUNCTIONS", "scale_intensity", "to_uint8", "window", "znormalize
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 
-def _float(x: torch.Tensor) -> torch.Tensor:
-    return x if x.is_floating_point() else x.float()
+def _float_copy(x: torch.Tensor) -> torch.Tensor:
+    """A floating copy of ``x`` (float32 for integers) that the kernels then change in place."""
+    return x.clone() if x.is_floating_point() else x.float()
 
 
 def scale_intensity(
@@ -54,7 +55,10 @@ def scale_intensity(
     """
     if not high > low:
         raise ConfigError(f"intensity range [{low}, {high}] is empty; high must exceed low")
-    y = (_float(x) - low) * ((out_high - out_low) / (high - low)) + out_low
+    y = _float_copy(x)  # the one new tensor; the rest is in place
+    y.sub_(low).mul_((out_high - out_low) / (high - low))
+    if out_low:
+        y.add_(out_low)
     return y.clamp_(min(out_low, out_high), max(out_low, out_high)) if clip else y
 
 
@@ -98,11 +102,11 @@ def window(x: torch.Tensor, center: float, width: float, function: str = "LINEAR
     if not (width >= minimum and (fn == "LINEAR" or width > 0)):
         raise ConfigError(f"(0028,1051) Window Width {width} is out of range for {fn}; it must be >= 1 (LINEAR) or > 0")
     if fn == "SIGMOID":
-        return torch.sigmoid((_float(x) - center) * (4.0 / width))
+        return _float_copy(x).sub_(center).mul_(4.0 / width).sigmoid_()
     if fn == "LINEAR_EXACT":
         return scale_intensity(x, center - width / 2, center + width / 2)
     if width == 1:  # a step: the linear ramp has no width
-        return (_float(x) > center - 0.5).to(_float(x).dtype)
+        return (x > center - 0.5).to(x.dtype if x.is_floating_point() else torch.float32)
     return scale_intensity(x, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
 
 
@@ -140,7 +144,7 @@ def znormalize(x: torch.Tensor, *, nonzero: bool = False, eps: float = 1e-8) -> 
     >>> znormalize(torch.tensor([[1.0, 3.0]])).tolist()
     [[-1.0, 1.0]]
     """
-    y = _float(x).clone()
+    y = _float_copy(x)
     for channel in y:
         values = channel[channel != 0] if nonzero else channel
         if values.numel() == 0:
