@@ -19,8 +19,6 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import fsspec
-
 from dicomml.errors import SourceNotFoundError
 
 __all__ = ["CrawlError", "Entry", "Files", "Source", "crawl", "open_sources"]
@@ -101,6 +99,8 @@ def open_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[st
     for item in items:
         text = os.fspath(item)
         if "://" in text and not text.startswith("file://"):
+            import fsspec  # only for URLs: a local rerun stays light
+
             fs, root = fsspec.core.url_to_fs(text)
             if not fs.exists(root):
                 raise SourceNotFoundError(f"{text}: source does not exist; check the URL", path=text)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 __all__ = ["Manifest", "TABLES", "duckdb_connection"]
 
@@ -24,6 +26,8 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
     Inside a Jupyter kernel DuckDB refuses to change that setting unless
     ipywidgets is installed; the default is kept then, which is harmless.
     """
+    import duckdb  # on first query: opening a manifest stays cheap
+
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")

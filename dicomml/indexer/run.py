@@ -1,24 +1,27 @@
-"""`index`: sources in, manifest out; crawl, diff, parallel scan, then series and annotations."""
+"""`index`: sources in, manifest out; crawl, diff, parallel scan, then series and annotations.
+
+A rerun on an unchanged tree only walks it: the header reader (pydicom), the
+process pool, DuckDB and the progress bar are imported once there is work.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id
-from dicomml.indexer.scan import ScanOptions, scan_batch
-from dicomml.indexer.series import annotations_table, series_table
 from dicomml.indexer.store import ManifestStore, Plan
+
+if TYPE_CHECKING:
+    from dicomml.indexer.scan import ScanOptions
 
 __all__ = ["index"]
 
@@ -43,10 +46,12 @@ def _tasks(batches: Iterator[pa.RecordBatch], sources: Sequence[Source], options
 
 
 def _with_fs(options: ScanOptions, source: Source) -> ScanOptions:
-    return options if source.local else ScanOptions(options.include_phi, options.salt, options.timeout_s, source.fs)
+    return options if source.local else dataclasses.replace(options, fs=source.fs)
 
 
 def _in_process(make_tasks: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+    from dicomml.indexer.scan import scan_batch
+
     for entries, options in make_tasks():
         yield (*scan_batch(entries, options), len(entries))
 
@@ -68,6 +73,11 @@ def _pool(make_tasks: Any, workers: int) -> Iterator[tuple[pa.Table, pa.Table, i
     # On Linux the workers are forked, which starts them in milliseconds with everything
     # imported; they are all forked by the first submit, before DuckDB opens the listing
     # (no DuckDB thread exists at fork time). Elsewhere they are spawned.
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    from dicomml.indexer.scan import scan_batch
+
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pool.submit(int).result()
@@ -80,6 +90,8 @@ def _pool(make_tasks: Any, workers: int) -> Iterator[tuple[pa.Table, pa.Table, i
 
 def _dask(make_tasks: Any, scheduler: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
     from distributed import Client, wait as dask_wait
+
+    from dicomml.indexer.scan import scan_batch
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
@@ -158,6 +170,11 @@ def index(
     if plan.unchanged:  # the recorded counts stand
         store.mark_complete(sources=source_names, last_run=_last_run(plan, started))
         return Manifest(store.root)
+    from tqdm.auto import tqdm
+
+    from dicomml.indexer.scan import ScanOptions
+    from dicomml.indexer.series import annotations_table, series_table
+
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes, timeout_s=timeout_s)
 
     def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from dicomml.indexer.records import FIELDS, PHI_FIELDS
-
 __all__ = ["ANNOTATIONS", "ERRORS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
@@ -39,6 +37,8 @@ _FILE = [
 
 def instances_schema(include_phi: bool) -> pa.Schema:
     """Schema of the ``instances`` table (with the identifier columns when ``include_phi``)."""
+    from dicomml.indexer.records import FIELDS, PHI_FIELDS  # pydicom: not needed by a manifest reader
+
     fields = [
         *_FILE,
         pa.field("series_key", pa.string()),

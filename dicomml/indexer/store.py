@@ -21,14 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import tempfile
 import uuid
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -36,6 +37,9 @@ from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["LISTING", "ManifestStore", "Plan"]
 
@@ -71,13 +75,15 @@ def _listing_table(columns: dict[str, list[Any]]) -> pa.Table:
     return pa.table({name: pa.array(columns[name], field.type) for name, field in zip(LISTING.names, LISTING)}, schema=LISTING)
 
 
-def _hash_listing(digest: Any, table: pa.Table) -> None:
-    """Feed the columns that define a listing (``folder``, ``open_path`` follow from ``path``) to ``digest``."""
-    for name in ("path", "size", "mtime_ns", "source"):
-        for chunk in table.column(name).chunks:
-            for buffer in chunk.buffers():
-                if buffer is not None:
-                    digest.update(buffer)
+def _hash_files(digest: Any, source: int, files: Files) -> None:
+    """Feed what defines a folder's files (``folder``, ``open_path`` follow from ``path``) to ``digest``.
+
+    Plain bytes, not Arrow: building an Arrow array imports pandas, which a
+    no-op rerun must not pay for.
+    """
+    digest.update(b"F" + struct.pack("<qi", len(files.paths), source))
+    digest.update("\0".join(files.paths).encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(array("q", files.sizes).tobytes() + array("q", files.mtimes_ns).tobytes())
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -94,9 +100,10 @@ class ManifestStore:
         self.meta = meta
         self.run_id = uuid.uuid4().hex[:12]
         self._seq = 0
-        # This run's listing, set by write_listing: its digest, the tables not yet on disk, the crawl errors.
+        # This run's listing, set by write_listing: its digest, the rows unless spilled to disk, the crawl errors.
         self._digest = ""
-        self._tables: list[pa.Table] = []
+        self._columns: dict[str, list[Any]] = {}
+        self._spilled = False
         self._crawl_errors: list[dict[str, Any]] = []
 
     @classmethod
@@ -169,25 +176,9 @@ class ManifestStore:
         """
         columns: dict[str, list[Any]] = {name: [] for name in LISTING.names}
         crawl_errors: list[dict[str, Any]] = []
-        tables: list[pa.Table] = []
         digest = hashlib.blake2b(digest_size=16)
         writer = None
         n = 0
-
-        def flush() -> None:
-            nonlocal writer
-            table = _listing_table(columns)
-            for values in columns.values():
-                values.clear()
-            _hash_listing(digest, table)
-            tables.append(table)
-            if writer is None and n > _LISTING_IN_MEMORY:
-                writer = pq.ParquetWriter(self._listing, LISTING)
-            if writer is not None:
-                for pending in tables:
-                    writer.write_table(pending)
-                tables.clear()
-
         try:
             for source, item in found:
                 if isinstance(item, CrawlError):
@@ -195,6 +186,7 @@ class ManifestStore:
                         {"path": item.path, "stage": "crawl", "error_type": item.error_type, "message": item.message}
                     )
                     continue
+                _hash_files(digest, source, item)
                 count = len(item.paths)
                 columns["path"] += item.paths
                 columns["folder"] += [item.folder] * count
@@ -203,14 +195,19 @@ class ManifestStore:
                 columns["open_path"] += item.open_paths
                 columns["source"] += [source] * count
                 n += count
-                if len(columns["path"]) >= _LISTING_BATCH:
-                    flush()
-            flush()
+                if n > _LISTING_IN_MEMORY and len(columns["path"]) >= _LISTING_BATCH:
+                    writer = writer or pq.ParquetWriter(self._listing, LISTING)
+                    writer.write_table(_listing_table(columns))
+                    columns = {name: [] for name in LISTING.names}
+            if writer is not None:
+                writer.write_table(_listing_table(columns))
+                columns = {name: [] for name in LISTING.names}
         finally:
             if writer is not None:
                 writer.close()
-        digest.update(json.dumps(crawl_errors).encode())
-        self._digest, self._tables, self._crawl_errors = digest.hexdigest(), tables, crawl_errors
+        digest.update(b"E" + json.dumps(crawl_errors).encode())
+        self._digest, self._columns, self._crawl_errors = digest.hexdigest(), columns, crawl_errors
+        self._spilled = writer is not None
         return n
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -239,11 +236,9 @@ class ManifestStore:
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
         if self.meta.pop("listing_digest", None) is not None:
             self.write_meta()
-        if self._tables:
-            with pq.ParquetWriter(self._listing, LISTING) as writer:
-                for table in self._tables:
-                    writer.write_table(table)
-            self._tables = []
+        if not self._spilled:
+            pq.write_table(_listing_table(self._columns), self._listing)
+            self._columns = {}
         self.write_single("errors", pa.Table.from_pylist(self._crawl_errors, schema=ERRORS), "crawl.parquet")
         con = self._connect()
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]

@@ -69,7 +69,7 @@ slow = scan.scan_batch
 def paced(entries, options):
     import time; time.sleep(0.3)
     return slow(entries, options)
-run.scan_batch = paced
+scan.scan_batch = paced
 run.index(sys.argv[1], sys.argv[2], workers=1, salt=sys.argv[3], progress=False)
 """
 
