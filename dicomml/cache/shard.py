@@ -189,6 +189,8 @@ def read_region(
     ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, layout.chunks)]
     buffer = np.empty(layout.chunks, dtype=dtype)
     bits = buffer.view(f"u{dtype.itemsize}")
+    # np.take into a strided ``out`` goes through a temporary; a reused contiguous one is cheaper
+    mapped = np.empty(buffer.size, dtype=np.float32 if lookup is None else lookup.dtype)
     for cidx in product(*ranges):
         offset, length = (int(v) for v in index[cidx])
         if offset == _MISSING or length <= _CRC:
@@ -208,6 +210,9 @@ def read_region(
         if lookup is None:
             out[dst] = buffer[src]
         else:  # indices are in range by construction; mode="wrap" skips numpy's bounds checks
+            index_box = bits[src]
+            part = mapped[: index_box.size].reshape(index_box.shape)
             for row, channel in zip(lookup, out):
-                np.take(row, bits[src], mode="wrap", out=channel[dst])
+                np.take(row, index_box, mode="wrap", out=part)
+                channel[dst] = part
     return out
