@@ -1,0 +1,77 @@
+"""The rerun of an unchanged tree: nothing written, nothing heavy imported; any change is still seen."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dicomml
+import dicomml.indexer.store as store
+
+SERIES = "dcm_qa_philips_enh/In/cl"  # 40 classic MR files
+
+
+def _stamps(out: Path) -> dict[str, int]:
+    """mtime of every table file of a manifest."""
+    return {str(p): p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+
+
+_NO_OP = """
+import json, sys
+import dicomml
+m = dicomml.index(sys.argv[1], sys.argv[2], workers=2, salt=sys.argv[3], progress=False)
+heavy = {"pydicom", "pandas", "duckdb", "torch", "dask", "distributed", "fsspec", "tqdm"}
+print(json.dumps({"last_run": m.meta["last_run"], "imported": sorted(heavy & {k.split(".")[0] for k in sys.modules})}))
+"""
+
+
+def test_unchanged_rerun_writes_no_table_and_imports_no_reader(data_dir: Path, tmp_path: Path, salt: str):
+    tree, out = tmp_path / "tree", tmp_path / "m"
+    shutil.copytree(data_dir / SERIES, tree)
+    dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    before = _stamps(out)
+    result = subprocess.run([sys.executable, "-c", _NO_OP, str(tree), str(out), salt], check=True, capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    assert report["last_run"]["files_read"] == 0 and report["last_run"]["files_listed"] == 40
+    assert report["imported"] == []
+    assert _stamps(out) == before
+    assert not (out / "_work" / "listing.parquet").exists()
+    assert json.loads((out / "manifest.json").read_text())["counts"]["instances"] == 40
+
+
+def test_a_new_crawl_error_alone_is_recorded(data_dir: Path, tmp_path: Path, salt: str):
+    tree, out = tmp_path / "tree", tmp_path / "m"
+    shutil.copytree(data_dir / SERIES, tree)
+    dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    os.mkfifo(tree / "pipe")  # no new file to read, but the walk meets something new
+    again = dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    assert again.meta["last_run"]["files_read"] == 0
+    assert list(again.errors.error_type) == ["not_regular_file"] and again.meta["counts"]["errors"] == 1
+    (tree / "pipe").unlink()
+    third = dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    assert third.errors.empty and third.meta["counts"]["errors"] == 0
+
+
+def test_a_listing_too_long_for_memory_streams_to_disk_with_the_same_result(
+    data_dir: Path, tmp_path: Path, salt: str, monkeypatch: pytest.MonkeyPatch
+):
+    tree = tmp_path / "tree"
+    shutil.copytree(data_dir / SERIES, tree)
+    kept = dicomml.index(tree, tmp_path / "kept", workers=1, salt=salt, progress=False)
+    monkeypatch.setattr(store, "_LISTING_IN_MEMORY", 5)
+    monkeypatch.setattr(store, "_LISTING_BATCH", 7)
+    spilled = dicomml.index(tree, tmp_path / "spilled", workers=1, salt=salt, progress=False)
+    assert spilled.meta["listing_digest"] == kept.meta["listing_digest"]
+    assert sorted(spilled.instances.path) == sorted(kept.instances.path)
+    files = sorted(tree.iterdir())
+    stat = files[3].stat()
+    os.utime(files[3], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = dicomml.index(tree, tmp_path / "spilled", workers=1, salt=salt, progress=False)
+    assert again.meta["last_run"]["files_read"] == 1 and again.meta["last_run"]["rows_removed"] == 1
+    assert len(again.instances) == 40 and again.instances.path.is_unique
