@@ -141,7 +141,7 @@ def _corners(shape: tuple[int, ...]) -> np.ndarray:
 def _same_count_new_spacing(affine: np.ndarray, shape: tuple[int, ...], out_affine: np.ndarray, out_shape: tuple[int, ...]) -> bool:
     """Whether an axis of more than one voxel keeps its voxel count while its spacing changes (the bug below)."""
     old, new = np.linalg.norm(affine[:3, :3], axis=0), np.linalg.norm(out_affine[:3, :3], axis=0)
-    return any(n > 1 and n == m and not np.isclose(o, w) for n, m, o, w in zip(shape, out_shape, old, new))
+    return any(n > 1 and n == m and abs(o - w) > 1e-12 * o for n, m, o, w in zip(shape, out_shape, old, new))
 
 
 def _resample_ramp(affine: np.ndarray, shape: tuple[int, ...], target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
