@@ -72,7 +72,8 @@ class Plan:
 
 
 def _listing_table(columns: dict[str, list[Any]]) -> pa.Table:
-    return pa.table({name: pa.array(columns[name], field.type) for name, field in zip(LISTING.names, LISTING)}, schema=LISTING)
+    arrays = {field.name: pa.array(columns[field.name], field.type) for field in LISTING}
+    return pa.table(arrays, schema=LISTING)
 
 
 def _hash_files(digest: Any, source: int, files: Files) -> None:
