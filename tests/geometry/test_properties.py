@@ -29,7 +29,7 @@ ALL_CODES = sorted(
     for pairs in permutations(("LR", "PA", "IS"))
     for flips in product((0, 1), repeat=3)
 )
-_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 
 
 def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
