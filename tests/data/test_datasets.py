@@ -17,7 +17,7 @@ import dicomml
 from dicomml.cache import Cache
 from dicomml.config import WindowSpec
 from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate, preprocess_one
-from dicomml.data.pipeline import TableWindow
+from dicomml.data.pipeline import TableWindow, compute_entry, deterministic_transforms
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.transforms import MultiWindow
 
@@ -224,6 +224,30 @@ def test_preprocess_one_writes_what_the_dataset_writes(study, make_config, tmp_p
         files_a = sorted(p.read_bytes() for p in image_a if p.is_file())
         image_b = (tmp_path / "b" / b._path.split("/b/", 1)[1] / name / "c").rglob("*")
         assert files_a == sorted(p.read_bytes() for p in image_b if p.is_file())  # same bytes
+
+
+def test_compute_entry_equals_the_transforms_on_the_stored_integers(study, make_config):
+    _, manifest = study
+    config = make_config("ct_1mm")
+    volume = dicomml.load_series(manifest, dicomml.data.series_sources(manifest, config, where=CT)[0].series_key)
+    assert volume.array.dtype.kind == "i"
+    image, _, affine = compute_entry(volume, [], config)  # converts to float32 in numpy first
+    sample = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None], "affine": volume.affine}
+    for step in deterministic_transforms(config):
+        sample = step(sample)
+    expected = np.clip(np.rint(sample["image"][0].numpy()), -32768, 32767).astype(np.int16)
+    np.testing.assert_array_equal(image, expected)
+    np.testing.assert_array_equal(affine, np.asarray(sample["affine"]))
+
+
+def test_collate_of_one_sample_is_a_view(study, make_config, tmp_path):
+    _, manifest = study
+    sample = SeriesDataset(manifest, make_config("ct_1mm"), tmp_path / "c", where=CT)[0]
+    batch = collate([sample])
+    assert batch["image"].shape == (1, *sample["image"].shape)
+    assert batch["image"].data_ptr() == sample["image"].data_ptr()  # nothing copied
+    torch.testing.assert_close(batch["image"], torch.stack([sample["image"]]), rtol=0, atol=0)
+    assert batch["meta"] == [sample["meta"]]
 
 
 def _devices() -> list[str]:
