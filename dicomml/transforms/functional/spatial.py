@@ -267,7 +267,9 @@ def resample_image(
     x = image if relayout or image.is_floating_point() else image.float()
     if antialias and not relayout and np.any(_antialias_sigma(index_map) > 0):
         x = gaussian_smooth(x, _antialias_sigma(index_map).tolist())
-    if plan is None or not plan.edge_aligned():
+    # torch's fused kernel ignores the scale of an axis whose voxel count it keeps,
+    # so a scaled axis of unchanged size takes the general path.
+    if plan is None or not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
         return _grid_sample(x, index_map, target_shape, "bilinear", padding)
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
@@ -278,6 +280,10 @@ def resample_image(
         scales = [float(1.0 / r) for r in plan.ratio]
         x = torch.ops.aten.upsample_trilinear3d.default(x[None], list(plan.size), False, *scales)[0]
     return plan.to_target(x)
+
+
+def _kept_size_scaled(plan: _Relayout, in_shape: Sequence[int]) -> bool:
+    return any(m == n and not shift for m, n, shift in zip(plan.size, in_shape, plan.shifts()))
 
 
 def resample_mask(
