@@ -258,8 +258,8 @@ def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
     target = np.dtype(dtype)
     if target.kind in "iu" and array.dtype.kind == "f":
         info = np.iinfo(target)
-        np.rint(array, out=array)
-        np.clip(array, info.min, info.max, out=array)
+        np.clip(array, info.min, info.max, out=array)  # integer bounds: clipping first, then rounding, is the same
+        return np.rint(array, out=np.empty(array.shape, target), casting="unsafe")  # rounded straight into the target
     return np.ascontiguousarray(array.astype(target, copy=False))
 
 
