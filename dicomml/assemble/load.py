@@ -144,11 +144,9 @@ def load_series(
     -------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
-    if not hasattr(manifest, "series_files"):
-        from dicomml.indexer import Manifest
+    from dicomml.indexer.manifest import Manifest  # the indexer imports assembly's grouping
 
-        manifest = Manifest(manifest)
-    rows = manifest.series_files(series_key)
+    rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames)
     return _assemble(sources, on_irregular, dtype, series_key=series_key)

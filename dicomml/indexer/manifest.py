@@ -64,6 +64,11 @@ class Manifest:
     >>> m.sql("SELECT modality, count(*) n FROM series GROUP BY modality")  # doctest: +SKIP
     """
 
+    @classmethod
+    def open(cls, manifest: Manifest | str | os.PathLike[str]) -> Manifest:
+        """``manifest`` itself when it is a Manifest, else the Manifest at that path."""
+        return manifest if isinstance(manifest, Manifest) else cls(manifest)
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser().absolute()
         meta_path = self.path / "manifest.json"

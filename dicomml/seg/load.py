@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from dicomml.errors import ConfigError, SegReferenceError, SeriesNotFoundError
+from dicomml.indexer.manifest import Manifest
 from dicomml.seg.dicomseg import SegmentSelector, seg_to_grid
 from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
-
-if TYPE_CHECKING:
-    from dicomml.indexer import Manifest
 
 __all__ = ["load_mask", "pairs"]
 
@@ -24,14 +22,6 @@ SELECT s.series_key, a.annotation_key, a.modality, a.segmentation_type, a.labels
 FROM annotations a JOIN series s ON s.series_key = a.referenced_series_key
 ORDER BY s.series_key, a.annotation_key
 """
-
-
-def _open(manifest: Manifest | str | PathLike[str]) -> Manifest:
-    if hasattr(manifest, "sql"):
-        return manifest  # type: ignore[return-value]
-    from dicomml.indexer import Manifest
-
-    return Manifest(manifest)
 
 
 def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
@@ -103,7 +93,7 @@ def load_mask(
     >>> row = dicomml.pairs("manifest/").iloc[0]  # doctest: +SKIP
     >>> mask = dicomml.load_mask("manifest/", row.annotation_key, as_channels=True)  # doctest: +SKIP
     """
-    manifest = _open(manifest)
+    manifest = Manifest.open(manifest)
     row = _annotation(manifest, annotation_key)
     path = str(row["path"])
     if reference is None:
@@ -156,4 +146,4 @@ def pairs(manifest: Manifest | str | PathLike[str]) -> pd.DataFrame:
     ...     image = dicomml.load_series("manifest/", row.series_key)
     ...     mask = dicomml.load_mask("manifest/", row.annotation_key, reference=image)
     """
-    return _open(manifest).sql(_PAIRS)
+    return Manifest.open(manifest).sql(_PAIRS)
