@@ -95,6 +95,7 @@ class Entry:
         size: Sequence[int] | None = None,
         *,
         lookup: np.ndarray | None = None,
+        threads: int = 1,
     ) -> np.ndarray:
         """Read a whole array, or the spatial box ``start`` .. ``start + size``.
 
@@ -109,6 +110,9 @@ class Entry:
             For an 8/16-bit integer array: a ``(C, 2**bits)`` table applied while
             decoding (see :func:`~dicomml.cache.shard.read_region`), e.g. the
             windows of :class:`~dicomml.data.pipeline.TableWindow`.
+        threads
+            Decode a whole array with up to this many threads (a box is read
+            chunk by chunk in one thread).
 
         Returns
         -------
@@ -136,7 +140,7 @@ class Entry:
             blob = _cat(fs, shard, where)
             index = read_index(blob[-index_nbytes(layout):], layout, where)
             region = tuple(slice(0, s) for s in layout.shape)
-            return read_region(None, layout, index, region, where, blob=blob, lookup=lookup)
+            return read_region(None, layout, index, region, where, blob=blob, lookup=lookup, threads=threads)
         if start is None or size is None:
             raise ValueError("give both start and size, or neither")
         lead = len(layout.shape) - 3

@@ -109,7 +109,8 @@ class _CachedDataset(Dataset):
 
     def _image(self, entry: Entry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
         """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1."""
-        image = entry.read("image", start, size, lookup=self._lookup)
+        # as many decoding threads as torch's intra-op ones: the cores in the main process, 1 in DataLoader workers
+        image = entry.read("image", start, size, lookup=self._lookup, threads=torch.get_num_threads())
         return image if self._lookup is not None else image[None]
 
     def _random(self, index: int) -> tuple[np.random.Generator, int]:

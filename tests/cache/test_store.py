@@ -139,8 +139,9 @@ def test_corrupted_chunk_is_detected_on_read_and_verify(tmp_path, volume):
     cache.verify("k")
     _corrupt_one_chunk(cache, "k", (1, 1, 1))
     fresh = Cache(tmp_path / "c")
-    with pytest.raises(CacheIntegrityError, match=r"chunk \(1, 1, 1\) checksum mismatch"):
-        fresh.open("k").read()
+    for threads in (1, 3):
+        with pytest.raises(CacheIntegrityError, match=r"chunk \(1, 1, 1\) checksum mismatch"):
+            fresh.open("k").read(threads=threads)
     with pytest.raises(CacheIntegrityError, match="entry k"):
         fresh.verify("k")
     # a patch that does not touch the bad chunk still reads correctly
@@ -229,3 +230,15 @@ def test_lookup_maps_every_voxel_while_decoding(tmp_path, volume):
     expected = table[:, image.view(np.uint16)]
     np.testing.assert_array_equal(entry.read(lookup=table), expected)
     np.testing.assert_array_equal(entry.read("image", (5, 31, 33), (40, 20, 64), lookup=table), expected[:, 5:45, 31:51, 33:97])
+
+
+@pytest.mark.parametrize("threads", [2, 3, 64])
+def test_threaded_decoding_equals_one_thread(tmp_path, volume, threads):
+    image, mask, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine, mask=mask, chunks=(32, 32, 32))
+    table = np.random.default_rng(2).random((2, 65536)).astype(np.float32)
+    np.testing.assert_array_equal(entry.read(threads=threads), image)
+    np.testing.assert_array_equal(entry.read("mask", threads=threads), mask)
+    np.testing.assert_array_equal(entry.read(lookup=table, threads=threads), table[:, image.view(np.uint16)])
+    box = entry.read("image", (5, 31, 33), (40, 20, 64), lookup=table, threads=threads)  # a box: one thread
+    np.testing.assert_array_equal(box, table[:, image.view(np.uint16)][:, 5:45, 31:51, 33:97])
