@@ -224,8 +224,7 @@ def compute_entry(
         # resampling works in float32 (the values torch's .float() gives); numpy's conversion is ~4x faster than
         # torch's here (its large allocations use huge pages), ~60 ms of a 512x512x120 CT's first epoch
         array = array.astype(np.float32)
-    image = torch.from_numpy(array)[None]
-    sample: dict[str, Any] = {"image": image.to(target), "affine": volume.affine}
+    sample: dict[str, Any] = {"image": torch.from_numpy(array)[None].to(target), "affine": volume.affine}
     if masks:
         channels = [m.array.reshape(-1, *m.spatial_shape) for m in masks]
         sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))).to(target))
