@@ -70,12 +70,13 @@ def _warm_files(work: Path) -> None:
 
 
 def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    from dicomml.data.pipeline import open_manifest, preprocess_one, series_sources
+    from dicomml.data.pipeline import preprocess_one, series_sources
+    from dicomml.indexer.manifest import Manifest
     from dicomml.distributed.run import WORKER_MODULES
 
     for module in WORKER_MODULES:  # what a LocalCluster worker imports when it starts
         importlib.import_module(module)
-    manifest, config = open_manifest(work / "manifest"), _config()
+    manifest, config = Manifest.open(work / "manifest"), _config()
     start = time.perf_counter()
     sources = series_sources(manifest, config, where=WHERE)[part[0]::part[1]]
     task_seconds = sum(preprocess_one(source, manifest, config, str(cache)).seconds for source in sources)

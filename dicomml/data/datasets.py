@@ -33,12 +33,12 @@ from dicomml.data.pipeline import (
     TableWindow,
     at_load_transforms,
     open_cache,
-    open_manifest,
     preprocess_one,
     series_sources,
 )
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
+from dicomml.indexer.manifest import Manifest
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
 
@@ -62,7 +62,7 @@ class _CachedDataset(Dataset):
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         seed: int = 0,
     ) -> None:
-        self.manifest = open_manifest(manifest)
+        self.manifest = Manifest.open(manifest)
         self.config = load_config(config)
         if self._with_masks and not self.config.deterministic.masks:
             raise ConfigError(

@@ -23,6 +23,7 @@ import torch
 from dicomml.cache import Cache, entry_key, source_fingerprint
 from dicomml.config import PipelineConfig, WindowSpec, load_config
 from dicomml.errors import ConfigError, SeriesAssemblyError, SeriesNotFoundError
+from dicomml.indexer.manifest import Manifest
 from dicomml.transforms.base import Transform
 from dicomml.volume import Volume
 
@@ -34,7 +35,6 @@ __all__ = [
     "compute_entry",
     "deterministic_transforms",
     "open_cache",
-    "open_manifest",
     "preprocess_one",
     "series_sources",
 ]
@@ -84,13 +84,6 @@ class EntryInfo:
     seconds: float
     nbytes: int
     shape: tuple[int, int, int]
-
-
-def open_manifest(manifest: Any) -> Any:
-    """A :class:`dicomml.Manifest` for a Manifest or the path of one."""
-    from dicomml.indexer import Manifest
-
-    return manifest if isinstance(manifest, Manifest) else Manifest(manifest)
 
 
 def open_cache(cache: Cache | str | os.PathLike[str]) -> Cache:
@@ -403,7 +396,7 @@ def preprocess_one(
     """
     start = time.perf_counter()
     _device(device)  # fail before any work
-    manifest, config, cache = open_manifest(manifest), load_config(config), open_cache(cache)
+    manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
     if isinstance(row_or_key, SeriesSource):
         source = row_or_key
     else:

@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, load_config
-from dicomml.data.pipeline import SeriesSource, open_cache, open_manifest, preprocess_one, series_sources
+from dicomml.data.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
 from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFoundError
+from dicomml.indexer.manifest import Manifest
 
 __all__ = ["DEVICES", "WORKER_MODULES", "preprocess", "run_task"]
 
@@ -121,7 +122,7 @@ def preprocess(
     """
     started = time.perf_counter()
     _check_options(workers, scheduler, shard, device, retries)
-    manifest, config, cache = open_manifest(manifest), load_config(config), _open_cache(cache)
+    manifest, config, cache = Manifest.open(manifest), load_config(config), _open_cache(cache)
     sources = _select(manifest, config, where)
     if shard is not None:
         sources = select_shard(sources, *shard)
