@@ -27,6 +27,7 @@ __all__ = [
     "SegReferenceError",
     "SegmentNotFoundError",
     "SegmentOverlapError",
+    "CacheError",
     "CacheIntegrityError",
     "CacheMissError",
     "ConfigError",
@@ -135,8 +136,12 @@ class SegmentOverlapError(DicomMLError, ValueError):
     """Segments overlap (or are fractional), so they cannot share one label map."""
 
 
-class CacheIntegrityError(DicomMLError, OSError):
-    """A cache entry is incomplete or its checksums do not match."""
+class CacheError(DicomMLError, OSError):
+    """A cache folder or URL cannot be created, read or written."""
+
+
+class CacheIntegrityError(CacheError):
+    """A cache entry is incomplete, its checksums do not match, or the store is of another format."""
 
 
 class CacheMissError(DicomMLError, KeyError):

@@ -38,7 +38,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.cache.key import FORMAT_VERSION
 from dicomml.cache.shard import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
-from dicomml.errors import CacheIntegrityError, CacheMissError
+from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
 
 __all__ = ["Cache", "Entry", "FOREGROUND_MAX"]
 
@@ -184,9 +184,15 @@ class Cache:
         self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
-        if not self.fs.exists(f"{self.root}/zarr.json"):
-            self._create_root()
-        fmt = json.loads(self.fs.cat_file(f"{self.root}/zarr.json")).get("attributes", {}).get("dicomml_cache_format")
+        try:
+            if not self.fs.exists(f"{self.root}/zarr.json"):
+                self._create_root()
+            root_json = self.fs.cat_file(f"{self.root}/zarr.json")
+        except OSError as exc:
+            raise CacheError(
+                f"{self.url}: cannot open the cache ({exc}); check the path and its permissions", path=self.url
+            ) from exc
+        fmt = json.loads(root_json).get("attributes", {}).get("dicomml_cache_format")
         if fmt != FORMAT_VERSION:
             raise CacheIntegrityError(
                 f"{self.url}: cache format {fmt}, this dicomml writes format {FORMAT_VERSION}; use another folder",

@@ -122,7 +122,7 @@ def preprocess(
     """
     started = time.perf_counter()
     _check_options(workers, scheduler, shard, device, retries)
-    manifest, config, cache = Manifest.open(manifest), load_config(config), _open_cache(cache)
+    manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
     sources = _select(manifest, config, where)
     if shard is not None:
         sources = select_shard(sources, *shard)
@@ -242,15 +242,6 @@ def _on_dask(client: Any, sources: Sequence[SeriesSource], args: tuple[Any, ...]
             row = {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
         future.release()
         yield row
-
-
-def _open_cache(cache: Cache | str | os.PathLike[str]) -> Cache:
-    try:
-        return open_cache(cache)
-    except DicomMLError:  # CacheIntegrityError: another format
-        raise
-    except OSError as exc:  # the folder cannot be created or read
-        raise DicomMLError(f"{cache}: cannot open the cache ({exc}); check the path and its permissions", path=str(cache)) from None
 
 
 def _select(manifest: Any, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
