@@ -135,13 +135,13 @@ def analyze_stack(positions: ArrayLike, orientation: ArrayLike) -> StackGeometry
         raise GeometryError(f"positions must be (n, 3) with n >= 1, got {pos.shape}")
     normal = slice_normal(orientation)
     along = pos @ normal
+    # Ties at one position keep input order, which callers fill with time/echo order.
     order = np.lexsort((np.arange(len(along)), along))
     sorted_along = along[order]
     new_position = np.concatenate([[True], np.diff(sorted_along) > POSITION_TOLERANCE_MM])
     starts = np.flatnonzero(new_position)
     counts = np.diff(np.append(starts, len(sorted_along)))
     offsets = sorted_along[starts]
-    # Break ties at one position by input order, which callers fill with time/echo order.
     if offsets.size < 2:
         return StackGeometry(order, offsets, counts, 0.0, True, 0, 0.0, normal.copy())
     steps = np.diff(offsets)

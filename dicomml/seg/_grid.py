@@ -18,6 +18,7 @@ __all__ = [
     "ALIGN_TOLERANCE",
     "PlaneMap",
     "map_planes",
+    "paint_label",
     "place",
     "resample_nearest",
 ]
@@ -238,3 +239,20 @@ def resample_nearest(
         miss = (hit - exact[inside]) @ linear.T
         residual = max(residual, float(np.sqrt(np.max(np.sum(miss * miss, axis=1)))))
     return out, residual
+
+
+def paint_label(region: np.ndarray, inside: np.ndarray, label: int) -> int | None:
+    """Write ``label`` where ``inside`` is set, unless another label is already there.
+
+    Returns
+    -------
+    int or None
+        The first other label found under ``inside`` (nothing written then), or
+        None once ``label`` is painted.
+    """
+    prior = region[inside]
+    clash = prior[(prior != 0) & (prior != label)]
+    if clash.size:
+        return int(clash[0])
+    region[inside] = label
+    return None

@@ -33,7 +33,7 @@ from dicomml.errors import (
 )
 from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
-from dicomml.seg._grid import PlaneMap, map_planes, place, resample_nearest
+from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample_nearest
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
@@ -258,17 +258,13 @@ class _Canvas:
             region = self.array[self.channel[segment]][indexer] if self.as_channels else self.array[indexer]
             np.maximum(region, frame.astype(region.dtype, copy=False), out=region)
             return
-        region = self.array[indexer]
-        hit = frame != 0
-        prior = region[hit]
-        clash = prior[(prior != 0) & (prior != segment)]
-        if clash.size:
+        clash = paint_label(self.array[indexer], frame != 0, segment)
+        if clash is not None:
             raise SegmentOverlapError(
-                f"{_name(self.seg)}: segments {segment} and {int(clash[0])} overlap, "
+                f"{_name(self.seg)}: segments {segment} and {clash} overlap, "
                 "so they cannot share one label map; pass as_channels=True",
                 path=_name(self.seg),
             )
-        region[hit] = segment
 
     def result(self) -> np.ndarray:
         """The finished array: LABELMAP values selected, or split into channels."""

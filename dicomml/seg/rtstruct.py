@@ -28,7 +28,7 @@ from dicomml.errors import (
 )
 from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
-from dicomml.seg._grid import ALIGN_TOLERANCE
+from dicomml.seg._grid import ALIGN_TOLERANCE, paint_label
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
@@ -264,16 +264,16 @@ def rtstruct_to_grid(
             where: list[int | slice] = [slice(None)] * 3
             where[axis] = k
             region = target[tuple(where)]
-            if not as_channels:
-                prior = region[inside]
-                clash = prior[(prior != 0) & (prior != number)]
-                if clash.size:
-                    raise SegmentOverlapError(
-                        f"{name}: ROIs {roi_name!r} and {chosen.get(int(clash[0]), int(clash[0]))!r} overlap, so "
-                        "they cannot share one label map; pass as_channels=True",
-                        path=name,
-                    )
-            region[inside] = 1 if as_channels else number
+            if as_channels:
+                region[inside] = 1
+                continue
+            clash = paint_label(region, inside, number)
+            if clash is not None:
+                raise SegmentOverlapError(
+                    f"{name}: ROIs {roi_name!r} and {chosen.get(clash, clash)!r} overlap, so "
+                    "they cannot share one label map; pass as_channels=True",
+                    path=name,
+                )
     meta = {
         "kind": "mask",
         "labels": chosen,
