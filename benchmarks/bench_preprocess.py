@@ -11,7 +11,9 @@ same), after the DICOM files were read once (warm page cache).
 - ``loop-x2``: two such loops at once, in two processes, each on half the
   series: the machine's own ceiling for 2-way scaling, with no Dask.
 - ``dask-1``, ``dask-2``: :func:`dicomml.preprocess` on a warm LocalCluster of
-  1 or 2 worker processes (``scheduler=``); cluster start is timed apart.
+  1 or 2 worker processes, the one it starts itself
+  (:func:`dicomml.distributed.run.local_cluster`), passed as ``scheduler=``
+  so that cluster start is timed apart.
 
 Printed (fastest of ``--repeat`` rounds): seconds, seconds per series, the
 sum of the tasks' own wall times, peak RSS per contender (workers
@@ -84,19 +86,13 @@ def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[st
 
 
 def run_dask(work: Path, cache: Path, workers: int) -> dict[str, Any]:
-    from distributed import Client, LocalCluster
-
     import dicomml
+    from dicomml.distributed.run import WORKER_MODULES, local_cluster
 
     start = time.perf_counter()
-    from dicomml.distributed.run import WORKER_MODULES
-
     for module in WORKER_MODULES:  # as the loop does: time the steady state, not imports
         importlib.import_module(module)
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, dashboard_address=":0", preload=list(WORKER_MODULES)
-    ) as cluster, Client(cluster) as client:
-        client.wait_for_workers(workers)
+    with local_cluster(workers) as client:  # the cluster dicomml.preprocess starts itself
         started = time.perf_counter() - start
         t = time.perf_counter()
         report = dicomml.preprocess(work / "manifest", _config(), cache, where=WHERE, scheduler=client, progress=False)

@@ -169,3 +169,19 @@ def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, tmp_
     main([*base, "--shard", "0/1", "--report", str(tmp_path / "flag.parquet")])  # an explicit --shard wins
     assert "from RANK" not in capsys.readouterr().err
     assert len(pd.read_parquet(tmp_path / "flag.parquet")) == len(everything)
+
+
+def test_local_cluster_workers_keep_glibc_malloc_defaults():
+    # Dask's nanny spawns workers with MALLOC_TRIM_THRESHOLD_=65536 and leaves it in its own process's
+    # environment; that setting made preprocessing tasks ~10 % slower (benchmarks/bench_preprocess.py)
+    from distributed import Client, LocalCluster
+
+    from dicomml.distributed.run import local_cluster
+
+    def trim() -> str | None:
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
+        assert set(client.run(trim).values()) == {"65536"}  # Dask's default, so the check below can fail
+    with local_cluster(1) as client:
+        assert set(client.run(trim).values()) == {None}
