@@ -15,7 +15,7 @@ import torch
 from dicomml.config import WindowSpec
 from dicomml.errors import ConfigError
 from dicomml.transforms.base import RandomTransform, Transform
-from dicomml.transforms.functional.intensity import VOI_FUNCTIONS, scale_intensity, to_uint8, window, znormalize
+from dicomml.transforms.functional.intensity import VOI_FUNCTIONS, floating, scale_intensity, to_uint8, window, znormalize
 
 __all__ = [
     "ClipIntensity",
@@ -60,10 +60,6 @@ def _spec(window_like: WindowLike) -> WindowSpec:
         return WINDOW_PRESETS[window_like]
     center, width = window_like
     return WindowSpec(float(center), float(width))
-
-
-def _floating(x: torch.Tensor) -> torch.Tensor:
-    return x if x.is_floating_point() else x.float()
 
 
 def _check_output(output: str) -> None:
@@ -289,7 +285,7 @@ class RandomIntensity(RandomTransform):
         return {"applied": applied, "factor": factor, "offset": offset}
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return _floating(x) * params["factor"] + params["offset"] if params["applied"] else x
+        return floating(x) * params["factor"] + params["offset"] if params["applied"] else x
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(params)
@@ -320,7 +316,7 @@ class RandomNoise(RandomTransform):
         if not params["applied"]:
             return x
         generator = torch.Generator(device=x.device).manual_seed(params["noise_seed"])
-        x = _floating(x)
+        x = floating(x)
         return x + self.std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -11,10 +11,15 @@ import torch
 
 from dicomml.errors import ConfigError
 
-__all__ = ["VOI_FUNCTIONS", "scale_intensity", "to_uint8", "window", "znormalize"]
+__all__ = ["VOI_FUNCTIONS", "floating", "scale_intensity", "to_uint8", "window", "znormalize"]
 
 #: VOI LUT Function (0028,1056) values that :func:`window` implements.
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def floating(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when it is floating, else ``x`` as float32."""
+    return x if x.is_floating_point() else x.float()
 
 
 def _float_copy(x: torch.Tensor) -> torch.Tensor:

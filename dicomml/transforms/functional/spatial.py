@@ -11,7 +11,9 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
 
 - axes only permuted, flipped, shifted by whole voxels or scaled with edges
   aligned: views, slicing and torch's fused ``upsample_trilinear3d`` kernel
-  (the ``interpolate(align_corners=False)`` floor); masks by index gathering;
+  (the ``interpolate(align_corners=False)`` floor); integer images on the
+  CPU take the same interpolation separably, in slabs of planes, so that no
+  float copy of the whole input is made; masks by index gathering;
 - anything else (rotation, shear, other offsets): ``grid_sample`` over chunks
   of output slices, so memory stays bounded.
 """
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dicomml.errors import ConfigError, GeometryError
+from dicomml.transforms.functional.intensity import floating
 
 __all__ = ["PADDINGS", "check_padding", "crop_pad", "gaussian_smooth", "resample_image", "resample_mask"]
 
@@ -37,6 +40,8 @@ PADDINGS = ("border", "zeros", "reflection")
 _TOL = 1e-5
 #: Output voxels per ``grid_sample`` call on the general path.
 _CHUNK = 1 << 22
+#: Bytes of float32 source planes per slab when an integer image is resampled.
+_SLAB_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -264,22 +269,68 @@ def resample_image(
     index_map = _index_map(affine, target_affine)
     plan = _relayout(index_map, target_shape)
     relayout = plan is not None and bool(np.all(plan.shifts()))  # no interpolation: dtype kept
-    x = image if relayout or image.is_floating_point() else image.float()
+    x = image
     if antialias and not relayout and np.any(_antialias_sigma(index_map) > 0):
-        x = gaussian_smooth(x, _antialias_sigma(index_map).tolist())
+        x = gaussian_smooth(floating(x), _antialias_sigma(index_map).tolist())
     # torch's fused kernel ignores the scale of an axis whose voxel count it keeps,
     # so a scaled axis of unchanged size takes the general path.
     if plan is None or not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
-        return _grid_sample(x, index_map, target_shape, "bilinear", padding)
+        return _grid_sample(floating(x), index_map, target_shape, "bilinear", padding)
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
     size = [m if s else n for m, n, s in zip(plan.size, x.shape[-3:], shifts)]
     pad_mode = {"border": "replicate", "zeros": "constant", "reflection": "reflect"}[padding]
     x = crop_pad(x, start, size, mode=pad_mode)
-    if not np.all(shifts):
-        scales = [float(1.0 / r) for r in plan.ratio]
-        x = torch.ops.aten.upsample_trilinear3d.default(x[None], list(plan.size), False, *scales)[0]
-    return plan.to_target(x)
+    if relayout:
+        return plan.to_target(x)
+    if not x.is_floating_point() and x.device.type == "cpu":
+        return _trilinear_in_slabs(x, plan)
+    scales = [float(1.0 / r) for r in plan.ratio]
+    return plan.to_target(torch.ops.aten.upsample_trilinear3d.default(floating(x)[None], list(plan.size), False, *scales)[0])
+
+
+def _trilinear_in_slabs(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
+    """The fused kernel's result for an integer CPU image, without a float copy of the whole input.
+
+    Trilinear interpolation is separable: slabs of source planes (axis 0) are
+    converted to float32 a few at a time, interpolated in-plane and written
+    straight into the target's axis order (a numpy view takes the flips);
+    the last pass interpolates along source axis 0. The fused kernel's
+    numbers on ``x.float()`` to float32 rounding; a 512x512x115 CT to 1.5 mm
+    RAS takes 54 ms here instead of 125-140 ms plus 16-120 ms for the 120 MB
+    float copy (its page faults), and no relayout copies follow.
+    """
+    c, n0, n1, n2 = x.shape
+    j0 = plan.perm.index(0)  # the target axis that source axis 0 becomes
+    inner = np.empty((c, *(n0 if p == 0 else plan.size[p] for p in plan.perm)), dtype=np.float32)
+    flipped = inner[(slice(None), *(slice(None, None, -1) if j in plan.flips and j != j0 else slice(None) for j in range(3)))]
+    view = flipped.transpose(0, *(1 + plan.perm.index(a) for a in range(3)))  # source axis order, writes land in target order
+    step = max(1, _SLAB_BYTES // (4 * c * n1 * n2))
+    for s in range(0, n0, step):
+        slab = x[:, s : s + step].float().reshape(-1, 1, n1, n2)
+        planes = torch.ops.aten.upsample_bilinear2d.default(slab, list(plan.size[1:]), False, 1.0 / plan.ratio[1], 1.0 / plan.ratio[2])
+        np.copyto(view[:, s : s + step], planes.reshape(c, -1, *plan.size[1:]).numpy())
+    out = torch.from_numpy(inner)
+    if not plan.shifts()[0]:
+        out = _linear_along(out, j0, plan.size[0], float(1.0 / plan.ratio[0]))
+    return out.flip(1 + j0) if j0 in plan.flips else out
+
+
+def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.Tensor:
+    """Linear interpolation of contiguous ``(C, a, b, c)`` along one spatial axis (edges aligned).
+
+    The 1-D or 2-D kernel on a reshaped view, the other axis at scale 1 (an
+    exact copy): the same values as the 3-D kernel, about 2x faster.
+    """
+    c, n0, n1, n2 = x.shape
+    if axis == 2:
+        out = torch.ops.aten.upsample_linear1d.default(x.reshape(-1, 1, n2), [size], False, scale)
+    else:
+        rows, cols = (n1, n2) if axis == 1 else (n0, n1 * n2)
+        out = torch.ops.aten.upsample_bilinear2d.default(x.reshape(-1, 1, rows, cols), [size, cols], False, scale, 1.0)
+    shape = [c, n0, n1, n2]
+    shape[1 + axis] = size
+    return out.reshape(shape)
 
 
 def _kept_size_scaled(plan: _Relayout, in_shape: Sequence[int]) -> bool:
