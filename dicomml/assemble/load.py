@@ -194,7 +194,10 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
                 )
         return _Source(paths[i], header, table, rows)
 
-    return _map(read, list(range(len(paths))), remote=any(is_url(p) for p in paths))
+    if any(is_url(p) for p in paths):  # remote reads wait on the network: threads overlap them
+        return _map(read, list(range(len(paths))), remote=True)
+    # a local header is parsed in pure Python under the GIL: threads only contend (up to 2x slower here)
+    return [read(i) for i in range(len(paths))]
 
 
 def _text(ds: Dataset, keyword: str) -> str:
