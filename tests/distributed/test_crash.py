@@ -104,10 +104,11 @@ def test_sigkill_of_the_whole_run_then_a_rerun_recomputes_nothing_complete(cohor
 
 
 def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort, four_d_key, tmp_path):
-    # 0.5 mm makes the sample CT 512 x 512 x 400 voxels: seconds of resampling and a long write,
-    # so no run gets past it within its kill, and the kills land at every stage before and in it
-    config = PipelineConfig.from_dict({"name": "ct_half_mm", "deterministic": {"spacing": [0.5, 0.5, 0.5]}})
-    config_path = tmp_path / "ct_half_mm.yaml"
+    # 0.4 mm makes the sample CT 640 x 640 x 500 voxels: seconds of resampling and a long write
+    # (2.5 s here, at least 2.5x the latest kill), so no run gets past it within its kill, and the
+    # kills land at every stage before and in it
+    config = PipelineConfig.from_dict({"name": "ct_04mm", "deterministic": {"spacing": [0.4, 0.4, 0.4]}})
+    config_path = tmp_path / "ct_04mm.yaml"
     config_path.write_text(json.dumps(config.to_dict()))  # YAML is a superset of JSON
     cache_dir = tmp_path / "c"
     argv = ["preprocess", str(cohort.path), "--config", str(config_path), "--cache", str(cache_dir), "--workers", "0", "--quiet"]
