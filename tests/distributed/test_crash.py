@@ -52,10 +52,17 @@ def _markers(cache_dir: Path) -> dict[str, int]:
     return {p.stem: p.stat().st_mtime_ns for p in (cache_dir / "entries").glob("*.json")}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # gone, also between two looks at it
+        return False
+
+
 def _wait_gone(pids: list[int], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in pids if _alive(p)]
         if not alive:
             return
         time.sleep(0.02)
