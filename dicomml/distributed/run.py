@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import fsspec
+import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from tqdm.auto import tqdm
 
@@ -141,6 +142,7 @@ def preprocess(
     sources = _select(manifest, config, where)
     if shard is not None:
         sources = select_shard(sources, *shard)
+    sources = _largest_first(manifest, config, sources)
     fs, path = _report_location(cache, report, shard)
     label = "preprocess" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     rows: list[dict[str, Any]] = []
@@ -305,6 +307,28 @@ def _select(manifest: Any, config: PipelineConfig, where: str | None) -> list[Se
             path=str(manifest.path),
         )
     return sources
+
+
+def _largest_first(manifest: Manifest, config: PipelineConfig, sources: list[SeriesSource]) -> list[SeriesSource]:
+    """``sources`` by decreasing expected cost, input plus output voxels.
+
+    Dask starts tasks in submission order, so the last ones to start are the
+    cheapest, and workers finish close together instead of one waiting on a
+    large series that started last.
+    """
+    det = config.deterministic
+    table = manifest.sql(
+        "SELECT series_key, rows * columns * n_slices AS voxels, rows * pixel_spacing[1] * columns * pixel_spacing[2] "
+        "* n_slices * coalesce(slice_spacing, 1.0) AS mm3 FROM series"
+    ).set_index("series_key")
+    if det.shape is not None:
+        out: Any = float(np.prod(det.shape))
+    elif det.spacing is not None:
+        out = (table["mm3"] / float(np.prod(det.spacing))).fillna(table["voxels"])
+    else:
+        out = table["voxels"]
+    cost = (table["voxels"] + out).to_dict()
+    return sorted(sources, key=lambda s: -cost.get(s.series_key, 0.0))
 
 
 def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | None, device: str, retries: int) -> None:

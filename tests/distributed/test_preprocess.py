@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -188,3 +189,21 @@ def test_local_cluster_workers_keep_glibc_malloc_defaults():
         assert set(client.run(trim).values()) == {"65536"}  # Dask's default, so the check below can fail
     with local_cluster(1) as client:
         assert set(client.run(trim).values()) == {None}
+
+
+def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
+    # the last tasks to start are the cheapest, so no worker ends the run alone on a large series
+    from dicomml.distributed.run import _largest_first
+
+    sources = dicomml.data.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'")
+    ordered = _largest_first(cohort, ct_1mm, sources)
+    assert sorted(s.series_key for s in ordered) == sorted(s.series_key for s in sources)
+    report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where=f"series_key <> '{four_d_key}'", workers=0, progress=False)
+    cache = Cache(tmp_path / "c")
+    series = cohort.series.set_index("series_key")
+    actual = {  # voxels read plus voxels written, from the entries the run made
+        key: int(series.loc[key, "rows"] * series.loc[key, "columns"] * series.loc[key, "n_slices"]) + int(np.prod(cache.open(c).shape))
+        for key, c in zip(report.table["series_key"], report.table["cache_key"])
+    }
+    costs = [actual[s.series_key] for s in ordered]
+    assert costs[0] == max(costs) and costs[-1] == min(costs) and costs != sorted(costs)
