@@ -164,7 +164,7 @@ def _map(function: Any, items: Sequence[Any], *, remote: bool) -> list[Any]:
     workers = min(MAX_WORKERS if remote else min(MAX_WORKERS, os.cpu_count() or 1), len(items))
     if workers <= 1:
         return [function(item) for item in items]
-    # One contiguous run of items per thread: per-item dispatch costs more than parsing a small file.
+    # One contiguous run of items per thread: per-item dispatch costs more than decoding a small plane.
     bounds = np.linspace(0, len(items), workers + 1).astype(int)
     with ThreadPoolExecutor(workers) as pool:
         runs = pool.map(lambda b: [function(item) for item in items[b[0] : b[1]]], zip(bounds[:-1], bounds[1:]))

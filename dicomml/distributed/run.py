@@ -328,7 +328,7 @@ def _largest_first(manifest: Manifest, config: PipelineConfig, sources: list[Ser
     else:
         out = table["voxels"]
     cost = (table["voxels"] + out).to_dict()
-    return sorted(sources, key=lambda s: -cost.get(s.series_key, 0.0))
+    return sorted(sources, key=lambda s: -cost[s.series_key])
 
 
 def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | None, device: str, retries: int) -> None:

@@ -25,15 +25,16 @@ ORDER BY s.series_key, a.annotation_key
 
 
 def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
-    rows = manifest.sql("SELECT * FROM annotations WHERE annotation_key = ?", annotation_key)
-    if rows.empty:
+    # a filtered Parquet read, as Manifest.series_files does: no DuckDB connection per mask, and nulls come as None
+    rows = manifest.table("annotations", filters=[("annotation_key", "==", annotation_key)]).to_pylist()
+    if not rows:
         raise SeriesNotFoundError(
             f"{manifest.path}: no annotation_key {annotation_key!r} in the manifest; list keys with "
             "Manifest(...).annotations.annotation_key or dicomml.pairs(manifest)",
             path=str(manifest.path),
             series_uid=annotation_key,
         )
-    return {k: (None if v is None or (isinstance(v, float) and pd.isna(v)) else v) for k, v in rows.iloc[0].items()}
+    return rows[0]
 
 
 def load_mask(
