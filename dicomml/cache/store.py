@@ -22,6 +22,7 @@ no marker names). Nothing is pickled: markers are JSON, arrays are Zarr.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -137,9 +138,11 @@ class Entry:
         where = f"{self._cache.url}: entry {self.key} array {name}"
         fs = self._cache.fs
         if start is None and size is None:
+            region = tuple(slice(0, s) for s in layout.shape)
+            if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
+                return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, lookup=lookup)
             blob = _cat(fs, shard, where)
             index = read_index(blob[-index_nbytes(layout):], layout, where)
-            region = tuple(slice(0, s) for s in layout.shape)
             return read_region(None, layout, index, region, where, blob=blob, lookup=lookup, threads=threads)
         if start is None or size is None:
             raise ValueError("give both start and size, or neither")
@@ -311,20 +314,18 @@ class Cache:
         chunks = tuple(int(c) for c in chunks)
         data = f"data/{key}/{uuid.uuid4().hex}"
         group = zarr.open_group(self._store(), path=data, mode="w-", zarr_format=3)
-        arrays = {"image": image}
-        layouts = {"image": write_array(group, "image", image, chunks)}
+        arrays = {"image": (image, chunks)}
         if mask is not None:
             fg = _foreground(mask)
-            arrays.update(mask=mask, foreground=fg)
-            layouts["mask"] = write_array(group, "mask", mask, (mask.shape[0], *chunks))
-            layouts["foreground"] = write_array(group, "foreground", fg, (max(1, len(fg)), 4))
+            arrays.update(mask=(mask, (mask.shape[0], *chunks)), foreground=(fg, (max(1, len(fg)), 4)))
+        layouts = {name: self._write_array(group, name, array, inner) for name, (array, inner) in arrays.items()}
         marker = {
             "format": FORMAT_VERSION,
             "data": data,
             "affine": np.asarray(affine, dtype=np.float64).reshape(4, 4).tolist(),
             "meta": _jsonable(dict(meta or {})),
             "layouts": {n: layout.to_json() for n, layout in layouts.items()},
-            "checksums": {n: _crc(a) for n, a in arrays.items()},
+            "checksums": {n: _crc(a) for n, (a, _) in arrays.items()},
             "created": time.time(),
         }
         group.attrs.update(marker)
@@ -433,6 +434,17 @@ class Cache:
         self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
         self.fs.pipe_file(tmp, json.dumps(document).encode())
         self.fs.mv(tmp, f"{self.root}/zarr.json")  # atomic rename on POSIX; one PUT on object stores
+
+    def _write_array(self, group: zarr.Group, name: str, array: np.ndarray, chunks: Sequence[int]) -> ArrayLayout:
+        """One array of an entry being written: zarr metadata, then its shard file (:func:`write_array`)."""
+        layout, shard = write_array(group, name, array, chunks)
+        if shard:
+            path = f"{self.root}/{group.path}/{shard_key(name, array.ndim)}"
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with self.fs.open(path, "wb") as f:
+                for part in shard:
+                    f.write(part)
+        return layout
 
     def _store(self) -> Store:
         if isinstance(self.fs, LocalFileSystem):

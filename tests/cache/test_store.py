@@ -49,6 +49,25 @@ def test_round_trip_is_exact_and_readable_by_zarr(tmp_path, volume):
     assert group["image"].shards == (96, 96, 128)
 
 
+@pytest.mark.parametrize("image_dtype,mask_dtype", [(np.float32, np.float32), (np.uint8, np.uint8), (np.int32, np.uint8)])
+def test_every_array_and_dtype_is_read_back_by_zarr(tmp_path, volume, image_dtype, mask_dtype):
+    """The shards dicomml encodes itself: zarr-python decodes each array, edge chunks and an empty foreground included."""
+    image, mask, affine = volume
+    image = image.astype(image_dtype)
+    fractional = (mask * np.linspace(0.1, 1.0, mask.shape[-1])).astype(mask_dtype)
+    empty = np.zeros((1, *image.shape), mask_dtype)
+    cache = Cache(tmp_path / "c")
+    for key, m in (("fractional", fractional), ("empty", empty)):
+        entry = cache.put(key, image, affine, mask=m, chunks=(32, 48, 64))
+        group = zarr.open_group(str(_entry_dir(cache, key)), mode="r")
+        for name, expected in (("image", image), ("mask", m), ("foreground", entry.read("foreground"))):
+            assert group[name].dtype == expected.dtype
+            np.testing.assert_array_equal(group[name][...], expected)
+        np.testing.assert_array_equal(entry.read("mask"), m)
+    assert cache.open("empty").read("foreground").shape == (0, 4)  # an empty array has no shard file
+    cache.verify("empty")  # so verify (and `cache verify --delete`) keeps the entry
+
+
 @pytest.mark.parametrize("start,size", [((0, 0, 0), (70, 90, 100)), ((5, 31, 33), (40, 20, 64)), ((69, 89, 99), (1, 1, 1))])
 def test_patch_equals_slicing(tmp_path, volume, start, size):
     image, mask, affine = volume
