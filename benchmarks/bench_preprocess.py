@@ -5,7 +5,14 @@ one CT of 128 x 128 x 80 and one sagittal MR of 28 x 128 x 128 per seed),
 written as DICOM and indexed; pipeline RAS, 1 mm, int16. Every contender runs
 in a fresh subprocess on an empty cache, with one torch thread per process
 (Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers; the loop gets the
-same), after the DICOM files were read once (warm page cache).
+same), after the DICOM files were read once (warm page cache). Each run
+writes a new cache folder; all of them are deleted only at the end, and the
+page cache is synced before each run: deleting one run's ~350 files just
+before the next starts made that next run pay for them (ext4 without a
+journal skips inodes deleted in the last minutes when it allocates new ones:
+up to 10 % of a run's CPU, in ``find_inode_bit`` / ``recently_deleted``), and
+one run's dirty pages were written back during the next. The order of the
+contenders rotates from round to round.
 
 - ``loop``: ``for s in series_sources(...): preprocess_one(s, ...)``.
 - ``loop-x2``: two such loops at once, in two processes, each on half the
@@ -36,7 +43,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -111,22 +117,22 @@ def _child(name: str, work: Path, cache: Path, part: tuple[int, int]) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def _run(name: str, work: Path) -> dict[str, Any]:
-    """One contender in fresh processes; ``loop-x2`` is two loops at once, each on half the series."""
+def _run(name: str, work: Path, cache: Path) -> dict[str, Any]:
+    """One contender in fresh processes on the empty cache ``cache``; ``loop-x2`` is two loops at once, each on half the series."""
     parts, child = (2, "loop") if name == "loop-x2" else (1, name)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory(dir=work) as cache:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, __file__, "--child", child, "--part", f"{i}/{parts}", "--workdir", str(work), "--cache", cache],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-            for i in range(parts)
-        ]
-        outputs = [p.communicate() for p in procs]
+    os.sync()  # the previous contender's files are written back now, not during this one
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", child, "--part", f"{i}/{parts}", "--workdir", str(work), "--cache", str(cache)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(parts)
+    ]
+    outputs = [p.communicate() for p in procs]
     results = []
     for proc, (out, err) in zip(procs, outputs):
         lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
@@ -162,7 +168,15 @@ def main() -> None:
     _prepare(args.workdir, args.studies)
     print(f"cohort: {args.studies} sample studies ({2 * args.studies} series) in {args.workdir} ({time.perf_counter() - t:.0f} s)")
     _warm_files(args.workdir)
-    rounds = [{name: _run(name, args.workdir) for name in CONTENDERS} for _ in range(args.repeat)]
+    caches = args.workdir / "caches"
+    shutil.rmtree(caches, ignore_errors=True)
+    rounds: list[dict[str, dict[str, Any]]] = []
+    try:
+        for r in range(args.repeat):
+            order = CONTENDERS[r % len(CONTENDERS):] + CONTENDERS[: r % len(CONTENDERS)]
+            rounds.append({name: _run(name, args.workdir, caches / f"{r}-{name}") for name in order})
+    finally:
+        shutil.rmtree(caches, ignore_errors=True)
     results = {name: min((r[name] for r in rounds), key=lambda r: r["seconds"]) for name in CONTENDERS}
     _report(results, os.cpu_count() or 1, args.repeat)
 
