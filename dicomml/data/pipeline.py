@@ -307,12 +307,10 @@ def series_sources(
 def _instances(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
     if not keys:
         return {}
-    table = manifest.sql(
-        "SELECT series_key, sop_instance_uid, size, mtime_ns AS mtime, frame_numbers FROM instances "
-        "WHERE list_contains(?, series_key)",
-        list(keys),
-    )
-    return _group(table, "series_key")
+    # a filtered Parquet read, like Manifest.series_files: ~3 ms where a DuckDB connection takes ~35
+    columns = ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
+    table = manifest.table("instances", columns, [("series_key", "in", list(keys))]).to_pandas()
+    return _group(table.rename(columns={"mtime_ns": "mtime"}), "series_key")
 
 
 def _annotations(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[str, list[tuple[Any, ...]]]]]:

@@ -317,17 +317,18 @@ def _largest_first(manifest: Manifest, config: PipelineConfig, sources: list[Ser
     large series that started last.
     """
     det = config.deterministic
-    table = manifest.sql(
-        "SELECT series_key, rows * columns * n_slices AS voxels, rows * pixel_spacing[1] * columns * pixel_spacing[2] "
-        "* n_slices * coalesce(slice_spacing, 1.0) AS mm3 FROM series"
-    ).set_index("series_key")
+    columns = ["series_key", "rows", "columns", "n_slices", "pixel_spacing", "slice_spacing"]
+    table = manifest.table("series", columns).to_pandas().set_index("series_key")
+    voxels = (table["rows"] * table["columns"] * table["n_slices"]).astype(float)
     if det.shape is not None:
         out: Any = float(np.prod(det.shape))
     elif det.spacing is not None:
-        out = (table["mm3"] / float(np.prod(det.spacing))).fillna(table["voxels"])
+        spacing = np.array([np.prod(p) if p is not None else np.nan for p in table["pixel_spacing"]])
+        mm3 = voxels * spacing * table["slice_spacing"].astype(float).fillna(1.0)
+        out = (mm3 / float(np.prod(det.spacing))).fillna(voxels)
     else:
-        out = table["voxels"]
-    cost = (table["voxels"] + out).to_dict()
+        out = voxels
+    cost = (voxels + out).to_dict()
     return sorted(sources, key=lambda s: -cost[s.series_key])
 
 
