@@ -14,7 +14,8 @@ up to 10 % of a run's CPU, in ``find_inode_bit`` / ``recently_deleted``), and
 one run's dirty pages were written back during the next. The order of the
 contenders rotates from round to round.
 
-- ``loop``: ``for s in series_sources(...): preprocess_one(s, ...)``.
+- ``loop``: ``for s in series_sources(...): preprocess_one(s, ...)``, in a
+  process set up like a worker (``dicomml.distributed.worker.prepare_worker``).
 - ``loop-x2``: two such loops at once, in two processes, each on half the
   series: the machine's own ceiling for 2-way scaling, with no Dask.
 - ``dask-1``, ``dask-2``: :func:`dicomml.preprocess` on a warm LocalCluster of
@@ -80,10 +81,9 @@ def _warm_files(work: Path) -> None:
 def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     from dicomml.data.pipeline import preprocess_one, series_sources
     from dicomml.indexer.manifest import Manifest
-    from dicomml.distributed.run import WORKER_MODULES
+    from dicomml.distributed.worker import prepare_worker
 
-    for module in WORKER_MODULES:  # what a LocalCluster worker imports when it starts
-        importlib.import_module(module)
+    prepare_worker()  # what a LocalCluster worker does when it starts
     manifest, config = Manifest.open(work / "manifest"), _config()
     start = time.perf_counter()
     sources = series_sources(manifest, config, where=WHERE)[part[0]::part[1]]

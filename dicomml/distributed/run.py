@@ -238,8 +238,9 @@ def _run(
 def local_cluster(workers: int) -> Iterator[Any]:
     """A ``distributed.Client`` on a new ``LocalCluster`` set up for preprocessing.
 
-    ``workers`` worker processes of one thread each, importing
-    :data:`WORKER_MODULES` when they start. Dask's nanny sets
+    ``workers`` worker processes of one thread each, set up by
+    :func:`dicomml.distributed.worker.prepare_worker` when they start (the
+    pipeline's imports, out of the cyclic GC's way). Dask's nanny sets
     ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers it spawns, to hand freed
     memory back early; a fixed threshold also turns off glibc's dynamic mmap
     threshold, so every freed volume-sized array goes back to the kernel and the
@@ -262,7 +263,7 @@ def local_cluster(workers: int) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            preload=list(WORKER_MODULES),
+            preload=["dicomml.distributed.worker"],
         ) as cluster, Client(cluster) as client:
             client.wait_for_workers(workers)
             yield client

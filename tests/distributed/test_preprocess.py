@@ -191,6 +191,21 @@ def test_local_cluster_workers_keep_glibc_malloc_defaults():
         assert set(client.run(trim).values()) == {None}
 
 
+def test_local_cluster_workers_import_the_pipeline_and_freeze_it_out_of_the_gc():
+    # a full collection walked the ~300,000 objects of the imports (125-150 ms, about every 16 series)
+    import gc
+    import sys
+
+    from dicomml.distributed.run import WORKER_MODULES, local_cluster
+
+    def state() -> tuple[bool, int, int]:
+        return all(m in sys.modules for m in WORKER_MODULES), gc.get_freeze_count(), len(gc.get_objects())
+
+    with local_cluster(1) as client:
+        [(imported, frozen, tracked)] = client.run(state).values()
+    assert imported and frozen > 100_000 and tracked < frozen / 10
+
+
 def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
     # the last tasks to start are the cheapest, so no worker ends the run alone on a large series
     from dicomml.distributed.run import _largest_first
