@@ -30,7 +30,7 @@ Dask path's overhead per series ``t(dask-1) / t(loop) - 1`` (target <= 10 %).
 
 Usage::
 
-    python benchmarks/bench_preprocess.py               # 16 studies, 32 series
+    python benchmarks/bench_preprocess.py               # 16 studies, 32 series, fastest of 5 rounds
     python benchmarks/bench_preprocess.py --studies 3   # quick
 """
 
@@ -155,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, default=16, help="sample studies (2 series each)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-preprocess"))
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of all contenders; the fastest round of each is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of all contenders; the fastest round of each is kept")
     parser.add_argument("--child", choices=CONTENDERS)
     parser.add_argument("--part", default="0/1", help="(child) slice I/N of the series")
     parser.add_argument("--cache", type=Path)
