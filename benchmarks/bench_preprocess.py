@@ -3,9 +3,11 @@
 One run, same data: a synthetic cohort of sample studies (``dicomml.sample``,
 one CT of 128 x 128 x 80 and one sagittal MR of 28 x 128 x 128 per seed),
 written as DICOM and indexed; pipeline RAS, 1 mm, int16. Every contender runs
-in a fresh subprocess on an empty cache, with one torch thread per process
-(Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers; the loop gets the
-same), after the DICOM files were read once (warm page cache). Each run
+in a fresh subprocess on an empty cache, with one thread per process
+(Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers and their tasks run
+outside the main thread, where numcodecs compresses with one Blosc thread;
+the loop gets the same: in its main thread Blosc would use a second core,
+~5 % of a series here), after the DICOM files were read once (warm page cache). Each run
 writes a new cache folder; all of them are deleted only at the end, and the
 page cache is synced before each run: deleting one run's ~350 files just
 before the next starts made that next run pay for them (ext4 without a
@@ -83,7 +85,10 @@ def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[st
     from dicomml.indexer.manifest import Manifest
     from dicomml.distributed.worker import prepare_worker
 
+    import numcodecs.blosc
+
     prepare_worker()  # what a LocalCluster worker does when it starts
+    numcodecs.blosc.use_threads = False  # one Blosc thread, as in a worker, whose tasks run outside the main thread
     manifest, config = Manifest.open(work / "manifest"), _config()
     start = time.perf_counter()
     sources = series_sources(manifest, config, where=WHERE)[part[0]::part[1]]

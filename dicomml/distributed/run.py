@@ -42,8 +42,17 @@ __all__ = ["DEVICES", "WORKER_MODULES", "local_cluster", "preprocess", "run_task
 DEVICES = ("cpu", "cuda")
 
 #: Modules a task uses, imported when a LocalCluster worker starts (torch, MONAI,
-#: pydicom decoders...) rather than inside the first task of each worker.
-WORKER_MODULES = ("dicomml.distributed.run", "dicomml.indexer", "dicomml.assemble", "dicomml.seg", "dicomml.transforms")
+#: pydicom decoders, the manifest's instance schema, pyarrow's filtered reads)
+#: rather than inside the first task of each worker.
+WORKER_MODULES = (
+    "dicomml.distributed.run",
+    "dicomml.indexer",
+    "dicomml.indexer.records",
+    "dicomml.assemble",
+    "dicomml.seg",
+    "dicomml.transforms",
+    "pyarrow.dataset",
+)
 
 
 #: The glibc setting Dask's nanny gives its workers (see :func:`local_cluster`).
