@@ -184,7 +184,8 @@ def compute_entry(
     device
         Where the deterministic transforms run (``"cpu"``, ``"cuda"``, ``"cuda:1"``):
         the arrays move there first and come back to the CPU before the cast.
-        The result, and so the cache key, does not depend on it.
+        The cache key does not depend on it; the values agree to float32
+        rounding (after the cast to an integer dtype, one unit at most).
 
     Returns
     -------
@@ -369,7 +370,7 @@ def preprocess_one(
         The cache or its URL.
     device
         Where the deterministic transforms run (:func:`compute_entry`); the
-        entry's key and bytes do not depend on it.
+        entry's key does not depend on it, its values only to float32 rounding.
 
     Returns
     -------
