@@ -194,7 +194,8 @@ def read_region(
     Parameters
     ----------
     read
-        ``read(start, end) -> bytes`` of the shard file (unused when ``blob`` is given).
+        ``read(start, end) -> bytes`` of the shard file (unused when ``blob`` is
+        given); thread-safe when ``threads`` > 1 (``os.pread`` is).
     layout
         The array's layout.
     index
@@ -211,9 +212,9 @@ def read_region(
         value's bits) straight into the output, which then has a leading axis
         of C and the table's dtype. One pass instead of decode, copy, then map.
     threads
-        Decode with up to this many threads when ``blob`` is given (each
-        takes every n-th chunk; Blosc and ``np.take`` release the GIL, so two
-        threads nearly halve a whole-volume read). Ranged reads stay in one.
+        Read and decode with up to this many threads (each takes every n-th
+        chunk; file reads, Blosc and ``np.take`` release the GIL, so two
+        threads nearly halve a whole-volume read).
 
     Returns
     -------
@@ -241,6 +242,8 @@ def read_region(
             if offset == _MISSING or length <= _CRC:
                 raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
             raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
+            if len(raw) < base + length:
+                raise CacheIntegrityError(f"{where}: chunk {cidx} is cut short (truncated shard); delete the entry and recompute", path=where)
             frame = np.frombuffer(raw, np.uint8, length - _CRC, base)  # a view, no copy
             if google_crc32c.value(frame) != int.from_bytes(raw[base + length - _CRC : base + length], "little"):
                 raise CacheIntegrityError(
@@ -262,7 +265,7 @@ def read_region(
                     channel[dst] = part
 
     cells = list(product(*ranges))
-    n = max(1, min(threads, len(cells))) if blob is not None else 1
+    n = max(1, min(threads, len(cells)))
     if n == 1:
         decode(cells)
     else:  # each thread writes its own chunks' boxes of ``out``

@@ -141,7 +141,9 @@ class Entry:
             region = tuple(slice(0, s) for s in layout.shape)
             if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
                 return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, lookup=lookup)
-            blob = _cat(fs, shard, where)
+            if isinstance(fs, LocalFileSystem):
+                return _read_local(shard, layout, region, where, lookup, threads)
+            blob = _cat(fs, shard, where)  # one GET on object stores
             index = read_index(blob[-index_nbytes(layout):], layout, where)
             return read_region(None, layout, index, region, where, blob=blob, lookup=lookup, threads=threads)
         if start is None or size is None:
@@ -456,7 +458,37 @@ def _cat(fs: fsspec.AbstractFileSystem, path: str, where: str, start: int | None
     try:
         return fs.cat_file(path, start=start)
     except FileNotFoundError:
-        raise CacheIntegrityError(f"{where}: shard file {path} is missing; delete the entry and recompute", path=path) from None
+        raise _missing(path, where) from None
+
+
+def _read_local(
+    path: str, layout: ArrayLayout, region: tuple[slice, ...], where: str, lookup: np.ndarray | None, threads: int
+) -> np.ndarray:
+    """A whole array from a local shard: the kernel reads the file ahead while threads ``pread`` and decode chunk by chunk.
+
+    Against one read of the whole file, then decoding: a cold read overlaps
+    the disk with decoding, and each chunk is decoded from a small buffer
+    still in the CPU cache (20 CT entries of 12 MB here: 19-21 vs 19-26 ms
+    each from disk, 7-10 vs 11-12 ms from the page cache).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise _missing(path, where) from None
+    try:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        size, tail = os.fstat(fd).st_size, index_nbytes(layout)
+        if size < tail:
+            raise CacheIntegrityError(f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path)
+        index = read_index(os.pread(fd, tail, size - tail), layout, where)
+        return read_region(lambda start, end: os.pread(fd, end - start, start), layout, index, region, where, lookup=lookup, threads=threads)
+    finally:
+        os.close(fd)
+
+
+def _missing(path: str, where: str) -> CacheIntegrityError:
+    return CacheIntegrityError(f"{where}: shard file {path} is missing; delete the entry and recompute", path=path)
 
 
 def _ls(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:

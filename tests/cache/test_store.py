@@ -176,6 +176,21 @@ def test_missing_shard_file_is_an_integrity_error(tmp_path, volume):
         cache.verify("k")
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.0001])
+def test_truncated_shard_file_is_an_integrity_error(tmp_path, volume, keep):
+    # cut mid-way (chunks and index gone) or to a few bytes (shorter than the index): never a numpy error
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, chunks=(32, 32, 32))
+    shard = _entry_dir(cache, "k") / "image/c/0/0/0"
+    shard.write_bytes(shard.read_bytes()[: int(shard.stat().st_size * keep)])
+    entry = Cache(tmp_path / "c").open("k")
+    with pytest.raises(CacheIntegrityError):
+        entry.read()
+    with pytest.raises(CacheIntegrityError):
+        entry.read("image", (0, 0, 0), (70, 90, 100))
+
+
 def test_absent_key_is_a_cache_miss(tmp_path):
     cache = Cache(tmp_path / "c")
     assert not cache.has("nope")
