@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["stored_dtype", "decode_into"]
+__all__ = ["decode_into", "is_native", "stored_dtype"]
 
 _NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
@@ -83,13 +83,18 @@ def _decode(ds: Dataset, index: int | None) -> np.ndarray:
         ) from exc
 
 
+def is_native(ds: Dataset) -> bool:
+    """Whether ``ds``'s pixels are uncompressed little-endian bytes (read without a decoder)."""
+    uid = header_value(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    return uid in _NATIVE_LITTLE_ENDIAN
+
+
 def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
-    uid = header_value(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     bits = header_value(ds, "BitsAllocated")
-    if uid not in _NATIVE_LITTLE_ENDIAN or bits not in (8, 16, 32) or "PixelData" not in ds:
+    if not is_native(ds) or bits not in (8, 16, 32) or "PixelData" not in ds:
         return None
     dtype = stored_dtype(ds).newbyteorder("<")
     rows, columns = _frame_shape(ds)

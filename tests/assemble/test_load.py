@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import fsspec
 import numpy as np
@@ -229,3 +230,17 @@ def test_load_series_reads_the_manifest_group(tmp_path):
     assert load_files(v.meta["source_files"]).meta["series_key"] == key  # same rule, same folder form
     with pytest.raises(SeriesNotFoundError):
         load_series(manifest, "0000000000000000")
+
+
+def test_decoding_threads_follow_the_process_budget(monkeypatch):
+    from dicomml.assemble.load import MAX_WORKERS, _threads
+
+    cores = min(MAX_WORKERS, os.cpu_count() or 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a Dask worker's, torchrun's
+    assert _threads(remote=False, compressed=True) == 1
+    assert _threads(remote=True, compressed=False) == MAX_WORKERS  # waits on the network, not a core
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    assert _threads(remote=False, compressed=True) == cores
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _threads(remote=False, compressed=True) == cores
+    assert _threads(remote=False, compressed=False) == 1  # a read and a copy: the calling thread
