@@ -3,8 +3,9 @@
 Every array of a cache entry is a standard Zarr v3 array with exactly one
 shard (the ``sharding_indexed`` codec, index at the end): inner chunks are
 compressed with Blosc (LZ4, byte shuffle) and each carries a CRC32C; the
-shard index carries its own CRC32C. Any Zarr v3 reader opens it; zarr-python
-writes its metadata, the shard is encoded here (:func:`write_array`).
+shard index carries its own CRC32C. Any Zarr v3 reader opens it; both its
+metadata document and its shard are written here (:func:`write_array`),
+without zarr-python.
 
 Reading goes through :func:`read_region` instead of zarr-python's generic
 pipeline, whose per-chunk overhead dominated whole-volume and patch reads
@@ -17,6 +18,7 @@ of returning wrong voxels.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,16 +29,16 @@ from typing import Any
 import google_crc32c
 import numcodecs.blosc
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from dicomml.errors import CacheIntegrityError
 
-__all__ = ["ArrayLayout", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
+__all__ = ["ArrayLayout", "array_metadata", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
 
 #: Offset and length of a chunk that the shard does not hold.
 _MISSING = np.uint64(2**64 - 1)
 _CRC = 4
+#: The inner chunks' compressor: Blosc, LZ4 at level 1, byte shuffle (typesize: the dtype's item size).
+_CNAME, _CLEVEL = "lz4", 1
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,24 @@ def shard_key(name: str, ndim: int) -> str:
     return "/".join([name, "c", *(["0"] * ndim)])
 
 
-def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[ArrayLayout, list[bytes]]:
-    """Create ``data``'s one-shard Zarr v3 array in ``group``; return its layout and shard.
+def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[ArrayLayout, dict[str, list[bytes]]]:
+    """Encode ``data`` as a one-shard Zarr v3 array named ``name``: its layout and its files.
 
-    zarr-python writes the array's metadata (``zarr.json``); the shard itself
-    is encoded here, in the calling thread, and the caller writes its parts
-    in order to :func:`shard_key`. zarr-python's own write hands every inner
-    chunk to its event-loop and codec threads: 1.5-2.4x the CPU time for the
-    same chunks (a 256x256x200 int16 volume: ~60 ms of CPU here instead of
-    95-150 ms spread over several threads), which matters most when every
-    core runs a worker (``benchmarks/bench_preprocess.py``). Any Zarr v3
-    reader reads the result (inner chunks in C order, where zarr-python
-    writes Morton order; the index says where each one is).
+    Both files are made here, in the calling thread: the metadata document
+    (:func:`array_metadata`) and the shard. zarr-python's own write handed
+    every inner chunk to its event-loop and codec threads (1.5-2.4x the CPU
+    time for the same chunks: a 256x256x200 int16 volume took ~60 ms of CPU
+    here instead of 95-150 ms spread over several threads), and each of its
+    metadata writes was a round trip to its event loop (3-7 ms of waiting per
+    file), which matters most when every core runs a worker
+    (``benchmarks/bench_preprocess.py``). Any Zarr v3 reader reads the result
+    (inner chunks in C order, where zarr-python writes Morton order; the index
+    says where each one is).
 
     Parameters
     ----------
-    group
-        Open, writable Zarr v3 group of the entry being written.
     name
-        Array name inside the group (``"image"``, ``"mask"``, ``"foreground"``).
+        Array name inside the entry's group (``"image"``, ``"mask"``, ``"foreground"``).
     data
         The array; its dtype is kept (little-endian).
     chunks
@@ -111,23 +112,57 @@ def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: Sequence
     -------
     layout : ArrayLayout
         What :func:`read_region` needs to read the array back.
-    shard : list of bytes
-        The shard file's bytes in parts (empty for an empty array, which has no shard).
+    files : dict
+        Path relative to the group (``"image/zarr.json"``, :func:`shard_key`)
+        to the file's bytes in parts, to be written in order; an empty array
+        has no shard file.
     """
     chunks = tuple(int(max(1, min(c, s))) for c, s in zip(chunks, data.shape))
     dtype = np.dtype(data.dtype).newbyteorder("<")
     layout = ArrayLayout(tuple(data.shape), dtype.name, chunks)
-    group.create_array(
-        name,
-        shape=layout.shape,
-        dtype=dtype,
-        chunks=chunks,
-        shards=layout.shard_shape,
-        compressors=[BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"), Crc32cCodec()],
-        fill_value=0,
-        config={"write_empty_chunks": True},
-    )
-    return layout, (_encode_shard(data.astype(dtype, copy=False), layout) if data.size else [])
+    files = {f"{name}/zarr.json": [json.dumps(array_metadata(layout)).encode()]}
+    if data.size:
+        files[shard_key(name, data.ndim)] = _encode_shard(data.astype(dtype, copy=False), layout)
+    return layout, files
+
+
+def array_metadata(layout: ArrayLayout) -> dict[str, Any]:
+    """The Zarr v3 metadata document (``zarr.json``) of an array of ``layout``.
+
+    One regular chunk (the shard) covering the array, with the
+    ``sharding_indexed`` codec: inner chunks of ``layout.chunks``, each
+    ``bytes`` (little-endian) + Blosc + CRC32C, and the index at the end
+    (``bytes`` + CRC32C). The same document zarr-python writes for these
+    settings (tested).
+    """
+    dtype = np.dtype(layout.dtype)
+    # the spec's bytes codec names an endianness only for multi-byte types
+    as_bytes = {"name": "bytes", **({"configuration": {"endian": "little"}} if dtype.itemsize > 1 else {})}
+    index_bytes = {"name": "bytes", "configuration": {"endian": "little"}}
+    sharding = {
+        "chunk_shape": list(layout.chunks),
+        "codecs": [as_bytes, _blosc(dtype.itemsize), {"name": "crc32c"}],
+        "index_codecs": [index_bytes, {"name": "crc32c"}],
+        "index_location": "end",
+    }
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(layout.shape),
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(layout.shard_shape)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": np.zeros((), dtype).item(),
+        "codecs": [{"name": "sharding_indexed", "configuration": sharding}],
+        "attributes": {},
+        "storage_transformers": [],
+    }
+
+
+def _blosc(typesize: int) -> dict[str, Any]:
+    """The Blosc codec's entry in the metadata: what :func:`_encode_shard` compresses with."""
+    config = {"typesize": typesize, "cname": _CNAME, "clevel": _CLEVEL, "shuffle": "shuffle", "blocksize": 0}
+    return {"name": "blosc", "configuration": config}
 
 
 def _encode_shard(data: np.ndarray, layout: ArrayLayout) -> list[bytes]:
@@ -148,7 +183,7 @@ def _encode_shard(data: np.ndarray, layout: ArrayLayout) -> list[bytes]:
             padded[...] = 0
             padded[tuple(slice(0, n) for n in box.shape)] = box
             chunk = padded
-        frame = numcodecs.blosc.compress(chunk, b"lz4", 1, numcodecs.blosc.SHUFFLE)
+        frame = numcodecs.blosc.compress(chunk, _CNAME.encode(), _CLEVEL, numcodecs.blosc.SHUFFLE)
         parts += [frame, google_crc32c.value(frame).to_bytes(_CRC, "little")]
         index[cidx] = (offset, len(frame) + _CRC)
         offset += len(frame) + _CRC

@@ -33,8 +33,6 @@ from typing import Any
 import fsspec
 import google_crc32c
 import numpy as np
-import zarr
-from zarr.abc.store import Store
 from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.cache.key import FORMAT_VERSION
@@ -315,30 +313,31 @@ class Cache:
             return self.open(key)
         chunks = tuple(int(c) for c in chunks)
         data = f"data/{key}/{uuid.uuid4().hex}"
-        group = zarr.open_group(self._store(), path=data, mode="w-", zarr_format=3)
         arrays = {"image": (image, chunks)}
         if mask is not None:
             fg = _foreground(mask)
             arrays.update(mask=(mask, (mask.shape[0], *chunks)), foreground=(fg, (max(1, len(fg)), 4)))
-        layouts = {name: self._write_array(group, name, array, inner) for name, (array, inner) in arrays.items()}
+        encoded = {name: write_array(name, array, inner) for name, (array, inner) in arrays.items()}
         marker = {
             "format": FORMAT_VERSION,
             "data": data,
             "affine": np.asarray(affine, dtype=np.float64).reshape(4, 4).tolist(),
             "meta": _jsonable(dict(meta or {})),
-            "layouts": {n: layout.to_json() for n, layout in layouts.items()},
+            "layouts": {n: layout.to_json() for n, (layout, _) in encoded.items()},
             "checksums": {n: _crc(a) for n, (a, _) in arrays.items()},
             "created": time.time(),
         }
-        group.attrs.update(marker)
+        for parent in ("data", f"data/{key}"):  # the hierarchy above the entry, for readers that walk it
+            if not self.fs.exists(f"{self.root}/{parent}/zarr.json"):
+                self._publish_json(f"{self.root}/{parent}/zarr.json", _group())
+        self._write(f"{data}/zarr.json", [json.dumps(_group(marker)).encode()])  # first: gc's grace counts from it
+        for _, files in encoded.values():
+            for path, parts in files.items():
+                self._write(f"{data}/{path}", parts)
         if self.has(key):  # a racing writer published first; ours was never visible
             self.fs.rm(f"{self.root}/{data}", recursive=True)
             return self.open(key)
-        tmp = f"{self.root}/tmp/{key}.{uuid.uuid4().hex}.json"
-        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
-        self.fs.makedirs(f"{self.root}/entries", exist_ok=True)
-        self.fs.pipe_file(tmp, json.dumps(marker).encode())
-        self.fs.mv(tmp, self._marker(key))  # atomic rename on POSIX; one PUT on object stores
+        self._publish_json(self._marker(key), marker)
         return self.open(key)
 
     def delete(self, key: str) -> None:
@@ -426,32 +425,34 @@ class Cache:
         return f"{self.root}/entries/{key}.json"
 
     def _create_root(self) -> None:
-        """Write the root group's ``zarr.json`` (Zarr v3 group metadata) by temp file + rename.
+        """Write the root group's ``zarr.json`` (Zarr v3 group metadata); see :meth:`_publish_json`."""
+        self._publish_json(f"{self.root}/zarr.json", _group({"dicomml_cache_format": FORMAT_VERSION}))
 
-        Processes opening a new cache at once each rename a complete file of
-        the same content over the path, so none reads a half-written one.
+    def _publish_json(self, target: str, document: Mapping[str, Any]) -> None:
+        """Write ``document`` to ``target`` by a temporary file in ``tmp/`` and a rename.
+
+        Atomic on POSIX, one PUT on object stores: writers racing on the same
+        path (a new cache's root, an entry's marker) each rename a complete
+        file over it, so no reader sees a half-written one.
         """
-        document = {"zarr_format": 3, "node_type": "group", "attributes": {"dicomml_cache_format": FORMAT_VERSION}}
-        tmp = f"{self.root}/tmp/zarr.json.{uuid.uuid4().hex}"
+        tmp = f"{self.root}/tmp/{target.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}"
         self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
         self.fs.pipe_file(tmp, json.dumps(document).encode())
-        self.fs.mv(tmp, f"{self.root}/zarr.json")  # atomic rename on POSIX; one PUT on object stores
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.mv(tmp, target)
 
-    def _write_array(self, group: zarr.Group, name: str, array: np.ndarray, chunks: Sequence[int]) -> ArrayLayout:
-        """One array of an entry being written: zarr metadata, then its shard file (:func:`write_array`)."""
-        layout, shard = write_array(group, name, array, chunks)
-        if shard:
-            path = f"{self.root}/{group.path}/{shard_key(name, array.ndim)}"
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            with self.fs.open(path, "wb") as f:
-                for part in shard:
-                    f.write(part)
-        return layout
+    def _write(self, path: str, parts: Sequence[bytes]) -> None:
+        """Write a file of the entry being written (relative to the root), in parts."""
+        target = f"{self.root}/{path}"
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(target, "wb") as f:
+            for part in parts:
+                f.write(part)
 
-    def _store(self) -> Store:
-        if isinstance(self.fs, LocalFileSystem):
-            return zarr.storage.LocalStore(self.root)
-        return zarr.storage.FsspecStore.from_url(self.url, storage_options=self._storage_options)
+
+def _group(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A Zarr v3 group's metadata document."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": dict(attributes or {})}
 
 
 def _cat(fs: fsspec.AbstractFileSystem, path: str, where: str, start: int | None = None) -> bytes:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from dicomml.cache import Cache
-from dicomml.cache.shard import index_nbytes
+from dicomml.cache.shard import ArrayLayout, array_metadata, index_nbytes
 from dicomml.errors import CacheIntegrityError, CacheMissError
 
 
@@ -66,6 +67,35 @@ def test_every_array_and_dtype_is_read_back_by_zarr(tmp_path, volume, image_dtyp
         np.testing.assert_array_equal(entry.read("mask"), m)
     assert cache.open("empty").read("foreground").shape == (0, 4)  # an empty array has no shard file
     cache.verify("empty")  # so verify (and `cache verify --delete`) keeps the entry
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int16", "int32", "int64", "float32", "float64"])
+def test_array_metadata_is_what_zarr_python_writes(dtype):
+    """dicomml writes each array's zarr.json itself; zarr-python, for the same settings, writes the same document."""
+    layout = ArrayLayout((70, 90, 5), np.dtype(dtype).name, (32, 48, 5))
+    reference = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=layout.shape,
+        dtype=dtype,
+        chunks=layout.chunks,
+        shards=layout.shard_shape,
+        compressors=[BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"), Crc32cCodec()],
+        fill_value=0,
+        zarr_format=3,
+    )
+    assert array_metadata(layout) == json.loads(json.dumps(reference.metadata.to_dict()))
+
+
+def test_the_hierarchy_walks_from_the_root_to_each_entry(tmp_path, volume):
+    image, mask, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, mask=mask)
+    root = zarr.open_group(str(tmp_path / "c"), mode="r")
+    token = Path(cache.open("k")._path).name
+    assert root.attrs["dicomml_cache_format"] == 1
+    group = root["data"]["k"][token]
+    np.testing.assert_array_equal(group["image"][...], image)
+    assert group.attrs["affine"] == affine.tolist()
 
 
 @pytest.mark.parametrize("start,size", [((0, 0, 0), (70, 90, 100)), ((5, 31, 33), (40, 20, 64)), ((69, 89, 99), (1, 1, 1))])
