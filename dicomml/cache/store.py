@@ -327,13 +327,12 @@ class Cache:
             "checksums": {n: _crc(a) for n, (a, _) in arrays.items()},
             "created": time.time(),
         }
-        for parent in ("data", f"data/{key}"):  # the hierarchy above the entry, for readers that walk it
-            if not self.fs.exists(f"{self.root}/{parent}/zarr.json"):
-                self._publish_json(f"{self.root}/{parent}/zarr.json", _group())
-        self._write(f"{data}/zarr.json", [json.dumps(_group(marker)).encode()])  # first: gc's grace counts from it
+        if not self.fs.exists(f"{self.root}/data/{key}/zarr.json"):  # the group above the entry, for readers that walk the hierarchy
+            self._publish_json(f"{self.root}/data/{key}/zarr.json", _group())
+        self._write(f"{self.root}/{data}/zarr.json", [json.dumps(_group(marker)).encode()])  # first: gc's grace counts from it
         for _, files in encoded.values():
             for path, parts in files.items():
-                self._write(f"{data}/{path}", parts)
+                self._write(f"{self.root}/{data}/{path}", parts)
         if self.has(key):  # a racing writer published first; ours was never visible
             self.fs.rm(f"{self.root}/{data}", recursive=True)
             return self.open(key)
@@ -425,7 +424,8 @@ class Cache:
         return f"{self.root}/entries/{key}.json"
 
     def _create_root(self) -> None:
-        """Write the root group's ``zarr.json`` (Zarr v3 group metadata); see :meth:`_publish_json`."""
+        """Write the root group's ``zarr.json`` (Zarr v3 group metadata), ``data/``'s before it; see :meth:`_publish_json`."""
+        self._publish_json(f"{self.root}/data/zarr.json", _group())
         self._publish_json(f"{self.root}/zarr.json", _group({"dicomml_cache_format": FORMAT_VERSION}))
 
     def _publish_json(self, target: str, document: Mapping[str, Any]) -> None:
@@ -441,9 +441,8 @@ class Cache:
         self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         self.fs.mv(tmp, target)
 
-    def _write(self, path: str, parts: Sequence[bytes]) -> None:
-        """Write a file of the entry being written (relative to the root), in parts."""
-        target = f"{self.root}/{path}"
+    def _write(self, target: str, parts: Sequence[bytes]) -> None:
+        """Write a file of an entry being written (invisible until its marker is published), in parts."""
         self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(target, "wb") as f:
             for part in parts:
