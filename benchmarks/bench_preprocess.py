@@ -200,7 +200,7 @@ def main() -> None:
 
 def _ratios(r: dict[str, dict[str, Any]]) -> tuple[float, float, float]:
     """Scaling efficiency, the machine's own ceiling and the Dask overhead of one set of times."""
-    pair, loop, one, two = (r[name]["seconds"] for name in CONTENDERS)
+    pair, loop, one, two = (r[name]["seconds"] for name in ("loop-x2", "loop", "dask-1", "dask-2"))
     return one / (2 * two), loop / (2 * pair), one / loop - 1
 
 

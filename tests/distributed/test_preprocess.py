@@ -167,24 +167,34 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, 
 @pytest.mark.parametrize("fetch_every_s", [0.0, 60.0])
 def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_row(cohort, ct_1mm, four_d_key, tmp_path, monkeypatch, fetch_every_s):
     # 0 s: a fetch per finished task; 60 s: one fetch at the end, for every row at once
+    from distributed import Client
+
     from dicomml.distributed import run
 
     (mr_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'MR' AND n_volumes = 1")["series_key"]
-    real = run.run_task
+    real_task, real_gather = run.run_task, Client.gather
+    gathered: list[int] = []
 
     def flaky(source, *args):  # pickled by value: the workers run this, not the module's run_task
         if source.series_key == mr_key:
             raise OSError(f"{source.series_key}: read timed out")
-        return real(source, *args)
+        return real_task(source, *args)
+
+    def gather(client, futures, *args, **kwargs):
+        gathered.append(len(futures))
+        return real_gather(client, futures, *args, **kwargs)
 
     monkeypatch.setattr(run, "run_task", flaky)
     monkeypatch.setattr(run, "_FETCH_EVERY_S", fetch_every_s)
+    monkeypatch.setattr(Client, "gather", gather)
     report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=1, retries=1, progress=False)
     table = report.table.set_index("series_key")
     assert sorted(table.index) == sorted(cohort.sql("SELECT series_key FROM series WHERE usable")["series_key"])
     assert report.counts == {"done": 4, "skipped": 0, "failed": 2}
     assert table.loc[mr_key, "error_type"] == "OSError" and "read timed out" in table.loc[mr_key, "message"]
     assert table.loc[four_d_key, "error_type"] == SeriesAssemblyError.__name__
+    # the five tasks that returned (the 4D series' failure is a returned row), gathered once or one at a time
+    assert gathered == [5] if fetch_every_s else (sum(gathered) == 5 and max(gathered) == 1)
 
 
 def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, tmp_path, capsys, monkeypatch):
