@@ -186,6 +186,20 @@ def test_antialias_removes_a_checkerboard_when_downsampling():
     assert float(smooth.std()) < 0.05 and abs(float(smooth.mean()) - 0.5) < 0.02
 
 
+def test_a_spacing_within_the_tolerance_of_the_input_is_copied():
+    # DICOM spacings carry decimal and float32 noise: a target within 1e-5 of the input's spacing is
+    # the same grid, so the image is copied (no blur, dtype kept) under the requested spacing; its far
+    # end lies within 1e-5 x 12 voxels of where the affine says. 1e-4 away, it is interpolated.
+    image = torch.arange(12, dtype=torch.int16).reshape(1, 1, 12, 1)
+    affine = np.diag([1.0, 2.0, 1.0, 1.0])
+    near = Resample(spacing=[1.0, 2.00001, 1.0])({"image": image, "affine": affine})
+    assert near["image"].dtype == torch.int16 and torch.equal(near["image"], image)
+    np.testing.assert_allclose(spacing_of(np.asarray(near["affine"])), [1.0, 2.00001, 1.0], rtol=1e-12)
+    far = Resample(spacing=[1.0, 2.0002, 1.0])({"image": image, "affine": affine})
+    assert far["image"].shape == image.shape and far["image"].dtype == torch.float32
+    assert not torch.equal(far["image"], image.float())
+
+
 def test_resample_keeps_the_tensor_device_and_accepts_bare_tensors():
     x = torch.rand(2, 6, 6, 6)
     y = Resample(spacing=2.0)(x)

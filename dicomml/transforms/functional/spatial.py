@@ -37,6 +37,11 @@ __all__ = ["PADDINGS", "check_padding", "crop_pad", "gaussian_smooth", "resample
 #: edge voxel, zeros, or mirror. Masks always pad with 0 (background).
 PADDINGS = ("border", "zeros", "reflection")
 
+#: Tolerance of the index map. An axis whose scale is within it of 1 and whose offset is within it
+#: of a whole voxel is copied, not interpolated: DICOM spacings carry decimal and float32 noise, and
+#: resampling to the native spacing should neither blur nor change the dtype (the far end of an
+#: n-voxel axis then lies up to ``_TOL * n`` voxels from where the affine says). Also the off-axis
+#: share of the map under which it counts as axis-aligned.
 _TOL = 1e-5
 #: Output voxels per ``grid_sample`` call on the general path.
 _CHUNK = 1 << 22
