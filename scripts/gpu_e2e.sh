@@ -7,10 +7,10 @@
 # not pydicom, Dask, DuckDB, Zarr and the rest, and it cannot fetch anything. So, in two steps:
 #
 #   bash scripts/gpu_e2e.sh fetch   # here: wheels of the missing packages, at the versions in .venv,
-#                                   # into gpu_wheels/ (~48 MB), and the corpus folders the tests
-#                                   # read into gpu_data/ (~3 MB); both git-ignored
+#                                   # into gpu_wheels/ (48 MB), and the corpus folders the tests
+#                                   # read into gpu_data/ (2.6 MB); both git-ignored
 #   bash scripts/gpu_e2e.sh run     # there, with gpu_wheels and gpu_data carried: installs the
-#                                   # wheels under /tmp/site (~20 s), then runs the tests (~1-2 min)
+#                                   # wheels under /tmp/site, then runs the tests
 #
 # With the device tool: run(command="bash scripts/gpu_e2e.sh run", carry=["gpu_wheels", "gpu_data"]).
 # GPU_E2E_PYTHON (3.12) is the Python version the wheels are for. scripts/gpu_check.sh checks the
@@ -19,7 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MISSING=(dask distributed donfig duckdb google-crc32c highdicom importlib-metadata importlib-resources
     lazy-importer locket monai nibabel numcodecs partd pydicom pyjpegls pynrrd tblib tornado tzdata zarr zict)
-CORPUS=(INDEX.csv dcmqi/data/segmentations dcm_qa/In/Orientation/sag)  # tests/distributed/conftest.py
 TESTS=(tests/data/test_datasets.py tests/distributed/test_preprocess.py)
 
 case "${1:-}" in
@@ -32,7 +31,9 @@ fetch)
         --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform manylinux1_x86_64 -d gpu_wheels $pins
     source="${DICOMML_TEST_DATA:-../shared/data}"
-    for item in "${CORPUS[@]}"; do
+    # INDEX.csv marks the corpus root; the folders are those of the tests' cohort fixture
+    folders=$(cd tests/distributed && ../../.venv/bin/python -c 'from conftest import CORPUS_FOLDERS; print(*CORPUS_FOLDERS)')
+    for item in INDEX.csv $folders; do
         mkdir -p "gpu_data/$(dirname "$item")" && cp -r "$source/$item" "gpu_data/$item"
     done
     du -sh gpu_wheels gpu_data

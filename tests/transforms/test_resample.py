@@ -195,6 +195,8 @@ def test_a_spacing_within_the_tolerance_of_the_input_is_copied():
     near = Resample(spacing=[1.0, 2.00001, 1.0])({"image": image, "affine": affine})
     assert near["image"].dtype == torch.int16 and torch.equal(near["image"], image)
     np.testing.assert_allclose(spacing_of(np.asarray(near["affine"])), [1.0, 2.00001, 1.0], rtol=1e-12)
+    last = np.array([0, 11, 0, 1])  # the far end: where the output affine puts it, in input voxels
+    assert abs((np.linalg.inv(affine) @ np.asarray(near["affine"]) @ last)[1] - 11) <= 1e-5 * 12
     far = Resample(spacing=[1.0, 2.0002, 1.0])({"image": image, "affine": affine})
     assert far["image"].shape == image.shape and far["image"].dtype == torch.float32
     assert not torch.equal(far["image"], image.float())
