@@ -16,6 +16,10 @@ YAML layout (every key optional except ``name``)::
       dtype: int16              # int16 | uint16 | uint8 | float16 | float32
       masks: []                 # segment labels to cache; ["*"] = every segment
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
+      volumes:                  # 4D series: which volumes to keep (default: all of them)
+        by: all                 # all | index | echo | b_value | range
+        values: []              # indices, echo numbers, b-values, or [start, stop(, step)]
+        reduce: none            # none | mean | max: the kept volumes to one
     at_load:
       windows:                  # stacked as channels, each scaled to [0, 1]
         - {name: soft_tissue, center: 40, width: 400}
@@ -48,11 +52,14 @@ import yaml
 
 from dicomml.errors import ConfigError
 
-__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config"]
+__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "VolumeSelection", "WindowSpec", "load_config"]
 
 _DTYPES = ("int16", "uint16", "uint8", "float16", "float32")
 _NORMALIZE = ("none", "zscore")
 _AXIS_LETTERS = ({"L", "R"}, {"A", "P"}, {"S", "I"})
+#: How a config may select the volumes of a 4D series, and reduce them to one.
+SELECT_BY = ("all", "index", "echo", "b_value", "range")
+REDUCE = ("none", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,36 @@ class Augmentation:
 
 
 @dataclass(frozen=True)
+class VolumeSelection:
+    """Which volumes of a 4D series (time, echo, diffusion, cardiac phase) the cache keeps.
+
+    Attributes
+    ----------
+    by
+        ``"all"`` (keep every volume), ``"index"`` (0-based, negative from the
+        end), ``"echo"`` (EchoNumbers), ``"b_value"`` (s/mm², within 1) or
+        ``"range"`` (``[start, stop]`` or ``[start, stop, step]``, a Python slice).
+    values
+        The indices, echo numbers, b-values or range bounds.
+    reduce
+        ``"none"`` keeps the selected volumes as a leading axis (one volume
+        gives a 3D image); ``"mean"`` (float32) or ``"max"`` reduces them to one.
+    """
+
+    by: str = "all"
+    values: tuple[float, ...] = ()
+    reduce: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.by not in SELECT_BY:
+            raise ConfigError(f"volumes.by {self.by!r} is not one of {', '.join(SELECT_BY)}")
+        if self.reduce not in REDUCE:
+            raise ConfigError(f"volumes.reduce {self.reduce!r} is not one of {', '.join(REDUCE)}")
+        if (self.by == "all") != (not self.values):
+            raise ConfigError(f"volumes: by={self.by!r} with values {list(self.values)}; 'all' takes no values, the others need some")
+
+
+@dataclass(frozen=True)
 class Deterministic:
     """The part of a pipeline that runs before the cache; the cache key hashes it.
 
@@ -120,6 +157,9 @@ class Deterministic:
     chunks
         Inner Zarr chunk shape (voxels, array axis order) of the cached image
         and masks; a random patch reads only the chunks it touches.
+    volumes
+        Which volumes of a 4D series are kept (:class:`VolumeSelection`);
+        every one by default.
     """
 
     orientation: str = "RAS"
@@ -128,6 +168,7 @@ class Deterministic:
     dtype: str = "int16"
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
+    volumes: VolumeSelection = field(default_factory=VolumeSelection)
 
     def __post_init__(self) -> None:
         code = self.orientation.upper() if isinstance(self.orientation, str) else ""
@@ -193,6 +234,8 @@ class PipelineConfig:
         config or changing a window keeps every cache entry valid.
         """
         det = dataclasses.asdict(self.deterministic)
+        if self.deterministic.volumes == VolumeSelection():
+            del det["volumes"]  # so that the keys of configs written before 4D support stay valid
         if det["spacing"] is not None:
             det["spacing"] = [float(s) for s in det["spacing"]]
         return json.dumps(det, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -238,6 +281,7 @@ class PipelineConfig:
                     dtype=_typed(det.get("dtype", "int16"), str, "deterministic.dtype"),
                     masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
                     chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
+                    volumes=_volumes(det.get("volumes")),
                 ),
                 at_load=AtLoad(
                     windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),
@@ -338,6 +382,18 @@ def _window(item: Any, i: int) -> WindowSpec:
         center=_typed(w["center"], float, f"{key}.center"),
         width=_typed(w["width"], float, f"{key}.width"),
         name=_typed(w.get("name", ""), str, f"{key}.name"),
+    )
+
+
+def _volumes(item: Any, key: str = "deterministic.volumes") -> VolumeSelection:
+    if item is None or item == "all":
+        return VolumeSelection()
+    v = _fields(item, _names(VolumeSelection), key)
+    values = tuple(_typed(x, float, f"{key}.values[{i}]") for i, x in enumerate(_seq(v.get("values"), f"{key}.values")))
+    return VolumeSelection(
+        by=_typed(v.get("by", "all"), str, f"{key}.by"),
+        values=values,
+        reduce=_typed(v.get("reduce", "none"), str, f"{key}.reduce"),
     )
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicomml.config import REDUCE, SELECT_BY
 from dicomml.dicom.frames import functional_item, header_value
 from dicomml.geometry.directions import gradients_in_axes
 from dicomml.errors import ConfigError
@@ -45,18 +46,12 @@ with warnings.catch_warnings():  # nibabel.nicom warns on import that its reader
     from nibabel.nicom import csareader
 
 __all__ = [
-    "SELECT_BY",
-    "REDUCE",
     "axis_name",
     "reduce_volumes",
     "select_volumes",
     "volume_table",
 ]
 
-#: How a config may select volumes (``deterministic.volumes.by``).
-SELECT_BY = ("all", "index", "echo", "b_value", "range")
-#: How a config may reduce the selected volumes to one (``deterministic.volumes.reduce``).
-REDUCE = ("none", "mean", "max")
 
 _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
