@@ -390,11 +390,15 @@ def _volumes(item: Any, key: str = "deterministic.volumes") -> VolumeSelection:
         return VolumeSelection()
     v = _fields(item, _names(VolumeSelection), key)
     values = tuple(_typed(x, float, f"{key}.values[{i}]") for i, x in enumerate(_seq(v.get("values"), f"{key}.values")))
-    return VolumeSelection(
-        by=_typed(v.get("by", "all"), str, f"{key}.by"),
-        values=values,
-        reduce=_typed(v.get("reduce", "none"), str, f"{key}.reduce"),
-    )
+    try:
+        return VolumeSelection(
+            by=_typed(v.get("by", "all"), str, f"{key}.by"),
+            values=values,
+            reduce=_typed(v.get("reduce", "none"), str, f"{key}.reduce"),
+        )
+    except ConfigError as exc:  # its messages start "volumes."; say where the selection sits
+        message = str(exc)
+        raise ConfigError(message if message.startswith(key) else key[: -len("volumes")] + message) from None
 
 
 def _augment(item: Any, i: int) -> Augmentation:
