@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "show": "show",
     "cache": "cache",
     "preprocess": "preprocess",
+    "studies": "studies",
 }
 
 
