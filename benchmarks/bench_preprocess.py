@@ -92,7 +92,7 @@ def _warm_files(work: Path) -> None:
 
 
 def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    from dicomml.data.pipeline import preprocess_one, series_sources
+    from dicomml.pipeline import preprocess_one, series_sources
     from dicomml.indexer.manifest import Manifest
     from dicomml.distributed.worker import prepare_worker
 

@@ -1,4 +1,4 @@
-"""`preprocess`: map :func:`~dicomml.data.preprocess_one` over the selected series.
+"""`preprocess`: map :func:`~dicomml.pipeline.preprocess_one` over the selected series.
 
 One task per selected usable series, run on a Dask ``LocalCluster`` of worker
 processes (default), on an existing Dask cluster (a scheduler address or a
@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import duckdb
 import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
@@ -30,11 +29,11 @@ from tqdm.auto import tqdm
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, load_config
-from dicomml.data.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
-from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFoundError
+from dicomml.errors import ConfigError, DicomMLError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
+from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
 
 __all__ = ["DEVICES", "WORKER_MODULES", "local_cluster", "preprocess", "run_task"]
 
@@ -77,7 +76,7 @@ _QUIET = {
 
 
 def preprocess(
-    manifest: Any,
+    manifest: Manifest | str | os.PathLike[str],
     config: PipelineConfig | str | os.PathLike[str],
     cache: Cache | str | os.PathLike[str],
     *,
@@ -190,8 +189,8 @@ def preprocess(
     return result
 
 
-def run_task(source: SeriesSource, manifest: Any, config: PipelineConfig, cache: Cache, device: str) -> dict[str, Any]:
-    """One task: :func:`~dicomml.data.preprocess_one` on one series, as a report row.
+def run_task(source: SeriesSource, manifest: Manifest, config: PipelineConfig, cache: Cache, device: str) -> dict[str, Any]:
+    """One task: :func:`~dicomml.pipeline.preprocess_one` on one series, as a report row.
 
     A :class:`~dicomml.errors.DicomMLError` becomes a ``failed`` row; anything
     else propagates, so that Dask retries it.
@@ -323,21 +322,14 @@ def _fetch(client: Any, finished: list[Any], futures: dict[Any, SeriesSource]) -
         yield row
 
 
-def _select(manifest: Any, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
+def _select(manifest: Manifest, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
     """The usable series matching ``where``; raise when there is nothing to do."""
-    try:
-        sources = series_sources(manifest, config, where=where)
-    except duckdb.Error as exc:
-        raise ManifestError(
-            f"{manifest.path}: --where {where!r} is not a valid predicate on the series table "
-            f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
-            path=str(manifest.path),
-        ) from None
+    sources = series_sources(manifest, config, where=where)
     if not sources:
         raise SeriesNotFoundError(
             f"{manifest.path}: no usable series" + (f" matches {where!r}" if where else "")
             + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
-            + "; check the selection with Manifest.sql('SELECT * FROM series')",
+            + "; check the selection with Manifest.series",
             path=str(manifest.path),
         )
     return sources

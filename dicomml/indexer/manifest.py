@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,3 +197,114 @@ class Manifest:
                 series_uid=series_key,
             )
         return rows
+
+    # Typed queries: the SQL that the rest of the package needs lives here, behind named methods.
+
+    def usable_series_keys(self, where: str | None = None) -> list[str]:
+        """Keys of the usable series, sorted, optionally filtered.
+
+        Parameters
+        ----------
+        where
+            An SQL predicate on the ``series`` table (DuckDB), e.g.
+            ``"modality = 'CT' AND n_slices >= 64"``; ANDed with ``usable``.
+            It is the caller's own query on the caller's own manifest, run as
+            one statement over read-only views.
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        ManifestError
+            If ``where`` is not one valid predicate on the ``series`` table.
+
+        Example
+        -------
+        >>> m.usable_series_keys("modality = 'CT'")  # doctest: +SKIP
+        ['0c2f...', '3f2a9c0d1e4b5a67']
+        """
+        import duckdb
+
+        query = "SELECT series_key FROM series WHERE usable" + (f" AND ({where})" if where else "") + " ORDER BY series_key"
+        con = self.connect()
+        try:
+            if len(con.extract_statements(query)) != 1:
+                raise duckdb.ParserException("the predicate ends the statement")
+            keys = con.execute(query).fetchall()
+        except duckdb.Error as exc:
+            raise ManifestError(
+                f"{self.path}: where {where!r} is not a valid predicate on the series table "
+                f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
+                path=str(self.path),
+            ) from None
+        finally:
+            con.close()
+        return [str(k) for (k,) in keys]
+
+    def instance_fingerprints(self, series_keys: Sequence[str]) -> pd.DataFrame:
+        """What identifies the files of some series: ``series_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``.
+
+        One row per file (per volume group), in no particular order; series
+        not in the manifest have no rows.
+        """
+        # a filtered Parquet read, like series_files: no DuckDB connection
+        columns = ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
+        return self.table("instances", columns, [("series_key", "in", list(series_keys))]).to_pandas()
+
+    def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> pd.DataFrame:
+        """What identifies the files of some annotations: ``annotation_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``."""
+        return self.sql(
+            "SELECT annotation_key, sop_instance_uid, i.size, i.mtime_ns, a.frame_numbers FROM annotations a "
+            "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)",
+            sorted(set(annotation_keys)),
+        )
+
+    def pairs(self) -> pd.DataFrame:
+        """Image series and the annotations linked to them; see :func:`dicomml.pairs`."""
+        return self.sql(
+            "SELECT s.series_key, a.annotation_key, a.modality, a.segmentation_type, a.labels, "
+            "a.path AS annotation_path, a.link_method, a.link_problem, s.usable, s.reason "
+            "FROM annotations a JOIN series s ON s.series_key = a.referenced_series_key "
+            "ORDER BY s.series_key, a.annotation_key"
+        )
+
+    def summary(self) -> dict[str, pd.DataFrame]:
+        """Counts that describe the manifest, by title (what ``dicomml info`` prints).
+
+        Returns
+        -------
+        dict of str to pandas.DataFrame
+            Each frame ends with a count column ``n``: series by modality,
+            instances by SOP class, series by manufacturer, series usable or
+            not by reason, annotations by link, errors by type, and SOP
+            Instance UIDs found in more than one file.
+        """
+        con = self.connect()
+        try:
+            return {title: con.execute(query).df() for title, query in _SUMMARY.items()}
+        finally:
+            con.close()
+
+
+_SUMMARY = {
+    "series by modality": "SELECT coalesce(modality, '?') AS modality, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1",
+    "instances by SOP class": "SELECT sop_class_uid, count(*) AS n FROM instances GROUP BY 1 ORDER BY n DESC, 1",
+    "series by manufacturer": (
+        "SELECT coalesce(manufacturer, '?') AS manufacturer, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1"
+    ),
+    "series usable or not, by reason": (
+        "SELECT CASE WHEN usable THEN 'usable' ELSE reason END AS status, count(*) AS n "
+        "FROM series GROUP BY 1 ORDER BY n DESC, 1"
+    ),
+    "annotations by link": (
+        "SELECT modality, coalesce(link_method, 'not linked') AS link, count(*) AS n "
+        "FROM annotations GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
+    ),
+    "errors by type": "SELECT stage, error_type, count(*) AS n FROM errors GROUP BY 1, 2 ORDER BY n DESC, 1, 2",
+    "SOP Instance UIDs in more than one file": (
+        "SELECT count(*) AS n FROM (SELECT sop_instance_uid FROM instances WHERE sop_instance_uid IS NOT NULL "
+        "GROUP BY 1 HAVING count(DISTINCT path) > 1)"
+    ),
+}

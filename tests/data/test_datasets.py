@@ -17,7 +17,7 @@ import dicomml
 from dicomml.cache import Cache
 from dicomml.config import WindowSpec
 from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate, preprocess_one
-from dicomml.data.pipeline import TableWindow, compute_entry, deterministic_transforms
+from dicomml.pipeline import compute_entry, deterministic_transforms
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.transforms import MultiWindow
 
@@ -85,12 +85,15 @@ def test_real_seg_mask_lands_where_the_reference_nrrd_says(dcmqi_manifest, data_
     np.testing.assert_allclose(got[:3], expected, atol=0.5)
 
 
-def test_table_window_equals_multiwindow_on_every_int16_value():
+def test_multiwindow_lookup_table_equals_multiwindow_on_every_int16_value():
     values = torch.from_numpy(np.arange(-32768, 32768, dtype=np.int16)).reshape(1, 4, 128, 128)
     windows = [WindowSpec(40, 80, "brain"), WindowSpec(80, 200, "subdural"), WindowSpec(600, 2800, "bone")]
-    assert torch.equal(TableWindow(windows, "int16")(values), MultiWindow(windows)(values))
+    table = MultiWindow(windows).lookup_table("int16")
+    mapped = torch.from_numpy(table[:, values.numpy().view(np.uint16)].reshape(3, 4, 128, 128))
+    assert torch.equal(mapped, MultiWindow(windows)(values))
     u8 = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
-    assert torch.equal(TableWindow(windows[:1], "uint8")(u8), MultiWindow(windows[:1])(u8))
+    table = MultiWindow(windows[:1]).lookup_table("uint8")
+    assert torch.equal(torch.from_numpy(table[:, u8.numpy()[0]]), MultiWindow(windows[:1])(u8))
 
 
 def _patches(manifest, make_config, cache, **kw):

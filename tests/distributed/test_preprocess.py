@@ -148,7 +148,7 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, 
     ct_half_mm = PipelineConfig.from_dict({"name": "ct_half_mm", "deterministic": {"spacing": [0.5, 0.5, 0.5]}})
     (ct_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'CT' AND n_slices = 80")["series_key"]
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.run(lambda: __import__("dicomml.data.pipeline"))  # warm both workers
+        client.run(lambda: __import__("dicomml.pipeline"))  # warm both workers
         outcome: dict = {}
         run = threading.Thread(
             target=lambda: outcome.update(report=dicomml.preprocess(cohort, ct_half_mm, tmp_path / "c", scheduler=cluster.scheduler_address, progress=False))
