@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicomml.config import REDUCE, SELECT_BY
+from dicomml.config import REDUCE, SELECT_BY, VolumeSelection
 from dicomml.dicom.frames import functional_item, header_value
 from dicomml.geometry.directions import gradients_in_axes
 from dicomml.errors import ConfigError
@@ -46,6 +46,7 @@ with warnings.catch_warnings():  # nibabel.nicom warns on import that its reader
     from nibabel.nicom import csareader
 
 __all__ = [
+    "apply_selection",
     "axis_name",
     "reduce_volumes",
     "select_volumes",
@@ -159,6 +160,11 @@ def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
     if len(picked) == 1:
         return Volume(volume.array[picked[0]], volume.affine, (), meta)
     return Volume(volume.array[picked], volume.affine, volume.axes, meta)
+
+
+def apply_selection(volume: Volume, selection: VolumeSelection) -> Volume:
+    """The volumes a config's :class:`~dicomml.config.VolumeSelection` keeps: selected, then reduced."""
+    return reduce_volumes(select_volumes(volume, selection.by, selection.values), selection.reduce)
 
 
 def reduce_volumes(volume: Volume, how: str) -> Volume:

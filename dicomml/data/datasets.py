@@ -2,10 +2,12 @@
 
 Every sample is a dict of plain tensors::
 
-    {"image": (C, i, j, k) float32 (or the cached dtype without windows),
+    {"image": (C, i, j, k) float32 (or the cached dtype without windows); C = windows x volumes of a 4D series,
      "mask": (S, i, j, k) uint8            # SegmentationDataset, PatchDataset with masks
      "affine": (4, 4) float64              # (i, j, k) -> RAS+ mm, nibabel/MONAI convention
-     "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters], ...}}
+     "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters],
+              "axes": ["window", "time"],   # what C is made of (empty for one 3D image as cached)
+              "volumes": {...}, ...}}       # a 4D series' per-volume table (b_value, gradient, times...)
 
 A cache miss computes the entry with :func:`~dicomml.pipeline.preprocess_one`
 (so the first epoch fills the cache); ``cache_only=True`` raises
@@ -101,10 +103,19 @@ class _CachedDataset(Dataset):
         return self.cache.open(source.key)
 
     def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
-        """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1."""
+        """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1.
+
+        The volumes of an N-D entry (time, echo, diffusion...) are channels too,
+        window-major (``meta["axes"]`` names them).
+        """
         # as many decoding threads as torch's intra-op ones: the cores in the main process, 1 in DataLoader workers
         image = entry.read("image", start, size, lookup=self._lookup, threads=torch.get_num_threads())
-        return image if self._lookup is not None else image[None]
+        return image.reshape(-1, *image.shape[-3:])
+
+    def _axes(self, entry: CacheEntry) -> dict[str, Any]:
+        """Names of the axes folded into the image's channels (window-major), and the per-volume table."""
+        axes = (["window"] if self._lookup is not None else []) + list(entry.meta.get("axes", []))
+        return {"axes": axes, **({"volumes": entry.meta["volumes"]} if "volumes" in entry.meta else {})}
 
     def _random(self, index: int) -> tuple[np.random.Generator, int]:
         seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
@@ -125,7 +136,7 @@ class _CachedDataset(Dataset):
         sample: dict[str, Any] = {
             "image": torch.from_numpy(image),
             "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
-            "meta": {"series_key": source.series_key, "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **meta},
+            "meta": {"series_key": source.series_key, "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **self._axes(entry), **meta},
         }
         if mask is not None:
             sample["mask"] = Mask(torch.from_numpy(mask))

@@ -19,15 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from dicomml.assemble.volumes import apply_selection
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, load_config
-from dicomml.errors import ConfigError, SeriesAssemblyError, SeriesNotFoundError
+from dicomml.errors import ConfigError, SeriesNotFoundError
+from dicomml.geometry.directions import reaxis_table
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.steps import deterministic_transforms
 from dicomml.volume import Volume
 
-__all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one"]
+__all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one", "volume_meta"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def compute_entry(
     Parameters
     ----------
     volume
-        The image; a plain 3D volume (no leading axes).
+        The image: 3D, or N-D with one leading axis (time, echo, diffusion,
+        phase), every volume of which goes onto the same grid (select them
+        first with :func:`~dicomml.assemble.volumes.apply_selection`).
     masks
         Mask volumes on the image's grid (``meta["kind"] == "mask"``); their
         channels are concatenated in order.
@@ -84,7 +88,8 @@ def compute_entry(
     Returns
     -------
     image : numpy.ndarray
-        (i, j, k) in ``config.deterministic.dtype`` (integers rounded and clipped).
+        (i, j, k), or (V, i, j, k) when several volumes are kept, in
+        ``config.deterministic.dtype`` (integers rounded and clipped).
     mask : numpy.ndarray or None
         (C, i, j, k) uint8 (float32 for fractional masks), None without masks.
     affine : numpy.ndarray
@@ -92,29 +97,22 @@ def compute_entry(
 
     Raises
     ------
-    SeriesAssemblyError
-        If the volume has leading (time, echo) axes: the cache holds 3D images.
     ConfigError
         If ``device`` is not a CPU or an available CUDA device.
     """
     from dicomml.transforms import Mask
 
     target = _device(device)
-
-    if volume.axes:
-        raise SeriesAssemblyError(
-            f"{volume.meta.get('series_key', '?')}: volume has leading axes {volume.axes}; the cache holds 3D "
-            "images, so select one time point or echo in the manifest first",
-            series_uid=volume.meta.get("series_uid"),
-        )
     # integer images go to the resampler as they are: it converts them to float a slab at a time
-    sample: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None].to(target), "affine": volume.affine}
+    array = np.ascontiguousarray(volume.array).reshape(-1, *volume.spatial_shape)  # volumes as channels: one grid for all
+    sample: dict[str, Any] = {"image": torch.from_numpy(array).to(target), "affine": volume.affine}
     if masks:
         channels = [m.array.reshape(-1, *m.spatial_shape) for m in masks]
         sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))).to(target))
     for step in deterministic_transforms(config):
         sample = step(sample)
-    image = _cast(sample["image"][0].cpu().numpy(), config.deterministic.dtype)
+    out = sample["image"].cpu().numpy()
+    image = _cast(out if volume.axes else out[0], config.deterministic.dtype)
     mask = None
     if masks:
         m = sample["mask"].as_subclass(torch.Tensor).cpu().numpy()
@@ -184,7 +182,7 @@ def preprocess_one(
     ConfigError
         If ``device`` is not a CPU or an available CUDA device.
     DicomMLError
-        Whatever assembly or mask decoding raises for this series.
+        Whatever assembly, volume selection or mask decoding raises for this series.
 
     Example
     -------
@@ -211,10 +209,11 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = load_series(manifest, source.series_key)
+        volume = apply_selection(load_series(manifest, source.series_key), config.deterministic.volumes)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
+            **volume_meta(volume, affine),
             "series_key": source.series_key,
             "annotation_keys": list(source.annotation_keys),
             "config": config.canonical(),
@@ -227,6 +226,16 @@ def preprocess_one(
         cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
     entry = cache.open(source.key)
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
+
+
+def volume_meta(volume: Volume, affine: np.ndarray) -> dict[str, Any]:
+    """What a cache entry records of an N-D image: its axis names and per-volume table (gradients along
+    the cached axes), the volumes kept and any reduction; empty for a 3D series."""
+    meta = reaxis_table(volume.meta, volume.affine, affine)
+    out = {key: meta[key] for key in ("volumes", "volume_indices", "reduced") if key in meta}
+    if volume.axes:
+        out["axes"] = list(volume.axes)
+    return out
 
 
 def _mask(manifest: Manifest, annotation_key: str, volume: Volume, config: PipelineConfig) -> Volume:

@@ -13,17 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dicomml.errors import ConfigError
+from dicomml.errors import ConfigError, ManifestError
 from dicomml.study.config import Role, StudyConfig
 
 __all__ = ["StudyMatch", "match_studies"]
 
 _CANDIDATES = """
-WITH acquired AS (SELECT series_key, max(acquisition_time) AS acquired FROM instances GROUP BY series_key)
+WITH acquired AS (SELECT series_key, max(acquisition_time) AS acquired FROM instances
+                  WHERE list_contains(?, series_key) GROUP BY series_key)
 SELECT s.study_instance_uid, s.series_key, s.series_number, s.n_slices, s.n_volumes, s.slice_spacing,
        s.pixel_spacing, s.frame_of_reference_uid, a.acquired
 FROM series s LEFT JOIN acquired a USING (series_key)
-WHERE s.usable AND ({where})
+WHERE list_contains(?, s.series_key)
 """
 
 
@@ -130,12 +131,10 @@ def match_studies(manifest: Any, config: StudyConfig) -> StudyMatch:
 
 def _candidates(manifest: Any, config: StudyConfig, role: Role) -> pd.DataFrame:
     try:
-        return manifest.sql(_CANDIDATES.format(where=role.where))
-    except Exception as exc:  # DuckDB's parser and binder errors have no common dicomml-visible base
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"{config.name}: roles.{role.name}.where {role.where!r} is not a valid predicate on the series table ({first})"
-        ) from None
+        keys = manifest.usable_series_keys(role.where)
+    except ManifestError as exc:
+        raise ConfigError(f"{config.name}: roles.{role.name}.where: {exc}") from None
+    return manifest.sql(_CANDIDATES, keys, keys)
 
 
 def _ranked(group: pd.DataFrame, prefer: str) -> pd.DataFrame:

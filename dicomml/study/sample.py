@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dicomml.assemble.volumes import reduce_volumes, select_volumes
+from dicomml.assemble.volumes import apply_selection
 from dicomml.cache.key import FORMAT_VERSION, source_fingerprint
 from dicomml.errors import ConfigError, FrameOfReferenceError
 from dicomml.study.config import Role, StudyConfig
@@ -95,12 +95,12 @@ def study_sources(manifest: Any, config: StudyConfig, match: StudyMatch | None =
     match
         A :func:`~dicomml.study.match_studies` result to reuse.
     """
-    from dicomml.data.pipeline import _annotations, _instances
+    from dicomml.pipeline.sources import _annotations, _group
 
     match = match or match_studies(manifest, config)
     usable = match.usable
     keys = sorted({str(k) for role in config.role_names for k in usable[role].dropna()})
-    files = _instances(manifest, keys)
+    files = _group(manifest.instance_fingerprints(keys), "series_key") if keys else {}
     annotations = _annotations(manifest, keys) if config.pipeline.deterministic.masks else {}
     out = []
     for row in usable.itertuples(index=False):
@@ -128,7 +128,7 @@ def role_volume(volume: Volume, role: Role, header: Any = None) -> Volume:
     SUVError
         If ``role.suv`` and the header lacks a tag the formula needs.
     """
-    volume = reduce_volumes(select_volumes(volume, role.volumes.by, role.volumes.values), role.volumes.reduce)
+    volume = apply_selection(volume, role.volumes)
     if volume.axes:
         raise ConfigError(
             f"role {role.name}: series {volume.meta.get('series_key', '?')} keeps {volume.array.shape[0]} volumes "
@@ -172,7 +172,7 @@ def resample_roles(
         If a role's FrameOfReferenceUID differs from the reference's and the
         config does not trust scanner coordinates.
     """
-    from dicomml.data.pipeline import _cast, _device, compute_entry
+    from dicomml.pipeline.compute import _cast, _device, compute_entry
     from dicomml.transforms.functional.spatial import resample_image, resample_mask
 
     target = _device(device)

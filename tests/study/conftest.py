@@ -29,8 +29,14 @@ def cohort(tmp_path_factory):
     return dicomml.index(str(root / "dicom"), str(root / "manifest"), workers=1, progress=False)
 
 
-def roles_config(**changes):
-    """The cohort's study config: t1 (reference), t2, flair; keys replaced by ``changes``."""
+@pytest.fixture(scope="session")
+def roles_config():
+    """``roles_config(**changes)``: the cohort's study config (t1 the reference, t2, flair), keys replaced;
+    ``role_NAME={...}`` updates one role."""
+    return _roles_config
+
+
+def _roles_config(**changes):
     from dicomml.study import StudyConfig
 
     data = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import roles_config
 from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
 
 import dicomml
@@ -96,7 +95,7 @@ def test_synthetic_offset_and_rotation_are_aligned_within_a_tenth_of_a_voxel(tmp
     assert np.abs(raw - _centroid(sample.image[0])).max() > 1.0
 
 
-def test_missing_role_is_an_empty_channel_marked_absent(cohort):
+def test_missing_role_is_an_empty_channel_marked_absent(cohort, roles_config):
     config = roles_config(missing="empty", deterministic={"dtype": "float32"})
     sources = {s.study_uid: s for s in study_sources(cohort, config)}
     sample = compute_study(cohort, sources["1.2.826.0.1.3680043.8.498.2"], config)
@@ -117,7 +116,7 @@ def test_other_frame_of_reference_is_a_typed_error_unless_trusted(tmp_path):
     assert trusted.image.shape == (2, 16, 16, 8) and trusted.roles["other"]["present"]
 
 
-def test_a_4d_role_must_select_or_reduce(tmp_path):
+def test_a_4d_role_must_select_or_reduce(tmp_path, roles_config):
     files = write_study(tmp_path, [SeriesGrid("ref", shape=(4, 8, 8))])
     volume = load_files(files["ref"])
     four = dicomml.Volume(np.stack([volume.array, volume.array]), volume.affine, ("time",), {**volume.meta, "volumes": {}})
