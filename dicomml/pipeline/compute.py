@@ -14,20 +14,23 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from dicomml.assemble.volumes import apply_selection
 from dicomml.cache import Cache
-from dicomml.config import PipelineConfig, load_config
+from dicomml.config import PipelineConfig
 from dicomml.errors import ConfigError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.steps import deterministic_transforms
 from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    from dicomml.study import StudyConfig
 
 __all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one", "volume_meta"]
 
@@ -147,7 +150,7 @@ def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
 def preprocess_one(
     row_or_key: Any,
     manifest: Manifest | str | os.PathLike[str],
-    config: PipelineConfig | str | os.PathLike[str],
+    config: PipelineConfig | StudyConfig | str | os.PathLike[str],
     cache: Cache | str,
     *,
     device: str = "cpu",
@@ -162,11 +165,12 @@ def preprocess_one(
     ----------
     row_or_key
         A ``series`` row (mapping or pandas row with ``series_key``), a
-        series key, or a :class:`SeriesSource`.
+        series key, a :class:`SeriesSource`, or a
+        :class:`~dicomml.study.StudySource` (with a study config).
     manifest
         A :class:`dicomml.Manifest` or its path.
     config
-        The pipeline or the path of its YAML.
+        The pipeline, a :class:`~dicomml.study.StudyConfig`, or the path of its YAML.
     cache
         The cache or its URL.
     device
@@ -190,9 +194,17 @@ def preprocess_one(
     >>> info.computed, info.shape  # doctest: +SKIP
     (True, (350, 350, 240))
     """
+    from dicomml.study import StudySource, load_any_config, preprocess_study
+
     start = time.perf_counter()
     _device(device)  # fail before any work
-    manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
+    manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache)
+    if isinstance(row_or_key, StudySource):  # a study sample: its roles' series on one grid, one entry
+        if isinstance(config, PipelineConfig):
+            raise ConfigError(f"{config.name} is a pipeline config; a study sample needs a study config (with roles)")
+        return preprocess_study(row_or_key, manifest, config, cache, device=device)
+    if not isinstance(config, PipelineConfig):
+        raise ConfigError(f"{config.name} is a study config; give preprocess_one a StudySource, or a pipeline config for a series")
     if isinstance(row_or_key, SeriesSource):
         source = row_or_key
     else:

@@ -5,9 +5,17 @@ manifest (:func:`match_studies`), and every role is resampled onto the
 reference role's grid through world coordinates (:func:`compute_study`).
 """
 
-from dicomml.study.config import PREFER, Role, StudyConfig, load_study_config
+from dicomml.study.config import PREFER, Role, StudyConfig, load_any_config, load_study_config
 from dicomml.study.roles import StudyMatch, match_studies
-from dicomml.study.sample import StudyArrays, StudySource, compute_study, resample_roles, role_volume, study_sources
+from dicomml.study.sample import (
+    StudyArrays,
+    StudySource,
+    compute_study,
+    preprocess_study,
+    resample_roles,
+    role_volume,
+    study_sources,
+)
 from dicomml.study.suv import suv_factor
 
 __all__ = [
@@ -18,8 +26,10 @@ __all__ = [
     "StudyMatch",
     "StudySource",
     "compute_study",
+    "load_any_config",
     "load_study_config",
     "match_studies",
+    "preprocess_study",
     "resample_roles",
     "role_volume",
     "study_sources",

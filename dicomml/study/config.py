@@ -23,6 +23,7 @@ reported ambiguous and left out).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,10 +34,10 @@ from typing import Any
 
 import yaml
 
-from dicomml.config import PipelineConfig, VolumeSelection, _fields, _typed, _volumes
+from dicomml.config import AtLoad, Deterministic, PipelineConfig, VolumeSelection, _fields, _typed, _volumes, load_config
 from dicomml.errors import ConfigError
 
-__all__ = ["PREFER", "Role", "StudyConfig", "load_study_config"]
+__all__ = ["PREFER", "Role", "StudyConfig", "load_any_config", "load_study_config"]
 
 #: Tie-breaks between series of one study that match a role.
 PREFER = ("newest", "oldest", "most_slices", "most_volumes", "finest", "none")
@@ -108,6 +109,16 @@ class StudyConfig:
             raise ConfigError(f"{self.name}: missing {self.missing!r} is not one of {', '.join(_MISSING)}")
         if self.pipeline.at_load.windows:
             raise ConfigError(f"{self.name}: at_load.windows: roles differ in units; normalize with at_load.normalize instead")
+
+    @property
+    def deterministic(self) -> Deterministic:
+        """The pipeline's deterministic part, with the dtype the channels are cached in (what Datasets read)."""
+        return dataclasses.replace(self.pipeline.deterministic, dtype=self.dtype)
+
+    @property
+    def at_load(self) -> AtLoad:
+        """The pipeline's at-load part (normalization, augmentation)."""
+        return self.pipeline.at_load
 
     @property
     def dtype(self) -> str:
@@ -193,6 +204,24 @@ def load_study_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLik
     if isinstance(config, Mapping):
         return StudyConfig.from_dict(config)
     return StudyConfig.from_yaml(config)
+
+
+def load_any_config(config: PipelineConfig | StudyConfig | str | os.PathLike[str]) -> PipelineConfig | StudyConfig:
+    """A pipeline config, or a study config when the YAML file names ``roles``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or holds an invalid config.
+    """
+    if isinstance(config, (PipelineConfig, StudyConfig)):
+        return config
+    path = Path(config)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        data = None  # load_config reports it
+    return StudyConfig.from_yaml(path) if isinstance(data, Mapping) and "roles" in data else load_config(path)
 
 
 def _role(name: str, item: Any) -> Role:

@@ -24,7 +24,16 @@ from dicomml.study.roles import StudyMatch, match_studies
 from dicomml.study.suv import suv_factor
 from dicomml.volume import Volume
 
-__all__ = ["StudyArrays", "StudySource", "compute_study", "resample_roles", "role_volume", "study_key", "study_sources"]
+__all__ = [
+    "StudyArrays",
+    "StudySource",
+    "compute_study",
+    "preprocess_study",
+    "resample_roles",
+    "role_volume",
+    "study_key",
+    "study_sources",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,11 @@ class StudySource:
     key: str
     members: tuple[tuple[str, str | None], ...]
     annotation_keys: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def series_key(self) -> str:
+        """The study UID: what run reports and rank shards name a task by (their ``series_key``)."""
+        return self.study_uid
 
 
 @dataclass(frozen=True)
@@ -277,3 +291,46 @@ def compute_study(manifest: Any, source: StudySource, config: StudyConfig, *, de
         if reference is not None:
             masks.append((role, load_mask(manifest, annotation_key, reference=reference, segments=segments, as_channels=True)))
     return resample_roles(volumes, masks, config, device=device)
+
+
+def preprocess_study(source: StudySource, manifest: Any, config: StudyConfig, cache: Any, *, device: str = "cpu") -> Any:
+    """Compute and publish the cache entry of one study sample, unless it is already there.
+
+    The entry is one Zarr group like a series entry: ``image`` (C, i, j, k),
+    one channel per role and one chunk column per channel, ``mask`` and
+    ``foreground`` when masks come along, and per-role provenance in its
+    metadata; published atomically, keyed on every member's files, the
+    roles and the config.
+
+    Returns
+    -------
+    EntryInfo
+        With ``series_key`` the study UID.
+
+    Raises
+    ------
+    DicomMLError
+        Whatever assembly, SUV conversion, mask decoding or the frame check raises.
+    """
+    import time
+
+    from dicomml.pipeline.compute import EntryInfo
+
+    start = time.perf_counter()
+    computed = not cache.has(source.key)
+    if computed:
+        arrays = compute_study(manifest, source, config, device=device)
+        meta = {
+            "kind": "study",
+            "study_uid": source.study_uid,
+            "axes": ["role"],
+            "role_names": list(config.role_names),
+            "roles": arrays.roles,
+            "annotation_keys": [f"{role}/{key}" for role, key in source.annotation_keys],
+            "mask_labels": arrays.mask_labels,
+            "config": config.canonical(),
+            "config_name": config.name,
+        }
+        cache.put(source.key, arrays.image, arrays.affine, mask=arrays.mask, meta=meta, chunks=config.pipeline.deterministic.chunks)
+    entry = cache.open(source.key)
+    return EntryInfo(source.key, source.study_uid, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
