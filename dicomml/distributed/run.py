@@ -158,7 +158,7 @@ def preprocess(
     started = time.perf_counter()
     _check_options(workers, scheduler, shard, device, retries)
     manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache)
-    sources = _select(manifest, config, where)
+    sources: list[Any] = list(_select(manifest, config, where))
     if shard is not None:
         sources = select_shard(sources, *shard)
     sources = _largest_first(manifest, config, sources)

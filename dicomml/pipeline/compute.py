@@ -244,7 +244,7 @@ def volume_meta(volume: Volume, affine: np.ndarray) -> dict[str, Any]:
     """What a cache entry records of an N-D image: its axis names and per-volume table (gradients along
     the cached axes), the volumes kept and any reduction; empty for a 3D series."""
     meta = reaxis_table(volume.meta, volume.affine, affine)
-    out = {key: meta[key] for key in ("volumes", "volume_indices", "reduced") if key in meta}
+    out: dict[str, Any] = {key: meta[key] for key in ("volumes", "volume_indices", "reduced") if key in meta}
     if volume.axes:
         out["axes"] = list(volume.axes)
     return out

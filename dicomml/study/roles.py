@@ -118,8 +118,8 @@ def match_studies(manifest: Any, config: StudyConfig) -> StudyMatch:
                 problems[i].append(f"{role.name} ambiguous ({len(group)} series)")
                 continue
             picked[i] = str(_ranked(group, role.prefer).iloc[0]["series_key"])
-        for i in np.flatnonzero(counts == 0):
-            problems[int(i)].append(f"{role.name} missing")
+        for missing in np.flatnonzero(counts == 0):
+            problems[int(missing)].append(f"{role.name} missing")
         table[role.name] = picked
         table[f"{role.name}_candidates"] = counts
     table["status"] = ["ok" if not p else "; ".join(p) for p in problems]

@@ -193,8 +193,7 @@ def resample_roles(
     reference = volumes[config.reference]
     if reference is None:
         raise ConfigError(f"{config.name}: the reference role {config.reference} is missing")
-    own_masks = [m for role, m in masks if role == config.reference]
-    ref_image, ref_mask, affine = compute_entry(reference, own_masks, _float_pipeline(config), device=device)
+    ref_image, _, affine = compute_entry(reference, [], _float_pipeline(config), device=device)
     shape = ref_image.shape[-3:]
     channels, info = [], {}
     frame = reference.meta.get("frame_of_reference_uid", "")
@@ -218,17 +217,14 @@ def resample_roles(
         x = torch.from_numpy(np.ascontiguousarray(volume.array))[None].to(target)
         channels.append(resample_image(x, volume.affine, affine, shape, padding="zeros")[0].cpu().numpy())
     image = np.stack([_cast(np.asarray(c, dtype=np.float32), config.dtype) for c in channels])
-    mask_parts, labels = [], []
-    for role, m in masks:
-        labels += [f"{role}/{label}" for label in _labels(m)]
-        if role == config.reference:
-            continue
+    parts, labels = [], []
+    for owner, m in masks:  # every role's masks, the reference's too, nearest onto the common grid
+        labels += [f"{owner}/{label}" for label in _labels(m)]
         x = torch.from_numpy(np.ascontiguousarray(m.array.reshape(-1, *m.spatial_shape))).to(target)
-        mask_parts.append((role, resample_mask(x, m.affine, affine, shape).cpu().numpy()))
+        parts.append(resample_mask(x, m.affine, affine, shape).cpu().numpy())
     mask = None
-    if masks:
-        ordered = [ref_mask if role == config.reference else next(p for r, p in mask_parts if r == role) for role in dict.fromkeys(r for r, _ in masks)]
-        mask = np.concatenate([p for p in ordered if p is not None]).astype(np.float32 if any(p.dtype.kind == "f" for p in ordered if p is not None) else np.uint8)
+    if parts:
+        mask = np.concatenate(parts).astype(np.float32 if any(p.dtype.kind == "f" for p in parts) else np.uint8)
     return StudyArrays(image, mask, affine, info, labels)
 
 

@@ -125,3 +125,39 @@ def test_a_4d_role_must_select_or_reduce(tmp_path, roles_config):
         role_volume(four, config.roles[0])
     reduced = role_volume(four, roles_config(role_t1={"volumes": {"by": "all", "reduce": "mean"}}).roles[0])
     np.testing.assert_allclose(reduced.array, volume.array)
+
+
+def _sitk_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of ``array`` (i, j, k) placed by its RAS+ ``affine`` (SimpleITK is LPS+, index x = i)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((np.diag([-1.0, -1, 1]) @ affine[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin((np.diag([-1.0, -1, 1]) @ affine[:3, 3]).tolist())
+    return image
+
+
+def test_masks_of_another_role_come_along_on_the_reference_grid(tmp_path):
+    from dicomml.sample import write_sample_study
+    from dicomml.seg import load_mask
+
+    write_sample_study(tmp_path / "dicom")
+    manifest = dicomml.index(str(tmp_path / "dicom"), str(tmp_path / "manifest"), workers=1, progress=False)
+    config = StudyConfig.from_dict({
+        "name": "ct_mr", "roles": {"mr": {"where": "modality = 'MR'"}, "ct": {"where": "modality = 'CT'"}},
+        "reference": "mr", "deterministic": {"masks": ["*"], "dtype": "float32"},
+    })
+    (source,) = study_sources(manifest, config)
+    assert [role for role, _ in source.annotation_keys] == ["ct"]  # the SEG references the CT, not the reference
+    sample = compute_study(manifest, source, config)
+    ct = dicomml.load_series(manifest, dict(source.members)["ct"])
+    mask = load_mask(manifest, source.annotation_keys[0][1], reference=ct, as_channels=True)
+    assert sample.mask is not None and sample.mask.shape == (mask.array.shape[0], *sample.image.shape[1:])
+    assert sample.mask_labels == ["ct/lesion", "ct/liver"]
+    reference = _sitk_image(sample.image[0], sample.affine)
+    for c in range(mask.array.shape[0]):
+        moved = sitk.Resample(_sitk_image(mask.array[c].astype(np.uint8), mask.affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        expected = sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
+        assert expected.any()
+        # nearest neighbour on one grid: the same voxels, up to ties at exact half-voxel positions
+        assert (sample.mask[c] != expected).mean() < 1e-3
