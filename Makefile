@@ -16,6 +16,7 @@ demo: install
 	bash scripts/demo.sh $(BIN)
 
 test: install
+	$(BIN)/python -m ruff check dicomml tests benchmarks
 	$(BIN)/python -m mypy dicomml
 	$(BIN)/python -m pytest -q -n 2 tests
 

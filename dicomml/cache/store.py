@@ -35,8 +35,8 @@ import google_crc32c
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
-from dicomml.cache.key import FORMAT_VERSION
 from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
+from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]

@@ -7,6 +7,7 @@ from pydicom.uid import UID
 
 from dicomml.indexer import Manifest
 
+
 def _sop_name(uid: str | None) -> str:
     if not uid:
         return "?"

@@ -97,7 +97,8 @@ class _CachedDataset(Dataset):
                     path=self.cache.url,
                     series_uid=source.series_key,
                 ) from None
-        preprocess_one(source, self.manifest, self.config, self.cache)
+        # decoding threads as for the cache read below: torch's intra-op ones (1 in DataLoader workers)
+        preprocess_one(source, self.manifest, self.config, self.cache, threads=torch.get_num_threads())
         return self.cache.open(source.key)
 
     def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:

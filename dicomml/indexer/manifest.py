@@ -227,7 +227,9 @@ class Manifest:
         """
         import duckdb
 
-        query = "SELECT series_key FROM series WHERE usable" + (f" AND ({where})" if where else "") + " ORDER BY series_key"
+        # the predicate filters a subquery of the usable series: it cannot reach past them
+        usable = "(SELECT * FROM series WHERE usable) AS series"
+        query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
         con = self.connect()
         try:
             if len(con.extract_statements(query)) != 1:

@@ -153,6 +153,7 @@ def preprocess_one(
     cache: Cache | str,
     *,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> EntryInfo:
     """Compute and publish the cache entry of one series, unless it is already there.
 
@@ -174,6 +175,9 @@ def preprocess_one(
     device
         Where the deterministic transforms run (:func:`compute_entry`); the
         entry's key does not depend on it, its values only to float32 rounding.
+    threads
+        Most threads that decode the series' compressed frames
+        (:func:`~dicomml.load_series`); None: every core.
 
     Returns
     -------
@@ -211,7 +215,7 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = load_series(manifest, source.series_key)
+        volume = load_series(manifest, source.series_key, threads=threads)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {

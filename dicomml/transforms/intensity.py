@@ -7,7 +7,7 @@ pass through untouched.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ WINDOW_PRESETS: dict[str, WindowSpec] = {
 }
 
 #: A window given as a preset name, ``(center, width)`` or a :class:`~dicomml.config.WindowSpec`.
-WindowLike = Union[str, Sequence[float], WindowSpec]
+WindowLike = str | Sequence[float] | WindowSpec
 
 _OUTPUTS = ("float", "uint8")
 

@@ -17,8 +17,8 @@ import dicomml
 from dicomml.cache import Cache
 from dicomml.config import WindowSpec
 from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate, preprocess_one
-from dicomml.pipeline import compute_entry, deterministic_transforms
 from dicomml.errors import CacheMissError, ConfigError
+from dicomml.pipeline import compute_entry, deterministic_transforms
 from dicomml.transforms import MultiWindow
 
 CT = "modality = 'CT'"
