@@ -46,8 +46,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     FileNotFoundError
         If the file does not exist.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = read_dataset("memory://ct/IM0001.dcm", pixels=False)  # doctest: +SKIP
     """
     name = str(path)
