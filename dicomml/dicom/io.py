@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import struct
-import urllib.parse
 from os import PathLike
 
 import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
+from dicomml.paths import local_path
 from dicomml.errors import InvalidDicomFileError
 
-__all__ = ["is_url", "local_path", "printable", "read_dataset", "storable_path"]
+__all__ = ["is_url", "read_dataset"]
 
 
 def is_url(path: str | PathLike[str]) -> bool:
     """Whether ``path`` is an fsspec URL (``memory://``, ``s3://``, ...) rather than a local path."""
     return "://" in str(path) and not str(path).startswith("file://")
-
-
-def storable_path(path: str) -> str:
-    """``path`` as a manifest (or any UTF-8 store) records it, losslessly.
-
-    A file name that is not valid UTF-8 reaches Python with surrogate escapes,
-    which UTF-8 stores refuse; such a path becomes a percent-encoded
-    ``file://`` URL of its bytes. Every other path is returned as it is (a
-    plain local path never starts with ``file://``). :func:`local_path` undoes it.
-
-    Example
-    -------
-    >>> storable_path("/d/\udcff.dcm")
-    'file:///d/%FF.dcm'
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return "file://" + urllib.parse.quote(os.fsencode(path))
-
-
-def local_path(name: str) -> str:
-    """The path to open for a local path or ``file://`` URL (percent escapes decoded, as :func:`storable_path` wrote them)."""
-    if not name.startswith("file://"):
-        return name
-    return os.fsdecode(urllib.parse.unquote_to_bytes(name[len("file://") :]))
-
-
-def printable(text: str) -> str:
-    """``text`` with undecodable file-name bytes shown as ``\\xff``: safe to store in UTF-8 and to print."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | None = None) -> FileDataset:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from dicomml.dicom.io import local_path
+from dicomml.paths import local_path
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from dicomml.dicom.io import printable, storable_path
+from dicomml.paths import printable, storable_path
 from dicomml.errors import DicomMLError, InvalidDicomFileError
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header

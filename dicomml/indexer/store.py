@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dicomml.dicom.io import printable, storable_path
+from dicomml.paths import printable, storable_path
 from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection, parquet_view
@@ -89,7 +89,7 @@ def _hash_files(digest: Any, source: int, files: Files) -> None:
 
 
 def _storable(files: Files) -> Files:
-    """``files`` with its paths as the manifest stores them (see :func:`~dicomml.dicom.io.storable_path`)."""
+    """``files`` with its paths as the manifest stores them (see :func:`~dicomml.paths.storable_path`)."""
     try:  # one check per folder: nearly every name is valid UTF-8
         "\0".join([files.folder, *files.paths, *files.open_paths]).encode("utf-8")
         return files

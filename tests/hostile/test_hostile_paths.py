@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import dicomml
-from dicomml.dicom.io import local_path, storable_path
+from dicomml.paths import local_path, storable_path
 
 SOURCE = "dcmqi/data/segmentations/24x38x3/image"
 
