@@ -18,7 +18,7 @@ def storable_path(path: str) -> str:
 
     Example
     -------
-    >>> storable_path("/d/\udcff.dcm")
+    >>> storable_path(os.fsdecode(b"/d/\\xff.dcm"))
     'file:///d/%FF.dcm'
     """
     try:
