@@ -82,6 +82,6 @@ def group_keys(series_uid: str, sop_class: str, folder: str, table: FrameTable) 
             table.kind[i],
         )
         if parts not in cache:
-            cache[parts] = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+            cache[parts] = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
         keys.append(cache[parts])
     return keys

@@ -7,6 +7,7 @@ from numpy.typing import ArrayLike
 from nibabel.orientations import aff2axcodes
 
 from dicomml.errors import GeometryError
+from dicomml.geometry.checks import geometry_problem
 
 __all__ = ["LPS_TO_RAS", "axcodes", "dicom_affine", "spacing_of"]
 
@@ -44,7 +45,7 @@ def dicom_affine(
     ------
     GeometryError
         If the direction cosines are not unit length or not orthogonal, or a
-        spacing is not positive.
+        spacing is outside the physical range (see :mod:`dicomml.geometry.checks`).
 
     Examples
     --------
@@ -53,16 +54,14 @@ def dicom_affine(
     [-10.0, -20.0, 30.0]
     """
     iop = np.asarray(orientation, dtype=np.float64)
-    if iop.shape != (6,):
-        raise GeometryError(f"ImageOrientationPatient needs 6 values, got {iop.size}")
+    spacing = np.asarray(pixel_spacing, dtype=np.float64)
+    if iop.shape != (6,) or spacing.shape != (2,):
+        raise GeometryError(f"ImageOrientationPatient needs 6 values and PixelSpacing 2, got {iop.size} and {spacing.size}")
+    found = geometry_problem(iop, spacing)
+    if found is not None:
+        raise GeometryError(found.problem, tag=found.tag)
     row_dir, col_dir = iop[:3], iop[3:]
-    if not (np.isclose(np.linalg.norm(row_dir), 1, atol=1e-3) and np.isclose(np.linalg.norm(col_dir), 1, atol=1e-3)):
-        raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not two unit vectors")
-    if abs(float(row_dir @ col_dir)) > 1e-3:
-        raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not orthogonal")
-    d_row, d_col = (float(v) for v in np.asarray(pixel_spacing, dtype=np.float64))
-    if not (d_row > 0 and d_col > 0):
-        raise GeometryError(f"PixelSpacing {[d_row, d_col]} must be positive")
+    d_row, d_col = (float(v) for v in spacing)
     lps = np.eye(4)
     lps[:3, 0] = np.asarray(slice_step, dtype=np.float64)
     lps[:3, 1] = col_dir * d_row
