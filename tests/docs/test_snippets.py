@@ -128,3 +128,14 @@ def _adjacent(page: Path, block: Block, following: Block) -> bool:
     lines = page.read_text().split("\n")
     end = block.line - 1 + len(block.code.split("\n"))  # index of the closing fence
     return all(not line.strip() for line in lines[end + 1 : following.line - 2])
+
+
+def test_docstring_sections_have_numpydoc_names() -> None:
+    # numpydoc and the API reference's parser know "Examples", not "Example": the latter renders as prose
+    wrong = [
+        f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
+        for path in sorted((ROOT / "dicomml").rglob("*.py"))
+        for text in [path.read_text()]
+        for m in re.finditer(r"^ *Example\n *-+$", text, flags=re.M)
+    ]
+    assert not wrong, f"rename these docstring sections to 'Examples': {wrong}"
