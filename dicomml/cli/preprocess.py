@@ -35,8 +35,8 @@ _RANK_VARIABLES = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
 def threads_from_env(env: Mapping[str, str]) -> int | None:
     """The thread budget ``OMP_NUM_THREADS`` gives a process, None when unset or not a positive integer.
 
-    Example
-    -------
+    Examples
+    --------
     >>> threads_from_env({"OMP_NUM_THREADS": "4"}), threads_from_env({})
     (4, None)
     """

@@ -225,8 +225,8 @@ class Manifest:
         ManifestError
             If ``where`` is not one valid predicate on the ``series`` table.
 
-        Example
-        -------
+        Examples
+        --------
         >>> m.usable_series_keys("modality = 'CT'")  # doctest: +SKIP
         ['0c2f...', '3f2a9c0d1e4b5a67']
         """

@@ -219,8 +219,8 @@ class Transform:
             None when the transform is not pointwise or the dtype is not an
             integer of at most 16 bits.
 
-        Example
-        -------
+        Examples
+        --------
         >>> from dicomml.transforms import Window
         >>> Window(40, 80).lookup_table("uint8").shape, Window(40, 80).lookup_table("float32")
         ((1, 256), None)
