@@ -324,10 +324,10 @@ def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.
     """Linear interpolation of contiguous ``(C, a, b, c)`` along one spatial axis (edges aligned).
 
     The 1-D or 2-D kernel on a reshaped view, the other axis at scale 1 (an
-    exact copy): the same values as the 3-D kernel, which would also interpolate along that axis. The
-    output is allocated by numpy, whose large arrays get huge pages and so far
-    fewer page faults than torch's allocator gives, which matters most with
-    several processes on one machine.
+    exact copy): the same values as the 3-D kernel, which would interpolate
+    along that axis too. The output is allocated by numpy, whose large arrays
+    get huge pages and so far fewer page faults than torch's allocator, which
+    matters most with several processes on one machine.
     """
     c, n0, n1, n2 = x.shape
     shape = [c, n0, n1, n2]
