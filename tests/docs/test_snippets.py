@@ -95,12 +95,8 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if _runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
-)
-def test_page_examples_run(
-    page: Path, sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("page", [p for p in PAGES if _runnable(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_examples_run(page: Path, sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dicom").symlink_to(sample_root / "dicom", target_is_directory=True)
     shutil.copytree(sample_root / "manifest", tmp_path / "manifest")
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
