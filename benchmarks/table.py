@@ -35,4 +35,4 @@ def ratio(value: float, target: float | None = None, *, at_most: bool = False, o
     if target is None:
         return cell, ""
     met = value <= target if at_most else value >= target
-    return cell, f"{'<=' if at_most else '>='} {target:g}x: {'met' if met else 'MISSED'}"
+    return cell, f"{'<=' if at_most else '>='} {target:.3g}x: {'met' if met else 'MISSED'}"
