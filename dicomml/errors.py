@@ -31,6 +31,7 @@ __all__ = [
     "CacheIntegrityError",
     "CacheMissError",
     "ConfigError",
+    "OutputError",
 ]
 
 
@@ -153,3 +154,7 @@ class CacheMissError(DicomMLError, KeyError):
 
 class ConfigError(DicomMLError, ValueError):
     """A pipeline configuration is invalid (unknown key, wrong type or value)."""
+
+
+class OutputError(DicomMLError, OSError):
+    """An output file cannot be written where asked (its folder cannot be made or written)."""
