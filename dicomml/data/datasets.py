@@ -214,7 +214,8 @@ class PatchDataset(_CachedDataset):
     positive_fraction
         ``label_balanced``: probability that a patch is centred on foreground
         (of a mask channel drawn uniformly; ``meta["positive_channel"]`` says
-        which, None for a uniform patch).
+        which). Every sampler sets ``meta["positive_channel"]``: None for a
+        patch not centred on foreground (all ``uniform`` and ``grid`` patches).
 
     Example
     -------
@@ -264,7 +265,7 @@ class PatchDataset(_CachedDataset):
         rng, torch_seed = self._random(index)
         series_index = self._tiles[index][0] if self.sampler == "grid" else index // self.samples_per_volume
         entry = self.entry(series_index)
-        drawn: dict[str, Any] = {}
+        drawn: dict[str, Any] = {"positive_channel": None}
         if self.sampler == "grid":
             start = self._tiles[index][1]
         elif self.sampler == "label_balanced":
