@@ -21,7 +21,7 @@ keys = dicomml.Manifest(sys.argv[1]).sql(
 print(*keys.iloc[0])
 PY
 )
-"$BIN/dicomml" preprocess "$OUT/manifest" --config configs/ct_seg.yaml --cache "$OUT/cache" --workers 2
+"$BIN/dicomml" preprocess "$OUT/manifest" --config ct_seg --cache "$OUT/cache" --workers 2
 "$BIN/dicomml" cache info "$OUT/cache"
 "$BIN/dicomml" show "$OUT/manifest" "$CT_KEY" --mask "$SEG_KEY" --window lung -o "$OUT/ct_lesion.png"
 echo "Open $OUT/ct_lesion.png: axial, coronal and sagittal views of the sample CT with its SEG (lesion, liver)."

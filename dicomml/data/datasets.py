@@ -67,7 +67,7 @@ class _CachedDataset(Dataset):
         if self._with_masks and not self.config.deterministic.masks:
             raise ConfigError(
                 f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
-                f"{type(self).__name__} needs a config that caches masks (e.g. configs/ct_seg.yaml)"
+                f"{type(self).__name__} needs a config that caches masks (e.g. the ct_seg preset)"
             )
         self.cache = open_cache(cache)
         self.sources: list[SeriesSource] = series_sources(self.manifest, self.config, where=where, series_keys=series_keys)
@@ -169,7 +169,7 @@ class SeriesDataset(_CachedDataset):
 
     Example
     -------
-    >>> ds = SeriesDataset("manifest/", "configs/ct_1mm.yaml", cache="cache/", where="modality = 'CT'")  # doctest: +SKIP
+    >>> ds = SeriesDataset("manifest/", "ct_1mm", cache="cache/", where="modality = 'CT'")  # doctest: +SKIP
     >>> ds[0]["image"].shape  # doctest: +SKIP
     torch.Size([1, 350, 350, 240])
     """
@@ -219,7 +219,7 @@ class PatchDataset(_CachedDataset):
 
     Example
     -------
-    >>> ds = PatchDataset("manifest/", "configs/ct_seg.yaml", "cache/", patch_size=(96, 96, 96),
+    >>> ds = PatchDataset("manifest/", "ct_seg", "cache/", patch_size=(96, 96, 96),
     ...                   samples_per_volume=8, sampler="label_balanced")  # doctest: +SKIP
     >>> ds[0]["image"].shape, ds[0]["meta"]["patch_start"]  # doctest: +SKIP
     (torch.Size([1, 96, 96, 96]), (112, 40, 87))
