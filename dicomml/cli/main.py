@@ -18,6 +18,7 @@ from dicomml.errors import DicomMLError
 SUBCOMMANDS = {
     "index": "index",
     "info": "info",
+    "list": "listing",
     "export": "export",
     "sample-data": "sample_data",
     "show": "show",
