@@ -32,6 +32,7 @@ __all__ = [
     "CacheMissError",
     "ConfigError",
     "OutputError",
+    "MissingDependencyError",
 ]
 
 
@@ -158,3 +159,7 @@ class ConfigError(DicomMLError, ValueError):
 
 class OutputError(DicomMLError, OSError):
     """An output file cannot be written where asked (its folder cannot be made or written)."""
+
+
+class MissingDependencyError(DicomMLError, ImportError):
+    """An optional dependency that a feature needs is not installed; the message names the extra."""
