@@ -16,7 +16,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench docs
 install: $(VENV)/.test-installed
 
 demo: $(VENV)/.demo-installed
@@ -24,7 +24,11 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m mypy dicomml
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 	$(BIN)/python -m pytest -q -n 2 tests
+
+docs: $(VENV)/.test-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
 
 bench: $(VENV)/.test-installed
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -27,8 +27,8 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
     MissingDependencyError
         If ``module`` cannot be imported.
 
-    Example
-    -------
+    Examples
+    --------
     >>> require("numpy", extra="core", feature="arrays").__name__
     'numpy'
     """

@@ -27,8 +27,8 @@ Presets ship inside the package (``dicomml/configs/*.yaml``): wherever a
 config is accepted, a preset name such as ``"ct_seg"`` works as well as a
 path or a :class:`PipelineConfig`; :func:`presets` lists them.
 
-Example
--------
+Examples
+--------
 >>> load_config("ct_1mm").deterministic.spacing
 (1.0, 1.0, 1.0)
 >>> cfg = PipelineConfig.from_dict({"name": "demo", "deterministic": {"spacing": [1.5, 1.5, 1.5]}})
@@ -184,8 +184,8 @@ class AtLoad:
 class PipelineConfig:
     """A named pipeline: :class:`Deterministic` then :class:`AtLoad`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> cfg = PipelineConfig("x", Deterministic(spacing=(1.0, 1.0, 1.0)))
     >>> cfg.canonical()
     '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"RAS","shape":null,"spacing":[1.0,1.0,1.0]}'
@@ -286,8 +286,8 @@ class PipelineConfig:
 def presets() -> list[str]:
     """Names of the preset configs shipped with dicomml.
 
-    Example
-    -------
+    Examples
+    --------
     >>> "ct_seg" in presets()
     True
     """
@@ -308,8 +308,8 @@ def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConf
     ConfigError
         If a bare name is no preset, or the file is missing or invalid.
 
-    Example
-    -------
+    Examples
+    --------
     >>> load_config(PipelineConfig("x")).name
     'x'
     >>> load_config("ct_seg").deterministic.masks

@@ -92,14 +92,14 @@ def load_files(
     ------
     MixedSeriesError
         If the files hold more than one volume group (see
-        :mod:`dicomml.assemble.grouping`); the message names each group.
+        :mod:`dicomml.dicom.series_key`); the message names each group.
     SeriesAssemblyError
         Or one of its subclasses, for irregular geometry under ``"raise"``.
     InvalidDicomFileError, UnsupportedTransferSyntaxError
         For a file that cannot be read or decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_files(sorted(Path("ct").glob("*.dcm")))  # doctest: +SKIP
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
@@ -138,8 +138,8 @@ def load_series(
     SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError
         As for :func:`load_files`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
     rows = Manifest.open(manifest).series_files(series_key)

@@ -78,8 +78,8 @@ def group_keys(
     list of str
         ``len(table)`` keys; frames that belong in one volume share a key.
 
-    Example
-    -------
+    Examples
+    --------
     >>> keys = group_keys(
     ...     table, series_uid="1.2.3", series_number=4, sop_class="1.2.840.10008.5.1.4.1.1.4",
     ...     transfer_syntax="1.2.840.10008.1.2.1", folder="/data/s1",
@@ -103,7 +103,7 @@ def group_keys(
             table.kind[i],
         )
         if parts not in cache:
-            cache[parts] = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+            cache[parts] = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
         keys.append(cache[parts])
     return keys
 
@@ -125,8 +125,8 @@ def dataset_group_keys(ds: Dataset, folder: str, table: FrameTable | None = None
     list of str
         One key per frame.
 
-    Example
-    -------
+    Examples
+    --------
     >>> dataset_group_keys(pydicom.dcmread(path, stop_before_pixels=True), "/data/s1")  # doctest: +SKIP
     ['5d1c0e4f9a2b3c7d']
     """
