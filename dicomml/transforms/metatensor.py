@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from dicomml._optional import require
 from dicomml.transforms.base import Mask, is_label, sample_affine, spatial_keys, to_sample
 
 __all__ = ["from_metatensor", "to_metatensor"]
@@ -38,7 +40,7 @@ def to_metatensor(data: Any) -> Any:
     >>> to_metatensor({"image": torch.zeros(1, 2, 2, 2)})["image"].affine.shape
     torch.Size([4, 4])
     """
-    from monai.data import MetaTensor
+    MetaTensor = require("monai.data", extra="monai", feature="MONAI MetaTensors (to_metatensor)").MetaTensor
 
     sample, _ = to_sample(data)
     affine = torch.from_numpy(sample_affine(sample))
@@ -76,7 +78,7 @@ def from_metatensor(data: Any) -> dict[str, Any]:
     >>> sorted(s), s["affine"].dtype
     (['affine', 'image', 'meta'], dtype('float64'))
     """
-    from monai.data import MetaTensor
+    MetaTensor = require("monai.data", extra="monai", feature="MONAI MetaTensors (from_metatensor)").MetaTensor
 
     if isinstance(data, MetaTensor):
         data = {"mask" if data.meta.get("kind") == "mask" else "image": data}
