@@ -2,8 +2,9 @@
 
 The ```python blocks of one page run in order, in one namespace, in a fresh
 temporary working directory that holds what the pages say a reader has: the
-sample study in ``dicom/``, its manifest in ``manifest/`` and the repository's
-``configs/``. A block on the line after ``<!-- no-run -->`` is skipped (it
+sample study in ``dicom/`` and its manifest in ``manifest/`` (configs are the
+presets shipped in the package, named like ``"ct_seg"``). A block on the line
+after ``<!-- no-run -->`` is skipped (it
 needs a server, a GPU or the reader's own files). A ```text block right after
 a Python block is that block's output: what the block prints must equal it.
 """
@@ -95,15 +96,10 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if _runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
-)
-def test_page_examples_run(
-    page: Path, sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("page", [p for p in PAGES if _runnable(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_examples_run(page: Path, sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dicom").symlink_to(sample_root / "dicom", target_is_directory=True)
     shutil.copytree(sample_root / "manifest", tmp_path / "manifest")
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__main__"}
     blocks = fenced_blocks(page.read_text())
