@@ -235,7 +235,7 @@ def test_preprocess_one_writes_what_the_dataset_writes(study, make_config, tmp_p
 def test_compute_entry_equals_the_transforms_on_the_stored_integers(study, make_config):
     _, manifest = study
     config = make_config("ct_1mm")
-    volume = dicomml.load_series(manifest, dicomml.data.series_sources(manifest, config, where=CT)[0].series_key)
+    volume = dicomml.load_series(manifest, dicomml.pipeline.series_sources(manifest, config, where=CT)[0].series_key)
     assert volume.array.dtype.kind == "i"
     image, _, affine = compute_entry(volume, [], config)  # converts to float32 in numpy first
     sample = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None], "affine": volume.affine}
@@ -264,7 +264,7 @@ def _devices() -> list[str]:
 def test_device_gives_the_default_entry(study, make_config, tmp_path, device):
     _, manifest = study
     config = make_config("ct_seg")
-    key = dicomml.data.series_sources(manifest, config)[0].series_key
+    key = dicomml.pipeline.series_sources(manifest, config)[0].series_key
     default = preprocess_one(key, manifest, config, tmp_path / "a")
     on_device = preprocess_one(key, manifest, config, tmp_path / "b", device=device)
     assert on_device.computed and on_device.key == default.key
@@ -282,7 +282,7 @@ def test_device_gives_the_default_entry(study, make_config, tmp_path, device):
 def test_unknown_device_is_a_config_error(study, make_config, tmp_path, device):
     _, manifest = study
     config = make_config("ct_1mm")
-    key = dicomml.data.series_sources(manifest, config, where=CT)[0].series_key
+    key = dicomml.pipeline.series_sources(manifest, config, where=CT)[0].series_key
     with pytest.raises(ConfigError, match="device"):
         preprocess_one(key, manifest, config, tmp_path / "c", device=device)
     assert Cache(tmp_path / "c").keys() == []

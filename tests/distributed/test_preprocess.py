@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 import dicomml
+import dicomml.pipeline
 from dicomml.cache import Cache
 from dicomml.cli.main import main
 from dicomml.config import PRESET_DIR, PipelineConfig
@@ -211,7 +211,7 @@ def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_r
 
 
 def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, four_d_key, tmp_path, capsys, monkeypatch):
-    everything = dicomml.data.series_sources(cohort, ct_1mm)
+    everything = dicomml.pipeline.series_sources(cohort, ct_1mm)
     rank, world_size = _a_proper_shard(everything, four_d_key)
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
@@ -269,7 +269,7 @@ def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
     # the last tasks to start are the cheapest, so no worker ends the run alone on a large series
     from dicomml.distributed.run import _largest_first
 
-    sources = dicomml.data.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'")
+    sources = dicomml.pipeline.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'")
     ordered = _largest_first(cohort, ct_1mm, sources)
     assert sorted(s.series_key for s in ordered) == sorted(s.series_key for s in sources)
     report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where=f"series_key <> '{four_d_key}'", workers=0, progress=False)
@@ -286,8 +286,7 @@ def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
 def test_a_rerun_with_everything_cached_says_so_and_starts_no_cluster(cohort, ct_1mm, four_d_key, tmp_path, capsys, monkeypatch):
     import dicomml.distributed.run
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
-    argv = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"), "--where", f"series_key <> '{four_d_key}'"]
+    argv = ["preprocess", str(cohort.path), "--config", "ct_1mm", "--cache", str(tmp_path / "c"), "--where", f"series_key <> '{four_d_key}'"]
     main([*argv, "--workers", "0", "--quiet"])
     capsys.readouterr()
 
@@ -299,7 +298,7 @@ def test_a_rerun_with_everything_cached_says_so_and_starts_no_cluster(cohort, ct
     main(argv)  # the default, a local cluster, when there is work
     seconds = time.perf_counter() - started
     err = capsys.readouterr().err
-    n = len(dicomml.data.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'"))
+    n = len(dicomml.pipeline.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'"))
     assert f"all {n} selected series are already in the cache" in err and f"0 done, {n} skipped, 0 failed" in err
     assert seconds < 5  # a cluster's start alone takes longer; well under a second on an idle machine
 
