@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-__all__ = ["Manifest", "TABLES", "duckdb_connection"]
+__all__ = ["Manifest", "TABLES", "duckdb_connection", "parquet_view"]
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
@@ -40,6 +40,11 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
 TABLES = ("instances", "series", "annotations", "errors")
 
 
+def parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], **options: Any) -> None:
+    """Create (or replace) the view ``name`` over Parquet ``files``; the paths are passed as values, never pasted into SQL."""
+    con.read_parquet(files, **options).create_view(name, replace=True)
+
+
 class Manifest:
     """A manifest folder written by :func:`dicomml.index`.
 
@@ -59,8 +64,8 @@ class Manifest:
     ManifestError
         If the folder holds no manifest, or one of another schema version.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = Manifest("manifest")  # doctest: +SKIP
     >>> m.sql("SELECT modality, count(*) n FROM series GROUP BY modality")  # doctest: +SKIP
     """
@@ -137,7 +142,7 @@ class Manifest:
         for table in TABLES:
             files = self.files(table)
             if files:
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({files!r}, union_by_name=true)")
+                parquet_view(con, table, files, union_by_name=True)
             else:
                 con.register(f"_{table}_empty", self.schema(table).empty_table())
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
@@ -157,8 +162,8 @@ class Manifest:
         -------
         pandas.DataFrame
 
-        Example
-        -------
+        Examples
+        --------
         >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
         """
         con = self.connect()
@@ -198,6 +203,69 @@ class Manifest:
             )
         return rows
 
+    def rows(
+        self, table: str, *, where: str | None = None, columns: list[str] | None = None, order_by: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Rows of one table, filtered by an SQL predicate: what ``dicomml list`` prints.
+
+        Parameters
+        ----------
+        table
+            ``"series"``, ``"annotations"``, ``"errors"`` or ``"instances"``.
+        where
+            A DuckDB predicate on the table's columns, e.g. ``"modality = 'CT' AND usable"``.
+        columns
+            Columns to return (default: all), in this order.
+        order_by
+            Columns to sort by (default: the first of ``columns``, or none).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        ManifestError
+            If the table or a column is unknown, or ``where`` is not a valid predicate.
+
+        Examples
+        --------
+        >>> m.rows("series", where="modality = 'CT'", columns=["series_key", "series_description"])  # doctest: +SKIP
+        """
+        if table not in TABLES:
+            raise ManifestError(f"{self.path}: no table {table!r}; tables are {', '.join(TABLES)}", path=str(self.path))
+        names = self.schema(table).names
+        unknown = [c for c in [*(columns or []), *(order_by or [])] if c not in names]
+        if unknown:
+            raise ManifestError(
+                f"{self.path}: {table} has no column {', '.join(map(repr, unknown))}; its columns are {', '.join(names)}",
+                path=str(self.path),
+            )
+        order = order_by if order_by is not None else (columns or [])[:1]
+        query = f"SELECT {', '.join(_quoted(c) for c in columns) if columns else '*'} FROM {table}"
+        query += f" WHERE ({where})" if where else ""
+        query += f" ORDER BY {', '.join(_quoted(c) for c in order)}" if order else ""
+        return self._filtered(query, where, table)
+
+    def _filtered(self, query: str, where: str | None, table: str) -> pd.DataFrame:
+        """Run ``query``, which holds the caller's ``where``, as one statement; a DuckDB error is the predicate's."""
+        import duckdb
+
+        con = self.connect()
+        try:
+            if len(con.extract_statements(query)) != 1:
+                raise duckdb.ParserException("the predicate ends the statement")
+            return con.execute(query).df()
+        except duckdb.Error as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise ManifestError(
+                f"{self.path}: where {where!r} is not a valid predicate on the {table} table ({first_line}); "
+                f"its columns are {', '.join(self.schema(table).names)}",
+                path=str(self.path),
+            ) from None
+        finally:
+            con.close()
+
     # Typed queries: the SQL that the rest of the package needs lives here, behind named methods.
 
     def usable_series_keys(self, where: str | None = None) -> list[str]:
@@ -220,28 +288,15 @@ class Manifest:
         ManifestError
             If ``where`` is not one valid predicate on the ``series`` table.
 
-        Example
-        -------
+        Examples
+        --------
         >>> m.usable_series_keys("modality = 'CT'")  # doctest: +SKIP
         ['0c2f...', '3f2a9c0d1e4b5a67']
         """
-        import duckdb
-
-        query = "SELECT series_key FROM series WHERE usable" + (f" AND ({where})" if where else "") + " ORDER BY series_key"
-        con = self.connect()
-        try:
-            if len(con.extract_statements(query)) != 1:
-                raise duckdb.ParserException("the predicate ends the statement")
-            keys = con.execute(query).fetchall()
-        except duckdb.Error as exc:
-            raise ManifestError(
-                f"{self.path}: where {where!r} is not a valid predicate on the series table "
-                f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
-                path=str(self.path),
-            ) from None
-        finally:
-            con.close()
-        return [str(k) for (k,) in keys]
+        # the predicate filters a subquery of the usable series: it cannot reach past them
+        usable = "(SELECT * FROM series WHERE usable) AS series"
+        query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
+        return [str(k) for k in self._filtered(query, where, "series")["series_key"]]
 
     def instance_fingerprints(self, series_keys: Sequence[str]) -> pd.DataFrame:
         """What identifies the files of some series: ``series_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``.
@@ -286,6 +341,10 @@ class Manifest:
             return {title: con.execute(query).df() for title, query in _SUMMARY.items()}
         finally:
             con.close()
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
 
 
 _SUMMARY = {

@@ -154,6 +154,7 @@ def preprocess_one(
     cache: Cache | str,
     *,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> EntryInfo:
     """Compute and publish the cache entry of one series, unless it is already there.
 
@@ -176,6 +177,9 @@ def preprocess_one(
     device
         Where the deterministic transforms run (:func:`compute_entry`); the
         entry's key does not depend on it, its values only to float32 rounding.
+    threads
+        Most threads that decode the series' compressed frames
+        (:func:`~dicomml.load_series`); None: every core.
 
     Returns
     -------
@@ -188,9 +192,9 @@ def preprocess_one(
     DicomMLError
         Whatever assembly, volume selection or mask decoding raises for this series.
 
-    Example
-    -------
-    >>> info = preprocess_one("3f2a9c0d1e4b5a67", "manifest/", "configs/ct_1mm.yaml", "cache/")  # doctest: +SKIP
+    Examples
+    --------
+    >>> info = preprocess_one("3f2a9c0d1e4b5a67", "manifest/", "ct_1mm", "cache/")  # doctest: +SKIP
     >>> info.computed, info.shape  # doctest: +SKIP
     (True, (350, 350, 240))
     """
@@ -221,7 +225,7 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = apply_selection(load_series(manifest, source.series_key), config.deterministic.volumes)
+        volume = apply_selection(load_series(manifest, source.series_key, threads=threads), config.deterministic.volumes)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {

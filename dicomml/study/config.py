@@ -207,7 +207,7 @@ def load_study_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLik
 
 
 def load_any_config(config: PipelineConfig | StudyConfig | str | os.PathLike[str]) -> PipelineConfig | StudyConfig:
-    """A pipeline config, or a study config when the YAML file names ``roles``.
+    """A pipeline config (object, preset name or YAML file), or a study config when the YAML file names ``roles``.
 
     Raises
     ------
@@ -216,12 +216,11 @@ def load_any_config(config: PipelineConfig | StudyConfig | str | os.PathLike[str
     """
     if isinstance(config, (PipelineConfig, StudyConfig)):
         return config
-    path = Path(config)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(Path(config).read_text())
     except (OSError, yaml.YAMLError):
-        data = None  # load_config reports it
-    return StudyConfig.from_yaml(path) if isinstance(data, Mapping) and "roles" in data else load_config(path)
+        data = None  # a preset name, or a file load_config reports on
+    return StudyConfig.from_yaml(config) if isinstance(data, Mapping) and "roles" in data else load_config(config)
 
 
 def _role(name: str, item: Any) -> Role:
