@@ -49,7 +49,7 @@ class _CachedDataset(Dataset):
     def __init__(
         self,
         manifest: Manifest | str | os.PathLike[str],
-        config: PipelineConfig | StudyConfig | str | os.PathLike[str],
+        config: PipelineConfig | StudyConfig | Mapping[str, Any] | str | os.PathLike[str],
         cache: Cache | str | os.PathLike[str],
         *,
         where: str | None = None,
@@ -297,7 +297,7 @@ class PatchDataset(_CachedDataset):
     def __init__(
         self,
         manifest: Manifest | str | os.PathLike[str],
-        config: PipelineConfig | str | os.PathLike[str],
+        config: PipelineConfig | StudyConfig | Mapping[str, Any] | str | os.PathLike[str],
         cache: Cache | str | os.PathLike[str],
         *,
         patch_size: Sequence[int],

@@ -206,8 +206,8 @@ def load_study_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLik
     return StudyConfig.from_yaml(config)
 
 
-def load_any_config(config: PipelineConfig | StudyConfig | str | os.PathLike[str]) -> PipelineConfig | StudyConfig:
-    """A pipeline config (object, preset name or YAML file), or a study config when the YAML file names ``roles``.
+def load_any_config(config: PipelineConfig | StudyConfig | Mapping[str, Any] | str | os.PathLike[str]) -> PipelineConfig | StudyConfig:
+    """A pipeline config (object, dict, preset name or YAML file), or a study config when the dict or file names ``roles``.
 
     Raises
     ------
@@ -216,6 +216,8 @@ def load_any_config(config: PipelineConfig | StudyConfig | str | os.PathLike[str
     """
     if isinstance(config, (PipelineConfig, StudyConfig)):
         return config
+    if isinstance(config, Mapping):
+        return StudyConfig.from_dict(config) if "roles" in config else PipelineConfig.from_dict(config)
     try:
         data = yaml.safe_load(Path(config).read_text())
     except (OSError, yaml.YAMLError):
