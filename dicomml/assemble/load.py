@@ -25,9 +25,10 @@ from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset
+from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
-from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
+from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
 from dicomml.volume import Volume
@@ -57,6 +58,7 @@ def load_files(
     on_irregular: OnIrregular = "raise",
     frames: Sequence[Sequence[int] | None] | None = None,
     dtype: np.dtype | type | str | None = None,
+    philips_scaling: PhilipsScaling = "float",
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -81,6 +83,12 @@ def load_files(
     dtype
         A floating dtype (e.g. ``np.float32``) to decode and rescale straight
         into; None picks the narrowest exact dtype.
+    philips_scaling
+        Philips MR with a private MR Scale Slope (2005,100E): ``"float"``
+        (default) gives its floating-point values, as dcm2niix does;
+        ``"display"`` the standard Rescale Slope / Intercept only, as pydicom
+        and ITK do (see :mod:`dicomml.dicom.philips`). Other images are the
+        same either way.
 
     Returns
     -------
@@ -104,7 +112,7 @@ def load_files(
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
     """
-    sources = _read_headers([str(p) for p in paths], frames)
+    sources = _read_headers([str(p) for p in paths], frames, philips_scaling)
     return _assemble(sources, on_irregular, dtype, series_key=_single_group(sources))
 
 
@@ -114,6 +122,7 @@ def load_series(
     *,
     on_irregular: OnIrregular = "raise",
     dtype: np.dtype | type | str | None = None,
+    philips_scaling: PhilipsScaling = "float",
 ) -> Volume:
     """Assemble one volume group of a manifest into a Volume.
 
@@ -123,7 +132,7 @@ def load_series(
         A :class:`dicomml.Manifest`, or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
-    on_irregular, dtype
+    on_irregular, dtype, philips_scaling
         As for :func:`load_files`.
 
     Returns
@@ -144,7 +153,7 @@ def load_series(
     """
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
-    sources = _read_headers([str(p) for p in rows["path"]], frames)
+    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling)
     return _assemble(sources, on_irregular, dtype, series_key=series_key)
 
 
@@ -188,9 +197,13 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
         return [result for run in runs for result in run]
 
 
-def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None) -> list[_Source]:
+def _read_headers(
+    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling
+) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
+    if philips_scaling not in PHILIPS_SCALINGS:
+        raise ConfigError(f"philips_scaling={philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
     if frames is not None and len(frames) != len(paths):
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
@@ -198,6 +211,8 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
         # Local files are read once (large values deferred); URLs are read again for their pixels.
         header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
         table = frame_table(header)
+        if philips_scaling == "float":
+            table = float_scaling(table)
         wanted = None if frames is None else frames[i]
         if wanted is None:
             rows = np.arange(len(table))

@@ -38,13 +38,25 @@ def _mask_path(output: str) -> Path:
     help="Default: OUTPUT with _mask before the suffix.",
 )
 @click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
-def command(manifest: str, series_key: str, output: str, annotation_key: str | None, mask_output: str | None, on_irregular: str) -> None:
+@click.option(
+    "--philips-scaling", type=click.Choice(["float", "display"]), default="float", show_default=True,
+    help="Philips MR: private floating-point values (as dcm2niix) or the standard rescale only.",
+)
+def command(
+    manifest: str,
+    series_key: str,
+    output: str,
+    annotation_key: str | None,
+    mask_output: str | None,
+    on_irregular: str,
+    philips_scaling: str,
+) -> None:
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
     qform code 1), and with --mask the annotation as a label map on the same grid."""
     from dicomml import Manifest, load_mask, load_series
 
     opened = Manifest(manifest)
-    volume = load_series(opened, series_key, on_irregular=on_irregular)
+    volume = load_series(opened, series_key, on_irregular=on_irregular, philips_scaling=philips_scaling)  # type: ignore[arg-type]
     click.echo(f"wrote {save_nifti(volume, output)}")
     if annotation_key is not None:
         mask = load_mask(opened, annotation_key, reference=volume)

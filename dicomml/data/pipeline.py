@@ -408,7 +408,7 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = load_series(manifest, source.series_key)
+        volume = load_series(manifest, source.series_key, philips_scaling=config.deterministic.philips_scaling)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
