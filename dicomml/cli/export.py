@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dicomml.cli._options import on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
 from dicomml.export import save_nifti
 
@@ -37,11 +38,8 @@ def _mask_path(output: str) -> Path:
     "--mask-output", default=None, type=click.Path(dir_okay=False), callback=_nifti_output,
     help="Default: OUTPUT with _mask before the suffix.",
 )
-@click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
-@click.option(
-    "--philips-scaling", type=click.Choice(["float", "display"]), default="float", show_default=True,
-    help="Philips MR: private floating-point values (as dcm2niix) or the standard rescale only.",
-)
+@on_irregular
+@philips_scaling
 def command(
     manifest: str,
     series_key: str,

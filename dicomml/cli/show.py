@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dicomml.cli._options import on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
@@ -33,11 +34,8 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
 @click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
 @click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")
-@click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
-@click.option(
-    "--philips-scaling", type=click.Choice(["float", "display"]), default="float", show_default=True,
-    help="Philips MR: private floating-point values (as dcm2niix) or the standard rescale only.",
-)
+@on_irregular
+@philips_scaling
 def command(
     manifest: str,
     series_key: str,
