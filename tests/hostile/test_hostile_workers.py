@@ -46,9 +46,10 @@ def test_executor_replaces_hung_and_dead_workers_and_runs_the_rest():
 
 def test_index_records_a_hanging_and_a_killed_file_and_goes_on(data_dir: Path, tmp_path: Path, monkeypatch):
     root = tmp_path / "src"
-    shutil.copytree(data_dir / SOURCE, root)
-    shutil.copy(root / "IMG0001.dcm", root / "hangs.dcm")
-    shutil.copy(root / "IMG0001.dcm", root / "kills.dcm")
+    shutil.copytree(data_dir / SOURCE, root / "series")
+    (root / "traps").mkdir()
+    shutil.copy(root / "series" / "IMG0001.dcm", root / "traps" / "hangs.dcm")
+    shutil.copy(root / "series" / "IMG0001.dcm", root / "traps" / "kills.dcm")
     real = scan._read_entry
 
     def hostile(entry, options, memo):  # stands in for a parser loop and an OOM kill
@@ -63,7 +64,7 @@ def test_index_records_a_hanging_and_a_killed_file_and_goes_on(data_dir: Path, t
     kinds = dict(zip(m.errors.path.map(os.path.basename), m.errors.error_type))
     assert kinds == {"hangs.dcm": "timeout", "kills.dcm": "crashed"}
     assert sorted(m.instances.path.map(os.path.basename)) == ["IMG0001.dcm", "IMG0002.dcm", "IMG0003.dcm"]
-    assert m.series.usable.all()
+    assert m.series.usable.all() and len(m.series) == 1  # the traps' folder lost both its files
 
 
 @pytest.mark.parametrize("timeout_s", [0.0])
