@@ -16,8 +16,8 @@ def storable_path(path: str) -> str:
     ``file://`` URL of its bytes. Every other path is returned as it is (a
     plain local path never starts with ``file://``). :func:`local_path` undoes it.
 
-    Example
-    -------
+    Examples
+    --------
     >>> storable_path(os.fsdecode(b"/d/\\xff.dcm"))
     'file:///d/%FF.dcm'
     """

@@ -116,8 +116,8 @@ def plan_stack(
     SeriesAssemblyError
         If ``on_irregular`` is not one of the three policies.
 
-    Example
-    -------
+    Examples
+    --------
     >>> pos = np.array([[0, 0, 2.0], [0, 0, 0.0]])
     >>> p = plan_stack(pos, np.tile([1.0, 0, 0, 0, 1, 0], (2, 1)), np.ones((2, 2)), np.arange(2),
     ...                ["a", "b"], thickness=1.0, on_irregular="raise", series="s", labels=["a", "b"])

@@ -53,8 +53,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     ResourceLimitError
         If a deflated dataset inflates past :data:`MAX_INFLATED` bytes.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = read_dataset("memory://ct/IM0001.dcm", pixels=False)  # doctest: +SKIP
     """
     name = str(path)

@@ -47,8 +47,8 @@ def dicom_affine(
         If the direction cosines are not unit length or not orthogonal, or a
         spacing is outside the physical range (see :mod:`dicomml.geometry.checks`).
 
-    Example
-    -------
+    Examples
+    --------
     >>> a = dicom_affine([1, 0, 0, 0, 1, 0], [0.5, 0.7], [10, 20, 30], [0, 0, 2])
     >>> a[:3, 3].tolist()
     [-10.0, -20.0, 30.0]
@@ -73,8 +73,8 @@ def dicom_affine(
 def spacing_of(affine: np.ndarray) -> tuple[float, ...]:
     """Voxel spacing in mm along each array axis (column norms of the 3x3).
 
-    Example
-    -------
+    Examples
+    --------
     >>> spacing_of(np.diag([2.0, 3.0, 4.0, 1.0]))
     (2.0, 3.0, 4.0)
     """
@@ -88,8 +88,8 @@ def axcodes(affine: np.ndarray) -> str:
     Each letter names the world direction that an array axis increases
     towards: ``"LPS"`` means axis 0 points left, axis 1 posterior, axis 2 superior.
 
-    Example
-    -------
+    Examples
+    --------
     >>> axcodes(np.diag([-1.0, 1.0, 1.0, 1.0]))
     'LAS'
     """

@@ -67,8 +67,8 @@ def geometry_problem(
     -------
     GeometryProblem or None
 
-    Example
-    -------
+    Examples
+    --------
     >>> geometry_problem([1, 0, 0, 0, 1, 0], [0.0, 0.0]).problem
     '(0028,0030) PixelSpacing [0.0, 0.0] is outside 1e-06..100000 mm'
     >>> geometry_problem([1, 0, 0, 0, 1, 0], [0.5, 0.5], [[0, 0, 0], [0, 0, 1]]) is None

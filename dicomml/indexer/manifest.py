@@ -63,8 +63,8 @@ class Manifest:
     ManifestError
         If the folder holds no manifest, or one of another schema version.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = Manifest("manifest")  # doctest: +SKIP
     >>> m.sql("SELECT modality, count(*) n FROM series GROUP BY modality")  # doctest: +SKIP
     """
@@ -161,8 +161,8 @@ class Manifest:
         -------
         pandas.DataFrame
 
-        Example
-        -------
+        Examples
+        --------
         >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
         """
         con = self.connect()

@@ -160,8 +160,8 @@ def index(
         If ``out`` cannot be written or holds a manifest built with another
         ``include_phi`` or salt.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = dicomml.index("/data/dicom", "manifest")  # doctest: +SKIP
     >>> m.series[["series_key", "modality", "usable", "reason"]]  # doctest: +SKIP
     """

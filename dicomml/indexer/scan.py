@@ -161,8 +161,8 @@ def scan_batch(
     (pyarrow.Table, pyarrow.Table)
         ``instances`` rows and ``errors`` rows of the batch.
 
-    Example
-    -------
+    Examples
+    --------
     >>> inst, errs = scan_batch(entries, ScanOptions(include_phi=False, salt=b"s"))  # doctest: +SKIP
     """
     rows: list[dict[str, Any]] = []

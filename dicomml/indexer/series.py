@@ -73,8 +73,8 @@ def usability(
         ``missing_slices``, ``duplicate_slices``, ``tilt_deg``,
         ``first_position``, ``orientation_code``; and the reason.
 
-    Example
-    -------
+    Examples
+    --------
     >>> stats, reason = usability(np.array([[0, 0, 0.0]]), [1, 0, 0, 0, 1, 0], [[1.0, 1.0]])
     >>> reason
     'single slice'
