@@ -430,11 +430,11 @@ class Cache:
         for folder, tokens in folders.items():
             for path in tokens:
                 if path not in live and path not in leased and now - _mtime(self.fs, path) >= grace_seconds:
-                    self.fs.rm(path, recursive=True)
+                    self._remove(path, recursive=True)
                     removed.append(path)
             busy = any(p.startswith(f"{folder}/") for p in leased)
             if not busy and not _dirs(self.fs, folder) and now - _mtime(self.fs, folder) >= grace_seconds:
-                self.fs.rm(folder, recursive=True)
+                self._remove(folder, recursive=True)
         for path in _ls(self.fs, f"{self.root}/tmp"):
             if now - _mtime(self.fs, path) >= max(grace_seconds, LEASE_SECONDS):
                 self._remove(path)
@@ -460,18 +460,18 @@ class Cache:
             return _process_runs(int(holder.get("pid", 0)))
         return now - _mtime(self.fs, lease) < LEASE_SECONDS
 
-    def _remove(self, path: str) -> None:
-        """Remove a file; already gone is fine."""
+    def _remove(self, path: str, recursive: bool = False) -> None:
+        """Remove a file (or a folder); already gone is fine: a racing writer or gc removed it."""
         try:
-            self.fs.rm(path)
+            self.fs.rm(path, recursive=recursive)
         except FileNotFoundError:
             pass
 
     def _discard(self, data: str, lease: str) -> None:
         """Remove a failed or superseded writer's data folder and lease (best effort: the disk may be full)."""
         try:
-            self.fs.rm(f"{self.root}/{data}", recursive=True)
-        except OSError:
+            self._remove(f"{self.root}/{data}", recursive=True)
+        except OSError:  # best effort: gc removes what is left once the lease is gone
             pass
         self._remove(lease)
 

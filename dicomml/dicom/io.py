@@ -99,7 +99,8 @@ def typed_errors(
 
     pydicom and the decoders raise ``TypeError``, ``RecursionError``,
     ``zlib.error``, ``struct.error``, ``NotImplementedError`` (an unknown VR),
-    ``OSError``... on malformed input; none of these may escape a load.
+    ``OSError``, a Rust decoder's ``PanicException``... on malformed input;
+    none of these may escape a load.
     dicomml's own errors pass through; a missing file is
     :class:`~dicomml.errors.SourceNotFoundError`, running out of memory
     :class:`~dicomml.errors.ResourceLimitError`, anything else ``error``
@@ -115,7 +116,9 @@ def typed_errors(
         raise ResourceLimitError(
             f"{path}: {what} ran out of memory; the header asks for more than this machine has", path=path
         ) from exc
-    except Exception as exc:  # the boundary: nothing from a hostile file escapes untyped
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # the boundary; BaseException too: a Rust decoder's panic is one
         raise error(
             f"{path}: {what} failed ({_first_line(exc)}); the file is corrupt or malformed, exclude it",
             path=path,

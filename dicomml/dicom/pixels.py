@@ -70,7 +70,7 @@ def _decode(ds: Dataset, index: int | None) -> np.ndarray:
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
         try:
-            return pixel_array(ds, index=index)
+            return pixel_array(ds, index=index, decoding_plugin=_plugin(uid))
         except (NotImplementedError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(exc)):
                 raise  # a decoder is there and failed on the data: corrupt, typed as such on the way out
@@ -81,6 +81,16 @@ def _decode(ds: Dataset, index: int | None) -> np.ndarray:
                 path=path,
                 tag="(0002,0010)",
             ) from exc
+
+
+def _plugin(uid: str) -> str:
+    """The decoding plugin to use: any but GDCM, which aborts the whole process on some corrupt
+    codestreams; GDCM only when it is the one installed plugin for the syntax ("" lets pydicom choose)."""
+    try:
+        available = get_decoder(uid).available_plugins
+    except (NotImplementedError, ValueError, TypeError):
+        return ""
+    return next((name for name in available if name != "gdcm"), "")
 
 
 def _decodable(uid: str) -> bool:
