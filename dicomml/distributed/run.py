@@ -148,7 +148,7 @@ def preprocess(
 
     Examples
     --------
-    >>> report = dicomml.preprocess("manifest", "configs/ct_1mm.yaml", "cache", workers=8)  # doctest: +SKIP
+    >>> report = dicomml.preprocess("manifest", "ct_1mm", "cache", workers=8)  # doctest: +SKIP
     >>> report.counts  # doctest: +SKIP
     {'done': 118, 'skipped': 0, 'failed': 2}
     """

@@ -201,3 +201,61 @@ class Manifest:
                 series_uid=series_key,
             )
         return rows
+
+    def rows(
+        self, table: str, *, where: str | None = None, columns: list[str] | None = None, order_by: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Rows of one table, filtered by an SQL predicate: what ``dicomml list`` prints.
+
+        Parameters
+        ----------
+        table
+            ``"series"``, ``"annotations"``, ``"errors"`` or ``"instances"``.
+        where
+            A DuckDB predicate on the table's columns, e.g. ``"modality = 'CT' AND usable"``.
+        columns
+            Columns to return (default: all), in this order.
+        order_by
+            Columns to sort by (default: the first of ``columns``, or none).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        ManifestError
+            If the table or a column is unknown, or ``where`` is not a valid predicate.
+
+        Examples
+        --------
+        >>> m.rows("series", where="modality = 'CT'", columns=["series_key", "series_description"])  # doctest: +SKIP
+        """
+        import duckdb
+
+        if table not in TABLES:
+            raise ManifestError(f"{self.path}: no table {table!r}; tables are {', '.join(TABLES)}", path=str(self.path))
+        names = self.schema(table).names
+        unknown = [c for c in [*(columns or []), *(order_by or [])] if c not in names]
+        if unknown:
+            raise ManifestError(
+                f"{self.path}: {table} has no column {', '.join(map(repr, unknown))}; its columns are {', '.join(names)}",
+                path=str(self.path),
+            )
+        order = order_by if order_by is not None else (columns or [])[:1]
+        query = f"SELECT {', '.join(_quoted(c) for c in columns) if columns else '*'} FROM {table}"
+        query += f" WHERE {where}" if where else ""
+        query += f" ORDER BY {', '.join(_quoted(c) for c in order)}" if order else ""
+        try:
+            return self.sql(query)
+        except duckdb.Error as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise ManifestError(
+                f"{self.path}: where {where!r} is not a predicate on the {table} table ({first_line}); "
+                f"its columns are {', '.join(names)}",
+                path=str(self.path),
+            ) from None
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'

@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
@@ -24,6 +23,7 @@ from pydicom.pixels import pack_bits
 from pydicom.sr.coding import Code
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from dicomml._optional import require
 from dicomml.errors import (
     InvalidDicomFileError,
     SegmentNotFoundError,
@@ -36,6 +36,11 @@ from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample_nearest
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    import highdicom as hd
+else:  # optional: the [seg] extra
+    hd = require("highdicom", extra="seg", feature="DICOM SEG masks (dicomml.seg)")
 
 __all__ = ["SegmentSelector", "read_segmentation", "select_segments", "seg_to_grid"]
 
