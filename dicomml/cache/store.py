@@ -48,11 +48,11 @@ import google_crc32c
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
+from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.cache.shard import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
 
-__all__ = ["Cache", "Entry", "FOREGROUND_MAX"]
+__all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
 #: At most this many foreground voxels are indexed per entry, shared among mask channels (evenly strided).
 FOREGROUND_MAX = 200_000
@@ -62,7 +62,7 @@ _ARRAYS = ("image", "mask", "foreground")
 
 
 @dataclass(frozen=True)
-class Entry:
+class CacheEntry:
     """A published cache entry, opened for reading.
 
     Attributes
@@ -122,8 +122,8 @@ class Entry:
             axes (mask channels) are read whole. Omit both for the whole array.
         lookup
             For an 8/16-bit integer array: a ``(C, 2**bits)`` table applied while
-            decoding (see :func:`~dicomml.cache.shard.read_region`), e.g. the
-            windows of :class:`~dicomml.data.pipeline.TableWindow`.
+            decoding (see :func:`~dicomml.cache.array.read_region`), e.g. the
+            windows of :meth:`~dicomml.transforms.Transform.lookup_table`.
         threads
             Decode a whole array with up to this many threads (a box is read
             chunk by chunk in one thread).
@@ -256,7 +256,7 @@ class Cache:
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(f"{self.root}/entries", detail=False))
         return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
 
-    def open(self, key: str) -> Entry:
+    def open(self, key: str) -> CacheEntry:
         """Open a published entry.
 
         Raises
@@ -276,7 +276,7 @@ class Cache:
             ) from None
         try:
             marker = json.loads(text)
-            return Entry(
+            return CacheEntry(
                 key=key,
                 affine=np.asarray(marker["affine"], dtype=np.float64).reshape(4, 4),
                 meta=marker["meta"],
@@ -291,7 +291,7 @@ class Cache:
                 path=self._marker(key),
             ) from None
 
-    def _index(self, entry: Entry, name: str, shard: str, where: str) -> np.ndarray:
+    def _index(self, entry: CacheEntry, name: str, shard: str, where: str) -> np.ndarray:
         memo = (entry._path, name)  # data folders never change once written
         if memo not in self._indexes:
             size = index_nbytes(entry.layouts[name])
@@ -309,7 +309,7 @@ class Cache:
         mask: np.ndarray | None = None,
         meta: Mapping[str, Any] | None = None,
         chunks: Sequence[int] = (64, 64, 64),
-    ) -> Entry:
+    ) -> CacheEntry:
         """Write an entry and publish it atomically; a published key is left as is.
 
         Parameters
@@ -329,7 +329,7 @@ class Cache:
 
         Returns
         -------
-        Entry
+        CacheEntry
             The published entry (this writer's or a racing writer's, both complete).
 
         Raises

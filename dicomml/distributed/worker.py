@@ -22,7 +22,7 @@ def prepare_worker() -> None:
     The imports (torch, MONAI, pydicom, Dask) leave ~300,000 objects that
     every full collection of the cyclic garbage collector walks: 125-150 ms
     each, about once per 16 series here, 5-6 % of the time of a loop of
-    :func:`~dicomml.data.preprocess_one`. :func:`gc.freeze` after the imports
+    :func:`~dicomml.pipeline.preprocess_one`. :func:`gc.freeze` after the imports
     moves them to a generation that is never collected (they live as long as
     the process anyway); a full collection then takes ~1.5 ms.
     """

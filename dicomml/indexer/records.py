@@ -18,8 +18,8 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
 
-from dicomml.dicom.series_key import group_keys
 from dicomml.dicom.frames import frame_table
+from dicomml.dicom.series_key import group_keys
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
 from dicomml.indexer.header import Header, tag_text

@@ -14,15 +14,12 @@ import random
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
 import dicomml
-from dicomml.indexer.crawl import Entry
-from dicomml.indexer.scan import ScanOptions, scan_batch
 
 SOURCES = [
     "dcmqi/data/segmentations/24x38x3/image/IMG0001.dcm",  # implicit VR LE

@@ -288,8 +288,8 @@ def read_region(
                 )
             numcodecs.blosc.decompress(frame, buffer)
             lo = [i * c for i, c in zip(cidx, layout.chunks)]
-            src = tuple(slice(max(r.start, l) - l, min(r.stop, l + c) - l) for r, l, c in zip(region, lo, layout.chunks))
-            dst = tuple(slice(max(r.start, l) - s, min(r.stop, l + c) - s) for r, l, c, s in zip(region, lo, layout.chunks, starts))
+            src = tuple(slice(max(r.start, o) - o, min(r.stop, o + c) - o) for r, o, c in zip(region, lo, layout.chunks))
+            dst = tuple(slice(max(r.start, o) - s, min(r.stop, o + c) - s) for r, o, c, s in zip(region, lo, layout.chunks, starts))
             if lookup is None:
                 out[dst] = buffer[src]
             else:  # indices are in range by construction; mode="wrap" skips numpy's bounds checks
