@@ -1,7 +1,7 @@
 """Bridge to MONAI: samples of plain tensors <-> MONAI ``MetaTensor`` dicts.
 
 dicomml keeps plain tensors plus an explicit ``affine`` on the hot path
-(MetaTensor's ``__torch_function__`` costs ~100x per op, MONAI PR #4223);
+(MetaTensor's ``__torch_function__`` adds a large cost to every op, MONAI PR #4223);
 these two functions convert at the edge for MONAI transforms, inferers and
 savers. MONAI is imported on first use, so ``import dicomml.transforms``
 stays light.
