@@ -24,12 +24,13 @@ from pydicom.dataset import Dataset
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
-from dicomml.dicom.io import is_url, read_dataset
+from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
+from dicomml.limits import check_voxels
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -110,7 +111,9 @@ def load_files(
     (dtype('int16'), 'SPL')
     """
     sources = _read_headers([str(p) for p in paths], frames)
-    return _assemble(sources, on_irregular, dtype, threads, series_key=_single_group(sources))
+    key = _single_group(sources)
+    with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
+        return _assemble(sources, on_irregular, dtype, threads, series_key=key)
 
 
 def load_series(
@@ -151,7 +154,8 @@ def load_series(
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames)
-    return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
+    with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
+        return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
 
 
 def _frame_list(value: Any) -> list[int] | None:
@@ -199,7 +203,8 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
     def read(i: int) -> _Source:
         # Local files are read once (large values deferred); URLs are read again for their pixels.
         header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
-        table = frame_table(header)
+        with typed_errors(paths[i], "reading the frame geometry"):
+            table = frame_table(header)
         wanted = None if frames is None else frames[i]
         if wanted is None:
             rows = np.arange(len(table))
@@ -215,7 +220,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
 
     if any(is_url(p) for p in paths):  # remote reads wait on the network: threads overlap them
         return _map(read, list(range(len(paths))), _threads(remote=True, compressed=False))
-    # a local header is parsed in pure Python under the GIL: threads only contend (up to 2x slower here)
+    # a local header is parsed in pure Python under the GIL: threads would only contend for it
     return [read(i) for i in range(len(paths))]
 
 
@@ -324,7 +329,9 @@ def _decode_all(
         out_dtype = next(iter(stored))
     else:  # float64 only when asked for, or when the file stores 64-bit floats
         out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(np.float32, *stored)
-    out = np.empty((len(slopes), first.table.rows, first.table.columns), dtype=out_dtype)
+    shape = (len(slopes), first.table.rows, first.table.columns)
+    check_voxels(shape, f"{first.path} and the other files of its series")
+    out = np.empty(shape, dtype=out_dtype)
     slots_by_source = []
     start = 0
     for source in sources:
@@ -336,7 +343,8 @@ def _decode_all(
         source, rows, slots = item
         if rows.size:
             ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
-            decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+            with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+                decode_into(ds, source.table, rows, out, slots, rescale=not integer)
             for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
                 if keyword in source.header:
                     del source.header[keyword]  # the header lives on in meta; its pixels need not
@@ -362,8 +370,14 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
     ends = np.concatenate([low * slopes + intercepts, high * slopes + intercepts])
     lo, hi = float(ends.min()), float(ends.max())
     target = next(
-        np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max
+        (np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max),
+        None,
     )
+    if target is None:  # a slope or intercept past int64 (a lying header): exact integers are not possible
+        out64 = raw.astype(np.float64)
+        out64 *= slopes.reshape(-1, *[1] * (raw.ndim - 1))
+        out64 += intercepts.reshape(-1, *[1] * (raw.ndim - 1))
+        return out64
     uniform = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
     if target.itemsize == raw.itemsize:
         work = raw.view(f"u{raw.itemsize}")
