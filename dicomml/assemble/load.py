@@ -220,7 +220,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
 
     if any(is_url(p) for p in paths):  # remote reads wait on the network: threads overlap them
         return _map(read, list(range(len(paths))), _threads(remote=True, compressed=False))
-    # a local header is parsed in pure Python under the GIL: threads only contend (up to 2x slower here)
+    # a local header is parsed in pure Python under the GIL: threads would only contend for it
     return [read(i) for i in range(len(paths))]
 
 

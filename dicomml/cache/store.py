@@ -562,8 +562,7 @@ def _read_local(
 
     Against one read of the whole file, then decoding: a cold read overlaps
     the disk with decoding, and each chunk is decoded from a small buffer
-    still in the CPU cache (20 CT entries of 12 MB here: 19-21 vs 19-26 ms
-    each from disk, 7-10 vs 11-12 ms from the page cache).
+    still in the CPU cache (``benchmarks/bench_cache.py`` measures both).
     """
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -157,9 +157,6 @@ def _resolves(dotted: str) -> bool:
 def test_dotted_dicomml_names_in_the_docs_exist() -> None:
     pattern = re.compile(r"`(dicomml(?:\.[A-Za-z_]\w*)+)")
     missing = sorted(
-        f"{page.relative_to(ROOT)}: {name}"
-        for page in PAGES
-        for name in set(pattern.findall(page.read_text()))
-        if not _resolves(name)
+        f"{page.relative_to(ROOT)}: {name}" for page in PAGES for name in set(pattern.findall(page.read_text())) if not _resolves(name)
     )
     assert not missing, f"the documentation names objects that do not exist: {missing}"
