@@ -14,6 +14,7 @@ geometry that is present but malformed raises :class:`InvalidDicomFileError`.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -360,8 +361,11 @@ def _pixel_bytes(ds: Dataset) -> tuple[int, bool] | None:
     element = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     if isinstance(element, RawDataElement):
         undefined = element.length == 0xFFFFFFFF
-        if element.value is None:  # deferred: its length was read from the file
-            return None if undefined else (int(element.length), False)
+        if element.value is None:  # deferred: its length was read from the file, or is bounded by the file's
+            if not undefined:
+                return int(element.length), False
+            filename = getattr(ds, "filename", None)
+            return (os.path.getsize(filename), True) if isinstance(filename, str) and os.path.isfile(filename) else None
         return len(element.value), undefined
     return len(element.value or b""), bool(element.is_undefined_length)
 
