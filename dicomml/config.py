@@ -16,6 +16,7 @@ YAML layout (every key optional except ``name``)::
       dtype: int16              # int16 | uint16 | uint8 | float16 | float32
       masks: []                 # segment labels to cache; ["*"] = every segment
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
+      philips_scaling: float    # float (as dcm2niix) | display: Philips MR's private scaling
       volumes:                  # 4D series: which volumes to keep (default: all of them)
         by: all                 # all | index | echo | b_value | range
         values: []              # indices, echo numbers, b-values, or [start, stop(, step)]
@@ -56,6 +57,7 @@ from typing import Any
 
 import yaml
 
+from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling
 from dicomml.errors import ConfigError
 
 __all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "VolumeSelection", "WindowSpec", "load_config", "presets", "PRESET_DIR"]
@@ -166,6 +168,10 @@ class Deterministic:
     chunks
         Inner Zarr chunk shape (voxels, array axis order) of the cached image
         and masks; a random patch reads only the chunks it touches.
+    philips_scaling
+        ``"float"`` (Philips MR's private floating-point values, as dcm2niix
+        writes them) or ``"display"`` (the standard rescale only); see
+        :mod:`dicomml.dicom.philips`. Other images are the same either way.
     volumes
         Which volumes of a 4D series are kept (:class:`VolumeSelection`);
         every one by default.
@@ -177,6 +183,7 @@ class Deterministic:
     dtype: str = "int16"
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
+    philips_scaling: PhilipsScaling = "float"
     volumes: VolumeSelection = field(default_factory=VolumeSelection)
 
     def __post_init__(self) -> None:
@@ -194,6 +201,8 @@ class Deterministic:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
+        if self.philips_scaling not in PHILIPS_SCALINGS:
+            raise ConfigError(f"philips_scaling {self.philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
 
 
 @dataclass(frozen=True)
@@ -290,6 +299,7 @@ class PipelineConfig:
                     dtype=_typed(det.get("dtype", "int16"), str, "deterministic.dtype"),
                     masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
                     chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
+                    philips_scaling=_typed(det.get("philips_scaling", "float"), str, "deterministic.philips_scaling"),
                     volumes=_volumes(det.get("volumes")),
                 ),
                 at_load=AtLoad(

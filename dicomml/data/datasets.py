@@ -408,6 +408,6 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 f"cannot batch {key!r}: shapes {sorted(shapes)} differ; set deterministic.shape in the config "
                 "(crop/pad), use a PatchDataset, or batch_size=1"
             )
-        # a batch of one is a view: no copy (a 45 MB stack costs ~25 ms, mostly page faults)
+        # a batch of one is a view: a copy of a whole volume would cost page faults for nothing
         out[key] = values[0][None] if len(values) == 1 else torch.stack(values)
     return out

@@ -57,17 +57,16 @@ WORKER_MODULES = (
 #: Seconds between the client's fetches of finished tasks' report rows on a
 #: Dask cluster: each fetch is one request per worker for every row that
 #: finished since the last (and at the end). Fetching each row as its task
-#: finished took 0.22-0.28 s of client and scheduler CPU per 32 series here
-#: instead of 0.14-0.17 s, and answering took the workers' event loops away
-#: from the running task. The progress bar moves at each fetch.
+#: finished cost the client and scheduler more CPU, and answering took the
+#: workers' event loops away from the running task. The progress bar moves at
+#: each fetch.
 _FETCH_EVERY_S = 1.0
 
 #: The glibc setting Dask's nanny gives its workers (see :func:`local_cluster`).
 _MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 #: Dask settings of :func:`local_cluster`: no statistical profiler (it samples the
 #: running task every 10 ms), event-loop ticks, system and memory monitors at 1-2 s
-#: instead of 20-500 ms. Idle cluster of 2 workers here: 0.29 -> 0.055 CPU seconds
-#: in 3.4 s, all processes together.
+#: instead of 20-500 ms, so that an idle cluster leaves the cores to the tasks.
 _QUIET = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",

@@ -225,7 +225,10 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = apply_selection(load_series(manifest, source.series_key, threads=threads), config.deterministic.volumes)
+        volume = load_series(
+            manifest, source.series_key, threads=threads, philips_scaling=config.deterministic.philips_scaling
+        )
+        volume = apply_selection(volume, config.deterministic.volumes)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
