@@ -321,20 +321,31 @@ class PipelineConfig:
         ConfigError
             If the file is missing, is not YAML, or holds an invalid config.
         """
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(
-                f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset "
-                f"({', '.join(presets())})",
-                path=str(path),
-            ) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The mapping a config YAML file holds (``yaml.safe_load``), for a pipeline or a study config.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or its top level is not a mapping.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset "
+            f"({', '.join(presets())})",
+            path=str(path),
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
+    return data
 
 
 def presets() -> list[str]:

@@ -37,8 +37,8 @@ from pydicom.dataset import Dataset
 
 from dicomml.config import REDUCE, SELECT_BY, VolumeSelection
 from dicomml.dicom.frames import functional_item, header_value
-from dicomml.geometry.directions import gradients_in_axes
 from dicomml.errors import ConfigError
+from dicomml.geometry.directions import gradients_in_axes
 from dicomml.volume import Volume
 
 with warnings.catch_warnings():  # nibabel.nicom warns on import that its readers are experimental

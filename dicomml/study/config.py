@@ -29,12 +29,19 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from dicomml.config import AtLoad, Deterministic, PipelineConfig, VolumeSelection, _fields, _typed, _volumes, load_config
+from dicomml.config import (
+    AtLoad,
+    Deterministic,
+    PipelineConfig,
+    VolumeSelection,
+    _fields,
+    _typed,
+    _volumes,
+    load_config,
+    read_config_file,
+)
 from dicomml.errors import ConfigError
 
 __all__ = ["PREFER", "Role", "StudyConfig", "load_any_config", "load_study_config"]
@@ -185,16 +192,7 @@ class StudyConfig:
         ConfigError
             If the file is missing, is not YAML, or holds an invalid config.
         """
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config ({exc.strerror}); check the path", path=str(path)) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_config_file(path), source=str(path))
 
 
 def load_study_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str]) -> StudyConfig:
@@ -219,10 +217,10 @@ def load_any_config(config: PipelineConfig | StudyConfig | Mapping[str, Any] | s
     if isinstance(config, Mapping):
         return StudyConfig.from_dict(config) if "roles" in config else PipelineConfig.from_dict(config)
     try:
-        data = yaml.safe_load(Path(config).read_text())
-    except (OSError, yaml.YAMLError):
-        data = None  # a preset name, or a file load_config reports on
-    return StudyConfig.from_yaml(config) if isinstance(data, Mapping) and "roles" in data else load_config(config)
+        data: Mapping[str, Any] = read_config_file(config)
+    except ConfigError:
+        data = {}  # a preset name, or a file load_config reports on
+    return StudyConfig.from_dict(data, source=str(config)) if "roles" in data else load_config(config)
 
 
 def _role(name: str, item: Any) -> Role:
