@@ -238,8 +238,8 @@ class StudyDataset(SeriesDataset):
         :class:`~dicomml.study.StudyMatch`: the series each role picked;
         ``match.skipped`` lists the studies left out and why.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = StudyDataset("manifest/", "configs/brain_roles.yaml", cache="cache/")  # doctest: +SKIP
     >>> ds[0]["image"].shape, ds[0]["meta"]["roles"]  # doctest: +SKIP
     (torch.Size([4, 182, 218, 182]), ['t1', 't1c', 't2', 'flair'])

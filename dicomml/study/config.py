@@ -90,8 +90,8 @@ class Role:
 class StudyConfig:
     """Roles, reference grid and policies of study samples, plus the pipeline applied to them.
 
-    Example
-    -------
+    Examples
+    --------
     >>> cfg = StudyConfig.from_dict({"name": "s", "roles": {"ct": {"where": "modality = 'CT'"}}, "reference": "ct"})
     >>> cfg.role_names, cfg.missing
     (('ct',), 'skip')

@@ -61,8 +61,8 @@ class StudyMatch:
     def summary(self) -> pd.DataFrame:
         """Per role: studies with exactly one match, several (``ambiguous``; resolved by the tie-break or not), none.
 
-        Example
-        -------
+        Examples
+        --------
         >>> match_studies(manifest, config).summary()  # doctest: +SKIP
           role  matched  ambiguous  unresolved  missing
         0   t1       18          2           0        0

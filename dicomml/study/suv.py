@@ -55,8 +55,8 @@ def suv_factor(ds: Dataset) -> float:
         Naming the file and the missing or unusable tag, e.g. ``(0010,1030)
         PatientWeight``, or units that cannot be converted.
 
-    Example
-    -------
+    Examples
+    --------
     >>> factor = suv_factor(pydicom.dcmread("pet/IM0001.dcm", stop_before_pixels=True))  # doctest: +SKIP
     """
     units = str(_required(ds, ds, "Units")).upper()
