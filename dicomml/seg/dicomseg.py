@@ -12,6 +12,7 @@ nearest onto the image's, and the residual misalignment is reported in mm.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -20,9 +21,11 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels import pack_bits
+from pydicom.pixels.decoders.rle import _rle_decode_segment, _rle_parse_header  # no public per-segment decoder
 from pydicom.sr.coding import Code
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from dicomml.errors import (
     InvalidDicomFileError,
@@ -49,13 +52,58 @@ def _name(seg: Dataset) -> str:
     return str(getattr(seg, "filename", None) or f"SEG {seg.get('SOPInstanceUID', '?')}")
 
 
-def _little_endian(ds: Dataset) -> None:
-    """Rewrite a Big Endian SEG's pixel data as Explicit VR Little Endian, in place."""
-    frames = ds.pixel_array
+#: Deflated Image Frame Compression (DICOM 2024): each frame deflated on its own; pydicom 3.0 does not know it.
+DEFLATED_IMAGE_FRAME = UID("1.2.840.10008.1.2.8.1")
+
+
+def _frame_bytes(frame: bytes, syntax: UID) -> bytes:
+    """The native bytes of one encapsulated frame (RLE: its one segment; deflated: raw deflate)."""
+    if syntax == DEFLATED_IMAGE_FRAME:
+        return zlib.decompress(frame, -15)
+    offsets = _rle_parse_header(frame[:64])
+    if len(offsets) != 1:
+        raise ValueError(f"{len(offsets)} RLE segments where a 1-bit or 8-bit frame has one")
+    return _rle_decode_segment(frame[offsets[0] :])
+
+
+def _to_native(ds: Dataset, name: str) -> None:
+    """Rewrite the pixel data as Explicit VR Little Endian, in place, for what highdicom cannot decode.
+
+    That is Big Endian, and BINARY (1-bit) or any frames in RLE Lossless or
+    Deflated Image Frame Compression: pydicom's RLE decoders stop at 1 bit
+    allocated, and it does not know the deflated frame syntax.
+    """
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    ours = syntax == DEFLATED_IMAGE_FRAME or (syntax == RLELossless and ds.BitsAllocated == 1)
+    if not ours and syntax.is_little_endian:
+        return
+    rows, columns, count = int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1))
+    if not ours:  # Big Endian
+        frames = ds.pixel_array.reshape(count, rows, columns)
+    else:
+        dtype = np.dtype(f"<u{ds.BitsAllocated // 8}") if ds.BitsAllocated > 1 else np.dtype(np.uint8)
+        decoded = []
+        try:
+            for frame in generate_frames(ds.PixelData, number_of_frames=count):
+                data = np.frombuffer(_frame_bytes(frame, syntax), np.uint8)
+                if ds.BitsAllocated == 1:
+                    # each 1-bit frame is packed on its own, starting on a byte
+                    decoded.append(np.unpackbits(data, bitorder="little")[: rows * columns])
+                else:
+                    decoded.append(data.view(dtype)[: rows * columns])
+            frames = np.stack(decoded).reshape(count, rows, columns)
+        except (ValueError, zlib.error) as exc:
+            raise UnsupportedTransferSyntaxError(
+                f"{name}: the frames cannot be decoded from (0002,0010) Transfer Syntax {syntax} ({exc}); "
+                "convert the SEG to Explicit VR Little Endian (e.g. dcmconv +te)",
+                path=name,
+                tag="(0002,0010)",
+            ) from exc
     data = pack_bits(frames) if ds.BitsAllocated == 1 else frames.astype(frames.dtype.newbyteorder("<")).tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.PixelData = data + b"\0" * (len(data) % 2)
-    ds["PixelData"].VR = "OB"
+    ds["PixelData"].VR = "OB" if ds.BitsAllocated <= 8 else "OW"
+    ds["PixelData"].is_undefined_length = False
 
 
 def read_segmentation(source: _Source) -> hd.seg.Segmentation:
@@ -86,15 +134,14 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True)
     name = _name(ds)
     syntax = UID(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
-    if not syntax.is_transfer_syntax:
+    if not syntax.is_transfer_syntax and syntax != DEFLATED_IMAGE_FRAME:
         raise UnsupportedTransferSyntaxError(
             f"{name}: (0002,0010) Transfer Syntax UID {syntax} is not one pydicom {pydicom.__version__} knows; "
             "convert the SEG to Explicit VR Little Endian (e.g. dcmconv +te)",
             path=name,
             tag="(0002,0010)",
         )
-    if not syntax.is_little_endian:
-        _little_endian(ds)
+    _to_native(ds, name)
     try:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
@@ -162,6 +209,7 @@ class _Frames:
 
     positions: np.ndarray
     segments: np.ndarray
+    indices: np.ndarray  # 0-based frame numbers in the SEG
     orientation: tuple[float, ...]
     pixel_spacing: tuple[float, float]
 
@@ -186,28 +234,61 @@ def _functional(seg: Dataset, item: Dataset, shared: Dataset | None, pointer: tu
     )
 
 
-def _frames(seg: hd.seg.Segmentation) -> _Frames:
-    """Read each frame's plane position and segment from the functional groups."""
+def _other_series_instances(seg: hd.seg.Segmentation, series_uid: str) -> set[str]:
+    """SOP instances the SEG references in series other than ``series_uid`` (empty when it names one series)."""
+    by_series: dict[str, set[str]] = {}
+    studies = [seg] + list(seg.get("StudiesContainingOtherReferencedInstancesSequence", []))
+    for study in studies:
+        for series in study.get("ReferencedSeriesSequence", []):
+            uids = {str(item.ReferencedSOPInstanceUID) for item in series.get("ReferencedInstanceSequence", [])}
+            by_series.setdefault(str(series.get("SeriesInstanceUID", "")), set()).update(uids)
+    if len(by_series) < 2 or series_uid not in by_series:
+        return set()
+    return set().union(*(uids for uid, uids in by_series.items() if uid != series_uid))
+
+
+def _sources(item: Dataset) -> set[str]:
+    """SOP instances a frame was derived from (Derivation Image Sequence / Source Image Sequence)."""
+    return {
+        str(source.ReferencedSOPInstanceUID)
+        for derivation in item.get("DerivationImageSequence", [])
+        for source in derivation.get("SourceImageSequence", [])
+    }
+
+
+def _frames(seg: hd.seg.Segmentation, series_uid: str) -> _Frames:
+    """Read each frame's plane position and segment from the functional groups.
+
+    Frames derived only from instances of another series than ``series_uid``
+    (a SEG over several series) get segment -1 and take no part.
+    """
     per_frame = seg.PerFrameFunctionalGroupsSequence
     shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
     labelmap = seg.segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
-    positions = np.empty((len(per_frame), 3))
+    others = _other_series_instances(seg, series_uid)
+    positions = np.zeros((len(per_frame), 3))
     segments = np.zeros(len(per_frame), dtype=np.int64)
     orientations = set()
     spacings = set()
     for i, item in enumerate(per_frame):
+        sources = _sources(item) if others else set()
+        if sources and sources <= others:
+            segments[i] = -1
+            continue
         positions[i] = _functional(seg, item, shared, _POSITION)
         orientations.add(tuple(float(v) for v in _functional(seg, item, shared, _ORIENTATION)))
         spacings.add(tuple(float(v) for v in _functional(seg, item, shared, _SPACING)))
         if not labelmap:
-            segments[i] = int(_functional(seg, item, None, _SEGMENT))
+            # highdicom puts a lone segment's identification in the shared groups
+            segments[i] = int(_functional(seg, item, shared, _SEGMENT))
     if len(orientations) != 1 or len(spacings) != 1:
         raise SegReferenceError(
             f"{_name(seg)}: frames differ in (0020,0037) Image Orientation or (0028,0030) Pixel Spacing "
             f"({len(orientations)} orientations, {len(spacings)} spacings); expected one plane geometry",
             path=_name(seg),
         )
-    return _Frames(positions, segments, orientations.pop(), spacings.pop())  # type: ignore[arg-type]
+    kept = segments >= 0
+    return _Frames(positions[kept], segments[kept], np.flatnonzero(kept), orientations.pop(), spacings.pop())  # type: ignore[arg-type]
 
 
 def _decode_frame(seg: hd.seg.Segmentation, index: int) -> np.ndarray:
@@ -317,16 +398,16 @@ def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canva
     chosen = set(canvas.numbers)
     padding = seg.get("PixelPaddingValue") if labelmap else None
     pixels = _Pixels(seg)
-    for i, segment in enumerate(frames.segments.tolist()):
+    for i, (number, segment) in enumerate(zip(frames.indices.tolist(), frames.segments.tolist())):
         if not labelmap and segment not in chosen:
             continue
-        frame, offset = pixels.window(i)
+        frame, offset = pixels.window(number)
         if padding is not None:
             frame = np.where(frame == padding, 0, frame)
         indexer, view, whole = place(plane_map, i, frame, canvas.shape, offset)
         if not whole and np.count_nonzero(view) != np.count_nonzero(frame):
             raise SegReferenceError(
-                f"{_name(seg)}: frame {i + 1} at (0020,0032) {frames.positions[i].tolist()} mm has segment "
+                f"{_name(seg)}: frame {number + 1} at (0020,0032) {frames.positions[i].tolist()} mm has segment "
                 f"pixels outside {target}; the SEG does not belong to this image "
                 "(check the referenced series, or pass the right reference=)",
                 path=_name(seg),
@@ -409,7 +490,7 @@ def seg_to_grid(
         )
     referenced = [item.get("SeriesInstanceUID") for item in seg.get("ReferencedSeriesSequence", [])]
     check_frame_of_reference(_name(seg), [seg.get("FrameOfReferenceUID")], referenced, reference, "(0020,0052)")
-    frames = _frames(seg)
+    frames = _frames(seg, str(reference.meta.get("series_uid") or ""))
     plane_shape = (int(seg.Rows), int(seg.Columns))
     shape = reference.spatial_shape
     plane_map = map_planes(reference.affine, frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
