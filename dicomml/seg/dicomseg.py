@@ -63,7 +63,7 @@ def _frame_bytes(frame: bytes, syntax: UID) -> bytes:
     offsets = _rle_parse_header(frame[:64])
     if len(offsets) != 1:
         raise ValueError(f"{len(offsets)} RLE segments where a 1-bit or 8-bit frame has one")
-    return _rle_decode_segment(frame[offsets[0] :])
+    return bytes(_rle_decode_segment(frame[offsets[0] :]))
 
 
 def _to_native(ds: Dataset, name: str) -> None:
@@ -99,9 +99,9 @@ def _to_native(ds: Dataset, name: str) -> None:
                 path=name,
                 tag="(0002,0010)",
             ) from exc
-    data = pack_bits(frames) if ds.BitsAllocated == 1 else frames.astype(frames.dtype.newbyteorder("<")).tobytes()
+    native = pack_bits(frames) if ds.BitsAllocated == 1 else frames.astype(frames.dtype.newbyteorder("<")).tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.PixelData = data + b"\0" * (len(data) % 2)
+    ds.PixelData = native + b"\0" * (len(native) % 2)
     ds["PixelData"].VR = "OB" if ds.BitsAllocated <= 8 else "OW"
     ds["PixelData"].is_undefined_length = False
 
