@@ -48,7 +48,17 @@ import yaml
 
 from dicomml.errors import ConfigError
 
-__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config"]
+__all__ = [
+    "Annotations",
+    "AtLoad",
+    "Augmentation",
+    "Deterministic",
+    "Label",
+    "PipelineConfig",
+    "WindowSpec",
+    "load_config",
+    "parse_labels",
+]
 
 _DTYPES = ("int16", "uint16", "uint8", "float16", "float32")
 _NORMALIZE = ("none", "zscore")
@@ -97,6 +107,152 @@ class Augmentation:
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the transform's constructor (lists for sequences)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+
+
+_LABEL_MODES = ("channels", "label_map")
+_CHOOSE = ("all", "newest", "union", "each")
+_ON_BAD = ("raise", "skip")
+_ON_IRREGULAR = ("raise", "resample", "keep")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One class of a dataset's label map.
+
+    Attributes
+    ----------
+    name
+        The class name; also the SegmentLabel / ROIName written back.
+    value
+        Its value in a label map (1, 2...); in multi-hot masks its channel is
+        its rank among the labels.
+    codes
+        Segmented property type codes that identify it, ``"SCHEME:VALUE"``
+        (``"SCT:10200004"``); the first is the one written back.
+    aliases
+        Other names it goes by in annotations (matched case-insensitively).
+    color
+        RGB display colour (0-255) written back, or None for a default.
+    """
+
+    name: str
+    value: int
+    codes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    color: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError(f"label {self.value}: needs a non-empty name")
+        if self.value < 1:
+            raise ConfigError(f"label {self.name!r}: value {self.value} must be >= 1 (0 is background)")
+        for code in self.codes:
+            if len(code.split(":")) != 2 or not all(code.split(":")):
+                raise ConfigError(f"label {self.name!r}: code {code!r} is not SCHEME:VALUE (e.g. SCT:10200004)")
+        if self.color is not None and (len(self.color) != 3 or not all(0 <= c <= 255 for c in self.color)):
+            raise ConfigError(f"label {self.name!r}: color {list(self.color)} must be three values in 0-255")
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Which annotations of a series become its masks, and how.
+
+    Attributes
+    ----------
+    labels
+        The dataset's label map; every sample gets these classes in this
+        order, an absent one as an empty channel. Empty: the masks named by
+        ``Deterministic.masks`` as each annotation has them.
+    mode
+        ``"channels"``: one multi-hot channel per label; ``"label_map"``: one
+        channel of label values.
+    choose
+        Among several annotations of a series: ``"all"`` (every one, merged
+        per label), ``"newest"`` (latest series date/time), ``"union"`` (as
+        ``all``, explicitly), ``"each"`` (one sample per annotation), or
+        ``"description:TEXT"`` (those whose series description contains TEXT,
+        case-insensitive).
+    on_bad
+        An annotation that cannot be read or placed: ``"raise"``, or
+        ``"skip"`` (recorded in the sample's meta; its siblings still load).
+    """
+
+    labels: tuple[Label, ...] = ()
+    mode: str = "channels"
+    choose: str = "all"
+    on_bad: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.mode not in _LABEL_MODES:
+            raise ConfigError(f"annotations.mode {self.mode!r} is not one of {', '.join(_LABEL_MODES)}")
+        if self.choose not in _CHOOSE and not self.choose.startswith("description:"):
+            raise ConfigError(
+                f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)} or description:TEXT"
+            )
+        if self.on_bad not in _ON_BAD:
+            raise ConfigError(f"annotations.on_bad {self.on_bad!r} is not one of {', '.join(_ON_BAD)}")
+        values = [label.value for label in self.labels]
+        names = [label.name.lower() for label in self.labels]
+        if len(set(values)) != len(values) or len(set(names)) != len(names):
+            raise ConfigError("annotations.labels: each label needs its own name and value")
+
+
+def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
+    """Labels from their short forms.
+
+    Parameters
+    ----------
+    spec
+        ``{name: value}`` (a label map), ``[name, ...]`` (channels, values 1,
+        2...), ``{name: {value, codes, aliases, color}}``, or Label objects.
+    key
+        Where ``spec`` came from, for messages.
+
+    Returns
+    -------
+    tuple of Label
+        Sorted by value.
+
+    Raises
+    ------
+    ConfigError
+        For a form it cannot read.
+
+    Example
+    -------
+    >>> [(l.name, l.value) for l in parse_labels({"liver": 1, "tumor": 2})]
+    [('liver', 1), ('tumor', 2)]
+    >>> parse_labels([{"name": "liver", "codes": ["SCT:10200004"]}])[0].codes
+    ('SCT:10200004',)
+    """
+    if spec is None:
+        return ()
+    if isinstance(spec, Mapping):
+        items = [(name, v if isinstance(v, Mapping) else {"value": v}) for name, v in spec.items()]
+    elif isinstance(spec, (list, tuple)):
+        items = [(None, item) for item in spec]
+    else:
+        raise ConfigError(f"{key}: got {type(spec).__name__}, expected a mapping or a list")
+    labels = []
+    for rank, (name, item) in enumerate(items, start=1):
+        if isinstance(item, Label):
+            labels.append(item)
+            continue
+        if isinstance(item, str):
+            item = {"name": item}
+        where = f"{key}[{name or rank}]"
+        entry = _fields(item, ("name", "value", "codes", "aliases", "color"), where)
+        color = entry.get("color")
+        labels.append(
+            Label(
+                name=_typed(entry.get("name", name), str, f"{where}.name"),
+                value=_typed(entry.get("value", rank), int, f"{where}.value"),
+                codes=tuple(_typed(c, str, f"{where}.codes[]") for c in _seq(entry.get("codes"), f"{where}.codes")),
+                aliases=tuple(_typed(a, str, f"{where}.aliases[]") for a in _seq(entry.get("aliases"), f"{where}.aliases")),
+                color=None if color is None else tuple(_typed(c, int, f"{where}.color[]") for c in _seq(color, f"{where}.color")),  # type: ignore[arg-type]
+            )
+        )
+    return tuple(sorted(labels, key=lambda label: label.value))
 
 
 @dataclass(frozen=True)
