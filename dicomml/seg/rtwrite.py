@@ -1,9 +1,11 @@
 """Write-back as an RT Structure Set: one ROI per label, CLOSED_PLANAR contours per source slice.
 
 Contours come from marching squares (scikit-image ``find_contours``) on each
-slice of the mask or probability map, once it is on the source grid, so they
-run between pixel centres with sub-voxel accuracy rather than along them.
-Holes follow the convention dicomml's and rt-utils' readers fill by: an inner
+slice, once the prediction is on the source grid. Probabilities are traced at
+the threshold's iso-line, between pixel centres (sub-voxel). Masks are traced
+a hair inside their boundary pixels' centres, where OpenCV and rt-utils trace
+them, so both the centre-inside rule (dicomml, most planning systems) and
+rt-utils' rounding fill give the mask back. Holes follow the convention dicomml's and rt-utils' readers fill by: an inner
 contour on the same slice is a hole (even-odd rule). highdicom has no
 RTSTRUCT encoder, so the dataset is built here with pydicom.
 """
@@ -26,7 +28,10 @@ from dicomml.config import Label, parse_labels
 from dicomml.errors import ConfigError
 from dicomml.seg.write import Labels, Prediction, SourceGrid, load_prediction, source_grid, to_source_grid
 
-__all__ = ["slice_contours", "write_rtstruct"]
+__all__ = ["MASK_LEVEL", "slice_contours", "write_rtstruct"]
+
+#: Iso-level a binary mask is traced at: 1e-3 pixel outside its boundary pixels' centres.
+MASK_LEVEL = 1.0 - 1e-3
 
 RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
 #: Display colours for labels without one (RGB).
@@ -37,7 +42,7 @@ _COPIED = (
 )
 
 
-def slice_contours(plane: np.ndarray, level: float = 0.5) -> list[np.ndarray]:
+def slice_contours(plane: np.ndarray, level: float = MASK_LEVEL) -> list[np.ndarray]:
     """Closed contours of one 2D plane at ``level``, in pixel indices.
 
     Parameters
@@ -45,7 +50,8 @@ def slice_contours(plane: np.ndarray, level: float = 0.5) -> list[np.ndarray]:
     plane
         (rows, columns): a binary mask or probabilities.
     level
-        The iso-value traced (0.5 for a mask; the threshold for probabilities).
+        The iso-value traced (:data:`MASK_LEVEL` for a mask; the threshold
+        for probabilities).
 
     Returns
     -------
@@ -56,7 +62,7 @@ def slice_contours(plane: np.ndarray, level: float = 0.5) -> list[np.ndarray]:
     Example
     -------
     >>> square = np.zeros((5, 5)); square[1:4, 1:4] = 1
-    >>> [c.shape for c in slice_contours(square)]
+    >>> [c.shape for c in slice_contours(square, MASK_LEVEL)]
     [(12, 2)]
     """
     padded = np.pad(np.asarray(plane, dtype=np.float64), 1)  # closes contours that touch the border
@@ -159,7 +165,7 @@ def write_rtstruct(
     out
         Path of the RTSTRUCT file to write.
     threshold
-        Probabilities are contoured at this iso-value (sub-voxel); masks at 0.5.
+        Probabilities are contoured at this iso-value (sub-voxel).
     algorithm
         Written as the ManufacturerModelName.
     series_description, series_number
@@ -191,7 +197,7 @@ def write_rtstruct(
     channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold)
     if channels.ndim == 3:  # a label map of segment numbers
         channels = np.stack([channels == n for n in range(1, len(chosen) + 1)], axis=-1)
-    level = threshold if soft else 0.5
+    level = threshold if soft else MASK_LEVEL
     contours = [_roi_contours(channels[..., c], grid, level) for c in range(len(chosen))]
     ds = _structure_set(grid, chosen, contours, algorithm, series_description, series_number)
     path = Path(out)

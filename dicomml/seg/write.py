@@ -227,7 +227,8 @@ def to_source_grid(
         The prediction (:func:`load_prediction`): an integer label map
         ``(i, j, k)`` of label values, or channels ``(C, i, j, k)`` in the
         order of ``labels`` (one more channel first = background), either
-        probabilities (floating) or multi-hot (integer / bool).
+        probabilities (floating) or multi-hot (integer / bool). One integer
+        channel is a label map (MONAI's ``(1, i, j, k)``).
     grid
         The source grid.
     labels
@@ -254,6 +255,8 @@ def to_source_grid(
         values the labels do not name.
     """
     count = len(labels)
+    if array.ndim == 4 and array.shape[0] == 1 and array.dtype.kind in "biu":
+        array = array[0]  # MONAI's (1, i, j, k) label map
     if array.ndim == 3:
         if array.dtype.kind == "f":
             raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; "

@@ -116,3 +116,59 @@ def write_seg(
     )
     seg.save_as(path)
     return path
+
+
+def write_ct(folder: Path, shape: tuple[int, int, int], spacing: float, *, seed: int = 0) -> list[Path]:
+    """An axial CT (HFS, LPS+ tags) of ``shape`` (slices, rows, columns) with cubic ``spacing`` mm voxels."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = lambda *parts: generate_uid(entropy_srcs=["dicomml-tests-ct", str(seed), *map(str, parts)])  # noqa: E731
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(shape[0]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = uid("image", k)
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^CT", "CT-1", "19700101", "O"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uid("study"), uid("series"), uid("for")
+        ds.StudyDate = ds.SeriesDate = "20260101"
+        ds.StudyTime = ds.SeriesTime = "090000"
+        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "A1", ""
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer = "CT", 2, shape[0] - k, "tests"
+        ds.PatientPosition = "HFS"
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.ImagePositionPatient = [-20.0, -25.0, 40.0 - k * spacing]  # written feet to head by InstanceNumber
+        ds.PixelSpacing = [spacing, spacing]
+        ds.SliceThickness = spacing
+        ds.Rows, ds.Columns = shape[1], shape[2]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024.0, 1.0
+        ds.PixelData = rng.integers(0, 4096, shape[1:], dtype=np.uint16).tobytes()
+        path = folder / f"IM{k:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def to_sitk(array: np.ndarray, affine: np.ndarray):
+    """A SimpleITK image of an (i, j, k) array whose affine maps indices to RAS+ mm (SimpleITK is LPS+)."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))  # SimpleITK's x is the array's last axis
+    lps = (LPS_TO_RAS @ np.asarray(affine, dtype=float))[:3]
+    columns = lps[:, :3][:, ::-1]
+    spacing = np.linalg.norm(columns, axis=0)
+    image.SetOrigin(lps[:, 3].tolist())
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((columns / spacing).ravel().tolist())
+    return image
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return float(2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
