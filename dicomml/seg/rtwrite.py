@@ -94,7 +94,7 @@ def _structure_set(grid: SourceGrid, labels: Sequence[Label], contours: list[lis
     ds = Dataset()
     for keyword in _COPIED:
         if keyword in first:
-            setattr(ds, keyword, first.data_element(keyword).value)
+            setattr(ds, keyword, first[keyword].value)
     ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET, hd.UID()
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", hd.UID(), series_number
     ds.SeriesDescription, ds.InstanceNumber = description, 1

@@ -169,7 +169,7 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
     if isinstance(prediction, (str, os.PathLike)):
         import nibabel as nib
 
-        image = nib.load(str(prediction))
+        image: Any = nib.load(str(prediction))
         array = np.asanyarray(image.dataobj)
         if array.ndim == 4:
             array = np.moveaxis(array, -1, 0)

@@ -172,3 +172,69 @@ def to_sitk(array: np.ndarray, affine: np.ndarray):
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     return float(2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
+
+
+def write_annotated_series(folder: Path) -> dict[str, Path]:
+    """A CT with five annotations that name the same structures differently, and one broken RTSTRUCT.
+
+    ``seg_a``: segment "Liver" coded SCT:10200004; ``seg_b``: "LIVER" coded
+    SRT:T-62000 (the retired code) and "Tumour"; ``seg_c``: "leber", not
+    coded, written a day later; ``rt_good``: ROI "liver"; ``rt_bad``: a
+    contour 50 mm below the CT. The liver is the same ellipse in all of them.
+    """
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    import dicomml
+
+    files = write_ct(folder / "ct", (6, 40, 40), 1.0, seed=7)
+    sources = [pydicom.dcmread(p) for p in files]
+    grid = header_grid(files)
+    rows, columns = np.mgrid[:40, :40]
+    liver = np.zeros(grid.spatial_shape, np.uint8)
+    liver[1:5][:, np.hypot(rows - 20, columns - 18) < 9] = 1
+    tumor = np.zeros_like(liver)
+    tumor[2:4][:, np.hypot(rows - 20, columns - 18) < 3] = 1
+
+    def seg(name: str, segments: list[tuple[str, Code]], masks: list[np.ndarray], date: str) -> Path:
+        descriptions = [
+            hd.seg.SegmentDescription(
+                segment_number=i, segment_label=label, segmented_property_category=Code("91723000", "SCT", "Anatomical Structure"),
+                segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+            )
+            for i, (label, code) in enumerate(segments, start=1)
+        ]
+        order = np.argsort([float(ds.ImagePositionPatient[2]) for ds in sources])
+        ordered = [sources[i] for i in order]  # header_grid's slice order: along the normal
+        pixels = np.stack(masks, axis=-1)
+        out = hd.seg.Segmentation(
+            source_images=ordered, pixel_array=pixels, segmentation_type="BINARY", segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(), series_number=50, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="tests", manufacturer_model_name="none", software_versions="0", device_serial_number="0",
+            series_description=name, series_date=datetime.date.fromisoformat(date),
+            series_time=datetime.time(10, 0),
+        )
+        path = folder / f"{name}.dcm"
+        out.save_as(path)
+        return path
+
+    import datetime
+
+    sct_liver = Code("10200004", "SCT", "Liver")
+    paths = {
+        "seg_a": seg("seg_a", [("Liver", sct_liver)], [liver], "2026-01-01"),
+        "seg_b": seg("seg_b", [("LIVER", Code("T-62000", "SRT", "Liver")), ("Tumour", Code("108369006", "SCT", "Neoplasm"))],
+                     [liver, tumor], "2026-01-02"),
+        "seg_c": seg("seg_c", [("leber", Code("85756007", "SCT", "Tissue"))], [liver], "2026-01-03"),
+    }
+    paths["rt_good"] = dicomml.write_rtstruct(liver, files, {"liver": 1}, folder / "rt_good.dcm", affine=grid.affine)
+    bad = pydicom.dcmread(paths["rt_good"])
+    for contour in bad.ROIContourSequence[0].ContourSequence:
+        points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        points[:, 2] -= 50.0
+        contour.ContourData = [f"{v:.4f}" for v in points.ravel()]
+    bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = hd.UID()
+    bad.save_as(folder / "rt_bad.dcm")
+    paths["rt_bad"] = folder / "rt_bad.dcm"
+    paths["liver"], paths["tumor"] = liver, tumor  # type: ignore[assignment]
+    return paths

@@ -206,3 +206,33 @@ def test_rtstruct_contours_probabilities_between_pixel_centres(ct, tmp_path) -> 
     index = np.column_stack([points, np.ones(len(points))]) @ to_index.T
     left = index[:, 2].min()
     assert abs(left - 20.25) < 1e-3
+
+
+def _dicomml(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from dicomml.cli.main import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+
+def test_write_seg_and_write_rtstruct_cli(ct, tmp_path) -> None:
+    grid = source_grid(ct)
+    labels = _label_map(grid.shape)
+    nib.save(nib.Nifti1Image(labels, grid.affine), tmp_path / "pred.nii.gz")
+    manifest = dicomml.index(ct, tmp_path / "manifest")
+    key = manifest.series.series_key.iloc[0]
+    result = _dicomml("write-seg", str(tmp_path / "pred.nii.gz"), "--manifest", str(manifest.path), "--series", key,
+                      "--label", "liver=1", "--label", "tumor=2", "--kind", "labelmap", "-o", str(tmp_path / "s.dcm"))
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(_read_back(tmp_path / "s.dcm", grid), np.stack([labels == 1, labels == 2], axis=-1))
+    (tmp_path / "labels.yaml").write_text("liver: {value: 1, codes: ['SCT:10200004']}\ntumor: 2\n")
+    result = _dicomml("write-rtstruct", str(tmp_path / "pred.nii.gz"), "--source", str(ct),
+                      "--label", str(tmp_path / "labels.yaml"), "-o", str(tmp_path / "rt.dcm"))
+    assert result.returncode == 0, result.stderr
+    assert [roi.ROIName for roi in pydicom.dcmread(tmp_path / "rt.dcm").StructureSetROISequence] == ["liver", "tumor"]
+    result = _dicomml("write-seg", str(tmp_path / "pred.nii.gz"), "--source", str(ct), "--label", "liver=1",
+                      "-o", str(tmp_path / "x.dcm"))
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "label values [2]" in result.stderr
