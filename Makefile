@@ -9,7 +9,7 @@ $(BIN)/dicomml: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench docs
 install: $(BIN)/dicomml
 
 demo: install
@@ -17,7 +17,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m mypy dicomml
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 	$(BIN)/python -m pytest -q -n 2 tests
+
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

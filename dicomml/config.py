@@ -23,8 +23,8 @@ YAML layout (every key optional except ``name``)::
       augment:                  # random transforms of dicomml.transforms, in order
         - {name: RandFlip, params: {axes: [0, 1, 2], p: 0.5}}
 
-Example
--------
+Examples
+--------
 >>> cfg = PipelineConfig.from_dict({"name": "demo", "deterministic": {"spacing": [1.5, 1.5, 1.5]}})
 >>> cfg.deterministic.spacing
 (1.5, 1.5, 1.5)
@@ -331,8 +331,8 @@ class AtLoad:
 class PipelineConfig:
     """A named pipeline: :class:`Deterministic` then :class:`AtLoad`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> cfg = PipelineConfig("x", Deterministic(spacing=(1.0, 1.0, 1.0)))
     >>> cfg.canonical()
     '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"RAS","shape":null,"spacing":[1.0,1.0,1.0]}'
@@ -429,8 +429,8 @@ class PipelineConfig:
 def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConfig:
     """Accept a config object or the path of its YAML file.
 
-    Example
-    -------
+    Examples
+    --------
     >>> load_config(PipelineConfig("x")).name
     'x'
     """

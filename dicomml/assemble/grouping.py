@@ -62,8 +62,8 @@ def group_keys(series_uid: str, sop_class: str, folder: str, table: FrameTable) 
     list of str
         ``len(table)`` keys; frames that belong in one volume share a key.
 
-    Example
-    -------
+    Examples
+    --------
     >>> keys = group_keys("1.2.3", "1.2.840.10008.5.1.4.1.1.4", "/data/s1", table)  # doctest: +SKIP
     >>> len(keys[0])  # doctest: +SKIP
     16
@@ -82,6 +82,6 @@ def group_keys(series_uid: str, sop_class: str, folder: str, table: FrameTable) 
             table.kind[i],
         )
         if parts not in cache:
-            cache[parts] = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+            cache[parts] = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
         keys.append(cache[parts])
     return keys

@@ -100,8 +100,8 @@ def load_files(
     InvalidDicomFileError, UnsupportedTransferSyntaxError
         For a file that cannot be read or decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_files(sorted(Path("ct").glob("*.dcm")))  # doctest: +SKIP
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
@@ -140,8 +140,8 @@ def load_series(
     SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError
         As for :func:`load_files`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
     from dicomml.indexer.manifest import Manifest  # the indexer imports assembly's grouping

@@ -127,8 +127,8 @@ class Entry:
         CacheIntegrityError
             If a chunk touched is missing or fails its checksum.
 
-        Example
-        -------
+        Examples
+        --------
         >>> patch = entry.read("image", start=(10, 20, 30), size=(96, 96, 96))  # doctest: +SKIP
         """
         layout = self.layouts[name]
@@ -173,8 +173,8 @@ class Cache:
     storage_options
         Passed to fsspec for remote URLs.
 
-    Example
-    -------
+    Examples
+    --------
     >>> cache = Cache(tmp_path / "cache")  # doctest: +SKIP
     >>> cache.put("k1", np.zeros((4, 5, 6), np.int16), np.eye(4))  # doctest: +SKIP
     >>> cache.open("k1").read().shape  # doctest: +SKIP

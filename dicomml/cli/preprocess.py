@@ -44,8 +44,8 @@ def shard_from_env(env: Mapping[str, str]) -> tuple[tuple[int, int], str] | None
     ConfigError
         If a variable is not an integer or the index is out of range.
 
-    Example
-    -------
+    Examples
+    --------
     >>> shard_from_env({"RANK": "3", "WORLD_SIZE": "8"})
     ((3, 8), 'RANK/WORLD_SIZE')
     >>> shard_from_env({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "10"})

@@ -167,8 +167,8 @@ class SeriesDataset(_CachedDataset):
     seed
         Base of every random draw (with the epoch and the index).
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = SeriesDataset("manifest/", "configs/ct_1mm.yaml", cache="cache/", where="modality = 'CT'")  # doctest: +SKIP
     >>> ds[0]["image"].shape  # doctest: +SKIP
     torch.Size([1, 350, 350, 240])
@@ -200,7 +200,7 @@ class PatchDataset(_CachedDataset):
 
     Parameters
     ----------
-    manifest, config, cache, where, series_keys, cache_only, transform, seed
+    manifest, config, cache
         As for :class:`SeriesDataset`.
     patch_size
         (i, j, k) voxels; a volume smaller than the patch is padded at its
@@ -215,9 +215,12 @@ class PatchDataset(_CachedDataset):
         ``label_balanced``: probability that a patch is centred on foreground
         (of a mask channel drawn uniformly; ``meta["positive_channel"]`` says
         which, None for a uniform patch).
+    **kwargs
+        ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``:
+        as for :class:`SeriesDataset`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = PatchDataset("manifest/", "configs/ct_seg.yaml", "cache/", patch_size=(96, 96, 96),
     ...                   samples_per_volume=8, sampler="label_balanced")  # doctest: +SKIP
     >>> ds[0]["image"].shape, ds[0]["meta"]["patch_start"]  # doctest: +SKIP
@@ -306,8 +309,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         If images of one batch differ in shape (whole series without a
         ``deterministic.shape``): set one, or use ``batch_size=1``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> out = collate([{"image": torch.zeros(1, 2, 2, 2), "meta": {"i": 0}}] * 2)
     >>> out["image"].shape, out["meta"]
     (torch.Size([2, 1, 2, 2, 2]), [{'i': 0}, {'i': 0}])

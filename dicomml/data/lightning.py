@@ -30,8 +30,8 @@ class DataModule(LightningDataModule):
     num_workers
         DataLoader workers; workers persist across epochs when > 0.
 
-    Example
-    -------
+    Examples
+    --------
     >>> dm = DataModule(PatchDataset(...), SeriesDataset(...), batch_size=4, num_workers=2)  # doctest: +SKIP
     >>> lightning.Trainer(max_epochs=10).fit(model, datamodule=dm)  # doctest: +SKIP
     """

@@ -118,8 +118,8 @@ def header_value(ds: Dataset, keyword: str) -> Any:
     InvalidDicomFileError
         If the value cannot be parsed.
 
-    Example
-    -------
+    Examples
+    --------
     >>> header_value(ds, "Rows")  # doctest: +SKIP
     512
     """
@@ -146,8 +146,8 @@ def frame_table(ds: Dataset) -> FrameTable:
         present but malformed (wrong number of values, not a number), or a
         mosaic lacks the CSA header that says how to cut it.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = pydicom.dcmread(path, stop_before_pixels=True)  # doctest: +SKIP
     >>> t = frame_table(ds)  # doctest: +SKIP
     >>> t.positions.shape  # doctest: +SKIP

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-__all__ = ["Manifest", "TABLES", "duckdb_connection"]
+__all__ = ["Manifest", "TABLES", "duckdb_connection", "parquet_view"]
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
@@ -39,6 +39,11 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
 TABLES = ("instances", "series", "annotations", "errors")
 
 
+def parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], **options: Any) -> None:
+    """Create (or replace) the view ``name`` over Parquet ``files``; the paths are passed as values, never pasted into SQL."""
+    con.read_parquet(files, **options).create_view(name, replace=True)
+
+
 class Manifest:
     """A manifest folder written by :func:`dicomml.index`.
 
@@ -58,8 +63,8 @@ class Manifest:
     ManifestError
         If the folder holds no manifest, or one of another schema version.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = Manifest("manifest")  # doctest: +SKIP
     >>> m.sql("SELECT modality, count(*) n FROM series GROUP BY modality")  # doctest: +SKIP
     """
@@ -136,7 +141,7 @@ class Manifest:
         for table in TABLES:
             files = self.files(table)
             if files:
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({files!r}, union_by_name=true)")
+                parquet_view(con, table, files, union_by_name=True)
             else:
                 con.register(f"_{table}_empty", self.schema(table).empty_table())
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
@@ -156,8 +161,8 @@ class Manifest:
         -------
         pandas.DataFrame
 
-        Example
-        -------
+        Examples
+        --------
         >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
         """
         con = self.connect()

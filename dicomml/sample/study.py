@@ -246,8 +246,8 @@ def write_sample_study(directory: str | Path, *, seed: int = 0) -> SampleStudy:
     SampleStudy
         The paths written and the series UIDs.
 
-    Example
-    -------
+    Examples
+    --------
     >>> study = write_sample_study(tmp_path)  # doctest: +SKIP
     >>> len(study.ct), len(study.mr), study.seg.name  # doctest: +SKIP
     (80, 28, 'seg.dcm')

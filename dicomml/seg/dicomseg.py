@@ -125,8 +125,8 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     UnsupportedTransferSyntaxError
         If its transfer syntax is not one pydicom knows.
 
-    Example
-    -------
+    Examples
+    --------
     >>> seg = read_segmentation(data_file("dcmqi/data/segmentations/liver.dcm"))  # doctest: +SKIP
     >>> seg.segment_numbers  # doctest: +SKIP
     [1]
@@ -174,8 +174,8 @@ def select_segments(seg: hd.seg.Segmentation, segments: SegmentSelector | Sequen
     SegmentNotFoundError
         If a selector matches no segment.
 
-    Example
-    -------
+    Examples
+    --------
     >>> select_segments(seg, ["Liver", 2])  # doctest: +SKIP
     [1, 2]
     """
@@ -472,8 +472,8 @@ def seg_to_grid(
     UnsupportedTransferSyntaxError
         If the frames cannot be decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> mask = seg_to_grid("liver.dcm", load_series(manifest, key))  # doctest: +SKIP
     >>> mask.meta["labels"], mask.array.shape  # doctest: +SKIP
     ({1: 'Liver'}, (3, 512, 512))

@@ -89,8 +89,8 @@ def load_mask(
     ConfigError
         If ``threshold`` is given for an RTSTRUCT.
 
-    Example
-    -------
+    Examples
+    --------
     >>> row = dicomml.pairs("manifest/").iloc[0]  # doctest: +SKIP
     >>> mask = dicomml.load_mask("manifest/", row.annotation_key, as_channels=True)  # doctest: +SKIP
     """
@@ -141,8 +141,8 @@ def pairs(manifest: Manifest | str | PathLike[str]) -> pd.DataFrame:
         not in the manifest are left out (the ``annotations`` table keeps them
         with their ``link_problem``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> for row in dicomml.pairs("manifest/").itertuples():  # doctest: +SKIP
     ...     image = dicomml.load_series("manifest/", row.series_key)
     ...     mask = dicomml.load_mask("manifest/", row.annotation_key, reference=image)

@@ -33,8 +33,8 @@ def to_metatensor(data: Any) -> Any:
         (``.affine`` float64; label maps get ``meta["kind"] = "mask"``) and no
         ``"affine"`` key; other keys unchanged. For a tensor or Volume: the image (or mask) MetaTensor.
 
-    Example
-    -------
+    Examples
+    --------
     >>> to_metatensor({"image": torch.zeros(1, 2, 2, 2)})["image"].affine.shape
     torch.Size([4, 4])
     """
@@ -69,8 +69,8 @@ def from_metatensor(data: Any) -> dict[str, Any]:
         numpy, from the first MetaTensor, replacing any ``"affine"`` key) and
         ``"meta"`` (kept when present, else the first MetaTensor's).
 
-    Example
-    -------
+    Examples
+    --------
     >>> from monai.data import MetaTensor
     >>> s = from_metatensor(MetaTensor(torch.zeros(1, 2, 2, 2)))
     >>> sorted(s), s["affine"].dtype

@@ -85,8 +85,8 @@ def render(
     GeometryError
         If the mask is not on the image's grid.
 
-    Example
-    -------
+    Examples
+    --------
     >>> fig = render(volume, window="lung", mask=mask)  # doctest: +SKIP
     >>> fig.savefig("views.png")  # doctest: +SKIP
     """
@@ -127,8 +127,8 @@ def save_png(volume: Volume, path: str | Path, **options: object) -> Path:
     pathlib.Path
         ``path``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> save_png(volume, "ct.png", window="soft_tissue")  # doctest: +SKIP
     """
     path = Path(path)

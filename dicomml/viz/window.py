@@ -43,8 +43,8 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
     ConfigError
         If the width is not positive or the preset is unknown.
 
-    Example
-    -------
+    Examples
+    --------
     >>> window_limits((40, 400), np.zeros(3), {})
     (-160.0, 240.0)
     """

@@ -135,8 +135,8 @@ def crop_pad(
     torch.Tensor
         A view when the box lies inside the input, else a padded copy.
 
-    Example
-    -------
+    Examples
+    --------
     >>> crop_pad(torch.arange(4.0).reshape(1, 1, 1, 4), (0, 0, -1), (1, 1, 3)).tolist()
     [[[[0.0, 0.0, 1.0]]]]
     """
@@ -164,8 +164,8 @@ def gaussian_smooth(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
     Used as the anti-aliasing filter before downsampling, with
     ``sigma = (ratio - 1) / 2`` as in scikit-image's ``resize``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> gaussian_smooth(torch.ones(1, 4, 4, 4), (1.0, 0.0, 0.0)).allclose(torch.ones(1, 4, 4, 4))
     True
     """
@@ -262,8 +262,8 @@ def resample_image(
     ConfigError
         For an unknown padding.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from dicomml.transforms.functional.grid import shape_grid
     >>> x = torch.arange(4.0).reshape(1, 1, 1, 4)
     >>> resample_image(x, np.eye(4), *shape_grid(np.eye(4), (1, 1, 4), (1, 1, 8)))[0, 0, 0].tolist()
@@ -373,8 +373,8 @@ def resample_mask(
     GeometryError
         For a tensor that is not 4-D or a singular affine.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from dicomml.transforms.functional.grid import shape_grid
     >>> m = torch.tensor([[[[0, 1]]]], dtype=torch.uint8)
     >>> resample_mask(m, np.eye(4), *shape_grid(np.eye(4), (1, 1, 2), (1, 1, 4))).tolist()
