@@ -218,8 +218,8 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
     ConfigError
         For a form it cannot read.
 
-    Example
-    -------
+    Examples
+    --------
     >>> [(l.name, l.value) for l in parse_labels({"liver": 1, "tumor": 2})]
     [('liver', 1), ('tumor', 2)]
     >>> parse_labels([{"name": "liver", "codes": ["SCT:10200004"]}])[0].codes

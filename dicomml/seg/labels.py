@@ -67,8 +67,8 @@ def segment_names(annotation: str | os.PathLike[str] | Dataset) -> list[SegmentN
     list of SegmentName
         In the file's order.
 
-    Example
-    -------
+    Examples
+    --------
     >>> segment_names(data_file("dcmqi/data/segmentations/liver.dcm"))  # doctest: +SKIP
     [SegmentName(number=1, label='Liver', code='SCT:10200004', meaning='Liver')]
     """
@@ -105,8 +105,8 @@ def match_label(labels: Sequence[Label], segment: SegmentName) -> Label | None:
     Label or None
         None when no label claims it (the segment is left out).
 
-    Example
-    -------
+    Examples
+    --------
     >>> liver = Label("liver", 1, codes=("SCT:10200004",), aliases=("leber",))
     >>> match_label([liver], SegmentName(3, "LEBER")).name
     'liver'
@@ -140,8 +140,8 @@ def label_table(manifest: Any) -> pd.DataFrame:
         it) and ``series`` (how many image series those annotate), most
         frequent first. Unreadable annotations are left out.
 
-    Example
-    -------
+    Examples
+    --------
     >>> label_table("manifest/")  # doctest: +SKIP
          label          code meaning modality  annotations  series
     0    Liver  SCT:10200004   Liver      SEG            3       1

@@ -59,8 +59,8 @@ def slice_contours(plane: np.ndarray, level: float = MASK_LEVEL) -> list[np.ndar
         Each (n, 2) of (row, column) vertices, not repeating the first at the
         end; outer boundaries and holes alike (filled by the even-odd rule).
 
-    Example
-    -------
+    Examples
+    --------
     >>> square = np.zeros((5, 5)); square[1:4, 1:4] = 1
     >>> [c.shape for c in slice_contours(square, MASK_LEVEL)]
     [(12, 2)]
@@ -183,8 +183,8 @@ def write_rtstruct(
     SegReferenceError
         If the source is not one stack of single-frame images.
 
-    Example
-    -------
+    Examples
+    --------
     >>> dicomml.write_rtstruct(mask, files, {"liver": 1}, "rt.dcm", affine=affine)  # doctest: +SKIP
     PosixPath('rt.dcm')
     """

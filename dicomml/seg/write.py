@@ -379,8 +379,8 @@ def write_seg(
     SegReferenceError
         If the source is not one stack of single-frame images.
 
-    Example
-    -------
+    Examples
+    --------
     >>> dicomml.write_seg(probabilities, key, {"liver": 1}, "liver.dcm", manifest="manifest/",
     ...                   affine=affine)  # doctest: +SKIP
     PosixPath('liver.dcm')
