@@ -22,7 +22,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.pixels import pack_bits
+from pydicom.pixels import get_decoder, pack_bits
 from pydicom.pixels.decoders.rle import _rle_decode_segment, _rle_parse_header  # no public per-segment decoder
 from pydicom.sr.coding import Code
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
@@ -40,7 +40,7 @@ from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
-__all__ = ["SegmentSelector", "read_segmentation", "select_segments", "seg_to_grid"]
+__all__ = ["SegmentSelector", "open_segmentation", "read_segmentation", "select_segments", "seg_to_grid"]
 
 #: One segment: its number, its label, or its segmented property type code.
 SegmentSelector = Union[int, str, Code, hd.sr.CodedConcept]
@@ -131,8 +131,55 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     >>> seg.segment_numbers  # doctest: +SKIP
     [1]
     """
+    ds = open_segmentation(source)
+    try:
+        return hd.seg.Segmentation.from_dataset(ds, copy=False)
+    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise InvalidDicomFileError(
+            f"{_name(ds)}: not a Segmentation that highdicom can parse ({exc}); "
+            "check (0008,0016) SOP Class UID and the functional groups",
+            path=_name(ds),
+        ) from exc
+
+
+#: Segmentation Storage and Label Map Segmentation Storage.
+_SEG_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
+
+
+def open_segmentation(source: _Source) -> Dataset:
+    """Read a DICOM SEG as a pydicom Dataset whose pixel data pydicom decodes.
+
+    dicomml decodes SEGs from the Dataset itself: highdicom's ``from_dataset``
+    indexes every frame up front, which costs more than the whole decode.
+
+    Parameters
+    ----------
+    source
+        A local path, fsspec URL or pydicom Dataset (a Dataset is converted in place).
+
+    Returns
+    -------
+    pydicom.dataset.Dataset
+        Big Endian, 1-bit RLE and Deflated Image Frame pixel data rewritten
+        as Explicit VR Little Endian.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If it is not a Segmentation (SOP class, Segment Sequence, per-frame groups).
+    UnsupportedTransferSyntaxError
+        If its transfer syntax is not one pydicom knows.
+    """
     ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True)
     name = _name(ds)
+    missing = [k for k in ("SegmentSequence", "PerFrameFunctionalGroupsSequence", "PixelData") if k not in ds]
+    if str(ds.get("SOPClassUID", "")) not in _SEG_CLASSES or missing:
+        raise InvalidDicomFileError(
+            f"{name}: (0008,0016) SOP Class UID {ds.get('SOPClassUID', '(none)')} "
+            f"{'without ' + ', '.join(missing) if missing else ''}; expected a Segmentation",
+            path=name,
+            tag="(0008,0016)",
+        )
     syntax = UID(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
     if not syntax.is_transfer_syntax and syntax != DEFLATED_IMAGE_FRAME:
         raise UnsupportedTransferSyntaxError(
@@ -142,23 +189,32 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
             tag="(0002,0010)",
         )
     _to_native(ds, name)
-    try:
-        return hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise InvalidDicomFileError(
-            f"{name}: not a Segmentation that highdicom can parse ({exc}); "
-            "check (0008,0016) SOP Class UID and the functional groups",
-            path=name,
-        ) from exc
+    return ds
 
 
-def select_segments(seg: hd.seg.Segmentation, segments: SegmentSelector | Sequence[SegmentSelector] | None) -> list[int]:
+def _kind(seg: Dataset) -> str:
+    return str(seg.get("SegmentationType", "BINARY"))
+
+
+def _segments(seg: Dataset) -> dict[int, Dataset]:
+    """SegmentNumber -> its Segment Sequence item."""
+    return {int(item.SegmentNumber): item for item in seg.SegmentSequence}
+
+
+def _has_code(item: Dataset, code: Code | hd.sr.CodedConcept) -> bool:
+    return any(
+        str(c.get("CodeValue", "")) == str(code.value) and str(c.get("CodingSchemeDesignator", "")) == str(code.scheme_designator)
+        for c in item.get("SegmentedPropertyTypeCodeSequence", [])
+    )
+
+
+def select_segments(seg: Dataset, segments: SegmentSelector | Sequence[SegmentSelector] | None) -> list[int]:
     """Segment numbers chosen by number, label or segmented property type.
 
     Parameters
     ----------
     seg
-        The segmentation.
+        The segmentation (a pydicom Dataset or highdicom Segmentation).
     segments
         ``None`` for all; one selector or a sequence of them, where a selector
         is a segment number (int), a SegmentLabel (str) or a segmented
@@ -179,21 +235,22 @@ def select_segments(seg: hd.seg.Segmentation, segments: SegmentSelector | Sequen
     >>> select_segments(seg, ["Liver", 2])  # doctest: +SKIP
     [1, 2]
     """
+    described = _segments(seg)
     if segments is None:
-        return list(seg.segment_numbers)
+        return list(described)
     wanted = [segments] if isinstance(segments, (int, str, Code, hd.sr.CodedConcept)) else list(segments)
     numbers: list[int] = []
     for item in wanted:
         if isinstance(item, (bool, np.bool_)):
             found: list[int] = []
         elif isinstance(item, (int, np.integer)):
-            found = [int(item)] if int(item) in seg.segment_numbers else []
+            found = [int(item)] if int(item) in described else []
         elif isinstance(item, str):
-            found = seg.get_segment_numbers(segment_label=item)
+            found = [n for n, d in described.items() if str(d.get("SegmentLabel", "")) == item]
         else:
-            found = seg.get_segment_numbers(segmented_property_type=item)
+            found = [n for n, d in described.items() if _has_code(d, item)]
         if not found:
-            have = ", ".join(f"{n}: {seg.get_segment_description(n).segment_label!r}" for n in seg.segment_numbers)
+            have = ", ".join(f"{n}: {str(d.get('SegmentLabel', ''))!r}" for n, d in described.items())
             raise SegmentNotFoundError(
                 f"{_name(seg)}: (0062,0002) Segment Sequence has no segment matching {item!r}; it has {have}",
                 path=_name(seg),
@@ -234,7 +291,7 @@ def _functional(seg: Dataset, item: Dataset, shared: Dataset | None, pointer: tu
     )
 
 
-def _other_series_instances(seg: hd.seg.Segmentation, series_uid: str) -> set[str]:
+def _other_series_instances(seg: Dataset, series_uid: str) -> set[str]:
     """SOP instances the SEG references in series other than ``series_uid`` (empty when it names one series)."""
     by_series: dict[str, set[str]] = {}
     studies = [seg] + list(seg.get("StudiesContainingOtherReferencedInstancesSequence", []))
@@ -256,7 +313,7 @@ def _sources(item: Dataset) -> set[str]:
     }
 
 
-def _frames(seg: hd.seg.Segmentation, series_uid: str) -> _Frames:
+def _frames(seg: Dataset, series_uid: str) -> _Frames:
     """Read each frame's plane position and segment from the functional groups.
 
     Frames derived only from instances of another series than ``series_uid``
@@ -264,7 +321,7 @@ def _frames(seg: hd.seg.Segmentation, series_uid: str) -> _Frames:
     """
     per_frame = seg.PerFrameFunctionalGroupsSequence
     shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
-    labelmap = seg.segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
+    labelmap = _kind(seg) == "LABELMAP"
     others = _other_series_instances(seg, series_uid)
     positions = np.zeros((len(per_frame), 3))
     segments = np.zeros(len(per_frame), dtype=np.int64)
@@ -291,9 +348,18 @@ def _frames(seg: hd.seg.Segmentation, series_uid: str) -> _Frames:
     return _Frames(positions[kept], segments[kept], np.flatnonzero(kept), orientations.pop(), spacings.pop())  # type: ignore[arg-type]
 
 
-def _decode_frame(seg: hd.seg.Segmentation, index: int) -> np.ndarray:
+def _decode_frame(seg: Dataset, index: int) -> np.ndarray:
+    rows, columns = int(seg.Rows), int(seg.Columns)
+    if seg.BitsAllocated == 1 and not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated:
+        # frames that do not start on a byte: pydicom 3.0's per-frame decoder misreads them
+        size = rows * columns
+        start = index * size
+        data = np.frombuffer(seg.PixelData, np.uint8)[start // 8 : (start + size + 7) // 8 + 1]
+        bits = np.unpackbits(data, bitorder="little")[start % 8 : start % 8 + size]
+        return bits.reshape(rows, columns)
     try:
-        return seg.get_stored_frame(index, as_index=True)
+        frame, _ = get_decoder(seg.file_meta.TransferSyntaxUID).as_array(seg, index=index)
+        return frame
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         raise UnsupportedTransferSyntaxError(
             f"{_name(seg)}: frame {index + 1} cannot be decoded from (0002,0010) Transfer Syntax "
@@ -307,19 +373,19 @@ def _decode_frame(seg: hd.seg.Segmentation, index: int) -> np.ndarray:
 class _Canvas:
     """The output array on one grid, and how each decoded frame is added to it."""
 
-    def __init__(self, seg: hd.seg.Segmentation, numbers: list[int], shape: tuple[int, int, int],
+    def __init__(self, seg: Dataset, numbers: list[int], shape: tuple[int, int, int],
                  as_channels: bool, threshold: float | None) -> None:
         self.seg = seg
         self.numbers = numbers
         self.shape = shape
-        self.kind = seg.segmentation_type
+        self.kind = _kind(seg)
         self.maximum = float(seg.get("MaximumFractionalValue", 1))
         self.threshold = threshold
-        self.soft = self.kind == hd.seg.SegmentationTypeValues.FRACTIONAL and threshold is None
+        self.soft = self.kind == "FRACTIONAL" and threshold is None
         self.as_channels = as_channels
         self.channel = {n: i for i, n in enumerate(numbers)}
         dtype = np.float32 if self.soft else (np.uint8 if max(numbers, default=0) < 256 or as_channels else np.uint16)
-        if self.kind == hd.seg.SegmentationTypeValues.LABELMAP:
+        if self.kind == "LABELMAP":
             self.array = np.zeros(shape, np.uint16 if seg.BitsAllocated > 8 else np.uint8)
         elif as_channels:
             self.array = np.zeros((len(numbers),) + shape, dtype)
@@ -328,11 +394,11 @@ class _Canvas:
 
     def add(self, frame: np.ndarray, segment: int, indexer: tuple[int | slice, ...]) -> None:
         """Add one frame (already turned and cropped to ``indexer``)."""
-        if self.kind == hd.seg.SegmentationTypeValues.LABELMAP:
+        if self.kind == "LABELMAP":
             region = self.array[indexer]
             np.maximum(region, frame, out=region)
             return
-        if self.kind == hd.seg.SegmentationTypeValues.FRACTIONAL:
+        if self.kind == "FRACTIONAL":
             values = frame.astype(np.float32) / np.float32(self.maximum)
             frame = values if self.threshold is None else (values >= self.threshold)
         if self.as_channels or self.soft:
@@ -349,7 +415,7 @@ class _Canvas:
 
     def result(self) -> np.ndarray:
         """The finished array: LABELMAP values selected, or split into channels."""
-        if self.kind != hd.seg.SegmentationTypeValues.LABELMAP:
+        if self.kind != "LABELMAP":
             return self.array
         if self.as_channels:
             return np.stack([self.array == n for n in self.numbers]).astype(np.uint8)
@@ -367,7 +433,7 @@ class _Pixels:
     unpacked, which matters for many small segments on large images.
     """
 
-    def __init__(self, seg: hd.seg.Segmentation) -> None:
+    def __init__(self, seg: Dataset) -> None:
         self.seg = seg
         self.rows, self.columns = int(seg.Rows), int(seg.Columns)
         native = not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated
@@ -392,9 +458,9 @@ class _Pixels:
         return bits, (int(rows[0]), 8 * int(columns[0]))
 
 
-def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas, target: str) -> None:
+def _paint(seg: Dataset, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas, target: str) -> None:
     """Decode the frames of the chosen segments and add them to the canvas."""
-    labelmap = canvas.kind == hd.seg.SegmentationTypeValues.LABELMAP
+    labelmap = canvas.kind == "LABELMAP"
     chosen = set(canvas.numbers)
     padding = seg.get("PixelPaddingValue") if labelmap else None
     pixels = _Pixels(seg)
@@ -418,7 +484,7 @@ def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canva
 
 
 def seg_to_grid(
-    seg: _Source | hd.seg.Segmentation,
+    seg: _Source,
     reference: Volume,
     *,
     segments: SegmentSelector | Sequence[SegmentSelector] | None = None,
@@ -478,10 +544,9 @@ def seg_to_grid(
     >>> mask.meta["labels"], mask.array.shape  # doctest: +SKIP
     ({1: 'Liver'}, (3, 512, 512))
     """
-    if not isinstance(seg, hd.seg.Segmentation):
-        seg = read_segmentation(seg)
+    seg = open_segmentation(seg)
     numbers = select_segments(seg, segments)
-    fractional = seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
+    fractional = _kind(seg) == "FRACTIONAL"
     if fractional and threshold is None and not as_channels and len(numbers) > 1:
         raise SegmentOverlapError(
             f"{_name(seg)}: {len(numbers)} FRACTIONAL segments cannot share one label map; "
@@ -497,7 +562,7 @@ def seg_to_grid(
     resampled = not plane_map.aligned()
     grid_affine = reference.affine
     if resampled:
-        geometry = seg.get_volume_geometry()
+        geometry = read_segmentation(seg).get_volume_geometry()
         if geometry is None:
             raise SegReferenceError(
                 f"{_name(seg)}: its frames lie off the grid of {describe(reference)} and do not form a "
@@ -517,8 +582,8 @@ def seg_to_grid(
         residual = plane_map.offset_mm(reference.affine)
     meta = {
         "kind": "mask",
-        "labels": {n: str(seg.get_segment_description(n).segment_label) for n in numbers},
-        "segmentation_type": seg.segmentation_type.value,
+        "labels": {n: str(_segments(seg)[n].get("SegmentLabel", "")) for n in numbers},
+        "segmentation_type": _kind(seg),
         "sop_instance_uid": str(seg.SOPInstanceUID),
         "source": _name(seg),
         "resampled": resampled,

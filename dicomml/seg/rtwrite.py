@@ -72,9 +72,15 @@ def slice_contours(plane: np.ndarray, level: float = MASK_LEVEL) -> list[np.ndar
 def _roi_contours(plane_stack: np.ndarray, grid: SourceGrid, level: float) -> list[tuple[int, np.ndarray]]:
     """(slice, LPS+ mm points) for every contour of one label over the source slices."""
     out = []
-    for k in np.flatnonzero(plane_stack.reshape(plane_stack.shape[0], -1).max(axis=1) >= level):
+    above = plane_stack >= level
+    for k in np.flatnonzero(above.reshape(above.shape[0], -1).any(axis=1)):
         to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ grid.planes[k]
-        for contour in slice_contours(plane_stack[k], level):
+        # trace within the pixels at or above the level plus one: every crossing lies there
+        rows, columns = np.flatnonzero(above[k].any(axis=1)), np.flatnonzero(above[k].any(axis=0))
+        r0, c0 = max(int(rows[0]) - 1, 0), max(int(columns[0]) - 1, 0)
+        window = plane_stack[k][r0 : int(rows[-1]) + 2, c0 : int(columns[-1]) + 2]
+        for contour in slice_contours(window, level):
+            contour = contour + (r0, c0)
             index = np.column_stack([np.zeros(len(contour)), contour, np.ones(len(contour))])
             out.append((int(k), (index @ to_lps.T)[:, :3]))
     return out
@@ -195,10 +201,12 @@ def write_rtstruct(
     grid = source_grid(source, manifest=manifest)
     soft = array.ndim == 4 and array.dtype.kind == "f"
     channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold)
-    if channels.ndim == 3:  # a label map of segment numbers
-        channels = np.stack([channels == n for n in range(1, len(chosen) + 1)], axis=-1)
     level = threshold if soft else MASK_LEVEL
-    contours = [_roi_contours(channels[..., c], grid, level) for c in range(len(chosen))]
+    contours = [
+        # a label map of segment numbers is split one label at a time: all at once would be labels x voxels
+        _roi_contours(channels == c + 1 if channels.ndim == 3 else channels[..., c], grid, level)
+        for c in range(len(chosen))
+    ]
     ds = _structure_set(grid, chosen, contours, algorithm, series_description, series_number)
     path = Path(out)
     ds.save_as(path, enforce_file_format=True)
