@@ -20,8 +20,11 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from scipy.ndimage import find_objects
 from skimage.measure import find_contours
 
 from dicomml.config import Label, parse_labels
@@ -34,6 +37,7 @@ __all__ = ["MASK_LEVEL", "slice_contours", "write_rtstruct"]
 MASK_LEVEL = 1.0 - 1e-3
 
 RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
+_CONTOUR_DATA = 0x30060050
 #: Display colours for labels without one (RGB).
 _PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0))
 _COPIED = (
@@ -69,27 +73,59 @@ def slice_contours(plane: np.ndarray, level: float = MASK_LEVEL) -> list[np.ndar
     return [c[:-1] - 1.0 for c in find_contours(padded, level) if len(c) > 3]
 
 
-def _roi_contours(plane_stack: np.ndarray, grid: SourceGrid, level: float) -> list[tuple[int, np.ndarray]]:
-    """(slice, LPS+ mm points) for every contour of one label over the source slices."""
+def _roi_contours(stack: np.ndarray, box: tuple[slice, ...], grid: SourceGrid, level: float) -> list[tuple[int, np.ndarray]]:
+    """(slice, LPS+ mm points) for every contour of one label; ``stack`` is the label's ``box`` of the grid."""
     out = []
-    above = plane_stack >= level
+    above = stack >= level
     for k in np.flatnonzero(above.reshape(above.shape[0], -1).any(axis=1)):
-        to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ grid.planes[k]
-        # trace within the pixels at or above the level plus one: every crossing lies there
-        rows, columns = np.flatnonzero(above[k].any(axis=1)), np.flatnonzero(above[k].any(axis=0))
-        r0, c0 = max(int(rows[0]) - 1, 0), max(int(columns[0]) - 1, 0)
-        window = plane_stack[k][r0 : int(rows[-1]) + 2, c0 : int(columns[-1]) + 2]
-        for contour in slice_contours(window, level):
-            contour = contour + (r0, c0)
+        slice_index = int(k) + box[0].start
+        to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ grid.planes[slice_index]
+        for contour in slice_contours(stack[k], level):
+            contour = contour + (box[1].start, box[2].start)
             index = np.column_stack([np.zeros(len(contour)), contour, np.ones(len(contour))])
-            out.append((int(k), (index @ to_lps.T)[:, :3]))
+            out.append((slice_index, (index @ to_lps.T)[:, :3]))
     return out
+
+
+def _padded(box: tuple[slice, ...] | None, shape: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """A bounding box grown by one pixel in-plane (every crossing of the level lies within it)."""
+    if box is None:
+        return None
+    rows, columns = box[1], box[2]
+    return (box[0], slice(max(rows.start - 1, 0), min(rows.stop + 1, shape[1])),
+            slice(max(columns.start - 1, 0), min(columns.stop + 1, shape[2])))
+
+
+def _label_contours(channels: np.ndarray, count: int, grid: SourceGrid, level: float) -> list[list[tuple[int, np.ndarray]]]:
+    """Contours of every label, each traced within its own bounding box."""
+    if channels.ndim == 3:  # segment numbers: one pass finds every label's box
+        boxes = find_objects(channels, max_label=count)
+        stacks = [None if box is None else channels[_padded(box, channels.shape)] == n + 1 for n, box in enumerate(boxes)]
+    else:
+        boxes = [find_objects((channels[..., c] >= level).astype(np.uint8), max_label=1)[0] for c in range(count)]
+        stacks = [None if box is None else channels[_padded(box, grid.shape) + (c,)] for c, box in enumerate(boxes)]
+    return [
+        [] if stack is None else _roi_contours(stack, _padded(box, grid.shape), grid, level)  # type: ignore[arg-type]
+        for box, stack in zip(boxes, stacks)
+    ]
 
 
 def _sequence_item(**values: Any) -> Dataset:
     item = Dataset()
     for keyword, value in values.items():
         setattr(item, keyword, value)
+    return item
+
+
+def _contour(image: Dataset, points: np.ndarray) -> Dataset:
+    """One CLOSED_PLANAR contour item; Contour Data written as raw DS bytes (pydicom's DS objects are slow)."""
+    item = _sequence_item(ContourImageSequence=[image], ContourGeometricType="CLOSED_PLANAR",
+                          NumberOfContourPoints=len(points))
+    text = "\\".join(map("{:.4f}".format, points.ravel().tolist())).encode()
+    text += b" " * (len(text) % 2)
+    item[_CONTOUR_DATA] = RawDataElement(Tag(_CONTOUR_DATA), "DS", len(text), text, 0, False, True)
+    # the encoding it will be written in: pydicom writes raw elements as they are instead of re-parsing them
+    item.set_original_encoding(False, True, item._character_set)
     return item
 
 
@@ -126,15 +162,7 @@ def _structure_set(grid: SourceGrid, labels: Sequence[Label], contours: list[lis
         _sequence_item(
             ReferencedROINumber=n,
             ROIDisplayColor=list(label.color or _PALETTE[(n - 1) % len(_PALETTE)]),
-            ContourSequence=[
-                _sequence_item(
-                    ContourImageSequence=[images[k]],
-                    ContourGeometricType="CLOSED_PLANAR",
-                    NumberOfContourPoints=len(points),
-                    ContourData=[f"{v:.4f}" for v in points.ravel()],
-                )
-                for k, points in roi
-            ],
+            ContourSequence=[_contour(images[k], points) for k, points in roi],
         )
         for n, (label, roi) in enumerate(zip(labels, contours), start=1)
     ]
@@ -202,11 +230,7 @@ def write_rtstruct(
     soft = array.ndim == 4 and array.dtype.kind == "f"
     channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold)
     level = threshold if soft else MASK_LEVEL
-    contours = [
-        # a label map of segment numbers is split one label at a time: all at once would be labels x voxels
-        _roi_contours(channels == c + 1 if channels.ndim == 3 else channels[..., c], grid, level)
-        for c in range(len(chosen))
-    ]
+    contours = _label_contours(channels, len(chosen), grid, level)
     ds = _structure_set(grid, chosen, contours, algorithm, series_description, series_number)
     path = Path(out)
     ds.save_as(path, enforce_file_format=True)

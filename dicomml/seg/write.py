@@ -261,14 +261,16 @@ def to_source_grid(
         if array.dtype.kind == "f":
             raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; "
                               "give probabilities as (C, i, j, k)")
-        found = np.unique(array)
-        unknown = sorted(set(found.tolist()) - {0} - {label.value for label in labels})
-        if unknown:
-            raise ConfigError(f"the prediction holds label values {unknown} that labels= does not name")
-        lut = np.zeros(int(found.max()) + 1, dtype=np.uint16 if count > 255 else np.uint8)
+        low, high = int(array.min()), int(array.max())
+        lut = np.zeros(max(high, 0) + 1, dtype=np.uint16 if count > 255 else np.uint8)
         for number, label in enumerate(labels, start=1):
             if label.value < lut.size:
                 lut[label.value] = number
+        unnamed = lut == 0
+        unnamed[0] = False
+        if low < 0 or (unnamed.any() and unnamed[array].any()):  # np.unique's sort only to name them
+            unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
+            raise ConfigError(f"the prediction holds label values {unknown} that labels= does not name")
         numbers = _resampled(lut[array][None], affine, grid, labels=True)[0]
         if kind == "fractional":
             return np.stack([numbers == n for n in range(1, count + 1)], axis=-1).astype(np.float32)
