@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from seg_refs import write_annotated_series
@@ -76,3 +77,60 @@ def test_labels_cli_prints_the_table_and_a_yaml_starting_point(annotated) -> Non
     assert set(starting["liver"]["codes"]) == {"SCT:10200004", "SRT:T-62000"}
     assert {"Liver", "LIVER"} <= set(starting["liver"]["aliases"])
     assert parse_labels(starting)  # the config reads it back
+
+
+LABELS = parse_labels({
+    "liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
+    "tumor": {"value": 2, "aliases": ["tumour"]},
+    "spleen": {"value": 3, "codes": ["SCT:78961009"]},
+})
+
+
+def _keys(manifest, paths) -> dict[str, str]:
+    rows = manifest.annotations
+    return {name: rows.loc[rows.path.str.endswith(f"{name}.dcm"), "annotation_key"].iloc[0]
+            for name in ("seg_a", "seg_b", "seg_c", "rt_good", "rt_bad")}
+
+
+def _reference(manifest):
+    return dicomml.load_series(manifest, dicomml.pairs(manifest).series_key.iloc[0])
+
+
+def test_three_segs_and_two_rtstructs_give_one_stable_label_map(annotated) -> None:
+    from dicomml.config import Annotations
+    from dicomml.seg.labelmap import dataset_mask
+
+    _, paths, manifest = annotated
+    keys = _keys(manifest, paths)
+    reference = _reference(manifest)
+    mask = dataset_mask(manifest, list(keys.values()), reference, Annotations(on_bad="skip"), LABELS)
+    assert mask.array.shape == (3,) + reference.spatial_shape
+    assert mask.meta["present"] == [True, True, False]  # spleen: an empty channel, flagged absent
+    assert not mask.array[2].any()
+    assert list(mask.meta["skipped"]) == [keys["rt_bad"]] and "SegReferenceError" in mask.meta["skipped"][keys["rt_bad"]]
+    assert set(mask.meta["annotation_keys"]) == {keys[n] for n in ("seg_a", "seg_b", "seg_c", "rt_good")}
+    # the liver of every annotation is the same ellipse; the reference grid is the header grid's slice order
+    liver, tumor = paths["liver"], paths["tumor"]
+    np.testing.assert_array_equal(mask.array[0], liver)
+    np.testing.assert_array_equal(mask.array[1], tumor)
+    with pytest.raises(dicomml.errors.SegReferenceError):
+        dataset_mask(manifest, list(keys.values()), reference, Annotations(on_bad="raise"), LABELS)
+
+
+def test_label_map_mode_and_choice_among_annotations(annotated) -> None:
+    from dicomml.config import Annotations
+    from dicomml.seg.labelmap import choose_annotations, dataset_mask
+
+    _, paths, manifest = annotated
+    keys = _keys(manifest, paths)
+    segs = [keys["seg_a"], keys["seg_b"], keys["seg_c"]]
+    assert choose_annotations(manifest, segs, "newest") == [keys["seg_c"]]
+    assert choose_annotations(manifest, segs + [keys["rt_good"]], "description:SEG_B") == [keys["seg_b"]]
+    assert choose_annotations(manifest, segs, "each") == segs
+    reference = _reference(manifest)
+    newest = dataset_mask(manifest, [keys["seg_c"]], reference, Annotations(), LABELS)
+    assert newest.meta["present"] == [True, False, False]
+    single = dataset_mask(manifest, [keys["seg_b"]], reference, Annotations(mode="label_map"), LABELS)
+    expected = np.where(paths["tumor"] != 0, 2, paths["liver"])  # the tumour inside the liver wins
+    np.testing.assert_array_equal(single.array[0], expected)
+    assert single.array.shape == (1,) + reference.spatial_shape
