@@ -16,6 +16,12 @@ YAML layout (every key optional except ``name``)::
       dtype: int16              # int16 | uint16 | uint8 | float16 | float32
       masks: []                 # segment labels to cache; ["*"] = every segment
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
+      on_irregular: raise       # raise | resample | keep (gaps, tilt, varying geometry)
+      annotations:              # the dataset's label map: the same channels for every sample
+        labels: {liver: 1, tumor: 2}   # or [liver, tumor], or {liver: {value, codes, aliases, color}}
+        mode: channels          # channels (multi-hot) | label_map
+        choose: all             # all | union | newest | each | description:TEXT
+        on_bad: raise           # raise | skip (a bad annotation is recorded, its siblings kept)
     at_load:
       windows:                  # stacked as channels, each scaled to [0, 1]
         - {name: soft_tissue, center: 40, width: 400}
@@ -276,6 +282,13 @@ class Deterministic:
     chunks
         Inner Zarr chunk shape (voxels, array axis order) of the cached image
         and masks; a random patch reads only the chunks it touches.
+    on_irregular
+        What assembly does with a gap, a tilt or varying geometry:
+        ``"raise"``, ``"resample"`` (onto a regular grid) or ``"keep"``.
+    annotations
+        The dataset's label map and how annotations become masks; its
+        ``labels`` (or, without them, ``masks`` names other than ``"*"``)
+        give every sample the same channels.
     """
 
     orientation: str = "RAS"
@@ -284,6 +297,14 @@ class Deterministic:
     dtype: str = "int16"
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
+    on_irregular: str = "raise"
+    annotations: Annotations = field(default_factory=Annotations)
+
+    def labels(self) -> tuple[Label, ...]:
+        """The dataset's label map: ``annotations.labels``, else the ``masks`` names; empty for ``"*"``."""
+        if self.annotations.labels:
+            return self.annotations.labels
+        return () if "*" in self.masks else parse_labels(list(self.masks), "deterministic.masks")
 
     def __post_init__(self) -> None:
         code = self.orientation.upper() if isinstance(self.orientation, str) else ""
@@ -298,6 +319,8 @@ class Deterministic:
             raise ConfigError(f"shape {list(self.shape)} must be three positive voxel counts")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if self.on_irregular not in _ON_IRREGULAR:
+            raise ConfigError(f"on_irregular {self.on_irregular!r} is not one of {', '.join(_ON_IRREGULAR)}")
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
 
@@ -349,6 +372,10 @@ class PipelineConfig:
         config or changing a window keeps every cache entry valid.
         """
         det = dataclasses.asdict(self.deterministic)
+        # options at their defaults are left out, so configs written before they existed keep their cache keys
+        for key, default in (("on_irregular", "raise"), ("annotations", dataclasses.asdict(Annotations()))):
+            if det[key] == default:
+                del det[key]
         if det["spacing"] is not None:
             det["spacing"] = [float(s) for s in det["spacing"]]
         return json.dumps(det, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -394,6 +421,8 @@ class PipelineConfig:
                     dtype=_typed(det.get("dtype", "int16"), str, "deterministic.dtype"),
                     masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
                     chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
+                    on_irregular=_typed(det.get("on_irregular", "raise"), str, "deterministic.on_irregular"),
+                    annotations=_annotations(det.get("annotations") or {}),
                 ),
                 at_load=AtLoad(
                     windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),
@@ -494,6 +523,17 @@ def _window(item: Any, i: int) -> WindowSpec:
         center=_typed(w["center"], float, f"{key}.center"),
         width=_typed(w["width"], float, f"{key}.width"),
         name=_typed(w.get("name", ""), str, f"{key}.name"),
+    )
+
+
+def _annotations(item: Any) -> Annotations:
+    key = "deterministic.annotations"
+    a = _fields(item, _names(Annotations), key)
+    return Annotations(
+        labels=parse_labels(a.get("labels"), f"{key}.labels"),
+        mode=_typed(a.get("mode", "channels"), str, f"{key}.mode"),
+        choose=_typed(a.get("choose", "all"), str, f"{key}.choose"),
+        on_bad=_typed(a.get("on_bad", "raise"), str, f"{key}.on_bad"),
     )
 
 
