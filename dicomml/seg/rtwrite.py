@@ -87,10 +87,8 @@ def _roi_contours(stack: np.ndarray, box: tuple[slice, ...], grid: SourceGrid, l
     return out
 
 
-def _padded(box: tuple[slice, ...] | None, shape: tuple[int, ...]) -> tuple[slice, ...] | None:
+def _padded(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     """A bounding box grown by one pixel in-plane (every crossing of the level lies within it)."""
-    if box is None:
-        return None
     rows, columns = box[1], box[2]
     return (box[0], slice(max(rows.start - 1, 0), min(rows.stop + 1, shape[1])),
             slice(max(columns.start - 1, 0), min(columns.stop + 1, shape[2])))
@@ -105,7 +103,7 @@ def _label_contours(channels: np.ndarray, count: int, grid: SourceGrid, level: f
         boxes = [find_objects((channels[..., c] >= level).astype(np.uint8), max_label=1)[0] for c in range(count)]
         stacks = [None if box is None else channels[_padded(box, grid.shape) + (c,)] for c, box in enumerate(boxes)]
     return [
-        [] if stack is None else _roi_contours(stack, _padded(box, grid.shape), grid, level)  # type: ignore[arg-type]
+        [] if box is None or stack is None else _roi_contours(stack, _padded(box, grid.shape), grid, level)
         for box, stack in zip(boxes, stacks)
     ]
 
