@@ -197,6 +197,8 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
 
 def _resampled(array: np.ndarray, affine: np.ndarray, grid: SourceGrid, labels: bool) -> np.ndarray:
     """``array`` (C, i, j, k) on the source grid, (C, slices, rows, columns); nearest for labels."""
+    if grid.regular and array.shape[1:] == grid.shape and np.allclose(affine, grid.affine, rtol=0, atol=1e-5):
+        return array  # already on the source grid (within 1e-5 mm): nothing to resample, nothing to copy
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dtype == torch.bool:
         tensor = tensor.to(torch.uint8)
@@ -261,6 +263,8 @@ def to_source_grid(
         if array.dtype.kind == "f":
             raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; "
                               "give probabilities as (C, i, j, k)")
+        if array.dtype == np.bool_:
+            array = array.view(np.uint8)
         low, high = int(array.min()), int(array.max())
         lut = np.zeros(max(high, 0) + 1, dtype=np.uint16 if count > 255 else np.uint8)
         for number, label in enumerate(labels, start=1):
@@ -271,7 +275,8 @@ def to_source_grid(
         if low < 0 or (unnamed.any() and unnamed[array].any()):  # np.unique's sort only to name them
             unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
             raise ConfigError(f"the prediction holds label values {unknown} that labels= does not name")
-        numbers = _resampled(lut[array][None], affine, grid, labels=True)[0]
+        identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
+        numbers = _resampled((array if identity else lut[array])[None], affine, grid, labels=True)[0]
         if kind == "fractional":
             return np.stack([numbers == n for n in range(1, count + 1)], axis=-1).astype(np.float32)
         return numbers
