@@ -630,9 +630,9 @@ WRITE_BACK = [
         from pathlib import Path
 
         import highdicom as hd
-        import matplotlib.pyplot as plt  # noqa: F401  (the kernel's inline backend shows render's figures)
         import numpy as np
         import torch
+        from IPython.display import Image
 
         import dicomml
         from dicomml.sample import write_sample_study
@@ -724,7 +724,8 @@ WRITE_BACK = [
         "code",
         """
         overlay = dicomml.Volume(written[None], grid.affine, axes=("segment",), meta={"labels": {1: "liver (written SEG)"}})
-        render(ct, window="abdomen", mask=overlay, montage=6)
+        render(ct, window="abdomen", mask=overlay, montage=6).savefig(OUT / "overlay.png", dpi=80)
+        Image(filename=OUT / "overlay.png")
         """,
     ),
 ]
