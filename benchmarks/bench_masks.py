@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import table
 
 
 def _ellipsoids(shape: tuple[int, int, int], count: int, seed: int) -> np.ndarray:
@@ -82,6 +83,7 @@ def prepare(workdir: Path, size: int, slices: int, segments: int) -> tuple[Path,
     """Write (or reuse) the CT series, the SEG, the label map and the RTSTRUCT; return the SEG path and the CT files."""
     import highdicom as hd
     import pydicom
+
     from dicomml.dicom.synthetic import write_series
 
     folder = workdir / f"ct_{size}x{size}x{slices}_{segments}seg"
@@ -255,15 +257,18 @@ def main() -> None:
             print(f"{name:18s} {results[name]['seconds']:7.2f} s   peak RSS {results[name]['peak_rss_mb']:7.0f} MB",
                   flush=True)
     ok = _check(args.workdir, shape)
-    print(f"\n{args.segments} segments on a {args.size}x{args.size}x{args.slices} CT\n")
-    print("| task | peer | peer s | dicomml s | ratio (peer / dicomml) | target |")
-    print("|---|---|---|---|---|---|")
+    rows = []
     targets = {"decode": 2.0, "write": 1.0, "rtstruct": 3.0}
     for task, (peer, _) in contests.items():
-        theirs, ours = results[f"{task}:{peer}"]["seconds"], results[f"{task}:dicomml"]["seconds"]
-        print(f"| {task} | {peer} | {theirs:.2f} | {ours:.2f} | {theirs / ours:.2f}x | >= {targets[task]:g}x |")
+        theirs, ours_s = results[f"{task}:{peer}"]["seconds"], results[f"{task}:dicomml"]["seconds"]
+        rows.append((task, peer, f"{theirs:.2f}", f"{ours_s:.2f}", *table.ratio(theirs / ours_s, targets[task])))
     load = results["rtstruct:rt-utils"].get("load_seconds")
-    print(f"\n(rt-utils' series and RTSTRUCT loading, not counted above: {load:.2f} s)")
+    table.print_table(
+        f"{args.segments} segments on a {args.size}x{args.size}x{args.slices} CT: decode, write, RTSTRUCT rasterization "
+        f"(best of {args.repeat}; outputs {'agree' if ok else 'DIFFER'}; rt-utils' series loading, not counted: {load:.2f} s)",
+        ("task", "peer", "peer s", "dicomml s", "peer / dicomml", "target"),
+        rows,
+    )
     if not ok:
         sys.exit(1)
 

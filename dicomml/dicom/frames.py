@@ -233,8 +233,8 @@ class _Reader:
         """The element's value, None when absent or empty.
 
         Numbers, code strings and times still raw from the file are parsed
-        here (pydicom's general conversion costs ~40 us an element, most of
-        the time spent on a classic header); anything else goes through pydicom.
+        here, because pydicom's general value conversion is most of the cost of
+        reading a classic header; anything else goes through pydicom.
         """
         try:
             if not isinstance(item, Dataset):  # a read-only look-alike (the indexer's lean header view)

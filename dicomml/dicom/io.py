@@ -9,8 +9,8 @@ import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
-from dicomml.paths import local_path
 from dicomml.errors import InvalidDicomFileError
+from dicomml.paths import local_path
 
 __all__ = ["is_url", "read_dataset"]
 

@@ -60,7 +60,7 @@ class RunReport:
 
     Examples
     --------
-    >>> report = dicomml.preprocess("manifest", "configs/ct_1mm.yaml", "cache")  # doctest: +SKIP
+    >>> report = dicomml.preprocess("manifest", "ct_1mm", "cache")  # doctest: +SKIP
     >>> report.counts  # doctest: +SKIP
     {'done': 118, 'skipped': 0, 'failed': 2}
     """

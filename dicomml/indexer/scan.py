@@ -17,12 +17,12 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from dicomml.paths import printable, storable_path
 from dicomml.errors import DicomMLError, InvalidDicomFileError
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
 from dicomml.indexer.schema import ERRORS, instances_schema
+from dicomml.paths import printable, storable_path
 
 __all__ = ["FileTimeoutError", "ScanOptions", "scan_batch"]
 

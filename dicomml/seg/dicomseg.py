@@ -15,9 +15,8 @@ import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
@@ -27,6 +26,7 @@ from pydicom.pixels.decoders.rle import _rle_decode_segment, _rle_parse_header  
 from pydicom.sr.coding import Code
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
+from dicomml._optional import require
 from dicomml.errors import (
     InvalidDicomFileError,
     SegmentNotFoundError,
@@ -39,6 +39,11 @@ from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample_nearest
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    import highdicom as hd
+else:  # optional: the [seg] extra
+    hd = require("highdicom", extra="seg", feature="DICOM SEG masks (dicomml.seg)")
 
 __all__ = ["SegmentSelector", "open_segmentation", "read_segmentation", "select_segments", "seg_to_grid"]
 

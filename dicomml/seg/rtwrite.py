@@ -18,18 +18,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import highdicom as hd
 import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
-from scipy.ndimage import find_objects
-from skimage.measure import find_contours
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+from dicomml._optional import require
 from dicomml.config import Label, parse_labels
 from dicomml.errors import ConfigError
 from dicomml.seg.write import Labels, Prediction, SourceGrid, load_prediction, source_grid, to_source_grid
+
+_FEATURE = "write-back to RTSTRUCT (dicomml.write_rtstruct)"
+find_contours = require("skimage.measure", extra="seg", feature=_FEATURE).find_contours
+find_objects = require("scipy.ndimage", extra="seg", feature=_FEATURE).find_objects
 
 __all__ = ["MASK_LEVEL", "slice_contours", "write_rtstruct"]
 
@@ -135,8 +137,8 @@ def _structure_set(grid: SourceGrid, labels: Sequence[Label], contours: list[lis
     for keyword in _COPIED:
         if keyword in first:
             setattr(ds, keyword, first[keyword].value)
-    ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET, hd.UID()
-    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", hd.UID(), series_number
+    ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET, generate_uid()
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), series_number
     ds.SeriesDescription, ds.InstanceNumber = description, 1
     ds.Manufacturer, ds.ManufacturerModelName = "dicomml", algorithm
     ds.StructureSetLabel = description[:16]

@@ -14,14 +14,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import highdicom as hd
 import numpy as np
 import torch
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from dicomml._optional import require
 from dicomml.config import Label, parse_labels
 from dicomml.dicom.io import read_dataset
 from dicomml.errors import ConfigError, SegReferenceError
@@ -29,12 +29,17 @@ from dicomml.geometry import analyze_stack, dicom_affine
 from dicomml.transforms.functional import resample_image, resample_mask
 from dicomml.volume import Volume
 
+if TYPE_CHECKING:
+    import highdicom as hd
+else:  # optional: the [seg] extra
+    hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
+
 __all__ = ["SourceGrid", "load_prediction", "source_grid", "to_source_grid", "write_seg"]
 
 #: What a prediction can be: an array or tensor (with ``affine=``), a Volume, a MetaTensor, a NIfTI path.
 Prediction = Union[np.ndarray, torch.Tensor, Volume, str, "os.PathLike[str]"]
 #: A label map: ``{name: value}``, channel names, or :class:`dicomml.config.Label` objects.
-Labels = Union[Mapping[str, Any], Sequence[Any]]
+Labels = Mapping[str, Any] | Sequence[Any]
 _KINDS = ("binary", "fractional", "labelmap")
 _ANATOMY = hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
 _TISSUE = hd.sr.CodedConcept("85756007", "SCT", "Tissue")

@@ -2,8 +2,9 @@
 
 The ```python blocks of one page run in order, in one namespace, in a fresh
 temporary working directory that holds what the pages say a reader has: the
-sample study in ``dicom/``, its manifest in ``manifest/`` and the repository's
-``configs/``. A block on the line after ``<!-- no-run -->`` is skipped (it
+sample study in ``dicom/`` and its manifest in ``manifest/`` (configs are the
+presets shipped in the package, named like ``"ct_seg"``). A block on the line
+after ``<!-- no-run -->`` is skipped (it
 needs a server, a GPU or the reader's own files). A ```text block right after
 a Python block is that block's output: what the block prints must equal it.
 """
@@ -11,6 +12,7 @@ a Python block is that block's output: what the block prints must equal it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import re
 import shutil
@@ -95,15 +97,10 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if _runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
-)
-def test_page_examples_run(
-    page: Path, sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("page", [p for p in PAGES if _runnable(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_examples_run(page: Path, sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dicom").symlink_to(sample_root / "dicom", target_is_directory=True)
     shutil.copytree(sample_root / "manifest", tmp_path / "manifest")
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__main__"}
     blocks = fenced_blocks(page.read_text())
@@ -139,3 +136,27 @@ def test_docstring_sections_have_numpydoc_names() -> None:
         for m in re.finditer(r"^ *Example\n *-+$", text, flags=re.M)
     ]
     assert not wrong, f"rename these docstring sections to 'Examples': {wrong}"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``dicomml.a.b.c`` names a module, or an attribute of the longest importable module prefix."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_dotted_dicomml_names_in_the_docs_exist() -> None:
+    pattern = re.compile(r"`(dicomml(?:\.[A-Za-z_]\w*)+)")
+    missing = sorted(
+        f"{page.relative_to(ROOT)}: {name}" for page in PAGES for name in set(pattern.findall(page.read_text())) if not _resolves(name)
+    )
+    assert not missing, f"the documentation names objects that do not exist: {missing}"

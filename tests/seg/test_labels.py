@@ -42,7 +42,7 @@ def test_labels_match_by_code_then_name_or_alias_case_insensitively() -> None:
 
 
 def test_label_config_forms_and_errors() -> None:
-    assert [(l.name, l.value) for l in parse_labels(["liver", "tumor"])] == [("liver", 1), ("tumor", 2)]
+    assert [(label.name, label.value) for label in parse_labels(["liver", "tumor"])] == [("liver", 1), ("tumor", 2)]
     assert parse_labels({"tumor": 2, "liver": 1})[0] == Label("liver", 1)
     with pytest.raises(ConfigError, match="SCHEME:VALUE"):
         parse_labels({"liver": {"value": 1, "codes": ["10200004"]}})
