@@ -54,7 +54,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -72,6 +72,7 @@ __all__ = [
     "load_config",
     "parse_labels",
     "presets",
+    "with_options",
 ]
 
 #: The folder of the shipped preset configs (package data).
@@ -308,7 +309,7 @@ class Deterministic:
     dtype: str = "int16"
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
-    on_irregular: str = "raise"
+    on_irregular: Literal["raise", "resample", "keep"] = "raise"
     annotations: Annotations = field(default_factory=Annotations)
 
     def labels(self) -> tuple[Label, ...]:
@@ -513,6 +514,25 @@ def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConf
             )
         return PipelineConfig.from_yaml(PRESET_DIR / f"{text}.yaml")
     return PipelineConfig.from_yaml(text)
+
+
+def with_options(
+    config: PipelineConfig, *, on_irregular: str | None = None, annotations: Annotations | Mapping[str, Any] | None = None
+) -> PipelineConfig:
+    """``config`` with its assembly and annotation options replaced where given (None keeps them).
+
+    Examples
+    --------
+    >>> cfg = with_options(PipelineConfig("x"), on_irregular="resample", annotations={"labels": ["liver"]})
+    >>> cfg.deterministic.on_irregular, [label.name for label in cfg.deterministic.labels()]
+    ('resample', ['liver'])
+    """
+    det = config.deterministic
+    if on_irregular is not None:
+        det = dataclasses.replace(det, on_irregular=on_irregular)  # type: ignore[arg-type]  # checked in __post_init__
+    if annotations is not None:
+        det = dataclasses.replace(det, annotations=annotations if isinstance(annotations, Annotations) else _annotations(annotations))
+    return dataclasses.replace(config, deterministic=det)
 
 
 def _axis_family(letter: str) -> int:
