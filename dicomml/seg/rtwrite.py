@@ -25,9 +25,8 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from dicomml._optional import require
-from dicomml.config import Label, parse_labels
-from dicomml.errors import ConfigError
-from dicomml.seg.write import Labels, Prediction, SourceGrid, load_prediction, source_grid, to_source_grid
+from dicomml.config import Label
+from dicomml.seg.write import Labels, Prediction, SourceGrid, prepare, to_source_grid
 
 _FEATURE = "write-back to RTSTRUCT (dicomml.write_rtstruct)"
 find_contours = require("skimage.measure", extra="seg", feature=_FEATURE).find_contours
@@ -222,11 +221,7 @@ def write_rtstruct(
     >>> dicomml.write_rtstruct(mask, files, {"liver": 1}, "rt.dcm", affine=affine)  # doctest: +SKIP
     PosixPath('rt.dcm')
     """
-    chosen = parse_labels(labels)
-    if not chosen:
-        raise ConfigError("labels= is empty; name at least one label")
-    array, found = load_prediction(prediction, affine)
-    grid = source_grid(source, manifest=manifest)
+    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine)
     soft = array.ndim == 4 and array.dtype.kind == "f"
     channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold)
     level = threshold if soft else MASK_LEVEL

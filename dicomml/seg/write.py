@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
 
-__all__ = ["SourceGrid", "load_prediction", "source_grid", "to_source_grid", "write_seg"]
+__all__ = ["SourceGrid", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
 
 #: What a prediction can be: an array or tensor (with ``affine=``), a Volume, a MetaTensor, a NIfTI path.
 Prediction = Union[np.ndarray, torch.Tensor, Volume, str, "os.PathLike[str]"]
@@ -305,6 +305,17 @@ def to_source_grid(
     return (channels >= threshold).astype(np.uint8) if soft else (channels != 0).astype(np.uint8)
 
 
+def prepare(
+    prediction: Prediction, source: Any, labels: Labels, manifest: Any, affine: Any
+) -> tuple[tuple[Label, ...], np.ndarray, np.ndarray, SourceGrid]:
+    """The common start of a write-back: the label map, the prediction and its affine, the source grid."""
+    chosen = parse_labels(labels)
+    if not chosen:
+        raise ConfigError("labels= is empty; name at least one label")
+    array, found = load_prediction(prediction, affine)
+    return chosen, array, found, source_grid(source, manifest=manifest)
+
+
 def _coded(code: str, meaning: str) -> hd.sr.CodedConcept:
     scheme, value = code.split(":")
     return hd.sr.CodedConcept(value, scheme, meaning)
@@ -399,11 +410,7 @@ def write_seg(
     """
     if kind not in _KINDS:
         raise ConfigError(f"kind={kind!r}; expected one of {', '.join(_KINDS)}")
-    chosen = parse_labels(labels)
-    if not chosen:
-        raise ConfigError("labels= is empty; name at least one label")
-    array, found = load_prediction(prediction, affine)
-    grid = source_grid(source, manifest=manifest)
+    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine)
     pixels = to_source_grid(array, found, grid, chosen, kind, threshold)
     algorithm_id = hd.AlgorithmIdentificationSequence(
         name=algorithm, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
