@@ -16,6 +16,7 @@ YAML layout (every key optional except ``name``)::
       dtype: int16              # int16 | uint16 | uint8 | float16 | float32
       masks: []                 # segment labels to cache; ["*"] = every segment
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
+      philips_scaling: float    # float (as dcm2niix) | display: Philips MR's private scaling
       on_irregular: raise       # raise | resample | keep (gaps, tilt, varying geometry)
       annotations:              # the dataset's label map: the same channels for every sample
         labels: {liver: 1, tumor: 2}   # or [liver, tumor], or {liver: {value, codes, aliases, color}}
@@ -58,6 +59,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling
 from dicomml.errors import ConfigError
 
 __all__ = [
@@ -294,6 +296,10 @@ class Deterministic:
     chunks
         Inner Zarr chunk shape (voxels, array axis order) of the cached image
         and masks; a random patch reads only the chunks it touches.
+    philips_scaling
+        ``"float"`` (Philips MR's private floating-point values, as dcm2niix
+        writes them) or ``"display"`` (the standard rescale only); see
+        :mod:`dicomml.dicom.philips`. Other images are the same either way.
     on_irregular
         What assembly does with a gap, a tilt or varying geometry:
         ``"raise"``, ``"resample"`` (onto a regular grid) or ``"keep"``.
@@ -309,6 +315,7 @@ class Deterministic:
     dtype: str = "int16"
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
+    philips_scaling: PhilipsScaling = "float"
     on_irregular: Literal["raise", "resample", "keep"] = "raise"
     annotations: Annotations = field(default_factory=Annotations)
 
@@ -335,6 +342,8 @@ class Deterministic:
             raise ConfigError(f"on_irregular {self.on_irregular!r} is not one of {', '.join(_ON_IRREGULAR)}")
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
+        if self.philips_scaling not in PHILIPS_SCALINGS:
+            raise ConfigError(f"philips_scaling {self.philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
 
 
 @dataclass(frozen=True)
@@ -433,6 +442,7 @@ class PipelineConfig:
                     dtype=_typed(det.get("dtype", "int16"), str, "deterministic.dtype"),
                     masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
                     chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
+                    philips_scaling=_typed(det.get("philips_scaling", "float"), str, "deterministic.philips_scaling"),
                     on_irregular=_typed(det.get("on_irregular", "raise"), str, "deterministic.on_irregular"),
                     annotations=_annotations(det.get("annotations") or {}),
                 ),

@@ -215,7 +215,13 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = load_series(manifest, source.series_key, threads=threads, on_irregular=config.deterministic.on_irregular)
+        volume = load_series(
+            manifest,
+            source.series_key,
+            threads=threads,
+            philips_scaling=config.deterministic.philips_scaling,
+            on_irregular=config.deterministic.on_irregular,
+        )
         masks, mask_meta = _masks(manifest, source.annotation_keys, volume, config)
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
