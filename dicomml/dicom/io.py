@@ -114,7 +114,7 @@ def typed_errors(
         raise SourceNotFoundError(f"{path}: file not found; index again or check the path", path=path) from exc
     except MemoryError as exc:
         raise ResourceLimitError(
-            f"{path}: {what} ran out of memory; the header asks for more than this machine has", path=path
+            f"{path}: {what} ran out of memory; the header asks for more memory than there is", path=path
         ) from exc
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
