@@ -16,6 +16,8 @@ __all__ = [
     "UnsupportedTransferSyntaxError",
     "ManifestError",
     "SourceNotFoundError",
+    "RemoteSourceError",
+    "MissingExtraError",
     "SeriesNotFoundError",
     "SeriesAssemblyError",
     "MixedSeriesError",
@@ -84,6 +86,14 @@ class ManifestError(DicomMLError, OSError):
 
 class SourceNotFoundError(DicomMLError, FileNotFoundError):
     """A source to index (a folder or URL) does not exist."""
+
+
+class RemoteSourceError(DicomMLError, OSError):
+    """A server or bucket kept failing (5xx, 429, timeouts, dropped or truncated answers) after retries."""
+
+
+class MissingExtraError(DicomMLError, ImportError):
+    """A source needs an optional dependency that is not installed (``pip install dicomml[s3]``)."""
 
 
 class SeriesNotFoundError(DicomMLError, KeyError):

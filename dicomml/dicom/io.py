@@ -25,7 +25,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     Parameters
     ----------
     path
-        Local path, ``file://`` URL or any fsspec URL.
+        Local path, ``file://`` URL, any fsspec URL, or a DICOMweb instance
+        URL (``dicomweb+https://.../instances/{uid}``).
     pixels
         False reads the header only (``stop_before_pixels``).
     defer_size
@@ -45,6 +46,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
         If the file is not DICOM or is truncated.
     FileNotFoundError
         If the file does not exist.
+    RemoteSourceError
+        If a remote object cannot be fetched (after retries).
 
     Example
     -------
@@ -53,10 +56,9 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     name = str(path)
     try:
         if is_url(name):
-            import fsspec
+            from dicomml.sources import read_instance  # retried, with the source's options and credentials
 
-            with fsspec.open(name, "rb") as handle:
-                ds = pydicom.dcmread(handle, stop_before_pixels=not pixels)
+            ds = pydicom.dcmread(read_instance(name), stop_before_pixels=not pixels)
             ds.filename = name
             return ds
         local = name[len("file://") :] if name.startswith("file://") else name

@@ -116,14 +116,18 @@ def index(
     salt: str | bytes | None = None,
     timeout_s: float = 30.0,
     progress: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    auth: Any = None,
 ) -> Manifest:
     """Index DICOM files into a manifest folder, incrementally.
 
     Parameters
     ----------
     sources
-        Local folders or files, or fsspec URLs (``file://``, ``memory://``,
-        ``s3://``, ``gs://``), one or several.
+        Local folders or files, fsspec URLs (``file://``, ``memory://``,
+        ``s3://``, ``gs://``), DICOMweb servers (``dicomweb+https://host/root``,
+        narrowed by ``/studies/{uid}``, ``/series/{uid}`` and QIDO-RS query
+        parameters), or a :class:`dicomml.sources.ObjectList`; one or several.
     out
         The manifest folder; created if absent, updated if it holds a manifest.
     workers
@@ -142,6 +146,13 @@ def index(
         Per-file time limit in seconds (worker processes only; 0 disables).
     progress
         Show a progress bar.
+    storage_options
+        fsspec options of bucket sources (``{"anon": True}``,
+        ``{"endpoint_url": ...}``, ``{"profile": ...}``).
+    auth
+        Credentials of DICOMweb sources: a bearer token or ``(user, password)``.
+        Neither is written anywhere; both are kept for later reads in this
+        process (see :func:`dicomml.sources.connect`).
 
     Returns
     -------
@@ -161,7 +172,13 @@ def index(
     >>> m.series[["series_key", "modality", "usable", "reason"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    resolved = open_sources(sources)
+    resolved = open_sources(sources, storage_options=storage_options, auth=auth)
+    if storage_options is not None or auth is not None:
+        from dicomml.sources import connect
+
+        for source in resolved:
+            if source.fs is not None:
+                connect(source.fs.prefix, storage_options=storage_options, auth=auth)
     salt_bytes = resolve_salt(salt)
     store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))

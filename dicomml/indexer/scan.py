@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from dicomml.errors import DicomMLError, InvalidDicomFileError
+from dicomml.errors import DicomMLError, InvalidDicomFileError, RemoteSourceError
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
@@ -46,7 +46,8 @@ class ScanOptions:
     timeout_s
         Per-file time limit, seconds.
     fs
-        fsspec filesystem of the entries; None for local files.
+        The :mod:`dicomml.sources` object of remote entries (bucket, DICOMweb
+        server); None for local files.
     """
 
     include_phi: bool
@@ -97,13 +98,15 @@ def _read_header(f: BinaryIO, size: int, path: str) -> Header:
             buf += chunk
 
 
-def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any]) -> list[dict[str, Any]]:
+def _read_entry(
+    entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], fetched: dict[str, Any]
+) -> list[dict[str, Any]]:
     if options.fs is None:
         f = open(entry.open_path, "rb")  # noqa: SIM115 - closed below
         size = os.fstat(f.fileno()).st_size
-    else:
-        f = options.fs.open(entry.open_path, "rb")
-        size = entry.size
+    else:  # a remote source fetched the batch's headers together
+        f = fetched.pop(entry.open_path, None) or options.fs.open(entry.open_path, "rb")
+        size = f.size
     with f:
         header = _read_header(f, size, entry.path)
     if header.media_storage_sop_class == DICOMDIR_SOP_CLASS:
@@ -125,6 +128,8 @@ def _error_type(exc: BaseException, entry: Entry, options: ScanOptions) -> str:
         return "dicomdir"
     if isinstance(exc, FileTimeoutError):
         return "timeout"
+    if isinstance(exc, RemoteSourceError):
+        return "unreachable"
     if isinstance(exc, OSError) and not isinstance(exc, DicomMLError):
         return "unreadable"
     if isinstance(exc, InvalidDicomFileError) and not _starts_like_dicom(entry, options):
@@ -172,13 +177,14 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     memo: dict[tuple[Any, ...], Any] = {}  # decoded header values, shared within the batch
+    fetched = options.fs.prefetch(entries) if options.fs is not None else {}
     with _time_limits(options.timeout_s > 0) as limited:
         for entry in entries:
             try:
                 if limited:
                     signal.setitimer(signal.ITIMER_REAL, options.timeout_s)
                 try:
-                    rows.extend(_read_entry(entry, options, memo))
+                    rows.extend(_read_entry(entry, options, memo, fetched))
                 finally:
                     if limited:
                         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -187,7 +193,8 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
                     {
                         "path": entry.path,
                         "folder": entry.folder,
-                        "size": entry.size,
+                        # a size no listing has: a rerun reads the entry again (the server may be back)
+                        "size": -1 if isinstance(exc, RemoteSourceError) else entry.size,
                         "mtime_ns": entry.mtime_ns,
                         "stage": "read",
                         "error_type": _error_type(exc, entry, options),
