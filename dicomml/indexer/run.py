@@ -208,10 +208,12 @@ def index(
     else:
         results = _pool(make_tasks, n_workers)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
+    unreachable = False  # a server or bucket failed: the next run must read those entries again
     with tqdm(total=plan.n_to_read, unit="file", desc="dicomml index", disable=not progress) as bar:
         for instances, errors, n in results:
             buffered["instances"].append(instances)
             buffered["errors"].append(errors)
+            unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)
             bar.update(n)
@@ -230,6 +232,8 @@ def index(
         counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
         last_run=_last_run(plan, started),
     )
+    if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done
+        store.write_meta(listing_digest=None)
     return Manifest(store.root)
 
 

@@ -242,9 +242,9 @@ class DicomWebSource:
                     out[url] = PrefetchedFile(url, 0, error=exc)
                     continue
                 except Exception as exc:  # metadata pydicom cannot turn back into a header: an error row
-                    error = InvalidDicomFileError(f"{url}: the server's metadata cannot be read as a header "
-                                                  f"({type(exc).__name__}: {exc})", path=url)
-                    out[url] = PrefetchedFile(url, 0, error=error)
+                    bad = InvalidDicomFileError(f"{url}: the server's metadata cannot be read as a header "
+                                                f"({type(exc).__name__}: {exc})", path=url)
+                    out[url] = PrefetchedFile(url, 0, error=bad)
                     continue
                 out[url] = PrefetchedFile(url, size, buf)
             return out
