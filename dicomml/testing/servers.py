@@ -121,8 +121,9 @@ def s3_bucket(bucket: str, objects: dict[str, bytes], *, timeout_s: float = 30.0
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                               aws_access_key_id="test", aws_secret_access_key="test")
         client.create_bucket(Bucket=bucket)
+        # moto checks anonymous HEAD against an "s3:HeadObject" action (S3 itself maps HEAD to GetObject)
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-                  "Action": ["s3:GetObject", "s3:ListBucket"],
+                  "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"],
                   "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
         client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
         for key, data in objects.items():
@@ -217,7 +218,10 @@ class FaultProxy:
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "content-length", "connection", "keep-alive"):
                 handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(cut) if fault == "truncate-multipart" else len(data)))
+        if handler.command == "HEAD":  # no body came: the upstream's length stands
+            handler.send_header("Content-Length", response.getheader("Content-Length") or "0")
+        else:
+            handler.send_header("Content-Length", str(len(cut) if fault == "truncate-multipart" else len(data)))
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(cut)
