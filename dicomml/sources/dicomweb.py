@@ -173,36 +173,28 @@ class DicomWebSource:
                    lambda: self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"]))
 
     # -- crawl -------------------------------------------------------------------------------
-    def _series(self) -> list[tuple[str, str]]:
-        if self.series:
-            return [(self.study, self.series)]
-        found = self._call("searching for series (QIDO-RS)", self.url, lambda: self._client.search_for_series(
-            study_instance_uid=self.study, search_filters=dict(self.query) or None, get_remaining=True))
-        return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
-
     def walk(self) -> Iterator[Files | CrawlError]:
-        """One chunk of instance URLs per series (QIDO-RS, series searched concurrently)."""
-        from dicomml.indexer.crawl import CrawlError, Files
+        """One chunk of instance URLs per series, from QIDO-RS.
 
-        def instances(item: tuple[str, str]) -> list[str] | BaseException:
-            study, series = item
-            try:
-                found = self._call("searching for instances (QIDO-RS)", self._url(study, series),
-                                   lambda: self._client.search_for_instances(
-                                       study, series, fields=["SOPInstanceUID"], get_remaining=True))
-            except RemoteSourceError as exc:
-                return exc
-            return sorted(_value(i, "00080018") for i in found)
+        A whole server (or study) is listed by one paged instance search
+        rather than one search per series, so listing costs a few requests.
+        """
+        from dicomml.indexer.crawl import Files
 
-        series = self._series()
-        with ThreadPoolExecutor(self.remote.concurrency) as pool:
-            for (study, uid), found in zip(series, pool.map(instances, series)):
-                folder = self._url(study, uid)
-                if isinstance(found, BaseException):
-                    yield CrawlError(folder, "unreachable", str(found))
-                    continue
-                urls = [self._url(study, uid, sop) for sop in found]
-                yield Files(folder, urls, [0] * len(urls), [0] * len(urls), urls)
+        if self.series:
+            found = self._call("searching for instances (QIDO-RS)", self.url, lambda: self._client.search_for_instances(
+                self.study, self.series, fields=["SOPInstanceUID"], get_remaining=True))
+        else:
+            found = self._call("searching for instances (QIDO-RS)", self.url, lambda: self._client.search_for_instances(
+                self.study, search_filters=dict(self.query) or None,
+                fields=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"], get_remaining=True))
+        by_series: dict[tuple[str, str], list[str]] = {}
+        for item in found:
+            key = (_value(item, "0020000D") or str(self.study), _value(item, "0020000E") or str(self.series))
+            by_series.setdefault(key, []).append(_value(item, "00080018"))
+        for (study, uid), sops in sorted(by_series.items()):
+            urls = [self._url(study, uid, sop) for sop in sorted(sops)]
+            yield Files(self._url(study, uid), urls, [0] * len(urls), [0] * len(urls), urls)
 
     # -- scan --------------------------------------------------------------------------------
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:

@@ -109,8 +109,12 @@ def s3_bucket(bucket: str, objects: dict[str, bytes], *, timeout_s: float = 30.0
     str
         The endpoint URL, ``http://127.0.0.1:PORT``.
     """
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
     port = free_port()
     server = ThreadedMotoServer(ip_address=_HOST, port=port, verbose=False)
