@@ -17,7 +17,6 @@ __all__ = [
     "ManifestError",
     "SourceNotFoundError",
     "RemoteSourceError",
-    "MissingExtraError",
     "SeriesNotFoundError",
     "SeriesAssemblyError",
     "MixedSeriesError",
@@ -90,10 +89,6 @@ class SourceNotFoundError(DicomMLError, FileNotFoundError):
 
 class RemoteSourceError(DicomMLError, OSError):
     """A server or bucket kept failing (5xx, 429, timeouts, dropped or truncated answers) after retries."""
-
-
-class MissingExtraError(DicomMLError, ImportError):
-    """A source needs an optional dependency that is not installed (``pip install dicomml[s3]``)."""
 
 
 class SeriesNotFoundError(DicomMLError, KeyError):

@@ -103,7 +103,7 @@ def open_source(
         If the bucket path does not exist.
     RemoteSourceError
         If the server cannot be reached or refuses the credentials.
-    MissingExtraError
+    MissingDependencyError
         If the protocol's package (s3fs, gcsfs, dicomweb-client) is not installed.
     """
     key = url.urls[0] if isinstance(url, ObjectList) and url.urls else str(url)

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dicomml.errors import MissingExtraError, RemoteSourceError, SourceNotFoundError
+from dicomml.errors import MissingDependencyError, RemoteSourceError, SourceNotFoundError
 from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, with_retries
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
 
     Raises
     ------
-    MissingExtraError
+    MissingDependencyError
         If the protocol's implementation (s3fs, gcsfs) is not installed.
     """
     import fsspec
@@ -41,8 +41,8 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
     except ImportError as exc:
         protocol = url.split("://", 1)[0]
         extra = EXTRAS.get(protocol)
-        way = f"pip install dicomml[{extra}]" if extra else f"install the fsspec implementation of {protocol}://"
-        raise MissingExtraError(f"{url}: reading {protocol}:// URLs needs a package that is not installed; {way}",
+        way = f"pip install 'dicomml[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
+        raise MissingDependencyError(f"{url}: reading {protocol}:// URLs needs a package that is not installed; {way}",
                                 path=url) from exc
 
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from dicomml.errors import InvalidDicomFileError, MissingExtraError, RemoteSourceError
+from dicomml.errors import InvalidDicomFileError, MissingDependencyError, RemoteSourceError
 from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retries
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ class DicomWebSource:
             try:
                 from dicomweb_client import DICOMwebClient
             except ImportError as exc:
-                raise MissingExtraError(f"{self.url}: DICOMweb sources need dicomweb-client; "
-                                        "pip install dicomml[dicomweb]", path=self.url) from exc
+                raise MissingDependencyError(f"{self.url}: DICOMweb sources need dicomweb-client, which is not "
+                                             "installed; pip install 'dicomml[dicomweb]'", path=self.url) from exc
             client = self._local.client = DICOMwebClient(self.base, session=self._session)
             client.set_http_retry_params(retry=False)  # retried here, with the source's limits
         return client

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import dicomml
-from dicomml.errors import MissingExtraError
+from dicomml.errors import MissingDependencyError
 from dicomml.sources import ObjectList, connect
 from remote_compare import assert_same_manifest, assert_same_volumes
 
@@ -51,12 +51,12 @@ def test_bucket_errors_are_retried(s3_proxy, local_manifest, tmp_path):
 def test_missing_s3fs_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "s3fs", None)
     monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)  # forget an earlier import
-    with pytest.raises(MissingExtraError, match=r"s3://bucket/x: .*pip install dicomml\[s3\]"):
+    with pytest.raises(MissingDependencyError, match=r"s3://bucket/x: .*pip install 'dicomml\[s3\]'"):
         dicomml.index("s3://bucket/x", tmp_path / "m", progress=False)
     code = ("import sys; sys.modules['s3fs'] = None; from dicomml.cli.main import main; "
             f"sys.argv = ['dicomml', 'index', 's3://bucket/x', '-o', {str(tmp_path / 'n')!r}]; main()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert done.stderr.strip().count("\n") == 0 and "pip install dicomml[s3]" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "pip install 'dicomml[s3]'" in done.stderr
     assert "Traceback" not in done.stderr
 
