@@ -61,7 +61,6 @@ from typing import Any
 
 import numpy as np
 
-
 #: Selection of both contenders (every series of the cohort is one 3D volume).
 WHERE = "n_volumes = 1"
 
@@ -92,11 +91,11 @@ def _warm_files(work: Path) -> None:
 
 
 def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    from dicomml.data.pipeline import preprocess_one, series_sources
-    from dicomml.indexer.manifest import Manifest
-    from dicomml.distributed.worker import prepare_worker
-
     import numcodecs.blosc
+
+    from dicomml.distributed.worker import prepare_worker
+    from dicomml.indexer.manifest import Manifest
+    from dicomml.pipeline import preprocess_one, series_sources
 
     prepare_worker()  # what a LocalCluster worker does when it starts
     numcodecs.blosc.use_threads = False  # one Blosc thread, as in a worker, whose tasks run outside the main thread
@@ -230,6 +229,27 @@ def _report(rounds: list[dict[str, dict[str, Any]]], cpus: int) -> None:
           f"{'met' if overhead <= 0.10 else 'MISSED'} ({_spread(per_round[:, 2], '+.1%')})")
     one = fastest["dask-1"]
     print(f"  outside the tasks, dask-1 spent {(one['seconds'] - one['task_seconds']) / one['series'] * 1000:.1f} ms per series (fastest round)")
+    import table  # benchmarks/table.py; imported here, where the report is printed
+
+    labels = {
+        "loop": "plain loop of `preprocess_one`",
+        "loop-x2": "two plain loops at once, half the series each",
+        "dask-1": "`dicomml.preprocess`, 1 worker",
+        "dask-2": "`dicomml.preprocess`, 2 workers",
+    }
+    rows: list[tuple[object, ...]] = [(f"{labels[name]}, fastest round", f"{r['seconds']:.2f} s", "") for name, r in fastest.items()]
+    rows += [
+        ("scaling efficiency t(1 worker) / (2 t(2 workers)), median of rounds", f"{efficiency:.1%}",
+         f">= 85%: {'met' if efficiency >= 0.85 else 'MISSED'}"),
+        ("Dask overhead per series, t(1 worker) / t(loop) - 1, median of rounds", f"{overhead:+.1%}",
+         f"<= 10%: {'met' if overhead <= 0.10 else 'MISSED'}"),
+        ("the machine's own ceiling: two plain loops at once, median of rounds", f"{ceiling:.1%}", ""),
+    ]
+    table.print_table(
+        f"Distributed preprocessing of {fastest['loop']['series']} series: {len(rounds)} interleaved rounds",
+        ("measure", "value", "target"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,7 @@ def bench_dicomweb(work: Path, series: int, per_series: int, latency: float) -> 
     files = _write_cohort(work / "cohort", series, per_series)
     start = time.perf_counter()
     with orthanc(work / "orthanc", files, timeout_s=120) as root:
-        print(f"dicomweb: {len(files)} instances in {series} series loaded into Orthanc in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(f"dicomweb: {len(files)} instances in {series} series loaded into Orthanc in {time.perf_counter() - start:.1f} s", flush=True)
         with FaultProxy(root, latency_s=latency) as proxy:
             base = f"{proxy.url}/dicom-web"
             t_loop, n_loop = _time(_dicomweb_loop, base)
@@ -117,8 +116,7 @@ def bench_s3(work: Path, objects: int, latency: float) -> list[tuple[str, str, i
             t_loop, n_loop = _time(_s3_loop, proxy.url, bucket)
             print(f"  s3fs loop: {n_loop} objects in {t_loop:.2f} s", flush=True)
             options = {"anon": True, "endpoint_url": proxy.url, "skip_instance_cache": True}
-            t_ours, _ = _time(lambda: dicomml.index(f"s3://{bucket}/", work / "m_s3", progress=False,
-                                                    storage_options=options))
+            t_ours, _ = _time(lambda: dicomml.index(f"s3://{bucket}/", work / "m_s3", progress=False, storage_options=options))
             n_ours = int(dicomml.Manifest(work / "m_s3").meta["counts"]["instances"])
             print(f"  dicomml index: {n_ours} instances in {t_ours:.2f} s", flush=True)
     assert n_ours == n_loop == len(files), (n_ours, n_loop, len(files))
@@ -149,8 +147,10 @@ def main() -> int:
         ratio = baseline[3] / ours[3]
         ok &= ratio >= TARGET
         for row, r in ((baseline, "1.0x"), (ours, f"{ratio:.1f}x")):
-            print(f"| {row[0]} | {row[1]} | {row[2]} | {row[3]:.2f} | {row[2] / row[3]:.0f} | {r} | "
-                  f"{'' if row is baseline else f'>= {TARGET:g}x'} |")
+            print(
+                f"| {row[0]} | {row[1]} | {row[2]} | {row[3]:.2f} | {row[2] / row[3]:.0f} | {r} | "
+                f"{'' if row is baseline else f'>= {TARGET:g}x'} |"
+            )
     return 0 if ok else 1
 
 

@@ -16,23 +16,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicomml.assemble.grouping import group_keys
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
+from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
+from dicomml.indexer.manifest import Manifest
 from dicomml.volume import Volume
-
-if TYPE_CHECKING:
-    from dicomml.indexer import Manifest
 
 __all__ = ["load_files", "load_series"]
 
@@ -59,6 +57,7 @@ def load_files(
     on_irregular: OnIrregular = "raise",
     frames: Sequence[Sequence[int] | None] | None = None,
     dtype: np.dtype | type | str | None = None,
+    threads: int | None = None,
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -83,6 +82,10 @@ def load_files(
     dtype
         A floating dtype (e.g. ``np.float32``) to decode and rescale straight
         into; None picks the narrowest exact dtype.
+    threads
+        Most threads that decode compressed local frames: the cores this
+        process may use (e.g. 1 in each of as many workers as cores); None:
+        every core, up to ``MAX_WORKERS``.
 
     Returns
     -------
@@ -94,20 +97,20 @@ def load_files(
     ------
     MixedSeriesError
         If the files hold more than one volume group (see
-        :mod:`dicomml.assemble.grouping`); the message names each group.
+        :mod:`dicomml.dicom.series_key`); the message names each group.
     SeriesAssemblyError
         Or one of its subclasses, for irregular geometry under ``"raise"``.
     InvalidDicomFileError, UnsupportedTransferSyntaxError
         For a file that cannot be read or decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_files(sorted(Path("ct").glob("*.dcm")))  # doctest: +SKIP
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
     """
     sources = _read_headers([str(p) for p in paths], frames)
-    return _assemble(sources, on_irregular, dtype, series_key=_single_group(sources))
+    return _assemble(sources, on_irregular, dtype, threads, series_key=_single_group(sources))
 
 
 def load_series(
@@ -116,6 +119,7 @@ def load_series(
     *,
     on_irregular: OnIrregular = "raise",
     dtype: np.dtype | type | str | None = None,
+    threads: int | None = None,
 ) -> Volume:
     """Assemble one volume group of a manifest into a Volume.
 
@@ -125,7 +129,7 @@ def load_series(
         A :class:`dicomml.Manifest`, or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
-    on_irregular, dtype
+    on_irregular, dtype, threads
         As for :func:`load_files`.
 
     Returns
@@ -140,16 +144,14 @@ def load_series(
     SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError
         As for :func:`load_files`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
-    from dicomml.indexer.manifest import Manifest  # the indexer imports assembly's grouping
-
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames)
-    return _assemble(sources, on_irregular, dtype, series_key=series_key)
+    return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
 
 
 def _frame_list(value: Any) -> list[int] | None:
@@ -159,25 +161,21 @@ def _frame_list(value: Any) -> list[int] | None:
     return [int(v) for v in value]
 
 
-def _threads(*, remote: bool, compressed: bool) -> int:
+def _threads(*, remote: bool, compressed: bool, budget: int | None = None) -> int:
     """Threads to read and decode a series' files with.
 
     Remote reads wait on the network: MAX_WORKERS overlap them. Compressed
     local frames are decoded on up to one thread per core this process may
-    use: ``OMP_NUM_THREADS`` when set, as Dask's nanny (one per worker
-    thread) and torchrun set it, so that workers filling every core do not
-    oversubscribe them. A local uncompressed frame is a read
-    and a copy (or a conversion to float), cheapest in the calling thread on
-    this 2-core machine: 80 CT slices of 128 x 128, 5.9 ms there vs 8.8 ms
-    in 2 threads; 300 slices of 512 x 512 to float32, 211-224 vs 232-239 ms.
+    use (``budget``, which the caller sets when workers share the cores). A
+    local uncompressed frame is a read and a copy (or a conversion to float),
+    cheapest in the calling thread.
     """
     if remote:
         return MAX_WORKERS
     if not compressed:
         return 1
-    budget = os.environ.get("OMP_NUM_THREADS", "")
     cores = min(MAX_WORKERS, os.cpu_count() or 1)
-    return max(1, min(cores, int(budget))) if budget.isdigit() else cores
+    return cores if budget is None else max(1, min(cores, budget))
 
 
 def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
@@ -217,7 +215,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
 
     if any(is_url(p) for p in paths):  # remote reads wait on the network: threads overlap them
         return _map(read, list(range(len(paths))), _threads(remote=True, compressed=False))
-    # a local header is parsed in pure Python under the GIL: threads only contend (up to 2x slower here)
+    # a local header is parsed in pure Python under the GIL: threads would only contend for it
     return [read(i) for i in range(len(paths))]
 
 
@@ -236,7 +234,7 @@ def _single_group(sources: list[_Source]) -> str:
     groups: dict[str, list[tuple[_Source, int]]] = {}
     for source in sources:
         ds = source.header
-        keys = group_keys(_text(ds, "SeriesInstanceUID"), _text(ds, "SOPClassUID"), _folder(source.path), source.table)
+        keys = dataset_group_keys(ds, _folder(source.path), source.table)
         for row in source.rows:
             groups.setdefault(keys[row], []).append((source, int(row)))
     if len(groups) == 1:
@@ -247,7 +245,8 @@ def _single_group(sources: list[_Source]) -> str:
         t = source.table
         described.append(
             f"{key}: {len(members)} slices like {os.path.basename(source.path)} "
-            f"(series {source.header.get('SeriesInstanceUID', '?')}, {t.rows}x{t.columns}, "
+            f"(series {source.header.get('SeriesInstanceUID', '?')} number {source.header.get('SeriesNumber', '?')}, "
+            f"{t.rows}x{t.columns}, "
             f"orientation {np.round(t.orientations[row], 4).tolist()}, echo {t.echo[row]:g}, kind {t.kind[row]!r})"
         )
     raise MixedSeriesError(
@@ -274,7 +273,7 @@ def _thickness(ds: Dataset) -> float:
     return 1.0
 
 
-def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, series_key: str) -> Volume:
+def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, threads: int | None, *, series_key: str) -> Volume:
     index = [(s, int(r)) for s in sources for r in s.rows]
     table_rows = [(s.table, r) for s, r in index]
     temporal = np.array([t.temporal[r] for t, r in table_rows])
@@ -297,7 +296,7 @@ def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, 
     for (table, row), slot in zip(table_rows, plan.slots):
         if slot >= 0:
             slopes[slot], intercepts[slot] = table.rescale_slope[row], table.rescale_intercept[row]
-    array = _decode_all(sources, plan, slopes, intercepts, dtype)
+    array = _decode_all(sources, plan, slopes, intercepts, dtype, threads)
     affine = plan.affine
     shape = (plan.n_volumes, plan.n_positions) if plan.n_volumes > 1 else (plan.n_positions,)
     array = array.reshape(*shape, *array.shape[-2:])
@@ -313,7 +312,9 @@ def _integral(values: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
-def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, intercepts: np.ndarray, dtype: Any) -> np.ndarray:
+def _decode_all(
+    sources: list[_Source], plan: StackPlan, slopes: np.ndarray, intercepts: np.ndarray, dtype: Any, threads: int | None
+) -> np.ndarray:
     first = sources[0]
     stored = {stored_dtype(s.header) for s in sources}
     integer = dtype is None and len(stored) == 1 and next(iter(stored)).kind in "ui" and _integral(slopes) and _integral(intercepts)
@@ -342,7 +343,7 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
 
     remote = any(is_url(s.path) for s in sources)
     compressed = not all(is_native(s.header) for s in sources)
-    _map(decode, slots_by_source, _threads(remote=remote, compressed=compressed))
+    _map(decode, slots_by_source, _threads(remote=remote, compressed=compressed, budget=threads))
     return _rescale_integers(out, slopes, intercepts) if integer else out
 
 

@@ -35,11 +35,11 @@ import google_crc32c
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
+from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.cache.shard import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
 
-__all__ = ["Cache", "Entry", "FOREGROUND_MAX"]
+__all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
 #: At most this many foreground voxels are indexed per entry, shared among mask channels (evenly strided).
 FOREGROUND_MAX = 200_000
@@ -47,7 +47,7 @@ _ARRAYS = ("image", "mask", "foreground")
 
 
 @dataclass(frozen=True)
-class Entry:
+class CacheEntry:
     """A published cache entry, opened for reading.
 
     Attributes
@@ -107,8 +107,8 @@ class Entry:
             axes (mask channels) are read whole. Omit both for the whole array.
         lookup
             For an 8/16-bit integer array: a ``(C, 2**bits)`` table applied while
-            decoding (see :func:`~dicomml.cache.shard.read_region`), e.g. the
-            windows of :class:`~dicomml.data.pipeline.TableWindow`.
+            decoding (see :func:`~dicomml.cache.array.read_region`), e.g. the
+            windows of :meth:`~dicomml.transforms.Transform.lookup_table`.
         threads
             Decode a whole array with up to this many threads (a box is read
             chunk by chunk in one thread).
@@ -127,8 +127,8 @@ class Entry:
         CacheIntegrityError
             If a chunk touched is missing or fails its checksum.
 
-        Example
-        -------
+        Examples
+        --------
         >>> patch = entry.read("image", start=(10, 20, 30), size=(96, 96, 96))  # doctest: +SKIP
         """
         layout = self.layouts[name]
@@ -172,29 +172,47 @@ class Cache:
         created if absent.
     storage_options
         Passed to fsspec for remote URLs.
+    create
+        Create the cache when ``url`` holds none; False opens an existing
+        cache only (inspection and checks must not make one on a typo).
 
-    Example
-    -------
+    Raises
+    ------
+    CacheError
+        If the cache cannot be opened or created, or (``create=False``) if
+        ``url`` is not a dicomml cache.
+    CacheIntegrityError
+        If the cache is of another format version.
+
+    Examples
+    --------
     >>> cache = Cache(tmp_path / "cache")  # doctest: +SKIP
     >>> cache.put("k1", np.zeros((4, 5, 6), np.int16), np.eye(4))  # doctest: +SKIP
     >>> cache.open("k1").read().shape  # doctest: +SKIP
     (4, 5, 6)
     """
 
-    def __init__(self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, create: bool = True
+    ) -> None:
         self.url = os.fspath(url)
         self._storage_options = dict(storage_options or {})
         self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
         try:
-            if not self.fs.exists(f"{self.root}/zarr.json"):
+            found = self.fs.exists(f"{self.root}/zarr.json")
+            if not found and create:
                 self._create_root()
-            root_json = self.fs.cat_file(f"{self.root}/zarr.json")
+            root_json = self.fs.cat_file(f"{self.root}/zarr.json") if found or create else None
+            folder_found = found or self.fs.exists(self.root)
         except OSError as exc:
             raise CacheError(
                 f"{self.url}: cannot open the cache ({exc}); check the path and its permissions", path=self.url
             ) from exc
+        if root_json is None:
+            what = "is not a dicomml cache (no zarr.json)" if folder_found else "does not exist"
+            raise CacheError(f"{self.url}: {what}; check the path", path=self.url)
         fmt = json.loads(root_json).get("attributes", {}).get("dicomml_cache_format")
         if fmt != FORMAT_VERSION:
             raise CacheIntegrityError(
@@ -223,7 +241,7 @@ class Cache:
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(f"{self.root}/entries", detail=False))
         return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
 
-    def open(self, key: str) -> Entry:
+    def open(self, key: str) -> CacheEntry:
         """Open a published entry.
 
         Raises
@@ -243,7 +261,7 @@ class Cache:
             ) from None
         try:
             marker = json.loads(text)
-            return Entry(
+            return CacheEntry(
                 key=key,
                 affine=np.asarray(marker["affine"], dtype=np.float64).reshape(4, 4),
                 meta=marker["meta"],
@@ -258,7 +276,7 @@ class Cache:
                 path=self._marker(key),
             ) from None
 
-    def _index(self, entry: Entry, name: str, shard: str, where: str) -> np.ndarray:
+    def _index(self, entry: CacheEntry, name: str, shard: str, where: str) -> np.ndarray:
         memo = (entry._path, name)  # data folders never change once written
         if memo not in self._indexes:
             size = index_nbytes(entry.layouts[name])
@@ -276,7 +294,7 @@ class Cache:
         mask: np.ndarray | None = None,
         meta: Mapping[str, Any] | None = None,
         chunks: Sequence[int] = (64, 64, 64),
-    ) -> Entry:
+    ) -> CacheEntry:
         """Write an entry and publish it atomically; a published key is left as is.
 
         Parameters
@@ -296,7 +314,7 @@ class Cache:
 
         Returns
         -------
-        Entry
+        CacheEntry
             The published entry (this writer's or a racing writer's, both complete).
 
         Raises
@@ -468,8 +486,7 @@ def _read_local(
 
     Against one read of the whole file, then decoding: a cold read overlaps
     the disk with decoding, and each chunk is decoded from a small buffer
-    still in the CPU cache (20 CT entries of 12 MB here: 19-21 vs 19-26 ms
-    each from disk, 7-10 vs 11-12 ms from the page cache).
+    still in the CPU cache (``benchmarks/bench_cache.py`` measures both).
     """
     try:
         fd = os.open(path, os.O_RDONLY)

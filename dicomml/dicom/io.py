@@ -10,6 +10,7 @@ from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
 from dicomml.errors import InvalidDicomFileError
+from dicomml.paths import local_path
 
 __all__ = ["is_url", "read_dataset"]
 
@@ -49,8 +50,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     RemoteSourceError
         If a remote object cannot be fetched (after retries).
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = read_dataset("memory://ct/IM0001.dcm", pixels=False)  # doctest: +SKIP
     """
     name = str(path)
@@ -61,8 +62,7 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
             ds = pydicom.dcmread(read_instance(name), stop_before_pixels=not pixels)
             ds.filename = name
             return ds
-        local = name[len("file://") :] if name.startswith("file://") else name
-        return pydicom.dcmread(local, stop_before_pixels=not pixels, defer_size=defer_size)
+        return pydicom.dcmread(local_path(name), stop_before_pixels=not pixels, defer_size=defer_size)
     except InvalidDicomError as exc:
         raise InvalidDicomFileError(
             f"{name}: not a DICOM file ({exc}); remove it from the input or pass only DICOM files",

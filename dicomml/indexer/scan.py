@@ -22,6 +22,7 @@ from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
 from dicomml.indexer.schema import ERRORS, instances_schema
+from dicomml.paths import printable, storable_path
 
 __all__ = ["FileTimeoutError", "ScanOptions", "scan_batch"]
 
@@ -115,7 +116,7 @@ def _read_entry(
         header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo
     )
     for row in rows:
-        row.update(path=entry.path, folder=entry.folder, size=entry.size, mtime_ns=entry.mtime_ns)
+        row.update(path=storable_path(entry.path), folder=storable_path(entry.folder), size=entry.size, mtime_ns=entry.mtime_ns)
     return rows
 
 
@@ -170,8 +171,8 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
     (pyarrow.Table, pyarrow.Table)
         ``instances`` rows and ``errors`` rows of the batch.
 
-    Example
-    -------
+    Examples
+    --------
     >>> inst, errs = scan_batch(entries, ScanOptions(include_phi=False, salt=b"s"))  # doctest: +SKIP
     """
     rows: list[dict[str, Any]] = []
@@ -191,8 +192,8 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
             except Exception as exc:  # the indexer's policy: record and go on
                 errors.append(
                     {
-                        "path": entry.path,
-                        "folder": entry.folder,
+                        "path": storable_path(entry.path),
+                        "folder": storable_path(entry.folder),
                         # a size no listing has: a rerun reads the entry again (the server may be back)
                         "size": -1 if isinstance(exc, RemoteSourceError) else entry.size,
                         "mtime_ns": entry.mtime_ns,
@@ -200,7 +201,7 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
                         "error_type": _error_type(exc, entry, options),
                         "exception": type(exc).__name__,
                         "tag": getattr(exc, "tag", None),
-                        "message": _message(exc, entry, options),
+                        "message": printable(_message(exc, entry, options)),
                     }
                 )
     return (

@@ -20,7 +20,8 @@ import pyarrow as pa
 __all__ = ["ANNOTATIONS", "ERRORS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
-SCHEMA_VERSION = 1
+#: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax.
+SCHEMA_VERSION = 2
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())

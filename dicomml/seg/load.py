@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from dicomml.errors import ConfigError, SegReferenceError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
-from dicomml.seg.dicomseg import SegmentSelector, seg_to_grid
 from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
 
+if TYPE_CHECKING:
+    from dicomml.seg.dicomseg import SegmentSelector
+
 __all__ = ["load_mask", "pairs"]
-
-_PAIRS = """
-SELECT s.series_key, a.annotation_key, a.modality, a.segmentation_type, a.labels,
-       a.path AS annotation_path, a.link_method, a.link_problem, s.usable, s.reason
-FROM annotations a JOIN series s ON s.series_key = a.referenced_series_key
-ORDER BY s.series_key, a.annotation_key
-"""
-
 
 def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
     # a filtered Parquet read, as Manifest.series_files does: no DuckDB connection per mask, and nulls come as None
@@ -89,8 +83,8 @@ def load_mask(
     ConfigError
         If ``threshold`` is given for an RTSTRUCT.
 
-    Example
-    -------
+    Examples
+    --------
     >>> row = dicomml.pairs("manifest/").iloc[0]  # doctest: +SKIP
     >>> mask = dicomml.load_mask("manifest/", row.annotation_key, as_channels=True)  # doctest: +SKIP
     """
@@ -114,6 +108,8 @@ def load_mask(
             raise ConfigError(f"{path}: threshold= applies to FRACTIONAL SEGs, not to an RTSTRUCT", path=path)
         mask = rtstruct_to_grid(path, reference, rois=segments, as_channels=as_channels)  # type: ignore[arg-type]
     else:
+        from dicomml.seg.dicomseg import seg_to_grid  # highdicom (the [seg] extra): imported for a SEG only
+
         mask = seg_to_grid(path, reference, segments=segments, as_channels=as_channels, threshold=threshold)
     mask.meta.update(
         annotation_key=annotation_key,
@@ -141,10 +137,10 @@ def pairs(manifest: Manifest | str | PathLike[str]) -> pd.DataFrame:
         not in the manifest are left out (the ``annotations`` table keeps them
         with their ``link_problem``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> for row in dicomml.pairs("manifest/").itertuples():  # doctest: +SKIP
     ...     image = dicomml.load_series("manifest/", row.series_key)
     ...     mask = dicomml.load_mask("manifest/", row.annotation_key, reference=image)
     """
-    return Manifest.open(manifest).sql(_PAIRS)
+    return Manifest.open(manifest).pairs()

@@ -101,9 +101,9 @@ def with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> 
             transient = _transient(exc)
             if not transient or attempt == remote.retries:
                 tries = f" after {attempt + 1} tries" if transient else ""
-                hint = {401: "check the credentials", 403: "check the credentials",
-                        404: "check the URL"}.get(getattr(getattr(exc, "response", None), "status_code", 0),
-                                                   "check the server, or rerun to resume")
+                hint = {401: "check the credentials", 403: "check the credentials", 404: "check the URL"}.get(
+                    getattr(getattr(exc, "response", None), "status_code", 0), "check the server, or rerun to resume"
+                )
                 raise RemoteSourceError(f"{url}: {what} failed{tries} ({_reason(exc)}); {hint}", path=url) from exc
             time.sleep(remote.backoff_s * 2**attempt * (0.5 + random.random() / 2))
     raise AssertionError("unreachable")  # pragma: no cover

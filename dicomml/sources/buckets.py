@@ -42,8 +42,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
         protocol = url.split("://", 1)[0]
         extra = EXTRAS.get(protocol)
         way = f"pip install 'dicomml[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
-        raise MissingDependencyError(f"{url}: reading {protocol}:// URLs needs a package that is not installed; {way}",
-                                path=url) from exc
+        raise MissingDependencyError(f"{url}: reading {protocol}:// URLs needs a package that is not installed; {way}", path=url) from exc
 
 
 class ObjectList:
@@ -97,14 +96,12 @@ class FsspecSource:
         from dicomml.indexer.crawl import CrawlError
 
         if self.objects is None:
-            found = with_retries(lambda: self.fs.find(self.root, detail=True),
-                                 self.fs.unstrip_protocol(self.root), self.remote, "listing")
+            found = with_retries(lambda: self.fs.find(self.root, detail=True), self.fs.unstrip_protocol(self.root), self.remote, "listing")
             yield from self._files(found)
             return
         prefixes = [u for u in self.objects.urls if u.endswith("/")]
         for prefix in prefixes:
-            path = self.fs._strip_protocol(prefix)
-            yield from self._files(with_retries(lambda: self.fs.find(path, detail=True), prefix, self.remote, "listing"))
+            yield from self._files(self._find(prefix))
         names = [self.fs._strip_protocol(u) for u in self.objects.urls if not u.endswith("/")]
         infos = self._infos(names)
         good = {}
@@ -116,6 +113,10 @@ class FsspecSource:
             else:
                 good[name] = info
         yield from self._files(good)
+
+    def _find(self, url: str) -> dict[str, Any]:
+        path = self.fs._strip_protocol(url)
+        return with_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
 
     def _infos(self, names: Sequence[str]) -> list[Any]:
         """``info`` of many objects, concurrently on an async filesystem."""
@@ -169,8 +170,9 @@ class FsspecSource:
     # -- scan --------------------------------------------------------------------------------
     def _read_range(self, path: str) -> Any:
         url = self.fs.unstrip_protocol(path)
-        return lambda start, end: with_retries(lambda: self.fs.cat_file(path, start=start, end=end), url,
-                                               self.remote, "reading a byte range")
+        return lambda start, end: with_retries(
+            lambda: self.fs.cat_file(path, start=start, end=end), url, self.remote, "reading a byte range"
+        )
 
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
         """The object as a file whose reads are ranged requests."""
@@ -184,12 +186,10 @@ class FsspecSource:
         got: dict[str, Any] = {}
         todo = list(range(len(entries)))
         for attempt in range(self.remote.retries + 1):
-            results = self.fs.cat_ranges([paths[i] for i in todo], [0] * len(todo), [ends[i] for i in todo],
-                                         on_error="return")
+            results = self.fs.cat_ranges([paths[i] for i in todo], [0] * len(todo), [ends[i] for i in todo], on_error="return")
             for i, result in zip(todo, results):
                 got[paths[i]] = result
-            todo = [i for i in todo if isinstance(got[paths[i]], BaseException)
-                    and not isinstance(got[paths[i]], FileNotFoundError)]
+            todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and not isinstance(got[paths[i]], FileNotFoundError)]
             if not todo or attempt == self.remote.retries:
                 break
             import time
@@ -199,13 +199,14 @@ class FsspecSource:
         for entry in entries:
             result = got[entry.open_path]
             if isinstance(result, BaseException):
-                error = RemoteSourceError(f"{entry.path}: reading the header failed after "
-                                          f"{self.remote.retries + 1} tries ({type(result).__name__}); rerun to resume",
-                                          path=entry.path)
+                error = RemoteSourceError(
+                    f"{entry.path}: reading the header failed after "
+                    f"{self.remote.retries + 1} tries ({type(result).__name__}); rerun to resume",
+                    path=entry.path,
+                )
                 out[entry.open_path] = PrefetchedFile(entry.path, entry.size, error=error)
             else:
-                out[entry.open_path] = PrefetchedFile(entry.path, entry.size, bytes(result),
-                                                      self._read_range(entry.open_path))
+                out[entry.open_path] = PrefetchedFile(entry.path, entry.size, bytes(result), self._read_range(entry.open_path))
         return out
 
     # -- load --------------------------------------------------------------------------------

@@ -34,17 +34,17 @@ from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retr
 
 if TYPE_CHECKING:
     import requests
-    from pydicom.dataset import Dataset
 
     from dicomml.indexer.crawl import CrawlError, Entry, Files
 
 __all__ = ["DicomWebSource", "is_dicomweb"]
 
 SCHEME = "dicomweb+"
-_PATH = re.compile(r"^(?P<base>.*?)(?:/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+)"
-                   r"(?:/instances/(?P<instance>[^/]+))?)?)?/?$")
-_ENCAPSULATED_EXCEPT = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
-                                  "1.2.840.10008.1.2.1.99"})
+_PATH = re.compile(
+    r"^(?P<base>.*?)(?:/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+)"
+    r"(?:/instances/(?P<instance>[^/]+))?)?)?/?$"
+)
+_ENCAPSULATED_EXCEPT = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
 _CSA_IMAGE = "00291010"
 
 
@@ -58,13 +58,21 @@ def _parts(url: str) -> dict[str, Any]:
     if split.scheme not in ("http", "https") or not split.netloc:
         raise RemoteSourceError(f"{url}: not a DICOMweb URL; write dicomweb+https://host/dicom-web", path=url)
     if "@" in split.netloc:
-        raise RemoteSourceError(f"{_safe(url)}: credentials in the URL would be recorded; pass them as auth "
-                                "(the CLI reads DICOMML_DICOMWEB_TOKEN or DICOMML_DICOMWEB_USER/PASSWORD)", path=None)
+        raise RemoteSourceError(
+            f"{_safe(url)}: credentials in the URL would be recorded; pass them as auth "
+            "(the CLI reads DICOMML_DICOMWEB_TOKEN or DICOMML_DICOMWEB_USER/PASSWORD)",
+            path=None,
+        )
     match = _PATH.match(split.path)
     assert match is not None  # the pattern matches every path
     base = f"{split.scheme}://{split.netloc}{match['base']}"
-    return {"base": base, "study": match["study"], "series": match["series"], "instance": match["instance"],
-            "query": dict(parse_qsl(split.query))}
+    return {
+        "base": base,
+        "study": match["study"],
+        "series": match["series"],
+        "instance": match["instance"],
+        "query": dict(parse_qsl(split.query)),
+    }
 
 
 def _safe(url: str) -> str:
@@ -142,8 +150,10 @@ class DicomWebSource:
             try:
                 from dicomweb_client import DICOMwebClient
             except ImportError as exc:
-                raise MissingDependencyError(f"{self.url}: DICOMweb sources need dicomweb-client, which is not "
-                                             "installed; pip install 'dicomml[dicomweb]'", path=self.url) from exc
+                raise MissingDependencyError(
+                    f"{self.url}: DICOMweb sources need dicomweb-client, which is not installed; pip install 'dicomml[dicomweb]'",
+                    path=self.url,
+                ) from exc
             client = self._local.client = DICOMwebClient(self.base, session=self._session)
             client.set_http_retry_params(retry=False)  # retried here, with the source's limits
         return client
@@ -169,8 +179,7 @@ class DicomWebSource:
 
     def check(self) -> None:
         """Ask the server once, so that a wrong URL or refused credentials fail before indexing."""
-        self._call("searching for studies", self.url,
-                   lambda: self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"]))
+        self._call("searching for studies", self.url, lambda: self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"]))
 
     # -- crawl -------------------------------------------------------------------------------
     def walk(self) -> Iterator[Files | CrawlError]:
@@ -182,12 +191,22 @@ class DicomWebSource:
         from dicomml.indexer.crawl import Files
 
         if self.series:
-            found = self._call("searching for instances (QIDO-RS)", self.url, lambda: self._client.search_for_instances(
-                self.study, self.series, fields=["SOPInstanceUID"], get_remaining=True))
+            found = self._call(
+                "searching for instances (QIDO-RS)",
+                self.url,
+                lambda: self._client.search_for_instances(self.study, self.series, fields=["SOPInstanceUID"], get_remaining=True),
+            )
         else:
-            found = self._call("searching for instances (QIDO-RS)", self.url, lambda: self._client.search_for_instances(
-                self.study, search_filters=dict(self.query) or None,
-                fields=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"], get_remaining=True))
+            found = self._call(
+                "searching for instances (QIDO-RS)",
+                self.url,
+                lambda: self._client.search_for_instances(
+                    self.study,
+                    search_filters=dict(self.query) or None,
+                    fields=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+                    get_remaining=True,
+                ),
+            )
         by_series: dict[tuple[str, str], list[str]] = {}
         for item in found:
             key = (_value(item, "0020000D") or str(self.study), _value(item, "0020000E") or str(self.series))
@@ -215,8 +234,9 @@ class DicomWebSource:
             study, series = key
             folder = self._url(study, series)
             try:
-                items = self._call("reading series metadata (WADO-RS)", folder,
-                                   lambda: self._client.retrieve_series_metadata(study, series))
+                items = self._call(
+                    "reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(study, series)
+                )
             except RemoteSourceError as exc:
                 return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
             by_uid = {_value(item, "00080018"): item for item in items}
@@ -224,8 +244,9 @@ class DicomWebSource:
             for url in by_series[key]:
                 item = by_uid.get(_parts(url)["instance"])
                 if item is None:
-                    error = RemoteSourceError(f"{url}: the series' metadata lacks this instance; "
-                                              "it was deleted meanwhile, index again", path=url)
+                    error = RemoteSourceError(
+                        f"{url}: the series' metadata lacks this instance; it was deleted meanwhile, index again", path=url
+                    )
                     out[url] = PrefetchedFile(url, 0, error=error)
                     continue
                 try:
@@ -234,8 +255,9 @@ class DicomWebSource:
                     out[url] = PrefetchedFile(url, 0, error=exc)
                     continue
                 except Exception as exc:  # metadata pydicom cannot turn back into a header: an error row
-                    bad = InvalidDicomFileError(f"{url}: the server's metadata cannot be read as a header "
-                                                f"({type(exc).__name__}: {exc})", path=url)
+                    bad = InvalidDicomFileError(
+                        f"{url}: the server's metadata cannot be read as a header ({type(exc).__name__}: {exc})", path=url
+                    )
                     out[url] = PrefetchedFile(url, 0, error=bad)
                     continue
                 out[url] = PrefetchedFile(url, size, buf)
@@ -252,8 +274,11 @@ class DicomWebSource:
         # the part from /studies/ on is theirs, the host is the one we reach them by.
         if "/studies/" in uri:
             uri = self.base + uri[uri.index("/studies/") :]
-        return self._call("reading bulk data (WADO-RS)", url,
-                          lambda: bytes(self._client.retrieve_bulkdata(uri, media_types=("application/octet-stream",))[0]))
+        return self._call(
+            "reading bulk data (WADO-RS)",
+            url,
+            lambda: bytes(self._client.retrieve_bulkdata(uri, media_types=("application/octet-stream",))[0]),
+        )
 
     # -- load --------------------------------------------------------------------------------
     def read_instance(self, url: str) -> io.BytesIO:

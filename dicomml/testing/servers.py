@@ -54,8 +54,7 @@ def _wait(url: str, timeout_s: float, auth: tuple[str, str] | None = None) -> No
 
 
 @contextmanager
-def orthanc(folder: Path, files: Iterable[Path] = (), *, users: dict[str, str] | None = None,
-            timeout_s: float = 30.0) -> Iterator[str]:
+def orthanc(folder: Path, files: Iterable[Path] = (), *, users: dict[str, str] | None = None, timeout_s: float = 30.0) -> Iterator[str]:
     """Run Orthanc with its DICOMweb plugin on loopback, storing in ``folder``, loaded with ``files``.
 
     Yields
@@ -69,11 +68,19 @@ def orthanc(folder: Path, files: Iterable[Path] = (), *, users: dict[str, str] |
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "Name": "dicomml-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-        "HttpPort": port, "RemoteAccessAllowed": False, "DicomServerEnabled": False, "DicomPort": free_port(),
-        "AuthenticationEnabled": bool(users), "RegisteredUsers": users or {},
-        "Plugins": [ORTHANC_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "HttpThreadsCount": 16, "StableAge": 1,
+        "Name": "dicomml-test",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": port,
+        "RemoteAccessAllowed": False,
+        "DicomServerEnabled": False,
+        "DicomPort": free_port(),
+        "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": users or {},
+        "Plugins": [ORTHANC_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "HttpThreadsCount": 16,
+        "StableAge": 1,
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
     with open(folder / "orthanc.log", "wb") as log:
@@ -122,13 +129,20 @@ def s3_bucket(bucket: str, objects: dict[str, bytes], *, timeout_s: float = 30.0
     endpoint = f"http://{_HOST}:{port}"
     try:
         _wait(f"{endpoint}/moto-api/", timeout_s)
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
         client.create_bucket(Bucket=bucket)
         # moto checks anonymous HEAD against an "s3:HeadObject" action (S3 itself maps HEAD to GetObject)
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-                  "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"],
-                  "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"],
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
         client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
         for key, data in objects.items():
             client.put_object(Bucket=bucket, Key=key, Body=data)

@@ -38,8 +38,8 @@ class Mask(torch.Tensor):
     it cost what they cost on a plain tensor and return plain tensors; the
     transforms re-tag their outputs.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = Mask(torch.zeros(1, 2, 2, 2, dtype=torch.uint8))
     >>> isinstance(m, Mask), type(m + 1).__name__
     (True, 'Tensor')
@@ -57,8 +57,8 @@ class Mask(torch.Tensor):
 def is_label(value: Any) -> bool:
     """Whether a sample entry is a label map (a :class:`Mask` or a bool tensor).
 
-    Example
-    -------
+    Examples
+    --------
     >>> is_label(Mask(torch.zeros(1, 2, 2, 2))), is_label(torch.zeros(1, 2, 2, 2, dtype=torch.int16))
     (True, False)
     """
@@ -68,8 +68,8 @@ def is_label(value: Any) -> bool:
 def spatial_keys(sample: Mapping[str, Any]) -> list[str]:
     """Keys of the spatial entries: tensors with at least three axes.
 
-    Example
-    -------
+    Examples
+    --------
     >>> spatial_keys({"image": torch.zeros(1, 2, 2, 2), "label": torch.tensor(3), "affine": torch.eye(4)})
     ['image']
     """
@@ -174,6 +174,10 @@ class Transform:
     ``meta["transforms"]``.
     """
 
+    #: Whether the output at a voxel is a fixed function of that voxel's value alone (no
+    #: random draw, no statistic of the image, no neighbour): then :meth:`lookup_table` answers.
+    pointwise = False
+
     def __call__(self, data: Any) -> Any:
         sample, restore = to_sample(data)
         return restore(self.apply(sample, self.make_params(sample)))
@@ -193,6 +197,40 @@ class Transform:
     def record(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """What to append to ``meta["transforms"]`` (random draws); nothing by default."""
         return None
+
+    def lookup_table(self, dtype: Any) -> np.ndarray | None:
+        """This transform as a table to fuse into the cache read of a one-channel ``dtype`` image, or None.
+
+        A :attr:`pointwise` transform of an 8/16-bit integer image is a
+        lookup table: ``(C, 2**bits)``, row ``c`` being output channel ``c``
+        for every stored value, indexed by the value's bits read as unsigned
+        (:meth:`dicomml.cache.CacheEntry.read` ``lookup=``). The Datasets ask
+        their first at-load transform; when it answers, the image is mapped
+        while its chunks are decoded (one pass) and the transform is skipped.
+
+        Parameters
+        ----------
+        dtype
+            The stored image's dtype.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            None when the transform is not pointwise or the dtype is not an
+            integer of at most 16 bits.
+
+        Examples
+        --------
+        >>> from dicomml.transforms import Window
+        >>> Window(40, 80).lookup_table("uint8").shape, Window(40, 80).lookup_table("float32")
+        ((1, 256), None)
+        """
+        dtype = np.dtype(dtype)
+        if not self.pointwise or dtype.kind not in "iu" or dtype.itemsize > 2:
+            return None
+        values = np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}").view(dtype)
+        out = self.apply_image(torch.from_numpy(values).reshape(1, 1, 1, -1), {})
+        return np.ascontiguousarray(out.reshape(out.shape[0], -1).numpy())
 
     def apply(self, sample: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """Apply ``params`` to every spatial entry of ``sample``; returns a new dict."""

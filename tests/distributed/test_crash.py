@@ -21,16 +21,16 @@ import psutil
 import dicomml
 from dicomml.cache import Cache
 from dicomml.cli.main import main
-from dicomml.config import PipelineConfig
+from dicomml.config import PRESET_DIR, PipelineConfig
 
-CT_1MM = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
+CT_1MM = PRESET_DIR / "ct_1mm.yaml"
 _CLI = [sys.executable, "-c", "from dicomml.cli.main import main; main()"]
 
 #: Imports dicomml once, then forks one `dicomml preprocess` (the CLI's main) per line of
 #: JSON argv on stdin and prints its pid, so that twenty runs do not pay twenty interpreter starts.
 _ZYGOTE = r"""
 import json, os, signal, sys
-import dicomml.cli.main, dicomml.cli.preprocess, dicomml.data.pipeline, dicomml.assemble, dicomml.seg
+import dicomml.cli.main, dicomml.cli.preprocess, dicomml.pipeline, dicomml.assemble, dicomml.seg
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
 for line in sys.stdin:
     pid = os.fork()

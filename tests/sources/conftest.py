@@ -27,8 +27,7 @@ def corpus_files(data_dir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def local_manifest(corpus_files: dict[str, Path], data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dicomml.Manifest:
-    return dicomml.index([str(data_dir / f) for f in FOLDERS], tmp_path_factory.mktemp("local") / "m",
-                         workers=1, progress=False)
+    return dicomml.index([str(data_dir / f) for f in FOLDERS], tmp_path_factory.mktemp("local") / "m", workers=1, progress=False)
 
 
 @pytest.fixture(scope="session")

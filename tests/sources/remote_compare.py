@@ -8,8 +8,20 @@ import pandas as pd
 import dicomml
 
 #: Geometry columns of the series table.
-GEOMETRY = ("shape", "pixel_spacing", "slice_spacing", "orientation", "first_position", "tilt_deg",
-            "n_slices", "n_volumes", "missing_slices", "duplicate_slices", "uniform_spacing", "orientation_code")
+GEOMETRY = (
+    "shape",
+    "pixel_spacing",
+    "slice_spacing",
+    "orientation",
+    "first_position",
+    "tilt_deg",
+    "n_slices",
+    "n_volumes",
+    "missing_slices",
+    "duplicate_slices",
+    "uniform_spacing",
+    "orientation_code",
+)
 
 
 def by_uid(manifest: dicomml.Manifest) -> pd.DataFrame:
@@ -28,8 +40,7 @@ def assert_same_manifest(remote: dicomml.Manifest, local: dicomml.Manifest) -> d
                 assert x == y, column
             else:
                 # Orthanc writes DS values as JSON numbers and drops what lies below ~1e-14 (2e-16 -> 0)
-                np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), rtol=0, atol=1e-9,
-                                           err_msg=column)
+                np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), rtol=0, atol=1e-9, err_msg=column)
     keys = dict(zip(a.series_key, b.series_key))
     # series keys name the source's folder; links from annotations map the same way
     ra = remote.annotations.sort_values("sop_instance_uid" if "sop_instance_uid" in remote.annotations else "path")

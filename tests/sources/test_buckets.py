@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from remote_compare import assert_same_manifest, assert_same_volumes
 
 import dicomml
 from dicomml.errors import MissingDependencyError
 from dicomml.sources import ObjectList, connect
-from remote_compare import assert_same_manifest, assert_same_volumes
 
 BUCKET = "cohort"
 
@@ -20,8 +20,7 @@ def _options(endpoint: str) -> dict:
 
 
 def test_manifest_and_volumes_over_s3_equal_local(s3_proxy, corpus_files, local_manifest, tmp_path):
-    manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False,
-                             storage_options=_options(s3_proxy.url))
+    manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, storage_options=_options(s3_proxy.url))
     assert manifest.meta["counts"]["errors"] == 0
     # headers are read as byte ranges: far fewer bytes than the objects hold
     assert s3_proxy.bytes_out < sum(p.stat().st_size for p in corpus_files.values()) / 2
@@ -53,10 +52,11 @@ def test_missing_s3fs_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)  # forget an earlier import
     with pytest.raises(MissingDependencyError, match=r"s3://bucket/x: .*pip install 'dicomml\[s3\]'"):
         dicomml.index("s3://bucket/x", tmp_path / "m", progress=False)
-    code = ("import sys; sys.modules['s3fs'] = None; from dicomml.cli.main import main; "
-            f"sys.argv = ['dicomml', 'index', 's3://bucket/x', '-o', {str(tmp_path / 'n')!r}]; main()")
+    code = (
+        "import sys; sys.modules['s3fs'] = None; from dicomml.cli.main import main; "
+        f"sys.argv = ['dicomml', 'index', 's3://bucket/x', '-o', {str(tmp_path / 'n')!r}]; main()"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "pip install 'dicomml[s3]'" in done.stderr
     assert "Traceback" not in done.stderr
-

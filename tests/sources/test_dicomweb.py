@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
+from remote_compare import assert_same_manifest, assert_same_volumes
 
 import dicomml
 from dicomml.errors import RemoteSourceError
 from dicomml.sources import connect
 from dicomml.testing.servers import FaultProxy, orthanc
-from remote_compare import assert_same_manifest, assert_same_volumes
 
 
 def _url(root: str) -> str:
@@ -29,11 +27,11 @@ def test_manifest_volumes_masks_and_cache_over_dicomweb_equal_local(orthanc_root
     local_mask = dicomml.load_mask(local_manifest, local_manifest.annotations.annotation_key[0])
     assert remote_mask.array.tobytes() == local_mask.array.tobytes()
     assert remote_mask.affine.tobytes() == local_mask.affine.tobytes()
-    from dicomml.data.pipeline import preprocess_one
+    from dicomml.pipeline import preprocess_one
 
     ct_remote = next(k for k, v in keys.items() if local_manifest.series.set_index("series_key").modality[v] == "CT")
-    a = preprocess_one(ct_remote, manifest, "configs/ct_seg.yaml", str(tmp_path / "ca"))
-    b = preprocess_one(keys[ct_remote], local_manifest, "configs/ct_seg.yaml", str(tmp_path / "cb"))
+    a = preprocess_one(ct_remote, manifest, "ct_seg", str(tmp_path / "ca"))
+    b = preprocess_one(keys[ct_remote], local_manifest, "ct_seg", str(tmp_path / "cb"))
     image_a = dicomml.Cache(str(tmp_path / "ca")).open(a.key).read("image")
     image_b = dicomml.Cache(str(tmp_path / "cb")).open(b.key).read("image")
     assert image_a.dtype == image_b.dtype and image_a.tobytes() == image_b.tobytes()
@@ -43,8 +41,9 @@ def test_qido_parameters_and_series_paths_narrow_the_source(orthanc_root, local_
     only_mr = dicomml.index(_url(orthanc_root) + "?Modality=MR", tmp_path / "mr", progress=False)
     assert set(only_mr.series.modality) == {"MR"}
     row = local_manifest.series[local_manifest.series.modality == "CT"].iloc[0]
-    one = dicomml.index(f"{_url(orthanc_root)}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}",
-                        tmp_path / "one", progress=False)
+    one = dicomml.index(
+        f"{_url(orthanc_root)}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}", tmp_path / "one", progress=False
+    )
     assert one.series.series_instance_uid.tolist() == [row.series_instance_uid]
     assert len(one.instances) == row.n_files
 

@@ -1,0 +1,246 @@
+"""From a series to its cache entry: :func:`preprocess_one` and its array-level core.
+
+:func:`preprocess_one` is the one function that fills the cache: the
+Datasets call it on a miss, and distributed preprocessing maps it over a
+manifest, so both write the same keys and the same bytes.
+
+Adapter, then core: :func:`preprocess_one` reads the manifest and the
+files; :func:`compute_entry` works on Volumes and arrays only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dicomml.cache import Cache
+from dicomml.config import PipelineConfig, load_config
+from dicomml.errors import ConfigError, SeriesAssemblyError, SeriesNotFoundError
+from dicomml.indexer.manifest import Manifest
+from dicomml.pipeline.sources import SeriesSource, series_sources
+from dicomml.pipeline.steps import deterministic_transforms
+from dicomml.volume import Volume
+
+__all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one"]
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """Result of :func:`preprocess_one`: a row of a preprocessing run report.
+
+    Attributes
+    ----------
+    key, series_key
+        Cache key and image series.
+    computed
+        False when the entry was already in the cache (nothing was done).
+    seconds
+        Wall time of the call.
+    nbytes
+        Bytes of the entry on disk.
+    shape
+        Spatial shape (i, j, k) of the cached image.
+    """
+
+    key: str
+    series_key: str
+    computed: bool
+    seconds: float
+    nbytes: int
+    shape: tuple[int, int, int]
+
+
+def open_cache(cache: Cache | str | os.PathLike[str]) -> Cache:
+    """A :class:`~dicomml.cache.Cache` for a Cache or its URL."""
+    return cache if isinstance(cache, Cache) else Cache(cache)
+
+
+def compute_entry(
+    volume: Volume, masks: Sequence[Volume], config: PipelineConfig, *, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Run the deterministic pipeline on a volume and its masks (the array-level core).
+
+    Parameters
+    ----------
+    volume
+        The image; a plain 3D volume (no leading axes).
+    masks
+        Mask volumes on the image's grid (``meta["kind"] == "mask"``); their
+        channels are concatenated in order.
+    config
+        The pipeline.
+    device
+        Where the deterministic transforms run (``"cpu"``, ``"cuda"``, ``"cuda:1"``):
+        the arrays move there first and come back to the CPU before the cast.
+        The cache key does not depend on it; the values agree to float32
+        rounding (after the cast to an integer dtype, one unit at most).
+
+    Returns
+    -------
+    image : numpy.ndarray
+        (i, j, k) in ``config.deterministic.dtype`` (integers rounded and clipped).
+    mask : numpy.ndarray or None
+        (C, i, j, k) uint8 (float32 for fractional masks), None without masks.
+    affine : numpy.ndarray
+        4x4, (i, j, k) to RAS+ mm.
+
+    Raises
+    ------
+    SeriesAssemblyError
+        If the volume has leading (time, echo) axes: the cache holds 3D images.
+    ConfigError
+        If ``device`` is not a CPU or an available CUDA device.
+    """
+    from dicomml.transforms import Mask
+
+    target = _device(device)
+
+    if volume.axes:
+        raise SeriesAssemblyError(
+            f"{volume.meta.get('series_key', '?')}: volume has leading axes {volume.axes}; the cache holds 3D "
+            "images, so select one time point or echo in the manifest first",
+            series_uid=volume.meta.get("series_uid"),
+        )
+    # integer images go to the resampler as they are: it converts them to float a slab at a time
+    sample: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None].to(target), "affine": volume.affine}
+    if masks:
+        channels = [m.array.reshape(-1, *m.spatial_shape) for m in masks]
+        sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))).to(target))
+    for step in deterministic_transforms(config):
+        sample = step(sample)
+    image = _cast(sample["image"][0].cpu().numpy(), config.deterministic.dtype)
+    mask = None
+    if masks:
+        m = sample["mask"].as_subclass(torch.Tensor).cpu().numpy()
+        mask = m.astype(np.float32 if m.dtype.kind == "f" else np.uint8)
+    affine = np.asarray(sample["affine"], dtype=np.float64)
+    return image, mask, affine
+
+
+def _device(device: str) -> torch.device:
+    """``device`` as a torch device where the deterministic transforms can run."""
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        target = None
+    if target is None or target.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not 'cpu' or 'cuda[:N]'; the deterministic pipeline runs on one of those")
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available in this process; use device='cpu'")
+    return target
+
+
+def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    """``array`` (owned, may be overwritten) in ``dtype``; floats to integers are rounded and clipped."""
+    target = np.dtype(dtype)
+    if target.kind in "iu" and array.dtype.kind == "f":
+        info = np.iinfo(target)
+        np.clip(array, info.min, info.max, out=array)  # integer bounds: clipping first, then rounding, is the same
+        return np.rint(array, out=np.empty(array.shape, target), casting="unsafe")  # rounded straight into the target
+    return np.ascontiguousarray(array.astype(target, copy=False))
+
+
+def preprocess_one(
+    row_or_key: Any,
+    manifest: Manifest | str | os.PathLike[str],
+    config: PipelineConfig | str | os.PathLike[str],
+    cache: Cache | str,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> EntryInfo:
+    """Compute and publish the cache entry of one series, unless it is already there.
+
+    Pure in the sense that matters for distribution: its only effect is the
+    entry, which is keyed by content, so running it twice, in any process, in
+    any order, gives the same entry.
+
+    Parameters
+    ----------
+    row_or_key
+        A ``series`` row (mapping or pandas row with ``series_key``), a
+        series key, or a :class:`SeriesSource`.
+    manifest
+        A :class:`dicomml.Manifest` or its path.
+    config
+        The pipeline or the path of its YAML.
+    cache
+        The cache or its URL.
+    device
+        Where the deterministic transforms run (:func:`compute_entry`); the
+        entry's key does not depend on it, its values only to float32 rounding.
+    threads
+        Most threads that decode the series' compressed frames
+        (:func:`~dicomml.load_series`); None: every core.
+
+    Returns
+    -------
+    EntryInfo
+
+    Raises
+    ------
+    ConfigError
+        If ``device`` is not a CPU or an available CUDA device.
+    DicomMLError
+        Whatever assembly or mask decoding raises for this series.
+
+    Examples
+    --------
+    >>> info = preprocess_one("3f2a9c0d1e4b5a67", "manifest/", "ct_1mm", "cache/")  # doctest: +SKIP
+    >>> info.computed, info.shape  # doctest: +SKIP
+    (True, (350, 350, 240))
+    """
+    start = time.perf_counter()
+    _device(device)  # fail before any work
+    manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
+    if isinstance(row_or_key, SeriesSource):
+        source = row_or_key
+    else:
+        series_key = row_or_key if isinstance(row_or_key, str) else str(row_or_key["series_key"])
+        found = series_sources(manifest, config, series_keys=[series_key])
+        if not found:
+            raise SeriesNotFoundError(
+                f"series {series_key} has no annotation, but config {config.name} caches masks; "
+                "pair it with a SEG/RTSTRUCT or use a config without masks",
+                series_uid=series_key,
+            )
+        source = found[0]
+    computed = not cache.has(source.key)
+    if computed:
+        from dicomml.assemble import load_series
+
+        volume = load_series(manifest, source.series_key, threads=threads)
+        masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
+        image, mask, affine = compute_entry(volume, masks, config, device=device)
+        meta = {
+            "series_key": source.series_key,
+            "annotation_keys": list(source.annotation_keys),
+            "config": config.canonical(),
+            "config_name": config.name,
+            "modality": volume.meta.get("modality"),
+            "series_uid": volume.meta.get("series_uid"),
+            "source_files": list(volume.meta.get("source_files", [])),
+            "mask_labels": [label for m in masks for label in _labels(m)],
+        }
+        cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
+    entry = cache.open(source.key)
+    return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
+
+
+def _mask(manifest: Manifest, annotation_key: str, volume: Volume, config: PipelineConfig) -> Volume:
+    from dicomml.seg import load_mask
+
+    wanted = config.deterministic.masks
+    segments = None if "*" in wanted else list(wanted)
+    return load_mask(manifest, annotation_key, reference=volume, segments=segments, as_channels=True)
+
+
+def _labels(mask: Volume) -> list[str]:
+    labels = mask.meta.get("labels") or {}
+    return [str(v) for _, v in sorted(labels.items(), key=lambda kv: int(kv[0]))] if isinstance(labels, dict) else [str(v) for v in labels]
