@@ -66,8 +66,8 @@ def connect(
     concurrency, retries, timeout_s
         See :class:`Remote`; defaults as there.
 
-    Example
-    -------
+    Examples
+    --------
     >>> dicomml.sources.connect("s3://idc-open-data", storage_options={"anon": True})  # doctest: +SKIP
     """
     defaults = Remote()
