@@ -133,7 +133,7 @@ def index(
         The manifest folder; created if absent, updated if it holds a manifest.
     workers
         Worker processes reading headers; default ``os.cpu_count()``. ``1``
-        reads in this process. ``memory://`` sources are always read here.
+        reads in this process. ``memory://`` and DICOMweb sources are always read here.
     scheduler
         A Dask scheduler address (``"tcp://host:8786"``) or a
         ``distributed.Client``: read on that cluster instead.
@@ -199,7 +199,8 @@ def index(
         return _tasks(store.to_read(), resolved, options)
 
     n_workers = workers or os.cpu_count() or 1
-    in_memory = any(s.fs is not None and "memory" in s.fs.protocol for s in resolved)
+    # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
+    in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
     if scheduler is not None:
         results = _dask(make_tasks, scheduler)
     elif plan.n_to_read == 0:

@@ -46,6 +46,8 @@ _PATH = re.compile(
 )
 _ENCAPSULATED_EXCEPT = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
 _CSA_IMAGE = "00291010"
+#: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
+KEEP_INSTANCES = 50_000
 
 
 def is_dicomweb(url: str) -> bool:
@@ -136,6 +138,8 @@ class DicomWebSource:
         self.prefix = SCHEME + self.base
         self._local = threading.local()
         self._limit = threading.BoundedSemaphore(remote.concurrency)
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # sessions, locks and clients are rebuilt where unpickled
         return {"url": self.url, "remote": self.remote}
@@ -182,38 +186,55 @@ class DicomWebSource:
         self._call("searching for studies", self.url, lambda: self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"]))
 
     # -- crawl -------------------------------------------------------------------------------
-    def walk(self) -> Iterator[Files | CrawlError]:
-        """One chunk of instance URLs per series, from QIDO-RS.
-
-        A whole server (or study) is listed by one paged instance search
-        rather than one search per series, so listing costs a few requests.
-        """
-        from dicomml.indexer.crawl import Files
-
+    def _series(self) -> list[tuple[str, str]]:
         if self.series:
-            found = self._call(
-                "searching for instances (QIDO-RS)",
-                self.url,
-                lambda: self._client.search_for_instances(self.study, self.series, fields=["SOPInstanceUID"], get_remaining=True),
-            )
-        else:
-            found = self._call(
-                "searching for instances (QIDO-RS)",
-                self.url,
-                lambda: self._client.search_for_instances(
-                    self.study,
-                    search_filters=dict(self.query) or None,
-                    fields=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
-                    get_remaining=True,
-                ),
-            )
-        by_series: dict[tuple[str, str], list[str]] = {}
-        for item in found:
-            key = (_value(item, "0020000D") or str(self.study), _value(item, "0020000E") or str(self.series))
-            by_series.setdefault(key, []).append(_value(item, "00080018"))
-        for (study, uid), sops in sorted(by_series.items()):
-            urls = [self._url(study, uid, sop) for sop in sorted(sops)]
-            yield Files(self._url(study, uid), urls, [0] * len(urls), [0] * len(urls), urls)
+            return [(str(self.study), self.series)]
+        found = self._call(
+            "searching for series (QIDO-RS)",
+            self.url,
+            lambda: self._client.search_for_series(
+                study_instance_uid=self.study, search_filters=dict(self.query) or None, get_remaining=True
+            ),
+        )
+        return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
+
+    def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        """WADO-RS metadata of one series: kept from the walk when it was read there, else requested."""
+        with self._lock:
+            kept = self._kept.pop(key, None)
+        if kept is not None:
+            return kept
+        folder = self._url(*key)
+        return self._call("reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(*key))
+
+    def walk(self) -> Iterator[Files | CrawlError]:
+        """One chunk of instance URLs per series: QIDO-RS finds the series, their metadata names the instances.
+
+        The metadata (one request per series, concurrently) is what the
+        rows are made from, so up to :data:`KEEP_INSTANCES` instances' worth
+        is kept for the scan instead of being requested twice.
+        """
+        from dicomml.indexer.crawl import CrawlError, Files
+
+        def read(key: tuple[str, str]) -> list[dict[str, Any]] | RemoteSourceError:
+            try:
+                return self._metadata(key)
+            except RemoteSourceError as exc:
+                return exc
+
+        kept = 0
+        with ThreadPoolExecutor(self.remote.concurrency) as pool:
+            for key, items in zip(series := self._series(), pool.map(read, series)):
+                folder = self._url(*key)
+                if isinstance(items, RemoteSourceError):
+                    yield CrawlError(folder, "unreachable", str(items))
+                    continue
+                if kept + len(items) <= KEEP_INSTANCES:
+                    kept += len(items)
+                    with self._lock:
+                        self._kept[key] = items
+                urls = [self._url(*key, sop) for sop in sorted(_value(item, "00080018") for item in items)]
+                yield Files(folder, urls, [0] * len(urls), [0] * len(urls), urls)
 
     # -- scan --------------------------------------------------------------------------------
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
@@ -231,12 +252,8 @@ class DicomWebSource:
             by_series.setdefault((parts["study"], parts["series"]), []).append(url)
 
         def metadata(key: tuple[str, str]) -> dict[str, PrefetchedFile]:
-            study, series = key
-            folder = self._url(study, series)
             try:
-                items = self._call(
-                    "reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(study, series)
-                )
+                items = self._metadata(key)
             except RemoteSourceError as exc:
                 return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
             by_uid = {_value(item, "00080018"): item for item in items}
