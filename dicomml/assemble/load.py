@@ -24,12 +24,14 @@ from pydicom.dataset import Dataset
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
-from dicomml.dicom.io import is_url, read_dataset
+from dicomml.dicom.io import is_url, read_dataset, typed_errors
+from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
-from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
+from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
+from dicomml.limits import check_voxels
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -58,6 +60,7 @@ def load_files(
     frames: Sequence[Sequence[int] | None] | None = None,
     dtype: np.dtype | type | str | None = None,
     threads: int | None = None,
+    philips_scaling: PhilipsScaling = "float",
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -86,6 +89,12 @@ def load_files(
         Most threads that decode compressed local frames: the cores this
         process may use (e.g. 1 in each of as many workers as cores); None:
         every core, up to ``MAX_WORKERS``.
+    philips_scaling
+        Philips MR with a private MR Scale Slope (2005,100E): ``"float"``
+        (default) gives its floating-point values, as dcm2niix does;
+        ``"display"`` the standard Rescale Slope / Intercept only, as pydicom
+        and ITK do (see :mod:`dicomml.dicom.philips`). Other images are the
+        same either way.
 
     Returns
     -------
@@ -109,8 +118,10 @@ def load_files(
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
     """
-    sources = _read_headers([str(p) for p in paths], frames)
-    return _assemble(sources, on_irregular, dtype, threads, series_key=_single_group(sources))
+    sources = _read_headers([str(p) for p in paths], frames, philips_scaling)
+    key = _single_group(sources)
+    with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
+        return _assemble(sources, on_irregular, dtype, threads, series_key=key)
 
 
 def load_series(
@@ -120,6 +131,7 @@ def load_series(
     on_irregular: OnIrregular = "raise",
     dtype: np.dtype | type | str | None = None,
     threads: int | None = None,
+    philips_scaling: PhilipsScaling = "float",
 ) -> Volume:
     """Assemble one volume group of a manifest into a Volume.
 
@@ -129,7 +141,7 @@ def load_series(
         A :class:`dicomml.Manifest`, or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
-    on_irregular, dtype, threads
+    on_irregular, dtype, threads, philips_scaling
         As for :func:`load_files`.
 
     Returns
@@ -150,8 +162,9 @@ def load_series(
     """
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
-    sources = _read_headers([str(p) for p in rows["path"]], frames)
-    return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
+    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling)
+    with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
+        return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
 
 
 def _frame_list(value: Any) -> list[int] | None:
@@ -190,16 +203,23 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
         return [result for run in runs for result in run]
 
 
-def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None) -> list[_Source]:
+def _read_headers(
+    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling
+) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
+    if philips_scaling not in PHILIPS_SCALINGS:
+        raise ConfigError(f"philips_scaling={philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
     if frames is not None and len(frames) != len(paths):
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
     def read(i: int) -> _Source:
         # Local files are read once (large values deferred); URLs are read again for their pixels.
         header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
-        table = frame_table(header)
+        with typed_errors(paths[i], "reading the frame geometry"):
+            table = frame_table(header)
+        if philips_scaling == "float":
+            table = float_scaling(table)
         wanted = None if frames is None else frames[i]
         if wanted is None:
             rows = np.arange(len(table))
@@ -324,7 +344,9 @@ def _decode_all(
         out_dtype = next(iter(stored))
     else:  # float64 only when asked for, or when the file stores 64-bit floats
         out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(np.float32, *stored)
-    out = np.empty((len(slopes), first.table.rows, first.table.columns), dtype=out_dtype)
+    shape = (len(slopes), first.table.rows, first.table.columns)
+    check_voxels(shape, f"{first.path} and the other files of its series")
+    out = np.empty(shape, dtype=out_dtype)
     slots_by_source = []
     start = 0
     for source in sources:
@@ -336,7 +358,8 @@ def _decode_all(
         source, rows, slots = item
         if rows.size:
             ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
-            decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+            with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+                decode_into(ds, source.table, rows, out, slots, rescale=not integer)
             for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
                 if keyword in source.header:
                     del source.header[keyword]  # the header lives on in meta; its pixels need not
@@ -362,8 +385,14 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
     ends = np.concatenate([low * slopes + intercepts, high * slopes + intercepts])
     lo, hi = float(ends.min()), float(ends.max())
     target = next(
-        np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max
+        (np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max),
+        None,
     )
+    if target is None:  # a slope or intercept past int64 (a lying header): exact integers are not possible
+        out64 = raw.astype(np.float64)
+        out64 *= slopes.reshape(-1, *[1] * (raw.ndim - 1))
+        out64 += intercepts.reshape(-1, *[1] * (raw.ndim - 1))
+        return out64
     uniform = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
     if target.itemsize == raw.itemsize:
         work = raw.view(f"u{raw.itemsize}")

@@ -239,9 +239,18 @@ def _check_pixel_module(header: Header, values: _Values, base: dict[str, Any], p
                 path=path,
                 tag=tag_text(tag),
             )
-    if header.pixel_length is None or header.pixel_length == 0xFFFFFFFF:
-        return  # encapsulated: fragments were checked by the header walk
     frames = base["number_of_frames"] or 1
+    if header.pixel_items is not None:  # encapsulated: every frame needs a fragment after the offset table
+        if frames > header.pixel_items - 1:
+            raise InvalidDicomFileError(
+                f"{path}: (0028,0008) Number of Frames is {frames}, but the encapsulated pixel data holds "
+                f"{max(0, header.pixel_items - 1)} fragments; the header lies or the file is truncated",
+                path=path,
+                tag="(0028,0008)",
+            )
+        return
+    if header.pixel_length is None:
+        return
     bits = base["rows"] * values.get(_COLUMNS, "int") * frames * base["samples_per_pixel"] * base["bits_allocated"]
     expected = (bits + 7) // 8
     if header.pixel_length < expected:
@@ -347,6 +356,7 @@ def instance_rows(
     positions, orientations = table.positions.tolist(), table.orientations.tolist()
     spacings, frame_numbers = table.pixel_spacing.tolist(), table.frame_numbers.tolist()
     slopes, intercepts = table.rescale_slope.tolist(), table.rescale_intercept.tolist()
+    philips_slopes = table.philips_scale_slope.tolist()
     echoes, times = table.echo.tolist(), table.temporal.tolist()
     out = []
     for group, members in groups.items():
@@ -361,6 +371,7 @@ def instance_rows(
         row["pixel_spacing"] = _finite_list(spacings[first])
         row["rescale_slope"] = slopes[first]
         row["rescale_intercept"] = intercepts[first]
+        row["philips_scale_slope"] = philips_slopes[first] if math.isfinite(philips_slopes[first]) else None
         row["echo_key"] = echoes[first] if math.isfinite(echoes[first]) else None
         row["temporal_key"] = times[first] if math.isfinite(times[first]) else None
         out.append(row)
