@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dicomml.cache import Cache, CacheEntry
-from dicomml.config import PipelineConfig
+from dicomml.config import Annotations, PipelineConfig, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.indexer.manifest import Manifest
@@ -57,10 +57,15 @@ class _CachedDataset(Dataset):
         cache_only: bool = False,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         seed: int = 0,
+        on_irregular: str | None = None,
+        annotations: Annotations | Mapping[str, Any] | None = None,
     ) -> None:
         self.manifest = Manifest.open(manifest)
-        self.config = load_any_config(config)
-        if self._with_masks and not self.config.deterministic.masks:
+        loaded = load_any_config(config)
+        if isinstance(loaded, StudyConfig) and (on_irregular is not None or annotations is not None):
+            raise ConfigError(f"{loaded.name}: on_irregular= and annotations= go in a study config's deterministic part")
+        self.config = loaded if isinstance(loaded, StudyConfig) else with_options(loaded, on_irregular=on_irregular, annotations=annotations)
+        if self._with_masks and not (self.config.deterministic.masks or self.config.deterministic.annotations.labels):
             raise ConfigError(
                 f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
                 f"{type(self).__name__} needs a config that caches masks (e.g. the ct_seg preset)"
@@ -150,6 +155,9 @@ class _CachedDataset(Dataset):
         }
         if mask is not None:
             sample["mask"] = Mask(torch.from_numpy(mask))
+            # the label map's channels, and which of them this series' annotations have (a loss can skip the others)
+            sample["meta"].update(labels=entry.meta.get("mask_labels"), present=entry.meta.get("mask_present"),
+                                  skipped_annotations=entry.meta.get("skipped_annotations", {}))
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
             for step in self._steps:
@@ -180,6 +188,15 @@ class SeriesDataset(_CachedDataset):
         Applied after the config's at-load part (e.g. a MONAI ``Compose``).
     seed
         Base of every random draw (with the epoch and the index).
+    on_irregular
+        Overrides the config's ``deterministic.on_irregular`` (``"raise"``,
+        ``"resample"``, ``"keep"``), the remedy assembly errors name.
+    annotations
+        Overrides the config's ``deterministic.annotations``: an
+        :class:`~dicomml.config.Annotations` or its YAML form
+        (``{"labels": {"liver": 1}, "on_bad": "skip"}``). With masks, a
+        sample's ``meta`` holds ``labels`` (its channels), ``present`` (one
+        bool per label) and ``skipped_annotations``.
 
     Examples
     --------
@@ -283,8 +300,8 @@ class PatchDataset(_CachedDataset):
         which). Every sampler sets ``meta["positive_channel"]``: None for a
         patch not centred on foreground (all ``uniform`` and ``grid`` patches).
     **kwargs
-        ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``:
-        as for :class:`SeriesDataset`.
+        ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``,
+        ``on_irregular``, ``annotations``: as for :class:`SeriesDataset`.
 
     Examples
     --------
@@ -309,7 +326,7 @@ class PatchDataset(_CachedDataset):
         super().__init__(manifest, config, cache, **kwargs)
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
-        if sampler == "label_balanced" and not self.config.deterministic.masks:
+        if sampler == "label_balanced" and not (self.config.deterministic.masks or self.config.deterministic.annotations.labels):
             raise ConfigError(f"{self.config.name}: sampler 'label_balanced' needs cached masks (deterministic.masks)")
         if len(patch_size) != 3 or min(patch_size) < 1 or samples_per_volume < 1 or not 0 <= positive_fraction <= 1:
             raise ConfigError(

@@ -276,7 +276,8 @@ def compute_study(manifest: Any, source: StudySource, config: StudyConfig, *, de
         if key is None:
             volumes[role] = None
             continue
-        loaded = load_series(manifest, key, philips_scaling=config.pipeline.deterministic.philips_scaling)
+        det = config.pipeline.deterministic
+        loaded = load_series(manifest, key, philips_scaling=det.philips_scaling, on_irregular=det.on_irregular)
         header = read_dataset(str(manifest.series_files(key)["path"].iloc[0]), pixels=False) if by_name[role].suv else None
         volumes[role] = role_volume(loaded, by_name[role], header)
     wanted = config.pipeline.deterministic.masks
