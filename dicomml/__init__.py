@@ -24,6 +24,8 @@ _EXPORTS = {
     "SegmentationDataset": "dicomml.data",
     "PatchDataset": "dicomml.data",
     "preprocess": "dicomml.distributed",
+    "write_seg": "dicomml.seg",
+    "write_rtstruct": "dicomml.seg",
 }
 
 __all__ = sorted(_EXPORTS)

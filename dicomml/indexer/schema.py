@@ -20,8 +20,8 @@ import pyarrow as pa
 __all__ = ["ANNOTATIONS", "ERRORS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
-#: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax.
-SCHEMA_VERSION = 2
+#: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax. 3: ``philips_scale_slope``.
+SCHEMA_VERSION = 3
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())
@@ -56,6 +56,7 @@ def instances_schema(include_phi: bool) -> pa.Schema:
         pa.field("pixel_spacing", _F64S),
         pa.field("rescale_slope", _F64),
         pa.field("rescale_intercept", _F64),
+        pa.field("philips_scale_slope", _F64),  # Philips' private MR Scale Slope (2005,100E), see dicomml.dicom.philips
         pa.field("echo_key", _F64),
         pa.field("temporal_key", _F64),
         pa.field("mosaic_tiles", pa.int64()),
