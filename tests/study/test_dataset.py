@@ -27,7 +27,7 @@ def test_study_dataset_returns_roles_as_channels_from_one_cache_entry(cohort, em
         assert sample["meta"]["study_uid"] == uid and sample["meta"]["roles"] == ["t1", "t2", "flair"]
         assert sample["meta"]["axes"] == ["role"] and sample["image"].shape[0] == 3
         assert torch_equal(sample["image"], again["image"])
-    assert first[1]["meta"]["present"] == {"t1": True, "t2": True, "flair": False}
+    assert first[1]["meta"]["role_present"] == {"t1": True, "t2": True, "flair": False}
     # the entry equals the study computed without the cache
     source = {s.study_uid: s for s in study_sources(cohort, empty_policy)}[A]
     np.testing.assert_array_equal(first[0]["image"].numpy(), compute_study(cohort, source, empty_policy).image)
