@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["decode_into", "is_native", "stored_dtype"]
+__all__ = ["decode_into", "is_native", "native_stack", "stored_dtype"]
 
 _NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
@@ -89,7 +89,7 @@ def is_native(ds: Dataset) -> bool:
     return uid in _NATIVE_LITTLE_ENDIAN
 
 
-def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
+def native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
@@ -119,7 +119,7 @@ def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) ->
     """(table row, 2D plane) for each wanted row of the table, decoding each frame once."""
     n_frames = int(header_value(ds, "NumberOfFrames") or 1)
     wanted_frames = sorted({int(table.frame_numbers[r]) for r in rows})
-    native = _native_stack(ds, n_frames)
+    native = native_stack(ds, n_frames)
     if native is not None:
         frames = {f: native[f - 1] for f in wanted_frames}
     elif len(wanted_frames) == n_frames:
