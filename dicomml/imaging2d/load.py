@@ -89,13 +89,20 @@ def stored_frames(ds: Dataset) -> np.ndarray:
     InvalidDicomFileError
         If the pixel data cannot be read.
     """
-    n_frames = int(ds.get("NumberOfFrames") or 1)
-    samples = int(ds.get("SamplesPerPixel") or 1)
+    path = source_name(ds)
+    try:
+        n_frames = int(ds.get("NumberOfFrames") or 1)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDicomFileError(
+            f"{path}: (0028,0008) Number of Frames or (0028,0002) Samples per Pixel is not an integer ({exc}); fix or exclude the file",
+            path=path,
+            tag="(0028,0008)",
+        ) from exc
     if samples == 1:
         native = native_stack(ds, n_frames)
         if native is not None:
             return native
-    path = source_name(ds)
     try:
         array = pixel_array(ds, as_rgb=True)
     except (NotImplementedError, RuntimeError) as exc:

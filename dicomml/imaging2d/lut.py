@@ -199,6 +199,7 @@ def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = Non
     numpy.ndarray
         Float array of ``stored``'s shape.
     """
+    stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)  # big-endian decodes: index by value
     index = stored.view(np.dtype(f"u{stored.dtype.itemsize}")) if stored.dtype.kind == "i" else stored
     out = np.take(table.values, index)
     if ds is not None and ds.get("PresentationLUTSequence"):
