@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 __all__ = ["SOP_CLASSES", "code_item", "write_image2d"]
 
 #: For-presentation SOP classes by modality.
-SOP_CLASSES = {
+SOP_CLASSES: dict[str, str] = {
     "DX": "1.2.840.10008.5.1.4.1.1.1.1",
     "MG": "1.2.840.10008.5.1.4.1.1.1.2",
     "CR": "1.2.840.10008.5.1.4.1.1.1",
@@ -84,7 +84,7 @@ def write_image2d(
     bits = pixels.dtype.itemsize * 8
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = SOP_CLASSES[modality]
+    ds.file_meta.MediaStorageSOPClassUID = UID(SOP_CLASSES[modality])
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = SOP_CLASSES[modality]
