@@ -1,0 +1,109 @@
+"""``ImageDataset``: 2D images of a manifest as samples, cached one entry per image x config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dicomml.cache import Cache
+from dicomml.errors import CacheMissError, ManifestError
+from dicomml.imaging2d.prepare import IMAGE_MODALITIES, ImageConfig, image_key, prepare_image, preprocess_image
+from dicomml.indexer.manifest import Manifest
+
+__all__ = ["ImageDataset"]
+
+_COLUMNS = "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, burned_in, spacing_source, number_of_frames"
+
+
+class ImageDataset(Dataset):
+    """2D images (CR, DX, MG, IO, XA/RF, US, OT, SC...; single frame or cine) as PyTorch samples.
+
+    Each sample is a dict: ``image`` float32 in [0, 1] (``(1, H, W)`` grey,
+    ``(3, H, W)`` colour, ``(T, H, W)`` grey cine, ``(T, 3, H, W)`` colour
+    cine), ``spacing`` (row, column mm of the output pixels; NaN when the
+    header has none, and ``meta["spacing_missing"]`` is True),
+    ``frame_times`` (ms, cine only), ``meta`` (laterality, view, flips,
+    VOI applied, placement of the letterbox...) and ``key``.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`~dicomml.Manifest` or its folder.
+    cache
+        A :class:`~dicomml.Cache` or its URL: samples are read from it, and
+        computed into it on a miss. None computes every sample from the file.
+    config
+        Size, resize mode, VOI/window and display convention.
+    where
+        Extra SQL predicate on the ``instances`` table, e.g.
+        ``"view = 'CC' AND NOT burned_in"``.
+    modalities
+        Modalities taken as 2D images.
+    transforms
+        Called on each sample dict (augmentation), after the cache.
+    cache_only
+        Raise :class:`~dicomml.errors.CacheMissError` instead of computing a missing entry.
+
+    Example
+    -------
+    >>> ds = ImageDataset("manifest/", "cache/", ImageConfig(display="breast"), where="modality = 'MG'")  # doctest: +SKIP
+    >>> ds[0]["image"].shape  # doctest: +SKIP
+    torch.Size([1, 512, 512])
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | os.PathLike[str],
+        cache: Cache | str | os.PathLike[str] | None = None,
+        config: ImageConfig | None = None,
+        *,
+        where: str | None = None,
+        modalities: tuple[str, ...] = IMAGE_MODALITIES,
+        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        cache_only: bool = False,
+    ) -> None:
+        self.manifest = Manifest.open(manifest)
+        self.cache = cache if cache is None or isinstance(cache, Cache) else Cache(cache)
+        self.config = config or ImageConfig()
+        self.transforms = transforms
+        self.cache_only = cache_only
+        placeholders = ", ".join("?" for _ in modalities)
+        query = f"SELECT DISTINCT {_COLUMNS} FROM instances WHERE modality IN ({placeholders})"
+        if where:
+            query += f" AND ({where})"
+        try:
+            self.rows = self.manifest.sql(query + " ORDER BY path", *modalities)
+        except Exception as exc:  # DuckDB's parser and binder errors have no common base
+            raise ManifestError(f"{self.manifest.path}: cannot select images ({exc}); check the where= predicate") from exc
+        self._records = self.rows.to_dict("records")
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self._records[index]
+        if self.cache is None:
+            planes, meta = prepare_image(row["path"], self.config)
+            key = image_key(row, self.config)
+        else:
+            key = image_key(row, self.config)
+            if self.cache_only and not self.cache.has(key):
+                raise CacheMissError(f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"])
+            try:
+                entry = self.cache.open(key)
+            except CacheMissError:
+                preprocess_image(row, self.cache, self.config)
+                entry = self.cache.open(key)
+            planes, meta = torch.from_numpy(entry.read()), entry.meta
+        if meta["layout"] == "TCHW":
+            planes = planes.reshape(-1, 3, *planes.shape[-2:])
+        spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
+        sample = {"image": planes, "spacing": torch.tensor(spacing, dtype=torch.float64), "meta": meta, "key": key}
+        if meta.get("frame_times_ms"):
+            sample["frame_times"] = torch.from_numpy(np.asarray(meta["frame_times_ms"], dtype=np.float64))
+        return self.transforms(sample) if self.transforms is not None else sample
