@@ -12,7 +12,15 @@ from torch.utils.data import Dataset
 
 from dicomml.cache import Cache
 from dicomml.errors import CacheMissError, ManifestError
-from dicomml.imaging2d.prepare import IMAGE_MODALITIES, ImageConfig, image_key, prepare_image, preprocess_image
+from dicomml.imaging2d.prepare import (
+    IMAGE_MODALITIES,
+    ImageConfig,
+    from_stored,
+    image_key,
+    prepare_image,
+    preprocess_image,
+    to_stored,
+)
 from dicomml.indexer.manifest import Manifest
 
 __all__ = ["ImageDataset"]
@@ -89,6 +97,7 @@ class ImageDataset(Dataset):
         row = self._records[index]
         if self.cache is None:
             planes, meta = prepare_image(row["path"], self.config)
+            planes = from_stored(to_stored(planes, self.config))  # the values a cache would give
             key = image_key(row, self.config)
         else:
             key = image_key(row, self.config)
@@ -99,7 +108,7 @@ class ImageDataset(Dataset):
             except CacheMissError:
                 preprocess_image(row, self.cache, self.config)
                 entry = self.cache.open(key)
-            planes, meta = torch.from_numpy(entry.read()), entry.meta
+            planes, meta = from_stored(entry.read()), entry.meta
         if meta["layout"] == "TCHW":
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2

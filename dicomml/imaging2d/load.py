@@ -21,6 +21,7 @@ from dicomml.dicom.frames import source_name
 from dicomml.dicom.io import read_dataset
 from dicomml.dicom.pixels import native_stack
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
+from dicomml.imaging2d.j2k import reduced_frame
 from dicomml.imaging2d.lut import grey_values, palette_to_rgb
 from dicomml.imaging2d.orientation import display_flips, flipped_orientation, projection_header
 from dicomml.imaging2d.spacing import Spacing, physical_spacing
@@ -130,6 +131,7 @@ def load_image(
     display: str | None = None,
     facing: str = "right",
     dtype: Any = np.float32,
+    reduce_to: tuple[int, int] | None = None,
 ) -> Image2D:
     """Load a 2D image (CR, DX, MG, IO, XA/RF, US, OT, SC; one frame or cine) in display values.
 
@@ -150,6 +152,11 @@ def load_image(
         For ``display="breast"``: the side every breast's nipple points to.
     dtype
         Float type of grey values (float64 reproduces pydicom's exactly).
+    reduce_to
+        (rows, columns) of the box the image will be letterboxed into: a
+        single-frame grey JPEG 2000 image is then decoded at its coarsest
+        wavelet level still as large as the letterboxed image (see :mod:`~dicomml.imaging2d.j2k`; an approximation, recorded
+        as ``meta["decode_level"]``, with the spacing of that level).
 
     Returns
     -------
@@ -173,8 +180,15 @@ def load_image(
     if "PixelData" not in ds:
         raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    stored = stored_frames(ds)
-    meta: dict[str, Any] = {"path": path, "modality": str(ds.get("Modality", "") or ""), "photometric_interpretation": photometric}
+    reduced = reduced_frame(ds, reduce_to) if reduce_to is not None else None
+    stored = reduced[0][np.newaxis] if reduced is not None else stored_frames(ds)
+    level = reduced[1] if reduced is not None else 0
+    meta: dict[str, Any] = {
+        "path": path,
+        "modality": str(ds.get("Modality", "") or ""),
+        "photometric_interpretation": photometric,
+        "decode_level": level,
+    }
     if photometric == "PALETTE COLOR":
         pixels = palette_to_rgb(stored, ds)
     elif photometric in COLOUR:
@@ -185,6 +199,10 @@ def load_image(
     if pixels.ndim == 4:
         meta.update(voi="none", inverted=None, colour="RGB")
     spacing = physical_spacing(ds)
+    if level and spacing.known:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        factors = (rows / stored.shape[1], columns / stored.shape[2])
+        spacing = Spacing(spacing.row * factors[0], spacing.column * factors[1], spacing.source)  # type: ignore[operator]
     header = projection_header(ds)
     horizontal, vertical, basis = display_flips(header, display, facing=facing) if display else (False, False, None)
     if horizontal or vertical:
