@@ -21,6 +21,7 @@ _EXPORTS = {
     "prepare_image": "dicomml.imaging2d.prepare",
     "preprocess_images": "dicomml.imaging2d.prepare",
     "ImageDataset": "dicomml.imaging2d.dataset",
+    "Planar": "dicomml.imaging2d.augment",
     "ProjectionHeader": "dicomml.imaging2d.orientation",
     "display_flips": "dicomml.imaging2d.orientation",
     "projection_header": "dicomml.imaging2d.orientation",

@@ -5,8 +5,11 @@ level ``r`` steps below full size is the image's own low-pass at
 ``1/2**r`` per side, and decoding it skips the entropy decoding of the finer
 levels, which is most of the work. Pillow's OpenJPEG binding exposes this as
 ``reduce`` (pydicom's decoders do not). The values are the codec's low-pass
-filter, not a box average of the full-resolution pixels, so this is an
-opt-in approximation (``ImageConfig(reduced_decode=True)``).
+filter sampled at every ``2**r``-th pixel (rows and columns 0, 2**r, ...),
+not box averages of the full-resolution pixels: close on smooth images,
+shifted by ``(2**r - 1) / 2`` source pixels (under one output pixel once
+letterboxed), so this is an opt-in approximation
+(``ImageConfig(reduced_decode=True)``).
 """
 
 from __future__ import annotations

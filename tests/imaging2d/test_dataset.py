@@ -75,3 +75,20 @@ def test_preprocess_batches_many_images_per_task(cohort: Path) -> None:
     assert len(done.keys) == 3 and not done.failures
     assert done.tasks == 2  # three images in two tasks
     assert sorted(Cache(cohort / "cache").keys()) == sorted(done.keys)
+
+
+def test_dicomml_transforms_augment_2d_samples_per_type(cohort: Path) -> None:
+    from dicomml.imaging2d import Planar
+    from dicomml.transforms import Compose, Mask, RandomFlip, RandomIntensity
+
+    data = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'",
+                        transforms=Compose([Planar(RandomFlip(axes=(1,), p=1.0)), Planar(RandomIntensity(scale=0.3, shift=0.1, seed=1))]))
+    plain = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'")[0]
+    sample = data[0]
+    flip, jitter = sample["meta"]["transforms"]
+    assert (flip["name"], flip["axes"], jitter["name"]) == ("RandomFlip", [1], "RandomIntensity")
+    torch.testing.assert_close(sample["image"], plain["image"].flip(-1) * jitter["factor"] + jitter["offset"])
+    mask = Mask(torch.zeros(1, 64, 64, dtype=torch.uint8))
+    mask[0, :, :5] = 1
+    flipped = Planar(RandomFlip(axes=(1,), p=1.0))({"image": plain["image"], "mask": mask, "spacing": plain["spacing"]})
+    assert isinstance(flipped["mask"], Mask) and flipped["mask"][0, :, -5:].all() and "affine" not in flipped

@@ -228,3 +228,28 @@ def test_compressed_grey_equals_uncompressed(tmp_path: Path) -> None:
     plain = write_image2d(tmp_path / "a.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=ExplicitVRLittleEndian)
     j2k = write_image2d(tmp_path / "b.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless)
     np.testing.assert_array_equal(load_image(plain).pixels, load_image(j2k).pixels)
+
+
+def test_reduced_decode_is_a_coarser_level_of_the_same_image(tmp_path: Path) -> None:
+    import openjpeg
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import JPEG2000Lossless
+
+    from dicomml.imaging2d.j2k import decomposition_levels
+
+    y, x = np.mgrid[:400, :320]
+    stored = (2000 + 1000 * np.sin(x / 40.0) * np.cos(y / 50.0)).astype(np.uint16)
+    path = write_image2d(tmp_path / "mg.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless,
+                         extra={"ImagerPixelSpacing": [0.1, 0.1], "WindowCenter": 2000, "WindowWidth": 2400})
+    codestream = next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1))
+    assert decomposition_levels(codestream) == 5  # OpenJPEG's default, as the encoder wrote it
+    assert openjpeg.get_parameters(codestream)["precision"] == 12
+    full = load_image(path)
+    coarse = load_image(path, reduce_to=(100, 100))  # letterboxed: 100 x 80, so level 2 (100 x 80) is the coarsest
+    assert coarse.meta["decode_level"] == 2 and coarse.pixels.shape == (1, 100, 80)
+    np.testing.assert_allclose(coarse.meta["spacing"], [0.4, 0.4])
+    window = 4095.0
+    # On a smooth image the wavelet low-pass is the image at every 4th pixel (its filter is centred there, not on 4x4 boxes).
+    difference = np.abs(coarse.pixels[0] - full.pixels[0][::4, ::4])
+    assert difference.mean() < 0.001 * window and difference.max() < 0.01 * window
+    assert load_image(path, reduce_to=(400, 320)).meta["decode_level"] == 0
