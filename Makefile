@@ -1,23 +1,34 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# The demo needs only dicomml with its [seg] and [viz] extras; the tests add the [test] extra.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/dicomml: pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[seg,viz]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install demo test bench
-install: $(BIN)/dicomml
+.PHONY: install demo test bench docs
+install: $(VENV)/.test-installed
 
-demo: install
+demo: $(VENV)/.demo-installed
 	bash scripts/demo.sh $(BIN)
 
-test: install
+test: $(VENV)/.test-installed
 	$(BIN)/python -m mypy dicomml
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 	$(BIN)/python -m pytest -q -n 2 tests
 
-bench: install
+docs: $(VENV)/.test-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
+
+bench: $(VENV)/.test-installed
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

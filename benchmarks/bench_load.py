@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import table
 
 CONTENDERS = ("dicomml", "monai", "simpleitk", "pydicom_stack", "raw_bytes")
 #: Imported before the baseline RSS is taken, so that library code is not counted as data.
@@ -171,6 +172,25 @@ def main() -> None:
                 print(f"{name:<15} failed: {r['error']}")
             else:
                 print(f"{name:<15}{r['seconds']:>9.3f} s  {args.small / r['seconds']:>9.0f} slices/s")
+    targets = {"monai": 4.0, "simpleitk": 1.5, "pydicom_stack": 1.0}
+    labels = {
+        "dicomml": "dicomml `load_files(dtype=np.float32)` + RAS as views",
+        "monai": 'MONAI `LoadImage(reader="PydicomReader")` + `Orientation`',
+        "simpleitk": "SimpleITK `ImageSeriesReader` + `DICOMOrient`",
+        "pydicom_stack": "plain pydicom + `np.stack` (floor)",
+        "raw_bytes": "raw bytes -> float32, no parsing (floor)",
+    }
+    table.print_table(
+        f"Loading {args.slices} shuffled {args.size}x{args.size} CT slices to float32, canonical orientation (best of {args.repeat})",
+        ("contender", "seconds", "contender / dicomml", "target", "peak RSS MB", "x output array"),
+        [
+            (labels[name], f"{r['seconds']:.3f}", *table.ratio(r["seconds"] / ours, targets.get(name)),
+             f"{r['peak_above_baseline'] / 2**20:.0f}",
+             " ".join(table.ratio(r["peak_above_baseline"] / r["nbytes"], 1.5, at_most=True)) if name == "dicomml" else
+             f"{r['peak_above_baseline'] / r['nbytes']:.2f}")
+            for name, r in results.items() if "seconds" in r and ours
+        ],
+    )
 
 
 if __name__ == "__main__":

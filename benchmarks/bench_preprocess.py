@@ -230,6 +230,27 @@ def _report(rounds: list[dict[str, dict[str, Any]]], cpus: int) -> None:
           f"{'met' if overhead <= 0.10 else 'MISSED'} ({_spread(per_round[:, 2], '+.1%')})")
     one = fastest["dask-1"]
     print(f"  outside the tasks, dask-1 spent {(one['seconds'] - one['task_seconds']) / one['series'] * 1000:.1f} ms per series (fastest round)")
+    import table  # benchmarks/table.py; imported here, where the report is printed
+
+    labels = {
+        "loop": "plain loop of `preprocess_one`",
+        "loop-x2": "two plain loops at once, half the series each",
+        "dask-1": "`dicomml.preprocess`, 1 worker",
+        "dask-2": "`dicomml.preprocess`, 2 workers",
+    }
+    rows: list[tuple[object, ...]] = [(f"{labels[name]}, fastest round", f"{r['seconds']:.2f} s", "") for name, r in fastest.items()]
+    rows += [
+        ("scaling efficiency t(1 worker) / (2 t(2 workers)), median of rounds", f"{efficiency:.1%}",
+         f">= 85%: {'met' if efficiency >= 0.85 else 'MISSED'}"),
+        ("Dask overhead per series, t(1 worker) / t(loop) - 1, median of rounds", f"{overhead:+.1%}",
+         f"<= 10%: {'met' if overhead <= 0.10 else 'MISSED'}"),
+        ("the machine's own ceiling: two plain loops at once, median of rounds", f"{ceiling:.1%}", ""),
+    ]
+    table.print_table(
+        f"Distributed preprocessing of {fastest['loop']['series']} series: {len(rounds)} interleaved rounds",
+        ("measure", "value", "target"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

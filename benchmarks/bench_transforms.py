@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import table
 
 CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "simpleitk", "torch_interpolate", "interleaved")
 
@@ -212,6 +213,31 @@ def main() -> None:
               f"; over input: {ours['rss_above_input_mb'] / max(1.0, results['monai_spacing']['rss_above_input_mb']):.2f}")
         if ours["gpu_peak_mb"] is not None and results["monai_spacing"]["gpu_peak_mb"]:
             print(f"  ratio dicomml / MONAI peak GPU memory: {ours['gpu_peak_mb'] / results['monai_spacing']['gpu_peak_mb']:.2f}")
+    labels = {
+        "dicomml": "dicomml `Resample(spacing=1.0)`",
+        "dicomml_fused_RAS": 'dicomml `Resample(spacing=1.0, axcodes="RAS")` from DICOM order',
+        "monai_spacing": "MONAI `Spacing`",
+        "simpleitk": "SimpleITK `Resample`",
+        "torch_interpolate": "bare `torch.nn.functional.interpolate`",
+    }
+    targets = {"monai_spacing": 6.0, "torch_interpolate": 1 / 1.1}
+    rows = [
+        (labels[name], f"{r['seconds']:.3f} s", f"{r['peak_rss_mb']:.0f}", "" if r["gpu_peak_mb"] is None else f"{r['gpu_peak_mb']:.0f}",
+         *table.ratio(r["seconds"] / ours["seconds"], targets.get(name)))
+        for name, r in results.items() if name in labels and "seconds" in r
+    ]
+    if "dicomml" in mixed:
+        rows.append(("bare torch / dicomml, interleaved in one process (best)", "", "", "",
+                     *table.ratio(mixed["floor"][0] / mixed["dicomml"][0], targets["torch_interpolate"])))
+    if "seconds" in results.get("monai_spacing", {}):
+        rows.append(("dicomml / MONAI peak RSS", "", "", "",
+                     *table.ratio(ours["peak_rss_mb"] / results["monai_spacing"]["peak_rss_mb"], 0.33, at_most=True)))
+    table.print_table(
+        f"Resampling a {args.size[0]}x{args.size[1]}x{args.size[2]} float32 volume at {args.spacing} mm to 1 mm, trilinear, "
+        f"on {args.device} (torch {torch.__version__}, best of {args.repeat})",
+        ("contender", "time", "peak RSS MB", "peak GPU MB", "contender / dicomml", "target"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

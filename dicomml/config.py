@@ -23,8 +23,14 @@ YAML layout (every key optional except ``name``)::
       augment:                  # random transforms of dicomml.transforms, in order
         - {name: RandFlip, params: {axes: [0, 1, 2], p: 0.5}}
 
-Example
--------
+Presets ship inside the package (``dicomml/configs/*.yaml``): wherever a
+config is accepted, a preset name such as ``"ct_seg"`` works as well as a
+path or a :class:`PipelineConfig`; :func:`presets` lists them.
+
+Examples
+--------
+>>> load_config("ct_1mm").deterministic.spacing
+(1.0, 1.0, 1.0)
 >>> cfg = PipelineConfig.from_dict({"name": "demo", "deterministic": {"spacing": [1.5, 1.5, 1.5]}})
 >>> cfg.deterministic.spacing
 (1.5, 1.5, 1.5)
@@ -48,7 +54,10 @@ import yaml
 
 from dicomml.errors import ConfigError
 
-__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config"]
+__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config", "presets", "PRESET_DIR"]
+
+#: The folder of the shipped preset configs (package data).
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
 _DTYPES = ("int16", "uint16", "uint8", "float16", "float32")
 _NORMALIZE = ("none", "zscore")
@@ -175,8 +184,8 @@ class AtLoad:
 class PipelineConfig:
     """A named pipeline: :class:`Deterministic` then :class:`AtLoad`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> cfg = PipelineConfig("x", Deterministic(spacing=(1.0, 1.0, 1.0)))
     >>> cfg.canonical()
     '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"RAS","shape":null,"spacing":[1.0,1.0,1.0]}'
@@ -262,7 +271,11 @@ class PipelineConfig:
         try:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config ({exc.strerror}); check the path", path=str(path)) from None
+            raise ConfigError(
+                f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset "
+                f"({', '.join(presets())})",
+                path=str(path),
+            ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
         if not isinstance(data, Mapping):
@@ -270,15 +283,49 @@ class PipelineConfig:
         return cls.from_dict(data, source=str(path))
 
 
-def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConfig:
-    """Accept a config object or the path of its YAML file.
+def presets() -> list[str]:
+    """Names of the preset configs shipped with dicomml.
 
-    Example
-    -------
+    Examples
+    --------
+    >>> "ct_seg" in presets()
+    True
+    """
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConfig:
+    """Accept a config object, a preset name or the path of a YAML file.
+
+    Parameters
+    ----------
+    config
+        A :class:`PipelineConfig`; a preset name (a bare name such as
+        ``"ct_seg"``, see :func:`presets`); or the path of a YAML file.
+
+    Raises
+    ------
+    ConfigError
+        If a bare name is no preset, or the file is missing or invalid.
+
+    Examples
+    --------
     >>> load_config(PipelineConfig("x")).name
     'x'
+    >>> load_config("ct_seg").deterministic.masks
+    ('*',)
     """
-    return config if isinstance(config, PipelineConfig) else PipelineConfig.from_yaml(config)
+    if isinstance(config, PipelineConfig):
+        return config
+    text = os.fspath(config)
+    if isinstance(config, str) and os.sep not in text and "/" not in text and not Path(text).suffix:  # a preset
+        if text not in presets():
+            raise ConfigError(
+                f"{text}: no preset of that name (presets: {', '.join(presets())}); or give the path of a YAML file",
+                path=text,
+            )
+        return PipelineConfig.from_yaml(PRESET_DIR / f"{text}.yaml")
+    return PipelineConfig.from_yaml(text)
 
 
 def _axis_family(letter: str) -> int:

@@ -31,6 +31,8 @@ __all__ = [
     "CacheIntegrityError",
     "CacheMissError",
     "ConfigError",
+    "OutputError",
+    "MissingDependencyError",
 ]
 
 
@@ -153,3 +155,11 @@ class CacheMissError(DicomMLError, KeyError):
 
 class ConfigError(DicomMLError, ValueError):
     """A pipeline configuration is invalid (unknown key, wrong type or value)."""
+
+
+class OutputError(DicomMLError, OSError):
+    """An output file cannot be written where asked (its folder cannot be made or written)."""
+
+
+class MissingDependencyError(DicomMLError, ImportError):
+    """An optional dependency that a feature needs is not installed; the message names the extra."""

@@ -31,8 +31,8 @@ class Volume:
         UIDs, modality, rescale, window, source files and any irregularity
         found (``meta["irregularities"]``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> v = Volume(np.zeros((2, 3, 4), np.int16), np.diag([3.0, 2.0, 1.0, 1.0]))
     >>> v.spacing, v.orientation
     ((3.0, 2.0, 1.0), 'RAS')

@@ -423,7 +423,7 @@ TRAIN = [
 
         A config has a *deterministic* part, run once and cached (its hash is part of the
         cache key), and an *at-load* part, run on every read. This one is like
-        `configs/ct_seg.yaml`, at 2 mm instead of 1.5 mm and with 32³ chunks to keep a CPU
+        the `ct_seg` preset (`dicomml/configs/ct_seg.yaml`), at 2 mm instead of 1.5 mm and with 32³ chunks to keep a CPU
         run small: RAS+ axes, int16 Hounsfield units, every segment of the paired SEG cached
         as a mask channel; at load, a soft-tissue window scaled to [0, 1] and random
         left-right flips, drawn once per sample and applied to image and masks alike.

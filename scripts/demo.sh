@@ -10,18 +10,11 @@ mkdir -p "$OUT"
 "$BIN/dicomml" sample-data "$OUT/dicom"
 "$BIN/dicomml" index "$OUT/dicom" -o "$OUT/manifest"
 "$BIN/dicomml" info "$OUT/manifest"
-# The CT's series key and the SEG's annotation key, asked of the manifest through DuckDB.
-read -r CT_KEY SEG_KEY < <("$BIN/python" - "$OUT/manifest" <<'PY'
-import sys
-import dicomml
-keys = dicomml.Manifest(sys.argv[1]).sql(
-    "SELECT s.series_key, a.annotation_key FROM series s JOIN annotations a"
-    " ON a.referenced_series_key = s.series_key WHERE s.modality = 'CT'"
-)
-print(*keys.iloc[0])
-PY
-)
-"$BIN/dicomml" preprocess "$OUT/manifest" --config configs/ct_seg.yaml --cache "$OUT/cache" --workers 2
+# The SEG's annotation key and the key of the CT it references, as `dicomml list` prints them.
+"$BIN/dicomml" list "$OUT/manifest"
+read -r SEG_KEY CT_KEY < <("$BIN/dicomml" list "$OUT/manifest" annotations --where "modality = 'SEG'" \
+    --columns annotation_key,referenced_series_key --no-header)
+"$BIN/dicomml" preprocess "$OUT/manifest" --config ct_seg --cache "$OUT/cache" --workers 2
 "$BIN/dicomml" cache info "$OUT/cache"
 "$BIN/dicomml" show "$OUT/manifest" "$CT_KEY" --mask "$SEG_KEY" --window lung -o "$OUT/ct_lesion.png"
 echo "Open $OUT/ct_lesion.png: axial, coronal and sagittal views of the sample CT with its SEG (lesion, liver)."

@@ -1,7 +1,7 @@
 """Assembly: from a series' files (or manifest rows) to a :class:`~dicomml.volume.Volume`.
 
 ``load_files`` for a list of files, ``load_series`` for a group of a
-manifest; ``grouping`` says which frames form one group, ``plan`` where
+manifest; ``dicomml.dicom.series_key`` says which frames form one group, ``plan`` where
 each frame goes, ``resample`` how irregular stacks become regular.
 """
 

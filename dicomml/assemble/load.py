@@ -16,23 +16,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicomml.assemble.grouping import group_keys
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset
+from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
 from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
+from dicomml.indexer.manifest import Manifest
 from dicomml.volume import Volume
-
-if TYPE_CHECKING:
-    from dicomml.indexer import Manifest
 
 __all__ = ["load_files", "load_series"]
 
@@ -94,14 +92,14 @@ def load_files(
     ------
     MixedSeriesError
         If the files hold more than one volume group (see
-        :mod:`dicomml.assemble.grouping`); the message names each group.
+        :mod:`dicomml.dicom.series_key`); the message names each group.
     SeriesAssemblyError
         Or one of its subclasses, for irregular geometry under ``"raise"``.
     InvalidDicomFileError, UnsupportedTransferSyntaxError
         For a file that cannot be read or decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_files(sorted(Path("ct").glob("*.dcm")))  # doctest: +SKIP
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
@@ -140,12 +138,10 @@ def load_series(
     SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError
         As for :func:`load_files`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
-    from dicomml.indexer.manifest import Manifest  # the indexer imports assembly's grouping
-
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames)
@@ -236,7 +232,7 @@ def _single_group(sources: list[_Source]) -> str:
     groups: dict[str, list[tuple[_Source, int]]] = {}
     for source in sources:
         ds = source.header
-        keys = group_keys(_text(ds, "SeriesInstanceUID"), _text(ds, "SOPClassUID"), _folder(source.path), source.table)
+        keys = dataset_group_keys(ds, _folder(source.path), source.table)
         for row in source.rows:
             groups.setdefault(keys[row], []).append((source, int(row)))
     if len(groups) == 1:
@@ -247,7 +243,8 @@ def _single_group(sources: list[_Source]) -> str:
         t = source.table
         described.append(
             f"{key}: {len(members)} slices like {os.path.basename(source.path)} "
-            f"(series {source.header.get('SeriesInstanceUID', '?')}, {t.rows}x{t.columns}, "
+            f"(series {source.header.get('SeriesInstanceUID', '?')} number {source.header.get('SeriesNumber', '?')}, "
+            f"{t.rows}x{t.columns}, "
             f"orientation {np.round(t.orientations[row], 4).tolist()}, echo {t.echo[row]:g}, kind {t.kind[row]!r})"
         )
     raise MixedSeriesError(

@@ -17,11 +17,13 @@ import numpy as np
 from dicomml.errors import (
     DuplicateSliceError,
     GantryTiltError,
+    GeometryError,
     InconsistentGeometryError,
     SeriesAssemblyError,
     SliceGapError,
 )
-from dicomml.geometry import analyze_stack, dicom_affine, slice_normal
+from dicomml.geometry import analyze_stack, dicom_affine, geometry_problem, slice_normal
+from dicomml.geometry.checks import spacing_problem
 from dicomml.geometry.stack import TILT_TOLERANCE_DEG, StackGeometry
 
 __all__ = ["OnIrregular", "StackPlan", "plan_stack"]
@@ -114,8 +116,8 @@ def plan_stack(
     SeriesAssemblyError
         If ``on_irregular`` is not one of the three policies.
 
-    Example
-    -------
+    Examples
+    --------
     >>> pos = np.array([[0, 0, 2.0], [0, 0, 0.0]])
     >>> p = plan_stack(pos, np.tile([1.0, 0, 0, 0, 1, 0], (2, 1)), np.ones((2, 2)), np.arange(2),
     ...                ["a", "b"], thickness=1.0, on_irregular="raise", series="s", labels=["a", "b"])
@@ -129,6 +131,11 @@ def plan_stack(
     keep_rows = _drop_duplicate_planes(identities, on_irregular, series, labels, found)
     if not np.all(np.isfinite(positions[keep_rows])) or not np.all(np.isfinite(orientations[keep_rows])):
         return _plan_without_geometry(n, keep_rows, time_order, pixel_spacing, on_irregular, series, found)
+    found_bad = geometry_problem(orientations[keep_rows], pixel_spacing[keep_rows], positions[keep_rows])
+    if found_bad is not None:
+        label = labels[keep_rows[found_bad.frame]]
+        raise GeometryError(f"{label}: {found_bad.problem}; the header's geometry is invalid, fix or exclude the file",
+                            path=label, series_uid=series, tag=found_bad.tag)
     iop = orientations[keep_rows[0]]
     spacing = pixel_spacing[keep_rows[0]]
     _check_in_plane(orientations[keep_rows], pixel_spacing[keep_rows], iop, spacing, on_irregular, series, found)
@@ -138,6 +145,10 @@ def plan_stack(
     # Pre-order by time so that analyze_stack's tie-break (input order) is time order.
     by_time = keep_rows[np.argsort(time_order[keep_rows], kind="stable")]
     geometry = analyze_stack(positions[by_time], iop)
+    far = spacing_problem(np.array([geometry.spacing]), "slice spacing from (0020,0032) ImagePositionPatient") if geometry.n_positions > 1 else None
+    if far:
+        raise GeometryError(f"series {series}: {far} (positions along the normal {geometry.offsets[[0, -1]].tolist()} mm); "
+                            "the header's geometry is invalid", series_uid=series, tag="(0020,0032)")
     resample = _check_stack(geometry, [labels[i] for i in by_time], on_irregular, series, found)
     starts = np.concatenate([[0], np.cumsum(geometry.counts)[:-1]])
     n_positions = geometry.n_positions

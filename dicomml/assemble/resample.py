@@ -34,8 +34,8 @@ def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: 
     (numpy.ndarray, numpy.ndarray)
         The resampled array (float32) and its affine.
 
-    Example
-    -------
+    Examples
+    --------
     >>> a = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
     >>> out, aff = equidistant(a, np.array([0.0, 1.0, 3.0]), 1.0, np.diag([1.5, 1, 1, 1]))
     >>> out[:, 0, 0].tolist(), float(aff[0, 0])
@@ -95,8 +95,8 @@ def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
         The corrected array (float32, maybe more rows/columns) and its affine,
         whose slice column is the plane normal times the true slice spacing.
 
-    Example
-    -------
+    Examples
+    --------
     >>> aff = np.eye(4); aff[:3, 0] = [1, 1, 0]  # each slice 1 mm along the normal and one row on
     >>> out, new = correct_tilt(np.ones((2, 3, 3), np.float32), aff)
     >>> out.shape, new[:3, 0].tolist()

@@ -54,8 +54,8 @@ def source_fingerprint(files: Iterable[tuple[Any, ...]]) -> str:
         a fourth item, the 1-based frame numbers used (None for all); mtime in
         float seconds, integer nanoseconds or a datetime/Timestamp.
 
-    Example
-    -------
+    Examples
+    --------
     >>> a = source_fingerprint([("1.2.3", 100, 1.5), ("1.2.4", 100, 1.5)])
     >>> a == source_fingerprint([("1.2.4", 100, 1.5), ("1.2.3", 100, 1.5)])
     True
@@ -69,8 +69,8 @@ def source_fingerprint(files: Iterable[tuple[Any, ...]]) -> str:
 def entry_key(fingerprint: str, config: PipelineConfig) -> str:
     """The cache key: 32 hex digits of SHA-256(format version, sources, config hash).
 
-    Example
-    -------
+    Examples
+    --------
     >>> k = entry_key(source_fingerprint([("1.2.3", 10, 0.0)]), PipelineConfig("a"))
     >>> k == entry_key(source_fingerprint([("1.2.3", 10, 0.0)]), PipelineConfig("b"))
     True

@@ -127,8 +127,8 @@ class Entry:
         CacheIntegrityError
             If a chunk touched is missing or fails its checksum.
 
-        Example
-        -------
+        Examples
+        --------
         >>> patch = entry.read("image", start=(10, 20, 30), size=(96, 96, 96))  # doctest: +SKIP
         """
         layout = self.layouts[name]
@@ -172,29 +172,47 @@ class Cache:
         created if absent.
     storage_options
         Passed to fsspec for remote URLs.
+    create
+        Create the cache when ``url`` holds none; False opens an existing
+        cache only (inspection and checks must not make one on a typo).
 
-    Example
-    -------
+    Raises
+    ------
+    CacheError
+        If the cache cannot be opened or created, or (``create=False``) if
+        ``url`` is not a dicomml cache.
+    CacheIntegrityError
+        If the cache is of another format version.
+
+    Examples
+    --------
     >>> cache = Cache(tmp_path / "cache")  # doctest: +SKIP
     >>> cache.put("k1", np.zeros((4, 5, 6), np.int16), np.eye(4))  # doctest: +SKIP
     >>> cache.open("k1").read().shape  # doctest: +SKIP
     (4, 5, 6)
     """
 
-    def __init__(self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, create: bool = True
+    ) -> None:
         self.url = os.fspath(url)
         self._storage_options = dict(storage_options or {})
         self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
         try:
-            if not self.fs.exists(f"{self.root}/zarr.json"):
+            found = self.fs.exists(f"{self.root}/zarr.json")
+            if not found and create:
                 self._create_root()
-            root_json = self.fs.cat_file(f"{self.root}/zarr.json")
+            root_json = self.fs.cat_file(f"{self.root}/zarr.json") if found or create else None
+            folder_found = found or self.fs.exists(self.root)
         except OSError as exc:
             raise CacheError(
                 f"{self.url}: cannot open the cache ({exc}); check the path and its permissions", path=self.url
             ) from exc
+        if root_json is None:
+            what = "is not a dicomml cache (no zarr.json)" if folder_found else "does not exist"
+            raise CacheError(f"{self.url}: {what}; check the path", path=self.url)
         fmt = json.loads(root_json).get("attributes", {}).get("dicomml_cache_format")
         if fmt != FORMAT_VERSION:
             raise CacheIntegrityError(

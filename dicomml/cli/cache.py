@@ -14,14 +14,17 @@ __all__ = ["command"]
 
 @click.group("cache")
 def command() -> None:
-    """Inspect, verify and clean a dicomml cache (local folder or fsspec URL)."""
+    """Inspect, verify and clean a dicomml cache (local folder or fsspec URL).
+
+    Each subcommand refuses (exit 1) a path that holds no dicomml cache, and creates nothing.
+    """
 
 
 @command.command("info")
 @click.argument("cache")
 def info(cache: str) -> None:
     """Entries and bytes of CACHE."""
-    summary = Cache(cache).info()
+    summary = Cache(cache, create=False).info()
     for name, value in summary.items():
         click.echo(f"{name}: {value}")
 
@@ -31,7 +34,7 @@ def info(cache: str) -> None:
 @click.option("--delete", is_flag=True, help="Unpublish entries that fail, so they are recomputed.")
 def verify(cache: str, delete: bool) -> None:
     """Decode every chunk of every entry and check its checksums; exit 1 if any fails."""
-    store = Cache(cache)
+    store = Cache(cache, create=False)
     keys = store.keys()
     bad = []
     with click.progressbar(keys, label="verifying", file=sys.stderr) as bar:
@@ -53,7 +56,7 @@ def verify(cache: str, delete: bool) -> None:
 @click.option("--grace", default=3600.0, show_default=True, help="Keep unreferenced data younger than this many seconds (writers at work).")
 def gc(cache: str, grace: float) -> None:
     """Remove data no entry names (killed or racing writers) and stale temporary files."""
-    removed = Cache(cache).gc(grace_seconds=grace)
+    removed = Cache(cache, create=False).gc(grace_seconds=grace)
     for path in removed:
         click.echo(f"removed {path}")
     click.echo(f"{len(removed)} paths removed")

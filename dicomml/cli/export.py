@@ -6,11 +6,18 @@ from pathlib import Path
 
 import click
 
+from dicomml.cli._paths import make_parent
 from dicomml.export import save_nifti
 
 __all__ = ["command"]
 
 _SUFFIXES = (".nii.gz", ".nii")
+
+
+def _nifti_output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.endswith(_SUFFIXES):
+        raise click.BadParameter(f"{value!r} must end with .nii or .nii.gz", param_hint=f"--{param.name}")
+    return make_parent(ctx, param, value)
 
 
 def _mask_path(output: str) -> Path:
@@ -21,15 +28,19 @@ def _mask_path(output: str) -> Path:
 @click.command("export")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="NIfTI file, .nii or .nii.gz.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_nifti_output,
+    help="NIfTI file, .nii or .nii.gz; its folder is created if missing.",
+)
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to export on the image grid.")
-@click.option("--mask-output", default=None, type=click.Path(dir_okay=False, writable=True), help="Default: OUTPUT with _mask before the suffix.")
+@click.option(
+    "--mask-output", default=None, type=click.Path(dir_okay=False), callback=_nifti_output,
+    help="Default: OUTPUT with _mask before the suffix.",
+)
 @click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
 def command(manifest: str, series_key: str, output: str, annotation_key: str | None, mask_output: str | None, on_irregular: str) -> None:
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
     qform code 1), and with --mask the annotation as a label map on the same grid."""
-    if not output.endswith(_SUFFIXES):
-        raise click.BadParameter(f"{output!r} must end with .nii or .nii.gz", param_hint="--output")
     from dicomml import Manifest, load_mask, load_series
 
     opened = Manifest(manifest)

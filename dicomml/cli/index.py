@@ -6,6 +6,7 @@ import os
 
 import click
 
+from dicomml.errors import SourceNotFoundError
 from dicomml.indexer import index
 
 
@@ -36,7 +37,8 @@ def command(
 
     A rerun reads only new and changed files and drops deleted ones. Files
     that cannot be read are listed in the manifest's errors table; the run
-    still exits 0 and says how many.
+    still exits 0 and says how many. When SOURCES hold no DICOM file at all
+    (an empty folder, a mistyped one), it says so and exits 1.
     """
     manifest = index(
         list(sources),
@@ -54,5 +56,13 @@ def command(
         f"{counts['annotations']} annotations ({run['files_listed']} files listed, {run['files_read']} read, "
         f"{run['rows_removed']} stale rows dropped, {run['seconds']:.1f} s)"
     )
+    if counts["instances"] == 0:
+        where = ", ".join(sources)
+        if run["files_listed"] == 0:
+            raise SourceNotFoundError(f"{where}: no DICOM file found: no files at all (an empty folder?); check the path")
+        raise SourceNotFoundError(
+            f"{where}: no DICOM file found among {run['files_listed']} files; "
+            f"`dicomml info {out} --errors` says why each was refused"
+        )
     if counts["errors"]:
-        click.echo(f"{counts['errors']} files or entries could not be indexed; see `dicomml info {out}`")
+        click.echo(f"{counts['errors']} files or entries could not be indexed; see `dicomml info {out} --errors`")

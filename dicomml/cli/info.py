@@ -6,6 +6,7 @@ import click
 import pandas as pd
 from pydicom.uid import UID
 
+from dicomml.cli.listing import DEFAULT_COLUMNS, echo_rows
 from dicomml.indexer import Manifest
 
 _QUERIES = {
@@ -39,9 +40,18 @@ def _sop_name(uid: str | None) -> str:
 
 @click.command("info")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
-def command(manifest: str) -> None:
-    """Summarize the manifest MANIFEST: counts, usable series, errors."""
+@click.option("--errors", "show_errors", is_flag=True, help="Print each error row (file, stage, type, message) instead of the summary.")
+def command(manifest: str, show_errors: bool) -> None:
+    """Summarize the manifest MANIFEST: counts, usable series, errors.
+
+    With --errors, list the files (and crawl entries) that could not be
+    indexed, one per line with the reason; `dicomml list MANIFEST errors
+    --where ...` filters them.
+    """
     m = Manifest(manifest)
+    if show_errors:
+        echo_rows(m.rows("errors", columns=DEFAULT_COLUMNS["errors"]))
+        return
     click.echo(f"{m.path}  (schema {m.meta['schema_version']}, include_phi={m.meta.get('include_phi')})")
     for key, value in m.meta.get("counts", {}).items():
         click.echo(f"  {key}: {value}")

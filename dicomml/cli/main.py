@@ -18,6 +18,7 @@ from dicomml.errors import DicomMLError
 SUBCOMMANDS = {
     "index": "index",
     "info": "info",
+    "list": "listing",
     "export": "export",
     "sample-data": "sample_data",
     "show": "show",
@@ -55,3 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import click
 
+from dicomml.config import presets
 from dicomml.distributed import preprocess
 from dicomml.distributed.run import DEVICES
 from dicomml.distributed.shard import check_shard, parse_shard
@@ -44,8 +45,8 @@ def shard_from_env(env: Mapping[str, str]) -> tuple[tuple[int, int], str] | None
     ConfigError
         If a variable is not an integer or the index is out of range.
 
-    Example
-    -------
+    Examples
+    --------
     >>> shard_from_env({"RANK": "3", "WORLD_SIZE": "8"})
     ((3, 8), 'RANK/WORLD_SIZE')
     >>> shard_from_env({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "10"})
@@ -83,7 +84,10 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 
 @click.command("preprocess")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
-@click.option("--config", "config", required=True, help="Pipeline YAML, e.g. configs/ct_1mm.yaml.")
+@click.option(
+    "--config", "config", required=True,
+    help=f"A preset name ({', '.join(presets())}) or the path of a pipeline YAML.",
+)
 @click.option("--cache", required=True, help="Cache folder or fsspec URL (created if absent).")
 @click.option("--where", default=None, help="SQL predicate on the series table, e.g. \"modality = 'CT'\".")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes of a local Dask cluster [one per CPU]; 0: this process.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dicomml.cli._paths import make_parent
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
 
@@ -24,7 +25,10 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.command("show")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="PNG to write.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), callback=make_parent,
+    help="PNG to write; its folder is created if missing.",
+)
 @click.option("--window", default=None, callback=parse_window, help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.")
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
 @click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)

@@ -67,7 +67,7 @@ class _CachedDataset(Dataset):
         if self._with_masks and not self.config.deterministic.masks:
             raise ConfigError(
                 f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
-                f"{type(self).__name__} needs a config that caches masks (e.g. configs/ct_seg.yaml)"
+                f"{type(self).__name__} needs a config that caches masks (e.g. the ct_seg preset)"
             )
         self.cache = open_cache(cache)
         self.sources: list[SeriesSource] = series_sources(self.manifest, self.config, where=where, series_keys=series_keys)
@@ -167,9 +167,9 @@ class SeriesDataset(_CachedDataset):
     seed
         Base of every random draw (with the epoch and the index).
 
-    Example
-    -------
-    >>> ds = SeriesDataset("manifest/", "configs/ct_1mm.yaml", cache="cache/", where="modality = 'CT'")  # doctest: +SKIP
+    Examples
+    --------
+    >>> ds = SeriesDataset("manifest/", "ct_1mm", cache="cache/", where="modality = 'CT'")  # doctest: +SKIP
     >>> ds[0]["image"].shape  # doctest: +SKIP
     torch.Size([1, 350, 350, 240])
     """
@@ -200,7 +200,7 @@ class PatchDataset(_CachedDataset):
 
     Parameters
     ----------
-    manifest, config, cache, where, series_keys, cache_only, transform, seed
+    manifest, config, cache
         As for :class:`SeriesDataset`.
     patch_size
         (i, j, k) voxels; a volume smaller than the patch is padded at its
@@ -214,11 +214,15 @@ class PatchDataset(_CachedDataset):
     positive_fraction
         ``label_balanced``: probability that a patch is centred on foreground
         (of a mask channel drawn uniformly; ``meta["positive_channel"]`` says
-        which, None for a uniform patch).
+        which). Every sampler sets ``meta["positive_channel"]``: None for a
+        patch not centred on foreground (all ``uniform`` and ``grid`` patches).
+    **kwargs
+        ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``:
+        as for :class:`SeriesDataset`.
 
-    Example
-    -------
-    >>> ds = PatchDataset("manifest/", "configs/ct_seg.yaml", "cache/", patch_size=(96, 96, 96),
+    Examples
+    --------
+    >>> ds = PatchDataset("manifest/", "ct_seg", "cache/", patch_size=(96, 96, 96),
     ...                   samples_per_volume=8, sampler="label_balanced")  # doctest: +SKIP
     >>> ds[0]["image"].shape, ds[0]["meta"]["patch_start"]  # doctest: +SKIP
     (torch.Size([1, 96, 96, 96]), (112, 40, 87))
@@ -264,7 +268,7 @@ class PatchDataset(_CachedDataset):
         rng, torch_seed = self._random(index)
         series_index = self._tiles[index][0] if self.sampler == "grid" else index // self.samples_per_volume
         entry = self.entry(series_index)
-        drawn: dict[str, Any] = {}
+        drawn: dict[str, Any] = {"positive_channel": None}
         if self.sampler == "grid":
             start = self._tiles[index][1]
         elif self.sampler == "label_balanced":
@@ -306,8 +310,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         If images of one batch differ in shape (whole series without a
         ``deterministic.shape``): set one, or use ``batch_size=1``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> out = collate([{"image": torch.zeros(1, 2, 2, 2), "meta": {"i": 0}}] * 2)
     >>> out["image"].shape, out["meta"]
     (torch.Size([2, 1, 2, 2, 2]), [{'i': 0}, {'i': 0}])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-try:
-    from lightning.pytorch import LightningDataModule
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("dicomml.data.DataModule needs Lightning: pip install lightning") from exc
-
+from dicomml._optional import require
 from dicomml.data.datasets import collate
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningDataModule
+else:  # optional: the [lightning] extra
+    LightningDataModule = require("lightning.pytorch", extra="lightning", feature="dicomml.data.DataModule").LightningDataModule
 
 __all__ = ["DataModule"]
 
@@ -30,8 +33,8 @@ class DataModule(LightningDataModule):
     num_workers
         DataLoader workers; workers persist across epochs when > 0.
 
-    Example
-    -------
+    Examples
+    --------
     >>> dm = DataModule(PatchDataset(...), SeriesDataset(...), batch_size=4, num_workers=2)  # doctest: +SKIP
     >>> lightning.Trainer(max_epochs=10).fit(model, datamodule=dm)  # doctest: +SKIP
     """

@@ -383,9 +383,9 @@ def preprocess_one(
     DicomMLError
         Whatever assembly or mask decoding raises for this series.
 
-    Example
-    -------
-    >>> info = preprocess_one("3f2a9c0d1e4b5a67", "manifest/", "configs/ct_1mm.yaml", "cache/")  # doctest: +SKIP
+    Examples
+    --------
+    >>> info = preprocess_one("3f2a9c0d1e4b5a67", "manifest/", "ct_1mm", "cache/")  # doctest: +SKIP
     >>> info.computed, info.shape  # doctest: +SKIP
     (True, (350, 350, 240))
     """

@@ -24,8 +24,8 @@ def _clip_start(start: np.ndarray, shape: Sequence[int], patch: Sequence[int]) -
 def uniform_start(shape: Sequence[int], patch: Sequence[int], rng: np.random.Generator) -> tuple[int, int, int]:
     """Corner (i, j, k) of a patch placed uniformly inside ``shape`` (0 where the patch is larger).
 
-    Example
-    -------
+    Examples
+    --------
     >>> uniform_start((10, 10, 10), (10, 4, 20), np.random.default_rng(0))[0::2]
     (0, 0)
     """
@@ -78,8 +78,8 @@ def label_balanced_start(
 def grid_starts(shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int, int]]:
     """Corners of patches tiling ``shape`` without gaps (the last tile per axis ends at the border).
 
-    Example
-    -------
+    Examples
+    --------
     >>> grid_starts((10, 4, 4), (4, 4, 4))
     [(0, 0, 0), (4, 0, 0), (6, 0, 0)]
     """

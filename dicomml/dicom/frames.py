@@ -118,8 +118,8 @@ def header_value(ds: Dataset, keyword: str) -> Any:
     InvalidDicomFileError
         If the value cannot be parsed.
 
-    Example
-    -------
+    Examples
+    --------
     >>> header_value(ds, "Rows")  # doctest: +SKIP
     512
     """
@@ -146,8 +146,8 @@ def frame_table(ds: Dataset) -> FrameTable:
         present but malformed (wrong number of values, not a number), or a
         mosaic lacks the CSA header that says how to cut it.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = pydicom.dcmread(path, stop_before_pixels=True)  # doctest: +SKIP
     >>> t = frame_table(ds)  # doctest: +SKIP
     >>> t.positions.shape  # doctest: +SKIP
@@ -233,8 +233,8 @@ class _Reader:
         """The element's value, None when absent or empty.
 
         Numbers, code strings and times still raw from the file are parsed
-        here (pydicom's general conversion costs ~40 us an element, most of
-        the time spent on a classic header); anything else goes through pydicom.
+        here, because pydicom's general value conversion is most of the cost of
+        reading a classic header; anything else goes through pydicom.
         """
         try:
             if not isinstance(item, Dataset):  # a read-only look-alike (the indexer's lean header view)

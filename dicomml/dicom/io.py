@@ -9,6 +9,7 @@ import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
+from dicomml.paths import local_path
 from dicomml.errors import InvalidDicomFileError
 
 __all__ = ["is_url", "read_dataset"]
@@ -46,8 +47,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     FileNotFoundError
         If the file does not exist.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = read_dataset("memory://ct/IM0001.dcm", pixels=False)  # doctest: +SKIP
     """
     name = str(path)
@@ -59,8 +60,7 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
                 ds = pydicom.dcmread(handle, stop_before_pixels=not pixels)
             ds.filename = name
             return ds
-        local = name[len("file://") :] if name.startswith("file://") else name
-        return pydicom.dcmread(local, stop_before_pixels=not pixels, defer_size=defer_size)
+        return pydicom.dcmread(local_path(name), stop_before_pixels=not pixels, defer_size=defer_size)
     except InvalidDicomError as exc:
         raise InvalidDicomFileError(
             f"{name}: not a DICOM file ({exc}); remove it from the input or pass only DICOM files",

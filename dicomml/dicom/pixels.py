@@ -3,7 +3,7 @@
 pydicom's decoders do the work (deflate, RLE, JPEG, JPEG-LS and JPEG 2000
 through pylibjpeg, pyjpegls and python-gdcm, big endian and odd layouts);
 uncompressed little-endian data is read as a view on the pixel bytes instead,
-which skips pydicom's per-call set-up (about 0.5 ms a slice). This module
+which skips pydicom's per-call set-up, paid once per slice. This module
 picks the frames wanted, cuts mosaics into slices and writes each plane
 straight into its slot of the output, optionally applying rescale slope and
 intercept on the way (no per-slice float copies).

@@ -56,8 +56,8 @@ def write_slice(
     pathlib.Path
         ``path``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> write_slice(tmp / "a.dcm", np.zeros((4, 4), np.uint16), position=(0, 0, 0), series_uid="1.2.3")  # doctest: +SKIP
     """
     pixels = np.ascontiguousarray(pixels)

@@ -58,9 +58,9 @@ class RunReport:
     seconds
         Wall time of the run, cluster start included.
 
-    Example
-    -------
-    >>> report = dicomml.preprocess("manifest", "configs/ct_1mm.yaml", "cache")  # doctest: +SKIP
+    Examples
+    --------
+    >>> report = dicomml.preprocess("manifest", "ct_1mm", "cache")  # doctest: +SKIP
     >>> report.counts  # doctest: +SKIP
     {'done': 118, 'skipped': 0, 'failed': 2}
     """
@@ -118,8 +118,8 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     pandas.DataFrame
         The rows as written.
 
-    Example
-    -------
+    Examples
+    --------
     >>> fs, path = fsspec.core.url_to_fs("report.parquet")  # doctest: +SKIP
     >>> write_report([{"series_key": "3f2a", "status": "done"}], fs, path)  # doctest: +SKIP
     """

@@ -146,9 +146,9 @@ def preprocess(
         If every selected series failed (the report is written first), or
         the cache cannot be opened or the report written.
 
-    Example
-    -------
-    >>> report = dicomml.preprocess("manifest", "configs/ct_1mm.yaml", "cache", workers=8)  # doctest: +SKIP
+    Examples
+    --------
+    >>> report = dicomml.preprocess("manifest", "ct_1mm", "cache", workers=8)  # doctest: +SKIP
     >>> report.counts  # doctest: +SKIP
     {'done': 118, 'skipped': 0, 'failed': 2}
     """

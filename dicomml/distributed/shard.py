@@ -36,8 +36,8 @@ def shard_of(series_key: str, count: int) -> int:
     -------
     int
 
-    Example
-    -------
+    Examples
+    --------
     >>> shard_of("3f2a9c0d1e4b5a67", 1)
     0
     """
@@ -66,8 +66,8 @@ def select_shard(items: Sequence[_T], index: int, count: int, *, key: str = "ser
     ConfigError
         If ``index`` is not in ``0 .. count - 1``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from types import SimpleNamespace as S
     >>> items = [S(series_key=k) for k in "abcdef"]
     >>> sorted(k.series_key for i in range(3) for k in select_shard(items, i, 3))
@@ -91,8 +91,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     ConfigError
         If ``text`` is not two integers ``I/N`` with ``0 <= I < N``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> parse_shard("2/8")
     (2, 8)
     """

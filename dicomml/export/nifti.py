@@ -35,8 +35,8 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     -------
     nibabel.Nifti1Image
 
-    Example
-    -------
+    Examples
+    --------
     >>> img = to_nifti(Volume(np.zeros((2, 3, 4), np.int16), np.diag([3.0, 2.0, 1.0, 1.0])))
     >>> img.shape, nib.aff2axcodes(img.affine)
     ((4, 3, 2), ('S', 'A', 'R'))
@@ -58,8 +58,8 @@ def save_nifti(volume: Volume, path: str | Path) -> Path:
     pathlib.Path
         ``path``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> save_nifti(volume, "ct.nii.gz")  # doctest: +SKIP
     """
     path = Path(path)

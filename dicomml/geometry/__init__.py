@@ -12,6 +12,7 @@ from dicomml.geometry.affine import (
     dicom_affine,
     spacing_of,
 )
+from dicomml.geometry.checks import geometry_problem
 from dicomml.geometry.stack import StackGeometry, analyze_stack, slice_normal
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "analyze_stack",
     "axcodes",
     "dicom_affine",
+    "geometry_problem",
     "slice_normal",
     "spacing_of",
 ]

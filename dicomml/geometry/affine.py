@@ -7,6 +7,7 @@ from numpy.typing import ArrayLike
 from nibabel.orientations import aff2axcodes
 
 from dicomml.errors import GeometryError
+from dicomml.geometry.checks import geometry_problem
 
 __all__ = ["LPS_TO_RAS", "axcodes", "dicom_affine", "spacing_of"]
 
@@ -44,25 +45,23 @@ def dicom_affine(
     ------
     GeometryError
         If the direction cosines are not unit length or not orthogonal, or a
-        spacing is not positive.
+        spacing is outside the physical range (see :mod:`dicomml.geometry.checks`).
 
-    Example
-    -------
+    Examples
+    --------
     >>> a = dicom_affine([1, 0, 0, 0, 1, 0], [0.5, 0.7], [10, 20, 30], [0, 0, 2])
     >>> a[:3, 3].tolist()
     [-10.0, -20.0, 30.0]
     """
     iop = np.asarray(orientation, dtype=np.float64)
-    if iop.shape != (6,):
-        raise GeometryError(f"ImageOrientationPatient needs 6 values, got {iop.size}")
+    spacing = np.asarray(pixel_spacing, dtype=np.float64)
+    if iop.shape != (6,) or spacing.shape != (2,):
+        raise GeometryError(f"ImageOrientationPatient needs 6 values and PixelSpacing 2, got {iop.size} and {spacing.size}")
+    found = geometry_problem(iop, spacing)
+    if found is not None:
+        raise GeometryError(found.problem, tag=found.tag)
     row_dir, col_dir = iop[:3], iop[3:]
-    if not (np.isclose(np.linalg.norm(row_dir), 1, atol=1e-3) and np.isclose(np.linalg.norm(col_dir), 1, atol=1e-3)):
-        raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not two unit vectors")
-    if abs(float(row_dir @ col_dir)) > 1e-3:
-        raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not orthogonal")
-    d_row, d_col = (float(v) for v in np.asarray(pixel_spacing, dtype=np.float64))
-    if not (d_row > 0 and d_col > 0):
-        raise GeometryError(f"PixelSpacing {[d_row, d_col]} must be positive")
+    d_row, d_col = (float(v) for v in spacing)
     lps = np.eye(4)
     lps[:3, 0] = np.asarray(slice_step, dtype=np.float64)
     lps[:3, 1] = col_dir * d_row
@@ -74,8 +73,8 @@ def dicom_affine(
 def spacing_of(affine: np.ndarray) -> tuple[float, ...]:
     """Voxel spacing in mm along each array axis (column norms of the 3x3).
 
-    Example
-    -------
+    Examples
+    --------
     >>> spacing_of(np.diag([2.0, 3.0, 4.0, 1.0]))
     (2.0, 3.0, 4.0)
     """
@@ -89,8 +88,8 @@ def axcodes(affine: np.ndarray) -> str:
     Each letter names the world direction that an array axis increases
     towards: ``"LPS"`` means axis 0 points left, axis 1 posterior, axis 2 superior.
 
-    Example
-    -------
+    Examples
+    --------
     >>> axcodes(np.diag([-1.0, 1.0, 1.0, 1.0]))
     'LAS'
     """

@@ -26,8 +26,8 @@ TILT_TOLERANCE_DEG = 0.1
 def slice_normal(orientation: ArrayLike) -> np.ndarray:
     """Unit normal of the slice plane: row cosine x column cosine (LPS+).
 
-    Example
-    -------
+    Examples
+    --------
     >>> slice_normal([1, 0, 0, 0, 1, 0]).tolist()
     [0.0, 0.0, 1.0]
     """
@@ -124,8 +124,8 @@ def analyze_stack(positions: ArrayLike, orientation: ArrayLike) -> StackGeometry
     GeometryError
         If ``positions`` is not (n, 3) with n >= 1.
 
-    Example
-    -------
+    Examples
+    --------
     >>> g = analyze_stack(np.array([[0, 0, 2.0], [0, 0, 0], [0, 0, 1]]), [1, 0, 0, 0, 1, 0])
     >>> g.order.tolist(), g.spacing, g.problem()
     ([1, 2, 0], 1.0, None)

@@ -21,6 +21,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
+from dicomml._optional import require
+
 __all__ = ["decomposition_levels", "reduced_frame"]
 
 _J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
@@ -76,8 +78,8 @@ def reduced_frame(ds: Dataset, target: tuple[int, int]) -> tuple[np.ndarray, int
     if level == 0:
         return None
     from openjpeg import get_parameters
-    from PIL import Image
 
+    Image = require("PIL.Image", extra="imaging2d", feature="reduced JPEG 2000 decoding (ImageConfig(reduced_decode=True))")
     precision = int(get_parameters(codestream)["precision"])
     with Image.open(io.BytesIO(codestream)) as image:
         image.reduce = level  # type: ignore[method-assign,assignment]

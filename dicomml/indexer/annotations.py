@@ -55,8 +55,8 @@ def annotation_fields(ds: Dataset) -> dict[str, Any]:
         ReferencedFrameOfReferenceSequence), ``segmentation_type``, ``n_segments``, ``labels`` (segment labels or
         ROI names), ``referenced_series_uids`` and ``referenced_sop_uids``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> annotation_fields(pydicom.dcmread("liver.dcm"))["labels"]  # doctest: +SKIP
     ['Liver']
     """

@@ -11,6 +11,7 @@ way is a loop and is reported, not followed.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -143,8 +144,12 @@ def _walk_local(root: str) -> Iterator[Files | CrawlError]:
             try:
                 info = child.stat()  # follows symlinks
             except OSError as exc:
-                kind = "symlink_loop" if child.is_symlink() else "unreadable"
-                yield CrawlError(child.path, kind, f"{child.path}: cannot be followed ({exc.strerror}); remove the broken link")
+                if not child.is_symlink():
+                    yield CrawlError(child.path, "unreadable", f"{child.path}: cannot be read ({exc.strerror}); check permissions")
+                elif exc.errno == errno.ELOOP:
+                    yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop ({exc.strerror}); not followed")
+                else:
+                    yield CrawlError(child.path, "broken_symlink", f"{child.path}: symlink to nothing ({exc.strerror}); remove the broken link")
                 continue
             mode = info.st_mode
             if stat.S_ISREG(mode):

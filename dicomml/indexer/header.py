@@ -326,8 +326,8 @@ def read_header(
         If ``buf`` is a prefix and the walk needs bytes past it; read more
         (or all of the file) and call again.
 
-    Example
-    -------
+    Examples
+    --------
     >>> with open(path, "rb") as f:  # doctest: +SKIP
     ...     h = read_header(f.read(), os.path.getsize(path), path)
     >>> h.dataset(path).Modality  # doctest: +SKIP

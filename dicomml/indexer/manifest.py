@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-__all__ = ["Manifest", "TABLES", "duckdb_connection"]
+__all__ = ["Manifest", "TABLES", "duckdb_connection", "parquet_view"]
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
@@ -39,6 +39,11 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
 TABLES = ("instances", "series", "annotations", "errors")
 
 
+def parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], **options: Any) -> None:
+    """Create (or replace) the view ``name`` over Parquet ``files``; the paths are passed as values, never pasted into SQL."""
+    con.read_parquet(files, **options).create_view(name, replace=True)
+
+
 class Manifest:
     """A manifest folder written by :func:`dicomml.index`.
 
@@ -58,8 +63,8 @@ class Manifest:
     ManifestError
         If the folder holds no manifest, or one of another schema version.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = Manifest("manifest")  # doctest: +SKIP
     >>> m.sql("SELECT modality, count(*) n FROM series GROUP BY modality")  # doctest: +SKIP
     """
@@ -136,7 +141,7 @@ class Manifest:
         for table in TABLES:
             files = self.files(table)
             if files:
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({files!r}, union_by_name=true)")
+                parquet_view(con, table, files, union_by_name=True)
             else:
                 con.register(f"_{table}_empty", self.schema(table).empty_table())
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
@@ -156,8 +161,8 @@ class Manifest:
         -------
         pandas.DataFrame
 
-        Example
-        -------
+        Examples
+        --------
         >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
         """
         con = self.connect()
@@ -196,3 +201,61 @@ class Manifest:
                 series_uid=series_key,
             )
         return rows
+
+    def rows(
+        self, table: str, *, where: str | None = None, columns: list[str] | None = None, order_by: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Rows of one table, filtered by an SQL predicate: what ``dicomml list`` prints.
+
+        Parameters
+        ----------
+        table
+            ``"series"``, ``"annotations"``, ``"errors"`` or ``"instances"``.
+        where
+            A DuckDB predicate on the table's columns, e.g. ``"modality = 'CT' AND usable"``.
+        columns
+            Columns to return (default: all), in this order.
+        order_by
+            Columns to sort by (default: the first of ``columns``, or none).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        ManifestError
+            If the table or a column is unknown, or ``where`` is not a valid predicate.
+
+        Examples
+        --------
+        >>> m.rows("series", where="modality = 'CT'", columns=["series_key", "series_description"])  # doctest: +SKIP
+        """
+        import duckdb
+
+        if table not in TABLES:
+            raise ManifestError(f"{self.path}: no table {table!r}; tables are {', '.join(TABLES)}", path=str(self.path))
+        names = self.schema(table).names
+        unknown = [c for c in [*(columns or []), *(order_by or [])] if c not in names]
+        if unknown:
+            raise ManifestError(
+                f"{self.path}: {table} has no column {', '.join(map(repr, unknown))}; its columns are {', '.join(names)}",
+                path=str(self.path),
+            )
+        order = order_by if order_by is not None else (columns or [])[:1]
+        query = f"SELECT {', '.join(_quoted(c) for c in columns) if columns else '*'} FROM {table}"
+        query += f" WHERE {where}" if where else ""
+        query += f" ORDER BY {', '.join(_quoted(c) for c in order)}" if order else ""
+        try:
+            return self.sql(query)
+        except duckdb.Error as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise ManifestError(
+                f"{self.path}: where {where!r} is not a predicate on the {table} table ({first_line}); "
+                f"its columns are {', '.join(names)}",
+                path=str(self.path),
+            ) from None
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'

@@ -22,8 +22,8 @@ __all__ = ["patient_key", "resolve_salt", "salt_id"]
 def patient_key(patient_id: str, salt: bytes) -> str | None:
     """Salted SHA-256 of a PatientID, 16 hex digits; None for an empty ID.
 
-    Example
-    -------
+    Examples
+    --------
     >>> patient_key("12345", b"salt")
     '0d8b61ef30fdbe3d'
     """
@@ -51,8 +51,8 @@ def resolve_salt(salt: str | bytes | None = None, config_dir: str | os.PathLike[
     -------
     bytes
 
-    Example
-    -------
+    Examples
+    --------
     >>> resolve_salt("my project salt")
     b'my project salt'
     """

@@ -3,7 +3,7 @@
 The plain top-level values (UIDs, sizes, rescale, descriptions) are decoded
 here straight from the raw element bytes, which is several times cheaper than
 pydicom's general conversion; per-frame geometry and the ``series_key`` come
-from :func:`dicomml.dicom.frame_table` and :func:`dicomml.assemble.grouping.group_keys`
+from :func:`dicomml.dicom.frame_table` and :func:`dicomml.dicom.series_key.group_keys`
 on the lazily decoded pydicom Dataset, so that the indexer and assembly agree.
 """
 
@@ -18,7 +18,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
 
-from dicomml.assemble.grouping import group_keys
+from dicomml.dicom.series_key import group_keys
 from dicomml.dicom.frames import frame_table
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
@@ -335,7 +335,15 @@ def instance_rows(
         groups = {None: list(range(len(table)))}
     else:
         groups = {}
-        for i, key in enumerate(group_keys(base["series_instance_uid"] or "", base["sop_class_uid"] or "", folder, table)):
+        keys = group_keys(
+            table,
+            series_uid=base["series_instance_uid"] or "",
+            series_number=base["series_number"],
+            sop_class=base["sop_class_uid"] or "",
+            transfer_syntax=header.transfer_syntax,
+            folder=folder,
+        )
+        for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
     # Plain lists once per file: indexing numpy arrays value by value costs more than the rest of the row.
     positions, orientations = table.positions.tolist(), table.orientations.tolist()

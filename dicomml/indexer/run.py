@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from dicomml.paths import local_path
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id
@@ -40,7 +41,7 @@ def _tasks(batches: Iterator[pa.RecordBatch], sources: Sequence[Source], options
                 yield pending, _with_fs(options, sources[current])
                 pending = []
             current = row["source"]
-            pending.append(Entry(row["path"], row["folder"], row["size"], row["mtime_ns"], row["open_path"]))
+            pending.append(Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"])))
     if pending and current is not None:
         yield pending, _with_fs(options, sources[current])
 
@@ -155,8 +156,8 @@ def index(
         If ``out`` cannot be written or holds a manifest built with another
         ``include_phi`` or salt.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = dicomml.index("/data/dicom", "manifest")  # doctest: +SKIP
     >>> m.series[["series_key", "modality", "usable", "reason"]]  # doctest: +SKIP
     """

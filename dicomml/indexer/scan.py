@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
+from dicomml.paths import printable, storable_path
 from dicomml.errors import DicomMLError, InvalidDicomFileError
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
@@ -112,7 +113,7 @@ def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], 
         header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo
     )
     for row in rows:
-        row.update(path=entry.path, folder=entry.folder, size=entry.size, mtime_ns=entry.mtime_ns)
+        row.update(path=storable_path(entry.path), folder=storable_path(entry.folder), size=entry.size, mtime_ns=entry.mtime_ns)
     return rows
 
 
@@ -165,8 +166,8 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
     (pyarrow.Table, pyarrow.Table)
         ``instances`` rows and ``errors`` rows of the batch.
 
-    Example
-    -------
+    Examples
+    --------
     >>> inst, errs = scan_batch(entries, ScanOptions(include_phi=False, salt=b"s"))  # doctest: +SKIP
     """
     rows: list[dict[str, Any]] = []
@@ -185,15 +186,15 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
             except Exception as exc:  # the indexer's policy: record and go on
                 errors.append(
                     {
-                        "path": entry.path,
-                        "folder": entry.folder,
+                        "path": storable_path(entry.path),
+                        "folder": storable_path(entry.folder),
                         "size": entry.size,
                         "mtime_ns": entry.mtime_ns,
                         "stage": "read",
                         "error_type": _error_type(exc, entry, options),
                         "exception": type(exc).__name__,
                         "tag": getattr(exc, "tag", None),
-                        "message": _message(exc, entry, options),
+                        "message": printable(_message(exc, entry, options)),
                     }
                 )
     return (

@@ -20,7 +20,9 @@ import pyarrow as pa
 __all__ = ["ANNOTATIONS", "ERRORS", "IMAGE2D_FIELDS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
-SCHEMA_VERSION = 2
+#: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax.
+#: 3: the 2D imaging columns (:data:`IMAGE2D_FIELDS`).
+SCHEMA_VERSION = 3
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())

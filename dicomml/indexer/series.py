@@ -17,7 +17,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from dicomml.geometry import analyze_stack, axcodes, dicom_affine
+from dicomml.geometry import analyze_stack, axcodes, dicom_affine, geometry_problem
+from dicomml.geometry.checks import spacing_problem
 from dicomml.indexer.annotations import link_annotations
 from dicomml.indexer.records import ANNOTATION_MODALITIES
 from dicomml.indexer.schema import ANNOTATIONS, SERIES
@@ -72,8 +73,8 @@ def usability(
         ``missing_slices``, ``duplicate_slices``, ``tilt_deg``,
         ``first_position``, ``orientation_code``; and the reason.
 
-    Example
-    -------
+    Examples
+    --------
     >>> stats, reason = usability(np.array([[0, 0, 0.0]]), [1, 0, 0, 0, 1, 0], [[1.0, 1.0]])
     >>> reason
     'single slice'
@@ -81,6 +82,12 @@ def usability(
     known = [s for s in spacings if s is not None]
     if positions is None or orientation is None or not known or len(known) < len(spacings):
         return {}, "no geometry (ImagePositionPatient, ImageOrientationPatient or PixelSpacing absent)"
+    try:
+        found = geometry_problem(orientation, known, positions)
+    except ValueError:  # ragged values: a tag of the wrong multiplicity
+        return {}, "invalid geometry: PixelSpacing or ImageOrientationPatient has the wrong number of values"
+    if found is not None:
+        return {}, f"invalid geometry: {found.problem}"
     g = analyze_stack(positions, orientation)
     first = positions[g.order[0]]
     stats = {
@@ -97,6 +104,9 @@ def usability(
     stats["orientation_code"] = axcodes(dicom_affine(orientation, known[0], first, step))
     if len(known) > 1:
         return stats, f"mixed pixel spacing ({', '.join(str(s) for s in known)} mm)"
+    far = spacing_problem(np.array([g.spacing]), "slice spacing from (0020,0032) ImagePositionPatient") if g.n_positions > 1 else None
+    if far:
+        return stats, f"invalid geometry: {far}"
     if g.n_positions == 1:
         n = len(positions)
         return stats, "single slice" if n == 1 else f"{n} images at one position (not a volume)"

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dicomml.paths import printable, storable_path
 from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
-from dicomml.indexer.manifest import duckdb_connection
+from dicomml.indexer.manifest import duckdb_connection, parquet_view
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -85,6 +86,19 @@ def _hash_files(digest: Any, source: int, files: Files) -> None:
     digest.update(b"F" + struct.pack("<qi", len(files.paths), source))
     digest.update("\0".join(files.paths).encode("utf-8", "surrogateescape") + b"\0")
     digest.update(array("q", files.sizes).tobytes() + array("q", files.mtimes_ns).tobytes())
+
+
+def _storable(files: Files) -> Files:
+    """``files`` with its paths as the manifest stores them (see :func:`~dicomml.paths.storable_path`)."""
+    try:  # one check per folder: nearly every name is valid UTF-8
+        "\0".join([files.folder, *files.paths, *files.open_paths]).encode("utf-8")
+        return files
+    except UnicodeEncodeError:
+        return files._replace(
+            folder=storable_path(files.folder),
+            paths=[storable_path(p) for p in files.paths],
+            open_paths=[storable_path(p) for p in files.open_paths],
+        )
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -184,11 +198,13 @@ class ManifestStore:
             for source, item in found:
                 if isinstance(item, CrawlError):
                     crawl_errors.append(
-                        {"path": item.path, "stage": "crawl", "error_type": item.error_type, "message": item.message}
+                        {"path": storable_path(item.path), "stage": "crawl", "error_type": item.error_type,
+                         "message": printable(item.message)}
                     )
                     continue
                 _hash_files(digest, source, item)
                 count = len(item.paths)
+                item = _storable(item)
                 columns["path"] += item.paths
                 columns["folder"] += [item.folder] * count
                 columns["size"] += item.sizes
@@ -213,12 +229,13 @@ class ManifestStore:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb_connection()
-        con.execute(f"CREATE VIEW l AS SELECT * FROM read_parquet('{self._listing}')")
-        known = [f"SELECT path, size, mtime_ns, filename FROM read_parquet({files!r}, filename=true)"
-                 for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")])
+        parquet_view(con, "l", [str(self._listing)])
+        known = [files for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")])
                  if files]
+        for i, files in enumerate(known):
+            parquet_view(con, f"k{i}", files, filename=True)
         if known:
-            con.execute(f"CREATE VIEW k AS {' UNION ALL '.join(known)}")
+            con.execute("CREATE VIEW k AS " + " UNION ALL ".join(f"SELECT path, size, mtime_ns, filename FROM k{i}" for i in range(len(known))))
         else:
             con.execute("CREATE VIEW k AS SELECT NULL::VARCHAR path, NULL::BIGINT size, NULL::BIGINT mtime_ns, "
                         "NULL::VARCHAR filename WHERE false")
@@ -245,7 +262,7 @@ class ManifestStore:
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
         removed = 0
         for part in stale:
-            con.execute(f"CREATE OR REPLACE VIEW p AS SELECT * FROM read_parquet('{part}')")
+            parquet_view(con, "p", [part])
             kept = con.sql(f"SELECT k.* FROM p k SEMI JOIN l ON {_KEY}").to_arrow_table()
             removed += pq.read_metadata(part).num_rows - kept.num_rows
             if kept.num_rows:

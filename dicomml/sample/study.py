@@ -11,15 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from dicomml._optional import require
 from dicomml.geometry.affine import dicom_affine
 from dicomml.sample.phantom import LABELS, TISSUES, label_at, tissue_at, voxel_centres
+
+if TYPE_CHECKING:
+    import highdicom as hd
+else:  # optional: the [seg] extra
+    hd = require("highdicom", extra="seg", feature="the sample study (its DICOM SEG)")
 
 __all__ = ["SampleStudy", "write_sample_study"]
 
@@ -246,8 +252,8 @@ def write_sample_study(directory: str | Path, *, seed: int = 0) -> SampleStudy:
     SampleStudy
         The paths written and the series UIDs.
 
-    Example
-    -------
+    Examples
+    --------
     >>> study = write_sample_study(tmp_path)  # doctest: +SKIP
     >>> len(study.ct), len(study.mr), study.seg.name  # doctest: +SKIP
     (80, 28, 'seg.dcm')

@@ -5,16 +5,30 @@ and a reference :class:`~dicomml.Volume` in, a mask Volume on exactly that grid
 out. ``load_mask`` and ``pairs`` wire them to the manifest.
 """
 
-from dicomml.seg.dicomseg import read_segmentation, seg_to_grid, select_segments
-from dicomml.seg.load import load_mask, pairs
-from dicomml.seg.rtstruct import fill_polygons, rtstruct_to_grid
+from __future__ import annotations
 
-__all__ = [
-    "fill_polygons",
-    "load_mask",
-    "pairs",
-    "read_segmentation",
-    "rtstruct_to_grid",
-    "seg_to_grid",
-    "select_segments",
-]
+import importlib
+from typing import Any
+
+#: public name -> module; imported on first use, so RTSTRUCT works without highdicom (the [seg] extra)
+_EXPORTS = {
+    "fill_polygons": "dicomml.seg.rtstruct",
+    "load_mask": "dicomml.seg.load",
+    "pairs": "dicomml.seg.load",
+    "read_segmentation": "dicomml.seg.dicomseg",
+    "rtstruct_to_grid": "dicomml.seg.rtstruct",
+    "seg_to_grid": "dicomml.seg.dicomseg",
+    "select_segments": "dicomml.seg.dicomseg",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dicomml.seg' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -100,8 +100,8 @@ def map_planes(
     -------
     PlaneMap
 
-    Example
-    -------
+    Examples
+    --------
     >>> grid = dicom_affine([1, 0, 0, 0, 1, 0], [1, 1], [0, 0, 0], [0, 0, 1])
     >>> m = map_planes(grid, [1, 0, 0, 0, 1, 0], [1, 1], np.array([[0, 0, 2.0]]), (4, 4))
     >>> m.origins.tolist(), m.aligned()
@@ -154,8 +154,8 @@ def place(
         view), and whether all of the plane landed on the grid. A plane off
         the grid's slices gives an empty view.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = PlaneMap(np.array([[1.0, 0, 3]]), np.array([[0, 0], [0, 1.0], [-1.0, 0]]), (2, 3))
     >>> where, view, whole = place(m, 0, np.arange(6).reshape(2, 3), (2, 3, 4))
     >>> where, view.tolist(), whole
@@ -214,8 +214,8 @@ def resample_nearest(
         centre and the centre of the source voxel it took its value from
         (0.0 when no target voxel falls inside the source).
 
-    Example
-    -------
+    Examples
+    --------
     >>> out, residual = resample_nearest(np.ones((2, 2, 2)), np.eye(4), np.diag([0.5, 1, 1, 1]), (4, 2, 2))
     >>> out[:, 0, 0].tolist(), residual
     ([1.0, 1.0, 1.0, 0.0], 0.5)

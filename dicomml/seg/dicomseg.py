@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
@@ -24,6 +23,7 @@ from pydicom.pixels import pack_bits
 from pydicom.sr.coding import Code
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from dicomml._optional import require
 from dicomml.errors import (
     InvalidDicomFileError,
     SegmentNotFoundError,
@@ -36,6 +36,11 @@ from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample_nearest
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    import highdicom as hd
+else:  # optional: the [seg] extra
+    hd = require("highdicom", extra="seg", feature="DICOM SEG masks (dicomml.seg)")
 
 __all__ = ["SegmentSelector", "read_segmentation", "select_segments", "seg_to_grid"]
 
@@ -77,8 +82,8 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     UnsupportedTransferSyntaxError
         If its transfer syntax is not one pydicom knows.
 
-    Example
-    -------
+    Examples
+    --------
     >>> seg = read_segmentation(data_file("dcmqi/data/segmentations/liver.dcm"))  # doctest: +SKIP
     >>> seg.segment_numbers  # doctest: +SKIP
     [1]
@@ -127,8 +132,8 @@ def select_segments(seg: hd.seg.Segmentation, segments: SegmentSelector | Sequen
     SegmentNotFoundError
         If a selector matches no segment.
 
-    Example
-    -------
+    Examples
+    --------
     >>> select_segments(seg, ["Liver", 2])  # doctest: +SKIP
     [1, 2]
     """
@@ -391,8 +396,8 @@ def seg_to_grid(
     UnsupportedTransferSyntaxError
         If the frames cannot be decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> mask = seg_to_grid("liver.dcm", load_series(manifest, key))  # doctest: +SKIP
     >>> mask.meta["labels"], mask.array.shape  # doctest: +SKIP
     ({1: 'Liver'}, (3, 512, 512))

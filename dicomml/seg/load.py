@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from dicomml.errors import ConfigError, SegReferenceError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
-from dicomml.seg.dicomseg import SegmentSelector, seg_to_grid
 from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    from dicomml.seg.dicomseg import SegmentSelector
 
 __all__ = ["load_mask", "pairs"]
 
@@ -89,8 +91,8 @@ def load_mask(
     ConfigError
         If ``threshold`` is given for an RTSTRUCT.
 
-    Example
-    -------
+    Examples
+    --------
     >>> row = dicomml.pairs("manifest/").iloc[0]  # doctest: +SKIP
     >>> mask = dicomml.load_mask("manifest/", row.annotation_key, as_channels=True)  # doctest: +SKIP
     """
@@ -114,6 +116,8 @@ def load_mask(
             raise ConfigError(f"{path}: threshold= applies to FRACTIONAL SEGs, not to an RTSTRUCT", path=path)
         mask = rtstruct_to_grid(path, reference, rois=segments, as_channels=as_channels)  # type: ignore[arg-type]
     else:
+        from dicomml.seg.dicomseg import seg_to_grid  # highdicom (the [seg] extra): imported for a SEG only
+
         mask = seg_to_grid(path, reference, segments=segments, as_channels=as_channels, threshold=threshold)
     mask.meta.update(
         annotation_key=annotation_key,
@@ -141,8 +145,8 @@ def pairs(manifest: Manifest | str | PathLike[str]) -> pd.DataFrame:
         not in the manifest are left out (the ``annotations`` table keeps them
         with their ``link_problem``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> for row in dicomml.pairs("manifest/").itertuples():  # doctest: +SKIP
     ...     image = dicomml.load_series("manifest/", row.series_key)
     ...     mask = dicomml.load_mask("manifest/", row.annotation_key, reference=image)

@@ -57,8 +57,8 @@ def fill_polygons(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.
         bool (rows, columns): pixels whose centre is inside an odd number of
         polygons, or on a polygon's edge.
 
-    Example
-    -------
+    Examples
+    --------
     >>> square = np.array([[0, 0], [0, 4], [4, 4], [4, 0]], float)
     >>> hole = np.array([[1.5, 1.5], [1.5, 2.5], [2.5, 2.5], [2.5, 1.5]])
     >>> int(fill_polygons([square, hole], (6, 6)).sum())
@@ -206,8 +206,8 @@ def rtstruct_to_grid(
     SegmentOverlapError
         If a label map is asked for ROIs that overlap (pass ``as_channels=True``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> mask = rtstruct_to_grid("rt.dcm", load_files(ct_paths), rois="ROI-1")  # doctest: +SKIP
     >>> mask.meta["labels"]  # doctest: +SKIP
     {1: 'ROI-1'}

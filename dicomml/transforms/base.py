@@ -38,8 +38,8 @@ class Mask(torch.Tensor):
     it cost what they cost on a plain tensor and return plain tensors; the
     transforms re-tag their outputs.
 
-    Example
-    -------
+    Examples
+    --------
     >>> m = Mask(torch.zeros(1, 2, 2, 2, dtype=torch.uint8))
     >>> isinstance(m, Mask), type(m + 1).__name__
     (True, 'Tensor')
@@ -57,8 +57,8 @@ class Mask(torch.Tensor):
 def is_label(value: Any) -> bool:
     """Whether a sample entry is a label map (a :class:`Mask` or a bool tensor).
 
-    Example
-    -------
+    Examples
+    --------
     >>> is_label(Mask(torch.zeros(1, 2, 2, 2))), is_label(torch.zeros(1, 2, 2, 2, dtype=torch.int16))
     (True, False)
     """
@@ -68,8 +68,8 @@ def is_label(value: Any) -> bool:
 def spatial_keys(sample: Mapping[str, Any]) -> list[str]:
     """Keys of the spatial entries: tensors with at least three axes.
 
-    Example
-    -------
+    Examples
+    --------
     >>> spatial_keys({"image": torch.zeros(1, 2, 2, 2), "label": torch.tensor(3), "affine": torch.eye(4)})
     ['image']
     """

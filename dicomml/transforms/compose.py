@@ -36,8 +36,8 @@ class Compose:
     transforms
         The steps, in order.
 
-    Example
-    -------
+    Examples
+    --------
     >>> c = Compose([Orient("RAS"), Resample(spacing=1.0)])
     >>> len(c.transforms), c.transforms[0].axcodes
     (1, 'RAS')

@@ -86,8 +86,8 @@ class Window(Transform):
     output
         ``"float"`` or ``"uint8"``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> Window(40, 80)(torch.tensor([[[[0.0, 40.0, 80.0]]]])).tolist()
     [[[[0.0, 0.5, 1.0]]]]
     >>> Window.preset("lung").center
@@ -128,8 +128,8 @@ class MultiWindow(Transform):
     function, output
         As for :class:`Window`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> MultiWindow(["brain", "subdural", "bone"])(torch.zeros(1, 2, 2, 2)).shape
     torch.Size([3, 2, 2, 2])
     """
@@ -168,8 +168,8 @@ class HeaderWindow(Transform):
         When called on a sample whose meta has no window, or whose centers
         and widths differ in number.
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = {"image": torch.tensor([[[[0.0, 40.0, 80.0]]]]), "meta": {"window_center": [40.5], "window_width": [81]}}
     >>> HeaderWindow()(s)["image"].tolist()
     [[[[0.0, 0.5, 1.0]]]]
@@ -212,8 +212,8 @@ class HeaderWindow(Transform):
 class ClipIntensity(Transform):
     """Clip values to ``[low, high]`` (e.g. HU to [-1024, 3071]); dtype kept.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ClipIntensity(-1000, 1000)(torch.tensor([[[[-3000, 0, 3000]]]])).tolist()
     [[[[-1000, 0, 1000]]]]
     """
@@ -230,8 +230,8 @@ class ClipIntensity(Transform):
 class ScaleIntensity(Transform):
     """Map ``[low, high]`` (e.g. HU) linearly to ``[out_low, out_high]``, like MONAI's ``ScaleIntensityRange``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ScaleIntensity(-1000, 1000)(torch.tensor([[[[-1000.0, 0.0, 3000.0]]]])).tolist()
     [[[[0.0, 0.5, 1.0]]]]
     """
@@ -247,8 +247,8 @@ class ScaleIntensity(Transform):
 class ZNormalize(Transform):
     """Standardize each channel to mean 0 and std 1 (``nonzero``: over non-zero voxels only).
 
-    Example
-    -------
+    Examples
+    --------
     >>> ZNormalize()(torch.tensor([[[[1.0, 3.0]]]])).tolist()
     [[[[-1.0, 1.0]]]]
     """
@@ -266,8 +266,8 @@ class RandomIntensity(RandomTransform):
     ``shift`` is in the image's units (HU before windowing, [0, 1] after).
     Applied with probability ``p``; draws recorded in ``meta["transforms"]``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = RandomIntensity(scale=0.0, shift=0.5, seed=0)({"image": torch.zeros(1, 1, 1, 2)})
     >>> s["meta"]["transforms"][0]["name"]
     'RandomIntensity'
@@ -296,8 +296,8 @@ class RandomNoise(RandomTransform):
 
     The noise is drawn on the image's device from the transform's generator.
 
-    Example
-    -------
+    Examples
+    --------
     >>> RandomNoise(std=1.0, seed=0)(torch.zeros(1, 2, 2, 2)).std() > 0
     tensor(True)
     """

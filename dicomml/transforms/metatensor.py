@@ -1,7 +1,7 @@
 """Bridge to MONAI: samples of plain tensors <-> MONAI ``MetaTensor`` dicts.
 
 dicomml keeps plain tensors plus an explicit ``affine`` on the hot path
-(MetaTensor's ``__torch_function__`` costs ~100x per op, MONAI PR #4223);
+(MetaTensor's ``__torch_function__`` adds a large cost to every op, MONAI PR #4223);
 these two functions convert at the edge for MONAI transforms, inferers and
 savers. MONAI is imported on first use, so ``import dicomml.transforms``
 stays light.
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from dicomml._optional import require
 from dicomml.transforms.base import Mask, is_label, sample_affine, spatial_keys, to_sample
 
 __all__ = ["from_metatensor", "to_metatensor"]
@@ -33,12 +35,12 @@ def to_metatensor(data: Any) -> Any:
         (``.affine`` float64; label maps get ``meta["kind"] = "mask"``) and no
         ``"affine"`` key; other keys unchanged. For a tensor or Volume: the image (or mask) MetaTensor.
 
-    Example
-    -------
+    Examples
+    --------
     >>> to_metatensor({"image": torch.zeros(1, 2, 2, 2)})["image"].affine.shape
     torch.Size([4, 4])
     """
-    from monai.data import MetaTensor
+    MetaTensor = require("monai.data", extra="monai", feature="MONAI MetaTensors (to_metatensor)").MetaTensor
 
     sample, _ = to_sample(data)
     affine = torch.from_numpy(sample_affine(sample))
@@ -69,14 +71,14 @@ def from_metatensor(data: Any) -> dict[str, Any]:
         numpy, from the first MetaTensor, replacing any ``"affine"`` key) and
         ``"meta"`` (kept when present, else the first MetaTensor's).
 
-    Example
-    -------
+    Examples
+    --------
     >>> from monai.data import MetaTensor
     >>> s = from_metatensor(MetaTensor(torch.zeros(1, 2, 2, 2)))
     >>> sorted(s), s["affine"].dtype
     (['affine', 'image', 'meta'], dtype('float64'))
     """
-    from monai.data import MetaTensor
+    MetaTensor = require("monai.data", extra="monai", feature="MONAI MetaTensors (from_metatensor)").MetaTensor
 
     if isinstance(data, MetaTensor):
         data = {"mask" if data.meta.get("kind") == "mask" else "image": data}

@@ -73,8 +73,8 @@ class Orient(_Regrid):
         Oblique volumes go to the closest axes (nibabel's ``io_orientation``);
         they stay oblique.
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = Orient("RAS")({"image": torch.zeros(1, 2, 3, 4), "affine": np.diag([1.0, -1.0, 1.0, 1.0])})
     >>> s["image"].shape, float(s["affine"][1, 1])
     (torch.Size([1, 2, 3, 4]), 1.0)
@@ -91,6 +91,9 @@ class Orient(_Regrid):
 
 class Resample(_Regrid):
     """Resample to a voxel spacing, a shape or a reference grid; optionally reorient in the same pass.
+
+    Images are interpolated trilinearly, label maps nearest; both on the
+    tensor's device.
 
     Parameters
     ----------
@@ -118,17 +121,14 @@ class Resample(_Regrid):
     antialias
         Gaussian pre-filter along downsampled axes.
 
-    Images are interpolated trilinearly, label maps nearest; both on the
-    tensor's device.
-
     Raises
     ------
     ConfigError
         Unless exactly one of ``spacing``, ``shape``, ``like`` is given, or for
         a bad ``align`` / ``padding``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = Resample(spacing=1.0)({"image": torch.zeros(1, 10, 4, 4), "affine": np.diag([2.0, 1.0, 1.0, 1.0])})
     >>> tuple(s["image"].shape), float(s["affine"][0, 0])
     ((1, 20, 4, 4), 1.0)
@@ -186,8 +186,8 @@ class RandomAffine(_Regrid, RandomTransform):
     ``p``. The output keeps the input's shape; its affine is the transform
     composed with the input's, so world positions stay true.
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = RandomAffine(degrees=10, seed=0)({"image": torch.zeros(1, 4, 4, 4)})
     >>> sorted(s["meta"]["transforms"][0])
     ['applied', 'degrees', 'name', 'scale', 'translate']
@@ -266,8 +266,8 @@ class _Crop(Transform):
 class CropOrPad(_Crop):
     """Centre-crop or pad to ``shape`` voxels; images pad with ``value``, masks with 0.
 
-    Example
-    -------
+    Examples
+    --------
     >>> CropOrPad((2, 6, 4))(torch.ones(1, 4, 4, 4)).shape
     torch.Size([1, 2, 6, 4])
     """
@@ -286,8 +286,8 @@ class CropForeground(_Crop):
     When nothing exceeds the threshold the sample is kept whole. The box is
     recorded in ``meta["transforms"]``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> x = torch.zeros(1, 5, 5, 5); x[0, 1:3, 2, 2:4] = 1
     >>> CropForeground()(x).shape
     torch.Size([1, 2, 1, 2])
@@ -318,8 +318,8 @@ class CropForeground(_Crop):
 class RandomCrop(_Crop, RandomTransform):
     """Crop ``shape`` voxels at a random position (padding first where the volume is smaller).
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = RandomCrop((2, 2, 2), seed=0)({"image": torch.zeros(1, 4, 4, 4)})
     >>> tuple(s["image"].shape), len(s["meta"]["transforms"][0]["start"])
     ((1, 2, 2, 2), 3)
@@ -341,8 +341,8 @@ class RandomCrop(_Crop, RandomTransform):
 class RandomFlip(RandomTransform):
     """Flip each of ``axes`` (spatial array axes 0, 1, 2) with probability ``p``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = RandomFlip(axes=(2,), p=1.0)({"image": torch.arange(3.0).view(1, 1, 1, 3)})
     >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["axes"]
     ([2.0, 1.0, 0.0], [2])

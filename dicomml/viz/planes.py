@@ -92,8 +92,8 @@ class DisplayGrid:
         If ``array`` is not 3D, the convention is unknown, or ``labels`` has
         another shape.
 
-    Example
-    -------
+    Examples
+    --------
     >>> g = DisplayGrid(np.zeros((4, 5, 6)), np.diag([2.0, 3.0, 4.0, 1.0]))
     >>> g.plane("axial", 0).sides
     {'left': 'R', 'right': 'L', 'top': 'A', 'bottom': 'P'}

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
+from dicomml._optional import require
 from dicomml.errors import GeometryError
 from dicomml.viz.planes import OBLIQUE_TOLERANCE_DEG, Convention, DisplayGrid, Plane, PlaneName
 from dicomml.viz.window import Window, window_limits
 from dicomml.volume import Volume
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 __all__ = ["render", "save_png"]
+
+#: What needs matplotlib, for the error that names the ``viz`` extra.
+_FEATURE = "pictures (dicomml.viz, dicomml show)"
 
 #: Affines of an image and its mask may differ by this much (mm) and still be one grid.
 GRID_TOLERANCE_MM = 1e-3
@@ -85,8 +89,8 @@ def render(
     GeometryError
         If the mask is not on the image's grid.
 
-    Example
-    -------
+    Examples
+    --------
     >>> fig = render(volume, window="lung", mask=mask)  # doctest: +SKIP
     >>> fig.savefig("views.png")  # doctest: +SKIP
     """
@@ -103,7 +107,8 @@ def render(
         point = tuple(n // 2 for n in grid.shape)
     slices = _montage_indices(grid, montage)
     rows = -(-len(slices) // _MONTAGE_COLUMNS)
-    fig = Figure(figsize=(12, 4.6 + 2.2 * rows), facecolor="black")
+    figure = require("matplotlib.figure", extra="viz", feature=_FEATURE)  # optional: imported on first picture
+    fig = figure.Figure(figsize=(12, 4.6 + 2.2 * rows), facecolor="black")
     outer = fig.add_gridspec(2, 1, height_ratios=[4.6, 2.2 * rows or 0.01], hspace=0.12)
     top = outer[0].subgridspec(1, 3, wspace=0.05)
     for column, name in enumerate(_VIEWS):
@@ -127,8 +132,8 @@ def save_png(volume: Volume, path: str | Path, **options: object) -> Path:
     pathlib.Path
         ``path``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> save_png(volume, "ct.png", window="soft_tissue")  # doctest: +SKIP
     """
     path = Path(path)
@@ -170,6 +175,8 @@ def _montage_indices(grid: DisplayGrid, count: int) -> list[int]:
 def _draw(ax: Axes, plane: Plane, vmin: float, vmax: float, fontsize: int) -> None:
     ax.imshow(plane.image, cmap="gray", vmin=vmin, vmax=vmax, aspect=plane.aspect, interpolation="nearest")
     if plane.labels is not None and plane.labels.any():
+        from matplotlib import colormaps  # render() has required matplotlib
+
         colours = colormaps["tab10"]((plane.labels - 1) % 10)
         colours[..., 3] = np.where(plane.labels > 0, _OVERLAY_ALPHA, 0.0)
         ax.imshow(colours, aspect=plane.aspect, interpolation="nearest")
@@ -185,6 +192,9 @@ def _legend(fig: Figure, mask: Volume, labels: np.ndarray) -> None:
     present = [int(v) for v in np.unique(labels) if v > 0]
     if not present:
         return
+    from matplotlib import colormaps  # render() has required matplotlib
+    from matplotlib.patches import Patch
+
     handles = [
         Patch(color=colormaps["tab10"]((v - 1) % 10), alpha=_OVERLAY_ALPHA, label=f"{v} {names[v]}" if isinstance(names, Mapping) and v in names else str(v))
         for v in present

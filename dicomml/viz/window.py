@@ -43,8 +43,8 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
     ConfigError
         If the width is not positive or the preset is unknown.
 
-    Example
-    -------
+    Examples
+    --------
     >>> window_limits((40, 400), np.zeros(3), {})
     (-160.0, 240.0)
     """
@@ -72,7 +72,7 @@ def _preset(name: str) -> WindowSpec:
 def _header_window(meta: Mapping[str, Any]) -> WindowSpec | None:
     """The first WindowCenter / WindowWidth pair recorded in ``meta``, if any."""
     center, width = meta.get("window_center"), meta.get("window_width")
-    if center is None or width is None:
+    if center is None or width is None or np.size(center) == 0 or np.size(width) == 0:  # absent or empty elements
         return None
     first_center, first_width = (float(np.ravel(v)[0]) for v in (center, width))
     if not (np.isfinite(first_center) and np.isfinite(first_width) and first_width > 0):

@@ -16,7 +16,7 @@ import pytest
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from dicomml.assemble import load_files
-from dicomml.assemble.grouping import group_keys
+from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.dicom import frame_table
 from dicomml.errors import InconsistentGeometryError
 from dicomml.testing import data_root
@@ -88,7 +88,7 @@ def _frames_of_group(files: list[Path], group_index: int) -> tuple[list[Path], l
     for path in files:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         table = frame_table(ds)
-        for key, echo, frame in zip(group_keys(ds.SeriesInstanceUID, ds.SOPClassUID, "f", table), table.echo, table.frame_numbers):
+        for key, echo, frame in zip(dataset_group_keys(ds, "f", table), table.echo, table.frame_numbers):
             per_key.setdefault(key, (float(echo), {}))[1].setdefault(path, []).append(int(frame))
     # dcm2niix numbers echoes by echo time; a computed map (Philips B0, echo time 0) comes after them.
     chosen = sorted(per_key.values(), key=lambda e: (e[0] <= 0, e[0]))[group_index][1]

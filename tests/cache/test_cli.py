@@ -51,3 +51,20 @@ def test_info_verify_gc(tmp_path):
     assert gc.returncode == 0 and "2 paths removed" in gc.stdout
     assert Cache(tmp_path / "c").info()["unreferenced_bytes"] == 0
     assert _dicomml("cache", "verify", str(tmp_path / "c")).returncode == 0
+
+
+def test_info_and_verify_refuse_a_path_without_a_cache(tmp_path):
+    """A typo must fail a CI check, not pass it on an empty cache made on the spot."""
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a cache")
+    expected = {
+        tmp_path / "typo": "does not exist",
+        tmp_path / "other": "is not a dicomml cache (no zarr.json)",
+    }
+    for sub in ("info", "verify", "gc"):
+        for path, reason in expected.items():
+            result = _dicomml("cache", sub, str(path))
+            assert result.returncode == 1, (sub, path, result.stdout)
+            assert result.stderr == f"dicomml: error: {path}: {reason}; check the path\n"
+    assert not (tmp_path / "typo").exists()
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]

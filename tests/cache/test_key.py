@@ -9,9 +9,8 @@ from pathlib import Path
 import pydicom
 
 from dicomml.cache import entry_key, source_fingerprint
-from dicomml.config import PipelineConfig, load_config
+from dicomml.config import PRESET_DIR, PipelineConfig, load_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _files(paths):
@@ -28,7 +27,7 @@ def _series(data_dir, corpus_index, n=3):
 
 
 def test_changed_mtime_gives_a_new_key(tmp_path, data_dir, corpus_index):
-    config = load_config(CONFIGS / "ct_1mm.yaml")
+    config = load_config(PRESET_DIR / "ct_1mm.yaml")
     copies = [shutil.copy2(p, tmp_path / p.name) for p in _series(data_dir, corpus_index)]
     before = entry_key(source_fingerprint(_files(copies)), config)
     assert before == entry_key(source_fingerprint(_files(copies)), config)
@@ -38,7 +37,7 @@ def test_changed_mtime_gives_a_new_key(tmp_path, data_dir, corpus_index):
 
 
 def test_key_ignores_path_and_order_but_not_size(tmp_path, data_dir, corpus_index):
-    config = load_config(CONFIGS / "ct_1mm.yaml")
+    config = load_config(PRESET_DIR / "ct_1mm.yaml")
     originals = _series(data_dir, corpus_index)
     files = _files(originals)
     moved = [shutil.copy2(p, tmp_path / f"renamed_{i}.dcm") for i, p in enumerate(originals)]
@@ -49,8 +48,8 @@ def test_key_ignores_path_and_order_but_not_size(tmp_path, data_dir, corpus_inde
 
 def test_key_follows_the_deterministic_config_only():
     fp = source_fingerprint([("1.2.3", 10, 1.0)])
-    ct = load_config(CONFIGS / "ct_1mm.yaml")
-    head = load_config(CONFIGS / "head_ct_3window.yaml")  # same geometry and dtype, other windows
+    ct = load_config(PRESET_DIR / "ct_1mm.yaml")
+    head = load_config(PRESET_DIR / "head_ct_3window.yaml")  # same geometry and dtype, other windows
     assert entry_key(fp, ct) == entry_key(fp, head)
     other = PipelineConfig.from_dict({**ct.to_dict(), "deterministic": {**ct.to_dict()["deterministic"], "spacing": [1.5, 1.5, 1.5]}})
     assert entry_key(fp, other) != entry_key(fp, ct)

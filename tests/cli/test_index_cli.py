@@ -62,3 +62,24 @@ def test_info_summarizes_counts_reasons_and_errors(data_dir: Path, tmp_path: Pat
 def test_info_on_a_folder_without_manifest_exits_1(tmp_path: Path):
     result = _dicomml("info", str(tmp_path))
     assert result.returncode == 1 and "manifest.json missing" in result.stderr
+
+
+def test_index_of_an_empty_folder_says_so_and_exits_1(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = _dicomml("index", str(tmp_path / "empty"), "-o", str(tmp_path / "m"), "--quiet", env={"DICOMML_SALT": "t"})
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"dicomml: error: {tmp_path / 'empty'}: no DICOM file found: no files at all (an empty folder?); check the path\n"
+    )
+
+
+def test_index_of_a_folder_without_dicom_says_so_and_exits_1(tmp_path: Path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not DICOM")
+    (tmp_path / "notes" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
+    result = _dicomml("index", str(tmp_path / "notes"), "-o", str(tmp_path / "m"), "--quiet", env={"DICOMML_SALT": "t"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"dicomml: error: {tmp_path / 'notes'}: no DICOM file found among 2 files; "
+        f"`dicomml info {tmp_path / 'm'} --errors` says why each was refused"
+    ]

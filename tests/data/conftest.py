@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 import dicomml
-from dicomml.config import PipelineConfig
+from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.sample import write_sample_study
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +33,7 @@ def make_config():
     """``make_config(name, deterministic={...}, at_load={...})``: a shipped config with keys replaced."""
 
     def make(name: str, **changes) -> PipelineConfig:
-        base = PipelineConfig.from_yaml(CONFIGS / f"{name}.yaml").to_dict()
+        base = PipelineConfig.from_yaml(PRESET_DIR / f"{name}.yaml").to_dict()
         for section in ("deterministic", "at_load"):
             base[section].update(changes.pop(section, {}))
         base.update(changes)

@@ -7,27 +7,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dicomml.config import PipelineConfig, WindowSpec, load_config
+from dicomml.config import PRESET_DIR, PipelineConfig, WindowSpec, load_config, presets
 from dicomml.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("name", ["ct_1mm", "head_ct_3window", "mr_brain_1mm", "ct_seg"])
 def test_shipped_configs_load_and_round_trip(name):
-    config = load_config(CONFIGS / f"{name}.yaml")
+    config = load_config(PRESET_DIR / f"{name}.yaml")
     assert config.name == name
     assert PipelineConfig.from_dict(config.to_dict()) == config
     assert yaml.safe_load(yaml.safe_dump(config.to_dict())) == config.to_dict()
 
 
 def test_shipped_configs_say_what_the_issue_asks():
-    ct = load_config(CONFIGS / "ct_1mm.yaml")
+    ct = load_config(PRESET_DIR / "ct_1mm.yaml")
     assert (ct.deterministic.dtype, ct.deterministic.orientation, ct.deterministic.spacing) == ("int16", "RAS", (1.0, 1.0, 1.0))
-    head = load_config(CONFIGS / "head_ct_3window.yaml")
+    head = load_config(PRESET_DIR / "head_ct_3window.yaml")
     assert [w.name for w in head.at_load.windows] == ["brain", "subdural", "bone"]
-    assert load_config(CONFIGS / "mr_brain_1mm.yaml").at_load.normalize == "zscore"
-    seg = load_config(CONFIGS / "ct_seg.yaml")
+    assert load_config(PRESET_DIR / "mr_brain_1mm.yaml").at_load.normalize == "zscore"
+    seg = load_config(PRESET_DIR / "ct_seg.yaml")
     assert seg.deterministic.masks == ("*",) and seg.deterministic.chunks == (48, 48, 48)
 
 
@@ -62,6 +61,24 @@ def test_invalid_yaml_names_the_file_and_the_key(tmp_path, text, match):
         PipelineConfig.from_yaml(path)
     assert str(path) in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_preset_names_load_the_shipped_files_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the quick start run outside the repository
+    assert presets() == sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) and "ct_seg" in presets()
+    for name in presets():
+        assert load_config(name) == PipelineConfig.from_yaml(PRESET_DIR / f"{name}.yaml")
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match=r"ct_sge: no preset of that name \(presets: ct_1mm, ct_seg, "):
+        load_config("ct_sge")
+
+
+def test_a_path_object_without_suffix_is_a_file_not_a_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("ct_seg").write_text("name: mine\n")
+    assert load_config(Path("ct_seg")).name == "mine" and load_config("ct_seg").name == "ct_seg"
 
 
 def test_missing_file_is_a_config_error(tmp_path):

@@ -155,6 +155,7 @@ def test_patch_equals_the_same_box_of_the_whole_volume(study, make_config, tmp_p
         assert torch.equal(p["image"], whole["image"][box]) and torch.equal(p["mask"], whole["mask"][box])
         corner = whole["affine"].numpy() @ np.r_[p["meta"]["patch_start"], 1.0]
         np.testing.assert_allclose(p["affine"].numpy()[:, 3], corner)
+        assert p["meta"]["positive_channel"] is None  # documented for every sampler: uniform draws none
 
 
 def test_grid_tiles_cover_every_voxel(study, make_config, tmp_path):
@@ -164,7 +165,9 @@ def test_grid_tiles_cover_every_voxel(study, make_config, tmp_path):
     shape = ds.entry(0).shape
     covered = np.zeros(shape, bool)
     for i in range(len(ds)):
-        start = ds[i]["meta"]["patch_start"]
+        meta = ds[i]["meta"]
+        assert meta["positive_channel"] is None  # documented for every sampler: a tile is not drawn
+        start = meta["patch_start"]
         covered[tuple(slice(s, s + 64) for s in start)] = True
     assert covered.all() and len(ds) == int(np.prod([-(-s // 64) for s in shape]))
 

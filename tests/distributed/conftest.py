@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import dicomml
-from dicomml.config import PipelineConfig
+from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.sample import write_sample_study
 
 #: Corpus folders of the cohort, relative to the corpus root.
@@ -30,14 +30,14 @@ def cohort(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dicomml.
 
 @pytest.fixture(scope="session")
 def ct_1mm() -> PipelineConfig:
-    """The shipped configs/ct_1mm.yaml."""
-    return PipelineConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml")
+    """The shipped preset dicomml/configs/ct_1mm.yaml."""
+    return PipelineConfig.from_yaml(PRESET_DIR / "ct_1mm.yaml")
 
 
 @pytest.fixture(scope="session")
 def ct_seg() -> PipelineConfig:
-    """The shipped configs/ct_seg.yaml (image + every SEG segment)."""
-    return PipelineConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "ct_seg.yaml")
+    """The shipped preset dicomml/configs/ct_seg.yaml (image + every SEG segment)."""
+    return PipelineConfig.from_yaml(PRESET_DIR / "ct_seg.yaml")
 
 
 @pytest.fixture(scope="session")

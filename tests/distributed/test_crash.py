@@ -21,9 +21,9 @@ import psutil
 import dicomml
 from dicomml.cache import Cache
 from dicomml.cli.main import main
-from dicomml.config import PipelineConfig
+from dicomml.config import PRESET_DIR, PipelineConfig
 
-CT_1MM = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
+CT_1MM = PRESET_DIR / "ct_1mm.yaml"
 _CLI = [sys.executable, "-c", "from dicomml.cli.main import main; main()"]
 
 #: Imports dicomml once, then forks one `dicomml preprocess` (the CLI's main) per line of

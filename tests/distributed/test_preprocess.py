@@ -19,7 +19,7 @@ import torch
 import dicomml
 from dicomml.cache import Cache
 from dicomml.cli.main import main
-from dicomml.config import PipelineConfig
+from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.distributed import REPORT_SCHEMA
 from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesAssemblyError, SeriesNotFoundError
 
@@ -215,7 +215,7 @@ def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, four
     rank, world_size = _a_proper_shard(everything, four_d_key)
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
-    config = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
+    config = PRESET_DIR / "ct_1mm.yaml"
     base = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"), "--quiet"]
     # The shard may hold the 4D MR, which fails, and then the run exits 1 after
     # writing its report. The exit status is tested elsewhere.
@@ -276,3 +276,13 @@ def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
     }
     costs = [actual[s.series_key] for s in ordered]
     assert costs[0] == max(costs) and costs[-1] == min(costs) and costs != sorted(costs)
+
+
+def test_cli_takes_a_preset_name_from_any_folder(cohort, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository root: the preset ships inside the package
+    key = cohort.sql("SELECT series_key FROM series WHERE modality = 'CT' AND n_slices = 80")["series_key"].iloc[0]
+    where = f"series_key = '{key}'"
+    main(["preprocess", str(cohort.path), "--config", "ct_seg", "--cache", "c", "--workers", "0", "--where", where, "--quiet"])
+    entries = Cache(tmp_path / "c").keys()
+    entry = Cache(tmp_path / "c").open(entries[0])
+    assert len(entries) == 1 and entry.meta["config_name"] == "ct_seg" and entry.has_mask

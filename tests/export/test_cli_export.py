@@ -42,3 +42,20 @@ def test_export_refuses_other_suffixes(indexed):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(root / "manifest"), ct_key, "-o", str(root / "ct.png")])
     assert exc.value.code == 2
+
+
+def test_export_creates_missing_folders(indexed, capsys):
+    root, ct_key, annotation = indexed
+    out = root / "missing" / "dir" / "x.nii.gz"
+    main(["export", str(root / "manifest"), ct_key, "-o", str(out), "--mask", annotation])
+    assert nib.load(out).shape == nib.load(root / "missing/dir/x_mask.nii.gz").shape == (128, 128, 80)
+
+
+def test_export_under_a_file_is_one_line_error(indexed, capsys):
+    root, ct_key, _ = indexed
+    (root / "afile").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(root / "manifest"), ct_key, "-o", str(root / "afile/x.nii.gz")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.count("\n") == 1
+    assert err.startswith(f"dicomml: error: {root / 'afile/x.nii.gz'}: cannot create its folder")

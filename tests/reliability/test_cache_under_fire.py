@@ -16,13 +16,13 @@ import pytest
 
 import dicomml
 from dicomml.cache import Cache
-from dicomml.config import PipelineConfig
+from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.sample import write_sample_study
 
 WRITERS = 8
 ENTRIES = 50
 _CLI = [sys.executable, "-c", "from dicomml.cli.main import main; main()"]
-CT_1MM = Path(__file__).resolve().parents[2] / "configs" / "ct_1mm.yaml"
+CT_1MM = PRESET_DIR / "ct_1mm.yaml"
 
 
 def _entry(writer: int, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -69,3 +69,10 @@ def test_show_errors_exit_one_with_one_line(indexed, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["show", str(root / "manifest"), "k", "-o", str(root / "x.png"), "--window", "40,abc"])
     assert exc.value.code == 2
+
+
+def test_show_creates_missing_folders(indexed):
+    root, ct_key, _, _ = indexed
+    out = root / "missing" / "dir" / "x.png"
+    run(["show", str(root / "manifest"), ct_key, "-o", str(out), "--montage", "0"])
+    assert imread(out).shape[0] > 0

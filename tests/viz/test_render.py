@@ -84,6 +84,8 @@ def test_window_numbers_header_and_percentiles():
     assert window_limits(None, np.zeros(3), {"window_center": [50.0, 500.0], "window_width": [350.0, 2000.0]}) == (-125.0, 225.0)
     low, high = window_limits(None, np.arange(1001.0), {})
     assert (low, high) == pytest.approx((5.0, 995.0))
+    empty = {"window_center": [], "window_width": []}  # empty (0028,1050)/(0028,1051), as some writers leave them
+    assert window_limits(None, np.arange(1001.0), empty) == pytest.approx((5.0, 995.0))
     with pytest.raises(ConfigError):
         window_limits((40, 0), np.zeros(3), {})
 

@@ -42,8 +42,8 @@ def check_axcodes(axcodes: str) -> str:
     GeometryError
         If the code is not three distinct axes.
 
-    Example
-    -------
+    Examples
+    --------
     >>> check_axcodes("spl")
     'SPL'
     """
@@ -88,8 +88,8 @@ def orient_grid(affine: np.ndarray, shape: Sequence[int], axcodes: str) -> tuple
     GeometryError
         For a bad axis code, affine or shape.
 
-    Example
-    -------
+    Examples
+    --------
     >>> a, s = orient_grid(np.diag([-2.0, 1.0, 1.0, 1.0]), (3, 4, 5), "RAS")
     >>> a[0].tolist(), s
     ([2.0, 0.0, 0.0, -4.0], (3, 4, 5))
@@ -109,8 +109,8 @@ def output_axes_in_source_order(affine: np.ndarray, shape: Sequence[int], axcode
     so that orientation plus resampling stays one fast pass (the scaled grid
     is anchored at the input's first voxel edge, in its stored order).
 
-    Example
-    -------
+    Examples
+    --------
     >>> output_axes_in_source_order(np.diag([1.0, 1.0, 1.0, 1.0])[[2, 1, 0, 3]], (2, 3, 4), "RAS", [1, 2, 3])
     [3, 2, 1]
     """
@@ -158,8 +158,8 @@ def spacing_grid(
     GeometryError
         For a bad affine, shape, spacing or ``align``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> a, s = spacing_grid(np.diag([2.0, 1.0, 1.0, 1.0]), (10, 4, 4), 1.0)
     >>> s, float(a[0, 3])
     ((20, 4, 4), -0.5)
@@ -187,8 +187,8 @@ def shape_grid(affine: np.ndarray, shape: Sequence[int], out_shape: Sequence[int
     GeometryError
         For a bad affine or shape.
 
-    Example
-    -------
+    Examples
+    --------
     >>> a, s = shape_grid(np.eye(4), (4, 4, 4), (2, 4, 4))
     >>> a[0].tolist(), s
     ([2.0, 0.0, 0.0, 0.5], (2, 4, 4))
@@ -201,8 +201,8 @@ def shape_grid(affine: np.ndarray, shape: Sequence[int], out_shape: Sequence[int
 def shift_grid(affine: np.ndarray, start: Sequence[int]) -> np.ndarray:
     """Affine of a crop (or pad, for negative starts) beginning at index ``start``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> shift_grid(np.diag([2.0, 1.0, 1.0, 1.0]), (1, -2, 0))[:3, 3].tolist()
     [2.0, -2.0, 0.0]
     """

@@ -53,8 +53,8 @@ def scale_intensity(
     ConfigError
         If ``high <= low``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> scale_intensity(torch.tensor([-1000, 0, 1000]), -1000, 1000).tolist()
     [0.0, 0.5, 1.0]
     """
@@ -95,8 +95,8 @@ def window(x: torch.Tensor, center: float, width: float, function: str = "LINEAR
     ConfigError
         For an unknown function or a width out of its range.
 
-    Example
-    -------
+    Examples
+    --------
     >>> window(torch.tensor([0.0, 40.0, 80.0]), 40, 80).tolist()
     [0.0, 0.5, 1.0]
     """
@@ -118,8 +118,8 @@ def window(x: torch.Tensor, center: float, width: float, function: str = "LINEAR
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """A [0, 1] tensor as uint8 0..255 (rounded).
 
-    Example
-    -------
+    Examples
+    --------
     >>> to_uint8(torch.tensor([0.0, 0.5, 1.0])).tolist()
     [0, 128, 255]
     """
@@ -144,8 +144,8 @@ def znormalize(x: torch.Tensor, *, nonzero: bool = False, eps: float = 1e-8) -> 
     torch.Tensor
         Floating tensor of ``x``'s shape.
 
-    Example
-    -------
+    Examples
+    --------
     >>> znormalize(torch.tensor([[1.0, 3.0]])).tolist()
     [[-1.0, 1.0]]
     """

@@ -135,8 +135,8 @@ def crop_pad(
     torch.Tensor
         A view when the box lies inside the input, else a padded copy.
 
-    Example
-    -------
+    Examples
+    --------
     >>> crop_pad(torch.arange(4.0).reshape(1, 1, 1, 4), (0, 0, -1), (1, 1, 3)).tolist()
     [[[[0.0, 0.0, 1.0]]]]
     """
@@ -164,8 +164,8 @@ def gaussian_smooth(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
     Used as the anti-aliasing filter before downsampling, with
     ``sigma = (ratio - 1) / 2`` as in scikit-image's ``resize``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> gaussian_smooth(torch.ones(1, 4, 4, 4), (1.0, 0.0, 0.0)).allclose(torch.ones(1, 4, 4, 4))
     True
     """
@@ -262,8 +262,8 @@ def resample_image(
     ConfigError
         For an unknown padding.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from dicomml.transforms.functional.grid import shape_grid
     >>> x = torch.arange(4.0).reshape(1, 1, 1, 4)
     >>> resample_image(x, np.eye(4), *shape_grid(np.eye(4), (1, 1, 4), (1, 1, 8)))[0, 0, 0].tolist()
@@ -301,9 +301,8 @@ def _trilinear_in_slabs(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
     converted to float32 a few at a time, interpolated in-plane and written
     straight into the target's axis order (a numpy view takes the flips);
     the last pass interpolates along source axis 0. The fused kernel's
-    numbers on ``x.float()`` to float32 rounding; a 512x512x115 CT to 1.5 mm
-    RAS takes 54 ms here instead of 125-140 ms plus 16-120 ms for the 120 MB
-    float copy (its page faults), and no relayout copies follow.
+    numbers on ``x.float()`` to float32 rounding, without the page faults of a
+    float copy of a whole CT, and no relayout copies follow.
     """
     c, n0, n1, n2 = x.shape
     j0 = plan.perm.index(0)  # the target axis that source axis 0 becomes
@@ -325,10 +324,10 @@ def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.
     """Linear interpolation of contiguous ``(C, a, b, c)`` along one spatial axis (edges aligned).
 
     The 1-D or 2-D kernel on a reshaped view, the other axis at scale 1 (an
-    exact copy): the same values as the 3-D kernel, about 2x faster. The
-    output is allocated by numpy, whose large arrays get huge pages: 25x fewer
-    page faults than torch's allocator, which matters most with several
-    processes on one machine.
+    exact copy): the same values as the 3-D kernel, which would interpolate
+    along that axis too. The output is allocated by numpy, whose large arrays
+    get huge pages and so far fewer page faults than torch's allocator, which
+    matters most with several processes on one machine.
     """
     c, n0, n1, n2 = x.shape
     shape = [c, n0, n1, n2]
@@ -373,8 +372,8 @@ def resample_mask(
     GeometryError
         For a tensor that is not 4-D or a singular affine.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from dicomml.transforms.functional.grid import shape_grid
     >>> m = torch.tensor([[[[0, 1]]]], dtype=torch.uint8)
     >>> resample_mask(m, np.eye(4), *shape_grid(np.eye(4), (1, 1, 2), (1, 1, 4))).tolist()
