@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -23,9 +24,27 @@ from dicomml.imaging2d.prepare import (
 )
 from dicomml.indexer.manifest import Manifest
 
-__all__ = ["ImageDataset"]
+__all__ = ["ImageDataset", "select_images"]
 
 _COLUMNS = "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, burned_in, spacing_source, number_of_frames"
+
+
+def select_images(manifest: Manifest, where: str | None = None, modalities: tuple[str, ...] = IMAGE_MODALITIES) -> pd.DataFrame:
+    """The ``instances`` rows of the manifest's 2D images, ordered by path.
+
+    Raises
+    ------
+    ManifestError
+        If ``where`` is not a valid predicate on the ``instances`` table.
+    """
+    placeholders = ", ".join("?" for _ in modalities)
+    query = f"SELECT DISTINCT {_COLUMNS} FROM instances WHERE modality IN ({placeholders})"
+    if where:
+        query += f" AND ({where})"
+    try:
+        return manifest.sql(query + " ORDER BY path", *modalities)
+    except Exception as exc:  # DuckDB's parser and binder errors have no common base
+        raise ManifestError(f"{manifest.path}: cannot select images ({exc}); check the where= predicate") from exc
 
 
 class ImageDataset(Dataset):
@@ -80,32 +99,25 @@ class ImageDataset(Dataset):
         self.config = config or ImageConfig()
         self.transforms = transforms
         self.cache_only = cache_only
-        placeholders = ", ".join("?" for _ in modalities)
-        query = f"SELECT DISTINCT {_COLUMNS} FROM instances WHERE modality IN ({placeholders})"
-        if where:
-            query += f" AND ({where})"
-        try:
-            self.rows = self.manifest.sql(query + " ORDER BY path", *modalities)
-        except Exception as exc:  # DuckDB's parser and binder errors have no common base
-            raise ManifestError(f"{self.manifest.path}: cannot select images ({exc}); check the where= predicate") from exc
+        self.rows = select_images(self.manifest, where, modalities)
         self._records = self.rows.to_dict("records")
+        self._config_hash = self.config.cache_hash()
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self._records[index]
+        key = image_key(row, self._config_hash)
         if self.cache is None:
             planes, meta = prepare_image(row["path"], self.config)
             planes = from_stored(to_stored(planes, self.config))  # the values a cache would give
-            key = image_key(row, self.config)
         else:
-            key = image_key(row, self.config)
-            if self.cache_only and not self.cache.has(key):
-                raise CacheMissError(f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"])
             try:
                 entry = self.cache.open(key)
             except CacheMissError:
+                if self.cache_only:
+                    raise CacheMissError(f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"]) from None
                 preprocess_image(row, self.cache, self.config)
                 entry = self.cache.open(key)
             planes, meta = from_stored(entry.read()), entry.meta

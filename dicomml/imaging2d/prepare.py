@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,49 @@ class ImageConfig:
             if self.voi not in WINDOW_PRESETS:
                 raise ConfigError(f"voi {self.voi!r} is not 'header', 'none' or a preset of {sorted(WINDOW_PRESETS)}")
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ImageConfig:
+        """A config from plain values (a YAML mapping); unknown keys are an error.
+
+        Raises
+        ------
+        ConfigError
+            If a key is unknown or a value does not fit.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown image config key(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if values.get("size") is not None:
+            values["size"] = tuple(int(v) for v in values["size"])
+        if isinstance(values.get("voi"), list):
+            values["voi"] = tuple(float(v) for v in values["voi"])
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> ImageConfig:
+        """A config from a YAML file of :class:`ImageConfig` keys (e.g. ``size: [512, 512]``).
+
+        Raises
+        ------
+        ConfigError
+            If the file cannot be read or holds an invalid config.
+        """
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the image config ({exc})") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: an image config is a mapping of ImageConfig keys, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
     def window(self) -> str | int | tuple[float, float]:
         """``voi`` with a preset name resolved to (center, width)."""
         if isinstance(self.voi, str) and self.voi not in ("header", "none"):
@@ -107,10 +150,11 @@ class ImageConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
-def image_key(row: Mapping[str, Any], config: ImageConfig) -> str:
-    """Cache key of one image (a manifest ``instances`` row) under a config: 32 hex digits."""
+def image_key(row: Mapping[str, Any], config: ImageConfig | str) -> str:
+    """Cache key of one image (a manifest ``instances`` row) under a config (or its ``cache_hash()``): 32 hex digits."""
     fingerprint = source_fingerprint([(row["sop_instance_uid"] or row["path"], row["size"], row["mtime_ns"])])
-    text = f"dicomml-cache/{FORMAT_VERSION}/image2d\n{fingerprint}\n{config.cache_hash()}"
+    config_hash = config if isinstance(config, str) else config.cache_hash()
+    text = f"dicomml-cache/{FORMAT_VERSION}/image2d\n{fingerprint}\n{config_hash}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -92,3 +92,23 @@ def test_dicomml_transforms_augment_2d_samples_per_type(cohort: Path) -> None:
     mask[0, :, :5] = 1
     flipped = Planar(RandomFlip(axes=(1,), p=1.0))({"image": plain["image"], "mask": mask, "spacing": plain["spacing"]})
     assert isinstance(flipped["mask"], Mask) and flipped["mask"][0, :, -5:].all() and "affine" not in flipped
+
+
+def test_cli_preprocess_images_in_batches(cohort: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (cohort / "cxr.yaml").write_text("size: [32, 32]\nresize: letterbox\nvoi: header\n")
+    command = [sys.executable, "-c", "from dicomml.cli.main import main; main()", "preprocess", str(cohort / "manifest"),
+               "--images", "--config", str(cohort / "cxr.yaml"), "--cache", str(cohort / "cache"), "--workers", "0",
+               "--batch-size", "2", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    assert "3 images cached, 0 failed, in 2 tasks" in done.stderr
+    cached = ImageDataset(cohort / "manifest", cohort / "cache", ImageConfig.from_yaml(cohort / "cxr.yaml"), cache_only=True)
+    assert [cached[i]["image"].shape[-2:] for i in range(3)] == [(32, 32)] * 3
+    (cohort / "bad.yaml").write_text("size: [32, 32]\nwindowing: lung\n")
+    bad = subprocess.run([*command[:7], str(cohort / "bad.yaml"), *command[8:]], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert bad.returncode == 1 and "unknown image config key(s) ['windowing']" in bad.stderr
