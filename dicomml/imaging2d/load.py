@@ -188,6 +188,7 @@ def load_image(
         "modality": str(ds.get("Modality", "") or ""),
         "photometric_interpretation": photometric,
         "decode_level": level,
+        "full_shape": [int(ds.Rows), int(ds.Columns)],
     }
     if photometric == "PALETTE COLOR":
         pixels = palette_to_rgb(stored, ds)

@@ -32,6 +32,7 @@ __all__ = [
     "ImageConfig",
     "from_stored",
     "image_key",
+    "output_size",
     "prepare_image",
     "preprocess_image",
     "preprocess_images",
@@ -150,9 +151,11 @@ class ImageConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
-def image_key(row: Mapping[str, Any], config: ImageConfig | str) -> str:
-    """Cache key of one image (a manifest ``instances`` row) under a config (or its ``cache_hash()``): 32 hex digits."""
-    fingerprint = source_fingerprint([(row["sop_instance_uid"] or row["path"], row["size"], row["mtime_ns"])])
+def image_key(row: Mapping[str, Any], config: ImageConfig | str, masks: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Cache key of one image (a manifest ``instances`` row), with the SEG rows of its masks, under a config
+    (or its ``cache_hash()``): 32 hex digits."""
+    files = [row, *masks]
+    fingerprint = source_fingerprint([(f["sop_instance_uid"] or f["path"], f["size"], f["mtime_ns"]) for f in files])
     config_hash = config if isinstance(config, str) else config.cache_hash()
     text = f"dicomml-cache/{FORMAT_VERSION}/image2d\n{fingerprint}\n{config_hash}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -198,7 +201,7 @@ def prepare_image(path: str, config: ImageConfig) -> tuple[torch.Tensor, dict[st
         planes = torch.from_numpy(pixels)
         planes = planes.sub_(low).mul_(1.0 / (high - low)) if high > low else planes.zero_()
         layout = "THW" if image.n_frames > 1 else "CHW"
-    out, placement = fit(planes, config.size, config.resize)
+    out, placement = fit(planes, output_size(config), config.resize)
     spacing = (image.spacing.row, image.spacing.column) if image.spacing.known else None
     meta = dict(image.meta)
     meta.update(
@@ -213,22 +216,43 @@ def prepare_image(path: str, config: ImageConfig) -> tuple[torch.Tensor, dict[st
     return out.contiguous(), meta
 
 
-def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig) -> str:
+def output_size(config: ImageConfig) -> tuple[int, int] | None:
+    """The sample size a config produces (None: each image's own)."""
+    return None if config.resize == "none" else config.size
+
+
+def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, masks: Sequence[Mapping[str, Any]] = ()) -> str:
     """Compute and publish the cache entry of one image (a manifest ``instances`` row) unless present.
+
+    Parameters
+    ----------
+    row
+        The image's ``instances`` row (``path``, ``sop_instance_uid``, ``size``, ``mtime_ns``).
+    cache, config
+        Where and how.
+    masks
+        ``instances`` rows of SEG objects referencing the image: their masks
+        are stored with it, ``(S, N, H, W)`` with the labels in ``meta["mask_labels"]``.
 
     Returns
     -------
     str
         The entry's key.
     """
-    key = image_key(row, config)
+    key = image_key(row, config, masks)
     if cache.has(key):
         return key
     planes, meta = prepare_image(row["path"], config)
     spacing = meta["spacing"] or [1.0, 1.0]  # the affine needs numbers; meta["spacing"] stays None when unknown
     affine = np.diag([1.0, float(spacing[0]), float(spacing[1]), 1.0])
     meta.update(kind="image2d", config=asdict(config))
-    cache.put(key, to_stored(planes, config), affine, meta=meta, chunks=tuple(planes.shape))
+    mask = None
+    if masks:
+        from dicomml.imaging2d.masks import sample_masks
+
+        labels_mask, meta["mask_labels"] = sample_masks([m["path"] for m in masks], meta, output_size(config))
+        mask = np.ascontiguousarray(np.broadcast_to(labels_mask.numpy()[:, None], (labels_mask.shape[0], *planes.shape)))
+    cache.put(key, to_stored(planes, config), affine, mask=mask, meta=meta, chunks=tuple(planes.shape))
     return key
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RESIZE_MODES", "Placement", "fit"]
+__all__ = ["RESIZE_MODES", "Placement", "fit", "place", "placement"]
 
 #: ``letterbox`` keeps the aspect ratio and pads, ``stretch`` fills the size, ``none`` keeps the pixels.
 RESIZE_MODES = ("letterbox", "stretch", "none")
@@ -45,6 +45,47 @@ class Placement:
         return spacing[0] / self.scale[0], spacing[1] / self.scale[1]
 
 
+def placement(rows: int, columns: int, size: tuple[int, int] | None, mode: str = "letterbox") -> Placement:
+    """Where a ``rows x columns`` image lands in an output of ``size`` under ``mode``.
+
+    Example
+    -------
+    >>> placement(300, 200, (100, 100))
+    Placement(scale=(0.3333333333333333, 0.335), offset=(0, 16), shape=(100, 67))
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
+    if size is None or mode == "none" or (rows, columns) == tuple(size):
+        return Placement((1.0, 1.0), (0, 0), (rows, columns))
+    out_rows, out_columns = int(size[0]), int(size[1])
+    if mode == "stretch":
+        shape = (out_rows, out_columns)
+    else:
+        factor = min(out_rows / rows, out_columns / columns)
+        shape = (min(out_rows, max(1, round(rows * factor))), min(out_columns, max(1, round(columns * factor))))
+    offset = ((out_rows - shape[0]) // 2, (out_columns - shape[1]) // 2)
+    return Placement((shape[0] / rows, shape[1] / columns), offset, shape)
+
+
+def place(x: torch.Tensor, where: Placement, size: tuple[int, int] | None, *, label: bool = False) -> torch.Tensor:
+    """Resize ``(N, H, W)`` planes to ``where.shape`` and pad them to ``size`` at ``where.offset``.
+
+    Images are area-averaged when shrunk and bilinear when enlarged; label maps
+    (``label=True``) take the nearest source pixel, so labels stay labels.
+    """
+    if tuple(x.shape[-2:]) != where.shape:
+        if label:
+            x = F.interpolate(x[None].float(), size=where.shape, mode="nearest-exact")[0].to(x.dtype)
+        else:
+            down = where.shape[0] <= x.shape[-2] and where.shape[1] <= x.shape[-1]
+            x = F.interpolate(x[None], size=where.shape, mode="area" if down else "bilinear", **({} if down else {"align_corners": False}))[0]
+    if size is None or tuple(x.shape[-2:]) == tuple(size):
+        return x
+    out = x.new_zeros((x.shape[0], int(size[0]), int(size[1])))
+    out[:, where.offset[0] : where.offset[0] + where.shape[0], where.offset[1] : where.offset[1] + where.shape[1]] = x
+    return out
+
+
 def fit(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None, mode: str = "letterbox") -> tuple[torch.Tensor, Placement]:
     """Resize ``(N, H, W)`` planes to ``size`` (rows, columns).
 
@@ -67,25 +108,6 @@ def fit(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None, mode: st
     >>> tuple(out.shape), where.shape, where.offset
     ((1, 100, 100), (100, 67), (0, 16))
     """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     x = torch.as_tensor(image)
-    rows, columns = int(x.shape[-2]), int(x.shape[-1])
-    if size is None or mode == "none" or (rows, columns) == tuple(size):
-        return x, Placement((1.0, 1.0), (0, 0), (rows, columns))
-    out_rows, out_columns = int(size[0]), int(size[1])
-    if mode == "stretch":
-        shape = (out_rows, out_columns)
-    else:
-        factor = min(out_rows / rows, out_columns / columns)
-        shape = (min(out_rows, max(1, round(rows * factor))), min(out_columns, max(1, round(columns * factor))))
-    down = shape[0] <= rows and shape[1] <= columns
-    resized = F.interpolate(x[None], size=shape, mode="area" if down else "bilinear", **({} if down else {"align_corners": False}))[0]
-    offset = ((out_rows - shape[0]) // 2, (out_columns - shape[1]) // 2)
-    if shape != (out_rows, out_columns):
-        out = resized.new_zeros((x.shape[0], out_rows, out_columns))
-        out[:, offset[0] : offset[0] + shape[0], offset[1] : offset[1] + shape[1]] = resized
-        resized = out
-    return resized, Placement((shape[0] / rows, shape[1] / columns), offset, shape)
-
-
+    where = placement(int(x.shape[-2]), int(x.shape[-1]), size, mode)
+    return place(x, where, None if mode == "none" else size), where

@@ -95,6 +95,12 @@ def write_image2d(
     ds.PatientID = "SYNTH-2D"
     ds.PatientName = "Synthetic^TwoD"
     ds.StudyDate = "20240102"
+    ds.StudyTime = "101500"
+    ds.PatientBirthDate = ""  # Type 2 attributes of the patient and study modules, empty as exported
+    ds.PatientSex = "O"
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
     ds.Manufacturer = "dicomml synthetic"

@@ -112,3 +112,37 @@ def test_cli_preprocess_images_in_batches(cohort: Path) -> None:
     bad = subprocess.run([*command[:7], str(cohort / "bad.yaml"), *command[8:]], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert bad.returncode == 1 and "unknown image config key(s) ['windowing']" in bad.stderr
+
+
+def test_seg_masks_follow_flips_and_letterbox(tmp_path: Path) -> None:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from dicomml.transforms import Mask
+
+    source = tmp_path / "source"
+    stored = np.full((120, 80), 100, np.uint16)
+    stored[20:40, 8:24] = 4000  # a lesion near the image's left edge, on the patient's right (mirrored film)
+    path = write_image2d(source / "cxr.dcm", stored, modality="DX", bits_stored=12,
+                         extra={"ImagerPixelSpacing": [0.2, 0.2], "PatientOrientation": ["R", "F"], "ViewPosition": "PA"})
+    image = pydicom.dcmread(path)
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Nodule, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    seg = hd.seg.Segmentation(
+        source_images=[image], pixel_array=(stored == 4000)[None], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="dicomml", manufacturer_model_name="test", software_versions="1", device_serial_number="1")
+    seg.save_as(source / "seg.dcm")
+    dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
+    config = ImageConfig(size=(60, 60), display="chest")
+    for cache in (None, Cache(tmp_path / "cache"), Cache(tmp_path / "cache")):  # computed, then cached, then read back
+        data = ImageDataset(tmp_path / "manifest", cache, config, masks=True)
+        assert len(data) == 1  # the SEG is not an image
+        sample = data[0]
+        mask, pixels = sample["mask"], sample["image"][0]
+        assert isinstance(mask, Mask) and mask.shape == (1, 60, 60) and sample["meta"]["mask_labels"] == ["nodule"]
+        assert sample["meta"]["flips"] == ["horizontal"]
+        lesion = pixels > 0.5
+        assert lesion[:, 30:].any() and not lesion[:, :30].any()  # flipped: now on the image's right
+        assert torch.equal(mask[0].bool(), lesion)  # nearest mask on exactly the lesion's pixels
