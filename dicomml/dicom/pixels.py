@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["decode_into", "is_native", "native_stack", "stored_dtype"]
+__all__ = ["decode_into", "decode_pixels", "is_native", "native_stack", "stored_dtype"]
 
 _NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
@@ -60,8 +60,8 @@ def stored_dtype(ds: Dataset) -> np.dtype:
     return np.dtype(f"{'i' if signed else 'u'}{size}")
 
 
-def _decode(ds: Dataset, index: int | None) -> np.ndarray:
-    """pydicom's decoded pixels (all frames, or one 0-based frame), typed errors on failure."""
+def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
+    """pydicom's decoded pixels (all frames, or one 0-based frame; colour as RGB), typed errors on failure."""
     path = source_name(ds)
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     try:
@@ -123,10 +123,10 @@ def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) ->
     if native is not None:
         frames = {f: native[f - 1] for f in wanted_frames}
     elif len(wanted_frames) == n_frames:
-        stack = _decode(ds, None).reshape(n_frames, *_frame_shape(ds))
+        stack = decode_pixels(ds, None).reshape(n_frames, *_frame_shape(ds))
         frames = {f: stack[f - 1] for f in wanted_frames}
     else:
-        frames = {f: _decode(ds, f - 1).reshape(_frame_shape(ds)) for f in wanted_frames}
+        frames = {f: decode_pixels(ds, f - 1).reshape(_frame_shape(ds)) for f in wanted_frames}
     if table.mosaic is None:
         return [(r, frames[int(table.frame_numbers[r])]) for r in rows]
     side = table.mosaic[0]

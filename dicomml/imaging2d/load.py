@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import pixel_array
 
 from dicomml.dicom.frames import source_name
 from dicomml.dicom.io import read_dataset
-from dicomml.dicom.pixels import native_stack
-from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
+from dicomml.dicom.pixels import decode_pixels, native_stack
+from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d.j2k import reduced_frame
 from dicomml.imaging2d.lut import grey_values, palette_to_rgb
 from dicomml.imaging2d.orientation import display_flips, flipped_orientation, projection_header
@@ -104,22 +103,7 @@ def stored_frames(ds: Dataset) -> np.ndarray:
         native = native_stack(ds, n_frames)
         if native is not None:
             return native
-    try:
-        array = pixel_array(ds, as_rgb=True)
-    except (NotImplementedError, RuntimeError) as exc:
-        uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
-        raise UnsupportedTransferSyntaxError(
-            f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded ({str(exc).splitlines()[0]}); "
-            "install a decoder that supports it or re-encode the file",
-            path=path,
-            tag="(0002,0010)",
-        ) from exc
-    except (ValueError, AttributeError, KeyError) as exc:
-        raise InvalidDicomFileError(
-            f"{path}: (7FE0,0010) Pixel Data cannot be read ({exc}); the file is truncated or its pixel description is wrong",
-            path=path,
-            tag="(7FE0,0010)",
-        ) from exc
+    array = decode_pixels(ds)
     frame_ndim = 3 if samples > 1 else 2
     return array if array.ndim == frame_ndim + 1 else array[np.newaxis]
 
