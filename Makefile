@@ -23,6 +23,7 @@ demo: $(VENV)/.demo-installed
 	bash scripts/demo.sh $(BIN)
 
 test: $(VENV)/.test-installed
+	$(BIN)/python -m ruff check dicomml tests benchmarks
 	$(BIN)/python -m mypy dicomml
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 	$(BIN)/python -m pytest -q -n 2 tests

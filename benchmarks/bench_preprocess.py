@@ -61,7 +61,6 @@ from typing import Any
 
 import numpy as np
 
-
 #: Selection of both contenders (every series of the cohort is one 3D volume).
 WHERE = "n_volumes = 1"
 
@@ -92,11 +91,11 @@ def _warm_files(work: Path) -> None:
 
 
 def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    from dicomml.data.pipeline import preprocess_one, series_sources
-    from dicomml.indexer.manifest import Manifest
-    from dicomml.distributed.worker import prepare_worker
-
     import numcodecs.blosc
+
+    from dicomml.distributed.worker import prepare_worker
+    from dicomml.indexer.manifest import Manifest
+    from dicomml.pipeline import preprocess_one, series_sources
 
     prepare_worker()  # what a LocalCluster worker does when it starts
     numcodecs.blosc.use_threads = False  # one Blosc thread, as in a worker, whose tasks run outside the main thread

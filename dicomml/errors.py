@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "DicomMLError",
     "InvalidDicomFileError",
+    "ResourceLimitError",
     "UnsupportedTransferSyntaxError",
     "ManifestError",
     "SourceNotFoundError",
@@ -74,6 +75,10 @@ def _rebuild(cls, message, path, series_uid, tag):
 
 class InvalidDicomFileError(DicomMLError, ValueError):
     """A file is not DICOM, is truncated, or its header cannot be parsed."""
+
+
+class ResourceLimitError(DicomMLError, MemoryError):
+    """A header asks for more memory than a limit allows (a volume past the voxel ceiling, an inflation bomb)."""
 
 
 class UnsupportedTransferSyntaxError(DicomMLError, NotImplementedError):

@@ -24,12 +24,13 @@ from pydicom.dataset import Dataset
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
-from dicomml.dicom.io import is_url, read_dataset
-from dicomml.dicom.series_key import dataset_group_keys
+from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
+from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
+from dicomml.limits import check_voxels
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -57,6 +58,7 @@ def load_files(
     on_irregular: OnIrregular = "raise",
     frames: Sequence[Sequence[int] | None] | None = None,
     dtype: np.dtype | type | str | None = None,
+    threads: int | None = None,
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -81,6 +83,10 @@ def load_files(
     dtype
         A floating dtype (e.g. ``np.float32``) to decode and rescale straight
         into; None picks the narrowest exact dtype.
+    threads
+        Most threads that decode compressed local frames: the cores this
+        process may use (e.g. 1 in each of as many workers as cores); None:
+        every core, up to ``MAX_WORKERS``.
 
     Returns
     -------
@@ -105,7 +111,9 @@ def load_files(
     (dtype('int16'), 'SPL')
     """
     sources = _read_headers([str(p) for p in paths], frames)
-    return _assemble(sources, on_irregular, dtype, series_key=_single_group(sources))
+    key = _single_group(sources)
+    with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
+        return _assemble(sources, on_irregular, dtype, threads, series_key=key)
 
 
 def load_series(
@@ -114,6 +122,7 @@ def load_series(
     *,
     on_irregular: OnIrregular = "raise",
     dtype: np.dtype | type | str | None = None,
+    threads: int | None = None,
 ) -> Volume:
     """Assemble one volume group of a manifest into a Volume.
 
@@ -123,7 +132,7 @@ def load_series(
         A :class:`dicomml.Manifest`, or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
-    on_irregular, dtype
+    on_irregular, dtype, threads
         As for :func:`load_files`.
 
     Returns
@@ -145,7 +154,8 @@ def load_series(
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames)
-    return _assemble(sources, on_irregular, dtype, series_key=series_key)
+    with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
+        return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
 
 
 def _frame_list(value: Any) -> list[int] | None:
@@ -155,25 +165,21 @@ def _frame_list(value: Any) -> list[int] | None:
     return [int(v) for v in value]
 
 
-def _threads(*, remote: bool, compressed: bool) -> int:
+def _threads(*, remote: bool, compressed: bool, budget: int | None = None) -> int:
     """Threads to read and decode a series' files with.
 
     Remote reads wait on the network: MAX_WORKERS overlap them. Compressed
     local frames are decoded on up to one thread per core this process may
-    use: ``OMP_NUM_THREADS`` when set, as Dask's nanny (one per worker
-    thread) and torchrun set it, so that workers filling every core do not
-    oversubscribe them. A local uncompressed frame is a read
-    and a copy (or a conversion to float), cheapest in the calling thread on
-    this 2-core machine: 80 CT slices of 128 x 128, 5.9 ms there vs 8.8 ms
-    in 2 threads; 300 slices of 512 x 512 to float32, 211-224 vs 232-239 ms.
+    use (``budget``, which the caller sets when workers share the cores). A
+    local uncompressed frame is a read and a copy (or a conversion to float),
+    cheapest in the calling thread.
     """
     if remote:
         return MAX_WORKERS
     if not compressed:
         return 1
-    budget = os.environ.get("OMP_NUM_THREADS", "")
     cores = min(MAX_WORKERS, os.cpu_count() or 1)
-    return max(1, min(cores, int(budget))) if budget.isdigit() else cores
+    return cores if budget is None else max(1, min(cores, budget))
 
 
 def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
@@ -197,7 +203,8 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
     def read(i: int) -> _Source:
         # Local files are read once (large values deferred); URLs are read again for their pixels.
         header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
-        table = frame_table(header)
+        with typed_errors(paths[i], "reading the frame geometry"):
+            table = frame_table(header)
         wanted = None if frames is None else frames[i]
         if wanted is None:
             rows = np.arange(len(table))
@@ -213,7 +220,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
 
     if any(is_url(p) for p in paths):  # remote reads wait on the network: threads overlap them
         return _map(read, list(range(len(paths))), _threads(remote=True, compressed=False))
-    # a local header is parsed in pure Python under the GIL: threads only contend (up to 2x slower here)
+    # a local header is parsed in pure Python under the GIL: threads would only contend for it
     return [read(i) for i in range(len(paths))]
 
 
@@ -271,7 +278,7 @@ def _thickness(ds: Dataset) -> float:
     return 1.0
 
 
-def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, series_key: str) -> Volume:
+def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, threads: int | None, *, series_key: str) -> Volume:
     index = [(s, int(r)) for s in sources for r in s.rows]
     table_rows = [(s.table, r) for s, r in index]
     temporal = np.array([t.temporal[r] for t, r in table_rows])
@@ -294,7 +301,7 @@ def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, *, 
     for (table, row), slot in zip(table_rows, plan.slots):
         if slot >= 0:
             slopes[slot], intercepts[slot] = table.rescale_slope[row], table.rescale_intercept[row]
-    array = _decode_all(sources, plan, slopes, intercepts, dtype)
+    array = _decode_all(sources, plan, slopes, intercepts, dtype, threads)
     affine = plan.affine
     shape = (plan.n_volumes, plan.n_positions) if plan.n_volumes > 1 else (plan.n_positions,)
     array = array.reshape(*shape, *array.shape[-2:])
@@ -310,7 +317,9 @@ def _integral(values: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
-def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, intercepts: np.ndarray, dtype: Any) -> np.ndarray:
+def _decode_all(
+    sources: list[_Source], plan: StackPlan, slopes: np.ndarray, intercepts: np.ndarray, dtype: Any, threads: int | None
+) -> np.ndarray:
     first = sources[0]
     stored = {stored_dtype(s.header) for s in sources}
     integer = dtype is None and len(stored) == 1 and next(iter(stored)).kind in "ui" and _integral(slopes) and _integral(intercepts)
@@ -320,7 +329,9 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
         out_dtype = next(iter(stored))
     else:  # float64 only when asked for, or when the file stores 64-bit floats
         out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(np.float32, *stored)
-    out = np.empty((len(slopes), first.table.rows, first.table.columns), dtype=out_dtype)
+    shape = (len(slopes), first.table.rows, first.table.columns)
+    check_voxels(shape, f"{first.path} and the other files of its series")
+    out = np.empty(shape, dtype=out_dtype)
     slots_by_source = []
     start = 0
     for source in sources:
@@ -332,14 +343,15 @@ def _decode_all(sources: list[_Source], plan: StackPlan, slopes: np.ndarray, int
         source, rows, slots = item
         if rows.size:
             ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
-            decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+            with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+                decode_into(ds, source.table, rows, out, slots, rescale=not integer)
             for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
                 if keyword in source.header:
                     del source.header[keyword]  # the header lives on in meta; its pixels need not
 
     remote = any(is_url(s.path) for s in sources)
     compressed = not all(is_native(s.header) for s in sources)
-    _map(decode, slots_by_source, _threads(remote=remote, compressed=compressed))
+    _map(decode, slots_by_source, _threads(remote=remote, compressed=compressed, budget=threads))
     return _rescale_integers(out, slopes, intercepts) if integer else out
 
 
@@ -358,8 +370,14 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
     ends = np.concatenate([low * slopes + intercepts, high * slopes + intercepts])
     lo, hi = float(ends.min()), float(ends.max())
     target = next(
-        np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max
+        (np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max),
+        None,
     )
+    if target is None:  # a slope or intercept past int64 (a lying header): exact integers are not possible
+        out64 = raw.astype(np.float64)
+        out64 *= slopes.reshape(-1, *[1] * (raw.ndim - 1))
+        out64 += intercepts.reshape(-1, *[1] * (raw.ndim - 1))
+        return out64
     uniform = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
     if target.itemsize == raw.itemsize:
         work = raw.view(f"u{raw.itemsize}")

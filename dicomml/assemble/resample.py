@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dicomml.limits import check_voxels
+
 __all__ = ["equidistant", "correct_tilt"]
 
 
@@ -47,7 +49,9 @@ def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: 
     targets = offsets[0] + np.arange(n_new) * (span / (n_new - 1))
     lower = np.clip(np.searchsorted(offsets, targets, side="right") - 1, 0, n - 2)
     weight = ((targets - offsets[lower]) / (offsets[lower + 1] - offsets[lower])).astype(np.float32)
-    out = np.empty((*array.shape[:-3], n_new, *array.shape[-2:]), dtype=np.float32)
+    shape = (*array.shape[:-3], n_new, *array.shape[-2:])
+    check_voxels(shape, f"resampling to equidistant slices of {spacing:g} mm")
+    out = np.empty(shape, dtype=np.float32)
     for k in range(n_new):
         below, above = array[..., lower[k], :, :], array[..., lower[k] + 1, :, :]
         np.multiply(below, 1 - weight[k], out=out[..., k, :, :])
@@ -116,7 +120,9 @@ def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
     new_rows = rows - row0 + int(np.ceil(row_shift.max() - 1e-6))
     new_cols = cols - col0 + int(np.ceil(col_shift.max() - 1e-6))
     fill = float(array.min())
-    out = np.empty((*array.shape[:-3], n, new_rows, new_cols), dtype=np.float32)
+    shape = (*array.shape[:-3], n, new_rows, new_cols)
+    check_voxels(shape, "correcting gantry tilt")
+    out = np.empty(shape, dtype=np.float32)
     for i in range(n):
         plane = array[..., i, :, :]
         shifted = _shift_lines(plane, row0 - row_shift[i], new_rows, plane.ndim - 2, fill)

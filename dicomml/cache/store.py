@@ -10,6 +10,7 @@ Layout of a cache at ``ROOT`` (a local folder or any fsspec URL)::
         foreground/                (N, 4) int32 rows (channel, i, j, k) of mask voxels > 0
     ROOT/entries/KEY.json          the publish marker: which TOKEN is the entry
     ROOT/tmp/                      markers being written
+    ROOT/leases/KEY.TOKEN.json     a writer at work on data/KEY/TOKEN (host, pid)
 
 Publishing is atomic: a writer fills ``data/KEY/TOKEN`` (TOKEN is unique per
 writer), then writes the marker to ``tmp/`` and renames it to
@@ -17,13 +18,25 @@ writer), then writes the marker to ``tmp/`` and renames it to
 moment leaves nothing that a reader trusts, and writers racing on one key
 each publish a complete copy (the last rename wins; ``gc`` removes the copy
 no marker names). Nothing is pickled: markers are JSON, arrays are Zarr.
+
+``gc`` never removes what a live writer may still publish, whatever its
+grace: a writer takes a lease before it creates its data folder, refreshes
+it before each file, and drops it after publishing; ``gc`` lists data
+folders, then leases, then markers, so a folder it sees either has a lease or
+is already named by a marker. A lease is live while its process runs (a
+writer on this host) or for :data:`LEASE_SECONDS` after its last refresh
+(another host); temporary files younger than that are a publish in flight
+and are kept too. A put that fails
+(a full disk) removes what it wrote and raises :class:`~dicomml.errors.CacheError`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,19 +48,21 @@ import google_crc32c
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
+from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.cache.shard import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
 
-__all__ = ["Cache", "Entry", "FOREGROUND_MAX"]
+__all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
 #: At most this many foreground voxels are indexed per entry, shared among mask channels (evenly strided).
 FOREGROUND_MAX = 200_000
+#: A writer's lease (and a temporary file) counts as live this long after its last refresh, whatever gc's grace.
+LEASE_SECONDS = 600.0
 _ARRAYS = ("image", "mask", "foreground")
 
 
 @dataclass(frozen=True)
-class Entry:
+class CacheEntry:
     """A published cache entry, opened for reading.
 
     Attributes
@@ -107,8 +122,8 @@ class Entry:
             axes (mask channels) are read whole. Omit both for the whole array.
         lookup
             For an 8/16-bit integer array: a ``(C, 2**bits)`` table applied while
-            decoding (see :func:`~dicomml.cache.shard.read_region`), e.g. the
-            windows of :class:`~dicomml.data.pipeline.TableWindow`.
+            decoding (see :func:`~dicomml.cache.array.read_region`), e.g. the
+            windows of :meth:`~dicomml.transforms.Transform.lookup_table`.
         threads
             Decode a whole array with up to this many threads (a box is read
             chunk by chunk in one thread).
@@ -241,7 +256,7 @@ class Cache:
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(f"{self.root}/entries", detail=False))
         return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
 
-    def open(self, key: str) -> Entry:
+    def open(self, key: str) -> CacheEntry:
         """Open a published entry.
 
         Raises
@@ -261,7 +276,7 @@ class Cache:
             ) from None
         try:
             marker = json.loads(text)
-            return Entry(
+            return CacheEntry(
                 key=key,
                 affine=np.asarray(marker["affine"], dtype=np.float64).reshape(4, 4),
                 meta=marker["meta"],
@@ -276,7 +291,7 @@ class Cache:
                 path=self._marker(key),
             ) from None
 
-    def _index(self, entry: Entry, name: str, shard: str, where: str) -> np.ndarray:
+    def _index(self, entry: CacheEntry, name: str, shard: str, where: str) -> np.ndarray:
         memo = (entry._path, name)  # data folders never change once written
         if memo not in self._indexes:
             size = index_nbytes(entry.layouts[name])
@@ -294,7 +309,7 @@ class Cache:
         mask: np.ndarray | None = None,
         meta: Mapping[str, Any] | None = None,
         chunks: Sequence[int] = (64, 64, 64),
-    ) -> Entry:
+    ) -> CacheEntry:
         """Write an entry and publish it atomically; a published key is left as is.
 
         Parameters
@@ -314,7 +329,7 @@ class Cache:
 
         Returns
         -------
-        Entry
+        CacheEntry
             The published entry (this writer's or a racing writer's, both complete).
 
         Raises
@@ -345,16 +360,31 @@ class Cache:
             "checksums": {n: _crc(a) for n, (a, _) in arrays.items()},
             "created": time.time(),
         }
-        if not self.fs.exists(f"{self.root}/data/{key}/zarr.json"):  # the group above the entry, for readers that walk the hierarchy
-            self._publish_json(f"{self.root}/data/{key}/zarr.json", _group())
-        self._write(f"{self.root}/{data}/zarr.json", [json.dumps(_group(marker)).encode()])  # first: gc's grace counts from it
-        for _, files in encoded.values():
-            for path, parts in files.items():
-                self._write(f"{self.root}/{data}/{path}", parts)
-        if self.has(key):  # a racing writer published first; ours was never visible
-            self.fs.rm(f"{self.root}/{data}", recursive=True)
-            return self.open(key)
-        self._publish_json(self._marker(key), marker)
+        lease = f"{self.root}/leases/{key}.{data.rsplit('/', 1)[-1]}.json"
+        try:
+            self._renew(lease)  # before the data folder exists: gc sees the folder only with its lease
+            if not self.fs.exists(f"{self.root}/data/{key}/zarr.json"):  # the group above the entry, for readers that walk the hierarchy
+                self._publish_json(f"{self.root}/data/{key}/zarr.json", _group())
+            self._write(f"{self.root}/{data}/zarr.json", [json.dumps(_group(marker)).encode()])
+            for _, files in encoded.values():
+                for path, parts in files.items():
+                    self._renew(lease)
+                    self._write(f"{self.root}/{data}/{path}", parts)
+            if self.has(key):  # a racing writer published first; ours was never visible
+                self._discard(data, lease)
+                return self.open(key)
+            self._publish_json(self._marker(key), marker)
+        except BaseException as exc:
+            self._discard(data, lease)
+            if isinstance(exc, OSError) and not isinstance(exc, CacheError):
+                full = " (the disk is full: free space or choose another cache)" if exc.errno == errno.ENOSPC else ""
+                raise CacheError(
+                    f"{self.url}: writing entry {key} failed ({exc.strerror or exc}){full}; nothing was published "
+                    "and its partial files were removed",
+                    path=self.url,
+                ) from exc
+            raise
+        self._remove(lease)
         return self.open(key)
 
     def delete(self, key: str) -> None:
@@ -400,26 +430,68 @@ class Cache:
             Paths removed, relative to the cache root.
         """
         now = time.time()
+        # The order is the guarantee (see the module): data folders, then leases, then markers.
+        folders = {folder: _dirs(self.fs, folder) for folder in _dirs(self.fs, f"{self.root}/data")}
+        leased, removed = set(), []
+        for path in _ls(self.fs, f"{self.root}/leases"):
+            key, token = path.rsplit("/", 1)[-1].removesuffix(".json").rsplit(".", 1)
+            if self._lease_live(path, now):
+                leased.add(f"{self.root}/data/{key}/{token}")
+            elif now - _mtime(self.fs, path) >= grace_seconds:
+                self._remove(path)  # bookkeeping, not reported
         live = set()
         for key in self.keys():
             try:
                 live.add(self.open(key)._path)
             except CacheIntegrityError:
                 continue
-        removed = []
-        for folder in _dirs(self.fs, f"{self.root}/data"):
-            tokens = _dirs(self.fs, folder)
+        for folder, tokens in folders.items():
             for path in tokens:
-                if path not in live and now - _mtime(self.fs, path) >= grace_seconds:
-                    self.fs.rm(path, recursive=True)
+                if path not in live and path not in leased and now - _mtime(self.fs, path) >= grace_seconds:
+                    self._remove(path, recursive=True)
                     removed.append(path)
-            if not _dirs(self.fs, folder) and now - _mtime(self.fs, folder) >= grace_seconds:
-                self.fs.rm(folder, recursive=True)
+            busy = any(p.startswith(f"{folder}/") for p in leased)
+            if not busy and not _dirs(self.fs, folder) and now - _mtime(self.fs, folder) >= grace_seconds:
+                self._remove(folder, recursive=True)
         for path in _ls(self.fs, f"{self.root}/tmp"):
-            if now - _mtime(self.fs, path) >= grace_seconds:
-                self.fs.rm(path)
+            if now - _mtime(self.fs, path) >= max(grace_seconds, LEASE_SECONDS):
+                self._remove(path)
                 removed.append(path)
         return [p[len(self.root) + 1 :] for p in removed]
+
+    def _renew(self, lease: str) -> None:
+        """Write a writer's lease (its host and process, so gc can tell whether it still runs), or refresh its time."""
+        if isinstance(self.fs, LocalFileSystem) and os.path.exists(lease):
+            os.utime(lease)  # a rewrite killed halfway would leave a lease naming no one
+            return
+        self._publish_json(lease, {"host": socket.gethostname(), "pid": os.getpid()})
+
+    def _lease_live(self, lease: str, now: float) -> bool:
+        """A lease of this host is live while its process runs; another host's, for LEASE_SECONDS after its refresh."""
+        try:
+            holder = json.loads(self.fs.cat_file(lease))
+        except FileNotFoundError:
+            return False  # dropped since listed: its entry is published (or was discarded)
+        except (OSError, ValueError):
+            holder = {}
+        if holder.get("host") == socket.gethostname():
+            return _process_runs(int(holder.get("pid", 0)))
+        return now - _mtime(self.fs, lease) < LEASE_SECONDS
+
+    def _remove(self, path: str, recursive: bool = False) -> None:
+        """Remove a file (or a folder); already gone is fine: a racing writer or gc removed it."""
+        try:
+            self.fs.rm(path, recursive=recursive)
+        except FileNotFoundError:
+            pass
+
+    def _discard(self, data: str, lease: str) -> None:
+        """Remove a failed or superseded writer's data folder and lease (best effort: the disk may be full)."""
+        try:
+            self._remove(f"{self.root}/{data}", recursive=True)
+        except OSError:  # best effort: gc removes what is left once the lease is gone
+            pass
+        self._remove(lease)
 
     def info(self) -> dict[str, Any]:
         """Summary: url, format, entries, bytes of published data, bytes of unreferenced data."""
@@ -455,9 +527,13 @@ class Cache:
         """
         tmp = f"{self.root}/tmp/{target.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}"
         self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
-        self.fs.pipe_file(tmp, json.dumps(document).encode())
-        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        self.fs.mv(tmp, target)
+        try:
+            self.fs.pipe_file(tmp, json.dumps(document).encode())
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, target)
+        except BaseException:
+            self._remove(tmp)
+            raise
 
     def _write(self, target: str, parts: Sequence[bytes]) -> None:
         """Write a file of an entry being written (invisible until its marker is published), in parts."""
@@ -486,8 +562,7 @@ def _read_local(
 
     Against one read of the whole file, then decoding: a cold read overlaps
     the disk with decoding, and each chunk is decoded from a small buffer
-    still in the CPU cache (20 CT entries of 12 MB here: 19-21 vs 19-26 ms
-    each from disk, 7-10 vs 11-12 ms from the page cache).
+    still in the CPU cache (``benchmarks/bench_cache.py`` measures both).
     """
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -530,6 +605,18 @@ def _mtime(fs: fsspec.AbstractFileSystem, path: str) -> float:
     except (NotImplementedError, FileNotFoundError):
         return 0.0
     return modified.timestamp()
+
+
+def _process_runs(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
 
 
 def _crc(array: np.ndarray) -> int:

@@ -5,7 +5,10 @@ The only place that reads the launcher's environment: without ``--shard``
 ``RANK``/``WORLD_SIZE``, then SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``, then
 a SLURM array's ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT`` (minus
 ``SLURM_ARRAY_TASK_MIN``, divided by ``SLURM_ARRAY_TASK_STEP``), whichever is
-set first with a count above 1.
+set first with a count above 1. The decoding threads of a task come from
+``OMP_NUM_THREADS`` (set per rank by torchrun and SLURM) unless
+``--threads`` is given, and the glibc setting ``MALLOC_TRIM_THRESHOLD_``,
+when set, is passed on to the workers of a local cluster.
 """
 
 from __future__ import annotations
@@ -21,10 +24,25 @@ from dicomml.distributed.run import DEVICES
 from dicomml.distributed.shard import check_shard, parse_shard
 from dicomml.errors import ConfigError
 
-__all__ = ["command", "shard_from_env"]
+__all__ = ["command", "shard_from_env", "threads_from_env"]
+
+#: Variables of this process's environment that the workers of a local cluster get.
+_WORKER_VARIABLES = ("MALLOC_TRIM_THRESHOLD_",)
 
 #: (index variable, count variable) pairs, in order of precedence.
 _RANK_VARIABLES = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
+
+
+def threads_from_env(env: Mapping[str, str]) -> int | None:
+    """The thread budget ``OMP_NUM_THREADS`` gives a process, None when unset or not a positive integer.
+
+    Examples
+    --------
+    >>> threads_from_env({"OMP_NUM_THREADS": "4"}), threads_from_env({})
+    (4, None)
+    """
+    value = env.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def shard_from_env(env: Mapping[str, str]) -> tuple[tuple[int, int], str] | None:
@@ -94,6 +112,7 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
 @click.option("--shard", default=None, help="Process shard I of N (0-based, e.g. 0/4); default from RANK/WORLD_SIZE or SLURM variables.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Resample on the worker's GPU (cuda) when it has one.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads decoding one series [OMP_NUM_THREADS; 1 per Dask worker, every core in this process].")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Dask retries of a task failing with an unexpected error.")
 @click.option("--report", default=None, help="Parquet run report path or URL [CACHE/reports/preprocess-<time>-<id>.parquet].")
 @click.option("--quiet", is_flag=True, help="No progress bar (the summary is still printed).")
@@ -108,6 +127,7 @@ def command(
     scheduler: str | None,
     shard: str | None,
     device: str,
+    threads: int | None,
     retries: int,
     report: str | None,
     quiet: bool,
@@ -138,6 +158,8 @@ def command(
         scheduler=scheduler,
         shard=chosen,
         device=device,
+        threads=threads if threads is not None else threads_from_env(os.environ),
+        worker_env={k: os.environ[k] for k in _WORKER_VARIABLES if k in os.environ},
         retries=retries,
         report=report,
         progress=not quiet,

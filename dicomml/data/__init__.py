@@ -1,7 +1,7 @@
-"""PyTorch Datasets over the manifest and the cache, and the function that fills the cache.
+"""PyTorch Datasets over the manifest and the cache.
 
-``pipeline.py`` turns a config into transforms and a series into a cache
-entry (:func:`preprocess_one`); ``samplers.py`` places patches;
+They build on :mod:`dicomml.pipeline` (config to transforms, series to cache
+entry; its names are re-exported here); ``samplers.py`` places patches;
 ``datasets.py`` holds the Datasets and :func:`collate`; ``lightning.py`` a
 ``LightningDataModule`` (only when Lightning is installed).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dicomml.data.datasets import PatchDataset, SegmentationDataset, SeriesDataset, collate
-from dicomml.data.pipeline import EntryInfo, SeriesSource, compute_entry, preprocess_one, series_sources
+from dicomml.pipeline import EntryInfo, SeriesSource, compute_entry, preprocess_one, series_sources
 
 __all__ = [
     "DataModule",

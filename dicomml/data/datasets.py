@@ -7,7 +7,7 @@ Every sample is a dict of plain tensors::
      "affine": (4, 4) float64              # (i, j, k) -> RAS+ mm, nibabel/MONAI convention
      "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters], ...}}
 
-A cache miss computes the entry with :func:`~dicomml.data.preprocess_one`
+A cache miss computes the entry with :func:`~dicomml.pipeline.preprocess_one`
 (so the first epoch fills the cache); ``cache_only=True`` raises
 :class:`~dicomml.errors.CacheMissError` instead. Random draws (patch
 locations, augmentation) come from a generator seeded by (seed, epoch,
@@ -26,19 +26,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dicomml.cache import Cache, Entry
+from dicomml.cache import Cache, CacheEntry
 from dicomml.config import PipelineConfig, load_config
-from dicomml.data.pipeline import (
-    SeriesSource,
-    TableWindow,
-    at_load_transforms,
-    open_cache,
-    preprocess_one,
-    series_sources,
-)
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.indexer.manifest import Manifest
+from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
 
@@ -52,7 +45,7 @@ class _CachedDataset(Dataset):
 
     def __init__(
         self,
-        manifest: Any,
+        manifest: Manifest | str | os.PathLike[str],
         config: PipelineConfig | str | os.PathLike[str],
         cache: Cache | str | os.PathLike[str],
         *,
@@ -75,8 +68,8 @@ class _CachedDataset(Dataset):
         self.transform = transform
         self.seed = int(seed)
         steps = at_load_transforms(self.config)
-        # a lookup-table window runs inside the chunk decoding (one pass), the rest on the sample
-        self._lookup = steps[0].table if steps and isinstance(steps[0], TableWindow) else None
+        # a first step that maps each stored value on its own runs inside the chunk decoding (one pass)
+        self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -84,7 +77,7 @@ class _CachedDataset(Dataset):
         """New random draws for ``epoch``; reaches persistent DataLoader workers (shared memory)."""
         self._epoch.fill_(int(epoch))
 
-    def entry(self, series_index: int) -> Entry:
+    def entry(self, series_index: int) -> CacheEntry:
         """The cache entry of ``self.sources[series_index]``, computed on a miss.
 
         Raises
@@ -104,10 +97,11 @@ class _CachedDataset(Dataset):
                     path=self.cache.url,
                     series_uid=source.series_key,
                 ) from None
-        preprocess_one(source, self.manifest, self.config, self.cache)
+        # decoding threads as for the cache read below: torch's intra-op ones (1 in DataLoader workers)
+        preprocess_one(source, self.manifest, self.config, self.cache, threads=torch.get_num_threads())
         return self.cache.open(source.key)
 
-    def _image(self, entry: Entry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
+    def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
         """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1."""
         # as many decoding threads as torch's intra-op ones: the cores in the main process, 1 in DataLoader workers
         image = entry.read("image", start, size, lookup=self._lookup, threads=torch.get_num_threads())
@@ -121,7 +115,7 @@ class _CachedDataset(Dataset):
         self,
         index: int,
         series_index: int,
-        entry: Entry,
+        entry: CacheEntry,
         image: np.ndarray,  # (C, i, j, k)
         mask: np.ndarray | None,
         affine: np.ndarray,
@@ -230,7 +224,7 @@ class PatchDataset(_CachedDataset):
 
     def __init__(
         self,
-        manifest: Any,
+        manifest: Manifest | str | os.PathLike[str],
         config: PipelineConfig | str | os.PathLike[str],
         cache: Cache | str | os.PathLike[str],
         *,
@@ -283,7 +277,7 @@ class PatchDataset(_CachedDataset):
         affine = shift_grid(entry.affine, start)
         return self._sample(index, series_index, entry, image, mask, affine, torch_seed, patch_start=start, **drawn)
 
-    def _foreground_of(self, entry: Entry) -> np.ndarray:
+    def _foreground_of(self, entry: CacheEntry) -> np.ndarray:
         if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)
             self._foreground[entry.key] = entry.read("foreground")
         return self._foreground[entry.key]
@@ -328,6 +322,6 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 f"cannot batch {key!r}: shapes {sorted(shapes)} differ; set deterministic.shape in the config "
                 "(crop/pad), use a PatchDataset, or batch_size=1"
             )
-        # a batch of one is a view: no copy (a 45 MB stack costs ~25 ms, mostly page faults)
+        # a batch of one is a view: a copy of a whole volume would cost page faults for nothing
         out[key] = values[0][None] if len(values) == 1 else torch.stack(values)
     return out

@@ -339,8 +339,51 @@ def _or_nan(value: np.ndarray | float | None, n: int = 1) -> np.ndarray | float:
     return value
 
 
+#: Frames one object may declare: every per-frame array is allocated from this count.
+MAX_FRAMES = 1 << 20
+_PIXEL_DATA = 0x7FE00010
+
+
+def _pixel_bytes(ds: Dataset) -> tuple[int, bool] | None:
+    """(bytes of pixel data present, whether encapsulated), or None when the pixel data was not read."""
+    if not isinstance(ds, Dataset) or _PIXEL_DATA not in ds:
+        return None
+    element = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    if isinstance(element, RawDataElement):
+        undefined = element.length == 0xFFFFFFFF
+        if element.value is None:  # deferred: its length was read from the file
+            return None if undefined else (int(element.length), False)
+        return len(element.value), undefined
+    return len(element.value or b""), bool(element.is_undefined_length)
+
+
+def _frame_count(ds: Dataset, reader: _Reader, rows: int, columns: int) -> int:
+    """NumberOfFrames, checked before anything is allocated per frame: a whole number up to
+    :data:`MAX_FRAMES` that the pixel bytes present can hold (each frame of encapsulated data
+    takes at least an 8-byte item header)."""
+    value = reader.number(ds, "NumberOfFrames")
+    if value is not None and (value != int(value) or not 0 <= value <= MAX_FRAMES):
+        raise reader._fail(ds, "NumberOfFrames", f"a whole number from 1 to {MAX_FRAMES}")
+    n = int(value or 1)
+    present = _pixel_bytes(ds)
+    if present is None:
+        return n
+    available, encapsulated = present
+    bits = reader.integer(ds, "BitsAllocated") or 8
+    samples = reader.integer(ds, "SamplesPerPixel") or 1
+    needed = n * 8 if encapsulated else (n * rows * columns * samples * max(bits, 1) + 7) // 8
+    if needed > available:
+        raise InvalidDicomFileError(
+            f"{reader.path}: (0028,0008) Number of Frames {n} of {rows}x{columns} needs at least {needed} bytes "
+            f"of pixel data, the file holds {available}; the header lies or the file is truncated",
+            path=reader.path,
+            tag="(0028,0008)",
+        )
+    return n
+
+
 def _classic_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> FrameTable:
-    n = reader.integer(ds, "NumberOfFrames") or 1
+    n = _frame_count(ds, reader, rows, columns)
     ones = np.ones(n)
     slope = reader.number(ds, "RescaleSlope")
     intercept = reader.number(ds, "RescaleIntercept")
@@ -394,7 +437,7 @@ def _frame_type_item(frame: Dataset | None, shared: Dataset | None) -> Dataset |
 
 
 def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> FrameTable:
-    n = reader.integer(ds, "NumberOfFrames") or 1
+    n = _frame_count(ds, reader, rows, columns)
     shared_seq = ds.get("SharedFunctionalGroupsSequence") or []
     shared = shared_seq[0] if len(shared_seq) else None
     per_frame: list[Dataset | None] = list(ds.get("PerFrameFunctionalGroupsSequence") or [])

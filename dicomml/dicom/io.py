@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from os import PathLike
+from typing import BinaryIO
 
 import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
+from dicomml.errors import DicomMLError, InvalidDicomFileError, ResourceLimitError, SourceNotFoundError
 from dicomml.paths import local_path
-from dicomml.errors import InvalidDicomFileError
 
-__all__ = ["is_url", "read_dataset"]
+__all__ = ["is_url", "read_dataset", "typed_errors"]
 
 
 def is_url(path: str | PathLike[str]) -> bool:
@@ -44,31 +48,109 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     ------
     InvalidDicomFileError
         If the file is not DICOM or is truncated.
-    FileNotFoundError
-        If the file does not exist.
+    SourceNotFoundError
+        If the file does not exist (a ``FileNotFoundError``).
+    ResourceLimitError
+        If a deflated dataset inflates past :data:`MAX_INFLATED` bytes.
 
     Examples
     --------
     >>> ds = read_dataset("memory://ct/IM0001.dcm", pixels=False)  # doctest: +SKIP
     """
     name = str(path)
+    with typed_errors(name, "reading the file"):
+        try:
+            if is_url(name):
+                import fsspec
+
+                with fsspec.open(name, "rb") as handle:
+                    _check_inflated_size(handle, name)
+                    handle.seek(0)
+                    ds = pydicom.dcmread(handle, stop_before_pixels=not pixels)
+                ds.filename = name
+                return ds
+            local = local_path(name)
+            with open(local, "rb") as handle:
+                _check_inflated_size(handle, name)
+            return pydicom.dcmread(local, stop_before_pixels=not pixels, defer_size=defer_size)
+        except InvalidDicomError as exc:
+            raise InvalidDicomFileError(
+                f"{name}: not a DICOM file ({exc}); remove it from the input or pass only DICOM files",
+                path=name,
+            ) from exc
+        except (EOFError, ValueError, struct.error) as exc:
+            raise InvalidDicomFileError(
+                f"{name}: the file is truncated or its header cannot be parsed ({_first_line(exc)}); "
+                "re-export or exclude it",
+                path=name,
+            ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+@contextmanager
+def typed_errors(
+    path: str, what: str, error: type[DicomMLError] = InvalidDicomFileError, tag: str | None = None
+) -> Iterator[None]:
+    """Turn whatever a hostile file makes a reader or decoder raise into a one-line dicomml error.
+
+    pydicom and the decoders raise ``TypeError``, ``RecursionError``,
+    ``zlib.error``, ``struct.error``, ``NotImplementedError`` (an unknown VR),
+    ``OSError``, a Rust decoder's ``PanicException``... on malformed input;
+    none of these may escape a load.
+    dicomml's own errors pass through; a missing file is
+    :class:`~dicomml.errors.SourceNotFoundError`, running out of memory
+    :class:`~dicomml.errors.ResourceLimitError`, anything else ``error``
+    naming ``path`` and the exception.
+    """
     try:
-        if is_url(name):
-            import fsspec
-
-            with fsspec.open(name, "rb") as handle:
-                ds = pydicom.dcmread(handle, stop_before_pixels=not pixels)
-            ds.filename = name
-            return ds
-        return pydicom.dcmread(local_path(name), stop_before_pixels=not pixels, defer_size=defer_size)
-    except InvalidDicomError as exc:
-        raise InvalidDicomFileError(
-            f"{name}: not a DICOM file ({exc}); remove it from the input or pass only DICOM files",
-            path=name,
+        yield
+    except DicomMLError:
+        raise
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"{path}: file not found; index again or check the path", path=path) from exc
+    except MemoryError as exc:
+        raise ResourceLimitError(
+            f"{path}: {what} ran out of memory; the header asks for more than this machine has", path=path
         ) from exc
-    except (EOFError, ValueError, struct.error) as exc:
-        raise InvalidDicomFileError(
-            f"{name}: the file is truncated or its header cannot be parsed ({exc}); re-export or exclude it",
-            path=name,
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # the boundary; BaseException too: a Rust decoder's panic is one
+        raise error(
+            f"{path}: {what} failed ({_first_line(exc)}); the file is corrupt or malformed, exclude it",
+            path=path,
+            tag=tag,
         ) from exc
 
+
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
+#: A deflated dataset may not inflate past this many bytes (the indexer's header walk has the same limit).
+MAX_INFLATED = 256 * 1024 * 1024
+
+
+def _check_inflated_size(handle: BinaryIO, name: str) -> None:
+    """For a deflated file, inflate it once in bounded steps, counting, so that a deflate bomb is refused
+    before pydicom inflates it whole."""
+    head = handle.read(4096)
+    if _DEFLATED not in head or head[128:136] != b"DICM\x02\x00\x00\x00":
+        return  # not deflated, or no group length to find the dataset by: pydicom reports it
+    (meta_length,) = struct.unpack_from("<L", head, 140)  # (0002,0000) File Meta Information Group Length
+    handle.seek(144 + meta_length)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while chunk := handle.read(1 << 20):
+        while chunk:
+            total += len(inflater.decompress(chunk, 1 << 22))
+            chunk = inflater.unconsumed_tail
+            if total > MAX_INFLATED:
+                raise ResourceLimitError(
+                    f"{name}: (0002,0010) the deflated dataset inflates past {MAX_INFLATED} bytes; "
+                    "refused as a deflate bomb",
+                    path=name,
+                    tag="(0002,0010)",
+                )
+        if inflater.eof:
+            return

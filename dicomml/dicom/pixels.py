@@ -11,18 +11,22 @@ intercept on the way (no per-slice float copies).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import pixel_array
+from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomml.dicom.frames import FrameTable, header_value, source_name
+from dicomml.dicom.io import typed_errors
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
 __all__ = ["decode_into", "decode_pixels", "is_native", "native_stack", "stored_dtype"]
 
+#: pydicom's words for a layout its plugins do not handle (as opposed to data they failed on).
+_UNSUPPORTED_FEATURE = re.compile(r"support|bits allocated", re.IGNORECASE)
 _NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
 
@@ -64,23 +68,37 @@ def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
     """pydicom's decoded pixels (all frames, or one 0-based frame; colour as RGB), typed errors on failure."""
     path = source_name(ds)
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+        try:
+            return pixel_array(ds, index=index, decoding_plugin=_plugin(uid))
+        except (NotImplementedError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(exc)):
+                raise  # a decoder is there and failed on the data: corrupt, typed as such on the way out
+            raise UnsupportedTransferSyntaxError(
+                f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
+                f"decoders ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); install a decoder "
+                "that supports it or re-encode the file (e.g. with dcmtk's dcmdjpeg)",
+                path=path,
+                tag="(0002,0010)",
+            ) from exc
+
+
+def _plugin(uid: str) -> str:
+    """The decoding plugin to use: any but GDCM, which aborts the whole process on some corrupt
+    codestreams; GDCM only when it is the one installed plugin for the syntax ("" lets pydicom choose)."""
     try:
-        return pixel_array(ds, index=index)
-    except (NotImplementedError, RuntimeError) as exc:  # no plugin, or every plugin failed
-        raise UnsupportedTransferSyntaxError(
-            f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
-            f"decoders ({str(exc).splitlines()[0]}); install a decoder that supports it or "
-            "re-encode the file (e.g. with dcmtk's dcmdjpeg)",
-            path=path,
-            tag="(0002,0010)",
-        ) from exc
-    except (ValueError, AttributeError, KeyError) as exc:
-        raise InvalidDicomFileError(
-            f"{path}: (7FE0,0010) Pixel Data cannot be read ({exc}); the file is truncated or "
-            "its pixel description is wrong, exclude it",
-            path=path,
-            tag="(7FE0,0010)",
-        ) from exc
+        available = get_decoder(uid).available_plugins
+    except (NotImplementedError, ValueError, TypeError):
+        return ""
+    return next((name for name in available if name != "gdcm"), "")
+
+
+def _decodable(uid: str) -> bool:
+    """Whether an installed pydicom decoder plugin handles this transfer syntax."""
+    try:
+        return bool(get_decoder(uid).is_available)
+    except (NotImplementedError, ValueError, TypeError):
+        return False
 
 
 def is_native(ds: Dataset) -> bool:

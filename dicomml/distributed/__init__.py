@@ -1,7 +1,7 @@
 """Distributed preprocessing: fill the cache for a whole manifest on Dask or as static shards.
 
 ``run.py`` holds :func:`preprocess` (one task per series, mapping the pure
-:func:`dicomml.data.preprocess_one`), ``shard.py`` the stable split of series
+:func:`dicomml.pipeline.preprocess_one`), ``shard.py`` the stable split of series
 keys into shards (torchrun ranks, SLURM tasks), ``report.py`` the Parquet run
 report.
 """

@@ -1,4 +1,4 @@
-"""`preprocess`: map :func:`~dicomml.data.preprocess_one` over the selected series.
+"""`preprocess`: map :func:`~dicomml.pipeline.preprocess_one` over the selected series.
 
 One task per selected usable series, run on a Dask ``LocalCluster`` of worker
 processes (default), on an existing Dask cluster (a scheduler address or a
@@ -18,11 +18,10 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import duckdb
 import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
@@ -30,11 +29,11 @@ from tqdm.auto import tqdm
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, load_config
-from dicomml.data.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
-from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFoundError
+from dicomml.errors import ConfigError, DicomMLError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
+from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
 
 __all__ = ["DEVICES", "WORKER_MODULES", "local_cluster", "preprocess", "run_task"]
 
@@ -57,17 +56,16 @@ WORKER_MODULES = (
 #: Seconds between the client's fetches of finished tasks' report rows on a
 #: Dask cluster: each fetch is one request per worker for every row that
 #: finished since the last (and at the end). Fetching each row as its task
-#: finished took 0.22-0.28 s of client and scheduler CPU per 32 series here
-#: instead of 0.14-0.17 s, and answering took the workers' event loops away
-#: from the running task. The progress bar moves at each fetch.
+#: finished cost the client and scheduler more CPU, and answering took the
+#: workers' event loops away from the running task. The progress bar moves at
+#: each fetch.
 _FETCH_EVERY_S = 1.0
 
 #: The glibc setting Dask's nanny gives its workers (see :func:`local_cluster`).
 _MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 #: Dask settings of :func:`local_cluster`: no statistical profiler (it samples the
 #: running task every 10 ms), event-loop ticks, system and memory monitors at 1-2 s
-#: instead of 20-500 ms. Idle cluster of 2 workers here: 0.29 -> 0.055 CPU seconds
-#: in 3.4 s, all processes together.
+#: instead of 20-500 ms, so that an idle cluster leaves the cores to the tasks.
 _QUIET = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -77,7 +75,7 @@ _QUIET = {
 
 
 def preprocess(
-    manifest: Any,
+    manifest: Manifest | str | os.PathLike[str],
     config: PipelineConfig | str | os.PathLike[str],
     cache: Cache | str | os.PathLike[str],
     *,
@@ -86,6 +84,8 @@ def preprocess(
     scheduler: Any = None,
     shard: tuple[int, int] | None = None,
     device: str = "cpu",
+    threads: int | None = None,
+    worker_env: Mapping[str, str] | None = None,
     retries: int = 2,
     report: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -116,6 +116,15 @@ def preprocess(
     device
         ``"cpu"``, or ``"cuda"``: resample on the worker's GPU when it has one
         (on its CPU otherwise); the report records where each series ran.
+    threads
+        Most threads that decode one series' compressed frames
+        (:func:`~dicomml.load_series`): default 1 on a Dask cluster (its
+        workers share the cores), every core when the run is in this
+        process. The CLI passes ``OMP_NUM_THREADS`` when set (as torchrun
+        and SLURM set it for each rank).
+    worker_env
+        Environment variables of the workers of the ``LocalCluster`` started
+        for the run (:func:`local_cluster`).
     retries
         Dask retries of a task that raised something other than a
         :class:`~dicomml.errors.DicomMLError` (an I/O hiccup); a task whose
@@ -154,6 +163,9 @@ def preprocess(
     """
     started = time.perf_counter()
     _check_options(workers, scheduler, shard, device, retries)
+    in_process = scheduler is None and (workers == 0 or (workers is None and shard is not None))
+    if threads is None and not in_process:
+        threads = 1
     manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
     sources = _select(manifest, config, where)
     if shard is not None:
@@ -161,10 +173,15 @@ def preprocess(
     sources = _largest_first(manifest, config, sources)
     fs, path = _report_location(cache, report, shard)
     label = "preprocess" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
-    rows: list[dict[str, Any]] = []
+    # complete entries are settled here, from one listing: with nothing left to do, no cluster starts
+    published = set(cache.keys())
+    rows = [_skipped(s, cache) for s in sources if s.key in published]
+    sources = [s for s in sources if s.key not in published]
+    if progress and not sources:
+        print(f"{label}: all {len(rows)} selected series are already in the cache {cache.url}; nothing to do", file=sys.stderr)
     failed = 0
-    with tqdm(total=len(sources), unit="series", desc=label, disable=not progress, file=sys.stderr) as bar:
-        for row in _run(sources, (manifest, config, cache, device), workers, scheduler, shard, retries):
+    with tqdm(total=len(sources), unit="series", desc=label, disable=not progress or not sources, file=sys.stderr) as bar:
+        for row in _run(sources, (manifest, config, cache, device, threads), workers, scheduler, in_process, retries, worker_env):
             rows.append(row)
             bar.update()
             if row["status"] == "failed":
@@ -190,8 +207,10 @@ def preprocess(
     return result
 
 
-def run_task(source: SeriesSource, manifest: Any, config: PipelineConfig, cache: Cache, device: str) -> dict[str, Any]:
-    """One task: :func:`~dicomml.data.preprocess_one` on one series, as a report row.
+def run_task(
+    source: SeriesSource, manifest: Manifest, config: PipelineConfig, cache: Cache, device: str, threads: int | None = None
+) -> dict[str, Any]:
+    """One task: :func:`~dicomml.pipeline.preprocess_one` on one series, as a report row.
 
     A :class:`~dicomml.errors.DicomMLError` becomes a ``failed`` row; anything
     else propagates, so that Dask retries it.
@@ -204,6 +223,8 @@ def run_task(source: SeriesSource, manifest: Any, config: PipelineConfig, cache:
         Opened :class:`dicomml.Manifest`, config and :class:`~dicomml.cache.Cache`.
     device
         ``"cpu"`` or ``"cuda"`` (used when this process has a GPU).
+    threads
+        Decoding threads of the series (:func:`~dicomml.pipeline.preprocess_one`).
 
     Returns
     -------
@@ -214,7 +235,7 @@ def run_task(source: SeriesSource, manifest: Any, config: PipelineConfig, cache:
     used = "cuda" if device == "cuda" and _has_cuda() else "cpu"
     row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": _worker(), "device": used}
     try:
-        info = preprocess_one(source, manifest, config, cache, **({} if used == "cpu" else {"device": used}))
+        info = preprocess_one(source, manifest, config, cache, threads=threads, **({} if used == "cpu" else {"device": used}))
     except DicomMLError as exc:  # the data's fault: retrying cannot help
         return {**row, **_failure(exc), "seconds": time.perf_counter() - start}
     return {**row, "status": "done" if info.computed else "skipped", "seconds": info.seconds, "bytes": info.nbytes}
@@ -225,8 +246,9 @@ def _run(
     args: tuple[Any, ...],
     workers: int | None,
     scheduler: Any,
-    shard: tuple[int, int] | None,
+    in_process: bool,
     retries: int,
+    worker_env: Mapping[str, str] | None,
 ) -> Iterator[dict[str, Any]]:
     """Report rows as the tasks finish, on the chosen backend."""
     if not sources:
@@ -239,53 +261,61 @@ def _run(
         else:
             with Client(scheduler) as client:
                 yield from _on_dask(client, sources, args, retries)
-    elif workers == 0 or (workers is None and shard is not None):
+    elif in_process:
         for source in sources:
             try:
                 yield run_task(source, *args)
             except Exception as exc:  # one series never stops the run
                 yield {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
     else:
-        with local_cluster(min(workers or os.cpu_count() or 1, len(sources))) as client:
+        with local_cluster(min(workers or os.cpu_count() or 1, len(sources)), worker_env=worker_env) as client:
             yield from _on_dask(client, sources, args, retries)
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int) -> Iterator[Any]:
+def local_cluster(workers: int, *, worker_env: Mapping[str, str] | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` on a new ``LocalCluster`` set up for preprocessing.
 
     ``workers`` worker processes of one thread each, set up by
     :func:`dicomml.distributed.worker.prepare_worker` when they start (the
-    pipeline's imports, out of the cyclic GC's way). Dask's nanny sets
+    pipeline's imports, out of the cyclic GC's way). Dask's nanny would set
     ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers it spawns, to hand freed
     memory back early; a fixed threshold also turns off glibc's dynamic mmap
     threshold, so every freed volume-sized array goes back to the kernel and the
-    next one is faulted in again, page by page: tasks ran ~10 % slower than
-    the same calls in a plain process (``benchmarks/bench_preprocess.py``).
-    These workers keep glibc's defaults, also when an earlier Dask cluster
-    left the variable in this process's environment (a nanny sets it in its
-    own process too). Dask's own bookkeeping is slowed down too
-    (:data:`_QUIET`): at its defaults it took ~9 % of a 2-core machine while
-    the cluster was idle, and the statistical profiler samples every running
-    task. An existing cluster is used unchanged.
+    next one is faulted in again, page by page, which slows tasks down
+    (``benchmarks/bench_preprocess.py``). These workers keep glibc's defaults
+    unless ``worker_env`` names the variable. A variable already in this
+    process's environment reaches the workers too (a Dask nanny leaves its
+    own there: start earlier clusters of the session with this function).
+    Dask's own bookkeeping is slowed down too (:data:`_QUIET`): at its
+    defaults it keeps a core busy while the cluster is idle, and the
+    statistical profiler samples every running task. An existing cluster is
+    used unchanged.
+
+    Parameters
+    ----------
+    workers
+        Number of worker processes.
+    worker_env
+        Environment variables set in each worker process before it starts
+        (Dask's ``distributed.nanny.pre-spawn-environ``, so that glibc and
+        OpenMP read them); a variable of this process's environment keeps
+        its value there (Dask gives the environment precedence).
     """
     import dask
     from distributed import Client, LocalCluster
 
-    inherited = os.environ.pop(_MALLOC_TRIM, None)
-    try:
-        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{_MALLOC_TRIM}": None, **_QUIET}), LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            preload=["dicomml.distributed.worker"],
-        ) as cluster, Client(cluster) as client:
-            client.wait_for_workers(workers)
-            yield client
-    finally:
-        if inherited is not None:
-            os.environ[_MALLOC_TRIM] = inherited
+    environ = {_MALLOC_TRIM: None, **(worker_env or {})}
+    settings = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}
+    with dask.config.set({**settings, **_QUIET}), LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        preload=["dicomml.distributed.worker"],
+    ) as cluster, Client(cluster) as client:
+        client.wait_for_workers(workers)
+        yield client
 
 
 def _on_dask(client: Any, sources: Sequence[SeriesSource], args: tuple[Any, ...], retries: int) -> Iterator[dict[str, Any]]:
@@ -323,21 +353,14 @@ def _fetch(client: Any, finished: list[Any], futures: dict[Any, SeriesSource]) -
         yield row
 
 
-def _select(manifest: Any, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
+def _select(manifest: Manifest, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
     """The usable series matching ``where``; raise when there is nothing to do."""
-    try:
-        sources = series_sources(manifest, config, where=where)
-    except duckdb.Error as exc:
-        raise ManifestError(
-            f"{manifest.path}: --where {where!r} is not a valid predicate on the series table "
-            f"({str(exc).splitlines()[0]}); see the series columns with Manifest.series",
-            path=str(manifest.path),
-        ) from None
+    sources = series_sources(manifest, config, where=where)
     if not sources:
         raise SeriesNotFoundError(
             f"{manifest.path}: no usable series" + (f" matches {where!r}" if where else "")
             + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
-            + "; check the selection with Manifest.sql('SELECT * FROM series')",
+            + "; check the selection with Manifest.series",
             path=str(manifest.path),
         )
     return sources
@@ -385,6 +408,14 @@ def _report_location(cache: Cache, report: str | os.PathLike[str] | None, shard:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     suffix = f"-shard-{shard[0]}-of-{shard[1]}" if shard else ""
     return cache.fs, f"{cache.root}/reports/preprocess-{stamp}-{uuid.uuid4().hex[:8]}{suffix}.parquet"
+
+
+def _skipped(source: SeriesSource, cache: Cache) -> dict[str, Any]:
+    """The report row of a series whose entry was already complete."""
+    start = time.perf_counter()
+    nbytes = cache.open(source.key).nbytes()
+    row = {"series_key": source.series_key, "cache_key": source.key, "status": "skipped", "worker": _worker()}
+    return {**row, "seconds": time.perf_counter() - start, "bytes": nbytes}
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def select_shard(items: Sequence[_T], index: int, count: int, *, key: str = "ser
     Parameters
     ----------
     items
-        Objects with a ``series_key`` attribute (e.g. :class:`~dicomml.data.SeriesSource`).
+        Objects with a ``series_key`` attribute (e.g. :class:`~dicomml.pipeline.SeriesSource`).
     index, count
         This shard and the number of shards, ``0 <= index < count``.
     key

@@ -19,12 +19,12 @@ __all__ = ["dask_setup", "prepare_worker"]
 def prepare_worker() -> None:
     """Import :data:`~dicomml.distributed.run.WORKER_MODULES`, then freeze what they allocated out of the cyclic GC.
 
-    The imports (torch, MONAI, pydicom, Dask) leave ~300,000 objects that
-    every full collection of the cyclic garbage collector walks: 125-150 ms
-    each, about once per 16 series here, 5-6 % of the time of a loop of
-    :func:`~dicomml.data.preprocess_one`. :func:`gc.freeze` after the imports
+    The imports (torch, MONAI, pydicom, Dask) leave hundreds of thousands of
+    objects that every full collection of the cyclic garbage collector walks,
+    a noticeable share of the time of a loop of
+    :func:`~dicomml.pipeline.preprocess_one`. :func:`gc.freeze` after the imports
     moves them to a generation that is never collected (they live as long as
-    the process anyway); a full collection then takes ~1.5 ms.
+    the process anyway), so a full collection walks only what tasks allocate.
     """
     for module in WORKER_MODULES:
         importlib.import_module(module)

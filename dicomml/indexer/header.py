@@ -81,6 +81,8 @@ class Header:
         Tag of the pixel data element (7FE0,0010 / 0008 / 0009), or None.
     pixel_length
         Its length in bytes (``0xFFFFFFFF`` when encapsulated), or None.
+    pixel_items
+        Items of encapsulated pixel data (the offset table, then fragments), or None.
     """
 
     buf: bytes
@@ -91,6 +93,7 @@ class Header:
     implicit_vr: bool
     pixel_tag: int | None
     pixel_length: int | None
+    pixel_items: int | None = None
 
     def value(self, tag: int) -> bytes:
         """The undecoded value bytes of a top-level element."""
@@ -243,12 +246,13 @@ class _Walk:
         self.need(value + length, pos, f"value of {length} bytes", tag)
         return value + length
 
-    def fragments(self, pos: int, little: bool, read_at: Callable[[int, int], bytes]) -> None:
-        """Validate encapsulated pixel data: items up to the sequence delimiter, inside the file.
+    def fragments(self, pos: int, little: bool, read_at: Callable[[int, int], bytes]) -> int:
+        """Validate encapsulated pixel data: items up to the sequence delimiter, inside the file; return their number.
 
         Item headers past the buffer are read with ``read_at(offset, 8)``, so the
         fragments themselves are never read.
         """
+        count = 0
         while True:
             if pos + 8 > self.size:
                 raise self.fail(pos, "encapsulated pixel data ends without a sequence delimiter", 0x7FE00010)
@@ -257,12 +261,13 @@ class _Walk:
             item = group << 16 | elem
             value = pos + 8
             if item == _SEQUENCE_END:
-                return
+                return count
             if item != _ITEM or length == _UNDEFINED:
                 raise self.fail(pos, f"expected a pixel data fragment item, found {tag_text(item)}", 0x7FE00010)
             if value + length > self.size:
                 raise self.fail(pos, f"pixel data fragment of {length} bytes runs past the end of the file", 0x7FE00010)
             pos = value + length
+            count += 1
 
 
 def _text(raw: bytes) -> str:
@@ -352,7 +357,7 @@ def read_header(
         pos = 0
     if not implicit and pos < walk.size and not _looks_explicit(walk.buf, pos):
         implicit = True  # pydicom's rule: trust the bytes when the declared syntax lies
-    elements, pixel_tag, pixel_length = _top_level(walk, pos, little, implicit, read_at or _no_reader)
+    elements, pixel_tag, pixel_length, pixel_items = _top_level(walk, pos, little, implicit, read_at or _no_reader)
     buf = walk.buf
     if not elements and pixel_tag is None:
         raise walk.fail(pos, "no data elements after the file meta")
@@ -365,6 +370,7 @@ def read_header(
         implicit_vr=implicit,
         pixel_tag=pixel_tag,
         pixel_length=pixel_length,
+        pixel_items=pixel_items,
     )
 
 
@@ -387,7 +393,7 @@ def _no_reader(offset: int, n: int) -> bytes:
 
 def _top_level(
     walk: _Walk, pos: int, little: bool, implicit: bool, read_at: Callable[[int, int], bytes]
-) -> tuple[dict[int, tuple[str | None, int, int, bool]], int | None, int | None]:
+) -> tuple[dict[int, tuple[str | None, int, int, bool]], int | None, int | None, int | None]:
     elements: dict[int, tuple[str | None, int, int, bool]] = {}
     previous = -1
     buf = walk.buf
@@ -418,11 +424,12 @@ def _top_level(
             raise walk.fail(pos, f"tags out of order ({tag_text(tag)} after {tag_text(previous)})", tag)
         previous = tag
         if tag in _PIXEL_TAGS:
+            items = None
             if length == _UNDEFINED:
-                walk.fragments(value, little, read_at)
+                items = walk.fragments(value, little, read_at)
             elif value + length > size:
                 raise walk.fail(pos, f"pixel data of {length} bytes runs past the end of the file ({size} bytes)", tag)
-            return elements, tag, length
+            return elements, tag, length, items
         if vr == b"SQ" or length == _UNDEFINED:
             end = walk.value_end(pos, tag, vr, length, value, little, implicit, 0)
             stop = end - 8 if length == _UNDEFINED else end  # keep the items, not the delimiter
@@ -433,4 +440,4 @@ def _top_level(
                 walk.need(end, pos, f"value of {length} bytes", tag)
             elements[tag] = (_VR_TEXT[vr] if vr is not None else None, value, end, implicit)
         pos = end
-    return elements, None, None
+    return elements, None, None, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,7 +191,7 @@ class Manifest:
         SeriesNotFoundError
             If no file has this key.
         """
-        # pyarrow's filtered read: ~5x faster than a DuckDB connection, and paid by every series a Dataset loads
+        # pyarrow's filtered read: cheaper than opening a DuckDB connection, which every series a Dataset loads would pay
         wanted = self.table("instances", ["path", "frame_numbers"], [("series_key", "==", series_key)])
         rows = wanted.sort_by("path").to_pandas()
         if rows.empty:
@@ -231,8 +232,6 @@ class Manifest:
         --------
         >>> m.rows("series", where="modality = 'CT'", columns=["series_key", "series_description"])  # doctest: +SKIP
         """
-        import duckdb
-
         if table not in TABLES:
             raise ManifestError(f"{self.path}: no table {table!r}; tables are {', '.join(TABLES)}", path=str(self.path))
         names = self.schema(table).names
@@ -244,18 +243,127 @@ class Manifest:
             )
         order = order_by if order_by is not None else (columns or [])[:1]
         query = f"SELECT {', '.join(_quoted(c) for c in columns) if columns else '*'} FROM {table}"
-        query += f" WHERE {where}" if where else ""
+        query += f" WHERE ({where})" if where else ""
         query += f" ORDER BY {', '.join(_quoted(c) for c in order)}" if order else ""
+        return self._filtered(query, where, table)
+
+    def _filtered(self, query: str, where: str | None, table: str) -> pd.DataFrame:
+        """Run ``query``, which holds the caller's ``where``, as one statement; a DuckDB error is the predicate's."""
+        import duckdb
+
+        con = self.connect()
         try:
-            return self.sql(query)
+            if len(con.extract_statements(query)) != 1:
+                raise duckdb.ParserException("the predicate ends the statement")
+            return con.execute(query).df()
         except duckdb.Error as exc:
             first_line = str(exc).strip().splitlines()[0]
             raise ManifestError(
-                f"{self.path}: where {where!r} is not a predicate on the {table} table ({first_line}); "
-                f"its columns are {', '.join(names)}",
+                f"{self.path}: where {where!r} is not a valid predicate on the {table} table ({first_line}); "
+                f"its columns are {', '.join(self.schema(table).names)}",
                 path=str(self.path),
             ) from None
+        finally:
+            con.close()
+
+    # Typed queries: the SQL that the rest of the package needs lives here, behind named methods.
+
+    def usable_series_keys(self, where: str | None = None) -> list[str]:
+        """Keys of the usable series, sorted, optionally filtered.
+
+        Parameters
+        ----------
+        where
+            An SQL predicate on the ``series`` table (DuckDB), e.g.
+            ``"modality = 'CT' AND n_slices >= 64"``; ANDed with ``usable``.
+            It is the caller's own query on the caller's own manifest, run as
+            one statement over read-only views.
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        ManifestError
+            If ``where`` is not one valid predicate on the ``series`` table.
+
+        Examples
+        --------
+        >>> m.usable_series_keys("modality = 'CT'")  # doctest: +SKIP
+        ['0c2f...', '3f2a9c0d1e4b5a67']
+        """
+        # the predicate filters a subquery of the usable series: it cannot reach past them
+        usable = "(SELECT * FROM series WHERE usable) AS series"
+        query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
+        return [str(k) for k in self._filtered(query, where, "series")["series_key"]]
+
+    def instance_fingerprints(self, series_keys: Sequence[str]) -> pd.DataFrame:
+        """What identifies the files of some series: ``series_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``.
+
+        One row per file (per volume group), in no particular order; series
+        not in the manifest have no rows.
+        """
+        # a filtered Parquet read, like series_files: no DuckDB connection
+        columns = ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
+        return self.table("instances", columns, [("series_key", "in", list(series_keys))]).to_pandas()
+
+    def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> pd.DataFrame:
+        """What identifies the files of some annotations: ``annotation_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``."""
+        return self.sql(
+            "SELECT annotation_key, sop_instance_uid, i.size, i.mtime_ns, a.frame_numbers FROM annotations a "
+            "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)",
+            sorted(set(annotation_keys)),
+        )
+
+    def pairs(self) -> pd.DataFrame:
+        """Image series and the annotations linked to them; see :func:`dicomml.pairs`."""
+        return self.sql(
+            "SELECT s.series_key, a.annotation_key, a.modality, a.segmentation_type, a.labels, "
+            "a.path AS annotation_path, a.link_method, a.link_problem, s.usable, s.reason "
+            "FROM annotations a JOIN series s ON s.series_key = a.referenced_series_key "
+            "ORDER BY s.series_key, a.annotation_key"
+        )
+
+    def summary(self) -> dict[str, pd.DataFrame]:
+        """Counts that describe the manifest, by title (what ``dicomml info`` prints).
+
+        Returns
+        -------
+        dict of str to pandas.DataFrame
+            Each frame ends with a count column ``n``: series by modality,
+            instances by SOP class, series by manufacturer, series usable or
+            not by reason, annotations by link, errors by type, and SOP
+            Instance UIDs found in more than one file.
+        """
+        con = self.connect()
+        try:
+            return {title: con.execute(query).df() for title, query in _SUMMARY.items()}
+        finally:
+            con.close()
 
 
 def _quoted(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
+
+
+_SUMMARY = {
+    "series by modality": "SELECT coalesce(modality, '?') AS modality, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1",
+    "instances by SOP class": "SELECT sop_class_uid, count(*) AS n FROM instances GROUP BY 1 ORDER BY n DESC, 1",
+    "series by manufacturer": (
+        "SELECT coalesce(manufacturer, '?') AS manufacturer, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1"
+    ),
+    "series usable or not, by reason": (
+        "SELECT CASE WHEN usable THEN 'usable' ELSE reason END AS status, count(*) AS n "
+        "FROM series GROUP BY 1 ORDER BY n DESC, 1"
+    ),
+    "annotations by link": (
+        "SELECT modality, coalesce(link_method, 'not linked') AS link, count(*) AS n "
+        "FROM annotations GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
+    ),
+    "errors by type": "SELECT stage, error_type, count(*) AS n FROM errors GROUP BY 1, 2 ORDER BY n DESC, 1, 2",
+    "SOP Instance UIDs in more than one file": (
+        "SELECT count(*) AS n FROM (SELECT sop_instance_uid FROM instances WHERE sop_instance_uid IS NOT NULL "
+        "GROUP BY 1 HAVING count(DISTINCT path) > 1)"
+    ),
+}

@@ -18,8 +18,8 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
 
-from dicomml.dicom.series_key import group_keys
 from dicomml.dicom.frames import frame_table
+from dicomml.dicom.series_key import group_keys
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
 from dicomml.indexer.header import Header, tag_text
@@ -240,9 +240,18 @@ def _check_pixel_module(header: Header, values: _Values, base: dict[str, Any], p
                 path=path,
                 tag=tag_text(tag),
             )
-    if header.pixel_length is None or header.pixel_length == 0xFFFFFFFF:
-        return  # encapsulated: fragments were checked by the header walk
     frames = base["number_of_frames"] or 1
+    if header.pixel_items is not None:  # encapsulated: every frame needs a fragment after the offset table
+        if frames > header.pixel_items - 1:
+            raise InvalidDicomFileError(
+                f"{path}: (0028,0008) Number of Frames is {frames}, but the encapsulated pixel data holds "
+                f"{max(0, header.pixel_items - 1)} fragments; the header lies or the file is truncated",
+                path=path,
+                tag="(0028,0008)",
+            )
+        return
+    if header.pixel_length is None:
+        return
     bits = base["rows"] * values.get(_COLUMNS, "int") * frames * base["samples_per_pixel"] * base["bits_allocated"]
     expected = (bits + 7) // 8
     if header.pixel_length < expected:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -57,6 +56,27 @@ def _in_process(make_tasks: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
         yield (*scan_batch(entries, options), len(entries))
 
 
+def _scan(options: ScanOptions, entries: Sequence[Entry], started: Any) -> tuple[pa.Table, pa.Table]:
+    """One batch in a worker process (looked up at call time, so a patched scan_batch is used)."""
+    from dicomml.indexer import scan
+
+    return scan.scan_batch(entries, options, started)
+
+
+def _isolated(make_tasks: Any, workers: int, timeout_s: float) -> Iterator[tuple[pa.Table | None, pa.Table, int]]:
+    """Batches in killable worker processes: a file that hangs or kills its worker becomes an error row."""
+    from dicomml.executor import run_batches
+    from dicomml.indexer.scan import failure_rows
+
+    # On Linux the workers are forked, which starts them in milliseconds with everything imported.
+    tasks = ((options, entries) for entries, options in make_tasks())
+    for outcome in run_batches(_scan, tasks, workers=workers, timeout_s=timeout_s, describe=lambda e: e.path):
+        n = len(outcome.items) + len(outcome.failures)
+        failed = failure_rows(outcome.failures)
+        instances, errors = outcome.result or (None, failed.slice(0, 0))
+        yield instances, pa.concat_tables([errors, failed]), n
+
+
 def _bounded(submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_flight: int, done_of: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
     """Run tasks with at most ``in_flight`` outstanding, yielding results as they finish."""
     running: dict[Any, int] = {}
@@ -68,25 +88,6 @@ def _bounded(submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_f
     while running:
         for future in done_of(list(running)):
             yield (*future.result(), running.pop(future))
-
-
-def _pool(make_tasks: Any, workers: int) -> Iterator[tuple[pa.Table, pa.Table, int]]:
-    # On Linux the workers are forked, which starts them in milliseconds with everything
-    # imported; they are all forked by the first submit, before DuckDB opens the listing
-    # (no DuckDB thread exists at fork time). Elsewhere they are spawned.
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-
-    from dicomml.indexer.scan import scan_batch
-
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pool.submit(int).result()
-
-        def done_of(futures: list[Future]) -> set[Future]:
-            return wait(futures, return_when=FIRST_COMPLETED).done
-
-        yield from _bounded(lambda e, o: pool.submit(scan_batch, e, o), make_tasks(), 2 * workers, done_of)
 
 
 def _dask(make_tasks: Any, scheduler: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
@@ -128,8 +129,8 @@ def index(
     out
         The manifest folder; created if absent, updated if it holds a manifest.
     workers
-        Worker processes reading headers; default ``os.cpu_count()``. ``1``
-        reads in this process. ``memory://`` sources are always read here.
+        Worker processes reading headers; default ``os.cpu_count()``.
+        ``memory://`` sources are read in this process.
     scheduler
         A Dask scheduler address (``"tcp://host:8786"``) or a
         ``distributed.Client``: read on that cluster instead.
@@ -140,7 +141,10 @@ def index(
         Salt of ``patient_key``; default: the user's salt in
         ``~/.config/dicomml/salt``, created on first use.
     timeout_s
-        Per-file time limit in seconds (worker processes only; 0 disables).
+        Per-file time limit in seconds: a worker process still reading a
+        file after it is stopped and replaced, and the file becomes an error
+        row (``timeout``); a worker that dies gives a ``crashed`` row. ``0``
+        reads in this process, without a limit.
     progress
         Show a progress bar.
 
@@ -176,25 +180,27 @@ def index(
     from dicomml.indexer.scan import ScanOptions
     from dicomml.indexer.series import annotations_table, series_table
 
-    options = ScanOptions(include_phi=include_phi, salt=salt_bytes, timeout_s=timeout_s)
+    options = ScanOptions(include_phi=include_phi, salt=salt_bytes)
 
     def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:
         return _tasks(store.to_read(), resolved, options)
 
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = min(workers or os.cpu_count() or 1, -(-plan.n_to_read // BATCH_FILES))
     in_memory = any(s.fs is not None and "memory" in s.fs.protocol for s in resolved)
+    results: Iterator[tuple[pa.Table | None, pa.Table, int]]
     if scheduler is not None:
         results = _dask(make_tasks, scheduler)
     elif plan.n_to_read == 0:
         results = iter(())
-    elif n_workers == 1 or plan.n_to_read <= BATCH_FILES or in_memory:
+    elif timeout_s <= 0 or in_memory:
         results = _in_process(make_tasks)
     else:
-        results = _pool(make_tasks, n_workers)
+        results = _isolated(make_tasks, n_workers, timeout_s)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
     with tqdm(total=plan.n_to_read, unit="file", desc="dicomml index", disable=not progress) as bar:
         for instances, errors, n in results:
-            buffered["instances"].append(instances)
+            if instances is not None:
+                buffered["instances"].append(instances)
             buffered["errors"].append(errors)
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)

@@ -1,37 +1,31 @@
 """Read a batch of files into ``instances`` and ``errors`` rows; runs in worker processes.
 
 The failure policy is the indexer's: a bad file becomes an ``errors`` row and
-the batch goes on. A per-file time limit (``SIGALRM``, where the worker runs
-tasks on its main thread) turns a hang into an error row too.
+the batch goes on. The per-file time limit is kept by :mod:`dicomml.executor`,
+which stops the worker process itself; :func:`failure_rows` records those files.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from dicomml.paths import printable, storable_path
 from dicomml.errors import DicomMLError, InvalidDicomFileError
+from dicomml.executor import Failure
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
 from dicomml.indexer.schema import ERRORS, instances_schema
+from dicomml.paths import printable, storable_path
 
-__all__ = ["FileTimeoutError", "ScanOptions", "scan_batch"]
+__all__ = ["ScanOptions", "failure_rows", "scan_batch"]
 
 #: Bytes read first; most classic headers fit, and the walk asks for more when not.
 PREFIX_BYTES = 64 * 1024
-
-
-class FileTimeoutError(TimeoutError):
-    """Reading one file took longer than the per-file limit."""
 
 
 @dataclass(frozen=True)
@@ -44,35 +38,13 @@ class ScanOptions:
         Keep direct identifiers.
     salt
         Salt of ``patient_key``.
-    timeout_s
-        Per-file time limit, seconds.
     fs
         fsspec filesystem of the entries; None for local files.
     """
 
     include_phi: bool
     salt: bytes
-    timeout_s: float = 30.0
     fs: Any = None
-
-
-def _alarm(signum: int, frame: Any) -> None:
-    raise FileTimeoutError("per-file time limit reached")
-
-
-@contextmanager
-def _time_limits(enabled: bool) -> Iterator[bool]:
-    """Install the SIGALRM handler for the batch (main thread only); yields whether limits apply."""
-    usable = enabled and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield False
-        return
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    try:
-        yield True
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _read_header(f: BinaryIO, size: int, path: str) -> Header:
@@ -124,8 +96,6 @@ class _DicomDir(Exception):
 def _error_type(exc: BaseException, entry: Entry, options: ScanOptions) -> str:
     if isinstance(exc, _DicomDir):
         return "dicomdir"
-    if isinstance(exc, FileTimeoutError):
-        return "timeout"
     if isinstance(exc, OSError) and not isinstance(exc, DicomMLError):
         return "unreadable"
     if isinstance(exc, InvalidDicomFileError) and not _starts_like_dicom(entry, options):
@@ -145,13 +115,36 @@ def _starts_like_dicom(entry: Entry, options: ScanOptions) -> bool:
 def _message(exc: BaseException, entry: Entry, options: ScanOptions) -> str:
     if isinstance(exc, _DicomDir):
         return f"{entry.path}: DICOMDIR (Media Storage Directory); recognized, not indexed as an image"
-    if isinstance(exc, FileTimeoutError):
-        return f"{entry.path}: reading the header took over {options.timeout_s:g} s; skipped"
     text = str(exc) or type(exc).__name__
     return text if entry.path in text else f"{entry.path}: {text}"
 
 
-def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table, pa.Table]:
+def _error_row(entry: Entry, error_type: str, exception: str, tag: str | None, message: str) -> dict[str, Any]:
+    return {
+        "path": storable_path(entry.path),
+        "folder": storable_path(entry.folder),
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "stage": "read",
+        "error_type": error_type,
+        "exception": exception,
+        "tag": tag,
+        "message": printable(message),
+    }
+
+
+def failure_rows(failures: Sequence[Failure[Entry]]) -> pa.Table:
+    """``errors`` rows of files whose worker was stopped (``timeout``) or died (``crashed``)."""
+    return pa.Table.from_pylist(
+        [_error_row(f.item, f.kind, "WorkerStopped" if f.kind == "timeout" else "WorkerDied", None, f.message)
+         for f in failures],
+        schema=ERRORS,
+    )
+
+
+def scan_batch(
+    entries: Sequence[Entry], options: ScanOptions, started: Callable[[int], None] | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Read a batch of files.
 
     Parameters
@@ -160,6 +153,8 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
         Files to read.
     options
         See :class:`ScanOptions`.
+    started
+        Called with ``i`` before file ``i`` is read (the executor's clock).
 
     Returns
     -------
@@ -173,30 +168,14 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions) -> tuple[pa.Table
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     memo: dict[tuple[Any, ...], Any] = {}  # decoded header values, shared within the batch
-    with _time_limits(options.timeout_s > 0) as limited:
-        for entry in entries:
-            try:
-                if limited:
-                    signal.setitimer(signal.ITIMER_REAL, options.timeout_s)
-                try:
-                    rows.extend(_read_entry(entry, options, memo))
-                finally:
-                    if limited:
-                        signal.setitimer(signal.ITIMER_REAL, 0)
-            except Exception as exc:  # the indexer's policy: record and go on
-                errors.append(
-                    {
-                        "path": storable_path(entry.path),
-                        "folder": storable_path(entry.folder),
-                        "size": entry.size,
-                        "mtime_ns": entry.mtime_ns,
-                        "stage": "read",
-                        "error_type": _error_type(exc, entry, options),
-                        "exception": type(exc).__name__,
-                        "tag": getattr(exc, "tag", None),
-                        "message": printable(_message(exc, entry, options)),
-                    }
-                )
+    for i, entry in enumerate(entries):
+        if started is not None:
+            started(i)
+        try:
+            rows.extend(_read_entry(entry, options, memo))
+        except Exception as exc:  # the indexer's policy: record and go on
+            errors.append(_error_row(entry, _error_type(exc, entry, options), type(exc).__name__,
+                                     getattr(exc, "tag", None), _message(exc, entry, options)))
     return (
         pa.Table.from_pylist(rows, schema=instances_schema(options.include_phi)),
         pa.Table.from_pylist(errors, schema=ERRORS),

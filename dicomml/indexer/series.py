@@ -113,7 +113,28 @@ def usability(
     return stats, g.problem()
 
 
-def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+#: Error kinds of a file that may have been a slice (not a DICOMDIR, not a file that is no DICOM at all).
+_LOST_SLICE_ERRORS = ("invalid", "timeout", "crashed", "unreadable")
+_LOST = f"""
+SELECT folder, count(*) AS n, min(path) AS example FROM errors
+WHERE stage = 'read' AND error_type IN ({', '.join('?' for _ in _LOST_SLICE_ERRORS)})
+GROUP BY folder
+"""
+
+
+def _lost_slices(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Per folder holding files that could not be read, the reason its groups are not usable.
+
+    A file that cannot be read may have been a slice of any group of its folder; a lost end slice
+    leaves no gap to see, so the groups are marked rather than trusted.
+    """
+    return {
+        folder: f"{n} file(s) of its folder could not be read (e.g. {example.rsplit('/', 1)[-1]}); a slice may be lost"
+        for folder, n, example in con.execute(_LOST, list(_LOST_SLICE_ERRORS)).fetchall()
+    }
+
+
+def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]], lost: dict[str, str]) -> Iterator[dict[str, Any]]:
     for group in batch.to_pylist():
         flat = group.pop("positions")
         spacings = group.pop("spacings")
@@ -124,6 +145,7 @@ def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]]) -> Iterato
         group["shape"] = [stats["n_slices"], group["rows"], group["columns"]] if stats else None
         group["transfer_syntaxes"] = sorted(t for t in group["transfer_syntaxes"] if t)
         group["shared_uid_keys"] = [k for k in shared.get(group["series_instance_uid"], []) if k != group["series_key"]]
+        reason = reason or lost.get(group["folder"])
         group["usable"] = reason is None
         group["reason"] = reason
         yield group
@@ -138,9 +160,10 @@ def series_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
             "WHERE series_key IS NOT NULL GROUP BY series_instance_uid HAVING count(DISTINCT series_key) > 1"
         ).fetchall()
     }
+    lost = _lost_slices(con)
     rows: list[dict[str, Any]] = []
     for batch in con.sql(_GROUPS).to_arrow_reader(1024):
-        rows.extend(_series_rows(batch, shared))
+        rows.extend(_series_rows(batch, shared, lost))
     return pa.Table.from_pylist(rows, schema=SERIES)
 
 

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dicomml.paths import printable, storable_path
 from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection, parquet_view
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
+from dicomml.paths import printable, storable_path
 
 if TYPE_CHECKING:
     import duckdb

@@ -18,14 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["load_mask", "pairs"]
 
-_PAIRS = """
-SELECT s.series_key, a.annotation_key, a.modality, a.segmentation_type, a.labels,
-       a.path AS annotation_path, a.link_method, a.link_problem, s.usable, s.reason
-FROM annotations a JOIN series s ON s.series_key = a.referenced_series_key
-ORDER BY s.series_key, a.annotation_key
-"""
-
-
 def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
     # a filtered Parquet read, as Manifest.series_files does: no DuckDB connection per mask, and nulls come as None
     rows = manifest.table("annotations", filters=[("annotation_key", "==", annotation_key)]).to_pylist()
@@ -151,4 +143,4 @@ def pairs(manifest: Manifest | str | PathLike[str]) -> pd.DataFrame:
     ...     image = dicomml.load_series("manifest/", row.series_key)
     ...     mask = dicomml.load_mask("manifest/", row.annotation_key, reference=image)
     """
-    return Manifest.open(manifest).sql(_PAIRS)
+    return Manifest.open(manifest).pairs()

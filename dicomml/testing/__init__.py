@@ -3,6 +3,11 @@
 ``data_file(name)`` finds a file of the real test corpus (``../shared/data``,
 or the folder named by the ``DICOMML_TEST_DATA`` environment variable) by its
 path relative to that folder, like pydicom's ``get_testdata_file``.
+
+The conformance suites that every implementation of an interface runs (like
+zarr's ``StoreTests``) live in submodules, imported by the tests only (they
+need pytest): :class:`dicomml.testing.cache.CacheStoreTests` for cache stores,
+:class:`dicomml.testing.datasets.DatasetTests` for Datasets.
 """
 
 from __future__ import annotations

@@ -174,6 +174,10 @@ class Transform:
     ``meta["transforms"]``.
     """
 
+    #: Whether the output at a voxel is a fixed function of that voxel's value alone (no
+    #: random draw, no statistic of the image, no neighbour): then :meth:`lookup_table` answers.
+    pointwise = False
+
     def __call__(self, data: Any) -> Any:
         sample, restore = to_sample(data)
         return restore(self.apply(sample, self.make_params(sample)))
@@ -193,6 +197,40 @@ class Transform:
     def record(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """What to append to ``meta["transforms"]`` (random draws); nothing by default."""
         return None
+
+    def lookup_table(self, dtype: Any) -> np.ndarray | None:
+        """This transform as a table to fuse into the cache read of a one-channel ``dtype`` image, or None.
+
+        A :attr:`pointwise` transform of an 8/16-bit integer image is a
+        lookup table: ``(C, 2**bits)``, row ``c`` being output channel ``c``
+        for every stored value, indexed by the value's bits read as unsigned
+        (:meth:`dicomml.cache.CacheEntry.read` ``lookup=``). The Datasets ask
+        their first at-load transform; when it answers, the image is mapped
+        while its chunks are decoded (one pass) and the transform is skipped.
+
+        Parameters
+        ----------
+        dtype
+            The stored image's dtype.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            None when the transform is not pointwise or the dtype is not an
+            integer of at most 16 bits.
+
+        Examples
+        --------
+        >>> from dicomml.transforms import Window
+        >>> Window(40, 80).lookup_table("uint8").shape, Window(40, 80).lookup_table("float32")
+        ((1, 256), None)
+        """
+        dtype = np.dtype(dtype)
+        if not self.pointwise or dtype.kind not in "iu" or dtype.itemsize > 2:
+            return None
+        values = np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}").view(dtype)
+        out = self.apply_image(torch.from_numpy(values).reshape(1, 1, 1, -1), {})
+        return np.ascontiguousarray(out.reshape(out.shape[0], -1).numpy())
 
     def apply(self, sample: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """Apply ``params`` to every spatial entry of ``sample``; returns a new dict."""

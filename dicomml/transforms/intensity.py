@@ -7,7 +7,7 @@ pass through untouched.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ WINDOW_PRESETS: dict[str, WindowSpec] = {
 }
 
 #: A window given as a preset name, ``(center, width)`` or a :class:`~dicomml.config.WindowSpec`.
-WindowLike = Union[str, Sequence[float], WindowSpec]
+WindowLike = str | Sequence[float] | WindowSpec
 
 _OUTPUTS = ("float", "uint8")
 
@@ -94,6 +94,8 @@ class Window(Transform):
     -600.0
     """
 
+    pointwise = True
+
     def __init__(self, center: float, width: float, function: str = "LINEAR_EXACT", output: str = "float") -> None:
         _check_output(output)
         self.center, self.width, self.function, self.output = float(center), float(width), function, output
@@ -133,6 +135,8 @@ class MultiWindow(Transform):
     >>> MultiWindow(["brain", "subdural", "bone"])(torch.zeros(1, 2, 2, 2)).shape
     torch.Size([3, 2, 2, 2])
     """
+
+    pointwise = True
 
     def __init__(self, windows: Sequence[WindowLike], function: str = "LINEAR_EXACT", output: str = "float") -> None:
         _check_output(output)
@@ -218,6 +222,8 @@ class ClipIntensity(Transform):
     [[[[-1000, 0, 1000]]]]
     """
 
+    pointwise = True
+
     def __init__(self, low: float, high: float) -> None:
         if not high > low:
             raise ConfigError(f"ClipIntensity range [{low}, {high}] is empty; high must exceed low")
@@ -235,6 +241,8 @@ class ScaleIntensity(Transform):
     >>> ScaleIntensity(-1000, 1000)(torch.tensor([[[[-1000.0, 0.0, 3000.0]]]])).tolist()
     [[[[0.0, 0.5, 1.0]]]]
     """
+
+    pointwise = True
 
     def __init__(self, low: float, high: float, out_low: float = 0.0, out_high: float = 1.0, clip: bool = True) -> None:
         scale_intensity(torch.zeros(1), low, high)  # validates the range now

@@ -4,7 +4,8 @@ A table on a page that starts after a line ``<!-- schema: TABLE -->`` lists the 
 TABLE (``instances``, ``series``, ``annotations``, ``errors``) as ``| column | meaning |`` rows;
 a first cell may name several columns separated by commas. The hook inserts a ``type`` column
 read from the Arrow schema and fails the build when the page and the schema disagree on the
-columns, so the page cannot drift from the code.
+columns, so the page cannot drift from the code. ``<!-- schema-version -->`` becomes
+the schema's version number.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ def _table(name: str, rows: list[str], schema: pa.Schema, page: str) -> list[str
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     """Replace every marked table by one with a type column; check its columns against the schema."""
-    if "<!-- schema:" not in markdown:
+    if "<!-- schema" not in markdown:
         return markdown
+    from dicomml.indexer.schema import SCHEMA_VERSION
+
+    markdown = markdown.replace("<!-- schema-version -->", str(SCHEMA_VERSION))
     schemas = _schemas()
     lines = markdown.split("\n")
     out: list[str] = []

@@ -16,8 +16,8 @@ import pytest
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from dicomml.assemble import load_files
-from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.dicom import frame_table
+from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import InconsistentGeometryError
 from dicomml.testing import data_root
 

@@ -236,11 +236,9 @@ def test_decoding_threads_follow_the_process_budget(monkeypatch):
     from dicomml.assemble.load import MAX_WORKERS, _threads
 
     cores = min(MAX_WORKERS, os.cpu_count() or 1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a Dask worker's, torchrun's
-    assert _threads(remote=False, compressed=True) == 1
-    assert _threads(remote=True, compressed=False) == MAX_WORKERS  # waits on the network, not a core
-    monkeypatch.setenv("OMP_NUM_THREADS", "64")
-    assert _threads(remote=False, compressed=True) == cores
-    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the library reads no environment: only its argument counts
+    assert _threads(remote=False, compressed=True, budget=1) == 1  # a Dask worker's, torchrun's
+    assert _threads(remote=True, compressed=False, budget=1) == MAX_WORKERS  # waits on the network, not a core
+    assert _threads(remote=False, compressed=True, budget=64) == cores
     assert _threads(remote=False, compressed=True) == cores
     assert _threads(remote=False, compressed=False) == 1  # a read and a copy: the calling thread

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dicomml.cache import Cache
-from dicomml.cache.shard import index_nbytes
+from dicomml.cache.array import index_nbytes
 
 
 def _dicomml(*args: str) -> subprocess.CompletedProcess:

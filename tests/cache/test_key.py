@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pydicom
 
 from dicomml.cache import entry_key, source_fingerprint
 from dicomml.config import PRESET_DIR, PipelineConfig, load_config
-
 
 
 def _files(paths):

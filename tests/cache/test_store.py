@@ -11,7 +11,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from dicomml.cache import Cache
-from dicomml.cache.shard import ArrayLayout, array_metadata, index_nbytes
+from dicomml.cache.array import ArrayLayout, array_metadata, index_nbytes
 from dicomml.errors import CacheIntegrityError, CacheMissError
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import dicomml
 from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.sample import write_sample_study
-
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from dicomml.config import PRESET_DIR, PipelineConfig, WindowSpec, load_config, 
 from dicomml.errors import ConfigError
 
 
-
 @pytest.mark.parametrize("name", ["ct_1mm", "head_ct_3window", "mr_brain_1mm", "ct_seg"])
 def test_shipped_configs_load_and_round_trip(name):
     config = load_config(PRESET_DIR / f"{name}.yaml")

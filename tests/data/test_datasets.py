@@ -17,8 +17,8 @@ import dicomml
 from dicomml.cache import Cache
 from dicomml.config import WindowSpec
 from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate, preprocess_one
-from dicomml.data.pipeline import TableWindow, compute_entry, deterministic_transforms
 from dicomml.errors import CacheMissError, ConfigError
+from dicomml.pipeline import compute_entry, deterministic_transforms
 from dicomml.transforms import MultiWindow
 
 CT = "modality = 'CT'"
@@ -85,12 +85,15 @@ def test_real_seg_mask_lands_where_the_reference_nrrd_says(dcmqi_manifest, data_
     np.testing.assert_allclose(got[:3], expected, atol=0.5)
 
 
-def test_table_window_equals_multiwindow_on_every_int16_value():
+def test_multiwindow_lookup_table_equals_multiwindow_on_every_int16_value():
     values = torch.from_numpy(np.arange(-32768, 32768, dtype=np.int16)).reshape(1, 4, 128, 128)
     windows = [WindowSpec(40, 80, "brain"), WindowSpec(80, 200, "subdural"), WindowSpec(600, 2800, "bone")]
-    assert torch.equal(TableWindow(windows, "int16")(values), MultiWindow(windows)(values))
+    table = MultiWindow(windows).lookup_table("int16")
+    mapped = torch.from_numpy(table[:, values.numpy().view(np.uint16)].reshape(3, 4, 128, 128))
+    assert torch.equal(mapped, MultiWindow(windows)(values))
     u8 = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
-    assert torch.equal(TableWindow(windows[:1], "uint8")(u8), MultiWindow(windows[:1])(u8))
+    table = MultiWindow(windows[:1]).lookup_table("uint8")
+    assert torch.equal(torch.from_numpy(table[:, u8.numpy()[0]]), MultiWindow(windows[:1])(u8))
 
 
 def _patches(manifest, make_config, cache, **kw):
@@ -232,7 +235,7 @@ def test_preprocess_one_writes_what_the_dataset_writes(study, make_config, tmp_p
 def test_compute_entry_equals_the_transforms_on_the_stored_integers(study, make_config):
     _, manifest = study
     config = make_config("ct_1mm")
-    volume = dicomml.load_series(manifest, dicomml.data.series_sources(manifest, config, where=CT)[0].series_key)
+    volume = dicomml.load_series(manifest, dicomml.pipeline.series_sources(manifest, config, where=CT)[0].series_key)
     assert volume.array.dtype.kind == "i"
     image, _, affine = compute_entry(volume, [], config)  # converts to float32 in numpy first
     sample = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None], "affine": volume.affine}
@@ -261,7 +264,7 @@ def _devices() -> list[str]:
 def test_device_gives_the_default_entry(study, make_config, tmp_path, device):
     _, manifest = study
     config = make_config("ct_seg")
-    key = dicomml.data.series_sources(manifest, config)[0].series_key
+    key = dicomml.pipeline.series_sources(manifest, config)[0].series_key
     default = preprocess_one(key, manifest, config, tmp_path / "a")
     on_device = preprocess_one(key, manifest, config, tmp_path / "b", device=device)
     assert on_device.computed and on_device.key == default.key
@@ -279,7 +282,7 @@ def test_device_gives_the_default_entry(study, make_config, tmp_path, device):
 def test_unknown_device_is_a_config_error(study, make_config, tmp_path, device):
     _, manifest = study
     config = make_config("ct_1mm")
-    key = dicomml.data.series_sources(manifest, config, where=CT)[0].series_key
+    key = dicomml.pipeline.series_sources(manifest, config, where=CT)[0].series_key
     with pytest.raises(ConfigError, match="device"):
         preprocess_one(key, manifest, config, tmp_path / "c", device=device)
     assert Cache(tmp_path / "c").keys() == []

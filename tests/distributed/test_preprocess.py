@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 import dicomml
+import dicomml.pipeline
 from dicomml.cache import Cache
 from dicomml.cli.main import main
 from dicomml.config import PRESET_DIR, PipelineConfig
@@ -92,7 +92,7 @@ def test_nothing_to_do_and_bad_options_raise_dicomml_errors(cohort, ct_1mm, tmp_
 
 def test_cli_exits_1_with_one_line_when_every_series_fails(cohort, ct_1mm, four_d_key, tmp_path, capsys):
     config = tmp_path / "ct.yaml"
-    config.write_text(f"name: ct\ndeterministic: {{spacing: [1, 1, 1]}}\n")
+    config.write_text("name: ct\ndeterministic: {spacing: [1, 1, 1]}\n")
     argv = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"),
             "--where", f"series_key = '{four_d_key}'", "--workers", "0", "--quiet", "--report", str(tmp_path / "r.parquet")]
     with pytest.raises(SystemExit) as exit_info:
@@ -148,7 +148,7 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, 
     ct_half_mm = PipelineConfig.from_dict({"name": "ct_half_mm", "deterministic": {"spacing": [0.5, 0.5, 0.5]}})
     (ct_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'CT' AND n_slices = 80")["series_key"]
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.run(lambda: __import__("dicomml.data.pipeline"))  # warm both workers
+        client.run(lambda: __import__("dicomml.pipeline"))  # warm both workers
         outcome: dict = {}
         run = threading.Thread(
             target=lambda: outcome.update(report=dicomml.preprocess(cohort, ct_half_mm, tmp_path / "c", scheduler=cluster.scheduler_address, progress=False))
@@ -211,7 +211,7 @@ def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_r
 
 
 def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, four_d_key, tmp_path, capsys, monkeypatch):
-    everything = dicomml.data.series_sources(cohort, ct_1mm)
+    everything = dicomml.pipeline.series_sources(cohort, ct_1mm)
     rank, world_size = _a_proper_shard(everything, four_d_key)
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
@@ -229,9 +229,9 @@ def test_cli_takes_the_shard_from_the_launcher_unless_given(cohort, ct_1mm, four
     assert len(pd.read_parquet(tmp_path / "flag.parquet")) == len(everything)
 
 
-def test_local_cluster_workers_keep_glibc_malloc_defaults():
+def test_local_cluster_workers_keep_glibc_malloc_defaults(monkeypatch):
     # Dask's nanny spawns workers with MALLOC_TRIM_THRESHOLD_=65536 and leaves it in its own process's
-    # environment; that setting made preprocessing tasks ~10 % slower (benchmarks/bench_preprocess.py)
+    # environment; that setting made preprocessing tasks slower (benchmarks/bench_preprocess.py)
     from distributed import Client, LocalCluster
 
     from dicomml.distributed.run import local_cluster
@@ -239,10 +239,15 @@ def test_local_cluster_workers_keep_glibc_malloc_defaults():
     def trim() -> str | None:
         return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
-        assert set(client.run(trim).values()) == {"65536"}  # Dask's default, so the check below can fail
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # as in a fresh process (the CLI's)
     with local_cluster(1) as client:
         assert set(client.run(trim).values()) == {None}
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # the library edits no environment variable
+    with local_cluster(1, worker_env={"MALLOC_TRIM_THRESHOLD_": "131072"}) as client:  # asked for explicitly
+        assert set(client.run(trim).values()) == {"131072"}
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # Dask's nanny left it here
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
+        assert set(client.run(trim).values()) == {"65536"}  # Dask's default, so the first check can fail
 
 
 def test_local_cluster_workers_import_the_pipeline_and_freeze_it_out_of_the_gc():
@@ -264,7 +269,7 @@ def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
     # the last tasks to start are the cheapest, so no worker ends the run alone on a large series
     from dicomml.distributed.run import _largest_first
 
-    sources = dicomml.data.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'")
+    sources = dicomml.pipeline.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'")
     ordered = _largest_first(cohort, ct_1mm, sources)
     assert sorted(s.series_key for s in ordered) == sorted(s.series_key for s in sources)
     report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where=f"series_key <> '{four_d_key}'", workers=0, progress=False)
@@ -276,6 +281,49 @@ def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
     }
     costs = [actual[s.series_key] for s in ordered]
     assert costs[0] == max(costs) and costs[-1] == min(costs) and costs != sorted(costs)
+
+
+def test_a_rerun_with_everything_cached_says_so_and_starts_no_cluster(cohort, ct_1mm, four_d_key, tmp_path, capsys, monkeypatch):
+    import dicomml.distributed.run
+
+    argv = ["preprocess", str(cohort.path), "--config", "ct_1mm", "--cache", str(tmp_path / "c"), "--where", f"series_key <> '{four_d_key}'"]
+    main([*argv, "--workers", "0", "--quiet"])
+    capsys.readouterr()
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started with nothing to do")
+
+    monkeypatch.setattr(dicomml.distributed.run, "local_cluster", no_cluster)
+    started = time.perf_counter()
+    main(argv)  # the default, a local cluster, when there is work
+    seconds = time.perf_counter() - started
+    err = capsys.readouterr().err
+    n = len(dicomml.pipeline.series_sources(cohort, ct_1mm, where=f"series_key <> '{four_d_key}'"))
+    assert f"all {n} selected series are already in the cache" in err and f"0 done, {n} skipped, 0 failed" in err
+    assert seconds < 5  # a cluster's start alone takes longer; well under a second on an idle machine
+
+
+def test_the_cli_fills_threads_and_worker_env_from_the_environment(cohort, tmp_path, monkeypatch):
+    import dicomml.cli.preprocess
+
+    seen = {}
+    monkeypatch.setattr(dicomml.cli.preprocess, "preprocess", lambda *args, **kwargs: seen.update(kwargs) or _Report())
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    argv = ["preprocess", str(cohort.path), "--config", "x.yaml", "--cache", str(tmp_path / "c")]
+    main(argv)
+    assert seen["threads"] == 3 and seen["worker_env"] == {"MALLOC_TRIM_THRESHOLD_": "131072"}
+    main([*argv, "--threads", "2"])  # an explicit argument wins
+    assert seen["threads"] == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    main(argv)
+    assert seen["threads"] is None and seen["worker_env"] == {}
+
+
+class _Report:
+    def summary(self) -> str:
+        return ""
 
 
 def test_cli_takes_a_preset_name_from_any_folder(cohort, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ a Python block is that block's output: what the block prints must equal it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import re
 import shutil
@@ -135,3 +136,27 @@ def test_docstring_sections_have_numpydoc_names() -> None:
         for m in re.finditer(r"^ *Example\n *-+$", text, flags=re.M)
     ]
     assert not wrong, f"rename these docstring sections to 'Examples': {wrong}"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``dicomml.a.b.c`` names a module, or an attribute of the longest importable module prefix."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_dotted_dicomml_names_in_the_docs_exist() -> None:
+    pattern = re.compile(r"`(dicomml(?:\.[A-Za-z_]\w*)+)")
+    missing = sorted(
+        f"{page.relative_to(ROOT)}: {name}" for page in PAGES for name in set(pattern.findall(page.read_text())) if not _resolves(name)
+    )
+    assert not missing, f"the documentation names objects that do not exist: {missing}"

@@ -70,3 +70,16 @@ def test_tolerance_is_stated_and_holds_both_ways():
     assert geometry_problem([np.nan, 0, 0, 0, 1, 0]).tag == "(0020,0037)"
     assert geometry_problem([1, 0, 0, 0, 1, 0], [[np.nan, np.nan]]) is None  # absent, not a lie
     assert geometry_problem([1, 0, 0, 0, 1, 0], [0.5, 0.5], [[0, 0, np.inf]]).tag == "(0020,0032)"
+
+
+@pytest.mark.parametrize("lost", ["IMG0001.dcm", "IMG0002.dcm", "IMG0003.dcm"])
+def test_a_series_that_lost_a_slice_to_a_bad_file_is_not_usable(data_dir: Path, tmp_path: Path, lost: str):
+    root = tmp_path / "s"
+    shutil.copytree(data_dir / SOURCE, root)
+    data = (root / lost).read_bytes()
+    (root / lost).write_bytes(data[:200])  # an end slice too: no gap would show it
+    (root / "README.txt").write_text("not DICOM, not a lost slice")
+    m = dicomml.index(root, tmp_path / "m", workers=1, progress=False)
+    (row,) = m.series.itertuples()
+    assert not row.usable and (lost in row.reason or "missing slices" in row.reason), row.reason
+    assert set(m.errors.error_type) == {"invalid", "not_dicom"}

@@ -66,9 +66,9 @@ import dicomml.indexer.scan as scan
 run.PARTITION_ROWS = 20  # flush often, so that a kill leaves finished partitions
 run.BATCH_FILES = 10
 slow = scan.scan_batch
-def paced(entries, options):
+def paced(*args):
     import time; time.sleep(0.3)
-    return slow(entries, options)
+    return slow(*args)
 scan.scan_batch = paced
 run.index(sys.argv[1], sys.argv[2], workers=1, salt=sys.argv[3], progress=False)
 """

@@ -80,3 +80,41 @@ def test_dask_scheduler_reads_on_the_cluster(data_dir: Path, tmp_path: Path, sal
     dask_rows = m.instances.sort_values("path")[columns].reset_index(drop=True)
     local_rows = local.instances.sort_values("path")[columns].reset_index(drop=True)
     assert dask_rows.equals(local_rows)
+
+
+def test_usable_series_keys_filter_with_pandas_as_the_oracle(corpus_manifest: Manifest):
+    series = corpus_manifest.series
+    expected = sorted(series[series.usable & (series.modality == "CT")].series_key)
+    assert corpus_manifest.usable_series_keys("modality = 'CT'") == expected
+    assert corpus_manifest.usable_series_keys() == sorted(series[series.usable].series_key)
+
+
+@pytest.mark.parametrize("where", ["no_such_column = 1", "1 = 1; SELECT 1", "modality = 'CT'))"])
+def test_usable_series_keys_refuse_what_is_not_one_predicate(corpus_manifest: Manifest, where: str):
+    with pytest.raises(ManifestError, match="not a valid predicate on the series table"):
+        corpus_manifest.usable_series_keys(where)
+
+
+def test_a_predicate_that_closes_its_parenthesis_still_sees_only_usable_series(corpus_manifest: Manifest):
+    series = corpus_manifest.series
+    assert not series.usable.all()  # so the check below can fail
+    assert corpus_manifest.usable_series_keys("modality = 'CT') OR (1 = 1") == sorted(series[series.usable].series_key)
+
+
+def test_fingerprints_hold_one_row_per_file(corpus_manifest: Manifest):
+    instances = corpus_manifest.instances
+    key = instances.series_key.dropna().iloc[0]
+    rows = corpus_manifest.instance_fingerprints([key])
+    assert list(rows.columns) == ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
+    assert sorted(rows.sop_instance_uid) == sorted(instances[instances.series_key == key].sop_instance_uid)
+    annotations = corpus_manifest.annotations
+    ann = annotations.annotation_key.iloc[0]
+    files = corpus_manifest.annotation_fingerprints([ann])
+    assert set(files.sop_instance_uid) == set(annotations[annotations.annotation_key == ann].sop_instance_uid)
+
+
+def test_summary_counts_match_pandas(corpus_manifest: Manifest):
+    summary = corpus_manifest.summary()
+    by_modality = summary["series by modality"].set_index("modality").n
+    assert by_modality.sum() == len(corpus_manifest.series)
+    assert summary["errors by type"].n.sum() == len(corpus_manifest.errors)

@@ -1,11 +1,11 @@
-"""From a pipeline config to transforms, and from a manifest row to a cache entry.
+"""From a series to its cache entry: :func:`preprocess_one` and its array-level core.
 
 :func:`preprocess_one` is the one function that fills the cache: the
 Datasets call it on a miss, and distributed preprocessing maps it over a
 manifest, so both write the same keys and the same bytes.
 
-Adapter, then core: :func:`series_sources` and :func:`preprocess_one` read the
-manifest; :func:`compute_entry` works on Volumes and arrays only.
+Adapter, then core: :func:`preprocess_one` reads the manifest and the
+files; :func:`compute_entry` works on Volumes and arrays only.
 """
 
 from __future__ import annotations
@@ -17,47 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from dicomml.cache import Cache, entry_key, source_fingerprint
-from dicomml.config import PipelineConfig, WindowSpec, load_config
+from dicomml.cache import Cache
+from dicomml.config import PipelineConfig, load_config
 from dicomml.errors import ConfigError, SeriesAssemblyError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
-from dicomml.transforms.base import Transform
+from dicomml.pipeline.sources import SeriesSource, series_sources
+from dicomml.pipeline.steps import deterministic_transforms
 from dicomml.volume import Volume
 
-__all__ = [
-    "EntryInfo",
-    "SeriesSource",
-    "TableWindow",
-    "at_load_transforms",
-    "compute_entry",
-    "deterministic_transforms",
-    "open_cache",
-    "preprocess_one",
-    "series_sources",
-]
-
-
-@dataclass(frozen=True)
-class SeriesSource:
-    """What one cache entry is made from.
-
-    Attributes
-    ----------
-    series_key
-        The image series (a manifest ``series_key``).
-    key
-        Its cache key under the config (:func:`~dicomml.cache.entry_key`).
-    annotation_keys
-        Manifest ``annotation_key`` of the SEG / RTSTRUCT objects whose masks
-        the entry holds (empty when the config caches no masks).
-    """
-
-    series_key: str
-    key: str
-    annotation_keys: tuple[str, ...] = ()
+__all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one"]
 
 
 @dataclass(frozen=True)
@@ -89,82 +59,6 @@ class EntryInfo:
 def open_cache(cache: Cache | str | os.PathLike[str]) -> Cache:
     """A :class:`~dicomml.cache.Cache` for a Cache or its URL."""
     return cache if isinstance(cache, Cache) else Cache(cache)
-
-
-def deterministic_transforms(config: PipelineConfig) -> list[Any]:
-    """Transforms that run before the cache: orientation, spacing, crop/pad, in that order."""
-    from dicomml import transforms as T
-
-    det = config.deterministic
-    # with a spacing, reorientation runs in the same (single) resampling pass
-    steps: list[Any] = [T.Orient(det.orientation) if det.spacing is None else T.Resample(spacing=det.spacing, axcodes=det.orientation)]
-    if det.shape is not None:
-        steps.append(T.CropOrPad(det.shape))
-    return steps
-
-
-def at_load_transforms(config: PipelineConfig) -> list[Any]:
-    """Transforms that run on every read: windows, normalization, random augmentation.
-
-    Raises
-    ------
-    ConfigError
-        If an augmentation names no transform of :mod:`dicomml.transforms`, or
-        its parameters do not fit it.
-    """
-    from dicomml import transforms as T
-
-    load = config.at_load
-    steps: list[Any] = []
-    if load.windows:
-        integer = np.dtype(config.deterministic.dtype).kind in "iu" and np.dtype(config.deterministic.dtype).itemsize <= 2
-        steps.append(TableWindow(load.windows, config.deterministic.dtype) if integer else T.MultiWindow(list(load.windows)))
-    if load.normalize == "zscore":
-        steps.append(T.ZNormalize())
-    for i, aug in enumerate(load.augment):
-        cls = getattr(T, aug.name, None)
-        if not (isinstance(cls, type) and issubclass(cls, T.Transform)):
-            raise ConfigError(f"{config.name}: at_load.augment[{i}].name: {aug.name!r} is not a dicomml.transforms transform")
-        try:
-            steps.append(cls(**aug.kwargs()))
-        except TypeError as exc:
-            raise ConfigError(f"{config.name}: at_load.augment[{i}].params: {exc}") from None
-    return steps
-
-
-class TableWindow(Transform):
-    """:class:`~dicomml.transforms.MultiWindow` for 8/16-bit integer images, through a lookup table.
-
-    The table is MultiWindow's own output for every value of the dtype (65,536
-    for int16), so the result is identical; applying it is one gather, ~10x
-    faster than MultiWindow's float arithmetic on a 239x239x200 CT here
-    (26-30 vs 300-330 ms on the shared 2-core machine), which keeps
-    windowing at load cheaper than reading pre-windowed float32.
-
-    Parameters
-    ----------
-    windows
-        The config's windows (channels, window-major as MultiWindow stacks them).
-    dtype
-        The cached image dtype: ``int16``, ``uint16`` or ``uint8``.
-    """
-
-    def __init__(self, windows: Sequence[WindowSpec], dtype: str) -> None:
-        from dicomml.transforms import MultiWindow
-
-        self.dtype = np.dtype(dtype)
-        self._index = np.dtype(f"u{self.dtype.itemsize}")
-        values = np.arange(2 ** (8 * self.dtype.itemsize), dtype=self._index).view(self.dtype)
-        table = MultiWindow(list(windows))(torch.from_numpy(values).reshape(1, 1, 1, -1))
-        self.table = np.ascontiguousarray(table.reshape(len(windows), -1).numpy())
-
-    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        if x.dtype != getattr(torch, self.dtype.name) or x.device.type != "cpu":
-            raise ConfigError(f"TableWindow expects a CPU {self.dtype.name} image, got {x.dtype} on {x.device}")
-        index = x.numpy().view(self._index)
-        # every index is in range by construction; mode="wrap" skips numpy's bounds checks (~3x faster)
-        parts = [np.take(row, index, mode="wrap") for row in self.table]
-        return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
 def compute_entry(
@@ -252,104 +146,14 @@ def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(array.astype(target, copy=False))
 
 
-def series_sources(
-    manifest: Any,
-    config: PipelineConfig,
-    *,
-    where: str | None = None,
-    series_keys: Sequence[str] | None = None,
-) -> list[SeriesSource]:
-    """The series a pipeline runs on, with their cache keys.
-
-    Parameters
-    ----------
-    manifest
-        A :class:`dicomml.Manifest`.
-    config
-        The pipeline; when it caches masks, only series with at least one
-        annotation are selected, with all their annotations.
-    where
-        SQL predicate on the ``series`` table (DuckDB), e.g. ``"modality = 'CT'"``.
-    series_keys
-        Explicit series keys (in this order) instead of every usable series.
-
-    Returns
-    -------
-    list of SeriesSource
-        Sorted by series key unless ``series_keys`` gives the order.
-
-    Raises
-    ------
-    SeriesNotFoundError
-        If a key in ``series_keys`` is not in the manifest.
-    """
-    if series_keys is None:
-        query = "SELECT series_key FROM series WHERE usable" + (f" AND ({where})" if where else "") + " ORDER BY series_key"
-        keys = [str(k) for k in manifest.sql(query)["series_key"]]
-    else:
-        keys = [str(k) for k in series_keys]
-    files = _instances(manifest, keys)
-    known = set(files)
-    for k in keys:
-        if k not in known:
-            raise SeriesNotFoundError(f"series key {k} is not in the manifest; list keys with Manifest.series", series_uid=k)
-    annotations: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
-    if config.deterministic.masks:
-        annotations = _annotations(manifest, keys)
-        keys = [k for k in keys if annotations.get(k)]
-    out = []
-    for k in keys:
-        anns = annotations.get(k, [])
-        sources = files[k] + [f for _, ann_files in anns for f in ann_files]
-        out.append(SeriesSource(k, entry_key(source_fingerprint(sources), config), tuple(a for a, _ in anns)))
-    return out
-
-
-def _instances(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
-    if not keys:
-        return {}
-    # a filtered Parquet read, like Manifest.series_files: ~3 ms where a DuckDB connection takes ~35
-    columns = ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
-    table = manifest.table("instances", columns, [("series_key", "in", list(keys))]).to_pandas()
-    return _group(table.rename(columns={"mtime_ns": "mtime"}), "series_key")
-
-
-def _annotations(manifest: Any, keys: Sequence[str]) -> dict[str, list[tuple[str, list[tuple[Any, ...]]]]]:
-    """series key -> [(annotation key, its files as fingerprint tuples)], sorted by annotation key."""
-    from dicomml.seg import pairs
-
-    paired = pairs(manifest)
-    paired = paired[paired["series_key"].isin(list(keys))]
-    if paired.empty:
-        return {}
-    table = manifest.sql(
-        "SELECT annotation_key, sop_instance_uid, i.size, i.mtime_ns AS mtime, a.frame_numbers FROM annotations a "
-        "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)",
-        sorted(set(paired["annotation_key"])),
-    )
-    files = _group(table, "annotation_key")
-    out: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
-    for series_key, group in paired.sort_values("annotation_key").groupby("series_key"):
-        out[str(series_key)] = [(str(a), files.get(str(a), [])) for a in group["annotation_key"]]
-    return out
-
-
-def _group(table: pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    for row in table.itertuples(index=False):
-        frames = row.frame_numbers
-        frames = None if frames is None or (pd.api.types.is_scalar(frames) and pd.isna(frames)) else list(frames)
-        out.setdefault(str(getattr(row, by)), []).append((row.sop_instance_uid, row.size, row.mtime, frames))
-    return out
-
-
 def preprocess_one(
     row_or_key: Any,
-    manifest: Any,
+    manifest: Manifest | str | os.PathLike[str],
     config: PipelineConfig | str | os.PathLike[str],
     cache: Cache | str,
     *,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> EntryInfo:
     """Compute and publish the cache entry of one series, unless it is already there.
 
@@ -371,6 +175,9 @@ def preprocess_one(
     device
         Where the deterministic transforms run (:func:`compute_entry`); the
         entry's key does not depend on it, its values only to float32 rounding.
+    threads
+        Most threads that decode the series' compressed frames
+        (:func:`~dicomml.load_series`); None: every core.
 
     Returns
     -------
@@ -408,7 +215,7 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = load_series(manifest, source.series_key)
+        volume = load_series(manifest, source.series_key, threads=threads)
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
@@ -426,7 +233,7 @@ def preprocess_one(
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
 
 
-def _mask(manifest: Any, annotation_key: str, volume: Volume, config: PipelineConfig) -> Volume:
+def _mask(manifest: Manifest, annotation_key: str, volume: Volume, config: PipelineConfig) -> Volume:
     from dicomml.seg import load_mask
 
     wanted = config.deterministic.masks

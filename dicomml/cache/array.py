@@ -89,12 +89,10 @@ def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[Arr
     """Encode ``data`` as a one-shard Zarr v3 array named ``name``: its layout and its files.
 
     Both files are made here, in the calling thread: the metadata document
-    (:func:`array_metadata`) and the shard. zarr-python's own write handed
-    every inner chunk to its event-loop and codec threads (1.5-2.4x the CPU
-    time for the same chunks: a 256x256x200 int16 volume took ~60 ms of CPU
-    here instead of 95-150 ms spread over several threads), and each of its
-    metadata writes was a round trip to its event loop (3-7 ms of waiting per
-    file), which matters most when every core runs a worker
+    (:func:`array_metadata`) and the shard. zarr-python's own write hands
+    every inner chunk to its event-loop and codec threads, which costs more
+    CPU time for the same chunks, and makes each metadata write a round trip
+    to its event loop; that matters most when every core runs a worker
     (``benchmarks/bench_preprocess.py``). Any Zarr v3 reader reads the result
     (inner chunks in C order, where zarr-python writes Morton order; the index
     says where each one is).
@@ -288,8 +286,8 @@ def read_region(
                 )
             numcodecs.blosc.decompress(frame, buffer)
             lo = [i * c for i, c in zip(cidx, layout.chunks)]
-            src = tuple(slice(max(r.start, l) - l, min(r.stop, l + c) - l) for r, l, c in zip(region, lo, layout.chunks))
-            dst = tuple(slice(max(r.start, l) - s, min(r.stop, l + c) - s) for r, l, c, s in zip(region, lo, layout.chunks, starts))
+            src = tuple(slice(max(r.start, o) - o, min(r.stop, o + c) - o) for r, o, c in zip(region, lo, layout.chunks))
+            dst = tuple(slice(max(r.start, o) - s, min(r.stop, o + c) - s) for r, o, c, s in zip(region, lo, layout.chunks, starts))
             if lookup is None:
                 out[dst] = buffer[src]
             else:  # indices are in range by construction; mode="wrap" skips numpy's bounds checks

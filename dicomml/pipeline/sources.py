@@ -1,0 +1,111 @@
+"""Which series a pipeline runs on, and the cache key of each (adapter from the manifest)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from dicomml.cache import entry_key, source_fingerprint
+from dicomml.config import PipelineConfig
+from dicomml.errors import SeriesNotFoundError
+from dicomml.indexer.manifest import Manifest
+
+__all__ = ["SeriesSource", "series_sources"]
+
+
+@dataclass(frozen=True)
+class SeriesSource:
+    """What one cache entry is made from.
+
+    Attributes
+    ----------
+    series_key
+        The image series (a manifest ``series_key``).
+    key
+        Its cache key under the config (:func:`~dicomml.cache.entry_key`).
+    annotation_keys
+        Manifest ``annotation_key`` of the SEG / RTSTRUCT objects whose masks
+        the entry holds (empty when the config caches no masks).
+    """
+
+    series_key: str
+    key: str
+    annotation_keys: tuple[str, ...] = ()
+
+
+def series_sources(
+    manifest: Manifest | str | os.PathLike[str],
+    config: PipelineConfig,
+    *,
+    where: str | None = None,
+    series_keys: Sequence[str] | None = None,
+) -> list[SeriesSource]:
+    """The series a pipeline runs on, with their cache keys.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`dicomml.Manifest` or its folder.
+    config
+        The pipeline; when it caches masks, only series with at least one
+        annotation are selected, with all their annotations.
+    where
+        SQL predicate on the ``series`` table (DuckDB), e.g. ``"modality = 'CT'"``.
+    series_keys
+        Explicit series keys (in this order) instead of every usable series.
+
+    Returns
+    -------
+    list of SeriesSource
+        Sorted by series key unless ``series_keys`` gives the order.
+
+    Raises
+    ------
+    SeriesNotFoundError
+        If a key in ``series_keys`` is not in the manifest.
+    ManifestError
+        If ``where`` is not a valid predicate on the ``series`` table.
+    """
+    manifest = Manifest.open(manifest)
+    keys = manifest.usable_series_keys(where) if series_keys is None else [str(k) for k in series_keys]
+    files = _group(manifest.instance_fingerprints(keys), "series_key") if keys else {}
+    for k in keys:
+        if k not in files:
+            raise SeriesNotFoundError(f"series key {k} is not in the manifest; list keys with Manifest.series", series_uid=k)
+    annotations: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+    if config.deterministic.masks:
+        annotations = _annotations(manifest, keys)
+        keys = [k for k in keys if annotations.get(k)]
+    out = []
+    for k in keys:
+        anns = annotations.get(k, [])
+        sources = files[k] + [f for _, ann_files in anns for f in ann_files]
+        out.append(SeriesSource(k, entry_key(source_fingerprint(sources), config), tuple(a for a, _ in anns)))
+    return out
+
+
+def _annotations(manifest: Manifest, keys: Sequence[str]) -> dict[str, list[tuple[str, list[tuple[Any, ...]]]]]:
+    """series key -> [(annotation key, its files as fingerprint tuples)], sorted by annotation key."""
+    paired = manifest.pairs()
+    paired = paired[paired["series_key"].isin(list(keys))]
+    if paired.empty:
+        return {}
+    files = _group(manifest.annotation_fingerprints(list(paired["annotation_key"])), "annotation_key")
+    out: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+    for series_key, group in paired.sort_values("annotation_key").groupby("series_key"):
+        out[str(series_key)] = [(str(a), files.get(str(a), [])) for a in group["annotation_key"]]
+    return out
+
+
+def _group(table: pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
+    """``by`` value -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for row in table.itertuples(index=False):
+        frames = row.frame_numbers
+        frames = None if frames is None or (pd.api.types.is_scalar(frames) and pd.isna(frames)) else list(frames)
+        out.setdefault(str(getattr(row, by)), []).append((row.sop_instance_uid, row.size, row.mtime_ns, frames))
+    return out

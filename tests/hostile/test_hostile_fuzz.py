@@ -1,0 +1,81 @@
+"""Seeded fuzzing: a hostile corpus made from real files is indexed in one run and every usable series loads
+to a volume or a typed error (``scripts/fuzz.py`` runs the same at over 1,000 entries)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import dicomml
+from dicomml.errors import DicomMLError
+from dicomml.paths import local_path
+from dicomml.testing.hostile import build_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int], dicomml.Manifest]:
+    root = tmp_path_factory.mktemp("fuzz")
+    counts = build_corpus(data_dir, root / "tree", scale=1, seed=18)
+    manifest = dicomml.index(root / "tree", root / "m", workers=2, timeout_s=20, progress=False)
+    return root / "tree", counts, manifest
+
+
+def _entries(tree: Path) -> set[str]:
+    found = set()
+    for folder, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if not os.path.isdir(path) or os.path.islink(path) or name.endswith(".dcm"):
+                found.add(path)
+    return found
+
+
+def test_every_entry_is_an_instance_or_an_error_row(corpus):
+    tree, counts, m = corpus
+    assert len(counts) >= 25 and sum(counts.values()) >= 100
+    seen = {local_path(p) for p in m.instances.path} | {local_path(p) for p in m.errors.path}
+    assert _entries(tree) <= seen
+
+
+def test_each_category_is_recorded_as_it_should(corpus):
+    tree, counts, m = corpus
+    errors = m.errors.assign(category=[local_path(p)[len(str(tree)) + 1 :].split("/")[0] for p in m.errors.path])
+    for category in ("frame_count_lie", "deflate_bomb", "deep_nesting", "truncated"):
+        assert category in set(errors.category), category
+    bomb = errors[errors.category == "deflate_bomb"]
+    assert "inflates past" in bomb.message.iloc[0]
+    series = m.series.assign(category=[local_path(f)[len(str(tree)) + 1 :].split("/")[0] for f in m.series.folder])
+    # "one file off" splits that file into its own (single-slice) group; slices 90 m apart are a regular stack
+    honest = ("series_slices_apart_in_range", "series_orientation_one_file_off")
+    lied = series[series.category.str.startswith("series_") & ~series.category.isin(honest)]
+    assert not lied.usable.any(), lied[lied.usable][["category", "reason"]]
+
+
+def test_every_usable_series_loads_or_raises_a_typed_error(corpus):
+    _, _, m = corpus
+    loaded = typed = 0
+    for key in m.series[m.series.usable].series_key:
+        try:
+            dicomml.load_series(m, key)
+            loaded += 1
+        except DicomMLError as exc:
+            assert "\n" not in str(exc)
+            typed += 1
+    assert loaded
+
+
+def test_every_file_alone_loads_or_raises_a_typed_error(corpus):
+    tree, _, m = corpus
+    untyped = []
+    for path in sorted({local_path(p) for p in m.instances.path} | {local_path(p) for p in m.errors.path}):
+        if not os.path.isfile(path) or os.path.basename(path).startswith("fifo"):
+            continue
+        try:
+            dicomml.load_files([path], on_irregular="keep")
+        except DicomMLError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - what this test looks for (a Rust panic is a BaseException)
+            untyped.append(f"{path}: {type(exc).__name__}: {exc}")
+    assert untyped == []
