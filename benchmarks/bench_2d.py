@@ -168,7 +168,7 @@ def main() -> None:
         n = len(paths) if kind is None else counts[kind]
         return n / total if total else float("nan")
 
-    print(f"\n| contender | DX images/s | MG images/s | all images/s | vs plain loop |")
+    print("\n| contender | DX images/s | MG images/s | all images/s | vs plain loop |")
     print("|---|---:|---:|---:|---:|")
     for name in contenders:
         print(f"| {name} first epoch | {rate(name, 'DX'):.2f} | {rate(name, 'MG'):.3f} | {rate(name):.2f} | {rate(name) / rate('plain loop'):.2f}x |")

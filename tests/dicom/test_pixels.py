@@ -8,7 +8,7 @@ import pytest
 from pydicom.pixels import pixel_array
 
 from dicomml.dicom import frame_table
-from dicomml.dicom.pixels import native_stack, decode_into, stored_dtype
+from dicomml.dicom.pixels import decode_into, native_stack, stored_dtype
 from dicomml.dicom.synthetic import write_slice
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from imaging2d_refs import pydicom_test_files
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 from pydicom.pixels.processing import (
@@ -23,7 +24,6 @@ from pydicom.uid import ExplicitVRLittleEndian
 from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d import load_image
 from dicomml.imaging2d.synthetic import write_image2d
-from imaging2d_refs import pydicom_test_files
 
 _IMAGES = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 
