@@ -29,8 +29,8 @@ class Planar(Transform):
         Any :class:`~dicomml.transforms.Transform` (or a MONAI-style callable
         on sample dicts); spatial axes 0 and 1 are the image's rows and columns.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from dicomml.transforms import RandomFlip
     >>> s = Planar(RandomFlip(axes=(1,), p=1.0))({"image": torch.arange(3.0).view(1, 1, 3)})
     >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["axes"]

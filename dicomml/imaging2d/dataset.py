@@ -98,8 +98,8 @@ class ImageDataset(Dataset):
         when none does), flipped and resized with the image (nearest), labels
         in ``meta["mask_labels"]``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> ds = ImageDataset("manifest/", "cache/", ImageConfig(display="breast"), where="modality = 'MG'")  # doctest: +SKIP
     >>> ds[0]["image"].shape  # doctest: +SKIP
     torch.Size([1, 512, 512])

@@ -153,8 +153,8 @@ def load_image(
     UnsupportedTransferSyntaxError
         If its pixel data cannot be decoded.
 
-    Example
-    -------
+    Examples
+    --------
     >>> image = load_image("mammo/L_CC.dcm", display="breast")  # doctest: +SKIP
     >>> image.pixels.shape, image.meta["view"], image.meta["flips"]  # doctest: +SKIP
     ((1, 4096, 3328), 'CC', [])

@@ -81,8 +81,8 @@ class ProjectionHeader:
 def normalize_view(text: str | None) -> str | None:
     """A view name from View Position or a code meaning/value (``"medio-lateral oblique"`` -> ``"MLO"``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> normalize_view("cranio-caudal"), normalize_view("LL"), normalize_view("399368009")
     ('CC', 'LAT', 'MLO')
     """
@@ -151,8 +151,8 @@ def display_flips(
         Orientation: the usual hanging, right breast facing left, is assumed)
         or ``"unknown"`` (nothing to go by: no flip).
 
-    Example
-    -------
+    Examples
+    --------
     >>> h = ProjectionHeader("R", "CC", ("P", "L"), None)
     >>> display_flips(h, "breast")
     (True, False, 'patient_orientation')

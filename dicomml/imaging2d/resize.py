@@ -48,8 +48,8 @@ class Placement:
 def placement(rows: int, columns: int, size: tuple[int, int] | None, mode: str = "letterbox") -> Placement:
     """Where a ``rows x columns`` image lands in an output of ``size`` under ``mode``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> placement(300, 200, (100, 100))
     Placement(scale=(0.3333333333333333, 0.335), offset=(0, 16), shape=(100, 67))
     """
@@ -102,8 +102,8 @@ def fit(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None, mode: st
     -------
     (tensor, Placement)
 
-    Example
-    -------
+    Examples
+    --------
     >>> out, where = fit(np.ones((1, 300, 200), np.float32), (100, 100))
     >>> tuple(out.shape), where.shape, where.offset
     ((1, 100, 100), (100, 67), (0, 16))

@@ -97,8 +97,8 @@ def physical_spacing(ds: Dataset) -> Spacing:
         In mm, (row, column) order; ``source="none"`` and None spacings when
         the header holds no usable spacing.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from pydicom.dataset import Dataset
     >>> ds = Dataset()
     >>> ds.ImagerPixelSpacing = [0.2, 0.2]
