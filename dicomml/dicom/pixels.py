@@ -69,8 +69,14 @@ def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
     path = source_name(ds)
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+        plugins = _plugins(uid)
+        for plugin in plugins[:-1]:  # the next plugin may handle what one cannot (12-bit JPEG, odd J2K)
+            try:
+                return pixel_array(ds, index=index, decoding_plugin=plugin)
+            except (NotImplementedError, RuntimeError):
+                continue
         try:
-            return pixel_array(ds, index=index, decoding_plugin=_plugin(uid))
+            return pixel_array(ds, index=index, decoding_plugin=plugins[-1])
         except (NotImplementedError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(exc)):
                 raise  # a decoder is there and failed on the data: corrupt, typed as such on the way out
@@ -83,14 +89,15 @@ def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
             ) from exc
 
 
-def _plugin(uid: str) -> str:
-    """The decoding plugin to use: any but GDCM, which aborts the whole process on some corrupt
-    codestreams; GDCM only when it is the one installed plugin for the syntax ("" lets pydicom choose)."""
+def _plugins(uid: str) -> list[str]:
+    """The decoding plugins to try, in pydicom's order: all but GDCM, which aborts the whole process on
+    some corrupt codestreams; GDCM only when it is the one installed plugin for the syntax ("" lets
+    pydicom choose)."""
     try:
         available = get_decoder(uid).available_plugins
     except (NotImplementedError, ValueError, TypeError):
-        return ""
-    return next((name for name in available if name != "gdcm"), "")
+        return [""]
+    return [name for name in available if name != "gdcm"] or [""]
 
 
 def _decodable(uid: str) -> bool:
