@@ -69,24 +69,22 @@ def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
     path = source_name(ds)
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
-        plugins = _plugins(uid)
-        for plugin in plugins[:-1]:  # the next plugin may handle what one cannot (12-bit JPEG, odd J2K)
+        failures: list[NotImplementedError | RuntimeError] = []
+        for plugin in _plugins(uid):  # the next plugin may handle what one cannot (12-bit JPEG, odd J2K)
             try:
                 return pixel_array(ds, index=index, decoding_plugin=plugin)
-            except (NotImplementedError, RuntimeError):
-                continue
-        try:
-            return pixel_array(ds, index=index, decoding_plugin=plugins[-1])
-        except (NotImplementedError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(exc)):
-                raise  # a decoder is there and failed on the data: corrupt, typed as such on the way out
-            raise UnsupportedTransferSyntaxError(
-                f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
-                f"decoders ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); install a decoder "
-                "that supports it or re-encode the file (e.g. with dcmtk's dcmdjpeg)",
-                path=path,
-                tag="(0002,0010)",
-            ) from exc
+            except (NotImplementedError, RuntimeError) as exc:
+                failures.append(exc)
+        first = failures[0]  # the preferred plugin's reason decides between corrupt and unsupported
+        if isinstance(first, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(first)):
+            raise first  # a decoder is there and failed on the data: corrupt, typed as such on the way out
+        raise UnsupportedTransferSyntaxError(
+            f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
+            f"decoders ({str(first).splitlines()[0] if str(first) else type(first).__name__}); install a decoder "
+            "that supports it or re-encode the file (e.g. with dcmtk's dcmdjpeg)",
+            path=path,
+            tag="(0002,0010)",
+        ) from first
 
 
 def _plugins(uid: str) -> list[str]:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+
+from dicomml.imaging2d.spacing import HeaderValues
 
 __all__ = ["ProjectionHeader", "display_flips", "flipped_orientation", "normalize_view", "projection_header"]
 
@@ -95,7 +96,7 @@ def normalize_view(text: str | None) -> str | None:
     return _VIEW_TEXT.get(key, text.upper())
 
 
-def projection_header(ds: Dataset) -> ProjectionHeader:
+def projection_header(ds: HeaderValues) -> ProjectionHeader:
     """Laterality, view, Patient Orientation and Burned In Annotation of a header.
 
     Laterality is Image Laterality (0020,0062), else the series' Laterality
@@ -109,7 +110,7 @@ def projection_header(ds: Dataset) -> ProjectionHeader:
             laterality = value
             break
     view = normalize_view(str(ds.get("ViewPosition", "") or "") or None)
-    if view is None:
+    if view is None and "ViewCodeSequence" in ds:
         for item in ds.get("ViewCodeSequence") or []:
             view = normalize_view(str(item.get("CodeMeaning", "") or "") or None) or normalize_view(str(item.get("CodeValue", "") or "") or None)
             if view:

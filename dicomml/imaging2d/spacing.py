@@ -14,12 +14,22 @@ assuming 1 mm.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import numpy as np
-from pydicom.dataset import Dataset
+from typing import Any, Protocol
 
-__all__ = ["SPACING_SOURCES", "Spacing", "physical_spacing"]
+from pydicom.multival import MultiValue
+
+__all__ = ["SPACING_SOURCES", "HeaderValues", "Spacing", "physical_spacing"]
+
+
+class HeaderValues(Protocol):
+    """What the 2D header rules read: values by DICOM keyword (a pydicom Dataset, or the indexer's raw header)."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+    def __contains__(self, key: Any, /) -> bool: ...
 
 #: Values of ``Spacing.source`` (and the manifest's ``spacing_source``).
 SPACING_SOURCES = (
@@ -58,15 +68,24 @@ class Spacing:
 
 
 def _pair(value: object) -> tuple[float, float] | None:
+    """Two positive finite numbers from a header value, else None (plain Python: the indexer calls this per file)."""
     if value is None:
         return None
-    numbers = np.atleast_1d(np.asarray(value, dtype=float))
-    if numbers.size < 2 or not np.all(np.isfinite(numbers[:2])) or np.any(numbers[:2] <= 0):
+    items: list[Any] = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    try:
+        numbers = [float(v) for v in items[:2]]
+    except (TypeError, ValueError):
         return None
-    return float(numbers[0]), float(numbers[1])
+    if len(numbers) < 2 or not all(math.isfinite(v) and v > 0 for v in numbers):
+        return None
+    return numbers[0], numbers[1]
 
 
-def _ultrasound(ds: Dataset) -> tuple[float, float] | None:
+def _close(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
+
+
+def _ultrasound(ds: HeaderValues) -> tuple[float, float] | None:
     """(row, column) mm of the first region whose deltas are in cm, equal across such regions."""
     found = None
     for region in ds.get("SequenceOfUltrasoundRegions") or []:
@@ -78,18 +97,18 @@ def _ultrasound(ds: Dataset) -> tuple[float, float] | None:
         pair = (abs(pair[0]) * 10.0, abs(pair[1]) * 10.0)
         if found is None:
             found = pair
-        elif not np.allclose(found, pair, rtol=1e-6):
+        elif not _close(found, pair):
             return None  # regions of different scale: no one spacing holds for the whole image
     return found
 
 
-def physical_spacing(ds: Dataset) -> Spacing:
+def physical_spacing(ds: HeaderValues) -> Spacing:
     """The physical pixel size of a 2D image and where it came from.
 
     Parameters
     ----------
     ds
-        The image's header.
+        The image's header (a pydicom Dataset, or anything that gives values by keyword).
 
     Returns
     -------
@@ -109,14 +128,14 @@ def physical_spacing(ds: Dataset) -> Spacing:
     imager = _pair(ds.get("ImagerPixelSpacing"))
     pixel = _pair(ds.get("PixelSpacing"))
     calibrated = bool(str(ds.get("PixelSpacingCalibrationType", "") or "").strip())
-    if pixel is not None and (imager is None or calibrated or not np.allclose(pixel, imager, rtol=1e-6)):
+    if pixel is not None and (imager is None or calibrated or not _close(pixel, imager)):
         return Spacing(pixel[0], pixel[1], "pixel_spacing")
     if imager is not None:
         factor = ds.get("EstimatedRadiographicMagnificationFactor")
-        if factor is not None and np.isfinite(float(factor)) and float(factor) > 0:
+        if factor is not None and math.isfinite(float(factor)) and float(factor) > 0:
             return Spacing(imager[0] / float(factor), imager[1] / float(factor), "magnification_corrected")
         return Spacing(imager[0], imager[1], "imager_pixel_spacing")
-    region = _ultrasound(ds)
+    region = _ultrasound(ds) if "SequenceOfUltrasoundRegions" in ds else None
     if region is not None:
         return Spacing(region[0], region[1], "ultrasound_region")
     scanned = _pair(ds.get("NominalScannedPixelSpacing"))

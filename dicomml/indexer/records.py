@@ -335,7 +335,7 @@ def instance_rows(
     if rows_value is None and header.pixel_tag is None:  # not an image: a structure set, a report
         return [base]
     _check_pixel_module(header, values, base, path)
-    base.update(image2d_fields(ds))
+    base.update(image2d_fields(values.get, header.elements, ds))
     table = frame_table(ds)
     base["columns"] = values.get(_COLUMNS, "int")
     base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None
