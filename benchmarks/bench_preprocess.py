@@ -4,8 +4,8 @@ One run, same data: a synthetic cohort of sample studies (``dicomml.sample``,
 one CT of 128 x 128 x 80 and one sagittal MR of 28 x 128 x 128 per seed),
 written as DICOM and indexed; pipeline RAS, 1 mm, int16. Every contender runs
 in a fresh subprocess on an empty cache, with one thread per process
-(Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers and their tasks run
-outside the main thread, where numcodecs compresses with one Blosc thread;
+(``preprocess`` gives each Dask task one decoding thread, ``threads=1``, and
+tasks run outside the main thread, where numcodecs compresses with one Blosc thread;
 the loop gets the same: in its main thread Blosc would use a second core,
 0.42 instead of 0.51-0.62 ms per 512 KB chunk here), after the DICOM files
 were read once (warm page cache). Each run
@@ -102,7 +102,7 @@ def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[st
     manifest, config = Manifest.open(work / "manifest"), _config()
     start = time.perf_counter()
     sources = series_sources(manifest, config, where=WHERE)[part[0]::part[1]]
-    task_seconds = sum(preprocess_one(source, manifest, config, str(cache)).seconds for source in sources)
+    task_seconds = sum(preprocess_one(source, manifest, config, str(cache), threads=1).seconds for source in sources)
     return {"seconds": time.perf_counter() - start, "series": len(sources), "task_seconds": task_seconds}
 
 

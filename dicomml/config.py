@@ -16,6 +16,7 @@ YAML layout (every key optional except ``name``)::
       dtype: int16              # int16 | uint16 | uint8 | float16 | float32
       masks: []                 # segment labels to cache; ["*"] = every segment
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
+      philips_scaling: float    # float (as dcm2niix) | display: Philips MR's private scaling
     at_load:
       windows:                  # stacked as channels, each scaled to [0, 1]
         - {name: soft_tissue, center: 40, width: 400}
@@ -52,6 +53,7 @@ from typing import Any
 
 import yaml
 
+from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling
 from dicomml.errors import ConfigError
 
 __all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config", "presets", "PRESET_DIR"]
@@ -129,6 +131,10 @@ class Deterministic:
     chunks
         Inner Zarr chunk shape (voxels, array axis order) of the cached image
         and masks; a random patch reads only the chunks it touches.
+    philips_scaling
+        ``"float"`` (Philips MR's private floating-point values, as dcm2niix
+        writes them) or ``"display"`` (the standard rescale only); see
+        :mod:`dicomml.dicom.philips`. Other images are the same either way.
     """
 
     orientation: str = "RAS"
@@ -137,6 +143,7 @@ class Deterministic:
     dtype: str = "int16"
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
+    philips_scaling: PhilipsScaling = "float"
 
     def __post_init__(self) -> None:
         code = self.orientation.upper() if isinstance(self.orientation, str) else ""
@@ -153,6 +160,8 @@ class Deterministic:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
+        if self.philips_scaling not in PHILIPS_SCALINGS:
+            raise ConfigError(f"philips_scaling {self.philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,7 @@ class PipelineConfig:
                     dtype=_typed(det.get("dtype", "int16"), str, "deterministic.dtype"),
                     masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
                     chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
+                    philips_scaling=_typed(det.get("philips_scaling", "float"), str, "deterministic.philips_scaling"),
                 ),
                 at_load=AtLoad(
                     windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),

@@ -152,8 +152,8 @@ def run_batches(
         Per batch run (a batch retried after a failure is yielded once, with
         the items it covers and the failures on the way).
 
-    Example
-    -------
+    Examples
+    --------
     >>> outcomes = list(run_batches(count_items, [(None, [1, 2]), (None, [3])], workers=2, timeout_s=5))  # doctest: +SKIP
     """
     mp = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")

@@ -29,8 +29,8 @@ def max_voxels() -> int:
 def check_voxels(shape: Sequence[int], what: str) -> None:
     """Raise :class:`~dicomml.errors.ResourceLimitError` before allocating an array of ``shape`` past the ceiling.
 
-    Example
-    -------
+    Examples
+    --------
     >>> check_voxels((3, 512, 512), "series s")
     >>> check_voxels((3_000_000, 512, 512), "series s")
     Traceback (most recent call last):

@@ -359,8 +359,8 @@ TRAIN = [
         The loop of a real training script at toy size, on CPU in about a minute: index the
         sample study, describe the pipeline in a config, read whole volumes with
         `SegmentationDataset` and random 32³ patches with `PatchDataset` (through a Zarr cache
-        that the first read fills), train a small MONAI UNet for a few iterations, and overlay
-        its prediction on a held-out patient.
+        that the first read fills), train a small MONAI UNet for 40 iterations to find the lung
+        lesion, and overlay its prediction on a held-out patient.
 
         Everything is written under `nb-out/02_train/` in the working directory.
         """,
@@ -423,10 +423,13 @@ TRAIN = [
 
         A config has a *deterministic* part, run once and cached (its hash is part of the
         cache key), and an *at-load* part, run on every read. This one is like
-        the `ct_seg` preset (`dicomml/configs/ct_seg.yaml`), at 2 mm instead of 1.5 mm and with 32³ chunks to keep a CPU
-        run small: RAS+ axes, int16 Hounsfield units, every segment of the paired SEG cached
-        as a mask channel; at load, a soft-tissue window scaled to [0, 1] and random
-        left-right flips, drawn once per sample and applied to image and masks alike.
+        the `ct_seg` preset (`dicomml/configs/ct_seg.yaml`), at 2 mm instead of 1.5 mm, with
+        32³ chunks and only the `lesion` segment cached as a mask, to keep a CPU run small:
+        RAS+ axes, int16 Hounsfield units; at load, a soft-tissue window scaled to [0, 1] and
+        random left-right flips, drawn once per sample and applied to image and mask alike.
+        (The SEG's `liver` segment needs far more training than a CPU notebook's minute: in
+        our runs its held-out Dice stayed below 0.4 after 40 to 120 iterations. The preset's
+        `masks: ["*"]` caches every segment.)
         """,
     ),
     (
@@ -438,7 +441,7 @@ TRAIN = [
           orientation: RAS
           spacing: [2.0, 2.0, 2.0]  # mm
           dtype: int16              # HU
-          masks: ["*"]              # all segments
+          masks: ["lesion"]         # the segment to learn
           chunks: [32, 32, 32]      # a 32^3 patch reads at most 8 chunks
         at_load:
           windows:
@@ -482,8 +485,9 @@ TRAIN = [
         ## Random patches: `PatchDataset`
 
         `label_balanced` centres a patch on foreground with probability `positive_fraction`
-        (first a mask channel, uniformly among those present, so the small lesion is as likely
-        as the liver; then one of its voxels), else places it uniformly. A patch reads only the
+        (first a mask channel, uniformly among those present, then one of its voxels), else
+        places it uniformly: the small lesion is in most patches although it is a tiny part
+        of the volume. A patch reads only the
         cache chunks it touches. Draws are seeded by (seed, epoch, index), so any number of
         DataLoader workers yields the same patches; `set_epoch` gives each epoch new ones.
         """,
@@ -512,13 +516,12 @@ TRAIN = [
         for ax, s in zip(axes, shown):
             k = s["image"].shape[-1] // 2  # the middle axial plane; axes i, j run to the patient's right and anterior
             ax.imshow(s["image"][0, :, :, k].T, cmap="gray", origin="lower", vmin=0, vmax=1)  # anterior up
-            for c, colour in enumerate(["red", "yellow"]):
-                if s["mask"][c, :, :, k].any():
-                    ax.contour(s["mask"][c, :, :, k].T, levels=[0.5], colors=colour, linewidths=1)
+            if s["mask"][0, :, :, k].any():
+                ax.contour(s["mask"][0, :, :, k].T, levels=[0.5], colors="red", linewidths=1)
             ax.invert_xaxis()  # radiological view: the patient's right on the viewer's left
             ax.set_title(str(s["meta"]["patch_start"]), fontsize=8)
             ax.set_axis_off()
-        fig.suptitle(f"axial middle planes of patches; {names[0]} red, {names[1]} yellow", fontsize=9)
+        fig.suptitle(f"axial middle planes of patches; {names[0]} in red", fontsize=9)
         fig.tight_layout()
         """,
     ),
@@ -568,12 +571,11 @@ TRAIN = [
         ## Predict on the held-out patient
 
         Sliding-window inference over the whole cached volume of patient 1, with windows of
-        the training patches' size, thresholded per channel. After 40 iterations on CPU the
-        model has only begun to learn: the lesion, bright in the dark lung, comes first; the
-        liver, whose density is close to the muscle around it, needs far more context and
-        training, and still covers most soft tissue. So the Dice scores are printed, not
-        judged, and the views pass through the lesion. For `render`, the prediction becomes a `dicomml.Volume` on the image's
-        grid: same affine, so the side labels and the overlay are right.
+        the training patches' size, thresholded at 0.5. The lesion, soft tissue in the dark
+        lung, is learnt within the 40 iterations: the notebook checks that its held-out Dice
+        is above 0.5 (about 0.7 here). The views pass through the lesion. For `render`, the
+        prediction becomes a `dicomml.Volume` on the image's grid: same affine, so the side
+        labels and the overlay are right.
         """,
     ),
     (
@@ -586,6 +588,7 @@ TRAIN = [
         predicted = (torch.sigmoid(logits) > 0.5).to(torch.uint8)
         dice = DiceMetric(include_background=True, reduction="none")(predicted, test["mask"][None])
         print("Dice on the held-out patient", dict(zip(names, dice[0].numpy().round(3).tolist())))
+        assert dice[0, names.index("lesion")] > 0.5, "the lesion was not learnt: train longer (STEPS) or check the data"
         """,
     ),
     (

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end CUDA check of preprocessing, for a lent GPU machine: `dicomml preprocess --device cuda`
 # on a Dask worker against a CPU run, and preprocess_one(device="cuda") of a CT with its SEG
-# against the default (the `-k cuda` tests of tests/data and tests/distributed).
+# against the default (the `-k cuda` tests of tests/pipeline and tests/distributed).
 #
 # That machine's python3 (3.12) has torch, numpy, pandas, pyarrow, pyyaml, click, lightning... but
 # not pydicom, Dask, DuckDB, Zarr and the rest, and it cannot fetch anything. So, in two steps:
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MISSING=(dask distributed donfig duckdb google-crc32c highdicom importlib-metadata importlib-resources
     lazy-importer locket monai nibabel numcodecs partd pydicom pyjpegls pynrrd tblib tornado tzdata zarr zict)
-TESTS=(tests/data/test_datasets.py tests/distributed/test_preprocess.py)
+TESTS=(tests/pipeline/test_compute.py tests/distributed/test_preprocess.py)
 
 case "${1:-}" in
 fetch)

@@ -25,9 +25,10 @@ from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
+from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
-from dicomml.errors import InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
+from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import check_voxels
@@ -59,6 +60,7 @@ def load_files(
     frames: Sequence[Sequence[int] | None] | None = None,
     dtype: np.dtype | type | str | None = None,
     threads: int | None = None,
+    philips_scaling: PhilipsScaling = "float",
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -87,6 +89,12 @@ def load_files(
         Most threads that decode compressed local frames: the cores this
         process may use (e.g. 1 in each of as many workers as cores); None:
         every core, up to ``MAX_WORKERS``.
+    philips_scaling
+        Philips MR with a private MR Scale Slope (2005,100E): ``"float"``
+        (default) gives its floating-point values, as dcm2niix does;
+        ``"display"`` the standard Rescale Slope / Intercept only, as pydicom
+        and ITK do (see :mod:`dicomml.dicom.philips`). Other images are the
+        same either way.
 
     Returns
     -------
@@ -110,7 +118,7 @@ def load_files(
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
     """
-    sources = _read_headers([str(p) for p in paths], frames)
+    sources = _read_headers([str(p) for p in paths], frames, philips_scaling)
     key = _single_group(sources)
     with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
         return _assemble(sources, on_irregular, dtype, threads, series_key=key)
@@ -123,6 +131,7 @@ def load_series(
     on_irregular: OnIrregular = "raise",
     dtype: np.dtype | type | str | None = None,
     threads: int | None = None,
+    philips_scaling: PhilipsScaling = "float",
 ) -> Volume:
     """Assemble one volume group of a manifest into a Volume.
 
@@ -132,7 +141,7 @@ def load_series(
         A :class:`dicomml.Manifest`, or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
-    on_irregular, dtype, threads
+    on_irregular, dtype, threads, philips_scaling
         As for :func:`load_files`.
 
     Returns
@@ -153,7 +162,7 @@ def load_series(
     """
     rows = Manifest.open(manifest).series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
-    sources = _read_headers([str(p) for p in rows["path"]], frames)
+    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling)
     with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
         return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
 
@@ -194,9 +203,13 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
         return [result for run in runs for result in run]
 
 
-def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None) -> list[_Source]:
+def _read_headers(
+    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling
+) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
+    if philips_scaling not in PHILIPS_SCALINGS:
+        raise ConfigError(f"philips_scaling={philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
     if frames is not None and len(frames) != len(paths):
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
@@ -205,6 +218,8 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
         header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
         with typed_errors(paths[i], "reading the frame geometry"):
             table = frame_table(header)
+        if philips_scaling == "float":
+            table = float_scaling(table)
         wanted = None if frames is None else frames[i]
         if wanted is None:
             rows = np.arange(len(table))

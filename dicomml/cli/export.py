@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dicomml.cli._options import on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
 from dicomml.export import save_nifti
 
@@ -37,14 +38,23 @@ def _mask_path(output: str) -> Path:
     "--mask-output", default=None, type=click.Path(dir_okay=False), callback=_nifti_output,
     help="Default: OUTPUT with _mask before the suffix.",
 )
-@click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
-def command(manifest: str, series_key: str, output: str, annotation_key: str | None, mask_output: str | None, on_irregular: str) -> None:
+@on_irregular
+@philips_scaling
+def command(
+    manifest: str,
+    series_key: str,
+    output: str,
+    annotation_key: str | None,
+    mask_output: str | None,
+    on_irregular: str,
+    philips_scaling: str,
+) -> None:
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
     qform code 1), and with --mask the annotation as a label map on the same grid."""
     from dicomml import Manifest, load_mask, load_series
 
     opened = Manifest(manifest)
-    volume = load_series(opened, series_key, on_irregular=on_irregular)
+    volume = load_series(opened, series_key, on_irregular=on_irregular, philips_scaling=philips_scaling)  # type: ignore[arg-type]
     click.echo(f"wrote {save_nifti(volume, output)}")
     if annotation_key is not None:
         mask = load_mask(opened, annotation_key, reference=volume)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dicomml.cli._options import on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
@@ -33,7 +34,8 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
 @click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
 @click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")
-@click.option("--on-irregular", type=click.Choice(["raise", "resample", "keep"]), default="raise", show_default=True)
+@on_irregular
+@philips_scaling
 def command(
     manifest: str,
     series_key: str,
@@ -43,13 +45,14 @@ def command(
     convention: str,
     montage: int,
     on_irregular: str,
+    philips_scaling: str,
 ) -> None:
     """Write axial, coronal and sagittal views with R/L, A/P, S/I labels and an axial
     montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay."""
     from dicomml import Manifest, load_mask, load_series
 
     opened = Manifest(manifest)
-    volume = load_series(opened, series_key, on_irregular=on_irregular)
+    volume = load_series(opened, series_key, on_irregular=on_irregular, philips_scaling=philips_scaling)  # type: ignore[arg-type]
     mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
     path = save_png(volume, output, window=window, mask=mask, convention=convention, montage=montage)
     click.echo(f"wrote {path}")

@@ -14,6 +14,7 @@ geometry that is present but malformed raises :class:`InvalidDicomFileError`.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
 from dicomml.geometry import slice_normal
 
@@ -71,6 +73,9 @@ class FrameTable:
     rescale_slope, rescale_intercept
         (n,) float64 RescaleSlope / RescaleIntercept of each plane (per-frame
         Pixel Value Transformation for enhanced objects); 1 and 0 if absent.
+    philips_scale_slope
+        (n,) float64 Philips' private MR Scale Slope (2005,100E) of each plane
+        (see :mod:`dicomml.dicom.philips`); NaN for other manufacturers or if absent.
     """
 
     rows: int
@@ -86,6 +91,7 @@ class FrameTable:
     instance: np.ndarray
     rescale_slope: np.ndarray
     rescale_intercept: np.ndarray
+    philips_scale_slope: np.ndarray
 
     def __len__(self) -> int:
         return int(self.frame_numbers.size)
@@ -333,6 +339,10 @@ def _temporal(reader: _Reader, items: Sequence[Dataset]) -> float:
     return np.nan
 
 
+def _is_philips(reader: _Reader, ds: Dataset) -> bool:
+    return "PHILIPS" in str(reader._value(ds, "Manufacturer", "text") or "").upper()
+
+
 def _or_nan(value: np.ndarray | float | None, n: int = 1) -> np.ndarray | float:
     if value is None:
         return np.full(n, np.nan) if n > 1 else np.nan
@@ -351,8 +361,11 @@ def _pixel_bytes(ds: Dataset) -> tuple[int, bool] | None:
     element = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     if isinstance(element, RawDataElement):
         undefined = element.length == 0xFFFFFFFF
-        if element.value is None:  # deferred: its length was read from the file
-            return None if undefined else (int(element.length), False)
+        if element.value is None:  # deferred: its length was read from the file, or is bounded by the file's
+            if not undefined:
+                return int(element.length), False
+            filename = getattr(ds, "filename", None)
+            return (os.path.getsize(filename), True) if isinstance(filename, str) and os.path.isfile(filename) else None
         return len(element.value), undefined
     return len(element.value or b""), bool(element.is_undefined_length)
 
@@ -401,6 +414,7 @@ def _classic_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fra
         instance=ones * _or_nan(reader.number(ds, "InstanceNumber")),
         rescale_slope=ones * (1.0 if slope is None else slope),
         rescale_intercept=ones * (0.0 if intercept is None else intercept),
+        philips_scale_slope=ones * (scale_slope(ds) if _is_philips(reader, ds) else np.nan),
     )
 
 
@@ -456,6 +470,8 @@ def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fr
     temporal = np.full(n, np.nan)
     slope = np.ones(n)
     intercept = np.zeros(n)
+    philips = _is_philips(reader, ds)
+    philips_slope = np.full(n, scale_slope(ds) if philips else np.nan)  # per frame below, where given
     kinds: list[str] = []
     top_echo = reader.number(ds, "EchoNumbers")
     top_kind = reader.kind(ds, "ImageType")
@@ -478,6 +494,9 @@ def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fr
         s, b = reader.number(transform, "RescaleSlope"), reader.number(transform, "RescaleIntercept")
         slope[i] = 1.0 if s is None else s
         intercept[i] = 0.0 if b is None else b
+        frame_slope = scale_slope(frame) if philips else np.nan
+        if np.isfinite(frame_slope):
+            philips_slope[i] = frame_slope
         frame_type = _frame_type_item(frame, shared)
         kinds.append(reader.kind(frame_type, "FrameType") if frame_type is not None else top_kind)
     return FrameTable(
@@ -494,6 +513,7 @@ def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fr
         instance=np.full(n, _or_nan(reader.number(ds, "InstanceNumber"))),
         rescale_slope=slope,
         rescale_intercept=intercept,
+        philips_scale_slope=philips_slope,
     )
 
 
@@ -563,4 +583,5 @@ def _mosaic_table(ds: Dataset, reader: _Reader, rows: int, columns: int, mosaic:
         instance=np.full(count, base.instance[0]),
         rescale_slope=np.full(count, base.rescale_slope[0]),
         rescale_intercept=np.full(count, base.rescale_intercept[0]),
+        philips_scale_slope=np.full(count, base.philips_scale_slope[0]),
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
 from typing import Any, Protocol
 
 from pydicom.multival import MultiValue

@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
 
 from dicomml.imaging2d.orientation import projection_header
 from dicomml.imaging2d.spacing import physical_spacing

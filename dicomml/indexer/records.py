@@ -358,6 +358,7 @@ def instance_rows(
     positions, orientations = table.positions.tolist(), table.orientations.tolist()
     spacings, frame_numbers = table.pixel_spacing.tolist(), table.frame_numbers.tolist()
     slopes, intercepts = table.rescale_slope.tolist(), table.rescale_intercept.tolist()
+    philips_slopes = table.philips_scale_slope.tolist()
     echoes, times = table.echo.tolist(), table.temporal.tolist()
     out = []
     for group, members in groups.items():
@@ -372,6 +373,7 @@ def instance_rows(
         row["pixel_spacing"] = _finite_list(spacings[first])
         row["rescale_slope"] = slopes[first]
         row["rescale_intercept"] = intercepts[first]
+        row["philips_scale_slope"] = philips_slopes[first] if math.isfinite(philips_slopes[first]) else None
         row["echo_key"] = echoes[first] if math.isfinite(echoes[first]) else None
         row["temporal_key"] = times[first] if math.isfinite(times[first]) else None
         out.append(row)

@@ -20,9 +20,9 @@ import pyarrow as pa
 __all__ = ["ANNOTATIONS", "ERRORS", "IMAGE2D_FIELDS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
-#: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax.
-#: 3: the 2D imaging columns (:data:`IMAGE2D_FIELDS`).
-SCHEMA_VERSION = 3
+#: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax. 3: ``philips_scale_slope``.
+#: 4: the 2D imaging columns (:data:`IMAGE2D_FIELDS`).
+SCHEMA_VERSION = 4
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())
@@ -70,6 +70,7 @@ def instances_schema(include_phi: bool) -> pa.Schema:
         pa.field("pixel_spacing", _F64S),
         pa.field("rescale_slope", _F64),
         pa.field("rescale_intercept", _F64),
+        pa.field("philips_scale_slope", _F64),  # Philips' private MR Scale Slope (2005,100E), see dicomml.dicom.philips
         pa.field("echo_key", _F64),
         pa.field("temporal_key", _F64),
         pa.field("mosaic_tiles", pa.int64()),

@@ -215,7 +215,9 @@ def preprocess_one(
     if computed:
         from dicomml.assemble import load_series
 
-        volume = load_series(manifest, source.series_key, threads=threads)
+        volume = load_series(
+            manifest, source.series_key, threads=threads, philips_scaling=config.deterministic.philips_scaling
+        )
         masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {

@@ -26,7 +26,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-__all__ = ["CATEGORIES", "SOURCES", "build_corpus"]
+__all__ = ["CATEGORIES", "SOURCES", "build_corpus", "entries"]
 
 #: Real files the cases are made from, relative to the test corpus.
 SOURCES = {
@@ -309,3 +309,14 @@ def build_corpus(data_dir: Path, root: Path, *, scale: int = 1, seed: int = 0, b
     _file_system(root, 2 * scale, files["native"])
     counts["fs_traps"] = sum(1 for _ in (root / "fs_traps").rglob("*"))
     return counts
+
+
+def entries(root: Path) -> set[str]:
+    """What an index of ``root`` must account for: every file, link, special file and ``*.dcm`` folder."""
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if not os.path.isdir(path) or os.path.islink(path) or name.endswith(".dcm"):
+                found.add(path)
+    return found

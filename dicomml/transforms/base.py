@@ -228,8 +228,10 @@ class Transform:
         dtype = np.dtype(dtype)
         if not self.pointwise or dtype.kind not in "iu" or dtype.itemsize > 2:
             return None
-        values = np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}").view(dtype)
-        out = self.apply_image(torch.from_numpy(values).reshape(1, 1, 1, -1), {})
+        values = torch.from_numpy(np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}").view(dtype))
+        if dtype == np.uint16:  # torch has few kernels for uint16: its values are exact in int32
+            values = values.to(torch.int32)
+        out = self.apply_image(values.reshape(1, 1, 1, -1), {})
         return np.ascontiguousarray(out.reshape(out.shape[0], -1).numpy())
 
     def apply(self, sample: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -93,7 +93,10 @@ def test_canonical_form_ignores_key_order_name_and_at_load(tmp_path):
     assert a.canonical() == b.canonical() and a.cache_hash() == b.cache_hash()
     c = PipelineConfig.from_dict({"name": "c", "deterministic": {"orientation": "LAS", "spacing": [1, 1, 1], "dtype": "float32"}})
     assert c.cache_hash() != a.cache_hash()
-    assert a.canonical() == '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"LAS","shape":null,"spacing":[1.0,1.0,1.0]}'
+    assert a.canonical() == (
+        '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"LAS","philips_scaling":"float",'
+        '"shape":null,"spacing":[1.0,1.0,1.0]}'
+    )
 
 
 def test_configs_are_frozen():

@@ -15,11 +15,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 import dicomml
 from dicomml.cache import Cache
-from dicomml.config import WindowSpec
-from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate, preprocess_one
+from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate
 from dicomml.errors import CacheMissError, ConfigError
-from dicomml.pipeline import compute_entry, deterministic_transforms
-from dicomml.transforms import MultiWindow
 
 CT = "modality = 'CT'"
 
@@ -83,17 +80,6 @@ def test_real_seg_mask_lands_where_the_reference_nrrd_says(dcmqi_manifest, data_
     expected = lps * [-1, -1, 1]
     got = sample["affine"].numpy() @ np.r_[np.argwhere(mask[0] > 0).mean(axis=0), 1.0]
     np.testing.assert_allclose(got[:3], expected, atol=0.5)
-
-
-def test_multiwindow_lookup_table_equals_multiwindow_on_every_int16_value():
-    values = torch.from_numpy(np.arange(-32768, 32768, dtype=np.int16)).reshape(1, 4, 128, 128)
-    windows = [WindowSpec(40, 80, "brain"), WindowSpec(80, 200, "subdural"), WindowSpec(600, 2800, "bone")]
-    table = MultiWindow(windows).lookup_table("int16")
-    mapped = torch.from_numpy(table[:, values.numpy().view(np.uint16)].reshape(3, 4, 128, 128))
-    assert torch.equal(mapped, MultiWindow(windows)(values))
-    u8 = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
-    table = MultiWindow(windows[:1]).lookup_table("uint8")
-    assert torch.equal(torch.from_numpy(table[:, u8.numpy()[0]]), MultiWindow(windows[:1])(u8))
 
 
 def _patches(manifest, make_config, cache, **kw):
@@ -214,38 +200,6 @@ def test_changed_source_mtime_gets_a_new_entry(study, make_config, tmp_path):
     assert sorted(cache.keys()) == sorted([before.sources[0].key, after.sources[0].key])
 
 
-def test_preprocess_one_writes_what_the_dataset_writes(study, make_config, tmp_path):
-    _, manifest = study
-    config = make_config("ct_seg")
-    ds = SegmentationDataset(manifest, config, tmp_path / "a")
-    ds[0]
-    key = ds.sources[0].series_key
-    info = preprocess_one(key, manifest, config, tmp_path / "b")
-    assert info.computed and info.key == ds.sources[0].key and info.series_key == key and info.nbytes > 0
-    assert not preprocess_one({"series_key": key}, manifest, config, tmp_path / "b").computed
-    a, b = Cache(tmp_path / "a").open(info.key), Cache(tmp_path / "b").open(info.key)
-    assert a.checksums == b.checksums and a.layouts == b.layouts and a.meta == b.meta
-    for name in a.layouts:
-        image_a = (tmp_path / "a" / a._path.split("/a/", 1)[1] / name / "c").rglob("*")
-        files_a = sorted(p.read_bytes() for p in image_a if p.is_file())
-        image_b = (tmp_path / "b" / b._path.split("/b/", 1)[1] / name / "c").rglob("*")
-        assert files_a == sorted(p.read_bytes() for p in image_b if p.is_file())  # same bytes
-
-
-def test_compute_entry_equals_the_transforms_on_the_stored_integers(study, make_config):
-    _, manifest = study
-    config = make_config("ct_1mm")
-    volume = dicomml.load_series(manifest, dicomml.pipeline.series_sources(manifest, config, where=CT)[0].series_key)
-    assert volume.array.dtype.kind == "i"
-    image, _, affine = compute_entry(volume, [], config)  # converts to float32 in numpy first
-    sample = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None], "affine": volume.affine}
-    for step in deterministic_transforms(config):
-        sample = step(sample)
-    expected = np.clip(np.rint(sample["image"][0].numpy()), -32768, 32767).astype(np.int16)
-    np.testing.assert_array_equal(image, expected)
-    np.testing.assert_array_equal(affine, np.asarray(sample["affine"]))
-
-
 def test_collate_of_one_sample_is_a_view(study, make_config, tmp_path):
     _, manifest = study
     sample = SeriesDataset(manifest, make_config("ct_1mm"), tmp_path / "c", where=CT)[0]
@@ -254,38 +208,6 @@ def test_collate_of_one_sample_is_a_view(study, make_config, tmp_path):
     assert batch["image"].data_ptr() == sample["image"].data_ptr()  # nothing copied
     torch.testing.assert_close(batch["image"], torch.stack([sample["image"]]), rtol=0, atol=0)
     assert batch["meta"] == [sample["meta"]]
-
-
-def _devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.mark.parametrize("device", _devices())
-def test_device_gives_the_default_entry(study, make_config, tmp_path, device):
-    _, manifest = study
-    config = make_config("ct_seg")
-    key = dicomml.pipeline.series_sources(manifest, config)[0].series_key
-    default = preprocess_one(key, manifest, config, tmp_path / "a")
-    on_device = preprocess_one(key, manifest, config, tmp_path / "b", device=device)
-    assert on_device.computed and on_device.key == default.key
-    a, b = Cache(tmp_path / "a").open(default.key), Cache(tmp_path / "b").open(default.key)
-    assert a.layouts == b.layouts and (device != "cpu" or a.checksums == b.checksums)
-    # CUDA's fused trilinear kernel and the CPU's separable path for integer images agree to
-    # float32 rounding, so an int16 voxel at .5 may round either way; masks (nearest) are exact
-    image_tolerance = 0 if device == "cpu" else 1
-    for name in a.layouts:
-        diff = np.abs(a.read(name).astype(np.int64) - b.read(name))
-        assert diff.max(initial=0) <= (image_tolerance if name == "image" else 0), name
-
-
-@pytest.mark.parametrize("device", ["tpu", "cuda:x", "meta"] + ([] if torch.cuda.is_available() else ["cuda"]))
-def test_unknown_device_is_a_config_error(study, make_config, tmp_path, device):
-    _, manifest = study
-    config = make_config("ct_1mm")
-    key = dicomml.pipeline.series_sources(manifest, config, where=CT)[0].series_key
-    with pytest.raises(ConfigError, match="device"):
-        preprocess_one(key, manifest, config, tmp_path / "c", device=device)
-    assert Cache(tmp_path / "c").keys() == []
 
 
 def test_distributed_sampler_splits_the_dataset(study, make_config, tmp_path):

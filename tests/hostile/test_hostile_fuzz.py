@@ -11,7 +11,7 @@ import pytest
 import dicomml
 from dicomml.errors import DicomMLError
 from dicomml.paths import local_path
-from dicomml.testing.hostile import build_corpus
+from dicomml.testing.hostile import build_corpus, entries
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +22,11 @@ def corpus(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return root / "tree", counts, manifest
 
 
-def _entries(tree: Path) -> set[str]:
-    found = set()
-    for folder, dirs, files in os.walk(tree):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            if not os.path.isdir(path) or os.path.islink(path) or name.endswith(".dcm"):
-                found.add(path)
-    return found
-
-
 def test_every_entry_is_an_instance_or_an_error_row(corpus):
     tree, counts, m = corpus
     assert len(counts) >= 25 and sum(counts.values()) >= 100
     seen = {local_path(p) for p in m.instances.path} | {local_path(p) for p in m.errors.path}
-    assert _entries(tree) <= seen
+    assert entries(tree) <= seen
 
 
 def test_each_category_is_recorded_as_it_should(corpus):
@@ -79,3 +69,15 @@ def test_every_file_alone_loads_or_raises_a_typed_error(corpus):
         except BaseException as exc:  # noqa: BLE001 - what this test looks for (a Rust panic is a BaseException)
             untyped.append(f"{path}: {type(exc).__name__}: {exc}")
     assert untyped == []
+
+
+def test_an_encapsulated_frame_count_lie_is_refused_before_allocation(data_dir: Path, tmp_path: Path):
+    import pydicom
+
+    from dicomml.errors import InvalidDicomFileError
+
+    ds = pydicom.dcmread(data_dir / "pydicom-data/data_store/data/emri_small_RLE.dcm")
+    ds.NumberOfFrames = 1_000_007  # under the absolute cap: only the bytes present can refuse it
+    ds.save_as(tmp_path / "lie.dcm")
+    with pytest.raises(InvalidDicomFileError, match=r"\(0028,0008\).*needs at least"):
+        dicomml.load_files([tmp_path / "lie.dcm"])

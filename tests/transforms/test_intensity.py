@@ -141,3 +141,21 @@ def test_random_noise_has_the_requested_std_and_records_its_seed():
     out = RandomNoise(std=2.0, seed=1)({"image": torch.zeros(1, 20, 20, 20)})
     assert abs(float(out["image"].std()) - 2.0) < 0.1
     assert "noise_seed" in out["meta"]["transforms"][0]
+
+
+def test_multiwindow_lookup_table_equals_multiwindow_on_every_int16_value():
+    values = torch.from_numpy(np.arange(-32768, 32768, dtype=np.int16)).reshape(1, 4, 128, 128)
+    windows = [WindowSpec(40, 80, "brain"), WindowSpec(80, 200, "subdural"), WindowSpec(600, 2800, "bone")]
+    table = MultiWindow(windows).lookup_table("int16")
+    mapped = torch.from_numpy(table[:, values.numpy().view(np.uint16)].reshape(3, 4, 128, 128))
+    assert torch.equal(mapped, MultiWindow(windows)(values))
+    u8 = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    table = MultiWindow(windows[:1]).lookup_table("uint8")
+    assert torch.equal(torch.from_numpy(table[:, u8.numpy()[0]]), MultiWindow(windows[:1])(u8))
+
+
+def test_only_pointwise_transforms_of_small_integer_images_give_a_table():
+    assert Window(40, 80).lookup_table("int32") is None and Window(40, 80).lookup_table("float32") is None
+    assert ZNormalize().lookup_table("int16") is None  # depends on the image's statistics
+    table = ClipIntensity(-100, 100).lookup_table("uint16")
+    assert table.shape == (1, 65536) and table[0, 50] == 50 and table[0, 65535] == 100
