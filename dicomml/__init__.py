@@ -25,6 +25,8 @@ _EXPORTS = {
     "PatchDataset": "dicomml.data",
     "ImageDataset": "dicomml.imaging2d",
     "preprocess": "dicomml.distributed",
+    "write_seg": "dicomml.seg",
+    "write_rtstruct": "dicomml.seg",
 }
 
 __all__ = sorted(_EXPORTS)
