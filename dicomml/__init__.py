@@ -23,6 +23,7 @@ _EXPORTS = {
     "SeriesDataset": "dicomml.data",
     "SegmentationDataset": "dicomml.data",
     "PatchDataset": "dicomml.data",
+    "ImageDataset": "dicomml.imaging2d",
     "preprocess": "dicomml.distributed",
     "write_seg": "dicomml.seg",
     "write_rtstruct": "dicomml.seg",
