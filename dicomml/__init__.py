@@ -24,6 +24,7 @@ _EXPORTS = {
     "StudyDataset": "dicomml.data",
     "SegmentationDataset": "dicomml.data",
     "PatchDataset": "dicomml.data",
+    "ImageDataset": "dicomml.imaging2d",
     "preprocess": "dicomml.distributed",
     "write_seg": "dicomml.seg",
     "write_rtstruct": "dicomml.seg",
