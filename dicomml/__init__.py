@@ -23,7 +23,10 @@ _EXPORTS = {
     "SeriesDataset": "dicomml.data",
     "SegmentationDataset": "dicomml.data",
     "PatchDataset": "dicomml.data",
+    "ImageDataset": "dicomml.imaging2d",
     "preprocess": "dicomml.distributed",
+    "write_seg": "dicomml.seg",
+    "write_rtstruct": "dicomml.seg",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,6 +17,12 @@ YAML layout (every key optional except ``name``)::
       masks: []                 # segment labels to cache; ["*"] = every segment
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
       philips_scaling: float    # float (as dcm2niix) | display: Philips MR's private scaling
+      on_irregular: raise       # raise | resample | keep (gaps, tilt, varying geometry)
+      annotations:              # the dataset's label map: the same channels for every sample
+        labels: {liver: 1, tumor: 2}   # or [liver, tumor], or {liver: {value, codes, aliases, color}}
+        mode: channels          # channels (multi-hot) | label_map
+        choose: all             # all | union | newest | each | description:TEXT
+        on_bad: raise           # raise | skip (a bad annotation is recorded, its siblings kept)
     at_load:
       windows:                  # stacked as channels, each scaled to [0, 1]
         - {name: soft_tissue, center: 40, width: 400}
@@ -49,14 +55,27 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling
 from dicomml.errors import ConfigError
 
-__all__ = ["AtLoad", "Augmentation", "Deterministic", "PipelineConfig", "WindowSpec", "load_config", "presets", "PRESET_DIR"]
+__all__ = [
+    "PRESET_DIR",
+    "Annotations",
+    "AtLoad",
+    "Augmentation",
+    "Deterministic",
+    "Label",
+    "PipelineConfig",
+    "WindowSpec",
+    "load_config",
+    "parse_labels",
+    "presets",
+    "with_options",
+]
 
 #: The folder of the shipped preset configs (package data).
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
@@ -110,6 +129,152 @@ class Augmentation:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
 
 
+_LABEL_MODES = ("channels", "label_map")
+_CHOOSE = ("all", "newest", "union", "each")
+_ON_BAD = ("raise", "skip")
+_ON_IRREGULAR = ("raise", "resample", "keep")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One class of a dataset's label map.
+
+    Attributes
+    ----------
+    name
+        The class name; also the SegmentLabel / ROIName written back.
+    value
+        Its value in a label map (1, 2...); in multi-hot masks its channel is
+        its rank among the labels.
+    codes
+        Segmented property type codes that identify it, ``"SCHEME:VALUE"``
+        (``"SCT:10200004"``); the first is the one written back.
+    aliases
+        Other names it goes by in annotations (matched case-insensitively).
+    color
+        RGB display colour (0-255) written back, or None for a default.
+    """
+
+    name: str
+    value: int
+    codes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    color: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError(f"label {self.value}: needs a non-empty name")
+        if self.value < 1:
+            raise ConfigError(f"label {self.name!r}: value {self.value} must be >= 1 (0 is background)")
+        for code in self.codes:
+            if len(code.split(":")) != 2 or not all(code.split(":")):
+                raise ConfigError(f"label {self.name!r}: code {code!r} is not SCHEME:VALUE (e.g. SCT:10200004)")
+        if self.color is not None and (len(self.color) != 3 or not all(0 <= c <= 255 for c in self.color)):
+            raise ConfigError(f"label {self.name!r}: color {list(self.color)} must be three values in 0-255")
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Which annotations of a series become its masks, and how.
+
+    Attributes
+    ----------
+    labels
+        The dataset's label map; every sample gets these classes in this
+        order, an absent one as an empty channel. Empty: the masks named by
+        ``Deterministic.masks`` as each annotation has them.
+    mode
+        ``"channels"``: one multi-hot channel per label; ``"label_map"``: one
+        channel of label values.
+    choose
+        Among several annotations of a series: ``"all"`` (every one, merged
+        per label), ``"newest"`` (latest series date/time), ``"union"`` (as
+        ``all``, explicitly), ``"each"`` (one sample per annotation), or
+        ``"description:TEXT"`` (those whose series description contains TEXT,
+        case-insensitive).
+    on_bad
+        An annotation that cannot be read or placed: ``"raise"``, or
+        ``"skip"`` (recorded in the sample's meta; its siblings still load).
+    """
+
+    labels: tuple[Label, ...] = ()
+    mode: str = "channels"
+    choose: str = "all"
+    on_bad: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.mode not in _LABEL_MODES:
+            raise ConfigError(f"annotations.mode {self.mode!r} is not one of {', '.join(_LABEL_MODES)}")
+        if self.choose not in _CHOOSE and not self.choose.startswith("description:"):
+            raise ConfigError(
+                f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)} or description:TEXT"
+            )
+        if self.on_bad not in _ON_BAD:
+            raise ConfigError(f"annotations.on_bad {self.on_bad!r} is not one of {', '.join(_ON_BAD)}")
+        values = [label.value for label in self.labels]
+        names = [label.name.lower() for label in self.labels]
+        if len(set(values)) != len(values) or len(set(names)) != len(names):
+            raise ConfigError("annotations.labels: each label needs its own name and value")
+
+
+def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
+    """Labels from their short forms.
+
+    Parameters
+    ----------
+    spec
+        ``{name: value}`` (a label map), ``[name, ...]`` (channels, values 1,
+        2...), ``{name: {value, codes, aliases, color}}``, or Label objects.
+    key
+        Where ``spec`` came from, for messages.
+
+    Returns
+    -------
+    tuple of Label
+        Sorted by value.
+
+    Raises
+    ------
+    ConfigError
+        For a form it cannot read.
+
+    Examples
+    --------
+    >>> [(l.name, l.value) for l in parse_labels({"liver": 1, "tumor": 2})]
+    [('liver', 1), ('tumor', 2)]
+    >>> parse_labels([{"name": "liver", "codes": ["SCT:10200004"]}])[0].codes
+    ('SCT:10200004',)
+    """
+    if spec is None:
+        return ()
+    if isinstance(spec, Mapping):
+        items = [(name, v if isinstance(v, Mapping) else {"value": v}) for name, v in spec.items()]
+    elif isinstance(spec, (list, tuple)):
+        items = [(None, item) for item in spec]
+    else:
+        raise ConfigError(f"{key}: got {type(spec).__name__}, expected a mapping or a list")
+    labels = []
+    for rank, (name, item) in enumerate(items, start=1):
+        if isinstance(item, Label):
+            labels.append(item)
+            continue
+        if isinstance(item, str):
+            item = {"name": item}
+        where = f"{key}[{name or rank}]"
+        entry = _fields(item, ("name", "value", "codes", "aliases", "color"), where)
+        color = entry.get("color")
+        labels.append(
+            Label(
+                name=_typed(entry.get("name", name), str, f"{where}.name"),
+                value=_typed(entry.get("value", rank), int, f"{where}.value"),
+                codes=tuple(_typed(c, str, f"{where}.codes[]") for c in _seq(entry.get("codes"), f"{where}.codes")),
+                aliases=tuple(_typed(a, str, f"{where}.aliases[]") for a in _seq(entry.get("aliases"), f"{where}.aliases")),
+                color=None if color is None else tuple(_typed(c, int, f"{where}.color[]") for c in _seq(color, f"{where}.color")),  # type: ignore[arg-type]
+            )
+        )
+    return tuple(sorted(labels, key=lambda label: label.value))
+
+
 @dataclass(frozen=True)
 class Deterministic:
     """The part of a pipeline that runs before the cache; the cache key hashes it.
@@ -135,6 +300,13 @@ class Deterministic:
         ``"float"`` (Philips MR's private floating-point values, as dcm2niix
         writes them) or ``"display"`` (the standard rescale only); see
         :mod:`dicomml.dicom.philips`. Other images are the same either way.
+    on_irregular
+        What assembly does with a gap, a tilt or varying geometry:
+        ``"raise"``, ``"resample"`` (onto a regular grid) or ``"keep"``.
+    annotations
+        The dataset's label map and how annotations become masks; its
+        ``labels`` (or, without them, ``masks`` names other than ``"*"``)
+        give every sample the same channels.
     """
 
     orientation: str = "RAS"
@@ -144,6 +316,14 @@ class Deterministic:
     masks: tuple[str, ...] = ()
     chunks: tuple[int, int, int] = (64, 64, 64)
     philips_scaling: PhilipsScaling = "float"
+    on_irregular: Literal["raise", "resample", "keep"] = "raise"
+    annotations: Annotations = field(default_factory=Annotations)
+
+    def labels(self) -> tuple[Label, ...]:
+        """The dataset's label map: ``annotations.labels``, else the ``masks`` names; empty for ``"*"``."""
+        if self.annotations.labels:
+            return self.annotations.labels
+        return () if "*" in self.masks else parse_labels(list(self.masks), "deterministic.masks")
 
     def __post_init__(self) -> None:
         code = self.orientation.upper() if isinstance(self.orientation, str) else ""
@@ -158,6 +338,8 @@ class Deterministic:
             raise ConfigError(f"shape {list(self.shape)} must be three positive voxel counts")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if self.on_irregular not in _ON_IRREGULAR:
+            raise ConfigError(f"on_irregular {self.on_irregular!r} is not one of {', '.join(_ON_IRREGULAR)}")
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
         if self.philips_scaling not in PHILIPS_SCALINGS:
@@ -211,6 +393,10 @@ class PipelineConfig:
         config or changing a window keeps every cache entry valid.
         """
         det = dataclasses.asdict(self.deterministic)
+        # options at their defaults are left out, so configs written before they existed keep their cache keys
+        for key, default in (("on_irregular", "raise"), ("annotations", dataclasses.asdict(Annotations()))):
+            if det[key] == default:
+                del det[key]
         if det["spacing"] is not None:
             det["spacing"] = [float(s) for s in det["spacing"]]
         return json.dumps(det, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -257,6 +443,8 @@ class PipelineConfig:
                     masks=tuple(_typed(m, str, "deterministic.masks[]") for m in _seq(det.get("masks"), "deterministic.masks")),
                     chunks=_triple(det.get("chunks", (64, 64, 64)), int, "deterministic.chunks"),
                     philips_scaling=_typed(det.get("philips_scaling", "float"), str, "deterministic.philips_scaling"),
+                    on_irregular=_typed(det.get("on_irregular", "raise"), str, "deterministic.on_irregular"),
+                    annotations=_annotations(det.get("annotations") or {}),
                 ),
                 at_load=AtLoad(
                     windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),
@@ -338,6 +526,25 @@ def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConf
     return PipelineConfig.from_yaml(text)
 
 
+def with_options(
+    config: PipelineConfig, *, on_irregular: str | None = None, annotations: Annotations | Mapping[str, Any] | None = None
+) -> PipelineConfig:
+    """``config`` with its assembly and annotation options replaced where given (None keeps them).
+
+    Examples
+    --------
+    >>> cfg = with_options(PipelineConfig("x"), on_irregular="resample", annotations={"labels": ["liver"]})
+    >>> cfg.deterministic.on_irregular, [label.name for label in cfg.deterministic.labels()]
+    ('resample', ['liver'])
+    """
+    det = config.deterministic
+    if on_irregular is not None:
+        det = dataclasses.replace(det, on_irregular=on_irregular)  # type: ignore[arg-type]  # checked in __post_init__
+    if annotations is not None:
+        det = dataclasses.replace(det, annotations=annotations if isinstance(annotations, Annotations) else _annotations(annotations))
+    return dataclasses.replace(config, deterministic=det)
+
+
 def _axis_family(letter: str) -> int:
     for i, family in enumerate(_AXIS_LETTERS):
         if letter in family:
@@ -395,6 +602,17 @@ def _window(item: Any, i: int) -> WindowSpec:
         center=_typed(w["center"], float, f"{key}.center"),
         width=_typed(w["width"], float, f"{key}.width"),
         name=_typed(w.get("name", ""), str, f"{key}.name"),
+    )
+
+
+def _annotations(item: Any) -> Annotations:
+    key = "deterministic.annotations"
+    a = _fields(item, _names(Annotations), key)
+    return Annotations(
+        labels=parse_labels(a.get("labels"), f"{key}.labels"),
+        mode=_typed(a.get("mode", "channels"), str, f"{key}.mode"),
+        choose=_typed(a.get("choose", "all"), str, f"{key}.choose"),
+        on_bad=_typed(a.get("on_bad", "raise"), str, f"{key}.on_bad"),
     )
 
 

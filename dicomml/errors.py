@@ -17,6 +17,7 @@ __all__ = [
     "UnsupportedTransferSyntaxError",
     "ManifestError",
     "SourceNotFoundError",
+    "RemoteSourceError",
     "SeriesNotFoundError",
     "SeriesAssemblyError",
     "MixedSeriesError",
@@ -91,6 +92,10 @@ class ManifestError(DicomMLError, OSError):
 
 class SourceNotFoundError(DicomMLError, FileNotFoundError):
     """A source to index (a folder or URL) does not exist."""
+
+
+class RemoteSourceError(DicomMLError, OSError):
+    """A server or bucket kept failing (5xx, 429, timeouts, dropped or truncated answers) after retries."""
 
 
 class SeriesNotFoundError(DicomMLError, KeyError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -10,8 +11,35 @@ from dicomml.errors import SourceNotFoundError
 from dicomml.indexer import index
 
 
+def _option_value(text: str) -> Any:
+    """``true``/``false`` as booleans, integers as int, anything else as given."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE (anon=true, endpoint_url=http://..., profile=name)")
+        options[key] = _option_value(value)
+    return options or None
+
+
+def _dicomweb_auth() -> Any:
+    """Credentials of DICOMweb sources, from the environment (only the CLI reads it)."""
+    token = os.environ.get("DICOMML_DICOMWEB_TOKEN")
+    if token:
+        return token
+    user, password = os.environ.get("DICOMML_DICOMWEB_USER"), os.environ.get("DICOMML_DICOMWEB_PASSWORD")
+    return (user, password or "") if user else None
+
+
 @click.command("index")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Manifest folder.")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
 @click.option("--scheduler", default=None, help="Dask scheduler address; read headers on that cluster.")
@@ -22,6 +50,19 @@ from dicomml.indexer import index
     help="Salt of patient_key (default: $DICOMML_SALT, else ~/.config/dicomml/salt, created once).",
 )
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Per-file time limit, s.")
+@click.option(
+    "--storage-option",
+    "storage_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec option of bucket sources, repeatable: anon=true, endpoint_url=URL, profile=NAME.",
+)
+@click.option(
+    "--url-list",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A text file of object URLs (one a line) to index without listing their bucket.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
     sources: tuple[str, ...],
@@ -31,17 +72,33 @@ def command(
     include_phi: bool,
     salt: str | None,
     timeout_s: float,
+    storage_option: tuple[str, ...],
+    url_list: str | None,
     quiet: bool,
 ) -> None:
-    """Index DICOM files under SOURCES (folders or fsspec URLs) into the manifest OUT.
+    """Index DICOM files under SOURCES into the manifest OUT.
+
+    SOURCES are folders, fsspec URLs (s3://, gs://...) or DICOMweb servers
+    (dicomweb+https://host/dicom-web, narrowed by /studies/UID/series/UID and
+    QIDO-RS parameters: ...?Modality=CT). DICOMweb credentials come from
+    $DICOMML_DICOMWEB_TOKEN (bearer) or $DICOMML_DICOMWEB_USER and
+    $DICOMML_DICOMWEB_PASSWORD (basic); they are never written down.
 
     A rerun reads only new and changed files and drops deleted ones. Files
     that cannot be read are listed in the manifest's errors table; the run
     still exits 0 and says how many. When SOURCES hold no DICOM file at all
     (an empty folder, a mistyped one), it says so and exits 1.
     """
+    items: list[Any] = list(sources)
+    if url_list is not None:
+        from dicomml.sources import ObjectList
+
+        with open(url_list) as f:
+            items.append(ObjectList(f))
+    if not items:
+        raise click.UsageError("give at least one source (a folder, URL or --url-list FILE)")
     manifest = index(
-        list(sources),
+        items,
         out,
         workers=workers,
         scheduler=scheduler,
@@ -49,6 +106,8 @@ def command(
         salt=salt if salt is not None else os.environ.get("DICOMML_SALT"),
         timeout_s=timeout_s,
         progress=not quiet,
+        storage_options=_storage_options(storage_option),
+        auth=_dicomweb_auth() if any(str(s).startswith("dicomweb+") for s in sources) else None,
     )
     counts, run = manifest.meta["counts"], manifest.meta["last_run"]
     click.echo(
@@ -61,8 +120,7 @@ def command(
         if run["files_listed"] == 0:
             raise SourceNotFoundError(f"{where}: no DICOM file found: no files at all (an empty folder?); check the path")
         raise SourceNotFoundError(
-            f"{where}: no DICOM file found among {run['files_listed']} files; "
-            f"`dicomml info {out} --errors` says why each was refused"
+            f"{where}: no DICOM file found among {run['files_listed']} files; `dicomml info {out} --errors` says why each was refused"
         )
     if counts["errors"]:
         click.echo(f"{counts['errors']} files or entries could not be indexed; see `dicomml info {out} --errors`")

@@ -24,6 +24,9 @@ SUBCOMMANDS = {
     "show": "show",
     "cache": "cache",
     "preprocess": "preprocess",
+    "labels": "labels",
+    "write-seg": "write_seg",
+    "write-rtstruct": "write_rtstruct",
 }
 
 

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dicomml.cache import Cache, CacheEntry
-from dicomml.config import PipelineConfig, load_config
+from dicomml.config import Annotations, PipelineConfig, load_config, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.indexer.manifest import Manifest
@@ -54,10 +54,12 @@ class _CachedDataset(Dataset):
         cache_only: bool = False,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         seed: int = 0,
+        on_irregular: str | None = None,
+        annotations: Annotations | Mapping[str, Any] | None = None,
     ) -> None:
         self.manifest = Manifest.open(manifest)
-        self.config = load_config(config)
-        if self._with_masks and not self.config.deterministic.masks:
+        self.config = with_options(load_config(config), on_irregular=on_irregular, annotations=annotations)
+        if self._with_masks and not (self.config.deterministic.masks or self.config.deterministic.annotations.labels):
             raise ConfigError(
                 f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
                 f"{type(self).__name__} needs a config that caches masks (e.g. the ct_seg preset)"
@@ -130,6 +132,9 @@ class _CachedDataset(Dataset):
         }
         if mask is not None:
             sample["mask"] = Mask(torch.from_numpy(mask))
+            # the label map's channels, and which of them this series' annotations have (a loss can skip the others)
+            sample["meta"].update(labels=entry.meta.get("mask_labels"), present=entry.meta.get("mask_present"),
+                                  skipped_annotations=entry.meta.get("skipped_annotations", {}))
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
             for step in self._steps:
@@ -160,6 +165,15 @@ class SeriesDataset(_CachedDataset):
         Applied after the config's at-load part (e.g. a MONAI ``Compose``).
     seed
         Base of every random draw (with the epoch and the index).
+    on_irregular
+        Overrides the config's ``deterministic.on_irregular`` (``"raise"``,
+        ``"resample"``, ``"keep"``), the remedy assembly errors name.
+    annotations
+        Overrides the config's ``deterministic.annotations``: an
+        :class:`~dicomml.config.Annotations` or its YAML form
+        (``{"labels": {"liver": 1}, "on_bad": "skip"}``). With masks, a
+        sample's ``meta`` holds ``labels`` (its channels), ``present`` (one
+        bool per label) and ``skipped_annotations``.
 
     Examples
     --------
@@ -211,8 +225,8 @@ class PatchDataset(_CachedDataset):
         which). Every sampler sets ``meta["positive_channel"]``: None for a
         patch not centred on foreground (all ``uniform`` and ``grid`` patches).
     **kwargs
-        ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``:
-        as for :class:`SeriesDataset`.
+        ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``,
+        ``on_irregular``, ``annotations``: as for :class:`SeriesDataset`.
 
     Examples
     --------
@@ -237,7 +251,7 @@ class PatchDataset(_CachedDataset):
         super().__init__(manifest, config, cache, **kwargs)
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
-        if sampler == "label_balanced" and not self.config.deterministic.masks:
+        if sampler == "label_balanced" and not (self.config.deterministic.masks or self.config.deterministic.annotations.labels):
             raise ConfigError(f"{self.config.name}: sampler 'label_balanced' needs cached masks (deterministic.masks)")
         if len(patch_size) != 3 or min(patch_size) < 1 or samples_per_volume < 1 or not 0 <= positive_fraction <= 1:
             raise ConfigError(

@@ -30,7 +30,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     Parameters
     ----------
     path
-        Local path, ``file://`` URL or any fsspec URL.
+        Local path, ``file://`` URL, any fsspec URL, or a DICOMweb instance
+        URL (``dicomweb+https://.../instances/{uid}``).
     pixels
         False reads the header only (``stop_before_pixels``).
     defer_size
@@ -52,6 +53,8 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
         If the file does not exist (a ``FileNotFoundError``).
     ResourceLimitError
         If a deflated dataset inflates past :data:`MAX_INFLATED` bytes.
+    RemoteSourceError
+        If a remote object cannot be fetched (after retries).
 
     Examples
     --------
@@ -61,12 +64,12 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     with typed_errors(name, "reading the file"):
         try:
             if is_url(name):
-                import fsspec
+                from dicomml.sources import read_instance  # retried, with the source's options and credentials
 
-                with fsspec.open(name, "rb") as handle:
-                    _check_inflated_size(handle, name)
-                    handle.seek(0)
-                    ds = pydicom.dcmread(handle, stop_before_pixels=not pixels)
+                remote = read_instance(name)
+                _check_inflated_size(remote, name)
+                remote.seek(0)
+                ds = pydicom.dcmread(remote, stop_before_pixels=not pixels)
                 ds.filename = name
                 return ds
             local = local_path(name)
@@ -114,7 +117,7 @@ def typed_errors(
         raise SourceNotFoundError(f"{path}: file not found; index again or check the path", path=path) from exc
     except MemoryError as exc:
         raise ResourceLimitError(
-            f"{path}: {what} ran out of memory; the header asks for more than this machine has", path=path
+            f"{path}: {what} ran out of memory; the header asks for more memory than there is", path=path
         ) from exc
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise

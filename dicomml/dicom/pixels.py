@@ -23,7 +23,7 @@ from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.dicom.io import typed_errors
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["decode_into", "is_native", "stored_dtype"]
+__all__ = ["decode_into", "decode_pixels", "is_native", "native_stack", "stored_dtype"]
 
 #: pydicom's words for a layout its plugins do not handle (as opposed to data they failed on).
 _UNSUPPORTED_FEATURE = re.compile(r"support|bits allocated", re.IGNORECASE)
@@ -64,33 +64,38 @@ def stored_dtype(ds: Dataset) -> np.dtype:
     return np.dtype(f"{'i' if signed else 'u'}{size}")
 
 
-def _decode(ds: Dataset, index: int | None) -> np.ndarray:
-    """pydicom's decoded pixels (all frames, or one 0-based frame), typed errors on failure."""
+def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
+    """pydicom's decoded pixels (all frames, or one 0-based frame; colour as RGB), typed errors on failure."""
     path = source_name(ds)
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
-        try:
-            return pixel_array(ds, index=index, decoding_plugin=_plugin(uid))
-        except (NotImplementedError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(exc)):
-                raise  # a decoder is there and failed on the data: corrupt, typed as such on the way out
-            raise UnsupportedTransferSyntaxError(
-                f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
-                f"decoders ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); install a decoder "
-                "that supports it or re-encode the file (e.g. with dcmtk's dcmdjpeg)",
-                path=path,
-                tag="(0002,0010)",
-            ) from exc
+        failures: list[NotImplementedError | RuntimeError] = []
+        for plugin in _plugins(uid):  # the next plugin may handle what one cannot (12-bit JPEG, odd J2K)
+            try:
+                return pixel_array(ds, index=index, decoding_plugin=plugin)
+            except (NotImplementedError, RuntimeError) as exc:
+                failures.append(exc)
+        first = failures[0]  # the preferred plugin's reason decides between corrupt and unsupported
+        if isinstance(first, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(first)):
+            raise first  # a decoder is there and failed on the data: corrupt, typed as such on the way out
+        raise UnsupportedTransferSyntaxError(
+            f"{path}: (0002,0010) Transfer Syntax UID {uid} cannot be decoded by the installed "
+            f"decoders ({str(first).splitlines()[0] if str(first) else type(first).__name__}); install a decoder "
+            "that supports it or re-encode the file (e.g. with dcmtk's dcmdjpeg)",
+            path=path,
+            tag="(0002,0010)",
+        ) from first
 
 
-def _plugin(uid: str) -> str:
-    """The decoding plugin to use: any but GDCM, which aborts the whole process on some corrupt
-    codestreams; GDCM only when it is the one installed plugin for the syntax ("" lets pydicom choose)."""
+def _plugins(uid: str) -> list[str]:
+    """The decoding plugins to try, in pydicom's order: all but GDCM, which aborts the whole process on
+    some corrupt codestreams; GDCM only when it is the one installed plugin for the syntax ("" lets
+    pydicom choose)."""
     try:
         available = get_decoder(uid).available_plugins
     except (NotImplementedError, ValueError, TypeError):
-        return ""
-    return next((name for name in available if name != "gdcm"), "")
+        return [""]
+    return [name for name in available if name != "gdcm"] or [""]
 
 
 def _decodable(uid: str) -> bool:
@@ -107,7 +112,7 @@ def is_native(ds: Dataset) -> bool:
     return uid in _NATIVE_LITTLE_ENDIAN
 
 
-def _native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
+def native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
@@ -137,14 +142,14 @@ def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) ->
     """(table row, 2D plane) for each wanted row of the table, decoding each frame once."""
     n_frames = int(header_value(ds, "NumberOfFrames") or 1)
     wanted_frames = sorted({int(table.frame_numbers[r]) for r in rows})
-    native = _native_stack(ds, n_frames)
+    native = native_stack(ds, n_frames)
     if native is not None:
         frames = {f: native[f - 1] for f in wanted_frames}
     elif len(wanted_frames) == n_frames:
-        stack = _decode(ds, None).reshape(n_frames, *_frame_shape(ds))
+        stack = decode_pixels(ds, None).reshape(n_frames, *_frame_shape(ds))
         frames = {f: stack[f - 1] for f in wanted_frames}
     else:
-        frames = {f: _decode(ds, f - 1).reshape(_frame_shape(ds)) for f in wanted_frames}
+        frames = {f: decode_pixels(ds, f - 1).reshape(_frame_shape(ds)) for f in wanted_frames}
     if table.mosaic is None:
         return [(r, frames[int(table.frame_numbers[r])]) for r in rows]
     side = table.mosaic[0]

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from dicomml.errors import SourceNotFoundError
 
-__all__ = ["CrawlError", "Entry", "Files", "Source", "crawl", "open_sources"]
+__all__ = ["CrawlError", "Entry", "Files", "Source", "crawl", "mtime_ns", "open_sources"]
 
 
 class Entry(NamedTuple):
@@ -75,7 +75,7 @@ class CrawlError(NamedTuple):
 
 @dataclass(frozen=True)
 class Source:
-    """A resolved source: ``fs`` is None for the local filesystem."""
+    """A resolved source: ``fs`` is None for the local filesystem, else a :mod:`dicomml.sources` object."""
 
     root: str
     fs: Any = None
@@ -85,27 +85,40 @@ class Source:
         return self.fs is None
 
 
-def open_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Source]:
+def open_sources(
+    sources: Any,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    auth: Any = None,
+) -> list[Source]:
     """Resolve paths and URLs, checking that each exists.
+
+    Parameters
+    ----------
+    sources
+        Paths, fsspec URLs, ``dicomweb+http(s)://`` URLs or a
+        :class:`dicomml.sources.ObjectList`, one or several.
+    storage_options, auth
+        For remote sources: see :func:`dicomml.sources.open_source`.
 
     Raises
     ------
     SourceNotFoundError
         If a source does not exist (or no source is given).
     """
-    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    from dicomml.sources.buckets import ObjectList
+
+    items = [sources] if isinstance(sources, (str, os.PathLike, ObjectList)) else list(sources)
     if not items:
         raise SourceNotFoundError("no source given; pass at least one folder or URL to index")
     out = []
     for item in items:
-        text = os.fspath(item)
-        if "://" in text and not text.startswith("file://"):
-            import fsspec  # only for URLs: a local rerun stays light
+        text = item if isinstance(item, ObjectList) else os.fspath(item)
+        if isinstance(text, ObjectList) or ("://" in text and not text.startswith("file://")):
+            from dicomml.sources import open_source  # only for URLs: a local rerun stays light
 
-            fs, root = fsspec.core.url_to_fs(text)
-            if not fs.exists(root):
-                raise SourceNotFoundError(f"{text}: source does not exist; check the URL", path=text)
-            out.append(Source(root=root, fs=fs))
+            remote = open_source(text, storage_options=storage_options, auth=auth)
+            out.append(Source(root=getattr(remote, "root", ""), fs=remote))
             continue
         local = Path(text.removeprefix("file://")).expanduser().absolute()
         if not local.exists():
@@ -117,7 +130,7 @@ def open_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[st
 def crawl(sources: Sequence[Source]) -> Iterator[Files | CrawlError]:
     """Every regular file under the sources (sorted by path within each folder), and the crawl errors."""
     for source in sources:
-        yield from (_walk_local(source.root) if source.local else _walk_fsspec(source))
+        yield from (_walk_local(source.root) if source.local else source.fs.walk())
 
 
 def _walk_local(root: str) -> Iterator[Files | CrawlError]:
@@ -171,23 +184,11 @@ def _walk_local(root: str) -> Iterator[Files | CrawlError]:
         stack.extend(reversed(subfolders))
 
 
-def _mtime_ns(info: dict[str, Any]) -> int:
+def mtime_ns(info: dict[str, Any]) -> int:
+    """The modification time, ns, of an fsspec ``info`` dict (0 if it has none)."""
     value = info.get("mtime", info.get("LastModified", info.get("created")))
     if value is None:
         return 0
     if hasattr(value, "timestamp"):
         value = value.timestamp()
     return int(float(value) * 1e9)
-
-
-def _walk_fsspec(source: Source) -> Iterator[Files | CrawlError]:
-    fs = source.fs
-    found = fs.find(source.root, detail=True)
-    for name in sorted(found):
-        info = found[name]
-        url = fs.unstrip_protocol(name)
-        if info.get("type") != "file":
-            yield CrawlError(url, "not_regular_file", f"{url}: not a file; skipped")
-            continue
-        folder = fs.unstrip_protocol(name.rsplit("/", 1)[0]) if "/" in name else fs.unstrip_protocol("")
-        yield Files(folder, [url], [int(info.get("size") or 0)], [_mtime_ns(info)], [name])

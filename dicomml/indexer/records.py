@@ -23,6 +23,7 @@ from dicomml.dicom.series_key import group_keys
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
 from dicomml.indexer.header import Header, tag_text
+from dicomml.indexer.image2d import image2d_fields
 from dicomml.indexer.privacy import patient_key
 
 __all__ = ["ANNOTATION_MODALITIES", "FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
@@ -334,6 +335,7 @@ def instance_rows(
     if rows_value is None and header.pixel_tag is None:  # not an image: a structure set, a report
         return [base]
     _check_pixel_module(header, values, base, path)
+    base.update(image2d_fields(values.get, header.elements, ds))
     table = frame_table(ds)
     base["columns"] = values.get(_COLUMNS, "int")
     base["mosaic_tiles"] = table.mosaic[0] if table.mosaic else None

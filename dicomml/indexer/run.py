@@ -118,19 +118,23 @@ def index(
     salt: str | bytes | None = None,
     timeout_s: float = 30.0,
     progress: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    auth: Any = None,
 ) -> Manifest:
     """Index DICOM files into a manifest folder, incrementally.
 
     Parameters
     ----------
     sources
-        Local folders or files, or fsspec URLs (``file://``, ``memory://``,
-        ``s3://``, ``gs://``), one or several.
+        Local folders or files, fsspec URLs (``file://``, ``memory://``,
+        ``s3://``, ``gs://``), DICOMweb servers (``dicomweb+https://host/root``,
+        narrowed by ``/studies/{uid}``, ``/series/{uid}`` and QIDO-RS query
+        parameters), or a :class:`dicomml.sources.ObjectList`; one or several.
     out
         The manifest folder; created if absent, updated if it holds a manifest.
     workers
         Worker processes reading headers; default ``os.cpu_count()``.
-        ``memory://`` sources are read in this process.
+        ``memory://`` and DICOMweb sources are read in this process.
     scheduler
         A Dask scheduler address (``"tcp://host:8786"``) or a
         ``distributed.Client``: read on that cluster instead.
@@ -147,6 +151,13 @@ def index(
         reads in this process, without a limit.
     progress
         Show a progress bar.
+    storage_options
+        fsspec options of bucket sources (``{"anon": True}``,
+        ``{"endpoint_url": ...}``, ``{"profile": ...}``).
+    auth
+        Credentials of DICOMweb sources: a bearer token or ``(user, password)``.
+        Neither is written anywhere; both are kept for later reads in this
+        process (see :func:`dicomml.sources.connect`).
 
     Returns
     -------
@@ -166,7 +177,13 @@ def index(
     >>> m.series[["series_key", "modality", "usable", "reason"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    resolved = open_sources(sources)
+    resolved = open_sources(sources, storage_options=storage_options, auth=auth)
+    if storage_options is not None or auth is not None:
+        from dicomml.sources import connect
+
+        for source in resolved:
+            if source.fs is not None:
+                connect(source.fs.prefix, storage_options=storage_options, auth=auth)
     salt_bytes = resolve_salt(salt)
     store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
@@ -186,7 +203,8 @@ def index(
         return _tasks(store.to_read(), resolved, options)
 
     n_workers = min(workers or os.cpu_count() or 1, -(-plan.n_to_read // BATCH_FILES))
-    in_memory = any(s.fs is not None and "memory" in s.fs.protocol for s in resolved)
+    # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
+    in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
     results: Iterator[tuple[pa.Table | None, pa.Table, int]]
     if scheduler is not None:
         results = _dask(make_tasks, scheduler)
@@ -197,11 +215,13 @@ def index(
     else:
         results = _isolated(make_tasks, n_workers, timeout_s)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
+    unreachable = False  # a server or bucket failed: the next run must read those entries again
     with tqdm(total=plan.n_to_read, unit="file", desc="dicomml index", disable=not progress) as bar:
         for instances, errors, n in results:
             if instances is not None:
                 buffered["instances"].append(instances)
             buffered["errors"].append(errors)
+            unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)
             bar.update(n)
@@ -220,6 +240,8 @@ def index(
         counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
         last_run=_last_run(plan, started),
     )
+    if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done
+        store.write_meta(listing_digest=None)
     return Manifest(store.root)
 
 

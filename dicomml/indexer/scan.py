@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from dicomml.errors import DicomMLError, InvalidDicomFileError
+from dicomml.errors import DicomMLError, InvalidDicomFileError, RemoteSourceError
 from dicomml.executor import Failure
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
@@ -39,7 +39,8 @@ class ScanOptions:
     salt
         Salt of ``patient_key``.
     fs
-        fsspec filesystem of the entries; None for local files.
+        The :mod:`dicomml.sources` object of remote entries (bucket, DICOMweb
+        server); None for local files.
     """
 
     include_phi: bool
@@ -70,13 +71,15 @@ def _read_header(f: BinaryIO, size: int, path: str) -> Header:
             buf += chunk
 
 
-def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any]) -> list[dict[str, Any]]:
+def _read_entry(
+    entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], fetched: dict[str, Any]
+) -> list[dict[str, Any]]:
     if options.fs is None:
         f = open(entry.open_path, "rb")  # noqa: SIM115 - closed below
         size = os.fstat(f.fileno()).st_size
-    else:
-        f = options.fs.open(entry.open_path, "rb")
-        size = entry.size
+    else:  # a remote source fetched the batch's headers together
+        f = fetched.pop(entry.open_path, None) or options.fs.open(entry.open_path, "rb")
+        size = f.size
     with f:
         header = _read_header(f, size, entry.path)
     if header.media_storage_sop_class == DICOMDIR_SOP_CLASS:
@@ -96,6 +99,8 @@ class _DicomDir(Exception):
 def _error_type(exc: BaseException, entry: Entry, options: ScanOptions) -> str:
     if isinstance(exc, _DicomDir):
         return "dicomdir"
+    if isinstance(exc, RemoteSourceError):
+        return "unreachable"
     if isinstance(exc, OSError) and not isinstance(exc, DicomMLError):
         return "unreadable"
     if isinstance(exc, InvalidDicomFileError) and not _starts_like_dicom(entry, options):
@@ -168,14 +173,18 @@ def scan_batch(
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     memo: dict[tuple[Any, ...], Any] = {}  # decoded header values, shared within the batch
+    fetched = options.fs.prefetch(entries) if options.fs is not None else {}
     for i, entry in enumerate(entries):
         if started is not None:
             started(i)
         try:
-            rows.extend(_read_entry(entry, options, memo))
+            rows.extend(_read_entry(entry, options, memo, fetched))
         except Exception as exc:  # the indexer's policy: record and go on
-            errors.append(_error_row(entry, _error_type(exc, entry, options), type(exc).__name__,
-                                     getattr(exc, "tag", None), _message(exc, entry, options)))
+            row = _error_row(entry, _error_type(exc, entry, options), type(exc).__name__,
+                             getattr(exc, "tag", None), _message(exc, entry, options))
+            if isinstance(exc, RemoteSourceError):
+                row["size"] = -1  # a size no listing has: a rerun reads the entry again (the server may be back)
+            errors.append(row)
     return (
         pa.Table.from_pylist(rows, schema=instances_schema(options.include_phi)),
         pa.Table.from_pylist(errors, schema=ERRORS),

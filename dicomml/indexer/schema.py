@@ -17,16 +17,30 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["ANNOTATIONS", "ERRORS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
+__all__ = ["ANNOTATIONS", "ERRORS", "IMAGE2D_FIELDS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
 #: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax. 3: ``philips_scale_slope``.
-SCHEMA_VERSION = 3
+#: 4: the 2D imaging columns (:data:`IMAGE2D_FIELDS`).
+SCHEMA_VERSION = 4
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())
 _STRS = pa.list_(pa.string())
 _KIND_TYPES = {"text": pa.string(), "texts": _STRS, "int": pa.int64(), "float": _F64, "floats": _F64S}
+
+#: 2D / projection imaging columns (:mod:`dicomml.indexer.image2d` fills them; the spacing
+#: source is one of :data:`dicomml.imaging2d.spacing.SPACING_SOURCES`).
+IMAGE2D_FIELDS = [
+    pa.field("view", pa.string()),
+    pa.field("laterality", pa.string()),
+    pa.field("patient_orientation", pa.string()),
+    pa.field("burned_in", pa.bool_()),
+    pa.field("has_voi_lut_table", pa.bool_()),
+    pa.field("has_modality_lut_table", pa.bool_()),
+    pa.field("presentation_lut_shape", pa.string()),
+    pa.field("spacing_source", pa.string()),
+]
 
 _FILE = [
     pa.field("path", pa.string(), nullable=False),
@@ -65,6 +79,7 @@ def instances_schema(include_phi: bool) -> pa.Schema:
         pa.field("labels", _STRS),
         pa.field("referenced_series_uids", _STRS),
         pa.field("referenced_sop_uids", _STRS),
+        *IMAGE2D_FIELDS,
     ]
     if include_phi:
         fields += [pa.field(name, _KIND_TYPES[kind]) for name, (_, kind) in PHI_FIELDS.items()]

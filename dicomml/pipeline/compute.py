@@ -216,9 +216,13 @@ def preprocess_one(
         from dicomml.assemble import load_series
 
         volume = load_series(
-            manifest, source.series_key, threads=threads, philips_scaling=config.deterministic.philips_scaling
+            manifest,
+            source.series_key,
+            threads=threads,
+            philips_scaling=config.deterministic.philips_scaling,
+            on_irregular=config.deterministic.on_irregular,
         )
-        masks = [_mask(manifest, a, volume, config) for a in source.annotation_keys]
+        masks, mask_meta = _masks(manifest, source.annotation_keys, volume, config)
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
             "series_key": source.series_key,
@@ -229,18 +233,34 @@ def preprocess_one(
             "series_uid": volume.meta.get("series_uid"),
             "source_files": list(volume.meta.get("source_files", [])),
             "mask_labels": [label for m in masks for label in _labels(m)],
+            **mask_meta,
         }
         cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
     entry = cache.open(source.key)
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
 
 
-def _mask(manifest: Manifest, annotation_key: str, volume: Volume, config: PipelineConfig) -> Volume:
-    from dicomml.seg import load_mask
+def _masks(manifest: Manifest, annotation_keys: Sequence[str], volume: Volume,
+           config: PipelineConfig) -> tuple[list[Volume], dict[str, Any]]:
+    """The series' masks and what the entry's meta records of them.
 
-    wanted = config.deterministic.masks
-    segments = None if "*" in wanted else list(wanted)
-    return load_mask(manifest, annotation_key, reference=volume, segments=segments, as_channels=True)
+    With a label map (``annotations.labels``, or ``masks`` names) one mask in
+    its channels, the same for every series; with ``masks: ["*"]`` every
+    segment of every chosen annotation, in turn.
+    """
+    from dicomml.seg import load_mask
+    from dicomml.seg.labelmap import choose_annotations, dataset_mask
+
+    det = config.deterministic
+    chosen = choose_annotations(manifest, annotation_keys, det.annotations.choose)
+    labels = det.labels()
+    if labels:
+        mask = dataset_mask(manifest, chosen, volume, det.annotations, labels)
+        return [mask], {"mask_present": mask.meta["present"], "annotation_keys": mask.meta["annotation_keys"],
+                        "skipped_annotations": mask.meta["skipped"]}
+    if not det.masks:
+        return [], {}
+    return [load_mask(manifest, a, reference=volume, as_channels=True) for a in chosen], {"annotation_keys": chosen}
 
 
 def _labels(mask: Volume) -> list[str]:

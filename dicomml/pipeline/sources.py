@@ -52,7 +52,8 @@ def series_sources(
         A :class:`dicomml.Manifest` or its folder.
     config
         The pipeline; when it caches masks, only series with at least one
-        annotation are selected, with all their annotations.
+        annotation are selected, with all their annotations (one source
+        per annotation under ``annotations.choose: each``).
     where
         SQL predicate on the ``series`` table (DuckDB), e.g. ``"modality = 'CT'"``.
     series_keys
@@ -77,14 +78,18 @@ def series_sources(
         if k not in files:
             raise SeriesNotFoundError(f"series key {k} is not in the manifest; list keys with Manifest.series", series_uid=k)
     annotations: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
-    if config.deterministic.masks:
+    det = config.deterministic
+    if det.masks or det.annotations.labels:
         annotations = _annotations(manifest, keys)
         keys = [k for k in keys if annotations.get(k)]
     out = []
     for k in keys:
         anns = annotations.get(k, [])
-        sources = files[k] + [f for _, ann_files in anns for f in ann_files]
-        out.append(SeriesSource(k, entry_key(source_fingerprint(sources), config), tuple(a for a, _ in anns)))
+        # choose "each": one entry per annotation, each keyed by its own files
+        groups = [[a] for a in anns] if det.annotations.choose == "each" else [anns]
+        for group in groups:
+            sources = files[k] + [f for _, ann_files in group for f in ann_files]
+            out.append(SeriesSource(k, entry_key(source_fingerprint(sources), config), tuple(a for a, _ in group)))
     return out
 
 

@@ -2,7 +2,9 @@
 
 ``seg_to_grid`` and ``rtstruct_to_grid`` are the array-level cores: an object
 and a reference :class:`~dicomml.Volume` in, a mask Volume on exactly that grid
-out. ``load_mask`` and ``pairs`` wire them to the manifest.
+out. ``load_mask`` and ``pairs`` wire them to the manifest. ``write_seg`` and
+``write_rtstruct`` go the other way: a prediction back onto its source
+series' grid, as a DICOM SEG or an RT Structure Set.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _EXPORTS = {
     "rtstruct_to_grid": "dicomml.seg.rtstruct",
     "seg_to_grid": "dicomml.seg.dicomseg",
     "select_segments": "dicomml.seg.dicomseg",
+    "write_rtstruct": "dicomml.seg.rtwrite",
+    "write_seg": "dicomml.seg.write",
 }
 
 __all__ = sorted(_EXPORTS)

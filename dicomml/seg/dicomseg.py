@@ -12,6 +12,7 @@ nearest onto the image's, and the residual misalignment is reported in mm.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import pack_bits
+from pydicom.encaps import generate_frames
+from pydicom.pixels import get_decoder, pack_bits
+from pydicom.pixels.decoders.rle import _rle_decode_segment, _rle_parse_header  # no public per-segment decoder
 from pydicom.sr.coding import Code
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from dicomml._optional import require
 from dicomml.errors import (
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="DICOM SEG masks (dicomml.seg)")
 
-__all__ = ["SegmentSelector", "read_segmentation", "select_segments", "seg_to_grid"]
+__all__ = ["SegmentSelector", "open_segmentation", "read_segmentation", "select_segments", "seg_to_grid"]
 
 #: One segment: its number, its label, or its segmented property type code.
 SegmentSelector = Union[int, str, Code, hd.sr.CodedConcept]
@@ -54,13 +57,58 @@ def _name(seg: Dataset) -> str:
     return str(getattr(seg, "filename", None) or f"SEG {seg.get('SOPInstanceUID', '?')}")
 
 
-def _little_endian(ds: Dataset) -> None:
-    """Rewrite a Big Endian SEG's pixel data as Explicit VR Little Endian, in place."""
-    frames = ds.pixel_array
-    data = pack_bits(frames) if ds.BitsAllocated == 1 else frames.astype(frames.dtype.newbyteorder("<")).tobytes()
+#: Deflated Image Frame Compression (DICOM 2024): each frame deflated on its own; pydicom 3.0 does not know it.
+DEFLATED_IMAGE_FRAME = UID("1.2.840.10008.1.2.8.1")
+
+
+def _frame_bytes(frame: bytes, syntax: UID) -> bytes:
+    """The native bytes of one encapsulated frame (RLE: its one segment; deflated: raw deflate)."""
+    if syntax == DEFLATED_IMAGE_FRAME:
+        return zlib.decompress(frame, -15)
+    offsets = _rle_parse_header(frame[:64])
+    if len(offsets) != 1:
+        raise ValueError(f"{len(offsets)} RLE segments where a 1-bit or 8-bit frame has one")
+    return bytes(_rle_decode_segment(frame[offsets[0] :]))
+
+
+def _to_native(ds: Dataset, name: str) -> None:
+    """Rewrite the pixel data as Explicit VR Little Endian, in place, for what highdicom cannot decode.
+
+    That is Big Endian, and BINARY (1-bit) or any frames in RLE Lossless or
+    Deflated Image Frame Compression: pydicom's RLE decoders stop at 1 bit
+    allocated, and it does not know the deflated frame syntax.
+    """
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    ours = syntax == DEFLATED_IMAGE_FRAME or (syntax == RLELossless and ds.BitsAllocated == 1)
+    if not ours and syntax.is_little_endian:
+        return
+    rows, columns, count = int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1))
+    if not ours:  # Big Endian
+        frames = ds.pixel_array.reshape(count, rows, columns)
+    else:
+        dtype = np.dtype(f"<u{ds.BitsAllocated // 8}") if ds.BitsAllocated > 1 else np.dtype(np.uint8)
+        decoded = []
+        try:
+            for frame in generate_frames(ds.PixelData, number_of_frames=count):
+                data = np.frombuffer(_frame_bytes(frame, syntax), np.uint8)
+                if ds.BitsAllocated == 1:
+                    # each 1-bit frame is packed on its own, starting on a byte
+                    decoded.append(np.unpackbits(data, bitorder="little")[: rows * columns])
+                else:
+                    decoded.append(data.view(dtype)[: rows * columns])
+            frames = np.stack(decoded).reshape(count, rows, columns)
+        except (ValueError, zlib.error) as exc:
+            raise UnsupportedTransferSyntaxError(
+                f"{name}: the frames cannot be decoded from (0002,0010) Transfer Syntax {syntax} ({exc}); "
+                "convert the SEG to Explicit VR Little Endian (e.g. dcmconv +te)",
+                path=name,
+                tag="(0002,0010)",
+            ) from exc
+    native = pack_bits(frames) if ds.BitsAllocated == 1 else frames.astype(frames.dtype.newbyteorder("<")).tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.PixelData = data + b"\0" * (len(data) % 2)
-    ds["PixelData"].VR = "OB"
+    ds.PixelData = native + b"\0" * (len(native) % 2)
+    ds["PixelData"].VR = "OB" if ds.BitsAllocated <= 8 else "OW"
+    ds["PixelData"].is_undefined_length = False
 
 
 def read_segmentation(source: _Source) -> hd.seg.Segmentation:
@@ -88,35 +136,90 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     >>> seg.segment_numbers  # doctest: +SKIP
     [1]
     """
+    ds = open_segmentation(source)
+    try:
+        return hd.seg.Segmentation.from_dataset(ds, copy=False)
+    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise InvalidDicomFileError(
+            f"{_name(ds)}: not a Segmentation that highdicom can parse ({exc}); "
+            "check (0008,0016) SOP Class UID and the functional groups",
+            path=_name(ds),
+        ) from exc
+
+
+#: Segmentation Storage and Label Map Segmentation Storage.
+_SEG_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
+
+
+def open_segmentation(source: _Source) -> Dataset:
+    """Read a DICOM SEG as a pydicom Dataset whose pixel data pydicom decodes.
+
+    dicomml decodes SEGs from the Dataset itself: highdicom's ``from_dataset``
+    indexes every frame up front, which costs more than the whole decode.
+
+    Parameters
+    ----------
+    source
+        A local path, fsspec URL or pydicom Dataset (a Dataset is converted in place).
+
+    Returns
+    -------
+    pydicom.dataset.Dataset
+        Big Endian, 1-bit RLE and Deflated Image Frame pixel data rewritten
+        as Explicit VR Little Endian.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If it is not a Segmentation (SOP class, Segment Sequence, per-frame groups).
+    UnsupportedTransferSyntaxError
+        If its transfer syntax is not one pydicom knows.
+    """
     ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True)
     name = _name(ds)
+    missing = [k for k in ("SegmentSequence", "PerFrameFunctionalGroupsSequence", "PixelData") if k not in ds]
+    if str(ds.get("SOPClassUID", "")) not in _SEG_CLASSES or missing:
+        raise InvalidDicomFileError(
+            f"{name}: (0008,0016) SOP Class UID {ds.get('SOPClassUID', '(none)')} "
+            f"{'without ' + ', '.join(missing) if missing else ''}; expected a Segmentation",
+            path=name,
+            tag="(0008,0016)",
+        )
     syntax = UID(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
-    if not syntax.is_transfer_syntax:
+    if not syntax.is_transfer_syntax and syntax != DEFLATED_IMAGE_FRAME:
         raise UnsupportedTransferSyntaxError(
             f"{name}: (0002,0010) Transfer Syntax UID {syntax} is not one pydicom {pydicom.__version__} knows; "
             "convert the SEG to Explicit VR Little Endian (e.g. dcmconv +te)",
             path=name,
             tag="(0002,0010)",
         )
-    if not syntax.is_little_endian:
-        _little_endian(ds)
-    try:
-        return hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise InvalidDicomFileError(
-            f"{name}: not a Segmentation that highdicom can parse ({exc}); "
-            "check (0008,0016) SOP Class UID and the functional groups",
-            path=name,
-        ) from exc
+    _to_native(ds, name)
+    return ds
 
 
-def select_segments(seg: hd.seg.Segmentation, segments: SegmentSelector | Sequence[SegmentSelector] | None) -> list[int]:
+def _kind(seg: Dataset) -> str:
+    return str(seg.get("SegmentationType", "BINARY"))
+
+
+def _segments(seg: Dataset) -> dict[int, Dataset]:
+    """SegmentNumber -> its Segment Sequence item."""
+    return {int(item.SegmentNumber): item for item in seg.SegmentSequence}
+
+
+def _has_code(item: Dataset, code: Code | hd.sr.CodedConcept) -> bool:
+    return any(
+        str(c.get("CodeValue", "")) == str(code.value) and str(c.get("CodingSchemeDesignator", "")) == str(code.scheme_designator)
+        for c in item.get("SegmentedPropertyTypeCodeSequence", [])
+    )
+
+
+def select_segments(seg: Dataset, segments: SegmentSelector | Sequence[SegmentSelector] | None) -> list[int]:
     """Segment numbers chosen by number, label or segmented property type.
 
     Parameters
     ----------
     seg
-        The segmentation.
+        The segmentation (a pydicom Dataset or highdicom Segmentation).
     segments
         ``None`` for all; one selector or a sequence of them, where a selector
         is a segment number (int), a SegmentLabel (str) or a segmented
@@ -137,21 +240,22 @@ def select_segments(seg: hd.seg.Segmentation, segments: SegmentSelector | Sequen
     >>> select_segments(seg, ["Liver", 2])  # doctest: +SKIP
     [1, 2]
     """
+    described = _segments(seg)
     if segments is None:
-        return list(seg.segment_numbers)
+        return list(described)
     wanted = [segments] if isinstance(segments, (int, str, Code, hd.sr.CodedConcept)) else list(segments)
     numbers: list[int] = []
     for item in wanted:
         if isinstance(item, (bool, np.bool_)):
             found: list[int] = []
         elif isinstance(item, (int, np.integer)):
-            found = [int(item)] if int(item) in seg.segment_numbers else []
+            found = [int(item)] if int(item) in described else []
         elif isinstance(item, str):
-            found = seg.get_segment_numbers(segment_label=item)
+            found = [n for n, d in described.items() if str(d.get("SegmentLabel", "")) == item]
         else:
-            found = seg.get_segment_numbers(segmented_property_type=item)
+            found = [n for n, d in described.items() if _has_code(d, item)]
         if not found:
-            have = ", ".join(f"{n}: {seg.get_segment_description(n).segment_label!r}" for n in seg.segment_numbers)
+            have = ", ".join(f"{n}: {str(d.get('SegmentLabel', ''))!r}" for n, d in described.items())
             raise SegmentNotFoundError(
                 f"{_name(seg)}: (0062,0002) Segment Sequence has no segment matching {item!r}; it has {have}",
                 path=_name(seg),
@@ -167,6 +271,7 @@ class _Frames:
 
     positions: np.ndarray
     segments: np.ndarray
+    indices: np.ndarray  # 0-based frame numbers in the SEG
     orientation: tuple[float, ...]
     pixel_spacing: tuple[float, float]
 
@@ -191,33 +296,75 @@ def _functional(seg: Dataset, item: Dataset, shared: Dataset | None, pointer: tu
     )
 
 
-def _frames(seg: hd.seg.Segmentation) -> _Frames:
-    """Read each frame's plane position and segment from the functional groups."""
+def _other_series_instances(seg: Dataset, series_uid: str) -> set[str]:
+    """SOP instances the SEG references in series other than ``series_uid`` (empty when it names one series)."""
+    by_series: dict[str, set[str]] = {}
+    studies = [seg] + list(seg.get("StudiesContainingOtherReferencedInstancesSequence", []))
+    for study in studies:
+        for series in study.get("ReferencedSeriesSequence", []):
+            uids = {str(item.ReferencedSOPInstanceUID) for item in series.get("ReferencedInstanceSequence", [])}
+            by_series.setdefault(str(series.get("SeriesInstanceUID", "")), set()).update(uids)
+    if len(by_series) < 2 or series_uid not in by_series:
+        return set()
+    return set().union(*(uids for uid, uids in by_series.items() if uid != series_uid))
+
+
+def _sources(item: Dataset) -> set[str]:
+    """SOP instances a frame was derived from (Derivation Image Sequence / Source Image Sequence)."""
+    return {
+        str(source.ReferencedSOPInstanceUID)
+        for derivation in item.get("DerivationImageSequence", [])
+        for source in derivation.get("SourceImageSequence", [])
+    }
+
+
+def _frames(seg: Dataset, series_uid: str) -> _Frames:
+    """Read each frame's plane position and segment from the functional groups.
+
+    Frames derived only from instances of another series than ``series_uid``
+    (a SEG over several series) get segment -1 and take no part.
+    """
     per_frame = seg.PerFrameFunctionalGroupsSequence
     shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
-    labelmap = seg.segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
-    positions = np.empty((len(per_frame), 3))
+    labelmap = _kind(seg) == "LABELMAP"
+    others = _other_series_instances(seg, series_uid)
+    positions = np.zeros((len(per_frame), 3))
     segments = np.zeros(len(per_frame), dtype=np.int64)
     orientations = set()
     spacings = set()
     for i, item in enumerate(per_frame):
+        sources = _sources(item) if others else set()
+        if sources and sources <= others:
+            segments[i] = -1
+            continue
         positions[i] = _functional(seg, item, shared, _POSITION)
         orientations.add(tuple(float(v) for v in _functional(seg, item, shared, _ORIENTATION)))
         spacings.add(tuple(float(v) for v in _functional(seg, item, shared, _SPACING)))
         if not labelmap:
-            segments[i] = int(_functional(seg, item, None, _SEGMENT))
+            # highdicom puts a lone segment's identification in the shared groups
+            segments[i] = int(_functional(seg, item, shared, _SEGMENT))
     if len(orientations) != 1 or len(spacings) != 1:
         raise SegReferenceError(
             f"{_name(seg)}: frames differ in (0020,0037) Image Orientation or (0028,0030) Pixel Spacing "
             f"({len(orientations)} orientations, {len(spacings)} spacings); expected one plane geometry",
             path=_name(seg),
         )
-    return _Frames(positions, segments, orientations.pop(), spacings.pop())  # type: ignore[arg-type]
+    kept = segments >= 0
+    return _Frames(positions[kept], segments[kept], np.flatnonzero(kept), orientations.pop(), spacings.pop())  # type: ignore[arg-type]
 
 
-def _decode_frame(seg: hd.seg.Segmentation, index: int) -> np.ndarray:
+def _decode_frame(seg: Dataset, index: int) -> np.ndarray:
+    rows, columns = int(seg.Rows), int(seg.Columns)
+    if seg.BitsAllocated == 1 and not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated:
+        # frames that do not start on a byte: pydicom 3.0's per-frame decoder misreads them
+        size = rows * columns
+        start = index * size
+        data = np.frombuffer(seg.PixelData, np.uint8)[start // 8 : (start + size + 7) // 8 + 1]
+        bits = np.unpackbits(data, bitorder="little")[start % 8 : start % 8 + size]
+        return bits.reshape(rows, columns)
     try:
-        return seg.get_stored_frame(index, as_index=True)
+        frame, _ = get_decoder(seg.file_meta.TransferSyntaxUID).as_array(seg, index=index)
+        return frame
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         raise UnsupportedTransferSyntaxError(
             f"{_name(seg)}: frame {index + 1} cannot be decoded from (0002,0010) Transfer Syntax "
@@ -231,19 +378,19 @@ def _decode_frame(seg: hd.seg.Segmentation, index: int) -> np.ndarray:
 class _Canvas:
     """The output array on one grid, and how each decoded frame is added to it."""
 
-    def __init__(self, seg: hd.seg.Segmentation, numbers: list[int], shape: tuple[int, int, int],
+    def __init__(self, seg: Dataset, numbers: list[int], shape: tuple[int, int, int],
                  as_channels: bool, threshold: float | None) -> None:
         self.seg = seg
         self.numbers = numbers
         self.shape = shape
-        self.kind = seg.segmentation_type
+        self.kind = _kind(seg)
         self.maximum = float(seg.get("MaximumFractionalValue", 1))
         self.threshold = threshold
-        self.soft = self.kind == hd.seg.SegmentationTypeValues.FRACTIONAL and threshold is None
+        self.soft = self.kind == "FRACTIONAL" and threshold is None
         self.as_channels = as_channels
         self.channel = {n: i for i, n in enumerate(numbers)}
         dtype = np.float32 if self.soft else (np.uint8 if max(numbers, default=0) < 256 or as_channels else np.uint16)
-        if self.kind == hd.seg.SegmentationTypeValues.LABELMAP:
+        if self.kind == "LABELMAP":
             self.array = np.zeros(shape, np.uint16 if seg.BitsAllocated > 8 else np.uint8)
         elif as_channels:
             self.array = np.zeros((len(numbers),) + shape, dtype)
@@ -252,11 +399,11 @@ class _Canvas:
 
     def add(self, frame: np.ndarray, segment: int, indexer: tuple[int | slice, ...]) -> None:
         """Add one frame (already turned and cropped to ``indexer``)."""
-        if self.kind == hd.seg.SegmentationTypeValues.LABELMAP:
+        if self.kind == "LABELMAP":
             region = self.array[indexer]
             np.maximum(region, frame, out=region)
             return
-        if self.kind == hd.seg.SegmentationTypeValues.FRACTIONAL:
+        if self.kind == "FRACTIONAL":
             values = frame.astype(np.float32) / np.float32(self.maximum)
             frame = values if self.threshold is None else (values >= self.threshold)
         if self.as_channels or self.soft:
@@ -273,7 +420,7 @@ class _Canvas:
 
     def result(self) -> np.ndarray:
         """The finished array: LABELMAP values selected, or split into channels."""
-        if self.kind != hd.seg.SegmentationTypeValues.LABELMAP:
+        if self.kind != "LABELMAP":
             return self.array
         if self.as_channels:
             return np.stack([self.array == n for n in self.numbers]).astype(np.uint8)
@@ -291,7 +438,7 @@ class _Pixels:
     unpacked, which matters for many small segments on large images.
     """
 
-    def __init__(self, seg: hd.seg.Segmentation) -> None:
+    def __init__(self, seg: Dataset) -> None:
         self.seg = seg
         self.rows, self.columns = int(seg.Rows), int(seg.Columns)
         native = not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated
@@ -316,22 +463,22 @@ class _Pixels:
         return bits, (int(rows[0]), 8 * int(columns[0]))
 
 
-def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas, target: str) -> None:
+def _paint(seg: Dataset, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas, target: str) -> None:
     """Decode the frames of the chosen segments and add them to the canvas."""
-    labelmap = canvas.kind == hd.seg.SegmentationTypeValues.LABELMAP
+    labelmap = canvas.kind == "LABELMAP"
     chosen = set(canvas.numbers)
     padding = seg.get("PixelPaddingValue") if labelmap else None
     pixels = _Pixels(seg)
-    for i, segment in enumerate(frames.segments.tolist()):
+    for i, (number, segment) in enumerate(zip(frames.indices.tolist(), frames.segments.tolist())):
         if not labelmap and segment not in chosen:
             continue
-        frame, offset = pixels.window(i)
+        frame, offset = pixels.window(number)
         if padding is not None:
             frame = np.where(frame == padding, 0, frame)
         indexer, view, whole = place(plane_map, i, frame, canvas.shape, offset)
         if not whole and np.count_nonzero(view) != np.count_nonzero(frame):
             raise SegReferenceError(
-                f"{_name(seg)}: frame {i + 1} at (0020,0032) {frames.positions[i].tolist()} mm has segment "
+                f"{_name(seg)}: frame {number + 1} at (0020,0032) {frames.positions[i].tolist()} mm has segment "
                 f"pixels outside {target}; the SEG does not belong to this image "
                 "(check the referenced series, or pass the right reference=)",
                 path=_name(seg),
@@ -342,7 +489,7 @@ def _paint(seg: hd.seg.Segmentation, frames: _Frames, plane_map: PlaneMap, canva
 
 
 def seg_to_grid(
-    seg: _Source | hd.seg.Segmentation,
+    seg: _Source,
     reference: Volume,
     *,
     segments: SegmentSelector | Sequence[SegmentSelector] | None = None,
@@ -402,10 +549,9 @@ def seg_to_grid(
     >>> mask.meta["labels"], mask.array.shape  # doctest: +SKIP
     ({1: 'Liver'}, (3, 512, 512))
     """
-    if not isinstance(seg, hd.seg.Segmentation):
-        seg = read_segmentation(seg)
+    seg = open_segmentation(seg)
     numbers = select_segments(seg, segments)
-    fractional = seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
+    fractional = _kind(seg) == "FRACTIONAL"
     if fractional and threshold is None and not as_channels and len(numbers) > 1:
         raise SegmentOverlapError(
             f"{_name(seg)}: {len(numbers)} FRACTIONAL segments cannot share one label map; "
@@ -414,14 +560,14 @@ def seg_to_grid(
         )
     referenced = [item.get("SeriesInstanceUID") for item in seg.get("ReferencedSeriesSequence", [])]
     check_frame_of_reference(_name(seg), [seg.get("FrameOfReferenceUID")], referenced, reference, "(0020,0052)")
-    frames = _frames(seg)
+    frames = _frames(seg, str(reference.meta.get("series_uid") or ""))
     plane_shape = (int(seg.Rows), int(seg.Columns))
     shape = reference.spatial_shape
     plane_map = map_planes(reference.affine, frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
     resampled = not plane_map.aligned()
     grid_affine = reference.affine
     if resampled:
-        geometry = seg.get_volume_geometry()
+        geometry = read_segmentation(seg).get_volume_geometry()
         if geometry is None:
             raise SegReferenceError(
                 f"{_name(seg)}: its frames lie off the grid of {describe(reference)} and do not form a "
@@ -441,8 +587,8 @@ def seg_to_grid(
         residual = plane_map.offset_mm(reference.affine)
     meta = {
         "kind": "mask",
-        "labels": {n: str(seg.get_segment_description(n).segment_label) for n in numbers},
-        "segmentation_type": seg.segmentation_type.value,
+        "labels": {n: str(_segments(seg)[n].get("SegmentLabel", "")) for n in numbers},
+        "segmentation_type": _kind(seg),
         "sop_instance_uid": str(seg.SOPInstanceUID),
         "source": _name(seg),
         "resampled": resampled,

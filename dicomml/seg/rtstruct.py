@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Union
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from dicomml.errors import (
@@ -64,52 +65,69 @@ def fill_polygons(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.
     >>> int(fill_polygons([square, hole], (6, 6)).sum())
     24
     """
+    out = np.zeros(shape, dtype=bool)
+    if not polygons:
+        return out
+    start = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+    end = np.concatenate([np.roll(np.asarray(p, dtype=np.float64).reshape(-1, 2), -1, axis=0) for p in polygons])
+    # work in the polygons' bounding box only: structures are small next to the slice
+    low = np.maximum(np.floor(start.min(axis=0)).astype(np.int64) - 1, 0)
+    high = np.minimum(np.ceil(start.max(axis=0)).astype(np.int64) + 2, shape)
+    if np.any(high <= low):
+        return out
+    box = (int(high[0] - low[0]), int(high[1] - low[1]))
+    start, end = start - low, end - low
+    parity = _crossings(start, end, box)
+    inside = (np.cumsum(parity[:, : box[1]], axis=1) % 2).astype(bool)
+    out[low[0] : high[0], low[1] : high[1]] = inside | _outline(start, end, box)
+    return out
+
+
+def _spans(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For integer ranges ``first[e]..last[e]`` (inclusive): each value and the range it belongs to."""
+    counts = np.maximum(last - first + 1, 0)
+    owner = np.repeat(np.arange(len(first)), counts)
+    value = first[owner] + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return value, owner
+
+
+def _crossings(start: np.ndarray, end: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Edge crossings of each pixel-centre row, counted at the first pixel right of them (half-open rule)."""
     rows, cols = shape
-    parity = np.zeros((rows, cols + 1), dtype=np.int64)
-    edge = np.zeros(shape, dtype=bool)
-    for polygon in polygons:
-        start = np.asarray(polygon, dtype=np.float64)
-        end = np.roll(start, -1, axis=0)
-        _crossings(start, end, parity)
-        _outline(start, end, edge)
-    inside = (np.cumsum(parity[:, :cols], axis=1) % 2).astype(bool)
-    return inside | edge
-
-
-def _crossings(start: np.ndarray, end: np.ndarray, parity: np.ndarray) -> None:
-    """Count edge crossings of each pixel-centre row left of each pixel (half-open rule)."""
-    rows, width = parity.shape
+    width = cols + 1
     lo = np.minimum(start[:, 0], end[:, 0])
     hi = np.maximum(start[:, 0], end[:, 0])
     first = np.maximum(np.ceil(lo), 0).astype(np.int64)
     last = np.minimum(np.ceil(hi) - 1, rows - 1).astype(np.int64)  # rows y with lo <= y < hi
-    for e in np.flatnonzero(last >= first):
-        y = np.arange(first[e], last[e] + 1)
-        t = (y - start[e, 0]) / (end[e, 0] - start[e, 0])
-        x = start[e, 1] + t * (end[e, 1] - start[e, 1])
-        column = np.clip(np.floor(x).astype(np.int64) + 1, 0, width - 1)  # centres right of x
-        np.add.at(parity, (y, column), 1)
+    y, e = _spans(first, last)
+    t = (y - start[e, 0]) / (end[e, 0] - start[e, 0])
+    x = start[e, 1] + t * (end[e, 1] - start[e, 1])
+    column = np.clip(np.floor(x).astype(np.int64) + 1, 0, width - 1)  # centres right of x
+    return np.bincount(y * width + column, minlength=rows * width).reshape(rows, width)
 
 
-def _outline(start: np.ndarray, end: np.ndarray, edge: np.ndarray) -> None:
-    """Mark pixel centres that lie on an edge (within ``ON_EDGE_TOLERANCE`` pixels)."""
-    rows, cols = edge.shape
+def _outline(start: np.ndarray, end: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixel centres that lie on an edge (within ``ON_EDGE_TOLERANCE`` pixels)."""
+    rows, cols = shape
     tol = ON_EDGE_TOLERANCE
-    for a, b in zip(start, end):
-        if abs(b[0] - a[0]) <= tol:  # along a row: on it only if the row is a pixel-centre row
-            row = int(np.rint(a[0]))
-            if abs(a[0] - row) > tol or not 0 <= row < rows:
-                continue
-            lo, hi = sorted((a[1], b[1]))
-            edge[row, max(int(np.ceil(lo - tol)), 0) : min(int(np.floor(hi + tol)), cols - 1) + 1] = True
-            continue
-        lo, hi = sorted((a[0], b[0]))
-        y = np.arange(max(int(np.ceil(lo - tol)), 0), min(int(np.floor(hi + tol)), rows - 1) + 1)
-        t = np.clip((y - a[0]) / (b[0] - a[0]), 0.0, 1.0)
-        x = a[1] + t * (b[1] - a[1])
-        x_int = np.rint(x).astype(np.int64)
-        on = (np.abs(x - x_int) <= tol) & (x_int >= 0) & (x_int < cols)
-        edge[y[on], x_int[on]] = True
+    edge = np.zeros(shape, dtype=bool)
+    flat = np.abs(end[:, 0] - start[:, 0]) <= tol
+    # along a row: on it only if the row is a pixel-centre row
+    a, b = start[flat], end[flat]
+    row = np.rint(a[:, 0]).astype(np.int64)
+    keep = (np.abs(a[:, 0] - row) <= tol) & (row >= 0) & (row < rows)
+    lo, hi = np.minimum(a[:, 1], b[:, 1])[keep], np.maximum(a[:, 1], b[:, 1])[keep]
+    x, e = _spans(np.maximum(np.ceil(lo - tol), 0).astype(np.int64), np.minimum(np.floor(hi + tol), cols - 1).astype(np.int64))
+    edge[row[keep][e], x] = True
+    a, b = start[~flat], end[~flat]
+    lo, hi = np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0])
+    y, e = _spans(np.maximum(np.ceil(lo - tol), 0).astype(np.int64), np.minimum(np.floor(hi + tol), rows - 1).astype(np.int64))
+    t = np.clip((y - a[e, 0]) / (b[e, 0] - a[e, 0]), 0.0, 1.0)
+    x = a[e, 1] + t * (b[e, 1] - a[e, 1])
+    x_int = np.rint(x).astype(np.int64)
+    on = (np.abs(x - x_int) <= tol) & (x_int >= 0) & (x_int < cols)
+    edge[y[on], x_int[on]] = True
+    return edge
 
 
 def _name(ds: Dataset) -> str:
@@ -162,8 +180,16 @@ def _contours(ds: Dataset, numbers: dict[int, str]) -> tuple[dict[int, list[np.n
             if kind != "CLOSED_PLANAR":
                 skipped[f"{numbers[number]}: {kind}"] += 1
                 continue
-            contours[number].append(np.asarray(item.ContourData, dtype=np.float64).reshape(-1, 3))
+            contours[number].append(_points(item).reshape(-1, 3))
     return contours, dict(skipped)
+
+
+def _points(item: Dataset) -> np.ndarray:
+    """(3006,0050) Contour Data as floats, parsed from the raw bytes when still raw (pydicom's DS objects are slow)."""
+    raw = item.get_item(0x30060050)
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        return np.array(raw.value.split(b"\\")).astype(np.float64)
+    return np.asarray(item.ContourData, dtype=np.float64)
 
 
 def rtstruct_to_grid(

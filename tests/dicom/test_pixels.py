@@ -8,7 +8,7 @@ import pytest
 from pydicom.pixels import pixel_array
 
 from dicomml.dicom import frame_table
-from dicomml.dicom.pixels import _native_stack, decode_into, stored_dtype
+from dicomml.dicom.pixels import decode_into, native_stack, stored_dtype
 from dicomml.dicom.synthetic import write_slice
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
@@ -34,7 +34,7 @@ def test_native_fast_path_equals_pydicom(data_dir, name):
     ds = pydicom.dcmread(data_dir / name)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     expected = pixel_array(ds).reshape(n_frames, ds.Rows, ds.Columns)
-    ours = _native_stack(ds, n_frames)
+    ours = native_stack(ds, n_frames)
     assert ours is not None
     np.testing.assert_array_equal(ours, expected)
     assert ours.dtype == expected.dtype

@@ -160,3 +160,15 @@ def test_dotted_dicomml_names_in_the_docs_exist() -> None:
         f"{page.relative_to(ROOT)}: {name}" for page in PAGES for name in set(pattern.findall(page.read_text())) if not _resolves(name)
     )
     assert not missing, f"the documentation names objects that do not exist: {missing}"
+
+
+def test_no_measured_timings_in_the_code() -> None:
+    # timings go stale with the next change: they belong in benchmarks/ and docs/benchmarks.md
+    timing = re.compile(r"#.*[0-9.]+ ?(ms|s) (vs|->|instead of)|this (2-core )?machine")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted((ROOT / "dicomml").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if timing.search(line)
+    ]
+    assert not found, f"measured timings in code comments: {found}"

@@ -52,12 +52,12 @@ def test_index_records_a_hanging_and_a_killed_file_and_goes_on(data_dir: Path, t
     shutil.copy(root / "series" / "IMG0001.dcm", root / "traps" / "kills.dcm")
     real = scan._read_entry
 
-    def hostile(entry, options, memo):  # stands in for a parser loop and an OOM kill
+    def hostile(entry, options, *rest):  # stands in for a parser loop and an OOM kill
         if entry.path.endswith("hangs.dcm"):
             time.sleep(3600)
         if entry.path.endswith("kills.dcm"):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(entry, options, memo)
+        return real(entry, options, *rest)
 
     monkeypatch.setattr(scan, "_read_entry", hostile)  # forked workers inherit it
     m = dicomml.index(root, tmp_path / "m", workers=2, timeout_s=1.0, progress=False)

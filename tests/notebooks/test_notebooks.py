@@ -73,3 +73,12 @@ def test_training_notebook_runs_and_its_loss_goes_down(tmp_path: Path) -> None:
     assert "40 iterations, loss" in text and "Dice on the held-out patient" in text
     assert _figures(nb) == 4  # patches, loss curve, prediction overlay, reference SEG
     assert (tmp_path / "nb-out" / "02_train" / "cache").is_dir()
+
+
+def test_write_back_notebook_writes_a_seg_highdicom_reads_back(tmp_path: Path) -> None:
+    nb = _execute("03_write_back.ipynb", tmp_path)  # the notebook asserts Dice > 0.5 against the reference SEG
+    text = _text(nb)
+    assert "segment: liver" in text and "Dice against the reference liver" in text
+    out = tmp_path / "nb-out" / "03_write_back"
+    assert (out / "liver_seg.dcm").is_file() and (out / "liver_rtstruct.dcm").is_file()
+    assert _figures(nb) == 1  # the overlay

@@ -116,3 +116,125 @@ def write_seg(
     )
     seg.save_as(path)
     return path
+
+
+def write_ct(folder: Path, shape: tuple[int, int, int], spacing: float, *, seed: int = 0) -> list[Path]:
+    """An axial CT (HFS, LPS+ tags) of ``shape`` (slices, rows, columns) with cubic ``spacing`` mm voxels."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = lambda *parts: generate_uid(entropy_srcs=["dicomml-tests-ct", str(seed), *map(str, parts)])  # noqa: E731
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(shape[0]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = uid("image", k)
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^CT", "CT-1", "19700101", "O"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uid("study"), uid("series"), uid("for")
+        ds.StudyDate = ds.SeriesDate = "20260101"
+        ds.StudyTime = ds.SeriesTime = "090000"
+        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "A1", ""
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer = "CT", 2, shape[0] - k, "tests"
+        ds.PatientPosition = "HFS"
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.ImagePositionPatient = [-20.0, -25.0, 40.0 - k * spacing]  # written feet to head by InstanceNumber
+        ds.PixelSpacing = [spacing, spacing]
+        ds.SliceThickness = spacing
+        ds.Rows, ds.Columns = shape[1], shape[2]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024.0, 1.0
+        ds.PixelData = rng.integers(0, 4096, shape[1:], dtype=np.uint16).tobytes()
+        path = folder / f"IM{k:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def to_sitk(array: np.ndarray, affine: np.ndarray):
+    """A SimpleITK image of an (i, j, k) array whose affine maps indices to RAS+ mm (SimpleITK is LPS+)."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))  # SimpleITK's x is the array's last axis
+    lps = (LPS_TO_RAS @ np.asarray(affine, dtype=float))[:3]
+    columns = lps[:, :3][:, ::-1]
+    spacing = np.linalg.norm(columns, axis=0)
+    image.SetOrigin(lps[:, 3].tolist())
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((columns / spacing).ravel().tolist())
+    return image
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return float(2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
+
+
+def write_annotated_series(folder: Path) -> dict[str, Path]:
+    """A CT with five annotations that name the same structures differently, and one broken RTSTRUCT.
+
+    ``seg_a``: segment "Liver" coded SCT:10200004; ``seg_b``: "LIVER" coded
+    SRT:T-62000 (the retired code) and "Tumour"; ``seg_c``: "leber", not
+    coded, written a day later; ``rt_good``: ROI "liver"; ``rt_bad``: a
+    contour 50 mm below the CT. The liver is the same ellipse in all of them.
+    """
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    import dicomml
+
+    files = write_ct(folder / "ct", (6, 40, 40), 1.0, seed=7)
+    sources = [pydicom.dcmread(p) for p in files]
+    grid = header_grid(files)
+    rows, columns = np.mgrid[:40, :40]
+    liver = np.zeros(grid.spatial_shape, np.uint8)
+    liver[1:5][:, np.hypot(rows - 20, columns - 18) < 9] = 1
+    tumor = np.zeros_like(liver)
+    tumor[2:4][:, np.hypot(rows - 20, columns - 18) < 3] = 1
+
+    def seg(name: str, segments: list[tuple[str, Code]], masks: list[np.ndarray], date: str) -> Path:
+        descriptions = [
+            hd.seg.SegmentDescription(
+                segment_number=i, segment_label=label, segmented_property_category=Code("91723000", "SCT", "Anatomical Structure"),
+                segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+            )
+            for i, (label, code) in enumerate(segments, start=1)
+        ]
+        order = np.argsort([float(ds.ImagePositionPatient[2]) for ds in sources])
+        ordered = [sources[i] for i in order]  # header_grid's slice order: along the normal
+        pixels = np.stack(masks, axis=-1)
+        out = hd.seg.Segmentation(
+            source_images=ordered, pixel_array=pixels, segmentation_type="BINARY", segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(), series_number=50, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="tests", manufacturer_model_name="none", software_versions="0", device_serial_number="0",
+            series_description=name, series_date=datetime.date.fromisoformat(date),
+            series_time=datetime.time(10, 0),
+        )
+        path = folder / f"{name}.dcm"
+        out.save_as(path)
+        return path
+
+    import datetime
+
+    sct_liver = Code("10200004", "SCT", "Liver")
+    paths = {
+        "seg_a": seg("seg_a", [("Liver", sct_liver)], [liver], "2026-01-01"),
+        "seg_b": seg("seg_b", [("LIVER", Code("T-62000", "SRT", "Liver")), ("Tumour", Code("108369006", "SCT", "Neoplasm"))],
+                     [liver, tumor], "2026-01-02"),
+        "seg_c": seg("seg_c", [("leber", Code("85756007", "SCT", "Tissue"))], [liver], "2026-01-03"),
+    }
+    paths["rt_good"] = dicomml.write_rtstruct(liver, files, {"liver": 1}, folder / "rt_good.dcm", affine=grid.affine)
+    bad = pydicom.dcmread(paths["rt_good"])
+    for contour in bad.ROIContourSequence[0].ContourSequence:
+        points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        points[:, 2] -= 50.0
+        contour.ContourData = [f"{v:.4f}" for v in points.ravel()]
+    bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = hd.UID()
+    bad.save_as(folder / "rt_bad.dcm")
+    paths["rt_bad"] = folder / "rt_bad.dcm"
+    paths["liver"], paths["tumor"] = liver, tumor  # type: ignore[assignment]
+    return paths

@@ -1,0 +1,158 @@
+"""Benchmark: indexing remote sources, dicomml against the plain client loops, with added latency.
+
+Two parts, each on 127.0.0.1 with a proxy that adds ``--latency`` seconds
+(default 0.02) to every request, for both contenders alike:
+
+- **DICOMweb**: a real Orthanc (DICOMweb plugin) loaded with synthetic CT
+  series (``--series`` series of ``--per-series`` slices, 64x64). Contenders:
+  ``dicomweb-client loop`` (QIDO-RS search for series, then WADO-RS metadata
+  of each series in turn, each instance turned into a pydicom Dataset) and
+  ``dicomml index dicomweb+http://...``. Target: >= 3x.
+- **S3**: moto's S3 server with ``--objects`` synthetic slices in an
+  anonymous-read bucket. Contenders: ``s3fs loop`` (list, then read each whole
+  object and parse it with pydicom, in turn) and ``dicomml index s3://...``.
+  Target: >= 3x.
+
+Prints instances/s, the ratios, and one markdown table.
+
+Usage: ``python benchmarks/bench_remote.py [--series 300] [--per-series 4] [--objects 5000]
+[--latency 0.02] [--parts dicomweb,s3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import dicomml
+from dicomml.dicom.synthetic import write_series
+from dicomml.testing.servers import FaultProxy, orthanc, s3_bucket
+
+TARGET = 3.0
+
+
+def _write_cohort(folder: Path, series: int, per_series: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    files: list[Path] = []
+    for s in range(series):
+        volume = rng.integers(0, 2000, size=(per_series, 64, 64), dtype=np.uint16)
+        files += write_series(folder / f"s{s:05d}", volume)
+    return files
+
+
+def _dicomweb_loop(url: str) -> int:
+    from dicomweb_client import DICOMwebClient
+    from pydicom.dataset import Dataset
+
+    client = DICOMwebClient(url)
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for series in client.search_for_series(get_remaining=True):
+            study_uid, series_uid = series["0020000D"]["Value"][0], series["0020000E"]["Value"][0]
+            for item in client.retrieve_series_metadata(study_uid, series_uid):
+                Dataset.from_json(item)
+                n += 1
+    return n
+
+
+def _s3_loop(endpoint: str, bucket: str) -> int:
+    import pydicom
+    import s3fs
+
+    fs = s3fs.S3FileSystem(anon=True, endpoint_url=endpoint, skip_instance_cache=True)
+    n = 0
+    for path in fs.find(bucket):
+        pydicom.dcmread(io.BytesIO(fs.cat_file(path)), stop_before_pixels=True)
+        n += 1
+    return n
+
+
+def _time(function, *args) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = function(*args)
+    return time.perf_counter() - start, n
+
+
+def bench_dicomweb(work: Path, series: int, per_series: int, latency: float) -> list[tuple[str, str, int, float]]:
+    files = _write_cohort(work / "cohort", series, per_series)
+    start = time.perf_counter()
+    with orthanc(work / "orthanc", files, timeout_s=120) as root:
+        print(f"dicomweb: {len(files)} instances in {series} series loaded into Orthanc in {time.perf_counter() - start:.1f} s", flush=True)
+        with FaultProxy(root, latency_s=latency) as proxy:
+            base = f"{proxy.url}/dicom-web"
+            t_loop, n_loop = _time(_dicomweb_loop, base)
+            print(f"  dicomweb-client loop: {n_loop} instances in {t_loop:.2f} s ({proxy.requests} requests)", flush=True)
+            before = proxy.requests
+            t_ours, _ = _time(lambda: dicomml.index(f"dicomweb+{base}", work / "m_dicomweb", progress=False))
+            n_ours = int(dicomml.Manifest(work / "m_dicomweb").meta["counts"]["instances"])
+            print(f"  dicomml index: {n_ours} instances in {t_ours:.2f} s ({proxy.requests - before} requests)", flush=True)
+    assert n_ours == n_loop == len(files), (n_ours, n_loop, len(files))
+    return [("DICOMweb (Orthanc)", "dicomweb-client loop", n_loop, t_loop), ("DICOMweb (Orthanc)", "dicomml index", n_ours, t_ours)]
+
+
+def bench_s3(work: Path, objects: int, latency: float) -> list[tuple[str, str, int, float]]:
+    per_series = 100
+    files = _write_cohort(work / "objects", max(1, objects // per_series), per_series)
+    bucket = "bench"
+
+    def read(path: Path) -> tuple[str, bytes]:
+        return str(path.relative_to(work / "objects")), path.read_bytes()
+
+    with ThreadPoolExecutor(8) as pool:
+        contents = dict(pool.map(read, files))
+    start = time.perf_counter()
+    with s3_bucket(bucket, contents, timeout_s=120) as endpoint:
+        print(f"s3: {len(files)} objects put into the moto bucket in {time.perf_counter() - start:.1f} s", flush=True)
+        with FaultProxy(endpoint, latency_s=latency) as proxy:
+            t_loop, n_loop = _time(_s3_loop, proxy.url, bucket)
+            print(f"  s3fs loop: {n_loop} objects in {t_loop:.2f} s", flush=True)
+            options = {"anon": True, "endpoint_url": proxy.url, "skip_instance_cache": True}
+            t_ours, _ = _time(lambda: dicomml.index(f"s3://{bucket}/", work / "m_s3", progress=False, storage_options=options))
+            n_ours = int(dicomml.Manifest(work / "m_s3").meta["counts"]["instances"])
+            print(f"  dicomml index: {n_ours} instances in {t_ours:.2f} s", flush=True)
+    assert n_ours == n_loop == len(files), (n_ours, n_loop, len(files))
+    return [("S3 (moto)", "s3fs + pydicom loop", n_loop, t_loop), ("S3 (moto)", "dicomml index", n_ours, t_ours)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=300)
+    parser.add_argument("--per-series", type=int, default=4)
+    parser.add_argument("--objects", type=int, default=5000)
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--parts", default="dicomweb,s3")
+    args = parser.parse_args()
+    rows: list[tuple[str, str, int, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_remote_") as tmp:
+        work = Path(tmp)
+        if "dicomweb" in args.parts:
+            rows += bench_dicomweb(work, args.series, args.per_series, args.latency)
+        if "s3" in args.parts:
+            rows += bench_s3(work, args.objects, args.latency)
+    print(f"\n{args.latency * 1000:g} ms added per request; one run each.\n")
+    print("| source | contender | instances | seconds | instances/s | ratio | target |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    ok = True
+    for i in range(0, len(rows), 2):
+        baseline, ours = rows[i], rows[i + 1]
+        ratio = baseline[3] / ours[3]
+        ok &= ratio >= TARGET
+        for row, r in ((baseline, "1.0x"), (ours, f"{ratio:.1f}x")):
+            print(
+                f"| {row[0]} | {row[1]} | {row[2]} | {row[3]:.2f} | {row[2] / row[3]:.0f} | {r} | "
+                f"{'' if row is baseline else f'>= {TARGET:g}x'} |"
+            )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""``dicomml write-seg PRED --manifest M --series KEY -o out.dcm``: a prediction file back to DICOM SEG."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from dicomml.errors import ConfigError
+
+__all__ = ["command", "parse_labels_option", "source_options"]
+
+
+def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...]) -> Any:
+    """Click callback: ``liver=1`` pairs, or one YAML file holding the config's ``labels`` form."""
+    if len(values) == 1 and values[0].endswith((".yaml", ".yml")):
+        try:
+            return yaml.safe_load(Path(values[0]).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.BadParameter(f"{values[0]}: cannot read the labels ({exc})", param_hint="--label") from None
+    labels: dict[str, int] = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        if not name or not number.isdigit():
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE such as liver=1, or a labels .yaml file",
+                                     param_hint="--label")
+        labels[name] = int(number)
+    return labels
+
+
+def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options write-seg and write-rtstruct share: the prediction, its source series, its labels."""
+    options = [
+        click.argument("prediction", type=click.Path(exists=True, dir_okay=False)),
+        click.option("--manifest", type=click.Path(exists=True, file_okay=False), help="Manifest holding --series."),
+        click.option("--series", "series_key", default=None, help="series_key of the source series in --manifest."),
+        click.option("--source", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Folder of the source series' files (instead of --manifest/--series)."),
+        click.option("--label", "labels", multiple=True, required=True, callback=parse_labels_option,
+                     help="NAME=VALUE (repeat), or a YAML file of labels with codes and colours."),
+        click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True)),
+        click.option("--threshold", default=0.5, show_default=True, help="Binarization of probabilities."),
+        click.option("--algorithm", default="dicomml", show_default=True, help="Algorithm name written in the file."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def source_of(manifest: str | None, series_key: str | None, source: str | None) -> tuple[Any, Any]:
+    """(source, manifest) for the public API, from the CLI's two ways of naming a series."""
+    if source is not None:
+        return source, None
+    if manifest is None or series_key is None:
+        raise ConfigError("name the source series: --manifest M --series KEY, or --source FOLDER")
+    return series_key, manifest
+
+
+@click.command("write-seg")
+@source_options
+@click.option("--kind", type=click.Choice(["binary", "fractional", "labelmap"]), default="binary", show_default=True)
+def command(prediction: str, manifest: str | None, series_key: str | None, source: str | None, labels: Any,
+            output: str, threshold: float, algorithm: str, kind: str) -> None:
+    """Write PREDICTION (a NIfTI label map or channels, on any grid) as a DICOM SEG on the
+    exact grid of its source series."""
+    from dicomml import write_seg
+
+    where, opened = source_of(manifest, series_key, source)
+    path = write_seg(prediction, where, labels, output, kind=kind, manifest=opened, threshold=threshold,
+                     algorithm=algorithm)
+    click.echo(f"wrote {path}")

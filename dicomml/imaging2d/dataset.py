@@ -1,0 +1,163 @@
+"""``ImageDataset``: 2D images of a manifest as samples, cached one entry per image x config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from dicomml.cache import Cache
+from dicomml.errors import CacheMissError, ManifestError
+from dicomml.imaging2d.masks import sample_masks
+from dicomml.imaging2d.prepare import (
+    IMAGE_MODALITIES,
+    ImageConfig,
+    from_stored,
+    image_key,
+    output_size,
+    prepare_image,
+    preprocess_image,
+    to_stored,
+)
+from dicomml.indexer.manifest import Manifest
+from dicomml.transforms.base import Mask
+
+__all__ = ["ImageDataset", "select_images"]
+
+_COLUMNS = "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, burned_in, spacing_source, number_of_frames"
+
+
+def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
+    """SEG rows of the manifest by the SOP Instance UID of each image they reference."""
+    segs = manifest.sql(
+        "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids FROM instances "
+        "WHERE modality = 'SEG' ORDER BY path"
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for record in segs.to_dict("records"):
+        uids = record.pop("referenced_sop_uids")
+        for uid in uids if uids is not None else []:
+            out.setdefault(str(uid), []).append(record)
+    return out
+
+
+def select_images(manifest: Manifest, where: str | None = None, modalities: tuple[str, ...] = IMAGE_MODALITIES) -> pd.DataFrame:
+    """The ``instances`` rows of the manifest's 2D images, ordered by path.
+
+    Raises
+    ------
+    ManifestError
+        If ``where`` is not a valid predicate on the ``instances`` table.
+    """
+    placeholders = ", ".join("?" for _ in modalities)
+    query = f"SELECT DISTINCT {_COLUMNS} FROM instances WHERE modality IN ({placeholders})"
+    if where:
+        query += f" AND ({where})"
+    try:
+        return manifest.sql(query + " ORDER BY path", *modalities)
+    except Exception as exc:  # DuckDB's parser and binder errors have no common base
+        raise ManifestError(f"{manifest.path}: cannot select images ({exc}); check the where= predicate") from exc
+
+
+class ImageDataset(Dataset):
+    """2D images (CR, DX, MG, IO, XA/RF, US, OT, SC...; single frame or cine) as PyTorch samples.
+
+    Each sample is a dict: ``image`` float32 in [0, 1] (``(1, H, W)`` grey,
+    ``(3, H, W)`` colour, ``(T, H, W)`` grey cine, ``(T, 3, H, W)`` colour
+    cine), ``spacing`` (row, column mm of the output pixels; NaN when the
+    header has none, and ``meta["spacing_missing"]`` is True),
+    ``frame_times`` (ms, cine only), ``meta`` (laterality, view, flips,
+    VOI applied, placement of the letterbox...) and ``key``.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`~dicomml.Manifest` or its folder.
+    cache
+        A :class:`~dicomml.Cache` or its URL: samples are read from it, and
+        computed into it on a miss. None computes every sample from the file.
+    config
+        Size, resize mode, VOI/window and display convention.
+    where
+        Extra SQL predicate on the ``instances`` table, e.g.
+        ``"view = 'CC' AND NOT burned_in"``.
+    modalities
+        Modalities taken as 2D images.
+    transforms
+        Called on each sample dict (augmentation), after the cache.
+    cache_only
+        Raise :class:`~dicomml.errors.CacheMissError` instead of computing a missing entry.
+    masks
+        Add ``mask``: a :class:`~dicomml.transforms.Mask` ``(S, H, W)`` of the
+        segments of every DICOM SEG that references the image (empty ``S = 0``
+        when none does), flipped and resized with the image (nearest), labels
+        in ``meta["mask_labels"]``.
+
+    Examples
+    --------
+    >>> ds = ImageDataset("manifest/", "cache/", ImageConfig(display="breast"), where="modality = 'MG'")  # doctest: +SKIP
+    >>> ds[0]["image"].shape  # doctest: +SKIP
+    torch.Size([1, 512, 512])
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | os.PathLike[str],
+        cache: Cache | str | os.PathLike[str] | None = None,
+        config: ImageConfig | None = None,
+        *,
+        where: str | None = None,
+        modalities: tuple[str, ...] = IMAGE_MODALITIES,
+        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        cache_only: bool = False,
+        masks: bool = False,
+    ) -> None:
+        self.manifest = Manifest.open(manifest)
+        self.cache = cache if cache is None or isinstance(cache, Cache) else Cache(cache)
+        self.config = config or ImageConfig()
+        self.transforms = transforms
+        self.cache_only = cache_only
+        self.rows = select_images(self.manifest, where, modalities)
+        self._records = self.rows.to_dict("records")
+        self._config_hash = self.config.cache_hash()
+        self._segs = _referencing_segs(self.manifest) if masks else None
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self._records[index]
+        segs = [] if self._segs is None else self._segs.get(row["sop_instance_uid"], [])
+        key = image_key(row, self._config_hash, segs)
+        mask = None
+        if self.cache is None:
+            planes, meta = prepare_image(row["path"], self.config)
+            planes = from_stored(to_stored(planes, self.config))  # the values a cache would give
+            if segs:
+                mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config))
+        else:
+            try:
+                entry = self.cache.open(key)
+            except CacheMissError:
+                if self.cache_only:
+                    raise CacheMissError(f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"]) from None
+                preprocess_image(row, self.cache, self.config, segs)
+                entry = self.cache.open(key)
+            planes, meta = from_stored(entry.read()), entry.meta
+            if entry.has_mask:
+                mask = torch.from_numpy(entry.read("mask")[:, 0])
+        if meta["layout"] == "TCHW":
+            planes = planes.reshape(-1, 3, *planes.shape[-2:])
+        spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
+        sample = {"image": planes, "spacing": torch.tensor(spacing, dtype=torch.float64), "meta": meta, "key": key}
+        if self._segs is not None:
+            sample["mask"] = Mask(mask if mask is not None else torch.zeros((0, *planes.shape[-2:]), dtype=torch.uint8))
+            meta.setdefault("mask_labels", [])
+        if meta.get("frame_times_ms"):
+            sample["frame_times"] = torch.from_numpy(np.asarray(meta["frame_times_ms"], dtype=np.float64))
+        return self.transforms(sample) if self.transforms is not None else sample

@@ -1,0 +1,213 @@
+"""Loading one 2D image (single frame or cine) into display values with its physical size and orientation.
+
+Adapter, then core: :func:`load_image` reads the file and decodes the
+stored values (uncompressed grey pixels as a view on the bytes, everything
+else through pydicom's decoders, YBR decoded to RGB by them); the LUT,
+spacing and orientation modules turn header values and arrays into the
+result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicomml.dicom.frames import source_name
+from dicomml.dicom.io import read_dataset
+from dicomml.dicom.pixels import decode_pixels, native_stack
+from dicomml.errors import InvalidDicomFileError
+from dicomml.imaging2d.j2k import reduced_frame
+from dicomml.imaging2d.lut import grey_values, palette_to_rgb
+from dicomml.imaging2d.orientation import display_flips, flipped_orientation, projection_header
+from dicomml.imaging2d.spacing import Spacing, physical_spacing
+
+__all__ = ["COLOUR", "Image2D", "frame_times", "load_image", "stored_frames"]
+
+#: Photometric Interpretations returned as RGB channels.
+COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "PALETTE COLOR"})
+
+
+@dataclass
+class Image2D:
+    """A 2D image or cine loop in display values.
+
+    Attributes
+    ----------
+    pixels
+        ``(T, H, W)`` float grey values (after Modality LUT, VOI LUT and
+        inversion) or ``(T, H, W, 3)`` RGB in the stored integer type; ``T``
+        is 1 for a single frame.
+    spacing
+        Physical row/column size (see :func:`~dicomml.imaging2d.spacing.physical_spacing`).
+    meta
+        ``path``, ``modality``, ``photometric_interpretation``, ``voi``,
+        ``window``, ``output_range``, ``inverted``, ``laterality``, ``view``,
+        ``patient_orientation`` (after any flip), ``flips``, ``flip_basis``,
+        ``burned_in``, ``spacing``, ``spacing_source``, ``spacing_missing``,
+        ``frame_times_ms``...
+    """
+
+    pixels: np.ndarray
+    spacing: Spacing
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (1 for a single image)."""
+        return int(self.pixels.shape[0])
+
+    @property
+    def is_colour(self) -> bool:
+        """Whether ``pixels`` holds RGB channels."""
+        return self.pixels.ndim == 4
+
+
+def frame_times(ds: Dataset, n_frames: int) -> list[float] | None:
+    """Start time of each frame in ms from the first: Frame Time Vector (0018,1065), else Frame Time (0018,1063)."""
+    if n_frames < 2:
+        return None
+    vector = ds.get("FrameTimeVector")
+    if vector is not None and len(vector) == n_frames:
+        return np.cumsum(np.asarray(vector, dtype=float)).tolist()  # first increment is 0 by definition
+    step = ds.get("FrameTime")
+    if step is not None and float(step) > 0:
+        return (np.arange(n_frames) * float(step)).tolist()
+    return None
+
+
+def stored_frames(ds: Dataset) -> np.ndarray:
+    """Stored values as ``(T, H, W)`` or ``(T, H, W, 3)``: YBR colour decoded to RGB, bits above Bits Stored masked.
+
+    Raises
+    ------
+    UnsupportedTransferSyntaxError
+        If no installed decoder handles the transfer syntax.
+    InvalidDicomFileError
+        If the pixel data cannot be read.
+    """
+    path = source_name(ds)
+    try:
+        n_frames = int(ds.get("NumberOfFrames") or 1)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDicomFileError(
+            f"{path}: (0028,0008) Number of Frames or (0028,0002) Samples per Pixel is not an integer ({exc}); fix or exclude the file",
+            path=path,
+            tag="(0028,0008)",
+        ) from exc
+    if samples == 1:
+        native = native_stack(ds, n_frames)
+        if native is not None:
+            return native
+    array = decode_pixels(ds)
+    frame_ndim = 3 if samples > 1 else 2
+    return array if array.ndim == frame_ndim + 1 else array[np.newaxis]
+
+
+def load_image(
+    source: str | os.PathLike[str] | Dataset,
+    *,
+    voi: str | int | tuple[float, float] = "header",
+    display: str | None = None,
+    facing: str = "right",
+    dtype: Any = np.float32,
+    reduce_to: tuple[int, int] | None = None,
+) -> Image2D:
+    """Load a 2D image (CR, DX, MG, IO, XA/RF, US, OT, SC; one frame or cine) in display values.
+
+    Parameters
+    ----------
+    source
+        Path or fsspec URL of the file, or a dataset read with its pixels.
+    voi
+        ``"header"`` (the first VOI LUT table, else the first window, else
+        none), an index into the header's windows/tables, ``(center, width)``
+        in modality units, or ``"none"``. Ignored for colour images.
+    display
+        None keeps the stored orientation; ``"breast"`` or ``"chest"`` flips
+        the image to that display convention
+        (see :func:`~dicomml.imaging2d.orientation.display_flips`) and
+        records the flips in ``meta["flips"]``.
+    facing
+        For ``display="breast"``: the side every breast's nipple points to.
+    dtype
+        Float type of grey values (float64 reproduces pydicom's exactly).
+    reduce_to
+        (rows, columns) of the box the image will be letterboxed into: a
+        single-frame grey JPEG 2000 image is then decoded at its coarsest
+        wavelet level still as large as the letterboxed image (see :mod:`~dicomml.imaging2d.j2k`; an approximation, recorded
+        as ``meta["decode_level"]``, with the spacing of that level).
+
+    Returns
+    -------
+    Image2D
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the file is not DICOM, has no image, or its LUTs are malformed.
+    UnsupportedTransferSyntaxError
+        If its pixel data cannot be decoded.
+
+    Examples
+    --------
+    >>> image = load_image("mammo/L_CC.dcm", display="breast")  # doctest: +SKIP
+    >>> image.pixels.shape, image.meta["view"], image.meta["flips"]  # doctest: +SKIP
+    ((1, 4096, 3328), 'CC', [])
+    """
+    ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True)
+    path = source_name(ds)
+    if "PixelData" not in ds:
+        raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    reduced = reduced_frame(ds, reduce_to) if reduce_to is not None else None
+    stored = reduced[0][np.newaxis] if reduced is not None else stored_frames(ds)
+    level = reduced[1] if reduced is not None else 0
+    meta: dict[str, Any] = {
+        "path": path,
+        "modality": str(ds.get("Modality", "") or ""),
+        "photometric_interpretation": photometric,
+        "decode_level": level,
+        "full_shape": [int(ds.Rows), int(ds.Columns)],
+    }
+    if photometric == "PALETTE COLOR":
+        pixels = palette_to_rgb(stored, ds)
+    elif photometric in COLOUR:
+        pixels = stored
+    else:
+        pixels, applied = grey_values(stored, ds, voi, dtype=dtype)
+        meta.update(applied)
+    if pixels.ndim == 4:
+        meta.update(voi="none", inverted=None, colour="RGB")
+    spacing = physical_spacing(ds)
+    if level and spacing.known:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        factors = (rows / stored.shape[1], columns / stored.shape[2])
+        spacing = Spacing(spacing.row * factors[0], spacing.column * factors[1], spacing.source)  # type: ignore[operator]
+    header = projection_header(ds)
+    horizontal, vertical, basis = display_flips(header, display, facing=facing) if display else (False, False, None)
+    if horizontal or vertical:
+        axes = tuple(a for a, f in ((2, horizontal), (1, vertical)) if f)
+        pixels = np.ascontiguousarray(np.flip(pixels, axis=axes))
+    orientation = header.patient_orientation
+    if orientation is not None:
+        orientation = flipped_orientation(orientation, horizontal, vertical)
+    meta.update(
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        laterality=header.laterality,
+        view=header.view,
+        patient_orientation="\\".join(orientation) if orientation else None,
+        burned_in=header.burned_in,
+        display=display,
+        flips=[name for name, f in (("horizontal", horizontal), ("vertical", vertical)) if f],
+        flip_basis=basis,
+        spacing=[spacing.row, spacing.column] if spacing.known else None,
+        spacing_source=spacing.source,
+        spacing_missing=not spacing.known,
+        frame_times_ms=frame_times(ds, pixels.shape[0]),
+    )
+    return Image2D(pixels=pixels, spacing=spacing, meta=meta)

@@ -1,0 +1,261 @@
+"""From stored pixel values to display values: Modality LUT, VOI LUT, presentation, colour.
+
+pydicom's reference functions (``apply_modality_lut``, ``apply_voi_lut``,
+``apply_color_lut``, the decoders' colour conversion) define the values.
+For grey images the Modality and VOI steps are functions of the stored value
+alone, so :func:`grey_table` evaluates pydicom's own functions once over every
+stored value the header allows (at most 65,536) and :func:`apply_grey` applies
+the table with one gather: the same numbers as calling them on the image,
+without their float64 temporaries. Inversion (MONOCHROME1, Presentation LUT
+Shape INVERSE) follows ``apply_presentation_lut``: ``max - value`` over the
+image.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_presentation_lut, apply_voi_lut
+
+from dicomml.dicom.frames import source_name
+from dicomml.errors import InvalidDicomFileError
+
+__all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "grey_table", "grey_values", "palette_to_rgb", "voi_dataset"]
+
+#: What ``voi`` may name besides an index or a (center, width) window.
+VOI_CHOICES = ("header", "none")
+_GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+
+
+@dataclass(frozen=True)
+class GreyTable:
+    """Display value of every stored value of a grey image.
+
+    Attributes
+    ----------
+    values
+        ``values[i]`` is the display value of the stored value whose bit
+        pattern, read as unsigned, is ``i``.
+    invert
+        Whether the image is shown inverted (``max - value`` after the table).
+    monotonic
+        Whether the table never decreases over the signed-ordered stored
+        values (then the image's maximum is the table at its largest stored value).
+    meta
+        What was applied: ``modality_lut``, ``voi``, ``voi_function``,
+        ``window``, ``output_range``, ``inverted``.
+    """
+
+    values: np.ndarray
+    invert: bool
+    monotonic: bool
+    meta: dict[str, Any]
+
+
+def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Dataset | None, int, dict[str, Any]]:
+    """The dataset pydicom's ``apply_voi_lut`` should see for a VOI choice, its item index and a description.
+
+    Parameters
+    ----------
+    ds
+        The image's dataset.
+    voi
+        ``"header"``: the first VOI LUT table, else the first window, else none
+        (pydicom's preference); an int: that window / table of the header;
+        ``(center, width)``: a LINEAR window of modality values (a preset);
+        ``"none"``: no VOI transform.
+
+    Returns
+    -------
+    (dataset or None, index, meta)
+        None when no VOI transform applies.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the header lacks the window or table asked for.
+    """
+    path = source_name(ds)
+    if isinstance(voi, tuple):
+        center, width = float(voi[0]), float(voi[1])
+        preset = Dataset()
+        for keyword in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence"):
+            if keyword in ds:
+                setattr(preset, keyword, copy.deepcopy(ds[keyword].value))
+        preset.WindowCenter, preset.WindowWidth = center, width
+        return preset, 0, {"voi": "preset", "window": [center, width], "voi_function": "LINEAR"}
+    if voi == "none":
+        return None, 0, {"voi": "none"}
+    tables = len(ds.get("VOILUTSequence") or [])
+    centers = ds.get("WindowCenter")
+    n_windows = 0 if centers is None or ds.get("WindowWidth") is None else len(np.atleast_1d(np.asarray(centers, dtype=float)))
+    index = 0 if voi == "header" else int(voi)
+    if voi == "header" and not tables and not n_windows:
+        return None, 0, {"voi": "none"}
+    if index >= max(tables, n_windows) or index < 0:
+        raise InvalidDicomFileError(
+            f"{path}: VOI {voi!r} asked for, but the header has {tables} VOI LUT table(s) and {n_windows} window(s); "
+            "pick an index below that, a (center, width) preset or voi='none'",
+            path=path,
+            tag="(0028,3010)" if tables else "(0028,1050)",
+        )
+    if tables:
+        return ds, index, {"voi": "table", "voi_index": index}
+    center = np.atleast_1d(np.asarray(ds.WindowCenter, dtype=float))[index]
+    width = np.atleast_1d(np.asarray(ds.WindowWidth, dtype=float))[index]
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    return ds, index, {"voi": "window", "voi_index": index, "window": [float(center), float(width)], "voi_function": function}
+
+
+def _stored_range(ds: Dataset) -> tuple[np.ndarray, np.dtype]:
+    """Every stored value the header allows, in the dtype pydicom decodes to, ordered by unsigned bit pattern."""
+    bits = int(ds.BitsStored)
+    allocated = int(ds.BitsAllocated)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    dtype = np.dtype(f"{'i' if signed else 'u'}{max(1, allocated // 8)}")
+    if not signed:
+        return np.arange(2**bits, dtype=dtype), dtype
+    # Bit patterns 0 .. 2**allocated - 1 read as signed; pydicom sign-extends the stored bits, so
+    # patterns outside [-2**(bits-1), 2**(bits-1)) never occur and map like their clipped value.
+    patterns = np.arange(2**allocated, dtype=np.dtype(f"u{allocated // 8}")).view(dtype)
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return np.clip(patterns, low, high).astype(dtype), dtype
+
+
+def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32) -> GreyTable:
+    """The display value of every stored value of a MONOCHROME1/2 image, through pydicom's functions.
+
+    Parameters
+    ----------
+    ds
+        The image's dataset (header is enough).
+    voi
+        See :func:`voi_dataset`.
+    dtype
+        Float type of the table (float64 gives pydicom's numbers exactly).
+
+    Returns
+    -------
+    GreyTable
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the image is not grey, stores more than 16 bits, or its LUTs cannot be applied.
+    """
+    path = source_name(ds)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 0)
+    if photometric not in _GREY or not 1 <= bits <= 16 or int(ds.get("BitsAllocated") or 0) not in (8, 16):
+        raise InvalidDicomFileError(
+            f"{path}: a grey table needs MONOCHROME1/2 with 1-16 bits stored in 8 or 16 allocated, "
+            f"found {photometric or 'no'} Photometric Interpretation with {bits} bits stored",
+            path=path,
+            tag="(0028,0004)",
+        )
+    stored, _ = _stored_range(ds)
+    voi_ds, index, meta = voi_dataset(ds, voi)
+    try:
+        values = apply_modality_lut(stored, ds)
+        if voi_ds is not None:
+            values = apply_voi_lut(values, voi_ds, index=index)
+    except (ValueError, KeyError, AttributeError, IndexError, NotImplementedError) as exc:
+        raise InvalidDicomFileError(
+            f"{path}: the Modality/VOI LUT cannot be applied ({exc}); fix the LUT or pass voi='none'",
+            path=path,
+            tag="(0028,3000)" if "ModalityLUTSequence" in ds else "(0028,3010)",
+        ) from exc
+    values = np.asarray(values, dtype=dtype)
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    invert = photometric == "MONOCHROME1" or shape == "INVERSE"
+    ordered = values[np.argsort(stored, kind="stable")]
+    meta.update(
+        modality_lut="table" if ds.get("ModalityLUTSequence") else ("rescale" if "RescaleSlope" in ds and "RescaleIntercept" in ds else "none"),
+        output_range=[float(values.min()), float(values.max())],
+        inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
+    )
+    return GreyTable(values=values, invert=invert, monotonic=bool(np.all(np.diff(ordered) >= 0)), meta=meta)
+
+
+def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = None) -> np.ndarray:
+    """Display values of stored values (any shape), the table gathered and the image inverted if due.
+
+    Parameters
+    ----------
+    stored
+        Stored values as pydicom decodes them (``uint8/16`` or ``int8/16``).
+    table
+        From :func:`grey_table` for the same header.
+    ds
+        When given and it holds a Presentation LUT Sequence, that table is
+        applied after the VOI step as ``apply_presentation_lut`` does.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float array of ``stored``'s shape.
+    """
+    stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)  # big-endian decodes: index by value
+    index = stored.view(np.dtype(f"u{stored.dtype.itemsize}")) if stored.dtype.kind == "i" else stored
+    out = np.take(table.values, index)
+    if ds is not None and ds.get("PresentationLUTSequence"):
+        return np.asarray(apply_presentation_lut(out, ds), dtype=table.values.dtype)
+    if table.invert:
+        if table.monotonic:
+            top = table.values[index.max()] if stored.dtype.kind == "u" else table.values[int(stored.max()) % table.values.size]
+        else:
+            top = out.max()
+        np.subtract(top, out, out=out)
+    return out
+
+
+def palette_to_rgb(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+    """RGB of a PALETTE COLOR image through pydicom's ``apply_color_lut`` (``(..., 3)``, uint8 or uint16).
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If the palette tables are missing or malformed.
+    """
+    try:
+        rgb = apply_color_lut(stored, ds)
+    except (ValueError, KeyError, AttributeError, IndexError) as exc:
+        path = source_name(ds)
+        raise InvalidDicomFileError(
+            f"{path}: (0028,1201) the palette colour lookup tables cannot be applied ({exc}); fix or exclude the file",
+            path=path,
+            tag="(0028,1201)",
+        ) from exc
+    return np.asarray(rgb[..., :3])
+
+
+def grey_values(stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32) -> tuple[np.ndarray, dict[str, Any]]:
+    """Display values of a grey image's stored values and what was applied.
+
+    Through a :func:`grey_table` for 8/16-bit images; 32-bit ones (too many
+    values for a table) through pydicom's functions on the array itself.
+
+    Returns
+    -------
+    (values, meta)
+        Float array of ``stored``'s shape, and the table's ``meta``.
+    """
+    if int(ds.get("BitsAllocated") or 0) in (8, 16):
+        table = grey_table(ds, voi, dtype=dtype)
+        return apply_grey(stored, table, ds=ds), table.meta
+    voi_ds, index, meta = voi_dataset(ds, voi)
+    values = apply_modality_lut(stored, ds)
+    if voi_ds is not None:
+        values = apply_voi_lut(values, voi_ds, index=index)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE"
+    values = np.asarray(values, dtype=dtype)
+    if invert:
+        values = values.max() - values
+    meta.update(inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
+                output_range=[float(values.min()), float(values.max())] if values.size else None)
+    return values, meta

@@ -1,0 +1,187 @@
+"""Laterality, view and display orientation of projection images.
+
+Patient Orientation (0020,0020) names the patient direction along the
+image's rows (left to right) and columns (top to bottom), e.g. ``A\\R`` for a
+left cranio-caudal mammogram whose nipple points right. :func:`display_flips`
+says which flips bring an image to one display convention:
+
+- ``"breast"``: every breast faces the same side (nipple towards ``facing``),
+  top towards the head (MLO) or laterally (CC);
+- ``"chest"`` (and other projections): the patient's right on the image's
+  left, head at the top (the radiologist's view of a PA/AP film).
+
+Pure functions of header values; :func:`projection_header` is the adapter
+from a pydicom Dataset.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydicom.multival import MultiValue
+
+from dicomml.imaging2d.spacing import HeaderValues
+
+__all__ = ["ProjectionHeader", "display_flips", "flipped_orientation", "normalize_view", "projection_header"]
+
+_OPPOSITE = str.maketrans("LRAPHF", "RLPAFH")
+#: Code values of CID 4014 (mammography views) that name a view without its meaning.
+_VIEW_CODES = {"399162004": "CC", "399368009": "MLO", "399260004": "ML", "399352003": "LM", "399099002": "LMO"}
+#: Normalized Code Meaning / View Position text -> view.
+_VIEW_TEXT = {
+    "cc": "CC",
+    "craniocaudal": "CC",
+    "mlo": "MLO",
+    "mediolateraloblique": "MLO",
+    "ml": "ML",
+    "mediolateral": "ML",
+    "lm": "LM",
+    "lateromedial": "LM",
+    "lmo": "LMO",
+    "lateromedialoblique": "LMO",
+    "xccl": "XCCL",
+    "exaggeratedcraniocaudal": "XCC",
+    "xcc": "XCC",
+    "pa": "PA",
+    "posteroanterior": "PA",
+    "ap": "AP",
+    "anteroposterior": "AP",
+    "lat": "LAT",
+    "lateral": "LAT",
+    "ll": "LAT",
+    "rl": "LAT",
+    "leftlateral": "LAT",
+    "rightlateral": "LAT",
+}
+
+
+@dataclass(frozen=True)
+class ProjectionHeader:
+    """The orientation facts of a projection image.
+
+    Attributes
+    ----------
+    laterality
+        ``"L"``, ``"R"``, ``"B"`` (both), ``"U"`` (unpaired) or None.
+    view
+        Normalized view (``CC``, ``MLO``, ``ML``, ``LM``, ``PA``, ``AP``,
+        ``LAT``, ...) or None; other header text is kept upper-cased.
+    patient_orientation
+        ``(row direction, column direction)``, e.g. ``("A", "R")``, or None.
+    burned_in
+        Burned In Annotation (0028,0301): True, False, or None when absent.
+    """
+
+    laterality: str | None
+    view: str | None
+    patient_orientation: tuple[str, str] | None
+    burned_in: bool | None
+
+
+def normalize_view(text: str | None) -> str | None:
+    """A view name from View Position or a code meaning/value (``"medio-lateral oblique"`` -> ``"MLO"``).
+
+    Examples
+    --------
+    >>> normalize_view("cranio-caudal"), normalize_view("LL"), normalize_view("399368009")
+    ('CC', 'LAT', 'MLO')
+    """
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).strip()
+    if text in _VIEW_CODES:
+        return _VIEW_CODES[text]
+    key = re.sub(r"[^a-z]", "", text.lower())
+    return _VIEW_TEXT.get(key, text.upper())
+
+
+def projection_header(ds: HeaderValues) -> ProjectionHeader:
+    """Laterality, view, Patient Orientation and Burned In Annotation of a header.
+
+    Laterality is Image Laterality (0020,0062), else the series' Laterality
+    (0020,0060); the view is View Position (0018,5101), else the first View
+    Code Sequence (0054,0220) item's meaning or code value.
+    """
+    laterality = None
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(ds.get(keyword, "") or "").strip().upper()
+        if value:
+            laterality = value
+            break
+    view = normalize_view(str(ds.get("ViewPosition", "") or "") or None)
+    if view is None and "ViewCodeSequence" in ds:
+        for item in ds.get("ViewCodeSequence") or []:
+            view = normalize_view(str(item.get("CodeMeaning", "") or "") or None) or normalize_view(str(item.get("CodeValue", "") or "") or None)
+            if view:
+                break
+    orientation = None
+    value = ds.get("PatientOrientation")
+    if value is not None:
+        parts = [str(v).strip().upper() for v in (value if isinstance(value, MultiValue) else str(value).split("\\"))]
+        if len(parts) == 2 and all(parts):
+            orientation = (parts[0], parts[1])
+    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    return ProjectionHeader(laterality, view, orientation, {"YES": True, "NO": False}.get(burned))
+
+
+def flipped_orientation(orientation: tuple[str, str], horizontal: bool, vertical: bool) -> tuple[str, str]:
+    """Patient Orientation after flipping the image (a flip reverses that axis' direction)."""
+    rows, columns = orientation
+    return (rows.translate(_OPPOSITE) if horizontal else rows, columns.translate(_OPPOSITE) if vertical else columns)
+
+
+def display_flips(
+    header: ProjectionHeader, convention: str, *, facing: str = "right"
+) -> tuple[bool, bool, str]:
+    """Which flips bring an image to a display convention, and what they were based on.
+
+    Parameters
+    ----------
+    header
+        From :func:`projection_header`.
+    convention
+        ``"breast"`` or ``"chest"`` (see the module docstring).
+    facing
+        For ``"breast"``: the side the nipple points to, ``"right"`` or ``"left"``.
+
+    Returns
+    -------
+    (horizontal, vertical, basis)
+        ``basis`` is ``"patient_orientation"``, ``"laterality"`` (no Patient
+        Orientation: the usual hanging, right breast facing left, is assumed)
+        or ``"unknown"`` (nothing to go by: no flip).
+
+    Examples
+    --------
+    >>> h = ProjectionHeader("R", "CC", ("P", "L"), None)
+    >>> display_flips(h, "breast")
+    (True, False, 'patient_orientation')
+    """
+    if convention not in ("breast", "chest"):
+        raise ValueError(f"convention must be 'breast' or 'chest', got {convention!r}")
+    if facing not in ("right", "left"):
+        raise ValueError(f"facing must be 'right' or 'left', got {facing!r}")
+    po = header.patient_orientation
+    if convention == "chest":
+        if po is None:
+            return False, False, "unknown"
+        horizontal = "R" in po[0] and header.view != "LAT"
+        vertical = "H" in po[1]
+        return horizontal, vertical, "patient_orientation"
+    nipple = "A" if facing == "right" else "P"  # the row direction the nipple side must have
+    if po is not None and ("A" in po[0] or "P" in po[0]):
+        horizontal = nipple not in po[0]
+        rows, columns = flipped_orientation(po, horizontal, False)
+        if header.view in ("MLO", "ML", "LM", "LMO"):
+            vertical = "H" in columns
+        elif header.laterality in ("L", "R") and header.view in ("CC", "XCC", "XCCL"):
+            vertical = header.laterality in columns  # top should be lateral: going down leads medially
+        else:
+            vertical = False
+        return horizontal, vertical, "patient_orientation"
+    if header.laterality in ("L", "R"):
+        # Usual hanging without Patient Orientation: left breasts face right, right breasts face left.
+        native = "right" if header.laterality == "L" else "left"
+        return native != facing, False, "laterality"
+    return False, False, "unknown"

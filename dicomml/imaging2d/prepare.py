@@ -1,0 +1,330 @@
+"""From a 2D image's manifest row to network-ready planes, and into the cache.
+
+:func:`prepare_image` is the deterministic part (display values, display
+convention, scaling to [0, 1], resize or letterbox); :func:`preprocess_image`
+keys it by the file's content and the config and stores it as one cache
+entry per image x config. :func:`preprocess_images` runs many images per
+task, so that millions of small images do not become millions of tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dicomml.cache import Cache, source_fingerprint
+from dicomml.cache.key import FORMAT_VERSION
+from dicomml.errors import ConfigError, DicomMLError
+from dicomml.imaging2d.load import load_image
+from dicomml.imaging2d.resize import RESIZE_MODES, fit
+
+__all__ = [
+    "IMAGE_MODALITIES",
+    "BatchResult",
+    "ImageConfig",
+    "from_stored",
+    "image_key",
+    "output_size",
+    "prepare_image",
+    "preprocess_image",
+    "preprocess_images",
+    "to_stored",
+]
+
+#: Modalities whose instances are 2D images (projection, ultrasound, captures, photographs).
+IMAGE_MODALITIES = ("CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "OT", "SC", "XC", "ES", "GM")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How a 2D image becomes a sample; everything here is hashed into the cache key.
+
+    Attributes
+    ----------
+    size
+        Output (rows, columns), or None to keep the image's own.
+    resize
+        ``"letterbox"`` (keep the aspect ratio, pad with 0), ``"stretch"`` or ``"none"``.
+    voi
+        ``"header"``, ``"none"``, an index of the header's windows/tables,
+        a (center, width) window, or the name of a :data:`~dicomml.transforms.WINDOW_PRESETS` preset.
+    display
+        None, ``"breast"`` or ``"chest"``: flip to that display convention.
+    facing
+        For ``"breast"``: the side every nipple points to.
+    reduced_decode
+        With ``resize="letterbox"``: decode JPEG 2000 images much larger than
+        ``size`` at a coarser wavelet level (:mod:`~dicomml.imaging2d.j2k`): several times faster
+        for mammograms, values close to but not those of the full-size path.
+    dtype
+        How samples are kept: ``"uint16"``, [0, 1] in steps of 1/65535 (an
+        error of at most 1/131070, a 32nd of a 12-bit source's grey step; half
+        the bytes of float32, so a cached epoch reads faster), or ``"float32"``.
+        Samples are float32 either way, the same with or without a cache.
+    """
+
+    size: tuple[int, int] | None = (512, 512)
+    resize: str = "letterbox"
+    voi: str | int | tuple[float, float] = "header"
+    display: str | None = None
+    facing: str = "right"
+    reduced_decode: bool = False
+    dtype: str = "uint16"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("uint16", "float32"):
+            raise ConfigError(f"dtype must be 'uint16' or 'float32', got {self.dtype!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ConfigError(f"size must be (rows, columns) of positive integers, got {self.size!r}")
+        if self.display not in (None, "breast", "chest"):
+            raise ConfigError(f"display must be None, 'breast' or 'chest', got {self.display!r}")
+        if isinstance(self.voi, str) and self.voi not in ("header", "none"):
+            from dicomml.transforms import WINDOW_PRESETS
+
+            if self.voi not in WINDOW_PRESETS:
+                raise ConfigError(f"voi {self.voi!r} is not 'header', 'none' or a preset of {sorted(WINDOW_PRESETS)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ImageConfig:
+        """A config from plain values (a YAML mapping); unknown keys are an error.
+
+        Raises
+        ------
+        ConfigError
+            If a key is unknown or a value does not fit.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown image config key(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if values.get("size") is not None:
+            values["size"] = tuple(int(v) for v in values["size"])
+        if isinstance(values.get("voi"), list):
+            values["voi"] = tuple(float(v) for v in values["voi"])
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> ImageConfig:
+        """A config from a YAML file of :class:`ImageConfig` keys (e.g. ``size: [512, 512]``).
+
+        Raises
+        ------
+        ConfigError
+            If the file cannot be read or holds an invalid config.
+        """
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the image config ({exc})") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: an image config is a mapping of ImageConfig keys, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+    def window(self) -> str | int | tuple[float, float]:
+        """``voi`` with a preset name resolved to (center, width)."""
+        if isinstance(self.voi, str) and self.voi not in ("header", "none"):
+            from dicomml.transforms import WINDOW_PRESETS
+
+            spec = WINDOW_PRESETS[self.voi]
+            return (spec.center, spec.width)
+        return tuple(self.voi) if isinstance(self.voi, list) else self.voi  # type: ignore[return-value]
+
+    def cache_hash(self) -> str:
+        """SHA-256 (hex) of the config's canonical JSON."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+def image_key(row: Mapping[str, Any], config: ImageConfig | str, masks: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Cache key of one image (a manifest ``instances`` row), with the SEG rows of its masks, under a config
+    (or its ``cache_hash()``): 32 hex digits."""
+    files = [row, *masks]
+    fingerprint = source_fingerprint([(f["sop_instance_uid"] or f["path"], f["size"], f["mtime_ns"]) for f in files])
+    config_hash = config if isinstance(config, str) else config.cache_hash()
+    text = f"dicomml-cache/{FORMAT_VERSION}/image2d\n{fingerprint}\n{config_hash}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def to_stored(planes: torch.Tensor, config: ImageConfig) -> np.ndarray:
+    """Planes in [0, 1] as the config keeps them (see ``ImageConfig.dtype``)."""
+    array = planes.numpy()
+    if config.dtype == "float32":
+        return array
+    return np.rint(np.clip(array, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+def from_stored(array: np.ndarray) -> torch.Tensor:
+    """Float32 planes from :func:`to_stored`'s array."""
+    if array.dtype == np.uint16:
+        return torch.from_numpy(np.multiply(array, np.float32(1.0 / 65535.0), dtype=np.float32))
+    return torch.from_numpy(array)
+
+
+def prepare_image(path: str, config: ImageConfig) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One image as float32 planes in [0, 1], resized, with its meta.
+
+    Grey values are scaled by the VOI output range (``meta["output_range"]``),
+    colour by its integer type's maximum. Planes are ``(1, H, W)`` for a grey
+    image, ``(3, H, W)`` for colour, ``(T, H, W)`` for grey cine and
+    ``(T * 3, H, W)`` (frame-major) for colour cine; ``meta["layout"]`` says which.
+
+    Raises
+    ------
+    DicomMLError
+        If the file cannot be loaded (see :func:`~dicomml.imaging2d.load_image`).
+    """
+    reduce_to = config.size if config.reduced_decode and config.resize == "letterbox" else None
+    image = load_image(path, voi=config.window(), display=config.display, facing=config.facing, reduce_to=reduce_to)
+    pixels = image.pixels
+    if image.is_colour:
+        top = float(np.iinfo(pixels.dtype).max)
+        planes = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).reshape(-1, *pixels.shape[1:3])).float().div_(top)
+        layout = "TCHW" if image.n_frames > 1 else "CHW"
+    else:
+        low, high = image.meta["output_range"]
+        planes = torch.from_numpy(pixels)
+        planes = planes.sub_(low).mul_(1.0 / (high - low)) if high > low else planes.zero_()
+        layout = "THW" if image.n_frames > 1 else "CHW"
+    out, placement = fit(planes, output_size(config), config.resize)
+    spacing = (image.spacing.row, image.spacing.column) if image.spacing.known else None
+    meta = dict(image.meta)
+    meta.update(
+        layout=layout,
+        source_shape=list(pixels.shape[1:3]),  # of the decoded level (see decode_level)
+        scale=list(placement.scale),
+        offset=list(placement.offset),
+        placed_shape=list(placement.shape),
+        spacing=list(placement.spacing(spacing)) if spacing else None,  # type: ignore[arg-type]
+        source_spacing=list(spacing) if spacing else None,
+    )
+    return out.contiguous(), meta
+
+
+def output_size(config: ImageConfig) -> tuple[int, int] | None:
+    """The sample size a config produces (None: each image's own)."""
+    return None if config.resize == "none" else config.size
+
+
+def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, masks: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Compute and publish the cache entry of one image (a manifest ``instances`` row) unless present.
+
+    Parameters
+    ----------
+    row
+        The image's ``instances`` row (``path``, ``sop_instance_uid``, ``size``, ``mtime_ns``).
+    cache, config
+        Where and how.
+    masks
+        ``instances`` rows of SEG objects referencing the image: their masks
+        are stored with it, ``(S, N, H, W)`` with the labels in ``meta["mask_labels"]``.
+
+    Returns
+    -------
+    str
+        The entry's key.
+    """
+    key = image_key(row, config, masks)
+    if cache.has(key):
+        return key
+    planes, meta = prepare_image(row["path"], config)
+    spacing = meta["spacing"] or [1.0, 1.0]  # the affine needs numbers; meta["spacing"] stays None when unknown
+    affine = np.diag([1.0, float(spacing[0]), float(spacing[1]), 1.0])
+    meta.update(kind="image2d", config=asdict(config))
+    mask = None
+    if masks:
+        from dicomml.imaging2d.masks import sample_masks
+
+        labels_mask, meta["mask_labels"] = sample_masks([m["path"] for m in masks], meta, output_size(config))
+        mask = np.ascontiguousarray(np.broadcast_to(labels_mask.numpy()[:, None], (labels_mask.shape[0], *planes.shape)))
+    cache.put(key, to_stored(planes, config), affine, mask=mask, meta=meta, chunks=tuple(planes.shape))
+    return key
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Outcome of :func:`preprocess_images` (or one of its tasks): keys done, (path, error) of failures, tasks run."""
+
+    keys: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    tasks: int = 0
+
+
+def _batch(rows: Sequence[Mapping[str, Any]], cache_url: str, config: ImageConfig) -> BatchResult:
+    cache = Cache(cache_url)
+    result = BatchResult(tasks=1)
+    for row in rows:
+        try:
+            result.keys.append(preprocess_image(row, cache, config))
+        except DicomMLError as exc:
+            result.failures.append((str(row["path"]), str(exc)))
+    return result
+
+
+def preprocess_images(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+    cache: Cache | str | os.PathLike[str],
+    config: ImageConfig,
+    *,
+    batch_size: int = 64,
+    client: Any = None,
+    progress: Callable[[int], None] | None = None,
+) -> BatchResult:
+    """Fill the cache for many 2D images, ``batch_size`` images per task.
+
+    Parameters
+    ----------
+    rows
+        Manifest ``instances`` rows (``path``, ``sop_instance_uid``, ``size``, ``mtime_ns``).
+    cache
+        The cache or its URL.
+    config
+        The image config.
+    batch_size
+        Images per task.
+    client
+        A ``distributed.Client``: batches run on its workers; None runs here.
+    progress
+        Called with the number of images of each finished batch.
+
+    Returns
+    -------
+    BatchResult
+        All keys computed or found, and the failures (a failure never stops the run).
+    """
+    url = cache.url if isinstance(cache, Cache) else os.fspath(cache)
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    wanted = ("path", "sop_instance_uid", "size", "mtime_ns")
+    records = [{k: r[k] for k in wanted} for r in records]
+    batches = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
+    total = BatchResult()
+    tasks = 0
+    if client is None:
+        results: Iterable[BatchResult] = (_batch(b, url, config) for b in batches)
+    else:
+        from distributed import as_completed
+
+        futures = client.map(_batch, batches, cache_url=url, config=config, pure=False)
+        results = (f.result() for f in as_completed(futures))
+    for result in results:
+        total.keys.extend(result.keys)
+        total.failures.extend(result.failures)
+        tasks += result.tasks
+        if progress is not None:
+            progress(len(result.keys) + len(result.failures))
+    return BatchResult(total.keys, total.failures, tasks)

@@ -1,0 +1,443 @@
+"""Write-back: a prediction on any grid, brought onto its source series' grid, as a DICOM SEG.
+
+The adapter layer reads the prediction (array + affine, Volume, MONAI
+MetaTensor, NIfTI file) and the source series' headers; the core resamples
+the prediction onto the source's exact grid (one plane per source slice, in
+position order) and highdicom encodes the SEG with segment descriptions from
+the label map and references to every source instance.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+import torch
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from dicomml._optional import require
+from dicomml.config import Label, parse_labels
+from dicomml.dicom.io import read_dataset
+from dicomml.errors import ConfigError, SegReferenceError
+from dicomml.geometry import analyze_stack, dicom_affine
+from dicomml.transforms.functional import resample_image, resample_mask
+from dicomml.volume import Volume
+
+if TYPE_CHECKING:
+    import highdicom as hd
+else:  # optional: the [seg] extra
+    hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
+
+__all__ = ["SourceGrid", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
+
+#: What a prediction can be: an array or tensor (with ``affine=``), a Volume, a MetaTensor, a NIfTI path.
+Prediction = Union[np.ndarray, torch.Tensor, Volume, str, "os.PathLike[str]"]
+#: A label map: ``{name: value}``, channel names, or :class:`dicomml.config.Label` objects.
+Labels = Mapping[str, Any] | Sequence[Any]
+_KINDS = ("binary", "fractional", "labelmap")
+_ANATOMY = hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
+_TISSUE = hd.sr.CodedConcept("85756007", "SCT", "Tissue")
+
+
+@dataclass(frozen=True)
+class SourceGrid:
+    """The source series: its header datasets sorted by position, and its voxel grid.
+
+    Attributes
+    ----------
+    datasets
+        One header per slice, sorted along the slice normal.
+    affine
+        4x4 affine of the (slice, row, column) grid, indices to RAS+ mm; for
+        an irregular stack (gaps, tilt) that of the first slice.
+    planes
+        Per slice, the 4x4 affine of that slice alone (the exact place of
+        each plane, whatever the spacing between them).
+    shape
+        (slices, rows, columns).
+    regular
+        Whether one affine holds every slice (equidistant, untilted).
+    """
+
+    datasets: tuple[Dataset, ...]
+    affine: np.ndarray
+    planes: tuple[np.ndarray, ...]
+    shape: tuple[int, int, int]
+    regular: bool
+
+
+def _read_sources(source: Any, manifest: Any) -> list[Dataset]:
+    if isinstance(source, str) and manifest is not None:
+        from dicomml.indexer.manifest import Manifest
+
+        source = Manifest.open(manifest).series_files(source)["path"].tolist()
+    elif isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ConfigError(f"{source}: a source is a series key with manifest=, a folder or a list of files")
+        source = sorted(p for p in folder.iterdir() if p.is_file())
+    datasets = [item if isinstance(item, Dataset) else read_dataset(item, pixels=False) for item in source]
+    return [_clean(ds) for ds in datasets]
+
+
+def _clean(ds: Dataset) -> Dataset:
+    """A header highdicom accepts: an empty (0008,0005) Specific Character Set means the default one."""
+    if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+        ds = copy.copy(ds)
+        del ds.SpecificCharacterSet
+    return ds
+
+
+def source_grid(source: Any, *, manifest: Any = None) -> SourceGrid:
+    """Headers and grid of the series a prediction was computed from.
+
+    Parameters
+    ----------
+    source
+        A ``series_key`` of ``manifest``, a folder, or the series' files or
+        pydicom Datasets (single-frame images of one series).
+    manifest
+        A :class:`dicomml.Manifest` or its folder, when ``source`` is a key.
+
+    Returns
+    -------
+    SourceGrid
+
+    Raises
+    ------
+    SegReferenceError
+        If the files are not one stack of single-frame planes of one series.
+    """
+    datasets = _read_sources(source, manifest)
+    if not datasets:
+        raise SegReferenceError(f"{source}: no source files")
+    name = str(getattr(datasets[0], "filename", source))
+    if len(datasets) == 1 and int(datasets[0].get("NumberOfFrames", 1)) > 1:
+        raise SegReferenceError(
+            f"{name}: an enhanced multi-frame source is not supported for write-back; "
+            "pass a series of single-frame images",
+            path=name,
+        )
+    series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    orientations = {tuple(round(float(v), 4) for v in ds.ImageOrientationPatient) for ds in datasets}
+    if len(series) != 1 or len(orientations) != 1:
+        raise SegReferenceError(
+            f"{name}: the source has {len(series)} series and {len(orientations)} orientations; "
+            "expected the slices of one series",
+            path=name,
+        )
+    orientation = datasets[0].ImageOrientationPatient
+    spacing = [float(v) for v in datasets[0].PixelSpacing]
+    positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
+    stack = analyze_stack(positions, orientation)
+    if np.any(stack.counts > 1):
+        raise SegReferenceError(
+            f"{name}: several source images share a slice position (time points or echoes); "
+            "pass the images of one volume",
+            path=name,
+        )
+    ordered = tuple(datasets[i] for i in stack.order)
+    normal = stack.step / max(float(np.linalg.norm(stack.step)), 1e-12) if len(ordered) > 1 else stack.step
+    planes = tuple(dicom_affine(orientation, spacing, positions[i], normal) for i in stack.order)
+    regular = len(ordered) == 1 or (stack.uniform and stack.missing == 0 and stack.tilt_deg < 0.01)
+    step = stack.step if len(ordered) > 1 else normal
+    affine = dicom_affine(orientation, spacing, positions[stack.order[0]], step)
+    shape = (len(ordered), int(datasets[0].Rows), int(datasets[0].Columns))
+    return SourceGrid(ordered, affine, planes, shape, bool(regular))
+
+
+def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """A prediction as (array, affine): ``(i, j, k)`` or ``(C, i, j, k)``, indices to RAS+ mm.
+
+    Parameters
+    ----------
+    prediction
+        A numpy array or torch tensor (``affine=`` required), a
+        :class:`dicomml.Volume`, a MONAI ``MetaTensor`` (its ``affine``,
+        RAS+), or a NIfTI file (nibabel; a 4th axis is taken as channels). A
+        leading batch axis of size 1 is dropped.
+    affine
+        4x4 affine (RAS+ mm) for a plain array or tensor; overrides the
+        MetaTensor's.
+
+    Raises
+    ------
+    ConfigError
+        If no affine is known, or the array is not 3-D or 4-D.
+    """
+    if isinstance(prediction, (str, os.PathLike)):
+        import nibabel as nib
+
+        image: Any = nib.load(str(prediction))
+        array = np.asanyarray(image.dataobj)
+        if array.ndim == 4:
+            array = np.moveaxis(array, -1, 0)
+        found: Any = image.affine
+    elif isinstance(prediction, Volume):
+        array, found = prediction.array, prediction.affine
+    else:
+        found = getattr(prediction, "affine", None)
+        if isinstance(prediction, torch.Tensor):
+            prediction = prediction.detach().cpu().as_subclass(torch.Tensor).numpy()
+        array = np.asarray(prediction)
+    found = found if affine is None else affine
+    if found is None:
+        raise ConfigError("the prediction has no affine; pass affine= (4x4, indices to RAS+ mm)")
+    found = np.asarray(found.detach().cpu() if isinstance(found, torch.Tensor) else found, dtype=np.float64)
+    if array.ndim == 5 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim not in (3, 4) or found.shape != (4, 4):
+        raise ConfigError(
+            f"a prediction of shape {array.shape} with an affine of shape {found.shape}; "
+            "expected (i, j, k) or (C, i, j, k) and a 4x4 affine"
+        )
+    return array, found
+
+
+def _resampled(array: np.ndarray, affine: np.ndarray, grid: SourceGrid, labels: bool) -> np.ndarray:
+    """``array`` (C, i, j, k) on the source grid, (C, slices, rows, columns); nearest for labels."""
+    if grid.regular and array.shape[1:] == grid.shape and np.allclose(affine, grid.affine, rtol=0, atol=1e-5):
+        return array  # already on the source grid (within 1e-5 mm): nothing to resample, nothing to copy
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.dtype == torch.bool:
+        tensor = tensor.to(torch.uint8)
+    targets = [(grid.affine, grid.shape)] if grid.regular else [(p, (1,) + grid.shape[1:]) for p in grid.planes]
+    parts = []
+    for target_affine, target_shape in targets:
+        if labels:
+            part = resample_mask(tensor, affine, target_affine, target_shape)
+        else:
+            part = resample_image(tensor.to(torch.float32), affine, target_affine, target_shape, padding="zeros")
+        parts.append(part)
+    return torch.cat(parts, dim=1).numpy()
+
+
+def to_source_grid(
+    array: np.ndarray,
+    affine: np.ndarray,
+    grid: SourceGrid,
+    labels: Sequence[Label],
+    kind: str,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """The prediction as highdicom's pixel array on the source grid.
+
+    Parameters
+    ----------
+    array, affine
+        The prediction (:func:`load_prediction`): an integer label map
+        ``(i, j, k)`` of label values, or channels ``(C, i, j, k)`` in the
+        order of ``labels`` (one more channel first = background), either
+        probabilities (floating) or multi-hot (integer / bool). One integer
+        channel is a label map (MONAI's ``(1, i, j, k)``).
+    grid
+        The source grid.
+    labels
+        The label map; segment ``n`` is ``labels[n - 1]``.
+    kind
+        ``"binary"``, ``"fractional"`` or ``"labelmap"``.
+    threshold
+        Probabilities at or above it are in a binary segment; for a label map
+        without a background channel, a voxel whose largest probability is
+        below it is background.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(slices, rows, columns)`` uint8/uint16 segment numbers for
+        ``"labelmap"`` and for a label-map prediction written ``"binary"``;
+        otherwise ``(slices, rows, columns, segments)``: uint8 (binary) or
+        float32 in [0, 1] (fractional).
+
+    Raises
+    ------
+    ConfigError
+        If the channels do not match the labels, or the label map holds
+        values the labels do not name.
+    """
+    count = len(labels)
+    if array.ndim == 4 and array.shape[0] == 1 and array.dtype.kind in "biu":
+        array = array[0]  # MONAI's (1, i, j, k) label map
+    if array.ndim == 3:
+        if array.dtype.kind == "f":
+            raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; "
+                              "give probabilities as (C, i, j, k)")
+        if array.dtype == np.bool_:
+            array = array.view(np.uint8)
+        low, high = int(array.min()), int(array.max())
+        lut = np.zeros(max(high, 0) + 1, dtype=np.uint16 if count > 255 else np.uint8)
+        for number, label in enumerate(labels, start=1):
+            if label.value < lut.size:
+                lut[label.value] = number
+        unnamed = lut == 0
+        unnamed[0] = False
+        if low < 0 or (unnamed.any() and unnamed[array].any()):  # np.unique's sort only to name them
+            unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
+            raise ConfigError(f"the prediction holds label values {unknown} that labels= does not name")
+        identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
+        numbers = _resampled((array if identity else lut[array])[None], affine, grid, labels=True)[0]
+        if kind == "fractional":
+            return np.stack([numbers == n for n in range(1, count + 1)], axis=-1).astype(np.float32)
+        return numbers
+    if array.shape[0] not in (count, count + 1):
+        raise ConfigError(f"the prediction has {array.shape[0]} channels for {count} labels; "
+                          f"expected {count}, or {count + 1} with background first")
+    background = array.shape[0] == count + 1
+    soft = array.dtype.kind == "f"
+    moved = _resampled(array, affine, grid, labels=not soft)
+    if kind == "labelmap":
+        best = np.argmax(moved, axis=0)
+        if background:
+            numbers = best
+        else:
+            numbers = best + 1
+            numbers[np.max(moved, axis=0) < (threshold if soft else 1)] = 0
+        return numbers.astype(np.uint16 if count > 255 else np.uint8)
+    channels = np.moveaxis(moved[1:] if background else moved, 0, -1)
+    if kind == "fractional":
+        return np.clip(channels, 0.0, 1.0).astype(np.float32)
+    return (channels >= threshold).astype(np.uint8) if soft else (channels != 0).astype(np.uint8)
+
+
+def prepare(
+    prediction: Prediction, source: Any, labels: Labels, manifest: Any, affine: Any
+) -> tuple[tuple[Label, ...], np.ndarray, np.ndarray, SourceGrid]:
+    """The common start of a write-back: the label map, the prediction and its affine, the source grid."""
+    chosen = parse_labels(labels)
+    if not chosen:
+        raise ConfigError("labels= is empty; name at least one label")
+    array, found = load_prediction(prediction, affine)
+    return chosen, array, found, source_grid(source, manifest=manifest)
+
+
+def _coded(code: str, meaning: str) -> hd.sr.CodedConcept:
+    scheme, value = code.split(":")
+    return hd.sr.CodedConcept(value, scheme, meaning)
+
+
+def segment_descriptions(
+    labels: Sequence[Label], algorithm: hd.AlgorithmIdentificationSequence
+) -> list[hd.seg.SegmentDescription]:
+    """highdicom segment descriptions of a label map: label, property code, colour, algorithm."""
+    out = []
+    for number, label in enumerate(labels, start=1):
+        kind = _coded(label.codes[0], label.name) if label.codes else _TISSUE
+        out.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=label.name,
+                segmented_property_category=_ANATOMY,
+                segmented_property_type=kind,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+                display_color=hd.color.CIELabColor.from_rgb(*label.color) if label.color else None,  # type: ignore[call-arg]
+            )
+        )
+    return out
+
+
+def write_seg(
+    prediction: Prediction,
+    source: Any,
+    labels: Labels,
+    out: str | os.PathLike[str],
+    *,
+    kind: str = "binary",
+    manifest: Any = None,
+    affine: Any = None,
+    threshold: float = 0.5,
+    algorithm: str = "dicomml",
+    algorithm_version: str = "0",
+    series_description: str = "Segmentation",
+    series_number: int = 300,
+) -> Path:
+    """Write a prediction as a DICOM SEG on its source series' exact grid.
+
+    Parameters
+    ----------
+    prediction
+        A label map ``(i, j, k)`` of label values, or channels ``(C, i, j, k)``
+        (probabilities or multi-hot, in the order of ``labels``, optionally
+        with a background channel first), on any grid: a numpy array or
+        tensor with ``affine=``, a :class:`dicomml.Volume`, a MONAI
+        MetaTensor or a NIfTI file (see :func:`load_prediction`).
+    source
+        The series it was computed from: a ``series_key`` with
+        ``manifest=``, a folder, or its files.
+    labels
+        The label map: ``{name: value}``, channel names, or
+        :class:`dicomml.config.Label` objects (with codes and colours).
+    out
+        Path of the SEG file to write.
+    kind
+        ``"binary"``, ``"fractional"`` (probabilities, 8-bit) or ``"labelmap"``.
+    manifest
+        The manifest ``source`` is a key of.
+    affine
+        4x4 affine (indices to RAS+ mm) of a plain array or tensor.
+    threshold
+        Binarization of probabilities for ``"binary"`` (and ``"labelmap"``
+        without a background channel).
+    algorithm, algorithm_version
+        The algorithm identification written in every segment.
+    series_description, series_number
+        Of the new SEG series.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``kind``, labels that do not fit the prediction, or a
+        prediction without an affine.
+    SegReferenceError
+        If the source is not one stack of single-frame images.
+
+    Examples
+    --------
+    >>> dicomml.write_seg(probabilities, key, {"liver": 1}, "liver.dcm", manifest="manifest/",
+    ...                   affine=affine)  # doctest: +SKIP
+    PosixPath('liver.dcm')
+    """
+    if kind not in _KINDS:
+        raise ConfigError(f"kind={kind!r}; expected one of {', '.join(_KINDS)}")
+    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine)
+    pixels = to_source_grid(array, found, grid, chosen, kind, threshold)
+    algorithm_id = hd.AlgorithmIdentificationSequence(
+        name=algorithm, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
+    )
+    first = grid.datasets[0]
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=list(grid.datasets),
+            pixel_array=pixels,
+            segmentation_type=kind.upper(),
+            segment_descriptions=segment_descriptions(chosen, algorithm_id),
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="dicomml",
+            manufacturer_model_name=algorithm,
+            software_versions=algorithm_version,
+            device_serial_number="0",
+            series_description=series_description,
+        )
+    except (ValueError, TypeError) as exc:
+        raise SegReferenceError(
+            f"{getattr(first, 'filename', source)}: highdicom cannot encode the SEG ({exc})",
+            path=str(getattr(first, "filename", "")),
+        ) from exc
+    path = Path(out)
+    seg.save_as(path)
+    return path
+

@@ -1,0 +1,176 @@
+"""What every remote source shares: its settings, retries with backoff, and prefetched header bytes."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dicomml.errors import DicomMLError, RemoteSourceError, SourceNotFoundError
+
+__all__ = ["PREFIX_BYTES", "PrefetchedFile", "Remote", "with_retries"]
+
+#: Bytes of a header read first; more only when the header runs past them.
+PREFIX_BYTES = 64 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """How to reach a remote source; credentials live in memory only (never in a repr or a file).
+
+    Attributes
+    ----------
+    storage_options
+        fsspec options of a bucket (``anon``, ``endpoint_url``, ``profile``...).
+    auth
+        DICOMweb credentials: a bearer token (str) or ``(user, password)``.
+    concurrency
+        Requests in flight at once, per source.
+    retries
+        Tries after the first on 429, 5xx, timeouts, dropped or truncated answers.
+    timeout_s
+        Seconds to wait for a server's answer.
+    backoff_s
+        First wait between tries; doubled each time, with jitter.
+    """
+
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    auth: Any = field(default=None, repr=False)
+    concurrency: int = 16
+    retries: int = 4
+    timeout_s: float = 30.0
+    backoff_s: float = 0.2
+
+
+class Transient(Exception):
+    """An answer worth asking again for (a truncated body, a 5xx)."""
+
+
+#: HTTP statuses that a retry may cure.
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (Transient, TimeoutError, ConnectionError, json.JSONDecodeError)):
+        return True
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return status in RETRY_STATUS
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with fsspec's HTTP and dicomweb-client
+        return False
+    if isinstance(exc, requests.RequestException):
+        return True
+    # s3fs / aiohttp errors that carry no status: a reset or a short read
+    return isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError, DicomMLError))
+
+
+def _reason(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+def with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> T:
+    """``call()``, tried again with backoff while it fails in a way a retry may cure.
+
+    Raises
+    ------
+    SourceNotFoundError
+        If the object does not exist.
+    RemoteSourceError
+        Naming ``url``, when the tries are spent or the failure is not transient
+        (401, 403, 404 are said at once).
+    """
+    for attempt in range(remote.retries + 1):
+        try:
+            return call()
+        except RemoteSourceError:
+            raise
+        except FileNotFoundError as exc:
+            raise SourceNotFoundError(f"{url}: does not exist; check the URL", path=url) from exc
+        except Exception as exc:  # classified below: transient ones are retried
+            transient = _transient(exc)
+            if not transient or attempt == remote.retries:
+                tries = f" after {attempt + 1} tries" if transient else ""
+                hint = {401: "check the credentials", 403: "check the credentials", 404: "check the URL"}.get(
+                    getattr(getattr(exc, "response", None), "status_code", 0), "check the server, or rerun to resume"
+                )
+                raise RemoteSourceError(f"{url}: {what} failed{tries} ({_reason(exc)}); {hint}", path=url) from exc
+            time.sleep(remote.backoff_s * 2**attempt * (0.5 + random.random() / 2))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class PrefetchedFile:
+    """A read-only file over bytes fetched ahead (the start of an object), reading more on demand.
+
+    Parameters
+    ----------
+    url
+        For messages.
+    size
+        The object's full size in bytes.
+    prefix
+        Its first bytes.
+    read_range
+        ``(start, end) -> bytes`` for bytes past the prefix; None when there are none to fetch.
+    error
+        Raised by every read: the fetch failed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        size: int,
+        prefix: bytes = b"",
+        read_range: Callable[[int, int], bytes] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self.url, self._size, self._prefix, self._read_range, self._error = url, size, prefix, read_range, error
+        self._pos = 0
+
+    @property
+    def size(self) -> int:
+        """The object's size; raises the fetch's error if it failed."""
+        if self._error is not None:
+            raise self._error
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        if self._error is not None:
+            raise self._error
+        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
+        start = self._pos
+        if end <= len(self._prefix):
+            out = self._prefix[start:end]
+        elif self._read_range is None:
+            out = self._prefix[start:end]
+        else:
+            head = self._prefix[start:] if start < len(self._prefix) else b""
+            out = head + self._read_range(max(start, len(self._prefix)), end)
+        self._pos = start + len(out)
+        return out
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1 else self._size + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._prefix = b""
+
+    def __enter__(self) -> PrefetchedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

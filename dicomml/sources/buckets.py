@@ -1,0 +1,216 @@
+"""Buckets and other fsspec URLs: listing, concurrent ranged header reads, whole-object reads.
+
+Header reads ask for the first :data:`PREFIX_BYTES` of every object of a
+batch at once (``cat_ranges``, which s3fs and gcsfs issue concurrently), so
+indexing a bucket is bound by latency x objects / concurrency rather than by
+bytes; a header longer than that is read on from where the prefix ends.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dicomml.errors import MissingDependencyError, RemoteSourceError, SourceNotFoundError
+from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, with_retries
+
+if TYPE_CHECKING:
+    import fsspec
+
+    from dicomml.indexer.crawl import CrawlError, Entry, Files
+
+__all__ = ["FsspecSource", "ObjectList", "filesystem"]
+
+#: The extra that brings each protocol's fsspec implementation.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+
+
+def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and path of ``url``, with a one-line error when its package is missing.
+
+    Raises
+    ------
+    MissingDependencyError
+        If the protocol's implementation (s3fs, gcsfs) is not installed.
+    """
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    except ImportError as exc:
+        protocol = url.split("://", 1)[0]
+        extra = EXTRAS.get(protocol)
+        way = f"pip install 'dicomml[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
+        raise MissingDependencyError(f"{url}: reading {protocol}:// URLs needs a package that is not installed; {way}", path=url) from exc
+
+
+class ObjectList:
+    """Seed a manifest from object URLs (those idc-index returns, say) without listing a bucket.
+
+    A URL ending in ``/`` names a prefix: the objects under it are listed.
+
+    Parameters
+    ----------
+    urls
+        Object URLs of one protocol (``s3://bucket/key.dcm``...).
+    """
+
+    def __init__(self, urls: Iterable[str]) -> None:
+        self.urls = [u.strip() for u in urls if u.strip()]
+
+    def __fspath__(self) -> str:  # how a manifest names the source
+        return f"{len(self.urls)} object URLs" + (f" from {self.urls[0]}" if self.urls else "")
+
+
+class FsspecSource:
+    """A bucket or other fsspec location, read as the indexer's crawl and scan need.
+
+    Parameters
+    ----------
+    url
+        The root URL, or an :class:`ObjectList`.
+    remote
+        Storage options, concurrency and retries.
+    """
+
+    def __init__(self, url: str | ObjectList, remote: Remote) -> None:
+        self.objects = url if isinstance(url, ObjectList) else None
+        first = self.objects.urls[0] if self.objects and self.objects.urls else str(url)
+        self.fs, self.root = filesystem(first, remote.storage_options)
+        self.remote = remote
+        self.protocol = self.fs.protocol
+        #: The URL prefix whose reads use these options.
+        self.prefix = first if self.objects is None else first.split("://", 1)[0] + "://" + first.split("://", 1)[1].split("/", 1)[0]
+
+    def check(self) -> None:
+        """Raise SourceNotFoundError if the root does not exist (a URL list is checked object by object)."""
+        if self.objects is None:
+            url = self.fs.unstrip_protocol(self.root)
+            if not with_retries(lambda: self.fs.exists(self.root), url, self.remote, "checking the source"):
+                raise SourceNotFoundError(f"{url}: source does not exist; check the URL", path=url)
+
+    # -- crawl -------------------------------------------------------------------------------
+    def walk(self) -> Iterator[Files | CrawlError]:
+        """The objects under the root (or of the list), grouped by folder, sorted by path."""
+        from dicomml.indexer.crawl import CrawlError
+
+        if self.objects is None:
+            found = with_retries(lambda: self.fs.find(self.root, detail=True), self.fs.unstrip_protocol(self.root), self.remote, "listing")
+            yield from self._files(found)
+            return
+        prefixes = [u for u in self.objects.urls if u.endswith("/")]
+        for prefix in prefixes:
+            yield from self._files(self._find(prefix))
+        names = [self.fs._strip_protocol(u) for u in self.objects.urls if not u.endswith("/")]
+        infos = self._infos(names)
+        good = {}
+        for name, info in zip(names, infos):
+            if isinstance(info, BaseException):
+                url = self.fs.unstrip_protocol(name)
+                kind = "missing" if isinstance(info, FileNotFoundError) else "unreadable"
+                yield CrawlError(url, kind, f"{url}: cannot be listed ({type(info).__name__}); check the URL")
+            else:
+                good[name] = info
+        yield from self._files(good)
+
+    def _find(self, url: str) -> dict[str, Any]:
+        path = self.fs._strip_protocol(url)
+        return with_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
+
+    def _infos(self, names: Sequence[str]) -> list[Any]:
+        """``info`` of many objects, concurrently on an async filesystem."""
+        if not names:
+            return []
+        if getattr(self.fs, "async_impl", False):
+            import asyncio
+
+            from fsspec.asyn import sync
+
+            async def gather() -> list[Any]:
+                limit = asyncio.Semaphore(self.remote.concurrency)
+
+                async def one(name: str) -> Any:
+                    async with limit:
+                        return await self.fs._info(name)
+
+                return await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+
+            return sync(self.fs.loop, gather)
+        out: list[Any] = []
+        for name in names:
+            try:
+                out.append(self.fs.info(name))
+            except Exception as exc:  # recorded as a crawl error
+                out.append(exc)
+        return out
+
+    def _files(self, found: Mapping[str, Mapping[str, Any]]) -> Iterator[Files | CrawlError]:
+        from dicomml.indexer.crawl import CrawlError, Files, mtime_ns
+
+        current: Files | None = None
+        for name in sorted(found):
+            info = found[name]
+            url = self.fs.unstrip_protocol(name)
+            if info.get("type") != "file":
+                yield CrawlError(url, "not_regular_file", f"{url}: not a file; skipped")
+                continue
+            folder = self.fs.unstrip_protocol(name.rsplit("/", 1)[0]) if "/" in name else self.fs.unstrip_protocol("")
+            if current is None or current.folder != folder:
+                if current is not None:
+                    yield current
+                current = Files(folder, [], [], [], [])
+            current.paths.append(url)
+            current.sizes.append(int(info.get("size") or 0))
+            current.mtimes_ns.append(mtime_ns(dict(info)))
+            current.open_paths.append(name)
+        if current is not None:
+            yield current
+
+    # -- scan --------------------------------------------------------------------------------
+    def _read_range(self, path: str) -> Any:
+        url = self.fs.unstrip_protocol(path)
+        return lambda start, end: with_retries(
+            lambda: self.fs.cat_file(path, start=start, end=end), url, self.remote, "reading a byte range"
+        )
+
+    def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
+        """The object as a file whose reads are ranged requests."""
+        size = self.fs.size(path)
+        return PrefetchedFile(self.fs.unstrip_protocol(path), size, read_range=self._read_range(path))
+
+    def prefetch(self, entries: Sequence[Entry]) -> dict[str, PrefetchedFile]:
+        """The first bytes of every entry, requested together; failures become files that raise."""
+        paths = [e.open_path for e in entries]
+        ends = [min(e.size, PREFIX_BYTES) if e.size else PREFIX_BYTES for e in entries]
+        got: dict[str, Any] = {}
+        todo = list(range(len(entries)))
+        for attempt in range(self.remote.retries + 1):
+            results = self.fs.cat_ranges([paths[i] for i in todo], [0] * len(todo), [ends[i] for i in todo], on_error="return")
+            for i, result in zip(todo, results):
+                got[paths[i]] = result
+            todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and not isinstance(got[paths[i]], FileNotFoundError)]
+            if not todo or attempt == self.remote.retries:
+                break
+            import time
+
+            time.sleep(self.remote.backoff_s * 2**attempt)
+        out = {}
+        for entry in entries:
+            result = got[entry.open_path]
+            if isinstance(result, BaseException):
+                error = RemoteSourceError(
+                    f"{entry.path}: reading the header failed after "
+                    f"{self.remote.retries + 1} tries ({type(result).__name__}); rerun to resume",
+                    path=entry.path,
+                )
+                out[entry.open_path] = PrefetchedFile(entry.path, entry.size, error=error)
+            else:
+                out[entry.open_path] = PrefetchedFile(entry.path, entry.size, bytes(result), self._read_range(entry.open_path))
+        return out
+
+    # -- load --------------------------------------------------------------------------------
+    def read_object(self, url: str) -> io.BytesIO:
+        """A whole object, retried."""
+        path = self.fs._strip_protocol(url)
+        return io.BytesIO(with_retries(lambda: self.fs.cat_file(path), url, self.remote, "reading the object"))

@@ -1,0 +1,451 @@
+"""DICOMweb servers: QIDO-RS finds series and instances, WADO-RS metadata builds the rows, WADO-RS loads.
+
+A source URL is ``dicomweb+http(s)://host/root``, optionally narrowed to
+``.../studies/{uid}`` or ``.../studies/{uid}/series/{uid}``, with QIDO-RS
+query parameters in its query string (``?Modality=CT&StudyDate=20200101-``).
+An instance is recorded as its WADO-RS retrieve URL with the same
+``dicomweb+`` prefix; no file is downloaded to index it. The metadata
+(DICOM JSON, no pixel data) is turned back into the bytes of a header, so
+the indexer's one header reader makes the rows: the pixel data element is
+declared with the length the pixel module implies (and never read), and
+binary values the server leaves as bulk data are fetched only where the rows
+need them (the Siemens CSA image header of a mosaic).
+
+QIDO-RS and metadata go through dicomweb-client. Instances are fetched with a
+plain GET because dicomweb-client returns the parts of a multipart body that
+was cut short as if whole; here a body without its closing boundary is an
+error, retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from dicomml.errors import InvalidDicomFileError, MissingDependencyError, RemoteSourceError
+from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retries
+
+if TYPE_CHECKING:
+    import requests
+
+    from dicomml.indexer.crawl import CrawlError, Entry, Files
+
+__all__ = ["DicomWebSource", "is_dicomweb"]
+
+SCHEME = "dicomweb+"
+_PATH = re.compile(
+    r"^(?P<base>.*?)(?:/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+)"
+    r"(?:/instances/(?P<instance>[^/]+))?)?)?/?$"
+)
+_ENCAPSULATED_EXCEPT = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+_CSA_IMAGE = "00291010"
+#: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
+KEEP_INSTANCES = 50_000
+
+
+def is_dicomweb(url: str) -> bool:
+    """Whether ``url`` names a DICOMweb server (``dicomweb+http://`` or ``dicomweb+https://``)."""
+    return url.startswith(SCHEME)
+
+
+def _parts(url: str) -> dict[str, Any]:
+    split = urlsplit(url.removeprefix(SCHEME))
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise RemoteSourceError(f"{url}: not a DICOMweb URL; write dicomweb+https://host/dicom-web", path=url)
+    if "@" in split.netloc:
+        raise RemoteSourceError(
+            f"{_safe(url)}: credentials in the URL would be recorded; pass them as auth "
+            "(the CLI reads DICOMML_DICOMWEB_TOKEN or DICOMML_DICOMWEB_USER/PASSWORD)",
+            path=None,
+        )
+    match = _PATH.match(split.path)
+    assert match is not None  # the pattern matches every path
+    base = f"{split.scheme}://{split.netloc}{match['base']}"
+    return {
+        "base": base,
+        "study": match["study"],
+        "series": match["series"],
+        "instance": match["instance"],
+        "query": dict(parse_qsl(split.query)),
+    }
+
+
+def _safe(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+class _BearerAuth:
+    """requests auth that sends ``Authorization: Bearer TOKEN``."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: Any) -> Any:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+def _session(remote: Remote) -> requests.Session:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    timeout = remote.timeout_s
+
+    class _Adapter(HTTPAdapter):  # dicomweb-client sets no timeout: a default one here
+        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout
+            return super().send(request, **kwargs)
+
+    session = requests.Session()
+    adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, remote.concurrency), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if isinstance(remote.auth, str):
+        session.auth = _BearerAuth(remote.auth)
+    elif remote.auth is not None:
+        session.auth = tuple(remote.auth)  # type: ignore[assignment]
+    return session
+
+
+class DicomWebSource:
+    """A DICOMweb server (or one study or series of it), read as the indexer and the loaders need.
+
+    Parameters
+    ----------
+    url
+        ``dicomweb+http(s)://host/root[/studies/{uid}[/series/{uid}]][?QIDO parameters]``.
+    remote
+        Credentials, concurrency, retries.
+    """
+
+    protocol = ("dicomweb",)
+
+    def __init__(self, url: str, remote: Remote) -> None:
+        self.url = url
+        parts = _parts(url)
+        self.base: str = parts["base"]
+        self.study, self.series, self.query = parts["study"], parts["series"], parts["query"]
+        self.remote = remote
+        #: The URL prefix whose reads use these credentials.
+        self.prefix = SCHEME + self.base
+        self._local = threading.local()
+        self._limit = threading.BoundedSemaphore(remote.concurrency)
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # sessions, locks and clients are rebuilt where unpickled
+        return {"url": self.url, "remote": self.remote}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["remote"])  # type: ignore[misc]
+
+    @property
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                from dicomweb_client import DICOMwebClient
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    f"{self.url}: DICOMweb sources need dicomweb-client, which is not installed; pip install 'dicomml[dicomweb]'",
+                    path=self.url,
+                ) from exc
+            client = self._local.client = DICOMwebClient(self.base, session=self._session)
+            client.set_http_retry_params(retry=False)  # retried here, with the source's limits
+        return client
+
+    @property
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = _session(self.remote)
+        return session
+
+    def _call(self, what: str, url: str, call: Any) -> Any:
+        def limited() -> Any:
+            with self._limit:
+                return call()
+
+        return with_retries(limited, url, self.remote, what)
+
+    def _url(self, study: str, series: str | None = None, instance: str | None = None) -> str:
+        out = f"{SCHEME}{self.base}/studies/{study}"
+        out += f"/series/{series}" if series else ""
+        return out + (f"/instances/{instance}" if instance else "")
+
+    def check(self) -> None:
+        """Ask the server once, so that a wrong URL or refused credentials fail before indexing."""
+        self._call("searching for studies", self.url, lambda: self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"]))
+
+    # -- crawl -------------------------------------------------------------------------------
+    def _series(self) -> list[tuple[str, str]]:
+        if self.series:
+            return [(str(self.study), self.series)]
+        found = self._call(
+            "searching for series (QIDO-RS)",
+            self.url,
+            lambda: self._client.search_for_series(
+                study_instance_uid=self.study, search_filters=dict(self.query) or None, get_remaining=True
+            ),
+        )
+        return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
+
+    def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        """WADO-RS metadata of one series: kept from the walk when it was read there, else requested."""
+        with self._lock:
+            kept = self._kept.pop(key, None)
+        if kept is not None:
+            return kept
+        folder = self._url(*key)
+        return self._call("reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(*key))
+
+    def walk(self) -> Iterator[Files | CrawlError]:
+        """One chunk of instance URLs per series: QIDO-RS finds the series, their metadata names the instances.
+
+        The metadata (one request per series, concurrently) is what the
+        rows are made from, so up to :data:`KEEP_INSTANCES` instances' worth
+        is kept for the scan instead of being requested twice.
+        """
+        from dicomml.indexer.crawl import CrawlError, Files
+
+        def read(key: tuple[str, str]) -> list[dict[str, Any]] | RemoteSourceError:
+            try:
+                return self._metadata(key)
+            except RemoteSourceError as exc:
+                return exc
+
+        kept = 0
+        with ThreadPoolExecutor(self.remote.concurrency) as pool:
+            for key, items in zip(series := self._series(), pool.map(read, series)):
+                folder = self._url(*key)
+                if isinstance(items, RemoteSourceError):
+                    yield CrawlError(folder, "unreachable", str(items))
+                    continue
+                if kept + len(items) <= KEEP_INSTANCES:
+                    kept += len(items)
+                    with self._lock:
+                        self._kept[key] = items
+                urls = [self._url(*key, sop) for sop in sorted(_value(item, "00080018") for item in items)]
+                yield Files(folder, urls, [0] * len(urls), [0] * len(urls), urls)
+
+    # -- scan --------------------------------------------------------------------------------
+    def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
+        """The header of one instance, rebuilt from its series' metadata."""
+        return self.prefetch_urls([path])[path]
+
+    def prefetch(self, entries: Sequence[Entry]) -> dict[str, PrefetchedFile]:
+        """Header bytes of every entry, from one WADO-RS metadata request per series, concurrently."""
+        return self.prefetch_urls([e.open_path for e in entries])
+
+    def prefetch_urls(self, urls: Sequence[str]) -> dict[str, PrefetchedFile]:
+        by_series: dict[tuple[str, str], list[str]] = {}
+        for url in urls:
+            parts = _parts(url)
+            by_series.setdefault((parts["study"], parts["series"]), []).append(url)
+
+        def metadata(key: tuple[str, str]) -> dict[str, PrefetchedFile]:
+            try:
+                items = self._metadata(key)
+            except RemoteSourceError as exc:
+                return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
+            by_uid = {_value(item, "00080018"): item for item in items}
+            out = {}
+            for url in by_series[key]:
+                item = by_uid.get(_parts(url)["instance"])
+                if item is None:
+                    error = RemoteSourceError(
+                        f"{url}: the series' metadata lacks this instance; it was deleted meanwhile, index again", path=url
+                    )
+                    out[url] = PrefetchedFile(url, 0, error=error)
+                    continue
+                try:
+                    buf, size = header_bytes(item, lambda uri, u=url: self._bulk(uri, u))
+                except RemoteSourceError as exc:
+                    out[url] = PrefetchedFile(url, 0, error=exc)
+                    continue
+                except Exception as exc:  # metadata pydicom cannot turn back into a header: an error row
+                    bad = InvalidDicomFileError(
+                        f"{url}: the server's metadata cannot be read as a header ({type(exc).__name__}: {exc})", path=url
+                    )
+                    out[url] = PrefetchedFile(url, 0, error=bad)
+                    continue
+                out[url] = PrefetchedFile(url, size, buf)
+            return out
+
+        result: dict[str, PrefetchedFile] = {}
+        with ThreadPoolExecutor(min(self.remote.concurrency, max(1, len(by_series)))) as pool:
+            for part in pool.map(metadata, list(by_series)):
+                result.update(part)
+        return result
+
+    def _bulk(self, uri: str, url: str) -> bytes:
+        # Servers name bulk data by the host they think they have (none, or their own behind a proxy):
+        # the part from /studies/ on is theirs, the host is the one we reach them by.
+        if "/studies/" in uri:
+            uri = self.base + uri[uri.index("/studies/") :]
+        return self._call(
+            "reading bulk data (WADO-RS)",
+            url,
+            lambda: bytes(self._client.retrieve_bulkdata(uri, media_types=("application/octet-stream",))[0]),
+        )
+
+    # -- load --------------------------------------------------------------------------------
+    def read_instance(self, url: str) -> io.BytesIO:
+        """One whole instance (WADO-RS), in the transfer syntax it was stored in.
+
+        Raises
+        ------
+        RemoteSourceError
+            Naming ``url``, when the server keeps failing or cuts the body short.
+        """
+        parts = _parts(url)
+        http = f"{self.base}/studies/{parts['study']}/series/{parts['series']}/instances/{parts['instance']}"
+        accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+        def get() -> bytes:
+            response = self._session.get(http, headers={"Accept": accept})
+            response.raise_for_status()
+            return _single_part(response.headers.get("Content-Type", ""), response.content)
+
+        return io.BytesIO(self._call("retrieving the instance (WADO-RS)", url, get))
+
+
+def _value(item: dict[str, Any], tag: str) -> str:
+    values = item.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def _single_part(content_type: str, body: bytes) -> bytes:
+    """The DICOM part of a WADO-RS answer; a multipart body must end with its closing boundary."""
+    found = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    if not content_type.lower().startswith("multipart/") or found is None:
+        return body  # a single application/dicom body; requests checks its Content-Length
+    marker = b"--" + found.group(1).encode()
+    close = body.rfind(marker + b"--")
+    start = body.find(marker)
+    if close < 0 or start < 0:
+        raise Transient("the multipart body ends without its closing boundary (truncated)")
+    parts = body[start + len(marker) : close].split(b"\r\n" + marker)
+    head, sep, content = parts[0].partition(b"\r\n\r\n")
+    if not sep:
+        raise Transient("a multipart part has no header end (truncated)")
+    return content.removesuffix(b"\r\n")
+
+
+#: Explicit VRs whose length takes 4 bytes (after 2 reserved ones).
+_LONG_VRS = frozenset("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_SINGLE_TEXT = frozenset({"LT", "ST", "UT", "UR"})
+_PIXEL_KEYS = frozenset({"7FE00010", "7FE00008", "7FE00009"})
+
+
+def _element(tag: int, vr: str, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\0" if vr in ("UI", "OB", "UN") else b" "
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
+def _text(value: Any, vr: str) -> str:
+    if value is None:
+        return ""
+    if vr == "PN" and isinstance(value, dict):
+        return "=".join(value.get(k, "") for k in ("Alphabetic", "Ideographic", "Phonetic")).rstrip("=")
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and vr == "IS" else repr(value)
+    return str(value)
+
+
+def _encode(item: dict[str, Any], bulk: Any, top: bool) -> bytes:
+    """DICOM JSON of one dataset as explicit VR little endian elements, in tag order."""
+    out = []
+    for key in sorted(item, key=lambda k: int(k, 16)):
+        tag = int(key, 16)
+        if top and (key.upper() in _PIXEL_KEYS or tag >> 16 == 0x0002):
+            continue
+        element = item[key]
+        vr = element.get("vr", "UN")
+        values = element.get("Value")
+        if key.upper() == "00080005":
+            value = b"ISO_IR 192"  # every text value below is written as UTF-8
+        elif vr == "SQ":
+            value = b"".join(
+                struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+                for body in (_encode(child or {}, bulk, False) for child in values or [])
+            )
+        elif vr in _NUMBERS:
+            value = struct.pack(f"<{len(values or [])}{_NUMBERS[vr]}", *(values or []))
+        elif vr == "AT":
+            value = b"".join(struct.pack("<HH", int(v, 16) >> 16, int(v, 16) & 0xFFFF) for v in values or [])
+        elif "InlineBinary" in element:
+            value = base64.b64decode(element["InlineBinary"])
+        elif "BulkDataURI" in element:
+            value = bulk(key.upper(), element["BulkDataURI"])
+        elif vr in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):
+            value = b""
+        else:
+            texts = [_text(v, vr) for v in values or []]
+            value = (texts[0] if vr in _SINGLE_TEXT and texts else "\\".join(texts)).encode("utf-8")
+        out.append(_element(tag, vr, value))
+    return b"".join(out)
+
+
+def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
+    """The bytes of a header rebuilt from one instance's DICOM JSON, and the size the object would have.
+
+    The elements are written as explicit VR little endian (text as UTF-8) by
+    hand: through pydicom (``Dataset.from_json`` then ``dcmwrite``) the same
+    costs several milliseconds an instance, which bounded indexing a server.
+    The pixel data element closes the header, its value left out.
+
+    Parameters
+    ----------
+    item
+        One instance's DICOM JSON.
+    bulk
+        ``uri -> bytes``: fetches a bulk data value the rows need.
+
+    Returns
+    -------
+    (bytes, int)
+        The header and the full size the object would have.
+    """
+    mosaic = "MOSAIC" in [str(v).upper() for v in item.get("00080008", {}).get("Value", [])]
+    syntax = str((item.get("00020010") or {}).get("Value", [""])[0])
+    if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.2"):
+        syntax = ""  # the elements below are explicit VR little endian whatever the object's syntax
+
+    def fetch(tag: str, uri: str) -> bytes:
+        return bulk(uri) if mosaic and tag == _CSA_IMAGE else b""
+
+    sop_class = str((item.get("00080016") or {}).get("Value", [""])[0]).encode()
+    meta = _element(0x00020002, "UI", sop_class)
+    if syntax:
+        meta += _element(0x00020010, "UI", syntax.encode())
+    head = b"\0" * 128 + b"DICM" + meta + _encode(item, fetch, True)
+    rows = (item.get("00280010") or {}).get("Value")
+    if not rows:
+        return head, len(head)
+    if syntax and syntax not in _ENCAPSULATED_EXCEPT:
+        element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF)
+        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+        return head + element, len(head) + len(element)
+
+    def number(tag: str, default: int) -> int:
+        found = (item.get(tag) or {}).get("Value") or [default]
+        return int(found[0] if found[0] is not None else default)
+
+    n = number("00280010", 0) * number("00280011", 0) * number("00280008", 1) * number("00280002", 1)
+    length = (n * number("00280100", 16) + 7) // 8
+    length += length % 2
+    element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, length)
+    return head + element, len(head) + len(element) + length

@@ -1,0 +1,148 @@
+"""ImageDataset: letterboxed samples with their new spacing, cached one entry per image x config, cine, batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+
+import dicomml
+from dicomml.cache import Cache
+from dicomml.errors import CacheMissError
+from dicomml.imaging2d import ImageConfig, ImageDataset, preprocess_images
+from dicomml.imaging2d.synthetic import write_image2d
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(7)
+    source = tmp_path / "source"
+    write_image2d(source / "dx.dcm", rng.integers(0, 4096, (300, 200)).astype(np.uint16), modality="DX", bits_stored=12,
+                  extra={"ImagerPixelSpacing": [0.15, 0.15], "WindowCenter": 2000, "WindowWidth": 3000, "ViewPosition": "PA"})
+    write_image2d(source / "us.dcm", rng.integers(0, 255, (4, 60, 80)).astype(np.uint8), modality="US", extra={"FrameTime": 40})
+    write_image2d(source / "sc.dcm", rng.integers(0, 255, (50, 100, 3)).astype(np.uint8), modality="SC", photometric="RGB")
+    dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
+    return tmp_path
+
+
+def test_letterbox_keeps_aspect_and_records_spacing(cohort: Path) -> None:
+    data = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'")
+    sample = data[0]
+    assert sample["image"].shape == (1, 64, 64) and sample["image"].dtype == torch.float32
+    meta = sample["meta"]
+    assert meta["placed_shape"] == [64, 43] and meta["offset"] == [0, 10]
+    np.testing.assert_allclose(sample["spacing"].numpy(), [0.15 * 300 / 64, 0.15 * 200 / 43])
+    # the placed pixels are the windowed image (pydicom's functions), averaged over the pixels each covers
+    ds = pydicom.dcmread(meta["path"])
+    windowed = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds) / 4095.0
+    expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(windowed)[None, None], (64, 43))[0, 0]
+    np.testing.assert_allclose(sample["image"][0, :, 10:53].numpy(), expected.numpy(), atol=1e-5)
+    assert float(sample["image"][0, :, :10].abs().max()) == 0.0
+
+
+def test_cached_once_per_image_and_config(cohort: Path) -> None:
+    cache = Cache(cohort / "cache")
+    small = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)))
+    first = [small[i]["image"] for i in range(len(small))]
+    assert len(cache.keys()) == len(small) == 3
+    again = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)), cache_only=True)
+    for a, b in zip(first, (again[i]["image"] for i in range(len(again)))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(CacheMissError):
+        ImageDataset(cohort / "manifest", cache, ImageConfig(size=(48, 48)), cache_only=True)[0]
+
+
+def test_cine_and_colour_layouts(cohort: Path) -> None:
+    data = ImageDataset(cohort / "manifest", config=ImageConfig(size=(40, 40)))
+    by_modality = {data[i]["meta"]["modality"]: data[i] for i in range(len(data))}
+    us, sc = by_modality["US"], by_modality["SC"]
+    assert us["image"].shape == (4, 40, 40)
+    np.testing.assert_allclose(us["frame_times"].numpy(), [0, 40, 80, 120])
+    assert torch.isnan(us["spacing"]).all() and us["meta"]["spacing_missing"]
+    assert sc["image"].shape == (3, 40, 40) and float(sc["image"].max()) <= 1.0
+
+
+def test_preprocess_batches_many_images_per_task(cohort: Path) -> None:
+    from distributed import Client, LocalCluster
+
+    rows = dicomml.Manifest.open(cohort / "manifest").sql("SELECT * FROM instances")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
+        done = preprocess_images(rows, cohort / "cache", ImageConfig(size=(32, 32)), batch_size=2, client=client)
+    assert len(done.keys) == 3 and not done.failures
+    assert done.tasks == 2  # three images in two tasks
+    assert sorted(Cache(cohort / "cache").keys()) == sorted(done.keys)
+
+
+def test_dicomml_transforms_augment_2d_samples_per_type(cohort: Path) -> None:
+    from dicomml.imaging2d import Planar
+    from dicomml.transforms import Compose, Mask, RandomFlip, RandomIntensity
+
+    data = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'",
+                        transforms=Compose([Planar(RandomFlip(axes=(1,), p=1.0)), Planar(RandomIntensity(scale=0.3, shift=0.1, seed=1))]))
+    plain = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'")[0]
+    sample = data[0]
+    flip, jitter = sample["meta"]["transforms"]
+    assert (flip["name"], flip["axes"], jitter["name"]) == ("RandomFlip", [1], "RandomIntensity")
+    torch.testing.assert_close(sample["image"], plain["image"].flip(-1) * jitter["factor"] + jitter["offset"])
+    mask = Mask(torch.zeros(1, 64, 64, dtype=torch.uint8))
+    mask[0, :, :5] = 1
+    flipped = Planar(RandomFlip(axes=(1,), p=1.0))({"image": plain["image"], "mask": mask, "spacing": plain["spacing"]})
+    assert isinstance(flipped["mask"], Mask) and flipped["mask"][0, :, -5:].all() and "affine" not in flipped
+
+
+def test_cli_preprocess_images_in_batches(cohort: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (cohort / "cxr.yaml").write_text("size: [32, 32]\nresize: letterbox\nvoi: header\n")
+    command = [sys.executable, "-c", "from dicomml.cli.main import main; main()", "preprocess", str(cohort / "manifest"),
+               "--images", "--config", str(cohort / "cxr.yaml"), "--cache", str(cohort / "cache"), "--workers", "0",
+               "--batch-size", "2", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    assert "3 images cached, 0 failed, in 2 tasks" in done.stderr
+    cached = ImageDataset(cohort / "manifest", cohort / "cache", ImageConfig.from_yaml(cohort / "cxr.yaml"), cache_only=True)
+    assert [cached[i]["image"].shape[-2:] for i in range(3)] == [(32, 32)] * 3
+    (cohort / "bad.yaml").write_text("size: [32, 32]\nwindowing: lung\n")
+    bad = subprocess.run([*command[:7], str(cohort / "bad.yaml"), *command[8:]], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert bad.returncode == 1 and "unknown image config key(s) ['windowing']" in bad.stderr
+
+
+def test_seg_masks_follow_flips_and_letterbox(tmp_path: Path) -> None:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from dicomml.transforms import Mask
+
+    source = tmp_path / "source"
+    stored = np.full((120, 80), 100, np.uint16)
+    stored[20:40, 8:24] = 4000  # a lesion near the image's left edge, on the patient's right (mirrored film)
+    path = write_image2d(source / "cxr.dcm", stored, modality="DX", bits_stored=12,
+                         extra={"ImagerPixelSpacing": [0.2, 0.2], "PatientOrientation": ["R", "F"], "ViewPosition": "PA"})
+    image = pydicom.dcmread(path)
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Nodule, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    seg = hd.seg.Segmentation(
+        source_images=[image], pixel_array=(stored == 4000)[None], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="dicomml", manufacturer_model_name="test", software_versions="1", device_serial_number="1")
+    seg.save_as(source / "seg.dcm")
+    dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
+    config = ImageConfig(size=(60, 60), display="chest")
+    for cache in (None, Cache(tmp_path / "cache"), Cache(tmp_path / "cache")):  # computed, then cached, then read back
+        data = ImageDataset(tmp_path / "manifest", cache, config, masks=True)
+        assert len(data) == 1  # the SEG is not an image
+        sample = data[0]
+        mask, pixels = sample["mask"], sample["image"][0]
+        assert isinstance(mask, Mask) and mask.shape == (1, 60, 60) and sample["meta"]["mask_labels"] == ["nodule"]
+        assert sample["meta"]["flips"] == ["horizontal"]
+        lesion = pixels > 0.5
+        assert lesion[:, 30:].any() and not lesion[:, :30].any()  # flipped: now on the image's right
+        assert torch.equal(mask[0].bool(), lesion)  # nearest mask on exactly the lesion's pixels

@@ -1,0 +1,255 @@
+"""Display values equal pydicom's own LUT and colour functions, file by file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from imaging2d_refs import pydicom_test_files
+from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
+from pydicom.pixels.processing import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_presentation_lut,
+    apply_voi_lut,
+    convert_color_space,
+)
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
+
+from dicomml.errors import InvalidDicomFileError
+from dicomml.imaging2d import load_image
+from dicomml.imaging2d.synthetic import write_image2d
+
+_IMAGES = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+
+
+#: Files whose header dicomml rejects where pydicom guesses (checked in test_malformed_headers_are_one_line_errors).
+_MALFORMED = {"badVR.dcm": r"\(0028,0008\) Number of Frames or \(0028,0002\) Samples per Pixel is not an integer"}
+
+
+def _cases() -> list[Path]:
+    """Test files that are images pydicom itself decodes (not SEG bit masks, not the deliberately broken ones)."""
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in pydicom_test_files():
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:
+                continue
+            if str(ds.get("PhotometricInterpretation", "")) not in _IMAGES or ds.get("Modality") == "SEG":
+                continue
+            if int(ds.get("BitsAllocated") or 0) == 1 or path.name in _MALFORMED:
+                continue
+            out.append(path)
+    return out
+
+
+def _inverse(arr: np.ndarray) -> np.ndarray:
+    shape = Dataset()
+    shape.PresentationLUTShape = "INVERSE"
+    return apply_presentation_lut(arr, shape)
+
+
+def pydicom_display(ds: Dataset) -> np.ndarray:
+    """The reference: pydicom's functions in PS3.3's order, frames first."""
+    photometric = ds.PhotometricInterpretation
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if photometric == "PALETTE COLOR":
+        out = apply_color_lut(pixel_array(ds, as_rgb=False), ds)[..., :3]
+    elif photometric in ("YBR_FULL", "YBR_FULL_422") and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        out = convert_color_space(pixel_array(ds, as_rgb=False), photometric, "RGB")
+    elif photometric in _IMAGES[2:]:
+        out = pixel_array(ds)  # the decoder's own YBR/ICT/RCT to RGB
+    else:
+        out = apply_voi_lut(apply_modality_lut(pixel_array(ds), ds), ds)
+        if photometric == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE":
+            out = _inverse(out)
+    return out if frames > 1 else out[np.newaxis]
+
+
+def _readable(path: Path) -> Dataset | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        try:
+            pixel_array(ds)
+        except Exception:
+            return None  # broken on purpose (truncated, mismatched): pydicom has no values to compare
+    return ds
+
+
+@pytest.mark.parametrize("path", _cases(), ids=lambda p: p.name)
+def test_display_values_equal_pydicoms_functions(path: Path) -> None:
+    ds = _readable(path)
+    if ds is None:
+        with pytest.raises((InvalidDicomFileError, NotImplementedError)):
+            load_image(path)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = pydicom_display(ds)
+        ours = load_image(path, dtype=np.float64)
+    assert ours.pixels.shape == expected.shape
+    np.testing.assert_array_equal(ours.pixels, expected)
+    assert ours.meta["photometric_interpretation"] == ds.PhotometricInterpretation
+
+
+@pytest.mark.parametrize("name", sorted(_MALFORMED))
+def test_malformed_headers_are_one_line_errors(name: str) -> None:
+    path = pydicom.data.get_testdata_file(name, download=False)
+    with pytest.raises(InvalidDicomFileError, match=_MALFORMED[name]):
+        load_image(path)
+
+
+def test_every_photometric_interpretation_and_lut_case_is_covered() -> None:
+    seen = set()
+    for path in _cases():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        seen.add(ds.PhotometricInterpretation)
+        seen |= {k for k in ("ModalityLUTSequence", "VOILUTSequence", "WindowCenter", "RescaleSlope") if k in ds}
+    assert set(_IMAGES) <= seen
+    assert {"ModalityLUTSequence", "VOILUTSequence", "WindowCenter", "RescaleSlope"} <= seen
+
+
+def test_float32_values_are_pydicoms_rounded() -> None:
+    path = pydicom.data.get_testdata_file("RG1_UNCI.dcm", download=False)
+    exact = load_image(path, dtype=np.float64).pixels
+    single = load_image(path).pixels
+    assert single.dtype == np.float32
+    # the table holds pydicom's values rounded to float32; the inversion then rounds once more
+    np.testing.assert_allclose(single, exact, rtol=0, atol=2 * float(np.spacing(np.float32(exact.max()))))
+
+
+def _voi_lut_item(descriptor: list[int], data: np.ndarray) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = descriptor
+    item.LUTExplanation = "GE DX VOI LUT"
+    item.add_new(0x00283006, "OW", data.astype("<u2").tobytes())
+    return item
+
+
+def _dx_headers(**more: object) -> dict[str, object]:
+    headers: dict[str, object] = {
+        "ImagerPixelSpacing": [0.139, 0.139],
+        "ViewPosition": "PA",
+        "BodyPartExamined": "CHEST",
+        "RescaleSlope": 1,
+        "RescaleIntercept": 0,
+        "RescaleType": "US",
+    }
+    headers.update(more)
+    return headers
+
+
+def test_monochrome1_dx_with_voi_lut_table_and_masked_high_bits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 4096, (96, 80)).astype(np.uint16)
+    garbage = stored | (rng.integers(0, 16, stored.shape).astype(np.uint16) << 12)  # overlay bits above Bits Stored
+    table = (np.sqrt(np.arange(4096)) * 1000).astype(np.uint16)  # a non-linear table, like a vendor's
+    path = write_image2d(
+        tmp_path / "dx.dcm",
+        garbage,
+        modality="DX",
+        photometric="MONOCHROME1",
+        bits_stored=12,
+        extra=_dx_headers(
+            PresentationLUTShape="INVERSE",
+            VOILUTSequence=Sequence([_voi_lut_item([4096, 0, 16], table)]),
+            WindowCenter=2047,
+            WindowWidth=4096,
+        ),
+    )
+    ds = pydicom.dcmread(path)
+    image = load_image(path, dtype=np.float64)
+    np.testing.assert_array_equal(image.pixels, pydicom_display(ds))
+    np.testing.assert_array_equal(image.pixels[0], table.max() - table[stored].astype(float))  # masked, table, inverted
+    assert image.meta["inverted"] == "MONOCHROME1"
+    assert image.meta["voi"] == "table"
+    assert load_image(path, voi=1 - 1).meta["voi"] == "table"
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+def test_windows_and_functions_equal_pydicom(tmp_path: Path, function: str) -> None:
+    rng = np.random.default_rng(4)
+    stored = rng.integers(-2000, 3000, (64, 48)).astype(np.int16)
+    path = write_image2d(
+        tmp_path / "w.dcm",
+        stored,
+        modality="CR",
+        extra=_dx_headers(RescaleSlope=0.5, RescaleIntercept=-100, WindowCenter=[300, 40], WindowWidth=[1500, 400], VOILUTFunction=function),
+    )
+    ds = pydicom.dcmread(path)
+    for index in (0, 1):
+        expected = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds, index=index)
+        np.testing.assert_array_equal(load_image(path, voi=index, dtype=np.float64).pixels[0], expected)
+    preset = Dataset()
+    for keyword in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept"):
+        preset[keyword] = ds[keyword]
+    preset.WindowCenter, preset.WindowWidth = 40, 80
+    expected = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), preset)
+    np.testing.assert_array_equal(load_image(path, voi=(40, 80), dtype=np.float64).pixels[0], expected)
+    np.testing.assert_array_equal(load_image(path, voi="none", dtype=np.float64).pixels[0], apply_modality_lut(ds.pixel_array, ds))
+
+
+def test_presentation_lut_shape_inverse_on_monochrome2(tmp_path: Path) -> None:
+    stored = np.arange(64 * 32, dtype=np.uint16).reshape(64, 32)
+    path = write_image2d(tmp_path / "inv.dcm", stored, modality="MG", bits_stored=12, extra={"PresentationLUTShape": "INVERSE"})
+    image = load_image(path, dtype=np.float64)
+    np.testing.assert_array_equal(image.pixels[0], apply_presentation_lut(stored.astype(float), pydicom.dcmread(path)))
+    assert image.meta["inverted"] == "INVERSE"
+
+
+def test_missing_window_index_is_a_one_line_error(tmp_path: Path) -> None:
+    path = write_image2d(tmp_path / "one.dcm", np.zeros((8, 8), np.uint16), extra={"WindowCenter": 10, "WindowWidth": 20})
+    with pytest.raises(InvalidDicomFileError, match=r"one\.dcm: VOI 3 asked for, but the header has 0 VOI LUT table\(s\) and 1 window"):
+        load_image(path, voi=3)
+
+
+def test_cine_frames_and_frame_times(tmp_path: Path) -> None:
+    frames = np.random.default_rng(5).integers(0, 255, (6, 32, 40, 3)).astype(np.uint8)
+    path = write_image2d(tmp_path / "cine.dcm", frames, modality="US", photometric="RGB", extra={"FrameTime": 33.3})
+    image = load_image(path)
+    assert image.pixels.shape == (6, 32, 40, 3) and image.is_colour
+    np.testing.assert_array_equal(image.pixels, frames)
+    np.testing.assert_allclose(image.meta["frame_times_ms"], np.arange(6) * 33.3)
+    assert image.meta["spacing_missing"] and image.meta["spacing_source"] == "none"
+
+
+def test_compressed_grey_equals_uncompressed(tmp_path: Path) -> None:
+    from pydicom.uid import JPEG2000Lossless
+
+    stored = np.random.default_rng(6).integers(0, 4096, (120, 100)).astype(np.uint16)
+    plain = write_image2d(tmp_path / "a.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=ExplicitVRLittleEndian)
+    j2k = write_image2d(tmp_path / "b.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless)
+    np.testing.assert_array_equal(load_image(plain).pixels, load_image(j2k).pixels)
+
+
+def test_reduced_decode_is_a_coarser_level_of_the_same_image(tmp_path: Path) -> None:
+    import openjpeg
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import JPEG2000Lossless
+
+    from dicomml.imaging2d.j2k import decomposition_levels
+
+    y, x = np.mgrid[:400, :320]
+    stored = (2000 + 1000 * np.sin(x / 40.0) * np.cos(y / 50.0)).astype(np.uint16)
+    path = write_image2d(tmp_path / "mg.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless,
+                         extra={"ImagerPixelSpacing": [0.1, 0.1], "WindowCenter": 2000, "WindowWidth": 2400})
+    codestream = next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1))
+    assert decomposition_levels(codestream) == 5  # OpenJPEG's default, as the encoder wrote it
+    assert openjpeg.get_parameters(codestream)["precision"] == 12
+    full = load_image(path)
+    coarse = load_image(path, reduce_to=(100, 100))  # letterboxed: 100 x 80, so level 2 (100 x 80) is the coarsest
+    assert coarse.meta["decode_level"] == 2 and coarse.pixels.shape == (1, 100, 80)
+    np.testing.assert_allclose(coarse.meta["spacing"], [0.4, 0.4])
+    window = 4095.0
+    # On a smooth image the wavelet low-pass is the image at every 4th pixel (its filter is centred there, not on 4x4 boxes).
+    difference = np.abs(coarse.pixels[0] - full.pixels[0][::4, ::4])
+    assert difference.mean() < 0.001 * window and difference.max() < 0.01 * window
+    assert load_image(path, reduce_to=(400, 320)).meta["decode_level"] == 0

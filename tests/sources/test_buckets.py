@@ -1,0 +1,62 @@
+"""Indexing and loading from a real S3 endpoint (moto's server on 127.0.0.1), and the missing-extra error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from remote_compare import assert_same_manifest, assert_same_volumes
+
+import dicomml
+from dicomml.errors import MissingDependencyError
+from dicomml.sources import ObjectList, connect
+
+BUCKET = "cohort"
+
+
+def _options(endpoint: str) -> dict:
+    return {"anon": True, "endpoint_url": endpoint}
+
+
+def test_manifest_and_volumes_over_s3_equal_local(s3_proxy, corpus_files, local_manifest, tmp_path):
+    manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, storage_options=_options(s3_proxy.url))
+    assert manifest.meta["counts"]["errors"] == 0
+    # headers are read as byte ranges: far fewer bytes than the objects hold
+    assert s3_proxy.bytes_out < sum(p.stat().st_size for p in corpus_files.values()) / 2
+    keys = assert_same_manifest(manifest, local_manifest)
+    s3_proxy.inject("503", "reset", "truncate")
+    assert_same_volumes(manifest, local_manifest, keys)
+    assert not s3_proxy.faults
+
+
+def test_a_list_of_object_urls_seeds_the_manifest_without_listing(s3_proxy, corpus_files, local_manifest, tmp_path):
+    urls = [f"s3://{BUCKET}/{key}" for key in corpus_files]
+    s3_proxy.rules = [("list-type", "403")]  # listing the bucket would fail
+    manifest = dicomml.index(ObjectList(urls), tmp_path / "m", progress=False, storage_options=_options(s3_proxy.url))
+    assert manifest.meta["counts"]["errors"] == 0
+    assert sorted(manifest.instances.path.unique()) == sorted(urls)
+    assert_same_manifest(manifest, local_manifest)
+
+
+def test_bucket_errors_are_retried(s3_proxy, local_manifest, tmp_path):
+    connect(f"s3://{BUCKET}", retries=4)
+    s3_proxy.inject("delay:0.1", "503", "503")
+    manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, storage_options=_options(s3_proxy.url))
+    assert manifest.meta["counts"]["errors"] == 0
+    assert_same_manifest(manifest, local_manifest)
+
+
+def test_missing_s3fs_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "s3fs", None)
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)  # forget an earlier import
+    with pytest.raises(MissingDependencyError, match=r"s3://bucket/x: .*pip install 'dicomml\[s3\]'"):
+        dicomml.index("s3://bucket/x", tmp_path / "m", progress=False)
+    code = (
+        "import sys; sys.modules['s3fs'] = None; from dicomml.cli.main import main; "
+        f"sys.argv = ['dicomml', 'index', 's3://bucket/x', '-o', {str(tmp_path / 'n')!r}]; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "pip install 'dicomml[s3]'" in done.stderr
+    assert "Traceback" not in done.stderr
