@@ -68,9 +68,10 @@ class _Relayout:
         scaled = np.abs(self.offset - (self.ratio - 1) / 2) < _TOL
         return bool(np.all(self.shifts() | scaled))
 
-    def source_view(self, target: np.ndarray) -> np.ndarray:
-        """A view of a target-order array, flipped and transposed to source axis order (writes land in target order)."""
-        flipped = target[(slice(None), *(slice(None, None, -1) if j in self.flips else slice(None) for j in range(3)))]
+    def source_view(self, target: np.ndarray, unflipped: int | None = None) -> np.ndarray:
+        """A view of a target-order array, flipped (but for target axis ``unflipped``) and transposed to source axis order."""
+        flips = [j for j in self.flips if j != unflipped]
+        flipped = target[(slice(None), *(slice(None, None, -1) if j in flips else slice(None) for j in range(3)))]
         return flipped.transpose(0, *(1 + self.perm.index(a) for a in range(3)))
 
     def to_target(self, out: torch.Tensor) -> torch.Tensor:
@@ -340,8 +341,7 @@ def _trilinear_in_slabs(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
     c, n0, n1, n2 = x.shape
     j0 = plan.perm.index(0)  # the target axis that source axis 0 becomes
     inner = np.empty((c, *(n0 if p == 0 else plan.size[p] for p in plan.perm)), dtype=np.float32)
-    flipped = inner[(slice(None), *(slice(None, None, -1) if j in plan.flips and j != j0 else slice(None) for j in range(3)))]
-    view = flipped.transpose(0, *(1 + plan.perm.index(a) for a in range(3)))  # source axis order, writes land in target order
+    view = plan.source_view(inner, unflipped=j0)  # source axis order, writes land in target order
     step = max(1, _SLAB_BYTES // (4 * c * n1 * n2))
     for s in range(0, n0, step):
         slab = x[:, s : s + step].float().reshape(-1, 1, n1, n2)
