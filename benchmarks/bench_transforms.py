@@ -144,7 +144,7 @@ def _interleaved(name: str, args: argparse.Namespace) -> None:
             times[key].append(seconds)
             if ras:  # the DataLoader's default_collate of two samples is torch.stack
                 image = torch.as_tensor(out)
-                batch, seconds = timed(lambda: torch.stack([image, image]))
+                batch, seconds = timed(lambda image=image: torch.stack([image, image]))
                 times[f"{key}_batch"].append(seconds)
                 del batch, image
             del out
