@@ -21,6 +21,7 @@ _EXPORTS = {
     "pairs": "dicomml.seg",
     "Cache": "dicomml.cache",
     "SeriesDataset": "dicomml.data",
+    "StudyDataset": "dicomml.data",
     "SegmentationDataset": "dicomml.data",
     "PatchDataset": "dicomml.data",
     "ImageDataset": "dicomml.imaging2d",

@@ -23,6 +23,10 @@ YAML layout (every key optional except ``name``)::
         mode: channels          # channels (multi-hot) | label_map
         choose: all             # all | union | newest | each | description:TEXT
         on_bad: raise           # raise | skip (a bad annotation is recorded, its siblings kept)
+      volumes:                  # 4D series: which volumes to keep (default: all of them)
+        by: all                 # all | index | echo | b_value | range
+        values: []              # indices, echo numbers, b-values, or [start, stop(, step)]
+        reduce: none            # none | mean | max: the kept volumes to one
     at_load:
       windows:                  # stacked as channels, each scaled to [0, 1]
         - {name: soft_tissue, center: 40, width: 400}
@@ -70,6 +74,7 @@ __all__ = [
     "Deterministic",
     "Label",
     "PipelineConfig",
+    "VolumeSelection",
     "WindowSpec",
     "load_config",
     "parse_labels",
@@ -83,6 +88,9 @@ PRESET_DIR = Path(__file__).resolve().parent / "configs"
 _DTYPES = ("int16", "uint16", "uint8", "float16", "float32")
 _NORMALIZE = ("none", "zscore")
 _AXIS_LETTERS = ({"L", "R"}, {"A", "P"}, {"S", "I"})
+#: How a config may select the volumes of a 4D series, and reduce them to one.
+SELECT_BY = ("all", "index", "echo", "b_value", "range")
+REDUCE = ("none", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,36 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
 
 
 @dataclass(frozen=True)
+class VolumeSelection:
+    """Which volumes of a 4D series (time, echo, diffusion, cardiac phase) the cache keeps.
+
+    Attributes
+    ----------
+    by
+        ``"all"`` (keep every volume), ``"index"`` (0-based, negative from the
+        end), ``"echo"`` (EchoNumbers), ``"b_value"`` (s/mm², within 1) or
+        ``"range"`` (``[start, stop]`` or ``[start, stop, step]``, a Python slice).
+    values
+        The indices, echo numbers, b-values or range bounds.
+    reduce
+        ``"none"`` keeps the selected volumes as a leading axis (one volume
+        gives a 3D image); ``"mean"`` (float32) or ``"max"`` reduces them to one.
+    """
+
+    by: str = "all"
+    values: tuple[float, ...] = ()
+    reduce: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.by not in SELECT_BY:
+            raise ConfigError(f"volumes.by {self.by!r} is not one of {', '.join(SELECT_BY)}")
+        if self.reduce not in REDUCE:
+            raise ConfigError(f"volumes.reduce {self.reduce!r} is not one of {', '.join(REDUCE)}")
+        if (self.by == "all") != (not self.values):
+            raise ConfigError(f"volumes: by={self.by!r} with values {list(self.values)}; 'all' takes no values, the others need some")
+
+
+@dataclass(frozen=True)
 class Deterministic:
     """The part of a pipeline that runs before the cache; the cache key hashes it.
 
@@ -307,6 +345,9 @@ class Deterministic:
         The dataset's label map and how annotations become masks; its
         ``labels`` (or, without them, ``masks`` names other than ``"*"``)
         give every sample the same channels.
+    volumes
+        Which volumes of a 4D series are kept (:class:`VolumeSelection`);
+        every one by default.
     """
 
     orientation: str = "RAS"
@@ -318,6 +359,8 @@ class Deterministic:
     philips_scaling: PhilipsScaling = "float"
     on_irregular: Literal["raise", "resample", "keep"] = "raise"
     annotations: Annotations = field(default_factory=Annotations)
+
+    volumes: VolumeSelection = field(default_factory=VolumeSelection)
 
     def labels(self) -> tuple[Label, ...]:
         """The dataset's label map: ``annotations.labels``, else the ``masks`` names; empty for ``"*"``."""
@@ -394,7 +437,8 @@ class PipelineConfig:
         """
         det = dataclasses.asdict(self.deterministic)
         # options at their defaults are left out, so configs written before they existed keep their cache keys
-        for key, default in (("on_irregular", "raise"), ("annotations", dataclasses.asdict(Annotations()))):
+        defaults = (("on_irregular", "raise"), ("annotations", dataclasses.asdict(Annotations())), ("volumes", dataclasses.asdict(VolumeSelection())))
+        for key, default in defaults:
             if det[key] == default:
                 del det[key]
         if det["spacing"] is not None:
@@ -445,6 +489,7 @@ class PipelineConfig:
                     philips_scaling=_typed(det.get("philips_scaling", "float"), str, "deterministic.philips_scaling"),
                     on_irregular=_typed(det.get("on_irregular", "raise"), str, "deterministic.on_irregular"),
                     annotations=_annotations(det.get("annotations") or {}),
+                    volumes=_volumes(det.get("volumes")),
                 ),
                 at_load=AtLoad(
                     windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),
@@ -465,20 +510,31 @@ class PipelineConfig:
         ConfigError
             If the file is missing, is not YAML, or holds an invalid config.
         """
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(
-                f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset "
-                f"({', '.join(presets())})",
-                path=str(path),
-            ) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The mapping a config YAML file holds (``yaml.safe_load``), for a pipeline or a study config.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or its top level is not a mapping.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset "
+            f"({', '.join(presets())})",
+            path=str(path),
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
+    return data
 
 
 def presets() -> list[str]:
@@ -603,6 +659,22 @@ def _window(item: Any, i: int) -> WindowSpec:
         width=_typed(w["width"], float, f"{key}.width"),
         name=_typed(w.get("name", ""), str, f"{key}.name"),
     )
+
+
+def _volumes(item: Any, key: str = "deterministic.volumes") -> VolumeSelection:
+    if item is None or item == "all":
+        return VolumeSelection()
+    v = _fields(item, _names(VolumeSelection), key)
+    values = tuple(_typed(x, float, f"{key}.values[{i}]") for i, x in enumerate(_seq(v.get("values"), f"{key}.values")))
+    try:
+        return VolumeSelection(
+            by=_typed(v.get("by", "all"), str, f"{key}.by"),
+            values=values,
+            reduce=_typed(v.get("reduce", "none"), str, f"{key}.reduce"),
+        )
+    except ConfigError as exc:  # its messages start "volumes."; say where the selection sits
+        message = str(exc)
+        raise ConfigError(message if message.startswith(key) else key[: -len("volumes")] + message) from None
 
 
 def _annotations(item: Any) -> Annotations:

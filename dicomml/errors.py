@@ -26,6 +26,8 @@ __all__ = [
     "GantryTiltError",
     "InconsistentGeometryError",
     "GeometryError",
+    "FrameOfReferenceError",
+    "SUVError",
     "SegReferenceError",
     "SegmentNotFoundError",
     "SegmentOverlapError",
@@ -131,6 +133,15 @@ class InconsistentGeometryError(SeriesAssemblyError):
 
 class GeometryError(DicomMLError, ValueError):
     """Invalid input to a pure geometry function (affine, axis codes, shape)."""
+
+
+class FrameOfReferenceError(GeometryError):
+    """Series of one study sample lie in different frames of reference (FrameOfReferenceUID), so
+    their world coordinates need not agree."""
+
+
+class SUVError(DicomMLError, ValueError):
+    """A PET series cannot be converted to SUV: a tag the formula needs is missing or unusable."""
 
 
 class SegReferenceError(DicomMLError, LookupError):

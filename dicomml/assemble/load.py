@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
+from dicomml.assemble.volumes import axis_name, volume_table
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
@@ -100,7 +101,8 @@ def load_files(
     -------
     Volume
         ``array`` is (slice, row, column), or (time, slice, row, column) with
-        ``axes == ("time",)``; ``affine`` maps the last three indices to RAS+ mm.
+        ``axes == ("time",)`` (``diffusion``, ``echo`` or ``phase`` when that is what varies, see
+        :mod:`dicomml.assemble.volumes`) and the per-volume table in ``meta["volumes"]``; ``affine`` maps the last three indices to RAS+ mm.
 
     Raises
     ------
@@ -325,7 +327,14 @@ def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, thr
     if "tilt" in plan.resample:
         array, affine = correct_tilt(array, affine)
     meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
-    return Volume(array, affine, ("time",) if plan.n_volumes > 1 else (), meta)
+    if plan.n_volumes == 1:
+        return Volume(array, affine, (), meta)
+    first: dict[int, tuple[Dataset, int]] = {}
+    for (source, row), slot in zip(index, plan.slots):
+        if slot >= 0:
+            first.setdefault(int(slot) // plan.n_positions, (source.header, int(source.table.frame_numbers[row]) - 1))
+    meta["volumes"] = volume_table([first[v] for v in range(plan.n_volumes)], affine)
+    return Volume(array, affine, (axis_name(meta["volumes"]),), meta)
 
 
 def _integral(values: np.ndarray) -> bool:

@@ -110,6 +110,7 @@ class CacheEntry:
         *,
         lookup: np.ndarray | None = None,
         threads: int = 1,
+        volumes: slice | None = None,
     ) -> np.ndarray:
         """Read a whole array, or the spatial box ``start`` .. ``start + size``.
 
@@ -119,7 +120,8 @@ class CacheEntry:
             ``"image"``, ``"mask"`` or ``"foreground"``.
         start, size
             Voxel corner and extent along the three spatial (last) axes; leading
-            axes (mask channels) are read whole. Omit both for the whole array.
+            axes (volumes of an N-D image, mask channels) are read whole unless
+            ``volumes`` says otherwise. Omit both for the whole array.
         lookup
             For an 8/16-bit integer array: a ``(C, 2**bits)`` table applied while
             decoding (see :func:`~dicomml.cache.array.read_region`), e.g. the
@@ -127,6 +129,11 @@ class CacheEntry:
         threads
             Decode a whole array with up to this many threads (a box is read
             chunk by chunk in one thread).
+        volumes
+            Of an array with a leading axis (an N-D image: time, echo,
+            diffusion... or a study's channels), only these (a slice, e.g.
+            ``slice(3, 4)``); each is stored in chunks of its own, so the
+            others are not read.
 
         Returns
         -------
@@ -150,6 +157,14 @@ class CacheEntry:
         shard = f"{self._path}/{shard_key(name, len(layout.shape))}"
         where = f"{self._cache.url}: entry {self.key} array {name}"
         fs = self._cache.fs
+        lead = len(layout.shape) - 3
+        if volumes is not None and lead != 1:
+            raise ValueError(f"volumes={volumes}: the {name} array of shape {layout.shape} has no single leading axis")
+        if volumes is not None and volumes.step not in (None, 1):
+            raise ValueError(f"volumes={volumes}: give a contiguous slice (step 1)")
+        kept = (slice(*volumes.indices(layout.shape[0])[:2]),) if volumes is not None else tuple(slice(0, s) for s in layout.shape[:lead])
+        if start is None and size is None and volumes is not None:
+            start, size = (0, 0, 0), layout.shape[-3:]
         if start is None and size is None:
             region = tuple(slice(0, s) for s in layout.shape)
             if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
@@ -161,10 +176,7 @@ class CacheEntry:
             return read_region(None, layout, index, region, where, blob=blob, lookup=lookup, threads=threads)
         if start is None or size is None:
             raise ValueError("give both start and size, or neither")
-        lead = len(layout.shape) - 3
-        region = tuple(slice(0, s) for s in layout.shape[:lead]) + tuple(
-            slice(int(b), int(b) + int(n)) for b, n in zip(start, size)
-        )
+        region = kept + tuple(slice(int(b), int(b) + int(n)) for b, n in zip(start, size))
         if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
             raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
         index = self._cache._index(self, name, shard, where)
@@ -317,7 +329,8 @@ class Cache:
         key
             Cache key (:func:`~dicomml.cache.entry_key`).
         image
-            (i, j, k) array, any numeric dtype.
+            (i, j, k) array, or (V, i, j, k) with a leading axis (the volumes
+            of an N-D series, a study's channels), any numeric dtype.
         affine
             4x4, maps (i, j, k) to RAS+ mm.
         mask
@@ -325,7 +338,8 @@ class Cache:
         meta
             JSON-able provenance.
         chunks
-            Inner chunk shape (i, j, k) in voxels.
+            Inner chunk shape (i, j, k) in voxels; each volume of an N-D
+            image has chunks of its own, so one reads without the others.
 
         Returns
         -------
@@ -338,15 +352,15 @@ class Cache:
             If shapes disagree.
         """
         image = np.asarray(image)
-        if image.ndim != 3:
-            raise ValueError(f"image must be (i, j, k), got shape {image.shape}")
-        if mask is not None and (mask.ndim != 4 or mask.shape[1:] != image.shape):
-            raise ValueError(f"mask must be (C, {', '.join(map(str, image.shape))}), got shape {mask.shape}")
+        if image.ndim not in (3, 4):
+            raise ValueError(f"image must be (i, j, k) or (V, i, j, k), got shape {image.shape}")
+        if mask is not None and (mask.ndim != 4 or mask.shape[1:] != image.shape[-3:]):
+            raise ValueError(f"mask must be (C, {', '.join(map(str, image.shape[-3:]))}), got shape {mask.shape}")
         if self.has(key):
             return self.open(key)
         chunks = tuple(int(c) for c in chunks)
         data = f"data/{key}/{uuid.uuid4().hex}"
-        arrays = {"image": (image, chunks)}
+        arrays = {"image": (image, (1,) * (image.ndim - 3) + chunks)}
         if mask is not None:
             fg = _foreground(mask)
             arrays.update(mask=(mask, (mask.shape[0], *chunks)), foreground=(fg, (max(1, len(fg)), 4)))

@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "labels": "labels",
     "write-seg": "write_seg",
     "write-rtstruct": "write_rtstruct",
+    "studies": "studies",
 }
 
 

@@ -104,7 +104,7 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--config", "config", required=True,
-    help=f"A preset name ({', '.join(presets())}) or the path of a pipeline YAML.",
+    help=f"A preset name ({', '.join(presets())}), the path of a pipeline YAML, or a study config (roles): one task per study.",
 )
 @click.option("--cache", required=True, help="Cache folder or fsspec URL (created if absent).")
 @click.option("--where", default=None, help="SQL predicate on the series table, e.g. \"modality = 'CT'\".")

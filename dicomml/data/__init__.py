@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dicomml.data.datasets import PatchDataset, SegmentationDataset, SeriesDataset, collate
+from dicomml.data.datasets import PatchDataset, SegmentationDataset, SeriesDataset, StudyDataset, collate
 from dicomml.pipeline import EntryInfo, SeriesSource, compute_entry, preprocess_one, series_sources
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "SegmentationDataset",
     "SeriesDataset",
     "SeriesSource",
+    "StudyDataset",
     "collate",
     "compute_entry",
     "preprocess_one",

@@ -2,10 +2,12 @@
 
 Every sample is a dict of plain tensors::
 
-    {"image": (C, i, j, k) float32 (or the cached dtype without windows),
+    {"image": (C, i, j, k) float32 (or the cached dtype without windows); C = windows x volumes of a 4D series,
      "mask": (S, i, j, k) uint8            # SegmentationDataset, PatchDataset with masks
      "affine": (4, 4) float64              # (i, j, k) -> RAS+ mm, nibabel/MONAI convention
-     "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters], ...}}
+     "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters],
+              "axes": ["window", "time"],   # what C is made of (empty for one 3D image as cached)
+              "volumes": {...}, ...}}       # a 4D series' per-volume table (b_value, gradient, times...)
 
 A cache miss computes the entry with :func:`~dicomml.pipeline.preprocess_one`
 (so the first epoch fills the cache); ``cache_only=True`` raises
@@ -27,15 +29,16 @@ import torch
 from torch.utils.data import Dataset
 
 from dicomml.cache import Cache, CacheEntry
-from dicomml.config import Annotations, PipelineConfig, load_config, with_options
+from dicomml.config import Annotations, PipelineConfig, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
+from dicomml.study import StudyConfig, StudySource, load_any_config, load_study_config, match_studies, study_sources
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
 
-__all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "collate"]
+__all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
 
 
 class _CachedDataset(Dataset):
@@ -46,7 +49,7 @@ class _CachedDataset(Dataset):
     def __init__(
         self,
         manifest: Manifest | str | os.PathLike[str],
-        config: PipelineConfig | str | os.PathLike[str],
+        config: PipelineConfig | StudyConfig | Mapping[str, Any] | str | os.PathLike[str],
         cache: Cache | str | os.PathLike[str],
         *,
         where: str | None = None,
@@ -58,18 +61,29 @@ class _CachedDataset(Dataset):
         annotations: Annotations | Mapping[str, Any] | None = None,
     ) -> None:
         self.manifest = Manifest.open(manifest)
-        self.config = with_options(load_config(config), on_irregular=on_irregular, annotations=annotations)
+        loaded = load_any_config(config)
+        if isinstance(loaded, StudyConfig) and (on_irregular is not None or annotations is not None):
+            raise ConfigError(f"{loaded.name}: on_irregular= and annotations= go in a study config's deterministic part")
+        self.config = loaded if isinstance(loaded, StudyConfig) else with_options(loaded, on_irregular=on_irregular, annotations=annotations)
         if self._with_masks and not (self.config.deterministic.masks or self.config.deterministic.annotations.labels):
             raise ConfigError(
                 f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
                 f"{type(self).__name__} needs a config that caches masks (e.g. the ct_seg preset)"
             )
         self.cache = open_cache(cache)
-        self.sources: list[SeriesSource] = series_sources(self.manifest, self.config, where=where, series_keys=series_keys)
+        self.sources: list[SeriesSource] | list[StudySource]
+        if isinstance(self.config, StudyConfig):  # one sample per study: the roles' series, on one grid
+            if where is not None or series_keys is not None:
+                raise ConfigError(f"{self.config.name}: a study config selects its series by its roles; drop where= and series_keys=")
+            self.sources = study_sources(self.manifest, self.config)
+            pipeline = self.config.pipeline
+        else:
+            self.sources = series_sources(self.manifest, self.config, where=where, series_keys=series_keys)
+            pipeline = self.config
         self.cache_only = cache_only
         self.transform = transform
         self.seed = int(seed)
-        steps = at_load_transforms(self.config)
+        steps = at_load_transforms(pipeline)
         # a first step that maps each stored value on its own runs inside the chunk decoding (one pass)
         self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
@@ -93,7 +107,7 @@ class _CachedDataset(Dataset):
         except CacheMissError:
             if self.cache_only:
                 raise CacheMissError(
-                    f"{self.cache.url}: no entry for series {source.series_key} (key {source.key}) and "
+                    f"{self.cache.url}: no entry for {_name(source)} (key {source.key}) and "
                     f"cache_only=True; run `dicomml preprocess MANIFEST --config ... --cache {self.cache.url}` "
                     "or pass cache_only=False",
                     path=self.cache.url,
@@ -104,10 +118,19 @@ class _CachedDataset(Dataset):
         return self.cache.open(source.key)
 
     def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
-        """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1."""
+        """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1.
+
+        The volumes of an N-D entry (time, echo, diffusion...) are channels too,
+        window-major (``meta["axes"]`` names them).
+        """
         # as many decoding threads as torch's intra-op ones: the cores in the main process, 1 in DataLoader workers
         image = entry.read("image", start, size, lookup=self._lookup, threads=torch.get_num_threads())
-        return image if self._lookup is not None else image[None]
+        return image.reshape(-1, *image.shape[-3:])
+
+    def _axes(self, entry: CacheEntry) -> dict[str, Any]:
+        """Names of the axes folded into the image's channels (window-major), and the per-volume table."""
+        axes = (["window"] if self._lookup is not None else []) + list(entry.meta.get("axes", []))
+        return {"axes": axes, **({"volumes": entry.meta["volumes"]} if "volumes" in entry.meta else {})}
 
     def _random(self, index: int) -> tuple[np.random.Generator, int]:
         seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
@@ -128,7 +151,7 @@ class _CachedDataset(Dataset):
         sample: dict[str, Any] = {
             "image": torch.from_numpy(image),
             "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
-            "meta": {"series_key": source.series_key, "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **meta},
+            "meta": {**_identity(source, entry), "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **self._axes(entry), **meta},
         }
         if mask is not None:
             sample["mask"] = Mask(torch.from_numpy(mask))
@@ -203,6 +226,58 @@ class SegmentationDataset(SeriesDataset):
     _with_masks = True
 
 
+class StudyDataset(SeriesDataset):
+    """One sample per study: each role's series on the reference grid, one channel per role.
+
+    ``image`` is (roles, i, j, k) on the reference role's grid (after the
+    config's orientation / spacing / shape); ``mask`` (with
+    ``deterministic.masks``) holds the masks of every role's SEG / RTSTRUCT on
+    that grid. ``meta["roles"]`` names the channels and ``meta["role_present"]``
+    says which roles the study has (a missing role is a zero channel under
+    ``missing: empty``). A study is one cache entry: the first epoch fills it.
+    For patches across all channels, give the study config to
+    :class:`PatchDataset`.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`dicomml.Manifest` or its path.
+    config
+        A :class:`~dicomml.study.StudyConfig`, its dict, or its YAML file.
+    cache
+        A :class:`~dicomml.Cache` or its URL.
+    cache_only, transform, seed
+        As for :class:`SeriesDataset`.
+
+    Attributes
+    ----------
+    match
+        :class:`~dicomml.study.StudyMatch`: the series each role picked;
+        ``match.skipped`` lists the studies left out and why.
+
+    Examples
+    --------
+    >>> ds = StudyDataset("manifest/", "configs/brain_roles.yaml", cache="cache/")  # doctest: +SKIP
+    >>> ds[0]["image"].shape, ds[0]["meta"]["roles"]  # doctest: +SKIP
+    (torch.Size([4, 182, 218, 182]), ['t1', 't1c', 't2', 'flair'])
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | os.PathLike[str],
+        config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str],
+        cache: Cache | str | os.PathLike[str],
+        *,
+        cache_only: bool = False,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
+        study = load_study_config(config)
+        self._with_masks = bool(study.pipeline.deterministic.masks)
+        super().__init__(manifest, study, cache, cache_only=cache_only, transform=transform, seed=seed)
+        self.match = match_studies(self.manifest, study)
+
+
 class PatchDataset(_CachedDataset):
     """Random or tiled patches, reading only the cache chunks each patch touches.
 
@@ -239,7 +314,7 @@ class PatchDataset(_CachedDataset):
     def __init__(
         self,
         manifest: Manifest | str | os.PathLike[str],
-        config: PipelineConfig | str | os.PathLike[str],
+        config: PipelineConfig | StudyConfig | Mapping[str, Any] | str | os.PathLike[str],
         cache: Cache | str | os.PathLike[str],
         *,
         patch_size: Sequence[int],
@@ -295,6 +370,20 @@ class PatchDataset(_CachedDataset):
         if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)
             self._foreground[entry.key] = entry.read("foreground")
         return self._foreground[entry.key]
+
+
+def _name(source: SeriesSource | StudySource) -> str:
+    return f"study {source.study_uid}" if isinstance(source, StudySource) else f"series {source.series_key}"
+
+
+def _identity(source: SeriesSource | StudySource, entry: CacheEntry) -> dict[str, Any]:
+    """The sample's series key, or a study's UID, roles (channels) and which of them are present."""
+    if not isinstance(source, StudySource):
+        return {"series_key": source.series_key}
+    roles = entry.meta.get("roles", {})
+    return {"study_uid": source.study_uid, "roles": list(entry.meta.get("role_names", [])),
+            "role_present": {name: bool(info.get("present")) for name, info in roles.items()},
+            "series_keys": {name: info.get("series_key") for name, info in roles.items()}}
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:

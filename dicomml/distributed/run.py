@@ -1,6 +1,6 @@
-"""`preprocess`: map :func:`~dicomml.pipeline.preprocess_one` over the selected series.
+"""`preprocess`: map :func:`~dicomml.pipeline.preprocess_one` over the selected series (or studies).
 
-One task per selected usable series, run on a Dask ``LocalCluster`` of worker
+One task per selected usable series (per study sample, with a study config), run on a Dask ``LocalCluster`` of worker
 processes (default), on an existing Dask cluster (a scheduler address or a
 ``distributed.Client``: dask-jobqueue on SLURM, dask-cuda), or in this
 process (``workers=0``, and the default for a static shard, where the
@@ -28,12 +28,13 @@ from fsspec.implementations.local import LocalFileSystem
 from tqdm.auto import tqdm
 
 from dicomml.cache import Cache
-from dicomml.config import PipelineConfig, load_config
+from dicomml.config import PipelineConfig
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
 from dicomml.errors import ConfigError, DicomMLError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
+from dicomml.study import StudyConfig, StudySource, load_any_config, study_sources
 
 __all__ = ["DEVICES", "WORKER_MODULES", "local_cluster", "preprocess", "run_task"]
 
@@ -76,7 +77,7 @@ _QUIET = {
 
 def preprocess(
     manifest: Manifest | str | os.PathLike[str],
-    config: PipelineConfig | str | os.PathLike[str],
+    config: PipelineConfig | StudyConfig | str | os.PathLike[str],
     cache: Cache | str | os.PathLike[str],
     *,
     where: str | None = None,
@@ -97,7 +98,10 @@ def preprocess(
     manifest
         A :class:`dicomml.Manifest` or its folder.
     config
-        The pipeline (:class:`~dicomml.config.PipelineConfig`) or its YAML file.
+        The pipeline (:class:`~dicomml.config.PipelineConfig`), a study
+        config (:class:`~dicomml.study.StudyConfig`: one task per study that
+        makes a sample, its ``series_key`` in the report the study UID), or
+        the YAML file of either.
     cache
         A :class:`~dicomml.cache.Cache` or its folder / fsspec URL.
     where
@@ -166,8 +170,8 @@ def preprocess(
     in_process = scheduler is None and (workers == 0 or (workers is None and shard is not None))
     if threads is None and not in_process:
         threads = 1
-    manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
-    sources = _select(manifest, config, where)
+    manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache)
+    sources: list[Any] = list(_select(manifest, config, where))
     if shard is not None:
         sources = select_shard(sources, *shard)
     sources = _largest_first(manifest, config, sources)
@@ -208,9 +212,14 @@ def preprocess(
 
 
 def run_task(
-    source: SeriesSource, manifest: Manifest, config: PipelineConfig, cache: Cache, device: str, threads: int | None = None
+    source: SeriesSource | StudySource,
+    manifest: Manifest,
+    config: PipelineConfig | StudyConfig,
+    cache: Cache,
+    device: str,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """One task: :func:`~dicomml.pipeline.preprocess_one` on one series, as a report row.
+    """One task: :func:`~dicomml.pipeline.preprocess_one` on one series (or study), as a report row.
 
     A :class:`~dicomml.errors.DicomMLError` becomes a ``failed`` row; anything
     else propagates, so that Dask retries it.
@@ -218,7 +227,7 @@ def run_task(
     Parameters
     ----------
     source
-        The series and its cache key.
+        The series (or study) and its cache key.
     manifest, config, cache
         Opened :class:`dicomml.Manifest`, config and :class:`~dicomml.cache.Cache`.
     device
@@ -242,7 +251,7 @@ def run_task(
 
 
 def _run(
-    sources: Sequence[SeriesSource],
+    sources: Sequence[SeriesSource | StudySource],
     args: tuple[Any, ...],
     workers: int | None,
     scheduler: Any,
@@ -318,7 +327,7 @@ def local_cluster(workers: int, *, worker_env: Mapping[str, str] | None = None) 
         yield client
 
 
-def _on_dask(client: Any, sources: Sequence[SeriesSource], args: tuple[Any, ...], retries: int) -> Iterator[dict[str, Any]]:
+def _on_dask(client: Any, sources: Sequence[SeriesSource | StudySource], args: tuple[Any, ...], retries: int) -> Iterator[dict[str, Any]]:
     from distributed import as_completed
 
     run = uuid.uuid4().hex[:8]
@@ -336,7 +345,7 @@ def _on_dask(client: Any, sources: Sequence[SeriesSource], args: tuple[Any, ...]
             finished, fetched = [], time.monotonic()
 
 
-def _fetch(client: Any, finished: list[Any], futures: dict[Any, SeriesSource]) -> Iterator[dict[str, Any]]:
+def _fetch(client: Any, finished: list[Any], futures: dict[Any, SeriesSource | StudySource]) -> Iterator[dict[str, Any]]:
     """The rows of ``finished`` futures: one gather for those that returned, a failure row for each that raised."""
     returned = [f for f in finished if f.status == "finished"]
     try:
@@ -353,8 +362,18 @@ def _fetch(client: Any, finished: list[Any], futures: dict[Any, SeriesSource]) -
         yield row
 
 
-def _select(manifest: Manifest, config: PipelineConfig, where: str | None) -> list[SeriesSource]:
-    """The usable series matching ``where``; raise when there is nothing to do."""
+def _select(manifest: Manifest, config: PipelineConfig | StudyConfig, where: str | None) -> list[SeriesSource] | list[StudySource]:
+    """The usable series matching ``where`` (the studies that make a sample); raise when there is nothing to do."""
+    if isinstance(config, StudyConfig):
+        if where is not None:
+            raise ConfigError(f"{config.name}: a study config selects series by its roles; drop --where")
+        studies = study_sources(manifest, config)
+        if not studies:
+            raise SeriesNotFoundError(
+                f"{manifest.path}: no study makes a sample under {config.name}; see `dicomml studies` for each role's matches",
+                path=str(manifest.path),
+            )
+        return studies
     sources = series_sources(manifest, config, where=where)
     if not sources:
         raise SeriesNotFoundError(
@@ -366,13 +385,15 @@ def _select(manifest: Manifest, config: PipelineConfig, where: str | None) -> li
     return sources
 
 
-def _largest_first(manifest: Manifest, config: PipelineConfig, sources: list[SeriesSource]) -> list[SeriesSource]:
+def _largest_first(manifest: Manifest, config: PipelineConfig | StudyConfig, sources: list[Any]) -> list[Any]:
     """``sources`` by decreasing expected cost, input plus output voxels.
 
     Dask starts tasks in submission order, so the last ones to start are the
     cheapest, and workers finish close together instead of one waiting on a
     large series that started last.
     """
+    if isinstance(config, StudyConfig):
+        return sources  # studies are alike in cost: several series each
     det = config.deterministic
     columns = ["series_key", "rows", "columns", "n_slices", "pixel_spacing", "slice_spacing"]
     table = manifest.table("series", columns).to_pandas().set_index("series_key")

@@ -14,20 +14,25 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from dicomml.assemble.volumes import apply_selection
 from dicomml.cache import Cache
-from dicomml.config import PipelineConfig, load_config
-from dicomml.errors import ConfigError, SeriesAssemblyError, SeriesNotFoundError
+from dicomml.config import PipelineConfig
+from dicomml.errors import ConfigError, SeriesNotFoundError
+from dicomml.geometry.directions import reaxis_table
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.steps import deterministic_transforms
 from dicomml.volume import Volume
 
-__all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one"]
+if TYPE_CHECKING:
+    from dicomml.study import StudyConfig
+
+__all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one", "volume_meta"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,9 @@ def compute_entry(
     Parameters
     ----------
     volume
-        The image; a plain 3D volume (no leading axes).
+        The image: 3D, or N-D with one leading axis (time, echo, diffusion,
+        phase), every volume of which goes onto the same grid (select them
+        first with :func:`~dicomml.assemble.volumes.apply_selection`).
     masks
         Mask volumes on the image's grid (``meta["kind"] == "mask"``); their
         channels are concatenated in order.
@@ -84,7 +91,8 @@ def compute_entry(
     Returns
     -------
     image : numpy.ndarray
-        (i, j, k) in ``config.deterministic.dtype`` (integers rounded and clipped).
+        (i, j, k), or (V, i, j, k) when several volumes are kept, in
+        ``config.deterministic.dtype`` (integers rounded and clipped).
     mask : numpy.ndarray or None
         (C, i, j, k) uint8 (float32 for fractional masks), None without masks.
     affine : numpy.ndarray
@@ -92,29 +100,22 @@ def compute_entry(
 
     Raises
     ------
-    SeriesAssemblyError
-        If the volume has leading (time, echo) axes: the cache holds 3D images.
     ConfigError
         If ``device`` is not a CPU or an available CUDA device.
     """
     from dicomml.transforms import Mask
 
     target = _device(device)
-
-    if volume.axes:
-        raise SeriesAssemblyError(
-            f"{volume.meta.get('series_key', '?')}: volume has leading axes {volume.axes}; the cache holds 3D "
-            "images, so select one time point or echo in the manifest first",
-            series_uid=volume.meta.get("series_uid"),
-        )
     # integer images go to the resampler as they are: it converts them to float a slab at a time
-    sample: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(volume.array))[None].to(target), "affine": volume.affine}
+    array = np.ascontiguousarray(volume.array).reshape(-1, *volume.spatial_shape)  # volumes as channels: one grid for all
+    sample: dict[str, Any] = {"image": torch.from_numpy(array).to(target), "affine": volume.affine}
     if masks:
         channels = [m.array.reshape(-1, *m.spatial_shape) for m in masks]
         sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))).to(target))
     for step in deterministic_transforms(config):
         sample = step(sample)
-    image = _cast(sample["image"][0].cpu().numpy(), config.deterministic.dtype)
+    out = sample["image"].cpu().numpy()
+    image = _cast(out if volume.axes else out[0], config.deterministic.dtype)
     mask = None
     if masks:
         m = sample["mask"].as_subclass(torch.Tensor).cpu().numpy()
@@ -149,7 +150,7 @@ def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
 def preprocess_one(
     row_or_key: Any,
     manifest: Manifest | str | os.PathLike[str],
-    config: PipelineConfig | str | os.PathLike[str],
+    config: PipelineConfig | StudyConfig | str | os.PathLike[str],
     cache: Cache | str,
     *,
     device: str = "cpu",
@@ -165,11 +166,12 @@ def preprocess_one(
     ----------
     row_or_key
         A ``series`` row (mapping or pandas row with ``series_key``), a
-        series key, or a :class:`SeriesSource`.
+        series key, a :class:`SeriesSource`, or a
+        :class:`~dicomml.study.StudySource` (with a study config).
     manifest
         A :class:`dicomml.Manifest` or its path.
     config
-        The pipeline or the path of its YAML.
+        The pipeline, a :class:`~dicomml.study.StudyConfig`, or the path of its YAML.
     cache
         The cache or its URL.
     device
@@ -188,7 +190,7 @@ def preprocess_one(
     ConfigError
         If ``device`` is not a CPU or an available CUDA device.
     DicomMLError
-        Whatever assembly or mask decoding raises for this series.
+        Whatever assembly, volume selection or mask decoding raises for this series.
 
     Examples
     --------
@@ -196,9 +198,17 @@ def preprocess_one(
     >>> info.computed, info.shape  # doctest: +SKIP
     (True, (350, 350, 240))
     """
+    from dicomml.study import StudySource, load_any_config, preprocess_study
+
     start = time.perf_counter()
     _device(device)  # fail before any work
-    manifest, config, cache = Manifest.open(manifest), load_config(config), open_cache(cache)
+    manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache)
+    if isinstance(row_or_key, StudySource):  # a study sample: its roles' series on one grid, one entry
+        if isinstance(config, PipelineConfig):
+            raise ConfigError(f"{config.name} is a pipeline config; a study sample needs a study config (with roles)")
+        return preprocess_study(row_or_key, manifest, config, cache, device=device)
+    if not isinstance(config, PipelineConfig):
+        raise ConfigError(f"{config.name} is a study config; give preprocess_one a StudySource, or a pipeline config for a series")
     if isinstance(row_or_key, SeriesSource):
         source = row_or_key
     else:
@@ -222,9 +232,11 @@ def preprocess_one(
             philips_scaling=config.deterministic.philips_scaling,
             on_irregular=config.deterministic.on_irregular,
         )
+        volume = apply_selection(volume, config.deterministic.volumes)
         masks, mask_meta = _masks(manifest, source.annotation_keys, volume, config)
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
+            **volume_meta(volume, affine),
             "series_key": source.series_key,
             "annotation_keys": list(source.annotation_keys),
             "config": config.canonical(),
@@ -238,6 +250,16 @@ def preprocess_one(
         cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
     entry = cache.open(source.key)
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
+
+
+def volume_meta(volume: Volume, affine: np.ndarray) -> dict[str, Any]:
+    """What a cache entry records of an N-D image: its axis names and per-volume table (gradients along
+    the cached axes), the volumes kept and any reduction; empty for a 3D series."""
+    meta = reaxis_table(volume.meta, volume.affine, affine)
+    out: dict[str, Any] = {key: meta[key] for key in ("volumes", "volume_indices", "reduced") if key in meta}
+    if volume.axes:
+        out["axes"] = list(volume.axes)
+    return out
 
 
 def _masks(manifest: Manifest, annotation_keys: Sequence[str], volume: Volume,

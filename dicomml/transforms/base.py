@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dicomml.errors import GeometryError
+from dicomml.geometry.directions import reaxis_table
 from dicomml.volume import Volume
 
 __all__ = ["Mask", "Transform", "is_label", "spatial_keys", "spatial_shape", "sample_affine"]
@@ -123,7 +124,8 @@ def _from_volume(volume: Volume) -> tuple[dict[str, Any], Callable[[dict[str, An
     def restore(out: dict[str, Any]) -> Volume:
         data = out[key].detach().cpu().as_subclass(torch.Tensor).numpy()
         axes = volume.axes if data.shape[:-3] == volume.array.shape[:-3] else ("channel",) * (data.ndim - 3)
-        return Volume(data, sample_affine(out), axes, dict(out.get("meta") or {}))
+        affine = sample_affine(out)
+        return Volume(data, affine, axes, reaxis_table(out.get("meta") or {}, volume.affine, affine))
 
     return sample, restore
 

@@ -2,7 +2,8 @@
 
 The sample study (CT with a DICOM SEG, sagittal MR) plus corpus series: the
 dcmqi CTs with their SEGs, and a Siemens sagittal MR whose two volumes form a
-4D series, which the cache refuses (a real failing series).
+4D series. Under a config that selects b = 1000 volumes (:func:`fails_4d`) that
+series fails, as a real series does whose volumes carry no b-value.
 """
 
 from __future__ import annotations
@@ -35,6 +36,24 @@ def ct_1mm() -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
+def with_b1000():
+    """``with_b1000(config)``: ``config`` keeping only the b = 1000 volumes of 4D series (the 4D MR has none, so it fails)."""
+
+    def keep_b1000(config: PipelineConfig) -> PipelineConfig:
+        data = config.to_dict()
+        data["deterministic"]["volumes"] = {"by": "b_value", "values": [1000]}
+        return PipelineConfig.from_dict(data)
+
+    return keep_b1000
+
+
+@pytest.fixture(scope="session")
+def fails_4d(ct_1mm: PipelineConfig, with_b1000) -> PipelineConfig:
+    """ct_1mm keeping only b = 1000 volumes: the 3D series pass as they are, the 4D MR fails (it has no b-values)."""
+    return with_b1000(ct_1mm)
+
+
+@pytest.fixture(scope="session")
 def ct_seg() -> PipelineConfig:
     """The shipped preset dicomml/configs/ct_seg.yaml (image + every SEG segment)."""
     return PipelineConfig.from_yaml(PRESET_DIR / "ct_seg.yaml")
@@ -42,7 +61,7 @@ def ct_seg() -> PipelineConfig:
 
 @pytest.fixture(scope="session")
 def four_d_key(cohort: dicomml.Manifest) -> str:
-    """The series key of the 4D sagittal MR (the cache holds 3D images, so it fails)."""
+    """The series key of the 4D sagittal MR (it fails under :func:`fails_4d`)."""
     rows = cohort.sql("SELECT series_key FROM series WHERE usable AND n_volumes > 1")
     assert len(rows) == 1, rows
     return str(rows["series_key"].iloc[0])

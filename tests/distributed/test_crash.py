@@ -21,9 +21,8 @@ import psutil
 import dicomml
 from dicomml.cache import Cache
 from dicomml.cli.main import main
-from dicomml.config import PRESET_DIR, PipelineConfig
+from dicomml.config import PipelineConfig
 
-CT_1MM = PRESET_DIR / "ct_1mm.yaml"
 _CLI = [sys.executable, "-c", "from dicomml.cli.main import main; main()"]
 
 #: Imports dicomml once, then forks one `dicomml preprocess` (the CLI's main) per line of
@@ -88,10 +87,12 @@ def _rerun_recomputes_nothing_complete(cohort, config, cache_dir: Path, four_d_k
     _verify_cli(cache_dir)
 
 
-def test_sigkill_of_the_whole_run_then_a_rerun_recomputes_nothing_complete(cohort, ct_1mm, four_d_key, tmp_path):
+def test_sigkill_of_the_whole_run_then_a_rerun_recomputes_nothing_complete(cohort, fails_4d, four_d_key, tmp_path):
     cache_dir = tmp_path / "c"
+    config_path = tmp_path / "ct_1mm_b1000.yaml"
+    config_path.write_text(json.dumps(fails_4d.to_dict()))  # YAML is a superset of JSON; the 4D MR fails under it
     proc = subprocess.Popen(
-        [*_CLI, "preprocess", str(cohort.path), "--config", str(CT_1MM), "--cache", str(cache_dir), "--workers", "2", "--quiet"],
+        [*_CLI, "preprocess", str(cohort.path), "--config", str(config_path), "--cache", str(cache_dir), "--workers", "2", "--quiet"],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -107,14 +108,14 @@ def test_sigkill_of_the_whole_run_then_a_rerun_recomputes_nothing_complete(cohor
     assert len(group) >= 3  # the CLI process and two Dask workers (at least) were killed
     assert 0 < len(_markers(cache_dir)) < 5, "the kill came mid-run"
     _verify_cli(cache_dir)
-    _rerun_recomputes_nothing_complete(cohort, ct_1mm, cache_dir, four_d_key)
+    _rerun_recomputes_nothing_complete(cohort, fails_4d, cache_dir, four_d_key)
 
 
-def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort, four_d_key, tmp_path):
+def test_twenty_random_sigkills_leave_no_torn_entry_and_a_rerun_completes(cohort, four_d_key, with_b1000, tmp_path):
     # 0.4 mm makes the sample CT 640 x 640 x 500 voxels: seconds of resampling and a long write
     # (2.5 s here, at least 2.5x the latest kill), so no run gets past it within its kill, and the
     # kills land at every stage before and in it
-    config = PipelineConfig.from_dict({"name": "ct_04mm", "deterministic": {"spacing": [0.4, 0.4, 0.4]}})
+    config = with_b1000(PipelineConfig.from_dict({"name": "ct_04mm", "deterministic": {"spacing": [0.4, 0.4, 0.4]}}))
     config_path = tmp_path / "ct_04mm.yaml"
     config_path.write_text(json.dumps(config.to_dict()))  # YAML is a superset of JSON
     cache_dir = tmp_path / "c"

@@ -21,7 +21,7 @@ from dicomml.cache import Cache
 from dicomml.cli.main import main
 from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.distributed import REPORT_SCHEMA
-from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesAssemblyError, SeriesNotFoundError
+from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFoundError
 
 
 def _data_files(cache: Cache, key: str) -> dict[str, bytes]:
@@ -49,19 +49,19 @@ def test_two_worker_cluster_entries_equal_those_a_dataset_builds_in_process(coho
     assert row["bytes"] == dask_cache.open(key).nbytes() and row["seconds"] > 0 and row["device"] == "cpu"
 
 
-def test_a_failing_series_is_recorded_and_the_rerun_skips_complete_entries(cohort, ct_1mm, four_d_key, tmp_path):
-    first = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=0, progress=False)
+def test_a_failing_series_is_recorded_and_the_rerun_skips_complete_entries(cohort, fails_4d, four_d_key, tmp_path):
+    first = dicomml.preprocess(cohort, fails_4d, tmp_path / "c", workers=0, progress=False)
     table = first.table.set_index("series_key")
     assert len(table) == 6 and first.counts == {"done": 5, "skipped": 0, "failed": 1}
     failed = table.loc[four_d_key]
-    assert failed["status"] == "failed" and failed["error_type"] == SeriesAssemblyError.__name__
-    assert "leading axes" in failed["message"] and pd.isna(failed["bytes"])
+    assert failed["status"] == "failed" and failed["error_type"] == ConfigError.__name__
+    assert "carry no b_value" in failed["message"] and pd.isna(failed["bytes"])
     # the report on disk: Parquet with the documented schema, next to the cache
     assert first.path.startswith(str(tmp_path / "c" / "reports")) and first.path.endswith(".parquet")
     assert pq.read_schema(first.path).remove_metadata().equals(REPORT_SCHEMA)
     pd.testing.assert_frame_equal(pd.read_parquet(first.path), first.table)
 
-    again = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=0, progress=False)
+    again = dicomml.preprocess(cohort, fails_4d, tmp_path / "c", workers=0, progress=False)
     assert again.counts == {"done": 0, "skipped": 5, "failed": 1}
     assert again.path != first.path  # each run keeps its report
 
@@ -92,14 +92,14 @@ def test_nothing_to_do_and_bad_options_raise_dicomml_errors(cohort, ct_1mm, tmp_
 
 def test_cli_exits_1_with_one_line_when_every_series_fails(cohort, ct_1mm, four_d_key, tmp_path, capsys):
     config = tmp_path / "ct.yaml"
-    config.write_text("name: ct\ndeterministic: {spacing: [1, 1, 1]}\n")
+    config.write_text("name: ct\ndeterministic: {spacing: [1, 1, 1], volumes: {by: b_value, values: [1000]}}\n")
     argv = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"),
             "--where", f"series_key = '{four_d_key}'", "--workers", "0", "--quiet", "--report", str(tmp_path / "r.parquet")]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("dicomml: error:") and "all 1 series failed" in last and "leading axes" in last
+    assert last.startswith("dicomml: error:") and "all 1 series failed" in last and "carry no b_value" in last
     assert pd.read_parquet(tmp_path / "r.parquet")["status"].tolist() == ["failed"]  # written before exiting
 
 
@@ -140,12 +140,12 @@ def test_device_cuda_resamples_on_the_gpu_when_the_worker_has_one(cohort, ct_1mm
         assert diff.max() <= (1 if torch.cuda.is_available() else 0)
 
 
-def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, tmp_path):
+def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, with_b1000, tmp_path):
     from distributed import Client, LocalCluster
 
     # At 0.5 mm the sample CT (512 x 512 x 400 voxels) is the longest task by seconds, so its
     # worker is surely still holding it when it is killed, even on a loaded machine.
-    ct_half_mm = PipelineConfig.from_dict({"name": "ct_half_mm", "deterministic": {"spacing": [0.5, 0.5, 0.5]}})
+    ct_half_mm = with_b1000(PipelineConfig.from_dict({"name": "ct_half_mm", "deterministic": {"spacing": [0.5, 0.5, 0.5]}}))
     (ct_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'CT' AND n_slices = 80")["series_key"]
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(lambda: __import__("dicomml.pipeline"))  # warm both workers
@@ -178,7 +178,7 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, 
 
 
 @pytest.mark.parametrize("fetch_every_s", [0.0, 60.0])
-def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_row(cohort, ct_1mm, four_d_key, tmp_path, monkeypatch, fetch_every_s):
+def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_row(cohort, fails_4d, four_d_key, tmp_path, monkeypatch, fetch_every_s):
     # 0 s: a fetch per finished task; 60 s: one fetch at the end, for every row at once
     from distributed import Client
 
@@ -200,12 +200,12 @@ def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_r
     monkeypatch.setattr(run, "run_task", flaky)
     monkeypatch.setattr(run, "_FETCH_EVERY_S", fetch_every_s)
     monkeypatch.setattr(Client, "gather", gather)
-    report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", workers=1, retries=1, progress=False)
+    report = dicomml.preprocess(cohort, fails_4d, tmp_path / "c", workers=1, retries=1, progress=False)
     table = report.table.set_index("series_key")
     assert sorted(table.index) == sorted(cohort.sql("SELECT series_key FROM series WHERE usable")["series_key"])
     assert report.counts == {"done": 4, "skipped": 0, "failed": 2}
     assert table.loc[mr_key, "error_type"] == "OSError" and "read timed out" in table.loc[mr_key, "message"]
-    assert table.loc[four_d_key, "error_type"] == SeriesAssemblyError.__name__
+    assert table.loc[four_d_key, "error_type"] == ConfigError.__name__
     # the five tasks that returned (the 4D series' failure is a returned row), gathered once or one at a time
     assert gathered == [5] if fetch_every_s else (sum(gathered) == 5 and max(gathered) == 1)
 

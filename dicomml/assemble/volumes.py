@@ -1,0 +1,282 @@
+"""The volumes of an N-D series: their table, the name of their axis, selection and reduction.
+
+A series whose slices repeat their positions is loaded as a Volume with one
+leading axis. This module says what each volume is — a row of
+``meta["volumes"]``, one list per column:
+
+``acquisition_time``
+    Seconds since midnight (FrameAcquisitionDateTime, else AcquisitionTime).
+``trigger_time``
+    Cardiac trigger delay, ms (NominalCardiacTriggerDelayTime, else TriggerTime).
+``echo_time``
+    ms (EffectiveEchoTime, else EchoTime). ``echo_number``: EchoNumbers.
+``b_value``
+    s/mm² (DiffusionBValue; Siemens CSA ``B_value``; GE (0043,1039)).
+``gradient``
+    Unit diffusion gradient per volume, as components along the array's three
+    spatial axes, in array order (``[0, 0, 0]`` for b = 0). It is dcm2niix's
+    ``.bvec`` convention before its FSL flip: :func:`dicomml.geometry.directions.fsl_bvecs` gives the file's
+    numbers for an image in NIfTI axis order.
+``flip_angle``
+    Degrees; kept only where it varies between volumes.
+
+The leading axis is named from what varies: ``diffusion`` (b-value or
+gradient), ``echo`` (echo time), ``phase`` (cardiac trigger time), else ``time``.
+
+Pure apart from reading header values of already-read datasets.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicomml.config import REDUCE, SELECT_BY, VolumeSelection
+from dicomml.dicom.frames import functional_item, header_value
+from dicomml.errors import ConfigError
+from dicomml.geometry.directions import gradients_in_axes
+from dicomml.volume import Volume
+
+with warnings.catch_warnings():  # nibabel.nicom warns on import that its readers are experimental
+    warnings.simplefilter("ignore", UserWarning)
+    from nibabel.nicom import csareader
+
+__all__ = [
+    "apply_selection",
+    "axis_name",
+    "reduce_volumes",
+    "select_volumes",
+    "volume_table",
+]
+
+
+_LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+
+
+def volume_table(frames: Sequence[tuple[Dataset, int]], affine: np.ndarray) -> dict[str, list[Any]]:
+    """The per-volume table of a series, from one frame of each volume.
+
+    Parameters
+    ----------
+    frames
+        For each volume in array order, one of its frames: the dataset and the
+        0-based frame index inside it.
+    affine
+        4x4 of the assembled volume: maps its three spatial indices to RAS+ mm;
+        gradients are given along those axes.
+
+    Returns
+    -------
+    dict
+        Column name to one value per volume (None where a volume lacks it);
+        columns no volume has are left out, ``flip_angle`` unless it varies, ``b_value`` when all are 0.
+    """
+    rows = [_frame_values(ds, frame) for ds, frame in frames]
+    table: dict[str, list[Any]] = {}
+    for column in ("acquisition_time", "trigger_time", "echo_time", "echo_number", "b_value", "flip_angle"):
+        values = [row.get(column) for row in rows]
+        if any(v is not None for v in values):
+            table[column] = values
+    if "flip_angle" in table and len(set(table["flip_angle"])) < 2:
+        del table["flip_angle"]
+    if "b_value" in table and not any(table["b_value"]):  # vendors write b = 0 on every fMRI volume
+        del table["b_value"]
+    world = [row.get("gradient_lps") for row in rows]
+    if "b_value" in table and any(g is not None for g in world):
+        lps = np.array([np.zeros(3) if g is None or not b else g for g, b in zip(world, table["b_value"])])
+        table["gradient"] = gradients_in_axes(lps * _LPS_TO_RAS, affine).round(6).tolist()
+    return table
+
+
+def axis_name(table: Mapping[str, Sequence[Any]]) -> str:
+    """``diffusion``, ``echo``, ``phase`` or ``time``: what varies along the leading axis."""
+
+    def varies(column: str) -> bool:
+        values = table.get(column) or []
+        return len({repr(v) for v in values}) > 1
+
+    if varies("b_value") or varies("gradient"):
+        return "diffusion"
+    if varies("echo_time") or varies("echo_number"):
+        return "echo"
+    if varies("trigger_time"):
+        return "phase"
+    return "time"
+
+
+def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
+    """The volumes of ``volume`` that a selection keeps, in their order.
+
+    Parameters
+    ----------
+    volume
+        A Volume with one leading axis (a 3D one is returned as is).
+    by
+        ``"all"``, ``"index"`` (0-based, negative from the end), ``"echo"``
+        (EchoNumbers), ``"b_value"`` (within 1 s/mm²) or ``"range"``
+        (``[start, stop]`` or ``[start, stop, step]``, Python slice semantics).
+    values
+        What to keep.
+
+    Returns
+    -------
+    Volume
+        3D when one volume is kept, else with the axis and the table subset.
+
+    Raises
+    ------
+    ConfigError
+        If ``by`` is unknown, the table lacks the column, or nothing is kept.
+    """
+    if by not in SELECT_BY:
+        raise ConfigError(f"volumes.by {by!r} is not one of {', '.join(SELECT_BY)}")
+    if not volume.axes or by == "all":
+        return volume
+    n = volume.array.shape[0]
+    table = dict(volume.meta.get("volumes") or {})
+    name = volume.meta.get("series_key", "?")
+    if by == "index":
+        picked = [int(v) % n if -n <= int(v) < n else -1 for v in values]
+        if -1 in picked:
+            raise ConfigError(f"series {name}: volumes.index {list(values)} leaves the {n} volumes of its {volume.axes[0]} axis")
+    elif by == "range":
+        if not 2 <= len(values) <= 3:
+            raise ConfigError(f"volumes.range {list(values)}: give [start, stop] or [start, stop, step]")
+        picked = list(range(n))[slice(*(int(v) for v in values))]
+    else:
+        column = "echo_number" if by == "echo" else "b_value"
+        have = table.get(column)
+        if not have:
+            raise ConfigError(f"series {name}: volumes.by={by!r}, but its volumes carry no {column}; select by index instead")
+        picked = [i for i, v in enumerate(have) if v is not None and any(abs(float(v) - float(w)) <= (0.5 if by == "echo" else 1.0) for w in values)]
+    if not picked:
+        raise ConfigError(f"series {name}: volumes.{by} {list(values)} keeps none of its {n} volumes")
+    kept = {k: [v[i] for i in picked] for k, v in table.items()}
+    meta = {**volume.meta, "volumes": kept, "volume_indices": picked}
+    if len(picked) == 1:
+        return Volume(volume.array[picked[0]], volume.affine, (), meta)
+    return Volume(volume.array[picked], volume.affine, volume.axes, meta)
+
+
+def apply_selection(volume: Volume, selection: VolumeSelection) -> Volume:
+    """The volumes a config's :class:`~dicomml.config.VolumeSelection` keeps: selected, then reduced."""
+    return reduce_volumes(select_volumes(volume, selection.by, selection.values), selection.reduce)
+
+
+def reduce_volumes(volume: Volume, how: str) -> Volume:
+    """One 3D volume from all of them: ``"mean"`` (float32) or ``"max"`` (dtype kept); ``"none"`` keeps them."""
+    if how not in REDUCE:
+        raise ConfigError(f"volumes.reduce {how!r} is not one of {', '.join(REDUCE)}")
+    if how == "none" or not volume.axes:
+        return volume
+    array = volume.array.mean(axis=0, dtype=np.float64).astype(np.float32) if how == "mean" else volume.array.max(axis=0)
+    meta = {**volume.meta, "reduced": {"how": how, "axis": volume.axes[0], "volumes": int(volume.array.shape[0])}}
+    return Volume(array, volume.affine, (), meta)
+
+
+# -- reading one frame's values ----------------------------------------------------------------
+
+
+def _number(item: Dataset | None, keyword: str) -> float | None:
+    if item is None:
+        return None
+    value = header_value(item, keyword)
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _seconds(item: Dataset | None, keyword: str) -> float | None:
+    value = None if item is None else header_value(item, keyword)
+    if value is None:
+        return None
+    text = str(value).strip()
+    text = (text[8:] if keyword.endswith("DateTime") else text).split("+")[0].split("-")[0].replace(":", "")
+    try:
+        return int(text[0:2]) * 3600.0 + int(text[2:4] or 0) * 60.0 + float(text[4:] or 0)
+    except ValueError:
+        return None
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
+    """acquisition/trigger/echo time, echo number, b-value, gradient (LPS) and flip angle of one frame."""
+    content = functional_item(ds, frame, "FrameContentSequence")
+    cardiac = functional_item(ds, frame, "CardiacSynchronizationSequence")
+    echo = functional_item(ds, frame, "MREchoSequence")
+    timing = functional_item(ds, frame, "MRTimingAndRelatedParametersSequence")
+    diffusion = functional_item(ds, frame, "MRDiffusionSequence")
+    out: dict[str, Any] = {
+        "acquisition_time": _first(_seconds(content, "FrameAcquisitionDateTime"), _seconds(ds, "AcquisitionDateTime"), _seconds(ds, "AcquisitionTime")),
+        "trigger_time": _first(_number(cardiac, "NominalCardiacTriggerDelayTime"), _number(ds, "TriggerTime")),
+        "echo_time": _first(_number(echo, "EffectiveEchoTime"), _number(ds, "EchoTime")),
+        "echo_number": _number(ds, "EchoNumbers"),
+        "flip_angle": _first(_number(timing, "FlipAngle"), _number(ds, "FlipAngle")),
+    }
+    out["b_value"], out["gradient_lps"] = _diffusion(ds, diffusion)
+    return out
+
+
+def _diffusion(ds: Dataset, item: Dataset | None) -> tuple[float | None, np.ndarray | None]:
+    """(b-value, unit gradient in LPS) from the standard attributes, else a vendor's."""
+    holder = item if item is not None else ds
+    sequence = holder.get("DiffusionGradientDirectionSequence")
+    vector = header_value(sequence[0] if sequence else holder, "DiffusionGradientOrientation")
+    standard = (_number(holder, "DiffusionBValue"), None if vector is None else np.asarray(vector, dtype=np.float64))
+    manufacturer = str(ds.get("Manufacturer", "")).upper()
+    vendor: tuple[float | None, np.ndarray | None] = (None, None)
+    if "SIEMENS" in manufacturer:
+        vendor = _siemens(ds)
+    elif manufacturer.split()[:1] == ["GE"]:  # some GE files carry the standard b-value on diffusion-weighted volumes only
+        vendor = _ge(ds)
+    return _first(standard[0], vendor[0]), standard[1] if standard[1] is not None else vendor[1]
+
+
+def _siemens(ds: Dataset) -> tuple[float | None, np.ndarray | None]:
+    try:
+        header = csareader.get_csa_header(ds, "image")
+    except (csareader.CSAReadError, ValueError, TypeError, IndexError):
+        return None, None
+    if not header:
+        return None, None
+    b = csareader.get_b_value(header)
+    vector = csareader.get_g_vector(header)
+    return (None if b is None else float(b)), (None if vector is None else np.asarray(vector, dtype=np.float64))
+
+
+def _ge(ds: Dataset) -> tuple[float | None, np.ndarray | None]:
+    """GE's private b-value (0043,1039) and gradient (0019,10BB-BD), the latter in the image's own axes.
+
+    GE records the gradient along (row, column, slice normal) with the in-plane
+    components negated, for column phase encoding (dcm2niix reads them so); the
+    row-phase-encoded layout is not read.
+    """
+    private = ds.get((0x0043, 0x1039))
+    if private is None:
+        return None, None
+    try:
+        raw = private.value
+        values = raw.decode("latin-1").split("\\") if isinstance(raw, bytes) else str(raw).split("\\") if isinstance(raw, str) else list(raw)
+        b = float(values[0]) % 1_000_000_000  # GE adds 10^9 to b-values of some sequences
+    except (TypeError, ValueError, IndexError):
+        return None, None
+    parts = [ds.get((0x0019, tag)) for tag in (0x10BB, 0x10BC, 0x10BD)]
+    iop = header_value(ds, "ImageOrientationPatient")
+    if any(p is None for p in parts) or iop is None or str(ds.get("InPlanePhaseEncodingDirection", "")).upper() != "COL":
+        return b, None
+    try:
+        g = [float(p.value) for p in parts]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return b, None
+    row, col = np.asarray(iop[:3], dtype=np.float64), np.asarray(iop[3:], dtype=np.float64)
+    return b, -g[0] * row - g[1] * col + g[2] * np.cross(row, col)

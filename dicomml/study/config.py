@@ -1,0 +1,242 @@
+"""Study configuration: roles that pick one series per study, the reference grid, the policies.
+
+YAML layout::
+
+    name: brain_mr
+    roles:
+      t1:    {where: "series_description ILIKE '%t1%' AND NOT series_description ILIKE '%post%'"}
+      t1c:   {where: "series_description ILIKE '%post%'", prefer: most_slices}
+      dwi:   {where: "series_description ILIKE '%dwi%'", volumes: {by: b_value, values: [1000], reduce: mean}}
+      pet:   {where: "modality = 'PT'", suv: true}
+    reference: t1                  # the role whose grid every other role is resampled onto
+    missing: skip                  # skip the study (reported) | empty: a zero channel, present=False
+    trust_scanner_coordinates: false   # true: roles of other frames of reference are resampled anyway
+    deterministic: {...}           # as a pipeline config: applied to the reference grid (orientation,
+    at_load: {...}                 #   spacing, shape), dtype of the roles, masks, chunks; at_load as usual
+
+``where`` is an SQL predicate (DuckDB) on the manifest's ``series`` table;
+``prefer`` breaks ties when several series of a study match: ``newest``
+(latest acquisition, then highest series number), ``oldest``, ``most_slices``,
+``most_volumes``, ``finest`` (smallest voxel), or ``none`` (the study is
+reported ambiguous and left out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dicomml.config import (
+    AtLoad,
+    Deterministic,
+    PipelineConfig,
+    VolumeSelection,
+    _fields,
+    _typed,
+    _volumes,
+    load_config,
+    read_config_file,
+)
+from dicomml.errors import ConfigError
+
+__all__ = ["PREFER", "Role", "StudyConfig", "load_any_config", "load_study_config"]
+
+#: Tie-breaks between series of one study that match a role.
+PREFER = ("newest", "oldest", "most_slices", "most_volumes", "finest", "none")
+_MISSING = ("skip", "empty")
+
+
+@dataclass(frozen=True)
+class Role:
+    """One channel of a study sample: the rule that picks its series.
+
+    Attributes
+    ----------
+    name
+        The channel's name (``"t1"``, ``"pet"``).
+    where
+        SQL predicate on the manifest's ``series`` table.
+    prefer
+        Tie-break among several matches (see :data:`PREFER`).
+    volumes
+        For a 4D series, which volumes to keep; reduced to one unless the
+        selection keeps exactly one (a channel is 3D).
+    suv
+        Convert PET activity to body-weight SUV (:func:`~dicomml.study.suv_factor`);
+        the study is then cached in float32.
+    """
+
+    name: str
+    where: str
+    prefer: str = "newest"
+    volumes: VolumeSelection = field(default_factory=VolumeSelection)
+    suv: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ConfigError(f"roles: {self.name!r} is not a valid role name (letters, digits, _)")
+        if not self.where.strip():
+            raise ConfigError(f"roles.{self.name}.where: required, an SQL predicate on the series table")
+        if self.prefer not in PREFER:
+            raise ConfigError(f"roles.{self.name}.prefer {self.prefer!r} is not one of {', '.join(PREFER)}")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Roles, reference grid and policies of study samples, plus the pipeline applied to them.
+
+    Examples
+    --------
+    >>> cfg = StudyConfig.from_dict({"name": "s", "roles": {"ct": {"where": "modality = 'CT'"}}, "reference": "ct"})
+    >>> cfg.role_names, cfg.missing
+    (('ct',), 'skip')
+    """
+
+    name: str
+    roles: tuple[Role, ...]
+    reference: str
+    missing: str = "skip"
+    trust_scanner_coordinates: bool = False
+    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig("study"))
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            raise ConfigError(f"{self.name}: roles: give at least one role")
+        names = [r.name for r in self.roles]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{self.name}: roles: names repeat ({names})")
+        if self.reference not in names:
+            raise ConfigError(f"{self.name}: reference {self.reference!r} is not one of the roles {names}")
+        if self.missing not in _MISSING:
+            raise ConfigError(f"{self.name}: missing {self.missing!r} is not one of {', '.join(_MISSING)}")
+        if self.pipeline.at_load.windows:
+            raise ConfigError(f"{self.name}: at_load.windows: roles differ in units; normalize with at_load.normalize instead")
+
+    @property
+    def deterministic(self) -> Deterministic:
+        """The pipeline's deterministic part, with the dtype the channels are cached in (what Datasets read)."""
+        return dataclasses.replace(self.pipeline.deterministic, dtype=self.dtype)
+
+    @property
+    def at_load(self) -> AtLoad:
+        """The pipeline's at-load part (normalization, augmentation)."""
+        return self.pipeline.at_load
+
+    @property
+    def dtype(self) -> str:
+        """dtype of the cached channels: the pipeline's, float32 when a role is in SUV."""
+        return "float32" if any(r.suv for r in self.roles) else self.pipeline.deterministic.dtype
+
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        """Role names in channel order."""
+        return tuple(r.name for r in self.roles)
+
+    def canonical(self) -> str:
+        """Stable JSON of everything that changes a cached study sample (not the name nor at_load)."""
+        roles = [
+            {"name": r.name, "where": r.where, "prefer": r.prefer, "volumes": [r.volumes.by, list(r.volumes.values), r.volumes.reduce],
+             "suv": r.suv}
+            for r in self.roles
+        ]
+        body = {"roles": roles, "reference": self.reference, "missing": self.missing,
+                "trust": self.trust_scanner_coordinates, "pipeline": json.loads(self.pipeline.canonical())}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def cache_hash(self) -> str:
+        """SHA-256 (hex) of :meth:`canonical`."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> StudyConfig:
+        """Build and validate a study config from a mapping (as parsed from YAML).
+
+        Raises
+        ------
+        ConfigError
+            Naming ``source`` and the key, for an unknown key, a wrong type or value.
+        """
+        try:
+            top = _fields(data, ("name", "roles", "reference", "missing", "trust_scanner_coordinates", "deterministic", "at_load"), "")
+            name = top.get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError("name: required, a non-empty string")
+            raw_roles = top.get("roles")
+            if not isinstance(raw_roles, Mapping) or not raw_roles:
+                raise ConfigError("roles: required, a mapping of role name to {where: ..., ...}")
+            roles = tuple(_role(str(k), v) for k, v in raw_roles.items())
+            pipeline = PipelineConfig.from_dict({"name": name, "deterministic": top.get("deterministic") or {}, "at_load": top.get("at_load") or {}}, source=source)
+            return cls(
+                name=name,
+                roles=roles,
+                reference=_typed(top.get("reference", roles[0].name), str, "reference"),
+                missing=_typed(top.get("missing", "skip"), str, "missing"),
+                trust_scanner_coordinates=_flag(top.get("trust_scanner_coordinates", False), "trust_scanner_coordinates"),
+                pipeline=pipeline,
+            )
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}", path=source) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> StudyConfig:
+        """Load a YAML file (``yaml.safe_load``) into a validated study config.
+
+        Raises
+        ------
+        ConfigError
+            If the file is missing, is not YAML, or holds an invalid config.
+        """
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+
+def load_study_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str]) -> StudyConfig:
+    """Accept a study config, its dict, or the path of its YAML file."""
+    if isinstance(config, StudyConfig):
+        return config
+    if isinstance(config, Mapping):
+        return StudyConfig.from_dict(config)
+    return StudyConfig.from_yaml(config)
+
+
+def load_any_config(config: PipelineConfig | StudyConfig | Mapping[str, Any] | str | os.PathLike[str]) -> PipelineConfig | StudyConfig:
+    """A pipeline config (object, dict, preset name or YAML file), or a study config when the dict or file names ``roles``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or holds an invalid config.
+    """
+    if isinstance(config, (PipelineConfig, StudyConfig)):
+        return config
+    if isinstance(config, Mapping):
+        return StudyConfig.from_dict(config) if "roles" in config else PipelineConfig.from_dict(config)
+    try:
+        data: Mapping[str, Any] = read_config_file(config)
+    except ConfigError:
+        data = {}  # a preset name, or a file load_config reports on
+    return StudyConfig.from_dict(data, source=str(config)) if "roles" in data else load_config(config)
+
+
+def _role(name: str, item: Any) -> Role:
+    key = f"roles.{name}"
+    r = _fields(item, ("where", "prefer", "volumes", "suv"), key)
+    volumes = _volumes(r.get("volumes"), f"{key}.volumes")
+    return Role(
+        name=name,
+        where=_typed(r.get("where", ""), str, f"{key}.where"),
+        prefer=_typed(r.get("prefer", "newest"), str, f"{key}.prefer"),
+        volumes=volumes,
+        suv=_flag(r.get("suv", False), f"{key}.suv"),
+    )
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: {value!r} is {type(value).__name__}, expected true or false")
+    return value
