@@ -4,9 +4,14 @@ Each contender runs in its own fresh subprocess on the same synthetic volume
 (float32, DICOM (slice, row, column) order, axial affine), so one does not
 pollute another's peak memory. Reported per contender: best-of-``--repeat``
 seconds for the resample alone, the process' peak RSS, and the peak above the
-RSS it had just before resampling (input already built). A last subprocess
-alternates dicomml and the bare torch floor, so their ratio is not blurred by
-other load on a shared machine. On ``--device cuda``
+RSS it had just before resampling (input already built). Two last subprocesses
+alternate contenders in one process, so their ratios are not blurred by other
+load on a shared machine: dicomml and the bare torch floor; and dicomml's
+orient + resample to RAS, the floor on the same voxels and MONAI
+``Orientation`` + ``Spacing``, each followed by the batch a DataLoader would
+collate from it (``torch.stack`` of two outputs). ``--geometry sagittal``
+makes the input an oblique sagittal MR (10 degrees off the planes) instead of
+an axial CT. On ``--device cuda``
 the torch-based contenders run on the GPU and report peak GPU memory too;
 SimpleITK stays on the CPU.
 
@@ -15,6 +20,7 @@ Usage::
     python benchmarks/bench_transforms.py                      # 512x512x300, CPU
     python benchmarks/bench_transforms.py --size 256,256,150   # quicker
     python benchmarks/bench_transforms.py --device cuda
+    python benchmarks/bench_transforms.py --geometry sagittal --only interleaved_RAS
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from collections.abc import Callable
 import numpy as np
 import table
 
-CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "simpleitk", "torch_interpolate", "interleaved")
+CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "monai_orientation_spacing", "simpleitk", "torch_interpolate",
+              "interleaved", "interleaved_RAS")
 
 
 def _input(args: argparse.Namespace):
@@ -42,7 +49,11 @@ def _input(args: argparse.Namespace):
     cols, rows, slices = args.size
     generator = torch.Generator().manual_seed(0)
     x = torch.rand((1, slices, rows, cols), generator=generator) * 2000 - 1000
-    affine = dicom_affine([1, 0, 0, 0, 1, 0], [args.spacing[1], args.spacing[0]], [-180.0, -180.0, -300.0], [0, 0, args.spacing[2]])
+    if args.geometry == "axial":
+        affine = dicom_affine([1, 0, 0, 0, 1, 0], [args.spacing[1], args.spacing[0]], [-180.0, -180.0, -300.0], [0, 0, args.spacing[2]])
+    else:  # sagittal MR tilted about the left-right axis: rows run A->P, columns S->I, slices R->L
+        c, s = np.cos(np.radians(10.0)), np.sin(np.radians(10.0))
+        affine = dicom_affine([0, c, s, 0, s, -c], [args.spacing[1], args.spacing[0]], [-90.0, -180.0, 180.0], [args.spacing[2], 0, 0])
     return x, affine
 
 
@@ -76,6 +87,13 @@ def _prepare(name: str, args: argparse.Namespace) -> tuple[Callable[[], object],
         image = MetaTensor(x.to(device), affine=torch.from_numpy(affine))
         spacing = Spacing(pixdim=(1.0, 1.0, 1.0), mode="bilinear")
         return lambda: spacing(image), target_shape
+    if name == "monai_orientation_spacing":
+        from monai.data import MetaTensor
+        from monai.transforms import Compose, Orientation, Spacing
+
+        image = MetaTensor(x.to(device), affine=torch.from_numpy(affine))
+        both = Compose([Orientation(axcodes="RAS"), Spacing(pixdim=(1.0, 1.0, 1.0), mode="bilinear")])
+        return lambda: both(image), target_shape
     if name == "simpleitk":
         import SimpleITK as sitk
 
@@ -95,32 +113,50 @@ def _prepare(name: str, args: argparse.Namespace) -> tuple[Callable[[], object],
     raise SystemExit(f"unknown contender {name}")
 
 
-def _interleaved(args: argparse.Namespace) -> None:
-    """dicomml and the bare floor alternated in one process: their ratio without machine drift."""
+def _interleaved(name: str, args: argparse.Namespace) -> None:
+    """Contenders alternated in one process: their ratios without machine drift.
+
+    ``interleaved``: dicomml and the bare floor. ``interleaved_RAS``: dicomml's
+    fused orient + resample to RAS, the floor on the same voxels and MONAI's
+    Orientation + Spacing, each with the collated batch of two outputs after it.
+    """
     import torch
 
-    ours, _ = _prepare("dicomml", args)
-    floor, _ = _prepare("torch_interpolate", args)
-    times: dict[str, list[float]] = {"dicomml": [], "floor": []}
+    ras = name == "interleaved_RAS"
+    keys = ("dicomml", "floor", "monai") if ras else ("dicomml", "floor")
+    names = {"dicomml": "dicomml_fused_RAS" if ras else "dicomml", "floor": "torch_interpolate", "monai": "monai_orientation_spacing"}
+    calls = {key: _prepare(names[key], args)[0] for key in keys}
+
+    def timed(call: Callable[[], object]) -> tuple[object, float]:
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = call()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - start
+
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    times.update({f"{k}_batch": [] for k in keys} if ras else {})
     for _ in range(args.repeat + 2):
-        for key, call in (("dicomml", ours), ("floor", floor)):
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            out = call()
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            times[key].append(time.perf_counter() - start)
+        for key in keys:
+            out, seconds = timed(calls[key])
+            times[key].append(seconds)
+            if ras:  # the DataLoader's default_collate of two samples is torch.stack
+                image = torch.as_tensor(out)
+                batch, seconds = timed(lambda image=image: torch.stack([image, image]))
+                times[f"{key}_batch"].append(seconds)
+                del batch, image
             del out
     result = {k: sorted(v) for k, v in times.items()}
-    print("RESULT " + json.dumps({"name": "interleaved", **result}))
+    print("RESULT " + json.dumps({"name": name, **result}))
 
 
 def _worker(name: str, args: argparse.Namespace) -> None:
     import torch
 
-    if name == "interleaved":
-        _interleaved(args)
+    if name.startswith("interleaved"):
+        _interleaved(name, args)
         return
 
     call, shape = _prepare(name, args)
@@ -151,7 +187,7 @@ def _worker(name: str, args: argparse.Namespace) -> None:
 
 def _run(name: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--size", ",".join(map(str, args.size)),
-           "--spacing", ",".join(map(str, args.spacing)), "--device", args.device, "--repeat", str(args.repeat)]
+           "--spacing", ",".join(map(str, args.spacing)), "--device", args.device, "--repeat", str(args.repeat), "--geometry", args.geometry]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -173,6 +209,8 @@ def main() -> None:
     parser.add_argument("--spacing", type=_floats, default=[0.7, 0.7, 1.25],
                         help="input column,row,slice spacing in mm (default 0.7,0.7,1.25)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--geometry", choices=("axial", "sagittal"), default="axial",
+                        help="input orientation: axial CT (default) or oblique sagittal MR")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per contender subprocess")
@@ -187,7 +225,7 @@ def main() -> None:
           f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeat}")
     results = {r["name"]: r for r in (_run(n, args) for n in args.only.split(","))}
     for r in results.values():
-        if r["name"] == "interleaved" and "error" not in r:
+        if r["name"].startswith("interleaved") and "error" not in r:
             continue
         if "error" in r:
             print(f"  {r['name']:<20} failed: {r['error']}")
@@ -195,8 +233,14 @@ def main() -> None:
         gpu = f"  gpu peak {r['gpu_peak_mb']:8.0f} MB" if r["gpu_peak_mb"] is not None else ""
         print(f"  {r['name']:<20} {r['seconds']:8.3f} s   peak RSS {r['peak_rss_mb']:8.0f} MB "
               f"(+{r['rss_above_input_mb']:6.0f} MB over input)   out {tuple(r['out_shape'])}{gpu}")
+    ras = results.get("interleaved_RAS", {})
+    ras_rows = _ras_rows(ras) if "dicomml" in ras else []
     ours = results.get("dicomml", {})
     if "seconds" not in ours:
+        ours = results.get("dicomml_fused_RAS", {})
+    if "seconds" not in ours:
+        if ras_rows:
+            _print_table(args, ras_rows)
         return
     for name, label in (("monai_spacing", "MONAI Spacing / dicomml (speed-up, target >= 6)"),
                         ("simpleitk", "SimpleITK / dicomml (speed-up)"),
@@ -217,6 +261,7 @@ def main() -> None:
         "dicomml": "dicomml `Resample(spacing=1.0)`",
         "dicomml_fused_RAS": 'dicomml `Resample(spacing=1.0, axcodes="RAS")` from DICOM order',
         "monai_spacing": "MONAI `Spacing`",
+        "monai_orientation_spacing": 'MONAI `Orientation("RAS")` + `Spacing`',
         "simpleitk": "SimpleITK `Resample`",
         "torch_interpolate": "bare `torch.nn.functional.interpolate`",
     }
@@ -232,9 +277,31 @@ def main() -> None:
     if "seconds" in results.get("monai_spacing", {}):
         rows.append(("dicomml / MONAI peak RSS", "", "", "",
                      *table.ratio(ours["peak_rss_mb"] / results["monai_spacing"]["peak_rss_mb"], 0.33, at_most=True)))
+    _print_table(args, rows + ras_rows)
+
+
+def _ras_rows(mixed: dict) -> list[tuple]:
+    """Table rows of ``interleaved_RAS`` (best of each contender), printed with the medians above them."""
+    best = {k: v[0] for k, v in mixed.items() if k != "name"}
+    median = {k: float(np.median(v)) for k, v in mixed.items() if k != "name"}
+    for key in ("dicomml", "floor", "monai", "dicomml_batch", "floor_batch", "monai_batch"):
+        print(f"  interleaved_RAS {key:<14} best {best[key]:8.3f} s   median {median[key]:8.3f} s")
+    return [
+        ("orient + resample to RAS / bare interpolate on the same voxels, interleaved (best)", f"{best['dicomml']:.3f} s", "", "",
+         *table.ratio(best["dicomml"] / best["floor"], 1.3, at_most=True, of="the floor")),
+        ("MONAI `Orientation` + `Spacing` / dicomml orient + resample, interleaved (best)", f"{best['monai']:.3f} s", "", "",
+         *table.ratio(best["monai"] / best["dicomml"], 8.0)),
+        ("collate of 2 after dicomml / after bare interpolate, interleaved (best)", f"{best['dicomml_batch']:.3f} s", "", "",
+         *table.ratio(best["dicomml_batch"] / best["floor_batch"], 1.0, at_most=True, of="the floor's")),
+    ]
+
+
+def _print_table(args: argparse.Namespace, rows: list[tuple]) -> None:
+    import torch
+
     table.print_table(
-        f"Resampling a {args.size[0]}x{args.size[1]}x{args.size[2]} float32 volume at {args.spacing} mm to 1 mm, trilinear, "
-        f"on {args.device} (torch {torch.__version__}, best of {args.repeat})",
+        f"Resampling a {args.size[0]}x{args.size[1]}x{args.size[2]} float32 {args.geometry} volume at {args.spacing} mm to 1 mm, "
+        f"trilinear, on {args.device} (torch {torch.__version__}, best of {args.repeat})",
         ("contender", "time", "peak RSS MB", "peak GPU MB", "contender / dicomml", "target"),
         rows,
     )

@@ -68,13 +68,47 @@ class _Relayout:
         scaled = np.abs(self.offset - (self.ratio - 1) / 2) < _TOL
         return bool(np.all(self.shifts() | scaled))
 
+    def source_view(self, target: np.ndarray, unflipped: int | None = None) -> np.ndarray:
+        """A view of a target-order array, flipped (but for target axis ``unflipped``) and transposed to source axis order."""
+        flips = [j for j in self.flips if j != unflipped]
+        flipped = target[(slice(None), *(slice(None, None, -1) if j in flips else slice(None) for j in range(3)))]
+        return flipped.transpose(0, *(1 + self.perm.index(a) for a in range(3)))
+
     def to_target(self, out: torch.Tensor) -> torch.Tensor:
-        """Permute and flip a result computed in source axis order (one contiguous copy at most)."""
-        if self.perm != (0, 1, 2):
-            out = out.permute(0, *(1 + p for p in self.perm))
-        if self.flips:
-            out = out.flip([1 + j for j in self.flips])
-        return out.contiguous()
+        """Permute and flip a result computed in source axis order: one contiguous copy at most.
+
+        On the CPU the copy is a numpy one into a flipped, transposed view of
+        the target, one plane of the axis that stays out of the transposition at
+        a time: each plane is a 2-D transpose that stays in cache, where a whole
+        permuted copy reads (or writes) a new cache line per voxel, and torch's
+        ``flip`` would make a second pass.
+        """
+        if self.perm == (0, 1, 2) and not self.flips:
+            return out.contiguous()
+        src = _numpy_view(out)
+        if src is None:
+            if self.perm != (0, 1, 2):
+                out = out.permute(0, *(1 + p for p in self.perm))
+            return out.flip([1 + j for j in self.flips]).contiguous() if self.flips else out.contiguous()
+        target = np.empty((src.shape[0], *(src.shape[1 + p] for p in self.perm)), dtype=src.dtype)
+        view = self.source_view(target)
+        # The source axis that is neither source's fastest nor target's fastest: planes across it transpose in cache.
+        plane_axis = ({0, 1} - {self.perm[2]}).pop() if self.perm[2] != 2 else 0
+        for c in range(src.shape[0]):
+            for i in range(src.shape[1 + plane_axis]):
+                where = (c, *(i if a == plane_axis else slice(None) for a in range(3)))
+                np.copyto(view[where], src[where])
+        return torch.from_numpy(target)
+
+
+def _numpy_view(x: torch.Tensor) -> np.ndarray | None:
+    """``x`` as a numpy array sharing its memory, or None where numpy cannot hold it (GPU, bfloat16, autograd)."""
+    if x.device.type != "cpu" or x.requires_grad:
+        return None
+    try:
+        return x.numpy()
+    except (TypeError, RuntimeError):
+        return None
 
 
 def _index_map(affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
@@ -307,8 +341,7 @@ def _trilinear_in_slabs(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
     c, n0, n1, n2 = x.shape
     j0 = plan.perm.index(0)  # the target axis that source axis 0 becomes
     inner = np.empty((c, *(n0 if p == 0 else plan.size[p] for p in plan.perm)), dtype=np.float32)
-    flipped = inner[(slice(None), *(slice(None, None, -1) if j in plan.flips and j != j0 else slice(None) for j in range(3)))]
-    view = flipped.transpose(0, *(1 + plan.perm.index(a) for a in range(3)))  # source axis order, writes land in target order
+    view = plan.source_view(inner, unflipped=j0)  # source axis order, writes land in target order
     step = max(1, _SLAB_BYTES // (4 * c * n1 * n2))
     for s in range(0, n0, step):
         slab = x[:, s : s + step].float().reshape(-1, 1, n1, n2)
