@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import highdicom as hd
 import numpy as np
@@ -17,10 +16,7 @@ from dicomml.sample.phantom import LESION_CENTRE, LESION_RADIUS
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    start = time.perf_counter()
-    written = write_sample_study(tmp_path_factory.mktemp("sample"))
-    written_in = time.perf_counter() - start
-    return written, written_in
+    return write_sample_study(tmp_path_factory.mktemp("sample"))
 
 
 def read_series(paths) -> sitk.Image:
@@ -35,12 +31,11 @@ def value_at_ras(image: sitk.Image, ras) -> float:
     return float(image[image.TransformPhysicalPointToIndex(lps)])
 
 
-def test_sample_is_small_fast_and_complete(study):
-    written, seconds = study
+def test_sample_is_small_and_complete(study):
+    written = study
     assert (len(written.ct), len(written.mr)) == (80, 28)
     total = sum(p.stat().st_size for p in (*written.ct, *written.mr, written.seg))
     assert total < 6_000_000
-    assert seconds < 10, f"sample study took {seconds:.1f} s"
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in (written.ct[0], written.mr[0], written.seg)]
     assert [h.Modality for h in headers] == ["CT", "MR", "SEG"]
     assert len({h.StudyInstanceUID for h in headers}) == 1
@@ -57,7 +52,7 @@ def test_same_seed_same_bytes_other_seed_other_uids(tmp_path):
 
 
 def test_ct_lesion_sits_in_the_right_lung_for_simpleitk(study):
-    written, _ = study
+    written = study
     ct = read_series(written.ct)
     assert ct.GetSize() == (128, 128, 80)
     assert value_at_ras(ct, LESION_CENTRE) == pytest.approx(35, abs=60)  # soft tissue, HU after rescale
@@ -68,7 +63,7 @@ def test_ct_lesion_sits_in_the_right_lung_for_simpleitk(study):
 
 
 def test_sagittal_mr_shows_the_liver_on_the_patient_right(study):
-    written, _ = study
+    written = study
     mr = read_series(written.mr)
     direction = np.array(mr.GetDirection()).reshape(3, 3)
     assert np.allclose(np.abs(direction[:, 2]), [1, 0, 0])  # slices stack along left-right: sagittal
@@ -77,7 +72,7 @@ def test_sagittal_mr_shows_the_liver_on_the_patient_right(study):
 
 
 def test_seg_segments_are_where_highdicom_puts_them(study):
-    written, _ = study
+    written = study
     seg = hd.seg.segread(written.seg)
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lesion", "liver"]
     assert seg.get_source_image_uids()[0][1] == written.ct_series_uid
