@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dicomml.cache import Cache
-from dicomml.errors import CacheMissError, ManifestError
+from dicomml.errors import CacheMissError
 from dicomml.imaging2d.masks import sample_masks
 from dicomml.imaging2d.prepare import (
     IMAGE_MODALITIES,
@@ -29,17 +29,10 @@ from dicomml.transforms.base import Mask
 
 __all__ = ["ImageDataset", "select_images"]
 
-_COLUMNS = "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, burned_in, spacing_source, number_of_frames"
-
-
 def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
     """SEG rows of the manifest by the SOP Instance UID of each image they reference."""
-    segs = manifest.sql(
-        "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids FROM instances "
-        "WHERE modality = 'SEG' ORDER BY path"
-    )
     out: dict[str, list[dict[str, Any]]] = {}
-    for record in segs.to_dict("records"):
+    for record in manifest.seg_instances().to_dict("records"):
         uids = record.pop("referenced_sop_uids")
         for uid in uids if uids is not None else []:
             out.setdefault(str(uid), []).append(record)
@@ -54,14 +47,7 @@ def select_images(manifest: Manifest, where: str | None = None, modalities: tupl
     ManifestError
         If ``where`` is not a valid predicate on the ``instances`` table.
     """
-    placeholders = ", ".join("?" for _ in modalities)
-    query = f"SELECT DISTINCT {_COLUMNS} FROM instances WHERE modality IN ({placeholders})"
-    if where:
-        query += f" AND ({where})"
-    try:
-        return manifest.sql(query + " ORDER BY path", *modalities)
-    except Exception as exc:  # DuckDB's parser and binder errors have no common base
-        raise ManifestError(f"{manifest.path}: cannot select images ({exc}); check the where= predicate") from exc
+    return manifest.image_instances(modalities, where)
 
 
 class ImageDataset(Dataset):

@@ -247,15 +247,18 @@ class Manifest:
         query += f" ORDER BY {', '.join(_quoted(c) for c in order)}" if order else ""
         return self._filtered(query, where, table)
 
-    def _filtered(self, query: str, where: str | None, table: str) -> pd.DataFrame:
-        """Run ``query``, which holds the caller's ``where``, as one statement; a DuckDB error is the predicate's."""
+    def _filtered(self, query: str, where: str | None, table: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run ``query``, which holds the caller's ``where``, as one statement; a DuckDB error is the predicate's.
+
+        ``params`` are the values of the query's own ``?`` placeholders.
+        """
         import duckdb
 
         con = self.connect()
         try:
             if len(con.extract_statements(query)) != 1:
                 raise duckdb.ParserException("the predicate ends the statement")
-            return con.execute(query).df()
+            return con.execute(query, list(params)).df()
         except duckdb.Error as exc:
             first_line = str(exc).strip().splitlines()[0]
             raise ManifestError(
@@ -316,6 +319,104 @@ class Manifest:
             sorted(set(annotation_keys)),
         )
 
+    def image_instances(self, modalities: Sequence[str], where: str | None = None) -> pd.DataFrame:
+        """Distinct ``instances`` rows of some modalities (the 2D images), ordered by path.
+
+        Parameters
+        ----------
+        modalities
+            The modalities kept, e.g. ``("DX", "MG")``.
+        where
+            An SQL predicate on the ``instances`` table (DuckDB), e.g.
+            ``"view = 'CC' AND NOT burned_in"``; ANDed with the modalities.
+            It filters a subquery of the rows of these modalities, run as one
+            statement over read-only views.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``path``, ``folder``, ``sop_instance_uid``, ``size``,
+            ``mtime_ns``, ``modality``, ``photometric_interpretation``,
+            ``view``, ``laterality``, ``burned_in``, ``spacing_source``,
+            ``number_of_frames``.
+
+        Raises
+        ------
+        ManifestError
+            If ``where`` is not one valid predicate on the ``instances`` table.
+
+        Examples
+        --------
+        >>> m.image_instances(("MG",), "view = 'CC'")  # doctest: +SKIP
+        """
+        # the predicate filters a subquery of these modalities' rows: it cannot reach past them
+        chosen = "(SELECT * FROM instances WHERE list_contains(?, modality)) AS instances"
+        query = f"SELECT DISTINCT {_IMAGE_COLUMNS} FROM {chosen}" + (f" WHERE ({where})" if where else "") + " ORDER BY path"
+        return self._filtered(query, where, "instances", [list(modalities)])
+
+    def seg_instances(self) -> pd.DataFrame:
+        """Distinct DICOM SEG files of the manifest, ordered by path.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``path``, ``sop_instance_uid``, ``size``, ``mtime_ns`` and
+            ``referenced_sop_uids`` (the SOP Instance UIDs of the images the
+            SEG references, or None).
+
+        Examples
+        --------
+        >>> m.seg_instances()[["path", "referenced_sop_uids"]]  # doctest: +SKIP
+        """
+        return self.sql(
+            "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids FROM instances "
+            "WHERE modality = 'SEG' ORDER BY path"
+        )
+
+    def usable_studies(self) -> pd.DataFrame:
+        """Studies with at least one usable series, sorted by study UID.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``study_instance_uid`` and ``patient_key`` (any one of
+            the study's usable series).
+
+        Examples
+        --------
+        >>> m.usable_studies()  # doctest: +SKIP
+          study_instance_uid patient_key
+        0         1.2.3.4...    a1b2c3...
+        """
+        return self.sql(
+            "SELECT study_instance_uid, any_value(patient_key) AS patient_key FROM series WHERE usable "
+            "GROUP BY study_instance_uid ORDER BY study_instance_uid"
+        )
+
+    def series_acquired(self, series_keys: Sequence[str]) -> pd.DataFrame:
+        """Geometry of some series and the latest acquisition time of each: what picks a study's series for a role.
+
+        Parameters
+        ----------
+        series_keys
+            Keys of the ``series`` table; keys not in the manifest have no row.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per series, in no particular order: ``study_instance_uid``,
+            ``series_key``, ``series_number``, ``n_slices``, ``n_volumes``,
+            ``slice_spacing``, ``pixel_spacing``, ``frame_of_reference_uid``
+            and ``acquired`` (the latest ``acquisition_time`` of its files, or
+            None).
+
+        Examples
+        --------
+        >>> m.series_acquired(m.usable_series_keys("modality = 'MR'"))  # doctest: +SKIP
+        """
+        keys = list(series_keys)
+        return self.sql(_SERIES_ACQUIRED, keys, keys)
+
     def pairs(self) -> pd.DataFrame:
         """Image series and the annotations linked to them; see :func:`dicomml.pairs`."""
         return self.sql(
@@ -346,6 +447,20 @@ class Manifest:
 def _quoted(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
+
+_IMAGE_COLUMNS = (
+    "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, "
+    "burned_in, spacing_source, number_of_frames"
+)
+
+_SERIES_ACQUIRED = """
+WITH acquired AS (SELECT series_key, max(acquisition_time) AS acquired FROM instances
+                  WHERE list_contains(?, series_key) GROUP BY series_key)
+SELECT s.study_instance_uid, s.series_key, s.series_number, s.n_slices, s.n_volumes, s.slice_spacing,
+       s.pixel_spacing, s.frame_of_reference_uid, a.acquired
+FROM series s LEFT JOIN acquired a USING (series_key)
+WHERE list_contains(?, s.series_key)
+"""
 
 _SUMMARY = {
     "series by modality": "SELECT coalesce(modality, '?') AS modality, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1",

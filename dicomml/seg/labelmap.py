@@ -17,6 +17,7 @@ import numpy as np
 
 from dicomml.config import Annotations, Label
 from dicomml.errors import DicomMLError
+from dicomml.indexer.manifest import Manifest
 from dicomml.seg.labels import match_label, segment_names
 from dicomml.volume import Volume
 
@@ -32,7 +33,7 @@ def _stamp(header: Any) -> str:
     return ""
 
 
-def choose_annotations(manifest: Any, annotation_keys: Sequence[str], choose: str) -> list[str]:
+def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choose: str) -> list[str]:
     """The annotations of one series that the ``choose`` policy keeps.
 
     Parameters
@@ -65,7 +66,7 @@ def choose_annotations(manifest: Any, annotation_keys: Sequence[str], choose: st
 
 
 def dataset_mask(
-    manifest: Any,
+    manifest: Manifest,
     annotation_keys: Sequence[str],
     reference: Volume,
     annotations: Annotations,

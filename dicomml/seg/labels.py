@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydicom.dataset import Dataset
 
 from dicomml.config import Label
 from dicomml.dicom.io import read_dataset
+
+if TYPE_CHECKING:
+    from dicomml.indexer.manifest import Manifest
 
 __all__ = ["SegmentName", "label_table", "match_label", "segment_names"]
 
@@ -124,7 +127,7 @@ def match_label(labels: Sequence[Label], segment: SegmentName) -> Label | None:
     return None
 
 
-def label_table(manifest: Any) -> pd.DataFrame:
+def label_table(manifest: Manifest | str | os.PathLike[str]) -> pd.DataFrame:
     """Every label and code found across a manifest's annotations, with counts.
 
     Parameters

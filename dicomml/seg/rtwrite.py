@@ -16,7 +16,7 @@ import datetime
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
@@ -27,6 +27,9 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from dicomml._optional import require
 from dicomml.config import Label
 from dicomml.seg.write import Labels, Prediction, SourceGrid, prepare, to_source_grid
+
+if TYPE_CHECKING:
+    from dicomml.indexer.manifest import Manifest
 
 _FEATURE = "write-back to RTSTRUCT (dicomml.write_rtstruct)"
 find_contours = require("skimage.measure", extra="seg", feature=_FEATURE).find_contours
@@ -182,7 +185,7 @@ def write_rtstruct(
     labels: Labels,
     out: str | os.PathLike[str],
     *,
-    manifest: Any = None,
+    manifest: Manifest | str | os.PathLike[str] | None = None,
     affine: Any = None,
     threshold: float = 0.5,
     algorithm: str = "dicomml",

@@ -31,6 +31,8 @@ from dicomml.volume import Volume
 
 if TYPE_CHECKING:
     import highdicom as hd
+
+    from dicomml.indexer.manifest import Manifest
 else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
 
@@ -72,7 +74,7 @@ class SourceGrid:
     regular: bool
 
 
-def _read_sources(source: Any, manifest: Any) -> list[Dataset]:
+def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | None) -> list[Dataset]:
     if isinstance(source, str) and manifest is not None:
         from dicomml.indexer.manifest import Manifest
 
@@ -94,7 +96,7 @@ def _clean(ds: Dataset) -> Dataset:
     return ds
 
 
-def source_grid(source: Any, *, manifest: Any = None) -> SourceGrid:
+def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | None = None) -> SourceGrid:
     """Headers and grid of the series a prediction was computed from.
 
     Parameters
@@ -306,7 +308,7 @@ def to_source_grid(
 
 
 def prepare(
-    prediction: Prediction, source: Any, labels: Labels, manifest: Any, affine: Any
+    prediction: Prediction, source: Any, labels: Labels, manifest: Manifest | str | os.PathLike[str] | None, affine: Any
 ) -> tuple[tuple[Label, ...], np.ndarray, np.ndarray, SourceGrid]:
     """The common start of a write-back: the label map, the prediction and its affine, the source grid."""
     chosen = parse_labels(labels)
@@ -349,7 +351,7 @@ def write_seg(
     out: str | os.PathLike[str],
     *,
     kind: str = "binary",
-    manifest: Any = None,
+    manifest: Manifest | str | os.PathLike[str] | None = None,
     affine: Any = None,
     threshold: float = 0.5,
     algorithm: str = "dicomml",

@@ -1,8 +1,9 @@
 """Which series of each study fills each role: SQL predicates on the manifest, then the tie-break.
 
-Adapter only: one DuckDB query per role over the manifest's ``series`` table
-(usable series), joined to the latest acquisition time of each series for the
-``newest`` / ``oldest`` tie-breaks.
+Adapter only: per role, the manifest's usable series that match the role's
+predicate (:meth:`~dicomml.indexer.manifest.Manifest.usable_series_keys`), with
+the latest acquisition time of each for the ``newest`` / ``oldest`` tie-breaks
+(:meth:`~dicomml.indexer.manifest.Manifest.series_acquired`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,10 @@ import numpy as np
 import pandas as pd
 
 from dicomml.errors import ConfigError, ManifestError
+from dicomml.indexer.manifest import Manifest
 from dicomml.study.config import Role, StudyConfig
 
 __all__ = ["StudyMatch", "match_studies"]
-
-_CANDIDATES = """
-WITH acquired AS (SELECT series_key, max(acquisition_time) AS acquired FROM instances
-                  WHERE list_contains(?, series_key) GROUP BY series_key)
-SELECT s.study_instance_uid, s.series_key, s.series_number, s.n_slices, s.n_volumes, s.slice_spacing,
-       s.pixel_spacing, s.frame_of_reference_uid, a.acquired
-FROM series s LEFT JOIN acquired a USING (series_key)
-WHERE list_contains(?, s.series_key)
-"""
-
 
 @dataclass(frozen=True)
 class StudyMatch:
@@ -80,7 +72,7 @@ class StudyMatch:
         return pd.DataFrame(rows, columns=["role", "matched", "ambiguous", "unresolved", "missing"])
 
 
-def match_studies(manifest: Any, config: StudyConfig) -> StudyMatch:
+def match_studies(manifest: Manifest, config: StudyConfig) -> StudyMatch:
     """Pick, in every study of the manifest, one series per role.
 
     Parameters
@@ -99,11 +91,7 @@ def match_studies(manifest: Any, config: StudyConfig) -> StudyMatch:
     ConfigError
         If a role's ``where`` is not valid SQL on the ``series`` table.
     """
-    studies = manifest.sql(
-        "SELECT study_instance_uid, any_value(patient_key) AS patient_key FROM series WHERE usable "
-        "GROUP BY study_instance_uid ORDER BY study_instance_uid"
-    )
-    table = studies.copy()
+    table = manifest.usable_studies().copy()
     problems: list[list[str]] = [[] for _ in range(len(table))]
     position = {uid: i for i, uid in enumerate(table["study_instance_uid"])}
     for role in config.roles:
@@ -129,12 +117,12 @@ def match_studies(manifest: Any, config: StudyConfig) -> StudyMatch:
     return StudyMatch(table.reset_index(drop=True), config.role_names)
 
 
-def _candidates(manifest: Any, config: StudyConfig, role: Role) -> pd.DataFrame:
+def _candidates(manifest: Manifest, config: StudyConfig, role: Role) -> pd.DataFrame:
     try:
         keys = manifest.usable_series_keys(role.where)
     except ManifestError as exc:
         raise ConfigError(f"{config.name}: roles.{role.name}.where: {exc}") from None
-    return manifest.sql(_CANDIDATES, keys, keys)
+    return manifest.series_acquired(keys)
 
 
 def _ranked(group: pd.DataFrame, prefer: str) -> pd.DataFrame:

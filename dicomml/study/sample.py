@@ -19,6 +19,7 @@ import torch
 from dicomml.assemble.volumes import apply_selection
 from dicomml.cache.key import FORMAT_VERSION, source_fingerprint
 from dicomml.errors import ConfigError, FrameOfReferenceError
+from dicomml.indexer.manifest import Manifest
 from dicomml.study.config import Role, StudyConfig
 from dicomml.study.roles import StudyMatch, match_studies
 from dicomml.study.suv import suv_factor
@@ -97,7 +98,7 @@ def study_key(files_by_role: Mapping[str, Sequence[tuple[Any, ...]]], config: St
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def study_sources(manifest: Any, config: StudyConfig, match: StudyMatch | None = None) -> list[StudySource]:
+def study_sources(manifest: Manifest, config: StudyConfig, match: StudyMatch | None = None) -> list[StudySource]:
     """The usable studies of a manifest, with their members and cache keys, sorted by study UID.
 
     Parameters
@@ -258,7 +259,7 @@ def _labels(mask: Volume) -> list[str]:
     return [str(v) for _, v in sorted(labels.items(), key=lambda kv: int(kv[0]))] if isinstance(labels, dict) else [str(v) for v in labels]
 
 
-def compute_study(manifest: Any, source: StudySource, config: StudyConfig, *, device: str = "cpu") -> StudyArrays:
+def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, *, device: str = "cpu") -> StudyArrays:
     """Load a study's member series and masks, and put them on the reference grid.
 
     Raises
@@ -290,7 +291,7 @@ def compute_study(manifest: Any, source: StudySource, config: StudyConfig, *, de
     return resample_roles(volumes, masks, config, device=device)
 
 
-def preprocess_study(source: StudySource, manifest: Any, config: StudyConfig, cache: Any, *, device: str = "cpu") -> Any:
+def preprocess_study(source: StudySource, manifest: Manifest, config: StudyConfig, cache: Any, *, device: str = "cpu") -> Any:
     """Compute and publish the cache entry of one study sample, unless it is already there.
 
     The entry is one Zarr group like a series entry: ``image`` (C, i, j, k),

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import fsspec
+import pandas as pd
 import polars as pl
 import pytest
 
@@ -111,6 +112,40 @@ def test_fingerprints_hold_one_row_per_file(corpus_manifest: Manifest):
     ann = annotations.annotation_key.iloc[0]
     files = corpus_manifest.annotation_fingerprints([ann])
     assert set(files.sop_instance_uid) == set(annotations[annotations.annotation_key == ann].sop_instance_uid)
+
+
+def test_image_instances_keep_their_modalities_and_the_predicate(corpus_manifest: Manifest):
+    instances = corpus_manifest.instances
+    chosen = instances[instances.modality.isin(["CT", "MR"])]
+    rows = corpus_manifest.image_instances(("CT", "MR"))
+    assert list(rows.path) == sorted(chosen.path.unique()) and set(rows.modality) <= {"CT", "MR"}
+    assert list(rows.columns)[:3] == ["path", "folder", "sop_instance_uid"]
+    ct = corpus_manifest.image_instances(("CT", "MR"), "modality = 'CT'")
+    assert list(ct.path) == sorted(chosen[chosen.modality == "CT"].path.unique())
+    # a predicate that closes its parenthesis still sees only the chosen modalities
+    assert set(corpus_manifest.image_instances(("CT",), "1 = 0) OR (1 = 1").modality) == {"CT"}
+    assert corpus_manifest.image_instances(()).empty
+
+
+@pytest.mark.parametrize("where", ["no_such_column = 1", "1 = 1; SELECT 1"])
+def test_image_instances_refuse_what_is_not_one_predicate(corpus_manifest: Manifest, where: str):
+    with pytest.raises(ManifestError, match="not a valid predicate on the instances table"):
+        corpus_manifest.image_instances(("CT",), where)
+
+
+def test_seg_instances_studies_and_acquisitions_match_pandas(corpus_manifest: Manifest):
+    instances, series = corpus_manifest.instances, corpus_manifest.series
+    segs = corpus_manifest.seg_instances()
+    assert list(segs.columns) == ["path", "sop_instance_uid", "size", "mtime_ns", "referenced_sop_uids"]
+    assert list(segs.path) == sorted(instances[instances.modality == "SEG"].path.unique()) and len(segs) > 0
+    studies = corpus_manifest.usable_studies()
+    assert list(studies.study_instance_uid) == sorted(series[series.usable].study_instance_uid.unique())
+    keys = list(series.series_key[:3])
+    acquired = corpus_manifest.series_acquired([*keys, "no-such-key"])
+    assert sorted(acquired.series_key) == sorted(keys)
+    for row in acquired.itertuples():
+        times = instances[instances.series_key == row.series_key].acquisition_time.dropna()
+        assert row.acquired == times.max() if len(times) else pd.isna(row.acquired)
 
 
 def test_summary_counts_match_pandas(corpus_manifest: Manifest):
