@@ -18,6 +18,7 @@ YAML layout (every key optional except ``name``)::
       chunks: [64, 64, 64]      # inner Zarr chunk shape (voxels) of the cached arrays
       philips_scaling: float    # float (as dcm2niix) | display: Philips MR's private scaling
       on_irregular: raise       # raise | resample | keep (gaps, tilt, varying geometry)
+      max_voxels: 1073741824    # most voxels one assembled volume may have (hostile-input ceiling; not in the cache key)
       annotations:              # the dataset's label map: the same channels for every sample
         labels: {liver: 1, tumor: 2}   # or [liver, tumor], or {liver: {value, codes, aliases, color}}
         mode: channels          # channels (multi-hot) | label_map
@@ -65,6 +66,7 @@ import yaml
 
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling
 from dicomml.errors import ConfigError
+from dicomml.limits import DEFAULT_MAX_VOXELS
 
 __all__ = [
     "PRESET_DIR",
@@ -348,6 +350,12 @@ class Deterministic:
     volumes
         Which volumes of a 4D series are kept (:class:`VolumeSelection`);
         every one by default.
+    max_voxels
+        Most voxels one assembled volume may have (``max_voxels`` of
+        :func:`dicomml.load_series`; see :mod:`dicomml.limits`): raise it for
+        larger data. It decides only whether a series loads, never what it
+        loads as, so :meth:`PipelineConfig.canonical` (the cache key) leaves
+        it out.
     """
 
     orientation: str = "RAS"
@@ -361,6 +369,7 @@ class Deterministic:
     annotations: Annotations = field(default_factory=Annotations)
 
     volumes: VolumeSelection = field(default_factory=VolumeSelection)
+    max_voxels: int = DEFAULT_MAX_VOXELS
 
     def labels(self) -> tuple[Label, ...]:
         """The dataset's label map: ``annotations.labels``, else the ``masks`` names; empty for ``"*"``."""
@@ -387,6 +396,8 @@ class Deterministic:
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
         if self.philips_scaling not in PHILIPS_SCALINGS:
             raise ConfigError(f"philips_scaling {self.philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
+        if isinstance(self.max_voxels, bool) or not isinstance(self.max_voxels, int) or self.max_voxels <= 0:
+            raise ConfigError(f"max_voxels {self.max_voxels!r} must be a positive number of voxels")
 
 
 @dataclass(frozen=True)
@@ -422,7 +433,7 @@ class PipelineConfig:
     --------
     >>> cfg = PipelineConfig("x", Deterministic(spacing=(1.0, 1.0, 1.0)))
     >>> cfg.canonical()
-    '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"RAS","shape":null,"spacing":[1.0,1.0,1.0]}'
+    '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"RAS","philips_scaling":"float","shape":null,"spacing":[1.0,1.0,1.0]}'
     """
 
     name: str
@@ -433,9 +444,11 @@ class PipelineConfig:
         """Stable JSON of the deterministic part: sorted keys, no spaces, floats as floats.
 
         The name and the at-load part are left out on purpose: renaming a
-        config or changing a window keeps every cache entry valid.
+        config or changing a window keeps every cache entry valid; so is
+        ``max_voxels``, which decides whether a series loads, not what is cached.
         """
         det = dataclasses.asdict(self.deterministic)
+        del det["max_voxels"]
         # options at their defaults are left out, so configs written before they existed keep their cache keys
         defaults = (("on_irregular", "raise"), ("annotations", dataclasses.asdict(Annotations())), ("volumes", dataclasses.asdict(VolumeSelection())))
         for key, default in defaults:
@@ -490,6 +503,7 @@ class PipelineConfig:
                     on_irregular=_typed(det.get("on_irregular", "raise"), str, "deterministic.on_irregular"),
                     annotations=_annotations(det.get("annotations") or {}),
                     volumes=_volumes(det.get("volumes")),
+                    max_voxels=_typed(det.get("max_voxels", DEFAULT_MAX_VOXELS), int, "deterministic.max_voxels"),
                 ),
                 at_load=AtLoad(
                     windows=tuple(_window(w, i) for i, w in enumerate(_seq(load.get("windows"), "at_load.windows"))),
@@ -583,9 +597,13 @@ def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConf
 
 
 def with_options(
-    config: PipelineConfig, *, on_irregular: str | None = None, annotations: Annotations | Mapping[str, Any] | None = None
+    config: PipelineConfig,
+    *,
+    on_irregular: str | None = None,
+    annotations: Annotations | Mapping[str, Any] | None = None,
+    max_voxels: int | None = None,
 ) -> PipelineConfig:
-    """``config`` with its assembly and annotation options replaced where given (None keeps them).
+    """``config`` with its assembly, annotation and ``max_voxels`` options replaced where given (None keeps them).
 
     Examples
     --------
@@ -596,6 +614,8 @@ def with_options(
     det = config.deterministic
     if on_irregular is not None:
         det = dataclasses.replace(det, on_irregular=on_irregular)  # type: ignore[arg-type]  # checked in __post_init__
+    if max_voxels is not None:
+        det = dataclasses.replace(det, max_voxels=max_voxels)
     if annotations is not None:
         det = dataclasses.replace(det, annotations=annotations if isinstance(annotations, Annotations) else _annotations(annotations))
     return dataclasses.replace(config, deterministic=det)

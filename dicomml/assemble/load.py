@@ -32,7 +32,7 @@ from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
-from dicomml.limits import check_voxels
+from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -62,6 +62,7 @@ def load_files(
     dtype: np.dtype | type | str | None = None,
     threads: int | None = None,
     philips_scaling: PhilipsScaling = "float",
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -96,6 +97,11 @@ def load_files(
         ``"display"`` the standard Rescale Slope / Intercept only, as pydicom
         and ITK do (see :mod:`dicomml.dicom.philips`). Other images are the
         same either way.
+    max_voxels
+        Most voxels the assembled volume (all time points together, and any
+        resampled grid) may have: a header that asks for more raises
+        :class:`~dicomml.errors.ResourceLimitError` before anything is
+        allocated. Default :data:`dicomml.limits.DEFAULT_MAX_VOXELS` (2**30).
 
     Returns
     -------
@@ -113,6 +119,8 @@ def load_files(
         Or one of its subclasses, for irregular geometry under ``"raise"``.
     InvalidDicomFileError, UnsupportedTransferSyntaxError
         For a file that cannot be read or decoded.
+    ResourceLimitError
+        If the volume would exceed ``max_voxels``.
 
     Examples
     --------
@@ -123,7 +131,7 @@ def load_files(
     sources = _read_headers([str(p) for p in paths], frames, philips_scaling)
     key = _single_group(sources)
     with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
-        return _assemble(sources, on_irregular, dtype, threads, series_key=key)
+        return _assemble(sources, on_irregular, dtype, threads, series_key=key, max_voxels=max_voxels)
 
 
 def load_series(
@@ -134,6 +142,7 @@ def load_series(
     dtype: np.dtype | type | str | None = None,
     threads: int | None = None,
     philips_scaling: PhilipsScaling = "float",
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> Volume:
     """Assemble one volume group of a manifest into a Volume.
 
@@ -143,7 +152,7 @@ def load_series(
         A :class:`dicomml.Manifest`, or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
-    on_irregular, dtype, threads, philips_scaling
+    on_irregular, dtype, threads, philips_scaling, max_voxels
         As for :func:`load_files`.
 
     Returns
@@ -155,7 +164,7 @@ def load_series(
     ------
     SeriesNotFoundError
         If the manifest has no such series key.
-    SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError
+    SeriesAssemblyError, InvalidDicomFileError, UnsupportedTransferSyntaxError, ResourceLimitError
         As for :func:`load_files`.
 
     Examples
@@ -166,7 +175,7 @@ def load_series(
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling)
     with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
-        return _assemble(sources, on_irregular, dtype, threads, series_key=series_key)
+        return _assemble(sources, on_irregular, dtype, threads, series_key=series_key, max_voxels=max_voxels)
 
 
 def _frame_list(value: Any) -> list[int] | None:
@@ -295,7 +304,9 @@ def _thickness(ds: Dataset) -> float:
     return 1.0
 
 
-def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, threads: int | None, *, series_key: str) -> Volume:
+def _assemble(
+    sources: list[_Source], on_irregular: OnIrregular, dtype: Any, threads: int | None, *, series_key: str, max_voxels: int
+) -> Volume:
     index = [(s, int(r)) for s in sources for r in s.rows]
     table_rows = [(s.table, r) for s, r in index]
     temporal = np.array([t.temporal[r] for t, r in table_rows])
@@ -318,14 +329,14 @@ def _assemble(sources: list[_Source], on_irregular: OnIrregular, dtype: Any, thr
     for (table, row), slot in zip(table_rows, plan.slots):
         if slot >= 0:
             slopes[slot], intercepts[slot] = table.rescale_slope[row], table.rescale_intercept[row]
-    array = _decode_all(sources, plan, slopes, intercepts, dtype, threads)
+    array = _decode_all(sources, plan, slopes, intercepts, dtype, threads, max_voxels)
     affine = plan.affine
     shape = (plan.n_volumes, plan.n_positions) if plan.n_volumes > 1 else (plan.n_positions,)
     array = array.reshape(*shape, *array.shape[-2:])
     if "equidistant" in plan.resample and plan.geometry is not None:
-        array, affine = equidistant(array, plan.geometry.offsets, plan.geometry.spacing, affine)
+        array, affine = equidistant(array, plan.geometry.offsets, plan.geometry.spacing, affine, max_voxels=max_voxels)
     if "tilt" in plan.resample:
-        array, affine = correct_tilt(array, affine)
+        array, affine = correct_tilt(array, affine, max_voxels=max_voxels)
     meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
     if plan.n_volumes == 1:
         return Volume(array, affine, (), meta)
@@ -342,7 +353,13 @@ def _integral(values: np.ndarray) -> bool:
 
 
 def _decode_all(
-    sources: list[_Source], plan: StackPlan, slopes: np.ndarray, intercepts: np.ndarray, dtype: Any, threads: int | None
+    sources: list[_Source],
+    plan: StackPlan,
+    slopes: np.ndarray,
+    intercepts: np.ndarray,
+    dtype: Any,
+    threads: int | None,
+    max_voxels: int,
 ) -> np.ndarray:
     first = sources[0]
     stored = {stored_dtype(s.header) for s in sources}
@@ -354,7 +371,7 @@ def _decode_all(
     else:  # float64 only when asked for, or when the file stores 64-bit floats
         out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(np.float32, *stored)
     shape = (len(slopes), first.table.rows, first.table.columns)
-    check_voxels(shape, f"{first.path} and the other files of its series")
+    check_voxels(shape, f"{first.path} and the other files of its series", max_voxels)
     out = np.empty(shape, dtype=out_dtype)
     slots_by_source = []
     start = 0

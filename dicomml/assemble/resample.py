@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dicomml.limits import check_voxels
+from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
 
 __all__ = ["equidistant", "correct_tilt"]
 
 
-def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def equidistant(
+    array: np.ndarray, offsets: np.ndarray, spacing: float, affine: np.ndarray, *, max_voxels: int = DEFAULT_MAX_VOXELS
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample slices at uneven positions along the normal to an even step.
 
     Parameters
@@ -30,6 +32,8 @@ def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: 
         slices are kept and the step is adjusted to fit a whole number of them.
     affine
         4x4 RAS+ affine of ``array`` whose slice column is the mean step.
+    max_voxels
+        Most voxels the output may have (see :mod:`dicomml.limits`).
 
     Returns
     -------
@@ -50,7 +54,7 @@ def equidistant(array: np.ndarray, offsets: np.ndarray, spacing: float, affine: 
     lower = np.clip(np.searchsorted(offsets, targets, side="right") - 1, 0, n - 2)
     weight = ((targets - offsets[lower]) / (offsets[lower + 1] - offsets[lower])).astype(np.float32)
     shape = (*array.shape[:-3], n_new, *array.shape[-2:])
-    check_voxels(shape, f"resampling to equidistant slices of {spacing:g} mm")
+    check_voxels(shape, f"resampling to equidistant slices of {spacing:g} mm", max_voxels)
     out = np.empty(shape, dtype=np.float32)
     for k in range(n_new):
         below, above = array[..., lower[k], :, :], array[..., lower[k] + 1, :, :]
@@ -79,7 +83,7 @@ def _shift_lines(source: np.ndarray, start: float, size: int, axis: int, fill: f
     return out
 
 
-def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def correct_tilt(array: np.ndarray, affine: np.ndarray, *, max_voxels: int = DEFAULT_MAX_VOXELS) -> tuple[np.ndarray, np.ndarray]:
     """Remove a gantry tilt: make the slice axis perpendicular to the slice plane.
 
     Each slice keeps its plane; it is shifted in-plane by the part of the
@@ -92,6 +96,8 @@ def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
         (..., slices, rows, columns) real array.
     affine
         4x4 RAS+ affine whose slice column is oblique to the plane.
+    max_voxels
+        Most voxels the output may have (see :mod:`dicomml.limits`).
 
     Returns
     -------
@@ -121,7 +127,7 @@ def correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
     new_cols = cols - col0 + int(np.ceil(col_shift.max() - 1e-6))
     fill = float(array.min())
     shape = (*array.shape[:-3], n, new_rows, new_cols)
-    check_voxels(shape, "correcting gantry tilt")
+    check_voxels(shape, "correcting gantry tilt", max_voxels)
     out = np.empty(shape, dtype=np.float32)
     for i in range(n):
         plane = array[..., i, :, :]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dicomml.cli._options import on_irregular, philips_scaling
+from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
 from dicomml.export import save_nifti
 
@@ -40,6 +40,7 @@ def _mask_path(output: str) -> Path:
 )
 @on_irregular
 @philips_scaling
+@max_voxels
 def command(
     manifest: str,
     series_key: str,
@@ -48,13 +49,21 @@ def command(
     mask_output: str | None,
     on_irregular: str,
     philips_scaling: str,
+    max_voxels: int | None,
 ) -> None:
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
     qform code 1), and with --mask the annotation as a label map on the same grid."""
     from dicomml import Manifest, load_mask, load_series
+    from dicomml.limits import DEFAULT_MAX_VOXELS
 
     opened = Manifest(manifest)
-    volume = load_series(opened, series_key, on_irregular=on_irregular, philips_scaling=philips_scaling)  # type: ignore[arg-type]
+    volume = load_series(
+        opened,
+        series_key,
+        on_irregular=on_irregular,  # type: ignore[arg-type]
+        philips_scaling=philips_scaling,  # type: ignore[arg-type]
+        max_voxels=max_voxels or DEFAULT_MAX_VOXELS,
+    )
     click.echo(f"wrote {save_nifti(volume, output)}")
     if annotation_key is not None:
         mask = load_mask(opened, annotation_key, reference=volume)

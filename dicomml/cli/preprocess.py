@@ -7,7 +7,8 @@ a SLURM array's ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT`` (minus
 ``SLURM_ARRAY_TASK_MIN``, divided by ``SLURM_ARRAY_TASK_STEP``), whichever is
 set first with a count above 1. The decoding threads of a task come from
 ``OMP_NUM_THREADS`` (set per rank by torchrun and SLURM) unless
-``--threads`` is given, and the glibc setting ``MALLOC_TRIM_THRESHOLD_``,
+``--threads`` is given, ``--max-voxels`` defaults to ``DICOMML_MAX_VOXELS``
+(else the config's ``max_voxels``), and the glibc setting ``MALLOC_TRIM_THRESHOLD_``,
 when set, is passed on to the workers of a local cluster.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 
 import click
 
+from dicomml.cli._options import max_voxels
 from dicomml.config import presets
 from dicomml.distributed import preprocess
 from dicomml.distributed.run import DEVICES
@@ -118,6 +120,7 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 @click.option("--quiet", is_flag=True, help="No progress bar (the summary is still printed).")
 @click.option("--images", is_flag=True, help="2D images (CR, DX, MG, US, SC...): --config is an image config YAML, --where a predicate on instances.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --images: images per task.")
+@max_voxels
 def command(
     manifest: str,
     config: str,
@@ -133,6 +136,7 @@ def command(
     quiet: bool,
     images: bool,
     batch_size: int,
+    max_voxels: int | None,
 ) -> None:
     """Compute the cache entry of every selected usable series of MANIFEST.
 
@@ -163,6 +167,7 @@ def command(
         retries=retries,
         report=report,
         progress=not quiet,
+        max_voxels=max_voxels,
     )
     if quiet:
         click.echo(result.summary(), err=True)

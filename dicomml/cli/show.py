@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dicomml.cli._options import on_irregular, philips_scaling
+from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
@@ -36,6 +36,7 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")
 @on_irregular
 @philips_scaling
+@max_voxels
 def command(
     manifest: str,
     series_key: str,
@@ -46,13 +47,21 @@ def command(
     montage: int,
     on_irregular: str,
     philips_scaling: str,
+    max_voxels: int | None,
 ) -> None:
     """Write axial, coronal and sagittal views with R/L, A/P, S/I labels and an axial
     montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay."""
     from dicomml import Manifest, load_mask, load_series
+    from dicomml.limits import DEFAULT_MAX_VOXELS
 
     opened = Manifest(manifest)
-    volume = load_series(opened, series_key, on_irregular=on_irregular, philips_scaling=philips_scaling)  # type: ignore[arg-type]
+    volume = load_series(
+        opened,
+        series_key,
+        on_irregular=on_irregular,  # type: ignore[arg-type]
+        philips_scaling=philips_scaling,  # type: ignore[arg-type]
+        max_voxels=max_voxels or DEFAULT_MAX_VOXELS,
+    )
     mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
     path = save_png(volume, output, window=window, mask=mask, convention=convention, montage=montage)
     click.echo(f"wrote {path}")

@@ -13,6 +13,7 @@ only what is missing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
@@ -28,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from tqdm.auto import tqdm
 
 from dicomml.cache import Cache
-from dicomml.config import PipelineConfig
+from dicomml.config import PipelineConfig, with_options
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
 from dicomml.errors import ConfigError, DicomMLError, SeriesNotFoundError
@@ -90,6 +91,7 @@ def preprocess(
     retries: int = 2,
     report: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    max_voxels: int | None = None,
 ) -> RunReport:
     """Fill the cache for every selected usable series, in parallel, resumably.
 
@@ -139,6 +141,9 @@ def preprocess(
         ``CACHE/reports/preprocess-<UTC time>-<run id>[-shard-I-of-N].parquet``.
     progress
         Show a progress bar and print the summary on stderr.
+    max_voxels
+        Replaces the config's ``deterministic.max_voxels`` (the most voxels
+        one assembled volume may have) when given; the cache keys stay the same.
 
     Returns
     -------
@@ -171,6 +176,12 @@ def preprocess(
     if threads is None and not in_process:
         threads = 1
     manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache)
+    if max_voxels is not None:
+        config = (
+            dataclasses.replace(config, pipeline=with_options(config.pipeline, max_voxels=max_voxels))
+            if isinstance(config, StudyConfig)
+            else with_options(config, max_voxels=max_voxels)
+        )
     sources: list[Any] = list(_select(manifest, config, where))
     if shard is not None:
         sources = select_shard(sources, *shard)

@@ -231,6 +231,7 @@ def preprocess_one(
             threads=threads,
             philips_scaling=config.deterministic.philips_scaling,
             on_irregular=config.deterministic.on_irregular,
+            max_voxels=config.deterministic.max_voxels,
         )
         volume = apply_selection(volume, config.deterministic.volumes)
         masks, mask_meta = _masks(manifest, source.annotation_keys, volume, config)

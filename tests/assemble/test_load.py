@@ -18,6 +18,7 @@ from dicomml.errors import (
     GantryTiltError,
     InconsistentGeometryError,
     MixedSeriesError,
+    ResourceLimitError,
     SeriesNotFoundError,
     SliceGapError,
     UnsupportedTransferSyntaxError,
@@ -230,6 +231,8 @@ def test_load_series_reads_the_manifest_group(tmp_path):
     assert load_files(v.meta["source_files"]).meta["series_key"] == key  # same rule, same folder form
     with pytest.raises(SeriesNotFoundError):
         load_series(manifest, "0000000000000000")
+    with pytest.raises(ResourceLimitError, match="max_voxels="):
+        load_series(manifest, key, max_voxels=vol.size - 1)
 
 
 def test_decoding_threads_follow_the_process_budget(monkeypatch):
@@ -242,3 +245,19 @@ def test_decoding_threads_follow_the_process_budget(monkeypatch):
     assert _threads(remote=False, compressed=True, budget=64) == cores
     assert _threads(remote=False, compressed=True) == cores
     assert _threads(remote=False, compressed=False) == 1  # a read and a copy: the calling thread
+
+
+def test_max_voxels_refuses_a_volume_past_it_naming_a_file_and_the_default_passes(tmp_path):
+    files = write_series(tmp_path, _volume(n=5, rows=6, cols=7))
+    assert load_files(files).array.shape == (5, 6, 7)  # DEFAULT_MAX_VOXELS
+    assert load_files(files, max_voxels=5 * 6 * 7).array.shape == (5, 6, 7)  # the ceiling itself is allowed
+    with pytest.raises(ResourceLimitError, match=r"5x6x7 voxels exceeds the limit of 100; .*max_voxels=") as info:
+        load_files(files, max_voxels=100)
+    assert any(os.path.basename(str(f)) in str(info.value) for f in files)
+
+
+def test_max_voxels_bounds_the_resampled_grid_too(tmp_path):
+    files = write_series(tmp_path, _volume(n=4), positions=np.array([[0, 0, z] for z in (0.0, 5.0, 10.0, 20.0)]))
+    assert load_files(files, on_irregular="resample", max_voxels=5 * 6 * 7).array.shape == (5, 6, 7)
+    with pytest.raises(ResourceLimitError, match="resampling to equidistant slices of 5 mm"):
+        load_files(files, on_irregular="resample", max_voxels=4 * 6 * 7)  # the stack fits, the grid does not

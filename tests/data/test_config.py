@@ -47,6 +47,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("name: x\nat_load:\n  windows: [{center: 40}]\n", r"at_load\.windows\[0\]: needs center and width"),
         ("name: x\nat_load:\n  windows: [{center: 40, width: 0}]\n", r"width must be > 0"),
         ("name: x\nat_load:\n  normalize: minmax\n", r"normalize 'minmax' is not one of"),
+        ("name: x\ndeterministic:\n  max_voxels: 0\n", r"max_voxels 0 must be a positive number of voxels"),
+        ("name: x\ndeterministic:\n  max_voxels: 2.5\n", r"deterministic\.max_voxels: 2\.5 is float, expected int"),
         ("name: x\nat_load:\n  augment: [{name: RandomFlip, params: 3}]\n", r"at_load\.augment\[0\]\.params: got int"),
         ("deterministic: {}\n", r"name: required"),
         ("name: x\nextra: 1\n", r"extra: unknown key"),
@@ -97,6 +99,24 @@ def test_canonical_form_ignores_key_order_name_and_at_load(tmp_path):
         '{"chunks":[64,64,64],"dtype":"int16","masks":[],"orientation":"LAS","philips_scaling":"float",'
         '"shape":null,"spacing":[1.0,1.0,1.0]}'
     )
+
+
+def test_max_voxels_is_read_validated_and_never_in_the_cache_key(tmp_path):
+    from dicomml.config import with_options
+    from dicomml.limits import DEFAULT_MAX_VOXELS
+
+    base = PipelineConfig.from_dict({"name": "a", "deterministic": {"spacing": [1, 1, 1]}})
+    assert base.deterministic.max_voxels == DEFAULT_MAX_VOXELS
+    at_default = PipelineConfig.from_dict({"name": "a", "deterministic": {"spacing": [1, 1, 1], "max_voxels": DEFAULT_MAX_VOXELS}})
+    raised = PipelineConfig.from_yaml(_write(tmp_path, "name: a\ndeterministic: {spacing: [1, 1, 1], max_voxels: 4000000000}\n"))
+    assert raised.deterministic.max_voxels == 4_000_000_000
+    # it decides whether a series loads, not what is cached: existing and new cache keys stay the same
+    assert "max_voxels" not in base.canonical()
+    assert base.canonical() == at_default.canonical() == raised.canonical()
+    assert base.cache_hash() == raised.cache_hash() == with_options(base, max_voxels=8).cache_hash()
+    assert with_options(base, max_voxels=8).deterministic.max_voxels == 8
+    assert with_options(raised).deterministic.max_voxels == 4_000_000_000  # None keeps it
+    assert PipelineConfig.from_dict(raised.to_dict()) == raised
 
 
 def test_configs_are_frozen():

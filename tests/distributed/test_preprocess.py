@@ -73,6 +73,16 @@ def test_where_selects_series_and_the_summary_counts_them(cohort, ct_1mm, tmp_pa
     assert "dicomml preprocess: 1 series in" in err and "1 done, 0 skipped, 0 failed" in err and "series/s" in err
 
 
+def test_max_voxels_overrides_the_config_and_keeps_the_cache_key(cohort, ct_1mm, tmp_path):
+    where = "modality = 'CT' AND n_slices >= 80"
+    with pytest.raises(DicomMLError, match=r"all 1 series failed.*ResourceLimitError.*exceeds the limit of 1000"):
+        dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where=where, workers=0, max_voxels=1000, progress=False)
+    report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where=where, workers=0, max_voxels=10**9, progress=False)
+    assert report.counts["done"] == 1
+    again = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where=where, workers=0, progress=False)
+    assert again.counts["skipped"] == 1  # the same entry under the config's default ceiling
+
+
 def test_nothing_to_do_and_bad_options_raise_dicomml_errors(cohort, ct_1mm, tmp_path):
     with pytest.raises(SeriesNotFoundError, match="no usable series matches"):
         dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="modality = 'PET'", workers=0)
@@ -319,6 +329,12 @@ def test_the_cli_fills_threads_and_worker_env_from_the_environment(cohort, tmp_p
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     main(argv)
     assert seen["threads"] is None and seen["worker_env"] == {}
+    assert seen["max_voxels"] is None  # the config's max_voxels stays
+    monkeypatch.setenv("DICOMML_MAX_VOXELS", "4000000000")
+    main(argv)
+    assert seen["max_voxels"] == 4_000_000_000
+    main([*argv, "--max-voxels", "5"])  # an explicit argument wins
+    assert seen["max_voxels"] == 5
 
 
 class _Report:

@@ -59,3 +59,18 @@ def test_export_under_a_file_is_one_line_error(indexed, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 1 and err.count("\n") == 1
     assert err.startswith(f"dicomml: error: {root / 'afile/x.nii.gz'}: cannot create its folder")
+
+
+def test_export_max_voxels_option_and_environment_variable(indexed, capsys, monkeypatch):
+    root, ct_key, _ = indexed
+    args = ["export", str(root / "manifest"), ct_key, "-o", str(root / "limit.nii.gz")]
+    monkeypatch.setenv("DICOMML_MAX_VOXELS", "1000")
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 1 and "exceeds the limit of 1000" in capsys.readouterr().err
+    main([*args, "--max-voxels", str(128 * 128 * 80)])  # the option wins over the environment
+    assert nib.load(root / "limit.nii.gz").shape == (128, 128, 80)
+    monkeypatch.delenv("DICOMML_MAX_VOXELS")
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--max-voxels", "1000"])
+    assert exc.value.code == 1 and "--max-voxels" in capsys.readouterr().err
