@@ -24,6 +24,7 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check dicomml tests benchmarks
+	$(BIN)/python -m ruff format --check dicomml tests benchmarks scripts notebooks
 	$(BIN)/python -m mypy dicomml
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -57,17 +57,40 @@ def write_cohort(folder: Path, n_dx: int, n_mg: int, dx_shape: tuple[int, int], 
     dx = _content(*dx_shape, rng)
     for i in range(n_dx):
         pixels = np.roll(dx, (i * 37) % dx_shape[0], axis=0).clip(0, 4095).astype(np.uint16)
-        write_image2d(folder / "dx" / f"{i:05d}.dcm", pixels, modality="DX", bits_stored=12, extra={
-            "ImagerPixelSpacing": [0.139, 0.139], "ViewPosition": "PA", "RescaleSlope": 1, "RescaleIntercept": 0,
-            "WindowCenter": 2048, "WindowWidth": 4096, "PatientOrientation": ["L", "F"]})
+        write_image2d(
+            folder / "dx" / f"{i:05d}.dcm",
+            pixels,
+            modality="DX",
+            bits_stored=12,
+            extra={
+                "ImagerPixelSpacing": [0.139, 0.139],
+                "ViewPosition": "PA",
+                "RescaleSlope": 1,
+                "RescaleIntercept": 0,
+                "WindowCenter": 2048,
+                "WindowWidth": 4096,
+                "PatientOrientation": ["L", "F"],
+            },
+        )
     mg = _content(*mg_shape, rng)
     for i in range(n_mg):
         pixels = np.roll(mg, (i * 53) % mg_shape[1], axis=1).clip(0, 4095).astype(np.uint16)
         side = "LR"[i % 2]
-        write_image2d(folder / "mg" / f"{i:05d}.dcm", pixels, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless,
-                      extra={"ImagerPixelSpacing": [0.07, 0.07], "EstimatedRadiographicMagnificationFactor": 1.08,
-                             "ImageLaterality": side, "ViewPosition": "CC" if i % 4 < 2 else "MLO",
-                             "WindowCenter": 2048, "WindowWidth": 4096})
+        write_image2d(
+            folder / "mg" / f"{i:05d}.dcm",
+            pixels,
+            modality="MG",
+            bits_stored=12,
+            transfer_syntax=JPEG2000Lossless,
+            extra={
+                "ImagerPixelSpacing": [0.07, 0.07],
+                "EstimatedRadiographicMagnificationFactor": 1.08,
+                "ImageLaterality": side,
+                "ViewPosition": "CC" if i % 4 < 2 else "MLO",
+                "WindowCenter": 2048,
+                "WindowWidth": 4096,
+            },
+        )
 
 
 def plain_loop(path: str) -> Any:
@@ -90,8 +113,14 @@ def monai_pipeline() -> Any:
     from monai.data import PydicomReader
     from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, SpatialPad
 
-    return Compose([LoadImage(reader=PydicomReader(), image_only=True), EnsureChannelFirst(),
-                    Resize(spatial_size=max(SIZE), size_mode="longest", mode="area"), SpatialPad(SIZE)])
+    return Compose(
+        [
+            LoadImage(reader=PydicomReader(), image_only=True),
+            EnsureChannelFirst(),
+            Resize(spatial_size=max(SIZE), size_mode="longest", mode="area"),
+            SpatialPad(SIZE),
+        ]
+    )
 
 
 def main() -> None:
@@ -120,8 +149,10 @@ def main() -> None:
     shutil.rmtree(work / "cache", ignore_errors=True)
     shutil.rmtree(work / "npy", ignore_errors=True)
     disk = sum(p.stat().st_size for p in (work / "source").rglob("*.dcm")) / 1e9
-    print(f"cohort: {args.dx} DX {args.dx_shape[0]}x{args.dx_shape[1]} uint16 + {args.mg} MG {args.mg_shape[0]}x{args.mg_shape[1]} "
-          f"JPEG 2000 lossless, {disk:.1f} GB in {work} ({time.perf_counter() - t:.0f} s to write and index)")
+    print(
+        f"cohort: {args.dx} DX {args.dx_shape[0]}x{args.dx_shape[1]} uint16 + {args.mg} MG {args.mg_shape[0]}x{args.mg_shape[1]} "
+        f"JPEG 2000 lossless, {disk:.1f} GB in {work} ({time.perf_counter() - t:.0f} s to write and index)"
+    )
 
     exact = ImageDataset(work / "manifest", work / "cache", ImageConfig(size=SIZE))
     reduced = ImageDataset(work / "manifest", work / "cache", ImageConfig(size=SIZE, reduced_decode=True))
@@ -137,7 +168,7 @@ def main() -> None:
     seconds: dict[str, dict[str, float]] = {name: {"DX": 0.0, "MG": 0.0} for name in contenders}
     names = list(contenders)
     for i in range(len(paths)):
-        for name in names[i % len(names):] + names[: i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             start = time.perf_counter()
             out = contenders[name](i)
             seconds[name][kinds[i]] += time.perf_counter() - start
@@ -152,8 +183,10 @@ def main() -> None:
     npys = sorted((work / "npy").glob("*.npy"))
     rounds: dict[str, list[float]] = {"dicomml cached": [], "np.load floor": []}
     for r in range(args.rounds):
-        fresh = ImageDataset(work / "manifest", work / "cache", ImageConfig(size=SIZE), cache_only=True)  # as the floor's file list, made before the clock
-        for name in (("dicomml cached", "np.load floor") if r % 2 == 0 else ("np.load floor", "dicomml cached")):
+        fresh = ImageDataset(
+            work / "manifest", work / "cache", ImageConfig(size=SIZE), cache_only=True
+        )  # as the floor's file list, made before the clock
+        for name in ("dicomml cached", "np.load floor") if r % 2 == 0 else ("np.load floor", "dicomml cached"):
             start = time.perf_counter()
             if name == "np.load floor":
                 for p in npys:
@@ -171,7 +204,9 @@ def main() -> None:
     print("\n| contender | DX images/s | MG images/s | all images/s | vs plain loop |")
     print("|---|---:|---:|---:|---:|")
     for name in contenders:
-        print(f"| {name} first epoch | {rate(name, 'DX'):.2f} | {rate(name, 'MG'):.3f} | {rate(name):.2f} | {rate(name) / rate('plain loop'):.2f}x |")
+        print(
+            f"| {name} first epoch | {rate(name, 'DX'):.2f} | {rate(name, 'MG'):.3f} | {rate(name):.2f} | {rate(name) / rate('plain loop'):.2f}x |"
+        )
     cached_rate, floor_rate = statistics.median(rounds["dicomml cached"]), statistics.median(rounds["np.load floor"])
     print(f"| dicomml cached epoch | | | {cached_rate:.1f} | |")
     print(f"| np.load floor (same arrays) | | | {floor_rate:.1f} | |")

@@ -328,20 +328,45 @@ def _report(results: dict[str, dict[str, Any]], rounds: int) -> None:
         else:
             verdict = f"  target >= {target}x: {'met' if ratio >= target else 'MISSED'}"
         print(f"{label:<52} {ratio:6.2f}x{verdict}")
-    phases = {"fill_w0": "first epoch, 0 workers", "fill_w2": "first epoch, 2 workers", "warm_w0": "warm 2nd epoch, 0 workers",
-              "warm_w2": "warm 2nd epoch, 2 workers", "cold_w0": "cold 2nd epoch, 0 workers", "patches": "96^3 patches"}
+    phases = {
+        "fill_w0": "first epoch, 0 workers",
+        "fill_w2": "first epoch, 2 workers",
+        "warm_w0": "warm 2nd epoch, 0 workers",
+        "warm_w2": "warm 2nd epoch, 2 workers",
+        "cold_w0": "cold 2nd epoch, 0 workers",
+        "patches": "96^3 patches",
+    }
     peers = [(phase, "PersistentDataset") for phase in phases]
     peers += [("warm_w0", "CacheDataset"), ("warm_w0", "np.load"), ("cold_w0", "np.load"), ("patches", "np.load")]
     targets = {"fill_w0": 4.0, "fill_w2": 4.0, "warm_w0": 1.0, "cold_w0": 1.5, "patches": 3.0}
     rows = [
-        (f"{phases[phase]} (samples/s)", f"{d[phase]:.2f}", peer, f"{results[peer][phase]:.2f}",
-         *table.ratio(d[phase] / results[peer][phase], targets.get(phase) if peer == "PersistentDataset" else None))
+        (
+            f"{phases[phase]} (samples/s)",
+            f"{d[phase]:.2f}",
+            peer,
+            f"{results[peer][phase]:.2f}",
+            *table.ratio(d[phase] / results[peer][phase], targets.get(phase) if peer == "PersistentDataset" else None),
+        )
         for phase, peer in peers
     ]
-    rows.append(("bytes on disk (MB)", f"{d['bytes'] / 1e6:.1f}", "PersistentDataset", f"{p['bytes'] / 1e6:.1f}",
-                 *table.ratio(d["bytes"] / p["bytes"], 0.3, at_most=True)))
-    rows.append(("peak RSS (MB)", f"{d['peak_rss_mb']:.0f}", "PersistentDataset", f"{p['peak_rss_mb']:.0f}",
-                 *table.ratio(d["peak_rss_mb"] / p["peak_rss_mb"])))
+    rows.append(
+        (
+            "bytes on disk (MB)",
+            f"{d['bytes'] / 1e6:.1f}",
+            "PersistentDataset",
+            f"{p['bytes'] / 1e6:.1f}",
+            *table.ratio(d["bytes"] / p["bytes"], 0.3, at_most=True),
+        )
+    )
+    rows.append(
+        (
+            "peak RSS (MB)",
+            f"{d['peak_rss_mb']:.0f}",
+            "PersistentDataset",
+            f"{p['peak_rss_mb']:.0f}",
+            *table.ratio(d["peak_rss_mb"] / p["peak_rss_mb"]),
+        )
+    )
     table.print_table(
         f"Cache and Datasets: median of {rounds} interleaved rounds (warm, cold, patches)",
         ("measure", "dicomml", "peer", "peer's", "dicomml / peer", "target"),

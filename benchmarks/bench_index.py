@@ -86,7 +86,9 @@ def cpu():
                for f in ("ru_utime", "ru_stime"))
 """
 
-_PLAIN = _CPU + """
+_PLAIN = (
+    _CPU
+    + """
 import os, sys, time, pydicom
 paths = [os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs]
 c, t = cpu(), time.perf_counter()
@@ -94,23 +96,30 @@ for p in paths:
     pydicom.dcmread(p, stop_before_pixels=True)
 print(len(paths), time.perf_counter() - t, cpu() - c)
 """
+)
 
-_DICOMML = _CPU + """
+_DICOMML = (
+    _CPU
+    + """
 import sys, time, dicomml, dicomml.indexer  # imports outside the timing, as pydicom's are
 c, t = cpu(), time.perf_counter()
 m = dicomml.index(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), salt="bench", progress=False)
 print(m.meta["counts"]["instances"], time.perf_counter() - t, cpu() - c)
 """
+)
 
 
 # The console command, timed whole from its parent: interpreter start, imports, the run.
-_CLI = _CPU + """
+_CLI = (
+    _CPU
+    + """
 import subprocess, sys, time
 c, t = cpu(), time.perf_counter()
 argv = [sys.executable, "-c", "from dicomml.cli.main import main; main()", "index", sys.argv[1], "-o", sys.argv[2]]
 subprocess.run([*argv, "--salt", "bench", "--quiet", "--workers", sys.argv[3]], check=True, capture_output=True)
 print(0, time.perf_counter() - t, cpu() - c)
 """
+)
 
 
 # Runs one contender as its child and prints the peak RSS of its whole process tree, so
@@ -162,20 +171,32 @@ def main() -> None:
     print(f"index vs plain loop (wall): {base_s / first:.2f}x (target >= 2.5x on 2 cores)")
     print(f"index vs plain loop (CPU per file): {base_cpu / first_cpu:.2f}x less CPU per file")
     print(f"rerun vs first index (wall): {first / rerun:.1f}x faster (target >= 50x)")
-    print(f"CLI rerun, interpreter start included (wall): {results['CLI rerun'][1]:.3f} s, {first / results['CLI rerun'][1]:.1f}x faster than the first index")
+    print(
+        f"CLI rerun, interpreter start included (wall): {results['CLI rerun'][1]:.3f} s, {first / results['CLI rerun'][1]:.1f}x faster than the first index"
+    )
     print(json.dumps({k: {"wall_s": v[1], "cpu_s": v[2], "peak_rss_mib": round(v[3])} for k, v in results.items()}))
     speedups = (
         ("`pydicom.dcmread(stop_before_pixels=True)` loop, 1 process", "pydicom loop", ("1.00x", "")),
         (f"`dicomml.index(workers={args.workers})`, first run", "dicomml index", table.ratio(base_s / first, 2.5, of="the loop")),
         ("`dicomml.index`, rerun on the unchanged tree", "dicomml rerun", table.ratio(first / rerun, 50, of="the first index")),
-        ("`dicomml index` CLI rerun, interpreter start included", "CLI rerun", table.ratio(first / results["CLI rerun"][1], of="the first index")),
+        (
+            "`dicomml index` CLI rerun, interpreter start included",
+            "CLI rerun",
+            table.ratio(first / results["CLI rerun"][1], of="the first index"),
+        ),
     )
     table.print_table(
         f"Indexing {base_files:,} headers",
         ("contender", "wall s", "files/s", "speed-up", "target", "CPU ms/file", "peak RSS MiB"),
         [
-            (label, f"{results[key][1]:.3f}", f"{base_files / results[key][1]:,.0f}", *cells,
-             f"{1000 * results[key][2] / base_files:.3f}", f"{results[key][3]:.0f}")
+            (
+                label,
+                f"{results[key][1]:.3f}",
+                f"{base_files / results[key][1]:,.0f}",
+                *cells,
+                f"{1000 * results[key][2] / base_files:.3f}",
+                f"{results[key][3]:.0f}",
+            )
             for label, key, cells in speedups
         ],
     )

@@ -122,7 +122,10 @@ def _measure(contender: str, folder: str, repeat: int) -> dict:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     done = subprocess.run(
         [sys.executable, __file__, "--child", contender, folder, "--repeat", str(repeat)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -151,8 +154,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         big = Path(tmp) / "big"
         _write(big, args.size, args.slices)
-        print(f"{args.slices} shuffled CT slices of {args.size}x{args.size} -> float32, canonical orientation "
-              f"(best of {args.repeat}; {os.cpu_count()} cores)")
+        print(
+            f"{args.slices} shuffled CT slices of {args.size}x{args.size} -> float32, canonical orientation "
+            f"(best of {args.repeat}; {os.cpu_count()} cores)"
+        )
         results = {name: _measure(name, str(big), args.repeat) for name in CONTENDERS}
         ours = results["dicomml"].get("seconds")
         print(f"{'contender':<15}{'seconds':>9}{'vs dicomml':>12}{'peak RSS MB':>13}{'x output':>10}")
@@ -161,8 +166,10 @@ def main() -> None:
                 print(f"{name:<15} failed: {r['error']}")
                 continue
             ratio = r["seconds"] / ours if ours else float("nan")
-            print(f"{name:<15}{r['seconds']:>9.3f}{ratio:>11.2f}x{r['peak_above_baseline'] / 2**20:>13.0f}"
-                  f"{r['peak_above_baseline'] / r['nbytes']:>10.2f}")
+            print(
+                f"{name:<15}{r['seconds']:>9.3f}{ratio:>11.2f}x{r['peak_above_baseline'] / 2**20:>13.0f}"
+                f"{r['peak_above_baseline'] / r['nbytes']:>10.2f}"
+            )
         small = Path(tmp) / "small"
         _write(small, 64, args.small)
         print(f"\n{args.small} slices of 64x64:")
@@ -184,11 +191,17 @@ def main() -> None:
         f"Loading {args.slices} shuffled {args.size}x{args.size} CT slices to float32, canonical orientation (best of {args.repeat})",
         ("contender", "seconds", "contender / dicomml", "target", "peak RSS MB", "x output array"),
         [
-            (labels[name], f"{r['seconds']:.3f}", *table.ratio(r["seconds"] / ours, targets.get(name)),
-             f"{r['peak_above_baseline'] / 2**20:.0f}",
-             " ".join(table.ratio(r["peak_above_baseline"] / r["nbytes"], 1.5, at_most=True)) if name == "dicomml" else
-             f"{r['peak_above_baseline'] / r['nbytes']:.2f}")
-            for name, r in results.items() if "seconds" in r and ours
+            (
+                labels[name],
+                f"{r['seconds']:.3f}",
+                *table.ratio(r["seconds"] / ours, targets.get(name)),
+                f"{r['peak_above_baseline'] / 2**20:.0f}",
+                " ".join(table.ratio(r["peak_above_baseline"] / r["nbytes"], 1.5, at_most=True))
+                if name == "dicomml"
+                else f"{r['peak_above_baseline'] / r['nbytes']:.2f}",
+            )
+            for name, r in results.items()
+            if "seconds" in r and ours
         ],
     )
 

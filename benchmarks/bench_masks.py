@@ -93,9 +93,16 @@ def prepare(workdir: Path, size: int, slices: int, segments: int) -> tuple[Path,
         return seg_path, sorted(ct_folder.glob("*.dcm"))
     pixels = np.zeros((slices, size, size), np.int16)
     extra = {
-        "PatientName": "Bench^Masks", "PatientBirthDate": "19700101", "PatientSex": "O", "StudyID": "1",
-        "StudyDate": "20260101", "StudyTime": "120000", "AccessionNumber": "1", "ReferringPhysicianName": "",
-        "SeriesNumber": 1, "Manufacturer": "dicomml bench",
+        "PatientName": "Bench^Masks",
+        "PatientBirthDate": "19700101",
+        "PatientSex": "O",
+        "StudyID": "1",
+        "StudyDate": "20260101",
+        "StudyTime": "120000",
+        "AccessionNumber": "1",
+        "ReferringPhysicianName": "",
+        "SeriesNumber": 1,
+        "Manufacturer": "dicomml bench",
     }
     spacing = 0.7 * 512 / size
     uid = f"2.25.{np.random.default_rng(size * slices + segments).integers(10**17, 10**18)}"  # short: +".1" fits
@@ -120,8 +127,11 @@ def prepare(workdir: Path, size: int, slices: int, segments: int) -> tuple[Path,
         device_serial_number="0",
     )
     seg.save_as(seg_path)
-    print(f"wrote {seg_path} ({int(seg.NumberOfFrames)} frames, {seg_path.stat().st_size / 1e6:.0f} MB) "
-          f"with highdicom in {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"wrote {seg_path} ({int(seg.NumberOfFrames)} frames, {seg_path.stat().st_size / 1e6:.0f} MB) "
+        f"with highdicom in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     import dicomml
 
     affine, _ = reference_grid(ct)
@@ -141,8 +151,7 @@ def reference_grid(ct: list[Path]) -> tuple[np.ndarray, tuple[int, int, int]]:
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in ct]
     positions = np.array([h.ImagePositionPatient for h in headers], dtype=float)
     stack = analyze_stack(positions, headers[0].ImageOrientationPatient)
-    affine = dicom_affine(headers[0].ImageOrientationPatient, headers[0].PixelSpacing,
-                          positions[stack.order[0]], stack.step)
+    affine = dicom_affine(headers[0].ImageOrientationPatient, headers[0].PixelSpacing, positions[stack.order[0]], stack.step)
     return affine, (stack.n_positions, int(headers[0].Rows), int(headers[0].Columns))
 
 
@@ -179,10 +188,18 @@ def run_contender(name: str, seg_path: Path, grid: Path, out: Path) -> None:
         sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in ct]
         sources.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))  # the label map's slice order
         hd.seg.Segmentation(
-            source_images=sources, pixel_array=labels, segmentation_type="BINARY",
-            segment_descriptions=_descriptions(count), series_instance_uid=hd.UID(), series_number=2,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="dicomml bench",
-            manufacturer_model_name="bench_masks", software_versions="0", device_serial_number="0",
+            source_images=sources,
+            pixel_array=labels,
+            segmentation_type="BINARY",
+            segment_descriptions=_descriptions(count),
+            series_instance_uid=hd.UID(),
+            series_number=2,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="dicomml bench",
+            manufacturer_model_name="bench_masks",
+            software_versions="0",
+            device_serial_number="0",
         ).save_as(out.with_suffix(".dcm"))
     elif name == "rtstruct:dicomml":
         result = {"array": rtstruct_to_grid(folder / "rtstruct.dcm", reference).array}  # the ROIs do not overlap
@@ -211,7 +228,9 @@ def run_contender(name: str, seg_path: Path, grid: Path, out: Path) -> None:
 def _child(name: str, seg_path: Path, grid: Path, out: Path) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, __file__, "--contender", name, "--seg", str(seg_path), "--grid", str(grid), "--out", str(out)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -238,8 +257,9 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (best time reported)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dicomml-bench-masks")
-    parser.add_argument("--tasks", default="decode,write,rtstruct",
-                        help="contests to run (the others' last outputs in --workdir are still checked)")
+    parser.add_argument(
+        "--tasks", default="decode,write,rtstruct", help="contests to run (the others' last outputs in --workdir are still checked)"
+    )
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--seg", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--grid", type=Path, help=argparse.SUPPRESS)
@@ -264,8 +284,7 @@ def main() -> None:
             for contender in contenders:
                 name = f"{task}:{contender}"
                 runs.setdefault(name, []).append(_child(name, seg_path, grid, args.workdir / name.replace(":", "_")))
-                print(f"{name:18s} {runs[name][-1]['seconds']:7.2f} s   peak RSS {runs[name][-1]['peak_rss_mb']:7.0f} MB",
-                      flush=True)
+                print(f"{name:18s} {runs[name][-1]['seconds']:7.2f} s   peak RSS {runs[name][-1]['peak_rss_mb']:7.0f} MB", flush=True)
         for name, done in runs.items():
             results[name] = {**done[-1], "seconds": min(r["seconds"] for r in done)}
     ok = _check(args.workdir, shape)
@@ -292,8 +311,10 @@ def _check(workdir: Path, shape: tuple[int, int, int]) -> bool:
 
     ours, theirs = np.load(workdir / "decode_dicomml.npz"), np.load(workdir / "decode_highdicom.npz")
     same = _same_voxels(ours["array"], ours["affine"], theirs["array"], theirs["affine"])
-    print(f"decode: label maps {'identical' if same else 'DIFFER'} on the CT grid {shape}; "
-          f"{int(np.count_nonzero(ours['array']))} labelled voxels, {len(np.unique(ours['array'])) - 1} segments")
+    print(
+        f"decode: label maps {'identical' if same else 'DIFFER'} on the CT grid {shape}; "
+        f"{int(np.count_nonzero(ours['array']))} labelled voxels, {len(np.unique(ours['array'])) - 1} segments"
+    )
     a, b = hd.seg.segread(workdir / "write_dicomml.dcm"), hd.seg.segread(workdir / "write_highdicom.dcm")
     written = bool(np.array_equal(a.get_volume(combine_segments=True).array, b.get_volume(combine_segments=True).array))
     print(f"write: the two SEGs decode to {'the same' if written else 'DIFFERENT'} label maps")

@@ -101,7 +101,7 @@ def run_loop(work: Path, cache: Path, part: tuple[int, int] = (0, 1)) -> dict[st
     numcodecs.blosc.use_threads = False  # one Blosc thread, as in a worker, whose tasks run outside the main thread
     manifest, config = Manifest.open(work / "manifest"), _config()
     start = time.perf_counter()
-    sources = series_sources(manifest, config, where=WHERE)[part[0]::part[1]]
+    sources = series_sources(manifest, config, where=WHERE)[part[0] :: part[1]]
     task_seconds = sum(preprocess_one(source, manifest, config, str(cache), threads=1).seconds for source in sources)
     return {"seconds": time.perf_counter() - start, "series": len(sources), "task_seconds": task_seconds}
 
@@ -153,7 +153,7 @@ def _run(name: str, work: Path, cache: Path) -> dict[str, Any]:
         lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
             raise RuntimeError(f"{name} failed:\n{err[-3000:]}")
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
     return {
         "seconds": max(r["seconds"] for r in results),
         "series": sum(r["series"] for r in results),
@@ -222,13 +222,21 @@ def _report(rounds: list[dict[str, dict[str, Any]]], cpus: int) -> None:
     best = _ratios(fastest)
     print(f"\nmachine: {cpus} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print("                                 median of rounds   fastest times")
-    print(f"scaling efficiency t1/(2 t2)     {efficiency:>16.1%}  {best[0]:>14.1%}   target >= 85%: "
-          f"{'met' if efficiency >= 0.85 else 'MISSED'} ({_spread(per_round[:, 0])})")
-    print(f"  machine's ceiling, 2 loops     {ceiling:>16.1%}  {best[1]:>14.1%}   t(loop)/(2 t(loop-x2)), no Dask ({_spread(per_round[:, 1])})")
-    print(f"Dask overhead per series vs loop {overhead:>+16.1%}  {best[2]:>+14.1%}   target <= 10%: "
-          f"{'met' if overhead <= 0.10 else 'MISSED'} ({_spread(per_round[:, 2], '+.1%')})")
+    print(
+        f"scaling efficiency t1/(2 t2)     {efficiency:>16.1%}  {best[0]:>14.1%}   target >= 85%: "
+        f"{'met' if efficiency >= 0.85 else 'MISSED'} ({_spread(per_round[:, 0])})"
+    )
+    print(
+        f"  machine's ceiling, 2 loops     {ceiling:>16.1%}  {best[1]:>14.1%}   t(loop)/(2 t(loop-x2)), no Dask ({_spread(per_round[:, 1])})"
+    )
+    print(
+        f"Dask overhead per series vs loop {overhead:>+16.1%}  {best[2]:>+14.1%}   target <= 10%: "
+        f"{'met' if overhead <= 0.10 else 'MISSED'} ({_spread(per_round[:, 2], '+.1%')})"
+    )
     one = fastest["dask-1"]
-    print(f"  outside the tasks, dask-1 spent {(one['seconds'] - one['task_seconds']) / one['series'] * 1000:.1f} ms per series (fastest round)")
+    print(
+        f"  outside the tasks, dask-1 spent {(one['seconds'] - one['task_seconds']) / one['series'] * 1000:.1f} ms per series (fastest round)"
+    )
     import table  # benchmarks/table.py; imported here, where the report is printed
 
     labels = {
@@ -239,10 +247,16 @@ def _report(rounds: list[dict[str, dict[str, Any]]], cpus: int) -> None:
     }
     rows: list[tuple[object, ...]] = [(f"{labels[name]}, fastest round", f"{r['seconds']:.2f} s", "") for name, r in fastest.items()]
     rows += [
-        ("scaling efficiency t(1 worker) / (2 t(2 workers)), median of rounds", f"{efficiency:.1%}",
-         f">= 85%: {'met' if efficiency >= 0.85 else 'MISSED'}"),
-        ("Dask overhead per series, t(1 worker) / t(loop) - 1, median of rounds", f"{overhead:+.1%}",
-         f"<= 10%: {'met' if overhead <= 0.10 else 'MISSED'}"),
+        (
+            "scaling efficiency t(1 worker) / (2 t(2 workers)), median of rounds",
+            f"{efficiency:.1%}",
+            f">= 85%: {'met' if efficiency >= 0.85 else 'MISSED'}",
+        ),
+        (
+            "Dask overhead per series, t(1 worker) / t(loop) - 1, median of rounds",
+            f"{overhead:+.1%}",
+            f"<= 10%: {'met' if overhead <= 0.10 else 'MISSED'}",
+        ),
         ("the machine's own ceiling: two plain loops at once, median of rounds", f"{ceiling:.1%}", ""),
     ]
     table.print_table(

@@ -71,11 +71,28 @@ def _prepare(work: Path, studies: int, rows: int, slices: int) -> None:
     scale = 256 / rows  # a smaller cohort keeps the field of view
     for s in range(studies):
         shift = (float(s % 5), -float(s % 3), 0.5 * s % 4)
-        write_study(work / "dicom" / f"S{s:03d}", [
-            SeriesGrid("t1", shape=(slices, rows, rows), spacing=(1.0 * scale, 1.0 * scale, 1.0 * scale), centre=shift),
-            SeriesGrid("t2", shape=(slices, rows, rows), spacing=(1.2 * scale, 0.9 * scale, 0.9 * scale), orientation=SAGITTAL, centre=shift, number=2),
-            SeriesGrid("flair", shape=(slices, rows, rows), spacing=(1.4 * scale, 0.95 * scale, 0.95 * scale), orientation=CORONAL, centre=shift, number=3),
-        ])
+        write_study(
+            work / "dicom" / f"S{s:03d}",
+            [
+                SeriesGrid("t1", shape=(slices, rows, rows), spacing=(1.0 * scale, 1.0 * scale, 1.0 * scale), centre=shift),
+                SeriesGrid(
+                    "t2",
+                    shape=(slices, rows, rows),
+                    spacing=(1.2 * scale, 0.9 * scale, 0.9 * scale),
+                    orientation=SAGITTAL,
+                    centre=shift,
+                    number=2,
+                ),
+                SeriesGrid(
+                    "flair",
+                    shape=(slices, rows, rows),
+                    spacing=(1.4 * scale, 0.95 * scale, 0.95 * scale),
+                    orientation=CORONAL,
+                    centre=shift,
+                    number=3,
+                ),
+            ],
+        )
     index(str(work / "dicom"), str(work / "manifest"), workers=2, progress=False)
     stamp.write_text(json.dumps(want))
 
@@ -106,14 +123,16 @@ def _monai(work: Path) -> Any:
     from monai.transforms import Compose, ConcatItemsd, DeleteItemsd, EnsureChannelFirstd, LoadImaged, Orientationd, ResampleToMatchd
 
     keys = list(ROLES)
-    transform = Compose([
-        LoadImaged(keys, reader=PydicomReader()),
-        EnsureChannelFirstd(keys),
-        Orientationd(keys, axcodes="RAS"),
-        ResampleToMatchd(["t2", "flair"], key_dst="t1", mode="bilinear", padding_mode="zeros"),
-        ConcatItemsd(keys, "image"),
-        DeleteItemsd(keys),
-    ])
+    transform = Compose(
+        [
+            LoadImaged(keys, reader=PydicomReader()),
+            EnsureChannelFirstd(keys),
+            Orientationd(keys, axcodes="RAS"),
+            ResampleToMatchd(["t2", "flair"], key_dst="t1", mode="bilinear", padding_mode="zeros"),
+            ConcatItemsd(keys, "image"),
+            DeleteItemsd(keys),
+        ]
+    )
     return PersistentDataset(_folders(work), transform, cache_dir=work / "cache_monai")
 
 
@@ -143,8 +162,9 @@ def _phase(contender: str, phase: str, work: Path, n_patches: int) -> float:
         if phase == "warm":
             return _epoch(dicomml.StudyDataset(work / "manifest", _study_config(), cache, cache_only=True), collate)
         studies = len(dicomml.StudyDataset(work / "manifest", _study_config(), cache, cache_only=True))
-        patches = dicomml.PatchDataset(work / "manifest", _study_config(), cache, patch_size=PATCH,
-                                       samples_per_volume=max(1, n_patches // studies), cache_only=True)
+        patches = dicomml.PatchDataset(
+            work / "manifest", _study_config(), cache, patch_size=PATCH, samples_per_volume=max(1, n_patches // studies), cache_only=True
+        )
         return _epoch(patches, collate)
     if contender == "MONAI":
         if phase == "fill":
@@ -184,7 +204,19 @@ def _child(contender: str, phase: str, work: Path, n_patches: int) -> None:
 
 def _run(contender: str, phase: str, work: Path, n_patches: int) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", contender, phase, "--workdir", str(work), "--patches", str(n_patches), "--patch", str(PATCH[0])],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            contender,
+            phase,
+            "--workdir",
+            str(work),
+            "--patches",
+            str(n_patches),
+            "--patch",
+            str(PATCH[0]),
+        ],
         capture_output=True,
         text=True,
     )
@@ -213,7 +245,9 @@ def main() -> None:
         return
     t = time.perf_counter()
     _prepare(args.workdir, args.studies, args.rows, args.slices)
-    print(f"cohort: {args.studies} studies x 3 MR series of {args.rows}x{args.rows}x{args.slices} in {args.workdir} ({time.perf_counter() - t:.0f} s)")
+    print(
+        f"cohort: {args.studies} studies x 3 MR series of {args.rows}x{args.rows}x{args.slices} in {args.workdir} ({time.perf_counter() - t:.0f} s)"
+    )
     for path in (args.workdir / "dicom").rglob("*.dcm"):  # every contender starts from the page cache
         path.read_bytes()
     results: dict[str, dict[str, float]] = {c: {"peak_rss_mb": 0.0} for c in CONTENDERS}
@@ -233,11 +267,25 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> N
     rows = []
     for phase in ("fill", "warm", "patches"):
         for peer in ("MONAI", "TorchIO"):
-            rows.append((names[phase], f"{d[phase]:.2f}", peer, f"{results[peer][phase]:.2f}",
-                         *table.ratio(d[phase] / results[peer][phase], targets.get((phase, peer)))))
+            rows.append(
+                (
+                    names[phase],
+                    f"{d[phase]:.2f}",
+                    peer,
+                    f"{results[peer][phase]:.2f}",
+                    *table.ratio(d[phase] / results[peer][phase], targets.get((phase, peer))),
+                )
+            )
     for peer in ("MONAI", "TorchIO"):
-        rows.append(("peak RSS (MB)", f"{d['peak_rss_mb']:.0f}", peer, f"{results[peer]['peak_rss_mb']:.0f}",
-                     *table.ratio(d["peak_rss_mb"] / results[peer]["peak_rss_mb"])))
+        rows.append(
+            (
+                "peak RSS (MB)",
+                f"{d['peak_rss_mb']:.0f}",
+                peer,
+                f"{results[peer]['peak_rss_mb']:.0f}",
+                *table.ratio(d["peak_rss_mb"] / results[peer]["peak_rss_mb"]),
+            )
+        )
     table.print_table(
         f"bench_study: {args.studies} studies x 3 MR series of {args.rows}x{args.rows}x{args.slices}, onto the T1 grid, DataLoader 0 workers",
         ["measure", "dicomml", "peer", "peer value", "ratio", "target"],

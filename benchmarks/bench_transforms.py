@@ -37,8 +37,16 @@ from collections.abc import Callable
 import numpy as np
 import table
 
-CONTENDERS = ("dicomml", "dicomml_fused_RAS", "monai_spacing", "monai_orientation_spacing", "simpleitk", "torch_interpolate",
-              "interleaved", "interleaved_RAS")
+CONTENDERS = (
+    "dicomml",
+    "dicomml_fused_RAS",
+    "monai_spacing",
+    "monai_orientation_spacing",
+    "simpleitk",
+    "torch_interpolate",
+    "interleaved",
+    "interleaved_RAS",
+)
 
 
 def _input(args: argparse.Namespace):
@@ -186,8 +194,22 @@ def _worker(name: str, args: argparse.Namespace) -> None:
 
 
 def _run(name: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--size", ",".join(map(str, args.size)),
-           "--spacing", ",".join(map(str, args.spacing)), "--device", args.device, "--repeat", str(args.repeat), "--geometry", args.geometry]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--size",
+        ",".join(map(str, args.size)),
+        "--spacing",
+        ",".join(map(str, args.spacing)),
+        "--device",
+        args.device,
+        "--repeat",
+        str(args.repeat),
+        "--geometry",
+        args.geometry,
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -195,7 +217,7 @@ def _run(name: str, args: argparse.Namespace) -> dict:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         return {"name": name, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _floats(text: str) -> list[float]:
@@ -204,13 +226,16 @@ def _floats(text: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=lambda s: [int(v) for v in s.split(",")], default=[512, 512, 300],
-                        help="columns,rows,slices (default 512,512,300)")
-    parser.add_argument("--spacing", type=_floats, default=[0.7, 0.7, 1.25],
-                        help="input column,row,slice spacing in mm (default 0.7,0.7,1.25)")
+    parser.add_argument(
+        "--size", type=lambda s: [int(v) for v in s.split(",")], default=[512, 512, 300], help="columns,rows,slices (default 512,512,300)"
+    )
+    parser.add_argument(
+        "--spacing", type=_floats, default=[0.7, 0.7, 1.25], help="input column,row,slice spacing in mm (default 0.7,0.7,1.25)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--geometry", choices=("axial", "sagittal"), default="axial",
-                        help="input orientation: axial CT (default) or oblique sagittal MR")
+    parser.add_argument(
+        "--geometry", choices=("axial", "sagittal"), default="axial", help="input orientation: axial CT (default) or oblique sagittal MR"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per contender subprocess")
@@ -221,8 +246,10 @@ def main() -> None:
         return
     import torch
 
-    print(f"resample {args.size[0]}x{args.size[1]}x{args.size[2]} float32 at {args.spacing} mm to 1 mm, trilinear, "
-          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeat}")
+    print(
+        f"resample {args.size[0]}x{args.size[1]}x{args.size[2]} float32 at {args.spacing} mm to 1 mm, trilinear, "
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeat}"
+    )
     results = {r["name"]: r for r in (_run(n, args) for n in args.only.split(","))}
     for r in results.values():
         if r["name"].startswith("interleaved") and "error" not in r:
@@ -231,8 +258,10 @@ def main() -> None:
             print(f"  {r['name']:<20} failed: {r['error']}")
             continue
         gpu = f"  gpu peak {r['gpu_peak_mb']:8.0f} MB" if r["gpu_peak_mb"] is not None else ""
-        print(f"  {r['name']:<20} {r['seconds']:8.3f} s   peak RSS {r['peak_rss_mb']:8.0f} MB "
-              f"(+{r['rss_above_input_mb']:6.0f} MB over input)   out {tuple(r['out_shape'])}{gpu}")
+        print(
+            f"  {r['name']:<20} {r['seconds']:8.3f} s   peak RSS {r['peak_rss_mb']:8.0f} MB "
+            f"(+{r['rss_above_input_mb']:6.0f} MB over input)   out {tuple(r['out_shape'])}{gpu}"
+        )
     ras = results.get("interleaved_RAS", {})
     ras_rows = _ras_rows(ras) if "dicomml" in ras else []
     ours = results.get("dicomml", {})
@@ -242,19 +271,25 @@ def main() -> None:
         if ras_rows:
             _print_table(args, ras_rows)
         return
-    for name, label in (("monai_spacing", "MONAI Spacing / dicomml (speed-up, target >= 6)"),
-                        ("simpleitk", "SimpleITK / dicomml (speed-up)"),
-                        ("torch_interpolate", "bare torch interpolate / dicomml (target >= 1/1.1 = 0.91)")):
+    for name, label in (
+        ("monai_spacing", "MONAI Spacing / dicomml (speed-up, target >= 6)"),
+        ("simpleitk", "SimpleITK / dicomml (speed-up)"),
+        ("torch_interpolate", "bare torch interpolate / dicomml (target >= 1/1.1 = 0.91)"),
+    ):
         if "seconds" in results.get(name, {}):
             print(f"  ratio {label}: {results[name]['seconds'] / ours['seconds']:.2f}")
     mixed = results.get("interleaved", {})
     if "dicomml" in mixed:
         best = mixed["floor"][0] / mixed["dicomml"][0]
         median = float(np.median(mixed["floor"]) / np.median(mixed["dicomml"]))
-        print(f"  ratio bare torch / dicomml, interleaved in one process ({len(mixed['floor'])} each): best {best:.2f}, median {median:.2f}")
+        print(
+            f"  ratio bare torch / dicomml, interleaved in one process ({len(mixed['floor'])} each): best {best:.2f}, median {median:.2f}"
+        )
     if "seconds" in results.get("monai_spacing", {}):
-        print(f"  ratio dicomml / MONAI peak RSS (target <= 0.33): {ours['peak_rss_mb'] / results['monai_spacing']['peak_rss_mb']:.2f}"
-              f"; over input: {ours['rss_above_input_mb'] / max(1.0, results['monai_spacing']['rss_above_input_mb']):.2f}")
+        print(
+            f"  ratio dicomml / MONAI peak RSS (target <= 0.33): {ours['peak_rss_mb'] / results['monai_spacing']['peak_rss_mb']:.2f}"
+            f"; over input: {ours['rss_above_input_mb'] / max(1.0, results['monai_spacing']['rss_above_input_mb']):.2f}"
+        )
         if ours["gpu_peak_mb"] is not None and results["monai_spacing"]["gpu_peak_mb"]:
             print(f"  ratio dicomml / MONAI peak GPU memory: {ours['gpu_peak_mb'] / results['monai_spacing']['gpu_peak_mb']:.2f}")
     labels = {
@@ -267,16 +302,36 @@ def main() -> None:
     }
     targets = {"monai_spacing": 6.0, "torch_interpolate": 1 / 1.1}
     rows = [
-        (labels[name], f"{r['seconds']:.3f} s", f"{r['peak_rss_mb']:.0f}", "" if r["gpu_peak_mb"] is None else f"{r['gpu_peak_mb']:.0f}",
-         *table.ratio(r["seconds"] / ours["seconds"], targets.get(name)))
-        for name, r in results.items() if name in labels and "seconds" in r
+        (
+            labels[name],
+            f"{r['seconds']:.3f} s",
+            f"{r['peak_rss_mb']:.0f}",
+            "" if r["gpu_peak_mb"] is None else f"{r['gpu_peak_mb']:.0f}",
+            *table.ratio(r["seconds"] / ours["seconds"], targets.get(name)),
+        )
+        for name, r in results.items()
+        if name in labels and "seconds" in r
     ]
     if "dicomml" in mixed:
-        rows.append(("bare torch / dicomml, interleaved in one process (best)", "", "", "",
-                     *table.ratio(mixed["floor"][0] / mixed["dicomml"][0], targets["torch_interpolate"])))
+        rows.append(
+            (
+                "bare torch / dicomml, interleaved in one process (best)",
+                "",
+                "",
+                "",
+                *table.ratio(mixed["floor"][0] / mixed["dicomml"][0], targets["torch_interpolate"]),
+            )
+        )
     if "seconds" in results.get("monai_spacing", {}):
-        rows.append(("dicomml / MONAI peak RSS", "", "", "",
-                     *table.ratio(ours["peak_rss_mb"] / results["monai_spacing"]["peak_rss_mb"], 0.33, at_most=True)))
+        rows.append(
+            (
+                "dicomml / MONAI peak RSS",
+                "",
+                "",
+                "",
+                *table.ratio(ours["peak_rss_mb"] / results["monai_spacing"]["peak_rss_mb"], 0.33, at_most=True),
+            )
+        )
     _print_table(args, rows + ras_rows)
 
 
@@ -287,12 +342,27 @@ def _ras_rows(mixed: dict) -> list[tuple]:
     for key in ("dicomml", "floor", "monai", "dicomml_batch", "floor_batch", "monai_batch"):
         print(f"  interleaved_RAS {key:<14} best {best[key]:8.3f} s   median {median[key]:8.3f} s")
     return [
-        ("orient + resample to RAS / bare interpolate on the same voxels, interleaved (best)", f"{best['dicomml']:.3f} s", "", "",
-         *table.ratio(best["dicomml"] / best["floor"], 1.3, at_most=True, of="the floor")),
-        ("MONAI `Orientation` + `Spacing` / dicomml orient + resample, interleaved (best)", f"{best['monai']:.3f} s", "", "",
-         *table.ratio(best["monai"] / best["dicomml"], 8.0)),
-        ("collate of 2 after dicomml / after bare interpolate, interleaved (best)", f"{best['dicomml_batch']:.3f} s", "", "",
-         *table.ratio(best["dicomml_batch"] / best["floor_batch"], 1.0, at_most=True, of="the floor's")),
+        (
+            "orient + resample to RAS / bare interpolate on the same voxels, interleaved (best)",
+            f"{best['dicomml']:.3f} s",
+            "",
+            "",
+            *table.ratio(best["dicomml"] / best["floor"], 1.3, at_most=True, of="the floor"),
+        ),
+        (
+            "MONAI `Orientation` + `Spacing` / dicomml orient + resample, interleaved (best)",
+            f"{best['monai']:.3f} s",
+            "",
+            "",
+            *table.ratio(best["monai"] / best["dicomml"], 8.0),
+        ),
+        (
+            "collate of 2 after dicomml / after bare interpolate, interleaved (best)",
+            f"{best['dicomml_batch']:.3f} s",
+            "",
+            "",
+            *table.ratio(best["dicomml_batch"] / best["floor_batch"], 1.0, at_most=True, of="the floor's"),
+        ),
     ]
 
 

@@ -36,6 +36,5 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{feature} needs {module.split('.')[0]}, which is not installed ({exc}); "
-            f"pip install 'dicomml[{extra}]'"
+            f"{feature} needs {module.split('.')[0]}, which is not installed ({exc}); pip install 'dicomml[{extra}]'"
         ) from None

@@ -216,9 +216,7 @@ class Annotations:
         if self.mode not in _LABEL_MODES:
             raise ConfigError(f"annotations.mode {self.mode!r} is not one of {', '.join(_LABEL_MODES)}")
         if self.choose not in _CHOOSE and not self.choose.startswith("description:"):
-            raise ConfigError(
-                f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)} or description:TEXT"
-            )
+            raise ConfigError(f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)} or description:TEXT")
         if self.on_bad not in _ON_BAD:
             raise ConfigError(f"annotations.on_bad {self.on_bad!r} is not one of {', '.join(_ON_BAD)}")
         values = [label.value for label in self.labels]
@@ -380,9 +378,7 @@ class Deterministic:
     def __post_init__(self) -> None:
         code = self.orientation.upper() if isinstance(self.orientation, str) else ""
         if len(code) != 3 or sorted(_axis_family(c) for c in code) != [0, 1, 2]:
-            raise ConfigError(
-                f"orientation {self.orientation!r} is not a RAS+ axis code; use three letters, one of L/R, A/P, S/I each"
-            )
+            raise ConfigError(f"orientation {self.orientation!r} is not a RAS+ axis code; use three letters, one of L/R, A/P, S/I each")
         object.__setattr__(self, "orientation", code)
         if self.spacing is not None and not all(math.isfinite(s) and s > 0 for s in self.spacing):
             raise ConfigError(f"spacing {list(self.spacing)} must be three positive numbers (mm)")
@@ -450,7 +446,11 @@ class PipelineConfig:
         det = dataclasses.asdict(self.deterministic)
         del det["max_voxels"]
         # options at their defaults are left out, so configs written before they existed keep their cache keys
-        defaults = (("on_irregular", "raise"), ("annotations", dataclasses.asdict(Annotations())), ("volumes", dataclasses.asdict(VolumeSelection())))
+        defaults = (
+            ("on_irregular", "raise"),
+            ("annotations", dataclasses.asdict(Annotations())),
+            ("volumes", dataclasses.asdict(VolumeSelection())),
+        )
         for key, default in defaults:
             if det[key] == default:
                 del det[key]
@@ -540,8 +540,7 @@ def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(
-            f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset "
-            f"({', '.join(presets())})",
+            f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset ({', '.join(presets())})",
             path=str(path),
         ) from None
     except yaml.YAMLError as exc:

@@ -48,9 +48,7 @@ class Volume:
         if self.affine.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got {self.affine.shape}")
         if self.array.ndim != 3 + len(self.axes):
-            raise ValueError(
-                f"array has {self.array.ndim} axes; expected 3 spatial + {len(self.axes)} named {self.axes}"
-            )
+            raise ValueError(f"array has {self.array.ndim} axes; expected 3 spatial + {len(self.axes)} named {self.axes}")
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:

@@ -56,8 +56,20 @@ def _tree_rss(pid: int) -> int:
 
 
 def _index(tree: Path, out: Path, workers: int) -> dict[str, Any]:
-    command = [sys.executable, "-m", "dicomml.cli.main", "index", str(tree), "-o", str(out),
-               "--workers", str(workers), "--timeout", "20", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "dicomml.cli.main",
+        "index",
+        str(tree),
+        "-o",
+        str(out),
+        "--workers",
+        str(workers),
+        "--timeout",
+        "20",
+        "--quiet",
+    ]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -71,8 +83,12 @@ def _index(tree: Path, out: Path, workers: int) -> dict[str, Any]:
     sampler.start()
     stdout, stderr = proc.communicate()
     sampler.join()
-    return {"returncode": proc.returncode, "seconds": round(time.perf_counter() - started, 1),
-            "peak_tree_mib": round(peak[0] / 2**20), "stderr": stderr[-2000:]}
+    return {
+        "returncode": proc.returncode,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_tree_mib": round(peak[0] / 2**20),
+        "stderr": stderr[-2000:],
+    }
 
 
 def _load(kind: str, items: Sequence[str], started: Callable[[int], None]) -> list[str]:
@@ -129,26 +145,38 @@ def main() -> None:
         loaded = time.perf_counter() - started
     bad = [k for k in list(series_outcomes) + list(file_outcomes) if k.startswith(("UNTYPED", "TIMEOUT", "CRASHED"))]
     summary = {
-        "entries": sum(counts.values()), "categories": len(counts), "per_category": counts,
-        "build_seconds": round(built, 1), "index": indexed,
-        "instance_rows": len(instances), "error_rows": len(errors),
-        "error_types": dict(Counter(errors.error_type)), "unaccounted": len(expected - seen),
-        "series": len(series), "usable_series": len(usable),
-        "series_loads": dict(series_outcomes), "file_loads": dict(file_outcomes),
-        "load_seconds": round(loaded, 1), "untyped_killed_or_hung": bad,
+        "entries": sum(counts.values()),
+        "categories": len(counts),
+        "per_category": counts,
+        "build_seconds": round(built, 1),
+        "index": indexed,
+        "instance_rows": len(instances),
+        "error_rows": len(errors),
+        "error_types": dict(Counter(errors.error_type)),
+        "unaccounted": len(expected - seen),
+        "series": len(series),
+        "usable_series": len(usable),
+        "series_loads": dict(series_outcomes),
+        "file_loads": dict(file_outcomes),
+        "load_seconds": round(loaded, 1),
+        "untyped_killed_or_hung": bad,
     }
     print(json.dumps(summary, indent=1))
     print()
-    print("| entries | categories | instance rows | error rows | unaccounted | index exit | index wall s "
-          "| index peak MiB (process tree) | usable series | series loads: volume / typed | files: volume / typed "
-          "| untyped, killed, hung |")
+    print(
+        "| entries | categories | instance rows | error rows | unaccounted | index exit | index wall s "
+        "| index peak MiB (process tree) | usable series | series loads: volume / typed | files: volume / typed "
+        "| untyped, killed, hung |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     volume_s = series_outcomes.get("volume", 0)
     volume_f = file_outcomes.get("volume", 0)
-    print(f"| {summary['entries']} | {len(counts)} | {len(instances)} | {len(errors)} | {summary['unaccounted']} "
-          f"| {indexed['returncode']} | {indexed['seconds']} | {indexed['peak_tree_mib']} | {len(usable)} "
-          f"| {volume_s} / {sum(series_outcomes.values()) - volume_s} | {volume_f} / {sum(file_outcomes.values()) - volume_f} "
-          f"| {len(bad)} |")
+    print(
+        f"| {summary['entries']} | {len(counts)} | {len(instances)} | {len(errors)} | {summary['unaccounted']} "
+        f"| {indexed['returncode']} | {indexed['seconds']} | {indexed['peak_tree_mib']} | {len(usable)} "
+        f"| {volume_s} / {sum(series_outcomes.values()) - volume_s} | {volume_f} / {sum(file_outcomes.values()) - volume_f} "
+        f"| {len(bad)} |"
+    )
     sys.exit(1 if bad or indexed["returncode"] or summary["unaccounted"] else 0)
 
 

@@ -11,11 +11,22 @@ PACKAGE = Path(dicomml.__file__).parent
 
 #: (module, attribute) calls that deserialize arbitrary objects or run code.
 FORBIDDEN_CALLS = {
-    ("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"),
-    ("cPickle", "load"), ("cPickle", "loads"), ("dill", "load"), ("dill", "loads"),
-    ("cloudpickle", "load"), ("cloudpickle", "loads"), ("joblib", "load"),
-    ("marshal", "load"), ("marshal", "loads"), ("shelve", "open"),
-    ("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"),
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("pickle", "Unpickler"),
+    ("cPickle", "load"),
+    ("cPickle", "loads"),
+    ("dill", "load"),
+    ("dill", "loads"),
+    ("cloudpickle", "load"),
+    ("cloudpickle", "loads"),
+    ("joblib", "load"),
+    ("marshal", "load"),
+    ("marshal", "loads"),
+    ("shelve", "open"),
+    ("yaml", "load"),
+    ("yaml", "unsafe_load"),
+    ("yaml", "full_load"),
     ("torch", "load"),
 }
 FORBIDDEN_NAMES = {"eval", "exec", "__import__"}

@@ -214,9 +214,7 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
         return [result for run in runs for result in run]
 
 
-def _read_headers(
-    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling
-) -> list[_Source]:
+def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
     if philips_scaling not in PHILIPS_SCALINGS:
@@ -238,8 +236,7 @@ def _read_headers(
             rows = np.flatnonzero(np.isin(table.frame_numbers, np.asarray(wanted, dtype=np.int64)))
             if rows.size == 0:
                 raise InvalidDicomFileError(
-                    f"{paths[i]}: frames {list(wanted)} requested, but the file holds frames "
-                    f"1-{int(table.frame_numbers.max())}",
+                    f"{paths[i]}: frames {list(wanted)} requested, but the file holds frames 1-{int(table.frame_numbers.max())}",
                     path=paths[i],
                 )
         return _Source(paths[i], header, table, rows)
@@ -281,7 +278,8 @@ def _single_group(sources: list[_Source]) -> str:
             f"orientation {np.round(t.orientations[row], 4).tolist()}, echo {t.echo[row]:g}, kind {t.kind[row]!r})"
         )
     raise MixedSeriesError(
-        f"the {len(sources)} files hold {len(groups)} volume groups: " + "; ".join(described)
+        f"the {len(sources)} files hold {len(groups)} volume groups: "
+        + "; ".join(described)
         + "; pass the files of one group (dicomml.index groups them for you)",
         series_uid=str(sources[0].header.get("SeriesInstanceUID", "")),
     )

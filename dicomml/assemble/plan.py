@@ -134,8 +134,12 @@ def plan_stack(
     found_bad = geometry_problem(orientations[keep_rows], pixel_spacing[keep_rows], positions[keep_rows])
     if found_bad is not None:
         label = labels[keep_rows[found_bad.frame]]
-        raise GeometryError(f"{label}: {found_bad.problem}; the header's geometry is invalid, fix or exclude the file",
-                            path=label, series_uid=series, tag=found_bad.tag)
+        raise GeometryError(
+            f"{label}: {found_bad.problem}; the header's geometry is invalid, fix or exclude the file",
+            path=label,
+            series_uid=series,
+            tag=found_bad.tag,
+        )
     iop = orientations[keep_rows[0]]
     spacing = pixel_spacing[keep_rows[0]]
     _check_in_plane(orientations[keep_rows], pixel_spacing[keep_rows], iop, spacing, on_irregular, series, found)
@@ -145,10 +149,18 @@ def plan_stack(
     # Pre-order by time so that analyze_stack's tie-break (input order) is time order.
     by_time = keep_rows[np.argsort(time_order[keep_rows], kind="stable")]
     geometry = analyze_stack(positions[by_time], iop)
-    far = spacing_problem(np.array([geometry.spacing]), "slice spacing from (0020,0032) ImagePositionPatient") if geometry.n_positions > 1 else None
+    far = (
+        spacing_problem(np.array([geometry.spacing]), "slice spacing from (0020,0032) ImagePositionPatient")
+        if geometry.n_positions > 1
+        else None
+    )
     if far:
-        raise GeometryError(f"series {series}: {far} (positions along the normal {geometry.offsets[[0, -1]].tolist()} mm); "
-                            "the header's geometry is invalid", series_uid=series, tag="(0020,0032)")
+        raise GeometryError(
+            f"series {series}: {far} (positions along the normal {geometry.offsets[[0, -1]].tolist()} mm); "
+            "the header's geometry is invalid",
+            series_uid=series,
+            tag="(0020,0032)",
+        )
     resample = _check_stack(geometry, [labels[i] for i in by_time], on_irregular, series, found)
     starts = np.concatenate([[0], np.cumsum(geometry.counts)[:-1]])
     n_positions = geometry.n_positions
@@ -268,9 +280,7 @@ def _check_in_plane(
             )
 
 
-def _check_stack(
-    geometry: StackGeometry, labels: Sequence[str], on_irregular: str, series: str, found: list[str]
-) -> set[str]:
+def _check_stack(geometry: StackGeometry, labels: Sequence[str], on_irregular: str, series: str, found: list[str]) -> set[str]:
     """Raise or record each stack irregularity; ``labels`` name the frames in analyze_stack's input order."""
     resample: set[str] = set()
     sorted_labels = [labels[i] for i in geometry.order]
@@ -307,7 +317,9 @@ def _check_stack(
             f"{sorted_labels[starts[worst]]} and {sorted_labels[starts[worst + 1]]}"
         )
         if geometry.missing:
-            problem = f"{geometry.missing} slice(s) missing: a step along the normal exceeds the {geometry.spacing:.4g} mm spacing ({where})"
+            problem = (
+                f"{geometry.missing} slice(s) missing: a step along the normal exceeds the {geometry.spacing:.4g} mm spacing ({where})"
+            )
             _irregular(SliceGapError, problem, on_irregular, series, found)
         else:
             _irregular(InconsistentGeometryError, f"slice spacing is not uniform ({where})", on_irregular, series, found)

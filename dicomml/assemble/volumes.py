@@ -152,7 +152,11 @@ def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
         have = table.get(column)
         if not have:
             raise ConfigError(f"series {name}: volumes.by={by!r}, but its volumes carry no {column}; select by index instead")
-        picked = [i for i, v in enumerate(have) if v is not None and any(abs(float(v) - float(w)) <= (0.5 if by == "echo" else 1.0) for w in values)]
+        picked = [
+            i
+            for i, v in enumerate(have)
+            if v is not None and any(abs(float(v) - float(w)) <= (0.5 if by == "echo" else 1.0) for w in values)
+        ]
     if not picked:
         raise ConfigError(f"series {name}: volumes.{by} {list(values)} keeps none of its {n} volumes")
     kept = {k: [v[i] for i in picked] for k, v in table.items()}
@@ -217,7 +221,9 @@ def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
     timing = functional_item(ds, frame, "MRTimingAndRelatedParametersSequence")
     diffusion = functional_item(ds, frame, "MRDiffusionSequence")
     out: dict[str, Any] = {
-        "acquisition_time": _first(_seconds(content, "FrameAcquisitionDateTime"), _seconds(ds, "AcquisitionDateTime"), _seconds(ds, "AcquisitionTime")),
+        "acquisition_time": _first(
+            _seconds(content, "FrameAcquisitionDateTime"), _seconds(ds, "AcquisitionDateTime"), _seconds(ds, "AcquisitionTime")
+        ),
         "trigger_time": _first(_number(cardiac, "NominalCardiacTriggerDelayTime"), _number(ds, "TriggerTime")),
         "echo_time": _first(_number(echo, "EffectiveEchoTime"), _number(ds, "EchoTime")),
         "echo_number": _number(ds, "EchoNumbers"),
@@ -266,7 +272,9 @@ def _ge(ds: Dataset) -> tuple[float | None, np.ndarray | None]:
         return None, None
     try:
         raw = private.value
-        values = raw.decode("latin-1").split("\\") if isinstance(raw, bytes) else str(raw).split("\\") if isinstance(raw, str) else list(raw)
+        values = (
+            raw.decode("latin-1").split("\\") if isinstance(raw, bytes) else str(raw).split("\\") if isinstance(raw, str) else list(raw)
+        )
         b = float(values[0]) % 1_000_000_000  # GE adds 10^9 to b-values of some sequences
     except (TypeError, ValueError, IndexError):
         return None, None

@@ -276,12 +276,13 @@ def read_region(
                 raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
             raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
             if len(raw) < base + length:
-                raise CacheIntegrityError(f"{where}: chunk {cidx} is cut short (truncated shard); delete the entry and recompute", path=where)
+                raise CacheIntegrityError(
+                    f"{where}: chunk {cidx} is cut short (truncated shard); delete the entry and recompute", path=where
+                )
             frame = np.frombuffer(raw, np.uint8, length - _CRC, base)  # a view, no copy
             if google_crc32c.value(frame) != int.from_bytes(raw[base + length - _CRC : base + length], "little"):
                 raise CacheIntegrityError(
-                    f"{where}: chunk {cidx} checksum mismatch (CRC32C); the entry is corrupted, "
-                    "delete it and recompute",
+                    f"{where}: chunk {cidx} checksum mismatch (CRC32C); the entry is corrupted, delete it and recompute",
                     path=where,
                 )
             numcodecs.blosc.decompress(frame, buffer)

@@ -172,7 +172,7 @@ class CacheEntry:
             if isinstance(fs, LocalFileSystem):
                 return _read_local(shard, layout, region, where, lookup, threads)
             blob = _cat(fs, shard, where)  # one GET on object stores
-            index = read_index(blob[-index_nbytes(layout):], layout, where)
+            index = read_index(blob[-index_nbytes(layout) :], layout, where)
             return read_region(None, layout, index, region, where, blob=blob, lookup=lookup, threads=threads)
         if start is None or size is None:
             raise ValueError("give both start and size, or neither")
@@ -219,9 +219,7 @@ class Cache:
     (4, 5, 6)
     """
 
-    def __init__(
-        self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, create: bool = True
-    ) -> None:
+    def __init__(self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, create: bool = True) -> None:
         self.url = os.fspath(url)
         self._storage_options = dict(storage_options or {})
         self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
@@ -234,9 +232,7 @@ class Cache:
             root_json = self.fs.cat_file(f"{self.root}/zarr.json") if found or create else None
             folder_found = found or self.fs.exists(self.root)
         except OSError as exc:
-            raise CacheError(
-                f"{self.url}: cannot open the cache ({exc}); check the path and its permissions", path=self.url
-            ) from exc
+            raise CacheError(f"{self.url}: cannot open the cache ({exc}); check the path and its permissions", path=self.url) from exc
         if root_json is None:
             what = "is not a dicomml cache (no zarr.json)" if folder_found else "does not exist"
             raise CacheError(f"{self.url}: {what}; check the path", path=self.url)
@@ -282,8 +278,7 @@ class Cache:
             text = self.fs.cat_file(self._marker(key))
         except FileNotFoundError:
             raise CacheMissError(
-                f"{self.url}: no entry {key}; compute it (a Dataset without cache_only=True, "
-                "or `dicomml preprocess`)",
+                f"{self.url}: no entry {key}; compute it (a Dataset without cache_only=True, or `dicomml preprocess`)",
                 path=self.url,
             ) from None
         try:
@@ -589,7 +584,9 @@ def _read_local(
         if size < tail:
             raise CacheIntegrityError(f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path)
         index = read_index(os.pread(fd, tail, size - tail), layout, where)
-        return read_region(lambda start, end: os.pread(fd, end - start, start), layout, index, region, where, lookup=lookup, threads=threads)
+        return read_region(
+            lambda start, end: os.pread(fd, end - start, start), layout, index, region, where, lookup=lookup, threads=threads
+        )
     finally:
         os.close(fd)
 
@@ -661,4 +658,3 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-

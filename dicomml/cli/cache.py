@@ -48,7 +48,9 @@ def verify(cache: str, delete: bool) -> None:
                     store.delete(key)
     click.echo(f"{len(keys) - len(bad)} of {len(keys)} entries verified" + (", failed ones unpublished" if bad and delete else ""))
     if bad:
-        raise CacheIntegrityError(f"{cache}: {len(bad)} corrupted entries: {', '.join(bad)}; rerun with --delete, then recompute", path=cache)
+        raise CacheIntegrityError(
+            f"{cache}: {len(bad)} corrupted entries: {', '.join(bad)}; rerun with --delete, then recompute", path=cache
+        )
 
 
 @command.command("gc")

@@ -30,12 +30,19 @@ def _mask_path(output: str) -> Path:
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
 @click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_nifti_output,
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    callback=_nifti_output,
     help="NIfTI file, .nii or .nii.gz; its folder is created if missing.",
 )
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to export on the image grid.")
 @click.option(
-    "--mask-output", default=None, type=click.Path(dir_okay=False), callback=_nifti_output,
+    "--mask-output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    callback=_nifti_output,
     help="Default: OUTPUT with _mask before the suffix.",
 )
 @on_irregular

@@ -9,8 +9,14 @@ __all__ = ["command"]
 
 @click.command("labels")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "yaml"]), default="table", show_default=True,
-              help="yaml: a starting point for the config's labels (one per distinct code or name).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "yaml"]),
+    default="table",
+    show_default=True,
+    help="yaml: a starting point for the config's labels (one per distinct code or name).",
+)
 def command(manifest: str, fmt: str) -> None:
     """List the segment labels and property codes of every SEG and RTSTRUCT in MANIFEST,
     with how many annotations and image series have each."""

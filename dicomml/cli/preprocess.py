@@ -105,20 +105,35 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 @click.command("preprocess")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.option(
-    "--config", "config", required=True,
+    "--config",
+    "config",
+    required=True,
     help=f"A preset name ({', '.join(presets())}), the path of a pipeline YAML, or a study config (roles): one task per study.",
 )
 @click.option("--cache", required=True, help="Cache folder or fsspec URL (created if absent).")
 @click.option("--where", default=None, help="SQL predicate on the series table, e.g. \"modality = 'CT'\".")
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes of a local Dask cluster [one per CPU]; 0: this process.")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=None, help="Worker processes of a local Dask cluster [one per CPU]; 0: this process."
+)
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
 @click.option("--shard", default=None, help="Process shard I of N (0-based, e.g. 0/4); default from RANK/WORLD_SIZE or SLURM variables.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Resample on the worker's GPU (cuda) when it has one.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads decoding one series [OMP_NUM_THREADS; 1 per Dask worker, every core in this process].")
-@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Dask retries of a task failing with an unexpected error.")
+@click.option(
+    "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Resample on the worker's GPU (cuda) when it has one."
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads decoding one series [OMP_NUM_THREADS; 1 per Dask worker, every core in this process].",
+)
+@click.option(
+    "--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Dask retries of a task failing with an unexpected error."
+)
 @click.option("--report", default=None, help="Parquet run report path or URL [CACHE/reports/preprocess-<time>-<id>.parquet].")
 @click.option("--quiet", is_flag=True, help="No progress bar (the summary is still printed).")
-@click.option("--images", is_flag=True, help="2D images (CR, DX, MG, US, SC...): --config is an image config YAML, --where a predicate on instances.")
+@click.option(
+    "--images", is_flag=True, help="2D images (CR, DX, MG, US, SC...): --config is an image config YAML, --where a predicate on instances."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --images: images per task.")
 @max_voxels
 def command(
@@ -174,8 +189,15 @@ def command(
 
 
 def _images(
-    manifest: str, config: str, cache: str, where: str | None, workers: int | None, scheduler: str | None,
-    shard: tuple[int, int] | None, batch_size: int, quiet: bool,
+    manifest: str,
+    config: str,
+    cache: str,
+    where: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    shard: tuple[int, int] | None,
+    batch_size: int,
+    quiet: bool,
 ) -> None:
     """``--images``: the 2D images of the manifest, batches of images per task; exit 1 when every image failed."""
     from dicomml.errors import DicomMLError

@@ -27,10 +27,19 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
 @click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), callback=make_parent,
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    callback=make_parent,
     help="PNG to write; its folder is created if missing.",
 )
-@click.option("--window", default=None, callback=parse_window, help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.")
+@click.option(
+    "--window",
+    default=None,
+    callback=parse_window,
+    help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.",
+)
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
 @click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
 @click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")

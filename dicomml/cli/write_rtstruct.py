@@ -13,8 +13,16 @@ __all__ = ["command"]
 
 @click.command("write-rtstruct")
 @source_options
-def command(prediction: str, manifest: str | None, series_key: str | None, source: str | None, labels: Any,
-            output: str, threshold: float, algorithm: str) -> None:
+def command(
+    prediction: str,
+    manifest: str | None,
+    series_key: str | None,
+    source: str | None,
+    labels: Any,
+    output: str,
+    threshold: float,
+    algorithm: str,
+) -> None:
     """Write PREDICTION (a NIfTI label map or channels, on any grid) as an RT Structure Set
     with one ROI per label, contoured on the slices of its source series."""
     from dicomml import write_rtstruct

@@ -25,8 +25,7 @@ def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None
     for value in values:
         name, _, number = value.partition("=")
         if not name or not number.isdigit():
-            raise click.BadParameter(f"{value!r}: expected NAME=VALUE such as liver=1, or a labels .yaml file",
-                                     param_hint="--label")
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE such as liver=1, or a labels .yaml file", param_hint="--label")
         labels[name] = int(number)
     return labels
 
@@ -37,10 +36,20 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.argument("prediction", type=click.Path(exists=True, dir_okay=False)),
         click.option("--manifest", type=click.Path(exists=True, file_okay=False), help="Manifest holding --series."),
         click.option("--series", "series_key", default=None, help="series_key of the source series in --manifest."),
-        click.option("--source", type=click.Path(exists=True, file_okay=False), default=None,
-                     help="Folder of the source series' files (instead of --manifest/--series)."),
-        click.option("--label", "labels", multiple=True, required=True, callback=parse_labels_option,
-                     help="NAME=VALUE (repeat), or a YAML file of labels with codes and colours."),
+        click.option(
+            "--source",
+            type=click.Path(exists=True, file_okay=False),
+            default=None,
+            help="Folder of the source series' files (instead of --manifest/--series).",
+        ),
+        click.option(
+            "--label",
+            "labels",
+            multiple=True,
+            required=True,
+            callback=parse_labels_option,
+            help="NAME=VALUE (repeat), or a YAML file of labels with codes and colours.",
+        ),
         click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True)),
         click.option("--threshold", default=0.5, show_default=True, help="Binarization of probabilities."),
         click.option("--algorithm", default="dicomml", show_default=True, help="Algorithm name written in the file."),
@@ -62,13 +71,21 @@ def source_of(manifest: str | None, series_key: str | None, source: str | None) 
 @click.command("write-seg")
 @source_options
 @click.option("--kind", type=click.Choice(["binary", "fractional", "labelmap"]), default="binary", show_default=True)
-def command(prediction: str, manifest: str | None, series_key: str | None, source: str | None, labels: Any,
-            output: str, threshold: float, algorithm: str, kind: str) -> None:
+def command(
+    prediction: str,
+    manifest: str | None,
+    series_key: str | None,
+    source: str | None,
+    labels: Any,
+    output: str,
+    threshold: float,
+    algorithm: str,
+    kind: str,
+) -> None:
     """Write PREDICTION (a NIfTI label map or channels, on any grid) as a DICOM SEG on the
     exact grid of its source series."""
     from dicomml import write_seg
 
     where, opened = source_of(manifest, series_key, source)
-    path = write_seg(prediction, where, labels, output, kind=kind, manifest=opened, threshold=threshold,
-                     algorithm=algorithm)
+    path = write_seg(prediction, where, labels, output, kind=kind, manifest=opened, threshold=threshold, algorithm=algorithm)
     click.echo(f"wrote {path}")

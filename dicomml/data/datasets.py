@@ -64,7 +64,9 @@ class _CachedDataset(Dataset):
         loaded = load_any_config(config)
         if isinstance(loaded, StudyConfig) and (on_irregular is not None or annotations is not None):
             raise ConfigError(f"{loaded.name}: on_irregular= and annotations= go in a study config's deterministic part")
-        self.config = loaded if isinstance(loaded, StudyConfig) else with_options(loaded, on_irregular=on_irregular, annotations=annotations)
+        self.config = (
+            loaded if isinstance(loaded, StudyConfig) else with_options(loaded, on_irregular=on_irregular, annotations=annotations)
+        )
         if self._with_masks and not (self.config.deterministic.masks or self.config.deterministic.annotations.labels):
             raise ConfigError(
                 f"{self.config.name}: deterministic.masks is empty, so the cache holds no masks; "
@@ -151,13 +153,23 @@ class _CachedDataset(Dataset):
         sample: dict[str, Any] = {
             "image": torch.from_numpy(image),
             "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
-            "meta": {**_identity(source, entry), "cache_key": entry.key, "index": index, "epoch": int(self._epoch), **self._axes(entry), **meta},
+            "meta": {
+                **_identity(source, entry),
+                "cache_key": entry.key,
+                "index": index,
+                "epoch": int(self._epoch),
+                **self._axes(entry),
+                **meta,
+            },
         }
         if mask is not None:
             sample["mask"] = Mask(torch.from_numpy(mask))
             # the label map's channels, and which of them this series' annotations have (a loss can skip the others)
-            sample["meta"].update(labels=entry.meta.get("mask_labels"), present=entry.meta.get("mask_present"),
-                                  skipped_annotations=entry.meta.get("skipped_annotations", {}))
+            sample["meta"].update(
+                labels=entry.meta.get("mask_labels"),
+                present=entry.meta.get("mask_present"),
+                skipped_annotations=entry.meta.get("skipped_annotations", {}),
+            )
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
             for step in self._steps:
@@ -381,9 +393,12 @@ def _identity(source: SeriesSource | StudySource, entry: CacheEntry) -> dict[str
     if not isinstance(source, StudySource):
         return {"series_key": source.series_key}
     roles = entry.meta.get("roles", {})
-    return {"study_uid": source.study_uid, "roles": list(entry.meta.get("role_names", [])),
-            "role_present": {name: bool(info.get("present")) for name, info in roles.items()},
-            "series_keys": {name: info.get("series_key") for name, info in roles.items()}}
+    return {
+        "study_uid": source.study_uid,
+        "roles": list(entry.meta.get("role_names", [])),
+        "role_present": {name: bool(info.get("present")) for name, info in roles.items()},
+        "series_keys": {name: info.get("series_key") for name, info in roles.items()},
+    }
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:

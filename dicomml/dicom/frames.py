@@ -229,8 +229,7 @@ class _Reader:
         except (ValueError, TypeError):
             raw = "<unreadable>"
         return InvalidDicomFileError(
-            f"{self.path}: {tag_text} {keyword} is {raw!r}, expected {expected}; "
-            "the header is malformed, fix or exclude the file",
+            f"{self.path}: {tag_text} {keyword} is {raw!r}, expected {expected}; the header is malformed, fix or exclude the file",
             path=self.path,
             tag=tag_text,
         )
@@ -426,9 +425,7 @@ def functional_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     """
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared = ds.get("SharedFunctionalGroupsSequence") or []
-    return _functional_item(
-        per_frame[frame] if frame < len(per_frame) else None, shared[0] if len(shared) else None, sequence
-    )
+    return _functional_item(per_frame[frame] if frame < len(per_frame) else None, shared[0] if len(shared) else None, sequence)
 
 
 def _functional_item(frame: Dataset | None, shared: Dataset | None, sequence: str) -> Dataset | None:

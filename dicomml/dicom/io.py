@@ -83,8 +83,7 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
             ) from exc
         except (EOFError, ValueError, struct.error) as exc:
             raise InvalidDicomFileError(
-                f"{name}: the file is truncated or its header cannot be parsed ({_first_line(exc)}); "
-                "re-export or exclude it",
+                f"{name}: the file is truncated or its header cannot be parsed ({_first_line(exc)}); re-export or exclude it",
                 path=name,
             ) from exc
 
@@ -95,9 +94,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def typed_errors(
-    path: str, what: str, error: type[DicomMLError] = InvalidDicomFileError, tag: str | None = None
-) -> Iterator[None]:
+def typed_errors(path: str, what: str, error: type[DicomMLError] = InvalidDicomFileError, tag: str | None = None) -> Iterator[None]:
     """Turn whatever a hostile file makes a reader or decoder raise into a one-line dicomml error.
 
     pydicom and the decoders raise ``TypeError``, ``RecursionError``,
@@ -116,9 +113,7 @@ def typed_errors(
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"{path}: file not found; index again or check the path", path=path) from exc
     except MemoryError as exc:
-        raise ResourceLimitError(
-            f"{path}: {what} ran out of memory; the header asks for more memory than there is", path=path
-        ) from exc
+        raise ResourceLimitError(f"{path}: {what} ran out of memory; the header asks for more memory than there is", path=path) from exc
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # the boundary; BaseException too: a Rust decoder's panic is one
@@ -150,8 +145,7 @@ def _check_inflated_size(handle: BinaryIO, name: str) -> None:
             chunk = inflater.unconsumed_tail
             if total > MAX_INFLATED:
                 raise ResourceLimitError(
-                    f"{name}: (0002,0010) the deflated dataset inflates past {MAX_INFLATED} bytes; "
-                    "refused as a deflate bomb",
+                    f"{name}: (0002,0010) the deflated dataset inflates past {MAX_INFLATED} bytes; refused as a deflate bomb",
                     path=name,
                     tag="(0002,0010)",
                 )

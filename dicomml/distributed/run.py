@@ -327,13 +327,17 @@ def local_cluster(workers: int, *, worker_env: Mapping[str, str] | None = None) 
 
     environ = {_MALLOC_TRIM: None, **(worker_env or {})}
     settings = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}
-    with dask.config.set({**settings, **_QUIET}), LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        preload=["dicomml.distributed.worker"],
-    ) as cluster, Client(cluster) as client:
+    with (
+        dask.config.set({**settings, **_QUIET}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            preload=["dicomml.distributed.worker"],
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.wait_for_workers(workers)
         yield client
 
@@ -343,8 +347,7 @@ def _on_dask(client: Any, sources: Sequence[SeriesSource | StudySource], args: t
 
     run = uuid.uuid4().hex[:8]
     futures = {
-        client.submit(run_task, s, *args, key=f"dicomml-preprocess-{run}-{s.series_key}", retries=retries, pure=False): s
-        for s in sources
+        client.submit(run_task, s, *args, key=f"dicomml-preprocess-{run}-{s.series_key}", retries=retries, pure=False): s for s in sources
     }
     finished: list[Any] = []
     fetched = time.monotonic()
@@ -388,7 +391,8 @@ def _select(manifest: Manifest, config: PipelineConfig | StudyConfig, where: str
     sources = series_sources(manifest, config, where=where)
     if not sources:
         raise SeriesNotFoundError(
-            f"{manifest.path}: no usable series" + (f" matches {where!r}" if where else "")
+            f"{manifest.path}: no usable series"
+            + (f" matches {where!r}" if where else "")
             + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
             + "; check the selection with Manifest.series",
             path=str(manifest.path),
@@ -434,7 +438,9 @@ def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] |
         raise ConfigError(f"retries={retries}: must be 0 or more")
 
 
-def _report_location(cache: Cache, report: str | os.PathLike[str] | None, shard: tuple[int, int] | None) -> tuple[fsspec.AbstractFileSystem, str]:
+def _report_location(
+    cache: Cache, report: str | os.PathLike[str] | None, shard: tuple[int, int] | None
+) -> tuple[fsspec.AbstractFileSystem, str]:
     if report is not None:
         return fsspec.core.url_to_fs(os.fspath(report))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -79,13 +79,14 @@ def geometry_problem(
         return GeometryProblem(0, "(0020,0037)", f"(0020,0037) ImageOrientationPatient has {iop.shape[1]} values, not 6")
     with np.errstate(all="ignore"):
         rows, cols = iop[:, :3], iop[:, 3:]
-        off = np.maximum.reduce([
-            np.abs(np.linalg.norm(rows, axis=1) - 1), np.abs(np.linalg.norm(cols, axis=1) - 1), np.abs(np.sum(rows * cols, axis=1))
-        ])
+        off = np.maximum.reduce(
+            [np.abs(np.linalg.norm(rows, axis=1) - 1), np.abs(np.linalg.norm(cols, axis=1) - 1), np.abs(np.sum(rows * cols, axis=1))]
+        )
         i = _first(~(np.isfinite(off) & (off <= ORTHONORMAL_TOLERANCE)))
     if i is not None:
         return GeometryProblem(
-            i, "(0020,0037)",
+            i,
+            "(0020,0037)",
             f"(0020,0037) ImageOrientationPatient {iop[i].tolist()} is not two orthogonal unit vectors "
             f"(tolerance {ORTHONORMAL_TOLERANCE:g})",
         )
@@ -101,7 +102,8 @@ def geometry_problem(
             i = _first(~np.all(np.isfinite(pos) & (np.abs(pos) <= POSITION_LIMIT_MM), axis=1))
         if i is not None:
             return GeometryProblem(
-                i, "(0020,0032)",
+                i,
+                "(0020,0032)",
                 f"(0020,0032) ImagePositionPatient {pos[i].tolist()} is beyond {POSITION_LIMIT_MM:g} mm",
             )
     return None

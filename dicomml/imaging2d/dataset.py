@@ -29,6 +29,7 @@ from dicomml.transforms.base import Mask
 
 __all__ = ["ImageDataset", "select_images"]
 
+
 def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
     """SEG rows of the manifest by the SOP Instance UID of each image they reference."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -131,7 +132,9 @@ class ImageDataset(Dataset):
                 entry = self.cache.open(key)
             except CacheMissError:
                 if self.cache_only:
-                    raise CacheMissError(f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"]) from None
+                    raise CacheMissError(
+                        f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"]
+                    ) from None
                 preprocess_image(row, self.cache, self.config, segs)
                 entry = self.cache.open(key)
             planes, meta = from_stored(entry.read()), entry.meta

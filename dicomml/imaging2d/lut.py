@@ -83,7 +83,14 @@ def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Data
     if isinstance(voi, tuple):
         center, width = float(voi[0]), float(voi[1])
         preset = Dataset()
-        for keyword in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence"):
+        for keyword in (
+            "PhotometricInterpretation",
+            "BitsStored",
+            "PixelRepresentation",
+            "RescaleSlope",
+            "RescaleIntercept",
+            "ModalityLUTSequence",
+        ):
             if keyword in ds:
                 setattr(preset, keyword, copy.deepcopy(ds[keyword].value))
         preset.WindowCenter, preset.WindowWidth = center, width
@@ -174,7 +181,9 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
     invert = photometric == "MONOCHROME1" or shape == "INVERSE"
     ordered = values[np.argsort(stored, kind="stable")]
     meta.update(
-        modality_lut="table" if ds.get("ModalityLUTSequence") else ("rescale" if "RescaleSlope" in ds and "RescaleIntercept" in ds else "none"),
+        modality_lut="table"
+        if ds.get("ModalityLUTSequence")
+        else ("rescale" if "RescaleSlope" in ds and "RescaleIntercept" in ds else "none"),
         output_range=[float(values.min()), float(values.max())],
         inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
     )
@@ -233,7 +242,9 @@ def palette_to_rgb(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     return np.asarray(rgb[..., :3])
 
 
-def grey_values(stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32) -> tuple[np.ndarray, dict[str, Any]]:
+def grey_values(
+    stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Display values of a grey image's stored values and what was applied.
 
     Through a :func:`grey_table` for 8/16-bit images; 32-bit ones (too many
@@ -256,6 +267,8 @@ def grey_values(stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, f
     values = np.asarray(values, dtype=dtype)
     if invert:
         values = values.max() - values
-    meta.update(inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
-                output_range=[float(values.min()), float(values.max())] if values.size else None)
+    meta.update(
+        inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
+        output_range=[float(values.min()), float(values.max())] if values.size else None,
+    )
     return values, meta

@@ -112,7 +112,9 @@ def projection_header(ds: HeaderValues) -> ProjectionHeader:
     view = normalize_view(str(ds.get("ViewPosition", "") or "") or None)
     if view is None and "ViewCodeSequence" in ds:
         for item in ds.get("ViewCodeSequence") or []:
-            view = normalize_view(str(item.get("CodeMeaning", "") or "") or None) or normalize_view(str(item.get("CodeValue", "") or "") or None)
+            view = normalize_view(str(item.get("CodeMeaning", "") or "") or None) or normalize_view(
+                str(item.get("CodeValue", "") or "") or None
+            )
             if view:
                 break
     orientation = None
@@ -131,9 +133,7 @@ def flipped_orientation(orientation: tuple[str, str], horizontal: bool, vertical
     return (rows.translate(_OPPOSITE) if horizontal else rows, columns.translate(_OPPOSITE) if vertical else columns)
 
 
-def display_flips(
-    header: ProjectionHeader, convention: str, *, facing: str = "right"
-) -> tuple[bool, bool, str]:
+def display_flips(header: ProjectionHeader, convention: str, *, facing: str = "right") -> tuple[bool, bool, str]:
     """Which flips bring an image to a display convention, and what they were based on.
 
     Parameters

@@ -78,7 +78,9 @@ def place(x: torch.Tensor, where: Placement, size: tuple[int, int] | None, *, la
             x = F.interpolate(x[None].float(), size=where.shape, mode="nearest-exact")[0].to(x.dtype)
         else:
             down = where.shape[0] <= x.shape[-2] and where.shape[1] <= x.shape[-1]
-            x = F.interpolate(x[None], size=where.shape, mode="area" if down else "bilinear", **({} if down else {"align_corners": False}))[0]
+            x = F.interpolate(x[None], size=where.shape, mode="area" if down else "bilinear", **({} if down else {"align_corners": False}))[
+                0
+            ]
     if size is None or tuple(x.shape[-2:]) == tuple(size):
         return x
     out = x.new_zeros((x.shape[0], int(size[0]), int(size[1])))

@@ -30,6 +30,7 @@ class HeaderValues(Protocol):
 
     def __contains__(self, key: Any, /) -> bool: ...
 
+
 #: Values of ``Spacing.source`` (and the manifest's ``spacing_source``).
 SPACING_SOURCES = (
     "pixel_spacing",  # Pixel Spacing: in the patient (calibrated) or a cross-sectional image's own

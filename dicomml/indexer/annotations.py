@@ -177,8 +177,7 @@ def link_annotations(annotations: pd.DataFrame, series: pd.DataFrame, sop_hits: 
             others = [s.series_key for s in scored[1:]]
             if ref_sops and best_score[0] < len(set(ref_sops)):
                 problem = (
-                    f"{len(set(ref_sops)) - best_score[0]} of {len(set(ref_sops))} referenced SOP instances "
-                    f"are not in series_key {chosen}"
+                    f"{len(set(ref_sops)) - best_score[0]} of {len(set(ref_sops))} referenced SOP instances are not in series_key {chosen}"
                 )
             if others and method != "frame_of_reference":
                 tie = [k for k in others if hit_count.get(k, 0) == best_score[0]]

@@ -162,7 +162,9 @@ def _walk_local(root: str) -> Iterator[Files | CrawlError]:
                 elif exc.errno == errno.ELOOP:
                     yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop ({exc.strerror}); not followed")
                 else:
-                    yield CrawlError(child.path, "broken_symlink", f"{child.path}: symlink to nothing ({exc.strerror}); remove the broken link")
+                    yield CrawlError(
+                        child.path, "broken_symlink", f"{child.path}: symlink to nothing ({exc.strerror}); remove the broken link"
+                    )
                 continue
             mode = info.st_mode
             if stat.S_ISREG(mode):
@@ -175,7 +177,9 @@ def _walk_local(root: str) -> Iterator[Files | CrawlError]:
                     yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop back to a parent folder; not followed")
                     continue
                 if child.name.lower().endswith(".dcm"):
-                    yield CrawlError(child.path, "directory_named_dcm", f"{child.path}: a directory named like a DICOM file; its contents are indexed")
+                    yield CrawlError(
+                        child.path, "directory_named_dcm", f"{child.path}: a directory named like a DICOM file; its contents are indexed"
+                    )
                 subfolders.append((child.path, above | {identity}))
             else:
                 yield CrawlError(child.path, "not_regular_file", f"{child.path}: not a regular file (a FIFO, socket or device); skipped")

@@ -31,9 +31,7 @@ from dicomml.errors import InvalidDicomFileError
 
 __all__ = ["Header", "NeedMoreBytes", "is_dicom_prefix", "read_header", "tag_text"]
 
-_VRS = frozenset(
-    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
-)
+_VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
 #: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _VR_TEXT = {vr: vr.decode() for vr in _VRS}
@@ -129,9 +127,7 @@ class _LazyElements(MutableMapping[BaseTag, Any]):
         if tag in self._made:
             return self._made[tag]
         vr, start, end, implicit = self._header.elements[tag]
-        raw = RawDataElement(
-            BaseTag(tag), vr, end - start, bytes(self._header.buf[start:end]), start, implicit, self._header.little_endian
-        )
+        raw = RawDataElement(BaseTag(tag), vr, end - start, bytes(self._header.buf[start:end]), start, implicit, self._header.little_endian)
         self._made[tag] = raw
         return raw
 
@@ -233,9 +229,7 @@ class _Walk:
             pos = self.value_end(pos, tag, vr, length, value, little, implicit, depth)
         return pos
 
-    def value_end(
-        self, pos: int, tag: int, vr: bytes | None, length: int, value: int, little: bool, implicit: bool, depth: int
-    ) -> int:
+    def value_end(self, pos: int, tag: int, vr: bytes | None, length: int, value: int, little: bool, implicit: bool, depth: int) -> int:
         """Offset after an element's value, walking it if it is a sequence."""
         if vr == b"SQ" or length == _UNDEFINED:
             if length == _UNDEFINED and vr not in (None, b"SQ", b"UN"):
@@ -295,14 +289,10 @@ def _looks_explicit(buf: bytes, pos: int) -> bool:
 
 def is_dicom_prefix(buf: bytes) -> bool:
     """Whether bytes start like DICOM: ``DICM`` at byte 128, or a group 0002 / 0008 element at byte 0."""
-    return (len(buf) >= 132 and bytes(buf[128:132]) == b"DICM") or (
-        len(buf) >= 8 and bytes(buf[0:2]) in (b"\x02\x00", b"\x08\x00")
-    )
+    return (len(buf) >= 132 and bytes(buf[128:132]) == b"DICM") or (len(buf) >= 8 and bytes(buf[0:2]) in (b"\x02\x00", b"\x08\x00"))
 
 
-def read_header(
-    buf: bytes, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None
-) -> Header:
+def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None) -> Header:
     """Walk the header of one DICOM file.
 
     Parameters

@@ -36,6 +36,7 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
         pass
     return con
 
+
 #: The tables of a manifest, each a folder of Parquet files.
 TABLES = ("instances", "series", "annotations", "errors")
 
@@ -196,8 +197,7 @@ class Manifest:
         rows = wanted.sort_by("path").to_pandas()
         if rows.empty:
             raise SeriesNotFoundError(
-                f"{self.path}: no series_key {series_key!r} in the manifest; list keys with "
-                "Manifest(...).series.series_key",
+                f"{self.path}: no series_key {series_key!r} in the manifest; list keys with Manifest(...).series.series_key",
                 path=str(self.path),
                 series_uid=series_key,
             )
@@ -469,12 +469,10 @@ _SUMMARY = {
         "SELECT coalesce(manufacturer, '?') AS manufacturer, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1"
     ),
     "series usable or not, by reason": (
-        "SELECT CASE WHEN usable THEN 'usable' ELSE reason END AS status, count(*) AS n "
-        "FROM series GROUP BY 1 ORDER BY n DESC, 1"
+        "SELECT CASE WHEN usable THEN 'usable' ELSE reason END AS status, count(*) AS n FROM series GROUP BY 1 ORDER BY n DESC, 1"
     ),
     "annotations by link": (
-        "SELECT modality, coalesce(link_method, 'not linked') AS link, count(*) AS n "
-        "FROM annotations GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
+        "SELECT modality, coalesce(link_method, 'not linked') AS link, count(*) AS n FROM annotations GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
     ),
     "errors by type": "SELECT stage, error_type, count(*) AS n FROM errors GROUP BY 1, 2 ORDER BY n DESC, 1, 2",
     "SOP Instance UIDs in more than one file": (

@@ -149,8 +149,7 @@ class _Values:
 
     def fail(self, tag: int, problem: str) -> InvalidDicomFileError:
         return InvalidDicomFileError(
-            f"{self.path}: {tag_text(tag)} {dictionary_description(tag)} {problem}; "
-            "the header is malformed, fix or exclude the file",
+            f"{self.path}: {tag_text(tag)} {dictionary_description(tag)} {problem}; the header is malformed, fix or exclude the file",
             path=self.path,
             tag=tag_text(tag),
         )
@@ -227,7 +226,6 @@ class _Values:
         if not all(math.isfinite(v) for v in numbers):
             raise self.fail(tag, f"is {values!r}, expected finite numbers")
         return numbers
-
 
 
 def _check_pixel_module(header: Header, values: _Values, base: dict[str, Any], path: str) -> None:

@@ -40,7 +40,9 @@ def _tasks(batches: Iterator[pa.RecordBatch], sources: Sequence[Source], options
                 yield pending, _with_fs(options, sources[current])
                 pending = []
             current = row["source"]
-            pending.append(Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"])))
+            pending.append(
+                Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"]))
+            )
     if pending and current is not None:
         yield pending, _with_fs(options, sources[current])
 
@@ -77,7 +79,9 @@ def _isolated(make_tasks: Any, workers: int, timeout_s: float) -> Iterator[tuple
         yield instances, pa.concat_tables([errors, failed]), n
 
 
-def _bounded(submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_flight: int, done_of: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+def _bounded(
+    submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_flight: int, done_of: Any
+) -> Iterator[tuple[pa.Table, pa.Table, int]]:
     """Run tasks with at most ``in_flight`` outstanding, yielding results as they finish."""
     running: dict[Any, int] = {}
     for entries, options in tasks:

@@ -71,9 +71,7 @@ def _read_header(f: BinaryIO, size: int, path: str) -> Header:
             buf += chunk
 
 
-def _read_entry(
-    entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], fetched: dict[str, Any]
-) -> list[dict[str, Any]]:
+def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], fetched: dict[str, Any]) -> list[dict[str, Any]]:
     if options.fs is None:
         f = open(entry.open_path, "rb")  # noqa: SIM115 - closed below
         size = os.fstat(f.fileno()).st_size
@@ -84,9 +82,7 @@ def _read_entry(
         header = _read_header(f, size, entry.path)
     if header.media_storage_sop_class == DICOMDIR_SOP_CLASS:
         raise _DicomDir()
-    rows = instance_rows(
-        header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo
-    )
+    rows = instance_rows(header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo)
     for row in rows:
         row.update(path=storable_path(entry.path), folder=storable_path(entry.folder), size=entry.size, mtime_ns=entry.mtime_ns)
     return rows
@@ -141,15 +137,12 @@ def _error_row(entry: Entry, error_type: str, exception: str, tag: str | None, m
 def failure_rows(failures: Sequence[Failure[Entry]]) -> pa.Table:
     """``errors`` rows of files whose worker was stopped (``timeout``) or died (``crashed``)."""
     return pa.Table.from_pylist(
-        [_error_row(f.item, f.kind, "WorkerStopped" if f.kind == "timeout" else "WorkerDied", None, f.message)
-         for f in failures],
+        [_error_row(f.item, f.kind, "WorkerStopped" if f.kind == "timeout" else "WorkerDied", None, f.message) for f in failures],
         schema=ERRORS,
     )
 
 
-def scan_batch(
-    entries: Sequence[Entry], options: ScanOptions, started: Callable[[int], None] | None = None
-) -> tuple[pa.Table, pa.Table]:
+def scan_batch(entries: Sequence[Entry], options: ScanOptions, started: Callable[[int], None] | None = None) -> tuple[pa.Table, pa.Table]:
     """Read a batch of files.
 
     Parameters
@@ -180,8 +173,9 @@ def scan_batch(
         try:
             rows.extend(_read_entry(entry, options, memo, fetched))
         except Exception as exc:  # the indexer's policy: record and go on
-            row = _error_row(entry, _error_type(exc, entry, options), type(exc).__name__,
-                             getattr(exc, "tag", None), _message(exc, entry, options))
+            row = _error_row(
+                entry, _error_type(exc, entry, options), type(exc).__name__, getattr(exc, "tag", None), _message(exc, entry, options)
+            )
             if isinstance(exc, RemoteSourceError):
                 row["size"] = -1  # a size no listing has: a rerun reads the entry again (the server may be back)
             errors.append(row)

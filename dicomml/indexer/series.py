@@ -117,7 +117,7 @@ def usability(
 _LOST_SLICE_ERRORS = ("invalid", "timeout", "crashed", "unreadable")
 _LOST = f"""
 SELECT folder, count(*) AS n, min(path) AS example FROM errors
-WHERE stage = 'read' AND error_type IN ({', '.join('?' for _ in _LOST_SLICE_ERRORS)})
+WHERE stage = 'read' AND error_type IN ({", ".join("?" for _ in _LOST_SLICE_ERRORS)})
 GROUP BY folder
 """
 

@@ -146,8 +146,7 @@ class ManifestStore:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         if meta and meta.get("schema_version") != SCHEMA_VERSION:
             raise ManifestError(
-                f"{root}: manifest schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; "
-                "index into a new folder",
+                f"{root}: manifest schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; index into a new folder",
                 path=str(root),
             )
         for key, value in (("include_phi", include_phi), ("salt_id", salt_id)):
@@ -198,8 +197,12 @@ class ManifestStore:
             for source, item in found:
                 if isinstance(item, CrawlError):
                     crawl_errors.append(
-                        {"path": storable_path(item.path), "stage": "crawl", "error_type": item.error_type,
-                         "message": printable(item.message)}
+                        {
+                            "path": storable_path(item.path),
+                            "stage": "crawl",
+                            "error_type": item.error_type,
+                            "message": printable(item.message),
+                        }
                     )
                     continue
                 _hash_files(digest, source, item)
@@ -230,15 +233,19 @@ class ManifestStore:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb_connection()
         parquet_view(con, "l", [str(self._listing)])
-        known = [files for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")])
-                 if files]
+        known = [
+            files for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")]) if files
+        ]
         for i, files in enumerate(known):
             parquet_view(con, f"k{i}", files, filename=True)
         if known:
-            con.execute("CREATE VIEW k AS " + " UNION ALL ".join(f"SELECT path, size, mtime_ns, filename FROM k{i}" for i in range(len(known))))
+            con.execute(
+                "CREATE VIEW k AS " + " UNION ALL ".join(f"SELECT path, size, mtime_ns, filename FROM k{i}" for i in range(len(known)))
+            )
         else:
-            con.execute("CREATE VIEW k AS SELECT NULL::VARCHAR path, NULL::BIGINT size, NULL::BIGINT mtime_ns, "
-                        "NULL::VARCHAR filename WHERE false")
+            con.execute(
+                "CREATE VIEW k AS SELECT NULL::VARCHAR path, NULL::BIGINT size, NULL::BIGINT mtime_ns, NULL::VARCHAR filename WHERE false"
+            )
         return con
 
     def plan(self, n_listed: int) -> Plan:

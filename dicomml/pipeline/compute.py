@@ -263,8 +263,9 @@ def volume_meta(volume: Volume, affine: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _masks(manifest: Manifest, annotation_keys: Sequence[str], volume: Volume,
-           config: PipelineConfig) -> tuple[list[Volume], dict[str, Any]]:
+def _masks(
+    manifest: Manifest, annotation_keys: Sequence[str], volume: Volume, config: PipelineConfig
+) -> tuple[list[Volume], dict[str, Any]]:
     """The series' masks and what the entry's meta records of them.
 
     With a label map (``annotations.labels``, or ``masks`` names) one mask in
@@ -279,8 +280,11 @@ def _masks(manifest: Manifest, annotation_keys: Sequence[str], volume: Volume,
     labels = det.labels()
     if labels:
         mask = dataset_mask(manifest, chosen, volume, det.annotations, labels)
-        return [mask], {"mask_present": mask.meta["present"], "annotation_keys": mask.meta["annotation_keys"],
-                        "skipped_annotations": mask.meta["skipped"]}
+        return [mask], {
+            "mask_present": mask.meta["present"],
+            "annotation_keys": mask.meta["annotation_keys"],
+            "skipped_annotations": mask.meta["skipped"],
+        }
     if not det.masks:
         return [], {}
     return [load_mask(manifest, a, reference=volume, as_channels=True) for a in chosen], {"annotation_keys": chosen}

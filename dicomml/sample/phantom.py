@@ -46,7 +46,9 @@ def _ellipsoid(p: np.ndarray, centre: tuple[float, float, float], radii: tuple[f
     return np.einsum("...i,...i->...", d, d) <= 1.0
 
 
-def _elliptic_cylinder(p: np.ndarray, centre_xy: tuple[float, float], radii_xy: tuple[float, float], z_range: tuple[float, float]) -> np.ndarray:
+def _elliptic_cylinder(
+    p: np.ndarray, centre_xy: tuple[float, float], radii_xy: tuple[float, float], z_range: tuple[float, float]
+) -> np.ndarray:
     d = (p[..., :2] - np.asarray(centre_xy)) / np.asarray(radii_xy)
     inside = np.einsum("...i,...i->...", d, d) <= 1.0
     return inside & (p[..., 2] >= z_range[0]) & (p[..., 2] <= z_range[1])

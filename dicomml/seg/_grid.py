@@ -109,7 +109,7 @@ def map_planes(
     """
     to_grid = np.linalg.inv(np.asarray(affine, dtype=np.float64))
     plane = dicom_affine(orientation, pixel_spacing, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
-    steps = (to_grid[:3, :3] @ plane[:3, 1:3])
+    steps = to_grid[:3, :3] @ plane[:3, 1:3]
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     ras = pos * np.array([-1.0, -1.0, 1.0])
     origins = ras @ to_grid[:3, :3].T + to_grid[:3, 3]

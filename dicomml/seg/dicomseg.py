@@ -141,8 +141,7 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
         raise InvalidDicomFileError(
-            f"{_name(ds)}: not a Segmentation that highdicom can parse ({exc}); "
-            "check (0008,0016) SOP Class UID and the functional groups",
+            f"{_name(ds)}: not a Segmentation that highdicom can parse ({exc}); check (0008,0016) SOP Class UID and the functional groups",
             path=_name(ds),
         ) from exc
 
@@ -378,8 +377,7 @@ def _decode_frame(seg: Dataset, index: int) -> np.ndarray:
 class _Canvas:
     """The output array on one grid, and how each decoded frame is added to it."""
 
-    def __init__(self, seg: Dataset, numbers: list[int], shape: tuple[int, int, int],
-                 as_channels: bool, threshold: float | None) -> None:
+    def __init__(self, seg: Dataset, numbers: list[int], shape: tuple[int, int, int], as_channels: bool, threshold: float | None) -> None:
         self.seg = seg
         self.numbers = numbers
         self.shape = shape
@@ -413,8 +411,7 @@ class _Canvas:
         clash = paint_label(self.array[indexer], frame != 0, segment)
         if clash is not None:
             raise SegmentOverlapError(
-                f"{_name(self.seg)}: segments {segment} and {clash} overlap, "
-                "so they cannot share one label map; pass as_channels=True",
+                f"{_name(self.seg)}: segments {segment} and {clash} overlap, so they cannot share one label map; pass as_channels=True",
                 path=_name(self.seg),
             )
 
@@ -442,11 +439,7 @@ class _Pixels:
         self.seg = seg
         self.rows, self.columns = int(seg.Rows), int(seg.Columns)
         native = not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated
-        self.packed = (
-            np.frombuffer(seg.PixelData, np.uint8)
-            if seg.BitsAllocated == 1 and native and self.columns % 8 == 0
-            else None
-        )
+        self.packed = np.frombuffer(seg.PixelData, np.uint8) if seg.BitsAllocated == 1 and native and self.columns % 8 == 0 else None
 
     def window(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
         """Frame ``index`` (0-based) cut to its non-zero window, and the window's (row, column)."""

@@ -26,8 +26,12 @@ __all__ = ["choose_annotations", "dataset_mask"]
 
 def _stamp(header: Any) -> str:
     """When an annotation was made: series, then content, then instance creation date and time."""
-    for date, time in (("SeriesDate", "SeriesTime"), ("ContentDate", "ContentTime"),
-                       ("InstanceCreationDate", "InstanceCreationTime"), ("StructureSetDate", "StructureSetTime")):
+    for date, time in (
+        ("SeriesDate", "SeriesTime"),
+        ("ContentDate", "ContentTime"),
+        ("InstanceCreationDate", "InstanceCreationTime"),
+        ("StructureSetDate", "StructureSetTime"),
+    ):
         if header.get(date):
             return f"{header.get(date)}{str(header.get(time) or '').split('.')[0]:0<6}"
     return ""
@@ -56,8 +60,11 @@ def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choos
         return list(annotation_keys)
     from dicomml.dicom.io import read_dataset
 
-    rows = {row["annotation_key"]: row for row in manifest.table("annotations", ["annotation_key", "path"]).to_pylist()
-            if row["annotation_key"] in set(annotation_keys)}
+    rows = {
+        row["annotation_key"]: row
+        for row in manifest.table("annotations", ["annotation_key", "path"]).to_pylist()
+        if row["annotation_key"] in set(annotation_keys)
+    }
     headers = {key: read_dataset(str(rows[key]["path"]), pixels=False) for key in annotation_keys}
     if choose == "newest":
         return [max(annotation_keys, key=lambda key: (_stamp(headers[key]), key))]

@@ -87,8 +87,7 @@ def segment_names(annotation: str | os.PathLike[str] | Dataset) -> list[SegmentN
             for roi in ds.get("StructureSetROISequence") or []
         ]
     return [
-        SegmentName(int(item.SegmentNumber), str(item.get("SegmentLabel", "")),
-                    *_code(item.get("SegmentedPropertyTypeCodeSequence")))
+        SegmentName(int(item.SegmentNumber), str(item.get("SegmentLabel", "")), *_code(item.get("SegmentedPropertyTypeCodeSequence")))
         for item in ds.get("SegmentSequence") or []
     ]
 
@@ -160,12 +159,10 @@ def label_table(manifest: Manifest | str | os.PathLike[str]) -> pd.DataFrame:
         except (DicomMLError, OSError, ValueError):
             continue
         for name in names:
-            rows.append((name.label, name.code, name.meaning, item.modality, item.annotation_key,
-                         item.referenced_series_key))
+            rows.append((name.label, name.code, name.meaning, item.modality, item.annotation_key, item.referenced_series_key))
     columns = ["label", "code", "meaning", "modality", "annotation_key", "series_key"]
     found = pd.DataFrame(rows, columns=columns)
-    counted = (
-        found.groupby(["label", "code", "meaning", "modality"], as_index=False, dropna=False)
-        .agg(annotations=("annotation_key", "nunique"), series=("series_key", "nunique"))
+    counted = found.groupby(["label", "code", "meaning", "modality"], as_index=False, dropna=False).agg(
+        annotations=("annotation_key", "nunique"), series=("series_key", "nunique")
     )
     return counted.sort_values(["annotations", "label"], ascending=[False, True], ignore_index=True)

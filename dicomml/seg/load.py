@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_mask", "pairs"]
 
+
 def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
     # a filtered Parquet read, as Manifest.series_files does: no DuckDB connection per mask, and nulls come as None
     rows = manifest.table("annotations", filters=[("annotation_key", "==", annotation_key)]).to_pylist()

@@ -140,8 +140,7 @@ def _read(source: _Source) -> Dataset:
     ds = read_dataset(source, pixels=True)
     if ds.get("Modality") != "RTSTRUCT" or "ROIContourSequence" not in ds:
         raise InvalidDicomFileError(
-            f"{source}: (0008,0060) Modality {ds.get('Modality')!r} without (3006,0039) ROI Contour Sequence; "
-            "expected an RT Structure Set",
+            f"{source}: (0008,0060) Modality {ds.get('Modality')!r} without (3006,0039) ROI Contour Sequence; expected an RT Structure Set",
             path=str(source),
             tag="(0008,0060)",
         )

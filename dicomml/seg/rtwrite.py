@@ -45,8 +45,17 @@ _CONTOUR_DATA = 0x30060050
 #: Display colours for labels without one (RGB).
 _PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0))
 _COPIED = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
-    "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "FrameOfReferenceUID",
 )
 
 
@@ -94,8 +103,11 @@ def _roi_contours(stack: np.ndarray, box: tuple[slice, ...], grid: SourceGrid, l
 def _padded(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     """A bounding box grown by one pixel in-plane (every crossing of the level lies within it)."""
     rows, columns = box[1], box[2]
-    return (box[0], slice(max(rows.start - 1, 0), min(rows.stop + 1, shape[1])),
-            slice(max(columns.start - 1, 0), min(columns.stop + 1, shape[2])))
+    return (
+        box[0],
+        slice(max(rows.start - 1, 0), min(rows.stop + 1, shape[1])),
+        slice(max(columns.start - 1, 0), min(columns.stop + 1, shape[2])),
+    )
 
 
 def _label_contours(channels: np.ndarray, count: int, grid: SourceGrid, level: float) -> list[list[tuple[int, np.ndarray]]]:
@@ -121,8 +133,7 @@ def _sequence_item(**values: Any) -> Dataset:
 
 def _contour(image: Dataset, points: np.ndarray) -> Dataset:
     """One CLOSED_PLANAR contour item; Contour Data written as raw DS bytes (pydicom's DS objects are slow)."""
-    item = _sequence_item(ContourImageSequence=[image], ContourGeometricType="CLOSED_PLANAR",
-                          NumberOfContourPoints=len(points))
+    item = _sequence_item(ContourImageSequence=[image], ContourGeometricType="CLOSED_PLANAR", NumberOfContourPoints=len(points))
     text = "\\".join(map("{:.4f}".format, points.ravel().tolist())).encode()
     text += b" " * (len(text) % 2)
     item[_CONTOUR_DATA] = RawDataElement(Tag(_CONTOUR_DATA), "DS", len(text), text, 0, False, True)
@@ -131,8 +142,14 @@ def _contour(image: Dataset, points: np.ndarray) -> Dataset:
     return item
 
 
-def _structure_set(grid: SourceGrid, labels: Sequence[Label], contours: list[list[tuple[int, np.ndarray]]],
-                   algorithm: str, description: str, series_number: int) -> Dataset:
+def _structure_set(
+    grid: SourceGrid,
+    labels: Sequence[Label],
+    contours: list[list[tuple[int, np.ndarray]]],
+    algorithm: str,
+    description: str,
+    series_number: int,
+) -> Dataset:
     first = grid.datasets[0]
     now = datetime.datetime.now()
     ds = Dataset()
@@ -146,18 +163,17 @@ def _structure_set(grid: SourceGrid, labels: Sequence[Label], contours: list[lis
     ds.StructureSetLabel = description[:16]
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.ContentDate, ds.ContentTime = ds.StructureSetDate, ds.StructureSetTime
-    images = [_sequence_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID)
-              for d in grid.datasets]
+    images = [_sequence_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID) for d in grid.datasets]
     series = _sequence_item(SeriesInstanceUID=first.SeriesInstanceUID, ContourImageSequence=images)
-    study = _sequence_item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management
-                           ReferencedSOPInstanceUID=first.StudyInstanceUID, RTReferencedSeriesSequence=[series])
+    study = _sequence_item(
+        ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management
+        ReferencedSOPInstanceUID=first.StudyInstanceUID,
+        RTReferencedSeriesSequence=[series],
+    )
     frame = str(first.get("FrameOfReferenceUID", ""))
-    ds.ReferencedFrameOfReferenceSequence = [
-        _sequence_item(FrameOfReferenceUID=frame, RTReferencedStudySequence=[study])
-    ]
+    ds.ReferencedFrameOfReferenceSequence = [_sequence_item(FrameOfReferenceUID=frame, RTReferencedStudySequence=[study])]
     ds.StructureSetROISequence = [
-        _sequence_item(ROINumber=n, ReferencedFrameOfReferenceUID=frame, ROIName=label.name,
-                       ROIGenerationAlgorithm="AUTOMATIC")
+        _sequence_item(ROINumber=n, ReferencedFrameOfReferenceUID=frame, ROIName=label.name, ROIGenerationAlgorithm="AUTOMATIC")
         for n, label in enumerate(labels, start=1)
     ]
     ds.ROIContourSequence = [
@@ -233,4 +249,3 @@ def write_rtstruct(
     path = Path(out)
     ds.save_as(path, enforce_file_format=True)
     return path
-

@@ -122,16 +122,14 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
     name = str(getattr(datasets[0], "filename", source))
     if len(datasets) == 1 and int(datasets[0].get("NumberOfFrames", 1)) > 1:
         raise SegReferenceError(
-            f"{name}: an enhanced multi-frame source is not supported for write-back; "
-            "pass a series of single-frame images",
+            f"{name}: an enhanced multi-frame source is not supported for write-back; pass a series of single-frame images",
             path=name,
         )
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     orientations = {tuple(round(float(v), 4) for v in ds.ImageOrientationPatient) for ds in datasets}
     if len(series) != 1 or len(orientations) != 1:
         raise SegReferenceError(
-            f"{name}: the source has {len(series)} series and {len(orientations)} orientations; "
-            "expected the slices of one series",
+            f"{name}: the source has {len(series)} series and {len(orientations)} orientations; expected the slices of one series",
             path=name,
         )
     orientation = datasets[0].ImageOrientationPatient
@@ -140,8 +138,7 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
     stack = analyze_stack(positions, orientation)
     if np.any(stack.counts > 1):
         raise SegReferenceError(
-            f"{name}: several source images share a slice position (time points or echoes); "
-            "pass the images of one volume",
+            f"{name}: several source images share a slice position (time points or echoes); pass the images of one volume",
             path=name,
         )
     ordered = tuple(datasets[i] for i in stack.order)
@@ -268,8 +265,7 @@ def to_source_grid(
         array = array[0]  # MONAI's (1, i, j, k) label map
     if array.ndim == 3:
         if array.dtype.kind == "f":
-            raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; "
-                              "give probabilities as (C, i, j, k)")
+            raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; give probabilities as (C, i, j, k)")
         if array.dtype == np.bool_:
             array = array.view(np.uint8)
         low, high = int(array.min()), int(array.max())
@@ -288,8 +284,9 @@ def to_source_grid(
             return np.stack([numbers == n for n in range(1, count + 1)], axis=-1).astype(np.float32)
         return numbers
     if array.shape[0] not in (count, count + 1):
-        raise ConfigError(f"the prediction has {array.shape[0]} channels for {count} labels; "
-                          f"expected {count}, or {count + 1} with background first")
+        raise ConfigError(
+            f"the prediction has {array.shape[0]} channels for {count} labels; expected {count}, or {count + 1} with background first"
+        )
     background = array.shape[0] == count + 1
     soft = array.dtype.kind == "f"
     moved = _resampled(array, affine, grid, labels=not soft)
@@ -323,9 +320,7 @@ def _coded(code: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value, scheme, meaning)
 
 
-def segment_descriptions(
-    labels: Sequence[Label], algorithm: hd.AlgorithmIdentificationSequence
-) -> list[hd.seg.SegmentDescription]:
+def segment_descriptions(labels: Sequence[Label], algorithm: hd.AlgorithmIdentificationSequence) -> list[hd.seg.SegmentDescription]:
     """highdicom segment descriptions of a label map: label, property code, colour, algorithm."""
     out = []
     for number, label in enumerate(labels, start=1):
@@ -442,4 +437,3 @@ def write_seg(
     path = Path(out)
     seg.save_as(path)
     return path
-

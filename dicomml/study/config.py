@@ -140,12 +140,22 @@ class StudyConfig:
     def canonical(self) -> str:
         """Stable JSON of everything that changes a cached study sample (not the name nor at_load)."""
         roles = [
-            {"name": r.name, "where": r.where, "prefer": r.prefer, "volumes": [r.volumes.by, list(r.volumes.values), r.volumes.reduce],
-             "suv": r.suv}
+            {
+                "name": r.name,
+                "where": r.where,
+                "prefer": r.prefer,
+                "volumes": [r.volumes.by, list(r.volumes.values), r.volumes.reduce],
+                "suv": r.suv,
+            }
             for r in self.roles
         ]
-        body = {"roles": roles, "reference": self.reference, "missing": self.missing,
-                "trust": self.trust_scanner_coordinates, "pipeline": json.loads(self.pipeline.canonical())}
+        body = {
+            "roles": roles,
+            "reference": self.reference,
+            "missing": self.missing,
+            "trust": self.trust_scanner_coordinates,
+            "pipeline": json.loads(self.pipeline.canonical()),
+        }
         return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     def cache_hash(self) -> str:
@@ -170,7 +180,9 @@ class StudyConfig:
             if not isinstance(raw_roles, Mapping) or not raw_roles:
                 raise ConfigError("roles: required, a mapping of role name to {where: ..., ...}")
             roles = tuple(_role(str(k), v) for k, v in raw_roles.items())
-            pipeline = PipelineConfig.from_dict({"name": name, "deterministic": top.get("deterministic") or {}, "at_load": top.get("at_load") or {}}, source=source)
+            pipeline = PipelineConfig.from_dict(
+                {"name": name, "deterministic": top.get("deterministic") or {}, "at_load": top.get("at_load") or {}}, source=source
+            )
             return cls(
                 name=name,
                 roles=roles,

@@ -20,6 +20,7 @@ from dicomml.study.config import Role, StudyConfig
 
 __all__ = ["StudyMatch", "match_studies"]
 
+
 @dataclass(frozen=True)
 class StudyMatch:
     """The series each role picked in each study, and why some studies are left out.
@@ -62,13 +63,15 @@ class StudyMatch:
         rows = []
         for role in self.roles:
             n = self.table[f"{role}_candidates"]
-            rows.append({
-                "role": role,
-                "matched": int((n == 1).sum()),
-                "ambiguous": int((n > 1).sum()),
-                "unresolved": int(((n > 1) & self.table[role].isna()).sum()),
-                "missing": int((n == 0).sum()),
-            })
+            rows.append(
+                {
+                    "role": role,
+                    "matched": int((n == 1).sum()),
+                    "ambiguous": int((n > 1).sum()),
+                    "unresolved": int(((n > 1) & self.table[role].isna()).sum()),
+                    "missing": int((n == 0).sum()),
+                }
+            )
         return pd.DataFrame(rows, columns=["role", "matched", "ambiguous", "unresolved", "missing"])
 
 

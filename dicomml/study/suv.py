@@ -87,7 +87,9 @@ def suv_factor(ds: Dataset) -> float:
 
 def _error(ds: Dataset, tag: str, problem: str) -> SUVError:
     path = source_name(ds)
-    return SUVError(f"{path}: {tag} {problem}; SUV cannot be computed (fix the header, or drop suv from the role)", path=path, tag=tag.split()[0])
+    return SUVError(
+        f"{path}: {tag} {problem}; SUV cannot be computed (fix the header, or drop suv from the role)", path=path, tag=tag.split()[0]
+    )
 
 
 def _required(ds: Dataset, item: Dataset, keyword: str) -> Any:

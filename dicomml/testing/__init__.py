@@ -23,9 +23,7 @@ def data_root() -> Path:
     env = os.environ.get("DICOMML_TEST_DATA")
     root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
     if not (root / "INDEX.csv").is_file():
-        raise FileNotFoundError(
-            f"test corpus not found at {root} (no INDEX.csv); set DICOMML_TEST_DATA to its folder"
-        )
+        raise FileNotFoundError(f"test corpus not found at {root} (no INDEX.csv); set DICOMML_TEST_DATA to its folder")
     return root
 
 

@@ -57,7 +57,9 @@ class CacheStoreTests:
         assert entry.meta["series_key"] == "s" and entry.nbytes() > 0
 
     @pytest.mark.parametrize(("start", "size"), [((0, 0, 0), (16, 16, 16)), ((5, 15, 17), (30, 2, 13)), ((39, 49, 29), (1, 1, 1))])
-    def test_patch_equals_slicing(self, cache: Cache, volume: tuple[np.ndarray, ...], start: tuple[int, ...], size: tuple[int, ...]) -> None:
+    def test_patch_equals_slicing(
+        self, cache: Cache, volume: tuple[np.ndarray, ...], start: tuple[int, ...], size: tuple[int, ...]
+    ) -> None:
         image, mask, affine = volume
         cache.put("k", image, affine, mask=mask, chunks=_CHUNKS)
         box = tuple(slice(s, s + n) for s, n in zip(start, size))
@@ -80,7 +82,9 @@ class CacheStoreTests:
         with pytest.raises(CacheMissError):
             cache.open("absent")
 
-    def test_published_entries_are_listed_and_seen_by_a_second_opening(self, tmp_path: Path, cache: Cache, volume: tuple[np.ndarray, ...]) -> None:
+    def test_published_entries_are_listed_and_seen_by_a_second_opening(
+        self, tmp_path: Path, cache: Cache, volume: tuple[np.ndarray, ...]
+    ) -> None:
         image, _, affine = volume
         cache.put("b", image, affine, chunks=_CHUNKS)
         cache.put("a", image[:4], affine, chunks=_CHUNKS)

@@ -33,7 +33,10 @@ __all__ = ["DatasetTests"]
 _CONFIG = {
     "name": "conformance",
     "deterministic": {"orientation": "RAS", "spacing": [3.0, 3.0, 3.0], "dtype": "int16", "masks": ["*"], "chunks": [16, 16, 16]},
-    "at_load": {"windows": [{"name": "abdomen", "center": 40, "width": 400}], "augment": [{"name": "RandomFlip", "params": {"axes": [0, 1, 2], "p": 0.5}}]},
+    "at_load": {
+        "windows": [{"name": "abdomen", "center": 40, "width": 400}],
+        "augment": [{"name": "RandomFlip", "params": {"axes": [0, 1, 2], "p": 0.5}}],
+    },
 }
 
 

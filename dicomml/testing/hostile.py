@@ -59,6 +59,7 @@ def _setter(**values: object) -> Callable[[Dataset], None]:
     def edit(ds: Dataset) -> None:
         for keyword, value in values.items():
             setattr(ds, keyword, value)
+
     return edit
 
 
@@ -72,23 +73,37 @@ def _header_lies(rng: random.Random, files: dict[str, Path]) -> list[tuple[str, 
         ("rows_columns_lie", _edited(source, _setter(Rows=65535, Columns=65535))),
         ("rows_columns_lie", _edited(source, _setter(Rows=rng.choice([1, 7, 4096]), Columns=rng.choice([3, 65535])))),
         ("bits_lie", _edited(source, _setter(BitsAllocated=rng.choice([1, 7, 12, 64]), BitsStored=rng.choice([1, 16, 40])))),
-        ("rescale_lie", _edited(source, _setter(
-            RescaleSlope=rng.choice(["1e20", "-1e20", "1e38", "1e300", "0"]),
-            RescaleIntercept=rng.choice(["0", "1e19", "-1e19", "1e308"])))),
+        (
+            "rescale_lie",
+            _edited(
+                source,
+                _setter(
+                    RescaleSlope=rng.choice(["1e20", "-1e20", "1e38", "1e300", "0"]),
+                    RescaleIntercept=rng.choice(["0", "1e19", "-1e19", "1e308"]),
+                ),
+            ),
+        ),
         ("transfer_syntax_lie", _ts_lie(rng, kind, source.read_bytes())),
-        ("pixel_module_lie", _edited(source, _setter(SamplesPerPixel=rng.choice([0, 3, 255]),
-                                                      PhotometricInterpretation=rng.choice(["RGB", "PALETTE COLOR", "XYZ"])))),
+        (
+            "pixel_module_lie",
+            _edited(
+                source,
+                _setter(SamplesPerPixel=rng.choice([0, 3, 255]), PhotometricInterpretation=rng.choice(["RGB", "PALETTE COLOR", "XYZ"])),
+            ),
+        ),
     ]
 
 
 def _ts_lie(rng: random.Random, kind: str, data: bytes) -> bytes:
     """``data`` with another TransferSyntaxUID in its file meta (patched in place: pydicom would not write these)."""
-    value = rng.choice([
-        b"1.2.840.10008.1.2.1\\1.2.840.10008.1.2",  # multi-valued
-        b"1.2.3.4.5.6",  # unknown
-        b"1.2.840.10008.1.2.4.50" if kind == "native" else b"1.2.840.10008.1.2.1",  # compressed or not, the other way
-        b"1.2.840.10008.1.2.4.90" if kind != "j2k" else b"1.2.840.10008.1.2.5",  # the wrong codec
-    ])
+    value = rng.choice(
+        [
+            b"1.2.840.10008.1.2.1\\1.2.840.10008.1.2",  # multi-valued
+            b"1.2.3.4.5.6",  # unknown
+            b"1.2.840.10008.1.2.4.50" if kind == "native" else b"1.2.840.10008.1.2.1",  # compressed or not, the other way
+            b"1.2.840.10008.1.2.4.90" if kind != "j2k" else b"1.2.840.10008.1.2.5",  # the wrong codec
+        ]
+    )
     value += b"\0" * (len(value) % 2)
     at = data.index(b"\x02\x00\x10\x00UI")
     (old,) = struct.unpack_from("<H", data, at + 6)
@@ -129,7 +144,7 @@ def _explicit_body(ds: Dataset) -> bytes:
     data = out.getvalue()
     if data[128:132] == b"DICM":
         (meta_length,) = struct.unpack_from("<L", data, 140)
-        return data[144 + meta_length:]
+        return data[144 + meta_length :]
     return data
 
 
@@ -193,6 +208,7 @@ def _csa_lie(rng: random.Random, files: dict[str, Path]) -> bytes:
     def edit(ds: Dataset) -> None:
         value = ds[0x00291010].value
         ds[0x00291010].value = value[: rng.choice([10, 40, len(value) // 2])]
+
     return _edited(files["mosaic"], edit)
 
 
@@ -243,7 +259,7 @@ def _file_system(root: Path, n: int, source: Path) -> None:
     data = source.read_bytes()
     for i in range(n):
         (traps / os.fsdecode(b"\xff\xfe%d.dcm" % i)).write_bytes(data)  # not UTF-8
-        quoted = traps / f"it's \"{i}\"; DROP TABLE"  # quotes and SQL in a folder name
+        quoted = traps / f'it\'s "{i}"; DROP TABLE'  # quotes and SQL in a folder name
         quoted.mkdir()
         (quoted / "x.dcm").write_bytes(data)
         (traps / f"dangling{i}.dcm").symlink_to(traps / f"nowhere{i}.dcm")
@@ -255,9 +271,26 @@ def _file_system(root: Path, n: int, source: Path) -> None:
 
 #: Categories and how many cases each adds per unit of ``scale`` (file-system traps add 7 a unit).
 CATEGORIES = (
-    "frame_count_lie", "rows_columns_lie", "bits_lie", "rescale_lie", "transfer_syntax_lie", "pixel_module_lie",
-    "corrupt_rle", "corrupt_j2k", "corrupt_jls", "corrupt_jpeg", "offset_table_lie", "deflate_bomb",
-    "deep_nesting", "vr_lie", "csa_lie", "truncated", "bit_flip", "series_*", "series_lost_slice", "fs_traps",
+    "frame_count_lie",
+    "rows_columns_lie",
+    "bits_lie",
+    "rescale_lie",
+    "transfer_syntax_lie",
+    "pixel_module_lie",
+    "corrupt_rle",
+    "corrupt_j2k",
+    "corrupt_jls",
+    "corrupt_jpeg",
+    "offset_table_lie",
+    "deflate_bomb",
+    "deep_nesting",
+    "vr_lie",
+    "csa_lie",
+    "truncated",
+    "bit_flip",
+    "series_*",
+    "series_lost_slice",
+    "fs_traps",
 )
 
 

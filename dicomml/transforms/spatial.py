@@ -54,9 +54,7 @@ class _Regrid(Transform):
     antialias = False
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return resample_image(
-            x, params["source"], params["affine"], params["shape"], padding=self.padding, antialias=self.antialias
-        )
+        return resample_image(x, params["source"], params["affine"], params["shape"], padding=self.padding, antialias=self.antialias)
 
     def apply_mask(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         return resample_mask(x, params["source"], params["affine"], params["shape"])

@@ -196,7 +196,11 @@ def _legend(fig: Figure, mask: Volume, labels: np.ndarray) -> None:
     from matplotlib.patches import Patch
 
     handles = [
-        Patch(color=colormaps["tab10"]((v - 1) % 10), alpha=_OVERLAY_ALPHA, label=f"{v} {names[v]}" if isinstance(names, Mapping) and v in names else str(v))
+        Patch(
+            color=colormaps["tab10"]((v - 1) % 10),
+            alpha=_OVERLAY_ALPHA,
+            label=f"{v} {names[v]}" if isinstance(names, Mapping) and v in names else str(v),
+        )
         for v in present
     ]
     fig.legend(handles=handles, loc="upper right", fontsize=8, labelcolor="white", facecolor="black", edgecolor="grey")

@@ -207,9 +207,21 @@ def test_meta_is_json_and_complete(data_dir):
     v = load_files(sorted((data_dir / "dcmqi/data/segmentations/ct-3slice").glob("*.dcm")))
     meta = json.loads(json.dumps(v.meta))
     for key in (
-        "series_uid", "series_key", "modality", "sop_class", "rescale_slope", "rescale_intercept",
-        "rescale_type", "window_center", "window_width", "voi_lut_function", "source_files",
-        "sop_instance_uids", "frame_of_reference_uid", "irregularities", "orientation",
+        "series_uid",
+        "series_key",
+        "modality",
+        "sop_class",
+        "rescale_slope",
+        "rescale_intercept",
+        "rescale_type",
+        "window_center",
+        "window_width",
+        "voi_lut_function",
+        "source_files",
+        "sop_instance_uids",
+        "frame_of_reference_uid",
+        "irregularities",
+        "orientation",
     ):
         assert key in meta
     assert meta["modality"] == "CT" and len(meta["source_files"]) == 3 and meta["orientation"] == v.orientation

@@ -51,7 +51,11 @@ def test_fmri_volumes_are_named_time_with_acquisition_times():
 
 def _four_d(n: int = 4) -> Volume:
     array = np.arange(n * 2 * 3 * 4, dtype=np.int16).reshape(n, 2, 3, 4)
-    table = {"b_value": [0.0, 1000.0, 1000.0, 2000.0][:n], "echo_number": [1.0] * n, "gradient": [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]][:n]}
+    table = {
+        "b_value": [0.0, 1000.0, 1000.0, 2000.0][:n],
+        "echo_number": [1.0] * n,
+        "gradient": [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]][:n],
+    }
     return Volume(array, np.diag([2.0, 1.0, 1.0, 1.0]), ("diffusion",), {"volumes": table, "series_key": "s"})
 
 

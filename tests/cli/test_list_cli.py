@@ -28,8 +28,16 @@ def _run(argv: list[str], capsys) -> list[list[str]]:
 def test_list_series_prints_each_key_with_what_the_headers_say(indexed, capsys):
     root, manifest = indexed
     lines = _run(["list", str(manifest.path)], capsys)
-    assert [c.strip() for c in lines[0] if c] == ["series_key", "modality", "series_number", "series_description",
-                                                 "shape", "n_volumes", "usable", "reason"]
+    assert [c.strip() for c in lines[0] if c] == [
+        "series_key",
+        "modality",
+        "series_number",
+        "series_description",
+        "shape",
+        "n_volumes",
+        "usable",
+        "reason",
+    ]
     rows = {line[0]: [c.strip() for c in line[1:] if c.strip()] for line in lines[1:]}
     assert len(rows) == 2
     for folder in ("CT", "MR"):
@@ -40,8 +48,16 @@ def test_list_series_prints_each_key_with_what_the_headers_say(indexed, capsys):
 
 def test_list_annotations_where_and_columns_feed_a_shell_read(indexed, capsys):
     _, manifest = indexed
-    argv = ["list", str(manifest.path), "annotations", "--where", "modality = 'SEG'",
-            "--columns", "annotation_key,referenced_series_key", "--no-header"]
+    argv = [
+        "list",
+        str(manifest.path),
+        "annotations",
+        "--where",
+        "modality = 'SEG'",
+        "--columns",
+        "annotation_key,referenced_series_key",
+        "--no-header",
+    ]
     [[seg_key, ct_key]] = _run(argv, capsys)
     seg = pydicom.dcmread(manifest.annotations["path"].item(), stop_before_pixels=True)
     referenced = seg.ReferencedSeriesSequence[0].SeriesInstanceUID

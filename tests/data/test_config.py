@@ -90,7 +90,11 @@ def test_missing_file_is_a_config_error(tmp_path):
 def test_canonical_form_ignores_key_order_name_and_at_load(tmp_path):
     a = PipelineConfig.from_yaml(_write(tmp_path, "name: a\ndeterministic: {spacing: 1, orientation: las}\n"))
     b = PipelineConfig.from_dict(
-        {"at_load": {"windows": [{"center": 40, "width": 80}]}, "deterministic": {"orientation": "LAS", "spacing": [1.0, 1.0, 1.0]}, "name": "b"}
+        {
+            "at_load": {"windows": [{"center": 40, "width": 80}]},
+            "deterministic": {"orientation": "LAS", "spacing": [1.0, 1.0, 1.0]},
+            "name": "b",
+        }
     )
     assert a.canonical() == b.canonical() and a.cache_hash() == b.cache_hash()
     c = PipelineConfig.from_dict({"name": "c", "deterministic": {"orientation": "LAS", "spacing": [1, 1, 1], "dtype": "float32"}})

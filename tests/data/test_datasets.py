@@ -164,8 +164,13 @@ def test_grid_tiles_cover_every_voxel(study, make_config, tmp_path):
 def test_label_balanced_positive_patches_hold_foreground(study, make_config, tmp_path):
     _, manifest = study
     ds = PatchDataset(
-        manifest, make_config("ct_seg"), tmp_path / "c", patch_size=(16, 16, 16), samples_per_volume=40,
-        sampler="label_balanced", positive_fraction=0.7,
+        manifest,
+        make_config("ct_seg"),
+        tmp_path / "c",
+        patch_size=(16, 16, 16),
+        samples_per_volume=40,
+        sampler="label_balanced",
+        positive_fraction=0.7,
     )
     samples = [ds[i] for i in range(len(ds))]
     positive = [s for s in samples if s["meta"]["positive_channel"] is not None]
@@ -255,7 +260,9 @@ def test_lightning_datamodule_trains_and_redraws_each_epoch(study, make_config, 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.fit(Tiny(), datamodule=DataModule(train=ds, batch_size=3))
     assert sorted(seen) == [0, 1] and len(seen[0]) == len(ds)
     assert sorted(seen[0]) != sorted(seen[1])

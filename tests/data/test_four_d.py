@@ -53,7 +53,8 @@ def _series_key(manifest, folder: str, uid: str) -> str:
     # volume", and an explicit key still loads them as the single-slice time series dcm2niix makes
     found = manifest.sql(
         "SELECT series_key FROM series WHERE n_volumes > 1 AND series_instance_uid = ? AND folder = ?",
-        uid, str(data_root() / folder),
+        uid,
+        str(data_root() / folder),
     )
     assert len(found) == 1, f"{folder}: {len(found)} 4D groups of series {uid}"
     return str(found["series_key"].iloc[0])

@@ -27,7 +27,7 @@ from dicomml.errors import ConfigError, DicomMLError, ManifestError, SeriesNotFo
 def _data_files(cache: Cache, key: str) -> dict[str, bytes]:
     """Bytes of the files of an entry's arrays (the folder its publish marker names)."""
     folder = f"{cache.root}/" + json.loads(cache.fs.cat_file(f"{cache.root}/entries/{key}.json"))["data"]
-    return {p[len(folder):]: cache.fs.cat_file(p) for p in cache.fs.find(folder) if p != f"{folder}/zarr.json"}
+    return {p[len(folder) :]: cache.fs.cat_file(p) for p in cache.fs.find(folder) if p != f"{folder}/zarr.json"}
 
 
 def test_two_worker_cluster_entries_equal_those_a_dataset_builds_in_process(cohort, ct_seg, tmp_path):
@@ -68,7 +68,10 @@ def test_a_failing_series_is_recorded_and_the_rerun_skips_complete_entries(cohor
 
 def test_where_selects_series_and_the_summary_counts_them(cohort, ct_1mm, tmp_path, capsys):
     report = dicomml.preprocess(cohort, ct_1mm, tmp_path / "c", where="modality = 'CT' AND n_slices >= 80", workers=0)
-    assert report.table["series_key"].tolist() == cohort.sql("SELECT series_key FROM series WHERE n_slices >= 80 AND modality = 'CT'")["series_key"].tolist()
+    assert (
+        report.table["series_key"].tolist()
+        == cohort.sql("SELECT series_key FROM series WHERE n_slices >= 80 AND modality = 'CT'")["series_key"].tolist()
+    )
     err = capsys.readouterr().err
     assert "dicomml preprocess: 1 series in" in err and "1 done, 0 skipped, 0 failed" in err and "series/s" in err
 
@@ -103,8 +106,21 @@ def test_nothing_to_do_and_bad_options_raise_dicomml_errors(cohort, ct_1mm, tmp_
 def test_cli_exits_1_with_one_line_when_every_series_fails(cohort, ct_1mm, four_d_key, tmp_path, capsys):
     config = tmp_path / "ct.yaml"
     config.write_text("name: ct\ndeterministic: {spacing: [1, 1, 1], volumes: {by: b_value, values: [1000]}}\n")
-    argv = ["preprocess", str(cohort.path), "--config", str(config), "--cache", str(tmp_path / "c"),
-            "--where", f"series_key = '{four_d_key}'", "--workers", "0", "--quiet", "--report", str(tmp_path / "r.parquet")]
+    argv = [
+        "preprocess",
+        str(cohort.path),
+        "--config",
+        str(config),
+        "--cache",
+        str(tmp_path / "c"),
+        "--where",
+        f"series_key = '{four_d_key}'",
+        "--workers",
+        "0",
+        "--quiet",
+        "--report",
+        str(tmp_path / "r.parquet"),
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 1
@@ -161,7 +177,9 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, 
         client.run(lambda: __import__("dicomml.pipeline"))  # warm both workers
         outcome: dict = {}
         run = threading.Thread(
-            target=lambda: outcome.update(report=dicomml.preprocess(cohort, ct_half_mm, tmp_path / "c", scheduler=cluster.scheduler_address, progress=False))
+            target=lambda: outcome.update(
+                report=dicomml.preprocess(cohort, ct_half_mm, tmp_path / "c", scheduler=cluster.scheduler_address, progress=False)
+            )
         )
         run.start()
         pids = client.run(os.getpid)
@@ -188,7 +206,9 @@ def test_killing_one_worker_mid_run_still_completes_the_run(cohort, four_d_key, 
 
 
 @pytest.mark.parametrize("fetch_every_s", [0.0, 60.0])
-def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_row(cohort, fails_4d, four_d_key, tmp_path, monkeypatch, fetch_every_s):
+def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_row(
+    cohort, fails_4d, four_d_key, tmp_path, monkeypatch, fetch_every_s
+):
     # 0 s: a fetch per finished task; 60 s: one fetch at the end, for every row at once
     from distributed import Client
 
@@ -296,7 +316,16 @@ def test_tasks_start_largest_first(cohort, ct_1mm, four_d_key, tmp_path):
 def test_a_rerun_with_everything_cached_says_so_and_starts_no_cluster(cohort, ct_1mm, four_d_key, tmp_path, capsys, monkeypatch):
     import dicomml.distributed.run
 
-    argv = ["preprocess", str(cohort.path), "--config", "ct_1mm", "--cache", str(tmp_path / "c"), "--where", f"series_key <> '{four_d_key}'"]
+    argv = [
+        "preprocess",
+        str(cohort.path),
+        "--config",
+        "ct_1mm",
+        "--cache",
+        str(tmp_path / "c"),
+        "--where",
+        f"series_key <> '{four_d_key}'",
+    ]
     main([*argv, "--workers", "0", "--quiet"])
     capsys.readouterr()
 

@@ -74,8 +74,13 @@ def test_volume_does_not_depend_on_file_order(tmp_path_factory, geometry):
     positions = g["origin"] + np.outer(np.arange(n) * g["step"], normal)
     folder = tmp_path_factory.mktemp("series")
     paths = write_series(
-        folder, g["pixels"], positions=positions, shuffle=g["seed"], rescale=None,
-        orientation=[*g["row_cosine"], *g["col_cosine"]], pixel_spacing=g["pixel_spacing"],
+        folder,
+        g["pixels"],
+        positions=positions,
+        shuffle=g["seed"],
+        rescale=None,
+        orientation=[*g["row_cosine"], *g["col_cosine"]],
+        pixel_spacing=g["pixel_spacing"],
     )
     rng = np.random.default_rng(g["seed"])
     first = dicomml.load_files([paths[i] for i in rng.permutation(n)])
@@ -171,9 +176,7 @@ def test_resample_keeps_the_field_of_view_and_a_linear_world_function(grid, targ
 
     # The affine: requested spacing, same directions.
     np.testing.assert_allclose(np.linalg.norm(out_affine[:3, :3], axis=0), target, rtol=1e-9)
-    np.testing.assert_allclose(
-        out_affine[:3, :3] / target, affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0), atol=1e-12
-    )
+    np.testing.assert_allclose(out_affine[:3, :3] / target, affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0), atol=1e-12)
     # The field of view: the first corner exactly, the others and the center within half an output voxel.
     moved = _world(out_affine, _corners(out_image.shape)) - _world(affine, _corners(shape))
     in_output_voxels = np.abs(moved @ np.linalg.inv(out_affine[:3, :3]).T)

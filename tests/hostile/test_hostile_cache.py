@@ -75,8 +75,9 @@ def _in_private_mount(tmp_path: Path) -> subprocess.CompletedProcess[str]:
         pytest.fail("util-linux `unshare` is needed to mount a private tmpfs for the ENOSPC test")
     user = [] if os.geteuid() == 0 else ["--map-root-user"]  # unprivileged: a user namespace grants the mount
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([unshare, *user, "--mount", sys.executable, "-c", _FULL_DISK, str(where)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [unshare, *user, "--mount", sys.executable, "-c", _FULL_DISK, str(where)], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_full_disk_gives_cache_error_cleans_up_and_recovers(tmp_path: Path):

@@ -21,8 +21,13 @@ from dicomml.imaging2d.synthetic import write_image2d
 def cohort(tmp_path: Path) -> Path:
     rng = np.random.default_rng(7)
     source = tmp_path / "source"
-    write_image2d(source / "dx.dcm", rng.integers(0, 4096, (300, 200)).astype(np.uint16), modality="DX", bits_stored=12,
-                  extra={"ImagerPixelSpacing": [0.15, 0.15], "WindowCenter": 2000, "WindowWidth": 3000, "ViewPosition": "PA"})
+    write_image2d(
+        source / "dx.dcm",
+        rng.integers(0, 4096, (300, 200)).astype(np.uint16),
+        modality="DX",
+        bits_stored=12,
+        extra={"ImagerPixelSpacing": [0.15, 0.15], "WindowCenter": 2000, "WindowWidth": 3000, "ViewPosition": "PA"},
+    )
     write_image2d(source / "us.dcm", rng.integers(0, 255, (4, 60, 80)).astype(np.uint8), modality="US", extra={"FrameTime": 40})
     write_image2d(source / "sc.dcm", rng.integers(0, 255, (50, 100, 3)).astype(np.uint8), modality="SC", photometric="RGB")
     dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
@@ -81,8 +86,12 @@ def test_dicomml_transforms_augment_2d_samples_per_type(cohort: Path) -> None:
     from dicomml.imaging2d import Planar
     from dicomml.transforms import Compose, Mask, RandomFlip, RandomIntensity
 
-    data = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'",
-                        transforms=Compose([Planar(RandomFlip(axes=(1,), p=1.0)), Planar(RandomIntensity(scale=0.3, shift=0.1, seed=1))]))
+    data = ImageDataset(
+        cohort / "manifest",
+        config=ImageConfig(size=(64, 64)),
+        where="modality = 'DX'",
+        transforms=Compose([Planar(RandomFlip(axes=(1,), p=1.0)), Planar(RandomIntensity(scale=0.3, shift=0.1, seed=1))]),
+    )
     plain = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'")[0]
     sample = data[0]
     flip, jitter = sample["meta"]["transforms"]
@@ -100,17 +109,36 @@ def test_cli_preprocess_images_in_batches(cohort: Path) -> None:
     import sys
 
     (cohort / "cxr.yaml").write_text("size: [32, 32]\nresize: letterbox\nvoi: header\n")
-    command = [sys.executable, "-c", "from dicomml.cli.main import main; main()", "preprocess", str(cohort / "manifest"),
-               "--images", "--config", str(cohort / "cxr.yaml"), "--cache", str(cohort / "cache"), "--workers", "0",
-               "--batch-size", "2", "--quiet"]
+    command = [
+        sys.executable,
+        "-c",
+        "from dicomml.cli.main import main; main()",
+        "preprocess",
+        str(cohort / "manifest"),
+        "--images",
+        "--config",
+        str(cohort / "cxr.yaml"),
+        "--cache",
+        str(cohort / "cache"),
+        "--workers",
+        "0",
+        "--batch-size",
+        "2",
+        "--quiet",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.returncode == 0, done.stderr
     assert "3 images cached, 0 failed, in 2 tasks" in done.stderr
     cached = ImageDataset(cohort / "manifest", cohort / "cache", ImageConfig.from_yaml(cohort / "cxr.yaml"), cache_only=True)
     assert [cached[i]["image"].shape[-2:] for i in range(3)] == [(32, 32)] * 3
     (cohort / "bad.yaml").write_text("size: [32, 32]\nwindowing: lung\n")
-    bad = subprocess.run([*command[:7], str(cohort / "bad.yaml"), *command[8:]], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    bad = subprocess.run(
+        [*command[:7], str(cohort / "bad.yaml"), *command[8:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert bad.returncode == 1 and "unknown image config key(s) ['windowing']" in bad.stderr
 
 
@@ -123,16 +151,35 @@ def test_seg_masks_follow_flips_and_letterbox(tmp_path: Path) -> None:
     source = tmp_path / "source"
     stored = np.full((120, 80), 100, np.uint16)
     stored[20:40, 8:24] = 4000  # a lesion near the image's left edge, on the patient's right (mirrored film)
-    path = write_image2d(source / "cxr.dcm", stored, modality="DX", bits_stored=12,
-                         extra={"ImagerPixelSpacing": [0.2, 0.2], "PatientOrientation": ["R", "F"], "ViewPosition": "PA"})
+    path = write_image2d(
+        source / "cxr.dcm",
+        stored,
+        modality="DX",
+        bits_stored=12,
+        extra={"ImagerPixelSpacing": [0.2, 0.2], "PatientOrientation": ["R", "F"], "ViewPosition": "PA"},
+    )
     image = pydicom.dcmread(path)
     description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Nodule, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        segment_number=1,
+        segment_label="nodule",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Nodule,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )
     seg = hd.seg.Segmentation(
-        source_images=[image], pixel_array=(stored == 4000)[None], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer="dicomml", manufacturer_model_name="test", software_versions="1", device_serial_number="1")
+        source_images=[image],
+        pixel_array=(stored == 4000)[None],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=hd.UID(),
+        series_number=2,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="dicomml",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
     seg.save_as(source / "seg.dcm")
     dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
     config = ImageConfig(size=(60, 60), display="chest")

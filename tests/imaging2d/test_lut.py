@@ -182,7 +182,9 @@ def test_windows_and_functions_equal_pydicom(tmp_path: Path, function: str) -> N
         tmp_path / "w.dcm",
         stored,
         modality="CR",
-        extra=_dx_headers(RescaleSlope=0.5, RescaleIntercept=-100, WindowCenter=[300, 40], WindowWidth=[1500, 400], VOILUTFunction=function),
+        extra=_dx_headers(
+            RescaleSlope=0.5, RescaleIntercept=-100, WindowCenter=[300, 40], WindowWidth=[1500, 400], VOILUTFunction=function
+        ),
     )
     ds = pydicom.dcmread(path)
     for index in (0, 1):
@@ -239,8 +241,14 @@ def test_reduced_decode_is_a_coarser_level_of_the_same_image(tmp_path: Path) -> 
 
     y, x = np.mgrid[:400, :320]
     stored = (2000 + 1000 * np.sin(x / 40.0) * np.cos(y / 50.0)).astype(np.uint16)
-    path = write_image2d(tmp_path / "mg.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless,
-                         extra={"ImagerPixelSpacing": [0.1, 0.1], "WindowCenter": 2000, "WindowWidth": 2400})
+    path = write_image2d(
+        tmp_path / "mg.dcm",
+        stored,
+        modality="MG",
+        bits_stored=12,
+        transfer_syntax=JPEG2000Lossless,
+        extra={"ImagerPixelSpacing": [0.1, 0.1], "WindowCenter": 2000, "WindowWidth": 2400},
+    )
     codestream = next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1))
     assert decomposition_levels(codestream) == 5  # OpenJPEG's default, as the encoder wrote it
     assert openjpeg.get_parameters(codestream)["precision"] == 12

@@ -13,8 +13,9 @@ from dicomml.imaging2d.synthetic import write_image2d
 
 
 def test_without_pillow_only_reduced_decoding_needs_the_extra(tmp_path: Path) -> None:
-    path = write_image2d(tmp_path / "mg.dcm", np.full((256, 200), 900, np.uint16), modality="MG", bits_stored=12,
-                         transfer_syntax=JPEG2000Lossless)
+    path = write_image2d(
+        tmp_path / "mg.dcm", np.full((256, 200), 900, np.uint16), modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless
+    )
     code = (
         "import sys\nsys.modules['PIL'] = None\nsys.modules['PIL.Image'] = None\n"
         "from dicomml.imaging2d import load_image\nfrom dicomml.errors import MissingDependencyError\n"

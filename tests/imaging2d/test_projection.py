@@ -15,8 +15,15 @@ from dicomml.imaging2d import load_image, physical_spacing
 from dicomml.imaging2d.synthetic import code_item, write_image2d
 
 #: Real headers' values: a Hologic-style mammogram (70 um detector, magnification 1.08) and a GE-style US.
-_MG = {"ImagerPixelSpacing": [0.07, 0.07], "EstimatedRadiographicMagnificationFactor": 1.08, "BodyPartExamined": "BREAST",
-       "PresentationLUTShape": "IDENTITY", "BurnedInAnnotation": "NO", "WindowCenter": 2047, "WindowWidth": 4096}
+_MG = {
+    "ImagerPixelSpacing": [0.07, 0.07],
+    "EstimatedRadiographicMagnificationFactor": 1.08,
+    "BodyPartExamined": "BREAST",
+    "PresentationLUTShape": "IDENTITY",
+    "BurnedInAnnotation": "NO",
+    "WindowCenter": 2047,
+    "WindowWidth": 4096,
+}
 _VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 #: Patient Orientation of the usual hanging: left breasts face right (nipple = anterior on the right).
 _ORIENTATION = {("L", "CC"): "A\\R", ("R", "CC"): "P\\L", ("L", "MLO"): "A\\F", ("R", "MLO"): "P\\F"}
@@ -34,8 +41,9 @@ def _region(x0: int, y0: int, x1: int, y1: int, delta_cm: float) -> Dataset:
 
 
 def test_mammogram_spacing_is_imager_spacing_over_magnification(tmp_path: Path) -> None:
-    path = write_image2d(tmp_path / "mg.dcm", np.zeros((40, 30), np.uint16), modality="MG", bits_stored=12,
-                         extra={**_MG, "PixelSpacing": [0.07, 0.07]})  # copied from the detector: not calibrated
+    path = write_image2d(
+        tmp_path / "mg.dcm", np.zeros((40, 30), np.uint16), modality="MG", bits_stored=12, extra={**_MG, "PixelSpacing": [0.07, 0.07]}
+    )  # copied from the detector: not calibrated
     image = load_image(path)
     assert image.meta["spacing_source"] == "magnification_corrected"
     np.testing.assert_allclose(image.meta["spacing"], [0.07 / 1.08, 0.07 / 1.08])
@@ -46,8 +54,16 @@ def test_mammogram_spacing_is_imager_spacing_over_magnification(tmp_path: Path) 
     [
         ({"ImagerPixelSpacing": [0.15, 0.15]}, (0.15, 0.15), "imager_pixel_spacing"),
         ({"ImagerPixelSpacing": [0.15, 0.15], "PixelSpacing": [0.14, 0.13]}, (0.14, 0.13), "pixel_spacing"),
-        ({"ImagerPixelSpacing": [0.15, 0.15], "PixelSpacing": [0.15, 0.15], "PixelSpacingCalibrationType": "GEOMETRY",
-          "EstimatedRadiographicMagnificationFactor": 1.2}, (0.15, 0.15), "pixel_spacing"),
+        (
+            {
+                "ImagerPixelSpacing": [0.15, 0.15],
+                "PixelSpacing": [0.15, 0.15],
+                "PixelSpacingCalibrationType": "GEOMETRY",
+                "EstimatedRadiographicMagnificationFactor": 1.2,
+            },
+            (0.15, 0.15),
+            "pixel_spacing",
+        ),
         ({"PixelSpacing": [0.5, 0.25]}, (0.5, 0.25), "pixel_spacing"),
         ({"NominalScannedPixelSpacing": [0.2, 0.2]}, (0.2, 0.2), "nominal_scanned"),
         ({}, (None, None), "none"),
@@ -63,8 +79,13 @@ def test_ps33_spacing_rules(headers: dict, expected: tuple, source: str) -> None
 
 def test_ultrasound_spacing_from_regions(tmp_path: Path) -> None:
     regions = Sequence([_region(0, 0, 319, 239, 0.0242), _region(320, 0, 639, 239, 0.0242)])
-    path = write_image2d(tmp_path / "us.dcm", np.zeros((240, 640, 3), np.uint8), modality="US", photometric="RGB",
-                         extra={"SequenceOfUltrasoundRegions": regions})
+    path = write_image2d(
+        tmp_path / "us.dcm",
+        np.zeros((240, 640, 3), np.uint8),
+        modality="US",
+        photometric="RGB",
+        extra={"SequenceOfUltrasoundRegions": regions},
+    )
     image = load_image(path)
     assert image.meta["spacing_source"] == "ultrasound_region"
     np.testing.assert_allclose(image.meta["spacing"], [0.242, 0.242])
@@ -96,9 +117,18 @@ def _write_pair(folder: Path) -> dict[tuple[str, str], Path]:
     for (side, view), orientation in _ORIENTATION.items():
         code, meaning = _VIEW_CODES[view]
         paths[side, view] = write_image2d(
-            folder / f"{side}{view}.dcm", _tissue(side), modality="MG", bits_stored=12, study_uid=study,
-            extra={**_MG, "ImageLaterality": side, "ViewPosition": view, "PatientOrientation": orientation.split("\\"),
-                   "ViewCodeSequence": Sequence([code_item(code, "SCT", meaning)])},
+            folder / f"{side}{view}.dcm",
+            _tissue(side),
+            modality="MG",
+            bits_stored=12,
+            study_uid=study,
+            extra={
+                **_MG,
+                "ImageLaterality": side,
+                "ViewPosition": view,
+                "PatientOrientation": orientation.split("\\"),
+                "ViewCodeSequence": Sequence([code_item(code, "SCT", meaning)]),
+            },
         )
     return paths
 
@@ -139,8 +169,13 @@ def test_chest_puts_patients_right_on_the_images_left(tmp_path: Path) -> None:
 def test_manifest_columns_pick_cohorts_in_sql(tmp_path: Path) -> None:
     source = tmp_path / "source"
     _write_pair(source / "mg")
-    write_image2d(source / "dx.dcm", np.zeros((30, 20), np.uint16), modality="DX", photometric="MONOCHROME1",
-                  extra={"ViewPosition": "PA", "BurnedInAnnotation": "YES", "ImagerPixelSpacing": [0.1, 0.1]})
+    write_image2d(
+        source / "dx.dcm",
+        np.zeros((30, 20), np.uint16),
+        modality="DX",
+        photometric="MONOCHROME1",
+        extra={"ViewPosition": "PA", "BurnedInAnnotation": "YES", "ImagerPixelSpacing": [0.1, 0.1]},
+    )
     write_image2d(source / "sc.dcm", np.zeros((10, 10, 3), np.uint8), modality="SC", photometric="RGB")
     manifest = dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
     mg = manifest.sql(

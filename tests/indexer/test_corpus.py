@@ -59,8 +59,12 @@ def test_only_non_dicom_files_land_in_errors(corpus_manifest: Manifest):
 
 def test_series_shape_matches_the_corpus_index(corpus_manifest: Manifest, corpus_index: pd.DataFrame, data_dir: Path):
     series = corpus_manifest.series
-    for folder in ("dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag", "dcmqi/data/segmentations/ct-3slice",
-                   "dcm_qa_nih/In/20180918GE/mr_0004", "dcm_qa_philips_enh/In/cl"):
+    for folder in (
+        "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag",
+        "dcmqi/data/segmentations/ct-3slice",
+        "dcm_qa_nih/In/20180918GE/mr_0004",
+        "dcm_qa_philips_enh/In/cl",
+    ):
         expected = corpus_index[corpus_index.folder == folder].iloc[0]
         got = series[series.folder == _folder(data_dir, folder)]
         assert len(got) == 1, folder

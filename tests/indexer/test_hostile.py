@@ -112,9 +112,13 @@ def build_corpus(data_dir: Path, root: Path) -> list[Path]:
     for cut in range(1, 9):  # encapsulated pixel data without its sequence delimiter
         write("no_delimiter", rle[:-cut])
     for i in range(30):
-        junk = [os.urandom(rng.randrange(1, 5000)), b"\x89PNG\r\n\x1a\n" + os.urandom(200),
-                b"PK\x03\x04" + os.urandom(300), ("not dicom %d\n" % i).encode() * 50,
-                b"\x00" * 128 + b"DICN" + os.urandom(64)][i % 5]
+        junk = [
+            os.urandom(rng.randrange(1, 5000)),
+            b"\x89PNG\r\n\x1a\n" + os.urandom(200),
+            b"PK\x03\x04" + os.urandom(300),
+            ("not dicom %d\n" % i).encode() * 50,
+            b"\x00" * 128 + b"DICN" + os.urandom(64),
+        ][i % 5]
         write("not_dicom", junk)
     for _ in range(10):
         write("empty", b"")

@@ -14,8 +14,15 @@ from dicomml.indexer import Manifest
 from dicomml.indexer.privacy import patient_key, resolve_salt
 
 IDENTIFIERS = [
-    "PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
-    "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "AccessionNumber",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
 ]
 
 

@@ -134,8 +134,17 @@ def test_index_records_corrupted_files_and_preprocess_fails_only_the_series_corr
 
     report_path = tmp_path / "report.parquet"
     run = _cli(
-        "preprocess", str(out), "--config", str(_write_config(tmp_path / "config.yaml")),
-        "--cache", str(tmp_path / "cache"), "--workers", "0", "--report", str(report_path), "--quiet",
+        "preprocess",
+        str(out),
+        "--config",
+        str(_write_config(tmp_path / "config.yaml")),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--workers",
+        "0",
+        "--report",
+        str(report_path),
+        "--quiet",
     )
     assert run.returncode == 0, run.stderr
     report = pd.read_parquet(report_path).set_index("series_key")

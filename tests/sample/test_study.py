@@ -48,7 +48,7 @@ def test_same_seed_same_bytes_other_seed_other_uids(tmp_path):
     c = write_sample_study(tmp_path / "c", seed=8)
     digest = lambda paths: [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]  # noqa: E731
     assert digest((*a.ct, *a.mr, a.seg)) == digest((*b.ct, *b.mr, b.seg))
-    assert {a.ct_series_uid, a.mr_series_uid} .isdisjoint({c.ct_series_uid, c.mr_series_uid})
+    assert {a.ct_series_uid, a.mr_series_uid}.isdisjoint({c.ct_series_uid, c.mr_series_uid})
 
 
 def test_ct_lesion_sits_in_the_right_lung_for_simpleitk(study):

@@ -71,9 +71,7 @@ def regular_grid_over(paths: Sequence[Path], spacing: float) -> Volume:
     stack = analyze_stack(positions, headers[0].ImageOrientationPatient)
     normal = stack.step / np.linalg.norm(stack.step)
     count = int(round((stack.offsets[-1] - stack.offsets[0]) / spacing)) + 1
-    affine = dicom_affine(
-        headers[0].ImageOrientationPatient, headers[0].PixelSpacing, positions[stack.order[0]], normal * spacing
-    )
+    affine = dicom_affine(headers[0].ImageOrientationPatient, headers[0].PixelSpacing, positions[stack.order[0]], normal * spacing)
     return Volume(np.zeros((count, int(headers[0].Rows), int(headers[0].Columns)), np.int16), affine)
 
 
@@ -199,8 +197,11 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
     def seg(name: str, segments: list[tuple[str, Code]], masks: list[np.ndarray], date: str) -> Path:
         descriptions = [
             hd.seg.SegmentDescription(
-                segment_number=i, segment_label=label, segmented_property_category=Code("91723000", "SCT", "Anatomical Structure"),
-                segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+                segment_number=i,
+                segment_label=label,
+                segmented_property_category=Code("91723000", "SCT", "Anatomical Structure"),
+                segmented_property_type=code,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
             )
             for i, (label, code) in enumerate(segments, start=1)
         ]
@@ -208,10 +209,20 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
         ordered = [sources[i] for i in order]  # header_grid's slice order: along the normal
         pixels = np.stack(masks, axis=-1)
         out = hd.seg.Segmentation(
-            source_images=ordered, pixel_array=pixels, segmentation_type="BINARY", segment_descriptions=descriptions,
-            series_instance_uid=hd.UID(), series_number=50, sop_instance_uid=hd.UID(), instance_number=1,
-            manufacturer="tests", manufacturer_model_name="none", software_versions="0", device_serial_number="0",
-            series_description=name, series_date=datetime.date.fromisoformat(date),
+            source_images=ordered,
+            pixel_array=pixels,
+            segmentation_type="BINARY",
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=50,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="tests",
+            manufacturer_model_name="none",
+            software_versions="0",
+            device_serial_number="0",
+            series_description=name,
+            series_date=datetime.date.fromisoformat(date),
             series_time=datetime.time(10, 0),
         )
         path = folder / f"{name}.dcm"
@@ -223,8 +234,12 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
     sct_liver = Code("10200004", "SCT", "Liver")
     paths = {
         "seg_a": seg("seg_a", [("Liver", sct_liver)], [liver], "2026-01-01"),
-        "seg_b": seg("seg_b", [("LIVER", Code("T-62000", "SRT", "Liver")), ("Tumour", Code("108369006", "SCT", "Neoplasm"))],
-                     [liver, tumor], "2026-01-02"),
+        "seg_b": seg(
+            "seg_b",
+            [("LIVER", Code("T-62000", "SRT", "Liver")), ("Tumour", Code("108369006", "SCT", "Neoplasm"))],
+            [liver, tumor],
+            "2026-01-02",
+        ),
         "seg_c": seg("seg_c", [("leber", Code("85756007", "SCT", "Tissue"))], [liver], "2026-01-03"),
     }
     paths["rt_good"] = dicomml.write_rtstruct(liver, files, {"liver": 1}, folder / "rt_good.dcm", affine=grid.affine)

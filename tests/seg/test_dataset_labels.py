@@ -10,11 +10,13 @@ import dicomml
 from dicomml.config import Annotations, Deterministic, PipelineConfig, parse_labels
 from dicomml.errors import SegReferenceError, SliceGapError
 
-LABELS = parse_labels({
-    "liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
-    "tumor": {"value": 2, "aliases": ["tumour"]},
-    "spleen": {"value": 3},
-})
+LABELS = parse_labels(
+    {
+        "liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
+        "tumor": {"value": 2, "aliases": ["tumour"]},
+        "spleen": {"value": 3},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,9 @@ def test_segmentation_dataset_gives_the_label_map_channels_and_skips_the_bad_rts
 
 def test_one_sample_per_annotation_and_the_dataset_overrides(annotated, tmp_path) -> None:
     _, manifest = annotated
-    each = dicomml.SegmentationDataset(manifest, _config(on_bad="skip"), tmp_path / "cache",
-                                       annotations={"labels": {"liver": 1}, "choose": "each", "on_bad": "skip"})
+    each = dicomml.SegmentationDataset(
+        manifest, _config(on_bad="skip"), tmp_path / "cache", annotations={"labels": {"liver": 1}, "choose": "each", "on_bad": "skip"}
+    )
     assert len(each) == 5  # three SEGs, two RTSTRUCTs
     presents = sorted(tuple(each[i]["meta"]["present"]) for i in range(len(each)))
     # the override's liver has no alias: seg_c's "leber" is not it; the bad RTSTRUCT is skipped, so empty

@@ -111,8 +111,7 @@ def test_highdicom_masks_land_on_the_right_slices_of_the_regularized_ct2_grid(da
 
 @pytest.mark.parametrize(
     "name",
-    ["liver_expb.dcm", "liver_nonbyte_aligned.dcm", "liver_rle.dcm", "liver_deflate.dcm",
-     "liver_nonbyte_aligned_deflate.dcm"],
+    ["liver_expb.dcm", "liver_nonbyte_aligned.dcm", "liver_rle.dcm", "liver_deflate.dcm", "liver_nonbyte_aligned_deflate.dcm"],
 )
 def test_liver_in_every_encoding_equals_the_uncompressed_liver(data_dir, name) -> None:
     # Big Endian, 1-bit RLE Lossless and Deflated Image Frame Compression: highdicom 0.28 reads none of them
@@ -181,8 +180,7 @@ def test_seg_on_a_coarser_grid_is_resampled_nearest_like_simpleitk(tmp_path) -> 
     labels = np.zeros((3, 8, 8), np.uint8)
     labels[:, 2:6, 3:7] = 1
     labels[1, 0:2, 0:3] = 2
-    volume = hd.Volume(labels, coarse_lps, coordinate_system="PATIENT",
-                       frame_of_reference_uid=sources[0].FrameOfReferenceUID)
+    volume = hd.Volume(labels, coarse_lps, coordinate_system="PATIENT", frame_of_reference_uid=sources[0].FrameOfReferenceUID)
     path = write_seg(tmp_path / "coarse.dcm", sources, volume, "BINARY", 2)
     mask = seg_to_grid(path, fine)
     assert mask.meta["resampled"] and mask.array.shape == fine.spatial_shape
@@ -218,8 +216,7 @@ def test_seg_referencing_only_the_frame_of_reference_is_placed_by_geometry(data_
 
 def test_seg_off_the_reference_grid_raises_seg_reference_error(data_dir) -> None:
     reference = nifti_grid(data_dir / CT3_NIFTI)
-    moved = Volume(reference.array, reference.affine @ np.array(
-        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 40], [0, 0, 0, 1.0]]))
+    moved = Volume(reference.array, reference.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 40], [0, 0, 0, 1.0]]))
     with pytest.raises(SegReferenceError, match=r"outside the reference \(grid \(512, 512, 3\)\)"):
         seg_to_grid(data_dir / SEGS / "liver.dcm", moved)
     other = Volume(reference.array, reference.affine, meta={"frame_of_reference_uid": "1.2.3"})

@@ -65,9 +65,7 @@ def test_resample_nearest_matches_simpleitk_nearest_neighbor(zoom: float) -> Non
     shape = (12, 10, 9)
     ours, residual = resample_nearest(source, affine, target, shape)
     reference = _sitk_image(np.zeros(shape, np.uint8), target)
-    theirs = sitk.GetArrayFromImage(
-        sitk.Resample(_sitk_image(source, affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    )
+    theirs = sitk.GetArrayFromImage(sitk.Resample(_sitk_image(source, affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     assert np.count_nonzero(ours) > 100  # the grids overlap in part: both inside and outside voxels are tested
     assert np.count_nonzero(ours == 0) > 100
     assert np.array_equal(ours, theirs)

@@ -28,13 +28,19 @@ def annotated(tmp_path_factory):
 def test_segment_names_read_labels_and_codes_of_seg_and_rtstruct(annotated) -> None:
     _, paths, _ = annotated
     assert segment_names(paths["seg_b"]) == [
-        SegmentName(1, "LIVER", "SRT:T-62000", "Liver"), SegmentName(2, "Tumour", "SCT:108369006", "Neoplasm")]
+        SegmentName(1, "LIVER", "SRT:T-62000", "Liver"),
+        SegmentName(2, "Tumour", "SCT:108369006", "Neoplasm"),
+    ]
     assert segment_names(paths["rt_good"]) == [SegmentName(1, "liver")]
 
 
 def test_labels_match_by_code_then_name_or_alias_case_insensitively() -> None:
-    liver, tumor = parse_labels({"liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
-                                 "tumor": {"value": 2, "aliases": ["tumour"]}})
+    liver, tumor = parse_labels(
+        {
+            "liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
+            "tumor": {"value": 2, "aliases": ["tumour"]},
+        }
+    )
     assert match_label([liver, tumor], SegmentName(1, "organ", "SRT:T-62000")) == liver
     assert match_label([liver, tumor], SegmentName(1, "LEBER", "SCT:85756007")) == liver
     assert match_label([liver, tumor], SegmentName(2, "Tumour ")) == tumor
@@ -79,17 +85,21 @@ def test_labels_cli_prints_the_table_and_a_yaml_starting_point(annotated) -> Non
     assert parse_labels(starting)  # the config reads it back
 
 
-LABELS = parse_labels({
-    "liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
-    "tumor": {"value": 2, "aliases": ["tumour"]},
-    "spleen": {"value": 3, "codes": ["SCT:78961009"]},
-})
+LABELS = parse_labels(
+    {
+        "liver": {"value": 1, "codes": ["SCT:10200004", "SRT:T-62000"], "aliases": ["leber"]},
+        "tumor": {"value": 2, "aliases": ["tumour"]},
+        "spleen": {"value": 3, "codes": ["SCT:78961009"]},
+    }
+)
 
 
 def _keys(manifest, paths) -> dict[str, str]:
     rows = manifest.annotations
-    return {name: rows.loc[rows.path.str.endswith(f"{name}.dcm"), "annotation_key"].iloc[0]
-            for name in ("seg_a", "seg_b", "seg_c", "rt_good", "rt_bad")}
+    return {
+        name: rows.loc[rows.path.str.endswith(f"{name}.dcm"), "annotation_key"].iloc[0]
+        for name in ("seg_a", "seg_b", "seg_c", "rt_good", "rt_bad")
+    }
 
 
 def _reference(manifest):

@@ -37,8 +37,9 @@ def test_pairs_link_each_annotation_to_its_image_series(manifest) -> None:
     assert series.loc[by_name["label.seg"], "folder"].endswith("24x38x3/image")
     assert series.loc[by_name["rt.dcm"], "folder"].endswith("mock_data")
     ct2 = series.loc[by_name["seg_image_ct_binary_overlap.dcm"]]
-    assert ct2.folder.endswith("CT2") and ct2.series_instance_uid == pydicom.dcmread(
-        ct2_files()[0], stop_before_pixels=True).SeriesInstanceUID
+    assert (
+        ct2.folder.endswith("CT2") and ct2.series_instance_uid == pydicom.dcmread(ct2_files()[0], stop_before_pixels=True).SeriesInstanceUID
+    )
     assert {"series_key", "annotation_key", "modality", "labels", "usable"} <= set(pairs.columns)
 
 

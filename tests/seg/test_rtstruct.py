@@ -159,9 +159,7 @@ def test_even_odd_rule_makes_nested_contours_holes_and_islands() -> None:
 def test_rtstruct_on_the_dcm2niix_grid_equals_the_dicom_order_grid_after_reorientation(data_dir) -> None:
     series = data_dir / MOCK
     dicom_order = rtstruct_to_grid(series / "rt.dcm", header_grid(sorted(series.glob("ct_*.dcm"))))
-    nifti = rtstruct_to_grid(
-        series / "rt.dcm", nifti_grid(data_dir / "rt-utils/derived-dcm2niix/tests/mock_data/10.2_Daily_CT_QA_3.nii")
-    )
+    nifti = rtstruct_to_grid(series / "rt.dcm", nifti_grid(data_dir / "rt-utils/derived-dcm2niix/tests/mock_data/10.2_Daily_CT_QA_3.nii"))
     moved, affine = onto(nifti.array, nifti.affine, dicom_order.affine)
     np.testing.assert_allclose(affine, dicom_order.affine, atol=0.02)
     np.testing.assert_array_equal(moved, dicom_order.array)
@@ -172,8 +170,9 @@ def test_rtstruct_errors_name_the_problem(data_dir, tmp_path) -> None:
     reference = header_grid(sorted(series.glob("ct_*.dcm")))
     with pytest.raises(SegmentNotFoundError, match="'ROI-1'"):
         rtstruct_to_grid(series / "rt.dcm", reference, rois="Liver")
-    shifted = type(reference)(reference.array, reference.affine @ np.diag([1, 1, 1, 1.0]) + np.array(
-        [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 30.0], [0, 0, 0, 0]]))
+    shifted = type(reference)(
+        reference.array, reference.affine @ np.diag([1, 1, 1, 1.0]) + np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 30.0], [0, 0, 0, 0]])
+    )
     with pytest.raises(SegReferenceError, match=r"outside the reference \(grid \(2, 512, 512\)\)"):
         rtstruct_to_grid(series / "rt.dcm", shifted)
     ds = pydicom.dcmread(series / "rt.dcm")

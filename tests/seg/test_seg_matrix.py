@@ -43,8 +43,14 @@ BINARY_SYNTAXES = ("explicit", "deflated", "j2k")
 
 def _series(data_dir: Path, folder: str, count: int) -> list[pydicom.Dataset]:
     datasets = [pydicom.dcmread(p) for p in sorted((data_dir / folder).iterdir())]
-    datasets.sort(key=lambda ds: float(np.dot(ds.ImagePositionPatient, np.cross(
-        np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)))))
+    datasets.sort(
+        key=lambda ds: float(
+            np.dot(
+                ds.ImagePositionPatient,
+                np.cross(np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)),
+            )
+        )
+    )
     return datasets[:count]
 
 
@@ -127,16 +133,16 @@ def test_binary_seg_of_the_oblique_mr_equals_highdicom(data_dir, tmp_path) -> No
 
 
 def test_fractional_occupancy_equals_highdicom(data_dir, tmp_path) -> None:
-    path = _write(tmp_path / "occ.dcm", _series(data_dir, CT, 3), "FRACTIONAL", 2, "explicit",
-                  fractional_type="OCCUPANCY", max_fractional_value=255)
+    path = _write(
+        tmp_path / "occ.dcm", _series(data_dir, CT, 3), "FRACTIONAL", 2, "explicit", fractional_type="OCCUPANCY", max_fractional_value=255
+    )
     assert pydicom.dcmread(path).SegmentationFractionalType == "OCCUPANCY"
     _assert_as_highdicom(path, "FRACTIONAL")
 
 
 def test_labelmap_with_a_palette_reads_its_label_values(data_dir, tmp_path) -> None:
     palette = hd.PaletteColorLUTTransformation.from_colors(["black", "red", "green", "blue"], palette_color_lut_uid=hd.UID())
-    path = _write(tmp_path / "palette.dcm", _series(data_dir, CT, 3), "LABELMAP", 3, "explicit",
-                  palette_color_lut_transformation=palette)
+    path = _write(tmp_path / "palette.dcm", _series(data_dir, CT, 3), "LABELMAP", 3, "explicit", palette_color_lut_transformation=palette)
     assert pydicom.dcmread(path).PhotometricInterpretation == "PALETTE COLOR"
     _assert_as_highdicom(path, "LABELMAP")
 
@@ -168,8 +174,7 @@ def test_seg_over_two_series_takes_only_the_reference_series_frames(data_dir, tm
     merged, extra = pydicom.dcmread(first), pydicom.dcmread(second)
     frames = merged.pixel_array.reshape(int(merged.NumberOfFrames), -1)
     frames = np.concatenate([frames, extra.pixel_array.reshape(int(extra.NumberOfFrames), -1)])
-    merged.PerFrameFunctionalGroupsSequence = list(merged.PerFrameFunctionalGroupsSequence) + list(
-        extra.PerFrameFunctionalGroupsSequence)
+    merged.PerFrameFunctionalGroupsSequence = list(merged.PerFrameFunctionalGroupsSequence) + list(extra.PerFrameFunctionalGroupsSequence)
     for item in merged.PerFrameFunctionalGroupsSequence:  # orientation per frame once the frames differ
         item.PlaneOrientationSequence = merged.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence
     for item in extra.PerFrameFunctionalGroupsSequence:

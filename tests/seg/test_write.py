@@ -65,7 +65,8 @@ def test_mask_on_the_source_grid_comes_back_voxel_exact(ct, tmp_path, kind) -> N
     assert seg.segmentation_type.value == kind.upper()
     assert [seg.get_segment_description(n).segment_label for n in (1, 2)] == ["liver", "tumor"]
     assert {str(ds.SOPInstanceUID) for ds in grid.datasets} == {
-        str(item.ReferencedSOPInstanceUID) for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+        str(item.ReferencedSOPInstanceUID) for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    }
     assert seg.get_segment_description(1).algorithm_identification[0].AlgorithmName == "dicomml"
 
 
@@ -91,8 +92,10 @@ def test_probabilities_are_thresholded_for_binary_and_argmaxed_for_a_label_map(c
 def test_prediction_on_a_1p5mm_ras_grid_agrees_with_simpleitk_nearest(ct, tmp_path) -> None:
     grid = source_grid(ct)
     # a RAS+ grid of 1.5 mm covering the CT (whose voxels are 0.7 mm, LPS+ rows and columns, slices feet to head)
-    corners = np.array([[a, b, c, 1] for a in (0, grid.shape[0] - 1) for b in (0, grid.shape[1] - 1)
-                        for c in (0, grid.shape[2] - 1)]) @ grid.affine.T
+    corners = (
+        np.array([[a, b, c, 1] for a in (0, grid.shape[0] - 1) for b in (0, grid.shape[1] - 1) for c in (0, grid.shape[2] - 1)])
+        @ grid.affine.T
+    )
     low = corners[:, :3].min(axis=0) - 2.0
     shape = tuple(int(n) for n in np.ceil((corners[:, :3].max(axis=0) + 2.0 - low) / 1.5) + 1)
     affine = np.diag([1.5, 1.5, 1.5, 1.0])
@@ -101,8 +104,7 @@ def test_prediction_on_a_1p5mm_ras_grid_agrees_with_simpleitk_nearest(ct, tmp_pa
     out = dicomml.write_seg(prediction, ct, LABELS, tmp_path / "ras.dcm", affine=affine)
     back = _read_back(out, grid)
     reference = to_sitk(np.zeros(grid.shape, np.uint8), grid.affine)
-    theirs = sitk.GetArrayFromImage(
-        sitk.Resample(to_sitk(prediction, affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    theirs = sitk.GetArrayFromImage(sitk.Resample(to_sitk(prediction, affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     for value in (1, 2):
         assert np.count_nonzero(theirs == value) > 100
         assert dice(back[..., value - 1], theirs == value) >= 0.99
@@ -133,8 +135,16 @@ def test_codes_colours_and_the_manifest_source_are_written(ct, tmp_path) -> None
     key = manifest.series.series_key.iloc[0]
     grid = source_grid(key, manifest=manifest)
     labels = [Label("liver", 1, codes=("SCT:10200004",), color=(200, 100, 0)), Label("tumor", 2)]
-    out = dicomml.write_seg(_label_map(grid.shape), key, labels, tmp_path / "coded.dcm", manifest=manifest,
-                            affine=grid.affine, algorithm="unet", algorithm_version="2.1")
+    out = dicomml.write_seg(
+        _label_map(grid.shape),
+        key,
+        labels,
+        tmp_path / "coded.dcm",
+        manifest=manifest,
+        affine=grid.affine,
+        algorithm="unet",
+        algorithm_version="2.1",
+    )
     seg = hd.seg.segread(out)
     liver = seg.get_segment_description(1)
     assert liver.segmented_property_type.value == "10200004" and liver.segmented_property_type.scheme_designator == "SCT"
@@ -149,8 +159,7 @@ def test_bad_predictions_raise_one_line_errors(ct, tmp_path) -> None:
     with pytest.raises(ConfigError, match="no affine"):
         dicomml.write_seg(labels, ct, LABELS, tmp_path / "x.dcm")
     with pytest.raises(ConfigError, match="3 channels for 1 labels"):
-        dicomml.write_seg(np.zeros((3,) + grid.shape, np.float32), ct, {"liver": 1}, tmp_path / "x.dcm",
-                          affine=grid.affine)
+        dicomml.write_seg(np.zeros((3,) + grid.shape, np.float32), ct, {"liver": 1}, tmp_path / "x.dcm", affine=grid.affine)
     with pytest.raises(ConfigError, match=r"label values \[2\]"):
         dicomml.write_seg(labels, ct, {"liver": 1}, tmp_path / "x.dcm", affine=grid.affine)
     with pytest.raises(ConfigError, match="kind="):
@@ -223,16 +232,37 @@ def test_write_seg_and_write_rtstruct_cli(ct, tmp_path) -> None:
     nib.save(nib.Nifti1Image(labels, grid.affine), tmp_path / "pred.nii.gz")
     manifest = dicomml.index(ct, tmp_path / "manifest")
     key = manifest.series.series_key.iloc[0]
-    result = _dicomml("write-seg", str(tmp_path / "pred.nii.gz"), "--manifest", str(manifest.path), "--series", key,
-                      "--label", "liver=1", "--label", "tumor=2", "--kind", "labelmap", "-o", str(tmp_path / "s.dcm"))
+    result = _dicomml(
+        "write-seg",
+        str(tmp_path / "pred.nii.gz"),
+        "--manifest",
+        str(manifest.path),
+        "--series",
+        key,
+        "--label",
+        "liver=1",
+        "--label",
+        "tumor=2",
+        "--kind",
+        "labelmap",
+        "-o",
+        str(tmp_path / "s.dcm"),
+    )
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(_read_back(tmp_path / "s.dcm", grid), np.stack([labels == 1, labels == 2], axis=-1))
     (tmp_path / "labels.yaml").write_text("liver: {value: 1, codes: ['SCT:10200004']}\ntumor: 2\n")
-    result = _dicomml("write-rtstruct", str(tmp_path / "pred.nii.gz"), "--source", str(ct),
-                      "--label", str(tmp_path / "labels.yaml"), "-o", str(tmp_path / "rt.dcm"))
+    result = _dicomml(
+        "write-rtstruct",
+        str(tmp_path / "pred.nii.gz"),
+        "--source",
+        str(ct),
+        "--label",
+        str(tmp_path / "labels.yaml"),
+        "-o",
+        str(tmp_path / "rt.dcm"),
+    )
     assert result.returncode == 0, result.stderr
     assert [roi.ROIName for roi in pydicom.dcmread(tmp_path / "rt.dcm").StructureSetROISequence] == ["liver", "tumor"]
-    result = _dicomml("write-seg", str(tmp_path / "pred.nii.gz"), "--source", str(ct), "--label", "liver=1",
-                      "-o", str(tmp_path / "x.dcm"))
+    result = _dicomml("write-seg", str(tmp_path / "pred.nii.gz"), "--source", str(ct), "--label", "liver=1", "-o", str(tmp_path / "x.dcm"))
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
     assert "label values [2]" in result.stderr

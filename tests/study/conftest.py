@@ -16,16 +16,26 @@ SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 def cohort(tmp_path_factory):
     """Three studies: A has t1, two t2 (ambiguous) and flair; B lacks flair; C lacks t1 (the reference)."""
     root = tmp_path_factory.mktemp("cohort")
-    write_study(root / "dicom/A", [
-        SeriesGrid("t1", number=1, **SMALL),
-        SeriesGrid("t2_old", number=2, acquisition_time="091000", **SMALL),
-        SeriesGrid("t2_new", number=3, acquisition_time="092000", orientation=SAGITTAL, **SMALL),
-        SeriesGrid("flair", number=4, **SMALL),
-    ], study_uid="1.2.826.0.1.3680043.8.498.1")
-    write_study(root / "dicom/B", [SeriesGrid("t1", number=1, **SMALL), SeriesGrid("t2", number=2, **SMALL)],
-                study_uid="1.2.826.0.1.3680043.8.498.2")
-    write_study(root / "dicom/C", [SeriesGrid("t2", number=1, **SMALL), SeriesGrid("flair", number=2, **SMALL)],
-                study_uid="1.2.826.0.1.3680043.8.498.3")
+    write_study(
+        root / "dicom/A",
+        [
+            SeriesGrid("t1", number=1, **SMALL),
+            SeriesGrid("t2_old", number=2, acquisition_time="091000", **SMALL),
+            SeriesGrid("t2_new", number=3, acquisition_time="092000", orientation=SAGITTAL, **SMALL),
+            SeriesGrid("flair", number=4, **SMALL),
+        ],
+        study_uid="1.2.826.0.1.3680043.8.498.1",
+    )
+    write_study(
+        root / "dicom/B",
+        [SeriesGrid("t1", number=1, **SMALL), SeriesGrid("t2", number=2, **SMALL)],
+        study_uid="1.2.826.0.1.3680043.8.498.2",
+    )
+    write_study(
+        root / "dicom/C",
+        [SeriesGrid("t2", number=1, **SMALL), SeriesGrid("flair", number=2, **SMALL)],
+        study_uid="1.2.826.0.1.3680043.8.498.3",
+    )
     return dicomml.index(str(root / "dicom"), str(root / "manifest"), workers=1, progress=False)
 
 

@@ -15,11 +15,20 @@ def _run(*args):
 
 def _config(tmp_path, where_t2="series_description LIKE 't2%'"):
     path = tmp_path / "roles.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "brain",
-        "roles": {"t1": {"where": "series_description = 't1'"}, "t2": {"where": where_t2}, "flair": {"where": "series_description = 'flair'"}},
-        "reference": "t1",
-    }, sort_keys=False))  # roles are channels in the file's order
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "brain",
+                "roles": {
+                    "t1": {"where": "series_description = 't1'"},
+                    "t2": {"where": where_t2},
+                    "flair": {"where": "series_description = 'flair'"},
+                },
+                "reference": "t1",
+            },
+            sort_keys=False,
+        )
+    )  # roles are channels in the file's order
     return path
 
 

@@ -48,7 +48,9 @@ def test_kill_9_mid_write_of_a_4d_entry_leaves_nothing_visible_and_a_rerun_compl
         pass
     entry = cache.put("four_d", _four_d(), np.eye(4), chunks=(32, 32, 32))
     cache.verify("four_d")
-    np.testing.assert_array_equal(entry.read(volumes=slice(4, 5), start=(100, 200, 300), size=(8, 8, 8))[0], _four_d()[4, 100:108, 200:208, 300:308])
+    np.testing.assert_array_equal(
+        entry.read(volumes=slice(4, 5), start=(100, 200, 300), size=(8, 8, 8))[0], _four_d()[4, 100:108, 200:208, 300:308]
+    )
     assert [p.split("/")[0] for p in cache.gc(grace_seconds=0)] == ["data"]  # the torn copy, and only it
 
 
@@ -86,8 +88,11 @@ def _race(target, args) -> None:
 def _study_config(path) -> dict:
     data = {
         "name": "fire",
-        "roles": {"t1": {"where": "series_description = 't1'"}, "t2": {"where": "series_description = 't2'"},
-                  "flair": {"where": "series_description = 'flair'"}},
+        "roles": {
+            "t1": {"where": "series_description = 't1'"},
+            "t2": {"where": "series_description = 't2'"},
+            "flair": {"where": "series_description = 'flair'"},
+        },
         "reference": "t1",
         "deterministic": {"spacing": [1.0, 1.0, 1.0], "dtype": "float32", "chunks": [32, 32, 32]},
     }
@@ -98,11 +103,14 @@ def _study_config(path) -> dict:
 def _cohort(tmp_path, studies: int):
     sagittal = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
     for s in range(studies):
-        write_study(tmp_path / f"dicom/{s}", [
-            SeriesGrid("t1", shape=(40, 64, 64), spacing=(2.0, 2.0, 2.0)),
-            SeriesGrid("t2", shape=(30, 80, 80), spacing=(2.5, 1.6, 1.6), number=2),
-            SeriesGrid("flair", shape=(40, 64, 64), spacing=(2.0, 2.0, 2.0), orientation=sagittal, number=3),
-        ])
+        write_study(
+            tmp_path / f"dicom/{s}",
+            [
+                SeriesGrid("t1", shape=(40, 64, 64), spacing=(2.0, 2.0, 2.0)),
+                SeriesGrid("t2", shape=(30, 80, 80), spacing=(2.5, 1.6, 1.6), number=2),
+                SeriesGrid("flair", shape=(40, 64, 64), spacing=(2.0, 2.0, 2.0), orientation=sagittal, number=3),
+            ],
+        )
     return dicomml.index(str(tmp_path / "dicom"), str(tmp_path / "manifest"), workers=1, progress=False)
 
 
@@ -121,8 +129,20 @@ def test_study_entries_under_kill_9_and_racing_writers(tmp_path):
     config = tmp_path / "roles.yaml"
     _study_config(config)
     cache_dir = tmp_path / "c"
-    argv = [sys.executable, "-c", "from dicomml.cli.main import main; main()", "preprocess", str(manifest.path),
-            "--config", str(config), "--cache", str(cache_dir), "--workers", "0", "--quiet"]
+    argv = [
+        sys.executable,
+        "-c",
+        "from dicomml.cli.main import main; main()",
+        "preprocess",
+        str(manifest.path),
+        "--config",
+        str(config),
+        "--cache",
+        str(cache_dir),
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     # kill the run once a study's data is being written: nothing torn is published
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240

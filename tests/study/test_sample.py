@@ -34,13 +34,17 @@ def _first_volume(path: str) -> sitk.Image:
 @pytest.mark.parametrize("moving", ["cor", "sag"])
 def test_orientation_study_matches_simpleitk_resample(orientation_manifest, moving):
     """Axial, coronal and sagittal series of one exam; the axial is the reference grid."""
-    config = StudyConfig.from_dict({
-        "name": "orientation",
-        "roles": {name: {"where": f"series_description = '{name}_asc_35sl'", "volumes": {"by": "index", "values": [0]}}
-                  for name in ("ax", "cor", "sag")},
-        "reference": "ax",
-        "deterministic": {"dtype": "float32"},
-    })
+    config = StudyConfig.from_dict(
+        {
+            "name": "orientation",
+            "roles": {
+                name: {"where": f"series_description = '{name}_asc_35sl'", "volumes": {"by": "index", "values": [0]}}
+                for name in ("ax", "cor", "sag")
+            },
+            "reference": "ax",
+            "deterministic": {"dtype": "float32"},
+        }
+    )
     (source,) = study_sources(orientation_manifest, config)
     sample = compute_study(orientation_manifest, source, config)
     reference = _first_volume(REFERENCES["ax"])
@@ -79,14 +83,23 @@ def test_synthetic_offset_and_rotation_are_aligned_within_a_tenth_of_a_voxel(tmp
     row, col = np.asarray(rotated[:3]), np.asarray(rotated[3:])
     col = col - row * (row @ col)
     col /= np.linalg.norm(col)
-    files = write_study(tmp_path, [
-        SeriesGrid("ref", shape=(40, 64, 64), spacing=(2.0, 2.0, 2.0)),
-        # another spacing, an oblique orientation and a grid centre off by a known, non-integer offset
-        SeriesGrid("moving", shape=(36, 96, 96), spacing=(2.6, 1.7, 1.7), orientation=(*row, *col), centre=(3.3, -2.1, 4.7), number=2),
-    ])
+    files = write_study(
+        tmp_path,
+        [
+            SeriesGrid("ref", shape=(40, 64, 64), spacing=(2.0, 2.0, 2.0)),
+            # another spacing, an oblique orientation and a grid centre off by a known, non-integer offset
+            SeriesGrid("moving", shape=(36, 96, 96), spacing=(2.6, 1.7, 1.7), orientation=(*row, *col), centre=(3.3, -2.1, 4.7), number=2),
+        ],
+    )
     volumes = {name: load_files(paths) for name, paths in files.items()}
-    config = StudyConfig.from_dict({"name": "s", "roles": {"ref": {"where": "true"}, "moving": {"where": "true"}}, "reference": "ref",
-                                    "deterministic": {"dtype": "float32"}})
+    config = StudyConfig.from_dict(
+        {
+            "name": "s",
+            "roles": {"ref": {"where": "true"}, "moving": {"where": "true"}},
+            "reference": "ref",
+            "deterministic": {"dtype": "float32"},
+        }
+    )
     sample = resample_roles(volumes, [], config)
     offset = _centroid(sample.image[1]) - _centroid(sample.image[0])
     assert np.abs(offset).max() < 0.1, f"channels differ by {offset} voxels"
@@ -143,10 +156,14 @@ def test_masks_of_another_role_come_along_on_the_reference_grid(tmp_path):
 
     write_sample_study(tmp_path / "dicom")
     manifest = dicomml.index(str(tmp_path / "dicom"), str(tmp_path / "manifest"), workers=1, progress=False)
-    config = StudyConfig.from_dict({
-        "name": "ct_mr", "roles": {"mr": {"where": "modality = 'MR'"}, "ct": {"where": "modality = 'CT'"}},
-        "reference": "mr", "deterministic": {"masks": ["*"], "dtype": "float32"},
-    })
+    config = StudyConfig.from_dict(
+        {
+            "name": "ct_mr",
+            "roles": {"mr": {"where": "modality = 'MR'"}, "ct": {"where": "modality = 'CT'"}},
+            "reference": "mr",
+            "deterministic": {"masks": ["*"], "dtype": "float32"},
+        }
+    )
     (source,) = study_sources(manifest, config)
     assert [role for role, _ in source.annotation_keys] == ["ct"]  # the SEG references the CT, not the reference
     sample = compute_study(manifest, source, config)
@@ -156,7 +173,9 @@ def test_masks_of_another_role_come_along_on_the_reference_grid(tmp_path):
     assert sample.mask_labels == ["ct/lesion", "ct/liver"]
     reference = _sitk_image(sample.image[0], sample.affine)
     for c in range(mask.array.shape[0]):
-        moved = sitk.Resample(_sitk_image(mask.array[c].astype(np.uint8), mask.affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        moved = sitk.Resample(
+            _sitk_image(mask.array[c].astype(np.uint8), mask.affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+        )
         expected = sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
         assert expected.any()
         # nearest neighbour on one grid: the same voxels, up to ties at exact half-voxel positions

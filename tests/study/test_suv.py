@@ -64,8 +64,12 @@ def test_admin_decay_correction_and_gml_units():
 
 @pytest.mark.parametrize(
     ("missing", "tag"),
-    [("PatientWeight", "(0010,1030) PatientWeight"), ("RadionuclideTotalDose", "(0018,1074) RadionuclideTotalDose"),
-     ("RadionuclideHalfLife", "(0018,1075) RadionuclideHalfLife"), ("RadiopharmaceuticalStartTime", "(0018,1072)")],
+    [
+        ("PatientWeight", "(0010,1030) PatientWeight"),
+        ("RadionuclideTotalDose", "(0018,1074) RadionuclideTotalDose"),
+        ("RadionuclideHalfLife", "(0018,1075) RadionuclideHalfLife"),
+        ("RadiopharmaceuticalStartTime", "(0018,1072)"),
+    ],
 )
 def test_missing_tag_is_named(missing, tag):
     with pytest.raises(SUVError, match=re.escape(tag)) as info:

@@ -69,7 +69,9 @@ def test_real_seg_pair_stays_aligned(liver_pair):
     sample = {"image": torch.from_numpy(image.array)[None], "mask": Mask(torch.from_numpy(on_grid.array)[None]), "affine": image.affine}
     centre = _world_centroid(sample)
     for seed in range(3):
-        out = Compose([Orient("PIR"), Resample(spacing=(1.2, 1.0, 1.2)), RandomFlip(p=0.5, seed=seed), RandomCrop((300, 3, 300), seed=seed)])(sample)
+        out = Compose(
+            [Orient("PIR"), Resample(spacing=(1.2, 1.0, 1.2)), RandomFlip(p=0.5, seed=seed), RandomCrop((300, 3, 300), seed=seed)]
+        )(sample)
         inside = out["mask"][0].numpy() == 1
         assert abs(float(out["image"][0].numpy()[inside].mean()) - liver_hu) < 5
         if inside.sum() > 0.5 * on_grid.array.sum():

@@ -73,7 +73,9 @@ def test_header_window_on_a_loaded_ct_matches_pydicom(data_dir, ct):
         hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
         reference = apply_windowing(hu.astype(np.float64), ds)
         # pydicom's output range: the stored range, rescaled (PS3.3 C.11.2.1.2 leaves it to the caller).
-        stored = (-(2.0 ** (ds.BitsStored - 1)), 2.0 ** (ds.BitsStored - 1) - 1) if ds.PixelRepresentation else (0.0, 2.0**ds.BitsStored - 1)
+        stored = (
+            (-(2.0 ** (ds.BitsStored - 1)), 2.0 ** (ds.BitsStored - 1) - 1) if ds.PixelRepresentation else (0.0, 2.0**ds.BitsStored - 1)
+        )
         low, high = (v * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for v in stored)
         np.testing.assert_allclose(out.array[k], (reference - low) / (high - low), atol=1e-5)
 
@@ -84,8 +86,14 @@ def test_real_seg_decoded_on_the_dicom_grid_stays_on_the_liver(data_dir, ct):
     liver_hu = float(ct.array[mask.array == 1].mean())
     sample = {"image": torch.from_numpy(ct.array)[None], "mask": Mask(torch.from_numpy(mask.array)[None]), "affine": ct.affine}
     for seed in range(3):
-        out = Compose([Orient("RAS"), Resample(spacing=(1.2, 1.2, 1.0)), RandomFlip(p=0.5, seed=seed),
-                       RandomAffine(degrees=0, scale=0.1, translate=3, seed=seed)])(sample)
+        out = Compose(
+            [
+                Orient("RAS"),
+                Resample(spacing=(1.2, 1.2, 1.0)),
+                RandomFlip(p=0.5, seed=seed),
+                RandomAffine(degrees=0, scale=0.1, translate=3, seed=seed),
+            ]
+        )(sample)
         inside = out["mask"][0].numpy() == 1
         assert inside.sum() > 0.4 * mask.array.sum() * (0.811 / 1.2) ** 2
         assert abs(float(out["image"][0].numpy()[inside].mean()) - liver_hu) < 5

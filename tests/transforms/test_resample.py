@@ -45,9 +45,7 @@ def test_orient_matches_monai_orientation_and_nibabel(nifti, path, code):
     np.testing.assert_allclose(ours.affine, theirs.affine.numpy(), atol=1e-9)
     np.testing.assert_array_equal(ours.array, theirs.as_tensor()[0].numpy())
     reoriented = nib.Nifti1Image(volume.array, volume.affine).as_reoriented(
-        nib.orientations.ornt_transform(
-            nib.orientations.io_orientation(volume.affine), nib.orientations.axcodes2ornt(tuple(code))
-        )
+        nib.orientations.ornt_transform(nib.orientations.io_orientation(volume.affine), nib.orientations.axcodes2ornt(tuple(code)))
     )
     np.testing.assert_array_equal(ours.array, np.asarray(reoriented.dataobj))
     np.testing.assert_allclose(ours.affine, reoriented.affine, atol=1e-6)

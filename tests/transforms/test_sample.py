@@ -59,7 +59,9 @@ def test_dicomml_transforms_run_inside_monai_compose_next_to_monai_dict_transfor
     mt = to_metatensor(out)
     assert isinstance(mt["image"], MetaTensor) and mt["mask"].meta["kind"] == "mask"
     np.testing.assert_allclose(mt["image"].affine.numpy(), out["affine"])
-    monai_out = MonaiCompose([Orientationd(keys=["image", "mask"], axcodes="LPS"), Spacingd(keys=["image", "mask"], pixdim=2.0, mode=("bilinear", "nearest"))])(mt)
+    monai_out = MonaiCompose(
+        [Orientationd(keys=["image", "mask"], axcodes="LPS"), Spacingd(keys=["image", "mask"], pixdim=2.0, mode=("bilinear", "nearest"))]
+    )(mt)
     back = from_metatensor(monai_out)
     assert isinstance(back["mask"], Mask) and not isinstance(back["image"], MetaTensor)
     np.testing.assert_allclose(back["affine"], monai_out["image"].affine.numpy())

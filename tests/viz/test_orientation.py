@@ -109,8 +109,15 @@ def test_marker_written_as_dicom_and_loaded_lands_on_its_side(tmp_path, acquisit
     lps = LPS_TO_RAS @ volume.affine
     positions = lps[:3, 3] + np.outer(np.arange(volume.spatial_shape[0]), lps[:3, 0])
     files = write_series(
-        tmp_path / "dicom", volume.array.astype(np.uint16), positions=positions, orientation=orientation,
-        pixel_spacing=(2.0, 2.0), modality="MR", rescale=None, shuffle=1, series_uid="1.2.826.0.1.3680043.8.498.7",
+        tmp_path / "dicom",
+        volume.array.astype(np.uint16),
+        positions=positions,
+        orientation=orientation,
+        pixel_spacing=(2.0, 2.0),
+        modality="MR",
+        rescale=None,
+        shuffle=1,
+        series_uid="1.2.826.0.1.3680043.8.498.7",
     )
     loaded = load_files(files)
     assert_marker_on_its_labelled_sides(loaded, tmp_path / "views.png", "radiological", acquisition)

@@ -50,9 +50,7 @@ def check_axcodes(axcodes: str) -> str:
     code = str(axcodes).upper()
     axes = [next((i for i, pair in enumerate(_PAIRS) if c in pair), -1) for c in code]
     if len(code) != 3 or sorted(axes) != [0, 1, 2]:
-        raise GeometryError(
-            f"axis code {axcodes!r} is not three letters naming each of L/R, P/A and I/S once; use e.g. 'RAS' or 'LPS'"
-        )
+        raise GeometryError(f"axis code {axcodes!r} is not three letters naming each of L/R, P/A and I/S once; use e.g. 'RAS' or 'LPS'")
     return code
 
 

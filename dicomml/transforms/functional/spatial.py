@@ -146,9 +146,7 @@ def _spatial(x: torch.Tensor, name: str) -> None:
         raise GeometryError(f"{name} must be a (C, i, j, k) tensor, got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
 
 
-def crop_pad(
-    x: torch.Tensor, start: Sequence[int], shape: Sequence[int], *, mode: str = "constant", value: float = 0.0
-) -> torch.Tensor:
+def crop_pad(x: torch.Tensor, start: Sequence[int], shape: Sequence[int], *, mode: str = "constant", value: float = 0.0) -> torch.Tensor:
     """The box ``[start, start + shape)`` of the last three axes; outside the input it is padded.
 
     Parameters
@@ -380,9 +378,7 @@ def _kept_size_scaled(plan: _Relayout, in_shape: Sequence[int]) -> bool:
     return any(m == n and not shift for m, n, shift in zip(plan.size, in_shape, plan.shifts()))
 
 
-def resample_mask(
-    mask: torch.Tensor, affine: np.ndarray, target_affine: np.ndarray, target_shape: Sequence[int]
-) -> torch.Tensor:
+def resample_mask(mask: torch.Tensor, affine: np.ndarray, target_affine: np.ndarray, target_shape: Sequence[int]) -> torch.Tensor:
     """Resample a label map onto a target grid by nearest neighbour; labels are never mixed.
 
     Parameters
