@@ -154,7 +154,9 @@ def role_volume(volume: Volume, role: Role, header: Any = None) -> Volume:
     volume = apply_selection(volume, role.volumes)
     if role.suv:
         factor = suv_factor(header)
-        volume = Volume(volume.array.astype(np.float32) * np.float32(factor), volume.affine, volume.axes, {**volume.meta, "suv_factor": factor})
+        volume = Volume(
+            volume.array.astype(np.float32) * np.float32(factor), volume.affine, volume.axes, {**volume.meta, "suv_factor": factor}
+        )
     return volume
 
 
@@ -286,7 +288,9 @@ def explicit_grid(grid: ReferenceGrid, volumes: Sequence[Volume]) -> tuple[np.nd
         size = np.asarray(grid.size)
         low = (low + high) / 2 - (size - 1) / 2 * spacing
     elif np.any(high < low):
-        raise ConfigError(f"reference grid: the roles' boxes do not intersect (along {grid.orientation}: {low.round(1)} to {high.round(1)} mm)")
+        raise ConfigError(
+            f"reference grid: the roles' boxes do not intersect (along {grid.orientation}: {low.round(1)} to {high.round(1)} mm)"
+        )
     else:
         size = np.floor((high - low) / spacing + 1e-6).astype(int) + 1
     affine = np.eye(4)

@@ -29,9 +29,7 @@ def two_series(tmp_path_factory):
 
 
 def _config(roles, reference="ref", dtype="float32"):
-    return StudyConfig.from_dict(
-        {"name": "s", "roles": roles, "reference": reference, "deterministic": {"dtype": dtype, "spacing": None}}
-    )
+    return StudyConfig.from_dict({"name": "s", "roles": roles, "reference": reference, "deterministic": {"dtype": dtype, "spacing": None}})
 
 
 def _sitk_resampled(sitk_image, volume_array, volume_affine, grid_affine, grid_shape, nearest=False):
