@@ -223,8 +223,8 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
     def read(i: int) -> _Source:
-        # Local files are read once (large values deferred); URLs are read again for their pixels.
-        header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
+        # Read once: local files with large values deferred, a URL fetched whole (its pixels kept until decoded).
+        header = read_dataset(paths[i], pixels=True, defer_size=DEFER_BYTES)
         with typed_errors(paths[i], "reading the frame geometry"):
             table = frame_table(header)
         if philips_scaling == "float":
@@ -381,9 +381,8 @@ def _decode_all(
     def decode(item: tuple[_Source, np.ndarray, np.ndarray]) -> None:
         source, rows, slots = item
         if rows.size:
-            ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
             with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
-                decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+                decode_into(source.header, source.table, rows, out, slots, rescale=not integer)
             for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
                 if keyword in source.header:
                     del source.header[keyword]  # the header lives on in meta; its pixels need not
