@@ -33,6 +33,7 @@ from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError,
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
+from dicomml.sources import Remote
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -63,6 +64,7 @@ def load_files(
     threads: int | None = None,
     philips_scaling: PhilipsScaling = "float",
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    remote: Remote | None = None,
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -102,6 +104,9 @@ def load_files(
         resampled grid) may have: a header that asks for more raises
         :class:`~dicomml.errors.ResourceLimitError` before anything is
         allocated. Default :data:`dicomml.limits.DEFAULT_MAX_VOXELS` (2**30).
+    remote
+        How to reach URLs among ``paths`` (a :class:`dicomml.sources.Remote`:
+        storage options, credentials, retries); default: none of them.
 
     Returns
     -------
@@ -128,7 +133,7 @@ def load_files(
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
     """
-    sources = _read_headers([str(p) for p in paths], frames, philips_scaling)
+    sources = _read_headers([str(p) for p in paths], frames, philips_scaling, remote)
     key = _single_group(sources)
     with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
         return _assemble(sources, on_irregular, dtype, threads, series_key=key, max_voxels=max_voxels)
@@ -149,7 +154,8 @@ def load_series(
     Parameters
     ----------
     manifest
-        A :class:`dicomml.Manifest`, or the path of its folder.
+        A :class:`dicomml.Manifest` (remote files are read through its
+        ``remote``), or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
     on_irregular, dtype, threads, philips_scaling, max_voxels
@@ -171,9 +177,10 @@ def load_series(
     --------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
-    rows = Manifest.open(manifest).series_files(series_key)
+    opened = Manifest.open(manifest)
+    rows = opened.series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
-    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling)
+    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling, opened.remote)
     with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
         return _assemble(sources, on_irregular, dtype, threads, series_key=series_key, max_voxels=max_voxels)
 
@@ -214,7 +221,9 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
         return [result for run in runs for result in run]
 
 
-def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling) -> list[_Source]:
+def _read_headers(
+    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling, remote: Remote | None
+) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
     if philips_scaling not in PHILIPS_SCALINGS:
@@ -224,7 +233,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
 
     def read(i: int) -> _Source:
         # Read once: local files with large values deferred, a URL fetched whole (its pixels kept until decoded).
-        header = read_dataset(paths[i], pixels=True, defer_size=DEFER_BYTES)
+        header = read_dataset(paths[i], pixels=True, defer_size=DEFER_BYTES, remote=remote)
         with typed_errors(paths[i], "reading the frame geometry"):
             table = frame_table(header)
         if philips_scaling == "float":

@@ -139,8 +139,6 @@ class DicomWebSource:
         self.base: str = parts["base"]
         self.study, self.series, self.query = parts["study"], parts["series"], parts["query"]
         self.remote = remote
-        #: The URL prefix whose reads use these credentials.
-        self.prefix = SCHEME + self.base
         self._local = threading.local()
         self._limit = threading.BoundedSemaphore(remote.concurrency)
         self._lock = threading.Lock()
