@@ -237,7 +237,7 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
 
 
 def _read_headers(
-    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling, remote: Remote | None
+    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling, remote: Remote | None = None
 ) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
