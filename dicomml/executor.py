@@ -104,17 +104,23 @@ class Progress:
     unit, desc
         The bar's unit and label.
     enabled
-        False: no bar.
+        False: no bar (the counts are kept).
+
+    Attributes
+    ----------
+    done, failed
+        Items accounted for so far, and how many of them failed.
     """
 
     def __init__(self, total: int, *, unit: str, desc: str, enabled: bool = True) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, unit=unit, desc=desc, disable=not enabled or total == 0, file=sys.stderr)
-        self.failed = 0
+        self.done = self.failed = 0
 
     def update(self, n: int, failed: int = 0) -> None:
         """``n`` more items accounted for, ``failed`` of them failed."""
+        self.done += n
         self.bar.update(n)
         if failed:
             self.failed += failed
@@ -259,9 +265,18 @@ class InProcess:
                 break
 
 
-def _serve(function: BatchFunction, conn: Connection) -> None:
-    """Worker loop: run each batch received, reporting the start of each item."""
+def _serve(function: BatchFunction, conn: Connection, clock: Any) -> None:
+    """Worker loop: run each batch received, writing the start of each item to ``clock``.
+
+    ``clock`` is shared memory (start time on the system-wide monotonic clock,
+    then item index): the parent reads it when a deadline passes, so an item
+    costs no message and no wake-up of the parent.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+
+    def started(i: int) -> None:
+        clock[0] = time.monotonic()  # the time first: a reader that sees the new index sees its time
+        clock[1] = i
     while True:
         try:
             task = conn.recv()
@@ -271,7 +286,7 @@ def _serve(function: BatchFunction, conn: Connection) -> None:
             return
         context, items = task
         try:
-            result = function(context, items, lambda i: conn.send(("at", i)))
+            result = function(context, items, started)
         except BaseException as exc:  # the parent records the item and replaces this process
             conn.send(("raised", (type(exc).__name__, _one_line(exc))))
             return
@@ -281,15 +296,25 @@ def _serve(function: BatchFunction, conn: Connection) -> None:
 class _Worker:
     def __init__(self, function: BatchFunction, mp: Any) -> None:
         self.conn, child = mp.Pipe()
-        self.process = mp.Process(target=_serve, args=(function, child), daemon=True)
+        self.clock = mp.RawArray("d", 2)  # (start of the current item, its index), written by the worker
+        self.process = mp.Process(target=_serve, args=(function, child, self.clock), daemon=True)
         self.process.start()
         child.close()
         self.batch: _Batch[Any] | None = None
-        self.current = -1
-        self.since = 0.0
+
+    @property
+    def since(self) -> float:
+        """When the current item (or the batch, before its first item) started."""
+        return float(self.clock[0])
+
+    @property
+    def current(self) -> int:
+        """Index of the item running, -1 before the first."""
+        return int(self.clock[1])
 
     def give(self, batch: _Batch[Any]) -> None:
-        self.batch, self.current, self.since = batch, -1, time.monotonic()
+        self.batch = batch
+        self.clock[1], self.clock[0] = -1, time.monotonic()
         self.conn.send((batch.context, batch.items))
 
     def kill(self) -> None:
@@ -375,9 +400,6 @@ class Processes:
                         except (EOFError, OSError):
                             failure = ("crashed", f"its worker process died ({worker.death()})", "WorkerDied")
                         else:
-                            if tag == "at":
-                                worker.current, worker.since = value, now
-                                continue
                             if tag == "raised":
                                 failure = ("raised", value[1], value[0])
                             else:

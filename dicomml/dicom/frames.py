@@ -14,6 +14,7 @@ geometry that is present but malformed raises :class:`InvalidDicomFileError`.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 import warnings
@@ -25,6 +26,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
@@ -178,6 +180,8 @@ def frame_table(ds: Dataset) -> FrameTable:
 
 
 _NOT_PARSED = object()
+#: Multi-valued element values (a plain tuple check: the ``Sequence`` ABC check costs more than the parse).
+_MULTI = (list, tuple, MultiValue)
 _TEXT_VRS = frozenset({"DS", "IS", "CS", "TM", "DT", "UI"})  # ASCII by definition
 _BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
@@ -261,13 +265,12 @@ class _Reader:
         if value is None:
             return None
         try:
-            values = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
-            out = np.array([float(v) for v in values], dtype=np.float64)
+            numbers = [float(v) for v in (value if isinstance(value, _MULTI) else [value])]
         except (ValueError, TypeError) as exc:
             raise self._fail(item, keyword, f"{n} numbers") from exc
-        if out.shape != (n,) or not np.all(np.isfinite(out)):
+        if len(numbers) != n or not all(map(math.isfinite, numbers)):
             raise self._fail(item, keyword, f"{n} finite numbers")
-        return out
+        return np.array(numbers, dtype=np.float64)
 
     def number(self, item: Dataset, keyword: str) -> float | None:
         """The first value of a numeric element, or None when absent or empty."""
@@ -275,14 +278,14 @@ class _Reader:
         if value is None:
             return None
         try:
-            if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            if isinstance(value, _MULTI):
                 if len(value) == 0:
                     return None
                 value = value[0]
             out = float(value)
         except (ValueError, TypeError) as exc:
             raise self._fail(item, keyword, "a number") from exc
-        if not np.isfinite(out):
+        if not math.isfinite(out):
             raise self._fail(item, keyword, "a finite number")
         return out
 
@@ -339,6 +342,9 @@ def _temporal(reader: _Reader, items: Sequence[Dataset]) -> float:
 
 
 def _is_philips(reader: _Reader, ds: Dataset) -> bool:
+    element = ds.get_item(_tag("Manufacturer"), keep_deferred=True) if isinstance(ds, Dataset) else None
+    if isinstance(element, RawDataElement) and element.value is not None:  # an ASCII word: no charset decoding needed
+        return b"PHILIPS" in element.value.upper()
     return "PHILIPS" in str(reader._value(ds, "Manufacturer", "text") or "").upper()
 
 
