@@ -277,6 +277,7 @@ def _serve(function: BatchFunction, conn: Connection, clock: Any) -> None:
     def started(i: int) -> None:
         clock[0] = time.monotonic()  # the time first: a reader that sees the new index sees its time
         clock[1] = i
+
     while True:
         try:
             task = conn.recv()
