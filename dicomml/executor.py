@@ -265,7 +265,7 @@ class InProcess:
                 break
 
 
-def _serve(function: BatchFunction, conn: Connection, clock: Any) -> None:
+def _serve(function: BatchFunction, conn: Connection, clock: Any, parent_end: Connection) -> None:
     """Worker loop: run each batch received, writing the start of each item to ``clock``.
 
     ``clock`` is shared memory (start time on the system-wide monotonic clock,
@@ -273,6 +273,7 @@ def _serve(function: BatchFunction, conn: Connection, clock: Any) -> None:
     costs no message and no wake-up of the parent.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    parent_end.close()  # a forked copy of the parent's end would keep the pipe open: no EOF when the parent is killed
 
     def started(i: int) -> None:
         clock[0] = time.monotonic()  # the time first: a reader that sees the new index sees its time
@@ -298,7 +299,7 @@ class _Worker:
     def __init__(self, function: BatchFunction, mp: Any) -> None:
         self.conn, child = mp.Pipe()
         self.clock = mp.RawArray("d", 2)  # (start of the current item, its index), written by the worker
-        self.process = mp.Process(target=_serve, args=(function, child, self.clock), daemon=True)
+        self.process = mp.Process(target=_serve, args=(function, child, self.clock, self.conn), daemon=True)
         self.process.start()
         child.close()
         self.batch: _Batch[Any] | None = None

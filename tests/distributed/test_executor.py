@@ -100,3 +100,36 @@ def test_dask_keeps_a_bounded_number_of_tasks_in_flight(client, monkeypatch):
     first = next(outcomes)
     assert first.result and len(seen) == 4  # three in flight, then one more as the first finished: not drained at once
     assert len([first, *outcomes]) == 12
+
+
+_ORPHANS = """
+import time
+from dicomml.executor import Processes, run
+
+def batches():
+    time.sleep(600)  # the run is killed here, its two workers idle
+    yield (None, [1])
+
+for _ in run(lambda context, items, started: items, batches(), Processes(2)):
+    pass
+"""
+
+
+def test_workers_exit_when_their_run_is_killed():
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHANS])
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    while len(parent.children()) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the workers never started"
+        time.sleep(0.05)
+    workers = parent.children()
+    proc.kill()  # SIGKILL: nothing of the run's own cleanup runs
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"workers {[p.pid for p in alive]} outlived their run"
