@@ -14,6 +14,8 @@ from typing import Any
 
 #: public name -> module; imported on first use, so RTSTRUCT works without highdicom (the [seg] extra)
 _EXPORTS = {
+    "AnnotationRecord": "dicomml.seg.labelmap",
+    "annotation_records": "dicomml.seg.labelmap",
     "fill_polygons": "dicomml.seg.rtstruct",
     "load_mask": "dicomml.seg.load",
     "pairs": "dicomml.seg.load",
