@@ -220,9 +220,7 @@ class Annotations:
             raise ConfigError(f"annotations.mode {self.mode!r} is not one of {', '.join(_LABEL_MODES)}")
         named = isinstance(self.choose, str) and (self.choose in _CHOOSE or self.choose.startswith("description:"))
         if not (named or callable(self.choose)):
-            raise ConfigError(
-                f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)}, description:TEXT or a callable"
-            )
+            raise ConfigError(f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)}, description:TEXT or a callable")
         if self.on_bad not in _ON_BAD:
             raise ConfigError(f"annotations.on_bad {self.on_bad!r} is not one of {', '.join(_ON_BAD)}")
         values = [label.value for label in self.labels]

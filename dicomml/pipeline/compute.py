@@ -277,7 +277,9 @@ def _masks(
 
     det = config.deterministic
     # a predicate already chose when the sources were listed (series_sources)
-    chosen = list(annotation_keys) if callable(det.annotations.choose) else choose_annotations(manifest, annotation_keys, det.annotations.choose)
+    chosen = (
+        list(annotation_keys) if callable(det.annotations.choose) else choose_annotations(manifest, annotation_keys, det.annotations.choose)
+    )
     labels = det.labels()
     if labels:
         mask = dataset_mask(manifest, chosen, volume, det.annotations, labels)

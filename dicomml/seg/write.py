@@ -389,6 +389,35 @@ def segment_descriptions(labels: Sequence[Label], algorithm: hd.AlgorithmIdentif
     return out
 
 
+class _Segmentation(hd.seg.Segmentation):
+    """highdicom's Segmentation, told which segments each plane of a label map holds.
+
+    For a BINARY SEG of a label map, highdicom compares every plane with every
+    segment number (planes x segments passes over a whole plane) and omits the
+    frames that come out empty. The segments each plane holds come from one
+    pass here, so an absent pair gives an empty frame without the comparison,
+    which highdicom omits as before; every other frame is highdicom's own.
+    """
+
+    def __init__(self, *, pixel_array: np.ndarray, segmentation_type: str, **kwargs: Any) -> None:
+        self._held: dict[int, frozenset[int]] = {}
+        if segmentation_type == "BINARY" and pixel_array.ndim == 3 and pixel_array.dtype.kind in "bu" and pixel_array.any():
+            # keyed by the plane's memory address: highdicom hands the hook pixel_array[plane] views, not indices
+            for plane in pixel_array:
+                counts = np.bincount(plane.ravel().view(np.uint8) if plane.dtype == np.bool_ else plane.ravel())
+                self._held[plane.__array_interface__["data"][0]] = frozenset(np.flatnonzero(counts[1:]) + 1)
+        super().__init__(pixel_array=pixel_array, segmentation_type=segmentation_type, **kwargs)
+
+    def _get_segment_pixel_array(self, pixel_array: np.ndarray, segment_number: int, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+        held = self._held.get(pixel_array.__array_interface__["data"][0]) if pixel_array.ndim == 2 else None
+        if held is not None and segment_number not in held:
+            return _NO_PIXELS  # empty: highdicom omits the frame (omit_empty_frames; the label map is not all empty)
+        return hd.seg.Segmentation._get_segment_pixel_array(pixel_array, segment_number, **kwargs)
+
+
+_NO_PIXELS = np.zeros(0, np.uint8)
+
+
 def write_seg(
     prediction: Prediction,
     source: Any,
@@ -465,7 +494,7 @@ def write_seg(
     )
     first = grid.datasets[0]
     try:
-        seg = hd.seg.Segmentation(
+        seg = _Segmentation(
             source_images=list(grid.datasets),
             pixel_array=grid.in_frame_order(pixels),
             segmentation_type=kind.upper(),

@@ -35,9 +35,7 @@ def _by_frame(path, source: pydicom.Dataset, grid) -> np.ndarray:
     """highdicom's label map of the SEG per source frame, put in the grid's (position) slice order."""
     seg = hd.seg.segread(path)
     frames = list(range(1, int(source.NumberOfFrames) + 1))
-    pixels = seg.get_pixels_by_source_frame(
-        source.SOPInstanceUID, frames, combine_segments=True, assert_missing_frames_are_empty=True
-    )
+    pixels = seg.get_pixels_by_source_frame(source.SOPInstanceUID, frames, combine_segments=True, assert_missing_frames_are_empty=True)
     return pixels[np.asarray(grid.frames) - 1]
 
 
