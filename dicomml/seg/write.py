@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
 else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
+find_objects = require("scipy.ndimage", extra="seg", feature="write-back to DICOM SEG (dicomml.write_seg)").find_objects
 
 __all__ = ["SourceGrid", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
 
@@ -390,28 +391,33 @@ def segment_descriptions(labels: Sequence[Label], algorithm: hd.AlgorithmIdentif
 
 
 class _Segmentation(hd.seg.Segmentation):
-    """highdicom's Segmentation, told which segments each plane of a label map holds.
+    """highdicom's Segmentation, told which planes of a label map each segment spans.
 
     For a BINARY SEG of a label map, highdicom compares every plane with every
     segment number (planes x segments passes over a whole plane) and omits the
-    frames that come out empty. The segments each plane holds come from one
-    pass here, so an absent pair gives an empty frame without the comparison,
-    which highdicom omits as before; every other frame is highdicom's own.
+    frames that come out empty. Each segment's span of planes comes from one
+    pass here (``find_objects``), so a plane outside it gives an empty frame
+    without the comparison, which highdicom omits as before; every other frame
+    is highdicom's own.
     """
 
     def __init__(self, *, pixel_array: np.ndarray, segmentation_type: str, **kwargs: Any) -> None:
-        self._held: dict[int, frozenset[int]] = {}
+        self._spans: dict[int, tuple[int, int]] = {}
+        self._layout = (0, 1, 0)
         if segmentation_type == "BINARY" and pixel_array.ndim == 3 and pixel_array.dtype.kind in "bu" and pixel_array.any():
-            # keyed by the plane's memory address: highdicom hands the hook pixel_array[plane] views, not indices
-            for plane in pixel_array:
-                counts = np.bincount(plane.ravel().view(np.uint8) if plane.dtype == np.bool_ else plane.ravel())
-                self._held[plane.__array_interface__["data"][0]] = frozenset(np.flatnonzero(counts[1:]) + 1)
+            boxes = find_objects(pixel_array.view(np.uint8) if pixel_array.dtype == np.bool_ else pixel_array)
+            self._spans = {n: (box[0].start, box[0].stop) for n, box in enumerate(boxes, start=1) if box is not None}
+            # highdicom hands the hook pixel_array[plane] views, not indices: a view's address gives its plane
+            self._layout = (pixel_array.__array_interface__["data"][0], pixel_array.strides[0], pixel_array.shape[0])
         super().__init__(pixel_array=pixel_array, segmentation_type=segmentation_type, **kwargs)
 
     def _get_segment_pixel_array(self, pixel_array: np.ndarray, segment_number: int, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
-        held = self._held.get(pixel_array.__array_interface__["data"][0]) if pixel_array.ndim == 2 else None
-        if held is not None and segment_number not in held:
-            return _NO_PIXELS  # empty: highdicom omits the frame (omit_empty_frames; the label map is not all empty)
+        if self._spans and pixel_array.ndim == 2:
+            start, stride, count = self._layout
+            plane, offset = divmod(pixel_array.__array_interface__["data"][0] - start, stride)
+            low, high = self._spans.get(segment_number, (0, 0))
+            if offset == 0 and 0 <= plane < count and not low <= plane < high:
+                return _NO_PIXELS  # empty: highdicom omits the frame (omit_empty_frames; the label map is not all empty)
         return hd.seg.Segmentation._get_segment_pixel_array(pixel_array, segment_number, **kwargs)
 
 
