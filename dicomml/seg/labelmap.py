@@ -109,7 +109,7 @@ def annotation_records(manifest: Manifest, annotation_keys: Sequence[str]) -> li
     }
     out = []
     for key in annotation_keys:
-        header = read_dataset(str(paths[key]), pixels=False)
+        header = read_dataset(str(paths[key]), pixels=False, remote=manifest.remote)
         texts = (header.get(name) for name in ("SeriesDescription", "StructureSetLabel", "ContentLabel"))
         creators = (header.get(name) for name in ("ContentCreatorName", "OperatorsName", "Manufacturer"))
         number = header.get("SeriesNumber")

@@ -90,16 +90,18 @@ class SourceGrid:
 
 
 def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | None) -> list[Dataset]:
+    remote = None
     if isinstance(source, str) and manifest is not None:
         from dicomml.indexer.manifest import Manifest
 
-        source = Manifest.open(manifest).series_files(source)["path"].tolist()
+        opened = Manifest.open(manifest)
+        source, remote = opened.series_files(source)["path"].tolist(), opened.remote  # a remote series through its Remote
     elif isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if not folder.is_dir():
             raise ConfigError(f"{source}: a source is a series key with manifest=, a folder or a list of files")
         source = sorted(p for p in folder.iterdir() if p.is_file())
-    datasets = [item if isinstance(item, Dataset) else read_dataset(item, pixels=False) for item in source]
+    datasets = [item if isinstance(item, Dataset) else read_dataset(item, pixels=False, remote=remote) for item in source]
     return [_clean(ds) for ds in datasets]
 
 
