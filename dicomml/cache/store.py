@@ -181,7 +181,7 @@ class CacheEntry:
             region = kept + tuple(slice(int(b), int(b) + int(n)) for b, n in zip(start, size))
             if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
                 raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
-        options = {"lookup": lookup, "threads": threads, "out": out}
+        options: dict[str, Any] = {"lookup": lookup, "threads": threads, "out": out}
         if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
             return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, **options)
         if isinstance(fs, LocalFileSystem):  # decoded from a memory map: no copy of the file's bytes
