@@ -185,8 +185,9 @@ class CacheEntry:
         if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
             return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, **options)
         if isinstance(fs, LocalFileSystem):  # decoded from a memory map: no copy of the file's bytes
-            blob = self._cache._map(shard, layout, where)
-            return read_region(None, layout, self._cache._index(self, name, shard, where, blob), region, where, blob=blob, **options)
+            mapped = self._cache._map(shard, layout, where)
+            index = self._cache._index(self, name, shard, where, mapped)
+            return read_region(None, layout, index, region, where, blob=mapped, **options)
         if start is None:  # one GET on object stores
             blob = _cat(fs, shard, where)
             index = read_index(blob[-index_nbytes(layout) :], layout, where)
