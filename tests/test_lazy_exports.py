@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGES = ["dicomml", "dicomml.seg", "dicomml.imaging2d"]
+PACKAGES = ["dicomml", "dicomml.seg", "dicomml.imaging2d", "dicomml.dicom", "dicomml.geometry"]
 
 
 def _type_checking_imports(package: str) -> dict[str, str]:

@@ -416,11 +416,11 @@ def _empty(shape: Sequence[int], dtype: np.dtype[Any]) -> torch.Tensor:
     them, a copy of the whole sample; torch's own ``default_collate`` avoids
     it the same way, with ``_new_shared``.
     """
-    dtype = torch.from_numpy(np.empty(0, dtype)).dtype
+    kind = torch.from_numpy(np.empty(0, dtype)).dtype
     if get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage).view(*shape)
+        return torch.empty(list(shape), dtype=kind)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * kind.itemsize)
+    return torch.empty(0, dtype=kind).set_(storage).view(*shape)
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:
