@@ -296,9 +296,10 @@ def read_region(
     target = out  # the closure's view of the output, for mypy
 
     def decode(cells: Sequence[tuple[int, ...]]) -> None:
-        buffer = np.empty(layout.chunks, dtype=dtype)
+        # only what this codec and lookup need: a small read would pay more for allocating the rest than for decoding
+        buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
         # np.take into a strided ``out`` goes through a temporary; a reused contiguous one is cheaper
-        mapped = np.empty(buffer.size, dtype=np.float32 if lookup is None else lookup.dtype)
+        mapped = np.empty(0 if lookup is None else math.prod(layout.chunks), dtype=np.float32 if lookup is None else lookup.dtype)
         for cidx in cells:
             offset, length = (int(v) for v in index[cidx])
             if offset == _MISSING or length <= _CRC:

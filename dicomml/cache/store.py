@@ -291,7 +291,11 @@ class Cache:
             If its marker is unreadable.
         """
         try:
-            text = self.fs.cat_file(self._marker(key))
+            if isinstance(self.fs, LocalFileSystem):  # a plain read: fsspec's file object costs more than the marker's bytes
+                with open(self._marker(key), "rb") as f:
+                    text = f.read()
+            else:
+                text = self.fs.cat_file(self._marker(key))
         except FileNotFoundError:
             raise CacheMissError(
                 f"{self.url}: no entry {key}; compute it (a Dataset without cache_only=True, or `dicomml preprocess`)",
