@@ -100,7 +100,7 @@ def shard_key(name: str, ndim: int) -> str:
     return "/".join([name, "c", *(["0"] * ndim)])
 
 
-def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[ArrayLayout, dict[str, list[bytes]]]:
+def write_array(name: str, data: np.ndarray, chunks: Sequence[int], codec: str = "auto") -> tuple[ArrayLayout, dict[str, list[bytes]]]:
     """Encode ``data`` as a one-shard Zarr v3 array named ``name``: its layout and its files.
 
     Both files are made here, in the calling thread: the metadata document
@@ -120,6 +120,9 @@ def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[Arr
         The array; its dtype is kept (little-endian).
     chunks
         Inner chunk shape, one value per axis of ``data`` (clipped to its shape).
+    codec
+        ``"blosc"``, ``"raw"``, or ``"auto"``: Blosc unless it leaves more
+        than :data:`RAW_ABOVE` of the bytes.
 
     Returns
     -------
@@ -136,9 +139,17 @@ def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[Arr
     layout = ArrayLayout(tuple(data.shape), dtype.name, chunks)
     shard: dict[str, list[bytes]] = {}
     if data.size:
+        if codec not in (*CODECS, "auto"):
+            raise ValueError(f"codec {codec!r} is not one of auto, {', '.join(CODECS)}")
         data = data.astype(dtype, copy=False)
-        frames = [numcodecs.blosc.compress(box, _CNAME.encode(), _CLEVEL, numcodecs.blosc.SHUFFLE) for box in _chunk_boxes(data, layout)]
-        if sum(map(len, frames)) > RAW_ABOVE * math.prod(layout.grid) * math.prod(chunks) * dtype.itemsize:
+        frames = []
+        if codec != "raw":
+            frames = [
+                numcodecs.blosc.compress(box, _CNAME.encode(), _CLEVEL, numcodecs.blosc.SHUFFLE) for box in _chunk_boxes(data, layout)
+            ]
+        if codec == "raw" or (
+            codec == "auto" and sum(map(len, frames)) > RAW_ABOVE * math.prod(layout.grid) * math.prod(chunks) * dtype.itemsize
+        ):
             layout = ArrayLayout(layout.shape, layout.dtype, layout.chunks, "raw")
             frames = [box.tobytes() for box in _chunk_boxes(data, layout)]
         shard[shard_key(name, data.ndim)] = _shard(frames, layout)

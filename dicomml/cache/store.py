@@ -366,6 +366,7 @@ class Cache:
         mask: np.ndarray | None = None,
         meta: Mapping[str, Any] | None = None,
         chunks: Sequence[int] = (64, 64, 64),
+        codec: str = "auto",
     ) -> CacheEntry:
         """Write an entry and publish it atomically; a published key is left as is.
 
@@ -385,6 +386,11 @@ class Cache:
         chunks
             Inner chunk shape (i, j, k) in voxels; each volume of an N-D
             image has chunks of its own, so one reads without the others.
+        codec
+            Of the image: ``"auto"`` (Blosc unless it would save less than a
+            third of the bytes), ``"blosc"`` or ``"raw"`` (no compression: for
+            samples read whole at every epoch, whose bytes are few). Masks
+            are always ``"auto"``.
 
         Returns
         -------
@@ -409,7 +415,7 @@ class Cache:
         if mask is not None:
             fg = _foreground(mask)
             arrays.update(mask=(mask, (mask.shape[0], *chunks)), foreground=(fg, (max(1, len(fg)), 4)))
-        encoded = {name: write_array(name, array, inner) for name, (array, inner) in arrays.items()}
+        encoded = {name: write_array(name, array, inner, codec if name == "image" else "auto") for name, (array, inner) in arrays.items()}
         marker = {
             "format": FORMAT_VERSION,
             "data": data,

@@ -317,6 +317,10 @@ def test_incompressible_arrays_are_stored_raw_and_read_by_zarr(tmp_path):
     cache = Cache(tmp_path / "c")
     raw, packed = cache.put("noise", noise, np.eye(4), chunks=(1, 300, 200)), cache.put("smooth", smooth, np.eye(4))
     assert (raw.layouts["image"].codec, packed.layouts["image"].codec) == ("raw", "blosc")
+    assert cache.put("smooth, raw", smooth, np.eye(4), codec="raw").layouts["image"].codec == "raw"
+    np.testing.assert_array_equal(cache.open("smooth, raw").read(), smooth)
+    with pytest.raises(ValueError, match="codec 'zip'"):
+        cache.put("zip", smooth, np.eye(4), codec="zip")
     shard = _entry_dir(cache, "noise") / "image/c/0/0/0"
     assert shard.stat().st_size == noise.nbytes + 4 + index_nbytes(raw.layouts["image"])
     fresh = Cache(tmp_path / "c")
