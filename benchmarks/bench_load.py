@@ -5,8 +5,15 @@ RSS is its own): dicomml, MONAI ``LoadImage(reader="PydicomReader")`` +
 ``Orientation``, SimpleITK ``ImageSeriesReader``, a plain pydicom +
 ``np.stack`` floor and a raw-bytes floor (no DICOM parsing). Prints the best
 of ``--repeat`` times, ratios against dicomml and peak RSS above each
-process's baseline (after imports), as a multiple of the output array.
-Then slices/s for dicomml and plain pydicom on many small slices.
+process's baseline (after imports), as a multiple of the output array; for
+dicomml also the peak of Python allocations (tracemalloc, numpy's included)
+in one more load, as a multiple of the output.
+
+The targets' ratios come from one more subprocess per data set that runs
+dicomml, plain pydicom and the raw-bytes floor in turn, round after round
+(``--rounds``), and takes each one's best: on a machine shared with other jobs
+the three then see the same load. Many small slices (``--small``, 64x64) are
+compared with plain pydicom, the large series with the raw-bytes floor.
 
 Usage::
 
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -115,13 +123,54 @@ def _child(contender: str, folder: str, repeat: int) -> None:
         nbytes, shape, dtype = array.nbytes, array.shape, str(array.dtype)
         del array
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": best, "peak_above_baseline": peak - baseline, "nbytes": nbytes, "shape": shape, "dtype": dtype}))
+    traced = None
+    if contender == "dicomml":  # once more, counting every allocation (numpy reports its buffers to tracemalloc)
+        tracemalloc.start()
+        run(folder)
+        traced = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    print(
+        json.dumps(
+            {
+                "seconds": best,
+                "peak_above_baseline": peak - baseline,
+                "traced_peak": traced,
+                "nbytes": nbytes,
+                "shape": shape,
+                "dtype": dtype,
+            }
+        )
+    )
+
+
+def _interleaved(folder: str, contenders: list[str], rounds: int) -> None:
+    """Best seconds of each contender over ``rounds`` rounds that run them in turn, in this one process."""
+    import importlib
+
+    for contender in contenders:
+        for module in IMPORTS[contender]:
+            importlib.import_module(module)
+    best = dict.fromkeys(contenders, np.inf)
+    for _ in range(rounds):
+        for contender in contenders:
+            start = time.perf_counter()
+            globals()[f"_run_{contender}"](folder)
+            best[contender] = min(best[contender], time.perf_counter() - start)
+    print(json.dumps(best))
 
 
 def _measure(contender: str, folder: str, repeat: int) -> dict:
+    return _subprocess(["--child", contender, folder, "--repeat", str(repeat)])
+
+
+def _measure_interleaved(folder: str, contenders: list[str], rounds: int) -> dict:
+    return _subprocess(["--interleave", folder, *contenders, "--rounds", str(rounds)])
+
+
+def _subprocess(arguments: list[str]) -> dict:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     done = subprocess.run(
-        [sys.executable, __file__, "--child", contender, folder, "--repeat", str(repeat)],
+        [sys.executable, __file__, *arguments],
         capture_output=True,
         text=True,
         env=env,
@@ -146,10 +195,15 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--small", type=int, default=3000, help="number of 64x64 slices for the slices/s figure")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the interleaved comparisons")
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FOLDER"))
+    parser.add_argument("--interleave", nargs="+", metavar="FOLDER CONTENDER")
     args = parser.parse_args()
     if args.child:
         _child(args.child[0], args.child[1], args.repeat)
+        return
+    if args.interleave:
+        _interleaved(args.interleave[0], args.interleave[1:], args.rounds)
         return
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         big = Path(tmp) / "big"
@@ -170,15 +224,18 @@ def main() -> None:
                 f"{name:<15}{r['seconds']:>9.3f}{ratio:>11.2f}x{r['peak_above_baseline'] / 2**20:>13.0f}"
                 f"{r['peak_above_baseline'] / r['nbytes']:>10.2f}"
             )
+        traced = results["dicomml"].get("traced_peak")
+        if traced:
+            print(f"dicomml tracemalloc peak {traced / 2**20:.0f} MB = {traced / results['dicomml']['nbytes']:.2f}x the output")
+        big_rounds = _measure_interleaved(str(big), ["dicomml", "pydicom_stack", "raw_bytes"], args.rounds)
+        print(f"interleaved, best of {args.rounds} rounds: " + ", ".join(f"{k} {v:.3f} s" for k, v in big_rounds.items() if k != "error"))
         small = Path(tmp) / "small"
         _write(small, 64, args.small)
-        print(f"\n{args.small} slices of 64x64:")
-        for name in ("dicomml", "pydicom_stack"):
-            r = _measure(name, str(small), 1)
-            if "error" in r:
-                print(f"{name:<15} failed: {r['error']}")
-            else:
-                print(f"{name:<15}{r['seconds']:>9.3f} s  {args.small / r['seconds']:>9.0f} slices/s")
+        small_rounds = _measure_interleaved(str(small), ["dicomml", "pydicom_stack"], args.rounds)
+        print(f"\n{args.small} slices of 64x64, interleaved, best of {args.rounds} rounds:")
+        for name, seconds in small_rounds.items():
+            if name != "error":
+                print(f"{name:<15}{seconds:>9.3f} s  {args.small / seconds:>9.0f} slices/s")
     targets = {"monai": 4.0, "simpleitk": 1.5, "pydicom_stack": 1.0}
     labels = {
         "dicomml": "dicomml `load_files(dtype=np.float32)` + RAS as views",
@@ -187,22 +244,63 @@ def main() -> None:
         "pydicom_stack": "plain pydicom + `np.stack` (floor)",
         "raw_bytes": "raw bytes -> float32, no parsing (floor)",
     }
+    rows = [
+        (
+            labels[name],
+            f"{r['seconds']:.3f}",
+            *table.ratio(r["seconds"] / ours, targets.get(name)),
+            f"{r['peak_above_baseline'] / 2**20:.0f}",
+            " ".join(table.ratio(r["peak_above_baseline"] / r["nbytes"], 1.1, at_most=True))
+            if name == "dicomml"
+            else f"{r['peak_above_baseline'] / r['nbytes']:.2f}",
+        )
+        for name, r in results.items()
+        if "seconds" in r and ours
+    ]
+    if traced:
+        rows.append(
+            (
+                "dicomml tracemalloc peak / output array",
+                None,
+                None,
+                None,
+                f"{traced / 2**20:.0f}",
+                " ".join(table.ratio(traced / results["dicomml"]["nbytes"], 1.1, at_most=True)),
+            )
+        )
+    if "error" not in big_rounds:
+        rows.append(
+            (
+                f"dicomml / raw-bytes floor, interleaved (best of {args.rounds})",
+                f"{big_rounds['dicomml']:.3f} / {big_rounds['raw_bytes']:.3f}",
+                *table.ratio(big_rounds["dicomml"] / big_rounds["raw_bytes"], 2.5, at_most=True, of="the floor"),
+                None,
+                None,
+            )
+        )
+        rows.append(
+            (
+                f"plain pydicom / dicomml, interleaved (best of {args.rounds})",
+                f"{big_rounds['pydicom_stack']:.3f} / {big_rounds['dicomml']:.3f}",
+                *table.ratio(big_rounds["pydicom_stack"] / big_rounds["dicomml"]),
+                None,
+                None,
+            )
+        )
+    if "error" not in small_rounds:
+        rows.append(
+            (
+                f"{args.small} slices of 64x64: plain pydicom / dicomml, interleaved (best of {args.rounds})",
+                f"{small_rounds['pydicom_stack']:.3f} / {small_rounds['dicomml']:.3f}",
+                *table.ratio(small_rounds["pydicom_stack"] / small_rounds["dicomml"], 1.5),
+                None,
+                None,
+            )
+        )
     table.print_table(
         f"Loading {args.slices} shuffled {args.size}x{args.size} CT slices to float32, canonical orientation (best of {args.repeat})",
         ("contender", "seconds", "contender / dicomml", "target", "peak RSS MB", "x output array"),
-        [
-            (
-                labels[name],
-                f"{r['seconds']:.3f}",
-                *table.ratio(r["seconds"] / ours, targets.get(name)),
-                f"{r['peak_above_baseline'] / 2**20:.0f}",
-                " ".join(table.ratio(r["peak_above_baseline"] / r["nbytes"], 1.5, at_most=True))
-                if name == "dicomml"
-                else f"{r['peak_above_baseline'] / r['nbytes']:.2f}",
-            )
-            for name, r in results.items()
-            if "seconds" in r and ours
-        ],
+        rows,
     )
 
 

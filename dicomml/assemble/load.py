@@ -1,8 +1,11 @@
 """``load_files`` and ``load_series``: DICOM files to one :class:`~dicomml.volume.Volume`.
 
-Headers are read first, each frame is given its slot by
+Headers are read first (local files through the indexer's lean header walk,
+:mod:`dicomml.indexer.header`, which also finds where uncompressed pixel data
+lies), each frame is given its slot by
 :func:`~dicomml.assemble.plan.plan_stack`, then every file is decoded
-straight into one preallocated array; threads are used where they overlap
+straight into one preallocated array (uncompressed little-endian frames read
+from the file at their offset); threads are used where they overlap
 something (remote reads, compressed frames, see :func:`_threads`). Rescale is applied in place,
 in the narrowest dtype that holds the values exactly: integer slope and
 intercept give int16 when the values fit (typical CT in HU, most MR), else a
@@ -11,6 +14,8 @@ wider integer type; fractional ones give float32.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +24,10 @@ from os import PathLike
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
@@ -27,12 +35,14 @@ from dicomml.assemble.volumes import axis_name, volume_table
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
-from dicomml.dicom.pixels import decode_into, is_native, stored_dtype
+from dicomml.dicom.pixels import PixelSpan, bits_stored, decode_into, is_native, native_dtype, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
+from dicomml.indexer.header import read_file_header
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
+from dicomml.paths import local_path
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -42,16 +52,21 @@ MAX_WORKERS = 8
 #: Values longer than this (the pixel data of a large slice) stay on disk until decoded, so a
 #: local file is parsed once and the headers of a long series do not hold all its pixels.
 DEFER_BYTES = 64 * 1024
+_PIXEL_DATA = 0x7FE00010
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+#: Transfer syntaxes whose pixel data is raw little-endian values, read from the file at their offset.
+_RAW_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
 
 @dataclass
 class _Source:
-    """One file of the group: its header, frame table and the table rows wanted."""
+    """One file of the group: its header, frame table and the table rows wanted, and where its raw pixels lie."""
 
     path: str
     header: Dataset
     table: FrameTable
     rows: np.ndarray
+    span: PixelSpan | None = None
 
 
 def load_files(
@@ -223,8 +238,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
     def read(i: int) -> _Source:
-        # Local files are read once (large values deferred); URLs are read again for their pixels.
-        header = read_dataset(paths[i], pixels=not is_url(paths[i]), defer_size=DEFER_BYTES)
+        header, span = _read_header(paths[i])
         with typed_errors(paths[i], "reading the frame geometry"):
             table = frame_table(header)
         if philips_scaling == "float":
@@ -239,12 +253,66 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
                     f"{paths[i]}: frames {list(wanted)} requested, but the file holds frames 1-{int(table.frame_numbers.max())}",
                     path=paths[i],
                 )
-        return _Source(paths[i], header, table, rows)
+        return _Source(paths[i], header, table, rows, span)
 
     if any(is_url(p) for p in paths):  # remote reads wait on the network: threads overlap them
         return _map(read, list(range(len(paths))), _threads(remote=True, compressed=False))
     # a local header is parsed in pure Python under the GIL: threads would only contend for it
     return [read(i) for i in range(len(paths))]
+
+
+def _read_header(path: str) -> tuple[Dataset, PixelSpan | None]:
+    """A file's header, and where its pixel data lies when it can be read as raw values.
+
+    A local file whose pixels are uncompressed little endian is read through
+    the indexer's header walk (a Dataset decoded only where read, the pixel
+    data left in the file); anything else (a URL, compressed, big endian or
+    deflated data, odd bit layouts, a file the walk refuses) as pydicom reads
+    it, so that its errors stay pydicom's. Local files are read once by pydicom
+    (large values deferred); URLs again for their pixels.
+    """
+    if not is_url(path):
+        lean = _lean_header(path)
+        if lean is not None:
+            return lean
+    return read_dataset(path, pixels=not is_url(path), defer_size=DEFER_BYTES), None
+
+
+def _lean_header(path: str) -> tuple[Dataset, PixelSpan] | None:
+    """The header walk's Dataset and pixel span of a local file with raw pixel data, else None."""
+    local = local_path(path)
+    try:
+        with open(local, "rb") as f:
+            header = read_file_header(f, os.fstat(f.fileno()).st_size, path)
+    except (InvalidDicomFileError, OSError):
+        return None  # pydicom reads it, or names what is wrong, as for any other file
+    offset, length = header.pixel_offset, header.pixel_length
+    if (
+        header.transfer_syntax not in _RAW_SYNTAXES
+        or header.pixel_tag != _PIXEL_DATA
+        or offset is None
+        or length in (None, _UNDEFINED_LENGTH)
+    ):
+        return None
+    # Only the bytes before the pixel data are kept: a long series' headers need not hold its pixels.
+    ds = dataclasses.replace(header, buf=header.buf[:offset]).dataset(path)
+    ds.file_meta = _file_meta(header.transfer_syntax)
+    # A deferred element (no value): the frame table checks the frames against its length, as after pydicom.
+    vr = None if header.implicit_vr else "OW"
+    ds[_PIXEL_DATA] = RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, offset, header.implicit_vr, True)
+    try:
+        dtype = native_dtype(ds)
+        return None if dtype is None else (ds, PixelSpan(local, offset, int(length), dtype, bits_stored(ds)))
+    except InvalidDicomFileError:
+        return None  # pydicom's path reports the bad pixel description
+
+
+@functools.cache
+def _file_meta(transfer_syntax: str) -> FileMetaDataset:
+    """File meta naming only the transfer syntax, shared read-only by the lean headers of a syntax."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    return meta
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -360,7 +428,7 @@ def _decode_all(
     max_voxels: int,
 ) -> np.ndarray:
     first = sources[0]
-    stored = {stored_dtype(s.header) for s in sources}
+    stored = {stored_dtype(s.header) if s.span is None else s.span.dtype for s in sources}
     integer = dtype is None and len(stored) == 1 and next(iter(stored)).kind in "ui" and _integral(slopes) and _integral(intercepts)
     if dtype is not None and np.dtype(dtype).kind != "f":
         raise SeriesAssemblyError(f"dtype={dtype!r}: pass a floating dtype, or None for the exact integer type")
@@ -380,7 +448,10 @@ def _decode_all(
 
     def decode(item: tuple[_Source, np.ndarray, np.ndarray]) -> None:
         source, rows, slots = item
-        if rows.size:
+        if rows.size and source.span is not None:
+            with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+                decode_into(source.header, source.table, rows, out, slots, rescale=not integer, span=source.span)
+        elif rows.size:
             ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
             with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
                 decode_into(ds, source.table, rows, out, slots, rescale=not integer)

@@ -12,7 +12,8 @@ intercept on the way (no per-slice float copies).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -23,7 +24,7 @@ from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.dicom.io import typed_errors
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["decode_into", "decode_pixels", "is_native", "native_stack", "stored_dtype"]
+__all__ = ["PixelSpan", "bits_stored", "decode_into", "decode_pixels", "is_native", "native_dtype", "native_stack", "stored_dtype"]
 
 #: pydicom's words for a layout its plugins do not handle (as opposed to data they failed on).
 _UNSUPPORTED_FEATURE = re.compile(r"support|bits allocated", re.IGNORECASE)
@@ -112,30 +113,109 @@ def is_native(ds: Dataset) -> bool:
     return uid in _NATIVE_LITTLE_ENDIAN
 
 
+def native_dtype(ds: Dataset) -> np.dtype | None:
+    """The little-endian dtype of stored values that can be read straight from uncompressed bytes
+    (8, 16 or 32 bits allocated, HighBit = BitsStored - 1); None when pydicom must decode."""
+    bits = header_value(ds, "BitsAllocated")
+    if bits not in (8, 16, 32):
+        return None
+    stored = int(header_value(ds, "BitsStored") or bits)
+    high_bit = header_value(ds, "HighBit")
+    if high_bit is not None and int(high_bit) != stored - 1:
+        return None
+    return stored_dtype(ds).newbyteorder("<")
+
+
+def bits_stored(ds: Dataset) -> int:
+    """BitsStored, or BitsAllocated when absent."""
+    return int(header_value(ds, "BitsStored") or header_value(ds, "BitsAllocated"))
+
+
+def _stored_values(stack: np.ndarray, stored: int) -> np.ndarray:
+    """``stack`` as is when its ``stored`` low bits fill it, else masked (unsigned) or sign-extended
+    (signed) as pydicom does."""
+    bits = 8 * stack.dtype.itemsize
+    if stored >= bits:
+        return stack
+    if stack.dtype.kind == "u":
+        return stack & stack.dtype.type((1 << stored) - 1)
+    shift = bits - stored
+    return (stack << shift) >> shift  # arithmetic shift: sign-extends the stored bits
+
+
 def native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
-    bits = header_value(ds, "BitsAllocated")
-    if not is_native(ds) or bits not in (8, 16, 32) or "PixelData" not in ds:
+    if not is_native(ds) or "PixelData" not in ds:
         return None
-    dtype = stored_dtype(ds).newbyteorder("<")
+    dtype = native_dtype(ds)
+    if dtype is None:
+        return None
     rows, columns = _frame_shape(ds)
     count = n_frames * rows * columns
     data = ds.PixelData
     if len(data) < count * dtype.itemsize:
         return None  # let pydicom report the short pixel data
-    stack = np.frombuffer(data, dtype=dtype, count=count).reshape(n_frames, rows, columns)
-    stored = int(header_value(ds, "BitsStored") or bits)
-    high_bit = header_value(ds, "HighBit")
-    if high_bit is not None and int(high_bit) != stored - 1:
-        return None
-    if stored >= bits:
-        return stack
-    if dtype.kind == "u":
-        return stack & dtype.type((1 << stored) - 1)
-    shift = bits - stored
-    return (stack << shift) >> shift  # arithmetic shift: sign-extends the stored bits
+    return _stored_values(np.frombuffer(data, dtype=dtype, count=count).reshape(n_frames, rows, columns), bits_stored(ds))
+
+
+@dataclass(frozen=True)
+class PixelSpan:
+    """Where a local file holds uncompressed little-endian pixel data (see :func:`native_dtype`).
+
+    Attributes
+    ----------
+    path
+        The file.
+    offset
+        File offset of the first pixel byte.
+    length
+        Bytes of pixel data.
+    dtype
+        Little-endian dtype of the stored values (:func:`native_dtype`).
+    bits_stored
+        Low bits of each value that hold it (:func:`bits_stored`).
+    """
+
+    path: str
+    offset: int
+    length: int
+    dtype: np.dtype
+    bits_stored: int
+
+
+def _file_planes(span: PixelSpan, ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(table row, 2D plane) for each wanted row, each frame read from the file into one reused buffer
+    (a plane is valid until the next is drawn)."""
+    frame = np.empty(_frame_shape(ds), dtype=span.dtype)
+    buffer = frame.data.cast("B")
+    current = 0
+    with open(span.path, "rb", buffering=0) as f:
+        for row in rows:
+            number = int(table.frame_numbers[row])
+            if number != current:
+                f.seek(span.offset + (number - 1) * frame.nbytes)
+                got = f.readinto(buffer)
+                if got != frame.nbytes:
+                    raise InvalidDicomFileError(
+                        f"{span.path}: (7FE0,0010) Pixel Data of frame {number} ends after {got} of {frame.nbytes} bytes; "
+                        "the file is truncated or changed while being read",
+                        path=span.path,
+                        tag="(7FE0,0010)",
+                    )
+                current = number
+                values = _stored_values(frame, span.bits_stored)
+            if table.mosaic is None:
+                yield row, values
+            else:
+                yield row, _tile(values, table, row)
+
+
+def _tile(mosaic: np.ndarray, table: FrameTable, row: int) -> np.ndarray:
+    """Slice ``row`` of a Siemens mosaic."""
+    tile_row, tile_col = divmod(int(row), table.mosaic[0] if table.mosaic else 1)
+    return mosaic[tile_row * table.rows : (tile_row + 1) * table.rows, tile_col * table.columns : (tile_col + 1) * table.columns]
 
 
 def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -152,21 +232,7 @@ def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) ->
         frames = {f: decode_pixels(ds, f - 1).reshape(_frame_shape(ds)) for f in wanted_frames}
     if table.mosaic is None:
         return [(r, frames[int(table.frame_numbers[r])]) for r in rows]
-    side = table.mosaic[0]
-    mosaic = frames[1]
-    out = []
-    for r in rows:
-        tile_row, tile_col = divmod(int(r), side)
-        out.append(
-            (
-                r,
-                mosaic[
-                    tile_row * table.rows : (tile_row + 1) * table.rows,
-                    tile_col * table.columns : (tile_col + 1) * table.columns,
-                ],
-            )
-        )
-    return out
+    return [(r, _tile(frames[1], table, r)) for r in rows]
 
 
 def _frame_shape(ds: Dataset) -> tuple[int, int]:
@@ -181,6 +247,7 @@ def decode_into(
     slots: Sequence[int] | np.ndarray,
     *,
     rescale: bool,
+    span: PixelSpan | None = None,
 ) -> None:
     """Decode table rows of one object into ``out[slots[i]]``.
 
@@ -200,6 +267,10 @@ def decode_into(
     rescale
         Apply each row's rescale slope and intercept while writing (for a
         floating-point ``out``).
+    span
+        Where the file holds the uncompressed pixel data, to read frame by
+        frame instead of from ``ds`` (which may then be a header only); only
+        when :func:`native_dtype` of ``ds`` is not None.
 
     Raises
     ------
@@ -208,7 +279,8 @@ def decode_into(
     InvalidDicomFileError
         If the pixel data cannot be read.
     """
-    for (row, plane), slot in zip(_planes(ds, table, rows), slots):
+    planes = _planes(ds, table, rows) if span is None else _file_planes(span, ds, table, rows)
+    for (row, plane), slot in zip(planes, slots):
         if plane.shape != out.shape[-2:]:
             path = source_name(ds)
             raise InvalidDicomFileError(
@@ -220,7 +292,9 @@ def decode_into(
         slope, intercept = table.rescale_slope[row], table.rescale_intercept[row]
         if rescale and slope != 1:  # computed in out's float type: no float64 temporaries
             np.multiply(plane, out.dtype.type(slope), out=target, casting="unsafe")
+            if intercept != 0:
+                np.add(target, out.dtype.type(intercept), out=target)
+        elif rescale and intercept != 0:  # one pass, the values converted to out's type first as a copy would
+            np.add(plane, out.dtype.type(intercept), out=target, dtype=out.dtype, casting="unsafe")
         else:
             np.copyto(target, plane, casting="unsafe")
-        if rescale and intercept != 0:
-            np.add(target, out.dtype.type(intercept), out=target)

@@ -21,7 +21,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -29,7 +29,7 @@ from pydicom.tag import BaseTag
 
 from dicomml.errors import InvalidDicomFileError
 
-__all__ = ["Header", "NeedMoreBytes", "is_dicom_prefix", "read_header", "tag_text"]
+__all__ = ["PREFIX_BYTES", "Header", "NeedMoreBytes", "is_dicom_prefix", "read_file_header", "read_header", "tag_text"]
 
 _VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
 #: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
@@ -46,6 +46,8 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 MAX_DEPTH = 16
 #: A deflated dataset may not inflate past this many bytes.
 MAX_INFLATED = 256 * 1024 * 1024
+#: Bytes read first; most classic headers fit, and the walk asks for more when not.
+PREFIX_BYTES = 64 * 1024
 
 
 class NeedMoreBytes(Exception):
@@ -81,6 +83,9 @@ class Header:
         Its length in bytes (``0xFFFFFFFF`` when encapsulated), or None.
     pixel_items
         Items of encapsulated pixel data (the offset table, then fragments), or None.
+    pixel_offset
+        Offset of the pixel data value (after its element header) in the
+        file, or in the inflated bytes of a deflated dataset; None without pixel data.
     """
 
     buf: bytes
@@ -92,6 +97,7 @@ class Header:
     pixel_tag: int | None
     pixel_length: int | None
     pixel_items: int | None = None
+    pixel_offset: int | None = None
 
     def value(self, tag: int) -> bytes:
         """The undecoded value bytes of a top-level element."""
@@ -347,7 +353,7 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
         pos = 0
     if not implicit and pos < walk.size and not _looks_explicit(walk.buf, pos):
         implicit = True  # pydicom's rule: trust the bytes when the declared syntax lies
-    elements, pixel_tag, pixel_length, pixel_items = _top_level(walk, pos, little, implicit, read_at or _no_reader)
+    elements, pixel_tag, pixel_length, pixel_items, pixel_offset = _top_level(walk, pos, little, implicit, read_at or _no_reader)
     buf = walk.buf
     if not elements and pixel_tag is None:
         raise walk.fail(pos, "no data elements after the file meta")
@@ -361,7 +367,51 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
         pixel_tag=pixel_tag,
         pixel_length=pixel_length,
         pixel_items=pixel_items,
+        pixel_offset=pixel_offset,
     )
+
+
+def read_file_header(f: BinaryIO, size: int, path: str) -> Header:
+    """:func:`read_header` of an open file: its first :data:`PREFIX_BYTES`, more only when the walk asks.
+
+    Parameters
+    ----------
+    f
+        The file, open for binary reading (local, or an fsspec file object).
+    size
+        Its size in bytes.
+    path
+        The file's path, for messages.
+
+    Returns
+    -------
+    Header
+
+    Raises
+    ------
+    InvalidDicomFileError
+        As :func:`read_header`, or if the file ends before ``size`` bytes.
+    """
+    buf = f.read(min(size, PREFIX_BYTES)) if size else b""
+
+    def read_at(offset: int, n: int) -> bytes:
+        f.seek(offset)
+        return f.read(n)
+
+    while True:
+        try:
+            return read_header(buf, size, path, read_at)
+        except NeedMoreBytes as more:
+            want = min(size, max(int(more.args[0]), 2 * len(buf)))
+            f.seek(len(buf))
+            chunk = f.read(want - len(buf))
+            if not chunk:
+                raise InvalidDicomFileError(
+                    f"{path}: the file ended at byte {len(buf)} while {size} bytes were expected; "
+                    "it changed while being read, read it again",
+                    path=path,
+                ) from None
+            buf += chunk
 
 
 def _inflate(walk: _Walk, pos: int) -> bytes:
@@ -383,7 +433,7 @@ def _no_reader(offset: int, n: int) -> bytes:
 
 def _top_level(
     walk: _Walk, pos: int, little: bool, implicit: bool, read_at: Callable[[int, int], bytes]
-) -> tuple[dict[int, tuple[str | None, int, int, bool]], int | None, int | None, int | None]:
+) -> tuple[dict[int, tuple[str | None, int, int, bool]], int | None, int | None, int | None, int | None]:
     elements: dict[int, tuple[str | None, int, int, bool]] = {}
     previous = -1
     buf = walk.buf
@@ -419,7 +469,7 @@ def _top_level(
                 items = walk.fragments(value, little, read_at)
             elif value + length > size:
                 raise walk.fail(pos, f"pixel data of {length} bytes runs past the end of the file ({size} bytes)", tag)
-            return elements, tag, length, items
+            return elements, tag, length, items, value
         if vr == b"SQ" or length == _UNDEFINED:
             end = walk.value_end(pos, tag, vr, length, value, little, implicit, 0)
             stop = end - 8 if length == _UNDEFINED else end  # keep the items, not the delimiter
@@ -430,4 +480,4 @@ def _top_level(
                 walk.need(end, pos, f"value of {length} bytes", tag)
             elements[tag] = (_VR_TEXT[vr] if vr is not None else None, value, end, implicit)
         pos = end
-    return elements, None, None, None
+    return elements, None, None, None, None

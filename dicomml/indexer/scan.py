@@ -10,22 +10,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 
 from dicomml.errors import DicomMLError, InvalidDicomFileError, RemoteSourceError
 from dicomml.executor import Failure
 from dicomml.indexer.crawl import Entry
-from dicomml.indexer.header import Header, NeedMoreBytes, is_dicom_prefix, read_header
+from dicomml.indexer.header import is_dicom_prefix, read_file_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
 from dicomml.indexer.schema import ERRORS, instances_schema
 from dicomml.paths import printable, storable_path
 
 __all__ = ["ScanOptions", "failure_rows", "scan_batch"]
-
-#: Bytes read first; most classic headers fit, and the walk asks for more when not.
-PREFIX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,29 +45,6 @@ class ScanOptions:
     fs: Any = None
 
 
-def _read_header(f: BinaryIO, size: int, path: str) -> Header:
-    buf = f.read(min(size, PREFIX_BYTES)) if size else b""
-
-    def read_at(offset: int, n: int) -> bytes:
-        f.seek(offset)
-        return f.read(n)
-
-    while True:
-        try:
-            return read_header(buf, size, path, read_at)
-        except NeedMoreBytes as more:
-            want = min(size, max(int(more.args[0]), 2 * len(buf)))
-            f.seek(len(buf))
-            chunk = f.read(want - len(buf))
-            if not chunk:
-                raise InvalidDicomFileError(
-                    f"{path}: the file ended at byte {len(buf)} while {size} bytes were expected; "
-                    "it changed while being indexed, index again",
-                    path=path,
-                ) from None
-            buf += chunk
-
-
 def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], fetched: dict[str, Any]) -> list[dict[str, Any]]:
     if options.fs is None:
         f = open(entry.open_path, "rb")  # noqa: SIM115 - closed below
@@ -79,7 +53,7 @@ def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], 
         f = fetched.pop(entry.open_path, None) or options.fs.open(entry.open_path, "rb")
         size = f.size
     with f:
-        header = _read_header(f, size, entry.path)
+        header = read_file_header(f, size, entry.path)
     if header.media_storage_sop_class == DICOMDIR_SOP_CLASS:
         raise _DicomDir()
     rows = instance_rows(header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo)
