@@ -14,6 +14,7 @@ geometry that is present but malformed raises :class:`InvalidDicomFileError`.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 import warnings
@@ -25,6 +26,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
@@ -183,11 +185,12 @@ _BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
 
 @functools.lru_cache(maxsize=None)
-def _tag(keyword: str) -> int:
+def _tag(keyword: str) -> BaseTag:
+    """The tag of a keyword, as the BaseTag that pydicom's look-ups take without converting."""
     tag = pydicom.datadict.tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(f"{keyword} is not a DICOM keyword")
-    return int(tag)
+    return BaseTag(tag)
 
 
 def _parse_raw(element: RawDataElement) -> Any:
@@ -262,12 +265,12 @@ class _Reader:
             return None
         try:
             values = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
-            out = np.array([float(v) for v in values], dtype=np.float64)
+            numbers = [float(v) for v in values]
         except (ValueError, TypeError) as exc:
             raise self._fail(item, keyword, f"{n} numbers") from exc
-        if out.shape != (n,) or not np.all(np.isfinite(out)):
+        if len(numbers) != n or not all(math.isfinite(v) for v in numbers):
             raise self._fail(item, keyword, f"{n} finite numbers")
-        return out
+        return np.array(numbers, dtype=np.float64)
 
     def number(self, item: Dataset, keyword: str) -> float | None:
         """The first value of a numeric element, or None when absent or empty."""
@@ -282,7 +285,7 @@ class _Reader:
             out = float(value)
         except (ValueError, TypeError) as exc:
             raise self._fail(item, keyword, "a number") from exc
-        if not np.isfinite(out):
+        if not math.isfinite(out):
             raise self._fail(item, keyword, "a finite number")
         return out
 
