@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import click
 
 from dicomml.cli._options import max_voxels
+from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.config import presets
 from dicomml.distributed import preprocess
 from dicomml.distributed.run import DEVICES
@@ -136,6 +137,7 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --images: images per task.")
 @max_voxels
+@storage_option
 def command(
     manifest: str,
     config: str,
@@ -152,6 +154,7 @@ def command(
     images: bool,
     batch_size: int,
     max_voxels: int | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Compute the cache entry of every selected usable series of MANIFEST.
 
@@ -169,7 +172,7 @@ def command(
         _images(manifest, config, cache, where, workers, scheduler, chosen, batch_size, quiet)
         return
     result = preprocess(
-        manifest,
+        open_manifest(manifest, storage_option),
         config,
         cache,
         where=where,

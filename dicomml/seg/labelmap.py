@@ -65,7 +65,7 @@ def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choos
         for row in manifest.table("annotations", ["annotation_key", "path"]).to_pylist()
         if row["annotation_key"] in set(annotation_keys)
     }
-    headers = {key: read_dataset(str(rows[key]["path"]), pixels=False) for key in annotation_keys}
+    headers = {key: read_dataset(str(rows[key]["path"]), pixels=False, remote=manifest.remote) for key in annotation_keys}
     if choose == "newest":
         return [max(annotation_keys, key=lambda key: (_stamp(headers[key]), key))]
     text = choose.split(":", 1)[1].lower()

@@ -279,7 +279,11 @@ def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, 
             continue
         det = config.pipeline.deterministic
         loaded = load_series(manifest, key, philips_scaling=det.philips_scaling, on_irregular=det.on_irregular, max_voxels=det.max_voxels)
-        header = read_dataset(str(manifest.series_files(key)["path"].iloc[0]), pixels=False) if by_name[role].suv else None
+        header = (
+            read_dataset(str(manifest.series_files(key)["path"].iloc[0]), pixels=False, remote=manifest.remote)
+            if by_name[role].suv
+            else None
+        )
         volumes[role] = role_volume(loaded, by_name[role], header)
     wanted = config.pipeline.deterministic.masks
     segments = None if "*" in wanted else list(wanted)
