@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: public name -> module; imported on first use, so RTSTRUCT works without highdicom (the [seg] extra)
 _EXPORTS = {
+    "AnnotationRecord": "dicomml.seg.labelmap",
+    "annotation_records": "dicomml.seg.labelmap",
     "fill_polygons": "dicomml.seg.rtstruct",
     "load_mask": "dicomml.seg.load",
     "pairs": "dicomml.seg.load",
