@@ -35,7 +35,7 @@ from dicomml.assemble.volumes import axis_name, volume_table
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
-from dicomml.dicom.pixels import PixelSpan, bits_stored, decode_into, is_native, native_dtype, stored_dtype
+from dicomml.dicom.pixels import PixelSpan, decode_into, is_native, native_layout, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
@@ -43,6 +43,7 @@ from dicomml.indexer.header import read_file_header
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
 from dicomml.paths import local_path
+from dicomml.sources import Remote
 from dicomml.volume import Volume
 
 __all__ = ["load_files", "load_series"]
@@ -78,6 +79,7 @@ def load_files(
     threads: int | None = None,
     philips_scaling: PhilipsScaling = "float",
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    remote: Remote | None = None,
 ) -> Volume:
     """Assemble DICOM files that form one volume group into a Volume.
 
@@ -117,6 +119,9 @@ def load_files(
         resampled grid) may have: a header that asks for more raises
         :class:`~dicomml.errors.ResourceLimitError` before anything is
         allocated. Default :data:`dicomml.limits.DEFAULT_MAX_VOXELS` (2**30).
+    remote
+        How to reach URLs among ``paths`` (a :class:`dicomml.sources.Remote`:
+        storage options, credentials, retries); default: none of them.
 
     Returns
     -------
@@ -143,7 +148,7 @@ def load_files(
     >>> vol.array.dtype, vol.orientation  # doctest: +SKIP
     (dtype('int16'), 'SPL')
     """
-    sources = _read_headers([str(p) for p in paths], frames, philips_scaling)
+    sources = _read_headers([str(p) for p in paths], frames, philips_scaling, remote)
     key = _single_group(sources)
     with typed_errors(f"series {key}", "assembling the volume", SeriesAssemblyError):
         return _assemble(sources, on_irregular, dtype, threads, series_key=key, max_voxels=max_voxels)
@@ -164,7 +169,8 @@ def load_series(
     Parameters
     ----------
     manifest
-        A :class:`dicomml.Manifest`, or the path of its folder.
+        A :class:`dicomml.Manifest` (remote files are read through its
+        ``remote``), or the path of its folder.
     series_key
         The group's ``series_key`` (a row of the manifest's ``series`` table).
     on_irregular, dtype, threads, philips_scaling, max_voxels
@@ -186,9 +192,10 @@ def load_series(
     --------
     >>> vol = load_series("manifest/", "3f2a9c0d1b7e4a55")  # doctest: +SKIP
     """
-    rows = Manifest.open(manifest).series_files(series_key)
+    opened = Manifest.open(manifest)
+    rows = opened.series_files(series_key)
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
-    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling)
+    sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling, opened.remote)
     with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
         return _assemble(sources, on_irregular, dtype, threads, series_key=series_key, max_voxels=max_voxels)
 
@@ -229,7 +236,9 @@ def _map(function: Any, items: Sequence[Any], threads: int) -> list[Any]:
         return [result for run in runs for result in run]
 
 
-def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling) -> list[_Source]:
+def _read_headers(
+    paths: list[str], frames: Sequence[Sequence[int] | None] | None, philips_scaling: PhilipsScaling, remote: Remote | None = None
+) -> list[_Source]:
     if not paths:
         raise SeriesAssemblyError("no files given; pass the paths of at least one DICOM image")
     if philips_scaling not in PHILIPS_SCALINGS:
@@ -238,7 +247,7 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
         raise SeriesAssemblyError(f"frames has {len(frames)} entries for {len(paths)} paths; give one per path")
 
     def read(i: int) -> _Source:
-        header, span = _read_header(paths[i])
+        header, span = _read_header(paths[i], remote)
         with typed_errors(paths[i], "reading the frame geometry"):
             table = frame_table(header)
         if philips_scaling == "float":
@@ -261,21 +270,22 @@ def _read_headers(paths: list[str], frames: Sequence[Sequence[int] | None] | Non
     return [read(i) for i in range(len(paths))]
 
 
-def _read_header(path: str) -> tuple[Dataset, PixelSpan | None]:
+def _read_header(path: str, remote: Remote | None) -> tuple[Dataset, PixelSpan | None]:
     """A file's header, and where its pixel data lies when it can be read as raw values.
 
     A local file whose pixels are uncompressed little endian is read through
     the indexer's header walk (a Dataset decoded only where read, the pixel
     data left in the file); anything else (a URL, compressed, big endian or
     deflated data, odd bit layouts, a file the walk refuses) as pydicom reads
-    it, so that its errors stay pydicom's. Local files are read once by pydicom
-    (large values deferred); URLs again for their pixels.
+    it, so that its errors stay pydicom's. Each is read once: local files by
+    pydicom with large values deferred, a URL fetched whole through ``remote``
+    (its pixels kept until decoded).
     """
     if not is_url(path):
         lean = _lean_header(path)
         if lean is not None:
             return lean
-    return read_dataset(path, pixels=not is_url(path), defer_size=DEFER_BYTES), None
+    return read_dataset(path, pixels=True, defer_size=DEFER_BYTES, remote=remote), None
 
 
 def _lean_header(path: str) -> tuple[Dataset, PixelSpan] | None:
@@ -301,8 +311,8 @@ def _lean_header(path: str) -> tuple[Dataset, PixelSpan] | None:
     vr = None if header.implicit_vr else "OW"
     ds[_PIXEL_DATA] = RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, offset, header.implicit_vr, True)
     try:
-        dtype = native_dtype(ds)
-        return None if dtype is None else (ds, PixelSpan(local, offset, int(length), dtype, bits_stored(ds)))
+        layout = native_layout(ds)
+        return None if layout is None else (ds, PixelSpan(local, offset, int(length), *layout))
     except InvalidDicomFileError:
         return None  # pydicom's path reports the bad pixel description
 
@@ -452,9 +462,8 @@ def _decode_all(
             with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
                 decode_into(source.header, source.table, rows, out, slots, rescale=not integer, span=source.span)
         elif rows.size:
-            ds = read_dataset(source.path, pixels=True) if is_url(source.path) else source.header
             with typed_errors(source.path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
-                decode_into(ds, source.table, rows, out, slots, rescale=not integer)
+                decode_into(source.header, source.table, rows, out, slots, rescale=not integer)
             for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
                 if keyword in source.header:
                     del source.header[keyword]  # the header lives on in meta; its pixels need not

@@ -8,6 +8,7 @@ import click
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
+from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.export import save_nifti
 
 __all__ = ["command"]
@@ -48,6 +49,7 @@ def _mask_path(output: str) -> Path:
 @on_irregular
 @philips_scaling
 @max_voxels
+@storage_option
 def command(
     manifest: str,
     series_key: str,
@@ -57,13 +59,14 @@ def command(
     on_irregular: str,
     philips_scaling: str,
     max_voxels: int | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
     qform code 1), and with --mask the annotation as a label map on the same grid."""
-    from dicomml import Manifest, load_mask, load_series
+    from dicomml import load_mask, load_series
     from dicomml.limits import DEFAULT_MAX_VOXELS
 
-    opened = Manifest(manifest)
+    opened = open_manifest(manifest, storage_option)
     volume = load_series(
         opened,
         series_key,

@@ -7,35 +7,9 @@ from typing import Any
 
 import click
 
+from dicomml.cli._remote import remote_from_env, storage_option
 from dicomml.errors import SourceNotFoundError
 from dicomml.indexer import index
-
-
-def _option_value(text: str) -> Any:
-    """``true``/``false`` as booleans, integers as int, anything else as given."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    return int(text) if text.lstrip("-").isdigit() else text
-
-
-def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: write KEY=VALUE (anon=true, endpoint_url=http://..., profile=name)")
-        options[key] = _option_value(value)
-    return options or None
-
-
-def _dicomweb_auth() -> Any:
-    """Credentials of DICOMweb sources, from the environment (only the CLI reads it)."""
-    token = os.environ.get("DICOMML_DICOMWEB_TOKEN")
-    if token:
-        return token
-    user, password = os.environ.get("DICOMML_DICOMWEB_USER"), os.environ.get("DICOMML_DICOMWEB_PASSWORD")
-    return (user, password or "") if user else None
 
 
 @click.command("index")
@@ -50,13 +24,7 @@ def _dicomweb_auth() -> Any:
     help="Salt of patient_key (default: $DICOMML_SALT, else ~/.config/dicomml/salt, created once).",
 )
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Per-file time limit, s.")
-@click.option(
-    "--storage-option",
-    "storage_option",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="fsspec option of bucket sources, repeatable: anon=true, endpoint_url=URL, profile=NAME.",
-)
+@storage_option
 @click.option(
     "--url-list",
     type=click.Path(exists=True, dir_okay=False),
@@ -106,8 +74,7 @@ def command(
         salt=salt if salt is not None else os.environ.get("DICOMML_SALT"),
         timeout_s=timeout_s,
         progress=not quiet,
-        storage_options=_storage_options(storage_option),
-        auth=_dicomweb_auth() if any(str(s).startswith("dicomweb+") for s in sources) else None,
+        remote=remote_from_env(storage_option),
     )
     counts, run = manifest.meta["counts"], manifest.meta["last_run"]
     click.echo(

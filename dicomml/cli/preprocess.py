@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from dicomml.cli._options import max_voxels
+from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.config import presets
 from dicomml.distributed import preprocess
 from dicomml.distributed.run import DEVICES
@@ -139,6 +140,7 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --images: images per task.")
 @max_voxels
+@storage_option
 def command(
     manifest: str,
     config: str,
@@ -155,6 +157,7 @@ def command(
     images: bool,
     batch_size: int,
     max_voxels: int | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Compute the cache entry of every selected usable series of MANIFEST.
 
@@ -171,13 +174,14 @@ def command(
     common: dict[str, Any] = dict(
         where=where, workers=workers, scheduler=scheduler, shard=chosen, device=device, retries=retries, report=report, progress=not quiet
     )
+    opened = open_manifest(manifest, storage_option)
     if images:
         from dicomml.distributed.images import preprocess_images
 
-        result = preprocess_images(manifest, config, cache, batch_size=batch_size, max_voxels=max_voxels, **common)
+        result = preprocess_images(opened, config, cache, batch_size=batch_size, max_voxels=max_voxels, **common)
     else:
         result = preprocess(
-            manifest,
+            opened,
             config,
             cache,
             threads=threads if threads is not None else threads_from_env(os.environ),

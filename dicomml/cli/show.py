@@ -6,6 +6,7 @@ import click
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent
+from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
 
@@ -46,6 +47,7 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @on_irregular
 @philips_scaling
 @max_voxels
+@storage_option
 def command(
     manifest: str,
     series_key: str,
@@ -57,13 +59,14 @@ def command(
     on_irregular: str,
     philips_scaling: str,
     max_voxels: int | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Write axial, coronal and sagittal views with R/L, A/P, S/I labels and an axial
     montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay."""
-    from dicomml import Manifest, load_mask, load_series
+    from dicomml import load_mask, load_series
     from dicomml.limits import DEFAULT_MAX_VOXELS
 
-    opened = Manifest(manifest)
+    opened = open_manifest(manifest, storage_option)
     volume = load_series(
         opened,
         series_key,

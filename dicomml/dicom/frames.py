@@ -27,6 +27,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
@@ -187,11 +188,12 @@ _BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
 
 @functools.lru_cache(maxsize=None)
-def _tag(keyword: str) -> int:
+def _tag(keyword: str) -> BaseTag:
+    """The tag of a keyword, as the BaseTag that pydicom's look-ups take without converting."""
     tag = pydicom.datadict.tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(f"{keyword} is not a DICOM keyword")
-    return int(tag)
+    return BaseTag(tag)
 
 
 def _parse_raw(element: RawDataElement) -> Any:

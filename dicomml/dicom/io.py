@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from os import PathLike
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pydicom
 from pydicom.dataset import FileDataset
@@ -15,6 +15,9 @@ from pydicom.errors import InvalidDicomError
 
 from dicomml.errors import DicomMLError, InvalidDicomFileError, ResourceLimitError, SourceNotFoundError
 from dicomml.paths import local_path
+
+if TYPE_CHECKING:
+    from dicomml.sources import Remote
 
 __all__ = ["is_url", "read_dataset", "typed_errors"]
 
@@ -24,7 +27,7 @@ def is_url(path: str | PathLike[str]) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
-def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | None = None) -> FileDataset:
+def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | None = None, remote: Remote | None = None) -> FileDataset:
     """Read one DICOM file, header only or with its pixel data.
 
     Parameters
@@ -39,6 +42,10 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
         of a large image) are read from the file only when first accessed, so
         one parse serves both the header and the pixels. Ignored for URLs,
         whose handle is closed on return.
+    remote
+        How to reach a remote ``path`` (storage options, credentials,
+        retries): a :class:`dicomml.sources.Remote`, usually the manifest's
+        ``remote``; default: none of them.
 
     Returns
     -------
@@ -64,12 +71,12 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
     with typed_errors(name, "reading the file"):
         try:
             if is_url(name):
-                from dicomml.sources import read_instance  # retried, with the source's options and credentials
+                from dicomml.sources import read_instance  # retried, with the given options and credentials
 
-                remote = read_instance(name)
-                _check_inflated_size(remote, name)
-                remote.seek(0)
-                ds = pydicom.dcmread(remote, stop_before_pixels=not pixels)
+                fetched = read_instance(name, remote)
+                _check_inflated_size(fetched, name)
+                fetched.seek(0)
+                ds = pydicom.dcmread(fetched, stop_before_pixels=not pixels)
                 ds.filename = name
                 return ds
             local = local_path(name)

@@ -88,8 +88,7 @@ class Source:
 def open_sources(
     sources: Any,
     *,
-    storage_options: dict[str, Any] | None = None,
-    auth: Any = None,
+    remote: Any = None,
 ) -> list[Source]:
     """Resolve paths and URLs, checking that each exists.
 
@@ -98,8 +97,8 @@ def open_sources(
     sources
         Paths, fsspec URLs, ``dicomweb+http(s)://`` URLs or a
         :class:`dicomml.sources.ObjectList`, one or several.
-    storage_options, auth
-        For remote sources: see :func:`dicomml.sources.open_source`.
+    remote
+        How to reach remote sources: a :class:`dicomml.sources.Remote`.
 
     Raises
     ------
@@ -117,8 +116,8 @@ def open_sources(
         if isinstance(text, ObjectList) or ("://" in text and not text.startswith("file://")):
             from dicomml.sources import open_source  # only for URLs: a local rerun stays light
 
-            remote = open_source(text, storage_options=storage_options, auth=auth)
-            out.append(Source(root=getattr(remote, "root", ""), fs=remote))
+            opened = open_source(text, remote)
+            out.append(Source(root=getattr(opened, "root", ""), fs=opened))
             continue
         local = Path(text.removeprefix("file://")).expanduser().absolute()
         if not local.exists():

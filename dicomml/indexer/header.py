@@ -129,25 +129,30 @@ class _LazyElements(MutableMapping[BaseTag, Any]):
         self._header = header
         self._made: dict[int, Any] = {}
 
+    # Keys are plain ints: pydicom passes BaseTags, whose equality test (on every dict hit) runs in Python.
     def __getitem__(self, tag: int) -> Any:
-        if tag in self._made:
-            return self._made[tag]
-        vr, start, end, implicit = self._header.elements[tag]
-        raw = RawDataElement(BaseTag(tag), vr, end - start, bytes(self._header.buf[start:end]), start, implicit, self._header.little_endian)
-        self._made[tag] = raw
+        key = int(tag)
+        made = self._made.get(key)
+        if made is not None:
+            return made
+        vr, start, end, implicit = self._header.elements[key]
+        raw = RawDataElement(BaseTag(key), vr, end - start, bytes(self._header.buf[start:end]), start, implicit, self._header.little_endian)
+        self._made[key] = raw
         return raw
 
     def get(self, tag: int, default: Any = None) -> Any:  # without raising KeyError for absent tags
-        return self[tag] if tag in self._made or tag in self._header.elements else default
+        key = int(tag)
+        return self[key] if key in self._made or key in self._header.elements else default
 
     def __setitem__(self, tag: int, value: Any) -> None:  # pydicom stores converted elements back
-        self._made[tag] = value
+        self._made[int(tag)] = value
 
     def __delitem__(self, tag: int) -> None:
         raise TypeError("a header read by the indexer is read-only")
 
     def __contains__(self, tag: object) -> bool:
-        return tag in self._made or tag in self._header.elements
+        key = int(tag) if isinstance(tag, int) else tag
+        return key in self._made or key in self._header.elements
 
     def __iter__(self) -> Iterator[BaseTag]:
         return (BaseTag(tag) for tag in sorted(set(self._header.elements) | set(self._made)))

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
+from dicomml.sources._remote import Remote
 
 if TYPE_CHECKING:
     import duckdb
@@ -59,6 +60,12 @@ class Manifest:
     ----------
     path
         The manifest folder.
+    remote
+        How loads from this manifest reach remote files (buckets, DICOMweb
+        servers): storage options, credentials, retries; see
+        :class:`dicomml.sources.Remote`. Default: no credentials, default
+        options. :func:`dicomml.index` returns a manifest carrying the
+        options it was given.
 
     Raises
     ------
@@ -76,8 +83,9 @@ class Manifest:
         """``manifest`` itself when it is a Manifest, else the Manifest at that path."""
         return manifest if isinstance(manifest, Manifest) else cls(manifest)
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, remote: Remote | None = None) -> None:
         self.path = Path(path).expanduser().absolute()
+        self.remote = remote or Remote()
         meta_path = self.path / "manifest.json"
         if not meta_path.is_file():
             raise ManifestError(
@@ -354,15 +362,15 @@ class Manifest:
         query = f"SELECT DISTINCT {_IMAGE_COLUMNS} FROM {chosen}" + (f" WHERE ({where})" if where else "") + " ORDER BY path"
         return self._filtered(query, where, "instances", [list(modalities)])
 
-    def seg_instances(self) -> pd.DataFrame:
-        """Distinct DICOM SEG files of the manifest, ordered by path.
+    def seg_instances(self, modalities: Sequence[str] = ("SEG",)) -> pd.DataFrame:
+        """Distinct DICOM SEG files of the manifest (or of other annotation modalities, e.g. RTSTRUCT), ordered by path.
 
         Returns
         -------
         pandas.DataFrame
             Columns ``path``, ``sop_instance_uid``, ``size``, ``mtime_ns`` and
             ``referenced_sop_uids`` (the SOP Instance UIDs of the images the
-            SEG references, or None).
+            SEG references, or None; an RTSTRUCT's from its Contour Image Sequences).
 
         Examples
         --------
@@ -370,7 +378,8 @@ class Manifest:
         """
         return self.sql(
             "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids FROM instances "
-            "WHERE modality = 'SEG' ORDER BY path"
+            "WHERE list_contains(?, modality) ORDER BY path",
+            list(modalities),
         )
 
     def usable_studies(self) -> pd.DataFrame:

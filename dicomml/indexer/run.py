@@ -22,6 +22,7 @@ from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id
 from dicomml.indexer.store import ManifestStore, Plan
+from dicomml.sources import Remote, with_options
 
 if TYPE_CHECKING:
     from dicomml.indexer.scan import ScanOptions
@@ -89,6 +90,7 @@ def index(
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
     auth: Any = None,
+    remote: Remote | None = None,
 ) -> Manifest:
     """Index DICOM files into a manifest folder, incrementally.
 
@@ -125,12 +127,16 @@ def index(
         ``{"endpoint_url": ...}``, ``{"profile": ...}``).
     auth
         Credentials of DICOMweb sources: a bearer token or ``(user, password)``.
-        Neither is written anywhere; both are kept for later reads in this
-        process (see :func:`dicomml.sources.connect`).
+        Neither is written anywhere.
+    remote
+        How to reach remote sources (concurrency, retries, time limits; see
+        :class:`dicomml.sources.Remote`); ``storage_options`` and ``auth``
+        replace its own where given.
 
     Returns
     -------
     Manifest
+        Carrying ``remote`` (with the options and credentials), so loads from it read the same way.
 
     Raises
     ------
@@ -146,13 +152,8 @@ def index(
     >>> m.series[["series_key", "modality", "usable", "reason"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    resolved = open_sources(sources, storage_options=storage_options, auth=auth)
-    if storage_options is not None or auth is not None:
-        from dicomml.sources import connect
-
-        for source in resolved:
-            if source.fs is not None:
-                connect(source.fs.prefix, storage_options=storage_options, auth=auth)
+    remote = with_options(remote, storage_options, auth)
+    resolved = open_sources(sources, remote=remote)
     salt_bytes = resolve_salt(salt)
     store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
@@ -160,7 +161,7 @@ def index(
     source_names = [os.fspath(s) for s in _source_names(sources)]
     if plan.unchanged:  # the recorded counts stand
         store.mark_complete(sources=source_names, last_run=_last_run(plan, started))
-        return Manifest(store.root)
+        return Manifest(store.root, remote=remote)
     from dicomml.indexer.scan import ScanOptions, failure_rows
     from dicomml.indexer.series import annotations_table, series_table
 
@@ -204,7 +205,7 @@ def index(
     )
     if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done
         store.write_meta(listing_digest=None)
-    return Manifest(store.root)
+    return Manifest(store.root, remote=remote)
 
 
 def _last_run(plan: Plan, started: float) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import ConfigError, SegReferenceError, SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
 from dicomml.seg.rtstruct import rtstruct_to_grid
@@ -104,14 +105,16 @@ def load_mask(
         from dicomml.assemble import load_series
 
         reference = load_series(manifest, row["referenced_series_key"], on_irregular=on_irregular)  # type: ignore[arg-type]
+    # a remote annotation is fetched here, through the manifest's Remote (its options and credentials)
+    source: Any = read_dataset(path, pixels=True, remote=manifest.remote) if is_url(path) else path
     if row["modality"] == "RTSTRUCT":
         if threshold is not None:
             raise ConfigError(f"{path}: threshold= applies to FRACTIONAL SEGs, not to an RTSTRUCT", path=path)
-        mask = rtstruct_to_grid(path, reference, rois=segments, as_channels=as_channels)  # type: ignore[arg-type]
+        mask = rtstruct_to_grid(source, reference, rois=segments, as_channels=as_channels)  # type: ignore[arg-type]
     else:
         from dicomml.seg.dicomseg import seg_to_grid  # highdicom (the [seg] extra): imported for a SEG only
 
-        mask = seg_to_grid(path, reference, segments=segments, as_channels=as_channels, threshold=threshold)
+        mask = seg_to_grid(source, reference, segments=segments, as_channels=as_channels, threshold=threshold)
     mask.meta.update(
         annotation_key=annotation_key,
         series_key=reference.meta.get("series_key", row["referenced_series_key"]),

@@ -4,18 +4,18 @@
 walks and reads headers through; :func:`read_instance` is how assembly,
 masks and the cache fetch one remote instance with its pixel data.
 
-Credentials and storage options of a remote source are kept in this process
-only: :func:`connect` states them once for a URL prefix (``index`` does it
-for the sources it is given), and every later read under that prefix uses
-them. They are never written to a manifest, a cache or a log. A read path
-takes only a URL, so this per-process table is how loads deep in assembly,
-masks and the cache find them without a parameter threaded through each.
+How to reach a remote source (storage options, credentials, concurrency,
+retries) is a :class:`Remote` passed to each call: ``index(...,
+storage_options=, auth=)`` returns a :class:`~dicomml.Manifest` that carries
+it, and every load from that manifest reads through it
+(``Manifest(path, remote=Remote(...))`` does the same for a manifest opened
+later). Nothing of it is kept in the process, nor written to a manifest, a
+cache or a log.
 """
 
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -31,71 +31,30 @@ __all__ = [
     "ObjectList",
     "PrefetchedFile",
     "Remote",
-    "connect",
     "filesystem",
     "is_dicomweb",
     "open_source",
     "read_instance",
 ]
 
-_lock = threading.Lock()
-_connections: dict[str, Remote] = {}
-_sources: dict[str, DicomWebSource | FsspecSource] = {}
 
-
-def connect(
-    url: str,
+def open_source(
+    url: str | ObjectList,
+    remote: Remote | None = None,
     *,
     storage_options: Mapping[str, Any] | None = None,
     auth: Any = None,
-    concurrency: int | None = None,
-    retries: int | None = None,
-    timeout_s: float | None = None,
-) -> None:
-    """State how to reach the remote sources under a URL prefix, for this process.
+) -> DicomWebSource | FsspecSource:
+    """The source object of a URL (or an :class:`ObjectList`), checked to exist.
 
     Parameters
     ----------
     url
-        A prefix: ``s3://bucket``, ``dicomweb+https://host/dicom-web``.
-    storage_options
-        fsspec options of a bucket: ``{"anon": True}``, ``{"endpoint_url": ...}``,
-        ``{"profile": "name"}``.
-    auth
-        DICOMweb credentials: a bearer token (str) or ``(user, password)``.
-    concurrency, retries, timeout_s
-        See :class:`Remote`; defaults as there.
-
-    Examples
-    --------
-    >>> dicomml.sources.connect("s3://idc-open-data", storage_options={"anon": True})  # doctest: +SKIP
-    """
-    defaults = Remote()
-    settings = Remote(
-        storage_options=dict(storage_options or {}),
-        auth=auth,
-        concurrency=defaults.concurrency if concurrency is None else concurrency,
-        retries=defaults.retries if retries is None else retries,
-        timeout_s=defaults.timeout_s if timeout_s is None else timeout_s,
-    )
-    with _lock:
-        _connections[url.rstrip("/")] = settings
-        for key in [k for k in _sources if k.startswith(url.rstrip("/"))]:
-            del _sources[key]
-
-
-def _settings(url: str) -> Remote:
-    with _lock:
-        best = max((p for p in _connections if url.startswith(p)), key=len, default=None)
-        return _connections[best] if best is not None else Remote()
-
-
-def open_source(
-    url: str | ObjectList, *, storage_options: Mapping[str, Any] | None = None, auth: Any = None
-) -> DicomWebSource | FsspecSource:
-    """The source object of a URL (or an :class:`ObjectList`), checked to exist.
-
-    Arguments given here win over what :func:`connect` stated for the URL.
+        A bucket or fsspec URL, a ``dicomweb+http(s)://`` URL, or an :class:`ObjectList`.
+    remote
+        How to reach it; default :class:`Remote` ().
+    storage_options, auth
+        When given, they replace those of ``remote``.
 
     Raises
     ------
@@ -106,41 +65,53 @@ def open_source(
     MissingDependencyError
         If the protocol's package (s3fs, gcsfs, dicomweb-client) is not installed.
     """
+    settings = with_options(remote, storage_options, auth)
     key = url.urls[0] if isinstance(url, ObjectList) and url.urls else str(url)
-    settings = _settings(key)
-    if storage_options is not None:
-        settings = replace(settings, storage_options=dict(storage_options))
-    if auth is not None:
-        settings = replace(settings, auth=auth)
     source: DicomWebSource | FsspecSource
     source = DicomWebSource(key, settings) if is_dicomweb(key) else FsspecSource(url, settings)
     source.check()
     return source
 
 
-def _reader(url: str) -> DicomWebSource | FsspecSource:
-    """A cached source object for reads under ``url``'s server or bucket."""
+def with_options(remote: Remote | None, storage_options: Mapping[str, Any] | None = None, auth: Any = None) -> Remote:
+    """``remote`` (default :class:`Remote` ()) with ``storage_options`` and ``auth`` put in where given."""
+    settings = remote or Remote()
+    if storage_options is not None:
+        settings = replace(settings, storage_options=dict(storage_options))
+    if auth is not None:
+        settings = replace(settings, auth=auth)
+    return settings
+
+
+def _reader(url: str, remote: Remote) -> DicomWebSource | FsspecSource:
+    """The source object for reads under ``url``'s server or bucket, opened once per Remote."""
     if is_dicomweb(url):
         from dicomml.sources.dicomweb import _parts
 
         root = "dicomweb+" + _parts(url)["base"]
     else:
         root = url.split("://", 1)[0] + "://" + url.split("://", 1)[1].split("/", 1)[0]
-    settings = _settings(url)
-    with _lock:
-        source = _sources.get(root)
-        if source is None:
-            source = DicomWebSource(root, settings) if is_dicomweb(url) else FsspecSource(root, settings)
-            _sources[root] = source
-        return source
+    source = remote.readers.get(root)
+    if source is None:  # two threads may both open one: the later simply wins, both work
+        source = DicomWebSource(root, remote) if is_dicomweb(url) else FsspecSource(root, remote)
+        remote.readers[root] = source
+    return source
 
 
-def read_instance(url: str) -> io.BytesIO:
+def read_instance(url: str, remote: Remote | None = None) -> io.BytesIO:
     """The bytes of one remote instance, whole (a WADO-RS retrieve, or a bucket object), retried.
+
+    Parameters
+    ----------
+    url
+        The instance's URL as the manifest records it.
+    remote
+        How to reach it; default :class:`Remote` () (no credentials, default fsspec options).
 
     Raises
     ------
     RemoteSourceError
         Naming the URL, when the server or bucket keeps failing.
     """
-    return _reader(url).read_instance(url) if is_dicomweb(url) else _reader(url).read_object(url)  # type: ignore[union-attr]
+    reader = _reader(url, remote or Remote())
+    return reader.read_instance(url) if isinstance(reader, DicomWebSource) else reader.read_object(url)

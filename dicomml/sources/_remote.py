@@ -21,7 +21,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Remote:
-    """How to reach a remote source; credentials live in memory only (never in a repr or a file).
+    """How to reach remote sources, passed to each call that reads them; credentials live in memory only.
+
+    Neither the storage options nor the credentials appear in a repr, a
+    manifest, a cache or a log. A Remote also holds the connections it
+    opened (one client per server or bucket), reused by later reads through
+    it; they are not pickled, so a Remote sent to a worker process opens its
+    own.
+
+    Examples
+    --------
+    >>> remote = Remote(auth="TOKEN", storage_options={"anon": True})
+    >>> remote
+    Remote(concurrency=16, retries=4, timeout_s=30.0, backoff_s=0.2)
 
     Attributes
     ----------
@@ -37,6 +49,8 @@ class Remote:
         Seconds to wait for a server's answer.
     backoff_s
         First wait between tries; doubled each time, with jitter.
+    readers
+        The source objects opened through this Remote, by server or bucket.
     """
 
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -45,6 +59,14 @@ class Remote:
     retries: int = 4
     timeout_s: float = 30.0
     backoff_s: float = 0.2
+    readers: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # connections stay in the process that opened them
+        return {k: v for k, v in self.__dict__.items() if k != "readers"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in {**state, "readers": {}}.items():
+            object.__setattr__(self, key, value)
 
 
 class Transient(Exception):

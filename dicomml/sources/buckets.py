@@ -80,8 +80,6 @@ class FsspecSource:
         self.fs, self.root = filesystem(first, remote.storage_options)
         self.remote = remote
         self.protocol = self.fs.protocol
-        #: The URL prefix whose reads use these options.
-        self.prefix = first if self.objects is None else first.split("://", 1)[0] + "://" + first.split("://", 1)[1].split("/", 1)[0]
 
     def check(self) -> None:
         """Raise SourceNotFoundError if the root does not exist (a URL list is checked object by object)."""

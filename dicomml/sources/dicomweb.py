@@ -46,6 +46,11 @@ _PATH = re.compile(
 )
 _ENCAPSULATED_EXCEPT = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
 _CSA_IMAGE = "00291010"
+_IMPLICIT = "1.2.840.10008.1.2"
+#: Encodings a rebuilt header does not reproduce (big endian, deflated): its rows name no transfer syntax.
+_NOT_REBUILT = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+#: A whole instance, in the transfer syntax the server holds it in.
+ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 #: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
 KEEP_INSTANCES = 50_000
 
@@ -134,8 +139,6 @@ class DicomWebSource:
         self.base: str = parts["base"]
         self.study, self.series, self.query = parts["study"], parts["series"], parts["query"]
         self.remote = remote
-        #: The URL prefix whose reads use these credentials.
-        self.prefix = SCHEME + self.base
         self._local = threading.local()
         self._limit = threading.BoundedSemaphore(remote.concurrency)
         self._lock = threading.Lock()
@@ -181,6 +184,11 @@ class DicomWebSource:
         out += f"/series/{series}" if series else ""
         return out + (f"/instances/{instance}" if instance else "")
 
+    def _http(self, url: str) -> str:
+        """The server's own URL of an instance URL."""
+        parts = _parts(url)
+        return f"{self.base}/studies/{parts['study']}/series/{parts['series']}/instances/{parts['instance']}"
+
     def check(self) -> None:
         """Ask the server once, so that a wrong URL or refused credentials fail before indexing."""
         self._call("searching for studies", self.url, lambda: self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"]))
@@ -198,14 +206,43 @@ class DicomWebSource:
         )
         return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
 
-    def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
-        """WADO-RS metadata of one series: kept from the walk when it was read there, else requested."""
+    def _metadata(self, key: tuple[str, str], probes: ThreadPoolExecutor) -> list[dict[str, Any]]:
+        """WADO-RS metadata of one series, each instance's transfer syntax in it.
+
+        Kept from the walk when it was read there, else requested. A server
+        that names no transfer syntax in the metadata ((0002,0010) or
+        (0008,3002) Available Transfer Syntax UID) is asked for the first
+        bytes of each instance, whose file meta information says it.
+        """
         with self._lock:
             kept = self._kept.pop(key, None)
         if kept is not None:
             return kept
         folder = self._url(*key)
-        return self._call("reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(*key))
+        items: list[dict[str, Any]] = self._call(
+            "reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(*key)
+        )
+        unnamed = [item for item in items if not _syntax(item)]
+        for item, syntax in zip(unnamed, probes.map(lambda item: self._transfer_syntax(key, _value(item, "00080018")), unnamed)):
+            item["00020010"] = {"vr": "UI", "Value": [syntax]}
+        return items
+
+    def _transfer_syntax(self, key: tuple[str, str], sop: str) -> str:
+        """The transfer syntax an instance is stored in, from the file meta information at the start of its retrieve."""
+        url = self._url(*key, sop)
+
+        def get() -> str:
+            with self._session.get(self._http(url), headers={"Accept": ACCEPT_INSTANCE}, stream=True) as response:
+                response.raise_for_status()
+                head = b""
+                for chunk in response.iter_content(16384):
+                    head += chunk
+                    found = _meta_syntax(head)
+                    if found is not None:
+                        return found  # closing the answer here leaves the pixel data unread
+            raise Transient("the answer ended before the file meta information named its transfer syntax")
+
+        return str(self._call("reading the transfer syntax (WADO-RS)", url, get))
 
     def walk(self) -> Iterator[Files | CrawlError]:
         """One chunk of instance URLs per series: QIDO-RS finds the series, their metadata names the instances.
@@ -218,12 +255,12 @@ class DicomWebSource:
 
         def read(key: tuple[str, str]) -> list[dict[str, Any]] | RemoteSourceError:
             try:
-                return self._metadata(key)
+                return self._metadata(key, probes)
             except RemoteSourceError as exc:
                 return exc
 
         kept = 0
-        with ThreadPoolExecutor(self.remote.concurrency) as pool:
+        with ThreadPoolExecutor(self.remote.concurrency) as pool, ThreadPoolExecutor(self.remote.concurrency) as probes:
             for key, items in zip(series := self._series(), pool.map(read, series)):
                 folder = self._url(*key)
                 if isinstance(items, RemoteSourceError):
@@ -253,7 +290,7 @@ class DicomWebSource:
 
         def metadata(key: tuple[str, str]) -> dict[str, PrefetchedFile]:
             try:
-                items = self._metadata(key)
+                items = self._metadata(key, probes)
             except RemoteSourceError as exc:
                 return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
             by_uid = {_value(item, "00080018"): item for item in items}
@@ -281,7 +318,8 @@ class DicomWebSource:
             return out
 
         result: dict[str, PrefetchedFile] = {}
-        with ThreadPoolExecutor(min(self.remote.concurrency, max(1, len(by_series)))) as pool:
+        threads = min(self.remote.concurrency, max(1, len(by_series)))
+        with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(self.remote.concurrency) as probes:
             for part in pool.map(metadata, list(by_series)):
                 result.update(part)
         return result
@@ -306,12 +344,10 @@ class DicomWebSource:
         RemoteSourceError
             Naming ``url``, when the server keeps failing or cuts the body short.
         """
-        parts = _parts(url)
-        http = f"{self.base}/studies/{parts['study']}/series/{parts['series']}/instances/{parts['instance']}"
-        accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+        http = self._http(url)
 
         def get() -> bytes:
-            response = self._session.get(http, headers={"Accept": accept})
+            response = self._session.get(http, headers={"Accept": ACCEPT_INSTANCE})
             response.raise_for_status()
             return _single_part(response.headers.get("Content-Type", ""), response.content)
 
@@ -321,6 +357,38 @@ class DicomWebSource:
 def _value(item: dict[str, Any], tag: str) -> str:
     values = item.get(tag, {}).get("Value") or [""]
     return str(values[0])
+
+
+def _syntax(item: dict[str, Any]) -> str:
+    """The transfer syntax the metadata names: (0002,0010), else the first (0008,3002) Available Transfer Syntax UID."""
+    return _value(item, "00020010") or _value(item, "00083002")
+
+
+def _meta_syntax(head: bytes) -> str | None:
+    """(0002,0010) from the file meta information at the start of a Part 10 object; None while it is not all there."""
+    at = head.find(b"DICM")
+    if at < 0:
+        return None if len(head) < 1 << 16 else ""
+    at += 4
+    while at + 8 <= len(head):
+        group, element = struct.unpack_from("<HH", head, at)
+        if group != 0x0002:
+            return ""
+        vr = head[at + 4 : at + 6].decode("latin-1")
+        if vr in _LONG_VRS:
+            if at + 12 > len(head):
+                return None
+            (length,) = struct.unpack_from("<L", head, at + 8)
+            at += 12
+        else:
+            (length,) = struct.unpack_from("<H", head, at + 6)
+            at += 8
+        if at + length > len(head):
+            return None
+        if element == 0x0010:
+            return head[at : at + length].decode("latin-1").rstrip("\0 ")
+        at += length
+    return None
 
 
 def _single_part(content_type: str, body: bytes) -> bytes:
@@ -347,9 +415,11 @@ _SINGLE_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 _PIXEL_KEYS = frozenset({"7FE00010", "7FE00008", "7FE00009"})
 
 
-def _element(tag: int, vr: str, value: bytes) -> bytes:
+def _element(tag: int, vr: str, value: bytes, implicit: bool = False) -> bytes:
     if len(value) % 2:
         value += b"\0" if vr in ("UI", "OB", "UN") else b" "
+    if implicit:
+        return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
     if vr in _LONG_VRS:
         return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
     return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
@@ -365,8 +435,8 @@ def _text(value: Any, vr: str) -> str:
     return str(value)
 
 
-def _encode(item: dict[str, Any], bulk: Any, top: bool) -> bytes:
-    """DICOM JSON of one dataset as explicit VR little endian elements, in tag order."""
+def _encode(item: dict[str, Any], bulk: Any, top: bool, implicit: bool) -> bytes:
+    """DICOM JSON of one dataset as little endian elements (explicit or implicit VR), in tag order."""
     out = []
     for key in sorted(item, key=lambda k: int(k, 16)):
         tag = int(key, 16)
@@ -380,7 +450,7 @@ def _encode(item: dict[str, Any], bulk: Any, top: bool) -> bytes:
         elif vr == "SQ":
             value = b"".join(
                 struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
-                for body in (_encode(child or {}, bulk, False) for child in values or [])
+                for body in (_encode(child or {}, bulk, False, implicit) for child in values or [])
             )
         elif vr in _NUMBERS:
             value = struct.pack(f"<{len(values or [])}{_NUMBERS[vr]}", *(values or []))
@@ -395,7 +465,7 @@ def _encode(item: dict[str, Any], bulk: Any, top: bool) -> bytes:
         else:
             texts = [_text(v, vr) for v in values or []]
             value = (texts[0] if vr in _SINGLE_TEXT and texts else "\\".join(texts)).encode("utf-8")
-        out.append(_element(tag, vr, value))
+        out.append(_element(tag, vr, value, implicit))
     return b"".join(out)
 
 
@@ -420,9 +490,10 @@ def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
         The header and the full size the object would have.
     """
     mosaic = "MOSAIC" in [str(v).upper() for v in item.get("00080008", {}).get("Value", [])]
-    syntax = str((item.get("00020010") or {}).get("Value", [""])[0])
-    if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.2"):
-        syntax = ""  # the elements below are explicit VR little endian whatever the object's syntax
+    syntax = _syntax(item)
+    implicit = syntax == _IMPLICIT
+    if syntax in _NOT_REBUILT:
+        syntax = ""  # written explicit VR little endian: the file meta may not claim another encoding
 
     def fetch(tag: str, uri: str) -> bytes:
         return bulk(uri) if mosaic and tag == _CSA_IMAGE else b""
@@ -431,21 +502,24 @@ def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
     meta = _element(0x00020002, "UI", sop_class)
     if syntax:
         meta += _element(0x00020010, "UI", syntax.encode())
-    head = b"\0" * 128 + b"DICM" + meta + _encode(item, fetch, True)
+    head = b"\0" * 128 + b"DICM" + meta + _encode(item, fetch, True, implicit)
     rows = (item.get("00280010") or {}).get("Value")
     if not rows:
         return head, len(head)
-    if syntax and syntax not in _ENCAPSULATED_EXCEPT:
-        element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF)
-        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
-        return head + element, len(head) + len(element)
 
     def number(tag: str, default: int) -> int:
         found = (item.get(tag) or {}).get("Value") or [default]
         return int(found[0] if found[0] is not None else default)
 
+    if syntax and syntax not in _ENCAPSULATED_EXCEPT:
+        # an empty offset table, then one empty fragment a frame: as many fragments as the object holds frames
+        element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF)
+        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) * (1 + max(1, number("00280008", 1)))
+        element += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+        return head + element, len(head) + len(element)
+
     n = number("00280010", 0) * number("00280011", 0) * number("00280008", 1) * number("00280002", 1)
     length = (n * number("00280100", 16) + 7) // 8
     length += length % 2
-    element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, length)
+    element = struct.pack("<HHL" if implicit else "<HH2sHL", 0x7FE0, 0x0010, *(() if implicit else (b"OW", 0)), length)
     return head + element, len(head) + len(element) + length

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FaultProxy", "ORTHANC_PLUGIN", "free_port", "orthanc", "s3_bucket"]
+__all__ = ["FaultProxy", "ORTHANC_PLUGIN", "free_port", "gcs_bucket", "orthanc", "s3_bucket"]
 
 ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 _HOST = "127.0.0.1"
@@ -146,6 +146,35 @@ def s3_bucket(bucket: str, objects: dict[str, bytes], *, timeout_s: float = 30.0
         client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
         for key, data in objects.items():
             client.put_object(Bucket=bucket, Key=key, Body=data)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@contextmanager
+def gcs_bucket(bucket: str, objects: dict[str, bytes]) -> Iterator[str]:
+    """Run gcp-storage-emulator (the GCS JSON API, in memory) on loopback with one bucket holding ``objects``.
+
+    gcsfs reaches it with ``{"endpoint_url": URL, "token": "anon"}``; its
+    experimental bucket-type lookup (a gRPC call the emulator does not
+    serve) must be off: ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` in the
+    environment before gcsfs is imported.
+
+    Yields
+    ------
+    str
+        The endpoint URL, ``http://127.0.0.1:PORT``.
+    """
+    import gcsfs
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server(_HOST, port, in_memory=True, default_bucket=bucket)
+    server.start()
+    endpoint = f"http://{_HOST}:{port}"
+    try:
+        fs = gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon", skip_instance_cache=True)
+        fs.pipe({f"{bucket}/{key}": value for key, value in objects.items()})
         yield endpoint
     finally:
         server.stop()

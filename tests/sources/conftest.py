@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import dicomml
-from dicomml.testing.servers import FaultProxy, orthanc, s3_bucket
+from dicomml.testing.servers import FaultProxy, gcs_bucket, orthanc, s3_bucket
+
+# gcsfs asks a bucket's layout over gRPC, which the GCS emulator does not serve (60 s lost a call); read when gcsfs is imported
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 #: Corpus folders served: a CT with its SEG, and a Siemens JPEG-lossless mosaic (its CSA header is bulk data).
 FOLDERS = (
@@ -39,6 +43,12 @@ def orthanc_root(corpus_files: dict[str, Path], tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def s3_endpoint(corpus_files: dict[str, Path]) -> Iterator[str]:
     with s3_bucket(BUCKET, {key: path.read_bytes() for key, path in corpus_files.items()}) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint(corpus_files: dict[str, Path]) -> Iterator[str]:
+    with gcs_bucket(BUCKET, {key: path.read_bytes() for key, path in corpus_files.items()}) as endpoint:
         yield endpoint
 
 

@@ -41,6 +41,10 @@ def assert_same_manifest(remote: dicomml.Manifest, local: dicomml.Manifest) -> d
             else:
                 # Orthanc writes DS values as JSON numbers and drops what lies below ~1e-14 (2e-16 -> 0)
                 np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), rtol=0, atol=1e-9, err_msg=column)
+    assert a.transfer_syntaxes.map(list).tolist() == b.transfer_syntaxes.map(list).tolist()
+    ia, ib = (m.instances.sort_values(["sop_instance_uid", "series_key"]) for m in (remote, local))
+    assert ia.transfer_syntax_uid.tolist() == ib.transfer_syntax_uid.tolist()
+    assert set(ib.transfer_syntax_uid) == {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.70"}
     keys = dict(zip(a.series_key, b.series_key))
     # series keys name the source's folder; links from annotations map the same way
     ra = remote.annotations.sort_values("sop_instance_uid" if "sop_instance_uid" in remote.annotations else "path")

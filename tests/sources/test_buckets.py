@@ -10,7 +10,7 @@ from remote_compare import assert_same_manifest, assert_same_volumes
 
 import dicomml
 from dicomml.errors import MissingDependencyError
-from dicomml.sources import ObjectList, connect
+from dicomml.sources import ObjectList, Remote
 
 BUCKET = "cohort"
 
@@ -40,9 +40,9 @@ def test_a_list_of_object_urls_seeds_the_manifest_without_listing(s3_proxy, corp
 
 
 def test_bucket_errors_are_retried(s3_proxy, local_manifest, tmp_path):
-    connect(f"s3://{BUCKET}", retries=4)
     s3_proxy.inject("delay:0.1", "503", "503")
-    manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, storage_options=_options(s3_proxy.url))
+    remote = Remote(retries=4, storage_options=_options(s3_proxy.url))
+    manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, remote=remote)
     assert manifest.meta["counts"]["errors"] == 0
     assert_same_manifest(manifest, local_manifest)
 

@@ -9,7 +9,7 @@ from remote_compare import assert_same_manifest, assert_same_volumes
 
 import dicomml
 from dicomml.errors import RemoteSourceError
-from dicomml.sources import connect
+from dicomml.sources import Remote
 from dicomml.testing.servers import FaultProxy, orthanc
 
 
@@ -50,15 +50,15 @@ def test_qido_parameters_and_series_paths_narrow_the_source(orthanc_root, local_
 
 def test_server_errors_become_error_rows_and_a_rerun_resumes(orthanc_proxy: FaultProxy, local_manifest, tmp_path):
     url = _url(orthanc_proxy.url)
-    connect(url, retries=1, timeout_s=10)
+    remote = Remote(retries=1, timeout_s=10)
     orthanc_proxy.rules = [("/metadata", "503")]
-    first = dicomml.index(url, tmp_path / "m", progress=False)
+    first = dicomml.index(url, tmp_path / "m", progress=False, remote=remote)
     errors = first.errors
     assert first.meta["counts"]["instances"] == 0
     assert set(errors.error_type) == {"unreachable"}
     assert all(url in message and "HTTP 503" in message for message in errors.message)
     orthanc_proxy.rules = []
-    second = dicomml.index(url, tmp_path / "m", progress=False)
+    second = dicomml.index(url, tmp_path / "m", progress=False, remote=remote)
     assert second.meta["counts"]["errors"] == 0
     assert second.meta["last_run"]["files_read"] == len(local_manifest.instances.path.unique())
     assert_same_manifest(second, local_manifest)
@@ -66,9 +66,13 @@ def test_server_errors_become_error_rows_and_a_rerun_resumes(orthanc_proxy: Faul
 
 def test_truncated_dropped_and_failed_answers_are_retried_on_load(orthanc_proxy, local_manifest, tmp_path):
     url = _url(orthanc_proxy.url)
-    connect(url, retries=4, timeout_s=10)
-    manifest = dicomml.index(url, tmp_path / "m", progress=False)
+    manifest = dicomml.index(url, tmp_path / "m", progress=False, remote=Remote(retries=4, timeout_s=10))
     keys = assert_same_manifest(manifest, local_manifest)
+    before = orthanc_proxy.requests
+    for key in keys:
+        dicomml.load_series(manifest, key)
+    # each instance is retrieved once, its header and pixels together
+    assert orthanc_proxy.requests - before == manifest.instances[manifest.instances.series_key.isin(keys)].path.nunique()
     orthanc_proxy.inject("truncate-multipart", "reset", "truncate", "503", "delay:0.2", "429")
     assert_same_volumes(manifest, local_manifest, keys)
     assert not orthanc_proxy.faults
@@ -76,8 +80,7 @@ def test_truncated_dropped_and_failed_answers_are_retried_on_load(orthanc_proxy,
 
 def test_load_names_the_url_when_the_server_keeps_failing(orthanc_proxy, tmp_path):
     url = _url(orthanc_proxy.url)
-    connect(url, retries=1, timeout_s=10)
-    manifest = dicomml.index(url, tmp_path / "m", progress=False)
+    manifest = dicomml.index(url, tmp_path / "m", progress=False, remote=Remote(retries=1, timeout_s=10))
     orthanc_proxy.rules = [("/instances/", "truncate-multipart")]
     key = manifest.series.series_key[0]
     with pytest.raises(RemoteSourceError, match=r"dicomweb\+http://127\.0\.0\.1:\d+/dicom-web/studies/.*/instances/.*truncated"):
@@ -92,8 +95,14 @@ def test_basic_auth_is_used_and_never_written(tmp_path, corpus_files):
             dicomml.index(url, tmp_path / "refused", progress=False, auth=("reader", "wrong"))
         manifest = dicomml.index(url, tmp_path / "m", progress=False, auth=("reader", "s3cret-pw"))
         assert manifest.meta["counts"]["instances"] == 3
-        volume = dicomml.load_series(manifest, manifest.series.series_key[0])
+        key = manifest.series.series_key[0]
+        volume = dicomml.load_series(manifest, key)  # the returned manifest carries the credentials
         assert volume.array.shape == (3, 38, 24)
+        assert "s3cret" not in repr(manifest.remote) and "reader" not in repr(manifest.remote)
+        with pytest.raises(RemoteSourceError, match="HTTP 401"):  # nothing kept in the process
+            dicomml.load_series(dicomml.Manifest(tmp_path / "m"), key)
+        again = dicomml.Manifest(tmp_path / "m", remote=Remote(auth=("reader", "s3cret-pw")))
+        assert dicomml.load_series(again, key).array.tobytes() == volume.array.tobytes()
     written = b"".join(p.read_bytes() for p in (tmp_path / "m").rglob("*") if p.is_file())
     assert b"s3cret-pw" not in written and b"reader" not in written
     assert "s3cret" not in json.dumps(manifest.meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from itertools import permutations, product
 
 import nibabel as nib
 import numpy as np
@@ -141,6 +142,29 @@ def test_integer_images_resample_in_slabs_to_the_values_of_their_float_copy(nift
     assert ours.array.dtype == np.float32 and ours.orientation == code
     np.testing.assert_array_equal(ours.affine, reference.affine)
     np.testing.assert_allclose(ours.array, reference.array, rtol=0, atol=1e-6 * float(np.ptp(ints)))
+
+
+#: The 48 orientation codes: each axis order of L/R, P/A, I/S, each direction.
+_ALL_CODES = [
+    "".join(pair[d] for pair, d in zip(order, dirs)) for order in permutations(("LR", "PA", "IS")) for dirs in product((0, 1), repeat=3)
+]
+
+
+@pytest.mark.parametrize("code", _ALL_CODES)
+def test_orient_and_resample_in_one_pass_equal_interpolate_then_nibabel_reorientation(code):
+    # Fused orient + resample (any of the 48 codes, two channels, an axial LPS-stored grid) against
+    # torch's interpolate on the stored voxels, reoriented by nibabel. Spacings divide the field of
+    # view, so interpolate's size-derived scales are the grid's.
+    x = torch.from_numpy(np.random.default_rng(0).random((2, 20, 24, 16), dtype=np.float32))
+    affine = np.diag([-0.5, -0.75, 1.5, 1.0])[:, [1, 0, 2, 3]]
+    affine[:3, 3] = [30.0, -20.0, 10.0]
+    out = Resample(spacing=1.0, axcodes=code)({"image": x, "affine": affine})
+    floor = torch.nn.functional.interpolate(x[None], size=(15, 12, 24), mode="trilinear", align_corners=False)[0].numpy()
+    transform = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt(tuple(code)))
+    theirs = np.stack([nib.orientations.apply_orientation(channel, transform) for channel in floor])
+    assert out["image"].is_contiguous() and axcodes(out["affine"]) == code
+    np.testing.assert_allclose(out["image"].numpy(), theirs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(spacing_of(out["affine"]), (1.0, 1.0, 1.0), rtol=1e-12)
 
 
 def test_resample_shape_equals_torch_interpolate(nifti):
