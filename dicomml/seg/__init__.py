@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from dicomml.seg.dicomseg import read_segmentation as read_segmentation
     from dicomml.seg.dicomseg import seg_to_grid as seg_to_grid
     from dicomml.seg.dicomseg import select_segments as select_segments
+    from dicomml.seg.labelmap import AnnotationRecord as AnnotationRecord
+    from dicomml.seg.labelmap import annotation_records as annotation_records
     from dicomml.seg.load import load_mask as load_mask
     from dicomml.seg.load import pairs as pairs
     from dicomml.seg.rtstruct import fill_polygons as fill_polygons
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 #: public name -> module; imported on first use, so RTSTRUCT works without highdicom (the [seg] extra)
 _EXPORTS = {
+    "AnnotationRecord": "dicomml.seg.labelmap",
+    "annotation_records": "dicomml.seg.labelmap",
     "fill_polygons": "dicomml.seg.rtstruct",
     "load_mask": "dicomml.seg.load",
     "pairs": "dicomml.seg.load",
