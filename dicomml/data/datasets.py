@@ -250,7 +250,8 @@ class StudyDataset(SeriesDataset):
     ``image`` is (roles, i, j, k) on the reference role's grid (after the
     config's orientation / spacing / shape); ``mask`` (with
     ``deterministic.masks``) holds the masks of every role's SEG / RTSTRUCT on
-    that grid. ``meta["roles"]`` names the channels and ``meta["role_present"]``
+    that grid. ``meta["roles"]`` names the roles, ``meta["channels"]`` the
+    channels (``"dwi/3"`` for volume 3 of a 4D role), ``meta["role_present"]``
     says which roles the study has (a missing role is a zero channel under
     ``missing: empty``). A study is one cache entry: the first epoch fills it.
     For patches across all channels, give the study config to
@@ -404,6 +405,7 @@ def _identity(source: SeriesSource | StudySource, entry: CacheEntry) -> dict[str
     return {
         "study_uid": source.study_uid,
         "roles": list(entry.meta.get("role_names", [])),
+        "channels": list(entry.meta.get("channel_names", entry.meta.get("role_names", []))),
         "role_present": {name: bool(info.get("present")) for name, info in roles.items()},
         "series_keys": {name: info.get("series_key") for name, info in roles.items()},
     }

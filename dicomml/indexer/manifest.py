@@ -346,7 +346,7 @@ class Manifest:
             Columns ``path``, ``folder``, ``sop_instance_uid``, ``size``,
             ``mtime_ns``, ``modality``, ``photometric_interpretation``,
             ``view``, ``laterality``, ``burned_in``, ``spacing_source``,
-            ``number_of_frames``.
+            ``number_of_frames``, ``rows``, ``columns``.
 
         Raises
         ------
@@ -459,7 +459,7 @@ def _quoted(column: str) -> str:
 
 _IMAGE_COLUMNS = (
     "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, "
-    "burned_in, spacing_source, number_of_frames"
+    "burned_in, spacing_source, number_of_frames, rows, columns"
 )
 
 _SERIES_ACQUIRED = """
