@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dicomml.data import SeriesDataset as SeriesDataset
     from dicomml.data import StudyDataset as StudyDataset
     from dicomml.distributed import preprocess as preprocess
+    from dicomml.distributed import preprocess_images as preprocess_images
     from dicomml.imaging2d import ImageDataset as ImageDataset
     from dicomml.indexer import Manifest as Manifest
     from dicomml.indexer import index as index
@@ -46,6 +47,7 @@ _EXPORTS = {
     "PatchDataset": "dicomml.data",
     "ImageDataset": "dicomml.imaging2d",
     "preprocess": "dicomml.distributed",
+    "preprocess_images": "dicomml.distributed",
     "write_seg": "dicomml.seg",
     "write_rtstruct": "dicomml.seg",
 }

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from dicomml.imaging2d.orientation import projection_header as projection_header
     from dicomml.imaging2d.prepare import ImageConfig as ImageConfig
     from dicomml.imaging2d.prepare import prepare_image as prepare_image
-    from dicomml.imaging2d.prepare import preprocess_images as preprocess_images
     from dicomml.imaging2d.spacing import Spacing as Spacing
     from dicomml.imaging2d.spacing import physical_spacing as physical_spacing
 
@@ -35,7 +34,6 @@ _EXPORTS = {
     "load_image": "dicomml.imaging2d.load",
     "ImageConfig": "dicomml.imaging2d.prepare",
     "prepare_image": "dicomml.imaging2d.prepare",
-    "preprocess_images": "dicomml.imaging2d.prepare",
     "ImageDataset": "dicomml.imaging2d.dataset",
     "Planar": "dicomml.imaging2d.augment",
     "ProjectionHeader": "dicomml.imaging2d.orientation",

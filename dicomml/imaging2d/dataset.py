@@ -134,7 +134,7 @@ class ImageDataset(Dataset):
             except CacheMissError:
                 if self.cache_only:
                     raise CacheMissError(
-                        f"{self.cache.url}: no entry {key} for {row['path']}; run preprocess_images first", path=row["path"]
+                        f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
                     ) from None
                 preprocess_image(row, self.cache, self.config, segs)
                 entry = self.cache.open(key)

@@ -3,8 +3,9 @@
 :func:`prepare_image` is the deterministic part (display values, display
 convention, scaling to [0, 1], resize or letterbox); :func:`preprocess_image`
 keys it by the file's content and the config and stores it as one cache
-entry per image x config. :func:`preprocess_images` runs many images per
-task, so that millions of small images do not become millions of tasks.
+entry per image x config. :func:`dicomml.preprocess_images` runs many
+images per task, so that millions of small images do not become millions of
+tasks.
 """
 
 from __future__ import annotations
@@ -12,30 +13,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dicomml.cache import Cache, source_fingerprint
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.errors import ConfigError, DicomMLError
+from dicomml.errors import ConfigError
 from dicomml.imaging2d.load import load_image
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
 
 __all__ = [
     "IMAGE_MODALITIES",
-    "BatchResult",
     "ImageConfig",
     "from_stored",
     "image_key",
     "output_size",
     "prepare_image",
     "preprocess_image",
-    "preprocess_images",
     "to_stored",
 ]
 
@@ -255,77 +253,3 @@ def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, 
     # raw: a sample is read whole at every epoch, and decoding Blosc costs more than reading its few bytes
     cache.put(key, to_stored(planes, config), affine, mask=mask, meta=meta, chunks=tuple(planes.shape), codec="raw")
     return key
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """Outcome of :func:`preprocess_images` (or one of its tasks): keys done, (path, error) of failures, tasks run."""
-
-    keys: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    tasks: int = 0
-
-
-def _batch(rows: Sequence[Mapping[str, Any]], cache_url: str, config: ImageConfig) -> BatchResult:
-    cache = Cache(cache_url)
-    result = BatchResult(tasks=1)
-    for row in rows:
-        try:
-            result.keys.append(preprocess_image(row, cache, config))
-        except DicomMLError as exc:
-            result.failures.append((str(row["path"]), str(exc)))
-    return result
-
-
-def preprocess_images(
-    rows: pd.DataFrame | Iterable[Mapping[str, Any]],
-    cache: Cache | str | os.PathLike[str],
-    config: ImageConfig,
-    *,
-    batch_size: int = 64,
-    client: Any = None,
-    progress: Callable[[int], None] | None = None,
-) -> BatchResult:
-    """Fill the cache for many 2D images, ``batch_size`` images per task.
-
-    Parameters
-    ----------
-    rows
-        Manifest ``instances`` rows (``path``, ``sop_instance_uid``, ``size``, ``mtime_ns``).
-    cache
-        The cache or its URL.
-    config
-        The image config.
-    batch_size
-        Images per task.
-    client
-        A ``distributed.Client``: batches run on its workers; None runs here.
-    progress
-        Called with the number of images of each finished batch.
-
-    Returns
-    -------
-    BatchResult
-        All keys computed or found, and the failures (a failure never stops the run).
-    """
-    url = cache.url if isinstance(cache, Cache) else os.fspath(cache)
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
-    wanted = ("path", "sop_instance_uid", "size", "mtime_ns")
-    records = [{k: r[k] for k in wanted} for r in records]
-    batches = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
-    total = BatchResult()
-    tasks = 0
-    if client is None:
-        results: Iterable[BatchResult] = (_batch(b, url, config) for b in batches)
-    else:
-        from distributed import as_completed
-
-        futures = client.map(_batch, batches, cache_url=url, config=config, pure=False)
-        results = (f.result() for f in as_completed(futures))
-    for result in results:
-        total.keys.extend(result.keys)
-        total.failures.extend(result.failures)
-        tasks += result.tasks
-        if progress is not None:
-            progress(len(result.keys) + len(result.failures))
-    return BatchResult(total.keys, total.failures, tasks)

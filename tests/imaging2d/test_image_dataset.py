@@ -13,7 +13,7 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 import dicomml
 from dicomml.cache import Cache
 from dicomml.errors import CacheMissError
-from dicomml.imaging2d import ImageConfig, ImageDataset, preprocess_images
+from dicomml.imaging2d import ImageConfig, ImageDataset
 from dicomml.imaging2d.synthetic import write_image2d
 
 
@@ -72,14 +72,16 @@ def test_cine_and_colour_layouts(cohort: Path) -> None:
 
 
 def test_preprocess_batches_many_images_per_task(cohort: Path) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
-    rows = dicomml.Manifest.open(cohort / "manifest").sql("SELECT * FROM instances")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
-        done = preprocess_images(rows, cohort / "cache", ImageConfig(size=(32, 32)), batch_size=2, client=client)
-    assert len(done.keys) == 3 and not done.failures
-    assert done.tasks == 2  # three images in two tasks
-    assert sorted(Cache(cohort / "cache").keys()) == sorted(done.keys)
+        with get_task_stream(client) as stream:
+            report = dicomml.preprocess_images(
+                cohort / "manifest", ImageConfig(size=(32, 32)), cohort / "cache", batch_size=2, scheduler=client, progress=False
+            )
+    assert report.counts["done"] == 3 and report.counts["failed"] == 0
+    assert sorted(Cache(cohort / "cache").keys()) == sorted(report.table["cache_key"])
+    assert len(stream.data) == 2  # three images in two tasks
 
 
 def test_dicomml_transforms_augment_2d_samples_per_type(cohort: Path) -> None:
