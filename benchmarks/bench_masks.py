@@ -7,7 +7,8 @@ Three contests, in one run, on the same data:
   (``segread(...).get_volume(combine_segments=True)``); target >= 2x.
 - **write**: the same label map to a BINARY SEG; ``dicomml.write_seg`` against
   highdicom's ``Segmentation`` called directly on the same array and headers
-  (both read the CT headers and save the file); target >= 1x.
+  (both read the CT headers and save the file; neither passes ``workers``,
+  which only parallelizes compression); target >= 1x.
 - **rtstruct**: an RTSTRUCT of the same 100 structures rasterized onto the CT;
   dicomml's ``rtstruct_to_grid`` against rt-utils' ``get_roi_mask_by_name``
   for every ROI (rt-utils' series loading is timed apart); target >= 3x.

@@ -198,8 +198,10 @@ def _phase(contender: str, phase: str, work: Path, n_patches: int) -> float:
 
 def _child(contender: str, phase: str, work: Path, n_patches: int) -> None:
     rate = _phase(contender, phase, work, n_patches)
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print("RESULT " + json.dumps({"rate": rate, "peak_rss_mb": peak / 1024}))
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    peak = max(u.ru_maxrss for u in usage)
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)  # on a shared machine, CPU seconds are steadier than wall time
+    print("RESULT " + json.dumps({"rate": rate, "peak_rss_mb": peak / 1024, "cpu_s": cpu}))
 
 
 def _run(contender: str, phase: str, work: Path, n_patches: int) -> dict[str, Any]:
@@ -256,7 +258,10 @@ def main() -> None:
             out = _run(contender, phase, args.workdir, args.patches)
             results[contender][phase] = out["rate"]
             results[contender]["peak_rss_mb"] = max(results[contender]["peak_rss_mb"], out["peak_rss_mb"])
-            print(f"  {contender:<8} {phase:<8} {out['rate']:8.2f}/s  peak RSS {out['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  {contender:<8} {phase:<8} {out['rate']:8.2f}/s  peak RSS {out['peak_rss_mb']:.0f} MB  CPU {out['cpu_s']:.0f} s",
+                flush=True,
+            )
     _report(results, args)
 
 

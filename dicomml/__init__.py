@@ -6,8 +6,28 @@ imported on first use, so ``import dicomml`` stays cheap in worker processes.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from dicomml._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dicomml.assemble import load_files as load_files
+    from dicomml.assemble import load_series as load_series
+    from dicomml.cache import Cache as Cache
+    from dicomml.data import PatchDataset as PatchDataset
+    from dicomml.data import SegmentationDataset as SegmentationDataset
+    from dicomml.data import SeriesDataset as SeriesDataset
+    from dicomml.data import StudyDataset as StudyDataset
+    from dicomml.distributed import preprocess as preprocess
+    from dicomml.imaging2d import ImageDataset as ImageDataset
+    from dicomml.indexer import Manifest as Manifest
+    from dicomml.indexer import index as index
+    from dicomml.seg import load_mask as load_mask
+    from dicomml.seg import pairs as pairs
+    from dicomml.seg import write_rtstruct as write_rtstruct
+    from dicomml.seg import write_seg as write_seg
+    from dicomml.volume import Volume as Volume
+
 
 __version__ = "0.1.0"
 
@@ -32,12 +52,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'dicomml' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,7 +22,7 @@ YAML layout (every key optional except ``name``)::
       annotations:              # the dataset's label map: the same channels for every sample
         labels: {liver: 1, tumor: 2}   # or [liver, tumor], or {liver: {value, codes, aliases, color}}
         mode: channels          # channels (multi-hot) | label_map
-        choose: all             # all | union | newest | each | description:TEXT
+        choose: all             # all | union | newest | each | description:TEXT (a Python predicate: from the API)
         on_bad: raise           # raise | skip (a bad annotation is recorded, its siblings kept)
       volumes:                  # 4D series: which volumes to keep (default: all of them)
         by: all                 # all | index | echo | b_value | range
@@ -57,7 +57,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -199,9 +199,12 @@ class Annotations:
     choose
         Among several annotations of a series: ``"all"`` (every one, merged
         per label), ``"newest"`` (latest series date/time), ``"union"`` (as
-        ``all``, explicitly), ``"each"`` (one sample per annotation), or
+        ``all``, explicitly), ``"each"`` (one sample per annotation),
         ``"description:TEXT"`` (those whose series description contains TEXT,
-        case-insensitive).
+        case-insensitive), or a Python callable (from the API, not YAML)
+        given each annotation's :class:`~dicomml.seg.AnnotationRecord`: it
+        returns a bool (keep those that are True) or a sort key (keep the
+        largest); see :func:`dicomml.seg.labelmap.choose_annotations`.
     on_bad
         An annotation that cannot be read or placed: ``"raise"``, or
         ``"skip"`` (recorded in the sample's meta; its siblings still load).
@@ -209,14 +212,15 @@ class Annotations:
 
     labels: tuple[Label, ...] = ()
     mode: str = "channels"
-    choose: str = "all"
+    choose: str | Callable[[Any], Any] = "all"
     on_bad: str = "raise"
 
     def __post_init__(self) -> None:
         if self.mode not in _LABEL_MODES:
             raise ConfigError(f"annotations.mode {self.mode!r} is not one of {', '.join(_LABEL_MODES)}")
-        if self.choose not in _CHOOSE and not self.choose.startswith("description:"):
-            raise ConfigError(f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)} or description:TEXT")
+        named = isinstance(self.choose, str) and (self.choose in _CHOOSE or self.choose.startswith("description:"))
+        if not (named or callable(self.choose)):
+            raise ConfigError(f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)}, description:TEXT or a callable")
         if self.on_bad not in _ON_BAD:
             raise ConfigError(f"annotations.on_bad {self.on_bad!r} is not one of {', '.join(_ON_BAD)}")
         values = [label.value for label in self.labels]
@@ -443,7 +447,11 @@ class PipelineConfig:
         config or changing a window keeps every cache entry valid; so is
         ``max_voxels``, which decides whether a series loads, not what is cached.
         """
-        det = dataclasses.asdict(self.deterministic)
+        deterministic = self.deterministic
+        if callable(deterministic.annotations.choose):
+            # a predicate acts when the sources are listed: the annotations it keeps are in the key by their files
+            deterministic = dataclasses.replace(deterministic, annotations=dataclasses.replace(deterministic.annotations, choose="all"))
+        det = dataclasses.asdict(deterministic)
         del det["max_voxels"]
         # options at their defaults are left out, so configs written before they existed keep their cache keys
         defaults = (
@@ -702,7 +710,7 @@ def _annotations(item: Any) -> Annotations:
     return Annotations(
         labels=parse_labels(a.get("labels"), f"{key}.labels"),
         mode=_typed(a.get("mode", "channels"), str, f"{key}.mode"),
-        choose=_typed(a.get("choose", "all"), str, f"{key}.choose"),
+        choose=a["choose"] if callable(a.get("choose")) else _typed(a.get("choose", "all"), str, f"{key}.choose"),
         on_bad=_typed(a.get("on_bad", "raise"), str, f"{key}.on_bad"),
     )
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import dicomml
 from dicomml.errors import DicomMLError
-from dicomml.executor import run_batches
+from dicomml.executor import Processes, run
 from dicomml.paths import local_path
 from dicomml.testing import data_root
 from dicomml.testing.hostile import build_corpus, entries
@@ -113,7 +113,7 @@ def _load(kind: str, items: Sequence[str], started: Callable[[int], None]) -> li
 def _load_all(kind: str, items: list[str], workers: int) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     batches = [(kind, items[i : i + 8]) for i in range(0, len(items), 8)]
-    for outcome in run_batches(_load, batches, workers=workers, timeout_s=120):
+    for outcome in run(_load, batches, Processes(workers, timeout_s=120)):
         outcomes.update(outcome.result or [])
         outcomes.update(f"{f.kind.upper()}: {f.message[:200]}" for f in outcome.failures)
     return outcomes

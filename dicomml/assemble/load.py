@@ -35,7 +35,7 @@ from dicomml.assemble.volumes import axis_name, volume_table
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
-from dicomml.dicom.pixels import PixelSpan, bits_stored, decode_into, is_native, native_dtype, stored_dtype
+from dicomml.dicom.pixels import PixelSpan, decode_into, is_native, native_layout, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
 from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
@@ -311,8 +311,8 @@ def _lean_header(path: str) -> tuple[Dataset, PixelSpan] | None:
     vr = None if header.implicit_vr else "OW"
     ds[_PIXEL_DATA] = RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, offset, header.implicit_vr, True)
     try:
-        dtype = native_dtype(ds)
-        return None if dtype is None else (ds, PixelSpan(local, offset, int(length), dtype, bits_stored(ds)))
+        layout = native_layout(ds)
+        return None if layout is None else (ds, PixelSpan(local, offset, int(length), *layout))
     except InvalidDicomFileError:
         return None  # pydicom's path reports the bad pixel description
 

@@ -264,8 +264,8 @@ def _ge(ds: Dataset) -> tuple[float | None, np.ndarray | None]:
     """GE's private b-value (0043,1039) and gradient (0019,10BB-BD), the latter in the image's own axes.
 
     GE records the gradient along (row, column, slice normal) with the in-plane
-    components negated, for column phase encoding (dcm2niix reads them so); the
-    row-phase-encoded layout is not read.
+    components negated for column phase encoding; for row phase encoding the
+    in-plane components are swapped as well (dcm2niix reads both so).
     """
     private = ds.get((0x0043, 0x1039))
     if private is None:
@@ -280,11 +280,13 @@ def _ge(ds: Dataset) -> tuple[float | None, np.ndarray | None]:
         return None, None
     parts = [ds.get((0x0019, tag)) for tag in (0x10BB, 0x10BC, 0x10BD)]
     iop = header_value(ds, "ImageOrientationPatient")
-    if any(p is None for p in parts) or iop is None or str(ds.get("InPlanePhaseEncodingDirection", "")).upper() != "COL":
+    phase = str(ds.get("InPlanePhaseEncodingDirection", "")).upper()
+    if any(p is None for p in parts) or iop is None or phase not in ("COL", "ROW"):
         return b, None
     try:
         g = [float(p.value) for p in parts]  # type: ignore[union-attr]
     except (TypeError, ValueError):
         return b, None
     row, col = np.asarray(iop[:3], dtype=np.float64), np.asarray(iop[3:], dtype=np.float64)
-    return b, -g[0] * row - g[1] * col + g[2] * np.cross(row, col)
+    along_row, along_col = (-g[0], -g[1]) if phase == "COL" else (-g[1], g[0])
+    return b, along_row * row + along_col * col + g[2] * np.cross(row, col)

@@ -2,25 +2,29 @@
 
 Every array of a cache entry is a standard Zarr v3 array with exactly one
 shard (the ``sharding_indexed`` codec, index at the end): inner chunks are
-compressed with Blosc (LZ4, byte shuffle) and each carries a CRC32C; the
-shard index carries its own CRC32C. Any Zarr v3 reader opens it; both its
-metadata document and its shard are written here (:func:`write_array`),
-without zarr-python.
+compressed with Blosc (LZ4, byte shuffle), or stored raw when Blosc would
+save less than a third of the bytes (decided per array at write time and
+recorded in its layout and its ``zarr.json``: decoding barely compressible
+data costs more than reading it), and each carries a CRC32C; the shard index
+carries its own CRC32C. Any Zarr v3 reader opens it; both its metadata
+document and its shard are written here (:func:`write_array`), without
+zarr-python.
 
 Reading goes through :func:`read_region` instead of zarr-python's generic
 pipeline, whose per-chunk overhead dominated whole-volume and patch reads
-(measured in ``benchmarks/bench_cache.py``): a whole volume is one read of
-the shard file, a patch is the shard index plus one byte-range read per inner
-chunk it touches. Every chunk's CRC32C is checked before it is decoded, so a
-corrupted chunk raises :class:`~dicomml.errors.CacheIntegrityError` instead
-of returning wrong voxels.
+(measured in ``benchmarks/bench_cache.py``): a local shard is memory-mapped
+once and decoded from the map (no copy of the file's bytes), an object
+store's shard is one GET for a whole array or one byte-range read per inner
+chunk a patch touches. Every chunk's CRC32C is checked before it is decoded,
+so a corrupted chunk raises :class:`~dicomml.errors.CacheIntegrityError`
+instead of returning wrong voxels.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
@@ -32,13 +36,17 @@ import numpy as np
 
 from dicomml.errors import CacheIntegrityError
 
-__all__ = ["ArrayLayout", "array_metadata", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
+__all__ = ["CODECS", "RAW_ABOVE", "ArrayLayout", "array_metadata", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
 
 #: Offset and length of a chunk that the shard does not hold.
 _MISSING = np.uint64(2**64 - 1)
 _CRC = 4
 #: The inner chunks' compressor: Blosc, LZ4 at level 1, byte shuffle (typesize: the dtype's item size).
 _CNAME, _CLEVEL = "lz4", 1
+#: Codecs of an array's inner chunks, as recorded in its layout.
+CODECS = ("blosc", "raw")
+#: Chunks are stored raw when Blosc leaves more than this fraction of the bytes: the saving does not pay for decoding.
+RAW_ABOVE = 2 / 3
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,15 @@ class ArrayLayout:
     chunks
         Inner chunk shape, same length as ``shape``; the shard is ``shape``
         rounded up to whole chunks.
+    codec
+        ``"blosc"`` (LZ4, byte shuffle) or ``"raw"`` (the chunks' bytes as
+        they are); entries written before the choice existed are Blosc.
     """
 
     shape: tuple[int, ...]
     dtype: str
     chunks: tuple[int, ...]
+    codec: str = "blosc"
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -72,12 +84,15 @@ class ArrayLayout:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {"shape": list(self.shape), "dtype": self.dtype, "chunks": list(self.chunks)}
+        return {"shape": list(self.shape), "dtype": self.dtype, "chunks": list(self.chunks), "codec": self.codec}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ArrayLayout:
         """Inverse of :meth:`to_json`."""
-        return cls(tuple(data["shape"]), str(data["dtype"]), tuple(data["chunks"]))
+        codec = str(data.get("codec", "blosc"))
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}")
+        return cls(tuple(data["shape"]), str(data["dtype"]), tuple(data["chunks"]), codec)
 
 
 def shard_key(name: str, ndim: int) -> str:
@@ -85,7 +100,7 @@ def shard_key(name: str, ndim: int) -> str:
     return "/".join([name, "c", *(["0"] * ndim)])
 
 
-def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[ArrayLayout, dict[str, list[bytes]]]:
+def write_array(name: str, data: np.ndarray, chunks: Sequence[int], codec: str = "auto") -> tuple[ArrayLayout, dict[str, list[bytes]]]:
     """Encode ``data`` as a one-shard Zarr v3 array named ``name``: its layout and its files.
 
     Both files are made here, in the calling thread: the metadata document
@@ -105,11 +120,15 @@ def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[Arr
         The array; its dtype is kept (little-endian).
     chunks
         Inner chunk shape, one value per axis of ``data`` (clipped to its shape).
+    codec
+        ``"blosc"``, ``"raw"``, or ``"auto"``: Blosc unless it leaves more
+        than :data:`RAW_ABOVE` of the bytes.
 
     Returns
     -------
     layout : ArrayLayout
-        What :func:`read_region` needs to read the array back.
+        What :func:`read_region` needs to read the array back; its codec is
+        ``"raw"`` when Blosc would leave more than :data:`RAW_ABOVE` of the bytes.
     files : dict
         Path relative to the group (``"image/zarr.json"``, :func:`shard_key`)
         to the file's bytes in parts, to be written in order; an empty array
@@ -118,10 +137,23 @@ def write_array(name: str, data: np.ndarray, chunks: Sequence[int]) -> tuple[Arr
     chunks = tuple(int(max(1, min(c, s))) for c, s in zip(chunks, data.shape))
     dtype = np.dtype(data.dtype).newbyteorder("<")
     layout = ArrayLayout(tuple(data.shape), dtype.name, chunks)
-    files = {f"{name}/zarr.json": [json.dumps(array_metadata(layout)).encode()]}
+    shard: dict[str, list[bytes]] = {}
     if data.size:
-        files[shard_key(name, data.ndim)] = _encode_shard(data.astype(dtype, copy=False), layout)
-    return layout, files
+        if codec not in (*CODECS, "auto"):
+            raise ValueError(f"codec {codec!r} is not one of auto, {', '.join(CODECS)}")
+        data = data.astype(dtype, copy=False)
+        frames = []
+        if codec != "raw":
+            frames = [
+                numcodecs.blosc.compress(box, _CNAME.encode(), _CLEVEL, numcodecs.blosc.SHUFFLE) for box in _chunk_boxes(data, layout)
+            ]
+        if codec == "raw" or (
+            codec == "auto" and sum(map(len, frames)) > RAW_ABOVE * math.prod(layout.grid) * math.prod(chunks) * dtype.itemsize
+        ):
+            layout = ArrayLayout(layout.shape, layout.dtype, layout.chunks, "raw")
+            frames = [box.tobytes() for box in _chunk_boxes(data, layout)]
+        shard[shard_key(name, data.ndim)] = _shard(frames, layout)
+    return layout, {f"{name}/zarr.json": [json.dumps(array_metadata(layout)).encode()], **shard}
 
 
 def array_metadata(layout: ArrayLayout) -> dict[str, Any]:
@@ -129,17 +161,18 @@ def array_metadata(layout: ArrayLayout) -> dict[str, Any]:
 
     One regular chunk (the shard) covering the array, with the
     ``sharding_indexed`` codec: inner chunks of ``layout.chunks``, each
-    ``bytes`` (little-endian) + Blosc + CRC32C, and the index at the end
-    (``bytes`` + CRC32C). The same document zarr-python writes for these
-    settings (tested).
+    ``bytes`` (little-endian) + Blosc (unless the codec is ``"raw"``) +
+    CRC32C, and the index at the end (``bytes`` + CRC32C). The same document
+    zarr-python writes for these settings (tested).
     """
     dtype = np.dtype(layout.dtype)
     # the spec's bytes codec names an endianness only for multi-byte types
     as_bytes = {"name": "bytes", **({"configuration": {"endian": "little"}} if dtype.itemsize > 1 else {})}
     index_bytes = {"name": "bytes", "configuration": {"endian": "little"}}
+    compress = [_blosc(dtype.itemsize)] if layout.codec == "blosc" else []
     sharding = {
         "chunk_shape": list(layout.chunks),
-        "codecs": [as_bytes, _blosc(dtype.itemsize), {"name": "crc32c"}],
+        "codecs": [as_bytes, *compress, {"name": "crc32c"}],
         "index_codecs": [index_bytes, {"name": "crc32c"}],
         "index_location": "end",
     }
@@ -158,30 +191,29 @@ def array_metadata(layout: ArrayLayout) -> dict[str, Any]:
 
 
 def _blosc(typesize: int) -> dict[str, Any]:
-    """The Blosc codec's entry in the metadata: what :func:`_encode_shard` compresses with."""
+    """The Blosc codec's entry in the metadata: what :func:`write_array` compresses with."""
     config = {"typesize": typesize, "cname": _CNAME, "clevel": _CLEVEL, "shuffle": "shuffle", "blocksize": 0}
     return {"name": "blosc", "configuration": config}
 
 
-def _encode_shard(data: np.ndarray, layout: ArrayLayout) -> list[bytes]:
-    """The ``sharding_indexed`` shard of ``data``: inner chunks in C order, each Blosc + CRC32C, then the index + CRC32C.
-
-    Edge chunks are padded with the fill value 0 to the full chunk shape, as
-    the codec requires.
-    """
-    parts: list[bytes] = []
-    index = np.empty((*layout.grid, 2), dtype="<u8")
-    offset = 0
-    padded = np.zeros(layout.chunks, dtype=data.dtype)
+def _chunk_boxes(data: np.ndarray, layout: ArrayLayout) -> Iterator[np.ndarray]:
+    """Each inner chunk of ``data`` in C order, contiguous; edge chunks padded with the fill value 0, as the codec requires."""
     for cidx in product(*map(range, layout.grid)):
         box = data[tuple(slice(i * c, (i + 1) * c) for i, c in zip(cidx, layout.chunks))]
         if box.shape == layout.chunks:
-            chunk = np.ascontiguousarray(box)
+            yield np.ascontiguousarray(box)
         else:
-            padded[...] = 0
+            padded = np.zeros(layout.chunks, dtype=data.dtype)
             padded[tuple(slice(0, n) for n in box.shape)] = box
-            chunk = padded
-        frame = numcodecs.blosc.compress(chunk, _CNAME.encode(), _CLEVEL, numcodecs.blosc.SHUFFLE)
+            yield padded
+
+
+def _shard(frames: Sequence[bytes], layout: ArrayLayout) -> list[bytes]:
+    """The ``sharding_indexed`` shard of encoded chunks (C order): each chunk + its CRC32C, then the index + CRC32C."""
+    parts: list[bytes] = []
+    index = np.empty((*layout.grid, 2), dtype="<u8")
+    offset = 0
+    for cidx, frame in zip(product(*map(range, layout.grid)), frames):
         parts += [frame, google_crc32c.value(frame).to_bytes(_CRC, "little")]
         index[cidx] = (offset, len(frame) + _CRC)
         offset += len(frame) + _CRC
@@ -218,17 +250,18 @@ def read_region(
     index: np.ndarray,
     region: tuple[slice, ...],
     where: str,
-    blob: bytes | None = None,
+    blob: Any = None,
     lookup: np.ndarray | None = None,
     threads: int = 1,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Decode the inner chunks that ``region`` touches into a new array.
+    """Decode the inner chunks that ``region`` touches into a new array (or ``out``).
 
     Parameters
     ----------
     read
         ``read(start, end) -> bytes`` of the shard file (unused when ``blob`` is
-        given); thread-safe when ``threads`` > 1 (``os.pread`` is).
+        given); thread-safe when ``threads`` > 1.
     layout
         The array's layout.
     index
@@ -238,7 +271,8 @@ def read_region(
     where
         Entry and array, for error messages.
     blob
-        The whole shard file, when it was read at once (whole-array reads).
+        The whole shard file as a buffer (bytes, or a memory map of a local
+        file, decoded in place).
     lookup
         Optional ``(C, 2**bits)`` table for an 8/16-bit integer array: each
         decoded chunk is mapped through every row (indexed by the stored
@@ -246,8 +280,12 @@ def read_region(
         of C and the table's dtype. One pass instead of decode, copy, then map.
     threads
         Read and decode with up to this many threads (each takes every n-th
-        chunk; file reads, Blosc and ``np.take`` release the GIL, so two
-        threads nearly halve a whole-volume read).
+        chunk; Blosc and ``np.take`` release the GIL, so two threads nearly
+        halve a whole-volume read).
+    out
+        Where to write: C-contiguous, of the result's shape and dtype (e.g. a
+        tensor in shared memory, so a DataLoader worker hands it over
+        without a copy).
 
     Returns
     -------
@@ -262,20 +300,23 @@ def read_region(
     dtype = np.dtype(layout.dtype)
     starts = [r.start for r in region]
     shape = [r.stop - r.start for r in region]
-    out = np.empty(shape, dtype=dtype) if lookup is None else np.empty([len(lookup), *shape], dtype=lookup.dtype)
+    if out is None:
+        out = np.empty(shape, dtype=dtype) if lookup is None else np.empty([len(lookup), *shape], dtype=lookup.dtype)
     ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, layout.chunks)]
+    chunk_bytes = math.prod(layout.chunks) * dtype.itemsize
+    target = out  # the closure's view of the output, for mypy
 
     def decode(cells: Sequence[tuple[int, ...]]) -> None:
-        buffer = np.empty(layout.chunks, dtype=dtype)
-        bits = buffer.view(f"u{dtype.itemsize}")
+        # only what this codec and lookup need: a small read would pay more for allocating the rest than for decoding
+        buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
         # np.take into a strided ``out`` goes through a temporary; a reused contiguous one is cheaper
-        mapped = np.empty(buffer.size, dtype=np.float32 if lookup is None else lookup.dtype)
+        mapped = np.empty(0 if lookup is None else math.prod(layout.chunks), dtype=np.float32 if lookup is None else lookup.dtype)
         for cidx in cells:
             offset, length = (int(v) for v in index[cidx])
             if offset == _MISSING or length <= _CRC:
                 raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
             raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
-            if len(raw) < base + length:
+            if len(raw) < base + length or (layout.codec == "raw" and length - _CRC != chunk_bytes):
                 raise CacheIntegrityError(
                     f"{where}: chunk {cidx} is cut short (truncated shard); delete the entry and recompute", path=where
                 )
@@ -285,16 +326,20 @@ def read_region(
                     f"{where}: chunk {cidx} checksum mismatch (CRC32C); the entry is corrupted, delete it and recompute",
                     path=where,
                 )
-            numcodecs.blosc.decompress(frame, buffer)
+            if layout.codec == "raw":
+                chunk = frame.view(dtype).reshape(layout.chunks)
+            else:
+                numcodecs.blosc.decompress(frame, buffer)
+                chunk = buffer
             lo = [i * c for i, c in zip(cidx, layout.chunks)]
             src = tuple(slice(max(r.start, o) - o, min(r.stop, o + c) - o) for r, o, c in zip(region, lo, layout.chunks))
             dst = tuple(slice(max(r.start, o) - s, min(r.stop, o + c) - s) for r, o, c, s in zip(region, lo, layout.chunks, starts))
             if lookup is None:
-                out[dst] = buffer[src]
+                target[dst] = chunk[src]
             else:  # indices are in range by construction; mode="wrap" skips numpy's bounds checks
-                index_box = bits[src]
+                index_box = chunk.view(f"u{dtype.itemsize}")[src]
                 part = mapped[: index_box.size].reshape(index_box.shape)
-                for row, channel in zip(lookup, out):
+                for row, channel in zip(lookup, target):
                     np.take(row, index_box, mode="wrap", out=part)
                     channel[dst] = part
 

@@ -35,10 +35,13 @@ from __future__ import annotations
 import errno
 import json
 import math
+import mmap
 import os
 import socket
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +61,8 @@ __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 FOREGROUND_MAX = 200_000
 #: A writer's lease (and a temporary file) counts as live this long after its last refresh, whatever gc's grace.
 LEASE_SECONDS = 600.0
+#: Memory maps of local shard files each Cache keeps open for the next reads.
+MAPS_KEPT = 64
 _ARRAYS = ("image", "mask", "foreground")
 
 
@@ -111,6 +116,7 @@ class CacheEntry:
         lookup: np.ndarray | None = None,
         threads: int = 1,
         volumes: slice | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Read a whole array, or the spatial box ``start`` .. ``start + size``.
 
@@ -127,13 +133,15 @@ class CacheEntry:
             decoding (see :func:`~dicomml.cache.array.read_region`), e.g. the
             windows of :meth:`~dicomml.transforms.Transform.lookup_table`.
         threads
-            Decode a whole array with up to this many threads (a box is read
-            chunk by chunk in one thread).
+            Decode with up to this many threads (chunks are shared out among them).
         volumes
             Of an array with a leading axis (an N-D image: time, echo,
             diffusion... or a study's channels), only these (a slice, e.g.
             ``slice(3, 4)``); each is stored in chunks of its own, so the
             others are not read.
+        out
+            Write into this C-contiguous array (the result's shape and dtype)
+            instead of a new one, e.g. a tensor in shared memory.
 
         Returns
         -------
@@ -167,26 +175,33 @@ class CacheEntry:
             start, size = (0, 0, 0), layout.shape[-3:]
         if start is None and size is None:
             region = tuple(slice(0, s) for s in layout.shape)
-            if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
-                return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, lookup=lookup)
-            if isinstance(fs, LocalFileSystem):
-                return _read_local(shard, layout, region, where, lookup, threads)
-            blob = _cat(fs, shard, where)  # one GET on object stores
-            index = read_index(blob[-index_nbytes(layout) :], layout, where)
-            return read_region(None, layout, index, region, where, blob=blob, lookup=lookup, threads=threads)
-        if start is None or size is None:
+        elif start is None or size is None:
             raise ValueError("give both start and size, or neither")
-        region = kept + tuple(slice(int(b), int(b) + int(n)) for b, n in zip(start, size))
-        if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
-            raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
+        else:
+            region = kept + tuple(slice(int(b), int(b) + int(n)) for b, n in zip(start, size))
+            if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
+                raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
+        options: dict[str, Any] = {"lookup": lookup, "threads": threads, "out": out}
+        if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
+            return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, **options)
+        if isinstance(fs, LocalFileSystem):  # decoded from a memory map: no copy of the file's bytes
+            mapped = self._cache._map(shard, layout, where)
+            index = self._cache._index(self, name, shard, where, mapped)
+            return read_region(None, layout, index, region, where, blob=mapped, **options)
+        if start is None:  # one GET on object stores
+            blob = _cat(fs, shard, where)
+            index = read_index(blob[-index_nbytes(layout) :], layout, where)
+            return read_region(None, layout, index, region, where, blob=blob, **options)
         index = self._cache._index(self, name, shard, where)
         with fs.open(shard, "rb") as f:  # one open, one ranged read per touched chunk
+            lock = threading.Lock()
 
             def read(start: int, end: int) -> bytes:
-                f.seek(start)
-                return f.read(end - start)
+                with lock:
+                    f.seek(start)
+                    return f.read(end - start)
 
-            return read_region(read, layout, index, region, where, lookup=lookup)
+            return read_region(read, layout, index, region, where, **options)
 
 
 class Cache:
@@ -225,6 +240,7 @@ class Cache:
         self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         try:
             found = self.fs.exists(f"{self.root}/zarr.json")
             if not found and create:
@@ -243,9 +259,9 @@ class Cache:
                 path=self.url,
             )
 
-    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get a fresh index memo
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get fresh memos
         state = dict(self.__dict__)
-        state["_indexes"] = {}
+        state["_indexes"], state["_maps"] = {}, OrderedDict()
         return state
 
     def __repr__(self) -> str:
@@ -275,7 +291,11 @@ class Cache:
             If its marker is unreadable.
         """
         try:
-            text = self.fs.cat_file(self._marker(key))
+            if isinstance(self.fs, LocalFileSystem):  # a plain read: fsspec's file object costs more than the marker's bytes
+                with open(self._marker(key), "rb") as f:
+                    text = f.read()
+            else:
+                text = self.fs.cat_file(self._marker(key))
         except FileNotFoundError:
             raise CacheMissError(
                 f"{self.url}: no entry {key}; compute it (a Dataset without cache_only=True, or `dicomml preprocess`)",
@@ -298,12 +318,42 @@ class Cache:
                 path=self._marker(key),
             ) from None
 
-    def _index(self, entry: CacheEntry, name: str, shard: str, where: str) -> np.ndarray:
+    def _index(self, entry: CacheEntry, name: str, shard: str, where: str, blob: Any = None) -> np.ndarray:
         memo = (entry._path, name)  # data folders never change once written
         if memo not in self._indexes:
             size = index_nbytes(entry.layouts[name])
-            self._indexes[memo] = read_index(_cat(self.fs, shard, where, -size), entry.layouts[name], where)
+            tail = blob[len(blob) - size :] if blob is not None else _cat(self.fs, shard, where, -size)
+            self._indexes[memo] = read_index(tail, entry.layouts[name], where)
         return self._indexes[memo]
+
+    def _map(self, path: str, layout: ArrayLayout, where: str) -> mmap.mmap:
+        """A read-only memory map of a local shard file, kept for the next reads (the last MAPS_KEPT).
+
+        Reading from the map copies nothing and, once its pages are mapped,
+        faults nothing; a file removed by ``gc`` stays readable while mapped.
+        """
+        if path in self._maps:
+            self._maps.move_to_end(path)
+            return self._maps[path]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise _missing(path, where) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < index_nbytes(layout):
+                raise CacheIntegrityError(
+                    f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path
+                )
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        if hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_WILLNEED)  # read ahead the whole file while the first chunks decode
+        self._maps[path] = mapped
+        if len(self._maps) > MAPS_KEPT:  # unmapped once no array views it
+            self._maps.popitem(last=False)
+        return mapped
 
     # -- writing ---------------------------------------------------------------
 
@@ -316,6 +366,7 @@ class Cache:
         mask: np.ndarray | None = None,
         meta: Mapping[str, Any] | None = None,
         chunks: Sequence[int] = (64, 64, 64),
+        codec: str = "auto",
     ) -> CacheEntry:
         """Write an entry and publish it atomically; a published key is left as is.
 
@@ -335,6 +386,11 @@ class Cache:
         chunks
             Inner chunk shape (i, j, k) in voxels; each volume of an N-D
             image has chunks of its own, so one reads without the others.
+        codec
+            Of the image: ``"auto"`` (Blosc unless it would save less than a
+            third of the bytes), ``"blosc"`` or ``"raw"`` (no compression: for
+            samples read whole at every epoch, whose bytes are few). Masks
+            are always ``"auto"``.
 
         Returns
         -------
@@ -359,7 +415,7 @@ class Cache:
         if mask is not None:
             fg = _foreground(mask)
             arrays.update(mask=(mask, (mask.shape[0], *chunks)), foreground=(fg, (max(1, len(fg)), 4)))
-        encoded = {name: write_array(name, array, inner) for name, (array, inner) in arrays.items()}
+        encoded = {name: write_array(name, array, inner, codec if name == "image" else "auto") for name, (array, inner) in arrays.items()}
         marker = {
             "format": FORMAT_VERSION,
             "data": data,
@@ -562,33 +618,6 @@ def _cat(fs: fsspec.AbstractFileSystem, path: str, where: str, start: int | None
         return fs.cat_file(path, start=start)
     except FileNotFoundError:
         raise _missing(path, where) from None
-
-
-def _read_local(
-    path: str, layout: ArrayLayout, region: tuple[slice, ...], where: str, lookup: np.ndarray | None, threads: int
-) -> np.ndarray:
-    """A whole array from a local shard: the kernel reads the file ahead while threads ``pread`` and decode chunk by chunk.
-
-    Against one read of the whole file, then decoding: a cold read overlaps
-    the disk with decoding, and each chunk is decoded from a small buffer
-    still in the CPU cache (``benchmarks/bench_cache.py`` measures both).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise _missing(path, where) from None
-    try:
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        size, tail = os.fstat(fd).st_size, index_nbytes(layout)
-        if size < tail:
-            raise CacheIntegrityError(f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path)
-        index = read_index(os.pread(fd, tail, size - tail), layout, where)
-        return read_region(
-            lambda start, end: os.pread(fd, end - start, start), layout, index, region, where, lookup=lookup, threads=threads
-        )
-    finally:
-        os.close(fd)
 
 
 def _missing(path: str, where: str) -> CacheIntegrityError:

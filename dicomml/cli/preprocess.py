@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -133,7 +134,9 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 @click.option("--report", default=None, help="Parquet run report path or URL [CACHE/reports/preprocess-<time>-<id>.parquet].")
 @click.option("--quiet", is_flag=True, help="No progress bar (the summary is still printed).")
 @click.option(
-    "--images", is_flag=True, help="2D images (CR, DX, MG, US, SC...): --config is an image config YAML, --where a predicate on instances."
+    "--images",
+    is_flag=True,
+    help="2D images (CR, DX, MG, US, SC...): --config is an image config YAML, --where a predicate on instances; a report row per image.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --images: images per task.")
 @max_voxels
@@ -168,49 +171,23 @@ def command(
         if found is not None:
             chosen, source = found
             click.echo(f"shard {chosen[0]}/{chosen[1]} from {source}", err=True)
-    if images:
-        _images(manifest, config, cache, where, workers, scheduler, chosen, batch_size, quiet)
-        return
-    result = preprocess(
-        open_manifest(manifest, storage_option),
-        config,
-        cache,
-        where=where,
-        workers=workers,
-        scheduler=scheduler,
-        shard=chosen,
-        device=device,
-        threads=threads if threads is not None else threads_from_env(os.environ),
-        worker_env={k: os.environ[k] for k in _WORKER_VARIABLES if k in os.environ},
-        retries=retries,
-        report=report,
-        progress=not quiet,
-        max_voxels=max_voxels,
+    common: dict[str, Any] = dict(
+        where=where, workers=workers, scheduler=scheduler, shard=chosen, device=device, retries=retries, report=report, progress=not quiet
     )
+    opened = open_manifest(manifest, storage_option)
+    if images:
+        from dicomml.distributed.images import preprocess_images
+
+        result = preprocess_images(opened, config, cache, batch_size=batch_size, max_voxels=max_voxels, **common)
+    else:
+        result = preprocess(
+            opened,
+            config,
+            cache,
+            threads=threads if threads is not None else threads_from_env(os.environ),
+            worker_env={k: os.environ[k] for k in _WORKER_VARIABLES if k in os.environ},
+            max_voxels=max_voxels,
+            **common,
+        )
     if quiet:
         click.echo(result.summary(), err=True)
-
-
-def _images(
-    manifest: str,
-    config: str,
-    cache: str,
-    where: str | None,
-    workers: int | None,
-    scheduler: str | None,
-    shard: tuple[int, int] | None,
-    batch_size: int,
-    quiet: bool,
-) -> None:
-    """``--images``: the 2D images of the manifest, batches of images per task; exit 1 when every image failed."""
-    from dicomml.errors import DicomMLError
-    from dicomml.imaging2d.run import preprocess_manifest_images
-
-    done = preprocess_manifest_images(
-        manifest, config, cache, where=where, workers=workers, scheduler=scheduler, shard=shard, batch_size=batch_size, progress=not quiet
-    )
-    for _, message in done.failures[:10]:
-        click.echo(f"failed: {message}", err=True)
-    click.echo(f"{len(done.keys)} images cached, {len(done.failures)} failed, in {done.tasks} tasks", err=True)
-    if done.failures and not done.keys:
-        raise DicomMLError(f"{manifest}: every selected image failed ({len(done.failures)}); see the messages above")

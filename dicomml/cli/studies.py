@@ -17,7 +17,9 @@ def command(manifest: str, config_path: str, show_skipped: int) -> None:
     config = load_study_config(config_path)
     match = match_studies(Manifest(manifest), config)
     total, usable = len(match.table), len(match.usable)
-    click.echo(f"{config.name}: {total} studies, {usable} make a sample (reference {config.reference}, missing: {config.missing})")
+    click.echo(
+        f"{config.name}: {total} studies, {usable} make a sample (reference {config.reference if isinstance(config.reference, str) else 'a grid of no role'}, missing: {config.missing})"
+    )
     click.echo(match.summary().to_string(index=False))
     skipped = match.skipped
     if len(skipped) and show_skipped > 0:

@@ -20,13 +20,14 @@ reaches persistent workers) gives each epoch new draws.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
 from dicomml.config import Annotations, PipelineConfig, with_options
@@ -119,15 +120,20 @@ class _CachedDataset(Dataset):
         preprocess_one(source, self.manifest, self.config, self.cache, threads=torch.get_num_threads())
         return self.cache.open(source.key)
 
-    def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> np.ndarray:
+    def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> torch.Tensor:
         """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1.
 
         The volumes of an N-D entry (time, echo, diffusion...) are channels too,
         window-major (``meta["axes"]`` names them).
         """
+        layout = entry.layouts["image"]
+        shape = [*layout.shape[:-3], *(layout.shape[-3:] if size is None else size)]
+        if self._lookup is not None:
+            shape.insert(0, len(self._lookup))
+        out = _empty(shape, np.dtype(layout.dtype) if self._lookup is None else self._lookup.dtype)
         # as many decoding threads as torch's intra-op ones: the cores in the main process, 1 in DataLoader workers
-        image = entry.read("image", start, size, lookup=self._lookup, threads=torch.get_num_threads())
-        return image.reshape(-1, *image.shape[-3:])
+        entry.read("image", start, size, lookup=self._lookup, threads=torch.get_num_threads(), out=out.numpy())
+        return out.reshape(-1, *shape[-3:])
 
     def _axes(self, entry: CacheEntry) -> dict[str, Any]:
         """Names of the axes folded into the image's channels (window-major), and the per-volume table."""
@@ -143,7 +149,7 @@ class _CachedDataset(Dataset):
         index: int,
         series_index: int,
         entry: CacheEntry,
-        image: np.ndarray,  # (C, i, j, k)
+        image: torch.Tensor,  # (C, i, j, k)
         mask: np.ndarray | None,
         affine: np.ndarray,
         torch_seed: int,
@@ -151,7 +157,7 @@ class _CachedDataset(Dataset):
     ) -> dict[str, Any]:
         source = self.sources[series_index]
         sample: dict[str, Any] = {
-            "image": torch.from_numpy(image),
+            "image": image,
             "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
             "meta": {
                 **_identity(source, entry),
@@ -244,7 +250,8 @@ class StudyDataset(SeriesDataset):
     ``image`` is (roles, i, j, k) on the reference role's grid (after the
     config's orientation / spacing / shape); ``mask`` (with
     ``deterministic.masks``) holds the masks of every role's SEG / RTSTRUCT on
-    that grid. ``meta["roles"]`` names the channels and ``meta["role_present"]``
+    that grid. ``meta["roles"]`` names the roles, ``meta["channels"]`` the
+    channels (``"dwi/3"`` for volume 3 of a 4D role), ``meta["role_present"]``
     says which roles the study has (a missing role is a zero channel under
     ``missing: empty``). A study is one cache entry: the first epoch fills it.
     For patches across all channels, give the study config to
@@ -373,7 +380,9 @@ class PatchDataset(_CachedDataset):
         else:
             start = uniform_start(entry.shape, self.patch_size, rng)
         size = tuple(min(p, s) for p, s in zip(self.patch_size, entry.shape))
-        image = _pad(self._image(entry, start, size), self.patch_size, None)
+        image = self._image(entry, start, size)
+        if size != self.patch_size:  # else the tensor itself: in a worker, it is in shared memory
+            image = torch.from_numpy(_pad(image.numpy(), self.patch_size, None))
         mask = _pad(entry.read("mask", start, size), self.patch_size, 0) if entry.has_mask else None
         affine = shift_grid(entry.affine, start)
         return self._sample(index, series_index, entry, image, mask, affine, torch_seed, patch_start=start, **drawn)
@@ -396,9 +405,24 @@ def _identity(source: SeriesSource | StudySource, entry: CacheEntry) -> dict[str
     return {
         "study_uid": source.study_uid,
         "roles": list(entry.meta.get("role_names", [])),
+        "channels": list(entry.meta.get("channel_names", entry.meta.get("role_names", []))),
         "role_present": {name: bool(info.get("present")) for name, info in roles.items()},
         "series_keys": {name: info.get("series_key") for name, info in roles.items()},
     }
+
+
+def _empty(shape: Sequence[int], dtype: np.dtype[Any]) -> torch.Tensor:
+    """A new tensor; in a DataLoader worker, in shared memory, so it reaches the main process without a copy.
+
+    The DataLoader moves a worker's tensors to shared memory when it sends
+    them, a copy of the whole sample; torch's own ``default_collate`` avoids
+    it the same way, with ``_new_shared``.
+    """
+    kind = torch.from_numpy(np.empty(0, dtype)).dtype
+    if get_worker_info() is None:
+        return torch.empty(list(shape), dtype=kind)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * kind.itemsize)
+    return torch.empty(0, dtype=kind).set_(storage).view(*shape)
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:

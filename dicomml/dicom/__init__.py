@@ -1,5 +1,21 @@
-"""The adapter from pydicom datasets to arrays: per-frame headers and pixel data."""
+"""The adapter from pydicom datasets to arrays: per-frame headers and pixel data.
 
-from dicomml.dicom.frames import FrameTable, frame_table
+Names are imported on first use, so the modules of this package that need no
+pydicom (``philips``' constants, read by the config) import none.
+"""
 
-__all__ = ["FrameTable", "frame_table"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dicomml._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dicomml.dicom.frames import FrameTable as FrameTable
+    from dicomml.dicom.frames import frame_table as frame_table
+
+_EXPORTS = {"FrameTable": "dicomml.dicom.frames", "frame_table": "dicomml.dicom.frames"}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

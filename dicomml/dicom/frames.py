@@ -26,6 +26,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from dicomml.dicom.philips import scale_slope
@@ -180,6 +181,8 @@ def frame_table(ds: Dataset) -> FrameTable:
 
 
 _NOT_PARSED = object()
+#: Multi-valued element values (a plain tuple check: the ``Sequence`` ABC check costs more than the parse).
+_MULTI = (list, tuple, MultiValue)
 _TEXT_VRS = frozenset({"DS", "IS", "CS", "TM", "DT", "UI"})  # ASCII by definition
 _BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
@@ -264,11 +267,10 @@ class _Reader:
         if value is None:
             return None
         try:
-            values = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
-            numbers = [float(v) for v in values]
+            numbers = [float(v) for v in (value if isinstance(value, _MULTI) else [value])]
         except (ValueError, TypeError) as exc:
             raise self._fail(item, keyword, f"{n} numbers") from exc
-        if len(numbers) != n or not all(math.isfinite(v) for v in numbers):
+        if len(numbers) != n or not all(map(math.isfinite, numbers)):
             raise self._fail(item, keyword, f"{n} finite numbers")
         return np.array(numbers, dtype=np.float64)
 
@@ -278,7 +280,7 @@ class _Reader:
         if value is None:
             return None
         try:
-            if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            if isinstance(value, _MULTI):
                 if len(value) == 0:
                     return None
                 value = value[0]
@@ -342,6 +344,9 @@ def _temporal(reader: _Reader, items: Sequence[Dataset]) -> float:
 
 
 def _is_philips(reader: _Reader, ds: Dataset) -> bool:
+    element = ds.get_item(_tag("Manufacturer"), keep_deferred=True) if isinstance(ds, Dataset) else None
+    if isinstance(element, RawDataElement) and element.value is not None:  # an ASCII word: no charset decoding needed
+        return b"PHILIPS" in element.value.upper()
     return "PHILIPS" in str(reader._value(ds, "Manufacturer", "text") or "").upper()
 
 

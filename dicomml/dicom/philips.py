@@ -16,10 +16,10 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydicom on first use: the config reads this module's constants
+    from pydicom.dataset import Dataset
+
     from dicomml.dicom.frames import FrameTable
 
 __all__ = ["PHILIPS_SCALINGS", "PhilipsScaling", "float_scaling", "scale_slope"]
@@ -56,6 +56,8 @@ def scale_slope(item: Dataset | None) -> float:
         >>> scale_slope(ds), scale_slope(Dataset())
         (10.0, nan)
     """
+    from pydicom.multival import MultiValue
+
     if item is None:
         return np.nan
     private = item.get(FRAME_ITEM)

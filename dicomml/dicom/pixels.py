@@ -24,7 +24,7 @@ from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.dicom.io import typed_errors
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["PixelSpan", "bits_stored", "decode_into", "decode_pixels", "is_native", "native_dtype", "native_stack", "stored_dtype"]
+__all__ = ["PixelSpan", "decode_into", "decode_pixels", "is_native", "native_layout", "native_stack", "stored_dtype"]
 
 #: pydicom's words for a layout its plugins do not handle (as opposed to data they failed on).
 _UNSUPPORTED_FEATURE = re.compile(r"support|bits allocated", re.IGNORECASE)
@@ -113,9 +113,9 @@ def is_native(ds: Dataset) -> bool:
     return uid in _NATIVE_LITTLE_ENDIAN
 
 
-def native_dtype(ds: Dataset) -> np.dtype | None:
-    """The little-endian dtype of stored values that can be read straight from uncompressed bytes
-    (8, 16 or 32 bits allocated, HighBit = BitsStored - 1); None when pydicom must decode."""
+def native_layout(ds: Dataset) -> tuple[np.dtype, int] | None:
+    """(little-endian dtype, BitsStored) of stored values that can be read straight from uncompressed
+    bytes (8, 16 or 32 bits allocated, HighBit = BitsStored - 1); None when pydicom must decode."""
     bits = header_value(ds, "BitsAllocated")
     if bits not in (8, 16, 32):
         return None
@@ -123,12 +123,7 @@ def native_dtype(ds: Dataset) -> np.dtype | None:
     high_bit = header_value(ds, "HighBit")
     if high_bit is not None and int(high_bit) != stored - 1:
         return None
-    return stored_dtype(ds).newbyteorder("<")
-
-
-def bits_stored(ds: Dataset) -> int:
-    """BitsStored, or BitsAllocated when absent."""
-    return int(header_value(ds, "BitsStored") or header_value(ds, "BitsAllocated"))
+    return stored_dtype(ds).newbyteorder("<"), stored
 
 
 def _stored_values(stack: np.ndarray, stored: int) -> np.ndarray:
@@ -149,20 +144,21 @@ def native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
     if not is_native(ds) or "PixelData" not in ds:
         return None
-    dtype = native_dtype(ds)
-    if dtype is None:
+    layout = native_layout(ds)
+    if layout is None:
         return None
+    dtype, stored = layout
     rows, columns = _frame_shape(ds)
     count = n_frames * rows * columns
     data = ds.PixelData
     if len(data) < count * dtype.itemsize:
         return None  # let pydicom report the short pixel data
-    return _stored_values(np.frombuffer(data, dtype=dtype, count=count).reshape(n_frames, rows, columns), bits_stored(ds))
+    return _stored_values(np.frombuffer(data, dtype=dtype, count=count).reshape(n_frames, rows, columns), stored)
 
 
 @dataclass(frozen=True)
 class PixelSpan:
-    """Where a local file holds uncompressed little-endian pixel data (see :func:`native_dtype`).
+    """Where a local file holds uncompressed little-endian pixel data (see :func:`native_layout`).
 
     Attributes
     ----------
@@ -172,10 +168,9 @@ class PixelSpan:
         File offset of the first pixel byte.
     length
         Bytes of pixel data.
-    dtype
-        Little-endian dtype of the stored values (:func:`native_dtype`).
-    bits_stored
-        Low bits of each value that hold it (:func:`bits_stored`).
+    dtype, bits_stored
+        Little-endian dtype of the stored values and the low bits that hold
+        each value (:func:`native_layout`).
     """
 
     path: str
@@ -188,7 +183,8 @@ class PixelSpan:
 def _file_planes(span: PixelSpan, ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """(table row, 2D plane) for each wanted row, each frame read from the file into one reused buffer
     (a plane is valid until the next is drawn)."""
-    frame = np.empty(_frame_shape(ds), dtype=span.dtype)
+    side = table.mosaic[0] if table.mosaic else 1  # a mosaic frame holds side x side tiles of the table's size
+    frame = np.empty((table.rows * side, table.columns * side), dtype=span.dtype)
     buffer = frame.data.cast("B")
     current = 0
     with open(span.path, "rb", buffering=0) as f:
@@ -270,7 +266,7 @@ def decode_into(
     span
         Where the file holds the uncompressed pixel data, to read frame by
         frame instead of from ``ds`` (which may then be a header only); only
-        when :func:`native_dtype` of ``ds`` is not None.
+        when :func:`native_layout` of ``ds`` is not None.
 
     Raises
     ------

@@ -57,6 +57,8 @@ class RunReport:
         Where the Parquet report was written (a path or fsspec URL).
     seconds
         Wall time of the run, cluster start included.
+    unit
+        What a row is: ``"series"`` (a series or study) or ``"images"`` (``preprocess --images``).
 
     Examples
     --------
@@ -68,6 +70,7 @@ class RunReport:
     table: pd.DataFrame
     path: str
     seconds: float
+    unit: str = "series"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -91,9 +94,9 @@ class RunReport:
         written = float(self.table.loc[self.table["status"] == "done", "bytes"].fillna(0).sum())
         rate = settled / self.seconds if self.seconds > 0 else float("inf")
         lines = [
-            f"dicomml preprocess: {len(self.table)} series in {self.seconds:.1f} s: "
+            f"dicomml preprocess: {len(self.table)} {self.unit} in {self.seconds:.1f} s: "
             + ", ".join(f"{n} {s}" for s, n in counts.items())
-            + f"; {rate:.2f} series/s, {written / 1e6 / max(self.seconds, 1e-9):.1f} MB/s written; report {self.path}"
+            + f"; {rate:.2f} {self.unit}/s, {written / 1e6 / max(self.seconds, 1e-9):.1f} MB/s written; report {self.path}"
         ]
         for row in self.failed.head(max_failures).itertuples(index=False):
             lines.append(f"  failed {row.series_key}: {row.error_type}: {row.message}")

@@ -1,6 +1,7 @@
 """`preprocess`: map :func:`~dicomml.pipeline.preprocess_one` over the selected series (or studies).
 
-One task per selected usable series (per study sample, with a study config), run on a Dask ``LocalCluster`` of worker
+One task per selected usable series (per study sample, with a study config),
+dispatched by :mod:`dicomml.executor` (as the indexer's batches are), on a Dask ``LocalCluster`` of worker
 processes (default), on an existing Dask cluster (a scheduler address or a
 ``distributed.Client``: dask-jobqueue on SLURM, dask-cuda), or in this
 process (``workers=0``, and the default for a static shard, where the
@@ -21,23 +22,39 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
-from tqdm.auto import tqdm
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, with_options
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
 from dicomml.errors import ConfigError, DicomMLError, SeriesNotFoundError
+from dicomml.executor import Backend, Dask, Failure, InProcess, Outcome, Progress, connect, run
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
 from dicomml.study import StudyConfig, StudySource, load_any_config, study_sources
 
-__all__ = ["DEVICES", "WORKER_MODULES", "local_cluster", "preprocess", "run_task"]
+__all__ = [
+    "DEVICES",
+    "WORKER_MODULES",
+    "backend",
+    "check_options",
+    "count_failed",
+    "failure_fields",
+    "finish",
+    "local_cluster",
+    "preprocess",
+    "report_location",
+    "report_rows",
+    "run_task",
+    "skipped_row",
+    "Task",
+    "worker_name",
+]
 
 #: Values of ``device``: where the deterministic pipeline (resampling) runs.
 DEVICES = ("cpu", "cuda")
@@ -54,14 +71,6 @@ WORKER_MODULES = (
     "dicomml.transforms",
     "pyarrow.dataset",
 )
-
-#: Seconds between the client's fetches of finished tasks' report rows on a
-#: Dask cluster: each fetch is one request per worker for every row that
-#: finished since the last (and at the end). Fetching each row as its task
-#: finished cost the client and scheduler more CPU, and answering took the
-#: workers' event loops away from the running task. The progress bar moves at
-#: each fetch.
-_FETCH_EVERY_S = 1.0
 
 #: The glibc setting Dask's nanny gives its workers (see :func:`local_cluster`).
 _MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
@@ -132,10 +141,11 @@ def preprocess(
         Environment variables of the workers of the ``LocalCluster`` started
         for the run (:func:`local_cluster`).
     retries
-        Dask retries of a task that raised something other than a
-        :class:`~dicomml.errors.DicomMLError` (an I/O hiccup); a task whose
-        worker died is rescheduled by Dask as well. A ``DicomMLError`` is a
-        property of the data and is recorded at once.
+        Tries again of a task that raised something other than a
+        :class:`~dicomml.errors.DicomMLError` (an I/O hiccup), on Dask or in
+        this process (:mod:`dicomml.executor`); a task whose worker died is
+        rescheduled by Dask as well. A ``DicomMLError`` is a property of the
+        data and is recorded at once.
     report
         Path or fsspec URL of the Parquet run report; default
         ``CACHE/reports/preprocess-<UTC time>-<run id>[-shard-I-of-N].parquet``.
@@ -171,7 +181,7 @@ def preprocess(
     {'done': 118, 'skipped': 0, 'failed': 2}
     """
     started = time.perf_counter()
-    _check_options(workers, scheduler, shard, device, retries)
+    check_options(workers, scheduler, shard, device, retries)
     in_process = scheduler is None and (workers == 0 or (workers is None and shard is not None))
     if threads is None and not in_process:
         threads = 1
@@ -186,36 +196,45 @@ def preprocess(
     if shard is not None:
         sources = select_shard(sources, *shard)
     sources = _largest_first(manifest, config, sources)
-    fs, path = _report_location(cache, report, shard)
+    fs, path = report_location(cache, report, shard)
     label = "preprocess" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     # complete entries are settled here, from one listing: with nothing left to do, no cluster starts
     published = set(cache.keys())
-    rows = [_skipped(s, cache) for s in sources if s.key in published]
+    rows = [skipped_row(s, cache) for s in sources if s.key in published]
     sources = [s for s in sources if s.key not in published]
     if progress and not sources:
         print(f"{label}: all {len(rows)} selected series are already in the cache {cache.url}; nothing to do", file=sys.stderr)
-    failed = 0
-    with tqdm(total=len(sources), unit="series", desc=label, disable=not progress or not sources, file=sys.stderr) as bar:
-        for row in _run(sources, (manifest, config, cache, device, threads), workers, scheduler, in_process, retries, worker_env):
-            rows.append(row)
-            bar.update()
-            if row["status"] == "failed":
-                failed += 1
-                bar.set_postfix(failed=failed)
+    context = (manifest, config, cache, device, threads)
+    if sources:
+        with (
+            Progress(len(sources), unit="series", desc=label, enabled=progress) as bar,
+            backend(len(sources), workers, scheduler, in_process, retries, worker_env, "dicomml-preprocess") as place,
+        ):
+            batches = ((context, [s]) for s in sources)
+            for outcome in run(_task, batches, place, describe=_describe, progress=bar, failed_in=count_failed):
+                rows.extend(report_rows(outcome))
+    return finish(rows, fs, path, cache, started, progress, "series")
+
+
+def finish(
+    rows: list[dict[str, Any]], fs: fsspec.AbstractFileSystem, path: str, cache: Cache, started: float, progress: bool, what: str
+) -> RunReport:
+    """Write the report, print its summary; raise when every one of ``rows`` failed."""
     try:
         table = write_report(rows, fs, path)
     except OSError as exc:
         raise DicomMLError(
             f"{path}: cannot write the run report ({exc}); the cache entries are kept, rerun with --report elsewhere", path=path
         ) from None
-    result = RunReport(table, path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path), time.perf_counter() - started)
+    where = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+    result = RunReport(table, where, time.perf_counter() - started, what)
     if progress:
         print(result.summary(), file=sys.stderr)
     counts = result.counts
     if rows and counts["done"] + counts["skipped"] == 0:
         first = result.failed.iloc[0]
         raise DicomMLError(
-            f"{cache.url}: all {len(rows)} series failed, first {first.series_key}: {first.error_type}: "
+            f"{cache.url}: all {len(rows)} {what} failed, first {first.series_key}: {first.error_type}: "
             f"{first.message}; see the report {result.path}",
             path=result.path,
         )
@@ -233,7 +252,7 @@ def run_task(
     """One task: :func:`~dicomml.pipeline.preprocess_one` on one series (or study), as a report row.
 
     A :class:`~dicomml.errors.DicomMLError` becomes a ``failed`` row; anything
-    else propagates, so that Dask retries it.
+    else propagates, so that the executor retries it.
 
     Parameters
     ----------
@@ -253,43 +272,58 @@ def run_task(
     """
     start = time.perf_counter()
     used = "cuda" if device == "cuda" and _has_cuda() else "cpu"
-    row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": _worker(), "device": used}
+    row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": worker_name(), "device": used}
     try:
         info = preprocess_one(source, manifest, config, cache, threads=threads, **({} if used == "cpu" else {"device": used}))
     except DicomMLError as exc:  # the data's fault: retrying cannot help
-        return {**row, **_failure(exc), "seconds": time.perf_counter() - start}
+        return {**row, **failure_fields(exc), "seconds": time.perf_counter() - start}
     return {**row, "status": "done" if info.computed else "skipped", "seconds": info.seconds, "bytes": info.nbytes}
 
 
-def _run(
-    sources: Sequence[SeriesSource | StudySource],
-    args: tuple[Any, ...],
-    workers: int | None,
-    scheduler: Any,
-    in_process: bool,
-    retries: int,
-    worker_env: Mapping[str, str] | None,
-) -> Iterator[dict[str, Any]]:
-    """Report rows as the tasks finish, on the chosen backend."""
-    if not sources:
-        return
-    if scheduler is not None:
-        from distributed import Client
+def _task(context: tuple[Any, ...], sources: Sequence[SeriesSource | StudySource], started: Any) -> list[dict[str, Any]]:
+    """A batch of series for :mod:`dicomml.executor`: a report row each."""
+    rows = []
+    for i, source in enumerate(sources):
+        started(i)
+        rows.append(run_task(source, *context))
+    return rows
 
-        if isinstance(scheduler, Client):
-            yield from _on_dask(scheduler, sources, args, retries)
-        else:
-            with Client(scheduler) as client:
-                yield from _on_dask(client, sources, args, retries)
+
+def failure_row(failure: Failure[Any]) -> dict[str, Any]:
+    """The report row of a task that raised after its retries or whose worker died."""
+    item = failure.item
+    return {
+        "series_key": item.series_key,
+        "cache_key": item.key,
+        "status": "failed",
+        "error_type": failure.error_type,
+        "message": failure.reason,
+    }
+
+
+def report_rows(outcome: Outcome[Any]) -> list[dict[str, Any]]:
+    """The report rows of one executor outcome: the batch's own rows, then its failures'."""
+    return [*(outcome.result or []), *map(failure_row, outcome.failures)]
+
+
+def count_failed(rows: list[dict[str, Any]]) -> int:
+    """Rows of a batch's result that say ``failed`` (the progress bar's count)."""
+    return sum(row["status"] == "failed" for row in rows)
+
+
+@contextlib.contextmanager
+def backend(
+    n_tasks: int, workers: int | None, scheduler: Any, in_process: bool, retries: int, worker_env: Mapping[str, str] | None, name: str
+) -> Iterator[Backend]:
+    """Where preprocessing tasks run: an existing Dask cluster, this process, or a new :func:`local_cluster`."""
+    if scheduler is not None:
+        with connect(scheduler) as client:
+            yield Dask(client, retries=retries, name=name)
     elif in_process:
-        for source in sources:
-            try:
-                yield run_task(source, *args)
-            except Exception as exc:  # one series never stops the run
-                yield {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
+        yield InProcess(retries=retries)
     else:
-        with local_cluster(min(workers or os.cpu_count() or 1, len(sources)), worker_env=worker_env) as client:
-            yield from _on_dask(client, sources, args, retries)
+        with local_cluster(min(workers or os.cpu_count() or 1, max(n_tasks, 1)), worker_env=worker_env) as client:
+            yield Dask(client, retries=retries, name=name)
 
 
 @contextlib.contextmanager
@@ -342,40 +376,6 @@ def local_cluster(workers: int, *, worker_env: Mapping[str, str] | None = None) 
         yield client
 
 
-def _on_dask(client: Any, sources: Sequence[SeriesSource | StudySource], args: tuple[Any, ...], retries: int) -> Iterator[dict[str, Any]]:
-    from distributed import as_completed
-
-    run = uuid.uuid4().hex[:8]
-    futures = {
-        client.submit(run_task, s, *args, key=f"dicomml-preprocess-{run}-{s.series_key}", retries=retries, pure=False): s for s in sources
-    }
-    finished: list[Any] = []
-    fetched = time.monotonic()
-    for future in as_completed(futures):
-        finished.append(future)
-        # ``futures`` holds the unfetched ones: at the end, all of them are finished
-        if len(finished) == len(futures) or time.monotonic() - fetched >= _FETCH_EVERY_S:
-            yield from _fetch(client, finished, futures)
-            finished, fetched = [], time.monotonic()
-
-
-def _fetch(client: Any, finished: list[Any], futures: dict[Any, SeriesSource | StudySource]) -> Iterator[dict[str, Any]]:
-    """The rows of ``finished`` futures: one gather for those that returned, a failure row for each that raised."""
-    returned = [f for f in finished if f.status == "finished"]
-    try:
-        rows = dict(zip(returned, client.gather(returned)))
-    except Exception:  # a result lost with its worker, then failed when recomputed: each future on its own below
-        rows = {}
-    for future in finished:
-        source = futures.pop(future)
-        try:
-            row = rows[future] if future in rows else future.result()
-        except Exception as exc:  # raised after its retries, or its worker died too often (KilledWorker)
-            row = {"series_key": source.series_key, "cache_key": source.key, **_failure(exc)}
-        future.release()
-        yield row
-
-
 def _select(manifest: Manifest, config: PipelineConfig | StudyConfig, where: str | None) -> list[SeriesSource] | list[StudySource]:
     """The usable series matching ``where`` (the studies that make a sample); raise when there is nothing to do."""
     if isinstance(config, StudyConfig):
@@ -425,7 +425,7 @@ def _largest_first(manifest: Manifest, config: PipelineConfig | StudyConfig, sou
     return sorted(sources, key=lambda s: -cost[s.series_key])
 
 
-def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | None, device: str, retries: int) -> None:
+def check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | None, device: str, retries: int) -> None:
     if workers is not None and scheduler is not None:
         raise ConfigError(f"workers={workers} and scheduler={scheduler!r}: give one, the cluster's size is its own")
     if workers is not None and workers < 0:
@@ -438,7 +438,7 @@ def _check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] |
         raise ConfigError(f"retries={retries}: must be 0 or more")
 
 
-def _report_location(
+def report_location(
     cache: Cache, report: str | os.PathLike[str] | None, shard: tuple[int, int] | None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
     if report is not None:
@@ -448,20 +448,36 @@ def _report_location(
     return cache.fs, f"{cache.root}/reports/preprocess-{stamp}-{uuid.uuid4().hex[:8]}{suffix}.parquet"
 
 
-def _skipped(source: SeriesSource, cache: Cache) -> dict[str, Any]:
+def _describe(source: Task) -> str:
+    return source.series_key
+
+
+class Task(Protocol):
+    """What a report row names: the task's ``series_key`` (series, study or image) and its cache ``key``."""
+
+    @property
+    def series_key(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+def skipped_row(source: Task, cache: Cache) -> dict[str, Any]:
     """The report row of a series whose entry was already complete."""
     start = time.perf_counter()
     nbytes = cache.open(source.key).nbytes()
-    row = {"series_key": source.series_key, "cache_key": source.key, "status": "skipped", "worker": _worker()}
+    row = {"series_key": source.series_key, "cache_key": source.key, "status": "skipped", "worker": worker_name()}
     return {**row, "seconds": time.perf_counter() - start, "bytes": nbytes}
 
 
-def _failure(exc: BaseException) -> dict[str, Any]:
+def failure_fields(exc: BaseException) -> dict[str, Any]:
+    """``status``, ``error_type`` and ``message`` of a report row for ``exc``."""
     message = str(exc).strip().splitlines()
     return {"status": "failed", "error_type": type(exc).__name__, "message": message[0] if message else repr(exc)}
 
 
-def _worker() -> str:
+def worker_name() -> str:
+    """``host:pid`` of this process, the report's ``worker``."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

@@ -11,8 +11,24 @@ so the indexer's workers, which read only headers, never import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from dicomml._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dicomml.imaging2d.augment import Planar as Planar
+    from dicomml.imaging2d.dataset import ImageDataset as ImageDataset
+    from dicomml.imaging2d.load import Image2D as Image2D
+    from dicomml.imaging2d.load import load_image as load_image
+    from dicomml.imaging2d.orientation import ProjectionHeader as ProjectionHeader
+    from dicomml.imaging2d.orientation import display_flips as display_flips
+    from dicomml.imaging2d.orientation import projection_header as projection_header
+    from dicomml.imaging2d.prepare import ImageConfig as ImageConfig
+    from dicomml.imaging2d.prepare import prepare_image as prepare_image
+    from dicomml.imaging2d.prepare import preprocess_images as preprocess_images
+    from dicomml.imaging2d.spacing import Spacing as Spacing
+    from dicomml.imaging2d.spacing import physical_spacing as physical_spacing
+
 
 _EXPORTS = {
     "Image2D": "dicomml.imaging2d.load",
@@ -31,12 +47,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'dicomml.imaging2d' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -31,9 +31,9 @@ __all__ = ["ImageDataset", "select_images"]
 
 
 def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
-    """SEG rows of the manifest by the SOP Instance UID of each image they reference."""
+    """SEG and RTSTRUCT rows of the manifest by the SOP Instance UID of each image they reference."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for record in manifest.seg_instances().to_dict("records"):
+    for record in manifest.seg_instances(("SEG", "RTSTRUCT")).to_dict("records"):
         uids = record.pop("referenced_sop_uids")
         for uid in uids if uids is not None else []:
             out.setdefault(str(uid), []).append(record)
@@ -81,9 +81,10 @@ class ImageDataset(Dataset):
         Raise :class:`~dicomml.errors.CacheMissError` instead of computing a missing entry.
     masks
         Add ``mask``: a :class:`~dicomml.transforms.Mask` ``(S, H, W)`` of the
-        segments of every DICOM SEG that references the image (empty ``S = 0``
-        when none does), flipped and resized with the image (nearest), labels
-        in ``meta["mask_labels"]``.
+        segments of every DICOM SEG, and the ROIs of every RTSTRUCT, that
+        references the image (empty ``S = 0`` when none does), flipped and
+        resized with the image (nearest), labels in ``meta["mask_labels"]``
+        (see :mod:`~dicomml.imaging2d.masks` for how contours map to pixels).
 
     Examples
     --------

@@ -8,7 +8,9 @@ stored value the header allows (at most 65,536) and :func:`apply_grey` applies
 the table with one gather: the same numbers as calling them on the image,
 without their float64 temporaries. Inversion (MONOCHROME1, Presentation LUT
 Shape INVERSE) follows ``apply_presentation_lut``: ``max - value`` over the
-image.
+image. Enhanced multi-frame images (XA, US...) may carry a rescale and a
+window per frame in their functional groups: :func:`frame_headers` gives
+each frame's header, and frames sharing one are mapped by one table.
 """
 
 from __future__ import annotations
@@ -24,11 +26,28 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply
 from dicomml.dicom.frames import source_name
 from dicomml.errors import InvalidDicomFileError
 
-__all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "grey_table", "grey_values", "palette_to_rgb", "voi_dataset"]
+__all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "frame_headers", "grey_table", "grey_values", "palette_to_rgb", "voi_dataset"]
 
 #: What ``voi`` may name besides an index or a (center, width) window.
 VOI_CHOICES = ("header", "none")
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+#: Functional groups whose items set a frame's Modality LUT and VOI LUT attributes.
+_FRAME_GROUPS = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
+#: Top-level attributes the LUT functions read.
+_LUT_KEYWORDS = (
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "PresentationLUTShape",
+    "ModalityLUTSequence",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "VOILUTSequence",
+    "WindowCenter",
+    "WindowWidth",
+    "VOILUTFunction",
+)
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,50 @@ def palette_to_rgb(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     return np.asarray(rgb[..., :3])
 
 
+def _group_values(item: Dataset | None) -> dict[str, Any]:
+    """The LUT attributes one functional groups item sets (rescale, window, VOI LUT function...)."""
+    values: dict[str, Any] = {}
+    for group in _FRAME_GROUPS:
+        sequence = item.get(group) if item is not None else None
+        for element in sequence[0] if sequence else ():
+            if element.keyword:
+                values[element.keyword] = element.value
+    return values
+
+
+def frame_headers(ds: Dataset, n_frames: int) -> list[Dataset] | None:
+    """Each frame's LUT header of an enhanced multi-frame image, None when its functional groups set no LUT.
+
+    A frame's header is the image's top-level LUT attributes, overridden by
+    the Shared Functional Groups' Pixel Value Transformation and Frame VOI LUT
+    items, overridden in turn by the frame's own Per-Frame Functional Groups
+    items (PS3.3 C.7.6.16).
+    """
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    common = _group_values(shared[0] if shared else None)
+    own = [_group_values(per_frame[i] if i < len(per_frame) else None) for i in range(n_frames)]
+    if not common and not any(own):
+        return None
+    base = {keyword: ds[keyword].value for keyword in _LUT_KEYWORDS if keyword in ds}
+    headers = []
+    for values in own:
+        header = Dataset()
+        for keyword, value in {**base, **common, **values}.items():
+            setattr(header, keyword, copy.deepcopy(value))
+        header.filename = getattr(ds, "filename", None)  # for messages
+        headers.append(header)
+    return headers
+
+
+def _frame_groups(headers: list[Dataset]) -> dict[str, list[int]]:
+    """Frame indices by their header's content, so that each distinct header gets one table."""
+    groups: dict[str, list[int]] = {}
+    for i, header in enumerate(headers):
+        groups.setdefault(repr([(e.tag, e.value) for e in header]), []).append(i)
+    return groups
+
+
 def grey_values(
     stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -249,12 +312,31 @@ def grey_values(
 
     Through a :func:`grey_table` for 8/16-bit images; 32-bit ones (too many
     values for a table) through pydicom's functions on the array itself.
+    Frames of an enhanced image whose functional groups set their own rescale
+    or window (:func:`frame_headers`) each get their own; ``meta`` then holds
+    ``frame_windows`` (each frame's (center, width), or None) and the output
+    range spans all frames'.
 
     Returns
     -------
     (values, meta)
         Float array of ``stored``'s shape, and the table's ``meta``.
     """
+    headers = frame_headers(ds, stored.shape[0]) if stored.ndim == 3 else None
+    if headers is not None and int(ds.get("BitsAllocated") or 0) in (8, 16):
+        out = np.empty(stored.shape, dtype=dtype)
+        windows: list[Any] = [None] * len(headers)
+        metas = []
+        for frames in _frame_groups(headers).values():  # the first group holds frame 0
+            table = grey_table(headers[frames[0]], voi, dtype=dtype)
+            out[frames] = apply_grey(stored[frames], table, ds=ds)
+            metas.append(table.meta)
+            for i in frames:
+                windows[i] = table.meta.get("window")
+        ranges = [m["output_range"] for m in metas]
+        meta = dict(metas[0])
+        meta.update(frame_windows=windows, output_range=[min(r[0] for r in ranges), max(r[1] for r in ranges)])
+        return out, meta
     if int(ds.get("BitsAllocated") or 0) in (8, 16):
         table = grey_table(ds, voi, dtype=dtype)
         return apply_grey(stored, table, ds=ds), table.meta

@@ -1,7 +1,13 @@
-"""Masks of a 2D image from the DICOM SEG objects that reference it, on the sample's pixels.
+"""Masks of a 2D image from the DICOM SEG and RTSTRUCT objects that reference it, on the sample's pixels.
 
-highdicom reads each SEG's frames for the image's SOP Instance UID; the
-masks then take the image's display flips and its resize or letterbox
+highdicom reads each SEG's frames for the image's SOP Instance UID. An
+RTSTRUCT's CLOSED_PLANAR contours that reference the image are filled in its
+pixel grid (even-odd, as for volumes): through the image plane (Image
+Position/Orientation (Patient), Pixel Spacing) when the image has one, the
+contour having to lie in that plane; a projection image (DX, MG, CR...) has
+no patient coordinates, and its contours' (x, y) are then read as (column,
+row) pixel positions (PS3.3 defines Contour Data in patient coordinates only).
+The masks then take the image's display flips and its resize or letterbox
 (nearest source pixel), so mask and image stay aligned pixel for pixel.
 """
 
@@ -12,27 +18,96 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydicom.dataset import Dataset
 
 from dicomml._optional import require
+from dicomml.dicom.io import read_dataset
 from dicomml.errors import SegReferenceError
 from dicomml.imaging2d.resize import Placement, place
+from dicomml.seg.rtstruct import _points, _read, fill_polygons
 
-__all__ = ["image_masks", "sample_masks"]
+__all__ = ["contour_pixels", "image_masks", "rtstruct_masks", "sample_masks"]
 
 
-def image_masks(seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    """``(S, rows, columns)`` uint8 masks of one image from SEG files, and each segment's label.
+def contour_pixels(points: np.ndarray, image: Dataset) -> np.ndarray:
+    """(row, column) pixel positions of contour points (``(n, 3)``) on an image.
+
+    Through the image plane when the image has Image Position/Orientation
+    (Patient) and Pixel Spacing; else (projection images) the points' (x, y)
+    as (column, row).
+
+    Raises
+    ------
+    SegReferenceError
+        If patient-coordinate points lie off the image plane by more than half a pixel.
+    """
+    position, orientation, spacing = (image.get(k) for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"))
+    if position is None or orientation is None or spacing is None:
+        return points[:, [1, 0]]
+    row_axis, column_axis = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    offset = points - np.asarray(position, float)
+    spacing = np.asarray(spacing, float)  # (between rows, between columns)
+    off_plane = float(np.abs(offset @ np.cross(row_axis, column_axis)).max())
+    if off_plane > spacing.min() / 2:
+        name = str(getattr(image, "filename", None) or image.get("SOPInstanceUID", "?"))
+        raise SegReferenceError(
+            f"{name}: a contour referencing this image lies {off_plane:.2f} mm off its plane; the RTSTRUCT was drawn elsewhere",
+            path=name,
+            tag="(3006,0050)",
+        )
+    return np.stack([offset @ column_axis / spacing[0], offset @ row_axis / spacing[1]], axis=1)
+
+
+def rtstruct_masks(rtstruct: str | Dataset, image: Dataset, shape: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """``(S, rows, columns)`` uint8 masks of one image from an RTSTRUCT, one per ROI, and the ROI names.
+
+    Each ROI's CLOSED_PLANAR contours whose Contour Image Sequence names the
+    image are filled together (even-odd: an inner contour is a hole); an ROI
+    without such a contour gives an empty mask.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If ``rtstruct`` is a path to a file that is not an RT Structure Set.
+    SegReferenceError
+        If a contour lies off the image's plane.
+    """
+    ds = _read(rtstruct)
+    uid = str(image.SOPInstanceUID)
+    names = {int(item.ROINumber): str(item.get("ROIName", "")) for item in ds.get("StructureSetROISequence", [])}
+    polygons: dict[int, list[np.ndarray]] = {number: [] for number in names}
+    for roi in ds.get("ROIContourSequence", []):
+        for item in roi.get("ContourSequence", []):
+            images = {str(ref.ReferencedSOPInstanceUID) for ref in item.get("ContourImageSequence", [])}
+            if uid in images and str(item.get("ContourGeometricType", "")) == "CLOSED_PLANAR":
+                polygons.setdefault(int(roi.ReferencedROINumber), []).append(contour_pixels(_points(item).reshape(-1, 3), image))
+    masks = [fill_polygons(polygons[n], shape) for n in polygons]
+    labels = [names.get(n, str(n)) for n in polygons]
+    return np.stack(masks).astype(np.uint8) if masks else np.zeros((0, *shape), np.uint8), labels
+
+
+def image_masks(
+    seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[int, int], image_path: str | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """``(S, rows, columns)`` uint8 masks of one image from SEG and RTSTRUCT files, and each segment's or ROI's label.
 
     Fractional segments count as present where their value exceeds one half.
+    RTSTRUCTs need ``image_path`` (the image's header holds its plane).
 
     Raises
     ------
     SegReferenceError
         If a SEG has no frame for the image, or its frames are not the image's size.
     """
-    hd = require("highdicom", extra="seg", feature="masks of 2D images")
     planes, labels = [], []
     for path in seg_paths:
+        header = read_dataset(path, pixels=False)
+        if str(header.get("Modality", "")) == "RTSTRUCT":
+            masks, names = rtstruct_masks(header, read_dataset(image_path or "", pixels=False), shape)
+            planes.append(masks)
+            labels += names
+            continue
+        hd = require("highdicom", extra="seg", feature="masks of 2D images")
         seg = hd.seg.segread(path)
         try:
             pixels = seg.get_pixels_by_source_instance([sop_instance_uid], ignore_spatial_locations=True)
@@ -49,7 +124,7 @@ def image_masks(seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[in
             )
         planes.append(np.moveaxis(np.asarray(pixels[0]) > 0.5 if pixels.dtype.kind == "f" else np.asarray(pixels[0]) > 0, -1, 0))
         labels += [str(seg.get_segment_description(int(n)).segment_label) for n in seg.segment_numbers]
-    return np.concatenate(planes).astype(np.uint8), labels
+    return np.concatenate(planes).astype(np.uint8) if planes else np.zeros((0, *shape), np.uint8), labels
 
 
 def sample_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[int, int] | None) -> tuple[torch.Tensor, list[str]]:
@@ -58,14 +133,14 @@ def sample_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[
     Parameters
     ----------
     seg_paths
-        SEG files referencing the image.
+        SEG and RTSTRUCT files referencing the image.
     meta
         The sample's meta (``sop_instance_uid``, ``full_shape``, ``flips``,
         ``scale``, ``offset``, ``placed_shape``).
     size
         The sample's output size (None when not resized).
     """
-    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]))
+    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"])
     if "horizontal" in meta["flips"]:
         masks = masks[:, :, ::-1]
     if "vertical" in meta["flips"]:

@@ -252,7 +252,8 @@ def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, 
 
         labels_mask, meta["mask_labels"] = sample_masks([m["path"] for m in masks], meta, output_size(config))
         mask = np.ascontiguousarray(np.broadcast_to(labels_mask.numpy()[:, None], (labels_mask.shape[0], *planes.shape)))
-    cache.put(key, to_stored(planes, config), affine, mask=mask, meta=meta, chunks=tuple(planes.shape))
+    # raw: a sample is read whole at every epoch, and decoding Blosc costs more than reading its few bytes
+    cache.put(key, to_stored(planes, config), affine, mask=mask, meta=meta, chunks=tuple(planes.shape), codec="raw")
     return key
 
 

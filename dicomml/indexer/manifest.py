@@ -346,7 +346,7 @@ class Manifest:
             Columns ``path``, ``folder``, ``sop_instance_uid``, ``size``,
             ``mtime_ns``, ``modality``, ``photometric_interpretation``,
             ``view``, ``laterality``, ``burned_in``, ``spacing_source``,
-            ``number_of_frames``.
+            ``number_of_frames``, ``rows``, ``columns``.
 
         Raises
         ------
@@ -362,15 +362,15 @@ class Manifest:
         query = f"SELECT DISTINCT {_IMAGE_COLUMNS} FROM {chosen}" + (f" WHERE ({where})" if where else "") + " ORDER BY path"
         return self._filtered(query, where, "instances", [list(modalities)])
 
-    def seg_instances(self) -> pd.DataFrame:
-        """Distinct DICOM SEG files of the manifest, ordered by path.
+    def seg_instances(self, modalities: Sequence[str] = ("SEG",)) -> pd.DataFrame:
+        """Distinct DICOM SEG files of the manifest (or of other annotation modalities, e.g. RTSTRUCT), ordered by path.
 
         Returns
         -------
         pandas.DataFrame
             Columns ``path``, ``sop_instance_uid``, ``size``, ``mtime_ns`` and
             ``referenced_sop_uids`` (the SOP Instance UIDs of the images the
-            SEG references, or None).
+            SEG references, or None; an RTSTRUCT's from its Contour Image Sequences).
 
         Examples
         --------
@@ -378,7 +378,8 @@ class Manifest:
         """
         return self.sql(
             "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids FROM instances "
-            "WHERE modality = 'SEG' ORDER BY path"
+            "WHERE list_contains(?, modality) ORDER BY path",
+            list(modalities),
         )
 
     def usable_studies(self) -> pd.DataFrame:
@@ -458,7 +459,7 @@ def _quoted(column: str) -> str:
 
 _IMAGE_COLUMNS = (
     "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, "
-    "burned_in, spacing_source, number_of_frames"
+    "burned_in, spacing_source, number_of_frames, rows, columns"
 )
 
 _SERIES_ACQUIRED = """

@@ -1,11 +1,13 @@
 """`index`: sources in, manifest out; crawl, diff, parallel scan, then series and annotations.
 
 A rerun on an unchanged tree only walks it: the header reader (pydicom), the
-process pool, DuckDB and the progress bar are imported once there is work.
+worker processes, DuckDB and the progress bar start once there is work. The
+batches run on :mod:`dicomml.executor`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from dicomml.executor import Backend, Dask, InProcess, Processes, Progress, connect, run
 from dicomml.paths import local_path
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
@@ -52,65 +55,27 @@ def _with_fs(options: ScanOptions, source: Source) -> ScanOptions:
     return options if source.local else dataclasses.replace(options, fs=source.fs)
 
 
-def _in_process(make_tasks: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
-    from dicomml.indexer.scan import scan_batch
-
-    for entries, options in make_tasks():
-        yield (*scan_batch(entries, options), len(entries))
-
-
 def _scan(options: ScanOptions, entries: Sequence[Entry], started: Any) -> tuple[pa.Table, pa.Table]:
-    """One batch in a worker process (looked up at call time, so a patched scan_batch is used)."""
+    """One batch (looked up at call time, so a patched scan_batch is used)."""
     from dicomml.indexer import scan
 
     return scan.scan_batch(entries, options, started)
 
 
-def _isolated(make_tasks: Any, workers: int, timeout_s: float) -> Iterator[tuple[pa.Table | None, pa.Table, int]]:
-    """Batches in killable worker processes: a file that hangs or kills its worker becomes an error row."""
-    from dicomml.executor import run_batches
-    from dicomml.indexer.scan import failure_rows
-
-    # On Linux the workers are forked, which starts them in milliseconds with everything imported.
-    tasks = ((options, entries) for entries, options in make_tasks())
-    for outcome in run_batches(_scan, tasks, workers=workers, timeout_s=timeout_s, describe=lambda e: e.path):
-        n = len(outcome.items) + len(outcome.failures)
-        failed = failure_rows(outcome.failures)
-        instances, errors = outcome.result or (None, failed.slice(0, 0))
-        yield instances, pa.concat_tables([errors, failed]), n
+def _describe(entry: Entry) -> str:
+    return entry.path
 
 
-def _bounded(
-    submit: Any, tasks: Iterator[tuple[list[Entry], ScanOptions]], in_flight: int, done_of: Any
-) -> Iterator[tuple[pa.Table, pa.Table, int]]:
-    """Run tasks with at most ``in_flight`` outstanding, yielding results as they finish."""
-    running: dict[Any, int] = {}
-    for entries, options in tasks:
-        running[submit(entries, options)] = len(entries)
-        while len(running) >= in_flight:
-            for future in done_of(list(running)):
-                yield (*future.result(), running.pop(future))
-    while running:
-        for future in done_of(list(running)):
-            yield (*future.result(), running.pop(future))
-
-
-def _dask(make_tasks: Any, scheduler: Any) -> Iterator[tuple[pa.Table, pa.Table, int]]:
-    from distributed import Client, wait as dask_wait
-
-    from dicomml.indexer.scan import scan_batch
-
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    try:
-        in_flight = 2 * max(1, sum(client.nthreads().values()))
-
-        def done_of(futures: list[Any]) -> Any:
-            return dask_wait(futures, return_when="FIRST_COMPLETED").done
-
-        yield from _bounded(lambda e, o: client.submit(scan_batch, e, o, pure=False), make_tasks(), in_flight, done_of)
-    finally:
-        if client is not scheduler:
-            client.close()
+@contextlib.contextmanager
+def _backend(scheduler: Any, in_process: bool, workers: int, timeout_s: float) -> Iterator[Backend]:
+    """Where the batches run: a Dask cluster, this process (no limit; memory:// and DICOMweb), or killable workers."""
+    if scheduler is not None:
+        with connect(scheduler) as client:
+            yield Dask(client, name="dicomml-index")
+    elif in_process:
+        yield InProcess()
+    else:  # a file that hangs or kills its worker becomes an error row
+        yield Processes(workers, timeout_s=timeout_s)
 
 
 def index(
@@ -197,9 +162,7 @@ def index(
     if plan.unchanged:  # the recorded counts stand
         store.mark_complete(sources=source_names, last_run=_last_run(plan, started))
         return Manifest(store.root, remote=remote)
-    from tqdm.auto import tqdm
-
-    from dicomml.indexer.scan import ScanOptions
+    from dicomml.indexer.scan import ScanOptions, failure_rows
     from dicomml.indexer.series import annotations_table, series_table
 
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes)
@@ -210,26 +173,21 @@ def index(
     n_workers = min(workers or os.cpu_count() or 1, -(-plan.n_to_read // BATCH_FILES))
     # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
     in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
-    results: Iterator[tuple[pa.Table | None, pa.Table, int]]
-    if scheduler is not None:
-        results = _dask(make_tasks, scheduler)
-    elif plan.n_to_read == 0:
-        results = iter(())
-    elif timeout_s <= 0 or in_memory:
-        results = _in_process(make_tasks)
-    else:
-        results = _isolated(make_tasks, n_workers, timeout_s)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
     unreachable = False  # a server or bucket failed: the next run must read those entries again
-    with tqdm(total=plan.n_to_read, unit="file", desc="dicomml index", disable=not progress) as bar:
-        for instances, errors, n in results:
+    tasks = ((options, entries) for entries, options in make_tasks()) if plan.n_to_read else iter(())
+    with (
+        Progress(plan.n_to_read, unit="file", desc="dicomml index", enabled=progress) as bar,
+        _backend(scheduler, timeout_s <= 0 or in_memory, n_workers, timeout_s) as backend,
+    ):
+        for outcome in run(_scan, tasks, backend, describe=_describe, progress=bar, failed_in=lambda r: r[1].num_rows):
+            instances, errors = outcome.result or (None, failure_rows([]))
             if instances is not None:
                 buffered["instances"].append(instances)
-            buffered["errors"].append(errors)
+            buffered["errors"].append(pa.concat_tables([errors, failure_rows(outcome.failures)]))
             unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)
-            bar.update(n)
     _flush(store, buffered)
     if plan.n_to_read or plan.n_removed or not store.parts("series"):
         store.write_meta(sources=source_names)  # Manifest reads it

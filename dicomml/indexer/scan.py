@@ -109,9 +109,9 @@ def _error_row(entry: Entry, error_type: str, exception: str, tag: str | None, m
 
 
 def failure_rows(failures: Sequence[Failure[Entry]]) -> pa.Table:
-    """``errors`` rows of files whose worker was stopped (``timeout``) or died (``crashed``)."""
+    """``errors`` rows of files whose worker was stopped (``timeout``), died or raised outside the per-file capture (``crashed``)."""
     return pa.Table.from_pylist(
-        [_error_row(f.item, f.kind, "WorkerStopped" if f.kind == "timeout" else "WorkerDied", None, f.message) for f in failures],
+        [_error_row(f.item, "timeout" if f.kind == "timeout" else "crashed", f.error_type, None, f.message) for f in failures],
         schema=ERRORS,
     )
 

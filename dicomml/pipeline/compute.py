@@ -276,7 +276,10 @@ def _masks(
     from dicomml.seg.labelmap import choose_annotations, dataset_mask
 
     det = config.deterministic
-    chosen = choose_annotations(manifest, annotation_keys, det.annotations.choose)
+    # a predicate already chose when the sources were listed (series_sources)
+    chosen = (
+        list(annotation_keys) if callable(det.annotations.choose) else choose_annotations(manifest, annotation_keys, det.annotations.choose)
+    )
     labels = det.labels()
     if labels:
         mask = dataset_mask(manifest, chosen, volume, det.annotations, labels)

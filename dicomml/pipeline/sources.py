@@ -53,7 +53,8 @@ def series_sources(
     config
         The pipeline; when it caches masks, only series with at least one
         annotation are selected, with all their annotations (one source
-        per annotation under ``annotations.choose: each``).
+        per annotation under ``annotations.choose: each``; those a
+        ``choose`` predicate keeps, and only series where it keeps one).
     where
         SQL predicate on the ``series`` table (DuckDB), e.g. ``"modality = 'CT'"``.
     series_keys
@@ -81,6 +82,12 @@ def series_sources(
     det = config.deterministic
     if det.masks or det.annotations.labels:
         annotations = _annotations(manifest, keys)
+        if callable(det.annotations.choose):  # a predicate chooses here, so the cache key holds the chosen files
+            from dicomml.seg.labelmap import choose_annotations
+
+            for k, anns in annotations.items():
+                kept = set(choose_annotations(manifest, [a for a, _ in anns], det.annotations.choose))
+                annotations[k] = [a for a in anns if a[0] in kept]
         keys = [k for k in keys if annotations.get(k)]
     out = []
     for k in keys:

@@ -9,11 +9,28 @@ series' grid, as a DICOM SEG or an RT Structure Set.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from dicomml._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dicomml.seg.dicomseg import read_segmentation as read_segmentation
+    from dicomml.seg.dicomseg import seg_to_grid as seg_to_grid
+    from dicomml.seg.dicomseg import select_segments as select_segments
+    from dicomml.seg.labelmap import AnnotationRecord as AnnotationRecord
+    from dicomml.seg.labelmap import annotation_records as annotation_records
+    from dicomml.seg.load import load_mask as load_mask
+    from dicomml.seg.load import pairs as pairs
+    from dicomml.seg.rtstruct import fill_polygons as fill_polygons
+    from dicomml.seg.rtstruct import rtstruct_to_grid as rtstruct_to_grid
+    from dicomml.seg.rtwrite import write_rtstruct as write_rtstruct
+    from dicomml.seg.write import write_seg as write_seg
+
 
 #: public name -> module; imported on first use, so RTSTRUCT works without highdicom (the [seg] extra)
 _EXPORTS = {
+    "AnnotationRecord": "dicomml.seg.labelmap",
+    "annotation_records": "dicomml.seg.labelmap",
     "fill_polygons": "dicomml.seg.rtstruct",
     "load_mask": "dicomml.seg.load",
     "pairs": "dicomml.seg.load",
@@ -27,12 +44,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'dicomml.seg' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,22 +10,70 @@ never fails its good siblings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from dicomml.config import Annotations, Label
-from dicomml.errors import DicomMLError
+from dicomml.errors import ConfigError, DicomMLError
 from dicomml.indexer.manifest import Manifest
-from dicomml.seg.labels import match_label, segment_names
+from dicomml.seg.labels import SegmentName, match_label, segment_names
 from dicomml.volume import Volume
 
-__all__ = ["choose_annotations", "dataset_mask"]
+__all__ = ["AnnotationRecord", "annotation_records", "choose_annotations", "dataset_mask"]
 
 
-def _stamp(header: Any) -> str:
-    """When an annotation was made: series, then content, then instance creation date and time."""
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """What a ``choose`` predicate sees of one annotation (read from its header).
+
+    Attributes
+    ----------
+    annotation_key
+        The manifest's ``annotation_key``.
+    modality
+        ``"SEG"`` or ``"RTSTRUCT"``.
+    description
+        SeriesDescription (else StructureSetLabel / ContentLabel), ``""`` if none.
+    series_number
+        SeriesNumber, or None.
+    datetime
+        When it was made: series, else content, instance creation or
+        structure set date and time; None when the header has none.
+    creator
+        ContentCreatorName, else OperatorsName, else Manufacturer (``""`` if none).
+    segments
+        Its segments (SEG) or ROIs (RTSTRUCT): number, label, code.
+    header
+        The pydicom Dataset (no pixel data), for anything else.
+    """
+
+    annotation_key: str
+    modality: str
+    description: str
+    series_number: int | None
+    datetime: datetime.datetime | None
+    creator: str
+    segments: tuple[SegmentName, ...]
+    header: Dataset = field(repr=False, compare=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The segment labels / ROI names."""
+        return tuple(s.label for s in self.segments)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The coded segments' ``"SCHEME:VALUE"`` codes."""
+        return tuple(s.code for s in self.segments if s.code)
+
+
+def _made(header: Dataset) -> datetime.datetime | None:
+    """When an annotation was made: series, then content, instance creation, structure set date and time."""
     for date, time in (
         ("SeriesDate", "SeriesTime"),
         ("ContentDate", "ContentTime"),
@@ -33,11 +81,54 @@ def _stamp(header: Any) -> str:
         ("StructureSetDate", "StructureSetTime"),
     ):
         if header.get(date):
-            return f"{header.get(date)}{str(header.get(time) or '').split('.')[0]:0<6}"
-    return ""
+            stamp = f"{str(header.get(date)).strip()}{str(header.get(time) or '').split('.')[0].strip():0<6}"
+            try:
+                return datetime.datetime.strptime(stamp[:14], "%Y%m%d%H%M%S")
+            except ValueError:
+                continue  # a malformed date: try the next one
+    return None
 
 
-def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choose: str) -> list[str]:
+def annotation_records(manifest: Manifest, annotation_keys: Sequence[str]) -> list[AnnotationRecord]:
+    """The headers of annotations as :class:`AnnotationRecord`, in the order given.
+
+    Parameters
+    ----------
+    manifest
+        A :class:`dicomml.Manifest`.
+    annotation_keys
+        Manifest ``annotation_key`` values.
+    """
+    from dicomml.dicom.io import read_dataset
+
+    wanted = set(annotation_keys)
+    paths = {
+        row["annotation_key"]: row["path"]
+        for row in manifest.table("annotations", ["annotation_key", "path"]).to_pylist()
+        if row["annotation_key"] in wanted
+    }
+    out = []
+    for key in annotation_keys:
+        header = read_dataset(str(paths[key]), pixels=False, remote=manifest.remote)
+        texts = (header.get(name) for name in ("SeriesDescription", "StructureSetLabel", "ContentLabel"))
+        creators = (header.get(name) for name in ("ContentCreatorName", "OperatorsName", "Manufacturer"))
+        number = header.get("SeriesNumber")
+        out.append(
+            AnnotationRecord(
+                annotation_key=key,
+                modality=str(header.get("Modality", "")),
+                description=str(next((t for t in texts if t), "")),
+                series_number=None if number in (None, "") else int(number),
+                datetime=_made(header),
+                creator=str(next((c for c in creators if c), "")),
+                segments=tuple(segment_names(header)),
+                header=header,
+            )
+        )
+    return out
+
+
+def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choose: str | Callable[[AnnotationRecord], Any]) -> list[str]:
     """The annotations of one series that the ``choose`` policy keeps.
 
     Parameters
@@ -49,27 +140,42 @@ def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choos
     choose
         ``"all"`` / ``"union"`` / ``"each"``: every one; ``"newest"``: the
         latest by series (else content) date and time; ``"description:TEXT"``:
-        those whose SeriesDescription contains TEXT (case-insensitive).
+        those whose SeriesDescription contains TEXT (case-insensitive); a
+        callable: given each annotation's :class:`AnnotationRecord`, it returns
+        a bool (every annotation it is True for is kept, maybe none) or a
+        sort key (the one with the largest is kept; ties go to the larger
+        annotation key).
 
     Returns
     -------
     list of str
         Annotation keys, in the order given.
-    """
-    if choose in ("all", "union", "each") or len(annotation_keys) == 0:
-        return list(annotation_keys)
-    from dicomml.dicom.io import read_dataset
 
-    rows = {
-        row["annotation_key"]: row
-        for row in manifest.table("annotations", ["annotation_key", "path"]).to_pylist()
-        if row["annotation_key"] in set(annotation_keys)
-    }
-    headers = {key: read_dataset(str(rows[key]["path"]), pixels=False, remote=manifest.remote) for key in annotation_keys}
+    Raises
+    ------
+    ConfigError
+        If a predicate's sort keys cannot be compared with each other.
+
+    Examples
+    --------
+    >>> by_expert = lambda record: record.creator.startswith("Expert")  # doctest: +SKIP
+    >>> most_segments = lambda record: len(record.segments)  # doctest: +SKIP
+    """
+    if (isinstance(choose, str) and choose in ("all", "union", "each")) or len(annotation_keys) == 0:
+        return list(annotation_keys)
+    records = annotation_records(manifest, annotation_keys)
     if choose == "newest":
-        return [max(annotation_keys, key=lambda key: (_stamp(headers[key]), key))]
-    text = choose.split(":", 1)[1].lower()
-    return [key for key in annotation_keys if text in str(headers[key].get("SeriesDescription", "")).lower()]
+        return [max(records, key=lambda r: (r.datetime or datetime.datetime.min, r.annotation_key)).annotation_key]
+    if isinstance(choose, str):
+        text = choose.split(":", 1)[1].lower()
+        return [r.annotation_key for r in records if text in str(r.header.get("SeriesDescription", "")).lower()]
+    results = [choose(record) for record in records]
+    if all(isinstance(result, (bool, np.bool_)) for result in results):
+        return [r.annotation_key for r, keep in zip(records, results) if keep]
+    try:
+        return [max(zip(results, annotation_keys))[1]]
+    except TypeError as exc:
+        raise ConfigError(f"annotations.choose {getattr(choose, '__name__', choose)!r}: its sort keys cannot be compared ({exc})") from None
 
 
 def dataset_mask(

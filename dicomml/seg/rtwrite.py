@@ -163,7 +163,13 @@ def _structure_set(
     ds.StructureSetLabel = description[:16]
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.ContentDate, ds.ContentTime = ds.StructureSetDate, ds.StructureSetTime
-    images = [_sequence_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID) for d in grid.datasets]
+    if grid.frames:  # an enhanced source: each slice is a frame of its one image (PS3.3 C.8.8.5, Referenced Frame Number)
+        images = [
+            _sequence_item(ReferencedSOPClassUID=first.SOPClassUID, ReferencedSOPInstanceUID=first.SOPInstanceUID, ReferencedFrameNumber=f)
+            for f in grid.frames
+        ]
+    else:
+        images = [_sequence_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID) for d in grid.datasets]
     series = _sequence_item(SeriesInstanceUID=first.SeriesInstanceUID, ContourImageSequence=images)
     study = _sequence_item(
         ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management
@@ -233,7 +239,7 @@ def write_rtstruct(
     ConfigError
         As for :func:`dicomml.write_seg`.
     SegReferenceError
-        If the source is not one stack of single-frame images.
+        If the source is not one stack of planes of one series.
 
     Examples
     --------

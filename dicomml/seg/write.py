@@ -23,6 +23,7 @@ from pydicom.sr.codedict import codes
 
 from dicomml._optional import require
 from dicomml.config import Label, parse_labels
+from dicomml.dicom.frames import frame_table
 from dicomml.dicom.io import read_dataset
 from dicomml.errors import ConfigError, SegReferenceError
 from dicomml.geometry import analyze_stack, dicom_affine
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
 else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
+find_objects = require("scipy.ndimage", extra="seg", feature="write-back to DICOM SEG (dicomml.write_seg)").find_objects
 
 __all__ = ["SourceGrid", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
 
@@ -54,7 +56,8 @@ class SourceGrid:
     Attributes
     ----------
     datasets
-        One header per slice, sorted along the slice normal.
+        One header per slice, sorted along the slice normal; for an enhanced
+        multi-frame source, its one header.
     affine
         4x4 affine of the (slice, row, column) grid, indices to RAS+ mm; for
         an irregular stack (gaps, tilt) that of the first slice.
@@ -65,6 +68,9 @@ class SourceGrid:
         (slices, rows, columns).
     regular
         Whether one affine holds every slice (equidistant, untilted).
+    frames
+        For an enhanced multi-frame source, the 1-based frame number of
+        each slice; empty for single-frame images.
     """
 
     datasets: tuple[Dataset, ...]
@@ -72,27 +78,60 @@ class SourceGrid:
     planes: tuple[np.ndarray, ...]
     shape: tuple[int, int, int]
     regular: bool
+    frames: tuple[int, ...] = ()
+
+    def in_frame_order(self, pixels: np.ndarray) -> np.ndarray:
+        """``pixels`` (slices first, in position order) in the order of the source's frames (a no-op for single-frame images)."""
+        if not self.frames:
+            return pixels
+        out = np.empty_like(pixels)
+        out[np.asarray(self.frames) - 1] = pixels
+        return out
 
 
 def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | None) -> list[Dataset]:
+    remote = None
     if isinstance(source, str) and manifest is not None:
         from dicomml.indexer.manifest import Manifest
 
-        source = Manifest.open(manifest).series_files(source)["path"].tolist()
+        opened = Manifest.open(manifest)
+        source, remote = opened.series_files(source)["path"].tolist(), opened.remote  # a remote series through its Remote
     elif isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if not folder.is_dir():
             raise ConfigError(f"{source}: a source is a series key with manifest=, a folder or a list of files")
         source = sorted(p for p in folder.iterdir() if p.is_file())
-    datasets = [item if isinstance(item, Dataset) else read_dataset(item, pixels=False) for item in source]
+    datasets = [item if isinstance(item, Dataset) else read_dataset(item, pixels=False, remote=remote) for item in source]
     return [_clean(ds) for ds in datasets]
 
 
+#: Type 2 attributes highdicom copies from the source; absent ones are written empty (unknown), as the standard means them.
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
+
+
 def _clean(ds: Dataset) -> Dataset:
-    """A header highdicom accepts: an empty (0008,0005) Specific Character Set means the default one."""
-    if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
-        ds = copy.copy(ds)
+    """A header highdicom accepts: an empty (0008,0005) Specific Character Set means the default one;
+    absent Type 2 patient and study attributes are empty; an enhanced image's pixel measures and
+    orientation are shared (highdicom reads them there only; :func:`source_grid` checks they are the same on every frame)."""
+    charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
+    absent = [keyword for keyword in _TYPE2 if keyword not in ds]
+    per_frame = []
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1 and ds.get("PerFrameFunctionalGroupsSequence"):
+        shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
+        first = ds.PerFrameFunctionalGroupsSequence[0]
+        per_frame = [k for k in ("PixelMeasuresSequence", "PlaneOrientationSequence") if k not in shared and k in first]
+    if not (charset or absent or per_frame):
+        return ds
+    ds = copy.deepcopy(ds)  # the caller's dataset stays as it was (a pydicom copy shares its elements)
+    if charset:
         del ds.SpecificCharacterSet
+    for keyword in absent:
+        setattr(ds, keyword, "")
+    if per_frame:
+        if not ds.get("SharedFunctionalGroupsSequence"):
+            ds.SharedFunctionalGroupsSequence = [Dataset()]
+        for keyword in per_frame:
+            setattr(ds.SharedFunctionalGroupsSequence[0], keyword, ds.PerFrameFunctionalGroupsSequence[0][keyword].value)
     return ds
 
 
@@ -103,7 +142,8 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
     ----------
     source
         A ``series_key`` of ``manifest``, a folder, or the series' files or
-        pydicom Datasets (single-frame images of one series).
+        pydicom Datasets: single-frame images of one series, or one enhanced
+        multi-frame image (one frame per slice position).
     manifest
         A :class:`dicomml.Manifest` or its folder, when ``source`` is a key.
 
@@ -114,41 +154,54 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
     Raises
     ------
     SegReferenceError
-        If the files are not one stack of single-frame planes of one series.
+        If the files are not one stack of planes of one series (several
+        images, or frames, at one position: time points, echoes).
     """
     datasets = _read_sources(source, manifest)
     if not datasets:
         raise SegReferenceError(f"{source}: no source files")
     name = str(getattr(datasets[0], "filename", source))
-    if len(datasets) == 1 and int(datasets[0].get("NumberOfFrames", 1)) > 1:
-        raise SegReferenceError(
-            f"{name}: an enhanced multi-frame source is not supported for write-back; pass a series of single-frame images",
-            path=name,
-        )
+    multiframe = any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets)
+    if multiframe and len(datasets) > 1:
+        raise SegReferenceError(f"{name}: {len(datasets)} multi-frame images; pass one enhanced image or single-frame images", path=name)
+    if multiframe:  # an enhanced image: one plane per frame, from its functional groups
+        table = frame_table(datasets[0])
+        orientations_found, spacings, positions = table.orientations, table.pixel_spacing, table.positions
+        frames = table.frame_numbers
+    else:
+        orientations_found = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
+        spacings = np.array([[float(v) for v in ds.PixelSpacing] for ds in datasets])
+        positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
+        frames = np.zeros(len(datasets), np.int64)
+    if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(orientations_found)):
+        raise SegReferenceError(f"{name}: a source plane has no position or orientation; write-back needs both", path=name)
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
-    orientations = {tuple(round(float(v), 4) for v in ds.ImageOrientationPatient) for ds in datasets}
+    orientations = {tuple(np.round(row, 4)) for row in orientations_found}
     if len(series) != 1 or len(orientations) != 1:
         raise SegReferenceError(
             f"{name}: the source has {len(series)} series and {len(orientations)} orientations; expected the slices of one series",
             path=name,
         )
-    orientation = datasets[0].ImageOrientationPatient
-    spacing = [float(v) for v in datasets[0].PixelSpacing]
-    positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
+    if not np.allclose(spacings, spacings[0], rtol=1e-4, atol=0):
+        raise SegReferenceError(f"{name}: the source planes have different pixel spacings; expected one grid", path=name)
+    orientation, spacing = orientations_found[0], spacings[0]
     stack = analyze_stack(positions, orientation)
     if np.any(stack.counts > 1):
         raise SegReferenceError(
             f"{name}: several source images share a slice position (time points or echoes); pass the images of one volume",
             path=name,
         )
-    ordered = tuple(datasets[i] for i in stack.order)
-    normal = stack.step / max(float(np.linalg.norm(stack.step)), 1e-12) if len(ordered) > 1 else stack.step
+    count = len(positions)
+    ordered = datasets if multiframe else tuple(datasets[i] for i in stack.order)
+    normal = stack.step / max(float(np.linalg.norm(stack.step)), 1e-12) if count > 1 else stack.step
     planes = tuple(dicom_affine(orientation, spacing, positions[i], normal) for i in stack.order)
-    regular = len(ordered) == 1 or (stack.uniform and stack.missing == 0 and stack.tilt_deg < 0.01)
-    step = stack.step if len(ordered) > 1 else normal
+    regular = count == 1 or (stack.uniform and stack.missing == 0 and stack.tilt_deg < 0.01)
+    step = stack.step if count > 1 else normal
     affine = dicom_affine(orientation, spacing, positions[stack.order[0]], step)
-    shape = (len(ordered), int(datasets[0].Rows), int(datasets[0].Columns))
-    return SourceGrid(ordered, affine, planes, shape, bool(regular))
+    shape = (count, int(datasets[0].Rows), int(datasets[0].Columns))
+    return SourceGrid(
+        tuple(ordered), affine, planes, shape, bool(regular), tuple(int(frames[i]) for i in stack.order) if multiframe else ()
+    )
 
 
 def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -339,6 +392,40 @@ def segment_descriptions(labels: Sequence[Label], algorithm: hd.AlgorithmIdentif
     return out
 
 
+class _Segmentation(hd.seg.Segmentation):
+    """highdicom's Segmentation, told which planes of a label map each segment spans.
+
+    For a BINARY SEG of a label map, highdicom compares every plane with every
+    segment number (planes x segments passes over a whole plane) and omits the
+    frames that come out empty. Each segment's span of planes comes from one
+    pass here (``find_objects``), so a plane outside it gives an empty frame
+    without the comparison, which highdicom omits as before; every other frame
+    is highdicom's own.
+    """
+
+    def __init__(self, *, pixel_array: np.ndarray, segmentation_type: str, **kwargs: Any) -> None:
+        self._spans: dict[int, tuple[int, int]] = {}
+        self._layout = (0, 1, 0)
+        if segmentation_type == "BINARY" and pixel_array.ndim == 3 and pixel_array.dtype.kind in "bu" and pixel_array.any():
+            boxes = find_objects(pixel_array.view(np.uint8) if pixel_array.dtype == np.bool_ else pixel_array)
+            self._spans = {n: (box[0].start, box[0].stop) for n, box in enumerate(boxes, start=1) if box is not None}
+            # highdicom hands the hook pixel_array[plane] views, not indices: a view's address gives its plane
+            self._layout = (pixel_array.__array_interface__["data"][0], pixel_array.strides[0], pixel_array.shape[0])
+        super().__init__(pixel_array=pixel_array, segmentation_type=segmentation_type, **kwargs)
+
+    def _get_segment_pixel_array(self, pixel_array: np.ndarray, segment_number: int, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+        if self._spans and pixel_array.ndim == 2:
+            start, stride, count = self._layout
+            plane, offset = divmod(pixel_array.__array_interface__["data"][0] - start, stride)
+            low, high = self._spans.get(segment_number, (0, 0))
+            if offset == 0 and 0 <= plane < count and not low <= plane < high:
+                return _NO_PIXELS  # empty: highdicom omits the frame (omit_empty_frames; the label map is not all empty)
+        return hd.seg.Segmentation._get_segment_pixel_array(pixel_array, segment_number, **kwargs)
+
+
+_NO_PIXELS = np.zeros(0, np.uint8)
+
+
 def write_seg(
     prediction: Prediction,
     source: Any,
@@ -366,7 +453,8 @@ def write_seg(
         MetaTensor or a NIfTI file (see :func:`load_prediction`).
     source
         The series it was computed from: a ``series_key`` with
-        ``manifest=``, a folder, or its files.
+        ``manifest=``, a folder, or its files (single-frame images, or one
+        enhanced multi-frame image; the SEG references its frames by number).
     labels
         The label map: ``{name: value}``, channel names, or
         :class:`dicomml.config.Label` objects (with codes and colours).
@@ -397,7 +485,7 @@ def write_seg(
         For an unknown ``kind``, labels that do not fit the prediction, or a
         prediction without an affine.
     SegReferenceError
-        If the source is not one stack of single-frame images.
+        If the source is not one stack of planes of one series.
 
     Examples
     --------
@@ -414,9 +502,9 @@ def write_seg(
     )
     first = grid.datasets[0]
     try:
-        seg = hd.seg.Segmentation(
+        seg = _Segmentation(
             source_images=list(grid.datasets),
-            pixel_array=pixels,
+            pixel_array=grid.in_frame_order(pixels),
             segmentation_type=kind.upper(),
             segment_descriptions=segment_descriptions(chosen, algorithm_id),
             series_instance_uid=hd.UID(),
@@ -429,7 +517,7 @@ def write_seg(
             device_serial_number="0",
             series_description=series_description,
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise SegReferenceError(
             f"{getattr(first, 'filename', source)}: highdicom cannot encode the SEG ({exc})",
             path=str(getattr(first, "filename", "")),

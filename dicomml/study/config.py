@@ -6,9 +6,12 @@ YAML layout::
     roles:
       t1:    {where: "series_description ILIKE '%t1%' AND NOT series_description ILIKE '%post%'"}
       t1c:   {where: "series_description ILIKE '%post%'", prefer: most_slices}
-      dwi:   {where: "series_description ILIKE '%dwi%'", volumes: {by: b_value, values: [1000], reduce: mean}}
-      pet:   {where: "modality = 'PT'", suv: true}
-    reference: t1                  # the role whose grid every other role is resampled onto
+      dwi:   {where: "series_description ILIKE '%dwi%'", volumes: {by: b_value, values: [0, 1000]}}  # 2 channels
+      pet:   {where: "modality = 'PT'", suv: true}                      # float32 unless dtype says
+      zones: {where: "series_description ILIKE '%zones%'", dtype: uint8, interpolation: nearest}
+    reference: t1                  # the role whose grid every other role is resampled onto, or a grid:
+                                   #   {spacing: [1, 1, 1], orientation: RAS, extent: union | intersection}
+                                   #   or {spacing: ..., orientation: ..., size: [i, j, k]} (centred on the union)
     missing: skip                  # skip the study (reported) | empty: a zero channel, present=False
     trust_scanner_coordinates: false   # true: roles of other frames of reference are resampled anyway
     deterministic: {...}           # as a pipeline config: applied to the reference grid (orientation,
@@ -18,7 +21,10 @@ YAML layout::
 ``prefer`` breaks ties when several series of a study match: ``newest``
 (latest acquisition, then highest series number), ``oldest``, ``most_slices``,
 ``most_volumes``, ``finest`` (smallest voxel), or ``none`` (the study is
-reported ambiguous and left out).
+reported ambiguous and left out). A role whose ``volumes`` keep several
+volumes of a 4D series (DWI b-values, echoes) gives one channel per volume.
+Each role is cast to its own ``dtype`` (rounded and clipped); the entry holds
+the channels in the smallest dtype that holds every role's.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dicomml.config import (
+    _DTYPES,
     AtLoad,
     Deterministic,
     PipelineConfig,
@@ -44,11 +53,13 @@ from dicomml.config import (
 )
 from dicomml.errors import ConfigError
 
-__all__ = ["PREFER", "Role", "StudyConfig", "load_any_config", "load_study_config"]
+__all__ = ["PREFER", "ReferenceGrid", "Role", "StudyConfig", "load_any_config", "load_study_config"]
 
 #: Tie-breaks between series of one study that match a role.
 PREFER = ("newest", "oldest", "most_slices", "most_volumes", "finest", "none")
 _MISSING = ("skip", "empty")
+_INTERPOLATION = ("linear", "nearest")
+_EXTENT = ("union", "intersection")
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,16 @@ class Role:
     prefer
         Tie-break among several matches (see :data:`PREFER`).
     volumes
-        For a 4D series, which volumes to keep; reduced to one unless the
-        selection keeps exactly one (a channel is 3D).
+        For a 4D series, which volumes to keep: each kept volume is a channel
+        (``reduce`` makes them one).
     suv
-        Convert PET activity to body-weight SUV (:func:`~dicomml.study.suv_factor`);
-        the study is then cached in float32.
+        Convert PET activity to body-weight SUV (:func:`~dicomml.study.suv_factor`).
+    dtype
+        dtype of this role's channels (``int16``, ``uint8``, ``float32``...);
+        None: float32 for SUV, else the pipeline's.
+    interpolation
+        ``linear``, or ``nearest`` for a label-like role (zones, atlases), whose
+        values must not mix.
     """
 
     name: str
@@ -76,6 +92,8 @@ class Role:
     prefer: str = "newest"
     volumes: VolumeSelection = field(default_factory=VolumeSelection)
     suv: bool = False
+    dtype: str | None = None
+    interpolation: str = "linear"
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -84,6 +102,56 @@ class Role:
             raise ConfigError(f"roles.{self.name}.where: required, an SQL predicate on the series table")
         if self.prefer not in PREFER:
             raise ConfigError(f"roles.{self.name}.prefer {self.prefer!r} is not one of {', '.join(PREFER)}")
+        if self.dtype is not None and self.dtype not in _DTYPES:
+            raise ConfigError(f"roles.{self.name}.dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if self.interpolation not in _INTERPOLATION:
+            raise ConfigError(f"roles.{self.name}.interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATION)}")
+
+    def missing_channels(self) -> int:
+        """Zero channels of this role in a study that lacks it: one per selected value, one when reduced."""
+        if self.volumes.reduce != "none" or self.volumes.by == "all":
+            return 1
+        if self.volumes.by == "range":
+            return len(range(*(int(v) for v in self.volumes.values))) if min(self.volumes.values) >= 0 else 1
+        return len(self.volumes.values)
+
+
+@dataclass(frozen=True)
+class ReferenceGrid:
+    """A common grid not tied to a role.
+
+    Attributes
+    ----------
+    spacing
+        Voxel size (mm) along the grid's (i, j, k) axes.
+    orientation
+        Where the axes point, an orientation code (``"RAS"``, ``"LPS"``).
+    size
+        Voxels per axis, the grid centred on the union of the roles' boxes;
+        None: the grid covers ``extent``.
+    extent
+        ``union`` or ``intersection`` of the present roles' bounding boxes
+        (voxel centres, in the grid's axes).
+    """
+
+    spacing: tuple[float, float, float]
+    orientation: str = "RAS"
+    size: tuple[int, int, int] | None = None
+    extent: str = "union"
+
+    def __post_init__(self) -> None:
+        from dicomml.transforms.functional.grid import check_axcodes
+
+        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+            raise ConfigError(f"reference.spacing {list(self.spacing)}: give three positive sizes in mm")
+        if self.size is not None and (len(self.size) != 3 or min(self.size) < 1):
+            raise ConfigError(f"reference.size {list(self.size)}: give three positive voxel counts")
+        if self.extent not in _EXTENT:
+            raise ConfigError(f"reference.extent {self.extent!r} is not one of {', '.join(_EXTENT)}")
+        try:
+            check_axcodes(self.orientation)
+        except ValueError as exc:
+            raise ConfigError(f"reference.orientation: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -99,7 +167,7 @@ class StudyConfig:
 
     name: str
     roles: tuple[Role, ...]
-    reference: str
+    reference: str | ReferenceGrid
     missing: str = "skip"
     trust_scanner_coordinates: bool = False
     pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig("study"))
@@ -110,7 +178,7 @@ class StudyConfig:
         names = [r.name for r in self.roles]
         if len(set(names)) != len(names):
             raise ConfigError(f"{self.name}: roles: names repeat ({names})")
-        if self.reference not in names:
+        if isinstance(self.reference, str) and self.reference not in names:
             raise ConfigError(f"{self.name}: reference {self.reference!r} is not one of the roles {names}")
         if self.missing not in _MISSING:
             raise ConfigError(f"{self.name}: missing {self.missing!r} is not one of {', '.join(_MISSING)}")
@@ -127,10 +195,14 @@ class StudyConfig:
         """The pipeline's at-load part (normalization, augmentation)."""
         return self.pipeline.at_load
 
+    def role_dtype(self, role: Role) -> str:
+        """dtype a role's channels are cast to: its own, else float32 in SUV, else the pipeline's."""
+        return role.dtype or ("float32" if role.suv else self.pipeline.deterministic.dtype)
+
     @property
     def dtype(self) -> str:
-        """dtype of the cached channels: the pipeline's, float32 when a role is in SUV."""
-        return "float32" if any(r.suv for r in self.roles) else self.pipeline.deterministic.dtype
+        """dtype of the cached channels: the smallest that holds every role's dtype."""
+        return str(np.result_type(*(self.role_dtype(r) for r in self.roles)))
 
     @property
     def role_names(self) -> tuple[str, ...]:
@@ -146,12 +218,15 @@ class StudyConfig:
                 "prefer": r.prefer,
                 "volumes": [r.volumes.by, list(r.volumes.values), r.volumes.reduce],
                 "suv": r.suv,
+                # left out at their defaults, so keys made before they existed stay valid
+                **({"dtype": r.dtype} if r.dtype else {}),
+                **({"interpolation": r.interpolation} if r.interpolation != "linear" else {}),
             }
             for r in self.roles
         ]
         body = {
             "roles": roles,
-            "reference": self.reference,
+            "reference": self.reference if isinstance(self.reference, str) else dataclasses.asdict(self.reference),
             "missing": self.missing,
             "trust": self.trust_scanner_coordinates,
             "pipeline": json.loads(self.pipeline.canonical()),
@@ -186,7 +261,7 @@ class StudyConfig:
             return cls(
                 name=name,
                 roles=roles,
-                reference=_typed(top.get("reference", roles[0].name), str, "reference"),
+                reference=_reference(top.get("reference", roles[0].name)),
                 missing=_typed(top.get("missing", "skip"), str, "missing"),
                 trust_scanner_coordinates=_flag(top.get("trust_scanner_coordinates", False), "trust_scanner_coordinates"),
                 pipeline=pipeline,
@@ -237,14 +312,35 @@ def load_any_config(config: PipelineConfig | StudyConfig | Mapping[str, Any] | s
 
 def _role(name: str, item: Any) -> Role:
     key = f"roles.{name}"
-    r = _fields(item, ("where", "prefer", "volumes", "suv"), key)
+    r = _fields(item, ("where", "prefer", "volumes", "suv", "dtype", "interpolation"), key)
     volumes = _volumes(r.get("volumes"), f"{key}.volumes")
+    dtype = r.get("dtype")
     return Role(
         name=name,
         where=_typed(r.get("where", ""), str, f"{key}.where"),
         prefer=_typed(r.get("prefer", "newest"), str, f"{key}.prefer"),
         volumes=volumes,
         suv=_flag(r.get("suv", False), f"{key}.suv"),
+        dtype=None if dtype is None else _typed(dtype, str, f"{key}.dtype"),
+        interpolation=_typed(r.get("interpolation", "linear"), str, f"{key}.interpolation"),
+    )
+
+
+def _reference(item: Any) -> str | ReferenceGrid:
+    """A role name, or ``{spacing, orientation, size | extent}``."""
+    if isinstance(item, str):
+        return item
+    r = _fields(item, ("spacing", "orientation", "size", "extent"), "reference")
+    spacing, size = r.get("spacing"), r.get("size")
+    if not isinstance(spacing, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spacing):
+        raise ConfigError(f"reference.spacing: {spacing!r}, expected three numbers (mm)")
+    if size is not None and (not isinstance(size, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise ConfigError(f"reference.size: {size!r}, expected three integers")
+    return ReferenceGrid(
+        spacing=tuple(float(v) for v in spacing),  # type: ignore[arg-type]
+        orientation=_typed(r.get("orientation", "RAS"), str, "reference.orientation"),
+        size=None if size is None else tuple(size),  # type: ignore[arg-type]
+        extent=_typed(r.get("extent", "union"), str, "reference.extent"),
     )
 
 

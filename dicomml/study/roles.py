@@ -114,9 +114,10 @@ def match_studies(manifest: Manifest, config: StudyConfig) -> StudyMatch:
         table[role.name] = picked
         table[f"{role.name}_candidates"] = counts
     table["status"] = ["ok" if not p else "; ".join(p) for p in problems]
-    # an unresolved ambiguity or a missing reference always leaves the study out; other missing roles per policy
+    # an unresolved ambiguity or a missing reference (with a grid: no role at all) leaves the study out; other missing roles per policy
     blocking = [any("ambiguous" in q or (config.missing == "skip" and "missing" in q) for q in p) for p in problems]
-    table["usable"] = table[config.reference].notna() & ~np.array(blocking, dtype=bool)
+    anchored = table[config.reference].notna() if isinstance(config.reference, str) else table[list(config.role_names)].notna().any(axis=1)
+    table["usable"] = anchored & ~np.array(blocking, dtype=bool)
     return StudyMatch(table.reset_index(drop=True), config.role_names)
 
 

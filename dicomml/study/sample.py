@@ -8,7 +8,7 @@ series and calls :func:`resample_roles`, which works on Volumes only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from dicomml.assemble.volumes import apply_selection
 from dicomml.cache.key import FORMAT_VERSION, source_fingerprint
 from dicomml.errors import ConfigError, FrameOfReferenceError
 from dicomml.indexer.manifest import Manifest
-from dicomml.study.config import Role, StudyConfig
+from dicomml.study.config import ReferenceGrid, Role, StudyConfig
 from dicomml.study.roles import StudyMatch, match_studies
 from dicomml.study.suv import suv_factor
 from dicomml.volume import Volume
@@ -29,6 +29,7 @@ __all__ = [
     "StudyArrays",
     "StudySource",
     "compute_study",
+    "explicit_grid",
     "preprocess_study",
     "resample_roles",
     "role_volume",
@@ -72,14 +73,16 @@ class StudyArrays:
     Attributes
     ----------
     image
-        (C, i, j, k), one channel per role in config order, in ``config.dtype``.
+        (C, i, j, k), each role's channels in config order, in ``config.dtype``.
     mask
         (S, i, j, k) masks on the same grid, or None.
     affine
         4x4, (i, j, k) to RAS+ mm: the reference grid.
     roles
         Per role: ``present``, ``series_key``, ``series_uid``, ``modality``,
-        ``frame_of_reference_uid``, ``suv_factor``, ``volume_indices``, source files.
+        ``frame_of_reference_uid``, ``suv_factor``, ``volume_indices``, source
+        files, and ``channels`` (name, and for a 4D role the volume's index,
+        b-value, gradient along the grid's axes, echo time...).
     mask_labels
         One label per mask channel, ``"role/label"``.
     """
@@ -89,6 +92,11 @@ class StudyArrays:
     affine: np.ndarray
     roles: dict[str, dict[str, Any]]
     mask_labels: list[str]
+
+    @property
+    def channel_names(self) -> list[str]:
+        """One name per image channel: the role's, or ``"role/volume index"`` for a role of several volumes."""
+        return [c["name"] for info in self.roles.values() for c in info["channels"]]
 
 
 def study_key(files_by_role: Mapping[str, Sequence[tuple[Any, ...]]], config: StudyConfig) -> str:
@@ -134,46 +142,50 @@ def study_sources(manifest: Manifest, config: StudyConfig, match: StudyMatch | N
 
 
 def role_volume(volume: Volume, role: Role, header: Any = None) -> Volume:
-    """The 3D volume a role contributes: its selected (and reduced) volumes, in SUV if asked.
+    """What a role contributes: its selected (and reduced) volumes, in SUV if asked.
+
+    Several kept volumes (DWI b-values, echoes) stay a leading axis: one channel each.
 
     Raises
     ------
-    ConfigError
-        If the selection keeps several volumes and does not reduce them.
     SUVError
         If ``role.suv`` and the header lacks a tag the formula needs.
     """
     volume = apply_selection(volume, role.volumes)
-    if volume.axes:
-        raise ConfigError(
-            f"role {role.name}: series {volume.meta.get('series_key', '?')} keeps {volume.array.shape[0]} volumes "
-            f"of its {volume.axes[0]} axis; a role is one channel, so select one (volumes: {{by: index, values: [0]}}) "
-            "or reduce them (reduce: mean)"
-        )
     if role.suv:
         factor = suv_factor(header)
-        volume = Volume(volume.array.astype(np.float32) * np.float32(factor), volume.affine, (), {**volume.meta, "suv_factor": factor})
+        volume = Volume(
+            volume.array.astype(np.float32) * np.float32(factor), volume.affine, volume.axes, {**volume.meta, "suv_factor": factor}
+        )
     return volume
 
 
 def resample_roles(
     volumes: Mapping[str, Volume | None],
-    masks: Sequence[tuple[str, Volume]],
+    masks: Iterable[tuple[str, Volume]],
     config: StudyConfig,
     *,
     device: str = "cpu",
 ) -> StudyArrays:
-    """Put every role on the reference grid (the array-level core).
+    """Put every role on the common grid (the array-level core).
+
+    Roles are read from ``volumes`` in config order, the reference role
+    first; each role is resampled in a worker thread while the next one is
+    read, so a lazy mapping (:func:`compute_study`'s) overlaps loading and
+    resampling.
 
     Parameters
     ----------
     volumes
-        Role name to its 3D volume (:func:`role_volume`), None for a missing role.
+        Role name to what it contributes (:func:`role_volume`: 3D, or N-D for
+        several channels), None for a missing role.
     masks
-        ``(role, mask volume)`` on that role's grid (``meta["kind"] == "mask"``).
+        ``(role, mask volume)`` on that role's grid (``meta["kind"] == "mask"``),
+        iterated after every role is read.
     config
-        The study config: the reference role's grid after the pipeline's
-        deterministic part (orientation, spacing, shape) is the common grid.
+        The study config: the common grid is the reference role's grid after
+        the pipeline's deterministic part (orientation, spacing, shape), or
+        the config's :class:`~dicomml.study.ReferenceGrid`.
     device
         Where resampling runs.
 
@@ -186,55 +198,158 @@ def resample_roles(
     FrameOfReferenceError
         If a role's FrameOfReferenceUID differs from the reference's and the
         config does not trust scanner coordinates.
+    ConfigError
+        If the reference role is missing, or a ``ReferenceGrid`` intersection is empty.
     """
-    from dicomml.pipeline.compute import _cast, _device, compute_entry
-    from dicomml.transforms.functional.spatial import resample_image, resample_mask
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dicomml.pipeline.compute import _device
+    from dicomml.transforms.functional.spatial import resample_mask
 
     target = _device(device)
-    reference = volumes[config.reference]
-    if reference is None:
-        raise ConfigError(f"{config.name}: the reference role {config.reference} is missing")
-    ref_image, _, affine = compute_entry(reference, [], _float_pipeline(config), device=device)
-    shape = ref_image.shape[-3:]
-    channels, info = [], {}
-    frame = reference.meta.get("frame_of_reference_uid", "")
-    for role in config.roles:
-        volume = volumes.get(role.name)
-        info[role.name] = _provenance(volume)
-        if volume is None:
-            channels.append(np.zeros(shape, np.float32))
-            continue
-        if role.name == config.reference:
-            channels.append(ref_image)
-            continue
-        other = volume.meta.get("frame_of_reference_uid", "")
-        if other != frame and not config.trust_scanner_coordinates:
-            raise FrameOfReferenceError(
-                f"study role {role.name} (series {volume.meta.get('series_key')}) has FrameOfReferenceUID {other!r}, "
-                f"the reference {config.reference} {frame!r}: their world coordinates need not agree; register them, "
-                "or set trust_scanner_coordinates: true",
-                series_uid=volume.meta.get("series_uid"),
-            )
-        x = torch.from_numpy(np.ascontiguousarray(volume.array))[None].to(target)
-        channels.append(resample_image(x, volume.affine, affine, shape, padding="zeros")[0].cpu().numpy())
-    image = np.stack([_cast(np.asarray(c, dtype=np.float32), config.dtype) for c in channels])
-    parts, labels = [], []
+    by_name = {r.name: r for r in config.roles}
+    first = config.reference if isinstance(config.reference, str) else None
+    order = ([first] if first else []) + [r.name for r in config.roles if r.name != first]
+    if isinstance(config.reference, str):
+        reference = volumes[config.reference]
+        if reference is None:
+            raise ConfigError(f"{config.name}: the reference role {config.reference} is missing")
+        ref_image, _, affine = _reference_channels(reference, config)
+        shape: tuple[int, ...] = ref_image.shape[-3:]
+        frame = reference.meta.get("frame_of_reference_uid", "")
+    else:
+        present = [v for v in (volumes[name] for name in order) if v is not None]
+        if not present:
+            raise ConfigError(f"{config.name}: the study has none of its roles")
+        affine, shape = explicit_grid(config.reference, present)
+        frame = present[0].meta.get("frame_of_reference_uid", "")
+    parts: dict[str, Any] = {}
+    info: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(1) as pool:  # resampling (torch, no GIL) overlaps reading the next role's files
+        for name in order:
+            volume = volumes[name]
+            info[name] = _provenance(volume)
+            role = by_name[name]
+            if volume is None:
+                parts[name] = np.zeros((role.missing_channels(), *shape), np.dtype(config.role_dtype(role)))
+                info[name]["channels"] = [{"name": name if len(parts[name]) == 1 else f"{name}/{j}"} for j in range(len(parts[name]))]
+            elif name == first:
+                parts[name] = ref_image.reshape(-1, *shape)
+            else:
+                _check_frame(volume, name, frame, config)
+                parts[name] = pool.submit(_onto, volume, role, config, affine, shape, target)
+            if volume is not None:
+                info[name]["channels"] = _channels(volume, name, affine)
+        arrays = [p.result() if hasattr(p, "result") else p for p in (parts[r.name] for r in config.roles)]
+    info = {r.name: info[r.name] for r in config.roles}  # channel order
+    image = np.empty((sum(len(a) for a in arrays), *shape), np.dtype(config.dtype))
+    c = 0
+    for a in arrays:
+        image[c : c + len(a)] = a
+        c += len(a)
+    mask_parts, labels = [], []
     for owner, m in masks:  # every role's masks, the reference's too, nearest onto the common grid
         labels += [f"{owner}/{label}" for label in _labels(m)]
         x = torch.from_numpy(np.ascontiguousarray(m.array.reshape(-1, *m.spatial_shape))).to(target)
-        parts.append(resample_mask(x, m.affine, affine, shape).cpu().numpy())
+        mask_parts.append(resample_mask(x, m.affine, affine, shape).cpu().numpy())
     mask = None
-    if parts:
-        mask = np.concatenate(parts).astype(np.float32 if any(p.dtype.kind == "f" for p in parts) else np.uint8)
+    if mask_parts:
+        mask = np.concatenate(mask_parts).astype(np.float32 if any(p.dtype.kind == "f" for p in mask_parts) else np.uint8)
     return StudyArrays(image, mask, affine, info, labels)
 
 
-def _float_pipeline(config: StudyConfig) -> Any:
-    """The study's pipeline with a float32 reference image, cast with the other roles afterwards."""
+def explicit_grid(grid: ReferenceGrid, volumes: Sequence[Volume]) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The affine (RAS+ mm) and shape of a :class:`~dicomml.study.ReferenceGrid` over some volumes.
+
+    The grid's axes point along ``grid.orientation``; it covers the union or
+    intersection of the volumes' voxel-centre boxes, measured along those
+    axes, or has ``grid.size`` voxels centred on the union.
+
+    Raises
+    ------
+    ConfigError
+        If the intersection is empty.
+    """
+    from nibabel.orientations import axcodes2ornt
+
+    ornt = axcodes2ornt(tuple(grid.orientation.upper()))
+    axes = np.zeros((3, 3))
+    axes[ornt[:, 0].astype(int), np.arange(3)] = ornt[:, 1]  # column j: where grid axis j points, in RAS
+    lows, highs = [], []
+    for v in volumes:
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in v.spatial_shape], indexing="ij")).reshape(3, -1)
+        along = axes.T @ (v.affine[:3, :3] @ corners + v.affine[:3, 3:4])  # mm along the grid's axes
+        lows.append(along.min(axis=1))
+        highs.append(along.max(axis=1))
+    union = (np.min(lows, axis=0), np.max(highs, axis=0))
+    low, high = union if grid.extent == "union" or grid.size else (np.max(lows, axis=0), np.min(highs, axis=0))
+    spacing = np.asarray(grid.spacing, dtype=np.float64)
+    if grid.size is not None:
+        size = np.asarray(grid.size)
+        low = (low + high) / 2 - (size - 1) / 2 * spacing
+    elif np.any(high < low):
+        raise ConfigError(
+            f"reference grid: the roles' boxes do not intersect (along {grid.orientation}: {low.round(1)} to {high.round(1)} mm)"
+        )
+    else:
+        size = np.floor((high - low) / spacing + 1e-6).astype(int) + 1
+    affine = np.eye(4)
+    affine[:3, :3] = axes * spacing
+    affine[:3, 3] = axes @ low
+    return affine, (int(size[0]), int(size[1]), int(size[2]))
+
+
+def _reference_channels(volume: Volume, config: StudyConfig) -> tuple[np.ndarray, Any, np.ndarray]:
+    """The reference role through the pipeline's deterministic part, cast to its role's dtype."""
     import dataclasses
 
-    pipeline = config.pipeline
-    return dataclasses.replace(pipeline, deterministic=dataclasses.replace(pipeline.deterministic, dtype="float32"))
+    from dicomml.pipeline.compute import compute_entry
+
+    role = next(r for r in config.roles if r.name == config.reference)
+    det = dataclasses.replace(config.pipeline.deterministic, dtype=config.role_dtype(role))
+    return compute_entry(volume, [], dataclasses.replace(config.pipeline, deterministic=det))
+
+
+def _check_frame(volume: Volume, name: str, frame: str, config: StudyConfig) -> None:
+    other = volume.meta.get("frame_of_reference_uid", "")
+    if other != frame and not config.trust_scanner_coordinates:
+        raise FrameOfReferenceError(
+            f"study role {name} (series {volume.meta.get('series_key')}) has FrameOfReferenceUID {other!r}, "
+            f"the reference {_reference_name(config)} {frame!r}: their world coordinates need not agree; register them, "
+            "or set trust_scanner_coordinates: true",
+            series_uid=volume.meta.get("series_uid"),
+        )
+
+
+def _reference_name(config: StudyConfig) -> str:
+    return config.reference if isinstance(config.reference, str) else f"grid (first present role, {config.role_names})"
+
+
+def _onto(volume: Volume, role: Role, config: StudyConfig, affine: np.ndarray, shape: Sequence[int], device: torch.device) -> np.ndarray:
+    """One role's channels on the common grid, in its dtype: linear (zeros outside) or nearest."""
+    from dicomml.pipeline.compute import _cast
+    from dicomml.transforms.functional.spatial import resample_image, resample_mask
+
+    x = torch.from_numpy(np.ascontiguousarray(volume.array).reshape(-1, *volume.spatial_shape)).to(device)
+    if role.interpolation == "nearest":
+        out = resample_mask(x, volume.affine, affine, shape).cpu().numpy().astype(np.float32)
+    else:
+        out = resample_image(x, volume.affine, affine, shape, padding="zeros").cpu().numpy()
+    return _cast(out if out.dtype == np.float32 else out.astype(np.float32), config.role_dtype(role))
+
+
+def _channels(volume: Volume, role: str, affine: np.ndarray) -> list[dict[str, Any]]:
+    """Name and per-volume values (b-value, gradient along the grid's axes, echo time...) of a role's channels."""
+    from dicomml.pipeline.compute import volume_meta
+
+    if not volume.axes:
+        return [{"name": role}]
+    meta = volume_meta(volume, affine)
+    table = meta.get("volumes") or {}
+    indices = meta.get("volume_indices") or list(range(volume.array.shape[0]))
+    return [
+        {"name": f"{role}/{index}", "volume_index": int(index), **{k: v[i] for k, v in table.items()}} for i, index in enumerate(indices)
+    ]
 
 
 def _provenance(volume: Volume | None) -> dict[str, Any]:
@@ -259,6 +374,24 @@ def _labels(mask: Volume) -> list[str]:
     return [str(v) for _, v in sorted(labels.items(), key=lambda kv: int(kv[0]))] if isinstance(labels, dict) else [str(v) for v in labels]
 
 
+class _Loaded(Mapping[str, "Volume | None"]):
+    """Role name to its volume, loaded on first access (so resample_roles reads a role while resampling the last)."""
+
+    def __init__(self, load: Callable[[str], Volume | None], names: Sequence[str]) -> None:
+        self._load, self._names, self._done = load, tuple(names), {}  # type: ignore[var-annotated]
+
+    def __getitem__(self, name: str) -> Volume | None:
+        if name not in self._done:
+            self._done[name] = self._load(name)
+        return self._done[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, *, device: str = "cpu") -> StudyArrays:
     """Load a study's member series and masks, and put them on the reference grid.
 
@@ -272,26 +405,28 @@ def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, 
     from dicomml.seg import load_mask
 
     by_name = {r.name: r for r in config.roles}
-    volumes: dict[str, Volume | None] = {}
-    for role, key in source.members:
+    members = dict(source.members)
+    det = config.pipeline.deterministic
+
+    def load(role: str) -> Volume | None:
+        key = members[role]
         if key is None:
-            volumes[role] = None
-            continue
-        det = config.pipeline.deterministic
+            return None
         loaded = load_series(manifest, key, philips_scaling=det.philips_scaling, on_irregular=det.on_irregular, max_voxels=det.max_voxels)
         header = (
             read_dataset(str(manifest.series_files(key)["path"].iloc[0]), pixels=False, remote=manifest.remote)
             if by_name[role].suv
             else None
         )
-        volumes[role] = role_volume(loaded, by_name[role], header)
-    wanted = config.pipeline.deterministic.masks
-    segments = None if "*" in wanted else list(wanted)
-    masks = []
-    for role, annotation_key in source.annotation_keys:
-        reference = volumes[role]
-        if reference is not None:
-            masks.append((role, load_mask(manifest, annotation_key, reference=reference, segments=segments, as_channels=True)))
+        return role_volume(loaded, by_name[role], header)
+
+    volumes = _Loaded(load, config.role_names)
+    segments = None if "*" in det.masks else list(det.masks)
+    masks = (  # read after every role, on its own grid
+        (role, load_mask(manifest, annotation_key, reference=volumes[role], segments=segments, as_channels=True))
+        for role, annotation_key in source.annotation_keys
+        if volumes[role] is not None
+    )
     return resample_roles(volumes, masks, config, device=device)
 
 
@@ -327,6 +462,7 @@ def preprocess_study(source: StudySource, manifest: Manifest, config: StudyConfi
             "study_uid": source.study_uid,
             "axes": ["role"],
             "role_names": list(config.role_names),
+            "channel_names": arrays.channel_names,
             "roles": arrays.roles,
             "annotation_keys": [f"{role}/{key}" for role, key in source.annotation_keys],
             "mask_labels": arrays.mask_labels,

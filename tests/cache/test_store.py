@@ -114,9 +114,10 @@ def test_patch_outside_the_array_is_refused(tmp_path, volume):
         entry.read("image", (60, 0, 0), (20, 10, 10))
 
 
-def test_patch_reads_only_the_chunks_it_touches(tmp_path, volume):
+def test_patch_reads_only_the_chunks_it_touches(volume):
+    """On an fsspec store (a local shard is memory-mapped: only the chunks a patch touches are decoded)."""
     image, _, affine = volume
-    cache = Cache(tmp_path / "c")
+    cache = Cache("memory://patch-reads")
     entry = cache.put("k", image, affine, chunks=(32, 32, 32))
     index_reads: list[int] = []
     chunk_reads: list[tuple[int, int]] = []
@@ -168,8 +169,9 @@ def test_patch_reads_only_the_chunks_it_touches(tmp_path, volume):
 
 def _index(cache: Cache, key: str) -> np.ndarray:
     """The shard index, decoded by hand from the Zarr v3 sharding spec (uint64 offset, length; CRC32C last)."""
-    layout = cache.open(key).layouts["image"]
-    data = (_entry_dir(cache, key) / "image/c/0/0/0").read_bytes()
+    entry = cache.open(key)
+    data = cache.fs.cat_file(f"{entry._path}/image/c/0/0/0")
+    layout = entry.layouts["image"]
     return np.frombuffer(data[-index_nbytes(layout) : -4], "<u8").reshape(*layout.grid, 2)
 
 
@@ -306,3 +308,46 @@ def test_threaded_decoding_equals_one_thread(tmp_path, volume, threads):
     np.testing.assert_array_equal(entry.read(lookup=table, threads=threads), table[:, image.view(np.uint16)])
     box = entry.read("image", (5, 31, 33), (40, 20, 64), lookup=table, threads=threads)  # a box: one thread
     np.testing.assert_array_equal(box, table[:, image.view(np.uint16)][:, 5:45, 31:51, 33:97])
+
+
+def test_incompressible_arrays_are_stored_raw_and_read_by_zarr(tmp_path):
+    """Blosc that would save too little is skipped, recorded in the layout and in zarr.json; zarr-python reads it."""
+    noise = np.random.default_rng(3).integers(0, 2**16, size=(1, 300, 200), dtype=np.uint16)
+    smooth = np.add.outer(np.arange(300), np.arange(200)).astype(np.uint16)[None] // 8
+    cache = Cache(tmp_path / "c")
+    raw, packed = cache.put("noise", noise, np.eye(4), chunks=(1, 300, 200)), cache.put("smooth", smooth, np.eye(4))
+    assert (raw.layouts["image"].codec, packed.layouts["image"].codec) == ("raw", "blosc")
+    assert cache.put("smooth, raw", smooth, np.eye(4), codec="raw").layouts["image"].codec == "raw"
+    np.testing.assert_array_equal(cache.open("smooth, raw").read(), smooth)
+    with pytest.raises(ValueError, match="codec 'zip'"):
+        cache.put("zip", smooth, np.eye(4), codec="zip")
+    shard = _entry_dir(cache, "noise") / "image/c/0/0/0"
+    assert shard.stat().st_size == noise.nbytes + 4 + index_nbytes(raw.layouts["image"])
+    fresh = Cache(tmp_path / "c")
+    for key, image in (("noise", noise), ("smooth", smooth)):
+        np.testing.assert_array_equal(fresh.open(key).read(), image)
+        np.testing.assert_array_equal(fresh.open(key).read("image", (0, 10, 20), (1, 50, 60)), image[:, 10:60, 20:80])
+        np.testing.assert_array_equal(zarr.open_group(str(_entry_dir(cache, key)), mode="r")["image"][...], image)
+        fresh.verify(key)
+    _corrupt_one_chunk(fresh, "noise", (0, 0, 0))
+    with pytest.raises(CacheIntegrityError, match="checksum mismatch"):
+        Cache(tmp_path / "c").open("noise").read()
+
+
+def test_entries_written_before_the_codec_was_recorded_read_as_blosc(tmp_path, volume):
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, chunks=(32, 32, 32))
+    marker = tmp_path / "c/entries/k.json"
+    document = json.loads(marker.read_text())
+    assert document["layouts"]["image"].pop("codec") == "blosc"
+    marker.write_text(json.dumps(document))
+    np.testing.assert_array_equal(Cache(tmp_path / "c").open("k").read(), image)
+
+
+def test_read_into_a_given_array(tmp_path, volume):
+    image, _, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine, chunks=(32, 32, 32))
+    out = np.empty((70, 90, 100), np.int16)
+    assert entry.read(out=out) is out
+    np.testing.assert_array_equal(out, image)

@@ -266,3 +266,22 @@ def test_lightning_datamodule_trains_and_redraws_each_epoch(study, make_config, 
     trainer.fit(Tiny(), datamodule=DataModule(train=ds, batch_size=3))
     assert sorted(seen) == [0, 1] and len(seen[0]) == len(ds)
     assert sorted(seen[0]) != sorted(seen[1])
+
+
+def _in_shared_memory(batch):
+    return [sample["image"].is_shared() for sample in batch]
+
+
+def test_a_worker_decodes_samples_straight_into_shared_memory(study, make_config, tmp_path):
+    """The DataLoader hands a worker's shared-memory tensor over as is; any other tensor is copied into shared memory first."""
+    _, manifest = study
+    series = SeriesDataset(manifest, make_config("ct_1mm"), tmp_path / "c", where=CT)
+    series[0]
+    patches = PatchDataset(manifest, make_config("ct_1mm"), tmp_path / "c", where=CT, patch_size=(8, 8, 8), samples_per_volume=2)
+    for ds in (series, patches):
+        assert not ds[0]["image"].is_shared()  # the main process allocates as usual
+        loader = DataLoader(ds, batch_size=1, num_workers=1, collate_fn=_in_shared_memory)
+        assert all(flag for batch in loader for flag in batch)
+    with torch.no_grad():
+        again = next(iter(DataLoader(series, batch_size=1, num_workers=1, collate_fn=collate)))
+    torch.testing.assert_close(again["image"][0], series[0]["image"], rtol=0, atol=0)

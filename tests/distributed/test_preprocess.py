@@ -212,23 +212,24 @@ def test_rows_are_fetched_in_batches_and_a_task_that_keeps_raising_is_a_failed_r
     # 0 s: a fetch per finished task; 60 s: one fetch at the end, for every row at once
     from distributed import Client
 
+    from dicomml import executor
     from dicomml.distributed import run
 
     (mr_key,) = cohort.sql("SELECT series_key FROM series WHERE modality = 'MR' AND n_volumes = 1")["series_key"]
-    real_task, real_gather = run.run_task, Client.gather
+    real_task, real_gather = run._task, Client.gather
     gathered: list[int] = []
 
-    def flaky(source, *args):  # pickled by value: the workers run this, not the module's run_task
-        if source.series_key == mr_key:
-            raise OSError(f"{source.series_key}: read timed out")
-        return real_task(source, *args)
+    def flaky(context, sources, started):  # pickled by value: the workers run this, not the module's _task
+        if sources[0].series_key == mr_key:
+            raise OSError(f"{sources[0].series_key}: read timed out")
+        return real_task(context, sources, started)
 
     def gather(client, futures, *args, **kwargs):
         gathered.append(len(futures))
         return real_gather(client, futures, *args, **kwargs)
 
-    monkeypatch.setattr(run, "run_task", flaky)
-    monkeypatch.setattr(run, "_FETCH_EVERY_S", fetch_every_s)
+    monkeypatch.setattr(run, "_task", flaky)
+    monkeypatch.setattr(executor, "FETCH_EVERY_S", fetch_every_s)
     monkeypatch.setattr(Client, "gather", gather)
     report = dicomml.preprocess(cohort, fails_4d, tmp_path / "c", workers=1, retries=1, progress=False)
     table = report.table.set_index("series_key")

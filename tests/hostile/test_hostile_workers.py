@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import dicomml
-from dicomml.executor import run_batches
+from dicomml.executor import Processes, run
 from dicomml.indexer import scan
 
 SOURCE = "dcmqi/data/segmentations/24x38x3/image"
@@ -36,12 +36,12 @@ def _work(context, items, started):
 def test_executor_replaces_hung_and_dead_workers_and_runs_the_rest():
     batches = [("a", ["x", "hang", "y"]), ("b", ["die", "z"]), ("c", ["raise"]), ("d", ["w"])]
     started = time.perf_counter()
-    outcomes = list(run_batches(_work, batches, workers=2, timeout_s=1.0))
+    outcomes = list(run(_work, batches, Processes(2, timeout_s=1.0)))
     assert time.perf_counter() - started < 20
     done = sorted(r for o in outcomes if o.result for r in o.result)
     assert done == [("a", "x"), ("a", "y"), ("b", "z"), ("d", "w")]
-    failed = {f.item: f.kind for o in outcomes for f in o.failures}
-    assert failed == {"hang": "timeout", "die": "crashed", "raise": "crashed"}
+    failed = {f.item: (f.kind, f.error_type) for o in outcomes for f in o.failures}
+    assert failed == {"hang": ("timeout", "WorkerStopped"), "die": ("crashed", "WorkerDied"), "raise": ("raised", "RecursionError")}
 
 
 def test_index_records_a_hanging_and_a_killed_file_and_goes_on(data_dir: Path, tmp_path: Path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -56,10 +57,32 @@ def _inverse(arr: np.ndarray) -> np.ndarray:
     return apply_presentation_lut(arr, shape)
 
 
+def frame_dataset(ds: Dataset, index: int) -> Dataset:
+    """``ds`` with frame ``index``'s Pixel Value Transformation and Frame VOI LUT items (shared, then
+    per-frame) set at the top level, where pydicom's functions read them (PS3.3 C.7.6.16)."""
+    out = copy.deepcopy(ds)
+    shared = ds.get("SharedFunctionalGroupsSequence") or [Dataset()]
+    own = (ds.get("PerFrameFunctionalGroupsSequence") or [])[index : index + 1] or [Dataset()]
+    for groups in (shared[0], own[0]):
+        for name in ("PixelValueTransformationSequence", "FrameVOILUTSequence"):
+            for element in groups.get(name, [Dataset()])[0]:
+                out[element.tag] = element
+    return out
+
+
 def pydicom_display(ds: Dataset) -> np.ndarray:
-    """The reference: pydicom's functions in PS3.3's order, frames first."""
+    """The reference: pydicom's functions in PS3.3's order, frames first; frames of an enhanced
+    image with their own functional groups' rescale and window each through its own header."""
     photometric = ds.PhotometricInterpretation
     frames = int(ds.get("NumberOfFrames") or 1)
+    if photometric in _IMAGES[:2] and ("SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds):
+        stored = pixel_array(ds).reshape(frames, ds.Rows, ds.Columns)
+        planes = []
+        for i in range(frames):
+            header = frame_dataset(ds, i)
+            planes.append(apply_voi_lut(apply_modality_lut(stored[i], header), header))
+        out = np.stack(planes)
+        return _inverse(out) if photometric == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE" else out
     if photometric == "PALETTE COLOR":
         out = apply_color_lut(pixel_array(ds, as_rgb=False), ds)[..., :3]
     elif photometric in ("YBR_FULL", "YBR_FULL_422") and not ds.file_meta.TransferSyntaxUID.is_compressed:

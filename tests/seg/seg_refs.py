@@ -177,7 +177,8 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
 
     ``seg_a``: segment "Liver" coded SCT:10200004; ``seg_b``: "LIVER" coded
     SRT:T-62000 (the retired code) and "Tumour"; ``seg_c``: "leber", not
-    coded, written a day later; ``rt_good``: ROI "liver"; ``rt_bad``: a
+    coded, written a day later; each SEG by its own creator and series
+    number (``Expert^A``/50, ``Expert^B``/51, ``Resident^C``/52); ``rt_good``: ROI "liver"; ``rt_bad``: a
     contour 50 mm below the CT. The liver is the same ellipse in all of them.
     """
     import highdicom as hd
@@ -194,7 +195,7 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
     tumor = np.zeros_like(liver)
     tumor[2:4][:, np.hypot(rows - 20, columns - 18) < 3] = 1
 
-    def seg(name: str, segments: list[tuple[str, Code]], masks: list[np.ndarray], date: str) -> Path:
+    def seg(name: str, segments: list[tuple[str, Code]], masks: list[np.ndarray], date: str, creator: str, number: int) -> Path:
         descriptions = [
             hd.seg.SegmentDescription(
                 segment_number=i,
@@ -214,9 +215,10 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
             segmentation_type="BINARY",
             segment_descriptions=descriptions,
             series_instance_uid=hd.UID(),
-            series_number=50,
+            series_number=number,
             sop_instance_uid=hd.UID(),
             instance_number=1,
+            content_creator_name=creator,
             manufacturer="tests",
             manufacturer_model_name="none",
             software_versions="0",
@@ -233,14 +235,16 @@ def write_annotated_series(folder: Path) -> dict[str, Path]:
 
     sct_liver = Code("10200004", "SCT", "Liver")
     paths = {
-        "seg_a": seg("seg_a", [("Liver", sct_liver)], [liver], "2026-01-01"),
+        "seg_a": seg("seg_a", [("Liver", sct_liver)], [liver], "2026-01-01", "Expert^A", 50),
         "seg_b": seg(
             "seg_b",
             [("LIVER", Code("T-62000", "SRT", "Liver")), ("Tumour", Code("108369006", "SCT", "Neoplasm"))],
             [liver, tumor],
             "2026-01-02",
+            "Expert^B",
+            51,
         ),
-        "seg_c": seg("seg_c", [("leber", Code("85756007", "SCT", "Tissue"))], [liver], "2026-01-03"),
+        "seg_c": seg("seg_c", [("leber", Code("85756007", "SCT", "Tissue"))], [liver], "2026-01-03", "Resident^C", 52),
     }
     paths["rt_good"] = dicomml.write_rtstruct(liver, files, {"liver": 1}, folder / "rt_good.dcm", affine=grid.affine)
     bad = pydicom.dcmread(paths["rt_good"])

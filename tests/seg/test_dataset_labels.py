@@ -58,6 +58,32 @@ def test_one_sample_per_annotation_and_the_dataset_overrides(annotated, tmp_path
     assert described[0]["meta"]["present"] == [True, False, False]  # seg_c: the liver only
 
 
+def _expert(record) -> bool:
+    return record.creator.startswith("Expert")
+
+
+def test_datasets_choose_by_a_predicate(annotated, tmp_path) -> None:
+    _, manifest = annotated
+    every = dicomml.SegmentationDataset(manifest, _config(), tmp_path / "cache")
+    experts = dicomml.SegmentationDataset(manifest, _config(choose=_expert), tmp_path / "cache")
+    assert experts.sources[0].series_key == every.sources[0].series_key
+    assert len(experts.sources[0].annotation_keys) == 2  # seg_a and seg_b, not seg_c nor the RTSTRUCTs
+    assert experts.sources[0].key != every.sources[0].key  # other annotations, another cache entry
+    sample = experts[0]
+    assert sample["meta"]["present"] == [True, True, False]
+    # a sort key: the annotation with the most segments (seg_b: liver and tumour), through the annotations= override
+    most = dicomml.PatchDataset(
+        manifest, _config(), tmp_path / "cache", patch_size=(8, 8, 4), annotations={"labels": LABELS, "choose": lambda r: len(r.segments)}
+    )
+    assert len(most.sources[0].annotation_keys) == 1
+    assert most[0]["meta"]["present"] == [True, True, False]
+    # the leber SEG only: its liver is the liver label's alias, no tumour
+    leber = dicomml.SeriesDataset(manifest, _config(choose=lambda r: "leber" in r.labels), tmp_path / "cache")
+    assert len(leber.sources[0].annotation_keys) == 1
+    # nothing kept: the series is left out, as a series without annotations
+    assert len(dicomml.SegmentationDataset(manifest, _config(choose=lambda r: False), tmp_path / "cache")) == 0
+
+
 def test_on_irregular_reaches_the_dataset(tmp_path) -> None:
     files = write_ct(tmp_path / "ct", (8, 16, 16), 1.0, seed=3)
     files[4].unlink()  # a gap

@@ -144,3 +144,29 @@ def test_label_map_mode_and_choice_among_annotations(annotated) -> None:
     expected = np.where(paths["tumor"] != 0, 2, paths["liver"])  # the tumour inside the liver wins
     np.testing.assert_array_equal(single.array[0], expected)
     assert single.array.shape == (1,) + reference.spatial_shape
+
+
+def test_annotation_records_and_choice_by_a_predicate(annotated) -> None:
+    import datetime
+
+    from dicomml.seg.labelmap import annotation_records, choose_annotations
+
+    _, paths, manifest = annotated
+    keys = _keys(manifest, paths)
+    segs = [keys["seg_a"], keys["seg_b"], keys["seg_c"]]
+    records = {r.annotation_key: r for r in annotation_records(manifest, segs + [keys["rt_good"]])}
+    seg_b = records[keys["seg_b"]]
+    assert (seg_b.modality, seg_b.description, seg_b.series_number, seg_b.creator) == ("SEG", "seg_b", 51, "Expert^B")
+    assert seg_b.datetime == datetime.datetime(2026, 1, 2, 10, 0)
+    assert seg_b.labels == ("LIVER", "Tumour") and seg_b.codes == ("SRT:T-62000", "SCT:108369006")
+    assert records[keys["rt_good"]].modality == "RTSTRUCT" and records[keys["rt_good"]].labels == ("liver",)
+    # a bool keeps every annotation it is True for (maybe none); its order is the order given
+    assert choose_annotations(manifest, segs, lambda r: r.creator.startswith("Expert")) == [keys["seg_a"], keys["seg_b"]]
+    assert choose_annotations(manifest, segs, lambda r: "SCT:108369006" in r.codes) == [keys["seg_b"]]
+    assert choose_annotations(manifest, segs, lambda r: r.series_number == 99) == []
+    # any other value is a sort key: the largest wins
+    assert choose_annotations(manifest, segs, lambda r: len(r.segments)) == [keys["seg_b"]]
+    assert choose_annotations(manifest, segs, lambda r: -r.datetime.timestamp()) == [keys["seg_a"]]  # the oldest
+    assert choose_annotations(manifest, segs, lambda r: (r.creator != "Resident^C", r.datetime)) == [keys["seg_b"]]
+    with pytest.raises(ConfigError, match="cannot be compared"):
+        choose_annotations(manifest, segs, lambda r: r.series_number if r.series_number != 51 else "x")

@@ -266,3 +266,40 @@ def test_write_seg_and_write_rtstruct_cli(ct, tmp_path) -> None:
     result = _dicomml("write-seg", str(tmp_path / "pred.nii.gz"), "--source", str(ct), "--label", "liver=1", "-o", str(tmp_path / "x.dcm"))
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
     assert "label values [2]" in result.stderr
+
+
+def test_label_map_seg_is_highdicoms_own_frame_for_frame(ct, tmp_path) -> None:
+    """write_seg skips highdicom's comparisons for segments a plane lacks: the frames must be exactly highdicom's."""
+    grid = source_grid(ct)
+    labels = np.zeros(grid.shape, np.uint8)
+    for value, (k, j) in enumerate([(2, 5), (6, 20), (12, 30), (18, 8), (20, 40)], start=1):
+        labels[k : k + 3 + value, j : j + 6, 10 + 7 * value : 16 + 7 * value] = value
+    names = {f"s{value}": value for value in range(1, 6)}
+    ours = pydicom.dcmread(dicomml.write_seg(labels, ct, names, tmp_path / "ours.dcm", affine=grid.affine))
+    direct = hd.seg.Segmentation(
+        source_images=list(grid.datasets),
+        pixel_array=labels,
+        segmentation_type="BINARY",
+        segment_descriptions=[hd.seg.SegmentDescription.from_dataset(item) for item in ours.SegmentSequence],
+        series_instance_uid=hd.UID(),
+        series_number=1,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="direct",
+        manufacturer_model_name="direct",
+        software_versions="0",
+        device_serial_number="0",
+    )
+
+    def frames(seg) -> list[tuple[int, str]]:
+        return [
+            (
+                int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+                str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID),
+            )
+            for item in seg.PerFrameFunctionalGroupsSequence
+        ]
+
+    assert int(ours.NumberOfFrames) == int(direct.NumberOfFrames) < 5 * grid.shape[0]
+    assert frames(ours) == frames(direct)
+    assert ours.PixelData == direct.PixelData

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 import dicomml
 from dicomml.testing.studies import SeriesGrid, write_study
@@ -64,3 +66,19 @@ def _roles_config(**changes):
         else:
             data[key] = value
     return StudyConfig.from_dict(data)
+
+
+@pytest.fixture(scope="session")
+def sitk_image():
+    """``sitk_image(array, affine)``: a SimpleITK image of ``array`` (i, j, k) placed by its RAS+ affine."""
+    return _sitk_image
+
+
+def _sitk_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of ``array`` (i, j, k) placed by its RAS+ ``affine`` (SimpleITK is LPS+, index x = i)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((np.diag([-1.0, -1, 1]) @ affine[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin((np.diag([-1.0, -1, 1]) @ affine[:3, 3]).tolist())
+    return image

@@ -43,6 +43,9 @@ def test_missing_policy_skip_or_empty_and_the_reference_is_never_optional(cohort
     empty = match_studies(cohort, roles_config(missing="empty"))
     assert list(empty.usable["study_instance_uid"]) == [A, B]
     assert set(empty.skipped["study_instance_uid"]) == {C}
+    # a grid tied to no role needs no reference role: C (no t1) makes a sample with an empty t1
+    grid = match_studies(cohort, roles_config(missing="empty", reference={"spacing": [4, 4, 4]}))
+    assert list(grid.usable["study_instance_uid"]) == [A, B, C]
 
 
 def test_invalid_predicate_names_the_role(cohort, roles_config):

@@ -9,7 +9,7 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt_transfo
 
 import dicomml
 from dicomml.assemble import load_files
-from dicomml.errors import ConfigError, FrameOfReferenceError
+from dicomml.errors import FrameOfReferenceError
 from dicomml.study import StudyConfig, compute_study, resample_roles, role_volume, study_sources
 from dicomml.testing import data_root
 from dicomml.testing.studies import SeriesGrid, write_study
@@ -129,28 +129,16 @@ def test_other_frame_of_reference_is_a_typed_error_unless_trusted(tmp_path):
     assert trusted.image.shape == (2, 16, 16, 8) and trusted.roles["other"]["present"]
 
 
-def test_a_4d_role_must_select_or_reduce(tmp_path, roles_config):
+def test_a_4d_role_keeps_its_selected_volumes_as_a_leading_axis_or_reduces_them(tmp_path, roles_config):
     files = write_study(tmp_path, [SeriesGrid("ref", shape=(4, 8, 8))])
     volume = load_files(files["ref"])
     four = dicomml.Volume(np.stack([volume.array, volume.array]), volume.affine, ("time",), {**volume.meta, "volumes": {}})
-    config = roles_config()
-    with pytest.raises(ConfigError, match="keeps 2 volumes of its time axis"):
-        role_volume(four, config.roles[0])
+    assert role_volume(four, roles_config().roles[0]).array.shape == (2, 4, 8, 8)
     reduced = role_volume(four, roles_config(role_t1={"volumes": {"by": "all", "reduce": "mean"}}).roles[0])
     np.testing.assert_allclose(reduced.array, volume.array)
 
 
-def _sitk_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    """A SimpleITK image of ``array`` (i, j, k) placed by its RAS+ ``affine`` (SimpleITK is LPS+, index x = i)."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((np.diag([-1.0, -1, 1]) @ affine[:3, :3] / spacing).ravel().tolist())
-    image.SetOrigin((np.diag([-1.0, -1, 1]) @ affine[:3, 3]).tolist())
-    return image
-
-
-def test_masks_of_another_role_come_along_on_the_reference_grid(tmp_path):
+def test_masks_of_another_role_come_along_on_the_reference_grid(tmp_path, sitk_image):
     from dicomml.sample import write_sample_study
     from dicomml.seg import load_mask
 
@@ -171,10 +159,10 @@ def test_masks_of_another_role_come_along_on_the_reference_grid(tmp_path):
     mask = load_mask(manifest, source.annotation_keys[0][1], reference=ct, as_channels=True)
     assert sample.mask is not None and sample.mask.shape == (mask.array.shape[0], *sample.image.shape[1:])
     assert sample.mask_labels == ["ct/lesion", "ct/liver"]
-    reference = _sitk_image(sample.image[0], sample.affine)
+    reference = sitk_image(sample.image[0], sample.affine)
     for c in range(mask.array.shape[0]):
         moved = sitk.Resample(
-            _sitk_image(mask.array[c].astype(np.uint8), mask.affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+            sitk_image(mask.array[c].astype(np.uint8), mask.affine), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0
         )
         expected = sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
         assert expected.any()

@@ -17,8 +17,10 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
   stays a slow axis of a flipped target take it separably too (bilinear
   planes, then their weighted sums written into the target's order); masks by
   index gathering;
-- anything else (rotation, shear, other offsets): ``grid_sample`` over chunks
-  of output slices, so memory stays bounded.
+- axes permuted, flipped and scaled with any other offset (a sagittal series
+  onto an axial grid): trilinear interpolation one source axis at a time;
+- anything else (rotation, shear): ``grid_sample`` over chunks of output
+  slices, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -334,8 +336,10 @@ def resample_image(
         x = gaussian_smooth(floating(x), _antialias_sigma(index_map).tolist())
     # torch's fused kernel ignores the scale of an axis whose voxel count it keeps,
     # so a scaled axis of unchanged size takes the general path.
-    if plan is None or not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
+    if plan is None:
         return _grid_sample(floating(x), index_map, target_shape, "bilinear", padding)
+    if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
+        return plan.to_target(_linear_separable(x, plan, padding))
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
     size = [m if s else n for m, n, s in zip(plan.size, x.shape[-3:], shifts)]
@@ -403,6 +407,35 @@ def _linear_weights(n: int, m: int, ratio: float) -> tuple[np.ndarray, np.ndarra
     i0 = np.minimum(np.floor(real).astype(np.int64), n - 1)
     w1 = np.clip(real - i0.astype(np.float32), 0, 1).astype(np.float32)
     return i0, i0 + (i0 < n - 1), np.float32(1) - w1, w1
+
+
+def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str) -> torch.Tensor:
+    """``grid_sample``'s trilinear result (corners aligned) for an axis-aligned map, one source axis at a time.
+
+    Trilinear interpolation is separable: along each source axis, gather the
+    two neighbouring planes and weigh them. Any scale and offset per axis
+    (sagittal or coronal series onto an axial grid at other spacings), in
+    source axis order; the caller permutes and flips. The axis that shrinks
+    the data most goes first, and integers become float32 only after it.
+    """
+    out = x
+    for a in sorted(range(3), key=lambda d: plan.size[d] / x.shape[1 + d]):
+        n, dim = x.shape[1 + a], 1 + a
+        if plan.size[a] == n and plan.shifts()[a] and round(plan.offset[a]) == 0:
+            continue  # this axis is kept as it is
+        p = plan.offset[a] + plan.ratio[a] * np.arange(plan.size[a]) if n > 1 else np.zeros(plan.size[a])  # as _grid_sample
+        if padding == "reflection" and n > 1:
+            p = (n - 1) - np.abs(np.mod(p, 2 * (n - 1)) - (n - 1))  # grid_sample reflects about the edge voxels' centres
+        if padding != "zeros":
+            p = np.clip(p, 0, n - 1)
+        low = np.floor(p)
+        corners = np.stack([low, low + 1])
+        weights = np.where((corners >= 0) & (corners < n), np.stack([1 - (p - low), p - low]), 0.0)  # zeros outside
+        index = torch.as_tensor(np.clip(corners, 0, n - 1), dtype=torch.long, device=x.device)
+        lo, hi = (floating(out[(slice(None),) * dim + (index[c],)]) for c in (0, 1))  # index_select is slow off the first axis
+        w = torch.as_tensor(weights, dtype=lo.dtype, device=x.device).view(2, *(-1 if d == dim else 1 for d in range(4)))
+        out = lo.mul_(w[0]).addcmul_(hi, w[1])
+    return out
 
 
 def _trilinear_in_slabs(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:

@@ -1,0 +1,36 @@
+"""The lazily re-exported names: what type checkers see (TYPE_CHECKING imports) is what runs (``_EXPORTS``)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGES = ["dicomml", "dicomml.seg", "dicomml.imaging2d", "dicomml.dicom", "dicomml.geometry"]
+
+
+def _type_checking_imports(package: str) -> dict[str, str]:
+    path = Path(importlib.import_module(package).__file__ or "")
+    tree = ast.parse(path.read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    return {alias.name: node.module or "" for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_type_checking_imports_and_lazy_exports_agree(package):
+    module = importlib.import_module(package)
+    assert _type_checking_imports(package) == module._EXPORTS
+    for name in module._EXPORTS:
+        assert getattr(module, name) is getattr(importlib.import_module(module._EXPORTS[name]), name)
+    assert set(module._EXPORTS) <= set(dir(module))
+    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'nope'"):
+        module.nope  # noqa: B018
+
+
+def test_importing_the_packages_imports_none_of_their_names():
+    code = "import sys, dicomml, dicomml.seg, dicomml.imaging2d; print(sorted(m for m in ('torch', 'pydicom', 'highdicom') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
