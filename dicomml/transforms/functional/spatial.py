@@ -13,10 +13,7 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
   aligned: views, slicing and torch's fused ``upsample_trilinear3d`` kernel
   (the ``interpolate(align_corners=False)`` floor); integer images on the
   CPU take the same interpolation separably, in slabs of planes, so that no
-  float copy of the whole input is made; float32 CPU images whose slice axis
-  stays a slow axis of a flipped target take it separably too (bilinear
-  planes, then their weighted sums written into the target's order); masks by
-  index gathering;
+  float copy of the whole input is made; masks by index gathering;
 - axes permuted, flipped and scaled with any other offset (a sagittal series
   onto an axial grid): trilinear interpolation one source axis at a time;
 - anything else (rotation, shear): ``grid_sample`` over chunks of output
@@ -26,7 +23,6 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +49,6 @@ _TOL = 1e-5
 _CHUNK = 1 << 22
 #: Bytes of float32 source planes per slab when an integer image is resampled.
 _SLAB_BYTES = 1 << 20
-#: Voxels from which a relayout copy is shared among torch's threads (a thread pool costs more on less).
-_PARALLEL_VOXELS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -87,12 +81,9 @@ class _Relayout:
 
         On the CPU the copy is a numpy one into a flipped, transposed view of
         the target, one plane of the axis that stays out of the transposition at
-        a time: each plane is a 2-D transpose that stays in cache, walked along
-        the target's fastest axis so that every write lands next to the last,
-        where a whole permuted copy reads (or writes) a new cache line per
-        voxel, and torch's ``flip`` would make a second pass. The planes are
-        shared among ``torch.get_num_threads()`` threads (numpy copies release
-        the GIL), as torch's own copies would be.
+        a time: each plane is a 2-D transpose that stays in cache, where a whole
+        permuted copy reads (or writes) a new cache line per voxel, and torch's
+        ``flip`` would make a second pass.
         """
         if self.perm == (0, 1, 2) and not self.flips:
             return out.contiguous()
@@ -105,24 +96,10 @@ class _Relayout:
         view = self.source_view(target)
         # The source axis that is neither source's fastest nor target's fastest: planes across it transpose in cache.
         plane_axis = ({0, 1} - {self.perm[2]}).pop() if self.perm[2] != 2 else 0
-        planes = [
-            (c, *(i if a == plane_axis else slice(None) for a in range(3)))
-            for c in range(src.shape[0])
-            for i in range(src.shape[1 + plane_axis])
-        ]
-        swap = self.perm[2] != 2  # numpy walks both views in the order given: the target's fastest axis goes last
-
-        def copy(part: Sequence[tuple[Any, ...]]) -> None:
-            for where in part:
-                np.copyto(view[where].T if swap else view[where], src[where].T if swap else src[where])
-
-        threads = min(torch.get_num_threads(), len(planes)) if src.size >= _PARALLEL_VOXELS else 1
-        if threads <= 1:
-            copy(planes)
-        else:
-            bounds = np.linspace(0, len(planes), threads + 1).astype(int)  # runs of planes: no cache line written by two threads
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(copy, [planes[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]))
+        for c in range(src.shape[0]):
+            for i in range(src.shape[1 + plane_axis]):
+                where = (c, *(i if a == plane_axis else slice(None) for a in range(3)))
+                np.copyto(view[where], src[where])
         return torch.from_numpy(target)
 
 
@@ -349,64 +326,8 @@ def resample_image(
         return plan.to_target(x)
     if not x.is_floating_point() and x.device.type == "cpu":
         return _trilinear_in_slabs(x, plan)
-    x = floating(x)
-    if x.dtype == torch.float32 and _numpy_view(x) is not None and plan.perm[2] != 0 and plan.flips and not shifts[0]:
-        return _separable_to_target(x, plan)
     scales = [float(1.0 / r) for r in plan.ratio]
-    return plan.to_target(torch.ops.aten.upsample_trilinear3d.default(x[None], list(plan.size), False, *scales)[0])
-
-
-def _separable_to_target(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
-    """The fused kernel's values (to float32 rounding) on a CPU float32 image whose slice axis stays slow in the target.
-
-    torch's kernel nests trilinear interpolation as ``w0 * bilinear(plane i0)
-    + w1 * bilinear(plane i1)``: the in-plane bilinear kernel runs on every
-    source plane (axis 0) at once, then each output plane is that weighted sum,
-    written by numpy straight into a flipped, transposed view of the target.
-    No separate relayout pass follows; the planes are shared among
-    ``torch.get_num_threads()`` threads (numpy releases the GIL).
-    """
-    c, n0, n1, n2 = x.shape
-    m0, m1, m2 = plan.size
-    planes = np.empty((c, n0, m1, m2), dtype=np.float32)
-    torch.ops.aten.upsample_bilinear2d.out(
-        x.reshape(c * n0, 1, n1, n2),
-        [m1, m2],
-        False,
-        1.0 / plan.ratio[1],
-        1.0 / plan.ratio[2],
-        out=torch.from_numpy(planes).view(c * n0, 1, m1, m2),
-    )
-    target = np.empty((c, *(plan.size[p] for p in plan.perm)), dtype=np.float32)
-    view = plan.source_view(target)
-    i0, i1, w0, w1 = _linear_weights(n0, m0, plan.ratio[0])
-    jobs = [(ci, o) for ci in range(c) for o in range(m0)]
-
-    def work(part: Sequence[tuple[int, int]]) -> None:
-        first, second = np.empty((2, m1, m2), dtype=np.float32)
-        for ci, o in part:
-            np.multiply(planes[ci, i0[o]], w0[o], out=first)
-            np.multiply(planes[ci, i1[o]], w1[o], out=second)
-            np.add(first, second, out=view[ci, o])
-
-    threads = min(torch.get_num_threads(), len(jobs))
-    if threads <= 1:
-        work(jobs)
-    else:
-        bounds = np.linspace(0, len(jobs), threads + 1).astype(int)
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, [jobs[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]))
-    return torch.from_numpy(target)
-
-
-def _linear_weights(n: int, m: int, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of torch's linear kernel along one axis (edges aligned), in its float32 arithmetic."""
-    scale = float(np.float32(1.0 / (1.0 / ratio)))
-    # torch contracts scale * (d + 0.5) - 0.5 into one fused multiply-add: exact in float64, rounded once.
-    real = np.maximum(scale * (np.arange(m) + 0.5) - 0.5, 0.0).astype(np.float32)
-    i0 = np.minimum(np.floor(real).astype(np.int64), n - 1)
-    w1 = np.clip(real - i0.astype(np.float32), 0, 1).astype(np.float32)
-    return i0, i0 + (i0 < n - 1), np.float32(1) - w1, w1
+    return plan.to_target(torch.ops.aten.upsample_trilinear3d.default(floating(x)[None], list(plan.size), False, *scales)[0])
 
 
 def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str) -> torch.Tensor:
