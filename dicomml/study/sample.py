@@ -225,7 +225,8 @@ def resample_roles(
         frame = present[0].meta.get("frame_of_reference_uid", "")
     parts: dict[str, Any] = {}
     info: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(1) as pool:  # resampling (torch, no GIL) overlaps reading the next role's files
+    # resampling (torch, no GIL) overlaps reading the next role's files
+    with ThreadPoolExecutor(1, initializer=_one_intra_op_thread) as pool:
         for name in order:
             volume = volumes[name]
             info[name] = _provenance(volume)
@@ -308,6 +309,16 @@ def _reference_channels(volume: Volume, config: StudyConfig) -> tuple[np.ndarray
     role = next(r for r in config.roles if r.name == config.reference)
     det = dataclasses.replace(config.pipeline.deterministic, dtype=config.role_dtype(role))
     return compute_entry(volume, [], dataclasses.replace(config.pipeline, deterministic=det))
+
+
+def _one_intra_op_thread() -> None:
+    """Run this thread's torch ops on one core, the other reading files; the count is per thread only under OpenMP.
+
+    Several intra-op threads per small op, next to a thread parsing headers,
+    wait on each other at every op's barrier when the cores are busy.
+    """
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        torch.set_num_threads(1)
 
 
 def _check_frame(volume: Volume, name: str, frame: str, config: StudyConfig) -> None:
