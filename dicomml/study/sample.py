@@ -342,11 +342,11 @@ def _onto(volume: Volume, role: Role, config: StudyConfig, affine: np.ndarray, s
     from dicomml.transforms.functional.spatial import resample_image, resample_mask
 
     x = torch.from_numpy(np.ascontiguousarray(volume.array).reshape(-1, *volume.spatial_shape)).to(device)
+    dtype = config.role_dtype(role)
     if role.interpolation == "nearest":
-        out = resample_mask(x, volume.affine, affine, shape).cpu().numpy().astype(np.float32)
-    else:
-        out = resample_image(x, volume.affine, affine, shape, padding="zeros").cpu().numpy()
-    return _cast(out if out.dtype == np.float32 else out.astype(np.float32), config.role_dtype(role))
+        return _cast(resample_mask(x, volume.affine, affine, shape).cpu().numpy().astype(np.float32), dtype)
+    out = resample_image(x, volume.affine, affine, shape, padding="zeros", dtype=getattr(torch, dtype))  # rounded and clipped as _cast
+    return out.cpu().numpy()
 
 
 def _channels(volume: Volume, role: str, affine: np.ndarray) -> list[dict[str, Any]]:

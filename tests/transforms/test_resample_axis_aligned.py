@@ -59,3 +59,25 @@ def test_many_slabs_and_single_voxel_axes_equal_grid_sample(monkeypatch, dtype):
             theirs = _torch_reference(source, index_map, shape, "zeros")
             assert ours.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
             torch.testing.assert_close(ours.float(), theirs, atol=2e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.uint8])
+def test_integer_output_dtype_is_the_float_result_rounded_and_clipped(monkeypatch, dtype):
+    from dicomml.transforms.functional import spatial
+
+    monkeypatch.setattr(spatial, "_SLAB_BYTES", 700)  # rounded slab by slab
+    x = (torch.rand(1, 11, 9, 7, generator=torch.Generator().manual_seed(2)) * 600 - 150).round() + 0.5  # halves, and past uint8's range
+    separable = np.diag([0.7, -1.3, 0.9, 1.0])
+    separable[:3, 3] = [0.25, 9.6, -0.4]
+    for index_map, shape in [
+        (separable, (15, 8, 9)),
+        (np.eye(4), (11, 9, 7)),
+        (np.array([[0.9, 0.1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), (9, 9, 7)),
+    ]:
+        as_float = resample_image(x, np.eye(4), index_map, shape, padding="zeros").numpy()
+        info = np.iinfo(torch.empty(0, dtype=dtype).numpy().dtype)
+        expected = np.rint(np.clip(as_float, info.min, info.max)).astype(info.dtype)
+        ours = resample_image(x, np.eye(4), index_map, shape, padding="zeros", dtype=dtype)
+        assert ours.dtype == dtype
+        np.testing.assert_array_equal(ours.numpy(), expected)
+    assert torch.all(x - x.floor() == 0.5)  # the input is not rounded in place

@@ -265,6 +265,7 @@ def resample_image(
     *,
     padding: str = "border",
     antialias: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Resample an image onto a target grid by trilinear interpolation.
 
@@ -282,6 +283,10 @@ def resample_image(
     antialias
         Blur with a Gaussian of ``sigma = (ratio - 1) / 2`` input voxels along
         each axis that is downsampled, before sampling.
+    dtype
+        The output's dtype instead of the one below: an integer dtype takes
+        the values rounded half to even and clipped to its range (slab by
+        slab where the path allows, without a floating copy of the output).
 
     Returns
     -------
@@ -315,23 +320,35 @@ def resample_image(
     # torch's fused kernel ignores the scale of an axis whose voxel count it keeps,
     # so a scaled axis of unchanged size takes the general path.
     if plan is None:
-        return _grid_sample(floating(x), index_map, target_shape, "bilinear", padding)
+        return _as_dtype(_grid_sample(floating(x), index_map, target_shape, "bilinear", padding), dtype)
     if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
-        return _linear_separable(x, plan, padding)
+        return _linear_separable(x, plan, padding, dtype)
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
     size = [m if s else n for m, n, s in zip(plan.size, x.shape[-3:], shifts)]
     pad_mode = {"border": "replicate", "zeros": "constant", "reflection": "reflect"}[padding]
     x = crop_pad(x, start, size, mode=pad_mode)
     if relayout:
-        return plan.to_target(x)
+        return _as_dtype(plan.to_target(x), dtype)
     if not x.is_floating_point() and x.device.type == "cpu":
-        return _trilinear_in_slabs(x, plan)
+        return _as_dtype(_trilinear_in_slabs(x, plan), dtype)
     scales = [float(1.0 / r) for r in plan.ratio]
-    return plan.to_target(torch.ops.aten.upsample_trilinear3d.default(floating(x)[None], list(plan.size), False, *scales)[0])
+    return _as_dtype(
+        plan.to_target(torch.ops.aten.upsample_trilinear3d.default(floating(x)[None], list(plan.size), False, *scales)[0]), dtype
+    )
 
 
-def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str) -> torch.Tensor:
+def _as_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``x`` in ``dtype`` (None: as it is); floats to integers rounded half to even and clipped."""
+    if dtype is None or x.dtype == dtype:
+        return x
+    if x.is_floating_point() and not dtype.is_floating_point and dtype != torch.bool:
+        info = torch.iinfo(dtype)
+        x = x.round().clamp_(info.min, info.max)  # integer bounds: rounding then clipping is clipping then rounding
+    return x.to(dtype)
+
+
+def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``grid_sample``'s trilinear result (corners aligned) for an axis-aligned map, in the target's layout.
 
     Trilinear interpolation is separable. Slabs of source planes (axis 0,
@@ -340,20 +357,21 @@ def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str) -> torch.T
     at a time; then slabs of output planes weigh two of those planes each and
     land in a permuted view of the target. Taps are computed in the target's
     order, so flips cost nothing. Any scale and offset per axis (sagittal or
-    coronal series onto an axial grid at other spacings).
+    coronal series onto an axial grid at other spacings). ``out_dtype``: as
+    :func:`resample_image`'s ``dtype``, converted slab by slab.
     """
     c, n0, n1, n2 = x.shape
     dtype = x.dtype if x.is_floating_point() else torch.float32
     (lo0, hi0, w0), (lo1, hi1, w1), (lo2, hi2, w2) = (_taps(plan, a, n, padding, dtype, x.device) for a, n in enumerate((n0, n1, n2)))
     m0, m1, m2 = plan.size
-    target = x.new_empty((c, *(plan.size[p] for p in plan.perm)), dtype=dtype)
+    target = x.new_empty((c, *(plan.size[p] for p in plan.perm)), dtype=out_dtype or dtype)
     view = target.permute(0, *(1 + plan.perm.index(a) for a in range(3)))  # source axis order
     used = torch.cat([lo0[w0[0] != 0], hi0[w0[1] != 0]])
     if not used.numel():
         return target.zero_()
     first, last = int(used.min()), int(used.max()) + 1
     planes = x.new_empty((c, last - first, m1, m2), dtype=dtype)  # the used source planes, interpolated in-plane
-    step = max(1, _SLAB_BYTES // (c * max(n1 * n2, m1 * m2) * target.element_size()))
+    step = max(1, _SLAB_BYTES // (c * max(n1 * n2, m1 * m2) * planes.element_size()))
     for s in range(first, last, step):
         slab = x[:, s : min(last, s + step)]
         rows = _weigh(torch.index_select(slab, 2, lo1), torch.index_select(slab, 2, hi1), w1[:, :, None], dtype)
@@ -362,10 +380,12 @@ def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str) -> torch.T
             torch.gather(rows, 3, lo2.expand(shape)), torch.gather(rows, 3, hi2.expand(shape)), w2, dtype
         )
     lo0, hi0, w0 = lo0.clamp(first, last - 1) - first, hi0.clamp(first, last - 1) - first, w0[:, :, None, None]
-    step = max(1, _SLAB_BYTES // (c * m1 * m2 * target.element_size()))
+    step = max(1, _SLAB_BYTES // (c * m1 * m2 * planes.element_size()))
     for t in range(0, m0, step):
         u = slice(t, t + step)
-        view[:, u] = _weigh(torch.index_select(planes, 1, lo0[u]), torch.index_select(planes, 1, hi0[u]), w0[:, u], dtype)
+        view[:, u] = _as_dtype(
+            _weigh(torch.index_select(planes, 1, lo0[u]), torch.index_select(planes, 1, hi0[u]), w0[:, u], dtype), out_dtype
+        )
     return target
 
 
