@@ -35,18 +35,17 @@ BATCH_FILES = 256
 PARTITION_ROWS = 20_000
 
 
-def _tasks(batches: Iterator[pa.RecordBatch], sources: Sequence[Source], options: ScanOptions) -> Iterator[tuple[list[Entry], ScanOptions]]:
+def _tasks(rows: Iterator[dict[str, Any]], sources: Sequence[Source], options: ScanOptions) -> Iterator[tuple[list[Entry], ScanOptions]]:
     pending: list[Entry] = []
     current = None
-    for batch in batches:
-        for row in batch.to_pylist():
-            if current is not None and (row["source"] != current or len(pending) >= BATCH_FILES):
-                yield pending, _with_fs(options, sources[current])
-                pending = []
-            current = row["source"]
-            pending.append(
-                Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"]))
-            )
+    for row in rows:
+        if current is not None and (row["source"] != current or len(pending) >= BATCH_FILES):
+            yield pending, _with_fs(options, sources[current])
+            pending = []
+        current = row["source"]
+        pending.append(
+            Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"]))
+        )
     if pending and current is not None:
         yield pending, _with_fs(options, sources[current])
 
