@@ -17,7 +17,7 @@ that :meth:`Header.dataset` builds over the same bytes, making a
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import struct
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping
@@ -184,7 +184,9 @@ class Layouts:
         """The header of ``buf`` from a known layout, or None."""
         for known_size, length, offsets, expected, header in self._known:
             if size == known_size and len(buf) == length and np.array_equal(np.frombuffer(buf, np.uint8)[offsets], expected):
-                return dataclasses.replace(header, buf=buf)
+                known = copy.copy(header)  # the element table is shared: nobody changes a walked header
+                known.buf = buf
+                return known
         return None
 
     def add(self, header: Header, size: int, unused: list[tuple[int, int]]) -> None:

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
@@ -351,6 +352,11 @@ class _Template:
         self.row = row
         tags = sorted(tag for tag in reads.read if isinstance(tag, int) and tag not in _PER_INSTANCE)
         self.expected = [(tag, _element_value(header, tag)) for tag in tags]
+        # A file whose walk was skipped for this header's layout shares its element table: then one gather compares all values.
+        self.elements = header.elements
+        spans = [np.arange(start, end) for tag in tags if (element := dict.get(header.elements, tag)) for _, start, end, _ in [element]]
+        self.offsets = np.concatenate(spans) if spans else np.zeros(0, np.intp)
+        self.values = np.frombuffer(header.buf, np.uint8)[self.offsets]
         # (tag, VR) of the per-instance elements present; a file must have the same ones, under a VR decoded as here
         self.per_instance = {tag: dict.get(header.elements, tag)[0] for tag in _PER_INSTANCE if dict.__contains__(header.elements, tag)}
 
@@ -365,13 +371,17 @@ class _Template:
     def rows(self, header: Header, path: str, memo: dict[tuple[Any, ...], Any]) -> dict[str, Any] | None:
         """The row of ``header`` from this template, or None when it does not apply."""
         elements, buf = header.elements, header.buf
-        for tag, expected in self.expected:
-            element = elements.get(tag)
-            if element is None or expected is None:
-                if element is not expected:
-                    return None
-            elif element[0] != expected[0] or element[3] != expected[1] or buf[element[1] : element[2]] != expected[2]:
+        if elements is self.elements:
+            if not np.array_equal(np.frombuffer(buf, np.uint8)[self.offsets], self.values):
                 return None
+        else:
+            for tag, expected in self.expected:
+                element = elements.get(tag)
+                if element is None or expected is None:
+                    if element is not expected:
+                        return None
+                elif element[0] != expected[0] or element[3] != expected[1] or buf[element[1] : element[2]] != expected[2]:
+                    return None
         for tag in _PER_INSTANCE:
             element = elements.get(tag)
             if element is None:

@@ -35,17 +35,17 @@ BATCH_FILES = 256
 PARTITION_ROWS = 20_000
 
 
-def _tasks(rows: Iterator[dict[str, Any]], sources: Sequence[Source], options: ScanOptions) -> Iterator[tuple[list[Entry], ScanOptions]]:
+def _tasks(
+    rows: Iterator[tuple[str, str, int, int, str, int]], sources: Sequence[Source], options: ScanOptions
+) -> Iterator[tuple[list[Entry], ScanOptions]]:
     pending: list[Entry] = []
     current = None
-    for row in rows:
-        if current is not None and (row["source"] != current or len(pending) >= BATCH_FILES):
+    for path, folder, size, mtime_ns, open_path, source in rows:
+        if current is not None and (source != current or len(pending) >= BATCH_FILES):
             yield pending, _with_fs(options, sources[current])
             pending = []
-        current = row["source"]
-        pending.append(
-            Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"]))
-        )
+        current = source
+        pending.append(Entry(local_path(path), local_path(folder), size, mtime_ns, local_path(open_path)))
     if pending and current is not None:
         yield pending, _with_fs(options, sources[current])
 

@@ -27,6 +27,7 @@ import uuid
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,17 +296,16 @@ class ManifestStore:
         self.write_meta(listing_digest=self._digest, **values)
         self._listing.unlink(missing_ok=True)
 
-    def to_read(self) -> Iterator[dict[str, Any]]:
-        """The listed files that no recorded row matches, as listing rows in (source, path) order."""
+    def to_read(self) -> Iterator[tuple[str, str, int, int, str, int]]:
+        """The listed files that no recorded row matches, as listing rows (:data:`LISTING`'s fields) in (source, path) order."""
         if self._all_new:  # the listing is still in memory and nothing is recorded: every file is read
-            columns = [self._columns[name] for name in LISTING.names]
-            order = sorted(range(len(columns[0])), key=lambda i: (self._columns["source"][i], self._columns["path"][i]))
-            yield from (dict(zip(LISTING.names, (column[i] for column in columns))) for i in order)
+            yield from sorted(zip(*(self._columns[name] for name in LISTING.names)), key=itemgetter(5, 0))
             return
         con = self._connect()
         try:
             for batch in con.sql(f"SELECT l.* FROM l ANTI JOIN k ON {_KEY} ORDER BY l.source, l.path").to_arrow_reader(4096):
-                yield from batch.to_pylist()
+                columns = batch.to_pydict()
+                yield from zip(*(columns[name] for name in LISTING.names))
         finally:
             con.close()
 
