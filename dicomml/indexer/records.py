@@ -324,7 +324,7 @@ class _Reads(dict[Any, Any]):
 
 
 def _element_value(header: Header, tag: Any) -> tuple[str | None, bool, bytes] | None:
-    element = dict.get(header.elements, tag)  # not a _Reads look-up: this one is no read of the row
+    element = header.elements.get(tag)
     if element is None:
         return None
     vr, start, end, implicit = element
@@ -354,11 +354,11 @@ class _Template:
         self.expected = [(tag, _element_value(header, tag)) for tag in tags]
         # A file whose walk was skipped for this header's layout shares its element table: then one gather compares all values.
         self.elements = header.elements
-        spans = [np.arange(start, end) for tag in tags if (element := dict.get(header.elements, tag)) for _, start, end, _ in [element]]
-        self.offsets = np.concatenate(spans) if spans else np.zeros(0, np.intp)
+        present = [header.elements[tag] for tag in tags if tag in header.elements]
+        self.offsets = np.concatenate([np.arange(start, end) for _, start, end, _ in present] or [np.zeros(0, np.intp)])
         self.values = np.frombuffer(header.buf, np.uint8)[self.offsets]
-        # (tag, VR) of the per-instance elements present; a file must have the same ones, under a VR decoded as here
-        self.per_instance = {tag: dict.get(header.elements, tag)[0] for tag in _PER_INSTANCE if dict.__contains__(header.elements, tag)}
+        # VR of each per-instance element present; a file must have the same ones, under a VR decoded as here
+        self.per_instance = {tag: header.elements[tag][0] for tag in _PER_INSTANCE if tag in header.elements}
 
     @staticmethod
     def fits(rows: list[dict[str, Any]], reads: _Reads) -> bool:
