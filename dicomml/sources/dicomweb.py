@@ -26,7 +26,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -54,6 +54,8 @@ _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 #: A whole instance, in the transfer syntax the server holds it in.
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+#: A series' metadata, and the transfer-syntax probes still running for its instances.
+_Pending = tuple[list[dict[str, Any]], list[tuple[dict[str, Any], "Future[str]"]]]
 #: Answers smaller than this are read to their end after a transfer-syntax probe, so that the connection is kept.
 _KEEP_BELOW = 1 << 20
 #: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
@@ -143,7 +145,8 @@ class DicomWebSource:
         self._opened: tuple[requests.Session, Any] | None = None
         self._limit = threading.BoundedSemaphore(remote.concurrency)
         self._lock = threading.Lock()
-        self._kept: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._kept: dict[tuple[str, str], _Pending] = {}
+        self._probing: ThreadPoolExecutor | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # sessions, locks and clients are rebuilt where unpickled
         return {"url": self.url, "remote": self.remote}
@@ -210,25 +213,33 @@ class DicomWebSource:
         )
         return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
 
-    def _metadata(self, key: tuple[str, str], probes: ThreadPoolExecutor) -> list[dict[str, Any]]:
-        """WADO-RS metadata of one series, each instance's transfer syntax in it.
+    def _requested(self, key: tuple[str, str]) -> _Pending:
+        """WADO-RS metadata of one series, with the transfer-syntax probes of its instances started.
 
-        Kept from the walk when it was read there, else requested. A server
-        that names no transfer syntax in the metadata ((0002,0010) or
-        (0008,3002) Available Transfer Syntax UID) is asked for the first
-        bytes of each instance, whose file meta information says it.
+        A server that names no transfer syntax in the metadata ((0002,0010)
+        or (0008,3002) Available Transfer Syntax UID) is asked for the first
+        bytes of each instance, whose file meta information says it. The
+        probes run in the background: the walk goes on, and rows are built
+        from series already answered while later ones are still asked.
         """
-        with self._lock:
-            kept = self._kept.pop(key, None)
-        if kept is not None:
-            return kept
         folder = self._url(*key)
         items: list[dict[str, Any]] = self._call(
             "reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(*key)
         )
+        with self._lock:
+            if self._probing is None:
+                self._probing = ThreadPoolExecutor(self.remote.concurrency, thread_name_prefix="dicomweb-probe")
+            probing = self._probing
         unnamed = [item for item in items if not _syntax(item)]
-        for item, syntax in zip(unnamed, probes.map(lambda item: self._transfer_syntax(key, _value(item, "00080018")), unnamed)):
-            item["00020010"] = {"vr": "UI", "Value": [syntax]}
+        return items, [(item, probing.submit(self._transfer_syntax, key, _value(item, "00080018"))) for item in unnamed]
+
+    def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        """The metadata of one series (kept from the walk, else requested), each instance's transfer syntax in it."""
+        with self._lock:
+            kept = self._kept.pop(key, None)
+        items, probes = kept if kept is not None else self._requested(key)
+        for item, syntax in probes:
+            item["00020010"] = {"vr": "UI", "Value": [syntax.result()]}
         return items
 
     def _transfer_syntax(self, key: tuple[str, str], sop: str) -> str:
@@ -283,23 +294,24 @@ class DicomWebSource:
         """
         from dicomml.indexer.crawl import CrawlError, Files
 
-        def read(key: tuple[str, str]) -> list[dict[str, Any]] | RemoteSourceError:
+        def read(key: tuple[str, str]) -> _Pending | RemoteSourceError:
             try:
-                return self._metadata(key, probes)
+                return self._requested(key)
             except RemoteSourceError as exc:
                 return exc
 
         kept = 0
-        with ThreadPoolExecutor(self.remote.concurrency) as pool, ThreadPoolExecutor(self.remote.concurrency) as probes:
-            for key, items in zip(series := self._series(), pool.map(read, series)):
+        with ThreadPoolExecutor(self.remote.concurrency) as pool:
+            for key, answer in zip(series := self._series(), pool.map(read, series)):
                 folder = self._url(*key)
-                if isinstance(items, RemoteSourceError):
-                    yield CrawlError(folder, "unreachable", str(items))
+                if isinstance(answer, RemoteSourceError):
+                    yield CrawlError(folder, "unreachable", str(answer))
                     continue
+                items = answer[0]
                 if kept + len(items) <= KEEP_INSTANCES:
                     kept += len(items)
                     with self._lock:
-                        self._kept[key] = items
+                        self._kept[key] = answer
                 urls = [self._url(*key, sop) for sop in sorted(_value(item, "00080018") for item in items)]
                 yield Files(folder, urls, [0] * len(urls), [0] * len(urls), urls)
 
@@ -320,7 +332,7 @@ class DicomWebSource:
 
         def metadata(key: tuple[str, str]) -> dict[str, PrefetchedFile]:
             try:
-                items = self._metadata(key, probes)
+                items = self._metadata(key)
             except RemoteSourceError as exc:
                 return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
             by_uid = {_value(item, "00080018"): item for item in items}
@@ -349,7 +361,7 @@ class DicomWebSource:
 
         result: dict[str, PrefetchedFile] = {}
         threads = min(self.remote.concurrency, max(1, len(by_series)))
-        with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(self.remote.concurrency) as probes:
+        with ThreadPoolExecutor(threads) as pool:
             for part in pool.map(metadata, list(by_series)):
                 result.update(part)
         return result

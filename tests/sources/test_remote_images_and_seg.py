@@ -24,10 +24,42 @@ def _by_uid(manifest: dicomml.Manifest) -> dict[str, str]:
     return dict(zip(manifest.instances.sop_instance_uid, manifest.instances.path))
 
 
+def _seg_of(image_path, mask, out):
+    """A binary SEG of one 2D image, written by highdicom."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="bright",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Nodule,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[pydicom.dcmread(image_path)],
+        pixel_array=mask[None],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=hd.UID(),
+        series_number=2,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="dicomml",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    seg.save_as(out)
+    return out
+
+
 def test_images_segments_and_seg_write_back_take_the_remote(tmp_path, corpus_files):
     files = [p for k, p in corpus_files.items() if "24x38x3" in k]  # a CT of 3 slices and its SEG
     rng = np.random.default_rng(7)
-    files.append(write_image2d(tmp_path / "dx" / "dx.dcm", rng.integers(0, 4000, (40, 32), dtype=np.uint16), modality="DX"))
+    pixels = rng.integers(0, 4000, (40, 32), dtype=np.uint16)
+    files.append(write_image2d(tmp_path / "dx" / "dx.dcm", pixels, modality="DX"))
+    files.append(_seg_of(files[-1], pixels > 3000, tmp_path / "dx" / "dx_seg.dcm"))
     local = dicomml.index([str(p) for p in files], tmp_path / "local", workers=1, progress=False)
     with orthanc(tmp_path / "server", files, users=USERS) as root:
         remote_manifest = dicomml.index(_url(root), tmp_path / "m", progress=False, auth=("reader", "s3cret-pw"))
@@ -40,13 +72,14 @@ def test_images_segments_and_seg_write_back_take_the_remote(tmp_path, corpus_fil
             load_image(urls[dx_uid])
         assert load_image(urls[dx_uid], remote=remote).pixels.tobytes() == load_image(paths[dx_uid]).pixels.tobytes()
         config = ImageConfig(size=(32, 32))
-        a, b = ImageDataset(remote_manifest, None, config)[0], ImageDataset(local, None, config)[0]
+        a, b = (ImageDataset(m, None, config, masks=True)[0] for m in (remote_manifest, local))
         assert a["image"].numpy().tobytes() == b["image"].numpy().tobytes()
+        assert a["meta"]["mask_labels"] == ["bright"] and a["mask"].numpy().tobytes() == b["mask"].numpy().tobytes()
         report = dicomml.preprocess_images(remote_manifest, config, tmp_path / "cache", workers=0, progress=False)
         assert list(report.table.status) == ["done"], report.failed
 
         # SEG: segment names and the label table
-        seg_uid = next(uid for uid, p in paths.items() if "/seg/" in p)
+        seg_uid = next(uid for uid, p in paths.items() if "24x38x3/seg/" in p)
         with pytest.raises(RemoteSourceError, match="HTTP 401"):
             segment_names(urls[seg_uid])
         assert segment_names(urls[seg_uid], remote) == segment_names(paths[seg_uid])
