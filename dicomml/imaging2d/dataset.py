@@ -124,10 +124,10 @@ class ImageDataset(Dataset):
         key = image_key(row, self._config_hash, segs)
         mask = None
         if self.cache is None:
-            planes, meta = prepare_image(row["path"], self.config)
+            planes, meta = prepare_image(row["path"], self.config, self.manifest.remote)
             planes = from_stored(to_stored(planes, self.config))  # the values a cache would give
             if segs:
-                mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config))
+                mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config), self.manifest.remote)
         else:
             try:
                 entry = self.cache.open(key)
@@ -136,7 +136,7 @@ class ImageDataset(Dataset):
                     raise CacheMissError(
                         f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
                     ) from None
-                preprocess_image(row, self.cache, self.config, segs)
+                preprocess_image(row, self.cache, self.config, segs, self.manifest.remote)
                 entry = self.cache.open(key)
             planes, meta = from_stored(entry.read()), entry.meta
             if entry.has_mask:

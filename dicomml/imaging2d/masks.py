@@ -14,17 +14,20 @@ The masks then take the image's display flips and its resize or letterbox
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from pydicom.dataset import Dataset
 
 from dicomml._optional import require
-from dicomml.dicom.io import read_dataset
+from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import SegReferenceError
 from dicomml.imaging2d.resize import Placement, place
 from dicomml.seg.rtstruct import _points, _read, fill_polygons
+
+if TYPE_CHECKING:
+    from dicomml.sources import Remote
 
 __all__ = ["contour_pixels", "image_masks", "rtstruct_masks", "sample_masks"]
 
@@ -87,12 +90,13 @@ def rtstruct_masks(rtstruct: str | Dataset, image: Dataset, shape: tuple[int, in
 
 
 def image_masks(
-    seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[int, int], image_path: str | None = None
+    seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[int, int], image_path: str | None = None, remote: Remote | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """``(S, rows, columns)`` uint8 masks of one image from SEG and RTSTRUCT files, and each segment's or ROI's label.
 
     Fractional segments count as present where their value exceeds one half.
     RTSTRUCTs need ``image_path`` (the image's header holds its plane).
+    ``remote`` (a :class:`dicomml.sources.Remote`) says how to reach URLs.
 
     Raises
     ------
@@ -101,14 +105,15 @@ def image_masks(
     """
     planes, labels = [], []
     for path in seg_paths:
-        header = read_dataset(path, pixels=False)
+        # a remote SEG is fetched once, with its frames, through the Remote
+        header = read_dataset(path, pixels=is_url(path), remote=remote)
         if str(header.get("Modality", "")) == "RTSTRUCT":
-            masks, names = rtstruct_masks(header, read_dataset(image_path or "", pixels=False), shape)
+            masks, names = rtstruct_masks(header, read_dataset(image_path or "", pixels=False, remote=remote), shape)
             planes.append(masks)
             labels += names
             continue
         hd = require("highdicom", extra="seg", feature="masks of 2D images")
-        seg = hd.seg.segread(path)
+        seg = hd.seg.Segmentation.from_dataset(header, copy=False) if is_url(path) else hd.seg.segread(path)
         try:
             pixels = seg.get_pixels_by_source_instance([sop_instance_uid], ignore_spatial_locations=True)
         except (ValueError, KeyError, IndexError) as exc:
@@ -127,7 +132,9 @@ def image_masks(
     return np.concatenate(planes).astype(np.uint8) if planes else np.zeros((0, *shape), np.uint8), labels
 
 
-def sample_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[int, int] | None) -> tuple[torch.Tensor, list[str]]:
+def sample_masks(
+    seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[int, int] | None, remote: Remote | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """An image's masks on its sample's pixels: the image's flips, then its placement (nearest).
 
     Parameters
@@ -139,8 +146,10 @@ def sample_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[
         ``scale``, ``offset``, ``placed_shape``).
     size
         The sample's output size (None when not resized).
+    remote
+        How to reach remote files: a :class:`dicomml.sources.Remote`.
     """
-    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"])
+    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"], remote)
     if "horizontal" in meta["flips"]:
         masks = masks[:, :, ::-1]
     if "vertical" in meta["flips"]:

@@ -64,6 +64,20 @@ def test_server_errors_become_error_rows_and_a_rerun_resumes(orthanc_proxy: Faul
     assert_same_manifest(second, local_manifest)
 
 
+def test_failed_transfer_syntax_probes_become_error_rows_and_a_rerun_resumes(orthanc_proxy: FaultProxy, local_manifest, tmp_path):
+    url = _url(orthanc_proxy.url)
+    orthanc_proxy.rules = [("/instances/", "reset")]  # the metadata answers, every instance's probe is dropped
+    first = dicomml.index(url, tmp_path / "m", progress=False, remote=Remote(retries=1, timeout_s=10))
+    errors = first.errors
+    assert first.meta["counts"]["instances"] == 0 and len(errors) == local_manifest.instances.path.nunique()
+    assert set(errors.error_type) == {"unreachable"}
+    assert all(p in m and "transfer syntax" in m and "after 2 tries" in m for p, m in zip(errors.path, errors.message))
+    orthanc_proxy.rules = []
+    second = dicomml.index(url, tmp_path / "m", progress=False)
+    assert second.meta["counts"]["errors"] == 0
+    assert_same_manifest(second, local_manifest)
+
+
 def test_truncated_dropped_and_failed_answers_are_retried_on_load(orthanc_proxy, local_manifest, tmp_path):
     url = _url(orthanc_proxy.url)
     manifest = dicomml.index(url, tmp_path / "m", progress=False, remote=Remote(retries=4, timeout_s=10))
