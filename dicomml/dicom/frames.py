@@ -33,7 +33,6 @@ from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
 from dicomml.geometry import slice_normal
 
-
 __all__ = ["FrameTable", "frame_table", "functional_item", "header_value", "source_name"]
 
 
