@@ -37,6 +37,7 @@ __all__ = [
     "output_size",
     "prepare_image",
     "preprocess_image",
+    "stored_scale",
     "to_stored",
 ]
 
@@ -170,11 +171,17 @@ def to_stored(planes: torch.Tensor, config: ImageConfig) -> np.ndarray:
     return np.rint(np.clip(array, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+def stored_scale(dtype: np.dtype[Any] | str) -> float | None:
+    """The factor from :func:`to_stored`'s kept values to [0, 1] (None: kept as float32)."""
+    return 1.0 / 65535.0 if np.dtype(dtype) == np.uint16 else None
+
+
 def from_stored(array: np.ndarray) -> torch.Tensor:
-    """Float32 planes from :func:`to_stored`'s array."""
-    if array.dtype == np.uint16:
-        return torch.from_numpy(np.multiply(array, np.float32(1.0 / 65535.0), dtype=np.float32))
-    return torch.from_numpy(array)
+    """Float32 planes from :func:`to_stored`'s array (what a cache read with :func:`stored_scale` gives)."""
+    scale = stored_scale(array.dtype)
+    if scale is None:
+        return torch.from_numpy(array)
+    return torch.from_numpy(np.multiply(array, np.float32(scale), dtype=np.float32))
 
 
 def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
