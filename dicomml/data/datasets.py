@@ -418,9 +418,9 @@ def _empty(shape: Sequence[int], dtype: np.dtype[Any]) -> torch.Tensor:
     them, a copy of the whole sample; torch's own ``default_collate`` avoids
     it the same way, with ``_new_shared``.
     """
+    if get_worker_info() is None:  # numpy's allocation: memory from torch.empty is faulted in anew at every sample
+        return torch.from_numpy(np.empty(shape, dtype))
     kind = torch.from_numpy(np.empty(0, dtype)).dtype
-    if get_worker_info() is None:
-        return torch.empty(list(shape), dtype=kind)
     storage = torch.UntypedStorage._new_shared(math.prod(shape) * kind.itemsize)
     return torch.empty(0, dtype=kind).set_(storage).view(*shape)
 
