@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -36,7 +38,17 @@ import numpy as np
 
 from dicomml.errors import CacheIntegrityError
 
-__all__ = ["CODECS", "RAW_ABOVE", "ArrayLayout", "array_metadata", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
+__all__ = [
+    "CODECS",
+    "RAW_ABOVE",
+    "ArrayLayout",
+    "array_metadata",
+    "index_nbytes",
+    "read_index",
+    "read_region",
+    "shard_key",
+    "write_array",
+]
 
 #: Offset and length of a chunk that the shard does not hold.
 _MISSING = np.uint64(2**64 - 1)
@@ -244,6 +256,29 @@ def index_nbytes(layout: ArrayLayout) -> int:
     return math.prod(layout.grid) * 16 + _CRC
 
 
+#: Decoding threads shared by every read in this process: starting threads per read cost as much as a patch's decoding.
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dicomml-decode")
+        return _pool
+
+
+def _forget_threads() -> None:
+    """In a forked child (a DataLoader worker) the parent's threads do not exist: start new ones on demand."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
+
+
 def read_region(
     read: Any,
     layout: ArrayLayout,
@@ -279,9 +314,10 @@ def read_region(
         value's bits) straight into the output, which then has a leading axis
         of C and the table's dtype. One pass instead of decode, copy, then map.
     threads
-        Read and decode with up to this many threads (each takes every n-th
-        chunk; Blosc and ``np.take`` release the GIL, so two threads nearly
-        halve a whole-volume read).
+        Read and decode with up to this many threads (the calling one and
+        this process's shared decoding threads; each takes every n-th chunk;
+        Blosc and ``np.take`` release the GIL, so two threads nearly halve a
+        whole-volume read).
     out
         Where to write: C-contiguous, of the result's shape and dtype (e.g. a
         tensor in shared memory, so a DataLoader worker hands it over
@@ -345,9 +381,12 @@ def read_region(
 
     cells = list(product(*ranges))
     n = max(1, min(threads, len(cells)))
-    if n == 1:
-        decode(cells)
-    else:  # each thread writes its own chunks' boxes of ``out``
-        with ThreadPoolExecutor(n) as pool:
-            list(pool.map(decode, [cells[i::n] for i in range(n)]))
+    # each thread writes its own chunks' boxes of ``out``; the calling one takes the first share
+    others = [_threads().submit(decode, cells[i::n]) for i in range(1, n)]
+    try:
+        decode(cells[::n])
+    finally:
+        wait(others)  # no thread still writes into ``out`` once the caller has it, or an error
+    for other in others:
+        other.result()
     return out
