@@ -1,7 +1,10 @@
 """Benchmark: indexing remote sources, dicomml against the plain client loops, with added latency.
 
 Two parts, each on 127.0.0.1 with a proxy that adds ``--latency`` seconds
-(default 0.02) to every request, for both contenders alike:
+(default 0.02) to every request, for both contenders alike. The proxy runs in
+its own process: it stands for the network, whose work is not the client's
+(in the benchmark's process it would take the measured client's GIL for
+every request it forwards).
 
 - **DICOMweb**: a real Orthanc (DICOMweb plugin) loaded with synthetic CT
   series (``--series`` series of ``--per-series`` slices, 64x64). Contenders:
@@ -29,14 +32,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 import dicomml
 from dicomml.dicom.synthetic import write_series
@@ -82,6 +90,42 @@ def _s3_loop(endpoint: str, bucket: str) -> int:
     return n
 
 
+class _Proxy:
+    """A :class:`FaultProxy` in a child process: ``url``, and ``requests`` forwarded so far."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self.url = process.stdout.readline().strip()
+
+    @property
+    def requests(self) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+
+@contextmanager
+def _proxy(upstream: str, latency: float) -> Iterator[_Proxy]:
+    command = [sys.executable, __file__, "--serve-proxy", upstream, "--latency", str(latency)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield _Proxy(process)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _serve_proxy(upstream: str, latency: float) -> int:
+    """The child's side: print the URL, then the request count for each line read; stop at the end of input."""
+    with FaultProxy(upstream, latency_s=latency) as proxy:
+        print(proxy.url, flush=True)
+        for _ in sys.stdin:
+            print(proxy.requests, flush=True)
+    return 0
+
+
 def _warm_up(work: Path) -> None:
     """Import what both contenders import, outside the timing."""
     import dicomweb_client  # noqa: F401
@@ -93,13 +137,37 @@ def _warm_up(work: Path) -> None:
 
 
 def _walk(url: str) -> float:
-    """Seconds dicomml takes to walk the server alone: series search, metadata, transfer syntaxes."""
+    """Seconds dicomml takes for the server's part alone: series search, metadata, transfer syntaxes, headers rebuilt."""
     from dicomml.sources import open_source
 
     start = time.perf_counter()
-    n = sum(len(getattr(item, "paths", ())) for item in open_source(url).walk())
-    assert n > 0
+    source = open_source(url)
+    urls = [path for item in source.walk() for path in getattr(item, "paths", ())]
+    assert urls and all(f.size > 0 for f in source.prefetch_urls(urls).values())
     return time.perf_counter() - start
+
+
+class _Clocks:
+    """CPU seconds of this process (the client), the server and the proxy, and requests, since the last lap."""
+
+    def __init__(self, server: psutil.Process, proxy_process: psutil.Process, proxy: _Proxy) -> None:
+        self.server, self.proxy_process, self.proxy = server, proxy_process, proxy
+        self.last = self._read()
+
+    def _read(self) -> tuple[float, ...]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return (
+            own.ru_utime + own.ru_stime,
+            sum(self.server.cpu_times()[:2]),
+            sum(self.proxy_process.cpu_times()[:2]),
+            float(self.proxy.requests),
+        )
+
+    def lap(self) -> str:
+        now = self._read()
+        client, server, proxy, requests = (a - b for a, b in zip(now, self.last))
+        self.last = self._read()
+        return f"{requests:.0f} requests; CPU s: client {client:.2f}, Orthanc {server:.2f}, proxy {proxy:.2f}"
 
 
 def _time(function, *args) -> tuple[float, int]:
@@ -113,17 +181,17 @@ def bench_dicomweb(work: Path, series: int, per_series: int, latency: float) -> 
     start = time.perf_counter()
     with orthanc(work / "orthanc", files, timeout_s=120) as root:
         print(f"dicomweb: {len(files)} instances in {series} series loaded into Orthanc in {time.perf_counter() - start:.1f} s", flush=True)
-        with FaultProxy(root, latency_s=latency) as proxy:
+        with _proxy(root, latency) as proxy:
             base = f"{proxy.url}/dicom-web"
+            server = next(p for p in psutil.Process().children() if p.name().lower() == "orthanc")
+            clocks = _Clocks(server, psutil.Process(proxy.process.pid), proxy)
             t_loop, n_loop = _time(_dicomweb_loop, base)
-            print(f"  dicomweb-client loop: {n_loop} instances in {t_loop:.2f} s ({proxy.requests} requests)", flush=True)
-            before = proxy.requests
+            print(f"  dicomweb-client loop: {n_loop} instances in {t_loop:.2f} s ({clocks.lap()})", flush=True)
             t_ours, _ = _time(lambda: dicomml.index(f"dicomweb+{base}", work / "m_dicomweb", progress=False))
             n_ours = int(dicomml.Manifest(work / "m_dicomweb").meta["counts"]["instances"])
-            print(f"  dicomml index: {n_ours} instances in {t_ours:.2f} s ({proxy.requests - before} requests)", flush=True)
-            before = proxy.requests
+            print(f"  dicomml index: {n_ours} instances in {t_ours:.2f} s ({clocks.lap()})", flush=True)
             t_walk = _walk(f"dicomweb+{base}")
-            print(f"  of which walking the server alone takes {t_walk:.2f} s ({proxy.requests - before} requests)", flush=True)
+            print(f"  of which walking the server alone takes {t_walk:.2f} s ({clocks.lap()})", flush=True)
     assert n_ours == n_loop == len(files), (n_ours, n_loop, len(files))
     return [("DICOMweb (Orthanc)", "dicomweb-client loop", n_loop, t_loop), ("DICOMweb (Orthanc)", "dicomml index", n_ours, t_ours)]
 
@@ -141,7 +209,7 @@ def bench_s3(work: Path, objects: int, latency: float) -> list[tuple[str, str, i
     start = time.perf_counter()
     with s3_bucket(bucket, contents, timeout_s=120) as endpoint:
         print(f"s3: {len(files)} objects put into the moto bucket in {time.perf_counter() - start:.1f} s", flush=True)
-        with FaultProxy(endpoint, latency_s=latency) as proxy:
+        with _proxy(endpoint, latency) as proxy:
             t_loop, n_loop = _time(_s3_loop, proxy.url, bucket)
             print(f"  s3fs loop: {n_loop} objects in {t_loop:.2f} s", flush=True)
             options = {"anon": True, "endpoint_url": proxy.url, "skip_instance_cache": True}
@@ -159,7 +227,10 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--parts", default="dicomweb,s3")
+    parser.add_argument("--serve-proxy", metavar="UPSTREAM", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_proxy:
+        return _serve_proxy(args.serve_proxy, args.latency)
     rows: list[tuple[str, str, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench_remote_") as tmp:
         work = Path(tmp)

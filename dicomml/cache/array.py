@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 from typing import Any
 
@@ -86,7 +87,7 @@ class ArrayLayout:
     chunks: tuple[int, ...]
     codec: str = "blosc"
 
-    @property
+    @cached_property  # asked several times per read
     def grid(self) -> tuple[int, ...]:
         """Number of inner chunks along each axis."""
         return tuple(max(1, math.ceil(s / c)) for s, c in zip(self.shape, self.chunks))
@@ -235,7 +236,7 @@ def _shard(frames: Sequence[bytes], layout: ArrayLayout) -> list[bytes]:
     return [*parts, body, google_crc32c.value(body).to_bytes(_CRC, "little")]
 
 
-def read_index(blob_tail: bytes, layout: ArrayLayout, where: str) -> np.ndarray:
+def read_index(blob_tail: bytes | np.ndarray, layout: ArrayLayout, where: str) -> np.ndarray:
     """Decode and check a shard index (its last bytes), ``(grid..., 2)`` of (offset, length).
 
     Raises
@@ -291,6 +292,7 @@ def read_region(
     lookup: np.ndarray | None = None,
     threads: int = 1,
     out: np.ndarray | None = None,
+    scale: float | None = None,
 ) -> np.ndarray:
     """Decode the inner chunks that ``region`` touches into a new array (or ``out``).
 
@@ -324,6 +326,11 @@ def read_region(
         Where to write: C-contiguous, of the result's shape and dtype (e.g. a
         tensor in shared memory, so a DataLoader worker hands it over
         without a copy).
+    scale
+        Without ``lookup``: multiply the values by this, in the output's
+        dtype (float32 unless ``out`` says otherwise), as they are copied
+        out: one pass instead of copy, cast, then multiply (e.g. integers
+        stored for [0, 1] samples).
 
     Returns
     -------
@@ -344,7 +351,8 @@ def read_region(
         _map_planes(stored.view(f"u{dtype.itemsize}"), lookup, out, threads)
         return out
     if out is None:
-        out = np.empty(shape, dtype=dtype)
+        out = np.empty(shape, dtype=dtype if scale is None else np.dtype(np.float32))
+    factor = None if scale is None else out.dtype.type(scale)
     starts = [r.start for r in region]
     ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, layout.chunks)]
     chunk_bytes = math.prod(layout.chunks) * dtype.itemsize
@@ -376,7 +384,10 @@ def read_region(
             lo = [i * c for i, c in zip(cidx, layout.chunks)]
             src = tuple(slice(max(r.start, o) - o, min(r.stop, o + c) - o) for r, o, c in zip(region, lo, layout.chunks))
             dst = tuple(slice(max(r.start, o) - s, min(r.stop, o + c) - s) for r, o, c, s in zip(region, lo, layout.chunks, starts))
-            target[dst] = chunk[src]
+            if factor is None:
+                target[dst] = chunk[src]
+            else:
+                np.multiply(chunk[src], factor, out=target[dst])
 
     _parallel(decode, list(product(*ranges)), threads)  # each thread writes its own chunks' boxes of ``out``
     return out

@@ -63,6 +63,8 @@ FOREGROUND_MAX = 200_000
 LEASE_SECONDS = 600.0
 #: Memory maps of local shard files each Cache keeps open for the next reads.
 MAPS_KEPT = 64
+#: A local shard file up to this size, read whole and not mapped already, is read with one ``read`` instead of mapped.
+READ_WHOLE_BELOW = 4 << 20
 _ARRAYS = ("image", "mask", "foreground")
 
 
@@ -117,6 +119,7 @@ class CacheEntry:
         threads: int = 1,
         volumes: slice | None = None,
         out: np.ndarray | None = None,
+        scale: float | None = None,
     ) -> np.ndarray:
         """Read a whole array, or the spatial box ``start`` .. ``start + size``.
 
@@ -142,11 +145,14 @@ class CacheEntry:
         out
             Write into this C-contiguous array (the result's shape and dtype)
             instead of a new one, e.g. a tensor in shared memory.
+        scale
+            Without ``lookup``: multiply the values by this as they are copied
+            out, in the result's dtype (float32 unless ``out`` is given).
 
         Returns
         -------
         numpy.ndarray
-            The voxels, in the cached dtype (``(C, ...)`` in the table's dtype with ``lookup``).
+            The voxels, in the cached dtype (``(C, ...)`` in the table's dtype with ``lookup``, float32 with ``scale``).
 
         Raises
         ------
@@ -181,12 +187,15 @@ class CacheEntry:
             region = kept + tuple(slice(int(b), int(b) + int(n)) for b, n in zip(start, size))
             if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
                 raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
-        options: dict[str, Any] = {"lookup": lookup, "threads": threads, "out": out}
+        options: dict[str, Any] = {"lookup": lookup, "threads": threads, "out": out, "scale": scale}
         if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
             return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, **options)
-        if isinstance(fs, LocalFileSystem):  # decoded from a memory map: no copy of the file's bytes
-            mapped = self._cache._map(shard, layout, where)
-            index = self._cache._index(self, name, shard, where, mapped)
+        if isinstance(fs, LocalFileSystem):  # decoded from a memory map (no copy of the file's bytes), or a small file's one read
+            mapped = self._cache._map(shard, layout, where, whole=start is None and volumes is None)
+            if isinstance(mapped, np.ndarray):  # read at once: its index is at hand, and a memo would keep the bytes alive
+                index = read_index(mapped[-index_nbytes(layout) :], layout, where)
+            else:
+                index = self._cache._index(self, name, shard, where, mapped)
             return read_region(None, layout, index, region, where, blob=mapped, **options)
         if start is None:  # one GET on object stores
             blob = _cat(fs, shard, where)
@@ -326,11 +335,15 @@ class Cache:
             self._indexes[memo] = read_index(tail, entry.layouts[name], where)
         return self._indexes[memo]
 
-    def _map(self, path: str, layout: ArrayLayout, where: str) -> mmap.mmap:
+    def _map(self, path: str, layout: ArrayLayout, where: str, whole: bool = False) -> mmap.mmap | np.ndarray:
         """A read-only memory map of a local shard file, kept for the next reads (the last MAPS_KEPT).
 
         Reading from the map copies nothing and, once its pages are mapped,
         faults nothing; a file removed by ``gc`` stays readable while mapped.
+        A file read ``whole`` of at most :data:`READ_WHOLE_BELOW` bytes that
+        is not mapped already is read instead (its bytes, not kept): mapping
+        and faulting in a small file read once per epoch (a 2D sample) costs
+        more than copying it.
         """
         if path in self._maps:
             self._maps.move_to_end(path)
@@ -345,6 +358,11 @@ class Cache:
                 raise CacheIntegrityError(
                     f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path
                 )
+            if whole and size <= READ_WHOLE_BELOW:
+                blob = np.empty(size, np.uint8)
+                if os.readv(fd, [blob.data]) != size:
+                    raise CacheIntegrityError(f"{where}: shard file {path} changed while read; delete the entry and recompute", path=path)
+                return blob
             mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)

@@ -20,10 +20,7 @@ reaches persistent workers) gives each epoch new draws.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
-import mmap
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -43,9 +40,6 @@ from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
 
 __all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
-
-#: Size of a transparent huge page (x86-64; arm64 with 4 KiB base pages).
-_HUGE_PAGE = 2 << 20
 
 
 class _CachedDataset(Dataset):
@@ -424,35 +418,11 @@ def _empty(shape: Sequence[int], dtype: np.dtype[Any]) -> torch.Tensor:
     them, a copy of the whole sample; torch's own ``default_collate`` avoids
     it the same way, with ``_new_shared``.
     """
+    if get_worker_info() is None:  # numpy's allocation: memory from torch.empty is faulted in anew at every sample
+        return torch.from_numpy(np.empty(shape, dtype))
     kind = torch.from_numpy(np.empty(0, dtype)).dtype
-    if get_worker_info() is None:
-        out = torch.empty(list(shape), dtype=kind)
-        _huge_pages(out.data_ptr(), out.nbytes)
-        return out
     storage = torch.UntypedStorage._new_shared(math.prod(shape) * kind.itemsize)
     return torch.empty(0, dtype=kind).set_(storage).view(*shape)
-
-
-def _huge_pages(address: int, nbytes: int) -> None:
-    """Ask Linux to back a new, untouched buffer with transparent huge pages (elsewhere, or with THP off: nothing).
-
-    A decoded volume is tens of MB written once: faulting it in 4 KiB pages
-    costs as much as decoding it (``benchmarks/bench_cache.py``); 2 MiB pages
-    fault 512 times less often. numpy gives its arrays of 4 MiB and more the
-    same advice, and torch's allocator does under ``THP_MEM_ALLOC_ENABLE``.
-    Only whole 2 MiB pages inside the buffer are advised; the call's result
-    is ignored (an optimisation, never needed for correctness).
-    """
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    start = -(-address // _HUGE_PAGE) * _HUGE_PAGE
-    end = (address + nbytes) // _HUGE_PAGE * _HUGE_PAGE
-    if advice is not None and nbytes >= 2 * _HUGE_PAGE and end > start:
-        _libc().madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), ctypes.c_int(advice))
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dicomml.cache import Cache
 from dicomml.distributed.report import RunReport
@@ -29,6 +29,9 @@ from dicomml.executor import Progress, run
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
 from dicomml.pipeline import open_cache
+
+if TYPE_CHECKING:
+    from dicomml.sources import Remote
 
 __all__ = ["ImageSource", "image_task", "preprocess_images"]
 
@@ -123,7 +126,7 @@ def preprocess_images(
     published = set(cache.keys())
     out = [skipped_row(s, cache) for s in sources if s.key in published]
     todo = [s for s in sources if s.key not in published]
-    context = (cache, config, device, DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels)
+    context = (cache, config, device, DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, manifest.remote)
     batches = [(context, todo[i : i + batch_size]) for i in range(0, len(todo), batch_size)]
     label = "preprocess images" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     if todo:
@@ -151,15 +154,17 @@ def _shape(row: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(int(v) if v == v and v is not None else 1 for v in (frames, row.get("rows"), row.get("columns")))
 
 
-def image_task(source: ImageSource, cache: Cache, config: Any, device: str, max_voxels: int) -> dict[str, Any]:
-    """One image as a report row; a :class:`~dicomml.errors.DicomMLError` is a ``failed`` row, anything else propagates."""
+def image_task(
+    source: ImageSource, cache: Cache, config: Any, device: str, max_voxels: int, remote: Remote | None = None
+) -> dict[str, Any]:
+    """One image as a report row (``remote``: how to reach a URL); a :class:`~dicomml.errors.DicomMLError` is a ``failed`` row, anything else propagates."""
     from dicomml.imaging2d.prepare import preprocess_image
 
     start = time.perf_counter()
     row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": worker_name(), "device": "cpu"}
     try:
         check_voxels(source.shape, f"image {source.row['path']}", max_voxels)
-        preprocess_image(source.row, cache, config)
+        preprocess_image(source.row, cache, config, remote=remote)
     except DicomMLError as exc:  # the data's fault: retrying cannot help
         return {**row, **failure_fields(exc), "seconds": time.perf_counter() - start}
     return {**row, "status": "done", "seconds": time.perf_counter() - start, "bytes": cache.open(source.key).nbytes()}

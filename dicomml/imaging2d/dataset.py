@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from dicomml.cache import Cache
+from dicomml.cache import Cache, CacheEntry
+from dicomml.data.datasets import _empty
 from dicomml.errors import CacheMissError
 from dicomml.imaging2d.masks import sample_masks
 from dicomml.imaging2d.prepare import (
@@ -22,6 +23,7 @@ from dicomml.imaging2d.prepare import (
     output_size,
     prepare_image,
     preprocess_image,
+    stored_scale,
     to_stored,
 )
 from dicomml.indexer.manifest import Manifest
@@ -31,11 +33,17 @@ __all__ = ["ImageDataset", "select_images"]
 
 
 def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
-    """SEG and RTSTRUCT rows of the manifest by the SOP Instance UID of each image they reference."""
+    """SEG and RTSTRUCT rows of the manifest by the SOP Instance UID of each image they reference.
+
+    An RTSTRUCT that names no image (no Contour Image Sequence) is listed under
+    each series it references, as ``"series:UID"``: its contours are matched
+    to each image of the series by plane.
+    """
     out: dict[str, list[dict[str, Any]]] = {}
     for record in manifest.seg_instances(("SEG", "RTSTRUCT")).to_dict("records"):
-        uids = record.pop("referenced_sop_uids")
-        for uid in uids if uids is not None else []:
+        uids, series = (record.pop(column) for column in ("referenced_sop_uids", "referenced_series_uids"))
+        uids = [] if uids is None else list(uids)
+        for uid in uids or [f"series:{s}" for s in ([] if series is None else series)]:
             out.setdefault(str(uid), []).append(record)
     return out
 
@@ -114,20 +122,26 @@ class ImageDataset(Dataset):
         self._records = self.rows.to_dict("records")
         self._config_hash = self.config.cache_hash()
         self._segs = _referencing_segs(self.manifest) if masks else None
+        self._keys: list[str | None] = [None] * len(self._records)  # each made once: hashing costs as much as a cached read
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self._records[index]
-        segs = [] if self._segs is None else self._segs.get(row["sop_instance_uid"], [])
-        key = image_key(row, self._config_hash, segs)
+        segs = (
+            []
+            if self._segs is None
+            else self._segs.get(row["sop_instance_uid"], []) + self._segs.get(f"series:{row['series_instance_uid']}", [])
+        )
+        key = self._keys[index] or image_key(row, self._config_hash, segs)
+        self._keys[index] = key
         mask = None
         if self.cache is None:
-            planes, meta = prepare_image(row["path"], self.config)
+            planes, meta = prepare_image(row["path"], self.config, self.manifest.remote)
             planes = from_stored(to_stored(planes, self.config))  # the values a cache would give
             if segs:
-                mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config))
+                mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config), self.manifest.remote)
         else:
             try:
                 entry = self.cache.open(key)
@@ -136,18 +150,26 @@ class ImageDataset(Dataset):
                     raise CacheMissError(
                         f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
                     ) from None
-                preprocess_image(row, self.cache, self.config, segs)
+                preprocess_image(row, self.cache, self.config, segs, self.manifest.remote)
                 entry = self.cache.open(key)
-            planes, meta = from_stored(entry.read()), entry.meta
+            planes, meta = _planes(entry), entry.meta
             if entry.has_mask:
                 mask = torch.from_numpy(entry.read("mask")[:, 0])
         if meta["layout"] == "TCHW":
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
-        sample = {"image": planes, "spacing": torch.tensor(spacing, dtype=torch.float64), "meta": meta, "key": key}
+        sample = {"image": planes, "spacing": torch.from_numpy(np.array(spacing, dtype=np.float64)), "meta": meta, "key": key}
         if self._segs is not None:
             sample["mask"] = Mask(mask if mask is not None else torch.zeros((0, *planes.shape[-2:]), dtype=torch.uint8))
             meta.setdefault("mask_labels", [])
         if meta.get("frame_times_ms"):
             sample["frame_times"] = torch.from_numpy(np.asarray(meta["frame_times_ms"], dtype=np.float64))
         return self.transforms(sample) if self.transforms is not None else sample
+
+
+def _planes(entry: CacheEntry) -> torch.Tensor:
+    """A cached entry's image as float32 planes, cast and scaled on the one copy out of the cache (into shared memory in a DataLoader worker)."""
+    layout = entry.layouts["image"]
+    out = _empty(layout.shape, np.dtype(np.float32))
+    entry.read(out=out.numpy(), scale=stored_scale(layout.dtype))
+    return out

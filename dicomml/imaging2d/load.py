@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -24,6 +24,9 @@ from dicomml.imaging2d.j2k import reduced_frame
 from dicomml.imaging2d.lut import grey_values, palette_to_rgb
 from dicomml.imaging2d.orientation import display_flips, flipped_orientation, projection_header
 from dicomml.imaging2d.spacing import Spacing, physical_spacing
+
+if TYPE_CHECKING:
+    from dicomml.sources import Remote
 
 __all__ = ["COLOUR", "Image2D", "frame_times", "load_image", "stored_frames"]
 
@@ -116,6 +119,7 @@ def load_image(
     facing: str = "right",
     dtype: Any = np.float32,
     reduce_to: tuple[int, int] | None = None,
+    remote: Remote | None = None,
 ) -> Image2D:
     """Load a 2D image (CR, DX, MG, IO, XA/RF, US, OT, SC; one frame or cine) in display values.
 
@@ -141,6 +145,9 @@ def load_image(
         single-frame grey JPEG 2000 image is then decoded at its coarsest
         wavelet level still as large as the letterboxed image (see :mod:`~dicomml.imaging2d.j2k`; an approximation, recorded
         as ``meta["decode_level"]``, with the spacing of that level).
+    remote
+        How to reach a URL ``source`` (storage options, credentials): a
+        :class:`dicomml.sources.Remote`, usually the manifest's ``remote``.
 
     Returns
     -------
@@ -159,7 +166,7 @@ def load_image(
     >>> image.pixels.shape, image.meta["view"], image.meta["flips"]  # doctest: +SKIP
     ((1, 4096, 3328), 'CC', [])
     """
-    ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True)
+    ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True, remote=remote)
     path = source_name(ds)
     if "PixelData" not in ds:
         raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")

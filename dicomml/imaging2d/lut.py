@@ -33,6 +33,11 @@ VOI_CHOICES = ("header", "none")
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
 #: Functional groups whose items set a frame's Modality LUT and VOI LUT attributes.
 _FRAME_GROUPS = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
+#: The top-level attributes each of those macros stands for.
+_MACRO_KEYWORDS = {
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence", "WindowCenterWidthExplanation"),
+}
 #: Top-level attributes the LUT functions read.
 _LUT_KEYWORDS = (
     "PhotometricInterpretation",
@@ -261,24 +266,24 @@ def palette_to_rgb(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     return np.asarray(rgb[..., :3])
 
 
-def _group_values(item: Dataset | None) -> dict[str, Any]:
-    """The LUT attributes one functional groups item sets (rescale, window, VOI LUT function...)."""
-    values: dict[str, Any] = {}
+def _group_values(item: Dataset | None) -> dict[str, dict[str, Any]]:
+    """The LUT attributes one functional groups item sets (rescale, window, VOI LUT table...), by macro."""
+    groups: dict[str, dict[str, Any]] = {}
     for group in _FRAME_GROUPS:
         sequence = item.get(group) if item is not None else None
-        for element in sequence[0] if sequence else ():
-            if element.keyword:
-                values[element.keyword] = element.value
-    return values
+        if sequence:
+            groups[group] = {element.keyword: element.value for element in sequence[0] if element.keyword}
+    return groups
 
 
 def frame_headers(ds: Dataset, n_frames: int) -> list[Dataset] | None:
     """Each frame's LUT header of an enhanced multi-frame image, None when its functional groups set no LUT.
 
-    A frame's header is the image's top-level LUT attributes, overridden by
+    A frame's header is the image's top-level LUT attributes, replaced by
     the Shared Functional Groups' Pixel Value Transformation and Frame VOI LUT
-    items, overridden in turn by the frame's own Per-Frame Functional Groups
-    items (PS3.3 C.7.6.16).
+    macros, replaced in turn by the frame's own Per-Frame Functional Groups
+    macros (PS3.3 C.7.6.16): a macro replaces the one below it whole, so a
+    frame's own VOI LUT table leaves no shared window behind.
     """
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -288,11 +293,18 @@ def frame_headers(ds: Dataset, n_frames: int) -> list[Dataset] | None:
         return None
     base = {keyword: ds[keyword].value for keyword in _LUT_KEYWORDS if keyword in ds}
     headers = []
-    for values in own:
+    for groups in own:
+        values = dict(base)
+        for group, group_values in {**common, **groups}.items():
+            for keyword in _MACRO_KEYWORDS[group]:
+                values.pop(keyword, None)
+            values.update(group_values)
         header = Dataset()
-        for keyword, value in {**base, **common, **values}.items():
+        for keyword, value in values.items():
             setattr(header, keyword, copy.deepcopy(value))
         header.filename = getattr(ds, "filename", None)  # for messages
+        if getattr(ds, "file_meta", None) is not None:  # the byte order of OW tables (LUT Data) is the file's
+            header.file_meta = ds.file_meta
         headers.append(header)
     return headers
 
@@ -301,8 +313,13 @@ def _frame_groups(headers: list[Dataset]) -> dict[str, list[int]]:
     """Frame indices by their header's content, so that each distinct header gets one table."""
     groups: dict[str, list[int]] = {}
     for i, header in enumerate(headers):
-        groups.setdefault(repr([(e.tag, e.value) for e in header]), []).append(i)
+        groups.setdefault(repr(_content(header)), []).append(i)
     return groups
+
+
+def _content(item: Dataset) -> list[tuple[Any, Any]]:
+    """(tag, value) of every element, into sequences (whose repr shows only their length), e.g. a frame's VOI LUT table."""
+    return [(e.tag, [_content(inner) for inner in e.value] if e.VR == "SQ" else e.value) for e in item]
 
 
 def grey_values(

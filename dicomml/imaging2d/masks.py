@@ -4,9 +4,12 @@ highdicom reads each SEG's frames for the image's SOP Instance UID. An
 RTSTRUCT's CLOSED_PLANAR contours that reference the image are filled in its
 pixel grid (even-odd, as for volumes): through the image plane (Image
 Position/Orientation (Patient), Pixel Spacing) when the image has one, the
-contour having to lie in that plane; a projection image (DX, MG, CR...) has
-no patient coordinates, and its contours' (x, y) are then read as (column,
-row) pixel positions (PS3.3 defines Contour Data in patient coordinates only).
+contour having to lie in that plane. A contour without a Contour Image
+Sequence (an RTSTRUCT may name only the series) is the image's when it lies
+in the image's plane. A projection image (DX, MG, CR...) has no patient
+coordinates: its contours' (x, y) are read as (column, row) pixel positions
+(PS3.3 defines Contour Data in patient coordinates only), and a contour
+naming no image cannot be placed on it.
 The masks then take the image's display flips and its resize or letterbox
 (nearest source pixel), so mask and image stay aligned pixel for pixel.
 """
@@ -14,19 +17,36 @@ The masks then take the image's display flips and its resize or letterbox
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from pydicom.dataset import Dataset
 
 from dicomml._optional import require
-from dicomml.dicom.io import read_dataset
+from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import SegReferenceError
 from dicomml.imaging2d.resize import Placement, place
 from dicomml.seg.rtstruct import _points, _read, fill_polygons
 
+if TYPE_CHECKING:
+    from dicomml.sources import Remote
+
 __all__ = ["contour_pixels", "image_masks", "rtstruct_masks", "sample_masks"]
+
+
+def _plane(image: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The image plane: position, row axis, column axis, (row, column) spacing; None for a projection image."""
+    position, orientation, spacing = (image.get(k) for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"))
+    if position is None or orientation is None or spacing is None:
+        return None
+    return np.asarray(position, float), np.asarray(orientation[:3], float), np.asarray(orientation[3:], float), np.asarray(spacing, float)
+
+
+def _off_plane(points: np.ndarray, plane: tuple[np.ndarray, ...]) -> float:
+    """Largest distance (mm) of patient-coordinate points from the image plane."""
+    position, row_axis, column_axis, _ = plane
+    return float(np.abs((points - position) @ np.cross(row_axis, column_axis)).max())
 
 
 def contour_pixels(points: np.ndarray, image: Dataset) -> np.ndarray:
@@ -41,13 +61,11 @@ def contour_pixels(points: np.ndarray, image: Dataset) -> np.ndarray:
     SegReferenceError
         If patient-coordinate points lie off the image plane by more than half a pixel.
     """
-    position, orientation, spacing = (image.get(k) for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"))
-    if position is None or orientation is None or spacing is None:
+    plane = _plane(image)
+    if plane is None:
         return points[:, [1, 0]]
-    row_axis, column_axis = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
-    offset = points - np.asarray(position, float)
-    spacing = np.asarray(spacing, float)  # (between rows, between columns)
-    off_plane = float(np.abs(offset @ np.cross(row_axis, column_axis)).max())
+    position, row_axis, column_axis, spacing = plane  # spacing: (between rows, between columns)
+    off_plane = _off_plane(points, plane)
     if off_plane > spacing.min() / 2:
         name = str(getattr(image, "filename", None) or image.get("SOPInstanceUID", "?"))
         raise SegReferenceError(
@@ -55,6 +73,7 @@ def contour_pixels(points: np.ndarray, image: Dataset) -> np.ndarray:
             path=name,
             tag="(3006,0050)",
         )
+    offset = points - position
     return np.stack([offset @ column_axis / spacing[0], offset @ row_axis / spacing[1]], axis=1)
 
 
@@ -62,37 +81,47 @@ def rtstruct_masks(rtstruct: str | Dataset, image: Dataset, shape: tuple[int, in
     """``(S, rows, columns)`` uint8 masks of one image from an RTSTRUCT, one per ROI, and the ROI names.
 
     Each ROI's CLOSED_PLANAR contours whose Contour Image Sequence names the
-    image are filled together (even-odd: an inner contour is a hole); an ROI
-    without such a contour gives an empty mask.
+    image are filled together (even-odd: an inner contour is a hole), and so
+    are its contours without a Contour Image Sequence that lie in the image's
+    plane (within half a pixel; a projection image has no plane, so none of
+    those); an ROI without such a contour gives an empty mask.
 
     Raises
     ------
     InvalidDicomFileError
         If ``rtstruct`` is a path to a file that is not an RT Structure Set.
     SegReferenceError
-        If a contour lies off the image's plane.
+        If a contour that names the image lies off its plane.
     """
     ds = _read(rtstruct)
     uid = str(image.SOPInstanceUID)
+    plane = _plane(image)
     names = {int(item.ROINumber): str(item.get("ROIName", "")) for item in ds.get("StructureSetROISequence", [])}
     polygons: dict[int, list[np.ndarray]] = {number: [] for number in names}
     for roi in ds.get("ROIContourSequence", []):
         for item in roi.get("ContourSequence", []):
-            images = {str(ref.ReferencedSOPInstanceUID) for ref in item.get("ContourImageSequence", [])}
-            if uid in images and str(item.get("ContourGeometricType", "")) == "CLOSED_PLANAR":
-                polygons.setdefault(int(roi.ReferencedROINumber), []).append(contour_pixels(_points(item).reshape(-1, 3), image))
+            if str(item.get("ContourGeometricType", "")) != "CLOSED_PLANAR":
+                continue
+            points = _points(item).reshape(-1, 3)
+            images = {str(ref.ReferencedSOPInstanceUID) for ref in item.get("ContourImageSequence") or []}
+            if images and uid not in images:
+                continue
+            if not images and (plane is None or _off_plane(points, plane) > plane[3].min() / 2):
+                continue  # no reference: only a contour in this image's plane is this image's
+            polygons.setdefault(int(roi.ReferencedROINumber), []).append(contour_pixels(points, image))
     masks = [fill_polygons(polygons[n], shape) for n in polygons]
     labels = [names.get(n, str(n)) for n in polygons]
     return np.stack(masks).astype(np.uint8) if masks else np.zeros((0, *shape), np.uint8), labels
 
 
 def image_masks(
-    seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[int, int], image_path: str | None = None
+    seg_paths: Sequence[str], sop_instance_uid: str, shape: tuple[int, int], image_path: str | None = None, remote: Remote | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """``(S, rows, columns)`` uint8 masks of one image from SEG and RTSTRUCT files, and each segment's or ROI's label.
 
     Fractional segments count as present where their value exceeds one half.
     RTSTRUCTs need ``image_path`` (the image's header holds its plane).
+    ``remote`` (a :class:`dicomml.sources.Remote`) says how to reach URLs.
 
     Raises
     ------
@@ -101,14 +130,15 @@ def image_masks(
     """
     planes, labels = [], []
     for path in seg_paths:
-        header = read_dataset(path, pixels=False)
+        # a remote SEG is fetched once, with its frames, through the Remote
+        header = read_dataset(path, pixels=is_url(path), remote=remote)
         if str(header.get("Modality", "")) == "RTSTRUCT":
-            masks, names = rtstruct_masks(header, read_dataset(image_path or "", pixels=False), shape)
+            masks, names = rtstruct_masks(header, read_dataset(image_path or "", pixels=False, remote=remote), shape)
             planes.append(masks)
             labels += names
             continue
         hd = require("highdicom", extra="seg", feature="masks of 2D images")
-        seg = hd.seg.segread(path)
+        seg = hd.seg.Segmentation.from_dataset(header, copy=False) if is_url(path) else hd.seg.segread(path)
         try:
             pixels = seg.get_pixels_by_source_instance([sop_instance_uid], ignore_spatial_locations=True)
         except (ValueError, KeyError, IndexError) as exc:
@@ -127,7 +157,9 @@ def image_masks(
     return np.concatenate(planes).astype(np.uint8) if planes else np.zeros((0, *shape), np.uint8), labels
 
 
-def sample_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[int, int] | None) -> tuple[torch.Tensor, list[str]]:
+def sample_masks(
+    seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[int, int] | None, remote: Remote | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """An image's masks on its sample's pixels: the image's flips, then its placement (nearest).
 
     Parameters
@@ -139,8 +171,10 @@ def sample_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[
         ``scale``, ``offset``, ``placed_shape``).
     size
         The sample's output size (None when not resized).
+    remote
+        How to reach remote files: a :class:`dicomml.sources.Remote`.
     """
-    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"])
+    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"], remote)
     if "horizontal" in meta["flips"]:
         masks = masks[:, :, ::-1]
     if "vertical" in meta["flips"]:

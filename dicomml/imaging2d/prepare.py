@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from dicomml.errors import ConfigError
 from dicomml.imaging2d.load import load_image
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
 
+if TYPE_CHECKING:
+    from dicomml.sources import Remote
+
 __all__ = [
     "IMAGE_MODALITIES",
     "ImageConfig",
@@ -34,6 +37,7 @@ __all__ = [
     "output_size",
     "prepare_image",
     "preprocess_image",
+    "stored_scale",
     "to_stored",
 ]
 
@@ -167,15 +171,21 @@ def to_stored(planes: torch.Tensor, config: ImageConfig) -> np.ndarray:
     return np.rint(np.clip(array, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+def stored_scale(dtype: np.dtype[Any] | str) -> float | None:
+    """The factor from :func:`to_stored`'s kept values to [0, 1] (None: kept as float32)."""
+    return 1.0 / 65535.0 if np.dtype(dtype) == np.uint16 else None
+
+
 def from_stored(array: np.ndarray) -> torch.Tensor:
-    """Float32 planes from :func:`to_stored`'s array."""
-    if array.dtype == np.uint16:
-        return torch.from_numpy(np.multiply(array, np.float32(1.0 / 65535.0), dtype=np.float32))
-    return torch.from_numpy(array)
+    """Float32 planes from :func:`to_stored`'s array (what a cache read with :func:`stored_scale` gives)."""
+    scale = stored_scale(array.dtype)
+    if scale is None:
+        return torch.from_numpy(array)
+    return torch.from_numpy(np.multiply(array, np.float32(scale), dtype=np.float32))
 
 
-def prepare_image(path: str, config: ImageConfig) -> tuple[torch.Tensor, dict[str, Any]]:
-    """One image as float32 planes in [0, 1], resized, with its meta.
+def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One image as float32 planes in [0, 1], resized, with its meta (``remote``: how to reach a URL ``path``).
 
     Grey values are scaled by the VOI output range (``meta["output_range"]``),
     colour by its integer type's maximum. Planes are ``(1, H, W)`` for a grey
@@ -188,7 +198,7 @@ def prepare_image(path: str, config: ImageConfig) -> tuple[torch.Tensor, dict[st
         If the file cannot be loaded (see :func:`~dicomml.imaging2d.load_image`).
     """
     reduce_to = config.size if config.reduced_decode and config.resize == "letterbox" else None
-    image = load_image(path, voi=config.window(), display=config.display, facing=config.facing, reduce_to=reduce_to)
+    image = load_image(path, voi=config.window(), display=config.display, facing=config.facing, reduce_to=reduce_to, remote=remote)
     pixels = image.pixels
     if image.is_colour:
         top = float(np.iinfo(pixels.dtype).max)
@@ -219,7 +229,9 @@ def output_size(config: ImageConfig) -> tuple[int, int] | None:
     return None if config.resize == "none" else config.size
 
 
-def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, masks: Sequence[Mapping[str, Any]] = ()) -> str:
+def preprocess_image(
+    row: Mapping[str, Any], cache: Cache, config: ImageConfig, masks: Sequence[Mapping[str, Any]] = (), remote: Remote | None = None
+) -> str:
     """Compute and publish the cache entry of one image (a manifest ``instances`` row) unless present.
 
     Parameters
@@ -231,6 +243,8 @@ def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, 
     masks
         ``instances`` rows of SEG objects referencing the image: their masks
         are stored with it, ``(S, N, H, W)`` with the labels in ``meta["mask_labels"]``.
+    remote
+        How to reach remote files (the manifest's ``remote``): a :class:`dicomml.sources.Remote`.
 
     Returns
     -------
@@ -240,7 +254,7 @@ def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, 
     key = image_key(row, config, masks)
     if cache.has(key):
         return key
-    planes, meta = prepare_image(row["path"], config)
+    planes, meta = prepare_image(row["path"], config, remote)
     spacing = meta["spacing"] or [1.0, 1.0]  # the affine needs numbers; meta["spacing"] stays None when unknown
     affine = np.diag([1.0, float(spacing[0]), float(spacing[1]), 1.0])
     meta.update(kind="image2d", config=asdict(config))
@@ -248,7 +262,7 @@ def preprocess_image(row: Mapping[str, Any], cache: Cache, config: ImageConfig, 
     if masks:
         from dicomml.imaging2d.masks import sample_masks
 
-        labels_mask, meta["mask_labels"] = sample_masks([m["path"] for m in masks], meta, output_size(config))
+        labels_mask, meta["mask_labels"] = sample_masks([m["path"] for m in masks], meta, output_size(config), remote)
         mask = np.ascontiguousarray(np.broadcast_to(labels_mask.numpy()[:, None], (labels_mask.shape[0], *planes.shape)))
     # raw: a sample is read whole at every epoch, and decoding Blosc costs more than reading its few bytes
     cache.put(key, to_stored(planes, config), affine, mask=mask, meta=meta, chunks=tuple(planes.shape), codec="raw")

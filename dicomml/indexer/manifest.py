@@ -346,7 +346,7 @@ class Manifest:
             Columns ``path``, ``folder``, ``sop_instance_uid``, ``size``,
             ``mtime_ns``, ``modality``, ``photometric_interpretation``,
             ``view``, ``laterality``, ``burned_in``, ``spacing_source``,
-            ``number_of_frames``, ``rows``, ``columns``.
+            ``number_of_frames``, ``rows``, ``columns``, ``series_instance_uid``.
 
         Raises
         ------
@@ -368,16 +368,17 @@ class Manifest:
         Returns
         -------
         pandas.DataFrame
-            Columns ``path``, ``sop_instance_uid``, ``size``, ``mtime_ns`` and
+            Columns ``path``, ``sop_instance_uid``, ``size``, ``mtime_ns``,
             ``referenced_sop_uids`` (the SOP Instance UIDs of the images the
-            SEG references, or None; an RTSTRUCT's from its Contour Image Sequences).
+            SEG references, or None; an RTSTRUCT's from its Contour Image Sequences)
+            and ``referenced_series_uids``.
 
         Examples
         --------
         >>> m.seg_instances()[["path", "referenced_sop_uids"]]  # doctest: +SKIP
         """
         return self.sql(
-            "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids FROM instances "
+            "SELECT DISTINCT path, sop_instance_uid, size, mtime_ns, referenced_sop_uids, referenced_series_uids FROM instances "
             "WHERE list_contains(?, modality) ORDER BY path",
             list(modalities),
         )
@@ -459,7 +460,7 @@ def _quoted(column: str) -> str:
 
 _IMAGE_COLUMNS = (
     "path, folder, sop_instance_uid, size, mtime_ns, modality, photometric_interpretation, view, laterality, "
-    "burned_in, spacing_source, number_of_frames, rows, columns"
+    "burned_in, spacing_source, number_of_frames, rows, columns, series_instance_uid"
 )
 
 _SERIES_ACQUIRED = """

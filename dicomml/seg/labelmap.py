@@ -227,7 +227,7 @@ def dataset_mask(
     for key in annotation_keys:
         try:
             mask = load_mask(manifest, key, reference=reference, as_channels=True)
-            names = {s.number: s for s in segment_names(mask.meta["source"])}
+            names = {s.number: s for s in segment_names(mask.meta["source"], manifest.remote)}
         except DicomMLError as exc:
             if annotations.on_bad == "raise":
                 raise

@@ -24,6 +24,7 @@ from dicomml.dicom.io import read_dataset
 
 if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
+    from dicomml.sources import Remote
 
 __all__ = ["SegmentName", "label_table", "match_label", "segment_names"]
 
@@ -57,13 +58,16 @@ def _code(items: Any) -> tuple[str, str]:
     return "", ""
 
 
-def segment_names(annotation: str | os.PathLike[str] | Dataset) -> list[SegmentName]:
+def segment_names(annotation: str | os.PathLike[str] | Dataset, remote: Remote | None = None) -> list[SegmentName]:
     """The segments of a SEG, or the ROIs of an RTSTRUCT, with their codes (header only).
 
     Parameters
     ----------
     annotation
         A path, fsspec URL or pydicom Dataset.
+    remote
+        How to reach a URL (storage options, credentials): a
+        :class:`dicomml.sources.Remote`, usually the manifest's ``remote``.
 
     Returns
     -------
@@ -75,7 +79,7 @@ def segment_names(annotation: str | os.PathLike[str] | Dataset) -> list[SegmentN
     >>> segment_names(data_file("dcmqi/data/segmentations/liver.dcm"))  # doctest: +SKIP
     [SegmentName(number=1, label='Liver', code='SCT:10200004', meaning='Liver')]
     """
-    ds = annotation if isinstance(annotation, Dataset) else read_dataset(annotation, pixels=False)
+    ds = annotation if isinstance(annotation, Dataset) else read_dataset(annotation, pixels=False, remote=remote)
     if ds.get("Modality") == "RTSTRUCT":
         codes = {
             int(item.ReferencedROINumber): _code(item.get("RTROIIdentificationCodeSequence"))
@@ -151,11 +155,11 @@ def label_table(manifest: Manifest | str | os.PathLike[str]) -> pd.DataFrame:
     from dicomml.errors import DicomMLError
     from dicomml.indexer.manifest import Manifest
 
-    table = Manifest.open(manifest).annotations
+    opened = Manifest.open(manifest)
     rows = []
-    for item in table.itertuples():
+    for item in opened.annotations.itertuples():
         try:
-            names = segment_names(str(item.path))
+            names = segment_names(str(item.path), opened.remote)
         except (DicomMLError, OSError, ValueError):
             continue
         for name in names:

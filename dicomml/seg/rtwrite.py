@@ -30,6 +30,7 @@ from dicomml.seg.write import Labels, Prediction, SourceGrid, prepare, to_source
 
 if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
+    from dicomml.sources import Remote
 
 _FEATURE = "write-back to RTSTRUCT (dicomml.write_rtstruct)"
 find_contours = require("skimage.measure", extra="seg", feature=_FEATURE).find_contours
@@ -213,12 +214,13 @@ def write_rtstruct(
     algorithm: str = "dicomml",
     series_description: str = "Structures",
     series_number: int = 301,
+    remote: Remote | None = None,
 ) -> Path:
     """Write a prediction as an RT Structure Set on its source series' slices.
 
     Parameters
     ----------
-    prediction, source, labels, manifest, affine
+    prediction, source, labels, manifest, affine, remote
         As for :func:`dicomml.write_seg`.
     out
         Path of the RTSTRUCT file to write.
@@ -246,7 +248,7 @@ def write_rtstruct(
     >>> dicomml.write_rtstruct(mask, files, {"liver": 1}, "rt.dcm", affine=affine)  # doctest: +SKIP
     PosixPath('rt.dcm')
     """
-    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine)
+    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine, remote)
     soft = array.ndim == 4 and array.dtype.kind == "f"
     channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold)
     level = threshold if soft else MASK_LEVEL

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import highdicom as hd
 
     from dicomml.indexer.manifest import Manifest
+    from dicomml.sources import Remote
 else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
 find_objects = require("scipy.ndimage", extra="seg", feature="write-back to DICOM SEG (dicomml.write_seg)").find_objects
@@ -89,13 +90,12 @@ class SourceGrid:
         return out
 
 
-def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | None) -> list[Dataset]:
-    remote = None
+def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | None, remote: Remote | None) -> list[Dataset]:
     if isinstance(source, str) and manifest is not None:
         from dicomml.indexer.manifest import Manifest
 
         opened = Manifest.open(manifest)
-        source, remote = opened.series_files(source)["path"].tolist(), opened.remote  # a remote series through its Remote
+        source, remote = opened.series_files(source)["path"].tolist(), remote or opened.remote  # a remote series through its Remote
     elif isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if not folder.is_dir():
@@ -135,7 +135,7 @@ def _clean(ds: Dataset) -> Dataset:
     return ds
 
 
-def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | None = None) -> SourceGrid:
+def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | None = None, remote: Remote | None = None) -> SourceGrid:
     """Headers and grid of the series a prediction was computed from.
 
     Parameters
@@ -146,6 +146,9 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
         multi-frame image (one frame per slice position).
     manifest
         A :class:`dicomml.Manifest` or its folder, when ``source`` is a key.
+    remote
+        How to reach source URLs (storage options, credentials): a
+        :class:`dicomml.sources.Remote`; default: the manifest's.
 
     Returns
     -------
@@ -157,7 +160,7 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
         If the files are not one stack of planes of one series (several
         images, or frames, at one position: time points, echoes).
     """
-    datasets = _read_sources(source, manifest)
+    datasets = _read_sources(source, manifest, remote)
     if not datasets:
         raise SegReferenceError(f"{source}: no source files")
     name = str(getattr(datasets[0], "filename", source))
@@ -358,14 +361,19 @@ def to_source_grid(
 
 
 def prepare(
-    prediction: Prediction, source: Any, labels: Labels, manifest: Manifest | str | os.PathLike[str] | None, affine: Any
+    prediction: Prediction,
+    source: Any,
+    labels: Labels,
+    manifest: Manifest | str | os.PathLike[str] | None,
+    affine: Any,
+    remote: Remote | None = None,
 ) -> tuple[tuple[Label, ...], np.ndarray, np.ndarray, SourceGrid]:
     """The common start of a write-back: the label map, the prediction and its affine, the source grid."""
     chosen = parse_labels(labels)
     if not chosen:
         raise ConfigError("labels= is empty; name at least one label")
     array, found = load_prediction(prediction, affine)
-    return chosen, array, found, source_grid(source, manifest=manifest)
+    return chosen, array, found, source_grid(source, manifest=manifest, remote=remote)
 
 
 def _coded(code: str, meaning: str) -> hd.sr.CodedConcept:
@@ -440,6 +448,7 @@ def write_seg(
     algorithm_version: str = "0",
     series_description: str = "Segmentation",
     series_number: int = 300,
+    remote: Remote | None = None,
 ) -> Path:
     """Write a prediction as a DICOM SEG on its source series' exact grid.
 
@@ -473,6 +482,9 @@ def write_seg(
         The algorithm identification written in every segment.
     series_description, series_number
         Of the new SEG series.
+    remote
+        How to reach source URLs (storage options, credentials): a
+        :class:`dicomml.sources.Remote`; default: the manifest's.
 
     Returns
     -------
@@ -495,7 +507,7 @@ def write_seg(
     """
     if kind not in _KINDS:
         raise ConfigError(f"kind={kind!r}; expected one of {', '.join(_KINDS)}")
-    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine)
+    chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine, remote)
     pixels = to_source_grid(array, found, grid, chosen, kind, threshold)
     algorithm_id = hd.AlgorithmIdentificationSequence(
         name=algorithm, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version

@@ -24,10 +24,13 @@ import io
 import re
 import struct
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
 
 from dicomml.errors import InvalidDicomFileError, MissingDependencyError, RemoteSourceError
 from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retries
@@ -47,10 +50,16 @@ _PATH = re.compile(
 _ENCAPSULATED_EXCEPT = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
 _CSA_IMAGE = "00291010"
 _IMPLICIT = "1.2.840.10008.1.2"
-#: Encodings a rebuilt header does not reproduce (big endian, deflated): its rows name no transfer syntax.
-_NOT_REBUILT = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
 #: A whole instance, in the transfer syntax the server holds it in.
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+#: A series' metadata, and the transfer-syntax probes still running for its instances (each ``{sop: syntax}``).
+_Pending = tuple[list[dict[str, Any]], list["Future[dict[str, str]]"]]
+#: Bytes counted for each header when deciding whether a series is small enough to be asked for whole.
+_HEADER_ALLOWANCE = 16_384
+#: Answers smaller than this are read to their end after a transfer-syntax probe, so that the connection is kept.
+_KEEP_BELOW = 1 << 20
 #: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
 KEEP_INSTANCES = 50_000
 
@@ -86,15 +95,13 @@ def _safe(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)
 
 
-class _BearerAuth:
-    """requests auth that sends ``Authorization: Bearer TOKEN``."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, request: Any) -> Any:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
+def _auth_header(auth: Any) -> dict[str, str]:
+    """The Authorization header of a bearer token or ``(user, password)``; none without credentials."""
+    if auth is None:
+        return {}
+    if isinstance(auth, str):
+        return {"Authorization": f"Bearer {auth}"}
+    return {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
 
 
 def _session(remote: Remote) -> requests.Session:
@@ -110,13 +117,11 @@ def _session(remote: Remote) -> requests.Session:
             return super().send(request, **kwargs)
 
     session = requests.Session()
-    adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, remote.concurrency), max_retries=0)
+    # one pool of at most `concurrency` connections for every thread: idle kept-alive connections hold server threads
+    adapter = _Adapter(pool_connections=4, pool_maxsize=remote.concurrency, pool_block=True, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    if isinstance(remote.auth, str):
-        session.auth = _BearerAuth(remote.auth)
-    elif remote.auth is not None:
-        session.auth = tuple(remote.auth)  # type: ignore[assignment]
+    session.headers.update(_auth_header(remote.auth))
     return session
 
 
@@ -139,10 +144,11 @@ class DicomWebSource:
         self.base: str = parts["base"]
         self.study, self.series, self.query = parts["study"], parts["series"], parts["query"]
         self.remote = remote
-        self._local = threading.local()
+        self._opened: tuple[requests.Session, Any] | None = None
         self._limit = threading.BoundedSemaphore(remote.concurrency)
         self._lock = threading.Lock()
-        self._kept: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._kept: dict[tuple[str, str], _Pending] = {}
+        self._probing: ThreadPoolExecutor | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # sessions, locks and clients are rebuilt where unpickled
         return {"url": self.url, "remote": self.remote}
@@ -150,27 +156,30 @@ class DicomWebSource:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], state["remote"])  # type: ignore[misc]
 
+    def _open(self) -> tuple[requests.Session, Any]:
+        """The session and the dicomweb-client over it, shared by every thread (opened on first use)."""
+        with self._lock:
+            if self._opened is None:
+                try:
+                    from dicomweb_client import DICOMwebClient
+                except ImportError as exc:
+                    raise MissingDependencyError(
+                        f"{self.url}: DICOMweb sources need dicomweb-client, which is not installed; pip install 'dicomml[dicomweb]'",
+                        path=self.url,
+                    ) from exc
+                session = _session(self.remote)
+                client = DICOMwebClient(self.base, session=session)
+                client.set_http_retry_params(retry=False)  # retried here, with the source's limits
+                self._opened = session, client
+            return self._opened
+
     @property
     def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            try:
-                from dicomweb_client import DICOMwebClient
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    f"{self.url}: DICOMweb sources need dicomweb-client, which is not installed; pip install 'dicomml[dicomweb]'",
-                    path=self.url,
-                ) from exc
-            client = self._local.client = DICOMwebClient(self.base, session=self._session)
-            client.set_http_retry_params(retry=False)  # retried here, with the source's limits
-        return client
+        return self._open()[1]
 
     @property
     def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = _session(self.remote)
-        return session
+        return self._open()[0]
 
     def _call(self, what: str, url: str, call: Any) -> Any:
         def limited() -> Any:
@@ -206,43 +215,103 @@ class DicomWebSource:
         )
         return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
 
-    def _metadata(self, key: tuple[str, str], probes: ThreadPoolExecutor) -> list[dict[str, Any]]:
-        """WADO-RS metadata of one series, each instance's transfer syntax in it.
+    def _requested(self, key: tuple[str, str]) -> _Pending:
+        """WADO-RS metadata of one series, with the transfer-syntax probes of its instances started.
 
-        Kept from the walk when it was read there, else requested. A server
-        that names no transfer syntax in the metadata ((0002,0010) or
-        (0008,3002) Available Transfer Syntax UID) is asked for the first
-        bytes of each instance, whose file meta information says it.
+        A server that names no transfer syntax in the metadata ((0002,0010)
+        or (0008,3002) Available Transfer Syntax UID) is asked for the start
+        of each instance, whose file meta information says it; a series of
+        small images (under :data:`_KEEP_BELOW` bytes of pixel data in all) is
+        asked for whole, in one request instead of one per instance. The
+        probes run in the background: the walk goes on, and rows are built
+        from series already answered while later ones are still asked.
         """
-        with self._lock:
-            kept = self._kept.pop(key, None)
-        if kept is not None:
-            return kept
         folder = self._url(*key)
         items: list[dict[str, Any]] = self._call(
             "reading series metadata (WADO-RS)", folder, lambda: self._client.retrieve_series_metadata(*key)
         )
+        with self._lock:
+            if self._probing is None:
+                self._probing = ThreadPoolExecutor(self.remote.concurrency, thread_name_prefix="dicomweb-probe")
+            probing = self._probing
         unnamed = [item for item in items if not _syntax(item)]
-        for item, syntax in zip(unnamed, probes.map(lambda item: self._transfer_syntax(key, _value(item, "00080018")), unnamed)):
-            item["00020010"] = {"vr": "UI", "Value": [syntax]}
+        sizes = [_pixel_bytes(item) for item in unnamed]
+        images = [n for n in sizes if n is not None]
+        if len(unnamed) > 1 and len(images) == len(unnamed) and sum(images) + len(images) * _HEADER_ALLOWANCE < _KEEP_BELOW:
+            return items, [probing.submit(self._series_syntaxes, key)]
+        return items, [probing.submit(self._transfer_syntax, key, _value(item, "00080018")) for item in unnamed]
+
+    def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        """The metadata of one series (kept from the walk, else requested), each instance's transfer syntax in it."""
+        with self._lock:
+            kept = self._kept.pop(key, None)
+        items, probes = kept if kept is not None else self._requested(key)
+        found: dict[str, str] = {}
+        for probe in probes:
+            found.update(probe.result())
+        for item in items:
+            if not _syntax(item):
+                sop = _value(item, "00080018")
+                # an instance the series' answer lacked (stored meanwhile) is asked alone
+                syntax = found[sop] if sop in found else self._transfer_syntax(key, sop)[sop]
+                item["00020010"] = {"vr": "UI", "Value": [syntax]}
         return items
 
-    def _transfer_syntax(self, key: tuple[str, str], sop: str) -> str:
-        """The transfer syntax an instance is stored in, from the file meta information at the start of its retrieve."""
-        url = self._url(*key, sop)
+    def _get(self, url: str, what: str, read: Any) -> Any:
+        """``read(response)`` of a GET of one of our retrieve URLs, in the stored transfer syntax, through urllib3 itself.
 
-        def get() -> str:
-            with self._session.get(self._http(url), headers={"Accept": ACCEPT_INSTANCE}, stream=True) as response:
-                response.raise_for_status()
-                head = b""
-                for chunk in response.iter_content(16384):
-                    head += chunk
-                    found = _meta_syntax(head)
-                    if found is not None:
-                        return found  # closing the answer here leaves the pixel data unread
-            raise Transient("the answer ended before the file meta information named its transfer syntax")
+        The session's pool, without requests' work per call, and
+        uncompressed: these are many small requests.
+        """
+        import requests
+        import urllib3
 
-        return str(self._call("reading the transfer syntax (WADO-RS)", url, get))
+        pool = self._session.get_adapter(self.base).poolmanager  # type: ignore[attr-defined]  # our HTTPAdapter, mounted for http(s)
+        headers = {"Accept": ACCEPT_INSTANCE, "Accept-Encoding": "identity", **_auth_header(self.remote.auth)}
+
+        def get() -> Any:
+            try:
+                response = pool.request(
+                    "GET", url.removeprefix(SCHEME), headers=headers, preload_content=False, retries=False, timeout=self.remote.timeout_s
+                )
+                try:
+                    if response.status >= 400:
+                        failed = requests.Response()
+                        failed.status_code = response.status
+                        raise requests.HTTPError(f"HTTP {response.status}", response=failed)
+                    return read(response)
+                finally:
+                    response.release_conn()
+            except urllib3.exceptions.HTTPError as exc:  # resets, timeouts, short reads: worth another try
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+
+        return self._call(what, url, get)
+
+    def _transfer_syntax(self, key: tuple[str, str], sop: str) -> dict[str, str]:
+        """``{sop: transfer syntax}`` of one instance, from the file meta information at the start of its retrieve."""
+
+        def read(response: Any) -> str:
+            head = b""
+            while (found := _meta_value(head, 0x0010)) is None and (chunk := response.read(16384)):
+                head += chunk
+            if found is None:
+                raise Transient("the answer ended before the file meta information named its transfer syntax")
+            if int(response.headers.get("Content-Length") or _KEEP_BELOW) < _KEEP_BELOW:
+                response.drain_conn()  # a small rest is read so the connection serves the next probe
+            else:
+                response.close()  # the pixel data stays unread
+            return found
+
+        return {sop: str(self._get(self._url(*key, sop), "reading the transfer syntax (WADO-RS)", read))}
+
+    def _series_syntaxes(self, key: tuple[str, str]) -> dict[str, str]:
+        """``{sop: transfer syntax}`` of every instance of a series of small images, from one retrieve of the series."""
+
+        def read(response: Any) -> dict[str, str]:
+            parts = _multipart(response.headers.get("Content-Type", ""), response.read())
+            return {_meta_value(part, 0x0003) or "": _meta_value(part, 0x0010) or "" for part in parts}
+
+        return dict(self._get(self._url(*key), "reading the transfer syntaxes (WADO-RS)", read))
 
     def walk(self) -> Iterator[Files | CrawlError]:
         """One chunk of instance URLs per series: QIDO-RS finds the series, their metadata names the instances.
@@ -253,23 +322,24 @@ class DicomWebSource:
         """
         from dicomml.indexer.crawl import CrawlError, Files
 
-        def read(key: tuple[str, str]) -> list[dict[str, Any]] | RemoteSourceError:
+        def read(key: tuple[str, str]) -> _Pending | RemoteSourceError:
             try:
-                return self._metadata(key, probes)
+                return self._requested(key)
             except RemoteSourceError as exc:
                 return exc
 
         kept = 0
-        with ThreadPoolExecutor(self.remote.concurrency) as pool, ThreadPoolExecutor(self.remote.concurrency) as probes:
-            for key, items in zip(series := self._series(), pool.map(read, series)):
+        with ThreadPoolExecutor(self.remote.concurrency) as pool:
+            for key, answer in zip(series := self._series(), pool.map(read, series)):
                 folder = self._url(*key)
-                if isinstance(items, RemoteSourceError):
-                    yield CrawlError(folder, "unreachable", str(items))
+                if isinstance(answer, RemoteSourceError):
+                    yield CrawlError(folder, "unreachable", str(answer))
                     continue
+                items = answer[0]
                 if kept + len(items) <= KEEP_INSTANCES:
                     kept += len(items)
                     with self._lock:
-                        self._kept[key] = items
+                        self._kept[key] = answer
                 urls = [self._url(*key, sop) for sop in sorted(_value(item, "00080018") for item in items)]
                 yield Files(folder, urls, [0] * len(urls), [0] * len(urls), urls)
 
@@ -290,7 +360,7 @@ class DicomWebSource:
 
         def metadata(key: tuple[str, str]) -> dict[str, PrefetchedFile]:
             try:
-                items = self._metadata(key, probes)
+                items = self._metadata(key)
             except RemoteSourceError as exc:
                 return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
             by_uid = {_value(item, "00080018"): item for item in items}
@@ -319,7 +389,7 @@ class DicomWebSource:
 
         result: dict[str, PrefetchedFile] = {}
         threads = min(self.remote.concurrency, max(1, len(by_series)))
-        with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(self.remote.concurrency) as probes:
+        with ThreadPoolExecutor(threads) as pool:
             for part in pool.map(metadata, list(by_series)):
                 result.update(part)
         return result
@@ -349,7 +419,7 @@ class DicomWebSource:
         def get() -> bytes:
             response = self._session.get(http, headers={"Accept": ACCEPT_INSTANCE})
             response.raise_for_status()
-            return _single_part(response.headers.get("Content-Type", ""), response.content)
+            return _multipart(response.headers.get("Content-Type", ""), response.content)[0]
 
         return io.BytesIO(self._call("retrieving the instance (WADO-RS)", url, get))
 
@@ -364,8 +434,21 @@ def _syntax(item: dict[str, Any]) -> str:
     return _value(item, "00020010") or _value(item, "00083002")
 
 
-def _meta_syntax(head: bytes) -> str | None:
-    """(0002,0010) from the file meta information at the start of a Part 10 object; None while it is not all there."""
+def _number(item: dict[str, Any], tag: str, default: int) -> int:
+    found = (item.get(tag) or {}).get("Value") or [default]
+    return int(found[0] if found[0] is not None else default)
+
+
+def _pixel_bytes(item: dict[str, Any]) -> int | None:
+    """The size of an image's pixel data as its metadata describes it uncompressed; None for an object without pixels."""
+    if not _number(item, "00280010", 0):
+        return None
+    n = _number(item, "00280010", 0) * _number(item, "00280011", 0) * _number(item, "00280008", 1) * _number(item, "00280002", 1)
+    return (n * _number(item, "00280100", 16) + 7) // 8
+
+
+def _meta_value(head: bytes, element_number: int) -> str | None:
+    """Element (0002,xxxx) of the file meta information at the start of a Part 10 object; None while it is not all there."""
     at = head.find(b"DICM")
     if at < 0:
         return None if len(head) < 1 << 16 else ""
@@ -385,27 +468,29 @@ def _meta_syntax(head: bytes) -> str | None:
             at += 8
         if at + length > len(head):
             return None
-        if element == 0x0010:
+        if element == element_number:
             return head[at : at + length].decode("latin-1").rstrip("\0 ")
         at += length
     return None
 
 
-def _single_part(content_type: str, body: bytes) -> bytes:
-    """The DICOM part of a WADO-RS answer; a multipart body must end with its closing boundary."""
+def _multipart(content_type: str, body: bytes) -> list[bytes]:
+    """The DICOM parts of a WADO-RS answer; a multipart body must end with its closing boundary."""
     found = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
     if not content_type.lower().startswith("multipart/") or found is None:
-        return body  # a single application/dicom body; requests checks its Content-Length
+        return [body]  # a single application/dicom body; its Content-Length was checked
     marker = b"--" + found.group(1).encode()
     close = body.rfind(marker + b"--")
     start = body.find(marker)
     if close < 0 or start < 0:
         raise Transient("the multipart body ends without its closing boundary (truncated)")
-    parts = body[start + len(marker) : close].split(b"\r\n" + marker)
-    head, sep, content = parts[0].partition(b"\r\n\r\n")
-    if not sep:
-        raise Transient("a multipart part has no header end (truncated)")
-    return content.removesuffix(b"\r\n")
+    out = []
+    for part in body[start + len(marker) : close].split(b"\r\n" + marker):
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            raise Transient("a multipart part has no header end (truncated)")
+        out.append(content.removesuffix(b"\r\n"))
+    return out
 
 
 #: Explicit VRs whose length takes 4 bytes (after 2 reserved ones).
@@ -415,14 +500,18 @@ _SINGLE_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 _PIXEL_KEYS = frozenset({"7FE00010", "7FE00008", "7FE00009"})
 
 
-def _element(tag: int, vr: str, value: bytes, implicit: bool = False) -> bytes:
+#: Bytes per word of the binary VRs whose words a big endian object stores swapped (DICOM JSON gives them little endian).
+_WORDS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _element(tag: int, vr: str, value: bytes, implicit: bool = False, order: str = "<") -> bytes:
     if len(value) % 2:
         value += b"\0" if vr in ("UI", "OB", "UN") else b" "
     if implicit:
-        return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
+        return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
     if vr in _LONG_VRS:
-        return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+        return struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
+    return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
 
 
 def _text(value: Any, vr: str) -> str:
@@ -435,8 +524,8 @@ def _text(value: Any, vr: str) -> str:
     return str(value)
 
 
-def _encode(item: dict[str, Any], bulk: Any, top: bool, implicit: bool) -> bytes:
-    """DICOM JSON of one dataset as little endian elements (explicit or implicit VR), in tag order."""
+def _encode(item: dict[str, Any], bulk: Any, top: bool, implicit: bool, order: str) -> bytes:
+    """DICOM JSON of one dataset as elements (explicit or implicit VR, little ``<`` or big ``>`` endian), in tag order."""
     out = []
     for key in sorted(item, key=lambda k: int(k, 16)):
         tag = int(key, 16)
@@ -449,15 +538,17 @@ def _encode(item: dict[str, Any], bulk: Any, top: bool, implicit: bool) -> bytes
             value = b"ISO_IR 192"  # every text value below is written as UTF-8
         elif vr == "SQ":
             value = b"".join(
-                struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
-                for body in (_encode(child or {}, bulk, False, implicit) for child in values or [])
+                struct.pack(f"{order}HHL", 0xFFFE, 0xE000, len(body)) + body
+                for body in (_encode(child or {}, bulk, False, implicit, order) for child in values or [])
             )
         elif vr in _NUMBERS:
-            value = struct.pack(f"<{len(values or [])}{_NUMBERS[vr]}", *(values or []))
+            value = struct.pack(f"{order}{len(values or [])}{_NUMBERS[vr]}", *(values or []))
         elif vr == "AT":
-            value = b"".join(struct.pack("<HH", int(v, 16) >> 16, int(v, 16) & 0xFFFF) for v in values or [])
+            value = b"".join(struct.pack(f"{order}HH", int(v, 16) >> 16, int(v, 16) & 0xFFFF) for v in values or [])
         elif "InlineBinary" in element:
             value = base64.b64decode(element["InlineBinary"])
+            if order == ">" and vr in _WORDS:
+                value = np.frombuffer(value, f"<u{_WORDS[vr]}").byteswap().tobytes()
         elif "BulkDataURI" in element:
             value = bulk(key.upper(), element["BulkDataURI"])
         elif vr in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):
@@ -465,17 +556,20 @@ def _encode(item: dict[str, Any], bulk: Any, top: bool, implicit: bool) -> bytes
         else:
             texts = [_text(v, vr) for v in values or []]
             value = (texts[0] if vr in _SINGLE_TEXT and texts else "\\".join(texts)).encode("utf-8")
-        out.append(_element(tag, vr, value, implicit))
+        out.append(_element(tag, vr, value, implicit, order))
     return b"".join(out)
 
 
 def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
     """The bytes of a header rebuilt from one instance's DICOM JSON, and the size the object would have.
 
-    The elements are written as explicit VR little endian (text as UTF-8) by
-    hand: through pydicom (``Dataset.from_json`` then ``dcmwrite``) the same
+    The elements are written by hand in the encoding of the instance's
+    transfer syntax (implicit or explicit VR, little or big endian; text as
+    UTF-8): through pydicom (``Dataset.from_json`` then ``dcmwrite``) the same
     costs several milliseconds an instance, which bounded indexing a server.
-    The pixel data element closes the header, its value left out.
+    The pixel data element closes the header, its value left out; a deflated
+    instance is deflated whole, its pixel data as zeros (which deflate to
+    almost nothing), since a reader inflates the whole dataset.
 
     Parameters
     ----------
@@ -491,9 +585,7 @@ def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
     """
     mosaic = "MOSAIC" in [str(v).upper() for v in item.get("00080008", {}).get("Value", [])]
     syntax = _syntax(item)
-    implicit = syntax == _IMPLICIT
-    if syntax in _NOT_REBUILT:
-        syntax = ""  # written explicit VR little endian: the file meta may not claim another encoding
+    implicit, order = syntax == _IMPLICIT, ">" if syntax == _BIG_ENDIAN else "<"
 
     def fetch(tag: str, uri: str) -> bytes:
         return bulk(uri) if mosaic and tag == _CSA_IMAGE else b""
@@ -502,24 +594,30 @@ def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
     meta = _element(0x00020002, "UI", sop_class)
     if syntax:
         meta += _element(0x00020010, "UI", syntax.encode())
-    head = b"\0" * 128 + b"DICM" + meta + _encode(item, fetch, True, implicit)
-    rows = (item.get("00280010") or {}).get("Value")
-    if not rows:
-        return head, len(head)
-
-    def number(tag: str, default: int) -> int:
-        found = (item.get(tag) or {}).get("Value") or [default]
-        return int(found[0] if found[0] is not None else default)
-
+    head = b"\0" * 128 + b"DICM" + meta
+    dataset = _encode(item, fetch, True, implicit, order)
+    length = _pixel_bytes(item)
+    if length is None:
+        return _whole(head, dataset, syntax)
     if syntax and syntax not in _ENCAPSULATED_EXCEPT:
         # an empty offset table, then one empty fragment a frame: as many fragments as the object holds frames
         element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF)
-        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) * (1 + max(1, number("00280008", 1)))
+        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) * (1 + max(1, _number(item, "00280008", 1)))
         element += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
-        return head + element, len(head) + len(element)
+        return _whole(head, dataset + element, syntax)
 
-    n = number("00280010", 0) * number("00280011", 0) * number("00280008", 1) * number("00280002", 1)
-    length = (n * number("00280100", 16) + 7) // 8
     length += length % 2
-    element = struct.pack("<HHL" if implicit else "<HH2sHL", 0x7FE0, 0x0010, *(() if implicit else (b"OW", 0)), length)
-    return head + element, len(head) + len(element) + length
+    element = struct.pack(f"{order}HHL" if implicit else f"{order}HH2sHL", 0x7FE0, 0x0010, *(() if implicit else (b"OW", 0)), length)
+    if syntax == _DEFLATED:
+        from dicomml.indexer.header import MAX_INFLATED  # past it a reader refuses the object, as it would the file
+
+        return _whole(head, dataset + element + bytes(min(length, MAX_INFLATED + 1)), syntax)
+    return head + dataset + element, len(head) + len(dataset) + len(element) + length
+
+
+def _whole(head: bytes, dataset: bytes, syntax: str) -> tuple[bytes, int]:
+    """A header that is the whole object: the dataset deflated when the syntax says so."""
+    if syntax == _DEFLATED:
+        packer = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        dataset = packer.compress(dataset) + packer.flush()
+    return head + dataset, len(head) + len(dataset)

@@ -79,7 +79,7 @@ def orthanc(folder: Path, files: Iterable[Path] = (), *, users: dict[str, str] |
         "RegisteredUsers": users or {},
         "Plugins": [ORTHANC_PLUGIN],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "HttpThreadsCount": 16,
+        "HttpThreadsCount": 64,  # more than one client keeps connections open: each holds a thread
         "StableAge": 1,
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
@@ -205,6 +205,7 @@ class FaultProxy:
         self.requests = 0
         self.bytes_out = 0
         self._lock = threading.Lock()
+        self._upstreams = threading.local()  # one kept connection to the server per serving thread
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -256,12 +257,8 @@ class FaultProxy:
             return
         if fault and fault.startswith("delay:"):
             time.sleep(float(fault.split(":", 1)[1]))
-        connection = http.client.HTTPConnection(self.upstream, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("connection", "keep-alive")}
-        connection.request(handler.command, handler.path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
+        response, data = self._upstream(handler.command, handler.path, body, headers)
         cut = data[: len(data) // 2] if fault in ("truncate", "truncate-multipart") else data
         handler.send_response(response.status)
         for key, value in response.getheaders():
@@ -280,6 +277,28 @@ class FaultProxy:
             handler.close_connection = True
             handler.wfile.flush()
             handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def _upstream(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        """The server's whole answer, over this thread's kept connection (a new one if the server closed it)."""
+        for attempt in range(2):
+            connection = getattr(self._upstreams, "connection", None)
+            if connection is None:
+                connection = self._upstreams.connection = http.client.HTTPConnection(self.upstream, timeout=60)
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (http.client.HTTPException, OSError):
+                connection.close()
+                self._upstreams.connection = None
+                if attempt:
+                    raise
+                continue
+            if response.will_close:
+                connection.close()
+                self._upstreams.connection = None
+            return response, data
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         """Stop serving."""

@@ -300,6 +300,33 @@ def test_lookup_maps_every_voxel_while_decoding(tmp_path, volume):
     np.testing.assert_array_equal(entry.read("image", (5, 31, 33), (40, 20, 64), lookup=table), expected[:, 5:45, 31:51, 33:97])
 
 
+def test_scale_multiplies_in_float32_while_copying_out(tmp_path, volume):
+    image, _, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine, chunks=(32, 32, 32))
+    expected = np.multiply(image, np.float32(1 / 65535), dtype=np.float32)
+    got = entry.read(scale=1 / 65535)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    out = np.empty(image.shape, np.float32)
+    assert entry.read(out=out, scale=1 / 65535) is out
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(entry.read("image", (5, 31, 33), (40, 20, 64), scale=1 / 65535), expected[5:45, 31:51, 33:97])
+
+
+def test_a_small_array_read_whole_is_read_at_once_and_nothing_of_it_is_kept(tmp_path, volume, monkeypatch):
+    from dicomml.cache import store
+
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    entry = cache.put("k", image, affine, chunks=(32, 32, 32))
+    np.testing.assert_array_equal(entry.read(), image)
+    assert not cache._maps and not cache._indexes  # no map, no memo holding the bytes of every sample read
+    np.testing.assert_array_equal(entry.read("image", (0, 0, 0), (30, 30, 30)), image[:30, :30, :30])
+    assert len(cache._maps) == 1  # a patch reads from the map
+    monkeypatch.setattr(store, "READ_WHOLE_BELOW", 0)
+    np.testing.assert_array_equal(Cache(tmp_path / "c").open("k").read(), image)  # above the size: mapped
+
+
 @pytest.mark.parametrize("threads", [2, 3, 64])
 def test_threaded_decoding_equals_one_thread(tmp_path, volume, threads):
     image, mask, affine = volume

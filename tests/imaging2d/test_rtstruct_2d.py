@@ -160,3 +160,78 @@ def test_a_contour_off_the_image_plane_is_refused(tmp_path: Path) -> None:
     rt = _write_projection_rtstruct(tmp_path / "rt.dcm", image, {"off": [item]})
     with pytest.raises(SegReferenceError, match=r"5\.00 mm off its plane"):
         rtstruct_masks(str(rt), image, (16, 16))
+
+
+@pytest.mark.parametrize("series_only", [False, True], ids=["images-listed-once", "series-only"])
+def test_contours_without_contour_image_sequence_are_matched_by_plane(tmp_path: Path, series_only: bool) -> None:
+    """rt-utils draws on two parallel images; with every contour's Contour Image Sequence removed (and, series-only,
+    the structure set's own list of images too) each image still gets exactly its own contours, as rt-utils reads them
+    from the referenced original."""
+    rt_utils = pytest.importorskip("rt_utils")
+    import pydicom
+
+    shape, series_uid, frame = (64, 64), generate_uid(), generate_uid()
+    data = tmp_path / "data"
+    for k, y in enumerate((7.5, 9.5)):  # two coronal planes 2 mm apart; half a pixel is 0.25 mm
+        write_image2d(
+            data / "image" / f"sc{k}.dcm",
+            np.random.default_rng(k).integers(0, 1000, shape, dtype=np.uint16),
+            modality="SC",
+            extra={
+                "SeriesInstanceUID": series_uid,
+                "ImagePositionPatient": [-20.0, y, 42.0],
+                "ImageOrientationPatient": [1, 0, 0, 0, 0, -1],
+                "PixelSpacing": [0.5, 0.5],
+                "FrameOfReferenceUID": frame,
+                "InstanceNumber": k + 1,
+            },
+        )
+    drawn = {"lesion": np.zeros((*shape, 2), bool), "organ": np.zeros((*shape, 2), bool)}
+    drawn["lesion"][..., 0] = _disk(shape, (20, 40), 9)
+    drawn["lesion"][..., 1] = _disk(shape, (44, 20), 6)
+    drawn["organ"][30:55, 8:30, 1] = True
+    rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(data / "image"))
+    for name, mask in drawn.items():
+        rt.add_roi(mask=mask, name=name, approximate_contours=False)
+    original = tmp_path / "original" / "rt.dcm"
+    original.parent.mkdir()
+    rt.save(str(original))
+    reference = rt_utils.RTStructBuilder.create_from(str(data / "image"), str(original))
+    expected = {
+        str(image.SOPInstanceUID): np.stack([reference.get_roi_mask_by_name(name)[:, :, k] for name in drawn]).astype(np.uint8)
+        for k, image in enumerate(reference.series_data)
+    }
+    assert all(mask.sum() > 0 for mask in expected.values())
+
+    stripped = pydicom.dcmread(original)
+    for roi in stripped.ROIContourSequence:
+        for item in roi.ContourSequence:
+            del item.ContourImageSequence
+    if series_only:
+        for frame_item in stripped.ReferencedFrameOfReferenceSequence:
+            for study in frame_item.RTReferencedStudySequence:
+                for series in study.RTReferencedSeriesSequence:
+                    del series.ContourImageSequence
+    stripped.save_as(data / "rt.dcm")
+    dicomml.index(data, tmp_path / "manifest", workers=1, progress=False)
+    dataset = ImageDataset(tmp_path / "manifest", None, _NONE, masks=True)
+    assert len(dataset) == 2
+    for sample in dataset:
+        assert sample["meta"]["mask_labels"] == list(drawn)
+        np.testing.assert_array_equal(sample["mask"].numpy(), expected[sample["meta"]["sop_instance_uid"]])
+
+
+def test_a_projection_image_takes_no_contour_that_names_no_image(tmp_path: Path) -> None:
+    import pydicom
+
+    path = write_image2d(tmp_path / "dx.dcm", np.zeros((40, 30), np.uint16), modality="DX", extra={"ImagerPixelSpacing": [0.15, 0.15]})
+    image = pydicom.dcmread(path, stop_before_pixels=True)
+    square = np.array([[5.5, 5.5], [20.5, 5.5], [20.5, 25.5], [5.5, 25.5]])
+    unnamed = _contour(square, image.SOPInstanceUID, image.SOPClassUID)
+    del unnamed.ContourImageSequence
+    rtstruct = _write_projection_rtstruct(
+        tmp_path / "rt.dcm", image, {"named": [_contour(square, image.SOPInstanceUID, image.SOPClassUID)], "unnamed": [unnamed]}
+    )
+    masks, labels = rtstruct_masks(str(rtstruct), image, (40, 30))
+    assert labels == ["named", "unnamed"]
+    assert masks[0].sum() > 0 and masks[1].sum() == 0

@@ -136,7 +136,7 @@ def test_image_instances_refuse_what_is_not_one_predicate(corpus_manifest: Manif
 def test_seg_instances_studies_and_acquisitions_match_pandas(corpus_manifest: Manifest):
     instances, series = corpus_manifest.instances, corpus_manifest.series
     segs = corpus_manifest.seg_instances()
-    assert list(segs.columns) == ["path", "sop_instance_uid", "size", "mtime_ns", "referenced_sop_uids"]
+    assert list(segs.columns) == ["path", "sop_instance_uid", "size", "mtime_ns", "referenced_sop_uids", "referenced_series_uids"]
     assert list(segs.path) == sorted(instances[instances.modality == "SEG"].path.unique()) and len(segs) > 0
     studies = corpus_manifest.usable_studies()
     assert list(studies.study_instance_uid) == sorted(series[series.usable].study_instance_uid.unique())
