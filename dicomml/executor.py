@@ -113,22 +113,27 @@ class Progress:
     """
 
     def __init__(self, total: int, *, unit: str, desc: str, enabled: bool = True) -> None:
-        from tqdm.auto import tqdm
+        self.bar: Any = None
+        if enabled and total:  # tqdm is imported only to draw
+            from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, unit=unit, desc=desc, disable=not enabled or total == 0, file=sys.stderr)
+            self.bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
         self.done = self.failed = 0
 
     def update(self, n: int, failed: int = 0) -> None:
         """``n`` more items accounted for, ``failed`` of them failed."""
         self.done += n
-        self.bar.update(n)
         if failed:
             self.failed += failed
-            self.bar.set_postfix(failed=self.failed)
+        if self.bar is not None:
+            self.bar.update(n)
+            if failed:
+                self.bar.set_postfix(failed=self.failed)
 
     def close(self) -> None:
         """Close the bar."""
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def __enter__(self) -> Progress:
         return self

@@ -33,10 +33,6 @@ from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
 from dicomml.geometry import slice_normal
 
-with warnings.catch_warnings():  # nibabel.nicom warns on import that its readers are experimental
-    warnings.simplefilter("ignore", UserWarning)
-    from nibabel.nicom import csareader
-
 __all__ = ["FrameTable", "frame_table", "functional_item", "header_value", "source_name"]
 
 
@@ -522,7 +518,17 @@ def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fr
     )
 
 
+@functools.cache
+def _csareader() -> Any:
+    """nibabel's CSA header reader, imported for the first mosaic only: nibabel's import costs more than most indexes' headers."""
+    with warnings.catch_warnings():  # nibabel.nicom warns on import that its readers are experimental
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import csareader
+    return csareader
+
+
 def _csa_image_header(ds: Dataset, reader: _Reader) -> dict[str, Any] | None:
+    csareader = _csareader()
     try:
         return csareader.get_csa_header(ds, "image")
     except (csareader.CSAReadError, ValueError, TypeError, IndexError) as exc:
@@ -539,7 +545,7 @@ def _mosaic_layout(ds: Dataset, reader: _Reader, rows: int, columns: int) -> tup
     if "MOSAIC" not in reader.codes(ds, "ImageType"):
         return None
     header = _csa_image_header(ds, reader)
-    count = csareader.get_n_mosaic(header) if header else None
+    count = _csareader().get_n_mosaic(header) if header else None
     if not count:
         raise InvalidDicomFileError(
             f"{reader.path}: (0008,0008) ImageType says MOSAIC but the CSA Image Header (0029,1010) "
@@ -570,7 +576,7 @@ def _mosaic_table(ds: Dataset, reader: _Reader, rows: int, columns: int, mosaic:
         shift_cols = (columns - columns // side) / 2.0
         origin = ipp + iop[:3] * spacing[1] * shift_cols + iop[3:] * spacing[0] * shift_rows
         header = _csa_image_header(ds, reader)
-        normal = csareader.get_slice_normal(header) if header else None
+        normal = _csareader().get_slice_normal(header) if header else None
         normal = slice_normal(iop) if normal is None else np.asarray(normal, dtype=np.float64)
         step = reader.number(ds, "SpacingBetweenSlices") or reader.number(ds, "SliceThickness") or 1.0
         positions = origin + np.arange(count)[:, None] * step * normal

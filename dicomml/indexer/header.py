@@ -17,19 +17,21 @@ that :meth:`Header.dataset` builds over the same bytes, making a
 
 from __future__ import annotations
 
+import copy
 import struct
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from dicomml.errors import InvalidDicomFileError
 
-__all__ = ["PREFIX_BYTES", "Header", "NeedMoreBytes", "is_dicom_prefix", "read_file_header", "read_header", "tag_text"]
+__all__ = ["PREFIX_BYTES", "Header", "Layouts", "NeedMoreBytes", "is_dicom_prefix", "read_file_header", "read_header", "tag_text"]
 
 _VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
 #: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
@@ -42,6 +44,8 @@ _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+#: File meta elements whose values the walk uses: SOP class and transfer syntax.
+_META_USED = frozenset({0x00020002, 0x00020010})
 #: Nesting deeper than this is treated as corruption, not recursed into.
 MAX_DEPTH = 16
 #: A deflated dataset may not inflate past this many bytes.
@@ -159,6 +163,44 @@ class _LazyElements(MutableMapping[BaseTag, Any]):
 
     def __len__(self) -> int:
         return len(set(self._header.elements) | set(self._made))
+
+
+class Layouts:
+    """The layouts of the last few headers walked, so that a file laid out like one of them skips the walk.
+
+    A layout is every byte the walk reads and relies on: the element headers
+    (tags, VRs, lengths), sequences whole, the transfer syntax, the file and
+    buffer sizes. A file equal to a layout in all of those gets the same
+    element table and checks, whatever its plain values hold (UIDs, positions),
+    so it gets that table without a walk. Deflated datasets and encapsulated
+    pixel data (whose fragments lie past the buffer) are always walked.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self._keep = keep
+        self._known: list[tuple[int, int, np.ndarray, np.ndarray, Header]] = []
+
+    def find(self, buf: bytes, size: int) -> Header | None:
+        """The header of ``buf`` from a known layout, or None."""
+        for known_size, length, offsets, expected, header in self._known:
+            if size == known_size and len(buf) == length and np.array_equal(np.frombuffer(buf, np.uint8)[offsets], expected):
+                known = copy.copy(header)  # the element table is shared: nobody changes a walked header
+                known.buf = buf
+                return known
+        return None
+
+    def add(self, header: Header, size: int, unused: list[tuple[int, int]]) -> None:
+        """Remember a header walked from a ``size``-byte file; ``unused``: value spans (start, end) the walk did not read."""
+        end = header.pixel_offset if header.pixel_offset is not None else size
+        read = np.ones(end, bool)
+        for start, stop in unused:
+            read[start:stop] = False
+        for vr, start, stop, _ in header.elements.values():
+            if vr != "SQ":
+                read[start:stop] = False
+        offsets = np.flatnonzero(read)
+        self._known.insert(0, (size, len(header.buf), offsets, np.frombuffer(header.buf, np.uint8)[offsets], header))
+        del self._known[self._keep :]
 
 
 class _Walk:
@@ -279,9 +321,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("ascii", "replace").strip(" \x00")
 
 
-def _meta(walk: _Walk, pos: int) -> tuple[dict[int, bytes], int]:
-    """File meta elements (group 0002, explicit VR little endian) from ``pos``."""
+def _meta(walk: _Walk, pos: int) -> tuple[dict[int, bytes], int, list[tuple[int, int]]]:
+    """File meta elements (group 0002, explicit VR little endian) from ``pos``, and the spans of the
+    values the walk does not use (all but the transfer syntax and SOP class, and sequences)."""
     meta: dict[int, bytes] = {}
+    unused: list[tuple[int, int]] = []
     buf = walk.buf
     while pos + 6 <= walk.size:
         walk.need(pos + 6, pos, "file meta element")
@@ -290,8 +334,10 @@ def _meta(walk: _Walk, pos: int) -> tuple[dict[int, bytes], int]:
         tag, vr, length, value = walk.element(pos, True, False)
         end = walk.value_end(pos, tag, vr, length, value, True, False, 0)
         meta[tag] = bytes(buf[value:end])
+        if tag not in _META_USED and vr != b"SQ" and length != _UNDEFINED:
+            unused.append((value, end))
         pos = end
-    return meta, pos
+    return meta, pos, unused
 
 
 def _looks_explicit(buf: bytes, pos: int) -> bool:
@@ -303,7 +349,9 @@ def is_dicom_prefix(buf: bytes) -> bool:
     return (len(buf) >= 132 and bytes(buf[128:132]) == b"DICM") or (len(buf) >= 8 and bytes(buf[0:2]) in (b"\x02\x00", b"\x08\x00"))
 
 
-def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None) -> Header:
+def read_header(
+    buf: bytes, size: int, path: str, read_at: Callable[[int, int], bytes] | None = None, layouts: Layouts | None = None
+) -> Header:
     """Walk the header of one DICOM file.
 
     Parameters
@@ -318,6 +366,9 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
         ``read_at(offset, n)`` reads bytes of the file past ``buf``: used
         only for the item headers of encapsulated pixel data. When None,
         those must lie in ``buf``.
+    layouts
+        Headers walked before (of one batch): a file laid out like one of
+        them takes its element table instead of being walked.
 
     Returns
     -------
@@ -339,6 +390,10 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
     >>> h.dataset(path).Modality  # doctest: +SKIP
     'CT'
     """
+    if layouts is not None:
+        known = layouts.find(buf, size)
+        if known is not None:
+            return known
     walk = _Walk(buf, size, path)
     if size == 0:
         raise InvalidDicomFileError(f"{path}: empty file (0 bytes), not DICOM; remove it", path=path)
@@ -348,7 +403,8 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
             f"(starts with {bytes(buf[0:8])!r}); remove it from the source or rename it",
             path=path,
         )
-    meta, pos = _meta(walk, 132) if bytes(buf[128:132]) == b"DICM" else _meta(walk, 0)
+    preamble = bytes(buf[128:132]) == b"DICM"
+    meta, pos, unused = _meta(walk, 132) if preamble else _meta(walk, 0)
     syntax = _text(meta.get(0x00020010, b""))
     little = syntax != _EXPLICIT_BE
     implicit = syntax == _IMPLICIT_LE or (not syntax and not _looks_explicit(buf, pos))
@@ -362,7 +418,7 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
     buf = walk.buf
     if not elements and pixel_tag is None:
         raise walk.fail(pos, "no data elements after the file meta")
-    return Header(
+    header = Header(
         buf=buf,
         elements=elements,
         transfer_syntax=syntax,
@@ -374,9 +430,12 @@ def read_header(buf: bytes, size: int, path: str, read_at: Callable[[int, int], 
         pixel_items=pixel_items,
         pixel_offset=pixel_offset,
     )
+    if layouts is not None and syntax != _DEFLATED and pixel_items is None:
+        layouts.add(header, size, [(0, 128)] * preamble + unused)
+    return header
 
 
-def read_file_header(f: BinaryIO, size: int, path: str) -> Header:
+def read_file_header(f: BinaryIO, size: int, path: str, layouts: Layouts | None = None) -> Header:
     """:func:`read_header` of an open file: its first :data:`PREFIX_BYTES`, more only when the walk asks.
 
     Parameters
@@ -387,6 +446,8 @@ def read_file_header(f: BinaryIO, size: int, path: str) -> Header:
         Its size in bytes.
     path
         The file's path, for messages.
+    layouts
+        See :func:`read_header`.
 
     Returns
     -------
@@ -405,7 +466,7 @@ def read_file_header(f: BinaryIO, size: int, path: str) -> Header:
 
     while True:
         try:
-            return read_header(buf, size, path, read_at)
+            return read_header(buf, size, path, read_at, layouts)
         except NeedMoreBytes as more:
             want = min(size, max(int(more.args[0]), 2 * len(buf)))
             f.seek(len(buf))

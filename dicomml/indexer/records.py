@@ -9,11 +9,14 @@ on the lazily decoded pydicom Dataset, so that the indexer and assembly agree.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import struct
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
 from pydicom.uid import UID
@@ -271,6 +274,136 @@ def _finite_list(values: list[float]) -> list[float] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
+#: Row templates kept per batch and file context (one per series, as a rule).
+_TEMPLATES = 8
+_SOP_INSTANCE, _INSTANCE_NUMBER, _POSITION = 0x00080018, 0x00200013, 0x00200032
+#: Elements that differ in every file of a series, with the VRs a template decodes them under; the
+#: columns they feed (``sop_instance_uid``, ``instance_number``, ``image_position``) are decoded anew.
+_PER_INSTANCE = {_SOP_INSTANCE: ("UI", None), _INSTANCE_NUMBER: ("IS", None), _POSITION: ("DS", None)}
+
+
+class _Reads(dict[Any, Any]):
+    """A header's elements that note every tag looked up, present or not, and whether anyone iterated them."""
+
+    def __init__(self, elements: dict[int, tuple[str | None, int, int, bool]]) -> None:
+        super().__init__(elements)
+        self.read: set[Any] = set()
+        self.iterated = False
+
+    def __getitem__(self, tag: Any) -> Any:
+        self.read.add(tag)
+        return super().__getitem__(tag)
+
+    def get(self, tag: Any, default: Any = None) -> Any:
+        self.read.add(tag)
+        return super().get(tag, default)
+
+    def __contains__(self, tag: object) -> bool:
+        self.read.add(tag)
+        return super().__contains__(tag)
+
+    def __iter__(self) -> Iterator[Any]:
+        self.iterated = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.iterated = True
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self.iterated = True
+        return super().keys()
+
+    def values(self) -> Any:
+        self.iterated = True
+        return super().values()
+
+    def items(self) -> Any:
+        self.iterated = True
+        return super().items()
+
+
+def _element_value(header: Header, tag: Any) -> tuple[str | None, bool, bytes] | None:
+    element = header.elements.get(tag)
+    if element is None:
+        return None
+    vr, start, end, implicit = element
+    return vr, implicit, bytes(header.buf[start:end])
+
+
+def _position(raw: bytes) -> list[float] | None:
+    """ImagePositionPatient as frame_table reads it; None unless three plain finite numbers."""
+    parts = [p.strip(" \x00") for p in raw.decode("latin-1").split("\\")]
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        return None
+    return numbers if all(map(math.isfinite, numbers)) else None
+
+
+class _Template:
+    """The row of a classic single-frame image, reused for a later file of the batch whose header holds
+    byte for byte the same value in every element the row read (present or absent), but for the
+    per-instance ones, which are decoded from that file."""
+
+    def __init__(self, row: dict[str, Any], reads: _Reads, header: Header) -> None:
+        self.row = row
+        tags = sorted(tag for tag in reads.read if isinstance(tag, int) and tag not in _PER_INSTANCE)
+        self.expected = [(tag, _element_value(header, tag)) for tag in tags]
+        # A file whose walk was skipped for this header's layout shares its element table: then one gather compares all values.
+        self.elements = header.elements
+        present = [header.elements[tag] for tag in tags if tag in header.elements]
+        self.offsets = np.concatenate([np.arange(start, end) for _, start, end, _ in present] or [np.zeros(0, np.intp)])
+        self.values = np.frombuffer(header.buf, np.uint8)[self.offsets]
+        # VR of each per-instance element present; a file must have the same ones, under a VR decoded as here
+        self.per_instance = {tag: header.elements[tag][0] for tag in _PER_INSTANCE if tag in header.elements}
+
+    @staticmethod
+    def fits(rows: list[dict[str, Any]], reads: _Reads) -> bool:
+        """Whether the rows of a file can serve as a template (one row, one frame, an image)."""
+        if len(rows) != 1 or reads.iterated:
+            return False
+        row = rows[0]
+        return row.get("n_frames") == 1 and row["frame_positions"] is None and row["modality"] not in ANNOTATION_MODALITIES
+
+    def rows(self, header: Header, path: str, memo: dict[tuple[Any, ...], Any]) -> dict[str, Any] | None:
+        """The row of ``header`` from this template, or None when it does not apply."""
+        elements, buf = header.elements, header.buf
+        if elements is self.elements:
+            if not np.array_equal(np.frombuffer(buf, np.uint8)[self.offsets], self.values):
+                return None
+        else:
+            for tag, expected in self.expected:
+                element = elements.get(tag)
+                if element is None or expected is None:
+                    if element is not expected:
+                        return None
+                elif element[0] != expected[0] or element[3] != expected[1] or buf[element[1] : element[2]] != expected[2]:
+                    return None
+        for tag in _PER_INSTANCE:
+            element = elements.get(tag)
+            if element is None:
+                if tag in self.per_instance:
+                    return None
+            elif self.per_instance.get(tag, "") != element[0] or element[0] not in _PER_INSTANCE[tag] or not header.value(tag).isascii():
+                return None
+        position = None
+        if _POSITION in self.per_instance:
+            position = _position(header.value(_POSITION))
+            if position is None:
+                return None
+        values = _Values(header, path, memo)
+        try:
+            sop, number = values.get(_SOP_INSTANCE, "text"), values.get(_INSTANCE_NUMBER, "int")
+        except InvalidDicomFileError:  # the full path raises it, in its own order
+            return None
+        row = dict(self.row)
+        row["sop_instance_uid"], row["instance_number"], row["image_position"] = sop, number, position
+        return row
+
+
 def instance_rows(
     header: Header,
     path: str,
@@ -308,7 +441,26 @@ def instance_rows(
         If a value the manifest needs is malformed, or an image lacks its
         pixel data (a truncated file).
     """
-    values = _Values(header, path, {} if memo is None else memo)
+    if memo is None:
+        return _rows(header, path, folder, include_phi, salt, {})
+    templates: list[_Template] = memo.setdefault(
+        ("templates", folder, include_phi, salt, header.transfer_syntax, header.little_endian, header.implicit_vr)
+        + (header.pixel_tag, header.pixel_length, header.pixel_items),
+        [],
+    )
+    for template in templates:
+        row = template.rows(header, path, memo)
+        if row is not None:
+            return [row]
+    reads = _Reads(header.elements)
+    rows = _rows(dataclasses.replace(header, elements=reads), path, folder, include_phi, salt, memo)
+    if len(templates) < _TEMPLATES and _Template.fits(rows, reads):
+        templates.append(_Template(rows[0], reads, header))
+    return rows
+
+
+def _rows(header: Header, path: str, folder: str, include_phi: bool, salt: bytes, memo: dict[tuple[Any, ...], Any]) -> list[dict[str, Any]]:
+    values = _Values(header, path, memo)
     base: dict[str, Any] = {column: values.get(tag, kind) for column, (tag, kind) in FIELDS.items()}
     base["transfer_syntax_uid"] = header.transfer_syntax or None
     base["patient_key"] = patient_key(values.get(_PATIENT_ID, "text") or "", salt)

@@ -29,24 +29,26 @@ if TYPE_CHECKING:
 
 __all__ = ["index"]
 
-#: Files per task sent to a worker.
+#: Files per task sent to a worker; local files of a large run go in batches of up to MAX_BATCH_FILES.
 BATCH_FILES = 256
+MAX_BATCH_FILES = 1024
+#: Batches per worker a large local run is cut into: fewer round trips to the workers, still balanced at the end.
+BATCHES_PER_WORKER = 8
 #: Rows buffered before a partition is written.
 PARTITION_ROWS = 20_000
 
 
-def _tasks(batches: Iterator[pa.RecordBatch], sources: Sequence[Source], options: ScanOptions) -> Iterator[tuple[list[Entry], ScanOptions]]:
+def _tasks(
+    rows: Iterator[tuple[str, str, int, int, str, int]], sources: Sequence[Source], options: ScanOptions, local_batch: int
+) -> Iterator[tuple[list[Entry], ScanOptions]]:
     pending: list[Entry] = []
     current = None
-    for batch in batches:
-        for row in batch.to_pylist():
-            if current is not None and (row["source"] != current or len(pending) >= BATCH_FILES):
-                yield pending, _with_fs(options, sources[current])
-                pending = []
-            current = row["source"]
-            pending.append(
-                Entry(local_path(row["path"]), local_path(row["folder"]), row["size"], row["mtime_ns"], local_path(row["open_path"]))
-            )
+    for path, folder, size, mtime_ns, open_path, source in rows:
+        if current is not None and (source != current or len(pending) >= (local_batch if sources[current].local else BATCH_FILES)):
+            yield pending, _with_fs(options, sources[current])
+            pending = []
+        current = source
+        pending.append(Entry(local_path(path), local_path(folder), size, mtime_ns, local_path(open_path)))
     if pending and current is not None:
         yield pending, _with_fs(options, sources[current])
 
@@ -167,10 +169,12 @@ def index(
 
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes)
 
-    def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:
-        return _tasks(store.to_read(), resolved, options)
-
     n_workers = min(workers or os.cpu_count() or 1, -(-plan.n_to_read // BATCH_FILES))
+    local_batch = min(MAX_BATCH_FILES, max(BATCH_FILES, -(-plan.n_to_read // (BATCHES_PER_WORKER * max(n_workers, 1)))))
+
+    def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:
+        return _tasks(store.to_read(), resolved, options, local_batch)
+
     # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
     in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
@@ -184,7 +188,7 @@ def index(
             instances, errors = outcome.result or (None, failure_rows([]))
             if instances is not None:
                 buffered["instances"].append(instances)
-            buffered["errors"].append(pa.concat_tables([errors, failure_rows(outcome.failures)]))
+            buffered["errors"].append(pa.concat_tables([errors, failure_rows(outcome.failures)]) if outcome.failures else errors)
             unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)

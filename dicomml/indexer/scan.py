@@ -17,7 +17,7 @@ import pyarrow as pa
 from dicomml.errors import DicomMLError, InvalidDicomFileError, RemoteSourceError
 from dicomml.executor import Failure
 from dicomml.indexer.crawl import Entry
-from dicomml.indexer.header import is_dicom_prefix, read_file_header
+from dicomml.indexer.header import Layouts, is_dicom_prefix, read_file_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
 from dicomml.indexer.schema import ERRORS, instances_schema
 from dicomml.paths import printable, storable_path
@@ -45,7 +45,9 @@ class ScanOptions:
     fs: Any = None
 
 
-def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], fetched: dict[str, Any]) -> list[dict[str, Any]]:
+def _read_entry(
+    entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], Any], layouts: Layouts, fetched: dict[str, Any]
+) -> list[dict[str, Any]]:
     if options.fs is None:
         f = open(entry.open_path, "rb")  # noqa: SIM115 - closed below
         size = os.fstat(f.fileno()).st_size
@@ -53,7 +55,7 @@ def _read_entry(entry: Entry, options: ScanOptions, memo: dict[tuple[Any, ...], 
         f = fetched.pop(entry.open_path, None) or options.fs.open(entry.open_path, "rb")
         size = f.size
     with f:
-        header = read_file_header(f, size, entry.path)
+        header = read_file_header(f, size, entry.path, layouts)
     if header.media_storage_sop_class == DICOMDIR_SOP_CLASS:
         raise _DicomDir()
     rows = instance_rows(header, entry.path, entry.folder, include_phi=options.include_phi, salt=options.salt, memo=memo)
@@ -139,13 +141,14 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions, started: Callable
     """
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    memo: dict[tuple[Any, ...], Any] = {}  # decoded header values, shared within the batch
+    memo: dict[tuple[Any, ...], Any] = {}  # decoded header values and rows, shared within the batch
+    layouts = Layouts()
     fetched = options.fs.prefetch(entries) if options.fs is not None else {}
     for i, entry in enumerate(entries):
         if started is not None:
             started(i)
         try:
-            rows.extend(_read_entry(entry, options, memo, fetched))
+            rows.extend(_read_entry(entry, options, memo, layouts, fetched))
         except Exception as exc:  # the indexer's policy: record and go on
             row = _error_row(
                 entry, _error_type(exc, entry, options), type(exc).__name__, getattr(exc, "tag", None), _message(exc, entry, options)

@@ -10,6 +10,7 @@ single slice, several images at one position).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,6 +51,14 @@ WHERE series_key IS NOT NULL
 GROUP BY series_key
 ORDER BY series_key
 """
+
+
+@functools.lru_cache(maxsize=1024)
+def _axcodes(rotation_zoom: tuple[float, ...]) -> str:
+    """:func:`~dicomml.geometry.axcodes` of an affine's 3x3 part (the code ignores translation); groups of a scan repeat it."""
+    affine = np.eye(4)
+    affine[:3, :3] = np.reshape(rotation_zoom, (3, 3))
+    return axcodes(affine)
 
 
 def usability(
@@ -101,7 +110,7 @@ def usability(
         "first_position": [float(v) for v in first],
     }
     step = g.step if g.n_positions > 1 else g.step * known[0][0]
-    stats["orientation_code"] = axcodes(dicom_affine(orientation, known[0], first, step))
+    stats["orientation_code"] = _axcodes(tuple(dicom_affine(orientation, known[0], first, step)[:3, :3].ravel()))
     if len(known) > 1:
         return stats, f"mixed pixel spacing ({', '.join(str(s) for s in known)} mm)"
     far = spacing_problem(np.array([g.spacing]), "slice spacing from (0020,0032) ImagePositionPatient") if g.n_positions > 1 else None

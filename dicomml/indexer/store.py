@@ -27,6 +27,7 @@ import uuid
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,7 @@ class ManifestStore:
         self._columns: dict[str, list[Any]] = {}
         self._spilled = False
         self._crawl_errors: list[dict[str, Any]] = []
+        self._all_new = False  # set by plan: nothing recorded, the listing kept in memory
 
     @classmethod
     def open(cls, out: str | os.PathLike[str], *, include_phi: bool, salt_id: str) -> ManifestStore:
@@ -230,12 +232,14 @@ class ManifestStore:
         self._spilled = writer is not None
         return n
 
+    def _known(self) -> list[list[str]]:
+        """The partitions of recorded files: ``instances``, then ``errors`` other than the crawl's, those that have any."""
+        return [files for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")]) if files]
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb_connection()
         parquet_view(con, "l", [str(self._listing)])
-        known = [
-            files for files in (self.parts("instances"), [p for p in self.parts("errors") if not p.endswith("crawl.parquet")]) if files
-        ]
+        known = self._known()
         for i, files in enumerate(known):
             parquet_view(con, f"k{i}", files, filename=True)
         if known:
@@ -261,10 +265,13 @@ class ManifestStore:
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
         if self.meta.pop("listing_digest", None) is not None:
             self.write_meta()
+        self.write_single("errors", pa.Table.from_pylist(self._crawl_errors, schema=ERRORS), "crawl.parquet")
+        if not self._spilled and not self._known():  # a new manifest: read every listed file, no diff to make
+            self._all_new = True
+            return Plan(n_listed=n_listed, n_to_read=n_listed, n_removed=0)
         if not self._spilled:
             pq.write_table(_listing_table(self._columns), self._listing)
             self._columns = {}
-        self.write_single("errors", pa.Table.from_pylist(self._crawl_errors, schema=ERRORS), "crawl.parquet")
         con = self._connect()
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
         removed = 0
@@ -289,11 +296,16 @@ class ManifestStore:
         self.write_meta(listing_digest=self._digest, **values)
         self._listing.unlink(missing_ok=True)
 
-    def to_read(self) -> Iterator[pa.RecordBatch]:
-        """The listed files that no recorded row matches, as listing record batches in path order."""
+    def to_read(self) -> Iterator[tuple[str, str, int, int, str, int]]:
+        """The listed files that no recorded row matches, as listing rows (:data:`LISTING`'s fields) in (source, path) order."""
+        if self._all_new:  # the listing is still in memory and nothing is recorded: every file is read
+            yield from sorted(zip(*(self._columns[name] for name in LISTING.names)), key=itemgetter(5, 0))
+            return
         con = self._connect()
         try:
-            yield from con.sql(f"SELECT l.* FROM l ANTI JOIN k ON {_KEY} ORDER BY l.source, l.path").to_arrow_reader(4096)
+            for batch in con.sql(f"SELECT l.* FROM l ANTI JOIN k ON {_KEY} ORDER BY l.source, l.path").to_arrow_reader(4096):
+                columns = batch.to_pydict()
+                yield from zip(*(columns[name] for name in LISTING.names))
         finally:
             con.close()
 

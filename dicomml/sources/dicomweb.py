@@ -54,8 +54,10 @@ _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 #: A whole instance, in the transfer syntax the server holds it in.
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-#: A series' metadata, and the transfer-syntax probes still running for its instances.
-_Pending = tuple[list[dict[str, Any]], list[tuple[dict[str, Any], "Future[str]"]]]
+#: A series' metadata, and the transfer-syntax probes still running for its instances (each ``{sop: syntax}``).
+_Pending = tuple[list[dict[str, Any]], list["Future[dict[str, str]]"]]
+#: Bytes counted for each header when deciding whether a series is small enough to be asked for whole.
+_HEADER_ALLOWANCE = 16_384
 #: Answers smaller than this are read to their end after a transfer-syntax probe, so that the connection is kept.
 _KEEP_BELOW = 1 << 20
 #: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
@@ -217,8 +219,10 @@ class DicomWebSource:
         """WADO-RS metadata of one series, with the transfer-syntax probes of its instances started.
 
         A server that names no transfer syntax in the metadata ((0002,0010)
-        or (0008,3002) Available Transfer Syntax UID) is asked for the first
-        bytes of each instance, whose file meta information says it. The
+        or (0008,3002) Available Transfer Syntax UID) is asked for the start
+        of each instance, whose file meta information says it; a series of
+        small images (under :data:`_KEEP_BELOW` bytes of pixel data in all) is
+        asked for whole, in one request instead of one per instance. The
         probes run in the background: the walk goes on, and rows are built
         from series already answered while later ones are still asked.
         """
@@ -231,59 +235,83 @@ class DicomWebSource:
                 self._probing = ThreadPoolExecutor(self.remote.concurrency, thread_name_prefix="dicomweb-probe")
             probing = self._probing
         unnamed = [item for item in items if not _syntax(item)]
-        return items, [(item, probing.submit(self._transfer_syntax, key, _value(item, "00080018"))) for item in unnamed]
+        sizes = [_pixel_bytes(item) for item in unnamed]
+        images = [n for n in sizes if n is not None]
+        if len(unnamed) > 1 and len(images) == len(unnamed) and sum(images) + len(images) * _HEADER_ALLOWANCE < _KEEP_BELOW:
+            return items, [probing.submit(self._series_syntaxes, key)]
+        return items, [probing.submit(self._transfer_syntax, key, _value(item, "00080018")) for item in unnamed]
 
     def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
         """The metadata of one series (kept from the walk, else requested), each instance's transfer syntax in it."""
         with self._lock:
             kept = self._kept.pop(key, None)
         items, probes = kept if kept is not None else self._requested(key)
-        for item, syntax in probes:
-            item["00020010"] = {"vr": "UI", "Value": [syntax.result()]}
+        found: dict[str, str] = {}
+        for probe in probes:
+            found.update(probe.result())
+        for item in items:
+            if not _syntax(item):
+                sop = _value(item, "00080018")
+                # an instance the series' answer lacked (stored meanwhile) is asked alone
+                syntax = found[sop] if sop in found else self._transfer_syntax(key, sop)[sop]
+                item["00020010"] = {"vr": "UI", "Value": [syntax]}
         return items
 
-    def _transfer_syntax(self, key: tuple[str, str], sop: str) -> str:
-        """The transfer syntax an instance is stored in, from the file meta information at the start of its retrieve.
+    def _get(self, url: str, what: str, read: Any) -> Any:
+        """``read(response)`` of a GET of one of our retrieve URLs, in the stored transfer syntax, through urllib3 itself.
 
-        One of these per instance when the server does not name it: sent
-        through urllib3 itself (the session's pool, without requests' work
-        per call), uncompressed, and the connection kept when the rest of the
-        answer is small.
+        The session's pool, without requests' work per call, and
+        uncompressed: these are many small requests.
         """
         import requests
         import urllib3
 
-        url = self._url(*key, sop)
-        session = self._session
-        pool = session.get_adapter(self.base).poolmanager  # type: ignore[attr-defined]  # our HTTPAdapter, mounted for http(s)
+        pool = self._session.get_adapter(self.base).poolmanager  # type: ignore[attr-defined]  # our HTTPAdapter, mounted for http(s)
         headers = {"Accept": ACCEPT_INSTANCE, "Accept-Encoding": "identity", **_auth_header(self.remote.auth)}
 
-        def get() -> str:
+        def get() -> Any:
             try:
                 response = pool.request(
-                    "GET", self._http(url), headers=headers, preload_content=False, retries=False, timeout=self.remote.timeout_s
+                    "GET", url.removeprefix(SCHEME), headers=headers, preload_content=False, retries=False, timeout=self.remote.timeout_s
                 )
                 try:
                     if response.status >= 400:
                         failed = requests.Response()
                         failed.status_code = response.status
                         raise requests.HTTPError(f"HTTP {response.status}", response=failed)
-                    head = b""
-                    while (found := _meta_syntax(head)) is None and (chunk := response.read(16384)):
-                        head += chunk
-                    if found is None:
-                        raise Transient("the answer ended before the file meta information named its transfer syntax")
-                    if int(response.headers.get("Content-Length") or _KEEP_BELOW) < _KEEP_BELOW:
-                        response.drain_conn()  # a small rest is read so the connection serves the next probe
-                    else:
-                        response.close()  # the pixel data stays unread
-                    return found
+                    return read(response)
                 finally:
                     response.release_conn()
             except urllib3.exceptions.HTTPError as exc:  # resets, timeouts, short reads: worth another try
                 raise Transient(f"{type(exc).__name__}: {exc}") from exc
 
-        return str(self._call("reading the transfer syntax (WADO-RS)", url, get))
+        return self._call(what, url, get)
+
+    def _transfer_syntax(self, key: tuple[str, str], sop: str) -> dict[str, str]:
+        """``{sop: transfer syntax}`` of one instance, from the file meta information at the start of its retrieve."""
+
+        def read(response: Any) -> str:
+            head = b""
+            while (found := _meta_value(head, 0x0010)) is None and (chunk := response.read(16384)):
+                head += chunk
+            if found is None:
+                raise Transient("the answer ended before the file meta information named its transfer syntax")
+            if int(response.headers.get("Content-Length") or _KEEP_BELOW) < _KEEP_BELOW:
+                response.drain_conn()  # a small rest is read so the connection serves the next probe
+            else:
+                response.close()  # the pixel data stays unread
+            return found
+
+        return {sop: str(self._get(self._url(*key, sop), "reading the transfer syntax (WADO-RS)", read))}
+
+    def _series_syntaxes(self, key: tuple[str, str]) -> dict[str, str]:
+        """``{sop: transfer syntax}`` of every instance of a series of small images, from one retrieve of the series."""
+
+        def read(response: Any) -> dict[str, str]:
+            parts = _multipart(response.headers.get("Content-Type", ""), response.read())
+            return {_meta_value(part, 0x0003) or "": _meta_value(part, 0x0010) or "" for part in parts}
+
+        return dict(self._get(self._url(*key), "reading the transfer syntaxes (WADO-RS)", read))
 
     def walk(self) -> Iterator[Files | CrawlError]:
         """One chunk of instance URLs per series: QIDO-RS finds the series, their metadata names the instances.
@@ -391,7 +419,7 @@ class DicomWebSource:
         def get() -> bytes:
             response = self._session.get(http, headers={"Accept": ACCEPT_INSTANCE})
             response.raise_for_status()
-            return _single_part(response.headers.get("Content-Type", ""), response.content)
+            return _multipart(response.headers.get("Content-Type", ""), response.content)[0]
 
         return io.BytesIO(self._call("retrieving the instance (WADO-RS)", url, get))
 
@@ -406,8 +434,21 @@ def _syntax(item: dict[str, Any]) -> str:
     return _value(item, "00020010") or _value(item, "00083002")
 
 
-def _meta_syntax(head: bytes) -> str | None:
-    """(0002,0010) from the file meta information at the start of a Part 10 object; None while it is not all there."""
+def _number(item: dict[str, Any], tag: str, default: int) -> int:
+    found = (item.get(tag) or {}).get("Value") or [default]
+    return int(found[0] if found[0] is not None else default)
+
+
+def _pixel_bytes(item: dict[str, Any]) -> int | None:
+    """The size of an image's pixel data as its metadata describes it uncompressed; None for an object without pixels."""
+    if not _number(item, "00280010", 0):
+        return None
+    n = _number(item, "00280010", 0) * _number(item, "00280011", 0) * _number(item, "00280008", 1) * _number(item, "00280002", 1)
+    return (n * _number(item, "00280100", 16) + 7) // 8
+
+
+def _meta_value(head: bytes, element_number: int) -> str | None:
+    """Element (0002,xxxx) of the file meta information at the start of a Part 10 object; None while it is not all there."""
     at = head.find(b"DICM")
     if at < 0:
         return None if len(head) < 1 << 16 else ""
@@ -427,27 +468,29 @@ def _meta_syntax(head: bytes) -> str | None:
             at += 8
         if at + length > len(head):
             return None
-        if element == 0x0010:
+        if element == element_number:
             return head[at : at + length].decode("latin-1").rstrip("\0 ")
         at += length
     return None
 
 
-def _single_part(content_type: str, body: bytes) -> bytes:
-    """The DICOM part of a WADO-RS answer; a multipart body must end with its closing boundary."""
+def _multipart(content_type: str, body: bytes) -> list[bytes]:
+    """The DICOM parts of a WADO-RS answer; a multipart body must end with its closing boundary."""
     found = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
     if not content_type.lower().startswith("multipart/") or found is None:
-        return body  # a single application/dicom body; requests checks its Content-Length
+        return [body]  # a single application/dicom body; its Content-Length was checked
     marker = b"--" + found.group(1).encode()
     close = body.rfind(marker + b"--")
     start = body.find(marker)
     if close < 0 or start < 0:
         raise Transient("the multipart body ends without its closing boundary (truncated)")
-    parts = body[start + len(marker) : close].split(b"\r\n" + marker)
-    head, sep, content = parts[0].partition(b"\r\n\r\n")
-    if not sep:
-        raise Transient("a multipart part has no header end (truncated)")
-    return content.removesuffix(b"\r\n")
+    out = []
+    for part in body[start + len(marker) : close].split(b"\r\n" + marker):
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            raise Transient("a multipart part has no header end (truncated)")
+        out.append(content.removesuffix(b"\r\n"))
+    return out
 
 
 #: Explicit VRs whose length takes 4 bytes (after 2 reserved ones).
@@ -553,23 +596,16 @@ def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
         meta += _element(0x00020010, "UI", syntax.encode())
     head = b"\0" * 128 + b"DICM" + meta
     dataset = _encode(item, fetch, True, implicit, order)
-    rows = (item.get("00280010") or {}).get("Value")
-    if not rows:
+    length = _pixel_bytes(item)
+    if length is None:
         return _whole(head, dataset, syntax)
-
-    def number(tag: str, default: int) -> int:
-        found = (item.get(tag) or {}).get("Value") or [default]
-        return int(found[0] if found[0] is not None else default)
-
     if syntax and syntax not in _ENCAPSULATED_EXCEPT:
         # an empty offset table, then one empty fragment a frame: as many fragments as the object holds frames
         element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF)
-        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) * (1 + max(1, number("00280008", 1)))
+        element += struct.pack("<HHL", 0xFFFE, 0xE000, 0) * (1 + max(1, _number(item, "00280008", 1)))
         element += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
         return _whole(head, dataset + element, syntax)
 
-    n = number("00280010", 0) * number("00280011", 0) * number("00280008", 1) * number("00280002", 1)
-    length = (n * number("00280100", 16) + 7) // 8
     length += length % 2
     element = struct.pack(f"{order}HHL" if implicit else f"{order}HH2sHL", 0x7FE0, 0x0010, *(() if implicit else (b"OW", 0)), length)
     if syntax == _DEFLATED:
