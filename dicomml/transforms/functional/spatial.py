@@ -332,10 +332,21 @@ def resample_image(
         return _as_dtype(plan.to_target(x), dtype)
     if not x.is_floating_point() and x.device.type == "cpu":
         return _as_dtype(_trilinear_in_slabs(x, plan), dtype)
+    return _as_dtype(plan.to_target(_trilinear(floating(x), plan)), dtype)
+
+
+def _trilinear(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
+    """torch's fused kernel (edges aligned) in source axis order; on the CPU its output is allocated by numpy.
+
+    numpy's large arrays get transparent huge pages, so filling a fresh
+    CT-sized output takes far fewer page faults than in torch's allocator.
+    """
     scales = [float(1.0 / r) for r in plan.ratio]
-    return _as_dtype(
-        plan.to_target(torch.ops.aten.upsample_trilinear3d.default(floating(x)[None], list(plan.size), False, *scales)[0]), dtype
-    )
+    source = _numpy_view(x)
+    if source is None:
+        return torch.ops.aten.upsample_trilinear3d.default(x[None], list(plan.size), False, *scales)[0]
+    out = torch.from_numpy(np.empty((1, x.shape[0], *plan.size), dtype=source.dtype))
+    return torch.ops.aten.upsample_trilinear3d.out(x[None], list(plan.size), False, *scales, out=out)[0]
 
 
 def _as_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -443,9 +454,7 @@ def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.
 
     The 1-D or 2-D kernel on a reshaped view, the other axis at scale 1 (an
     exact copy): the same values as the 3-D kernel, which would interpolate
-    along that axis too. The output is allocated by numpy, whose large arrays
-    get huge pages and so far fewer page faults than torch's allocator, which
-    matters most with several processes on one machine.
+    along that axis too. The output is allocated by numpy, as in :func:`_trilinear`.
     """
     c, n0, n1, n2 = x.shape
     shape = [c, n0, n1, n2]
