@@ -21,7 +21,8 @@ that process (DataLoader with 0 workers, TorchIO's patch loop too: the
 machine's cores are shared). Printed: samples/s of the first and warm epochs
 and 96^3 patches/s, with the ratios against the targets, and the process's
 CPU seconds per sample (all its threads), which the machine's other load
-moves less than wall time.
+moves less than wall time. ``--rounds N`` runs each phase N times, the
+contenders alternating, and keeps each one's best round.
 
 Usage::
 
@@ -33,7 +34,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import resource
 import shutil
@@ -252,6 +255,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-study"))
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES), help="a partial rerun: only these phases")
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS), help="a partial rerun: only these")
+    parser.add_argument("--rounds", type=int, default=1, help="each phase this many times, contenders alternating; best round kept")
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "PHASE"))
     args = parser.parse_args()
     PATCH[:] = [args.patch] * 3
@@ -266,12 +270,13 @@ def main() -> None:
     for path in (args.workdir / "dicom").rglob("*.dcm"):  # every contender starts from the page cache
         path.read_bytes()
     results: dict[str, dict[str, float]] = {c: {"peak_rss_mb": 0.0} for c in args.contenders}
-    for phase in args.phases:  # contenders alternate phase by phase
-        for contender in args.contenders:
+    for phase in args.phases:  # contenders alternate phase by phase, round by round
+        for _, contender in itertools.product(range(args.rounds), args.contenders):
             out = _run(contender, phase, args.workdir, args.patches)
-            results[contender][phase] = out["rate"]
-            results[contender][f"{phase}_cpu"] = out["cpu_per_sample"]
-            results[contender]["peak_rss_mb"] = max(results[contender]["peak_rss_mb"], out["peak_rss_mb"])
+            mine = results[contender]  # other work on a shared machine only ever slows a round: the best one counts
+            mine[phase] = max(mine.get(phase, 0.0), out["rate"])
+            mine[f"{phase}_cpu"] = min(mine.get(f"{phase}_cpu", math.inf), out["cpu_per_sample"])
+            mine["peak_rss_mb"] = max(mine["peak_rss_mb"], out["peak_rss_mb"])
             print(
                 f"  {contender:<8} {phase:<8} {out['rate']:8.2f}/s  CPU {out['cpu_per_sample']:.3f} s/sample  peak RSS {out['peak_rss_mb']:.0f} MB",
                 flush=True,
@@ -297,7 +302,7 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> N
         rows.append(("peak RSS (MB)", f"{ours:.0f}", peer, f"{theirs:.0f}", *table.ratio(ours / theirs)))
     table.print_table(
         f"bench_study: {args.studies} studies x 3 MR series of {args.rows}x{args.rows}x{args.slices}, onto the T1 grid, "
-        "DataLoader 0 workers for every contender",
+        f"DataLoader 0 workers for every contender, best of {args.rounds} interleaved round(s)",
         ["measure", "dicomml", "peer", "peer value", "ratio", "target"],
         rows,
     )
