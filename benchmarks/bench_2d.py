@@ -26,9 +26,11 @@ load changes on the shared machine and the page cache hit them alike):
 
 Targets: first epoch >= 2x the plain loop; cached epoch >= 1x the np.load floor.
 The interleaved first-epoch rates are given in wall time and in process CPU
-time: those contenders run single-threaded, so CPU seconds per image measure
-the work itself, while wall time on a shared machine also holds the waits
-for a core.
+time: torch runs one thread, but pydicom's default JPEG 2000 plugin (GDCM,
+which the plain loop and MONAI's reader use; dicomml skips GDCM, which aborts
+the process on some corrupt codestreams) may decode on more than one core,
+so CPU seconds per image measure the work itself, while wall time also holds
+those extra cores and, on a shared machine, the waits for one.
 
 Usage::
 
@@ -170,7 +172,7 @@ def main() -> None:
     import dicomml
     from dicomml.imaging2d import ImageConfig, ImageDataset
 
-    torch.set_num_threads(1)  # every contender single-threaded: the comparison is per core
+    torch.set_num_threads(1)  # the comparison is per core (a codec's own threads show in the CPU columns)
     work = args.workdir
     t = time.perf_counter()
     if not (args.keep and (work / "manifest").exists()):

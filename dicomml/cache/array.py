@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
@@ -37,7 +39,17 @@ import numpy as np
 
 from dicomml.errors import CacheIntegrityError
 
-__all__ = ["CODECS", "RAW_ABOVE", "ArrayLayout", "array_metadata", "index_nbytes", "read_index", "read_region", "shard_key", "write_array"]
+__all__ = [
+    "CODECS",
+    "RAW_ABOVE",
+    "ArrayLayout",
+    "array_metadata",
+    "index_nbytes",
+    "read_index",
+    "read_region",
+    "shard_key",
+    "write_array",
+]
 
 #: Offset and length of a chunk that the shard does not hold.
 _MISSING = np.uint64(2**64 - 1)
@@ -48,6 +60,8 @@ _CNAME, _CLEVEL = "lz4", 1
 CODECS = ("blosc", "raw")
 #: Chunks are stored raw when Blosc leaves more than this fraction of the bytes: the saving does not pay for decoding.
 RAW_ABOVE = 2 / 3
+#: Voxels mapped through a lookup table per call (at least one plane): its intp indices stay in cache.
+_MAP_BLOCK = 2**16
 
 
 @dataclass(frozen=True)
@@ -245,6 +259,29 @@ def index_nbytes(layout: ArrayLayout) -> int:
     return math.prod(layout.grid) * 16 + _CRC
 
 
+#: Decoding threads shared by every read in this process: starting threads per read cost as much as a patch's decoding.
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dicomml-decode")
+        return _pool
+
+
+def _forget_threads() -> None:
+    """In a forked child (a DataLoader worker) the parent's threads do not exist: start new ones on demand."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
+
+
 def read_region(
     read: Any,
     layout: ArrayLayout,
@@ -276,14 +313,15 @@ def read_region(
         The whole shard file as a buffer (bytes, or a memory map of a local
         file, decoded in place).
     lookup
-        Optional ``(C, 2**bits)`` table for an 8/16-bit integer array: each
-        decoded chunk is mapped through every row (indexed by the stored
-        value's bits) straight into the output, which then has a leading axis
-        of C and the table's dtype. One pass instead of decode, copy, then map.
+        Optional ``(C, 2**bits)`` table for an 8/16-bit integer array: the
+        region is decoded as stored, then mapped through every row (indexed
+        by the stored value's bits) one plane at a time straight into the
+        output, which then has a leading axis of C and the table's dtype.
     threads
-        Read and decode with up to this many threads (each takes every n-th
-        chunk; Blosc and ``np.take`` release the GIL, so two threads nearly
-        halve a whole-volume read).
+        Read and decode with up to this many threads (the calling one and
+        this process's shared decoding threads; each takes every n-th chunk;
+        Blosc and ``np.take`` release the GIL, so two threads nearly halve a
+        whole-volume read).
     out
         Where to write: C-contiguous, of the result's shape and dtype (e.g. a
         tensor in shared memory, so a DataLoader worker hands it over
@@ -305,21 +343,24 @@ def read_region(
         If a chunk is missing or its CRC32C does not match.
     """
     dtype = np.dtype(layout.dtype)
-    starts = [r.start for r in region]
     shape = [r.stop - r.start for r in region]
+    if lookup is not None:  # decoded as stored, then mapped plane by plane straight into ``out``
+        if out is None:
+            out = np.empty([len(lookup), *shape], dtype=lookup.dtype)
+        stored = read_region(read, layout, index, region, where, blob, threads=threads)
+        _map_planes(stored.view(f"u{dtype.itemsize}"), lookup, out, threads)
+        return out
     if out is None:
-        kind = lookup.dtype if lookup is not None else dtype if scale is None else np.dtype(np.float32)
-        out = np.empty(shape if lookup is None else [len(lookup), *shape], dtype=kind)
+        out = np.empty(shape, dtype=dtype if scale is None else np.dtype(np.float32))
     factor = None if scale is None else out.dtype.type(scale)
+    starts = [r.start for r in region]
     ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, layout.chunks)]
     chunk_bytes = math.prod(layout.chunks) * dtype.itemsize
     target = out  # the closure's view of the output, for mypy
 
     def decode(cells: Sequence[tuple[int, ...]]) -> None:
-        # only what this codec and lookup need: a small read would pay more for allocating the rest than for decoding
+        # only what this codec needs: a small read would pay more for allocating a buffer than for decoding
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
-        # np.take into a strided ``out`` goes through a temporary; a reused contiguous one is cheaper
-        mapped = np.empty(0 if lookup is None else math.prod(layout.chunks), dtype=np.float32 if lookup is None else lookup.dtype)
         for cidx in cells:
             offset, length = (int(v) for v in index[cidx])
             if offset == _MISSING or length <= _CRC:
@@ -343,23 +384,46 @@ def read_region(
             lo = [i * c for i, c in zip(cidx, layout.chunks)]
             src = tuple(slice(max(r.start, o) - o, min(r.stop, o + c) - o) for r, o, c in zip(region, lo, layout.chunks))
             dst = tuple(slice(max(r.start, o) - s, min(r.stop, o + c) - s) for r, o, c, s in zip(region, lo, layout.chunks, starts))
-            if lookup is None:
-                if factor is None:
-                    target[dst] = chunk[src]
-                else:
-                    np.multiply(chunk[src], factor, out=target[dst])
-            else:  # indices are in range by construction; mode="wrap" skips numpy's bounds checks
-                index_box = chunk.view(f"u{dtype.itemsize}")[src]
-                part = mapped[: index_box.size].reshape(index_box.shape)
-                for row, channel in zip(lookup, target):
-                    np.take(row, index_box, mode="wrap", out=part)
-                    channel[dst] = part
+            if factor is None:
+                target[dst] = chunk[src]
+            else:
+                np.multiply(chunk[src], factor, out=target[dst])
 
-    cells = list(product(*ranges))
-    n = max(1, min(threads, len(cells)))
-    if n == 1:
-        decode(cells)
-    else:  # each thread writes its own chunks' boxes of ``out``
-        with ThreadPoolExecutor(n) as pool:
-            list(pool.map(decode, [cells[i::n] for i in range(n)]))
+    _parallel(decode, list(product(*ranges)), threads)  # each thread writes its own chunks' boxes of ``out``
     return out
+
+
+def _map_planes(stored: np.ndarray, lookup: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """``out[c] = lookup[c][stored]``, a block of whole planes (last two axes) per call.
+
+    Each call writes a contiguous part of ``out`` and converts only its
+    block's indices (np.take makes them intp first, a temporary that stays
+    in cache): no temporary of the whole region, and no strided copy of the
+    mapped values afterwards.
+    """
+    if not stored.size:
+        return
+    plane = math.prod(stored.shape[-2:]) if stored.ndim >= 2 else stored.size
+    planes = stored.reshape(-1, plane)
+    targets = out.reshape(len(lookup), *planes.shape)
+    step = max(1, _MAP_BLOCK // plane)  # few calls for small planes (a patch), each on data that fits in cache
+    blocks = [slice(i, i + step) for i in range(0, len(planes), step)]
+
+    def mapped(share: Sequence[slice]) -> None:
+        for block in share:
+            for table, target in zip(lookup, targets):  # in range by construction: mode="wrap" skips the bounds checks
+                np.take(table, planes[block], mode="wrap", out=target[block])
+
+    _parallel(mapped, blocks, threads)
+
+
+def _parallel(work: Any, items: Sequence[Any], threads: int) -> None:
+    """``work(share)`` on up to ``threads`` shares of ``items`` (every n-th), the calling thread taking the first."""
+    n = max(1, min(threads, len(items)))
+    others = [_threads().submit(work, items[i::n]) for i in range(1, n)]
+    try:
+        work(items[::n])
+    finally:
+        wait(others)  # no thread still writes into the output once the caller has it, or an error
+    for other in others:
+        other.result()

@@ -122,20 +122,22 @@ class ImageDataset(Dataset):
         self._records = self.rows.to_dict("records")
         self._config_hash = self.config.cache_hash()
         self._segs = _referencing_segs(self.manifest) if masks else None
-        self._keys: list[str | None] = [None] * len(self._records)  # each made once: hashing costs as much as a cached read
+        # made here in one pass: per sample, between reads of its pixels, hashing costs several times as much
+        self._keys = [image_key(row, self._config_hash, self._row_segs(row)) for row in self._records]
+
+    def _row_segs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The SEG and RTSTRUCT rows of an image's masks (none without ``masks=True``)."""
+        if self._segs is None:
+            return []
+        return self._segs.get(row["sop_instance_uid"], []) + self._segs.get(f"series:{row['series_instance_uid']}", [])
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self._records[index]
-        segs = (
-            []
-            if self._segs is None
-            else self._segs.get(row["sop_instance_uid"], []) + self._segs.get(f"series:{row['series_instance_uid']}", [])
-        )
-        key = self._keys[index] or image_key(row, self._config_hash, segs)
-        self._keys[index] = key
+        segs = self._row_segs(row)
+        key = self._keys[index]
         mask = None
         if self.cache is None:
             planes, meta = prepare_image(row["path"], self.config, self.manifest.remote)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import pytest
 import zarr
@@ -378,3 +380,29 @@ def test_read_into_a_given_array(tmp_path, volume):
     out = np.empty((70, 90, 100), np.int16)
     assert entry.read(out=out) is out
     np.testing.assert_array_equal(out, image)
+
+
+def test_lookup_of_a_four_d_image_maps_each_volume(tmp_path):
+    image = np.random.default_rng(4).integers(0, 2**12, size=(3, 40, 50, 60), dtype=np.uint16)
+    entry = Cache(tmp_path / "c").put("k", image, np.eye(4), chunks=(16, 32, 32))
+    table = np.random.default_rng(5).random((2, 65536)).astype(np.float32)
+    expected = table[:, image]
+    for threads in (1, 2):
+        np.testing.assert_array_equal(entry.read(lookup=table, threads=threads), expected)
+        box = entry.read("image", (3, 17, 30), (30, 20, 30), lookup=table, volumes=slice(1, 3), threads=threads)
+        np.testing.assert_array_equal(box, expected[:, 1:3, 3:33, 17:37, 30:60])
+
+
+def test_decoding_threads_work_in_a_forked_child(tmp_path, volume):
+    """A DataLoader worker forked after the parent decoded with threads gets threads of its own (no hang)."""
+    image, _, affine = volume
+    entry = Cache(tmp_path / "c").put("k", image, affine, chunks=(32, 32, 32))
+    np.testing.assert_array_equal(entry.read(threads=2), image)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        crc = pool.apply_async(_crc_of_threaded_read, (str(tmp_path / "c"),)).get(timeout=60)
+    assert crc == google_crc32c.value(image.tobytes())
+
+
+def _crc_of_threaded_read(url: str) -> int:
+    return google_crc32c.value(Cache(url).open("k").read(threads=2).tobytes())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import nrrd
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 import dicomml
 from dicomml.cache import Cache
 from dicomml.data import PatchDataset, SegmentationDataset, SeriesDataset, collate
+from dicomml.data.datasets import _empty
 from dicomml.errors import CacheMissError, ConfigError
 
 CT = "modality = 'CT'"
@@ -285,3 +287,28 @@ def test_a_worker_decodes_samples_straight_into_shared_memory(study, make_config
     with torch.no_grad():
         again = next(iter(DataLoader(series, batch_size=1, num_workers=1, collate_fn=collate)))
     torch.testing.assert_close(again["image"][0], series[0]["image"], rtol=0, atol=0)
+
+
+def _thp_on_advice() -> bool:
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return path.exists() and "[madvise]" in path.read_text()
+
+
+def _smaps_field(address: int, name: str) -> int:
+    """A field of /proc/self/smaps for the mapping that holds ``address``."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == f"{name}:":
+            return int(line.split()[1])
+    raise LookupError(f"{name} of {address:#x} not in /proc/self/smaps")
+
+
+@pytest.mark.skipif(not _thp_on_advice(), reason="transparent huge pages are not 'madvise' on this kernel")
+def test_a_large_sample_of_the_main_process_is_backed_by_huge_pages():
+    """A new volume is advised 2 MiB pages: faulting it in 4 KiB pages costs as much as decoding it."""
+    volume = _empty((64, 128, 256), np.dtype(np.float32))
+    assert _smaps_field(volume.data_ptr() + volume.nbytes // 2, "THPeligible") == 1
