@@ -225,7 +225,8 @@ def resample_roles(
         frame = present[0].meta.get("frame_of_reference_uid", "")
     parts: dict[str, Any] = {}
     info: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(1) as pool:  # resampling (torch, no GIL) overlaps reading the next role's files
+    # resampling (torch, no GIL) overlaps reading the next role's files
+    with ThreadPoolExecutor(1, initializer=_one_intra_op_thread) as pool:
         for name in order:
             volume = volumes[name]
             info[name] = _provenance(volume)
@@ -310,6 +311,16 @@ def _reference_channels(volume: Volume, config: StudyConfig) -> tuple[np.ndarray
     return compute_entry(volume, [], dataclasses.replace(config.pipeline, deterministic=det))
 
 
+def _one_intra_op_thread() -> None:
+    """Run this thread's torch ops on one core, the other reading files; the count is per thread only under OpenMP.
+
+    Several intra-op threads per small op, next to a thread parsing headers,
+    wait on each other at every op's barrier when the cores are busy.
+    """
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        torch.set_num_threads(1)
+
+
 def _check_frame(volume: Volume, name: str, frame: str, config: StudyConfig) -> None:
     other = volume.meta.get("frame_of_reference_uid", "")
     if other != frame and not config.trust_scanner_coordinates:
@@ -331,11 +342,11 @@ def _onto(volume: Volume, role: Role, config: StudyConfig, affine: np.ndarray, s
     from dicomml.transforms.functional.spatial import resample_image, resample_mask
 
     x = torch.from_numpy(np.ascontiguousarray(volume.array).reshape(-1, *volume.spatial_shape)).to(device)
+    dtype = config.role_dtype(role)
     if role.interpolation == "nearest":
-        out = resample_mask(x, volume.affine, affine, shape).cpu().numpy().astype(np.float32)
-    else:
-        out = resample_image(x, volume.affine, affine, shape, padding="zeros").cpu().numpy()
-    return _cast(out if out.dtype == np.float32 else out.astype(np.float32), config.role_dtype(role))
+        return _cast(resample_mask(x, volume.affine, affine, shape).cpu().numpy().astype(np.float32), dtype)
+    out = resample_image(x, volume.affine, affine, shape, padding="zeros", dtype=getattr(torch, dtype))  # rounded and clipped as _cast
+    return out.cpu().numpy()
 
 
 def _channels(volume: Volume, role: str, affine: np.ndarray) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
   CPU take the same interpolation separably, in slabs of planes, so that no
   float copy of the whole input is made; masks by index gathering;
 - axes permuted, flipped and scaled with any other offset (a sagittal series
-  onto an axial grid): trilinear interpolation one source axis at a time;
+  onto an axial grid): trilinear interpolation one source axis at a time, in
+  slabs of planes that stay in cache, written straight into the target's layout;
 - anything else (rotation, shear): ``grid_sample`` over chunks of output
   slices, so memory stays bounded.
 """
@@ -264,6 +265,7 @@ def resample_image(
     *,
     padding: str = "border",
     antialias: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Resample an image onto a target grid by trilinear interpolation.
 
@@ -281,6 +283,10 @@ def resample_image(
     antialias
         Blur with a Gaussian of ``sigma = (ratio - 1) / 2`` input voxels along
         each axis that is downsampled, before sampling.
+    dtype
+        The output's dtype instead of the one below: an integer dtype takes
+        the values rounded half to even and clipped to its range (slab by
+        slab where the path allows, without a floating copy of the output).
 
     Returns
     -------
@@ -314,49 +320,108 @@ def resample_image(
     # torch's fused kernel ignores the scale of an axis whose voxel count it keeps,
     # so a scaled axis of unchanged size takes the general path.
     if plan is None:
-        return _grid_sample(floating(x), index_map, target_shape, "bilinear", padding)
+        return _as_dtype(_grid_sample(floating(x), index_map, target_shape, "bilinear", padding), dtype)
     if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
-        return plan.to_target(_linear_separable(x, plan, padding))
+        return _linear_separable(x, plan, padding, dtype)
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
     size = [m if s else n for m, n, s in zip(plan.size, x.shape[-3:], shifts)]
     pad_mode = {"border": "replicate", "zeros": "constant", "reflection": "reflect"}[padding]
     x = crop_pad(x, start, size, mode=pad_mode)
     if relayout:
-        return plan.to_target(x)
+        return _as_dtype(plan.to_target(x), dtype)
     if not x.is_floating_point() and x.device.type == "cpu":
-        return _trilinear_in_slabs(x, plan)
-    scales = [float(1.0 / r) for r in plan.ratio]
-    return plan.to_target(torch.ops.aten.upsample_trilinear3d.default(floating(x)[None], list(plan.size), False, *scales)[0])
+        return _as_dtype(_trilinear_in_slabs(x, plan), dtype)
+    return _as_dtype(plan.to_target(_trilinear(floating(x), plan)), dtype)
 
 
-def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str) -> torch.Tensor:
-    """``grid_sample``'s trilinear result (corners aligned) for an axis-aligned map, one source axis at a time.
+def _trilinear(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
+    """torch's fused kernel (edges aligned) in source axis order; on the CPU its output is allocated by numpy.
 
-    Trilinear interpolation is separable: along each source axis, gather the
-    two neighbouring planes and weigh them. Any scale and offset per axis
-    (sagittal or coronal series onto an axial grid at other spacings), in
-    source axis order; the caller permutes and flips. The axis that shrinks
-    the data most goes first, and integers become float32 only after it.
+    numpy's large arrays get transparent huge pages, so filling a fresh
+    CT-sized output takes far fewer page faults than in torch's allocator.
     """
-    out = x
-    for a in sorted(range(3), key=lambda d: plan.size[d] / x.shape[1 + d]):
-        n, dim = x.shape[1 + a], 1 + a
-        if plan.size[a] == n and plan.shifts()[a] and round(plan.offset[a]) == 0:
-            continue  # this axis is kept as it is
-        p = plan.offset[a] + plan.ratio[a] * np.arange(plan.size[a]) if n > 1 else np.zeros(plan.size[a])  # as _grid_sample
-        if padding == "reflection" and n > 1:
-            p = (n - 1) - np.abs(np.mod(p, 2 * (n - 1)) - (n - 1))  # grid_sample reflects about the edge voxels' centres
-        if padding != "zeros":
-            p = np.clip(p, 0, n - 1)
-        low = np.floor(p)
-        corners = np.stack([low, low + 1])
-        weights = np.where((corners >= 0) & (corners < n), np.stack([1 - (p - low), p - low]), 0.0)  # zeros outside
-        index = torch.as_tensor(np.clip(corners, 0, n - 1), dtype=torch.long, device=x.device)
-        lo, hi = (floating(out[(slice(None),) * dim + (index[c],)]) for c in (0, 1))  # index_select is slow off the first axis
-        w = torch.as_tensor(weights, dtype=lo.dtype, device=x.device).view(2, *(-1 if d == dim else 1 for d in range(4)))
-        out = lo.mul_(w[0]).addcmul_(hi, w[1])
-    return out
+    scales = [float(1.0 / r) for r in plan.ratio]
+    source = _numpy_view(x)
+    if source is None:
+        return torch.ops.aten.upsample_trilinear3d.default(x[None], list(plan.size), False, *scales)[0]
+    out = torch.from_numpy(np.empty((1, x.shape[0], *plan.size), dtype=source.dtype))
+    return torch.ops.aten.upsample_trilinear3d.out(x[None], list(plan.size), False, *scales, out=out)[0]
+
+
+def _as_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``x`` in ``dtype`` (None: as it is); floats to integers rounded half to even and clipped."""
+    if dtype is None or x.dtype == dtype:
+        return x
+    if x.is_floating_point() and not dtype.is_floating_point and dtype != torch.bool:
+        info = torch.iinfo(dtype)
+        x = x.round().clamp_(info.min, info.max)  # integer bounds: rounding then clipping is clipping then rounding
+    return x.to(dtype)
+
+
+def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``grid_sample``'s trilinear result (corners aligned) for an axis-aligned map, in the target's layout.
+
+    Trilinear interpolation is separable. Slabs of source planes (axis 0,
+    contiguous) are interpolated in-plane (gather two rows, weigh; gather two
+    columns, weigh) while they are in cache, integers becoming float32 a slab
+    at a time; then slabs of output planes weigh two of those planes each and
+    land in a permuted view of the target. Taps are computed in the target's
+    order, so flips cost nothing. Any scale and offset per axis (sagittal or
+    coronal series onto an axial grid at other spacings). ``out_dtype``: as
+    :func:`resample_image`'s ``dtype``, converted slab by slab.
+    """
+    c, n0, n1, n2 = x.shape
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    (lo0, hi0, w0), (lo1, hi1, w1), (lo2, hi2, w2) = (_taps(plan, a, n, padding, dtype, x.device) for a, n in enumerate((n0, n1, n2)))
+    m0, m1, m2 = plan.size
+    target = x.new_empty((c, *(plan.size[p] for p in plan.perm)), dtype=out_dtype or dtype)
+    view = target.permute(0, *(1 + plan.perm.index(a) for a in range(3)))  # source axis order
+    used = torch.cat([lo0[w0[0] != 0], hi0[w0[1] != 0]])
+    if not used.numel():
+        return target.zero_()
+    first, last = int(used.min()), int(used.max()) + 1
+    planes = x.new_empty((c, last - first, m1, m2), dtype=dtype)  # the used source planes, interpolated in-plane
+    step = max(1, _SLAB_BYTES // (c * max(n1 * n2, m1 * m2) * planes.element_size()))
+    for s in range(first, last, step):
+        slab = x[:, s : min(last, s + step)]
+        rows = _weigh(torch.index_select(slab, 2, lo1), torch.index_select(slab, 2, hi1), w1[:, :, None], dtype)
+        shape = (*rows.shape[:3], m2)
+        planes[:, s - first : s - first + slab.shape[1]] = _weigh(
+            torch.gather(rows, 3, lo2.expand(shape)), torch.gather(rows, 3, hi2.expand(shape)), w2, dtype
+        )
+    lo0, hi0, w0 = lo0.clamp(first, last - 1) - first, hi0.clamp(first, last - 1) - first, w0[:, :, None, None]
+    step = max(1, _SLAB_BYTES // (c * m1 * m2 * planes.element_size()))
+    for t in range(0, m0, step):
+        u = slice(t, t + step)
+        view[:, u] = _as_dtype(
+            _weigh(torch.index_select(planes, 1, lo0[u]), torch.index_select(planes, 1, hi0[u]), w0[:, u], dtype), out_dtype
+        )
+    return target
+
+
+def _weigh(low: torch.Tensor, high: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``low * weights[0] + high * weights[1]`` in ``dtype``, computed in ``low`` (a gathered copy) when it has that dtype."""
+    return low.to(dtype).mul_(weights[0]).addcmul_(high, weights[1])
+
+
+def _taps(
+    plan: _Relayout, axis: int, n: int, padding: str, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Along one source axis, in the target's order: the two source indices of each output voxel and their weights (0 outside)."""
+    size = plan.size[axis]
+    p = plan.offset[axis] + plan.ratio[axis] * np.arange(size) if n > 1 else np.zeros(size)  # as _grid_sample
+    if plan.perm.index(axis) in plan.flips:
+        p = p[::-1]
+    if padding == "reflection" and n > 1:
+        p = (n - 1) - np.abs(np.mod(p, 2 * (n - 1)) - (n - 1))  # grid_sample reflects about the edge voxels' centres
+    if padding != "zeros":
+        p = np.clip(p, 0, n - 1)
+    low = np.floor(p)
+    corners = np.stack([low, low + 1])
+    weights = np.where((corners >= 0) & (corners < n), np.stack([1 - (p - low), p - low]), 0.0)  # zeros outside
+    index = torch.as_tensor(np.clip(corners, 0, n - 1), dtype=torch.long, device=device)
+    return index[0], index[1], torch.as_tensor(weights, dtype=dtype, device=device)
 
 
 def _trilinear_in_slabs(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
@@ -389,9 +454,7 @@ def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.
 
     The 1-D or 2-D kernel on a reshaped view, the other axis at scale 1 (an
     exact copy): the same values as the 3-D kernel, which would interpolate
-    along that axis too. The output is allocated by numpy, whose large arrays
-    get huge pages and so far fewer page faults than torch's allocator, which
-    matters most with several processes on one machine.
+    along that axis too. The output is allocated by numpy, as in :func:`_trilinear`.
     """
     c, n0, n1, n2 = x.shape
     shape = [c, n0, n1, n2]
