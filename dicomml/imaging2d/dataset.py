@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from dicomml.cache import Cache, CacheEntry
 from dicomml.data.datasets import _empty
-from dicomml.errors import CacheMissError
+from dicomml.errors import CacheIntegrityError, CacheMissError
 from dicomml.imaging2d.masks import sample_masks
 from dicomml.imaging2d.prepare import (
     IMAGE_MODALITIES,
@@ -30,6 +30,9 @@ from dicomml.indexer.manifest import Manifest
 from dicomml.transforms.base import Mask
 
 __all__ = ["ImageDataset", "select_images"]
+
+#: Cache entries an ImageDataset remembers (the first this many opened; each a few KB of parsed marker).
+ENTRIES_KEPT = 200_000
 
 
 def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
@@ -87,6 +90,11 @@ class ImageDataset(Dataset):
         Called on each sample dict (augmentation), after the cache.
     cache_only
         Raise :class:`~dicomml.errors.CacheMissError` instead of computing a missing entry.
+        Entries opened once are remembered (the first :data:`ENTRIES_KEPT`)
+        and read again without their publish marker, every chunk still
+        checked; a remembered copy that is gone (``gc``) or fails its check
+        is looked up again. An entry unpublished with ``Cache.delete`` is thus
+        read from its data until ``gc`` removes it (a key's content never changes).
     masks
         Add ``mask``: a :class:`~dicomml.transforms.Mask` ``(S, H, W)`` of the
         segments of every DICOM SEG, and the ROIs of every RTSTRUCT, that
@@ -124,12 +132,43 @@ class ImageDataset(Dataset):
         self._segs = _referencing_segs(self.manifest) if masks else None
         # made here in one pass: per sample, between reads of its pixels, hashing costs several times as much
         self._keys = [image_key(row, self._config_hash, self._row_segs(row)) for row in self._records]
+        # entries are content-addressed and a published copy never changes: a remembered one is read without its marker
+        self._entries: dict[str, CacheEntry] = {}
 
     def _row_segs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The SEG and RTSTRUCT rows of an image's masks (none without ``masks=True``)."""
         if self._segs is None:
             return []
         return self._segs.get(row["sop_instance_uid"], []) + self._segs.get(f"series:{row['series_instance_uid']}", [])
+
+    def _cached(
+        self, key: str, row: dict[str, Any], segs: list[dict[str, Any]]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+        """Image planes, mask and a copy of the meta of ``key``'s entry: a remembered entry is read without its marker."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            try:
+                return (*_arrays(entry), _copied(entry.meta))
+            except CacheIntegrityError:  # its copy was removed since (gc, a rewrite) or is damaged: ask the marker again
+                del self._entries[key]
+        entry = self._open(key, row, segs)
+        arrays = _arrays(entry)
+        if len(self._entries) < ENTRIES_KEPT:
+            self._entries[key] = entry
+        return (*arrays, _copied(entry.meta))
+
+    def _open(self, key: str, row: dict[str, Any], segs: list[dict[str, Any]]) -> CacheEntry:
+        """The published entry of ``key`` (read from its marker), computed first on a miss unless ``cache_only``."""
+        assert self.cache is not None
+        try:
+            return self.cache.open(key)
+        except CacheMissError:
+            if self.cache_only:
+                raise CacheMissError(
+                    f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
+                ) from None
+        preprocess_image(row, self.cache, self.config, segs, self.manifest.remote)
+        return self.cache.open(key)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -145,18 +184,7 @@ class ImageDataset(Dataset):
             if segs:
                 mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config), self.manifest.remote)
         else:
-            try:
-                entry = self.cache.open(key)
-            except CacheMissError:
-                if self.cache_only:
-                    raise CacheMissError(
-                        f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
-                    ) from None
-                preprocess_image(row, self.cache, self.config, segs, self.manifest.remote)
-                entry = self.cache.open(key)
-            planes, meta = _planes(entry), entry.meta
-            if entry.has_mask:
-                mask = torch.from_numpy(entry.read("mask")[:, 0])
+            planes, mask, meta = self._cached(key, row, segs)
         if meta["layout"] == "TCHW":
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
@@ -167,6 +195,18 @@ class ImageDataset(Dataset):
         if meta.get("frame_times_ms"):
             sample["frame_times"] = torch.from_numpy(np.asarray(meta["frame_times_ms"], dtype=np.float64))
         return self.transforms(sample) if self.transforms is not None else sample
+
+
+def _arrays(entry: CacheEntry) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A cached entry's image planes and mask (None when it has none); every chunk's CRC32C checked."""
+    return _planes(entry), torch.from_numpy(entry.read("mask")[:, 0]) if entry.has_mask else None
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a remembered entry's JSON meta, nested lists and dicts too: each sample's meta is the caller's to change."""
+    if type(value) is dict:
+        return {k: _copied(v) if type(v) in (dict, list) else v for k, v in value.items()}
+    return [_copied(v) if type(v) in (dict, list) else v for v in value]
 
 
 def _planes(entry: CacheEntry) -> torch.Tensor:

@@ -12,7 +12,8 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
 import dicomml
 from dicomml.cache import Cache
-from dicomml.errors import CacheMissError
+from dicomml.cache.array import shard_key
+from dicomml.errors import CacheIntegrityError, CacheMissError
 from dicomml.imaging2d import ImageConfig, ImageDataset
 from dicomml.imaging2d.synthetic import write_image2d
 
@@ -59,6 +60,58 @@ def test_cached_once_per_image_and_config(cohort: Path) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(CacheMissError):
         ImageDataset(cohort / "manifest", cache, ImageConfig(size=(48, 48)), cache_only=True)[0]
+
+
+def _damage(cache: Cache, key: str) -> None:
+    """Flip one byte of the pixels of ``key``'s published copy (its chunk's CRC32C no longer matches)."""
+    shard = Path(cache.open(key)._path) / shard_key("image", 3)
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+def test_remembered_entries_follow_gc_and_rewrites(cohort: Path) -> None:
+    cache = Cache(cohort / "cache")
+    data = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)), where="modality = 'DX'", cache_only=True)
+    with pytest.raises(CacheMissError):
+        data[0]
+
+    def computed() -> torch.Tensor:  # by a new dataset, which remembers nothing yet
+        return ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)), where="modality = 'DX'")[0]["image"]
+
+    expected = computed()
+    first = data[0]
+    torch.testing.assert_close(first["image"], expected, rtol=0, atol=0)
+    first["meta"]["spacing"][0] = -1.0  # a sample's meta is its own: the remembered entry keeps its values
+    first["meta"]["placed_shape"].append(0)
+    assert data[0]["meta"]["spacing"][0] > 0 and len(data[0]["meta"]["placed_shape"]) == 2
+    key = first["key"]
+    # rewritten: unpublished, computed again into a new copy, the remembered copy removed by gc
+    cache.delete(key)
+    torch.testing.assert_close(computed(), expected, rtol=0, atol=0)
+    assert cache.gc(grace_seconds=0)
+    torch.testing.assert_close(data[0]["image"], expected, rtol=0, atol=0)
+    # the copy now read is the new one, its chunks still checked
+    _damage(cache, key)
+    with pytest.raises(CacheIntegrityError):
+        data[0]
+    # gone: unpublished and collected, the marker is asked again and there is none
+    cache.delete(key)
+    cache.gc(grace_seconds=0)
+    with pytest.raises(CacheMissError):
+        data[0]
+    torch.testing.assert_close(computed(), expected, rtol=0, atol=0)
+    torch.testing.assert_close(data[0]["image"], expected, rtol=0, atol=0)
+
+
+def test_remembered_entry_damaged_in_place_still_fails_its_check(cohort: Path) -> None:
+    cache = Cache(cohort / "cache")
+    data = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)), where="modality = 'DX'")
+    key = data[0]["key"]
+    _damage(cache, key)
+    for _ in range(2):
+        with pytest.raises(CacheIntegrityError):
+            data[0]
 
 
 def test_cine_and_colour_layouts(cohort: Path) -> None:
