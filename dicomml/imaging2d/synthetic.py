@@ -15,7 +15,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-__all__ = ["SOP_CLASSES", "code_item", "write_image2d"]
+__all__ = ["SOP_CLASSES", "code_item", "write_image2d", "write_seg2d"]
 
 #: For-presentation SOP classes by modality.
 SOP_CLASSES: dict[str, str] = {
@@ -125,4 +125,54 @@ def write_image2d(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_seg2d(image: str | Path, mask: np.ndarray, path: str | Path, *, label: str = "nodule") -> Path:
+    """Write a binary DICOM SEG of one 2D image with highdicom (one segment, a nodule).
+
+    Parameters
+    ----------
+    image
+        The segmented image's file.
+    mask
+        ``(rows, columns)`` bool, on the image's stored pixels.
+    path
+        File to write.
+    label
+        The segment's label.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=label,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Nodule,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[pydicom.dcmread(image)],
+        pixel_array=np.asarray(mask, dtype=bool)[None],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=hd.UID(),
+        series_number=2,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="dicomml",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
     return path

@@ -15,7 +15,7 @@ from dicomml.cache import Cache
 from dicomml.cache.array import shard_key
 from dicomml.errors import CacheIntegrityError, CacheMissError
 from dicomml.imaging2d import ImageConfig, ImageDataset
-from dicomml.imaging2d.synthetic import write_image2d
+from dicomml.imaging2d.synthetic import write_image2d, write_seg2d
 
 
 @pytest.fixture
@@ -198,9 +198,6 @@ def test_cli_preprocess_images_in_batches(cohort: Path) -> None:
 
 
 def test_seg_masks_follow_flips_and_letterbox(tmp_path: Path) -> None:
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
     from dicomml.transforms import Mask
 
     source = tmp_path / "source"
@@ -213,29 +210,7 @@ def test_seg_masks_follow_flips_and_letterbox(tmp_path: Path) -> None:
         bits_stored=12,
         extra={"ImagerPixelSpacing": [0.2, 0.2], "PatientOrientation": ["R", "F"], "ViewPosition": "PA"},
     )
-    image = pydicom.dcmread(path)
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label="nodule",
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Nodule,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-    )
-    seg = hd.seg.Segmentation(
-        source_images=[image],
-        pixel_array=(stored == 4000)[None],
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
-        series_instance_uid=hd.UID(),
-        series_number=2,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="dicomml",
-        manufacturer_model_name="test",
-        software_versions="1",
-        device_serial_number="1",
-    )
-    seg.save_as(source / "seg.dcm")
+    write_seg2d(path, stored == 4000, source / "seg.dcm")
     dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
     config = ImageConfig(size=(60, 60), display="chest")
     for cache in (None, Cache(tmp_path / "cache"), Cache(tmp_path / "cache")):  # computed, then cached, then read back

@@ -9,7 +9,7 @@ import pytest
 import dicomml
 from dicomml.errors import RemoteSourceError
 from dicomml.imaging2d import ImageConfig, ImageDataset, load_image
-from dicomml.imaging2d.synthetic import write_image2d
+from dicomml.imaging2d.synthetic import write_image2d, write_seg2d
 from dicomml.seg.labels import label_table, segment_names
 from dicomml.testing.servers import orthanc
 
@@ -24,42 +24,12 @@ def _by_uid(manifest: dicomml.Manifest) -> dict[str, str]:
     return dict(zip(manifest.instances.sop_instance_uid, manifest.instances.path))
 
 
-def _seg_of(image_path, mask, out):
-    """A binary SEG of one 2D image, written by highdicom."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label="bright",
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Nodule,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-    )
-    seg = hd.seg.Segmentation(
-        source_images=[pydicom.dcmread(image_path)],
-        pixel_array=mask[None],
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
-        series_instance_uid=hd.UID(),
-        series_number=2,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="dicomml",
-        manufacturer_model_name="test",
-        software_versions="1",
-        device_serial_number="1",
-    )
-    seg.save_as(out)
-    return out
-
-
 def test_images_segments_and_seg_write_back_take_the_remote(tmp_path, corpus_files):
     files = [p for k, p in corpus_files.items() if "24x38x3" in k]  # a CT of 3 slices and its SEG
     rng = np.random.default_rng(7)
     pixels = rng.integers(0, 4000, (40, 32), dtype=np.uint16)
     files.append(write_image2d(tmp_path / "dx" / "dx.dcm", pixels, modality="DX"))
-    files.append(_seg_of(files[-1], pixels > 3000, tmp_path / "dx" / "dx_seg.dcm"))
+    files.append(write_seg2d(files[-1], pixels > 3000, tmp_path / "dx" / "dx_seg.dcm", label="bright"))
     local = dicomml.index([str(p) for p in files], tmp_path / "local", workers=1, progress=False)
     with orthanc(tmp_path / "server", files, users=USERS) as root:
         remote_manifest = dicomml.index(_url(root), tmp_path / "m", progress=False, auth=("reader", "s3cret-pw"))
