@@ -132,7 +132,7 @@ def typed_errors(path: str, what: str, error: type[DicomMLError] = InvalidDicomF
 
 
 _DEFLATED = b"1.2.840.10008.1.2.1.99"
-#: A deflated dataset may not inflate past this many bytes (the indexer's header walk has the same limit).
+#: A deflated dataset may not inflate past this many bytes (here, in the indexer's header walk and over DICOMweb).
 MAX_INFLATED = 256 * 1024 * 1024
 
 

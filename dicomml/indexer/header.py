@@ -29,6 +29,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from dicomml.dicom.io import MAX_INFLATED
 from dicomml.errors import InvalidDicomFileError
 
 __all__ = ["PREFIX_BYTES", "Header", "Layouts", "NeedMoreBytes", "is_dicom_prefix", "read_file_header", "read_header", "tag_text"]
@@ -48,8 +49,6 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _META_USED = frozenset({0x00020002, 0x00020010})
 #: Nesting deeper than this is treated as corruption, not recursed into.
 MAX_DEPTH = 16
-#: A deflated dataset may not inflate past this many bytes.
-MAX_INFLATED = 256 * 1024 * 1024
 #: Bytes read first; most classic headers fit, and the walk asks for more when not.
 PREFIX_BYTES = 64 * 1024
 

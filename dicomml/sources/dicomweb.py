@@ -609,7 +609,7 @@ def header_bytes(item: dict[str, Any], bulk: Any) -> tuple[bytes, int]:
     length += length % 2
     element = struct.pack(f"{order}HHL" if implicit else f"{order}HH2sHL", 0x7FE0, 0x0010, *(() if implicit else (b"OW", 0)), length)
     if syntax == _DEFLATED:
-        from dicomml.indexer.header import MAX_INFLATED  # past it a reader refuses the object, as it would the file
+        from dicomml.dicom.io import MAX_INFLATED  # past it a reader refuses the object, as it would the file
 
         return _whole(head, dataset + element + bytes(min(length, MAX_INFLATED + 1)), syntax)
     return head + dataset + element, len(head) + len(dataset) + len(element) + length
