@@ -197,6 +197,9 @@ def main() -> None:
         "--skip", nargs="*", default=[], choices=["reduced_decode", "loader"], help="rows left out (to fit a full-size run in time)"
     )
     parser.add_argument("--progress", type=int, default=0, help="print the elapsed time every N images of the first epoch")
+    parser.add_argument(
+        "--deadline", type=float, default=0, help="end the interleaved first epoch after this many seconds (rates of the images done)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     import torch
@@ -244,21 +247,28 @@ def main() -> None:
         seen[kind] += 1
     order = sorted(range(len(paths)), key=position.__getitem__)
     started = time.perf_counter()
+    done = dict.fromkeys(counts, 0)
     for step, i in enumerate(order):
         if args.progress and step and step % args.progress == 0:
             print(f"  first epoch: {step} of {len(paths)} images in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.deadline and time.perf_counter() - started > args.deadline:
+            print(f"first epoch ended by --deadline after {step} of {len(paths)} images: {done['DX']} DX + {done['MG']} MG (rates below)")
+            break
+        done[kinds[i]] += 1
         for name in names[step % len(names) :] + names[: step % len(names)]:
             start, cpu_start = time.perf_counter(), time.process_time()
             out = contenders[name](i)
             seconds[name][kinds[i]] += time.perf_counter() - start
             cpu_seconds[name][kinds[i]] += time.process_time() - cpu_start
             assert tuple(out.shape[-2:]) == SIZE, (name, out.shape)
-    loader_rate = float("nan") if "loader" in args.skip else loader_epoch(work, ImageConfig(size=SIZE), args.workers)
+    finished = sorted(order[: sum(done.values())])  # the images the first epoch cached (all unless --deadline cut it)
+    cut = len(finished) < len(paths)
+    loader_rate = float("nan") if "loader" in args.skip or cut else loader_epoch(work, ImageConfig(size=SIZE), args.workers)
 
     # The np.load floor: the same float32 arrays dicomml's cached epoch returns, one .npy per image.
     (work / "npy").mkdir()
     cached = ImageDataset(work / "manifest", work / "cache", ImageConfig(size=SIZE), cache_only=True)
-    for i in range(len(cached)):
+    for i in finished:
         np.save(work / "npy" / f"{i:06d}.npy", cached[i]["image"].numpy())
     npys = sorted((work / "npy").glob("*.npy"))
     rounds: dict[str, list[float]] = {"dicomml cached": [], "dicomml cached, new Dataset": [], "np.load floor": []}
@@ -267,8 +277,8 @@ def main() -> None:
             work / "manifest", work / "cache", ImageConfig(size=SIZE), cache_only=True
         )  # as the floor's file list, made before the clock
         readers = {
-            "dicomml cached": lambda i: cached[i]["image"],
-            "dicomml cached, new Dataset": lambda i, ds=fresh: ds[i]["image"],
+            "dicomml cached": lambda i: cached[finished[i]]["image"],
+            "dicomml cached, new Dataset": lambda i, ds=fresh: ds[finished[i]]["image"],
             "np.load floor": lambda i: torch.from_numpy(np.load(npys[i])),
         }
         names = list(readers)
@@ -285,15 +295,15 @@ def main() -> None:
         if name not in seconds:  # a skipped row
             return float("nan")
         total = sum(seconds[name].values()) if kind is None else seconds[name][kind]
-        n = len(paths) if kind is None else counts[kind]
+        n = sum(done.values()) if kind is None else done[kind]
         return n / total if total else float("nan")
 
     def cpu_rate(name: str) -> float:
         total = sum(cpu_seconds[name].values())
-        return len(paths) / total if total else float("nan")
+        return sum(done.values()) / total if total else float("nan")
 
     def cpu_per_image(name: str, kind: str) -> float:
-        return cpu_seconds[name][kind] / counts[kind] if counts[kind] else float("nan")
+        return cpu_seconds[name][kind] / done[kind] if done[kind] else float("nan")
 
     print(
         "\n| contender | DX images/s | MG images/s | all images/s | vs plain loop "
@@ -307,7 +317,7 @@ def main() -> None:
             f"| {cpu_rate(name):.2f} | {cpu_rate(name) / cpu_rate('plain loop'):.2f}x |"
         )
     cached_rate, floor_rate = statistics.median(rounds["dicomml cached"]), statistics.median(rounds["np.load floor"])
-    if "loader" not in args.skip:
+    if loader_rate == loader_rate:
         print(
             f"| dicomml first epoch, DataLoader {args.workers} workers ({args.workers} processes vs the sequential loop) "
             f"| | | {loader_rate:.2f} | {loader_rate / rate('plain loop'):.2f}x | | | |"
