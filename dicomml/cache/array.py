@@ -362,7 +362,7 @@ def read_region(
         # only what this codec needs: a small read would pay more for allocating a buffer than for decoding
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
         for cidx in cells:
-            offset, length = (int(v) for v in index[cidx])
+            offset, length = index[cidx].tolist()
             if offset == _MISSING or length <= _CRC:
                 raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
             raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
@@ -421,6 +421,9 @@ def _parallel(work: Any, items: Sequence[Any], threads: int) -> None:
     """``work(share)`` on up to ``threads`` shares of ``items`` (every n-th), the calling thread taking the first."""
     n = max(1, min(threads, len(items)))
     others = [_threads().submit(work, items[i::n]) for i in range(1, n)]
+    if not others:  # one thread: no pool, no futures to wait for
+        work(items)
+        return
     try:
         work(items[::n])
     finally:
