@@ -165,6 +165,7 @@ def index(
         store.mark_complete(sources=source_names, last_run=_last_run(plan, started))
         return Manifest(store.root, remote=remote)
     from dicomml.indexer.scan import ScanOptions, failure_rows
+    from dicomml.indexer.series import annotations_table, series_table
 
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes)
 
@@ -184,7 +185,6 @@ def index(
         _backend(scheduler, timeout_s <= 0 or in_memory, n_workers, timeout_s) as backend,
     ):
         for outcome in run(_scan, tasks, backend, describe=_describe, progress=bar, failed_in=lambda r: r[1].num_rows):
-            _import_series()
             instances, errors = outcome.result or (None, failure_rows([]))
             if instances is not None:
                 buffered["instances"].append(instances)
@@ -193,8 +193,6 @@ def index(
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)
     _flush(store, buffered)
-    from dicomml.indexer.series import annotations_table, series_table
-
     if plan.n_to_read or plan.n_removed or not store.parts("series"):
         store.write_meta(sources=source_names)  # Manifest reads it
         con = Manifest(store.root).connect()
@@ -212,11 +210,6 @@ def index(
     if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done
         store.write_meta(listing_digest=None)
     return Manifest(store.root, remote=remote)
-
-
-def _import_series() -> None:
-    """Import the series table's modules (DuckDB, nibabel) while the workers read: they need none of them."""
-    import dicomml.indexer.series  # noqa: F401
 
 
 def _last_run(plan: Plan, started: float) -> dict[str, Any]:
