@@ -428,20 +428,20 @@ def _map_planes(stored: np.ndarray, lookup: np.ndarray, out: np.ndarray, threads
 
 #: A lookup table row as a clipped line: (origin, slope, low, high), float32; see :func:`_line`.
 _Line = tuple[np.float32, np.float32, np.float32, np.float32]
-#: Lines of the tables seen (by id while the table lives, with a copy to compare): found once, not at every read.
-_seen_lines: dict[tuple[int, str], tuple[np.ndarray, list[_Line | None]]] = {}
+#: Lines of the tables seen (by id while the table lives, with its bytes to compare): found once, not at every read.
+_seen_lines: dict[tuple[int, str], tuple[bytes, list[_Line | None]]] = {}
 
 
 def _lines(lookup: np.ndarray, dtype: np.dtype[Any]) -> list[_Line | None]:
     """:func:`_line` of each row of ``lookup`` for stored ``dtype``, memoized per table (and its contents)."""
-    key = (id(lookup), dtype.str)
+    key, contents = (id(lookup), dtype.str), lookup.tobytes()  # bytes compare faster than values (NaN aside)
     seen = _seen_lines.get(key)
-    if seen is not None and np.array_equal(seen[0], lookup, equal_nan=True):
+    if seen is not None and seen[0] == contents:
         return seen[1]
     lines = [_line(row, dtype) for row in lookup]
     if seen is None:
         weakref.finalize(lookup, _seen_lines.pop, key, None)
-    _seen_lines[key] = (lookup.copy(), lines)
+    _seen_lines[key] = (contents, lines)
     return lines
 
 
