@@ -363,7 +363,7 @@ def read_region(
         # only what this codec needs: a small read would pay more for allocating a buffer than for decoding
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
         for cidx in cells:
-            offset, length = (int(v) for v in index[cidx])
+            offset, length = index[cidx].tolist()
             if offset == _MISSING or length <= _CRC:
                 raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
             raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)

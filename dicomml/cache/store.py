@@ -96,6 +96,8 @@ class CacheEntry:
     checksums: dict[str, int] = field(repr=False)
     _cache: Cache = field(repr=False)
     _path: str = field(repr=False)
+    # arrays read whole at once, by name: shard, message prefix, region, parsed index (a copy's bytes never change)
+    _wholes: dict[str, tuple[str, str, tuple[slice, ...], np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -170,6 +172,11 @@ class CacheEntry:
         >>> patch = entry.read("image", start=(10, 20, 30), size=(96, 96, 96))  # doctest: +SKIP
         """
         layout = self.layouts[name]
+        known = self._wholes.get(name) if start is None and size is None and volumes is None else None
+        if known is not None:  # read whole before (a later epoch): the same file, every chunk still checked
+            shard, where, region, index = known
+            mapped = self._cache._map(shard, layout, where, whole=True)
+            return read_region(None, layout, index, region, where, blob=mapped, lookup=lookup, threads=threads, out=out, scale=scale)
         shard = f"{self._path}/{shard_key(name, len(layout.shape))}"
         where = f"{self._cache.url}: entry {self.key} array {name}"
         fs = self._cache.fs
@@ -194,8 +201,9 @@ class CacheEntry:
             return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, **options)
         if isinstance(fs, LocalFileSystem):  # decoded from a memory map (no copy of the file's bytes), or a small file's one read
             mapped = self._cache._map(shard, layout, where, whole=start is None and volumes is None)
-            if isinstance(mapped, np.ndarray):  # read at once: its index is at hand, and a memo would keep the bytes alive
-                index = read_index(mapped[-index_nbytes(layout) :], layout, where)
+            if isinstance(mapped, np.ndarray):  # read at once: its index is at hand; kept as a copy, a view would keep the bytes alive
+                index = read_index(mapped[-index_nbytes(layout) :], layout, where).copy()
+                self._wholes[name] = (shard, where, region, index)
             else:
                 index = self._cache._index(self, name, shard, where, mapped)
             return read_region(None, layout, index, region, where, blob=mapped, **options)

@@ -3,7 +3,11 @@
 pydicom's decoders do the work (deflate, RLE, JPEG, JPEG-LS and JPEG 2000
 through pylibjpeg, pyjpegls and python-gdcm, big endian and odd layouts);
 uncompressed little-endian data is read as a view on the pixel bytes instead,
-which skips pydicom's per-call set-up, paid once per slice. This module
+which skips pydicom's per-call set-up, paid once per slice. Grey JPEG 2000
+frames whose codestream matches the header are decoded by imagecodecs'
+OpenJPEG, which can split one frame over several threads (pydicom's plugins
+decode a frame on one thread, except GDCM, which dicomml does not use); the
+values are the ones pydicom's decoders give. This module
 picks the frames wanted, cuts mosaics into slices and writes each plane
 straight into its slot of the output, optionally applying rescale slope and
 intercept on the way (no per-slice float copies).
@@ -17,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames, get_frame
 from pydicom.pixels import get_decoder, pixel_array
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.pixels.utils import get_j2k_parameters
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000TransferSyntaxes
 
 from dicomml.dicom.frames import FrameTable, header_value, source_name
 from dicomml.dicom.io import typed_errors
@@ -65,11 +71,16 @@ def stored_dtype(ds: Dataset) -> np.dtype:
     return np.dtype(f"{'i' if signed else 'u'}{size}")
 
 
-def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
-    """pydicom's decoded pixels (all frames, or one 0-based frame; colour as RGB), typed errors on failure."""
+def decode_pixels(ds: Dataset, index: int | None = None, *, threads: int = 1) -> np.ndarray:
+    """pydicom's decoded pixels (all frames, or one 0-based frame; colour as RGB), typed errors on failure;
+    a grey JPEG 2000 frame is decoded on up to ``threads`` threads."""
     path = source_name(ds)
     uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+        if uid in _J2K_SYNTAXES:
+            grey = _j2k_grey(ds, index, threads)
+            if grey is not None:
+                return grey
         failures: list[NotImplementedError | RuntimeError] = []
         for plugin in _plugins(uid):  # the next plugin may handle what one cannot (12-bit JPEG, odd J2K)
             try:
@@ -86,6 +97,36 @@ def decode_pixels(ds: Dataset, index: int | None = None) -> np.ndarray:
             path=path,
             tag="(0002,0010)",
         ) from first
+
+
+_J2K_SYNTAXES = frozenset(str(uid) for uid in JPEG2000TransferSyntaxes)
+
+
+def _j2k_grey(ds: Dataset, index: int | None, threads: int) -> np.ndarray | None:
+    """A grey JPEG 2000 object's frames (all, or frame ``index``) decoded by imagecodecs on ``threads``
+    threads, shaped as pydicom returns them; None, for pydicom's plugins to decode, when the image is not
+    single-sample MONOCHROME, a codestream's signedness differs from Pixel Representation (pydicom
+    corrects that), or imagecodecs cannot decode it into the header's size and type."""
+    import imagecodecs
+
+    if int(header_value(ds, "SamplesPerPixel") or 1) != 1 or not str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME"):
+        return None
+    n_frames = int(header_value(ds, "NumberOfFrames") or 1)
+    dtype = stored_dtype(ds)
+    signed = int(header_value(ds, "PixelRepresentation") or 0) == 1
+    if index is None:
+        codestreams = list(generate_frames(ds.PixelData, number_of_frames=n_frames))
+    else:
+        codestreams = [get_frame(ds.PixelData, index, number_of_frames=n_frames)]
+    out = np.empty((len(codestreams), *_frame_shape(ds)), dtype)
+    for codestream, slot in zip(codestreams, out):
+        if get_j2k_parameters(codestream).get("is_signed") != signed:
+            return None
+        try:
+            imagecodecs.jpeg2k_decode(codestream, numthreads=threads, out=slot)
+        except (imagecodecs.Jpeg2kError, ValueError):  # not this frame's layout, or corrupt: pydicom's plugins decide
+            return None
+    return out[0] if index is not None or n_frames == 1 else out
 
 
 def _plugins(uid: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
 from dicomml.data.datasets import _empty
@@ -33,6 +33,8 @@ __all__ = ["ImageDataset", "select_images"]
 
 #: Cache entries an ImageDataset remembers (the first this many opened; each a few KB of parsed marker).
 ENTRIES_KEPT = 200_000
+#: Types of the meta's values that a sample gets copies of.
+_NESTED = frozenset((dict, list))
 
 
 def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
@@ -133,7 +135,7 @@ class ImageDataset(Dataset):
         # made here in one pass: per sample, between reads of its pixels, hashing costs several times as much
         self._keys = [image_key(row, self._config_hash, self._row_segs(row)) for row in self._records]
         # entries are content-addressed and a published copy never changes: a remembered one is read without its marker
-        self._entries: dict[str, CacheEntry] = {}
+        self._entries: dict[str, tuple[CacheEntry, tuple[str, ...]]] = {}  # with the names of the meta's nested values
 
     def _row_segs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The SEG and RTSTRUCT rows of an image's masks (none without ``masks=True``)."""
@@ -141,23 +143,24 @@ class ImageDataset(Dataset):
             return []
         return self._segs.get(row["sop_instance_uid"], []) + self._segs.get(f"series:{row['series_instance_uid']}", [])
 
-    def _cached(
-        self, key: str, row: dict[str, Any], segs: list[dict[str, Any]]
-    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-        """Image planes, mask and a copy of the meta of ``key``'s entry: a remembered entry is read without its marker."""
-        entry = self._entries.get(key)
-        if entry is not None:
+    def _cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+        """Image planes, mask and a copy of the meta of sample ``index``'s entry: a remembered entry is read without its marker."""
+        key = self._keys[index]
+        kept = self._entries.get(key)
+        if kept is not None:
+            entry, nested = kept
             try:
-                return (*_arrays(entry), _copied(entry.meta))
+                return (*_arrays(entry), _copied(entry.meta, nested))
             except CacheIntegrityError:  # its copy was removed since (gc, a rewrite) or is damaged: ask the marker again
                 del self._entries[key]
-        entry = self._open(key, row, segs)
+        entry = self._open(key, self._records[index])
         arrays = _arrays(entry)
+        nested = tuple(name for name, value in entry.meta.items() if type(value) in _NESTED)
         if len(self._entries) < ENTRIES_KEPT:
-            self._entries[key] = entry
-        return (*arrays, _copied(entry.meta))
+            self._entries[key] = (entry, nested)
+        return (*arrays, _copied(entry.meta, nested))
 
-    def _open(self, key: str, row: dict[str, Any], segs: list[dict[str, Any]]) -> CacheEntry:
+    def _open(self, key: str, row: dict[str, Any]) -> CacheEntry:
         """The published entry of ``key`` (read from its marker), computed first on a miss unless ``cache_only``."""
         assert self.cache is not None
         try:
@@ -167,28 +170,21 @@ class ImageDataset(Dataset):
                 raise CacheMissError(
                     f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
                 ) from None
-        preprocess_image(row, self.cache, self.config, segs, self.manifest.remote)
+        preprocess_image(row, self.cache, self.config, self._row_segs(row), self.manifest.remote)
         return self.cache.open(key)
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        row = self._records[index]
-        segs = self._row_segs(row)
-        key = self._keys[index]
-        mask = None
         if self.cache is None:
-            planes, meta = prepare_image(row["path"], self.config, self.manifest.remote)
-            planes = from_stored(to_stored(planes, self.config))  # the values a cache would give
-            if segs:
-                mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config), self.manifest.remote)
+            planes, mask, meta = self._computed(self._records[index])
         else:
-            planes, mask, meta = self._cached(key, row, segs)
+            planes, mask, meta = self._cached(index)
         if meta["layout"] == "TCHW":
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
-        sample = {"image": planes, "spacing": torch.from_numpy(np.array(spacing, dtype=np.float64)), "meta": meta, "key": key}
+        sample = {"image": planes, "spacing": torch.from_numpy(np.array(spacing, dtype=np.float64)), "meta": meta, "key": self._keys[index]}
         if self._segs is not None:
             sample["mask"] = Mask(mask if mask is not None else torch.zeros((0, *planes.shape[-2:]), dtype=torch.uint8))
             meta.setdefault("mask_labels", [])
@@ -196,22 +192,42 @@ class ImageDataset(Dataset):
             sample["frame_times"] = torch.from_numpy(np.asarray(meta["frame_times_ms"], dtype=np.float64))
         return self.transforms(sample) if self.transforms is not None else sample
 
+    def _computed(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+        """Image planes, mask and meta of ``row`` computed from its file, with the values a cache would give."""
+        planes, meta = prepare_image(row["path"], self.config, self.manifest.remote)
+        planes = from_stored(to_stored(planes, self.config))
+        segs, mask = self._row_segs(row), None
+        if segs:
+            mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config), self.manifest.remote)
+        return planes, mask, meta
+
 
 def _arrays(entry: CacheEntry) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A cached entry's image planes and mask (None when it has none); every chunk's CRC32C checked."""
     return _planes(entry), torch.from_numpy(entry.read("mask")[:, 0]) if entry.has_mask else None
 
 
-def _copied(value: Any) -> Any:
-    """A copy of a remembered entry's JSON meta, nested lists and dicts too: each sample's meta is the caller's to change."""
+def _copied(meta: dict[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of a remembered entry's JSON meta, whose ``nested`` lists and dicts are copied too: each sample's meta is the caller's to change."""
+    copy = meta.copy()
+    for name in nested:
+        copy[name] = _deep(meta[name])
+    return copy
+
+
+def _deep(value: Any) -> Any:
+    """A copy of a JSON list or dict, its nested lists and dicts too."""
     if type(value) is dict:
-        return {k: _copied(v) if type(v) in (dict, list) else v for k, v in value.items()}
-    return [_copied(v) if type(v) in (dict, list) else v for v in value]
+        return {k: _deep(v) if type(v) in _NESTED else v for k, v in value.items()}
+    return [_deep(v) if type(v) in _NESTED else v for v in value]
 
 
 def _planes(entry: CacheEntry) -> torch.Tensor:
     """A cached entry's image as float32 planes, cast and scaled on the one copy out of the cache (into shared memory in a DataLoader worker)."""
     layout = entry.layouts["image"]
+    scale = stored_scale(layout.dtype)
+    if get_worker_info() is None:  # a new numpy array, wrapped once it is filled: fewer steps than _empty's
+        return torch.from_numpy(entry.read(scale=scale))
     out = _empty(layout.shape, np.dtype(np.float32))
-    entry.read(out=out.numpy(), scale=stored_scale(layout.dtype))
+    entry.read(out=out.numpy(), scale=scale)
     return out

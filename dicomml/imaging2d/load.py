@@ -69,6 +69,11 @@ class Image2D:
         return self.pixels.ndim == 4
 
 
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def frame_times(ds: Dataset, n_frames: int) -> list[float] | None:
     """Start time of each frame in ms from the first: Frame Time Vector (0018,1065), else Frame Time (0018,1063)."""
     if n_frames < 2:
@@ -82,8 +87,9 @@ def frame_times(ds: Dataset, n_frames: int) -> list[float] | None:
     return None
 
 
-def stored_frames(ds: Dataset) -> np.ndarray:
-    """Stored values as ``(T, H, W)`` or ``(T, H, W, 3)``: YBR colour decoded to RGB, bits above Bits Stored masked.
+def stored_frames(ds: Dataset, threads: int = 1) -> np.ndarray:
+    """Stored values as ``(T, H, W)`` or ``(T, H, W, 3)``: YBR colour decoded to RGB, bits above Bits Stored masked;
+    a grey JPEG 2000 frame decoded on up to ``threads`` threads.
 
     Raises
     ------
@@ -106,7 +112,7 @@ def stored_frames(ds: Dataset) -> np.ndarray:
         native = native_stack(ds, n_frames)
         if native is not None:
             return native
-    array = decode_pixels(ds)
+    array = decode_pixels(ds, threads=threads)
     frame_ndim = 3 if samples > 1 else 2
     return array if array.ndim == frame_ndim + 1 else array[np.newaxis]
 
@@ -120,6 +126,7 @@ def load_image(
     dtype: Any = np.float32,
     reduce_to: tuple[int, int] | None = None,
     remote: Remote | None = None,
+    threads: int | None = None,
 ) -> Image2D:
     """Load a 2D image (CR, DX, MG, IO, XA/RF, US, OT, SC; one frame or cine) in display values.
 
@@ -148,6 +155,11 @@ def load_image(
     remote
         How to reach a URL ``source`` (storage options, credentials): a
         :class:`dicomml.sources.Remote`, usually the manifest's ``remote``.
+    threads
+        Threads that decode a JPEG 2000 frame and apply the LUTs; None: one per core this
+        process may use. Pass 1 where several images are decoded in
+        parallel (the Datasets pass torch's intra-op thread count, which is
+        1 in DataLoader workers).
 
     Returns
     -------
@@ -172,7 +184,8 @@ def load_image(
         raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     reduced = reduced_frame(ds, reduce_to) if reduce_to is not None else None
-    stored = reduced[0][np.newaxis] if reduced is not None else stored_frames(ds)
+    threads = threads or _cores()
+    stored = reduced[0][np.newaxis] if reduced is not None else stored_frames(ds, threads)
     level = reduced[1] if reduced is not None else 0
     meta: dict[str, Any] = {
         "path": path,
@@ -186,7 +199,7 @@ def load_image(
     elif photometric in COLOUR:
         pixels = stored
     else:
-        pixels, applied = grey_values(stored, ds, voi, dtype=dtype)
+        pixels, applied = grey_values(stored, ds, voi, dtype=dtype, threads=threads)
         meta.update(applied)
     if pixels.ndim == 4:
         meta.update(voi="none", inverted=None, colour="RGB")

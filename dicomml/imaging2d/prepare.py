@@ -198,7 +198,16 @@ def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) 
         If the file cannot be loaded (see :func:`~dicomml.imaging2d.load_image`).
     """
     reduce_to = config.size if config.reduced_decode and config.resize == "letterbox" else None
-    image = load_image(path, voi=config.window(), display=config.display, facing=config.facing, reduce_to=reduce_to, remote=remote)
+    # decoding threads: torch's intra-op ones, as the Datasets' reads (the cores in the main process, 1 in workers)
+    image = load_image(
+        path,
+        voi=config.window(),
+        display=config.display,
+        facing=config.facing,
+        reduce_to=reduce_to,
+        remote=remote,
+        threads=torch.get_num_threads(),
+    )
     pixels = image.pixels
     if image.is_colour:
         top = float(np.iinfo(pixels.dtype).max)

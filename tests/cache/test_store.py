@@ -375,6 +375,30 @@ def test_a_small_array_read_whole_is_read_at_once_and_nothing_of_it_is_kept(tmp_
     np.testing.assert_array_equal(Cache(tmp_path / "c").open("k").read(), image)  # above the size: mapped
 
 
+def test_an_array_read_whole_again_uses_its_kept_index_and_checks_every_chunk(tmp_path, volume, monkeypatch):
+    from dicomml.cache import store
+
+    image, _, affine = volume
+    cache = Cache(tmp_path / "c")
+    cache.put("k", image, affine, chunks=(32, 32, 32))
+    entry = cache.open("k")
+    np.testing.assert_array_equal(entry.read(), image)
+    assert entry._wholes["image"][3].base is None  # a copy: no view keeps the bytes read alive
+
+    def parsed_again(*args):
+        raise AssertionError("the index was parsed again")
+
+    monkeypatch.setattr(store, "read_index", parsed_again)
+    np.testing.assert_array_equal(entry.read(), image)
+    _corrupt_one_chunk(cache, "k", (1, 1, 1))
+    with pytest.raises(CacheIntegrityError, match=r"chunk \(1, 1, 1\) checksum mismatch"):
+        entry.read()
+    shard = _entry_dir(cache, "k") / "image/c/0/0/0"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(CacheIntegrityError, match="cut short"):
+        entry.read()
+
+
 @pytest.mark.parametrize("threads", [2, 3, 64])
 def test_threaded_decoding_equals_one_thread(tmp_path, volume, threads):
     image, mask, affine = volume
