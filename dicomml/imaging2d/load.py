@@ -156,7 +156,7 @@ def load_image(
         How to reach a URL ``source`` (storage options, credentials): a
         :class:`dicomml.sources.Remote`, usually the manifest's ``remote``.
     threads
-        Threads that decode a JPEG 2000 frame; None: one per core this
+        Threads that decode a JPEG 2000 frame and apply the LUTs; None: one per core this
         process may use. Pass 1 where several images are decoded in
         parallel (the Datasets pass torch's intra-op thread count, which is
         1 in DataLoader workers).
@@ -184,7 +184,8 @@ def load_image(
         raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     reduced = reduced_frame(ds, reduce_to) if reduce_to is not None else None
-    stored = reduced[0][np.newaxis] if reduced is not None else stored_frames(ds, threads or _cores())
+    threads = threads or _cores()
+    stored = reduced[0][np.newaxis] if reduced is not None else stored_frames(ds, threads)
     level = reduced[1] if reduced is not None else 0
     meta: dict[str, Any] = {
         "path": path,
@@ -198,7 +199,7 @@ def load_image(
     elif photometric in COLOUR:
         pixels = stored
     else:
-        pixels, applied = grey_values(stored, ds, voi, dtype=dtype)
+        pixels, applied = grey_values(stored, ds, voi, dtype=dtype, threads=threads)
         meta.update(applied)
     if pixels.ndim == 4:
         meta.update(voi="none", inverted=None, colour="RGB")

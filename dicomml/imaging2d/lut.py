@@ -16,6 +16,7 @@ each frame's header, and frames sharing one are mapped by one table.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_presentation_lut, apply_voi_lut
 
+from dicomml.cache.array import _parallel
 from dicomml.dicom.frames import source_name
 from dicomml.errors import InvalidDicomFileError
 
@@ -31,6 +33,8 @@ __all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "frame_headers", "grey_tabl
 #: What ``voi`` may name besides an index or a (center, width) window.
 VOI_CHOICES = ("header", "none")
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+#: Pixels per np.take call of a gather: small enough for its intp indices to stay in cache.
+_GATHER_BLOCK = 2**18
 #: Functional groups whose items set a frame's Modality LUT and VOI LUT attributes.
 _FRAME_GROUPS = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
 #: The top-level attributes each of those macros stands for.
@@ -214,7 +218,7 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
     return GreyTable(values=values, invert=invert, monotonic=bool(np.all(np.diff(ordered) >= 0)), meta=meta)
 
 
-def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = None) -> np.ndarray:
+def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = None, threads: int = 1) -> np.ndarray:
     """Display values of stored values (any shape), the table gathered and the image inverted if due.
 
     Parameters
@@ -226,6 +230,8 @@ def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = Non
     ds
         When given and it holds a Presentation LUT Sequence, that table is
         applied after the VOI step as ``apply_presentation_lut`` does.
+    threads
+        Threads that share the gather (blocks of the image).
 
     Returns
     -------
@@ -234,7 +240,7 @@ def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = Non
     """
     stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)  # big-endian decodes: index by value
     index = stored.view(np.dtype(f"u{stored.dtype.itemsize}")) if stored.dtype.kind == "i" else stored
-    out = np.take(table.values, index)
+    out = _gather(table.values, index, threads)
     if ds is not None and ds.get("PresentationLUTSequence"):
         return np.asarray(apply_presentation_lut(out, ds), dtype=table.values.dtype)
     if table.invert:
@@ -243,6 +249,21 @@ def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = Non
         else:
             top = out.max()
         np.subtract(top, out, out=out)
+    return out
+
+
+def _gather(values: np.ndarray, index: np.ndarray, threads: int) -> np.ndarray:
+    """``values[index]`` in blocks over ``threads`` threads: np.take converts each block's indices to intp,
+    a temporary that stays in cache instead of one eight bytes per pixel; mode="wrap" masks the bits above
+    Bits Stored (an unsigned table has 2**BitsStored entries, a signed one every bit pattern)."""
+    out = np.empty(index.shape, values.dtype)
+    flat, target = np.ascontiguousarray(index).reshape(-1), out.reshape(-1)
+
+    def gather(starts: Sequence[int]) -> None:
+        for start in starts:
+            np.take(values, flat[start : start + _GATHER_BLOCK], mode="wrap", out=target[start : start + _GATHER_BLOCK])
+
+    _parallel(gather, range(0, flat.size, _GATHER_BLOCK), threads)
     return out
 
 
@@ -323,7 +344,7 @@ def _content(item: Dataset) -> list[tuple[Any, Any]]:
 
 
 def grey_values(
-    stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32
+    stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32, threads: int = 1
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Display values of a grey image's stored values and what was applied.
 
@@ -332,7 +353,7 @@ def grey_values(
     Frames of an enhanced image whose functional groups set their own rescale
     or window (:func:`frame_headers`) each get their own; ``meta`` then holds
     ``frame_windows`` (each frame's (center, width), or None) and the output
-    range spans all frames'.
+    range spans all frames'. ``threads`` share a table's gather.
 
     Returns
     -------
@@ -346,7 +367,7 @@ def grey_values(
         metas = []
         for frames in _frame_groups(headers).values():  # the first group holds frame 0
             table = grey_table(headers[frames[0]], voi, dtype=dtype)
-            out[frames] = apply_grey(stored[frames], table, ds=ds)
+            out[frames] = apply_grey(stored[frames], table, ds=ds, threads=threads)
             metas.append(table.meta)
             for i in frames:
                 windows[i] = table.meta.get("window")
@@ -356,7 +377,7 @@ def grey_values(
         return out, meta
     if int(ds.get("BitsAllocated") or 0) in (8, 16):
         table = grey_table(ds, voi, dtype=dtype)
-        return apply_grey(stored, table, ds=ds), table.meta
+        return apply_grey(stored, table, ds=ds, threads=threads), table.meta
     voi_ds, index, meta = voi_dataset(ds, voi)
     values = apply_modality_lut(stored, ds)
     if voi_ds is not None:

@@ -284,3 +284,22 @@ def test_reduced_decode_is_a_coarser_level_of_the_same_image(tmp_path: Path) -> 
     difference = np.abs(coarse.pixels[0] - full.pixels[0][::4, ::4])
     assert difference.mean() < 0.001 * window and difference.max() < 0.01 * window
     assert load_image(path, reduce_to=(400, 320)).meta["decode_level"] == 0
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_gather_over_many_blocks_and_threads_equals_pydicom(tmp_path: Path, signed: bool) -> None:
+    rng = np.random.default_rng(8)
+    low, high = (-2048, 2048) if signed else (0, 4096)
+    stored = rng.integers(low, high, (700, 560)).astype(np.int16 if signed else np.uint16)  # several gather blocks
+    path = write_image2d(
+        tmp_path / "dx.dcm",
+        stored,
+        modality="DX",
+        photometric="MONOCHROME1",
+        bits_stored=12,
+        extra=_dx_headers(RescaleSlope=2, RescaleIntercept=-100, WindowCenter=500, WindowWidth=3000),
+    )
+    ds = pydicom.dcmread(path)
+    expected = pydicom_display(ds)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(load_image(path, dtype=np.float64, threads=threads).pixels, expected)
