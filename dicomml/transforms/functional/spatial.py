@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -370,6 +371,12 @@ def _period(ratio: float) -> int | None:
     return fraction.denominator if abs(float(fraction) - ratio) <= _TOL * 1e-4 * ratio else None
 
 
+@cache
+def _openmp() -> bool:
+    """Whether torch's intra-op threads are OpenMP's, whose count is each calling thread's own."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
 def _slabs(plan: _Relayout, x: torch.Tensor) -> tuple[int, list[tuple[int, int, int, int, int]]] | None:
     """Where the fused kernel can run in slabs along a source axis: (axis, slabs).
 
@@ -420,7 +427,8 @@ def _trilinear_to_target(x: torch.Tensor, plan: _Relayout, axis: int, slabs: lis
     scales = [float(1.0 / r) for r in plan.ratio]
     target = np.empty((x.shape[0], *(plan.size[p] for p in plan.perm)), dtype=x.numpy().dtype)
     view = plan.source_view(target)
-    workers = max(1, min(torch.get_num_threads(), len(slabs)))
+    # a thread's own torch thread count exists only under OpenMP; elsewhere torch's threads run each slab
+    workers = max(1, min(torch.get_num_threads(), len(slabs))) if _openmp() else 1
 
     def along(part: slice) -> tuple[slice, ...]:
         return (slice(None), *(part if a == axis else slice(None) for a in range(3)))
