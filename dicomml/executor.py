@@ -373,6 +373,7 @@ class Processes:
         source = iter(batches)
         exhausted = False
         limit = self.timeout_s
+        finished: list[Outcome[T]] = []
         try:
             while True:
                 while not exhausted and len(pending) < len(pool):
@@ -384,10 +385,13 @@ class Processes:
                 for worker in [w for w in pool if w.batch is None]:
                     while pending and not pending[0].items:  # every item failed
                         done = pending.popleft()
-                        yield Outcome([], None, done.failures)
+                        finished.append(Outcome([], None, done.failures))
                     if not pending:
                         break
                     worker.give(pending.popleft())
+                # Handed out only now, after the workers have their next batches: they read while the caller works.
+                yield from finished
+                finished.clear()
                 busy = [w for w in pool if w.batch is not None]
                 if not busy:
                     if exhausted and not pending:
@@ -410,7 +414,7 @@ class Processes:
                             if tag == "raised":
                                 failure = ("raised", value[1], value[0])
                             else:
-                                yield Outcome(running.items, value, running.failures)
+                                finished.append(Outcome(running.items, value, running.failures))
                                 worker.batch = None
                                 continue
                     elif limit > 0 and now - worker.since > limit:

@@ -65,6 +65,8 @@ LEASE_SECONDS = 600.0
 MAPS_KEPT = 64
 #: A local shard file up to this size, read whole and not mapped already, is read with one ``read`` instead of mapped.
 READ_WHOLE_BELOW = 4 << 20
+#: Read-ahead is asked for a mapped shard in pieces of this size: the kernel caps one request at its read-ahead window.
+_AHEAD_PIECE = 1 << 20
 _ARRAYS = ("image", "mask", "foreground")
 
 
@@ -374,8 +376,11 @@ class Cache:
             mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        if hasattr(mapped, "madvise"):
-            mapped.madvise(mmap.MADV_WILLNEED)  # read ahead the whole file while the first chunks decode
+        if hasattr(mapped, "madvise"):  # read ahead the whole file while the first chunks decode: the index (at the end) first
+            size = len(mapped)
+            tail = (size - 1) // _AHEAD_PIECE * _AHEAD_PIECE
+            for start in (tail, *range(0, tail, _AHEAD_PIECE)):
+                mapped.madvise(mmap.MADV_WILLNEED, start, min(_AHEAD_PIECE, size - start))
         self._maps[path] = mapped
         if len(self._maps) > MAPS_KEPT:  # unmapped once no array views it
             self._maps.popitem(last=False)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -416,13 +418,62 @@ def _empty(shape: Sequence[int], dtype: np.dtype[Any]) -> torch.Tensor:
 
     The DataLoader moves a worker's tensors to shared memory when it sends
     them, a copy of the whole sample; torch's own ``default_collate`` avoids
-    it the same way, with ``_new_shared``.
+    it the same way, with ``_new_shared``. In the main process a large
+    sample reuses the memory of one dropped earlier (:func:`_recycled`).
     """
-    if get_worker_info() is None:  # numpy's allocation: memory from torch.empty is faulted in anew at every sample
-        return torch.from_numpy(np.empty(shape, dtype))
+    if get_worker_info() is None:
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < RECYCLE_FROM:
+            return torch.from_numpy(np.empty(shape, dtype))
+        return torch.from_numpy(_recycled(nbytes)[:nbytes].view(dtype).reshape(shape))
     kind = torch.from_numpy(np.empty(0, dtype)).dtype
     storage = torch.UntypedStorage._new_shared(math.prod(shape) * kind.itemsize)
     return torch.empty(0, dtype=kind).set_(storage).view(*shape)
+
+
+#: Samples of at least this many bytes reuse dropped samples' memory: the C allocator maps a block this large anew
+#: each time (above glibc's largest mmap threshold), and faulting in fresh pages costs as much as a third of decoding.
+RECYCLE_FROM = 32 << 20
+#: Dropped samples' memory kept for the next ones (each about one sample).
+RECYCLE_KEPT = 2
+_free: list[np.ndarray] = []
+_free_lock = threading.Lock()
+
+
+def _recycled(nbytes: int) -> np.ndarray:
+    """``nbytes`` or more of memory (uint8) whose pages are already in, returned to a free list once no view of it is left.
+
+    The memory comes back when the last tensor or array using it is freed
+    (the sample a training step dropped), so nothing still reachable is
+    ever written; a user who keeps every sample just gets new memory.
+    """
+    with _free_lock:
+        fitting = [i for i, b in enumerate(_free) if len(b) >= nbytes]  # kept sorted by size
+        # else numpy's memory (advised huge pages), an eighth more: the next series is often a few slices longer
+        memory = _free.pop(fitting[0]) if fitting else np.empty(nbytes + nbytes // 8, np.uint8)
+    # every view of ``lent`` has ``lent`` as its base (numpy stops at an array over a non-array buffer), so
+    # ``lent`` lives exactly as long as the sample's last view; the finalizer holds ``memory`` until then
+    lent = np.frombuffer(memory.data, np.uint8)
+    weakref.finalize(lent, _give_back, memory).atexit = False
+    return lent
+
+
+def _give_back(memory: np.ndarray) -> None:
+    with _free_lock:
+        _free.append(memory)
+        _free.sort(key=len)
+        if len(_free) > RECYCLE_KEPT:  # the smallest is freed: a sample that size fits in a larger one
+            del _free[0]
+
+
+def _forget_free() -> None:
+    """A forked child (a DataLoader worker) starts with an empty list and a lock no parent thread can be holding."""
+    global _free, _free_lock
+    _free, _free_lock = [], threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_free)
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from dicomml.cache import Cache
+from dicomml.cache import Cache, array
 from dicomml.cache.array import ArrayLayout, array_metadata, index_nbytes
 from dicomml.errors import CacheIntegrityError, CacheMissError
 
@@ -298,6 +298,54 @@ def test_lookup_maps_every_voxel_while_decoding(tmp_path, volume):
     expected = table[:, image.view(np.uint16)]
     np.testing.assert_array_equal(entry.read(lookup=table), expected)
     np.testing.assert_array_equal(entry.read("image", (5, 31, 33), (40, 20, 64), lookup=table), expected[:, 5:45, 31:51, 33:97])
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16"])
+def test_a_linear_window_is_computed_with_the_bits_of_its_table(tmp_path, dtype):
+    """A table that is a clipped line is computed as one (float passes, not a gather): same bits for every stored value."""
+    from dicomml.transforms import MultiWindow, Window
+
+    values = np.arange(2**16, dtype=np.uint16).view(dtype).reshape(16, 64, 64)  # every value of the dtype once
+    entry = Cache(tmp_path / "c").put("k", values, np.eye(4), chunks=(8, 32, 32))
+    windows = [Window(40, 80), Window(-600, 1500), Window(40.5, 81, "LINEAR"), Window(100.25, 3.7), MultiWindow(["brain", "bone"])]
+    for window in windows:
+        table = window.lookup_table(dtype)
+        assert None not in array._lines(table, np.dtype(dtype))  # the arithmetic path is taken
+        expected = table[:, values.view(np.uint16)]
+        for threads in (1, 2):
+            assert entry.read(lookup=table, threads=threads).tobytes() == expected.tobytes()  # bit for bit, signed zeros too
+        box = entry.read("image", (3, 5, 7), (9, 40, 50), lookup=table)
+        assert box.tobytes() == np.ascontiguousarray(expected[:, 3:12, 5:45, 7:57]).tobytes()
+
+
+def test_a_table_that_is_not_a_line_is_gathered(tmp_path):
+    from dicomml.transforms import Window
+
+    values = np.arange(2**16, dtype=np.uint16).view(np.int16).reshape(16, 64, 64)
+    entry = Cache(tmp_path / "c").put("k", values, np.eye(4), chunks=(8, 32, 32))
+    table = Window(40, 80).lookup_table("int16")
+    ramp = np.flatnonzero((table[0] > 0) & (table[0] < 1))
+    for bent in (ramp[len(ramp) // 2], 5):  # one value of the ramp one ulp off; one clipped value raised
+        other = table.copy()
+        other[0, bent] = np.nextafter(other[0, bent], np.float32(2)) if bent != 5 else 0.5
+        assert array._lines(other, np.dtype(np.int16)) == [None]
+        assert entry.read(lookup=other).tobytes() == other[:, values.view(np.uint16)].tobytes()
+    sigmoid = Window(40, 80, "SIGMOID").lookup_table("int16")
+    assert entry.read(lookup=sigmoid).tobytes() == sigmoid[:, values.view(np.uint16)].tobytes()
+
+
+def test_a_table_changed_in_place_is_read_anew(tmp_path):
+    """The line found for a table is remembered per table object, and only while its values stay the same."""
+    from dicomml.transforms import Window
+
+    values = np.arange(2**16, dtype=np.uint16).view(np.int16).reshape(16, 64, 64)
+    entry = Cache(tmp_path / "c").put("k", values, np.eye(4), chunks=(8, 32, 32))
+    table = Window(40, 80).lookup_table("int16")
+    np.testing.assert_array_equal(entry.read(lookup=table), table[:, values.view(np.uint16)])
+    table[0] = Window(-600, 1500).lookup_table("int16")[0]
+    np.testing.assert_array_equal(entry.read(lookup=table), table[:, values.view(np.uint16)])
+    table[0, 100] = 0.25
+    np.testing.assert_array_equal(entry.read(lookup=table), table[:, values.view(np.uint16)])
 
 
 def test_scale_multiplies_in_float32_while_copying_out(tmp_path, volume):

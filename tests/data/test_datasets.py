@@ -312,3 +312,24 @@ def test_a_large_sample_of_the_main_process_is_backed_by_huge_pages():
     """A new volume is advised 2 MiB pages: faulting it in 4 KiB pages costs as much as decoding it."""
     volume = _empty((64, 128, 256), np.dtype(np.float32))
     assert _smaps_field(volume.data_ptr() + volume.nbytes // 2, "THPeligible") == 1
+
+
+def test_a_large_sample_reuses_memory_only_once_nothing_views_it():
+    """The main process recycles a dropped volume's memory (no fresh page faults), never one still in use."""
+    from dicomml.data import datasets
+
+    shape = (datasets.RECYCLE_FROM // (4 * 256 * 256) + 1, 256, 256)
+    first = _empty(shape, np.dtype(np.float32))
+    first.fill_(1.0)
+    address, kept = first.data_ptr(), first[2:4].numpy()  # a view outliving the tensor
+    del first
+    second = _empty(shape, np.dtype(np.float32))
+    second.fill_(2.0)
+    assert second.data_ptr() != address and (kept == 1.0).all()
+    del kept
+    third = _empty(shape, np.dtype(np.float32))
+    assert third.data_ptr() == address  # its last view gone: the memory came back
+    del second, third
+    pooled = len(datasets._free)
+    assert pooled and _empty((8, 8, 8), np.dtype(np.float32)).shape == (8, 8, 8)
+    assert len(datasets._free) == pooled  # below the size: new memory, the pool untouched

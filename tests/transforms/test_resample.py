@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from itertools import permutations, product
 
@@ -159,12 +160,68 @@ def test_orient_and_resample_in_one_pass_equal_interpolate_then_nibabel_reorient
     affine = np.diag([-0.5, -0.75, 1.5, 1.0])[:, [1, 0, 2, 3]]
     affine[:3, 3] = [30.0, -20.0, 10.0]
     out = Resample(spacing=1.0, axcodes=code)({"image": x, "affine": affine})
-    floor = torch.nn.functional.interpolate(x[None], size=(15, 12, 24), mode="trilinear", align_corners=False)[0].numpy()
-    transform = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt(tuple(code)))
-    theirs = np.stack([nib.orientations.apply_orientation(channel, transform) for channel in floor])
     assert out["image"].is_contiguous() and axcodes(out["affine"]) == code
-    np.testing.assert_allclose(out["image"].numpy(), theirs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out["image"].numpy(), _interpolate_then_reorient(x, affine, (15, 12, 24), code), rtol=0, atol=1e-6)
     np.testing.assert_allclose(spacing_of(out["affine"]), (1.0, 1.0, 1.0), rtol=1e-12)
+
+
+def _interpolate_then_reorient(x: torch.Tensor, affine: np.ndarray, size: tuple[int, int, int], code: str) -> np.ndarray:
+    """torch's interpolate on the stored voxels, reoriented to ``code`` by nibabel."""
+    floor = torch.nn.functional.interpolate(x[None], size=size, mode="trilinear", align_corners=False)[0].numpy()
+    transform = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt(tuple(code)))
+    return np.stack([nib.orientations.apply_orientation(channel, transform) for channel in floor])
+
+
+def _slab_grid() -> tuple[torch.Tensor, np.ndarray]:
+    """Two channels on an axial grid (slices S, rows L, columns P) whose ratios to 1 mm are 4/5 (upsampled), 10/7 and 2."""
+    x = torch.from_numpy(np.random.default_rng(1).random((2, 16, 30, 24), dtype=np.float32))
+    affine = np.diag([-0.7, -0.5, 1.25, 1.0])[:, [2, 0, 1, 3]]
+    affine[:3, 3] = [30.0, -20.0, 10.0]
+    return x, affine
+
+
+@pytest.mark.parametrize("code", _ALL_CODES)
+def test_fused_kernel_in_slabs_equals_interpolate_then_nibabel_reorientation(monkeypatch, code):
+    # One period of output planes per slab (7 along the 0.7 mm axis, 5 along the 1.25 mm one), and the
+    # whole-volume kernel made to fail: every relaid code must take the slab path.
+    from dicomml.transforms.functional import spatial
+
+    monkeypatch.setattr(spatial, "_OUT_SLAB_BYTES", 10_000)
+    x, affine = _slab_grid()
+    if code != axcodes(affine):
+        monkeypatch.setattr(spatial, "_trilinear", None)
+    out = Resample(spacing=1.0, axcodes=code)({"image": x, "affine": affine})
+    assert out["image"].is_contiguous() and axcodes(out["affine"]) == code
+    # a slab counts its float32 sample positions from its own first plane: they differ from the whole
+    # kernel's by float32 rounding of positions below 32 (values in [0, 1))
+    np.testing.assert_allclose(out["image"].numpy(), _interpolate_then_reorient(x, affine, (20, 21, 12), code), rtol=0, atol=1e-5)
+
+
+def test_slabs_leave_torch_thread_count_as_it_was(monkeypatch):
+    from dicomml.transforms.functional import spatial
+
+    monkeypatch.setattr(spatial, "_OUT_SLAB_BYTES", 10_000)
+    monkeypatch.setattr(spatial, "_trilinear", None)
+    x, affine = _slab_grid()
+    before = torch.get_num_threads()
+    Resample(spacing=1.0, axcodes="RAS")({"image": x, "affine": affine})
+    seen: list[int] = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert torch.get_num_threads() == before and seen == [before]
+
+
+def test_ratios_that_are_no_small_fraction_take_the_whole_kernel(monkeypatch):
+    # 0.683594 mm: no slab boundary short of the end falls on a whole input plane
+    from dicomml.transforms.functional import spatial
+
+    monkeypatch.setattr(spatial, "_OUT_SLAB_BYTES", 10_000)
+    monkeypatch.setattr(spatial, "_trilinear_to_target", None)
+    x, affine = _slab_grid()
+    affine[:, 1] *= 0.683594 / 0.7
+    affine[:, 2] *= 0.683594 / 0.5
+    assert axcodes(Resample(spacing=1.0, axcodes="RAS")({"image": x, "affine": affine})["affine"]) == "RAS"
 
 
 def test_resample_shape_equals_torch_interpolate(nifti):

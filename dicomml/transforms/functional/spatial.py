@@ -11,9 +11,12 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
 
 - axes only permuted, flipped, shifted by whole voxels or scaled with edges
   aligned: views, slicing and torch's fused ``upsample_trilinear3d`` kernel
-  (the ``interpolate(align_corners=False)`` floor); integer images on the
-  CPU take the same interpolation separably, in slabs of planes, so that no
-  float copy of the whole input is made; masks by index gathering;
+  (the ``interpolate(align_corners=False)`` floor); on the CPU, where the axes
+  are relaid and an axis's ratio is a small fraction (0.7 mm or 1.25 mm to
+  1 mm), the kernel runs in slabs of output planes, each copied into the
+  permuted, flipped target while in cache; integer images on the CPU take the
+  same interpolation separably, in slabs of planes, so that no float copy of
+  the whole input is made; masks by index gathering;
 - axes permuted, flipped and scaled with any other offset (a sagittal series
   onto an axial grid): trilinear interpolation one source axis at a time, in
   slabs of planes that stay in cache, written straight into the target's layout;
@@ -24,7 +27,10 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -50,6 +56,12 @@ _TOL = 1e-5
 _CHUNK = 1 << 22
 #: Bytes of float32 source planes per slab when an integer image is resampled.
 _SLAB_BYTES = 1 << 20
+#: Bytes of output per slab when the fused kernel is run slab by slab into a relaid target: the
+#: slab is relaid while it is still in cache.
+_OUT_SLAB_BYTES = 3 << 20
+#: Largest run of output planes after which a scaled axis is back on a whole input plane (the
+#: denominator of its ratio): slabs start only there, so they sample where the whole kernel does.
+_MAX_PERIOD = 32
 
 
 @dataclass(frozen=True)
@@ -332,7 +344,11 @@ def resample_image(
         return _as_dtype(plan.to_target(x), dtype)
     if not x.is_floating_point() and x.device.type == "cpu":
         return _as_dtype(_trilinear_in_slabs(x, plan), dtype)
-    return _as_dtype(plan.to_target(_trilinear(floating(x), plan)), dtype)
+    x = floating(x)
+    slabs = _slabs(plan, x) if plan.perm != (0, 1, 2) or plan.flips else None
+    if slabs is not None:
+        return _as_dtype(_trilinear_to_target(x, plan, *slabs), dtype)
+    return _as_dtype(plan.to_target(_trilinear(x, plan)), dtype)
 
 
 def _trilinear(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
@@ -347,6 +363,97 @@ def _trilinear(x: torch.Tensor, plan: _Relayout) -> torch.Tensor:
         return torch.ops.aten.upsample_trilinear3d.default(x[None], list(plan.size), False, *scales)[0]
     out = torch.from_numpy(np.empty((1, x.shape[0], *plan.size), dtype=source.dtype))
     return torch.ops.aten.upsample_trilinear3d.out(x[None], list(plan.size), False, *scales, out=out)[0]
+
+
+def _period(ratio: float) -> int | None:
+    """Output planes per whole number of input planes along an axis of this ratio (None: none up to ``_MAX_PERIOD``)."""
+    fraction = Fraction(ratio).limit_denominator(_MAX_PERIOD)
+    return fraction.denominator if abs(float(fraction) - ratio) <= _TOL * 1e-4 * ratio else None
+
+
+@cache
+def _openmp() -> bool:
+    """Whether torch's intra-op threads are OpenMP's, whose count is each calling thread's own."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def _slabs(plan: _Relayout, x: torch.Tensor) -> tuple[int, list[tuple[int, int, int, int, int]]] | None:
+    """Where the fused kernel can run in slabs along a source axis: (axis, slabs).
+
+    Each slab is (first output plane computed, end, first input plane, end,
+    output planes skipped). A slab starting at output plane ``d`` samples
+    where the whole kernel does only if ``d * ratio`` is a whole input plane;
+    the kernel clamps the first positions of an upsampled axis (``ratio < 1``)
+    to its input's first plane, so each slab also computes the next slab's
+    first planes. Not the target's fastest axis (writes would be a few voxels
+    long), nor the input's (the kernel's rows would be). None where no axis
+    fits, the input is not on the CPU or a single slab would hold it all.
+    """
+    if _numpy_view(x) is None:
+        return None
+    for axis in sorted({0, 1} - {plan.perm[2]}, key=lambda a: plan.perm.index(a)):
+        period, ratio = _period(float(plan.ratio[axis])), float(plan.ratio[axis])
+        plane = x.shape[0] * x.element_size() * int(np.prod(plan.size)) // plan.size[axis]
+        if period is None or period * plane > 2 * _OUT_SLAB_BYTES:
+            continue
+        step = period * max(1, _OUT_SLAB_BYTES // (period * plane))
+        lead = int(np.sum(ratio * (np.arange(period) + 0.5) - 0.5 < 0))  # positions clamped to a slab's first plane
+        n, m, shift = x.shape[1 + axis], plan.size[axis], bool(plan.shifts()[axis])
+        if step + lead >= m:
+            continue
+        slabs = []
+        for start in range(0, m, step):
+            stop, skip = min(m, start + step + lead), lead if start else 0
+            # one input plane beyond the last one sampled: no slab end clamps (torch's positions are float32)
+            last = stop if shift else min(n, int(np.floor(ratio * (stop - 0.5) - 0.5)) + 3)
+            if last - int(round(start * ratio)) == stop - start and not shift:
+                # torch copies an axis whose size it keeps: widen the input, or start a period earlier
+                last, start, skip = (last + 1, start, skip) if last < n else (last, start - period, skip + period)
+            slabs.append((start, stop, int(round(start * ratio)), last, skip))
+        if all(slab[0] >= 0 for slab in slabs):
+            return axis, slabs
+    return None
+
+
+def _trilinear_to_target(x: torch.Tensor, plan: _Relayout, axis: int, slabs: list[tuple[int, int, int, int, int]]) -> torch.Tensor:
+    """torch's fused kernel run in slabs of output planes along source ``axis``, each relaid into the target from cache.
+
+    Equal to :func:`_trilinear` then :meth:`_Relayout.to_target` to float32
+    rounding of the sample positions (a slab's positions are computed from its
+    own first plane), without a pass over the whole output after the kernel.
+    The slabs are shared by as many threads as torch has, each running torch
+    on one thread (its slab's kernel and copy).
+    """
+    scales = [float(1.0 / r) for r in plan.ratio]
+    target = np.empty((x.shape[0], *(plan.size[p] for p in plan.perm)), dtype=x.numpy().dtype)
+    view = plan.source_view(target)
+    # a thread's own torch thread count exists only under OpenMP; elsewhere torch's threads run each slab
+    workers = max(1, min(torch.get_num_threads(), len(slabs))) if _openmp() else 1
+
+    def along(part: slice) -> tuple[slice, ...]:
+        return (slice(None), *(part if a == axis else slice(None) for a in range(3)))
+
+    def run(share: list[tuple[int, int, int, int, int]]) -> None:
+        if workers > 1:
+            torch.set_num_threads(1)
+        scratch = None
+        for start, stop, first, last, skip in share:
+            size = [stop - start if a == axis else plan.size[a] for a in range(3)]
+            if scratch is None or list(scratch.shape[2:]) != size:
+                scratch = x.new_empty((1, x.shape[0], *size))
+            torch.ops.aten.upsample_trilinear3d.out(x.narrow(1 + axis, first, last - first)[None], size, False, *scales, out=scratch)
+            np.copyto(view[along(slice(start + skip, stop))], scratch[0].numpy()[along(slice(skip, None))])
+
+    if workers == 1:
+        run(slabs)
+        return torch.from_numpy(target)
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, [slabs[k::workers] for k in range(workers)]))
+    finally:
+        torch.set_num_threads(threads)  # torch keeps the count new threads start with process-wide
+    return torch.from_numpy(target)
 
 
 def _as_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
