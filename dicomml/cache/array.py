@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
@@ -39,6 +36,7 @@ import numcodecs.blosc
 import numpy as np
 
 from dicomml.errors import CacheIntegrityError
+from dicomml.threads import parallel
 
 __all__ = [
     "CODECS",
@@ -260,29 +258,6 @@ def index_nbytes(layout: ArrayLayout) -> int:
     return math.prod(layout.grid) * 16 + _CRC
 
 
-#: Decoding threads shared by every read in this process: starting threads per read cost as much as a patch's decoding.
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _threads() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dicomml-decode")
-        return _pool
-
-
-def _forget_threads() -> None:
-    """In a forked child (a DataLoader worker) the parent's threads do not exist: start new ones on demand."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads)
-
-
 def read_region(
     read: Any,
     layout: ArrayLayout,
@@ -390,7 +365,7 @@ def read_region(
             else:
                 np.multiply(chunk[src], factor, out=target[dst])
 
-    _parallel(decode, list(product(*ranges)), threads)  # each thread writes its own chunks' boxes of ``out``
+    parallel(decode, list(product(*ranges)), threads)  # each thread writes its own chunks' boxes of ``out``
     return out
 
 
@@ -423,7 +398,7 @@ def _map_planes(stored: np.ndarray, lookup: np.ndarray, out: np.ndarray, threads
                 else:  # in range by construction: mode="wrap" skips the bounds checks
                     np.take(table, indices[block], mode="wrap", out=target[block])
 
-    _parallel(mapped, blocks, threads)
+    parallel(mapped, blocks, threads)
 
 
 #: A lookup table row as a clipped line: (origin, slope, low, high), float32; see :func:`_line`.
@@ -491,18 +466,3 @@ def _draw(stored: np.ndarray, line: _Line, out: np.ndarray) -> None:
     np.subtract(stored, p, out=out, dtype=np.float32)  # 8/16-bit integers are exact in float32
     np.multiply(out, q, out=out)
     np.clip(out, low, high, out=out)
-
-
-def _parallel(work: Any, items: Sequence[Any], threads: int) -> None:
-    """``work(share)`` on up to ``threads`` shares of ``items`` (every n-th), the calling thread taking the first."""
-    n = max(1, min(threads, len(items)))
-    others = [_threads().submit(work, items[i::n]) for i in range(1, n)]
-    if not others:  # one thread: no pool, no futures to wait for
-        work(items)
-        return
-    try:
-        work(items[::n])
-    finally:
-        wait(others)  # no thread still writes into the output once the caller has it, or an error
-    for other in others:
-        other.result()

@@ -24,9 +24,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_presentation_lut, apply_voi_lut
 
-from dicomml.cache.array import _parallel
 from dicomml.dicom.frames import source_name
 from dicomml.errors import InvalidDicomFileError
+from dicomml.threads import parallel
 
 __all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "frame_headers", "grey_table", "grey_values", "palette_to_rgb", "voi_dataset"]
 
@@ -263,7 +263,7 @@ def _gather(values: np.ndarray, index: np.ndarray, threads: int) -> np.ndarray:
         for start in starts:
             np.take(values, flat[start : start + _GATHER_BLOCK], mode="wrap", out=target[start : start + _GATHER_BLOCK])
 
-    _parallel(gather, range(0, flat.size, _GATHER_BLOCK), threads)
+    parallel(gather, range(0, flat.size, _GATHER_BLOCK), threads)
     return out
 
 
