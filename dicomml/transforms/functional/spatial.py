@@ -27,7 +27,6 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from dicomml.errors import ConfigError, GeometryError
+from dicomml.threads import parallel
 from dicomml.transforms.functional.intensity import floating
 
 __all__ = ["PADDINGS", "check_padding", "crop_pad", "gaussian_smooth", "resample_image", "resample_mask"]
@@ -444,13 +444,9 @@ def _trilinear_to_target(x: torch.Tensor, plan: _Relayout, axis: int, slabs: lis
             torch.ops.aten.upsample_trilinear3d.out(x.narrow(1 + axis, first, last - first)[None], size, False, *scales, out=scratch)
             np.copyto(view[along(slice(start + skip, stop))], scratch[0].numpy()[along(slice(skip, None))])
 
-    if workers == 1:
-        run(slabs)
-        return torch.from_numpy(target)
     threads = torch.get_num_threads()
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, [slabs[k::workers] for k in range(workers)]))
+        parallel(run, slabs, workers)
     finally:
         torch.set_num_threads(threads)  # torch keeps the count new threads start with process-wide
     return torch.from_numpy(target)
