@@ -32,6 +32,7 @@ from itertools import product
 from typing import Any
 
 import google_crc32c
+import imagecodecs
 import numcodecs.blosc
 import numpy as np
 
@@ -351,6 +352,7 @@ def read_region(
     def decode(share: Sequence[tuple[Any, ...]]) -> None:
         # only what this codec needs: a small read would pay more for allocating a buffer than for decoding
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
+        into = buffer.reshape(-1).view(np.uint8)  # imagecodecs writes a flat byte buffer
         for cidx, src, dst, offset, length in share:
             if offset == _MISSING or length <= _CRC:
                 raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
@@ -368,7 +370,9 @@ def read_region(
             if layout.codec == "raw":
                 chunk = frame.view(dtype).reshape(layout.chunks)
             else:
-                numcodecs.blosc.decompress(frame, buffer)
+                imagecodecs.blosc_decode(
+                    frame, numthreads=1, out=into
+                )  # numcodecs' main-thread call takes Blosc's global context, lock and threads
                 chunk = buffer
             box = target[dst]
             box[...] = chunk[src]
