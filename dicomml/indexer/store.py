@@ -38,6 +38,7 @@ from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection, parquet_view
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
+from dicomml.indexer.tables import column, from_rows
 from dicomml.paths import printable, storable_path
 
 if TYPE_CHECKING:
@@ -74,8 +75,7 @@ class Plan:
 
 
 def _listing_table(columns: dict[str, list[Any]]) -> pa.Table:
-    arrays = {field.name: pa.array(columns[field.name], field.type) for field in LISTING}
-    return pa.table(arrays, schema=LISTING)
+    return pa.Table.from_arrays([column(columns[name], LISTING.field(name).type) for name in LISTING.names], schema=LISTING)
 
 
 def _hash_files(digest: Any, source: int, files: Files) -> None:
@@ -265,7 +265,7 @@ class ManifestStore:
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
         if self.meta.pop("listing_digest", None) is not None:
             self.write_meta()
-        self.write_single("errors", pa.Table.from_pylist(self._crawl_errors, schema=ERRORS), "crawl.parquet")
+        self.write_single("errors", from_rows(self._crawl_errors, ERRORS), "crawl.parquet")
         if not self._spilled and not self._known():  # a new manifest: read every listed file, no diff to make
             self._all_new = True
             return Plan(n_listed=n_listed, n_to_read=n_listed, n_removed=0)
