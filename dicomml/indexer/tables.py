@@ -37,7 +37,7 @@ def empty(schema: pa.Schema) -> pa.Table:
     return from_rows([], schema)
 
 
-def column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+def column(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
     """``pa.array(values, arrow_type)`` for the manifest's types (None is a null), without pandas.
 
     Raises
@@ -46,7 +46,7 @@ def column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
         If a value does not fit ``arrow_type``, or it is not one of those types.
     """
     n = len(values)
-    nulls = values.count(None) if isinstance(values, list) else sum(v is None for v in values)
+    nulls = values.count(None)
     if nulls == n:
         return pa.nulls(n, arrow_type)
     present = values if not nulls else [v for v in values if v is not None]
@@ -67,7 +67,7 @@ def column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
     raise TypeError(f"cannot build a {arrow_type} column from values such as {present[0]!r}")
 
 
-def _scatter(present: list[Any], values: Sequence[Any], nulls: int) -> list[Any]:
+def _scatter(present: list[Any], values: list[Any], nulls: int) -> list[Any]:
     """``present`` (one item per non-null value) with a zero-like filler at each null of ``values``."""
     if not nulls:
         return present
