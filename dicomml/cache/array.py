@@ -360,10 +360,10 @@ def read_region(
             lo = [i * c for i, c in zip(cidx, layout.chunks)]
             src = tuple(slice(max(r.start, o) - o, min(r.stop, o + c) - o) for r, o, c in zip(region, lo, layout.chunks))
             dst = tuple(slice(max(r.start, o) - s, min(r.stop, o + c) - s) for r, o, c, s in zip(region, lo, layout.chunks, starts))
-            if factor is None:
-                target[dst] = chunk[src]
-            else:
-                np.multiply(chunk[src], factor, out=target[dst])
+            box = target[dst]
+            box[...] = chunk[src]
+            if factor is not None:  # cast, then scaled in place: two vectorised passes beat one mixed-type ufunc
+                np.multiply(box, factor, out=box)
 
     parallel(decode, list(product(*ranges)), threads)  # each thread writes its own chunks' boxes of ``out``
     return out
