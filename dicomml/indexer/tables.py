@@ -46,10 +46,10 @@ def column(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
         If a value does not fit ``arrow_type``, or it is not one of those types.
     """
     n = len(values)
-    nulls = values.count(None)
-    if nulls == n:
+    present = [v for v in values if v is not None]
+    nulls = n - len(present)
+    if not present:
         return pa.nulls(n, arrow_type)
-    present = values if not nulls else [v for v in values if v is not None]
     bitmap = pa.py_buffer(np.packbits([v is not None for v in values], bitorder="little")) if nulls else None
     if pa.types.is_string(arrow_type):
         encoded = list(map(str.encode, present))
@@ -78,7 +78,7 @@ def _scatter(present: list[Any], values: list[Any], nulls: int) -> list[Any]:
 
 def _offsets(lengths: list[int]) -> pa.Buffer:
     offsets = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    np.cumsum(np.array(lengths, np.int64), out=offsets[1:])
     if offsets[-1] > np.iinfo(np.int32).max:
         raise TypeError("more than 2 GiB of values in one column; write fewer rows per table")
     return pa.py_buffer(offsets.astype(np.int32))
