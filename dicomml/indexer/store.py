@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import uuid
 from array import array
 from collections.abc import Iterable, Iterator
@@ -150,18 +149,20 @@ class ManifestStore:
             another ``include_phi`` or another salt.
         """
         root = Path(out).expanduser().absolute()
-        try:
+        try:  # plain os calls: an unchanged rerun does little else
             for sub in ("instances", "errors", "series", "annotations", "_work"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=root / "_work"):
-                pass
+                if not os.path.isdir(root / sub):
+                    os.makedirs(root / sub, exist_ok=True)
+            probe = root / "_work" / f".probe-{uuid.uuid4().hex}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
         except OSError as exc:
             raise ManifestError(
                 f"{root}: the manifest folder cannot be written ({exc.strerror}); choose another -o folder",
                 path=str(root),
             ) from exc
         meta_path = root / "manifest.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = json.loads(meta_path.read_bytes()) if meta_path.exists() else {}
         if meta and meta.get("schema_version") != SCHEMA_VERSION:
             raise ManifestError(
                 f"{root}: manifest schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; index into a new folder",
