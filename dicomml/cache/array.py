@@ -370,9 +370,8 @@ def read_region(
             if layout.codec == "raw":
                 chunk = frame.view(dtype).reshape(layout.chunks)
             else:
-                imagecodecs.blosc_decode(
-                    frame, numthreads=1, out=into
-                )  # numcodecs' main-thread call takes Blosc's global context, lock and threads
+                # imagecodecs, not numcodecs: its main-thread call takes Blosc's global context, lock and threads
+                imagecodecs.blosc_decode(frame, numthreads=1, out=into)  # type: ignore[arg-type]  # stub: bytes-likes only
                 chunk = buffer
             box = target[dst]
             box[...] = chunk[src]
