@@ -250,7 +250,9 @@ def main() -> None:
         "--geometry", choices=("axial", "sagittal"), default="axial", help="input orientation: axial CT (default) or oblique sagittal MR"
     )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--collate-repeat", type=int, default=5, help="interleaved_RAS: passes collating each round's outputs in turn (default 5)")
+    parser.add_argument(
+        "--collate-repeat", type=int, default=10, help="interleaved_RAS: passes collating each round's outputs in turn (default 10)"
+    )
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per contender subprocess")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
