@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/bench_cache.py                      # full size
     python benchmarks/bench_cache.py --series 3 --rows 128 --slices 40 --patches 30 --rounds 1   # quick
+    python benchmarks/bench_cache.py --skip-fill --phases patches --chunks 64 32   # patches from two chunkings
 """
 
 from __future__ import annotations
@@ -37,15 +38,17 @@ import table
 WINDOW = (-1000.0, 400.0)
 SPACING = 1.5
 PATCH = (96, 96, 96)
+#: The cached arrays' inner chunk edge of the default config (``deterministic.chunks``).
+CHUNK = 64
 
 
-def _config() -> Any:
+def _config(chunk: int = CHUNK) -> Any:
     from dicomml.config import AtLoad, Deterministic, PipelineConfig, WindowSpec
 
     low, high = WINDOW
     return PipelineConfig(
         "bench",
-        Deterministic(orientation="RAS", spacing=(SPACING,) * 3, dtype="int16"),
+        Deterministic(orientation="RAS", spacing=(SPACING,) * 3, dtype="int16", chunks=(chunk,) * 3),
         AtLoad(windows=(WindowSpec((low + high) / 2, high - low, "bench"),)),
     )
 
@@ -130,16 +133,25 @@ def _monai_transforms() -> Any:
 
 
 def _monai_items(work: Path) -> list[dict[str, str]]:
-    return [{"image": str(p)} for p in sorted((work / "dicom").iterdir())]
+    return [{"image": str(p.resolve())} for p in sorted((work / "dicom").iterdir())]  # PersistentDataset hashes the path
 
 
 # -- one phase of one contender, in its own process ------------------------------------
 
 
-def _dicomml_series(work: Path, cache_only: bool) -> Any:
+def _chunk(contender: str) -> int:
+    """The inner chunk edge of a dicomml contender (``dicomml@32``: 32^3 chunks; plain ``dicomml``: :data:`CHUNK`)."""
+    return int(contender.partition("@")[2] or CHUNK)
+
+
+def _dicomml_cache(work: Path, chunk: int) -> Path:
+    return work / f"cache_dicomml_{chunk}"
+
+
+def _dicomml_series(work: Path, cache_only: bool, chunk: int = CHUNK) -> Any:
     from dicomml.data import SeriesDataset
 
-    return SeriesDataset(work / "manifest", _config(), work / "cache_dicomml", cache_only=cache_only)
+    return SeriesDataset(work / "manifest", _config(chunk), _dicomml_cache(work, chunk), cache_only=cache_only)
 
 
 def _persistent(work: Path) -> Any:
@@ -195,7 +207,9 @@ def _phase(contender: str, phase: str, work: Path, n_patches: int) -> float | di
     if phase == "ttfb":
         return _first_batch(contender, work)
     workers = int(phase[-1]) if phase[-2:] in ("w0", "w2") else 0
-    folder = {"dicomml": work / "cache_dicomml", "PersistentDataset": work / "cache_persistent", "np.load": work / "npy"}
+    chunk = _chunk(contender)
+    contender = contender.partition("@")[0]
+    folder = {"dicomml": _dicomml_cache(work, chunk), "PersistentDataset": work / "cache_persistent", "np.load": work / "npy"}
     if contender == "CacheDataset":  # in memory: its "first epoch" is the cache build plus one pass
         from monai.data import CacheDataset
 
@@ -210,10 +224,12 @@ def _phase(contender: str, phase: str, work: Path, n_patches: int) -> float | di
         _evict(folder[contender])
     if contender == "dicomml":
         if phase == "patches":
-            per = max(1, n_patches // len(_dicomml_series(work, True)))
-            ds = PatchDataset(work / "manifest", _config(), folder[contender], patch_size=PATCH, samples_per_volume=per, cache_only=True)
+            per = max(1, n_patches // len(_dicomml_series(work, True, chunk)))
+            ds = PatchDataset(
+                work / "manifest", _config(chunk), folder[contender], patch_size=PATCH, samples_per_volume=per, cache_only=True
+            )
         else:
-            ds = _dicomml_series(work, cache_only=not phase.startswith("fill"))
+            ds = _dicomml_series(work, not phase.startswith("fill"), chunk)
         return len(ds) / _epoch(ds, workers, collate)
     if contender == "PersistentDataset":
         ds = _persistent(work)
@@ -238,10 +254,10 @@ def _first_batch(contender: str, work: Path) -> float:
         return 0.0
     from torch.utils.data import DataLoader
 
-    if contender == "dicomml":
+    if contender.startswith("dicomml"):
         from dicomml.data import collate
 
-        loader = DataLoader(_dicomml_series(work, cache_only=True), batch_size=1, collate_fn=collate)
+        loader = DataLoader(_dicomml_series(work, True, _chunk(contender)), batch_size=1, collate_fn=collate)
     else:
         loader = DataLoader(_persistent(work), batch_size=1)
     next(iter(loader))
@@ -257,7 +273,8 @@ def _write_npy(work: Path) -> None:
         np.save(work / "npy" / f"{i:03d}.npy", ds[i]["image"].numpy())
 
 
-CONTENDERS = ("dicomml", "PersistentDataset", "CacheDataset", "np.load", "torch")
+PHASES = ("fill", "warm", "cold", "patches", "ttfb")
+PEERS = ("PersistentDataset", "CacheDataset", "np.load", "torch")
 
 
 def _child(contender: str, phase: str, work: Path, n_patches: int) -> None:
@@ -293,6 +310,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="repetitions of the warm, cold and patch phases (median)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomml-bench-cache"))
     parser.add_argument("--skip-fill", action="store_true", help="reuse the caches of an earlier run in --workdir (no first-epoch figures)")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        nargs="+",
+        default=[CHUNK],
+        help="inner chunk edge (voxels) of dicomml's cache; several: one dicomml contender each",
+    )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="run only these phases (caches a skipped fill needs are filled untimed)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "PHASE"))
     args = parser.parse_args()
     if args.child:
@@ -302,6 +333,8 @@ def main() -> None:
     _prepare(args.workdir, args.series, args.rows, args.slices)
     print(f"cohort: {args.series} series of {args.rows}x{args.rows}x~{args.slices} CT in {args.workdir} ({time.perf_counter() - t:.0f} s)")
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    ours = [f"dicomml@{chunk}" for chunk in args.chunks]
+    phases = set(args.phases) - ({"fill"} if args.skip_fill else set())
 
     def run(contender: str, phase: str) -> None:
         result = _run(contender, phase, args.workdir, args.patches)
@@ -313,136 +346,106 @@ def main() -> None:
     for path in (args.workdir / "dicom").rglob("*.dcm"):
         path.read_bytes()
     # contenders alternate phase by phase, so a change in the shared machine's load hits them alike
-    for phase in () if args.skip_fill else ("fill_w0", "fill_w2"):
-        for contender in ("dicomml", "PersistentDataset", "CacheDataset"):
+    for phase in ("fill_w0", "fill_w2") if "fill" in phases else ():
+        for contender in (*ours, "PersistentDataset", "CacheDataset"):
             run(contender, phase)
+    folders = {name: _dicomml_cache(args.workdir, _chunk(name)) for name in ours}
+    folders |= {"PersistentDataset": args.workdir / "cache_persistent", "np.load": args.workdir / "npy"}
+    for contender in (*ours, "PersistentDataset"):
+        if not folders[contender].exists():  # a skipped fill: the cache made untimed
+            _run(contender, "fill_w2", args.workdir, args.patches)
     _write_npy(args.workdir)
     for _ in range(args.rounds):
         for phase in ("warm_w0", "warm_w2", "cold_w0", "patches"):
-            for contender in ("dicomml", "PersistentDataset", "np.load"):
+            if phase.partition("_")[0] not in phases:
+                continue
+            for contender in (*ours, "PersistentDataset", "np.load"):
                 run(contender, phase)
             if phase == "warm_w0":  # both of its warm epochs, between the others' w0 and w2 ones
                 run("CacheDataset", "warm")
-        for contender in ("dicomml", "PersistentDataset", "torch"):
+        for contender in (*ours, "PersistentDataset", "torch") if "ttfb" in phases else ():
             run(contender, "ttfb")
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {name: {"peak_rss_mb": 0.0} for name in (*ours, *PEERS)}
     for (contender, phase), values in runs.items():
-        r = results.setdefault(contender, {"peak_rss_mb": 0.0})
+        r = results[contender]
         r[phase] = float(np.median([v["rate"] for v in values]))
         r["peak_rss_mb"] = max(r["peak_rss_mb"], *(v["peak_rss_mb"] for v in values))
-    for contender, folder in (("dicomml", "cache_dicomml"), ("PersistentDataset", "cache_persistent"), ("np.load", "npy")):
-        results[contender]["bytes"] = _bytes(args.workdir / folder)
-    _report(results, args.rounds)
+    for contender, folder in folders.items():
+        results[contender]["bytes"] = _bytes(folder)
+    _report(results, ours, args.rounds)
 
 
-def _report(results: dict[str, dict[str, Any]], rounds: int) -> None:
+#: Each dicomml measure's peers and targets: (phase, peer, target, at most).
+CHECKS = (
+    ("fill_w0", "PersistentDataset", 4.0, False),
+    ("fill_w2", "PersistentDataset", 4.0, False),
+    ("warm_w0", "PersistentDataset", 1.0, False),
+    ("warm_w2", "PersistentDataset", None, False),
+    ("warm_w0", "CacheDataset", 1.0, False),
+    ("warm_w2", "CacheDataset", 1.0, False),
+    ("warm_w0", "np.load", None, False),
+    ("cold_w0", "PersistentDataset", 2.0, False),
+    ("cold_w0", "np.load", None, False),
+    ("patches", "PersistentDataset", 3.0, False),
+    ("patches", "np.load", 0.5, False),
+    ("bytes", "PersistentDataset", 0.3, True),
+    ("peak_rss_mb", "CacheDataset", None, False),
+    ("ttfb", "PersistentDataset", 1.0, True),
+    ("ttfb", "torch", None, False),
+)
+MEASURES = {
+    "fill_w0": "first epoch, w0 (samples/s)",
+    "fill_w2": "first epoch, w2 (samples/s)",
+    "warm_w0": "warm 2nd epoch, w0 (samples/s)",
+    "warm_w2": "warm 2nd epoch, w2 (samples/s)",
+    "cold_w0": "cold 2nd epoch, w0 (samples/s)",
+    "patches": "96³ patches (samples/s)",
+    "bytes": "bytes on disk (MB)",
+    "peak_rss_mb": "peak RSS (MB)",
+    "ttfb": "time to first batch (s)",
+}
+PEER_NAMES = {"np.load": "`np.load`", "torch": "`import torch` alone"}
+
+
+def _name(contender: str) -> str:
+    return f"dicomml {_chunk(contender)}³" if contender.startswith("dicomml") else contender
+
+
+def _report(results: dict[str, dict[str, Any]], ours: list[str], rounds: int) -> None:
     cols = ["fill_w0", "fill_w2", "warm_w0", "warm_w2", "cold_w0", "patches"]
     print(f"\nsamples/s (warm, cold, patches: median of {rounds} interleaved rounds; machine shared)")
     print(f"{'':<18}" + "".join(f"{c:>10}" for c in cols) + f"{'disk MB':>10}{'peak RSS MB':>13}")
-    for name in CONTENDERS:
+    for name in (*ours, *PEERS[:3]):
         r = results[name]
         cells = "".join(f"{r[c]:>10.2f}" if c in r else f"{'-':>10}" for c in cols)
         disk = f"{r['bytes'] / 1e6:>10.1f}" if "bytes" in r else f"{'-':>10}"
-        print(f"{name:<18}{cells}{disk}{r['peak_rss_mb']:>13.0f}")
-    d, p = results["dicomml"], results["PersistentDataset"]
-    c, n = results["CacheDataset"], results["np.load"]
-    checks = [
-        *(
-            [
-                ("first epoch vs PersistentDataset (w0)", d["fill_w0"] / p["fill_w0"], 4.0),
-                ("first epoch vs PersistentDataset (w2)", d["fill_w2"] / p["fill_w2"], 4.0),
-            ]
-            if "fill_w0" in d
-            else []
-        ),
-        ("warm 2nd epoch vs PersistentDataset (w0)", d["warm_w0"] / p["warm_w0"], 1.0),
-        ("warm 2nd epoch vs PersistentDataset (w2)", d["warm_w2"] / p["warm_w2"], None),
-        ("cold 2nd epoch vs PersistentDataset (w0)", d["cold_w0"] / p["cold_w0"], 2.0),
-        ("bytes on disk vs PersistentDataset", d["bytes"] / p["bytes"], -0.3),
-        ("96^3 patches vs PersistentDataset + RandSpatialCrop", d["patches"] / p["patches"], 3.0),
-        ("warm 2nd epoch vs CacheDataset (w0)", d["warm_w0"] / c["warm_w0"], 1.0),
-        ("warm 2nd epoch vs CacheDataset (w2)", d["warm_w2"] / c["warm_w2"], 1.0),
-        ("warm 2nd epoch vs np.load floor (w0)", d["warm_w0"] / n["warm_w0"], None),
-        ("cold 2nd epoch vs np.load floor (w0)", d["cold_w0"] / n["cold_w0"], None),
-        ("96^3 patches vs np.load(mmap) floor", d["patches"] / n["patches"], 0.5),
-        ("time to first batch vs PersistentDataset's (lower is better)", d["ttfb"] / p["ttfb"], -1.0),
-    ]
-    t = results["torch"]["ttfb"]
-    print(
-        f"\ntime to first batch, fresh interpreter (median of {rounds}): dicomml {d['ttfb']:.2f} s, PersistentDataset {p['ttfb']:.2f} s, "
-    )
-    print(
-        f"  import torch alone {t:.2f} s; dicomml's own part {d['ttfb'] - t:.2f} s (target <= 1 s in all: {'met' if d['ttfb'] <= 1 else 'MISSED'})"
-    )
-    print()
-    for label, ratio, target in checks:
-        if target is None:
-            verdict = ""
-        elif target < 0:
-            verdict = f"  target <= {-target}x: {'met' if ratio <= -target else 'MISSED'}"
-        else:
-            verdict = f"  target >= {target}x: {'met' if ratio >= target else 'MISSED'}"
-        print(f"{label:<52} {ratio:6.2f}x{verdict}")
-    phases = {
-        "fill_w0": "first epoch, 0 workers",
-        "fill_w2": "first epoch, 2 workers",
-        "warm_w0": "warm 2nd epoch, 0 workers",
-        "warm_w2": "warm 2nd epoch, 2 workers",
-        "cold_w0": "cold 2nd epoch, 0 workers",
-        "patches": "96^3 patches",
-    }
-    peers = [(phase, "PersistentDataset") for phase in phases if phase in d]
-    peers += [("warm_w0", "CacheDataset"), ("warm_w0", "np.load"), ("cold_w0", "np.load"), ("patches", "np.load")]
-    peers += [("warm_w2", "CacheDataset")]
-    targets = {"fill_w0": 4.0, "fill_w2": 4.0, "warm_w0": 1.0, "cold_w0": 2.0, "patches": 3.0}
-    floors = {("warm_w0", "CacheDataset"): 1.0, ("warm_w2", "CacheDataset"): 1.0, ("patches", "np.load"): 0.5}
-    rows = [
-        (
-            f"{phases[phase]} (samples/s)",
-            f"{d[phase]:.2f}",
-            peer,
-            f"{results[peer][phase]:.2f}",
-            *table.ratio(d[phase] / results[peer][phase], targets.get(phase) if peer == "PersistentDataset" else floors.get((phase, peer))),
+        print(f"{_name(name):<18}{cells}{disk}{r['peak_rss_mb']:>13.0f}")
+    if "ttfb" in results["torch"]:
+        own = ", ".join(f"{_name(name)} {results[name]['ttfb']:.2f} s" for name in ours)
+        print(
+            f"\ntime to first batch, fresh interpreter (median of {rounds}): {own}, PersistentDataset {results['PersistentDataset']['ttfb']:.2f} s,"
         )
-        for phase, peer in peers
-    ]
-    rows.append(
-        (
-            "bytes on disk (MB)",
-            f"{d['bytes'] / 1e6:.1f}",
-            "PersistentDataset",
-            f"{p['bytes'] / 1e6:.1f}",
-            *table.ratio(d["bytes"] / p["bytes"], 0.3, at_most=True),
-        )
-    )
-    rows.append(
-        (
-            "peak RSS (MB)",
-            f"{d['peak_rss_mb']:.0f}",
-            "PersistentDataset",
-            f"{p['peak_rss_mb']:.0f}",
-            *table.ratio(d["peak_rss_mb"] / p["peak_rss_mb"]),
-        )
-    )
-    rows.append(
-        (
-            "peak RSS (MB), warm epoch included",
-            f"{d['peak_rss_mb']:.0f}",
-            "CacheDataset",
-            f"{c['peak_rss_mb']:.0f}",
-            *table.ratio(d["peak_rss_mb"] / c["peak_rss_mb"]),
-        )
-    )
-    rows.append(
-        (
-            "time to first batch (s)",
-            f"{d['ttfb']:.2f}",
-            "PersistentDataset",
-            f"{p['ttfb']:.2f}",
-            *table.ratio(d["ttfb"] / p["ttfb"], 1.0, at_most=True),
-        )
-    )
-    rows.append(("time to first batch (s)", f"{d['ttfb']:.2f}", "`import torch` alone", f"{t:.2f}", *table.ratio(d["ttfb"] / t)))
+        worst = max(results[name]["ttfb"] for name in ours)
+        print(f"  import torch alone {results['torch']['ttfb']:.2f} s (target <= 1 s in all: {'met' if worst <= 1 else 'MISSED'})")
+    scale = {"bytes": 1e-6}
+    fmt = {"bytes": ".1f", "peak_rss_mb": ".0f"}
+    rows = []
+    for name in ours:
+        d = results[name]
+        for measure, peer, target, at_most in CHECKS:
+            if measure not in d or measure not in results[peer]:
+                continue
+            mine, theirs = (v * scale.get(measure, 1.0) for v in (d[measure], results[peer][measure]))
+            form = fmt.get(measure, ".2f")
+            rows.append(
+                (
+                    f"{MEASURES[measure]}, {_chunk(name)}³ chunks",
+                    f"{mine:{form}}",
+                    PEER_NAMES.get(peer, peer),
+                    f"{theirs:{form}}",
+                    *table.ratio(d[measure] / results[peer][measure], target, at_most=at_most),
+                )
+            )
     table.print_table(
         f"Cache and Datasets: median of {rounds} interleaved rounds (warm, cold, patches)",
         ("measure", "dicomml", "peer", "peer's", "dicomml / peer", "target"),

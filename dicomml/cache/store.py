@@ -68,6 +68,8 @@ READ_WHOLE_BELOW = 4 << 20
 #: Read-ahead is asked for a mapped shard in pieces of this size: the kernel caps one request at its read-ahead window.
 _AHEAD_PIECE = 1 << 20
 _ARRAYS = ("image", "mask", "foreground")
+#: Per thread: the memory a small shard read whole goes into, reused by the next such read while still in the CPU's cache.
+_read_buffers = threading.local()
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,8 @@ class Cache:
         Reading from the map copies nothing and, once its pages are mapped,
         faults nothing; a file removed by ``gc`` stays readable while mapped.
         A file read ``whole`` of at most :data:`READ_WHOLE_BELOW` bytes that
-        is not mapped already is read instead (its bytes, not kept): mapping
+        is not mapped already is read instead, into this thread's read buffer
+        (valid until the thread's next such read; nothing is kept): mapping
         and faulting in a small file read once per epoch (a 2D sample) costs
         more than copying it.
         """
@@ -369,7 +372,7 @@ class Cache:
                     f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path
                 )
             if whole and size <= READ_WHOLE_BELOW:
-                blob = np.empty(size, np.uint8)
+                blob = _read_buffer(size)
                 if os.readv(fd, [blob.data]) != size:
                     raise CacheIntegrityError(f"{where}: shard file {path} changed while read; delete the entry and recompute", path=path)
                 return blob
@@ -718,3 +721,11 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def _read_buffer(size: int) -> np.ndarray:
+    """This thread's buffer for a shard read whole, ``size`` bytes long (grown when a larger one comes)."""
+    buffer = getattr(_read_buffers, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = _read_buffers.buffer = np.empty(size, np.uint8)
+    return buffer[:size]

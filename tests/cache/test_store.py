@@ -399,6 +399,19 @@ def test_an_array_read_whole_again_uses_its_kept_index_and_checks_every_chunk(tm
         entry.read()
 
 
+@pytest.mark.parametrize("codec", ["raw", "blosc"])
+def test_arrays_read_whole_one_after_another_do_not_share_memory(tmp_path, volume, codec):
+    image = volume[0].astype(np.uint16)
+    cache = Cache(tmp_path / "c")
+    first, second = cache.put("a", image, volume[2], codec=codec), cache.put("b", image[::-1].copy(), volume[2], codec=codec)
+    got = [first.read(), first.read(scale=0.5), second.read(), second.read(scale=0.5)]
+    got += [first.read(), second.read()]  # remembered entries: each read goes through the same read buffer again
+    expected = [image, image * np.float32(0.5), image[::-1], image[::-1] * np.float32(0.5), image, image[::-1]]
+    for read, want in zip(got, expected):
+        np.testing.assert_array_equal(read, want)
+        assert read.base is None  # the sample's own memory, not a view of the bytes read
+
+
 @pytest.mark.parametrize("threads", [2, 3, 64])
 def test_threaded_decoding_equals_one_thread(tmp_path, volume, threads):
     image, mask, affine = volume

@@ -11,6 +11,7 @@ import nrrd
 import numpy as np
 import pytest
 import torch
+import zarr
 from monai.transforms import ScaleIntensityRange
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -147,6 +148,27 @@ def test_patch_equals_the_same_box_of_the_whole_volume(study, make_config, tmp_p
         corner = whole["affine"].numpy() @ np.r_[p["meta"]["patch_start"], 1.0]
         np.testing.assert_allclose(p["affine"].numpy()[:, 3], corner)
         assert p["meta"]["positive_channel"] is None  # documented for every sampler: uniform draws none
+
+
+def test_small_chunks_are_an_entry_of_their_own_with_the_same_voxels(study, make_config, tmp_path):
+    """A cache chunked for patches beside the default one: two keys, zarr-python reads both, the same patches."""
+    _, manifest = study
+    default = make_config("ct_seg", deterministic={"chunks": [64, 64, 64]}, at_load={"augment": []})
+    small = make_config("ct_seg", deterministic={"chunks": [16, 16, 16]}, at_load={"augment": []})
+    assert default.cache_hash() != small.cache_hash()
+    whole = SegmentationDataset(manifest, default, tmp_path / "c")[0]
+    patches = PatchDataset(manifest, small, tmp_path / "c", patch_size=(50, 60, 70), samples_per_volume=3)
+    keys = [whole["meta"]["cache_key"], patches[0]["meta"]["cache_key"]]
+    assert keys[0] != keys[1] and Cache(tmp_path / "c").keys() == sorted(keys)
+    for key, chunks in zip(keys, [(64, 64, 64), (16, 16, 16)]):
+        entry = Cache(tmp_path / "c").open(key)
+        stored = zarr.open_group(entry._path, mode="r")["image"]
+        assert entry.layouts["image"].chunks == stored.chunks == tuple(min(c, s) for c, s in zip(chunks, entry.shape))
+        np.testing.assert_array_equal(stored[...], Cache(tmp_path / "c").open(keys[0]).read("image"))
+    for i in range(len(patches)):
+        p = patches[i]
+        box = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(p["meta"]["patch_start"], (50, 60, 70)))
+        assert torch.equal(p["image"], whole["image"][box]) and torch.equal(p["mask"], whole["mask"][box])
 
 
 def test_grid_tiles_cover_every_voxel(study, make_config, tmp_path):
