@@ -157,7 +157,7 @@ def _interleaved(name: str, args: argparse.Namespace) -> None:
             times[key].append(seconds)
             outs[key] = torch.as_tensor(out) if ras else None
             del out
-        # the DataLoader's default_collate of two samples is torch.stack: a ~0.1 s step, mostly faulting
+        # the DataLoader's default_collate of two samples is torch.stack: a short step, mostly faulting
         # its fresh batch, so the round's outputs are collated in turn several times (paired, same moment)
         for again in range(args.collate_repeat if ras else 0):
             for key in order[again % len(keys) :] + order[: again % len(keys)]:
