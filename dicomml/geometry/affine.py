@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from nibabel.orientations import aff2axcodes
 
 from dicomml.errors import GeometryError
 from dicomml.geometry.checks import geometry_problem
@@ -83,7 +82,7 @@ def spacing_of(affine: np.ndarray) -> tuple[float, ...]:
 
 
 def axcodes(affine: np.ndarray) -> str:
-    """Orientation code of the array axes, RAS+ letters (nibabel's ``aff2axcodes``).
+    """Orientation code of the array axes, RAS+ letters (as nibabel's ``aff2axcodes``).
 
     Each letter names the world direction that an array axis increases
     towards: ``"LPS"`` means axis 0 points left, axis 1 posterior, axis 2 superior.
@@ -93,4 +92,20 @@ def axcodes(affine: np.ndarray) -> str:
     >>> axcodes(np.diag([-1.0, 1.0, 1.0, 1.0]))
     'LAS'
     """
-    return "".join(aff2axcodes(np.asarray(affine, dtype=np.float64)))
+    # nibabel's io_orientation rule in numpy: importing nibabel costs an index more than its series table.
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.sqrt(np.sum(a * a, axis=0))
+    norms[norms == 0] = 1
+    u, s, vt = np.linalg.svd(a / norms, full_matrices=False)
+    keep = s > s.max() * 3 * np.finfo(s.dtype).eps
+    rotation = u[:, keep] @ vt[keep]  # the nearest shear-free matrix (polar decomposition)
+    letters = [""] * 3
+    # The most decided array axes choose first; each world axis is taken once.
+    for axis in np.argsort(np.min(-(rotation**2), axis=0), kind="stable"):
+        direction = rotation[:, axis]
+        if np.allclose(direction, 0):
+            raise GeometryError(f"affine axis {axis} has no direction; the affine is degenerate: {affine!r}")
+        world = int(np.argmax(np.abs(direction)))
+        letters[axis] = "LPI"[world] if direction[world] < 0 else "RAS"[world]
+        rotation[world, :] = 0
+    return "".join(letters)

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from pydicom.dataset import Dataset
 
 from dicomml.geometry import slice_normal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["annotation_fields", "annotation_key", "link_annotations"]
 
@@ -141,6 +143,8 @@ def link_annotations(annotations: pd.DataFrame, series: pd.DataFrame, sop_hits: 
     pandas.DataFrame
         The ``annotations`` table (columns in :data:`dicomml.indexer.schema.ANNOTATIONS`).
     """
+    import pandas as pd  # only a manifest holding annotation objects pays its import
+
     rows = []
     hits_by_path = {path: group for path, group in sop_hits.groupby("path")} if len(sop_hits) else {}
     for _, ann in annotations.iterrows():

@@ -139,52 +139,76 @@ def _walk_local(root: str) -> Iterator[Files | CrawlError]:
         return
     # Depth first; each stack item carries the (device, inode) of the folders above it.
     stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset({(top.st_dev, top.st_ino)}))]
-    by_name = attrgetter("name")
     while stack:
         folder, above = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                children = sorted(it, key=by_name)
+        try:  # entries are stat'ed relative to the folder's descriptor: the kernel resolves one name, not the whole path
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             yield CrawlError(folder, "unreadable", f"{folder}: folder cannot be listed ({exc.strerror}); check permissions")
             continue
-        paths: list[str] = []
-        sizes: list[int] = []
-        mtimes: list[int] = []
-        subfolders = []
-        for child in children:
-            try:
-                info = child.stat()  # follows symlinks
-            except OSError as exc:
-                if not child.is_symlink():
-                    yield CrawlError(child.path, "unreadable", f"{child.path}: cannot be read ({exc.strerror}); check permissions")
-                elif exc.errno == errno.ELOOP:
-                    yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop ({exc.strerror}); not followed")
-                else:
-                    yield CrawlError(
-                        child.path, "broken_symlink", f"{child.path}: symlink to nothing ({exc.strerror}); remove the broken link"
-                    )
-                continue
-            mode = info.st_mode
-            if stat.S_ISREG(mode):
-                paths.append(child.path)
-                sizes.append(info.st_size)
-                mtimes.append(info.st_mtime_ns)
-            elif stat.S_ISDIR(mode):
-                identity = (info.st_dev, info.st_ino)
-                if identity in above:
-                    yield CrawlError(child.path, "symlink_loop", f"{child.path}: symlink loop back to a parent folder; not followed")
-                    continue
-                if child.name.lower().endswith(".dcm"):
-                    yield CrawlError(
-                        child.path, "directory_named_dcm", f"{child.path}: a directory named like a DICOM file; its contents are indexed"
-                    )
-                subfolders.append((child.path, above | {identity}))
+        try:
+            yield from _folder(fd, folder, above, stack)
+        finally:
+            os.close(fd)
+
+
+_name = attrgetter("name")
+_mode = attrgetter("st_mode")
+_size = attrgetter("st_size")
+_mtime = attrgetter("st_mtime_ns")
+
+
+def _folder(
+    fd: int, folder: str, above: frozenset[tuple[int, int]], stack: list[tuple[str, frozenset[tuple[int, int]]]]
+) -> Iterator[Files | CrawlError]:
+    """The files of one open folder, sorted by name; its subfolders are pushed on ``stack``."""
+    try:
+        with os.scandir(fd) as it:
+            children = sorted(it, key=_name)
+    except OSError as exc:
+        yield CrawlError(folder, "unreadable", f"{folder}: folder cannot be listed ({exc.strerror}); check permissions")
+        return
+    prefix = os.path.join(folder, "")
+    try:  # follows symlinks
+        infos = list(map(os.DirEntry.stat, children))
+    except OSError:  # rare: entry by entry below, to say which
+        infos = []
+    if infos and all(map(stat.S_ISREG, map(_mode, infos))):  # a folder of files, the common case: no per-entry loop
+        paths = [prefix + name for name in map(_name, children)]
+        yield Files(folder, paths, list(map(_size, infos)), list(map(_mtime, infos)), paths)
+        return
+    paths, sizes, mtimes = [], [], []
+    subfolders = []
+    for i, child in enumerate(children):
+        path = prefix + child.name
+        try:
+            info = infos[i] if infos else child.stat()
+        except OSError as exc:
+            if not child.is_symlink():
+                yield CrawlError(path, "unreadable", f"{path}: cannot be read ({exc.strerror}); check permissions")
+            elif exc.errno == errno.ELOOP:
+                yield CrawlError(path, "symlink_loop", f"{path}: symlink loop ({exc.strerror}); not followed")
             else:
-                yield CrawlError(child.path, "not_regular_file", f"{child.path}: not a regular file (a FIFO, socket or device); skipped")
-        if paths:
-            yield Files(folder, paths, sizes, mtimes, paths)
-        stack.extend(reversed(subfolders))
+                yield CrawlError(path, "broken_symlink", f"{path}: symlink to nothing ({exc.strerror}); remove the broken link")
+            continue
+        mode = info.st_mode
+        if stat.S_ISREG(mode):
+            paths.append(path)
+            sizes.append(info.st_size)
+            mtimes.append(info.st_mtime_ns)
+        elif stat.S_ISDIR(mode):
+            identity = (info.st_dev, info.st_ino)
+            if identity in above:
+                yield CrawlError(path, "symlink_loop", f"{path}: symlink loop back to a parent folder; not followed")
+                continue
+            if child.name.lower().endswith(".dcm"):
+                yield CrawlError(path, "directory_named_dcm", f"{path}: a directory named like a DICOM file; its contents are indexed")
+            subfolders.append((path, above | {identity}))
+        else:
+            yield CrawlError(path, "not_regular_file", f"{path}: not a regular file (a FIFO, socket or device); skipped")
+    if paths:
+        yield Files(folder, paths, sizes, mtimes, paths)
+    stack.extend(reversed(subfolders))
 
 
 def mtime_ns(info: dict[str, Any]) -> int:

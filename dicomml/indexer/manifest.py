@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
+from dicomml.indexer.tables import empty
 from dicomml.sources._remote import Remote
 
 if TYPE_CHECKING:
@@ -121,8 +122,8 @@ class Manifest:
         files = self.files(table)
         schema = self.schema(table)
         if not files:
-            empty = schema.empty_table()
-            return empty if columns is None else empty.select(columns)
+            none = empty(schema)
+            return none if columns is None else none.select(columns)
         return pa.concat_tables([pq.read_table(f, schema=schema, columns=columns, filters=filters) for f in files])
 
     @property
@@ -153,7 +154,7 @@ class Manifest:
             if files:
                 parquet_view(con, table, files, union_by_name=True)
             else:
-                con.register(f"_{table}_empty", self.schema(table).empty_table())
+                con.register(f"_{table}_empty", empty(self.schema(table)))
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
         return con
 

@@ -161,9 +161,12 @@ def index(
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
     plan = store.plan(n_listed)
     source_names = [os.fspath(s) for s in _source_names(sources)]
-    if plan.unchanged:  # the recorded counts stand
-        store.mark_complete(sources=source_names, last_run=_last_run(plan, started))
-        return Manifest(store.root, remote=remote)
+    if plan.unchanged:  # the recorded counts stand: nothing is written, unless the sources are named otherwise
+        if store.meta.get("sources") != source_names:
+            store.mark_complete(sources=source_names)
+        unchanged = Manifest(store.root, remote=remote)
+        unchanged.meta["last_run"] = _last_run(plan, started)  # this run's, not kept: manifest.json keeps the last change's
+        return unchanged
     from dicomml.indexer.scan import ScanOptions, failure_rows
     from dicomml.indexer.series import annotations_table, series_table
 

@@ -20,6 +20,7 @@ from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Layouts, is_dicom_prefix, read_file_header
 from dicomml.indexer.records import DICOMDIR_SOP_CLASS, instance_rows
 from dicomml.indexer.schema import ERRORS, instances_schema
+from dicomml.indexer.tables import from_rows
 from dicomml.paths import printable, storable_path
 
 __all__ = ["ScanOptions", "failure_rows", "scan_batch"]
@@ -112,9 +113,9 @@ def _error_row(entry: Entry, error_type: str, exception: str, tag: str | None, m
 
 def failure_rows(failures: Sequence[Failure[Entry]]) -> pa.Table:
     """``errors`` rows of files whose worker was stopped (``timeout``), died or raised outside the per-file capture (``crashed``)."""
-    return pa.Table.from_pylist(
+    return from_rows(
         [_error_row(f.item, "timeout" if f.kind == "timeout" else "crashed", f.error_type, None, f.message) for f in failures],
-        schema=ERRORS,
+        ERRORS,
     )
 
 
@@ -157,6 +158,6 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions, started: Callable
                 row["size"] = -1  # a size no listing has: a rerun reads the entry again (the server may be back)
             errors.append(row)
     return (
-        pa.Table.from_pylist(rows, schema=instances_schema(options.include_phi)),
-        pa.Table.from_pylist(errors, schema=ERRORS),
+        from_rows(rows, instances_schema(options.include_phi)),
+        from_rows(errors, ERRORS),
     )

@@ -23,6 +23,7 @@ from dicomml.geometry.checks import spacing_problem
 from dicomml.indexer.annotations import link_annotations
 from dicomml.indexer.records import ANNOTATION_MODALITIES
 from dicomml.indexer.schema import ANNOTATIONS, SERIES
+from dicomml.indexer.tables import empty, from_rows
 
 __all__ = ["annotations_table", "series_table", "usability"]
 
@@ -39,7 +40,7 @@ SELECT series_key,
        any_value(manufacturer) AS manufacturer,
        any_value(folder) AS folder,
        count(DISTINCT path) AS n_files,
-       sum(n_frames) AS n_frames,
+       sum(n_frames)::BIGINT AS n_frames,  -- a sum is HUGEINT in DuckDB
        any_value(rows // coalesce(mosaic_tiles, 1)) AS rows,
        any_value("columns" // coalesce(mosaic_tiles, 1)) AS "columns",
        list(coalesce(frame_positions, image_position) ORDER BY path) AS positions,
@@ -173,15 +174,15 @@ def series_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     rows: list[dict[str, Any]] = []
     for batch in con.sql(_GROUPS).to_arrow_reader(1024):
         rows.extend(_series_rows(batch, shared, lost))
-    return pa.Table.from_pylist(rows, schema=SERIES)
+    return from_rows(rows, SERIES)
 
 
 def annotations_table(con: duckdb.DuckDBPyConnection, series: pa.Table) -> pa.Table:
     """The ``annotations`` table from a connection with an ``instances`` view and the series table."""
     modalities = ", ".join(f"'{m}'" for m in ANNOTATION_MODALITIES)
+    if not con.execute(f"SELECT count(*) FROM instances WHERE modality IN ({modalities})").fetchall()[0][0]:
+        return empty(ANNOTATIONS)
     annotations = con.execute(f"SELECT * FROM instances WHERE modality IN ({modalities}) ORDER BY path").df()
-    if annotations.empty:
-        return ANNOTATIONS.empty_table()
     hits = con.execute(
         f"""
         WITH refs AS (SELECT path, unnest(referenced_sop_uids) AS uid FROM instances WHERE modality IN ({modalities}))

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import uuid
 from array import array
 from collections.abc import Iterable, Iterator
@@ -38,6 +37,7 @@ from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection, parquet_view
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
+from dicomml.indexer.tables import column, from_rows
 from dicomml.paths import printable, storable_path
 
 if TYPE_CHECKING:
@@ -73,9 +73,24 @@ class Plan:
     unchanged: bool = False
 
 
-def _listing_table(columns: dict[str, list[Any]]) -> pa.Table:
-    arrays = {field.name: pa.array(columns[field.name], field.type) for field in LISTING}
-    return pa.table(arrays, schema=LISTING)
+def _listing_table(found: list[tuple[int, Files]]) -> pa.Table:
+    columns = _listing_columns(found)
+    return pa.Table.from_arrays([column(columns[name], LISTING.field(name).type) for name in LISTING.names], schema=LISTING)
+
+
+def _listing_columns(found: list[tuple[int, Files]]) -> dict[str, list[Any]]:
+    """The listing's rows, as :data:`LISTING`'s columns, of the folders found."""
+    columns: dict[str, list[Any]] = {name: [] for name in LISTING.names}
+    for source, files in found:
+        files = _storable(files)
+        count = len(files.paths)
+        columns["path"] += files.paths
+        columns["folder"] += [files.folder] * count
+        columns["size"] += files.sizes
+        columns["mtime_ns"] += files.mtimes_ns
+        columns["open_path"] += files.open_paths
+        columns["source"] += [source] * count
+    return columns
 
 
 def _hash_files(digest: Any, source: int, files: Files) -> None:
@@ -116,9 +131,9 @@ class ManifestStore:
         self.meta = meta
         self.run_id = uuid.uuid4().hex[:12]
         self._seq = 0
-        # This run's listing, set by write_listing: its digest, the rows unless spilled to disk, the crawl errors.
+        # This run's listing, set by write_listing: its digest, the folders found unless spilled to disk, the crawl errors.
         self._digest = ""
-        self._columns: dict[str, list[Any]] = {}
+        self._found: list[tuple[int, Files]] = []
         self._spilled = False
         self._crawl_errors: list[dict[str, Any]] = []
         self._all_new = False  # set by plan: nothing recorded, the listing kept in memory
@@ -134,18 +149,20 @@ class ManifestStore:
             another ``include_phi`` or another salt.
         """
         root = Path(out).expanduser().absolute()
-        try:
+        try:  # plain os calls: an unchanged rerun does little else
             for sub in ("instances", "errors", "series", "annotations", "_work"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=root / "_work"):
-                pass
+                if not os.path.isdir(root / sub):
+                    os.makedirs(root / sub, exist_ok=True)
+            probe = root / "_work" / f".probe-{uuid.uuid4().hex}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
         except OSError as exc:
             raise ManifestError(
                 f"{root}: the manifest folder cannot be written ({exc.strerror}); choose another -o folder",
                 path=str(root),
             ) from exc
         meta_path = root / "manifest.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = json.loads(meta_path.read_bytes()) if meta_path.exists() else {}
         if meta and meta.get("schema_version") != SCHEMA_VERSION:
             raise ManifestError(
                 f"{root}: manifest schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; index into a new folder",
@@ -190,11 +207,11 @@ class ManifestStore:
         it streams to ``_work/listing.parquet``); :meth:`plan` writes it out
         only if it differs from the listing of the last complete run.
         """
-        columns: dict[str, list[Any]] = {name: [] for name in LISTING.names}
+        found_here: list[tuple[int, Files]] = []  # kept as found: a rerun that changes nothing needs only the digest
         crawl_errors: list[dict[str, Any]] = []
         digest = hashlib.blake2b(digest_size=16)
         writer = None
-        n = 0
+        n = pending = 0
         try:
             for source, item in found:
                 if isinstance(item, CrawlError):
@@ -208,27 +225,21 @@ class ManifestStore:
                     )
                     continue
                 _hash_files(digest, source, item)
-                count = len(item.paths)
-                item = _storable(item)
-                columns["path"] += item.paths
-                columns["folder"] += [item.folder] * count
-                columns["size"] += item.sizes
-                columns["mtime_ns"] += item.mtimes_ns
-                columns["open_path"] += item.open_paths
-                columns["source"] += [source] * count
-                n += count
-                if n > _LISTING_IN_MEMORY and len(columns["path"]) >= _LISTING_BATCH:
+                found_here.append((source, item))
+                n += len(item.paths)
+                pending += len(item.paths)
+                if n > _LISTING_IN_MEMORY and pending >= _LISTING_BATCH:
                     writer = writer or pq.ParquetWriter(self._listing, LISTING)
-                    writer.write_table(_listing_table(columns))
-                    columns = {name: [] for name in LISTING.names}
+                    writer.write_table(_listing_table(found_here))
+                    found_here, pending = [], 0
             if writer is not None:
-                writer.write_table(_listing_table(columns))
-                columns = {name: [] for name in LISTING.names}
+                writer.write_table(_listing_table(found_here))
+                found_here = []
         finally:
             if writer is not None:
                 writer.close()
         digest.update(b"E" + json.dumps(crawl_errors).encode())
-        self._digest, self._columns, self._crawl_errors = digest.hexdigest(), columns, crawl_errors
+        self._digest, self._found, self._crawl_errors = digest.hexdigest(), found_here, crawl_errors
         self._spilled = writer is not None
         return n
 
@@ -265,13 +276,13 @@ class ManifestStore:
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
         if self.meta.pop("listing_digest", None) is not None:
             self.write_meta()
-        self.write_single("errors", pa.Table.from_pylist(self._crawl_errors, schema=ERRORS), "crawl.parquet")
+        self.write_single("errors", from_rows(self._crawl_errors, ERRORS), "crawl.parquet")
         if not self._spilled and not self._known():  # a new manifest: read every listed file, no diff to make
             self._all_new = True
             return Plan(n_listed=n_listed, n_to_read=n_listed, n_removed=0)
         if not self._spilled:
-            pq.write_table(_listing_table(self._columns), self._listing)
-            self._columns = {}
+            pq.write_table(_listing_table(self._found), self._listing)
+            self._found = []
         con = self._connect()
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
         removed = 0
@@ -299,7 +310,8 @@ class ManifestStore:
     def to_read(self) -> Iterator[tuple[str, str, int, int, str, int]]:
         """The listed files that no recorded row matches, as listing rows (:data:`LISTING`'s fields) in (source, path) order."""
         if self._all_new:  # the listing is still in memory and nothing is recorded: every file is read
-            yield from sorted(zip(*(self._columns[name] for name in LISTING.names)), key=itemgetter(5, 0))
+            columns = _listing_columns(self._found)
+            yield from sorted(zip(*(columns[name] for name in LISTING.names)), key=itemgetter(5, 0))
             return
         con = self._connect()
         try:

@@ -36,11 +36,13 @@ def test_unchanged_rerun_writes_no_table_and_imports_no_reader(data_dir: Path, t
     shutil.copytree(data_dir / SERIES, tree)
     dicomml.index(tree, out, workers=1, salt=salt, progress=False)
     before = _stamps(out)
+    meta_before = (out / "manifest.json").read_bytes()
     result = subprocess.run([sys.executable, "-c", _NO_OP, str(tree), str(out), salt], check=True, capture_output=True, text=True)
     report = json.loads(result.stdout)
     assert report["last_run"]["files_read"] == 0 and report["last_run"]["files_listed"] == 40
     assert report["imported"] == []
     assert _stamps(out) == before
+    assert (out / "manifest.json").read_bytes() == meta_before  # last_run there stays the first run's
     assert not (out / "_work" / "listing.parquet").exists()
     assert json.loads((out / "manifest.json").read_text())["counts"]["instances"] == 40
 
@@ -75,3 +77,14 @@ def test_a_listing_too_long_for_memory_streams_to_disk_with_the_same_result(
     again = dicomml.index(tree, tmp_path / "spilled", workers=1, salt=salt, progress=False)
     assert again.meta["last_run"]["files_read"] == 1 and again.meta["last_run"]["rows_removed"] == 1
     assert len(again.instances) == 40 and again.instances.path.is_unique
+
+
+def test_an_unchanged_tree_named_otherwise_records_the_new_name(data_dir: Path, tmp_path: Path, salt: str, monkeypatch: pytest.MonkeyPatch):
+    tree, out = tmp_path / "tree", tmp_path / "m"
+    shutil.copytree(data_dir / SERIES, tree)
+    dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    before = _stamps(out)
+    monkeypatch.chdir(tmp_path)
+    again = dicomml.index("tree", out, workers=1, salt=salt, progress=False)
+    assert again.meta["last_run"]["files_read"] == 0 and _stamps(out) == before
+    assert json.loads((out / "manifest.json").read_text())["sources"] == ["tree"]
