@@ -433,7 +433,7 @@ def _report(results: dict[str, dict[str, Any]], ours: list[str], rounds: int) ->
     for name in ours:
         d = results[name]
         for measure, peer, target, at_most in CHECKS:
-            if measure not in d or measure not in results[peer]:
+            if measure not in d or not results[peer].get(measure):  # a peer that ran none of the phases has a peak RSS of 0
                 continue
             mine, theirs = (v * scale.get(measure, 1.0) for v in (d[measure], results[peer][measure]))
             form = fmt.get(measure, ".2f")
