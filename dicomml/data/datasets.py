@@ -134,7 +134,7 @@ class _CachedDataset(Dataset):
             shape.insert(0, len(self._lookup))
         out = _empty(shape, np.dtype(layout.dtype) if self._lookup is None else self._lookup.dtype)
         # as many decoding threads as torch's intra-op ones (the cores in the main process, 1 in DataLoader workers);
-        # a patch on one: its few dozen chunks gain less from a second thread than handing them over and waiting for the GIL cost
+        # a patch on one thread: for its few dozen chunks, handing them over and waiting for the GIL cost more than a thread gains
         threads = torch.get_num_threads() if size is None else 1
         entry.read("image", start, size, lookup=self._lookup, threads=threads, out=out.numpy())
         return out.reshape(-1, *shape[-3:])
