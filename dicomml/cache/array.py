@@ -17,7 +17,10 @@ once and decoded from the map (no copy of the file's bytes), an object
 store's shard is one GET for a whole array or one byte-range read per inner
 chunk a patch touches. Every chunk's CRC32C is checked before it is decoded,
 so a corrupted chunk raises :class:`~dicomml.errors.CacheIntegrityError`
-instead of returning wrong voxels.
+instead of returning wrong voxels. Checksums are computed by the ``crc32c``
+package (the CPU's CRC32C instruction, without the GIL on large buffers).
+A window read with the voxels (a lookup table) is applied to each row of
+chunks as it is decoded, while that row is still in the CPU's cache.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from functools import cached_property
 from itertools import product
 from typing import Any
 
-import google_crc32c
+import crc32c
 import imagecodecs
 import numcodecs.blosc
 import numpy as np
@@ -60,8 +63,8 @@ _CNAME, _CLEVEL = "lz4", 1
 CODECS = ("blosc", "raw")
 #: Chunks are stored raw when Blosc leaves more than this fraction of the bytes: the saving does not pay for decoding.
 RAW_ABOVE = 2 / 3
-#: Voxels mapped through a lookup table per call (at least one plane): its intp indices stay in cache.
-_MAP_BLOCK = 2**16
+#: Voxels windowed per call (whole planes, at least one): the block stays in cache across the window's passes.
+_WINDOW_BLOCK = 2**18
 
 
 @dataclass(frozen=True)
@@ -229,11 +232,11 @@ def _shard(frames: Sequence[bytes], layout: ArrayLayout) -> list[bytes]:
     index = np.empty((*layout.grid, 2), dtype="<u8")
     offset = 0
     for cidx, frame in zip(product(*map(range, layout.grid)), frames):
-        parts += [frame, google_crc32c.value(frame).to_bytes(_CRC, "little")]
+        parts += [frame, crc32c.crc32c(frame).to_bytes(_CRC, "little")]
         index[cidx] = (offset, len(frame) + _CRC)
         offset += len(frame) + _CRC
     body = index.tobytes()
-    return [*parts, body, google_crc32c.value(body).to_bytes(_CRC, "little")]
+    return [*parts, body, crc32c.crc32c(body).to_bytes(_CRC, "little")]
 
 
 def read_index(blob_tail: bytes | np.ndarray, layout: ArrayLayout, where: str) -> np.ndarray:
@@ -245,7 +248,7 @@ def read_index(blob_tail: bytes | np.ndarray, layout: ArrayLayout, where: str) -
         If the index's CRC32C does not match (``where`` names the array).
     """
     body, crc = blob_tail[:-_CRC], blob_tail[-_CRC:]
-    if google_crc32c.value(body) != int.from_bytes(crc, "little"):
+    if crc32c.crc32c(np.frombuffer(body, np.uint8).data) != int.from_bytes(crc, "little"):
         raise CacheIntegrityError(
             f"{where}: shard index checksum mismatch; the entry is corrupted, delete it "
             "(Cache.delete or `dicomml cache verify --delete`) and recompute",
@@ -291,14 +294,16 @@ def read_region(
         file, decoded in place).
     lookup
         Optional ``(C, 2**bits)`` table for an 8/16-bit integer array: the
-        region is decoded as stored, then mapped through every row (indexed
-        by the stored value's bits) one plane at a time straight into the
-        output, which then has a leading axis of C and the table's dtype.
+        chunks of each row along the last axis are decoded side by side into
+        a buffer that stays in the CPU's cache, then mapped through every
+        row of the table (indexed by the stored value's bits) straight into
+        the output (:func:`_window`), which then has a leading axis of C and
+        the table's dtype. No temporary of the whole region.
     threads
         Read and decode with up to this many threads (the calling one and
-        this process's shared decoding threads; each takes every n-th chunk;
-        Blosc and ``np.take`` release the GIL, so two threads nearly halve a
-        whole-volume read).
+        this process's shared decoding threads; each takes every n-th chunk,
+        or row of chunks with ``lookup``; CRC32C, Blosc and numpy's passes
+        release the GIL, so two threads nearly halve a whole-volume read).
     out
         Where to write: C-contiguous, of the result's shape and dtype (e.g. a
         tensor in shared memory, so a DataLoader worker hands it over
@@ -321,16 +326,14 @@ def read_region(
     """
     dtype = np.dtype(layout.dtype)
     shape = [r.stop - r.start for r in region]
-    if lookup is not None:  # decoded as stored, then mapped plane by plane straight into ``out``
-        if out is None:
-            out = np.empty([len(lookup), *shape], dtype=lookup.dtype)
-        stored = read_region(read, layout, index, region, where, blob, threads=threads)
-        _map_planes(stored, lookup, out, threads)
-        return out
-    if out is None:
+    if out is None and lookup is not None:
+        out = np.empty([len(lookup), *shape], dtype=lookup.dtype)
+    elif out is None:
         out = np.empty(shape, dtype=dtype if scale is None else np.dtype(np.float32))
     if not out.size:  # an empty region touches no chunk
         return out
+    rows = list(zip(lookup, _lines(lookup, dtype))) if lookup is not None else []  # each table row, and its line
+    targets = out.reshape(-1, *shape)  # one per row of the table (one without a table)
     factor = None if scale is None else out.dtype.type(scale)
     # per axis, each touched chunk: its index, the box's slice in the chunk and in the output (once, not per chunk)
     axes = [
@@ -347,71 +350,78 @@ def read_region(
     spans = index[tuple(slice(a[0][0], a[-1][0] + 1) for a in axes)].reshape(-1, 2).tolist()  # C order, as product() walks
     jobs = [(*zip(*cell), *span) for cell, span in zip(product(*axes), spans)]
     chunk_bytes = math.prod(layout.chunks) * dtype.itemsize
-    target = out  # the closure's view of the output, for mypy
 
-    def decode(share: Sequence[tuple[Any, ...]]) -> None:
+    def decoded(cidx: tuple[int, ...], offset: int, length: int, buffer: np.ndarray) -> np.ndarray:
+        """One chunk, its CRC32C checked first: a view of the shard (raw) or decoded into ``buffer``."""
+        if offset == _MISSING or length <= _CRC:
+            raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
+        raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
+        if len(raw) < base + length or (layout.codec == "raw" and length - _CRC != chunk_bytes):
+            raise CacheIntegrityError(f"{where}: chunk {cidx} is cut short (truncated shard); delete the entry and recompute", path=where)
+        frame = np.frombuffer(raw, np.uint8, length - _CRC, base)  # a view, no copy
+        if crc32c.crc32c(frame.data) != int.from_bytes(raw[base + length - _CRC : base + length], "little"):
+            raise CacheIntegrityError(
+                f"{where}: chunk {cidx} checksum mismatch (CRC32C); the entry is corrupted, delete it and recompute",
+                path=where,
+            )
+        if layout.codec == "raw":
+            return frame.view(dtype).reshape(layout.chunks)
+        # imagecodecs, not numcodecs: its main-thread call takes Blosc's global context, lock and threads
+        imagecodecs.blosc_decode(frame, numthreads=1, out=buffer.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # stub: bytes-likes only
+        return buffer
+
+    def copied(share: Sequence[tuple[Any, ...]]) -> None:
         # only what this codec needs: a small read would pay more for allocating a buffer than for decoding
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
-        into = buffer.reshape(-1).view(np.uint8)  # imagecodecs writes a flat byte buffer
         for cidx, src, dst, offset, length in share:
-            if offset == _MISSING or length <= _CRC:
-                raise CacheIntegrityError(f"{where}: chunk {cidx} is missing from the shard; delete the entry and recompute", path=where)
-            raw, base = (blob, offset) if blob is not None else (read(offset, offset + length), 0)
-            if len(raw) < base + length or (layout.codec == "raw" and length - _CRC != chunk_bytes):
-                raise CacheIntegrityError(
-                    f"{where}: chunk {cidx} is cut short (truncated shard); delete the entry and recompute", path=where
-                )
-            frame = np.frombuffer(raw, np.uint8, length - _CRC, base)  # a view, no copy
-            if google_crc32c.value(frame) != int.from_bytes(raw[base + length - _CRC : base + length], "little"):
-                raise CacheIntegrityError(
-                    f"{where}: chunk {cidx} checksum mismatch (CRC32C); the entry is corrupted, delete it and recompute",
-                    path=where,
-                )
-            if layout.codec == "raw":
-                chunk = frame.view(dtype).reshape(layout.chunks)
-            else:
-                # imagecodecs, not numcodecs: its main-thread call takes Blosc's global context, lock and threads
-                imagecodecs.blosc_decode(frame, numthreads=1, out=into)  # type: ignore[arg-type]  # stub: bytes-likes only
-                chunk = buffer
-            box = target[dst]
-            box[...] = chunk[src]
+            box = targets[0][dst]
+            box[...] = decoded(cidx, offset, length, buffer)[src]
             if factor is not None:  # cast, then scaled in place: two vectorised passes beat one mixed-type ufunc
                 np.multiply(box, factor, out=box)
 
-    parallel(decode, jobs, threads)  # each thread writes its own chunks' boxes of ``out``
+    def windowed(share: Sequence[Sequence[tuple[Any, ...]]]) -> None:
+        buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
+        row = np.empty(math.prod(layout.chunks[:-1]) * shape[-1], dtype=dtype)
+        scratch = np.empty(_WINDOW_BLOCK if any(line is None for _, line in rows) else 0, dtype=targets.dtype)
+        for chunks in share:
+            lead = chunks[0][2][:-1]  # the row's box in the output, but the last axis whole
+            stored = row[: math.prod(s.stop - s.start for s in lead) * shape[-1]].reshape(*(s.stop - s.start for s in lead), shape[-1])
+            for cidx, src, dst, offset, length in chunks:
+                stored[..., dst[-1]] = decoded(cidx, offset, length, buffer)[src]
+            _window(stored, rows, [target[lead] for target in targets], scratch)
+
+    if lookup is None:
+        parallel(copied, jobs, threads)  # each thread writes its own chunks' boxes of ``out``
+    else:  # the chunks of a row along the last axis decoded side by side (in cache), then windowed into long runs of ``out``
+        per_row = len(axes[-1])
+        parallel(windowed, [jobs[i : i + per_row] for i in range(0, len(jobs), per_row)], threads)
     return out
 
 
-def _map_planes(stored: np.ndarray, lookup: np.ndarray, out: np.ndarray, threads: int) -> None:
-    """``out[c] = lookup[c][stored]``, by blocks of whole planes (last two axes).
+def _window(stored: np.ndarray, rows: Sequence[tuple[np.ndarray, _Line | None]], boxes: Sequence[np.ndarray], scratch: np.ndarray) -> None:
+    """``boxes[c][...] = table[stored]`` for each ``(table, line)`` of ``rows``, a block of planes at a time (it stays in cache between passes).
 
-    Each call writes a contiguous part of ``out``. A row that is a clipped
-    line (:func:`_line`, the usual linear window) is computed as one: three
-    float passes cost less than the gather, with the same bits; any other
-    row is gathered through ``np.take``, a block of few planes per call (it
-    makes the block's indices intp first, a temporary that stays in cache).
-    No temporary of the whole region, no strided copy afterwards.
+    A table whose ``line`` is known (:func:`_line`, the usual linear window)
+    is computed as one, in place in the output: float passes cost less than the
+    gather, with the same bits; any other row is gathered through
+    ``np.take`` into ``scratch`` (it makes the block's indices intp first, a
+    temporary that stays in cache), then copied.
     """
-    if not stored.size:
-        return
-    plane = math.prod(stored.shape[-2:]) if stored.ndim >= 2 else stored.size
-    planes = stored.reshape(-1, plane)
-    indices = planes.view(f"u{planes.dtype.itemsize}")  # a table is indexed by the stored bits read as unsigned
-    targets = out.reshape(len(lookup), *planes.shape)
-    lines = _lines(lookup, stored.dtype)
-    # few calls for small planes (a patch); a gather's block fits in cache, a line's passes gain nothing from small blocks
-    step = max(1, _MAP_BLOCK // plane) if None in lines else math.ceil(len(planes) / max(1, threads))
-    blocks = [slice(i, i + step) for i in range(0, len(planes), step)]
-
-    def mapped(share: Sequence[slice]) -> None:
-        for block in share:
-            for table, line, target in zip(lookup, lines, targets):
-                if line is not None:
-                    _draw(planes[block], line, target[block])
-                else:  # in range by construction: mode="wrap" skips the bounds checks
-                    np.take(table, indices[block], mode="wrap", out=target[block])
-
-    parallel(mapped, blocks, threads)
+    indices = stored.view(f"u{stored.dtype.itemsize}")  # a table is indexed by the stored bits read as unsigned
+    if stored.ndim < 3:
+        pieces: list[tuple[Any, ...]] = [()]
+    else:
+        step = max(1, _WINDOW_BLOCK // math.prod(stored.shape[-2:]))
+        pieces = [(*lead, slice(i, i + step)) for lead in np.ndindex(stored.shape[:-3]) for i in range(0, stored.shape[-3], step)]
+    for piece in pieces:
+        for (table, line), box in zip(rows, boxes):
+            if line is not None:
+                _draw(stored[piece], line, box[piece])
+            else:  # in range by construction: mode="wrap" skips the bounds checks
+                part = indices[piece]
+                mapped = scratch[: part.size].reshape(part.shape) if part.size <= scratch.size else np.empty(part.shape, table.dtype)
+                np.take(table, part, mode="wrap", out=mapped)
+                box[piece] = mapped
 
 
 #: A lookup table row as a clipped line: (origin, slope, low, high), float32; see :func:`_line`.
@@ -476,6 +486,7 @@ def _near(x: np.float32) -> list[np.float32]:
 def _draw(stored: np.ndarray, line: _Line, out: np.ndarray) -> None:
     """``out = clip((stored - p) * q, low, high)``, each step rounded to float32 (the passes :func:`_line` checks)."""
     p, q, low, high = line
-    np.subtract(stored, p, out=out, dtype=np.float32)  # 8/16-bit integers are exact in float32
+    out[...] = stored  # 8/16-bit integers are exact in float32; a plain cast, then in place: no mixed-type ufunc's buffered cast
+    np.subtract(out, p, out=out)
     np.multiply(out, q, out=out)
     np.clip(out, low, high, out=out)
