@@ -17,7 +17,7 @@
 # transforms themselves and needs none of this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MISSING=(dask distributed donfig duckdb google-crc32c highdicom importlib-metadata importlib-resources
+MISSING=(crc32c dask distributed donfig duckdb google-crc32c highdicom importlib-metadata importlib-resources
     lazy-importer locket monai nibabel numcodecs partd pydicom pyjpegls pynrrd tblib tornado tzdata zarr zict)
 TESTS=(tests/pipeline/test_compute.py tests/distributed/test_preprocess.py)
 

@@ -46,8 +46,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import crc32c
 import fsspec
-import google_crc32c
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
@@ -694,7 +694,7 @@ def _process_runs(pid: int) -> bool:
 
 
 def _crc(array: np.ndarray) -> int:
-    return int(google_crc32c.value(np.ascontiguousarray(array).view(np.uint8).reshape(-1)))
+    return crc32c.crc32c(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
 
 
 def _foreground(mask: np.ndarray) -> np.ndarray:
