@@ -202,10 +202,10 @@ def _phase(contender: str, phase: str, work: Path, n_patches: int) -> float | di
     timed), then times a warm epoch with 0 and one with 2 workers: both
     rates, so that it can run inside the interleaved rounds.
     """
+    if phase == "ttfb":  # before any import: the torch bound imports torch alone
+        return _first_batch(contender, work)
     from dicomml.data import PatchDataset, collate
 
-    if phase == "ttfb":
-        return _first_batch(contender, work)
     workers = int(phase[-1]) if phase[-2:] in ("w0", "w2") else 0
     chunk = _chunk(contender)
     contender = contender.partition("@")[0]
