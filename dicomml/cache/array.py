@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
-from typing import Any
+from typing import Any, NamedTuple
 
 import crc32c
 import imagecodecs
@@ -382,13 +382,15 @@ def read_region(
     def windowed(share: Sequence[Sequence[tuple[Any, ...]]]) -> None:
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
         row = np.empty(math.prod(layout.chunks[:-1]) * shape[-1], dtype=dtype)
-        scratch = np.empty(_WINDOW_BLOCK if any(line is None for _, line in rows) else 0, dtype=targets.dtype)
+        floats = np.empty(_WINDOW_BLOCK if any(line is None for _, line in rows) else 0, dtype=targets.dtype)  # for gathers
+        # a line's integer passes run in ``row`` itself, unless another row of the table still needs the stored values
+        ints = np.empty(_WINDOW_BLOCK if len(rows) > 1 and any(line and line.bounds for _, line in rows) else 0, dtype=dtype)
         for chunks in share:
             lead = chunks[0][2][:-1]  # the row's box in the output, but the last axis whole
             stored = row[: math.prod(s.stop - s.start for s in lead) * shape[-1]].reshape(*(s.stop - s.start for s in lead), shape[-1])
             for cidx, src, dst, offset, length in chunks:
                 stored[..., dst[-1]] = decoded(cidx, offset, length, buffer)[src]
-            _window(stored, rows, [target[lead] for target in targets], scratch)
+            _window(stored, rows, [target[lead] for target in targets], floats, ints)
 
     if lookup is None:
         parallel(copied, jobs, threads)  # each thread writes its own chunks' boxes of ``out``
@@ -398,14 +400,18 @@ def read_region(
     return out
 
 
-def _window(stored: np.ndarray, rows: Sequence[tuple[np.ndarray, _Line | None]], boxes: Sequence[np.ndarray], scratch: np.ndarray) -> None:
+def _window(
+    stored: np.ndarray, rows: Sequence[tuple[np.ndarray, _Line | None]], boxes: Sequence[np.ndarray], floats: np.ndarray, ints: np.ndarray
+) -> None:
     """``boxes[c][...] = table[stored]`` for each ``(table, line)`` of ``rows``, a block of planes at a time (it stays in cache between passes).
 
     A table whose ``line`` is known (:func:`_line`, the usual linear window)
     is computed as one, in place in the output: float passes cost less than the
     gather, with the same bits; any other row is gathered through
-    ``np.take`` into ``scratch`` (it makes the block's indices intp first, a
-    temporary that stays in cache), then copied.
+    ``np.take`` into ``floats`` (it makes the block's indices intp first, a
+    temporary that stays in cache), then copied. A line's integer passes
+    (:func:`_draw`) overwrite ``stored`` when the table has one row, else
+    run in ``ints``.
     """
     indices = stored.view(f"u{stored.dtype.itemsize}")  # a table is indexed by the stored bits read as unsigned
     if stored.ndim < 3:
@@ -416,16 +422,31 @@ def _window(stored: np.ndarray, rows: Sequence[tuple[np.ndarray, _Line | None]],
     for piece in pieces:
         for (table, line), box in zip(rows, boxes):
             if line is not None:
-                _draw(stored[piece], line, box[piece])
+                block = stored[piece]
+                _draw(block, line, box[piece], block if len(rows) == 1 else _part(ints, block.shape, block.dtype))
             else:  # in range by construction: mode="wrap" skips the bounds checks
                 part = indices[piece]
-                mapped = scratch[: part.size].reshape(part.shape) if part.size <= scratch.size else np.empty(part.shape, table.dtype)
+                mapped = _part(floats, part.shape, table.dtype)
                 np.take(table, part, mode="wrap", out=mapped)
                 box[piece] = mapped
 
 
-#: A lookup table row as a clipped line: (origin, slope, low, high), float32; see :func:`_line`.
-_Line = tuple[np.float32, np.float32, np.float32, np.float32]
+class _Line(NamedTuple):
+    """A lookup table row as a clipped line: origin, slope, low, high (float32), integer clip bounds or None; see :func:`_line`."""
+
+    p: np.float32
+    q: np.float32
+    low: np.float32
+    high: np.float32
+    bounds: tuple[int, int] | None = None
+
+
+def _part(buffer: np.ndarray, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """The start of ``buffer`` as an array of ``shape``, or a new array where it is too small."""
+    size = math.prod(shape)
+    return buffer[:size].reshape(shape) if size <= buffer.size else np.empty(shape, dtype)
+
+
 #: Lines of the tables seen (by id while the table lives, with its bytes to compare): found once, not at every read.
 _seen_lines: dict[tuple[int, str], tuple[bytes, list[_Line | None]]] = {}
 
@@ -451,7 +472,10 @@ def _line(row: np.ndarray, dtype: np.dtype[Any]) -> _Line | None:
     :func:`~dicomml.transforms.functional.scale_intensity` computes it) is
     found from two points of its ramp, rounded to float32 and its
     neighbours, then checked on every value of ``dtype``: any doubt keeps
-    the table.
+    the table. With an integer origin, clipping the stored integers just
+    outside the ramp, then subtracting the origin in integers, often lands
+    on ``low`` and ``high`` exactly: those bounds are kept when that, too,
+    gives every value's bits (fewer and narrower passes, see :func:`_draw`).
     """
     if row.dtype != np.float32 or row.size != 2 ** (8 * dtype.itemsize) or not np.isfinite(row).all():
         return None
@@ -467,11 +491,24 @@ def _line(row: np.ndarray, dtype: np.dtype[Any]) -> _Line | None:
     drawn = np.empty_like(row)
     for q in _near(np.float32(slope)):
         for p in {np.float32(origin), np.float32(round(origin * 2) / 2)}:
-            line = (p, q, low, high)
+            line = _Line(p, q, low, high)
             _draw(values, line, drawn)
             if np.array_equal(drawn.view(np.uint32), row.view(np.uint32)):
-                return line
+                return _in_integers(line, values, row, (int(v0) - 1, int(v1) + 1))
     return None
+
+
+def _in_integers(line: _Line, values: np.ndarray, row: np.ndarray, bounds: tuple[int, int]) -> _Line:
+    """``line`` with integer clip ``bounds`` where :func:`_draw` then still gives ``row``'s bits for every value, else as is."""
+    limits = np.iinfo(values.dtype)
+    a, b = max(bounds[0], limits.min), min(bounds[1], limits.max)
+    origin = int(line.p) if float(line.p).is_integer() else None
+    if origin is None or not (limits.min <= min(origin, a - origin) and max(origin, b - origin) <= limits.max):
+        return line  # the subtraction would not be exact in the stored integers
+    clipped = line._replace(bounds=(a, b))
+    drawn = np.empty_like(row)
+    _draw(values, clipped, drawn)
+    return clipped if np.array_equal(drawn.view(np.uint32), row.view(np.uint32)) else line
 
 
 def _near(x: np.float32) -> list[np.float32]:
@@ -483,9 +520,22 @@ def _near(x: np.float32) -> list[np.float32]:
     return [x, up[1], down[1], up[2], down[2]]
 
 
-def _draw(stored: np.ndarray, line: _Line, out: np.ndarray) -> None:
-    """``out = clip((stored - p) * q, low, high)``, each step rounded to float32 (the passes :func:`_line` checks)."""
-    p, q, low, high = line
+def _draw(stored: np.ndarray, line: _Line, out: np.ndarray, ints: np.ndarray | None = None) -> None:
+    """``out = clip((stored - p) * q, low, high)``, each step rounded to float32 (the passes :func:`_line` checks).
+
+    With integer ``bounds`` ``(a, b)``: ``out = (clip(stored, a, b) - p) * q``,
+    the clip and the subtraction exact in the stored integers, in ``ints``
+    (shaped like ``stored``, or ``stored`` itself, then overwritten; a new
+    array if None): half the bytes per pass and no float clip.
+    """
+    p, q, low, high, bounds = line
+    if bounds is not None:
+        shifted = ints if ints is not None else np.empty_like(stored)
+        np.clip(stored, *bounds, out=shifted)
+        np.subtract(shifted, int(p), out=shifted)
+        out[...] = shifted
+        np.multiply(out, q, out=out)
+        return
     out[...] = stored  # 8/16-bit integers are exact in float32; a plain cast, then in place: no mixed-type ufunc's buffered cast
     np.subtract(out, p, out=out)
     np.multiply(out, q, out=out)

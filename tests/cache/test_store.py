@@ -308,7 +308,14 @@ def test_a_linear_window_is_computed_with_the_bits_of_its_table(tmp_path, dtype)
 
     values = np.arange(2**16, dtype=np.uint16).view(dtype).reshape(16, 64, 64)  # every value of the dtype once
     entry = Cache(tmp_path / "c").put("k", values, np.eye(4), chunks=(8, 32, 32))
-    windows = [Window(40, 80), Window(-600, 1500), Window(40.5, 81, "LINEAR"), Window(100.25, 3.7), MultiWindow(["brain", "bone"])]
+    windows = [
+        Window(40, 80),
+        Window(-600, 1500),
+        Window(40.5, 81, "LINEAR"),
+        Window(100.25, 3.7),
+        Window(20.5, 41),
+        MultiWindow(["brain", "bone"]),
+    ]
     for window in windows:
         table = window.lookup_table(dtype)
         assert None not in array._lines(table, np.dtype(dtype))  # the arithmetic path is taken
@@ -317,6 +324,11 @@ def test_a_linear_window_is_computed_with_the_bits_of_its_table(tmp_path, dtype)
             assert entry.read(lookup=table, threads=threads).tobytes() == expected.tobytes()  # bit for bit, signed zeros too
         box = entry.read("image", (3, 5, 7), (9, 40, 50), lookup=table)
         assert box.tobytes() == np.ascontiguousarray(expected[:, 3:12, 5:45, 7:57]).tobytes()
+    # an integer origin: clipped and shifted in the stored integers (checked the same way); a fractional one: float passes only
+    assert array._lines(Window(40, 80).lookup_table(dtype), np.dtype(dtype))[0].bounds == (0, 80)
+    assert array._lines(Window(100.25, 3.7).lookup_table(dtype), np.dtype(dtype))[0].bounds is None
+    # 41 times float32(1/41) is not 1: the clipped integers would miss ``high``, so the float clip stays
+    assert array._lines(Window(20.5, 41).lookup_table(dtype), np.dtype(dtype))[0].bounds is None
 
 
 def test_a_table_that_is_not_a_line_is_gathered(tmp_path):
