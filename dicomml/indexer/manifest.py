@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
-from dicomml.indexer.tables import empty
+from dicomml.indexer.tables import column, empty
 from dicomml.sources._remote import Remote
 
 if TYPE_CHECKING:
@@ -124,6 +125,9 @@ class Manifest:
         if not files:
             none = empty(schema)
             return none if columns is None else none.select(columns)
+        if filters is None:  # each file read whole: pyarrow's dataset reader, needed for filters, imports pandas
+            wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+            return pa.concat_tables([pq.ParquetFile(f).read(columns=columns).cast(wanted) for f in files])
         return pa.concat_tables([pq.read_table(f, schema=schema, columns=columns, filters=filters) for f in files])
 
     @property
@@ -305,20 +309,25 @@ class Manifest:
         >>> m.usable_series_keys("modality = 'CT'")  # doctest: +SKIP
         ['0c2f...', '3f2a9c0d1e4b5a67']
         """
+        if where is None:  # no DuckDB connection, no pandas: a Dataset over a filled cache starts sooner
+            series = self.table("series", ["series_key", "usable"])
+            return sorted(str(k) for k, usable in zip(*(series.column(c).to_pylist() for c in series.column_names)) if usable)
         # the predicate filters a subquery of the usable series: it cannot reach past them
         usable = "(SELECT * FROM series WHERE usable) AS series"
         query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
         return [str(k) for k in self._filtered(query, where, "series")["series_key"]]
 
-    def instance_fingerprints(self, series_keys: Sequence[str]) -> pd.DataFrame:
+    def instance_fingerprints(self, series_keys: Sequence[str]) -> pa.Table:
         """What identifies the files of some series: ``series_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``.
 
         One row per file (per volume group), in no particular order; series
-        not in the manifest have no rows.
+        not in the manifest have no rows. An Arrow table: a Dataset opening a
+        filled cache needs neither DuckDB nor pandas.
         """
-        # a filtered Parquet read, like series_files: no DuckDB connection
-        columns = ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
-        return self.table("instances", columns, [("series_key", "in", list(series_keys))]).to_pandas()
+        # filtered here, not by the Parquet reader: no DuckDB connection, no pandas (see table)
+        rows = self.table("instances", ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"])
+        keys = column(list(series_keys), rows.schema.field("series_key").type)  # pa.array would import pandas
+        return rows.filter(pc.is_in(rows.column("series_key"), value_set=keys))
 
     def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> pd.DataFrame:
         """What identifies the files of some annotations: ``annotation_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``."""

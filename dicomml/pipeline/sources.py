@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dicomml.cache import entry_key, source_fingerprint
 from dicomml.config import PipelineConfig
 from dicomml.errors import SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["SeriesSource", "series_sources"]
 
@@ -113,11 +115,15 @@ def _annotations(manifest: Manifest, keys: Sequence[str]) -> dict[str, list[tupl
     return out
 
 
-def _group(table: pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
-    """``by`` value -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input."""
+def _group(table: pa.Table | pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
+    """``by`` value -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input.
+
+    An Arrow table is read without pandas (a Dataset over a filled cache never imports it).
+    """
+    names = [by, "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
+    columns = [table.column(n).to_pylist() for n in names] if hasattr(table, "column_names") else [table[n] for n in names]
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for row in table.itertuples(index=False):
-        frames = row.frame_numbers
-        frames = None if frames is None or (pd.api.types.is_scalar(frames) and pd.isna(frames)) else list(frames)
-        out.setdefault(str(getattr(row, by)), []).append((row.sop_instance_uid, row.size, row.mtime_ns, frames))
+    for key, uid, size, mtime, frames in zip(*columns):
+        frames = list(frames) if isinstance(frames, Iterable) else None  # a null: None, NaN or pandas.NA
+        out.setdefault(str(key), []).append((uid, size, mtime, frames))
     return out

@@ -105,9 +105,10 @@ def test_a_predicate_that_closes_its_parenthesis_still_sees_only_usable_series(c
 def test_fingerprints_hold_one_row_per_file(corpus_manifest: Manifest):
     instances = corpus_manifest.instances
     key = instances.series_key.dropna().iloc[0]
-    rows = corpus_manifest.instance_fingerprints([key])
-    assert list(rows.columns) == ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
-    assert sorted(rows.sop_instance_uid) == sorted(instances[instances.series_key == key].sop_instance_uid)
+    rows = corpus_manifest.instance_fingerprints([key, "not-a-key"])
+    assert rows.column_names == ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
+    assert set(rows.column("series_key").to_pylist()) == {key}
+    assert sorted(rows.column("sop_instance_uid").to_pylist()) == sorted(instances[instances.series_key == key].sop_instance_uid)
     annotations = corpus_manifest.annotations
     ann = annotations.annotation_key.iloc[0]
     files = corpus_manifest.annotation_fingerprints([ann])
