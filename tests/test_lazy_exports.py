@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import json
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
-from dicomml.indexer.tables import column, empty
+from dicomml.indexer.tables import empty
 from dicomml.sources._remote import Remote
 
 if TYPE_CHECKING:
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Manifest", "TABLES", "duckdb_connection", "parquet_view"]
+
+_T = TypeVar("_T")
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
@@ -180,9 +181,13 @@ class Manifest:
         --------
         >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
         """
+        return self._execute(query, params, lambda result: result.df())
+
+    def _execute(self, query: str, params: Sequence[Any], fetch: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """``fetch`` of the result of ``query`` (``?`` placeholders: ``params``) on a new connection, closed after."""
         con = self.connect()
         try:
-            return con.execute(query, list(params)).df()
+            return fetch(con.execute(query, list(params)))
         finally:
             con.close()
 
@@ -317,25 +322,25 @@ class Manifest:
         query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
         return [str(k) for k in self._filtered(query, where, "series")["series_key"]]
 
-    def instance_fingerprints(self, series_keys: Sequence[str]) -> pa.Table:
-        """What identifies the files of some series: ``series_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``.
+    def instance_fingerprints(self, series_keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """What identifies the files of some series, one tuple per file (per volume group), in no particular order.
 
-        One row per file (per volume group), in no particular order; series
-        not in the manifest have no rows. An Arrow table: a Dataset opening a
-        filled cache needs neither DuckDB nor pandas.
+        Each is ``(series_key, sop_instance_uid, size, mtime_ns, frame_numbers)``
+        (``frame_numbers`` None for every frame); series not in the manifest
+        have none. Plain tuples: a Dataset opening a filled cache needs neither
+        DuckDB nor pandas, nor pyarrow's compute functions.
         """
-        # filtered here, not by the Parquet reader: no DuckDB connection, no pandas (see table)
+        wanted = set(series_keys)
         rows = self.table("instances", ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"])
-        keys = column(list(series_keys), rows.schema.field("series_key").type)  # pa.array would import pandas
-        return rows.filter(pc.is_in(rows.column("series_key"), value_set=keys))
+        return [row for row in zip(*(rows.column(c).to_pylist() for c in rows.column_names)) if row[0] in wanted]
 
-    def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> pd.DataFrame:
-        """What identifies the files of some annotations: ``annotation_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``."""
-        return self.sql(
+    def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """What identifies the files of some annotations: ``(annotation_key, sop_instance_uid, size, mtime_ns, frame_numbers)`` tuples."""
+        query = (
             "SELECT annotation_key, sop_instance_uid, i.size, i.mtime_ns, a.frame_numbers FROM annotations a "
-            "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)",
-            sorted(set(annotation_keys)),
+            "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)"
         )
+        return self._execute(query, [sorted(set(annotation_keys))], lambda result: result.fetchall())
 
     def image_instances(self, modalities: Sequence[str], where: str | None = None) -> pd.DataFrame:
         """Distinct ``instances`` rows of some modalities (the 2D images), ordered by path.

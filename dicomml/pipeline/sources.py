@@ -5,16 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dicomml.cache import entry_key, source_fingerprint
 from dicomml.config import PipelineConfig
 from dicomml.errors import SeriesNotFoundError
 from dicomml.indexer.manifest import Manifest
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
 
 __all__ = ["SeriesSource", "series_sources"]
 
@@ -76,7 +72,7 @@ def series_sources(
     """
     manifest = Manifest.open(manifest)
     keys = manifest.usable_series_keys(where) if series_keys is None else [str(k) for k in series_keys]
-    files = _group(manifest.instance_fingerprints(keys), "series_key") if keys else {}
+    files = _group(manifest.instance_fingerprints(keys)) if keys else {}
     for k in keys:
         if k not in files:
             raise SeriesNotFoundError(f"series key {k} is not in the manifest; list keys with Manifest.series", series_uid=k)
@@ -108,22 +104,16 @@ def _annotations(manifest: Manifest, keys: Sequence[str]) -> dict[str, list[tupl
     paired = paired[paired["series_key"].isin(list(keys))]
     if paired.empty:
         return {}
-    files = _group(manifest.annotation_fingerprints(list(paired["annotation_key"])), "annotation_key")
+    files = _group(manifest.annotation_fingerprints(list(paired["annotation_key"])))
     out: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
     for series_key, group in paired.sort_values("annotation_key").groupby("series_key"):
         out[str(series_key)] = [(str(a), files.get(str(a), [])) for a in group["annotation_key"]]
     return out
 
 
-def _group(table: pa.Table | pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
-    """``by`` value -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input.
-
-    An Arrow table is read without pandas (a Dataset over a filled cache never imports it).
-    """
-    names = [by, "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
-    columns = [table.column(n).to_pylist() for n in names] if hasattr(table, "column_names") else [table[n] for n in names]
+def _group(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Key -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input, from fingerprint rows."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for key, uid, size, mtime, frames in zip(*columns):
-        frames = list(frames) if isinstance(frames, Iterable) else None  # a null: None, NaN or pandas.NA
-        out.setdefault(str(key), []).append((uid, size, mtime, frames))
+    for key, uid, size, mtime, frames in rows:
+        out.setdefault(str(key), []).append((uid, size, mtime, None if frames is None else list(frames)))
     return out
