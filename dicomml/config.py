@@ -62,8 +62,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling
 from dicomml.errors import ConfigError
 from dicomml.limits import DEFAULT_MAX_VOXELS
@@ -543,6 +541,8 @@ def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     ConfigError
         If the file is missing, is not YAML, or its top level is not a mapping.
     """
+    import yaml  # here: a config given as an object or a dict never needs it
+
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())

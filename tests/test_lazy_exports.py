@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGES = ["dicomml", "dicomml.seg", "dicomml.imaging2d", "dicomml.dicom", "dicomml.geometry"]
+PACKAGES = ["dicomml", "dicomml.seg", "dicomml.imaging2d", "dicomml.dicom", "dicomml.geometry", "dicomml.study"]
 
 
 def _type_checking_imports(package: str) -> dict[str, str]:
@@ -34,3 +35,20 @@ def test_type_checking_imports_and_lazy_exports_agree(package):
 def test_importing_the_packages_imports_none_of_their_names():
     code = "import sys, dicomml, dicomml.seg, dicomml.imaging2d; print(sorted(m for m in ('torch', 'pydicom', 'highdicom') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_dataset_over_a_filled_cache_imports_no_dicom_sql_or_dataframe_library(study, make_config, tmp_path):
+    from dicomml.data import SeriesDataset
+
+    _, manifest = study
+    config = make_config("ct_1mm")
+    filled = SeriesDataset(manifest, config, tmp_path / "cache")
+    assert len(filled) >= 1 and all(filled[i]["image"].numel() for i in range(len(filled)))
+    code = (
+        "import json, sys\nfrom dicomml.data import SeriesDataset\n"
+        "ds = SeriesDataset(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], cache_only=True)\n"
+        "assert ds[0]['image'].numel()\n"
+        "print(sorted(m for m in ('pandas', 'pydicom', 'duckdb', 'nibabel') if m in sys.modules))"
+    )
+    args = [str(manifest.path), json.dumps(config.to_dict()), str(tmp_path / "cache")]
+    assert subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -36,7 +36,6 @@ from typing import Any, NamedTuple
 
 import crc32c
 import imagecodecs
-import numcodecs.blosc
 import numpy as np
 
 from dicomml.errors import CacheIntegrityError
@@ -162,6 +161,8 @@ def write_array(name: str, data: np.ndarray, chunks: Sequence[int], codec: str =
         data = data.astype(dtype, copy=False)
         frames = []
         if codec != "raw":
+            import numcodecs.blosc  # here: importing numcodecs costs a reader as much as opening its cache
+
             frames = [
                 numcodecs.blosc.compress(box, _CNAME.encode(), _CLEVEL, numcodecs.blosc.SHUFFLE) for box in _chunk_boxes(data, layout)
             ]

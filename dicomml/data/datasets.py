@@ -25,7 +25,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,9 +37,12 @@ from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, u
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
-from dicomml.study import StudyConfig, StudySource, load_any_config, load_study_config, match_studies, study_sources
+from dicomml.study.config import StudyConfig, load_any_config, load_study_config
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
+
+if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a study config is used
+    from dicomml.study import StudySource
 
 __all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
 
@@ -80,6 +83,8 @@ class _CachedDataset(Dataset):
         if isinstance(self.config, StudyConfig):  # one sample per study: the roles' series, on one grid
             if where is not None or series_keys is not None:
                 raise ConfigError(f"{self.config.name}: a study config selects its series by its roles; drop where= and series_keys=")
+            from dicomml.study import study_sources
+
             self.sources = study_sources(self.manifest, self.config)
             pipeline = self.config.pipeline
         else:
@@ -298,6 +303,8 @@ class StudyDataset(SeriesDataset):
         study = load_study_config(config)
         self._with_masks = bool(study.pipeline.deterministic.masks)
         super().__init__(manifest, study, cache, cache_only=cache_only, transform=transform, seed=seed)
+        from dicomml.study import match_studies
+
         self.match = match_studies(self.manifest, study)
 
 
@@ -398,12 +405,12 @@ class PatchDataset(_CachedDataset):
 
 
 def _name(source: SeriesSource | StudySource) -> str:
-    return f"study {source.study_uid}" if isinstance(source, StudySource) else f"series {source.series_key}"
+    return f"series {source.series_key}" if isinstance(source, SeriesSource) else f"study {source.study_uid}"
 
 
 def _identity(source: SeriesSource | StudySource, entry: CacheEntry) -> dict[str, Any]:
     """The sample's series key, or a study's UID, roles (channels) and which of them are present."""
-    if not isinstance(source, StudySource):
+    if isinstance(source, SeriesSource):
         return {"series_key": source.series_key}
     roles = entry.meta.get("roles", {})
     return {

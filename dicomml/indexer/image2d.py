@@ -20,7 +20,7 @@ from dicomml.imaging2d.spacing import physical_spacing
 
 __all__ = ["image2d_fields"]
 
-#: Plain elements the rules read, and how the indexer decodes each (see ``records.FIELDS``).
+#: Plain elements the rules read, and how the indexer decodes each (see ``schema.FIELDS``).
 _KINDS = {
     "PixelSpacing": "floats",
     "ImagerPixelSpacing": "floats",
@@ -74,7 +74,7 @@ def image2d_fields(decode: Any, elements: Any, ds: Dataset) -> dict[str, Any]:
     Parameters
     ----------
     decode
-        ``decode(tag, kind)``: the indexer's value decoder (``kind`` as in ``records.FIELDS``).
+        ``decode(tag, kind)``: the indexer's value decoder (``kind`` as in ``schema.FIELDS``).
     elements
         The header's top-level elements: tag -> (VR, value start, value end, implicit).
     ds

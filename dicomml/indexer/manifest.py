@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Manifest", "TABLES", "duckdb_connection", "parquet_view"]
+
+_T = TypeVar("_T")
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
@@ -124,6 +126,9 @@ class Manifest:
         if not files:
             none = empty(schema)
             return none if columns is None else none.select(columns)
+        if filters is None:  # each file read whole: pyarrow's dataset reader, needed for filters, imports pandas
+            wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+            return pa.concat_tables([pq.ParquetFile(f).read(columns=columns).cast(wanted) for f in files])
         return pa.concat_tables([pq.read_table(f, schema=schema, columns=columns, filters=filters) for f in files])
 
     @property
@@ -176,9 +181,13 @@ class Manifest:
         --------
         >>> m.sql("SELECT path FROM instances WHERE series_key = ?", key)  # doctest: +SKIP
         """
+        return self._execute(query, params, lambda result: result.df())
+
+    def _execute(self, query: str, params: Sequence[Any], fetch: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """``fetch`` of the result of ``query`` (``?`` placeholders: ``params``) on a new connection, closed after."""
         con = self.connect()
         try:
-            return con.execute(query, list(params)).df()
+            return fetch(con.execute(query, list(params)))
         finally:
             con.close()
 
@@ -305,28 +314,33 @@ class Manifest:
         >>> m.usable_series_keys("modality = 'CT'")  # doctest: +SKIP
         ['0c2f...', '3f2a9c0d1e4b5a67']
         """
+        if where is None:  # no DuckDB connection, no pandas: a Dataset over a filled cache starts sooner
+            series = self.table("series", ["series_key", "usable"])
+            return sorted(str(k) for k, usable in zip(*(series.column(c).to_pylist() for c in series.column_names)) if usable)
         # the predicate filters a subquery of the usable series: it cannot reach past them
         usable = "(SELECT * FROM series WHERE usable) AS series"
         query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
         return [str(k) for k in self._filtered(query, where, "series")["series_key"]]
 
-    def instance_fingerprints(self, series_keys: Sequence[str]) -> pd.DataFrame:
-        """What identifies the files of some series: ``series_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``.
+    def instance_fingerprints(self, series_keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """What identifies the files of some series, one tuple per file (per volume group), in no particular order.
 
-        One row per file (per volume group), in no particular order; series
-        not in the manifest have no rows.
+        Each is ``(series_key, sop_instance_uid, size, mtime_ns, frame_numbers)``
+        (``frame_numbers`` None for every frame); series not in the manifest
+        have none. Plain tuples: a Dataset opening a filled cache needs neither
+        DuckDB nor pandas, nor pyarrow's compute functions.
         """
-        # a filtered Parquet read, like series_files: no DuckDB connection
-        columns = ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
-        return self.table("instances", columns, [("series_key", "in", list(series_keys))]).to_pandas()
+        wanted = set(series_keys)
+        rows = self.table("instances", ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"])
+        return [row for row in zip(*(rows.column(c).to_pylist() for c in rows.column_names)) if row[0] in wanted]
 
-    def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> pd.DataFrame:
-        """What identifies the files of some annotations: ``annotation_key``, ``sop_instance_uid``, ``size``, ``mtime_ns``, ``frame_numbers``."""
-        return self.sql(
+    def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """What identifies the files of some annotations: ``(annotation_key, sop_instance_uid, size, mtime_ns, frame_numbers)`` tuples."""
+        query = (
             "SELECT annotation_key, sop_instance_uid, i.size, i.mtime_ns, a.frame_numbers FROM annotations a "
-            "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)",
-            sorted(set(annotation_keys)),
+            "JOIN instances i USING (path, sop_instance_uid) WHERE list_contains(?, annotation_key)"
         )
+        return self._execute(query, [sorted(set(annotation_keys))], lambda result: result.fetchall())
 
     def image_instances(self, modalities: Sequence[str], where: str | None = None) -> pd.DataFrame:
         """Distinct ``instances`` rows of some modalities (the 2D images), ordered by path.

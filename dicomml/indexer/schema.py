@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["ANNOTATIONS", "ERRORS", "IMAGE2D_FIELDS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
+__all__ = ["ANNOTATIONS", "ERRORS", "FIELDS", "IMAGE2D_FIELDS", "PHI_FIELDS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
 #: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax. 3: ``philips_scale_slope``.
@@ -50,10 +50,68 @@ _FILE = [
 ]
 
 
+# column -> (tag, how the value is kept)
+#   "text": one string (multi-valued text kept with its backslashes)
+#   "texts": list of strings, "int": first value as int, "float": first value as float,
+#   "floats": list of floats
+FIELDS: dict[str, tuple[int, str]] = {
+    "sop_instance_uid": (0x00080018, "text"),
+    "sop_class_uid": (0x00080016, "text"),
+    "series_instance_uid": (0x0020000E, "text"),
+    "study_instance_uid": (0x0020000D, "text"),
+    "frame_of_reference_uid": (0x00200052, "text"),
+    "modality": (0x00080060, "text"),
+    "series_number": (0x00200011, "int"),
+    "instance_number": (0x00200013, "int"),
+    "acquisition_number": (0x00200012, "int"),
+    "temporal_position": (0x00200100, "int"),
+    "echo_number": (0x00180086, "int"),
+    "echo_time": (0x00180081, "float"),
+    "trigger_time": (0x00181060, "float"),
+    "acquisition_time": (0x00080032, "text"),
+    "number_of_frames": (0x00280008, "int"),
+    "samples_per_pixel": (0x00280002, "int"),
+    "bits_allocated": (0x00280100, "int"),
+    "bits_stored": (0x00280101, "int"),
+    "pixel_representation": (0x00280103, "int"),
+    "photometric_interpretation": (0x00280004, "text"),
+    "slice_thickness": (0x00180050, "float"),
+    "spacing_between_slices": (0x00180088, "float"),
+    "rescale_type": (0x00281054, "text"),
+    "window_center": (0x00281050, "floats"),
+    "window_width": (0x00281051, "floats"),
+    "image_type": (0x00080008, "texts"),
+    "series_description": (0x0008103E, "text"),
+    "study_description": (0x00081030, "text"),
+    "body_part": (0x00180015, "text"),
+    "manufacturer": (0x00080070, "text"),
+    "model": (0x00081090, "text"),
+    "kvp": (0x00180060, "float"),
+    "convolution_kernel": (0x00181210, "text"),
+    "contrast_agent": (0x00180010, "text"),
+    "study_date": (0x00080020, "text"),
+    "patient_position": (0x00185100, "text"),
+}
+
+#: Direct identifiers: stored only with ``include_phi=True``.
+PHI_FIELDS: dict[str, tuple[int, str]] = {
+    "patient_name": (0x00100010, "text"),
+    "patient_id": (0x00100020, "text"),
+    "patient_birth_date": (0x00100030, "text"),
+    "patient_address": (0x00101040, "text"),
+    "patient_telephone": (0x00102154, "text"),
+    "other_patient_ids": (0x00101000, "text"),
+    "accession_number": (0x00080050, "text"),
+    "institution_name": (0x00080080, "text"),
+    "institution_address": (0x00080081, "text"),
+    "referring_physician": (0x00080090, "text"),
+    "performing_physician": (0x00081050, "text"),
+    "operators_name": (0x00081070, "text"),
+}
+
+
 def instances_schema(include_phi: bool) -> pa.Schema:
     """Schema of the ``instances`` table (with the identifier columns when ``include_phi``)."""
-    from dicomml.indexer.records import FIELDS, PHI_FIELDS  # pydicom: not needed by a manifest reader
-
     fields = [
         *_FILE,
         pa.field("series_key", pa.string()),

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dicomml.assemble.volumes import apply_selection
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig
 from dicomml.errors import ConfigError, SeriesNotFoundError
@@ -222,8 +221,9 @@ def preprocess_one(
             )
         source = found[0]
     computed = not cache.has(source.key)
-    if computed:
+    if computed:  # DICOM reading (pydicom, nibabel) is imported here: a Dataset over a filled cache never needs it
         from dicomml.assemble import load_series
+        from dicomml.assemble.volumes import apply_selection
 
         volume = load_series(
             manifest,

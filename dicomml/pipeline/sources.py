@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from dicomml.cache import entry_key, source_fingerprint
 from dicomml.config import PipelineConfig
@@ -74,7 +72,7 @@ def series_sources(
     """
     manifest = Manifest.open(manifest)
     keys = manifest.usable_series_keys(where) if series_keys is None else [str(k) for k in series_keys]
-    files = _group(manifest.instance_fingerprints(keys), "series_key") if keys else {}
+    files = _group(manifest.instance_fingerprints(keys)) if keys else {}
     for k in keys:
         if k not in files:
             raise SeriesNotFoundError(f"series key {k} is not in the manifest; list keys with Manifest.series", series_uid=k)
@@ -106,18 +104,16 @@ def _annotations(manifest: Manifest, keys: Sequence[str]) -> dict[str, list[tupl
     paired = paired[paired["series_key"].isin(list(keys))]
     if paired.empty:
         return {}
-    files = _group(manifest.annotation_fingerprints(list(paired["annotation_key"])), "annotation_key")
+    files = _group(manifest.annotation_fingerprints(list(paired["annotation_key"])))
     out: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
     for series_key, group in paired.sort_values("annotation_key").groupby("series_key"):
         out[str(series_key)] = [(str(a), files.get(str(a), [])) for a in group["annotation_key"]]
     return out
 
 
-def _group(table: pd.DataFrame, by: str) -> dict[str, list[tuple[Any, ...]]]:
-    """``by`` value -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input."""
+def _group(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Key -> its files as (SOP Instance UID, size, mtime_ns, frames) tuples, the cache key's input, from fingerprint rows."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for row in table.itertuples(index=False):
-        frames = row.frame_numbers
-        frames = None if frames is None or (pd.api.types.is_scalar(frames) and pd.isna(frames)) else list(frames)
-        out.setdefault(str(getattr(row, by)), []).append((row.sop_instance_uid, row.size, row.mtime_ns, frames))
+    for key, uid, size, mtime, frames in rows:
+        out.setdefault(str(key), []).append((uid, size, mtime, None if frames is None else list(frames)))
     return out

@@ -123,7 +123,7 @@ def study_sources(manifest: Manifest, config: StudyConfig, match: StudyMatch | N
     match = match or match_studies(manifest, config)
     usable = match.usable
     keys = sorted({str(k) for role in config.role_names for k in usable[role].dropna()})
-    files = _group(manifest.instance_fingerprints(keys), "series_key") if keys else {}
+    files = _group(manifest.instance_fingerprints(keys)) if keys else {}
     annotations = _annotations(manifest, keys) if config.pipeline.deterministic.masks else {}
     out = []
     for row in usable.itertuples(index=False):

@@ -105,13 +105,16 @@ def test_a_predicate_that_closes_its_parenthesis_still_sees_only_usable_series(c
 def test_fingerprints_hold_one_row_per_file(corpus_manifest: Manifest):
     instances = corpus_manifest.instances
     key = instances.series_key.dropna().iloc[0]
-    rows = corpus_manifest.instance_fingerprints([key])
-    assert list(rows.columns) == ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"]
-    assert sorted(rows.sop_instance_uid) == sorted(instances[instances.series_key == key].sop_instance_uid)
+    rows = corpus_manifest.instance_fingerprints([key, "not-a-key"])
+    chosen = instances[instances.series_key == key]
+    assert {row[0] for row in rows} == {key} and all(len(row) == 5 for row in rows)
+    assert sorted(row[1] for row in rows) == sorted(chosen.sop_instance_uid)
+    assert {(row[1], row[2], row[3]) for row in rows} == set(zip(chosen.sop_instance_uid, chosen["size"], chosen.mtime_ns))
     annotations = corpus_manifest.annotations
     ann = annotations.annotation_key.iloc[0]
     files = corpus_manifest.annotation_fingerprints([ann])
-    assert set(files.sop_instance_uid) == set(annotations[annotations.annotation_key == ann].sop_instance_uid)
+    assert {row[0] for row in files} == {ann}
+    assert {row[1] for row in files} == set(annotations[annotations.annotation_key == ann].sop_instance_uid)
 
 
 def test_image_instances_keep_their_modalities_and_the_predicate(corpus_manifest: Manifest):

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from dicomml.errors import GeometryError
 from dicomml.geometry.affine import spacing_of
@@ -93,6 +92,9 @@ def orient_grid(affine: np.ndarray, shape: Sequence[int], axcodes: str) -> tuple
     ([2.0, 0.0, 0.0, -4.0], (3, 4, 5))
     """
     a, n = _check(affine, shape)
+    # imported here: importing nibabel imports pydicom, which a Dataset over a filled cache never needs
+    from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
     transform = ornt_transform(io_orientation(a), axcodes2ornt(tuple(check_axcodes(axcodes))))
     out_shape = [0, 0, 0]
     for axis, (target, _) in enumerate(transform):
