@@ -30,7 +30,7 @@ import math
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import product
 from typing import Any, NamedTuple
 
@@ -64,6 +64,9 @@ CODECS = ("blosc", "raw")
 RAW_ABOVE = 2 / 3
 #: Voxels windowed per call (whole planes, at least one): the block stays in cache across the window's passes.
 _WINDOW_BLOCK = 2**18
+#: The same when several threads window one read: a row of 64-voxel chunks in one block (fewer calls while the threads
+#: share the cores and the GIL, longer streams) gave the faster whole-volume read (``benchmarks/bench_cache.py``'s warm phase).
+_SHARED_WINDOW_BLOCK = 2**20
 
 
 @dataclass(frozen=True)
@@ -380,31 +383,38 @@ def read_region(
             if factor is not None:  # cast, then scaled in place: two vectorised passes beat one mixed-type ufunc
                 np.multiply(box, factor, out=box)
 
-    def windowed(share: Sequence[Sequence[tuple[Any, ...]]]) -> None:
+    def windowed(share: Sequence[Sequence[tuple[Any, ...]]], block: int) -> None:
         buffer = np.empty(layout.chunks if layout.codec == "blosc" else 0, dtype=dtype)
         row = np.empty(math.prod(layout.chunks[:-1]) * shape[-1], dtype=dtype)
-        floats = np.empty(_WINDOW_BLOCK if any(line is None for _, line in rows) else 0, dtype=targets.dtype)  # for gathers
+        floats = np.empty(block if any(line is None for _, line in rows) else 0, dtype=targets.dtype)  # for gathers
         # a line's integer passes run in ``row`` itself, unless another row of the table still needs the stored values
-        ints = np.empty(_WINDOW_BLOCK if len(rows) > 1 and any(line and line.bounds for _, line in rows) else 0, dtype=dtype)
+        ints = np.empty(block if len(rows) > 1 and any(line and line.bounds for _, line in rows) else 0, dtype=dtype)
         for chunks in share:
             lead = chunks[0][2][:-1]  # the row's box in the output, but the last axis whole
             stored = row[: math.prod(s.stop - s.start for s in lead) * shape[-1]].reshape(*(s.stop - s.start for s in lead), shape[-1])
             for cidx, src, dst, offset, length in chunks:
                 stored[..., dst[-1]] = decoded(cidx, offset, length, buffer)[src]
-            _window(stored, rows, [target[lead] for target in targets], floats, ints)
+            _window(stored, rows, [target[lead] for target in targets], floats, ints, block)
 
     if lookup is None:
         parallel(copied, jobs, threads)  # each thread writes its own chunks' boxes of ``out``
     else:  # the chunks of a row along the last axis decoded side by side (in cache), then windowed into long runs of ``out``
         per_row = len(axes[-1])
-        parallel(windowed, [jobs[i : i + per_row] for i in range(0, len(jobs), per_row)], threads)
+        row_jobs = [jobs[i : i + per_row] for i in range(0, len(jobs), per_row)]
+        block = _WINDOW_BLOCK if min(threads, len(row_jobs)) == 1 else _SHARED_WINDOW_BLOCK
+        parallel(partial(windowed, block=block), row_jobs, threads)
     return out
 
 
 def _window(
-    stored: np.ndarray, rows: Sequence[tuple[np.ndarray, _Line | None]], boxes: Sequence[np.ndarray], floats: np.ndarray, ints: np.ndarray
+    stored: np.ndarray,
+    rows: Sequence[tuple[np.ndarray, _Line | None]],
+    boxes: Sequence[np.ndarray],
+    floats: np.ndarray,
+    ints: np.ndarray,
+    size: int,
 ) -> None:
-    """``boxes[c][...] = table[stored]`` for each ``(table, line)`` of ``rows``, a block of planes at a time (it stays in cache between passes).
+    """``boxes[c][...] = table[stored]`` for each ``(table, line)`` of ``rows``, ``size`` voxels of planes at a time (kept in cache between passes).
 
     A table whose ``line`` is known (:func:`_line`, the usual linear window)
     is computed as one, in place in the output: float passes cost less than the
@@ -418,7 +428,7 @@ def _window(
     if stored.ndim < 3:
         pieces: list[tuple[Any, ...]] = [()]
     else:
-        step = max(1, _WINDOW_BLOCK // math.prod(stored.shape[-2:]))
+        step = max(1, size // math.prod(stored.shape[-2:]))
         pieces = [(*lead, slice(i, i + step)) for lead in np.ndindex(stored.shape[:-3]) for i in range(0, stored.shape[-3], step)]
     for piece in pieces:
         for (table, line), box in zip(rows, boxes):
@@ -527,15 +537,16 @@ def _draw(stored: np.ndarray, line: _Line, out: np.ndarray, ints: np.ndarray | N
     With integer ``bounds`` ``(a, b)``: ``out = (clip(stored, a, b) - p) * q``,
     the clip and the subtraction exact in the stored integers, in ``ints``
     (shaped like ``stored``, or ``stored`` itself, then overwritten; a new
-    array if None): half the bytes per pass and no float clip.
+    array if None): half the bytes per pass and no float clip; then one
+    pass casts and multiplies (the cast is exact, so the bits are those of
+    a cast then a multiply).
     """
     p, q, low, high, bounds = line
     if bounds is not None:
         shifted = ints if ints is not None else np.empty_like(stored)
         np.clip(stored, *bounds, out=shifted)
         np.subtract(shifted, int(p), out=shifted)
-        out[...] = shifted
-        np.multiply(out, q, out=out)
+        np.multiply(shifted, q, out=out)  # cast and multiply in one pass: numpy casts a buffer at a time, in cache
         return
     out[...] = stored  # 8/16-bit integers are exact in float32; a plain cast, then in place: no mixed-type ufunc's buffered cast
     np.subtract(out, p, out=out)

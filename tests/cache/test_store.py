@@ -355,14 +355,17 @@ def test_windowing_while_decoding_equals_decoding_then_the_table(tmp_path, codec
 
     if block is not None:
         monkeypatch.setattr(array, "_WINDOW_BLOCK", block)
+        monkeypatch.setattr(array, "_SHARED_WINDOW_BLOCK", block)
     rng = np.random.default_rng(11)
     image = rng.integers(-(2**15), 2**15, size=(37, 45, 70), dtype=np.int16)  # edge chunks on every axis
     image[:, :20] = rng.integers(-100, 200, size=(37, 20, 70))  # much of it on the window's ramp
     entry = Cache(tmp_path / "c").put("k", image, np.eye(4), chunks=(16, 16, 32), codec=codec)
     assert entry.layouts["image"].codec == codec
     line, sigmoid = Window(40, 80).lookup_table("int16"), Window(40, 80, "SIGMOID").lookup_table("int16")
-    tables = {"line": line, "not a line": sigmoid, "both": np.concatenate([line, sigmoid])}
+    halves = Window(20.5, 41).lookup_table("int16")  # a line clipped in floats: no integer bounds
+    tables = {"line": line, "not a line": sigmoid, "both": np.concatenate([line, sigmoid]), "float clip": halves}
     assert array._lines(line, np.dtype(np.int16)) != [None] and array._lines(sigmoid, np.dtype(np.int16)) == [None]
+    assert array._lines(line, np.dtype(np.int16))[0].bounds is not None and array._lines(halves, np.dtype(np.int16))[0].bounds is None
     boxes = [
         ((0, 0, 0), image.shape),
         ((10, 12, 25), (20, 30, 40)),
