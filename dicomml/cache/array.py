@@ -548,7 +548,6 @@ def _draw(stored: np.ndarray, line: _Line, out: np.ndarray, ints: np.ndarray | N
         np.subtract(shifted, int(p), out=shifted)
         np.multiply(shifted, q, out=out)  # cast and multiply in one pass: numpy casts a buffer at a time, in cache
         return
-    out[...] = stored  # 8/16-bit integers are exact in float32; a plain cast, then in place: no mixed-type ufunc's buffered cast
-    np.subtract(out, p, out=out)
+    np.subtract(stored, p, out=out)  # 8/16-bit integers are exact in float32: cast and subtract in one pass, as above
     np.multiply(out, q, out=out)
     np.clip(out, low, high, out=out)
