@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
-from dicomml.indexer.tables import empty
+from dicomml.indexer.tables import column, empty
 from dicomml.sources._remote import Remote
 
 if TYPE_CHECKING:
@@ -327,12 +328,14 @@ class Manifest:
 
         Each is ``(series_key, sop_instance_uid, size, mtime_ns, frame_numbers)``
         (``frame_numbers`` None for every frame); series not in the manifest
-        have none. Plain tuples: a Dataset opening a filled cache needs neither
-        DuckDB nor pandas, nor pyarrow's compute functions.
+        have none. Filtered in Arrow (only the chosen rows become Python
+        objects), without DuckDB or pandas: a Dataset opening a filled cache
+        starts sooner.
         """
-        wanted = set(series_keys)
         rows = self.table("instances", ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"])
-        return [row for row in zip(*(rows.column(c).to_pylist() for c in rows.column_names)) if row[0] in wanted]
+        keys = column(sorted(set(series_keys)), rows.schema.field("series_key").type)  # pa.array would import pandas
+        chosen = rows.filter(pc.is_in(rows.column("series_key"), value_set=keys))
+        return list(zip(*(chosen.column(c).to_pylist() for c in chosen.column_names)))
 
     def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> list[tuple[Any, ...]]:
         """What identifies the files of some annotations: ``(annotation_key, sop_instance_uid, size, mtime_ns, frame_numbers)`` tuples."""
