@@ -307,7 +307,8 @@ def read_region(
         Read and decode with up to this many threads (the calling one and
         this process's shared decoding threads; each takes every n-th chunk,
         or row of chunks with ``lookup``; CRC32C, Blosc and numpy's passes
-        release the GIL, so two threads nearly halve a whole-volume read).
+        release the GIL, so a second thread shortens a whole-volume read,
+        as far as the two share the cores' memory bandwidth).
     out
         Where to write: C-contiguous, of the result's shape and dtype (e.g. a
         tensor in shared memory, so a DataLoader worker hands it over
