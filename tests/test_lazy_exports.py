@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-PACKAGES = ["dicomml", "dicomml.seg", "dicomml.imaging2d", "dicomml.dicom", "dicomml.geometry", "dicomml.study"]
+PACKAGES = [
+    "dicomml",
+    "dicomml.seg",
+    "dicomml.imaging2d",
+    "dicomml.dicom",
+    "dicomml.geometry",
+    "dicomml.study",
+    "dicomml.indexer",
+    "dicomml.pipeline",
+]
 
 
 def _type_checking_imports(package: str) -> dict[str, str]:
@@ -37,7 +46,7 @@ def test_importing_the_packages_imports_none_of_their_names():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
-def test_a_dataset_over_a_filled_cache_imports_no_dicom_sql_or_dataframe_library(study, make_config, tmp_path):
+def test_a_dataset_over_a_filled_cache_imports_no_dicom_sql_arrow_or_dataframe_library(study, make_config, tmp_path):
     from dicomml.data import SeriesDataset
 
     _, manifest = study
@@ -48,7 +57,7 @@ def test_a_dataset_over_a_filled_cache_imports_no_dicom_sql_or_dataframe_library
         "import json, sys\nfrom dicomml.data import SeriesDataset\n"
         "ds = SeriesDataset(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], cache_only=True)\n"
         "assert ds[0]['image'].numel()\n"
-        "print(sorted(m for m in ('pandas', 'pydicom', 'duckdb', 'nibabel') if m in sys.modules))"
+        "print(sorted(m for m in ('pandas', 'pydicom', 'duckdb', 'nibabel', 'pyarrow') if m in sys.modules))"
     )
     args = [str(manifest.path), json.dumps(config.to_dict()), str(tmp_path / "cache")]
     assert subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -11,6 +11,7 @@ Layout of a cache at ``ROOT`` (a local folder or any fsspec URL)::
     ROOT/entries/KEY.json          the publish marker: which TOKEN is the entry
     ROOT/tmp/                      markers being written
     ROOT/leases/KEY.TOKEN.json     a writer at work on data/KEY/TOKEN (host, pid)
+    ROOT/lists/NAME.json           a Dataset's series and their keys, kept for an unchanged manifest
 
 Publishing is atomic: a writer fills ``data/KEY/TOKEN`` (TOKEN is unique per
 writer), then writes the marker to ``tmp/`` and renames it to
@@ -605,12 +606,35 @@ class Cache:
                     other += size
         return {"url": self.url, "format": FORMAT_VERSION, "entries": len(live), "bytes": used, "unreferenced_bytes": other}
 
+    # -- kept lists -------------------------------------------------------------
+
+    def read_list(self, name: str) -> Any:
+        """The JSON document :meth:`write_list` kept under ``name``; None if there is none or it is unreadable.
+
+        A kept list only saves work (:func:`~dicomml.pipeline.series_sources`
+        resolves it again without one), so an unreadable one is a miss.
+        """
+        try:
+            return json.loads(self.fs.cat_file(self._list(name)))
+        except (OSError, ValueError):
+            return None
+
+    def write_list(self, name: str, document: Mapping[str, Any]) -> None:
+        """Keep a JSON ``document`` under ``name``, atomically (see :meth:`_publish_json`)."""
+        self._publish_json(self._list(name), document)
+
     # -- helpers ---------------------------------------------------------------
 
     def _marker(self, key: str) -> str:
-        if not key or "/" in key or key.startswith("."):
-            raise ValueError(f"cache key {key!r} must be a non-empty name without '/'")
-        return f"{self.root}/entries/{key}.json"
+        return self._json_path("entries", key, "cache key")
+
+    def _list(self, name: str) -> str:
+        return self._json_path("lists", name, "list name")
+
+    def _json_path(self, folder: str, name: str, what: str) -> str:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"{what} {name!r} must be a non-empty name without '/'")
+        return f"{self.root}/{folder}/{name}.json"
 
     def _create_root(self) -> None:
         """Write the root group's ``zarr.json`` (Zarr v3 group metadata), ``data/``'s before it; see :meth:`_publish_json`."""

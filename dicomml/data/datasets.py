@@ -20,6 +20,7 @@ reaches persistent workers) gives each epoch new draws.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -35,13 +36,13 @@ from dicomml.cache import Cache, CacheEntry
 from dicomml.config import Annotations, PipelineConfig, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
-from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
 from dicomml.study.config import StudyConfig, load_any_config, load_study_config
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
 
-if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a study config is used
+if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a study config is used, the manifest's when read
+    from dicomml.indexer.manifest import Manifest
     from dicomml.study import StudySource
 
 __all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
@@ -66,7 +67,7 @@ class _CachedDataset(Dataset):
         on_irregular: str | None = None,
         annotations: Annotations | Mapping[str, Any] | None = None,
     ) -> None:
-        self.manifest = Manifest.open(manifest)
+        self._manifest = manifest
         loaded = load_any_config(config)
         if isinstance(loaded, StudyConfig) and (on_irregular is not None or annotations is not None):
             raise ConfigError(f"{loaded.name}: on_irregular= and annotations= go in a study config's deterministic part")
@@ -88,7 +89,7 @@ class _CachedDataset(Dataset):
             self.sources = study_sources(self.manifest, self.config)
             pipeline = self.config.pipeline
         else:
-            self.sources = series_sources(self.manifest, self.config, where=where, series_keys=series_keys)
+            self.sources = series_sources(manifest, self.config, where=where, series_keys=series_keys, cache=self.cache)
             pipeline = self.config
         self.cache_only = cache_only
         self.transform = transform
@@ -98,6 +99,13 @@ class _CachedDataset(Dataset):
         self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @functools.cached_property
+    def manifest(self) -> Manifest:
+        """The :class:`~dicomml.Manifest`, opened on first use: a series list kept in the cache needs none of its tables."""
+        from dicomml.indexer.manifest import Manifest
+
+        return Manifest.open(self._manifest)
 
     def set_epoch(self, epoch: int) -> None:
         """New random draws for ``epoch``; reaches persistent DataLoader workers (shared memory)."""

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
+from dicomml.indexer.folder import TABLES, table_files
 from dicomml.indexer.schema import ANNOTATIONS, ERRORS, SCHEMA_VERSION, SERIES, instances_schema
 from dicomml.indexer.tables import column, empty
 from dicomml.sources._remote import Remote
@@ -40,10 +41,6 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
     except duckdb.InvalidInputException:
         pass
     return con
-
-
-#: The tables of a manifest, each a folder of Parquet files.
-TABLES = ("instances", "series", "annotations", "errors")
 
 
 def parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], **options: Any) -> None:
@@ -118,7 +115,7 @@ class Manifest:
         """The Parquet files of one table."""
         if table not in TABLES:
             raise ManifestError(f"{self.path}: no table {table!r}; tables are {', '.join(TABLES)}")
-        return sorted(str(p) for p in (self.path / table).glob("*.parquet"))
+        return table_files(self.path, table)
 
     def table(self, table: str, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
         """One table as Arrow; ``columns`` and ``filters`` as for :func:`pyarrow.parquet.read_table`."""

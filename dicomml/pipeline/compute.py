@@ -23,12 +23,12 @@ from dicomml.cache import Cache
 from dicomml.config import PipelineConfig
 from dicomml.errors import ConfigError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
-from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.steps import deterministic_transforms
 from dicomml.volume import Volume
 
 if TYPE_CHECKING:
+    from dicomml.indexer.manifest import Manifest
     from dicomml.study import StudyConfig
 
 __all__ = ["EntryInfo", "compute_entry", "open_cache", "preprocess_one", "volume_meta"]
@@ -197,6 +197,7 @@ def preprocess_one(
     >>> info.computed, info.shape  # doctest: +SKIP
     (True, (350, 350, 240))
     """
+    from dicomml.indexer.manifest import Manifest
     from dicomml.study import StudySource, load_any_config, preprocess_study
 
     start = time.perf_counter()

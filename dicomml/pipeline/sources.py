@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from dicomml.cache import entry_key, source_fingerprint
+import dicomml
+from dicomml.cache import Cache, entry_key, source_fingerprint
 from dicomml.config import PipelineConfig
 from dicomml.errors import SeriesNotFoundError
-from dicomml.indexer.manifest import Manifest
+from dicomml.indexer.folder import manifest_state
+
+if TYPE_CHECKING:  # the manifest's tables (pyarrow) are read only when no kept list answers
+    from dicomml.indexer.manifest import Manifest
 
 __all__ = ["SeriesSource", "series_sources"]
+
+#: Bump when the way sources are resolved changes: lists kept by earlier code are then ignored.
+_LIST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ def series_sources(
     *,
     where: str | None = None,
     series_keys: Sequence[str] | None = None,
+    cache: Cache | None = None,
 ) -> list[SeriesSource]:
     """The series a pipeline runs on, with their cache keys.
 
@@ -57,6 +68,13 @@ def series_sources(
         SQL predicate on the ``series`` table (DuckDB), e.g. ``"modality = 'CT'"``.
     series_keys
         Explicit series keys (in this order) instead of every usable series.
+    cache
+        Keep the result in this cache (``lists/``), with the size, mtime and
+        inode of every file of the manifest: a later call with the same
+        arguments over the unchanged manifest reads it back instead of the
+        manifest's tables (so a Dataset in a fresh interpreter imports
+        neither pyarrow's compute functions nor DuckDB). Not with a
+        ``choose`` predicate (a function cannot be keyed).
 
     Returns
     -------
@@ -70,6 +88,40 @@ def series_sources(
     ManifestError
         If ``where`` is not a valid predicate on the ``series`` table.
     """
+    name, state = _list_name(manifest, config, where, series_keys) if cache is not None else (None, None)
+    if cache is not None and name is not None:
+        kept = cache.read_list(name)
+        if isinstance(kept, dict) and kept.get("manifest") == state:
+            return [SeriesSource(k, key, tuple(annotations)) for k, key, annotations in kept["sources"]]
+    out = _resolve(manifest, config, where, series_keys)
+    if cache is not None and name is not None:
+        try:
+            cache.write_list(name, {"manifest": state, "sources": [[s.series_key, s.key, list(s.annotation_keys)] for s in out]})
+        except OSError:  # a read-only cache keeps no list: the next call resolves again
+            pass
+    return out
+
+
+def _list_name(
+    manifest: Manifest | str | os.PathLike[str], config: PipelineConfig, where: str | None, series_keys: Sequence[str] | None
+) -> tuple[str | None, list[list[Any]] | None]:
+    """The name of the kept list for these arguments, and the manifest's state it must match; (None, None) if none is kept."""
+    if callable(config.deterministic.annotations.choose):  # a function cannot be keyed
+        return None, None
+    root = Path(manifest).expanduser().absolute() if isinstance(manifest, (str, os.PathLike)) else manifest.path
+    state = manifest_state(root)  # taken before the tables are read: a manifest rewritten meanwhile fails the next comparison
+    if state is None:
+        return None, None
+    text = json.dumps([_LIST_VERSION, dicomml.__version__, str(root), config.cache_hash(), where, series_keys and list(series_keys)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32], state
+
+
+def _resolve(
+    manifest: Manifest | str | os.PathLike[str], config: PipelineConfig, where: str | None, series_keys: Sequence[str] | None
+) -> list[SeriesSource]:
+    """:func:`series_sources` from the manifest's tables."""
+    from dicomml.indexer.manifest import Manifest
+
     manifest = Manifest.open(manifest)
     keys = manifest.usable_series_keys(where) if series_keys is None else [str(k) for k in series_keys]
     files = _group(manifest.instance_fingerprints(keys)) if keys else {}
