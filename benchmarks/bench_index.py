@@ -24,7 +24,8 @@ script or ``dicomml index`` waits for. (Timing only the loop's calls would
 leave out the loop's imports and walk while the index's stay inside its
 call.) The rerun target compares the ``dicomml.index`` call alone, first run
 against rerun, both timed inside their processes after the same
-``import dicomml.indexer``; the CLI rerun is its process, for reference.
+``import dicomml.indexer.run`` (the module of ``dicomml.index``); the CLI
+rerun is its process, for reference.
 
 Usage: ``python benchmarks/bench_index.py [--header real|small] [--files N] [--workers W] [--dir DIR]``
 """
@@ -145,7 +146,7 @@ print(m.meta["counts"]["instances"], time.perf_counter() - t, cpu() - c)
 
 # The timed part is the call, after the imports `dicomml.index` itself needs (the rerun target
 # compares calls); the imports count in the process's figures.
-_DICOMML = _CPU + "\nimport sys, time, dicomml, dicomml.indexer\n" + _INDEX_CALL
+_DICOMML = _CPU + "\nimport sys, time, dicomml, dicomml.indexer.run\n" + _INDEX_CALL
 
 # For reference: every library the run uses imported before the timing, as the loop's call has
 # pydicom (pyarrow imports pandas at its first table).

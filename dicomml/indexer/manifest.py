@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError, SeriesNotFoundError
@@ -329,6 +328,8 @@ class Manifest:
         objects), without DuckDB or pandas: a Dataset opening a filled cache
         starts sooner.
         """
+        import pyarrow.compute as pc  # here: an index run, which never filters, does without its import
+
         rows = self.table("instances", ["series_key", "sop_instance_uid", "size", "mtime_ns", "frame_numbers"])
         keys = column(sorted(set(series_keys)), rows.schema.field("series_key").type)  # pa.array would import pandas
         chosen = rows.filter(pc.is_in(rows.column("series_key"), value_set=keys))
