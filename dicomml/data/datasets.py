@@ -37,13 +37,15 @@ from dicomml.config import Annotations, PipelineConfig, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
+from dicomml.pipeline.sources import kept_list
 from dicomml.study.config import StudyConfig, load_any_config, load_study_config
+from dicomml.study.source import StudySource
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
 
 if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a study config is used, the manifest's when read
     from dicomml.indexer.manifest import Manifest
-    from dicomml.study import StudySource
+    from dicomml.study import StudyMatch
 
 __all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
 
@@ -84,9 +86,7 @@ class _CachedDataset(Dataset):
         if isinstance(self.config, StudyConfig):  # one sample per study: the roles' series, on one grid
             if where is not None or series_keys is not None:
                 raise ConfigError(f"{self.config.name}: a study config selects its series by its roles; drop where= and series_keys=")
-            from dicomml.study import study_sources
-
-            self.sources = study_sources(self.manifest, self.config)
+            self.sources = kept_list(self.cache, manifest, ["study", self.config.cache_hash()], self._study_sources, StudySource.from_json)
             pipeline = self.config.pipeline
         else:
             self.sources = series_sources(manifest, self.config, where=where, series_keys=series_keys, cache=self.cache)
@@ -99,6 +99,12 @@ class _CachedDataset(Dataset):
         self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def _study_sources(self) -> list[StudySource]:
+        from dicomml.study import study_sources  # pandas: only when the kept list does not answer
+
+        assert isinstance(self.config, StudyConfig)
+        return study_sources(self.manifest, self.config)
 
     @functools.cached_property
     def manifest(self) -> Manifest:
@@ -311,9 +317,14 @@ class StudyDataset(SeriesDataset):
         study = load_study_config(config)
         self._with_masks = bool(study.pipeline.deterministic.masks)
         super().__init__(manifest, study, cache, cache_only=cache_only, transform=transform, seed=seed)
+
+    @functools.cached_property
+    def match(self) -> StudyMatch:
+        """The series each role picked, found on first use (``match.skipped``: the studies left out and why)."""
         from dicomml.study import match_studies
 
-        self.match = match_studies(self.manifest, study)
+        assert isinstance(self.config, StudyConfig)
+        return match_studies(self.manifest, self.config)
 
 
 class PatchDataset(_CachedDataset):

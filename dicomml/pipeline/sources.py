@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import dicomml
 from dicomml.cache import Cache, entry_key, source_fingerprint
@@ -19,10 +19,19 @@ from dicomml.indexer.folder import manifest_state
 if TYPE_CHECKING:  # the manifest's tables (pyarrow) are read only when no kept list answers
     from dicomml.indexer.manifest import Manifest
 
-__all__ = ["SeriesSource", "series_sources"]
+__all__ = ["SeriesSource", "kept_list", "series_sources"]
 
 #: Bump when the way sources are resolved changes: lists kept by earlier code are then ignored.
 _LIST_VERSION = 1
+
+
+class _Kept(Protocol):
+    """An item of a kept list: it writes itself as JSON (its class reads it back)."""
+
+    def to_json(self) -> list[Any]: ...
+
+
+_K = TypeVar("_K", bound=_Kept)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,16 @@ class SeriesSource:
     series_key: str
     key: str
     annotation_keys: tuple[str, ...] = ()
+
+    def to_json(self) -> list[Any]:
+        """A JSON-able list that :meth:`from_json` reads back."""
+        return [self.series_key, self.key, list(self.annotation_keys)]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> SeriesSource:
+        """The source :meth:`to_json` wrote."""
+        series_key, key, annotation_keys = row
+        return cls(series_key, key, tuple(annotation_keys))
 
 
 def series_sources(
@@ -88,32 +107,53 @@ def series_sources(
     ManifestError
         If ``where`` is not a valid predicate on the ``series`` table.
     """
-    name, state = _list_name(manifest, config, where, series_keys) if cache is not None else (None, None)
-    if cache is not None and name is not None:
-        kept = cache.read_list(name)
-        if isinstance(kept, dict) and kept.get("manifest") == state:
-            return [SeriesSource(k, key, tuple(annotations)) for k, key, annotations in kept["sources"]]
-    out = _resolve(manifest, config, where, series_keys)
-    if cache is not None and name is not None:
-        try:
-            cache.write_list(name, {"manifest": state, "sources": [[s.series_key, s.key, list(s.annotation_keys)] for s in out]})
-        except OSError:  # a read-only cache keeps no list: the next call resolves again
-            pass
-    return out
-
-
-def _list_name(
-    manifest: Manifest | str | os.PathLike[str], config: PipelineConfig, where: str | None, series_keys: Sequence[str] | None
-) -> tuple[str | None, list[list[Any]] | None]:
-    """The name of the kept list for these arguments, and the manifest's state it must match; (None, None) if none is kept."""
     if callable(config.deterministic.annotations.choose):  # a function cannot be keyed
-        return None, None
+        cache = None
+    return kept_list(
+        cache,
+        manifest,
+        ["series", config.cache_hash(), where, series_keys and list(series_keys)],
+        lambda: _resolve(manifest, config, where, series_keys),
+        SeriesSource.from_json,
+    )
+
+
+def kept_list(
+    cache: Cache | None,
+    manifest: Manifest | str | os.PathLike[str],
+    arguments: list[Any],
+    resolve: Callable[[], list[_K]],
+    load: Callable[[list[Any]], _K],
+) -> list[_K]:
+    """``resolve()``, kept in ``cache`` for the unchanged manifest and the same ``arguments``.
+
+    The list is stored as JSON (each item's ``to_json()``; ``load`` reads
+    one back) under a name hashed from the manifest folder and
+    ``arguments``, with the manifest's
+    :func:`~dicomml.indexer.folder.manifest_state`, taken before ``resolve``
+    reads the tables (a manifest rewritten meanwhile fails the next
+    comparison). Without a cache or a manifest.json, just ``resolve()``; an
+    unreadable list is resolved again, and a cache that cannot be written
+    keeps none.
+    """
     root = Path(manifest).expanduser().absolute() if isinstance(manifest, (str, os.PathLike)) else manifest.path
-    state = manifest_state(root)  # taken before the tables are read: a manifest rewritten meanwhile fails the next comparison
-    if state is None:
-        return None, None
-    text = json.dumps([_LIST_VERSION, dicomml.__version__, str(root), config.cache_hash(), where, series_keys and list(series_keys)])
-    return hashlib.sha256(text.encode()).hexdigest()[:32], state
+    state = manifest_state(root) if cache is not None else None
+    if cache is None or state is None:
+        return resolve()
+    text = json.dumps([_LIST_VERSION, dicomml.__version__, str(root), *arguments])
+    name = hashlib.sha256(text.encode()).hexdigest()[:32]
+    kept = cache.read_list(name)
+    if isinstance(kept, dict) and kept.get("manifest") == state:
+        try:
+            return [load(item) for item in kept["items"]]
+        except (KeyError, TypeError, ValueError):  # a list of another shape: resolved again below
+            pass
+    out = resolve()
+    try:
+        cache.write_list(name, {"manifest": state, "items": [item.to_json() for item in out]})
+    except OSError:  # a read-only cache keeps no list: the next call resolves again
+        pass
+    return out
 
 
 def _resolve(

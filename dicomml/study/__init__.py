@@ -23,13 +23,13 @@ if TYPE_CHECKING:
     from dicomml.study.roles import StudyMatch as StudyMatch
     from dicomml.study.roles import match_studies as match_studies
     from dicomml.study.sample import StudyArrays as StudyArrays
-    from dicomml.study.sample import StudySource as StudySource
     from dicomml.study.sample import compute_study as compute_study
     from dicomml.study.sample import explicit_grid as explicit_grid
     from dicomml.study.sample import preprocess_study as preprocess_study
     from dicomml.study.sample import resample_roles as resample_roles
     from dicomml.study.sample import role_volume as role_volume
     from dicomml.study.sample import study_sources as study_sources
+    from dicomml.study.source import StudySource as StudySource
     from dicomml.study.suv import suv_factor as suv_factor
 
 
@@ -43,7 +43,7 @@ _EXPORTS = {
     "StudyMatch": "dicomml.study.roles",
     "match_studies": "dicomml.study.roles",
     "StudyArrays": "dicomml.study.sample",
-    "StudySource": "dicomml.study.sample",
+    "StudySource": "dicomml.study.source",
     "compute_study": "dicomml.study.sample",
     "explicit_grid": "dicomml.study.sample",
     "preprocess_study": "dicomml.study.sample",

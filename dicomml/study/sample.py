@@ -22,6 +22,7 @@ from dicomml.errors import ConfigError, FrameOfReferenceError
 from dicomml.indexer.manifest import Manifest
 from dicomml.study.config import ReferenceGrid, Role, StudyConfig
 from dicomml.study.roles import StudyMatch, match_studies
+from dicomml.study.source import StudySource
 from dicomml.study.suv import suv_factor
 from dicomml.volume import Volume
 
@@ -36,34 +37,6 @@ __all__ = [
     "study_key",
     "study_sources",
 ]
-
-
-@dataclass(frozen=True)
-class StudySource:
-    """What one study sample is made from.
-
-    Attributes
-    ----------
-    study_uid
-        StudyInstanceUID.
-    key
-        Its cache key: all member series' files, by role, the masks' files and the config.
-    members
-        ``(role, series key or None)`` in channel order; None is a missing role.
-    annotation_keys
-        ``(role, annotation key)`` of the SEG / RTSTRUCT objects whose masks
-        come along (empty when the config caches no masks).
-    """
-
-    study_uid: str
-    key: str
-    members: tuple[tuple[str, str | None], ...]
-    annotation_keys: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def series_key(self) -> str:
-        """The study UID: what run reports and rank shards name a task by (their ``series_key``)."""
-        return self.study_uid
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -81,9 +82,12 @@ def test_an_unreadable_list_is_resolved_again_and_rewritten(study, make_config, 
     cache, config = Cache(tmp_path / "cache"), make_config("ct_1mm")
     expected = series_sources(manifest, config, cache=cache)
     (name,) = _lists(cache)
-    (tmp_path / "cache" / "lists" / name).write_text('{"manifest": [')  # a torn write on a non-POSIX store
-    assert series_sources(manifest, config, cache=cache) == expected
-    assert cache.read_list(name.removesuffix(".json"))["sources"][0][1] == expected[0].key
+    path = tmp_path / "cache" / "lists" / name
+    kept = cache.read_list(name.removesuffix(".json"))
+    for damaged in ('{"manifest": [', json.dumps({**kept, "items": [["only a key"]]})):  # a torn write; a list of another shape
+        path.write_text(damaged)
+        assert series_sources(manifest, config, cache=cache) == expected
+        assert cache.read_list(name.removesuffix(".json")) == kept  # rewritten
 
 
 def test_a_choose_predicate_keeps_no_list(study, make_config, tmp_path):

@@ -81,3 +81,29 @@ def test_cache_only_miss_and_misuse_are_typed_errors(cohort, empty_policy, roles
     other = roles_config(missing="empty", deterministic={"dtype": "float32", "chunks": [4, 4, 4]}, role_t2={"prefer": "oldest"})
     keys = {s.study_uid: s.key for s in study_sources(cohort, empty_policy)}
     assert {s.study_uid: s.key for s in study_sources(cohort, other)}[A] != keys[A]
+
+
+def test_a_study_dataset_reads_its_kept_list_in_a_fresh_interpreter_without_pandas(cohort, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    config = {  # the cohort's roles (conftest), as a mapping both interpreters read
+        "name": "brain",
+        "roles": {"t1": {"where": "series_description = 't1'"}, "t2": {"where": "series_description LIKE 't2%'"}},
+        "reference": "t1",
+        "deterministic": {"dtype": "float32", "chunks": [4, 4, 4]},
+    }
+    filled = dicomml.StudyDataset(cohort, config, tmp_path / "c")
+    assert [filled[i]["meta"]["study_uid"] for i in range(len(filled))] == [A, B]
+    warm = dicomml.StudyDataset(cohort.path, config, tmp_path / "c", cache_only=True)
+    assert warm.sources == filled.sources == study_sources(cohort, warm.config)  # read back; what the manifest says
+    assert "match" not in vars(warm) and list(warm.match.skipped["study_instance_uid"]) == ["1.2.826.0.1.3680043.8.498.3"]
+    code = (
+        "import json, sys\nfrom dicomml.data import StudyDataset\n"
+        "ds = StudyDataset(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], cache_only=True)\n"
+        "assert [ds[i]['meta']['study_uid'] for i in range(len(ds))] == json.loads(sys.argv[4])\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'duckdb', 'pydicom') if m in sys.modules))"
+    )
+    args = [str(cohort.path), json.dumps(config), str(tmp_path / "c"), json.dumps([A, B])]
+    assert subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout.strip() == "[]"
