@@ -52,6 +52,25 @@ _EXPORTS = {
     "write_rtstruct": "dicomml.seg",
 }
 
-__all__ = sorted(_EXPORTS)
+#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
+__all__ = [
+    "Cache",
+    "ImageDataset",
+    "Manifest",
+    "PatchDataset",
+    "SegmentationDataset",
+    "SeriesDataset",
+    "StudyDataset",
+    "Volume",
+    "index",
+    "load_files",
+    "load_mask",
+    "load_series",
+    "pairs",
+    "preprocess",
+    "preprocess_images",
+    "write_rtstruct",
+    "write_seg",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

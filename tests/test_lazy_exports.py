@@ -30,10 +30,18 @@ def _type_checking_imports(package: str) -> dict[str, str]:
     return {alias.name: node.module or "" for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
 
 
+def _literal_all(package: str) -> list[str]:
+    """``__all__`` as written: mkdocstrings reads it without running the module, so it must be a literal list."""
+    path = Path(importlib.import_module(package).__file__ or "")
+    node = next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "__all__")
+    return ast.literal_eval(node.value)
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_type_checking_imports_and_lazy_exports_agree(package):
     module = importlib.import_module(package)
     assert _type_checking_imports(package) == module._EXPORTS
+    assert module.__all__ == sorted(module._EXPORTS) == _literal_all(package)  # what the API reference reads
     for name in module._EXPORTS:
         assert getattr(module, name) is getattr(importlib.import_module(module._EXPORTS[name]), name)
     assert set(module._EXPORTS) <= set(dir(module))

@@ -43,6 +43,19 @@ _EXPORTS = {
     "physical_spacing": "dicomml.imaging2d.spacing",
 }
 
-__all__ = sorted(_EXPORTS)
+#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
+__all__ = [
+    "Image2D",
+    "ImageConfig",
+    "ImageDataset",
+    "Planar",
+    "ProjectionHeader",
+    "Spacing",
+    "display_flips",
+    "load_image",
+    "physical_spacing",
+    "prepare_image",
+    "projection_header",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -34,6 +34,16 @@ _EXPORTS = {
     "deterministic_transforms": "dicomml.pipeline.steps",
 }
 
-__all__ = sorted(_EXPORTS)
+#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
+__all__ = [
+    "EntryInfo",
+    "SeriesSource",
+    "at_load_transforms",
+    "compute_entry",
+    "deterministic_transforms",
+    "open_cache",
+    "preprocess_one",
+    "series_sources",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

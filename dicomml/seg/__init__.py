@@ -42,6 +42,19 @@ _EXPORTS = {
     "write_seg": "dicomml.seg.write",
 }
 
-__all__ = sorted(_EXPORTS)
+#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
+__all__ = [
+    "AnnotationRecord",
+    "annotation_records",
+    "fill_polygons",
+    "load_mask",
+    "pairs",
+    "read_segmentation",
+    "rtstruct_to_grid",
+    "seg_to_grid",
+    "select_segments",
+    "write_rtstruct",
+    "write_seg",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

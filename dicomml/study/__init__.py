@@ -53,6 +53,25 @@ _EXPORTS = {
     "suv_factor": "dicomml.study.suv",
 }
 
-__all__ = sorted(_EXPORTS)
+#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
+__all__ = [
+    "PREFER",
+    "ReferenceGrid",
+    "Role",
+    "StudyArrays",
+    "StudyConfig",
+    "StudyMatch",
+    "StudySource",
+    "compute_study",
+    "explicit_grid",
+    "load_any_config",
+    "load_study_config",
+    "match_studies",
+    "preprocess_study",
+    "resample_roles",
+    "role_volume",
+    "study_sources",
+    "suv_factor",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
