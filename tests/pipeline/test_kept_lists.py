@@ -26,12 +26,13 @@ def indexed(tmp_path):
 
 
 def _lists(cache: Cache) -> list[str]:
-    return sorted(p.name for p in os.scandir(f"{cache.root}/lists"))
+    return sorted(path.rsplit("/", 1)[-1] for path in cache.fs.ls(f"{cache.root}/lists", detail=False))
 
 
-def test_a_kept_list_gives_what_the_manifest_gives(study, make_config, tmp_path):
+@pytest.mark.parametrize("where_kept", ["folder", "fsspec"])
+def test_a_kept_list_gives_what_the_manifest_gives(study, make_config, tmp_path, where_kept):
     _, manifest = study
-    cache = Cache(tmp_path / "cache")
+    cache = Cache(tmp_path / "cache" if where_kept == "folder" else f"memory://kept-lists/{tmp_path.name}")
     for config, where in ((make_config("ct_1mm"), CT), (make_config("ct_1mm"), None), (make_config("ct_seg"), None)):
         expected = series_sources(manifest, config, where=where)
         assert expected
