@@ -52,7 +52,6 @@ _EXPORTS = {
     "write_rtstruct": "dicomml.seg",
 }
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = [
     "Cache",
     "ImageDataset",

@@ -3,10 +3,11 @@
 A package lists its public names and the module of each, and gets its
 module-level ``__getattr__`` and ``__dir__`` from :func:`lazy_exports`; it
 imports the same names under ``if TYPE_CHECKING:`` so that type checkers and
-editors see them, and writes ``__all__`` as a literal list, which the API
-reference reads without running the module (a test checks that all three agree). Importing the package
-then costs nothing until a name is used: the indexer's workers never import
-torch, and a training script imports only what its first batch needs.
+editors see them, and writes ``__all__`` as a literal list (not
+``sorted(_EXPORTS)``: the API reference reads it without running the module);
+a test checks that the three agree. Importing the package then costs nothing
+until a name is used: the indexer's workers never import torch, and a
+training script imports only what its first batch needs.
 """
 
 from __future__ import annotations

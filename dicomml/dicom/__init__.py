@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 _EXPORTS = {"FrameTable": "dicomml.dicom.frames", "frame_table": "dicomml.dicom.frames"}
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = ["FrameTable", "frame_table"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

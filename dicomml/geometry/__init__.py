@@ -35,7 +35,6 @@ _EXPORTS = {
     "spacing_of": "dicomml.geometry.affine",
 }
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = ["LPS_TO_RAS", "StackGeometry", "analyze_stack", "axcodes", "dicom_affine", "geometry_problem", "slice_normal", "spacing_of"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -43,7 +43,6 @@ _EXPORTS = {
     "physical_spacing": "dicomml.imaging2d.spacing",
 }
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = [
     "Image2D",
     "ImageConfig",

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 _EXPORTS = {"Manifest": "dicomml.indexer.manifest", "index": "dicomml.indexer.run"}
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = ["Manifest", "index"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

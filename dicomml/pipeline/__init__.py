@@ -34,7 +34,6 @@ _EXPORTS = {
     "deterministic_transforms": "dicomml.pipeline.steps",
 }
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = [
     "EntryInfo",
     "SeriesSource",

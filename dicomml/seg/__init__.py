@@ -42,7 +42,6 @@ _EXPORTS = {
     "write_seg": "dicomml.seg.write",
 }
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = [
     "AnnotationRecord",
     "annotation_records",

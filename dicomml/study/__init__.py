@@ -53,7 +53,6 @@ _EXPORTS = {
     "suv_factor": "dicomml.study.suv",
 }
 
-#: Literal, not sorted(_EXPORTS): the API reference (mkdocstrings) reads it without running the module.
 __all__ = [
     "PREFER",
     "ReferenceGrid",
