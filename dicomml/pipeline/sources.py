@@ -92,8 +92,8 @@ def series_sources(
         inode of every file of the manifest: a later call with the same
         arguments over the unchanged manifest reads it back instead of the
         manifest's tables (so a Dataset in a fresh interpreter imports
-        neither pyarrow's compute functions nor DuckDB). Not with a
-        ``choose`` predicate (a function cannot be keyed).
+        neither pyarrow nor DuckDB). Not with a ``choose`` predicate (a
+        function cannot be keyed).
 
     Returns
     -------
