@@ -11,7 +11,7 @@ Layout of a cache at ``ROOT`` (a local folder or any fsspec URL)::
     ROOT/entries/KEY.json          the publish marker: which TOKEN is the entry
     ROOT/tmp/                      markers being written
     ROOT/leases/KEY.TOKEN.json     a writer at work on data/KEY/TOKEN (host, pid)
-    ROOT/lists/NAME.json           a Dataset's series and their keys, kept for an unchanged manifest
+    ROOT/lists/NAME.json           a Dataset's samples and their keys, kept for an unchanged manifest
 
 Publishing is atomic: a writer fills ``data/KEY/TOKEN`` (TOKEN is unique per
 writer), then writes the marker to ``tmp/`` and renames it to

@@ -86,7 +86,8 @@ class _CachedDataset(Dataset):
         if isinstance(self.config, StudyConfig):  # one sample per study: the roles' series, on one grid
             if where is not None or series_keys is not None:
                 raise ConfigError(f"{self.config.name}: a study config selects its series by its roles; drop where= and series_keys=")
-            self.sources = kept_list(self.cache, manifest, ["study", self.config.cache_hash()], self._study_sources, StudySource.from_json)
+            arguments = ["study", self.config.cache_hash()]
+            self.sources = kept_list(self.cache, manifest, arguments, self._study_sources, StudySource.to_json, StudySource.from_json)
             pipeline = self.config.pipeline
         else:
             self.sources = series_sources(manifest, self.config, where=where, series_keys=series_keys, cache=self.cache)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
 from dicomml.data.datasets import _empty
-from dicomml.errors import CacheIntegrityError, CacheMissError
-from dicomml.imaging2d.masks import sample_masks
+from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
 from dicomml.imaging2d.prepare import (
     IMAGE_MODALITIES,
     ImageConfig,
@@ -26,8 +25,13 @@ from dicomml.imaging2d.prepare import (
     stored_scale,
     to_stored,
 )
-from dicomml.indexer.manifest import Manifest
+from dicomml.pipeline.sources import kept_list
 from dicomml.transforms.base import Mask
+
+if TYPE_CHECKING:  # the manifest's rows (pandas, DuckDB) are read only when the kept keys do not answer
+    import pandas as pd
+
+    from dicomml.indexer.manifest import Manifest
 
 __all__ = ["ImageDataset", "select_images"]
 
@@ -123,19 +127,56 @@ class ImageDataset(Dataset):
         cache_only: bool = False,
         masks: bool = False,
     ) -> None:
-        self.manifest = Manifest.open(manifest)
+        self._manifest = manifest
         self.cache = cache if cache is None or isinstance(cache, Cache) else Cache(cache)
         self.config = config or ImageConfig()
         self.transforms = transforms
         self.cache_only = cache_only
-        self.rows = select_images(self.manifest, where, modalities)
-        self._records = self.rows.to_dict("records")
+        self._where, self._modalities, self._masks = where, tuple(modalities), masks
         self._config_hash = self.config.cache_hash()
-        self._segs = _referencing_segs(self.manifest) if masks else None
-        # made here in one pass: per sample, between reads of its pixels, hashing costs several times as much
-        self._keys = [image_key(row, self._config_hash, self._row_segs(row)) for row in self._records]
+        # made here in one pass (per sample, between reads of its pixels, hashing costs several times as much), and kept
+        # in the cache for the unchanged manifest: a Dataset reading a filled cache needs none of the manifest's rows
+        arguments = ["images", self._config_hash, where, list(self._modalities), masks]
+        self._keys = kept_list(self.cache, manifest, arguments, self._row_keys, str, str)
         # entries are content-addressed and a published copy never changes: a remembered one is read without its marker
         self._entries: dict[str, tuple[CacheEntry, tuple[str, ...]]] = {}  # with the names of the meta's nested values
+
+    @functools.cached_property
+    def manifest(self) -> Manifest:
+        """The :class:`~dicomml.Manifest`, opened on first use."""
+        from dicomml.indexer.manifest import Manifest
+
+        return Manifest.open(self._manifest)
+
+    @functools.cached_property
+    def rows(self) -> pd.DataFrame:
+        """The manifest's ``instances`` rows of the samples, in order (read on first use when the keys were kept).
+
+        Raises
+        ------
+        ManifestError
+            If the manifest changed since the Dataset was opened (its images are not the samples' any more).
+        """
+        rows = select_images(self.manifest, self._where, self._modalities)
+        if self._keys_of(rows) != self._keys:
+            raise ManifestError(f"{self.manifest.path}: the manifest changed since this ImageDataset was opened; open it again")
+        return rows
+
+    @functools.cached_property
+    def _records(self) -> list[dict[str, Any]]:
+        return self.rows.to_dict("records")
+
+    @functools.cached_property
+    def _segs(self) -> dict[str, list[dict[str, Any]]] | None:
+        return _referencing_segs(self.manifest) if self._masks else None
+
+    def _row_keys(self) -> list[str]:
+        """Every sample's cache key, from the manifest's rows (when the cache keeps no list for them)."""
+        self.rows = select_images(self.manifest, self._where, self._modalities)
+        return self._keys_of(self.rows)
+
+    def _keys_of(self, rows: pd.DataFrame) -> list[str]:
+        return [image_key(row, self._config_hash, self._row_segs(row)) for row in rows.to_dict("records")]
 
     def _row_segs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The SEG and RTSTRUCT rows of an image's masks (none without ``masks=True``)."""
@@ -153,19 +194,20 @@ class ImageDataset(Dataset):
                 return (*_arrays(entry), _copied(entry.meta, nested))
             except CacheIntegrityError:  # its copy was removed since (gc, a rewrite) or is damaged: ask the marker again
                 del self._entries[key]
-        entry = self._open(key, self._records[index])
+        entry = self._open(key, index)
         arrays = _arrays(entry)
         nested = tuple(name for name, value in entry.meta.items() if type(value) in _NESTED)
         if len(self._entries) < ENTRIES_KEPT:
             self._entries[key] = (entry, nested)
         return (*arrays, _copied(entry.meta, nested))
 
-    def _open(self, key: str, row: dict[str, Any]) -> CacheEntry:
+    def _open(self, key: str, index: int) -> CacheEntry:
         """The published entry of ``key`` (read from its marker), computed first on a miss unless ``cache_only``."""
         assert self.cache is not None
         try:
             return self.cache.open(key)
         except CacheMissError:
+            row = self._records[index]
             if self.cache_only:
                 raise CacheMissError(
                     f"{self.cache.url}: no entry {key} for {row['path']}; run dicomml.preprocess_images first", path=row["path"]
@@ -174,7 +216,7 @@ class ImageDataset(Dataset):
         return self.cache.open(key)
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._keys)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.cache is None:
@@ -185,7 +227,7 @@ class ImageDataset(Dataset):
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
         sample = {"image": planes, "spacing": torch.from_numpy(np.array(spacing, dtype=np.float64)), "meta": meta, "key": self._keys[index]}
-        if self._segs is not None:
+        if self._masks:
             sample["mask"] = Mask(mask if mask is not None else torch.zeros((0, *planes.shape[-2:]), dtype=torch.uint8))
             meta.setdefault("mask_labels", [])
         if meta.get("frame_times_ms"):
@@ -198,6 +240,8 @@ class ImageDataset(Dataset):
         planes = from_stored(to_stored(planes, self.config))
         segs, mask = self._row_segs(row), None
         if segs:
+            from dicomml.imaging2d.masks import sample_masks  # pydicom: only where masks are drawn from files
+
             mask, meta["mask_labels"] = sample_masks([s["path"] for s in segs], meta, output_size(self.config), self.manifest.remote)
         return planes, mask, meta
 

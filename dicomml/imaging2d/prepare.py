@@ -23,7 +23,6 @@ import torch
 from dicomml.cache import Cache, source_fingerprint
 from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import ConfigError
-from dicomml.imaging2d.load import load_image
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
 
 if TYPE_CHECKING:
@@ -199,6 +198,8 @@ def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) 
     """
     reduce_to = config.size if config.reduced_decode and config.resize == "letterbox" else None
     # decoding threads: torch's intra-op ones, as the Datasets' reads (the cores in the main process, 1 in workers)
+    from dicomml.imaging2d.load import load_image  # pydicom and the codecs: a Dataset reading its cache never needs them
+
     image = load_image(
         path,
         voi=config.window(),

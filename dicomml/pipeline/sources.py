@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dicomml
 from dicomml.cache import Cache, entry_key, source_fingerprint
@@ -24,14 +24,7 @@ __all__ = ["SeriesSource", "kept_list", "series_sources"]
 #: Bump when the way sources are resolved changes: lists kept by earlier code are then ignored.
 _LIST_VERSION = 1
 
-
-class _Kept(Protocol):
-    """An item of a kept list: it writes itself as JSON (its class reads it back)."""
-
-    def to_json(self) -> list[Any]: ...
-
-
-_K = TypeVar("_K", bound=_Kept)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -114,6 +107,7 @@ def series_sources(
         manifest,
         ["series", config.cache_hash(), where, series_keys and list(series_keys)],
         lambda: _resolve(manifest, config, where, series_keys),
+        SeriesSource.to_json,
         SeriesSource.from_json,
     )
 
@@ -122,13 +116,14 @@ def kept_list(
     cache: Cache | None,
     manifest: Manifest | str | os.PathLike[str],
     arguments: list[Any],
-    resolve: Callable[[], list[_K]],
-    load: Callable[[list[Any]], _K],
-) -> list[_K]:
+    resolve: Callable[[], list[_T]],
+    dump: Callable[[_T], Any],
+    load: Callable[[Any], _T],
+) -> list[_T]:
     """``resolve()``, kept in ``cache`` for the unchanged manifest and the same ``arguments``.
 
-    The list is stored as JSON (each item's ``to_json()``; ``load`` reads
-    one back) under a name hashed from the manifest folder and
+    The list is stored as JSON (``dump`` of each item; ``load`` reads one
+    back) under a name hashed from the manifest folder and
     ``arguments``, with the manifest's
     :func:`~dicomml.indexer.folder.manifest_state`, taken before ``resolve``
     reads the tables (a manifest rewritten meanwhile fails the next
@@ -150,7 +145,7 @@ def kept_list(
             pass
     out = resolve()
     try:
-        cache.write_list(name, {"manifest": state, "items": [item.to_json() for item in out]})
+        cache.write_list(name, {"manifest": state, "items": [dump(item) for item in out]})
     except OSError:  # a read-only cache keeps no list: the next call resolves again
         pass
     return out

@@ -223,3 +223,40 @@ def test_seg_masks_follow_flips_and_letterbox(tmp_path: Path) -> None:
         lesion = pixels > 0.5
         assert lesion[:, 30:].any() and not lesion[:, :30].any()  # flipped: now on the image's right
         assert torch.equal(mask[0].bool(), lesion)  # nearest mask on exactly the lesion's pixels
+
+
+def test_a_filled_cache_keeps_the_keys_and_a_fresh_interpreter_reads_no_manifest_row(cohort: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    cache = Cache(cohort / "cache")
+    filled = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)))
+    first = [filled[i]["image"] for i in range(len(filled))]
+    again = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)))
+    assert again._keys == filled._keys and "rows" not in vars(again)  # the kept keys answered
+    # a miss still computes: the manifest's rows are read then, and checked against the kept keys
+    cache.delete(filled._keys[1])
+    torch.testing.assert_close(again[1]["image"], first[1], rtol=0, atol=0)
+    assert list(again.rows["path"]) == list(filled.rows["path"])
+    code = (
+        "import json, sys\nfrom dicomml.imaging2d import ImageConfig, ImageDataset\n"
+        "ds = ImageDataset(sys.argv[1], sys.argv[2], ImageConfig(size=(32, 32)), cache_only=True)\n"
+        "assert [ds[i]['key'] for i in range(len(ds))] == json.loads(sys.argv[3])\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'duckdb', 'pydicom') if m in sys.modules))"
+    )
+    args = [str(cohort / "manifest"), str(cohort / "cache"), json.dumps(filled._keys)]
+    assert subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_rows_read_after_the_manifest_changed_are_refused(cohort: Path) -> None:
+    from dicomml.errors import ManifestError
+
+    cache = Cache(cohort / "cache")
+    ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)))
+    opened = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)))  # from the kept keys
+    (cohort / "source" / "sc.dcm").unlink()
+    dicomml.index(cohort / "source", cohort / "manifest", workers=1, progress=False)
+    with pytest.raises(ManifestError, match="changed since this ImageDataset was opened"):
+        opened.rows  # noqa: B018
+    assert len(ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)))) == 2
