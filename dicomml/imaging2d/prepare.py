@@ -196,10 +196,10 @@ def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) 
     DicomMLError
         If the file cannot be loaded (see :func:`~dicomml.imaging2d.load_image`).
     """
-    reduce_to = config.size if config.reduced_decode and config.resize == "letterbox" else None
-    # decoding threads: torch's intra-op ones, as the Datasets' reads (the cores in the main process, 1 in workers)
     from dicomml.imaging2d.load import load_image  # pydicom and the codecs: a Dataset reading its cache never needs them
 
+    reduce_to = config.size if config.reduced_decode and config.resize == "letterbox" else None
+    # decoding threads: torch's intra-op ones, as the Datasets' reads (the cores in the main process, 1 in workers)
     image = load_image(
         path,
         voi=config.window(),
