@@ -27,7 +27,7 @@ contenders alternating, and keeps each one's best round.
 Usage::
 
     python benchmarks/bench_study.py                                   # full size
-    python benchmarks/bench_study.py --studies 4 --rows 96 --slices 48 --patches 20   # quick
+    python benchmarks/bench_study.py --studies 4 --rows 96 --slices 48 --patches 20 --patch 32   # quick
     python benchmarks/bench_study.py --phases fill --contenders dicomml MONAI        # a partial rerun
 """
 
