@@ -30,6 +30,7 @@ batch is recorded.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import signal
 import sys
@@ -278,6 +279,7 @@ def _serve(function: BatchFunction, conn: Connection, clock: Any, parent_end: Co
     costs no message and no wake-up of the parent.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    gc.freeze()  # the caller's garbage forked with us is the caller's to finalize, not this worker's
     parent_end.close()  # a forked copy of the parent's end would keep the pipe open: no EOF when the parent is killed
 
     def started(i: int) -> None:

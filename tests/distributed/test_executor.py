@@ -133,3 +133,38 @@ def test_workers_exit_when_their_run_is_killed():
     proc.wait()
     gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive, f"workers {[p.pid for p in alive]} outlived their run"
+
+
+class _Garbage:
+    """A reference cycle whose finalizer records the process that ran it."""
+
+    def __init__(self, record: Path) -> None:
+        self.record, self.me = record, self
+
+    def __del__(self) -> None:
+        with open(self.record, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+def _collect(context, items, started):
+    import gc
+
+    started(0)
+    gc.collect()
+    return [os.getpid()]
+
+
+def test_workers_leave_the_callers_garbage_to_the_caller(tmp_path):
+    """Garbage of the caller's forked with a worker (an unreachable S3 filesystem, say) is not finalized there."""
+    import gc
+
+    record = tmp_path / "finalized"
+    gc.disable()  # the cycle stays uncollected until after the fork, as it may in any caller
+    try:
+        _Garbage(record)
+        outcomes = list(run(_collect, [(None, ["a"])], Processes(1)))
+    finally:
+        gc.enable()
+    assert outcomes[0].result != [os.getpid()]  # it ran in a worker
+    gc.collect()
+    assert record.read_text().split() == [str(os.getpid())]  # finalized once, by the caller alone
