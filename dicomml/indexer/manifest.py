@@ -212,7 +212,8 @@ class Manifest:
         rows = wanted.sort_by("path").to_pandas()
         if rows.empty:
             raise SeriesNotFoundError(
-                f"{self.path}: no series_key {series_key!r} in the manifest; list keys with Manifest(...).series.series_key",
+                f"{self.path}: no series_key {series_key!r} in the manifest; list them with `dicomml list {self.path} series` "
+                "or Manifest(...).series",
                 path=str(self.path),
                 series_uid=series_key,
             )

@@ -162,7 +162,12 @@ def _resolve(
     files = _group(manifest.instance_fingerprints(keys)) if keys else {}
     for k in keys:
         if k not in files:
-            raise SeriesNotFoundError(f"series key {k} is not in the manifest; list keys with Manifest.series", series_uid=k)
+            raise SeriesNotFoundError(
+                f"{manifest.path}: no series_key {k!r} in the manifest; list them with `dicomml list {manifest.path} series` "
+                "or Manifest(...).series",
+                path=str(manifest.path),
+                series_uid=k,
+            )
     annotations: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
     det = config.deterministic
     if det.masks or det.annotations.labels:

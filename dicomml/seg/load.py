@@ -25,8 +25,8 @@ def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
     rows = manifest.table("annotations", filters=[("annotation_key", "==", annotation_key)]).to_pylist()
     if not rows:
         raise SeriesNotFoundError(
-            f"{manifest.path}: no annotation_key {annotation_key!r} in the manifest; list keys with "
-            "Manifest(...).annotations.annotation_key or dicomml.pairs(manifest)",
+            f"{manifest.path}: no annotation_key {annotation_key!r} in the manifest; list them with "
+            f"`dicomml list {manifest.path} annotations` or dicomml.pairs(manifest)",
             path=str(manifest.path),
             series_uid=annotation_key,
         )

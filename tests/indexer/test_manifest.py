@@ -38,7 +38,7 @@ def test_series_files_are_ordered_by_path(corpus_manifest: Manifest, data_dir: P
 
 
 def test_unknown_series_key_raises_a_typed_error(corpus_manifest: Manifest):
-    with pytest.raises(SeriesNotFoundError, match="no series_key 'ffff'"):
+    with pytest.raises(SeriesNotFoundError, match="no series_key 'ffff'.*`dicomml list .* series`"):
         corpus_manifest.series_files("ffff")
 
 

@@ -10,7 +10,7 @@ import dicomml
 import dicomml.pipeline
 from dicomml.cache import Cache
 from dicomml.data import SegmentationDataset
-from dicomml.errors import ConfigError
+from dicomml.errors import ConfigError, SeriesNotFoundError
 from dicomml.pipeline import compute_entry, deterministic_transforms, preprocess_one
 
 CT = "modality = 'CT'"
@@ -78,3 +78,11 @@ def test_unknown_device_is_a_config_error(study, make_config, tmp_path, device):
     with pytest.raises(ConfigError, match="device"):
         preprocess_one(key, manifest, config, tmp_path / "c", device=device)
     assert Cache(tmp_path / "c").keys() == []
+
+
+def test_an_unknown_series_key_names_the_manifest_and_how_to_list_keys(study, make_config):
+    _, manifest = study
+    with pytest.raises(
+        SeriesNotFoundError, match=r"manifest: no series_key 'ffff' in the manifest; list them with `dicomml list .*manifest series`"
+    ):
+        dicomml.pipeline.series_sources(manifest, make_config("ct_1mm"), series_keys=["ffff"])
