@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.valuerep import DA, TM
 
 from dicomml._optional import require
 from dicomml.config import Label, parse_labels
@@ -109,12 +111,39 @@ def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | Non
 _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
 
 
+def _sex(text: str) -> None:
+    if text not in ("M", "F", "O"):
+        raise ValueError("not M, F or O")
+
+
+#: Those of them highdicom parses, with the parse: a value that fails it is written empty too (unknown).
+_PARSED: dict[str, Callable[[str], object]] = {"PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM, "PatientSex": _sex}
+
+
+def _unparsable(ds: Dataset) -> list[str]:
+    """Keywords of :data:`_PARSED` whose value does not parse, read from the raw bytes:
+    pydicom's warning on converting it would quote the value (a birth date) into the logs."""
+    out = []
+    for keyword, parse in _PARSED.items():
+        if keyword not in ds:
+            continue
+        value = ds.get_item(keyword).value
+        text = (value.decode("latin-1") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
+        try:
+            if text:
+                parse(text)
+        except ValueError:
+            out.append(keyword)
+    return out
+
+
 def _clean(ds: Dataset) -> Dataset:
     """A header highdicom accepts: an empty (0008,0005) Specific Character Set means the default one;
-    absent Type 2 patient and study attributes are empty; an enhanced image's pixel measures and
-    orientation are shared (highdicom reads them there only; :func:`source_grid` checks they are the same on every frame)."""
+    absent Type 2 patient and study attributes, and dates, times or a sex that do not parse, are
+    empty; an enhanced image's pixel measures and orientation are shared (highdicom reads them
+    there only; :func:`source_grid` checks they are the same on every frame)."""
     charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
-    absent = [keyword for keyword in _TYPE2 if keyword not in ds]
+    absent = [keyword for keyword in _TYPE2 if keyword not in ds] + _unparsable(ds)
     per_frame = []
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 and ds.get("PerFrameFunctionalGroupsSequence"):
         shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
@@ -514,21 +543,24 @@ def write_seg(
     )
     first = grid.datasets[0]
     try:
-        seg = _Segmentation(
-            source_images=list(grid.datasets),
-            pixel_array=grid.in_frame_order(pixels),
-            segmentation_type=kind.upper(),
-            segment_descriptions=segment_descriptions(chosen, algorithm_id),
-            series_instance_uid=hd.UID(),
-            series_number=series_number,
-            sop_instance_uid=hd.UID(),
-            instance_number=1,
-            manufacturer="dicomml",
-            manufacturer_model_name=algorithm,
-            software_versions=algorithm_version,
-            device_serial_number="0",
-            series_description=series_description,
-        )
+        with warnings.catch_warnings():
+            # highdicom's person-name check quotes the source's PatientName: identity must not reach logs
+            warnings.filterwarnings("ignore", message=r".*unlikely to represent the intended person name", category=UserWarning)
+            seg = _Segmentation(
+                source_images=list(grid.datasets),
+                pixel_array=grid.in_frame_order(pixels),
+                segmentation_type=kind.upper(),
+                segment_descriptions=segment_descriptions(chosen, algorithm_id),
+                series_instance_uid=hd.UID(),
+                series_number=series_number,
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+                manufacturer="dicomml",
+                manufacturer_model_name=algorithm,
+                software_versions=algorithm_version,
+                device_serial_number="0",
+                series_description=series_description,
+            )
     except (ValueError, TypeError, AttributeError) as exc:
         raise SegReferenceError(
             f"{getattr(first, 'filename', source)}: highdicom cannot encode the SEG ({exc})",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import highdicom as hd
 import nibabel as nib
 import numpy as np
@@ -179,6 +181,27 @@ def _rings(shape: tuple[int, int, int]) -> np.ndarray:
         labels[k][distance < radius / 2.5] = 0
         labels[k][np.hypot(rows - 40, columns - 47) < 5.5] = 2
     return labels
+
+
+def test_write_back_quotes_no_patient_value_and_empties_what_highdicom_cannot_parse(ct, tmp_path) -> None:
+    """A one-word PatientName (valid DICOM) made highdicom warn with the name quoted, a malformed birth
+    date made pydicom warn with it quoted and highdicom refuse the SEG: identity in the logs, no SEG."""
+    source = tmp_path / "named"
+    source.mkdir()
+    for path in ct.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.PatientBirthDate, ds.PatientSex, ds.StudyTime = "Zebulonsky", "19XX0704", "male", "25XX"
+        ds.save_as(source / path.name)
+    grid = source_grid(source)
+    labels = _label_map(grid.shape)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg = dicomml.write_seg(labels, source, LABELS, tmp_path / "seg.dcm", affine=grid.affine)
+        rt = dicomml.write_rtstruct(labels, source, LABELS, tmp_path / "rt.dcm", affine=grid.affine)
+    assert not [str(w.message) for w in caught if "Zebulonsky" in str(w.message) or "19XX" in str(w.message)]
+    for written in (pydicom.dcmread(seg), pydicom.dcmread(rt)):
+        assert written.PatientName == "Zebulonsky" and written.StudyDate == grid.datasets[0].StudyDate  # the reference is kept
+        assert written.PatientBirthDate == written.PatientSex == written.StudyTime == ""  # unknown, as Type 2 allows
 
 
 def test_rtstruct_round_trip_with_rt_utils_and_dicomml_rasterizers(square_ct, tmp_path) -> None:
