@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 
-__all__ = ["local_path", "printable", "storable_path"]
+__all__ = ["local_path", "printable", "refuse_credentials", "storable_path"]
+
+#: The user information of a URL's authority: ``scheme://user:password@``.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 
 def storable_path(path: str) -> str:
@@ -38,3 +42,21 @@ def local_path(name: str) -> str:
 def printable(text: str) -> str:
     """``text`` with undecodable file-name bytes shown as ``\\xff``: safe to store in UTF-8 and to print."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def refuse_credentials(url: str, error: type[Exception], how: str) -> None:
+    """Raise ``error`` if ``url`` carries credentials (``scheme://user:password@host``).
+
+    URLs are recorded in manifests, caches' reports and messages; the message
+    shows the URL without them and says ``how`` to pass them instead.
+
+    Examples
+    --------
+    >>> refuse_credentials("s3://bucket/dicom", ValueError, "use storage_options")
+    >>> refuse_credentials("https://ann:pw@host/x", ValueError, "use storage_options")
+    Traceback (most recent call last):
+    ValueError: https://host/x: credentials in the URL would be recorded; use storage_options
+    """
+    safe = _USERINFO.sub(r"\1", url)
+    if safe != url:
+        raise error(f"{safe}: credentials in the URL would be recorded; {how}")

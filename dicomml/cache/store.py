@@ -55,6 +55,7 @@ from fsspec.implementations.local import LocalFileSystem
 from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
+from dicomml.paths import refuse_credentials
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
@@ -258,6 +259,7 @@ class Cache:
 
     def __init__(self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, create: bool = True) -> None:
         self.url = os.fspath(url)
+        refuse_credentials(self.url, CacheError, "pass them in storage_options (the CLI: --storage-option KEY=VALUE)")
         self._storage_options = dict(storage_options or {})
         self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
         self.root = root.rstrip("/")

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dicomml.errors import MissingDependencyError, RemoteSourceError, SourceNotFoundError
+from dicomml.paths import refuse_credentials
 from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, with_retries
 
 if TYPE_CHECKING:
@@ -33,9 +34,12 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
     ------
     MissingDependencyError
         If the protocol's implementation (s3fs, gcsfs) is not installed.
+    RemoteSourceError
+        If the URL carries credentials (``user:password@``): they would be recorded.
     """
     import fsspec
 
+    refuse_credentials(url, RemoteSourceError, "pass them in storage_options (the CLI: --storage-option KEY=VALUE)")
     try:
         return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     except ImportError as exc:

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from dicomml.errors import InvalidDicomFileError, MissingDependencyError, RemoteSourceError
+from dicomml.paths import refuse_credentials
 from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retries
 
 if TYPE_CHECKING:
@@ -73,12 +74,7 @@ def _parts(url: str) -> dict[str, Any]:
     split = urlsplit(url.removeprefix(SCHEME))
     if split.scheme not in ("http", "https") or not split.netloc:
         raise RemoteSourceError(f"{url}: not a DICOMweb URL; write dicomweb+https://host/dicom-web", path=url)
-    if "@" in split.netloc:
-        raise RemoteSourceError(
-            f"{_safe(url)}: credentials in the URL would be recorded; pass them as auth "
-            "(the CLI reads DICOMML_DICOMWEB_TOKEN or DICOMML_DICOMWEB_USER/PASSWORD)",
-            path=None,
-        )
+    refuse_credentials(url, RemoteSourceError, "pass them as auth (the CLI reads DICOMML_DICOMWEB_TOKEN or DICOMML_DICOMWEB_USER/PASSWORD)")
     match = _PATH.match(split.path)
     assert match is not None  # the pattern matches every path
     base = f"{split.scheme}://{split.netloc}{match['base']}"
@@ -89,10 +85,6 @@ def _parts(url: str) -> dict[str, Any]:
         "instance": match["instance"],
         "query": dict(parse_qsl(split.query)),
     }
-
-
-def _safe(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//", url)
 
 
 def _auth_header(auth: Any) -> dict[str, str]:

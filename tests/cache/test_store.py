@@ -15,7 +15,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from dicomml.cache import Cache, array
 from dicomml.cache.array import ArrayLayout, array_metadata, index_nbytes
-from dicomml.errors import CacheIntegrityError, CacheMissError
+from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
 
 
 @pytest.fixture
@@ -281,6 +281,12 @@ def test_fsspec_url_store_round_trip(volume):
     group = zarr.open_group(zarr.storage.FsspecStore.from_url("memory://dicomml-test-cache"), path=entry._path.split("/", 2)[-1], mode="r")
     np.testing.assert_array_equal(group["image"][...], image)
     cache.fs.rm("/dicomml-test-cache", recursive=True)
+
+
+def test_a_cache_url_with_credentials_is_refused_unrecorded():
+    with pytest.raises(CacheError, match=r"^s3://bucket/cache: credentials in the URL would be recorded") as raised:
+        Cache("s3://AKIAEXAMPLE:pw-7f3@bucket/cache")
+    assert "pw-7f3" not in str(raised.value)
 
 
 def test_other_format_version_is_refused(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from remote_compare import assert_same_manifest, assert_same_volumes
 
 import dicomml
-from dicomml.errors import MissingDependencyError
+from dicomml.errors import MissingDependencyError, RemoteSourceError
 from dicomml.sources import ObjectList, Remote
 
 BUCKET = "cohort"
@@ -60,3 +60,11 @@ def test_missing_s3fs_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "pip install 'dicomml[s3]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("url", ["https://ann:pw-7f3@127.0.0.1:9/dicom/", "s3://AKIAEXAMPLE:pw-7f3@bucket/dicom/"])
+def test_credentials_in_a_bucket_url_are_refused_unrecorded(url, tmp_path):
+    with pytest.raises(RemoteSourceError, match="credentials in the URL would be recorded; pass them in storage_options") as raised:
+        dicomml.index(url, tmp_path / "m", progress=False)
+    assert "pw-7f3" not in str(raised.value) and "@" not in str(raised.value)
+    assert not (tmp_path / "m").exists()  # refused before anything was written

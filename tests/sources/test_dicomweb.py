@@ -126,5 +126,6 @@ def test_basic_auth_is_used_and_never_written(tmp_path, corpus_files):
 
 
 def test_credentials_in_the_url_are_refused(tmp_path):
-    with pytest.raises(RemoteSourceError, match="credentials in the URL"):
-        dicomml.index("dicomweb+http://u:p@127.0.0.1:9/dicom-web", tmp_path / "m", progress=False)
+    with pytest.raises(RemoteSourceError, match="credentials in the URL") as raised:
+        dicomml.index("dicomweb+http://u:pw-7f3@127.0.0.1:9/dicom-web", tmp_path / "m", progress=False)
+    assert str(raised.value).startswith("dicomweb+http://127.0.0.1:9/dicom-web: ") and "pw-7f3" not in str(raised.value)
