@@ -57,6 +57,6 @@ def refuse_credentials(url: str, error: type[Exception], how: str) -> None:
     Traceback (most recent call last):
     ValueError: https://host/x: credentials in the URL would be recorded; use storage_options
     """
-    safe = _USERINFO.sub(r"\1", url)
+    safe = _USERINFO.sub(r"\1", url) if "@" in url else url
     if safe != url:
         raise error(f"{safe}: credentials in the URL would be recorded; {how}")

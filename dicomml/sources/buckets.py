@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FsspecSource", "ObjectList", "filesystem"]
 
+#: How to pass a bucket's credentials instead of in its URL.
+_PASS_OPTIONS = "pass them in storage_options (the CLI: --storage-option KEY=VALUE)"
 #: The extra that brings each protocol's fsspec implementation.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
@@ -39,7 +41,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
     """
     import fsspec
 
-    refuse_credentials(url, RemoteSourceError, "pass them in storage_options (the CLI: --storage-option KEY=VALUE)")
+    refuse_credentials(url, RemoteSourceError, _PASS_OPTIONS)
     try:
         return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     except ImportError as exc:
@@ -58,10 +60,17 @@ class ObjectList:
     ----------
     urls
         Object URLs of one protocol (``s3://bucket/key.dcm``...).
+
+    Raises
+    ------
+    RemoteSourceError
+        If a URL carries credentials (``key:secret@``): they would be recorded.
     """
 
     def __init__(self, urls: Iterable[str]) -> None:
         self.urls = [u.strip() for u in urls if u.strip()]
+        for url in self.urls:
+            refuse_credentials(url, RemoteSourceError, _PASS_OPTIONS)
 
     def __fspath__(self) -> str:  # how a manifest names the source
         return f"{len(self.urls)} object URLs" + (f" from {self.urls[0]}" if self.urls else "")

@@ -68,3 +68,6 @@ def test_credentials_in_a_bucket_url_are_refused_unrecorded(url, tmp_path):
         dicomml.index(url, tmp_path / "m", progress=False)
     assert "pw-7f3" not in str(raised.value) and "@" not in str(raised.value)
     assert not (tmp_path / "m").exists()  # refused before anything was written
+    with pytest.raises(RemoteSourceError, match="credentials in the URL") as raised:
+        ObjectList(["s3://bucket/dicom/a.dcm", url + "b.dcm"])  # every URL of a list, not the first alone
+    assert "pw-7f3" not in str(raised.value)
