@@ -143,18 +143,18 @@ def _clean(ds: Dataset) -> Dataset:
     empty; an enhanced image's pixel measures and orientation are shared (highdicom reads them
     there only; :func:`source_grid` checks they are the same on every frame)."""
     charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
-    absent = [keyword for keyword in _TYPE2 if keyword not in ds] + _unparsable(ds)
+    emptied = [keyword for keyword in _TYPE2 if keyword not in ds] + _unparsable(ds)
     per_frame = []
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 and ds.get("PerFrameFunctionalGroupsSequence"):
         shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
         first = ds.PerFrameFunctionalGroupsSequence[0]
         per_frame = [k for k in ("PixelMeasuresSequence", "PlaneOrientationSequence") if k not in shared and k in first]
-    if not (charset or absent or per_frame):
+    if not (charset or emptied or per_frame):
         return ds
     ds = copy.deepcopy(ds)  # the caller's dataset stays as it was (a pydicom copy shares its elements)
     if charset:
         del ds.SpecificCharacterSet
-    for keyword in absent:
+    for keyword in emptied:
         setattr(ds, keyword, "")
     if per_frame:
         if not ds.get("SharedFunctionalGroupsSequence"):
