@@ -106,9 +106,9 @@ def _run_raw_bytes(folder: str) -> np.ndarray:
 
 
 def _child(contender: str, folder: str, repeat: int) -> None:
-    import psutil
-
     import importlib
+
+    import psutil
 
     for module in IMPORTS[contender]:
         importlib.import_module(module)

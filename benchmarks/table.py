@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 def machine() -> str:
     """CPUs, load average, Python and OS of this run, and today's UTC date."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     return f"{os.cpu_count()} CPUs, load average {load:.1f} at the end, Python {platform.python_version()}, {platform.system()}, {today}"
 
 

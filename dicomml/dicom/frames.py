@@ -183,7 +183,7 @@ _TEXT_VRS = frozenset({"DS", "IS", "CS", "TM", "DT", "UI"})  # ASCII by definiti
 _BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tag(keyword: str) -> BaseTag:
     """The tag of a keyword, as the BaseTag that pydicom's look-ups take without converting."""
     tag = pydicom.datadict.tag_for_keyword(keyword)

@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import fsspec
@@ -443,7 +443,7 @@ def report_location(
 ) -> tuple[fsspec.AbstractFileSystem, str]:
     if report is not None:
         return fsspec.core.url_to_fs(os.fspath(report))
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     suffix = f"-shard-{shard[0]}-of-{shard[1]}" if shard else ""
     return cache.fs, f"{cache.root}/reports/preprocess-{stamp}-{uuid.uuid4().hex[:8]}{suffix}.parquet"
 

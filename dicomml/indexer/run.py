@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from dicomml.executor import Backend, Dask, InProcess, Processes, Progress, connect, run
-from dicomml.paths import local_path
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id
 from dicomml.indexer.store import ManifestStore, Plan
+from dicomml.paths import local_path
 from dicomml.sources import Remote, with_options
 
 if TYPE_CHECKING:

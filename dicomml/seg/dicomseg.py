@@ -27,6 +27,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from dicomml._optional import require
+from dicomml.dicom.io import read_dataset
 from dicomml.errors import (
     InvalidDicomFileError,
     SegmentNotFoundError,
@@ -34,7 +35,6 @@ from dicomml.errors import (
     SegReferenceError,
     UnsupportedTransferSyntaxError,
 )
-from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample_nearest
 from dicomml.seg._link import check_frame_of_reference, describe
@@ -48,7 +48,7 @@ else:  # optional: the [seg] extra
 __all__ = ["SegmentSelector", "open_segmentation", "read_segmentation", "select_segments", "seg_to_grid"]
 
 #: One segment: its number, its label, or its segmented property type code.
-SegmentSelector = Union[int, str, Code, hd.sr.CodedConcept]
+SegmentSelector = int | str | Code | hd.sr.CodedConcept
 
 _Source = Union[str, "os.PathLike[str]", Dataset]
 

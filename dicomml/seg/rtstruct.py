@@ -21,13 +21,13 @@ import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from dicomml.dicom.io import read_dataset
 from dicomml.errors import (
     InvalidDicomFileError,
     SegmentNotFoundError,
     SegmentOverlapError,
     SegReferenceError,
 )
-from dicomml.dicom.io import read_dataset
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.seg._grid import ALIGN_TOLERANCE, paint_label
 from dicomml.seg._link import check_frame_of_reference, describe

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from dicomml.config import WindowSpec
 __all__ = ["Window", "window_limits"]
 
 #: ``(center, width)``, a preset name, or ``None`` (header window, else percentiles).
-Window = Union[tuple[float, float], str, None]
+Window = tuple[float, float] | str | None
 #: Percentiles that bound the display range when neither a window nor a header window is given.
 AUTO_PERCENTILES = (0.5, 99.5)
 

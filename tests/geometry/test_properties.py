@@ -12,7 +12,6 @@ from __future__ import annotations
 from itertools import permutations, product
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
