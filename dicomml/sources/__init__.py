@@ -89,8 +89,9 @@ def _reader(url: str, remote: Remote) -> DicomWebSource | FsspecSource:
         from dicomml.sources.dicomweb import _parts
 
         root = "dicomweb+" + _parts(url)["base"]
-    else:
-        root = url.split("://", 1)[0] + "://" + url.split("://", 1)[1].split("/", 1)[0]
+    else:  # the bucket, with the archive its members are in (zip://dir/x.dcm::archive.zip)
+        head, chain, archive = url.partition("::")
+        root = head.split("://", 1)[0] + "://" + head.split("://", 1)[1].split("/", 1)[0] + chain + archive
     source = remote.readers.get(root)
     if source is None:  # two threads may both open one: the later simply wins, both work
         source = DicomWebSource(root, remote) if is_dicomweb(url) else FsspecSource(root, remote)

@@ -88,16 +88,35 @@ class FsspecSource:
     """
 
     def __init__(self, url: str | ObjectList, remote: Remote) -> None:
+        from fsspec.archive import AbstractArchiveFileSystem
+
         self.objects = url if isinstance(url, ObjectList) else None
         first = self.objects.urls[0] if self.objects and self.objects.urls else str(url)
         self.fs, self.root = filesystem(first, remote.storage_options)
         self.remote = remote
         self.protocol = self.fs.protocol
+        # an archive's members (zip://dir/x.dcm::archive.zip) are named with the archive, so that they open again
+        self.archive = first.partition("::")[2] if isinstance(self.fs, AbstractArchiveFileSystem) else ""
+
+    def url(self, name: str) -> str:
+        """The URL of the object ``name``, as the manifest records it."""
+        return self.fs.unstrip_protocol(name) + (f"::{self.archive}" if self.archive else "")
+
+    def name(self, url: str) -> str:
+        """The object name of a URL :meth:`url` made."""
+        return self.fs._strip_protocol(url.removesuffix(f"::{self.archive}") if self.archive else url)
+
+    def _archive_mtime_ns(self) -> int:
+        """The archive's own modification time, given to each member: a rewritten archive is read again whole."""
+        from dicomml.indexer.crawl import mtime_ns
+
+        fs, path = filesystem(self.archive, self.remote.storage_options)
+        return mtime_ns(dict(with_retries(lambda: fs.info(path), self.archive, self.remote, "checking the archive")))
 
     def check(self) -> None:
         """Raise SourceNotFoundError if the root does not exist (a URL list is checked object by object)."""
         if self.objects is None:
-            url = self.fs.unstrip_protocol(self.root)
+            url = self.url(self.root)
             if not with_retries(lambda: self.fs.exists(self.root), url, self.remote, "checking the source"):
                 raise SourceNotFoundError(f"{url}: source does not exist; check the URL", path=url)
 
@@ -107,18 +126,18 @@ class FsspecSource:
         from dicomml.indexer.crawl import CrawlError
 
         if self.objects is None:
-            found = with_retries(lambda: self.fs.find(self.root, detail=True), self.fs.unstrip_protocol(self.root), self.remote, "listing")
+            found = with_retries(lambda: self.fs.find(self.root, detail=True), self.url(self.root), self.remote, "listing")
             yield from self._files(found)
             return
         prefixes = [u for u in self.objects.urls if u.endswith("/")]
         for prefix in prefixes:
             yield from self._files(self._find(prefix))
-        names = [self.fs._strip_protocol(u) for u in self.objects.urls if not u.endswith("/")]
+        names = [self.name(u) for u in self.objects.urls if not u.endswith("/")]
         infos = self._infos(names)
         good = {}
         for name, info in zip(names, infos):
             if isinstance(info, BaseException):
-                url = self.fs.unstrip_protocol(name)
+                url = self.url(name)
                 kind = "missing" if isinstance(info, FileNotFoundError) else "unreadable"
                 yield CrawlError(url, kind, f"{url}: cannot be listed ({type(info).__name__}); check the URL")
             else:
@@ -126,7 +145,7 @@ class FsspecSource:
         yield from self._files(good)
 
     def _find(self, url: str) -> dict[str, Any]:
-        path = self.fs._strip_protocol(url)
+        path = self.name(url)
         return with_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
 
     def _infos(self, names: Sequence[str]) -> list[Any]:
@@ -160,27 +179,28 @@ class FsspecSource:
         from dicomml.indexer.crawl import CrawlError, Files, mtime_ns
 
         current: Files | None = None
+        archive_mtime = self._archive_mtime_ns() if self.archive and found else 0
         for name in sorted(found):
             info = found[name]
-            url = self.fs.unstrip_protocol(name)
+            url = self.url(name)
             if info.get("type") != "file":
                 yield CrawlError(url, "not_regular_file", f"{url}: not a file; skipped")
                 continue
-            folder = self.fs.unstrip_protocol(name.rsplit("/", 1)[0]) if "/" in name else self.fs.unstrip_protocol("")
+            folder = self.url(name.rsplit("/", 1)[0] if "/" in name else "")
             if current is None or current.folder != folder:
                 if current is not None:
                     yield current
                 current = Files(folder, [], [], [], [])
             current.paths.append(url)
             current.sizes.append(int(info.get("size") or 0))
-            current.mtimes_ns.append(mtime_ns(dict(info)))
+            current.mtimes_ns.append(archive_mtime if self.archive else mtime_ns(dict(info)))
             current.open_paths.append(name)
         if current is not None:
             yield current
 
     # -- scan --------------------------------------------------------------------------------
     def _read_range(self, path: str) -> Any:
-        url = self.fs.unstrip_protocol(path)
+        url = self.url(path)
         return lambda start, end: with_retries(
             lambda: self.fs.cat_file(path, start=start, end=end), url, self.remote, "reading a byte range"
         )
@@ -188,7 +208,7 @@ class FsspecSource:
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
         """The object as a file whose reads are ranged requests."""
         size = self.fs.size(path)
-        return PrefetchedFile(self.fs.unstrip_protocol(path), size, read_range=self._read_range(path))
+        return PrefetchedFile(self.url(path), size, read_range=self._read_range(path))
 
     def prefetch(self, entries: Sequence[Entry]) -> dict[str, PrefetchedFile]:
         """The first bytes of every entry, requested together; failures become files that raise."""
@@ -223,5 +243,5 @@ class FsspecSource:
     # -- load --------------------------------------------------------------------------------
     def read_object(self, url: str) -> io.BytesIO:
         """A whole object, retried."""
-        path = self.fs._strip_protocol(url)
+        path = self.name(url)
         return io.BytesIO(with_retries(lambda: self.fs.cat_file(path), url, self.remote, "reading the object"))
