@@ -9,6 +9,7 @@ bytes; a header longer than that is read on from where the prefix ends.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +96,9 @@ class FsspecSource:
         self.fs, self.root = filesystem(first, remote.storage_options)
         self.remote = remote
         self.protocol = self.fs.protocol
-        # an archive's members (zip://dir/x.dcm::archive.zip) are named with the archive, so that they open again
-        self.archive = first.partition("::")[2] if isinstance(self.fs, AbstractArchiveFileSystem) else ""
+        # an archive's members (zip://dir/x.dcm::/data/archive.zip) are named with the archive, so that they open again
+        archive = first.partition("::")[2] if isinstance(self.fs, AbstractArchiveFileSystem) else ""
+        self.archive = archive if "://" in archive or not archive else os.path.abspath(os.path.expanduser(archive))
 
     def url(self, name: str) -> str:
         """The URL of the object ``name``, as the manifest records it."""

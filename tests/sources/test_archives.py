@@ -41,10 +41,13 @@ def test_an_archive_indexes_and_loads_as_its_files_on_disk(kind, corpus_files, l
     assert dicomml.load_series(reopened, key).array.tobytes() == dicomml.load_series(local_manifest, keys[key]).array.tobytes()
 
 
-def test_a_rerun_reads_nothing_until_the_archive_changes(corpus_files, tmp_path):
+def test_a_rerun_reads_nothing_until_the_archive_changes(corpus_files, tmp_path, monkeypatch):
     archive = tmp_path / "corpus.zip"
-    url = _archive("zip", corpus_files, archive)
+    _archive("zip", corpus_files, archive)
+    monkeypatch.chdir(tmp_path)
+    url = "zip://::corpus.zip"  # relative: recorded absolute, so that it opens from anywhere
     first = dicomml.index(url, tmp_path / "m", progress=False)
+    assert all(p.endswith(f"::{archive}") for p in first.instances.path)
     assert dicomml.index(url, tmp_path / "m", progress=False).meta["last_run"]["files_read"] == 0
     # the same members, rewritten: their own times may not move (zip keeps seconds), the archive's does
     _archive("zip", corpus_files, archive)
