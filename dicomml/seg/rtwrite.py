@@ -46,6 +46,7 @@ _CONTOUR_DATA = 0x30060050
 #: Display colours for labels without one (RGB).
 _PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0))
 _COPIED = (
+    "SpecificCharacterSet",  # the copied names are in the source's repertoire
     "PatientName",
     "PatientID",
     "PatientBirthDate",
@@ -157,6 +158,8 @@ def _structure_set(
     for keyword in _COPIED:
         if keyword in first:
             setattr(ds, keyword, first[keyword].value)
+    if "SpecificCharacterSet" not in ds and not all(text.isascii() for text in (description, *(label.name for label in labels))):
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the source names no repertoire, and ours is not ASCII
     ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET, generate_uid()
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), series_number
     ds.SeriesDescription, ds.InstanceNumber = description, 1

@@ -138,11 +138,14 @@ def _unparsable(ds: Dataset) -> list[str]:
 
 
 def _clean(ds: Dataset) -> Dataset:
-    """A header highdicom accepts: an empty (0008,0005) Specific Character Set means the default one;
-    absent Type 2 patient and study attributes, and dates, times or a sex that do not parse, are
-    empty; an enhanced image's pixel measures and orientation are shared (highdicom reads them
-    there only; :func:`source_grid` checks they are the same on every frame)."""
-    charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
+    """A header highdicom accepts: an empty (0008,0005) Specific Character Set value means the default
+    repertoire (dropped when alone, named ISO 2022 IR 6 before code extensions); absent Type 2 patient
+    and study attributes, and dates, times or a sex that do not parse, are empty; an enhanced image's
+    pixel measures and orientation are shared (highdicom reads them there only; :func:`source_grid`
+    checks they are the same on every frame)."""
+    found = ds.get("SpecificCharacterSet")
+    charsets = [found] if isinstance(found, str) else list(found or [])
+    charset = "SpecificCharacterSet" in ds and not (charsets and all(charsets))
     emptied = [keyword for keyword in _TYPE2 if keyword not in ds] + _unparsable(ds)
     per_frame = []
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 and ds.get("PerFrameFunctionalGroupsSequence"):
@@ -152,7 +155,9 @@ def _clean(ds: Dataset) -> Dataset:
     if not (charset or emptied or per_frame):
         return ds
     ds = copy.deepcopy(ds)  # the caller's dataset stays as it was (a pydicom copy shares its elements)
-    if charset:
+    if charset and any(charsets):
+        ds.SpecificCharacterSet = ["ISO 2022 IR 6" if not c else c for c in charsets]
+    elif charset:
         del ds.SpecificCharacterSet
     for keyword in emptied:
         setattr(ds, keyword, "")

@@ -204,6 +204,37 @@ def test_write_back_quotes_no_patient_value_and_empties_what_highdicom_cannot_pa
         assert written.PatientBirthDate == written.PatientSex == written.StudyTime == ""  # unknown, as Type 2 allows
 
 
+@pytest.mark.parametrize(
+    ("charset", "name", "label"),
+    [
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう", "tumor"),  # PS3.5 H.3.1: an empty first value is the default
+        ("ISO_IR 100", "Müller^Jörg", "Läsion"),
+        (None, "Doe^John", "Läsion"),  # no repertoire named: an RTSTRUCT with a non-ASCII name declares UTF-8
+    ],
+)
+def test_write_back_keeps_names_in_their_character_set(ct, tmp_path, charset, name, label) -> None:
+    source = tmp_path / "named"
+    source.mkdir()
+    for path in ct.iterdir():
+        ds = pydicom.dcmread(path)
+        if charset is not None:
+            ds.SpecificCharacterSet = charset
+        elif "SpecificCharacterSet" in ds:
+            del ds.SpecificCharacterSet
+        ds.PatientName = name
+        ds.save_as(source / path.name)
+    grid = source_grid(source)
+    labels = _label_map(grid.shape).clip(0, 1)
+    seg = pydicom.dcmread(dicomml.write_seg(labels, source, {label: 1}, tmp_path / "seg.dcm", affine=grid.affine))
+    rt = pydicom.dcmread(dicomml.write_rtstruct(labels, source, {label: 1}, tmp_path / "rt.dcm", affine=grid.affine))
+    assert str(seg.PatientName) == str(rt.PatientName) == name
+    assert seg.SegmentSequence[0].SegmentLabel == rt.StructureSetROISequence[0].ROIName == label
+    if charset is None:
+        assert rt.SpecificCharacterSet == "ISO_IR 192"
+    else:
+        assert rt.SpecificCharacterSet == seg.SpecificCharacterSet
+
+
 def test_rtstruct_round_trip_with_rt_utils_and_dicomml_rasterizers(square_ct, tmp_path) -> None:
     grid = source_grid(square_ct)
     labels = _rings(grid.shape)
