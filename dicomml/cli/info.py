@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from pydicom.uid import UID
 
+from dicomml.cli._paths import make_parent
 from dicomml.cli.listing import DEFAULT_COLUMNS, echo_rows
 from dicomml.indexer import Manifest
 
@@ -19,17 +20,27 @@ def _sop_name(uid: str | None) -> str:
 @click.command("info")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.option("--errors", "show_errors", is_flag=True, help="Print each error row (file, stage, type, message) instead of the summary.")
-def command(manifest: str, show_errors: bool) -> None:
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    callback=make_parent,
+    help="Also draw the summary and the usable series' spacing and slice counts to this PNG.",
+)
+def command(manifest: str, show_errors: bool, plot: str | None) -> None:
     """Summarize the manifest MANIFEST: counts, usable series, errors.
 
     With --errors, list the files (and crawl entries) that could not be
     indexed, one per line with the reason; `dicomml list MANIFEST errors
-    --where ...` filters them.
+    --where ...` filters them. With --plot, the summary is drawn too.
     """
     m = Manifest(manifest)
     if show_errors:
         echo_rows(m.rows("errors", columns=DEFAULT_COLUMNS["errors"]))
         return
+    if plot:
+        from dicomml.viz.cohort import save_cohort_png
+
+        click.echo(f"wrote {save_cohort_png(m, plot)}")
     click.echo(f"{m.path}  (schema {m.meta['schema_version']}, include_phi={m.meta.get('include_phi')})")
     for key, value in m.meta.get("counts", {}).items():
         click.echo(f"  {key}: {value}")
