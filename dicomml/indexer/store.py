@@ -18,17 +18,18 @@ digest changes nothing: it writes no listing and starts no DuckDB.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import struct
 import uuid
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = ["LISTING", "ManifestStore", "Plan"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: The crawl's output: one row per file found, with the source it came from.
 LISTING = pa.schema(
@@ -119,8 +123,30 @@ def _storable(files: Files) -> Files:
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone once replaced; a failed write leaves no fragment
+
+
+def _updating(method: Callable[Concatenate[ManifestStore, _P], _R]) -> Callable[Concatenate[ManifestStore, _P], _R]:
+    """A method that changes the manifest folder: an OSError there (a full disk, a permission) becomes one ManifestError."""
+
+    @functools.wraps(method)
+    def wrapper(self: ManifestStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except ManifestError:
+            raise
+        except OSError as exc:
+            raise ManifestError(
+                f"{self.root}: the manifest could not be updated ({exc.strerror or exc}); free space or fix the folder's "
+                "permissions, then rerun: it resumes, and nothing this run wrote is taken for complete",
+                path=str(self.root),
+            ) from exc
+
+    return wrapper
 
 
 class ManifestStore:
@@ -186,12 +212,14 @@ class ManifestStore:
         """Rows of a table, from the Parquet footers."""
         return sum(pq.read_metadata(part).num_rows for part in self.parts(table))
 
+    @_updating
     def write_part(self, table: str, data: pa.Table) -> None:
         """Add one partition to ``instances`` or ``errors``."""
         if data.num_rows:
             self._seq += 1
             _write_atomic(data, self.root / table / f"part-{self.run_id}-{self._seq:05d}.parquet")
 
+    @_updating
     def write_single(self, table: str, data: pa.Table, name: str = "part-0.parquet") -> None:
         """Replace a table that is rebuilt whole each run (series, annotations, crawl errors)."""
         _write_atomic(data, self.root / table / name)
@@ -263,6 +291,7 @@ class ManifestStore:
             )
         return con
 
+    @_updating
     def plan(self, n_listed: int) -> Plan:
         """Drop recorded rows whose file is gone or changed; count the files to read.
 
@@ -302,6 +331,7 @@ class ManifestStore:
         con.close()
         return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed)
 
+    @_updating
     def mark_complete(self, **values: Any) -> None:
         """Write ``manifest.json`` with ``values`` and this run's listing digest: the manifest now reflects it."""
         self.write_meta(listing_digest=self._digest, **values)
@@ -321,9 +351,13 @@ class ManifestStore:
         finally:
             con.close()
 
+    @_updating
     def write_meta(self, **values: Any) -> None:
         """Update and atomically rewrite ``manifest.json``."""
         self.meta.update(values)
         tmp = self.root / "_work" / f"manifest.{self.run_id}.json"
-        tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
-        os.replace(tmp, self.root / "manifest.json")
+        try:
+            tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+            os.replace(tmp, self.root / "manifest.json")
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -94,6 +94,29 @@ def test_interrupted_run_resumes_without_reading_finished_files(data_dir: Path, 
     assert len(resumed.series) == 3 and resumed.series.usable.all()
 
 
+# The child may write files of at most FSIZE bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so a longer write fails with EFBIG):
+# a real write failure of the manifest's own files, as on a full disk.
+_SMALL_FILES = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[4]), int(sys.argv[4])))
+from dicomml.cli.main import main
+main(["index", sys.argv[1], "-o", sys.argv[2], "--salt", sys.argv[3], "--quiet", "--workers", "1"])
+"""
+
+
+def test_a_manifest_that_cannot_be_written_is_one_error_and_a_rerun_completes(data_dir: Path, tmp_path: Path, salt: str):
+    tree = _copy(data_dir, tmp_path / "tree")
+    out = tmp_path / "m"
+    failed = subprocess.run([sys.executable, "-c", _SMALL_FILES, str(tree), str(out), salt, "4096"], capture_output=True, text=True)
+    assert failed.returncode == 1, failed.stderr
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"dicomml: error: {out}: the manifest could not be updated (") and "rerun" in line
+    assert not [p for p in out.rglob("*") if p.is_file() and p.name.endswith(".tmp")]  # no fragment left
+    resumed = dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    assert len(resumed.instances) == 40 and resumed.instances.path.is_unique and resumed.series.usable.all()
+
+
 def test_source_tree_is_never_written(data_dir: Path, tmp_path: Path, salt: str):
     tree = _copy(data_dir, tmp_path / "tree")
     before = _snapshot(tree)
