@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["local_path", "printable", "refuse_credentials", "storable_path"]
+from dicomml.errors import OutputError
+
+__all__ = ["atomic_output", "local_path", "printable", "refuse_credentials", "storable_path"]
 
 #: The user information of a URL's authority: ``scheme://user:password@``.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
@@ -60,3 +66,39 @@ def refuse_credentials(url: str, error: type[Exception], how: str) -> None:
     safe = _USERINFO.sub(r"\1", url) if "@" in url else url
     if safe != url:
         raise error(f"{safe}: credentials in the URL would be recorded; {how}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write, renamed onto ``path`` when the block succeeds.
+
+    The temporary name keeps ``path``'s suffixes (``.nii.gz``), for writers
+    that choose the format by them. A failed write leaves neither it nor a
+    partial ``path``; an OSError (a full disk, a permission) becomes one
+    :class:`~dicomml.errors.OutputError` naming ``path``.
+
+    Examples
+    --------
+    >>> with atomic_output(tmp_path / "x.txt") as tmp:  # doctest: +SKIP
+    ...     tmp.write_text("done")
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{uuid.uuid4().hex[:12]}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be written ({_reason(exc)}); free space or choose another path", path=str(path)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's word for a failed write, under the wrappers that writers put around it."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

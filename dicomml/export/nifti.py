@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from dicomml.paths import atomic_output
 from dicomml.volume import Volume
 
 __all__ = ["save_nifti", "to_nifti"]
@@ -63,7 +64,9 @@ def save_nifti(volume: Volume, path: str | Path) -> Path:
     >>> save_nifti(volume, "ct.nii.gz")  # doctest: +SKIP
     """
     path = Path(path)
-    nib.save(to_nifti(volume), path)
+    image = to_nifti(volume)
+    with atomic_output(path) as tmp:
+        nib.save(image, tmp)
     return path
 
 

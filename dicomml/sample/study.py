@@ -20,6 +20,7 @@ from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStor
 
 from dicomml._optional import require
 from dicomml.geometry.affine import dicom_affine
+from dicomml.paths import atomic_output
 from dicomml.sample.phantom import LABELS, TISSUES, label_at, tissue_at, voxel_centres
 
 if TYPE_CHECKING:
@@ -271,7 +272,8 @@ def write_sample_study(directory: str | Path, *, seed: int = 0) -> SampleStudy:
         for ds in datasets:
             name = "seg.dcm" if folder == "SEG" else f"{folder}{ds.InstanceNumber:04d}.dcm"
             path = root / folder / name
-            ds.save_as(path, enforce_file_format=True)
+            with atomic_output(path) as tmp:
+                ds.save_as(tmp, enforce_file_format=True)
             paths[folder].append(path)
     return SampleStudy(
         root=root,

@@ -26,6 +26,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from dicomml._optional import require
 from dicomml.config import Label
+from dicomml.paths import atomic_output
 from dicomml.seg.write import Labels, Prediction, SourceGrid, prepare, to_source_grid
 
 if TYPE_CHECKING:
@@ -258,5 +259,6 @@ def write_rtstruct(
     contours = _label_contours(channels, len(chosen), grid, level)
     ds = _structure_set(grid, chosen, contours, algorithm, series_description, series_number)
     path = Path(out)
-    ds.save_as(path, enforce_file_format=True)
+    with atomic_output(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
     return path

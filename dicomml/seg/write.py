@@ -29,6 +29,7 @@ from dicomml.dicom.frames import frame_table
 from dicomml.dicom.io import read_dataset
 from dicomml.errors import ConfigError, SegReferenceError
 from dicomml.geometry import analyze_stack, dicom_affine
+from dicomml.paths import atomic_output
 from dicomml.transforms.functional import resample_image, resample_mask
 from dicomml.volume import Volume
 
@@ -572,5 +573,6 @@ def write_seg(
             path=str(getattr(first, "filename", "")),
         ) from exc
     path = Path(out)
-    seg.save_as(path)
+    with atomic_output(path) as tmp:
+        seg.save_as(tmp)
     return path

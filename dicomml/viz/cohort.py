@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dicomml._optional import require
+from dicomml.paths import atomic_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +89,9 @@ def render_cohort(manifest: Manifest | str | Path) -> Figure:
 def save_cohort_png(manifest: Manifest | str | Path, path: str | Path) -> Path:
     """:func:`render_cohort` written as a PNG; returns ``path``."""
     path = Path(path)
-    render_cohort(manifest).savefig(path, format="png")
+    fig = render_cohort(manifest)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

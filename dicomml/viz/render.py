@@ -15,6 +15,7 @@ import numpy as np
 
 from dicomml._optional import require
 from dicomml.errors import GeometryError
+from dicomml.paths import atomic_output
 from dicomml.viz.planes import OBLIQUE_TOLERANCE_DEG, Convention, DisplayGrid, Plane, PlaneName
 from dicomml.viz.window import Window, window_limits
 from dicomml.volume import Volume
@@ -138,7 +139,8 @@ def save_png(volume: Volume, path: str | Path, **options: object) -> Path:
     """
     path = Path(path)
     fig = render(volume, **options)  # type: ignore[arg-type]
-    fig.savefig(path, format="png", facecolor=fig.get_facecolor())
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", facecolor=fig.get_facecolor())
     return path
 
 
