@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dicomml.errors import OutputError
 
-__all__ = ["atomic_output", "local_path", "printable", "refuse_credentials", "storable_path"]
+__all__ = ["atomic_output", "local_path", "os_reason", "printable", "refuse_credentials", "storable_path"]
 
 #: The user information of a URL's authority: ``scheme://user:password@``.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
@@ -88,12 +88,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot be written ({_reason(exc)}); free space or choose another path", path=str(path)) from exc
+        raise OutputError(f"{path}: cannot be written ({os_reason(exc)}); free space or choose another path", path=str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _reason(exc: BaseException) -> str:
+def os_reason(exc: BaseException) -> str:
     """The operating system's word for a failed write, under the wrappers that writers put around it."""
     cause: BaseException | None = exc
     while cause is not None:

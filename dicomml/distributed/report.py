@@ -15,6 +15,7 @@ Schema (:data:`REPORT_SCHEMA`)::
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dicomml.errors import OutputError
+from dicomml.paths import os_reason
 
 __all__ = ["REPORT_SCHEMA", "STATUSES", "RunReport", "write_report"]
 
@@ -121,6 +125,11 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     pandas.DataFrame
         The rows as written.
 
+    Raises
+    ------
+    OutputError
+        If the file cannot be written (a full disk, a permission); no partial file is left.
+
     Examples
     --------
     >>> fs, path = fsspec.core.url_to_fs("report.parquet")  # doctest: +SKIP
@@ -130,7 +139,14 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     parent = path.rsplit("/", 1)[0] if "/" in path else "."
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f)
-    fs.mv(tmp, path)  # atomic rename on POSIX; one PUT on object stores
+    try:
+        with fs.open(tmp, "wb") as f:
+            pq.write_table(table, f)
+        fs.mv(tmp, path)  # atomic rename on POSIX; one PUT on object stores
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fs.rm(tmp)
+        raise OutputError(
+            f"{path}: the run report cannot be written ({os_reason(exc)}); free space or choose another report path", path=path
+        ) from exc
     return table.to_pandas()

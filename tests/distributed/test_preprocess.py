@@ -380,3 +380,29 @@ def test_cli_takes_a_preset_name_from_any_folder(cohort, tmp_path, monkeypatch):
     entries = Cache(tmp_path / "c").keys()
     entry = Cache(tmp_path / "c").open(entries[0])
     assert len(entries) == 1 and entry.meta["config_name"] == "ct_seg" and entry.has_mask
+
+
+# A file may hold at most 4096 bytes in the child (RLIMIT_FSIZE, SIGXFSZ ignored): a real failed write, as a full disk.
+_REPORT_TOO_BIG = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+import fsspec
+from dicomml.distributed.report import write_report
+from dicomml.errors import OutputError
+fs, path = fsspec.core.url_to_fs(sys.argv[1])
+try:
+    write_report([{"series_key": os.urandom(8).hex(), "status": "failed", "message": os.urandom(64).hex()} for _ in range(100)], fs, path)
+except OutputError as exc:
+    print(exc)
+"""
+
+
+def test_a_report_that_cannot_be_written_is_one_output_error_and_leaves_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "reports" / "report.parquet"
+    result = subprocess.run([sys.executable, "-c", _REPORT_TOO_BIG, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith(f"{path}: the run report cannot be written (File too large)"), result.stdout + result.stderr
+    assert list(path.parent.iterdir()) == []
