@@ -55,7 +55,7 @@ from fsspec.implementations.local import LocalFileSystem
 from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
-from dicomml.paths import refuse_credentials
+from dicomml.paths import os_reason, refuse_credentials
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
@@ -481,7 +481,7 @@ class Cache:
             if isinstance(exc, OSError) and not isinstance(exc, CacheError):
                 full = " (the disk is full: free space or choose another cache)" if exc.errno == errno.ENOSPC else ""
                 raise CacheError(
-                    f"{self.url}: writing entry {key} failed ({exc.strerror or exc}){full}; nothing was published "
+                    f"{self.url}: writing entry {key} failed ({os_reason(exc)}){full}; nothing was published "
                     "and its partial files were removed",
                     path=self.url,
                 ) from exc

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dicomml.errors import OutputError
+from dicomml.paths import os_reason
 
 __all__ = ["make_parent"]
 
@@ -26,9 +27,7 @@ def make_parent(ctx: click.Context | None, param: click.Parameter | None, value:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(
-            f"{value}: cannot create its folder {parent} ({exc.strerror or exc}); choose another output path", path=value
-        ) from exc
+        raise OutputError(f"{value}: cannot create its folder {parent} ({os_reason(exc)}); choose another output path", path=value) from exc
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{value}: the folder {parent} is not writable; choose another output path", path=value)
     return value

@@ -39,7 +39,7 @@ from dicomml.indexer.crawl import CrawlError, Files
 from dicomml.indexer.manifest import duckdb_connection, parquet_view
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
 from dicomml.indexer.tables import column, from_rows
-from dicomml.paths import printable, storable_path
+from dicomml.paths import os_reason, printable, storable_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -141,7 +141,7 @@ def _updating(method: Callable[Concatenate[ManifestStore, _P], _R]) -> Callable[
             raise
         except OSError as exc:
             raise ManifestError(
-                f"{self.root}: the manifest could not be updated ({exc.strerror or exc}); free space or fix the folder's "
+                f"{self.root}: the manifest could not be updated ({os_reason(exc)}); free space or fix the folder's "
                 "permissions, then rerun: it resumes, and nothing this run wrote is taken for complete",
                 path=str(self.root),
             ) from exc
