@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from dicomml.errors import OutputError
 from dicomml.paths import os_reason
 
-__all__ = ["make_parent"]
+__all__ = ["make_parent", "output_option"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def make_parent(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
@@ -31,3 +35,15 @@ def make_parent(ctx: click.Context | None, param: click.Parameter | None, value:
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{value}: the folder {parent} is not writable; choose another output path", path=value)
     return value
+
+
+def output_option(what: str, callback: Callable[..., str | None] = make_parent) -> Callable[[_F], _F]:
+    """The ``-o/--output FILE`` option of a command that writes ``what``; its folder is made (``callback``)."""
+    return click.option(
+        "-o",
+        "--output",
+        required=True,
+        type=click.Path(dir_okay=False),
+        callback=callback,
+        help=f"{what}; its folder is created if missing.",
+    )

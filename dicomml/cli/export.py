@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
-from dicomml.cli._paths import make_parent
+from dicomml.cli._paths import make_parent, output_option
 from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.export import save_nifti
 
@@ -30,14 +30,7 @@ def _mask_path(output: str) -> Path:
 @click.command("export")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    callback=_nifti_output,
-    help="NIfTI file, .nii or .nii.gz; its folder is created if missing.",
-)
+@output_option("NIfTI file, .nii or .nii.gz", _nifti_output)
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to export on the image grid.")
 @click.option(
     "--mask-output",

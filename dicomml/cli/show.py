@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
-from dicomml.cli._paths import make_parent
+from dicomml.cli._paths import output_option
 from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
@@ -27,14 +27,7 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.command("show")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    callback=make_parent,
-    help="PNG to write; its folder is created if missing.",
-)
+@output_option("PNG to write")
 @click.option(
     "--window",
     default=None,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import yaml
 
-from dicomml.cli._paths import make_parent
+from dicomml.cli._paths import output_option
 from dicomml.errors import ConfigError
 
 __all__ = ["command", "parse_labels_option", "source_options"]
@@ -51,14 +51,7 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
             callback=parse_labels_option,
             help="NAME=VALUE (repeat), or a YAML file of labels with codes and colours.",
         ),
-        click.option(
-            "-o",
-            "--output",
-            required=True,
-            type=click.Path(dir_okay=False),
-            callback=make_parent,
-            help="DICOM file to write; its folder is created if missing.",
-        ),
+        output_option("DICOM file to write"),
         click.option("--threshold", default=0.5, show_default=True, help="Binarization of probabilities."),
         click.option("--algorithm", default="dicomml", show_default=True, help="Algorithm name written in the file."),
     ]
