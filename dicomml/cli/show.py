@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
+import numpy as np
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import output_option
 from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
+
+if TYPE_CHECKING:
+    from dicomml.indexer.manifest import Manifest
 
 __all__ = ["command", "parse_window"]
 
@@ -55,11 +61,21 @@ def command(
     storage_option: tuple[str, ...],
 ) -> None:
     """Write axial, coronal and sagittal views with R/L, A/P, S/I labels and an axial
-    montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay."""
+    montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay.
+
+    A series of 2D images (radiographs, mammograms, ultrasound...) is drawn
+    image by image instead (the first 8), as displayed: mammograms in the
+    breast convention, CR and DX in the chest one, with their sides.
+    """
     from dicomml import load_mask, load_series
     from dicomml.limits import DEFAULT_MAX_VOXELS
 
     opened = open_manifest(manifest, storage_option)
+    files = _image_files(opened, series_key)
+    if files is not None:
+        path = _show_images(opened, files, annotation_key, window, output)
+        click.echo(f"wrote {path}")
+        return
     volume = load_series(
         opened,
         series_key,
@@ -70,3 +86,45 @@ def command(
     mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
     path = save_png(volume, output, window=window, mask=mask, convention=convention, montage=montage)
     click.echo(f"wrote {path}")
+
+
+#: Images of a 2D series drawn by ``show``.
+MAX_IMAGES = 8
+#: The display convention of a modality's images (others keep their stored orientation).
+_DISPLAY = {"MG": "breast", "CR": "chest", "DX": "chest"}
+
+
+def _image_files(manifest: Manifest, series_key: str) -> list[tuple[str, str]] | None:
+    """(path, modality) of each file of a series of 2D images; None for a series to draw as a volume."""
+    from dicomml.imaging2d.prepare import IMAGE_MODALITIES
+
+    usable = manifest.table("series", ["usable"], [("series_key", "==", series_key)]).column("usable").to_pylist()
+    if not usable or usable[0]:
+        return None  # an unknown key is load_series' error to give; a usable one is a volume
+    rows = manifest.table("instances", ["path", "modality"], [("series_key", "==", series_key)]).to_pylist()
+    if not rows or any(row["modality"] not in IMAGE_MODALITIES for row in rows):
+        return None
+    return sorted((row["path"], row["modality"]) for row in rows)
+
+
+def _show_images(manifest: Manifest, files: list[tuple[str, str]], annotation_key: str | None, window: Window, output: str) -> Any:
+    from dicomml.imaging2d import load_image
+    from dicomml.imaging2d.masks import displayed_masks
+    from dicomml.viz import save_images_png
+    from dicomml.viz.window import window_limits
+
+    voi: Any = "header"
+    if window is not None:  # a preset name or (center, width), as a VOI window
+        low, high = window_limits(window, np.zeros(1), {})
+        voi = ((low + high) / 2, high - low)
+    annotation = [] if annotation_key is None else [str(manifest.annotation(annotation_key)["path"])]
+    images: list[Any] = []
+    masks: list[np.ndarray | None] = []
+    labels: list[str] = []
+    for path, modality in files[:MAX_IMAGES]:
+        image = load_image(path, voi=voi, display=_DISPLAY.get(modality), remote=manifest.remote)
+        found, names = displayed_masks(annotation, image.meta, manifest.remote) if annotation else (None, [])
+        images.append(image)
+        masks.append(found)
+        labels = labels or names
+    return save_images_png(images, output, masks=masks, labels=labels)

@@ -32,7 +32,7 @@ from dicomml.seg.rtstruct import _points, _read, fill_polygons
 if TYPE_CHECKING:
     from dicomml.sources import Remote
 
-__all__ = ["contour_pixels", "image_masks", "rtstruct_masks", "sample_masks"]
+__all__ = ["contour_pixels", "displayed_masks", "image_masks", "rtstruct_masks", "sample_masks"]
 
 
 def _plane(image: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -157,10 +157,24 @@ def image_masks(
     return np.concatenate(planes).astype(np.uint8) if planes else np.zeros((0, *shape), np.uint8), labels
 
 
+def displayed_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], remote: Remote | None = None) -> tuple[np.ndarray, list[str]]:
+    """An image's masks on its displayed pixels: :func:`image_masks` with the image's flips.
+
+    ``meta`` is a loaded image's (:func:`~dicomml.imaging2d.load_image`): ``sop_instance_uid``,
+    ``full_shape``, ``path``, ``flips``.
+    """
+    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"], remote)
+    if "horizontal" in meta["flips"]:
+        masks = masks[:, :, ::-1]
+    if "vertical" in meta["flips"]:
+        masks = masks[:, ::-1, :]
+    return np.ascontiguousarray(masks), labels
+
+
 def sample_masks(
     seg_paths: Sequence[str], meta: Mapping[str, Any], size: tuple[int, int] | None, remote: Remote | None = None
 ) -> tuple[torch.Tensor, list[str]]:
-    """An image's masks on its sample's pixels: the image's flips, then its placement (nearest).
+    """An image's masks on its sample's pixels: :func:`displayed_masks`, then its placement (nearest).
 
     Parameters
     ----------
@@ -174,10 +188,6 @@ def sample_masks(
     remote
         How to reach remote files: a :class:`dicomml.sources.Remote`.
     """
-    masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"], remote)
-    if "horizontal" in meta["flips"]:
-        masks = masks[:, :, ::-1]
-    if "vertical" in meta["flips"]:
-        masks = masks[:, ::-1, :]
+    masks, labels = displayed_masks(seg_paths, meta, remote)
     where = Placement(tuple(meta["scale"]), tuple(meta["offset"]), tuple(meta["placed_shape"]))  # type: ignore[arg-type]
-    return place(torch.from_numpy(np.ascontiguousarray(masks)), where, size, label=True), labels
+    return place(torch.from_numpy(masks), where, size, label=True), labels

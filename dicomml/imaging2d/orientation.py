@@ -23,7 +23,7 @@ from pydicom.multival import MultiValue
 
 from dicomml.imaging2d.spacing import HeaderValues
 
-__all__ = ["ProjectionHeader", "display_flips", "flipped_orientation", "normalize_view", "projection_header"]
+__all__ = ["ProjectionHeader", "display_flips", "edge_sides", "flipped_orientation", "normalize_view", "projection_header"]
 
 _OPPOSITE = str.maketrans("LRAPHF", "RLPAFH")
 #: Code values of CID 4014 (mammography views) that name a view without its meaning.
@@ -131,6 +131,24 @@ def flipped_orientation(orientation: tuple[str, str], horizontal: bool, vertical
     """Patient Orientation after flipping the image (a flip reverses that axis' direction)."""
     rows, columns = orientation
     return (rows.translate(_OPPOSITE) if horizontal else rows, columns.translate(_OPPOSITE) if vertical else columns)
+
+
+def edge_sides(orientation: tuple[str, str] | None) -> dict[str, str]:
+    """The patient side at each edge of an image (keys ``left``, ``right``, ``top``, ``bottom``).
+
+    Patient Orientation names where the rows run (the right edge) and where
+    the columns run (the bottom edge); the opposite edges face the other way.
+    Without it, every side is ``""``.
+
+    Examples
+    --------
+    >>> edge_sides(("P", "L"))
+    {'left': 'A', 'right': 'P', 'top': 'R', 'bottom': 'L'}
+    """
+    if orientation is None:
+        return dict.fromkeys(("left", "right", "top", "bottom"), "")
+    rows, columns = orientation
+    return {"left": rows.translate(_OPPOSITE), "right": rows, "top": columns.translate(_OPPOSITE), "bottom": columns}
 
 
 def display_flips(header: ProjectionHeader, convention: str, *, facing: str = "right") -> tuple[bool, bool, str]:

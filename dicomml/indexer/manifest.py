@@ -188,6 +188,25 @@ class Manifest:
         finally:
             con.close()
 
+    def annotation(self, annotation_key: str) -> dict[str, Any]:
+        """The ``annotations`` row of one SEG or RTSTRUCT object, as a dict (nulls as None).
+
+        Raises
+        ------
+        SeriesNotFoundError
+            If no annotation has this key.
+        """
+        # a filtered Parquet read, as series_files does: no DuckDB connection per mask
+        rows = self.table("annotations", filters=[("annotation_key", "==", annotation_key)]).to_pylist()
+        if not rows:
+            raise SeriesNotFoundError(
+                f"{self.path}: no annotation_key {annotation_key!r} in the manifest; list them with "
+                f"`dicomml list {self.path} annotations` or dicomml.pairs(manifest)",
+                path=str(self.path),
+                series_uid=annotation_key,
+            )
+        return dict(rows[0])
+
     def series_files(self, series_key: str) -> pd.DataFrame:
         """Files of one volume group, ordered by path.
 

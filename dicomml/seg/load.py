@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dicomml.dicom.io import is_url, read_dataset
-from dicomml.errors import ConfigError, SegReferenceError, SeriesNotFoundError
+from dicomml.errors import ConfigError, SegReferenceError
 from dicomml.indexer.manifest import Manifest
 from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
@@ -18,19 +18,6 @@ if TYPE_CHECKING:
     from dicomml.seg.dicomseg import SegmentSelector
 
 __all__ = ["load_mask", "pairs"]
-
-
-def _annotation(manifest: Manifest, annotation_key: str) -> dict[str, Any]:
-    # a filtered Parquet read, as Manifest.series_files does: no DuckDB connection per mask, and nulls come as None
-    rows = manifest.table("annotations", filters=[("annotation_key", "==", annotation_key)]).to_pylist()
-    if not rows:
-        raise SeriesNotFoundError(
-            f"{manifest.path}: no annotation_key {annotation_key!r} in the manifest; list them with "
-            f"`dicomml list {manifest.path} annotations` or dicomml.pairs(manifest)",
-            path=str(manifest.path),
-            series_uid=annotation_key,
-        )
-    return rows[0]
 
 
 def load_mask(
@@ -91,7 +78,7 @@ def load_mask(
     >>> mask = dicomml.load_mask("manifest/", row.annotation_key, as_channels=True)  # doctest: +SKIP
     """
     manifest = Manifest.open(manifest)
-    row = _annotation(manifest, annotation_key)
+    row = manifest.annotation(annotation_key)
     path = str(row["path"])
     if reference is None:
         if not row["referenced_series_key"]:

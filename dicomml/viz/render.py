@@ -121,7 +121,7 @@ def render(
             _draw(ax, grid.plane("axial", index), vmin, vmax, 7)
     fig.suptitle(_title(volume, grid, convention, vmin, vmax), color="white", fontsize=10)
     if mask is not None and grid.labels is not None:
-        _legend(fig, mask, grid.labels)
+        _legend(fig, mask.meta.get("labels"), grid.labels)
     return fig
 
 
@@ -184,13 +184,12 @@ def _draw(ax: Axes, plane: Plane, vmin: float, vmax: float, fontsize: int) -> No
         ax.imshow(colours, aspect=plane.aspect, interpolation="nearest")
     for side, (x, y, ha, va) in _EDGE.items():
         ax.text(x, y, plane.sides[side], transform=ax.transAxes, ha=ha, va=va, **{**_LABEL_STYLE, "fontsize": fontsize})
-    ax.set_title(f"{plane.name} {plane.position}", color="white", fontsize=fontsize - 1, pad=2)
+    ax.set_title(f"{plane.name} {plane.position}".strip(), color="white", fontsize=fontsize - 1, pad=2)
     ax.set_axis_off()
 
 
-def _legend(fig: Figure, mask: Volume, labels: np.ndarray) -> None:
-    """Colour key of the labels present, named by ``mask.meta["labels"]`` (number -> name) when given."""
-    names = mask.meta.get("labels")
+def _legend(fig: Figure, names: Any, labels: np.ndarray) -> None:
+    """Colour key of the labels present, named by ``names`` (number -> name) when it is a mapping."""
     present = [int(v) for v in np.unique(labels) if v > 0]
     if not present:
         return
