@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from pydicom.dataset import Dataset
 
-from dicomml._optional import require
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import SegReferenceError
 from dicomml.imaging2d.resize import Placement, place
@@ -127,6 +126,8 @@ def image_masks(
     ------
     SegReferenceError
         If a SEG has no frame for the image, or its frames are not the image's size.
+    InvalidDicomFileError
+        If a SEG is not one highdicom can parse.
     """
     planes, labels = [], []
     for path in seg_paths:
@@ -137,8 +138,9 @@ def image_masks(
             planes.append(masks)
             labels += names
             continue
-        hd = require("highdicom", extra="seg", feature="masks of 2D images")
-        seg = hd.seg.Segmentation.from_dataset(header, copy=False) if is_url(path) else hd.seg.segread(path)
+        from dicomml.seg.dicomseg import read_segmentation  # highdicom's import: only for a SEG
+
+        seg = read_segmentation(header if is_url(path) else path)
         try:
             pixels = seg.get_pixels_by_source_instance([sop_instance_uid], ignore_spatial_locations=True)
         except (ValueError, KeyError, IndexError) as exc:

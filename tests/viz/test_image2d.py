@@ -9,6 +9,7 @@ from matplotlib.image import imread
 
 import dicomml
 from dicomml.cli.main import main
+from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d import load_image
 from dicomml.imaging2d.masks import displayed_masks
 from dicomml.imaging2d.synthetic import write_image2d, write_seg2d
@@ -72,3 +73,11 @@ def test_show_draws_a_2d_series_with_its_seg(mammogram):
     png = imread(out)[40:, :, :3]  # below the legend
     blue = np.flatnonzero((png[..., 2] - png[..., 0] > 0.2).any(axis=0))  # columns holding the overlay (letters are yellow)
     assert blue.size and blue.min() > png.shape[1] // 2  # on the right: the breast faces right
+
+
+def test_a_seg_highdicom_cannot_read_is_one_typed_error(tmp_path):
+    """highdicom writes a SEG of an image with Pixel Spacing but no Slice Thickness that it cannot read back."""
+    image = write_image2d(tmp_path / "dx.dcm", np.zeros((32, 32), np.uint16), modality="DX", extra={"PixelSpacing": [0.2, 0.2]})
+    seg = write_seg2d(image, np.ones((32, 32), bool), tmp_path / "seg.dcm")
+    with pytest.raises(InvalidDicomFileError, match=f"^{seg}: not a Segmentation that highdicom can parse"):
+        displayed_masks([str(seg)], load_image(image).meta)
