@@ -218,8 +218,9 @@ class Manifest:
         Returns
         -------
         pandas.DataFrame
-            Columns ``path`` and ``frame_numbers`` (1-based frames of the file in
-            this group, or None when all of its frames are).
+            Columns ``path``, ``frame_numbers`` (1-based frames of the file in
+            this group, or None when all of its frames are), and ``size`` and
+            ``mtime_ns`` as indexed.
 
         Raises
         ------
@@ -227,7 +228,7 @@ class Manifest:
             If no file has this key.
         """
         # pyarrow's filtered read: cheaper than opening a DuckDB connection, which every series a Dataset loads would pay
-        wanted = self.table("instances", ["path", "frame_numbers"], [("series_key", "==", series_key)])
+        wanted = self.table("instances", ["path", "frame_numbers", "size", "mtime_ns"], [("series_key", "==", series_key)])
         rows = wanted.sort_by("path").to_pandas()
         if rows.empty:
             raise SeriesNotFoundError(

@@ -17,6 +17,7 @@ from dicomml.errors import (
     DuplicateSliceError,
     GantryTiltError,
     InconsistentGeometryError,
+    ManifestError,
     MixedSeriesError,
     ResourceLimitError,
     SeriesNotFoundError,
@@ -228,6 +229,22 @@ def test_meta_is_json_and_complete(data_dir):
     first = pydicom.dcmread(meta["source_files"][0], stop_before_pixels=True)
     assert meta["sop_instance_uids"][0] == first.SOPInstanceUID
     assert float(first.ImagePositionPatient[2]) == pytest.approx(v.affine[2, 3])
+
+
+def test_a_file_rewritten_after_indexing_is_refused_until_indexed_again(tmp_path):
+    """Its rows and cache key describe what it held when indexed: a Dataset would cache the new pixels under the old key."""
+    vol = _volume(n=4)
+    paths = write_series(tmp_path / "dicom" / "ct", vol)
+    manifest = dicomml.index(tmp_path / "dicom", tmp_path / "manifest", workers=1, progress=False)
+    (key,) = manifest.series["series_key"].tolist()
+    ds = pydicom.dcmread(paths[1])
+    ds.RescaleIntercept = -1000  # still a valid file: only the manifest can tell
+    ds.save_as(paths[1])
+    with pytest.raises(ManifestError, match=f"^{paths[1]}: changed since it was indexed"):
+        load_series(manifest, key)
+    again = dicomml.index(tmp_path / "dicom", tmp_path / "manifest", workers=1, progress=False)
+    (key,) = again.series["series_key"].tolist()
+    assert load_series(again, key).array[1].tolist() == (vol[1].astype(np.int32) - 1000).tolist()
 
 
 def test_load_series_reads_the_manifest_group(tmp_path):

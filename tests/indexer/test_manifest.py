@@ -32,7 +32,7 @@ def test_series_files_are_ordered_by_path(corpus_manifest: Manifest, data_dir: P
     series = corpus_manifest.series
     key = series[series.folder == str(data_dir / "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag")].series_key.iloc[0]
     files = corpus_manifest.series_files(key)
-    assert list(files.columns) == ["path", "frame_numbers"]
+    assert list(files.columns) == ["path", "frame_numbers", "size", "mtime_ns"]
     assert len(files) == 35 and list(files.path) == sorted(files.path)
     assert files.frame_numbers.isna().all()
 
