@@ -1,4 +1,5 @@
-"""File paths in UTF-8 stores (Parquet, JSON), losslessly; no DICOM reader is imported here."""
+"""Paths and URLs: stored losslessly in UTF-8 stores (Parquet, JSON), checked against the manifest, refused with
+credentials, written whole; no DICOM reader is imported here."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import os
 import re
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from dicomml.errors import OutputError
+from dicomml.errors import ManifestError, OutputError
 
-__all__ = ["atomic_output", "local_path", "os_reason", "printable", "refuse_credentials", "storable_path"]
+__all__ = ["atomic_output", "check_unchanged", "local_path", "os_reason", "printable", "refuse_credentials", "storable_path"]
 
 #: The user information of a URL's authority: ``scheme://user:password@``.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
@@ -102,3 +103,27 @@ def os_reason(exc: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_unchanged(files: Iterable[tuple[str, int, int]]) -> None:
+    """Refuse a local file rewritten since it was indexed: its row and cache key describe what it held then.
+
+    ``files`` are ``(path, size, mtime_ns)`` as the manifest records them;
+    URLs and files gone are passed over (their reads say what is wrong).
+    Call it after reading them, so that a file that no longer decodes says
+    so itself.
+
+    Raises
+    ------
+    ManifestError
+        Naming the first file whose size or modification time changed.
+    """
+    for path, size, mtime_ns in files:
+        if "://" in path and not path.startswith("file://"):
+            continue
+        try:
+            info = os.stat(local_path(path))
+        except FileNotFoundError:
+            continue
+        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+            raise ManifestError(f"{path}: changed since it was indexed (size or modification time); index its source again", path=str(path))

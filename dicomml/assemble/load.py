@@ -37,12 +37,12 @@ from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.pixels import PixelSpan, decode_into, is_native, native_layout, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
-from dicomml.errors import ConfigError, InvalidDicomFileError, ManifestError, MixedSeriesError, SeriesAssemblyError
+from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
 from dicomml.indexer.header import read_file_header
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
-from dicomml.paths import local_path
+from dicomml.paths import check_unchanged, local_path
 from dicomml.sources import Remote
 from dicomml.volume import Volume
 
@@ -201,26 +201,8 @@ def load_series(
     sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling, opened.remote)
     with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
         volume = _assemble(sources, on_irregular, dtype, threads, series_key=series_key, max_voxels=max_voxels)
-    _check_unchanged(opened, rows)  # after the read: a file that no longer decodes says so itself
+    check_unchanged(zip(rows["path"], rows["size"], rows["mtime_ns"]))
     return volume
-
-
-def _check_unchanged(manifest: Manifest, rows: Any) -> None:
-    """Refuse a local file rewritten since it was indexed (or while it was read): its series' rows and cache key
-    describe what it held then."""
-    for path, size, mtime_ns in zip(rows["path"], rows["size"], rows["mtime_ns"]):
-        if is_url(path):
-            continue
-        try:
-            info = os.stat(local_path(path))
-        except FileNotFoundError:  # the read that follows says so, with the path
-            continue
-        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
-            raise ManifestError(
-                f"{path}: changed since it was indexed (size or modification time); "
-                f"run `dicomml index` on its source into {manifest.path} again",
-                path=str(path),
-            )
 
 
 def _frame_list(value: Any) -> list[int] | None:

@@ -25,6 +25,7 @@ from dicomml.imaging2d.prepare import (
     stored_scale,
     to_stored,
 )
+from dicomml.paths import check_unchanged
 from dicomml.pipeline.sources import kept_list
 from dicomml.transforms.base import Mask
 
@@ -237,6 +238,7 @@ class ImageDataset(Dataset):
     def _computed(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         """Image planes, mask and meta of ``row`` computed from its file, with the values a cache would give."""
         planes, meta = prepare_image(row["path"], self.config, self.manifest.remote)
+        check_unchanged([(row["path"], row["size"], row["mtime_ns"])])
         planes = from_stored(to_stored(planes, self.config))
         segs, mask = self._row_segs(row), None
         if segs:

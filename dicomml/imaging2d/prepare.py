@@ -24,6 +24,7 @@ from dicomml.cache import Cache, source_fingerprint
 from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import ConfigError
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
+from dicomml.paths import check_unchanged
 
 if TYPE_CHECKING:
     from dicomml.sources import Remote
@@ -265,6 +266,7 @@ def preprocess_image(
     if cache.has(key):
         return key
     planes, meta = prepare_image(row["path"], config, remote)
+    check_unchanged([(row["path"], row["size"], row["mtime_ns"])])
     spacing = meta["spacing"] or [1.0, 1.0]  # the affine needs numbers; meta["spacing"] stays None when unknown
     affine = np.diag([1.0, float(spacing[0]), float(spacing[1]), 1.0])
     meta.update(kind="image2d", config=asdict(config))

@@ -13,7 +13,7 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 import dicomml
 from dicomml.cache import Cache
 from dicomml.cache.array import shard_key
-from dicomml.errors import CacheIntegrityError, CacheMissError
+from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
 from dicomml.imaging2d import ImageConfig, ImageDataset
 from dicomml.imaging2d.synthetic import write_image2d, write_seg2d
 
@@ -60,6 +60,17 @@ def test_cached_once_per_image_and_config(cohort: Path) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(CacheMissError):
         ImageDataset(cohort / "manifest", cache, ImageConfig(size=(48, 48)), cache_only=True)[0]
+
+
+def test_an_image_rewritten_after_indexing_is_refused_with_or_without_a_cache(cohort: Path) -> None:
+    ds = pydicom.dcmread(cohort / "source" / "dx.dcm")
+    ds.WindowCenter = 1000  # still a valid image: only the manifest can tell
+    ds.save_as(cohort / "source" / "dx.dcm")
+    for cache in (None, Cache(cohort / "cache")):
+        data = ImageDataset(cohort / "manifest", cache, ImageConfig(size=(32, 32)), where="modality = 'DX'")
+        with pytest.raises(ManifestError, match="dx.dcm: changed since it was indexed"):
+            data[0]
+    assert Cache(cohort / "cache").keys() == []  # nothing cached under the old file's key
 
 
 def _damage(cache: Cache, key: str) -> None:
