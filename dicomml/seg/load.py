@@ -11,6 +11,7 @@ import pandas as pd
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import ConfigError, SegReferenceError
 from dicomml.indexer.manifest import Manifest
+from dicomml.paths import check_unchanged
 from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
 
@@ -71,6 +72,8 @@ def load_mask(
         is given), or the geometry cannot be matched; the message names both.
     ConfigError
         If ``threshold`` is given for an RTSTRUCT.
+    ManifestError
+        If the annotation's file (or the series' files) changed since they were indexed.
 
     Examples
     --------
@@ -102,6 +105,8 @@ def load_mask(
         from dicomml.seg.dicomseg import seg_to_grid  # highdicom (the [seg] extra): imported for a SEG only
 
         mask = seg_to_grid(source, reference, segments=segments, as_channels=as_channels, threshold=threshold)
+    indexed = manifest.table("instances", ["size", "mtime_ns"], [("path", "==", path)]).to_pylist()
+    check_unchanged([(path, row["size"], row["mtime_ns"]) for row in indexed[:1]])
     mask.meta.update(
         annotation_key=annotation_key,
         series_key=reference.meta.get("series_key", row["referenced_series_key"]),

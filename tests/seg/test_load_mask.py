@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import highdicom as hd
@@ -107,3 +108,20 @@ def test_unlinked_annotation_raises_seg_reference_error_naming_both(manifest, tm
     assert "seg_image_ct_binary.dcm" in message and "1.3.6.1.4.1.5962.1.1.0.0.0.1196530851.28319.0.2" in message
     with pytest.raises(SeriesNotFoundError, match="no annotation_key"):
         dicomml.load_mask(manifest, "0000000000000000")
+
+
+def test_an_annotation_rewritten_after_indexing_is_refused(tmp_path, data_dir):
+    import shutil
+
+    from dicomml.errors import ManifestError
+
+    for folder in ("image", "seg"):
+        shutil.copytree(data_dir / "dcmqi/data/segmentations/24x38x3" / folder, tmp_path / "tree" / folder)
+    manifest = dicomml.index(tmp_path / "tree", tmp_path / "m", workers=1, progress=False)
+    (key,) = manifest.annotations.annotation_key
+    assert dicomml.load_mask(manifest, key).array.any()
+    seg = tmp_path / "tree" / "seg" / "label.seg"
+    seg.write_bytes(seg.read_bytes())  # the same bytes, written again: a new modification time
+    os.utime(seg, ns=(seg.stat().st_atime_ns, seg.stat().st_mtime_ns + 1_000_000_000))
+    with pytest.raises(ManifestError, match="label.seg: changed since it was indexed"):
+        dicomml.load_mask(manifest, key)
