@@ -137,16 +137,14 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     """
     table = pa.Table.from_pylist([{name: row.get(name) for name in REPORT_SCHEMA.names} for row in rows], schema=REPORT_SCHEMA)
     parent = path.rsplit("/", 1)[0] if "/" in path else "."
-    fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
     try:
+        fs.makedirs(parent, exist_ok=True)
         with fs.open(tmp, "wb") as f:
             pq.write_table(table, f)
         fs.mv(tmp, path)  # atomic rename on POSIX; one PUT on object stores
     except OSError as exc:
         with contextlib.suppress(OSError):
             fs.rm(tmp)
-        raise OutputError(
-            f"{path}: the run report cannot be written ({os_reason(exc)}); free space or choose another report path", path=path
-        ) from exc
+        raise OutputError(f"{path}: cannot write the run report ({os_reason(exc)})", path=path) from exc
     return table.to_pandas()

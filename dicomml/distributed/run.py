@@ -32,7 +32,7 @@ from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, with_options
 from dicomml.distributed.report import RunReport, write_report
 from dicomml.distributed.shard import check_shard, select_shard
-from dicomml.errors import ConfigError, DicomMLError, SeriesNotFoundError
+from dicomml.errors import ConfigError, DicomMLError, OutputError, SeriesNotFoundError
 from dicomml.executor import Backend, Dask, Failure, InProcess, Outcome, Progress, connect, run
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
@@ -222,10 +222,8 @@ def finish(
     """Write the report, print its summary; raise when every one of ``rows`` failed."""
     try:
         table = write_report(rows, fs, path)
-    except OSError as exc:
-        raise DicomMLError(
-            f"{path}: cannot write the run report ({exc}); the cache entries are kept, rerun with --report elsewhere", path=path
-        ) from None
+    except OutputError as exc:  # the entries are published: only the report is missing
+        raise OutputError(f"{exc}; the cache entries are kept, rerun with --report elsewhere", path=path) from exc
     where = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     result = RunReport(table, where, time.perf_counter() - started, what)
     if progress:
