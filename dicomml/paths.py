@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dicomml.errors import ManifestError, OutputError
 
-__all__ = ["atomic_output", "check_unchanged", "local_path", "os_reason", "printable", "refuse_credentials", "storable_path"]
+__all__ = ["atomic_output", "check_unchanged", "is_url", "local_path", "os_reason", "printable", "refuse_credentials", "storable_path"]
 
 #: The user information of a URL's authority: ``scheme://user:password@``.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
@@ -37,6 +37,11 @@ def storable_path(path: str) -> str:
         return path
     except UnicodeEncodeError:
         return "file://" + urllib.parse.quote(os.fsencode(path))
+
+
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an fsspec URL (``memory://``, ``s3://``, ...) rather than a local path."""
+    return "://" in str(path) and not str(path).startswith("file://")
 
 
 def local_path(name: str) -> str:
@@ -119,7 +124,7 @@ def check_unchanged(files: Iterable[tuple[str, int, int]]) -> None:
         Naming the first file whose size or modification time changed.
     """
     for path, size, mtime_ns in files:
-        if "://" in path and not path.startswith("file://"):
+        if is_url(path):
             continue
         try:
             info = os.stat(local_path(path))

@@ -14,17 +14,12 @@ from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
 from dicomml.errors import DicomMLError, InvalidDicomFileError, ResourceLimitError, SourceNotFoundError
-from dicomml.paths import local_path
+from dicomml.paths import is_url, local_path
 
 if TYPE_CHECKING:
     from dicomml.sources import Remote
 
 __all__ = ["is_url", "read_dataset", "typed_errors"]
-
-
-def is_url(path: str | PathLike[str]) -> bool:
-    """Whether ``path`` is an fsspec URL (``memory://``, ``s3://``, ...) rather than a local path."""
-    return "://" in str(path) and not str(path).startswith("file://")
 
 
 def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | None = None, remote: Remote | None = None) -> FileDataset:
