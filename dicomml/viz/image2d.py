@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dicomml._optional import require
+from dicomml.imaging2d.orientation import edge_sides
 from dicomml.paths import atomic_output
 from dicomml.viz.planes import Plane
 from dicomml.viz.render import _draw, _legend
@@ -63,8 +64,6 @@ def render_images(
     --------
     >>> fig = render_images([load_image("mammo/R_CC.dcm", display="breast")])  # doctest: +SKIP
     """
-    from dicomml.imaging2d.orientation import edge_sides  # pydicom's import: only when drawing 2D images
-
     if not images:
         raise ValueError("no image to draw")
     masks = list(masks) if masks is not None else [None] * len(images)
