@@ -106,7 +106,7 @@ def load_mask(
 
         mask = seg_to_grid(source, reference, segments=segments, as_channels=as_channels, threshold=threshold)
     indexed = manifest.table("instances", ["size", "mtime_ns"], [("path", "==", path)]).to_pylist()
-    check_unchanged([(path, row["size"], row["mtime_ns"]) for row in indexed[:1]])
+    check_unchanged([(path, found["size"], found["mtime_ns"]) for found in indexed[:1]])
     mask.meta.update(
         annotation_key=annotation_key,
         series_key=reference.meta.get("series_key", row["referenced_series_key"]),
