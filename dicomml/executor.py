@@ -370,6 +370,12 @@ class Processes:
     ) -> Iterator[Outcome[T]]:
         """See :class:`Backend`."""
         mp = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        with _frozen_heap():
+            yield from self._map(function, batches, describe, mp)
+
+    def _map(
+        self, function: BatchFunction, batches: Iterable[tuple[Any, Sequence[T]]], describe: Callable[[T], str], mp: Any
+    ) -> Iterator[Outcome[T]]:
         pool = [_Worker(function, mp) for _ in range(max(1, self.workers))]
         pending: deque[_Batch[T]] = deque()
         source = iter(batches)
@@ -431,6 +437,25 @@ class Processes:
         finally:
             for worker in pool:
                 worker.stop() if worker.batch is None else worker.kill()
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """This process's objects kept out of its collections while forked workers share its memory.
+
+    A collection writes to every object it visits, so a collection in the
+    parent would copy each page of the heap it shares with the workers (as
+    ``gc.freeze``'s documentation describes). Objects made meanwhile are
+    collected as usual; a heap the caller froze is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

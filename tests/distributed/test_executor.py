@@ -168,3 +168,48 @@ def test_workers_leave_the_callers_garbage_to_the_caller(tmp_path):
     assert outcomes[0].result != [os.getpid()]  # it ran in a worker
     gc.collect()
     assert record.read_text().split() == [str(os.getpid())]  # finalized once, by the caller alone
+
+
+def _ids(context, items, started):
+    return list(items)
+
+
+def test_the_callers_heap_is_left_out_of_collections_while_workers_share_it():
+    """While forked workers run, a collection in the caller skips what existed at the fork (it would copy each
+    shared page); afterwards everything is collectable again, and a heap the caller froze stays frozen."""
+    import gc
+    import weakref
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    gc.disable()  # the cycle stays uncollected until the run, as it may in any caller
+    try:
+        garbage = Cycle()
+        alive = weakref.ref(garbage)
+        del garbage
+        outcomes = run(_ids, [(None, ["a"]), (None, ["b"])], Processes(1))
+        first = next(outcomes)
+        gc.collect()
+        assert alive() is not None  # frozen while the workers share the heap
+        rest = list(outcomes)
+    finally:
+        gc.enable()
+    assert [first.result, *(o.result for o in rest)] == [["a"], ["b"]]
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None  # unfrozen after the run
+
+    gc.disable()
+    try:
+        kept = Cycle()
+        alive = weakref.ref(kept)
+        del kept
+        gc.freeze()  # the caller's own freeze (for its own forks), a garbage cycle in it
+        list(run(_ids, [(None, ["a"])], Processes(1)))
+        gc.collect()
+        assert alive() is not None  # still frozen: the run did not undo the caller's freeze
+    finally:
+        gc.unfreeze()
+        gc.enable()
