@@ -1,8 +1,9 @@
-"""The one Markdown table each benchmark prints last, in the form docs/benchmarks.md quotes.
+"""What the benchmarks share: the one Markdown table each prints last, in the form docs/benchmarks.md quotes.
 
 The heading names the benchmark; the line under it the machine and the UTC
 date, so a table pasted into the documentation says where and when it was
-measured.
+measured. :func:`compile_dicomml` puts dicomml on the footing of installed
+peers before processes are timed from interpreter start.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime
 import os
 import platform
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 
 def machine() -> str:
@@ -18,6 +20,19 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     return f"{os.cpu_count()} CPUs, load average {load:.1f} at the end, Python {platform.python_version()}, {platform.system()}, {today}"
+
+
+def compile_dicomml() -> None:
+    """Byte-compile dicomml's modules, as pip does when it installs a wheel (as every peer here was installed).
+
+    An editable checkout may have no ``.pyc`` (``PYTHONDONTWRITEBYTECODE``), and
+    then compiles each module at every interpreter start.
+    """
+    import compileall
+
+    import dicomml
+
+    compileall.compile_dir(Path(dicomml.__file__).parent, quiet=1)
 
 
 def print_table(title: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
