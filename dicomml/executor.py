@@ -332,11 +332,15 @@ class _Worker:
         self.process.join()
         self.conn.close()
 
-    def stop(self) -> None:
+    def ask_to_stop(self) -> None:
+        """Tell the worker to exit after its batch (without waiting: workers told together exit together)."""
         try:
             self.conn.send(None)
         except OSError:
             pass
+
+    def stop(self) -> None:
+        """Wait for a worker told to stop; kill it if it has not exited within 5 s."""
         self.process.join(timeout=5)
         self.kill()
 
@@ -435,8 +439,11 @@ class Processes:
                     pool[i] = _Worker(function, mp)
                     pending.appendleft(running)
         finally:
+            idle = [w for w in pool if w.batch is None]
+            for worker in idle:
+                worker.ask_to_stop()
             for worker in pool:
-                worker.stop() if worker.batch is None else worker.kill()
+                worker.stop() if worker in idle else worker.kill()
 
 
 @contextlib.contextmanager
