@@ -96,7 +96,7 @@ _DISPLAY = {"MG": "breast", "CR": "chest", "DX": "chest"}
 
 def _image_files(manifest: Manifest, series_key: str) -> list[tuple[str, str]] | None:
     """(path, modality) of each file of a series of 2D images; None for a series to draw as a volume."""
-    from dicomml.imaging2d.prepare import IMAGE_MODALITIES
+    from dicomml.imaging2d.modalities import IMAGE_MODALITIES
 
     usable = manifest.table("series", ["usable"], [("series_key", "==", series_key)]).column("usable").to_pylist()
     if not usable or usable[0]:

@@ -14,8 +14,8 @@ from torch.utils.data import Dataset, get_worker_info
 from dicomml.cache import Cache, CacheEntry
 from dicomml.data.datasets import _empty
 from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
+from dicomml.imaging2d.modalities import IMAGE_MODALITIES
 from dicomml.imaging2d.prepare import (
-    IMAGE_MODALITIES,
     ImageConfig,
     from_stored,
     image_key,

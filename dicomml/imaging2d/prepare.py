@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from dicomml.sources import Remote
 
 __all__ = [
-    "IMAGE_MODALITIES",
     "ImageConfig",
     "from_stored",
     "image_key",
@@ -40,9 +39,6 @@ __all__ = [
     "stored_scale",
     "to_stored",
 ]
-
-#: Modalities whose instances are 2D images (projection, ultrasound, captures, photographs).
-IMAGE_MODALITIES = ("CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "OT", "SC", "XC", "ES", "GM")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ the ``instances`` partitions, streamed in record batches. Whether a group is
 usable is decided from headers alone: the stack geometry of
 :func:`dicomml.geometry.analyze_stack` (gap, duplicate positions, gantry tilt,
 non-uniform spacing) plus the rules here (no geometry, mixed pixel spacing, a
-single slice, several images at one position).
+single slice, several images at one position). A group of 2D images (a
+modality of :data:`~dicomml.imaging2d.modalities.IMAGE_MODALITIES`) that makes
+no stack is not usable as a volume for the reason :data:`IMAGES_2D`, whatever
+its geometry.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import pyarrow as pa
 
 from dicomml.geometry import analyze_stack, axcodes, dicom_affine, geometry_problem
 from dicomml.geometry.checks import spacing_problem
+from dicomml.imaging2d.modalities import IMAGE_MODALITIES
 from dicomml.indexer.annotations import link_annotations
 from dicomml.indexer.records import ANNOTATION_MODALITIES
 from dicomml.indexer.schema import ANNOTATIONS, SERIES
 from dicomml.indexer.tables import empty, from_rows
 
-__all__ = ["annotations_table", "series_table", "usability"]
+__all__ = ["IMAGES_2D", "annotations_table", "series_table", "usability"]
 
 _GROUPS = """
 SELECT series_key,
@@ -144,12 +148,18 @@ def _lost_slices(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     }
 
 
+#: The reason of a group of 2D images that makes no volume.
+IMAGES_2D = "2D images, not a volume (ImageDataset reads them)"
+
+
 def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]], lost: dict[str, str]) -> Iterator[dict[str, Any]]:
     for group in batch.to_pylist():
         flat = group.pop("positions")
         spacings = group.pop("spacings")
         positions = None if any(p is None for p in flat) else np.asarray([v for p in flat for v in p]).reshape(-1, 3)
         stats, reason = usability(positions, group["orientation"], spacings)
+        if reason is not None and group["modality"] in IMAGE_MODALITIES and stats.get("n_slices", 1) == 1:
+            reason = IMAGES_2D  # radiographs, mammograms, captures: not a broken volume
         group.update(stats)
         group["pixel_spacing"] = spacings[0] if spacings else None
         group["shape"] = [stats["n_slices"], group["rows"], group["columns"]] if stats else None

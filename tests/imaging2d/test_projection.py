@@ -188,3 +188,21 @@ def test_manifest_columns_pick_cohorts_in_sql(tmp_path: Path) -> None:
     assert dx.iloc[0].tolist() == [True, "imager_pixel_spacing", "MONOCHROME1", False]
     sc = manifest.sql("SELECT spacing_source FROM instances WHERE modality = 'SC'")
     assert sc.spacing_source.tolist() == ["none"]
+
+
+def test_a_group_of_2d_images_is_reported_as_2d_images_not_a_broken_volume(tmp_path: Path) -> None:
+    """`info` and the cohort picture read `reason`: radiographs say what they are, a CT slice keeps its own reason."""
+    from dicomml.dicom.synthetic import write_series
+    from dicomml.indexer.series import IMAGES_2D
+
+    source = tmp_path / "source"
+    _write_pair(source / "mg")
+    write_image2d(source / "dx.dcm", np.zeros((30, 20), np.uint16), modality="DX", extra={"ImagerPixelSpacing": [0.1, 0.1]})
+    write_series(source / "ct", np.zeros((1, 8, 8), np.int16), modality="CT")
+    manifest = dicomml.index(source, tmp_path / "manifest", workers=1, progress=False)
+    reasons = manifest.sql("SELECT modality, usable, reason FROM series ORDER BY modality")
+    assert reasons.to_dict("list") == {
+        "modality": ["CT", "DX", "MG", "MG", "MG", "MG"],
+        "usable": [False] * 6,
+        "reason": ["single slice", *[IMAGES_2D] * 5],
+    }
