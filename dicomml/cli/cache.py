@@ -26,7 +26,16 @@ def info(cache: str) -> None:
     """Entries and bytes of CACHE."""
     summary = Cache(cache, create=False).info()
     for name, value in summary.items():
-        click.echo(f"{name}: {value}")
+        click.echo(f"{name}: {value} ({_size(value)})" if name.endswith("bytes") else f"{name}: {value}")
+
+
+def _size(n: float) -> str:
+    """``n`` bytes for people: 1210725696 -> ``1.2 GB`` (decimal units, as disks are sold)."""
+    units = ("B", "kB", "MB", "GB", "TB")
+    step = 0
+    while n >= 1000 and step < len(units) - 1:
+        n, step = n / 1000, step + 1
+    return f"{n:.0f} B" if step == 0 else f"{n:.1f} {units[step]}"
 
 
 @command.command("verify")

@@ -34,6 +34,8 @@ def test_info_verify_gc(tmp_path):
 
     info = _dicomml("cache", "info", str(tmp_path / "c"))
     assert info.returncode == 0 and "entries: 2" in info.stdout and "unreferenced_bytes: 0" not in info.stdout
+    used = int(next(line for line in info.stdout.splitlines() if line.startswith("bytes:")).split()[1])
+    assert f"bytes: {used} ({used / 1000:.1f} kB)" in info.stdout  # the raw count for scripts, a size for people
 
     ok = _dicomml("cache", "verify", str(tmp_path / "c"))
     assert ok.returncode == 0 and "2 of 2 entries verified" in ok.stdout
