@@ -27,7 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from dicomml._optional import require
 from dicomml.config import Label
 from dicomml.paths import atomic_output
-from dicomml.seg.write import Labels, Prediction, SourceGrid, prepare, to_source_grid
+from dicomml.seg.write import Labels, Prediction, SourceGrid, hold_text, prepare, to_source_grid
 
 if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
@@ -159,8 +159,7 @@ def _structure_set(
     for keyword in _COPIED:
         if keyword in first:
             setattr(ds, keyword, first[keyword].value)
-    if "SpecificCharacterSet" not in ds and not all(text.isascii() for text in (description, *(label.name for label in labels))):
-        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the source names no repertoire, and ours is not ASCII
+    hold_text(ds, [description, algorithm, *(label.name for label in labels)])
     ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET, generate_uid()
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), series_number
     ds.SeriesDescription, ds.InstanceNumber = description, 1

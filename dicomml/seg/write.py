@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.valuerep import DA, TM
@@ -42,7 +43,7 @@ else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
 find_objects = require("scipy.ndimage", extra="seg", feature="write-back to DICOM SEG (dicomml.write_seg)").find_objects
 
-__all__ = ["SourceGrid", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
+__all__ = ["SourceGrid", "hold_text", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
 
 #: What a prediction can be: an array or tensor (with ``affine=``), a Volume, a MetaTensor, a NIfTI path.
 Prediction = Union[np.ndarray, torch.Tensor, Volume, str, "os.PathLike[str]"]
@@ -136,6 +137,30 @@ def _unparsable(ds: Dataset) -> list[str]:
         except ValueError:
             out.append(keyword)
     return out
+
+
+def hold_text(ds: Dataset, texts: Sequence[str]) -> None:
+    """Declare in ``ds`` a character set that holds ``texts``, ours (labels, descriptions), written into it.
+
+    The repertoire copied from the source may lack them (none declared is
+    ASCII; ISO_IR 100 has no kanji), and pydicom would then write ``?`` in
+    their place. It is kept when it holds them, else replaced by UTF-8
+    (ISO_IR 192), which holds every value: the copied ones are decoded first,
+    so that they are written again in UTF-8, not relabelled.
+    """
+    ours = "".join(text for text in texts if not text.isascii())
+    if not ours:
+        return
+    declared = ds.get("SpecificCharacterSet")
+    charsets = [declared] if isinstance(declared, str) else list(declared or [])
+    if len(charsets) == 1 and charsets[0]:  # one repertoire without code extensions
+        try:
+            ours.encode(convert_encodings(charsets)[0])
+            return
+        except (UnicodeEncodeError, LookupError):
+            pass
+    ds.decode()
+    ds.SpecificCharacterSet = "ISO_IR 192"
 
 
 def _clean(ds: Dataset) -> Dataset:
@@ -572,6 +597,7 @@ def write_seg(
             f"{getattr(first, 'filename', source)}: highdicom cannot encode the SEG ({exc})",
             path=str(getattr(first, "filename", "")),
         ) from exc
+    hold_text(seg, [series_description, algorithm, algorithm_version, *(d.SegmentLabel for d in seg.SegmentSequence)])
     path = Path(out)
     with atomic_output(path) as tmp:
         seg.save_as(tmp)

@@ -205,14 +205,18 @@ def test_write_back_quotes_no_patient_value_and_empties_what_highdicom_cannot_pa
 
 
 @pytest.mark.parametrize(
-    ("charset", "name", "label"),
+    ("charset", "name", "label", "written"),
     [
-        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう", "tumor"),  # PS3.5 H.3.1: an empty first value is the default
-        ("ISO_IR 100", "Müller^Jörg", "Läsion"),
-        (None, "Doe^John", "Läsion"),  # no repertoire named: an RTSTRUCT with a non-ASCII name declares UTF-8
+        # PS3.5 H.3.1: an empty first value is the default repertoire
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう", "tumor", ["ISO 2022 IR 6", "ISO 2022 IR 87"]),
+        ("ISO_IR 100", "Müller^Jörg", "Läsion", "ISO_IR 100"),  # the source's repertoire holds the label: kept
+        (None, "Doe^John", "Läsion", "ISO_IR 192"),  # none named (ASCII) and a non-ASCII label: UTF-8
+        (None, "Doe^John", "肝臓", "ISO_IR 192"),
+        ("ISO_IR 100", "Müller^Jörg", "肝臓", "ISO_IR 192"),  # Latin-1 has no kanji: UTF-8, the name written again in it
     ],
 )
-def test_write_back_keeps_names_in_their_character_set(ct, tmp_path, charset, name, label) -> None:
+def test_write_back_keeps_names_in_their_character_set(ct, tmp_path, charset, name, label, written) -> None:
+    """A label the source's repertoire could not hold was written as '??' (pydicom's replacement) in a SEG."""
     source = tmp_path / "named"
     source.mkdir()
     for path in ct.iterdir():
@@ -225,14 +229,13 @@ def test_write_back_keeps_names_in_their_character_set(ct, tmp_path, charset, na
         ds.save_as(source / path.name)
     grid = source_grid(source)
     labels = _label_map(grid.shape).clip(0, 1)
-    seg = pydicom.dcmread(dicomml.write_seg(labels, source, {label: 1}, tmp_path / "seg.dcm", affine=grid.affine))
-    rt = pydicom.dcmread(dicomml.write_rtstruct(labels, source, {label: 1}, tmp_path / "rt.dcm", affine=grid.affine))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydicom warns when it replaces characters it cannot encode
+        seg = pydicom.dcmread(dicomml.write_seg(labels, source, {label: 1}, tmp_path / "seg.dcm", affine=grid.affine))
+        rt = pydicom.dcmread(dicomml.write_rtstruct(labels, source, {label: 1}, tmp_path / "rt.dcm", affine=grid.affine))
     assert str(seg.PatientName) == str(rt.PatientName) == name
     assert seg.SegmentSequence[0].SegmentLabel == rt.StructureSetROISequence[0].ROIName == label
-    if charset is None:
-        assert rt.SpecificCharacterSet == "ISO_IR 192"
-    else:
-        assert rt.SpecificCharacterSet == seg.SpecificCharacterSet
+    assert seg.SpecificCharacterSet == rt.SpecificCharacterSet == written
 
 
 def test_rtstruct_round_trip_with_rt_utils_and_dicomml_rasterizers(square_ct, tmp_path) -> None:
