@@ -195,6 +195,15 @@ def _clean(ds: Dataset) -> Dataset:
     return ds
 
 
+def _numbers(ds: Dataset, keyword: str, n: int) -> list[float]:
+    """The ``n`` numbers of ``keyword``; NaN when it is absent or holds something else (the caller says so)."""
+    try:
+        values = [float(v) for v in ds.get(keyword) or ()]
+    except (TypeError, ValueError):
+        values = []
+    return values if len(values) == n else [np.nan] * n
+
+
 def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | None = None, remote: Remote | None = None) -> SourceGrid:
     """Headers and grid of the series a prediction was computed from.
 
@@ -232,12 +241,16 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
         orientations_found, spacings, positions = table.orientations, table.pixel_spacing, table.positions
         frames = table.frame_numbers
     else:
-        orientations_found = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
-        spacings = np.array([[float(v) for v in ds.PixelSpacing] for ds in datasets])
-        positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
+        orientations_found = np.array([_numbers(ds, "ImageOrientationPatient", 6) for ds in datasets])
+        spacings = np.array([_numbers(ds, "PixelSpacing", 2) for ds in datasets])
+        positions = np.array([_numbers(ds, "ImagePositionPatient", 3) for ds in datasets])
         frames = np.zeros(len(datasets), np.int64)
-    if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(orientations_found)):
-        raise SegReferenceError(f"{name}: a source plane has no position or orientation; write-back needs both", path=name)
+    if not all(np.all(np.isfinite(values)) for values in (positions, orientations_found, spacings)):
+        raise SegReferenceError(
+            f"{name}: a source plane has no ImagePositionPatient, ImageOrientationPatient or PixelSpacing (a 2D image "
+            "without patient geometry?); write-back needs the planes of a volume",
+            path=name,
+        )
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     orientations = {tuple(np.round(row, 4)) for row in orientations_found}
     if len(series) != 1 or len(orientations) != 1:

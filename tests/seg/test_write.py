@@ -170,6 +170,18 @@ def test_bad_predictions_raise_one_line_errors(ct, tmp_path) -> None:
         dicomml.write_seg(labels, [], LABELS, tmp_path / "x.dcm", affine=grid.affine)
 
 
+def test_a_source_without_patient_geometry_is_refused_in_one_line(tmp_path) -> None:
+    """A radiograph has no ImagePositionPatient: write-back raised a bare AttributeError from pydicom."""
+    from dicomml.imaging2d.synthetic import write_image2d
+
+    dx = write_image2d(tmp_path / "dx.dcm", np.zeros((30, 20), np.uint16), modality="DX", extra={"ImagerPixelSpacing": [0.1, 0.1]})
+    for write in (dicomml.write_seg, dicomml.write_rtstruct):
+        with pytest.raises(SegReferenceError, match=r"dx\.dcm: a source plane has no ImagePositionPatient") as info:
+            write(np.ones((1, 30, 20), np.uint8), [dx], {"lesion": 1}, tmp_path / "out.dcm", affine=np.eye(4))
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.dcm").exists()
+
+
 def _rings(shape: tuple[int, int, int]) -> np.ndarray:
     """Per slice: a ring (1, with a hole) and a disc (2) beside it, radii growing along the slices."""
     rows, columns = np.mgrid[: shape[1], : shape[2]]
