@@ -142,18 +142,19 @@ def _unparsable(ds: Dataset) -> list[str]:
 def hold_text(ds: Dataset, texts: Sequence[str]) -> None:
     """Declare in ``ds`` a character set that holds ``texts``, ours (labels, descriptions), written into it.
 
-    The repertoire copied from the source may lack them (none declared is
-    ASCII; ISO_IR 100 has no kanji), and pydicom would then write ``?`` in
-    their place. It is kept when it holds them, else replaced by UTF-8
-    (ISO_IR 192), which holds every value: the copied ones are decoded first,
-    so that they are written again in UTF-8, not relabelled.
+    The repertoire copied from the source (cleaned by :func:`_clean`) may
+    lack them (none declared is ASCII; ISO_IR 100 has no kanji), and pydicom
+    would then write ``?`` in their place. It is kept when it holds them,
+    else replaced by UTF-8 (ISO_IR 192), which holds every value: the copied
+    ones are decoded first, so that they are written again in UTF-8, not
+    relabelled.
     """
     ours = "".join(text for text in texts if not text.isascii())
     if not ours:
         return
     declared = ds.get("SpecificCharacterSet")
     charsets = [declared] if isinstance(declared, str) else list(declared or [])
-    if len(charsets) == 1 and charsets[0]:  # one repertoire without code extensions
+    if len(charsets) == 1 and charsets[0]:  # one repertoire, without code extensions
         try:
             ours.encode(convert_encodings(charsets)[0])
             return
@@ -164,13 +165,14 @@ def hold_text(ds: Dataset, texts: Sequence[str]) -> None:
 
 
 def _clean(ds: Dataset) -> Dataset:
-    """A header highdicom accepts: an empty (0008,0005) Specific Character Set value means the default
-    repertoire (dropped when alone, named ISO 2022 IR 6 before code extensions); absent Type 2 patient
+    """A header highdicom accepts: an empty (0008,0005) Specific Character Set value, or ISO_IR 6, means the
+    default repertoire (dropped when alone, named ISO 2022 IR 6 before code extensions); absent Type 2 patient
     and study attributes, and dates, times or a sex that do not parse, are empty; an enhanced image's
     pixel measures and orientation are shared (highdicom reads them there only; :func:`source_grid`
     checks they are the same on every frame)."""
     found = ds.get("SpecificCharacterSet")
-    charsets = [found] if isinstance(found, str) else list(found or [])
+    # ISO_IR 6, no defined term but met in files (pydicom reads it), names the default repertoire too
+    charsets = ["" if c == "ISO_IR 6" else c for c in ([found] if isinstance(found, str) else list(found or []))]
     charset = "SpecificCharacterSet" in ds and not (charsets and all(charsets))
     emptied = [keyword for keyword in _TYPE2 if keyword not in ds] + _unparsable(ds)
     per_frame = []

@@ -223,6 +223,7 @@ def test_write_back_quotes_no_patient_value_and_empties_what_highdicom_cannot_pa
         (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう", "tumor", ["ISO 2022 IR 6", "ISO 2022 IR 87"]),
         ("ISO_IR 100", "Müller^Jörg", "Läsion", "ISO_IR 100"),  # the source's repertoire holds the label: kept
         (None, "Doe^John", "Läsion", "ISO_IR 192"),  # none named (ASCII) and a non-ASCII label: UTF-8
+        ("ISO_IR 6", "Doe^John", "Läsion", "ISO_IR 192"),  # ASCII named (pydicom would read it as Latin-1)
         (None, "Doe^John", "肝臓", "ISO_IR 192"),
         ("ISO_IR 100", "Müller^Jörg", "肝臓", "ISO_IR 192"),  # Latin-1 has no kanji: UTF-8, the name written again in it
     ],
