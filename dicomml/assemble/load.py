@@ -37,8 +37,9 @@ from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.pixels import PixelSpan, decode_into, is_native, native_layout, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
-from dicomml.errors import ConfigError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
+from dicomml.errors import ConfigError, InconsistentGeometryError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
 from dicomml.geometry import axcodes, spacing_of
+from dicomml.imaging2d.modalities import IMAGES_2D
 from dicomml.indexer.header import read_file_header
 from dicomml.indexer.manifest import Manifest
 from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
@@ -200,7 +201,15 @@ def load_series(
     frames = [_frame_list(value) for value in rows["frame_numbers"]]
     sources = _read_headers([str(p) for p in rows["path"]], frames, philips_scaling, opened.remote)
     with typed_errors(f"series {series_key}", "assembling the volume", SeriesAssemblyError):
-        volume = _assemble(sources, on_irregular, dtype, threads, series_key=series_key, max_voxels=max_voxels)
+        try:
+            volume = _assemble(sources, on_irregular, dtype, threads, series_key=series_key, max_voxels=max_voxels)
+        except InconsistentGeometryError as exc:
+            reason = opened.table("series", ["reason"], [("series_key", "==", series_key)]).column("reason").to_pylist()
+            if reason != [IMAGES_2D]:
+                raise
+            raise InconsistentGeometryError(
+                f"{exc}; these are 2D images: dicomml.ImageDataset and dicomml.imaging2d.load_image read them", series_uid=series_key
+            ) from exc
     check_unchanged(zip(rows["path"], rows["size"], rows["mtime_ns"]))
     return volume
 

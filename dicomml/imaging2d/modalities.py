@@ -1,12 +1,15 @@
 """The modalities whose instances are 2D images (projection, ultrasound, captures, photographs).
 
 One list for :class:`~dicomml.imaging2d.ImageDataset`'s default selection, for
-``dicomml show`` and for the indexer, which says that a group of such images
-that is no volume holds 2D images rather than a broken volume.
+``dicomml show`` and for the indexer, which gives a group of such images that
+makes no volume the reason :data:`IMAGES_2D` rather than a broken volume's
+(and :func:`dicomml.load_series` points from it to the 2D readers).
 """
 
 from __future__ import annotations
 
-__all__ = ["IMAGE_MODALITIES"]
+__all__ = ["IMAGES_2D", "IMAGE_MODALITIES"]
 
 IMAGE_MODALITIES = ("CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "OT", "SC", "XC", "ES", "GM")
+#: The ``series`` reason of a group of 2D images that makes no volume.
+IMAGES_2D = "2D images, not a volume (ImageDataset reads them)"

@@ -7,8 +7,8 @@ usable is decided from headers alone: the stack geometry of
 non-uniform spacing) plus the rules here (no geometry, mixed pixel spacing, a
 single slice, several images at one position). A group of 2D images (a
 modality of :data:`~dicomml.imaging2d.modalities.IMAGE_MODALITIES`) that makes
-no stack is not usable as a volume for the reason :data:`IMAGES_2D`, whatever
-its geometry.
+no stack is not usable as a volume for the reason
+:data:`~dicomml.imaging2d.modalities.IMAGES_2D`, whatever its geometry.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ import pyarrow as pa
 
 from dicomml.geometry import analyze_stack, axcodes, dicom_affine, geometry_problem
 from dicomml.geometry.checks import spacing_problem
-from dicomml.imaging2d.modalities import IMAGE_MODALITIES
+from dicomml.imaging2d.modalities import IMAGE_MODALITIES, IMAGES_2D
 from dicomml.indexer.annotations import link_annotations
 from dicomml.indexer.records import ANNOTATION_MODALITIES
 from dicomml.indexer.schema import ANNOTATIONS, SERIES
 from dicomml.indexer.tables import empty, from_rows
 
-__all__ = ["IMAGES_2D", "annotations_table", "series_table", "usability"]
+__all__ = ["annotations_table", "series_table", "usability"]
 
 _GROUPS = """
 SELECT series_key,
@@ -146,10 +146,6 @@ def _lost_slices(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         folder: f"{n} file(s) of its folder could not be read (e.g. {example.rsplit('/', 1)[-1]}); a slice may be lost"
         for folder, n, example in con.execute(_LOST, list(_LOST_SLICE_ERRORS)).fetchall()
     }
-
-
-#: The reason of a group of 2D images that makes no volume.
-IMAGES_2D = "2D images, not a volume (ImageDataset reads them)"
 
 
 def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]], lost: dict[str, str]) -> Iterator[dict[str, Any]]:

@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 import dicomml
+from dicomml.errors import InconsistentGeometryError
 from dicomml.imaging2d import load_image, physical_spacing
 from dicomml.imaging2d.synthetic import code_item, write_image2d
 
@@ -193,7 +194,7 @@ def test_manifest_columns_pick_cohorts_in_sql(tmp_path: Path) -> None:
 def test_a_group_of_2d_images_is_reported_as_2d_images_not_a_broken_volume(tmp_path: Path) -> None:
     """`info` and the cohort picture read `reason`: radiographs say what they are, a CT slice keeps its own reason."""
     from dicomml.dicom.synthetic import write_series
-    from dicomml.indexer.series import IMAGES_2D
+    from dicomml.imaging2d.modalities import IMAGES_2D
 
     source = tmp_path / "source"
     _write_pair(source / "mg")
@@ -206,3 +207,7 @@ def test_a_group_of_2d_images_is_reported_as_2d_images_not_a_broken_volume(tmp_p
         "usable": [False] * 6,
         "reason": ["single slice", *[IMAGES_2D] * 5],
     }
+    dx = manifest.sql("SELECT series_key FROM series WHERE modality = 'DX'").series_key[0]
+    with pytest.raises(InconsistentGeometryError, match=r"these are 2D images: dicomml\.ImageDataset") as info:
+        dicomml.load_series(manifest, dx)  # the volume loader points to the 2D readers
+    assert "\n" not in str(info.value)
