@@ -12,6 +12,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -168,7 +169,6 @@ def index(
         unchanged.meta["last_run"] = _last_run(plan, started)  # this run's, not kept: manifest.json keeps the last change's
         return unchanged
     from dicomml.indexer.scan import ScanOptions, failure_rows
-    from dicomml.indexer.series import annotations_table, series_table
 
     options = ScanOptions(include_phi=include_phi, salt=salt_bytes)
 
@@ -195,7 +195,11 @@ def index(
             unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)
-    _flush(store, buffered)
+    with ThreadPoolExecutor(1) as pool:  # the last partition is written (Parquet releases the GIL) while DuckDB is imported
+        last = pool.submit(_flush, store, buffered)
+        from dicomml.indexer.series import annotations_table, series_table
+
+        last.result()
     if plan.n_to_read or plan.n_removed or not store.parts("series"):
         store.write_meta(sources=source_names)  # Manifest reads it
         con = Manifest(store.root).connect()
