@@ -6,6 +6,7 @@ positions and one orientation, say how the slices stack and what is wrong.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,7 +146,7 @@ def analyze_stack(positions: ArrayLike, orientation: ArrayLike) -> StackGeometry
     if offsets.size < 2:
         return StackGeometry(order, offsets, counts, 0.0, True, 0, 0.0, normal.copy())
     steps = np.diff(offsets)
-    spacing = float(np.median(steps))
+    spacing = statistics.median(steps.tolist())  # np.median's NaN check imports numpy.ma (a fresh process pays it)
     uniform = bool(np.all(np.abs(steps - spacing) <= SPACING_TOLERANCE * spacing))
     missing = int(np.sum(np.maximum(np.rint(steps / spacing) - 1, 0)))
     first = pos[order[starts[0]]]
