@@ -98,10 +98,13 @@ def test_sigkill_of_the_whole_run_then_a_rerun_recomputes_nothing_complete(cohor
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 240
+    group: list[int] = []
     while not (cache_dir / "entries").is_dir() or not any((cache_dir / "entries").iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before publishing anything"
+        # the session's processes, looked up while waiting: looked up after the first entry, on a loaded machine
+        # the lookup let the run publish everything before the kill
+        group = [p.pid for p in psutil.process_iter() if _sid(p.pid) == proc.pid]
         time.sleep(0.01)
-    group = [p.pid for p in psutil.process_iter() if _sid(p.pid) == proc.pid]
     os.killpg(proc.pid, signal.SIGKILL)  # the run, its scheduler and its Dask workers, as a job scheduler does
     proc.wait()
     _wait_gone(group)
