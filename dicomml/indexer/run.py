@@ -21,6 +21,7 @@ from dicomml.executor import Backend, Dask, InProcess, Processes, Progress, conn
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
 from dicomml.indexer.privacy import resolve_salt, salt_id
+from dicomml.indexer.schema import DERIVED_RULES
 from dicomml.indexer.store import ManifestStore, Plan
 from dicomml.paths import local_path
 from dicomml.sources import Remote, with_options
@@ -162,7 +163,8 @@ def index(
     n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
     plan = store.plan(n_listed)
     source_names = [os.fspath(s) for s in _source_names(sources)]
-    if plan.unchanged:  # the recorded counts stand: nothing is written, unless the sources are named otherwise
+    derived = store.meta.get("derived_rules") == DERIVED_RULES  # series and annotations follow this dicomml's rules
+    if plan.unchanged and derived:  # the recorded counts stand: nothing is written, unless the sources are named otherwise
         if store.meta.get("sources") != source_names:
             store.mark_complete(sources=source_names)
         unchanged = Manifest(store.root, remote=remote)
@@ -200,7 +202,7 @@ def index(
         from dicomml.indexer.series import annotations_table, series_table
 
         last.result()
-    if plan.n_to_read or plan.n_removed or not store.parts("series"):
+    if plan.n_to_read or plan.n_removed or not derived or not store.parts("series"):
         store.write_meta(sources=source_names)  # Manifest reads it
         con = Manifest(store.root).connect()
         try:
@@ -212,6 +214,7 @@ def index(
     store.mark_complete(
         sources=source_names,
         counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
+        derived_rules=DERIVED_RULES,
         last_run=_last_run(plan, started),
     )
     if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done

@@ -23,6 +23,10 @@ __all__ = ["ANNOTATIONS", "ERRORS", "FIELDS", "IMAGE2D_FIELDS", "PHI_FIELDS", "S
 #: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax. 3: ``philips_scale_slope``.
 #: 4: the 2D imaging columns (:data:`IMAGE2D_FIELDS`).
 SCHEMA_VERSION = 4
+#: Bumped whenever the rules that derive ``series`` and ``annotations`` from ``instances`` change (no column
+#: changes): a rerun rebuilds those two tables from the rows it holds, without reading a file again.
+#: 1: a group of 2D images that makes no volume says so (:data:`~dicomml.imaging2d.modalities.IMAGES_2D`).
+DERIVED_RULES = 1
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())

@@ -88,3 +88,31 @@ def test_an_unchanged_tree_named_otherwise_records_the_new_name(data_dir: Path, 
     again = dicomml.index("tree", out, workers=1, salt=salt, progress=False)
     assert again.meta["last_run"]["files_read"] == 0 and _stamps(out) == before
     assert json.loads((out / "manifest.json").read_text())["sources"] == ["tree"]
+
+
+def test_a_manifest_of_older_series_rules_gets_series_rebuilt_without_reading_a_file(data_dir: Path, tmp_path: Path, salt: str):
+    """A manifest indexed by an older dicomml kept that version's series reasons through every unchanged rerun."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dicomml.indexer.schema import DERIVED_RULES
+
+    tree, out = tmp_path / "tree", tmp_path / "m"
+    shutil.copytree(data_dir / SERIES, tree)
+    first = dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    reasons = first.series.sort_values("series_key").reason.tolist()
+    meta = json.loads((out / "manifest.json").read_text())
+    assert meta.pop("derived_rules") == DERIVED_RULES
+    (out / "manifest.json").write_text(json.dumps(meta))  # as the older dicomml left it, with its own reasons
+    (part,) = (out / "series").glob("*.parquet")
+    table = pq.read_table(part)
+    pq.write_table(table.set_column(table.schema.get_field_index("reason"), "reason", pa.array(["older rule"] * table.num_rows)), part)
+    rows = {p: s for p, s in _stamps(out).items() if "/instances/" in p}
+
+    again = dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    assert again.meta["last_run"]["files_read"] == 0 and again.meta["derived_rules"] == DERIVED_RULES
+    assert again.series.sort_values("series_key").reason.tolist() == reasons
+    assert {p: s for p, s in _stamps(out).items() if "/instances/" in p} == rows  # rebuilt from the rows it held
+    stamps = _stamps(out)
+    dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    assert _stamps(out) == stamps  # and recorded: the next unchanged rerun writes nothing
