@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import multiprocessing
 import signal
 import sys
@@ -373,9 +374,13 @@ class Processes:
         self, function: BatchFunction, batches: Iterable[tuple[Any, Sequence[T]]], describe: Callable[[T], str]
     ) -> Iterator[Outcome[T]]:
         """See :class:`Backend`."""
+        source = iter(batches)
+        first = next(source, None)
+        if first is None:  # nothing to run: no worker is started
+            return
         mp = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         with _frozen_heap():
-            yield from self._map(function, batches, describe, mp)
+            yield from self._map(function, itertools.chain([first], source), describe, mp)
 
     def _map(
         self, function: BatchFunction, batches: Iterable[tuple[Any, Sequence[T]]], describe: Callable[[T], str], mp: Any

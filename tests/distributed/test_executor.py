@@ -107,8 +107,9 @@ import time
 from dicomml.executor import Processes, run
 
 def batches():
+    yield (None, [1])  # the first batch starts the workers
     time.sleep(600)  # the run is killed here, its two workers idle
-    yield (None, [1])
+    yield (None, [2])
 
 for _ in run(lambda context, items, started: items, batches(), Processes(2)):
     pass
@@ -213,3 +214,13 @@ def test_the_callers_heap_is_left_out_of_collections_while_workers_share_it():
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_no_batches_start_no_worker():
+    """A rerun that only drops rows (or rebuilds the series) has nothing to read: it forked a worker for nothing."""
+    forks = []
+    os.register_at_fork(before=lambda: forks.append(1))  # counts every fork of this process from now on
+    assert list(run(_ids, [], Processes(2))) == []
+    assert forks == []
+    assert [o.result for o in run(_ids, [(None, ["a"])], Processes(2))] == [["a"]]
+    assert forks  # the hook sees a run that has work
