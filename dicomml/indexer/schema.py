@@ -17,7 +17,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["ANNOTATIONS", "DERIVED_RULES", "ERRORS", "FIELDS", "IMAGE2D_FIELDS", "PHI_FIELDS", "SCHEMA_VERSION", "SERIES", "instances_schema"]
+__all__ = [
+    "ANNOTATIONS",
+    "DERIVED_RULES",
+    "ERRORS",
+    "FIELDS",
+    "IMAGE2D_FIELDS",
+    "PHI_FIELDS",
+    "SCHEMA_VERSION",
+    "SERIES",
+    "instances_schema",
+]
 
 #: Bumped whenever a column changes meaning or type; a manifest of another version is rebuilt.
 #: 2: ``series_key`` also hashes SeriesNumber and the transfer syntax. 3: ``philips_scale_slope``.
