@@ -197,15 +197,6 @@ def _clean(ds: Dataset) -> Dataset:
     return ds
 
 
-def _numbers(ds: Dataset, keyword: str, n: int) -> list[float]:
-    """The ``n`` numbers of ``keyword``; NaN when it is absent or holds something else (the caller says so)."""
-    try:
-        values = [float(v) for v in ds.get(keyword) or ()]
-    except (TypeError, ValueError):
-        values = []
-    return values if len(values) == n else [np.nan] * n
-
-
 def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | None = None, remote: Remote | None = None) -> SourceGrid:
     """Headers and grid of the series a prediction was computed from.
 
@@ -243,9 +234,10 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
         orientations_found, spacings, positions = table.orientations, table.pixel_spacing, table.positions
         frames = table.frame_numbers
     else:
-        orientations_found = np.array([_numbers(ds, "ImageOrientationPatient", 6) for ds in datasets])
-        spacings = np.array([_numbers(ds, "PixelSpacing", 2) for ds in datasets])
-        positions = np.array([_numbers(ds, "ImagePositionPatient", 3) for ds in datasets])
+        tables = [frame_table(ds) for ds in datasets]  # one plane each; an absent value is NaN, refused below
+        orientations_found = np.concatenate([t.orientations for t in tables])
+        spacings = np.concatenate([t.pixel_spacing for t in tables])
+        positions = np.concatenate([t.positions for t in tables])
         frames = np.zeros(len(datasets), np.int64)
     if not all(np.all(np.isfinite(values)) for values in (positions, orientations_found, spacings)):
         raise SegReferenceError(

@@ -19,6 +19,7 @@ from dicomml.imaging2d.orientation import edge_sides
 from dicomml.paths import atomic_output
 from dicomml.viz.planes import Plane
 from dicomml.viz.render import _draw, _legend
+from dicomml.viz.window import AUTO_PERCENTILES
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,8 +30,6 @@ __all__ = ["render_images", "save_images_png"]
 
 _FEATURE = "pictures (dicomml.viz, dicomml show)"
 _COLUMNS = 4
-#: Display range of a grey image that no window mapped: these percentiles of its values.
-_PERCENTILES = (0.5, 99.5)
 
 
 def render_images(
@@ -117,7 +116,7 @@ def _range(image: Image2D, frame: np.ndarray) -> tuple[float, float]:
     known = image.meta.get("output_range")
     if known and image.meta.get("voi") not in (None, "none"):  # a window was applied: its output spans the range
         return float(known[0]), float(known[1])
-    low, high = np.nanpercentile(frame, _PERCENTILES)
+    low, high = np.nanpercentile(frame, AUTO_PERCENTILES)  # a grey image no window mapped: as a volume's
     return float(low), float(high if high > low else low + 1)
 
 
