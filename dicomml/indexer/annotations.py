@@ -25,12 +25,12 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from dicomml.geometry import slice_normal
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pydicom.dataset import Dataset
 
 __all__ = ["annotation_fields", "annotation_key", "link_annotations"]
 

@@ -28,14 +28,12 @@ from dicomml.indexer.annotations import annotation_fields
 from dicomml.indexer.header import Header, tag_text
 from dicomml.indexer.image2d import image2d_fields
 from dicomml.indexer.privacy import patient_key
-from dicomml.indexer.schema import FIELDS, PHI_FIELDS
+from dicomml.indexer.schema import ANNOTATION_MODALITIES, FIELDS, PHI_FIELDS
 
-__all__ = ["ANNOTATION_MODALITIES", "FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
+__all__ = ["FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
 
 #: Media Storage Directory Storage: a DICOMDIR, recognized and not indexed as an image.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-#: Modalities indexed as annotations (linked to the image series they describe).
-ANNOTATION_MODALITIES = ("SEG", "RTSTRUCT")
 
 _PATIENT_ID = 0x00100020
 _ROWS, _COLUMNS = 0x00280010, 0x00280011

@@ -1,8 +1,8 @@
 """`index`: sources in, manifest out; crawl, diff, parallel scan, then series and annotations.
 
 A rerun on an unchanged tree only walks it: the header reader (pydicom), the
-worker processes, DuckDB and the progress bar start once there is work. The
-batches run on :mod:`dicomml.executor`.
+worker processes and the progress bar start once there are files to read,
+DuckDB once the tables change. The batches run on :mod:`dicomml.executor`.
 """
 
 from __future__ import annotations
@@ -170,33 +170,11 @@ def index(
         unchanged = Manifest(store.root, remote=remote)
         unchanged.meta["last_run"] = _last_run(plan, started)  # this run's, not kept: manifest.json keeps the last change's
         return unchanged
-    from dicomml.indexer.scan import ScanOptions, failure_rows
-
-    options = ScanOptions(include_phi=include_phi, salt=salt_bytes)
-
-    n_workers = min(workers or os.cpu_count() or 1, -(-plan.n_to_read // BATCH_FILES))
-    local_batch = min(MAX_BATCH_FILES, max(BATCH_FILES, -(-plan.n_to_read // (BATCHES_PER_WORKER * max(n_workers, 1)))))
-
-    def make_tasks() -> Iterator[tuple[list[Entry], ScanOptions]]:
-        return _tasks(store.to_read(), resolved, options, local_batch)
-
-    # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
-    in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
-    unreachable = False  # a server or bucket failed: the next run must read those entries again
-    tasks = ((options, entries) for entries, options in make_tasks()) if plan.n_to_read else iter(())
-    with (
-        Progress(plan.n_to_read, unit="file", desc="dicomml index", enabled=progress) as bar,
-        _backend(scheduler, timeout_s <= 0 or in_memory, n_workers, timeout_s) as backend,
-    ):
-        for outcome in run(_scan, tasks, backend, describe=_describe, progress=bar, failed_in=lambda r: r[1].num_rows):
-            instances, errors = outcome.result or (None, failure_rows([]))
-            if instances is not None:
-                buffered["instances"].append(instances)
-            buffered["errors"].append(pa.concat_tables([errors, failure_rows(outcome.failures)]) if outcome.failures else errors)
-            unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
-            if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
-                _flush(store, buffered)
+    # a run that only removes rows or rebuilds the derived tables never imports the header reader
+    unreachable = plan.n_to_read > 0 and _read(
+        store, resolved, plan.n_to_read, buffered, include_phi, salt_bytes, workers, scheduler, timeout_s, progress
+    )
     with ThreadPoolExecutor(1) as pool:  # the last partition is written (Parquet releases the GIL) while DuckDB is imported
         last = pool.submit(_flush, store, buffered)
         from dicomml.indexer.series import annotations_table, series_table
@@ -220,6 +198,43 @@ def index(
     if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done
         store.write_meta(listing_digest=None)
     return Manifest(store.root, remote=remote)
+
+
+def _read(
+    store: ManifestStore,
+    resolved: Sequence[Source],
+    n_to_read: int,
+    buffered: dict[str, list[pa.Table]],
+    include_phi: bool,
+    salt: bytes,
+    workers: int | None,
+    scheduler: Any,
+    timeout_s: float,
+    progress: bool,
+) -> bool:
+    """Read the planned files on their backend into ``buffered`` (flushed by partition); True if a source was unreachable."""
+    from dicomml.indexer.scan import ScanOptions, failure_rows
+
+    options = ScanOptions(include_phi=include_phi, salt=salt)
+    n_workers = min(workers or os.cpu_count() or 1, -(-n_to_read // BATCH_FILES))
+    local_batch = min(MAX_BATCH_FILES, max(BATCH_FILES, -(-n_to_read // (BATCHES_PER_WORKER * max(n_workers, 1)))))
+    tasks = ((options, entries) for entries, options in _tasks(store.to_read(), resolved, options, local_batch))
+    # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
+    in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
+    unreachable = False  # a server or bucket failed: the next run must read those entries again
+    with (
+        Progress(n_to_read, unit="file", desc="dicomml index", enabled=progress) as bar,
+        _backend(scheduler, timeout_s <= 0 or in_memory, n_workers, timeout_s) as backend,
+    ):
+        for outcome in run(_scan, tasks, backend, describe=_describe, progress=bar, failed_in=lambda r: r[1].num_rows):
+            instances, errors = outcome.result or (None, failure_rows([]))
+            if instances is not None:
+                buffered["instances"].append(instances)
+            buffered["errors"].append(pa.concat_tables([errors, failure_rows(outcome.failures)]) if outcome.failures else errors)
+            unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
+            if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
+                _flush(store, buffered)
+    return unreachable
 
 
 def _last_run(plan: Plan, started: float) -> dict[str, Any]:

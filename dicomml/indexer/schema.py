@@ -18,6 +18,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 __all__ = [
+    "ANNOTATION_MODALITIES",
     "ANNOTATIONS",
     "DERIVED_RULES",
     "ERRORS",
@@ -37,6 +38,8 @@ SCHEMA_VERSION = 4
 #: changes): a rerun rebuilds those two tables from the rows it holds, without reading a file again.
 #: 1: a group of 2D images that makes no volume says so (:data:`~dicomml.imaging2d.modalities.IMAGES_2D`).
 DERIVED_RULES = 1
+#: Modalities indexed as annotations (linked to the image series they describe).
+ANNOTATION_MODALITIES = ("SEG", "RTSTRUCT")
 
 _F64 = pa.float64()
 _F64S = pa.list_(pa.float64())

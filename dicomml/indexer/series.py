@@ -25,8 +25,7 @@ from dicomml.geometry import analyze_stack, axcodes, dicom_affine, geometry_prob
 from dicomml.geometry.checks import spacing_problem
 from dicomml.imaging2d.modalities import IMAGE_MODALITIES, IMAGES_2D
 from dicomml.indexer.annotations import link_annotations
-from dicomml.indexer.records import ANNOTATION_MODALITIES
-from dicomml.indexer.schema import ANNOTATIONS, SERIES
+from dicomml.indexer.schema import ANNOTATION_MODALITIES, ANNOTATIONS, SERIES
 from dicomml.indexer.tables import empty, from_rows
 
 __all__ = ["annotations_table", "series_table", "usability"]

@@ -47,6 +47,21 @@ def test_unchanged_rerun_writes_no_table_and_imports_no_reader(data_dir: Path, t
     assert json.loads((out / "manifest.json").read_text())["counts"]["instances"] == 40
 
 
+def test_a_removal_only_rerun_updates_the_tables_without_the_header_reader(data_dir: Path, tmp_path: Path, salt: str):
+    tree, out = tmp_path / "tree", tmp_path / "m"
+    shutil.copytree(data_dir / SERIES, tree)
+    dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    gone = sorted(tree.iterdir())[-1]
+    gone.unlink()
+    result = subprocess.run([sys.executable, "-c", _NO_OP, str(tree), str(out), salt], check=True, capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    assert report["last_run"]["files_read"] == 0 and report["last_run"]["rows_removed"] == 1
+    assert "pydicom" not in report["imported"]  # nothing to read: the series tables come from the rows (DuckDB)
+    again = dicomml.index(tree, out, workers=1, salt=salt, progress=False)
+    assert len(again.instances) == 39 and str(gone) not in set(again.instances.path)
+    assert again.series.n_files.sum() == 39
+
+
 def test_a_new_crawl_error_alone_is_recorded(data_dir: Path, tmp_path: Path, salt: str):
     tree, out = tmp_path / "tree", tmp_path / "m"
     shutil.copytree(data_dir / SERIES, tree)
