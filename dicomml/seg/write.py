@@ -110,7 +110,17 @@ def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | Non
 
 
 #: Type 2 attributes highdicom copies from the source; absent ones are written empty (unknown), as the standard means them.
-_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "SliceThickness",
+)
 
 
 def _sex(text: str) -> None:
@@ -402,7 +412,8 @@ def to_source_grid(
             unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
             raise ConfigError(f"the prediction holds label values {unknown} that labels= does not name")
         identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
-        numbers = _resampled((array if identity else lut[array])[None], affine, grid, labels=True)[0]
+        # segment numbers in highdicom's unsigned type (a model's argmax is int64, a NIfTI label map often int16)
+        numbers = _resampled((array.astype(lut.dtype, copy=False) if identity else lut[array])[None], affine, grid, labels=True)[0]
         if kind == "fractional":
             return np.stack([numbers == n for n in range(1, count + 1)], axis=-1).astype(np.float32)
         return numbers

@@ -119,8 +119,12 @@ def test_every_prediction_form_gives_the_same_seg(ct, tmp_path) -> None:
     labels = _label_map(grid.shape)
     expected = np.stack([labels == 1, labels == 2], axis=-1)
     nib.save(nib.Nifti1Image(labels, grid.affine), tmp_path / "pred.nii.gz")
+    nib.save(nib.Nifti1Image(labels.astype(np.int16), grid.affine), tmp_path / "int16.nii.gz")  # label files are often int16
+    logits = torch.from_numpy(np.stack([labels == n for n in (0, 1, 2)]).astype(np.float32))
     forms = {
         "nifti": (tmp_path / "pred.nii.gz", None),
+        "int16 nifti": (tmp_path / "int16.nii.gz", None),
+        "argmax (int64)": (logits.argmax(0), grid.affine),
         "volume": (Volume(labels, grid.affine), None),
         "metatensor": (MetaTensor(torch.from_numpy(labels)[None], affine=torch.from_numpy(grid.affine)), None),
         "tensor": (torch.from_numpy(labels), grid.affine),
@@ -214,6 +218,22 @@ def test_write_back_quotes_no_patient_value_and_empties_what_highdicom_cannot_pa
     for written in (pydicom.dcmread(seg), pydicom.dcmread(rt)):
         assert written.PatientName == "Zebulonsky" and written.StudyDate == grid.datasets[0].StudyDate  # the reference is kept
         assert written.PatientBirthDate == written.PatientSex == written.StudyTime == ""  # unknown, as Type 2 allows
+
+
+def test_a_source_without_slice_thickness_still_becomes_a_seg(ct, tmp_path) -> None:
+    """SliceThickness is Type 2 and absent in real CTs: highdicom read it as an attribute and failed."""
+    source = tmp_path / "thin"
+    source.mkdir()
+    for path in ct.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.SliceThickness
+        ds.save_as(source / path.name)
+    grid = source_grid(source)
+    labels = _label_map(grid.shape)
+    out = dicomml.write_seg(labels, source, LABELS, tmp_path / "seg.dcm", affine=grid.affine)
+    np.testing.assert_array_equal(_read_back(out, grid), np.stack([labels == 1, labels == 2], axis=-1))
+    measures = pydicom.dcmread(out).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert measures.SliceThickness is None and "SliceThickness" not in pydicom.dcmread(next(source.iterdir()))  # unknown, not made up
 
 
 @pytest.mark.parametrize(
