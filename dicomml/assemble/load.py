@@ -430,11 +430,11 @@ def _assemble(
     meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
     if plan.n_volumes == 1:
         return Volume(array, affine, (), meta)
-    first: dict[int, tuple[Dataset, int]] = {}
-    for (source, row), slot in zip(index, plan.slots):
-        if slot >= 0:
-            first.setdefault(int(slot) // plan.n_positions, (source.header, int(source.table.frame_numbers[row]) - 1))
-    meta["volumes"] = volume_table([first[v] for v in range(plan.n_volumes)], affine)
+    volumes: list[list[tuple[Dataset, int]]] = [[] for _ in range(plan.n_volumes)]
+    for slot, i in sorted((int(slot), i) for i, slot in enumerate(plan.slots) if slot >= 0):  # array order
+        source, row = index[i]
+        volumes[slot // plan.n_positions].append((source.header, int(source.table.frame_numbers[row]) - 1))
+    meta["volumes"] = volume_table(volumes, affine)
     return Volume(array, affine, (axis_name(meta["volumes"]),), meta)
 
 

@@ -2,12 +2,15 @@
 
 A series whose slices repeat their positions is loaded as a Volume with one
 leading axis. This module says what each volume is — a row of
-``meta["volumes"]``, one list per column:
+``meta["volumes"]``, one list per column, from the volume's first slice in
+array order (whatever order the files came in):
 
 ``acquisition_time``
     Seconds since midnight (FrameAcquisitionDateTime, else AcquisitionTime).
 ``trigger_time``
-    Cardiac trigger delay, ms (NominalCardiacTriggerDelayTime, else TriggerTime).
+    Cardiac trigger delay, ms (NominalCardiacTriggerDelayTime, else TriggerTime);
+    left out where the slices of a volume differ in it by about as much as
+    volumes do (GE fMRI: each slice's time since the start of the run).
 ``echo_time``
     ms (EffectiveEchoTime, else EchoTime). ``echo_number``: EchoNumbers.
 ``b_value``
@@ -57,14 +60,14 @@ __all__ = [
 _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
 
-def volume_table(frames: Sequence[tuple[Dataset, int]], affine: np.ndarray) -> dict[str, list[Any]]:
-    """The per-volume table of a series, from one frame of each volume.
+def volume_table(volumes: Sequence[Sequence[tuple[Dataset, int]]], affine: np.ndarray) -> dict[str, list[Any]]:
+    """The per-volume table of a series: each volume's values are those of its first frame in array order.
 
     Parameters
     ----------
-    frames
-        For each volume in array order, one of its frames: the dataset and the
-        0-based frame index inside it.
+    volumes
+        For each volume in array order, its frames in array order: the
+        dataset and the 0-based frame index inside it.
     affine
         4x4 of the assembled volume: maps its three spatial indices to RAS+ mm;
         gradients are given along those axes.
@@ -73,14 +76,17 @@ def volume_table(frames: Sequence[tuple[Dataset, int]], affine: np.ndarray) -> d
     -------
     dict
         Column name to one value per volume (None where a volume lacks it);
-        columns no volume has are left out, ``flip_angle`` unless it varies, ``b_value`` when all are 0.
+        columns no volume has are left out, ``flip_angle`` unless it varies, ``b_value`` when all are 0,
+        ``trigger_time`` when it is not each volume's own (:func:`_slice_timing`).
     """
-    rows = [_frame_values(ds, frame) for ds, frame in frames]
+    rows = [_frame_values(*frames[0]) for frames in volumes]
     table: dict[str, list[Any]] = {}
     for column in ("acquisition_time", "trigger_time", "echo_time", "echo_number", "b_value", "flip_angle"):
         values = [row.get(column) for row in rows]
         if any(v is not None for v in values):
             table[column] = values
+    if "trigger_time" in table and _slice_timing([[_trigger(ds, frame) for ds, frame in frames] for frames in volumes]):
+        del table["trigger_time"]
     if "flip_angle" in table and len(set(table["flip_angle"])) < 2:
         del table["flip_angle"]
     if "b_value" in table and not any(table["b_value"]):  # vendors write b = 0 on every fMRI volume
@@ -213,10 +219,30 @@ def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
 
 
+def _trigger(ds: Dataset, frame: int) -> float | None:
+    return _first(
+        _number(functional_item(ds, frame, "CardiacSynchronizationSequence"), "NominalCardiacTriggerDelayTime"), _number(ds, "TriggerTime")
+    )
+
+
+def _slice_timing(volumes: list[list[float | None]]) -> bool:
+    """Whether trigger times are each slice's own time rather than the volume's cardiac phase.
+
+    GE writes the time of each slice since the start of the run in TriggerTime
+    (fMRI): its slices differ within a volume by about as much as volumes
+    differ. A cardiac phase is the same on a volume's slices, up to jitter
+    well below the step between phases.
+    """
+    known = [[t for t in times if t is not None] for times in volumes]
+    spread = max((max(times) - min(times) for times in known if times), default=0.0)
+    firsts = sorted({times[0] for times in known if times})
+    step = float(np.min(np.diff(firsts))) if len(firsts) > 1 else np.inf
+    return spread >= step / 2
+
+
 def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
     """acquisition/trigger/echo time, echo number, b-value, gradient (LPS) and flip angle of one frame."""
     content = functional_item(ds, frame, "FrameContentSequence")
-    cardiac = functional_item(ds, frame, "CardiacSynchronizationSequence")
     echo = functional_item(ds, frame, "MREchoSequence")
     timing = functional_item(ds, frame, "MRTimingAndRelatedParametersSequence")
     diffusion = functional_item(ds, frame, "MRDiffusionSequence")
@@ -224,7 +250,7 @@ def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
         "acquisition_time": _first(
             _seconds(content, "FrameAcquisitionDateTime"), _seconds(ds, "AcquisitionDateTime"), _seconds(ds, "AcquisitionTime")
         ),
-        "trigger_time": _first(_number(cardiac, "NominalCardiacTriggerDelayTime"), _number(ds, "TriggerTime")),
+        "trigger_time": _trigger(ds, frame),
         "echo_time": _first(_number(echo, "EffectiveEchoTime"), _number(ds, "EchoTime")),
         "echo_number": _number(ds, "EchoNumbers"),
         "flip_angle": _first(_number(timing, "FlipAngle"), _number(ds, "FlipAngle")),

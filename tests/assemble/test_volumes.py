@@ -81,6 +81,32 @@ def test_fmri_volumes_are_named_time_with_acquisition_times():
     assert "b_value" not in table and "gradient" not in table
 
 
+GE_FMRI = "dcm_qa_table/In/GE/Exam1486_Laser794mm/02_Ax_fMRI_FF_I11.1_S15.9"
+
+
+def test_ge_slice_timing_is_no_cardiac_phase_and_the_table_ignores_file_order():
+    """GE writes each slice's time since the run's start in TriggerTime (100-1000 ms in the first volume, TR 1000 ms)."""
+    files = sorted((data_root() / GE_FMRI).iterdir())
+    volume, backwards = load_files(files), load_files(files[::-1])
+    assert volume.axes == backwards.axes == ("time",) and volume.array.shape[0] == 5
+    assert "trigger_time" not in volume.meta["volumes"]
+    assert volume.meta["volumes"] == backwards.meta["volumes"]
+
+
+def test_cardiac_phases_keep_their_trigger_times_from_each_volumes_first_slice(tmp_path):
+    """The same files as cine phases: one trigger time per volume, with a few ms of jitter between slices."""
+    jitter = np.random.default_rng(0)
+    for path in sorted((data_root() / GE_FMRI).iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.TriggerTime = f"{40 * (int(ds.TemporalPositionIdentifier) - 1) + jitter.uniform(0, 6):.1f}"
+        ds.save_as(tmp_path / path.name)
+    files = sorted(tmp_path.iterdir())
+    volume, backwards = load_files(files), load_files(files[::-1])
+    assert volume.axes == ("phase",)
+    first = [float(pydicom.dcmread(volume.meta["source_files"][v * 10]).TriggerTime) for v in range(5)]
+    assert volume.meta["volumes"]["trigger_time"] == first and backwards.meta["volumes"] == volume.meta["volumes"]
+
+
 def _four_d(n: int = 4) -> Volume:
     array = np.arange(n * 2 * 3 * 4, dtype=np.int16).reshape(n, 2, 3, 4)
     table = {
