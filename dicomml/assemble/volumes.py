@@ -13,6 +13,9 @@ array order (whatever order the files came in):
     volumes do (GE fMRI: each slice's time since the start of the run).
 ``echo_time``
     ms (EffectiveEchoTime, else EchoTime). ``echo_number``: EchoNumbers.
+``repetition_time``
+    ms (RepetitionTime, of the frame's MR Timing and Related Parameters or the
+    file's); NIfTI export writes it as the time step, as dcm2niix does.
 ``b_value``
     s/mm² (DiffusionBValue; Siemens CSA ``B_value``; GE (0043,1039)).
 ``gradient``
@@ -81,7 +84,7 @@ def volume_table(volumes: Sequence[Sequence[tuple[Dataset, int]]], affine: np.nd
     """
     rows = [_frame_values(*frames[0]) for frames in volumes]
     table: dict[str, list[Any]] = {}
-    for column in ("acquisition_time", "trigger_time", "echo_time", "echo_number", "b_value", "flip_angle"):
+    for column in ("acquisition_time", "trigger_time", "echo_time", "echo_number", "repetition_time", "b_value", "flip_angle"):
         values = [row.get(column) for row in rows]
         if any(v is not None for v in values):
             table[column] = values
@@ -241,7 +244,7 @@ def _slice_timing(volumes: list[list[float | None]]) -> bool:
 
 
 def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
-    """acquisition/trigger/echo time, echo number, b-value, gradient (LPS) and flip angle of one frame."""
+    """acquisition/trigger/echo/repetition time, echo number, b-value, gradient (LPS) and flip angle of one frame."""
     content = functional_item(ds, frame, "FrameContentSequence")
     echo = functional_item(ds, frame, "MREchoSequence")
     timing = functional_item(ds, frame, "MRTimingAndRelatedParametersSequence")
@@ -253,6 +256,7 @@ def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
         "trigger_time": _trigger(ds, frame),
         "echo_time": _first(_number(echo, "EffectiveEchoTime"), _number(ds, "EchoTime")),
         "echo_number": _number(ds, "EchoNumbers"),
+        "repetition_time": _first(_number(timing, "RepetitionTime"), _number(ds, "RepetitionTime")),
         "flip_angle": _first(_number(timing, "FlipAngle"), _number(ds, "FlipAngle")),
     }
     out["b_value"], out["gradient_lps"] = _diffusion(ds, diffusion)

@@ -24,7 +24,9 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     (time, echo) become the 4th and later NIfTI dimensions. The affine's
     columns follow the axes, so each voxel keeps its RAS+ millimetre
     position; it is written as both sform and qform, code 1 (scanner), units
-    mm. No data are copied: the reversed C-order array is NIfTI's Fortran order.
+    mm. The 4th dimension's step is the first volume's ``repetition_time`` in
+    seconds (``meta["volumes"]``) when known, as in dcm2niix's output. No
+    data are copied: the reversed C-order array is NIfTI's Fortran order.
 
     Parameters
     ----------
@@ -48,6 +50,10 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     image.set_sform(affine, code=SCANNER_XFORM)
     image.set_qform(affine, code=SCANNER_XFORM)
     image.header.set_xyzt_units(xyz="mm", t="sec")
+    repetition = (volume.meta.get("volumes") or {}).get("repetition_time") or [None]
+    if volume.axes and repetition[0]:  # the time step FSL and nilearn read, as dcm2niix writes it
+        zooms = image.header.get_zooms()
+        image.header.set_zooms((*zooms[:3], repetition[0] / 1000.0, *zooms[4:]))
     return image
 
 

@@ -12,11 +12,14 @@ from dicomml.export import save_nifti, to_nifti
 from dicomml.sample import write_sample_study
 from dicomml.volume import Volume
 
-#: Corpus series with a dcm2niix reference: sagittal MR, feet-first CT, 4D feet-first fMRI.
+#: Corpus series with a dcm2niix reference: sagittal MR, feet-first CT, 4D feet-first fMRI, fMRI of TR 5 s,
+#: enhanced DWI (its TR in the functional groups).
 DCM2NIIX_CASES = [
     "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag",
     "dcmqi/data/segmentations/ct-3slice",
     "dcm_qa_table/In/GE/Exam1486_Laser794mm/02_Ax_fMRI_FF_I11.1_S15.9",
+    "dcm_qa_nih/In/20180918GE/mr_0004",
+    "dcm_qa_canon_61/In/enh",
 ]
 
 
@@ -30,10 +33,11 @@ def canonical(image: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
 def test_nifti_matches_dcm2niix_reference(tmp_path, data_dir, corpus_index, folder):
     row = corpus_index[corpus_index.folder == folder].iloc[0]
     reference = nib.load(data_dir / row.reference_output.split(";")[0])
-    volume = load_files(sorted(p for p in (data_dir / folder).iterdir() if p.is_file()))
+    volume = load_files(sorted(p for p in (data_dir / folder).iterdir() if p.is_file() and p.suffix != ".txt"))
     ours = nib.load(save_nifti(volume, tmp_path / "out.nii.gz"))
     assert ours.header["sform_code"] == ours.header["qform_code"] == 1
     assert ours.shape == reference.shape
+    assert ours.header.get_zooms()[3:] == pytest.approx(reference.header.get_zooms()[3:])  # the TR, s, FSL and nilearn read
     our_data, our_affine = canonical(ours)
     ref_data, ref_affine = canonical(reference)
     np.testing.assert_allclose(our_affine, ref_affine, atol=0.02)
