@@ -188,6 +188,7 @@ def annotations_table(con: duckdb.DuckDBPyConnection, series: pa.Table) -> pa.Ta
     if not con.execute(f"SELECT count(*) FROM instances WHERE modality IN ({modalities})").fetchall()[0][0]:
         return empty(ANNOTATIONS)
     annotations = con.execute(f"SELECT * FROM instances WHERE modality IN ({modalities}) ORDER BY path").df()
+    annotations = annotations.astype(object).where(annotations.notna(), None)  # SQL NULL as None (df() gives pd.NA in lists)
     hits = con.execute(
         f"""
         WITH refs AS (SELECT path, unnest(referenced_sop_uids) AS uid FROM instances WHERE modality IN ({modalities}))

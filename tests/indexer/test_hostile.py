@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -246,3 +247,20 @@ def test_peak_memory_of_one_worst_file(tmp_path: Path, data_dir: Path):
     kind, grown_kib = out.stdout.split()
     assert kind == "invalid"
     assert int(grown_kib) < 20 * 1024  # reading it grew the process by under 20 MiB
+
+
+def test_a_seg_without_frames_or_references_is_recorded_unlinked(tmp_path: Path):
+    """A SEG-labelled image with no per-frame positions and no references, beside a series of its frame of
+    reference: the linking read SQL NULL as pandas' NA and the whole index stopped."""
+    from dicomml.dicom.synthetic import write_series
+
+    files = write_series(tmp_path / "tree" / "ct", np.zeros((3, 8, 8), np.int16))  # the SEG keeps their frame of reference
+    ds = pydicom.dcmread(files[0])
+    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "SEG", "1.2.840.10008.5.1.4.1.1.66.4", "1.2.3.4.5"
+    del ds.ImagePositionPatient
+    (tmp_path / "tree" / "seg").mkdir()
+    ds.save_as(tmp_path / "tree" / "seg" / "x.dcm")
+    m = dicomml.index(tmp_path / "tree", tmp_path / "m", workers=1, salt="s", progress=False)
+    assert len(m.annotations) == 1 and m.annotations.referenced_series_key.isna().all()
+    assert "referenced image series not found" in m.annotations.link_problem.iloc[0]
+    assert len(m.series) == 1 and bool(m.series.usable.iloc[0])
