@@ -13,6 +13,7 @@ import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
+from dicomml.dicom.meta import file_meta
 from dicomml.errors import DicomMLError, InvalidDicomFileError, ResourceLimitError, SourceNotFoundError
 from dicomml.paths import is_url, local_path
 
@@ -134,11 +135,10 @@ MAX_INFLATED = 256 * 1024 * 1024
 def _check_inflated_size(handle: BinaryIO, name: str) -> None:
     """For a deflated file, inflate it once in bounded steps, counting, so that a deflate bomb is refused
     before pydicom inflates it whole."""
-    head = handle.read(4096)
-    if _DEFLATED not in head or head[128:136] != b"DICM\x02\x00\x00\x00":
-        return  # not deflated, or no group length to find the dataset by: pydicom reports it
-    (meta_length,) = struct.unpack_from("<L", head, 140)  # (0002,0000) File Meta Information Group Length
-    handle.seek(144 + meta_length)
+    head = handle.read(1 << 16)
+    if _DEFLATED not in head or head[128:132] != b"DICM":
+        return  # not deflated, or no preamble (pydicom refuses the file before inflating it)
+    handle.seek(max((value + length for _, value, length in file_meta(head)), default=132))  # the dataset's start
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
     while chunk := handle.read(1 << 20):

@@ -30,15 +30,15 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from dicomml.dicom.io import MAX_INFLATED
+from dicomml.dicom.meta import LONG_VRS
 from dicomml.errors import InvalidDicomFileError
 
 __all__ = ["PREFIX_BYTES", "Header", "Layouts", "NeedMoreBytes", "is_dicom_prefix", "read_file_header", "read_header", "tag_text"]
 
 _VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
 #: Explicit VRs whose length is 4 bytes, after 2 reserved bytes.
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _VR_TEXT = {vr: vr.decode() for vr in _VRS}
-_SHORT_VR_TEXT = {vr: text for vr, text in _VR_TEXT.items() if vr not in _LONG_VRS}
+_SHORT_VR_TEXT = {vr: text for vr, text in _VR_TEXT.items() if vr not in LONG_VRS}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -238,7 +238,7 @@ class _Walk:
         vr = bytes(buf[pos + 4 : pos + 6])
         if vr not in _VRS:
             raise self.fail(pos, f"invalid value representation {vr!r}", tag)
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             self.need(pos + 12, pos, "element header", tag)
             (length,) = struct.unpack_from("<L" if little else ">L", buf, pos + 8)
             return tag, vr, length, pos + 12

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
+from dicomml.dicom.meta import LONG_VRS, file_meta
 from dicomml.errors import InvalidDicomFileError, MissingDependencyError, RemoteSourceError
 from dicomml.paths import refuse_credentials
 from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retries
@@ -444,26 +445,14 @@ def _meta_value(head: bytes, element_number: int) -> str | None:
     at = head.find(b"DICM")
     if at < 0:
         return None if len(head) < 1 << 16 else ""
-    at += 4
-    while at + 8 <= len(head):
-        group, element = struct.unpack_from("<HH", head, at)
-        if group != 0x0002:
-            return ""
-        vr = head[at + 4 : at + 6].decode("latin-1")
-        if vr in _LONG_VRS:
-            if at + 12 > len(head):
-                return None
-            (length,) = struct.unpack_from("<L", head, at + 8)
-            at += 12
-        else:
-            (length,) = struct.unpack_from("<H", head, at + 6)
-            at += 8
-        if at + length > len(head):
+    end = at + 4
+    for element, value, length in file_meta(head, end):
+        end = value + length
+        if end > len(head):
             return None
         if element == element_number:
-            return head[at : at + length].decode("latin-1").rstrip("\0 ")
-        at += length
-    return None
+            return head[value:end].decode("latin-1").rstrip("\0 ")
+    return "" if end + 8 <= len(head) and head[end : end + 2] != b"\x02\x00" else None  # absent, or not all there yet
 
 
 def _multipart(content_type: str, body: bytes) -> list[bytes]:
@@ -486,7 +475,6 @@ def _multipart(content_type: str, body: bytes) -> list[bytes]:
 
 
 #: Explicit VRs whose length takes 4 bytes (after 2 reserved ones).
-_LONG_VRS = frozenset("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _SINGLE_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 _PIXEL_KEYS = frozenset({"7FE00010", "7FE00008", "7FE00009"})
@@ -501,7 +489,7 @@ def _element(tag: int, vr: str, value: bytes, implicit: bool = False, order: str
         value += b"\0" if vr in ("UI", "OB", "UN") else b" "
     if implicit:
         return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
-    if vr in _LONG_VRS:
+    if vr.encode() in LONG_VRS:
         return struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
     return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
 

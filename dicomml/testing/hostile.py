@@ -26,6 +26,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+from dicomml.dicom.meta import LONG_VRS
+
 __all__ = ["CATEGORIES", "SOURCES", "build_corpus", "entries"]
 
 #: Real files the cases are made from, relative to the test corpus.
@@ -188,7 +190,7 @@ def _first_element_after(body: bytes, tag: int) -> int:
         group, elem, vr = struct.unpack_from("<HH2s", body, pos)
         if (group << 16 | elem) > tag:
             return pos
-        if vr in (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"):
+        if vr in LONG_VRS:
             (length,) = struct.unpack_from("<L", body, pos + 8)
             pos += 12 + length
         else:

@@ -81,3 +81,24 @@ def test_an_encapsulated_frame_count_lie_is_refused_before_allocation(data_dir: 
     ds.save_as(tmp_path / "lie.dcm")
     with pytest.raises(InvalidDicomFileError, match=r"\(0028,0008\).*needs at least"):
         dicomml.load_files([tmp_path / "lie.dcm"])
+
+
+@pytest.mark.parametrize("group_length", ["absent", "zero", "short by 8"])
+def test_a_deflate_bomb_is_refused_on_load_whatever_its_group_length_says(corpus, tmp_path: Path, group_length: str):
+    """pydicom finds the dataset past the group 0002 elements, not by (0002,0000): the guard must too."""
+    import struct
+
+    from dicomml.errors import ResourceLimitError
+
+    tree, _, _ = corpus
+    (bomb,) = (tree / "deflate_bomb").iterdir()
+    data = bytearray(bomb.read_bytes())
+    assert data[132:136] == b"\x02\x00\x00\x00"  # (0002,0000) UL, first in the file meta
+    if group_length == "absent":
+        del data[132:144]
+    else:
+        value = 0 if group_length == "zero" else struct.unpack_from("<L", data, 140)[0] - 8
+        struct.pack_into("<L", data, 140, value)
+    (tmp_path / "bomb.dcm").write_bytes(data)
+    with pytest.raises(ResourceLimitError, match="deflate bomb"):
+        dicomml.load_files([tmp_path / "bomb.dcm"])
