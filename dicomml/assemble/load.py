@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +38,16 @@ from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.pixels import PixelSpan, decode_into, is_native, native_layout, stored_dtype
 from dicomml.dicom.series_key import dataset_group_keys
-from dicomml.errors import ConfigError, InconsistentGeometryError, InvalidDicomFileError, MixedSeriesError, SeriesAssemblyError
+from dicomml.errors import (
+    ConfigError,
+    GeometryError,
+    InconsistentGeometryError,
+    InvalidDicomFileError,
+    MixedSeriesError,
+    SeriesAssemblyError,
+)
 from dicomml.geometry import axcodes, spacing_of
+from dicomml.geometry.checks import spacing_problem
 from dicomml.imaging2d.modalities import IMAGES_2D
 from dicomml.indexer.header import read_file_header
 from dicomml.indexer.manifest import Manifest
@@ -377,20 +386,24 @@ def _single_group(sources: list[_Source]) -> str:
     )
 
 
-def _thickness(ds: Dataset) -> float:
+def _thickness(ds: Dataset, path: str) -> float:
     """Slice step for a single-slice volume: SpacingBetweenSlices, else SliceThickness, else 1 mm."""
     items = [ds]
     measures = functional_item(ds, 0, "PixelMeasuresSequence")
     if measures is not None:
         items.insert(0, measures)
-    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+    for keyword, tag in (("SpacingBetweenSlices", "(0018,0088)"), ("SliceThickness", "(0018,0050)")):
         for item in items:
             value = item.get(keyword)
             try:
-                if value is not None and float(value) > 0:
-                    return float(value)
+                step = float(value) if value is not None else 0.0
             except (TypeError, ValueError):
                 continue
+            if step > 0:
+                problem = spacing_problem(np.array([step]), f"{tag} {keyword}")
+                if problem:
+                    raise GeometryError(f"{path}: {problem}; the header is corrupt, exclude the file", path=path, tag=tag)
+                return step
     return 1.0
 
 
@@ -409,10 +422,10 @@ def _assemble(
         np.array([t.pixel_spacing[r] for t, r in table_rows]),
         time_order,
         [f"{_text(s.header, 'SOPInstanceUID') or s.path}#{s.table.frame_numbers[r]}#{r}" for s, r in index],
-        thickness=_thickness(sources[0].header),
+        thickness=_thickness(sources[0].header, sources[0].path),
         on_irregular=on_irregular,
         series=series_key,
-        labels=[f"{os.path.basename(s.path)} frame {s.table.frame_numbers[r]}" for s, r in index],
+        labels=[f"{s.path} frame {s.table.frame_numbers[r]}" for s, r in index],
     )
     slopes = np.ones(plan.n_volumes * plan.n_positions)
     intercepts = np.zeros_like(slopes)
@@ -469,6 +482,7 @@ def _decode_all(
         slots = plan.slots[start : start + source.rows.size]
         start += source.rows.size
         slots_by_source.append((source, source.rows[slots >= 0], slots[slots >= 0]))
+    _check_rescale(slots_by_source, stored, slopes, intercepts, np.dtype(np.float64) if integer else out_dtype)
 
     def decode(item: tuple[_Source, np.ndarray, np.ndarray]) -> None:
         source, rows, slots = item
@@ -486,6 +500,32 @@ def _decode_all(
     compressed = not all(is_native(s.header) for s in sources)
     _map(decode, slots_by_source, _threads(remote=remote, compressed=compressed, budget=threads))
     return _rescale_integers(out, slopes, intercepts) if integer else out
+
+
+def _check_rescale(
+    slots_by_source: list[tuple[_Source, np.ndarray, np.ndarray]],
+    stored: set[np.dtype],
+    slopes: np.ndarray,
+    intercepts: np.ndarray,
+    dtype: np.dtype,
+) -> None:
+    """Refuse a finite slope or intercept that carries stored values past what ``dtype`` holds: infinities, not data."""
+    integers = [np.iinfo(d) for d in stored if d.kind in "ui"]
+    if not integers:
+        return
+    low, high = min(i.min for i in integers), max(i.max for i in integers)
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.maximum(np.abs(low * slopes + intercepts), np.abs(high * slopes + intercepts))
+    bad = np.flatnonzero(~(reach <= np.finfo(dtype).max))
+    if bad.size:
+        slot = bad[0]
+        path = next(source.path for source, _, slots in slots_by_source if slot in slots)
+        raise InvalidDicomFileError(
+            f"{path}: (0028,1053) RescaleSlope {slopes[slot]:g} and (0028,1052) RescaleIntercept {intercepts[slot]:g} carry "
+            f"its stored values past {dtype} (to infinity); the header is corrupt, exclude the file",
+            path=path,
+            tag="(0028,1053)",
+        )
 
 
 def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
@@ -531,10 +571,15 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
 
 
 def _numbers(value: Any) -> list[float]:
+    """The numbers of a multi-valued header value; none when one is not a finite number (junk reads as absent)."""
     if value is None or value == "":
         return []
     values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    return [float(v) for v in values]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return []
+    return numbers if all(map(math.isfinite, numbers)) else []
 
 
 def _one_or_list(values: np.ndarray) -> float | list[float]:

@@ -104,7 +104,7 @@ def axcodes(affine: np.ndarray) -> str:
     for axis in np.argsort(np.min(-(rotation**2), axis=0), kind="stable"):
         direction = rotation[:, axis]
         if np.allclose(direction, 0):
-            raise GeometryError(f"affine axis {axis} has no direction; the affine is degenerate: {affine!r}")
+            raise GeometryError(f"affine axis {axis} has no direction; the affine is degenerate: {np.asarray(affine).tolist()}")
         world = int(np.argmax(np.abs(direction)))
         letters[axis] = "LPI"[world] if direction[world] < 0 else "RAS"[world]
         rotation[world, :] = 0

@@ -16,7 +16,9 @@ from dicomml.dicom.synthetic import write_series, write_slice
 from dicomml.errors import (
     DuplicateSliceError,
     GantryTiltError,
+    GeometryError,
     InconsistentGeometryError,
+    InvalidDicomFileError,
     ManifestError,
     MixedSeriesError,
     ResourceLimitError,
@@ -290,3 +292,38 @@ def test_max_voxels_bounds_the_resampled_grid_too(tmp_path):
     assert load_files(files, on_irregular="resample", max_voxels=5 * 6 * 7).array.shape == (5, 6, 7)
     with pytest.raises(ResourceLimitError, match="resampling to equidistant slices of 5 mm"):
         load_files(files, on_irregular="resample", max_voxels=4 * 6 * 7)  # the stack fits, the grid does not
+
+
+@pytest.mark.parametrize(("slope", "dtype", "refused"), [(1e308, None, "float64"), (1e36, np.float32, "float32"), (1e36, None, None)])
+def test_a_rescale_that_overflows_the_output_type_is_refused_naming_the_file(tmp_path, slope, dtype, refused):
+    """Finite header values whose product with the stored values is infinite gave a volume of infinities."""
+    files = write_series(tmp_path, np.full((4, 6, 5), 1000, np.int16))
+    ds = pydicom.dcmread(files[2])
+    ds.RescaleSlope = slope
+    ds.save_as(files[2])
+    if refused is None:
+        assert np.isfinite(load_files(files, dtype=dtype).array).all()
+        return
+    with pytest.raises(InvalidDicomFileError, match=rf"^{files[2]}: \(0028,1053\) RescaleSlope .* past {refused} \(to infinity\)"):
+        load_files(files, dtype=dtype)
+
+
+@pytest.mark.parametrize("thickness", ["inf", "1e308"])
+def test_a_single_slice_with_an_impossible_thickness_is_refused_in_one_line(tmp_path, thickness):
+    (path,) = write_series(tmp_path, np.zeros((1, 6, 5), np.int16))
+    ds = pydicom.dcmread(path)
+    ds.SliceThickness = thickness
+    ds.save_as(path)
+    with pytest.raises(GeometryError, match=rf"^{path}: \(0018,0050\) SliceThickness .* is outside .* mm; [^\n]*$"):
+        load_files([path])
+
+
+def test_a_window_that_does_not_parse_reads_as_absent(tmp_path):
+    files = write_series(tmp_path, np.zeros((3, 6, 5), np.int16))
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.WindowCenter, ds.WindowWidth = "97531", "86420"
+        ds.save_as(path)
+        path.write_bytes(path.read_bytes().replace(b"97531 ", b"abc   ").replace(b"86420 ", b"nan   "))  # pydicom writes no junk
+    volume = load_files(files)
+    assert volume.meta["window_center"] == volume.meta["window_width"] == []
