@@ -405,6 +405,8 @@ def read_header(
     preamble = bytes(buf[128:132]) == b"DICM"
     meta, pos, unused = _meta(walk, 132) if preamble else _meta(walk, 0)
     syntax = _text(meta.get(0x00020010, b""))
+    if "\\" in syntax:
+        raise walk.fail(pos, f"Transfer Syntax UID holds several values ({syntax!r}), expected one", 0x00020010)
     little = syntax != _EXPLICIT_BE
     implicit = syntax == _IMPLICIT_LE or (not syntax and not _looks_explicit(buf, pos))
     if syntax == _DEFLATED:

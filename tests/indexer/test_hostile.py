@@ -264,3 +264,18 @@ def test_a_seg_without_frames_or_references_is_recorded_unlinked(tmp_path: Path)
     assert len(m.annotations) == 1 and m.annotations.referenced_series_key.isna().all()
     assert "referenced image series not found" in m.annotations.link_problem.iloc[0]
     assert len(m.series) == 1 and bool(m.series.usable.iloc[0])
+
+
+def test_a_multi_valued_transfer_syntax_is_an_error_row(tmp_path: Path):
+    from dicomml.dicom.synthetic import write_series
+
+    (path,) = write_series(tmp_path / "tree", np.zeros((1, 8, 8), np.int16))
+    data = path.read_bytes()
+    syntax = b"1.2.840.10008.1.2.1\x00"
+    at = data.index(syntax)
+    both = b"1.2.840.10008.1.2.1\\1.2.840.10008.1.2"  # even length: no padding
+    path.write_bytes(data[: at - 2] + len(both).to_bytes(2, "little") + both + data[at + len(syntax) :])
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+    m = dicomml.index(tmp_path / "tree", tmp_path / "m", workers=1, salt="s", progress=False)
+    assert m.instances.empty and list(m.errors.error_type) == ["invalid"]
+    assert "(0002,0010)" in m.errors.message.iloc[0] and "several values" in m.errors.message.iloc[0]
