@@ -196,12 +196,29 @@ def open_segmentation(source: _Source) -> Dataset:
     return ds
 
 
+_KINDS = ("BINARY", "FRACTIONAL", "LABELMAP")
+
+
 def _kind(seg: Dataset) -> str:
-    return str(seg.get("SegmentationType", "BINARY"))
+    """(0062,0001) Segmentation Type (BINARY when absent), or an error when it is none that dicomml knows."""
+    kind = str(seg.get("SegmentationType", "BINARY"))
+    if kind not in _KINDS:
+        raise InvalidDicomFileError(
+            f"{_name(seg)}: (0062,0001) Segmentation Type {kind!r} is not one of {', '.join(_KINDS)}",
+            path=_name(seg),
+            tag="(0062,0001)",
+        )
+    return kind
 
 
 def _segments(seg: Dataset) -> dict[int, Dataset]:
-    """SegmentNumber -> its Segment Sequence item."""
+    """SegmentNumber -> its Segment Sequence item; an error when there is none."""
+    if not seg.SegmentSequence:
+        raise InvalidDicomFileError(
+            f"{_name(seg)}: (0062,0002) Segment Sequence is empty; expected at least one segment",
+            path=_name(seg),
+            tag="(0062,0002)",
+        )
     return {int(item.SegmentNumber): item for item in seg.SegmentSequence}
 
 
@@ -326,6 +343,7 @@ def _frames(seg: Dataset, series_uid: str) -> _Frames:
     per_frame = seg.PerFrameFunctionalGroupsSequence
     shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
     labelmap = _kind(seg) == "LABELMAP"
+    described = set(_segments(seg))
     others = _other_series_instances(seg, series_uid)
     positions = np.zeros((len(per_frame), 3))
     segments = np.zeros(len(per_frame), dtype=np.int64)
@@ -342,6 +360,13 @@ def _frames(seg: Dataset, series_uid: str) -> _Frames:
         if not labelmap:
             # highdicom puts a lone segment's identification in the shared groups
             segments[i] = int(_functional(seg, item, shared, _SEGMENT))
+            if segments[i] not in described:
+                raise InvalidDicomFileError(
+                    f"{_name(seg)}: frame {i + 1} has (0062,000B) Referenced Segment Number {segments[i]}, which "
+                    f"(0062,0002) Segment Sequence does not define (it has {sorted(described)}); its pixels belong to no segment",
+                    path=_name(seg),
+                    tag="(0062,000B)",
+                )
     if len(orientations) != 1 or len(spacings) != 1:
         raise SegReferenceError(
             f"{_name(seg)}: frames differ in (0020,0037) Image Orientation or (0028,0030) Pixel Spacing "
@@ -382,7 +407,14 @@ class _Canvas:
         self.numbers = numbers
         self.shape = shape
         self.kind = _kind(seg)
-        self.maximum = float(seg.get("MaximumFractionalValue", 1))
+        self.maximum = float(seg.get("MaximumFractionalValue") or 0)
+        if self.kind == "FRACTIONAL" and not self.maximum > 0:
+            raise InvalidDicomFileError(
+                f"{_name(seg)}: (0062,000E) Maximum Fractional Value {seg.get('MaximumFractionalValue', '(absent)')} of a "
+                "FRACTIONAL SEG; expected a positive value (the pixel value meaning 1.0)",
+                path=_name(seg),
+                tag="(0062,000E)",
+            )
         self.threshold = threshold
         self.soft = self.kind == "FRACTIONAL" and threshold is None
         self.as_channels = as_channels
@@ -523,6 +555,10 @@ def seg_to_grid(
 
     Raises
     ------
+    InvalidDicomFileError
+        If the SEG has no segments, an unknown Segmentation Type, a frame of a
+        segment it does not describe, or (FRACTIONAL) no positive Maximum
+        Fractional Value.
     SegReferenceError
         If the SEG's frame of reference differs from the reference's, its
         frames cannot be placed on the grid (no positions, several plane

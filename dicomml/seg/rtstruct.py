@@ -29,6 +29,7 @@ from dicomml.errors import (
     SegReferenceError,
 )
 from dicomml.geometry import LPS_TO_RAS
+from dicomml.geometry.checks import POSITION_LIMIT_MM
 from dicomml.seg._grid import ALIGN_TOLERANCE, paint_label
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
@@ -147,9 +148,37 @@ def _read(source: _Source) -> Dataset:
     return ds
 
 
+def _roi_number(ds: Dataset, item: Dataset, keyword: str, tag: str, where: str) -> int:
+    """An ROI number (ROINumber or ReferencedROINumber) as an int, or an error naming the file and item."""
+    try:
+        return int(item.get(keyword))
+    except (TypeError, ValueError) as exc:
+        raise InvalidDicomFileError(
+            f"{_name(ds)}: {tag} {keyword} {item.get(keyword)!r} of {where} is not an integer; expected the ROI's number",
+            path=_name(ds),
+            tag=tag,
+        ) from exc
+
+
+def _roi_names(ds: Dataset) -> dict[int, str]:
+    """ROI number -> ROIName of every ROI of the (3006,0020) Structure Set ROI Sequence, in file order."""
+    names: dict[int, str] = {}
+    for i, item in enumerate(ds.get("StructureSetROISequence", []), 1):
+        number = _roi_number(ds, item, "ROINumber", "(3006,0022)", f"item {i} of (3006,0020) Structure Set ROI Sequence")
+        if number in names:
+            raise InvalidDicomFileError(
+                f"{_name(ds)}: (3006,0022) ROI Number {number} is used by ROIs {names[number]!r} and "
+                f"{str(item.get('ROIName', ''))!r}; expected each ROI to have its own number",
+                path=_name(ds),
+                tag="(3006,0022)",
+            )
+        names[number] = str(item.get("ROIName", ""))
+    return names
+
+
 def _select_rois(ds: Dataset, rois: int | str | Sequence[int | str] | None) -> dict[int, str]:
     """ROI number -> name, in the order asked (all ROIs in file order when ``None``)."""
-    names = {int(item.ROINumber): str(item.get("ROIName", "")) for item in ds.get("StructureSetROISequence", [])}
+    names = _roi_names(ds)
     if rois is None:
         return names
     chosen: dict[int, str] = {}
@@ -167,28 +196,64 @@ def _select_rois(ds: Dataset, rois: int | str | Sequence[int | str] | None) -> d
 
 
 def _contours(ds: Dataset, numbers: dict[int, str]) -> tuple[dict[int, list[np.ndarray]], dict[str, int]]:
-    """CLOSED_PLANAR contour points (LPS+ mm) per chosen ROI, and how many others were skipped."""
+    """CLOSED_PLANAR contour points (LPS+ mm) per chosen ROI, and how many others were skipped.
+
+    Every (3006,0039) ROI Contour Sequence item must reference a ROI of the
+    Structure Set ROI Sequence, once: contours of no ROI would be lost silently.
+    """
+    names = _roi_names(ds)
     contours: dict[int, list[np.ndarray]] = {n: [] for n in numbers}
     skipped: dict[str, int] = defaultdict(int)
-    for roi in ds.ROIContourSequence:
-        number = int(roi.ReferencedROINumber)
+    seen: set[int] = set()
+    for i, roi in enumerate(ds.ROIContourSequence, 1):
+        number = _roi_number(ds, roi, "ReferencedROINumber", "(3006,0084)", f"item {i} of (3006,0039) ROI Contour Sequence")
+        if number not in names or number in seen:
+            problem = "a second time" if number in seen else f"but (3006,0020) Structure Set ROI Sequence has only {sorted(names)}"
+            raise InvalidDicomFileError(
+                f"{_name(ds)}: item {i} of (3006,0039) ROI Contour Sequence references (3006,0084) ROI {number} {problem}; "
+                "expected one item per ROI of the structure set",
+                path=_name(ds),
+                tag="(3006,0084)",
+            )
+        seen.add(number)
         if number not in contours:
             continue
-        for item in roi.get("ContourSequence", []):
+        for j, item in enumerate(roi.get("ContourSequence", []), 1):
             kind = str(item.get("ContourGeometricType", ""))
             if kind != "CLOSED_PLANAR":
                 skipped[f"{numbers[number]}: {kind}"] += 1
                 continue
-            contours[number].append(_points(item).reshape(-1, 3))
+            contours[number].append(_points(item, _name(ds), f"contour {j} of ROI {numbers[number]!r}"))
     return contours, dict(skipped)
 
 
-def _points(item: Dataset) -> np.ndarray:
-    """(3006,0050) Contour Data as floats, parsed from the raw bytes when still raw (pydicom's DS objects are slow)."""
+def _points(item: Dataset, name: str = "RTSTRUCT", what: str = "a contour") -> np.ndarray:
+    """(3006,0050) Contour Data as (n, 3) floats (LPS+ mm), parsed from the raw bytes when still raw (pydicom's DS objects are slow).
+
+    Raises InvalidDicomFileError, naming ``name`` and ``what``, unless the
+    values are finite numbers, a non-zero multiple of three, within
+    :data:`~dicomml.geometry.checks.POSITION_LIMIT_MM` of the origin.
+    """
     raw = item.get_item(0x30060050)
-    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-        return np.array(raw.value.split(b"\\")).astype(np.float64)
-    return np.asarray(item.ContourData, dtype=np.float64)
+    try:
+        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            values = np.array(raw.value.split(b"\\") if raw.value.strip() else [], dtype=bytes).astype(np.float64)
+        else:
+            data = item.get("ContourData")
+            values = np.asarray([] if data is None else data, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise InvalidDicomFileError(
+            f"{name}: (3006,0050) Contour Data of {what} holds a value that is not a number ({exc})", path=name, tag="(3006,0050)"
+        ) from exc
+    if values.size == 0 or values.size % 3:
+        problem = f"has {values.size} values; expected x, y, z for each of at least one point"
+    elif not np.all(np.isfinite(values)):
+        problem = "holds NaN or infinite values"
+    elif np.max(np.abs(values)) > POSITION_LIMIT_MM:
+        problem = f"has a coordinate of {np.max(np.abs(values)):g} mm, past the {POSITION_LIMIT_MM:g} mm (1 km) limit"
+    else:
+        return values.reshape(-1, 3)
+    raise InvalidDicomFileError(f"{name}: (3006,0050) Contour Data of {what} {problem}", path=name, tag="(3006,0050)")
 
 
 def rtstruct_to_grid(
@@ -223,6 +288,10 @@ def rtstruct_to_grid(
 
     Raises
     ------
+    InvalidDicomFileError
+        If Contour Data is not finite x, y, z triplets within 1 km, ROI numbers
+        are not integers, repeated or undefined where contours reference them,
+        or a label map is asked for ROI numbers outside 1..65535.
     SegReferenceError
         If the frame of reference differs from the reference's, or a contour
         is not parallel to the grid's slices or lies outside them.
@@ -252,6 +321,14 @@ def rtstruct_to_grid(
     shape = reference.spatial_shape
     to_grid = np.linalg.inv(reference.affine) @ LPS_TO_RAS
     spacing = np.asarray(reference.spacing)
+    outside = [n for n in chosen if not 0 < n <= np.iinfo(np.uint16).max]
+    if outside and not as_channels:
+        raise InvalidDicomFileError(
+            f"{name}: (3006,0022) ROI Number {outside[0]} of ROI {chosen[outside[0]]!r} cannot be a label map value "
+            "(1 to 65535; 0 is none); pass as_channels=True",
+            path=name,
+            tag="(3006,0022)",
+        )
     dtype = np.uint8 if as_channels or max(chosen, default=0) < 256 else np.uint16
     array = np.zeros(((len(chosen),) if as_channels else ()) + shape, dtype=dtype)
     residual = 0.0
@@ -272,16 +349,20 @@ def rtstruct_to_grid(
                 )
             level = float(np.mean(index[:, axis]))
             k = int(np.rint(level))
-            if not 0 <= k < shape[axis]:
+            plane = np.delete(index, axis, axis=1)
+            # wholly past the grid's slices, or beside every voxel of its slice: no voxel can hold it
+            beside = np.any(plane.max(axis=0) < -0.5) or np.any(plane.min(axis=0) > np.delete(shape, axis) - 0.5)
+            if not 0 <= k < shape[axis] or beside:
+                at = f"beside the rows and columns of slice {k}" if 0 <= k < shape[axis] else f"at slice {level:.2f}"
                 raise SegReferenceError(
-                    f"{name}: a contour of ROI {roi_name!r} lies at slice {level:.2f} of axis {axis}, outside "
+                    f"{name}: a contour of ROI {roi_name!r} lies {at} of axis {axis}, outside "
                     f"{describe(reference)}; the RTSTRUCT does not belong to this image",
                     path=name,
                     series_uid=reference.meta.get("series_uid"),
                     tag="(3006,0050)",
                 )
             residual = max(residual, abs(level - k) * float(spacing[axis]))
-            by_slice[(axis, k)].append(np.delete(index, axis, axis=1))
+            by_slice[(axis, k)].append(plane)
         target = array[channel] if as_channels else array
         for (axis, k), polygons in by_slice.items():
             plane_shape = tuple(s for a, s in enumerate(shape) if a != axis)
