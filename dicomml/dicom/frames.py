@@ -33,7 +33,7 @@ from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
 from dicomml.geometry import slice_normal
 
-__all__ = ["FrameTable", "frame_table", "functional_item", "header_value", "source_name"]
+__all__ = ["FrameTable", "frame_size", "frame_table", "functional_item", "header_numbers", "header_value", "source_name"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,43 @@ def header_value(ds: Dataset, keyword: str) -> Any:
     return _Reader(source_name(ds))._value(ds, keyword, "a valid value")
 
 
+def header_numbers(ds: Dataset, keyword: str) -> list[float] | None:
+    """All values of a numeric element as finite floats, None when absent or empty.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        Naming the file and the tag, if a value is not a number or is NaN or infinite.
+
+    Examples
+    --------
+    >>> header_numbers(ds, "WindowCenter")  # doctest: +SKIP
+    [40.0, 300.0]
+    """
+    return _Reader(source_name(ds)).numbers(ds, keyword, "finite numbers")
+
+
+def frame_size(ds: Dataset) -> tuple[int, int]:
+    """(Rows, Columns) of one image plane, checked.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If Rows or Columns is missing, empty, not a number or below 1.
+    """
+    reader = _Reader(source_name(ds))
+    rows = reader.integer(ds, "Rows")
+    columns = reader.integer(ds, "Columns")
+    if rows is None or columns is None or rows < 1 or columns < 1:
+        raise InvalidDicomFileError(
+            f"{reader.path}: (0028,0010) Rows / (0028,0011) Columns missing or zero "
+            f"(got {rows!r} x {columns!r}); this is not an image object",
+            path=reader.path,
+            tag="(0028,0010)",
+        )
+    return rows, columns
+
+
 def frame_table(ds: Dataset) -> FrameTable:
     """Read the per-plane geometry and grouping attributes of one DICOM object.
 
@@ -159,15 +196,7 @@ def frame_table(ds: Dataset) -> FrameTable:
     (1, 3)
     """
     reader = _Reader(source_name(ds))
-    rows = reader.integer(ds, "Rows")
-    columns = reader.integer(ds, "Columns")
-    if rows is None or columns is None or rows < 1 or columns < 1:
-        raise InvalidDicomFileError(
-            f"{reader.path}: (0028,0010) Rows / (0028,0011) Columns missing or zero "
-            f"(got {rows!r} x {columns!r}); this is not an image object",
-            path=reader.path,
-            tag="(0028,0010)",
-        )
+    rows, columns = frame_size(ds)
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         return _enhanced_table(ds, reader, rows, columns)
     mosaic = _mosaic_layout(ds, reader, rows, columns)
@@ -257,16 +286,25 @@ class _Reader:
             raise self._fail(item, keyword, expected) from exc
         return None if value is None or value == "" else value
 
-    def floats(self, item: Dataset, keyword: str, n: int) -> np.ndarray | None:
-        """``n`` numbers of a multi-valued element, or None when absent or empty."""
-        value = self._value(item, keyword, f"{n} numbers")
+    def numbers(self, item: Dataset, keyword: str, expected: str) -> list[float] | None:
+        """Every value of a numeric element, finite, or None when absent or empty."""
+        value = self._value(item, keyword, expected)
         if value is None:
             return None
         try:
             numbers = [float(v) for v in (value if isinstance(value, _MULTI) else [value])]
         except (ValueError, TypeError) as exc:
-            raise self._fail(item, keyword, f"{n} numbers") from exc
-        if len(numbers) != n or not all(map(math.isfinite, numbers)):
+            raise self._fail(item, keyword, expected) from exc
+        if not all(map(math.isfinite, numbers)):
+            raise self._fail(item, keyword, expected)
+        return numbers
+
+    def floats(self, item: Dataset, keyword: str, n: int) -> np.ndarray | None:
+        """``n`` numbers of a multi-valued element, or None when absent or empty."""
+        numbers = self.numbers(item, keyword, f"{n} finite numbers")
+        if numbers is None:
+            return None
+        if len(numbers) != n:
             raise self._fail(item, keyword, f"{n} finite numbers")
         return np.array(numbers, dtype=np.float64)
 

@@ -16,6 +16,7 @@ intercept on the way (no per-slice float copies).
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,17 +25,105 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames, get_frame
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.pixels.utils import get_j2k_parameters
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000TransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000TransferSyntaxes
 
-from dicomml.dicom.frames import FrameTable, header_value, source_name
+from dicomml.dicom.frames import FrameTable, frame_size, header_value, source_name
 from dicomml.dicom.io import typed_errors
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
 
-__all__ = ["PixelSpan", "decode_into", "decode_pixels", "is_native", "native_layout", "native_stack", "stored_dtype"]
+__all__ = [
+    "PixelSpan",
+    "bits_stored",
+    "check_fragments",
+    "decode_into",
+    "decode_pixels",
+    "is_native",
+    "native_layout",
+    "native_stack",
+    "stored_dtype",
+    "transfer_syntax",
+]
 
 #: pydicom's words for a layout its plugins do not handle (as opposed to data they failed on).
 _UNSUPPORTED_FEATURE = re.compile(r"support|bits allocated", re.IGNORECASE)
 _NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
+_ENCAPSULATED = frozenset(str(uid) for uid in AllTransferSyntaxes if uid.is_encapsulated)
+#: Item and sequence delimiter tags of encapsulated pixel data, as (group, element).
+_ITEM, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    """The file meta's Transfer Syntax UID, "" when there is none.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If it holds several values or is not text.
+    """
+    uid = header_value(ds.file_meta, "TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
+    if uid is None:
+        return ""
+    if not isinstance(uid, str):
+        path = source_name(ds)
+        raise InvalidDicomFileError(
+            f"{path}: (0002,0010) Transfer Syntax UID is {uid!r}, expected one UID; the file meta is malformed, fix or exclude the file",
+            path=path,
+            tag="(0002,0010)",
+        )
+    return uid
+
+
+def bits_stored(ds: Dataset) -> int:
+    """Bits Stored (0028,0101), Bits Allocated when absent, checked against Bits Allocated.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If it is below 1 or above Bits Allocated.
+    """
+    allocated = header_value(ds, "BitsAllocated")
+    stored = header_value(ds, "BitsStored")
+    if stored is None:
+        return int(allocated or 0)
+    if isinstance(stored, (int, float)) and 1 <= stored <= (allocated if isinstance(allocated, (int, float)) else 32):
+        return int(stored)
+    path = source_name(ds)
+    raise InvalidDicomFileError(
+        f"{path}: (0028,0101) Bits Stored is {stored!r}, expected 1 to Bits Allocated ({allocated!r}); "
+        "the pixel description is malformed, fix or exclude the file",
+        path=path,
+        tag="(0028,0101)",
+    )
+
+
+def check_fragments(ds: Dataset) -> None:
+    """Check that every item of encapsulated pixel data lies within the pixel data read.
+
+    pydicom finds the end of encapsulated pixel data by its sequence
+    delimiter and does not check the items' lengths: a fragment whose length
+    points past the end would be decoded with the following item headers and
+    fragments inside it.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If an item's length runs past the end of the pixel data.
+    """
+    data = ds.PixelData
+    pos, size = 0, len(data)
+    while pos + 8 <= size:
+        group, element, length = struct.unpack_from("<HHL", data, pos)
+        if (group, element) == _SEQUENCE_END or (group, element) != _ITEM:
+            return  # the end, or not an item: pydicom's parser reports the latter
+        if pos + 8 + length > size:
+            path = source_name(ds)
+            raise InvalidDicomFileError(
+                f"{path}: (7FE0,0010) Pixel Data item at byte {pos} declares {length} bytes, only {size - pos - 8} follow; "
+                "the file is truncated or corrupt, exclude it",
+                path=path,
+                tag="(7FE0,0010)",
+            )
+        pos += 8 + length
 
 
 def stored_dtype(ds: Dataset) -> np.dtype:
@@ -75,8 +164,10 @@ def decode_pixels(ds: Dataset, index: int | None = None, *, threads: int = 1) ->
     """pydicom's decoded pixels (all frames, or one 0-based frame; colour as RGB), typed errors on failure;
     a grey JPEG 2000 frame is decoded on up to ``threads`` threads."""
     path = source_name(ds)
-    uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    uid = transfer_syntax(ds)
     with typed_errors(path, "decoding (7FE0,0010) Pixel Data", tag="(7FE0,0010)"):
+        if uid in _ENCAPSULATED:
+            check_fragments(ds)
         if uid in _J2K_SYNTAXES:
             grey = _j2k_grey(ds, index, threads)
             if grey is not None:
@@ -150,8 +241,7 @@ def _decodable(uid: str) -> bool:
 
 def is_native(ds: Dataset) -> bool:
     """Whether ``ds``'s pixels are uncompressed little-endian bytes (read without a decoder)."""
-    uid = header_value(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    return uid in _NATIVE_LITTLE_ENDIAN
+    return transfer_syntax(ds) in _NATIVE_LITTLE_ENDIAN
 
 
 def native_layout(ds: Dataset) -> tuple[np.dtype, int] | None:
@@ -160,7 +250,7 @@ def native_layout(ds: Dataset) -> tuple[np.dtype, int] | None:
     bits = header_value(ds, "BitsAllocated")
     if bits not in (8, 16, 32):
         return None
-    stored = int(header_value(ds, "BitsStored") or bits)
+    stored = bits_stored(ds)
     high_bit = header_value(ds, "HighBit")
     if high_bit is not None and int(high_bit) != stored - 1:
         return None
@@ -273,7 +363,7 @@ def _planes(ds: Dataset, table: FrameTable, rows: Sequence[int] | np.ndarray) ->
 
 
 def _frame_shape(ds: Dataset) -> tuple[int, int]:
-    return int(header_value(ds, "Rows")), int(header_value(ds, "Columns"))
+    return frame_size(ds)
 
 
 def decode_into(

@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
 from dicomml._optional import require
+from dicomml.dicom.pixels import transfer_syntax
 
 __all__ = ["decomposition_levels", "reduced_frame"]
 
@@ -62,7 +63,7 @@ def reduced_frame(ds: Dataset, target: tuple[int, int]) -> tuple[np.ndarray, int
         when the image is not a single-frame unsigned grey JPEG 2000, or no
         level below full size is still as large as the fitted image.
     """
-    uid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    uid = transfer_syntax(ds)
     if uid not in _J2K_SYNTAXES or int(ds.get("NumberOfFrames") or 1) != 1 or int(ds.get("SamplesPerPixel") or 1) != 1:
         return None
     if int(ds.get("PixelRepresentation") or 0) != 0 or int(ds.get("BitsAllocated") or 0) != 16:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicomml.dicom.frames import source_name
+from dicomml.dicom.frames import frame_size, source_name
 from dicomml.dicom.io import read_dataset
 from dicomml.dicom.pixels import decode_pixels, native_stack
 from dicomml.errors import InvalidDicomFileError
@@ -182,6 +182,7 @@ def load_image(
     path = source_name(ds)
     if "PixelData" not in ds:
         raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")
+    rows, columns = frame_size(ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     reduced = reduced_frame(ds, reduce_to) if reduce_to is not None else None
     threads = threads or _cores()
@@ -192,7 +193,7 @@ def load_image(
         "modality": str(ds.get("Modality", "") or ""),
         "photometric_interpretation": photometric,
         "decode_level": level,
-        "full_shape": [int(ds.Rows), int(ds.Columns)],
+        "full_shape": [rows, columns],
     }
     if photometric == "PALETTE COLOR":
         pixels = palette_to_rgb(stored, ds)
@@ -205,7 +206,6 @@ def load_image(
         meta.update(voi="none", inverted=None, colour="RGB")
     spacing = physical_spacing(ds)
     if level and spacing.known:
-        rows, columns = int(ds.Rows), int(ds.Columns)
         factors = (rows / stored.shape[1], columns / stored.shape[2])
         spacing = Spacing(spacing.row * factors[0], spacing.column * factors[1], spacing.source)  # type: ignore[operator]
     header = projection_header(ds)

@@ -24,7 +24,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_presentation_lut, apply_voi_lut
 
-from dicomml.dicom.frames import source_name
+from dicomml.dicom.frames import header_numbers, source_name
+from dicomml.dicom.pixels import bits_stored
 from dicomml.errors import InvalidDicomFileError
 from dicomml.threads import parallel
 
@@ -126,9 +127,11 @@ def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Data
     if voi == "none":
         return None, 0, {"voi": "none"}
     tables = len(ds.get("VOILUTSequence") or [])
-    centers = ds.get("WindowCenter")
-    n_windows = 0 if centers is None or ds.get("WindowWidth") is None else len(np.atleast_1d(np.asarray(centers, dtype=float)))
     index = 0 if voi == "header" else int(voi)
+    if 0 <= index < tables:
+        return ds, index, {"voi": "table", "voi_index": index}
+    centers, widths = header_numbers(ds, "WindowCenter"), header_numbers(ds, "WindowWidth")
+    n_windows = 0 if centers is None or widths is None else min(len(centers), len(widths))
     if voi == "header" and not tables and not n_windows:
         return None, 0, {"voi": "none"}
     if index >= max(tables, n_windows) or index < 0:
@@ -138,17 +141,16 @@ def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Data
             path=path,
             tag="(0028,3010)" if tables else "(0028,1050)",
         )
-    if tables:
+    if tables or centers is None or widths is None:  # a table index past the tables: pydicom reports it
         return ds, index, {"voi": "table", "voi_index": index}
-    center = np.atleast_1d(np.asarray(ds.WindowCenter, dtype=float))[index]
-    width = np.atleast_1d(np.asarray(ds.WindowWidth, dtype=float))[index]
+    center, width = centers[index], widths[index]
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
     return ds, index, {"voi": "window", "voi_index": index, "window": [float(center), float(width)], "voi_function": function}
 
 
 def _stored_range(ds: Dataset) -> tuple[np.ndarray, np.dtype]:
     """Every stored value the header allows, in the dtype pydicom decodes to, ordered by unsigned bit pattern."""
-    bits = int(ds.BitsStored)
+    bits = bits_stored(ds)
     allocated = int(ds.BitsAllocated)
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     dtype = np.dtype(f"{'i' if signed else 'u'}{max(1, allocated // 8)}")
@@ -184,7 +186,7 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
     """
     path = source_name(ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 0)
+    bits = bits_stored(ds)
     if photometric not in _GREY or not 1 <= bits <= 16 or int(ds.get("BitsAllocated") or 0) not in (8, 16):
         raise InvalidDicomFileError(
             f"{path}: a grey table needs MONOCHROME1/2 with 1-16 bits stored in 8 or 16 allocated, "
@@ -194,17 +196,7 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
         )
     stored, _ = _stored_range(ds)
     voi_ds, index, meta = voi_dataset(ds, voi)
-    try:
-        values = apply_modality_lut(stored, ds)
-        if voi_ds is not None:
-            values = apply_voi_lut(values, voi_ds, index=index)
-    except (ValueError, KeyError, AttributeError, IndexError, NotImplementedError) as exc:
-        raise InvalidDicomFileError(
-            f"{path}: the Modality/VOI LUT cannot be applied ({exc}); fix the LUT or pass voi='none'",
-            path=path,
-            tag="(0028,3000)" if "ModalityLUTSequence" in ds else "(0028,3010)",
-        ) from exc
-    values = np.asarray(values, dtype=dtype)
+    values = _display(stored, ds, voi_ds, index, dtype)
     shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
     invert = photometric == "MONOCHROME1" or shape == "INVERSE"
     ordered = values[np.argsort(stored, kind="stable")]
@@ -216,6 +208,65 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
         inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
     )
     return GreyTable(values=values, invert=invert, monotonic=bool(np.all(np.diff(ordered) >= 0)), meta=meta)
+
+
+#: Rescale elements, with their tags, that pydicom's ``apply_modality_lut`` reads.
+_RESCALE = (("RescaleSlope", "(0028,1053)"), ("RescaleIntercept", "(0028,1052)"))
+
+
+def _rescale(ds: Dataset) -> None:
+    """Check Rescale Slope and Intercept, where present, are one finite number each (the frame table's check).
+
+    Raises
+    ------
+    InvalidDicomFileError
+        Naming the file and the tag.
+    """
+    path = source_name(ds)
+    for keyword, tag in _RESCALE:
+        if keyword in ds:
+            numbers = header_numbers(ds, keyword)  # raises for text, NaN and infinity
+            if numbers is None or len(numbers) != 1:
+                raise InvalidDicomFileError(
+                    f"{path}: {tag} {keyword} is {numbers or 'empty'}, expected one finite number; "
+                    "the header is malformed, fix or exclude the file",
+                    path=path,
+                    tag=tag,
+                )
+
+
+def _display(stored: np.ndarray, ds: Dataset, voi_ds: Dataset | None, index: int, dtype: Any) -> np.ndarray:
+    """pydicom's Modality LUT then VOI LUT of ``stored``, as ``dtype``: typed errors, never NaN or infinity.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If a LUT is malformed, or the rescale takes stored values past ``dtype``'s range.
+    """
+    path = source_name(ds)
+    if not ds.get("ModalityLUTSequence"):
+        _rescale(ds)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, on the result
+            values = apply_modality_lut(stored, ds)
+            if voi_ds is not None:
+                values = apply_voi_lut(values, voi_ds, index=index)
+            values = np.asarray(values, dtype=dtype)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError) as exc:
+        raise InvalidDicomFileError(
+            f"{path}: the Modality/VOI LUT cannot be applied ({exc}); fix the LUT or pass voi='none'",
+            path=path,
+            tag="(0028,3000)" if "ModalityLUTSequence" in ds else "(0028,3010)",
+        ) from exc
+    if values.size and not np.isfinite(values).all():
+        slope, intercept = (ds.get(keyword) for keyword, _ in _RESCALE)
+        raise InvalidDicomFileError(
+            f"{path}: (0028,1053) Rescale Slope {slope} and (0028,1052) Rescale Intercept {intercept} take stored "
+            f"values past the range of {np.dtype(dtype).name}; the header is malformed, fix or exclude the file",
+            path=path,
+            tag="(0028,1053)",
+        )
+    return values
 
 
 def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = None, threads: int = 1) -> np.ndarray:
@@ -379,12 +430,9 @@ def grey_values(
         table = grey_table(ds, voi, dtype=dtype)
         return apply_grey(stored, table, ds=ds, threads=threads), table.meta
     voi_ds, index, meta = voi_dataset(ds, voi)
-    values = apply_modality_lut(stored, ds)
-    if voi_ds is not None:
-        values = apply_voi_lut(values, voi_ds, index=index)
+    values = _display(stored, ds, voi_ds, index, dtype)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE"
-    values = np.asarray(values, dtype=dtype)
     if invert:
         values = values.max() - values
     meta.update(
