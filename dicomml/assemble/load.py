@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
 from dicomml.assemble.volumes import axis_name, volume_table
-from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_value
+from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_numbers, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
 from dicomml.dicom.pixels import PixelSpan, decode_into, is_native, native_layout, stored_dtype
@@ -570,18 +569,6 @@ def _rescale_integers(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarra
     return out
 
 
-def _numbers(value: Any) -> list[float]:
-    """The numbers of a multi-valued header value; none when one is not a finite number (junk reads as absent)."""
-    if value is None or value == "":
-        return []
-    values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        return []
-    return numbers if all(map(math.isfinite, numbers)) else []
-
-
 def _one_or_list(values: np.ndarray) -> float | list[float]:
     return float(values[0]) if np.all(values == values[0]) else [float(v) for v in values]
 
@@ -609,8 +596,8 @@ def _meta(
         "rescale_slope": _one_or_list(slopes),
         "rescale_intercept": _one_or_list(intercepts),
         "rescale_type": str(transform.get("RescaleType") or ("HU" if modality == "CT" else "US")),
-        "window_center": _numbers(voi.get("WindowCenter")),
-        "window_width": _numbers(voi.get("WindowWidth")),
+        "window_center": header_numbers(voi, "WindowCenter") or [],
+        "window_width": header_numbers(voi, "WindowWidth") or [],
         "voi_lut_function": str(voi.get("VOILUTFunction") or "LINEAR"),
         "source_files": list(by_path),
         "sop_instance_uids": [_text(s.header, "SOPInstanceUID") for s in by_path.values()],

@@ -43,6 +43,7 @@ from dicomml.threads import parallel
 
 __all__ = [
     "CODECS",
+    "DTYPES",
     "RAW_ABOVE",
     "ArrayLayout",
     "array_metadata",
@@ -60,6 +61,11 @@ _CRC = 4
 _CNAME, _CLEVEL = "lz4", 1
 #: Codecs of an array's inner chunks, as recorded in its layout.
 CODECS = ("blosc", "raw")
+#: dtypes of the arrays :func:`write_array` writes (numeric, little-endian), as recorded in their layouts, and their item sizes.
+DTYPES = {
+    n: np.dtype(n).itemsize
+    for n in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
+}
 #: Chunks are stored raw when Blosc leaves more than this fraction of the bytes: the saving does not pay for decoding.
 RAW_ABOVE = 2 / 3
 #: Voxels windowed per call (whole planes, at least one): the block stays in cache across the window's passes.
@@ -107,12 +113,31 @@ class ArrayLayout:
         return {"shape": list(self.shape), "dtype": self.dtype, "chunks": list(self.chunks), "codec": self.codec}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ArrayLayout:
-        """Inverse of :meth:`to_json`."""
-        codec = str(data.get("codec", "blosc"))
+    def from_json(cls, data: Any) -> ArrayLayout:
+        """Inverse of :meth:`to_json`, checked: a layout read from a store is untrusted data.
+
+        Raises
+        ------
+        ValueError
+            Naming the field (``codec``, ``dtype``, ``shape``, ``chunks``) that is not what :func:`write_array` writes.
+        """
+        if type(data) is not dict:
+            raise ValueError(f"is {type(data).__name__}, not an object")
+        codec, dtype, shape, chunks = data.get("codec", "blosc"), data.get("dtype"), data.get("shape"), data.get("chunks")
         if codec not in CODECS:
-            raise ValueError(f"unknown codec {codec!r}")
-        return cls(tuple(data["shape"]), str(data["dtype"]), tuple(data["chunks"]), codec)
+            raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+        if type(dtype) is not str or dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not one the cache writes ({', '.join(DTYPES)})")
+        if type(shape) is not list or type(chunks) is not list or len(chunks) != len(shape):
+            raise ValueError(f"shape {shape!r} and chunks {chunks!r} are not two lists of one integer per axis")
+        for size, chunk in zip(shape, chunks):  # one loop, no generator: every read opens its entry's marker
+            if type(size) is not int or size < 0:
+                raise ValueError(f"shape {shape!r} is not of non-negative integers")
+            if type(chunk) is not int or not 1 <= chunk <= max(1, size):
+                raise ValueError(f"chunks {chunks!r} are not positive integers, each at most its axis of shape {shape}")
+        if math.prod(shape) * DTYPES[dtype] >= 2**62:
+            raise ValueError(f"shape {shape!r} of {dtype} is larger than numpy can hold")
+        return cls(tuple(shape), dtype, tuple(chunks), codec)
 
 
 def shard_key(name: str, ndim: int) -> str:
@@ -372,7 +397,12 @@ def read_region(
         if layout.codec == "raw":
             return frame.view(dtype).reshape(layout.chunks)
         # imagecodecs, not numcodecs: its main-thread call takes Blosc's global context, lock and threads
-        imagecodecs.blosc_decode(frame, numthreads=1, out=buffer.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # stub: bytes-likes only
+        try:  # no cost unless raised; a frame larger than the layout's chunk (its chunks tampered with) is refused by Blosc
+            imagecodecs.blosc_decode(frame, numthreads=1, out=buffer.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # stub: bytes-likes only
+        except imagecodecs.BloscError:
+            raise CacheIntegrityError(
+                f"{where}: chunk {cidx} does not decode to a chunk of {layout.chunks}; delete the entry and recompute", path=where
+            ) from None
         return buffer
 
     def copied(share: Sequence[tuple[Any, ...]]) -> None:

@@ -38,6 +38,7 @@ import json
 import math
 import mmap
 import os
+import re
 import socket
 import threading
 import time
@@ -70,6 +71,10 @@ READ_WHOLE_BELOW = 4 << 20
 #: Read-ahead is asked for a mapped shard in pieces of this size: the kernel caps one request at its read-ahead window.
 _AHEAD_PIECE = 1 << 20
 _ARRAYS = ("image", "mask", "foreground")
+#: Number of axes of each array an entry may hold (an image has a leading axis of volumes or not).
+_NDIMS = {"image": (3, 4), "mask": (4,), "foreground": (2,)}
+#: The last part of an entry's data folder, ``data/KEY/TOKEN``: a plain name (the writer's is a uuid4 hex).
+_TOKEN = re.compile(r"[0-9A-Za-z_-]+")
 #: Per thread: the memory a small shard read whole goes into, reused by the next such read while still in the CPU's cache.
 _read_buffers = threading.local()
 
@@ -312,7 +317,9 @@ class Cache:
         CacheMissError
             If ``key`` is not published.
         CacheIntegrityError
-            If its marker is unreadable.
+            If its marker is unreadable, or a field of it is not what :meth:`put` writes (a data
+            folder other than the entry's, a dtype, shape or chunks it does not write, a checksum
+            missing...): a marker read from the store is untrusted data.
         """
         try:
             if isinstance(self.fs, LocalFileSystem):  # a plain read: fsspec's file object costs more than the marker's bytes
@@ -326,21 +333,14 @@ class Cache:
                 path=self.url,
             ) from None
         try:
-            marker = json.loads(text)
-            return CacheEntry(
-                key=key,
-                affine=np.asarray(marker["affine"], dtype=np.float64).reshape(4, 4),
-                meta=marker["meta"],
-                layouts={n: ArrayLayout.from_json(v) for n, v in marker["layouts"].items()},
-                checksums={n: int(v) for n, v in marker["checksums"].items()},
-                _cache=self,
-                _path=f"{self.root}/{marker['data']}",
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            affine, meta, layouts, checksums, data = _parse_marker(text, key)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            reason = str(exc) if type(exc) is ValueError else f"no field {exc}" if type(exc) is KeyError else repr(exc)
             raise CacheIntegrityError(
-                f"{self.url}: marker of entry {key} is unreadable ({exc!r}); delete the entry and recompute",
+                f"{self.url}: marker of entry {key} is invalid ({reason}); delete the entry and recompute",
                 path=self._marker(key),
             ) from None
+        return CacheEntry(key=key, affine=affine, meta=meta, layouts=layouts, checksums=checksums, _cache=self, _path=f"{self.root}/{data}")
 
     def _index(self, entry: CacheEntry, name: str, shard: str, where: str, blob: Any = None) -> np.ndarray:
         memo = (entry._path, name)  # data folders never change once written
@@ -666,6 +666,66 @@ class Cache:
         with self.fs.open(target, "wb") as f:
             for part in parts:
                 f.write(part)
+
+
+def _parse_marker(text: bytes, key: str) -> tuple[np.ndarray, dict[str, Any], dict[str, ArrayLayout], dict[str, int], str]:
+    """The fields of ``key``'s marker that readers use, each checked against what :meth:`Cache.put` writes.
+
+    A marker read from a store is untrusted data: the data folder must be one
+    of this entry's (``data/KEY/TOKEN``, nothing outside the cache), each
+    layout one :meth:`ArrayLayout.from_json` accepts with the dimensions of
+    its array, each checksum a CRC32C.
+
+    Returns
+    -------
+    tuple
+        affine (4x4 float64), meta, layouts, checksums, data folder (relative to the root).
+
+    Raises
+    ------
+    ValueError
+        Naming the field that is wrong (or from ``json.loads``); KeyError for a missing one.
+    """
+    marker = json.loads(text)
+    if not isinstance(marker, dict):
+        raise ValueError(f"the marker is {type(marker).__name__}, not an object")
+    data, meta, documents, checksums = marker["data"], marker["meta"], marker["layouts"], marker["checksums"]
+    if not (isinstance(data, str) and data.startswith(f"data/{key}/") and _TOKEN.fullmatch(data, len(key) + 6)):
+        raise ValueError(f"data {data!r} is not a folder data/{key}/TOKEN of this entry")
+    try:
+        affine = np.asarray(marker["affine"], dtype=np.float64).reshape(4, 4)
+    except (TypeError, ValueError):
+        affine = np.full((4, 4), np.nan)
+    if not np.isfinite(affine).all():
+        raise ValueError("affine is not a 4x4 matrix of finite numbers")
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta is {type(meta).__name__}, not an object")
+    if not (isinstance(documents, dict) and "image" in documents and documents.keys() <= _NDIMS.keys()):
+        raise ValueError(f"layouts {sorted(documents) if isinstance(documents, dict) else documents!r} are not image [, mask, foreground]")
+    layouts = {}
+    for name, document in documents.items():
+        try:
+            layouts[name] = layout = ArrayLayout.from_json(document)
+        except ValueError as exc:
+            raise ValueError(f"layouts.{name}: {exc}") from None
+        if len(layout.shape) not in _NDIMS[name]:
+            raise ValueError(
+                f"layouts.{name}: shape {list(layout.shape)} has {len(layout.shape)} axes, not {' or '.join(map(str, _NDIMS[name]))}"
+            )
+    if ("mask" in layouts) != ("foreground" in layouts):
+        raise ValueError(f"layouts {sorted(layouts)}: a mask comes with its foreground")
+    if "mask" in layouts and layouts["mask"].shape[1:] != layouts["image"].shape[-3:]:
+        raise ValueError(
+            f"layouts.mask: shape {list(layouts['mask'].shape)} is not on the image's grid {list(layouts['image'].shape[-3:])}"
+        )
+    if "foreground" in layouts and (layouts["foreground"].shape[1] != 4 or layouts["foreground"].dtype != "int32"):
+        raise ValueError(f"layouts.foreground: {layouts['foreground'].dtype} {list(layouts['foreground'].shape)} is not int32 (N, 4)")
+    if not (isinstance(checksums, dict) and checksums.keys() == layouts.keys()):
+        raise ValueError(f"checksums {checksums!r} are not one per array ({', '.join(layouts)})")
+    for name, crc in checksums.items():
+        if type(crc) is not int or not 0 <= crc < 2**32:
+            raise ValueError(f"checksums.{name}: {crc!r} is not a CRC32C (an integer from 0 to 2**32 - 1)")
+    return affine, meta, layouts, checksums, data
 
 
 def _group(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import SegReferenceError
 from dicomml.imaging2d.resize import Placement, place
-from dicomml.seg.rtstruct import _points, _read, fill_polygons
+from dicomml.seg.rtstruct import _name, _points, _read, _roi_names, _roi_number, fill_polygons
 
 if TYPE_CHECKING:
     from dicomml.sources import Remote
@@ -95,19 +95,20 @@ def rtstruct_masks(rtstruct: str | Dataset, image: Dataset, shape: tuple[int, in
     ds = _read(rtstruct)
     uid = str(image.SOPInstanceUID)
     plane = _plane(image)
-    names = {int(item.ROINumber): str(item.get("ROIName", "")) for item in ds.get("StructureSetROISequence", [])}
+    names = _roi_names(ds)
     polygons: dict[int, list[np.ndarray]] = {number: [] for number in names}
-    for roi in ds.get("ROIContourSequence", []):
-        for item in roi.get("ContourSequence", []):
+    for i, roi in enumerate(ds.get("ROIContourSequence", []), 1):
+        number = _roi_number(ds, roi, "ReferencedROINumber", "(3006,0084)", f"item {i} of (3006,0039) ROI Contour Sequence")
+        for j, item in enumerate(roi.get("ContourSequence", []), 1):
             if str(item.get("ContourGeometricType", "")) != "CLOSED_PLANAR":
                 continue
-            points = _points(item).reshape(-1, 3)
+            points = _points(item, _name(ds), f"contour {j} of ROI {names.get(number, number)!r}")
             images = {str(ref.ReferencedSOPInstanceUID) for ref in item.get("ContourImageSequence") or []}
             if images and uid not in images:
                 continue
             if not images and (plane is None or _off_plane(points, plane) > plane[3].min() / 2):
                 continue  # no reference: only a contour in this image's plane is this image's
-            polygons.setdefault(int(roi.ReferencedROINumber), []).append(contour_pixels(points, image))
+            polygons.setdefault(number, []).append(contour_pixels(points, image))
     masks = [fill_polygons(polygons[n], shape) for n in polygons]
     labels = [names.get(n, str(n)) for n in polygons]
     return np.stack(masks).astype(np.uint8) if masks else np.zeros((0, *shape), np.uint8), labels

@@ -318,12 +318,13 @@ def test_a_single_slice_with_an_impossible_thickness_is_refused_in_one_line(tmp_
         load_files([path])
 
 
-def test_a_window_that_does_not_parse_reads_as_absent(tmp_path):
+def test_a_window_that_does_not_parse_is_refused_naming_the_file_and_tag(tmp_path):
+    """As the index and load_image refuse it: the ValueError named no file."""
     files = write_series(tmp_path, np.zeros((3, 6, 5), np.int16))
     for path in files:
         ds = pydicom.dcmread(path)
         ds.WindowCenter, ds.WindowWidth = "97531", "86420"
         ds.save_as(path)
-        path.write_bytes(path.read_bytes().replace(b"97531 ", b"abc   ").replace(b"86420 ", b"nan   "))  # pydicom writes no junk
-    volume = load_files(files)
-    assert volume.meta["window_center"] == volume.meta["window_width"] == []
+        path.write_bytes(path.read_bytes().replace(b"97531 ", b"abc   "))  # pydicom writes no junk
+    with pytest.raises(InvalidDicomFileError, match=r"\(0028,1050\)"):
+        load_files(files)
