@@ -8,8 +8,10 @@ bytes; a header longer than that is read on from where the prefix ends.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,8 @@ __all__ = ["FsspecSource", "ObjectList", "filesystem"]
 
 #: How to pass a bucket's credentials instead of in its URL.
 _PASS_OPTIONS = "pass them in storage_options (the CLI: --storage-option KEY=VALUE)"
+#: One lock per archive read in this process (not on the source object, which is pickled to workers).
+_ARCHIVE_READS: dict[str, threading.Lock] = {}
 #: The extra that brings each protocol's fsspec implementation.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
@@ -201,11 +205,17 @@ class FsspecSource:
             yield current
 
     # -- scan --------------------------------------------------------------------------------
+    def _one_read(self) -> Any:
+        """Held while reading: an archive's members are read through one file object, which threads would interleave."""
+        return _ARCHIVE_READS.setdefault(self.archive, threading.Lock()) if self.archive else contextlib.nullcontext()
+
+    def _cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        with self._one_read():
+            return self.fs.cat_file(path, start=start, end=end)
+
     def _read_range(self, path: str) -> Any:
         url = self.url(path)
-        return lambda start, end: with_retries(
-            lambda: self.fs.cat_file(path, start=start, end=end), url, self.remote, "reading a byte range"
-        )
+        return lambda start, end: with_retries(lambda: self._cat(path, start, end), url, self.remote, "reading a byte range")
 
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
         """The object as a file whose reads are ranged requests."""
@@ -219,7 +229,8 @@ class FsspecSource:
         got: dict[str, Any] = {}
         todo = list(range(len(entries)))
         for attempt in range(self.remote.retries + 1):
-            results = self.fs.cat_ranges([paths[i] for i in todo], [0] * len(todo), [ends[i] for i in todo], on_error="return")
+            with self._one_read():
+                results = self.fs.cat_ranges([paths[i] for i in todo], [0] * len(todo), [ends[i] for i in todo], on_error="return")
             for i, result in zip(todo, results):
                 got[paths[i]] = result
             todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and not isinstance(got[paths[i]], FileNotFoundError)]
@@ -246,4 +257,4 @@ class FsspecSource:
     def read_object(self, url: str) -> io.BytesIO:
         """A whole object, retried."""
         path = self.name(url)
-        return io.BytesIO(with_retries(lambda: self.fs.cat_file(path), url, self.remote, "reading the object"))
+        return io.BytesIO(with_retries(lambda: self._cat(path), url, self.remote, "reading the object"))

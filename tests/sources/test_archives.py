@@ -55,3 +55,21 @@ def test_a_rerun_reads_nothing_until_the_archive_changes(corpus_files, tmp_path,
     again = dicomml.index(url, tmp_path / "m", progress=False)
     assert again.meta["last_run"]["files_read"] == len(corpus_files)
     assert again.meta["counts"] == first.meta["counts"]
+
+
+@pytest.mark.parametrize("name", ["study.tar", "study.tar.gz"])
+def test_a_tar_series_loads_on_several_threads_as_on_disk(tmp_path, name):
+    """A tar's members are read through one file object: threads reading headers at once interleaved their reads."""
+    import numpy as np
+
+    from dicomml.sample import write_sample_study
+
+    study = write_sample_study(tmp_path / "dicom")
+    with tarfile.open(tmp_path / name, "w:gz" if name.endswith("gz") else "w") as archive:
+        archive.add(tmp_path / "dicom", "dicom")
+    index = dicomml.index(f"tar://::{tmp_path / name}", tmp_path / "m", progress=False)
+    key = index.series.query("modality == 'CT'").series_key.iloc[0]
+    expected = dicomml.load_files(study.ct).array
+    for _ in range(3):
+        manifest = dicomml.Manifest(tmp_path / "m")  # as another process opens it: no reader of the archive yet
+        assert np.array_equal(dicomml.load_series(manifest, key).array, expected)
