@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from dicomml.errors import SourceNotFoundError
+from dicomml.paths import local_path
 
 __all__ = ["CrawlError", "Entry", "Files", "Source", "crawl", "mtime_ns", "open_sources"]
 
@@ -126,10 +127,28 @@ def open_sources(
     return out
 
 
-def crawl(sources: Sequence[Source]) -> Iterator[Files | CrawlError]:
-    """Every regular file under the sources (sorted by path within each folder), and the crawl errors."""
-    for source in sources:
-        yield from (_walk_local(source.root) if source.local else source.fs.walk())
+def crawl(sources: Sequence[Source]) -> Iterator[tuple[int, Files | CrawlError]]:
+    """Every regular file under the sources (sorted by path within each folder), and the crawl errors, each
+    with the index of its source; a file that an earlier source holds too (a folder named twice, or with
+    its parent) is listed under that one only."""
+    seen: set[str] = set()
+    for i, source in enumerate(sources):
+        for item in _walk_local(source.root) if source.local else source.fs.walk():
+            if len(sources) > 1 and isinstance(item, Files):
+                item = _unseen(item, seen)
+                if not item.paths:
+                    continue
+            yield i, item
+
+
+def _unseen(files: Files, seen: set[str]) -> Files:
+    """``files`` without those in ``seen``, which takes the rest (``file://`` URLs as the local paths they name)."""
+    paths = [local_path(path) for path in files.paths]
+    keep = [j for j, path in enumerate(paths) if path not in seen]
+    seen.update(paths)
+    if len(keep) == len(files.paths):
+        return files
+    return Files(files.folder, *([column[j] for j in keep] for column in (files.paths, files.sizes, files.mtimes_ns, files.open_paths)))
 
 
 def _walk_local(root: str) -> Iterator[Files | CrawlError]:

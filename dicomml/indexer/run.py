@@ -160,7 +160,7 @@ def index(
     resolved = open_sources(sources, remote=remote)
     salt_bytes = resolve_salt(salt)
     store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
-    n_listed = store.write_listing((i, item) for i, source in enumerate(resolved) for item in crawl([source]))
+    n_listed = store.write_listing(crawl(resolved))
     plan = store.plan(n_listed)
     source_names = [os.fspath(s) for s in _source_names(sources)]
     derived = store.meta.get("derived_rules") == DERIVED_RULES  # series and annotations follow this dicomml's rules

@@ -139,3 +139,21 @@ def test_other_include_phi_or_salt_is_refused(data_dir: Path, tmp_path: Path, sa
         dicomml.index(tree, tmp_path / "m", workers=1, salt=salt, include_phi=True, progress=False)
     with pytest.raises(dicomml.errors.ManifestError, match="salt_id"):
         dicomml.index(tree, tmp_path / "m", workers=1, salt="another", progress=False)
+
+
+def test_sources_named_twice_or_nested_list_each_file_once(data_dir: Path, tmp_path: Path):
+    """A folder named twice, with its parent, or with file:// URLs of its files gave every such file two rows."""
+    from dicomml.sources import ObjectList
+
+    tree = tmp_path / "tree"
+    shutil.copytree(data_dir / "dcm_qa_philips_enh/In/cl", tree / "cl")
+    files = sorted((tree / "cl").iterdir())
+    once = dicomml.index(tree, tmp_path / "once", workers=1, salt="s", progress=False)
+    for name, sources in {
+        "twice": [tree, f"{tree}/./"],
+        "nested": [tree / "cl", tree],
+        "urls": [tree, ObjectList([f"file://{p}" for p in files[:5]])],
+    }.items():
+        m = dicomml.index(sources, tmp_path / name, workers=1, salt="s", progress=False)
+        assert len(m.instances) == len(once.instances) == m.meta["last_run"]["files_listed"] == 40, name
+        assert m.instances.path.is_unique and m.series.usable.all() and (m.series.n_volumes == 1).all(), name
