@@ -180,7 +180,7 @@ def load_image(
     """
     ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True, remote=remote)
     path = source_name(ds)
-    if "PixelData" not in ds:
+    if not any(keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):  # float: parametric maps
         raise InvalidDicomFileError(f"{path}: (7FE0,0010) no Pixel Data: not an image", path=path, tag="(7FE0,0010)")
     rows, columns = frame_size(ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()

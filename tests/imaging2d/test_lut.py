@@ -303,3 +303,11 @@ def test_gather_over_many_blocks_and_threads_equals_pydicom(tmp_path: Path, sign
     expected = pydicom_display(ds)
     for threads in (1, 2, 3):
         np.testing.assert_array_equal(load_image(path, dtype=np.float64, threads=threads).pixels, expected)
+
+
+@pytest.mark.parametrize("name", ["parametric_map_float.dcm", "parametric_map_double_float.dcm"])
+def test_parametric_maps_of_float_pixel_data_load_as_pydicom_reads_them(data_dir: Path, name: str) -> None:
+    """The index sends a Parametric Map to the 2D readers; its pixels are (7FE0,0008/0009) Float Pixel Data."""
+    path = data_dir / "pydicom-data/data_store/data" / name
+    image = load_image(path)
+    np.testing.assert_allclose(image.pixels[0], pixel_array(pydicom.dcmread(path)), rtol=1e-6)
