@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tarfile
 import threading
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +49,19 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
     import fsspec
 
     refuse_credentials(url, RemoteSourceError, _PASS_OPTIONS)
+    protocol = url.split("://", 1)[0]
     try:
         return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     except ImportError as exc:
-        protocol = url.split("://", 1)[0]
         extra = EXTRAS.get(protocol)
         way = f"pip install 'dicomml[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
         raise MissingDependencyError(f"{url}: reading {protocol}:// URLs needs a package that is not installed; {way}", path=url) from exc
+    except FileNotFoundError as exc:  # an archive (zip://::x.zip) is opened here
+        raise SourceNotFoundError(f"{url}: {exc.filename or 'it'} does not exist; check the path", path=url) from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise SourceNotFoundError(f"{url}: not a readable {protocol} archive ({exc}); check the file", path=url) from exc
+    except ValueError as exc:  # "Protocol not known: foo", or options the protocol does not take
+        raise SourceNotFoundError(f"{url}: fsspec cannot open it ({exc}); check the URL and its options", path=url) from exc
 
 
 class ObjectList:

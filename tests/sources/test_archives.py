@@ -73,3 +73,17 @@ def test_a_tar_series_loads_on_several_threads_as_on_disk(tmp_path, name):
     for _ in range(3):
         manifest = dicomml.Manifest(tmp_path / "m")  # as another process opens it: no reader of the archive yet
         assert np.array_equal(dicomml.load_series(manifest, key).array, expected)
+
+
+def test_an_archive_or_protocol_that_cannot_be_opened_is_one_line(tmp_path):
+    from dicomml.errors import SourceNotFoundError
+
+    (tmp_path / "bad.zip").write_text("not a zip")
+    cases = {
+        f"zip://::{tmp_path / 'none.zip'}": "does not exist",
+        f"zip://::{tmp_path / 'bad.zip'}": "not a readable zip archive",
+        "foo://bar": "fsspec cannot open it",
+    }
+    for url, problem in cases.items():
+        with pytest.raises(SourceNotFoundError, match=rf"^{url}: .*{problem}[^\n]*$"):
+            dicomml.index(url, tmp_path / "m", progress=False)
