@@ -16,6 +16,7 @@ each frame's header, and frames sharing one are mapped by one table.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply
 
 from dicomml.dicom.frames import header_numbers, source_name
 from dicomml.dicom.pixels import bits_stored
-from dicomml.errors import InvalidDicomFileError
+from dicomml.errors import ConfigError, InvalidDicomFileError
 from dicomml.threads import parallel
 
 __all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "frame_headers", "grey_table", "grey_values", "palette_to_rgb", "voi_dataset"]
@@ -107,10 +108,14 @@ def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Data
     ------
     InvalidDicomFileError
         If the header lacks the window or table asked for.
+    ConfigError
+        If a ``(center, width)`` window is not finite or its width not positive.
     """
     path = source_name(ds)
     if isinstance(voi, tuple):
         center, width = float(voi[0]), float(voi[1])
+        if not (math.isfinite(center) and math.isfinite(width) and width > 0):
+            raise ConfigError(f"voi={voi!r}: a window is (center, width), finite, with a positive width")
         preset = Dataset()
         for keyword in (
             "PhotometricInterpretation",

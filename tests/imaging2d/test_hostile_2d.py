@@ -132,3 +132,14 @@ def test_fragment_length_past_the_pixel_data_is_refused_not_decoded(tmp_path: Pa
     with pytest.raises(InvalidDicomFileError) as exc:
         load_image(path)
     _assert_names(exc, path, "(7FE0,0010)")
+
+
+@pytest.mark.parametrize("window", [(float("nan"), 400.0), (40.0, float("inf")), (40.0, 0.0)])
+def test_a_window_given_by_the_caller_is_checked_as_the_callers_mistake(tmp_path, window):
+    """A NaN window passed in was reported as the header's rescale overflowing."""
+    from dicomml.errors import ConfigError
+    from dicomml.imaging2d.synthetic import write_image2d
+
+    path = write_image2d(tmp_path / "dx.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    with pytest.raises(ConfigError, match=r"^voi=.*a window is \(center, width\), finite, with a positive width$"):
+        load_image(path, voi=window)
