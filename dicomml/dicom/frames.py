@@ -33,7 +33,7 @@ from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
 from dicomml.geometry import slice_normal
 
-__all__ = ["FrameTable", "frame_size", "frame_table", "functional_item", "header_numbers", "header_value", "source_name"]
+__all__ = ["FrameTable", "frame_count", "frame_size", "frame_table", "functional_item", "header_numbers", "header_value", "source_name"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,19 @@ def frame_size(ds: Dataset) -> tuple[int, int]:
             tag="(0028,0010)",
         )
     return rows, columns
+
+
+def frame_count(ds: Dataset) -> int:
+    """NumberOfFrames (1 when absent), checked as :func:`frame_table` checks it: a whole number up to
+    :data:`MAX_FRAMES` that the pixel bytes present can hold.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        Naming the file and (0028,0008).
+    """
+    rows, columns = frame_size(ds)
+    return _frame_count(ds, _Reader(source_name(ds)), rows, columns)
 
 
 def frame_table(ds: Dataset) -> FrameTable:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicomml.dicom.frames import frame_size, source_name
+from dicomml.dicom.frames import frame_count, frame_size, source_name
 from dicomml.dicom.io import read_dataset
 from dicomml.dicom.pixels import decode_pixels, native_stack
 from dicomml.errors import InvalidDicomFileError
@@ -99,14 +99,12 @@ def stored_frames(ds: Dataset, threads: int = 1) -> np.ndarray:
         If the pixel data cannot be read.
     """
     path = source_name(ds)
+    n_frames = frame_count(ds)
     try:
-        n_frames = int(ds.get("NumberOfFrames") or 1)
         samples = int(ds.get("SamplesPerPixel") or 1)
     except (TypeError, ValueError) as exc:
         raise InvalidDicomFileError(
-            f"{path}: (0028,0008) Number of Frames or (0028,0002) Samples per Pixel is not an integer ({exc}); fix or exclude the file",
-            path=path,
-            tag="(0028,0008)",
+            f"{path}: (0028,0002) Samples per Pixel is not an integer ({exc}); fix or exclude the file", path=path, tag="(0028,0002)"
         ) from exc
     if samples == 1:
         native = native_stack(ds, n_frames)

@@ -143,3 +143,15 @@ def test_a_window_given_by_the_caller_is_checked_as_the_callers_mistake(tmp_path
     path = write_image2d(tmp_path / "dx.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8))
     with pytest.raises(ConfigError, match=r"^voi=.*a window is \(center, width\), finite, with a positive width$"):
         load_image(path, voi=window)
+
+
+@pytest.mark.parametrize("frames", [-5, 3])
+def test_a_number_of_frames_the_pixel_data_cannot_hold_is_refused_as_the_3d_load_refuses_it(tmp_path, frames):
+    from dicomml.imaging2d.synthetic import write_image2d
+
+    path = write_image2d(tmp_path / "dx.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = frames
+    ds.save_as(path)
+    with pytest.raises(InvalidDicomFileError, match=rf"^{path}: \(0028,0008\) Number ?[Oo]f ?Frames"):
+        load_image(path)
