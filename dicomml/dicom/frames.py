@@ -438,6 +438,8 @@ def _frame_count(ds: Dataset, reader: _Reader, rows: int, columns: int) -> int:
     available, encapsulated = present
     bits = reader.integer(ds, "BitsAllocated") or 8
     samples = reader.integer(ds, "SamplesPerPixel") or 1
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        samples = 2  # uncompressed 4:2:2 holds two values per pixel: Y for each, Cb and Cr for every other
     needed = n * 8 if encapsulated else (n * rows * columns * samples * max(bits, 1) + 7) // 8
     if needed > available:
         raise InvalidDicomFileError(

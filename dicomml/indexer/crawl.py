@@ -148,7 +148,13 @@ def _unseen(files: Files, seen: set[str]) -> Files:
     seen.update(paths)
     if len(keep) == len(files.paths):
         return files
-    return Files(files.folder, *([column[j] for j in keep] for column in (files.paths, files.sizes, files.mtimes_ns, files.open_paths)))
+    return Files(
+        files.folder,
+        [files.paths[j] for j in keep],
+        [files.sizes[j] for j in keep],
+        [files.mtimes_ns[j] for j in keep],
+        [files.open_paths[j] for j in keep],
+    )
 
 
 def _walk_local(root: str) -> Iterator[Files | CrawlError]:
