@@ -185,8 +185,13 @@ def plan_stack(
     return StackPlan(slots, n_volumes, n_positions, affine, geometry, tuple(found), frozenset(resample))
 
 
-_RESAMPLE_OR_KEEP = "pass on_irregular='resample' for a regular grid or on_irregular='keep' to stack the slices as they are"
-_NOT_RESAMPLABLE = "remove or split off the odd slices, or pass on_irregular='keep' to stack the slices as they are"
+_RESAMPLE_OR_KEEP = (
+    "pass on_irregular='resample' for a regular grid or on_irregular='keep' to stack the slices as they are "
+    "(the CLI's --on-irregular resample / keep)"
+)
+_NOT_RESAMPLABLE = (
+    "remove or split off the odd slices, or pass on_irregular='keep' to stack the slices as they are (the CLI's --on-irregular keep)"
+)
 
 
 def _irregular(
@@ -213,7 +218,7 @@ def _drop_duplicate_planes(
             if on_irregular != "keep":
                 raise DuplicateSliceError(
                     f"series {series}: {labels[i]} repeats {labels[seen[identity]]} (same SOP Instance UID "
-                    "and frame); remove the copy, or pass on_irregular='keep' to drop it",
+                    "and frame); remove the copy, or pass on_irregular='keep' to drop it (the CLI's --on-irregular keep)",
                     series_uid=series,
                 )
             found.append(f"duplicate copy {labels[i]} of {labels[seen[identity]]} dropped")
@@ -236,7 +241,7 @@ def _plan_without_geometry(
     if on_irregular != "keep":
         raise InconsistentGeometryError(
             f"series {series}: {problem}, so slices cannot be placed in the patient; "
-            "pass on_irregular='keep' to stack them in time/instance order with a nominal affine",
+            "pass on_irregular='keep' to stack them in time/instance order with a nominal affine (the CLI's --on-irregular keep)",
             series_uid=series,
         )
     found.append(problem + "; stacked in instance order, affine is nominal")

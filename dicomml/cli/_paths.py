@@ -12,7 +12,7 @@ import click
 from dicomml.errors import OutputError
 from dicomml.paths import os_reason
 
-__all__ = ["make_parent", "output_option"]
+__all__ = ["make_parent", "output_option", "png_output"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -47,3 +47,12 @@ def output_option(what: str, callback: Callable[..., str | None] = make_parent) 
         callback=callback,
         help=f"{what}; its folder is created if missing.",
     )
+
+
+def png_output(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
+    """Click callback of an output that is drawn as PNG: refuse another suffix (``x.jpg`` would hold PNG
+    bytes), then make its folder as :func:`make_parent`."""
+    if value is not None and not value.lower().endswith(".png"):
+        hint = f"--{param.name}" if param is not None and param.name != "output" else "-o/--output"
+        raise click.BadParameter(f"{value!r} must end with .png (the image is written as PNG)", param_hint=hint)
+    return make_parent(ctx, param, value)

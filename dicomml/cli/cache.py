@@ -42,7 +42,9 @@ def _size(n: float) -> str:
 @click.argument("cache")
 @click.option("--delete", is_flag=True, help="Unpublish entries that fail, so they are recomputed.")
 def verify(cache: str, delete: bool) -> None:
-    """Decode every chunk of every entry and check its checksums; exit 1 if any fails."""
+    """Decode every chunk of every entry and check its checksums; exit 1 if any fails,
+    also with --delete (the corruption was found; the failed entries are then gone and are
+    recomputed when next used)."""
     store = Cache(cache, create=False)
     keys = store.keys()
     bad = []
@@ -57,9 +59,8 @@ def verify(cache: str, delete: bool) -> None:
                     store.delete(key)
     click.echo(f"{len(keys) - len(bad)} of {len(keys)} entries verified" + (", failed ones unpublished" if bad and delete else ""))
     if bad:
-        raise CacheIntegrityError(
-            f"{cache}: {len(bad)} corrupted entries: {', '.join(bad)}; rerun with --delete, then recompute", path=cache
-        )
+        remedy = "deleted, so they are recomputed when next used" if delete else "rerun with --delete, then recompute"
+        raise CacheIntegrityError(f"{cache}: {len(bad)} corrupted entries: {', '.join(bad)}; {remedy}", path=cache)
 
 
 @command.command("gc")

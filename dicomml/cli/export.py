@@ -67,7 +67,8 @@ def command(
         philips_scaling=philips_scaling,  # type: ignore[arg-type]
         max_voxels=max_voxels or DEFAULT_MAX_VOXELS,
     )
+    # everything is loaded and checked before anything is written: a bad --mask leaves no image behind
+    mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
     click.echo(f"wrote {save_nifti(volume, output)}")
-    if annotation_key is not None:
-        mask = load_mask(opened, annotation_key, reference=volume)
+    if mask is not None:
         click.echo(f"wrote {save_nifti(mask, mask_output or _mask_path(output))}")

@@ -15,7 +15,7 @@ from dicomml.indexer import index
 @click.command("index")
 @click.argument("sources", nargs=-1)
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Manifest folder.")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core).")
 @click.option("--scheduler", default=None, help="Dask scheduler address; read headers on that cluster.")
 @click.option("--include-phi", is_flag=True, help="Keep patient names, IDs, birth dates and other identifiers.")
 @click.option(
@@ -23,7 +23,14 @@ from dicomml.indexer import index
     default=None,
     help="Salt of patient_key (default: $DICOMML_SALT, else ~/.config/dicomml/salt, created once).",
 )
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Per-file time limit, s.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Per-file time limit, s; 0: read in this process, without a limit.",
+)
 @storage_option
 @click.option(
     "--url-list",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from pydicom.uid import UID
 
-from dicomml.cli._paths import make_parent
+from dicomml.cli._paths import png_output
 from dicomml.cli.listing import DEFAULT_COLUMNS, echo_rows
 from dicomml.indexer import Manifest
 
@@ -23,8 +23,8 @@ def _sop_name(uid: str | None) -> str:
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
-    callback=make_parent,
-    help="Also draw the summary and the usable series' spacing and slice counts to this PNG.",
+    callback=png_output,
+    help="Also draw the summary and the usable series' spacing and slice counts to this PNG (.png).",
 )
 def command(manifest: str, show_errors: bool, plot: str | None) -> None:
     """Summarize the manifest MANIFEST: counts, usable series, errors.

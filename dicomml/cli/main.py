@@ -8,7 +8,9 @@ one-line message; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+from typing import Any
 
 import click
 
@@ -31,7 +33,34 @@ SUBCOMMANDS = {
 }
 
 
+#: Loggers of the storage and HTTP clients under fsspec: on a failed request they log every retry with its
+#: traceback (gcsfs: hundreds of lines for one missing bucket) before dicomml's own one-line error says it all.
+QUIET_LOGGERS = ("gcsfs", "s3fs", "aiobotocore", "botocore", "boto3", "urllib3", "aiohttp", "google", "fsspec")
+
+
+def _quiet_third_party_logs() -> None:
+    """Keep the storage clients' log records (and their tracebacks) off the terminal; dicomml's own
+    messages are click output and exceptions, not these loggers, so nothing of dicomml's is hidden."""
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+            logger.addHandler(logging.NullHandler())  # without a handler, logging's last resort prints to stderr
+        logger.propagate = False
+
+
+class _EndOfInputError(DicomMLError, ValueError):
+    """An EOFError that escaped (a truncated file a reader did not name): an error, not Ctrl-C."""
+
+
 class _LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        # click turns EOFError, like KeyboardInterrupt, into Abort ("aborted", 130); only Ctrl-C is that
+        try:
+            return super().invoke(ctx)
+        except EOFError as exc:
+            reason = " ".join(str(exc).split()) or "EOFError"
+            raise _EndOfInputError(f"unexpected end of input, a truncated file? ({reason})") from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
 
@@ -49,6 +78,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a DicomMLError exits 1 with one line on stderr."""
+    _quiet_third_party_logs()
     try:
         cli.main(args=argv, standalone_mode=False)
     except DicomMLError as exc:

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
-from dicomml.cli._paths import output_option
+from dicomml.cli._paths import output_option, png_output
 from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.viz import CONVENTIONS, save_png
 from dicomml.viz.window import Window
@@ -33,7 +33,7 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 @click.command("show")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
 @click.argument("series_key")
-@output_option("PNG to write")
+@output_option("PNG to write (.png)", png_output)
 @click.option(
     "--window",
     default=None,
@@ -42,7 +42,7 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
 )
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
 @click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
-@click.option("--montage", default=12, show_default=True, help="Axial slices in the montage (0: none).")
+@click.option("--montage", type=click.IntRange(min=0), default=12, show_default=True, help="Axial slices in the montage (0: none).")
 @on_irregular
 @philips_scaling
 @max_voxels

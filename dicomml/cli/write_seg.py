@@ -10,18 +10,24 @@ import click
 import yaml
 
 from dicomml.cli._paths import output_option
+from dicomml.config import parse_labels
 from dicomml.errors import ConfigError
 
 __all__ = ["command", "parse_labels_option", "source_options"]
 
 
 def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...]) -> Any:
-    """Click callback: ``liver=1`` pairs, or one YAML file holding the config's ``labels`` form."""
+    """Click callback: ``liver=1`` pairs, or one YAML file holding the config's ``labels`` form
+    (as ``dicomml labels --format yaml`` writes it: under a top-level ``labels`` key, or bare)."""
     if len(values) == 1 and values[0].endswith((".yaml", ".yml")):
         try:
-            return yaml.safe_load(Path(values[0]).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise click.BadParameter(f"{values[0]}: cannot read the labels ({exc})", param_hint="--label") from None
+            spec = yaml.safe_load(Path(values[0]).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = " ".join(str(exc).split())  # a YAML error spans several lines
+            raise ConfigError(f"{values[0]}: cannot read the labels ({reason})", path=values[0]) from None
+        if isinstance(spec, dict) and list(spec) == ["labels"] and isinstance(spec["labels"], (dict, list)):
+            spec = spec["labels"]  # the file `dicomml labels --format yaml` writes
+        return parse_labels(spec, key=f"{values[0]}: labels")
     labels: dict[str, int] = {}
     for value in values:
         name, _, number = value.partition("=")

@@ -392,7 +392,7 @@ def _select(manifest: Manifest, config: PipelineConfig | StudyConfig, where: str
             f"{manifest.path}: no usable series"
             + (f" matches {where!r}" if where else "")
             + (f" with an annotation (config {config.name} caches masks)" if config.deterministic.masks else "")
-            + "; check the selection with Manifest.series",
+            + "; check the selection with Manifest.series (the CLI's `dicomml list MANIFEST`, with --where)",
             path=str(manifest.path),
         )
     return sources

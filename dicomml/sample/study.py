@@ -19,8 +19,9 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from dicomml._optional import require
+from dicomml.errors import OutputError
 from dicomml.geometry.affine import dicom_affine
-from dicomml.paths import atomic_output
+from dicomml.paths import atomic_output, os_reason
 from dicomml.sample.phantom import LABELS, TISSUES, label_at, tissue_at, voxel_centres
 
 if TYPE_CHECKING:
@@ -253,6 +254,11 @@ def write_sample_study(directory: str | Path, *, seed: int = 0) -> SampleStudy:
     SampleStudy
         The paths written and the series UIDs.
 
+    Raises
+    ------
+    OutputError
+        If a folder or file cannot be written (naming it).
+
     Examples
     --------
     >>> study = write_sample_study(tmp_path)  # doctest: +SKIP
@@ -267,7 +273,12 @@ def write_sample_study(directory: str | Path, *, seed: int = 0) -> SampleStudy:
     seg = _seg(seed, ct)
     paths: dict[str, list[Path]] = {}
     for folder, datasets in (("CT", ct), ("MR", mr), ("SEG", [seg])):
-        (root / folder).mkdir(parents=True, exist_ok=True)
+        try:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"{root / folder}: cannot be created ({os_reason(exc)}); choose another folder", path=str(root / folder)
+            ) from exc
         paths[folder] = []
         for ds in datasets:
             name = "seg.dcm" if folder == "SEG" else f"{folder}{ds.InstanceNumber:04d}.dcm"

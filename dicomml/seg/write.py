@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,13 +302,19 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
     Raises
     ------
     ConfigError
-        If no affine is known, or the array is not 3-D or 4-D.
+        If a file cannot be read as NIfTI (not NIfTI, truncated, corrupt), no
+        affine is known, or the array is not 3-D or 4-D.
     """
     if isinstance(prediction, (str, os.PathLike)):
         import nibabel as nib
 
-        image: Any = nib.load(str(prediction))
-        array = np.asanyarray(image.dataobj)
+        try:
+            image: Any = nib.load(str(prediction))
+            array = np.asanyarray(image.dataobj)
+        except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
+            # not NIfTI (a DICOM file, text), truncated or corrupt: nibabel's error, on one line
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"{prediction}: cannot read the prediction as NIfTI ({reason})", path=str(prediction)) from None
         if array.ndim == 4:
             array = np.moveaxis(array, -1, 0)
         found: Any = image.affine
@@ -410,7 +417,7 @@ def to_source_grid(
         unnamed[0] = False
         if low < 0 or (unnamed.any() and unnamed[array].any()):  # np.unique's sort only to name them
             unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
-            raise ConfigError(f"the prediction holds label values {unknown} that labels= does not name")
+            raise ConfigError(f"the prediction holds label values {unknown} that labels= (the CLI's --label) does not name")
         identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
         # segment numbers in highdicom's unsigned type (a model's argmax is int64, a NIfTI label map often int16)
         numbers = _resampled((array.astype(lut.dtype, copy=False) if identity else lut[array])[None], affine, grid, labels=True)[0]
@@ -449,7 +456,7 @@ def prepare(
     """The common start of a write-back: the label map, the prediction and its affine, the source grid."""
     chosen = parse_labels(labels)
     if not chosen:
-        raise ConfigError("labels= is empty; name at least one label")
+        raise ConfigError("labels= (the CLI's --label) is empty; name at least one label")
     array, found = load_prediction(prediction, affine)
     return chosen, array, found, source_grid(source, manifest=manifest, remote=remote)
 
