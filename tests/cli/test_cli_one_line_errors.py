@@ -1,4 +1,4 @@
-"""CLI defects found by hand: each failure is one `dicomml: error:` line (exit 1), never a traceback,
+"""The CLI's failures: each is one `dicomml: error:` line (exit 1), never a traceback,
 never `aborted` for what was not Ctrl-C, and nothing written before everything is checked."""
 
 from __future__ import annotations
