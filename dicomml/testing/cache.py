@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from dicomml.cache import Cache
+from dicomml.cache.array import index_nbytes
 from dicomml.errors import CacheIntegrityError, CacheMissError
 
-__all__ = ["CacheStoreTests"]
+__all__ = ["CacheStoreTests", "corrupt_chunk"]
 
 #: The suite's volume: an int16 image that is not a whole number of chunks, two mask channels.
 _SHAPE = (40, 50, 30)
@@ -119,3 +120,13 @@ class CacheStoreTests:
             fresh.open("k").read()
         with pytest.raises(CacheIntegrityError):
             fresh.verify("k")
+
+
+def corrupt_chunk(cache: Cache, key: str) -> None:
+    """Flip a byte inside the first stored chunk of ``key``'s image, on disk: what ``verify`` must find."""
+    entry = cache.open(key)
+    shard = Path(entry._path) / "image/c/0/0/0"
+    data = bytearray(shard.read_bytes())
+    offset = int(np.frombuffer(bytes(data[-index_nbytes(entry.layouts["image"]) : -4]), "<u8")[0])
+    data[offset + 40] ^= 0x55
+    shard.write_bytes(bytes(data))

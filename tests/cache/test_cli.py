@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from dicomml.cache import Cache
-from dicomml.cache.array import index_nbytes
+from dicomml.testing.cache import corrupt_chunk
 
 
 def _dicomml(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "from dicomml.cli.main import main; main()", *args], capture_output=True, text=True)
-
-
-def _corrupt(cache: Cache, key: str) -> None:
-    entry = cache.open(key)
-    shard = Path(entry._path) / "image/c/0/0/0"
-    data = bytearray(shard.read_bytes())
-    offset = int(np.frombuffer(bytes(data[-index_nbytes(entry.layouts["image"]) : -4]), "<u8")[0])
-    data[offset + 40] ^= 0x55
-    shard.write_bytes(bytes(data))
 
 
 def test_info_verify_gc(tmp_path):
@@ -40,7 +30,7 @@ def test_info_verify_gc(tmp_path):
     ok = _dicomml("cache", "verify", str(tmp_path / "c"))
     assert ok.returncode == 0 and "2 of 2 entries verified" in ok.stdout
 
-    _corrupt(cache, "b")
+    corrupt_chunk(cache, "b")
     bad = _dicomml("cache", "verify", str(tmp_path / "c"))
     assert bad.returncode == 1
     assert "entry b array image: chunk (0, 0, 0) checksum mismatch" in bad.stderr

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from dicomml.cache import Cache
@@ -22,14 +21,9 @@ KEY = "k"
 
 
 @pytest.fixture
-def cache(tmp_path) -> Cache:
+def cache(tmp_path, volume) -> Cache:
     """A real cache with one entry: an int16 image (Blosc, 32-voxel chunks), two mask channels and their foreground."""
-    rng = np.random.default_rng(7)
-    image = rng.integers(-1024, 3000, size=(70, 90, 100), dtype=np.int16)
-    mask = np.zeros((2, 70, 90, 100), np.uint8)
-    mask[0, 10:20, 30:40, 50:60] = 1
-    mask[1, 60:65, 5:9, 90:99] = 1
-    affine = np.array([[-0.7, 0, 0, 120.5], [0, -0.7, 0, 80.25], [0, 0, 2.5, -300.0], [0, 0, 0, 1]])
+    image, mask, affine = volume
     cache = Cache(tmp_path / "c")
     cache.put(KEY, image, affine, mask=mask, meta={"series_key": "s1"}, chunks=(32, 32, 32), codec="blosc")
     return cache

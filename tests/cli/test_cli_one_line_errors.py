@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import dicomml
 from dicomml.cli.main import main
 from dicomml.sample import write_sample_study
+from dicomml.testing.cache import corrupt_chunk
 
 
 @pytest.fixture(scope="module")
@@ -138,18 +138,6 @@ def test_messages_name_the_cli_option_beside_the_python_argument(study, tmp_path
     assert "Manifest.series (the CLI's `dicomml list MANIFEST`, with --where)" in line
 
 
-def _corrupt(cache, key: str) -> None:
-    """Flip a byte of the first chunk of ``key``'s image (as tests/cache/test_cli.py does)."""
-    from dicomml.cache.array import index_nbytes
-
-    entry = cache.open(key)
-    shard = Path(entry._path) / "image/c/0/0/0"
-    data = bytearray(shard.read_bytes())
-    offset = int(np.frombuffer(bytes(data[-index_nbytes(entry.layouts["image"]) : -4]), "<u8")[0])
-    data[offset + 40] ^= 0x55
-    shard.write_bytes(bytes(data))
-
-
 def test_cache_verify_delete_says_what_it_deleted_and_still_exits_1(tmp_path, capsys):
     from dicomml.cache import Cache
 
@@ -157,7 +145,7 @@ def test_cache_verify_delete_says_what_it_deleted_and_still_exits_1(tmp_path, ca
     image = np.arange(40 * 50 * 60, dtype=np.int16).reshape(40, 50, 60)
     for key in ("a", "b"):
         cache.put(key, image, np.eye(4), chunks=(16, 16, 16))
-    _corrupt(cache, "b")
+    corrupt_chunk(cache, "b")
     with pytest.raises(SystemExit) as exit_:
         main(["cache", "verify", "--delete", str(tmp_path / "c")])
     assert exit_.value.code == 1  # the corruption was found
