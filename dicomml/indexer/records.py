@@ -53,8 +53,9 @@ _PIXEL_DATA = 0x7FE00010
 #: Read by frame_table; their VR is checked here, as the FIELDS' are.
 _GEOMETRY_TAGS = (0x00200032, 0x00200037, 0x00280030)
 _SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
-#: Longest value of these VRs (PS3.5 6.2); a longer one means the length field lied.
-_MAX_CHARS = {"CS": 16, "SH": 16, "LO": 64, "UI": 64, "DA": 8, "AS": 4}
+#: Longest value of these code VRs (PS3.5 6.2); a longer one means the length field lied. Free text (LO, SH)
+#: is not held to it: real archives write longer IDs and descriptions, which pydicom reads.
+_MAX_CHARS = {"CS": 16, "UI": 64, "DA": 8, "AS": 4}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -279,3 +279,21 @@ def test_a_multi_valued_transfer_syntax_is_an_error_row(tmp_path: Path):
     m = dicomml.index(tmp_path / "tree", tmp_path / "m", workers=1, salt="s", progress=False)
     assert m.instances.empty and list(m.errors.error_type) == ["invalid"]
     assert "(0002,0010)" in m.errors.message.iloc[0] and "several values" in m.errors.message.iloc[0]
+
+
+def test_free_text_longer_than_its_vr_allows_is_indexed_not_refused(tmp_path: Path):
+    """Real archives hold Patient IDs and descriptions longer than LO / SH allow (pydicom reads them): refusing the
+    file lost the image. Codes (CS, UI, DA, AS) stay strict: an over-long one is a lying length."""
+    from dicomml.dicom.synthetic import write_series
+    from dicomml.indexer.privacy import patient_key
+
+    files = write_series(tmp_path / "tree", np.zeros((3, 8, 8), np.int16))
+    long_id, long_description = "ID-" + "7" * 77, "Thorax " * 15
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PatientID, ds.SeriesDescription = long_id, long_description
+        ds.save_as(path)
+    m = dicomml.index(tmp_path / "tree", tmp_path / "m", workers=1, salt="s", progress=False)
+    assert m.errors.empty and len(m.instances) == 3
+    assert m.series.series_description.iloc[0] == long_description.strip()
+    assert set(m.instances.patient_key) == {patient_key(long_id, b"s")}
