@@ -219,25 +219,33 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
 _RESCALE = (("RescaleSlope", "(0028,1053)"), ("RescaleIntercept", "(0028,1052)"))
 
 
-def _rescale(ds: Dataset) -> None:
-    """Check Rescale Slope and Intercept, where present, are one finite number each (the frame table's check).
+def _rescale(ds: Dataset) -> Dataset:
+    """The dataset pydicom's rescale reads: ``ds``, or, where Rescale Slope or Intercept is empty (read as
+    absent, 1 and 0, as the 3D frame table and the index read it), one holding the two values.
 
     Raises
     ------
     InvalidDicomFileError
-        Naming the file and the tag.
+        Naming the file and the tag, if one is not a finite number or holds several.
     """
     path = source_name(ds)
+    found = {}
     for keyword, tag in _RESCALE:
         if keyword in ds:
             numbers = header_numbers(ds, keyword)  # raises for text, NaN and infinity
-            if numbers is None or len(numbers) != 1:
+            if numbers is not None and len(numbers) != 1:
                 raise InvalidDicomFileError(
-                    f"{path}: {tag} {keyword} is {numbers or 'empty'}, expected one finite number; "
-                    "the header is malformed, fix or exclude the file",
+                    f"{path}: {tag} {keyword} is {numbers}, expected one finite number; the header is malformed, fix or exclude the file",
                     path=path,
                     tag=tag,
                 )
+            found[keyword] = numbers
+    if None not in found.values():
+        return ds
+    rescale = Dataset()
+    rescale.RescaleSlope = (found.get("RescaleSlope") or [1.0])[0]
+    rescale.RescaleIntercept = (found.get("RescaleIntercept") or [0.0])[0]
+    return rescale
 
 
 def _display(stored: np.ndarray, ds: Dataset, voi_ds: Dataset | None, index: int, dtype: Any) -> np.ndarray:
@@ -249,11 +257,10 @@ def _display(stored: np.ndarray, ds: Dataset, voi_ds: Dataset | None, index: int
         If a LUT is malformed, or the rescale takes stored values past ``dtype``'s range.
     """
     path = source_name(ds)
-    if not ds.get("ModalityLUTSequence"):
-        _rescale(ds)
+    modality = ds if ds.get("ModalityLUTSequence") else _rescale(ds)
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, on the result
-            values = apply_modality_lut(stored, ds)
+            values = apply_modality_lut(stored, modality)
             if voi_ds is not None:
                 values = apply_voi_lut(values, voi_ds, index=index)
             values = np.asarray(values, dtype=dtype)

@@ -55,11 +55,9 @@ def _assert_names(exc: pytest.ExceptionInfo[InvalidDicomFileError], path: Path, 
 @pytest.mark.parametrize(
     ("keyword", "value", "tag"),
     [
-        ("RescaleSlope", b"", "(0028,1053)"),
         ("RescaleSlope", b"abc ", "(0028,1053)"),
         ("RescaleSlope", b"NaN ", "(0028,1053)"),
         ("RescaleSlope", b"Inf ", "(0028,1053)"),
-        ("RescaleIntercept", b"", "(0028,1052)"),
         ("RescaleIntercept", b"abc ", "(0028,1052)"),
         ("RescaleIntercept", b"NaN ", "(0028,1052)"),
         ("RescaleIntercept", b"-Inf", "(0028,1052)"),
@@ -73,6 +71,15 @@ def test_malformed_rescale_or_window_is_one_line_error_naming_file_and_tag(tmp_p
     with pytest.raises(InvalidDicomFileError) as exc:
         load_image(path)
     _assert_names(exc, path, tag)
+
+
+@pytest.mark.parametrize(("keyword", "default"), [("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)])
+def test_an_empty_rescale_value_reads_as_absent_as_the_3d_load_and_the_index_read_it(tmp_path: Path, keyword: str, default: float) -> None:
+    empty = load_image(_with_raw(_image(tmp_path / "x.dcm"), keyword, b""), voi="none").pixels
+    ds = pydicom.dcmread(_image(tmp_path / "y.dcm"))
+    setattr(ds, keyword, default)
+    ds.save_as(tmp_path / "y.dcm")
+    np.testing.assert_array_equal(empty, load_image(tmp_path / "y.dcm", voi="none").pixels)
 
 
 def test_rescale_slope_that_overflows_the_display_values_is_refused(tmp_path: Path) -> None:
