@@ -12,6 +12,7 @@ nearest onto the image's, and the residual misalignment is reported in mm.
 from __future__ import annotations
 
 import os
+import sqlite3
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from dicomml._optional import require
+from dicomml.dicom.frames import frame_count
 from dicomml.dicom.io import read_dataset
 from dicomml.errors import (
     InvalidDicomFileError,
@@ -139,7 +141,7 @@ def read_segmentation(source: _Source) -> hd.seg.Segmentation:
     ds = open_segmentation(source)
     try:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+    except (ValueError, AttributeError, KeyError, TypeError, sqlite3.Error) as exc:  # sqlite3: its frame table refuses NaN positions
         raise InvalidDicomFileError(
             f"{_name(ds)}: not a Segmentation that highdicom can parse ({exc}); check (0008,0016) SOP Class UID and the functional groups",
             path=_name(ds),
@@ -468,6 +470,7 @@ class _Pixels:
     """
 
     def __init__(self, seg: Dataset) -> None:
+        frame_count(seg)  # the pixel data holds the frames the header announces (Rows, Columns, Number of Frames)
         self.seg = seg
         self.rows, self.columns = int(seg.Rows), int(seg.Columns)
         native = not UID(seg.file_meta.TransferSyntaxUID).is_encapsulated

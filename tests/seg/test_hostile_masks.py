@@ -166,3 +166,23 @@ def test_seg_without_segments_raises_instead_of_an_empty_label_map(binary_seg, t
     with pytest.raises(InvalidDicomFileError, match=r"\(0062,0002\) Segment Sequence is empty") as exc:
         seg_to_grid(tmp_path / "bad.dcm", reference)
     _one_line(exc, tmp_path / "bad.dcm")
+
+
+def test_seg_whose_rows_the_pixel_data_cannot_hold_raises_instead_of_a_reshape_error(binary_seg, tmp_path) -> None:
+    path, reference = binary_seg
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Rows * 10
+    ds.save_as(tmp_path / "bad.dcm")
+    with pytest.raises(InvalidDicomFileError, match=r"\(0028,0008\) Number of Frames .* needs at least") as exc:
+        seg_to_grid(tmp_path / "bad.dcm", reference)
+    _one_line(exc, tmp_path / "bad.dcm")
+
+
+def test_seg_with_a_nan_frame_position_raises_instead_of_highdicoms_sqlite_error(binary_seg, tmp_path) -> None:
+    path, reference = binary_seg
+    ds = pydicom.dcmread(path)
+    ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient = ["NaN", 0, 0]
+    ds.save_as(tmp_path / "bad.dcm")
+    with pytest.raises(InvalidDicomFileError, match="not a Segmentation that highdicom can parse") as exc:
+        seg_to_grid(tmp_path / "bad.dcm", reference)
+    _one_line(exc, tmp_path / "bad.dcm")
