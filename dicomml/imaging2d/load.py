@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 
 from dicomml.dicom.frames import frame_count, frame_size, source_name
 from dicomml.dicom.io import read_dataset
-from dicomml.dicom.pixels import decode_pixels, native_stack
+from dicomml.dicom.pixels import bits_stored, decode_pixels, native_stack
 from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d.j2k import reduced_frame
 from dicomml.imaging2d.lut import grey_values, palette_to_rgb
@@ -48,7 +48,8 @@ class Image2D:
         Physical row/column size (see :func:`~dicomml.imaging2d.spacing.physical_spacing`).
     meta
         ``path``, ``modality``, ``photometric_interpretation``, ``voi``,
-        ``window``, ``output_range``, ``inverted``, ``laterality``, ``view``,
+        ``window``, ``output_range`` (the values the pixels can take; colour:
+        0 to full scale), ``inverted``, ``laterality``, ``view``,
         ``patient_orientation`` (after any flip), ``flips``, ``flip_basis``,
         ``burned_in``, ``spacing``, ``spacing_source``, ``spacing_missing``,
         ``frame_times_ms``...
@@ -195,8 +196,10 @@ def load_image(
     }
     if photometric == "PALETTE COLOR":
         pixels = palette_to_rgb(stored, ds)
+        meta.update(output_range=[0.0, float(np.iinfo(pixels.dtype).max)])
     elif photometric in COLOUR:
         pixels = stored
+        meta.update(output_range=[0.0, float(2 ** bits_stored(ds) - 1)])  # 12 of 16 bits: full scale is 4095
     else:
         pixels, applied = grey_values(stored, ds, voi, dtype=dtype, threads=threads)
         meta.update(applied)

@@ -209,7 +209,8 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
         modality_lut="table"
         if ds.get("ModalityLUTSequence")
         else ("rescale" if "RescaleSlope" in ds and "RescaleIntercept" in ds else "none"),
-        output_range=[float(values.min()), float(values.max())],
+        # inverted, the image is (its maximum - value): from 0 to the table's span at most
+        output_range=[0.0, float(values.max() - values.min())] if invert else [float(values.min()), float(values.max())],
         inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
     )
     return GreyTable(values=values, invert=invert, monotonic=bool(np.all(np.diff(ordered) >= 0)), meta=meta)

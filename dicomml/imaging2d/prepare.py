@@ -183,8 +183,9 @@ def from_stored(array: np.ndarray) -> torch.Tensor:
 def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One image as float32 planes in [0, 1], resized, with its meta (``remote``: how to reach a URL ``path``).
 
-    Grey values are scaled by the VOI output range (``meta["output_range"]``),
-    colour by its integer type's maximum. Planes are ``(1, H, W)`` for a grey
+    Values are scaled by ``meta["output_range"]``: grey by the VOI output
+    range, colour by its full scale (``2**BitsStored - 1``; a palette's by
+    its table's type). Planes are ``(1, H, W)`` for a grey
     image, ``(3, H, W)`` for colour, ``(T, H, W)`` for grey cine and
     ``(T * 3, H, W)`` (frame-major) for colour cine; ``meta["layout"]`` says which.
 
@@ -208,7 +209,7 @@ def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) 
     )
     pixels = image.pixels
     if image.is_colour:
-        top = float(np.iinfo(pixels.dtype).max)
+        top = image.meta["output_range"][1]
         planes = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).reshape(-1, *pixels.shape[1:3])).float().div_(top)
         layout = "TCHW" if image.n_frames > 1 else "CHW"
     else:

@@ -311,3 +311,38 @@ def test_parametric_maps_of_float_pixel_data_load_as_pydicom_reads_them(data_dir
     path = data_dir / "pydicom-data/data_store/data" / name
     image = load_image(path)
     np.testing.assert_allclose(image.pixels[0], pixel_array(pydicom.dcmread(path)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["intercept", "signed"])
+def test_an_inverted_image_is_scaled_by_its_range_after_the_inversion(tmp_path: Path, case: str) -> None:
+    """MONOCHROME1 with a rescale intercept or signed pixels: the range before the inversion put the prepared
+    image in [0.25, 1.25] or [0.5, 1.5], clipped in the cache."""
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+
+    from dicomml.imaging2d import ImageConfig
+    from dicomml.imaging2d.prepare import prepare_image
+
+    stored = np.random.default_rng(0).integers(0, 4096, (64, 48)).astype(np.uint16)
+    stored.flat[:2] = 0, 4095
+    if case == "signed":
+        stored = (stored.astype(np.int32) - 2048).astype(np.int16)
+    extra = {"RescaleSlope": 1, "RescaleIntercept": -1024} if case == "intercept" else {}
+    path = write_image2d(tmp_path / "cr.dcm", stored, modality="CR", photometric="MONOCHROME1", bits_stored=12, extra=extra)
+    planes, _ = prepare_image(path, ImageConfig(size=None, resize="none", dtype="float32"))
+    ds = pydicom.dcmread(path)
+    shown = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
+    shown = shown.max() - shown
+    np.testing.assert_allclose(planes[0].numpy(), (shown - shown.min()) / (shown.max() - shown.min()), atol=1e-5)
+
+
+def test_colour_of_12_bits_in_16_is_scaled_by_its_full_scale(tmp_path: Path) -> None:
+    """RGB with Bits Stored 12 was divided by 65535: full-scale red came out 0.0625."""
+    from dicomml.imaging2d import ImageConfig
+    from dicomml.imaging2d.prepare import prepare_image
+
+    rgb = np.zeros((20, 30, 3), np.uint16)
+    rgb[..., 0], rgb[..., 1] = 4095, 2048
+    path = write_image2d(tmp_path / "rgb.dcm", rgb, modality="OT", photometric="RGB", bits_stored=12)
+    planes, meta = prepare_image(path, ImageConfig(size=None, resize="none", dtype="float32"))
+    assert meta["output_range"] == [0.0, 4095.0]
+    np.testing.assert_allclose(planes[:3, 0, 0].numpy(), [1.0, 2048 / 4095, 0.0], rtol=1e-6)
