@@ -60,8 +60,10 @@ def reduced_frame(ds: Dataset, target: tuple[int, int]) -> tuple[np.ndarray, int
     -------
     (array, level) or None
         ``(rows / 2**level, columns / 2**level)`` uint16 stored values, or None
-        when the image is not a single-frame unsigned grey JPEG 2000, or no
-        level below full size is still as large as the fitted image.
+        when the image is not a single-frame unsigned grey JPEG 2000, no
+        level below full size is still as large as the fitted image, or Pillow
+        decodes none of the levels from there up to full size (the finest that
+        decodes is taken; with None the caller decodes the full image).
     """
     uid = transfer_syntax(ds)
     if uid not in _J2K_SYNTAXES or int(ds.get("NumberOfFrames") or 1) != 1 or int(ds.get("SamplesPerPixel") or 1) != 1:
@@ -82,11 +84,16 @@ def reduced_frame(ds: Dataset, target: tuple[int, int]) -> tuple[np.ndarray, int
 
     Image = require("PIL.Image", extra="imaging2d", feature="reduced JPEG 2000 decoding (ImageConfig(reduced_decode=True))")
     precision = int(get_parameters(codestream)["precision"])
-    with Image.open(io.BytesIO(codestream)) as image:
-        image.reduce = level  # type: ignore[method-assign,assignment]
-        image.load()
-        if image.mode != "I;16":
-            return None
-        values = np.asarray(image)
-    # Pillow scales samples of fewer than 16 bits up to 16; undo it to get stored values.
-    return np.right_shift(values, 16 - precision) if precision < 16 else values, level
+    for tried in range(level, 0, -1):  # Pillow fails some levels of odd-sized images ("broken data stream"): a finer one
+        try:
+            with Image.open(io.BytesIO(codestream)) as image:
+                image.reduce = tried  # type: ignore[method-assign,assignment]
+                image.load()
+                if image.mode != "I;16":
+                    return None
+                values = np.asarray(image)
+        except OSError:
+            continue
+        # Pillow scales samples of fewer than 16 bits up to 16; undo it to get stored values.
+        return np.right_shift(values, 16 - precision) if precision < 16 else values, tried
+    return None

@@ -286,6 +286,16 @@ def test_reduced_decode_is_a_coarser_level_of_the_same_image(tmp_path: Path) -> 
     assert load_image(path, reduce_to=(400, 320)).meta["decode_level"] == 0
 
 
+def test_reduced_decode_of_an_odd_sized_image_takes_the_finest_level_pillow_decodes(tmp_path: Path) -> None:
+    """Pillow fails levels 2 and up of a 257 x 193 codestream ("broken data stream"): the OSError escaped."""
+    from pydicom.uid import JPEG2000Lossless
+
+    stored = np.random.default_rng(3).integers(0, 4096, (257, 193)).astype(np.uint16)
+    path = write_image2d(tmp_path / "mg.dcm", stored, modality="MG", bits_stored=12, transfer_syntax=JPEG2000Lossless)
+    coarse = load_image(path, reduce_to=(32, 32))
+    assert coarse.meta["decode_level"] == 1 and coarse.pixels.shape == (1, 129, 97)
+
+
 @pytest.mark.parametrize("signed", [False, True])
 def test_gather_over_many_blocks_and_threads_equals_pydicom(tmp_path: Path, signed: bool) -> None:
     rng = np.random.default_rng(8)
