@@ -1,9 +1,10 @@
 """PyTorch Datasets over a manifest and the cache: whole series, image + masks, random patches.
 
-Every sample is a dict of plain tensors::
+Every sample is a dict of plain tensors, the mask tagged :class:`~dicomml.transforms.Mask` (a label map to
+transforms applied later)::
 
     {"image": (C, i, j, k) float32 (or the cached dtype without windows); C = windows x volumes of a 4D series,
-     "mask": (S, i, j, k) uint8            # SegmentationDataset, PatchDataset with masks
+     "mask": (S, i, j, k) uint8 Mask       # SegmentationDataset, PatchDataset with masks
      "affine": (4, 4) float64              # (i, j, k) -> RAS+ mm, nibabel/MONAI convention
      "meta": {"series_key", "cache_key", "index", "epoch", "transforms": [drawn parameters],
               "axes": ["window", "time"],   # what C is made of (empty for one 3D image as cached)
@@ -206,7 +207,10 @@ class _CachedDataset(Dataset):
                 sample = step(sample)
             if self.transform is not None:
                 sample = self.transform(sample)
-        return {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+        out = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+        if "mask" in out:  # the label map stays one for transforms after the loader (a tag: torch ops return plain tensors)
+            out["mask"] = Mask(out["mask"])
+        return out
 
 
 class SeriesDataset(_CachedDataset):
@@ -515,7 +519,8 @@ def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.n
 
 
 def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack tensors of equal shape; keep ``meta`` (and anything not a tensor) as a list.
+    """Stack tensors of equal shape (a batch of :class:`~dicomml.transforms.Mask` is one); keep ``meta`` (and
+    anything not a tensor) as a list.
 
     A batch of one sample gets views of its tensors with a leading axis of 1
     (nothing is copied).
@@ -545,5 +550,6 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "(crop/pad), use a PatchDataset, or batch_size=1"
             )
         # a batch of one is a view: a copy of a whole volume would cost page faults for nothing
-        out[key] = values[0][None] if len(values) == 1 else torch.stack(values)
+        stacked = values[0][None] if len(values) == 1 else torch.stack(values)
+        out[key] = Mask(stacked) if all(isinstance(v, Mask) for v in values) else stacked  # torch ops drop the tag
     return out

@@ -27,6 +27,7 @@ from dicomml.config import PipelineConfig
 from dicomml.errors import CacheMissError
 from dicomml.indexer import Manifest, index
 from dicomml.sample import write_sample_study
+from dicomml.transforms import Mask
 
 __all__ = ["DatasetTests"]
 
@@ -67,7 +68,9 @@ class DatasetTests:
     def cache(cls, tmp_path_factory: pytest.TempPathFactory) -> Cache:
         return Cache(tmp_path_factory.mktemp("dataset-conformance-cache") / "cache")
 
-    def test_samples_are_dicts_of_plain_tensors_on_one_grid(self, manifest: Manifest, config: PipelineConfig, cache: Cache) -> None:
+    def test_samples_are_dicts_of_tensors_on_one_grid_the_mask_a_label_map(
+        self, manifest: Manifest, config: PipelineConfig, cache: Cache
+    ) -> None:
         dataset = self.make_dataset(manifest, config, cache)
         assert len(dataset) > 0
         sample = dataset[len(dataset) - 1]
@@ -77,7 +80,7 @@ class DatasetTests:
         assert {"series_key", "cache_key", "index"} <= set(sample["meta"])
         if self.with_masks:
             mask = sample["mask"]
-            assert type(mask) is torch.Tensor and mask.shape[1:] == image.shape[1:] and mask.dtype == torch.uint8
+            assert type(mask) is Mask and mask.shape[1:] == image.shape[1:] and mask.dtype == torch.uint8  # a tagged label map
         else:
             assert "mask" not in sample
 

@@ -355,3 +355,18 @@ def test_a_large_sample_reuses_memory_only_once_nothing_views_it():
     pooled = len(datasets._free)
     assert pooled and _empty((8, 8, 8), np.dtype(np.float32)).shape == (8, 8, 8)
     assert len(datasets._free) == pooled  # below the size: new memory, the pool untouched
+
+
+def test_masks_stay_label_maps_through_the_loader_for_transforms_after_it(study, make_config, tmp_path):
+    """The Dataset made a Mask then handed out a plain tensor: a dicomml transform applied after the DataLoader
+    resampled the mask as an image, into fractions."""
+    from dicomml.transforms import Mask, Resample
+
+    _, manifest = study
+    dataset = SegmentationDataset(manifest, make_config("ct_seg", at_load={"augment": []}), tmp_path / "c")
+    sample = dataset[0]
+    assert isinstance(sample["mask"], Mask) and type(sample["mask"] + 0) is torch.Tensor  # torch ops: plain
+    moved = Resample(spacing=(2.3, 2.3, 2.3))(sample)
+    assert moved["mask"].dtype == torch.uint8 and set(torch.unique(moved["mask"]).tolist()) == {0, 1}
+    for batch in (collate([sample]), next(iter(DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate)))):
+        assert isinstance(batch["mask"], Mask) and not isinstance(batch["image"], Mask)
