@@ -91,8 +91,15 @@ def command(
     )
     if counts["instances"] == 0:
         where = ", ".join(sources)
+        if run["files_listed"] == 0 and counts["errors"]:  # a server or bucket that failed lists nothing
+            raise SourceNotFoundError(
+                f"{where}: no DICOM file found: {counts['errors']} entries could not be listed or reached; "
+                f"`dicomml info {out} --errors` says why"
+            )
         if run["files_listed"] == 0:
-            raise SourceNotFoundError(f"{where}: no DICOM file found: no files at all (an empty folder?); check the path")
+            raise SourceNotFoundError(
+                f"{where}: no DICOM file found: no files at all (an empty folder, a query matching nothing?); check the path"
+            )
         raise SourceNotFoundError(
             f"{where}: no DICOM file found among {run['files_listed']} files; `dicomml info {out} --errors` says why each was refused"
         )

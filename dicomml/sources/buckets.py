@@ -238,7 +238,13 @@ class FsspecSource:
         todo = list(range(len(entries)))
         for attempt in range(self.remote.retries + 1):
             with self._one_read():
-                results = self.fs.cat_ranges([paths[i] for i in todo], [0] * len(todo), [ends[i] for i in todo], on_error="return")
+                results = self.fs.cat_ranges(
+                    [paths[i] for i in todo],
+                    [0] * len(todo),
+                    [ends[i] for i in todo],
+                    on_error="return",
+                    batch_size=self.remote.concurrency,  # requests in flight, as Remote says (async filesystems)
+                )
             for i, result in zip(todo, results):
                 got[paths[i]] = result
             todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and not isinstance(got[paths[i]], FileNotFoundError)]

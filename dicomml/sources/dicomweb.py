@@ -84,8 +84,20 @@ def _parts(url: str) -> dict[str, Any]:
         "study": match["study"],
         "series": match["series"],
         "instance": match["instance"],
-        "query": dict(parse_qsl(split.query)),
+        "query": _query(url, split.query),
     }
+
+
+def _query(url: str, text: str) -> dict[str, str]:
+    """QIDO-RS parameters of a URL; a key given twice would keep only its last value."""
+    pairs = parse_qsl(text)
+    repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+    if repeated:
+        raise RemoteSourceError(
+            f"{url}: {', '.join(repeated)} given more than once; give several values as one comma-separated parameter (Modality=MR,SEG)",
+            path=url,
+        )
+    return dict(pairs)
 
 
 def _auth_header(auth: Any) -> dict[str, str]:
@@ -103,10 +115,9 @@ def _session(remote: Remote) -> requests.Session:
 
     timeout = remote.timeout_s
 
-    class _Adapter(HTTPAdapter):  # dicomweb-client sets no timeout: a default one here
+    class _Adapter(HTTPAdapter):  # dicomweb-client passes its own 20 s: the source's limit instead
         def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-            if kwargs.get("timeout") is None:
-                kwargs["timeout"] = timeout
+            kwargs["timeout"] = timeout
             return super().send(request, **kwargs)
 
     session = requests.Session()
@@ -134,6 +145,8 @@ class DicomWebSource:
     def __init__(self, url: str, remote: Remote) -> None:
         self.url = url
         parts = _parts(url)
+        if parts["instance"]:
+            raise RemoteSourceError(f"{url}: an instance URL; index its series (the URL up to /series/{{uid}})", path=url)
         self.base: str = parts["base"]
         self.study, self.series, self.query = parts["study"], parts["series"], parts["query"]
         self.remote = remote

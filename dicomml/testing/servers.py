@@ -204,6 +204,8 @@ class FaultProxy:
         self.rules: list[tuple[str, str]] = []
         self.requests = 0
         self.bytes_out = 0
+        #: Requests being answered now, and the most at once since the proxy started.
+        self.in_flight = self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._upstreams = threading.local()  # one kept connection to the server per serving thread
         proxy = self
@@ -217,7 +219,14 @@ class FaultProxy:
                 pass
 
             def _forward(self) -> None:
-                proxy._forward(self)
+                with proxy._lock:
+                    proxy.in_flight += 1
+                    proxy.peak_in_flight = max(proxy.peak_in_flight, proxy.in_flight)
+                try:
+                    proxy._forward(self)
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _forward
 

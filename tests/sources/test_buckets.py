@@ -71,3 +71,14 @@ def test_credentials_in_a_bucket_url_are_refused_unrecorded(url, tmp_path):
     with pytest.raises(RemoteSourceError, match="credentials in the URL") as raised:
         ObjectList(["s3://bucket/dicom/a.dcm", url + "b.dcm"])  # every URL of a list, not the first alone
     assert "pw-7f3" not in str(raised.value)
+
+
+def test_header_reads_of_a_bucket_keep_to_the_sources_concurrency(s3_proxy, tmp_path):
+    """cat_ranges was called without a batch size: aiobotocore's pool (10) set the requests in flight."""
+    s3_proxy.latency_s, s3_proxy.peak_in_flight = 0.2, 0
+    remote = Remote(concurrency=2, storage_options=_options(s3_proxy.url))
+    try:
+        manifest = dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, remote=remote, timeout_s=0)
+    finally:
+        s3_proxy.latency_s = 0.0
+    assert manifest.meta["counts"]["errors"] == 0 and 1 <= s3_proxy.peak_in_flight <= 2

@@ -129,3 +129,49 @@ def test_credentials_in_the_url_are_refused(tmp_path):
     with pytest.raises(RemoteSourceError, match="credentials in the URL") as raised:
         dicomml.index("dicomweb+http://u:pw-7f3@127.0.0.1:9/dicom-web", tmp_path / "m", progress=False)
     assert str(raised.value).startswith("dicomweb+http://127.0.0.1:9/dicom-web: ") and "pw-7f3" not in str(raised.value)
+
+
+def test_the_sources_time_limit_applies_to_dicomweb_client_calls(orthanc_proxy: FaultProxy, tmp_path):
+    """dicomweb-client passes its own 20 s timeout: Remote(timeout_s=) was ignored for metadata and QIDO."""
+    import time
+
+    orthanc_proxy.rules = [("/metadata", "delay:25")]
+    started = time.perf_counter()
+    manifest = dicomml.index(_url(orthanc_proxy.url), tmp_path / "m", progress=False, remote=Remote(retries=0, timeout_s=1))
+    orthanc_proxy.rules = []
+    assert time.perf_counter() - started < 15 and set(manifest.errors.error_type) == {"unreachable"}
+
+
+def test_instance_urls_and_repeated_query_parameters_are_refused(orthanc_root, local_manifest, tmp_path):
+    row = local_manifest.instances.iloc[0]
+    instance = f"{_url(orthanc_root)}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}/instances/{row.sop_instance_uid}"
+    with pytest.raises(RemoteSourceError, match="an instance URL; index its series"):
+        dicomml.index(instance, tmp_path / "i", progress=False)
+    with pytest.raises(RemoteSourceError, match=r"Modality given more than once; .* \(Modality=MR,SEG\)"):
+        dicomml.index(_url(orthanc_root) + "?Modality=MR&Modality=SEG", tmp_path / "q", progress=False)
+
+
+def test_the_cli_says_a_server_that_failed_listed_nothing_not_an_empty_folder(orthanc_proxy: FaultProxy, tmp_path):
+    import subprocess
+    import sys
+
+    orthanc_proxy.rules = [("/metadata", "503")]
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from dicomml.cli.main import main; main()",
+                "index",
+                _url(orthanc_proxy.url),
+                "-o",
+                str(tmp_path / "m"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "DICOMML_SALT": "s"},
+        )
+    finally:
+        orthanc_proxy.rules = []
+    assert done.returncode == 1
+    assert "could not be listed or reached; `dicomml info" in done.stderr and "empty folder" not in done.stderr
