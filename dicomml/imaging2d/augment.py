@@ -2,9 +2,10 @@
 
 The transforms of :mod:`dicomml.transforms` work on ``(C, i, j, k)``
 entries and follow each entry's type (images interpolated, masks nearest).
-:class:`Planar` gives them a 2D sample's ``(C, H, W)`` entries as
-``(C, H, W, 1)``, with the pixel spacing in the affine, and takes the third
-axis off again, so flips, crops, intensity changes and in-plane affine
+:class:`Planar` gives them a 2D sample's ``(..., H, W)`` entries (``CHW``,
+``THW``, ``TCHW``: every leading axis folded into one channel axis) as
+``(C, H, W, 1)``, with the pixel spacing in the affine, and gives each entry
+its own leading axes back afterwards, so flips, crops, intensity changes and in-plane affine
 transforms (rotation about axis 2) are the same code for 2D and 3D.
 """
 
@@ -21,7 +22,13 @@ __all__ = ["Planar"]
 
 
 class Planar(Transform):
-    """Apply a dicomml transform to the ``(C, H, W)`` tensors of a 2D sample.
+    """Apply a dicomml transform to the ``(..., H, W)`` tensors of a 2D sample.
+
+    Every tensor entry with at least three axes is a stack of planes: grey
+    ``(1, H, W)``, colour ``(3, H, W)``, grey cine ``(T, H, W)``, colour cine
+    ``(T, 3, H, W)``, masks ``(S, H, W)``. Its leading axes are folded into
+    one channel axis for the call, so a flip or crop acts on the rows and
+    columns of every frame and channel alike, and are restored afterwards.
 
     Parameters
     ----------
@@ -42,9 +49,9 @@ class Planar(Transform):
 
     def __call__(self, data: Any) -> Any:
         sample = dict(data)
-        planes = [k for k, v in sample.items() if k not in RESERVED and isinstance(v, torch.Tensor) and v.ndim == 3]
-        for key in planes:
-            sample[key] = _same_kind(sample[key][..., None], sample[key])
+        leading = {k: tuple(v.shape[:-2]) for k, v in sample.items() if k not in RESERVED and isinstance(v, torch.Tensor) and v.ndim >= 3}
+        for key in leading:
+            sample[key] = _same_kind(sample[key].reshape(-1, *sample[key].shape[-2:])[..., None], sample[key])
         spacing = sample.get("spacing")
         if "affine" not in sample and isinstance(spacing, torch.Tensor) and bool(torch.isfinite(spacing).all()):
             sample["affine"] = torch.from_numpy(np.diag([float(spacing[0]), float(spacing[1]), 1.0, 1.0]))
@@ -52,8 +59,8 @@ class Planar(Transform):
         else:
             added = False
         out = dict(self.transform(sample))
-        for key in planes:
-            out[key] = _same_kind(out[key][..., 0], out[key])
+        for key, lead in leading.items():
+            out[key] = _same_kind(out[key][..., 0].reshape(*lead, *out[key].shape[1:3]), out[key])
         if added:
             out.pop("affine", None)
         return out

@@ -22,7 +22,7 @@ from dicomml.dicom.pixels import bits_stored, decode_pixels, native_stack
 from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d.j2k import reduced_frame
 from dicomml.imaging2d.lut import grey_values, palette_to_rgb
-from dicomml.imaging2d.orientation import display_flips, flipped_orientation, projection_header
+from dicomml.imaging2d.orientation import display_flips, display_transpose, flipped_orientation, projection_header, transposed_orientation
 from dicomml.imaging2d.spacing import Spacing, physical_spacing
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ class Image2D:
         ``path``, ``modality``, ``photometric_interpretation``, ``voi``,
         ``window``, ``output_range`` (the values the pixels can take; colour:
         0 to full scale), ``inverted``, ``laterality``, ``view``,
-        ``patient_orientation`` (after any flip), ``flips``, ``flip_basis``,
+        ``patient_orientation`` (after any flip), ``transposed`` (rows and
+        columns swapped before the flips), ``flips``, ``flip_basis``,
         ``burned_in``, ``spacing``, ``spacing_source``, ``spacing_missing``,
         ``frame_times_ms``...
     """
@@ -211,12 +212,17 @@ def load_image(
         spacing = Spacing(spacing.row * factors[0], spacing.column * factors[1], spacing.source)  # type: ignore[operator]
     header = projection_header(ds)
     horizontal, vertical, basis = display_flips(header, display, facing=facing) if display else (False, False, None)
+    transposed = bool(display) and display_transpose(header, display)  # type: ignore[arg-type]
+    if transposed:  # a film on its side: rows and columns swap first, then the flips
+        pixels = np.ascontiguousarray(np.swapaxes(pixels, 1, 2))
+        if spacing.known:
+            spacing = Spacing(spacing.column, spacing.row, spacing.source)  # type: ignore[arg-type]
     if horizontal or vertical:
         axes = tuple(a for a, f in ((2, horizontal), (1, vertical)) if f)
         pixels = np.ascontiguousarray(np.flip(pixels, axis=axes))
     orientation = header.patient_orientation
     if orientation is not None:
-        orientation = flipped_orientation(orientation, horizontal, vertical)
+        orientation = flipped_orientation(transposed_orientation(orientation) if transposed else orientation, horizontal, vertical)
     meta.update(
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
         laterality=header.laterality,
@@ -226,6 +232,7 @@ def load_image(
         display=display,
         flips=[name for name, f in (("horizontal", horizontal), ("vertical", vertical)) if f],
         flip_basis=basis,
+        transposed=transposed,
         spacing=[spacing.row, spacing.column] if spacing.known else None,
         spacing_source=spacing.source,
         spacing_missing=not spacing.known,

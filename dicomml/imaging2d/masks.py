@@ -161,12 +161,14 @@ def image_masks(
 
 
 def displayed_masks(seg_paths: Sequence[str], meta: Mapping[str, Any], remote: Remote | None = None) -> tuple[np.ndarray, list[str]]:
-    """An image's masks on its displayed pixels: :func:`image_masks` with the image's flips.
+    """An image's masks on its displayed pixels: :func:`image_masks` with the image's transpose and flips.
 
     ``meta`` is a loaded image's (:func:`~dicomml.imaging2d.load_image`): ``sop_instance_uid``,
-    ``full_shape``, ``path``, ``flips``.
+    ``full_shape``, ``path``, ``flips``, ``transposed`` (absent: False).
     """
     masks, labels = image_masks(seg_paths, meta["sop_instance_uid"], tuple(meta["full_shape"]), meta["path"], remote)
+    if meta.get("transposed"):
+        masks = masks.transpose(0, 2, 1)
     if "horizontal" in meta["flips"]:
         masks = masks[:, :, ::-1]
     if "vertical" in meta["flips"]:

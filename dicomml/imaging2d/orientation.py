@@ -10,6 +10,12 @@ says which flips bring an image to one display convention:
 - ``"chest"`` (and other projections): the patient's right on the image's
   left, head at the top (the radiologist's view of a PA/AP film).
 
+A film stored on its side (rows running head to foot for ``"chest"``, or
+the columns rather than the rows running towards the nipple for
+``"breast"``) cannot be brought to either convention by flips:
+:func:`display_transpose` says so, and :func:`display_flips` then gives the
+flips of the transposed image (rows and columns swapped first).
+
 Pure functions of header values; :func:`projection_header` is the adapter
 from a pydicom Dataset.
 """
@@ -23,7 +29,16 @@ from pydicom.multival import MultiValue
 
 from dicomml.imaging2d.spacing import HeaderValues
 
-__all__ = ["ProjectionHeader", "display_flips", "edge_sides", "flipped_orientation", "normalize_view", "projection_header"]
+__all__ = [
+    "ProjectionHeader",
+    "display_flips",
+    "display_transpose",
+    "edge_sides",
+    "flipped_orientation",
+    "normalize_view",
+    "projection_header",
+    "transposed_orientation",
+]
 
 _OPPOSITE = str.maketrans("LRAPHF", "RLPAFH")
 #: Code values of CID 4014 (mammography views) that name a view without its meaning.
@@ -133,6 +148,32 @@ def flipped_orientation(orientation: tuple[str, str], horizontal: bool, vertical
     return (rows.translate(_OPPOSITE) if horizontal else rows, columns.translate(_OPPOSITE) if vertical else columns)
 
 
+def transposed_orientation(orientation: tuple[str, str]) -> tuple[str, str]:
+    """Patient Orientation after transposing the image (rows become columns)."""
+    return orientation[1], orientation[0]
+
+
+def display_transpose(header: ProjectionHeader, convention: str) -> bool:
+    """Whether an image must be transposed (rows and columns swapped) before flips can bring it to ``convention``.
+
+    ``"chest"``: the rows run head to foot and the columns do not. ``"breast"``:
+    the columns run anterior/posterior (towards or away from the nipple) and
+    the rows do not. False without Patient Orientation.
+
+    Examples
+    --------
+    >>> display_transpose(ProjectionHeader(None, "PA", ("F", "L"), None), "chest")
+    True
+    """
+    po = header.patient_orientation
+    if po is None:
+        return False
+    along = ("H", "F") if convention == "chest" else ("A", "P")
+    if convention == "chest":
+        return any(d in po[0] for d in along) and not any(d in po[1] for d in along)
+    return any(d in po[1] for d in along) and not any(d in po[0] for d in along)
+
+
 def edge_sides(orientation: tuple[str, str] | None) -> dict[str, str]:
     """The patient side at each edge of an image (keys ``left``, ``right``, ``top``, ``bottom``).
 
@@ -166,7 +207,8 @@ def display_flips(header: ProjectionHeader, convention: str, *, facing: str = "r
     Returns
     -------
     (horizontal, vertical, basis)
-        ``basis`` is ``"patient_orientation"``, ``"laterality"`` (no Patient
+        The flips of the image after the transpose :func:`display_transpose`
+        asks for, if any (applied first). ``basis`` is ``"patient_orientation"``, ``"laterality"`` (no Patient
         Orientation: the usual hanging, right breast facing left, is assumed)
         or ``"unknown"`` (nothing to go by: no flip).
 
@@ -181,6 +223,8 @@ def display_flips(header: ProjectionHeader, convention: str, *, facing: str = "r
     if facing not in ("right", "left"):
         raise ValueError(f"facing must be 'right' or 'left', got {facing!r}")
     po = header.patient_orientation
+    if po is not None and display_transpose(header, convention):
+        po = transposed_orientation(po)
     if convention == "chest":
         if po is None:
             return False, False, "unknown"

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dicomml.sources import Remote
 
 __all__ = [
+    "IMAGE_RULES",
     "ImageConfig",
     "from_stored",
     "image_key",
@@ -149,13 +150,19 @@ class ImageConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
+#: Bumped when what a prepared image holds changes for the same file and config, so that older entries are not
+#: served. 2: inverted grey scaled by its range after the inversion, colour by its full scale, films on their
+#: side transposed by ``display=``.
+IMAGE_RULES = 2
+
+
 def image_key(row: Mapping[str, Any], config: ImageConfig | str, masks: Sequence[Mapping[str, Any]] = ()) -> str:
     """Cache key of one image (a manifest ``instances`` row), with the SEG rows of its masks, under a config
     (or its ``cache_hash()``): 32 hex digits."""
     files = [row, *masks]
     fingerprint = source_fingerprint([(f["sop_instance_uid"] or f["path"], f["size"], f["mtime_ns"]) for f in files])
     config_hash = config if isinstance(config, str) else config.cache_hash()
-    text = f"dicomml-cache/{FORMAT_VERSION}/image2d\n{fingerprint}\n{config_hash}"
+    text = f"dicomml-cache/{FORMAT_VERSION}/image2d/{IMAGE_RULES}\n{fingerprint}\n{config_hash}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -2,7 +2,9 @@
 
 Downsampling averages the pixels each output pixel covers (``area``), so a
 radiograph reduced 6x keeps its fine structure as mean intensity instead of
-aliasing; upsampling is bilinear. The new pixel spacing and the placement
+aliasing; upsampling is bilinear. The rule holds per axis: when one axis
+shrinks and the other grows (``stretch``), the image is averaged along the
+first, then interpolated along the second. The new pixel spacing and the placement
 are returned, so that a prediction maps back onto the source pixels.
 """
 
@@ -70,22 +72,31 @@ def placement(rows: int, columns: int, size: tuple[int, int] | None, mode: str =
 def place(x: torch.Tensor, where: Placement, size: tuple[int, int] | None, *, label: bool = False) -> torch.Tensor:
     """Resize ``(N, H, W)`` planes to ``where.shape`` and pad them to ``size`` at ``where.offset``.
 
-    Images are area-averaged when shrunk and bilinear when enlarged; label maps
-    (``label=True``) take the nearest source pixel, so labels stay labels.
+    Images are area-averaged along an axis that shrinks and bilinear along one
+    that grows (one pass when both go the same way, else one pass per axis,
+    averaging first); label maps (``label=True``) take the nearest source
+    pixel, so labels stay labels.
     """
     if tuple(x.shape[-2:]) != where.shape:
         if label:
             x = F.interpolate(x[None].float(), size=where.shape, mode="nearest-exact")[0].to(x.dtype)
         else:
-            down = where.shape[0] <= x.shape[-2] and where.shape[1] <= x.shape[-1]
-            x = F.interpolate(x[None], size=where.shape, mode="area" if down else "bilinear", **({} if down else {"align_corners": False}))[
-                0
-            ]
+            rows, columns = int(x.shape[-2]), int(x.shape[-1])
+            if (where.shape[0] < rows) != (where.shape[1] < columns) and rows != where.shape[0] and columns != where.shape[1]:
+                # mixed: average along the shrinking axis (fewer pixels for the second pass), then interpolate along the other
+                x = _resized(x, (where.shape[0], columns) if where.shape[0] < rows else (rows, where.shape[1]))
+            x = _resized(x, where.shape)
     if size is None or tuple(x.shape[-2:]) == tuple(size):
         return x
     out = x.new_zeros((x.shape[0], int(size[0]), int(size[1])))
     out[:, where.offset[0] : where.offset[0] + where.shape[0], where.offset[1] : where.offset[1] + where.shape[1]] = x
     return out
+
+
+def _resized(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``(N, H, W)`` planes resized to ``shape`` in one pass: area when neither axis grows, else bilinear."""
+    down = shape[0] <= x.shape[-2] and shape[1] <= x.shape[-1]
+    return F.interpolate(x[None], size=shape, mode="area" if down else "bilinear", **({} if down else {"align_corners": False}))[0]
 
 
 def fit(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None, mode: str = "letterbox") -> tuple[torch.Tensor, Placement]:
