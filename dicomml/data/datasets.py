@@ -39,10 +39,12 @@ from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, u
 from dicomml.errors import CacheMissError, ConfigError
 from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
 from dicomml.pipeline.sources import kept_list
+from dicomml.pipeline.stats import STATS_KEY, intensity_stats
 from dicomml.study.config import StudyConfig, load_any_config, load_study_config
 from dicomml.study.source import StudySource
 from dicomml.transforms.base import Mask
 from dicomml.transforms.functional.grid import shift_grid
+from dicomml.transforms.intensity import ZNormalize
 
 if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a study config is used, the manifest's when read
     from dicomml.indexer.manifest import Manifest
@@ -178,6 +180,7 @@ class _CachedDataset(Dataset):
         mask: np.ndarray | None,
         affine: np.ndarray,
         torch_seed: int,
+        steps: Sequence[Callable[[Any], Any]] | None = None,
         **meta: Any,
     ) -> dict[str, Any]:
         source = self.sources[series_index]
@@ -203,7 +206,7 @@ class _CachedDataset(Dataset):
             )
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
-            for step in self._steps:
+            for step in self._steps if steps is None else steps:
                 sample = step(sample)
             if self.transform is not None:
                 sample = self.transform(sample)
@@ -392,6 +395,8 @@ class PatchDataset(_CachedDataset):
         self.sampler = sampler
         self.positive_fraction = float(positive_fraction)
         self._foreground: dict[str, np.ndarray] = {}
+        self._zscore = next((i for i, step in enumerate(self._steps) if isinstance(step, ZNormalize)), None)
+        self._stats: dict[str, dict[str, list[float | None]]] = {}
         self._tiles = (
             [(s, start) for s in range(len(self.sources)) for start in grid_starts(self.entry(s).shape, self.patch_size)]
             if sampler == "grid"
@@ -420,7 +425,32 @@ class PatchDataset(_CachedDataset):
             image = torch.from_numpy(_pad(image.numpy(), self.patch_size, None))
         mask = _pad(entry.read("mask", start, size), self.patch_size, 0) if entry.has_mask else None
         affine = shift_grid(entry.affine, start)
-        return self._sample(index, series_index, entry, image, mask, affine, torch_seed, patch_start=start, **drawn)
+        steps = None
+        if self._zscore is not None:  # z-scored with the volume's statistics, not the patch's own
+            steps = [*self._steps]
+            steps[self._zscore] = self._volume_zscore(entry, steps[self._zscore])
+        return self._sample(index, series_index, entry, image, mask, affine, torch_seed, steps, patch_start=start, **drawn)
+
+    def _volume_zscore(self, entry: CacheEntry, step: ZNormalize) -> ZNormalize:
+        """``step`` with the whole volume's per-channel statistics, so a patch equals that crop of the z-scored volume.
+
+        They are the entry's meta (recorded when it was computed) when the
+        z-score sees the image as cached; else (windows before it, or an
+        entry of an older dicomml) computed once per entry and process from
+        the whole volume.
+        """
+        if entry.key not in self._stats:  # per process; a few floats per channel
+            stats = entry.meta.get(STATS_KEY)
+            channels = math.prod(entry.layouts["image"].shape[:-3])
+            if stats is None or self._zscore or self._lookup is not None or len(stats["mean"]) != channels:
+                image: Any = self._image(entry)
+                for earlier in self._steps[: self._zscore]:
+                    image = earlier(image)
+                stats = intensity_stats(image)
+            self._stats[entry.key] = stats
+        stats = self._stats[entry.key]
+        prefix = "nonzero_" if step.nonzero else ""
+        return ZNormalize(step.nonzero, mean=stats[f"{prefix}mean"], std=stats[f"{prefix}std"])
 
     def _foreground_of(self, entry: CacheEntry) -> np.ndarray:
         if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)

@@ -24,6 +24,7 @@ from dicomml.config import PipelineConfig
 from dicomml.errors import ConfigError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.pipeline.sources import SeriesSource, series_sources
+from dicomml.pipeline.stats import STATS_KEY, intensity_stats
 from dicomml.pipeline.steps import deterministic_transforms
 from dicomml.volume import Volume
 
@@ -249,6 +250,8 @@ def preprocess_one(
             "mask_labels": [label for m in masks for label in _labels(m)],
             **mask_meta,
         }
+        if config.at_load.normalize == "zscore" and not config.at_load.windows:  # a patch is z-scored with these
+            meta[STATS_KEY] = intensity_stats(image)  # (another at-load config computes them once, on first use)
         cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
     entry = cache.open(source.key)
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)

@@ -255,17 +255,27 @@ class ScaleIntensity(Transform):
 class ZNormalize(Transform):
     """Standardize each channel to mean 0 and std 1 (``nonzero``: over non-zero voxels only).
 
+    ``mean`` and ``std`` (one per channel) replace the image's own statistics:
+    a :class:`~dicomml.PatchDataset` passes its volume's, so a patch equals the
+    same crop of the z-scored volume.
+
     Examples
     --------
     >>> ZNormalize()(torch.tensor([[[[1.0, 3.0]]]])).tolist()
     [[[[-1.0, 1.0]]]]
+    >>> ZNormalize(mean=[2.0], std=[2.0])(torch.tensor([[[[1.0, 3.0]]]])).tolist()
+    [[[[-0.5, 0.5]]]]
     """
 
-    def __init__(self, nonzero: bool = False) -> None:
-        self.nonzero = nonzero
+    def __init__(
+        self, nonzero: bool = False, *, mean: Sequence[float | None] | None = None, std: Sequence[float | None] | None = None
+    ) -> None:
+        if (mean is None) != (std is None):
+            raise ConfigError(f"ZNormalize(mean={mean}, std={std}): give both or neither")
+        self.nonzero, self.mean, self.std = nonzero, mean, std
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return znormalize(x, nonzero=self.nonzero)
+        return znormalize(x, nonzero=self.nonzero, mean=self.mean, std=self.std)
 
 
 class RandomIntensity(RandomTransform):

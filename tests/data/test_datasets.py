@@ -370,3 +370,28 @@ def test_masks_stay_label_maps_through_the_loader_for_transforms_after_it(study,
     assert moved["mask"].dtype == torch.uint8 and set(torch.unique(moved["mask"]).tolist()) == {0, 1}
     for batch in (collate([sample]), next(iter(DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate)))):
         assert isinstance(batch["mask"], Mask) and not isinstance(batch["image"], Mask)
+
+
+def test_zscore_of_a_patch_uses_the_whole_volume_statistics(study, make_config, tmp_path):
+    """A patch was z-scored by its own mean and std: a flat background patch became unit-variance noise, unlike
+    the same crop of the z-scored volume (seams against whole-volume and grid-tile inference)."""
+    from dicomml.pipeline.stats import STATS_KEY
+
+    _, manifest = study
+    size = (24, 20, 16)
+    older = Cache(tmp_path / "older")  # an entry written before the statistics were recorded
+    for windows in ([], [{"name": "abdomen", "center": 40, "width": 400}]):  # as cached (meta), through a lookup
+        config = make_config("ct_seg", at_load={"augment": [], "windows": windows, "normalize": "zscore"})
+        whole = SegmentationDataset(manifest, config, tmp_path / "c")[0]
+        entry = Cache(tmp_path / "c").open(whole["meta"]["cache_key"])
+        assert len(entry.meta[STATS_KEY]["mean"]) == 1
+        if not windows:
+            meta = {k: v for k, v in entry.meta.items() if k != STATS_KEY}
+            older.put(entry.key, entry.read("image"), entry.affine, mask=entry.read("mask"), meta=meta, chunks=(48, 48, 48))
+        caches = [tmp_path / "c"] + ([older] if not windows else [])
+        for cache in caches:
+            patches = PatchDataset(manifest, config, cache, patch_size=size, samples_per_volume=12, cache_only=True)
+            for i in range(len(patches)):
+                p = patches[i]
+                box = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(p["meta"]["patch_start"], size))
+                torch.testing.assert_close(p["image"], whole["image"][box], rtol=0, atol=1e-5)

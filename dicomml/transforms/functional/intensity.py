@@ -7,6 +7,8 @@ the output range fixed to [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from dicomml.errors import ConfigError
@@ -126,7 +128,14 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def znormalize(x: torch.Tensor, *, nonzero: bool = False, eps: float = 1e-8) -> torch.Tensor:
+def znormalize(
+    x: torch.Tensor,
+    *,
+    nonzero: bool = False,
+    eps: float = 1e-8,
+    mean: Sequence[float | None] | None = None,
+    std: Sequence[float | None] | None = None,
+) -> torch.Tensor:
     """Standardize each channel of ``(C, ...)`` to mean 0, standard deviation 1.
 
     Parameters
@@ -138,6 +147,11 @@ def znormalize(x: torch.Tensor, *, nonzero: bool = False, eps: float = 1e-8) -> 
         MONAI's ``NormalizeIntensity(nonzero=True)``.
     eps
         A channel whose std is below ``eps`` is only centred.
+    mean, std
+        Per-channel statistics to use instead of ``x``'s own (both or
+        neither), e.g. the whole volume's for a patch of it (over its
+        non-zero voxels with ``nonzero``); a channel whose mean is None is
+        left as it is.
 
     Returns
     -------
@@ -149,15 +163,22 @@ def znormalize(x: torch.Tensor, *, nonzero: bool = False, eps: float = 1e-8) -> 
     >>> znormalize(torch.tensor([[1.0, 3.0]])).tolist()
     [[-1.0, 1.0]]
     """
+    if (mean is None) != (std is None) or (mean is not None and std is not None and not len(mean) == len(std) == len(x)):
+        raise ValueError(f"znormalize: mean and std must both be given, one per channel of {len(x)}, or neither")
     y = _float_copy(x)
-    for channel in y:
+    for c, channel in enumerate(y):
         values = channel[channel != 0] if nonzero else channel
         if values.numel() == 0:
             continue
-        mean, std = values.mean(), values.std(correction=0)
-        scale = std if std >= eps else torch.ones_like(std)
-        if nonzero:
-            channel[channel != 0] = (values - mean) / scale
+        if mean is None or std is None:
+            centre, spread = values.mean(), values.std(correction=0)
+        elif mean[c] is None:
+            continue
         else:
-            channel.sub_(mean).div_(scale)
+            centre, spread = torch.tensor(mean[c], dtype=y.dtype), torch.tensor(std[c] or 0.0, dtype=y.dtype)
+        scale = spread if spread >= eps else torch.ones_like(spread)
+        if nonzero:
+            channel[channel != 0] = (values - centre) / scale
+        else:
+            channel.sub_(centre).div_(scale)
     return y
