@@ -56,8 +56,9 @@ _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 #: A whole instance, in the transfer syntax the server holds it in.
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-#: A series' metadata, and the transfer-syntax probes still running for its instances (each ``{sop: syntax}``).
-_Pending = tuple[list[dict[str, Any]], list["Future[dict[str, str]]"]]
+#: A series' metadata, and the transfer-syntax probes still running for its instances: each ``{sop: syntax}``,
+#: with the SOP Instance UID it asks for (None: the whole series).
+_Pending = tuple[list[dict[str, Any]], list[tuple["str | None", "Future[dict[str, str]]"]]]
 #: Bytes counted for each header when deciding whether a series is small enough to be asked for whole.
 _HEADER_ALLOWANCE = 16_384
 #: Answers smaller than this are read to their end after a transfer-syntax probe, so that the connection is kept.
@@ -244,24 +245,35 @@ class DicomWebSource:
         sizes = [_pixel_bytes(item) for item in unnamed]
         images = [n for n in sizes if n is not None]
         if len(unnamed) > 1 and len(images) == len(unnamed) and sum(images) + len(images) * _HEADER_ALLOWANCE < _KEEP_BELOW:
-            return items, [probing.submit(self._series_syntaxes, key)]
-        return items, [probing.submit(self._transfer_syntax, key, _value(item, "00080018")) for item in unnamed]
+            return items, [(None, probing.submit(self._series_syntaxes, key))]
+        return items, [(sop, probing.submit(self._transfer_syntax, key, sop)) for sop in (_value(item, "00080018") for item in unnamed)]
 
-    def _metadata(self, key: tuple[str, str]) -> list[dict[str, Any]]:
-        """The metadata of one series (kept from the walk, else requested), each instance's transfer syntax in it."""
+    def _metadata(self, key: tuple[str, str]) -> tuple[list[dict[str, Any]], dict[str, RemoteSourceError]]:
+        """The metadata of one series (kept from the walk, else requested), each instance's transfer syntax in it,
+        and the instances whose own probe failed (each with its error, which names its URL)."""
         with self._lock:
             kept = self._kept.pop(key, None)
         items, probes = kept if kept is not None else self._requested(key)
         found: dict[str, str] = {}
-        for probe in probes:
-            found.update(probe.result())
+        failed: dict[str, RemoteSourceError] = {}
+        for sop, probe in probes:
+            try:
+                found.update(probe.result())
+            except RemoteSourceError as exc:
+                if sop is None:  # the series asked for whole: every instance shares the failure
+                    raise
+                failed[sop] = exc
         for item in items:
-            if not _syntax(item):
-                sop = _value(item, "00080018")
-                # an instance the series' answer lacked (stored meanwhile) is asked alone
+            sop = _value(item, "00080018")
+            if _syntax(item) or sop in failed:
+                continue
+            try:  # an instance the series' answer lacked (stored meanwhile) is asked alone
                 syntax = found[sop] if sop in found else self._transfer_syntax(key, sop)[sop]
-                item["00020010"] = {"vr": "UI", "Value": [syntax]}
-        return items
+            except RemoteSourceError as exc:
+                failed[sop] = exc
+                continue
+            item["00020010"] = {"vr": "UI", "Value": [syntax]}
+        return items, failed
 
     def _get(self, url: str, what: str, read: Any) -> Any:
         """``read(response)`` of a GET of one of our retrieve URLs, in the stored transfer syntax, through urllib3 itself.
@@ -366,13 +378,17 @@ class DicomWebSource:
 
         def metadata(key: tuple[str, str]) -> dict[str, PrefetchedFile]:
             try:
-                items = self._metadata(key)
+                items, failed = self._metadata(key)
             except RemoteSourceError as exc:
                 return {url: PrefetchedFile(url, 0, error=exc) for url in by_series[key]}
             by_uid = {_value(item, "00080018"): item for item in items}
             out = {}
             for url in by_series[key]:
-                item = by_uid.get(_parts(url)["instance"])
+                sop = _parts(url)["instance"]
+                if sop in failed:
+                    out[url] = PrefetchedFile(url, 0, error=failed[sop])
+                    continue
+                item = by_uid.get(sop)
                 if item is None:
                     error = RemoteSourceError(
                         f"{url}: the series' metadata lacks this instance; it was deleted meanwhile, index again", path=url

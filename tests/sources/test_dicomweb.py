@@ -175,3 +175,18 @@ def test_the_cli_says_a_server_that_failed_listed_nothing_not_an_empty_folder(or
         orthanc_proxy.rules = []
     assert done.returncode == 1
     assert "could not be listed or reached; `dicomml info" in done.stderr and "empty folder" not in done.stderr
+
+
+def test_one_failed_transfer_syntax_probe_fails_its_instance_only(orthanc_proxy: FaultProxy, local_manifest, tmp_path):
+    """The first failed probe of a series was raised for every instance of it, each row naming that instance."""
+    local = local_manifest.instances.drop_duplicates("path")
+    probed = local[local.modality != "CT"].groupby("series_instance_uid").filter(lambda g: len(g) > 1)
+    sop = probed.sop_instance_uid.iloc[0]
+    orthanc_proxy.rules = [(f"/instances/{sop}", "reset")]
+    try:
+        manifest = dicomml.index(_url(orthanc_proxy.url), tmp_path / "m", progress=False, remote=Remote(retries=0, timeout_s=10))
+    finally:
+        orthanc_proxy.rules = []
+    (path,) = manifest.errors.path
+    assert path.endswith(f"/instances/{sop}") and manifest.errors.message.iloc[0].count("/instances/") == 1
+    assert manifest.meta["counts"]["instances"] == len(local) - 1
