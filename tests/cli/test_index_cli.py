@@ -69,7 +69,7 @@ def test_index_of_an_empty_folder_says_so_and_exits_1(tmp_path: Path):
     result = _dicomml("index", str(tmp_path / "empty"), "-o", str(tmp_path / "m"), "--quiet", env={"DICOMML_SALT": "t"})
     assert result.returncode == 1
     assert result.stderr == (
-        f"dicomml: error: {tmp_path / 'empty'}: no DICOM file found: no files at all (an empty folder?); check the path\n"
+        f"dicomml: error: {tmp_path / 'empty'}: no DICOM file found: no files at all (an empty folder, a query matching nothing?); check the path\n"
     )
 
 
