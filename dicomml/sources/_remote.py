@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from dicomml.errors import DicomMLError, RemoteSourceError, SourceNotFoundError
 
-__all__ = ["PREFIX_BYTES", "PrefetchedFile", "Remote", "with_retries"]
+__all__ = ["PREFIX_BYTES", "PrefetchedFile", "Remote", "failure", "is_transient", "with_retries"]
 
 #: Bytes of a header read first; more only when the header runs past them.
 PREFIX_BYTES = 64 * 1024
@@ -77,7 +77,8 @@ class Transient(Exception):
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may cure the failure (a timeout, a reset, a 5xx or 429), not a 401/403/404 or a missing object."""
     if isinstance(exc, (Transient, TimeoutError, ConnectionError, json.JSONDecodeError)):
         return True
     status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -120,15 +121,21 @@ def with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> 
         except FileNotFoundError as exc:
             raise SourceNotFoundError(f"{url}: does not exist; check the URL", path=url) from exc
         except Exception as exc:  # classified below: transient ones are retried
-            transient = _transient(exc)
-            if not transient or attempt == remote.retries:
-                tries = f" after {attempt + 1} tries" if transient else ""
-                hint = {401: "check the credentials", 403: "check the credentials", 404: "check the URL"}.get(
-                    getattr(getattr(exc, "response", None), "status_code", 0), "check the server, or rerun to resume"
-                )
-                raise RemoteSourceError(f"{url}: {what} failed{tries} ({_reason(exc)}); {hint}", path=url) from exc
+            if not is_transient(exc) or attempt == remote.retries:
+                raise failure(url, what, exc, attempt + 1) from exc
             time.sleep(remote.backoff_s * 2**attempt * (0.5 + random.random() / 2))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def failure(url: str, what: str, exc: BaseException, tries: int) -> RemoteSourceError:
+    """The one-line error of a remote call that failed for good (the tries said only when a retry might have cured it)."""
+    transient = is_transient(exc)
+    status = getattr(getattr(exc, "response", None), "status_code", 0)
+    if isinstance(exc, PermissionError) or status in (401, 403):  # s3fs and gcsfs say a 403 as PermissionError
+        hint = "check the credentials"
+    else:
+        hint = "check the URL" if status == 404 else "check the server, or rerun to resume"
+    return RemoteSourceError(f"{url}: {what} failed{f' after {tries} tries' if transient else ''} ({_reason(exc)}); {hint}", path=url)
 
 
 class PrefetchedFile:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dicomml.errors import MissingDependencyError, RemoteSourceError, SourceNotFoundError
 from dicomml.paths import refuse_credentials
-from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, with_retries
+from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, failure, is_transient, with_retries
 
 if TYPE_CHECKING:
     import fsspec
@@ -247,7 +247,7 @@ class FsspecSource:
                 )
             for i, result in zip(todo, results):
                 got[paths[i]] = result
-            todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and not isinstance(got[paths[i]], FileNotFoundError)]
+            todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and is_transient(got[paths[i]])]
             if not todo or attempt == self.remote.retries:
                 break
             import time
@@ -257,11 +257,7 @@ class FsspecSource:
         for entry in entries:
             result = got[entry.open_path]
             if isinstance(result, BaseException):
-                error = RemoteSourceError(
-                    f"{entry.path}: reading the header failed after "
-                    f"{self.remote.retries + 1} tries ({type(result).__name__}); rerun to resume",
-                    path=entry.path,
-                )
+                error = failure(entry.path, "reading the header", result, self.remote.retries + 1)
                 out[entry.open_path] = PrefetchedFile(entry.path, entry.size, error=error)
             else:
                 out[entry.open_path] = PrefetchedFile(entry.path, entry.size, bytes(result), self._read_range(entry.open_path))

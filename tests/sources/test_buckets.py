@@ -82,3 +82,17 @@ def test_header_reads_of_a_bucket_keep_to_the_sources_concurrency(s3_proxy, tmp_
     finally:
         s3_proxy.latency_s = 0.0
     assert manifest.meta["counts"]["errors"] == 0 and 1 <= s3_proxy.peak_in_flight <= 2
+
+
+def test_an_object_access_denied_is_not_retried_and_says_to_check_the_credentials(s3_proxy, corpus_files, tmp_path):
+    """sources.md: a 401, 403 or 404 is not retried. A 403 (s3fs: PermissionError) was retried, then told to rerun."""
+    key = next(iter(corpus_files))
+    s3_proxy.rules = [(key, "403")]
+    try:
+        manifest = dicomml.index(
+            f"s3://{BUCKET}/", tmp_path / "m", progress=False, remote=Remote(retries=3, storage_options=_options(s3_proxy.url))
+        )
+    finally:
+        s3_proxy.rules = []
+    (message,) = manifest.errors.message
+    assert key in message and "check the credentials" in message and "tries" not in message
