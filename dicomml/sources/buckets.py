@@ -128,11 +128,12 @@ class FsspecSource:
         return mtime_ns(dict(with_retries(lambda: fs.info(path), self.archive, self.remote, "checking the archive")))
 
     def check(self) -> None:
-        """Raise SourceNotFoundError if the root does not exist (a URL list is checked object by object)."""
+        """Raise SourceNotFoundError if the root does not exist, RemoteSourceError if it cannot be reached (a URL
+        list is checked object by object)."""
         if self.objects is None:
             url = self.url(self.root)
-            if not with_retries(lambda: self.fs.exists(self.root), url, self.remote, "checking the source"):
-                raise SourceNotFoundError(f"{url}: source does not exist; check the URL", path=url)
+            # info, not exists: exists() answers False for an endpoint it cannot reach, which said "does not exist"
+            with_retries(lambda: self.fs.info(self.root), url, self.remote, "checking the source")
 
     # -- crawl -------------------------------------------------------------------------------
     def walk(self) -> Iterator[Files | CrawlError]:

@@ -96,3 +96,10 @@ def test_an_object_access_denied_is_not_retried_and_says_to_check_the_credential
         s3_proxy.rules = []
     (message,) = manifest.errors.message
     assert key in message and "check the credentials" in message and "tries" not in message
+
+
+def test_an_endpoint_that_cannot_be_reached_is_not_reported_as_a_missing_bucket(tmp_path):
+    """s3fs's exists() answers False when it cannot connect: the source was said not to exist."""
+    remote = Remote(retries=0, storage_options={"anon": True, "endpoint_url": "http://127.0.0.1:1"})  # nothing listens on port 1
+    with pytest.raises(RemoteSourceError, match=r"^s3://cohort: checking the source failed .*; check the server"):
+        dicomml.index(f"s3://{BUCKET}/", tmp_path / "m", progress=False, remote=remote)
