@@ -176,9 +176,8 @@ def _roi_names(ds: Dataset) -> dict[int, str]:
     return names
 
 
-def _select_rois(ds: Dataset, rois: int | str | Sequence[int | str] | None) -> dict[int, str]:
-    """ROI number -> name, in the order asked (all ROIs in file order when ``None``)."""
-    names = _roi_names(ds)
+def _select_rois(ds: Dataset, names: dict[int, str], rois: int | str | Sequence[int | str] | None) -> dict[int, str]:
+    """ROI number -> name of those asked among ``names`` (:func:`_roi_names`), in the order asked (all when ``None``)."""
     if rois is None:
         return names
     chosen: dict[int, str] = {}
@@ -195,13 +194,12 @@ def _select_rois(ds: Dataset, rois: int | str | Sequence[int | str] | None) -> d
     return chosen
 
 
-def _contours(ds: Dataset, numbers: dict[int, str]) -> tuple[dict[int, list[np.ndarray]], dict[str, int]]:
+def _contours(ds: Dataset, names: dict[int, str], numbers: dict[int, str]) -> tuple[dict[int, list[np.ndarray]], dict[str, int]]:
     """CLOSED_PLANAR contour points (LPS+ mm) per chosen ROI, and how many others were skipped.
 
     Every (3006,0039) ROI Contour Sequence item must reference a ROI of the
     Structure Set ROI Sequence, once: contours of no ROI would be lost silently.
     """
-    names = _roi_names(ds)
     contours: dict[int, list[np.ndarray]] = {n: [] for n in numbers}
     skipped: dict[str, int] = defaultdict(int)
     seen: set[int] = set()
@@ -316,8 +314,9 @@ def rtstruct_to_grid(
         for item in study.get("RTReferencedSeriesSequence", [])
     ]
     check_frame_of_reference(name, frames, series, reference, "(3006,0024)")
-    chosen = _select_rois(ds, rois)
-    contours, skipped = _contours(ds, chosen)
+    names = _roi_names(ds)
+    chosen = _select_rois(ds, names, rois)
+    contours, skipped = _contours(ds, names, chosen)
     shape = reference.spatial_shape
     to_grid = np.linalg.inv(reference.affine) @ LPS_TO_RAS
     spacing = np.asarray(reference.spacing)
