@@ -138,12 +138,15 @@ def _device(device: str) -> torch.device:
 
 
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
-    """``array`` (owned, may be overwritten) in ``dtype``; floats to integers are rounded and clipped."""
+    """``array`` (owned, may be overwritten) in ``dtype``; to integers, values are rounded and clipped to its range."""
     target = np.dtype(dtype)
     if target.kind in "iu" and array.dtype.kind == "f":
         info = np.iinfo(target)
         np.clip(array, info.min, info.max, out=array)  # integer bounds: clipping first, then rounding, is the same
         return np.rint(array, out=np.empty(array.shape, target), casting="unsafe")  # rounded straight into the target
+    if target.kind in "iu" and array.dtype.kind in "iu" and not np.can_cast(array.dtype, target):
+        have, want = np.iinfo(array.dtype), np.iinfo(target)  # uint16 above 32767 saturates in int16 instead of wrapping
+        return np.clip(array, max(have.min, want.min), min(have.max, want.max), out=np.empty(array.shape, target), casting="unsafe")
     return np.ascontiguousarray(array.astype(target, copy=False))
 
 

@@ -453,12 +453,16 @@ def _trilinear_to_target(x: torch.Tensor, plan: _Relayout, axis: int, slabs: lis
 
 
 def _as_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """``x`` in ``dtype`` (None: as it is); floats to integers rounded half to even and clipped."""
-    if dtype is None or x.dtype == dtype:
-        return x
-    if x.is_floating_point() and not dtype.is_floating_point and dtype != torch.bool:
-        info = torch.iinfo(dtype)
-        x = x.round().clamp_(info.min, info.max)  # integer bounds: rounding then clipping is clipping then rounding
+    """``x`` in ``dtype`` (None: as it is); to integers, rounded half to even and clipped to its range."""
+    if dtype is None or x.dtype == dtype or dtype.is_floating_point or dtype == torch.bool:
+        return x if dtype is None else x.to(dtype)
+    want = torch.iinfo(dtype)
+    if x.is_floating_point():
+        x = x.round().clamp_(want.min, want.max)  # integer bounds: rounding then clipping is clipping then rounding
+    elif x.dtype != torch.bool:
+        have = torch.iinfo(x.dtype)
+        if have.min < want.min or have.max > want.max:  # uint16 above 32767 saturates in int16 instead of wrapping
+            x = x.to(torch.int64).clamp_(max(have.min, want.min), min(have.max, want.max))
     return x.to(dtype)
 
 
