@@ -9,7 +9,7 @@ import click
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent, output_option
 from dicomml.cli._remote import open_manifest, storage_option
-from dicomml.export import save_nifti
+from dicomml.export import diffusion_paths, save_nifti
 
 __all__ = ["command"]
 
@@ -55,7 +55,8 @@ def command(
     storage_option: tuple[str, ...],
 ) -> None:
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
-    qform code 1), and with --mask the annotation as a label map on the same grid."""
+    qform code 1; a diffusion series with its .bval and .bvec), and with --mask the
+    annotation as a label map on the same grid."""
     from dicomml import load_mask, load_series
     from dicomml.limits import DEFAULT_MAX_VOXELS
 
@@ -70,5 +71,7 @@ def command(
     # everything is loaded and checked before anything is written: a bad --mask leaves no image behind
     mask = None if annotation_key is None else load_mask(opened, annotation_key, reference=volume)
     click.echo(f"wrote {save_nifti(volume, output)}")
+    for sidecar in diffusion_paths(volume, output):
+        click.echo(f"wrote {sidecar}")
     if mask is not None:
         click.echo(f"wrote {save_nifti(mask, mask_output or _mask_path(output))}")

@@ -7,10 +7,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from dicomml.geometry.directions import fsl_bvecs, reaxis_table
 from dicomml.paths import atomic_output
 from dicomml.volume import Volume
 
-__all__ = ["save_nifti", "to_nifti"]
+__all__ = ["diffusion_paths", "save_nifti", "to_nifti"]
 
 #: NIfTI ``qform_code`` / ``sform_code`` 1: scanner-based anatomical coordinates, as dcm2niix writes.
 SCANNER_XFORM = 1
@@ -24,7 +25,7 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     (time, echo) become the 4th and later NIfTI dimensions. The affine's
     columns follow the axes, so each voxel keeps its RAS+ millimetre
     position; it is written as both sform and qform, code 1 (scanner), units
-    mm. The 4th dimension's step is the first volume's ``repetition_time`` in
+    mm; a sheared affine (a gantry tilt kept) as the sform only, qform code 0. The 4th dimension's step is the first volume's ``repetition_time`` in
     seconds (``meta["volumes"]``) when known, as in dcm2niix's output. No
     data are copied: the reversed C-order array is NIfTI's Fortran order.
 
@@ -48,7 +49,9 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     affine = volume.affine[:, [2, 1, 0, 3]]
     image = nib.Nifti1Image(data.T, affine)
     image.set_sform(affine, code=SCANNER_XFORM)
-    image.set_qform(affine, code=SCANNER_XFORM)
+    # a qform holds only a rotation and zooms: for a sheared grid (gantry tilt kept) it would place the voxels
+    # elsewhere, and readers that prefer it (ITK) would do so silently; code 0 leaves the sform as the geometry
+    image.set_qform(affine, code=SCANNER_XFORM if _rotation_and_zooms(affine) else 0)
     image.header.set_xyzt_units(xyz="mm", t="sec")
     repetition = (volume.meta.get("volumes") or {}).get("repetition_time") or [None]
     if volume.axes and repetition[0]:  # the time step FSL and nilearn read, as dcm2niix writes it
@@ -59,6 +62,12 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
 
 def save_nifti(volume: Volume, path: str | Path) -> Path:
     """Write ``volume`` as NIfTI-1 (``.nii`` or gzipped ``.nii.gz``); see :func:`to_nifti`.
+
+    A diffusion series (b-values in ``meta["volumes"]``) also gets FSL's
+    ``.bval`` and ``.bvec`` beside it, as dcm2niix writes them: b-values in
+    s/mm², gradients along the NIfTI's voxel axes with the first component
+    negated when the affine's determinant is positive (:func:`diffusion_paths`
+    names them).
 
     Returns
     -------
@@ -71,9 +80,36 @@ def save_nifti(volume: Volume, path: str | Path) -> Path:
     """
     path = Path(path)
     image = to_nifti(volume)
+    sidecars = diffusion_paths(volume, path)
+    if sidecars:
+        table = reaxis_table(volume.meta, volume.affine, image.affine)["volumes"]
+        with atomic_output(sidecars[0]) as tmp:
+            tmp.write_text(" ".join(f"{float(b):g}" for b in table["b_value"]) + "\n")
+        if len(sidecars) > 1:
+            rows = fsl_bvecs(np.asarray(table["gradient"], dtype=np.float64), image.affine) + 0.0  # + 0.0: no "-0"
+            with atomic_output(sidecars[1]) as tmp:
+                tmp.write_text("".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in rows))
     with atomic_output(path) as tmp:
         nib.save(image, tmp)
     return path
+
+
+def diffusion_paths(volume: Volume, path: str | Path) -> tuple[Path, ...]:
+    """The files :func:`save_nifti` writes beside ``path``: the ``.bval`` of a diffusion series with every
+    b-value known, and its ``.bvec`` when the gradients are known too; none for any other volume."""
+    table = volume.meta.get("volumes") or {}
+    b_values = table.get("b_value")
+    if not volume.axes or not b_values or any(b is None for b in b_values):
+        return ()
+    name = str(path)
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name.removesuffix(".nii")
+    return (Path(stem + ".bval"), Path(stem + ".bvec")) if "gradient" in table else (Path(stem + ".bval"),)
+
+
+def _rotation_and_zooms(affine: np.ndarray) -> bool:
+    """Whether the affine's axes are perpendicular (a qform can hold it), to 1e-6 of their cosines."""
+    columns = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return bool(np.allclose(columns.T @ columns, np.eye(3), atol=1e-6))
 
 
 def _nifti_dtype(volume: Volume) -> np.ndarray:

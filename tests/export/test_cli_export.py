@@ -74,3 +74,11 @@ def test_export_max_voxels_option_and_environment_variable(indexed, capsys, monk
     with pytest.raises(SystemExit) as exc:
         main([*args, "--max-voxels", "1000"])
     assert exc.value.code == 1 and "--max-voxels" in capsys.readouterr().err
+
+
+def test_export_of_diffusion_series_writes_bval_and_bvec(tmp_path, data_dir, capsys):
+    manifest = dicomml.index([str(data_dir / "dcm_qa_ge/In/01_Ax_DWI_TENSOR_R2")], str(tmp_path / "manifest"), workers=1, progress=False)
+    main(["export", str(tmp_path / "manifest"), manifest.series.series_key.iloc[0], "-o", str(tmp_path / "dwi.nii")])
+    written = [tmp_path / name for name in ("dwi.nii", "dwi.bval", "dwi.bvec")]
+    assert capsys.readouterr().out.split() == [w for path in written for w in ("wrote", str(path))]
+    assert np.loadtxt(written[1]).tolist() == [0.0] + [1000.0] * 6 and np.loadtxt(written[2]).shape == (3, 7)

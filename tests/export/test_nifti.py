@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from dicomml.assemble import load_files
-from dicomml.export import save_nifti, to_nifti
+from dicomml.export import diffusion_paths, save_nifti, to_nifti
 from dicomml.sample import write_sample_study
 from dicomml.volume import Volume
 
@@ -72,3 +72,42 @@ def test_integer_types_nifti_tools_read():
     assert to_nifti(Volume(np.ones((2, 2, 2), bool), affine)).get_data_dtype() == np.uint8
     assert to_nifti(Volume(np.full((2, 2, 2), 3, np.int64), affine)).get_data_dtype() == np.uint8
     assert to_nifti(Volume(np.full((2, 2, 2), -70000, np.int64), affine)).get_data_dtype() == np.int32
+
+
+def test_sheared_affine_is_the_sform_only(tmp_path, data_dir):
+    """A gantry tilt kept as it is: a qform (rotation and zooms) would put the far slices ~25 mm away."""
+    files = sorted((data_dir / "dicom2nifti/tests/data/failing/gantrytilting/001").iterdir())
+    volume = load_files(files, on_irregular="keep")
+    image = nib.load(save_nifti(volume, tmp_path / "tilt.nii.gz"))
+    assert image.header["sform_code"] == 1 and image.header["qform_code"] == 0
+    corner = [n - 1 for n in image.shape[:3]]
+    np.testing.assert_allclose(image.affine @ [*corner, 1], volume.affine @ [corner[2], corner[1], corner[0], 1], atol=1e-3)
+    with pytest.raises(RuntimeError, match="orthonormal"):  # ITK refuses the shear rather than reading a rotated grid
+        sitk.ReadImage(str(tmp_path / "tilt.nii.gz"))
+
+
+def _world_bvecs(image: nib.Nifti1Image, bvec: np.ndarray) -> np.ndarray:
+    """FSL's .bvec rows as RAS+ unit vectors: voxel-axis components, the first negated under a positive determinant."""
+    columns = image.affine[:3, :3] / np.linalg.norm(image.affine[:3, :3], axis=0)
+    voxel = bvec.T * ([-1.0, 1.0, 1.0] if np.linalg.det(image.affine[:3, :3]) > 0 else 1.0)
+    return voxel @ columns.T
+
+
+@pytest.mark.parametrize(
+    ("folder", "reference"),
+    [
+        ("dcm_qa_ge/In/01_Ax_DWI_TENSOR_R2", "dcm_qa_ge/Ref/Ax_DWI_TENSOR_R2_1"),
+        ("dcm_qa_canon_61/In/enh", "dcm_qa_canon_61/Ref/8000_DTI_PA-ALL_20d_enh"),
+    ],
+)
+def test_diffusion_series_gets_dcm2niix_bval_and_bvec(tmp_path, data_dir, folder, reference):
+    """The b-values equal dcm2niix's; the gradients point the same way in the world (dcm2niix flips the rows)."""
+    volume = load_files(sorted(p for p in (data_dir / folder).iterdir() if p.is_file()))
+    path = save_nifti(volume, tmp_path / "dwi.nii.gz")
+    assert diffusion_paths(volume, path) == (tmp_path / "dwi.bval", tmp_path / "dwi.bvec")
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "dwi.bval"), np.loadtxt(data_dir / f"{reference}.bval"))
+    ref_image = nib.load(next(data_dir.glob(f"{reference}.nii*")))
+    ours = _world_bvecs(nib.load(path), np.loadtxt(tmp_path / "dwi.bvec"))
+    theirs = _world_bvecs(ref_image, np.loadtxt(data_dir / f"{reference}.bvec"))
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert not diffusion_paths(volume.__class__(volume.array[0], volume.affine, (), {}), path)  # one volume: no sidecars
