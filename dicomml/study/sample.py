@@ -310,7 +310,13 @@ def _reference_name(config: StudyConfig) -> str:
 
 
 def _onto(volume: Volume, role: Role, config: StudyConfig, affine: np.ndarray, shape: Sequence[int], device: torch.device) -> np.ndarray:
-    """One role's channels on the common grid, in its dtype: linear (zeros outside) or nearest."""
+    """One role's channels on the common grid, in its dtype: linear or nearest, 0 outside the role's field of view.
+
+    The field of view is the role's voxels' extent (outer voxel centres ± half
+    a voxel): inside it, linear interpolation takes the edge voxel's value
+    where it runs past the outer centres; beyond it, 0 (SimpleITK's
+    ``Resample`` with a default value of 0; ``padding="fov"``).
+    """
     from dicomml.pipeline.compute import _cast
     from dicomml.transforms.functional.spatial import resample_image, resample_mask
 
@@ -318,7 +324,7 @@ def _onto(volume: Volume, role: Role, config: StudyConfig, affine: np.ndarray, s
     dtype = config.role_dtype(role)
     if role.interpolation == "nearest":
         return _cast(resample_mask(x, volume.affine, affine, shape).cpu().numpy().astype(np.float32), dtype)
-    out = resample_image(x, volume.affine, affine, shape, padding="zeros", dtype=getattr(torch, dtype))  # rounded and clipped as _cast
+    out = resample_image(x, volume.affine, affine, shape, padding="fov", dtype=getattr(torch, dtype))  # rounded and clipped as _cast
     return out.cpu().numpy()
 
 
@@ -387,6 +393,7 @@ def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, 
     from dicomml.assemble import load_series
     from dicomml.dicom.io import read_dataset
     from dicomml.seg import load_mask
+    from dicomml.study.suv import first_acquired
 
     by_name = {r.name: r for r in config.roles}
     members = dict(source.members)
@@ -397,11 +404,11 @@ def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, 
         if key is None:
             return None
         loaded = load_series(manifest, key, philips_scaling=det.philips_scaling, on_irregular=det.on_irregular, max_voxels=det.max_voxels)
-        header = (
-            read_dataset(str(manifest.series_files(key)["path"].iloc[0]), pixels=False, remote=manifest.remote)
-            if by_name[role].suv
-            else None
-        )
+        header = None
+        if by_name[role].suv:  # the header of the series' first acquisition, by the manifest's times (QIBA's scan start)
+            rows = manifest.table("instances", ["path", "acquisition_time"], [("series_key", "==", key)]).sort_by("path")
+            first = first_acquired(rows.column("acquisition_time").to_pylist()) or 0
+            header = read_dataset(str(rows.column("path")[first]), pixels=False, remote=manifest.remote)
         return role_volume(loaded, by_name[role], header)
 
     volumes = _Loaded(load, config.role_names)

@@ -43,8 +43,10 @@ from dicomml.transforms.functional.intensity import floating
 __all__ = ["PADDINGS", "check_padding", "crop_pad", "gaussian_smooth", "resample_image", "resample_mask"]
 
 #: Padding of an image where the target grid leaves the input: repeat the
-#: edge voxel, zeros, or mirror. Masks always pad with 0 (background).
-PADDINGS = ("border", "zeros", "reflection")
+#: edge voxel, zeros, mirror, or the input's field of view (the edge voxel's
+#: value out to the outer voxel edges, 0 beyond). Masks always pad with 0
+#: (background), beyond the outer voxel edges as ``"fov"``.
+PADDINGS = ("border", "zeros", "reflection", "fov")
 
 #: Tolerance of the index map. An axis whose scale is within it of 1 and whose offset is within it
 #: of a whole voxel is copied, not interpolated: DICOM spacings carry decimal and float32 noise, and
@@ -52,6 +54,10 @@ PADDINGS = ("border", "zeros", "reflection")
 #: n-voxel axis then lies up to ``_TOL * n`` voxels from where the affine says). Also the off-axis
 #: share of the map under which it counts as axis-aligned.
 _TOL = 1e-5
+#: How far (input voxels) beyond the outer voxel edge a target voxel centre may lie and still count
+#: as inside the field of view with ``padding="fov"``: an edge that falls on a target centre keeps
+#: the edge value whatever the float noise of the two affines.
+_FOV_TOL = 1e-3
 #: Output voxels per ``grid_sample`` call on the general path.
 _CHUNK = 1 << 22
 #: Bytes of float32 source planes per slab when an integer image is resampled.
@@ -257,10 +263,19 @@ def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int
     out = x.new_empty((x.shape[0], m0, m1, m2))
     rows = max(1, _CHUNK // max(1, m1 * m2))
     src = x[None]
+    fov = padding == "fov"
+    if fov:  # border values, then 0 where the source index leaves the voxels' extent
+        where = torch.as_tensor(index_map, dtype=torch.float64).to(x.device, x.dtype)
+        at = jj[..., None] * where[:3, 1] + kk[..., None] * where[:3, 2] + where[:3, 3]  # source (i, j, k) of plane i = 0
+        low, high = -0.5 - _FOV_TOL, torch.tensor(x.shape[-3:], device=x.device, dtype=x.dtype) - 0.5 + _FOV_TOL
     for i0 in range(0, m0, rows):
         ii = torch.arange(i0, min(m0, i0 + rows), device=x.device, dtype=x.dtype)
         grid = plane[None] + ii[:, None, None, None] * full[:3, 0]
-        out[:, i0 : i0 + len(ii)] = F.grid_sample(src, grid[None], mode=mode, padding_mode=padding, align_corners=True)[0]
+        part = F.grid_sample(src, grid[None], mode=mode, padding_mode="border" if fov else padding, align_corners=True)[0]
+        if fov:
+            index = at[None] + ii[:, None, None, None] * where[:3, 0]
+            part.mul_(((index >= low) & (index <= high)).all(-1))
+        out[:, i0 : i0 + len(ii)] = part
     return out
 
 
@@ -290,8 +305,12 @@ def resample_image(
     target_affine, target_shape
         The output grid: 4x4 affine (RAS+ mm) and three sizes.
     padding
-        Value where the target leaves the input: ``"border"``, ``"zeros"`` or
-        ``"reflection"``.
+        Value where the target leaves the input: ``"border"``, ``"zeros"``,
+        ``"reflection"`` (``grid_sample``'s modes, about the outer voxel
+        centres), or ``"fov"``: the input's field of view is its voxels'
+        extent (outer voxel centres ± half a voxel, edges included); inside
+        it the edge voxel's value, beyond it 0, as SimpleITK's ``Resample``
+        (linear, default value 0) and :func:`resample_mask`.
     antialias
         Blur with a Gaussian of ``sigma = (ratio - 1) / 2`` input voxels along
         each axis that is downsampled, before sampling.
@@ -329,16 +348,18 @@ def resample_image(
     x = image
     if antialias and not relayout and np.any(_antialias_sigma(index_map) > 0):
         x = gaussian_smooth(floating(x), _antialias_sigma(index_map).tolist())
-    # torch's fused kernel ignores the scale of an axis whose voxel count it keeps,
-    # so a scaled axis of unchanged size takes the general path.
     if plan is None:
         return _as_dtype(_grid_sample(floating(x), index_map, target_shape, "bilinear", padding), dtype)
-    if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]):
+    # torch's fused kernel ignores the scale of an axis whose voxel count it keeps, and clamps to
+    # the edge voxel however far the target leaves the input: a scaled axis of unchanged size, or
+    # "fov" padding past the outer voxel edges along a scaled axis, takes the separable path.
+    if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]) or (padding == "fov" and _leaves_fov(plan, x.shape[-3:])):
         return _linear_separable(x, plan, padding, dtype)
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
     size = [m if s else n for m, n, s in zip(plan.size, x.shape[-3:], shifts)]
-    pad_mode = {"border": "replicate", "zeros": "constant", "reflection": "reflect"}[padding]
+    # whole-voxel shifts leave the input by at least a voxel: outside its field of view ("fov")
+    pad_mode = {"border": "replicate", "zeros": "constant", "reflection": "reflect", "fov": "constant"}[padding]
     x = crop_pad(x, start, size, mode=pad_mode)
     if relayout:
         return _as_dtype(plan.to_target(x), dtype)
@@ -517,9 +538,10 @@ def _taps(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Along one source axis, in the target's order: the two source indices of each output voxel and their weights (0 outside)."""
     size = plan.size[axis]
-    p = plan.offset[axis] + plan.ratio[axis] * np.arange(size) if n > 1 else np.zeros(size)  # as _grid_sample
+    at = plan.offset[axis] + plan.ratio[axis] * np.arange(size)
     if plan.perm.index(axis) in plan.flips:
-        p = p[::-1]
+        at = at[::-1]
+    p = at if n > 1 else np.zeros(size)  # as _grid_sample
     if padding == "reflection" and n > 1:
         p = (n - 1) - np.abs(np.mod(p, 2 * (n - 1)) - (n - 1))  # grid_sample reflects about the edge voxels' centres
     if padding != "zeros":
@@ -527,6 +549,8 @@ def _taps(
     low = np.floor(p)
     corners = np.stack([low, low + 1])
     weights = np.where((corners >= 0) & (corners < n), np.stack([1 - (p - low), p - low]), 0.0)  # zeros outside
+    if padding == "fov":  # border values out to the outer voxel edges, 0 beyond
+        weights *= (at >= -0.5 - _FOV_TOL) & (at <= n - 0.5 + _FOV_TOL)
     index = torch.as_tensor(np.clip(corners, 0, n - 1), dtype=torch.long, device=device)
     return index[0], index[1], torch.as_tensor(weights, dtype=dtype, device=device)
 
@@ -575,6 +599,15 @@ def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.
             x.reshape(-1, 1, rows, cols), [size, cols], False, scale, 1.0, out=out.view(-1, 1, size, cols)
         )
     return out
+
+
+def _leaves_fov(plan: _Relayout, in_shape: Sequence[int]) -> bool:
+    """Whether a target voxel centre lies beyond the outer voxel edges along a scaled (not shifted) source axis."""
+    for ratio, offset, m, n, shift in zip(plan.ratio, plan.offset, plan.size, in_shape, plan.shifts()):
+        ends = (offset, offset + ratio * (m - 1))
+        if not shift and (min(ends) < -0.5 - _FOV_TOL or max(ends) > n - 0.5 + _FOV_TOL):
+            return True
+    return False
 
 
 def _kept_size_scaled(plan: _Relayout, in_shape: Sequence[int]) -> bool:
