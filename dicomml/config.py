@@ -295,8 +295,14 @@ class VolumeSelection:
         ``"all"`` (keep every volume), ``"index"`` (0-based, negative from the
         end), ``"echo"`` (EchoNumbers), ``"b_value"`` (s/mm², within 1) or
         ``"range"`` (``[start, stop]`` or ``[start, stop, step]``, a Python slice).
+        ``echo`` and ``b_value`` keep the volumes in the order of ``values``.
+        The manifest holds each echo as a series of its own, so ``echo``
+        selects along the echo axis of a volume assembled with one; a 3D
+        volume of another echo (or b-value) than asked is refused
+        (:func:`~dicomml.assemble.volumes.select_volumes`).
     values
-        The indices, echo numbers, b-values or range bounds.
+        The indices, echo numbers, b-values or range bounds (whole numbers
+        for ``index`` and ``range``).
     reduce
         ``"none"`` keeps the selected volumes as a leading axis (one volume
         gives a 3D image); ``"mean"`` (float32) or ``"max"`` reduces them to one.
@@ -313,6 +319,10 @@ class VolumeSelection:
             raise ConfigError(f"volumes.reduce {self.reduce!r} is not one of {', '.join(REDUCE)}")
         if (self.by == "all") != (not self.values):
             raise ConfigError(f"volumes: by={self.by!r} with values {list(self.values)}; 'all' takes no values, the others need some")
+        if self.by in ("index", "range") and not all(float(v).is_integer() for v in self.values):
+            raise ConfigError(f"volumes.{self.by} {list(self.values)}: give whole numbers")
+        if self.by == "range" and not (2 <= len(self.values) <= 3 and (len(self.values) == 2 or self.values[2] != 0)):
+            raise ConfigError(f"volumes.range {list(self.values)}: give [start, stop] or [start, stop, step] with a step other than 0")
 
 
 @dataclass(frozen=True)

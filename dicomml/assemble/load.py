@@ -31,7 +31,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
-from dicomml.assemble.volumes import axis_name, volume_table
+from dicomml.assemble.volumes import axis_name, volume_table, volume_values
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_numbers, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
@@ -440,7 +440,10 @@ def _assemble(
     if "tilt" in plan.resample:
         array, affine = correct_tilt(array, affine, max_voxels=max_voxels)
     meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
-    if plan.n_volumes == 1:
+    if plan.n_volumes == 1:  # its own echo number and b-value, which a selection by echo or b-value checks
+        first = min((int(slot), i) for i, slot in enumerate(plan.slots) if slot >= 0)[1]
+        source, row = index[first]
+        meta.update(volume_values(source.header, int(source.table.frame_numbers[row]) - 1))
         return Volume(array, affine, (), meta)
     volumes: list[list[tuple[Dataset, int]]] = [[] for _ in range(plan.n_volumes)]
     for slot, i in sorted((int(slot), i) for i, slot in enumerate(plan.slots) if slot >= 0):  # array order

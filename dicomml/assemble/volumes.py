@@ -29,6 +29,11 @@ array order (whatever order the files came in):
 The leading axis is named from what varies: ``diffusion`` (b-value or
 gradient), ``echo`` (echo time), ``phase`` (cardiac trigger time), else ``time``.
 
+A 3D volume has no table; its own ``echo_number`` and ``b_value``, where its
+header gives them (:func:`volume_values`), sit in its meta, so that a
+selection by echo or b-value refuses a volume of another one rather than
+passing it through (the manifest holds each echo as a series of its own).
+
 Pure apart from reading header values of already-read datasets.
 """
 
@@ -54,9 +59,11 @@ with warnings.catch_warnings():  # nibabel.nicom warns on import that its reader
 __all__ = [
     "apply_selection",
     "axis_name",
+    "matching_volumes",
     "reduce_volumes",
     "select_volumes",
     "volume_table",
+    "volume_values",
 ]
 
 
@@ -118,36 +125,52 @@ def axis_name(table: Mapping[str, Sequence[Any]]) -> str:
 
 
 def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
-    """The volumes of ``volume`` that a selection keeps, in their order.
+    """The volumes of ``volume`` that a selection keeps.
 
     Parameters
     ----------
     volume
-        A Volume with one leading axis (a 3D one is returned as is).
+        A Volume with one leading axis, or a 3D one: that is returned as is,
+        unless it is refused (below).
     by
         ``"all"``, ``"index"`` (0-based, negative from the end), ``"echo"``
-        (EchoNumbers), ``"b_value"`` (within 1 s/mm²) or ``"range"``
+        (EchoNumbers, within 0.5), ``"b_value"`` (within 1 s/mm²) or ``"range"``
         (``[start, stop]`` or ``[start, stop, step]``, Python slice semantics).
     values
-        What to keep.
+        What to keep. ``index``, ``echo`` and ``b_value`` keep the volumes in
+        the order of ``values`` (a value's several matches in their own order).
 
     Returns
     -------
     Volume
-        3D when one volume is kept, else with the axis and the table subset.
+        3D when one volume is kept, else with the axis and the table subset;
+        ``meta["volume_indices"]`` the kept volumes' indices.
 
     Raises
     ------
     ConfigError
-        If ``by`` is unknown, the table lacks the column, or nothing is kept.
+        If ``by`` is unknown, the table lacks the column, or nothing is kept;
+        for a 3D volume under ``echo`` or ``b_value``, if its own echo number
+        or b-value (:func:`volume_values`, else its one-row table) is known
+        and none of ``values``: the manifest holds each echo as a series of
+        its own, which the message says how to choose.
+
+    Examples
+    --------
+    >>> select_volumes(dwi, "b_value", [0, 1000]).meta["volume_indices"]  # doctest: +SKIP
+    [0, 1]
     """
     if by not in SELECT_BY:
         raise ConfigError(f"volumes.by {by!r} is not one of {', '.join(SELECT_BY)}")
-    if not volume.axes or by == "all":
+    name = volume.meta.get("series_key", "?")
+    if not volume.axes:
+        if by in _COLUMN:
+            _check_own(volume, by, values)
+        return volume
+    if by == "all":
         return volume
     n = volume.array.shape[0]
     table = dict(volume.meta.get("volumes") or {})
-    name = volume.meta.get("series_key", "?")
     if by == "index":
         picked = [int(v) % n if -n <= int(v) < n else -1 for v in values]
         if -1 in picked:
@@ -157,15 +180,11 @@ def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
             raise ConfigError(f"volumes.range {list(values)}: give [start, stop] or [start, stop, step]")
         picked = list(range(n))[slice(*(int(v) for v in values))]
     else:
-        column = "echo_number" if by == "echo" else "b_value"
+        column = _COLUMN[by]
         have = table.get(column)
         if not have:
             raise ConfigError(f"series {name}: volumes.by={by!r}, but its volumes carry no {column}; select by index instead")
-        picked = [
-            i
-            for i, v in enumerate(have)
-            if v is not None and any(abs(float(v) - float(w)) <= (0.5 if by == "echo" else 1.0) for w in values)
-        ]
+        picked = list(dict.fromkeys(i for w in values for i, v in enumerate(have) if _near(v, w, by)))  # values' order
     if not picked:
         raise ConfigError(f"series {name}: volumes.{by} {list(values)} keeps none of its {n} volumes")
     kept = {k: [v[i] for i in picked] for k, v in table.items()}
@@ -173,6 +192,80 @@ def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
     if len(picked) == 1:
         return Volume(volume.array[picked[0]], volume.affine, (), meta)
     return Volume(volume.array[picked], volume.affine, volume.axes, meta)
+
+
+def matching_volumes(volume: Volume, by: str, values: Sequence[float]) -> list[list[int]] | None:
+    """For each echo number or b-value of ``values``, the volumes of ``volume`` it matches, as :func:`select_volumes` matches.
+
+    Positions in ``meta["volumes"]`` (for a selected volume: the kept ones,
+    those a reduction averaged included), else ``[0]`` or ``[]`` for a 3D
+    volume's own value (:func:`volume_values`); None where neither says, or
+    ``by`` is not ``"echo"`` or ``"b_value"``.
+    """
+    column = _COLUMN.get(by)
+    have = None if column is None else _own_column(volume, column)
+    if have is None:
+        return None
+    return [[i for i, v in enumerate(have) if _near(v, w, by)] for w in values]
+
+
+def volume_values(ds: Dataset, frame: int) -> dict[str, float]:
+    """A 3D volume's own ``echo_number`` and ``b_value``, those its header gives (its first frame's, in array order).
+
+    Assembly records them in a 3D volume's meta, so that a selection by echo
+    or b-value can tell a volume of another echo from the one asked for
+    (:func:`select_volumes`).
+
+    Parameters
+    ----------
+    ds
+        The dataset of the volume's first frame.
+    frame
+        0-based frame index inside ``ds``.
+    """
+    echo = _number(ds, "EchoNumbers")
+    b_value = _diffusion(ds, functional_item(ds, frame, "MRDiffusionSequence"))[0]
+    return {k: v for k, v in (("echo_number", echo), ("b_value", b_value)) if v is not None}
+
+
+#: The table column a selection by echo or b-value reads.
+_COLUMN = {"echo": "echo_number", "b_value": "b_value"}
+
+
+def _near(value: Any, wanted: float, by: str) -> bool:
+    """Whether a volume's echo number (within 0.5) or b-value (within 1 s/mm²) is the one ``wanted``."""
+    return value is not None and abs(float(value) - float(wanted)) <= (0.5 if by == "echo" else 1.0)
+
+
+def _own_column(volume: Volume, column: str) -> list[Any] | None:
+    """``column`` of each of ``volume``'s volumes: its table's, else a 3D volume's own value; None if unknown."""
+    table = volume.meta.get("volumes") or {}
+    if table.get(column):
+        return list(table[column])
+    own = volume.meta.get(column)
+    return [own] if not volume.axes and own is not None else None
+
+
+def _check_own(volume: Volume, by: str, values: Sequence[float]) -> None:
+    """Refuse a 3D volume whose own echo number or b-value is known and none of ``values``."""
+    have = _own_column(volume, _COLUMN[by])
+    if not have or any(_near(v, w, by) for v in have for w in values):
+        return
+    name = volume.meta.get("series_key", "?")
+    asked = ", ".join(f"{float(w):g}" for w in values)
+    if by == "echo":
+        test = f"= {asked}" if len(values) == 1 else f"IN ({asked})"
+        raise ConfigError(
+            f"series {name} is echo {float(have[0]):g} (EchoNumbers), not volumes.echo [{asked}]: the manifest holds each echo "
+            "as a series of its own (by: echo selects along the echo axis of a volume assembled with one); choose the series "
+            f'of that echo instead, e.g. where: "series_key IN (SELECT series_key FROM instances WHERE echo_number {test})"',
+            series_uid=volume.meta.get("series_uid"),
+        )
+    raise ConfigError(
+        f"series {name} is one volume of b = {float(have[0]):g} s/mm², not volumes.b_value [{asked}]; choose the series "
+        "of that b-value by its where (series_description, series_number)",
+        series_uid=volume.meta.get("series_uid"),
+    )
 
 
 def apply_selection(volume: Volume, selection: VolumeSelection) -> Volume:

@@ -282,7 +282,7 @@ class StudyDataset(SeriesDataset):
     config's orientation / spacing / shape); ``mask`` (with
     ``deterministic.masks``) holds the masks of every role's SEG / RTSTRUCT on
     that grid. ``meta["roles"]`` names the roles, ``meta["channels"]`` the
-    channels (``"dwi/3"`` for volume 3 of a 4D role), ``meta["role_present"]``
+    channels (``"dwi/1"`` for channel 1 of a 4D role, the same in every study), ``meta["role_present"]``
     says which roles the study has (a missing role is a zero channel under
     ``missing: empty``). A study is one cache entry: the first epoch fills it.
     For patches across all channels, give the study config to

@@ -6,7 +6,8 @@ YAML layout::
     roles:
       t1:    {where: "series_description ILIKE '%t1%' AND NOT series_description ILIKE '%post%'"}
       t1c:   {where: "series_description ILIKE '%post%'", prefer: most_slices}
-      dwi:   {where: "series_description ILIKE '%dwi%'", volumes: {by: b_value, values: [0, 1000]}}  # 2 channels
+      b0:    {where: "series_description ILIKE '%dwi%'", volumes: {by: b_value, values: [0], reduce: mean}}
+      b1000: {where: "series_description ILIKE '%dwi%'", volumes: {by: b_value, values: [1000], reduce: mean}}  # trace
       pet:   {where: "modality = 'PT'", suv: true}                      # float32 unless dtype says
       zones: {where: "series_description ILIKE '%zones%'", dtype: uint8, interpolation: nearest}
     reference: t1                  # the role whose grid every other role is resampled onto, or a grid:
@@ -21,8 +22,13 @@ YAML layout::
 ``prefer`` breaks ties when several series of a study match: ``newest``
 (latest acquisition, then highest series number), ``oldest``, ``most_slices``,
 ``most_volumes``, ``finest`` (smallest voxel), or ``none`` (the study is
-reported ambiguous and left out). A role whose ``volumes`` keep several
-volumes of a 4D series (DWI b-values, echoes) gives one channel per volume.
+reported ambiguous and left out). A role gives the same channels in every
+study, present or missing (:attr:`Role.channels`): one for a 3D series or
+reduced volumes, else one per selected index, b-value or echo of a 4D
+series, in the config's order; a study whose series keeps another number of
+volumes (three b = 1000 directions for one b-value) is refused with a
+``ConfigError``. ``volumes: {by: all}`` without ``reduce`` has no fixed
+count and is refused.
 Each role is cast to its own ``dtype`` (rounded and clipped); the entry holds
 the channels in the smallest dtype that holds every role's.
 """
@@ -75,8 +81,10 @@ class Role:
     prefer
         Tie-break among several matches (see :data:`PREFER`).
     volumes
-        For a 4D series, which volumes to keep: each kept volume is a channel
-        (``reduce`` makes them one).
+        For a 4D series, which volumes to keep: one channel per selected index,
+        echo number or b-value (``reduce`` makes them one); :attr:`channels`
+        says how many, the same in every study. Left at its default, the role
+        takes a 3D series (one channel).
     suv
         Convert PET activity to body-weight SUV (:func:`~dicomml.study.suv_factor`).
     dtype
@@ -106,14 +114,32 @@ class Role:
             raise ConfigError(f"roles.{self.name}.dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
         if self.interpolation not in _INTERPOLATION:
             raise ConfigError(f"roles.{self.name}.interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATION)}")
-
-    def missing_channels(self) -> int:
-        """Zero channels of this role in a study that lacks it: one per selected value, one when reduced."""
-        if self.volumes.reduce != "none" or self.volumes.by == "all":
-            return 1
         if self.volumes.by == "range":
-            return len(range(*(int(v) for v in self.volumes.values))) if min(self.volumes.values) >= 0 else 1
-        return len(self.volumes.values)
+            bounds = [int(v) for v in self.volumes.values]
+            fixed = min(bounds[:2]) >= 0 or max(bounds[:2]) < 0  # mixed signs: the count depends on the series' length
+            if not fixed and self.volumes.reduce == "none":
+                raise ConfigError(
+                    f"roles.{self.name}.volumes: range {bounds} keeps as many volumes as each series allows, but a study role "
+                    "gives a fixed number of channels; give both bounds >= 0 (or both < 0), or select by index"
+                )
+            if fixed and not range(*bounds):
+                raise ConfigError(f"roles.{self.name}.volumes: range {bounds} keeps no volume")
+
+    @property
+    def channels(self) -> int:
+        """How many channels the role gives, whether a study has its series or not: fixed by the config.
+
+        One without ``volumes`` (the series' one 3D volume) or with ``reduce``;
+        else one per selected index, echo number or b-value, in their order,
+        or per index of the ``range``. A study whose series keeps another
+        number of volumes is refused (:func:`~dicomml.study.resample_roles`).
+        """
+        v = self.volumes
+        if v.reduce != "none" or v.by == "all":
+            return 1
+        if v.by == "range":
+            return len(range(*(int(x) for x in v.values)))
+        return len(v.values)
 
 
 @dataclass(frozen=True)
@@ -217,6 +243,9 @@ class StudyConfig:
                 "where": r.where,
                 "prefer": r.prefer,
                 "volumes": [r.volumes.by, list(r.volumes.values), r.volumes.reduce],
+                # with a selection, its channel count: entries cached when a series decided the channels (named
+                # by volume index, in the series' order) get other keys
+                **({"channels": r.channels} if r.volumes != VolumeSelection() else {}),
                 "suv": r.suv,
                 # left out at their defaults, so keys made before they existed stay valid
                 **({"dtype": r.dtype} if r.dtype else {}),
@@ -314,6 +343,11 @@ def _role(name: str, item: Any) -> Role:
     key = f"roles.{name}"
     r = _fields(item, ("where", "prefer", "volumes", "suv", "dtype", "interpolation"), key)
     volumes = _volumes(r.get("volumes"), f"{key}.volumes")
+    if r.get("volumes") is not None and volumes.by == "all" and volumes.reduce == "none":
+        raise ConfigError(
+            f"{key}.volumes: by: all keeps as many volumes as each series has, but a study role gives the same channels in "
+            "every study; select them (by: index, values: [0, 1]), reduce them (reduce: mean), or leave volumes out for a 3D series"
+        )
     dtype = r.get("dtype")
     return Role(
         name=name,

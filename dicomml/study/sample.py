@@ -55,7 +55,8 @@ class StudyArrays:
         Per role: ``present``, ``series_key``, ``series_uid``, ``modality``,
         ``frame_of_reference_uid``, ``suv_factor``, ``volume_indices``, source
         files, and ``channels`` (name, and for a 4D role the volume's index,
-        b-value, gradient along the grid's axes, echo time...).
+        b-value, gradient along the grid's axes, echo time...): as many as
+        :attr:`~dicomml.study.Role.channels`, present or missing.
     mask_labels
         One label per mask channel, ``"role/label"``.
     """
@@ -68,7 +69,7 @@ class StudyArrays:
 
     @property
     def channel_names(self) -> list[str]:
-        """One name per image channel: the role's, or ``"role/volume index"`` for a role of several volumes."""
+        """One name per image channel: the role's, or ``"role/j"`` for channel j of a role of several (the same in every study)."""
         return [c["name"] for info in self.roles.values() for c in info["channels"]]
 
 
@@ -172,7 +173,11 @@ def resample_roles(
         If a role's FrameOfReferenceUID differs from the reference's and the
         config does not trust scanner coordinates.
     ConfigError
-        If the reference role is missing, or a ``ReferenceGrid`` intersection is empty.
+        If the reference role is missing, or a ``ReferenceGrid`` intersection
+        is empty; if a role's series keeps another number of volumes than the
+        role's :attr:`~dicomml.study.Role.channels`, or a selected b-value or
+        echo matches several volumes (or none): a study sample has the same
+        channels, with the same meaning, in every study.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -187,6 +192,7 @@ def resample_roles(
         reference = volumes[config.reference]
         if reference is None:
             raise ConfigError(f"{config.name}: the reference role {config.reference} is missing")
+        _check_channels(reference, by_name[config.reference])
         ref_image, _, affine = _reference_channels(reference, config)
         shape: tuple[int, ...] = ref_image.shape[-3:]
         frame = reference.meta.get("frame_of_reference_uid", "")
@@ -204,16 +210,17 @@ def resample_roles(
             volume = volumes[name]
             info[name] = _provenance(volume)
             role = by_name[name]
-            if volume is None:
-                parts[name] = np.zeros((role.missing_channels(), *shape), np.dtype(config.role_dtype(role)))
-                info[name]["channels"] = [{"name": name if len(parts[name]) == 1 else f"{name}/{j}"} for j in range(len(parts[name]))]
-            elif name == first:
+            if volume is None:  # the role's channels all the same (Role.channels), zero
+                parts[name] = np.zeros((role.channels, *shape), np.dtype(config.role_dtype(role)))
+                info[name]["channels"] = [{"name": _channel_name(role, j)} for j in range(role.channels)]
+                continue
+            if name == first:
                 parts[name] = ref_image.reshape(-1, *shape)
             else:
+                _check_channels(volume, role)
                 _check_frame(volume, name, frame, config)
                 parts[name] = pool.submit(_onto, volume, role, config, affine, shape, target)
-            if volume is not None:
-                info[name]["channels"] = _channels(volume, name, affine)
+            info[name]["channels"] = _channels(volume, role, affine)
         arrays = [p.result() if hasattr(p, "result") else p for p in (parts[r.name] for r in config.roles)]
     info = {r.name: info[r.name] for r in config.roles}  # channel order
     image = np.empty((sum(len(a) for a in arrays), *shape), np.dtype(config.dtype))
@@ -328,18 +335,78 @@ def _onto(volume: Volume, role: Role, config: StudyConfig, affine: np.ndarray, s
     return out.cpu().numpy()
 
 
-def _channels(volume: Volume, role: str, affine: np.ndarray) -> list[dict[str, Any]]:
-    """Name and per-volume values (b-value, gradient along the grid's axes, echo time...) of a role's channels."""
+def _channels(volume: Volume, role: Role, affine: np.ndarray) -> list[dict[str, Any]]:
+    """Name and per-volume values (volume index, b-value, gradient along the grid's axes, echo time...) of a role's channels.
+
+    Named by their place in the role (:func:`_channel_name`), as a missing role's are, whatever volumes the series holds.
+    """
     from dicomml.pipeline.compute import volume_meta
 
     if not volume.axes:
-        return [{"name": role}]
+        return [{"name": role.name}]
     meta = volume_meta(volume, affine)
     table = meta.get("volumes") or {}
     indices = meta.get("volume_indices") or list(range(volume.array.shape[0]))
     return [
-        {"name": f"{role}/{index}", "volume_index": int(index), **{k: v[i] for k, v in table.items()}} for i, index in enumerate(indices)
+        {"name": _channel_name(role, i), "volume_index": int(index), **{k: v[i] for k, v in table.items()}}
+        for i, index in enumerate(indices)
     ]
+
+
+def _channel_name(role: Role, j: int) -> str:
+    """The role's name, or ``"role/j"`` for its channel j (0-based, the config's order) when it gives several."""
+    return role.name if role.channels == 1 else f"{role.name}/{j}"
+
+
+def _check_channels(volume: Volume, role: Role) -> None:
+    """Refuse a present series unless its selected volumes are the role's channels: :attr:`Role.channels` of them, and
+    under ``echo`` or ``b_value`` each value one volume (at least one when reduced).
+
+    Raises
+    ------
+    ConfigError
+        Naming the series, what the selection kept and the way out.
+    """
+    from dicomml.assemble.volumes import matching_volumes
+
+    selection = role.volumes
+    kept = int(volume.array.shape[0]) if volume.axes else 1
+    matches = matching_volumes(volume, selection.by, selection.values) or []
+    wrong = [(w, m) for w, m in zip(selection.values, matches) if not m or (len(m) > 1 and selection.reduce == "none")]
+    if kept == role.channels and not wrong:
+        return
+    values = ", ".join(f"{v:g}" for v in selection.values)
+    if selection.by == "all":
+        asked = "without volumes, the role takes one volume"
+    else:
+        reduce = "" if selection.reduce == "none" else f", reduce: {selection.reduce}"
+        asked = f"volumes {{by: {selection.by}, values: [{values}]{reduce}}} gives {role.channels} channel{'s' * (role.channels > 1)}"
+    if wrong:
+        found = ", ".join(_matched(volume, selection.by, w, m) for w, m in wrong)
+        way = "give each b-value a role of its own with reduce: mean (a trace image), or select by index"
+        if selection.by == "echo":
+            way = "give each echo a role of its own (with reduce: mean for repeats), or select by index"
+    elif selection.by == "all":
+        found = f"the series has {kept} volumes along its {volume.axes[0]} axis"
+        way = "select one (volumes: {by: index, values: [0]}) or reduce them (volumes: {by: all, reduce: mean})"
+    else:
+        indices = volume.meta.get("volume_indices")
+        found = f"the series keeps {kept} volume{'s' * (kept > 1)}" + (f" (indices {indices})" if indices else " (it is 3D)")
+        way = "every study's series must keep as many; narrow the role's where, or select volumes each series has"
+    raise ConfigError(
+        f"study role {role.name} (series {volume.meta.get('series_key')}): {asked}, but {found}; {way}",
+        series_uid=volume.meta.get("series_uid"),
+    )
+
+
+def _matched(volume: Volume, by: str, value: float, matches: Sequence[int]) -> str:
+    """``"b=1000 matches 3 volumes (3 gradient directions)"``, ``"echo 2 matches none of the series' volumes"``."""
+    what = f"b={value:g}" if by == "b_value" else f"echo {value:g}"
+    if not matches:
+        return f"{what} matches none of the series' volumes"
+    gradients = (volume.meta.get("volumes") or {}).get("gradient") or []
+    directions = {tuple(np.round(gradients[i], 3)) for i in matches if i < len(gradients) and any(gradients[i])}
+    return f"{what} matches {len(matches)} volumes" + (f" ({len(directions)} gradient directions)" if len(directions) > 1 else "")
 
 
 def _provenance(volume: Volume | None) -> dict[str, Any]:
