@@ -351,9 +351,10 @@ def resample_image(
     if plan is None:
         return _as_dtype(_grid_sample(floating(x), index_map, target_shape, "bilinear", padding), dtype)
     # torch's fused kernel ignores the scale of an axis whose voxel count it keeps, and clamps to
-    # the edge voxel however far the target leaves the input: a scaled axis of unchanged size, or
-    # "fov" padding past the outer voxel edges along a scaled axis, takes the separable path.
-    if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]) or (padding == "fov" and _leaves_fov(plan, x.shape[-3:])):
+    # the edge voxel however far the target leaves the input: a scaled axis of unchanged size, or a
+    # target past where "zeros" or "reflection" (the outer voxel centres) or "fov" (their edges) stop
+    # holding the edge value along a scaled axis, takes the separable path.
+    if not plan.edge_aligned() or _kept_size_scaled(plan, x.shape[-3:]) or _leaves(plan, x.shape[-3:], padding):
         return _linear_separable(x, plan, padding, dtype)
     shifts = plan.shifts()
     start = [int(round(o)) if s else 0 for o, s in zip(plan.offset, shifts)]
@@ -601,11 +602,15 @@ def _linear_along(x: torch.Tensor, axis: int, size: int, scale: float) -> torch.
     return out
 
 
-def _leaves_fov(plan: _Relayout, in_shape: Sequence[int]) -> bool:
-    """Whether a target voxel centre lies beyond the outer voxel edges along a scaled (not shifted) source axis."""
+def _leaves(plan: _Relayout, in_shape: Sequence[int], padding: str) -> bool:
+    """Whether, along a scaled (not shifted) source axis, a target voxel centre lies where ``padding`` stops
+    holding the edge value: beyond the outer voxel centres (``"zeros"``, ``"reflection"``) or edges (``"fov"``)."""
+    margin = {"zeros": _TOL, "reflection": _TOL, "fov": 0.5 + _FOV_TOL}.get(padding)
+    if margin is None:
+        return False
     for ratio, offset, m, n, shift in zip(plan.ratio, plan.offset, plan.size, in_shape, plan.shifts()):
         ends = (offset, offset + ratio * (m - 1))
-        if not shift and (min(ends) < -0.5 - _FOV_TOL or max(ends) > n - 0.5 + _FOV_TOL):
+        if not shift and (min(ends) < -margin or max(ends) > n - 1 + margin):
             return True
     return False
 
