@@ -241,17 +241,22 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
     Returns
     -------
     tuple of Label
-        Sorted by value.
+        Sorted by value, whatever the order given: the order of a Dataset's
+        channels, of the channels write-back expects and of the segments
+        (ROIs) it writes.
 
     Raises
     ------
     ConfigError
-        For a form it cannot read.
+        For a form it cannot read, or two labels with the same value or the
+        same name (case-insensitive), naming both.
 
     Examples
     --------
     >>> [(l.name, l.value) for l in parse_labels({"liver": 1, "tumor": 2})]
     [('liver', 1), ('tumor', 2)]
+    >>> [(l.name, l.value) for l in parse_labels({"spleen": 3, "liver": 1})]
+    [('liver', 1), ('spleen', 3)]
     >>> parse_labels([{"name": "liver", "codes": ["SCT:10200004"]}])[0].codes
     ('SCT:10200004',)
     """
@@ -282,6 +287,19 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
                 color=None if color is None else tuple(_typed(c, int, f"{where}.color[]") for c in _seq(color, f"{where}.color")),  # type: ignore[arg-type]
             )
         )
+    by_value: dict[int, Label] = {}
+    by_name: dict[str, Label] = {}
+    for label in labels:  # one segment, channel and value per label: a repeat would empty one of the two unseen
+        if label.value in by_value:
+            other = by_value[label.value]
+            raise ConfigError(f"{key}: {other.name!r} and {label.name!r} both have value {label.value}; give each label its own value")
+        if label.name.lower() in by_name:
+            other = by_name[label.name.lower()]
+            raise ConfigError(
+                f"{key}: {other.name!r} (value {other.value}) and {label.name!r} (value {label.value}) are one name; "
+                "give each label its own name"
+            )
+        by_value[label.value], by_name[label.name.lower()] = label, label
     return tuple(sorted(labels, key=lambda label: label.value))
 
 

@@ -18,7 +18,8 @@ __all__ = ["command", "parse_labels_option", "source_options"]
 
 def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...]) -> Any:
     """Click callback: ``liver=1`` pairs, or one YAML file holding the config's ``labels`` form
-    (as ``dicomml labels --format yaml`` writes it: under a top-level ``labels`` key, or bare)."""
+    (as ``dicomml labels --format yaml`` writes it: under a top-level ``labels`` key, or bare);
+    the labels sorted by value, each name and value once."""
     if len(values) == 1 and values[0].endswith((".yaml", ".yml")):
         try:
             spec = yaml.safe_load(Path(values[0]).read_text())
@@ -28,13 +29,13 @@ def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None
         if isinstance(spec, dict) and list(spec) == ["labels"] and isinstance(spec["labels"], (dict, list)):
             spec = spec["labels"]  # the file `dicomml labels --format yaml` writes
         return parse_labels(spec, key=f"{values[0]}: labels")
-    labels: dict[str, int] = {}
+    labels = []
     for value in values:
         name, _, number = value.partition("=")
         if not name or not number.isdigit():
             raise click.BadParameter(f"{value!r}: expected NAME=VALUE such as liver=1, or a labels .yaml file", param_hint="--label")
-        labels[name] = int(number)
-    return labels
+        labels.append({"name": name, "value": int(number)})
+    return parse_labels(labels, key="--label")  # a name or value given twice is an error, not the last one kept
 
 
 def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,7 +48,7 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "--source",
             type=click.Path(exists=True, file_okay=False),
             default=None,
-            help="Folder of the source series' files (instead of --manifest/--series).",
+            help="Folder of the source series' files (instead of --manifest/--series); files that are not DICOM images are skipped.",
         ),
         click.option(
             "--label",
@@ -55,7 +56,7 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
             multiple=True,
             required=True,
             callback=parse_labels_option,
-            help="NAME=VALUE (repeat), or a YAML file of labels with codes and colours.",
+            help="NAME=VALUE (repeat; channels and segments follow the values' order), or a YAML file of labels with codes and colours.",
         ),
         output_option("DICOM file to write"),
         click.option("--threshold", default=0.5, show_default=True, help="Binarization of probabilities."),

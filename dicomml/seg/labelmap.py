@@ -11,7 +11,7 @@ never fails its good siblings.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from dicomml.indexer.manifest import Manifest
 from dicomml.seg.labels import SegmentName, match_label, segment_names
 from dicomml.volume import Volume
 
-__all__ = ["AnnotationRecord", "annotation_records", "choose_annotations", "dataset_mask"]
+__all__ = ["AnnotationRecord", "annotation_records", "choose_annotations", "dataset_mask", "overlay_channels"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,43 @@ def choose_annotations(manifest: Manifest, annotation_keys: Sequence[str], choos
         raise ConfigError(f"annotations.choose {getattr(choose, '__name__', choose)!r}: its sort keys cannot be compared ({exc})") from None
 
 
+def overlay_channels(channels: np.ndarray, values: Iterable[int], dtype: Any = None) -> np.ndarray:
+    """Multi-hot channels as one label map: where labels overlap the higher value wins.
+
+    The rule of ``mode: label_map`` (a tumour inside its organ stays a
+    tumour, as nnU-Net's regions do), shared by :func:`dataset_mask` and
+    write-back's ``kind="labelmap"``.
+
+    Parameters
+    ----------
+    channels
+        ``(C, ...)``: a voxel is in label ``c`` where ``channels[c]`` is
+        nonzero (True).
+    values
+        The ``C`` label values (>= 1), in the order of the channels, in any
+        order of value.
+    dtype
+        Of the result; default uint8, or uint16 for a value above 255.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``channels.shape[1:]``: each voxel's highest value among the channels
+        it is in, 0 where it is in none.
+
+    Examples
+    --------
+    >>> liver, tumour = np.array([1, 1, 1, 0]), np.array([0, 1, 0, 0])
+    >>> overlay_channels(np.stack([liver, tumour]), [1, 2])
+    array([1, 2, 1, 0], dtype=uint8)
+    """
+    values = [int(value) for value in values]
+    out = np.zeros(channels.shape[1:], dtype or (np.uint8 if max(values, default=0) < 256 else np.uint16))
+    for c in np.argsort(values, kind="stable"):  # the higher value last, so it is the one left
+        out[channels[c] != 0] = values[c]
+    return out
+
+
 def dataset_mask(
     manifest: Manifest,
     annotation_keys: Sequence[str],
@@ -244,10 +281,7 @@ def dataset_mask(
     present = [bool(channels[i].any()) for i in range(len(labels))]
     array = channels
     if annotations.mode == "label_map":
-        # where labels overlap the higher value wins (a tumour inside its organ), as nnU-Net's regions do
-        array = np.zeros((1,) + reference.spatial_shape, np.uint8 if max(index, default=0) < 256 else np.uint16)
-        for i, label in enumerate(labels):
-            array[0][channels[i] != 0] = label.value
+        array = overlay_channels(channels, [label.value for label in labels])[None]
     meta = {
         "kind": "mask",
         "labels": {label.value: label.name for label in labels},

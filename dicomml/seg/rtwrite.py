@@ -27,7 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from dicomml._optional import require
 from dicomml.config import Label
 from dicomml.paths import atomic_output
-from dicomml.seg.write import Labels, Prediction, SourceGrid, hold_text, prepare, to_source_grid
+from dicomml.seg.write import PATIENT_STUDY, Labels, Prediction, SourceGrid, hold_text, prepare, to_source_grid
 
 if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
@@ -46,20 +46,10 @@ RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
 _CONTOUR_DATA = 0x30060050
 #: Display colours for labels without one (RGB).
 _PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0))
-_COPIED = (
-    "SpecificCharacterSet",  # the copied names are in the source's repertoire
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "StudyID",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "FrameOfReferenceUID",
-)
+#: Copied from the source: the names are in its repertoire; the Type 2 patient and study attributes, empty
+#: where the source lacks them (the SEG's, made so by the shared header cleaning); the Frame of Reference
+#: module (user optional in the RT Structure Set IOD, kept complete as the SEG has it).
+_COPIED = ("SpecificCharacterSet", *PATIENT_STUDY, "StudyInstanceUID", "FrameOfReferenceUID", "PositionReferenceIndicator")
 
 
 def slice_contours(plane: np.ndarray, level: float = MASK_LEVEL) -> list[np.ndarray]:
@@ -162,11 +152,12 @@ def _structure_set(
     hold_text(ds, [description, algorithm, *(label.name for label in labels)])
     ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET, generate_uid()
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), series_number
+    ds.OperatorsName = ""  # Type 2 in the RT Series module: unknown
     ds.SeriesDescription, ds.InstanceNumber = description, 1
     ds.Manufacturer, ds.ManufacturerModelName = "dicomml", algorithm
     ds.StructureSetLabel = description[:16]
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    ds.ContentDate, ds.ContentTime = ds.StructureSetDate, ds.StructureSetTime
+    ds.InstanceCreationDate, ds.InstanceCreationTime = ds.StructureSetDate, ds.StructureSetTime
     if grid.frames:  # an enhanced source: each slice is a frame of its one image (PS3.3 C.8.8.5, Referenced Frame Number)
         images = [
             _sequence_item(ReferencedSOPClassUID=first.SOPClassUID, ReferencedSOPInstanceUID=first.SOPInstanceUID, ReferencedFrameNumber=f)
@@ -180,20 +171,19 @@ def _structure_set(
         ReferencedSOPInstanceUID=first.StudyInstanceUID,
         RTReferencedSeriesSequence=[series],
     )
-    frame = str(first.get("FrameOfReferenceUID", ""))
+    frame = str(first.FrameOfReferenceUID)  # present: prepare() refuses a source without one
     ds.ReferencedFrameOfReferenceSequence = [_sequence_item(FrameOfReferenceUID=frame, RTReferencedStudySequence=[study])]
     ds.StructureSetROISequence = [
         _sequence_item(ROINumber=n, ReferencedFrameOfReferenceUID=frame, ROIName=label.name, ROIGenerationAlgorithm="AUTOMATIC")
         for n, label in enumerate(labels, start=1)
     ]
     ds.ROIContourSequence = [
-        _sequence_item(
-            ReferencedROINumber=n,
-            ROIDisplayColor=list(label.color or _PALETTE[(n - 1) % len(_PALETTE)]),
-            ContourSequence=[_contour(images[k], points) for k, points in roi],
-        )
-        for n, (label, roi) in enumerate(zip(labels, contours), start=1)
+        _sequence_item(ReferencedROINumber=n, ROIDisplayColor=list(label.color or _PALETTE[(n - 1) % len(_PALETTE)]))
+        for n, label in enumerate(labels, start=1)
     ]
+    for item, roi in zip(ds.ROIContourSequence, contours):
+        if roi:  # Type 3, one item or more: an empty label is an ROI without contours (PS3.3 C.8.8.6)
+            item.ContourSequence = [_contour(images[k], points) for k, points in roi]
     ds.RTROIObservationsSequence = [
         _sequence_item(ObservationNumber=n, ReferencedROINumber=n, RTROIInterpretedType="ORGAN", ROIInterpreter="")
         for n in range(1, len(labels) + 1)
@@ -224,7 +214,9 @@ def write_rtstruct(
     Parameters
     ----------
     prediction, source, labels, manifest, affine, remote
-        As for :func:`dicomml.write_seg`.
+        As for :func:`dicomml.write_seg`: channels are in the order of the
+        labels sorted by value, and ROI ``n`` is the ``n``-th label by value.
+        A label without voxels is an ROI without contours.
     out
         Path of the RTSTRUCT file to write.
     threshold
@@ -244,7 +236,9 @@ def write_rtstruct(
     ConfigError
         As for :func:`dicomml.write_seg`.
     SegReferenceError
-        If the source is not one stack of planes of one series.
+        As for :func:`dicomml.write_seg`: a source that is not one stack of
+        planes of one series, or has no Frame of Reference UID; a prediction
+        whose labelled voxels all fall outside it.
 
     Examples
     --------

@@ -10,6 +10,7 @@ the label map and references to every source instance.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import warnings
 import zlib
@@ -22,14 +23,16 @@ import numpy as np
 import torch
 from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
+from pydicom.uid import UID
 from pydicom.valuerep import DA, TM
 
 from dicomml._optional import require
 from dicomml.config import Label, parse_labels
 from dicomml.dicom.frames import frame_table
 from dicomml.dicom.io import read_dataset
-from dicomml.errors import ConfigError, SegReferenceError
+from dicomml.errors import ConfigError, InvalidDicomFileError, SegReferenceError
 from dicomml.geometry import analyze_stack, dicom_affine
 from dicomml.paths import atomic_output
 from dicomml.transforms.functional import resample_image, resample_mask
@@ -44,7 +47,19 @@ else:  # optional: the [seg] extra
     hd = require("highdicom", extra="seg", feature="write-back to DICOM SEG and RTSTRUCT (dicomml.write_seg)")
 find_objects = require("scipy.ndimage", extra="seg", feature="write-back to DICOM SEG (dicomml.write_seg)").find_objects
 
-__all__ = ["SourceGrid", "hold_text", "load_prediction", "prepare", "source_grid", "to_source_grid", "write_seg"]
+__all__ = [
+    "PATIENT_STUDY",
+    "SourceGrid",
+    "check_frame_of_reference",
+    "hold_text",
+    "load_prediction",
+    "prepare",
+    "source_grid",
+    "to_source_grid",
+    "write_seg",
+]
+
+_log = logging.getLogger(__name__)
 
 #: What a prediction can be: an array or tensor (with ``affine=``), a Volume, a MetaTensor, a NIfTI path.
 Prediction = Union[np.ndarray, torch.Tensor, Volume, str, "os.PathLike[str]"]
@@ -105,23 +120,47 @@ def _read_sources(source: Any, manifest: Manifest | str | os.PathLike[str] | Non
         folder = Path(source)
         if not folder.is_dir():
             raise ConfigError(f"{source}: a source is a series key with manifest=, a folder or a list of files")
-        source = sorted(p for p in folder.iterdir() if p.is_file())
+        return [_clean(ds) for ds in _folder_images(folder)]
     datasets = [item if isinstance(item, Dataset) else read_dataset(item, pixels=False, remote=remote) for item in source]
     return [_clean(ds) for ds in datasets]
 
 
-#: Type 2 attributes highdicom copies from the source; absent ones are written empty (unknown), as the standard means them.
-_TYPE2 = (
+def _folder_images(folder: Path) -> list[Dataset]:
+    """The image headers in a folder. A file that is not DICOM (a README, ``.DS_Store``, the NIfTI prediction)
+    or not an image (a SEG or RTSTRUCT beside its series, a report, a presentation state, a DICOMDIR) is
+    skipped; an image that cannot be read (truncated) still raises, as a missing slice would go unseen."""
+    from dicomml.indexer.schema import ANNOTATION_MODALITIES
+
+    images: list[Dataset] = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = read_dataset(path, pixels=False)
+        except InvalidDicomFileError as exc:
+            if isinstance(exc.__cause__, InvalidDicomError):  # pydicom's "not DICOM": no DICM prefix
+                continue
+            raise
+        meta = getattr(ds, "file_meta", None) or Dataset()
+        image_class = "Image Storage" in UID(str(meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID") or "")).name
+        if ds.get("Modality") in ANNOTATION_MODALITIES or ("Rows" not in ds and not image_class):
+            continue  # a SEG or RTSTRUCT; without Rows, not of an image class: a report, presentation state, DICOMDIR
+        images.append(ds)
+    return images
+
+
+#: Type 2 attributes of the Patient and General Study modules that a SEG and an RTSTRUCT copy from their source.
+PATIENT_STUDY = (
     "PatientName",
     "PatientID",
     "PatientBirthDate",
     "PatientSex",
     "AccessionNumber",
+    "ReferringPhysicianName",
     "StudyID",
     "StudyDate",
     "StudyTime",
-    "SliceThickness",
 )
+#: Type 2 attributes copied from the source; absent ones are written empty (unknown), as the standard means them.
+_TYPE2 = (*PATIENT_STUDY, "PositionReferenceIndicator", "SliceThickness")
 
 
 def _sex(text: str) -> None:
@@ -177,9 +216,9 @@ def hold_text(ds: Dataset, texts: Sequence[str]) -> None:
 
 def _clean(ds: Dataset) -> Dataset:
     """A header highdicom accepts: an empty (0008,0005) Specific Character Set value, or ISO_IR 6, means the
-    default repertoire (dropped when alone, named ISO 2022 IR 6 before code extensions); absent Type 2 patient
-    and study attributes, and dates, times or a sex that do not parse, are empty; an enhanced image's
-    pixel measures and orientation are shared (highdicom reads them there only; :func:`source_grid`
+    default repertoire (dropped when alone, named ISO 2022 IR 6 before code extensions); absent Type 2
+    attributes (:data:`_TYPE2`: patient, study, frame of reference), and dates, times or a sex that do not
+    parse, are empty; an enhanced image's pixel measures and orientation are shared (highdicom reads them there only; :func:`source_grid`
     checks they are the same on every frame)."""
     found = ds.get("SpecificCharacterSet")
     # ISO_IR 6, no defined term but met in files (pydicom reads it), names the default repertoire too
@@ -231,11 +270,21 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
     ------
     SegReferenceError
         If the files are not one stack of planes of one series (several
-        images, or frames, at one position: time points, echoes).
+        series, several images or frames at one position: time points,
+        echoes), or a Siemens mosaic (whose slices a SEG or RTSTRUCT cannot
+        reference one by one).
+
+    Notes
+    -----
+    In a folder, files that are not DICOM (a README, ``.DS_Store``, a NIfTI)
+    and DICOM objects that are not images (a SEG or RTSTRUCT beside the
+    series, reports, presentation states) are skipped; images of several
+    series are refused.
     """
     datasets = _read_sources(source, manifest, remote)
     if not datasets:
-        raise SegReferenceError(f"{source}: no source files")
+        folder = isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+        raise SegReferenceError(f"{source}: no source files{' (none of its files is a DICOM image)' if folder else ''}", path=str(source))
     name = str(getattr(datasets[0], "filename", source))
     multiframe = any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets)
     if multiframe and len(datasets) > 1:
@@ -246,6 +295,15 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
         frames = table.frame_numbers
     else:
         tables = [frame_table(ds) for ds in datasets]  # one plane each; an absent value is NaN, refused below
+        for ds, table in zip(datasets, tables):
+            if table.mosaic:  # its tiles are slices, but a SEG or RTSTRUCT can only name the whole image
+                where = str(getattr(ds, "filename", name))
+                raise SegReferenceError(
+                    f"{where}: a Siemens mosaic ({table.mosaic[1]} slices tiled in one image) cannot be referenced slice by "
+                    "slice: a SEG or RTSTRUCT references whole images (or frames); convert the series to one image or frame "
+                    "per slice (single-frame or enhanced MR DICOM) first and write back onto that",
+                    path=where,
+                )
         orientations_found = np.concatenate([t.orientations for t in tables])
         spacings = np.concatenate([t.pixel_spacing for t in tables])
         positions = np.concatenate([t.positions for t in tables])
@@ -256,12 +314,19 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
             "without patient geometry?); write-back needs the planes of a volume",
             path=name,
         )
-    series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
-    orientations = {tuple(np.round(row, 4)) for row in orientations_found}
-    if len(series) != 1 or len(orientations) != 1:
+    series = sorted({str(ds.get("SeriesInstanceUID", "")) for ds in datasets})
+    if len(series) != 1:
+        where = str(source) if isinstance(source, (str, os.PathLike)) else name
+        shown = ", ".join(series[:3]) + (", ..." if len(series) > 3 else "")
         raise SegReferenceError(
-            f"{name}: the source has {len(series)} series and {len(orientations)} orientations; expected the slices of one series",
-            path=name,
+            f"{where}: the source holds images of {len(series)} series ((0020,000E) Series Instance UID {shown}); "
+            "pass the files of one series (a folder per series, or a manifest's series key)",
+            path=where,
+        )
+    orientations = {tuple(np.round(row, 4)) for row in orientations_found}
+    if len(orientations) != 1:
+        raise SegReferenceError(
+            f"{name}: the source planes have {len(orientations)} orientations; expected the slices of one volume", path=name
         )
     if not np.allclose(spacings, spacings[0], rtol=1e-4, atol=0):
         raise SegReferenceError(f"{name}: the source planes have different pixel spacings; expected one grid", path=name)
@@ -357,6 +422,67 @@ def _resampled(array: np.ndarray, affine: np.ndarray, grid: SourceGrid, labels: 
     return torch.cat(parts, dim=1).numpy()
 
 
+def _whole_numbers(array: np.ndarray) -> np.ndarray:
+    """A floating 3-D label map (MONAI's SaveImage writes float32; a scaled int16 NIfTI loads as float64) as integers.
+
+    Raises
+    ------
+    ConfigError
+        If a value is not a whole number (within 1e-3): probabilities or logits, not label values.
+    """
+    rounded = np.rint(array)
+    if not np.all(np.abs(array - rounded) <= 1e-3):  # NaN fails too
+        raise ConfigError(
+            f"a 3-D prediction must be integer label values, got {array.dtype} values that are not whole numbers; "
+            "give probabilities as (C, i, j, k)"
+        )
+    fits = rounded.size == 0 or (rounded.min() >= np.iinfo(np.int32).min and rounded.max() <= np.iinfo(np.int32).max)
+    return rounded.astype(np.int32 if fits else np.int64)
+
+
+def _present(channels: np.ndarray, soft: bool, threshold: float) -> list[bool]:
+    """Per channel, whether it labels a voxel: a probability at or above ``threshold``, or any nonzero value."""
+    return [bool(np.any(channel >= threshold) if soft else np.any(channel)) for channel in channels]
+
+
+def _centre(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """RAS+ mm of the centre of a grid's field of view."""
+    return (affine @ np.append((np.asarray(shape, dtype=np.float64) - 1) / 2, 1.0))[:3]
+
+
+def _check_landed(
+    before: Sequence[bool], after: Sequence[bool], labels: Sequence[Label], affine: np.ndarray, shape: Sequence[int], grid: SourceGrid
+) -> None:
+    """Refuse a prediction none of whose labelled voxels lands on the source grid; log a label that vanished alone.
+
+    ``before`` and ``after`` say, per label, whether it labels a voxel in the
+    prediction and on the source grid.
+
+    Raises
+    ------
+    SegReferenceError
+        If some label had voxels and none is left on the source grid (a
+        wrong affine, an LPS one given for RAS+): the SEG or RTSTRUCT would be empty.
+    """
+    if any(before) and not any(after):
+        name = str(getattr(grid.datasets[0], "filename", ""))
+        ours = _centre(affine, shape)
+        theirs = np.mean([_centre(plane, (1,) + grid.shape[1:]) for plane in grid.planes], axis=0)
+        raise SegReferenceError(
+            f"{name}: none of the prediction's labelled voxels lands on the source series' grid (the prediction's field of "
+            f"view is centred at ({ours[0]:.0f}, {ours[1]:.0f}, {ours[2]:.0f}) mm RAS+, the source's at ({theirs[0]:.0f}, "
+            f"{theirs[1]:.0f}, {theirs[2]:.0f})); check the prediction's affine: indices to RAS+ mm (an LPS affine "
+            "flips x and y), in the source's patient coordinates",
+            path=name,
+        )
+    for label, was, now in zip(labels, before, after):
+        if was and not now:
+            _log.warning(
+                "label %r: none of its voxels lands on the source series' grid (outside it, or between its slices); it is written empty",
+                label.name,
+            )
+
+
 def to_source_grid(
     array: np.ndarray,
     affine: np.ndarray,
@@ -370,21 +496,23 @@ def to_source_grid(
     Parameters
     ----------
     array, affine
-        The prediction (:func:`load_prediction`): an integer label map
-        ``(i, j, k)`` of label values, or channels ``(C, i, j, k)`` in the
-        order of ``labels`` (one more channel first = background), either
-        probabilities (floating) or multi-hot (integer / bool). One integer
-        channel is a label map (MONAI's ``(1, i, j, k)``).
+        The prediction (:func:`load_prediction`): a label map ``(i, j, k)``
+        of label values (any integer type, or floating-point values that are
+        all whole numbers), or channels ``(C, i, j, k)``, one per label in
+        the order of ``labels`` (sorted by label value, see
+        :func:`dicomml.config.parse_labels`), with optionally one more
+        channel first = background; either probabilities (floating) or
+        multi-hot (integer / bool). One integer channel is a label map
+        (MONAI's ``(1, i, j, k)``).
     grid
         The source grid.
     labels
-        The label map; segment ``n`` is ``labels[n - 1]``.
+        The label map, sorted by value; segment ``n`` is ``labels[n - 1]``.
     kind
         ``"binary"``, ``"fractional"`` or ``"labelmap"``.
     threshold
-        Probabilities at or above it are in a binary segment; for a label map
-        without a background channel, a voxel whose largest probability is
-        below it is background.
+        Probabilities at or above it are in a segment (``"binary"``, and
+        ``"labelmap"`` without a background channel).
 
     Returns
     -------
@@ -392,20 +520,31 @@ def to_source_grid(
         ``(slices, rows, columns)`` uint8/uint16 segment numbers for
         ``"labelmap"`` and for a label-map prediction written ``"binary"``;
         otherwise ``(slices, rows, columns, segments)``: uint8 (binary) or
-        float32 in [0, 1] (fractional).
+        float32 in [0, 1] (fractional). For ``"labelmap"`` from channels,
+        multi-hot channels and probabilities without a background channel
+        are each thresholded and merged as ``mode: label_map`` merges
+        annotations: where labels overlap the higher value wins
+        (:func:`dicomml.seg.labelmap.overlay_channels`); probabilities with
+        a background channel first are argmaxed.
 
     Raises
     ------
     ConfigError
-        If the channels do not match the labels, or the label map holds
-        values the labels do not name.
+        If the channels do not match the labels, a 3-D label map holds
+        values the labels do not name or that are not whole numbers.
+    SegReferenceError
+        If the prediction labels voxels but none lands on the source grid
+        (check its affine). A label whose voxels all miss the grid while
+        others land is written empty, with a warning on this module's logger.
     """
+    from dicomml.seg.labelmap import overlay_channels
+
     count = len(labels)
     if array.ndim == 4 and array.shape[0] == 1 and array.dtype.kind in "biu":
         array = array[0]  # MONAI's (1, i, j, k) label map
     if array.ndim == 3:
         if array.dtype.kind == "f":
-            raise ConfigError(f"a 3-D prediction must be integer label values, got {array.dtype}; give probabilities as (C, i, j, k)")
+            array = _whole_numbers(array)
         if array.dtype == np.bool_:
             array = array.view(np.uint8)
         low, high = int(array.min()), int(array.max())
@@ -420,7 +559,13 @@ def to_source_grid(
             raise ConfigError(f"the prediction holds label values {unknown} that labels= (the CLI's --label) does not name")
         identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
         # segment numbers in highdicom's unsigned type (a model's argmax is int64, a NIfTI label map often int16)
-        numbers = _resampled((array.astype(lut.dtype, copy=False) if identity else lut[array])[None], affine, grid, labels=True)[0]
+        stacked = (array.astype(lut.dtype, copy=False) if identity else lut[array])[None]
+        moved = _resampled(stacked, affine, grid, labels=True)
+        numbers = moved[0]
+        if moved is not stacked:  # resampled: see that the labels land on the grid
+            before = [box is not None for box in find_objects(stacked[0], max_label=count)]
+            after = [box is not None for box in find_objects(numbers, max_label=count)]
+            _check_landed(before, after, labels, affine, array.shape, grid)
         if kind == "fractional":
             return np.stack([numbers == n for n in range(1, count + 1)], axis=-1).astype(np.float32)
         return numbers
@@ -431,18 +576,41 @@ def to_source_grid(
     background = array.shape[0] == count + 1
     soft = array.dtype.kind == "f"
     moved = _resampled(array, affine, grid, labels=not soft)
+    if moved is not array:
+        first = 1 if background else 0
+        _check_landed(
+            _present(array[first:], soft, threshold), _present(moved[first:], soft, threshold), labels, affine, array.shape[1:], grid
+        )
     if kind == "labelmap":
-        best = np.argmax(moved, axis=0)
-        if background:
-            numbers = best
-        else:
-            numbers = best + 1
-            numbers[np.max(moved, axis=0) < (threshold if soft else 1)] = 0
-        return numbers.astype(np.uint16 if count > 255 else np.uint8)
+        if background and soft:  # a softmax: the most probable class, background included
+            return np.argmax(moved, axis=0).astype(np.uint16 if count > 255 else np.uint8)
+        on = moved[1:] if background else moved
+        # labels are sorted by value, so segment numbers rank as their values: the higher value wins
+        return overlay_channels(on >= threshold if soft else on, range(1, count + 1), np.uint16 if count > 255 else np.uint8)
     channels = np.moveaxis(moved[1:] if background else moved, 0, -1)
     if kind == "fractional":
         return np.clip(channels, 0.0, 1.0).astype(np.float32)
     return (channels >= threshold).astype(np.uint8) if soft else (channels != 0).astype(np.uint8)
+
+
+def check_frame_of_reference(grid: SourceGrid) -> None:
+    """Refuse a source without a Frame of Reference UID: a SEG and an RTSTRUCT place their masks in it (Type 1).
+
+    Raises
+    ------
+    SegReferenceError
+        If the source's (0020,0052) Frame of Reference UID is absent or empty.
+    """
+    first = grid.datasets[0]
+    if not str(first.get("FrameOfReferenceUID", "") or "").strip():
+        name = str(getattr(first, "filename", ""))
+        raise SegReferenceError(
+            f"{name}: the source has no (0020,0052) Frame Of Reference UID, which a SEG or RTSTRUCT must name to place "
+            "its masks in patient space; give every file of the series one and the same Frame Of Reference UID (pydicom "
+            "can) and write back again",
+            path=name,
+            tag="(0020,0052)",
+        )
 
 
 def prepare(
@@ -453,12 +621,23 @@ def prepare(
     affine: Any,
     remote: Remote | None = None,
 ) -> tuple[tuple[Label, ...], np.ndarray, np.ndarray, SourceGrid]:
-    """The common start of a write-back: the label map, the prediction and its affine, the source grid."""
+    """The common start of a write-back: the label map (sorted by value), the prediction and its affine, the source grid.
+
+    Raises
+    ------
+    ConfigError
+        If the labels are empty or unreadable, or the prediction cannot be read.
+    SegReferenceError
+        If the source is not one stack of planes of one series, or has no
+        Frame of Reference UID.
+    """
     chosen = parse_labels(labels)
     if not chosen:
         raise ConfigError("labels= (the CLI's --label) is empty; name at least one label")
     array, found = load_prediction(prediction, affine)
-    return chosen, array, found, source_grid(source, manifest=manifest, remote=remote)
+    grid = source_grid(source, manifest=manifest, remote=remote)
+    check_frame_of_reference(grid)
+    return chosen, array, found, grid
 
 
 def _coded(code: str, meaning: str) -> hd.sr.CodedConcept:
@@ -540,22 +719,31 @@ def write_seg(
     Parameters
     ----------
     prediction
-        A label map ``(i, j, k)`` of label values, or channels ``(C, i, j, k)``
-        (probabilities or multi-hot, in the order of ``labels``, optionally
-        with a background channel first), on any grid: a numpy array or
-        tensor with ``affine=``, a :class:`dicomml.Volume`, a MONAI
-        MetaTensor or a NIfTI file (see :func:`load_prediction`).
+        A label map ``(i, j, k)`` of label values (integers, or floats that
+        are all whole numbers), or channels ``(C, i, j, k)``: probabilities
+        or multi-hot, one channel per label **sorted by label value** (the
+        order of a Dataset's channels), optionally with a background channel
+        first; on any grid: a numpy array or tensor with ``affine=``, a
+        :class:`dicomml.Volume`, a MONAI MetaTensor or a NIfTI file (see
+        :func:`load_prediction`).
     source
         The series it was computed from: a ``series_key`` with
-        ``manifest=``, a folder, or its files (single-frame images, or one
-        enhanced multi-frame image; the SEG references its frames by number).
+        ``manifest=``, a folder (files that are not DICOM images are
+        skipped), or its files (single-frame images, or one enhanced
+        multi-frame image; the SEG references its frames by number).
     labels
         The label map: ``{name: value}``, channel names, or
-        :class:`dicomml.config.Label` objects (with codes and colours).
+        :class:`dicomml.config.Label` objects (with codes and colours); each
+        name and each value once. Segment ``n`` is the ``n``-th label by
+        value: ``{"spleen": 3, "liver": 1}`` makes channel 0 and segment 1
+        ``liver``, channel 1 and segment 2 ``spleen``.
     out
         Path of the SEG file to write.
     kind
-        ``"binary"``, ``"fractional"`` (probabilities, 8-bit) or ``"labelmap"``.
+        ``"binary"``, ``"fractional"`` (probabilities, 8-bit) or
+        ``"labelmap"`` (one segment per voxel: where multi-hot channels or
+        thresholded probabilities overlap the higher label value wins;
+        probabilities with a background channel are argmaxed).
     manifest
         The manifest ``source`` is a key of.
     affine
@@ -579,10 +767,12 @@ def write_seg(
     Raises
     ------
     ConfigError
-        For an unknown ``kind``, labels that do not fit the prediction, or a
-        prediction without an affine.
+        For an unknown ``kind``, labels that repeat a name or value or do
+        not fit the prediction, or a prediction without an affine.
     SegReferenceError
-        If the source is not one stack of planes of one series.
+        If the source is not one stack of planes of one series (a Siemens
+        mosaic is not), has no Frame of Reference UID, or the prediction's
+        labelled voxels all fall outside it (a wrong affine).
 
     Examples
     --------
