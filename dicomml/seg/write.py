@@ -502,8 +502,9 @@ def to_source_grid(
         the order of ``labels`` (sorted by label value, see
         :func:`dicomml.config.parse_labels`), with optionally one more
         channel first = background; either probabilities (floating) or
-        multi-hot (integer / bool). One integer channel is a label map
-        (MONAI's ``(1, i, j, k)``).
+        multi-hot (integer / bool). One integer channel, or one channel for
+        several labels, is a label map (MONAI's ``(1, i, j, k)``, float after
+        ``AsDiscrete(argmax=True)``).
     grid
         The source grid.
     labels
@@ -540,8 +541,8 @@ def to_source_grid(
     from dicomml.seg.labelmap import overlay_channels
 
     count = len(labels)
-    if array.ndim == 4 and array.shape[0] == 1 and array.dtype.kind in "biu":
-        array = array[0]  # MONAI's (1, i, j, k) label map
+    if array.ndim == 4 and array.shape[0] == 1 and (array.dtype.kind in "biu" or count > 1):
+        array = array[0]  # MONAI's (1, i, j, k) label map (float after AsDiscrete(argmax=True)): one channel cannot be 2+ labels
     if array.ndim == 3:
         if array.dtype.kind == "f":
             array = _whole_numbers(array)

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+import torch
 from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map
 
 import dicomml
@@ -300,8 +301,9 @@ def test_a_float_label_map_of_whole_numbers_is_a_label_map(series, tmp_path) -> 
         "float32": tmp_path / "float32.nii.gz",
         "scaled int16": tmp_path / "scaled.nii.gz",
         "float64 array, off by 1e-6": labels.astype(np.float64) + 1e-6,
+        "MONAI AsDiscrete(argmax=True): float (1, i, j, k)": torch.from_numpy(labels[None].astype(np.float32)),
     }.items():
-        affine = grid.affine if isinstance(prediction, np.ndarray) else None
+        affine = grid.affine if isinstance(prediction, (np.ndarray, torch.Tensor)) else None
         out = dicomml.write_seg(prediction, series, {"liver": 1, "tumor": 2}, tmp_path / "s.dcm", affine=affine)
         back = hd.seg.segread(out).get_pixels_by_source_instance(uids, segment_numbers=[1, 2])
         np.testing.assert_array_equal(back, expected, err_msg=name)
