@@ -440,6 +440,10 @@ def _assemble(
     if "tilt" in plan.resample:
         array, affine = correct_tilt(array, affine, max_voxels=max_voxels)
     meta = _meta(sources, index, plan, slopes, intercepts, series_key, affine)
+    geometry = plan.geometry  # kept with gaps, uneven steps, unequal repeats or no positions: slices are not where the affine says
+    meta["nominal_affine"] = on_irregular == "keep" and (
+        geometry is None or bool(geometry.missing) or not geometry.uniform or not geometry.n_volumes
+    )
     if plan.n_volumes == 1:  # its own echo number and b-value, which a selection by echo or b-value checks
         first = min((int(slot), i) for i, slot in enumerate(plan.slots) if slot >= 0)[1]
         source, row = index[first]

@@ -7,8 +7,9 @@ RAS+ millimetres; a *grid* is such an affine plus a spatial shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,16 +17,82 @@ from dicomml.geometry import dicom_affine
 
 __all__ = [
     "ALIGN_TOLERANCE",
+    "ALIGN_TOLERANCE_MM",
     "PlaneMap",
     "map_planes",
+    "nominal_slice_positions",
     "paint_label",
     "place",
     "resample_nearest",
+    "tolerance_voxels",
 ]
 
 #: A plane is on the grid when each of its pixels lands within this fraction
-#: of a voxel of a grid voxel centre (DS rounding of positions stays far below).
+#: of a voxel of a grid voxel centre (DS rounding of positions stays far below)...
 ALIGN_TOLERANCE = 0.05
+#: ... and within this many millimetres: on thick slices, or on the nominal
+#: step of a stack kept irregular, 0.05 voxel would be millimetres, and planes
+#: that far apart are different planes. Positions written to 0.1 mm stay within.
+ALIGN_TOLERANCE_MM = 0.1
+
+
+def tolerance_voxels(
+    spacing: Sequence[float] | np.ndarray, tolerance: float = ALIGN_TOLERANCE, tolerance_mm: float = ALIGN_TOLERANCE_MM
+) -> np.ndarray:
+    """The alignment tolerance along each grid axis, in voxels of that axis.
+
+    Parameters
+    ----------
+    spacing
+        Voxel size along each grid axis, mm.
+    tolerance
+        Largest offset, in voxels.
+    tolerance_mm
+        Largest offset, in mm.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``min(tolerance, tolerance_mm / spacing)`` per axis, voxels.
+
+    Examples
+    --------
+    >>> tolerance_voxels([68.3, 0.5, 0.5]).round(4).tolist()
+    [0.0015, 0.05, 0.05]
+    """
+    return np.minimum(tolerance, tolerance_mm / np.asarray(spacing, dtype=np.float64))
+
+
+def nominal_slice_positions(meta: Mapping[str, Any]) -> str | None:
+    """Why a reference's affine does not say where each of its slices lies, or None when it does.
+
+    A series loaded with ``on_irregular="keep"`` over missing slices, uneven
+    spacing, unequal repeats or frames without positions stacks its slices as
+    they are under a nominal, even step (``meta["nominal_affine"]``, set by
+    :func:`dicomml.load_series`): slice ``k`` need not lie where the affine
+    puts it. ``"resample"`` puts the slices on a true grid.
+
+    Parameters
+    ----------
+    meta
+        The reference's ``Volume.meta``.
+
+    Returns
+    -------
+    str or None
+        The irregularity that made the affine nominal (the first of
+        ``meta["irregularities"]``), or None.
+
+    Examples
+    --------
+    >>> nominal_slice_positions({"nominal_affine": True, "irregularities": ["1 slice(s) missing: ..."]})
+    '1 slice(s) missing: ...'
+    >>> nominal_slice_positions({"irregularities": ["1 slice(s) missing: ..."]}) is None  # resampled: a true grid
+    True
+    """
+    if not meta.get("nominal_affine"):
+        return None
+    return str(next(iter(meta.get("irregularities") or []), "its slices were stacked as they are"))
 
 
 @dataclass(frozen=True)
@@ -41,30 +108,51 @@ class PlaneMap:
         column (column 1).
     plane_shape
         (rows, columns) of the planes.
+    spacing
+        Voxel size (mm) along each grid axis; it bounds the tolerances in mm.
     """
 
     origins: np.ndarray
     steps: np.ndarray
     plane_shape: tuple[int, int]
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
-    def aligned(self, tolerance: float = ALIGN_TOLERANCE) -> bool:
-        """Whether every plane lies on a grid slice, pixel on voxel.
+    def aligned(self, tolerance: float = ALIGN_TOLERANCE, tolerance_mm: float = ALIGN_TOLERANCE_MM) -> bool:
+        """Whether every plane lies on a grid slice of its own, pixel on voxel.
 
         True when a plane row and a plane column each step one voxel along two
         distinct grid axes (either sign, any order; the third grid axis is then
-        the slice axis) and every plane origin sits on a voxel centre, all
-        within ``tolerance`` voxels at the far corner of the plane.
+        the slice axis), every plane origin sits on a voxel centre, all within
+        ``tolerance`` voxels and ``tolerance_mm`` mm (whichever is less, per
+        grid axis) at the far corner of the plane, and planes that fall on one
+        slice are one plane: their positions differ by no more than that
+        tolerance. Distinct planes never collapse onto one slice.
+
+        Examples
+        --------
+        >>> near = PlaneMap(np.array([[3 - 2.5 / 68.3, 0, 0]]), np.array([[0, 0], [1.0, 0], [0, 1.0]]), (2, 2), (68.3, 1, 1))
+        >>> near.aligned()  # 2.5 mm off a 68.3 mm slice: within 0.05 voxel, not within 0.1 mm
+        False
         """
+        tol = tolerance_voxels(self.spacing, tolerance, tolerance_mm)
         whole = np.rint(self.steps)
         span = np.array(self.plane_shape, dtype=np.float64)
         drift = np.abs(self.steps - whole) @ span
-        if np.any(drift > tolerance):
+        if np.any(drift > tol):
             return False
         if sorted(np.abs(whole).ravel().tolist()) != [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]:
             return False
         if np.any(np.abs(whole).sum(axis=1) > 1):
             return False
-        return bool(np.all(np.abs(self.origins - np.rint(self.origins)) <= tolerance))
+        if not np.all(np.abs(self.origins - np.rint(self.origins)) <= tol):
+            return False
+        axis = self.slice_axis
+        return not _collapsed(self.origins[:, axis], float(tol[axis]))
+
+    @property
+    def slice_axis(self) -> int:
+        """The grid axis the planes stack along (the one their rows and columns do not step along)."""
+        return int(np.argmin(np.abs(self.steps).sum(axis=1)))
 
     def offset_mm(self, affine: np.ndarray) -> float:
         """Largest distance (mm) between a plane origin and the voxel centre it is put on."""
@@ -107,13 +195,26 @@ def map_planes(
     >>> m.origins.tolist(), m.aligned()
     ([[2.0, 0.0, 0.0]], True)
     """
-    to_grid = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    grid = np.asarray(affine, dtype=np.float64)
+    to_grid = np.linalg.inv(grid)
     plane = dicom_affine(orientation, pixel_spacing, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
     steps = to_grid[:3, :3] @ plane[:3, 1:3]
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     ras = pos * np.array([-1.0, -1.0, 1.0])
     origins = ras @ to_grid[:3, :3].T + to_grid[:3, 3]
-    return PlaneMap(origins, steps, (int(plane_shape[0]), int(plane_shape[1])))
+    spacing = np.linalg.norm(grid[:3, :3], axis=0)
+    return PlaneMap(origins, steps, (int(plane_shape[0]), int(plane_shape[1])), (float(spacing[0]), float(spacing[1]), float(spacing[2])))
+
+
+def _collapsed(levels: np.ndarray, tolerance: float) -> bool:
+    """Whether planes at ``levels`` (fractional slice indices) that round to one slice differ by more than ``tolerance``."""
+    if levels.size < 2:
+        return False
+    ordered = np.sort(levels)
+    slices = np.rint(ordered)
+    starts = np.flatnonzero(np.concatenate([[True], slices[1:] != slices[:-1]]))
+    spread = np.maximum.reduceat(ordered, starts) - np.minimum.reduceat(ordered, starts)
+    return bool(np.any(spread > tolerance))
 
 
 def _window(start: int, length: int, size: int) -> tuple[slice, slice]:

@@ -5,8 +5,10 @@ property code, frame decoding in every transfer syntax it supports); this
 module places each frame by its ImagePositionPatient on the grid of the image
 it belongs to, so a SEG that omits empty frames, covers part of the image or
 references its source only through the FrameOfReferenceUID still lands voxel
-for voxel. A SEG on another grid is decoded on its own grid and resampled
-nearest onto the image's, and the residual misalignment is reported in mm.
+for voxel. A SEG on another grid (frames off the image's voxel centres by
+more than 0.05 voxel or 0.1 mm, or several frame planes on one slice) is
+decoded on its own grid and resampled nearest onto the image's, and the
+residual misalignment is reported in mm.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from dicomml.errors import (
     UnsupportedTransferSyntaxError,
 )
 from dicomml.geometry import LPS_TO_RAS
-from dicomml.seg._grid import PlaneMap, map_planes, paint_label, place, resample_nearest
+from dicomml.seg._grid import (
+    ALIGN_TOLERANCE_MM,
+    PlaneMap,
+    map_planes,
+    nominal_slice_positions,
+    paint_label,
+    place,
+    resample_nearest,
+)
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
@@ -516,6 +526,26 @@ def _paint(seg: Dataset, frames: _Frames, plane_map: PlaneMap, canvas: _Canvas, 
             canvas.add(view, segment, indexer)
 
 
+def _refuse_nominal(seg: Dataset, frames: _Frames, plane_map: PlaneMap, reference: Volume, problem: str) -> None:
+    """Raise for frames off the slices of a reference whose affine is nominal: where its slices lie is not known."""
+    offsets = np.linalg.norm((plane_map.origins - np.rint(plane_map.origins)) @ np.asarray(reference.affine)[:3, :3].T, axis=1)
+    worst = int(np.argmax(offsets)) if offsets.size else 0
+    where = (
+        f"frame {int(frames.indices[worst]) + 1} at (0020,0032) {np.round(frames.positions[worst], 2).tolist()} mm is "
+        f"{offsets[worst]:.2f} mm from the nearest voxel centre"
+        if offsets.size and offsets[worst] > ALIGN_TOLERANCE_MM
+        else "another pixel grid or orientation, or two frame planes on one slice"
+    )
+    raise SegReferenceError(
+        f"{_name(seg)}: its frames are not on the slices of {describe(reference)} ({where}), whose slice positions are "
+        f"irregular ({problem.split(':')[0]}): kept as they are, its affine is nominal and does not say where each slice "
+        "lies; load the series with on_irregular='resample'",
+        path=_name(seg),
+        series_uid=reference.meta.get("series_uid"),
+        tag="(0020,0032)",
+    )
+
+
 def seg_to_grid(
     seg: _Source,
     reference: Volume,
@@ -552,9 +582,11 @@ def seg_to_grid(
         255) or float32 for fractional masks; ``affine`` equal to the
         reference's. ``meta``: ``kind="mask"``, ``labels`` (segment number ->
         SegmentLabel, in channel order), ``segmentation_type``,
-        ``sop_instance_uid``, ``resampled`` (whether the SEG's own grid differed
-        and was resampled nearest) and ``residual_mm`` (largest distance between
-        a voxel centre and the SEG pixel centre it took its value from).
+        ``sop_instance_uid``, ``resampled`` (whether the SEG's frames were off
+        the reference's voxel centres by more than 0.05 voxel or 0.1 mm, or
+        several of their planes fell on one slice, so its own grid was
+        resampled nearest) and ``residual_mm`` (largest distance between a
+        voxel centre and the SEG pixel centre it took its value from).
 
     Raises
     ------
@@ -565,8 +597,12 @@ def seg_to_grid(
     SegReferenceError
         If the SEG's frame of reference differs from the reference's, its
         frames cannot be placed on the grid (no positions, several plane
-        geometries, an irregular stack off the grid), or segment pixels fall
-        outside the grid.
+        geometries, an irregular stack off the grid), segment pixels fall
+        outside the grid, or the frames are not on the slices (within the
+        tolerance, one plane per slice) of a reference kept irregular, whose
+        affine is nominal (``meta["irregularities"]`` names missing slices,
+        uneven spacing, unequal repeats or frames without positions, and its
+        array is the stored integer type, not resampled float32).
     SegmentNotFoundError
         If a selector matches no segment.
     SegmentOverlapError
@@ -598,6 +634,9 @@ def seg_to_grid(
     plane_map = map_planes(reference.affine, frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
     resampled = not plane_map.aligned()
     grid_affine = reference.affine
+    nominal = nominal_slice_positions(reference.meta)
+    if resampled and nominal is not None:
+        _refuse_nominal(seg, frames, plane_map, reference, nominal)
     if resampled:
         geometry = read_segmentation(seg).get_volume_geometry()
         if geometry is None:

@@ -3,18 +3,22 @@
 Each contour's points (LPS+ mm) are mapped through the reference affine into
 grid indices, so axial, coronal, sagittal and oblique series are all the same
 case: a contour must lie in one grid slice (the nearest is taken and the
-distance reported), and all contours of one ROI on one slice are filled
-together by the even-odd rule, so an inner contour is a hole. A voxel is in
-the ROI when its centre is inside, or lies on a contour (as OpenCV's
-``fillPoly`` paints outlines), so masks that tools such as rt-utils traced
-along pixel centres come back unchanged.
+distance reported), and the contours of one ROI on one plane are filled
+together by the even-odd rule, so an inner contour is a hole. When contours
+of several planes fall on one slice (a grid with coarser slices than the
+contours'), the slice takes the plane nearest to it, and a plane reaches a
+slice only within half the step between the ROI's planes: what resampling the
+mask drawn on the contours' planes with nearest neighbour gives. Planes are
+never filled together. A voxel is in the ROI when its centre is inside, or
+lies on a contour (as OpenCV's ``fillPoly`` paints outlines), so masks that
+tools such as rt-utils traced along pixel centres come back unchanged.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Union
 
 import numpy as np
@@ -30,7 +34,7 @@ from dicomml.errors import (
 )
 from dicomml.geometry import LPS_TO_RAS
 from dicomml.geometry.checks import POSITION_LIMIT_MM
-from dicomml.seg._grid import ALIGN_TOLERANCE, paint_label
+from dicomml.seg._grid import ALIGN_TOLERANCE, nominal_slice_positions, paint_label, tolerance_voxels
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
 
@@ -254,6 +258,76 @@ def _points(item: Dataset, name: str = "RTSTRUCT", what: str = "a contour") -> n
     raise InvalidDicomFileError(f"{name}: (3006,0050) Contour Data of {what} {problem}", path=name, tag="(3006,0050)")
 
 
+#: One contour on the grid: its level (fractional slice index), its spread along the slice axis (voxels), its polygon.
+_Contour = tuple[float, float, np.ndarray]
+
+
+def _planes(contours: list[_Contour], tolerance: float) -> list[list[_Contour]]:
+    """Contours along one grid axis grouped into the planes they were drawn on.
+
+    Sorted by level, a new plane starts wherever the level steps by more than
+    ``tolerance`` voxels plus the contours' largest spread (a plane slightly
+    tilted against the grid puts its contours at levels about that far apart).
+    """
+    ordered = sorted(contours, key=lambda item: item[0])
+    tilt = max(item[1] for item in ordered)
+    planes = [[ordered[0]]]
+    for item in ordered[1:]:
+        if item[0] - planes[-1][-1][0] > tolerance + tilt:
+            planes.append([])
+        planes[-1].append(item)
+    return planes
+
+
+def _drawn_planes(
+    by_axis: dict[int, list[_Contour]],
+    tolerance: np.ndarray,
+    nominal: str | None,
+    name: str,
+    roi_name: str,
+    reference: Volume,
+) -> Iterator[tuple[int, int, list[_Contour]]]:
+    """(axis, slice, contours of the plane drawn there) for one ROI: nearest neighbour between planes and slices.
+
+    Each plane goes to its nearest slice. A slice that several planes go to
+    takes the nearest of them, and a plane reaches its slice only within half
+    the median step between the ROI's planes, so a slice between planes, past
+    the ROI's end, stays empty: what resampling the mask drawn on the planes'
+    own slices with nearest neighbour gives. The planes are never filled
+    together, which would cut rings into the mask.
+
+    Raises
+    ------
+    SegReferenceError
+        If the reference's affine is ``nominal`` (a stack kept irregular) and
+        a plane is off its slice by more than ``tolerance`` or several planes
+        go to one slice: where its slices lie is not known.
+    """
+    spacing = np.asarray(reference.spacing, dtype=np.float64)
+    for axis, drawn in by_axis.items():
+        planes = _planes(drawn, float(tolerance[axis]))
+        levels = np.array([np.mean([item[0] for item in plane]) for plane in planes])
+        reach = float(np.median(np.diff(levels))) / 2 if levels.size > 1 else np.inf
+        on_slice: dict[int, list[int]] = defaultdict(list)
+        for i, level in enumerate(levels):
+            on_slice[int(np.rint(level))].append(i)
+        for k, members in on_slice.items():
+            nearest = min(members, key=lambda i: abs(levels[i] - k))
+            if nominal is not None and (len(members) > 1 or abs(levels[nearest] - k) > tolerance[axis]):
+                offsets = ", ".join(f"{(levels[i] - k) * spacing[axis]:+.2f}" for i in members)
+                raise SegReferenceError(
+                    f"{name}: contours of ROI {roi_name!r} on {len(members)} plane(s) {offsets} mm from slice {k} of axis "
+                    f"{axis} of {describe(reference)} are not on its slices, whose positions are irregular "
+                    f"({nominal.split(':')[0]}): kept as they are, its affine is nominal and does not say where each "
+                    "slice lies; load the series with on_irregular='resample'",
+                    path=name,
+                    series_uid=reference.meta.get("series_uid"),
+                    tag="(3006,0050)",
+                )
+            if abs(levels[nearest] - k) <= reach + tolerance[axis]:
+                yield axis, k, planes[nearest]
+
+
 def rtstruct_to_grid(
     rtstruct: _Source,
     reference: Volume,
@@ -281,8 +355,13 @@ def rtstruct_to_grid(
     Volume
         On exactly the reference grid; ``meta``: ``kind="mask"``, ``labels``
         (ROI number -> ROIName, in channel order), ``residual_mm`` (largest
-        distance between a contour's plane and the slice it was drawn on),
-        ``skipped_contours`` (non-CLOSED_PLANAR contours per ROI and type).
+        distance between a drawn contour's plane and the slice it was drawn
+        on), ``skipped_contours`` (non-CLOSED_PLANAR contours per ROI and
+        type). On a grid with coarser slices than the contours', each slice
+        holds the plane nearest to it, and only if that plane lies within
+        half the median step between the ROI's planes (nearest neighbour, as
+        resampling the mask drawn on the contours' own planes gives); other
+        planes are left out, never filled together with it.
 
     Raises
     ------
@@ -291,8 +370,13 @@ def rtstruct_to_grid(
         are not integers, repeated or undefined where contours reference them,
         or a label map is asked for ROI numbers outside 1..65535.
     SegReferenceError
-        If the frame of reference differs from the reference's, or a contour
-        is not parallel to the grid's slices or lies outside them.
+        If the frame of reference differs from the reference's, a contour is
+        not parallel to the grid's slices or lies outside them, or contours
+        are not on the slices (within 0.05 voxel and 0.1 mm, one plane per
+        slice) of a reference kept irregular, whose affine is nominal
+        (``meta["irregularities"]`` names missing slices, uneven spacing,
+        unequal repeats or frames without positions, and its array is the
+        stored integer type, not resampled float32).
     SegmentNotFoundError
         If an asked ROI is absent.
     SegmentOverlapError
@@ -330,9 +414,11 @@ def rtstruct_to_grid(
         )
     dtype = np.uint8 if as_channels or max(chosen, default=0) < 256 else np.uint16
     array = np.zeros(((len(chosen),) if as_channels else ()) + shape, dtype=dtype)
+    tolerance = tolerance_voxels(spacing)
+    nominal = nominal_slice_positions(reference.meta)
     residual = 0.0
     for channel, (number, roi_name) in enumerate(chosen.items()):
-        by_slice: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+        by_axis: dict[int, list[_Contour]] = defaultdict(list)
         for points in contours[number]:
             index = points @ to_grid[:3, :3].T + to_grid[:3, 3]
             spread = index.max(axis=0) - index.min(axis=0)
@@ -360,12 +446,12 @@ def rtstruct_to_grid(
                     series_uid=reference.meta.get("series_uid"),
                     tag="(3006,0050)",
                 )
-            residual = max(residual, abs(level - k) * float(spacing[axis]))
-            by_slice[(axis, k)].append(plane)
+            by_axis[axis].append((level, float(spread[axis]), plane))
         target = array[channel] if as_channels else array
-        for (axis, k), polygons in by_slice.items():
+        for axis, k, nearest in _drawn_planes(by_axis, tolerance, nominal, name, roi_name, reference):
+            residual = max(residual, max(abs(level - k) for level, _, _ in nearest) * float(spacing[axis]))
             plane_shape = tuple(s for a, s in enumerate(shape) if a != axis)
-            inside = fill_polygons(polygons, plane_shape)  # type: ignore[arg-type]
+            inside = fill_polygons([polygon for _, _, polygon in nearest], plane_shape)  # type: ignore[arg-type]
             where: list[int | slice] = [slice(None)] * 3
             where[axis] = k
             region = target[tuple(where)]
