@@ -580,10 +580,29 @@ def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
             path=str(path),
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax", path=str(path)) from None
+        raise ConfigError(f"{path}: {_yaml_problem(exc)}", path=str(path)) from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
     return data
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line for a YAML error: where (line, column, 1-based), what, and the way out."""
+    import yaml
+
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"not valid YAML ({' '.join(str(exc).split())}); fix the syntax"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = " ".join(str(exc.problem or exc.context or type(exc).__name__).split())
+    if isinstance(exc, yaml.constructor.ConstructorError):  # a tag (!!python/object...): safe_load builds none
+        return f"{where}{problem}; a config is plain YAML (mappings, lists, strings, numbers), without tags"
+    context = exc.context if exc.problem else None
+    if context and exc.context_mark is not None and exc.context_mark is not mark:
+        problem += f", {context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+    elif context:
+        problem += f", {context}"
+    return f"{where}not valid YAML ({problem}); fix the syntax"
 
 
 def presets() -> list[str]:
@@ -751,7 +770,25 @@ def _augment(item: Any, i: int) -> Augmentation:
     if not isinstance(params, Mapping):
         raise ConfigError(f"{key}.params: got {type(params).__name__}, expected a mapping")
     frozen = tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
-    return Augmentation(name=name, params=frozen)
+    augmentation = Augmentation(name=name, params=frozen)
+    _check_transform(augmentation, key)
+    return augmentation
+
+
+def _check_transform(augmentation: Augmentation, key: str) -> None:
+    """Refuse at load an augmentation that names no transform of :mod:`dicomml.transforms` or whose params it refuses."""
+    from dicomml import transforms as T  # here: only a config with augmentations needs torch to load
+
+    cls = getattr(T, augmentation.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, T.Transform)):
+        raise ConfigError(
+            f"{key}.name: {augmentation.name!r} is not a dicomml.transforms transform (e.g. RandomFlip, RandomAffine, RandomCrop)"
+        )
+    try:
+        cls(**augmentation.kwargs())
+    except (TypeError, ValueError) as exc:  # ConfigError is a ValueError: the transform's own check
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{key}.params: {reason}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -28,11 +28,16 @@ is already named by a marker. A lease is live while its process runs (a
 writer on this host) or for :data:`LEASE_SECONDS` after its last refresh
 (another host); temporary files younger than that are a publish in flight
 and are kept too. A put that fails
-(a full disk) removes what it wrote and raises :class:`~dicomml.errors.CacheError`.
+(a full disk, a read-only mount) removes what it wrote and raises
+:class:`~dicomml.errors.CacheError`. A marker that does not parse (cut short
+by a crash on a store without atomic renames) publishes nothing: readers get
+:class:`~dicomml.errors.CacheIntegrityError`, and the next put of its key
+replaces it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -276,8 +281,12 @@ class Cache:
                 self._create_root()
             root_json = self.fs.cat_file(f"{self.root}/zarr.json") if found or create else None
             folder_found = found or self.fs.exists(self.root)
-        except OSError as exc:
-            raise CacheError(f"{self.url}: cannot open the cache ({exc}); check the path and its permissions", path=self.url) from exc
+        except Exception as exc:  # an OSError, or a storage client's own (botocore's EndpointConnectionError)
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise CacheError(
+                f"{self.url}: cannot open the cache ({reason}); check the path, its permissions and any storage options",
+                path=self.url,
+            ) from exc
         if root_json is None:
             what = "is not a dicomml cache (no zarr.json)" if folder_found else "does not exist"
             raise CacheError(f"{self.url}: {what}; check the path", path=self.url)
@@ -342,6 +351,13 @@ class Cache:
             ) from None
         return CacheEntry(key=key, affine=affine, meta=meta, layouts=layouts, checksums=checksums, _cache=self, _path=f"{self.root}/{data}")
 
+    def _published(self, key: str) -> CacheEntry | None:
+        """The entry of ``key``; None when it is not published or its marker is invalid (:meth:`put` replaces that marker)."""
+        try:
+            return self.open(key)
+        except (CacheMissError, CacheIntegrityError):
+            return None
+
     def _index(self, entry: CacheEntry, name: str, shard: str, where: str, blob: Any = None) -> np.ndarray:
         memo = (entry._path, name)  # data folders never change once written
         if memo not in self._indexes:
@@ -394,6 +410,32 @@ class Cache:
 
     # -- writing ---------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """Raise unless a file can be written into the cache: a run checks once before it computes anything.
+
+        Writes an empty file under ``tmp/`` and removes it.
+
+        Raises
+        ------
+        CacheError
+            Naming the cache and the reason (a read-only file system, a permission).
+
+        Examples
+        --------
+        >>> Cache(tmp_path / "cache").check_writable()  # doctest: +SKIP
+        """
+        probe = f"{self.root}/tmp/write-check.{uuid.uuid4().hex}"
+        try:
+            self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            self.fs.pipe_file(probe, b"")
+        except OSError as exc:
+            raise CacheError(
+                f"{self.url}: the cache cannot be written ({os_reason(exc)}); make it writable or choose another cache",
+                path=self.url,
+            ) from exc
+        with contextlib.suppress(OSError):
+            self._remove(probe)
+
     def put(
         self,
         key: str,
@@ -438,14 +480,24 @@ class Cache:
         ------
         ValueError
             If shapes disagree.
+        CacheError
+            If the entry cannot be written (a full disk, a read-only or
+            unwritable cache); nothing is published.
+
+        Notes
+        -----
+        A key whose marker does not parse is not published (:meth:`open`
+        raises :class:`~dicomml.errors.CacheIntegrityError`): put writes the
+        entry anew and its marker replaces the invalid one.
         """
         image = np.asarray(image)
         if image.ndim not in (3, 4):
             raise ValueError(f"image must be (i, j, k) or (V, i, j, k), got shape {image.shape}")
         if mask is not None and (mask.ndim != 4 or mask.shape[1:] != image.shape[-3:]):
             raise ValueError(f"mask must be (C, {', '.join(map(str, image.shape[-3:]))}), got shape {mask.shape}")
-        if self.has(key):
-            return self.open(key)
+        published = self._published(key)
+        if published is not None:
+            return published
         chunks = tuple(int(c) for c in chunks)
         data = f"data/{key}/{uuid.uuid4().hex}"
         arrays = {"image": (image, (1,) * (image.ndim - 3) + chunks)}
@@ -472,9 +524,10 @@ class Cache:
                 for path, parts in files.items():
                     self._renew(lease)
                     self._write(f"{self.root}/{data}/{path}", parts)
-            if self.has(key):  # a racing writer published first; ours was never visible
+            published = self._published(key)
+            if published is not None:  # a racing writer published first; ours was never visible
                 self._discard(data, lease)
-                return self.open(key)
+                return published
             self._publish_json(self._marker(key), marker)
         except BaseException as exc:
             self._discard(data, lease)
@@ -588,16 +641,26 @@ class Cache:
             pass
 
     def _discard(self, data: str, lease: str) -> None:
-        """Remove a failed or superseded writer's data folder and lease (best effort: the disk may be full)."""
-        try:
-            self._remove(f"{self.root}/{data}", recursive=True)
-        except OSError:  # best effort: gc removes what is left once the lease is gone
-            pass
-        self._remove(lease)
+        """Remove a failed or superseded writer's data folder and lease (best effort: the disk may be full, the cache read-only)."""
+        for path, recursive in ((f"{self.root}/{data}", True), (lease, False)):
+            try:
+                self._remove(path, recursive=recursive)
+            except OSError:  # gc removes what is left: a lease whose process has ended is stale
+                pass
 
     def info(self) -> dict[str, Any]:
-        """Summary: url, format, entries, bytes of published data, bytes of unreferenced data."""
-        live = {self.open(k)._path for k in self.keys()}
+        """Summary: url, format, entries, invalid entries, bytes of published data, bytes of unreferenced data.
+
+        ``invalid_entries`` counts markers that do not parse (:meth:`open`
+        raises :class:`~dicomml.errors.CacheIntegrityError`); their data is
+        unreferenced, the next put of their key replaces them.
+        """
+        live, invalid = set(), 0
+        for key in self.keys():
+            try:
+                live.add(self.open(key)._path)
+            except CacheIntegrityError:
+                invalid += 1
         used = other = 0
         for folder in _dirs(self.fs, f"{self.root}/data"):
             for path in _dirs(self.fs, folder):
@@ -606,7 +669,14 @@ class Cache:
                     used += size
                 else:
                     other += size
-        return {"url": self.url, "format": FORMAT_VERSION, "entries": len(live), "bytes": used, "unreferenced_bytes": other}
+        return {
+            "url": self.url,
+            "format": FORMAT_VERSION,
+            "entries": len(live),
+            "invalid_entries": invalid,
+            "bytes": used,
+            "unreferenced_bytes": other,
+        }
 
     # -- kept lists -------------------------------------------------------------
 
@@ -657,7 +727,8 @@ class Cache:
             self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
             self.fs.mv(tmp, target)
         except BaseException:
-            self._remove(tmp)
+            with contextlib.suppress(OSError):  # the error that stopped the write is the one to raise
+                self._remove(tmp)
             raise
 
     def _write(self, target: str, parts: Sequence[bytes]) -> None:

@@ -1,4 +1,4 @@
-"""``dicomml cache info|verify|gc CACHE``: inspect, check and clean a cache."""
+"""``dicomml cache info|verify|gc CACHE``: inspect, check and clean a cache (a folder or fsspec URL, with ``--storage-option``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import click
 
 from dicomml.cache import Cache
+from dicomml.cli._remote import remote_from_env, storage_option
 from dicomml.errors import CacheIntegrityError
 
 __all__ = ["command"]
@@ -20,13 +21,25 @@ def command() -> None:
     """
 
 
+def _open(cache: str, pairs: tuple[str, ...]) -> Cache:
+    """The existing cache at ``cache``, reached with the ``--storage-option`` pairs."""
+    return Cache(cache, storage_options=remote_from_env(pairs).storage_options, create=False)
+
+
 @command.command("info")
 @click.argument("cache")
-def info(cache: str) -> None:
-    """Entries and bytes of CACHE."""
-    summary = Cache(cache, create=False).info()
+@storage_option
+def info(cache: str, storage_option: tuple[str, ...]) -> None:
+    """Entries and bytes of CACHE; invalid_entries counts markers that do not parse (recomputed by the next preprocess)."""
+    summary = _open(cache, storage_option).info()
     for name, value in summary.items():
         click.echo(f"{name}: {value} ({_size(value)})" if name.endswith("bytes") else f"{name}: {value}")
+    if summary["invalid_entries"]:
+        click.echo(
+            f"{cache}: {summary['invalid_entries']} entries have a marker that does not parse; `dicomml cache verify` names them, "
+            "and the next `dicomml preprocess` computes them again",
+            err=True,
+        )
 
 
 def _size(n: float) -> str:
@@ -41,11 +54,12 @@ def _size(n: float) -> str:
 @command.command("verify")
 @click.argument("cache")
 @click.option("--delete", is_flag=True, help="Unpublish entries that fail, so they are recomputed.")
-def verify(cache: str, delete: bool) -> None:
+@storage_option
+def verify(cache: str, delete: bool, storage_option: tuple[str, ...]) -> None:
     """Decode every chunk of every entry and check its checksums; exit 1 if any fails,
     also with --delete (the corruption was found; the failed entries are then gone and are
     recomputed when next used)."""
-    store = Cache(cache, create=False)
+    store = _open(cache, storage_option)
     keys = store.keys()
     bad = []
     with click.progressbar(keys, label="verifying", file=sys.stderr) as bar:
@@ -66,9 +80,10 @@ def verify(cache: str, delete: bool) -> None:
 @command.command("gc")
 @click.argument("cache")
 @click.option("--grace", default=3600.0, show_default=True, help="Keep unreferenced data younger than this many seconds (writers at work).")
-def gc(cache: str, grace: float) -> None:
+@storage_option
+def gc(cache: str, grace: float, storage_option: tuple[str, ...]) -> None:
     """Remove data no entry names (killed or racing writers) and stale temporary files."""
-    removed = Cache(cache, create=False).gc(grace_seconds=grace)
+    removed = _open(cache, storage_option).gc(grace_seconds=grace)
     for path in removed:
         click.echo(f"removed {path}")
     click.echo(f"{len(removed)} paths removed")

@@ -9,7 +9,8 @@ set first with a count above 1. The decoding threads of a task come from
 ``OMP_NUM_THREADS`` (set per rank by torchrun and SLURM) unless
 ``--threads`` is given, ``--max-voxels`` defaults to ``DICOMML_MAX_VOXELS``
 (else the config's ``max_voxels``), and the glibc setting ``MALLOC_TRIM_THRESHOLD_``,
-when set, is passed on to the workers of a local cluster.
+when set, is passed on to the workers of a local cluster. ``--storage-option``
+pairs reach both the manifest's bucket files and the cache (``s3://...``).
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def command(
         where=where, workers=workers, scheduler=scheduler, shard=chosen, device=device, retries=retries, report=report, progress=not quiet
     )
     opened = open_manifest(manifest, storage_option)
+    common["storage_options"] = opened.remote.storage_options  # the cache's too (an s3:// cache beside s3:// sources)
     if images:
         from dicomml.distributed.images import preprocess_images
 

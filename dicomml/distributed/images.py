@@ -21,7 +21,7 @@ from dicomml.distributed.run import (
     finish,
     report_location,
     report_rows,
-    skipped_row,
+    settle,
     worker_name,
 )
 from dicomml.errors import DicomMLError, SeriesNotFoundError
@@ -66,6 +66,7 @@ def preprocess_images(
     report: str | os.PathLike[str] | None = None,
     progress: bool = True,
     max_voxels: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Fill the cache for the selected 2D images of a manifest, ``batch_size`` images per task.
 
@@ -79,7 +80,7 @@ def preprocess_images(
         A :class:`~dicomml.cache.Cache` or its folder / fsspec URL.
     where
         SQL predicate on the ``instances`` table (DuckDB), ANDed with the 2D modalities.
-    workers, scheduler, shard, retries, report, progress
+    workers, scheduler, shard, retries, report, progress, storage_options
         As :func:`dicomml.preprocess`; ``shard`` takes every ``count``-th image from ``index``.
     batch_size
         Images per task.
@@ -100,6 +101,8 @@ def preprocess_images(
     ------
     SeriesNotFoundError
         If no 2D image matches ``where``.
+    CacheError, OutputError
+        As :func:`dicomml.preprocess`.
     DicomMLError
         If every selected image failed (the report is written first).
 
@@ -114,7 +117,7 @@ def preprocess_images(
     started = time.perf_counter()
     check_options(workers, scheduler, shard, device, retries)
     in_process = scheduler is None and (workers == 0 or (workers is None and shard is not None))
-    manifest, cache = Manifest.open(manifest), open_cache(cache)
+    manifest, cache = Manifest.open(manifest), open_cache(cache, storage_options)
     config = config if isinstance(config, ImageConfig) else ImageConfig.from_yaml(config)
     rows = select_images(manifest, where)
     if shard is not None:
@@ -123,13 +126,12 @@ def preprocess_images(
         raise SeriesNotFoundError(f"{manifest.path}: no 2D image" + (f" matches {where!r}" if where else ""), path=str(manifest.path))
     sources = [ImageSource(r, image_key(r, config), _shape(r)) for r in rows.to_dict("records")]
     fs, path = report_location(cache, report, shard)
-    published = set(cache.keys())
-    out = [skipped_row(s, cache) for s in sources if s.key in published]
-    todo = [s for s in sources if s.key not in published]
+    out, todo = settle(sources, cache)
     context = (cache, config, device, DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, manifest.remote)
     batches = [(context, todo[i : i + batch_size]) for i in range(0, len(todo), batch_size)]
     label = "preprocess images" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     if todo:
+        cache.check_writable()  # one error now rather than one failed row per image
         with (
             Progress(len(todo), unit="image", desc=label, enabled=progress) as bar,
             backend(len(batches), workers, scheduler, in_process, retries, None, "dicomml-images") as where_run,
@@ -165,6 +167,7 @@ def image_task(
     try:
         check_voxels(source.shape, f"image {source.row['path']}", max_voxels)
         preprocess_image(source.row, cache, config, remote=remote)
-    except DicomMLError as exc:  # the data's fault: retrying cannot help
+        nbytes = cache.open(source.key).nbytes()
+    except DicomMLError as exc:  # the data's fault (or an invalid marker of the entry): retrying cannot help
         return {**row, **failure_fields(exc), "seconds": time.perf_counter() - start}
-    return {**row, "status": "done", "seconds": time.perf_counter() - start, "bytes": cache.open(source.key).nbytes()}
+    return {**row, "status": "done", "seconds": time.perf_counter() - start, "bytes": nbytes}

@@ -4,7 +4,7 @@ Schema (:data:`REPORT_SCHEMA`)::
 
     series_key  string   the manifest series key
     cache_key   string   its cache entry key under the run's config
-    status      string   done (computed now) | skipped (already complete) | failed
+    status      string   done (computed by this run) | skipped (complete when the run started) | failed
     error_type  string   exception class of a failure, else null
     message     string   its one-line message, else null
     seconds     float64  wall time of the task (null if its worker died)
@@ -25,11 +25,12 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.errors import OutputError
 from dicomml.paths import os_reason
 
-__all__ = ["REPORT_SCHEMA", "STATUSES", "RunReport", "write_report"]
+__all__ = ["REPORT_SCHEMA", "STATUSES", "RunReport", "check_report_path", "write_report"]
 
 #: Values of the ``status`` column.
 STATUSES = ("done", "skipped", "failed")
@@ -109,6 +110,30 @@ class RunReport:
         return "\n".join(lines)
 
 
+def check_report_path(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Refuse a report path that is an existing folder: the report is a file, and a run checks before it starts.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is a folder on ``fs``.
+
+    Examples
+    --------
+    >>> check_report_path(*fsspec.core.url_to_fs("/data/reports"))  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    dicomml.errors.OutputError: /data/reports: is a folder; give the run report a file name, e.g. /data/reports/report.parquet
+    """
+    try:
+        folder = fs.isdir(path)
+    except OSError:  # unreachable now: writing the report says why
+        folder = False
+    if folder:
+        name = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+        raise OutputError(f"{name}: is a folder; give the run report a file name, e.g. {name.rstrip('/')}/report.parquet", path=path)
+
+
 def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSystem, path: str) -> pd.DataFrame:
     """Write report rows as Parquet at ``path`` of ``fs``, atomically (temporary name, then rename).
 
@@ -128,7 +153,8 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     Raises
     ------
     OutputError
-        If the file cannot be written (a full disk, a permission); no partial file is left.
+        If the file cannot be written (a full disk, a permission, ``path`` is a
+        folder); no partial file is left.
 
     Examples
     --------
@@ -138,6 +164,7 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     table = pa.Table.from_pylist([{name: row.get(name) for name in REPORT_SCHEMA.names} for row in rows], schema=REPORT_SCHEMA)
     parent = path.rsplit("/", 1)[0] if "/" in path else "."
     tmp = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
+    check_report_path(fs, path)  # a rename onto a folder would move the report into it
     try:
         fs.makedirs(parent, exist_ok=True)
         with fs.open(tmp, "wb") as f:

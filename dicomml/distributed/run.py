@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import fsspec
 import numpy as np
@@ -30,9 +30,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, with_options
-from dicomml.distributed.report import RunReport, write_report
+from dicomml.distributed.report import RunReport, check_report_path, write_report
 from dicomml.distributed.shard import check_shard, select_shard
-from dicomml.errors import ConfigError, DicomMLError, OutputError, SeriesNotFoundError
+from dicomml.errors import CacheIntegrityError, ConfigError, DicomMLError, OutputError, SeriesNotFoundError
 from dicomml.executor import Backend, Dask, Failure, InProcess, Outcome, Progress, connect, run
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
@@ -51,6 +51,7 @@ __all__ = [
     "report_location",
     "report_rows",
     "run_task",
+    "settle",
     "skipped_row",
     "Task",
     "worker_name",
@@ -101,6 +102,7 @@ def preprocess(
     report: str | os.PathLike[str] | None = None,
     progress: bool = True,
     max_voxels: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Fill the cache for every selected usable series, in parallel, resumably.
 
@@ -153,7 +155,11 @@ def preprocess(
         Show a progress bar and print the summary on stderr.
     max_voxels
         Replaces the config's ``deterministic.max_voxels`` (the most voxels
-        one assembled volume may have) when given; the cache keys stay the same.
+        one assembled volume, or its resampled grid, may have) when given;
+        the cache keys stay the same.
+    storage_options
+        fsspec options of a ``cache`` URL (``s3://...``: ``endpoint_url``,
+        ``profile``...); a :class:`~dicomml.cache.Cache` object has its own.
 
     Returns
     -------
@@ -170,9 +176,14 @@ def preprocess(
     ConfigError
         If the options are invalid (both ``workers`` and ``scheduler``, a bad
         shard, device or retries).
+    CacheError
+        If the cache cannot be opened, or cannot be written while a series
+        is left to compute (checked once, before the run starts).
+    OutputError
+        If ``report`` is a folder (before the run starts), or the report
+        cannot be written.
     DicomMLError
-        If every selected series failed (the report is written first), or
-        the cache cannot be opened or the report written.
+        If every selected series failed (the report is written first).
 
     Examples
     --------
@@ -185,7 +196,7 @@ def preprocess(
     in_process = scheduler is None and (workers == 0 or (workers is None and shard is not None))
     if threads is None and not in_process:
         threads = 1
-    manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache)
+    manifest, config, cache = Manifest.open(manifest), load_any_config(config), open_cache(cache, storage_options)
     if max_voxels is not None:
         config = (
             dataclasses.replace(config, pipeline=with_options(config.pipeline, max_voxels=max_voxels))
@@ -199,13 +210,12 @@ def preprocess(
     fs, path = report_location(cache, report, shard)
     label = "preprocess" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     # complete entries are settled here, from one listing: with nothing left to do, no cluster starts
-    published = set(cache.keys())
-    rows = [skipped_row(s, cache) for s in sources if s.key in published]
-    sources = [s for s in sources if s.key not in published]
+    rows, sources = settle(sources, cache)
     if progress and not sources:
         print(f"{label}: all {len(rows)} selected series are already in the cache {cache.url}; nothing to do", file=sys.stderr)
     context = (manifest, config, cache, device, threads)
     if sources:
+        cache.check_writable()  # one error now rather than one failed row per series
         with (
             Progress(len(sources), unit="series", desc=label, enabled=progress) as bar,
             backend(len(sources), workers, scheduler, in_process, retries, worker_env, "dicomml-preprocess") as place,
@@ -222,8 +232,10 @@ def finish(
     """Write the report, print its summary; raise when every one of ``rows`` failed."""
     try:
         table = write_report(rows, fs, path)
-    except OutputError as exc:  # the entries are published: only the report is missing
-        raise OutputError(f"{exc}; the cache entries are kept, rerun with --report elsewhere", path=path) from exc
+    except OutputError as exc:  # what the run published stays: only the report is missing
+        done = sum(row["status"] == "done" for row in rows)
+        kept = f"the {done} entries this run computed are kept" if done else "this run computed no entry"
+        raise OutputError(f"{exc}; {kept}, rerun with --report elsewhere", path=path) from exc
     where = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     result = RunReport(table, where, time.perf_counter() - started, what)
     if progress:
@@ -250,7 +262,11 @@ def run_task(
     """One task: :func:`~dicomml.pipeline.preprocess_one` on one series (or study), as a report row.
 
     A :class:`~dicomml.errors.DicomMLError` becomes a ``failed`` row; anything
-    else propagates, so that the executor retries it.
+    else propagates, so that the executor retries it. A run gives it only
+    series whose entry was not complete when it listed the cache
+    (:func:`settle`), so an entry found complete was published while the run
+    ran: by this run (a task Dask ran again after its worker died with the
+    result) or a concurrent one; its row says ``done`` as well.
 
     Parameters
     ----------
@@ -275,7 +291,7 @@ def run_task(
         info = preprocess_one(source, manifest, config, cache, threads=threads, **({} if used == "cpu" else {"device": used}))
     except DicomMLError as exc:  # the data's fault: retrying cannot help
         return {**row, **failure_fields(exc), "seconds": time.perf_counter() - start}
-    return {**row, "status": "done" if info.computed else "skipped", "seconds": info.seconds, "bytes": info.nbytes}
+    return {**row, "status": "done", "seconds": info.seconds, "bytes": info.nbytes}
 
 
 def _task(context: tuple[Any, ...], sources: Sequence[SeriesSource | StudySource], started: Any) -> list[dict[str, Any]]:
@@ -330,7 +346,12 @@ def local_cluster(workers: int, *, worker_env: Mapping[str, str] | None = None) 
 
     ``workers`` worker processes of one thread each, set up by
     :func:`dicomml.distributed.worker.prepare_worker` when they start (the
-    pipeline's imports, out of the cyclic GC's way). Dask's nanny would set
+    pipeline's imports, out of the cyclic GC's way). They ignore Ctrl-C and
+    log nothing while they close
+    (:func:`~dicomml.distributed.worker.leave_interrupts_to_the_run`), and
+    this process's Dask loggers are quiet while a run that an exception
+    ended (Ctrl-C) closes the cluster: the CLI's ``dicomml: aborted`` is the
+    one line. Dask's nanny would set
     ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers it spawns, to hand freed
     memory back early; a fixed threshold also turns off glibc's dynamic mmap
     threshold, so every freed volume-sized array goes back to the kernel and the
@@ -357,21 +378,32 @@ def local_cluster(workers: int, *, worker_env: Mapping[str, str] | None = None) 
     import dask
     from distributed import Client, LocalCluster
 
+    from dicomml.distributed.worker import quiet_logs
+
     environ = {_MALLOC_TRIM: None, **(worker_env or {})}
     settings = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}
-    with (
-        dask.config.set({**settings, **_QUIET}),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            preload=["dicomml.distributed.worker"],
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    ended: list[BaseException] = []
+    with contextlib.ExitStack() as stack:
+        # entered before the cluster, so left after it: what it logs while an interrupted run closes it is not news
+        stack.callback(quiet_logs(lambda: bool(ended)))
+        stack.enter_context(dask.config.set({**settings, **_QUIET}))
+        cluster = stack.enter_context(
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                preload=["dicomml.distributed.worker"],
+                preload_argv=[["--local-cluster"]],
+            )
+        )
+        client = stack.enter_context(Client(cluster))
         client.wait_for_workers(workers)
-        yield client
+        try:
+            yield client
+        except BaseException as exc:  # Ctrl-C, or an error the caller raises
+            ended.append(exc)
+            raise
 
 
 def _select(manifest: Manifest, config: PipelineConfig | StudyConfig, where: str | None) -> list[SeriesSource] | list[StudySource]:
@@ -439,8 +471,17 @@ def check_options(workers: int | None, scheduler: Any, shard: tuple[int, int] | 
 def report_location(
     cache: Cache, report: str | os.PathLike[str] | None, shard: tuple[int, int] | None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Where the run report goes: ``report`` (a file path or URL), else a new name under ``CACHE/reports/``.
+
+    Raises
+    ------
+    OutputError
+        If ``report`` is an existing folder (checked before the run starts).
+    """
     if report is not None:
-        return fsspec.core.url_to_fs(os.fspath(report))
+        fs, path = fsspec.core.url_to_fs(os.fspath(report))
+        check_report_path(fs, path)
+        return fs, path
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     suffix = f"-shard-{shard[0]}-of-{shard[1]}" if shard else ""
     return cache.fs, f"{cache.root}/reports/preprocess-{stamp}-{uuid.uuid4().hex[:8]}{suffix}.parquet"
@@ -458,6 +499,43 @@ class Task(Protocol):
 
     @property
     def key(self) -> str: ...
+
+
+T = TypeVar("T", bound=Task)
+
+
+def settle(sources: Sequence[T], cache: Cache) -> tuple[list[dict[str, Any]], list[T]]:
+    """The ``skipped`` rows of the sources whose entry is complete, and the sources left to compute, from one listing.
+
+    An entry whose marker does not parse (cut short by a crash on a store
+    without atomic renames) is unpublished and left to compute, whatever
+    the task (a series, a study, an image).
+
+    Parameters
+    ----------
+    sources
+        The run's series, studies or images (their ``key``).
+    cache
+        The run's cache.
+
+    Returns
+    -------
+    (rows, todo)
+        Report rows of the complete entries; the other sources, in their order.
+    """
+    published = set(cache.keys())
+    rows: list[dict[str, Any]] = []
+    todo: list[T] = []
+    for source in sources:
+        if source.key in published:
+            try:
+                rows.append(skipped_row(source, cache))
+                continue
+            except CacheIntegrityError:  # an invalid marker: its task computes the entry again
+                with contextlib.suppress(OSError):  # a read-only cache: the run stops at its write check
+                    cache.delete(source.key)
+        todo.append(source)
+    return rows, todo
 
 
 def skipped_row(source: Task, cache: Cache) -> dict[str, Any]:

@@ -10,18 +10,19 @@ files; :func:`compute_entry` works on Volumes and arrays only.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from dicomml.cache import Cache
+from dicomml.cache import Cache, CacheEntry
 from dicomml.config import PipelineConfig
-from dicomml.errors import ConfigError, SeriesNotFoundError
+from dicomml.errors import CacheIntegrityError, CacheMissError, ConfigError, ResourceLimitError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
@@ -61,9 +62,21 @@ class EntryInfo:
     shape: tuple[int, int, int]
 
 
-def open_cache(cache: Cache | str | os.PathLike[str]) -> Cache:
-    """A :class:`~dicomml.cache.Cache` for a Cache or its URL."""
-    return cache if isinstance(cache, Cache) else Cache(cache)
+def open_cache(cache: Cache | str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Cache:
+    """A :class:`~dicomml.cache.Cache` for a Cache or its URL (opened with fsspec's ``storage_options``).
+
+    Raises
+    ------
+    ConfigError
+        If ``storage_options`` come with a Cache object (they belong to its constructor).
+    CacheError
+        If the cache cannot be opened or created.
+    """
+    if isinstance(cache, Cache):
+        if storage_options:
+            raise ConfigError(f"storage_options given with {cache!r}: pass them to Cache(url, storage_options=...) instead")
+        return cache
+    return Cache(cache, storage_options=storage_options)
 
 
 def compute_entry(
@@ -102,6 +115,10 @@ def compute_entry(
     ------
     ConfigError
         If ``device`` is not a CPU or an available CUDA device.
+    ResourceLimitError
+        If a step's output grid (``deterministic.spacing`` or ``shape``) would
+        hold more than ``deterministic.max_voxels`` voxels, all volumes
+        together: checked before it is allocated.
     """
     from dicomml.transforms import Mask
 
@@ -113,7 +130,9 @@ def compute_entry(
         channels = [m.array.reshape(-1, *m.spatial_shape) for m in masks]
         sample["mask"] = Mask(torch.from_numpy(np.ascontiguousarray(np.concatenate(channels))).to(target))
     for step in deterministic_transforms(config):
-        sample = step(sample)
+        params = step.make_params(sample)  # the output grid, before anything of its size is allocated
+        _check_grid(step, params, len(array), volume, config)
+        sample = step.apply(sample, params)
     out = sample["image"].cpu().numpy()
     image = _cast(out if volume.axes else out[0], config.deterministic.dtype)
     mask = None
@@ -122,6 +141,26 @@ def compute_entry(
         mask = m.astype(np.float32 if m.dtype.kind == "f" else np.uint8)
     affine = np.asarray(sample["affine"], dtype=np.float64)
     return image, mask, affine
+
+
+def _check_grid(step: Any, params: dict[str, Any], volumes: int, volume: Volume, config: PipelineConfig) -> None:
+    """Refuse a step whose output grid holds more than ``max_voxels`` voxels (the limit of the loads), before it allocates it."""
+    shape = params.get("shape", params.get("size"))
+    if shape is None:
+        return
+    det = config.deterministic
+    n = volumes * math.prod(int(s) for s in shape)
+    if n <= det.max_voxels:
+        return
+    option = f"deterministic.shape {list(det.shape or ())}" if "size" in params else f"deterministic.spacing {list(det.spacing or ())}"
+    grid = "x".join(str(int(s)) for s in shape) + (f" x {volumes} volumes" if volumes > 1 else "")
+    uid = volume.meta.get("series_uid")
+    raise ResourceLimitError(
+        f"{f'series {uid}' if uid else 'the volume'}: {option} makes a grid of {grid} = {n} voxels, over the limit of "
+        f"{det.max_voxels} (deterministic.max_voxels); choose a coarser spacing or a smaller shape, or raise max_voxels "
+        "(the CLI's --max-voxels) if the machine holds it",
+        series_uid=uid,
+    )
 
 
 def _device(device: str) -> torch.device:
@@ -192,8 +231,18 @@ def preprocess_one(
     ------
     ConfigError
         If ``device`` is not a CPU or an available CUDA device.
+    ResourceLimitError
+        If the series, or the grid the config resamples it onto, holds more
+        than ``deterministic.max_voxels`` voxels.
+    CacheError
+        If the entry cannot be written.
     DicomMLError
         Whatever assembly, volume selection or mask decoding raises for this series.
+
+    Notes
+    -----
+    An entry whose marker does not parse (:class:`~dicomml.errors.CacheIntegrityError`
+    on open) counts as missing: it is computed again and its marker replaced.
 
     Examples
     --------
@@ -225,8 +274,15 @@ def preprocess_one(
                 series_uid=series_key,
             )
         source = found[0]
-    computed = not cache.has(source.key)
-    if computed:  # DICOM reading (pydicom, nibabel) is imported here: a Dataset over a filled cache never needs it
+    entry: CacheEntry | None
+    try:
+        entry = cache.open(source.key)
+    except CacheMissError:
+        entry = None
+    except CacheIntegrityError:  # an invalid marker (cut short by a crash): computed again, the new one replaces it
+        entry = None
+    computed = entry is None
+    if entry is None:  # DICOM reading (pydicom, nibabel) is imported here: a Dataset over a filled cache never needs it
         from dicomml.assemble import load_series
         from dicomml.assemble.volumes import apply_selection
 
@@ -255,8 +311,7 @@ def preprocess_one(
         }
         if config.at_load.normalize == "zscore" and not config.at_load.windows:  # a patch is z-scored with these
             meta[STATS_KEY] = intensity_stats(image)  # (another at-load config computes them once, on first use)
-        cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
-    entry = cache.open(source.key)
+        entry = cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
 
 
