@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -53,3 +56,34 @@ def make_config():
         return PipelineConfig.from_dict(base)
 
     return make
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
+    """A folder, and the function that makes it read-only (what was written stays readable): a tmpfs remounted
+    ``ro`` as root, where removing a missing file fails with EROFS, not ENOENT; else a folder without write permission."""
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        yield folder, lambda: _chmod_read_only(folder)
+        _chmod_writable(folder)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:  # a container without mount rights; root ignores permission bits, so nothing is read-only
+        pytest.skip(f"root cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder, lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def _chmod_read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o555)
+
+
+def _chmod_writable(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,35 +17,6 @@ import pytest
 from dicomml.cache import Cache
 from dicomml.cli.main import main
 from dicomml.errors import CacheError, CacheIntegrityError
-
-
-@pytest.fixture
-def read_only(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
-    """A folder, and the function that makes it read-only (what was written stays readable)."""
-    folder = tmp_path / "mnt"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        yield folder, lambda: _chmod_read_only(folder)
-        _chmod_writable(folder)
-        return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"root cannot mount a tmpfs here: {mounted.stderr}"
-    try:
-        yield folder, lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def _chmod_read_only(folder: Path) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o555)
-
-
-def _chmod_writable(folder: Path) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o755)
 
 
 def _put(cache: Cache, key: str) -> None:

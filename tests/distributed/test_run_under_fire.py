@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -38,25 +36,6 @@ def one(cohort) -> str:
 
 def _coarse() -> PipelineConfig:
     return PipelineConfig.from_dict({"name": "coarse", "deterministic": {"spacing": [4, 4, 4]}})
-
-
-@pytest.fixture
-def read_only(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
-    """A folder and the function that makes it a read-only file system (a tmpfs remounted ro; as root)."""
-    folder = tmp_path / "mnt"
-    folder.mkdir()
-    if os.geteuid() != 0:  # a folder without write permission says EACCES instead
-        yield folder, lambda: [p.chmod(0o555) for p in [folder, *folder.rglob("*")] if p.is_dir()]
-        for p in [folder, *folder.rglob("*")]:
-            if p.is_dir():
-                p.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"root cannot mount a tmpfs here: {mounted.stderr}"
-    try:
-        yield folder, lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_rerun_computes_again_the_entry_whose_marker_is_empty_and_skips_the_others(cohort, tmp_path):
