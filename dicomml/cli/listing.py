@@ -21,7 +21,7 @@ DEFAULT_COLUMNS = {
 def _text(value: object) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
         return " ".join(map(str, value))
-    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return "-" if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def echo_rows(frame: pd.DataFrame, *, header: bool = True) -> None:

@@ -26,3 +26,5 @@ def command(manifest: str, config_path: str, show_skipped: int) -> None:
         click.echo(f"\nleft out ({len(skipped)}):")
         for row in skipped.head(show_skipped).itertuples(index=False):
             click.echo(f"  {row.study_instance_uid}  {row.status}")
+        if len(skipped) > show_skipped:
+            click.echo(f"  ... and {len(skipped) - show_skipped} more (--show-skipped {len(skipped)} lists them all)")

@@ -81,3 +81,15 @@ def test_info_errors_lists_each_failed_file_with_its_reason(indexed, capsys):
     [row] = lines[1:]
     assert row[0].strip() == str(root / "dicom" / "notes.txt")
     assert "not a DICOM file: no 'DICM' marker" in row[-1]
+
+
+def test_list_prints_missing_numbers_as_a_dash(tmp_path, capsys):
+    """A series without SeriesNumber: pandas reads the missing integer as pd.NA, printed "-" as the help says."""
+    write_sample_study(tmp_path / "dicom")
+    for path in (tmp_path / "dicom" / "MR").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.SeriesNumber
+        ds.save_as(path)
+    manifest = dicomml.index([str(tmp_path / "dicom")], str(tmp_path / "manifest"), workers=1, progress=False)
+    lines = _run(["list", str(manifest.path), "--where", "modality = 'MR'", "--columns", "series_number,modality"], capsys)
+    assert [c.strip() for c in lines[1] if c.strip()] == ["-", "MR"]

@@ -46,3 +46,10 @@ def test_prints_matched_ambiguous_missing_per_role(cohort, tmp_path):
 def test_bad_predicate_is_one_line_and_exit_1(cohort, tmp_path):
     out = _run("studies", str(cohort.path), "--config", str(_config(tmp_path, "nope = 1")))
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "roles.t2.where" in out.stderr
+
+
+def test_a_cut_list_of_left_out_studies_says_how_many_more(cohort, tmp_path):
+    out = _run("studies", str(cohort.path), "--config", str(_config(tmp_path)), "--show-skipped", "1")
+    assert out.returncode == 0, out.stderr
+    listed = out.stdout.split("left out (2):\n")[1].splitlines()
+    assert len(listed) == 2 and listed[1] == "  ... and 1 more (--show-skipped 2 lists them all)"
