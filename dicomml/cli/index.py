@@ -84,12 +84,7 @@ def command(
         remote=remote_from_env(storage_option),
     )
     counts, run = manifest.meta["counts"], manifest.meta["last_run"]
-    click.echo(
-        f"{manifest.path}: {counts['instances']} instance rows, {counts['series']} series, "
-        f"{counts['annotations']} annotations ({run['files_listed']} files listed, {run['files_read']} read, "
-        f"{run['rows_removed']} stale rows dropped, {run['seconds']:.1f} s)"
-    )
-    if counts["instances"] == 0:
+    if counts["instances"] == 0:  # the error alone: no summary of a run that found nothing to index
         where = ", ".join(sources)
         if run["files_listed"] == 0 and counts["errors"]:  # a server or bucket that failed lists nothing
             raise SourceNotFoundError(
@@ -103,5 +98,10 @@ def command(
         raise SourceNotFoundError(
             f"{where}: no DICOM file found among {run['files_listed']} files; `dicomml info {out} --errors` says why each was refused"
         )
+    click.echo(
+        f"{manifest.path}: {counts['instances']} instance rows, {counts['series']} series, "
+        f"{counts['annotations']} annotations ({run['files_listed']} files listed, {run['files_read']} read, "
+        f"{run['rows_removed']} stale rows dropped, {run['seconds']:.1f} s)"
+    )
     if counts["errors"]:
         click.echo(f"{counts['errors']} files or entries could not be indexed; see `dicomml info {out} --errors`")
