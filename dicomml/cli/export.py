@@ -54,7 +54,7 @@ def command(
     max_voxels: int | None,
     storage_option: tuple[str, ...],
 ) -> None:
-    """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine as dcm2niix's, sform and
+    """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine; voxels where dcm2niix puts them, sform and
     qform code 1; a diffusion series with its .bval and .bvec), and with --mask the
     annotation as a label map on the same grid."""
     from dicomml import load_mask, load_series
