@@ -25,7 +25,9 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     (time, echo) become the 4th and later NIfTI dimensions. The affine's
     columns follow the axes, so each voxel keeps its RAS+ millimetre
     position; it is written as both sform and qform, code 1 (scanner), units
-    mm; a sheared affine (a gantry tilt kept) as the sform only, qform code 0. The 4th dimension's step is the first volume's ``repetition_time`` in
+    mm; a sheared affine (a gantry tilt kept) as the sform only, qform code 0;
+    a nominal one (``meta["nominal_affine"]``: slices kept without positions or
+    with gaps) with both codes 0, unknown. The 4th dimension's step is the first volume's ``repetition_time`` in
     seconds (``meta["volumes"]``) when known, as in dcm2niix's output. No
     data are copied: the reversed C-order array is NIfTI's Fortran order.
 
@@ -48,10 +50,12 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     data = _nifti_dtype(volume)
     affine = volume.affine[:, [2, 1, 0, 3]]
     image = nib.Nifti1Image(data.T, affine)
-    image.set_sform(affine, code=SCANNER_XFORM)
+    # a stack kept irregular (no positions, gaps) has a nominal affine: code 0 (unknown) says so to every reader
+    scanner = 0 if volume.meta.get("nominal_affine") else SCANNER_XFORM
+    image.set_sform(affine, code=scanner)
     # a qform holds only a rotation and zooms: for a sheared grid (gantry tilt kept) it would place the voxels
     # elsewhere, and readers that prefer it (ITK) would do so silently; code 0 leaves the sform as the geometry
-    image.set_qform(affine, code=SCANNER_XFORM if _rotation_and_zooms(affine) else 0)
+    image.set_qform(affine, code=scanner if _rotation_and_zooms(affine) else 0)
     image.header.set_xyzt_units(xyz="mm", t="sec")
     repetition = (volume.meta.get("volumes") or {}).get("repetition_time") or [None]
     if volume.axes and repetition[0]:  # the time step FSL and nilearn read, as dcm2niix writes it

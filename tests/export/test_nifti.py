@@ -111,3 +111,11 @@ def test_diffusion_series_gets_dcm2niix_bval_and_bvec(tmp_path, data_dir, folder
     theirs = _world_bvecs(ref_image, np.loadtxt(data_dir / f"{reference}.bvec"))
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     assert not diffusion_paths(volume.__class__(volume.array[0], volume.affine, (), {}), path)  # one volume: no sidecars
+
+
+def test_nominal_affine_is_written_with_codes_0(tmp_path, data_dir):
+    """An enhanced MR without positions, stacked as it is: its affine is made up, and the NIfTI says so."""
+    volume = load_files([data_dir / "pydicom-data/data_store/data/emri_small.dcm"], on_irregular="keep")
+    assert volume.meta["nominal_affine"]
+    image = nib.load(save_nifti(volume, tmp_path / "nominal.nii.gz"))
+    assert image.header["sform_code"] == image.header["qform_code"] == 0
