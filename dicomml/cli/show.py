@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,14 +21,28 @@ __all__ = ["command", "parse_window"]
 
 
 def parse_window(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> Window:
-    """Click callback: ``"lung"`` stays a preset name; ``"40,400"`` -> ``(40.0, 400.0)``; ``None`` stays."""
-    if value is None or "," not in value:
+    """Click callback: ``"lung"`` stays a preset name; ``"40,400"`` -> ``(40.0, 400.0)``; ``None`` stays.
+
+    Anything else is a usage error (exit 2) with one message.
+    """
+    if value is None:
         return value
-    try:
-        center, width = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected a preset name or CENTER,WIDTH such as 40,400", param_hint="--window") from None
-    return center, width
+    if "," in value:
+        try:
+            center, width = (float(v) for v in value.split(","))
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(center) and math.isfinite(width) and width > 0:
+                return center, width
+    from dicomml.transforms.intensity import WINDOW_PRESETS  # the preset table (with torch, which applying a preset needs)
+
+    if value in WINDOW_PRESETS:
+        return value
+    raise click.BadParameter(
+        f"{value!r}: expected a preset ({', '.join(WINDOW_PRESETS)}) or CENTER,WIDTH with a positive width, such as 40,400",
+        param_hint="--window",
+    )
 
 
 @click.command("show")

@@ -66,9 +66,12 @@ def test_show_errors_exit_one_with_one_line(indexed, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("dicomml: error:") and "no-such-key" in err and "\n" not in err
-    with pytest.raises(SystemExit) as exc:
-        main(["show", str(root / "manifest"), "k", "-o", str(root / "x.png"), "--window", "40,abc"])
-    assert exc.value.code == 2
+    capsys.readouterr()
+    for window in ("40,abc", "40", "40,-5", "nan,400", "lungs"):  # one usage error, exit 2, whatever is wrong
+        with pytest.raises(SystemExit) as exc:
+            main(["show", str(root / "manifest"), "k", "-o", str(root / "x.png"), "--window", window])
+        assert exc.value.code == 2, window
+        assert f"'{window}': expected a preset (brain, " in capsys.readouterr().err
 
 
 def test_show_creates_missing_folders(indexed):
