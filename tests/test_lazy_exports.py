@@ -20,6 +20,7 @@ PACKAGES = [
     "dicomml.study",
     "dicomml.indexer",
     "dicomml.pipeline",
+    "dicomml.distributed",
 ]
 
 

@@ -9,7 +9,6 @@ import click
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import make_parent, output_option
 from dicomml.cli._remote import open_manifest, storage_option
-from dicomml.export import diffusion_paths, save_nifti
 
 __all__ = ["command"]
 
@@ -58,6 +57,7 @@ def command(
     qform code 1; a diffusion series with its .bval and .bvec), and with --mask the
     annotation as a label map on the same grid."""
     from dicomml import load_mask, load_series
+    from dicomml.export import diffusion_paths, save_nifti  # nibabel: imported to run, not for --help
     from dicomml.limits import DEFAULT_MAX_VOXELS
 
     opened = open_manifest(manifest, storage_option)

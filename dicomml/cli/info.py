@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from pydicom.uid import UID
 
 from dicomml.cli._paths import png_output
 from dicomml.cli.listing import DEFAULT_COLUMNS, echo_rows
@@ -13,6 +12,8 @@ from dicomml.indexer import Manifest
 def _sop_name(uid: str | None) -> str:
     if not uid:
         return "?"
+    from pydicom.uid import UID  # pydicom's UID dictionary: imported to run, not for --help
+
     name = UID(uid).name
     return name if name != uid else uid
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 import numpy as np
-import pandas as pd
 
 from dicomml.indexer import Manifest
+
+if TYPE_CHECKING:  # pandas comes with the rows: imported to run, not for --help
+    import pandas as pd
 
 __all__ = ["DEFAULT_COLUMNS", "command", "echo_rows"]
 
@@ -21,7 +25,7 @@ DEFAULT_COLUMNS = {
 def _text(value: object) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
         return " ".join(map(str, value))
-    return "-" if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def echo_rows(frame: pd.DataFrame, *, header: bool = True) -> None:
@@ -29,6 +33,7 @@ def echo_rows(frame: pd.DataFrame, *, header: bool = True) -> None:
     if frame.empty:
         click.echo("(no rows)", err=True)
         return
+    frame = frame.astype(object).where(frame.notna(), None)  # NaN, NaT and pandas' NA (a missing integer) as None
     lines = [[_text(v) for v in row] for row in frame.itertuples(index=False)]
     if header:
         lines.insert(0, list(map(str, frame.columns)))

@@ -24,8 +24,6 @@ import click
 from dicomml.cli._options import max_voxels
 from dicomml.cli._remote import open_manifest, storage_option
 from dicomml.config import presets
-from dicomml.distributed import preprocess
-from dicomml.distributed.run import DEVICES
 from dicomml.distributed.shard import check_shard, parse_shard
 from dicomml.errors import ConfigError
 
@@ -120,9 +118,7 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
 )
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
 @click.option("--shard", default=None, help="Process shard I of N (0-based, e.g. 0/4); default from RANK/WORLD_SIZE or SLURM variables.")
-@click.option(
-    "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Resample on the worker's GPU (cuda) when it has one."
-)
+@click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: resample on the worker's GPU when it has one.")
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -182,6 +178,8 @@ def command(
 
         result = preprocess_images(opened, config, cache, batch_size=batch_size, max_voxels=max_voxels, **common)
     else:
+        from dicomml.distributed import preprocess  # torch and Dask: imported to run, not to parse the options
+
         result = preprocess(
             opened,
             config,

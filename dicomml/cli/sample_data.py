@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from dicomml.sample import write_sample_study
-
 __all__ = ["command"]
 
 
@@ -15,6 +13,8 @@ __all__ = ["command"]
 def command(directory: str, seed: int) -> None:
     """Write a small synthetic study into DIRECTORY: an axial CT (80 slices), a DICOM SEG
     (lesion, liver) on it and a sagittal MR (28 slices); about 4 MB, no real data needed."""
+    from dicomml.sample import write_sample_study  # pydicom: imported to run, not for --help
+
     study = write_sample_study(directory, seed=seed)
     click.echo(f"CT  {len(study.ct):3d} files  {study.ct[0].parent}")
     click.echo(f"MR  {len(study.mr):3d} files  {study.mr[0].parent}")
