@@ -143,8 +143,10 @@ def spacing_grid(
         Input grid: 4x4 affine (indices to RAS+ mm) and three sizes.
     spacing
         Target voxel size in mm per array axis (in the array's axis order), or
-        one number for isotropic voxels. ``None`` or a value <= 0 keeps that
-        axis' spacing.
+        one number (numpy scalars included) for isotropic voxels. ``None`` or
+        a value <= 0 keeps that axis' spacing. Sizes are rounded half to even
+        after rounding to 1e-6, so that float noise in the spacings does not
+        decide them.
     align
         ``"edges"`` (default) or ``"centers"``; see the module docstring.
 
@@ -166,13 +168,14 @@ def spacing_grid(
     """
     a, n = _check(affine, shape)
     old = np.asarray(spacing_of(a))
-    wanted: list[float | None] = [spacing] * 3 if spacing is None or isinstance(spacing, (int, float)) else list(spacing)
+    wanted: list[float | None] = [spacing] * 3 if np.ndim(spacing) == 0 else list(spacing)  # type: ignore[list-item,arg-type]
     if len(wanted) != 3:
         raise GeometryError(f"spacing needs 1 or 3 values (mm), got {spacing!r}")
     new = np.array([o if w is None or float(w) <= 0 else float(w) for o, w in zip(old, wanted)])
     ratio = new / old
     sizes = n / ratio if align == "edges" else (n - 1) / ratio + 1
-    out = np.maximum(1, np.rint(sizes)).astype(np.int64)
+    # rounded to 1e-6 first: float noise in the spacings must not tip a size across .5 either way
+    out = np.maximum(1, np.rint(np.round(sizes, 6))).astype(np.int64)
     return _scaled(a, ratio, align), tuple(int(v) for v in out)  # type: ignore[return-value]
 
 

@@ -179,7 +179,10 @@ def crop_pad(x: torch.Tensor, start: Sequence[int], shape: Sequence[int], *, mod
     shape
         Size of the box (voxels).
     mode
-        ``"constant"`` (fill with ``value``), ``"replicate"`` or ``"reflect"``.
+        ``"constant"`` (fill with ``value``), ``"replicate"`` (the edge voxel)
+        or ``"reflect"`` (mirrored about the edge voxels' centres, again and
+        again: ``grid_sample``'s ``"reflection"`` with corners aligned). Any
+        pad width, also a box wholly outside the input.
     value
         Fill value for ``"constant"``.
 
@@ -188,27 +191,57 @@ def crop_pad(x: torch.Tensor, start: Sequence[int], shape: Sequence[int], *, mod
     torch.Tensor
         A view when the box lies inside the input, else a padded copy.
 
+    Raises
+    ------
+    ConfigError
+        For an unknown ``mode``.
+
     Examples
     --------
     >>> crop_pad(torch.arange(4.0).reshape(1, 1, 1, 4), (0, 0, -1), (1, 1, 3)).tolist()
     [[[[0.0, 0.0, 1.0]]]]
+    >>> crop_pad(torch.arange(3.0).reshape(1, 1, 1, 3), (0, 0, 0), (1, 1, 7), mode="reflect").tolist()
+    [[[[0.0, 1.0, 2.0, 1.0, 0.0, 1.0, 2.0]]]]
     """
+    if mode not in ("constant", "replicate", "reflect"):
+        raise ConfigError(f"crop_pad mode={mode!r} is not one of ('constant', 'replicate', 'reflect')")
     n = x.shape[-3:]
     lo = [min(max(0, int(s)), n[d]) for d, s in enumerate(start)]
     hi = [max(min(n[d], int(s) + int(m)), lo[d]) for d, (s, m) in enumerate(zip(start, shape))]
-    core = x[..., lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     pads = [(lo[d] - int(start[d]), int(start[d]) + int(shape[d]) - hi[d]) for d in range(3)]
-    if not any(b or a for b, a in pads):
-        return core
-    if core.numel() == 0 or mode == "constant":
-        out = x.new_full((*x.shape[:-3], *(int(m) for m in shape)), value)
-        inner: tuple[Any, ...] = (Ellipsis, *(slice(b, b + (hi[d] - lo[d])) for d, (b, _) in enumerate(pads)))
-        out[inner] = core
+    padded = [b > 0 or a > 0 for b, a in pads]
+    if mode != "constant":
+        # the box's source index per padded axis (edge voxel, or folded back and forth over the axis)
+        out = x[(Ellipsis, *(slice(None) if padded[d] else slice(lo[d], hi[d]) for d in range(3)))]
+        for d in (d for d in range(3) if padded[d]):
+            at = np.arange(int(start[d]), int(start[d]) + int(shape[d]))
+            if mode == "reflect" and n[d] > 1:
+                at = (n[d] - 1) - np.abs(np.mod(at, 2 * (n[d] - 1)) - (n[d] - 1))
+            out = _gather_runs(out, x.ndim - 3 + d, np.clip(at, 0, n[d] - 1).tolist())
         return out
-    flat = [p for b, a in reversed(pads) for p in (b, a)]
-    lead = core.shape[:-3]
-    padded = F.pad(core.reshape(-1, 1, *core.shape[-3:]), flat, mode=mode)
-    return padded.reshape(*lead, *padded.shape[-3:])
+    core = x[..., lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    if not any(padded):
+        return core
+    out = x.new_full((*x.shape[:-3], *(int(m) for m in shape)), value)
+    inner: tuple[Any, ...] = (Ellipsis, *(slice(b, b + (hi[d] - lo[d])) for d, (b, _) in enumerate(pads)))
+    out[inner] = core
+    return out
+
+
+def _gather_runs(x: torch.Tensor, dim: int, index: list[int]) -> torch.Tensor:
+    """``x.index_select(dim, index)`` for an index made of runs of step 1, -1 or 0: one concatenation of slices."""
+    pieces, i = [], 0
+    while i < len(index):
+        j, step = i + 1, index[i + 1] - index[i] if i + 1 < len(index) else 1
+        while j < len(index) and index[j] - index[j - 1] == step:
+            j += 1
+        if step == 0:
+            pieces.append(x.narrow(dim, index[i], 1).expand(*x.shape[:dim], j - i, *x.shape[dim + 1 :]))
+        else:
+            piece = x.narrow(dim, min(index[i], index[j - 1]), j - i)
+            pieces.append(piece.flip(dim) if step < 0 else piece)
+        i = j
+    return torch.cat(pieces, dim)
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
@@ -245,6 +278,12 @@ def check_padding(padding: str) -> None:
 
 
 def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int], mode: str, padding: str) -> torch.Tensor:
+    """``grid_sample`` of ``x`` at source indices ``index_map @ (i, j, k, 1)``, chunk by chunk; ``x``'s dtype.
+
+    Sample positions are computed, and a half-precision ``x`` is sampled, in
+    float32 (float64 for float64): positions in float16 or bfloat16 are off by
+    up to a voxel or more on a CT-sized axis.
+    """
     n = torch.tensor(x.shape[-3:], dtype=torch.float64)
     scale = torch.where(n > 1, 2.0 / (n - 1).clamp(min=1), torch.zeros(()))
     # Source index -> grid_sample's normalized (x=k, y=j, z=i) coordinates, in one matrix.
@@ -252,24 +291,25 @@ def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int
     to_norm[:3, :3] = torch.diag(scale).flip(0)
     to_norm[:3, 3] = -1.0
     to_norm[3, 3] = 1.0
-    full = (to_norm @ torch.as_tensor(index_map, dtype=torch.float64)).to(x.device, x.dtype)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    full = (to_norm @ torch.as_tensor(index_map, dtype=torch.float64)).to(x.device, dtype)
     m0, m1, m2 = (int(v) for v in out_shape)
     jj, kk = torch.meshgrid(
-        torch.arange(m1, device=x.device, dtype=x.dtype),
-        torch.arange(m2, device=x.device, dtype=x.dtype),
+        torch.arange(m1, device=x.device, dtype=dtype),
+        torch.arange(m2, device=x.device, dtype=dtype),
         indexing="ij",
     )
     plane = jj[..., None] * full[:3, 1] + kk[..., None] * full[:3, 2] + full[:3, 3]
     out = x.new_empty((x.shape[0], m0, m1, m2))
     rows = max(1, _CHUNK // max(1, m1 * m2))
-    src = x[None]
+    src = x[None].to(dtype)
     fov = padding == "fov"
     if fov:  # border values, then 0 where the source index leaves the voxels' extent
-        where = torch.as_tensor(index_map, dtype=torch.float64).to(x.device, x.dtype)
+        where = torch.as_tensor(index_map, dtype=torch.float64).to(x.device, dtype)
         at = jj[..., None] * where[:3, 1] + kk[..., None] * where[:3, 2] + where[:3, 3]  # source (i, j, k) of plane i = 0
-        low, high = -0.5 - _FOV_TOL, torch.tensor(x.shape[-3:], device=x.device, dtype=x.dtype) - 0.5 + _FOV_TOL
+        low, high = -0.5 - _FOV_TOL, torch.tensor(x.shape[-3:], device=x.device, dtype=dtype) - 0.5 + _FOV_TOL
     for i0 in range(0, m0, rows):
-        ii = torch.arange(i0, min(m0, i0 + rows), device=x.device, dtype=x.dtype)
+        ii = torch.arange(i0, min(m0, i0 + rows), device=x.device, dtype=dtype)
         grid = plane[None] + ii[:, None, None, None] * full[:3, 0]
         part = F.grid_sample(src, grid[None], mode=mode, padding_mode="border" if fov else padding, align_corners=True)[0]
         if fov:
@@ -501,10 +541,11 @@ def _linear_separable(x: torch.Tensor, plan: _Relayout, padding: str, out_dtype:
     :func:`resample_image`'s ``dtype``, converted slab by slab.
     """
     c, n0, n1, n2 = x.shape
-    dtype = x.dtype if x.is_floating_point() else torch.float32
+    # weights and sums in float32 for integers and half precision (a bfloat16 weight is off by 2**-9)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     (lo0, hi0, w0), (lo1, hi1, w1), (lo2, hi2, w2) = (_taps(plan, a, n, padding, dtype, x.device) for a, n in enumerate((n0, n1, n2)))
     m0, m1, m2 = plan.size
-    target = x.new_empty((c, *(plan.size[p] for p in plan.perm)), dtype=out_dtype or dtype)
+    target = x.new_empty((c, *(plan.size[p] for p in plan.perm)), dtype=out_dtype or floating(x).dtype)
     view = target.permute(0, *(1 + plan.perm.index(a) for a in range(3)))  # source axis order
     used = torch.cat([lo0[w0[0] != 0], hi0[w0[1] != 0]])
     if not used.numel():
