@@ -40,8 +40,8 @@ class Planar(Transform):
     --------
     >>> from dicomml.transforms import RandomFlip
     >>> s = Planar(RandomFlip(axes=(1,), p=1.0))({"image": torch.arange(3.0).view(1, 1, 3)})
-    >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["axes"]
-    ([2.0, 1.0, 0.0], [1])
+    >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["flipped"]
+    ([2.0, 1.0, 0.0], [False, True, False])
     """
 
     def __init__(self, transform: Any) -> None:

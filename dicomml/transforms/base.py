@@ -9,19 +9,23 @@ Which entries are label maps: a :class:`Mask`, or a ``bool`` tensor. Label
 maps are resampled nearest, padded with 0 and never windowed or normalized.
 Every other tensor is an image, whatever its dtype (CT stays ``int16`` HU in
 dicomml, so an integer dtype does not mean labels). A :class:`~dicomml.Volume`
-is a label map when ``volume.meta["kind"] == "mask"``.
+is a label map when ``volume.meta["kind"] == "mask"``. MONAI ``MetaTensor`` s
+carry no such type: :func:`~dicomml.transforms.from_metatensor` takes those
+under the keys of :data:`LABEL_KEYS`, or tagged ``meta["kind"] == "mask"``,
+as label maps.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from dicomml.errors import GeometryError
+from dicomml.errors import ConfigError, GeometryError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.volume import Volume
 
@@ -29,6 +33,56 @@ __all__ = ["Mask", "Transform", "is_label", "spatial_keys", "spatial_shape", "sa
 
 #: Sample keys that are not spatial entries.
 RESERVED = ("affine", "meta")
+
+#: Keys of a MONAI dict whose MetaTensors are label maps (MONAI's own naming: ``LoadImaged(keys=["image", "label"])``).
+LABEL_KEYS = ("label", "seg", "mask")
+
+
+def check_number(owner: str, name: str, value: Any, need: str = "", ok: Callable[[float], bool] | None = None) -> float:
+    """``value`` as a float, or a one-line :class:`~dicomml.errors.ConfigError` naming the parameter.
+
+    Accepts Python and numpy numbers (not bools); rejects NaN and infinities.
+
+    Parameters
+    ----------
+    owner, name
+        The transform and parameter, for the message: ``RandomAffine(degrees=nan)``.
+    need
+        What ``ok`` asks, for the message (``">= 0"``).
+    ok
+        A further test of the float.
+
+    Raises
+    ------
+    ConfigError
+        For anything else.
+
+    Examples
+    --------
+    >>> check_number("RandomNoise", "std", np.float32(0.5), ">= 0", lambda v: v >= 0)
+    0.5
+    """
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not number or not math.isfinite(float(value)) or (ok is not None and not ok(float(value))):
+        raise ConfigError(f"{owner}({name}={value!r}): {name} must be a finite number{' ' + need if need else ''}")
+    return float(value)
+
+
+def check_probability(owner: str, p: Any) -> float:
+    """``p`` as a float in [0, 1], else :class:`~dicomml.errors.ConfigError`."""
+    return check_number(owner, "p", p, "in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def check_seed(owner: str, seed: Any) -> int | None:
+    """A random transform's ``seed``: None or an int >= 0, else :class:`~dicomml.errors.ConfigError`."""
+    return None if seed is None else check_int(owner, "seed", seed, ">= 0", lambda v: v >= 0)
+
+
+def check_int(owner: str, name: str, value: Any, need: str = "", ok: Callable[[int], bool] | None = None) -> int:
+    """``value`` as an int (Python or numpy integer, not a bool), else :class:`~dicomml.errors.ConfigError`."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or (ok is not None and not ok(int(value))):
+        raise ConfigError(f"{owner}({name}={value!r}): {name} must be an integer{' ' + need if need else ''}")
+    return int(value)
 
 
 class Mask(torch.Tensor):
@@ -152,9 +206,15 @@ def to_sample(data: Any) -> tuple[dict[str, Any], Callable[[dict[str, Any]], Any
 
         sample = from_metatensor(data)
         if isinstance(data, Mapping):
-            return sample, to_metatensor
+            given = set(data)  # MONAI's dict gets no key it did not have: the MetaTensors carry affine and meta
+
+            def restore_dict(out: dict[str, Any]) -> dict[str, Any]:
+                back = to_metatensor(out, channel=False)
+                return {k: v for k, v in back.items() if k in given or k not in RESERVED}
+
+            return sample, restore_dict
         key = spatial_keys(sample)[0]
-        return sample, lambda out: to_metatensor(out)[key]
+        return sample, lambda out: to_metatensor(out, channel=False)[key]
     if isinstance(data, Mapping):
         return dict(data), lambda out: out
     if isinstance(data, torch.Tensor):
@@ -266,14 +326,32 @@ class RandomTransform(Transform):
     """A transform with random parameters, drawn once per sample in :meth:`make_params`.
 
     Draws come from torch's default generator, which DataLoader seeds per
-    worker; give ``seed`` to a subclass for a private, reproducible stream
-    (then every worker copy repeats the same draws).
+    worker. Give ``seed`` to a subclass for a private, reproducible stream:
+    in the main process it starts from ``seed``; in a DataLoader worker from
+    ``seed`` and the worker's id (``torch.utils.data.get_worker_info().id``),
+    so each worker repeats its own draws from run to run and no two workers
+    draw alike. A worker that starts afresh each epoch (``persistent_workers=False``)
+    starts its stream afresh too.
     """
 
     seed: int | None = None
+    _stream_of: int | None
+    _generator: torch.Generator | None
 
     def _uniform(self, low: float, high: float, n: int = 1) -> np.ndarray:
-        if not hasattr(self, "_generator"):
-            self._generator = None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
+        worker = _worker_id()
+        if not hasattr(self, "_generator") or self._stream_of != worker:
+            self._stream_of, self._generator = worker, None
+            if self.seed is not None:
+                start = int(self.seed)
+                if worker is not None:  # worker w: seed and w mixed by numpy's SeedSequence, so no two workers share a stream
+                    start = int(np.random.SeedSequence([start, worker]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+                self._generator = torch.Generator().manual_seed(start)
         u = torch.rand(n, generator=self._generator, dtype=torch.float64).numpy()
         return low + (high - low) * u
+
+
+def _worker_id() -> int | None:
+    """The DataLoader worker this runs in, or None in the main process."""
+    info = torch.utils.data.get_worker_info()
+    return None if info is None else int(info.id)

@@ -14,7 +14,7 @@ import torch
 
 from dicomml.config import WindowSpec
 from dicomml.errors import ConfigError
-from dicomml.transforms.base import RandomTransform, Transform
+from dicomml.transforms.base import RandomTransform, Transform, check_int, check_number, check_probability, check_seed
 from dicomml.transforms.functional.intensity import VOI_FUNCTIONS, floating, scale_intensity, to_uint8, window, znormalize
 
 __all__ = [
@@ -58,8 +58,10 @@ def _spec(window_like: WindowLike) -> WindowSpec:
         if window_like not in WINDOW_PRESETS:
             raise ConfigError(f"window preset {window_like!r} is unknown; use one of {sorted(WINDOW_PRESETS)}")
         return WINDOW_PRESETS[window_like]
-    center, width = window_like
-    return WindowSpec(float(center), float(width))
+    if not isinstance(window_like, (Sequence, np.ndarray)) or len(window_like) != 2:
+        raise ConfigError(f"window {window_like!r}: give a preset name, (center, width) or a WindowSpec")
+    center, width = window_like[0], window_like[1]
+    return WindowSpec(check_number("window", "center", center), check_number("window", "width", width))
 
 
 def _check_output(output: str) -> None:
@@ -98,7 +100,8 @@ class Window(Transform):
 
     def __init__(self, center: float, width: float, function: str = "LINEAR_EXACT", output: str = "float") -> None:
         _check_output(output)
-        self.center, self.width, self.function, self.output = float(center), float(width), function, output
+        self.center, self.width = check_number("Window", "center", center), check_number("Window", "width", width)
+        self.function, self.output = function, output
         window(torch.zeros(1), self.center, self.width, function)  # validates width and function now
 
     @classmethod
@@ -140,6 +143,8 @@ class MultiWindow(Transform):
 
     def __init__(self, windows: Sequence[WindowLike], function: str = "LINEAR_EXACT", output: str = "float") -> None:
         _check_output(output)
+        if isinstance(windows, (str, WindowSpec)) or not isinstance(windows, (Sequence, np.ndarray)):
+            raise ConfigError(f"MultiWindow(windows={windows!r}): give a list of windows, e.g. ['brain', 'subdural', 'bone']")
         specs = [_spec(w) for w in windows]
         if not specs:
             raise ConfigError("MultiWindow needs at least one window")
@@ -181,7 +186,8 @@ class HeaderWindow(Transform):
 
     def __init__(self, index: int | None = 0, output: str = "float") -> None:
         _check_output(output)
-        self.index, self.output = index, output
+        self.index = None if index is None else check_int("HeaderWindow", "index", index)
+        self.output = output
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         meta = sample.get("meta") or {}
@@ -191,8 +197,15 @@ class HeaderWindow(Transform):
                 "(meta['window_center'], meta['window_width']); use Window(center, width) or a preset",
                 tag="(0028,1050)",
             )
-        centers = np.atleast_1d(np.asarray(meta["window_center"], dtype=np.float64)).tolist()
-        widths = np.atleast_1d(np.asarray(meta["window_width"], dtype=np.float64)).tolist()
+        try:
+            centers = np.atleast_1d(np.asarray(meta["window_center"], dtype=np.float64)).ravel().tolist()
+            widths = np.atleast_1d(np.asarray(meta["window_width"], dtype=np.float64)).ravel().tolist()
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"HeaderWindow: Window Center {meta['window_center']!r} / Width {meta['window_width']!r} are not numbers; "
+                "use Window(center, width)",
+                tag="(0028,1050)",
+            ) from None
         if len(centers) != len(widths):
             raise ConfigError(
                 f"HeaderWindow: {len(centers)} Window Center values but {len(widths)} Window Width values; "
@@ -214,23 +227,38 @@ class HeaderWindow(Transform):
 
 
 class ClipIntensity(Transform):
-    """Clip values to ``[low, high]`` (e.g. HU to [-1024, 3071]); dtype kept.
+    """Clip values to ``[low, high]`` (e.g. HU to [-1024, 3071]).
+
+    The dtype is kept when the bounds are whole numbers (``-1024`` or
+    ``-1024.0``): an ``int16`` CT stays ``int16``. Bounds with a fraction
+    cannot be held by an integer image, so one clipped to them comes out
+    float32 (the exact clip); floating images keep their dtype.
 
     Examples
     --------
     >>> ClipIntensity(-1000, 1000)(torch.tensor([[[[-3000, 0, 3000]]]])).tolist()
     [[[[-1000, 0, 1000]]]]
+    >>> ClipIntensity(-1000.0, 1000.0)(torch.tensor([[[[-3000, 0, 3000]]]], dtype=torch.int16)).dtype
+    torch.int16
+    >>> ClipIntensity(-1000.5, 1000.5)(torch.tensor([[[[-3000, 0, 3000]]]], dtype=torch.int16)).tolist()
+    [[[[-1000.5, 0.0, 1000.5]]]]
     """
 
     pointwise = True
 
     def __init__(self, low: float, high: float) -> None:
+        low, high = check_number("ClipIntensity", "low", low), check_number("ClipIntensity", "high", high)
         if not high > low:
             raise ConfigError(f"ClipIntensity range [{low}, {high}] is empty; high must exceed low")
         self.low, self.high = low, high
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return x.clamp(self.low, self.high)
+        if x.is_floating_point():
+            return x.clamp(self.low, self.high)
+        if not (self.low.is_integer() and self.high.is_integer()):
+            return floating(x).clamp(self.low, self.high)
+        info = torch.iinfo(x.dtype)  # whole bounds beyond the dtype's range clip nothing there
+        return x.clamp(max(int(self.low), info.min), min(int(self.high), info.max))
 
 
 class ScaleIntensity(Transform):
@@ -245,6 +273,8 @@ class ScaleIntensity(Transform):
     pointwise = True
 
     def __init__(self, low: float, high: float, out_low: float = 0.0, out_high: float = 1.0, clip: bool = True) -> None:
+        low, high = check_number("ScaleIntensity", "low", low), check_number("ScaleIntensity", "high", high)
+        out_low, out_high = check_number("ScaleIntensity", "out_low", out_low), check_number("ScaleIntensity", "out_high", out_high)
         scale_intensity(torch.zeros(1), low, high)  # validates the range now
         self.low, self.high, self.out_low, self.out_high, self.clip = low, high, out_low, out_high, clip
 
@@ -272,9 +302,17 @@ class ZNormalize(Transform):
     ) -> None:
         if (mean is None) != (std is None):
             raise ConfigError(f"ZNormalize(mean={mean}, std={std}): give both or neither")
+        if mean is not None and std is not None:
+            lists = all(isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) for v in (mean, std))
+            if not lists or len(mean) != len(std) or not len(mean):
+                raise ConfigError(f"ZNormalize(mean={mean!r}, std={std!r}): give two lists of one value per channel, of the same length")
+            mean = [None if m is None else check_number("ZNormalize", "mean", m) for m in mean]
+            std = [None if v is None else check_number("ZNormalize", "std", v, "> 0", lambda f: f > 0) for v in std]
         self.nonzero, self.mean, self.std = nonzero, mean, std
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        if self.mean is not None and len(self.mean) != x.shape[0]:
+            raise ConfigError(f"ZNormalize(mean=..., std=...): {len(self.mean)} values per list for an image of {x.shape[0]} channels")
         return znormalize(x, nonzero=self.nonzero, mean=self.mean, std=self.std)
 
 
@@ -283,6 +321,7 @@ class RandomIntensity(RandomTransform):
 
     ``shift`` is in the image's units (HU before windowing, [0, 1] after).
     Applied with probability ``p``; draws recorded in ``meta["transforms"]``.
+    The image comes out floating (integers as float32) whatever the draw.
 
     Examples
     --------
@@ -292,9 +331,14 @@ class RandomIntensity(RandomTransform):
     """
 
     def __init__(self, scale: float = 0.1, shift: float = 0.0, p: float = 1.0, seed: int | None = None) -> None:
-        if scale < 0 or shift < 0 or not 0 <= p <= 1:
-            raise ConfigError(f"RandomIntensity(scale={scale}, shift={shift}, p={p}): need scale, shift >= 0 and 0 <= p <= 1")
-        self.scale, self.shift, self.p, self.seed = scale, shift, p, seed
+        scale = check_number("RandomIntensity", "scale", scale, ">= 0", lambda v: v >= 0)
+        shift = check_number("RandomIntensity", "shift", shift, ">= 0", lambda v: v >= 0)
+        self.scale, self.shift, self.p, self.seed = (
+            scale,
+            shift,
+            check_probability("RandomIntensity", p),
+            check_seed("RandomIntensity", seed),
+        )
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         applied = bool(self._uniform(0, 1)[0] < self.p)
@@ -303,7 +347,7 @@ class RandomIntensity(RandomTransform):
         return {"applied": applied, "factor": factor, "offset": offset}
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return floating(x) * params["factor"] + params["offset"] if params["applied"] else x
+        return floating(x) * params["factor"] + params["offset"] if params["applied"] else floating(x)
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(params)
@@ -313,6 +357,7 @@ class RandomNoise(RandomTransform):
     """Add Gaussian noise of standard deviation ``std`` (image units) with probability ``p``.
 
     The noise is drawn on the image's device from the transform's generator.
+    The image comes out floating (integers as float32) whatever the draw.
 
     Examples
     --------
@@ -321,9 +366,8 @@ class RandomNoise(RandomTransform):
     """
 
     def __init__(self, std: float = 0.1, p: float = 1.0, seed: int | None = None) -> None:
-        if std < 0 or not 0 <= p <= 1:
-            raise ConfigError(f"RandomNoise(std={std}, p={p}): need std >= 0 and 0 <= p <= 1")
-        self.std, self.p, self.seed = std, p, seed
+        std = check_number("RandomNoise", "std", std, ">= 0", lambda v: v >= 0)
+        self.std, self.p, self.seed = std, check_probability("RandomNoise", p), check_seed("RandomNoise", seed)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         applied = bool(self._uniform(0, 1)[0] < self.p)
@@ -332,7 +376,7 @@ class RandomNoise(RandomTransform):
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         if not params["applied"]:
-            return x
+            return floating(x)
         generator = torch.Generator(device=x.device).manual_seed(params["noise_seed"])
         x = floating(x)
         return x + self.std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

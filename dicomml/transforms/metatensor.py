@@ -3,7 +3,16 @@
 dicomml keeps plain tensors plus an explicit ``affine`` on the hot path
 (MetaTensor's ``__torch_function__`` adds a large cost to every op, MONAI PR #4223);
 these two functions convert at the edge for MONAI transforms, inferers and
-savers. MONAI is imported on first use, so ``import dicomml.transforms``
+savers.
+
+MetaTensors carry no label-map type. A MetaTensor is read as a label map
+(resampled nearest, integer dtype kept) when its ``meta["kind"]`` is
+``"mask"`` (what :func:`to_metatensor` writes), when it is ``bool``, or when
+it sits under a key of ``label_keys`` (by default :data:`LABEL_KEYS`:
+``"label"``, ``"seg"``, ``"mask"``, the names MONAI's examples give
+``LoadImaged`` outputs). Other keys hold images, whatever their dtype (an
+``int16`` CT is an image); tag a label map under another key with
+``meta["kind"] = "mask"``. MONAI is imported on first use, so ``import dicomml.transforms``
 stays light.
 """
 
@@ -15,18 +24,22 @@ from typing import Any
 import torch
 
 from dicomml._optional import require
-from dicomml.transforms.base import Mask, is_label, sample_affine, spatial_keys, to_sample
+from dicomml.transforms.base import LABEL_KEYS, Mask, is_label, sample_affine, spatial_keys, to_sample
 
 __all__ = ["from_metatensor", "to_metatensor"]
 
 
-def to_metatensor(data: Any) -> Any:
+def to_metatensor(data: Any, *, channel: bool = True) -> Any:
     """Spatial entries as MONAI ``MetaTensor`` s carrying the sample's affine.
 
     Parameters
     ----------
     data
         A sample dict, a tensor or a :class:`~dicomml.Volume`.
+    channel
+        Give a 3-axis entry (a 3D Volume, an ``(i, j, k)`` tensor) a leading
+        channel axis, ``(1, i, j, k)``: MONAI's transforms take the first axis
+        as channels.
 
     Returns
     -------
@@ -39,6 +52,8 @@ def to_metatensor(data: Any) -> Any:
     --------
     >>> to_metatensor({"image": torch.zeros(1, 2, 2, 2)})["image"].affine.shape
     torch.Size([4, 4])
+    >>> to_metatensor(torch.zeros(2, 3, 4)).shape
+    torch.Size([1, 2, 3, 4])
     """
     MetaTensor = require("monai.data", extra="monai", feature="MONAI MetaTensors (to_metatensor)").MetaTensor
 
@@ -49,13 +64,15 @@ def to_metatensor(data: Any) -> Any:
     for key in spatial_keys(sample):
         value = sample[key]
         extra = {"kind": "mask"} if is_label(value) else {}
-        out[key] = MetaTensor(value.as_subclass(torch.Tensor), affine=affine.clone(), meta={**meta, **extra})
+        plain = value.as_subclass(torch.Tensor)
+        plain = plain[None] if channel and plain.ndim == 3 else plain
+        out[key] = MetaTensor(plain, affine=affine.clone(), meta={**meta, **extra})
     if isinstance(data, Mapping):
         return out
     return out[spatial_keys(sample)[0]]
 
 
-def from_metatensor(data: Any) -> dict[str, Any]:
+def from_metatensor(data: Any, label_keys: tuple[str, ...] = LABEL_KEYS) -> dict[str, Any]:
     """A dicomml sample (plain tensors, ``affine``, ``meta``) from MetaTensor(s).
 
     Parameters
@@ -63,6 +80,9 @@ def from_metatensor(data: Any) -> dict[str, Any]:
     data
         A MetaTensor (becomes ``"image"``, or ``"mask"`` when its meta says
         ``kind == "mask"``) or a dict holding MetaTensors.
+    label_keys
+        Keys whose MetaTensors are label maps whatever their meta (see the
+        module docstring); ``()`` leaves only ``meta["kind"]`` and ``bool``.
 
     Returns
     -------
@@ -77,6 +97,8 @@ def from_metatensor(data: Any) -> dict[str, Any]:
     >>> s = from_metatensor(MetaTensor(torch.zeros(1, 2, 2, 2)))
     >>> sorted(s), s["affine"].dtype
     (['affine', 'image', 'meta'], dtype('float64'))
+    >>> type(from_metatensor({"label": MetaTensor(torch.zeros(1, 2, 2, 2))})["label"]).__name__
+    'Mask'
     """
     MetaTensor = require("monai.data", extra="monai", feature="MONAI MetaTensors (from_metatensor)").MetaTensor
 
@@ -91,5 +113,6 @@ def from_metatensor(data: Any) -> dict[str, Any]:
         if "meta" not in out:
             out["meta"] = {k: v for k, v in value.meta.items() if k not in ("affine", "kind") and not k.startswith("original_")}
         plain = value.as_tensor()
-        out[key] = Mask(plain) if value.meta.get("kind") == "mask" else plain
+        label = value.meta.get("kind") == "mask" or key in label_keys or plain.dtype == torch.bool
+        out[key] = Mask(plain) if label else plain
     return out

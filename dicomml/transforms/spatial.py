@@ -16,7 +16,17 @@ import numpy as np
 import torch
 
 from dicomml.errors import ConfigError
-from dicomml.transforms.base import RandomTransform, Transform, sample_affine, spatial_shape
+from dicomml.transforms.base import (
+    RESERVED,
+    RandomTransform,
+    Transform,
+    check_number,
+    check_probability,
+    check_seed,
+    sample_affine,
+    spatial_keys,
+    spatial_shape,
+)
 from dicomml.transforms.functional.grid import (
     ALIGNS,
     check_axcodes,
@@ -26,6 +36,7 @@ from dicomml.transforms.functional.grid import (
     shift_grid,
     spacing_grid,
 )
+from dicomml.transforms.functional.intensity import floating
 from dicomml.transforms.functional.spatial import check_padding, crop_pad, resample_image, resample_mask
 from dicomml.volume import Volume
 
@@ -40,11 +51,45 @@ __all__ = [
 ]
 
 
-def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    items = [value] * 3 if isinstance(value, (int, float, np.number)) else list(value)
-    if len(items) != 3 or not all(int(v) == v and v > 0 for v in items):
-        raise ConfigError(f"{name}={value!r} must be one or three positive voxel counts")
+def _triple(value: int | Sequence[int], name: str, minimum: int = 1) -> tuple[int, int, int]:
+    scalar = isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+    items: list[Any] = (
+        [value] * 3 if scalar else list(value) if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str) else []
+    )
+    numbers = all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in items)
+    if len(items) != 3 or not numbers or not all(np.isfinite(v) and int(v) == v and v >= minimum for v in items):
+        counts = "positive voxel counts" if minimum == 1 else f"voxel counts >= {minimum}"
+        raise ConfigError(f"{name}={value!r} must be one or three {counts}")
     return (int(items[0]), int(items[1]), int(items[2]))
+
+
+def _spacing(spacing: Any) -> float | tuple[float | None, ...] | None:
+    """``Resample``'s ``spacing`` as Python floats (numpy numbers and arrays accepted)."""
+
+    def one(v: Any) -> float | None:
+        return None if v is None else check_number("Resample", "spacing", v)
+
+    if spacing is None or isinstance(spacing, (int, float, np.number)):
+        return one(spacing)
+    if not isinstance(spacing, (Sequence, np.ndarray)) or isinstance(spacing, str) or len(spacing) not in (1, 3):
+        raise ConfigError(f"Resample(spacing={spacing!r}): give one or three numbers in mm (None or <= 0 keeps an axis)")
+    try:
+        values = tuple(one(v) for v in spacing)
+    except ConfigError:
+        raise ConfigError(f"Resample(spacing={spacing!r}): give one or three numbers in mm (None or <= 0 keeps an axis)") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _reference(like: Any) -> Volume | tuple[np.ndarray, tuple[int, int, int]] | None:
+    """``Resample``'s ``like``: a Volume, or ``(affine, shape)`` checked and converted."""
+    if like is None or isinstance(like, Volume):
+        return like
+    if not isinstance(like, (tuple, list)) or len(like) != 2:
+        raise ConfigError(f"Resample(like={type(like).__name__}): give a Volume or (affine, shape)")
+    affine = np.asarray(like[0], dtype=np.float64) if isinstance(like[0], (np.ndarray, Sequence, torch.Tensor)) else None
+    if affine is None or affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ConfigError(f"Resample(like=(affine, shape)): the affine must be a finite 4x4 array, got {np.shape(like[0])}")
+    return affine, _triple(like[1], "Resample(like=(affine, shape)): shape")
 
 
 class _Regrid(Transform):
@@ -104,10 +149,13 @@ class Resample(_Regrid):
         A reference grid: a :class:`~dicomml.Volume` or ``(affine, shape)``.
     axcodes
         Also reorient to this code; permutation, flips and scaling then run as
-        one resample. ``spacing`` / ``shape`` are then per output axis. The
-        grid is scaled in the input's stored axis order and anchored at its
-        first voxel edge, then relaid; orienting first would anchor at the
-        other end of flipped axes, a shift of less than half an output voxel.
+        one resample. ``spacing`` / ``shape`` are then per output axis. With
+        ``align="edges"`` the grid is scaled in the input's stored axis order
+        and anchored at its first voxel edge, then relaid (torch's fused
+        kernel can then run); orienting first would anchor at the other end
+        of flipped axes, a shift of less than half an output voxel. With
+        ``align="centers"`` it is the grid of orienting first, exactly
+        ``Orient`` then ``Resample`` (MONAI ``Orientation`` then ``Spacing``).
         ``Compose`` fuses ``Orient`` followed by ``Resample`` into this.
     align
         ``"edges"`` (default) or ``"centers"``: where the output grid starts.
@@ -115,7 +163,9 @@ class Resample(_Regrid):
         MONAI ``Spacing``'s default grid, ``"edges"`` its
         ``scale_extent=True`` grid and torch ``interpolate``'s.
     padding
-        Image values outside the input: ``"border"``, ``"zeros"``, ``"reflection"``.
+        Image values outside the input: ``"border"``, ``"zeros"``,
+        ``"reflection"`` (``grid_sample``'s), or ``"fov"`` (the edge value out
+        to the outer voxel edges, 0 beyond, as SimpleITK's ``Resample``).
     antialias
         Gaussian pre-filter along downsampled axes.
 
@@ -144,15 +194,12 @@ class Resample(_Regrid):
     ) -> None:
         if sum(v is not None for v in (spacing, shape, like)) != 1:
             raise ConfigError("Resample needs exactly one of spacing=, shape=, like=")
-        values = [spacing] if spacing is None or isinstance(spacing, (int, float, np.number)) else list(spacing)
-        if len(values) not in (1, 3) or not all(v is None or (isinstance(v, (int, float, np.number)) and np.isfinite(v)) for v in values):
-            raise ConfigError(f"Resample(spacing={spacing!r}): give one or three numbers in mm (None or <= 0 keeps an axis)")
         if align not in ALIGNS:
             raise ConfigError(f"align={align!r} is not one of {ALIGNS}")
         check_padding(padding)
-        self.spacing = spacing
+        self.spacing = _spacing(spacing)
         self.shape = None if shape is None else _triple(shape, "shape")
-        self.like = like
+        self.like = _reference(like)
         self.axcodes = None if axcodes is None else check_axcodes(axcodes)
         self.align, self.padding, self.antialias = align, padding, antialias
 
@@ -161,9 +208,13 @@ class Resample(_Regrid):
         if isinstance(self.like, Volume):
             return {"source": source, "affine": self.like.affine, "shape": self.like.spatial_shape}
         if self.like is not None:
-            affine, size = np.asarray(self.like[0], dtype=np.float64), tuple(int(v) for v in self.like[1])
+            return {"source": source, "affine": self.like[0], "shape": self.like[1]}
+        if self.axcodes is not None and self.spacing is not None and self.align == "centers":
+            # a centres grid takes no fused kernel anyway: the grid of orienting first, exactly
+            affine, size = orient_grid(source, shape, self.axcodes)
+            affine, size = spacing_grid(affine, size, self.spacing, self.align)  # type: ignore[arg-type]
             return {"source": source, "affine": affine, "shape": size}
-        wanted = self.spacing if self.spacing is not None else self.shape
+        wanted: Any = self.spacing if self.spacing is not None else self.shape
         if self.axcodes is not None and not np.isscalar(wanted):
             wanted = output_axes_in_source_order(source, shape, self.axcodes, list(wanted))  # type: ignore[arg-type]
         if self.spacing is not None:
@@ -182,7 +233,9 @@ class RandomAffine(_Regrid, RandomTransform):
     axes, the zoom in ``[1 - scale, 1 + scale]`` and the shift in
     ``[-translate, translate]`` mm per world axis; applied with probability
     ``p``. The output keeps the input's shape; its affine is the transform
-    composed with the input's, so world positions stay true.
+    composed with the input's, so world positions stay true. Images come out
+    floating (integers as float32) whether or not the draw applies the
+    transform, so a batch collates; label maps keep their dtype.
 
     Examples
     --------
@@ -200,13 +253,13 @@ class RandomAffine(_Regrid, RandomTransform):
         padding: str = "border",
         seed: int | None = None,
     ) -> None:
-        if degrees < 0 or not 0 <= scale < 1 or translate < 0 or not 0 <= p <= 1:
-            raise ConfigError(
-                f"RandomAffine(degrees={degrees}, scale={scale}, translate={translate}, p={p}): "
-                "need degrees, translate >= 0, 0 <= scale < 1 and 0 <= p <= 1"
-            )
+        degrees = check_number("RandomAffine", "degrees", degrees, ">= 0 (angles are drawn in [-degrees, degrees])", lambda v: v >= 0)
+        scale = check_number("RandomAffine", "scale", scale, "in [0, 1)", lambda v: 0 <= v < 1)
+        translate = check_number("RandomAffine", "translate", translate, ">= 0 (mm)", lambda v: v >= 0)
+        p = check_probability("RandomAffine", p)
         check_padding(padding)
-        self.degrees, self.scale, self.translate, self.p, self.padding, self.seed = degrees, scale, translate, p, padding, seed
+        self.degrees, self.scale, self.translate, self.p, self.padding = degrees, scale, translate, p, padding
+        self.seed = check_seed("RandomAffine", seed)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         source, shape = sample_affine(sample), spatial_shape(sample)
@@ -228,6 +281,13 @@ class RandomAffine(_Regrid, RandomTransform):
             "scale": zoom,
             "translate": shift.tolist(),
         }
+
+    def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        # floating whatever the draw: an unapplied (or whole-voxel) draw must not keep an int16 image int16
+        return floating(super().apply_image(x, params) if params["applied"] else x)
+
+    def apply_mask(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        return super().apply_mask(x, params) if params["applied"] else x
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
         return {k: params[k] for k in ("applied", "degrees", "scale", "translate")}
@@ -271,7 +331,7 @@ class CropOrPad(_Crop):
     """
 
     def __init__(self, shape: int | Sequence[int], value: float = 0.0) -> None:
-        self.shape, self.value = _triple(shape, "shape"), value
+        self.shape, self.value = _triple(shape, "shape"), check_number("CropOrPad", "value", value)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         n = np.asarray(spatial_shape(sample))
@@ -281,8 +341,9 @@ class CropOrPad(_Crop):
 class CropForeground(_Crop):
     """Crop every entry to the bounding box of ``sample[source] > threshold`` plus ``margin`` voxels.
 
-    When nothing exceeds the threshold the sample is kept whole. The box is
-    recorded in ``meta["transforms"]``.
+    ``source`` names a spatial entry of the sample; ``margin`` is one or three
+    voxel counts >= 0. When nothing exceeds the threshold the sample is kept
+    whole. The box is recorded in ``meta["transforms"]``.
 
     Examples
     --------
@@ -291,22 +352,25 @@ class CropForeground(_Crop):
     torch.Size([1, 2, 1, 2])
     """
 
-    def __init__(self, source: str = "image", threshold: float = 0.0, margin: int = 0) -> None:
-        if margin < 0:
-            raise ConfigError(f"CropForeground(margin={margin}): margin must be >= 0 voxels")
-        self.source, self.threshold, self.margin = source, threshold, int(margin)
+    def __init__(self, source: str = "image", threshold: float = 0.0, margin: int | Sequence[int] = 0) -> None:
+        if not isinstance(source, str) or source in RESERVED:
+            raise ConfigError(f"CropForeground(source={source!r}): source must name a spatial entry such as 'image'")
+        self.source = source
+        self.threshold = check_number("CropForeground", "threshold", threshold)
+        self.margin = _triple(margin, "CropForeground(margin)", minimum=0)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         n = np.asarray(spatial_shape(sample))
-        if self.source not in sample:
-            raise ConfigError(f"CropForeground(source={self.source!r}): the sample has only {sorted(sample)}")
+        if self.source not in spatial_keys(sample):
+            raise ConfigError(f"CropForeground(source={self.source!r}): the sample's spatial entries are {spatial_keys(sample)}")
         value = sample[self.source]
         found = (value.reshape(-1, *value.shape[-3:]) > self.threshold).any(dim=0)
         if not bool(found.any()):
             return self._box(sample, (0, 0, 0), n)
         lo = np.array([int(torch.nonzero(found.any(dim=tuple(e for e in range(3) if e != d)))[0]) for d in range(3)])
         hi = np.array([int(torch.nonzero(found.any(dim=tuple(e for e in range(3) if e != d)))[-1]) + 1 for d in range(3)])
-        lo, hi = np.maximum(lo - self.margin, 0), np.minimum(hi + self.margin, n)
+        margin = np.asarray(self.margin)
+        lo, hi = np.maximum(lo - margin, 0), np.minimum(hi + margin, n)
         return self._box(sample, lo, hi - lo)
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -324,7 +388,11 @@ class RandomCrop(_Crop, RandomTransform):
     """
 
     def __init__(self, shape: int | Sequence[int], value: float = 0.0, seed: int | None = None) -> None:
-        self.shape, self.value, self.seed = _triple(shape, "shape"), value, seed
+        self.shape, self.value, self.seed = (
+            _triple(shape, "shape"),
+            check_number("RandomCrop", "value", value),
+            check_seed("RandomCrop", seed),
+        )
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         spare = np.asarray(spatial_shape(sample)) - np.asarray(self.shape)
@@ -337,33 +405,43 @@ class RandomCrop(_Crop, RandomTransform):
 
 
 class RandomFlip(RandomTransform):
-    """Flip each of ``axes`` (spatial array axes 0, 1, 2) with probability ``p``.
+    """Flip each of ``axes`` (spatial array axes 0, 1, 2; one int or several) with probability ``p``.
+
+    The draw is recorded as ``"flipped"``: one bool per spatial axis 0, 1, 2,
+    the same length for every sample, so records collate into a batch
+    (``torch.flip(x, [1 + a for a, f in enumerate(flipped) if f])`` undoes it).
 
     Examples
     --------
-    >>> s = RandomFlip(axes=(2,), p=1.0)({"image": torch.arange(3.0).view(1, 1, 1, 3)})
-    >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["axes"]
-    ([2.0, 1.0, 0.0], [2])
+    >>> s = RandomFlip(axes=2, p=1.0)({"image": torch.arange(3.0).view(1, 1, 1, 3)})
+    >>> s["image"].flatten().tolist(), s["meta"]["transforms"][0]["flipped"]
+    ([2.0, 1.0, 0.0], [False, False, True])
     """
 
-    def __init__(self, axes: Sequence[int] = (0, 1, 2), p: float = 0.5, seed: int | None = None) -> None:
-        if not all(a in (0, 1, 2) for a in axes) or not 0 <= p <= 1:
-            raise ConfigError(f"RandomFlip(axes={list(axes)}, p={p}): axes are spatial 0, 1, 2 and 0 <= p <= 1")
-        self.axes, self.p, self.seed = tuple(int(a) for a in axes), p, seed
+    def __init__(self, axes: int | Sequence[int] = (0, 1, 2), p: float = 0.5, seed: int | None = None) -> None:
+        items = [axes] if isinstance(axes, (int, np.integer)) else list(axes) if isinstance(axes, (Sequence, np.ndarray)) else [None]
+        valid = all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a in (0, 1, 2) for a in items)
+        if not valid or len(set(items)) != len(items):
+            raise ConfigError(f"RandomFlip(axes={axes!r}, p={p!r}): axes are spatial 0, 1, 2, each at most once (one int or several)")
+        self.axes, self.p, self.seed = tuple(int(a) for a in items), check_probability("RandomFlip", p), check_seed("RandomFlip", seed)  # type: ignore[arg-type]
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
         draws = self._uniform(0, 1, len(self.axes))
-        flipped = [a for a, u in zip(self.axes, draws) if u < self.p]
+        flipped = [False, False, False]
+        for a, u in zip(self.axes, draws):
+            flipped[a] = bool(u < self.p)
         n = spatial_shape(sample)
         flip = np.eye(4)
-        for a in flipped:
-            flip[a, a], flip[a, 3] = -1.0, n[a] - 1.0
-        return {"axes": flipped, "affine": sample_affine(sample) @ flip}
+        for a in range(3):
+            if flipped[a]:
+                flip[a, a], flip[a, 3] = -1.0, n[a] - 1.0
+        return {"flipped": flipped, "affine": sample_affine(sample) @ flip}
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        return x.flip([1 + a for a in params["axes"]]) if params["axes"] else x
+        dims = [1 + a for a in range(3) if params["flipped"][a]]
+        return x.flip(dims) if dims else x
 
     apply_mask = apply_image
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"axes": params["axes"]}
+        return {"flipped": list(params["flipped"])}

@@ -131,7 +131,7 @@ def test_augmentation_is_drawn_once_for_image_and_mask(study, make_config, tmp_p
     for index in range(3):
         flipped.set_epoch(index)
         a, b = plain[0], flipped[0]
-        axes = [d + 1 for d in b["meta"]["transforms"][0]["axes"]]
+        axes = [d + 1 for d, flipped in enumerate(b["meta"]["transforms"][0]["flipped"]) if flipped]
         assert torch.equal(b["image"], torch.flip(a["image"], axes) if axes else a["image"])
         assert torch.equal(b["mask"], torch.flip(a["mask"], axes) if axes else a["mask"])
 

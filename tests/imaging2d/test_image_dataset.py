@@ -161,7 +161,7 @@ def test_dicomml_transforms_augment_2d_samples_per_type(cohort: Path) -> None:
     plain = ImageDataset(cohort / "manifest", config=ImageConfig(size=(64, 64)), where="modality = 'DX'")[0]
     sample = data[0]
     flip, jitter = sample["meta"]["transforms"]
-    assert (flip["name"], flip["axes"], jitter["name"]) == ("RandomFlip", [1], "RandomIntensity")
+    assert (flip["name"], flip["flipped"], jitter["name"]) == ("RandomFlip", [False, True, False], "RandomIntensity")
     torch.testing.assert_close(sample["image"], plain["image"].flip(-1) * jitter["factor"] + jitter["offset"])
     mask = Mask(torch.zeros(1, 64, 64, dtype=torch.uint8))
     mask[0, :, :5] = 1

@@ -72,9 +72,9 @@ def test_dicomml_transforms_run_inside_monai_compose_next_to_monai_dict_transfor
 def test_to_metatensor_of_a_volume_carries_its_affine():
     volume = Volume(np.zeros((3, 4, 5), np.float32), np.diag([2.0, 3.0, 4.0, 1.0]))
     mt = to_metatensor(volume)
-    assert isinstance(mt, MetaTensor) and mt.shape == (3, 4, 5)
+    assert isinstance(mt, MetaTensor) and mt.shape == (1, 3, 4, 5)  # channel-first, as MONAI requires
     np.testing.assert_array_equal(mt.affine.numpy(), volume.affine)
-    assert from_metatensor(mt)["image"].shape == (3, 4, 5)
+    assert from_metatensor(mt)["image"].shape == (1, 3, 4, 5)
 
 
 def test_bare_tensor_in_bare_tensor_out_and_bad_inputs_raise():
@@ -135,7 +135,7 @@ class _Repeat(Dataset):
 
 def test_dataloader_workers_draw_different_parameters_and_keep_masks():
     loader = DataLoader(_Repeat(), batch_size=None, num_workers=2, collate_fn=lambda s: s)
-    draws = [tuple(s["meta"]["transforms"][0]["axes"]) for s in loader]
+    draws = [tuple(s["meta"]["transforms"][0]["flipped"]) for s in loader]
     assert len(set(draws)) > 1
     assert all(isinstance(s["mask"], Mask) for s in DataLoader(_Repeat(), batch_size=None, num_workers=2, collate_fn=lambda s: s))
 
