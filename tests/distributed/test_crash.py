@@ -29,7 +29,7 @@ _CLI = [sys.executable, "-c", "from dicomml.cli.main import main; main()"]
 #: JSON argv on stdin and prints its pid, so that twenty runs do not pay twenty interpreter starts.
 _ZYGOTE = r"""
 import json, os, signal, sys
-import dicomml.cli.main, dicomml.cli.preprocess, dicomml.pipeline, dicomml.assemble, dicomml.seg
+import dicomml.cli.main, dicomml.cli.preprocess, dicomml.distributed.run, dicomml.pipeline, dicomml.assemble, dicomml.seg
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
 for line in sys.stdin:
     pid = os.fork()

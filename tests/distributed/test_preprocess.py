@@ -344,10 +344,10 @@ def test_a_rerun_with_everything_cached_says_so_and_starts_no_cluster(cohort, ct
 
 
 def test_the_cli_fills_threads_and_worker_env_from_the_environment(cohort, tmp_path, monkeypatch):
-    import dicomml.cli.preprocess
+    import dicomml.distributed
 
-    seen = {}
-    monkeypatch.setattr(dicomml.cli.preprocess, "preprocess", lambda *args, **kwargs: seen.update(kwargs) or _Report())
+    seen = {}  # the CLI imports preprocess from the package when it runs
+    monkeypatch.setattr(dicomml.distributed, "preprocess", lambda *args, **kwargs: seen.update(kwargs) or _Report())
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
     argv = ["preprocess", str(cohort.path), "--config", "x.yaml", "--cache", str(tmp_path / "c")]
