@@ -204,6 +204,14 @@ def preprocess(
             else with_options(config, max_voxels=max_voxels)
         )
     sources: list[Any] = list(_select(manifest, config, where))
+    if progress and isinstance(config, PipelineConfig) and config.deterministic.masks:
+        unannotated = len(set(manifest.usable_series_keys(where)) - {s.series_key for s in sources})
+        if unannotated:  # said once: the summary counts only what was selected
+            print(
+                f"preprocess: {unannotated} usable series{f' matching {where!r}' if where else ''} have no annotation; "
+                f"config {config.name} caches masks, so they are left out",
+                file=sys.stderr,
+            )
     if shard is not None:
         sources = select_shard(sources, *shard)
     sources = _largest_first(manifest, config, sources)

@@ -156,3 +156,17 @@ def test_an_image_whose_marker_is_empty_is_computed_again(tmp_path):
     again = preprocess_images(manifest, config, tmp_path / "c", workers=0, progress=False)
     assert again.counts == {"done": 1, "skipped": 0, "failed": 0}
     Cache(tmp_path / "c").verify(key)
+
+
+def test_a_masks_config_says_how_many_matching_series_it_leaves_out_for_lack_of_an_annotation(cohort, ct_seg, tmp_path, capsys):
+    from dicomml.distributed import preprocess
+
+    annotated = set(cohort.pairs()["series_key"])
+    unannotated = [k for k in cohort.usable_series_keys() if k not in annotated]
+    assert unannotated and annotated  # the cohort has both
+    preprocess(cohort, ct_seg, tmp_path / "c", workers=0, where="modality = 'CT'", report=tmp_path / "r.parquet")
+    matching = set(cohort.usable_series_keys("modality = 'CT'"))
+    left_out = len(matching - annotated)
+    assert left_out > 0
+    err = capsys.readouterr().err
+    assert f"preprocess: {left_out} usable series matching \"modality = 'CT'\" have no annotation; config ct_seg caches masks" in err
