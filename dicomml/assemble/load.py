@@ -592,7 +592,9 @@ def _meta(
     ds = sources[0].header
     used = sorted((slot, i) for i, slot in enumerate(plan.slots) if slot >= 0)
     by_path = {index[i][0].path: index[i][0] for _, i in used}  # first use, in array order
-    voi = functional_item(ds, int(sources[0].table.frame_numbers[sources[0].rows[0]]) - 1, "FrameVOILUTSequence") or ds
+    # the window of the middle slice: slices may carry their own (Siemens MR), and an edge slice's is no view of the volume
+    middle, row = index[next(i for slot, i in used if slot >= plan.n_positions // 2)]
+    voi = functional_item(middle.header, int(middle.table.frame_numbers[row]) - 1, "FrameVOILUTSequence") or middle.header
     transform = functional_item(ds, 0, "PixelValueTransformationSequence") or ds
     modality = str(ds.get("Modality", ""))
     return {

@@ -328,3 +328,14 @@ def test_a_window_that_does_not_parse_is_refused_naming_the_file_and_tag(tmp_pat
         path.write_bytes(path.read_bytes().replace(b"97531 ", b"abc   "))  # pydicom writes no junk
     with pytest.raises(InvalidDicomFileError, match=r"\(0028,1050\)"):
         load_files(files)
+
+
+def test_window_is_the_middle_slices_where_slices_carry_their_own(data_dir):
+    """Siemens MR writes a window per slice; the first (an edge slice's, 4 / 9) would wash a picture out."""
+    folder = data_dir / "dcm_qa_decubitus/In/HFDR/2_t1_fl2d_sag"
+    volume = load_files(sorted(folder.iterdir()))
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in volume.meta["source_files"]]  # array order
+    middle = headers[len(headers) // 2]
+    assert float(headers[0].WindowWidth) != float(middle.WindowWidth)  # the series does carry per-slice windows
+    assert volume.meta["window_center"] == [float(middle.WindowCenter)]
+    assert volume.meta["window_width"] == [float(middle.WindowWidth)]
