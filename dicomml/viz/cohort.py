@@ -80,8 +80,8 @@ def render_cohort(manifest: Manifest | str | Path) -> Figure:
     counts = manifest.meta.get("counts", {})
     fig.suptitle(
         f"{manifest.path.name}: {counts.get('series', len(series))} series, {len(usable)} usable, "
-        f"{counts.get('instances', '?')} instance rows, {counts.get('annotations', '?')} annotations, "
-        f"{counts.get('errors', '?')} errors"
+        f"{_count(counts.get('instances'), 'instance row')}, {_count(counts.get('annotations'), 'annotation')}, "
+        f"{_count(counts.get('errors'), 'error')}"
     )
     return fig
 
@@ -108,6 +108,7 @@ def _bars(ax: Axes, counts: pd.DataFrame, name: str, title: str) -> None:
         return
     positions = np.arange(len(values))[::-1]
     ax.barh(positions, values, color="tab:blue")
+    ax.xaxis.set_major_locator(require("matplotlib.ticker", extra="viz", feature=_FEATURE).MaxNLocator(integer=True))
     ax.set_yticks(positions, [_short(label) for label in labels], fontsize=8)
     for y, value in zip(positions, values):
         ax.text(value, y, f" {value}", va="center", fontsize=8)
@@ -120,9 +121,14 @@ def _histogram(ax: Axes, values: list[float], axis: str) -> None:
     if not values:
         ax.text(0.5, 0.5, "(none)", ha="center", va="center", transform=ax.transAxes)
         return
-    ax.hist(values, bins=min(30, max(1, len(set(values)))), color="tab:green")
+    ax.hist(values, bins=min(30, max(1, len(set(values)))), color="tab:green", edgecolor="white")  # neighbours apart
     ax.set_ylabel("series")
     ax.yaxis.set_major_locator(require("matplotlib.ticker", extra="viz", feature=_FEATURE).MaxNLocator(integer=True))
+
+
+def _count(n: int | None, noun: str) -> str:
+    """``"1 annotation"``, ``"3 annotations"``, ``"? errors"`` when unknown."""
+    return f"? {noun}s" if n is None else f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _short(text: str, limit: int = 40) -> str:

@@ -56,3 +56,13 @@ def test_an_empty_manifest_draws_empty_panels(tmp_path):
     panels = _panels(render_cohort(manifest))
     assert all(not ax.patches and [t.get_text() for t in ax.texts] == ["(none)"] for ax in panels.values())
     assert len(panels) == 6
+
+
+def test_title_counts_read_in_the_singular_and_bars_stand_apart(tmp_path):
+    from dicomml.sample import write_sample_study
+
+    write_sample_study(tmp_path / "dicom")  # one SEG: "1 annotation"; slice spacings 2.5 and 5 mm: two bars
+    fig = render_cohort(dicomml.index(tmp_path / "dicom", tmp_path / "manifest", workers=1, salt="cohort", progress=False))
+    assert "1 annotation," in fig.get_suptitle() and "0 errors" in fig.get_suptitle()
+    bars = [p for p in _panels(fig)["slice spacing"].patches if p.get_height()]
+    assert len(bars) == 2 and all(p.get_edgecolor()[:3] == (1.0, 1.0, 1.0) for p in bars)
