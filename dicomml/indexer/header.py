@@ -399,7 +399,7 @@ def read_header(
     if not is_dicom_prefix(buf):
         raise InvalidDicomFileError(
             f"{path}: not a DICOM file: no 'DICM' marker at byte 128 and no DICOM element at byte 0 "
-            f"(starts with {bytes(buf[0:8])!r}); remove it from the source or rename it",
+            f"(starts with {bytes(buf[0:8])!r}); an index records it as an error and goes on; move it out of the source to keep it off that list",
             path=path,
         )
     preamble = bytes(buf[128:132]) == b"DICM"

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_VR
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomml.dicom.frames import frame_table
+from dicomml.dicom.frames import frame_table, functional_item, header_numbers, header_value
 from dicomml.dicom.series_key import group_keys
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
@@ -36,6 +37,18 @@ __all__ = ["FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 _PATIENT_ID = 0x00100020
+#: Per-frame and Shared Functional Groups Sequences: an enhanced object, whose frames carry their own values.
+_FUNCTIONAL_GROUPS = (0x52009230, 0x52009229)
+#: Columns an enhanced object keeps in its functional groups rather than at the top level:
+#: column -> (functional group sequence, keyword, kind), read from a group's first frame.
+_FRAME_FIELDS = {
+    "echo_time": ("MREchoSequence", "EffectiveEchoTime", "float"),
+    "slice_thickness": ("PixelMeasuresSequence", "SliceThickness", "float"),
+    "window_center": ("FrameVOILUTSequence", "WindowCenter", "floats"),
+    "window_width": ("FrameVOILUTSequence", "WindowWidth", "floats"),
+    "trigger_time": ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime", "float"),
+    "acquisition_time": ("FrameContentSequence", "FrameAcquisitionDateTime", "time"),
+}
 _ROWS, _COLUMNS = 0x00280010, 0x00280011
 _CHARSET = 0x00080005
 _PLAIN_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
@@ -467,5 +480,23 @@ def _rows(header: Header, path: str, folder: str, include_phi: bool, salt: bytes
         row["philips_scale_slope"] = philips_slopes[first] if math.isfinite(philips_slopes[first]) else None
         row["echo_key"] = echoes[first] if math.isfinite(echoes[first]) else None
         row["temporal_key"] = times[first] if math.isfinite(times[first]) else None
+        if any(tag in header.elements for tag in _FUNCTIONAL_GROUPS):
+            row.update(_frame_fields(ds, frame_numbers[first] - 1, row))
         out.append(row)
+    return out
+
+
+def _frame_fields(ds: Dataset, frame: int, row: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`_FRAME_FIELDS` columns an enhanced object's top level leaves empty, from ``frame``'s functional groups."""
+    out: dict[str, Any] = {}
+    for column, (sequence, keyword, kind) in _FRAME_FIELDS.items():
+        if row.get(column) is not None:
+            continue
+        item = functional_item(ds, frame, sequence)
+        if kind == "time":  # the time of day of a DT, as AcquisitionTime holds it; else the object's AcquisitionDateTime
+            value = (header_value(item, keyword) if item is not None else None) or header_value(ds, "AcquisitionDateTime")
+            out[column] = str(value or "").strip()[8:] or None
+        elif item is not None:
+            numbers = header_numbers(item, keyword)
+            out[column] = (numbers if kind == "floats" else numbers[0]) if numbers else None
     return out
