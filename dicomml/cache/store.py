@@ -351,8 +351,14 @@ class Cache:
             ) from None
         return CacheEntry(key=key, affine=affine, meta=meta, layouts=layouts, checksums=checksums, _cache=self, _path=f"{self.root}/{data}")
 
-    def _published(self, key: str) -> CacheEntry | None:
-        """The entry of ``key``; None when it is not published or its marker is invalid (:meth:`put` replaces that marker)."""
+    def published(self, key: str) -> CacheEntry | None:
+        """The entry of ``key``, opened; None when it is not published or its marker is invalid (:meth:`put` replaces that marker).
+
+        Examples
+        --------
+        >>> Cache(tmp_path / "cache").published("0" * 64) is None  # doctest: +SKIP
+        True
+        """
         try:
             return self.open(key)
         except (CacheMissError, CacheIntegrityError):
@@ -495,7 +501,7 @@ class Cache:
             raise ValueError(f"image must be (i, j, k) or (V, i, j, k), got shape {image.shape}")
         if mask is not None and (mask.ndim != 4 or mask.shape[1:] != image.shape[-3:]):
             raise ValueError(f"mask must be (C, {', '.join(map(str, image.shape[-3:]))}), got shape {mask.shape}")
-        published = self._published(key)
+        published = self.published(key)
         if published is not None:
             return published
         chunks = tuple(int(c) for c in chunks)
@@ -524,7 +530,7 @@ class Cache:
                 for path, parts in files.items():
                     self._renew(lease)
                     self._write(f"{self.root}/{data}/{path}", parts)
-            published = self._published(key)
+            published = self.published(key)
             if published is not None:  # a racing writer published first; ours was never visible
                 self._discard(data, lease)
                 return published

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dicomml.cache import Cache, CacheEntry
+from dicomml.cache import Cache
 from dicomml.config import PipelineConfig
-from dicomml.errors import CacheIntegrityError, CacheMissError, ConfigError, ResourceLimitError, SeriesNotFoundError
+from dicomml.errors import ConfigError, ResourceLimitError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
@@ -274,13 +274,7 @@ def preprocess_one(
                 series_uid=series_key,
             )
         source = found[0]
-    entry: CacheEntry | None
-    try:
-        entry = cache.open(source.key)
-    except CacheMissError:
-        entry = None
-    except CacheIntegrityError:  # an invalid marker (cut short by a crash): computed again, the new one replaces it
-        entry = None
+    entry = cache.published(source.key)  # an invalid marker (cut short by a crash) is computed again, and replaced
     computed = entry is None
     if entry is None:  # DICOM reading (pydicom, nibabel) is imported here: a Dataset over a filled cache never needs it
         from dicomml.assemble import load_series

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dicomml.geometry import dicom_affine
+from dicomml.geometry import dicom_affine, spacing_of
 
 __all__ = [
     "ALIGN_TOLERANCE",
@@ -115,7 +115,7 @@ class PlaneMap:
     origins: np.ndarray
     steps: np.ndarray
     plane_shape: tuple[int, int]
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
 
     def aligned(self, tolerance: float = ALIGN_TOLERANCE, tolerance_mm: float = ALIGN_TOLERANCE_MM) -> bool:
         """Whether every plane lies on a grid slice of its own, pixel on voxel.
@@ -195,15 +195,13 @@ def map_planes(
     >>> m.origins.tolist(), m.aligned()
     ([[2.0, 0.0, 0.0]], True)
     """
-    grid = np.asarray(affine, dtype=np.float64)
-    to_grid = np.linalg.inv(grid)
+    to_grid = np.linalg.inv(np.asarray(affine, dtype=np.float64))
     plane = dicom_affine(orientation, pixel_spacing, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
     steps = to_grid[:3, :3] @ plane[:3, 1:3]
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     ras = pos * np.array([-1.0, -1.0, 1.0])
     origins = ras @ to_grid[:3, :3].T + to_grid[:3, 3]
-    spacing = np.linalg.norm(grid[:3, :3], axis=0)
-    return PlaneMap(origins, steps, (int(plane_shape[0]), int(plane_shape[1])), (float(spacing[0]), float(spacing[1]), float(spacing[2])))
+    return PlaneMap(origins, steps, (int(plane_shape[0]), int(plane_shape[1])), spacing_of(affine))
 
 
 def _collapsed(levels: np.ndarray, tolerance: float) -> bool:

@@ -600,9 +600,8 @@ def seg_to_grid(
         geometries, an irregular stack off the grid), segment pixels fall
         outside the grid, or the frames are not on the slices (within the
         tolerance, one plane per slice) of a reference kept irregular, whose
-        affine is nominal (``meta["irregularities"]`` names missing slices,
-        uneven spacing, unequal repeats or frames without positions, and its
-        array is the stored integer type, not resampled float32).
+        affine is nominal (``meta["nominal_affine"]``: kept with missing
+        slices, uneven spacing, unequal repeats or frames without positions).
     SegmentNotFoundError
         If a selector matches no segment.
     SegmentOverlapError

@@ -374,9 +374,8 @@ def rtstruct_to_grid(
         not parallel to the grid's slices or lies outside them, or contours
         are not on the slices (within 0.05 voxel and 0.1 mm, one plane per
         slice) of a reference kept irregular, whose affine is nominal
-        (``meta["irregularities"]`` names missing slices, uneven spacing,
-        unequal repeats or frames without positions, and its array is the
-        stored integer type, not resampled float32).
+        (``meta["nominal_affine"]``: kept with missing slices, uneven
+        spacing, unequal repeats or frames without positions).
     SegmentNotFoundError
         If an asked ROI is absent.
     SegmentOverlapError
