@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import csv
+import io
+import json
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -28,12 +31,38 @@ def _text(value: object) -> str:
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def echo_rows(frame: pd.DataFrame, *, header: bool = True) -> None:
-    """Print a table as left-aligned text columns, one row per line (no rows: a note on stderr)."""
-    if frame.empty:
+def _plain(value: Any) -> Any:
+    """A JSON value for what pandas holds in a cell: arrays as lists, numpy scalars as numbers, times in ISO 8601."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def echo_rows(frame: pd.DataFrame, *, header: bool = True, fmt: str = "table") -> None:
+    """Print a table: left-aligned text columns (``table``), ``csv`` or JSON Lines (``jsonl``), one row per line.
+
+    No rows: a note on stderr for ``table``, the header alone for ``csv``, nothing for ``jsonl``.
+    """
+    if frame.empty and fmt == "table":
         click.echo("(no rows)", err=True)
         return
     frame = frame.astype(object).where(frame.notna(), None)  # NaN, NaT and pandas' NA (a missing integer) as None
+    if fmt == "jsonl":  # lists stay lists, missing values null: for jq and pandas.read_json(lines=True)
+        for row in frame.itertuples(index=False):
+            click.echo(json.dumps(dict(zip(frame.columns, row)), default=_plain, ensure_ascii=False))
+        return
+    if fmt == "csv":  # free text with spaces and commas quoted; lists space-separated, missing values empty
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        if header:
+            writer.writerow(frame.columns)
+        writer.writerows([["" if v is None else _text(v) for v in row] for row in frame.itertuples(index=False)])
+        click.echo(text.getvalue(), nl=False)
+        return
     lines = [[_text(v) for v in row] for row in frame.itertuples(index=False)]
     if header:
         lines.insert(0, list(map(str, frame.columns)))
@@ -47,17 +76,26 @@ def echo_rows(frame: pd.DataFrame, *, header: bool = True) -> None:
 @click.argument("table", type=click.Choice(sorted(DEFAULT_COLUMNS)), default="series")
 @click.option("--where", default=None, help="SQL predicate on the table's columns, e.g. \"modality = 'CT' AND usable\".")
 @click.option("--columns", default=None, help="Comma-separated columns to print instead of the key columns, e.g. series_key,folder.")
-@click.option("--no-header", is_flag=True, help="Rows only (for shell scripts: `read -r KEY REST`).")
-def command(manifest: str, table: str, where: str | None, columns: str | None, no_header: bool) -> None:
+@click.option("--no-header", is_flag=True, help="Rows only (for shell scripts: `read -r KEY REST`); table and csv.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="csv: quoted free text, lists space-separated; jsonl: one JSON object per row, lists as lists, missing as null.",
+)
+def command(manifest: str, table: str, where: str | None, columns: str | None, no_header: bool, fmt: str) -> None:
     """Print the rows of TABLE (series, annotations or errors; default series) of MANIFEST:
     the series keys and annotation keys that `dicomml show` and `dicomml export` take, with
-    their key columns. Lists print as space-separated values, missing values as "-".
+    their key columns. In a table, lists print as space-separated values, missing values as "-".
 
     \b
     Examples:
       dicomml list manifest/
       dicomml list manifest/ annotations --where "modality = 'SEG'"
       dicomml list manifest/ series --where usable --columns series_key,folder --no-header
+      dicomml list manifest/ errors --format csv > errors.csv
     """
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else DEFAULT_COLUMNS[table]
-    echo_rows(Manifest(manifest).rows(table, where=where, columns=chosen), header=not no_header)
+    echo_rows(Manifest(manifest).rows(table, where=where, columns=chosen), header=not no_header, fmt=fmt)

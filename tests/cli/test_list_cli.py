@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
 import pydicom
@@ -93,3 +96,30 @@ def test_list_prints_missing_numbers_as_a_dash(tmp_path, capsys):
     manifest = dicomml.index([str(tmp_path / "dicom")], str(tmp_path / "manifest"), workers=1, progress=False)
     lines = _run(["list", str(manifest.path), "--where", "modality = 'MR'", "--columns", "series_number,modality"], capsys)
     assert [c.strip() for c in lines[1] if c.strip()] == ["-", "MR"]
+
+
+def test_list_as_csv_and_json_lines_reads_back_as_the_manifest_rows(tmp_path, capsys):
+    """Free text with a comma, a missing number and list columns survive csv.reader and json.loads."""
+    write_sample_study(tmp_path / "dicom")
+    for path in (tmp_path / "dicom" / "MR").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = 'T1, "post" contrast'
+        del ds.SeriesNumber
+        ds.save_as(path)
+    manifest = dicomml.index([str(tmp_path / "dicom")], str(tmp_path / "manifest"), workers=1, progress=False)
+    series = manifest.rows("series", where="modality = 'MR'").iloc[0]
+    argv = ["list", str(manifest.path), "--where", "modality = 'MR'", "--columns", "series_key,series_description,series_number,shape"]
+
+    main([*argv, "--format", "csv"])
+    header, row = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert header == ["series_key", "series_description", "series_number", "shape"]
+    assert row == [series.series_key, 'T1, "post" contrast', "", " ".join(map(str, series["shape"]))]
+
+    main([*argv, "--format", "jsonl"])
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {
+        "series_key": series.series_key,
+        "series_description": 'T1, "post" contrast',
+        "series_number": None,
+        "shape": [int(v) for v in series["shape"]],
+    }
