@@ -559,7 +559,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ------
     ValueError
         If images of one batch differ in shape (whole series without a
-        ``deterministic.shape``): set one, or use ``batch_size=1``.
+        ``deterministic.shape``, 2D images without an ``ImageConfig`` size):
+        set one, or use ``batch_size=1``.
 
     Examples
     --------
@@ -575,10 +576,13 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             continue
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) > 1:
-            raise ValueError(
-                f"cannot batch {key!r}: shapes {sorted(shapes)} differ; set deterministic.shape in the config "
-                "(crop/pad), use a PatchDataset, or batch_size=1"
+            images2d = all(isinstance(s.get("meta"), Mapping) and s["meta"].get("kind") == "image2d" for s in batch)
+            way_out = (
+                "set ImageConfig(size=(rows, columns), resize='letterbox' or 'stretch')"
+                if images2d
+                else "set deterministic.shape in the config (crop/pad), use a PatchDataset"
             )
+            raise ValueError(f"cannot batch {key!r}: shapes {sorted(shapes)} differ; {way_out}, or batch_size=1")
         # a batch of one is a view: a copy of a whole volume would cost page faults for nothing
         stacked = values[0][None] if len(values) == 1 else torch.stack(values)
         out[key] = Mask(stacked) if all(isinstance(v, Mask) for v in values) else stacked  # torch ops drop the tag

@@ -25,6 +25,7 @@ from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import ConfigError
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
 from dicomml.paths import check_unchanged
+from dicomml.transforms.base import check_int, check_number
 
 if TYPE_CHECKING:
     from dicomml.sources import Remote
@@ -79,19 +80,17 @@ class ImageConfig:
     dtype: str = "uint16"
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("uint16", "float32"):
-            raise ConfigError(f"dtype must be 'uint16' or 'float32', got {self.dtype!r}")
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
-        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise ConfigError(f"size must be (rows, columns) of positive integers, got {self.size!r}")
-        if self.display not in (None, "breast", "chest"):
-            raise ConfigError(f"display must be None, 'breast' or 'chest', got {self.display!r}")
-        if isinstance(self.voi, str) and self.voi not in ("header", "none"):
-            from dicomml.transforms import WINDOW_PRESETS
-
-            if self.voi not in WINDOW_PRESETS:
-                raise ConfigError(f"voi {self.voi!r} is not 'header', 'none' or a preset of {sorted(WINDOW_PRESETS)}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"ImageConfig({name}={getattr(self, name)!r}): {name} must be one of {', '.join(map(repr, allowed))}")
+        if not isinstance(self.reduced_decode, bool):
+            raise ConfigError(f"ImageConfig(reduced_decode={self.reduced_decode!r}): reduced_decode must be true or false")
+        if self.size is not None:
+            if not isinstance(self.size, (tuple, list)) or len(self.size) != 2:
+                raise ConfigError(f"ImageConfig(size={self.size!r}): size must be (rows, columns), two integers >= 1, or None")
+            size = tuple(check_int("ImageConfig", f"size[{i}]", n, ">= 1", lambda n: n >= 1) for i, n in enumerate(self.size))
+            object.__setattr__(self, "size", size)
+        object.__setattr__(self, "voi", _checked_voi(self.voi))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ImageConfig:
@@ -106,13 +105,8 @@ class ImageConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown image config key(s) {unknown}; known: {sorted(known)}")
-        values = dict(data)
-        if values.get("size") is not None:
-            values["size"] = tuple(int(v) for v in values["size"])
-        if isinstance(values.get("voi"), list):
-            values["voi"] = tuple(float(v) for v in values["voi"])
         try:
-            return cls(**values)
+            return cls(**data)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -143,11 +137,36 @@ class ImageConfig:
 
             spec = WINDOW_PRESETS[self.voi]
             return (spec.center, spec.width)
-        return tuple(self.voi) if isinstance(self.voi, list) else self.voi  # type: ignore[return-value]
+        return self.voi
 
     def cache_hash(self) -> str:
         """SHA-256 (hex) of the config's canonical JSON."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+#: The values each of these ImageConfig fields may take.
+_CHOICES: dict[str, tuple[str | None, ...]] = {
+    "resize": RESIZE_MODES,
+    "display": (None, "breast", "chest"),
+    "facing": ("right", "left"),
+    "dtype": ("uint16", "float32"),
+}
+
+
+def _checked_voi(voi: Any) -> str | int | tuple[float, float]:
+    """``ImageConfig.voi`` checked, a window as two floats (a YAML list and a Python tuple hash alike)."""
+    if isinstance(voi, str):
+        from dicomml.transforms import WINDOW_PRESETS
+
+        if voi not in ("header", "none", *WINDOW_PRESETS):
+            raise ConfigError(f"ImageConfig(voi={voi!r}): voi must be 'header', 'none' or a preset of {sorted(WINDOW_PRESETS)}")
+        return voi
+    if isinstance(voi, (tuple, list)) and len(voi) == 2:
+        center = check_number("ImageConfig", "voi[0]", voi[0], "(the window center)")
+        return center, check_number("ImageConfig", "voi[1]", voi[1], "> 0 (the window width)", lambda w: w > 0)
+    if isinstance(voi, (int, np.integer)) and not isinstance(voi, bool):
+        return check_int("ImageConfig", "voi", voi, ">= 0 (an index of the header's windows and tables)", lambda n: n >= 0)
+    raise ConfigError(f"ImageConfig(voi={voi!r}): voi must be 'header', 'none', a preset name, an index >= 0 or (center, width)")
 
 
 #: Bumped when what a prepared image holds changes for the same file and config, so that older entries are not
@@ -228,6 +247,7 @@ def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) 
     spacing = (image.spacing.row, image.spacing.column) if image.spacing.known else None
     meta = dict(image.meta)
     meta.update(
+        kind="image2d",
         layout=layout,
         source_shape=list(pixels.shape[1:3]),  # of the decoded level (see decode_level)
         scale=list(placement.scale),
@@ -273,7 +293,7 @@ def preprocess_image(
     check_unchanged([(row["path"], row["size"], row["mtime_ns"])])
     spacing = meta["spacing"] or [1.0, 1.0]  # the affine needs numbers; meta["spacing"] stays None when unknown
     affine = np.diag([1.0, float(spacing[0]), float(spacing[1]), 1.0])
-    meta.update(kind="image2d", config=asdict(config))
+    meta.update(config=asdict(config))
     mask = None
     if masks:
         from dicomml.imaging2d.masks import sample_masks

@@ -110,10 +110,10 @@ def _label_map(masks: np.ndarray) -> np.ndarray:
 
 
 def _range(image: Image2D, frame: np.ndarray) -> tuple[float, float]:
-    """The grey range to display: a window's output range, else the values' percentiles (colour: its integer type's)."""
-    if image.is_colour:
-        return 0.0, float(np.iinfo(frame.dtype).max) if frame.dtype.kind in "iu" else 1.0
+    """The range to display: colour's full scale, a window's output range, else the grey values' percentiles."""
     known = image.meta.get("output_range")
+    if image.is_colour:  # full scale of the stored bits: 12 bits in 16 reach 4095, not 65535
+        return (float(known[0]), float(known[1])) if known else (0.0, float(np.iinfo(frame.dtype).max) if frame.dtype.kind in "iu" else 1.0)
     if known and image.meta.get("voi") not in (None, "none"):  # a window was applied: its output spans the range
         return float(known[0]), float(known[1])
     low, high = np.nanpercentile(frame, AUTO_PERCENTILES)  # a grey image no window mapped: as a volume's

@@ -175,7 +175,10 @@ def _montage_indices(grid: DisplayGrid, count: int) -> list[int]:
 
 
 def _draw(ax: Axes, plane: Plane, vmin: float, vmax: float, fontsize: int) -> None:
-    ax.imshow(plane.image, cmap="gray", vmin=vmin, vmax=vmax, aspect=plane.aspect, interpolation="nearest")
+    image = plane.image
+    if image.ndim == 3:  # RGB: imshow ignores vmin/vmax and clips to [0, 255], so scale to [0, 1] here
+        image = np.clip((image.astype(np.float32) - vmin) / (vmax - vmin), 0.0, 1.0)
+    ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, aspect=plane.aspect, interpolation="nearest")
     if plane.labels is not None and plane.labels.any():
         from matplotlib import colormaps  # render() has required matplotlib
 
