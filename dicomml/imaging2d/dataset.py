@@ -34,7 +34,11 @@ if TYPE_CHECKING:  # the manifest's rows (pandas, DuckDB) are read only when the
 
     from dicomml.indexer.manifest import Manifest
 
-__all__ = ["ImageDataset", "select_images"]
+__all__ = ["VOLUME_SOP_CLASSES", "ImageDataset", "select_images"]
+
+#: SOP classes of 2D modalities (MG, XA, DX...) whose frames are a volume's reconstructed slices: the series table
+#: and ``load_series`` read them, ImageDataset does not (X-Ray 3D Angiographic, X-Ray 3D Craniofacial, Breast Tomosynthesis).
+VOLUME_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.13.1.1", "1.2.840.10008.5.1.4.1.1.13.1.2", "1.2.840.10008.5.1.4.1.1.13.1.3")
 
 #: Cache entries an ImageDataset remembers (the first this many opened; each a few KB of parsed marker).
 ENTRIES_KEPT = 200_000
@@ -61,16 +65,26 @@ def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
 def select_images(manifest: Manifest, where: str | None = None, modalities: tuple[str, ...] = IMAGE_MODALITIES) -> pd.DataFrame:
     """The ``instances`` rows of the manifest's 2D images, ordered by path.
 
+    Objects of :data:`VOLUME_SOP_CLASSES` (a Breast Tomosynthesis stack...)
+    are left out: they are volumes, not 2D images or cine loops.
+
     Raises
     ------
     ManifestError
         If ``where`` is not a valid predicate on the ``instances`` table.
     """
-    return manifest.image_instances(modalities, where)
+    rows = manifest.image_instances(modalities, where)
+    # a query of its own: the caller's predicate, however written, cannot bring the volumes back
+    volumes = manifest.sql("SELECT DISTINCT path FROM instances WHERE list_contains(?, sop_class_uid)", list(VOLUME_SOP_CLASSES))
+    return rows[~rows.path.isin(volumes.path)].reset_index(drop=True) if len(volumes) else rows
 
 
 class ImageDataset(Dataset):
     """2D images (CR, DX, MG, IO, XA/RF, US, OT, SC...; single frame or cine) as PyTorch samples.
+
+    Reconstructed volumes of these modalities (:data:`VOLUME_SOP_CLASSES`:
+    Breast Tomosynthesis...) are not samples: ``load_series`` and the
+    volume Datasets read them.
 
     Each sample is a dict: ``image`` float32 in [0, 1] (``(1, H, W)`` grey,
     ``(3, H, W)`` colour, ``(T, H, W)`` grey cine, ``(T, 3, H, W)`` colour

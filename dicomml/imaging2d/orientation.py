@@ -6,7 +6,8 @@ left cranio-caudal mammogram whose nipple points right. :func:`display_flips`
 says which flips bring an image to one display convention:
 
 - ``"breast"``: every breast faces the same side (nipple towards ``facing``),
-  top towards the head (MLO) or laterally (CC);
+  top towards the head (views whose plane holds the head-foot axis: MLO,
+  ML, LM, LMO, SIO, ISO) or laterally (views across it: CC, XCCL, XCCM, FB);
 - ``"chest"`` (and other projections): the patient's right on the image's
   left, head at the top (the radiologist's view of a PA/AP film).
 
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import cast
 
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from dicomml.dicom.frames import functional_item
 from dicomml.imaging2d.spacing import HeaderValues
 
 __all__ = [
@@ -41,8 +45,20 @@ __all__ = [
 ]
 
 _OPPOSITE = str.maketrans("LRAPHF", "RLPAFH")
-#: Code values of CID 4014 (mammography views) that name a view without its meaning.
-_VIEW_CODES = {"399162004": "CC", "399368009": "MLO", "399260004": "ML", "399352003": "LM", "399099002": "LMO"}
+#: CID 4014 (View for Mammography) code values -> ACR MQCM abbreviation: SNOMED CT, then the SNOMED-RT
+#: (SRT) value older files carry. The code decides: meanings vary in wording ("medial-lateral", "medio-lateral").
+_VIEW_CODES = {
+    **dict.fromkeys(("399162004", "R-10242"), "CC"),
+    **dict.fromkeys(("399368009", "R-10226"), "MLO"),
+    **dict.fromkeys(("399260004", "R-10224"), "ML"),
+    **dict.fromkeys(("399352003", "R-10228"), "LM"),
+    **dict.fromkeys(("399099002", "R-10230"), "LMO"),
+    **dict.fromkeys(("399192008", "R-1024A"), "XCCL"),
+    **dict.fromkeys(("399101009", "R-1024B"), "XCCM"),
+    **dict.fromkeys(("399196006", "R-10244"), "FB"),
+    **dict.fromkeys(("399188001", "R-102D0"), "SIO"),
+    **dict.fromkeys(("441555000", "R-40AAA"), "ISO"),
+}
 #: Normalized Code Meaning / View Position text -> view.
 _VIEW_TEXT = {
     "cc": "CC",
@@ -51,13 +67,24 @@ _VIEW_TEXT = {
     "mediolateraloblique": "MLO",
     "ml": "ML",
     "mediolateral": "ML",
+    "mediallateral": "ML",
     "lm": "LM",
     "lateromedial": "LM",
     "lmo": "LMO",
     "lateromedialoblique": "LMO",
     "xccl": "XCCL",
+    "craniocaudalexaggeratedlaterally": "XCCL",
+    "xccm": "XCCM",
+    "craniocaudalexaggeratedmedially": "XCCM",
     "exaggeratedcraniocaudal": "XCC",
     "xcc": "XCC",
+    "fb": "FB",
+    "caudocranial": "FB",
+    "caudocranialfrombelow": "FB",
+    "sio": "SIO",
+    "superolateraltoinferomedialoblique": "SIO",
+    "iso": "ISO",
+    "inferomedialtosuperolateraloblique": "ISO",
     "pa": "PA",
     "posteroanterior": "PA",
     "ap": "AP",
@@ -69,6 +96,9 @@ _VIEW_TEXT = {
     "leftlateral": "LAT",
     "rightlateral": "LAT",
 }
+#: Breast views whose image plane holds the head-foot axis (top towards the head), and those across it (top lateral).
+_HEAD_UP_VIEWS = frozenset(("MLO", "ML", "LM", "LMO", "SIO", "ISO"))
+_LATERAL_UP_VIEWS = frozenset(("CC", "XCC", "XCCL", "XCCM", "FB"))
 
 
 @dataclass(frozen=True)
@@ -80,8 +110,10 @@ class ProjectionHeader:
     laterality
         ``"L"``, ``"R"``, ``"B"`` (both), ``"U"`` (unpaired) or None.
     view
-        Normalized view (``CC``, ``MLO``, ``ML``, ``LM``, ``PA``, ``AP``,
-        ``LAT``, ...) or None; other header text is kept upper-cased.
+        Normalized view or None: the ACR MQCM abbreviation of a mammography
+        view (``CC``, ``MLO``, ``ML``, ``LM``, ``LMO``, ``XCCL``, ``XCCM``,
+        ``FB``, ``SIO``, ``ISO``), or ``PA``, ``AP``, ``LAT``...; other
+        header text is kept upper-cased.
     patient_orientation
         ``(row direction, column direction)``, e.g. ``("A", "R")``, or None.
     burned_in
@@ -99,8 +131,8 @@ def normalize_view(text: str | None) -> str | None:
 
     Examples
     --------
-    >>> normalize_view("cranio-caudal"), normalize_view("LL"), normalize_view("399368009")
-    ('CC', 'LAT', 'MLO')
+    >>> normalize_view("cranio-caudal"), normalize_view("LL"), normalize_view("399368009"), normalize_view("399192008")
+    ('CC', 'LAT', 'MLO', 'XCCL')
     """
     if text is None or not str(text).strip():
         return None
@@ -114,22 +146,25 @@ def normalize_view(text: str | None) -> str | None:
 def projection_header(ds: HeaderValues) -> ProjectionHeader:
     """Laterality, view, Patient Orientation and Burned In Annotation of a header.
 
-    Laterality is Image Laterality (0020,0062), else the series' Laterality
-    (0020,0060); the view is View Position (0018,5101), else the first View
-    Code Sequence (0054,0220) item's meaning or code value.
+    Laterality is Image Laterality (0020,0062), else the first frame's Frame
+    Laterality (0020,9072) in the Frame Anatomy functional group (enhanced
+    objects: Breast Tomosynthesis, Breast Projection X-Ray), else the
+    series' Laterality (0020,0060). The view is View Position (0018,5101),
+    else the first View Code Sequence (0054,0220) item's code value (CID
+    4014), else its meaning.
     """
+    anatomy = functional_item(cast(Dataset, ds), 0, "FrameAnatomySequence")  # reads the header's values by keyword only
     laterality = None
-    for keyword in ("ImageLaterality", "Laterality"):
-        value = str(ds.get(keyword, "") or "").strip().upper()
+    for source, keyword in ((ds, "ImageLaterality"), (anatomy, "FrameLaterality"), (ds, "Laterality")):
+        value = str(source.get(keyword, "") or "").strip().upper() if source is not None else ""
         if value:
             laterality = value
             break
     view = normalize_view(str(ds.get("ViewPosition", "") or "") or None)
     if view is None and "ViewCodeSequence" in ds:
         for item in ds.get("ViewCodeSequence") or []:
-            view = normalize_view(str(item.get("CodeMeaning", "") or "") or None) or normalize_view(
-                str(item.get("CodeValue", "") or "") or None
-            )
+            code = str(item.get("CodeValue", "") or "").strip()
+            view = _VIEW_CODES.get(code) or normalize_view(str(item.get("CodeMeaning", "") or "") or None) or normalize_view(code or None)
             if view:
                 break
     orientation = None
@@ -235,9 +270,9 @@ def display_flips(header: ProjectionHeader, convention: str, *, facing: str = "r
     if po is not None and ("A" in po[0] or "P" in po[0]):
         horizontal = nipple not in po[0]
         rows, columns = flipped_orientation(po, horizontal, False)
-        if header.view in ("MLO", "ML", "LM", "LMO"):
+        if header.view in _HEAD_UP_VIEWS:
             vertical = "H" in columns
-        elif header.laterality in ("L", "R") and header.view in ("CC", "XCC", "XCCL"):
+        elif header.laterality in ("L", "R") and header.view in _LATERAL_UP_VIEWS:
             vertical = header.laterality in columns  # top should be lateral: going down leads medially
         else:
             vertical = False

@@ -7,18 +7,23 @@ it differs from Imager Pixel Spacing or names a Pixel Spacing Calibration
 Type (0028,0A02); and the Estimated Radiographic Magnification Factor
 (0018,1114) that brings detector spacing to the isocentre. Ultrasound keeps
 its scale in the Sequence of Ultrasound Regions, digitised film in Nominal
-Scanned Pixel Spacing. :func:`physical_spacing` picks one in that order of
-trust and names where it came from; with none it says so instead of
-assuming 1 mm.
+Scanned Pixel Spacing. Enhanced objects (Breast Tomosynthesis, Breast
+Projection X-Ray) keep Pixel Spacing in the Pixel Measures functional group
+(PS3.3 C.7.6.16.2.1), read for the first frame. :func:`physical_spacing`
+picks one in that order of trust and names where it came from; with none it
+says so instead of assuming 1 mm.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+
+from dicomml.dicom.frames import functional_item
 
 __all__ = ["SPACING_SOURCES", "HeaderValues", "Spacing", "physical_spacing"]
 
@@ -127,6 +132,9 @@ def physical_spacing(ds: HeaderValues) -> Spacing:
     """
     imager = _pair(ds.get("ImagerPixelSpacing"))
     pixel = _pair(ds.get("PixelSpacing"))
+    if pixel is None:
+        measures = functional_item(cast(Dataset, ds), 0, "PixelMeasuresSequence")  # reads the header's values by keyword only
+        pixel = _pair(measures.get("PixelSpacing")) if measures is not None else None
     calibrated = bool(str(ds.get("PixelSpacingCalibrationType", "") or "").strip())
     if pixel is not None and (imager is None or calibrated or not _close(pixel, imager)):
         return Spacing(pixel[0], pixel[1], "pixel_spacing")
