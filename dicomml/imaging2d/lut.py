@@ -7,8 +7,12 @@ alone, so :func:`grey_table` evaluates pydicom's own functions once over every
 stored value the header allows (at most 65,536) and :func:`apply_grey` applies
 the table with one gather: the same numbers as calling them on the image,
 without their float64 temporaries. Inversion (MONOCHROME1, Presentation LUT
-Shape INVERSE) follows ``apply_presentation_lut``: ``max - value`` over the
-image. Enhanced multi-frame images (XA, US...) may carry a rescale and a
+Shape INVERSE) is ``low + high - value`` within the VOI output range, as
+PS3.3 C.11.6 and highdicom's ``apply_presentation_lut=True`` have it, so a
+stored value shows the same whatever else the image holds (pydicom's
+``apply_presentation_lut`` subtracts from the image's own maximum); a
+Presentation LUT Sequence gives P-values, as ``apply_presentation_lut``.
+Enhanced multi-frame images (XA, US...) may carry a rescale and a
 window per frame in their functional groups: :func:`frame_headers` gives
 each frame's header, and frames sharing one are mapped by one table.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +56,7 @@ _LUT_KEYWORDS = (
     "BitsStored",
     "PixelRepresentation",
     "PresentationLUTShape",
+    "PresentationLUTSequence",
     "ModalityLUTSequence",
     "RescaleSlope",
     "RescaleIntercept",
@@ -71,10 +77,9 @@ class GreyTable:
         ``values[i]`` is the display value of the stored value whose bit
         pattern, read as unsigned, is ``i``.
     invert
-        Whether the image is shown inverted (``max - value`` after the table).
-    monotonic
-        Whether the table never decreases over the signed-ordered stored
-        values (then the image's maximum is the table at its largest stored value).
+        Whether the image is shown inverted (``low + high - value`` after the table).
+    voi_range
+        ``(low, high)``, the VOI output range (what MONOCHROME1 is inverted within).
     meta
         What was applied: ``modality_lut``, ``voi``, ``voi_function``,
         ``window``, ``output_range``, ``inverted``.
@@ -82,7 +87,7 @@ class GreyTable:
 
     values: np.ndarray
     invert: bool
-    monotonic: bool
+    voi_range: tuple[float, float]
     meta: dict[str, Any]
 
 
@@ -95,7 +100,9 @@ def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Data
         The image's dataset.
     voi
         ``"header"``: the first VOI LUT table, else the first window, else none
-        (pydicom's preference); an int: that window / table of the header;
+        (pydicom's preference); an int: that VOI transform of the header,
+        its VOI LUT tables first, then its windows (with one table and two
+        windows: 0 the table, 1 and 2 the windows);
         ``(center, width)``: a LINEAR window of modality values (a preset);
         ``"none"``: no VOI transform.
 
@@ -116,41 +123,48 @@ def voi_dataset(ds: Dataset, voi: str | int | tuple[float, float]) -> tuple[Data
         center, width = float(voi[0]), float(voi[1])
         if not (math.isfinite(center) and math.isfinite(width) and width > 0):
             raise ConfigError(f"voi={voi!r}: a window is (center, width), finite, with a positive width")
-        preset = Dataset()
-        for keyword in (
-            "PhotometricInterpretation",
-            "BitsStored",
-            "PixelRepresentation",
-            "RescaleSlope",
-            "RescaleIntercept",
-            "ModalityLUTSequence",
-        ):
-            if keyword in ds:
-                setattr(preset, keyword, copy.deepcopy(ds[keyword].value))
-        preset.WindowCenter, preset.WindowWidth = center, width
-        return preset, 0, {"voi": "preset", "window": [center, width], "voi_function": "LINEAR"}
+        return _window_dataset(ds, center, width, "LINEAR"), 0, {"voi": "preset", "window": [center, width], "voi_function": "LINEAR"}
     if voi == "none":
         return None, 0, {"voi": "none"}
     tables = len(ds.get("VOILUTSequence") or [])
     index = 0 if voi == "header" else int(voi)
     if 0 <= index < tables:
         return ds, index, {"voi": "table", "voi_index": index}
-    centers, widths = header_numbers(ds, "WindowCenter"), header_numbers(ds, "WindowWidth")
-    n_windows = 0 if centers is None or widths is None else min(len(centers), len(widths))
+    centers, widths = header_numbers(ds, "WindowCenter") or [], header_numbers(ds, "WindowWidth") or []
+    n_windows = min(len(centers), len(widths))
     if voi == "header" and not tables and not n_windows:
         return None, 0, {"voi": "none"}
-    if index >= max(tables, n_windows) or index < 0:
+    window = index - tables
+    if not 0 <= window < n_windows:
         raise InvalidDicomFileError(
             f"{path}: VOI {voi!r} asked for, but the header has {tables} VOI LUT table(s) and {n_windows} window(s); "
-            "pick an index below that, a (center, width) preset or voi='none'",
+            f"pick an index below {tables + n_windows} (tables first, then windows), a (center, width) preset or voi='none'",
             path=path,
             tag="(0028,3010)" if tables else "(0028,1050)",
         )
-    if tables or centers is None or widths is None:  # a table index past the tables: pydicom reports it
-        return ds, index, {"voi": "table", "voi_index": index}
-    center, width = centers[index], widths[index]
-    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    return ds, index, {"voi": "window", "voi_index": index, "window": [float(center), float(width)], "voi_function": function}
+    center, width = centers[window], widths[window]
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    meta = {"voi": "window", "voi_index": index, "window": [float(center), float(width)], "voi_function": function}
+    if tables:  # pydicom applies a header's table before any of its windows: hand it the window alone
+        return _window_dataset(ds, center, width, function), 0, meta
+    return ds, window, meta
+
+
+def _window_dataset(ds: Dataset, center: float, width: float, function: str) -> Dataset:
+    """The attributes of ``ds`` pydicom's ``apply_windowing`` reads (bits, rescale), with one window."""
+    window = Dataset()
+    for keyword in (
+        "PhotometricInterpretation",
+        "BitsStored",
+        "PixelRepresentation",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "ModalityLUTSequence",
+    ):
+        if keyword in ds:
+            setattr(window, keyword, copy.deepcopy(ds[keyword].value))
+    window.WindowCenter, window.WindowWidth, window.VOILUTFunction = center, width, function
+    return window
 
 
 def _stored_range(ds: Dataset) -> tuple[np.ndarray, np.dtype]:
@@ -166,6 +180,14 @@ def _stored_range(ds: Dataset) -> tuple[np.ndarray, np.dtype]:
     patterns = np.arange(2**allocated, dtype=np.dtype(f"u{allocated // 8}")).view(dtype)
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return np.clip(patterns, low, high).astype(dtype), dtype
+
+
+def _stored_ends(ds: Dataset) -> np.ndarray:
+    """The smallest and largest stored value the header allows (32-bit images: too many for a table)."""
+    bits = bits_stored(ds)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        return np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1], dtype=np.int64)
+    return np.array([0, 2**bits - 1], dtype=np.int64)
 
 
 def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32) -> GreyTable:
@@ -202,18 +224,57 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
     stored, _ = _stored_range(ds)
     voi_ds, index, meta = voi_dataset(ds, voi)
     values = _display(stored, ds, voi_ds, index, dtype)
+    presentation = ds.get("PresentationLUTSequence")
     shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
-    invert = photometric == "MONOCHROME1" or shape == "INVERSE"
-    ordered = values[np.argsort(stored, kind="stable")]
+    # a Presentation LUT Sequence replaces the inversion (apply_grey applies it as apply_presentation_lut does)
+    invert = not presentation and (photometric == "MONOCHROME1" or shape == "INVERSE")
+    voi_range = _voi_output_range(values, voi_ds, index)
     meta.update(
         modality_lut="table"
         if ds.get("ModalityLUTSequence")
         else ("rescale" if "RescaleSlope" in ds and "RescaleIntercept" in ds else "none"),
-        # inverted, the image is (its maximum - value): from 0 to the table's span at most
-        output_range=[0.0, float(values.max() - values.min())] if invert else [float(values.min()), float(values.max())],
+        output_range=_p_value_range(ds) if presentation else list(voi_range),  # inversion keeps it
         inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
     )
-    return GreyTable(values=values, invert=invert, monotonic=bool(np.all(np.diff(ordered) >= 0)), meta=meta)
+    return GreyTable(values=values, invert=invert, voi_range=voi_range, meta=meta)
+
+
+def _voi_output_range(values: np.ndarray, voi_ds: Dataset | None, index: int) -> tuple[float, float]:
+    """The range the VOI step maps into, which MONOCHROME1 is inverted within (PS3.3 C.11.6, highdicom).
+
+    A window's is its own ``[y_min, y_max]`` (pydicom's, from Bits Stored and
+    the rescale), even where the stored values reach only part of it; that of a
+    VOI LUT table, a Modality LUT or a rescale alone is the range of
+    ``values``, the display values of the stored range.
+    """
+    if voi_ds is not None and "WindowWidth" in voi_ds and not voi_ds.get("VOILUTSequence"):
+        with np.errstate(over="ignore", invalid="ignore"):  # a sigmoid of infinity
+            low, high = apply_voi_lut(np.array([-np.inf, np.inf]), voi_ds, index=index)  # inputs past both ends
+        return float(low), float(high)
+    return float(values.min()), float(values.max())
+
+
+def _p_value_range(ds: Dataset) -> list[float]:
+    """[0, 2**n - 1]: the P-values of a Presentation LUT Sequence of n-bit entries (PS3.3 C.11.6.1).
+
+    Raises
+    ------
+    InvalidDicomFileError
+        If its LUT Descriptor is missing or malformed.
+    """
+    try:
+        bits = int(ds.PresentationLUTSequence[0].LUTDescriptor[2])
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        bits = 0
+    if not 1 <= bits <= 16:
+        path = source_name(ds)
+        raise InvalidDicomFileError(
+            f"{path}: (2050,0010) Presentation LUT Sequence: its (0028,3002) LUT Descriptor gives no entry size of 1-16 bits; "
+            "fix or exclude the file",
+            path=path,
+            tag="(2050,0010)",
+        )
+    return [0.0, float(2**bits - 1)]
 
 
 #: Rescale elements, with their tags, that pydicom's ``apply_modality_lut`` reads.
@@ -266,10 +327,11 @@ def _display(stored: np.ndarray, ds: Dataset, voi_ds: Dataset | None, index: int
                 values = apply_voi_lut(values, voi_ds, index=index)
             values = np.asarray(values, dtype=dtype)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError) as exc:
+        named = re.search(r"\(0028,[0-9A-F]{4}\)", str(exc))  # pydicom names the element it rejects, e.g. a Window Width
         raise InvalidDicomFileError(
             f"{path}: the Modality/VOI LUT cannot be applied ({exc}); fix the LUT or pass voi='none'",
             path=path,
-            tag="(0028,3000)" if "ModalityLUTSequence" in ds else "(0028,3010)",
+            tag=named.group() if named else "(0028,3000)" if "ModalityLUTSequence" in ds else "(0028,3010)",
         ) from exc
     if values.size and not np.isfinite(values).all():
         slope, intercept = (ds.get(keyword) for keyword, _ in _RESCALE)
@@ -307,12 +369,8 @@ def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = Non
     out = _gather(table.values, index, threads)
     if ds is not None and ds.get("PresentationLUTSequence"):
         return np.asarray(apply_presentation_lut(out, ds), dtype=table.values.dtype)
-    if table.invert:
-        if table.monotonic:
-            top = table.values[index.max()] if stored.dtype.kind == "u" else table.values[int(stored.max()) % table.values.size]
-        else:
-            top = out.max()
-        np.subtract(top, out, out=out)
+    if table.invert:  # within the VOI output range, not the image's: a stored value always shows the same
+        np.subtract(table.values.dtype.type(sum(table.voi_range)), out, out=out)
     return out
 
 
@@ -446,8 +504,8 @@ def grey_values(
     values = _display(stored, ds, voi_ds, index, dtype)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE"
-    if invert:
-        values = values.max() - values
+    if invert:  # within the VOI output range, as the tables; a table's from the ends of the stored range
+        values = sum(_voi_output_range(_display(_stored_ends(ds), ds, voi_ds, index, dtype), voi_ds, index)) - values
     meta.update(
         inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
         output_range=[float(values.min()), float(values.max())] if values.size else None,

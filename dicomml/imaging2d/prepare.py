@@ -171,8 +171,9 @@ def _checked_voi(voi: Any) -> str | int | tuple[float, float]:
 
 #: Bumped when what a prepared image holds changes for the same file and config, so that older entries are not
 #: served. 2: inverted grey scaled by its range after the inversion, colour by its full scale, films on their
-#: side transposed by ``display=``.
-IMAGE_RULES = 2
+#: side transposed by ``display=``. 3: MONOCHROME1 inverted within the VOI output range, a window's output range
+#: its nominal one, a Presentation LUT Sequence's that of its P-values.
+IMAGE_RULES = 3
 
 
 def image_key(row: Mapping[str, Any], config: ImageConfig | str, masks: Sequence[Mapping[str, Any]] = ()) -> str:

@@ -6,6 +6,7 @@ import copy
 import warnings
 from pathlib import Path
 
+import highdicom
 import numpy as np
 import pydicom
 import pytest
@@ -15,7 +16,6 @@ from pydicom.pixels import pixel_array
 from pydicom.pixels.processing import (
     apply_color_lut,
     apply_modality_lut,
-    apply_presentation_lut,
     apply_voi_lut,
     convert_color_space,
 )
@@ -51,10 +51,18 @@ def _cases() -> list[Path]:
     return out
 
 
-def _inverse(arr: np.ndarray) -> np.ndarray:
-    shape = Dataset()
-    shape.PresentationLUTShape = "INVERSE"
-    return apply_presentation_lut(arr, shape)
+def _inverse(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """highdicom's inversion (PS3.3 C.11.6), within the VOI output range rather than the image's own
+    (pydicom's apply_presentation_lut): a window's [y_min, y_max] as pydicom's apply_windowing sets them,
+    else the range of the LUTs over every stored value."""
+    bits = int(ds.BitsStored)
+    ends = np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if ds.PixelRepresentation == 1 else [0, 2**bits - 1])
+    if "WindowWidth" in ds and not ds.get("VOILUTSequence"):
+        low, high = ends * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    else:
+        every = apply_voi_lut(apply_modality_lut(np.arange(ends[0], ends[1] + 1), ds), ds)
+        low, high = every.min(), every.max()
+    return low + high - arr
 
 
 def frame_dataset(ds: Dataset, index: int) -> Dataset:
@@ -80,9 +88,10 @@ def pydicom_display(ds: Dataset) -> np.ndarray:
         planes = []
         for i in range(frames):
             header = frame_dataset(ds, i)
-            planes.append(apply_voi_lut(apply_modality_lut(stored[i], header), header))
-        out = np.stack(planes)
-        return _inverse(out) if photometric == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE" else out
+            plane = apply_voi_lut(apply_modality_lut(stored[i], header), header)
+            inverse = photometric == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
+            planes.append(_inverse(plane, header) if inverse else plane)
+        return np.stack(planes)
     if photometric == "PALETTE COLOR":
         out = apply_color_lut(pixel_array(ds, as_rgb=False), ds)[..., :3]
     elif photometric in ("YBR_FULL", "YBR_FULL_422") and not ds.file_meta.TransferSyntaxUID.is_compressed:
@@ -92,7 +101,7 @@ def pydicom_display(ds: Dataset) -> np.ndarray:
     else:
         out = apply_voi_lut(apply_modality_lut(pixel_array(ds), ds), ds)
         if photometric == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE":
-            out = _inverse(out)
+            out = _inverse(out, ds)
     return out if frames > 1 else out[np.newaxis]
 
 
@@ -226,7 +235,8 @@ def test_presentation_lut_shape_inverse_on_monochrome2(tmp_path: Path) -> None:
     stored = np.arange(64 * 32, dtype=np.uint16).reshape(64, 32)
     path = write_image2d(tmp_path / "inv.dcm", stored, modality="MG", bits_stored=12, extra={"PresentationLUTShape": "INVERSE"})
     image = load_image(path, dtype=np.float64)
-    np.testing.assert_array_equal(image.pixels[0], apply_presentation_lut(stored.astype(float), pydicom.dcmread(path)))
+    expected = highdicom.Image.from_file(path).get_frame(1, apply_presentation_lut=True)  # 4095 - value, not 2047 - value
+    np.testing.assert_array_equal(image.pixels[0], expected)
     assert image.meta["inverted"] == "INVERSE"
 
 
