@@ -51,9 +51,21 @@ def local_path(name: str) -> str:
     return os.fsdecode(urllib.parse.unquote_to_bytes(name[len("file://") :]))
 
 
+#: Control characters and the line separators ``str.splitlines`` honours: a file name holding one would split a one-line message.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def printable(text: str) -> str:
-    """``text`` with undecodable file-name bytes shown as ``\\xff``: safe to store in UTF-8 and to print."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """``text`` on one line, safe to store in UTF-8 and to print: undecodable file-name bytes shown as ``\\xff``,
+    control characters as Python's ``repr`` shows them (``\\n``, ``\\t``, ``\\x1b``).
+
+    Examples
+    --------
+    >>> print(printable("/d/a\\nb.dcm"))
+    /d/a\\nb.dcm
+    """
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def refuse_credentials(url: str, error: type[Exception], how: str) -> None:

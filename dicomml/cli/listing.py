@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from dicomml.indexer import Manifest
+from dicomml.paths import printable
 
 if TYPE_CHECKING:  # pandas comes with the rows: imported to run, not for --help
     import pandas as pd
@@ -25,10 +26,12 @@ DEFAULT_COLUMNS = {
 }
 
 
-def _text(value: object) -> str:
+def _text(value: object, *, one_line: bool = False) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
-        return " ".join(map(str, value))
-    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+        text = " ".join(map(str, value))
+    else:
+        text = "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return printable(text) if one_line else text  # a table row is one line: a newline in a file name is shown as \n
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +66,7 @@ def echo_rows(frame: pd.DataFrame, *, header: bool = True, fmt: str = "table") -
         writer.writerows([["" if v is None else _text(v) for v in row] for row in frame.itertuples(index=False)])
         click.echo(text.getvalue(), nl=False)
         return
-    lines = [[_text(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = [[_text(v, one_line=True) for v in row] for row in frame.itertuples(index=False)]
     if header:
         lines.insert(0, list(map(str, frame.columns)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(frame.columns))]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,7 +34,17 @@ from dicomml.dicom.philips import scale_slope
 from dicomml.errors import InvalidDicomFileError
 from dicomml.geometry import slice_normal
 
-__all__ = ["FrameTable", "frame_count", "frame_size", "frame_table", "functional_item", "header_numbers", "header_value", "source_name"]
+__all__ = [
+    "FrameTable",
+    "frame_count",
+    "frame_size",
+    "frame_table",
+    "functional_item",
+    "header_numbers",
+    "header_value",
+    "shown_value",
+    "source_name",
+]
 
 
 @dataclass(frozen=True)
@@ -259,6 +270,34 @@ def _parse_raw(element: RawDataElement) -> Any:
     return _NOT_PARSED
 
 
+#: What a number or number list can hold; a malformed value made of anything else may be a name or an ID.
+_NUMBER_TEXT = re.compile(r"(?i)([0-9+\-.e \\]|nan|inf)*")
+
+
+def shown_value(value: Any) -> str:
+    """A malformed header value as a message may show it: quoted when it holds only what numbers hold, else described.
+
+    A value in the wrong element can be a patient's name or ID, and messages are stored
+    (the manifest's ``errors`` table) and printed.
+
+    Examples
+    --------
+    >>> print(shown_value(["1.5", "2..0"]))
+    '1.5\\2..0'
+    >>> print(shown_value("DOE^JANE"))
+    not a number (8 characters, not shown)
+    """
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple, MultiValue)):
+        text = "\\".join("" if v is None else str(v) for v in value)
+    else:
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    if len(text) <= 64 and _NUMBER_TEXT.fullmatch(text):
+        return f"'{text}'"
+    return f"not a number ({len(text)} characters, not shown)"
+
+
 class _Reader:
     """Typed element access that names the file and tag when a value is malformed."""
 
@@ -269,11 +308,11 @@ class _Reader:
         tag = pydicom.datadict.tag_for_keyword(keyword)
         tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
         try:
-            raw = item[keyword].value if keyword in item else None
+            shown = shown_value(item[keyword].value) if keyword in item else "absent"
         except (ValueError, TypeError):
-            raw = "<unreadable>"
+            shown = "unreadable"
         return InvalidDicomFileError(
-            f"{self.path}: {tag_text} {keyword} is {raw!r}, expected {expected}; the header is malformed, fix or exclude the file",
+            f"{self.path}: {tag_text} {keyword} is {shown}, expected {expected}; the header is malformed, fix or exclude the file",
             path=self.path,
             tag=tag_text,
         )

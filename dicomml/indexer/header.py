@@ -29,6 +29,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from dicomml.dicom.frames import shown_value
 from dicomml.dicom.io import MAX_INFLATED
 from dicomml.dicom.meta import LONG_VRS
 from dicomml.errors import InvalidDicomFileError
@@ -398,15 +399,15 @@ def read_header(
         raise InvalidDicomFileError(f"{path}: empty file (0 bytes), not DICOM; remove it", path=path)
     if not is_dicom_prefix(buf):
         raise InvalidDicomFileError(
-            f"{path}: not a DICOM file: no 'DICM' marker at byte 128 and no DICOM element at byte 0 "
-            f"(starts with {bytes(buf[0:8])!r}); an index records it as an error and goes on; move it out of the source to keep it off that list",
+            f"{path}: not a DICOM file: no 'DICM' marker at byte 128 and no DICOM element at byte 0 (a file of {size} bytes); "
+            "an index records it as an error and goes on; move it out of the source to keep it off that list",
             path=path,
         )
     preamble = bytes(buf[128:132]) == b"DICM"
     meta, pos, unused = _meta(walk, 132) if preamble else _meta(walk, 0)
     syntax = _text(meta.get(0x00020010, b""))
     if "\\" in syntax:
-        raise walk.fail(pos, f"Transfer Syntax UID holds several values ({syntax!r}), expected one", 0x00020010)
+        raise walk.fail(pos, f"Transfer Syntax UID holds several values ({shown_value(syntax)}), expected one", 0x00020010)
     little = syntax != _EXPLICIT_BE
     implicit = syntax == _IMPLICIT_LE or (not syntax and not _looks_explicit(buf, pos))
     if syntax == _DEFLATED:

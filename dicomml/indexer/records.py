@@ -22,7 +22,7 @@ from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_V
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomml.dicom.frames import frame_table, functional_item, header_numbers, header_value
+from dicomml.dicom.frames import frame_table, functional_item, header_numbers, header_value, shown_value
 from dicomml.dicom.series_key import group_keys
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
@@ -179,9 +179,9 @@ class _Values:
         try:
             numbers = [float(v) for v in values]
         except ValueError as exc:
-            raise self.fail(tag, f"is {values!r}, expected numbers") from exc
+            raise self.fail(tag, f"is {shown_value(values)}, expected numbers") from exc
         if not all(math.isfinite(v) for v in numbers):
-            raise self.fail(tag, f"is {values!r}, expected finite numbers")
+            raise self.fail(tag, f"is {shown_value(values)}, expected finite numbers")
         return numbers
 
 
@@ -430,9 +430,11 @@ def _rows(header: Header, path: str, folder: str, include_phi: bool, salt: bytes
     if annotation:
         base.update(annotation_fields(ds))
     if header.pixel_tag is None and (rows_value is not None or _has_pixels(base["sop_class_uid"])):
+        # the walk reached the end of the file without an element cut short: most likely written so, not truncated
         raise InvalidDicomFileError(
-            f"{path}: (7FE0,0010) Pixel Data is missing from a {UID(base['sop_class_uid'] or '').name or 'image'} "
-            "object; the file is truncated, re-export it",
+            f"{path}: no Pixel Data element (7FE0,0010) in a {UID(base['sop_class_uid'] or '').name or 'image'} object: "
+            "a header-only object, not an image (the file ends cleanly after its last element); "
+            "if it should hold an image, it was cut short: re-export it",
             path=path,
             tag="(7FE0,0010)",
         )

@@ -172,7 +172,7 @@ def index(
         return unchanged
     buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
     # a run that only removes rows or rebuilds the derived tables never imports the header reader
-    unreachable = plan.n_to_read > 0 and _read(
+    retried = plan.n_to_read > 0 and _read(
         store, resolved, plan.n_to_read, buffered, include_phi, salt_bytes, workers, scheduler, timeout_s, progress
     )
     with ThreadPoolExecutor(1) as pool:  # the last partition is written (Parquet releases the GIL) while DuckDB is imported
@@ -195,7 +195,7 @@ def index(
         derived_rules=DERIVED_RULES,
         last_run=_last_run(plan, started),
     )
-    if unreachable:  # not the listing's final state: a rerun diffs again instead of taking it as done
+    if retried:  # not the listing's final state: a rerun diffs again instead of taking it as done
         store.write_meta(listing_digest=None)
     return Manifest(store.root, remote=remote)
 
@@ -212,8 +212,12 @@ def _read(
     timeout_s: float,
     progress: bool,
 ) -> bool:
-    """Read the planned files on their backend into ``buffered`` (flushed by partition); True if a source was unreachable."""
-    from dicomml.indexer.scan import ScanOptions, failure_rows
+    """Read the planned files on their backend into ``buffered`` (flushed by partition).
+
+    True if a file failed in a way the next run reads it again for (:data:`~dicomml.indexer.scan.RETRIED_ERRORS`:
+    a server or bucket unreachable, a permission, a time limit, a worker killed).
+    """
+    from dicomml.indexer.scan import RETRIED_ERRORS, ScanOptions, failure_rows
 
     options = ScanOptions(include_phi=include_phi, salt=salt)
     n_workers = min(workers or os.cpu_count() or 1, -(-n_to_read // BATCH_FILES))
@@ -221,7 +225,7 @@ def _read(
     tasks = ((options, entries) for entries, options in _tasks(store.to_read(), resolved, options, local_batch))
     # memory:// lives in this process; a DICOMweb source keeps here the metadata its walk read
     in_memory = any(s.fs is not None and {"memory", "dicomweb"} & set(s.fs.protocol) for s in resolved)
-    unreachable = False  # a server or bucket failed: the next run must read those entries again
+    retried = False
     with (
         Progress(n_to_read, unit="file", desc="dicomml index", enabled=progress) as bar,
         _backend(scheduler, timeout_s <= 0 or in_memory, n_workers, timeout_s) as backend,
@@ -230,11 +234,12 @@ def _read(
             instances, errors = outcome.result or (None, failure_rows([]))
             if instances is not None:
                 buffered["instances"].append(instances)
-            buffered["errors"].append(pa.concat_tables([errors, failure_rows(outcome.failures)]) if outcome.failures else errors)
-            unreachable = unreachable or "unreachable" in errors.column("error_type").to_pylist()
+            errors = pa.concat_tables([errors, failure_rows(outcome.failures)]) if outcome.failures else errors
+            buffered["errors"].append(errors)
+            retried = retried or not RETRIED_ERRORS.isdisjoint(errors.column("error_type").to_pylist())
             if sum(t.num_rows for t in buffered["instances"]) >= PARTITION_ROWS:
                 _flush(store, buffered)
-    return unreachable
+    return retried
 
 
 def _last_run(plan: Plan, started: float) -> dict[str, Any]:

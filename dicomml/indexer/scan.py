@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dicomml.errors import DicomMLError, InvalidDicomFileError, RemoteSourceError
+from dicomml.errors import DicomMLError, InvalidDicomFileError, RemoteSourceError, SourceNotFoundError
 from dicomml.executor import Failure
 from dicomml.indexer.crawl import Entry
 from dicomml.indexer.header import Layouts, is_dicom_prefix, read_file_header
@@ -23,7 +23,11 @@ from dicomml.indexer.schema import ERRORS, instances_schema
 from dicomml.indexer.tables import from_rows
 from dicomml.paths import printable, storable_path
 
-__all__ = ["ScanOptions", "failure_rows", "scan_batch"]
+__all__ = ["RETRIED_ERRORS", "ScanOptions", "failure_rows", "scan_batch"]
+
+#: Error types of a failure that need not happen again (a permission fixed, a disk or server less loaded, a worker
+#: process killed by the system): their rows record a size no listing has, so that the next run reads the file again.
+RETRIED_ERRORS = frozenset({"unreadable", "timeout", "crashed", "unreachable"})
 
 
 @dataclass(frozen=True)
@@ -93,15 +97,30 @@ def _starts_like_dicom(entry: Entry, options: ScanOptions) -> bool:
 def _message(exc: BaseException, entry: Entry, options: ScanOptions) -> str:
     if isinstance(exc, _DicomDir):
         return f"{entry.path}: DICOMDIR (Media Storage Directory); recognized, not indexed as an image"
+    if isinstance(exc, OSError) and not isinstance(exc, DicomMLError):  # open or read refused: the OS's reason, not its repr
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, FileNotFoundError):
+            return f"{entry.path}: cannot be read ({reason}); it was removed or renamed while the index ran, index again"
+        hint = "check permissions" if isinstance(exc, PermissionError) else "check the disk"
+        return f"{entry.path}: cannot be read ({reason}); {hint}, the next index reads it again"
     text = str(exc) or type(exc).__name__
     return text if entry.path in text else f"{entry.path}: {text}"
 
 
-def _error_row(entry: Entry, error_type: str, exception: str, tag: str | None, message: str) -> dict[str, Any]:
+def _exception(exc: BaseException) -> str | None:
+    """The ``exception`` column: dicomml's class where one fits (a file gone), else the builtin's; None for a DICOMDIR, no failure."""
+    if isinstance(exc, _DicomDir):
+        return None
+    if isinstance(exc, FileNotFoundError) and not isinstance(exc, DicomMLError):
+        return SourceNotFoundError.__name__
+    return type(exc).__name__
+
+
+def _error_row(entry: Entry, error_type: str, exception: str | None, tag: str | None, message: str) -> dict[str, Any]:
     return {
         "path": storable_path(entry.path),
         "folder": storable_path(entry.folder),
-        "size": entry.size,
+        "size": -1 if error_type in RETRIED_ERRORS else entry.size,  # a size no listing has: the next run reads the file again
         "mtime_ns": entry.mtime_ns,
         "stage": "read",
         "error_type": error_type,
@@ -151,12 +170,11 @@ def scan_batch(entries: Sequence[Entry], options: ScanOptions, started: Callable
         try:
             rows.extend(_read_entry(entry, options, memo, layouts, fetched))
         except Exception as exc:  # the indexer's policy: record and go on
-            row = _error_row(
-                entry, _error_type(exc, entry, options), type(exc).__name__, getattr(exc, "tag", None), _message(exc, entry, options)
+            errors.append(
+                _error_row(
+                    entry, _error_type(exc, entry, options), _exception(exc), getattr(exc, "tag", None), _message(exc, entry, options)
+                )
             )
-            if isinstance(exc, RemoteSourceError):
-                row["size"] = -1  # a size no listing has: a rerun reads the entry again (the server may be back)
-            errors.append(row)
     return (
         from_rows(rows, instances_schema(options.include_phi)),
         from_rows(errors, ERRORS),
