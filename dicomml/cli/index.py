@@ -59,7 +59,9 @@ def command(
     $DICOMML_DICOMWEB_TOKEN (bearer) or $DICOMML_DICOMWEB_USER and
     $DICOMML_DICOMWEB_PASSWORD (basic); they are never written down.
 
-    A rerun reads only new and changed files and drops deleted ones. Files
+    A rerun reads only new and changed files and drops deleted ones, and
+    the rows of sources it does not name: to add a folder, name the ones
+    indexed before too. Files
     that cannot be read are listed in the manifest's errors table; the run
     still exits 0 and says how many. When SOURCES hold no DICOM file at all
     (an empty folder, a mistyped one), it says so and exits 1.
@@ -98,10 +100,13 @@ def command(
         raise SourceNotFoundError(
             f"{where}: no DICOM file found among {run['files_listed']} files; `dicomml info {out} --errors` says why each was refused"
         )
+    unnamed = run.get("rows_of_unnamed_sources", 0)
     click.echo(
         f"{manifest.path}: {counts['instances']} instance rows, {counts['series']} series, "
         f"{counts['annotations']} annotations ({run['files_listed']} files listed, {run['files_read']} read, "
         f"{run['rows_removed']} stale rows dropped, {run['seconds']:.1f} s)"
+        # a manifest mirrors the sources of its last run: say why rows of files still on disk went
+        + (f"; {unnamed} rows of sources no longer named dropped (a manifest keeps only the sources its last run named)" if unnamed else "")
     )
     if counts["errors"]:
         click.echo(f"{counts['errors']} files or entries could not be indexed; see `dicomml info {out} --errors`")

@@ -43,6 +43,8 @@ def command(manifest: str, show_errors: bool, plot: str | None) -> None:
 
         click.echo(f"wrote {save_cohort_png(m, plot)}")
     click.echo(f"{m.path}  (schema {m.meta['schema_version']}, include_phi={m.meta.get('include_phi')})")
+    if not m.complete:
+        click.echo("  incomplete: the last dicomml index into it has not finished, so its tables may be partial or stale; rerun it")
     for key, value in m.meta.get("counts", {}).items():
         click.echo(f"  {key}: {value}")
     for title, frame in m.summary().items():

@@ -48,6 +48,10 @@ def _quiet_third_party_logs() -> None:
         logger.propagate = False
 
 
+#: What DuckDB raises, as a RuntimeError, in place of the KeyboardInterrupt of a Ctrl-C during a query.
+DUCKDB_INTERRUPTED = "Query interrupted"
+
+
 class _EndOfInputError(DicomMLError, ValueError):
     """An EOFError that escaped (a truncated file a reader did not name): an error, not Ctrl-C."""
 
@@ -60,6 +64,10 @@ class _LazyGroup(click.Group):
         except EOFError as exc:
             reason = " ".join(str(exc).split()) or "EOFError"
             raise _EndOfInputError(f"unexpected end of input, a truncated file? ({reason})") from exc
+        except RuntimeError as exc:
+            if str(exc) == DUCKDB_INTERRUPTED:  # Ctrl-C during a query: aborted, like Ctrl-C anywhere else
+                raise KeyboardInterrupt from exc
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-__all__ = ["Manifest", "TABLES", "duckdb_connection", "parquet_view"]
+__all__ = ["Manifest", "TABLES", "damaged", "duckdb_connection", "parquet_view", "read_meta"]
 
 _T = TypeVar("_T")
 
@@ -43,8 +43,48 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
 
 
 def parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], **options: Any) -> None:
-    """Create (or replace) the view ``name`` over Parquet ``files``; the paths are passed as values, never pasted into SQL."""
-    con.read_parquet(files, **options).create_view(name, replace=True)
+    """Create (or replace) the view ``name`` over Parquet ``files``; the paths are passed as values, never pasted into SQL.
+
+    Raises
+    ------
+    ManifestError
+        If a file read here (the first; with ``union_by_name``, each) is not Parquet: the manifest is damaged.
+    """
+    import duckdb
+
+    try:
+        con.read_parquet(files, **options).create_view(name, replace=True)
+    except duckdb.InvalidInputException as exc:  # DuckDB names the file: "No magic bytes found at end of file '...'"
+        reason = " ".join(str(exc).split())
+        named = next((f for f in files if f in reason), files[0])
+        raise damaged(named, reason.replace(f" '{named}'", "")) from exc
+
+
+def damaged(file: str | os.PathLike[str], reason: str) -> ManifestError:
+    """The error for a manifest file that cannot be parsed (truncated, overwritten), with the way out."""
+    file = Path(file)
+    root = file.parent if file.name == "manifest.json" else file.parent.parent
+    return ManifestError(
+        f"{file}: the manifest is damaged ({reason}); delete the manifest folder {root} and index again",
+        path=str(file),
+    )
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """``manifest.json`` at ``path``, parsed.
+
+    Raises
+    ------
+    ManifestError
+        If it does not hold a JSON object.
+    """
+    try:
+        meta = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise damaged(path, " ".join(str(exc).split())) from exc
+    if not isinstance(meta, dict):
+        raise damaged(path, f"a JSON {type(meta).__name__}, not an object")
+    return meta
 
 
 class Manifest:
@@ -70,7 +110,8 @@ class Manifest:
     Raises
     ------
     ManifestError
-        If the folder holds no manifest, or one of another schema version.
+        If the folder holds no manifest, one of another schema version, or
+        a damaged ``manifest.json``. Reading a damaged table file raises it too.
 
     Examples
     --------
@@ -92,13 +133,19 @@ class Manifest:
                 f"{self.path}: no manifest here (manifest.json missing); build one with `dicomml index`",
                 path=str(self.path),
             )
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.meta = read_meta(meta_path)
         if self.meta.get("schema_version") != SCHEMA_VERSION:
             raise ManifestError(
                 f"{self.path}: manifest schema version {self.meta.get('schema_version')!r} is not "
                 f"{SCHEMA_VERSION}; index again into a new folder",
                 path=str(self.path),
             )
+
+    @property
+    def complete(self) -> bool:
+        """False while the last :func:`dicomml.index` into it has not finished (or was killed): its tables may be
+        partial or stale until a rerun completes. Only a complete run records its listing's digest."""
+        return "listing_digest" in self.meta
 
     def __repr__(self) -> str:
         counts = self.meta.get("counts", {})
@@ -123,10 +170,17 @@ class Manifest:
         if not files:
             none = empty(schema)
             return none if columns is None else none.select(columns)
-        if filters is None:  # each file read whole: pyarrow's dataset reader, needed for filters, imports pandas
-            wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
-            return pa.concat_tables([pq.ParquetFile(f).read(columns=columns).cast(wanted) for f in files])
-        return pa.concat_tables([pq.read_table(f, schema=schema, columns=columns, filters=filters) for f in files])
+        wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+        parts = []
+        for f in files:
+            try:
+                if filters is None:  # each file read whole: pyarrow's dataset reader, needed for filters, imports pandas
+                    parts.append(pq.ParquetFile(f).read(columns=columns).cast(wanted))
+                else:
+                    parts.append(pq.read_table(f, schema=schema, columns=columns, filters=filters))
+            except pa.ArrowInvalid as exc:  # not Parquet (truncated, overwritten), or not this table's columns
+                raise damaged(f, " ".join(str(exc).split())) from exc
+        return pa.concat_tables(parts)
 
     @property
     def instances(self) -> pd.DataFrame:

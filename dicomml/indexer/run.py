@@ -105,6 +105,8 @@ def index(
         ``s3://``, ``gs://``), DICOMweb servers (``dicomweb+https://host/root``,
         narrowed by ``/studies/{uid}``, ``/series/{uid}`` and QIDO-RS query
         parameters), or a :class:`dicomml.sources.ObjectList`; one or several.
+        The manifest mirrors the sources of its last run: rows of a source
+        not named again are dropped, so name every source on each run.
     out
         The manifest folder; created if absent, updated if it holds a manifest.
     workers
@@ -147,8 +149,8 @@ def index(
     SourceNotFoundError
         If a source does not exist.
     ManifestError
-        If ``out`` cannot be written or holds a manifest built with another
-        ``include_phi`` or salt.
+        If ``out`` cannot be written, is being updated by another run, is
+        damaged, or holds a manifest built with another ``include_phi`` or salt.
 
     Examples
     --------
@@ -159,45 +161,47 @@ def index(
     remote = with_options(remote, storage_options, auth)
     resolved = open_sources(sources, remote=remote)
     salt_bytes = resolve_salt(salt)
-    store = ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes))
-    n_listed = store.write_listing(crawl(resolved))
-    plan = store.plan(n_listed)
-    source_names = [os.fspath(s) for s in _source_names(sources)]
-    derived = store.meta.get("derived_rules") == DERIVED_RULES  # series and annotations follow this dicomml's rules
-    if plan.unchanged and derived:  # the recorded counts stand: nothing is written, unless the sources are named otherwise
-        if store.meta.get("sources") != source_names:
-            store.mark_complete(sources=source_names)
-        unchanged = Manifest(store.root, remote=remote)
-        unchanged.meta["last_run"] = _last_run(plan, started)  # this run's, not kept: manifest.json keeps the last change's
-        return unchanged
-    buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
-    # a run that only removes rows or rebuilds the derived tables never imports the header reader
-    retried = plan.n_to_read > 0 and _read(
-        store, resolved, plan.n_to_read, buffered, include_phi, salt_bytes, workers, scheduler, timeout_s, progress
-    )
-    with ThreadPoolExecutor(1) as pool:  # the last partition is written (Parquet releases the GIL) while DuckDB is imported
-        last = pool.submit(_flush, store, buffered)
-        from dicomml.indexer.series import annotations_table, series_table
+    with ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes)) as store:  # locked for the run
+        n_listed = store.write_listing(crawl(resolved))
+        source_names = [os.fspath(s) for s in _source_names(sources)]
+        renamed = store.meta.get("sources") not in (None, source_names)
+        # a remote root is not spelled as its rows' URLs: its rows are never counted as of sources no longer named
+        plan = store.plan(n_listed, roots=[s.root if s.local else "" for s in resolved] if renamed else None)
+        derived = store.meta.get("derived_rules") == DERIVED_RULES  # series and annotations follow this dicomml's rules
+        if plan.unchanged and derived:  # the recorded counts stand: nothing is written, unless the sources are named otherwise
+            if store.meta.get("sources") != source_names:
+                store.mark_complete(sources=source_names)
+            unchanged = Manifest(store.root, remote=remote)
+            unchanged.meta["last_run"] = _last_run(plan, started)  # this run's, not kept: manifest.json keeps the last change's
+            return unchanged
+        buffered: dict[str, list[pa.Table]] = {"instances": [], "errors": []}
+        # a run that only removes rows or rebuilds the derived tables never imports the header reader
+        retried = plan.n_to_read > 0 and _read(
+            store, resolved, plan.n_to_read, buffered, include_phi, salt_bytes, workers, scheduler, timeout_s, progress
+        )
+        with ThreadPoolExecutor(1) as pool:  # the last partition is written (Parquet releases the GIL) while DuckDB is imported
+            last = pool.submit(_flush, store, buffered)
+            from dicomml.indexer.series import annotations_table, series_table
 
-        last.result()
-    if plan.n_to_read or plan.n_removed or not derived or not store.parts("series"):
-        store.write_meta(sources=source_names)  # Manifest reads it
-        con = Manifest(store.root).connect()
-        try:
-            series = series_table(con)
-            store.write_single("series", series)
-            store.write_single("annotations", annotations_table(con, series))
-        finally:
-            con.close()
-    store.mark_complete(
-        sources=source_names,
-        counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
-        derived_rules=DERIVED_RULES,
-        last_run=_last_run(plan, started),
-    )
-    if retried:  # not the listing's final state: a rerun diffs again instead of taking it as done
-        store.write_meta(listing_digest=None)
-    return Manifest(store.root, remote=remote)
+            last.result()
+        # a run that did not complete may have changed the rows without rebuilding the tables derived from them
+        if plan.n_to_read or plan.n_removed or plan.resumed or not derived or not store.parts("series"):
+            store.write_meta(sources=source_names)  # Manifest reads it
+            con = Manifest(store.root).connect()
+            try:
+                series = series_table(con)
+                store.write_single("series", series)
+                store.write_single("annotations", annotations_table(con, series))
+            finally:
+                con.close()
+        store.mark_complete(
+            sources=source_names,
+            counts={table: store.count(table) for table in ("instances", "series", "annotations", "errors")},
+            derived_rules=DERIVED_RULES,
+            last_run=_last_run(plan, started),
+            **({"listing_digest": None} if retried else {}),  # not the listing's final state: a rerun diffs again
+        )
+        return Manifest(store.root, remote=remote)
 
 
 def _read(
@@ -247,6 +251,7 @@ def _last_run(plan: Plan, started: float) -> dict[str, Any]:
         "files_listed": plan.n_listed,
         "files_read": plan.n_to_read,
         "rows_removed": plan.n_removed,
+        "rows_of_unnamed_sources": plan.n_unnamed,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -13,11 +13,18 @@ the Parquet files, so memory stays bounded however large the tree:
 
 A complete run records a digest of its listing (paths, sizes, mtimes, sources
 and crawl errors) in ``manifest.json``. A rerun whose listing has the same
-digest changes nothing: it writes no listing and starts no DuckDB.
+digest changes nothing: it writes no listing and starts no DuckDB. A run that
+changes the manifest forgets the digest first, so a manifest without one was
+left by a run that did not complete.
+
+One run at a time: a run holds an advisory lock on ``_work/index.lock``
+(``flock``; the OS releases it when the process ends), and a second run into
+the same folder is refused. Readers take no lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -25,7 +32,7 @@ import os
 import struct
 import uuid
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -36,7 +43,7 @@ import pyarrow.parquet as pq
 
 from dicomml.errors import ManifestError
 from dicomml.indexer.crawl import CrawlError, Files
-from dicomml.indexer.manifest import duckdb_connection, parquet_view
+from dicomml.indexer.manifest import duckdb_connection, parquet_view, read_meta
 from dicomml.indexer.schema import ERRORS, SCHEMA_VERSION
 from dicomml.indexer.tables import column, from_rows
 from dicomml.paths import os_reason, printable, storable_path
@@ -64,6 +71,18 @@ _LISTING_BATCH = 50_000
 #: Listing rows kept in memory; a longer listing is written to disk as it grows.
 _LISTING_IN_MEMORY = 200_000
 _KEY = "k.path = l.path AND k.size = l.size AND k.mtime_ns = l.mtime_ns"
+#: Descriptors of the manifest locks this process holds. A forked child (a header-reading worker) closes its copies:
+#: a flock lives while any copy is open, and a worker left behind by a killed run must not keep the manifest locked.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for fd in _HELD_LOCKS:
+        os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks)
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,10 @@ class Plan:
     n_removed: int
     #: The listing is the one the manifest already reflects: nothing to do.
     unchanged: bool = False
+    #: The last run did not complete: the derived tables may not match the rows.
+    resumed: bool = False
+    #: Rows dropped because their path is under none of this run's sources (counted when the sources were renamed).
+    n_unnamed: int = 0
 
 
 def _listing_table(found: list[tuple[int, Files]]) -> pa.Table:
@@ -152,9 +175,11 @@ def _updating(method: Callable[Concatenate[ManifestStore, _P], _R]) -> Callable[
 class ManifestStore:
     """Writes one manifest folder (see :mod:`dicomml.indexer.schema` for the layout)."""
 
-    def __init__(self, root: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, root: Path, meta: dict[str, Any], lock: int = -1, *, resumed: bool = False) -> None:
         self.root = root
         self.meta = meta
+        self._lock = lock  # the descriptor holding the run's flock; -1: none
+        self.resumed = resumed  # the last run into this folder did not complete
         self.run_id = uuid.uuid4().hex[:12]
         self._seq = 0
         # This run's listing, set by write_listing: its digest, the folders found unless spilled to disk, the crawl errors.
@@ -182,13 +207,38 @@ class ManifestStore:
             probe = root / "_work" / f".probe-{uuid.uuid4().hex}"
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.unlink(probe)
+            lock = os.open(root / "_work" / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ManifestError(
                 f"{root}: the manifest folder cannot be written ({exc.strerror}); choose another -o folder",
                 path=str(root),
             ) from exc
+        try:  # held until close(), or the end of this process: a second run into the folder is refused
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(lock)
+            busy = isinstance(exc, BlockingIOError)
+            raise ManifestError(
+                f"{root}: another dicomml index is updating it; wait until that run ends, or index into another folder"
+                if busy
+                else f"{root}: the manifest cannot be locked for this run ({os_reason(exc)}); index into a local folder",
+                path=str(root),
+            ) from None
+        try:
+            meta = cls._checked_meta(root, include_phi, salt_id)
+        except BaseException:
+            os.close(lock)
+            raise
+        _HELD_LOCKS.add(lock)
+        meta_now = {**meta, "schema_version": SCHEMA_VERSION, "include_phi": include_phi, "salt_id": salt_id}
+        # a manifest.json without a listing digest: the run that wrote it did not complete
+        return cls(root, meta_now, lock, resumed=bool(meta) and "listing_digest" not in meta)
+
+    @staticmethod
+    def _checked_meta(root: Path, include_phi: bool, salt_id: str) -> dict[str, Any]:
+        """``manifest.json`` ({} if none), refused if built with other settings than this run's."""
         meta_path = root / "manifest.json"
-        meta = json.loads(meta_path.read_bytes()) if meta_path.exists() else {}
+        meta = read_meta(meta_path) if meta_path.exists() else {}
         if meta and meta.get("schema_version") != SCHEMA_VERSION:
             raise ManifestError(
                 f"{root}: manifest schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; index into a new folder",
@@ -201,8 +251,20 @@ class ManifestStore:
                     "rerun with the same setting or index into a new folder",
                     path=str(root),
                 )
-        meta.update(schema_version=SCHEMA_VERSION, include_phi=include_phi, salt_id=salt_id)
-        return cls(root, meta)
+        return meta
+
+    def close(self) -> None:
+        """Release the run's lock on the manifest."""
+        if self._lock in _HELD_LOCKS:  # not in a forked child, which closed it
+            _HELD_LOCKS.discard(self._lock)
+            os.close(self._lock)
+        self._lock = -1
+
+    def __enter__(self) -> ManifestStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def parts(self, table: str) -> list[str]:
         """Partition files of a table, sorted."""
@@ -279,8 +341,8 @@ class ManifestStore:
         con = duckdb_connection()
         parquet_view(con, "l", [str(self._listing)])
         known = self._known()
-        for i, files in enumerate(known):
-            parquet_view(con, f"k{i}", files, filename=True)
+        for i, files in enumerate(known):  # union_by_name reads every footer now: a damaged partition is named here
+            parquet_view(con, f"k{i}", files, filename=True, union_by_name=True)
         if known:
             con.execute(
                 "CREATE VIEW k AS " + " UNION ALL ".join(f"SELECT path, size, mtime_ns, filename FROM k{i}" for i in range(len(known)))
@@ -292,33 +354,47 @@ class ManifestStore:
         return con
 
     @_updating
-    def plan(self, n_listed: int) -> Plan:
+    def plan(self, n_listed: int, roots: Sequence[str] | None = None) -> Plan:
         """Drop recorded rows whose file is gone or changed; count the files to read.
 
         When the listing has the digest of the last complete run, nothing is
         written, compared or read. Otherwise that digest is forgotten first,
         so that a run killed while it changes the manifest is never taken for
         complete; then the listing and the crawl errors are written.
+
+        Parameters
+        ----------
+        n_listed
+            Files found by the crawl.
+        roots
+            This run's source roots, given when the sources are not the last
+            run's: dropped rows under none of them are counted in ``Plan.n_unnamed``.
         """
         if self.meta.get("listing_digest") == self._digest:
             self._listing.unlink(missing_ok=True)
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
-        if self.meta.pop("listing_digest", None) is not None:
+        if "listing_digest" in self.meta:  # even a None digest (an unreachable source): its absence marks a run under way
+            del self.meta["listing_digest"]
             self.write_meta()
         self.write_single("errors", from_rows(self._crawl_errors, ERRORS), "crawl.parquet")
         if not self._spilled and not self._known():  # a new manifest: read every listed file, no diff to make
             self._all_new = True
-            return Plan(n_listed=n_listed, n_to_read=n_listed, n_removed=0)
+            return Plan(n_listed=n_listed, n_to_read=n_listed, n_removed=0, resumed=self.resumed)
         if not self._spilled:
             pq.write_table(_listing_table(self._found), self._listing)
             self._found = []
         con = self._connect()
         stale = [row[0] for row in con.sql(f"SELECT DISTINCT filename FROM k ANTI JOIN l ON {_KEY}").fetchall()]
-        removed = 0
+        removed = unnamed = 0
+        # a root matches its own path (a file source) and what lies below it; an empty root (some remote sources) matches all
+        under = " OR ".join("k.path = ? OR starts_with(k.path, ?)" for _ in roots or ())
+        prefixes = [value for root in roots or () for value in (root, os.path.join(root, "") if root else "")]
         for part in stale:
             parquet_view(con, "p", [part])
             kept = con.sql(f"SELECT k.* FROM p k SEMI JOIN l ON {_KEY}").to_arrow_table()
             removed += pq.read_metadata(part).num_rows - kept.num_rows
+            if under:
+                unnamed += con.execute(f"SELECT count(*) FROM p k ANTI JOIN l ON {_KEY} WHERE NOT ({under})", prefixes).fetchall()[0][0]
             if kept.num_rows:
                 schema = pq.read_schema(part)
                 _write_atomic(kept.select(schema.names).cast(schema), Path(part))
@@ -329,12 +405,12 @@ class ManifestStore:
             con = self._connect()
         n_to_read = con.sql(f"SELECT count(*) FROM l ANTI JOIN k ON {_KEY}").fetchall()[0][0]
         con.close()
-        return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed)
+        return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed, resumed=self.resumed, n_unnamed=unnamed)
 
     @_updating
     def mark_complete(self, **values: Any) -> None:
-        """Write ``manifest.json`` with ``values`` and this run's listing digest: the manifest now reflects it."""
-        self.write_meta(listing_digest=self._digest, **values)
+        """Write ``manifest.json`` with ``values`` and this run's listing digest (unless ``values`` give it): the run completed."""
+        self.write_meta(**{"listing_digest": self._digest, **values})
         self._listing.unlink(missing_ok=True)
 
     def to_read(self) -> Iterator[tuple[str, str, int, int, str, int]]:
