@@ -21,6 +21,12 @@ Copies of one series are not time points either: a SeriesNumber of its own
 the UIDs) or another folder each make a group of their own, so the nine
 encodings of one volume in ``dcm_qa_ts`` are nine volumes, as dcm2niix makes.
 
+A key is made from one file alone, so orientations a hair either side of a
+rounding boundary (0.7071499 and 0.7071501) get two keys. No rounding avoids
+that; the indexer's ``series`` table finds such groups (same series, folder
+and matrix, orientations within :data:`ORIENTATION_TOLERANCE`, other rounded
+values) and marks them not usable, naming each other.
+
 Both the indexer and assembly import this rule; it is pure: it works on
 :class:`~dicomml.dicom.frames.FrameTable` arrays and never reads a file.
 """
@@ -28,16 +34,22 @@ Both the indexer and assembly import this rule; it is pure: it works on
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.dataset import Dataset
 
-from dicomml.dicom.frames import FrameTable, frame_table, header_value
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
-__all__ = ["dataset_group_keys", "group_keys", "ORIENTATION_DECIMALS"]
+    from dicomml.dicom.frames import FrameTable
+
+__all__ = ["dataset_group_keys", "group_keys", "orientation_bins", "ORIENTATION_DECIMALS", "ORIENTATION_TOLERANCE"]
 
 #: ImageOrientationPatient is rounded to this many decimals (1e-4) in the key.
 ORIENTATION_DECIMALS = 4
+#: Orientations closer than this (largest cosine difference) are one volume's, as assembly allows.
+ORIENTATION_TOLERANCE = 1e-3
 
 
 def _number_text(value: float, decimals: int) -> str:
@@ -45,6 +57,17 @@ def _number_text(value: float, decimals: int) -> str:
         return "nan"
     rounded = round(float(value), decimals)
     return f"{rounded + 0.0:.{decimals}f}"  # + 0.0 turns -0.0 into 0.0
+
+
+def orientation_bins(orientation: Sequence[float]) -> tuple[str, ...]:
+    """The ImageOrientationPatient values as the key hashes them (rounded to 1e-4).
+
+    Examples
+    --------
+    >>> orientation_bins([1, 0, 0, 0, 0.7071499, -0.7071]) == orientation_bins([1, 0, 0, 0, 0.7071501, -0.7071])
+    False
+    """
+    return tuple(_number_text(v, ORIENTATION_DECIMALS) for v in orientation)
 
 
 def group_keys(
@@ -98,7 +121,7 @@ def group_keys(
             folder,
             str(table.rows),
             str(table.columns),
-            *(_number_text(v, ORIENTATION_DECIMALS) for v in table.orientations[i]),
+            *orientation_bins(table.orientations[i]),
             _number_text(table.echo[i], 3),
             table.kind[i],
         )
@@ -130,6 +153,8 @@ def dataset_group_keys(ds: Dataset, folder: str, table: FrameTable | None = None
     >>> dataset_group_keys(pydicom.dcmread(path, stop_before_pixels=True), "/data/s1")  # doctest: +SKIP
     ['5d1c0e4f9a2b3c7d']
     """
+    from dicomml.dicom.frames import frame_table, header_value  # pydicom: the series table imports this module without it
+
     number = header_value(ds, "SeriesNumber")
     meta = getattr(ds, "file_meta", None)
     return group_keys(

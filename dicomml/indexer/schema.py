@@ -37,7 +37,9 @@ SCHEMA_VERSION = 4
 #: Bumped whenever the rules that derive ``series`` and ``annotations`` from ``instances`` change (no column
 #: changes): a rerun rebuilds those two tables from the rows it holds, without reading a file again.
 #: 1: a group of 2D images that makes no volume says so (:data:`~dicomml.imaging2d.modalities.IMAGES_2D`).
-DERIVED_RULES = 1
+#: 2: series split across folders or by the key's orientation rounding, files too short to judge and time points
+#: with unequal slices are not usable, each saying why.
+DERIVED_RULES = 2
 #: Modalities indexed as annotations (linked to the image series they describe).
 ANNOTATION_MODALITIES = ("SEG", "RTSTRUCT")
 

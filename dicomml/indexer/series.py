@@ -5,7 +5,8 @@ the ``instances`` partitions, streamed in record batches. Whether a group is
 usable is decided from headers alone: the stack geometry of
 :func:`dicomml.geometry.analyze_stack` (gap, duplicate positions, gantry tilt,
 non-uniform spacing) plus the rules here (no geometry, mixed pixel spacing, a
-single slice, several images at one position). A group of 2D images (a
+single slice, several images at one position, a file of its folder lost, a
+series split across folders or by the rounding of its orientation). A group of 2D images (a
 modality of :data:`~dicomml.imaging2d.modalities.IMAGE_MODALITIES`) that makes
 no stack is not usable as a volume for the reason
 :data:`~dicomml.imaging2d.modalities.IMAGES_2D`, whatever its geometry.
@@ -15,18 +16,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from dicomml.dicom.series_key import ORIENTATION_TOLERANCE, orientation_bins
 from dicomml.geometry import analyze_stack, axcodes, dicom_affine, geometry_problem
 from dicomml.geometry.checks import spacing_problem
 from dicomml.imaging2d.modalities import IMAGE_MODALITIES, IMAGES_2D
 from dicomml.indexer.annotations import link_annotations
 from dicomml.indexer.schema import ANNOTATION_MODALITIES, ANNOTATIONS, SERIES
 from dicomml.indexer.tables import empty, from_rows
+from dicomml.paths import printable
 
 __all__ = ["annotations_table", "series_table", "usability"]
 
@@ -123,14 +126,23 @@ def usability(
     if g.n_positions == 1:
         n = len(positions)
         return stats, "single slice" if n == 1 else f"{n} images at one position (not a volume)"
+    if g.n_volumes == 0 and int(np.min(g.counts)) > 1:  # time points with a slice lost or repeated: load_series' words
+        return stats, (
+            f"positions hold unequal numbers of slices ({np.unique(g.counts).tolist()}; {g.duplicates} extra), "
+            "so they are neither one volume nor a time series"
+        )
     return stats, g.problem()
 
 
 #: Error kinds of a file that may have been a slice (not a DICOMDIR, not a file that is no DICOM at all).
 _LOST_SLICE_ERRORS = ("invalid", "timeout", "crashed", "unreadable")
+#: A file shorter than the preamble and 'DICM' (an empty file, a transfer cut short) cannot be told from a lost slice.
+_DICOM_PREFIX_BYTES = 132
 _LOST = f"""
 SELECT folder, count(*) AS n, min(path) AS example FROM errors
-WHERE stage = 'read' AND error_type IN ({", ".join("?" for _ in _LOST_SLICE_ERRORS)})
+WHERE stage = 'read'
+  AND (error_type IN ({", ".join("?" for _ in _LOST_SLICE_ERRORS)})
+       OR (error_type = 'not_dicom' AND size >= 0 AND size < {_DICOM_PREFIX_BYTES}))
 GROUP BY folder
 """
 
@@ -142,12 +154,99 @@ def _lost_slices(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     leaves no gap to see, so the groups are marked rather than trusted.
     """
     return {
-        folder: f"{n} file(s) of its folder could not be read (e.g. {example.rsplit('/', 1)[-1]}); a slice may be lost"
+        folder: f"{n} file(s) of its folder could not be read (e.g. {printable(example.rsplit('/', 1)[-1])}); a slice may be lost"
         for folder, n, example in con.execute(_LOST, list(_LOST_SLICE_ERRORS)).fetchall()
     }
 
 
-def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]], lost: dict[str, str]) -> Iterator[dict[str, Any]]:
+#: The rows of SeriesInstanceUIDs that several groups share; they are few.
+_SHARED_ROWS = """
+SELECT * FROM instances WHERE series_key IS NOT NULL AND series_instance_uid IN (
+    SELECT series_instance_uid FROM instances WHERE series_key IS NOT NULL AND series_instance_uid <> ''
+    GROUP BY series_instance_uid HAVING count(DISTINCT series_key) > 1)
+"""
+#: Those groups, compared in Python.
+_SHARING = f"""
+SELECT series_key, any_value(series_instance_uid) AS uid, any_value(series_number) AS number,
+       any_value(sop_class_uid) AS sop_class, any_value(folder) AS folder, any_value(transfer_syntax_uid) AS syntax,
+       any_value(rows) AS rows, any_value("columns") AS "columns", any_value(image_orientation) AS orientation
+FROM ({_SHARED_ROWS})
+GROUP BY series_key
+ORDER BY series_key
+"""
+#: Pairs of those groups that hold a same SOP instance: copies (or frames of one object), not parts.
+_COPIES = f"""
+WITH s AS ({_SHARED_ROWS})
+SELECT DISTINCT a.series_key, b.series_key FROM s a JOIN s b
+  ON a.series_instance_uid = b.series_instance_uid AND a.sop_instance_uid = b.sop_instance_uid AND a.series_key < b.series_key
+"""
+
+
+class _Group(NamedTuple):
+    key: str
+    uid: str
+    number: int | None
+    sop_class: str | None
+    folder: str
+    syntax: str | None
+    rows: int | None
+    columns: int | None
+    orientation: list[float] | None
+
+
+def _one_volume(a: _Group, b: _Group) -> bool:
+    """Whether two groups of one SeriesInstanceUID would make one volume but for the folder or the key's rounding."""
+    if (a.number, a.sop_class, a.rows, a.columns) != (b.number, b.sop_class, b.rows, b.columns):
+        return False
+    if a.orientation is None or b.orientation is None or len(a.orientation) != 6 or len(b.orientation) != 6:
+        return False
+    return float(np.max(np.abs(np.subtract(a.orientation, b.orientation)))) <= ORIENTATION_TOLERANCE
+
+
+def _named(groups: list[_Group], where: bool) -> str:
+    shown = ", ".join(f"{g.key} ({g.folder})" if where else g.key for g in groups[:3])
+    return shown + (f" and {len(groups) - 3} more" if len(groups) > 3 else "")
+
+
+def _sharing(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Per SeriesInstanceUID of several groups their keys; per group split from others of its volume, the reason.
+
+    A group is a part when a group of the same series, matrix and orientation sits in another folder and holds
+    none of its SOP instances (copies hold the same ones), or in the same folder with an orientation that differs
+    by less than the tolerance yet rounds otherwise in the key.
+    """
+    copies = set(con.execute(_COPIES).fetchall())
+    by_uid: dict[str, list[_Group]] = {}
+    for row in con.execute(_SHARING).fetchall():
+        group = _Group(*row)
+        by_uid.setdefault(group.uid, []).append(group)
+    reasons: dict[str, str] = {}
+    for siblings in by_uid.values():
+        for a in siblings:
+            others = [b for b in siblings if b.key != a.key and _one_volume(a, b)]
+            apart = [b for b in others if b.folder != a.folder and tuple(sorted((a.key, b.key))) not in copies]
+            rounded = [
+                b
+                for b in others
+                if (b.folder, b.syntax) == (a.folder, a.syntax)
+                and orientation_bins(b.orientation or []) != orientation_bins(a.orientation or [])
+            ]
+            if apart:
+                reasons[a.key] = (
+                    f"series split across folders: other instances of its SeriesInstanceUID are in series_key "
+                    f"{_named(apart, True)}; put them in one folder and index again"
+                )
+            elif rounded:
+                reasons[a.key] = (
+                    f"one volume split by the rounding of (0020,0037) ImageOrientationPatient in the series_key: "
+                    f"its other slices, at an orientation within {ORIENTATION_TOLERANCE:g}, are in series_key {_named(rounded, False)}"
+                )
+    return {uid: [g.key for g in siblings] for uid, siblings in by_uid.items()}, reasons
+
+
+def _series_rows(
+    batch: pa.RecordBatch, shared: dict[str, list[str]], split: dict[str, str], lost: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     for group in batch.to_pylist():
         flat = group.pop("positions")
         spacings = group.pop("spacings")
@@ -160,7 +259,8 @@ def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]], lost: dict
         group["shape"] = [stats["n_slices"], group["rows"], group["columns"]] if stats else None
         group["transfer_syntaxes"] = sorted(t for t in group["transfer_syntaxes"] if t)
         group["shared_uid_keys"] = [k for k in shared.get(group["series_instance_uid"], []) if k != group["series_key"]]
-        reason = reason or lost.get(group["folder"])
+        if reason != IMAGES_2D:  # a part's own geometry describes only the part
+            reason = split.get(group["series_key"]) or reason or lost.get(group["folder"])
         group["usable"] = reason is None
         group["reason"] = reason
         yield group
@@ -168,17 +268,11 @@ def _series_rows(batch: pa.RecordBatch, shared: dict[str, list[str]], lost: dict
 
 def series_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """The ``series`` table from a connection with an ``instances`` view."""
-    shared = {
-        uid: keys
-        for uid, keys in con.execute(
-            "SELECT series_instance_uid, list(DISTINCT series_key ORDER BY series_key) FROM instances "
-            "WHERE series_key IS NOT NULL GROUP BY series_instance_uid HAVING count(DISTINCT series_key) > 1"
-        ).fetchall()
-    }
+    shared, split = _sharing(con)
     lost = _lost_slices(con)
     rows: list[dict[str, Any]] = []
     for batch in con.sql(_GROUPS).to_arrow_reader(1024):
-        rows.extend(_series_rows(batch, shared, lost))
+        rows.extend(_series_rows(batch, shared, split, lost))
     return from_rows(rows, SERIES)
 
 

@@ -57,7 +57,7 @@ def test_memory_url_source(data_dir: Path, tmp_path: Path, salt: str):
     source = data_dir / "dcmqi/data/segmentations/24x38x3/image"
     for path in sorted(source.iterdir()):
         fs.pipe(f"/dicomml-test/ct/{path.name}", path.read_bytes())
-    fs.pipe("/dicomml-test/ct/junk.dcm", b"junk")
+    fs.pipe("/dicomml-test/ct/junk.dcm", b"junk, not DICOM\n" * 16)  # long enough to be judged: not a lost slice
     try:
         m = dicomml.index("memory://dicomml-test", tmp_path / "m", salt=salt, progress=False)
     finally:
