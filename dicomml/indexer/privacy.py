@@ -1,4 +1,4 @@
-"""Private data: the salted ``patient_key`` and where the salt lives.
+"""Private data: the salted ``patient_key``, where the salt lives, and source names fit to store.
 
 The salt never enters the manifest. It is given explicitly, or generated once
 (256 random bits) and kept in the user's config folder
@@ -15,8 +15,15 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["patient_key", "resolve_salt", "salt_id"]
+from dicomml.indexer.schema import PHI_FIELDS
+from dicomml.paths import is_url
+
+__all__ = ["WITHHELD", "patient_key", "resolve_salt", "salt_id", "storable_source"]
+
+#: What a manifest stores instead of a query value naming a patient (the same for every value, so reruns compare equal).
+WITHHELD = "WITHHELD"
 
 
 def patient_key(patient_id: str, salt: bytes) -> str | None:
@@ -25,7 +32,7 @@ def patient_key(patient_id: str, salt: bytes) -> str | None:
     Examples
     --------
     >>> patient_key("12345", b"salt")
-    '0d8b61ef30fdbe3d'
+    '8007a139ecf7b07f'
     """
     if not patient_id:
         return None
@@ -70,3 +77,51 @@ def resolve_salt(salt: str | bytes | None = None, config_dir: str | os.PathLike[
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
     return path.read_bytes().strip()
+
+
+def storable_source(name: str, include_phi: bool) -> str:
+    """A source's name as a manifest stores it: no credentials, and no identifiers unless ``include_phi``.
+
+    Credentials in a URL (``user:password@``) are dropped always. Without
+    ``include_phi``, the values of query parameters (QIDO-RS filters of a
+    DICOMweb URL) that name a direct identifier of :data:`~dicomml.indexer.schema.PHI_FIELDS`,
+    by keyword or tag (``PatientID``, ``00100010``, ``...Sequence.PatientID``),
+    become :data:`WITHHELD`; every other part stays as written. A local path is
+    returned as it is.
+
+    Parameters
+    ----------
+    name
+        The source as given (a path or URL).
+    include_phi
+        Keep identifiers, as the manifest's rows do.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> storable_source("dicomweb+https://pacs/dicom-web?PatientID=123&Modality=CT", include_phi=False)
+    'dicomweb+https://pacs/dicom-web?PatientID=WITHHELD&Modality=CT'
+    """
+    if not is_url(name):
+        return name
+    split = urlsplit(name)
+    query = split.query
+    if query and not include_phi:
+        identifiers = _identifier_keys()
+        parts = [part.partition("=") for part in query.split("&")]
+        query = "&".join(
+            f"{key}={WITHHELD}" if sep and identifiers & set(unquote_plus(key).lower().split(".")) else key + sep + value
+            for key, sep, value in parts
+        )
+    return urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2], query=query))
+
+
+def _identifier_keys() -> set[str]:
+    """QIDO-RS attribute names of the direct identifiers, lowercase: keywords and ``ggggeeee`` tags."""
+    from pydicom.datadict import keyword_for_tag
+
+    tags = [tag for tag, _ in PHI_FIELDS.values()]
+    return {keyword_for_tag(tag).lower() for tag in tags} | {f"{tag:08x}" for tag in tags}

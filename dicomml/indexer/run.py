@@ -20,7 +20,7 @@ import pyarrow as pa
 from dicomml.executor import Backend, Dask, InProcess, Processes, Progress, connect, run
 from dicomml.indexer.crawl import Entry, Source, crawl, open_sources
 from dicomml.indexer.manifest import Manifest
-from dicomml.indexer.privacy import resolve_salt, salt_id
+from dicomml.indexer.privacy import resolve_salt, salt_id, storable_source
 from dicomml.indexer.schema import DERIVED_RULES
 from dicomml.indexer.store import ManifestStore, Plan
 from dicomml.paths import local_path
@@ -163,7 +163,7 @@ def index(
     salt_bytes = resolve_salt(salt)
     with ManifestStore.open(out, include_phi=include_phi, salt_id=salt_id(salt_bytes)) as store:  # locked for the run
         n_listed = store.write_listing(crawl(resolved))
-        source_names = [os.fspath(s) for s in _source_names(sources)]
+        source_names = [storable_source(os.fspath(s), include_phi) for s in _source_names(sources)]
         renamed = store.meta.get("sources") not in (None, source_names)
         # a remote root is not spelled as its rows' URLs: its rows are never counted as of sources no longer named
         plan = store.plan(n_listed, roots=[s.root if s.local else "" for s in resolved] if renamed else None)

@@ -75,13 +75,37 @@ class Transient(Exception):
 
 #: HTTP statuses that a retry may cure.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: Errors of a client that found no usable credentials (botocore, google-auth): its settings are wrong, no server said no.
+_NO_CREDENTIALS = frozenset(
+    {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "ProfileNotFound", "DefaultCredentialsError"}
+)
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed call: requests' response, or botocore's, which s3fs keeps as the cause of the OSError it raises."""
+    for error in (exc, exc.__cause__):
+        response = getattr(error, "response", None)
+        status = (
+            response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(response, dict)
+            else getattr(response, "status_code", None)
+        )
+        if status is not None:
+            return int(status)
+    return None
+
+
+def _no_credentials(exc: BaseException) -> bool:
+    return any(cls.__name__ in _NO_CREDENTIALS for cls in type(exc).__mro__)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a retry may cure the failure (a timeout, a reset, a 5xx or 429), not a 401/403/404 or a missing object."""
+    """Whether a retry may cure the failure (a timeout, a reset, a 5xx or 429), not a 4xx, missing credentials or a missing object."""
     if isinstance(exc, (Transient, TimeoutError, ConnectionError, json.JSONDecodeError)):
         return True
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if _no_credentials(exc):
+        return False
+    status = _status(exc)
     if status is not None:
         return status in RETRY_STATUS
     try:
@@ -130,11 +154,17 @@ def with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> 
 def failure(url: str, what: str, exc: BaseException, tries: int) -> RemoteSourceError:
     """The one-line error of a remote call that failed for good (the tries said only when a retry might have cured it)."""
     transient = is_transient(exc)
-    status = getattr(getattr(exc, "response", None), "status_code", 0)
-    if isinstance(exc, PermissionError) or status in (401, 403):  # s3fs and gcsfs say a 403 as PermissionError
+    status = _status(exc)
+    if _no_credentials(exc):
+        hint = "check the credentials and storage_options (the CLI: --storage-option KEY=VALUE; a public S3 bucket: anon=true)"
+    elif isinstance(exc, PermissionError) or status in (401, 403):  # s3fs and gcsfs say a 403 as PermissionError
         hint = "check the credentials"
+    elif status == 404:
+        hint = "check the URL"
+    elif status is not None and not transient:  # a 400, 405...: the request as asked is refused, a rerun would be too
+        hint = "check the URL and the source's settings"
     else:
-        hint = "check the URL" if status == 404 else "check the server, or rerun to resume"
+        hint = "check the server, or rerun to resume"
     return RemoteSourceError(f"{url}: {what} failed{f' after {tries} tries' if transient else ''} ({_reason(exc)}); {hint}", path=url)
 
 

@@ -11,10 +11,12 @@ declared with the length the pixel module implies (and never read), and
 binary values the server leaves as bulk data are fetched only where the rows
 need them (the Siemens CSA image header of a mosaic).
 
-QIDO-RS and metadata go through dicomweb-client. Instances are fetched with a
-plain GET because dicomweb-client returns the parts of a multipart body that
-was cut short as if whole; here a body without its closing boundary is an
-error, retried.
+Metadata goes through dicomweb-client. Series are searched with a plain GET
+because dicomweb-client escapes the wildcards of a QIDO-RS value, which some
+servers (Orthanc) then match literally; instances are fetched with a plain GET
+because dicomweb-client returns the parts of a multipart body that was cut
+short as if whole; here a body without its closing boundary is an error,
+retried.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import numpy as np
 
@@ -65,6 +67,8 @@ _HEADER_ALLOWANCE = 16_384
 _KEEP_BELOW = 1 << 20
 #: Instances whose metadata the walk keeps for the scan (bounded memory: beyond, it is requested again).
 KEEP_INSTANCES = 50_000
+#: Characters a QIDO-RS value keeps unescaped: PS3.18's wildcards and value separator (Orthanc decodes no %2A or %3F).
+_QIDO_SAFE = "*?,"
 
 
 def is_dicomweb(url: str) -> bool:
@@ -211,16 +215,30 @@ class DicomWebSource:
 
     # -- crawl -------------------------------------------------------------------------------
     def _series(self) -> list[tuple[str, str]]:
-        if self.series:
+        if self.series and not self.query:
             return [(str(self.study), self.series)]
-        found = self._call(
-            "searching for series (QIDO-RS)",
-            self.url,
-            lambda: self._client.search_for_series(
-                study_instance_uid=self.study, search_filters=dict(self.query) or None, get_remaining=True
-            ),
-        )
+        # a series URL with a query is searched too, so that its filter applies as on a study URL
+        filters = {**self.query, "SeriesInstanceUID": self.series} if self.series else self.query
+        found = self._call("searching for series (QIDO-RS)", self.url, lambda: self._search_series(filters))
         return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
+
+    def _search_series(self, filters: dict[str, str]) -> list[dict[str, Any]]:
+        """QIDO-RS series matching ``filters``, page after page until one comes back empty.
+
+        A plain GET, not dicomweb-client's search, which escapes ``*`` and ``?``
+        (quote_plus) where PS3.18 writes them bare, and a space as ``+``.
+        """
+        url = f"{self.base}/studies/{self.study}/series" if self.study else f"{self.base}/series"
+        found: list[dict[str, Any]] = []
+        while True:
+            query = "&".join(f"{quote(k, safe='')}={quote(v, safe=_QIDO_SAFE)}" for k, v in {**filters, "offset": str(len(found))}.items())
+            response = self._session.get(f"{url}?{query}", headers={"Accept": "application/dicom+json, application/json"})
+            response.raise_for_status()
+            page = response.json() if response.content else []
+            page = [page] if isinstance(page, dict) else page  # some servers answer one match as a bare object
+            if not page:
+                return found
+            found.extend(page)
 
     def _requested(self, key: tuple[str, str]) -> _Pending:
         """WADO-RS metadata of one series, with the transfer-syntax probes of its instances started.
