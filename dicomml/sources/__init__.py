@@ -16,16 +16,22 @@ cache or a log.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dicomml.errors import RemoteSourceError
 from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote
-from dicomml.sources.buckets import FsspecSource, ObjectList, filesystem
+from dicomml.sources.buckets import FsspecSource, ObjectList, chained, filesystem
 from dicomml.sources.dicomweb import DicomWebSource, is_dicomweb
+
+if TYPE_CHECKING:
+    from dicomml.indexer.crawl import CrawlError, Entry, Files
 
 __all__ = [
     "PREFIX_BYTES",
+    "DicomWebList",
     "DicomWebSource",
     "FsspecSource",
     "ObjectList",
@@ -44,13 +50,14 @@ def open_source(
     *,
     storage_options: Mapping[str, Any] | None = None,
     auth: Any = None,
-) -> DicomWebSource | FsspecSource:
+) -> DicomWebSource | FsspecSource | DicomWebList:
     """The source object of a URL (or an :class:`ObjectList`), checked to exist.
 
     Parameters
     ----------
     url
-        A bucket or fsspec URL, a ``dicomweb+http(s)://`` URL, or an :class:`ObjectList`.
+        A bucket or fsspec URL, a ``dicomweb+http(s)://`` URL, or an :class:`ObjectList` (of bucket
+        URLs, or of DICOMweb URLs: each is read as that URL alone would be).
     remote
         How to reach it; default :class:`Remote` ().
     storage_options, auth
@@ -61,16 +68,65 @@ def open_source(
     SourceNotFoundError
         If the bucket path does not exist.
     RemoteSourceError
-        If the server cannot be reached or refuses the credentials.
+        If the server cannot be reached or refuses the credentials, or a URL list mixes DICOMweb and bucket URLs.
     MissingDependencyError
         If the protocol's package (s3fs, gcsfs, dicomweb-client) is not installed.
     """
     settings = with_options(remote, storage_options, auth)
-    key = url.urls[0] if isinstance(url, ObjectList) and url.urls else str(url)
-    source: DicomWebSource | FsspecSource
-    source = DicomWebSource(key, settings) if is_dicomweb(key) else FsspecSource(url, settings)
+    source: DicomWebSource | FsspecSource | DicomWebList
+    if isinstance(url, ObjectList) and any(map(is_dicomweb, url.urls)):
+        if not all(map(is_dicomweb, url.urls)):
+            raise RemoteSourceError(f"{os.fspath(url)}: mixes DICOMweb and bucket URLs; give each kind as a list of its own")
+        source = DicomWebList([DicomWebSource(u, settings) for u in url.urls])
+    else:
+        source = DicomWebSource(str(url), settings) if is_dicomweb(str(url)) else FsspecSource(url, settings)
     source.check()
     return source
+
+
+class DicomWebList:
+    """The DICOMweb URLs of an :class:`ObjectList` (series, studies, servers), walked one after the other as one
+    source; a series that two of them name is listed once.
+
+    Parameters
+    ----------
+    sources
+        One per URL.
+    """
+
+    protocol = DicomWebSource.protocol
+
+    def __init__(self, sources: Sequence[DicomWebSource]) -> None:
+        self.sources = list(sources)
+        self._walked: dict[str, DicomWebSource] = {}  # series URL -> the source that walked it, which keeps its metadata
+
+    def check(self) -> None:
+        """Ask each server once."""
+        for source in {s.base: s for s in reversed(self.sources)}.values():
+            source.check()
+
+    def walk(self) -> Iterator[Files | CrawlError]:
+        """Each URL's series, in the order of the list."""
+        from dicomml.indexer.crawl import Files
+
+        for source in self.sources:
+            for item in source.walk():
+                if isinstance(item, Files):
+                    if item.folder in self._walked:
+                        continue
+                    self._walked[item.folder] = source
+                yield item
+
+    def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
+        """The header of one instance that :meth:`walk` listed."""
+        return self._walked[path.split("/instances/", 1)[0]].open(path, mode)
+
+    def prefetch(self, entries: Sequence[Entry]) -> dict[str, PrefetchedFile]:
+        """Header bytes of entries that :meth:`walk` listed, each asked of the source that listed it."""
+        by_source: dict[DicomWebSource, list[Entry]] = {}
+        for entry in entries:
+            by_source.setdefault(self._walked[entry.folder], []).append(entry)
+        return {path: f for source, part in by_source.items() for path, f in source.prefetch(part).items()}
 
 
 def with_options(remote: Remote | None, storage_options: Mapping[str, Any] | None = None, auth: Any = None) -> Remote:
@@ -90,7 +146,7 @@ def _reader(url: str, remote: Remote) -> DicomWebSource | FsspecSource:
 
         root = "dicomweb+" + _parts(url)["base"]
     else:  # the bucket, with the archive its members are in (zip://dir/x.dcm::archive.zip)
-        head, chain, archive = url.partition("::")
+        head, chain, archive = url.partition("::") if chained(url) else (url, "", "")
         root = head.split("://", 1)[0] + "://" + head.split("://", 1)[1].split("/", 1)[0] + chain + archive
     source = remote.readers.get(root)
     if source is None:  # two threads may both open one: the later simply wins, both work

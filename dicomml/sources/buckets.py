@@ -11,15 +11,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import sys
 import tarfile
 import threading
+import time
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dicomml.errors import MissingDependencyError, RemoteSourceError, SourceNotFoundError
 from dicomml.paths import refuse_credentials
-from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, failure, is_transient, with_retries
+from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote, Transient, failure, is_transient, with_retries
 
 if TYPE_CHECKING:
     import fsspec
@@ -35,6 +38,37 @@ _ARCHIVE_READS: dict[str, threading.Lock] = {}
 #: The extra that brings each protocol's fsspec implementation.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
+T = TypeVar("T")
+
+
+def chained(url: str) -> bool:
+    """Whether ``::`` in ``url`` chains filesystems (``zip://x.dcm::study.zip``, ``simplecache::s3://b/k``) rather
+    than being part of an object's key (``s3://b/a::b.dcm``)."""
+    import fsspec
+    from fsspec.archive import AbstractArchiveFileSystem
+    from fsspec.implementations.cached import CachingFileSystem
+
+    head = url.split("::", 1)[0]
+    if "::" not in url or "://" not in head:
+        return "::" in url
+    try:
+        return issubclass(fsspec.get_filesystem_class(head.split("://", 1)[0]), (AbstractArchiveFileSystem, CachingFileSystem))
+    except (ImportError, ValueError):  # opening it says what is wrong
+        return True
+
+
+def _options(url: str, remote: Remote) -> dict[str, Any]:
+    """``remote``'s storage options for ``url``, with its timeout (s3, gs) and its retries as the only ones (s3) where
+    they do not say otherwise."""
+    given = dict(remote.storage_options)
+    protocol = url.split("://", 1)[0]
+    if protocol in ("s3", "s3a"):  # botocore retries 4 times by default, each with its own timeouts
+        config = {"connect_timeout": remote.timeout_s, "read_timeout": remote.timeout_s, "retries": {"total_max_attempts": 1}}
+        return {**given, "config_kwargs": {**config, **given.get("config_kwargs", {})}}
+    if protocol in ("gs", "gcs"):
+        return {"requests_timeout": remote.timeout_s, **given}
+    return given
+
 
 def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem and path of ``url``, with a one-line error when its package is missing.
@@ -44,14 +78,21 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
     MissingDependencyError
         If the protocol's implementation (s3fs, gcsfs) is not installed.
     RemoteSourceError
-        If the URL carries credentials (``user:password@``): they would be recorded.
+        If the URL carries credentials (``user:password@``), which would be recorded, or an option the
+        filesystem does not take.
     """
     import fsspec
 
     refuse_credentials(url, RemoteSourceError, _PASS_OPTIONS)
     protocol = url.split("://", 1)[0]
     try:
-        return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        if chained(url):
+            fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        else:  # fsspec would read a key's "::" as a chain
+            fs, path = fsspec.core.url_to_fs(url.split("::", 1)[0], **dict(storage_options or {}))
+            path = fs._strip_protocol(url)
+    except TypeError as exc:  # a filesystem that takes no such option
+        raise _open_failure(url, exc) from exc
     except ImportError as exc:
         extra = EXTRAS.get(protocol)
         way = f"pip install 'dicomml[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
@@ -62,17 +103,63 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
         raise SourceNotFoundError(f"{url}: not a readable {protocol} archive ({exc}); check the file", path=url) from exc
     except ValueError as exc:  # "Protocol not known: foo", or options the protocol does not take
         raise SourceNotFoundError(f"{url}: fsspec cannot open it ({exc}); check the URL and its options", path=url) from exc
+    if hasattr(fs, "set_session"):  # s3fs hands the options it does not know to a session it makes on first use: made now
+        try:
+            fs.connect()
+        except Exception as exc:  # no request is sent: a wrong option or profile
+            raise _open_failure(url, exc) from exc
+    return fs, path
+
+
+def _open_failure(url: str, exc: BaseException) -> RemoteSourceError:
+    """An option the filesystem does not take, said as such; any other failure to open it as a remote call's."""
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc)) if isinstance(exc, TypeError) else None
+    if unknown is None:
+        return failure(url, "opening it", exc, 1)
+    protocol = url.split("://", 1)[0]
+    return RemoteSourceError(
+        f"{url}: unknown storage option {unknown[1]!r} for {protocol}://; check storage_options (the CLI: --storage-option KEY=VALUE)",
+        path=url,
+    )
+
+
+def _as_transient(exc: BaseException) -> BaseException:
+    """A failure that s3fs would retry itself (a body cut short, an unparsable answer) as one a retry of ours may cure:
+    its own retries are turned off."""
+    s3 = sys.modules.get("s3fs.core")  # loaded wherever an s3 bucket was opened
+    if s3 is None or not isinstance(exc, s3.S3_RETRYABLE_ERRORS) or is_transient(exc):
+        return exc
+    error = Transient(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> T:
+    """:func:`with_retries`, with the failures s3fs would retry counted as transient."""
+
+    def once() -> T:
+        try:
+            return call()
+        except Exception as exc:  # classified by with_retries
+            error = _as_transient(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    return with_retries(once, url, remote, what)
 
 
 class ObjectList:
     """Seed a manifest from object URLs (those idc-index returns, say) without listing a bucket.
 
-    A URL ending in ``/`` names a prefix: the objects under it are listed.
+    A URL ending in ``/`` names a prefix: the objects under it are listed;
+    an object that two entries name is indexed once.
 
     Parameters
     ----------
     urls
-        Object URLs of one protocol (``s3://bucket/key.dcm``...).
+        Object URLs of one protocol (``s3://bucket/key.dcm``...), or DICOMweb URLs (servers, studies or
+        series), each indexed as it would be alone.
 
     Raises
     ------
@@ -105,12 +192,22 @@ class FsspecSource:
 
         self.objects = url if isinstance(url, ObjectList) else None
         first = self.objects.urls[0] if self.objects and self.objects.urls else str(url)
-        self.fs, self.root = filesystem(first, remote.storage_options)
+        self.fs, self.root = filesystem(first, _options(first, remote))
         self.remote = remote
         self.protocol = self.fs.protocol
         # an archive's members (zip://dir/x.dcm::/data/archive.zip) are named with the archive, so that they open again
         archive = first.partition("::")[2] if isinstance(self.fs, AbstractArchiveFileSystem) else ""
         self.archive = archive if "://" in archive or not archive else os.path.abspath(os.path.expanduser(archive))
+        self._own_retries()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # an unpickled filesystem has its class's retries again
+        self.__dict__.update(state)
+        self._own_retries()
+
+    def _own_retries(self) -> None:
+        """s3fs tries a call 5 times, each with its own timeout, before ours: the Remote's retries are the only ones."""
+        if hasattr(self.fs, "set_session"):
+            self.fs.retries = 1
 
     def url(self, name: str) -> str:
         """The URL of the object ``name``, as the manifest records it."""
@@ -124,8 +221,8 @@ class FsspecSource:
         """The archive's own modification time, given to each member: a rewritten archive is read again whole."""
         from dicomml.indexer.crawl import mtime_ns
 
-        fs, path = filesystem(self.archive, self.remote.storage_options)
-        return mtime_ns(dict(with_retries(lambda: fs.info(path), self.archive, self.remote, "checking the archive")))
+        fs, path = filesystem(self.archive, _options(self.archive, self.remote))
+        return mtime_ns(dict(_with_retries(lambda: fs.info(path), self.archive, self.remote, "checking the archive")))
 
     def check(self) -> None:
         """Raise SourceNotFoundError if the root does not exist, RemoteSourceError if it cannot be reached (a URL
@@ -133,7 +230,7 @@ class FsspecSource:
         if self.objects is None:
             url = self.url(self.root)
             # info, not exists: exists() answers False for an endpoint it cannot reach, which said "does not exist"
-            with_retries(lambda: self.fs.info(self.root), url, self.remote, "checking the source")
+            _with_retries(lambda: self.fs.info(self.root), url, self.remote, "checking the source")
 
     # -- crawl -------------------------------------------------------------------------------
     def walk(self) -> Iterator[Files | CrawlError]:
@@ -141,37 +238,34 @@ class FsspecSource:
         from dicomml.indexer.crawl import CrawlError
 
         if self.objects is None:
-            found = with_retries(lambda: self.fs.find(self.root, detail=True), self.url(self.root), self.remote, "listing")
-            yield from self._files(found)
+            yield from self._files(_with_retries(lambda: self.fs.find(self.root, detail=True), self.url(self.root), self.remote, "listing"))
             return
-        prefixes = [u for u in self.objects.urls if u.endswith("/")]
-        for prefix in prefixes:
-            yield from self._files(self._find(prefix))
-        names = [self.name(u) for u in self.objects.urls if not u.endswith("/")]
-        infos = self._infos(names)
-        good = {}
-        for name, info in zip(names, infos):
+        found: dict[str, Any] = {}  # by name: a prefix and an object under it (or a sub-prefix) give it once
+        for prefix in (u for u in self.objects.urls if u.endswith("/")):
+            found.update(self._find(prefix))
+        names = list(dict.fromkeys(n for n in (self.name(u) for u in self.objects.urls if not u.endswith("/")) if n not in found))
+        for name, info in zip(names, self._infos(names)):
             if isinstance(info, BaseException):
                 url = self.url(name)
                 kind = "missing" if isinstance(info, FileNotFoundError) else "unreadable"
                 yield CrawlError(url, kind, f"{url}: cannot be listed ({type(info).__name__}); check the URL")
             else:
-                good[name] = info
-        yield from self._files(good)
+                found[name] = info
+        yield from self._files(found)
 
     def _find(self, url: str) -> dict[str, Any]:
         path = self.name(url)
-        return with_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
+        return _with_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
 
     def _infos(self, names: Sequence[str]) -> list[Any]:
-        """``info`` of many objects, concurrently on an async filesystem."""
-        if not names:
-            return []
-        if getattr(self.fs, "async_impl", False):
-            import asyncio
+        """``info`` of many objects (an exception for those that failed), concurrently on an async filesystem, retried."""
+        if not getattr(self.fs, "async_impl", False):
+            return self._retried(names, lambda todo: [self._info_or_error(n) for n in todo])
+        import asyncio
 
-            from fsspec.asyn import sync
+        from fsspec.asyn import sync
 
+        def infos(todo: list[str]) -> list[Any]:
             async def gather() -> list[Any]:
                 limit = asyncio.Semaphore(self.remote.concurrency)
 
@@ -179,16 +273,30 @@ class FsspecSource:
                     async with limit:
                         return await self.fs._info(name)
 
-                return await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+                return await asyncio.gather(*(one(n) for n in todo), return_exceptions=True)
 
             return sync(self.fs.loop, gather)
-        out: list[Any] = []
-        for name in names:
-            try:
-                out.append(self.fs.info(name))
-            except Exception as exc:  # recorded as a crawl error
-                out.append(exc)
-        return out
+
+        return self._retried(names, infos)
+
+    def _info_or_error(self, name: str) -> Any:
+        try:
+            return self.fs.info(name)
+        except Exception as exc:  # recorded as a crawl error
+            return exc
+
+    def _retried(self, items: Sequence[Any], call: Callable[[list[Any]], list[Any]]) -> list[Any]:
+        """``call(items)`` (one result or exception per item), asked again for the items whose failure a retry may cure."""
+        results: list[Any] = [None] * len(items)
+        todo = list(range(len(items)))
+        for attempt in range(self.remote.retries + 1):
+            for i, result in zip(todo, call([items[i] for i in todo]) if todo else []):
+                results[i] = _as_transient(result) if isinstance(result, BaseException) else result
+            todo = [i for i in todo if isinstance(results[i], BaseException) and is_transient(results[i])]
+            if not todo or attempt == self.remote.retries:
+                break
+            time.sleep(self.remote.backoff_s * 2**attempt)
+        return results
 
     def _files(self, found: Mapping[str, Mapping[str, Any]]) -> Iterator[Files | CrawlError]:
         from dicomml.indexer.crawl import CrawlError, Files, mtime_ns
@@ -198,6 +306,8 @@ class FsspecSource:
         for name in sorted(found):
             info = found[name]
             url = self.url(name)
+            if name.endswith("/") and not info.get("size"):  # a folder marker ("prefix/" object) some tools write
+                continue
             if info.get("type") != "file":
                 yield CrawlError(url, "not_regular_file", f"{url}: not a file; skipped")
                 continue
@@ -224,7 +334,7 @@ class FsspecSource:
 
     def _read_range(self, path: str) -> Any:
         url = self.url(path)
-        return lambda start, end: with_retries(lambda: self._cat(path, start, end), url, self.remote, "reading a byte range")
+        return lambda start, end: _with_retries(lambda: self._cat(path, start, end), url, self.remote, "reading a byte range")
 
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
         """The object as a file whose reads are ranged requests."""
@@ -233,27 +343,22 @@ class FsspecSource:
 
     def prefetch(self, entries: Sequence[Entry]) -> dict[str, PrefetchedFile]:
         """The first bytes of every entry, requested together; failures become files that raise."""
-        paths = [e.open_path for e in entries]
-        ends = [min(e.size, PREFIX_BYTES) if e.size else PREFIX_BYTES for e in entries]
-        got: dict[str, Any] = {}
-        todo = list(range(len(entries)))
-        for attempt in range(self.remote.retries + 1):
-            with self._one_read():
-                results = self.fs.cat_ranges(
-                    [paths[i] for i in todo],
-                    [0] * len(todo),
-                    [ends[i] for i in todo],
-                    on_error="return",
-                    batch_size=self.remote.concurrency,  # requests in flight, as Remote says (async filesystems)
-                )
-            for i, result in zip(todo, results):
-                got[paths[i]] = result
-            todo = [i for i in todo if isinstance(got[paths[i]], BaseException) and is_transient(got[paths[i]])]
-            if not todo or attempt == self.remote.retries:
-                break
-            import time
+        sized = [e for e in entries if e.size]  # an empty object has no byte 0 to ask for (HTTP 416): the scan says it is empty
 
-            time.sleep(self.remote.backoff_s * 2**attempt)
+        def heads(todo: list[Entry]) -> list[Any]:
+            with self._one_read():
+                return list(
+                    self.fs.cat_ranges(
+                        [e.open_path for e in todo],
+                        [0] * len(todo),
+                        [min(e.size, PREFIX_BYTES) for e in todo],
+                        on_error="return",
+                        batch_size=self.remote.concurrency,  # requests in flight, as Remote says (async filesystems)
+                    )
+                )
+
+        got: dict[str, Any] = {e.open_path: b"" for e in entries}
+        got.update(zip((e.open_path for e in sized), self._retried(sized, heads)))
         out = {}
         for entry in entries:
             result = got[entry.open_path]
@@ -268,4 +373,4 @@ class FsspecSource:
     def read_object(self, url: str) -> io.BytesIO:
         """A whole object, retried."""
         path = self.name(url)
-        return io.BytesIO(with_retries(lambda: self._cat(path), url, self.remote, "reading the object"))
+        return io.BytesIO(_with_retries(lambda: self._cat(path), url, self.remote, "reading the object"))
