@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from dicomml.errors import RemoteSourceError
 from dicomml.sources._remote import PREFIX_BYTES, PrefetchedFile, Remote
 from dicomml.sources.buckets import FsspecSource, ObjectList, chained, filesystem
-from dicomml.sources.dicomweb import DicomWebSource, is_dicomweb
+from dicomml.sources.dicomweb import DicomWebSource, is_dicomweb, server
 
 if TYPE_CHECKING:
     from dicomml.indexer.crawl import CrawlError, Entry, Files
@@ -77,7 +77,9 @@ def open_source(
     if isinstance(url, ObjectList) and any(map(is_dicomweb, url.urls)):
         if not all(map(is_dicomweb, url.urls)):
             raise RemoteSourceError(f"{os.fspath(url)}: mixes DICOMweb and bucket URLs; give each kind as a list of its own")
-        source = DicomWebList([DicomWebSource(u, settings) for u in url.urls])
+        # one source per server, not per URL: a list of thousands of series shares one session and one metadata bound
+        several = len({server(u) for u in url.urls}) > 1
+        source = DicomWebList(url.urls, settings) if several else DicomWebSource(url.urls, settings)
     else:
         source = DicomWebSource(str(url), settings) if is_dicomweb(str(url)) else FsspecSource(url, settings)
     source.check()
@@ -85,48 +87,45 @@ def open_source(
 
 
 class DicomWebList:
-    """The DICOMweb URLs of an :class:`ObjectList` (series, studies, servers), walked one after the other as one
-    source; a series that two of them name is listed once.
+    """The DICOMweb URLs of an :class:`ObjectList` on several servers: one :class:`DicomWebSource` per server
+    (one session, one bound on the metadata kept), walked one server after the other.
 
     Parameters
     ----------
-    sources
-        One per URL.
+    urls
+        Study, series or server URLs.
+    remote
+        How to reach them.
     """
 
     protocol = DicomWebSource.protocol
 
-    def __init__(self, sources: Sequence[DicomWebSource]) -> None:
-        self.sources = list(sources)
-        self._walked: dict[str, DicomWebSource] = {}  # series URL -> the source that walked it, which keeps its metadata
+    def __init__(self, urls: Sequence[str], remote: Remote) -> None:
+        by_server: dict[str, list[str]] = {}
+        for url in urls:
+            by_server.setdefault(server(url), []).append(url)
+        self.sources = {base: DicomWebSource(group, remote) for base, group in by_server.items()}
 
     def check(self) -> None:
         """Ask each server once."""
-        for source in {s.base: s for s in reversed(self.sources)}.values():
+        for source in self.sources.values():
             source.check()
 
     def walk(self) -> Iterator[Files | CrawlError]:
-        """Each URL's series, in the order of the list."""
-        from dicomml.indexer.crawl import Files
-
-        for source in self.sources:
-            for item in source.walk():
-                if isinstance(item, Files):
-                    if item.folder in self._walked:
-                        continue
-                    self._walked[item.folder] = source
-                yield item
+        """Each server's series, in the order of its URLs."""
+        for source in self.sources.values():
+            yield from source.walk()
 
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
         """The header of one instance that :meth:`walk` listed."""
-        return self._walked[path.split("/instances/", 1)[0]].open(path, mode)
+        return self.sources[server(path)].open(path, mode)
 
     def prefetch(self, entries: Sequence[Entry]) -> dict[str, PrefetchedFile]:
-        """Header bytes of entries that :meth:`walk` listed, each asked of the source that listed it."""
-        by_source: dict[DicomWebSource, list[Entry]] = {}
+        """Header bytes of entries that :meth:`walk` listed, each asked of its server's source."""
+        by_server: dict[str, list[Entry]] = {}
         for entry in entries:
-            by_source.setdefault(self._walked[entry.folder], []).append(entry)
-        return {path: f for source, part in by_source.items() for path, f in source.prefetch(part).items()}
+            by_server.setdefault(server(entry.open_path), []).append(entry)
+        return {path: f for base, part in by_server.items() for path, f in self.sources[base].prefetch(part).items()}
 
 
 def with_options(remote: Remote | None, storage_options: Mapping[str, Any] | None = None, auth: Any = None) -> Remote:

@@ -22,6 +22,7 @@ retried.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import re
 import struct
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     from dicomml.indexer.crawl import CrawlError, Entry, Files
 
-__all__ = ["DicomWebSource", "is_dicomweb"]
+__all__ = ["DicomWebSource", "is_dicomweb", "server"]
 
 SCHEME = "dicomweb+"
 _PATH = re.compile(
@@ -134,26 +135,46 @@ def _session(remote: Remote) -> requests.Session:
     return session
 
 
+def server(url: str) -> str:
+    """The server part of a DICOMweb URL (``http(s)://host/root``), which one :class:`DicomWebSource` reads.
+
+    Examples
+    --------
+    >>> server("dicomweb+https://pacs.example/dicom-web/studies/1.2/series/3.4?Modality=CT")
+    'https://pacs.example/dicom-web'
+    """
+    return str(_parts(url)["base"])
+
+
 class DicomWebSource:
-    """A DICOMweb server (or one study or series of it), read as the indexer and the loaders need.
+    """A DICOMweb server (or studies or series of it), read as the indexer and the loaders need.
 
     Parameters
     ----------
     url
-        ``dicomweb+http(s)://host/root[/studies/{uid}[/series/{uid}]][?QIDO parameters]``.
+        ``dicomweb+http(s)://host/root[/studies/{uid}[/series/{uid}]][?QIDO parameters]``, or several
+        such URLs of one server (a URL list): read over one session, each URL's series in the order of
+        the URLs, a series that two of them name once.
     remote
         Credentials, concurrency, retries.
     """
 
     protocol = ("dicomweb",)
 
-    def __init__(self, url: str, remote: Remote) -> None:
-        self.url = url
-        parts = _parts(url)
-        if parts["instance"]:
-            raise RemoteSourceError(f"{url}: an instance URL; index its series (the URL up to /series/{{uid}})", path=url)
-        self.base: str = parts["base"]
-        self.study, self.series, self.query = parts["study"], parts["series"], parts["query"]
+    def __init__(self, url: str | Sequence[str], remote: Remote) -> None:
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.url = self.urls[0]  # named in the messages of calls that concern the server
+        scopes = []
+        for one in self.urls:
+            parts = _parts(one)
+            if parts["instance"]:
+                raise RemoteSourceError(f"{one}: an instance URL; index its series (the URL up to /series/{{uid}})", path=one)
+            if parts["base"] != _parts(self.url)["base"]:
+                raise RemoteSourceError(f"{one}: on another server than {self.url}; one source reads one server", path=one)
+            scopes.append((parts["study"], parts["series"], parts["query"]))
+        self.base: str = _parts(self.url)["base"]
+        #: Per URL: study UID, series UID (or None) and QIDO-RS parameters.
+        self.scopes: list[tuple[str | None, str | None, dict[str, str]]] = scopes
         self.remote = remote
         self._opened: tuple[requests.Session, Any] | None = None
         self._limit = threading.BoundedSemaphore(remote.concurrency)
@@ -162,7 +183,7 @@ class DicomWebSource:
         self._probing: ThreadPoolExecutor | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # sessions, locks and clients are rebuilt where unpickled
-        return {"url": self.url, "remote": self.remote}
+        return {"url": self.urls, "remote": self.remote}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], state["remote"])  # type: ignore[misc]
@@ -215,20 +236,25 @@ class DicomWebSource:
 
     # -- crawl -------------------------------------------------------------------------------
     def _series(self) -> list[tuple[str, str]]:
-        if self.series and not self.query:
-            return [(str(self.study), self.series)]
-        # a series URL with a query is searched too, so that its filter applies as on a study URL
-        filters = {**self.query, "SeriesInstanceUID": self.series} if self.series else self.query
-        found = self._call("searching for series (QIDO-RS)", self.url, lambda: self._search_series(filters))
-        return sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in found})
+        """(study, series) of each URL, in the order of the URLs, each once."""
+        found: dict[tuple[str, str], None] = {}
+        for url, (study, series, query) in zip(self.urls, self.scopes):
+            if series and not query:
+                found[(str(study), series)] = None
+                continue
+            # a series URL with a query is searched too, so that its filter applies as on a study URL
+            filters = {**query, "SeriesInstanceUID": series} if series else query
+            answer = self._call("searching for series (QIDO-RS)", url, functools.partial(self._search_series, study, filters))
+            found.update(dict.fromkeys(sorted({(_value(s, "0020000D"), _value(s, "0020000E")) for s in answer})))
+        return list(found)
 
-    def _search_series(self, filters: dict[str, str]) -> list[dict[str, Any]]:
+    def _search_series(self, study: str | None, filters: dict[str, str]) -> list[dict[str, Any]]:
         """QIDO-RS series matching ``filters``, page after page until one comes back empty.
 
         A plain GET, not dicomweb-client's search, which escapes ``*`` and ``?``
         (quote_plus) where PS3.18 writes them bare, and a space as ``+``.
         """
-        url = f"{self.base}/studies/{self.study}/series" if self.study else f"{self.base}/series"
+        url = f"{self.base}/studies/{study}/series" if study else f"{self.base}/series"
         found: list[dict[str, Any]] = []
         while True:
             query = "&".join(f"{quote(k, safe='')}={quote(v, safe=_QIDO_SAFE)}" for k, v in {**filters, "offset": str(len(found))}.items())

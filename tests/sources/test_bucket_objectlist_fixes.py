@@ -160,3 +160,27 @@ def test_an_unknown_storage_option_is_named_in_one_line_before_anything_is_read(
     assert not (tmp_path / "m").exists()
     result = CliRunner().invoke(cli, ["index", "s3://cohort/", "-o", str(tmp_path / "m"), "--storage-option", f"endpoint={s3_endpoint}"])
     assert isinstance(result.exception, RemoteSourceError) and re.match(expected, str(result.exception))
+
+
+def test_a_url_list_reads_each_server_over_one_source(orthanc_root, local_manifest, tmp_path):
+    """One DicomWebSource per server, not per URL: a list of thousands of series URLs shares one session and one
+    bound on the metadata kept; the same Orthanc named as 127.0.0.1 and as localhost is two servers, both read."""
+    from dicomml.sources import DicomWebList, DicomWebSource, open_source
+
+    series = local_manifest.series
+    ct = series[series.modality == "CT"].iloc[0]
+    mosaic = series[series.folder.str.endswith(MOSAIC)].iloc[0]
+    first = f"dicomweb+{orthanc_root}/dicom-web"
+    second = first.replace("127.0.0.1", "localhost")
+    one = [f"{first}/studies/{s.study_instance_uid}/series/{s.series_instance_uid}" for s in (ct, mosaic)]
+    source = open_source(ObjectList(one))
+    assert isinstance(source, DicomWebSource) and len(source.scopes) == 2
+    two = [one[0], f"{second}/studies/{mosaic.study_instance_uid}/series/{mosaic.series_instance_uid}"]
+    both = open_source(ObjectList(two))
+    assert isinstance(both, DicomWebList) and len(both.sources) == 2
+    manifest = dicomml.index(ObjectList(two), tmp_path / "m", progress=False)
+    local = local_manifest.instances
+    expected = local[local.series_instance_uid.isin([ct.series_instance_uid, mosaic.series_instance_uid])]
+    assert manifest.meta["counts"]["errors"] == 0
+    assert _sops(manifest) == sorted(expected.sop_instance_uid)
+    assert {p.split("/dicom-web/")[0] for p in manifest.instances.path} == {first.split("/dicom-web")[0], second.split("/dicom-web")[0]}
