@@ -169,7 +169,8 @@ SELECT * FROM instances WHERE series_key IS NOT NULL AND series_instance_uid IN 
 _SHARING = f"""
 SELECT series_key, any_value(series_instance_uid) AS uid, any_value(series_number) AS number,
        any_value(sop_class_uid) AS sop_class, any_value(folder) AS folder, any_value(transfer_syntax_uid) AS syntax,
-       any_value(rows) AS rows, any_value("columns") AS "columns", any_value(image_orientation) AS orientation
+       any_value(rows) AS rows, any_value("columns") AS "columns", any_value(image_orientation) AS orientation,
+       list(DISTINCT list_transform(image_position, lambda v: round(v, 2))) FILTER (WHERE image_position IS NOT NULL) AS positions
 FROM ({_SHARED_ROWS})
 GROUP BY series_key
 ORDER BY series_key
@@ -192,11 +193,18 @@ class _Group(NamedTuple):
     rows: int | None
     columns: int | None
     orientation: list[float] | None
+    positions: list[list[float]] | None
 
 
 def _one_volume(a: _Group, b: _Group) -> bool:
-    """Whether two groups of one SeriesInstanceUID would make one volume but for the folder or the key's rounding."""
-    if (a.number, a.sop_class, a.rows, a.columns) != (b.number, b.sop_class, b.rows, b.columns):
+    """Whether two groups of one SeriesInstanceUID would make one volume but for the folder or the key's rounding.
+
+    Parts hold other slices: a group at a position of the other (a copy re-encoded with new SOP Instance UIDs) or
+    in another transfer syntax (a key of its own, as dcm2niix makes it) is not a part.
+    """
+    if (a.number, a.sop_class, a.syntax, a.rows, a.columns) != (b.number, b.sop_class, b.syntax, b.rows, b.columns):
+        return False
+    if {tuple(p) for p in a.positions or []} & {tuple(p) for p in b.positions or []}:
         return False
     if a.orientation is None or b.orientation is None or len(a.orientation) != 6 or len(b.orientation) != 6:
         return False
@@ -228,7 +236,7 @@ def _sharing(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict
             rounded = [
                 b
                 for b in others
-                if (b.folder, b.syntax) == (a.folder, a.syntax)
+                if b.folder == a.folder
                 and orientation_bins(b.orientation or []) != orientation_bins(a.orientation or [])
             ]
             if apart:

@@ -131,3 +131,17 @@ def test_end_slice_too_short_to_be_dicom_makes_the_series_unusable(tmp_path, sal
     assert errors == {lost.name: ("not_dicom", size), "notes.txt": ("not_dicom", notes.stat().st_size)}
     assert rows["lost"]["n_slices"] == 4 and not rows["lost"]["usable"] and "a slice may be lost" in rows["lost"]["reason"]
     assert rows["notes"]["usable"]  # a text file beside a series is not a lost slice
+
+
+def test_copies_with_new_sop_uids_are_not_parts(data_dir, tmp_path, salt):
+    """Re-encodes keep the series UID under new SOP Instance UIDs: a GDCM JPEG Lossless copy of slice 1 (dcm_qa_ts,
+    converted by dcm2niix on its own) and a same-syntax copy at the same positions are volumes of their own, usable."""
+    files, _, _ = _philips(data_dir)
+    _copy(files, tmp_path / "renewed", lambda i, ds: setattr(ds, "SOPInstanceUID", pydicom.uid.generate_uid()))
+    philips = tmp_path / "original"
+    _copy(files, philips)
+    manifest = _index([philips, tmp_path / "renewed"], tmp_path / "m", salt)
+    rows = _rows(manifest)
+    assert rows["original"]["usable"] and rows["renewed"]["usable"], (rows["original"]["reason"], rows["renewed"]["reason"])
+    reencoded = _index([data_dir / "dcm_qa/In/Orientation/ax/axasc35", data_dir / "dcm_qa_ts/In/6.dcm"], tmp_path / "ts", salt)
+    assert reencoded.series.usable.all() and len(reencoded.series) == 2, reencoded.series.reason.tolist()
