@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import nibabel as nib
@@ -25,7 +26,9 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     (time, echo) become the 4th and later NIfTI dimensions. The affine's
     columns follow the axes, so each voxel keeps its RAS+ millimetre
     position; it is written as both sform and qform, code 1 (scanner), units
-    mm; a sheared affine (a gantry tilt kept) as the sform only, qform code 0;
+    mm; a sheared affine (a gantry tilt kept) as the sform only, qform code 0
+    (a shear from rounded slice positions, which moves no corner voxel by a
+    hundredth of a voxel, keeps the qform, as dcm2niix does);
     a nominal one (``meta["nominal_affine"]``: slices kept without positions or
     with gaps) with both codes 0, unknown. The 4th dimension's step is the first volume's ``repetition_time`` in
     seconds (``meta["volumes"]``) when known, as in dcm2niix's output. No
@@ -53,9 +56,11 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     # a stack kept irregular (no positions, gaps) has a nominal affine: code 0 (unknown) says so to every reader
     scanner = 0 if volume.meta.get("nominal_affine") else SCANNER_XFORM
     image.set_sform(affine, code=scanner)
-    # a qform holds only a rotation and zooms: for a sheared grid (gantry tilt kept) it would place the voxels
-    # elsewhere, and readers that prefer it (ITK) would do so silently; code 0 leaves the sform as the geometry
-    image.set_qform(affine, code=scanner if _rotation_and_zooms(affine) else 0)
+    image.set_qform(affine, code=scanner)  # nibabel keeps the rotation and zooms, without the shear
+    # a sheared grid (gantry tilt kept) would be placed elsewhere by readers that prefer the qform (ITK), silently:
+    # code 0 leaves the sform as the geometry; the shear of rounded slice positions moves no voxel that far
+    if not _placed_alike(image.get_qform(), affine, image.shape[:3]):
+        image.set_qform(affine, code=0)
     image.header.set_xyzt_units(xyz="mm", t="sec")
     repetition = (volume.meta.get("volumes") or {}).get("repetition_time") or [None]
     if volume.axes and repetition[0]:  # the time step FSL and nilearn read, as dcm2niix writes it
@@ -110,10 +115,15 @@ def diffusion_paths(volume: Volume, path: str | Path) -> tuple[Path, ...]:
     return (Path(stem + ".bval"), Path(stem + ".bvec")) if "gradient" in table else (Path(stem + ".bval"),)
 
 
-def _rotation_and_zooms(affine: np.ndarray) -> bool:
-    """Whether the affine's axes are perpendicular (a qform can hold it), to 1e-6 of their cosines."""
-    columns = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
-    return bool(np.allclose(columns.T @ columns, np.eye(3), atol=1e-6))
+#: How far (in voxels of the smallest spacing) a qform may place a corner voxel from the sform and still be written.
+QFORM_TOLERANCE = 0.01
+
+
+def _placed_alike(qform: np.ndarray, affine: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``qform`` puts every corner voxel of ``shape`` within :data:`QFORM_TOLERANCE` voxel of where ``affine`` does."""
+    corners = np.array(list(itertools.product(*[(0, n - 1) for n in shape])), dtype=np.float64).T
+    moved = (qform[:3, :3] - affine[:3, :3]) @ corners + (qform[:3, 3] - affine[:3, 3])[:, None]
+    return bool(np.abs(moved).max() <= QFORM_TOLERANCE * np.linalg.norm(affine[:3, :3], axis=0).min())
 
 
 def _nifti_dtype(volume: Volume) -> np.ndarray:

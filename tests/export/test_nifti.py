@@ -119,3 +119,14 @@ def test_nominal_affine_is_written_with_codes_0(tmp_path, data_dir):
     assert volume.meta["nominal_affine"]
     image = nib.load(save_nifti(volume, tmp_path / "nominal.nii.gz"))
     assert image.header["sform_code"] == image.header["qform_code"] == 0
+
+
+def test_a_shear_from_rounded_slice_positions_keeps_the_qform_as_dcm2niix(tmp_path, data_dir):
+    """The GE DWI's slice column is 8e-5 degrees off the normal (ImagePositionPatient is rounded): qform 1 as in
+    dcm2niix's file, the qform placing every voxel where the sform does."""
+    volume = load_files(sorted((data_dir / "dcm_qa_ge/In/01_Ax_DWI_TENSOR_R2").iterdir()))
+    image = nib.load(save_nifti(volume, tmp_path / "dwi.nii.gz"))
+    reference = nib.load(data_dir / "dcm_qa_ge/Ref/Ax_DWI_TENSOR_R2_1.nii")
+    assert reference.header["qform_code"] == image.header["qform_code"] == image.header["sform_code"] == 1
+    corner = [n - 1 for n in image.shape[:3]]
+    np.testing.assert_allclose(image.get_qform() @ [*corner, 1], image.get_sform() @ [*corner, 1], atol=1e-3)
