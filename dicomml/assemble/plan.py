@@ -130,7 +130,9 @@ def plan_stack(
     found: list[str] = []
     keep_rows = _drop_duplicate_planes(identities, on_irregular, series, labels, found)
     if not np.all(np.isfinite(positions[keep_rows])) or not np.all(np.isfinite(orientations[keep_rows])):
-        return _plan_without_geometry(n, keep_rows, time_order, pixel_spacing, on_irregular, series, found)
+        located = np.isfinite(positions[keep_rows]).all(axis=1) & np.isfinite(orientations[keep_rows]).all(axis=1)
+        where = "on any frame" if not located.any() else f"on {int((~located).sum())} of {len(located)} frames"
+        return _plan_without_geometry(n, keep_rows, time_order, pixel_spacing, on_irregular, series, found, where)
     found_bad = geometry_problem(orientations[keep_rows], pixel_spacing[keep_rows], positions[keep_rows])
     if found_bad is not None:
         label = labels[keep_rows[found_bad.frame]]
@@ -236,8 +238,9 @@ def _plan_without_geometry(
     on_irregular: str,
     series: str,
     found: list[str],
+    where: str,
 ) -> StackPlan:
-    problem = "no ImagePositionPatient (0020,0032) / ImageOrientationPatient (0020,0037) on some frames"
+    problem = f"no ImagePositionPatient (0020,0032) / ImageOrientationPatient (0020,0037) {where}"
     if on_irregular != "keep":
         raise InconsistentGeometryError(
             f"series {series}: {problem}, so slices cannot be placed in the patient; "
