@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_map_only
 
 from dicomml.errors import ConfigError, GeometryError
 from dicomml.geometry.directions import reaxis_table
@@ -85,28 +86,63 @@ def check_int(owner: str, name: str, value: Any, need: str = "", ok: Callable[[i
     return int(value)
 
 
+#: Tensor ops that move, copy, cast or slice a :class:`Mask` without changing what it means: they keep the tag.
+_KEEPS_MASK = frozenset(
+    {
+        *(getattr(torch.Tensor, name) for name in ("__getitem__", "__iter__", "select", "unbind", "split", "chunk")),
+        *(getattr(torch, name) for name in ("select", "unbind", "split", "chunk", "clone", "detach")),
+        *(getattr(torch.Tensor, name) for name in ("to", "cpu", "cuda", "pin_memory", "clone", "detach", "contiguous")),
+        torch.Tensor.requires_grad_,
+        *(getattr(torch.Tensor, name) for name in ("float", "double", "half", "bfloat16", "long", "int", "short", "byte", "char", "bool")),
+    }
+)
+
+
 class Mask(torch.Tensor):
     """A label map: a tensor that spatial transforms resample nearest.
 
     A thin tag like torchvision's ``tv_tensors.Mask`` or TorchIO's
-    ``LabelMap``. It disables ``__torch_function__`` dispatch, so torch ops on
-    it cost what they cost on a plain tensor and return plain tensors; the
-    transforms re-tag their outputs.
+    ``LabelMap``. As in torchvision, the ops that move, copy, cast or slice it
+    keep the tag: indexing and iterating (``batch["mask"][0]``), ``select``,
+    ``unbind``, ``split``, ``chunk``, ``to`` (device or dtype), ``cpu``,
+    ``cuda``, ``pin_memory``, ``clone``, ``detach``, ``contiguous``,
+    ``requires_grad_`` and the dtype casts (``float()``, ``long()``,
+    ``byte()``...). Every other op (arithmetic, ``torch.stack``, reshapes)
+    returns a plain tensor, at the cost of one set lookup; an in-place op
+    returns the Mask it changed. The transforms and
+    :func:`dicomml.data.collate` re-tag their outputs.
 
     Examples
     --------
-    >>> m = Mask(torch.zeros(1, 2, 2, 2, dtype=torch.uint8))
-    >>> isinstance(m, Mask), type(m + 1).__name__
-    (True, 'Tensor')
+    >>> m = Mask(torch.zeros(2, 1, 2, 2, 2, dtype=torch.uint8))
+    >>> type(m[0]).__name__, type(m.float()).__name__, type(m + 1).__name__
+    ('Mask', 'Mask', 'Tensor')
     """
-
-    __torch_function__ = torch._C._disabled_torch_function_impl  # type: ignore[assignment]
 
     def __new__(cls, data: Any) -> Mask:
         return torch.as_tensor(data).as_subclass(cls)
 
+    @classmethod
+    def __torch_function__(cls, func: Callable[..., Any], types: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None) -> Any:
+        if not all(issubclass(cls, t) for t in types):  # beside another subclass (a MetaTensor) be a plain tensor: it decides
+            args, kwargs = tree_map_only(Mask, lambda m: m.as_subclass(torch.Tensor), (args, kwargs or {}))
+            return func(*args, **kwargs)
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **(kwargs or {}))
+        # args[0]: only a Mask's own method keeps the tag (plain.to(mask) stays plain)
+        return _tag(out) if func in _KEEPS_MASK and isinstance(args[0], cls) else out
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Mask:  # MONAI's CacheDataset deep-copies samples
         return Mask(copy.deepcopy(self.as_subclass(torch.Tensor), memo))
+
+
+def _tag(out: Any) -> Any:
+    """``out`` of a tag-keeping op as Mask(s): a tensor, a tuple (unbind, split) or an iterator (``__iter__``)."""
+    if isinstance(out, torch.Tensor):
+        return out.as_subclass(Mask)
+    if isinstance(out, tuple):
+        return tuple(_tag(part) for part in out)
+    return iter(_tag(tuple(out)))
 
 
 def is_label(value: Any) -> bool:
@@ -160,7 +196,8 @@ def sample_affine(sample: Mapping[str, Any]) -> np.ndarray:
         return np.eye(4)
     affine = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
     if affine.shape != (4, 4):
-        raise GeometryError(f"sample affine must be 4x4, got {affine.shape}")
+        batch = "; dicomml transforms take one sample: index the batch (batch['image'][i]) first" if affine.ndim == 3 else ""
+        raise GeometryError(f"sample affine must be 4x4, got {affine.shape}{batch}")
     return affine
 
 
