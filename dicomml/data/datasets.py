@@ -10,20 +10,25 @@ transforms applied later)::
               "axes": ["window", "time"],   # what C is made of (empty for one 3D image as cached)
               "volumes": {...}, ...}}       # a 4D series' per-volume table (b_value, gradient, times...)
 
-A cache miss computes the entry with :func:`~dicomml.pipeline.preprocess_one`
-(so the first epoch fills the cache); ``cache_only=True`` raises
-:class:`~dicomml.errors.CacheMissError` instead. Random draws (patch
-locations, augmentation) come from a generator seeded by (seed, epoch,
-index), never from worker state, so 0, 2 or 8 DataLoader workers, fork or
-spawn, yield the same samples; :meth:`set_epoch` (shared memory, so it
-reaches persistent workers) gives each epoch new draws.
+A cache miss, or an entry whose marker is invalid, computes the entry with
+:func:`~dicomml.pipeline.preprocess_one` (so the first epoch fills the
+cache); ``cache_only=True`` raises :class:`~dicomml.errors.CacheMissError`
+(or :class:`~dicomml.errors.CacheIntegrityError`) instead. Random draws
+(patch locations, augmentation, a MONAI transform's) come from generators
+seeded by (seed, epoch, index), never from worker state, so 0, 2 or 8
+DataLoader workers, fork or spawn, yield the same samples; :meth:`set_epoch`
+(shared memory, so it reaches persistent workers) gives each epoch new
+draws. ``meta`` holds no None, so torch's ``default_collate`` and MONAI's
+``list_data_collate`` batch samples as :func:`collate` does.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import operator
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -36,13 +41,13 @@ from torch.utils.data import Dataset, get_worker_info
 from dicomml.cache import Cache, CacheEntry
 from dicomml.config import Annotations, PipelineConfig, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
-from dicomml.errors import CacheMissError, ConfigError
+from dicomml.errors import CacheIntegrityError, CacheMissError, ConfigError
 from dicomml.pipeline import SeriesSource, at_load_transforms, open_cache, preprocess_one, series_sources
 from dicomml.pipeline.sources import kept_list
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
 from dicomml.study.config import StudyConfig, load_any_config, load_study_config
 from dicomml.study.source import StudySource
-from dicomml.transforms.base import Mask
+from dicomml.transforms.base import Mask, RandomTransform
 from dicomml.transforms.functional.grid import shift_grid
 from dicomml.transforms.intensity import ZNormalize
 
@@ -99,10 +104,12 @@ class _CachedDataset(Dataset):
         self.transform = transform
         self.seed = int(seed)
         steps = at_load_transforms(pipeline)
+        _refuse_own_seed(self.config.name, [*steps, transform])
         # a first step that maps each stored value on its own runs inside the chunk decoding (one pass)
         self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._foreground: dict[str, np.ndarray] = {}
 
     def _study_sources(self) -> list[StudySource]:
         from dicomml.study import study_sources  # pandas: only when the kept list does not answer
@@ -128,10 +135,16 @@ class _CachedDataset(Dataset):
         ------
         CacheMissError
             If it is absent and ``cache_only=True``.
+        CacheIntegrityError
+            If its marker is invalid and ``cache_only=True`` (else it is computed again, as on a miss).
         """
         source = self.sources[series_index]
         try:
             return self.cache.open(source.key)
+        except CacheIntegrityError:
+            if self.cache_only:
+                raise
+            # an invalid marker publishes nothing (Cache.published): computed again, and put replaces the marker
         except CacheMissError:
             if self.cache_only:
                 raise CacheMissError(
@@ -167,6 +180,28 @@ class _CachedDataset(Dataset):
         axes = (["window"] if self._lookup is not None else []) + list(entry.meta.get("axes", []))
         return {"axes": axes, **({"volumes": entry.meta["volumes"]} if "volumes" in entry.meta else {})}
 
+    def __len__(self) -> int:  # each Dataset's own
+        raise NotImplementedError
+
+    def _position(self, index: Any) -> int:
+        """``index`` read as a Python sequence reads it: any integer (numpy, 0-d tensor), negative from the end."""
+        position, length = operator.index(index), len(self)
+        if not -length <= position < length:
+            raise IndexError(f"{type(self).__name__} index {position} is out of range for {length} samples")
+        return position % length
+
+    def _present(self, entry: CacheEntry) -> list[bool]:
+        """Which mask channels hold a voxel: the entry's record (a label map), else read off its foreground index."""
+        if entry.meta.get("mask_present") is not None:
+            return list(entry.meta["mask_present"])
+        channels = np.unique(self._foreground_of(entry)[:, 0])  # every non-empty channel has rows in the index
+        return np.isin(np.arange(entry.layouts["mask"].shape[0]), channels).tolist()
+
+    def _foreground_of(self, entry: CacheEntry) -> np.ndarray:
+        if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)
+            self._foreground[entry.key] = entry.read("foreground")
+        return self._foreground[entry.key]
+
     def _random(self, index: int) -> tuple[np.random.Generator, int]:
         seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
         return np.random.default_rng(seq), int(seq.generate_state(1, np.uint64)[0] >> 1)
@@ -201,7 +236,7 @@ class _CachedDataset(Dataset):
             # the label map's channels, and which of them this series' annotations have (a loss can skip the others)
             sample["meta"].update(
                 labels=entry.meta.get("mask_labels"),
-                present=entry.meta.get("mask_present"),
+                present=self._present(entry),
                 skipped_annotations=entry.meta.get("skipped_annotations", {}),
             )
         with torch.random.fork_rng(devices=[]):
@@ -209,8 +244,13 @@ class _CachedDataset(Dataset):
             for step in self._steps if steps is None else steps:
                 sample = step(sample)
             if self.transform is not None:
-                sample = self.transform(sample)
+                if hasattr(self.transform, "set_random_state"):  # MONAI's Randomizable / Compose draw from their own generators
+                    self.transform.set_random_state(seed=torch_seed % 2**32)
+                sample = _moved_affine(self.transform(sample))
         out = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+        recorded = out.get("meta")
+        if isinstance(recorded, Mapping):  # torch's default_collate and MONAI's list_data_collate refuse None
+            out["meta"] = without_none(recorded)
         if "mask" in out:  # the label map stays one for transforms after the loader (a tag: torch ops return plain tensors)
             out["mask"] = Mask(out["mask"])
         return out
@@ -235,8 +275,16 @@ class SeriesDataset(_CachedDataset):
         Raise :class:`~dicomml.errors.CacheMissError` on a miss instead of computing.
     transform
         Applied after the config's at-load part (e.g. a MONAI ``Compose``).
+        Before each sample, a transform with ``set_random_state`` (MONAI's
+        ``Randomizable``, ``Compose``) is seeded from (seed, epoch, index);
+        one drawing from numpy's or Python's global generator is not. When
+        it returns the image as a MONAI ``MetaTensor`` (a MONAI spatial
+        transform does), ``affine`` follows the change it records.
     seed
-        Base of every random draw (with the epoch and the index).
+        Base of every random draw (with the epoch and the index). A dicomml
+        random transform with its own ``seed`` (in the config or in
+        ``transform``) is refused with a :class:`~dicomml.errors.ConfigError`:
+        its draws would follow the DataLoader worker, not the sample.
     on_irregular
         Overrides the config's ``deterministic.on_irregular`` (``"raise"``,
         ``"resample"``, ``"keep"``), the remedy assembly errors name.
@@ -245,7 +293,8 @@ class SeriesDataset(_CachedDataset):
         :class:`~dicomml.config.Annotations` or its YAML form
         (``{"labels": {"liver": 1}, "on_bad": "skip"}``). With masks, a
         sample's ``meta`` holds ``labels`` (its channels), ``present`` (one
-        bool per label) and ``skipped_annotations``.
+        bool per label: whether the series' mask has a voxel of it) and
+        ``skipped_annotations``.
 
     Examples
     --------
@@ -258,6 +307,7 @@ class SeriesDataset(_CachedDataset):
         return len(self.sources)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._position(index)
         entry = self.entry(index)
         mask = entry.read("mask") if self._with_masks else None
         _, torch_seed = self._random(index)
@@ -354,7 +404,7 @@ class PatchDataset(_CachedDataset):
     positive_fraction
         ``label_balanced``: probability that a patch is centred on foreground
         (of a mask channel drawn uniformly; ``meta["positive_channel"]`` says
-        which). Every sampler sets ``meta["positive_channel"]``: None for a
+        which). Every sampler sets ``meta["positive_channel"]``: -1 for a
         patch not centred on foreground (all ``uniform`` and ``grid`` patches).
     **kwargs
         ``where``, ``series_keys``, ``cache_only``, ``transform``, ``seed``,
@@ -394,7 +444,6 @@ class PatchDataset(_CachedDataset):
         self.samples_per_volume = int(samples_per_volume)
         self.sampler = sampler
         self.positive_fraction = float(positive_fraction)
-        self._foreground: dict[str, np.ndarray] = {}
         self._zscore = next((i for i, step in enumerate(self._steps) if isinstance(step, ZNormalize)), None)
         self._stats: dict[str, dict[str, list[float | None]]] = {}
         self._tiles = (
@@ -407,16 +456,16 @@ class PatchDataset(_CachedDataset):
         return len(self._tiles) if self.sampler == "grid" else len(self.sources) * self.samples_per_volume
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._position(index)
         rng, torch_seed = self._random(index)
         series_index = self._tiles[index][0] if self.sampler == "grid" else index // self.samples_per_volume
         entry = self.entry(series_index)
-        drawn: dict[str, Any] = {"positive_channel": None}
+        drawn: dict[str, Any] = {"positive_channel": -1}
         if self.sampler == "grid":
             start = self._tiles[index][1]
         elif self.sampler == "label_balanced":
-            start, drawn["positive_channel"] = label_balanced_start(
-                entry.shape, self.patch_size, self._foreground_of(entry), self.positive_fraction, rng
-            )
+            start, channel = label_balanced_start(entry.shape, self.patch_size, self._foreground_of(entry), self.positive_fraction, rng)
+            drawn["positive_channel"] = -1 if channel is None else channel
         else:
             start = uniform_start(entry.shape, self.patch_size, rng)
         size = tuple(min(p, s) for p, s in zip(self.patch_size, entry.shape))
@@ -452,11 +501,6 @@ class PatchDataset(_CachedDataset):
         prefix = "nonzero_" if step.nonzero else ""
         return ZNormalize(step.nonzero, mean=stats[f"{prefix}mean"], std=stats[f"{prefix}std"])
 
-    def _foreground_of(self, entry: CacheEntry) -> np.ndarray:
-        if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)
-            self._foreground[entry.key] = entry.read("foreground")
-        return self._foreground[entry.key]
-
 
 def _name(source: SeriesSource | StudySource) -> str:
     return f"series {source.series_key}" if isinstance(source, SeriesSource) else f"study {source.study_uid}"
@@ -472,8 +516,56 @@ def _identity(source: SeriesSource | StudySource, entry: CacheEntry) -> dict[str
         "roles": list(entry.meta.get("role_names", [])),
         "channels": list(entry.meta.get("channel_names", entry.meta.get("role_names", []))),
         "role_present": {name: bool(info.get("present")) for name, info in roles.items()},
-        "series_keys": {name: info.get("series_key") for name, info in roles.items()},
+        "series_keys": {name: info.get("series_key") or "" for name, info in roles.items()},  # "": the role is missing
     }
+
+
+def _refuse_own_seed(name: str, transforms: Sequence[Any]) -> None:
+    """Refuse a dicomml random transform with its own ``seed``: its stream follows the worker, not the sample.
+
+    Raises
+    ------
+    ConfigError
+        Naming the transform and the way out, the Dataset's ``seed=``.
+    """
+    for transform in transforms:
+        if isinstance(transform, RandomTransform) and transform.seed is not None:
+            raise ConfigError(
+                f"{name}: {type(transform).__name__}(seed={transform.seed}) in a Dataset would draw by DataLoader worker and "
+                "repeat each epoch; drop its seed and pass seed= to the Dataset (draws follow seed, epoch and index)"
+            )
+        inner = getattr(transform, "transforms", None)  # a Compose (dicomml's, MONAI's, torchvision's)
+        if isinstance(inner, Sequence):
+            _refuse_own_seed(name, inner)
+
+
+def _moved_affine(sample: Any) -> Any:
+    """``sample`` whose ``affine`` follows the spatial changes a MONAI transform recorded in its image's MetaTensor.
+
+    A MONAI transform makes the plain image a MetaTensor with the identity
+    affine (array indices) and composes its flips, rotations and zooms onto
+    it, so the world affine is the sample's times that one; a dict without
+    ``"affine"`` (made by :func:`~dicomml.transforms.to_metatensor`) has the
+    world affine in the MetaTensor itself.
+    """
+    meta_tensor = getattr(sys.modules.get("monai.data"), "MetaTensor", None)  # MONAI is imported only by a user of it
+    image = sample.get("image") if isinstance(sample, dict) else None
+    if meta_tensor is None or not isinstance(image, meta_tensor):
+        return sample
+    moved = image.affine.as_subclass(torch.Tensor).to("cpu", torch.float64)
+    before = sample.get("affine")
+    return {**sample, "affine": moved if before is None else torch.as_tensor(before, dtype=torch.float64) @ moved}
+
+
+def without_none(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` without its keys whose value is None (in nested dicts too): torch's and MONAI's collates refuse None.
+
+    Examples
+    --------
+    >>> without_none({"view": None, "config": {"size": [2, 2], "display": None}})
+    {'config': {'size': [2, 2]}}
+    """
+    return {k: without_none(v) if isinstance(v, Mapping) else v for k, v in meta.items() if v is not None}
 
 
 def _empty(shape: Sequence[int], dtype: np.dtype[Any]) -> torch.Tensor:

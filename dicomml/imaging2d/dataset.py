@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
-from dicomml.data.datasets import _empty
+from dicomml.data.datasets import _empty, without_none
 from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
 from dicomml.imaging2d.modalities import IMAGE_MODALITIES
 from dicomml.imaging2d.prepare import (
@@ -91,7 +91,9 @@ class ImageDataset(Dataset):
     cine), ``spacing`` (row, column mm of the output pixels; NaN when the
     header has none, and ``meta["spacing_missing"]`` is True),
     ``frame_times`` (ms, cine only), ``meta`` (laterality, view, flips,
-    VOI applied, placement of the letterbox...) and ``key``.
+    VOI applied, placement of the letterbox...; a key with no value, such as
+    the laterality of a chest film, is left out, so torch's ``default_collate``
+    and MONAI's ``list_data_collate`` batch samples) and ``key``.
 
     Parameters
     ----------
@@ -241,6 +243,7 @@ class ImageDataset(Dataset):
         if meta["layout"] == "TCHW":
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
+        meta = without_none(meta)  # torch's default_collate and MONAI's list_data_collate refuse None
         sample = {"image": planes, "spacing": torch.from_numpy(np.array(spacing, dtype=np.float64)), "meta": meta, "key": self._keys[index]}
         if self._masks:
             sample["mask"] = Mask(mask if mask is not None else torch.zeros((0, *planes.shape[-2:]), dtype=torch.uint8))

@@ -147,7 +147,7 @@ def test_patch_equals_the_same_box_of_the_whole_volume(study, make_config, tmp_p
         assert torch.equal(p["image"], whole["image"][box]) and torch.equal(p["mask"], whole["mask"][box])
         corner = whole["affine"].numpy() @ np.r_[p["meta"]["patch_start"], 1.0]
         np.testing.assert_allclose(p["affine"].numpy()[:, 3], corner)
-        assert p["meta"]["positive_channel"] is None  # documented for every sampler: uniform draws none
+        assert p["meta"]["positive_channel"] == -1  # documented for every sampler: uniform draws none
 
 
 def test_small_chunks_are_an_entry_of_their_own_with_the_same_voxels(study, make_config, tmp_path):
@@ -179,7 +179,7 @@ def test_grid_tiles_cover_every_voxel(study, make_config, tmp_path):
     covered = np.zeros(shape, bool)
     for i in range(len(ds)):
         meta = ds[i]["meta"]
-        assert meta["positive_channel"] is None  # documented for every sampler: a tile is not drawn
+        assert meta["positive_channel"] == -1  # documented for every sampler: a tile is not drawn
         start = meta["patch_start"]
         covered[tuple(slice(s, s + 64) for s in start)] = True
     assert covered.all() and len(ds) == int(np.prod([-(-s // 64) for s in shape]))
@@ -197,7 +197,7 @@ def test_label_balanced_positive_patches_hold_foreground(study, make_config, tmp
         positive_fraction=0.7,
     )
     samples = [ds[i] for i in range(len(ds))]
-    positive = [s for s in samples if s["meta"]["positive_channel"] is not None]
+    positive = [s for s in samples if s["meta"]["positive_channel"] >= 0]
     assert 15 <= len(positive) <= 38
     assert all(s["mask"][s["meta"]["positive_channel"]].sum() > 0 for s in positive)
     lesion = [s for s in positive if s["meta"]["positive_channel"] == 0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from dicomml.errors import ConfigError
@@ -171,7 +172,11 @@ def znormalize(
         if values.numel() == 0:
             continue
         if mean is None or std is None:
-            centre, spread = values.mean(), values.std(correction=0)
+            if values.device.type == "cpu":  # numpy, one thread, float64: the same statistics whatever torch's thread count
+                array = values.detach().numpy() if values.dtype != torch.bfloat16 else values.detach().float().numpy()
+                centre, spread = (torch.tensor(v, dtype=y.dtype) for v in (array.mean(dtype=np.float64), array.std(dtype=np.float64)))
+            else:
+                centre, spread = values.mean(), values.std(correction=0)
         elif mean[c] is None:
             continue
         else:
