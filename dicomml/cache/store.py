@@ -29,7 +29,10 @@ writer on this host) or for :data:`LEASE_SECONDS` after its last refresh
 (another host); temporary files younger than that are a publish in flight
 and are kept too. A put that fails
 (a full disk, a read-only mount) removes what it wrote and raises
-:class:`~dicomml.errors.CacheError`. A marker that does not parse (cut short
+:class:`~dicomml.errors.CacheError`; one whose marker went out before the
+failure (an object store's rename is a copy, then a delete of the temporary
+file) reads the marker back, keeps its data and returns the entry, the
+temporary file left for ``gc``. A marker that does not parse (cut short
 by a crash on a store without atomic renames) publishes nothing: readers get
 :class:`~dicomml.errors.CacheIntegrityError`, and the next put of its key
 replaces it.
@@ -49,9 +52,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import crc32c
 import fsspec
@@ -60,8 +63,10 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError
+from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError, DicomMLError, RemoteSourceError, SourceNotFoundError
 from dicomml.paths import os_reason, refuse_credentials
+from dicomml.sources._remote import Remote
+from dicomml.sources.buckets import bucket_options, bucket_retries
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
@@ -80,6 +85,9 @@ _ARRAYS = ("image", "mask", "foreground")
 _NDIMS = {"image": (3, 4), "mask": (4,), "foreground": (2,)}
 #: The last part of an entry's data folder, ``data/KEY/TOKEN``: a plain name (the writer's is a uuid4 hex).
 _TOKEN = re.compile(r"[0-9A-Za-z_-]+")
+#: How reads of a cache's shard files are tried again (a source's defaults: its retries and backoff).
+_READS = Remote()
+T = TypeVar("T")
 #: Per thread: the memory a small shard read whole goes into, reused by the next such read while still in the CPU's cache.
 _read_buffers = threading.local()
 
@@ -226,13 +234,16 @@ class CacheEntry:
             index = read_index(blob[-index_nbytes(layout) :], layout, where)
             return read_region(None, layout, index, region, where, blob=blob, **options)
         index = self._cache._index(self, name, shard, where)
-        with fs.open(shard, "rb") as f:  # one open, one ranged read per touched chunk
+        with _fetch(lambda: fs.open(shard, "rb"), shard, where) as f:  # one open, one ranged read per touched chunk
             lock = threading.Lock()
 
             def read(start: int, end: int) -> bytes:
-                with lock:
+                def once() -> bytes:
                     f.seek(start)
                     return f.read(end - start)
+
+                with lock:
+                    return _fetch(once, shard, where)
 
             return read_region(read, layout, index, region, where, **options)
 
@@ -270,19 +281,26 @@ class Cache:
     def __init__(self, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, create: bool = True) -> None:
         self.url = os.fspath(url)
         refuse_credentials(self.url, CacheError, "pass them in storage_options (the CLI: --storage-option KEY=VALUE)")
-        self._storage_options = dict(storage_options or {})
-        self.fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
+        # a bucket's request timeout and single try are a source's (Remote's defaults): a stalled request fails, not hangs
+        self._storage_options = bucket_options(self.url, Remote(storage_options=dict(storage_options or {})))
+        self._fs, root = self._filesystem()
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
-        try:
+
+        def probe() -> tuple[bytes | None, bool]:
             found = self.fs.exists(f"{self.root}/zarr.json")
             if not found and create:
                 self._create_root()
-            root_json = self.fs.cat_file(f"{self.root}/zarr.json") if found or create else None
-            folder_found = found or self.fs.exists(self.root)
+            return self.fs.cat_file(f"{self.root}/zarr.json") if found or create else None, found or self.fs.exists(self.root)
+
+        try:  # a store is asked again as a bucket source asks (each request is tried once)
+            root_json, folder_found = (
+                probe() if isinstance(self.fs, LocalFileSystem) else bucket_retries(probe, self.url, _READS, "opening")
+            )
         except Exception as exc:  # an OSError, or a storage client's own (botocore's EndpointConnectionError)
-            reason = " ".join(str(exc).split()) or type(exc).__name__
+            cause = exc.__cause__ if isinstance(exc, RemoteSourceError) and exc.__cause__ else exc
+            reason = " ".join(str(cause).split()) or type(cause).__name__
             raise CacheError(
                 f"{self.url}: cannot open the cache ({reason}); check the path, its permissions and any storage options",
                 path=self.url,
@@ -302,6 +320,26 @@ class Cache:
         state["_indexes"], state["_maps"] = {}, OrderedDict()
         return state
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options the cache was opened with (a bucket's with its timeout and retries)."""
+        return dict(self._storage_options)
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The cache's fsspec filesystem, made anew in a process forked from the one that made it."""
+        if self._pid != os.getpid():  # a forked DataLoader worker: s3fs's event loop and sessions are the parent's
+            self._fs = self._filesystem()[0]
+        return self._fs
+
+    def _filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem and root path of the cache's URL, made in this process."""
+        fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
+        if hasattr(fs, "set_session"):  # s3fs tries a call 5 times, each with its own timeout: a run's retries are the only ones
+            fs.retries = 1
+        self._pid = os.getpid()
+        return fs, root
+
     def __repr__(self) -> str:
         return f"Cache({self.url!r})"
 
@@ -309,13 +347,13 @@ class Cache:
 
     def has(self, key: str) -> bool:
         """Whether ``key`` is published (complete and visible)."""
-        return self.fs.exists(self._marker(key))
+        marker = self._marker(key)
+        self.fs.invalidate_cache(marker)  # other processes publish: fsspec's listing of entries/ may be stale
+        return bool(self.fs.exists(marker))
 
     def keys(self) -> list[str]:
         """Keys of all published entries, sorted."""
-        if not self.fs.exists(f"{self.root}/entries"):
-            return []
-        names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(f"{self.root}/entries", detail=False))
+        names = (p.rsplit("/", 1)[-1] for p in _ls(self.fs, f"{self.root}/entries"))
         return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
 
     def open(self, key: str) -> CacheEntry:
@@ -488,7 +526,7 @@ class Cache:
             If shapes disagree.
         CacheError
             If the entry cannot be written (a full disk, a read-only or
-            unwritable cache); nothing is published.
+            unwritable cache, a store's failure: its cause); nothing is published.
 
         Notes
         -----
@@ -536,16 +574,39 @@ class Cache:
                 return published
             self._publish_json(self._marker(key), marker)
         except BaseException as exc:
-            self._discard(data, lease)
-            if isinstance(exc, OSError) and not isinstance(exc, CacheError):
-                full = " (the disk is full: free space or choose another cache)" if exc.errno == errno.ENOSPC else ""
+            named = self._names(key, data)
+            if named and isinstance(exc, Exception):  # published: only the cleanup after it failed (an object store's move deletes)
+                return self._published(key, lease)
+            removed = named is False and self._discard(data, lease)  # never what a marker names; unknown (a store down) is gc's
+            if isinstance(exc, Exception) and not isinstance(exc, DicomMLError):  # an OSError, or a storage client's own
+                full = " (the disk is full: free space or choose another cache)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
+                left = (
+                    "nothing was published and its partial files were removed"
+                    if removed
+                    else "nothing was published; `dicomml cache gc` removes its partial files"
+                    if named is False
+                    else "its marker could not be read back: rerun (a published entry is skipped); `dicomml cache gc` removes the rest"
+                )
                 raise CacheError(
-                    f"{self.url}: writing entry {key} failed ({os_reason(exc)}){full}; nothing was published "
-                    "and its partial files were removed",
+                    f"{self.url}: writing entry {key} failed ({os_reason(exc)}){full}; {left}",
                     path=self.url,
                 ) from exc
             raise
-        self._remove(lease)
+        return self._published(key, lease)
+
+    def _names(self, key: str, data: str) -> bool | None:
+        """Whether the published marker of ``key`` names the data folder ``data``; None if it cannot be read."""
+        try:
+            return bool(json.loads(self.fs.cat_file(self._marker(key))).get("data") == data)
+        except (FileNotFoundError, ValueError, AttributeError):  # none, or one cut short or not an object: names nothing
+            return False
+        except Exception:  # the store fails: whether the marker went out is unknown
+            return None
+
+    def _published(self, key: str, lease: str) -> CacheEntry:
+        """The entry ``put`` published, its lease dropped (one left behind is stale once this process ends: gc removes it)."""
+        with contextlib.suppress(OSError):
+            self._remove(lease)
         return self.open(key)
 
     def delete(self, key: str) -> None:
@@ -646,13 +707,16 @@ class Cache:
         except FileNotFoundError:
             pass
 
-    def _discard(self, data: str, lease: str) -> None:
-        """Remove a failed or superseded writer's data folder and lease (best effort: the disk may be full, the cache read-only)."""
+    def _discard(self, data: str, lease: str) -> bool:
+        """Remove a failed or superseded writer's data folder and lease (best effort: the disk may be full, the cache read-only);
+        whether both went."""
+        removed = True
         for path, recursive in ((f"{self.root}/{data}", True), (lease, False)):
             try:
                 self._remove(path, recursive=recursive)
             except OSError:  # gc removes what is left: a lease whose process has ended is stale
-                pass
+                removed = False
+        return removed
 
     def info(self) -> dict[str, Any]:
         """Summary: url, format, entries, invalid entries, bytes of published data, bytes of unreferenced data.
@@ -811,10 +875,18 @@ def _group(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _cat(fs: fsspec.AbstractFileSystem, path: str, where: str, start: int | None = None) -> bytes:
+    return _fetch(lambda: fs.cat_file(path, start=start), path, where)
+
+
+def _fetch(call: Callable[[], T], path: str, where: str) -> T:
+    """``call()`` reading a shard file, asked again as a bucket source asks (a cache in a bucket tries each request
+    once); a missing file is a CacheIntegrityError, any other failure one CacheError naming the entry."""
     try:
-        return fs.cat_file(path, start=start)
-    except FileNotFoundError:
+        return bucket_retries(call, path, _READS, "reading the shard file")
+    except SourceNotFoundError:
         raise _missing(path, where) from None
+    except RemoteSourceError as exc:  # the storage client's own error (aiohttp's, botocore's) is its cause
+        raise CacheError(f"{where}: {exc}", path=path) from exc.__cause__
 
 
 def _missing(path: str, where: str) -> CacheIntegrityError:
@@ -822,15 +894,16 @@ def _missing(path: str, where: str) -> CacheIntegrityError:
 
 
 def _ls(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
+    """The paths in ``path``, listed anew (other processes write the cache; fsspec keeps listings of object stores)."""
     try:
-        return sorted(p.rstrip("/") for p in fs.ls(path, detail=False))
+        return sorted(p.rstrip("/") for p in fs.ls(path, detail=False, refresh=True))
     except FileNotFoundError:
         return []
 
 
 def _dirs(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     try:
-        return sorted(d["name"].rstrip("/") for d in fs.ls(path, detail=True) if d["type"] == "directory")
+        return sorted(d["name"].rstrip("/") for d in fs.ls(path, detail=True, refresh=True) if d["type"] == "directory")
     except FileNotFoundError:
         return []
 

@@ -22,6 +22,7 @@ from dicomml.distributed.run import (
     report_location,
     report_rows,
     settle,
+    store_hiccup,
     worker_name,
 )
 from dicomml.errors import DicomMLError, SeriesNotFoundError
@@ -169,5 +170,7 @@ def image_task(
         preprocess_image(source.row, cache, config, remote=remote)
         nbytes = cache.open(source.key).nbytes()
     except DicomMLError as exc:  # the data's fault (or an invalid marker of the entry): retrying cannot help
+        if store_hiccup(exc):
+            raise  # the executor tries the task again, and reports this error if it lasts
         return {**row, **failure_fields(exc), "seconds": time.perf_counter() - start}
     return {**row, "status": "done", "seconds": time.perf_counter() - start, "bytes": nbytes}

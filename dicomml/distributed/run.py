@@ -27,15 +27,17 @@ from typing import Any, Protocol, TypeVar
 import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.utils import get_protocol
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, with_options
 from dicomml.distributed.report import RunReport, check_report_path, write_report
 from dicomml.distributed.shard import check_shard, select_shard
-from dicomml.errors import CacheIntegrityError, ConfigError, DicomMLError, OutputError, SeriesNotFoundError
+from dicomml.errors import CacheError, CacheIntegrityError, ConfigError, DicomMLError, OutputError, SeriesNotFoundError
 from dicomml.executor import Backend, Dask, Failure, InProcess, Outcome, Progress, connect, run
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
+from dicomml.sources._remote import is_transient
 from dicomml.study import StudyConfig, StudySource, load_any_config, study_sources
 
 __all__ = [
@@ -298,6 +300,8 @@ def run_task(
     try:
         info = preprocess_one(source, manifest, config, cache, threads=threads, **({} if used == "cpu" else {"device": used}))
     except DicomMLError as exc:  # the data's fault: retrying cannot help
+        if store_hiccup(exc):
+            raise  # the executor tries the task again, and reports this error if it lasts
         return {**row, **failure_fields(exc), "seconds": time.perf_counter() - start}
     return {**row, "status": "done", "seconds": info.seconds, "bytes": info.nbytes}
 
@@ -311,6 +315,18 @@ def _task(context: tuple[Any, ...], sources: Sequence[SeriesSource | StudySource
     return rows
 
 
+def store_hiccup(exc: DicomMLError) -> bool:
+    """Whether a task's error is a cache store's transient failure (a 503, a reset), which retrying the task may cure."""
+    return isinstance(exc, CacheError) and exc.__cause__ is not None and is_transient(exc.__cause__)
+
+
+#: The report's message for Dask's ``KilledWorker`` (its own text is about Dask, cut short).
+_KILLED = (
+    "every worker that ran it died, most often of a series too large for a worker's memory_limit; "
+    "give the workers more memory (fewer --workers, a larger memory_limit) or lower --max-voxels"
+)
+
+
 def failure_row(failure: Failure[Any]) -> dict[str, Any]:
     """The report row of a task that raised after its retries or whose worker died."""
     item = failure.item
@@ -319,7 +335,7 @@ def failure_row(failure: Failure[Any]) -> dict[str, Any]:
         "cache_key": item.key,
         "status": "failed",
         "error_type": failure.error_type,
-        "message": failure.reason,
+        "message": _KILLED if failure.error_type == "KilledWorker" else failure.reason,
     }
 
 
@@ -481,13 +497,18 @@ def report_location(
 ) -> tuple[fsspec.AbstractFileSystem, str]:
     """Where the run report goes: ``report`` (a file path or URL), else a new name under ``CACHE/reports/``.
 
+    A ``report`` URL of the cache's protocol (``s3://``) is opened with the
+    cache's storage options: the same object store.
+
     Raises
     ------
     OutputError
         If ``report`` is an existing folder (checked before the run starts).
     """
     if report is not None:
-        fs, path = fsspec.core.url_to_fs(os.fspath(report))
+        report = os.fspath(report)
+        same = get_protocol(report) == get_protocol(cache.url)
+        fs, path = fsspec.core.url_to_fs(report, **(cache.storage_options if same else {}))
         check_report_path(fs, path)
         return fs, path
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

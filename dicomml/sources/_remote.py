@@ -81,6 +81,10 @@ _NO_CREDENTIALS = frozenset(
 )
 
 
+#: botocore's errors of a refused, lost or timed-out connection (endpoint unreachable, reset, read timeout): no OSError.
+_BOTOCORE_CONNECTION = frozenset({"ConnectionError", "HTTPClientError"})
+
+
 def _status(exc: BaseException) -> int | None:
     """The HTTP status of a failed call: requests' response, or botocore's, which s3fs keeps as the cause of the OSError it raises."""
     for error in (exc, exc.__cause__):
@@ -102,6 +106,8 @@ def _no_credentials(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may cure the failure (a timeout, a reset, a 5xx or 429), not a 4xx, missing credentials or a missing object."""
     if isinstance(exc, (Transient, TimeoutError, ConnectionError, json.JSONDecodeError)):
+        return True
+    if any(c.__module__ == "botocore.exceptions" and c.__name__ in _BOTOCORE_CONNECTION for c in type(exc).__mro__):
         return True
     if _no_credentials(exc):
         return False

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from dicomml.indexer.crawl import CrawlError, Entry, Files
 
-__all__ = ["FsspecSource", "ObjectList", "filesystem"]
+__all__ = ["FsspecSource", "ObjectList", "bucket_options", "bucket_retries", "filesystem"]
 
 #: How to pass a bucket's credentials instead of in its URL.
 _PASS_OPTIONS = "pass them in storage_options (the CLI: --storage-option KEY=VALUE)"
@@ -57,7 +57,7 @@ def chained(url: str) -> bool:
         return True
 
 
-def _options(url: str, remote: Remote) -> dict[str, Any]:
+def bucket_options(url: str, remote: Remote) -> dict[str, Any]:
     """``remote``'s storage options for ``url``, with its timeout (s3, gs) and its retries as the only ones (s3) where
     they do not say otherwise."""
     given = dict(remote.storage_options)
@@ -134,7 +134,7 @@ def _as_transient(exc: BaseException) -> BaseException:
     return error
 
 
-def _with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> T:
+def bucket_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> T:
     """:func:`with_retries`, with the failures s3fs would retry counted as transient."""
 
     def once() -> T:
@@ -192,7 +192,7 @@ class FsspecSource:
 
         self.objects = url if isinstance(url, ObjectList) else None
         first = self.objects.urls[0] if self.objects and self.objects.urls else str(url)
-        self.fs, self.root = filesystem(first, _options(first, remote))
+        self.fs, self.root = filesystem(first, bucket_options(first, remote))
         self.remote = remote
         self.protocol = self.fs.protocol
         # an archive's members (zip://dir/x.dcm::/data/archive.zip) are named with the archive, so that they open again
@@ -221,8 +221,8 @@ class FsspecSource:
         """The archive's own modification time, given to each member: a rewritten archive is read again whole."""
         from dicomml.indexer.crawl import mtime_ns
 
-        fs, path = filesystem(self.archive, _options(self.archive, self.remote))
-        return mtime_ns(dict(_with_retries(lambda: fs.info(path), self.archive, self.remote, "checking the archive")))
+        fs, path = filesystem(self.archive, bucket_options(self.archive, self.remote))
+        return mtime_ns(dict(bucket_retries(lambda: fs.info(path), self.archive, self.remote, "checking the archive")))
 
     def check(self) -> None:
         """Raise SourceNotFoundError if the root does not exist, RemoteSourceError if it cannot be reached (a URL
@@ -230,7 +230,7 @@ class FsspecSource:
         if self.objects is None:
             url = self.url(self.root)
             # info, not exists: exists() answers False for an endpoint it cannot reach, which said "does not exist"
-            _with_retries(lambda: self.fs.info(self.root), url, self.remote, "checking the source")
+            bucket_retries(lambda: self.fs.info(self.root), url, self.remote, "checking the source")
 
     # -- crawl -------------------------------------------------------------------------------
     def walk(self) -> Iterator[Files | CrawlError]:
@@ -238,7 +238,9 @@ class FsspecSource:
         from dicomml.indexer.crawl import CrawlError
 
         if self.objects is None:
-            yield from self._files(_with_retries(lambda: self.fs.find(self.root, detail=True), self.url(self.root), self.remote, "listing"))
+            yield from self._files(
+                bucket_retries(lambda: self.fs.find(self.root, detail=True), self.url(self.root), self.remote, "listing")
+            )
             return
         found: dict[str, Any] = {}  # by name: a prefix and an object under it (or a sub-prefix) give it once
         for prefix in (u for u in self.objects.urls if u.endswith("/")):
@@ -255,7 +257,7 @@ class FsspecSource:
 
     def _find(self, url: str) -> dict[str, Any]:
         path = self.name(url)
-        return _with_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
+        return bucket_retries(lambda: self.fs.find(path, detail=True), url, self.remote, "listing")
 
     def _infos(self, names: Sequence[str]) -> list[Any]:
         """``info`` of many objects (an exception for those that failed), concurrently on an async filesystem, retried."""
@@ -334,7 +336,7 @@ class FsspecSource:
 
     def _read_range(self, path: str) -> Any:
         url = self.url(path)
-        return lambda start, end: _with_retries(lambda: self._cat(path, start, end), url, self.remote, "reading a byte range")
+        return lambda start, end: bucket_retries(lambda: self._cat(path, start, end), url, self.remote, "reading a byte range")
 
     def open(self, path: str, mode: str = "rb") -> PrefetchedFile:
         """The object as a file whose reads are ranged requests."""
@@ -373,4 +375,4 @@ class FsspecSource:
     def read_object(self, url: str) -> io.BytesIO:
         """A whole object, retried."""
         path = self.name(url)
-        return io.BytesIO(_with_retries(lambda: self._cat(path), url, self.remote, "reading the object"))
+        return io.BytesIO(bucket_retries(lambda: self._cat(path), url, self.remote, "reading the object"))
