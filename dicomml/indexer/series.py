@@ -234,10 +234,7 @@ def _sharing(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict
             others = [b for b in siblings if b.key != a.key and _one_volume(a, b)]
             apart = [b for b in others if b.folder != a.folder and tuple(sorted((a.key, b.key))) not in copies]
             rounded = [
-                b
-                for b in others
-                if b.folder == a.folder
-                and orientation_bins(b.orientation or []) != orientation_bins(a.orientation or [])
+                b for b in others if b.folder == a.folder and orientation_bins(b.orientation or []) != orientation_bins(a.orientation or [])
             ]
             if apart:
                 reasons[a.key] = (

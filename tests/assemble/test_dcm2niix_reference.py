@@ -116,7 +116,9 @@ def test_matches_dcm2niix(row, ref):
     group = int(echo_match.group(1)) - 1 if echo_match else 0
     paths, frames = _frames_of_group(files, group)
     if ref == NO_GEOMETRY:
-        with pytest.raises(InconsistentGeometryError, match=r"no ImagePositionPatient \(0020,0032\) / ImageOrientationPatient \(0020,0037\) on any frame, "):
+        with pytest.raises(
+            InconsistentGeometryError, match=r"no ImagePositionPatient \(0020,0032\) / ImageOrientationPatient \(0020,0037\) on any frame, "
+        ):
             load_files(files)
         volume = load_files(files, on_irregular="keep")
         np.testing.assert_array_equal(volume.array.transpose(2, 1, 0), np.asarray(nib.load(data_root() / ref).dataobj))
