@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, get_worker_info
 from dicomml.cache import Cache, CacheEntry
 from dicomml.data.datasets import _empty, without_none
 from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
-from dicomml.imaging2d.modalities import IMAGE_MODALITIES
+from dicomml.imaging2d.modalities import IMAGE_MODALITIES, VOLUME_SOP_CLASSES
 from dicomml.imaging2d.prepare import (
     ImageConfig,
     from_stored,
@@ -34,11 +34,7 @@ if TYPE_CHECKING:  # the manifest's rows (pandas, DuckDB) are read only when the
 
     from dicomml.indexer.manifest import Manifest
 
-__all__ = ["VOLUME_SOP_CLASSES", "ImageDataset", "select_images"]
-
-#: SOP classes of 2D modalities (MG, XA, DX...) whose frames are a volume's reconstructed slices: the series table
-#: and ``load_series`` read them, ImageDataset does not (X-Ray 3D Angiographic, X-Ray 3D Craniofacial, Breast Tomosynthesis).
-VOLUME_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.13.1.1", "1.2.840.10008.5.1.4.1.1.13.1.2", "1.2.840.10008.5.1.4.1.1.13.1.3")
+__all__ = ["ImageDataset", "select_images"]
 
 #: Cache entries an ImageDataset remembers (the first this many opened; each a few KB of parsed marker).
 ENTRIES_KEPT = 200_000
@@ -65,7 +61,7 @@ def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
 def select_images(manifest: Manifest, where: str | None = None, modalities: tuple[str, ...] = IMAGE_MODALITIES) -> pd.DataFrame:
     """The ``instances`` rows of the manifest's 2D images, ordered by path.
 
-    Objects of :data:`VOLUME_SOP_CLASSES` (a Breast Tomosynthesis stack...)
+    Objects of :data:`~dicomml.imaging2d.modalities.VOLUME_SOP_CLASSES` (a Breast Tomosynthesis stack...)
     are left out: they are volumes, not 2D images or cine loops.
 
     Raises
@@ -82,7 +78,7 @@ def select_images(manifest: Manifest, where: str | None = None, modalities: tupl
 class ImageDataset(Dataset):
     """2D images (CR, DX, MG, IO, XA/RF, US, OT, SC...; single frame or cine) as PyTorch samples.
 
-    Reconstructed volumes of these modalities (:data:`VOLUME_SOP_CLASSES`:
+    Reconstructed volumes of these modalities (:data:`~dicomml.imaging2d.modalities.VOLUME_SOP_CLASSES`:
     Breast Tomosynthesis...) are not samples: ``load_series`` and the
     volume Datasets read them.
 

@@ -8,8 +8,11 @@ makes no volume the reason :data:`IMAGES_2D` rather than a broken volume's
 
 from __future__ import annotations
 
-__all__ = ["IMAGES_2D", "IMAGE_MODALITIES"]
+__all__ = ["IMAGES_2D", "IMAGE_MODALITIES", "VOLUME_SOP_CLASSES"]
 
 IMAGE_MODALITIES = ("CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "OT", "SC", "XC", "ES", "GM")
 #: The ``series`` reason of a group of 2D images that makes no volume.
 IMAGES_2D = "2D images, not a volume (ImageDataset reads them)"
+#: SOP classes of those modalities whose frames are a volume's reconstructed slices: the series table and
+#: ``load_series`` read them, ImageDataset does not (X-Ray 3D Angiographic, X-Ray 3D Craniofacial, Breast Tomosynthesis).
+VOLUME_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.13.1.1", "1.2.840.10008.5.1.4.1.1.13.1.2", "1.2.840.10008.5.1.4.1.1.13.1.3")
