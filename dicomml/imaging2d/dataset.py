@@ -89,7 +89,9 @@ class ImageDataset(Dataset):
     ``frame_times`` (ms, cine only), ``meta`` (laterality, view, flips,
     VOI applied, placement of the letterbox...; a key with no value, such as
     the laterality of a chest film, is left out, so torch's ``default_collate``
-    and MONAI's ``list_data_collate`` batch samples) and ``key``.
+    and MONAI's ``list_data_collate`` batch samples whose meta have the same
+    keys; a batch mixing chest films and mammograms needs
+    :func:`dicomml.data.collate`, which keeps ``meta`` a list) and ``key``.
 
     Parameters
     ----------
