@@ -66,7 +66,7 @@ from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError, DicomMLError, RemoteSourceError, SourceNotFoundError
 from dicomml.paths import os_reason, refuse_credentials
 from dicomml.sources._remote import Remote
-from dicomml.sources.buckets import bucket_options, bucket_retries
+from dicomml.sources.buckets import bucket_options, bucket_retries, single_try
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
@@ -335,8 +335,7 @@ class Cache:
     def _filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem and root path of the cache's URL, made in this process."""
         fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
-        if hasattr(fs, "set_session"):  # s3fs tries a call 5 times, each with its own timeout: a run's retries are the only ones
-            fs.retries = 1
+        single_try(fs)
         self._pid = os.getpid()
         return fs, root
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from dicomml.indexer.crawl import CrawlError, Entry, Files
 
-__all__ = ["FsspecSource", "ObjectList", "bucket_options", "bucket_retries", "filesystem"]
+__all__ = ["FsspecSource", "ObjectList", "bucket_options", "bucket_retries", "filesystem", "single_try"]
 
 #: How to pass a bucket's credentials instead of in its URL.
 _PASS_OPTIONS = "pass them in storage_options (the CLI: --storage-option KEY=VALUE)"
@@ -109,6 +109,12 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
         except Exception as exc:  # no request is sent: a wrong option or profile
             raise _open_failure(url, exc) from exc
     return fs, path
+
+
+def single_try(fs: fsspec.AbstractFileSystem) -> None:
+    """Make s3fs try each call once: it tries 5 times, each with its own timeout, before ours (a Remote's or a run's)."""
+    if hasattr(fs, "set_session"):
+        fs.retries = 1
 
 
 def _open_failure(url: str, exc: BaseException) -> RemoteSourceError:
@@ -198,16 +204,11 @@ class FsspecSource:
         # an archive's members (zip://dir/x.dcm::/data/archive.zip) are named with the archive, so that they open again
         archive = first.partition("::")[2] if isinstance(self.fs, AbstractArchiveFileSystem) else ""
         self.archive = archive if "://" in archive or not archive else os.path.abspath(os.path.expanduser(archive))
-        self._own_retries()
+        single_try(self.fs)
 
     def __setstate__(self, state: dict[str, Any]) -> None:  # an unpickled filesystem has its class's retries again
         self.__dict__.update(state)
-        self._own_retries()
-
-    def _own_retries(self) -> None:
-        """s3fs tries a call 5 times, each with its own timeout, before ours: the Remote's retries are the only ones."""
-        if hasattr(self.fs, "set_session"):
-            self.fs.retries = 1
+        single_try(self.fs)
 
     def url(self, name: str) -> str:
         """The URL of the object ``name``, as the manifest records it."""

@@ -164,15 +164,15 @@ class DicomWebSource:
     def __init__(self, url: str | Sequence[str], remote: Remote) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
         self.url = self.urls[0]  # named in the messages of calls that concern the server
+        self.base: str = server(self.url)
         scopes = []
         for one in self.urls:
             parts = _parts(one)
             if parts["instance"]:
                 raise RemoteSourceError(f"{one}: an instance URL; index its series (the URL up to /series/{{uid}})", path=one)
-            if parts["base"] != _parts(self.url)["base"]:
+            if parts["base"] != self.base:
                 raise RemoteSourceError(f"{one}: on another server than {self.url}; one source reads one server", path=one)
             scopes.append((parts["study"], parts["series"], parts["query"]))
-        self.base: str = _parts(self.url)["base"]
         #: Per URL: study UID, series UID (or None) and QIDO-RS parameters.
         self.scopes: list[tuple[str | None, str | None, dict[str, str]]] = scopes
         self.remote = remote
