@@ -58,7 +58,41 @@ if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a st
 __all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
 
 
-class _CachedDataset(Dataset):
+class SeededDataset(Dataset):
+    """Random draws of a Dataset's samples from generators seeded by (seed, epoch, index), never by worker state.
+
+    Base of every dicomml Dataset: the same samples with 0, 2 or 8 workers,
+    fork or spawn, and new draws each :meth:`set_epoch`.
+    """
+
+    def __init__(self, seed: int, name: str, transforms: Sequence[Any]) -> None:
+        self.seed = int(seed)
+        _refuse_own_seed(name, transforms)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random draws for ``epoch``; reaches persistent DataLoader workers (shared memory)."""
+        self._epoch.fill_(int(epoch))
+
+    def _random(self, index: int) -> tuple[np.random.Generator, int]:
+        seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
+        return np.random.default_rng(seq), int(seq.generate_state(1, np.uint64)[0] >> 1)
+
+    @staticmethod
+    def _seeded(torch_seed: int, calls: Sequence[Callable[[Any], Any] | None], sample: Any) -> Any:
+        """``sample`` through ``calls`` in order, torch's generator (and each MONAI transform's own) seeded by ``torch_seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
+            for call in calls:
+                if call is None:
+                    continue
+                if hasattr(call, "set_random_state"):  # MONAI's Randomizable / Compose draw from their own generators
+                    call.set_random_state(seed=torch_seed % 2**32)
+                sample = call(sample)
+        return sample
+
+
+class _CachedDataset(SeededDataset):
     """Shared part: series selection, cache fill on miss, at-load transforms, seeding."""
 
     _with_masks = False
@@ -102,13 +136,11 @@ class _CachedDataset(Dataset):
             pipeline = self.config
         self.cache_only = cache_only
         self.transform = transform
-        self.seed = int(seed)
         steps = at_load_transforms(pipeline)
-        _refuse_own_seed(self.config.name, [*steps, transform])
+        super().__init__(seed, self.config.name, [*steps, transform])
         # a first step that maps each stored value on its own runs inside the chunk decoding (one pass)
         self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._foreground: dict[str, np.ndarray] = {}
 
     def _study_sources(self) -> list[StudySource]:
@@ -123,10 +155,6 @@ class _CachedDataset(Dataset):
         from dicomml.indexer.manifest import Manifest
 
         return Manifest.open(self._manifest)
-
-    def set_epoch(self, epoch: int) -> None:
-        """New random draws for ``epoch``; reaches persistent DataLoader workers (shared memory)."""
-        self._epoch.fill_(int(epoch))
 
     def entry(self, series_index: int) -> CacheEntry:
         """The cache entry of ``self.sources[series_index]``, computed on a miss.
@@ -202,10 +230,6 @@ class _CachedDataset(Dataset):
             self._foreground[entry.key] = entry.read("foreground")
         return self._foreground[entry.key]
 
-    def _random(self, index: int) -> tuple[np.random.Generator, int]:
-        seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
-        return np.random.default_rng(seq), int(seq.generate_state(1, np.uint64)[0] >> 1)
-
     def _sample(
         self,
         index: int,
@@ -239,14 +263,7 @@ class _CachedDataset(Dataset):
                 present=self._present(entry),
                 skipped_annotations=entry.meta.get("skipped_annotations", {}),
             )
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
-            for step in self._steps if steps is None else steps:
-                sample = step(sample)
-            if self.transform is not None:
-                if hasattr(self.transform, "set_random_state"):  # MONAI's Randomizable / Compose draw from their own generators
-                    self.transform.set_random_state(seed=torch_seed % 2**32)
-                sample = _moved_affine(self.transform(sample))
+        sample = _moved_affine(self._seeded(torch_seed, [*(self._steps if steps is None else steps), self.transform], sample))
         out = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
         recorded = out.get("meta")
         if isinstance(recorded, Mapping):  # torch's default_collate and MONAI's list_data_collate refuse None
@@ -537,6 +554,9 @@ def _refuse_own_seed(name: str, transforms: Sequence[Any]) -> None:
         inner = getattr(transform, "transforms", None)  # a Compose (dicomml's, MONAI's, torchvision's)
         if isinstance(inner, Sequence):
             _refuse_own_seed(name, inner)
+        wrapped = getattr(transform, "transform", None)  # a wrapper (dicomml's Planar)
+        if wrapped is not None:
+            _refuse_own_seed(name, [wrapped])
 
 
 def _moved_affine(sample: Any) -> Any:

@@ -47,6 +47,12 @@ class Planar(Transform):
     def __init__(self, transform: Any) -> None:
         self.transform = transform
 
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> Planar:
+        """Seed the wrapped transform's own generator where it has one (MONAI's), as a Dataset does before each sample."""
+        if hasattr(self.transform, "set_random_state"):
+            self.transform.set_random_state(seed=seed, state=state)
+        return self
+
     def __call__(self, data: Any) -> Any:
         sample = dict(data)
         leading = {k: tuple(v.shape[:-2]) for k, v in sample.items() if k not in RESERVED and isinstance(v, torch.Tensor) and v.ndim >= 3}

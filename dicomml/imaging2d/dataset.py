@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
-from dicomml.data.datasets import _empty, without_none
+from dicomml.data.datasets import SeededDataset, _empty, without_none
 from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
 from dicomml.imaging2d.modalities import IMAGE_MODALITIES, VOLUME_SOP_CLASSES
 from dicomml.imaging2d.prepare import (
@@ -75,7 +75,7 @@ def select_images(manifest: Manifest, where: str | None = None, modalities: tupl
     return rows[~rows.path.isin(volumes.path)].reset_index(drop=True) if len(volumes) else rows
 
 
-class ImageDataset(Dataset):
+class ImageDataset(SeededDataset):
     """2D images (CR, DX, MG, IO, XA/RF, US, OT, SC...; single frame or cine) as PyTorch samples.
 
     Reconstructed volumes of these modalities (:data:`~dicomml.imaging2d.modalities.VOLUME_SOP_CLASSES`:
@@ -108,7 +108,10 @@ class ImageDataset(Dataset):
     modalities
         Modalities taken as 2D images.
     transforms
-        Called on each sample dict (augmentation), after the cache.
+        Called on each sample dict (augmentation), after the cache. Its
+        random draws follow (``seed``, epoch, index), never the DataLoader
+        worker: torch's generator, and a MONAI transform's own
+        (``set_random_state``), are seeded before each sample.
     cache_only
         Raise :class:`~dicomml.errors.CacheMissError` instead of computing a missing entry.
         Entries opened once are remembered (the first :data:`ENTRIES_KEPT`)
@@ -122,6 +125,10 @@ class ImageDataset(Dataset):
         references the image (empty ``S = 0`` when none does), flipped and
         resized with the image (nearest), labels in ``meta["mask_labels"]``
         (see :mod:`~dicomml.imaging2d.masks` for how contours map to pixels).
+    seed
+        Base of the random draws; :meth:`set_epoch` gives each epoch new
+        ones. A dicomml random transform with its own ``seed`` is refused
+        (:class:`~dicomml.errors.ConfigError`): it would draw by worker.
 
     Examples
     --------
@@ -141,7 +148,9 @@ class ImageDataset(Dataset):
         transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         cache_only: bool = False,
         masks: bool = False,
+        seed: int = 0,
     ) -> None:
+        super().__init__(seed, "ImageDataset", [transforms])
         self._manifest = manifest
         self.cache = cache if cache is None or isinstance(cache, Cache) else Cache(cache)
         self.config = config or ImageConfig()
@@ -248,7 +257,7 @@ class ImageDataset(Dataset):
             meta.setdefault("mask_labels", [])
         if meta.get("frame_times_ms"):
             sample["frame_times"] = torch.from_numpy(np.asarray(meta["frame_times_ms"], dtype=np.float64))
-        return self.transforms(sample) if self.transforms is not None else sample
+        return self._seeded(self._random(index)[1], [self.transforms], sample) if self.transforms is not None else sample
 
     def _computed(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         """Image planes, mask and meta of ``row`` computed from its file, with the values a cache would give."""
