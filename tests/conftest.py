@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import dicomml
 from dicomml.config import PRESET_DIR, PipelineConfig
 from dicomml.sample import write_sample_study
 from dicomml.testing import data_root
+
+_PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 24, 1, 2
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +79,31 @@ def read_only(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
         yield folder, lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def honouring_modes() -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Run Python code in a child process that a file of mode 000 refuses (as root: without CAP_DAC_OVERRIDE)."""
+
+    def run(code: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                preexec_fn=_drop_file_read_override if os.geteuid() == 0 else None,
+            )
+        except subprocess.SubprocessError as exc:  # the prctl failed: this root may not drop capabilities
+            pytest.skip(f"cannot drop the right to read any file here ({exc})")
+
+    return run
+
+
+def _drop_file_read_override() -> None:  # runs in the child before exec: root without these honours a file's mode
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def _chmod_read_only(folder: Path) -> None:

@@ -106,8 +106,9 @@ def typed_errors(path: str, what: str, error: type[DicomMLError] = InvalidDicomF
     none of these may escape a load.
     dicomml's own errors pass through; a missing file is
     :class:`~dicomml.errors.SourceNotFoundError`, running out of memory
-    :class:`~dicomml.errors.ResourceLimitError`, anything else ``error``
-    naming ``path`` and the exception.
+    :class:`~dicomml.errors.ResourceLimitError`, a file the OS refuses
+    ``error`` saying so, anything else ``error`` naming ``path`` and the
+    exception.
     """
     try:
         yield
@@ -115,6 +116,8 @@ def typed_errors(path: str, what: str, error: type[DicomMLError] = InvalidDicomF
         raise
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"{path}: file not found; index again or check the path", path=path) from exc
+    except PermissionError as exc:  # the file may be fine: the OS refused it
+        raise error(f"{path}: cannot be read ({exc.strerror or 'permission denied'}); check permissions", path=path, tag=tag) from exc
     except MemoryError as exc:
         raise ResourceLimitError(f"{path}: {what} ran out of memory; the header asks for more memory than there is", path=path) from exc
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
