@@ -287,7 +287,8 @@ class ZNormalize(Transform):
 
     ``mean`` and ``std`` (one per channel) replace the image's own statistics:
     a :class:`~dicomml.PatchDataset` passes its volume's, so a patch equals the
-    same crop of the z-scored volume.
+    same crop of the z-scored volume. A channel whose std is 0 (a constant
+    one, such as a study's missing role) is only centred, given or computed.
 
     Examples
     --------
@@ -307,7 +308,7 @@ class ZNormalize(Transform):
             if not lists or len(mean) != len(std) or not len(mean):
                 raise ConfigError(f"ZNormalize(mean={mean!r}, std={std!r}): give two lists of one value per channel, of the same length")
             mean = [None if m is None else check_number("ZNormalize", "mean", m) for m in mean]
-            std = [None if v is None else check_number("ZNormalize", "std", v, "> 0", lambda f: f > 0) for v in std]
+            std = [None if v is None else check_number("ZNormalize", "std", v, ">= 0", lambda f: f >= 0) for v in std]
         self.nonzero, self.mean, self.std = nonzero, mean, std
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:

@@ -35,7 +35,7 @@ BAD = {
     "windows str": (lambda: MultiWindow("brain"), r"MultiWindow\(windows='brain'\): give a list of windows"),
     "scale low": (lambda: ScaleIntensity(None, 1), r"ScaleIntensity\(low=None\): low must be a finite number"),
     "mean scalar": (lambda: ZNormalize(mean=1, std=1), r"ZNormalize\(mean=1, std=1\): give two lists"),
-    "std zero": (lambda: ZNormalize(mean=[0.0], std=[0.0]), r"ZNormalize\(std=0.0\): std must be a finite number > 0"),
+    "std negative": (lambda: ZNormalize(mean=[0.0], std=[-1.0]), r"ZNormalize\(std=-1.0\): std must be a finite number >= 0"),
     "index": (lambda: HeaderWindow(index="a"), r"HeaderWindow\(index='a'\): index must be an integer"),
     "like shape": (lambda: Resample(like=(np.eye(4), (2, 2))), r"Resample\(like=\(affine, shape\)\): shape=\(2, 2\)"),
     "like empty": (lambda: Resample(like=(np.eye(4), (0, 2, 2))), r"shape=\(0, 2, 2\) must be one or three positive voxel counts"),
