@@ -92,8 +92,12 @@ def read_dataset(path: str | PathLike[str], *, pixels: bool, defer_size: int | N
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    """``exc`` on one line: a message that announces a list on its next lines (pydicom's "...all available plugins:") keeps it."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = f"{lines[0]} {'; '.join(lines[1:])}" if lines[0].endswith(":") else lines[0]
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 @contextmanager

@@ -15,8 +15,10 @@ intercept on the way (no per-slice float copies).
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +52,24 @@ _NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndia
 _ENCAPSULATED = frozenset(str(uid) for uid in AllTransferSyntaxes if uid.is_encapsulated)
 #: Item and sequence delimiter tags of encapsulated pixel data, as (group, element).
 _ITEM, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+#: How pydicom's RLE decoder starts its warning that a segment decoded to more bytes than the frame holds.
+_RLE_EXCESS = "The decoded RLE segment contains non-conformant padding"
+_doubts = threading.local()
+
+
+class _RecordDoubts(logging.Filter):
+    """Keeps, for the thread that asked, pydicom's warning that it kept an RLE segment longer than its frame:
+    pydicom decodes on, where the excess is anything from one padding byte to a scrambled codestream.
+    A logging filter because the record is made in the decoding thread (``warnings`` filters are process-wide)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kept = getattr(_doubts, "messages", None)
+        if kept is not None and record.getMessage().startswith(_RLE_EXCESS):
+            kept.append(record.getMessage())
+        return True
+
+
+logging.getLogger("pydicom").addFilter(_RecordDoubts())
 
 
 def transfer_syntax(ds: Dataset) -> str:
@@ -174,10 +194,18 @@ def decode_pixels(ds: Dataset, index: int | None = None, *, threads: int = 1) ->
                 return grey
         failures: list[NotImplementedError | RuntimeError] = []
         for plugin in _plugins(uid):  # the next plugin may handle what one cannot (12-bit JPEG, odd J2K)
+            _doubts.messages = []
             try:
-                return pixel_array(ds, index=index, decoding_plugin=plugin)
+                array = pixel_array(ds, index=index, decoding_plugin=plugin)
             except (NotImplementedError, RuntimeError) as exc:
                 failures.append(exc)
+                continue
+            finally:
+                doubts, _doubts.messages = _doubts.messages, None
+            if not doubts:
+                return array
+            # pylibjpeg-rle decodes a padding byte and refuses more: it, not pydicom's plugin, decides
+            failures.append(RuntimeError(doubts[0]))
         first = failures[0]  # the preferred plugin's reason decides between corrupt and unsupported
         if isinstance(first, RuntimeError) and _decodable(uid) and not _UNSUPPORTED_FEATURE.search(str(first)):
             raise first  # a decoder is there and failed on the data: corrupt, typed as such on the way out
