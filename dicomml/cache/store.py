@@ -132,8 +132,27 @@ class CacheEntry:
         return "mask" in self.layouts
 
     def nbytes(self) -> int:
-        """Bytes of the entry's data on disk (all arrays, metadata included)."""
-        return int(self._cache.fs.du(self._path))
+        """Bytes of the entry's data in the store (all arrays, metadata included).
+
+        Raises
+        ------
+        CacheIntegrityError
+            If an array's shard file is missing or shorter than its index (a partial copy of the cache, a lost write).
+        """
+        fs = self._cache.fs
+        fs.invalidate_cache(self._path)  # other processes write the cache; fsspec keeps listings of object stores
+        sizes = {path.rstrip("/"): int(info["size"]) for path, info in fs.find(self._path, detail=True).items()}
+        for name, layout in self.layouts.items():
+            shard = f"{self._path}/{shard_key(name, len(layout.shape))}"
+            if shard not in sizes:
+                raise _missing(shard, f"{self._cache.url}: entry {self.key}")
+            if sizes[shard] < index_nbytes(layout):
+                raise CacheIntegrityError(
+                    f"{self._cache.url}: entry {self.key}: shard file {shard} is cut short ({sizes[shard]} bytes); "
+                    "delete the entry and recompute",
+                    path=shard,
+                )
+        return sum(sizes.values())
 
     def read(
         self,

@@ -537,8 +537,9 @@ def settle(sources: Sequence[T], cache: Cache) -> tuple[list[dict[str, Any]], li
     """The ``skipped`` rows of the sources whose entry is complete, and the sources left to compute, from one listing.
 
     An entry whose marker does not parse (cut short by a crash on a store
-    without atomic renames) is unpublished and left to compute, whatever
-    the task (a series, a study, an image).
+    without atomic renames), or whose shard files are missing or cut short
+    (a partial copy of the cache), is unpublished and left to compute,
+    whatever the task (a series, a study, an image).
 
     Parameters
     ----------
