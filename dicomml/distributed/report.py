@@ -30,7 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 from dicomml.errors import OutputError
 from dicomml.paths import os_reason
 
-__all__ = ["REPORT_SCHEMA", "STATUSES", "RunReport", "check_report_path", "write_report"]
+__all__ = ["REPORT_SCHEMA", "STATUSES", "RunReport", "check_report_path", "report_table", "write_report"]
 
 #: Values of the ``status`` column.
 STATUSES = ("done", "skipped", "failed")
@@ -59,7 +59,9 @@ class RunReport:
     table
         One row per selected series, columns of :data:`REPORT_SCHEMA`.
     path
-        Where the Parquet report was written (a path or fsspec URL).
+        Where the Parquet report was written (a path or fsspec URL); None when
+        it could not be, on a run that had nothing to compute (a read-only
+        cache holding every entry).
     seconds
         Wall time of the run, cluster start included.
     unit
@@ -73,7 +75,7 @@ class RunReport:
     """
 
     table: pd.DataFrame
-    path: str
+    path: str | None
     seconds: float
     unit: str = "series"
 
@@ -101,7 +103,8 @@ class RunReport:
         lines = [
             f"dicomml preprocess: {len(self.table)} {self.unit} in {self.seconds:.1f} s: "
             + ", ".join(f"{n} {s}" for s, n in counts.items())
-            + f"; {rate:.2f} {self.unit}/s, {written / 1e6 / max(self.seconds, 1e-9):.1f} MB/s written; report {self.path}"
+            + f"; {rate:.2f} {self.unit}/s, {written / 1e6 / max(self.seconds, 1e-9):.1f} MB/s written; "
+            + (f"report {self.path}" if self.path is not None else "no report written")
         ]
         for row in self.failed.head(max_failures).itertuples(index=False):
             lines.append(f"  failed {row.series_key}: {row.error_type}: {row.message}")
@@ -134,6 +137,11 @@ def check_report_path(fs: fsspec.AbstractFileSystem, path: str) -> None:
         raise OutputError(f"{name}: is a folder; give the run report a file name, e.g. {name.rstrip('/')}/report.parquet", path=path)
 
 
+def report_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Report rows as a table of :data:`REPORT_SCHEMA` (missing columns null)."""
+    return pa.Table.from_pylist([{name: row.get(name) for name in REPORT_SCHEMA.names} for row in rows], schema=REPORT_SCHEMA)
+
+
 def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSystem, path: str) -> pd.DataFrame:
     """Write report rows as Parquet at ``path`` of ``fs``, atomically (temporary name, then rename).
 
@@ -161,7 +169,7 @@ def write_report(rows: Iterable[Mapping[str, Any]], fs: fsspec.AbstractFileSyste
     >>> fs, path = fsspec.core.url_to_fs("report.parquet")  # doctest: +SKIP
     >>> write_report([{"series_key": "3f2a", "status": "done"}], fs, path)  # doctest: +SKIP
     """
-    table = pa.Table.from_pylist([{name: row.get(name) for name in REPORT_SCHEMA.names} for row in rows], schema=REPORT_SCHEMA)
+    table = report_table(rows)
     parent = path.rsplit("/", 1)[0] if "/" in path else "."
     tmp = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
     check_report_path(fs, path)  # a rename onto a folder would move the report into it

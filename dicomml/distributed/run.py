@@ -31,7 +31,7 @@ from fsspec.utils import get_protocol
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, with_options
-from dicomml.distributed.report import RunReport, check_report_path, write_report
+from dicomml.distributed.report import RunReport, check_report_path, report_table, write_report
 from dicomml.distributed.shard import check_shard, select_shard
 from dicomml.errors import CacheError, CacheIntegrityError, ConfigError, DicomMLError, OutputError, SeriesNotFoundError
 from dicomml.executor import Backend, Dask, Failure, InProcess, Outcome, Progress, connect, run
@@ -239,14 +239,25 @@ def preprocess(
 def finish(
     rows: list[dict[str, Any]], fs: fsspec.AbstractFileSystem, path: str, cache: Cache, started: float, progress: bool, what: str
 ) -> RunReport:
-    """Write the report, print its summary; raise when every one of ``rows`` failed."""
+    """Write the report, print its summary; raise when every one of ``rows`` failed.
+
+    A report that cannot be written is an error (after the summary, which
+    names the failures), unless the run had nothing to compute: a rerun over
+    a read-only cache holding every entry only says so.
+    """
     try:
-        table = write_report(rows, fs, path)
+        table, where = write_report(rows, fs, path), path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     except OutputError as exc:  # what the run published stays: only the report is missing
-        done = sum(row["status"] == "done" for row in rows)
+        result = RunReport(report_table(rows).to_pandas(), None, time.perf_counter() - started, what)
+        if progress:
+            print(result.summary(), file=sys.stderr)
+        if result.counts["skipped"] == len(rows):
+            if progress:
+                print(f"dicomml preprocess: {exc}; every entry was in the cache already", file=sys.stderr)
+            return result
+        done = result.counts["done"]
         kept = f"the {done} entries this run computed are kept" if done else "this run computed no entry"
         raise OutputError(f"{exc}; {kept}, rerun with --report elsewhere", path=path) from exc
-    where = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     result = RunReport(table, where, time.perf_counter() - started, what)
     if progress:
         print(result.summary(), file=sys.stderr)

@@ -51,7 +51,7 @@ def test_a_rerun_computes_again_the_entry_whose_marker_is_empty_and_skips_the_ot
     assert cache.info()["invalid_entries"] == 0
 
 
-def test_a_read_only_cache_stops_the_run_before_any_series_with_one_cache_error(cohort, one, read_only, tmp_path, monkeypatch):
+def test_a_read_only_cache_stops_the_run_before_any_series_with_one_cache_error(cohort, one, read_only, tmp_path, monkeypatch, capsys):
     folder, make_read_only = read_only
     cache_dir = folder / "c"
     dicomml.preprocess(cohort, _coarse(), cache_dir, where=one, workers=0, progress=False)
@@ -63,9 +63,10 @@ def test_a_read_only_cache_stops_the_run_before_any_series_with_one_cache_error(
     with pytest.raises(CacheError, match=rf"^{cache_dir}: the cache cannot be written \({reason}\); make it writable"):
         dicomml.preprocess(cohort, _coarse(), cache_dir, workers=0, progress=False, report=tmp_path / "r.parquet")
     assert calls == [] and not (tmp_path / "r.parquet").exists()
-    # everything there already: nothing to write but the report, whose error does not claim entries were kept
-    with pytest.raises(OutputError, match=rf"cannot write the run report \({reason}\); this run computed no entry, rerun with --report"):
-        dicomml.preprocess(cohort, _coarse(), cache_dir, where=one, workers=0, progress=False)
+    # everything there already: nothing to compute, so the report it cannot write is no error (a check in CI)
+    complete = dicomml.preprocess(cohort, _coarse(), cache_dir, where=one, workers=0, progress=True)
+    assert complete.path is None and complete.counts == {"done": 0, "skipped": 1, "failed": 0}
+    assert re.search(rf"no report written\n.*cannot write the run report \({reason}\); every entry was in the cache already", capsys.readouterr().err)
 
 
 def test_a_report_path_that_is_a_folder_is_refused_before_the_run(cohort, one, tmp_path, capsys):
@@ -170,3 +171,12 @@ def test_a_masks_config_says_how_many_matching_series_it_leaves_out_for_lack_of_
     assert left_out > 0
     err = capsys.readouterr().err
     assert f"preprocess: {left_out} usable series matching \"modality = 'CT'\" have no annotation; config ct_seg caches masks" in err
+
+
+def test_a_report_that_cannot_be_written_comes_after_the_summary_of_the_failures(cohort, read_only, tmp_path, capsys):
+    folder, make_read_only = read_only
+    make_read_only()
+    with pytest.raises(OutputError, match=r"cannot write the run report .*; this run computed no entry"):
+        dicomml.preprocess(cohort, _coarse(), tmp_path / "c", workers=0, progress=True, max_voxels=10, report=folder / "r.parquet")
+    err = capsys.readouterr().err
+    assert re.search(r"\d+ failed; .*no report written", err) and "ResourceLimitError" in err
