@@ -66,7 +66,9 @@ def test_a_read_only_cache_stops_the_run_before_any_series_with_one_cache_error(
     # everything there already: nothing to compute, so the report it cannot write is no error (a check in CI)
     complete = dicomml.preprocess(cohort, _coarse(), cache_dir, where=one, workers=0, progress=True)
     assert complete.path is None and complete.counts == {"done": 0, "skipped": 1, "failed": 0}
-    assert re.search(rf"no report written\n.*cannot write the run report \({reason}\); every entry was in the cache already", capsys.readouterr().err)
+    assert re.search(
+        rf"no report written\n.*cannot write the run report \({reason}\); every entry was in the cache already", capsys.readouterr().err
+    )
 
 
 def test_a_report_path_that_is_a_folder_is_refused_before_the_run(cohort, one, tmp_path, capsys):
