@@ -31,7 +31,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomml.assemble.plan import OnIrregular, StackPlan, plan_stack
 from dicomml.assemble.resample import correct_tilt, equidistant
-from dicomml.assemble.volumes import axis_name, volume_table, volume_values
+from dicomml.assemble.volumes import axis_name, shared_values, volume_table, volume_values
 from dicomml.dicom.frames import FrameTable, frame_table, functional_item, header_numbers, header_value
 from dicomml.dicom.io import is_url, read_dataset, typed_errors
 from dicomml.dicom.philips import PHILIPS_SCALINGS, PhilipsScaling, float_scaling
@@ -94,7 +94,8 @@ def load_files(
 
     Slices are sorted by their position along the slice normal (never by file
     name or InstanceNumber); slices repeating a position become a leading
-    ``time`` axis, ordered by the temporal key, then InstanceNumber.
+    ``time`` axis, ordered by the temporal key, then InstanceNumber, each
+    slice in the volume of its own b-value and gradient.
 
     Parameters
     ----------
@@ -143,7 +144,9 @@ def load_files(
     ------
     MixedSeriesError
         If the files hold more than one volume group (see
-        :mod:`dicomml.dicom.series_key`); the message names each group.
+        :mod:`dicomml.dicom.series_key`); the message names each group. Or,
+        under ``"raise"`` and ``"resample"``, if slice positions hold
+        different b-values or gradients.
     SeriesAssemblyError
         Or one of its subclasses, for irregular geometry under ``"raise"``.
     InvalidDicomFileError, UnsupportedTransferSyntaxError
@@ -425,6 +428,7 @@ def _assemble(
         on_irregular=on_irregular,
         series=series_key,
         labels=[f"{s.path} frame {s.table.frame_numbers[r]}" for s, r in index],
+        shared=lambda: np.array([shared_values(s.header, int(s.table.frame_numbers[r]) - 1) for s, r in index]),  # 4D only
     )
     slopes = np.ones(plan.n_volumes * plan.n_positions)
     intercepts = np.zeros_like(slopes)

@@ -8,7 +8,7 @@ Pure: arrays in (the per-frame geometry of one volume group), a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +19,7 @@ from dicomml.errors import (
     GantryTiltError,
     GeometryError,
     InconsistentGeometryError,
+    MixedSeriesError,
     SeriesAssemblyError,
     SliceGapError,
 )
@@ -78,6 +79,7 @@ def plan_stack(
     on_irregular: OnIrregular,
     series: str,
     labels: Sequence[str],
+    shared: Callable[[], np.ndarray] | None = None,
 ) -> StackPlan:
     """Sort the frames of one group and check their geometry.
 
@@ -103,6 +105,11 @@ def plan_stack(
         Name of the group, for messages.
     labels
         (n,) name of each frame (file and frame), for messages.
+    shared
+        Gives the (n, k) values every slice of one volume shares (b-value,
+        gradient; NaN where absent), read only when positions repeat; or None:
+        a position's frames go to the volumes whose values they hold, taken in
+        time order where several do.
 
     Returns
     -------
@@ -113,6 +120,9 @@ def plan_stack(
     DuplicateSliceError, SliceGapError, GantryTiltError, InconsistentGeometryError
         With ``on_irregular="raise"`` (duplicates and inconsistent in-plane
         geometry also with ``"resample"``, which cannot fix them).
+    MixedSeriesError
+        With ``"raise"`` or ``"resample"``, if positions hold different
+        ``shared`` values, so that no volume has one of them at every slice.
     SeriesAssemblyError
         If ``on_irregular`` is not one of the three policies.
 
@@ -171,6 +181,10 @@ def plan_stack(
     if geometry.n_volumes:
         position_of = np.repeat(np.arange(n_positions), geometry.counts)
         volume_of = np.arange(len(geometry.order)) - np.repeat(starts, geometry.counts)
+        if shared is not None:
+            keys = shared()[by_time[geometry.order]]
+            matched = _match_volumes(keys, position_of, geometry.order, geometry.offsets, on_irregular, series, found)
+            volume_of = volume_of if matched is None else matched
         slots[by_time[geometry.order]] = volume_of * n_positions + position_of
     else:  # kept duplicates: one slice per frame, in position order
         n_positions = len(geometry.order)
@@ -254,6 +268,55 @@ def _plan_without_geometry(
     spacing = spacing if np.all(np.isfinite(spacing)) else np.ones(2)
     affine = dicom_affine([1, 0, 0, 0, 1, 0], spacing, [0, 0, 0], [0, 0, 1])
     return StackPlan(slots, 1, len(rows), affine, None, tuple(found), frozenset())
+
+
+def _match_volumes(
+    keys: np.ndarray,
+    position_of: np.ndarray,
+    time_rank: np.ndarray,
+    offsets: np.ndarray,
+    on_irregular: str,
+    series: str,
+    found: list[str],
+) -> np.ndarray | None:
+    """Each frame's volume such that a volume's slices share their ``keys``; None to keep time order.
+
+    Frames come grouped by position, each group in time order (``time_rank``). A frame is
+    the j-th of its key at its position, and goes to the volume of the j-th frame of that
+    key everywhere; volumes are ordered by their earliest frame. Where keys agree with time
+    order at every position this is time order itself.
+    """
+    if np.array_equal(keys, np.broadcast_to(keys[0], keys.shape), equal_nan=True):
+        return None
+    rounded = np.where(np.isnan(keys), np.inf, np.round(keys, 3))  # NaN never equals itself; inf does
+    seen: dict[tuple[int, tuple[float, ...]], int] = {}
+    identities = []
+    for position, row in zip(position_of.tolist(), map(tuple, rounded.tolist())):
+        j = seen.get((position, row), 0)
+        seen[position, row] = j + 1
+        identities.append((row, j))
+    held: list[set[tuple[tuple[float, ...], int]]] = [set() for _ in range(int(position_of.max()) + 1)]
+    for position, identity in zip(position_of.tolist(), identities):
+        held[position].add(identity)
+    odd = next((p for p, h in enumerate(held) if h != held[0]), None)
+    if odd is not None:
+        values, _ = min(held[odd] ^ held[0])  # one (key, occurrence) that only one of the two positions holds
+        shown = [None if v == np.inf else v for v in values]
+        _irregular(
+            MixedSeriesError,
+            f"the slices at {offsets[0]:.4g} mm and at {offsets[odd]:.4g} mm differ in their b-values and gradients "
+            f"([b, gx, gy, gz] = {shown} at one only), so no volume has one b-value and gradient at every slice",
+            "raise" if on_irregular == "resample" else on_irregular,
+            series,
+            found,
+            _NOT_RESAMPLABLE,
+        )
+        return None
+    first: dict[tuple[tuple[float, ...], int], int] = {}
+    for identity, rank in zip(identities, time_rank.tolist()):
+        first[identity] = min(first.get(identity, rank), rank)
+    volume = {identity: v for v, identity in enumerate(sorted(first, key=first.__getitem__))}
+    return np.array([volume[identity] for identity in identities], dtype=np.int64)
 
 
 def _check_in_plane(

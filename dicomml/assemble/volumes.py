@@ -29,10 +29,11 @@ array order (whatever order the files came in):
 The leading axis is named from what varies: ``diffusion`` (b-value or
 gradient), ``echo`` (echo time), ``phase`` (cardiac trigger time), else ``time``.
 
-A 3D volume has no table; its own ``echo_number`` and ``b_value``, where its
-header gives them (:func:`volume_values`), sit in its meta, so that a
-selection by echo or b-value refuses a volume of another one rather than
-passing it through (the manifest holds each echo as a series of its own).
+A 3D volume has no table; its own ``echo_number``, ``echo_time`` and
+``b_value``, where its header gives them (:func:`volume_values`), sit in its
+meta, so that a selection by echo or b-value refuses a volume of another one,
+or of an echo with no number (Enhanced MR), rather than passing it through (the
+manifest holds each echo as a series of its own).
 
 Pure apart from reading header values of already-read datasets.
 """
@@ -62,6 +63,7 @@ __all__ = [
     "matching_volumes",
     "reduce_volumes",
     "select_volumes",
+    "shared_values",
     "volume_table",
     "volume_values",
 ]
@@ -152,8 +154,9 @@ def select_volumes(volume: Volume, by: str, values: Sequence[float]) -> Volume:
         If ``by`` is unknown, the table lacks the column, or nothing is kept;
         for a 3D volume under ``echo`` or ``b_value``, if its own echo number
         or b-value (:func:`volume_values`, else its one-row table) is known
-        and none of ``values``: the manifest holds each echo as a series of
-        its own, which the message says how to choose.
+        and none of ``values``, or under ``echo`` if its echo number is
+        unknown but its echo time is not (Enhanced MR): the manifest holds
+        each echo as a series of its own, which the message says how to choose.
 
     Examples
     --------
@@ -209,12 +212,37 @@ def matching_volumes(volume: Volume, by: str, values: Sequence[float]) -> list[l
     return [[i for i, v in enumerate(have) if _near(v, w, by)] for w in values]
 
 
+def shared_values(ds: Dataset, frame: int) -> list[float]:
+    """What every slice of one volume shares: the b-value and unit gradient (LPS) of a frame, NaN where absent.
+
+    Read from the standard attributes only (a vendor's private ones cost a CSA parse per file): the
+    enhanced objects whose frames come in any order carry them. Assembly matches each position's
+    frames to volumes by them (:func:`dicomml.assemble.plan.plan_stack`).
+
+    Parameters
+    ----------
+    ds
+        The frame's dataset.
+    frame
+        0-based frame index inside ``ds``.
+
+    Returns
+    -------
+    list of float
+        ``[b_value, gx, gy, gz]``.
+    """
+    b_value, gradient = _standard_diffusion(ds, functional_item(ds, frame, "MRDiffusionSequence"))
+    return [np.nan if b_value is None else b_value, *(np.full(3, np.nan) if gradient is None or gradient.size != 3 else gradient)]
+
+
 def volume_values(ds: Dataset, frame: int) -> dict[str, float]:
-    """A 3D volume's own ``echo_number`` and ``b_value``, those its header gives (its first frame's, in array order).
+    """A 3D volume's own ``echo_number``, ``echo_time`` and ``b_value``, those its header gives (its first frame's, in array order).
 
     Assembly records them in a 3D volume's meta, so that a selection by echo
     or b-value can tell a volume of another echo from the one asked for
-    (:func:`select_volumes`).
+    (:func:`select_volumes`). Enhanced MR has no echo number (its MR Echo
+    macro holds EffectiveEchoTime only): there the echo time says that the
+    echo number is unknown rather than absent.
 
     Parameters
     ----------
@@ -224,8 +252,10 @@ def volume_values(ds: Dataset, frame: int) -> dict[str, float]:
         0-based frame index inside ``ds``.
     """
     echo = _number(ds, "EchoNumbers")
+    echo_time = _first(_number(functional_item(ds, frame, "MREchoSequence"), "EffectiveEchoTime"), _number(ds, "EchoTime"))
     b_value = _diffusion(ds, functional_item(ds, frame, "MRDiffusionSequence"))[0]
-    return {k: v for k, v in (("echo_number", echo), ("b_value", b_value)) if v is not None}
+    values = (("echo_number", echo), ("echo_time", echo_time), ("b_value", b_value))
+    return {k: v for k, v in values if v is not None}
 
 
 #: The table column a selection by echo or b-value reads.
@@ -247,12 +277,20 @@ def _own_column(volume: Volume, column: str) -> list[Any] | None:
 
 
 def _check_own(volume: Volume, by: str, values: Sequence[float]) -> None:
-    """Refuse a 3D volume whose own echo number or b-value is known and none of ``values``."""
+    """Refuse a 3D volume whose own echo number or b-value is known and none of ``values``, or of an echo with no number."""
     have = _own_column(volume, _COLUMN[by])
-    if not have or any(_near(v, w, by) for v in have for w in values):
-        return
     name = volume.meta.get("series_key", "?")
     asked = ", ".join(f"{float(w):g}" for w in values)
+    echo_time = volume.meta.get("echo_time")
+    if by == "echo" and not have and echo_time is not None:
+        raise ConfigError(
+            f"series {name}: its echo number is unknown (no EchoNumbers, as in Enhanced MR; echo time {float(echo_time):g} ms), "
+            f"so volumes.echo [{asked}] cannot be checked: drop volumes.echo and choose the series by its echo time, "
+            'e.g. where: "series_key IN (SELECT series_key FROM instances WHERE round(echo_time, 2) = <ms>)"',
+            series_uid=volume.meta.get("series_uid"),
+        )
+    if not have or any(_near(v, w, by) for v in have for w in values):
+        return
     if by == "echo":
         test = f"= {asked}" if len(values) == 1 else f"IN ({asked})"
         raise ConfigError(
@@ -356,12 +394,17 @@ def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
     return out
 
 
-def _diffusion(ds: Dataset, item: Dataset | None) -> tuple[float | None, np.ndarray | None]:
-    """(b-value, unit gradient in LPS) from the standard attributes, else a vendor's."""
+def _standard_diffusion(ds: Dataset, item: Dataset | None) -> tuple[float | None, np.ndarray | None]:
+    """(b-value, unit gradient in LPS) from the standard attributes: the frame's MR Diffusion item, else the file's."""
     holder = item if item is not None else ds
     sequence = holder.get("DiffusionGradientDirectionSequence")
     vector = header_value(sequence[0] if sequence else holder, "DiffusionGradientOrientation")
-    standard = (_number(holder, "DiffusionBValue"), None if vector is None else np.asarray(vector, dtype=np.float64))
+    return _number(holder, "DiffusionBValue"), None if vector is None else np.asarray(vector, dtype=np.float64)
+
+
+def _diffusion(ds: Dataset, item: Dataset | None) -> tuple[float | None, np.ndarray | None]:
+    """(b-value, unit gradient in LPS) from the standard attributes, else a vendor's."""
+    standard = _standard_diffusion(ds, item)
     manufacturer = str(ds.get("Manufacturer", "")).upper()
     vendor: tuple[float | None, np.ndarray | None] = (None, None)
     if "SIEMENS" in manufacturer:

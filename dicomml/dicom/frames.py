@@ -13,6 +13,7 @@ geometry that is present but malformed raises :class:`InvalidDicomFileError`.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import math
 import os
@@ -68,8 +69,10 @@ class FrameTable:
         number, so their EffectiveEchoTime (ms) stands in. NaN if neither.
     temporal
         (n,) float64 ordering key of time points: TemporalPositionIdentifier,
-        else TemporalPositionIndex, else TriggerTime, else the acquisition time
-        of day in seconds; NaN if none.
+        else TemporalPositionIndex, else the cardiac trigger delay (an enhanced
+        frame's NominalCardiacTriggerDelayTime, else TriggerTime), else the
+        acquisition date and time in seconds since 0001-01-01 (the time of day
+        alone where no date is given); NaN if none.
     kind
         Per-plane image kind: value 3 of ImageType (FrameType for enhanced
         frames), upper-case, e.g. ``"M"``, ``"P"``, ``"B0 MAP"``; ``""`` if absent.
@@ -381,20 +384,29 @@ class _Reader:
         value = self.number(item, keyword)
         return None if value is None else int(value)
 
-    def time_of_day(self, item: Dataset, keyword: str) -> float | None:
-        """Seconds since midnight of a TM, or of the time part of a DT (``*DateTime``); None if absent."""
+    def moment(self, item: Dataset, keyword: str) -> float | None:
+        """Seconds since 0001-01-01 of a DT (``*DateTime``), or of AcquisitionTime on its AcquisitionDate;
+        the time of day alone where no date is given. None if absent."""
         value = self._value(item, keyword, "a time HHMMSS.FFFFFF")
         if value is None:
             return None
         text = str(value).strip()
         if keyword.endswith("DateTime"):
-            text = text[8:]
+            date, text = text[:8], text[8:]
+        else:
+            date = str(self._value(item, "AcquisitionDate", "a date YYYYMMDD") or "").strip().replace(".", "")
         text = text.split("+")[0].split("-")[0].replace(":", "")
         try:
             hh, mm, ss = int(text[0:2]), int(text[2:4] or 0), float(text[4:] or 0)
         except ValueError as exc:
             raise self._fail(item, keyword, "a time HHMMSS.FFFFFF") from exc
-        return hh * 3600.0 + mm * 60.0 + ss
+        day = 0
+        if date:  # the date orders time points across midnight
+            try:
+                day = datetime.date(int(date[0:4]), int(date[4:6]), int(date[6:8])).toordinal()
+            except ValueError as exc:
+                raise self._fail(item, keyword if keyword.endswith("DateTime") else "AcquisitionDate", "a date YYYYMMDD") from exc
+        return day * 86400.0 + hh * 3600.0 + mm * 60.0 + ss
 
     def kind(self, item: Dataset, keyword: str) -> str:
         """Value 3 of ImageType / FrameType, upper-case; "" if absent."""
@@ -416,10 +428,11 @@ def _temporal(reader: _Reader, items: Sequence[Dataset]) -> float:
     keys: tuple[tuple[str, Callable[[Dataset, str], float | None]], ...] = (
         ("TemporalPositionIdentifier", reader.number),
         ("TemporalPositionIndex", reader.number),
+        ("NominalCardiacTriggerDelayTime", reader.number),
         ("TriggerTime", reader.number),
-        ("FrameAcquisitionDateTime", reader.time_of_day),
-        ("AcquisitionDateTime", reader.time_of_day),
-        ("AcquisitionTime", reader.time_of_day),
+        ("FrameAcquisitionDateTime", reader.moment),
+        ("AcquisitionDateTime", reader.moment),
+        ("AcquisitionTime", reader.moment),
     )
     for keyword, read in keys:
         for item in items:
@@ -582,7 +595,8 @@ def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fr
         effective_te = None if mr_echo is None else reader.number(mr_echo, "EffectiveEchoTime")
         echo[i] = _or_nan(top_echo if top_echo is not None else effective_te)
         content = _functional_item(frame, shared, "FrameContentSequence")
-        temporal[i] = _temporal(reader, [item for item in (content, ds) if item is not None])
+        cardiac = _functional_item(frame, shared, "CardiacSynchronizationSequence")
+        temporal[i] = _temporal(reader, [item for item in (content, cardiac, ds) if item is not None])
         transform = _functional_item(frame, shared, "PixelValueTransformationSequence") or ds
         s, b = reader.number(transform, "RescaleSlope"), reader.number(transform, "RescaleIntercept")
         slope[i] = 1.0 if s is None else s
