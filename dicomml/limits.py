@@ -22,8 +22,11 @@ __all__ = ["DEFAULT_MAX_VOXELS", "check_voxels"]
 DEFAULT_MAX_VOXELS = 1 << 30
 
 
-def check_voxels(shape: Sequence[int], what: str, limit: int) -> None:
+def check_voxels(shape: Sequence[int], what: str, limit: int, *, path: str | None = None, series_uid: str | None = None) -> None:
     """Raise :class:`~dicomml.errors.ResourceLimitError` before allocating an array of ``shape`` past ``limit`` voxels.
+
+    ``what`` begins the message; ``path`` and ``series_uid``, where known, are
+    the error's attributes (what the errors table and run reports record).
 
     Examples
     --------
@@ -40,5 +43,7 @@ def check_voxels(shape: Sequence[int], what: str, limit: int) -> None:
         raise ResourceLimitError(
             f"{what}: a volume of {'x'.join(str(int(s)) for s in shape)} voxels exceeds the limit of {limit}; "
             "if the header is right, raise it with max_voxels= (the CLI's --max-voxels, "
-            "or the environment variable DICOMML_MAX_VOXELS there)"
+            "or the environment variable DICOMML_MAX_VOXELS there)",
+            path=path,
+            series_uid=series_uid,
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dicomml.errors import ManifestError, OutputError
 
-__all__ = ["atomic_output", "check_unchanged", "is_url", "local_path", "os_reason", "printable", "refuse_credentials", "storable_path"]
+__all__ = ["atomic_output", "check_unchanged", "is_url", "local_path", "os_reason", "printable", "refuse_credentials", "refuse_url", "storable_path"]
 
 #: The user information of a URL's authority: ``scheme://user:password@``.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
@@ -100,6 +100,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     >>> with atomic_output(tmp_path / "x.txt") as tmp:  # doctest: +SKIP
     ...     tmp.write_text("done")
     """
+    refuse_url(os.fspath(path), "the output")
     path = Path(path)
     tmp = path.with_name(f".{uuid.uuid4().hex[:12]}-{path.name}")
     try:
@@ -109,6 +110,23 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputError(f"{path}: cannot be written ({os_reason(exc)}); free space or choose another path", path=str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: A URL's scheme and at least one slash (a Windows drive letter is one character).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def refuse_url(path: str, what: str) -> None:
+    """Refuse a URL given where a local file or folder is written: the writers would make a local folder ``s3:``.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` starts with a URL's scheme (``s3://bucket/x.nii.gz``, ``file:///x``; also as ``pathlib``
+        shortens them, ``s3:/bucket``), naming it and ``what`` (the option).
+    """
+    if _URL.match(path):
+        raise OutputError(f"{path}: {what} must be a local path, not a URL; write it here, then copy it (aws s3 cp, gcloud storage cp)", path=path)
 
 
 def os_reason(exc: BaseException) -> str:

@@ -484,7 +484,8 @@ def _decode_all(
     else:  # float64 only when asked for, or when the file stores 64-bit floats
         out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(np.float32, *stored)
     shape = (len(slopes), first.table.rows, first.table.columns)
-    check_voxels(shape, f"{first.path} and the other files of its series", max_voxels)
+    series_uid = str(first.header.get("SeriesInstanceUID", "")) or None
+    check_voxels(shape, f"{first.path} and the other files of its series", max_voxels, path=first.path, series_uid=series_uid)
     out = np.empty(shape, dtype=out_dtype)
     slots_by_source = []
     start = 0

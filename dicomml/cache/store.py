@@ -66,7 +66,7 @@ from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError, DicomMLError, RemoteSourceError, SourceNotFoundError
 from dicomml.paths import os_reason, refuse_credentials
 from dicomml.sources._remote import Remote
-from dicomml.sources.buckets import bucket_options, bucket_retries, single_try
+from dicomml.sources.buckets import bucket_options, bucket_retries, filesystem, single_try
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
@@ -144,6 +144,8 @@ class CacheEntry:
         sizes = {path.rstrip("/"): int(info["size"]) for path, info in fs.find(self._path, detail=True).items()}
         for name, layout in self.layouts.items():
             shard = f"{self._path}/{shard_key(name, len(layout.shape))}"
+            if not math.prod(layout.shape):  # an empty array has no shard file
+                continue
             if shard not in sizes:
                 raise _missing(shard, f"{self._cache.url}: entry {self.key}")
             if sizes[shard] < index_nbytes(layout):
@@ -284,8 +286,10 @@ class Cache:
     Raises
     ------
     CacheError
-        If the cache cannot be opened or created, or (``create=False``) if
-        ``url`` is not a dicomml cache.
+        If the cache cannot be opened or created (fsspec knows no such
+        protocol, say), or (``create=False``) if ``url`` is not a dicomml cache.
+    MissingDependencyError
+        If the URL's fsspec implementation (s3fs, gcsfs) is not installed.
     CacheIntegrityError
         If the cache is of another format version.
 
@@ -353,7 +357,10 @@ class Cache:
 
     def _filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem and root path of the cache's URL, made in this process."""
-        fs, root = fsspec.core.url_to_fs(self.url, **self._storage_options)
+        try:  # a missing s3fs or gcsfs stays a MissingDependencyError naming the extra
+            fs, root = filesystem(self.url, self._storage_options)
+        except (SourceNotFoundError, RemoteSourceError) as exc:  # an unknown protocol, an option it does not take
+            raise CacheError(str(exc), path=self.url) from exc
         single_try(fs)
         self._pid = os.getpid()
         return fs, root

@@ -56,6 +56,8 @@ def command(
     """Write SERIES_KEY of MANIFEST as NIfTI-1 (RAS+ affine; voxels where dcm2niix puts them, sform and
     qform code 1; a diffusion series with its .bval and .bvec), and with --mask the
     annotation as a label map on the same grid."""
+    if mask_output is not None and annotation_key is None:  # else it would be ignored without a word
+        raise click.UsageError("--mask-output names the file of --mask ANNOTATION_KEY; give --mask too, or drop --mask-output")
     from dicomml import load_mask, load_series
     from dicomml.export import diffusion_paths, save_nifti  # nibabel: imported to run, not for --help
     from dicomml.limits import DEFAULT_MAX_VOXELS

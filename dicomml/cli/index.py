@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from dicomml.cli._paths import local_output
 from dicomml.cli._remote import remote_from_env, storage_option
 from dicomml.errors import SourceNotFoundError
 from dicomml.indexer import index
@@ -14,7 +15,7 @@ from dicomml.indexer import index
 
 @click.command("index")
 @click.argument("sources", nargs=-1)
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Manifest folder.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), callback=local_output, help="Manifest folder.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core).")
 @click.option("--scheduler", default=None, help="Dask scheduler address; read headers on that cluster.")
 @click.option("--include-phi", is_flag=True, help="Keep patient names, IDs, birth dates and other identifiers.")
@@ -87,7 +88,7 @@ def command(
     )
     counts, run = manifest.meta["counts"], manifest.meta["last_run"]
     if counts["instances"] == 0:  # the error alone: no summary of a run that found nothing to index
-        where = ", ".join(sources)
+        where = ", ".join([*sources, *([url_list] if url_list else [])])  # a list file alone names no source
         if run["files_listed"] == 0 and counts["errors"]:  # a server or bucket that failed lists nothing
             raise SourceNotFoundError(
                 f"{where}: no DICOM file found: {counts['errors']} entries could not be listed or reached; "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from dicomml.cli._paths import local_output
+
 __all__ = ["command"]
 
 
 @click.command("sample-data")
-@click.argument("directory", type=click.Path(file_okay=False, writable=True))
+@click.argument("directory", type=click.Path(file_okay=False, writable=True), callback=local_output)
 @click.option("--seed", default=0, show_default=True, help="Seeds noise and UIDs; the same seed writes the same files.")
 def command(directory: str, seed: int) -> None:
     """Write a small synthetic study into DIRECTORY: an axial CT (80 slices), a DICOM SEG

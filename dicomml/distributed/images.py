@@ -166,7 +166,7 @@ def image_task(
     start = time.perf_counter()
     row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": worker_name(), "device": "cpu"}
     try:
-        check_voxels(source.shape, f"image {source.row['path']}", max_voxels)
+        check_voxels(source.shape, f"image {source.row['path']}", max_voxels, path=source.row["path"])
         preprocess_image(source.row, cache, config, remote=remote)
         nbytes = cache.open(source.key).nbytes()
     except DicomMLError as exc:  # the data's fault (or an invalid marker of the entry): retrying cannot help

@@ -20,6 +20,7 @@ from dicomml.dicom.frames import frame_count, frame_size, source_name
 from dicomml.dicom.io import read_dataset
 from dicomml.dicom.pixels import bits_stored, decode_pixels, native_stack
 from dicomml.errors import InvalidDicomFileError
+from dicomml.imaging2d.choices import DISPLAYS, FACINGS, check_choice, checked_voi, voi_window
 from dicomml.imaging2d.j2k import reduced_frame
 from dicomml.imaging2d.lut import grey_values, palette_to_rgb
 from dicomml.imaging2d.orientation import display_flips, display_transpose, flipped_orientation, projection_header, transposed_orientation
@@ -137,7 +138,8 @@ def load_image(
     voi
         ``"header"`` (the first VOI LUT table, else the first window, else
         none), an index into the header's windows/tables, ``(center, width)``
-        in modality units, or ``"none"``. Ignored for colour images.
+        in modality units, the name of a :data:`~dicomml.transforms.WINDOW_PRESETS`
+        preset, or ``"none"``. Ignored for colour images.
     display
         None keeps the stored orientation; ``"breast"`` or ``"chest"`` flips
         the image to that display convention
@@ -171,6 +173,8 @@ def load_image(
         If the file is not DICOM, has no image, or its LUTs are malformed.
     UnsupportedTransferSyntaxError
         If its pixel data cannot be decoded.
+    ConfigError
+        If ``voi``, ``display`` or ``facing`` is not one of the values above.
 
     Examples
     --------
@@ -178,6 +182,9 @@ def load_image(
     >>> image.pixels.shape, image.meta["view"], image.meta["flips"]  # doctest: +SKIP
     ((1, 4096, 3328), 'CC', [])
     """
+    voi = voi_window(checked_voi("load_image", voi))  # checked before the file is read
+    check_choice("load_image", "display", display, DISPLAYS)
+    check_choice("load_image", "facing", facing, FACINGS)
     ds = source if isinstance(source, Dataset) else read_dataset(source, pixels=True, remote=remote)
     path = source_name(ds)
     if not any(keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):  # float: parametric maps

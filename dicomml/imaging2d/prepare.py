@@ -23,9 +23,10 @@ import torch
 from dicomml.cache import Cache, source_fingerprint
 from dicomml.cache.key import FORMAT_VERSION
 from dicomml.errors import ConfigError
+from dicomml.imaging2d.choices import DISPLAYS, FACINGS, check_choice, checked_voi, voi_window
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
 from dicomml.paths import check_unchanged
-from dicomml.transforms.base import check_int, check_number
+from dicomml.transforms.base import check_int
 
 if TYPE_CHECKING:
     from dicomml.sources import Remote
@@ -81,8 +82,7 @@ class ImageConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"ImageConfig({name}={getattr(self, name)!r}): {name} must be one of {', '.join(map(repr, allowed))}")
+            check_choice("ImageConfig", name, getattr(self, name), allowed)
         if not isinstance(self.reduced_decode, bool):
             raise ConfigError(f"ImageConfig(reduced_decode={self.reduced_decode!r}): reduced_decode must be true or false")
         if self.size is not None:
@@ -90,7 +90,7 @@ class ImageConfig:
                 raise ConfigError(f"ImageConfig(size={self.size!r}): size must be (rows, columns), two integers >= 1, or None")
             size = tuple(check_int("ImageConfig", f"size[{i}]", n, ">= 1", lambda n: n >= 1) for i, n in enumerate(self.size))
             object.__setattr__(self, "size", size)
-        object.__setattr__(self, "voi", _checked_voi(self.voi))
+        object.__setattr__(self, "voi", checked_voi("ImageConfig", self.voi))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ImageConfig:
@@ -132,12 +132,7 @@ class ImageConfig:
 
     def window(self) -> str | int | tuple[float, float]:
         """``voi`` with a preset name resolved to (center, width)."""
-        if isinstance(self.voi, str) and self.voi not in ("header", "none"):
-            from dicomml.transforms import WINDOW_PRESETS
-
-            spec = WINDOW_PRESETS[self.voi]
-            return (spec.center, spec.width)
-        return self.voi
+        return voi_window(self.voi)
 
     def cache_hash(self) -> str:
         """SHA-256 (hex) of the config's canonical JSON."""
@@ -147,26 +142,10 @@ class ImageConfig:
 #: The values each of these ImageConfig fields may take.
 _CHOICES: dict[str, tuple[str | None, ...]] = {
     "resize": RESIZE_MODES,
-    "display": (None, "breast", "chest"),
-    "facing": ("right", "left"),
+    "display": DISPLAYS,
+    "facing": FACINGS,
     "dtype": ("uint16", "float32"),
 }
-
-
-def _checked_voi(voi: Any) -> str | int | tuple[float, float]:
-    """``ImageConfig.voi`` checked, a window as two floats (a YAML list and a Python tuple hash alike)."""
-    if isinstance(voi, str):
-        from dicomml.transforms import WINDOW_PRESETS
-
-        if voi not in ("header", "none", *WINDOW_PRESETS):
-            raise ConfigError(f"ImageConfig(voi={voi!r}): voi must be 'header', 'none' or a preset of {sorted(WINDOW_PRESETS)}")
-        return voi
-    if isinstance(voi, (tuple, list)) and len(voi) == 2:
-        center = check_number("ImageConfig", "voi[0]", voi[0], "(the window center)")
-        return center, check_number("ImageConfig", "voi[1]", voi[1], "> 0 (the window width)", lambda w: w > 0)
-    if isinstance(voi, (int, np.integer)) and not isinstance(voi, bool):
-        return check_int("ImageConfig", "voi", voi, ">= 0 (an index of the header's windows and tables)", lambda n: n >= 0)
-    raise ConfigError(f"ImageConfig(voi={voi!r}): voi must be 'header', 'none', a preset name, an index >= 0 or (center, width)")
 
 
 #: Bumped when what a prepared image holds changes for the same file and config, so that older entries are not

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from dicomml.errors import DicomMLError, RemoteSourceError, SourceNotFoundError
+from dicomml.errors import DicomMLError, MissingDependencyError, RemoteSourceError, SourceNotFoundError
 
 __all__ = ["PREFIX_BYTES", "PrefetchedFile", "Remote", "failure", "is_transient", "with_retries"]
 
@@ -142,11 +142,13 @@ def with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> 
     RemoteSourceError
         Naming ``url``, when the tries are spent or the failure is not transient
         (401, 403, 404 are said at once).
+    MissingDependencyError
+        As ``call`` raised it (a client package not installed), at once.
     """
     for attempt in range(remote.retries + 1):
         try:
             return call()
-        except RemoteSourceError:
+        except (RemoteSourceError, MissingDependencyError):  # said in one line already; no retry installs a package
             raise
         except FileNotFoundError as exc:
             raise SourceNotFoundError(f"{url}: does not exist; check the URL", path=url) from exc
