@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dicomml
 from dicomml.cache import Cache
+from dicomml.cache.array import shard_key
 from dicomml.data import SeriesDataset
 
 
@@ -23,7 +24,7 @@ def test_a_rerun_recomputes_entries_whose_shards_are_missing_or_short(cohort, ct
     assert len(keys) >= 2 and first.counts["done"] == len(keys)
     gone, short = keys[0], keys[1]
     shutil.rmtree(_data_folder(cache, gone))
-    shard = max((p for p in _data_folder(cache, short).rglob("*") if p.is_file() and "image" in p.parts), key=lambda p: p.stat().st_size)
+    shard = _data_folder(cache, short) / shard_key("image", len(cache.open(short).layouts["image"].shape))
     shard.write_bytes(shard.read_bytes()[:10])
     again = dicomml.preprocess(cohort, ct_1mm, tmp_path / "cache", where=where, workers=0, progress=False)
     status = dict(zip(again.table.cache_key, again.table.status, strict=True))
