@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dicomml.data.datasets import PatchDataset, SegmentationDataset, SeriesDataset, StudyDataset, collate
+from dicomml.data.datasets import PatchDataset, SegmentationDataset, SeriesDataset, StudyDataset, collate, reach_epoch
 from dicomml.pipeline import EntryInfo, SeriesSource, compute_entry, preprocess_one, series_sources
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "collate",
     "compute_entry",
     "preprocess_one",
+    "reach_epoch",
     "series_sources",
 ]
 

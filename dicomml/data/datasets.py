@@ -47,7 +47,7 @@ from dicomml.pipeline.sources import kept_list
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
 from dicomml.study.config import StudyConfig, load_any_config, load_study_config
 from dicomml.study.source import StudySource
-from dicomml.transforms.base import Mask, RandomTransform
+from dicomml.transforms.base import Mask, RandomTransform, check_int
 from dicomml.transforms.functional.grid import shift_grid
 from dicomml.transforms.intensity import ZNormalize
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a st
     from dicomml.indexer.manifest import Manifest
     from dicomml.study import StudyMatch
 
-__all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate"]
+__all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate", "reach_epoch"]
 
 
 class SeededDataset(Dataset):
@@ -66,13 +66,13 @@ class SeededDataset(Dataset):
     """
 
     def __init__(self, seed: int, name: str, transforms: Sequence[Any]) -> None:
-        self.seed = int(seed)
+        self.seed = check_int(type(self).__name__, "seed", seed, ">= 0", lambda n: n >= 0)  # numpy's SeedSequence takes no negative
         _refuse_own_seed(name, transforms)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def set_epoch(self, epoch: int) -> None:
-        """New random draws for ``epoch``; reaches persistent DataLoader workers (shared memory)."""
-        self._epoch.fill_(int(epoch))
+        """New random draws for ``epoch`` (an integer >= 0); reaches persistent DataLoader workers (shared memory)."""
+        self._epoch.fill_(check_int(f"{type(self).__name__}.set_epoch", "epoch", epoch, ">= 0", lambda n: n >= 0))
 
     def _random(self, index: int) -> tuple[np.random.Generator, int]:
         seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
@@ -241,7 +241,8 @@ class _CachedDataset(SeededDataset):
         torch_seed: int,
         steps: Sequence[Callable[[Any], Any]] | None = None,
         **meta: Any,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """The sample (a list of samples when ``transform`` returns one, as MONAI's croppers with ``num_samples`` do)."""
         source = self.sources[series_index]
         sample: dict[str, Any] = {
             "image": image,
@@ -263,14 +264,10 @@ class _CachedDataset(SeededDataset):
                 present=self._present(entry),
                 skipped_annotations=entry.meta.get("skipped_annotations", {}),
             )
-        sample = _moved_affine(self._seeded(torch_seed, [*(self._steps if steps is None else steps), self.transform], sample))
-        out = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
-        recorded = out.get("meta")
-        if isinstance(recorded, Mapping):  # torch's default_collate and MONAI's list_data_collate refuse None
-            out["meta"] = without_none(recorded)
-        if "mask" in out:  # the label map stays one for transforms after the loader (a tag: torch ops return plain tensors)
-            out["mask"] = Mask(out["mask"])
-        return out
+        drawn = self._seeded(torch_seed, [*(self._steps if steps is None else steps), self.transform], sample)
+        if isinstance(drawn, (list, tuple)):  # MONAI's croppers with num_samples: a list of samples, as its Datasets give
+            return [_finished(one) for one in drawn]
+        return _finished(drawn)
 
 
 class SeriesDataset(_CachedDataset):
@@ -323,7 +320,7 @@ class SeriesDataset(_CachedDataset):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | list[dict[str, Any]]:
         index = self._position(index)
         entry = self.entry(index)
         mask = entry.read("mask") if self._with_masks else None
@@ -472,7 +469,7 @@ class PatchDataset(_CachedDataset):
     def __len__(self) -> int:
         return len(self._tiles) if self.sampler == "grid" else len(self.sources) * self.samples_per_volume
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | list[dict[str, Any]]:
         index = self._position(index)
         rng, torch_seed = self._random(index)
         series_index = self._tiles[index][0] if self.sampler == "grid" else index // self.samples_per_volume
@@ -517,6 +514,19 @@ class PatchDataset(_CachedDataset):
         stats = self._stats[entry.key]
         prefix = "nonzero_" if step.nonzero else ""
         return ZNormalize(step.nonzero, mean=stats[f"{prefix}mean"], std=stats[f"{prefix}std"])
+
+
+def _finished(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """A sample as the Datasets return it: the affine moved as a MONAI transform recorded, plain tensors, the mask
+    tagged, no None in ``meta``."""
+    moved = _moved_affine(dict(sample))
+    out = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in moved.items()}
+    recorded = out.get("meta")
+    if isinstance(recorded, Mapping):  # torch's default_collate and MONAI's list_data_collate refuse None
+        out["meta"] = without_none(recorded)
+    if "mask" in out:  # the label map stays one for transforms after the loader (a tag: torch ops return plain tensors)
+        out["mask"] = Mask(out["mask"])
+    return out
 
 
 def _name(source: SeriesSource | StudySource) -> str:
@@ -575,6 +585,25 @@ def _moved_affine(sample: Any) -> Any:
     moved = image.affine.as_subclass(torch.Tensor).to("cpu", torch.float64)
     before = sample.get("affine")
     return {**sample, "affine": moved if before is None else torch.as_tensor(before, dtype=torch.float64) @ moved}
+
+
+def reach_epoch(dataset: Dataset, epoch: int) -> None:
+    """``set_epoch`` on ``dataset`` and on every dataset it wraps (``Subset``, ``ConcatDataset``, nested).
+
+    What a training loop calls each epoch (:class:`~dicomml.data.DataModule`'s
+    sampler does): a ``random_split`` of a PatchDataset whose own
+    ``set_epoch`` is never called draws the same patches every epoch.
+
+    Examples
+    --------
+    >>> train, val = torch.utils.data.random_split(patches, [0.8, 0.2])  # doctest: +SKIP
+    >>> reach_epoch(train, 3)  # doctest: +SKIP
+    """
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    for inner in [getattr(dataset, "dataset", None), *getattr(dataset, "datasets", ())]:
+        if isinstance(inner, Dataset):
+            reach_epoch(inner, epoch)
 
 
 def without_none(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -660,9 +689,13 @@ def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.n
     return np.pad(array, widths, constant_values=fill)
 
 
-def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def collate(batch: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
     """Stack tensors of equal shape (a batch of :class:`~dicomml.transforms.Mask` is one); keep ``meta`` (and
     anything not a tensor) as a list.
+
+    A sample that is a list of samples (a MONAI cropper with ``num_samples``
+    as the Dataset's ``transform``) adds each of them, as MONAI's
+    ``list_data_collate`` does.
 
     A batch of one sample gets views of its tensors with a leading axis of 1
     (nothing is copied).
@@ -672,7 +705,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ValueError
         If images of one batch differ in shape (whole series without a
         ``deterministic.shape``, 2D images without an ``ImageConfig`` size):
-        set one, or use ``batch_size=1``.
+        set one, or use ``batch_size=1``; or if samples differ in their
+        entries (a mask in some only).
 
     Examples
     --------
@@ -680,15 +714,29 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     >>> out["image"].shape, out["meta"]
     (torch.Size([2, 1, 2, 2, 2]), [{'i': 0}, {'i': 0}])
     """
+    samples: list[Mapping[str, Any]] = []
+    for item in batch:  # a list is the crops of one sample
+        if isinstance(item, Mapping):
+            samples.append(item)
+        else:
+            samples.extend(item)
+    keys = list(samples[0])
+    odd = next((sample for sample in samples if set(sample) != set(keys)), None)
+    if odd is not None:
+        differ = sorted(set(keys) ^ set(odd))
+        raise ValueError(
+            f"cannot batch samples with different entries ({', '.join(map(repr, differ))} in some only, e.g. a mask); "
+            "batch samples of one Dataset kind, or give each the same entries"
+        )
     out: dict[str, Any] = {}
-    for key in batch[0]:
-        values = [sample[key] for sample in batch]
+    for key in keys:
+        values = [sample[key] for sample in samples]
         if not all(isinstance(v, torch.Tensor) for v in values):
             out[key] = values
             continue
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) > 1:
-            images2d = all(isinstance(s.get("meta"), Mapping) and s["meta"].get("kind") == "image2d" for s in batch)
+            images2d = all(isinstance(s.get("meta"), Mapping) and s["meta"].get("kind") == "image2d" for s in samples)
             way_out = (
                 "set ImageConfig(size=(rows, columns), resize='letterbox' or 'stretch')"
                 if images2d

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dicomml._optional import require
-from dicomml.data.datasets import collate
+from dicomml.data.datasets import collate, reach_epoch
+from dicomml.errors import ConfigError
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningDataModule
@@ -53,10 +54,12 @@ class DataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
 
-    def _loader(self, name: str) -> DataLoader:
+    def _loader(self, name: str) -> DataLoader | list[DataLoader]:
         dataset = self.datasets[name]
         if dataset is None:
-            raise ValueError(f"no {name} dataset was given to DataModule")
+            if name == "train":
+                raise ConfigError("DataModule: no train dataset was given; pass train= to fit")
+            return []  # Lightning skips a loop without loaders, as it does for a module with no such hook
         sampler = None
         if name == "train":
             trainer = self.trainer
@@ -73,14 +76,16 @@ class DataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (and, under DDP, sharded) loader of the training dataset; new draws each epoch."""
-        return self._loader("train")
+        loader = self._loader("train")
+        assert isinstance(loader, DataLoader)
+        return loader
 
-    def val_dataloader(self) -> DataLoader:
-        """Loader of the validation dataset, in order."""
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """Loader of the validation dataset, in order (none without one: Lightning skips validation)."""
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        """Loader of the test dataset, in order."""
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """Loader of the test dataset, in order (none without one)."""
         return self._loader("test")
 
 
@@ -93,5 +98,4 @@ class _EpochSampler(DistributedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
+        reach_epoch(self.dataset, epoch)
