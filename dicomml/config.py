@@ -72,6 +72,7 @@ __all__ = [
     "AtLoad",
     "Augmentation",
     "Deterministic",
+    "GENERIC_CODES",
     "Label",
     "PipelineConfig",
     "VolumeSelection",
@@ -143,6 +144,26 @@ _ON_BAD = ("raise", "skip")
 _ON_IRREGULAR = ("raise", "resample", "keep")
 
 
+#: Property types that name a kind of thing, not one structure (DICOM CID 7150's categories, and their
+#: retired SRT codes): many segments share them (write_seg gives Tissue to a label without codes), so
+#: they never tell labels apart; a segment coded only so is matched by its name.
+GENERIC_CODES = frozenset(
+    {
+        "SCT:85756007",  # Tissue
+        "SCT:91723000",  # Anatomical Structure
+        "SCT:49755003",  # Morphologically Abnormal Structure
+        "SCT:91720002",  # Body Substance
+        "SCT:105590001",  # Substance
+        "SCT:246464006",  # Function
+        "SCT:260787004",  # Physical object
+        "SCT:309825002",  # Spatial and Relational Concept
+        "SRT:T-D0050",  # Tissue
+        "SRT:T-D000A",  # Anatomical Structure
+        "SRT:M-01000",  # Morphologically Altered Structure
+    }
+)
+
+
 @dataclass(frozen=True)
 class Label:
     """One class of a dataset's label map.
@@ -156,7 +177,9 @@ class Label:
         its rank among the labels.
     codes
         Segmented property type codes that identify it, ``"SCHEME:VALUE"``
-        (``"SCT:10200004"``); the first is the one written back.
+        (``"SCT:10200004"``); the first is the one written back. A code in
+        :data:`GENERIC_CODES` (Tissue, Anatomical Structure...) is written
+        but never matched: the name decides.
     aliases
         Other names it goes by in annotations (matched case-insensitively).
     color
@@ -248,8 +271,9 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
     Raises
     ------
     ConfigError
-        For a form it cannot read, or two labels with the same value or the
-        same name (case-insensitive), naming both.
+        For a form it cannot read, or two labels with the same value, the
+        same name (case-insensitive) or the same code (other than a
+        :data:`GENERIC_CODES` one), naming both.
 
     Examples
     --------
@@ -289,6 +313,7 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
         )
     by_value: dict[int, Label] = {}
     by_name: dict[str, Label] = {}
+    by_code: dict[str, Label] = {}
     for label in labels:  # one segment, channel and value per label: a repeat would empty one of the two unseen
         if label.value in by_value:
             other = by_value[label.value]
@@ -299,6 +324,14 @@ def parse_labels(spec: Any, key: str = "labels") -> tuple[Label, ...]:
                 f"{key}: {other.name!r} (value {other.value}) and {label.name!r} (value {label.value}) are one name; "
                 "give each label its own name"
             )
+        for code in set(label.codes) - GENERIC_CODES:  # a code matches before a name: shared, it would merge the two
+            if code in by_code:
+                other = by_code[code]
+                raise ConfigError(
+                    f"{key}: {other.name!r} and {label.name!r} both have code {code}; a code identifies one label "
+                    "(keep it on one, or on neither and tell them apart by name and aliases)"
+                )
+            by_code[code] = label
         by_value[label.value], by_name[label.name.lower()] = label, label
     return tuple(sorted(labels, key=lambda label: label.value))
 

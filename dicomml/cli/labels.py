@@ -15,7 +15,7 @@ __all__ = ["command"]
     type=click.Choice(["table", "csv", "yaml"]),
     default="table",
     show_default=True,
-    help="yaml: a starting point for the config's labels (one per distinct code or name).",
+    help="yaml: a starting point for the config's labels (one per identifying code, else per name).",
 )
 def command(manifest: str, fmt: str) -> None:
     """List the segment labels and property codes of every SEG and RTSTRUCT in MANIFEST,
@@ -29,11 +29,15 @@ def command(manifest: str, fmt: str) -> None:
         click.echo(table.to_csv(index=False), nl=False)
     elif fmt == "yaml":
         labels: dict[str, dict[str, object]] = {}
+        named: dict[str, str] = {}  # identifying code -> the label it went to: one label per structure, whatever its names
         for row in table.itertuples():
-            name = str(row.label).strip().lower() or str(row.meaning).lower() or "unnamed"
+            code = str(row.code) if row.code and row.identifies else None  # a generic or shared code is no identity
+            name = named.get(code, "") if code else ""
+            name = name or str(row.label).strip().lower() or str(row.meaning).lower() or "unnamed"
             entry = labels.setdefault(name, {"value": len(labels) + 1, "codes": [], "aliases": []})
-            if row.code and row.code not in entry["codes"]:  # type: ignore[operator]
-                entry["codes"].append(row.code)  # type: ignore[attr-defined]
+            if code and code not in named:
+                named[code] = name
+                entry["codes"].append(code)  # type: ignore[attr-defined]
             if row.label != name and row.label not in entry["aliases"]:  # type: ignore[operator]
                 entry["aliases"].append(row.label)  # type: ignore[attr-defined]
         click.echo(yaml.safe_dump({"labels": labels}, sort_keys=False), nl=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dicomml.geometry import dicom_affine, spacing_of
+from dicomml.geometry import dicom_affine, slice_normal, spacing_of
 
 __all__ = [
     "ALIGN_TOLERANCE",
@@ -24,6 +24,7 @@ __all__ = [
     "paint_label",
     "place",
     "resample_nearest",
+    "stack_grid",
     "tolerance_voxels",
 ]
 
@@ -283,6 +284,58 @@ def place(
     if axes[0] > axes[1]:
         cropped = cropped.T
     return tuple(indexer), cropped, whole_plane
+
+
+def stack_grid(
+    orientation: Sequence[float],
+    pixel_spacing: Sequence[float],
+    positions: np.ndarray,
+    plane_shape: tuple[int, int],
+) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+    """The regular grid whose slices the planes are: one step vector, along the normal or not (a tilted, sheared stack).
+
+    Parameters
+    ----------
+    orientation
+        ImageOrientationPatient of the planes (LPS+ direction cosines).
+    pixel_spacing
+        PixelSpacing of the planes: (between rows, between columns), mm.
+    positions
+        (n, 3) ImagePositionPatient of each plane, mm, LPS+; several planes
+        may share a position, and slices may be missing (a sparse SEG).
+    plane_shape
+        (rows, columns) of the planes.
+
+    Returns
+    -------
+    (numpy.ndarray, tuple of int) or None
+        The grid's 4x4 affine (indices (slice, row, column) to RAS+ mm) and
+        shape, from the lowest plane along the normal to the highest; None for
+        fewer than two distinct positions, or positions that are not whole
+        steps of one vector from the first (within ``ALIGN_TOLERANCE_MM``).
+
+    Examples
+    --------
+    >>> tilted = np.array([[0, 0, 0], [0, 0.5, 2], [0, 1.5, 6.0]])  # a step of (0, 0.5, 2) mm, one slice missing
+    >>> affine, shape = stack_grid([1, 0, 0, 0, 1, 0], [1, 1], tilted, (4, 4))
+    >>> shape, affine[1:3, 0].tolist()  # the slice axis in RAS+: y flips, z stays
+    ((4, 4, 4), [-0.5, 2.0])
+    """
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    normal = slice_normal(orientation)
+    along = pos @ normal
+    low, high = int(np.argmin(along)), int(np.argmax(along))
+    levels = np.sort(along)
+    gaps = np.diff(levels)[np.diff(levels) > ALIGN_TOLERANCE_MM]  # between distinct positions
+    if gaps.size == 0:
+        return None
+    steps = int(np.rint((along[high] - along[low]) / gaps.min()))  # the smallest gap is one step (or whole steps)
+    step = (pos[high] - pos[low]) / steps
+    index = np.rint((along - along[low]) / (step @ normal))
+    off = pos - (pos[low] + index[:, None] * step)
+    if not np.all(np.linalg.norm(off, axis=1) <= ALIGN_TOLERANCE_MM):
+        return None
+    return dicom_affine(orientation, pixel_spacing, pos[low], step), (steps + 1, int(plane_shape[0]), int(plane_shape[1]))
 
 
 def resample_nearest(

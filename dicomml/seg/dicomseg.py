@@ -48,6 +48,7 @@ from dicomml.seg._grid import (
     paint_label,
     place,
     resample_nearest,
+    stack_grid,
 )
 from dicomml.seg._link import check_frame_of_reference, describe
 from dicomml.volume import Volume
@@ -638,15 +639,20 @@ def seg_to_grid(
         _refuse_nominal(seg, frames, plane_map, reference, nominal)
     if resampled:
         geometry = read_segmentation(seg).get_volume_geometry()
-        if geometry is None:
+        # highdicom's needs positions along the normal; a tilted stack is regular in its own sheared affine
+        own = (
+            (LPS_TO_RAS @ geometry.affine, tuple(int(n) for n in geometry.spatial_shape))
+            if geometry is not None
+            else stack_grid(frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
+        )
+        if own is None:
             raise SegReferenceError(
-                f"{_name(seg)}: its frames lie off the grid of {describe(reference)} and do not form a "
-                "regular volume of their own (irregular spacing), so they can be neither placed nor resampled",
+                f"{_name(seg)}: its frames lie off the grid of {describe(reference)} and do not form a regular volume "
+                "of their own (their positions are not whole steps of one vector), so they can be neither placed nor resampled",
                 path=_name(seg),
                 series_uid=reference.meta.get("series_uid"),
             )
-        grid_affine = LPS_TO_RAS @ geometry.affine
-        shape = tuple(int(s) for s in geometry.spatial_shape)  # type: ignore[assignment]
+        grid_affine, shape = own  # type: ignore[assignment]
         plane_map = map_planes(grid_affine, frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
     canvas = _Canvas(seg, numbers, shape, as_channels, threshold)
     _paint(seg, frames, plane_map, canvas, describe(reference))

@@ -272,7 +272,7 @@ def dataset_mask(
             continue
         loaded.append(key)
         for channel, number in enumerate(mask.meta["labels"]):
-            label = match_label(labels, names[int(number)])
+            label = match_label(labels, names[int(number)], list(names.values()))
             if label is None:
                 unmatched.add(names[int(number)].label)
                 continue

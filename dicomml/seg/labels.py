@@ -4,9 +4,13 @@ Annotations name the same structure differently (``Liver``, ``liver``,
 ``LIVER_1``) and code it, or not, with a segmented property type
 (``SCT:10200004``). :func:`segment_names` reads both from an annotation's
 header; :func:`match_label` maps a segment to the dataset's
-:class:`~dicomml.config.Label` by code first, then by name or alias
-(case-insensitive); :func:`label_table` counts every label and code across
-a manifest, as a table to turn into the config's ``labels``.
+:class:`~dicomml.config.Label` by code first, when the code identifies it,
+then by name or alias (case-insensitive); :func:`label_table` counts every
+label and code across a manifest, as a table to turn into the config's
+``labels``. A property type is not an identity when it is generic (Tissue,
+:data:`~dicomml.config.GENERIC_CODES`) or shared by several segments of one
+annotation (left and right kidney, told apart by a modifier or by name
+only): then the SegmentLabel decides, as highdicom and dcmqi users expect.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydicom.dataset import Dataset
 
-from dicomml.config import Label
+from dicomml.config import GENERIC_CODES, Label
 from dicomml.dicom.io import read_dataset
 
 if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
     from dicomml.sources import Remote
 
-__all__ = ["SegmentName", "label_table", "match_label", "segment_names"]
+__all__ = ["SegmentName", "identifying_code", "label_table", "match_label", "segment_names"]
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,39 @@ def segment_names(annotation: str | os.PathLike[str] | Dataset, remote: Remote |
     ]
 
 
-def match_label(labels: Sequence[Label], segment: SegmentName) -> Label | None:
-    """The label a segment is: by property code first, then by name or alias (case-insensitive).
+def identifying_code(segment: SegmentName, siblings: Sequence[SegmentName] = ()) -> str:
+    """The segment's code if it tells the segment apart, else ``""``.
+
+    Parameters
+    ----------
+    segment
+        One segment or ROI of an annotation.
+    siblings
+        Every segment of that annotation (``segment`` among them).
+
+    Returns
+    -------
+    str
+        ``segment.code``, or ``""`` when it is absent, generic
+        (:data:`dicomml.config.GENERIC_CODES`) or shared by another of
+        ``siblings``.
+
+    Examples
+    --------
+    >>> left, right = SegmentName(1, "left kidney", "SCT:64033007"), SegmentName(2, "right kidney", "SCT:64033007")
+    >>> identifying_code(left, [left, right]), identifying_code(left, [left])
+    ('', 'SCT:64033007')
+    >>> identifying_code(SegmentName(1, "organ", "SCT:85756007"))
+    ''
+    """
+    if not segment.code or segment.code in GENERIC_CODES:
+        return ""
+    shared = any(other.code == segment.code and other.number != segment.number for other in siblings)
+    return "" if shared else segment.code
+
+
+def match_label(labels: Sequence[Label], segment: SegmentName, siblings: Sequence[SegmentName] = ()) -> Label | None:
+    """The label a segment is: by its identifying code first, then by name or alias (case-insensitive).
 
     Parameters
     ----------
@@ -105,6 +140,10 @@ def match_label(labels: Sequence[Label], segment: SegmentName) -> Label | None:
         The dataset's label map.
     segment
         One segment or ROI of an annotation.
+    siblings
+        Every segment of that annotation: a code several of them share does
+        not decide (see :func:`identifying_code`), nor does one that several
+        labels have.
 
     Returns
     -------
@@ -119,10 +158,10 @@ def match_label(labels: Sequence[Label], segment: SegmentName) -> Label | None:
     >>> match_label([liver], SegmentName(1, "organ", "SCT:10200004")).name
     'liver'
     """
-    if segment.code:
-        for label in labels:
-            if segment.code in label.codes:
-                return label
+    code = identifying_code(segment, siblings)
+    claimed = [label for label in labels if code and code in label.codes]
+    if len(claimed) == 1:
+        return claimed[0]
     name = segment.label.strip().lower()
     for label in labels:
         if name in {label.name.lower(), *(alias.lower() for alias in label.aliases)}:
@@ -142,15 +181,17 @@ def label_table(manifest: Manifest | str | os.PathLike[str]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per (label, code, modality): ``label``, ``code``,
-        ``meaning``, ``modality``, ``annotations`` (how many objects have
-        it) and ``series`` (how many image series those annotate), most
+        ``meaning``, ``modality``, ``identifies`` (whether the code tells
+        the segment apart, :func:`identifying_code`: a label's ``codes``
+        should hold only those), ``annotations`` (how many objects have it)
+        and ``series`` (how many image series those annotate), most
         frequent first. Unreadable annotations are left out.
 
     Examples
     --------
     >>> label_table("manifest/")  # doctest: +SKIP
-         label          code meaning modality  annotations  series
-    0    Liver  SCT:10200004   Liver      SEG            3       1
+         label          code meaning modality  identifies  annotations  series
+    0    Liver  SCT:10200004   Liver      SEG        True            3       1
     """
     from dicomml.errors import DicomMLError
     from dicomml.indexer.manifest import Manifest
@@ -163,10 +204,11 @@ def label_table(manifest: Manifest | str | os.PathLike[str]) -> pd.DataFrame:
         except (DicomMLError, OSError, ValueError):
             continue
         for name in names:
-            rows.append((name.label, name.code, name.meaning, item.modality, item.annotation_key, item.referenced_series_key))
-    columns = ["label", "code", "meaning", "modality", "annotation_key", "series_key"]
+            identifies = bool(identifying_code(name, names))
+            rows.append((name.label, name.code, name.meaning, item.modality, identifies, item.annotation_key, item.referenced_series_key))
+    columns = ["label", "code", "meaning", "modality", "identifies", "annotation_key", "series_key"]
     found = pd.DataFrame(rows, columns=columns)
-    counted = found.groupby(["label", "code", "meaning", "modality"], as_index=False, dropna=False).agg(
+    counted = found.groupby(["label", "code", "meaning", "modality", "identifies"], as_index=False, dropna=False).agg(
         annotations=("annotation_key", "nunique"), series=("series_key", "nunique")
     )
     return counted.sort_values(["annotations", "label"], ascending=[False, True], ignore_index=True)

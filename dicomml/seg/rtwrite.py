@@ -27,7 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from dicomml._optional import require
 from dicomml.config import Label
 from dicomml.paths import atomic_output
-from dicomml.seg.write import PATIENT_STUDY, Labels, Prediction, SourceGrid, hold_text, prepare, to_source_grid
+from dicomml.seg.write import PATIENT_STUDY, Labels, Prediction, SourceGrid, hold_text, prediction_file, prepare, to_source_grid
 
 if TYPE_CHECKING:
     from dicomml.indexer.manifest import Manifest
@@ -247,7 +247,7 @@ def write_rtstruct(
     """
     chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine, remote)
     soft = array.ndim == 4 and array.dtype.kind == "f"
-    channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold)
+    channels = to_source_grid(array, found, grid, chosen, "fractional" if soft else "binary", threshold, name=prediction_file(prediction))
     level = threshold if soft else MASK_LEVEL
     contours = _label_contours(channels, len(chosen), grid, level)
     ds = _structure_set(grid, chosen, contours, algorithm, series_description, series_number)

@@ -29,6 +29,7 @@ from pydicom.uid import UID
 from pydicom.valuerep import DA, TM
 
 from dicomml._optional import require
+from dicomml.assemble.plan import ORIENTATION_TOLERANCE
 from dicomml.config import Label, parse_labels
 from dicomml.dicom.frames import frame_table
 from dicomml.dicom.io import read_dataset
@@ -53,6 +54,7 @@ __all__ = [
     "check_frame_of_reference",
     "hold_text",
     "load_prediction",
+    "prediction_file",
     "prepare",
     "source_grid",
     "to_source_grid",
@@ -247,6 +249,15 @@ def _clean(ds: Dataset) -> Dataset:
     return ds
 
 
+def _with_orientation(ds: Dataset, orientation: Any) -> Dataset:
+    """A copy of ``ds`` with ``orientation`` as its (0020,0037) Image Orientation (Patient); ``ds`` itself if it has it."""
+    if ds.ImageOrientationPatient == orientation:
+        return ds
+    ds = copy.deepcopy(ds)  # a pydicom copy shares its elements: the caller's dataset would change too
+    ds.ImageOrientationPatient = list(orientation)
+    return ds
+
+
 def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | None = None, remote: Remote | None = None) -> SourceGrid:
     """Headers and grid of the series a prediction was computed from.
 
@@ -323,11 +334,15 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
             "pass the files of one series (a folder per series, or a manifest's series key)",
             path=where,
         )
-    orientations = {tuple(np.round(row, 4)) for row in orientations_found}
-    if len(orientations) != 1:
+    worst = float(np.max(np.abs(orientations_found - orientations_found[0])))
+    if worst > ORIENTATION_TOLERANCE:
         raise SegReferenceError(
-            f"{name}: the source planes have {len(orientations)} orientations; expected the slices of one volume", path=name
+            f"{name}: (0020,0037) ImageOrientationPatient varies by {worst:.2g} between the source planes; "
+            "expected the slices of one volume",
+            path=name,
         )
+    if not multiframe and worst > 0:  # rounding noise the loader accepts; highdicom wants one orientation exactly
+        datasets = [_with_orientation(ds, datasets[0].ImageOrientationPatient) for ds in datasets]
     if not np.allclose(spacings, spacings[0], rtol=1e-4, atol=0):
         raise SegReferenceError(f"{name}: the source planes have different pixel spacings; expected one grid", path=name)
     orientation, spacing = orientations_found[0], spacings[0]
@@ -350,6 +365,11 @@ def source_grid(source: Any, *, manifest: Manifest | str | os.PathLike[str] | No
     )
 
 
+def prediction_file(prediction: Prediction) -> str | None:
+    """The file a prediction was read from, to name in its errors; None for one in memory."""
+    return os.fspath(prediction) if isinstance(prediction, (str, os.PathLike)) else None
+
+
 def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """A prediction as (array, affine): ``(i, j, k)`` or ``(C, i, j, k)``, indices to RAS+ mm.
 
@@ -368,7 +388,8 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
     ------
     ConfigError
         If a file cannot be read as NIfTI (not NIfTI, truncated, corrupt), no
-        affine is known, or the array is not 3-D or 4-D.
+        affine is known, the array is not 3-D or 4-D, or its channels hold
+        NaN or infinite values.
     """
     if isinstance(prediction, (str, os.PathLike)):
         import nibabel as nib
@@ -388,8 +409,12 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
     else:
         found = getattr(prediction, "affine", None)
         if isinstance(prediction, torch.Tensor):
-            prediction = prediction.detach().cpu().as_subclass(torch.Tensor).numpy()
+            tensor = prediction.detach().cpu().as_subclass(torch.Tensor)
+            # numpy has no bfloat16; float32 holds each of its values exactly
+            prediction = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
         array = np.asarray(prediction)
+    name = prediction_file(prediction)
+    where = f"{name}: " if name else ""
     found = found if affine is None else affine
     if found is None:
         raise ConfigError("the prediction has no affine; pass affine= (4x4, indices to RAS+ mm)")
@@ -398,8 +423,14 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
         array = array[0]
     if array.ndim not in (3, 4) or found.shape != (4, 4):
         raise ConfigError(
-            f"a prediction of shape {array.shape} with an affine of shape {found.shape}; "
-            "expected (i, j, k) or (C, i, j, k) and a 4x4 affine"
+            f"{where}a prediction of shape {array.shape} with an affine of shape {found.shape}; "
+            "expected (i, j, k) or (C, i, j, k) and a 4x4 affine",
+            path=name,
+        )
+    # NaN probabilities pass no threshold and cast to 0: a silent hole (a 3-D map's are refused as not whole numbers)
+    if array.ndim == 4 and array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ConfigError(
+            f"{where}the prediction holds NaN or infinite values; replace them (numpy.nan_to_num) before writing it back", path=name
         )
     return array, found
 
@@ -417,12 +448,13 @@ def _resampled(array: np.ndarray, affine: np.ndarray, grid: SourceGrid, labels: 
         if labels:
             part = resample_mask(tensor, affine, target_affine, target_shape)
         else:
-            part = resample_image(tensor.to(torch.float32), affine, target_affine, target_shape, padding="zeros")
+            # "fov": the edge voxels' values out to their outer edges, as resample_mask places labels
+            part = resample_image(tensor.to(torch.float32), affine, target_affine, target_shape, padding="fov")
         parts.append(part)
     return torch.cat(parts, dim=1).numpy()
 
 
-def _whole_numbers(array: np.ndarray) -> np.ndarray:
+def _whole_numbers(array: np.ndarray, name: str | None = None) -> np.ndarray:
     """A floating 3-D label map (MONAI's SaveImage writes float32; a scaled int16 NIfTI loads as float64) as integers.
 
     Raises
@@ -433,8 +465,9 @@ def _whole_numbers(array: np.ndarray) -> np.ndarray:
     rounded = np.rint(array)
     if not np.all(np.abs(array - rounded) <= 1e-3):  # NaN fails too
         raise ConfigError(
-            f"a 3-D prediction must be integer label values, got {array.dtype} values that are not whole numbers; "
-            "give probabilities as (C, i, j, k)"
+            f"{name + ': ' if name else ''}a 3-D prediction must be integer label values, got {array.dtype} values that are "
+            "not whole numbers; give probabilities as (C, i, j, k)",
+            path=name,
         )
     fits = rounded.size == 0 or (rounded.min() >= np.iinfo(np.int32).min and rounded.max() <= np.iinfo(np.int32).max)
     return rounded.astype(np.int32 if fits else np.int64)
@@ -490,6 +523,8 @@ def to_source_grid(
     labels: Sequence[Label],
     kind: str,
     threshold: float = 0.5,
+    *,
+    name: str | None = None,
 ) -> np.ndarray:
     """The prediction as highdicom's pixel array on the source grid.
 
@@ -514,6 +549,8 @@ def to_source_grid(
     threshold
         Probabilities at or above it are in a segment (``"binary"``, and
         ``"labelmap"`` without a background channel).
+    name
+        The file the prediction was read from (:func:`prediction_file`), named in errors.
 
     Returns
     -------
@@ -540,12 +577,13 @@ def to_source_grid(
     """
     from dicomml.seg.labelmap import overlay_channels
 
+    where = f"{name}: " if name else ""
     count = len(labels)
     if array.ndim == 4 and array.shape[0] == 1 and (array.dtype.kind in "biu" or count > 1):
         array = array[0]  # MONAI's (1, i, j, k) label map (float after AsDiscrete(argmax=True)): one channel cannot be 2+ labels
     if array.ndim == 3:
         if array.dtype.kind == "f":
-            array = _whole_numbers(array)
+            array = _whole_numbers(array, name)
         if array.dtype == np.bool_:
             array = array.view(np.uint8)
         low, high = int(array.min()), int(array.max())
@@ -557,7 +595,10 @@ def to_source_grid(
         unnamed[0] = False
         if low < 0 or (unnamed.any() and unnamed[array].any()):  # np.unique's sort only to name them
             unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
-            raise ConfigError(f"the prediction holds label values {unknown} that labels= (the CLI's --label) does not name")
+            raise ConfigError(
+                f"{where}the prediction holds label values {unknown} that labels= (the CLI's --label) does not name",
+                path=name,
+            )
         identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
         # segment numbers in highdicom's unsigned type (a model's argmax is int64, a NIfTI label map often int16)
         stacked = (array.astype(lut.dtype, copy=False) if identity else lut[array])[None]
@@ -572,7 +613,9 @@ def to_source_grid(
         return numbers
     if array.shape[0] not in (count, count + 1):
         raise ConfigError(
-            f"the prediction has {array.shape[0]} channels for {count} labels; expected {count}, or {count + 1} with background first"
+            f"{where}the prediction has {array.shape[0]} channels for {count} labels; "
+            f"expected {count}, or {count + 1} with background first",
+            path=name,
         )
     background = array.shape[0] == count + 1
     soft = array.dtype.kind == "f"
@@ -784,7 +827,7 @@ def write_seg(
     if kind not in _KINDS:
         raise ConfigError(f"kind={kind!r}; expected one of {', '.join(_KINDS)}")
     chosen, array, found, grid = prepare(prediction, source, labels, manifest, affine, remote)
-    pixels = to_source_grid(array, found, grid, chosen, kind, threshold)
+    pixels = to_source_grid(array, found, grid, chosen, kind, threshold, name=prediction_file(prediction))
     algorithm_id = hd.AlgorithmIdentificationSequence(
         name=algorithm, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
     )
