@@ -4,7 +4,8 @@ Header values are untrusted: a spacing of 0 or 1e308, direction cosines that
 are not orthonormal, or positions of 1e308 mm would otherwise reach affines,
 sorting and resampling (division by zero, overflow, a volume of millions of
 slices). :func:`geometry_problem` names the first value out of bounds, so that
-the indexer marks the group unusable and loading raises a one-line error.
+the indexer marks the group unusable and loading raises a one-line error;
+:func:`affine_problem` does the same for an affine that is to place a voxel grid.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["GeometryProblem", "ORTHONORMAL_TOLERANCE", "POSITION_LIMIT_MM", "SPACING_RANGE_MM", "geometry_problem", "spacing_problem"]
+__all__ = [
+    "GeometryProblem",
+    "ORTHONORMAL_TOLERANCE",
+    "POSITION_LIMIT_MM",
+    "SPACING_RANGE_MM",
+    "affine_problem",
+    "geometry_problem",
+    "spacing_problem",
+]
 
 #: Direction cosines must have unit length, and be orthogonal, within this tolerance.
 ORTHONORMAL_TOLERANCE = 1e-3
@@ -106,4 +115,29 @@ def geometry_problem(
                 "(0020,0032)",
                 f"(0020,0032) ImagePositionPatient {pos[i].tolist()} is beyond {POSITION_LIMIT_MM:g} mm",
             )
+    return None
+
+
+def affine_problem(affine: ArrayLike) -> str | None:
+    """A phrase when ``affine`` cannot place a voxel grid (not 4x4, not finite, singular), else None.
+
+    The affine maps array indices to RAS+ mm; its 3x3 part must have rank 3
+    (numpy's ``matrix_rank`` tolerance), or voxels along some direction all
+    land on one place and no world position can be mapped back to an index.
+
+    Examples
+    --------
+    >>> affine_problem(np.diag([1.0, 1.0, 0.0, 1.0]))
+    'affine [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]] is singular (its 3x3 part has rank 2); a voxel grid needs three independent axes'
+    >>> affine_problem(np.eye(4)) is None
+    True
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        return f"affine has shape {a.shape}, not 4x4"
+    if not np.isfinite(a).all():
+        return f"affine {a.tolist()} is not finite"
+    rank = int(np.linalg.matrix_rank(a[:3, :3]))
+    if rank < 3:
+        return f"affine {a.tolist()} is singular (its 3x3 part has rank {rank}); a voxel grid needs three independent axes"
     return None

@@ -27,10 +27,11 @@ import torch
 from torch.utils._pytree import tree_map_only
 
 from dicomml.errors import ConfigError, GeometryError
+from dicomml.geometry.checks import affine_problem
 from dicomml.geometry.directions import reaxis_table
 from dicomml.volume import Volume
 
-__all__ = ["Mask", "Transform", "is_label", "spatial_keys", "spatial_shape", "sample_affine"]
+__all__ = ["Mask", "Transform", "is_label", "sample_affine", "sample_grid", "spatial_keys", "spatial_shape"]
 
 #: Sample keys that are not spatial entries.
 RESERVED = ("affine", "meta")
@@ -201,6 +202,32 @@ def sample_affine(sample: Mapping[str, Any]) -> np.ndarray:
     return affine
 
 
+def sample_grid(sample: Mapping[str, Any], owner: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The sample's affine and spatial shape, checked as a voxel grid for a spatial transform.
+
+    Parameters
+    ----------
+    sample
+        A sample dict.
+    owner
+        The transform, for the message.
+
+    Raises
+    ------
+    GeometryError
+        Naming ``owner``: for an affine that is not 4x4, not finite or
+        singular, a spatial axis of size 0, or entries on different grids.
+    """
+    try:
+        affine, shape = sample_affine(sample), spatial_shape(sample)
+    except GeometryError as exc:
+        raise GeometryError(f"{owner}: {exc}") from None
+    problem = affine_problem(affine) or (f"spatial shape {shape} has an empty axis" if 0 in shape else None)
+    if problem is not None:
+        raise GeometryError(f"{owner}: the sample's {problem}; a spatial transform needs a voxel grid")
+    return affine, shape
+
+
 def _like(affine: np.ndarray, previous: Any) -> Any:
     """``affine`` in the type the sample held (tensor or numpy)."""
     return torch.from_numpy(affine) if isinstance(previous, torch.Tensor) else affine
@@ -339,7 +366,7 @@ class Transform:
         for key in spatial_keys(sample):
             value = sample[key]
             lead = value.shape[:-3]
-            x = value.as_subclass(torch.Tensor).reshape(-1, *value.shape[-3:])
+            x = value.as_subclass(torch.Tensor).reshape(math.prod(lead), *value.shape[-3:])  # not -1: an empty entry has no -1
             label = is_label(value)
             y = self.apply_mask(x, params) if label else self.apply_image(x, params)
             if y.shape[0] == x.shape[0]:

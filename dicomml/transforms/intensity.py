@@ -15,7 +15,7 @@ import torch
 from dicomml.config import WindowSpec
 from dicomml.errors import ConfigError
 from dicomml.transforms.base import RandomTransform, Transform, check_int, check_number, check_probability, check_seed
-from dicomml.transforms.functional.intensity import VOI_FUNCTIONS, floating, scale_intensity, to_uint8, window, znormalize
+from dicomml.transforms.functional.intensity import VOI_FUNCTIONS, clip_integers, floating, scale_intensity, to_uint8, window, znormalize
 
 __all__ = [
     "ClipIntensity",
@@ -257,8 +257,7 @@ class ClipIntensity(Transform):
             return x.clamp(self.low, self.high)
         if not (self.low.is_integer() and self.high.is_integer()):
             return floating(x).clamp(self.low, self.high)
-        info = torch.iinfo(x.dtype)  # whole bounds beyond the dtype's range clip nothing there
-        return x.clamp(max(int(self.low), info.min), min(int(self.high), info.max))
+        return clip_integers(x, int(self.low), int(self.high))
 
 
 class ScaleIntensity(Transform):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dicomml.errors import ConfigError
+from dicomml.geometry.checks import affine_problem
 from dicomml.transforms.base import (
     RESERVED,
     RandomTransform,
@@ -23,9 +24,8 @@ from dicomml.transforms.base import (
     check_number,
     check_probability,
     check_seed,
-    sample_affine,
+    sample_grid,
     spatial_keys,
-    spatial_shape,
 )
 from dicomml.transforms.functional.grid import (
     ALIGNS,
@@ -37,7 +37,7 @@ from dicomml.transforms.functional.grid import (
     spacing_grid,
 )
 from dicomml.transforms.functional.intensity import floating
-from dicomml.transforms.functional.spatial import check_padding, crop_pad, resample_image, resample_mask
+from dicomml.transforms.functional.spatial import check_padding, crop_pad, flip, resample_image, resample_mask
 from dicomml.volume import Volume
 
 __all__ = [
@@ -82,14 +82,18 @@ def _spacing(spacing: Any) -> float | tuple[float | None, ...] | None:
 
 def _reference(like: Any) -> Volume | tuple[np.ndarray, tuple[int, int, int]] | None:
     """``Resample``'s ``like``: a Volume, or ``(affine, shape)`` checked and converted."""
-    if like is None or isinstance(like, Volume):
-        return like
-    if not isinstance(like, (tuple, list)) or len(like) != 2:
-        raise ConfigError(f"Resample(like={type(like).__name__}): give a Volume or (affine, shape)")
-    affine = np.asarray(like[0], dtype=np.float64) if isinstance(like[0], (np.ndarray, Sequence, torch.Tensor)) else None
-    if affine is None or affine.shape != (4, 4) or not np.isfinite(affine).all():
-        raise ConfigError(f"Resample(like=(affine, shape)): the affine must be a finite 4x4 array, got {np.shape(like[0])}")
-    return affine, _triple(like[1], "Resample(like=(affine, shape)): shape")
+    if like is None:
+        return None
+    if isinstance(like, Volume):
+        affine = like.affine
+    elif isinstance(like, (tuple, list)) and len(like) == 2 and isinstance(like[0], (np.ndarray, Sequence, torch.Tensor)):
+        affine = np.asarray(like[0], dtype=np.float64)
+    else:
+        raise ConfigError(f"Resample(like={type(like).__name__}): give a Volume or (affine, shape), the affine a 4x4 array")
+    problem = affine_problem(affine)
+    if problem is not None:
+        raise ConfigError(f"Resample(like=...): the reference grid's {problem}")
+    return like if isinstance(like, Volume) else (affine, _triple(like[1], "Resample(like=(affine, shape)): shape"))
 
 
 class _Regrid(Transform):
@@ -127,8 +131,8 @@ class Orient(_Regrid):
         self.axcodes = check_axcodes(axcodes)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        source = sample_affine(sample)
-        affine, shape = orient_grid(source, spatial_shape(sample), self.axcodes)
+        source, shape = sample_grid(sample, "Orient")
+        affine, shape = orient_grid(source, shape, self.axcodes)
         return {"source": source, "affine": affine, "shape": shape}
 
 
@@ -160,8 +164,8 @@ class Resample(_Regrid):
     align
         ``"edges"`` (default) or ``"centers"``: where the output grid starts.
         See :mod:`dicomml.transforms.functional.grid`; ``"centers"`` is
-        MONAI ``Spacing``'s default grid, ``"edges"`` its
-        ``scale_extent=True`` grid and torch ``interpolate``'s.
+        MONAI ``Spacing``'s default grid, ``"edges"`` samples where torch's
+        ``interpolate(scale_factor=...)`` does.
     padding
         Image values outside the input: ``"border"``, ``"zeros"``,
         ``"reflection"`` (``grid_sample``'s), or ``"fov"`` (the edge value out
@@ -204,7 +208,7 @@ class Resample(_Regrid):
         self.align, self.padding, self.antialias = align, padding, antialias
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        source, shape = sample_affine(sample), spatial_shape(sample)
+        source, shape = sample_grid(sample, "Resample")
         if isinstance(self.like, Volume):
             return {"source": source, "affine": self.like.affine, "shape": self.like.spatial_shape}
         if self.like is not None:
@@ -262,7 +266,7 @@ class RandomAffine(_Regrid, RandomTransform):
         self.seed = check_seed("RandomAffine", seed)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        source, shape = sample_affine(sample), spatial_shape(sample)
+        source, shape = sample_grid(sample, "RandomAffine")
         applied = bool(self._uniform(0, 1)[0] < self.p)
         angles = self._uniform(-self.degrees, self.degrees, 3) if applied else np.zeros(3)
         zoom = float(self._uniform(1 - self.scale, 1 + self.scale)[0]) if applied else 1.0
@@ -310,9 +314,9 @@ class _Crop(Transform):
 
     value = 0.0
 
-    def _box(self, sample: dict[str, Any], start: Sequence[int] | np.ndarray, size: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    def _box(self, affine: np.ndarray, start: Sequence[int] | np.ndarray, size: Sequence[int] | np.ndarray) -> dict[str, Any]:
         start = [int(v) for v in start]
-        return {"start": start, "size": [int(v) for v in size], "affine": shift_grid(sample_affine(sample), start)}
+        return {"start": start, "size": [int(v) for v in size], "affine": shift_grid(affine, start)}
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         return crop_pad(x, params["start"], params["size"], value=self.value)
@@ -334,8 +338,8 @@ class CropOrPad(_Crop):
         self.shape, self.value = _triple(shape, "shape"), check_number("CropOrPad", "value", value)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        n = np.asarray(spatial_shape(sample))
-        return self._box(sample, (n - np.asarray(self.shape)) // 2, self.shape)
+        affine, n = sample_grid(sample, "CropOrPad")
+        return self._box(affine, (np.asarray(n) - np.asarray(self.shape)) // 2, self.shape)
 
 
 class CropForeground(_Crop):
@@ -360,18 +364,19 @@ class CropForeground(_Crop):
         self.margin = _triple(margin, "CropForeground(margin)", minimum=0)
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        n = np.asarray(spatial_shape(sample))
+        affine, shape = sample_grid(sample, "CropForeground")
+        n = np.asarray(shape)
         if self.source not in spatial_keys(sample):
             raise ConfigError(f"CropForeground(source={self.source!r}): the sample's spatial entries are {spatial_keys(sample)}")
         value = sample[self.source]
         found = (value.reshape(-1, *value.shape[-3:]) > self.threshold).any(dim=0)
         if not bool(found.any()):
-            return self._box(sample, (0, 0, 0), n)
+            return self._box(affine, (0, 0, 0), n)
         lo = np.array([int(torch.nonzero(found.any(dim=tuple(e for e in range(3) if e != d)))[0]) for d in range(3)])
         hi = np.array([int(torch.nonzero(found.any(dim=tuple(e for e in range(3) if e != d)))[-1]) + 1 for d in range(3)])
         margin = np.asarray(self.margin)
         lo, hi = np.maximum(lo - margin, 0), np.minimum(hi + margin, n)
-        return self._box(sample, lo, hi - lo)
+        return self._box(affine, lo, hi - lo)
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"start": params["start"], "size": params["size"]}
@@ -395,10 +400,11 @@ class RandomCrop(_Crop, RandomTransform):
         )
 
     def make_params(self, sample: dict[str, Any]) -> dict[str, Any]:
-        spare = np.asarray(spatial_shape(sample)) - np.asarray(self.shape)
+        affine, shape = sample_grid(sample, "RandomCrop")
+        spare = np.asarray(shape) - np.asarray(self.shape)
         low, high = np.minimum(spare, 0), np.maximum(spare, 0)
         start = np.floor(low + self._uniform(0, 1, 3) * (high - low + 1)).astype(int)
-        return self._box(sample, np.minimum(start, high), self.shape)
+        return self._box(affine, np.minimum(start, high), self.shape)
 
     def record(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"start": params["start"], "size": params["size"]}
@@ -430,16 +436,15 @@ class RandomFlip(RandomTransform):
         flipped = [False, False, False]
         for a, u in zip(self.axes, draws):
             flipped[a] = bool(u < self.p)
-        n = spatial_shape(sample)
-        flip = np.eye(4)
+        affine, n = sample_grid(sample, "RandomFlip")
+        mirror = np.eye(4)
         for a in range(3):
             if flipped[a]:
-                flip[a, a], flip[a, 3] = -1.0, n[a] - 1.0
-        return {"flipped": flipped, "affine": sample_affine(sample) @ flip}
+                mirror[a, a], mirror[a, 3] = -1.0, n[a] - 1.0
+        return {"flipped": flipped, "affine": affine @ mirror}
 
     def apply_image(self, x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        dims = [1 + a for a in range(3) if params["flipped"][a]]
-        return x.flip(dims) if dims else x
+        return flip(x, [1 + a for a in range(3) if params["flipped"][a]])
 
     apply_mask = apply_image
 

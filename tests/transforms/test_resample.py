@@ -68,7 +68,7 @@ def test_resample_centers_matches_monai_spacing(nifti, path, pixdim):
 
 
 @pytest.mark.parametrize("path", ["mr_sagittal", "mr_oblique", "ct_3slice"])
-def test_resample_edges_is_monai_scale_extent_grid_with_same_values(nifti, path):
+def test_resample_edges_shares_monai_scale_extent_shape_and_axes_not_its_origin(nifti, path):
     volume = nifti(path)
     ours = Resample(spacing=(0.9, 1.7, 1.25))(volume)
     grid = _monai(Spacing(pixdim=(0.9, 1.7, 1.25), scale_extent=True), volume)

@@ -12,6 +12,8 @@ from dicomml.transforms.functional.spatial import resample_image
 
 def _torch_reference(x: torch.Tensor, index_map: np.ndarray, shape: tuple[int, int, int], padding: str) -> torch.Tensor:
     """torch's own grid_sample (trilinear, corners aligned) at the source indices ``index_map @ (i, j, k, 1)``."""
+    if padding == "zeros":  # a one-voxel axis: a zero voxel after it, so that with corners aligned it has a scale
+        x = F.pad(x, [0, int(x.shape[3] == 1), 0, int(x.shape[2] == 1), 0, int(x.shape[1] == 1)])
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
     source = grid @ index_map[:3, :3].T + index_map[:3, 3]
     sizes = np.asarray(x.shape[-3:], dtype=np.float64)

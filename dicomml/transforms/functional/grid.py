@@ -6,14 +6,19 @@ or imports torch; the kernels in :mod:`dicomml.transforms.functional.spatial`
 consume these grids.
 
 Grid convention (``align="edges"``, the default): the output field of view
-starts at the same outer voxel *edge* as the input, and output voxel ``d``
+starts at the same outer voxel *edge* as the input, output voxel ``d``
 samples input index ``d * r + (r - 1) / 2`` along an axis scaled by
-``r = new_spacing / old_spacing``. This is the grid of
-``torch.nn.functional.interpolate(..., align_corners=False)``, of TorchIO's
-``Resample`` and of MONAI's ``Spacing(scale_extent=True)``; it lets the
-resampler run torch's fused trilinear kernel. ``align="centers"`` is MONAI
-``Spacing``'s default: the first voxel *centre* stays put (input index
-``d * r``) and the shape is ``round((n - 1) / r + 1)``.
+``r = new_spacing / old_spacing``, and the shape is ``round(n / r)``. These
+are the sample positions of torch's
+``interpolate(scale_factor=1 / r, align_corners=False)`` (which floors the
+size instead), so the resampler can run torch's fused trilinear kernel. TorchIO's ``Resample`` centres its
+grid on the input's field of view and floors the size: the same grid only
+where ``n / r`` is whole (10 voxels from 1 to 3 mm: first output centre at
++1.5 mm there, +1.0 mm here). MONAI's ``Spacing(scale_extent=True)`` gives
+the same size but can place it elsewhere (20 voxels from 1 to 2 mm: -0.5 mm
+there, +0.5 mm here). ``align="centers"`` is MONAI ``Spacing``'s
+default: the first voxel *centre* stays put (input index ``d * r``) and the
+shape is ``round((n - 1) / r + 1)``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 
 from dicomml.errors import GeometryError
 from dicomml.geometry.affine import spacing_of
+from dicomml.geometry.checks import affine_problem
 
 __all__ = ["ALIGNS", "check_axcodes", "orient_grid", "output_axes_in_source_order", "shape_grid", "shift_grid", "spacing_grid"]
 
@@ -54,11 +60,13 @@ def check_axcodes(axcodes: str) -> str:
 
 
 def _check(affine: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(affine, dtype=np.float64)
+    problem = affine_problem(affine)
+    if problem is not None:
+        raise GeometryError(f"a grid needs an invertible, finite affine: the {problem}")
     n = np.asarray(tuple(shape), dtype=np.int64)
-    if a.shape != (4, 4) or n.shape != (3,) or np.any(n < 1):
-        raise GeometryError(f"a grid needs a 4x4 affine and three positive sizes, got {a.shape} and {tuple(shape)}")
-    return a, n
+    if n.shape != (3,) or np.any(n < 1):
+        raise GeometryError(f"a grid needs three positive sizes, got {tuple(shape)}")
+    return np.asarray(affine, dtype=np.float64), n
 
 
 def orient_grid(affine: np.ndarray, shape: Sequence[int], axcodes: str) -> tuple[np.ndarray, tuple[int, int, int]]:

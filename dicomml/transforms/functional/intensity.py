@@ -14,15 +14,53 @@ import torch
 
 from dicomml.errors import ConfigError
 
-__all__ = ["VOI_FUNCTIONS", "floating", "scale_intensity", "to_uint8", "window", "znormalize"]
+__all__ = ["VOI_FUNCTIONS", "clip_integers", "floating", "scale_intensity", "signed_view", "to_uint8", "window", "znormalize"]
 
 #: VOI LUT Function (0028,1056) values that :func:`window` implements.
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 
+#: The same-width signed dtype of each unsigned one beyond uint8, for which torch has few kernels (no flip, clamp or fill).
+_SIGNED = {getattr(torch, f"uint{b}"): getattr(torch, f"int{b}") for b in (16, 32, 64) if hasattr(torch, f"uint{b}")}
+
+
 def floating(x: torch.Tensor) -> torch.Tensor:
     """``x`` itself when it is floating, else ``x`` as float32."""
     return x if x.is_floating_point() else x.float()
+
+
+def signed_view(x: torch.Tensor) -> torch.Tensor:
+    """``x`` viewed as the same-width signed dtype where it is uint16/32/64, else ``x``.
+
+    Moving bits (flips, gathers, filling with 0) gives the same bits in
+    either dtype, and torch has those kernels for the signed one only: view
+    the result back with ``.view(x.dtype)``.
+
+    Examples
+    --------
+    >>> signed_view(torch.tensor([65535], dtype=torch.uint16)).flip(0).view(torch.uint16).tolist()
+    [65535]
+    """
+    signed = _SIGNED.get(x.dtype)
+    return x if signed is None else x.view(signed)
+
+
+def clip_integers(x: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """Integer ``x`` clipped to ``[low, high]`` in its own dtype; bounds beyond its range clip nothing there.
+
+    Examples
+    --------
+    >>> clip_integers(torch.tensor([0, 40000, 65535], dtype=torch.uint16), 100, 50000).tolist()
+    [100, 40000, 50000]
+    """
+    info = torch.iinfo(x.dtype)
+    low, high = max(low, info.min), min(high, info.max)
+    signed = _SIGNED.get(x.dtype)
+    if signed is None:
+        return x.clamp(low, high)
+    # torch cannot clamp uint16/32/64: flipping the sign bit of the signed view orders it as the unsigned values
+    bias = torch.iinfo(signed).min
+    return (x.view(signed) ^ bias).clamp_(low + bias, high + bias).bitwise_xor_(bias).view(x.dtype)
 
 
 def _float_copy(x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ Paths, chosen from the index map ``inv(affine) @ target_affine``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -37,10 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from dicomml.errors import ConfigError, GeometryError
+from dicomml.geometry.checks import affine_problem
 from dicomml.threads import parallel
-from dicomml.transforms.functional.intensity import floating
+from dicomml.transforms.functional.intensity import floating, signed_view
 
-__all__ = ["PADDINGS", "check_padding", "crop_pad", "gaussian_smooth", "resample_image", "resample_mask"]
+__all__ = ["PADDINGS", "check_padding", "crop_pad", "flip", "gaussian_smooth", "resample_image", "resample_mask"]
 
 #: Padding of an image where the target grid leaves the input: repeat the
 #: edge voxel, zeros, mirror, or the input's field of view (the edge voxel's
@@ -60,6 +61,8 @@ _TOL = 1e-5
 _FOV_TOL = 1e-3
 #: Output voxels per ``grid_sample`` call on the general path.
 _CHUNK = 1 << 22
+#: Label dtypes whose values float32 may not hold (it holds integers up to 2**24).
+_WIDE_INTEGERS = {torch.int32, torch.int64, *(getattr(torch, f"uint{b}") for b in (32, 64) if hasattr(torch, f"uint{b}"))}
 #: Bytes of float32 source planes per slab when an integer image is resampled.
 _SLAB_BYTES = 1 << 20
 #: Bytes of output per slab when the fused kernel is run slab by slab into a relaid target: the
@@ -110,7 +113,7 @@ class _Relayout:
         if src is None:
             if self.perm != (0, 1, 2):
                 out = out.permute(0, *(1 + p for p in self.perm))
-            return out.flip([1 + j for j in self.flips]).contiguous() if self.flips else out.contiguous()
+            return flip(out, [1 + j for j in self.flips]).contiguous()
         target = np.empty((src.shape[0], *(src.shape[1 + p] for p in self.perm)), dtype=src.dtype)
         view = self.source_view(target)
         # The source axis that is neither source's fastest nor target's fastest: planes across it transpose in cache.
@@ -133,14 +136,11 @@ def _numpy_view(x: torch.Tensor) -> np.ndarray | None:
 
 
 def _index_map(affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
-    a = np.asarray(affine, dtype=np.float64)
-    b = np.asarray(target_affine, dtype=np.float64)
-    if a.shape != (4, 4) or b.shape != (4, 4):
-        raise GeometryError(f"affines must be 4x4, got {a.shape} and {b.shape}")
-    try:
-        return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError as exc:
-        raise GeometryError(f"affine {a.tolist()} is singular; a voxel grid needs three independent axes") from exc
+    for name, value in (("input", affine), ("target", target_affine)):
+        problem = affine_problem(value)
+        if problem is not None:
+            raise GeometryError(f"cannot resample: the {name} {problem}")
+    return np.linalg.solve(np.asarray(affine, dtype=np.float64), np.asarray(target_affine, dtype=np.float64))
 
 
 def _relayout(index_map: np.ndarray, out_shape: Sequence[int]) -> _Relayout | None:
@@ -239,9 +239,20 @@ def _gather_runs(x: torch.Tensor, dim: int, index: list[int]) -> torch.Tensor:
             pieces.append(x.narrow(dim, index[i], 1).expand(*x.shape[:dim], j - i, *x.shape[dim + 1 :]))
         else:
             piece = x.narrow(dim, min(index[i], index[j - 1]), j - i)
-            pieces.append(piece.flip(dim) if step < 0 else piece)
+            pieces.append(flip(piece, [dim]) if step < 0 else piece)
         i = j
     return torch.cat(pieces, dim)
+
+
+def flip(x: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
+    """``x.flip(dims)`` for any dtype (torch cannot flip uint16/32/64 along the last axis).
+
+    Examples
+    --------
+    >>> flip(torch.tensor([[1, 2]], dtype=torch.uint16), [1]).tolist()
+    [[2, 1]]
+    """
+    return signed_view(x).flip(list(dims)).view(x.dtype) if len(dims) else x
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
@@ -277,6 +288,24 @@ def check_padding(padding: str) -> None:
         raise ConfigError(f"padding={padding!r} is not one of {PADDINGS}")
 
 
+def _planes(matrix: torch.Tensor, out_shape: Sequence[int]) -> Iterator[tuple[slice, torch.Tensor]]:
+    """``matrix @ (i, j, k, 1)`` over the output grid, chunk by chunk: (output planes, ``(planes, j, k, 3)`` positions).
+
+    In ``matrix``'s dtype and on its device; chunks of ``_CHUNK`` voxels keep memory bounded.
+    """
+    m0, m1, m2 = (int(v) for v in out_shape)
+    jj, kk = torch.meshgrid(
+        torch.arange(m1, device=matrix.device, dtype=matrix.dtype),
+        torch.arange(m2, device=matrix.device, dtype=matrix.dtype),
+        indexing="ij",
+    )
+    plane = jj[..., None] * matrix[:3, 1] + kk[..., None] * matrix[:3, 2] + matrix[:3, 3]
+    rows = max(1, _CHUNK // max(1, m1 * m2))
+    for i0 in range(0, m0, rows):
+        ii = torch.arange(i0, min(m0, i0 + rows), device=matrix.device, dtype=matrix.dtype)
+        yield slice(i0, i0 + len(ii)), plane[None] + ii[:, None, None, None] * matrix[:3, 0]
+
+
 def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int], mode: str, padding: str) -> torch.Tensor:
     """``grid_sample`` of ``x`` at source indices ``index_map @ (i, j, k, 1)``, chunk by chunk; ``x``'s dtype.
 
@@ -284,38 +313,30 @@ def _grid_sample(x: torch.Tensor, index_map: np.ndarray, out_shape: Sequence[int
     float32 (float64 for float64): positions in float16 or bfloat16 are off by
     up to a voxel or more on a CT-sized axis.
     """
-    n = torch.tensor(x.shape[-3:], dtype=torch.float64)
-    scale = torch.where(n > 1, 2.0 / (n - 1).clamp(min=1), torch.zeros(()))
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    src = x[None].to(dtype)
+    # corners aligned, grid_sample has no scale for an axis of one voxel (every position lands on it):
+    # one more voxel, 0 for "zeros" (and masks) and a copy for the rest, gives it one without changing any value
+    for d in (d for d in range(3) if x.shape[1 + d] == 1):
+        src = torch.cat([src, torch.zeros_like(src) if padding == "zeros" else src], dim=2 + d)
+    n = torch.tensor(src.shape[-3:], dtype=torch.float64)
     # Source index -> grid_sample's normalized (x=k, y=j, z=i) coordinates, in one matrix.
     to_norm = torch.zeros(4, 4, dtype=torch.float64)
-    to_norm[:3, :3] = torch.diag(scale).flip(0)
+    to_norm[:3, :3] = torch.diag(2.0 / (n - 1)).flip(0)
     to_norm[:3, 3] = -1.0
     to_norm[3, 3] = 1.0
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    full = (to_norm @ torch.as_tensor(index_map, dtype=torch.float64)).to(x.device, dtype)
-    m0, m1, m2 = (int(v) for v in out_shape)
-    jj, kk = torch.meshgrid(
-        torch.arange(m1, device=x.device, dtype=dtype),
-        torch.arange(m2, device=x.device, dtype=dtype),
-        indexing="ij",
-    )
-    plane = jj[..., None] * full[:3, 1] + kk[..., None] * full[:3, 2] + full[:3, 3]
-    out = x.new_empty((x.shape[0], m0, m1, m2))
-    rows = max(1, _CHUNK // max(1, m1 * m2))
-    src = x[None].to(dtype)
-    fov = padding == "fov"
-    if fov:  # border values, then 0 where the source index leaves the voxels' extent
-        where = torch.as_tensor(index_map, dtype=torch.float64).to(x.device, dtype)
-        at = jj[..., None] * where[:3, 1] + kk[..., None] * where[:3, 2] + where[:3, 3]  # source (i, j, k) of plane i = 0
-        low, high = -0.5 - _FOV_TOL, torch.tensor(x.shape[-3:], device=x.device, dtype=dtype) - 0.5 + _FOV_TOL
-    for i0 in range(0, m0, rows):
-        ii = torch.arange(i0, min(m0, i0 + rows), device=x.device, dtype=dtype)
-        grid = plane[None] + ii[:, None, None, None] * full[:3, 0]
-        part = F.grid_sample(src, grid[None], mode=mode, padding_mode="border" if fov else padding, align_corners=True)[0]
-        if fov:
-            index = at[None] + ii[:, None, None, None] * where[:3, 0]
-            part.mul_(((index >= low) & (index <= high)).all(-1))
-        out[:, i0 : i0 + len(ii)] = part
+    index = torch.as_tensor(index_map, dtype=torch.float64)
+    grids = _planes((to_norm @ index).to(x.device, dtype), out_shape)
+    out = x.new_empty((x.shape[0], *(int(v) for v in out_shape)))
+    if padding != "fov":
+        for where, grid in grids:
+            out[:, where] = F.grid_sample(src, grid[None], mode=mode, padding_mode=padding, align_corners=True)[0]
+        return out
+    # border values, then 0 where the source index leaves the voxels' extent
+    low, high = -0.5 - _FOV_TOL, torch.tensor(x.shape[-3:], device=x.device, dtype=dtype) - 0.5 + _FOV_TOL
+    for (where, grid), (_, at) in zip(grids, _planes(index.to(x.device, dtype), out_shape)):
+        part = F.grid_sample(src, grid[None], mode=mode, padding_mode="border", align_corners=True)[0]
+        out[:, where] = part.mul_(((at >= low) & (at <= high)).all(-1))
     return out
 
 
@@ -369,7 +390,7 @@ def resample_image(
     Raises
     ------
     GeometryError
-        For a tensor that is not 4-D or a singular affine.
+        For a tensor that is not 4-D or an affine that is singular or not finite.
     ConfigError
         For an unknown padding.
 
@@ -583,9 +604,9 @@ def _taps(
     at = plan.offset[axis] + plan.ratio[axis] * np.arange(size)
     if plan.perm.index(axis) in plan.flips:
         at = at[::-1]
-    p = at if n > 1 else np.zeros(size)  # as _grid_sample
-    if padding == "reflection" and n > 1:
-        p = (n - 1) - np.abs(np.mod(p, 2 * (n - 1)) - (n - 1))  # grid_sample reflects about the edge voxels' centres
+    p = at
+    if padding == "reflection":  # grid_sample reflects about the edge voxels' centres (one voxel: its own)
+        p = (n - 1) - np.abs(np.mod(p, 2 * (n - 1)) - (n - 1)) if n > 1 else np.zeros(size)
     if padding != "zeros":
         p = np.clip(p, 0, n - 1)
     low = np.floor(p)
@@ -660,6 +681,14 @@ def _kept_size_scaled(plan: _Relayout, in_shape: Sequence[int]) -> bool:
     return any(m == n and not shift for m, n, shift in zip(plan.size, in_shape, plan.shifts()))
 
 
+def _float32_holds(x: torch.Tensor) -> bool:
+    """Whether float32 holds every value of integer ``x`` exactly (all within ±2**24)."""
+    if not x.numel():
+        return True
+    low, high = torch.aminmax(signed_view(x))  # uint32/64 values from 2**31/2**63 up read negative here
+    return bool(low >= (-(1 << 24) if x.dtype.is_signed else 0)) and bool(high <= 1 << 24)
+
+
 def resample_mask(mask: torch.Tensor, affine: np.ndarray, target_affine: np.ndarray, target_shape: Sequence[int]) -> torch.Tensor:
     """Resample a label map onto a target grid by nearest neighbour; labels are never mixed.
 
@@ -676,12 +705,13 @@ def resample_mask(mask: torch.Tensor, affine: np.ndarray, target_affine: np.ndar
     Returns
     -------
     torch.Tensor
-        ``(C, *target_shape)`` with ``mask``'s dtype; 0 outside the input.
+        ``(C, *target_shape)`` with ``mask``'s dtype, each value one of the
+        input's exactly; 0 beyond the input's outer voxel edges.
 
     Raises
     ------
     GeometryError
-        For a tensor that is not 4-D or a singular affine.
+        For a tensor that is not 4-D or an affine that is singular or not finite.
 
     Examples
     --------
@@ -691,12 +721,19 @@ def resample_mask(mask: torch.Tensor, affine: np.ndarray, target_affine: np.ndar
     [[[[0, 0, 1, 1]]]]
     """
     _spatial(mask, "mask")
+    dtype = mask.dtype
     index_map = _index_map(affine, target_affine)
     plan = _relayout(index_map, target_shape)
     if plan is None:
+        if mask.dtype in _WIDE_INTEGERS and not _float32_holds(mask):
+            # nearest never mixes voxels: sample each label's 16-bit pieces, which float32 holds, as channels, and join them
+            parts = mask.element_size() // 2
+            pieces = mask.contiguous().view(torch.int16).unflatten(-1, (-1, parts)).movedim(-1, 1).flatten(0, 1)
+            out = _grid_sample(pieces.float(), index_map, target_shape, "nearest", "zeros").to(torch.int16)
+            return out.unflatten(0, (mask.shape[0], parts)).movedim(1, -1).contiguous().view(dtype).squeeze(-1)
         source = mask.to(torch.float32) if mask.dtype != torch.float64 else mask
-        out = _grid_sample(source, index_map, target_shape, "nearest", "zeros")
-        return out.to(mask.dtype)
+        return _grid_sample(source, index_map, target_shape, "nearest", "zeros").to(dtype)
+    mask = signed_view(mask)  # index_fill_ has no uint16/32/64 kernel
     index, outside = [], []
     for d in range(3):
         n = mask.shape[1 + d]
@@ -708,4 +745,4 @@ def resample_mask(mask: torch.Tensor, affine: np.ndarray, target_affine: np.ndar
     for d, where in enumerate(outside):
         if where.numel():
             out.index_fill_(1 + d, where, 0)
-    return plan.to_target(out)
+    return plan.to_target(out).view(dtype)
