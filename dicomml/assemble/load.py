@@ -612,6 +612,8 @@ def _meta(
         "rescale_type": str(transform.get("RescaleType") or ("HU" if modality == "CT" else "US")),
         "window_center": header_numbers(voi, "WindowCenter") or [],
         "window_width": header_numbers(voi, "WindowWidth") or [],
+        # the window is in the header's display values; Philips' floating point is on another scale
+        **({} if middle.table.display_scale is None else {"window_scale": float(middle.table.display_scale[row])}),
         "voi_lut_function": str(voi.get("VOILUTFunction") or "LINEAR"),
         "source_files": list(by_path),
         "sop_instance_uids": [_text(s.header, "SOPInstanceUID") for s in by_path.values()],

@@ -78,9 +78,10 @@ def command(
     """Write axial, coronal and sagittal views with R/L, A/P, S/I labels and an axial
     montage of SERIES_KEY (from MANIFEST) to a PNG, optionally with a mask overlay.
 
-    A series of 2D images (radiographs, mammograms, ultrasound...) is drawn
-    image by image instead (the first 8), as displayed: mammograms in the
-    breast convention, CR and DX in the chest one, with their sides.
+    A series of 2D images (radiographs, mammograms, ultrasound...) or of
+    colour images is drawn image by image instead (the first 8), as
+    displayed: mammograms in the breast convention, CR and DX in the chest
+    one, with their sides.
     """
     from dicomml import load_mask, load_series
     from dicomml.limits import DEFAULT_MAX_VOXELS
@@ -110,14 +111,15 @@ _DISPLAY = {"MG": "breast", "CR": "chest", "DX": "chest"}
 
 
 def _image_files(manifest: Manifest, series_key: str) -> list[tuple[str, str]] | None:
-    """(path, modality) of each file of a series of 2D images; None for a series to draw as a volume."""
+    """(path, modality) of each file of a series of 2D or colour images; None for a series to draw as a volume."""
     from dicomml.imaging2d.modalities import IMAGE_MODALITIES
 
     usable = manifest.table("series", ["usable"], [("series_key", "==", series_key)]).column("usable").to_pylist()
     if not usable or usable[0]:
         return None  # an unknown key is load_series' error to give; a usable one is a volume
-    rows = manifest.table("instances", ["path", "modality"], [("series_key", "==", series_key)]).to_pylist()
-    if not rows or any(row["modality"] not in IMAGE_MODALITIES for row in rows):
+    rows = manifest.table("instances", ["path", "modality", "samples_per_pixel"], [("series_key", "==", series_key)]).to_pylist()
+    colour = any((row["samples_per_pixel"] or 1) > 1 for row in rows)  # no volume whatever its modality (CT fusion captures)
+    if not rows or not colour and any(row["modality"] not in IMAGE_MODALITIES for row in rows):
         return None
     return sorted((row["path"], row["modality"]) for row in rows)
 

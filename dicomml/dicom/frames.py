@@ -89,6 +89,10 @@ class FrameTable:
     philips_scale_slope
         (n,) float64 Philips' private MR Scale Slope (2005,100E) of each plane
         (see :mod:`dicomml.dicom.philips`); NaN for other manufacturers or if absent.
+    display_scale
+        (n,) float64 factor from the header's display values (the scale of its
+        window) to the values the rescale gives, where the rescale is not the
+        header's own (Philips' floating point: ``1 / (RS * SS)``); None where it is.
     """
 
     rows: int
@@ -105,6 +109,7 @@ class FrameTable:
     rescale_slope: np.ndarray
     rescale_intercept: np.ndarray
     philips_scale_slope: np.ndarray
+    display_scale: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.frame_numbers.size)

@@ -81,8 +81,9 @@ def float_scaling(table: FrameTable) -> FrameTable:
     """The table with each plane's rescale turned into Philips' floating-point one.
 
     ``FP = (PV * RS + RI) / (RS * SS)``: slope ``1 / SS``, intercept
-    ``RI / (RS * SS)``. Planes without a usable SS (other vendors, derived
-    images) keep their standard rescale.
+    ``RI / (RS * SS)``, and ``display_scale`` ``1 / (RS * SS)`` (what maps the
+    header's window onto these values). Planes without a usable SS (other
+    vendors, derived images) keep their standard rescale (a scale of 1).
 
     Parameters
     ----------
@@ -107,4 +108,5 @@ def float_scaling(table: FrameTable) -> FrameTable:
         table,
         rescale_slope=np.where(usable, table.rescale_slope / denominator, table.rescale_slope),
         rescale_intercept=np.where(usable, table.rescale_intercept / denominator, table.rescale_intercept),
+        display_scale=1.0 / denominator,  # the header's window is in display values: FP = DV / (RS * SS)
     )

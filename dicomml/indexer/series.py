@@ -9,7 +9,9 @@ single slice, several images at one position, a file of its folder lost, a
 series split across folders or by the rounding of its orientation). A group of 2D images (a
 modality of :data:`~dicomml.imaging2d.modalities.IMAGE_MODALITIES`) that makes
 no stack is not usable as a volume for the reason
-:data:`~dicomml.imaging2d.modalities.IMAGES_2D`, whatever its geometry.
+:data:`~dicomml.imaging2d.modalities.IMAGES_2D`, whatever its geometry; any
+other group of colour images (Samples per Pixel above 1), which
+:func:`dicomml.load_series` does not read, for the reason :data:`COLOUR_IMAGES`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from dicomml.indexer.schema import ANNOTATION_MODALITIES, ANNOTATIONS, SERIES
 from dicomml.indexer.tables import empty, from_rows
 from dicomml.paths import printable
 
-__all__ = ["annotations_table", "series_table", "usability"]
+__all__ = ["COLOUR_IMAGES", "annotations_table", "series_table", "usability"]
+
+#: The ``series`` reason of a group of colour images: volumes hold one sample per voxel.
+COLOUR_IMAGES = "colour images ((0028,0002) Samples per Pixel > 1), not a volume (ImageDataset and load_image read them)"
 
 _GROUPS = """
 SELECT series_key,
@@ -52,7 +57,8 @@ SELECT series_key,
        list(coalesce(frame_positions, image_position) ORDER BY path) AS positions,
        list(DISTINCT pixel_spacing) AS spacings,
        any_value(image_orientation) AS orientation,
-       list(DISTINCT transfer_syntax_uid) AS transfer_syntaxes
+       list(DISTINCT transfer_syntax_uid) AS transfer_syntaxes,
+       max(samples_per_pixel) AS samples_per_pixel
 FROM instances
 WHERE series_key IS NOT NULL
 GROUP BY series_key
@@ -256,15 +262,18 @@ def _series_rows(
         flat = group.pop("positions")
         spacings = group.pop("spacings")
         positions = None if any(p is None for p in flat) else np.asarray([v for p in flat for v in p]).reshape(-1, 3)
+        colour = (group.pop("samples_per_pixel") or 1) > 1
         stats, reason = usability(positions, group["orientation"], spacings)
         if reason is not None and group["modality"] in IMAGE_MODALITIES and stats.get("n_slices", 1) == 1:
             reason = IMAGES_2D  # radiographs, mammograms, captures: not a broken volume
+        elif colour:  # load_series refuses them whatever their geometry
+            reason = COLOUR_IMAGES
         group.update(stats)
         group["pixel_spacing"] = spacings[0] if spacings else None
         group["shape"] = [stats["n_slices"], group["rows"], group["columns"]] if stats else None
         group["transfer_syntaxes"] = sorted(t for t in group["transfer_syntaxes"] if t)
         group["shared_uid_keys"] = [k for k in shared.get(group["series_instance_uid"], []) if k != group["series_key"]]
-        if reason != IMAGES_2D:  # a part's own geometry describes only the part
+        if reason not in (IMAGES_2D, COLOUR_IMAGES):  # a part's own geometry describes only the part
             reason = split.get(group["series_key"]) or reason or lost.get(group["folder"])
         group["usable"] = reason is None
         group["reason"] = reason

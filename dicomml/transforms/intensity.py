@@ -161,7 +161,9 @@ class HeaderWindow(Transform):
     """The series' own VOI window(s), read from ``meta`` as assembly recorded them.
 
     Uses ``meta["window_center"]`` and ``meta["window_width"]`` (one value or
-    a list, DICOM (0028,1050) / (0028,1051)) and ``meta["voi_lut_function"]``
+    a list, DICOM (0028,1050) / (0028,1051), times ``meta["window_scale"]``
+    where assembly put the voxels on another scale than the header's display
+    values: Philips' floating point) and ``meta["voi_lut_function"]``
     ((0028,1056); LINEAR when absent, as the standard says).
 
     Parameters
@@ -212,7 +214,8 @@ class HeaderWindow(Transform):
                 "the header is inconsistent, use Window(center, width)",
                 tag="(0028,1051)",
             )
-        pairs = list(zip(centers, widths))
+        scale = float(meta.get("window_scale") or 1.0)  # display values onto the voxels' scale (Philips' floating point)
+        pairs = [(center * scale, width * scale) for center, width in zip(centers, widths)]
         if self.index is not None:
             if not -len(pairs) <= self.index < len(pairs):
                 raise ConfigError(f"HeaderWindow(index={self.index}): the header has {len(pairs)} windows", tag="(0028,1050)")

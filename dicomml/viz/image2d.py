@@ -19,7 +19,7 @@ from dicomml.imaging2d.orientation import edge_sides
 from dicomml.paths import atomic_output
 from dicomml.viz.planes import Plane
 from dicomml.viz.render import _draw, _legend
-from dicomml.viz.window import AUTO_PERCENTILES
+from dicomml.viz.window import auto_limits
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -116,8 +116,7 @@ def _range(image: Image2D, frame: np.ndarray) -> tuple[float, float]:
         return (float(known[0]), float(known[1])) if known else (0.0, float(np.iinfo(frame.dtype).max) if frame.dtype.kind in "iu" else 1.0)
     if known and image.meta.get("voi") not in (None, "none"):  # a window was applied: its output spans the range
         return float(known[0]), float(known[1])
-    low, high = np.nanpercentile(frame, AUTO_PERCENTILES)  # a grey image no window mapped: as a volume's
-    return float(low), float(high if high > low else low + 1)
+    return auto_limits(frame)  # a grey image no window mapped: as a volume's
 
 
 def _orientation(text: str | None) -> tuple[str, str] | None:

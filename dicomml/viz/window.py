@@ -9,12 +9,14 @@ import numpy as np
 
 from dicomml.config import WindowSpec
 
-__all__ = ["Window", "window_limits"]
+__all__ = ["Window", "auto_limits", "window_limits"]
 
 #: ``(center, width)``, a preset name, or ``None`` (header window, else percentiles).
 Window = tuple[float, float] | str | None
 #: Percentiles that bound the display range when neither a window nor a header window is given.
 AUTO_PERCENTILES = (0.5, 99.5)
+#: Meta key of the factor from the header window's scale (display values) to the voxels' (Philips' floating point).
+WINDOW_SCALE = "window_scale"
 
 
 def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) -> tuple[float, float]:
@@ -27,7 +29,9 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
         (0028,1050) / (0028,1051) convention; or a name of
         :data:`dicomml.transforms.WINDOW_PRESETS` (``"lung"``, ``"bone"``,
         ``"brain"``, ``"soft_tissue"``...); or ``None``: the header's first window
-        from ``meta``, else the 0.5 and 99.5 percentiles of ``image``.
+        from ``meta`` (mapped onto the voxels' scale where ``meta["window_scale"]``
+        says they are Philips' floating-point values), else the 0.5 and 99.5
+        percentiles of ``image``'s finite values.
     image
         The voxels, for the percentile fallback.
     meta
@@ -56,10 +60,28 @@ def window_limits(window: Window, image: np.ndarray, meta: Mapping[str, Any]) ->
     else:
         header = _header_window(meta)
         if header is None:
-            low, high = np.percentile(image, AUTO_PERCENTILES)
-            return float(low), float(max(high, low + 1e-6))
+            return auto_limits(image)
         spec = header
     return spec.low, spec.high
+
+
+def auto_limits(image: np.ndarray) -> tuple[float, float]:
+    """The 0.5 and 99.5 percentiles of ``image``'s finite values; ``(0, 1)`` when none is finite.
+
+    NaN and infinity (outside an ADC or probability map's mask) are left out
+    so that they blank no picture; a constant image gets a width of 1.
+
+    Examples
+    --------
+    >>> auto_limits(np.array([np.nan, np.inf, 3.0]))
+    (3.0, 4.0)
+    """
+    if image.dtype.kind == "f":  # integers are all finite: no copy
+        image = image[np.isfinite(image)]
+    if image.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(image, AUTO_PERCENTILES))
+    return low, high if high > low else low + 1.0
 
 
 def _preset(name: str) -> WindowSpec:
@@ -70,11 +92,21 @@ def _preset(name: str) -> WindowSpec:
 
 
 def _header_window(meta: Mapping[str, Any]) -> WindowSpec | None:
-    """The first WindowCenter / WindowWidth pair recorded in ``meta``, if any."""
+    """The first WindowCenter / WindowWidth pair recorded in ``meta``, on the voxels' scale, if any.
+
+    The header's window is in display values; voxels scaled to Philips'
+    floating point are those times ``meta["window_scale"]`` (``1 / (RS * SS)``,
+    see :mod:`dicomml.dicom.philips`). A factor that varies by slice has no
+    one window on the voxels' scale: None, so the percentiles are used.
+    """
     center, width = meta.get("window_center"), meta.get("window_width")
     if center is None or width is None or np.size(center) == 0 or np.size(width) == 0:  # absent or empty elements
         return None
     first_center, first_width = (float(np.ravel(v)[0]) for v in (center, width))
     if not (np.isfinite(first_center) and np.isfinite(first_width) and first_width > 0):
         return None
-    return WindowSpec(first_center, first_width)
+    factor = meta.get(WINDOW_SCALE)
+    scale = np.ravel(np.asarray(1.0 if factor is None else factor, np.float64))
+    if scale.size == 0 or not np.all(np.isfinite(scale)) or scale[0] <= 0 or np.any(scale != scale[0]):
+        return None
+    return WindowSpec(first_center * float(scale[0]), first_width * float(scale[0]))

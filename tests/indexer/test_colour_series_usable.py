@@ -1,0 +1,53 @@
+"""A stack of colour images with full geometry is not a usable volume: the series table agrees with load_series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+import dicomml
+from dicomml.errors import InvalidDicomFileError
+from dicomml.imaging2d.modalities import IMAGES_2D
+from dicomml.imaging2d.synthetic import write_image2d
+from dicomml.indexer.series import COLOUR_IMAGES
+
+
+def write_stack(folder: Path, *, colour: bool, modality: str = "OT", n: int = 4) -> None:
+    """``n`` slices 2 mm apart, axial, 1 mm pixels: a volume's geometry, in RGB or grey."""
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    pixels = np.zeros((16, 16, 3) if colour else (16, 16), np.uint8)
+    for k in range(n):
+        geometry = {
+            "ImagePositionPatient": [0.0, 0.0, 2.0 * k],
+            "ImageOrientationPatient": [1, 0, 0, 0, 1, 0],
+            "PixelSpacing": [1, 1],
+            "FrameOfReferenceUID": frame,
+            "InstanceNumber": k + 1,
+            "Modality": modality,
+        }
+        write_image2d(
+            folder / f"{k}.dcm",
+            pixels,
+            modality="SC",
+            photometric="RGB" if colour else "MONOCHROME2",
+            study_uid=study,
+            series_uid=series,
+            extra=geometry,
+        )
+
+
+def test_a_colour_stack_is_not_usable_and_says_which_readers_read_it(tmp_path: Path) -> None:
+    write_stack(tmp_path / "src" / "rgb", colour=True)
+    write_stack(tmp_path / "src" / "grey", colour=False)
+    write_image2d(tmp_path / "src" / "us.dcm", np.zeros((16, 16, 3), np.uint8), modality="US", photometric="RGB")
+    manifest = dicomml.index(tmp_path / "src", tmp_path / "manifest", workers=1, salt="colour", progress=False)
+    rows = manifest.table("series", ["folder", "series_key", "usable", "reason"]).to_pylist()
+    series = {Path(row.pop("folder")).name: row for row in rows}
+    assert series["grey"]["usable"] and series["grey"]["reason"] is None  # the same geometry in grey levels is a volume
+    assert (series["rgb"]["usable"], series["rgb"]["reason"]) == (False, COLOUR_IMAGES)
+    with pytest.raises(InvalidDicomFileError, match="Samples per Pixel is 3"):
+        dicomml.load_series(manifest, series["rgb"]["series_key"])  # what the table says: no volume
+    assert series["src"]["reason"] == IMAGES_2D  # a single colour ultrasound image keeps its reason
