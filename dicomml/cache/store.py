@@ -70,6 +70,9 @@ from dicomml.sources.buckets import bucket_options, bucket_retries, filesystem, 
 
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
+#: Bytes of the write check's probe: one block of any file system.
+_PROBE_BYTES = 4096
+
 #: At most this many foreground voxels are indexed per entry, shared among mask channels (evenly strided).
 FOREGROUND_MAX = 200_000
 #: A writer's lease (and a temporary file) counts as live this long after its last refresh, whatever gc's grace.
@@ -482,7 +485,8 @@ class Cache:
     def check_writable(self) -> None:
         """Raise unless a file can be written into the cache: a run checks once before it computes anything.
 
-        Writes an empty file under ``tmp/`` and removes it.
+        Writes a small file under ``tmp/`` and removes it (not an empty one: a
+        full disk still makes empty files).
 
         Raises
         ------
@@ -496,7 +500,7 @@ class Cache:
         probe = f"{self.root}/tmp/write-check.{uuid.uuid4().hex}"
         try:
             self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
-            self.fs.pipe_file(probe, b"")
+            self.fs.pipe_file(probe, bytes(_PROBE_BYTES))
         except OSError as exc:
             raise CacheError(
                 f"{self.url}: the cache cannot be written ({os_reason(exc)}); make it writable or choose another cache",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import time
@@ -103,6 +104,10 @@ def _no_credentials(exc: BaseException) -> bool:
     return any(cls.__name__ in _NO_CREDENTIALS for cls in type(exc).__mro__)
 
 
+#: OS errors no retry cures: no space, no quota, a read-only file system, a file or name too large.
+_LASTING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.ENAMETOOLONG})
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may cure the failure (a timeout, a reset, a 5xx or 429), not a 4xx, missing credentials or a missing object."""
     if isinstance(exc, (Transient, TimeoutError, ConnectionError, json.JSONDecodeError)):
@@ -120,8 +125,9 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, requests.RequestException):
         return True
-    # s3fs / aiohttp errors that carry no status: a reset or a short read
-    return isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError, DicomMLError))
+    # s3fs / aiohttp errors that carry no status: a reset or a short read; a full or read-only disk stays so
+    lasting = (FileNotFoundError, PermissionError, DicomMLError)
+    return isinstance(exc, OSError) and not isinstance(exc, lasting) and exc.errno not in _LASTING_ERRNOS
 
 
 def _reason(exc: BaseException) -> str:
