@@ -164,7 +164,7 @@ def stored_dtype(ds: Dataset) -> np.dtype:
     if samples != 1:
         raise InvalidDicomFileError(
             f"{path}: (0028,0002) Samples per Pixel is {samples}, expected 1; "
-            "colour images are not volumes, convert them to grey levels first",
+            "colour images are not volumes: read them with dicomml.ImageDataset or dicomml.imaging2d.load_image",
             path=path,
             tag="(0028,0002)",
         )
