@@ -13,7 +13,17 @@ from pathlib import Path
 
 from dicomml.errors import ManifestError, OutputError
 
-__all__ = ["atomic_output", "check_unchanged", "is_url", "local_path", "os_reason", "printable", "refuse_credentials", "refuse_url", "storable_path"]
+__all__ = [
+    "atomic_output",
+    "check_unchanged",
+    "is_url",
+    "local_path",
+    "os_reason",
+    "printable",
+    "refuse_credentials",
+    "refuse_url",
+    "storable_path",
+]
 
 #: The user information of a URL's authority: ``scheme://user:password@``.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
@@ -126,7 +136,9 @@ def refuse_url(path: str, what: str) -> None:
         shortens them, ``s3:/bucket``), naming it and ``what`` (the option).
     """
     if _URL.match(path):
-        raise OutputError(f"{path}: {what} must be a local path, not a URL; write it here, then copy it (aws s3 cp, gcloud storage cp)", path=path)
+        raise OutputError(
+            f"{path}: {what} must be a local path, not a URL; write it here, then copy it (aws s3 cp, gcloud storage cp)", path=path
+        )
 
 
 def os_reason(exc: BaseException) -> str:

@@ -48,6 +48,9 @@ def test_a_colour_stack_is_not_usable_and_says_which_readers_read_it(tmp_path: P
     series = {Path(row.pop("folder")).name: row for row in rows}
     assert series["grey"]["usable"] and series["grey"]["reason"] is None  # the same geometry in grey levels is a volume
     assert (series["rgb"]["usable"], series["rgb"]["reason"]) == (False, COLOUR_IMAGES)
-    with pytest.raises(InvalidDicomFileError, match=r"Samples per Pixel is 3, expected 1; colour images are not volumes: read them with dicomml.ImageDataset"):
+    with pytest.raises(
+        InvalidDicomFileError,
+        match=r"Samples per Pixel is 3, expected 1; colour images are not volumes: read them with dicomml.ImageDataset",
+    ):
         dicomml.load_series(manifest, series["rgb"]["series_key"])  # what the table says: no volume
     assert series["src"]["reason"] == IMAGES_2D  # a single colour ultrasound image keeps its reason
