@@ -136,6 +136,10 @@ def _checked(index: int, count: int, source: str) -> tuple[tuple[int, int], str]
     help="2D images (CR, DX, MG, US, SC...): --config is an image config YAML, --where a predicate on instances; a report row per image.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --images: images per task.")
+@click.option(
+    "--modalities", default=None, help="With --images: comma-separated modalities taken as 2D images, as ImageDataset's [its list]."
+)
+@click.option("--masks", is_flag=True, help="With --images: cache the SEG / RTSTRUCT masks of each image, as ImageDataset(masks=True).")
 @max_voxels
 @storage_option
 def command(
@@ -153,6 +157,8 @@ def command(
     quiet: bool,
     images: bool,
     batch_size: int,
+    modalities: str | None,
+    masks: bool,
     max_voxels: int | None,
     storage_option: tuple[str, ...],
 ) -> None:
@@ -173,10 +179,15 @@ def command(
     )
     opened = open_manifest(manifest, storage_option)
     common["storage_options"] = opened.remote.storage_options  # the cache's too (an s3:// cache beside s3:// sources)
+    if not images and (modalities is not None or masks):
+        raise click.UsageError("--modalities and --masks go with --images")
     if images:
         from dicomml.distributed.images import preprocess_images
 
-        result = preprocess_images(opened, config, cache, batch_size=batch_size, max_voxels=max_voxels, **common)
+        chosen_modalities = None if modalities is None else [m.strip().upper() for m in modalities.split(",") if m.strip()]
+        result = preprocess_images(
+            opened, config, cache, modalities=chosen_modalities, masks=masks, batch_size=batch_size, max_voxels=max_voxels, **common
+        )
     else:
         from dicomml.distributed import preprocess  # torch and Dask: imported to run, not to parse the options
 

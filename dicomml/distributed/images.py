@@ -41,10 +41,10 @@ _ROW = ("path", "sop_instance_uid", "size", "mtime_ns")
 
 
 class ImageSource:
-    """One image of a run: its manifest row, cache key and size in pixels (all frames)."""
+    """One image of a run: its manifest row, cache key, size in pixels (all frames) and the rows of its masks."""
 
-    def __init__(self, row: Mapping[str, Any], key: str, shape: tuple[int, ...]) -> None:
-        self.row, self.key, self.shape = {k: row[k] for k in _ROW}, key, shape
+    def __init__(self, row: Mapping[str, Any], key: str, shape: tuple[int, ...], masks: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.row, self.key, self.shape, self.masks = {k: row[k] for k in _ROW}, key, shape, list(masks)
 
     @property
     def series_key(self) -> str:
@@ -58,6 +58,8 @@ def preprocess_images(
     cache: Cache | str | os.PathLike[str],
     *,
     where: str | None = None,
+    modalities: Sequence[str] | None = None,
+    masks: bool = False,
     workers: int | None = None,
     scheduler: Any = None,
     shard: tuple[int, int] | None = None,
@@ -81,6 +83,10 @@ def preprocess_images(
         A :class:`~dicomml.cache.Cache` or its folder / fsspec URL.
     where
         SQL predicate on the ``instances`` table (DuckDB), ANDed with the 2D modalities.
+    modalities, masks
+        As :class:`~dicomml.imaging2d.ImageDataset`'s (default: its 2D
+        modalities; masks of the SEGs and RTSTRUCTs referencing each image),
+        so that the run fills the entries that Dataset reads.
     workers, scheduler, shard, retries, report, progress, storage_options
         As :func:`dicomml.preprocess`; ``shard`` takes every ``count``-th image from ``index``.
     batch_size
@@ -112,7 +118,8 @@ def preprocess_images(
     >>> report = preprocess_images("manifest", "mammo.yaml", "cache", workers=2)  # doctest: +SKIP
     """
     from dicomml.imaging2d import ImageConfig
-    from dicomml.imaging2d.dataset import select_images
+    from dicomml.imaging2d.dataset import image_masks, referencing_segs, select_images
+    from dicomml.imaging2d.modalities import IMAGE_MODALITIES
     from dicomml.imaging2d.prepare import image_key
 
     started = time.perf_counter()
@@ -120,12 +127,13 @@ def preprocess_images(
     in_process = scheduler is None and (workers == 0 or (workers is None and shard is not None))
     manifest, cache = Manifest.open(manifest), open_cache(cache, storage_options)
     config = config if isinstance(config, ImageConfig) else ImageConfig.from_yaml(config)
-    rows = select_images(manifest, where)
+    rows = select_images(manifest, where, IMAGE_MODALITIES if modalities is None else tuple(modalities))
     if shard is not None:
         rows = rows.iloc[shard[0] :: shard[1]]
     if rows.empty:
         raise SeriesNotFoundError(f"{manifest.path}: no 2D image" + (f" matches {where!r}" if where else ""), path=str(manifest.path))
-    sources = [ImageSource(r, image_key(r, config), _shape(r)) for r in rows.to_dict("records")]
+    segs = referencing_segs(manifest) if masks else None
+    sources = [ImageSource(r, image_key(r, config, image_masks(segs, r)), _shape(r), image_masks(segs, r)) for r in rows.to_dict("records")]
     fs, path = report_location(cache, report, shard)
     out, todo = settle(sources, cache)
     context = (cache, config, device, DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, manifest.remote)
@@ -167,7 +175,7 @@ def image_task(
     row: dict[str, Any] = {"series_key": source.series_key, "cache_key": source.key, "worker": worker_name(), "device": "cpu"}
     try:
         check_voxels(source.shape, f"image {source.row['path']}", max_voxels, path=source.row["path"])
-        preprocess_image(source.row, cache, config, remote=remote)
+        preprocess_image(source.row, cache, config, source.masks, remote)
         nbytes = cache.open(source.key).nbytes()
     except DicomMLError as exc:  # the data's fault (or an invalid marker of the entry): retrying cannot help
         if store_hiccup(exc):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the manifest's rows (pandas, DuckDB) are read only when the
 
     from dicomml.indexer.manifest import Manifest
 
-__all__ = ["ImageDataset", "select_images"]
+__all__ = ["ImageDataset", "image_masks", "referencing_segs", "select_images"]
 
 #: Cache entries an ImageDataset remembers (the first this many opened; each a few KB of parsed marker).
 ENTRIES_KEPT = 200_000
@@ -42,7 +42,7 @@ ENTRIES_KEPT = 200_000
 _NESTED = frozenset((dict, list))
 
 
-def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
+def referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
     """SEG and RTSTRUCT rows of the manifest by the SOP Instance UID of each image they reference.
 
     An RTSTRUCT that names no image (no Contour Image Sequence) is listed under
@@ -56,6 +56,13 @@ def _referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
         for uid in uids or [f"series:{s}" for s in ([] if series is None else series)]:
             out.setdefault(str(uid), []).append(record)
     return out
+
+
+def image_masks(segs: Mapping[str, list[dict[str, Any]]] | None, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The SEG and RTSTRUCT rows of an image's masks (of :func:`referencing_segs`; none when ``segs`` is None)."""
+    if segs is None:
+        return []
+    return segs.get(row["sop_instance_uid"], []) + segs.get(f"series:{row['series_instance_uid']}", [])
 
 
 def select_images(manifest: Manifest, where: str | None = None, modalities: tuple[str, ...] = IMAGE_MODALITIES) -> pd.DataFrame:
@@ -192,7 +199,7 @@ class ImageDataset(SeededDataset):
 
     @functools.cached_property
     def _segs(self) -> dict[str, list[dict[str, Any]]] | None:
-        return _referencing_segs(self.manifest) if self._masks else None
+        return referencing_segs(self.manifest) if self._masks else None
 
     def _row_keys(self) -> list[str]:
         """Every sample's cache key, from the manifest's rows (when the cache keeps no list for them)."""
@@ -204,9 +211,7 @@ class ImageDataset(SeededDataset):
 
     def _row_segs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The SEG and RTSTRUCT rows of an image's masks (none without ``masks=True``)."""
-        if self._segs is None:
-            return []
-        return self._segs.get(row["sop_instance_uid"], []) + self._segs.get(f"series:{row['series_instance_uid']}", [])
+        return image_masks(self._segs, row)
 
     def _cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         """Image planes, mask and a copy of the meta of sample ``index``'s entry: a remembered entry is read without its marker."""

@@ -66,9 +66,11 @@ class ImageConfig:
         ``size`` at a coarser wavelet level (:mod:`~dicomml.imaging2d.j2k`): several times faster
         for mammograms, values close to but not those of the full-size path.
     dtype
-        How samples are kept: ``"uint16"``, [0, 1] in steps of 1/65535 (an
-        error of at most 1/131070, a 32nd of a 12-bit source's grey step; half
-        the bytes of float32, so a cached epoch reads faster), or ``"float32"``.
+        How samples are kept: ``"uint16"``, [0, 1] in steps of 1/65535 (at
+        most 1/131070 off the float32 image, a 32nd of a 12-bit source's grey
+        step; the float32 image is itself within about 1e-7 of the exact
+        display value; half the bytes of float32, so a cached epoch reads
+        faster), or ``"float32"``.
         Samples are float32 either way, the same with or without a cache.
     """
 
