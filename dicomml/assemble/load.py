@@ -610,8 +610,8 @@ def _meta(
         "rescale_slope": _one_or_list(slopes),
         "rescale_intercept": _one_or_list(intercepts),
         "rescale_type": str(transform.get("RescaleType") or ("HU" if modality == "CT" else "US")),
-        "window_center": header_numbers(voi, "WindowCenter") or [],
-        "window_width": header_numbers(voi, "WindowWidth") or [],
+        "window_center": header_numbers(voi, "WindowCenter", path=middle.path) or [],
+        "window_width": header_numbers(voi, "WindowWidth", path=middle.path) or [],
         # the window is in the header's display values; Philips' floating point is on another scale
         **({} if middle.table.display_scale is None else {"window_scale": float(middle.table.display_scale[row])}),
         "voi_lut_function": str(voi.get("VOILUTFunction") or "LINEAR"),

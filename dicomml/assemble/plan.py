@@ -8,6 +8,7 @@ Pure: arrays in (the per-frame geometry of one volume group), a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -181,7 +182,7 @@ def plan_stack(
     if geometry.n_volumes:
         position_of = np.repeat(np.arange(n_positions), geometry.counts)
         volume_of = np.arange(len(geometry.order)) - np.repeat(starts, geometry.counts)
-        if shared is not None:
+        if shared is not None and geometry.n_volumes > 1:  # a 3D stack has one volume: nothing to match
             keys = shared()[by_time[geometry.order]]
             matched = _match_volumes(keys, position_of, geometry.order, geometry.offsets, on_irregular, series, found)
             volume_of = volume_of if matched is None else matched
@@ -288,31 +289,31 @@ def _match_volumes(
     """
     if np.array_equal(keys, np.broadcast_to(keys[0], keys.shape), equal_nan=True):
         return None
-    rounded = np.where(np.isnan(keys), np.inf, np.round(keys, 3))  # NaN never equals itself; inf does
-    seen: dict[tuple[int, tuple[float, ...]], int] = {}
+    # Python's round keeps 1e308 finite (numpy's overflows to inf); None for an absent value: NaN never equals itself
+    rounded = [tuple(None if math.isnan(v) else round(v, 3) for v in row) for row in keys.tolist()]
+    seen: dict[tuple[int, tuple[float | None, ...]], int] = {}
     identities = []
-    for position, row in zip(position_of.tolist(), map(tuple, rounded.tolist())):
+    for position, row in zip(position_of.tolist(), rounded):
         j = seen.get((position, row), 0)
         seen[position, row] = j + 1
         identities.append((row, j))
-    held: list[set[tuple[tuple[float, ...], int]]] = [set() for _ in range(int(position_of.max()) + 1)]
+    held: list[set[tuple[tuple[float | None, ...], int]]] = [set() for _ in range(int(position_of.max()) + 1)]
     for position, identity in zip(position_of.tolist(), identities):
         held[position].add(identity)
     odd = next((p for p, h in enumerate(held) if h != held[0]), None)
     if odd is not None:
-        values, _ = min(held[odd] ^ held[0])  # one (key, occurrence) that only one of the two positions holds
-        shown = [None if v == np.inf else v for v in values]
+        values, _ = min(held[odd] ^ held[0], key=repr)  # one (key, occurrence) that only one of the two positions holds
         _irregular(
             MixedSeriesError,
             f"the slices at {offsets[0]:.4g} mm and at {offsets[odd]:.4g} mm differ in their b-values and gradients "
-            f"([b, gx, gy, gz] = {shown} at one only), so no volume has one b-value and gradient at every slice",
+            f"([b, gx, gy, gz] = {list(values)} at one only), so no volume has one b-value and gradient at every slice",
             "raise" if on_irregular == "resample" else on_irregular,
             series,
             found,
             _NOT_RESAMPLABLE,
         )
         return None
-    first: dict[tuple[tuple[float, ...], int], int] = {}
+    first: dict[tuple[tuple[float | None, ...], int], int] = {}
     for identity, rank in zip(identities, time_rank.tolist()):
         first[identity] = min(first.get(identity, rank), rank)
     volume = {identity: v for v, identity in enumerate(sorted(first, key=first.__getitem__))}

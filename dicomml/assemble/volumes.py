@@ -48,7 +48,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicomml.config import REDUCE, SELECT_BY, VolumeSelection
-from dicomml.dicom.frames import functional_item, header_value
+from dicomml.dicom.frames import functional_item, header_numbers, header_value, source_name
 from dicomml.errors import ConfigError
 from dicomml.geometry.directions import gradients_in_axes
 from dicomml.volume import Volume
@@ -230,9 +230,14 @@ def shared_values(ds: Dataset, frame: int) -> list[float]:
     -------
     list of float
         ``[b_value, gx, gy, gz]``.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        Naming the file and the tag, if the b-value is not a finite number or the gradient not three.
     """
     b_value, gradient = _standard_diffusion(ds, functional_item(ds, frame, "MRDiffusionSequence"))
-    return [np.nan if b_value is None else b_value, *(np.full(3, np.nan) if gradient is None or gradient.size != 3 else gradient)]
+    return [np.nan if b_value is None else b_value, *(np.full(3, np.nan) if gradient is None else gradient)]
 
 
 def volume_values(ds: Dataset, frame: int) -> dict[str, float]:
@@ -251,8 +256,8 @@ def volume_values(ds: Dataset, frame: int) -> dict[str, float]:
     frame
         0-based frame index inside ``ds``.
     """
-    echo = _number(ds, "EchoNumbers")
-    echo_time = _first(_number(functional_item(ds, frame, "MREchoSequence"), "EffectiveEchoTime"), _number(ds, "EchoTime"))
+    echo = _number(ds, ds, "EchoNumbers")
+    echo_time = _first(_number(ds, functional_item(ds, frame, "MREchoSequence"), "EffectiveEchoTime"), _number(ds, ds, "EchoTime"))
     b_value = _diffusion(ds, functional_item(ds, frame, "MRDiffusionSequence"))[0]
     values = (("echo_number", echo), ("echo_time", echo_time), ("b_value", b_value))
     return {k: v for k, v in values if v is not None}
@@ -325,16 +330,13 @@ def reduce_volumes(volume: Volume, how: str) -> Volume:
 # -- reading one frame's values ----------------------------------------------------------------
 
 
-def _number(item: Dataset | None, keyword: str) -> float | None:
-    if item is None:
-        return None
-    value = header_value(item, keyword)
-    if isinstance(value, (list, tuple)):
-        value = value[0] if value else None
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
+def _number(ds: Dataset, item: Dataset | None, keyword: str) -> float | None:
+    """The first value of a numeric element of ``item`` (``ds`` or one of its functional group items); None if absent.
+
+    Checked finite, so that a name in the wrong element is refused (naming ``ds``'s file, the value not shown).
+    """
+    numbers = None if item is None else header_numbers(item, keyword, path=source_name(ds))
+    return numbers[0] if numbers else None
 
 
 def _seconds(item: Dataset | None, keyword: str) -> float | None:
@@ -355,7 +357,8 @@ def _first(*values: float | None) -> float | None:
 
 def _trigger(ds: Dataset, frame: int) -> float | None:
     return _first(
-        _number(functional_item(ds, frame, "CardiacSynchronizationSequence"), "NominalCardiacTriggerDelayTime"), _number(ds, "TriggerTime")
+        _number(ds, functional_item(ds, frame, "CardiacSynchronizationSequence"), "NominalCardiacTriggerDelayTime"),
+        _number(ds, ds, "TriggerTime"),
     )
 
 
@@ -385,21 +388,24 @@ def _frame_values(ds: Dataset, frame: int) -> dict[str, Any]:
             _seconds(content, "FrameAcquisitionDateTime"), _seconds(ds, "AcquisitionDateTime"), _seconds(ds, "AcquisitionTime")
         ),
         "trigger_time": _trigger(ds, frame),
-        "echo_time": _first(_number(echo, "EffectiveEchoTime"), _number(ds, "EchoTime")),
-        "echo_number": _number(ds, "EchoNumbers"),
-        "repetition_time": _first(_number(timing, "RepetitionTime"), _number(ds, "RepetitionTime")),
-        "flip_angle": _first(_number(timing, "FlipAngle"), _number(ds, "FlipAngle")),
+        "echo_time": _first(_number(ds, echo, "EffectiveEchoTime"), _number(ds, ds, "EchoTime")),
+        "echo_number": _number(ds, ds, "EchoNumbers"),
+        "repetition_time": _first(_number(ds, timing, "RepetitionTime"), _number(ds, ds, "RepetitionTime")),
+        "flip_angle": _first(_number(ds, timing, "FlipAngle"), _number(ds, ds, "FlipAngle")),
     }
     out["b_value"], out["gradient_lps"] = _diffusion(ds, diffusion)
     return out
 
 
 def _standard_diffusion(ds: Dataset, item: Dataset | None) -> tuple[float | None, np.ndarray | None]:
-    """(b-value, unit gradient in LPS) from the standard attributes: the frame's MR Diffusion item, else the file's."""
+    """(b-value, unit gradient in LPS) from the standard attributes: the frame's MR Diffusion item, else the file's.
+
+    Both checked: finite numbers, three of the gradient; a malformed one raises InvalidDicomFileError naming the file.
+    """
     holder = item if item is not None else ds
     sequence = holder.get("DiffusionGradientDirectionSequence")
-    vector = header_value(sequence[0] if sequence else holder, "DiffusionGradientOrientation")
-    return _number(holder, "DiffusionBValue"), None if vector is None else np.asarray(vector, dtype=np.float64)
+    vector = header_numbers(sequence[0] if sequence else holder, "DiffusionGradientOrientation", 3, path=source_name(ds))
+    return _number(ds, holder, "DiffusionBValue"), None if vector is None else np.asarray(vector)
 
 
 def _diffusion(ds: Dataset, item: Dataset | None) -> tuple[float | None, np.ndarray | None]:

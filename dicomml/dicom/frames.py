@@ -150,20 +150,36 @@ def header_value(ds: Dataset, keyword: str) -> Any:
     return _Reader(source_name(ds))._value(ds, keyword, "a valid value")
 
 
-def header_numbers(ds: Dataset, keyword: str) -> list[float] | None:
+def header_numbers(ds: Dataset, keyword: str, count: int | None = None, *, path: str | None = None) -> list[float] | None:
     """All values of a numeric element as finite floats, None when absent or empty.
+
+    Parameters
+    ----------
+    ds
+        A dataset, or an item of one of its sequences (a functional group macro).
+    keyword
+        The element's keyword, e.g. ``"WindowCenter"``.
+    count
+        How many values the element must hold; None for any number.
+    path
+        The file to name in messages; by default ``ds``'s, which an item of a sequence does not know.
 
     Raises
     ------
     InvalidDicomFileError
-        Naming the file and the tag, if a value is not a number or is NaN or infinite.
+        Naming the file and the tag, if a value is not a number or is NaN or infinite,
+        or there are not ``count`` of them; the value is shown only if it holds nothing but numbers.
 
     Examples
     --------
     >>> header_numbers(ds, "WindowCenter")  # doctest: +SKIP
     [40.0, 300.0]
     """
-    return _Reader(source_name(ds)).numbers(ds, keyword, "finite numbers")
+    reader = _Reader(path or source_name(ds))
+    if count is None:
+        return reader.numbers(ds, keyword, "finite numbers")
+    values = reader.floats(ds, keyword, count)
+    return None if values is None else values.tolist()
 
 
 def frame_size(ds: Dataset) -> tuple[int, int]:
@@ -278,6 +294,8 @@ def _parse_raw(element: RawDataElement) -> Any:
     return _NOT_PARSED
 
 
+#: A DT's date parts, the time after a whole date, and a UTC offset: YYYY[MM[DD[HHMMSS.F]]][&ZZXX].
+_DT = re.compile(r"(\d{4})(?:(\d{2})(?:(\d{2})([^+-]*))?)?([+-]\d{4})?")
 #: What a number or number list can hold; a malformed value made of anything else may be a name or an ID.
 _NUMBER_TEXT = re.compile(r"(?i)([0-9+\-.e \\]|nan|inf)*")
 
@@ -391,27 +409,37 @@ class _Reader:
 
     def moment(self, item: Dataset, keyword: str) -> float | None:
         """Seconds since 0001-01-01 of a DT (``*DateTime``), or of AcquisitionTime on its AcquisitionDate;
-        the time of day alone where no date is given. None if absent."""
-        value = self._value(item, keyword, "a time HHMMSS.FFFFFF")
+        the time of day alone where no date is given. None if absent.
+
+        A DT is YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX] (PS3.5 Table 6.2-1): a part
+        left out takes its lowest value, and the UTC offset is ignored.
+        """
+        is_dt = keyword.endswith("DateTime")
+        expected = "a date and time YYYYMMDDHHMMSS.FFFFFF" if is_dt else "a time HHMMSS.FFFFFF"
+        value = self._value(item, keyword, expected)
         if value is None:
             return None
         text = str(value).strip()
-        if keyword.endswith("DateTime"):
-            date, text = text[:8], text[8:]
+        if is_dt:
+            match = _DT.fullmatch(text)
+            if match is None:
+                raise self._fail(item, keyword, expected)
+            year, month, day, text = match.group(1), match.group(2) or "01", match.group(3) or "01", match.group(4) or "00"
+            date = year + month + day
         else:
             date = str(self._value(item, "AcquisitionDate", "a date YYYYMMDD") or "").strip().replace(".", "")
         text = text.split("+")[0].split("-")[0].replace(":", "")
         try:
             hh, mm, ss = int(text[0:2]), int(text[2:4] or 0), float(text[4:] or 0)
         except ValueError as exc:
-            raise self._fail(item, keyword, "a time HHMMSS.FFFFFF") from exc
-        day = 0
+            raise self._fail(item, keyword, expected) from exc
+        day_number = 0
         if date:  # the date orders time points across midnight
             try:
-                day = datetime.date(int(date[0:4]), int(date[4:6]), int(date[6:8])).toordinal()
+                day_number = datetime.date(int(date[0:4]), int(date[4:6]), int(date[6:8])).toordinal()
             except ValueError as exc:
-                raise self._fail(item, keyword if keyword.endswith("DateTime") else "AcquisitionDate", "a date YYYYMMDD") from exc
-        return day * 86400.0 + hh * 3600.0 + mm * 60.0 + ss
+                raise self._fail(item, keyword if is_dt else "AcquisitionDate", expected if is_dt else "a date YYYYMMDD") from exc
+        return day_number * 86400.0 + hh * 3600.0 + mm * 60.0 + ss
 
     def kind(self, item: Dataset, keyword: str) -> str:
         """Value 3 of ImageType / FrameType, upper-case; "" if absent."""
@@ -428,12 +456,13 @@ class _Reader:
         return [str(v).strip().upper() for v in ([value] if isinstance(value, str) else value)]
 
 
-def _temporal(reader: _Reader, items: Sequence[Dataset]) -> float:
-    """The first time key found, in the order documented on FrameTable.temporal."""
+def _temporal(reader: _Reader, items: Sequence[Dataset], enhanced: bool = False) -> float:
+    """The first time key found, in the order documented on FrameTable.temporal (the cardiac trigger delay of
+    an enhanced frame's Cardiac Synchronization macro only where there is one: a classic file has none)."""
     keys: tuple[tuple[str, Callable[[Dataset, str], float | None]], ...] = (
         ("TemporalPositionIdentifier", reader.number),
         ("TemporalPositionIndex", reader.number),
-        ("NominalCardiacTriggerDelayTime", reader.number),
+        *((("NominalCardiacTriggerDelayTime", reader.number),) if enhanced else ()),
         ("TriggerTime", reader.number),
         ("FrameAcquisitionDateTime", reader.moment),
         ("AcquisitionDateTime", reader.moment),
@@ -601,7 +630,7 @@ def _enhanced_table(ds: Dataset, reader: _Reader, rows: int, columns: int) -> Fr
         echo[i] = _or_nan(top_echo if top_echo is not None else effective_te)
         content = _functional_item(frame, shared, "FrameContentSequence")
         cardiac = _functional_item(frame, shared, "CardiacSynchronizationSequence")
-        temporal[i] = _temporal(reader, [item for item in (content, cardiac, ds) if item is not None])
+        temporal[i] = _temporal(reader, [item for item in (content, cardiac, ds) if item is not None], enhanced=cardiac is not None)
         transform = _functional_item(frame, shared, "PixelValueTransformationSequence") or ds
         s, b = reader.number(transform, "RescaleSlope"), reader.number(transform, "RescaleIntercept")
         slope[i] = 1.0 if s is None else s

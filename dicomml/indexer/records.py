@@ -22,7 +22,7 @@ from pydicom.datadict import dictionary_description, dictionary_VM, dictionary_V
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomml.dicom.frames import frame_table, functional_item, header_numbers, header_value, shown_value
+from dicomml.dicom.frames import frame_table, functional_item, header_numbers, header_value, shown_value, source_name
 from dicomml.dicom.series_key import group_keys
 from dicomml.errors import InvalidDicomFileError
 from dicomml.indexer.annotations import annotation_fields
@@ -499,6 +499,6 @@ def _frame_fields(ds: Dataset, frame: int, row: dict[str, Any]) -> dict[str, Any
             value = (header_value(item, keyword) if item is not None else None) or header_value(ds, "AcquisitionDateTime")
             out[column] = str(value or "").strip()[8:] or None
         elif item is not None:
-            numbers = header_numbers(item, keyword)
+            numbers = header_numbers(item, keyword, path=source_name(ds))  # an item does not know its file
             out[column] = (numbers if kind == "floats" else numbers[0]) if numbers else None
     return out
