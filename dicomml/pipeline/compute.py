@@ -338,7 +338,7 @@ def _masks(
     )
     labels = det.labels()
     if labels:
-        mask = dataset_mask(manifest, chosen, volume, det.annotations, labels)
+        mask = dataset_mask(manifest, chosen, volume, det.annotations, labels, max_voxels=det.max_voxels)
         return [mask], {
             "mask_present": mask.meta["present"],
             "annotation_keys": mask.meta["annotation_keys"],
@@ -346,7 +346,8 @@ def _masks(
         }
     if not det.masks:
         return [], {}
-    return [load_mask(manifest, a, reference=volume, as_channels=True) for a in chosen], {"annotation_keys": chosen}
+    masks = [load_mask(manifest, a, reference=volume, as_channels=True, max_voxels=det.max_voxels) for a in chosen]
+    return masks, {"annotation_keys": chosen}
 
 
 def _labels(mask: Volume) -> list[str]:

@@ -312,7 +312,9 @@ def stack_grid(
         The grid's 4x4 affine (indices (slice, row, column) to RAS+ mm) and
         shape, from the lowest plane along the normal to the highest; None for
         fewer than two distinct positions, or positions that are not whole
-        steps of one vector from the first (within ``ALIGN_TOLERANCE_MM``).
+        steps of one vector from the first (within ``ALIGN_TOLERANCE_MM``),
+        or so far apart that the count of steps overflows. The shape is not
+        bounded: check it before allocating.
 
     Examples
     --------
@@ -329,7 +331,11 @@ def stack_grid(
     gaps = np.diff(levels)[np.diff(levels) > ALIGN_TOLERANCE_MM]  # between distinct positions
     if gaps.size == 0:
         return None
-    steps = int(np.rint((along[high] - along[low]) / gaps.min()))  # the smallest gap is one step (or whole steps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        count = np.rint((along[high] - along[low]) / gaps.min())  # the smallest gap is one step (or whole steps)
+    if not np.isfinite(count):  # positions near the float range (1e308 mm): no count of steps to check them against
+        return None
+    steps = int(count)
     step = (pos[high] - pos[low]) / steps
     index = np.rint((along - along[low]) / (step @ normal))
     off = pos - (pos[low] + index[:, None] * step)

@@ -40,6 +40,7 @@ from dicomml.errors import (
     UnsupportedTransferSyntaxError,
 )
 from dicomml.geometry import LPS_TO_RAS
+from dicomml.limits import DEFAULT_MAX_VOXELS, check_voxels
 from dicomml.seg._grid import (
     ALIGN_TOLERANCE_MM,
     PlaneMap,
@@ -380,6 +381,7 @@ def _frames(seg: Dataset, series_uid: str) -> _Frames:
                     path=_name(seg),
                     tag="(0062,000B)",
                 )
+    _check_finite(seg, positions, orientations, spacings)
     if len(orientations) != 1 or len(spacings) != 1:
         raise SegReferenceError(
             f"{_name(seg)}: frames differ in (0020,0037) Image Orientation or (0028,0030) Pixel Spacing "
@@ -388,6 +390,19 @@ def _frames(seg: Dataset, series_uid: str) -> _Frames:
         )
     kept = segments >= 0
     return _Frames(positions[kept], segments[kept], np.flatnonzero(kept), orientations.pop(), spacings.pop())  # type: ignore[arg-type]
+
+
+def _check_finite(seg: Dataset, positions: np.ndarray, orientations: set[tuple[float, ...]], spacings: set[tuple[float, ...]]) -> None:
+    """Refuse NaN or infinite plane geometry: it places a frame nowhere, or on a grid of unbounded size."""
+    bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+    found = [(f"frame {int(i) + 1}", "(0020,0032) Image Position (Patient)", positions[i].tolist()) for i in bad[:1]]
+    found += [("a frame", "(0020,0037) Image Orientation (Patient)", list(v)) for v in orientations if not np.all(np.isfinite(v))]
+    found += [("a frame", "(0028,0030) Pixel Spacing", list(v)) for v in spacings if not np.all(np.isfinite(v))]
+    if found:
+        frame, tag, values = found[0]
+        raise InvalidDicomFileError(
+            f"{_name(seg)}: {frame} has {tag} {values}; expected finite numbers (mm)", path=_name(seg), tag=tag[:11]
+        )
 
 
 def _decode_frame(seg: Dataset, index: int) -> np.ndarray:
@@ -554,6 +569,7 @@ def seg_to_grid(
     segments: SegmentSelector | Sequence[SegmentSelector] | None = None,
     as_channels: bool = False,
     threshold: float | None = None,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> Volume:
     """Decode a DICOM SEG onto the grid of a reference image volume.
 
@@ -574,6 +590,9 @@ def seg_to_grid(
     threshold
         FRACTIONAL SEGs only: turn probabilities in [0, 1] into a binary mask
         (``value >= threshold``). Without it they stay float32 in [0, 1].
+    max_voxels
+        Most voxels (channels included) of the mask, and of the SEG's own
+        grid when its frames are resampled; as :func:`dicomml.load_series`.
 
     Returns
     -------
@@ -593,8 +612,8 @@ def seg_to_grid(
     ------
     InvalidDicomFileError
         If the SEG has no segments, an unknown Segmentation Type, a frame of a
-        segment it does not describe, or (FRACTIONAL) no positive Maximum
-        Fractional Value.
+        segment it does not describe, NaN or infinite plane geometry, or
+        (FRACTIONAL) no positive Maximum Fractional Value.
     SegReferenceError
         If the SEG's frame of reference differs from the reference's, its
         frames cannot be placed on the grid (no positions, several plane
@@ -608,6 +627,8 @@ def seg_to_grid(
     SegmentOverlapError
         If a label map is asked for segments that overlap, or for several
         FRACTIONAL segments without ``threshold``.
+    ResourceLimitError
+        If the mask, or the SEG's own grid (frames far apart), would exceed ``max_voxels``.
     UnsupportedTransferSyntaxError
         If the frames cannot be decoded.
 
@@ -654,6 +675,11 @@ def seg_to_grid(
             )
         grid_affine, shape = own  # type: ignore[assignment]
         plane_map = map_planes(grid_affine, frames.orientation, frames.pixel_spacing, frames.positions, plane_shape)
+    channels = (len(numbers),) if as_channels else ()
+    # the SEG's own grid spans its frames: two far apart make it as large as their distance, before any pixel is read
+    grids = [(shape, "the grid of its frames")] if resampled else []
+    for size, where in grids + [(reference.spatial_shape, describe(reference))]:
+        check_voxels(channels + tuple(size), f"{_name(seg)}: a mask on {where}", max_voxels, path=_name(seg))
     canvas = _Canvas(seg, numbers, shape, as_channels, threshold)
     _paint(seg, frames, plane_map, canvas, describe(reference))
     array = canvas.result()

@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from dicomml.config import Annotations, Label
 from dicomml.errors import ConfigError, DicomMLError
 from dicomml.indexer.manifest import Manifest
+from dicomml.limits import DEFAULT_MAX_VOXELS
 from dicomml.seg.labels import SegmentName, match_label, segment_names
 from dicomml.volume import Volume
 
@@ -221,6 +222,7 @@ def dataset_mask(
     reference: Volume,
     annotations: Annotations,
     labels: Sequence[Label],
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> Volume:
     """One series' chosen annotations as a mask with one channel per label (or one label map).
 
@@ -237,6 +239,8 @@ def dataset_mask(
         where their probability is 0.5 or more.
     labels
         The dataset's label map.
+    max_voxels
+        Most voxels of each annotation's mask (see :func:`dicomml.load_mask`).
 
     Returns
     -------
@@ -263,7 +267,7 @@ def dataset_mask(
     unmatched: set[str] = set()
     for key in annotation_keys:
         try:
-            mask = load_mask(manifest, key, reference=reference, as_channels=True)
+            mask = load_mask(manifest, key, reference=reference, as_channels=True, max_voxels=max_voxels)
             names = {s.number: s for s in segment_names(mask.meta["source"], manifest.remote)}
         except DicomMLError as exc:
             if annotations.on_bad == "raise":

@@ -11,6 +11,7 @@ import pandas as pd
 from dicomml.dicom.io import is_url, read_dataset
 from dicomml.errors import ConfigError, SegReferenceError
 from dicomml.indexer.manifest import Manifest
+from dicomml.limits import DEFAULT_MAX_VOXELS
 from dicomml.paths import check_unchanged
 from dicomml.seg.rtstruct import rtstruct_to_grid
 from dicomml.volume import Volume
@@ -30,6 +31,7 @@ def load_mask(
     as_channels: bool = False,
     on_irregular: str = "raise",
     threshold: float | None = None,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> Volume:
     """Load a SEG or RTSTRUCT of a manifest as a mask on its image's grid.
 
@@ -55,6 +57,9 @@ def load_mask(
         puts it on the regular grid).
     threshold
         FRACTIONAL SEGs: binarize at this probability.
+    max_voxels
+        Most voxels of the series loaded as ``reference`` and of a SEG's mask
+        (channels included) and own grid (see :func:`dicomml.load_series`).
 
     Returns
     -------
@@ -74,6 +79,8 @@ def load_mask(
         If ``threshold`` is given for an RTSTRUCT.
     ManifestError
         If the annotation's file (or the series' files) changed since they were indexed.
+    ResourceLimitError
+        If the series or a SEG's mask would exceed ``max_voxels``.
 
     Examples
     --------
@@ -94,7 +101,7 @@ def load_mask(
             )
         from dicomml.assemble import load_series
 
-        reference = load_series(manifest, row["referenced_series_key"], on_irregular=on_irregular)  # type: ignore[arg-type]
+        reference = load_series(manifest, row["referenced_series_key"], on_irregular=on_irregular, max_voxels=max_voxels)  # type: ignore[arg-type]
     # a remote annotation is fetched here, through the manifest's Remote (its options and credentials)
     source: Any = read_dataset(path, pixels=True, remote=manifest.remote) if is_url(path) else path
     if row["modality"] == "RTSTRUCT":
@@ -104,7 +111,7 @@ def load_mask(
     else:
         from dicomml.seg.dicomseg import seg_to_grid  # highdicom (the [seg] extra): imported for a SEG only
 
-        mask = seg_to_grid(source, reference, segments=segments, as_channels=as_channels, threshold=threshold)
+        mask = seg_to_grid(source, reference, segments=segments, as_channels=as_channels, threshold=threshold, max_voxels=max_voxels)
     indexed = manifest.table("instances", ["size", "mtime_ns"], [("path", "==", path)]).to_pylist()
     check_unchanged([(path, found["size"], found["mtime_ns"]) for found in indexed[:1]])
     mask.meta.update(

@@ -388,8 +388,8 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
     ------
     ConfigError
         If a file cannot be read as NIfTI (not NIfTI, truncated, corrupt), no
-        affine is known, the array is not 3-D or 4-D, or its channels hold
-        NaN or infinite values.
+        affine is known, the array is not 3-D or 4-D or not of a real number
+        type (complex), or its channels hold NaN or infinite values.
     """
     if isinstance(prediction, (str, os.PathLike)):
         import nibabel as nib
@@ -427,6 +427,11 @@ def load_prediction(prediction: Prediction, affine: Any = None) -> tuple[np.ndar
             "expected (i, j, k) or (C, i, j, k) and a 4x4 affine",
             path=name,
         )
+    if array.dtype.kind not in "biuf":  # complex, text, objects: neither label values nor probabilities
+        raise ConfigError(
+            f"{where}a prediction of dtype {array.dtype}; expected integer label values, bool or floating probabilities",
+            path=name,
+        )
     # NaN probabilities pass no threshold and cast to 0: a silent hole (a 3-D map's are refused as not whole numbers)
     if array.ndim == 4 and array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ConfigError(
@@ -454,23 +459,70 @@ def _resampled(array: np.ndarray, affine: np.ndarray, grid: SourceGrid, labels: 
     return torch.cat(parts, dim=1).numpy()
 
 
-def _whole_numbers(array: np.ndarray, name: str | None = None) -> np.ndarray:
-    """A floating 3-D label map (MONAI's SaveImage writes float32; a scaled int16 NIfTI loads as float64) as integers.
+def _value_text(values: Sequence[int | float]) -> str:
+    """Label values as they are (a whole float as an int), the first ten of them."""
+    shown = [int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v for v in values[:10]]
+    return f"{shown}" + (f" (and {len(values) - 10} more)" if len(values) > 10 else "")
+
+
+def _segment_numbers(array: np.ndarray, labels: Sequence[Label], name: str | None = None) -> np.ndarray:
+    """A 3-D label map's values as segment numbers (``labels[n - 1].value`` -> n, 0 -> 0), uint8 or uint16.
+
+    Time and memory follow the prediction, not its largest value: values
+    outside the labels' range are refused before any table is built, and a
+    table serves only label values below 2**16; larger ones are looked up by
+    binary search. A floating map (MONAI's SaveImage writes float32; a scaled
+    int16 NIfTI loads as float64) must hold whole numbers.
 
     Raises
     ------
     ConfigError
-        If a value is not a whole number (within 1e-3): probabilities or logits, not label values.
+        If a value is not a whole number (within 1e-3): probabilities or
+        logits, not label values; or if the labels do not name a nonzero value.
     """
-    rounded = np.rint(array)
-    if not np.all(np.abs(array - rounded) <= 1e-3):  # NaN fails too
-        raise ConfigError(
-            f"{name + ': ' if name else ''}a 3-D prediction must be integer label values, got {array.dtype} values that are "
-            "not whole numbers; give probabilities as (C, i, j, k)",
+    where = f"{name}: " if name else ""
+    if array.dtype.kind == "f":
+        rounded = np.rint(array)
+        if not np.all(np.abs(array - rounded) <= 1e-3):  # NaN fails too
+            raise ConfigError(
+                f"{where}a 3-D prediction must be integer label values, got {array.dtype} values that are "
+                "not whole numbers; give probabilities as (C, i, j, k)",
+                path=name,
+            )
+        array = rounded
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    dtype = np.uint16 if len(labels) > 255 else np.uint8
+    numbered = {0: 0} | {label.value: n for n, label in enumerate(labels, start=1)}  # label values are >= 1
+    high = max(numbered)
+
+    def refuse() -> ConfigError:  # np.unique's sort only to name the values
+        unknown = [v for v in np.unique(array).tolist() if v not in numbered]
+        return ConfigError(
+            f"{where}the prediction holds label values {_value_text(unknown)} that labels= (the CLI's --label) does not name",
             path=name,
         )
-    fits = rounded.size == 0 or (rounded.min() >= np.iinfo(np.int32).min and rounded.max() <= np.iinfo(np.int32).max)
-    return rounded.astype(np.int32 if fits else np.int64)
+
+    # .item(): Python numbers compare exactly, whatever the dtype (uint64 past int64, float past 2**63)
+    if array.size and (array.min().item() < 0 or array.max().item() > high):
+        raise refuse()
+    if high == len(labels):  # values 1..count (distinct, >= 1): the values are the segment numbers, no lookup
+        return array.astype(dtype, copy=False)
+    if high < 1 << 16:  # a table of at most 64 Ki entries, indexed by the values themselves
+        index = array if array.dtype.kind in "iu" else array.astype(np.intp)  # whole, in [0, high]: exact
+        named = np.zeros(high + 1, dtype=bool)
+        named[list(numbered)] = True
+        if not named[index].all():
+            raise refuse()
+        lut = np.zeros(high + 1, dtype=dtype)
+        lut[list(numbered)] = list(numbered.values())
+        return lut[index]
+    keys = np.array(sorted(numbered), dtype=np.int64)
+    values = array.astype(np.int64, copy=False) if array.dtype.kind == "u" else array  # in [0, high]: fits int64
+    at = np.minimum(np.searchsorted(keys, values), keys.size - 1)
+    if not np.all(keys[at] == values):
+        raise refuse()
+    return np.array([numbered[k] for k in keys.tolist()], dtype=dtype)[at]
 
 
 def _present(channels: np.ndarray, soft: bool, threshold: float) -> list[bool]:
@@ -582,26 +634,8 @@ def to_source_grid(
     if array.ndim == 4 and array.shape[0] == 1 and (array.dtype.kind in "biu" or count > 1):
         array = array[0]  # MONAI's (1, i, j, k) label map (float after AsDiscrete(argmax=True)): one channel cannot be 2+ labels
     if array.ndim == 3:
-        if array.dtype.kind == "f":
-            array = _whole_numbers(array, name)
-        if array.dtype == np.bool_:
-            array = array.view(np.uint8)
-        low, high = int(array.min()), int(array.max())
-        lut = np.zeros(max(high, 0) + 1, dtype=np.uint16 if count > 255 else np.uint8)
-        for number, label in enumerate(labels, start=1):
-            if label.value < lut.size:
-                lut[label.value] = number
-        unnamed = lut == 0
-        unnamed[0] = False
-        if low < 0 or (unnamed.any() and unnamed[array].any()):  # np.unique's sort only to name them
-            unknown = sorted(set(np.unique(array).tolist()) - {0} - {label.value for label in labels})
-            raise ConfigError(
-                f"{where}the prediction holds label values {unknown} that labels= (the CLI's --label) does not name",
-                path=name,
-            )
-        identity = lut.size == count + 1 and bool(np.all(lut == np.arange(count + 1)))
         # segment numbers in highdicom's unsigned type (a model's argmax is int64, a NIfTI label map often int16)
-        stacked = (array.astype(lut.dtype, copy=False) if identity else lut[array])[None]
+        stacked = _segment_numbers(array, labels, name)[None]
         moved = _resampled(stacked, affine, grid, labels=True)
         numbers = moved[0]
         if moved is not stacked:  # resampled: see that the labels land on the grid

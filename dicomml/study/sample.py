@@ -481,7 +481,7 @@ def compute_study(manifest: Manifest, source: StudySource, config: StudyConfig, 
     volumes = _Loaded(load, config.role_names)
     segments = None if "*" in det.masks else list(det.masks)
     masks = (  # read after every role, on its own grid
-        (role, load_mask(manifest, annotation_key, reference=volumes[role], segments=segments, as_channels=True))
+        (role, load_mask(manifest, annotation_key, reference=volumes[role], segments=segments, as_channels=True, max_voxels=det.max_voxels))
         for role, annotation_key in source.annotation_keys
         if volumes[role] is not None
     )
