@@ -11,80 +11,42 @@ import numpy as np
 import pydicom
 import pytest
 from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from dicomml.assemble import load_files
 from dicomml.assemble.volumes import select_volumes
 from dicomml.dicom.frames import frame_table
-from dicomml.dicom.synthetic import write_slice
+from dicomml.dicom.synthetic import one_item, write_enhanced_mr, write_slice
 from dicomml.errors import ConfigError, MixedSeriesError
 from dicomml.testing import data_root
 
-ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 SLICES = 3
 #: Frames of 3 slices x 4 volumes in the order a scanner never writes them (volume, slice).
 SHUFFLED = [(1, 2), (3, 0), (0, 1), (2, 2), (1, 0), (0, 0), (3, 2), (2, 1), (1, 1), (0, 2), (3, 1), (2, 0)]
 
 
-def _item(**elements: object) -> DicomSequence:
-    item = Dataset()
-    for keyword, value in elements.items():
-        setattr(item, keyword, value)
-    return DicomSequence([item])
-
-
 def _write_enhanced(path: Path, frames: Sequence[tuple[int, int]], per_frame: dict[str, object] | None = None, **per_volume: list) -> Path:
-    """An Enhanced MR object (Philips-like headers, no TemporalPositionIndex) holding ``frames`` (volume, slice).
+    """An Enhanced MR object holding ``frames`` (volume, slice), :func:`write_enhanced_mr`'s.
 
     ``per_volume`` gives each volume's ``trigger`` (NominalCardiacTriggerDelayTime, ms), ``b_value``
-    and ``gradient``; each frame's pixels are 100 * (volume + 1) + slice.
+    and ``gradient``; ``per_frame`` sets elements on every frame's groups.
     """
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ENHANCED_MR
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = ENHANCED_MR, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Manufacturer, ds.ImageType = "MR", "Philips Medical Systems", ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "E1", 7, 1
-    ds.AcquisitionDateTime = "20240101100000.00"
-    ds.Rows = ds.Columns = 4
-    ds.NumberOfFrames = len(frames)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    shared = Dataset()
-    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
-    shared.PixelMeasuresSequence = _item(PixelSpacing=[1.5, 1.5], SliceThickness=5, SpacingBetweenSlices=5)
-    shared.PixelValueTransformationSequence = _item(RescaleSlope=1, RescaleIntercept=0, RescaleType="US")
-    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
-    groups = []
-    for volume, k in frames:
-        frame = Dataset()
-        # all frames of the object share one acquisition time, as in a cine from one breath-hold
-        frame.FrameContentSequence = _item(
-            StackID="1", InStackPositionNumber=k + 1, FrameAcquisitionDateTime="20240101100000.00", DimensionIndexValues=[1, k + 1]
-        )
-        frame.PlanePositionSequence = _item(ImagePositionPatient=[0.0, 0.0, 5.0 * k])
+
+    def groups(volume: int, frame: Dataset) -> None:
         if "trigger" in per_volume:
-            frame.CardiacSynchronizationSequence = _item(NominalCardiacTriggerDelayTime=float(per_volume["trigger"][volume]))
+            frame.CardiacSynchronizationSequence = one_item(NominalCardiacTriggerDelayTime=float(per_volume["trigger"][volume]))
         if "b_value" in per_volume:
             b = float(per_volume["b_value"][volume])
-            diffusion = _item(DiffusionBValue=b, DiffusionDirectionality="DIRECTIONAL" if b else "NONE")
+            diffusion = one_item(DiffusionBValue=b, DiffusionDirectionality="DIRECTIONAL" if b else "NONE")
             if b:
-                diffusion[0].DiffusionGradientDirectionSequence = _item(DiffusionGradientOrientation=per_volume["gradient"][volume])
+                diffusion[0].DiffusionGradientDirectionSequence = one_item(DiffusionGradientOrientation=per_volume["gradient"][volume])
             frame.MRDiffusionSequence = diffusion
         for keyword, value in (per_frame or {}).items():
             setattr(frame, keyword, value)
-        groups.append(frame)
-    ds.PerFrameFunctionalGroupsSequence = DicomSequence(groups)
-    pixels = [np.full((4, 4), 100 * (volume + 1) + k, np.uint16) for volume, k in frames]
-    ds.PixelData = np.stack(pixels).astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+
+    return write_enhanced_mr(path, frames, groups)
 
 
 def _held(array: np.ndarray) -> np.ndarray:
@@ -202,7 +164,7 @@ def test_the_temporal_key_counts_the_date_of_a_datetime_and_of_acquisition_time(
 
 def test_an_enhanced_echo_of_unknown_number_is_refused_under_volumes_echo(tmp_path):
     path = _write_enhanced(
-        tmp_path / "echo2.dcm", [(0, k) for k in range(SLICES)], per_frame={"MREchoSequence": _item(EffectiveEchoTime=12.46)}
+        tmp_path / "echo2.dcm", [(0, k) for k in range(SLICES)], per_frame={"MREchoSequence": one_item(EffectiveEchoTime=12.46)}
     )
     volume = load_files([path])
     with pytest.raises(ConfigError) as caught:

@@ -11,16 +11,15 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import dicomml
 from dicomml.assemble import load_files
 from dicomml.dicom.frames import frame_table
+from dicomml.dicom.synthetic import one_item, write_enhanced_mr
 from dicomml.errors import InvalidDicomFileError
 
-ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 SECRET = "LEAKNAME^Secret"
 #: (volume, slice) of each frame, in an order no scanner writes: assembly matches frames to volumes by their values.
 SHUFFLED = [(1, 2), (3, 0), (0, 1), (2, 2), (1, 0), (0, 0), (3, 2), (2, 1), (1, 1), (0, 2), (3, 1), (2, 0)]
@@ -28,13 +27,6 @@ B_VALUES = [0.0, 1000.0, 0.0, 1000.0]
 GRADIENTS = [None, [1.0, 0.0, 0.0], None, [0.0, 1.0, 0.0]]
 
 FrameHook = Callable[[int, Dataset], None]
-
-
-def _item(**elements: object) -> DicomSequence:
-    item = Dataset()
-    for keyword, value in elements.items():
-        setattr(item, keyword, value)
-    return DicomSequence([item])
 
 
 def _diffusion(b_value: object, gradient: object) -> DicomSequence:
@@ -49,51 +41,22 @@ def _diffusion(b_value: object, gradient: object) -> DicomSequence:
         holder.add(gradient)
         item.DiffusionGradientDirectionSequence = DicomSequence([holder])
     elif gradient is not None:
-        item.DiffusionGradientDirectionSequence = _item(DiffusionGradientOrientation=gradient)
+        item.DiffusionGradientDirectionSequence = one_item(DiffusionGradientOrientation=gradient)
     return DicomSequence([item])
 
 
 def _write(
     path: Path, hook: FrameHook | None = None, frames: list[tuple[int, int]] = SHUFFLED, top: dict[str, object] | None = None
 ) -> Path:
-    """An Enhanced MR DWI of 3 slices x 4 volumes (b = 0, 1000 x, 0, 1000 y); ``hook(volume, frame)`` edits a frame's groups."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ENHANCED_MR
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = ENHANCED_MR, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Manufacturer, ds.ImageType = "MR", "Philips Medical Systems", ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = SECRET, "LEAKID9876", 7, 1
-    ds.AcquisitionDateTime = "20240101100000.00"
-    ds.Rows = ds.Columns = 4
-    ds.NumberOfFrames = len(frames)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    for keyword, value in (top or {}).items():
-        setattr(ds, keyword, value)
-    shared = Dataset()
-    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
-    shared.PixelMeasuresSequence = _item(PixelSpacing=[1.5, 1.5], SliceThickness=5, SpacingBetweenSlices=5)
-    shared.PixelValueTransformationSequence = _item(RescaleSlope=1, RescaleIntercept=0, RescaleType="US")
-    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
-    groups = []
-    for volume, k in frames:
-        frame = Dataset()
-        frame.FrameContentSequence = _item(
-            StackID="1", InStackPositionNumber=k + 1, FrameAcquisitionDateTime="20240101100000.00", DimensionIndexValues=[1, k + 1]
-        )
-        frame.PlanePositionSequence = _item(ImagePositionPatient=[0.0, 0.0, 5.0 * k])
+    """An Enhanced MR DWI of 3 slices x 4 volumes (b = 0, 1000 x, 0, 1000 y) of a planted patient;
+    ``hook(volume, frame)`` edits a frame's groups."""
+
+    def groups(volume: int, frame: Dataset) -> None:
         frame.MRDiffusionSequence = _diffusion(B_VALUES[volume], GRADIENTS[volume])
         if hook is not None:
             hook(volume, frame)
-        groups.append(frame)
-    ds.PerFrameFunctionalGroupsSequence = DicomSequence(groups)
-    ds.PixelData = np.stack([np.full((4, 4), 100 * (v + 1) + k, np.uint16) for v, k in frames]).astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+
+    return write_enhanced_mr(path, frames, groups, {"PatientName": SECRET, "PatientID": "LEAKID9876", **(top or {})})
 
 
 def _on_volume_1(b_value: object = 1000.0, gradient: object = (1.0, 0.0, 0.0)) -> FrameHook:
@@ -218,7 +181,7 @@ def test_an_impossible_date_time_is_refused_in_one_line(tmp_path, value):
 
 def test_the_indexer_names_the_file_of_a_malformed_functional_group_value(tmp_path):
     def text_window(volume: int, frame: Dataset) -> None:
-        frame.FrameVOILUTSequence = _item(WindowWidth=400)
+        frame.FrameVOILUTSequence = one_item(WindowWidth=400)
         frame.FrameVOILUTSequence[0].add_new(0x00281050, "LO", "LEAKNAME")  # a Window Center that is no number
 
     (tmp_path / "src").mkdir()

@@ -1,4 +1,5 @@
-"""A stack of colour images with full geometry is not a usable volume: the series table agrees with load_series."""
+"""A stack of colour images with full geometry is not a usable volume (the series table agrees with load_series), and
+``dicomml show`` draws it image by image, in colour."""
 
 from __future__ import annotations
 
@@ -6,19 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 from pydicom.uid import generate_uid
 
 import dicomml
+from dicomml.cli.main import main
 from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d.modalities import IMAGES_2D
 from dicomml.imaging2d.synthetic import write_image2d
 from dicomml.indexer.series import COLOUR_IMAGES
 
 
-def write_stack(folder: Path, *, colour: bool, modality: str = "OT", n: int = 4) -> None:
-    """``n`` slices 2 mm apart, axial, 1 mm pixels: a volume's geometry, in RGB or grey."""
+def write_stack(folder: Path, *, colour: bool, modality: str = "OT", n: int = 4, pixels: np.ndarray | None = None) -> None:
+    """``n`` slices 2 mm apart, axial, 1 mm pixels: a volume's geometry, in RGB or grey (``pixels``: each slice's)."""
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    pixels = np.zeros((16, 16, 3) if colour else (16, 16), np.uint8)
+    if pixels is None:
+        pixels = np.zeros((16, 16, 3) if colour else (16, 16), np.uint8)
     for k in range(n):
         geometry = {
             "ImagePositionPatient": [0.0, 0.0, 2.0 * k],
@@ -54,3 +58,19 @@ def test_a_colour_stack_is_not_usable_and_says_which_readers_read_it(tmp_path: P
     ):
         dicomml.load_series(manifest, series["rgb"]["series_key"])  # what the table says: no volume
     assert series["src"]["reason"] == IMAGES_2D  # a single colour ultrasound image keeps its reason
+
+
+def test_show_draws_a_colour_stack_with_geometry_image_by_image(tmp_path: Path) -> None:
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    pixels[:, 24:] = [255, 0, 0]
+    write_stack(tmp_path / "src", colour=True, modality="CT", n=3, pixels=pixels)  # CT: only its colour says no volume
+    manifest = dicomml.index(tmp_path / "src", tmp_path / "manifest", workers=1, salt="colour", progress=False)
+    out = tmp_path / "rgb.png"
+    try:
+        main(["show", str(tmp_path / "manifest"), str(manifest.series.series_key[0]), "-o", str(out)])
+    except SystemExit as exc:  # main exits only on failure
+        raise AssertionError(f"dicomml show exited {exc.code}") from exc
+    png = imread(out)[..., :3]
+    red = (png[..., 0] > 0.9) & (png[..., 1] < 0.1) & (png[..., 2] < 0.1)
+    assert png.shape[:2] == (460, 1200)  # three images side by side, not a volume's views and montage
+    assert red.sum() > 3 * 500
