@@ -737,9 +737,12 @@ def collate(batch: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) ->
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) > 1:
             images2d = all(isinstance(s.get("meta"), Mapping) and s["meta"].get("kind") == "image2d" for s in samples)
+            channels_only = len({shape[1:] for shape in shapes}) == 1  # 3D and 4D series mixed: volumes as channels
             way_out = (
                 "set ImageConfig(size=(rows, columns), resize='letterbox' or 'stretch')"
                 if images2d
+                else "keep as many volumes of every series (deterministic.volumes), or select series of one kind (where='n_volumes = 1')"
+                if channels_only
                 else "set deterministic.shape in the config (crop/pad), use a PatchDataset"
             )
             raise ValueError(f"cannot batch {key!r}: shapes {sorted(shapes)} differ; {way_out}, or batch_size=1")

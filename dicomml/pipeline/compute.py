@@ -22,7 +22,7 @@ import torch
 
 from dicomml.cache import Cache
 from dicomml.config import PipelineConfig
-from dicomml.errors import ConfigError, ResourceLimitError, SeriesNotFoundError
+from dicomml.errors import ConfigError, DicomMLError, ResourceLimitError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
@@ -346,8 +346,15 @@ def _masks(
         }
     if not det.masks:
         return [], {}
-    masks = [load_mask(manifest, a, reference=volume, as_channels=True, max_voxels=det.max_voxels) for a in chosen]
-    return masks, {"annotation_keys": chosen}
+    masks, skipped = [], {}
+    for key in chosen:  # on_bad as a label map reads them: a bad annotation skipped keeps its good siblings
+        try:
+            masks.append(load_mask(manifest, key, reference=volume, as_channels=True, max_voxels=det.max_voxels))
+        except DicomMLError as exc:
+            if det.annotations.on_bad == "raise":
+                raise
+            skipped[key] = f"{type(exc).__name__}: {exc}"
+    return masks, {"annotation_keys": [key for key in chosen if key not in skipped], "skipped_annotations": skipped}
 
 
 def _labels(mask: Volume) -> list[str]:

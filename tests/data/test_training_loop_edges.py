@@ -77,3 +77,9 @@ def test_a_negative_seed_or_epoch_is_refused_naming_it(study, make_config, tmp_p
         PatchDataset(manifest, make_config("ct_1mm"), tmp_path / "c", where=CT, patch_size=(8, 8, 8), seed=-1)
     with pytest.raises(ConfigError, match=r"set_epoch\(epoch=-1\): epoch must be an integer >= 0"):
         _patches(study, make_config, tmp_path).set_epoch(-1)
+
+
+def test_a_batch_of_series_with_different_volume_counts_points_to_the_volumes(tmp_path):
+    samples = [{"image": torch.zeros(1, 4, 4, 4)}, {"image": torch.zeros(2, 4, 4, 4)}]
+    with pytest.raises(ValueError, match=r"shapes .* differ; keep as many volumes of every series \(deterministic.volumes\)"):
+        collate(samples)
