@@ -33,7 +33,7 @@ YAML layout (every key optional except ``name``)::
         - {name: soft_tissue, center: 40, width: 400}
       normalize: none           # none | zscore (after windows, if any)
       augment:                  # random transforms of dicomml.transforms, in order
-        - {name: RandFlip, params: {axes: [0, 1, 2], p: 0.5}}
+        - {name: RandomFlip, params: {axes: [0, 1, 2], p: 0.5}}
 
 Presets ship inside the package (``dicomml/configs/*.yaml``): wherever a
 config is accepted, a preset name such as ``"ct_seg"`` works as well as a
@@ -53,11 +53,13 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -237,13 +239,14 @@ class Annotations:
     on_bad: str = "raise"
 
     def __post_init__(self) -> None:
-        if self.mode not in _LABEL_MODES:
-            raise ConfigError(f"annotations.mode {self.mode!r} is not one of {', '.join(_LABEL_MODES)}")
+        _check_choice("annotations.mode", self.mode, _LABEL_MODES)
         named = isinstance(self.choose, str) and (self.choose in _CHOOSE or self.choose.startswith("description:"))
         if not (named or callable(self.choose)):
-            raise ConfigError(f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)}, description:TEXT or a callable")
-        if self.on_bad not in _ON_BAD:
-            raise ConfigError(f"annotations.on_bad {self.on_bad!r} is not one of {', '.join(_ON_BAD)}")
+            raise ConfigError(
+                f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)}, description:TEXT or a callable"
+                + _did_you_mean(self.choose, _CHOOSE)
+            )
+        _check_choice("annotations.on_bad", self.on_bad, _ON_BAD)
         values = [label.value for label in self.labels]
         names = [label.name.lower() for label in self.labels]
         if len(set(values)) != len(values) or len(set(names)) != len(names):
@@ -364,10 +367,8 @@ class VolumeSelection:
     reduce: str = "none"
 
     def __post_init__(self) -> None:
-        if self.by not in SELECT_BY:
-            raise ConfigError(f"volumes.by {self.by!r} is not one of {', '.join(SELECT_BY)}")
-        if self.reduce not in REDUCE:
-            raise ConfigError(f"volumes.reduce {self.reduce!r} is not one of {', '.join(REDUCE)}")
+        _check_choice("volumes.by", self.by, SELECT_BY)
+        _check_choice("volumes.reduce", self.reduce, REDUCE)
         if (self.by == "all") != (not self.values):
             raise ConfigError(f"volumes: by={self.by!r} with values {list(self.values)}; 'all' takes no values, the others need some")
         if self.by in ("index", "range") and not all(float(v).is_integer() for v in self.values):
@@ -443,18 +444,15 @@ class Deterministic:
         if len(code) != 3 or sorted(_axis_family(c) for c in code) != [0, 1, 2]:
             raise ConfigError(f"orientation {self.orientation!r} is not a RAS+ axis code; use three letters, one of L/R, A/P, S/I each")
         object.__setattr__(self, "orientation", code)
-        if self.spacing is not None and not all(math.isfinite(s) and s > 0 for s in self.spacing):
+        if self.spacing is not None and not _is_spacing(self.spacing):
             raise ConfigError(f"spacing {list(self.spacing)} must be three positive numbers (mm)")
         if self.shape is not None and not all(s > 0 for s in self.shape):
             raise ConfigError(f"shape {list(self.shape)} must be three positive voxel counts")
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
-        if self.on_irregular not in _ON_IRREGULAR:
-            raise ConfigError(f"on_irregular {self.on_irregular!r} is not one of {', '.join(_ON_IRREGULAR)}")
+        _check_choice("dtype", self.dtype, _DTYPES)
+        _check_choice("on_irregular", self.on_irregular, _ON_IRREGULAR)
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
-        if self.philips_scaling not in PHILIPS_SCALINGS:
-            raise ConfigError(f"philips_scaling {self.philips_scaling!r} is not one of {', '.join(PHILIPS_SCALINGS)}")
+        _check_choice("philips_scaling", self.philips_scaling, PHILIPS_SCALINGS)
         if isinstance(self.max_voxels, bool) or not isinstance(self.max_voxels, int) or self.max_voxels <= 0:
             raise ConfigError(f"max_voxels {self.max_voxels!r} must be a positive number of voxels")
 
@@ -480,8 +478,7 @@ class AtLoad:
     augment: tuple[Augmentation, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.normalize not in _NORMALIZE:
-            raise ConfigError(f"normalize {self.normalize!r} is not one of {', '.join(_NORMALIZE)}")
+        _check_choice("normalize", self.normalize, _NORMALIZE)
 
 
 @dataclass(frozen=True)
@@ -584,7 +581,7 @@ class PipelineConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> PipelineConfig:
-        """Load a YAML file (``yaml.safe_load``) into a validated config.
+        """Load a YAML file (:func:`read_config_file`) into a validated config.
 
         Raises
         ------
@@ -595,28 +592,75 @@ class PipelineConfig:
 
 
 def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
-    """The mapping a config YAML file holds (``yaml.safe_load``), for a pipeline or a study config.
+    """The mapping a config YAML file holds (:func:`read_yaml_file`), for a pipeline or a study config.
 
     Raises
     ------
     ConfigError
-        If the file is missing, is not YAML, or its top level is not a mapping.
+        If the file is missing, is not UTF-8 YAML, repeats a key, or its top level is not a mapping.
     """
-    import yaml  # here: a config given as an object or a dict never needs it
-
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml_file(path)
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot read the config ({exc.strerror}); check the path, or name a preset ({', '.join(presets())})",
             path=str(path),
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: {_yaml_problem(exc)}", path=str(path)) from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: top level is {type(data).__name__}, expected a mapping", path=str(path))
     return data
+
+
+def read_yaml_file(path: str | os.PathLike[str]) -> Any:
+    """What a YAML config file holds, read as every config is: UTF-8, plain YAML (``yaml.SafeLoader``), no repeated key.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read (each caller says how to name it instead).
+    ConfigError
+        One line naming the file: not UTF-8, not valid YAML (with line and column), or a key given twice in one mapping.
+    """
+    import yaml  # here: a config given as an object or a dict never needs it
+
+    try:
+        loader = _unique_key_loader()(Path(path).read_text(encoding="utf-8"))
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the config as UTF-8", path=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {_yaml_problem(exc)}", path=str(path)) from None
+    except ConfigError as exc:  # a repeated key, found by the loader, which does not know the file
+        raise ConfigError(f"{path}: {exc}", path=str(path)) from None
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """``yaml.SafeLoader`` refusing a key repeated in one mapping (plain safe_load keeps the last, silently dropping the first)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` is meant to be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):  # a list as a key: SafeLoader refuses it below
+                    continue
+                mark = key_node.start_mark
+                if key in seen:
+                    raise ConfigError(
+                        f"line {mark.line + 1}, column {mark.column + 1}: key {key!r} repeats the one at line {seen[key]}; keep one"
+                    )
+                seen[key] = mark.line + 1
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def _yaml_problem(exc: Exception) -> str:
@@ -676,7 +720,8 @@ def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConf
     if isinstance(config, str) and os.sep not in text and "/" not in text and not Path(text).suffix:  # a preset
         if text not in presets():
             raise ConfigError(
-                f"{text}: no preset of that name (presets: {', '.join(presets())}); or give the path of a YAML file",
+                f"{text}: no preset of that name (presets: {', '.join(presets())}); or give the path of a YAML file"
+                + _did_you_mean(text, presets()),
                 path=text,
             )
         return PipelineConfig.from_yaml(PRESET_DIR / f"{text}.yaml")
@@ -725,8 +770,26 @@ def _fields(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
         raise ConfigError(f"{where or 'top level'}: got {type(data).__name__}, expected a mapping")
     unknown = sorted(set(map(str, data)) - set(allowed))
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(allowed)}")
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(allowed)}{_did_you_mean(unknown[0], allowed)}")
     return dict(data)
+
+
+def _did_you_mean(word: Any, choices: Iterable[Any]) -> str:
+    """``"; did you mean 'spacing'?"`` for a near miss among ``choices``, else ``""`` (the tail of a one-line message)."""
+    close = difflib.get_close_matches(str(word), [c for c in choices if isinstance(c, str)], n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_choice(key: str, value: Any, allowed: Iterable[Any]) -> None:
+    """A one-line ConfigError unless ``value`` is one of ``allowed``, suggesting the nearest."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{key} {value!r} is not one of {', '.join(map(str, allowed))}{_did_you_mean(value, allowed)}")
+
+
+def _is_spacing(spacing: Any) -> bool:
+    """Three finite, positive voxel sizes (mm): NaN or inf would pass ``> 0`` checks and break the JSON cache key."""
+    return len(spacing) == 3 and all(math.isfinite(s) and s > 0 for s in spacing)
 
 
 def _typed(value: Any, kind: type, key: str) -> Any:
@@ -814,8 +877,10 @@ def _check_transform(augmentation: Augmentation, key: str) -> None:
 
     cls = getattr(T, augmentation.name, None)
     if not (isinstance(cls, type) and issubclass(cls, T.Transform)):
+        known = [name for name in dir(T) if isinstance(getattr(T, name), type) and issubclass(getattr(T, name), T.Transform)]
         raise ConfigError(
             f"{key}.name: {augmentation.name!r} is not a dicomml.transforms transform (e.g. RandomFlip, RandomAffine, RandomCrop)"
+            + _did_you_mean(augmentation.name, known)
         )
     try:
         cls(**augmentation.kwargs())

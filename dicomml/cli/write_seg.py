@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from dicomml.cli._paths import output_option
-from dicomml.config import parse_labels
+from dicomml.config import parse_labels, read_yaml_file
 from dicomml.errors import ConfigError
+from dicomml.paths import os_reason
 
 __all__ = ["command", "parse_labels_option", "source_options"]
 
@@ -21,11 +20,10 @@ def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None
     (as ``dicomml labels --format yaml`` writes it: under a top-level ``labels`` key, or bare);
     the labels sorted by value, each name and value once."""
     if len(values) == 1 and values[0].endswith((".yaml", ".yml")):
-        try:
-            spec = yaml.safe_load(Path(values[0]).read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            reason = " ".join(str(exc).split())  # a YAML error spans several lines
-            raise ConfigError(f"{values[0]}: cannot read the labels ({reason})", path=values[0]) from None
+        try:  # the config's reader: UTF-8, one line per problem, no key given twice
+            spec = read_yaml_file(values[0])
+        except OSError as exc:
+            raise ConfigError(f"{values[0]}: cannot read the labels ({os_reason(exc)})", path=values[0]) from None
         if isinstance(spec, dict) and list(spec) == ["labels"] and isinstance(spec["labels"], (dict, list)):
             spec = spec["labels"]  # the file `dicomml labels --format yaml` writes
         return parse_labels(spec, key=f"{values[0]}: labels")

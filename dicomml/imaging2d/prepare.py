@@ -22,6 +22,7 @@ import torch
 
 from dicomml.cache import Cache, source_fingerprint
 from dicomml.cache.key import FORMAT_VERSION
+from dicomml.config import _did_you_mean, read_yaml_file
 from dicomml.errors import ConfigError
 from dicomml.imaging2d.choices import DISPLAYS, FACINGS, check_choice, checked_voi, voi_window
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
@@ -106,7 +107,8 @@ class ImageConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown image config key(s) {unknown}; known: {sorted(known)}")
+            hint = _did_you_mean(unknown[0], known)
+            raise ConfigError(f"{source}: unknown image config key(s) {unknown}; known: {sorted(known)}{hint}", path=source)
         try:
             return cls(**data)
         except ConfigError as exc:
@@ -121,15 +123,12 @@ class ImageConfig:
         ConfigError
             If the file cannot be read or holds an invalid config.
         """
-        import yaml
-
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the image config ({exc})") from None
+            data = read_yaml_file(path) or {}  # empty: every key at its default
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the image config ({exc.strerror}); check the path", path=str(path)) from None
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: an image config is a mapping of ImageConfig keys, got {type(data).__name__}")
+            raise ConfigError(f"{path}: an image config is a mapping of ImageConfig keys, got {type(data).__name__}", path=str(path))
         return cls.from_dict(data, source=str(path))
 
     def window(self) -> str | int | tuple[float, float]:

@@ -51,7 +51,10 @@ from dicomml.config import (
     Deterministic,
     PipelineConfig,
     VolumeSelection,
+    _check_choice,
+    _did_you_mean,
     _fields,
+    _is_spacing,
     _typed,
     _volumes,
     load_config,
@@ -108,12 +111,10 @@ class Role:
             raise ConfigError(f"roles: {self.name!r} is not a valid role name (letters, digits, _)")
         if not self.where.strip():
             raise ConfigError(f"roles.{self.name}.where: required, an SQL predicate on the series table")
-        if self.prefer not in PREFER:
-            raise ConfigError(f"roles.{self.name}.prefer {self.prefer!r} is not one of {', '.join(PREFER)}")
-        if self.dtype is not None and self.dtype not in _DTYPES:
-            raise ConfigError(f"roles.{self.name}.dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
-        if self.interpolation not in _INTERPOLATION:
-            raise ConfigError(f"roles.{self.name}.interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATION)}")
+        _check_choice(f"roles.{self.name}.prefer", self.prefer, PREFER)
+        if self.dtype is not None:
+            _check_choice(f"roles.{self.name}.dtype", self.dtype, _DTYPES)
+        _check_choice(f"roles.{self.name}.interpolation", self.interpolation, _INTERPOLATION)
         if self.volumes.by == "range":
             bounds = [int(v) for v in self.volumes.values]
             fixed = min(bounds[:2]) >= 0 or max(bounds[:2]) < 0  # mixed signs: the count depends on the series' length
@@ -168,12 +169,11 @@ class ReferenceGrid:
     def __post_init__(self) -> None:
         from dicomml.transforms.functional.grid import check_axcodes
 
-        if len(self.spacing) != 3 or min(self.spacing) <= 0:
-            raise ConfigError(f"reference.spacing {list(self.spacing)}: give three positive sizes in mm")
+        if not _is_spacing(self.spacing):
+            raise ConfigError(f"reference.spacing {list(self.spacing)}: give three positive, finite sizes in mm")
         if self.size is not None and (len(self.size) != 3 or min(self.size) < 1):
             raise ConfigError(f"reference.size {list(self.size)}: give three positive voxel counts")
-        if self.extent not in _EXTENT:
-            raise ConfigError(f"reference.extent {self.extent!r} is not one of {', '.join(_EXTENT)}")
+        _check_choice("reference.extent", self.extent, _EXTENT)
         try:
             check_axcodes(self.orientation)
         except ValueError as exc:
@@ -205,9 +205,10 @@ class StudyConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"{self.name}: roles: names repeat ({names})")
         if isinstance(self.reference, str) and self.reference not in names:
-            raise ConfigError(f"{self.name}: reference {self.reference!r} is not one of the roles {names}")
-        if self.missing not in _MISSING:
-            raise ConfigError(f"{self.name}: missing {self.missing!r} is not one of {', '.join(_MISSING)}")
+            raise ConfigError(
+                f"{self.name}: reference {self.reference!r} is not one of the roles {names}{_did_you_mean(self.reference, names)}"
+            )
+        _check_choice(f"{self.name}: missing", self.missing, _MISSING)
         if self.pipeline.at_load.windows:
             raise ConfigError(f"{self.name}: at_load.windows: roles differ in units; normalize with at_load.normalize instead")
 
@@ -301,7 +302,7 @@ class StudyConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> StudyConfig:
-        """Load a YAML file (``yaml.safe_load``) into a validated study config.
+        """Load a YAML file (:func:`~dicomml.config.read_config_file`) into a validated study config.
 
         Raises
         ------

@@ -96,3 +96,11 @@ def test_mask_output_without_mask_is_a_usage_error(tmp_path, capsys):
     line = _line(["export", str(manifest), "k", "-o", str(tmp_path / "x.nii.gz"), "--mask-output", str(tmp_path / "m.nii.gz")], capsys, 2)
     assert line == "Error: --mask-output names the file of --mask ANNOTATION_KEY; give --mask too, or drop --mask-output"
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_a_labels_file_with_a_repeated_key_is_one_line(ct, tmp_path, capsys):
+    folder, prediction = ct
+    (tmp_path / "labels.yaml").write_text("labels:\n  liver: 1\n  liver: 2\n")
+    argv = ["write-seg", str(prediction), "--source", str(folder), "--label", str(tmp_path / "labels.yaml"), "-o", str(tmp_path / "x.dcm")]
+    line = _line(argv, capsys)
+    assert line.startswith(f"dicomml: error: {tmp_path / 'labels.yaml'}: line 3, column 3: key 'liver' repeats the one at line 2")
