@@ -79,9 +79,13 @@ __all__ = [
     "PipelineConfig",
     "VolumeSelection",
     "WindowSpec",
+    "check_one_of",
+    "did_you_mean",
     "load_config",
     "parse_labels",
     "presets",
+    "read_config_file",
+    "read_yaml_file",
     "with_options",
 ]
 
@@ -239,14 +243,14 @@ class Annotations:
     on_bad: str = "raise"
 
     def __post_init__(self) -> None:
-        _check_choice("annotations.mode", self.mode, _LABEL_MODES)
+        check_one_of("annotations.mode", self.mode, _LABEL_MODES)
         named = isinstance(self.choose, str) and (self.choose in _CHOOSE or self.choose.startswith("description:"))
         if not (named or callable(self.choose)):
             raise ConfigError(
                 f"annotations.choose {self.choose!r} is not one of {', '.join(_CHOOSE)}, description:TEXT or a callable"
-                + _did_you_mean(self.choose, _CHOOSE)
+                + did_you_mean(self.choose, _CHOOSE)
             )
-        _check_choice("annotations.on_bad", self.on_bad, _ON_BAD)
+        check_one_of("annotations.on_bad", self.on_bad, _ON_BAD)
         values = [label.value for label in self.labels]
         names = [label.name.lower() for label in self.labels]
         if len(set(values)) != len(values) or len(set(names)) != len(names):
@@ -367,8 +371,8 @@ class VolumeSelection:
     reduce: str = "none"
 
     def __post_init__(self) -> None:
-        _check_choice("volumes.by", self.by, SELECT_BY)
-        _check_choice("volumes.reduce", self.reduce, REDUCE)
+        check_one_of("volumes.by", self.by, SELECT_BY)
+        check_one_of("volumes.reduce", self.reduce, REDUCE)
         if (self.by == "all") != (not self.values):
             raise ConfigError(f"volumes: by={self.by!r} with values {list(self.values)}; 'all' takes no values, the others need some")
         if self.by in ("index", "range") and not all(float(v).is_integer() for v in self.values):
@@ -448,11 +452,11 @@ class Deterministic:
             raise ConfigError(f"spacing {list(self.spacing)} must be three positive numbers (mm)")
         if self.shape is not None and not all(s > 0 for s in self.shape):
             raise ConfigError(f"shape {list(self.shape)} must be three positive voxel counts")
-        _check_choice("dtype", self.dtype, _DTYPES)
-        _check_choice("on_irregular", self.on_irregular, _ON_IRREGULAR)
+        check_one_of("dtype", self.dtype, _DTYPES)
+        check_one_of("on_irregular", self.on_irregular, _ON_IRREGULAR)
         if not all(c > 0 for c in self.chunks):
             raise ConfigError(f"chunks {list(self.chunks)} must be three positive voxel counts")
-        _check_choice("philips_scaling", self.philips_scaling, PHILIPS_SCALINGS)
+        check_one_of("philips_scaling", self.philips_scaling, PHILIPS_SCALINGS)
         if isinstance(self.max_voxels, bool) or not isinstance(self.max_voxels, int) or self.max_voxels <= 0:
             raise ConfigError(f"max_voxels {self.max_voxels!r} must be a positive number of voxels")
 
@@ -478,7 +482,7 @@ class AtLoad:
     augment: tuple[Augmentation, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_choice("normalize", self.normalize, _NORMALIZE)
+        check_one_of("normalize", self.normalize, _NORMALIZE)
 
 
 @dataclass(frozen=True)
@@ -721,7 +725,7 @@ def load_config(config: PipelineConfig | str | os.PathLike[str]) -> PipelineConf
         if text not in presets():
             raise ConfigError(
                 f"{text}: no preset of that name (presets: {', '.join(presets())}); or give the path of a YAML file"
-                + _did_you_mean(text, presets()),
+                + did_you_mean(text, presets()),
                 path=text,
             )
         return PipelineConfig.from_yaml(PRESET_DIR / f"{text}.yaml")
@@ -770,21 +774,21 @@ def _fields(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
         raise ConfigError(f"{where or 'top level'}: got {type(data).__name__}, expected a mapping")
     unknown = sorted(set(map(str, data)) - set(allowed))
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(allowed)}{_did_you_mean(unknown[0], allowed)}")
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; expected one of {', '.join(allowed)}{did_you_mean(unknown[0], allowed)}")
     return dict(data)
 
 
-def _did_you_mean(word: Any, choices: Iterable[Any]) -> str:
+def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
     """``"; did you mean 'spacing'?"`` for a near miss among ``choices``, else ``""`` (the tail of a one-line message)."""
     close = difflib.get_close_matches(str(word), [c for c in choices if isinstance(c, str)], n=1, cutoff=0.75)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _check_choice(key: str, value: Any, allowed: Iterable[Any]) -> None:
+def check_one_of(key: str, value: Any, allowed: Iterable[Any]) -> None:
     """A one-line ConfigError unless ``value`` is one of ``allowed``, suggesting the nearest."""
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ConfigError(f"{key} {value!r} is not one of {', '.join(map(str, allowed))}{_did_you_mean(value, allowed)}")
+        raise ConfigError(f"{key} {value!r} is not one of {', '.join(map(str, allowed))}{did_you_mean(value, allowed)}")
 
 
 def _is_spacing(spacing: Any) -> bool:
@@ -880,7 +884,7 @@ def _check_transform(augmentation: Augmentation, key: str) -> None:
         known = [name for name in dir(T) if isinstance(getattr(T, name), type) and issubclass(getattr(T, name), T.Transform)]
         raise ConfigError(
             f"{key}.name: {augmentation.name!r} is not a dicomml.transforms transform (e.g. RandomFlip, RandomAffine, RandomCrop)"
-            + _did_you_mean(augmentation.name, known)
+            + did_you_mean(augmentation.name, known)
         )
     try:
         cls(**augmentation.kwargs())

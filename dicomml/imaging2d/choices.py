@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from dicomml.config import did_you_mean
 from dicomml.errors import ConfigError
 
 __all__ = ["DISPLAYS", "FACINGS", "check_choice", "checked_voi", "voi_window"]
@@ -22,7 +23,7 @@ FACINGS: tuple[str, ...] = ("right", "left")
 def check_choice(owner: str, name: str, value: Any, allowed: tuple[str | None, ...]) -> None:
     """A one-line :class:`~dicomml.errors.ConfigError` naming ``owner``'s parameter ``name`` unless ``value`` is allowed."""
     if value not in allowed:
-        raise ConfigError(f"{owner}({name}={value!r}): {name} must be one of {', '.join(map(repr, allowed))}")
+        raise ConfigError(f"{owner}({name}={value!r}): {name} must be one of {', '.join(map(repr, allowed))}{did_you_mean(value, allowed)}")
 
 
 def checked_voi(owner: str, voi: Any) -> str | int | tuple[float, float]:

@@ -22,7 +22,7 @@ import torch
 
 from dicomml.cache import Cache, source_fingerprint
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.config import _did_you_mean, read_yaml_file
+from dicomml.config import did_you_mean, read_yaml_file
 from dicomml.errors import ConfigError
 from dicomml.imaging2d.choices import DISPLAYS, FACINGS, check_choice, checked_voi, voi_window
 from dicomml.imaging2d.resize import RESIZE_MODES, fit
@@ -107,7 +107,7 @@ class ImageConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            hint = _did_you_mean(unknown[0], known)
+            hint = did_you_mean(unknown[0], known)
             raise ConfigError(f"{source}: unknown image config key(s) {unknown}; known: {sorted(known)}{hint}", path=source)
         try:
             return cls(**data)

@@ -51,12 +51,12 @@ from dicomml.config import (
     Deterministic,
     PipelineConfig,
     VolumeSelection,
-    _check_choice,
-    _did_you_mean,
     _fields,
     _is_spacing,
     _typed,
     _volumes,
+    check_one_of,
+    did_you_mean,
     load_config,
     read_config_file,
 )
@@ -111,10 +111,10 @@ class Role:
             raise ConfigError(f"roles: {self.name!r} is not a valid role name (letters, digits, _)")
         if not self.where.strip():
             raise ConfigError(f"roles.{self.name}.where: required, an SQL predicate on the series table")
-        _check_choice(f"roles.{self.name}.prefer", self.prefer, PREFER)
+        check_one_of(f"roles.{self.name}.prefer", self.prefer, PREFER)
         if self.dtype is not None:
-            _check_choice(f"roles.{self.name}.dtype", self.dtype, _DTYPES)
-        _check_choice(f"roles.{self.name}.interpolation", self.interpolation, _INTERPOLATION)
+            check_one_of(f"roles.{self.name}.dtype", self.dtype, _DTYPES)
+        check_one_of(f"roles.{self.name}.interpolation", self.interpolation, _INTERPOLATION)
         if self.volumes.by == "range":
             bounds = [int(v) for v in self.volumes.values]
             fixed = min(bounds[:2]) >= 0 or max(bounds[:2]) < 0  # mixed signs: the count depends on the series' length
@@ -173,7 +173,7 @@ class ReferenceGrid:
             raise ConfigError(f"reference.spacing {list(self.spacing)}: give three positive, finite sizes in mm")
         if self.size is not None and (len(self.size) != 3 or min(self.size) < 1):
             raise ConfigError(f"reference.size {list(self.size)}: give three positive voxel counts")
-        _check_choice("reference.extent", self.extent, _EXTENT)
+        check_one_of("reference.extent", self.extent, _EXTENT)
         try:
             check_axcodes(self.orientation)
         except ValueError as exc:
@@ -206,9 +206,9 @@ class StudyConfig:
             raise ConfigError(f"{self.name}: roles: names repeat ({names})")
         if isinstance(self.reference, str) and self.reference not in names:
             raise ConfigError(
-                f"{self.name}: reference {self.reference!r} is not one of the roles {names}{_did_you_mean(self.reference, names)}"
+                f"{self.name}: reference {self.reference!r} is not one of the roles {names}{did_you_mean(self.reference, names)}"
             )
-        _check_choice(f"{self.name}: missing", self.missing, _MISSING)
+        check_one_of(f"{self.name}: missing", self.missing, _MISSING)
         if self.pipeline.at_load.windows:
             raise ConfigError(f"{self.name}: at_load.windows: roles differ in units; normalize with at_load.normalize instead")
 

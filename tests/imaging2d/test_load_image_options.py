@@ -15,7 +15,7 @@ BAD = [
     ({"voi": (40,)}, r"^load_image\(voi=\(40,\)\): voi must be 'header', 'none', a preset name, an index >= 0 or \(center, width\)$"),
     ({"voi": (40, 0)}, r"^load_image\(voi\[1\]=0\): voi\[1\] must be a finite number > 0"),
     ({"voi": -1}, r"^load_image\(voi=-1\): voi must be an integer >= 0"),
-    ({"display": "breasts"}, r"^load_image\(display='breasts'\): display must be one of None, 'breast', 'chest'$"),
+    ({"display": "breasts"}, r"^load_image\(display='breasts'\): display must be one of None, 'breast', 'chest'; did you mean 'breast'\?$"),
     ({"display": "breast", "facing": "up"}, r"^load_image\(facing='up'\): facing must be one of 'right', 'left'$"),
 ]
 

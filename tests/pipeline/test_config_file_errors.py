@@ -112,3 +112,10 @@ def test_the_module_docstring_yaml_example_loads():
     block = doc.split("YAML layout (every key optional except ``name``)::\n", 1)[1].split("\nPresets ship", 1)[0]
     config = PipelineConfig.from_dict(yaml.safe_load(textwrap.dedent(block)))
     assert [a.name for a in config.at_load.augment] == ["RandomFlip"]
+
+
+def test_an_image_config_choice_suggests_the_nearest():
+    from dicomml.imaging2d import ImageConfig
+
+    with pytest.raises(ConfigError, match=r"^ImageConfig\(display='breats'\): display must be one of .*; did you mean 'breast'\?$"):
+        ImageConfig(display="breats")
