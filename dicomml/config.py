@@ -780,8 +780,9 @@ def _fields(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
 
 def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
     """``"; did you mean 'spacing'?"`` for a near miss among ``choices``, else ``""`` (the tail of a one-line message)."""
-    close = difflib.get_close_matches(str(word), [c for c in choices if isinstance(c, str)], n=1, cutoff=0.75)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    named = {c.lower(): c for c in choices if isinstance(c, str)}  # case-insensitive: 'SKIP' is a near miss of 'skip'
+    close = difflib.get_close_matches(str(word).lower(), list(named), n=1, cutoff=0.75)
+    return f"; did you mean {named[close[0]]!r}?" if close else ""
 
 
 def check_one_of(key: str, value: Any, allowed: Iterable[Any]) -> None:

@@ -24,7 +24,7 @@ def parse_labels_option(ctx: click.Context | None, param: click.Parameter | None
             spec = read_yaml_file(values[0])
         except OSError as exc:
             raise ConfigError(f"{values[0]}: cannot read the labels ({os_reason(exc)})", path=values[0]) from None
-        if isinstance(spec, dict) and list(spec) == ["labels"] and isinstance(spec["labels"], (dict, list)):
+        if isinstance(spec, dict) and list(spec) == ["labels"]:
             spec = spec["labels"]  # the file `dicomml labels --format yaml` writes
         return parse_labels(spec, key=f"{values[0]}: labels")
     labels = []

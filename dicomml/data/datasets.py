@@ -737,10 +737,12 @@ def collate(batch: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) ->
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) > 1:
             images2d = all(isinstance(s.get("meta"), Mapping) and s["meta"].get("kind") == "image2d" for s in samples)
-            channels_only = len({shape[1:] for shape in shapes}) == 1  # 3D and 4D series mixed: volumes as channels
+            channels_only = len({shape[1:] for shape in shapes}) == 1  # 3D and 4D series mixed, or masks of each annotation
             way_out = (
                 "set ImageConfig(size=(rows, columns), resize='letterbox' or 'stretch')"
                 if images2d
+                else "give every series the same mask channels: one per label (deterministic.annotations.labels)"
+                if channels_only and key == "mask"
                 else "keep as many volumes of every series (deterministic.volumes), or select series of one kind (where='n_volumes = 1')"
                 if channels_only
                 else "set deterministic.shape in the config (crop/pad), use a PatchDataset"

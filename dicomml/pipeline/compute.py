@@ -354,6 +354,13 @@ def _masks(
             if det.annotations.on_bad == "raise":
                 raise
             skipped[key] = f"{type(exc).__name__}: {exc}"
+    if not masks:  # an entry without masks would fail every Dataset that reads them: the series fails instead
+        reasons = "; ".join(f"{key}: {reason}" for key, reason in list(skipped.items())[:2])
+        raise DicomMLError(
+            f"no annotation of this series could be read ({len(skipped)} skipped under on_bad: skip: {reasons})"
+            if skipped
+            else f"annotations.choose {det.annotations.choose!r} chose none of its {len(annotation_keys)} annotation(s)"
+        )
     return masks, {"annotation_keys": [key for key in chosen if key not in skipped], "skipped_annotations": skipped}
 
 

@@ -104,3 +104,11 @@ def test_a_labels_file_with_a_repeated_key_is_one_line(ct, tmp_path, capsys):
     argv = ["write-seg", str(prediction), "--source", str(folder), "--label", str(tmp_path / "labels.yaml"), "-o", str(tmp_path / "x.dcm")]
     line = _line(argv, capsys)
     assert line.startswith(f"dicomml: error: {tmp_path / 'labels.yaml'}: line 3, column 3: key 'liver' repeats the one at line 2")
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "labels:\n"])
+def test_a_labels_file_with_no_labels_is_one_line(ct, text, tmp_path, capsys):
+    folder, prediction = ct
+    (tmp_path / "labels.yaml").write_text(text)
+    argv = ["write-seg", str(prediction), "--source", str(folder), "--label", str(tmp_path / "labels.yaml"), "-o", str(tmp_path / "x.dcm")]
+    assert "labels= (the CLI's --label) is empty" in _line(argv, capsys)  # a bare `labels:` too, not "labels[labels]..."

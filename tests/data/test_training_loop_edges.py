@@ -83,3 +83,9 @@ def test_a_batch_of_series_with_different_volume_counts_points_to_the_volumes(tm
     samples = [{"image": torch.zeros(1, 4, 4, 4)}, {"image": torch.zeros(2, 4, 4, 4)}]
     with pytest.raises(ValueError, match=r"shapes .* differ; keep as many volumes of every series \(deterministic.volumes\)"):
         collate(samples)
+
+
+def test_a_batch_of_masks_with_different_channel_counts_points_to_a_label_map():
+    samples = [{"mask": torch.zeros(1, 4, 4, 4)}, {"mask": torch.zeros(2, 4, 4, 4)}]
+    with pytest.raises(ValueError, match=r"cannot batch 'mask': .*one per label \(deterministic.annotations.labels\)"):
+        collate(samples)

@@ -119,3 +119,9 @@ def test_an_image_config_choice_suggests_the_nearest():
 
     with pytest.raises(ConfigError, match=r"^ImageConfig\(display='breats'\): display must be one of .*; did you mean 'breast'\?$"):
         ImageConfig(display="breats")
+
+
+def test_a_suggestion_ignores_case():
+    from dicomml.config import did_you_mean
+
+    assert did_you_mean("SKIP", ("raise", "skip")) == "; did you mean 'skip'?"
