@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Manifest", "TABLES", "damaged", "duckdb_connection", "parquet_view", "read_meta"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
@@ -87,6 +90,39 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _stamp(meta_path: Path) -> tuple[int, ...] | None:
+    """What changes whenever ``manifest.json`` is replaced (it is written to a temporary name and renamed); None without one."""
+    try:
+        info = os.stat(meta_path)
+    except FileNotFoundError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _missing(root: Path) -> ManifestError:
+    return ManifestError(f"{root}: no manifest here (manifest.json missing); build one with `dicomml index`", path=str(root))
+
+
+def _changed(root: Path) -> ManifestError:
+    return ManifestError(
+        f"{root}: the manifest changed while it was read (a `dicomml index` run updated it); read it again", path=str(root)
+    )
+
+
+def _of_complete_run(
+    method: Callable[Concatenate[Manifest, _P], _T],
+) -> Callable[Concatenate[Manifest, _P], _T]:
+    """Rows that series are loaded or cached from: only from a manifest whose last index run finished
+    (a run under way has dropped the changed files' rows and not yet read them again)."""
+
+    @functools.wraps(method)
+    def read(self: Manifest, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with self.snapshot(complete=True):
+            return method(self, *args, **kwargs)
+
+    return read
+
+
 class Manifest:
     """A manifest folder written by :func:`dicomml.index`.
 
@@ -111,7 +147,10 @@ class Manifest:
     ------
     ManifestError
         If the folder holds no manifest, one of another schema version, or
-        a damaged ``manifest.json``. Reading a damaged table file raises it too.
+        a damaged ``manifest.json``. Reading a damaged table file raises it
+        too, and so does a read that a :func:`dicomml.index` run into the
+        folder changed; series are not loaded from a manifest whose last
+        index run has not finished (:attr:`complete`).
 
     Examples
     --------
@@ -128,11 +167,9 @@ class Manifest:
         self.path = Path(path).expanduser().absolute()
         self.remote = remote or Remote()
         meta_path = self.path / "manifest.json"
-        if not meta_path.is_file():
-            raise ManifestError(
-                f"{self.path}: no manifest here (manifest.json missing); build one with `dicomml index`",
-                path=str(self.path),
-            )
+        self._stamp = _stamp(meta_path)
+        if self._stamp is None or not meta_path.is_file():
+            raise _missing(self.path)
         self.meta = read_meta(meta_path)
         if self.meta.get("schema_version") != SCHEMA_VERSION:
             raise ManifestError(
@@ -146,6 +183,41 @@ class Manifest:
         """False while the last :func:`dicomml.index` into it has not finished (or was killed): its tables may be
         partial or stale until a rerun completes. Only a complete run records its listing's digest."""
         return "listing_digest" in self.meta
+
+    @contextmanager
+    def snapshot(self, complete: bool = False) -> Iterator[None]:
+        """Reads inside see one state of the manifest, or raise: an index run rewrites ``manifest.json`` before
+        it changes a table and again when it is done, so the file is the same one after consistent reads.
+
+        ``meta`` is read again when the file changed since it was last read.
+
+        Raises
+        ------
+        ManifestError
+            If ``manifest.json`` changed during the reads (any error they
+            raised then is its consequence), or with ``complete``, if the
+            last index run has not finished.
+        """
+        meta_path = self.path / "manifest.json"
+        before = _stamp(meta_path)
+        if before is None:
+            raise _missing(self.path)
+        if before != self._stamp:
+            self.meta, self._stamp = read_meta(meta_path), before
+        if complete and not self.complete:
+            raise ManifestError(
+                f"{self.path}: the manifest is incomplete (a `dicomml index` run into it is under way, or stopped before "
+                "its end); wait for the run, or index again to finish it",
+                path=str(self.path),
+            )
+        try:
+            yield
+        except Exception as exc:
+            if _stamp(meta_path) != before:
+                raise _changed(self.path) from exc
+            raise
+        if _stamp(meta_path) != before:
+            raise _changed(self.path)
 
     def __repr__(self) -> str:
         counts = self.meta.get("counts", {})
@@ -165,22 +237,23 @@ class Manifest:
 
     def table(self, table: str, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
         """One table as Arrow; ``columns`` and ``filters`` as for :func:`pyarrow.parquet.read_table`."""
-        files = self.files(table)
-        schema = self.schema(table)
-        if not files:
-            none = empty(schema)
-            return none if columns is None else none.select(columns)
-        wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
-        parts = []
-        for f in files:
-            try:
-                if filters is None:  # each file read whole: pyarrow's dataset reader, needed for filters, imports pandas
-                    parts.append(pq.ParquetFile(f).read(columns=columns).cast(wanted))
-                else:
-                    parts.append(pq.read_table(f, schema=schema, columns=columns, filters=filters))
-            except pa.ArrowInvalid as exc:  # not Parquet (truncated, overwritten), or not this table's columns
-                raise damaged(f, " ".join(str(exc).split())) from exc
-        return pa.concat_tables(parts)
+        with self.snapshot():
+            files = self.files(table)
+            schema = self.schema(table)
+            if not files:
+                none = empty(schema)
+                return none if columns is None else none.select(columns)
+            wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+            parts = []
+            for f in files:
+                try:
+                    if filters is None:  # each file read whole: pyarrow's dataset reader, needed for filters, imports pandas
+                        parts.append(pq.ParquetFile(f).read(columns=columns).cast(wanted))
+                    else:
+                        parts.append(pq.read_table(f, schema=schema, columns=columns, filters=filters))
+                except pa.ArrowInvalid as exc:  # not Parquet (truncated, overwritten), or not this table's columns
+                    raise damaged(f, " ".join(str(exc).split())) from exc
+            return pa.concat_tables(parts)
 
     @property
     def instances(self) -> pd.DataFrame:
@@ -236,12 +309,14 @@ class Manifest:
 
     def _execute(self, query: str, params: Sequence[Any], fetch: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
         """``fetch`` of the result of ``query`` (``?`` placeholders: ``params``) on a new connection, closed after."""
-        con = self.connect()
-        try:
-            return fetch(con.execute(query, list(params)))
-        finally:
-            con.close()
+        with self.snapshot():
+            con = self.connect()
+            try:
+                return fetch(con.execute(query, list(params)))
+            finally:
+                con.close()
 
+    @_of_complete_run
     def annotation(self, annotation_key: str) -> dict[str, Any]:
         """The ``annotations`` row of one SEG or RTSTRUCT object, as a dict (nulls as None).
 
@@ -261,6 +336,7 @@ class Manifest:
             )
         return dict(rows[0])
 
+    @_of_complete_run
     def series_files(self, series_key: str) -> pd.DataFrame:
         """Files of one volume group, ordered by path.
 
@@ -344,23 +420,25 @@ class Manifest:
         """
         import duckdb
 
-        con = self.connect()
-        try:
-            if len(con.extract_statements(query)) != 1:
-                raise duckdb.ParserException("the predicate ends the statement")
-            return con.execute(query, list(params)).df()
-        except duckdb.Error as exc:
-            first_line = str(exc).strip().splitlines()[0]
-            raise ManifestError(
-                f"{self.path}: where {where!r} is not a valid predicate on the {table} table ({first_line}); "
-                f"its columns are {', '.join(self.schema(table).names)}",
-                path=str(self.path),
-            ) from None
-        finally:
-            con.close()
+        with self.snapshot():
+            con = self.connect()
+            try:
+                if len(con.extract_statements(query)) != 1:
+                    raise duckdb.ParserException("the predicate ends the statement")
+                return con.execute(query, list(params)).df()
+            except duckdb.Error as exc:
+                first_line = str(exc).strip().splitlines()[0]
+                raise ManifestError(
+                    f"{self.path}: where {where!r} is not a valid predicate on the {table} table ({first_line}); "
+                    f"its columns are {', '.join(self.schema(table).names)}",
+                    path=str(self.path),
+                ) from None
+            finally:
+                con.close()
 
     # Typed queries: the SQL that the rest of the package needs lives here, behind named methods.
 
+    @_of_complete_run
     def usable_series_keys(self, where: str | None = None) -> list[str]:
         """Keys of the usable series, sorted, optionally filtered.
 
@@ -394,6 +472,7 @@ class Manifest:
         query = f"SELECT series_key FROM {usable}" + (f" WHERE ({where})" if where else "") + " ORDER BY series_key"
         return [str(k) for k in self._filtered(query, where, "series")["series_key"]]
 
+    @_of_complete_run
     def instance_fingerprints(self, series_keys: Sequence[str]) -> list[tuple[Any, ...]]:
         """What identifies the files of some series, one tuple per file (per volume group), in no particular order.
 
@@ -410,6 +489,7 @@ class Manifest:
         chosen = rows.filter(pc.is_in(rows.column("series_key"), value_set=keys))
         return list(zip(*(chosen.column(c).to_pylist() for c in chosen.column_names)))
 
+    @_of_complete_run
     def annotation_fingerprints(self, annotation_keys: Sequence[str]) -> list[tuple[Any, ...]]:
         """What identifies the files of some annotations: ``(annotation_key, sop_instance_uid, size, mtime_ns, frame_numbers)`` tuples."""
         query = (
@@ -418,6 +498,7 @@ class Manifest:
         )
         return self._execute(query, [sorted(set(annotation_keys))], lambda result: result.fetchall())
 
+    @_of_complete_run
     def image_instances(self, modalities: Sequence[str], where: str | None = None) -> pd.DataFrame:
         """Distinct ``instances`` rows of some modalities (the 2D images), ordered by path.
 
@@ -453,6 +534,7 @@ class Manifest:
         query = f"SELECT DISTINCT {_IMAGE_COLUMNS} FROM {chosen}" + (f" WHERE ({where})" if where else "") + " ORDER BY path"
         return self._filtered(query, where, "instances", [list(modalities)])
 
+    @_of_complete_run
     def seg_instances(self, modalities: Sequence[str] = ("SEG",)) -> pd.DataFrame:
         """Distinct DICOM SEG files of the manifest (or of other annotation modalities, e.g. RTSTRUCT), ordered by path.
 
@@ -474,6 +556,7 @@ class Manifest:
             list(modalities),
         )
 
+    @_of_complete_run
     def usable_studies(self) -> pd.DataFrame:
         """Studies with at least one usable series, sorted by study UID.
 
@@ -494,6 +577,7 @@ class Manifest:
             "GROUP BY study_instance_uid ORDER BY study_instance_uid"
         )
 
+    @_of_complete_run
     def series_acquired(self, series_keys: Sequence[str]) -> pd.DataFrame:
         """Geometry of some series and the latest acquisition time of each: what picks a study's series for a role.
 
@@ -518,6 +602,7 @@ class Manifest:
         keys = list(series_keys)
         return self.sql(_SERIES_ACQUIRED, keys, keys)
 
+    @_of_complete_run
     def pairs(self) -> pd.DataFrame:
         """Image series and the annotations linked to them; see :func:`dicomml.pairs`."""
         return self.sql(
@@ -538,11 +623,12 @@ class Manifest:
             not by reason, annotations by link, errors by type, and SOP
             Instance UIDs found in more than one file.
         """
-        con = self.connect()
-        try:
-            return {title: con.execute(query).df() for title, query in _SUMMARY.items()}
-        finally:
-            con.close()
+        with self.snapshot():
+            con = self.connect()
+            try:
+                return {title: con.execute(query).df() for title, query in _SUMMARY.items()}
+            finally:
+                con.close()
 
 
 def _quoted(column: str) -> str:

@@ -186,7 +186,7 @@ def index(
             last.result()
         # a run that did not complete may have changed the rows without rebuilding the tables derived from them
         if plan.n_to_read or plan.n_removed or plan.resumed or not derived or not store.parts("series"):
-            store.write_meta(sources=source_names)  # Manifest reads it
+            store.changing(sources=source_names)  # Manifest reads the sources
             con = Manifest(store.root).connect()
             try:
                 series = series_table(con)

@@ -19,7 +19,11 @@ left by a run that did not complete.
 
 One run at a time: a run holds an advisory lock on ``_work/index.lock``
 (``flock``; the OS releases it when the process ends), and a second run into
-the same folder is refused. Readers take no lock.
+the same folder is refused. Readers take no lock: a run rewrites ``manifest.json``
+(without the digest) before it changes a table and again when it is done, so a
+reader finds a read that overlapped a change by comparing the file before and
+after, and loads series only from a manifest that has its digest
+(:meth:`~dicomml.indexer.manifest.Manifest.snapshot`).
 """
 
 from __future__ import annotations
@@ -373,9 +377,8 @@ class ManifestStore:
         if self.meta.get("listing_digest") == self._digest:
             self._listing.unlink(missing_ok=True)
             return Plan(n_listed=n_listed, n_to_read=0, n_removed=0, unchanged=True)
-        if "listing_digest" in self.meta:  # even a None digest (an unreachable source): its absence marks a run under way
-            del self.meta["listing_digest"]
-            self.write_meta()
+        if "listing_digest" in self.meta:  # even a None digest (an unreachable source)
+            self.changing()
         self.write_single("errors", from_rows(self._crawl_errors, ERRORS), "crawl.parquet")
         if not self._spilled and not self._known():  # a new manifest: read every listed file, no diff to make
             self._all_new = True
@@ -406,6 +409,13 @@ class ManifestStore:
         n_to_read = con.sql(f"SELECT count(*) FROM l ANTI JOIN k ON {_KEY}").fetchall()[0][0]
         con.close()
         return Plan(n_listed=n_listed, n_to_read=int(n_to_read), n_removed=removed, resumed=self.resumed, n_unnamed=unnamed)
+
+    @_updating
+    def changing(self, **values: Any) -> None:
+        """Rewrite ``manifest.json`` with ``values`` and without the listing digest, before a table changes: its absence
+        marks a run under way (readers load no series from it), the rewrite tells a read that overlaps it."""
+        self.meta.pop("listing_digest", None)
+        self.write_meta(**values)
 
     @_updating
     def mark_complete(self, **values: Any) -> None:
