@@ -112,13 +112,15 @@ _DISPLAY = {"MG": "breast", "CR": "chest", "DX": "chest"}
 
 def _image_files(manifest: Manifest, series_key: str) -> list[tuple[str, str]] | None:
     """(path, modality) of each file of a series of 2D or colour images; None for a series to draw as a volume."""
-    from dicomml.imaging2d.modalities import IMAGE_MODALITIES
+    from dicomml.imaging2d.modalities import IMAGE_MODALITIES, is_colour
 
     usable = manifest.table("series", ["usable"], [("series_key", "==", series_key)]).column("usable").to_pylist()
     if not usable or usable[0]:
         return None  # an unknown key is load_series' error to give; a usable one is a volume
-    rows = manifest.table("instances", ["path", "modality", "samples_per_pixel"], [("series_key", "==", series_key)]).to_pylist()
-    colour = any((row["samples_per_pixel"] or 1) > 1 for row in rows)  # no volume whatever its modality (CT fusion captures)
+    columns = ["path", "modality", "samples_per_pixel", "photometric_interpretation"]
+    rows = manifest.table("instances", columns, [("series_key", "==", series_key)]).to_pylist()
+    # no volume whatever its modality (CT fusion captures)
+    colour = any(is_colour(row["samples_per_pixel"], row["photometric_interpretation"]) for row in rows)
     if not rows or not colour and any(row["modality"] not in IMAGE_MODALITIES for row in rows):
         return None
     return sorted((row["path"], row["modality"]) for row in rows)

@@ -32,6 +32,7 @@ from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRL
 from dicomml.dicom.frames import FrameTable, frame_size, header_value, source_name
 from dicomml.dicom.io import typed_errors
 from dicomml.errors import InvalidDicomFileError, UnsupportedTransferSyntaxError
+from dicomml.imaging2d.modalities import is_colour
 
 __all__ = [
     "PixelSpan",
@@ -146,6 +147,9 @@ def check_fragments(ds: Dataset) -> None:
         pos += 8 + length
 
 
+_COLOUR_ADVICE = "colour images are not volumes: read them with dicomml.ImageDataset or dicomml.imaging2d.load_image"
+
+
 def stored_dtype(ds: Dataset) -> np.dtype:
     """The numpy dtype that pydicom decodes this object's stored values to.
 
@@ -153,7 +157,8 @@ def stored_dtype(ds: Dataset) -> np.dtype:
     ------
     InvalidDicomFileError
         If the pixel description (BitsAllocated, PixelRepresentation,
-        SamplesPerPixel) is missing or not a single-sample image.
+        SamplesPerPixel) is missing or the image is not grey levels
+        (:func:`~dicomml.imaging2d.modalities.is_colour`).
     """
     path = source_name(ds)
     if "FloatPixelData" in ds:
@@ -163,10 +168,13 @@ def stored_dtype(ds: Dataset) -> np.dtype:
     samples = int(header_value(ds, "SamplesPerPixel") or 1)
     if samples != 1:
         raise InvalidDicomFileError(
-            f"{path}: (0028,0002) Samples per Pixel is {samples}, expected 1; "
-            "colour images are not volumes: read them with dicomml.ImageDataset or dicomml.imaging2d.load_image",
+            f"{path}: (0028,0002) Samples per Pixel is {samples}, expected 1; {_COLOUR_ADVICE}", path=path, tag="(0028,0002)"
+        )
+    if is_colour(samples, ds.get("PhotometricInterpretation")):
+        raise InvalidDicomFileError(
+            f"{path}: (0028,0004) Photometric Interpretation is PALETTE COLOR (indices into a colour table); {_COLOUR_ADVICE}",
             path=path,
-            tag="(0028,0002)",
+            tag="(0028,0004)",
         )
     bits = header_value(ds, "BitsAllocated")
     signed = int(header_value(ds, "PixelRepresentation") or 0) == 1
@@ -301,8 +309,8 @@ def native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
-    if not is_native(ds) or "PixelData" not in ds:
-        return None
+    if not is_native(ds) or "PixelData" not in ds or is_colour(1, ds.get("PhotometricInterpretation")):
+        return None  # palette indices: pydicom's decoding, for the 2D reader to map through the table
     layout = native_layout(ds)
     if layout is None:
         return None

@@ -39,7 +39,8 @@ SCHEMA_VERSION = 4
 #: 1: a group of 2D images that makes no volume says so (:data:`~dicomml.imaging2d.modalities.IMAGES_2D`).
 #: 2: series split across folders or by the key's orientation rounding, files too short to judge and time points
 #: with unequal slices are not usable, each saying why. 3: a group of colour images is not a usable volume.
-DERIVED_RULES = 3
+#: 4: PALETTE COLOR groups are colour images; parts of one volume in other transfer syntaxes are not usable.
+DERIVED_RULES = 4
 #: Modalities indexed as annotations (linked to the image series they describe).
 ANNOTATION_MODALITIES = ("SEG", "RTSTRUCT")
 

@@ -6,11 +6,11 @@ usable is decided from headers alone: the stack geometry of
 :func:`dicomml.geometry.analyze_stack` (gap, duplicate positions, gantry tilt,
 non-uniform spacing) plus the rules here (no geometry, mixed pixel spacing, a
 single slice, several images at one position, a file of its folder lost, a
-series split across folders or by the rounding of its orientation). A group of 2D images (a
+series split across folders, across transfer syntaxes or by the rounding of its orientation). A group of 2D images (a
 modality of :data:`~dicomml.imaging2d.modalities.IMAGE_MODALITIES`) that makes
 no stack is not usable as a volume for the reason
 :data:`~dicomml.imaging2d.modalities.IMAGES_2D`, whatever its geometry; any
-other group of colour images (Samples per Pixel above 1), which
+other group of colour images (Samples per Pixel above 1, or PALETTE COLOR), which
 :func:`dicomml.load_series` does not read, for the reason :data:`COLOUR_IMAGES`.
 """
 
@@ -27,7 +27,7 @@ import pyarrow as pa
 from dicomml.dicom.series_key import ORIENTATION_TOLERANCE, orientation_bins
 from dicomml.geometry import analyze_stack, axcodes, dicom_affine, geometry_problem
 from dicomml.geometry.checks import spacing_problem
-from dicomml.imaging2d.modalities import IMAGE_MODALITIES, IMAGES_2D
+from dicomml.imaging2d.modalities import IMAGE_MODALITIES, IMAGES_2D, is_colour
 from dicomml.indexer.annotations import link_annotations
 from dicomml.indexer.schema import ANNOTATION_MODALITIES, ANNOTATIONS, SERIES
 from dicomml.indexer.tables import empty, from_rows
@@ -36,7 +36,9 @@ from dicomml.paths import printable
 __all__ = ["COLOUR_IMAGES", "annotations_table", "series_table", "usability"]
 
 #: The ``series`` reason of a group of colour images: volumes hold one sample per voxel.
-COLOUR_IMAGES = "colour images ((0028,0002) Samples per Pixel > 1), not a volume (ImageDataset and load_image read them)"
+COLOUR_IMAGES = (
+    "colour images ((0028,0002) Samples per Pixel > 1 or (0028,0004) PALETTE COLOR), not a volume (ImageDataset and load_image read them)"
+)
 
 _GROUPS = """
 SELECT series_key,
@@ -58,7 +60,8 @@ SELECT series_key,
        list(DISTINCT pixel_spacing) AS spacings,
        any_value(image_orientation) AS orientation,
        list(DISTINCT transfer_syntax_uid) AS transfer_syntaxes,
-       max(samples_per_pixel) AS samples_per_pixel
+       max(samples_per_pixel) AS samples_per_pixel,
+       list(DISTINCT photometric_interpretation) AS photometrics
 FROM instances
 WHERE series_key IS NOT NULL
 GROUP BY series_key
@@ -203,12 +206,13 @@ class _Group(NamedTuple):
 
 
 def _one_volume(a: _Group, b: _Group) -> bool:
-    """Whether two groups of one SeriesInstanceUID would make one volume but for the folder or the key's rounding.
+    """Whether two groups of one SeriesInstanceUID would make one volume but for the folder, the transfer syntax or
+    the key's rounding.
 
-    Parts hold other slices: a group at a position of the other (a copy re-encoded with new SOP Instance UIDs) or
-    in another transfer syntax (a key of its own, as dcm2niix makes it) is not a part.
+    Parts hold other slices: a group at a position of the other (a copy re-encoded with new SOP Instance UIDs) is
+    not a part.
     """
-    if (a.number, a.sop_class, a.syntax, a.rows, a.columns) != (b.number, b.sop_class, b.syntax, b.rows, b.columns):
+    if (a.number, a.sop_class, a.rows, a.columns) != (b.number, b.sop_class, b.rows, b.columns):
         return False
     if {tuple(p) for p in a.positions or []} & {tuple(p) for p in b.positions or []}:
         return False
@@ -225,9 +229,9 @@ def _named(groups: list[_Group], where: bool) -> str:
 def _sharing(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Per SeriesInstanceUID of several groups their keys; per group split from others of its volume, the reason.
 
-    A group is a part when a group of the same series, matrix and orientation sits in another folder and holds
-    none of its SOP instances (copies hold the same ones), or in the same folder with an orientation that differs
-    by less than the tolerance yet rounds otherwise in the key.
+    A group is a part when a group of the same series, matrix and orientation holds none of its SOP instances
+    (copies hold the same ones) and sits in another folder, or in the same folder in another transfer syntax,
+    or with an orientation that differs by less than the tolerance yet rounds otherwise in the key.
     """
     copies = set(con.execute(_COPIES).fetchall())
     by_uid: dict[str, list[_Group]] = {}
@@ -237,15 +241,27 @@ def _sharing(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict
     reasons: dict[str, str] = {}
     for siblings in by_uid.values():
         for a in siblings:
-            others = [b for b in siblings if b.key != a.key and _one_volume(a, b)]
-            apart = [b for b in others if b.folder != a.folder and tuple(sorted((a.key, b.key))) not in copies]
+            others = [b for b in siblings if b.key != a.key and _one_volume(a, b) and tuple(sorted((a.key, b.key))) not in copies]
+            apart = [b for b in others if b.folder != a.folder]
+            recoded = [b for b in others if b.folder == a.folder and b.syntax != a.syntax]
             rounded = [
-                b for b in others if b.folder == a.folder and orientation_bins(b.orientation or []) != orientation_bins(a.orientation or [])
+                b
+                for b in others
+                if b.folder == a.folder
+                and b.syntax == a.syntax
+                and orientation_bins(b.orientation or []) != orientation_bins(a.orientation or [])
             ]
             if apart:
+                syntaxes = " in one transfer syntax" if any(b.syntax != a.syntax for b in apart) else ""
                 reasons[a.key] = (
                     f"series split across folders: other instances of its SeriesInstanceUID are in series_key "
-                    f"{_named(apart, True)}; put them in one folder and index again"
+                    f"{_named(apart, True)}; put them in one folder{syntaxes} and index again"
+                )
+            elif recoded:
+                reasons[a.key] = (
+                    f"one volume stored in several transfer syntaxes: its other slices, in "
+                    f"{', '.join(sorted({str(b.syntax) for b in recoded}))}, are in series_key {_named(recoded, False)}; "
+                    "convert the files to one transfer syntax (e.g. gdcmconv --raw) and index again"
                 )
             elif rounded:
                 reasons[a.key] = (
@@ -262,7 +278,8 @@ def _series_rows(
         flat = group.pop("positions")
         spacings = group.pop("spacings")
         positions = None if any(p is None for p in flat) else np.asarray([v for p in flat for v in p]).reshape(-1, 3)
-        colour = (group.pop("samples_per_pixel") or 1) > 1
+        samples = group.pop("samples_per_pixel")
+        colour = any(is_colour(samples, photometric) for photometric in group.pop("photometrics") or [None])
         stats, reason = usability(positions, group["orientation"], spacings)
         if reason is not None and group["modality"] in IMAGE_MODALITIES and stats.get("n_slices", 1) == 1:
             reason = IMAGES_2D  # radiographs, mammograms, captures: not a broken volume

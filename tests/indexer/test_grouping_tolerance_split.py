@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import RLELossless
 
 import dicomml
 from dicomml.dicom.synthetic import write_series, write_slice
@@ -96,6 +97,30 @@ def test_series_split_across_folders_is_not_usable_but_a_copy_is(data_dir, tmp_p
     assert rows["a"]["n_slices"] + rows["b"]["n_slices"] == ref_slices
     assert rows["copy"]["usable"]
     assert dicomml.load_series(manifest, rows["copy"]["series_key"]).array.shape == (ref_slices, 96, 96)
+
+
+def test_one_volume_stored_in_two_transfer_syntaxes_is_not_two_usable_half_volumes(data_dir, tmp_path, salt):
+    """Every other slice RLE-compressed in one folder: each syntax's slices alone look like a volume of twice the step."""
+    files, ref_slices, ref_step = _philips(data_dir)
+
+    def every_other(i, ds):
+        if i % 2:
+            ds.compress(RLELossless)
+
+    _copy(files, tmp_path / "mixed", every_other)
+    _copy(files, tmp_path / "recoded", lambda i, ds: ds.compress(RLELossless))  # a whole copy, same SOP instances
+    manifest = _index([tmp_path / "mixed", tmp_path / "recoded"], tmp_path / "m", salt)
+    series = manifest.series
+    parts = series[series.folder.str.endswith("mixed")]
+
+    assert len(parts) == 2 and parts.n_slices.sum() == ref_slices
+    for part in parts.itertuples():
+        other = parts[parts.series_key != part.series_key].iloc[0]
+        assert not part.usable and part.reason.startswith("one volume stored in several transfer syntaxes")
+        assert other.series_key in part.reason and other.transfer_syntaxes[0] in part.reason
+        assert dicomml.load_series(manifest, part.series_key).spacing[0] == pytest.approx(2 * ref_step)  # the part
+    recoded = _rows(manifest)["recoded"]
+    assert recoded["usable"] and recoded["n_slices"] == ref_slices
 
 
 def test_4d_series_missing_a_slice_gives_load_series_reason(tmp_path, salt):
