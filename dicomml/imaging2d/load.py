@@ -10,15 +10,19 @@ result.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels.utils import get_j2k_parameters
+from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
 from dicomml.dicom.frames import frame_count, frame_size, source_name
 from dicomml.dicom.io import read_dataset
-from dicomml.dicom.pixels import bits_stored, decode_pixels, native_stack
+from dicomml.dicom.pixels import bits_stored, decode_pixels, native_stack, transfer_syntax
 from dicomml.errors import InvalidDicomFileError
 from dicomml.imaging2d.choices import DISPLAYS, FACINGS, check_choice, checked_voi, voi_window
 from dicomml.imaging2d.j2k import reduced_frame
@@ -29,10 +33,13 @@ from dicomml.imaging2d.spacing import Spacing, physical_spacing
 if TYPE_CHECKING:
     from dicomml.sources import Remote
 
-__all__ = ["COLOUR", "Image2D", "frame_times", "load_image", "stored_frames"]
+__all__ = ["COLOUR", "Image2D", "decoded_bits", "frame_times", "load_image", "stored_frames"]
 
 #: Photometric Interpretations returned as RGB channels.
 COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "PALETTE COLOR"})
+#: JPEG and JPEG-LS start-of-frame markers (SOF0-15 but DHT, JPG and DAC; SOF55), whose segment gives the sample precision.
+_SOF = frozenset(range(0xFFC0, 0xFFD0)) - {0xFFC4, 0xFFC8, 0xFFCC} | {0xFFF7}
+_SOS = 0xFFDA
 
 
 @dataclass
@@ -91,8 +98,9 @@ def frame_times(ds: Dataset, n_frames: int) -> list[float] | None:
 
 
 def stored_frames(ds: Dataset, threads: int = 1) -> np.ndarray:
-    """Stored values as ``(T, H, W)`` or ``(T, H, W, 3)``: YBR colour decoded to RGB, bits above Bits Stored masked;
-    a grey JPEG 2000 frame decoded on up to ``threads`` threads.
+    """Stored values as ``(T, H, W)`` or ``(T, H, W, 3)`` in native byte order: YBR colour decoded to RGB, bits
+    above Bits Stored masked (a codestream's values as it gives them, see :func:`decoded_bits`); a grey JPEG
+    2000 frame decoded on up to ``threads`` threads.
 
     Raises
     ------
@@ -114,8 +122,47 @@ def stored_frames(ds: Dataset, threads: int = 1) -> np.ndarray:
         if native is not None:
             return native
     array = decode_pixels(ds, threads=threads)
+    array = array.astype(array.dtype.newbyteorder("="), copy=False)  # big-endian files decode to '>u2'
     frame_ndim = 3 if samples > 1 else 2
     return array if array.ndim == frame_ndim + 1 else array[np.newaxis]
+
+
+def decoded_bits(ds: Dataset) -> int:
+    """Bits the decoded stored values span: Bits Stored, or a JPEG, JPEG-LS or JPEG 2000 codestream's larger
+    sample precision (at most Bits Allocated).
+
+    PS3.5 8.2 lets the codestream's own parameters control its decoding, and
+    pydicom returns its values unmasked: a 16-bit codestream under Bits Stored
+    12 may decode to values up to 65535, which the grey table must cover.
+    """
+    bits = bits_stored(ds)
+    uid = transfer_syntax(ds)
+    if uid in JPEG2000TransferSyntaxes:
+        precision = _j2k_precision
+    elif uid in JPEGTransferSyntaxes or uid in JPEGLSTransferSyntaxes:
+        precision = _jpeg_precision
+    else:
+        return bits
+    frames = generate_frames(ds.PixelData, number_of_frames=frame_count(ds))
+    return min(max([bits, *(precision(frame) for frame in frames)]), int(ds.BitsAllocated))
+
+
+def _j2k_precision(codestream: bytes) -> int:
+    """Sample precision of a JPEG 2000 codestream's SIZ segment (0 if not found)."""
+    return int(get_j2k_parameters(codestream).get("precision", 0))
+
+
+def _jpeg_precision(codestream: bytes) -> int:
+    """Sample precision of a JPEG or JPEG-LS codestream's start-of-frame segment (0 if not found)."""
+    pos = 2  # after SOI
+    while pos + 5 <= len(codestream):
+        marker, length = struct.unpack_from(">HH", codestream, pos)
+        if marker in _SOF:
+            return codestream[pos + 4]
+        if marker == _SOS or marker >> 8 != 0xFF:
+            return 0
+        pos += 2 + length
+    return 0
 
 
 def load_image(
@@ -204,12 +251,13 @@ def load_image(
     }
     if photometric == "PALETTE COLOR":
         pixels = palette_to_rgb(stored, ds)
-        meta.update(output_range=[0.0, float(np.iinfo(pixels.dtype).max)])
+        # the entries' bits (8 or 16), not the dtype: pydicom returns 8-bit entries kept in 16-bit words as uint16
+        meta.update(output_range=[0.0, float(2 ** int(ds.RedPaletteColorLookupTableDescriptor[2]) - 1)])
     elif photometric in COLOUR:
         pixels = stored
         meta.update(output_range=[0.0, float(2 ** bits_stored(ds) - 1)])  # 12 of 16 bits: full scale is 4095
     else:
-        pixels, applied = grey_values(stored, ds, voi, dtype=dtype, threads=threads)
+        pixels, applied = grey_values(stored, ds, voi, dtype=dtype, threads=threads, bits=decoded_bits(ds))
         meta.update(applied)
     if pixels.ndim == 4:
         meta.update(voi="none", inverted=None, colour="RGB")

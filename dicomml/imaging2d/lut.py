@@ -40,6 +40,8 @@ __all__ = ["GreyTable", "VOI_CHOICES", "apply_grey", "frame_headers", "grey_tabl
 #: What ``voi`` may name besides an index or a (center, width) window.
 VOI_CHOICES = ("header", "none")
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+#: Bits Allocated of grey images mapped through a table (32 bits: too many stored values for one).
+_TABLE_ALLOCATED = (1, 8, 16)
 #: Pixels per np.take call of a gather: small enough for its intp indices to stay in cache.
 _GATHER_BLOCK = 2**18
 #: Functional groups whose items set a frame's Modality LUT and VOI LUT attributes.
@@ -167,30 +169,34 @@ def _window_dataset(ds: Dataset, center: float, width: float, function: str) -> 
     return window
 
 
-def _stored_range(ds: Dataset) -> tuple[np.ndarray, np.dtype]:
-    """Every stored value the header allows, in the dtype pydicom decodes to, ordered by unsigned bit pattern."""
-    bits = bits_stored(ds)
+def _signed(ds: Dataset) -> bool:
+    """Whether pydicom decodes signed stored values (1-bit pixels come out uint8 whatever the header says)."""
+    return int(ds.get("PixelRepresentation", 0) or 0) == 1 and int(ds.BitsAllocated) > 1
+
+
+def _stored_range(ds: Dataset, bits: int) -> np.ndarray:
+    """Every stored value of ``bits`` bits, in the dtype pydicom decodes to, ordered by unsigned bit pattern."""
     allocated = int(ds.BitsAllocated)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    dtype = np.dtype(f"{'i' if signed else 'u'}{max(1, allocated // 8)}")
-    if not signed:
-        return np.arange(2**bits, dtype=dtype), dtype
+    dtype = np.dtype(f"{'i' if _signed(ds) else 'u'}{max(1, allocated // 8)}")
+    if not _signed(ds):
+        return np.arange(2**bits, dtype=dtype)
     # Bit patterns 0 .. 2**allocated - 1 read as signed; pydicom sign-extends the stored bits, so
     # patterns outside [-2**(bits-1), 2**(bits-1)) never occur and map like their clipped value.
     patterns = np.arange(2**allocated, dtype=np.dtype(f"u{allocated // 8}")).view(dtype)
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return np.clip(patterns, low, high).astype(dtype), dtype
+    return np.clip(patterns, low, high).astype(dtype)
 
 
-def _stored_ends(ds: Dataset) -> np.ndarray:
-    """The smallest and largest stored value the header allows (32-bit images: too many for a table)."""
-    bits = bits_stored(ds)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+def _stored_ends(ds: Dataset, bits: int) -> np.ndarray:
+    """The smallest and largest stored value of ``bits`` bits."""
+    if _signed(ds):
         return np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1], dtype=np.int64)
     return np.array([0, 2**bits - 1], dtype=np.int64)
 
 
-def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32) -> GreyTable:
+def grey_table(
+    ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32, bits: int | None = None
+) -> GreyTable:
     """The display value of every stored value of a MONOCHROME1/2 image, through pydicom's functions.
 
     Parameters
@@ -201,6 +207,10 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
         See :func:`voi_dataset`.
     dtype
         Float type of the table (float64 gives pydicom's numbers exactly).
+    bits
+        Bits the decoded stored values span, when more than Bits Stored (a
+        codestream's precision, see :func:`~dicomml.imaging2d.load.decoded_bits`):
+        the table covers them, the output range stays that of Bits Stored.
 
     Returns
     -------
@@ -213,22 +223,32 @@ def grey_table(ds: Dataset, voi: str | int | tuple[float, float] = "header", *, 
     """
     path = source_name(ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    bits = bits_stored(ds)
-    if photometric not in _GREY or not 1 <= bits <= 16 or int(ds.get("BitsAllocated") or 0) not in (8, 16):
+    header_bits = bits_stored(ds)
+    bits = max(bits or 0, header_bits)
+    if photometric not in _GREY or not 1 <= bits <= 16 or int(ds.get("BitsAllocated") or 0) not in _TABLE_ALLOCATED:
         raise InvalidDicomFileError(
-            f"{path}: a grey table needs MONOCHROME1/2 with 1-16 bits stored in 8 or 16 allocated, "
+            f"{path}: a grey table needs MONOCHROME1/2 with 1-16 bits stored in 1, 8 or 16 allocated, "
             f"found {photometric or 'no'} Photometric Interpretation with {bits} bits stored",
             path=path,
             tag="(0028,0004)",
         )
-    stored, _ = _stored_range(ds)
     voi_ds, index, meta = voi_dataset(ds, voi)
+    stored = _stored_range(ds, bits)
     values = _display(stored, ds, voi_ds, index, dtype)
+    low, high = _stored_ends(ds, header_bits)
+    # the output range is over the values the header allows, as for the same image uncompressed
+    return _grey(ds, values, values[(stored >= low) & (stored <= high)], voi_ds, index, meta)
+
+
+def _grey(ds: Dataset, values: np.ndarray, spanning: np.ndarray, voi_ds: Dataset | None, index: int, meta: dict[str, Any]) -> GreyTable:
+    """The GreyTable of display values ``values``: its inversion, and its VOI output range and meta from
+    ``spanning``, the display values of the stored values the header allows."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     presentation = ds.get("PresentationLUTSequence")
     shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
     # a Presentation LUT Sequence replaces the inversion (apply_grey applies it as apply_presentation_lut does)
     invert = not presentation and (photometric == "MONOCHROME1" or shape == "INVERSE")
-    voi_range = _voi_output_range(values, voi_ds, index)
+    voi_range = _voi_output_range(spanning, voi_ds, index)
     meta.update(
         modality_lut="table"
         if ds.get("ModalityLUTSequence")
@@ -366,18 +386,22 @@ def apply_grey(stored: np.ndarray, table: GreyTable, *, ds: Dataset | None = Non
     """
     stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)  # big-endian decodes: index by value
     index = stored.view(np.dtype(f"u{stored.dtype.itemsize}")) if stored.dtype.kind == "i" else stored
-    out = _gather(table.values, index, threads)
+    return _present(_gather(table.values, index, threads), table, ds)
+
+
+def _present(values: np.ndarray, table: GreyTable, ds: Dataset | None) -> np.ndarray:
+    """VOI output ``values`` (overwritten) through ``ds``'s Presentation LUT Sequence if any, else inverted if ``table`` says so."""
     if ds is not None and ds.get("PresentationLUTSequence"):
-        return np.asarray(apply_presentation_lut(out, ds), dtype=table.values.dtype)
+        return np.asarray(apply_presentation_lut(values, ds), dtype=values.dtype)
     if table.invert:  # within the VOI output range, not the image's: a stored value always shows the same
-        np.subtract(table.values.dtype.type(sum(table.voi_range)), out, out=out)
-    return out
+        np.subtract(values.dtype.type(sum(table.voi_range)), values, out=values)
+    return values
 
 
 def _gather(values: np.ndarray, index: np.ndarray, threads: int) -> np.ndarray:
     """``values[index]`` in blocks over ``threads`` threads: np.take converts each block's indices to intp,
     a temporary that stays in cache instead of one eight bytes per pixel; mode="wrap" masks the bits above
-    Bits Stored (an unsigned table has 2**BitsStored entries, a signed one every bit pattern)."""
+    the table's (an unsigned table has 2**bits entries, a signed one every bit pattern)."""
     out = np.empty(index.shape, values.dtype)
     flat, target = np.ascontiguousarray(index).reshape(-1), out.reshape(-1)
 
@@ -399,7 +423,7 @@ def palette_to_rgb(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """
     try:
         rgb = apply_color_lut(stored, ds)
-    except (ValueError, KeyError, AttributeError, IndexError) as exc:
+    except (ValueError, KeyError, AttributeError, IndexError, TypeError) as exc:  # TypeError: entries of neither 8 nor 16 bits
         path = source_name(ds)
         raise InvalidDicomFileError(
             f"{path}: (0028,1201) the palette colour lookup tables cannot be applied ({exc}); fix or exclude the file",
@@ -466,29 +490,38 @@ def _content(item: Dataset) -> list[tuple[Any, Any]]:
 
 
 def grey_values(
-    stored: np.ndarray, ds: Dataset, voi: str | int | tuple[float, float] = "header", *, dtype: Any = np.float32, threads: int = 1
+    stored: np.ndarray,
+    ds: Dataset,
+    voi: str | int | tuple[float, float] = "header",
+    *,
+    dtype: Any = np.float32,
+    threads: int = 1,
+    bits: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Display values of a grey image's stored values and what was applied.
 
-    Through a :func:`grey_table` for 8/16-bit images; 32-bit ones (too many
-    values for a table) through pydicom's functions on the array itself.
+    Through a :func:`grey_table` for 1/8/16-bit images; 32-bit ones (too many
+    values for a table) through pydicom's functions on the array itself, with
+    the same output range (:func:`_deep_display`; float pixel data: the image's own).
     Frames of an enhanced image whose functional groups set their own rescale
     or window (:func:`frame_headers`) each get their own; ``meta`` then holds
     ``frame_windows`` (each frame's (center, width), or None) and the output
-    range spans all frames'. ``threads`` share a table's gather.
+    range spans all frames'. ``threads`` share a table's gather; ``bits`` as
+    in :func:`grey_table` (tables only).
 
     Returns
     -------
     (values, meta)
         Float array of ``stored``'s shape, and the table's ``meta``.
     """
+    allocated = int(ds.get("BitsAllocated") or 0)
     headers = frame_headers(ds, stored.shape[0]) if stored.ndim == 3 else None
-    if headers is not None and int(ds.get("BitsAllocated") or 0) in (8, 16):
+    if headers is not None and allocated in _TABLE_ALLOCATED:
         out = np.empty(stored.shape, dtype=dtype)
         windows: list[Any] = [None] * len(headers)
         metas = []
         for frames in _frame_groups(headers).values():  # the first group holds frame 0
-            table = grey_table(headers[frames[0]], voi, dtype=dtype)
+            table = grey_table(headers[frames[0]], voi, dtype=dtype, bits=bits)
             out[frames] = apply_grey(stored[frames], table, ds=ds, threads=threads)
             metas.append(table.meta)
             for i in frames:
@@ -497,17 +530,32 @@ def grey_values(
         meta = dict(metas[0])
         meta.update(frame_windows=windows, output_range=[min(r[0] for r in ranges), max(r[1] for r in ranges)])
         return out, meta
-    if int(ds.get("BitsAllocated") or 0) in (8, 16):
-        table = grey_table(ds, voi, dtype=dtype)
+    if allocated in _TABLE_ALLOCATED:
+        table = grey_table(ds, voi, dtype=dtype, bits=bits)
         return apply_grey(stored, table, ds=ds, threads=threads), table.meta
     voi_ds, index, meta = voi_dataset(ds, voi)
-    values = _display(stored, ds, voi_ds, index, dtype)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE"
-    if invert:  # within the VOI output range, as the tables; a table's from the ends of the stored range
-        values = sum(_voi_output_range(_display(_stored_ends(ds), ds, voi_ds, index, dtype), voi_ds, index)) - values
-    meta.update(
-        inverted=("MONOCHROME1" if photometric == "MONOCHROME1" else "INVERSE") if invert else None,
-        output_range=[float(values.min()), float(values.max())] if values.size else None,
-    )
-    return values, meta
+    values = _display(stored, ds, voi_ds, index, dtype)  # first: a malformed LUT fails on the image itself
+    # float pixel data (parametric maps) has no stored range: its own values span the output range
+    spanning = values if stored.dtype.kind == "f" else _deep_display(ds, voi_ds, index, dtype)
+    table = _grey(ds, spanning, spanning, voi_ds, index, meta)
+    return _present(values, table, ds), table.meta
+
+
+def _deep_display(ds: Dataset, voi_ds: Dataset | None, index: int, dtype: Any) -> np.ndarray:
+    """Display values spanning those of every stored value of a 32-bit image, too many to list: those of
+    the stored range's ends (a rescale and a window are monotone) and of every entry of a LUT table on the way."""
+    ends = _stored_ends(ds, bits_stored(ds))
+    stored = [ends]
+    modality = ds.get("ModalityLUTSequence")
+    if modality:
+        stored.append(np.clip(_lut_inputs(modality[0]), *ends))
+    values = [_display(np.concatenate(stored), ds, voi_ds, index, dtype)]
+    if voi_ds is not None and voi_ds.get("VOILUTSequence"):  # its output is one of its entries
+        values.append(np.asarray(apply_voi_lut(_lut_inputs(voi_ds.VOILUTSequence[index]), voi_ds, index=index), dtype=dtype))
+    return np.concatenate(values)
+
+
+def _lut_inputs(item: Dataset) -> np.ndarray:
+    """The inputs a LUT table maps, one per entry: its LUT Descriptor's first mapped value on (0 entries: 2**16)."""
+    entries, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+    return np.arange(first, first + entries, dtype=np.int64)

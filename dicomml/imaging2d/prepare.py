@@ -152,8 +152,9 @@ _CHOICES: dict[str, tuple[str | None, ...]] = {
 #: Bumped when what a prepared image holds changes for the same file and config, so that older entries are not
 #: served. 2: inverted grey scaled by its range after the inversion, colour by its full scale, films on their
 #: side transposed by ``display=``. 3: MONOCHROME1 inverted within the VOI output range, a window's output range
-#: its nominal one, a Presentation LUT Sequence's that of its P-values.
-IMAGE_RULES = 3
+#: its nominal one, a Presentation LUT Sequence's that of its P-values. 4: 1- and 32-bit grey scaled by their
+#: stored range like 8- and 16-bit, a palette by its entries' bits, codestream values above Bits Stored kept.
+IMAGE_RULES = 4
 
 
 def image_key(row: Mapping[str, Any], config: ImageConfig | str, masks: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -192,8 +193,8 @@ def prepare_image(path: str, config: ImageConfig, remote: Remote | None = None) 
 
     Values are scaled by ``meta["output_range"]``: grey by the VOI output
     range, colour by its full scale (``2**BitsStored - 1``; a palette's by
-    its table's type). Planes are ``(1, H, W)`` for a grey
-    image, ``(3, H, W)`` for colour, ``(T, H, W)`` for grey cine and
+    the bits of its entries, its LUT Descriptor's third value). Planes are
+    ``(1, H, W)`` for a grey image, ``(3, H, W)`` for colour, ``(T, H, W)`` for grey cine and
     ``(T * 3, H, W)`` (frame-major) for colour cine; ``meta["layout"]`` says which.
 
     Raises

@@ -366,3 +366,147 @@ def test_colour_of_12_bits_in_16_is_scaled_by_its_full_scale(tmp_path: Path) -> 
     planes, meta = prepare_image(path, ImageConfig(size=None, resize="none", dtype="float32"))
     assert meta["output_range"] == [0.0, 4095.0]
     np.testing.assert_allclose(planes[:3, 0, 0].numpy(), [1.0, 2048 / 4095, 0.0], rtol=1e-6)
+
+
+def _codestream_wider_than_bits_stored(tmp_path: Path, syntax: str, signed: bool) -> Path:
+    """An OT image whose codestream carries 16 bits under a header saying Bits Stored 12."""
+    values = np.linspace(0, 60000, 40 * 37).reshape(40, 37)
+    stored = (values - 30000).astype(np.int16) if signed else values.astype(np.uint16)
+    geometry = {"ImagePositionPatient": [0, 0, 0], "ImageOrientationPatient": [1, 0, 0, 0, 1, 0], "PixelSpacing": [1, 1]}
+    path = write_image2d(tmp_path / "ot.dcm", stored, modality="OT", transfer_syntax=syntax, extra=geometry)
+    ds = pydicom.dcmread(path)
+    ds.BitsStored, ds.HighBit = 12, 11
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.80"], ids=["jpeg2000", "jpeg-ls"])
+def test_codestream_precision_above_bits_stored_gives_pydicoms_and_the_3d_loads_values(tmp_path: Path, syntax: str, signed: bool) -> None:
+    """The table had 2**BitsStored entries: the 16-bit values wrapped (1379 of 1480 pixels off by up to 57344), signed ones clipped."""
+    import dicomml
+
+    path = _codestream_wider_than_bits_stored(tmp_path, syntax, signed)
+    ds = pydicom.dcmread(path)
+    expected = apply_modality_lut(ds.pixel_array, ds)
+    assert np.abs(expected).max() > 4095  # pydicom keeps the codestream's 16 bits (PS3.5 8.2: the codestream rules)
+    image = load_image(path, voi="none", dtype=np.float64)
+    np.testing.assert_array_equal(image.pixels[0], expected)
+    np.testing.assert_array_equal(image.pixels[0], dicomml.load_files([path]).array[0])
+    # scaled as the same image uncompressed would be: by the values Bits Stored allows
+    assert image.meta["output_range"] == ([-2048.0, 2047.0] if signed else [0.0, 4095.0])
+
+
+def test_big_endian_16_bit_colour_comes_out_in_native_byte_order(tmp_path: Path) -> None:
+    """A '>u2' RGB array reached torch.from_numpy, which raised an untyped ValueError in prepare_image."""
+    from pydicom.uid import ExplicitVRBigEndian
+
+    from dicomml.imaging2d import ImageConfig
+    from dicomml.imaging2d.prepare import prepare_image
+
+    rgb = (np.arange(20 * 30 * 3).reshape(20, 30, 3) * 37 % 65536).astype(np.uint16)
+    path = write_image2d(tmp_path / "rgb.dcm", rgb, modality="OT", photometric="RGB")
+    ds = pydicom.dcmread(path)
+    ds.PixelData = rgb.astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    image = load_image(path)
+    assert image.pixels.dtype == np.dtype("=u2")
+    np.testing.assert_array_equal(image.pixels[0], pydicom.dcmread(path).pixel_array)
+    planes, _ = prepare_image(path, ImageConfig(size=None, resize="none", dtype="float32"))
+    np.testing.assert_allclose(planes.numpy(), rgb.transpose(2, 0, 1) / 65535.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("entry_bits", [8, 16])
+def test_palette_is_scaled_by_the_bits_of_its_entries(tmp_path: Path, entry_bits: int) -> None:
+    """8-bit entries kept in 16-bit words come out uint16 from apply_color_lut: dividing by 65535 made white 0.0039."""
+    from dicomml.imaging2d import ImageConfig
+    from dicomml.imaging2d.prepare import prepare_image
+
+    top = 2**entry_bits - 1
+    index = (np.arange(20 * 30).reshape(20, 30) % 256).astype(np.uint8)
+    tables = {}
+    for colour in ("Red", "Green", "Blue"):
+        tables[f"{colour}PaletteColorLookupTableDescriptor"] = [256, 0, entry_bits]
+        tables[f"{colour}PaletteColorLookupTableData"] = (np.arange(256) * top // 255).astype("<u2").tobytes()
+    path = write_image2d(tmp_path / "us.dcm", index, modality="US", photometric="PALETTE COLOR", extra=tables)
+    image = load_image(path)
+    np.testing.assert_array_equal(image.pixels[0], apply_color_lut(index, pydicom.dcmread(path)))
+    assert image.meta["output_range"] == [0.0, float(top)]
+    planes, _ = prepare_image(path, ImageConfig(size=None, resize="none", dtype="float32"))
+    assert float(planes.max()) == 1.0
+
+
+def _one_bit(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> Path:
+    """A grey image of 1 bit allocated and stored (pixels packed eight to a byte)."""
+    from pydicom.pixels import pack_bits
+
+    write_image2d(path, pixels.astype(np.uint8), photometric=photometric)
+    ds = pydicom.dcmread(path)
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    ds.PixelData = pack_bits(pixels.astype(np.uint8))
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("bits", [1, 16, 32])
+def test_output_range_is_the_stored_range_at_every_bit_depth(tmp_path: Path, bits: int) -> None:
+    """32-bit (and 1-bit) images were scaled by their own min and max: stored 1000 and 2000 became 0 and 1."""
+    stored = np.zeros((4, 6), np.uint8 if bits == 1 else f"u{bits // 8}")
+    stored[:, 3:] = 1 if bits == 1 else 2000
+    stored[:, :3] = 0 if bits == 1 else 1000
+    path = _one_bit(tmp_path / "b.dcm", stored) if bits == 1 else write_image2d(tmp_path / "g.dcm", stored, modality="OT")
+    image = load_image(path, voi="none")
+    assert image.meta["output_range"] == [0.0, float(np.float32(2**bits - 1))]
+    np.testing.assert_array_equal(image.pixels[0], stored)
+
+
+def test_a_windowed_32_bit_image_reports_the_windows_output_range(tmp_path: Path) -> None:
+    """The range was the data's extent, not the window's [y_min, y_max] as for 8- and 16-bit images."""
+    stored = np.full((4, 6), 1200, np.uint32)
+    stored[:, 3:] = 1400
+    path = write_image2d(tmp_path / "g.dcm", stored, modality="OT", extra={"WindowCenter": 1500, "WindowWidth": 1000})
+    ds = pydicom.dcmread(path)
+    image = load_image(path, dtype=np.float64)
+    np.testing.assert_array_equal(image.pixels[0], apply_voi_lut(ds.pixel_array, ds))
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert image.meta["output_range"] == apply_voi_lut(np.array([-np.inf, np.inf]), ds).tolist()  # pydicom's y_min, y_max
+
+
+@pytest.mark.parametrize("sequence", ["VOILUTSequence", "ModalityLUTSequence"])
+def test_a_32_bit_image_through_a_lut_table_is_scaled_by_the_tables_entries(tmp_path: Path, sequence: str) -> None:
+    """Its range spans every entry the table can give, not the two the image happens to reach."""
+    stored = np.full((4, 6), 1000, np.uint32)
+    stored[:, 3:] = 2000
+    table = _voi_lut_item([3, 999, 16], np.array([5, 70, 9]))
+    path = write_image2d(tmp_path / "g.dcm", stored, modality="OT", extra={sequence: Sequence([table])})
+    ds = pydicom.dcmread(path)
+    image = load_image(path)
+    apply = apply_voi_lut if sequence == "VOILUTSequence" else apply_modality_lut
+    np.testing.assert_array_equal(image.pixels[0], apply(stored, ds))
+    assert image.meta["output_range"] == [5.0, 70.0]
+
+
+def test_palette_entries_of_neither_8_nor_16_bits_are_a_one_line_error(tmp_path: Path) -> None:
+    """pydicom's apply_color_lut raised a raw TypeError ("data type 'uint12' not understood")."""
+    tables = {}
+    for colour in ("Red", "Green", "Blue"):
+        tables[f"{colour}PaletteColorLookupTableDescriptor"] = [4, 0, 12]
+        tables[f"{colour}PaletteColorLookupTableData"] = np.arange(4, dtype="<u2").tobytes()
+    index = (np.arange(20).reshape(4, 5) % 4).astype(np.uint8)
+    path = write_image2d(tmp_path / "us.dcm", index, modality="US", photometric="PALETTE COLOR", extra=tables)
+    with pytest.raises(InvalidDicomFileError, match=r"\(0028,1201\).*uint12"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_a_constant_one_bit_image_keeps_its_value(tmp_path: Path, photometric: str) -> None:
+    """A 1x1 1-bit image got the range [1, 1], and its sample was zeroed."""
+    from dicomml.imaging2d import ImageConfig
+    from dicomml.imaging2d.prepare import prepare_image
+
+    path = _one_bit(tmp_path / "b.dcm", np.ones((1, 1)), photometric)
+    planes, meta = prepare_image(path, ImageConfig(size=None, resize="none", dtype="float32"))
+    assert meta["output_range"] == [0.0, 1.0]
+    assert float(planes[0, 0, 0]) == (1.0 if photometric == "MONOCHROME2" else 0.0)
