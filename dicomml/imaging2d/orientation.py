@@ -39,12 +39,17 @@ __all__ = [
     "display_transpose",
     "edge_sides",
     "flipped_orientation",
+    "is_patient_orientation",
     "normalize_view",
     "projection_header",
     "transposed_orientation",
 ]
 
 _OPPOSITE = str.maketrans("LRAPHF", "RLPAFH")
+#: Patient Orientation's axes (PS3.3 C.7.6.1.1.1): a value names one or more of them by one letter each ("A", "AF").
+_AXES = ("AP", "RL", "HF")
+#: Image Laterality's defined terms: left, right, both, unpaired (Laterality's are L and R).
+_LATERALITIES = frozenset({"L", "R", "B", "U"})
 #: CID 4014 (View for Mammography) code values -> ACR MQCM abbreviation: SNOMED CT, then the SNOMED-RT
 #: (SRT) value older files carry. The code decides: meanings vary in wording ("medial-lateral", "medio-lateral").
 _VIEW_CODES = {
@@ -108,14 +113,15 @@ class ProjectionHeader:
     Attributes
     ----------
     laterality
-        ``"L"``, ``"R"``, ``"B"`` (both), ``"U"`` (unpaired) or None.
+        ``"L"``, ``"R"``, ``"B"`` (both), ``"U"`` (unpaired) or None (absent, or other text).
     view
         Normalized view or None: the ACR MQCM abbreviation of a mammography
         view (``CC``, ``MLO``, ``ML``, ``LM``, ``LMO``, ``XCCL``, ``XCCM``,
         ``FB``, ``SIO``, ``ISO``), or ``PA``, ``AP``, ``LAT``...; other
         header text is kept upper-cased.
     patient_orientation
-        ``(row direction, column direction)``, e.g. ``("A", "R")``, or None.
+        ``(row direction, column direction)``, e.g. ``("A", "R")``, or None (absent, or not a
+        value :func:`is_patient_orientation` allows).
     burned_in
         Burned In Annotation (0028,0301): True, False, or None when absent.
     """
@@ -151,13 +157,15 @@ def projection_header(ds: HeaderValues) -> ProjectionHeader:
     objects: Breast Tomosynthesis, Breast Projection X-Ray), else the
     series' Laterality (0020,0060). The view is View Position (0018,5101),
     else the first View Code Sequence (0054,0220) item's code value (CID
-    4014), else its meaning.
+    4014), else its meaning. A laterality or Patient Orientation the
+    standard does not allow is taken as absent: header text that names no
+    side is neither drawn nor a reason to flip.
     """
     anatomy = functional_item(cast(Dataset, ds), 0, "FrameAnatomySequence")  # reads the header's values by keyword only
     laterality = None
     for source, keyword in ((ds, "ImageLaterality"), (anatomy, "FrameLaterality"), (ds, "Laterality")):
         value = str(source.get(keyword, "") or "").strip().upper() if source is not None else ""
-        if value:
+        if value in _LATERALITIES:  # other text is no side: never drawn, never a reason to flip
             laterality = value
             break
     view = normalize_view(str(ds.get("ViewPosition", "") or "") or None)
@@ -171,10 +179,32 @@ def projection_header(ds: HeaderValues) -> ProjectionHeader:
     value = ds.get("PatientOrientation")
     if value is not None:
         parts = [str(v).strip().upper() for v in (value if isinstance(value, MultiValue) else str(value).split("\\"))]
-        if len(parts) == 2 and all(parts):
+        if len(parts) == 2 and is_patient_orientation((parts[0], parts[1])):  # else no side is known: no label, no flip
             orientation = (parts[0], parts[1])
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     return ProjectionHeader(laterality, view, orientation, {"YES": True, "NO": False}.get(burned))
+
+
+def is_patient_orientation(orientation: tuple[str, str]) -> bool:
+    """Whether ``(row direction, column direction)`` is a Patient Orientation the standard allows.
+
+    Each direction is letters of A, P, R, L, H, F, at most one per axis (the
+    dominant first: ``"AF"`` for an oblique), and the two run along different
+    dominant axes (PS3.3 C.7.6.1.1.1).
+
+    Examples
+    --------
+    >>> is_patient_orientation(("A", "FR")), is_patient_orientation(("LEAKPOA", "LEAKPOB")), is_patient_orientation(("A", "P"))
+    (True, False, False)
+    """
+
+    def axis(letter: str) -> int:
+        return next(i for i, pair in enumerate(_AXES) if letter in pair)
+
+    for direction in orientation:
+        if not direction or not set(direction) <= set("APRLHF") or len({axis(c) for c in direction}) != len(direction):
+            return False
+    return axis(orientation[0][0]) != axis(orientation[1][0])
 
 
 def flipped_orientation(orientation: tuple[str, str], horizontal: bool, vertical: bool) -> tuple[str, str]:
@@ -214,14 +244,15 @@ def edge_sides(orientation: tuple[str, str] | None) -> dict[str, str]:
 
     Patient Orientation names where the rows run (the right edge) and where
     the columns run (the bottom edge); the opposite edges face the other way.
-    Without it, every side is ``""``.
+    Without it, or with a value the standard does not allow (header text
+    that names no side), every side is ``""``.
 
     Examples
     --------
     >>> edge_sides(("P", "L"))
     {'left': 'A', 'right': 'P', 'top': 'R', 'bottom': 'L'}
     """
-    if orientation is None:
+    if orientation is None or not is_patient_orientation(orientation):
         return dict.fromkeys(("left", "right", "top", "bottom"), "")
     rows, columns = orientation
     return {"left": rows.translate(_OPPOSITE), "right": rows, "top": columns.translate(_OPPOSITE), "bottom": columns}
