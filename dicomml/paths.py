@@ -82,7 +82,8 @@ def refuse_credentials(url: str, error: type[Exception], how: str) -> None:
     """Raise ``error`` if ``url`` carries credentials (``scheme://user:password@host``).
 
     URLs are recorded in manifests, caches' reports and messages; the message
-    shows the URL without them and says ``how`` to pass them instead.
+    shows the URL without them (and without the values of identifier filters,
+    ``?PatientID=``) and says ``how`` to pass them instead.
 
     Examples
     --------
@@ -91,9 +92,10 @@ def refuse_credentials(url: str, error: type[Exception], how: str) -> None:
     Traceback (most recent call last):
     ValueError: https://host/x: credentials in the URL would be recorded; use storage_options
     """
-    safe = _USERINFO.sub(r"\1", url) if "@" in url else url
-    if safe != url:
-        raise error(f"{safe}: credentials in the URL would be recorded; {how}")
+    if _USERINFO.match(url):
+        from dicomml.indexer.privacy import storable_source  # only to word the refusal: the query may name a patient
+
+        raise error(f"{storable_source(url, include_phi=False)}: credentials in the URL would be recorded; {how}")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import click
 
 from dicomml.cli._paths import local_output
 from dicomml.cli._remote import remote_from_env, storage_option
-from dicomml.errors import SourceNotFoundError
+from dicomml.errors import ConfigError, SourceNotFoundError
 from dicomml.indexer import index
 
 
@@ -75,20 +75,27 @@ def command(
             items.append(ObjectList(f))
     if not items:
         raise click.UsageError("give at least one source (a folder, URL or --url-list FILE)")
+    if salt is None:
+        salt = os.environ.get("DICOMML_SALT")
+        if salt is not None and not salt.strip():  # a shell variable that expanded to nothing: not the stored salt
+            raise ConfigError("$DICOMML_SALT is set but empty; set it to a secret salt, or unset it to use ~/.config/dicomml/salt")
     manifest = index(
         items,
         out,
         workers=workers,
         scheduler=scheduler,
         include_phi=include_phi,
-        salt=salt if salt is not None else os.environ.get("DICOMML_SALT"),
+        salt=salt,
         timeout_s=timeout_s,
         progress=not quiet,
         remote=remote_from_env(storage_option),
     )
     counts, run = manifest.meta["counts"], manifest.meta["last_run"]
     if counts["instances"] == 0:  # the error alone: no summary of a run that found nothing to index
-        where = ", ".join([*sources, *([url_list] if url_list else [])])  # a list file alone names no source
+        from dicomml.indexer.privacy import storable_source
+
+        # a list file alone names no source; a QIDO-RS filter's patient stays out of the message, as out of manifest.json
+        where = ", ".join([*(storable_source(s, include_phi=False) for s in sources), *([url_list] if url_list else [])])
         if run["files_listed"] == 0 and counts["errors"]:  # a server or bucket that failed lists nothing
             raise SourceNotFoundError(
                 f"{where}: no DICOM file found: {counts['errors']} entries could not be listed or reached; "

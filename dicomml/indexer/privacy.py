@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+from dicomml.errors import ConfigError
 from dicomml.indexer.schema import PHI_FIELDS
 from dicomml.paths import is_url
 
-__all__ = ["WITHHELD", "patient_key", "resolve_salt", "salt_id", "storable_source"]
+__all__ = ["WITHHELD", "patient_key", "resolve_salt", "salt_id", "storable_source", "withhold_identifiers"]
 
 #: What a manifest stores instead of a query value naming a patient (the same for every value, so reruns compare equal).
 WITHHELD = "WITHHELD"
@@ -47,6 +49,11 @@ def salt_id(salt: bytes) -> str:
 def resolve_salt(salt: str | bytes | None = None, config_dir: str | os.PathLike[str] | None = None) -> bytes:
     """The salt to use: ``salt`` if given, else the user's stored salt, created on first use.
 
+    A salt is a secret: with an empty one, ``patient_key`` is a plain hash
+    that anyone can recompute from guessed PatientIDs, so an empty or blank
+    salt (given, or a stored file that holds nothing) is refused. A long
+    random one (32 or more characters, as the generated one) is best.
+
     Parameters
     ----------
     salt
@@ -58,25 +65,45 @@ def resolve_salt(salt: str | bytes | None = None, config_dir: str | os.PathLike[
     -------
     bytes
 
+    Raises
+    ------
+    ConfigError
+        If ``salt``, or the stored salt, is empty or only blanks.
+
     Examples
     --------
     >>> resolve_salt("my project salt")
     b'my project salt'
     """
     if salt is not None:
-        return salt.encode("utf-8") if isinstance(salt, str) else bytes(salt)
+        given = salt.encode("utf-8") if isinstance(salt, str) else bytes(salt)
+        if not given.strip():
+            raise ConfigError(
+                "the salt is empty: patient_key would be a plain hash of the PatientID, open to guessing; "
+                "give a secret salt, or none to use the stored one (~/.config/dicomml/salt)"
+            )
+        return given
     folder = Path(config_dir) if config_dir is not None else Path.home() / ".config" / "dicomml"
     path = folder / "salt"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # written whole under another name, then linked: a process that finds the file never reads it half written
+        draft = folder / f".salt-{secrets.token_hex(8)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:  # another process made it first
             pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
+        finally:
+            draft.unlink()
+    stored = path.read_bytes().strip()
+    if not stored:
+        raise ConfigError(
+            f"{path}: the stored salt is empty, which would leave patient_key open to guessed PatientIDs; "
+            "delete the file to have a new one made, or give a salt"
+        )
+    return stored
 
 
 def storable_source(name: str, include_phi: bool) -> str:
@@ -108,15 +135,36 @@ def storable_source(name: str, include_phi: bool) -> str:
     if not is_url(name):
         return name
     split = urlsplit(name)
-    query = split.query
-    if query and not include_phi:
-        identifiers = _identifier_keys()
-        parts = [part.partition("=") for part in query.split("&")]
-        query = "&".join(
-            f"{key}={WITHHELD}" if sep and identifiers & set(unquote_plus(key).lower().split(".")) else key + sep + value
-            for key, sep, value in parts
-        )
+    query = _withheld(split.query) if split.query and not include_phi else split.query
     return urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2], query=query))
+
+
+#: A query string inside free text: from ``?`` to a blank, quote or bracket (requests' messages quote ``url: /path?query (``).
+_QUERY_IN_TEXT = re.compile(r"\?([^\s'\"()<>]+)")
+
+
+def withhold_identifiers(text: str) -> str:
+    """``text`` with the identifier values of every query string in it withheld, as :func:`storable_source` does.
+
+    For messages that quote a request their caller did not word (an HTTP
+    client's reason, which names the URL it asked for).
+
+    Examples
+    --------
+    >>> withhold_identifiers("Max retries exceeded with url: /dicom-web/series?PatientID=123&offset=0 (Caused by ...)")
+    'Max retries exceeded with url: /dicom-web/series?PatientID=WITHHELD&offset=0 (Caused by ...)'
+    """
+    return _QUERY_IN_TEXT.sub(lambda match: "?" + _withheld(match.group(1)), text)
+
+
+def _withheld(query: str) -> str:
+    """A query string with the values of the parameters that name a direct identifier replaced by :data:`WITHHELD`."""
+    identifiers = _identifier_keys()
+    parts = [part.partition("=") for part in query.split("&")]
+    return "&".join(
+        f"{key}={WITHHELD}" if sep and identifiers & set(unquote_plus(key).lower().split(".")) else key + sep + value
+        for key, sep, value in parts
+    )
 
 
 def _identifier_keys() -> set[str]:

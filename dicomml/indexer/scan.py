@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -46,7 +46,7 @@ class ScanOptions:
     """
 
     include_phi: bool
-    salt: bytes
+    salt: bytes = field(repr=False)  # a repr lands in logs and tracebacks (Dask's too); the salt must not
     fs: Any = None
 
 

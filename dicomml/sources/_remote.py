@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from dicomml.errors import DicomMLError, MissingDependencyError, RemoteSourceError, SourceNotFoundError
 
-__all__ = ["PREFIX_BYTES", "PrefetchedFile", "Remote", "failure", "is_transient", "with_retries"]
+__all__ = ["PREFIX_BYTES", "PrefetchedFile", "Remote", "failure", "is_transient", "shown", "with_retries"]
 
 #: Bytes of a header read first; more only when the header runs past them.
 PREFIX_BYTES = 64 * 1024
@@ -157,7 +157,7 @@ def with_retries(call: Callable[[], T], url: str, remote: Remote, what: str) -> 
         except (RemoteSourceError, MissingDependencyError):  # said in one line already; no retry installs a package
             raise
         except FileNotFoundError as exc:
-            raise SourceNotFoundError(f"{url}: does not exist; check the URL", path=url) from exc
+            raise SourceNotFoundError(f"{shown(url)}: does not exist; check the URL", path=shown(url)) from exc
         except Exception as exc:  # classified below: transient ones are retried
             if not is_transient(exc) or attempt == remote.retries:
                 raise failure(url, what, exc, attempt + 1) from exc
@@ -179,7 +179,27 @@ def failure(url: str, what: str, exc: BaseException, tries: int) -> RemoteSource
         hint = "check the URL and the source's settings"
     else:
         hint = "check the server, or rerun to resume"
-    return RemoteSourceError(f"{url}: {what} failed{f' after {tries} tries' if transient else ''} ({_reason(exc)}); {hint}", path=url)
+    from dicomml.indexer.privacy import withhold_identifiers  # on a failure only: reads need no indexer module
+
+    reason = withhold_identifiers(_reason(exc))  # an HTTP client's reason names the URL it asked for, query and all
+    return RemoteSourceError(
+        f"{shown(url)}: {what} failed{f' after {tries} tries' if transient else ''} ({reason}); {hint}", path=shown(url)
+    )
+
+
+def shown(url: str) -> str:
+    """``url`` as a message or an ``errors`` row names it: the values of identifier filters (``?PatientID=``) withheld.
+
+    Examples
+    --------
+    >>> shown("dicomweb+https://pacs/dicom-web?PatientID=123&Modality=CT")
+    'dicomweb+https://pacs/dicom-web?PatientID=WITHHELD&Modality=CT'
+    """
+    if "?" not in url:  # only a query names a patient; anything else is shown exactly as written
+        return url
+    from dicomml.indexer.privacy import storable_source  # on a message only: reads need no indexer module
+
+    return storable_source(url, include_phi=False)
 
 
 class PrefetchedFile:

@@ -38,7 +38,7 @@ import numpy as np
 from dicomml.dicom.meta import LONG_VRS, file_meta
 from dicomml.errors import InvalidDicomFileError, MissingDependencyError, RemoteSourceError
 from dicomml.paths import refuse_credentials
-from dicomml.sources._remote import PrefetchedFile, Remote, Transient, with_retries
+from dicomml.sources._remote import PrefetchedFile, Remote, Transient, shown, with_retries
 
 if TYPE_CHECKING:
     import requests
@@ -80,7 +80,7 @@ def is_dicomweb(url: str) -> bool:
 def _parts(url: str) -> dict[str, Any]:
     split = urlsplit(url.removeprefix(SCHEME))
     if split.scheme not in ("http", "https") or not split.netloc:
-        raise RemoteSourceError(f"{url}: not a DICOMweb URL; write dicomweb+https://host/dicom-web", path=url)
+        raise RemoteSourceError(f"{shown(url)}: not a DICOMweb URL; write dicomweb+https://host/dicom-web", path=shown(url))
     refuse_credentials(url, RemoteSourceError, "pass them as auth (the CLI reads DICOMML_DICOMWEB_TOKEN or DICOMML_DICOMWEB_USER/PASSWORD)")
     match = _PATH.match(split.path)
     assert match is not None  # the pattern matches every path
@@ -100,8 +100,8 @@ def _query(url: str, text: str) -> dict[str, str]:
     repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
     if repeated:
         raise RemoteSourceError(
-            f"{url}: {', '.join(repeated)} given more than once; give several values as one comma-separated parameter (Modality=MR,SEG)",
-            path=url,
+            f"{shown(url)}: {', '.join(repeated)} given more than once; give several values as one comma-separated parameter (Modality=MR,SEG)",
+            path=shown(url),
         )
     return dict(pairs)
 
@@ -163,15 +163,17 @@ class DicomWebSource:
 
     def __init__(self, url: str | Sequence[str], remote: Remote) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
-        self.url = self.urls[0]  # named in the messages of calls that concern the server
+        self.url = self.urls[0]  # named (as shown() words it) in the messages of calls that concern the server
         self.base: str = server(self.url)
         scopes = []
         for one in self.urls:
             parts = _parts(one)
             if parts["instance"]:
-                raise RemoteSourceError(f"{one}: an instance URL; index its series (the URL up to /series/{{uid}})", path=one)
+                raise RemoteSourceError(f"{shown(one)}: an instance URL; index its series (the URL up to /series/{{uid}})", path=shown(one))
             if parts["base"] != self.base:
-                raise RemoteSourceError(f"{one}: on another server than {self.url}; one source reads one server", path=one)
+                raise RemoteSourceError(
+                    f"{shown(one)}: on another server than {shown(self.url)}; one source reads one server", path=shown(one)
+                )
             scopes.append((parts["study"], parts["series"], parts["query"]))
         #: Per URL: study UID, series UID (or None) and QIDO-RS parameters.
         self.scopes: list[tuple[str | None, str | None, dict[str, str]]] = scopes
@@ -196,8 +198,8 @@ class DicomWebSource:
                     from dicomweb_client import DICOMwebClient
                 except ImportError as exc:
                     raise MissingDependencyError(
-                        f"{self.url}: DICOMweb sources need dicomweb-client, which is not installed; pip install 'dicomml[dicomweb]'",
-                        path=self.url,
+                        f"{shown(self.url)}: DICOMweb sources need dicomweb-client, which is not installed; pip install 'dicomml[dicomweb]'",
+                        path=shown(self.url),
                     ) from exc
                 session = _session(self.remote)
                 client = DICOMwebClient(self.base, session=session)
