@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +38,25 @@ __all__ = ["FIELDS", "PHI_FIELDS", "DICOMDIR_SOP_CLASS", "instance_rows"]
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 _PATIENT_ID = 0x00100020
+#: Columns that describe and decide nothing (no geometry, grouping, decoding, patient key or choice of series): a
+#: malformed value (a date of 10 characters, a VR that lies) is stored as null rather than losing the file's rows.
+_DESCRIPTIVE = frozenset(
+    {
+        "study_date",
+        "study_description",
+        "series_description",
+        "body_part",
+        "manufacturer",
+        "model",
+        "kvp",
+        "convolution_kernel",
+        "contrast_agent",
+        "patient_position",
+        "image_type",
+        "rescale_type",
+        *(column for column in PHI_FIELDS if column != "patient_id"),  # the ID makes patient_key: read as strictly
+    }
+)
 #: Per-frame and Shared Functional Groups Sequences: an enhanced object, whose frames carry their own values.
 _FUNCTIONAL_GROUPS = (0x52009230, 0x52009229)
 #: Columns an enhanced object keeps in its functional groups rather than at the top level:
@@ -69,6 +89,8 @@ _SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
 #: Longest value of these code VRs (PS3.5 6.2); a longer one means the length field lied. Free text (LO, SH)
 #: is not held to it: real archives write longer IDs and descriptions, which pydicom reads.
 _MAX_CHARS = {"CS": 16, "UI": 64, "DA": 8, "AS": 4}
+#: Bytes no text value holds (text keeps tabs, line breaks and ISO 2022 escapes) but every element header does.
+_SWALLOWED = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -160,6 +182,20 @@ class _Values:
             self.memo[key] = self._decode(tag, kind)
         return self.memo[key]
 
+    def descriptive(self, tag: int, kind: str) -> Any:
+        """:meth:`get` for a :data:`_DESCRIPTIVE` column: None when the value is malformed text.
+
+        A value holding control bytes is no text a writer typed: a length that
+        lies swallowed the next elements, and the file is refused as before.
+        """
+        try:
+            return self.get(tag, kind)
+        except InvalidDicomFileError:
+            _, start, end, _ = self.header.elements[tag]
+            if _SWALLOWED.search(self.header.buf[start:end].strip(b" \x00")):
+                raise
+            return None  # one bad date or description does not cost the file its rows
+
     def _decode(self, tag: int, kind: str) -> Any:
         values = self.strings(tag)
         if not values:
@@ -183,6 +219,17 @@ class _Values:
         if not all(math.isfinite(v) for v in numbers):
             raise self.fail(tag, f"is {shown_value(values)}, expected finite numbers")
         return numbers
+
+
+def _columns(values: _Values, fields: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    """The values of ``fields`` by column; a malformed one of a :data:`_DESCRIPTIVE` column is None."""
+    try:
+        return {column: values.get(tag, kind) for column, (tag, kind) in fields.items()}
+    except InvalidDicomFileError:  # rare: read again (decoded values are memoized), descriptive columns forgiving
+        return {
+            column: values.descriptive(tag, kind) if column in _DESCRIPTIVE else values.get(tag, kind)
+            for column, (tag, kind) in fields.items()
+        }
 
 
 def _check_pixel_module(header: Header, values: _Values, base: dict[str, Any], path: str) -> None:
@@ -393,7 +440,8 @@ def instance_rows(
     ------
     InvalidDicomFileError
         If a value the manifest needs is malformed, or an image lacks its
-        pixel data (a truncated file).
+        pixel data (a truncated file). A malformed value of a column that
+        only describes (a date, a description, a name) is None instead.
     """
     if memo is None:
         return _rows(header, path, folder, include_phi, salt, {})
@@ -415,11 +463,11 @@ def instance_rows(
 
 def _rows(header: Header, path: str, folder: str, include_phi: bool, salt: bytes, memo: dict[tuple[Any, ...], Any]) -> list[dict[str, Any]]:
     values = _Values(header, path, memo)
-    base: dict[str, Any] = {column: values.get(tag, kind) for column, (tag, kind) in FIELDS.items()}
+    base = _columns(values, FIELDS)
     base["transfer_syntax_uid"] = header.transfer_syntax or None
     base["patient_key"] = patient_key(values.get(_PATIENT_ID, "text") or "", salt)
     if include_phi:
-        base.update({column: values.get(tag, kind) for column, (tag, kind) in PHI_FIELDS.items()})
+        base.update(_columns(values, PHI_FIELDS))
     rows_value = values.get(_ROWS, "int")
     base["rows"] = rows_value
     for tag in _GEOMETRY_TAGS:
