@@ -37,24 +37,23 @@ FRAME_ITEM = 0x2005140F
 def scale_slope(item: Dataset | None) -> float:
     """The MR Scale Slope (2005,100E) of a dataset or a per-frame item; NaN when absent, zero or unreadable.
 
-        Parameters
-        ----------
-        item
-            A classic dataset, or a Per-frame Functional Groups item (its
-            (2005,140F) item is looked in first).
+    Parameters
+    ----------
+    item
+        A classic dataset, or a Per-frame Functional Groups item (its
+        (2005,140F) item is looked in first).
 
-        Returns
-        -------
-        float
+    Returns
+    -------
+    float
 
-        Examples
-        --------
-        >>> from pydicom.dataset import Dataset
-    from pydicom.multival import MultiValue
-        >>> ds = Dataset()
-        >>> ds.add_new(0x2005100E, "FL", 10.0)
-        >>> scale_slope(ds), scale_slope(Dataset())
-        (10.0, nan)
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset()
+    >>> ds.add_new(0x2005100E, "FL", 10.0)
+    >>> scale_slope(ds), scale_slope(Dataset())
+    (10.0, nan)
     """
     from pydicom.multival import MultiValue
 
