@@ -24,10 +24,12 @@ no marker names). Nothing is pickled: markers are JSON, arrays are Zarr.
 grace: a writer takes a lease before it creates its data folder, refreshes
 it before each file, and drops it after publishing; ``gc`` lists data
 folders, then leases, then markers, so a folder it sees either has a lease or
-is already named by a marker. A lease is live while its process runs (a
-writer on this host) or for :data:`LEASE_SECONDS` after its last refresh
-(another host); temporary files younger than that are a publish in flight
-and are kept too. A put that fails
+is already named by a marker; a key's folder, into which a writer that gc did
+not see may put a data folder at any moment, is emptied of what gc saw and
+removed only if then empty, never recursively. A lease is live while its
+process runs (a writer on this host) or for :data:`LEASE_SECONDS` after its
+last refresh (another host); temporary files younger than that are a publish
+in flight and are kept too. A put that fails
 (a full disk, a read-only mount) removes what it wrote and raises
 :class:`~dicomml.errors.CacheError`; one whose marker went out before the
 failure (an object store's rename is a copy, then a delete of the temporary
@@ -396,17 +398,23 @@ class Cache:
             folder other than the entry's, a dtype, shape or chunks it does not write, a checksum
             missing...): a marker read from the store is untrusted data.
         """
+        return self._entry(key, self._marker_text(key))
+
+    def _marker_text(self, key: str) -> bytes:
+        """The bytes of ``key``'s marker; CacheMissError if it is not published."""
         try:
             if isinstance(self.fs, LocalFileSystem):  # a plain read: fsspec's file object costs more than the marker's bytes
                 with open(self._marker(key), "rb") as f:
-                    text = f.read()
-            else:
-                text = self.fs.cat_file(self._marker(key))
+                    return f.read()
+            return self.fs.cat_file(self._marker(key))
         except FileNotFoundError:
             raise CacheMissError(
                 f"{self.url}: no entry {key}; compute it (a Dataset without cache_only=True, or `dicomml preprocess`)",
                 path=self.url,
             ) from None
+
+    def _entry(self, key: str, text: bytes) -> CacheEntry:
+        """The entry a marker's bytes describe (see :meth:`open`)."""
         try:
             affine, meta, layouts, checksums, data = _parse_marker(text, key)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
@@ -590,13 +598,14 @@ class Cache:
         lease = f"{self.root}/leases/{key}.{data.rsplit('/', 1)[-1]}.json"
         try:
             self._renew(lease)  # before the data folder exists: gc sees the folder only with its lease
-            if not self.fs.exists(f"{self.root}/data/{key}/zarr.json"):  # the group above the entry, for readers that walk the hierarchy
-                self._publish_json(f"{self.root}/data/{key}/zarr.json", _group())
             self._write(f"{self.root}/{data}/zarr.json", [json.dumps(_group(marker)).encode()])
             for _, files in encoded.values():
                 for path, parts in files.items():
                     self._renew(lease)
                     self._write(f"{self.root}/{data}/{path}", parts)
+            # the group above the entry, for readers that walk the hierarchy: after the data folder (see _remove_key_folder)
+            if not self.fs.exists(f"{self.root}/data/{key}/zarr.json"):
+                self._publish_json(f"{self.root}/data/{key}/zarr.json", _group())
             published = self.published(key)
             if published is not None:  # a racing writer published first; ours was never visible
                 self._discard(data, lease)
@@ -640,31 +649,56 @@ class Cache:
 
     def delete(self, key: str) -> None:
         """Unpublish ``key`` (its data is removed by :meth:`gc`). No error if absent."""
-        if self.has(key):
-            self.fs.rm(self._marker(key))
+        if self.has(key):  # a read-only cache without the key is left alone
+            self._remove(self._marker(key))  # another process may unpublish it first
 
     # -- checking and cleaning -------------------------------------------------
 
-    def verify(self, key: str) -> None:
+    def verify(self, key: str, *, delete: bool = False) -> None:
         """Decode every chunk of an entry and compare each array's checksum.
+
+        An entry unpublished or replaced while it is checked (another
+        process's delete and ``gc``) is not failed for the files it lost:
+        the entry published now is checked instead.
+
+        Parameters
+        ----------
+        key
+            The entry.
+        delete
+            Unpublish the entry if it fails, so that it is recomputed: only
+            the marker that was checked, not one another writer published since.
 
         Raises
         ------
         CacheMissError
-            If ``key`` is not published.
+            If ``key`` is not published (or was unpublished while checked).
         CacheIntegrityError
-            If a file or chunk is missing, a CRC32C fails, or a decoded array's
-            checksum differs from the one recorded at write time.
+            If its marker is invalid, a file or chunk is missing, a CRC32C
+            fails, or a decoded array's checksum differs from the one
+            recorded at write time.
         """
-        entry = self.open(key)
-        for name in entry.layouts:
-            got = _crc(entry.read(name))
-            if got != entry.checksums[name]:
-                raise CacheIntegrityError(
-                    f"{self.url}: entry {key} array {name}: checksum {got:#010x}, recorded "
-                    f"{entry.checksums[name]:#010x}; delete the entry and recompute",
-                    path=entry._path,
-                )
+        text = self._marker_text(key)
+        try:
+            entry = self._entry(key, text)
+            for name in entry.layouts:
+                got = _crc(entry.read(name))
+                if got != entry.checksums[name]:
+                    raise CacheIntegrityError(
+                        f"{self.url}: entry {key} array {name}: checksum {got:#010x}, recorded "
+                        f"{entry.checksums[name]:#010x}; delete the entry and recompute",
+                        path=entry._path,
+                    )
+        except CacheIntegrityError:
+            try:
+                changed = self._marker_text(key) != text
+            except CacheMissError:
+                changed = True
+            if changed:  # not the failure of the entry now published (if any): that one is checked anew
+                return self.verify(key, delete=delete)
+            if delete:
+                self.delete(key)
+            raise
 
     def gc(self, grace_seconds: float = 3600.0) -> list[str]:
         """Remove data no marker names and stale temporary files.
@@ -694,7 +728,7 @@ class Cache:
         for key in self.keys():
             try:
                 live.add(self.open(key)._path)
-            except CacheIntegrityError:
+            except (CacheMissError, CacheIntegrityError):  # unpublished since listed, or an invalid marker: names no data
                 continue
         for folder, tokens in folders.items():
             for path in tokens:
@@ -703,7 +737,7 @@ class Cache:
                     removed.append(path)
             busy = any(p.startswith(f"{folder}/") for p in leased)
             if not busy and not _dirs(self.fs, folder) and now - _mtime(self.fs, folder) >= grace_seconds:
-                self._remove(folder, recursive=True)
+                self._remove_key_folder(folder)
         for path in _ls(self.fs, f"{self.root}/tmp"):
             if now - _mtime(self.fs, path) >= max(grace_seconds, LEASE_SECONDS):
                 self._remove(path)
@@ -728,6 +762,26 @@ class Cache:
         if holder.get("host") == socket.gethostname():
             return _process_runs(int(holder.get("pid", 0)))
         return now - _mtime(self.fs, lease) < LEASE_SECONDS
+
+    def _remove_key_folder(self, folder: str) -> None:
+        """Remove a key's folder that held no data folder, never recursively: a writer may make one in it at any moment.
+
+        A writer whose lease gc did not see may make its data folder here
+        while gc removes this one, so only what gc saw goes: the ``zarr.json``
+        first, then the folder if it is empty (``rmdir`` refuses one that is
+        not), and the ``zarr.json`` is put back when a data folder came (a
+        writer writes it after its data folder, so it puts back one removed
+        before its own check).
+        """
+        self._remove(f"{folder}/zarr.json")
+        try:
+            if _ls(self.fs, folder):  # an object store's rmdir may not look
+                raise OSError(errno.ENOTEMPTY, "a writer's data folder came", folder)
+            self.fs.rmdir(folder)
+        except FileNotFoundError:  # gone (an object store has no folders: its last file was the zarr.json)
+            return
+        except OSError:
+            self._publish_json(f"{folder}/zarr.json", _group())
 
     def _remove(self, path: str, recursive: bool = False) -> None:
         """Remove a file (or a folder); already gone is fine: a racing writer or gc removed it."""
@@ -758,6 +812,8 @@ class Cache:
         for key in self.keys():
             try:
                 live.add(self.open(key)._path)
+            except CacheMissError:  # unpublished since listed
+                continue
             except CacheIntegrityError:
                 invalid += 1
         used = other = 0
@@ -832,7 +888,10 @@ class Cache:
 
     def _write(self, target: str, parts: Sequence[bytes]) -> None:
         """Write a file of an entry being written (invisible until its marker is published), in parts."""
-        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        except FileNotFoundError:  # gc removed the key's empty folder between makedirs' check and its mkdir: made anew
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(target, "wb") as f:
             for part in parts:
                 f.write(part)

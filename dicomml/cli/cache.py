@@ -8,7 +8,7 @@ import click
 
 from dicomml.cache import Cache
 from dicomml.cli._remote import remote_from_env, storage_option
-from dicomml.errors import CacheIntegrityError
+from dicomml.errors import CacheIntegrityError, CacheMissError
 
 __all__ = ["command"]
 
@@ -58,20 +58,21 @@ def _size(n: float) -> str:
 def verify(cache: str, delete: bool, storage_option: tuple[str, ...]) -> None:
     """Decode every chunk of every entry and check its checksums; exit 1 if any fails,
     also with --delete (the corruption was found; the failed entries are then gone and are
-    recomputed when next used)."""
+    recomputed when next used). Entries another process unpublishes meanwhile are skipped."""
     store = _open(cache, storage_option)
     keys = store.keys()
-    bad = []
+    bad, gone = [], 0
     with click.progressbar(keys, label="verifying", file=sys.stderr) as bar:
         for key in bar:
             try:
-                store.verify(key)
+                store.verify(key, delete=delete)
+            except CacheMissError:  # unpublished since listed (another process's delete)
+                gone += 1
             except CacheIntegrityError as exc:
                 bad.append(key)
                 click.echo(f"FAILED {exc}", err=True)
-                if delete:
-                    store.delete(key)
-    click.echo(f"{len(keys) - len(bad)} of {len(keys)} entries verified" + (", failed ones unpublished" if bad and delete else ""))
+    checked = len(keys) - gone
+    click.echo(f"{checked - len(bad)} of {checked} entries verified" + (", failed ones unpublished" if bad and delete else ""))
     if bad:
         remedy = "deleted, so they are recomputed when next used" if delete else "rerun with --delete, then recompute"
         raise CacheIntegrityError(f"{cache}: {len(bad)} corrupted entries: {', '.join(bad)}; {remedy}", path=cache)
