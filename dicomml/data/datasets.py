@@ -32,7 +32,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # study samples' code (pandas, pydicom) is imported when a st
     from dicomml.study import StudyMatch
 
 __all__ = ["PatchDataset", "SegmentationDataset", "SeriesDataset", "StudyDataset", "collate", "reach_epoch"]
+
+_T = TypeVar("_T")
 
 
 class SeededDataset(Dataset):
@@ -185,6 +187,23 @@ class _CachedDataset(SeededDataset):
         # decoding threads as for the cache read below: torch's intra-op ones (1 in DataLoader workers)
         preprocess_one(source, self.manifest, self.config, self.cache, threads=torch.get_num_threads())
         return self.cache.open(source.key)
+
+    def _read(self, series_index: int, read: Callable[[CacheEntry], _T]) -> _T:
+        """``read`` of the series' entry, again of the entry published now if the one read was unpublished or replaced meanwhile.
+
+        An entry deleted while read (``dicomml cache verify --delete`` and
+        ``gc`` in another process) is a miss by then, computed (or refused
+        with ``cache_only=True``) as any miss; a published entry whose files
+        are broken raises.
+        """
+        entry = self.entry(series_index)
+        try:
+            return read(entry)
+        except CacheIntegrityError:
+            now = self.cache.published(entry.key)
+            if now is not None and now._path == entry._path:  # still the entry read: broken (`dicomml cache verify --delete`)
+                raise
+        return read(self.entry(series_index))
 
     def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> torch.Tensor:
         """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1.
@@ -322,10 +341,9 @@ class SeriesDataset(_CachedDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | list[dict[str, Any]]:
         index = self._position(index)
-        entry = self.entry(index)
-        mask = entry.read("mask") if self._with_masks else None
+        entry, image, mask = self._read(index, lambda entry: (entry, self._image(entry), entry.read("mask") if self._with_masks else None))
         _, torch_seed = self._random(index)
-        return self._sample(index, index, entry, self._image(entry), mask, entry.affine, torch_seed)
+        return self._sample(index, index, entry, image, mask, entry.affine, torch_seed)
 
 
 class SegmentationDataset(SeriesDataset):
@@ -471,9 +489,12 @@ class PatchDataset(_CachedDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | list[dict[str, Any]]:
         index = self._position(index)
-        rng, torch_seed = self._random(index)
         series_index = self._tiles[index][0] if self.sampler == "grid" else index // self.samples_per_volume
-        entry = self.entry(series_index)
+        return self._read(series_index, lambda entry: self._patch(index, series_index, entry))
+
+    def _patch(self, index: int, series_index: int, entry: CacheEntry) -> dict[str, Any] | list[dict[str, Any]]:
+        """Sample ``index``, a patch of ``entry`` (its draws made anew: the same on a second try)."""
+        rng, torch_seed = self._random(index)
         drawn: dict[str, Any] = {"positive_channel": -1}
         if self.sampler == "grid":
             start = self._tiles[index][1]

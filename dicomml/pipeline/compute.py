@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dicomml.cache import Cache
+from dicomml.cache import Cache, entry_key, source_fingerprint
 from dicomml.config import PipelineConfig
-from dicomml.errors import ConfigError, DicomMLError, ResourceLimitError, SeriesNotFoundError
+from dicomml.errors import ConfigError, DicomMLError, ManifestError, ResourceLimitError, SeriesNotFoundError
 from dicomml.geometry.directions import reaxis_table
 from dicomml.pipeline.sources import SeriesSource, series_sources
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
@@ -236,6 +236,9 @@ def preprocess_one(
         than ``deterministic.max_voxels`` voxels.
     CacheError
         If the entry cannot be written.
+    ManifestError
+        If the series' files were rewritten and indexed again since its key
+        was resolved (a long-lived Dataset's): the key no longer describes them.
     DicomMLError
         Whatever assembly, volume selection or mask decoding raises for this series.
 
@@ -290,6 +293,7 @@ def preprocess_one(
         )
         volume = apply_selection(volume, config.deterministic.volumes)
         masks, mask_meta = _masks(manifest, source.annotation_keys, volume, config)
+        _check_key(manifest, source, config)
         image, mask, affine = compute_entry(volume, masks, config, device=device)
         meta = {
             **volume_meta(volume, affine),
@@ -307,6 +311,34 @@ def preprocess_one(
             meta[STATS_KEY] = intensity_stats(image)  # (another at-load config computes them once, on first use)
         entry = cache.put(source.key, image, affine, mask=mask, meta=meta, chunks=config.deterministic.chunks)
     return EntryInfo(source.key, source.series_key, computed, time.perf_counter() - start, entry.nbytes(), entry.shape)
+
+
+def _check_key(manifest: Manifest, source: SeriesSource, config: PipelineConfig) -> None:
+    """Refuse to publish under ``source.key`` what its files no longer are: rewritten and indexed again since it was resolved.
+
+    Called after the series and its masks were loaded from the manifest's
+    rows, so rows that still give the key are the rows loaded (an index run
+    in between would have to change the files, then give them back their
+    sizes and mtimes); one Arrow read of the instances table, as
+    :func:`series_sources` makes, and no DICOM file.
+
+    Raises
+    ------
+    ManifestError
+        If the manifest's files of the series and its annotations give
+        another key now.
+    """
+    rows = manifest.instance_fingerprints([source.series_key])
+    if source.annotation_keys:
+        rows += manifest.annotation_fingerprints(list(source.annotation_keys))
+    # the fingerprint series_sources keys the entry by: (uid, size, mtime, frames) of these files
+    if entry_key(source_fingerprint(row[1:] for row in rows), config) != source.key:
+        raise ManifestError(
+            f"{manifest.path}: series {source.series_key} changed since its cache key {source.key} was resolved (its files "
+            "were rewritten and indexed again); make a new Dataset (or list the series again) to cache what they hold now",
+            path=str(manifest.path),
+            series_uid=source.series_key,
+        )
 
 
 def volume_meta(volume: Volume, affine: np.ndarray) -> dict[str, Any]:
