@@ -16,13 +16,17 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install demo test bench docs
+.PHONY: install servers demo test bench docs
 install: $(VENV)/.test-installed
+
+# Orthanc with its DICOMweb plugin (apt), which the tests start on 127.0.0.1; does nothing once installed.
+servers:
+	bash scripts/install_servers.sh
 
 demo: $(VENV)/.demo-installed
 	bash scripts/demo.sh $(BIN)
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed servers
 	$(BIN)/python -m ruff check dicomml tests benchmarks
 	$(BIN)/python -m ruff format --check dicomml tests benchmarks scripts notebooks
 	$(BIN)/python -m mypy dicomml
@@ -32,5 +36,5 @@ test: $(VENV)/.test-installed
 docs: $(VENV)/.test-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
 
-bench: $(VENV)/.test-installed
+bench: $(VENV)/.test-installed servers
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
