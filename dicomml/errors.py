@@ -175,7 +175,7 @@ class CacheMissError(DicomMLError, KeyError):
 
 
 class ConfigError(DicomMLError, ValueError):
-    """A pipeline configuration is invalid (unknown key, wrong type or value)."""
+    """A pipeline configuration, or an argument given to dicomml, is invalid (unknown key, wrong type or value)."""
 
 
 class OutputError(DicomMLError, OSError):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from dicomml.errors import ConfigError
 from dicomml.geometry.affine import axcodes, spacing_of
 
 __all__ = ["Volume"]
@@ -46,9 +47,9 @@ class Volume:
     def __post_init__(self) -> None:
         self.affine = np.asarray(self.affine, dtype=np.float64)
         if self.affine.shape != (4, 4):
-            raise ValueError(f"affine must be 4x4, got {self.affine.shape}")
+            raise ConfigError(f"affine must be 4x4, got {self.affine.shape}")
         if self.array.ndim != 3 + len(self.axes):
-            raise ValueError(f"array has {self.array.ndim} axes; expected 3 spatial + {len(self.axes)} named {self.axes}")
+            raise ConfigError(f"array has {self.array.ndim} axes; expected 3 spatial + {len(self.axes)} named {self.axes}")
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:

@@ -31,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from dicomml.dicom.frames import functional_item
+from dicomml.errors import ConfigError
 from dicomml.imaging2d.spacing import HeaderValues
 
 __all__ = [
@@ -285,9 +286,9 @@ def display_flips(header: ProjectionHeader, convention: str, *, facing: str = "r
     (True, False, 'patient_orientation')
     """
     if convention not in ("breast", "chest"):
-        raise ValueError(f"convention must be 'breast' or 'chest', got {convention!r}")
+        raise ConfigError(f"convention must be 'breast' or 'chest', got {convention!r}")
     if facing not in ("right", "left"):
-        raise ValueError(f"facing must be 'right' or 'left', got {facing!r}")
+        raise ConfigError(f"facing must be 'right' or 'left', got {facing!r}")
     po = header.patient_orientation
     if po is not None and display_transpose(header, convention):
         po = transposed_orientation(po)

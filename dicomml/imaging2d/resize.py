@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dicomml.errors import ConfigError
+
 __all__ = ["RESIZE_MODES", "Placement", "fit", "place", "placement"]
 
 #: ``letterbox`` keeps the aspect ratio and pads, ``stretch`` fills the size, ``none`` keeps the pixels.
@@ -56,7 +58,7 @@ def placement(rows: int, columns: int, size: tuple[int, int] | None, mode: str =
     Placement(scale=(0.3333333333333333, 0.335), offset=(0, 16), shape=(100, 67))
     """
     if mode not in RESIZE_MODES:
-        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
+        raise ConfigError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     if size is None or mode == "none" or (rows, columns) == tuple(size):
         return Placement((1.0, 1.0), (0, 0), (rows, columns))
     out_rows, out_columns = int(size[0]), int(size[1])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dicomml._optional import require
+from dicomml.errors import ConfigError
 from dicomml.imaging2d.orientation import edge_sides
 from dicomml.paths import atomic_output
 from dicomml.viz.planes import Plane
@@ -64,7 +65,7 @@ def render_images(
     >>> fig = render_images([load_image("mammo/R_CC.dcm", display="breast")])  # doctest: +SKIP
     """
     if not images:
-        raise ValueError("no image to draw")
+        raise ConfigError("render_images: no image to draw; give one or more Image2D")
     masks = list(masks) if masks is not None else [None] * len(images)
     figure = require("matplotlib.figure", extra="viz", feature=_FEATURE)
     columns = min(_COLUMNS, len(images))

@@ -203,7 +203,7 @@ def znormalize(
     [[-1.0, 1.0]]
     """
     if (mean is None) != (std is None) or (mean is not None and std is not None and not len(mean) == len(std) == len(x)):
-        raise ValueError(f"znormalize: mean and std must both be given, one per channel of {len(x)}, or neither")
+        raise ConfigError(f"znormalize: mean and std must both be given, one per channel of {len(x)}, or neither")
     y = _float_copy(x)
     for c, channel in enumerate(y):
         values = channel[channel != 0] if nonzero else channel

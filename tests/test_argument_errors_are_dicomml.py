@@ -1,0 +1,34 @@
+"""A wrong argument to a public function is a dicomml error too (README: every error dicomml raises is a DicomMLError
+that also inherits the builtin), so one ``except DicomMLError`` catches what a user's call gets wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from dicomml import Volume
+from dicomml.errors import DicomMLError
+from dicomml.imaging2d.orientation import ProjectionHeader, display_flips
+from dicomml.imaging2d.resize import placement
+from dicomml.transforms.functional import znormalize
+from dicomml.viz.image2d import render_images
+
+CALLS: dict[str, Callable[[], Any]] = {
+    "Volume, affine not 4x4": lambda: Volume(np.zeros((2, 2, 2)), np.eye(3)),
+    "Volume, axes not named": lambda: Volume(np.zeros((2, 2, 2, 2)), np.eye(4)),
+    "znormalize, mean without std": lambda: znormalize(torch.zeros(1, 2, 2, 2), mean=[0.0]),
+    "placement, unknown mode": lambda: placement(10, 10, (5, 5), mode="crop"),
+    "display_flips, unknown convention": lambda: display_flips(ProjectionHeader("R", "CC", None, None), "knee"),
+    "render_images, nothing": lambda: render_images([]),
+}
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_a_wrong_argument_is_a_dicomml_error_and_a_value_error(name: str) -> None:
+    with pytest.raises(DicomMLError) as raised:
+        CALLS[name]()
+    assert isinstance(raised.value, ValueError) and "\n" not in str(raised.value)
