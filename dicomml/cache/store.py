@@ -50,13 +50,14 @@ import mmap
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import crc32c
 import fsspec
@@ -70,6 +71,9 @@ from dicomml.paths import os_reason, refuse_credentials
 from dicomml.sources._remote import Remote
 from dicomml.sources.buckets import bucket_options, bucket_retries, filesystem, single_try
 
+if sys.platform != "win32":  # Windows has no limit to ask
+    import resource
+
 __all__ = ["Cache", "CacheEntry", "FOREGROUND_MAX"]
 
 #: Bytes of the write check's probe: one block of any file system.
@@ -79,7 +83,8 @@ _PROBE_BYTES = 4096
 FOREGROUND_MAX = 200_000
 #: A writer's lease (and a temporary file) counts as live this long after its last refresh, whatever gc's grace.
 LEASE_SECONDS = 600.0
-#: Memory maps of local shard files each Cache keeps open for the next reads.
+#: Memory maps of local shard files this process keeps open for the next reads, all Caches together (each map holds a
+#: file descriptor), and at most a quarter of the soft limit on open files.
 MAPS_KEPT = 64
 #: A local shard file up to this size, read whole and not mapped already, is read with one ``read`` instead of mapped.
 READ_WHOLE_BELOW = 4 << 20
@@ -93,8 +98,90 @@ _TOKEN = re.compile(r"[0-9A-Za-z_-]+")
 #: How reads of a cache's shard files are tried again (a source's defaults: its retries and backoff).
 _READS = Remote()
 T = TypeVar("T")
+K = TypeVar("K")
 #: Per thread: the memory a small shard read whole goes into, reused by the next such read while still in the CPU's cache.
 _read_buffers = threading.local()
+
+
+class Kept(Generic[K, T]):
+    """Values kept for reuse by key, the least recently used dropped once their weights add up to more than ``limit()``.
+
+    One per process for what every reader shares (memory maps, a Dataset's
+    foreground indexes); safe to use from several threads, and empty again
+    in a forked child (a DataLoader worker), whose lock no parent thread holds.
+
+    Parameters
+    ----------
+    limit
+        The most total weight kept, asked at each :meth:`put` (a limit that can change).
+    weight
+        A value's weight (1 each by default; bytes, say).
+
+    Examples
+    --------
+    >>> kept = Kept(lambda: 2)
+    >>> for key in "abc":
+    ...     kept.put(key, key.upper())
+    >>> kept.get("a"), kept.get("c")
+    (None, 'C')
+    """
+
+    def __init__(self, limit: Callable[[], int], weight: Callable[[T], int] = lambda value: 1) -> None:
+        self._limit, self._weight = limit, weight
+        self._forget()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """Empty, with a lock no thread holds (a forked child's parent threads are gone)."""
+        self._items: OrderedDict[K, tuple[T, int]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Drop every value (a memory map closes once no array views it)."""
+        with self._lock:
+            self._items.clear()
+            self._total = 0
+
+    def get(self, key: K) -> T | None:
+        """The value kept for ``key``, now the most recently used; None if none is."""
+        with self._lock:
+            kept = self._items.get(key)
+            if kept is None:
+                return None
+            self._items.move_to_end(key)
+            return kept[0]
+
+    def put(self, key: K, value: T) -> None:
+        """Keep ``value`` for ``key``, dropping the least recently used beyond the limit (``value`` too, if alone beyond it)."""
+        weight, limit = self._weight(value), self._limit()
+        with self._lock:
+            if key in self._items:
+                self._total -= self._items.pop(key)[1]
+            self._items[key] = (value, weight)
+            self._total += weight
+            while self._total > limit:
+                self._total -= self._items.popitem(last=False)[1][1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[K]:
+        with self._lock:
+            return iter(list(self._items))
+
+
+def _maps_limit() -> int:
+    """How many memory maps this process keeps: :data:`MAPS_KEPT`, at most a quarter of the soft limit on open files."""
+    if sys.platform == "win32":
+        return MAPS_KEPT
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return MAPS_KEPT if soft == resource.RLIM_INFINITY else min(MAPS_KEPT, soft // 4)
+
+
+#: Memory maps of local shard files by the Cache that mapped them (another sees a file removed since: ``verify``) and path.
+_maps: Kept[tuple[object, str], mmap.mmap] = Kept(_maps_limit)
 
 
 @dataclass(frozen=True)
@@ -314,7 +401,7 @@ class Cache:
         self._fs, root = self._filesystem()
         self.root = root.rstrip("/")
         self._indexes: dict[tuple[str, str], np.ndarray] = {}
-        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self._maps_of = object()  # keys this Cache's maps among the process's: another Cache sees a file removed since
 
         def probe() -> tuple[bytes | None, bool]:
             found = self.fs.exists(f"{self.root}/zarr.json")
@@ -345,7 +432,7 @@ class Cache:
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get fresh memos
         state = dict(self.__dict__)
-        state["_indexes"], state["_maps"] = {}, OrderedDict()
+        state["_indexes"], state["_maps_of"] = {}, object()
         return state
 
     @property
@@ -447,7 +534,7 @@ class Cache:
         return self._indexes[memo]
 
     def _map(self, path: str, layout: ArrayLayout, where: str, whole: bool = False) -> mmap.mmap | np.ndarray:
-        """A read-only memory map of a local shard file, kept for the next reads (the last MAPS_KEPT).
+        """A read-only memory map of a local shard file, kept for the next reads (the process's last :data:`MAPS_KEPT`).
 
         Reading from the map copies nothing and, once its pages are mapped,
         faults nothing; a file removed by ``gc`` stays readable while mapped.
@@ -455,38 +542,22 @@ class Cache:
         is not mapped already is read instead, into this thread's read buffer
         (valid until the thread's next such read; nothing is kept): mapping
         and faulting in a small file read once per epoch (a 2D sample) costs
-        more than copying it.
+        more than copying it. Out of file descriptors (EMFILE), the kept maps
+        are dropped and the file opened once more.
         """
-        if path in self._maps:
-            self._maps.move_to_end(path)
-            return self._maps[path]
+        mapped = _maps.get((self._maps_of, path))
+        if mapped is not None:
+            return mapped
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise _missing(path, where) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size < index_nbytes(layout):
-                raise CacheIntegrityError(
-                    f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path
-                )
-            if whole and size <= READ_WHOLE_BELOW:
-                blob = _read_buffer(size)
-                if os.readv(fd, [blob.data]) != size:
-                    raise CacheIntegrityError(f"{where}: shard file {path} changed while read; delete the entry and recompute", path=path)
-                return blob
-            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        if hasattr(mapped, "madvise"):  # read ahead the whole file while the first chunks decode: the index (at the end) first
-            size = len(mapped)
-            tail = (size - 1) // _AHEAD_PIECE * _AHEAD_PIECE
-            for start in (tail, *range(0, tail, _AHEAD_PIECE)):
-                mapped.madvise(mmap.MADV_WILLNEED, start, min(_AHEAD_PIECE, size - start))
-        self._maps[path] = mapped
-        if len(self._maps) > MAPS_KEPT:  # unmapped once no array views it
-            self._maps.popitem(last=False)
-        return mapped
+            opened = _open_shard(path, layout, where, whole)
+        except OSError as exc:
+            if exc.errno != errno.EMFILE:
+                raise
+            _maps.clear()  # each kept map holds a descriptor: closed with it, unless a sample still views it
+            opened = _open_shard(path, layout, where, whole)
+        if not isinstance(opened, np.ndarray):  # a map; one beyond the limit is unmapped once no array views it
+            _maps.put((self._maps_of, path), opened)
+        return opened
 
     # -- writing ---------------------------------------------------------------
 
@@ -975,6 +1046,32 @@ def _fetch(call: Callable[[], T], path: str, where: str) -> T:
         raise _missing(path, where) from None
     except RemoteSourceError as exc:  # the storage client's own error (aiohttp's, botocore's) is its cause
         raise CacheError(f"{where}: {exc}", path=path) from exc.__cause__
+
+
+def _open_shard(path: str, layout: ArrayLayout, where: str, whole: bool) -> mmap.mmap | np.ndarray:
+    """A local shard file mapped (or, small and read ``whole``, read into the thread's buffer): see ``Cache._map``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise _missing(path, where) from None
+    try:
+        size = os.fstat(fd).st_size
+        if size < index_nbytes(layout):
+            raise CacheIntegrityError(f"{where}: shard file {path} is cut short ({size} bytes); delete the entry and recompute", path=path)
+        if whole and size <= READ_WHOLE_BELOW:
+            blob = _read_buffer(size)
+            if os.readv(fd, [blob.data]) != size:
+                raise CacheIntegrityError(f"{where}: shard file {path} changed while read; delete the entry and recompute", path=path)
+            return blob
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    if hasattr(mapped, "madvise"):  # read ahead the whole file while the first chunks decode: the index (at the end) first
+        size = len(mapped)
+        tail = (size - 1) // _AHEAD_PIECE * _AHEAD_PIECE
+        for start in (tail, *range(0, tail, _AHEAD_PIECE)):
+            mapped.madvise(mmap.MADV_WILLNEED, start, min(_AHEAD_PIECE, size - start))
+    return mapped
 
 
 def _missing(path: str, where: str) -> CacheIntegrityError:

@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
+from dicomml.cache.store import Kept
 from dicomml.config import Annotations, PipelineConfig, with_options
 from dicomml.data.samplers import SAMPLERS, grid_starts, label_balanced_start, uniform_start
 from dicomml.errors import CacheIntegrityError, CacheMissError, ConfigError
@@ -47,7 +48,7 @@ from dicomml.pipeline.sources import kept_list
 from dicomml.pipeline.stats import STATS_KEY, intensity_stats
 from dicomml.study.config import StudyConfig, load_any_config, load_study_config
 from dicomml.study.source import StudySource
-from dicomml.transforms.base import Mask, RandomTransform, check_int
+from dicomml.transforms.base import Mask, RandomTransform, check_int, drawing_from
 from dicomml.transforms.functional.grid import shift_grid
 from dicomml.transforms.intensity import ZNormalize
 
@@ -76,21 +77,51 @@ class SeededDataset(Dataset):
         """New random draws for ``epoch`` (an integer >= 0); reaches persistent DataLoader workers (shared memory)."""
         self._epoch.fill_(check_int(f"{type(self).__name__}.set_epoch", "epoch", epoch, ">= 0", lambda n: n >= 0))
 
+    def __len__(self) -> int:  # each Dataset's own
+        raise NotImplementedError
+
+    def _position(self, index: Any) -> int:
+        """``index`` read as a Python sequence reads it: any integer (numpy, 0-d tensor), negative from the end."""
+        position, length = operator.index(index), len(self)
+        if not -length <= position < length:
+            raise IndexError(f"{type(self).__name__} index {position} is out of range for {length} samples")
+        return position % length
+
+    def _stamp(self, index: int) -> dict[str, int]:
+        """What every sample's ``meta`` records of its draws: its index (from 0) and the epoch."""
+        return {"index": index, "epoch": int(self._epoch)}
+
     def _random(self, index: int) -> tuple[np.random.Generator, int]:
         seq = np.random.SeedSequence([self.seed, int(self._epoch), index])
         return np.random.default_rng(seq), int(seq.generate_state(1, np.uint64)[0] >> 1)
 
     @staticmethod
     def _seeded(torch_seed: int, calls: Sequence[Callable[[Any], Any] | None], sample: Any) -> Any:
-        """``sample`` through ``calls`` in order, torch's generator (and each MONAI transform's own) seeded by ``torch_seed``."""
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(torch_seed)  # CPU only: torch.manual_seed also seeds CUDA
+        """``sample`` through ``calls`` in order, their draws one stream seeded by ``torch_seed``.
+
+        dicomml's transforms draw from this thread's generator
+        (:func:`~dicomml.transforms.base.drawing_from`): threads making
+        samples at once neither share nor touch torch's global generator.
+        Any other call (a MONAI transform, a user's function) may draw from
+        the global generator or from state of its own, both shared by every
+        thread: it runs under one process-wide lock, the global generator
+        carrying the stream meanwhile (restored after) and a MONAI
+        transform's own (``set_random_state``) seeded by ``torch_seed``.
+        """
+        generator = torch.Generator().manual_seed(torch_seed)
+        with drawing_from(generator):
             for call in calls:
                 if call is None:
                     continue
-                if hasattr(call, "set_random_state"):  # MONAI's Randomizable / Compose draw from their own generators
-                    call.set_random_state(seed=torch_seed % 2**32)
-                sample = call(sample)
+                if _draws_privately(call):
+                    sample = call(sample)
+                    continue
+                with _global_draws, torch.random.fork_rng(devices=[]), drawing_from(None):
+                    torch.random.default_generator.set_state(generator.get_state())  # the CPU one: fork_rng restores no other
+                    if hasattr(call, "set_random_state"):  # MONAI's Randomizable / Compose draw from their own generators
+                        call.set_random_state(seed=torch_seed % 2**32)
+                    sample = call(sample)
+                    generator.set_state(torch.random.default_generator.get_state())
         return sample
 
 
@@ -143,7 +174,6 @@ class _CachedDataset(SeededDataset):
         # a first step that maps each stored value on its own runs inside the chunk decoding (one pass)
         self._lookup = steps[0].lookup_table(self.config.deterministic.dtype) if steps else None
         self._steps = steps[1:] if self._lookup is not None else steps
-        self._foreground: dict[str, np.ndarray] = {}
 
     def _study_sources(self) -> list[StudySource]:
         from dicomml.study import study_sources  # pandas: only when the kept list does not answer
@@ -189,21 +219,8 @@ class _CachedDataset(SeededDataset):
         return self.cache.open(source.key)
 
     def _read(self, series_index: int, read: Callable[[CacheEntry], _T]) -> _T:
-        """``read`` of the series' entry, again of the entry published now if the one read was unpublished or replaced meanwhile.
-
-        An entry deleted while read (``dicomml cache verify --delete`` and
-        ``gc`` in another process) is a miss by then, computed (or refused
-        with ``cache_only=True``) as any miss; a published entry whose files
-        are broken raises.
-        """
-        entry = self.entry(series_index)
-        try:
-            return read(entry)
-        except CacheIntegrityError:
-            now = self.cache.published(entry.key)
-            if now is not None and now._path == entry._path:  # still the entry read: broken (`dicomml cache verify --delete`)
-                raise
-        return read(self.entry(series_index))
+        """``read`` of the series' entry (see :func:`read_entry`)."""
+        return read_entry(self.cache, lambda: self.entry(series_index), read)
 
     def _image(self, entry: CacheEntry, start: Sequence[int] | None = None, size: Sequence[int] | None = None) -> torch.Tensor:
         """(C, i, j, k): windowed through the lookup table while decoding, or as cached with C = 1.
@@ -227,27 +244,12 @@ class _CachedDataset(SeededDataset):
         axes = (["window"] if self._lookup is not None else []) + list(entry.meta.get("axes", []))
         return {"axes": axes, **({"volumes": entry.meta["volumes"]} if "volumes" in entry.meta else {})}
 
-    def __len__(self) -> int:  # each Dataset's own
-        raise NotImplementedError
-
-    def _position(self, index: Any) -> int:
-        """``index`` read as a Python sequence reads it: any integer (numpy, 0-d tensor), negative from the end."""
-        position, length = operator.index(index), len(self)
-        if not -length <= position < length:
-            raise IndexError(f"{type(self).__name__} index {position} is out of range for {length} samples")
-        return position % length
-
     def _present(self, entry: CacheEntry) -> list[bool]:
         """Which mask channels hold a voxel: the entry's record (a label map), else read off its foreground index."""
         if entry.meta.get("mask_present") is not None:
             return list(entry.meta["mask_present"])
-        channels = np.unique(self._foreground_of(entry)[:, 0])  # every non-empty channel has rows in the index
+        channels = np.unique(_foreground(entry)[:, 0])  # every non-empty channel has rows in the index
         return np.isin(np.arange(entry.layouts["mask"].shape[0]), channels).tolist()
-
-    def _foreground_of(self, entry: CacheEntry) -> np.ndarray:
-        if entry.key not in self._foreground:  # per process; small (<= FOREGROUND_MAX x 4 int32)
-            self._foreground[entry.key] = entry.read("foreground")
-        return self._foreground[entry.key]
 
     def _sample(
         self,
@@ -269,8 +271,7 @@ class _CachedDataset(SeededDataset):
             "meta": {
                 **_identity(source, entry),
                 "cache_key": entry.key,
-                "index": index,
-                "epoch": int(self._epoch),
+                **self._stamp(index),
                 **self._axes(entry),
                 **meta,
             },
@@ -309,8 +310,11 @@ class SeriesDataset(_CachedDataset):
     transform
         Applied after the config's at-load part (e.g. a MONAI ``Compose``).
         Before each sample, a transform with ``set_random_state`` (MONAI's
-        ``Randomizable``, ``Compose``) is seeded from (seed, epoch, index);
-        one drawing from numpy's or Python's global generator is not. When
+        ``Randomizable``, ``Compose``) is seeded from (seed, epoch, index),
+        and so is torch's global generator while a transform not dicomml's
+        runs (under a process-wide lock: threads reading samples take turns
+        through it); one drawing from numpy's or Python's global generator
+        is not. When
         it returns the image as a MONAI ``MetaTensor`` (a MONAI spatial
         transform does), ``affine`` follows the change it records.
     seed
@@ -499,7 +503,7 @@ class PatchDataset(_CachedDataset):
         if self.sampler == "grid":
             start = self._tiles[index][1]
         elif self.sampler == "label_balanced":
-            start, channel = label_balanced_start(entry.shape, self.patch_size, self._foreground_of(entry), self.positive_fraction, rng)
+            start, channel = label_balanced_start(entry.shape, self.patch_size, _foreground(entry), self.positive_fraction, rng)
             drawn["positive_channel"] = -1 if channel is None else channel
         else:
             start = uniform_start(entry.shape, self.patch_size, rng)
@@ -535,6 +539,44 @@ class PatchDataset(_CachedDataset):
         stats = self._stats[entry.key]
         prefix = "nonzero_" if step.nonzero else ""
         return ZNormalize(step.nonzero, mean=stats[f"{prefix}mean"], std=stats[f"{prefix}std"])
+
+
+def read_entry(cache: Cache, entry: Callable[[], CacheEntry], read: Callable[[CacheEntry], _T]) -> _T:
+    """``read`` of the entry that ``entry()`` opens, again of the one it opens then if that copy was unpublished or replaced meanwhile.
+
+    An entry deleted while read (``dicomml cache verify --delete`` and
+    ``gc`` in another process) is a miss by then, computed (or refused with
+    ``cache_only=True``) by ``entry()`` as any miss; a published entry whose
+    files are broken raises.
+
+    Raises
+    ------
+    CacheIntegrityError
+        If the entry read is still the one published and its files are missing or damaged.
+    """
+    opened = entry()
+    try:
+        return read(opened)
+    except CacheIntegrityError:
+        now = cache.published(opened.key)
+        if now is not None and now._path == opened._path:  # still the entry read: broken (`dicomml cache verify --delete`)
+            raise
+    return read(entry())
+
+
+#: Bytes of entries' foreground indexes (``label_balanced`` patches) this process keeps for the next patches, every
+#: Dataset together: an entry's is up to FOREGROUND_MAX x 4 int32 (3 MiB), so a few thousand series would fill memory.
+FOREGROUND_KEPT = 256 << 20
+_foregrounds: Kept[str, np.ndarray] = Kept(lambda: FOREGROUND_KEPT, lambda rows: rows.nbytes)
+
+
+def _foreground(entry: CacheEntry) -> np.ndarray:
+    """The entry's foreground index, (N, 4) int32 rows (channel, i, j, k), kept for the next patches while it fits."""
+    rows = _foregrounds.get(entry._path)  # by the copy read: a key's entry may be published anew
+    if rows is None:
+        rows = entry.read("foreground")
+        _foregrounds.put(entry._path, rows)
+    return rows
 
 
 def _finished(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -588,6 +630,17 @@ def _refuse_own_seed(name: str, transforms: Sequence[Any]) -> None:
         wrapped = getattr(transform, "transform", None)  # a wrapper (dicomml's Planar)
         if wrapped is not None:
             _refuse_own_seed(name, [wrapped])
+
+
+def _draws_privately(call: Any) -> bool:
+    """Whether ``call`` is dicomml's own transform (or Compose, Planar of such), drawing only through ``drawing_from``.
+
+    Judged by the class's module: a user's subclass may draw from torch's global generator itself.
+    """
+    if not type(call).__module__.startswith("dicomml."):
+        return False
+    inner = [*getattr(call, "transforms", ()), *([call.transform] if hasattr(call, "transform") else [])]
+    return all(_draws_privately(one) for one in inner)
 
 
 def _moved_affine(sample: Any) -> Any:
@@ -663,6 +716,9 @@ RECYCLE_FROM = 32 << 20
 RECYCLE_KEPT = 2
 _free: list[np.ndarray] = []
 _free_lock = threading.Lock()
+#: Held while a transform that may draw from torch's global generator, or from a MONAI object's own, makes a sample;
+#: reentrant: such a transform may read another sample (mixup).
+_global_draws = threading.RLock()
 
 
 def _recycled(nbytes: int) -> np.ndarray:
@@ -691,14 +747,14 @@ def _give_back(memory: np.ndarray) -> None:
             del _free[0]
 
 
-def _forget_free() -> None:
-    """A forked child (a DataLoader worker) starts with an empty list and a lock no parent thread can be holding."""
-    global _free, _free_lock
-    _free, _free_lock = [], threading.Lock()
+def _after_fork() -> None:
+    """A forked child (a DataLoader worker) starts with an empty free list and locks no parent thread can be holding."""
+    global _free, _free_lock, _global_draws
+    _free, _free_lock, _global_draws = [], threading.Lock(), threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_free)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _pad(array: np.ndarray, patch: tuple[int, ...], value: float | None) -> np.ndarray:

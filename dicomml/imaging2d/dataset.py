@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from dicomml.cache import Cache, CacheEntry
-from dicomml.data.datasets import SeededDataset, _empty, without_none
+from dicomml.data.datasets import SeededDataset, _empty, read_entry, without_none
 from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
 from dicomml.imaging2d.modalities import IMAGE_MODALITIES, VOLUME_SOP_CLASSES
 from dicomml.imaging2d.prepare import (
@@ -94,7 +94,8 @@ class ImageDataset(SeededDataset):
     cine), ``spacing`` (row, column mm of the output pixels; NaN when the
     header has none, and ``meta["spacing_missing"]`` is True),
     ``frame_times`` (ms, cine only), ``meta`` (laterality, view, flips,
-    VOI applied, placement of the letterbox...; a key with no value, such as
+    VOI applied, placement of the letterbox..., the sample's ``index`` and
+    ``epoch`` as the volume Datasets record them; a key with no value, such as
     the laterality of a chest film, is left out, so torch's ``default_collate``
     and MONAI's ``list_data_collate`` batch samples whose meta have the same
     keys; a batch mixing chest films and mammograms needs
@@ -117,8 +118,10 @@ class ImageDataset(SeededDataset):
     transforms
         Called on each sample dict (augmentation), after the cache. Its
         random draws follow (``seed``, epoch, index), never the DataLoader
-        worker: torch's generator, and a MONAI transform's own
-        (``set_random_state``), are seeded before each sample.
+        worker: dicomml's transforms draw from a generator of the thread's
+        own; torch's global generator, and a MONAI transform's own
+        (``set_random_state``), are seeded for a transform not dicomml's, run
+        under a process-wide lock (threads take turns through it).
     cache_only
         Raise :class:`~dicomml.errors.CacheMissError` instead of computing a missing entry.
         Entries opened once are remembered (the first :data:`ENTRIES_KEPT`)
@@ -215,6 +218,7 @@ class ImageDataset(SeededDataset):
 
     def _cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         """Image planes, mask and a copy of the meta of sample ``index``'s entry: a remembered entry is read without its marker."""
+        assert self.cache is not None  # only called with a cache
         key = self._keys[index]
         kept = self._entries.get(key)
         if kept is not None:
@@ -223,8 +227,7 @@ class ImageDataset(SeededDataset):
                 return (*_arrays(entry), _copied(entry.meta, nested))
             except CacheIntegrityError:  # its copy was removed since (gc, a rewrite) or is damaged: ask the marker again
                 del self._entries[key]
-        entry = self._open(key, index)
-        arrays = _arrays(entry)
+        entry, arrays = read_entry(self.cache, lambda: self._open(key, index), lambda entry: (entry, _arrays(entry)))
         nested = tuple(name for name, value in entry.meta.items() if type(value) in _NESTED)
         if len(self._entries) < ENTRIES_KEPT:
             self._entries[key] = (entry, nested)
@@ -248,6 +251,7 @@ class ImageDataset(SeededDataset):
         return len(self._keys)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._position(index)
         if self.cache is None:
             planes, mask, meta = self._computed(self._records[index])
         else:
@@ -255,7 +259,7 @@ class ImageDataset(SeededDataset):
         if meta["layout"] == "TCHW":
             planes = planes.reshape(-1, 3, *planes.shape[-2:])
         spacing = meta["spacing"] if meta["spacing"] is not None else [float("nan")] * 2
-        meta = without_none(meta)  # torch's default_collate and MONAI's list_data_collate refuse None
+        meta = {**without_none(meta), **self._stamp(index)}  # torch's default_collate and MONAI's list_data_collate refuse None
         sample = {"image": planes, "spacing": torch.from_numpy(np.array(spacing, dtype=np.float64)), "meta": meta, "key": self._keys[index]}
         if self._masks:
             sample["mask"] = Mask(mask if mask is not None else torch.zeros((0, *planes.shape[-2:]), dtype=torch.uint8))

@@ -17,9 +17,11 @@ as label maps.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from dicomml.geometry.checks import affine_problem
 from dicomml.geometry.directions import reaxis_table
 from dicomml.volume import Volume
 
-__all__ = ["Mask", "Transform", "is_label", "sample_affine", "sample_grid", "spatial_keys", "spatial_shape"]
+__all__ = ["Mask", "Transform", "drawing_from", "is_label", "sample_affine", "sample_grid", "spatial_keys", "spatial_shape"]
 
 #: Sample keys that are not spatial entries.
 RESERVED = ("affine", "meta")
@@ -386,11 +388,46 @@ class Transform:
         return f"{type(self).__name__}({args})"
 
 
+#: Per thread: the generator random transforms without a ``seed`` draw from (None: torch's global one); see :func:`drawing_from`.
+_draws = threading.local()
+
+
+@contextlib.contextmanager
+def drawing_from(generator: torch.Generator | None) -> Iterator[None]:
+    """Within the block, this thread's random transforms without a ``seed`` draw from ``generator`` (None: torch's global one).
+
+    The Datasets set a generator seeded by (seed, epoch, index) around each
+    sample, so threads making samples at once draw apart and torch's global
+    generator (the training loop's dropout and shuffling) is left alone.
+
+    Parameters
+    ----------
+    generator
+        A CPU ``torch.Generator``, or None.
+
+    Examples
+    --------
+    >>> from dicomml.transforms import RandomIntensity
+    >>> def drawn():
+    ...     with drawing_from(torch.Generator().manual_seed(1)):
+    ...         return RandomIntensity()({"image": torch.zeros(1, 1, 1, 1)})["meta"]["transforms"]
+    >>> drawn() == drawn()
+    True
+    """
+    previous = getattr(_draws, "generator", None)
+    _draws.generator = generator
+    try:
+        yield
+    finally:
+        _draws.generator = previous
+
+
 class RandomTransform(Transform):
     """A transform with random parameters, drawn once per sample in :meth:`make_params`.
 
-    Draws come from torch's default generator, which DataLoader seeds per
-    worker. Give ``seed`` to a subclass for a private, reproducible stream:
+    Draws come from the thread's generator of :func:`drawing_from` (a
+    Dataset's, seeded per sample), else from torch's default generator, which
+    DataLoader seeds per worker. Give ``seed`` to a subclass for a private, reproducible stream:
     in the main process it starts from ``seed``; in a DataLoader worker from
     ``seed`` and the worker's id (``torch.utils.data.get_worker_info().id``),
     so each worker repeats its own draws from run to run and no two workers
@@ -411,7 +448,8 @@ class RandomTransform(Transform):
                 if worker is not None:  # worker w: seed and w mixed by numpy's SeedSequence, so no two workers share a stream
                     start = int(np.random.SeedSequence([start, worker]).generate_state(1, np.uint64)[0] >> np.uint64(1))
                 self._generator = torch.Generator().manual_seed(start)
-        u = torch.rand(n, generator=self._generator, dtype=torch.float64).numpy()
+        generator = self._generator if self._generator is not None else getattr(_draws, "generator", None)
+        u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
         return low + (high - low) * u
 
 
