@@ -33,7 +33,7 @@ from dicomml.cache import Cache
 from dicomml.config import PipelineConfig, with_options
 from dicomml.distributed.report import RunReport, check_report_path, report_table, write_report
 from dicomml.distributed.shard import check_shard, select_shard
-from dicomml.errors import CacheError, CacheIntegrityError, ConfigError, DicomMLError, OutputError, SeriesNotFoundError
+from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError, ConfigError, DicomMLError, OutputError, SeriesNotFoundError
 from dicomml.executor import Backend, Dask, Failure, InProcess, Outcome, Progress, connect, run
 from dicomml.indexer.manifest import Manifest
 from dicomml.pipeline import SeriesSource, open_cache, preprocess_one, series_sources
@@ -572,6 +572,8 @@ def settle(sources: Sequence[T], cache: Cache) -> tuple[list[dict[str, Any]], li
             try:
                 rows.append(skipped_row(source, cache))
                 continue
+            except CacheMissError:  # unpublished since the listing (`dicomml cache verify --delete` elsewhere): a miss
+                pass
             except CacheIntegrityError:  # an invalid marker: its task computes the entry again
                 with contextlib.suppress(OSError):  # a read-only cache: the run stops at its write check
                     cache.delete(source.key)
@@ -580,7 +582,15 @@ def settle(sources: Sequence[T], cache: Cache) -> tuple[list[dict[str, Any]], li
 
 
 def skipped_row(source: Task, cache: Cache) -> dict[str, Any]:
-    """The report row of a series whose entry was already complete."""
+    """The report row of a series whose entry was already complete.
+
+    Raises
+    ------
+    CacheMissError
+        If the entry is not published (any more).
+    CacheIntegrityError
+        If its marker is invalid or its files are missing or cut short.
+    """
     start = time.perf_counter()
     nbytes = cache.open(source.key).nbytes()
     row = {"series_key": source.series_key, "cache_key": source.key, "status": "skipped", "worker": worker_name()}

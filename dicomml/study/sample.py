@@ -18,7 +18,7 @@ import torch
 
 from dicomml.assemble.volumes import apply_selection
 from dicomml.cache.key import FORMAT_VERSION, source_fingerprint
-from dicomml.errors import ConfigError, FrameOfReferenceError
+from dicomml.errors import ConfigError, FrameOfReferenceError, ManifestError
 from dicomml.indexer.manifest import Manifest
 from dicomml.study.config import ReferenceGrid, Role, StudyConfig
 from dicomml.study.roles import StudyMatch, match_studies
@@ -99,20 +99,52 @@ def study_sources(manifest: Manifest, config: StudyConfig, match: StudyMatch | N
     keys = sorted({str(k) for role in config.role_names for k in usable[role].dropna()})
     files = _group(manifest.instance_fingerprints(keys)) if keys else {}
     annotations = _annotations(manifest, keys) if config.pipeline.deterministic.masks else {}
+    annotation_files = {annotation_key: ann_files for pairs in annotations.values() for annotation_key, ann_files in pairs}
     out = []
     for row in usable.itertuples(index=False):
         members = tuple((role, None if pd.isna(getattr(row, role)) else str(getattr(row, role))) for role in config.role_names)
-        by_role: dict[str, list[tuple[Any, ...]]] = {}
-        anns: list[tuple[str, str]] = []
-        for role, key in members:
-            if key is None:
-                continue
-            by_role[role] = list(files.get(key, []))
-            for annotation_key, ann_files in annotations.get(key, []):
-                anns.append((role, annotation_key))
-                by_role[f"{role}/{annotation_key}"] = list(ann_files)
-        out.append(StudySource(str(row.study_instance_uid), study_key(by_role, config), members, tuple(anns)))
+        anns = tuple((role, a) for role, key in members if key is not None for a, _ in annotations.get(key, []))
+        key = _members_key(members, anns, files, annotation_files, config)
+        out.append(StudySource(str(row.study_instance_uid), key, members, anns))
     return out
+
+
+def _members_key(
+    members: Sequence[tuple[str, str | None]],
+    annotation_keys: Sequence[tuple[str, str]],
+    files: Mapping[str, Sequence[tuple[Any, ...]]],
+    annotation_files: Mapping[str, Sequence[tuple[Any, ...]]],
+    config: StudyConfig,
+) -> str:
+    """The study's cache key from its (role, series key) members, (role, annotation key) annotations and their files by key."""
+    by_role = {role: list(files.get(key, [])) for role, key in members if key is not None}
+    by_role.update({f"{role}/{a}": list(annotation_files.get(a, [])) for role, a in annotation_keys})
+    return study_key(by_role, config)
+
+
+def _check_key(manifest: Manifest, source: StudySource, config: StudyConfig) -> None:
+    """Refuse to publish under ``source.key`` what its files no longer are: rewritten and indexed again since it was resolved.
+
+    The study's counterpart of the series' check (``dicomml.pipeline.compute``):
+    called after every member and mask was loaded from the manifest's rows,
+    one read of their fingerprints, no DICOM file.
+
+    Raises
+    ------
+    ManifestError
+        If the manifest's files of the members and their annotations give another key now.
+    """
+    from dicomml.pipeline.sources import _group
+
+    files = _group(manifest.instance_fingerprints([key for _, key in source.members if key is not None]))
+    annotations = [a for _, a in source.annotation_keys]
+    annotation_files = _group(manifest.annotation_fingerprints(annotations)) if annotations else {}
+    if _members_key(source.members, source.annotation_keys, files, annotation_files, config) != source.key:
+        raise ManifestError(
+            f"{manifest.path}: study {source.study_uid} changed since its cache key {source.key} was resolved (files of "
+            "its series were rewritten and indexed again); make a new Dataset (or list the studies again) to cache what they hold now",
+            path=str(manifest.path),
+        )
 
 
 def role_volume(volume: Volume, role: Role, header: Any = None) -> Volume:
@@ -515,6 +547,7 @@ def preprocess_study(source: StudySource, manifest: Manifest, config: StudyConfi
     computed = not cache.has(source.key)
     if computed:
         arrays = compute_study(manifest, source, config, device=device)
+        _check_key(manifest, source, config)
         meta = {
             "kind": "study",
             "study_uid": source.study_uid,
