@@ -66,7 +66,15 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dicomml.cache.array import ArrayLayout, index_nbytes, read_index, read_region, shard_key, write_array
 from dicomml.cache.key import FORMAT_VERSION
-from dicomml.errors import CacheError, CacheIntegrityError, CacheMissError, DicomMLError, RemoteSourceError, SourceNotFoundError
+from dicomml.errors import (
+    CacheError,
+    CacheIntegrityError,
+    CacheMissError,
+    ConfigError,
+    DicomMLError,
+    RemoteSourceError,
+    SourceNotFoundError,
+)
 from dicomml.paths import os_reason, refuse_credentials
 from dicomml.sources._remote import Remote
 from dicomml.sources.buckets import bucket_options, bucket_retries, filesystem, single_try
@@ -317,20 +325,20 @@ class CacheEntry:
         fs = self._cache.fs
         lead = len(layout.shape) - 3
         if volumes is not None and lead != 1:
-            raise ValueError(f"volumes={volumes}: the {name} array of shape {layout.shape} has no single leading axis")
+            raise ConfigError(f"volumes={volumes}: the {name} array of shape {layout.shape} has no single leading axis")
         if volumes is not None and volumes.step not in (None, 1):
-            raise ValueError(f"volumes={volumes}: give a contiguous slice (step 1)")
+            raise ConfigError(f"volumes={volumes}: give a contiguous slice (step 1)")
         kept = (slice(*volumes.indices(layout.shape[0])[:2]),) if volumes is not None else tuple(slice(0, s) for s in layout.shape[:lead])
         if start is None and size is None and volumes is not None:
             start, size = (0, 0, 0), layout.shape[-3:]
         if start is None and size is None:
             region = tuple(slice(0, s) for s in layout.shape)
         elif start is None or size is None:
-            raise ValueError("give both start and size, or neither")
+            raise ConfigError("give both start and size, or neither")
         else:
             region = kept + tuple(slice(int(b), int(b) + int(n)) for b, n in zip(start, size))
             if any(r.start < 0 or r.stop > s or r.stop <= r.start for r, s in zip(region, layout.shape)):
-                raise ValueError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
+                raise ConfigError(f"box start={list(start)} size={list(size)} leaves the {name} array of shape {layout.shape}")
         options: dict[str, Any] = {"lookup": lookup, "threads": threads, "out": out, "scale": scale}
         if not math.prod(layout.shape):  # no chunks, so no shard file (a mask without foreground)
             return read_region(None, layout, np.empty((0, 2), np.uint64), region, where, **options)
@@ -644,9 +652,9 @@ class Cache:
         """
         image = np.asarray(image)
         if image.ndim not in (3, 4):
-            raise ValueError(f"image must be (i, j, k) or (V, i, j, k), got shape {image.shape}")
+            raise ConfigError(f"image must be (i, j, k) or (V, i, j, k), got shape {image.shape}")
         if mask is not None and (mask.ndim != 4 or mask.shape[1:] != image.shape[-3:]):
-            raise ValueError(f"mask must be (C, {', '.join(map(str, image.shape[-3:]))}), got shape {mask.shape}")
+            raise ConfigError(f"mask must be (C, {', '.join(map(str, image.shape[-3:]))}), got shape {mask.shape}")
         published = self.published(key)
         if published is not None:
             return published
@@ -931,7 +939,7 @@ class Cache:
 
     def _json_path(self, folder: str, name: str, what: str) -> str:
         if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"{what} {name!r} must be a non-empty name without '/'")
+            raise ConfigError(f"{what} {name!r} must be a non-empty name without '/'")
         return f"{self.root}/{folder}/{name}.json"
 
     def _create_root(self) -> None:

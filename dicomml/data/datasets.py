@@ -779,8 +779,8 @@ def collate(batch: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) ->
 
     Raises
     ------
-    ValueError
-        If images of one batch differ in shape (whole series without a
+    ConfigError
+        (a ValueError) If images of one batch differ in shape (whole series without a
         ``deterministic.shape``, 2D images without an ``ImageConfig`` size):
         set one, or use ``batch_size=1``; or if samples differ in their
         entries (a mask in some only).
@@ -801,7 +801,7 @@ def collate(batch: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) ->
     odd = next((sample for sample in samples if set(sample) != set(keys)), None)
     if odd is not None:
         differ = sorted(set(keys) ^ set(odd))
-        raise ValueError(
+        raise ConfigError(
             f"cannot batch samples with different entries ({', '.join(map(repr, differ))} in some only, e.g. a mask); "
             "batch samples of one Dataset kind, or give each the same entries"
         )
@@ -824,7 +824,7 @@ def collate(batch: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) ->
                 if channels_only
                 else "set deterministic.shape in the config (crop/pad), use a PatchDataset"
             )
-            raise ValueError(f"cannot batch {key!r}: shapes {sorted(shapes)} differ; {way_out}, or batch_size=1")
+            raise ConfigError(f"cannot batch {key!r}: shapes {sorted(shapes)} differ; {way_out}, or batch_size=1")
         # a batch of one is a view: a copy of a whole volume would cost page faults for nothing
         stacked = values[0][None] if len(values) == 1 else torch.stack(values)
         out[key] = Mask(stacked) if all(isinstance(v, Mask) for v in values) else stacked  # torch ops drop the tag
