@@ -118,9 +118,9 @@ def preprocess_images(
     >>> report = preprocess_images("manifest", "mammo.yaml", "cache", workers=2)  # doctest: +SKIP
     """
     from dicomml.imaging2d import ImageConfig
-    from dicomml.imaging2d.dataset import image_masks, referencing_segs, select_images
     from dicomml.imaging2d.modalities import IMAGE_MODALITIES
     from dicomml.imaging2d.prepare import image_key
+    from dicomml.imaging2d.selection import mask_rows, referencing_segs, select_images
 
     started = time.perf_counter()
     check_options(workers, scheduler, shard, device, retries)
@@ -133,7 +133,7 @@ def preprocess_images(
     if rows.empty:
         raise SeriesNotFoundError(f"{manifest.path}: no 2D image" + (f" matches {where!r}" if where else ""), path=str(manifest.path))
     segs = referencing_segs(manifest) if masks else None
-    sources = [ImageSource(r, image_key(r, config, image_masks(segs, r)), _shape(r), image_masks(segs, r)) for r in rows.to_dict("records")]
+    sources = [ImageSource(r, image_key(r, config, mask_rows(segs, r)), _shape(r), mask_rows(segs, r)) for r in rows.to_dict("records")]
     fs, path = report_location(cache, report, shard)
     out, todo = settle(sources, cache)
     context = (cache, config, device, DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, manifest.remote)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from torch.utils.data import get_worker_info
 from dicomml.cache import Cache, CacheEntry
 from dicomml.data.datasets import SeededDataset, _empty, read_entry, without_none
 from dicomml.errors import CacheIntegrityError, CacheMissError, ManifestError
-from dicomml.imaging2d.modalities import IMAGE_MODALITIES, VOLUME_SOP_CLASSES
+from dicomml.imaging2d.modalities import IMAGE_MODALITIES
 from dicomml.imaging2d.prepare import (
     ImageConfig,
     from_stored,
@@ -25,6 +25,7 @@ from dicomml.imaging2d.prepare import (
     stored_scale,
     to_stored,
 )
+from dicomml.imaging2d.selection import mask_rows, referencing_segs, select_images
 from dicomml.paths import check_unchanged
 from dicomml.pipeline.sources import kept_list
 from dicomml.transforms.base import Mask
@@ -34,52 +35,12 @@ if TYPE_CHECKING:  # the manifest's rows (pandas, DuckDB) are read only when the
 
     from dicomml.indexer.manifest import Manifest
 
-__all__ = ["ImageDataset", "image_masks", "referencing_segs", "select_images"]
+__all__ = ["ImageDataset"]
 
 #: Cache entries an ImageDataset remembers (the first this many opened; each a few KB of parsed marker).
 ENTRIES_KEPT = 200_000
 #: Types of the meta's values that a sample gets copies of.
 _NESTED = frozenset((dict, list))
-
-
-def referencing_segs(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
-    """SEG and RTSTRUCT rows of the manifest by the SOP Instance UID of each image they reference.
-
-    An RTSTRUCT that names no image (no Contour Image Sequence) is listed under
-    each series it references, as ``"series:UID"``: its contours are matched
-    to each image of the series by plane.
-    """
-    out: dict[str, list[dict[str, Any]]] = {}
-    for record in manifest.seg_instances(("SEG", "RTSTRUCT")).to_dict("records"):
-        uids, series = (record.pop(column) for column in ("referenced_sop_uids", "referenced_series_uids"))
-        uids = [] if uids is None else list(uids)
-        for uid in uids or [f"series:{s}" for s in ([] if series is None else series)]:
-            out.setdefault(str(uid), []).append(record)
-    return out
-
-
-def image_masks(segs: Mapping[str, list[dict[str, Any]]] | None, row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The SEG and RTSTRUCT rows of an image's masks (of :func:`referencing_segs`; none when ``segs`` is None)."""
-    if segs is None:
-        return []
-    return segs.get(row["sop_instance_uid"], []) + segs.get(f"series:{row['series_instance_uid']}", [])
-
-
-def select_images(manifest: Manifest, where: str | None = None, modalities: tuple[str, ...] = IMAGE_MODALITIES) -> pd.DataFrame:
-    """The ``instances`` rows of the manifest's 2D images, ordered by path.
-
-    Objects of :data:`~dicomml.imaging2d.modalities.VOLUME_SOP_CLASSES` (a Breast Tomosynthesis stack...)
-    are left out: they are volumes, not 2D images or cine loops.
-
-    Raises
-    ------
-    ManifestError
-        If ``where`` is not a valid predicate on the ``instances`` table.
-    """
-    rows = manifest.image_instances(modalities, where)
-    # a query of its own: the caller's predicate, however written, cannot bring the volumes back
-    volumes = manifest.sql("SELECT DISTINCT path FROM instances WHERE list_contains(?, sop_class_uid)", list(VOLUME_SOP_CLASSES))
-    return rows[~rows.path.isin(volumes.path)].reset_index(drop=True) if len(volumes) else rows
 
 
 class ImageDataset(SeededDataset):
@@ -214,7 +175,7 @@ class ImageDataset(SeededDataset):
 
     def _row_segs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The SEG and RTSTRUCT rows of an image's masks (none without ``masks=True``)."""
-        return image_masks(self._segs, row)
+        return mask_rows(self._segs, row)
 
     def _cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         """Image planes, mask and a copy of the meta of sample ``index``'s entry: a remembered entry is read without its marker."""

@@ -499,7 +499,7 @@ class Manifest:
         return self._execute(query, [sorted(set(annotation_keys))], lambda result: result.fetchall())
 
     @_of_complete_run
-    def image_instances(self, modalities: Sequence[str], where: str | None = None) -> pd.DataFrame:
+    def image_instances(self, modalities: Sequence[str], where: str | None = None, without_sop_classes: Sequence[str] = ()) -> pd.DataFrame:
         """Distinct ``instances`` rows of some modalities (the 2D images), ordered by path.
 
         Parameters
@@ -511,6 +511,9 @@ class Manifest:
             ``"view = 'CC' AND NOT burned_in"``; ANDed with the modalities.
             It filters a subquery of the rows of these modalities, run as one
             statement over read-only views.
+        without_sop_classes
+            Files holding an object of these SOP classes are left out (the
+            predicate cannot bring them back).
 
         Returns
         -------
@@ -530,9 +533,12 @@ class Manifest:
         >>> m.image_instances(("MG",), "view = 'CC'")  # doctest: +SKIP
         """
         # the predicate filters a subquery of these modalities' rows: it cannot reach past them
-        chosen = "(SELECT * FROM instances WHERE list_contains(?, modality)) AS instances"
+        chosen = (
+            "(SELECT * FROM instances WHERE list_contains(?, modality) AND path NOT IN "
+            "(SELECT path FROM instances WHERE list_contains(?, sop_class_uid))) AS instances"
+        )
         query = f"SELECT DISTINCT {_IMAGE_COLUMNS} FROM {chosen}" + (f" WHERE ({where})" if where else "") + " ORDER BY path"
-        return self._filtered(query, where, "instances", [list(modalities)])
+        return self._filtered(query, where, "instances", [list(modalities), list(without_sop_classes)])
 
     @_of_complete_run
     def seg_instances(self, modalities: Sequence[str] = ("SEG",)) -> pd.DataFrame:

@@ -14,8 +14,8 @@ from pydicom.sr.coding import Code
 
 import dicomml
 from dicomml.imaging2d import ImageConfig, ImageDataset, load_image, physical_spacing, projection_header
-from dicomml.imaging2d.dataset import select_images
 from dicomml.imaging2d.orientation import normalize_view
+from dicomml.imaging2d.selection import select_images
 from dicomml.imaging2d.synthetic import code_item, write_image2d
 
 #: ACR MQCM abbreviation of each view of pydicom's CID 4014 (View for Mammography), by pydicom's concept name.
