@@ -147,6 +147,8 @@ def check_fragments(ds: Dataset) -> None:
         pos += 8 + length
 
 
+#: Red Palette Color Lookup Table Descriptor, which a PALETTE COLOR image carries.
+_PALETTE_DESCRIPTOR = 0x00281101
 _COLOUR_ADVICE = "colour images are not volumes: read them with dicomml.ImageDataset or dicomml.imaging2d.load_image"
 
 
@@ -170,7 +172,8 @@ def stored_dtype(ds: Dataset) -> np.dtype:
         raise InvalidDicomFileError(
             f"{path}: (0028,0002) Samples per Pixel is {samples}, expected 1; {_COLOUR_ADVICE}", path=path, tag="(0028,0002)"
         )
-    if is_colour(samples, ds.get("PhotometricInterpretation")):
+    # the table's descriptor first: a dict lookup, where parsing the interpretation per slice slows a stack's read
+    if _PALETTE_DESCRIPTOR in ds and is_colour(samples, header_value(ds, "PhotometricInterpretation")):
         raise InvalidDicomFileError(
             f"{path}: (0028,0004) Photometric Interpretation is PALETTE COLOR (indices into a colour table); {_COLOUR_ADVICE}",
             path=path,
@@ -309,7 +312,7 @@ def native_stack(ds: Dataset, n_frames: int) -> np.ndarray | None:
     """All frames' stored values, (frames, rows, columns), read from uncompressed little-endian
     bytes without pydicom's decoder: a view when BitsStored fills BitsAllocated, else masked
     (unsigned) or sign-extended (signed) as pydicom does. None when pydicom must decode."""
-    if not is_native(ds) or "PixelData" not in ds or is_colour(1, ds.get("PhotometricInterpretation")):
+    if not is_native(ds) or "PixelData" not in ds or _PALETTE_DESCRIPTOR in ds:
         return None  # palette indices: pydicom's decoding, for the 2D reader to map through the table
     layout = native_layout(ds)
     if layout is None:
