@@ -6,12 +6,13 @@ Only the CLI reads the environment; the library takes a :class:`dicomml.sources.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from dicomml.indexer.manifest import Manifest
-from dicomml.sources import Remote
+if TYPE_CHECKING:  # pyarrow (the manifest) and the sources: imported to run, not for --help
+    from dicomml.indexer.manifest import Manifest
+    from dicomml.sources import Remote
 
 __all__ = ["open_manifest", "remote_from_env", "storage_option"]
 
@@ -53,9 +54,13 @@ def _dicomweb_auth() -> Any:
 
 def remote_from_env(pairs: tuple[str, ...] = ()) -> Remote:
     """The Remote of a command: its ``--storage-option`` pairs and the environment's DICOMweb credentials."""
+    from dicomml.sources import Remote
+
     return Remote(storage_options=_storage_options(pairs), auth=_dicomweb_auth())
 
 
 def open_manifest(path: str, pairs: tuple[str, ...] = ()) -> Manifest:
     """The manifest at ``path``, reading its remote files with :func:`remote_from_env`."""
+    from dicomml.indexer.manifest import Manifest
+
     return Manifest(path, remote=remote_from_env(pairs))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from dicomml.cache import Cache
 from dicomml.cli._remote import remote_from_env, storage_option
 from dicomml.errors import CacheIntegrityError, CacheMissError
+
+if TYPE_CHECKING:  # fsspec and crc32c: imported to run, not for --help
+    from dicomml.cache import Cache
 
 __all__ = ["command"]
 
@@ -23,6 +26,8 @@ def command() -> None:
 
 def _open(cache: str, pairs: tuple[str, ...]) -> Cache:
     """The existing cache at ``cache``, reached with the ``--storage-option`` pairs."""
+    from dicomml.cache import Cache
+
     return Cache(cache, storage_options=remote_from_env(pairs).storage_options, create=False)
 
 

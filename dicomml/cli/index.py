@@ -10,7 +10,6 @@ import click
 from dicomml.cli._paths import local_output
 from dicomml.cli._remote import remote_from_env, storage_option
 from dicomml.errors import ConfigError, SourceNotFoundError
-from dicomml.indexer import index
 
 
 @click.command("index")
@@ -67,6 +66,8 @@ def command(
     still exits 0 and says how many. When SOURCES hold no DICOM file at all
     (an empty folder, a mistyped one), it says so and exits 1.
     """
+    from dicomml.indexer import index  # pyarrow (and pydicom in the scan): imported to run, not for --help
+
     items: list[Any] = list(sources)
     if url_list is not None:
         from dicomml.sources import ObjectList

@@ -6,7 +6,6 @@ import click
 
 from dicomml.cli._paths import png_output
 from dicomml.cli.listing import DEFAULT_COLUMNS, echo_rows
-from dicomml.indexer import Manifest
 
 
 def _sop_name(uid: str | None) -> str:
@@ -34,6 +33,8 @@ def command(manifest: str, show_errors: bool, plot: str | None) -> None:
     indexed, one per line with the reason; `dicomml list MANIFEST errors
     --where ...` filters them. With --plot, the summary is drawn too.
     """
+    from dicomml.indexer import Manifest  # pyarrow: imported to run, not for --help
+
     m = Manifest(manifest)
     if show_errors:
         echo_rows(m.rows("errors", columns=DEFAULT_COLUMNS["errors"]))

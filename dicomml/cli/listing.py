@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from dicomml.indexer import Manifest
 from dicomml.paths import printable
 
-if TYPE_CHECKING:  # pandas comes with the rows: imported to run, not for --help
+if TYPE_CHECKING:  # pandas comes with the rows, pyarrow with the manifest: imported to run, not for --help
     import pandas as pd
 
 __all__ = ["DEFAULT_COLUMNS", "command", "echo_rows"]
@@ -100,5 +99,7 @@ def command(manifest: str, table: str, where: str | None, columns: str | None, n
       dicomml list manifest/ series --where usable --columns series_key,folder --no-header
       dicomml list manifest/ errors --format csv > errors.csv
     """
+    from dicomml.indexer import Manifest
+
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else DEFAULT_COLUMNS[table]
     echo_rows(Manifest(manifest).rows(table, where=where, columns=chosen), header=not no_header, fmt=fmt)

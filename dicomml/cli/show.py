@@ -6,18 +6,22 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
 from dicomml.cli._options import max_voxels, on_irregular, philips_scaling
 from dicomml.cli._paths import output_option, png_output
 from dicomml.cli._remote import open_manifest, storage_option
-from dicomml.viz import CONVENTIONS, save_png
-from dicomml.viz.window import Window
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # nibabel, pydicom, PIL and pyarrow: imported to run, not for --help
+    import numpy as np
+
     from dicomml.indexer.manifest import Manifest
+    from dicomml.viz.window import Window
 
 __all__ = ["command", "parse_window"]
+
+#: The display conventions of ``--convention``: the keys of :data:`dicomml.viz.planes.CONVENTIONS`, written out
+#: because that module imports nibabel (tests/cli/test_help_imports.py checks that the two agree).
+_CONVENTIONS = ("neurological", "radiological")
 
 
 def parse_window(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> Window:
@@ -56,7 +60,7 @@ def parse_window(ctx: click.Context | None, param: click.Parameter | None, value
     help="Preset name (lung, bone, brain, ...) or CENTER,WIDTH; default: the header's window.",
 )
 @click.option("--mask", "annotation_key", default=None, help="Annotation key (SEG / RTSTRUCT) to overlay.")
-@click.option("--convention", type=click.Choice(sorted(CONVENTIONS)), default="radiological", show_default=True)
+@click.option("--convention", type=click.Choice(_CONVENTIONS), default="radiological", show_default=True)
 @click.option("--montage", type=click.IntRange(min=0), default=12, show_default=True, help="Axial slices in the montage (0: none).")
 @on_irregular
 @philips_scaling
@@ -85,6 +89,7 @@ def command(
     """
     from dicomml import load_mask, load_series
     from dicomml.limits import DEFAULT_MAX_VOXELS
+    from dicomml.viz import save_png
 
     opened = open_manifest(manifest, storage_option)
     files = _image_files(opened, series_key)
@@ -127,6 +132,8 @@ def _image_files(manifest: Manifest, series_key: str) -> list[tuple[str, str]] |
 
 
 def _show_images(manifest: Manifest, files: list[tuple[str, str]], annotation_key: str | None, window: Window, output: str) -> Any:
+    import numpy as np
+
     from dicomml.imaging2d import load_image
     from dicomml.imaging2d.masks import displayed_masks
     from dicomml.viz import save_images_png

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 
-from dicomml.indexer import Manifest
-from dicomml.study import load_study_config, match_studies
-
 
 @click.command("studies")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
@@ -14,6 +11,9 @@ from dicomml.study import load_study_config, match_studies
 @click.option("--show-skipped", default=20, show_default=True, help="List at most this many studies left out, with the reason.")
 def command(manifest: str, config_path: str, show_skipped: int) -> None:
     """Per role of the config: studies with one matching series, several (ambiguous), none (missing)."""
+    from dicomml.indexer import Manifest  # pyarrow and pandas: imported to run, not for --help
+    from dicomml.study import load_study_config, match_studies
+
     config = load_study_config(config_path)
     match = match_studies(Manifest(manifest), config)
     total, usable = len(match.table), len(match.usable)
